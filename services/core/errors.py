@@ -1,0 +1,109 @@
+"""One error type per service, mapped to gRPC status codes in exactly one place.
+
+A service core raises its own subclass of :class:`TendrilError` (``LeaseError``, ``JobError``,
+...) with an :class:`ErrorKind`; it never imports grpc. The error interceptor of the server
+factory turns the error into a rich status (google.rpc.Status with an ErrorInfo detail), so
+every service answers bad input the same way.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+
+import grpc
+
+
+class ErrorKind(enum.Enum):
+    """What went wrong, in words a service core can use without knowing gRPC."""
+
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    NOT_FOUND = "NOT_FOUND"
+    ALREADY_EXISTS = "ALREADY_EXISTS"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    FAILED_PRECONDITION = "FAILED_PRECONDITION"
+    RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
+    UNAVAILABLE = "UNAVAILABLE"
+    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+    ABORTED = "ABORTED"
+    DATA_LOSS = "DATA_LOSS"
+    INTERNAL = "INTERNAL"
+
+
+STATUS_CODES: Mapping[ErrorKind, grpc.StatusCode] = {
+    ErrorKind.INVALID_ARGUMENT: grpc.StatusCode.INVALID_ARGUMENT,
+    ErrorKind.NOT_FOUND: grpc.StatusCode.NOT_FOUND,
+    ErrorKind.ALREADY_EXISTS: grpc.StatusCode.ALREADY_EXISTS,
+    ErrorKind.PERMISSION_DENIED: grpc.StatusCode.PERMISSION_DENIED,
+    ErrorKind.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
+    ErrorKind.FAILED_PRECONDITION: grpc.StatusCode.FAILED_PRECONDITION,
+    ErrorKind.RESOURCE_EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    ErrorKind.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
+    ErrorKind.DEADLINE_EXCEEDED: grpc.StatusCode.DEADLINE_EXCEEDED,
+    ErrorKind.ABORTED: grpc.StatusCode.ABORTED,
+    ErrorKind.DATA_LOSS: grpc.StatusCode.DATA_LOSS,
+    ErrorKind.INTERNAL: grpc.StatusCode.INTERNAL,
+}
+
+ERROR_DOMAIN = "tendril.dev"
+
+
+class TendrilError(Exception):
+    """Base of every service's error type.
+
+    ``reason`` is a stable UPPER_SNAKE identifier clients can switch on (ErrorInfo.reason);
+    ``message`` says what was wrong and what to do; ``metadata`` adds facts (ids, limits).
+    """
+
+    service = "tendril"
+
+    def __init__(
+        self,
+        kind: ErrorKind,
+        message: str,
+        *,
+        reason: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.message = message
+        self.reason = reason or kind.value
+        self.metadata = dict(metadata or {})
+
+    @property
+    def status_code(self) -> grpc.StatusCode:
+        return STATUS_CODES[self.kind]
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.kind.value}, {self.message!r}, reason={self.reason!r})"
+
+
+class ConfigError(TendrilError):
+    """A configuration value is missing or wrong (raised before any server starts)."""
+
+    service = "config"
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        super().__init__(
+            ErrorKind.INVALID_ARGUMENT, message, reason="BAD_CONFIG", metadata={"key": key} if key else None
+        )
+        self.key = key
+
+
+class PortInUseError(TendrilError):
+    """A listen address is taken by another process."""
+
+    service = "server"
+
+    def __init__(self, address: str, config_key: str) -> None:
+        super().__init__(
+            ErrorKind.FAILED_PRECONDITION,
+            f"cannot listen on {address}: the port is already in use. Stop the other process or set "
+            f"{config_key} (or its TENDRIL_* variable) to a free address.",
+            reason="PORT_IN_USE",
+            metadata={"address": address, "config_key": config_key},
+        )
+        self.address = address
+        self.config_key = config_key

@@ -1,0 +1,62 @@
+"""Entry point shared by every service process started by the supervisor (or by hand).
+
+``python -m tendril.services.<name> --config-json FILE`` (what the supervisor runs) or
+``--config worker.toml [--set key=value ...]`` (by hand). The service is built from the
+config, started, and stopped gracefully on SIGTERM/SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from tendril.services.core.config import WorkerConfig, config_from_json, load_config, parse_set_flags
+from tendril.services.core.errors import TendrilError
+from tendril.services.core.logs import configure, get_logger
+from tendril.services.core.server import run_until_signal
+
+
+class Service(Protocol):
+    """What a service process runs: start serving, then stop gracefully."""
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+def read_config(argv: list[str] | None, description: str) -> WorkerConfig:
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--config-json", help="resolved configuration written by the supervisor")
+    parser.add_argument("--config", help="worker.toml")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a config key")
+    args = parser.parse_args(argv)
+    if args.config_json:
+        with open(args.config_json) as f:
+            return config_from_json(json.load(f))
+    return load_config(args.config, overrides=parse_set_flags(args.set))
+
+
+def service_main(name: str, build: Callable[[WorkerConfig], Any], argv: list[str] | None = None) -> None:
+    """Run one service process until SIGTERM/SIGINT. ``build(config)`` returns a Service."""
+    try:
+        config = read_config(argv, f"Tendril {name} service")
+    except TendrilError as exc:
+        print(f"tendril {name}: {exc.message}", file=sys.stderr)
+        sys.exit(2)
+    configure(name, level=config.telemetry.log_level, fmt=config.telemetry.log_format)
+    log = get_logger("tendril.process", worker_id=config.worker_id)
+
+    async def main() -> None:
+        service: Service = build(config)
+        await run_until_signal(service.start, service.stop)
+
+    try:
+        asyncio.run(main())
+    except TendrilError as exc:
+        log.error("service.failed", error=exc.message, reason=exc.reason)
+        print(f"tendril {name}: {exc.message}", file=sys.stderr)
+        sys.exit(3)
