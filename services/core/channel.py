@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
+
 from tendril.services.core.identity import PEER_ID_METADATA_KEY
 from tendril.services.core.server import MAX_MESSAGE_BYTES
 

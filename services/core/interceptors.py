@@ -19,6 +19,7 @@ import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 from grpc_status import rpc_status
+
 from tendril.services.core.errors import ERROR_DOMAIN, TendrilError
 from tendril.services.core.identity import caller_id
 from tendril.services.core.logs import get_logger

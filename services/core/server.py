@@ -16,6 +16,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
+
 from tendril.services.core.errors import PortInUseError
 from tendril.services.core.interceptors import ErrorInterceptor, LoggingInterceptor
 from tendril.services.core.logs import get_logger

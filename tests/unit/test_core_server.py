@@ -7,6 +7,7 @@ import socket
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
+
 from tendril.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from tendril.services.core.channel import error_info_reason, open_channel
 from tendril.services.core.errors import ErrorKind, PortInUseError, TendrilError

@@ -1,0 +1,127 @@
+"""Helpers for tests that start real service processes: free ports, configs, process groups."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from tendril.services.core.config import WorkerConfig, load_config
+
+# NOTE: data-plane processes want these malloc settings from their first instruction.
+GLIBC_TUNABLES = "glibc.malloc.mmap_threshold=268435456:glibc.malloc.trim_threshold=1073741824"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def worker_config(tmp: Path, **overrides: Any) -> WorkerConfig:
+    """A WorkerConfig on free ports with state and work dirs under ``tmp``.
+
+    ``overrides`` use dotted keys with "__" for the dot: ``leases__renewable_seconds=2``.
+    """
+    values: dict[str, Any] = {
+        "worker.id": "worker-test",
+        "worker.state_dir": str(tmp / "state"),
+        "worker.work_dir": str(tmp / "work"),
+        "gateway.embedded_listen": f"127.0.0.1:{free_port()}",
+        "telemetry.metrics_listen": f"127.0.0.1:{free_port()}",
+        "telemetry.log_format": "json",
+        "resources.cpu": 4,
+        "resources.memory_gib": 8,
+        "resources.storage_gib": 50,
+        "resources.gpu": 0,
+    }
+    for section in WorkerConfig.SERVICE_SECTIONS:
+        values[f"{section}.listen"] = f"127.0.0.1:{free_port()}"
+    values.update({k.replace("__", "."): v for k, v in overrides.items()})
+    return load_config(None, env={}, overrides=values)
+
+
+def write_config_json(config: WorkerConfig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(config.to_dict()))
+    return path
+
+
+def spawn(args: list[str], *, log: Path, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """Start a process in its own process group, output to ``log``."""
+    full_env = {**os.environ, "GLIBC_TUNABLES": GLIBC_TUNABLES, "PYTHONUNBUFFERED": "1", **(env or {})}
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=full_env, start_new_session=True)
+
+
+def spawn_service(module: str, config: WorkerConfig, tmp: Path, *, name: str | None = None) -> subprocess.Popen[bytes]:
+    """``python -m tendril.services.<module> --config-json`` for ``config``."""
+    name = name or module
+    cfg = write_config_json(config, tmp / f"{name}.json")
+    return spawn(
+        [sys.executable, "-m", f"tendril.services.{module}", "--config-json", str(cfg)], log=tmp / f"{name}.log"
+    )
+
+
+def kill_group(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
+    """Signal a process's whole group and reap it."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def running(*procs: subprocess.Popen[bytes]) -> Iterator[None]:
+    """Kill every given process group when the block ends, however it ends."""
+    try:
+        yield
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                kill_group(proc, signal.SIGTERM)
+            kill_group(proc)
+
+
+async def wait_serving(address: str, service: str = "", timeout: float = 30.0) -> None:
+    """Poll grpc.health.v1 until ``service`` at ``address`` is SERVING."""
+    deadline = time.monotonic() + timeout
+    last: Exception | None = None
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = health_pb2_grpc.HealthStub(channel)
+        while time.monotonic() < deadline:
+            try:
+                reply = await stub.Check(health_pb2.HealthCheckRequest(service=service), timeout=1.0)
+                if reply.status == health_pb2.HealthCheckResponse.SERVING:
+                    return
+            except grpc.aio.AioRpcError as exc:
+                last = exc
+            await asyncio.sleep(0.05)
+    raise TimeoutError(f"{address} ({service or 'overall'}) not SERVING after {timeout}s: {last}")
+
+
+def pids_alive(pids: list[int]) -> list[int]:
+    """Those of ``pids`` that still exist (zombies count as gone)."""
+    alive = []
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                if f.read().split(")")[-1].split()[0] != "Z":
+                    alive.append(pid)
+        except FileNotFoundError:
+            pass
+    return alive
