@@ -24,6 +24,7 @@ class ErrorKind(enum.Enum):
     UNAUTHENTICATED = "UNAUTHENTICATED"
     FAILED_PRECONDITION = "FAILED_PRECONDITION"
     RESOURCE_EXHAUSTED = "RESOURCE_EXHAUSTED"
+    OUT_OF_RANGE = "OUT_OF_RANGE"
     UNAVAILABLE = "UNAVAILABLE"
     DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
     ABORTED = "ABORTED"
@@ -39,6 +40,7 @@ STATUS_CODES: Mapping[ErrorKind, grpc.StatusCode] = {
     ErrorKind.UNAUTHENTICATED: grpc.StatusCode.UNAUTHENTICATED,
     ErrorKind.FAILED_PRECONDITION: grpc.StatusCode.FAILED_PRECONDITION,
     ErrorKind.RESOURCE_EXHAUSTED: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    ErrorKind.OUT_OF_RANGE: grpc.StatusCode.OUT_OF_RANGE,
     ErrorKind.UNAVAILABLE: grpc.StatusCode.UNAVAILABLE,
     ErrorKind.DEADLINE_EXCEEDED: grpc.StatusCode.DEADLINE_EXCEEDED,
     ErrorKind.ABORTED: grpc.StatusCode.ABORTED,
@@ -47,6 +49,14 @@ STATUS_CODES: Mapping[ErrorKind, grpc.StatusCode] = {
 }
 
 ERROR_DOMAIN = "tendril.dev"
+
+
+def kind_for_status(code: grpc.StatusCode) -> ErrorKind:
+    """The ErrorKind of a status code, to pass a remote peer's error on (INTERNAL when none fits)."""
+    for kind, status in STATUS_CODES.items():
+        if status == code:
+            return kind
+    return ErrorKind.INTERNAL
 
 
 class TendrilError(Exception):

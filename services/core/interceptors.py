@@ -114,7 +114,9 @@ class LoggingInterceptor(grpc.aio.ServerInterceptor):
         return wrap_handler(handler, details.method, self._unary, self._streaming)
 
     @staticmethod
-    def _log(method: str, context: grpc.aio.ServicerContext, start: float, error: BaseException | None) -> None:
+    def _log(
+        method: str, context: grpc.aio.ServicerContext, peer: str, start: float, error: BaseException | None
+    ) -> None:
         code = context.code() if hasattr(context, "code") else None
         if error is not None and code in (None, grpc.StatusCode.OK):
             code = grpc.StatusCode.CANCELLED if isinstance(error, BaseException) else code
@@ -123,7 +125,7 @@ class LoggingInterceptor(grpc.aio.ServerInterceptor):
         level(
             "rpc",
             method=method,
-            peer=caller_id(context) or context.peer(),
+            peer=peer,
             code=name,
             ms=round((time.perf_counter() - start) * 1000, 2),
             details=context.details() if name != "OK" and hasattr(context, "details") else None,
@@ -131,6 +133,7 @@ class LoggingInterceptor(grpc.aio.ServerInterceptor):
 
     async def _unary(self, method: str, request: Any, context: grpc.aio.ServicerContext, run: Any) -> Any:
         start = time.perf_counter()
+        peer = caller_id(context) or context.peer()
         error: BaseException | None = None
         try:
             return await run()
@@ -138,10 +141,14 @@ class LoggingInterceptor(grpc.aio.ServerInterceptor):
             error = exc
             raise
         finally:
-            self._log(method, context, start, error)
+            self._log(method, context, peer, start, error)
 
     async def _streaming(self, method: str, request: Any, context: grpc.aio.ServicerContext, run: Any) -> Any:
+        # NOTE: the caller is read when the call starts: a stream cancelled by a server stop
+        # may be finalised after its call is torn down, and reading the auth context of a
+        # torn-down call crashes the process (seen with grpcio 1.85).
         start = time.perf_counter()
+        peer = caller_id(context) or context.peer()
         error: BaseException | None = None
         try:
             async for item in run():
@@ -150,4 +157,4 @@ class LoggingInterceptor(grpc.aio.ServerInterceptor):
             error = exc
             raise
         finally:
-            self._log(method, context, start, error)
+            self._log(method, context, peer, start, error)
