@@ -19,6 +19,10 @@ from tendril.services.core.errors import TendrilError
 from tendril.services.core.logs import configure, get_logger
 from tendril.services.core.server import run_until_signal
 
+# NOTE: data-plane processes (services and executors) want these malloc settings from their
+# first instruction (REFERENCE.md §C): put them in the environment of every child spawned.
+GLIBC_TUNABLES = "glibc.malloc.mmap_threshold=268435456:glibc.malloc.trim_threshold=1073741824"
+
 
 class Service(Protocol):
     """What a service process runs: start serving, then stop gracefully."""

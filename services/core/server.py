@@ -91,6 +91,8 @@ class ServiceServer:
 
     @property
     def address(self) -> str:
+        if self.listen.startswith("unix:"):
+            return self.listen  # a Unix socket has no port to fill in
         host = self.listen.rpartition(":")[0]
         return f"{host}:{self.port}"
 

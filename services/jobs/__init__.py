@@ -1,0 +1,1 @@
+"""JobService: dispatch, executor processes, per-job work dirs and bridges, job records."""

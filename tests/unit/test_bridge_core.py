@@ -1,0 +1,187 @@
+"""BridgeCore without gRPC: FetchResource (file and http), slice placement, job config lookups."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import os
+import stat
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tendril.services.bridge.core import WORK_SUBDIRS, BridgeCore, BridgeJob
+from tendril.services.bridge.errors import BridgeError
+from tendril.services.core.errors import ErrorKind
+
+PAYLOAD = b"tendril resource\n" * 1000
+
+
+def _core(tmp_path: Path, **config: object) -> BridgeCore:
+    work = tmp_path / "job-1"
+    for sub in WORK_SUBDIRS:
+        (work / sub).mkdir(parents=True)
+    job = BridgeJob(
+        job_id="job-1",
+        worker_id="worker-test",
+        lease_id="L1",
+        owner_id="sched",
+        executor_class="example",
+        executor_name="echo",
+        config=dict(config),
+        work_dir=work,
+        socket_path=work / "bridge.sock",
+    )
+    return BridgeCore(job)
+
+
+def _leftovers(core: BridgeCore) -> list[str]:
+    return sorted(p.name for p in (core.root / "artifacts").rglob("*"))
+
+
+@pytest.fixture
+def source(tmp_path: Path) -> Path:
+    path = tmp_path / "src dir" / "model.bin"
+    path.parent.mkdir()
+    path.write_bytes(PAYLOAD)
+    return path
+
+
+@pytest.fixture
+def http_root(tmp_path: Path) -> Iterator[str]:
+    root = tmp_path / "www"
+    root.mkdir()
+    (root / "weights.bin").write_bytes(PAYLOAD)
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def __init__(self, *args: object, **kwargs: object) -> None:
+            super().__init__(*args, directory=str(root), **kwargs)  # type: ignore[arg-type]
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+async def test_fetch_file_with_default_name_and_sha(tmp_path: Path, source: Path) -> None:
+    core = _core(tmp_path)
+    digest = hashlib.sha256(PAYLOAD).hexdigest()
+    uri = "file://" + str(source).replace(" ", "%20")
+    fetched = await core.fetch_resource(uri, "", digest.upper())
+    assert core.relative(fetched.path) == "artifacts/model.bin"
+    assert fetched.path.read_bytes() == PAYLOAD and fetched.size_bytes == len(PAYLOAD) and fetched.sha256 == digest
+    nested = await core.fetch_resource(uri, "models/v1/m.bin", "")
+    assert core.relative(nested.path) == "artifacts/models/v1/m.bin"
+
+
+async def test_sha_mismatch_keeps_nothing(tmp_path: Path, source: Path) -> None:
+    core = _core(tmp_path)
+    with pytest.raises(BridgeError) as err:
+        await core.fetch_resource(f"file://{source}", "m.bin", "0" * 64)
+    assert err.value.kind is ErrorKind.DATA_LOSS and err.value.reason == "SHA256_MISMATCH"
+    assert _leftovers(core) == []
+
+
+@pytest.mark.parametrize(
+    ("uri", "dest", "sha", "kind"),
+    [
+        ("file:///nonexistent/x.bin", "", "", ErrorKind.NOT_FOUND),
+        ("ftp://host/x.bin", "", "", ErrorKind.INVALID_ARGUMENT),
+        ("x.bin", "", "", ErrorKind.INVALID_ARGUMENT),
+        ("file://otherhost/x.bin", "", "", ErrorKind.INVALID_ARGUMENT),
+        ("file:///tmp", "", "", ErrorKind.INVALID_ARGUMENT),
+        ("SRC", "../escape.bin", "", ErrorKind.INVALID_ARGUMENT),
+        ("SRC", "/abs.bin", "", ErrorKind.INVALID_ARGUMENT),
+        ("SRC", "", "abc", ErrorKind.INVALID_ARGUMENT),
+        ("http://127.0.0.1:1/", "", "", ErrorKind.INVALID_ARGUMENT),
+        ("http://127.0.0.1:1/x.bin", "", "", ErrorKind.UNAVAILABLE),
+    ],
+)
+async def test_bad_fetches(tmp_path: Path, source: Path, uri: str, dest: str, sha: str, kind: ErrorKind) -> None:
+    core = _core(tmp_path)
+    with pytest.raises(BridgeError) as err:
+        await core.fetch_resource(uri.replace("SRC", f"file://{source}"), dest, sha)
+    assert err.value.kind is kind, err.value.message
+    assert _leftovers(core) == []
+
+
+async def test_dest_through_a_symlink_out_of_the_work_dir_is_refused(tmp_path: Path, source: Path) -> None:
+    core = _core(tmp_path)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    os.symlink(outside, core.root / "artifacts" / "out")
+    with pytest.raises(BridgeError) as err:
+        await core.fetch_resource(f"file://{source}", "out/x.bin", "")
+    assert err.value.kind is ErrorKind.INVALID_ARGUMENT
+    assert list(outside.iterdir()) == []
+
+
+async def test_fetch_http_and_http_errors(tmp_path: Path, http_root: str) -> None:
+    core = _core(tmp_path)
+    fetched = await core.fetch_resource(f"{http_root}/weights.bin", "", hashlib.sha256(PAYLOAD).hexdigest())
+    assert fetched.path.read_bytes() == PAYLOAD
+    with pytest.raises(BridgeError) as missing:
+        await core.fetch_resource(f"{http_root}/absent.bin", "", "")
+    assert missing.value.kind is ErrorKind.NOT_FOUND and "404" in missing.value.message
+    assert _leftovers(core) == ["weights.bin"]
+
+
+def test_place_slice_links_read_only_and_replaces(tmp_path: Path) -> None:
+    core = _core(tmp_path)
+    cache = tmp_path / "cache" / "abc-slice-00000.safetensors"
+    cache.parent.mkdir()
+    cache.write_bytes(b"slice bytes")
+    os.chmod(cache, 0o444)
+    target = core.place_slice(str(cache), "slice-00000.safetensors")
+    assert core.relative(target) == "data/slice-00000.safetensors"
+    assert os.stat(target).st_ino == os.stat(cache).st_ino, "a hard link, no copy"
+    again = core.place_slice(str(cache), "slice-00000.safetensors")
+    assert again == target and target.read_bytes() == b"slice bytes"
+    with pytest.raises(BridgeError) as escape:
+        core.place_slice(str(cache), "../slice.bin")
+    assert escape.value.kind is ErrorKind.INVALID_ARGUMENT
+    with pytest.raises(BridgeError) as gone:
+        core.place_slice(str(tmp_path / "evicted"), "s.bin")
+    assert gone.value.kind is ErrorKind.UNAVAILABLE
+
+
+def test_place_slice_copies_read_only_when_linking_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    core = _core(tmp_path)
+    cache = tmp_path / "c.bin"
+    cache.write_bytes(b"xyz")
+
+    def no_link(src: object, dst: object) -> None:
+        raise OSError(18, "Invalid cross-device link")
+
+    monkeypatch.setattr(os, "link", no_link)
+    target = core.place_slice(str(cache), "c.bin")
+    assert target.read_bytes() == b"xyz"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o444
+    assert os.stat(target).st_ino != os.stat(cache).st_ino
+
+
+def test_config_lookups(tmp_path: Path) -> None:
+    bare = _core(tmp_path / "a")
+    for lookup in (bare.parameter_server, bare.run_id):
+        with pytest.raises(BridgeError) as err:
+            lookup()
+        assert err.value.kind is ErrorKind.FAILED_PRECONDITION and "config" in err.value.message
+    with pytest.raises(BridgeError) as no_scheduler:
+        bare.coordinator("report progress to")
+    assert no_scheduler.value.reason == "NO_SCHEDULER" and "no scheduler" in no_scheduler.value.message
+    assert bare.codec() == "fp32" and bare.round_timeout(0) == 600.0 and bare.round_timeout(3) == 3
+    full = _core(tmp_path / "b", parameter_server="h:1", run_id="r", codec="int8", round_timeout_seconds=42)
+    assert (full.parameter_server(), full.run_id(), full.codec(), full.round_timeout(0)) == ("h:1", "r", "int8", 42)
+    with pytest.raises(BridgeError):
+        _core(tmp_path / "c", codec="fp8").codec()
+    assert full.relative(full.update_dest(3, "")) == "updates/round-3.safetensors"
+    assert full.relative(full.params_dest("")) == "params/current.safetensors"

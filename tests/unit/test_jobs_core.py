@@ -1,0 +1,379 @@
+"""JobManager driven directly: real executor processes, a fake lease directory and bridge."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tendril.services.bridge.core import BridgeJob, ProgressSink
+from tendril.services.core.config import ExecutorConfig, WorkerConfig
+from tendril.services.core.errors import ErrorKind
+from tendril.services.jobs import core as jobs_core
+from tendril.services.jobs.core import RESTART_REASON, DispatchSpec, JobManager, LeaseInfo
+from tendril.services.jobs.errors import JobError
+from tendril.services.jobs.model import JobRecord, JobState
+from tendril.services.jobs.store import JobStore
+from tests.procs import pids_alive, worker_config
+
+OWNER = "sched-1"
+
+# Executors as tiny Python programs (argv, no shell).
+PRINT_ENV = (
+    "import os, json; print(json.dumps({k: os.environ.get(k) for k in "
+    "['SOCKET_PATH', 'WORK_DIR', 'JOB_JSON', 'TENDRIL_BRIDGE_TOKEN', 'GLIBC_TUNABLES', 'EXTRA']}));"
+    "print('cwd=' + os.getcwd()); import sys; sys.exit(int(os.environ.get('CODE', '0')))"
+)
+# Starts a child in the same group, writes both pids, then sleeps (ignoring nothing).
+SLEEPER = (
+    "import subprocess, sys, time, os\n"
+    "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+    "open('pids', 'w').write(f'{os.getpid()} {child.pid}')\n"
+    "print('sleeping', flush=True)\n"
+    "time.sleep(60)\n"
+)
+STUBBORN = (
+    "import signal, time, os\n"
+    "signal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    "open('pids', 'w').write(str(os.getpid()))\n"
+    "time.sleep(60)\n"
+)
+
+
+class FakeLeases:
+    def __init__(self) -> None:
+        self.leases: dict[str, LeaseInfo] = {}
+
+    def add(self, lease_id: str, owner: str = OWNER, renewable: bool = True, ttl: float = 60.0) -> None:
+        self.leases[lease_id] = LeaseInfo(lease_id, owner, renewable, time.time() + ttl)
+
+    async def get(self, lease_id: str) -> LeaseInfo | None:
+        return self.leases.get(lease_id)
+
+
+class FakeBridge:
+    def __init__(self, job: BridgeJob, token: str) -> None:
+        self.job, self.token, self.stopped = job, token, False
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+
+class Harness:
+    def __init__(self, tmp: Path, **overrides: Any) -> None:
+        self.config: WorkerConfig = worker_config(tmp, **overrides)
+        py = sys.executable
+        self.config.executors = [
+            ExecutorConfig("t", "env", [py, "-c", PRINT_ENV, "{SOCKET_PATH}"], env={"EXTRA": "x"}),
+            ExecutorConfig("t", "fail", [py, "-c", PRINT_ENV], env={"CODE": "3"}),
+            ExecutorConfig("t", "sleep", [py, "-c", SLEEPER]),
+            ExecutorConfig("t", "stubborn", [py, "-c", STUBBORN]),
+            ExecutorConfig("t", "missing", ["/nonexistent/executor-binary"]),
+        ]
+        self.store = JobStore(self.config.state_dir / "jobs.db")
+        self.leases = FakeLeases()
+        self.leases.add("L1")
+        self.bridges: list[FakeBridge] = []
+        self.manager = JobManager(self.config, self.store, self.leases, self.start_bridge)
+
+    async def start_bridge(self, job: BridgeJob, token: str, on_progress: ProgressSink) -> FakeBridge:
+        bridge = FakeBridge(job, token)
+        self.bridges.append(bridge)
+        return bridge
+
+    async def dispatch(self, job_id: str, name: str = "env", **kw: Any) -> JobRecord:
+        spec = DispatchSpec(job_id=job_id, lease_id=kw.pop("lease_id", "L1"), executor_class="t", executor_name=name)
+        for key, value in kw.items():
+            spec = DispatchSpec(**{**spec.__dict__, key: value})
+        return await self.manager.dispatch(kw.get("caller", OWNER), spec)
+
+    async def wait_end(self, job_id: str, timeout: float = 20.0) -> JobRecord:
+        async def until_end() -> JobRecord:
+            async for record in self.manager.watch(job_id):
+                if record.terminal:
+                    return record
+            raise AssertionError("watch ended before the job")
+
+        return await asyncio.wait_for(until_end(), timeout)
+
+    def nothing_left(self, job_id: str) -> None:
+        assert not self.manager.work_dir_of(job_id).exists()
+        assert self.store.get(job_id) is None
+        assert all(b.stopped for b in self.bridges)
+        assert self.manager.running == 0
+
+
+def _read(path: Path) -> str:
+    return path.read_text() if path.exists() else ""
+
+
+async def _wait_file(path: Path, timeout: float = 20.0) -> str:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if text := _read(path):
+            return text
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"{path} never appeared")
+
+
+def _orphan_executor(work: Path) -> subprocess.Popen[bytes]:
+    """A process like an executor whose JobService died: own session, WORK_DIR in its env."""
+    work.mkdir(parents=True)
+    (work / "executor.log").write_text("before the crash\n")
+    return subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(60)"],
+        env={**os.environ, "WORK_DIR": str(work)},
+        start_new_session=True,
+    )
+
+
+def _env_visible(proc: subprocess.Popen[bytes]) -> bool:
+    return b"WORK_DIR=" in Path(f"/proc/{proc.pid}/environ").read_bytes()
+
+
+async def test_success_env_job_json_log_and_cleanup(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    started = await h.dispatch("ok-1", config={"k": "v"})
+    assert started.state is JobState.RUNNING and started.pid
+    work = h.manager.work_dir_of("ok-1")
+    assert stat.S_IMODE(work.stat().st_mode) == 0o700
+    doc = json.loads((work / "job.json").read_text())
+    assert doc["job_id"] == "ok-1" and doc["owner_id"] == OWNER and doc["config"] == {"k": "v"}
+    assert doc["executor"] == {"class": "t", "name": "env"} and doc["worker_id"] == "worker-test"
+    assert "token" not in json.dumps(doc).lower()
+    ended = await h.wait_end("ok-1")
+    assert ended.state is JobState.SUCCEEDED and ended.exit_code == 0
+    assert ended.finished_at and ended.started_at
+    assert not work.exists(), "work dir is removed at the end"
+    text = "".join([t async for t in h.manager.logs("ok-1")])
+    env = json.loads(text.splitlines()[0])
+    assert env["SOCKET_PATH"] == str(work / "bridge.sock") and env["WORK_DIR"] == str(work)
+    assert env["JOB_JSON"] == str(work / "job.json") and env["EXTRA"] == "x"
+    assert env["TENDRIL_BRIDGE_TOKEN"] == h.bridges[0].token and len(env["TENDRIL_BRIDGE_TOKEN"]) >= 32
+    assert env["GLIBC_TUNABLES"].startswith("glibc.malloc")
+    assert f"cwd={work}" in text
+    assert h.bridges[0].stopped
+    assert h.bridges[0].job.socket_path == work / "bridge.sock"
+
+
+async def test_nonzero_exit_is_failed_and_keep_work_dirs_keeps_results(tmp_path: Path) -> None:
+    h = Harness(tmp_path, jobs__keep_work_dirs=True)
+    await h.dispatch("bad-1", name="fail")
+    ended = await h.wait_end("bad-1")
+    assert ended.state is JobState.FAILED and ended.exit_code == 3
+    assert "exited with code 3" in ended.reason
+    work = h.manager.work_dir_of("bad-1")
+    assert (work / "job.json").exists() and (work / "executor.log").exists()
+    assert not (work / "bridge.sock").exists()
+
+
+async def test_cancel_kills_the_whole_group_and_checks_the_owner(tmp_path: Path) -> None:
+    h = Harness(tmp_path, jobs__kill_grace_seconds=5)
+    await h.dispatch("c-1", name="sleep")
+    work = h.manager.work_dir_of("c-1")
+    pids = [int(p) for p in (await _wait_file(work / "pids")).split()]
+    assert len(pids_alive(pids)) == 2
+    with pytest.raises(JobError) as denied:
+        await h.manager.cancel("someone-else", "c-1")
+    assert denied.value.kind is ErrorKind.PERMISSION_DENIED
+    begun = time.monotonic()
+    record = await h.manager.cancel(OWNER, "c-1", "test says stop")
+    assert time.monotonic() - begun < 4, "SIGTERM ends a default-handling executor at once"
+    assert record.state is JobState.CANCELLED and record.reason == "test says stop"
+    assert record.exit_code == -signal.SIGTERM
+    assert pids_alive(pids) == [], "executor and its child are gone"
+    assert not work.exists()
+    again = await h.manager.cancel(OWNER, "c-1")
+    assert again.state is JobState.CANCELLED, "cancelling an ended job returns it unchanged"
+
+
+async def test_sigterm_ignored_means_sigkill_after_grace(tmp_path: Path) -> None:
+    h = Harness(tmp_path, jobs__kill_grace_seconds=0.5)
+    await h.dispatch("s-1", name="stubborn")
+    pid = int(await _wait_file(h.manager.work_dir_of("s-1") / "pids"))
+    record = await asyncio.wait_for(h.manager.cancel(OWNER, "s-1"), 15)
+    assert record.exit_code == -signal.SIGKILL
+    assert pids_alive([pid]) == []
+
+
+async def test_timeout_fails_the_job(tmp_path: Path) -> None:
+    h = Harness(tmp_path, jobs__default_timeout_seconds=0.5, jobs__kill_grace_seconds=1)
+    await h.dispatch("t-1", name="sleep")
+    ended = await h.wait_end("t-1")
+    assert ended.state is JobState.FAILED and "timed out after 0.5 s" in ended.reason
+    # A per-job timeout wins over the default.
+    await h.dispatch("t-2", name="env", timeout_seconds=30.0)
+    assert (await h.wait_end("t-2")).state is JobState.SUCCEEDED
+
+
+async def test_lease_end_cancels_its_jobs(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    h.leases.add("L2")
+    await h.dispatch("l-1", name="sleep")
+    await h.dispatch("l-2", name="sleep", lease_id="L2")
+    h.manager.on_lease_ended("L1", "expired")
+    ended = await h.wait_end("l-1")
+    assert ended.state is JobState.CANCELLED and ended.reason == "lease L1 expired"
+    assert h.manager.get("l-2").state is JobState.RUNNING
+    del h.leases.leases["L2"]
+    await h.manager.check_leases()
+    assert (await h.wait_end("l-2")).state is JobState.CANCELLED
+    with pytest.raises(JobError) as err:
+        await h.dispatch("l-3", name="env")
+    assert err.value.kind is ErrorKind.NOT_FOUND, "a lease seen ending is never accepted again"
+
+
+@pytest.mark.parametrize(
+    ("setup", "kwargs", "kind", "reason"),
+    [
+        (None, {"name": "nope"}, ErrorKind.FAILED_PRECONDITION, "EXECUTOR_NOT_CONFIGURED"),
+        (None, {"name": "missing"}, ErrorKind.FAILED_PRECONDITION, "EXECUTOR_START_FAILED"),
+        (None, {"lease_id": "unknown"}, ErrorKind.NOT_FOUND, "LEASE_NOT_FOUND"),
+        (None, {"lease_id": ""}, ErrorKind.INVALID_ARGUMENT, "LEASE_ID_MISSING"),
+        (("L9", "other"), {"lease_id": "L9"}, ErrorKind.PERMISSION_DENIED, "LEASE_NOT_OWNED"),
+        (("L9", OWNER, False), {"lease_id": "L9"}, ErrorKind.FAILED_PRECONDITION, "LEASE_NOT_RENEWABLE"),
+        (("L9", OWNER, True, -1.0), {"lease_id": "L9"}, ErrorKind.FAILED_PRECONDITION, "LEASE_EXPIRED"),
+        (None, {"timeout_seconds": -1.0}, ErrorKind.INVALID_ARGUMENT, "BAD_TIMEOUT"),
+        (None, {"coordinator_address": "nohost"}, ErrorKind.INVALID_ARGUMENT, "BAD_COORDINATOR_ADDRESS"),
+        (None, {"caller": ""}, ErrorKind.UNAUTHENTICATED, "NO_PEER_ID"),
+    ],
+)
+async def test_failed_dispatch_leaves_nothing(
+    tmp_path: Path, setup: tuple[Any, ...] | None, kwargs: dict[str, Any], kind: ErrorKind, reason: str
+) -> None:
+    h = Harness(tmp_path)
+    if setup:
+        h.leases.add(*setup)
+    caller = kwargs.pop("caller", OWNER)
+    spec_kwargs = {"name": kwargs.pop("name", "env"), **kwargs}
+    name = spec_kwargs.pop("name")
+    spec = DispatchSpec(
+        job_id="f-1",
+        lease_id=spec_kwargs.pop("lease_id", "L1"),
+        executor_class="t",
+        executor_name=name,
+        **spec_kwargs,
+    )
+    with pytest.raises(JobError) as err:
+        await h.manager.dispatch(caller, spec)
+    assert (err.value.kind, err.value.reason) == (kind, reason)
+    h.nothing_left("f-1")
+    # The id is still free: a correct dispatch with it works.
+    assert (await h.dispatch("f-1")).state is JobState.RUNNING
+    await h.wait_end("f-1")
+
+
+async def test_bad_id_duplicate_and_concurrency_limit(tmp_path: Path) -> None:
+    h = Harness(tmp_path, jobs__max_concurrent_jobs=1)
+    with pytest.raises(JobError) as bad:
+        await h.dispatch("no/slash")
+    assert bad.value.kind is ErrorKind.INVALID_ARGUMENT
+    await h.dispatch("d-1", name="sleep")
+    with pytest.raises(JobError) as full:
+        await h.dispatch("d-2")
+    assert full.value.kind is ErrorKind.RESOURCE_EXHAUSTED
+    assert not h.manager.work_dir_of("d-2").exists()
+    with pytest.raises(JobError) as dup:
+        await h.dispatch("d-1")
+    assert dup.value.kind is ErrorKind.ALREADY_EXISTS
+    await h.manager.cancel(OWNER, "d-1")
+    with pytest.raises(JobError) as reused:
+        await h.dispatch("d-1")
+    assert reused.value.kind is ErrorKind.ALREADY_EXISTS, "ids are never reused, even after the job ended"
+
+
+async def test_too_long_socket_path_is_refused(tmp_path: Path) -> None:
+    h = Harness(tmp_path, worker__work_dir=str(tmp_path / ("w" * 60)))
+    with pytest.raises(JobError) as err:
+        await h.dispatch("x" * 64)
+    assert err.value.reason == "SOCKET_PATH_TOO_LONG"
+    assert "worker.work_dir" in err.value.message
+
+
+async def test_watch_all_logs_follow_and_progress(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    seen: list[tuple[str, JobState]] = []
+
+    async def watch_all() -> None:
+        async for record in h.manager.watch():
+            seen.append((record.job_id, record.state))
+
+    watcher = asyncio.create_task(watch_all())
+    await asyncio.sleep(0)
+    await h.dispatch("w-1", name="sleep")
+    h.manager.report_progress("w-1", {"round": 2.0, "loss": 1.5})
+    assert h.manager.get("w-1").progress == {"round": 2.0, "loss": 1.5}
+    await _wait_file(h.manager.work_dir_of("w-1") / "pids")
+
+    async def follow() -> str:
+        return "".join([t async for t in h.manager.logs("w-1", tail_lines=1, follow=True)])
+
+    follower = asyncio.create_task(follow())
+    await asyncio.sleep(0.3)
+    assert not follower.done(), "follow keeps streaming while the job runs"
+    await h.manager.cancel(OWNER, "w-1")
+    assert "sleeping" in await asyncio.wait_for(follower, 10)
+    assert h.manager.get("w-1").progress == {"round": 2.0, "loss": 1.5}, "progress is kept in the record"
+    await asyncio.sleep(0.05)
+    assert seen == [("w-1", JobState.RUNNING), ("w-1", JobState.CANCELLED)]
+    await h.manager.shutdown()
+    await asyncio.wait_for(watcher, 5)
+    with pytest.raises(JobError) as unknown:
+        h.manager.get("nope")
+    assert unknown.value.kind is ErrorKind.NOT_FOUND
+    assert [r.job_id for r in h.manager.list([JobState.CANCELLED])] == ["w-1"]
+
+
+async def test_shutdown_cancels_everything_within_bounds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(jobs_core, "SHUTDOWN_GRACE_CAP_SECONDS", 1.0)  # the real cap is 5 s; keep the test short
+    h = Harness(tmp_path, jobs__kill_grace_seconds=30)
+    await h.dispatch("x-1", name="stubborn")
+    await h.dispatch("x-2", name="sleep")
+    pid = int(await _wait_file(h.manager.work_dir_of("x-1") / "pids"))
+    begun = time.monotonic()
+    await h.manager.shutdown()
+    assert time.monotonic() - begun < 6, "the 30 s grace is capped so a stop ends within 10 s"
+    assert pids_alive([pid]) == []
+    assert {r.state for r in h.manager.list()} == {JobState.CANCELLED}
+    with pytest.raises(JobError) as err:
+        await h.dispatch("x-3")
+    assert err.value.kind is ErrorKind.UNAVAILABLE
+
+
+async def test_reconcile_kills_leftovers_and_fails_their_jobs(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    # What a killed JobService leaves: a RUNNING record whose executor (own session) still runs,
+    # and a work dir with a live executor but no record (it died mid-dispatch).
+    recorded = h.manager.work_dir_of("r-1")
+    stray = h.manager.work_dir_of("r-2")
+    procs = [_orphan_executor(recorded), _orphan_executor(stray)]
+    try:
+        record = JobRecord("r-1", "L1", OWNER, "t", "sleep", JobState.PENDING, time.time(), str(recorded))
+        h.store.insert(record)
+        h.store.transition(record, JobState.RUNNING, pid=procs[0].pid, started_at=time.time())
+        deadline = time.monotonic() + 10
+        while not all(_env_visible(p) for p in procs):
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.02)
+        fresh = JobManager(h.config, h.store, h.leases, h.start_bridge)
+        await asyncio.wait_for(fresh.reconcile(), 20)
+        for proc in procs:
+            assert proc.wait(timeout=5) == -signal.SIGTERM
+        ended = fresh.get("r-1")
+        assert ended.state is JobState.FAILED and ended.reason == RESTART_REASON
+        assert not recorded.exists() and not stray.exists()
+        assert "before the crash" in "".join([t async for t in fresh.logs("r-1")])
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
