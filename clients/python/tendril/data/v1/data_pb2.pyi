@@ -112,7 +112,7 @@ class GetStatsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetStatsResponse(_message.Message):
-    __slots__ = ("cache_hits", "cache_misses", "cache_bytes", "cache_capacity_bytes", "bytes_downloaded", "wait_seconds", "sha256_mismatches", "open_jobs")
+    __slots__ = ("cache_hits", "cache_misses", "cache_bytes", "cache_capacity_bytes", "bytes_downloaded", "wait_seconds", "sha256_mismatches", "open_jobs", "resumed_fetches", "evictions")
     CACHE_HITS_FIELD_NUMBER: _ClassVar[int]
     CACHE_MISSES_FIELD_NUMBER: _ClassVar[int]
     CACHE_BYTES_FIELD_NUMBER: _ClassVar[int]
@@ -121,6 +121,8 @@ class GetStatsResponse(_message.Message):
     WAIT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     SHA256_MISMATCHES_FIELD_NUMBER: _ClassVar[int]
     OPEN_JOBS_FIELD_NUMBER: _ClassVar[int]
+    RESUMED_FETCHES_FIELD_NUMBER: _ClassVar[int]
+    EVICTIONS_FIELD_NUMBER: _ClassVar[int]
     cache_hits: int
     cache_misses: int
     cache_bytes: int
@@ -129,4 +131,16 @@ class GetStatsResponse(_message.Message):
     wait_seconds: float
     sha256_mismatches: int
     open_jobs: int
-    def __init__(self, cache_hits: _Optional[int] = ..., cache_misses: _Optional[int] = ..., cache_bytes: _Optional[int] = ..., cache_capacity_bytes: _Optional[int] = ..., bytes_downloaded: _Optional[int] = ..., wait_seconds: _Optional[float] = ..., sha256_mismatches: _Optional[int] = ..., open_jobs: _Optional[int] = ...) -> None: ...
+    resumed_fetches: int
+    evictions: int
+    def __init__(self, cache_hits: _Optional[int] = ..., cache_misses: _Optional[int] = ..., cache_bytes: _Optional[int] = ..., cache_capacity_bytes: _Optional[int] = ..., bytes_downloaded: _Optional[int] = ..., wait_seconds: _Optional[float] = ..., sha256_mismatches: _Optional[int] = ..., open_jobs: _Optional[int] = ..., resumed_fetches: _Optional[int] = ..., evictions: _Optional[int] = ...) -> None: ...
+
+class DatasetRecord(_message.Message):
+    __slots__ = ("dataset_id", "address", "manifest")
+    DATASET_ID_FIELD_NUMBER: _ClassVar[int]
+    ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    MANIFEST_FIELD_NUMBER: _ClassVar[int]
+    dataset_id: str
+    address: str
+    manifest: Manifest
+    def __init__(self, dataset_id: _Optional[str] = ..., address: _Optional[str] = ..., manifest: _Optional[_Union[Manifest, _Mapping]] = ...) -> None: ...
