@@ -1,0 +1,1 @@
+"""The `tendril` command line: one argparse group per area, each registering itself."""

@@ -1,0 +1,71 @@
+"""`tendril worker run` / `tendril gateway run` as a user starts them: errors are one line, exit 2."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tendril.services.cli.config_template import render
+from tests.procs import free_port, kill_group, running, spawn, wait_serving, worker_config
+
+pytestmark = pytest.mark.integration
+
+CLI = [sys.executable, "-m", "tendril.services.cli"]
+
+
+def test_port_in_use_is_one_line_naming_the_key_and_starts_nothing(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        config_path = tmp_path / "worker.toml"
+        config_path.write_text(render(worker_config(tmp_path)))
+        proc = subprocess.run(
+            [*CLI, "worker", "run", "--config", str(config_path), "--set", f"jobs.listen=127.0.0.1:{port}"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, proc.stderr
+    assert f"127.0.0.1:{port} is in use (config key jobs.listen / TENDRIL_JOBS_LISTEN)" in lines[0]
+    assert not list((tmp_path / "state" / "logs").glob("*.log"))  # no service was started
+
+
+def test_env_layer_reaches_worker_run(tmp_path: Path) -> None:
+    config_path = tmp_path / "worker.toml"
+    config_path.write_text(render(worker_config(tmp_path)))
+    proc = subprocess.run(
+        [*CLI, "worker", "run", "--config", str(config_path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "TENDRIL_ARBITER_STRATEGY": "greedy"},
+    )
+    assert proc.returncode == 2
+    assert "arbiter.strategy" in proc.stderr and "Traceback" not in proc.stderr
+
+
+async def test_standalone_gateway_serves_and_stops_on_sigterm(tmp_path: Path) -> None:
+    address = f"127.0.0.1:{free_port()}"
+    proc = spawn([*CLI, "gateway", "run", "--listen", address], log=tmp_path / "gateway.log")
+    with running(proc):
+        await wait_serving(address, "tendril.gateway.v1.RegistryService", timeout=60)
+        busy = await asyncio.to_thread(
+            subprocess.run, [*CLI, "gateway", "run", "--listen", address], capture_output=True, text=True, timeout=60
+        )
+        assert busy.returncode == 2
+        assert f"{address} is in use" in busy.stderr and busy.stderr.count("\n") == 1
+        started = time.monotonic()
+        kill_group(proc, signal.SIGTERM)
+        assert proc.returncode == 0, (tmp_path / "gateway.log").read_text()
+        assert time.monotonic() - started < 10
