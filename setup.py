@@ -22,4 +22,4 @@ def _packages() -> list[str]:
     return found
 
 
-setup(packages=_packages(), package_dir=ROOTS, package_data={"": ["*.pyi", "py.typed"]})
+setup(packages=_packages(), package_dir=ROOTS, package_data={"": ["*.pyi", "py.typed", "*.binpb"]})

@@ -11,6 +11,7 @@ from grpc_tools import protoc
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PROTOS = ROOT / "protos"
+DESCRIPTOR_SET = "descriptors.binpb"
 
 
 def generate(out_root: pathlib.Path) -> None:
@@ -18,6 +19,7 @@ def generate(out_root: pathlib.Path) -> None:
     generated = out_root / "tendril"
     if generated.exists():
         shutil.rmtree(generated)
+    generated.mkdir(parents=True)
     files = sorted(str(p.relative_to(PROTOS)) for p in PROTOS.rglob("*.proto"))
     include = pathlib.Path(grpc_tools.__file__).parent / "_proto"
     args = [
@@ -27,6 +29,11 @@ def generate(out_root: pathlib.Path) -> None:
         f"--python_out={out_root}",
         f"--pyi_out={out_root}",
         f"--grpc_python_out={out_root}",
+        # NOTE: generated Python modules carry no comments; this descriptor set keeps them
+        # (source info) so that reflection, and therefore `grpcurl describe`, shows them.
+        f"--descriptor_set_out={generated / DESCRIPTOR_SET}",
+        "--include_source_info",
+        "--include_imports",
         *files,
     ]
     if protoc.main(args) != 0:

@@ -97,11 +97,16 @@ def running(*procs: subprocess.Popen[bytes]) -> Iterator[None]:
             kill_group(proc)
 
 
-async def wait_serving(address: str, service: str = "", timeout: float = 30.0) -> None:
-    """Poll grpc.health.v1 until ``service`` at ``address`` is SERVING."""
+async def wait_serving(
+    address: str, service: str = "", timeout: float = 30.0, *, credentials: grpc.ChannelCredentials | None = None
+) -> None:
+    """Poll grpc.health.v1 until ``service`` at ``address`` is SERVING (over TLS with ``credentials``)."""
     deadline = time.monotonic() + timeout
     last: Exception | None = None
-    async with grpc.aio.insecure_channel(address) as channel:
+    channel_cm = (
+        grpc.aio.secure_channel(address, credentials) if credentials is not None else grpc.aio.insecure_channel(address)
+    )
+    async with channel_cm as channel:
         stub = health_pb2_grpc.HealthStub(channel)
         while time.monotonic() < deadline:
             try:

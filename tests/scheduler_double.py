@@ -39,6 +39,7 @@ from tendril.scheduler.v1 import scheduler_pb2, scheduler_pb2_grpc
 from tendril.services.core.channel import open_channel
 from tendril.services.core.server import Binding, ServiceServer
 from tendril.services.core.timeutil import to_timestamp
+from tendril.services.core.tls import TlsMaterial
 
 Decision = tuple[int, str]  # (scheduler_pb2.OfferDecision, reason)
 Decider = Callable[[scheduler_pb2.OfferRequest], Awaitable[Decision]]
@@ -111,8 +112,12 @@ class SchedulerDouble:
         *,
         decide: Decider | None = None,
         listen: str = "127.0.0.1:0",
+        tls: TlsMaterial | None = None,
     ) -> None:
         self.id = scheduler_id
+        # With ``tls`` (a scheduler's own certificate, CN = scheduler_id) it serves and calls
+        # over mTLS; without, the process default (plaintext unless tls.configure ran).
+        self.tls = tls
         self.offers: list[ReceivedOffer] = []
         self._decide_fn = decide or accept()
         self._changed = asyncio.Event()
@@ -126,6 +131,7 @@ class SchedulerDouble:
                 )
             ],
             config_key="SchedulerDouble(listen=...)",
+            credentials=tls.server_credentials() if tls is not None else None,
         )
         self._channels: dict[str, grpc.aio.Channel] = {}
 
@@ -204,7 +210,8 @@ class SchedulerDouble:
 
     def _channel(self, address: str) -> grpc.aio.Channel:
         if address not in self._channels:
-            self._channels[address] = open_channel(address, peer_id=self.id)
+            credentials = self.tls.channel_credentials() if self.tls is not None else None
+            self._channels[address] = open_channel(address, peer_id=self.id, credentials=credentials)
         return self._channels[address]
 
     async def publish(

@@ -31,6 +31,7 @@ class BusFollower:
         on_request: Callable[[arbiter_pb2.ResourceRequest], None],
         backoff_initial: float = 0.1,
         backoff_max: float = 5.0,
+        verify_sender: bool = False,
     ) -> None:
         self.address = address
         self.topic = topic
@@ -38,9 +39,13 @@ class BusFollower:
         self.on_request = on_request
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
+        # Under mTLS the gateway stamps each envelope with the publisher's certificate name:
+        # a request naming another scheduler than its publisher is a forgery and is dropped.
+        self.verify_sender = verify_sender
         self.subscribed = asyncio.Event()  # set while a subscription is live
         self.received = 0
         self.ignored = 0  # messages on the topic that were not ResourceRequests
+        self.forged = 0  # requests whose scheduler.id was not their publisher (verify_sender)
         self.reconnects = 0
         self._live = False
 
@@ -96,6 +101,16 @@ class BusFollower:
             return
         request = arbiter_pb2.ResourceRequest()
         envelope.payload.Unpack(request)
+        if self.verify_sender and request.scheduler.id != envelope.sender:
+            self.forged += 1
+            log.warning(
+                "bus.sender_mismatch",
+                request_id=request.request_id,
+                scheduler_id=request.scheduler.id,
+                sender=envelope.sender,
+                hint="under mTLS a scheduler publishes requests only in its own name (its certificate's CN)",
+            )
+            return
         try:
             self.on_request(request)
         except Exception as exc:  # one bad message must not end the subscription

@@ -12,6 +12,7 @@ from tendril.services.arbiter.convert import request_from_proto
 from tendril.services.arbiter.engine import Arbiter
 from tendril.services.arbiter.policy import Policy
 from tendril.services.arbiter.servicer import ArbiterServicer
+from tendril.services.core import tls
 from tendril.services.core.config import WorkerConfig
 from tendril.services.core.logs import get_logger
 from tendril.services.core.server import Binding, ServiceServer
@@ -62,6 +63,7 @@ class ArbiterService:
             config.arbiter.topic,
             peer_id=config.worker_id,
             on_request=self._from_bus,
+            verify_sender=tls.active() is not None,
         )
         self.server = ServiceServer(
             config.listen("arbiter"),

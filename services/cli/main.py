@@ -22,6 +22,8 @@ from tendril.services.core.errors import TendrilError
 GROUPS: tuple[tuple[str, str, bool], ...] = (
     ("worker", "tendril.services.cli.worker", True),
     ("gateway", "tendril.services.cli.gateway", True),
+    ("status", "tendril.services.cli.status", True),
+    ("jobs", "tendril.services.cli.jobs", True),
     ("scheduler", "tendril.services.scheduler.cli", False),
     ("data", "tendril.services.data_node.cli", False),
     ("certs", "tendril.services.cli.certs", False),

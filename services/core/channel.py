@@ -6,6 +6,7 @@ from typing import Any
 
 import grpc
 
+from tendril.services.core import tls, tracing
 from tendril.services.core.identity import PEER_ID_METADATA_KEY
 from tendril.services.core.server import MAX_MESSAGE_BYTES
 
@@ -68,7 +69,11 @@ def open_channel(
     peer_id: str = "",
     credentials: grpc.ChannelCredentials | None = None,
 ) -> grpc.aio.Channel:
-    """An aio channel to ``address`` ("host:port" or "unix:/path") that names the caller."""
+    """An aio channel to ``address`` ("host:port" or "unix:/path") that names the caller.
+
+    ``credentials`` None means the process's default from :func:`tendril.services.core.tls.configure`
+    (mTLS when configured; always plaintext for ``unix:`` addresses).
+    """
     interceptors: list[Any] = []
     if peer_id:
         interceptors = [
@@ -77,8 +82,12 @@ def open_channel(
             _PeerIdStreamUnary(peer_id),
             _PeerIdStreamStream(peer_id),
         ]
+    interceptors += tracing.client_interceptors()  # none unless tracing.setup enabled tracing
+    if credentials is None:
+        credentials = tls.default_channel_credentials(address)
     if credentials is not None:
-        return grpc.aio.secure_channel(address, credentials, options=CHANNEL_OPTIONS, interceptors=interceptors)
+        options = [*CHANNEL_OPTIONS, *tls.channel_options(address)]
+        return grpc.aio.secure_channel(address, credentials, options=options, interceptors=interceptors)
     return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS, interceptors=interceptors)
 
 

@@ -125,6 +125,22 @@ class TelemetrySection:
 
 
 @dataclasses.dataclass
+class TlsSection:
+    """mTLS between hosts: all three files set = TLS on every TCP server and channel; all empty = plaintext."""
+
+    ca_file: str = ""  # PEM of the CA that signed every peer's certificate (`tendril certs init`)
+    cert_file: str = ""  # this peer's certificate, CN = its peer id (`tendril certs issue NAME`)
+    key_file: str = ""  # its private key (keep it 0600)
+    require_client_cert: bool = True  # false: servers ask callers for no certificate (server-only TLS)
+
+    FILE_KEYS = ("ca_file", "cert_file", "key_file")
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.ca_file or self.cert_file or self.key_file)
+
+
+@dataclasses.dataclass
 class ExecutorConfig:
     """One executor the worker can run. ``command`` is argv; no shell.
 
@@ -166,6 +182,7 @@ class WorkerConfig:
     parameter_server: ParameterServerSection = dataclasses.field(default_factory=ParameterServerSection)
     supervisor: SupervisorSection = dataclasses.field(default_factory=SupervisorSection)
     telemetry: TelemetrySection = dataclasses.field(default_factory=TelemetrySection)
+    tls: TlsSection = dataclasses.field(default_factory=TlsSection)
     executors: list[ExecutorConfig] = dataclasses.field(default_factory=default_executors)
 
     # -- derived values -------------------------------------------------------------------
@@ -388,12 +405,35 @@ def validate(config: WorkerConfig) -> None:
         raise ConfigError("config key jobs.max_concurrent_jobs must be >= 1", key="jobs.max_concurrent_jobs")
     if config.data_fetcher.prefetch < 0:
         raise ConfigError("config key data_fetcher.prefetch must be >= 0", key="data_fetcher.prefetch")
+    validate_tls(config.tls)
     seen = set()
     for ex in config.executors:
         ident = (ex.executor_class, ex.name)
         if ident in seen:
             raise ConfigError(f"executor {ex.executor_class}/{ex.name} is configured twice", key="executors")
         seen.add(ident)
+
+
+def validate_tls(tls: TlsSection, *, names: Mapping[str, str] | None = None) -> None:
+    """All three files or none, each an existing file.
+
+    ``names`` maps ca_file/cert_file/key_file to the key or flag the user set (default
+    ``tls.<field>``), so the error names what to fix.
+    """
+    if not tls.enabled:
+        return
+    keys = {field: (names or {}).get(field, f"tls.{field}") for field in TlsSection.FILE_KEYS}
+    for field, key in keys.items():
+        value = getattr(tls, field)
+        if not value:
+            given = ", ".join(keys[f] for f in TlsSection.FILE_KEYS if getattr(tls, f))
+            raise ConfigError(
+                f"{key} is empty but {given} is set: mTLS needs all three of {', '.join(keys.values())} "
+                "(or none of them for plaintext)",
+                key=key,
+            )
+        if not Path(value).expanduser().is_file():
+            raise ConfigError(f"{key} = {value!r}: no such file; give the PEM file `tendril certs` wrote", key=key)
 
 
 def config_from_json(data: Mapping[str, Any]) -> WorkerConfig:

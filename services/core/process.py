@@ -14,6 +14,7 @@ import sys
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from tendril.services.core import tls, tracing
 from tendril.services.core.config import WorkerConfig, config_from_json, load_config, parse_set_flags
 from tendril.services.core.errors import TendrilError
 from tendril.services.core.logs import configure, get_logger
@@ -48,10 +49,14 @@ def service_main(name: str, build: Callable[[WorkerConfig], Any], argv: list[str
     """Run one service process until SIGTERM/SIGINT. ``build(config)`` returns a Service."""
     try:
         config = read_config(argv, f"Tendril {name} service")
+        # NOTE: before build(): every server and channel the service makes takes its
+        # credentials from here; exported so that executors this process spawns find them too.
+        tls.configure(config.tls, expected_name=config.worker_id, export_env=True)
     except TendrilError as exc:
         print(f"tendril {name}: {exc.message}", file=sys.stderr)
         sys.exit(2)
     configure(name, level=config.telemetry.log_level, fmt=config.telemetry.log_format)
+    tracing.setup(name, worker_id=config.worker_id)  # before build(): servers and channels pick it up
     log = get_logger("tendril.process", worker_id=config.worker_id)
 
     async def main() -> None:

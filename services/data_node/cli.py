@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from tendril.services.core import tls, tracing
 from tendril.services.core.config import split_address
 from tendril.services.core.errors import ConfigError, TendrilError
 from tendril.services.data_node.corpus import STDLIB_SOURCE, collect_files, stdlib_corpus
@@ -76,6 +77,7 @@ def add_parser(subparsers: Any) -> None:
     serve.add_argument("--registry-ttl", type=float, default=15.0, metavar="SECONDS", help="record TTL (default 15)")
     serve.add_argument("--verify", action="store_true", help="check every slice's sha256 before serving")
     serve.add_argument("--log-level", default="info", help="debug, info, warning, error")
+    tls.add_tls_args(serve)
     serve.set_defaults(func=run_serve)
 
 
@@ -110,11 +112,13 @@ def run_serve(args: argparse.Namespace) -> int:
                 raise ConfigError(f"{flag}: {exc}", key=flag) from exc
     if args.registry_ttl <= 0:
         raise ConfigError(f"--registry-ttl must be positive, got {args.registry_ttl}", key="--registry-ttl")
+    tls.configure_from_args(args)
     from tendril.services.core.logs import configure
     from tendril.services.core.server import run_until_signal
     from tendril.services.data_node.service import DataNode
 
     configure("data_node", level=args.log_level)
+    tracing.setup("data-node")
     options = DataNodeOptions(
         folder=args.dir,
         listen=args.listen,

@@ -9,7 +9,7 @@ import grpc
 from tendril.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from tendril.services.core.errors import ErrorKind
 from tendril.services.core.fanout import SubscriptionOverflow
-from tendril.services.core.identity import caller_id
+from tendril.services.core.identity import caller_id, certificate_id
 from tendril.services.core.timeutil import now, to_timestamp
 from tendril.services.gateway.bus import TopicBus
 from tendril.services.gateway.errors import GatewayError
@@ -37,9 +37,11 @@ class BusServicer(gateway_pb2_grpc.BusServiceServicer):
                 "(e.g. a tendril.arbiter.v1.ResourceRequest)",
                 reason="PAYLOAD_MISSING",
             )
+        # NOTE: under mTLS the sender is the name on the caller's certificate, whatever the
+        # request says: subscribers (the arbiter) may then trust it as the publisher's identity.
         envelope = gateway_pb2.Envelope(
             topic=request.topic,
-            sender=request.sender or caller_id(context),
+            sender=certificate_id(context) or request.sender or caller_id(context),
             payload=request.payload,
             published_at=to_timestamp(now()),
         )
