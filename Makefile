@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # pulls gigabytes of CUDA libraries (the machine's pip config may cap versions further).
 TORCH ?= torch==2.13.0
 
-.PHONY: venv run-worker test proto proto-check lint demo bench clean
+.PHONY: venv run-worker test proto proto-check lint demo bench clean node-deps proto-node node-check proto-go go-check buf-breaking
 
 venv: $(STAMP)
 
@@ -20,22 +20,53 @@ $(STAMP): pyproject.toml setup.py
 	$(BIN)/python -m pip install -q -e '.[dev,train]'
 	touch $(STAMP)
 
+# Node stubs and tools come from the npm registry (exact versions in package-lock.json).
+NPM_DEPS := clients/node/node_modules/.package-lock.json
+# NOTE: the Node client/executor tests need these; machines without npm skip those tests.
+TEST_NODE_DEPS := $(if $(shell command -v npm),$(NPM_DEPS))
+
+$(NPM_DEPS): clients/node/package.json clients/node/package-lock.json
+	npm ci --prefix clients/node --ignore-scripts --no-audit --no-fund
+
+node-deps: $(NPM_DEPS)
+
 # A worker with an embedded gateway on the default ports; Ctrl-C stops it.
 # Pass options through ARGS, e.g. make run-worker ARGS="--config worker.toml --set worker.port_offset=100"
 run-worker: $(STAMP)
 	$(BIN)/tendril worker run $(ARGS)
 
 # NOTE: pytest exits 5 when it collected no tests; that must fail loudly, never pass quietly.
-test: $(STAMP)
+test: $(STAMP) $(TEST_NODE_DEPS)
 	@status=0; $(BIN)/python -m pytest -q $(PYTEST_ARGS) || status=$$?; \
 	if [ $$status -eq 5 ]; then echo "ERROR: pytest collected no tests (exit 5)" >&2; fi; \
 	exit $$status
 
-proto: $(STAMP)
+# Regenerate the checked-in stubs: Python (clients/python) and Node (clients/node).
+proto: $(STAMP) $(NPM_DEPS)
 	$(BIN)/python scripts/gen_proto.py
+	$(BIN)/python scripts/gen_node.py
 
-proto-check: $(STAMP)
+# Fail when a checked-in stub differs from what `make proto` would write.
+proto-check: $(STAMP) $(NPM_DEPS)
 	$(BIN)/python scripts/proto_check.py
+	$(BIN)/python scripts/node_check.py
+
+proto-node: $(STAMP) $(NPM_DEPS)
+	$(BIN)/python scripts/gen_node.py
+
+node-check: $(STAMP) $(NPM_DEPS)
+	$(BIN)/python scripts/node_check.py
+
+# Go stubs need Debian's golang-go and protoc-gen-go(-grpc) packages (see .ci/run).
+proto-go: $(STAMP)
+	$(BIN)/python scripts/gen_go.py
+
+go-check: $(STAMP)
+	$(BIN)/python scripts/go_check.py
+
+# buf breaking: the protos of the working tree against the previous commit of main.
+buf-breaking: $(STAMP)
+	bash scripts/buf_breaking.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -1,0 +1,2 @@
+export * as google from "./index.google";
+export * as tendril from "./index.tendril";

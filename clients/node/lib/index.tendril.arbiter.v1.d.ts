@@ -1,0 +1,1 @@
+export * from "./tendril/arbiter/v1/arbiter";

@@ -1,0 +1,1 @@
+export * from "./tendril/bridge/v1/bridge";

@@ -1,0 +1,1 @@
+export * from "./tendril/common/v1/common";

@@ -1,0 +1,1 @@
+export * from "./tendril/data/v1/data";

@@ -1,0 +1,1 @@
+export * from "./tendril/gateway/v1/gateway";

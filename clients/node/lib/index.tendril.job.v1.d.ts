@@ -1,0 +1,1 @@
+export * from "./tendril/job/v1/job";

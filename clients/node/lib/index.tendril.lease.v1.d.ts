@@ -1,0 +1,1 @@
+export * from "./tendril/lease/v1/lease";

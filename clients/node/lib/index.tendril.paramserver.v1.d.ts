@@ -1,0 +1,1 @@
+export * from "./tendril/paramserver/v1/paramserver";

@@ -1,0 +1,1 @@
+export * from "./tendril/scheduler/v1/scheduler";

@@ -1,0 +1,1 @@
+export * from "./tendril/tensor/v1/tensor";

@@ -1,0 +1,312 @@
+import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
+import { type CallOptions, type ChannelCredentials, Client, type ClientOptions, type ClientUnaryCall, type handleUnaryCall, type Metadata, type ServiceError, type UntypedServiceImplementation } from "@grpc/grpc-js";
+import { ExecutorRef } from "../../common/v1/common";
+import { ReportProgressRequest as ReportProgressRequest1, ReportProgressResponse as ReportProgressResponse2, SliceAssignment } from "../../scheduler/v1/scheduler";
+/** GetJobRequest is empty. */
+export interface GetJobRequest {
+}
+/** GetJobResponse describes the job. */
+export interface GetJobResponse {
+    /** Job id. */
+    jobId: string;
+    /** Worker id. */
+    workerId: string;
+    /** Executor. */
+    executor: ExecutorRef | undefined;
+    /** Configuration from the dispatch. */
+    config: {
+        [key: string]: any;
+    } | undefined;
+    /** Absolute path of the work dir (for information; use relative paths in requests). */
+    workDir: string;
+}
+/** FetchResourceRequest names a resource. */
+export interface FetchResourceRequest {
+    /** file:///abs/path or http(s)://... URI. */
+    uri: string;
+    /** Destination relative to artifacts/; empty uses the URI's file name. */
+    dest: string;
+    /** Expected hex sha256; when set, a mismatch fails the call and keeps nothing. */
+    sha256: string;
+}
+/** FetchResourceResponse tells where the file is. */
+export interface FetchResourceResponse {
+    /** Path relative to the work dir. */
+    path: string;
+    /** Size in bytes. */
+    sizeBytes: number;
+    /** Hex sha256. */
+    sha256: string;
+}
+/** NextSliceRequest is empty. */
+export interface NextSliceRequest {
+}
+/** NextSliceResponse tells where the slice is. */
+export interface NextSliceResponse {
+    /** Path relative to the work dir of a read-only copy or link of the slice. */
+    path: string;
+    /** The slice's assignment. */
+    assignment: SliceAssignment | undefined;
+    /** Seconds this call waited for data (0 when prefetched). */
+    waitSeconds: number;
+}
+/** SendUpdateRequest names the file to send. */
+export interface SendUpdateRequest {
+    /** SafeTensors file relative to the work dir. */
+    path: string;
+    /** Round the update belongs to. */
+    round: number;
+    /** Weight of the update (samples processed this round). */
+    weight: number;
+}
+/** SendUpdateResponse reports the transfer. */
+export interface SendUpdateResponse {
+    /** Bytes sent over the network (after the codec). */
+    bytesSent: number;
+    /** Seconds the transfer took. */
+    seconds: number;
+}
+/** ReceiveUpdateRequest names the round. */
+export interface ReceiveUpdateRequest {
+    /** Round whose outer update is wanted. */
+    round: number;
+    /** Destination relative to the work dir; empty means "updates/round-<n>.safetensors". */
+    path: string;
+    /** Seconds to wait at most; 0 means the job's configured round timeout. */
+    timeoutSeconds: number;
+}
+/** ReceiveUpdateResponse tells where the update is. */
+export interface ReceiveUpdateResponse {
+    /** Path relative to the work dir of the update (fp32 SafeTensors, θnew = θ + u). */
+    path: string;
+    /** Bytes received over the network. */
+    bytesReceived: number;
+    /** Seconds spent waiting and receiving. */
+    seconds: number;
+    /** Workers whose updates made up the round. */
+    contributors: number;
+}
+/** ReportProgressRequest is one progress event (job and worker are filled in by the bridge). */
+export interface ReportProgressRequest {
+    /** The event. */
+    progress: ReportProgressRequest1 | undefined;
+}
+/** ReportProgressResponse carries the scheduler's directive. */
+export interface ReportProgressResponse {
+    /** The directive. */
+    directive: ReportProgressResponse2 | undefined;
+}
+/** PublishParametersRequest names the parameter file. */
+export interface PublishParametersRequest {
+    /** SafeTensors file relative to the work dir. */
+    path: string;
+}
+/** PublishParametersResponse tells whether the offer was taken. */
+export interface PublishParametersResponse {
+    /** True when these parameters became the run's θ0. */
+    accepted: boolean;
+    /** The run's current round. */
+    round: number;
+}
+/** FetchParametersRequest names the destination. */
+export interface FetchParametersRequest {
+    /** Destination relative to the work dir; empty means "params/current.safetensors". */
+    path: string;
+}
+/** FetchParametersResponse tells where θ is. */
+export interface FetchParametersResponse {
+    /** Path relative to the work dir (fp32 SafeTensors). */
+    path: string;
+    /** Round these parameters start. */
+    round: number;
+}
+export declare const GetJobRequest: MessageFns<GetJobRequest>;
+export declare const GetJobResponse: MessageFns<GetJobResponse>;
+export declare const FetchResourceRequest: MessageFns<FetchResourceRequest>;
+export declare const FetchResourceResponse: MessageFns<FetchResourceResponse>;
+export declare const NextSliceRequest: MessageFns<NextSliceRequest>;
+export declare const NextSliceResponse: MessageFns<NextSliceResponse>;
+export declare const SendUpdateRequest: MessageFns<SendUpdateRequest>;
+export declare const SendUpdateResponse: MessageFns<SendUpdateResponse>;
+export declare const ReceiveUpdateRequest: MessageFns<ReceiveUpdateRequest>;
+export declare const ReceiveUpdateResponse: MessageFns<ReceiveUpdateResponse>;
+export declare const ReportProgressRequest: MessageFns<ReportProgressRequest>;
+export declare const ReportProgressResponse: MessageFns<ReportProgressResponse>;
+export declare const PublishParametersRequest: MessageFns<PublishParametersRequest>;
+export declare const PublishParametersResponse: MessageFns<PublishParametersResponse>;
+export declare const FetchParametersRequest: MessageFns<FetchParametersRequest>;
+export declare const FetchParametersResponse: MessageFns<FetchParametersResponse>;
+/**
+ * JobBridgeService is what an executor talks to: one per job, on the Unix socket
+ * bridge.sock in the job's work dir, guarded by the job's token (metadata
+ * "authorization: Bearer <token>", token in env TENDRIL_BRIDGE_TOKEN). Files are exchanged
+ * by path relative to the work dir, never as raw bytes over the socket.
+ */
+export type JobBridgeServiceService = typeof JobBridgeServiceService;
+export declare const JobBridgeServiceService: {
+    /** GetJob returns the job's description and configuration. */
+    readonly getJob: {
+        readonly path: "/tendril.bridge.v1.JobBridgeService/GetJob";
+        readonly requestStream: false;
+        readonly responseStream: false;
+        readonly requestSerialize: (value: GetJobRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => GetJobRequest;
+        readonly responseSerialize: (value: GetJobResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => GetJobResponse;
+    };
+    /** FetchResource downloads a file:// or http(s):// URI into artifacts/. */
+    readonly fetchResource: {
+        readonly path: "/tendril.bridge.v1.JobBridgeService/FetchResource";
+        readonly requestStream: false;
+        readonly responseStream: false;
+        readonly requestSerialize: (value: FetchResourceRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => FetchResourceRequest;
+        readonly responseSerialize: (value: FetchResourceResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => FetchResourceResponse;
+    };
+    /** NextSlice returns the path of the next (prefetched) data slice. */
+    readonly nextSlice: {
+        readonly path: "/tendril.bridge.v1.JobBridgeService/NextSlice";
+        readonly requestStream: false;
+        readonly responseStream: false;
+        readonly requestSerialize: (value: NextSliceRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => NextSliceRequest;
+        readonly responseSerialize: (value: NextSliceResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => NextSliceResponse;
+    };
+    /** SendUpdate streams a pseudo-gradient file to the job's parameter server. */
+    readonly sendUpdate: {
+        readonly path: "/tendril.bridge.v1.JobBridgeService/SendUpdate";
+        readonly requestStream: false;
+        readonly responseStream: false;
+        readonly requestSerialize: (value: SendUpdateRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => SendUpdateRequest;
+        readonly responseSerialize: (value: SendUpdateResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => SendUpdateResponse;
+    };
+    /** ReceiveUpdate waits for the outer update of a round and stores it in the work dir. */
+    readonly receiveUpdate: {
+        readonly path: "/tendril.bridge.v1.JobBridgeService/ReceiveUpdate";
+        readonly requestStream: false;
+        readonly responseStream: false;
+        readonly requestSerialize: (value: ReceiveUpdateRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => ReceiveUpdateRequest;
+        readonly responseSerialize: (value: ReceiveUpdateResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => ReceiveUpdateResponse;
+    };
+    /** ReportProgress forwards progress to the scheduler and returns its directive. */
+    readonly reportProgress: {
+        readonly path: "/tendril.bridge.v1.JobBridgeService/ReportProgress";
+        readonly requestStream: false;
+        readonly responseStream: false;
+        readonly requestSerialize: (value: ReportProgressRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => ReportProgressRequest;
+        readonly responseSerialize: (value: ReportProgressResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => ReportProgressResponse;
+    };
+    /**
+     * PublishParameters offers initial parameters θ0 (a SafeTensors file) to the job's
+     * parameter server; the first offer of a run wins.
+     */
+    readonly publishParameters: {
+        readonly path: "/tendril.bridge.v1.JobBridgeService/PublishParameters";
+        readonly requestStream: false;
+        readonly responseStream: false;
+        readonly requestSerialize: (value: PublishParametersRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => PublishParametersRequest;
+        readonly responseSerialize: (value: PublishParametersResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => PublishParametersResponse;
+    };
+    /** FetchParameters stores the parameter server's current θ in the work dir (join mid-run). */
+    readonly fetchParameters: {
+        readonly path: "/tendril.bridge.v1.JobBridgeService/FetchParameters";
+        readonly requestStream: false;
+        readonly responseStream: false;
+        readonly requestSerialize: (value: FetchParametersRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => FetchParametersRequest;
+        readonly responseSerialize: (value: FetchParametersResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => FetchParametersResponse;
+    };
+};
+export interface JobBridgeServiceServer extends UntypedServiceImplementation {
+    /** GetJob returns the job's description and configuration. */
+    getJob: handleUnaryCall<GetJobRequest, GetJobResponse>;
+    /** FetchResource downloads a file:// or http(s):// URI into artifacts/. */
+    fetchResource: handleUnaryCall<FetchResourceRequest, FetchResourceResponse>;
+    /** NextSlice returns the path of the next (prefetched) data slice. */
+    nextSlice: handleUnaryCall<NextSliceRequest, NextSliceResponse>;
+    /** SendUpdate streams a pseudo-gradient file to the job's parameter server. */
+    sendUpdate: handleUnaryCall<SendUpdateRequest, SendUpdateResponse>;
+    /** ReceiveUpdate waits for the outer update of a round and stores it in the work dir. */
+    receiveUpdate: handleUnaryCall<ReceiveUpdateRequest, ReceiveUpdateResponse>;
+    /** ReportProgress forwards progress to the scheduler and returns its directive. */
+    reportProgress: handleUnaryCall<ReportProgressRequest, ReportProgressResponse>;
+    /**
+     * PublishParameters offers initial parameters θ0 (a SafeTensors file) to the job's
+     * parameter server; the first offer of a run wins.
+     */
+    publishParameters: handleUnaryCall<PublishParametersRequest, PublishParametersResponse>;
+    /** FetchParameters stores the parameter server's current θ in the work dir (join mid-run). */
+    fetchParameters: handleUnaryCall<FetchParametersRequest, FetchParametersResponse>;
+}
+export interface JobBridgeServiceClient extends Client {
+    /** GetJob returns the job's description and configuration. */
+    getJob(request: GetJobRequest, callback: (error: ServiceError | null, response: GetJobResponse) => void): ClientUnaryCall;
+    getJob(request: GetJobRequest, metadata: Metadata, callback: (error: ServiceError | null, response: GetJobResponse) => void): ClientUnaryCall;
+    getJob(request: GetJobRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: GetJobResponse) => void): ClientUnaryCall;
+    /** FetchResource downloads a file:// or http(s):// URI into artifacts/. */
+    fetchResource(request: FetchResourceRequest, callback: (error: ServiceError | null, response: FetchResourceResponse) => void): ClientUnaryCall;
+    fetchResource(request: FetchResourceRequest, metadata: Metadata, callback: (error: ServiceError | null, response: FetchResourceResponse) => void): ClientUnaryCall;
+    fetchResource(request: FetchResourceRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: FetchResourceResponse) => void): ClientUnaryCall;
+    /** NextSlice returns the path of the next (prefetched) data slice. */
+    nextSlice(request: NextSliceRequest, callback: (error: ServiceError | null, response: NextSliceResponse) => void): ClientUnaryCall;
+    nextSlice(request: NextSliceRequest, metadata: Metadata, callback: (error: ServiceError | null, response: NextSliceResponse) => void): ClientUnaryCall;
+    nextSlice(request: NextSliceRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: NextSliceResponse) => void): ClientUnaryCall;
+    /** SendUpdate streams a pseudo-gradient file to the job's parameter server. */
+    sendUpdate(request: SendUpdateRequest, callback: (error: ServiceError | null, response: SendUpdateResponse) => void): ClientUnaryCall;
+    sendUpdate(request: SendUpdateRequest, metadata: Metadata, callback: (error: ServiceError | null, response: SendUpdateResponse) => void): ClientUnaryCall;
+    sendUpdate(request: SendUpdateRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: SendUpdateResponse) => void): ClientUnaryCall;
+    /** ReceiveUpdate waits for the outer update of a round and stores it in the work dir. */
+    receiveUpdate(request: ReceiveUpdateRequest, callback: (error: ServiceError | null, response: ReceiveUpdateResponse) => void): ClientUnaryCall;
+    receiveUpdate(request: ReceiveUpdateRequest, metadata: Metadata, callback: (error: ServiceError | null, response: ReceiveUpdateResponse) => void): ClientUnaryCall;
+    receiveUpdate(request: ReceiveUpdateRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: ReceiveUpdateResponse) => void): ClientUnaryCall;
+    /** ReportProgress forwards progress to the scheduler and returns its directive. */
+    reportProgress(request: ReportProgressRequest, callback: (error: ServiceError | null, response: ReportProgressResponse) => void): ClientUnaryCall;
+    reportProgress(request: ReportProgressRequest, metadata: Metadata, callback: (error: ServiceError | null, response: ReportProgressResponse) => void): ClientUnaryCall;
+    reportProgress(request: ReportProgressRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: ReportProgressResponse) => void): ClientUnaryCall;
+    /**
+     * PublishParameters offers initial parameters θ0 (a SafeTensors file) to the job's
+     * parameter server; the first offer of a run wins.
+     */
+    publishParameters(request: PublishParametersRequest, callback: (error: ServiceError | null, response: PublishParametersResponse) => void): ClientUnaryCall;
+    publishParameters(request: PublishParametersRequest, metadata: Metadata, callback: (error: ServiceError | null, response: PublishParametersResponse) => void): ClientUnaryCall;
+    publishParameters(request: PublishParametersRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: PublishParametersResponse) => void): ClientUnaryCall;
+    /** FetchParameters stores the parameter server's current θ in the work dir (join mid-run). */
+    fetchParameters(request: FetchParametersRequest, callback: (error: ServiceError | null, response: FetchParametersResponse) => void): ClientUnaryCall;
+    fetchParameters(request: FetchParametersRequest, metadata: Metadata, callback: (error: ServiceError | null, response: FetchParametersResponse) => void): ClientUnaryCall;
+    fetchParameters(request: FetchParametersRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: FetchParametersResponse) => void): ClientUnaryCall;
+}
+export declare const JobBridgeServiceClient: {
+    new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): JobBridgeServiceClient;
+    service: typeof JobBridgeServiceService;
+    serviceName: string;
+};
+type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
+type DeepPartial<T> = T extends Builtin ? T : T extends globalThis.Array<infer U> ? globalThis.Array<DeepPartial<U>> : T extends ReadonlyArray<infer U> ? ReadonlyArray<DeepPartial<U>> : T extends {} ? {
+    [K in keyof T]?: DeepPartial<T[K]>;
+} : Partial<T>;
+type KeysOfUnion<T> = T extends T ? keyof T : never;
+type Exact<P, I extends P> = P extends Builtin ? P : P & {
+    [K in keyof P]: Exact<P[K], I[K]>;
+} & {
+    [K in Exclude<keyof I, KeysOfUnion<P>>]: never;
+};
+interface MessageFns<T> {
+    encode(message: T, writer?: BinaryWriter): BinaryWriter;
+    decode(input: BinaryReader | Uint8Array, length?: number): T;
+    fromJSON(object: any): T;
+    toJSON(message: T): unknown;
+    create<I extends Exact<DeepPartial<T>, I>>(base?: I): T;
+    fromPartial<I extends Exact<DeepPartial<T>, I>>(object: I): T;
+}
+export {};

@@ -1,0 +1,288 @@
+import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
+import { type CallOptions, type ChannelCredentials, Client, type ClientOptions, type ClientReadableStream, type ClientUnaryCall, type handleServerStreamingCall, type handleUnaryCall, type Metadata, type ServiceError, type UntypedServiceImplementation } from "@grpc/grpc-js";
+import { SliceAssignment } from "../../scheduler/v1/scheduler";
+/** SliceInfo describes one slice file. */
+export interface SliceInfo {
+    /** File name, e.g. "slice-00000.safetensors". */
+    name: string;
+    /** Size in bytes. */
+    sizeBytes: number;
+    /** Hex sha256. */
+    sha256: string;
+    /** Number of sequences in it. */
+    numSequences: number;
+}
+/** Manifest describes a data set. */
+export interface Manifest {
+    /** Data set id. */
+    datasetId: string;
+    /** Slices in order. */
+    slices: SliceInfo[];
+    /** Tokenizer used ("bytes" for the byte-level tokenizer). */
+    tokenizer: string;
+    /** Tokens per sequence. */
+    seqLen: number;
+    /** Vocabulary size of the tokenizer. */
+    vocabSize: number;
+}
+/** GetManifestRequest names a data set. */
+export interface GetManifestRequest {
+    /** Data set id; empty when the node serves one data set. */
+    datasetId: string;
+}
+/** GetManifestResponse returns the manifest. */
+export interface GetManifestResponse {
+    /** The manifest. */
+    manifest: Manifest | undefined;
+}
+/** FetchSliceRequest names a slice and where to start. */
+export interface FetchSliceRequest {
+    /** Data set id. */
+    datasetId: string;
+    /** Slice file name. */
+    sliceName: string;
+    /** Byte offset to start from (resume). */
+    offset: number;
+}
+/** FetchSliceResponse is one chunk. */
+export interface FetchSliceResponse {
+    /** Offset of data in the file. */
+    offset: number;
+    /** The bytes. */
+    data: Buffer;
+    /** Size of the whole file. */
+    totalBytes: number;
+}
+/** OpenJobRequest starts fetching for a job. */
+export interface OpenJobRequest {
+    /** Job id. */
+    jobId: string;
+    /** Worker id (sent to the scheduler). */
+    workerId: string;
+    /** Address of the job's scheduler CoordinationService. */
+    coordinatorAddress: string;
+    /** Slices to keep prefetched; 0 means the configured default (2). */
+    prefetch: number;
+}
+/** OpenJobResponse is empty. */
+export interface OpenJobResponse {
+}
+/** NextSliceRequest names the job. */
+export interface NextSliceRequest {
+    /** Job id. */
+    jobId: string;
+}
+/** NextSliceResponse tells where the slice is. */
+export interface NextSliceResponse {
+    /** Absolute path of the verified slice in the cache (read-only). */
+    cachePath: string;
+    /** The assignment. */
+    assignment: SliceAssignment | undefined;
+    /** Seconds the call waited (0 when prefetched). */
+    waitSeconds: number;
+}
+/** CloseJobRequest names the job. */
+export interface CloseJobRequest {
+    /** Job id. */
+    jobId: string;
+}
+/** CloseJobResponse is empty. */
+export interface CloseJobResponse {
+}
+/** GetStatsRequest is empty. */
+export interface GetStatsRequest {
+}
+/** GetStatsResponse carries counters since start. */
+export interface GetStatsResponse {
+    /** Slice requests served from the cache. */
+    cacheHits: number;
+    /** Slice requests that needed a download. */
+    cacheMisses: number;
+    /** Bytes now in the cache. */
+    cacheBytes: number;
+    /** Cache capacity in bytes. */
+    cacheCapacityBytes: number;
+    /** Bytes downloaded from data nodes. */
+    bytesDownloaded: number;
+    /** Seconds NextSlice callers waited in total. */
+    waitSeconds: number;
+    /** Slices that failed verification. */
+    sha256Mismatches: number;
+    /** Jobs open. */
+    openJobs: number;
+    /** Downloads that resumed from a byte offset after a cut stream. */
+    resumedFetches: number;
+    /** Slices evicted from the cache to stay within its capacity. */
+    evictions: number;
+}
+/**
+ * DatasetRecord is what a data node announces in the gateway registry
+ * (record kind "dataset", id = dataset id, payload = an Any holding this message).
+ */
+export interface DatasetRecord {
+    /** Data set id. */
+    datasetId: string;
+    /** DataNodeService address serving the data set. */
+    address: string;
+    /** The data set's manifest. */
+    manifest: Manifest | undefined;
+}
+export declare const SliceInfo: MessageFns<SliceInfo>;
+export declare const Manifest: MessageFns<Manifest>;
+export declare const GetManifestRequest: MessageFns<GetManifestRequest>;
+export declare const GetManifestResponse: MessageFns<GetManifestResponse>;
+export declare const FetchSliceRequest: MessageFns<FetchSliceRequest>;
+export declare const FetchSliceResponse: MessageFns<FetchSliceResponse>;
+export declare const OpenJobRequest: MessageFns<OpenJobRequest>;
+export declare const OpenJobResponse: MessageFns<OpenJobResponse>;
+export declare const NextSliceRequest: MessageFns<NextSliceRequest>;
+export declare const NextSliceResponse: MessageFns<NextSliceResponse>;
+export declare const CloseJobRequest: MessageFns<CloseJobRequest>;
+export declare const CloseJobResponse: MessageFns<CloseJobResponse>;
+export declare const GetStatsRequest: MessageFns<GetStatsRequest>;
+export declare const GetStatsResponse: MessageFns<GetStatsResponse>;
+export declare const DatasetRecord: MessageFns<DatasetRecord>;
+/** DataNodeService serves a prepared data set: a folder of SafeTensors slices and a manifest. */
+export type DataNodeServiceService = typeof DataNodeServiceService;
+export declare const DataNodeServiceService: {
+    /** GetManifest describes a data set. */
+    readonly getManifest: {
+        readonly path: "/tendril.data.v1.DataNodeService/GetManifest";
+        readonly requestStream: false;
+        readonly responseStream: false;
+        readonly requestSerialize: (value: GetManifestRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => GetManifestRequest;
+        readonly responseSerialize: (value: GetManifestResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => GetManifestResponse;
+    };
+    /** FetchSlice streams a slice file in chunks of 1 MiB, from any offset. */
+    readonly fetchSlice: {
+        readonly path: "/tendril.data.v1.DataNodeService/FetchSlice";
+        readonly requestStream: false;
+        readonly responseStream: true;
+        readonly requestSerialize: (value: FetchSliceRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => FetchSliceRequest;
+        readonly responseSerialize: (value: FetchSliceResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => FetchSliceResponse;
+    };
+};
+export interface DataNodeServiceServer extends UntypedServiceImplementation {
+    /** GetManifest describes a data set. */
+    getManifest: handleUnaryCall<GetManifestRequest, GetManifestResponse>;
+    /** FetchSlice streams a slice file in chunks of 1 MiB, from any offset. */
+    fetchSlice: handleServerStreamingCall<FetchSliceRequest, FetchSliceResponse>;
+}
+export interface DataNodeServiceClient extends Client {
+    /** GetManifest describes a data set. */
+    getManifest(request: GetManifestRequest, callback: (error: ServiceError | null, response: GetManifestResponse) => void): ClientUnaryCall;
+    getManifest(request: GetManifestRequest, metadata: Metadata, callback: (error: ServiceError | null, response: GetManifestResponse) => void): ClientUnaryCall;
+    getManifest(request: GetManifestRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: GetManifestResponse) => void): ClientUnaryCall;
+    /** FetchSlice streams a slice file in chunks of 1 MiB, from any offset. */
+    fetchSlice(request: FetchSliceRequest, options?: Partial<CallOptions>): ClientReadableStream<FetchSliceResponse>;
+    fetchSlice(request: FetchSliceRequest, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<FetchSliceResponse>;
+}
+export declare const DataNodeServiceClient: {
+    new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): DataNodeServiceClient;
+    service: typeof DataNodeServiceService;
+    serviceName: string;
+};
+/**
+ * DataFetcherService gets data slices for the worker's jobs: it asks each job's scheduler
+ * which slice comes next, pulls it from the data node, verifies it, caches it, and keeps
+ * the next slices prefetched.
+ */
+export type DataFetcherServiceService = typeof DataFetcherServiceService;
+export declare const DataFetcherServiceService: {
+    /** OpenJob starts fetching for a job (called by the job's bridge). */
+    readonly openJob: {
+        readonly path: "/tendril.data.v1.DataFetcherService/OpenJob";
+        readonly requestStream: false;
+        readonly responseStream: false;
+        readonly requestSerialize: (value: OpenJobRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => OpenJobRequest;
+        readonly responseSerialize: (value: OpenJobResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => OpenJobResponse;
+    };
+    /** NextSlice returns the job's next verified slice, waiting if it is not there yet. */
+    readonly nextSlice: {
+        readonly path: "/tendril.data.v1.DataFetcherService/NextSlice";
+        readonly requestStream: false;
+        readonly responseStream: false;
+        readonly requestSerialize: (value: NextSliceRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => NextSliceRequest;
+        readonly responseSerialize: (value: NextSliceResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => NextSliceResponse;
+    };
+    /** CloseJob stops fetching for a job. */
+    readonly closeJob: {
+        readonly path: "/tendril.data.v1.DataFetcherService/CloseJob";
+        readonly requestStream: false;
+        readonly responseStream: false;
+        readonly requestSerialize: (value: CloseJobRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => CloseJobRequest;
+        readonly responseSerialize: (value: CloseJobResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => CloseJobResponse;
+    };
+    /** GetStats returns cache and transfer counters. */
+    readonly getStats: {
+        readonly path: "/tendril.data.v1.DataFetcherService/GetStats";
+        readonly requestStream: false;
+        readonly responseStream: false;
+        readonly requestSerialize: (value: GetStatsRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => GetStatsRequest;
+        readonly responseSerialize: (value: GetStatsResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => GetStatsResponse;
+    };
+};
+export interface DataFetcherServiceServer extends UntypedServiceImplementation {
+    /** OpenJob starts fetching for a job (called by the job's bridge). */
+    openJob: handleUnaryCall<OpenJobRequest, OpenJobResponse>;
+    /** NextSlice returns the job's next verified slice, waiting if it is not there yet. */
+    nextSlice: handleUnaryCall<NextSliceRequest, NextSliceResponse>;
+    /** CloseJob stops fetching for a job. */
+    closeJob: handleUnaryCall<CloseJobRequest, CloseJobResponse>;
+    /** GetStats returns cache and transfer counters. */
+    getStats: handleUnaryCall<GetStatsRequest, GetStatsResponse>;
+}
+export interface DataFetcherServiceClient extends Client {
+    /** OpenJob starts fetching for a job (called by the job's bridge). */
+    openJob(request: OpenJobRequest, callback: (error: ServiceError | null, response: OpenJobResponse) => void): ClientUnaryCall;
+    openJob(request: OpenJobRequest, metadata: Metadata, callback: (error: ServiceError | null, response: OpenJobResponse) => void): ClientUnaryCall;
+    openJob(request: OpenJobRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: OpenJobResponse) => void): ClientUnaryCall;
+    /** NextSlice returns the job's next verified slice, waiting if it is not there yet. */
+    nextSlice(request: NextSliceRequest, callback: (error: ServiceError | null, response: NextSliceResponse) => void): ClientUnaryCall;
+    nextSlice(request: NextSliceRequest, metadata: Metadata, callback: (error: ServiceError | null, response: NextSliceResponse) => void): ClientUnaryCall;
+    nextSlice(request: NextSliceRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: NextSliceResponse) => void): ClientUnaryCall;
+    /** CloseJob stops fetching for a job. */
+    closeJob(request: CloseJobRequest, callback: (error: ServiceError | null, response: CloseJobResponse) => void): ClientUnaryCall;
+    closeJob(request: CloseJobRequest, metadata: Metadata, callback: (error: ServiceError | null, response: CloseJobResponse) => void): ClientUnaryCall;
+    closeJob(request: CloseJobRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: CloseJobResponse) => void): ClientUnaryCall;
+    /** GetStats returns cache and transfer counters. */
+    getStats(request: GetStatsRequest, callback: (error: ServiceError | null, response: GetStatsResponse) => void): ClientUnaryCall;
+    getStats(request: GetStatsRequest, metadata: Metadata, callback: (error: ServiceError | null, response: GetStatsResponse) => void): ClientUnaryCall;
+    getStats(request: GetStatsRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: GetStatsResponse) => void): ClientUnaryCall;
+}
+export declare const DataFetcherServiceClient: {
+    new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): DataFetcherServiceClient;
+    service: typeof DataFetcherServiceService;
+    serviceName: string;
+};
+type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
+type DeepPartial<T> = T extends Builtin ? T : T extends globalThis.Array<infer U> ? globalThis.Array<DeepPartial<U>> : T extends ReadonlyArray<infer U> ? ReadonlyArray<DeepPartial<U>> : T extends {} ? {
+    [K in keyof T]?: DeepPartial<T[K]>;
+} : Partial<T>;
+type KeysOfUnion<T> = T extends T ? keyof T : never;
+type Exact<P, I extends P> = P extends Builtin ? P : P & {
+    [K in keyof P]: Exact<P[K], I[K]>;
+} & {
+    [K in Exclude<keyof I, KeysOfUnion<P>>]: never;
+};
+interface MessageFns<T> {
+    encode(message: T, writer?: BinaryWriter): BinaryWriter;
+    decode(input: BinaryReader | Uint8Array, length?: number): T;
+    fromJSON(object: any): T;
+    toJSON(message: T): unknown;
+    create<I extends Exact<DeepPartial<T>, I>>(base?: I): T;
+    fromPartial<I extends Exact<DeepPartial<T>, I>>(object: I): T;
+}
+export {};

@@ -1,0 +1,303 @@
+import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
+import { type CallOptions, type ChannelCredentials, Client, type ClientOptions, type ClientReadableStream, type ClientUnaryCall, type handleServerStreamingCall, type handleUnaryCall, type Metadata, type ServiceError, type UntypedServiceImplementation } from "@grpc/grpc-js";
+import { Any } from "../../../google/protobuf/any";
+/** RecordEventType says what happened to a record. */
+export declare enum RecordEventType {
+    /** RECORD_EVENT_TYPE_UNSPECIFIED - Not set. */
+    RECORD_EVENT_TYPE_UNSPECIFIED = 0,
+    /** RECORD_EVENT_TYPE_EXISTING - The record exists (sent for every live record when a watch starts). */
+    RECORD_EVENT_TYPE_EXISTING = 1,
+    /** RECORD_EVENT_TYPE_PUT - The record was created or refreshed. */
+    RECORD_EVENT_TYPE_PUT = 2,
+    /** RECORD_EVENT_TYPE_DELETED - The record was deleted. */
+    RECORD_EVENT_TYPE_DELETED = 3,
+    /** RECORD_EVENT_TYPE_EXPIRED - The record's TTL ran out. */
+    RECORD_EVENT_TYPE_EXPIRED = 4,
+    UNRECOGNIZED = -1
+}
+export declare function recordEventTypeFromJSON(object: any): RecordEventType;
+export declare function recordEventTypeToJSON(object: RecordEventType): string;
+/** Envelope is one message on the bus. */
+export interface Envelope {
+    /** Topic it was published on, e.g. "tendril/worker". */
+    topic: string;
+    /** Id of the publishing peer. */
+    sender: string;
+    /** The message itself (e.g. a tendril.arbiter.v1.ResourceRequest). */
+    payload: Any | undefined;
+    /** When the gateway received it. */
+    publishedAt: Date | undefined;
+}
+/** PublishRequest carries one message for a topic. */
+export interface PublishRequest {
+    /** Topic to publish on (non-empty). */
+    topic: string;
+    /** Id of the publishing peer. */
+    sender: string;
+    /** The message (required). */
+    payload: Any | undefined;
+}
+/** PublishResponse tells how many subscribers the message reached. */
+export interface PublishResponse {
+    /** Number of subscribers the message was queued for. */
+    delivered: number;
+}
+/** SubscribeRequest names the topic to follow. */
+export interface SubscribeRequest {
+    /** Topic to follow (non-empty). */
+    topic: string;
+    /** Id of the subscribing peer (for logs). */
+    subscriber: string;
+}
+/** SubscribeResponse is one message of the subscribed topic. */
+export interface SubscribeResponse {
+    /** The message. */
+    envelope: Envelope | undefined;
+}
+/** Record is one registry entry. */
+export interface Record {
+    /** Record kind, e.g. "worker" or "dataset". */
+    kind: string;
+    /** Id unique within its kind. */
+    id: string;
+    /** The record's content (e.g. a tendril.common.v1.WorkerRecord). */
+    payload: Any | undefined;
+    /** Time to live in seconds from the last Put. */
+    ttlSeconds: number;
+    /** When the record expires unless refreshed. */
+    expiresAt: Date | undefined;
+    /** Number of Puts since the record was created. */
+    version: number;
+}
+/** PutRequest creates or refreshes a record. */
+export interface PutRequest {
+    /** The record; kind, id and a positive ttl_seconds are required. */
+    record: Record | undefined;
+}
+/** PutResponse returns the stored record. */
+export interface PutResponse {
+    /** The record as stored, with expires_at and version. */
+    record: Record | undefined;
+}
+/** GetRequest names one record. */
+export interface GetRequest {
+    /** Record kind. */
+    kind: string;
+    /** Record id. */
+    id: string;
+}
+/** GetResponse returns one record. */
+export interface GetResponse {
+    /** The record. */
+    record: Record | undefined;
+}
+/** ListRequest names a kind. */
+export interface ListRequest {
+    /** Record kind; empty lists every kind. */
+    kind: string;
+}
+/** ListResponse returns live records. */
+export interface ListResponse {
+    /** Live records, sorted by kind then id. */
+    records: Record[];
+}
+/** DeleteRequest names one record. */
+export interface DeleteRequest {
+    /** Record kind. */
+    kind: string;
+    /** Record id. */
+    id: string;
+}
+/** DeleteResponse is empty. */
+export interface DeleteResponse {
+}
+/** WatchRequest names the kind to watch. */
+export interface WatchRequest {
+    /** Record kind; empty watches every kind. */
+    kind: string;
+}
+/** WatchResponse is one change to a record. */
+export interface WatchResponse {
+    /** What happened. */
+    type: RecordEventType;
+    /** The record (its last content for DELETED and EXPIRED). */
+    record: Record | undefined;
+}
+export declare const Envelope: MessageFns<Envelope>;
+export declare const PublishRequest: MessageFns<PublishRequest>;
+export declare const PublishResponse: MessageFns<PublishResponse>;
+export declare const SubscribeRequest: MessageFns<SubscribeRequest>;
+export declare const SubscribeResponse: MessageFns<SubscribeResponse>;
+export declare const Record: MessageFns<Record>;
+export declare const PutRequest: MessageFns<PutRequest>;
+export declare const PutResponse: MessageFns<PutResponse>;
+export declare const GetRequest: MessageFns<GetRequest>;
+export declare const GetResponse: MessageFns<GetResponse>;
+export declare const ListRequest: MessageFns<ListRequest>;
+export declare const ListResponse: MessageFns<ListResponse>;
+export declare const DeleteRequest: MessageFns<DeleteRequest>;
+export declare const DeleteResponse: MessageFns<DeleteResponse>;
+export declare const WatchRequest: MessageFns<WatchRequest>;
+export declare const WatchResponse: MessageFns<WatchResponse>;
+/**
+ * BusService is the topic bus of a network: messages published on a topic reach every
+ * current subscriber of that topic. Nothing is stored; a subscriber sees what is
+ * published while it is subscribed.
+ */
+export type BusServiceService = typeof BusServiceService;
+export declare const BusServiceService: {
+    /** Publish sends one message to every current subscriber of its topic. */
+    readonly publish: {
+        readonly path: "/tendril.gateway.v1.BusService/Publish";
+        readonly requestStream: false;
+        readonly responseStream: false;
+        readonly requestSerialize: (value: PublishRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => PublishRequest;
+        readonly responseSerialize: (value: PublishResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => PublishResponse;
+    };
+    /** Subscribe streams every message published on a topic from now on. */
+    readonly subscribe: {
+        readonly path: "/tendril.gateway.v1.BusService/Subscribe";
+        readonly requestStream: false;
+        readonly responseStream: true;
+        readonly requestSerialize: (value: SubscribeRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => SubscribeRequest;
+        readonly responseSerialize: (value: SubscribeResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => SubscribeResponse;
+    };
+};
+export interface BusServiceServer extends UntypedServiceImplementation {
+    /** Publish sends one message to every current subscriber of its topic. */
+    publish: handleUnaryCall<PublishRequest, PublishResponse>;
+    /** Subscribe streams every message published on a topic from now on. */
+    subscribe: handleServerStreamingCall<SubscribeRequest, SubscribeResponse>;
+}
+export interface BusServiceClient extends Client {
+    /** Publish sends one message to every current subscriber of its topic. */
+    publish(request: PublishRequest, callback: (error: ServiceError | null, response: PublishResponse) => void): ClientUnaryCall;
+    publish(request: PublishRequest, metadata: Metadata, callback: (error: ServiceError | null, response: PublishResponse) => void): ClientUnaryCall;
+    publish(request: PublishRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: PublishResponse) => void): ClientUnaryCall;
+    /** Subscribe streams every message published on a topic from now on. */
+    subscribe(request: SubscribeRequest, options?: Partial<CallOptions>): ClientReadableStream<SubscribeResponse>;
+    subscribe(request: SubscribeRequest, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<SubscribeResponse>;
+}
+export declare const BusServiceClient: {
+    new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): BusServiceClient;
+    service: typeof BusServiceService;
+    serviceName: string;
+};
+/**
+ * RegistryService keeps records (workers, data sets, ...) that vanish unless refreshed
+ * before their TTL runs out.
+ */
+export type RegistryServiceService = typeof RegistryServiceService;
+export declare const RegistryServiceService: {
+    /** Put creates or refreshes a record. */
+    readonly put: {
+        readonly path: "/tendril.gateway.v1.RegistryService/Put";
+        readonly requestStream: false;
+        readonly responseStream: false;
+        readonly requestSerialize: (value: PutRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => PutRequest;
+        readonly responseSerialize: (value: PutResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => PutResponse;
+    };
+    /** Get returns one live record. */
+    readonly get: {
+        readonly path: "/tendril.gateway.v1.RegistryService/Get";
+        readonly requestStream: false;
+        readonly responseStream: false;
+        readonly requestSerialize: (value: GetRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => GetRequest;
+        readonly responseSerialize: (value: GetResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => GetResponse;
+    };
+    /** List returns the live records of a kind. */
+    readonly list: {
+        readonly path: "/tendril.gateway.v1.RegistryService/List";
+        readonly requestStream: false;
+        readonly responseStream: false;
+        readonly requestSerialize: (value: ListRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => ListRequest;
+        readonly responseSerialize: (value: ListResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => ListResponse;
+    };
+    /** Delete removes a record at once. */
+    readonly delete: {
+        readonly path: "/tendril.gateway.v1.RegistryService/Delete";
+        readonly requestStream: false;
+        readonly responseStream: false;
+        readonly requestSerialize: (value: DeleteRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => DeleteRequest;
+        readonly responseSerialize: (value: DeleteResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => DeleteResponse;
+    };
+    /** Watch streams the current records of a kind, then every change to them. */
+    readonly watch: {
+        readonly path: "/tendril.gateway.v1.RegistryService/Watch";
+        readonly requestStream: false;
+        readonly responseStream: true;
+        readonly requestSerialize: (value: WatchRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => WatchRequest;
+        readonly responseSerialize: (value: WatchResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => WatchResponse;
+    };
+};
+export interface RegistryServiceServer extends UntypedServiceImplementation {
+    /** Put creates or refreshes a record. */
+    put: handleUnaryCall<PutRequest, PutResponse>;
+    /** Get returns one live record. */
+    get: handleUnaryCall<GetRequest, GetResponse>;
+    /** List returns the live records of a kind. */
+    list: handleUnaryCall<ListRequest, ListResponse>;
+    /** Delete removes a record at once. */
+    delete: handleUnaryCall<DeleteRequest, DeleteResponse>;
+    /** Watch streams the current records of a kind, then every change to them. */
+    watch: handleServerStreamingCall<WatchRequest, WatchResponse>;
+}
+export interface RegistryServiceClient extends Client {
+    /** Put creates or refreshes a record. */
+    put(request: PutRequest, callback: (error: ServiceError | null, response: PutResponse) => void): ClientUnaryCall;
+    put(request: PutRequest, metadata: Metadata, callback: (error: ServiceError | null, response: PutResponse) => void): ClientUnaryCall;
+    put(request: PutRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: PutResponse) => void): ClientUnaryCall;
+    /** Get returns one live record. */
+    get(request: GetRequest, callback: (error: ServiceError | null, response: GetResponse) => void): ClientUnaryCall;
+    get(request: GetRequest, metadata: Metadata, callback: (error: ServiceError | null, response: GetResponse) => void): ClientUnaryCall;
+    get(request: GetRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: GetResponse) => void): ClientUnaryCall;
+    /** List returns the live records of a kind. */
+    list(request: ListRequest, callback: (error: ServiceError | null, response: ListResponse) => void): ClientUnaryCall;
+    list(request: ListRequest, metadata: Metadata, callback: (error: ServiceError | null, response: ListResponse) => void): ClientUnaryCall;
+    list(request: ListRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: ListResponse) => void): ClientUnaryCall;
+    /** Delete removes a record at once. */
+    delete(request: DeleteRequest, callback: (error: ServiceError | null, response: DeleteResponse) => void): ClientUnaryCall;
+    delete(request: DeleteRequest, metadata: Metadata, callback: (error: ServiceError | null, response: DeleteResponse) => void): ClientUnaryCall;
+    delete(request: DeleteRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: DeleteResponse) => void): ClientUnaryCall;
+    /** Watch streams the current records of a kind, then every change to them. */
+    watch(request: WatchRequest, options?: Partial<CallOptions>): ClientReadableStream<WatchResponse>;
+    watch(request: WatchRequest, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<WatchResponse>;
+}
+export declare const RegistryServiceClient: {
+    new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): RegistryServiceClient;
+    service: typeof RegistryServiceService;
+    serviceName: string;
+};
+type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
+type DeepPartial<T> = T extends Builtin ? T : T extends globalThis.Array<infer U> ? globalThis.Array<DeepPartial<U>> : T extends ReadonlyArray<infer U> ? ReadonlyArray<DeepPartial<U>> : T extends {} ? {
+    [K in keyof T]?: DeepPartial<T[K]>;
+} : Partial<T>;
+type KeysOfUnion<T> = T extends T ? keyof T : never;
+type Exact<P, I extends P> = P extends Builtin ? P : P & {
+    [K in keyof P]: Exact<P[K], I[K]>;
+} & {
+    [K in Exclude<keyof I, KeysOfUnion<P>>]: never;
+};
+interface MessageFns<T> {
+    encode(message: T, writer?: BinaryWriter): BinaryWriter;
+    decode(input: BinaryReader | Uint8Array, length?: number): T;
+    fromJSON(object: any): T;
+    toJSON(message: T): unknown;
+    create<I extends Exact<DeepPartial<T>, I>>(base?: I): T;
+    fromPartial<I extends Exact<DeepPartial<T>, I>>(object: I): T;
+}
+export {};

@@ -1,0 +1,282 @@
+import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
+import { type CallOptions, type ChannelCredentials, Client, type ClientOptions, type ClientReadableStream, type ClientUnaryCall, type handleServerStreamingCall, type handleUnaryCall, type Metadata, type ServiceError, type UntypedServiceImplementation } from "@grpc/grpc-js";
+import { Duration } from "../../../google/protobuf/duration";
+import { ExecutorRef } from "../../common/v1/common";
+/** JobState is where a job is in its life. */
+export declare enum JobState {
+    /** JOB_STATE_UNSPECIFIED - Not set. */
+    JOB_STATE_UNSPECIFIED = 0,
+    /** JOB_STATE_PENDING - Accepted, executor not started yet. */
+    JOB_STATE_PENDING = 1,
+    /** JOB_STATE_RUNNING - Executor running. */
+    JOB_STATE_RUNNING = 2,
+    /** JOB_STATE_SUCCEEDED - Executor exited with code 0. */
+    JOB_STATE_SUCCEEDED = 3,
+    /** JOB_STATE_FAILED - Executor exited non-zero, could not start, or timed out. */
+    JOB_STATE_FAILED = 4,
+    /** JOB_STATE_CANCELLED - Cancelled by its owner, by lease expiry or by shutdown. */
+    JOB_STATE_CANCELLED = 5,
+    UNRECOGNIZED = -1
+}
+export declare function jobStateFromJSON(object: any): JobState;
+export declare function jobStateToJSON(object: JobState): string;
+/** Job is one job's record. */
+export interface Job {
+    /** Job id (chosen by the dispatcher). */
+    jobId: string;
+    /** Lease the job runs under. */
+    leaseId: string;
+    /** Owner (the dispatching scheduler's id). */
+    ownerId: string;
+    /** Executor run. */
+    executor: ExecutorRef | undefined;
+    /** Current state. */
+    state: JobState;
+    /** Executor exit code once ended (negative: killed by that signal). */
+    exitCode: number;
+    /** Why the job ended as it did. */
+    reason: string;
+    /** Dispatch time. */
+    createdAt: Date | undefined;
+    /** Executor start time. */
+    startedAt: Date | undefined;
+    /** End time. */
+    finishedAt: Date | undefined;
+    /** The job's work dir on the worker. */
+    workDir: string;
+    /** Configuration handed to the executor. */
+    config: {
+        [key: string]: any;
+    } | undefined;
+    /** Latest progress figures reported by the executor (e.g. round, loss). */
+    progress: {
+        [key: string]: number;
+    };
+}
+export interface Job_ProgressEntry {
+    key: string;
+    value: number;
+}
+/** DispatchRequest starts a job. */
+export interface DispatchRequest {
+    /** Job id: 1-64 characters of [A-Za-z0-9._-], unique on this worker. */
+    jobId: string;
+    /** A live lease held by the caller. */
+    leaseId: string;
+    /** An executor configured on this worker. */
+    executor: ExecutorRef | undefined;
+    /** Configuration for the executor (written to job.json). */
+    config: {
+        [key: string]: any;
+    } | undefined;
+    /** Wall-clock limit; unset or zero means the worker's default. */
+    timeout: Duration | undefined;
+    /** Address of the scheduler's CoordinationService for progress and slices (optional). */
+    coordinatorAddress: string;
+}
+/** DispatchResponse returns the new job. */
+export interface DispatchResponse {
+    /** The job (PENDING or RUNNING). */
+    job: Job | undefined;
+}
+/** GetRequest names a job. */
+export interface GetRequest {
+    /** Job id. */
+    jobId: string;
+}
+/** GetResponse returns a job. */
+export interface GetResponse {
+    /** The job. */
+    job: Job | undefined;
+}
+/** ListRequest filters the listing. */
+export interface ListRequest {
+    /** Only jobs in these states; empty for all. */
+    states: JobState[];
+    /** Most jobs to return; 0 means 100. */
+    limit: number;
+}
+/** ListResponse lists jobs. */
+export interface ListResponse {
+    /** Newest first. */
+    jobs: Job[];
+}
+/** WatchRequest names what to watch. */
+export interface WatchRequest {
+    /** Job id; empty watches every job. */
+    jobId: string;
+}
+/** WatchResponse is one state change. */
+export interface WatchResponse {
+    /** The job after the change. */
+    job: Job | undefined;
+}
+/** CancelRequest names a job. */
+export interface CancelRequest {
+    /** Job id. */
+    jobId: string;
+    /** Why (recorded in the job's reason). */
+    reason: string;
+}
+/** CancelResponse returns the job. */
+export interface CancelResponse {
+    /** The job (CANCELLED, or already ended). */
+    job: Job | undefined;
+}
+/** LogsRequest asks for an executor's output. */
+export interface LogsRequest {
+    /** Job id. */
+    jobId: string;
+    /** Start with the last this many lines; 0 means the whole log. */
+    tailLines: number;
+    /** Keep streaming new output until the job ends. */
+    follow: boolean;
+}
+/** LogsResponse is a piece of output. */
+export interface LogsResponse {
+    /** Text (UTF-8, undecodable bytes replaced). */
+    text: string;
+}
+export declare const Job: MessageFns<Job>;
+export declare const Job_ProgressEntry: MessageFns<Job_ProgressEntry>;
+export declare const DispatchRequest: MessageFns<DispatchRequest>;
+export declare const DispatchResponse: MessageFns<DispatchResponse>;
+export declare const GetRequest: MessageFns<GetRequest>;
+export declare const GetResponse: MessageFns<GetResponse>;
+export declare const ListRequest: MessageFns<ListRequest>;
+export declare const ListResponse: MessageFns<ListResponse>;
+export declare const WatchRequest: MessageFns<WatchRequest>;
+export declare const WatchResponse: MessageFns<WatchResponse>;
+export declare const CancelRequest: MessageFns<CancelRequest>;
+export declare const CancelResponse: MessageFns<CancelResponse>;
+export declare const LogsRequest: MessageFns<LogsRequest>;
+export declare const LogsResponse: MessageFns<LogsResponse>;
+/**
+ * JobService runs executors for the holders of leases: each job gets its own work dir,
+ * its own job bridge and its own executor process.
+ */
+export type JobServiceService = typeof JobServiceService;
+export declare const JobServiceService: {
+    /** Dispatch starts a job under a live lease held by the caller. */
+    readonly dispatch: {
+        readonly path: "/tendril.job.v1.JobService/Dispatch";
+        readonly requestStream: false;
+        readonly responseStream: false;
+        readonly requestSerialize: (value: DispatchRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => DispatchRequest;
+        readonly responseSerialize: (value: DispatchResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => DispatchResponse;
+    };
+    /** Get returns one job. */
+    readonly get: {
+        readonly path: "/tendril.job.v1.JobService/Get";
+        readonly requestStream: false;
+        readonly responseStream: false;
+        readonly requestSerialize: (value: GetRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => GetRequest;
+        readonly responseSerialize: (value: GetResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => GetResponse;
+    };
+    /** List returns jobs, newest first. */
+    readonly list: {
+        readonly path: "/tendril.job.v1.JobService/List";
+        readonly requestStream: false;
+        readonly responseStream: false;
+        readonly requestSerialize: (value: ListRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => ListRequest;
+        readonly responseSerialize: (value: ListResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => ListResponse;
+    };
+    /** Watch streams a job's (or every job's) state changes. */
+    readonly watch: {
+        readonly path: "/tendril.job.v1.JobService/Watch";
+        readonly requestStream: false;
+        readonly responseStream: true;
+        readonly requestSerialize: (value: WatchRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => WatchRequest;
+        readonly responseSerialize: (value: WatchResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => WatchResponse;
+    };
+    /** Cancel stops a job: SIGTERM, then SIGKILL after the grace period (owner only). */
+    readonly cancel: {
+        readonly path: "/tendril.job.v1.JobService/Cancel";
+        readonly requestStream: false;
+        readonly responseStream: false;
+        readonly requestSerialize: (value: CancelRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => CancelRequest;
+        readonly responseSerialize: (value: CancelResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => CancelResponse;
+    };
+    /** Logs streams an executor's output: the last lines, then new lines when following. */
+    readonly logs: {
+        readonly path: "/tendril.job.v1.JobService/Logs";
+        readonly requestStream: false;
+        readonly responseStream: true;
+        readonly requestSerialize: (value: LogsRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => LogsRequest;
+        readonly responseSerialize: (value: LogsResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => LogsResponse;
+    };
+};
+export interface JobServiceServer extends UntypedServiceImplementation {
+    /** Dispatch starts a job under a live lease held by the caller. */
+    dispatch: handleUnaryCall<DispatchRequest, DispatchResponse>;
+    /** Get returns one job. */
+    get: handleUnaryCall<GetRequest, GetResponse>;
+    /** List returns jobs, newest first. */
+    list: handleUnaryCall<ListRequest, ListResponse>;
+    /** Watch streams a job's (or every job's) state changes. */
+    watch: handleServerStreamingCall<WatchRequest, WatchResponse>;
+    /** Cancel stops a job: SIGTERM, then SIGKILL after the grace period (owner only). */
+    cancel: handleUnaryCall<CancelRequest, CancelResponse>;
+    /** Logs streams an executor's output: the last lines, then new lines when following. */
+    logs: handleServerStreamingCall<LogsRequest, LogsResponse>;
+}
+export interface JobServiceClient extends Client {
+    /** Dispatch starts a job under a live lease held by the caller. */
+    dispatch(request: DispatchRequest, callback: (error: ServiceError | null, response: DispatchResponse) => void): ClientUnaryCall;
+    dispatch(request: DispatchRequest, metadata: Metadata, callback: (error: ServiceError | null, response: DispatchResponse) => void): ClientUnaryCall;
+    dispatch(request: DispatchRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: DispatchResponse) => void): ClientUnaryCall;
+    /** Get returns one job. */
+    get(request: GetRequest, callback: (error: ServiceError | null, response: GetResponse) => void): ClientUnaryCall;
+    get(request: GetRequest, metadata: Metadata, callback: (error: ServiceError | null, response: GetResponse) => void): ClientUnaryCall;
+    get(request: GetRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: GetResponse) => void): ClientUnaryCall;
+    /** List returns jobs, newest first. */
+    list(request: ListRequest, callback: (error: ServiceError | null, response: ListResponse) => void): ClientUnaryCall;
+    list(request: ListRequest, metadata: Metadata, callback: (error: ServiceError | null, response: ListResponse) => void): ClientUnaryCall;
+    list(request: ListRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: ListResponse) => void): ClientUnaryCall;
+    /** Watch streams a job's (or every job's) state changes. */
+    watch(request: WatchRequest, options?: Partial<CallOptions>): ClientReadableStream<WatchResponse>;
+    watch(request: WatchRequest, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<WatchResponse>;
+    /** Cancel stops a job: SIGTERM, then SIGKILL after the grace period (owner only). */
+    cancel(request: CancelRequest, callback: (error: ServiceError | null, response: CancelResponse) => void): ClientUnaryCall;
+    cancel(request: CancelRequest, metadata: Metadata, callback: (error: ServiceError | null, response: CancelResponse) => void): ClientUnaryCall;
+    cancel(request: CancelRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: CancelResponse) => void): ClientUnaryCall;
+    /** Logs streams an executor's output: the last lines, then new lines when following. */
+    logs(request: LogsRequest, options?: Partial<CallOptions>): ClientReadableStream<LogsResponse>;
+    logs(request: LogsRequest, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<LogsResponse>;
+}
+export declare const JobServiceClient: {
+    new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): JobServiceClient;
+    service: typeof JobServiceService;
+    serviceName: string;
+};
+type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
+type DeepPartial<T> = T extends Builtin ? T : T extends globalThis.Array<infer U> ? globalThis.Array<DeepPartial<U>> : T extends ReadonlyArray<infer U> ? ReadonlyArray<DeepPartial<U>> : T extends {} ? {
+    [K in keyof T]?: DeepPartial<T[K]>;
+} : Partial<T>;
+type KeysOfUnion<T> = T extends T ? keyof T : never;
+type Exact<P, I extends P> = P extends Builtin ? P : P & {
+    [K in keyof P]: Exact<P[K], I[K]>;
+} & {
+    [K in Exclude<keyof I, KeysOfUnion<P>>]: never;
+};
+interface MessageFns<T> {
+    encode(message: T, writer?: BinaryWriter): BinaryWriter;
+    decode(input: BinaryReader | Uint8Array, length?: number): T;
+    fromJSON(object: any): T;
+    toJSON(message: T): unknown;
+    create<I extends Exact<DeepPartial<T>, I>>(base?: I): T;
+    fromPartial<I extends Exact<DeepPartial<T>, I>>(object: I): T;
+}
+export {};

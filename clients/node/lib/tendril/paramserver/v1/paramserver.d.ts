@@ -1,0 +1,291 @@
+import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
+import { type CallOptions, type ChannelCredentials, Client, type ClientOptions, type ClientReadableStream, type ClientUnaryCall, type ClientWritableStream, type handleClientStreamingCall, type handleServerStreamingCall, type handleUnaryCall, type Metadata, type ServiceError, type UntypedServiceImplementation } from "@grpc/grpc-js";
+import { Codec, StreamMessage } from "../../tensor/v1/tensor";
+/** RoundState is where a round is. */
+export declare enum RoundState {
+    /** ROUND_STATE_UNSPECIFIED - Not set. */
+    ROUND_STATE_UNSPECIFIED = 0,
+    /** ROUND_STATE_OPEN - Accepting pushes. */
+    ROUND_STATE_OPEN = 1,
+    /** ROUND_STATE_CLOSED - Closed; its update is served. */
+    ROUND_STATE_CLOSED = 2,
+    UNRECOGNIZED = -1
+}
+export declare function roundStateFromJSON(object: any): RoundState;
+export declare function roundStateToJSON(object: RoundState): string;
+/** PushUpdateRequest is one message of a pushed update stream. */
+export interface PushUpdateRequest {
+    /** Header first (job, round, worker, weight, codec, tensors, sha256), then chunks. */
+    message: StreamMessage | undefined;
+}
+/** PushUpdateResponse acknowledges a push. */
+export interface PushUpdateResponse {
+    /** True once the update counts in the round's aggregate. */
+    committed: boolean;
+    /** Bytes received (resume from here after a cut when not committed). */
+    receivedBytes: number;
+    /** Workers committed to the round so far. */
+    contributors: number;
+}
+/** PullUpdateRequest names a round. */
+export interface PullUpdateRequest {
+    /** Job id. */
+    jobId: string;
+    /** Round. */
+    round: number;
+    /** Wire codec wanted; unset means the job's codec. */
+    codec: Codec;
+    /** Resume from this payload offset. */
+    offset: number;
+    /** Seconds to wait for the round to close; 0 means the job's round timeout. */
+    timeoutSeconds: number;
+}
+/** PullUpdateResponse is one message of the update stream. */
+export interface PullUpdateResponse {
+    /** Header first, then chunks. */
+    message: StreamMessage | undefined;
+    /** Workers whose updates made up the round (in the first message). */
+    contributors: number;
+}
+/** PushParametersRequest is one message of a parameter stream. */
+export interface PushParametersRequest {
+    /** Header first, then chunks. */
+    message: StreamMessage | undefined;
+}
+/** PushParametersResponse tells whether the parameters were taken. */
+export interface PushParametersResponse {
+    /** True when these became θ0; false when the job already had parameters. */
+    accepted: boolean;
+    /** The job's current round. */
+    round: number;
+}
+/** PullParametersRequest names a job. */
+export interface PullParametersRequest {
+    /** Job id. */
+    jobId: string;
+    /** Resume from this payload offset. */
+    offset: number;
+}
+/** PullParametersResponse is one message of the parameter stream. */
+export interface PullParametersResponse {
+    /** Header first (its round is the round these parameters start), then chunks. */
+    message: StreamMessage | undefined;
+}
+/** GetRoundRequest names a job. */
+export interface GetRoundRequest {
+    /** Job id. */
+    jobId: string;
+}
+/** GetRoundResponse describes the current round. */
+export interface GetRoundResponse {
+    /** Job id. */
+    jobId: string;
+    /** Current round. */
+    round: number;
+    /** State of that round. */
+    state: RoundState;
+    /** Workers committed. */
+    committedWorkers: string[];
+    /** Workers expected. */
+    expectedWorkers: string[];
+    /** Pushes in flight. */
+    pushesInFlight: number;
+}
+/** OpenJobRequest configures aggregation for a job. */
+export interface OpenJobRequest {
+    /** Job id (the training job's id that workers push under). */
+    jobId: string;
+    /** Number of workers expected to push each round. */
+    expectedWorkers: number;
+    /** Fewest committed workers that may close a round once round_timeout_seconds passed. */
+    quorum: number;
+    /** Seconds after the first commit of a round after which a quorum closes it. */
+    roundTimeoutSeconds: number;
+    /** Outer learning rate (default 0.7). */
+    outerLr: number;
+    /** Outer Nesterov momentum (default 0.9). */
+    outerMomentum: number;
+    /** Codec the update is served in by default. */
+    codec: Codec;
+    /** Number of rounds; 0 means unbounded. */
+    rounds: number;
+}
+/** OpenJobResponse tells where the job stands (a restarted server resumes). */
+export interface OpenJobResponse {
+    /** Current round (non-zero when resumed from saved state). */
+    round: number;
+    /** True when state was loaded from disk. */
+    resumed: boolean;
+}
+/** CloseJobRequest names a job. */
+export interface CloseJobRequest {
+    /** Job id. */
+    jobId: string;
+    /** Also delete the saved state. */
+    purge: boolean;
+}
+/** CloseJobResponse is empty. */
+export interface CloseJobResponse {
+}
+export declare const PushUpdateRequest: MessageFns<PushUpdateRequest>;
+export declare const PushUpdateResponse: MessageFns<PushUpdateResponse>;
+export declare const PullUpdateRequest: MessageFns<PullUpdateRequest>;
+export declare const PullUpdateResponse: MessageFns<PullUpdateResponse>;
+export declare const PushParametersRequest: MessageFns<PushParametersRequest>;
+export declare const PushParametersResponse: MessageFns<PushParametersResponse>;
+export declare const PullParametersRequest: MessageFns<PullParametersRequest>;
+export declare const PullParametersResponse: MessageFns<PullParametersResponse>;
+export declare const GetRoundRequest: MessageFns<GetRoundRequest>;
+export declare const GetRoundResponse: MessageFns<GetRoundResponse>;
+export declare const OpenJobRequest: MessageFns<OpenJobRequest>;
+export declare const OpenJobResponse: MessageFns<OpenJobResponse>;
+export declare const CloseJobRequest: MessageFns<CloseJobRequest>;
+export declare const CloseJobResponse: MessageFns<CloseJobResponse>;
+/**
+ * ParameterServerService aggregates DiLoCo pseudo-gradients for jobs of class "aggregate":
+ * workers push their weighted deltas for a round, the server averages them in fp32, takes
+ * one outer Nesterov step, and serves the resulting update to every worker.
+ */
+export type ParameterServerServiceService = typeof ParameterServerServiceService;
+export declare const ParameterServerServiceService: {
+    /** OpenJob starts aggregation for a job (called by the job's "aggregate" executor). */
+    readonly openJob: {
+        readonly path: "/tendril.paramserver.v1.ParameterServerService/OpenJob";
+        readonly requestStream: false;
+        readonly responseStream: false;
+        readonly requestSerialize: (value: OpenJobRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => OpenJobRequest;
+        readonly responseSerialize: (value: OpenJobResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => OpenJobResponse;
+    };
+    /** CloseJob ends aggregation for a job and frees its state. */
+    readonly closeJob: {
+        readonly path: "/tendril.paramserver.v1.ParameterServerService/CloseJob";
+        readonly requestStream: false;
+        readonly responseStream: false;
+        readonly requestSerialize: (value: CloseJobRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => CloseJobRequest;
+        readonly responseSerialize: (value: CloseJobResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => CloseJobResponse;
+    };
+    /** PushUpdate streams one worker's pseudo-gradient for a round (header, then chunks). */
+    readonly pushUpdate: {
+        readonly path: "/tendril.paramserver.v1.ParameterServerService/PushUpdate";
+        readonly requestStream: true;
+        readonly responseStream: false;
+        readonly requestSerialize: (value: PushUpdateRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => PushUpdateRequest;
+        readonly responseSerialize: (value: PushUpdateResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => PushUpdateResponse;
+    };
+    /** PullUpdate waits until a round closes, then streams its outer update. */
+    readonly pullUpdate: {
+        readonly path: "/tendril.paramserver.v1.ParameterServerService/PullUpdate";
+        readonly requestStream: false;
+        readonly responseStream: true;
+        readonly requestSerialize: (value: PullUpdateRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => PullUpdateRequest;
+        readonly responseSerialize: (value: PullUpdateResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => PullUpdateResponse;
+    };
+    /** PushParameters offers the initial parameters θ0 of a job (the first one wins). */
+    readonly pushParameters: {
+        readonly path: "/tendril.paramserver.v1.ParameterServerService/PushParameters";
+        readonly requestStream: true;
+        readonly responseStream: false;
+        readonly requestSerialize: (value: PushParametersRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => PushParametersRequest;
+        readonly responseSerialize: (value: PushParametersResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => PushParametersResponse;
+    };
+    /** PullParameters streams the current parameters θ of a job (to join mid-run). */
+    readonly pullParameters: {
+        readonly path: "/tendril.paramserver.v1.ParameterServerService/PullParameters";
+        readonly requestStream: false;
+        readonly responseStream: true;
+        readonly requestSerialize: (value: PullParametersRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => PullParametersRequest;
+        readonly responseSerialize: (value: PullParametersResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => PullParametersResponse;
+    };
+    /** GetRound tells the state of a job's current round. */
+    readonly getRound: {
+        readonly path: "/tendril.paramserver.v1.ParameterServerService/GetRound";
+        readonly requestStream: false;
+        readonly responseStream: false;
+        readonly requestSerialize: (value: GetRoundRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => GetRoundRequest;
+        readonly responseSerialize: (value: GetRoundResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => GetRoundResponse;
+    };
+};
+export interface ParameterServerServiceServer extends UntypedServiceImplementation {
+    /** OpenJob starts aggregation for a job (called by the job's "aggregate" executor). */
+    openJob: handleUnaryCall<OpenJobRequest, OpenJobResponse>;
+    /** CloseJob ends aggregation for a job and frees its state. */
+    closeJob: handleUnaryCall<CloseJobRequest, CloseJobResponse>;
+    /** PushUpdate streams one worker's pseudo-gradient for a round (header, then chunks). */
+    pushUpdate: handleClientStreamingCall<PushUpdateRequest, PushUpdateResponse>;
+    /** PullUpdate waits until a round closes, then streams its outer update. */
+    pullUpdate: handleServerStreamingCall<PullUpdateRequest, PullUpdateResponse>;
+    /** PushParameters offers the initial parameters θ0 of a job (the first one wins). */
+    pushParameters: handleClientStreamingCall<PushParametersRequest, PushParametersResponse>;
+    /** PullParameters streams the current parameters θ of a job (to join mid-run). */
+    pullParameters: handleServerStreamingCall<PullParametersRequest, PullParametersResponse>;
+    /** GetRound tells the state of a job's current round. */
+    getRound: handleUnaryCall<GetRoundRequest, GetRoundResponse>;
+}
+export interface ParameterServerServiceClient extends Client {
+    /** OpenJob starts aggregation for a job (called by the job's "aggregate" executor). */
+    openJob(request: OpenJobRequest, callback: (error: ServiceError | null, response: OpenJobResponse) => void): ClientUnaryCall;
+    openJob(request: OpenJobRequest, metadata: Metadata, callback: (error: ServiceError | null, response: OpenJobResponse) => void): ClientUnaryCall;
+    openJob(request: OpenJobRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: OpenJobResponse) => void): ClientUnaryCall;
+    /** CloseJob ends aggregation for a job and frees its state. */
+    closeJob(request: CloseJobRequest, callback: (error: ServiceError | null, response: CloseJobResponse) => void): ClientUnaryCall;
+    closeJob(request: CloseJobRequest, metadata: Metadata, callback: (error: ServiceError | null, response: CloseJobResponse) => void): ClientUnaryCall;
+    closeJob(request: CloseJobRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: CloseJobResponse) => void): ClientUnaryCall;
+    /** PushUpdate streams one worker's pseudo-gradient for a round (header, then chunks). */
+    pushUpdate(callback: (error: ServiceError | null, response: PushUpdateResponse) => void): ClientWritableStream<PushUpdateRequest>;
+    pushUpdate(metadata: Metadata, callback: (error: ServiceError | null, response: PushUpdateResponse) => void): ClientWritableStream<PushUpdateRequest>;
+    pushUpdate(options: Partial<CallOptions>, callback: (error: ServiceError | null, response: PushUpdateResponse) => void): ClientWritableStream<PushUpdateRequest>;
+    pushUpdate(metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: PushUpdateResponse) => void): ClientWritableStream<PushUpdateRequest>;
+    /** PullUpdate waits until a round closes, then streams its outer update. */
+    pullUpdate(request: PullUpdateRequest, options?: Partial<CallOptions>): ClientReadableStream<PullUpdateResponse>;
+    pullUpdate(request: PullUpdateRequest, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<PullUpdateResponse>;
+    /** PushParameters offers the initial parameters θ0 of a job (the first one wins). */
+    pushParameters(callback: (error: ServiceError | null, response: PushParametersResponse) => void): ClientWritableStream<PushParametersRequest>;
+    pushParameters(metadata: Metadata, callback: (error: ServiceError | null, response: PushParametersResponse) => void): ClientWritableStream<PushParametersRequest>;
+    pushParameters(options: Partial<CallOptions>, callback: (error: ServiceError | null, response: PushParametersResponse) => void): ClientWritableStream<PushParametersRequest>;
+    pushParameters(metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: PushParametersResponse) => void): ClientWritableStream<PushParametersRequest>;
+    /** PullParameters streams the current parameters θ of a job (to join mid-run). */
+    pullParameters(request: PullParametersRequest, options?: Partial<CallOptions>): ClientReadableStream<PullParametersResponse>;
+    pullParameters(request: PullParametersRequest, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<PullParametersResponse>;
+    /** GetRound tells the state of a job's current round. */
+    getRound(request: GetRoundRequest, callback: (error: ServiceError | null, response: GetRoundResponse) => void): ClientUnaryCall;
+    getRound(request: GetRoundRequest, metadata: Metadata, callback: (error: ServiceError | null, response: GetRoundResponse) => void): ClientUnaryCall;
+    getRound(request: GetRoundRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: GetRoundResponse) => void): ClientUnaryCall;
+}
+export declare const ParameterServerServiceClient: {
+    new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): ParameterServerServiceClient;
+    service: typeof ParameterServerServiceService;
+    serviceName: string;
+};
+type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
+type DeepPartial<T> = T extends Builtin ? T : T extends globalThis.Array<infer U> ? globalThis.Array<DeepPartial<U>> : T extends ReadonlyArray<infer U> ? ReadonlyArray<DeepPartial<U>> : T extends {} ? {
+    [K in keyof T]?: DeepPartial<T[K]>;
+} : Partial<T>;
+type KeysOfUnion<T> = T extends T ? keyof T : never;
+type Exact<P, I extends P> = P extends Builtin ? P : P & {
+    [K in keyof P]: Exact<P[K], I[K]>;
+} & {
+    [K in Exclude<keyof I, KeysOfUnion<P>>]: never;
+};
+interface MessageFns<T> {
+    encode(message: T, writer?: BinaryWriter): BinaryWriter;
+    decode(input: BinaryReader | Uint8Array, length?: number): T;
+    fromJSON(object: any): T;
+    toJSON(message: T): unknown;
+    create<I extends Exact<DeepPartial<T>, I>>(base?: I): T;
+    fromPartial<I extends Exact<DeepPartial<T>, I>>(object: I): T;
+}
+export {};

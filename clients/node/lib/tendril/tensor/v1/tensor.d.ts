@@ -1,0 +1,94 @@
+import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
+/** Codec is how tensor values travel on the wire. Accumulation is always fp32. */
+export declare enum Codec {
+    /** CODEC_UNSPECIFIED - Not set (treated as fp32). */
+    CODEC_UNSPECIFIED = 0,
+    /** CODEC_FP32 - 32-bit floats, unchanged. */
+    CODEC_FP32 = 1,
+    /** CODEC_BF16 - bfloat16: half the bytes, about 3 significant digits. */
+    CODEC_BF16 = 2,
+    /** CODEC_INT8 - int8 with one fp32 absmax scale per block of values: about a quarter of the bytes. */
+    CODEC_INT8 = 3,
+    UNRECOGNIZED = -1
+}
+export declare function codecFromJSON(object: any): Codec;
+export declare function codecToJSON(object: Codec): string;
+/** TensorInfo places one tensor in the stream's payload (SafeTensors layout). */
+export interface TensorInfo {
+    /** Tensor name. */
+    name: string;
+    /** Wire dtype as SafeTensors names it: "F32", "BF16", "I8", ... */
+    dtype: string;
+    /** Shape. */
+    shape: number[];
+    /** First byte of the tensor's data, relative to the start of the data section. */
+    begin: number;
+    /** One past its last byte. */
+    end: number;
+    /** For CODEC_INT8: byte range of the tensor's fp32 block scales in the data section. */
+    scalesBegin: number;
+    /** For CODEC_INT8: end of the scales. */
+    scalesEnd: number;
+}
+/** StreamHeader opens a tensor stream. */
+export interface StreamHeader {
+    /** Id of this transfer; a resumed transfer reuses it. */
+    streamId: string;
+    /** Job the tensors belong to. */
+    jobId: string;
+    /** DiLoCo round. */
+    round: number;
+    /** Sending worker. */
+    workerId: string;
+    /** Weight of the contribution (samples processed). */
+    weight: number;
+    /** Wire codec. */
+    codec: Codec;
+    /** Tensors, in payload order. */
+    tensors: TensorInfo[];
+    /** Size in bytes of the whole payload: the SafeTensors file (header and data). */
+    totalBytes: number;
+    /** Hex sha256 of the whole payload. */
+    sha256: string;
+    /** Block size of CODEC_INT8 (values per scale). */
+    blockSize: number;
+    /** Offset the chunks of this stream start at (non-zero when resuming). */
+    startOffset: number;
+}
+/** Chunk is a piece of the payload. */
+export interface Chunk {
+    /** Offset of data in the payload. */
+    offset: number;
+    /** The bytes (at most 1 MiB). */
+    data: Buffer;
+}
+/** StreamMessage is one message of a tensor stream: a header first, then chunks in order. */
+export interface StreamMessage {
+    /** First message. */
+    header?: StreamHeader | undefined;
+    /** Every later message. */
+    chunk?: Chunk | undefined;
+}
+export declare const TensorInfo: MessageFns<TensorInfo>;
+export declare const StreamHeader: MessageFns<StreamHeader>;
+export declare const Chunk: MessageFns<Chunk>;
+export declare const StreamMessage: MessageFns<StreamMessage>;
+type Builtin = Date | Function | Uint8Array | string | number | boolean | undefined;
+type DeepPartial<T> = T extends Builtin ? T : T extends globalThis.Array<infer U> ? globalThis.Array<DeepPartial<U>> : T extends ReadonlyArray<infer U> ? ReadonlyArray<DeepPartial<U>> : T extends {} ? {
+    [K in keyof T]?: DeepPartial<T[K]>;
+} : Partial<T>;
+type KeysOfUnion<T> = T extends T ? keyof T : never;
+type Exact<P, I extends P> = P extends Builtin ? P : P & {
+    [K in keyof P]: Exact<P[K], I[K]>;
+} & {
+    [K in Exclude<keyof I, KeysOfUnion<P>>]: never;
+};
+interface MessageFns<T> {
+    encode(message: T, writer?: BinaryWriter): BinaryWriter;
+    decode(input: BinaryReader | Uint8Array, length?: number): T;
+    fromJSON(object: any): T;
+    toJSON(message: T): unknown;
+    create<I extends Exact<DeepPartial<T>, I>>(base?: I): T;
+    fromPartial<I extends Exact<DeepPartial<T>, I>>(object: I): T;
+}
+export {};
