@@ -16,6 +16,7 @@ import grpc
 from google.protobuf import json_format
 
 from tendril.bridge.v1 import bridge_pb2, bridge_pb2_grpc
+from tendril.services.core import tracing
 from tendril.services.core.channel import open_channel
 
 EXIT_ON_SIGTERM = 128 + signal.SIGTERM  # 143, what a shell reports for a SIGTERM death
@@ -73,6 +74,7 @@ def main(argv: list[str] | None = None) -> None:
         os._exit(EXIT_ON_SIGTERM)  # nothing to flush or save: leave at once
 
     signal.signal(signal.SIGTERM, on_sigterm)
+    tracing.setup_executor("example")  # when OTEL_*/TENDRIL_TRACE_FILE is set: joins the Dispatch trace
     started = time.monotonic()
     try:
         code = asyncio.run(run(args.socket, token))

@@ -29,6 +29,7 @@ from tendril.services.arbiter.history import OfferHistory
 from tendril.services.arbiter.model import OfferRecord, OfferState, Request
 from tendril.services.arbiter.policy import Policy, rank, score
 from tendril.services.arbiter.window import Windower
+from tendril.services.core import metrics
 from tendril.services.core.amounts import Amount
 from tendril.services.core.errors import ErrorKind
 from tendril.services.core.logs import get_logger
@@ -305,6 +306,7 @@ class Arbiter:
         record.state = state
         record.reason = reason
         record.decided_at = self._clock()
+        metrics.count_offer(state.value, reason)
         # failures and timeouts are worth an operator's look; the rest is normal business
         log_fn = log.warning if state in (OfferState.FAILED, OfferState.TIMED_OUT) else log.info
         log_fn(

@@ -73,7 +73,10 @@ HELP: dict[str, str] = {
     # [telemetry]
     "telemetry.log_level": "Lowest log level written: debug, info, warning or error.",
     "telemetry.log_format": "'json', 'console', or 'auto' (console on a terminal, JSON lines otherwise).",
-    "telemetry.metrics_listen": "Address reserved for a Prometheus metrics endpoint (no process serves metrics yet).",
+    "telemetry.metrics_listen": (
+        "Where the supervisor serves GET /metrics (Prometheus) for all of the worker's processes; see "
+        "docs/OBSERVABILITY.md."
+    ),
     # [tls]
     "tls.ca_file": (
         "PEM of the CA that signed every peer's certificate; with cert_file and key_file set, all TCP traffic is "

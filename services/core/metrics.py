@@ -19,7 +19,6 @@ the supervisor marks it dead (:func:`mark_process_dead`) and its restart sets th
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 
@@ -243,8 +242,3 @@ def multiprocess_registry(path: Path, *extra: Collector) -> CollectorRegistry:
     for collector in extra:
         registry.register(collector)
     return registry
-
-
-def in_multiprocess_mode() -> bool:
-    """Whether this process writes its values for a supervisor's endpoint."""
-    return bool(os.environ.get(MULTIPROC_DIR_ENV))

@@ -7,6 +7,7 @@ import contextlib
 import dataclasses
 import functools
 
+from tendril.services.core import metrics
 from tendril.services.core.errors import ErrorKind
 from tendril.services.core.logs import get_logger
 from tendril.services.data_fetcher.cache import CacheEntry, SliceCache
@@ -74,6 +75,13 @@ class DataFetcher:
         self.stats = FetcherStats()
         self.jobs: dict[str, JobFetcher] = {}
         self._downloads: dict[SliceKey, asyncio.Task[CacheEntry]] = {}
+        self._exported = metrics.TotalsMirror(
+            {
+                "cache_hits": metrics.DATA_CACHE_HITS,
+                "cache_misses": metrics.DATA_CACHE_MISSES,
+                "bytes_downloaded": metrics.BYTES_RECEIVED.labels(stream="slice"),
+            }
+        )
 
     # -- jobs ---------------------------------------------------------------------------
 
@@ -134,6 +142,8 @@ class DataFetcher:
     async def next_slice(self, job_id: str) -> Handout:
         handout = await self._job(job_id).next()
         self.stats.wait_seconds += handout.wait_seconds
+        metrics.DATA_WAIT.observe(handout.wait_seconds)
+        self.export_metrics()
         return handout
 
     async def close_job(self, job_id: str, *, stopping: bool = False) -> None:
@@ -158,6 +168,7 @@ class DataFetcher:
                 if entry.verified or await self._verify_cached(entry):
                     pinned = self.cache.get(key, pin=True)
                     if pinned is not None:
+                        self.export_metrics()
                         return pinned
                 else:
                     self.stats.cache_hits -= 1  # it was damaged: this becomes a miss below
@@ -200,6 +211,12 @@ class DataFetcher:
         return False
 
     # -- state --------------------------------------------------------------------------
+
+    def export_metrics(self) -> None:
+        """Bring the Prometheus figures up to date with the stats and the cache."""
+        self._exported.update(self.stats)
+        metrics.DATA_CACHE_BYTES.set(self.cache.bytes)
+        metrics.DATA_CACHE_CAPACITY_BYTES.set(self.cache.capacity_bytes)
 
     def snapshot(self) -> StatsSnapshot:
         return StatsSnapshot(

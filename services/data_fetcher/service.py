@@ -55,6 +55,7 @@ class DataFetcherService:
 
     async def start(self) -> None:
         self.cache.rebuild()
+        self.core.export_metrics()  # the cache's size as rebuilt from disk
         await self.server.start()
 
     async def stop(self) -> None:

@@ -15,6 +15,7 @@ import contextlib
 import sys
 
 from tendril.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from tendril.services.core import tracing
 from tendril.services.core.config import WorkerConfig
 from tendril.services.core.errors import PortInUseError, TendrilError
 from tendril.services.core.logs import configure, get_logger
@@ -83,6 +84,7 @@ def run_gateway(listen: str, *, log_level: str = "info", log_format: str = "auto
     reason and exits with status 3, like every service process.
     """
     configure("gateway", level=log_level, fmt=log_format)
+    tracing.setup("gateway")
 
     async def main() -> None:
         # NOTE: built inside the loop: grpc.aio servers belong to the loop that creates them.

@@ -42,6 +42,7 @@ from typing import Any, BinaryIO, Protocol
 
 from tendril.services.bridge.core import WORK_SUBDIRS, BridgeJob, ProgressSink
 from tendril.services.bridge.server import MAX_SOCKET_PATH_BYTES
+from tendril.services.core import metrics, tracing
 from tendril.services.core.config import ExecutorConfig, WorkerConfig, split_address
 from tendril.services.core.errors import ErrorKind
 from tendril.services.core.fanout import Fanout, Overflow, SubscriptionOverflow
@@ -302,6 +303,7 @@ class JobManager:
         finally:
             self._claimed.discard(spec.job_id)
         self._runs[spec.job_id] = run
+        metrics.JOBS_ACTIVE.set(len(self._runs))
         run.task = asyncio.create_task(self._supervise(run), name=f"job-{spec.job_id}")
         log.info("job.started", job_id=spec.job_id, lease_id=spec.lease_id, peer=caller, pid=run.process.pid)
         self.events.publish(run.record.copy())
@@ -313,6 +315,8 @@ class JobManager:
         env = {**os.environ, "GLIBC_TUNABLES": GLIBC_TUNABLES, "PYTHONUNBUFFERED": "1", **executor.env}
         env.update({k: paths[k] for k in ("SOCKET_PATH", "WORK_DIR", "JOB_JSON")})
         env[TOKEN_ENV] = token
+        env.pop(metrics.MULTIPROC_DIR_ENV, None)  # executors never write into the worker's metrics
+        tracing.pass_context(env)  # TRACEPARENT: the executor's bridge calls join the Dispatch trace
         return env
 
     def _write_job_json(self, path: Path, record: JobRecord, socket_path: Path) -> None:
@@ -382,6 +386,7 @@ class JobManager:
             process = ExecutorProcess.spawn(
                 argv, env=self._executor_env(executor, paths, token), cwd=work_dir, log_path=work_dir / LOG_NAME
             )
+            metrics.EXECUTORS_STARTED.inc()
             record = self.store.transition(
                 record,
                 JobState.RUNNING,
@@ -462,7 +467,9 @@ class JobManager:
             record = self.store.get(job_id) or run.record
         finally:
             self._runs.pop(job_id, None)
+            metrics.JOBS_ACTIVE.set(len(self._runs))
             run.done.set()
+        metrics.JOBS_COMPLETED.labels(state=record.state.value.lower()).inc()
         log.info("job.ended", job_id=job_id, state=record.state.value, reason=record.reason, exit_code=code)
         self.events.publish(record)
 

@@ -26,6 +26,7 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+from tendril.services.core import metrics
 from tendril.services.core.amounts import Amount
 from tendril.services.core.errors import ErrorKind
 from tendril.services.core.fanout import Fanout, Overflow, Subscription
@@ -107,6 +108,7 @@ class Ledger:
         for lease in expired:
             self._remember(lease, LeaseEventType.EXPIRED, lease.expires_at)
         self._live = {lease.lease_id: lease for lease in loaded if lease.live(now)}
+        metrics.set_leases_active(lease.kind.value for lease in self._live.values())
         if loaded:
             log.info(
                 "leases.reconciled",
@@ -418,4 +420,5 @@ class Ledger:
         return self._not_found(lease_id)
 
     def _emit(self, kind: LeaseEventType, lease: Lease) -> None:
+        metrics.set_leases_active(live.kind.value for live in self._live.values())  # every change passes here
         self._watchers.publish(LeaseEvent(kind, lease))

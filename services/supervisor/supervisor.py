@@ -17,11 +17,13 @@ import time
 from tendril.services.core.amounts import Amount
 from tendril.services.core.announce import RegistryAnnouncer
 from tendril.services.core.logs import get_logger
+from tendril.services.core.metrics import ServiceFigures
 from tendril.services.core.process import GLIBC_TUNABLES
 from tendril.services.core.worker_record import worker_record
 from tendril.services.supervisor.backoff import Backoff
 from tendril.services.supervisor.child import Child
 from tendril.services.supervisor.health import Started, wait_started
+from tendril.services.supervisor.metrics_endpoint import MetricsEndpoint
 from tendril.services.supervisor.prepare import Prepared
 from tendril.services.supervisor.reaper import Descendants, become_subreaper, reap_adopted
 from tendril.services.supervisor.specs import dial_address, gateway_address, listen_address, stop_waves
@@ -57,7 +59,13 @@ class Supervisor:
         self.config = prepared.config
         self.worker_id = self.config.worker_id
         sup = self.config.supervisor
-        env = {**os.environ, "GLIBC_TUNABLES": GLIBC_TUNABLES, "PYTHONUNBUFFERED": "1"}
+        self.metrics = MetricsEndpoint(
+            self.config.metrics_listen(),
+            prepared.run_dir / "metrics",
+            self._service_figures,
+            port_offset=self.config.worker.port_offset,
+        )
+        env = {**os.environ, "GLIBC_TUNABLES": GLIBC_TUNABLES, "PYTHONUNBUFFERED": "1", **self.metrics.child_env()}
         self.children: dict[str, Child] = {
             spec.name: Child(
                 spec,
@@ -88,6 +96,13 @@ class Supervisor:
             self.status.registered = self._announcer.puts_ok > 0
         write_status(self.prepared.status_json, self.status)
 
+    def _service_figures(self) -> dict[str, ServiceFigures]:
+        # NOTE: called from the metrics endpoint's thread; it only reads ints and strings.
+        return {
+            name: ServiceFigures(child.status.restarts, child.status.state == "serving")
+            for name, child in list(self.children.items())
+        }
+
     def _managed_pids(self) -> set[int]:
         return {c.pid for c in self.children.values() if c.pid is not None}
 
@@ -110,6 +125,7 @@ class Supervisor:
             loop.add_signal_handler(sig, self._on_signal, sig)
         if not become_subreaper():
             log.warning("supervisor.no_subreaper", detail="orphaned executors are found by pid snapshots only")
+        self.metrics.start()  # before any child: a taken metrics port stops the worker here
         say(f"worker {self.worker_id}: starting {', '.join(self.children)}; logs in {self.prepared.logs_dir}")
         self._save()
         started = time.monotonic()
@@ -130,10 +146,12 @@ class Supervisor:
             await self._stop_all()
             self.status.state = "stopped" if code == EXIT_OK else "failed"
             self._save()
+            self.metrics.stop()
         return code
 
     def _ports(self) -> str:
-        return ", ".join(f"{c.name} {c.address}" for c in self.children.values())
+        services = [f"{c.name} {c.address}" for c in self.children.values()]
+        return ", ".join([*services, f"metrics http://{self.metrics.address}/metrics"])
 
     # -- start -------------------------------------------------------------------------------
 
@@ -235,6 +253,7 @@ class Supervisor:
     async def _restart(self, child: Child, code: int) -> None:
         crashed_at = time.monotonic()
         delay = child.backoff.crashed_after(child.uptime())
+        self._forget_metrics(child)
         try:
             while not self._stopping.is_set():
                 child.status.state = "backoff"
@@ -258,11 +277,17 @@ class Supervisor:
                     return
                 child.signal(signal.SIGKILL)
                 exit_code = await child.wait_exit(5.0)
+                self._forget_metrics(child)
                 code = -signal.SIGKILL if exit_code is None else exit_code
                 delay = child.backoff.next()
         finally:
             self._restarts.pop(child.name, None)
             self._save()
+
+    def _forget_metrics(self, child: Child) -> None:
+        """The child's process ended: its live gauges (jobs active, leases active ...) stop counting."""
+        if child.pid is not None:
+            self.metrics.process_dead(child.pid)
 
     # -- stop --------------------------------------------------------------------------------
 
