@@ -315,6 +315,8 @@ class JobManager:
         env = {**os.environ, "GLIBC_TUNABLES": GLIBC_TUNABLES, "PYTHONUNBUFFERED": "1", **executor.env}
         env.update({k: paths[k] for k in ("SOCKET_PATH", "WORK_DIR", "JOB_JSON")})
         env[TOKEN_ENV] = token
+        # NOTE: the "aggregate" executor serves its run on this worker's own parameter server.
+        env["TENDRIL_PARAMETER_SERVER_ADDRESS"] = self.config.listen("parameter_server")
         env.pop(metrics.MULTIPROC_DIR_ENV, None)  # executors never write into the worker's metrics
         tracing.pass_context(env)  # TRACEPARENT: the executor's bridge calls join the Dispatch trace
         return env

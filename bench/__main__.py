@@ -1,0 +1,115 @@
+"""``python -m bench [--only stream,paramserver,codecs,external] [--out bench-out]``."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from bench.common import GIB, MIB, Figure, data_plane_env
+
+SECTIONS = ("codecs", "stream", "paramserver", "external")
+
+
+def _reexec_with_tunables() -> None:
+    """Become a data-plane process: GLIBC_TUNABLES must be set before the first malloc."""
+    env = data_plane_env()
+    if os.environ.get("GLIBC_TUNABLES") != env["GLIBC_TUNABLES"]:
+        os.execve(sys.executable, [sys.executable, "-m", "bench", *sys.argv[1:]], env)
+
+
+def _format(value: float | None, unit: str) -> str:
+    if value is None:
+        return "—"
+    if unit == "bytes":
+        return f"{value / MIB:.2f} MiB"
+    return f"{value:g} {unit}".strip()
+
+
+def print_table(figures: list[Figure]) -> None:
+    rows = [("figure", "value", "baseline (same run)", "target", "ok", "note")]
+    for f in figures:
+        baseline = f"{_format(f.baseline, f.unit)} ({f.baseline_name})" if f.baseline is not None else ""
+        ok = "" if f.ok is None else ("yes" if f.ok else "NO")
+        rows.append((f.name, _format(f.value, f.unit) if f.value is not None else "—", baseline, f.target, ok, f.note))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    for i, row in enumerate(rows):
+        print("  ".join(cell.ljust(widths[j]) for j, cell in enumerate(row[:5])) + "  " + row[5])
+        if i == 0:
+            print("  ".join("-" * w for w in widths) + "  " + "-" * 4)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description="Tendril data-plane benchmark")
+    parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {', '.join(SECTIONS)}")
+    parser.add_argument("--out", default="bench-out", help="where results.json goes")
+    parser.add_argument("--stream-mib", type=int, default=GIB // MIB, help="tensor stream payload size")
+    parser.add_argument("--model-mib", type=int, default=256, help="model size for the ParameterServer RSS figure")
+    args = parser.parse_args()
+    wanted = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = set(wanted) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown sections {sorted(unknown)}; choose from {', '.join(SECTIONS)}")
+
+    from bench import codecs, external, paramserver, stream
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    load_before = os.getloadavg()
+    started = time.time()
+    figures: list[Figure] = []
+    errors: dict[str, str] = {}
+    with tempfile.TemporaryDirectory(prefix="tendril-bench-") as tmp:
+        work = Path(tmp)
+        runs: dict[str, Callable[[], list[Figure]]] = {
+            "codecs": lambda: codecs.measure(work),
+            "stream": lambda: [stream.measure(work, args.stream_mib * MIB)],
+            "paramserver": lambda: [paramserver.measure(work, args.model_mib * MIB)],
+            "external": lambda: [*external.bridge_report_progress(work), *external.demo_data(work)],
+        }
+        for section in wanted:
+            t0 = time.perf_counter()
+            print(f"bench: {section} ...", file=sys.stderr, flush=True)
+            try:
+                got = runs[section]()
+            except Exception as exc:  # one broken section must not hide the others' figures
+                traceback.print_exc()
+                errors[section] = f"{type(exc).__name__}: {exc}"
+                got = [Figure.not_measured(section, f"failed: {type(exc).__name__}: {exc}")]
+            print(f"bench: {section} took {time.perf_counter() - t0:.1f} s", file=sys.stderr, flush=True)
+            figures.extend(got)
+    result = {
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(started)),
+        "seconds": round(time.time() - started, 1),
+        "machine": {
+            "cpus": os.cpu_count(),
+            "load_average_before": [round(x, 2) for x in load_before],
+            "load_average_after": [round(x, 2) for x in os.getloadavg()],
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "glibc_tunables": os.environ.get("GLIBC_TUNABLES", ""),
+        },
+        "figures": [dataclasses.asdict(f) for f in figures],
+        "errors": errors,
+    }
+    (out / "results.json").write_text(json.dumps(result, indent=2))
+    print()
+    print_table(figures)
+    print(
+        f"\n{len(figures)} figures in {result['seconds']} s on {os.cpu_count()} CPUs "
+        f"(load average {load_before[0]:.1f} before, {os.getloadavg()[0]:.1f} after); wrote {out / 'results.json'}"
+    )
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    _reexec_with_tunables()
+    sys.exit(main())

@@ -1,0 +1,98 @@
+"""Shared bits of the benchmarks: figures, processes, GLIBC_TUNABLES, temp space."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from tendril.services.core.process import GLIBC_TUNABLES
+
+GIB = 1024**3
+MIB = 1024**2
+
+
+@dataclasses.dataclass
+class Figure:
+    """One line of the table: a measured value beside its baseline or target."""
+
+    name: str
+    value: float | None
+    unit: str
+    baseline: float | None = None
+    baseline_name: str = ""
+    target: str = ""
+    ok: bool | None = None
+    note: str = ""
+    details: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @classmethod
+    def not_measured(cls, name: str, reason: str) -> Figure:
+        return cls(name, None, "", note=f"not measured: {reason}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def data_plane_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Environment of a data-plane process: malloc tuned from its first instruction (REFERENCE §C)."""
+    return {**os.environ, "GLIBC_TUNABLES": GLIBC_TUNABLES, "PYTHONUNBUFFERED": "1", **(extra or {})}
+
+
+def spawn_python(args: list[str], *, log: Path, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
+    """``python ARGS`` in its own session, data-plane env, output to ``log``."""
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with open(log, "ab") as out:
+        return subprocess.Popen(
+            [sys.executable, *args],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=data_plane_env(env),
+            start_new_session=True,
+        )
+
+
+def stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM, then SIGKILL after 10 s; always reaped."""
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=10)
+
+
+def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"process {proc.args!r} exited with {proc.returncode} before listening on {port}")
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+def write_pattern_file(path: Path, size: int) -> None:
+    """``size`` bytes of non-zero, non-repeating-per-page data (real pages, not a sparse file)."""
+    import numpy as np
+
+    block = np.random.default_rng(0).integers(0, 256, size=8 * MIB, dtype=np.uint8)
+    with open(path, "wb") as f:
+        written = 0
+        while written < size:
+            piece = block[: min(len(block), size - written)]
+            f.write(piece.tobytes())
+            block = np.roll(block, 4099)
+            written += len(piece)

@@ -1,0 +1,150 @@
+"""ParameterServer peak RSS with 8 concurrent pushers of a 256 MiB model (a real PS process).
+
+The PS runs as ``python -m tendril.services.paramserver`` with GLIBC_TUNABLES; this process
+opens a run (8 expected workers), pushes θ0, then 8 concurrent ``push_update`` calls of a
+256 MiB fp32 pseudo-gradient, pulls the round's update, and meanwhile samples the PS's
+resident memory from ``/proc/<pid>/status`` (VmRSS every 10 ms, and VmHWM, the kernel's own
+peak). Target: peak ≤ 2.5 × model + 300 MiB.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from bench.common import MIB, Figure, free_port, spawn_python, stop, wait_for_port
+
+PUSHERS = 8
+
+
+def _status_kib(pid: int, key: str) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    raise KeyError(key)
+
+
+class RssSampler:
+    """Polls a process's VmRSS on a thread; remembers the peak."""
+
+    def __init__(self, pid: int, interval: float = 0.01) -> None:
+        self.pid = pid
+        self.interval = interval
+        self.peak_kib = 0
+        self.samples = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.peak_kib = max(self.peak_kib, _status_kib(self.pid, "VmRSS"))
+                self.samples += 1
+            except (FileNotFoundError, ProcessLookupError):
+                return
+            time.sleep(self.interval)
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def _model(path: Path, size: int, seed: int, scale: float) -> None:
+    """A 4-tensor fp32 model of ``size`` bytes (no tensor over 2^31 bytes needed)."""
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(seed)
+    elements = size // 4
+    shapes = {"wte": elements // 2, "h.0.attn": elements // 4, "h.0.mlp": elements // 4 - 1024, "ln_f": 1024}
+    save_file({n: (rng.standard_normal(c, dtype=np.float32) * scale) for n, c in shapes.items()}, str(path))
+
+
+async def _drive(address: str, theta: Path, delta: Path, workdir: Path) -> dict[str, Any]:
+    from tendril.paramserver.v1 import paramserver_pb2, paramserver_pb2_grpc
+    from tendril.services.core import tensorstream
+    from tendril.services.core.channel import open_channel
+
+    async with open_channel(address, peer_id="bench") as channel:
+        stub = paramserver_pb2_grpc.ParameterServerServiceStub(channel)
+        await stub.OpenJob(paramserver_pb2.OpenJobRequest(job_id="bench", expected_workers=PUSHERS, rounds=1))
+        await tensorstream.push_parameters(channel, theta, run_id="bench", worker_id="bench")
+        start = time.perf_counter()
+        sent = await asyncio.gather(
+            *(
+                tensorstream.push_update(
+                    channel, delta, run_id="bench", round=0, worker_id=f"w{i}", weight=1.0 + i, codec="fp32"
+                )
+                for i in range(PUSHERS)
+            )
+        )
+        pushed = time.perf_counter() - start
+        _, contributors = await tensorstream.pull_update(
+            channel, run_id="bench", round=0, dest=workdir / "update.safetensors", codec="fp32", timeout=600
+        )
+        closed = time.perf_counter() - start
+    assert contributors == PUSHERS
+    return {"push_seconds": round(pushed, 2), "push_and_close_seconds": round(closed, 2), "bytes_pushed": sum(sent)}
+
+
+def measure(workdir: Path, model_bytes: int = 256 * MIB) -> Figure:
+    theta, delta = workdir / "ps-theta.safetensors", workdir / "ps-delta.safetensors"
+    _model(theta, model_bytes, 0, 1.0)
+    _model(delta, model_bytes, 1, 1e-3)
+    state = workdir / "ps-state"
+    port = free_port()
+    config = workdir / "ps-config.json"
+    config.write_text(
+        json.dumps(
+            {
+                "worker": {"id": "bench", "state_dir": str(state)},
+                "parameter_server": {"listen": f"127.0.0.1:{port}"},
+                "telemetry": {"log_level": "warning", "log_format": "json"},
+            }
+        )
+    )
+    proc = spawn_python(
+        ["-m", "tendril.services.paramserver", "--config-json", str(config)], log=workdir / "paramserver.log"
+    )
+    try:
+        wait_for_port(port, proc)
+        idle_kib = _status_kib(proc.pid, "VmRSS")
+        with RssSampler(proc.pid) as sampler:
+            run = asyncio.run(_drive(f"127.0.0.1:{port}", theta, delta, workdir))
+        hwm_kib = _status_kib(proc.pid, "VmHWM")
+    finally:
+        stop(proc)
+        for path in (theta, delta, workdir / "update.safetensors"):
+            path.unlink(missing_ok=True)
+    peak_mib = max(sampler.peak_kib, hwm_kib) / 1024
+    model_mib = model_bytes / MIB
+    limit = 2.5 * model_mib + 300
+    return Figure(
+        f"ParameterServer peak RSS, {PUSHERS} pushers × {model_mib:.0f} MiB",
+        round(peak_mib, 1),
+        "MiB",
+        baseline=round(PUSHERS * model_mib, 1),
+        baseline_name=f"{PUSHERS} × model (holding every push)",
+        target=f"≤ 2.5 × model + 300 MiB = {limit:.0f} MiB",
+        ok=peak_mib <= limit,
+        note=f"idle {idle_kib / 1024:.0f} MiB; {run['push_seconds']} s to push, "
+        f"{run['push_and_close_seconds']} s until the update was pulled",
+        details={
+            **run,
+            "idle_rss_mib": round(idle_kib / 1024, 1),
+            "vmhwm_mib": round(hwm_kib / 1024, 1),
+            "sampled_peak_mib": round(sampler.peak_kib / 1024, 1),
+            "samples": sampler.samples,
+            "aggregate_push_gbps": round(run["bytes_pushed"] / run["push_seconds"] / 1e9, 3),
+        },
+    )

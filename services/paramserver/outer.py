@@ -1,0 +1,77 @@
+"""The outer optimizer: Nesterov SGD exactly as ``torch.optim.SGD(nesterov=True)`` steps.
+
+With grad = g (the weighted mean pseudo-gradient, Δ = θ_start − θ_local), torch does::
+
+    buf = g                      (first step: a copy of the gradient)
+    buf = buf * μ + g            (later steps: two roundings, mul_ then add_)
+    d   = g + μ · buf            (grad.add(buf, alpha=μ): one fused multiply-add)
+    θ   = θ + (−lr) · d          (param.add_(d, alpha=−lr): one fused multiply-add)
+
+torch's CPU kernels compute ``a + alpha * b`` as a fused multiply-add (one rounding), with
+alpha cast to float32. :func:`fma32` reproduces that bit for bit with numpy: the product of
+two float32 is exact in float64, the float64 sum is made round-to-odd (from its exact error,
+TwoSum), and rounding a round-to-odd float64 to float32 equals rounding the exact value once
+(53 ≥ 2·24 + 2).
+
+# NOTE: workers apply the served update as θ + u (one float32 add). Where θ is small next to
+# its step, θ + (θ_torch − θ) is not θ_torch again (the difference is rounded), so a server
+# keeping θ_torch would drift an ulp away from every worker in those elements. The server
+# therefore keeps θ_new = θ + u with u = float32(θ_torch − θ): the momentum buffer and u are
+# torch's exactly, θ_new is what every worker holds, bit for bit, and differs from θ_torch by
+# one rounding (an ulp of max(|θ|, |θ_torch|)) in the few elements where the difference rounds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+F32 = npt.NDArray[np.float32]
+
+
+def fma32(a: F32, b: float | np.float32, c: F32) -> F32:
+    """float32(a·b + c) with a single rounding, for float32 arrays a, c and a float32 scalar b."""
+    total = a.astype(np.float64)
+    total *= np.float64(np.float32(b))  # exact: 24 + 24 bits < 53
+    product = total.copy()
+    total += c
+    # Rounding the float64 sum to float32 can only go wrong when the sum landed exactly on a
+    # float32 midpoint (low 29 mantissa bits = 1000...0) or in float32's subnormal range;
+    # only those elements get the exact treatment.
+    bits = total.view(np.int64)
+    suspect = np.flatnonzero(((bits & _LOW29) == _HALF29) | (np.abs(total) < _F32_NORMAL_MIN))
+    if suspect.size:
+        total[suspect] = _round_to_odd(product[suspect], c[suspect].astype(np.float64), total[suspect])
+    return total.astype(np.float32)
+
+
+_LOW29 = np.int64((1 << 29) - 1)
+_HALF29 = np.int64(1 << 28)
+_F32_NORMAL_MIN = float(np.finfo(np.float32).tiny)
+
+
+def _round_to_odd(
+    x: npt.NDArray[np.float64], y: npt.NDArray[np.float64], s: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """``s`` = fl64(x + y) made round-to-odd, from the exact error of the sum (TwoSum)."""
+    virtual = s - x
+    err = (x - (s - virtual)) + (y - virtual)
+    bits = s.view(np.int64)
+    inexact_even = (err != 0) & ((bits & 1) == 0) & np.isfinite(s)
+    # Move an inexact, even result one ulp toward the exact value.
+    toward = np.where((err > 0) == (s > 0), 1, -1).astype(np.int64)
+    return (bits + np.where(inexact_even, toward, 0)).view(np.float64)
+
+
+def nesterov(theta: F32, momentum: F32 | None, grad: F32, *, lr: float, mu: float) -> tuple[F32, F32, F32]:
+    """One outer step on a piece: returns (θ_new, new momentum buffer, u), θ_new = θ + u.
+
+    ``momentum`` None means the first step (the buffer starts as a copy of ``grad``).
+    """
+    grad = np.asarray(grad, dtype=np.float32)
+    # torch: buf = clone(grad) on the first step, else buf.mul_(μ).add_(grad) (two roundings).
+    buf = grad.copy() if momentum is None else (momentum * np.float32(mu)).astype(np.float32) + grad
+    direction = fma32(buf, mu, grad)
+    theta_torch = fma32(direction, -np.float32(lr), theta)
+    update = (theta_torch - theta).astype(np.float32)
+    return (theta + update).astype(np.float32), buf.astype(np.float32), update

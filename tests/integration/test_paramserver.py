@@ -1,0 +1,226 @@
+"""A real ParameterServer process: broken pushes leave no trace, quorum + timeout, late pushes, restart."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+import pytest
+from safetensors.numpy import save_file
+
+from tendril.paramserver.v1 import paramserver_pb2, paramserver_pb2_grpc
+from tendril.services.core import tensorstream
+from tendril.services.core.channel import open_channel
+from tendril.services.core.errors import ErrorKind
+from tendril.services.core.streaming import StreamInfo, chunk_ranges, header_message, mapped
+from tendril.services.core.tensorstream import TensorStreamError, prepared_payload
+from tendril.tensor.v1 import tensor_pb2
+from tests.procs import kill_group, running, spawn_service, wait_serving, worker_config
+
+pytestmark = pytest.mark.integration
+
+SHAPES = {"h.0.w": (768, 1024), "h.0.b": (1024,)}  # 3 MiB of fp32: a few chunks
+
+
+def _write(path: Path, seed: int, scale: float = 1.0) -> Path:
+    rng = np.random.default_rng(seed)
+    save_file({n: (rng.standard_normal(s) * scale).astype(np.float32) for n, s in SHAPES.items()}, str(path))
+    return path
+
+
+async def _open(channel: grpc.aio.Channel, run: str, theta: Path, **config: Any) -> paramserver_pb2.OpenJobResponse:
+    stub = paramserver_pb2_grpc.ParameterServerServiceStub(channel)
+    reply = await stub.OpenJob(paramserver_pb2.OpenJobRequest(job_id=run, **config))
+    await tensorstream.push_parameters(channel, theta, run_id=run, worker_id="scheduler")
+    return reply
+
+
+async def _break_off(channel: grpc.aio.Channel, path: Path, *, run: str, worker: str, chunks: int) -> None:
+    """Send the header and a few chunks, then drop the call as a dying worker would.
+
+    Sent with the generated stub and protobuf messages: the server reads them as frames.
+    """
+    stub = paramserver_pb2_grpc.ParameterServerServiceStub(channel)
+    with prepared_payload(path, "fp32") as payload, mapped(payload.path) as view:
+        info = StreamInfo("broken-" + worker, run, 0, worker, 5.0, payload.layout, payload.sha256)
+        sent = asyncio.Event()
+
+        async def requests() -> AsyncIterator[paramserver_pb2.PushUpdateRequest]:
+            yield paramserver_pb2.PushUpdateRequest(message=tensor_pb2.StreamMessage(header=header_message(info)))
+            for i, (offset, length) in enumerate(chunk_ranges(len(view))):
+                if i == chunks:
+                    sent.set()
+                    await asyncio.Event().wait()  # hang: the call is cancelled from outside
+                chunk = tensor_pb2.Chunk(offset=offset, data=bytes(view[offset : offset + length]))
+                yield paramserver_pb2.PushUpdateRequest(message=tensor_pb2.StreamMessage(chunk=chunk))
+
+        call = stub.PushUpdate(requests())
+        await asyncio.wait_for(sent.wait(), 30)
+        # Wait until the server has seen the push in flight, then cut it.
+        await _until(lambda r: r.pushes_in_flight >= 1, stub, run)
+        call.cancel()
+
+
+async def _until(predicate: Any, stub: Any, run: str, timeout: float = 30.0) -> paramserver_pb2.GetRoundResponse:
+    deadline = time.monotonic() + timeout
+    while True:
+        reply = await stub.GetRound(paramserver_pb2.GetRoundRequest(job_id=run))
+        if predicate(reply):
+            return reply
+        assert time.monotonic() < deadline, f"GetRound never matched; last: {reply}"
+        await asyncio.sleep(0.05)
+
+
+async def test_broken_pusher_leaves_no_trace_and_quorum_closes(tmp_path: Path) -> None:
+    config = worker_config(tmp_path)
+    proc = spawn_service("paramserver", config, tmp_path)
+    with running(proc):
+        address = config.listen("parameter_server")
+        await wait_serving(address)
+        theta = _write(tmp_path / "theta.st", 0)
+        deltas = {w: _write(tmp_path / f"{w}.st", i + 1, 1e-2) for i, w in enumerate(["w1", "w2", "w3"])}
+        async with open_channel(address, peer_id="tester") as channel:
+            stub = paramserver_pb2_grpc.ParameterServerServiceStub(channel)
+            await _open(channel, "three", theta, expected_workers=3, quorum=2, round_timeout_seconds=1.5, rounds=3)
+            await _open(channel, "two", theta, expected_workers=2, quorum=2, rounds=3)
+            # "three": w3 breaks off mid-stream, w2 and w1 commit; the round closes by quorum.
+            await _break_off(channel, deltas["w3"], run="three", worker="w3", chunks=2)
+            for worker, weight in (("w2", 3.0), ("w1", 1.0)):
+                await tensorstream.push_update(
+                    channel, deltas[worker], run_id="three", round=0, worker_id=worker, weight=weight, codec="fp32"
+                )
+            still_open = await stub.GetRound(paramserver_pb2.GetRoundRequest(job_id="three"))
+            assert still_open.round == 0 and list(still_open.committed_workers) == ["w1", "w2"]
+            # "two": the same two workers alone, in the other order.
+            for worker, weight in (("w1", 1.0), ("w2", 3.0)):
+                await tensorstream.push_update(
+                    channel, deltas[worker], run_id="two", round=0, worker_id=worker, weight=weight, codec="fp32"
+                )
+            results = {}
+            for run in ("three", "two"):
+                got, contributors = await tensorstream.pull_update(
+                    channel, run_id=run, round=0, dest=tmp_path / f"{run}.update", codec="fp32", timeout=30
+                )
+                assert contributors == 2 and got > 0
+                await tensorstream.pull_parameters(channel, run_id=run, dest=tmp_path / f"{run}.theta")
+                results[run] = (tmp_path / f"{run}.update").read_bytes(), (tmp_path / f"{run}.theta").read_bytes()
+            assert results["three"] == results["two"]  # bit-identical: the broken push left no trace
+            closed = await stub.GetRound(paramserver_pb2.GetRoundRequest(job_id="three"))
+            assert closed.round == 1 and closed.state == paramserver_pb2.ROUND_STATE_OPEN
+            assert closed.pushes_in_flight == 0
+            # The worker that broke off comes back late: told which round is open.
+            with pytest.raises(TensorStreamError) as late:
+                await tensorstream.push_update(
+                    channel, deltas["w3"], run_id="three", round=0, worker_id="w3", weight=5.0, codec="int8"
+                )
+            assert late.value.kind is ErrorKind.FAILED_PRECONDITION
+            assert "round 0 of run three is closed; round 1 is open" in late.value.message
+            await tensorstream.push_update(
+                channel, deltas["w1"], run_id="three", round=1, worker_id="w1", weight=1.0, codec="bf16"
+            )
+            with pytest.raises(TensorStreamError) as duplicate:
+                await tensorstream.push_update(
+                    channel, deltas["w1"], run_id="three", round=1, worker_id="w1", weight=1.0, codec="bf16"
+                )
+            assert duplicate.value.kind is ErrorKind.ALREADY_EXISTS
+        kill_group(proc, signal.SIGTERM)
+        assert proc.returncode == 0
+    assert not list((tmp_path / "state" / "paramserver").rglob("*.part"))
+
+
+async def test_restart_resumes_round_and_state(tmp_path: Path) -> None:
+    config = worker_config(tmp_path)
+    address = config.listen("parameter_server")
+    theta = _write(tmp_path / "theta.st", 0)
+    deltas = [_write(tmp_path / f"d{i}.st", 10 + i, 1e-2) for i in range(4)]
+    first = spawn_service("paramserver", config, tmp_path, name="ps-first")
+    with running(first):
+        await wait_serving(address)
+        async with open_channel(address, peer_id="tester") as channel:
+            reply = await _open(channel, "run", theta, expected_workers=2, quorum=2, rounds=4, codec=2)
+            assert (reply.round, reply.resumed) == (0, False)
+            for i, worker in enumerate(["a", "b"]):
+                await tensorstream.push_update(
+                    channel, deltas[i], run_id="run", round=0, worker_id=worker, weight=1.0, codec="int8"
+                )
+            await tensorstream.pull_update(channel, run_id="run", round=0, dest=tmp_path / "u0", codec="bf16")
+            await tensorstream.push_update(
+                channel, deltas[2], run_id="run", round=1, worker_id="a", weight=2.0, codec="fp32"
+            )
+            await tensorstream.pull_parameters(channel, run_id="run", dest=tmp_path / "theta1.before")
+        kill_group(first)  # SIGKILL: no graceful stop
+    second = spawn_service("paramserver", config, tmp_path, name="ps-second")
+    with running(second):
+        await wait_serving(address)
+        async with open_channel(address, peer_id="tester") as channel:
+            stub = paramserver_pb2_grpc.ParameterServerServiceStub(channel)
+            view = await stub.GetRound(paramserver_pb2.GetRoundRequest(job_id="run"))
+            assert view.round == 1 and list(view.committed_workers) == ["a"]  # the commit survived
+            reply = await stub.OpenJob(
+                paramserver_pb2.OpenJobRequest(job_id="run", expected_workers=2, quorum=2, rounds=4, codec=2)
+            )
+            assert (reply.round, reply.resumed) == (1, True)
+            assert await tensorstream.pull_parameters(channel, run_id="run", dest=tmp_path / "theta1.after") == 1
+            assert (tmp_path / "theta1.after").read_bytes() == (tmp_path / "theta1.before").read_bytes()
+            await tensorstream.pull_update(channel, run_id="run", round=0, dest=tmp_path / "u0.again", codec="bf16")
+            assert (tmp_path / "u0.again").read_bytes() == (tmp_path / "u0").read_bytes()
+            await tensorstream.push_update(
+                channel, deltas[3], run_id="run", round=1, worker_id="b", weight=1.0, codec="fp32"
+            )
+            _, contributors = await tensorstream.pull_update(
+                channel, run_id="run", round=1, dest=tmp_path / "u1", codec="fp32", timeout=30
+            )
+            assert contributors == 2
+            await stub.CloseJob(paramserver_pb2.CloseJobRequest(job_id="run"))
+            with pytest.raises(TensorStreamError) as closed:
+                await tensorstream.push_update(
+                    channel, deltas[0], run_id="run", round=2, worker_id="a", weight=1.0, codec="fp32"
+                )
+            assert closed.value.reason == "RUN_CLOSED"
+            assert await tensorstream.pull_parameters(channel, run_id="run", dest=tmp_path / "final") == 2
+            await stub.CloseJob(paramserver_pb2.CloseJobRequest(job_id="run", purge=True))
+            with pytest.raises(grpc.aio.AioRpcError) as gone:
+                await stub.GetRound(paramserver_pb2.GetRoundRequest(job_id="run"))
+            assert gone.value.code() == grpc.StatusCode.NOT_FOUND
+    assert not (tmp_path / "state" / "paramserver" / "run").exists()
+
+
+async def test_bad_requests_get_clear_statuses(tmp_path: Path) -> None:
+    config = worker_config(tmp_path)
+    proc = spawn_service("paramserver", config, tmp_path)
+    with running(proc):
+        address = config.listen("parameter_server")
+        await wait_serving(address)
+        async with open_channel(address, peer_id="tester") as channel:
+            stub = paramserver_pb2_grpc.ParameterServerServiceStub(channel)
+            cases = [
+                (paramserver_pb2.OpenJobRequest(job_id="r", expected_workers=0), "expected_workers"),
+                (paramserver_pb2.OpenJobRequest(job_id="../x", expected_workers=1), "not a valid run id"),
+                (paramserver_pb2.OpenJobRequest(job_id="r", expected_workers=1, quorum=2), "quorum"),
+            ]
+            for request, words in cases:
+                with pytest.raises(grpc.aio.AioRpcError) as bad:
+                    await stub.OpenJob(request)
+                assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT and words in bad.value.details()
+            with pytest.raises(grpc.aio.AioRpcError) as missing:
+                await stub.GetRound(paramserver_pb2.GetRoundRequest(job_id="nope"))
+            assert missing.value.code() == grpc.StatusCode.NOT_FOUND and "OpenJob" in missing.value.details()
+            await stub.OpenJob(paramserver_pb2.OpenJobRequest(job_id="r", expected_workers=1))
+            with pytest.raises(TensorStreamError) as no_theta:
+                await tensorstream.push_update(
+                    channel, _write(tmp_path / "d", 1), run_id="r", round=0, worker_id="w", weight=1, codec="fp32"
+                )
+            assert no_theta.value.kind is ErrorKind.FAILED_PRECONDITION and "PushParameters" in no_theta.value.message
+            chunk_first = stub.PushUpdate(
+                iter([paramserver_pb2.PushUpdateRequest(message=tensor_pb2.StreamMessage(chunk=tensor_pb2.Chunk()))])
+            )
+            with pytest.raises(grpc.aio.AioRpcError) as no_header:
+                await chunk_first
+            assert no_header.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert "start with a header" in no_header.value.details()

@@ -1,0 +1,152 @@
+"""Aggregation: the round state machine, run config, and the fp32 fold of committed pushes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file, save_file
+
+from tendril.services.core import tensorfile
+from tendril.services.core.errors import ErrorKind
+from tendril.services.paramserver.aggregate import Contribution, close_round
+from tendril.services.paramserver.errors import ParameterServerError
+from tendril.services.paramserver.rounds import Phase, RoundMachine, RunConfig
+
+
+def _machine(**config: object) -> RoundMachine:
+    values: dict[str, object] = {"expected_workers": 3, "quorum": 2, "round_timeout_seconds": 10.0, "rounds": 2}
+    values.update(config)
+    return RoundMachine("run", RunConfig.build(**values))  # type: ignore[arg-type]
+
+
+def _refused(machine: RoundMachine, round: int, worker: str) -> ParameterServerError:
+    with pytest.raises(ParameterServerError) as err:
+        machine.check_push(round, worker)
+    return err.value
+
+
+def test_round_closes_when_every_expected_worker_committed() -> None:
+    machine = _machine()
+    machine.commit("a", 1.0, now=100.0)
+    machine.commit("b", 1.0, now=101.0)
+    assert not machine.close_due(105.0)
+    machine.commit("c", 2.0, now=106.0)
+    assert machine.close_due(106.0)
+    assert machine.begin_close() == [("a", 1.0), ("b", 1.0), ("c", 2.0)]
+
+
+def test_quorum_closes_after_the_timeout_from_the_first_commit() -> None:
+    machine = _machine()
+    machine.commit("b", 1.0, now=100.0)
+    assert machine.deadline() == 110.0
+    assert not machine.close_due(111.0)  # past the timeout but below quorum: keep waiting
+    machine.commit("a", 1.0, now=112.0)
+    assert machine.close_due(112.0)
+    other = _machine()
+    other.commit("a", 1.0, now=100.0)
+    other.commit("b", 1.0, now=101.0)
+    assert not other.close_due(109.9) and other.close_due(110.0)
+    no_timeout = _machine(round_timeout_seconds=0.0)
+    no_timeout.commit("a", 1.0, now=0.0)
+    no_timeout.commit("b", 1.0, now=0.0)
+    assert no_timeout.deadline() is None and not no_timeout.close_due(1e9)
+
+
+def test_pushes_that_must_be_refused() -> None:
+    machine = _machine()
+    machine.commit("a", 1.0, now=0.0)
+    duplicate = _refused(machine, 0, "a")
+    assert duplicate.kind is ErrorKind.ALREADY_EXISTS and duplicate.reason == "ALREADY_COMMITTED"
+    early = _refused(machine, 1, "b")
+    assert early.kind is ErrorKind.FAILED_PRECONDITION and "round 0 is open" in early.message
+    machine.commit("b", 1.0, now=0.0)
+    machine.begin_close()
+    closing = _refused(machine, 0, "c")
+    assert closing.reason == "ROUND_CLOSED" and "round 1 is open" in closing.message
+    machine.finish_close()
+    assert machine.round == 1 and machine.phase is Phase.OPEN and not machine.committed
+    late = _refused(machine, 0, "c")
+    assert (
+        late.kind is ErrorKind.FAILED_PRECONDITION and "round 0 of run run is closed; round 1 is open" in late.message
+    )
+    machine.commit("a", 1.0, now=0.0)
+    machine.begin_close()
+    machine.finish_close()
+    assert machine.phase is Phase.FINISHED and machine.round == 1
+    assert _refused(machine, 2, "a").reason == "RUN_FINISHED"
+    assert _refused(_machine(), 0, "").kind is ErrorKind.INVALID_ARGUMENT
+
+
+def test_run_config_defaults_and_validation() -> None:
+    config = RunConfig.build(expected_workers=4)
+    assert (config.quorum, config.outer_lr, config.outer_momentum, config.codec) == (1, 0.7, 0.9, "fp32")
+    for bad in (
+        {"expected_workers": 0},
+        {"expected_workers": 2, "quorum": 3},
+        {"expected_workers": 2, "outer_momentum": 1.0},
+        {"expected_workers": 2, "round_timeout_seconds": -1.0},
+        {"expected_workers": 2, "codec": "fp8"},
+    ):
+        with pytest.raises(ParameterServerError) as err:
+            RunConfig.build(**bad)  # type: ignore[arg-type]
+        assert err.value.kind is ErrorKind.INVALID_ARGUMENT and err.value.reason == "BAD_RUN_CONFIG"
+
+
+SHAPES = {"w": (300, 17), "b": (17,)}
+
+
+def _files(tmp_path: Path, workers: dict[str, float], codec: str = "fp32") -> list[Contribution]:
+    rng = np.random.default_rng(11)
+    save_file({n: rng.standard_normal(s).astype(np.float32) for n, s in SHAPES.items()}, str(tmp_path / "theta.st"))
+    out = []
+    for worker, weight in workers.items():
+        path = tmp_path / f"{worker}.st"
+        save_file({n: (rng.standard_normal(s) * 1e-3).astype(np.float32) for n, s in SHAPES.items()}, str(path))
+        if codec != "fp32":
+            tensorfile.convert_file(path, tmp_path / f"{worker}.{codec}", codec, block_size=64)
+            path = tmp_path / f"{worker}.{codec}"
+        out.append(Contribution(worker, weight, path))
+    return out
+
+
+def _close(tmp_path: Path, contributions: list[Contribution], tag: str) -> dict[str, Path]:
+    close_round(
+        theta=tmp_path / "theta.st",
+        momentum=None,
+        contributions=contributions,
+        lr=0.7,
+        mu=0.9,
+        out_theta=tmp_path / f"theta-{tag}.st",
+        out_momentum=tmp_path / f"momentum-{tag}.st",
+        out_update=tmp_path / f"update-{tag}.st",
+    )
+    return {"update": tmp_path / f"update-{tag}.st", "momentum": tmp_path / f"momentum-{tag}.st"}
+
+
+def test_fold_is_weighted_fp32_and_independent_of_order(tmp_path: Path) -> None:
+    weights = {"w3": 5.0, "w1": 1.0, "w4": 0.25, "w2": 3.0}
+    contributions = _files(tmp_path, weights)
+    first = _close(tmp_path, contributions, "a")
+    second = _close(tmp_path, list(reversed(contributions)), "b")
+    for key in ("update", "momentum"):
+        assert Path(first[key]).read_bytes() == Path(second[key]).read_bytes()
+    momentum = load_file(str(first["momentum"]))  # after the first round the buffer is g itself
+    for name in SHAPES:
+        acc = np.zeros(SHAPES[name], dtype=np.float32)
+        for worker in sorted(weights):
+            acc += np.float32(weights[worker]) * load_file(str(tmp_path / f"{worker}.st"))[name]
+        np.testing.assert_array_equal(momentum[name], acc / np.float32(sum(weights.values())))
+
+
+@pytest.mark.parametrize("codec", ["bf16", "int8"])
+def test_fold_decodes_compressed_pushes(tmp_path: Path, codec: str) -> None:
+    weights = {"a": 2.0, "b": 1.0}
+    contributions = _files(tmp_path, weights, codec)
+    momentum = load_file(str(_close(tmp_path, contributions, codec)["momentum"]))
+    for name in SHAPES:
+        exact = sum(np.float32(w) * load_file(str(tmp_path / f"{k}.st"))[name] for k, w in weights.items()) / 3
+        assert np.abs(momentum[name] - exact).max() < 2e-5  # decoded, not raw int8/bf16 bits
+    with pytest.raises(ValueError, match="without contributions"):
+        _close(tmp_path, [], "none")

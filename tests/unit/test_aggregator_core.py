@@ -1,0 +1,242 @@
+"""ParameterServerCore without gRPC: no trace of broken pushes, quorum timeout, resume, restart."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.numpy import save_file
+
+from tendril.services.core.errors import ErrorKind
+from tendril.services.core.streaming import StreamInfo, chunk_ranges, mapped
+from tendril.services.core.tensorstream import prepared_payload
+from tendril.services.paramserver.core import ParameterServerCore
+from tendril.services.paramserver.errors import ParameterServerError
+from tendril.services.paramserver.rounds import RunConfig
+
+SHAPES = {"w": (128, 64), "b": (64,)}
+CHUNK = 8192
+
+
+def _write(path: Path, seed: int, scale: float = 1.0) -> Path:
+    rng = np.random.default_rng(seed)
+    save_file({n: (rng.standard_normal(s) * scale).astype(np.float32) for n, s in SHAPES.items()}, str(path))
+    return path
+
+
+async def _push(
+    core: ParameterServerCore,
+    path: Path,
+    *,
+    run: str,
+    round: int,
+    worker: str,
+    weight: float = 1.0,
+    codec: str = "fp32",
+    cut_after: int | None = None,
+    stream_id: str | None = None,
+    damage: bool = False,
+) -> int | None:
+    """Push through the core as the servicer does; ``cut_after`` chunks, then break off."""
+    with prepared_payload(path, codec) as payload:
+        info = StreamInfo(stream_id or uuid.uuid4().hex, run, round, worker, weight, payload.layout, payload.sha256)
+        spool = await core.begin_push(info)
+        try:
+            with mapped(payload.path) as view:
+                for i, (offset, length) in enumerate(chunk_ranges(len(view), spool.received, CHUNK)):
+                    if cut_after is not None and i == cut_after:
+                        return None
+                    data = bytes(view[offset : offset + length])
+                    if damage and i == 1:
+                        data = bytes([data[0] ^ 0xFF]) + data[1:]
+                    await spool.write(offset, data)
+        finally:
+            core.release(spool)
+        return await core.commit_push(spool)
+
+
+async def _open(core: ParameterServerCore, tmp_path: Path, run: str, **config: object) -> None:
+    values: dict[str, object] = {"expected_workers": 3, "quorum": 2, "round_timeout_seconds": 0.3, "rounds": 3}
+    values.update(config)
+    await core.open_job(run, RunConfig.build(**values))  # type: ignore[arg-type]
+    with prepared_payload(_write(tmp_path / "theta0.st", 0), "fp32") as payload:
+        info = StreamInfo("p-" + run, run, 0, "w0", 0.0, payload.layout, payload.sha256)
+        spool = await core.begin_parameters(info)
+        assert spool is not None
+        with mapped(payload.path) as view:
+            for offset, length in chunk_ranges(len(view), 0, CHUNK):
+                await spool.write(offset, bytes(view[offset : offset + length]))
+        assert await core.commit_parameters(spool) == (True, 0)
+
+
+async def _update(core: ParameterServerCore, run: str, round: int) -> bytes:
+    served = await core.update_payload(run, round, "fp32", timeout=10.0)
+    return served.path.read_bytes()
+
+
+async def test_broken_and_damaged_pushes_leave_no_trace(tmp_path: Path) -> None:
+    core = ParameterServerCore(tmp_path / "ps")
+    deltas = {w: _write(tmp_path / f"{w}.st", i + 1, 1e-2) for i, w in enumerate(["w1", "w2", "w3"])}
+    await _open(core, tmp_path, "with-broken")
+    await _open(core, tmp_path, "clean", expected_workers=2)
+    # "with-broken": w3 breaks off half way, then sends damaged bytes; w1 and w2 commit.
+    assert await _push(core, deltas["w3"], run="with-broken", round=0, worker="w3", weight=7, cut_after=3) is None
+    assert core.get_round("with-broken").pushes_in_flight == 1
+    with pytest.raises(ParameterServerError) as damaged:
+        await _push(core, deltas["w3"], run="with-broken", round=0, worker="w3", weight=7, damage=True)
+    assert damaged.value.kind is ErrorKind.DATA_LOSS and damaged.value.reason == "SHA256_MISMATCH"
+    await _push(core, deltas["w2"], run="with-broken", round=0, worker="w2", weight=2)
+    await _push(core, deltas["w1"], run="with-broken", round=0, worker="w1", weight=1)
+    # "clean": only w1 and w2, in the other order.
+    await _push(core, deltas["w1"], run="clean", round=0, worker="w1", weight=1)
+    await _push(core, deltas["w2"], run="clean", round=0, worker="w2", weight=2)
+    broken_update = await _update(core, "with-broken", 0)  # closed by quorum after 0.3 s
+    assert broken_update == await _update(core, "clean", 0)
+    assert core.runs["with-broken"].state.updates[0].contributors == 2
+    assert not list((tmp_path / "ps" / "with-broken" / "rounds").rglob("*.part"))
+    # The late worker is told which round is open.
+    with pytest.raises(ParameterServerError) as late:
+        await _push(core, deltas["w3"], run="with-broken", round=0, worker="w3")
+    assert late.value.kind is ErrorKind.FAILED_PRECONDITION and "round 1 is open" in late.value.message
+    await core.stop()
+
+
+async def test_cut_push_resumes_at_the_received_offset(tmp_path: Path) -> None:
+    core = ParameterServerCore(tmp_path / "ps")
+    await _open(core, tmp_path, "run", expected_workers=1, quorum=1)
+    delta = _write(tmp_path / "d.st", 5, 1e-2)
+    sid = "stream-1"
+    assert await _push(core, delta, run="run", round=0, worker="w1", cut_after=4, stream_id=sid) is None
+    spool = core.runs["run"].pushes[sid]
+    assert spool.received == 4 * CHUNK
+    assert await _push(core, delta, run="run", round=0, worker="w1", stream_id=sid) == 1
+    served = await core.update_payload("run", 0, "", timeout=10.0)
+    assert served.contributors == 1 and served.round == 0
+    with pytest.raises(ParameterServerError) as dup:
+        await _push(core, delta, run="run", round=1, worker="w1", stream_id="other", weight=0)
+    assert dup.value.reason == "BAD_WEIGHT"
+    await core.stop()
+
+
+async def test_bad_pushes_are_refused_up_front(tmp_path: Path) -> None:
+    core = ParameterServerCore(tmp_path / "ps")
+    delta = _write(tmp_path / "d.st", 5)
+    with pytest.raises(ParameterServerError) as missing:
+        await _push(core, delta, run="nope", round=0, worker="w")
+    assert missing.value.kind is ErrorKind.NOT_FOUND and missing.value.reason == "RUN_NOT_OPEN"
+    await core.open_job("bare", RunConfig.build(expected_workers=1))
+    with pytest.raises(ParameterServerError) as no_theta:
+        await _push(core, delta, run="bare", round=0, worker="w")
+    assert no_theta.value.reason == "NO_PARAMETERS"
+    await _open(core, tmp_path, "run")
+    other = tmp_path / "other.st"
+    save_file({"w": np.zeros((128, 63), dtype=np.float32), "x": np.zeros(1, dtype=np.float32)}, str(other))
+    with pytest.raises(ParameterServerError) as mismatch:
+        await _push(core, other, run="run", round=0, worker="w")
+    assert mismatch.value.reason == "LAYOUT_MISMATCH"
+    assert "missing b" in mismatch.value.message and "unknown x" in mismatch.value.message
+    nan = tmp_path / "nan.st"
+    save_file({"w": np.full((128, 64), np.nan, dtype=np.float32), "b": np.zeros(64, dtype=np.float32)}, str(nan))
+    with pytest.raises(ParameterServerError) as non_finite:
+        await _push(core, nan, run="run", round=0, worker="w")
+    assert non_finite.value.reason == "NON_FINITE_UPDATE"
+    assert core.get_round("run").committed == [] and core.get_round("run").pushes_in_flight == 0
+    await core.stop()
+
+
+async def test_restart_resumes_round_state_and_commits(tmp_path: Path) -> None:
+    root = tmp_path / "ps"
+    core = ParameterServerCore(root)
+    await _open(core, tmp_path, "run", expected_workers=2, quorum=2, round_timeout_seconds=0)
+    deltas = [_write(tmp_path / f"d{i}.st", 20 + i, 1e-2) for i in range(4)]
+    await _push(core, deltas[0], run="run", round=0, worker="a", weight=1)
+    await _push(core, deltas[1], run="run", round=0, worker="b", weight=3, codec="int8")
+    update0 = await _update(core, "run", 0)
+    await _push(core, deltas[2], run="run", round=1, worker="a", weight=2)
+    theta1 = (await core.parameters_payload("run")).path.read_bytes()
+    await core.stop()
+
+    restarted = ParameterServerCore(root)
+    await restarted.load_saved()
+    view = restarted.get_round("run")
+    assert (view.round, view.committed, view.closed) == (1, ["a"], False)
+    assert await restarted.open_job("run", restarted.runs["run"].state.config) == (1, True)
+    assert await _update(restarted, "run", 0) == update0
+    assert (await restarted.parameters_payload("run")).path.read_bytes() == theta1
+    with pytest.raises(ParameterServerError) as dup:
+        await _push(restarted, deltas[2], run="run", round=1, worker="a")
+    assert dup.value.kind is ErrorKind.ALREADY_EXISTS
+    await _push(restarted, deltas[3], run="run", round=1, worker="b", weight=1)
+    served = await restarted.update_payload("run", 1, "bf16", timeout=10.0)
+    assert served.contributors == 2 and served.layout.codec == "bf16"
+    await restarted.close_job("run", purge=False)
+    assert (await restarted.parameters_payload("run")).round == 2  # still served after CloseJob
+    await restarted.close_job("run", purge=True)
+    assert not (root / "run").exists()
+    await restarted.stop()
+
+
+async def test_pull_waits_for_the_round_and_times_out(tmp_path: Path) -> None:
+    core = ParameterServerCore(tmp_path / "ps")
+    await _open(core, tmp_path, "run", expected_workers=2, quorum=2)
+    with pytest.raises(ParameterServerError) as timeout:
+        await core.update_payload("run", 0, "fp32", timeout=0.2)
+    assert timeout.value.kind is ErrorKind.DEADLINE_EXCEEDED and "0 of 2 workers committed" in timeout.value.message
+    waiter = asyncio.create_task(core.update_payload("run", 0, "int8", timeout=10.0))
+    await _push(core, _write(tmp_path / "a.st", 1, 1e-2), run="run", round=0, worker="a")
+    assert not waiter.done()
+    await _push(core, _write(tmp_path / "b.st", 2, 1e-2), run="run", round=0, worker="b")
+    served = await asyncio.wait_for(waiter, 10.0)
+    assert served.layout.codec == "int8" and served.contributors == 2
+    with pytest.raises(ParameterServerError) as future:
+        await core.update_payload("run", 5, "fp32", timeout=0.1)
+    assert future.value.reason == "ROUND_NOT_OPEN"
+    await core.stop()
+
+
+async def test_a_failed_round_close_is_reported_and_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tendril.services.paramserver import core as core_module
+
+    core = ParameterServerCore(tmp_path / "ps")
+    await _open(core, tmp_path, "run", expected_workers=1, quorum=1)
+    real_close_round = core_module.close_round
+    calls: list[int] = []
+
+    def broken_once(**kwargs: object) -> object:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError("disk full")
+        return real_close_round(**kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(core_module, "close_round", broken_once)
+    await _push(core, _write(tmp_path / "a.st", 1, 1e-2), run="run", round=0, worker="a")
+    with pytest.raises(ParameterServerError) as failed:
+        await core.update_payload("run", 0, "fp32", timeout=10.0)
+    assert failed.value.kind is ErrorKind.INTERNAL and "disk full" in failed.value.message
+    with pytest.raises(ParameterServerError):
+        core.get_round("run")
+    assert core.runs["run"].state.round == 0  # nothing of the failed close was saved
+    assert await core.open_job("run", core.runs["run"].state.config) == (0, False)  # reopen: retried
+    served = await core.update_payload("run", 0, "fp32", timeout=10.0)
+    assert served.contributors == 1 and core.get_round("run").round == 1
+    await core.stop()
+
+
+async def test_waiting_pulls_wake_even_if_telemetry_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tendril.services.core import metrics
+
+    def broken(seconds: float | None) -> None:
+        raise RuntimeError("metrics backend down")
+
+    monkeypatch.setattr(metrics, "round_closed", broken)
+    core = ParameterServerCore(tmp_path / "ps")
+    await _open(core, tmp_path, "run", expected_workers=1, quorum=1)
+    waiter = asyncio.create_task(core.update_payload("run", 0, "fp32", timeout=30.0))
+    await asyncio.sleep(0)
+    await _push(core, _write(tmp_path / "a.st", 1, 1e-2), run="run", round=0, worker="a")
+    served = await asyncio.wait_for(waiter, 10.0)
+    assert served.contributors == 1 and core.get_round("run").round == 1
+    await core.stop()

@@ -1,0 +1,151 @@
+"""The tensorstream client API against an in-process ParameterServer: codecs, cuts, errors."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import grpc
+import numpy as np
+import pytest
+from safetensors.numpy import load_file, save_file
+
+from tendril.paramserver.v1 import paramserver_pb2, paramserver_pb2_grpc
+from tendril.services.core import tensorstream
+from tendril.services.core.channel import open_channel
+from tendril.services.core.config import load_config
+from tendril.services.core.errors import ErrorKind
+from tendril.services.core.streaming import StreamInfo
+from tendril.services.core.tensorstream import TensorStreamError, prepared_payload
+from tendril.services.paramserver.service import ParameterServerService, build
+
+SHAPES = {"h.w": (512, 300), "h.b": (300,)}  # 600 KiB of fp32: several 1 MiB-or-less chunks
+
+
+def _write(path: Path, seed: int, scale: float = 1.0) -> Path:
+    rng = np.random.default_rng(seed)
+    save_file({n: (rng.standard_normal(s) * scale).astype(np.float32) for n, s in SHAPES.items()}, str(path))
+    return path
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[ParameterServerService]:
+    config = load_config(
+        None,
+        env={},
+        overrides={"worker.state_dir": str(tmp_path / "state"), "parameter_server.listen": "127.0.0.1:0"},
+    )
+    service = build(config)
+    await service.start()
+    try:
+        yield service
+    finally:
+        await service.stop()
+
+
+async def _open(channel: grpc.aio.Channel, run: str, expected: int, tmp_path: Path) -> None:
+    stub = paramserver_pb2_grpc.ParameterServerServiceStub(channel)
+    await stub.OpenJob(paramserver_pb2.OpenJobRequest(job_id=run, expected_workers=expected, rounds=2))
+    theta = _write(tmp_path / "theta.st", 0)
+    assert await tensorstream.push_parameters(channel, theta, run_id=run, worker_id="w0") == (True, 0)
+    assert await tensorstream.push_parameters(channel, theta, run_id=run, worker_id="w1") == (False, 0)
+
+
+@pytest.mark.parametrize("codec", ["fp32", "bf16", "int8"])
+async def test_push_and_pull_in_every_codec(server: ParameterServerService, tmp_path: Path, codec: str) -> None:
+    async with open_channel(server.address, peer_id="tester") as channel:
+        await _open(channel, "run", 2, tmp_path)
+        sizes = []
+        for i, worker in enumerate(["a", "b"]):
+            delta = _write(tmp_path / f"{worker}.st", i + 1, 1e-2)
+            sent = await tensorstream.push_update(
+                channel, delta, run_id="run", round=0, worker_id=worker, weight=1.0 + i, codec=codec
+            )
+            sizes.append(sent)
+        received, contributors = await tensorstream.pull_update(
+            channel, run_id="run", round=0, dest=tmp_path / "u.st", codec=codec, timeout=30
+        )
+        fp32_bytes, _ = await tensorstream.pull_update(
+            channel, run_id="run", round=0, dest=tmp_path / "u32.st", codec="fp32", timeout=30
+        )
+        round_ = await tensorstream.pull_parameters(channel, run_id="run", dest=tmp_path / "theta1.st")
+    assert contributors == 2 and round_ == 1
+    ratio = {"fp32": 1.0, "bf16": 0.5, "int8": 0.26}[codec]
+    assert received <= fp32_bytes * ratio + 4096 and sizes[0] <= fp32_bytes * ratio + 4096
+    update, exact = load_file(str(tmp_path / "u.st")), load_file(str(tmp_path / "u32.st"))
+    theta0, theta1 = load_file(str(tmp_path / "theta.st")), load_file(str(tmp_path / "theta1.st"))
+    for name in SHAPES:
+        assert update[name].dtype == np.float32  # always stored as fp32
+        np.testing.assert_array_equal(theta1[name], theta0[name] + exact[name])
+        tolerance = {"fp32": 0.0, "bf16": 2.0**-8, "int8": 1 / 127}[codec] * np.abs(exact[name]).max()
+        assert np.abs(update[name] - exact[name]).max() <= tolerance
+    assert not [p for p in os.listdir(tmp_path) if p.startswith(".")]  # no temp payloads or partial files left
+
+
+async def test_a_cut_push_resumes_where_the_server_is(server: ParameterServerService, tmp_path: Path) -> None:
+    """The first attempt dies after three chunks (UNAVAILABLE); the retry resumes, nothing is resent twice."""
+    async with open_channel(server.address, peer_id="tester") as channel:
+        stub = paramserver_pb2_grpc.ParameterServerServiceStub(channel)
+        await stub.OpenJob(paramserver_pb2.OpenJobRequest(job_id="run", expected_workers=1))
+        big = tmp_path / "big.st"  # 4 MiB: five chunks
+        save_file({"x": np.ones(1 << 20, dtype=np.float32)}, str(big))
+        assert (await tensorstream.push_parameters(channel, big, run_id="run", worker_id="w"))[0]
+        push = tensorstream.push_call(channel, "PushUpdate", paramserver_pb2.PushUpdateResponse)
+        calls: list[int] = []
+
+        async def flaky(requests: AsyncIterator[Any]) -> Any:
+            calls.append(0)
+            if len(calls) > 1:
+                return await push(requests)
+
+            async def first_three() -> AsyncIterator[Any]:
+                count = 0
+                async for request in requests:
+                    yield request
+                    count += 1
+                    if count == 4:  # header + 3 chunks
+                        return
+
+            response = await push(first_three())
+            assert not response.committed and response.received_bytes > 0
+            raise grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(), "cut")
+
+        with prepared_payload(big, "fp32") as payload:
+            info = StreamInfo(uuid.uuid4().hex, "run", 0, "w", 1.0, payload.layout, payload.sha256)
+            response, sent = await tensorstream._push_stream(
+                flaky,
+                info,
+                payload.path,
+                resumable=True,
+                what="test push",
+            )
+        assert response.committed and response.contributors == 1
+        # Attempt 1 sent 3 chunks, attempt 2 offered to go on from there: nothing was sent twice.
+        assert len(calls) >= 2 and sent == payload.layout.total_bytes
+
+
+async def test_errors_carry_the_servers_status(server: ParameterServerService, tmp_path: Path) -> None:
+    async with open_channel(server.address, peer_id="tester") as channel:
+        await _open(channel, "run", 1, tmp_path)
+        delta = _write(tmp_path / "d.st", 4, 1e-2)
+        await tensorstream.push_update(channel, delta, run_id="run", round=0, worker_id="a", weight=1, codec="bf16")
+        with pytest.raises(TensorStreamError) as late:
+            await tensorstream.push_update(channel, delta, run_id="run", round=0, worker_id="b", weight=1, codec="fp32")
+        assert late.value.kind is ErrorKind.FAILED_PRECONDITION and late.value.reason == "ROUND_CLOSED"
+        assert "round 1 is open" in late.value.message
+        with pytest.raises(TensorStreamError) as gone:
+            await tensorstream.push_update(
+                channel, tmp_path / "nope.st", run_id="run", round=1, worker_id="a", weight=1, codec="fp32"
+            )
+        assert gone.value.kind is ErrorKind.NOT_FOUND
+        with pytest.raises(TensorStreamError) as codec:
+            await tensorstream.pull_update(channel, run_id="run", round=0, dest=tmp_path / "x", codec="fp8")
+        assert codec.value.kind is ErrorKind.INVALID_ARGUMENT
+        with pytest.raises(TensorStreamError) as waiting:
+            await tensorstream.pull_update(
+                channel, run_id="run", round=1, dest=tmp_path / "x", codec="fp32", timeout=0.2
+            )
+        assert waiting.value.kind is ErrorKind.DEADLINE_EXCEEDED and not (tmp_path / "x").exists()
