@@ -13,6 +13,7 @@ from tendril.services.cli.status_model import Amount, CacheStats, Capacity, JobR
 
 NONE = "-"
 PROGRESS_WIDTH = 48
+FIRST_FIGURES = ("round", "loss")
 
 
 def duration(seconds: float) -> str:
@@ -74,7 +75,9 @@ def amount_text(res: Amount) -> str:
 
 
 def progress_text(progress: dict[str, float]) -> str:
-    text = " ".join(f"{k}={number(v)}" for k, v in progress.items()) or NONE
+    """``round=1 loss=2.58 batches=177 ...``: the figures that matter most first, then the rest by name."""
+    keys = [k for k in FIRST_FIGURES if k in progress] + sorted(k for k in progress if k not in FIRST_FIGURES)
+    text = " ".join(f"{k}={number(progress[k])}" for k in keys) or NONE
     return text if len(text) <= PROGRESS_WIDTH else text[: PROGRESS_WIDTH - 1] + "…"
 
 
