@@ -95,13 +95,18 @@ class SchedulerClient:
             channel = open_channel(address, peer_id=self.config.worker_id)
             self._channels[address] = channel
             while len(self._channels) > MAX_SCHEDULER_CHANNELS:
-                _, old = self._channels.popitem(last=False)
-                # grace: an offer still out on the evicted channel may finish
-                task = asyncio.create_task(old.close(grace=RETIRED_CHANNEL_GRACE))
-                self._closing.add(task)
-                task.add_done_callback(self._closing.discard)
+                self._retire(next(iter(self._channels)))
         self._channels.move_to_end(address)
         return scheduler_pb2_grpc.AllocationServiceStub(channel)
+
+    def _retire(self, address: str) -> None:
+        """Forget a scheduler's channel; close it after a grace so offers still out may finish."""
+        old = self._channels.pop(address, None)
+        if old is None:
+            return
+        task = asyncio.create_task(old.close(grace=RETIRED_CHANNEL_GRACE))
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
     async def offer(self, address: str, spec: OfferSpec, timeout: float) -> tuple[bool, str]:
         request = scheduler_pb2.OfferRequest(
@@ -116,6 +121,11 @@ class SchedulerClient:
         try:
             reply = await self._stub(address).Offer(request, timeout=timeout)
         except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.UNAVAILABLE:
+                # NOTE: a channel that once failed to connect sits in gRPC's reconnect backoff
+                # (up to ~2 min) and fails every call at once; a scheduler that comes back must
+                # get the next offer, so drop the channel and dial afresh next time.
+                self._retire(address)
             raise _port_error(exc, f"scheduler {address} Offer") from exc
         return reply.decision == scheduler_pb2.OFFER_DECISION_ACCEPTED, reply.reason
 
