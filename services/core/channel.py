@@ -15,6 +15,13 @@ CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
     ("grpc.keepalive_time_ms", 30_000),
     ("grpc.enable_retries", 1),
+    # NOTE: peers come and go (restarts, replacements). gRPC's default reconnect backoff grows
+    # to 120 s and subchannels are shared process-wide, so one refused connection could keep
+    # every channel to that peer failing fast for minutes. Cap the backoff at 5 s and give
+    # each channel its own subchannels so a fresh channel really dials afresh.
+    ("grpc.initial_reconnect_backoff_ms", 250),
+    ("grpc.max_reconnect_backoff_ms", 5_000),
+    ("grpc.use_local_subchannel_pool", 1),
 ]
 
 
