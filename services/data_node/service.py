@@ -16,7 +16,7 @@ from tendril.services.data_node.store import SliceStore
 
 log = get_logger("tendril.data_node")
 
-DEFAULT_LISTEN = "127.0.0.1:50060"
+DEFAULT_LISTEN = "127.0.0.1:50070"
 RECORD_KIND = "dataset"
 SERVICE_NAME = data_pb2.DESCRIPTOR.services_by_name["DataNodeService"].full_name
 
