@@ -1,0 +1,268 @@
+"""DiLoCo executor pieces without the network: config, θ0, Δ and updates, batches, the loop."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from tendril.executors.diloco.bridge import Directive
+from tendril.executors.diloco.config import parse_config
+from tendril.executors.diloco.data import Batches, load_slice
+from tendril.executors.diloco.errors import ExecutorError
+from tendril.executors.diloco.model import build_model
+from tendril.executors.diloco.params import (
+    apply_update,
+    compute_delta,
+    load_into,
+    load_params,
+    save_params,
+    snapshot,
+)
+from tendril.executors.diloco.trainer import Trainer
+
+MODEL = {"n_layer": 1, "n_head": 2, "n_embd": 16, "vocab_size": 33, "n_positions": 8}
+
+
+def _config(**extra: Any) -> dict[str, Any]:
+    return {
+        "run_id": "run-1",
+        "parameter_server": "127.0.0.1:1",
+        "rounds": 2,
+        "seed": 7,
+        "model": MODEL,
+        "inner": {"lr": 0.01, "warmup_steps": 0, "batch_size": 4},
+        **extra,
+    }
+
+
+def test_config_defaults_and_errors() -> None:
+    cfg = parse_config(_config())
+    assert cfg.inner.batch_size == 4 and cfg.inner.weight_decay == 0.1 and cfg.codec == "fp32"
+    assert cfg.receive_timeout == 300.0  # 10 × the 30 s round timeout
+    # Numbers that came through a protobuf Struct are floats.
+    struct = parse_config(_config(rounds=3.0, model={"vocab_size": 33.0, "n_positions": 8.0, "resid_pdrop": 0.5}))
+    assert struct.rounds == 3
+    assert struct.model == {"vocab_size": 33, "n_positions": 8, "resid_pdrop": 0.5}
+    assert isinstance(struct.model["vocab_size"], int)
+    for bad, needle in [
+        ({"run_id": ""}, "run_id"),
+        ({"parameter_server": "nowhere"}, "parameter_server"),
+        ({"rounds": 0}, "rounds"),
+        ({"rounds": 1.5}, "whole number"),
+        ({"codec": "fp8"}, "codec"),
+        ({"mixed_precision": "fp64"}, "mixed_precision"),
+        ({"inner": {"batch_size": 0}}, "batch_size"),
+        ({"inner": {"momentum": 0.9}}, "unknown inner keys"),
+    ]:
+        with pytest.raises(ExecutorError) as err:
+            parse_config(_config(**bad))
+        assert needle in err.value.message and err.value.reason == "BAD_JOB_CONFIG"
+
+
+def test_same_seed_same_theta0_and_tied_weights_once() -> None:
+    a, b = snapshot(build_model(MODEL, 7)), snapshot(build_model(MODEL, 7))
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    c = snapshot(build_model(MODEL, 8))
+    assert not all(torch.equal(a[k], c[k]) for k in a)
+    assert "lm_head.weight" not in a and "transformer.wte.weight" in a
+
+
+def test_model_needs_vocab_and_positions() -> None:
+    with pytest.raises(ExecutorError) as err:
+        build_model({"n_layer": 1}, 0)
+    assert "vocab_size" in err.value.message
+
+
+def test_delta_and_update_round_trip(tmp_path: Path) -> None:
+    model = build_model(MODEL, 1)
+    start = snapshot(model)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.25)
+    local = snapshot(model)
+    delta = compute_delta(start, local)
+    assert all(torch.allclose(d, torch.full_like(d, -0.25)) for d in delta.values())
+    save_params(delta, tmp_path / "updates" / "delta.safetensors")
+    assert not list((tmp_path / "updates").glob(".*.tmp"))
+    again = load_params(tmp_path / "updates" / "delta.safetensors")
+    assert all(torch.equal(again[k], delta[k]) for k in delta)
+    # The outer update u = -Δ lands exactly on the local parameters.
+    theta = apply_update(start, {k: -v for k, v in delta.items()})
+    load_into(model, theta)
+    assert all(torch.allclose(snapshot(model)[k], local[k]) for k in local)
+    with pytest.raises(ExecutorError) as err:
+        apply_update(start, {"nope": torch.zeros(1)})
+    assert err.value.reason == "TENSOR_NAMES"
+
+
+def test_load_into_keeps_optimizer_state() -> None:
+    model = build_model(MODEL, 2)
+    opt = torch.optim.AdamW(model.parameters(), lr=0.01)
+    ids = torch.randint(0, 33, (2, 8))
+    model(input_ids=ids, labels=ids).loss.backward()
+    opt.step()
+    before = {id(p): opt.state[p]["exp_avg"].clone() for p in model.parameters()}
+    load_into(model, {k: torch.zeros_like(v) for k, v in snapshot(model).items()})
+    assert all(torch.equal(opt.state[p]["exp_avg"], before[id(p)]) for p in model.parameters())
+    assert all(float(p.detach().abs().sum()) == 0.0 for p in model.parameters())
+
+
+def _slice(path: Path, rows: int, seq: int = 8, start: int = 0) -> Path:
+    ids = (torch.arange(rows * seq, dtype=torch.int32).reshape(rows, seq) + start) % 33
+    save_file({"input_ids": ids}, str(path))
+    return path
+
+
+async def test_batches_run_across_slices(tmp_path: Path) -> None:
+    files = [_slice(tmp_path / f"s{i}.safetensors", 5, start=i) for i in range(2)]
+    queue = list(files)
+
+    async def next_slice() -> Path:
+        return queue.pop(0)
+
+    batches = Batches(next_slice, 4, 8)
+    sizes = [int((await batches.next()).shape[0]) for _ in range(4)]
+    assert sizes == [4, 1, 4, 1]
+    assert not queue
+
+
+def test_slice_checks(tmp_path: Path) -> None:
+    with pytest.raises(ExecutorError) as err:
+        load_slice(_slice(tmp_path / "long.safetensors", 2, seq=16), 8)
+    assert err.value.reason == "SEQ_TOO_LONG"
+    save_file({"other": torch.zeros(2, 2)}, str(tmp_path / "bad.safetensors"))
+    with pytest.raises(ExecutorError):
+        load_slice(tmp_path / "bad.safetensors", 8)
+
+
+@dataclasses.dataclass
+class _FakeBridge:
+    """An in-memory stand-in for the job bridge: a scheduler that syncs every 3 batches and a
+    parameter server whose update is u = -0.5 · Δ (so θ_new = θ_start - 0.5·Δ)."""
+
+    work_dir: Path
+    reports: list[tuple[str, int, dict[str, float]]] = dataclasses.field(default_factory=list)
+    deltas: dict[int, dict[str, torch.Tensor]] = dataclasses.field(default_factory=dict)
+    weights: dict[int, float] = dataclasses.field(default_factory=dict)
+    theta: dict[str, torch.Tensor] | None = None
+    round: int = 0
+    slices: int = 0
+
+    async def next_slice(self) -> Path:
+        self.slices += 1
+        return _slice(self.work_dir / f"data-{self.slices}.safetensors", 8, start=self.slices)
+
+    async def publish_parameters(self, rel: str) -> tuple[bool, int]:
+        accepted = self.theta is None
+        if accepted:
+            self.theta = load_params(self.work_dir / rel)
+        return accepted, self.round
+
+    async def fetch_parameters(self, rel: str) -> tuple[Path, int]:
+        assert self.theta is not None
+        save_params(self.theta, self.work_dir / rel)
+        return self.work_dir / rel, self.round
+
+    async def send_update(self, rel: str, round_index: int, weight: float) -> tuple[int, float]:
+        self.deltas[round_index] = load_params(self.work_dir / rel)
+        self.weights[round_index] = weight
+        return (self.work_dir / rel).stat().st_size, 0.01
+
+    async def receive_update(self, round_index: int, timeout: float) -> tuple[Path, int, float, int]:
+        assert self.theta is not None
+        update = {k: -0.5 * v for k, v in self.deltas[round_index].items()}
+        self.theta = {k: self.theta[k] + update[k] for k in self.theta}
+        self.round = round_index + 1
+        path = self.work_dir / f"updates/round-{round_index}.safetensors"
+        save_params(update, path)
+        return path, path.stat().st_size, 0.02, 1
+
+    async def report(self, kind: str, round_index: int, **kw: Any) -> Directive:
+        self.reports.append((kind, round_index, dict(kw.get("metrics") or {})))
+        batches = sum(1 for k, r, _ in self.reports if k == "batch" and r == round_index)
+        if kind == "batch":
+            return Directive("schedule_update", max(0, 3 - batches), round_index)
+        if kind == "update_received" and round_index + 1 >= 2:
+            return Directive("done", 0, round_index)
+        return Directive("continue", 0, round_index)
+
+
+async def test_trainer_loop_sends_delta_and_applies_update(tmp_path: Path) -> None:
+    bridge = _FakeBridge(tmp_path)
+    trainer = Trainer(parse_config(_config(keep_updates=True)), bridge, log=lambda *a, **k: None)  # type: ignore[arg-type]
+    theta0 = snapshot(build_model(MODEL, 7))
+    await trainer.run()
+    kinds = [k for k, _, _ in bridge.reports]
+    assert kinds == ["batch"] * 3 + ["update_sent", "metrics", "update_received"] + ["batch"] * 3 + [
+        "update_sent",
+        "metrics",
+        "update_received",
+    ]
+    assert bridge.weights == {0: 12.0, 1: 12.0}  # 3 batches of 4 sequences each round
+    metrics = [m for k, _, m in bridge.reports if k == "metrics"]
+    assert metrics[0]["samples"] == 12 and metrics[0]["batches"] == 3 and metrics[0]["loss"] > 0
+    assert metrics[0]["train_seconds"] >= metrics[0]["compute_seconds"] > 0 and metrics[0]["data_wait_seconds"] >= 0
+    # θ after round 0 = θ0 + u0 = θ0 - 0.5·Δ0: the worker continued from exactly that point,
+    # so its round-1 Δ is measured against it.
+    assert bridge.deltas[0].keys() == theta0.keys()
+    final = snapshot(trainer._plain_model)
+    expected = {k: theta0[k] - 0.5 * bridge.deltas[0][k] - 0.5 * bridge.deltas[1][k] for k in theta0}
+    assert all(torch.allclose(final[k], expected[k], atol=1e-6) for k in theta0)
+    assert any(float(d.abs().max()) > 0 for d in bridge.deltas[0].values())
+    assert not list((tmp_path / "updates").glob("delta-*"))  # deltas are removed once sent
+    assert sorted(p.name for p in (tmp_path / "updates").glob("round-*")) == [
+        "round-0.safetensors",
+        "round-1.safetensors",
+    ]
+
+
+def _spawn_executor(tmp_path: Path, config: dict[str, Any], env: dict[str, str]) -> subprocess.Popen[bytes]:
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps({"job_id": "j", "config": config, "work_dir": str(tmp_path)}))
+    return subprocess.Popen(
+        [sys.executable, "-m", "tendril.executors.diloco", "--socket", str(tmp_path / "bridge.sock")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env={**os.environ, "JOB_JSON": str(job), **env},
+        start_new_session=True,
+    )
+
+
+def test_executor_process_exits_clearly(tmp_path: Path) -> None:
+    no_token = _spawn_executor(tmp_path, _config(), {"TENDRIL_BRIDGE_TOKEN": ""})
+    out, _ = no_token.communicate(timeout=60)
+    assert no_token.returncode == 2 and b"TENDRIL_BRIDGE_TOKEN" in out
+    bad = _spawn_executor(tmp_path, _config(codec="fp8"), {"TENDRIL_BRIDGE_TOKEN": "t"})
+    out, _ = bad.communicate(timeout=60)
+    assert bad.returncode == 1 and b"codec must be one of" in out
+
+
+def test_executor_process_stops_at_once_on_sigterm(tmp_path: Path) -> None:
+    # No bridge listens on the socket: the executor keeps retrying its first call until SIGTERM.
+    proc = _spawn_executor(tmp_path, _config(), {"TENDRIL_BRIDGE_TOKEN": "t"})
+    try:
+        assert proc.stdout is not None
+        deadline = time.monotonic() + 60
+        seen = b""
+        while b"model.ready" not in seen:
+            assert time.monotonic() < deadline and proc.poll() is None, seen
+            seen += proc.stdout.readline()
+        proc.send_signal(signal.SIGTERM)
+        began = time.monotonic()
+        assert proc.wait(timeout=10) == 143
+        assert time.monotonic() - began < 5
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
