@@ -1,4 +1,7 @@
-"""``python -m bench [--only stream,paramserver,codecs,external] [--out bench-out]``."""
+"""``python -m bench [--only codecs,stream,paramserver,bridge,demo] [--out bench-out]``.
+
+``--only external`` is short for ``bridge,demo`` (the figures other parts of Tendril provide).
+"""
 
 from __future__ import annotations
 
@@ -16,7 +19,8 @@ from pathlib import Path
 
 from bench.common import GIB, MIB, Figure, data_plane_env
 
-SECTIONS = ("codecs", "stream", "paramserver", "external")
+SECTIONS = ("codecs", "stream", "paramserver", "bridge", "demo")
+ALIASES = {"external": ("bridge", "demo")}
 
 
 def _reexec_with_tunables() -> None:
@@ -49,15 +53,20 @@ def print_table(figures: list[Figure]) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description="Tendril data-plane benchmark")
-    parser.add_argument("--only", default=",".join(SECTIONS), help=f"comma-separated subset of {', '.join(SECTIONS)}")
+    parser.add_argument(
+        "--only",
+        default=",".join(SECTIONS),
+        help=f"comma-separated subset of {', '.join(SECTIONS)} ('external': bridge,demo)",
+    )
     parser.add_argument("--out", default="bench-out", help="where results.json goes")
     parser.add_argument("--stream-mib", type=int, default=GIB // MIB, help="tensor stream payload size")
     parser.add_argument("--model-mib", type=int, default=256, help="model size for the ParameterServer RSS figure")
     args = parser.parse_args()
-    wanted = [s.strip() for s in args.only.split(",") if s.strip()]
-    unknown = set(wanted) - set(SECTIONS)
+    named = [s.strip() for s in args.only.split(",") if s.strip()]
+    unknown = set(named) - set(SECTIONS) - set(ALIASES)
     if unknown:
-        parser.error(f"unknown sections {sorted(unknown)}; choose from {', '.join(SECTIONS)}")
+        parser.error(f"unknown sections {sorted(unknown)}; choose from {', '.join([*SECTIONS, *ALIASES])}")
+    wanted = list(dict.fromkeys(part for name in named for part in ALIASES.get(name, (name,))))
 
     from bench import codecs, external, paramserver, stream
 
@@ -73,7 +82,8 @@ def main() -> int:
             "codecs": lambda: codecs.measure(work),
             "stream": lambda: [stream.measure(work, args.stream_mib * MIB)],
             "paramserver": lambda: [paramserver.measure(work, args.model_mib * MIB)],
-            "external": lambda: [*external.bridge_report_progress(work), *external.demo_data(work)],
+            "bridge": lambda: external.bridge_report_progress(work),
+            "demo": lambda: external.demo_data(work),
         }
         for section in wanted:
             t0 = time.perf_counter()

@@ -56,7 +56,12 @@ def bridge_report_progress(workdir: Path) -> list[Figure]:
             baseline_name="bare unary gRPC call" if "baseline_p50_ms" in got else "",
             target="≤ 1 ms",
             ok=got["p50_ms"] <= 1.0,
-            note=f"p99 {got['p99_ms']:.3f} ms over {got.get('calls', '?')} calls",
+            note=f"p99 {got['p99_ms']:.3f} ms over {got.get('calls', '?')} calls"
+            + (
+                f"; bare two-hop route (UDS + TCP) p50 {got['two_hop_baseline_p50_ms']:.3f} ms"
+                if "two_hop_baseline_p50_ms" in got
+                else ""
+            ),
             details=dict(got),
         )
     ]
