@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import os
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -262,3 +265,103 @@ async def test_pipelined_hashing_gives_the_same_digest(tmp_path: Path) -> None:
     await damaged.settle()
     with pytest.raises(StreamError, match="damaged"):
         damaged.verify()
+
+
+def _random_payload(size_at_least: int, seed: int = 2) -> tuple[bytes, StreamInfo]:
+    """A payload of a little more than ``size_at_least`` bytes and its stream info."""
+    layout, header = tensorfile.plan_layout([("w", (size_at_least // 4 + 12345,))], "fp32")
+    data = np.random.default_rng(seed).integers(0, 256, size=layout.data_size, dtype=np.uint8).tobytes()
+    payload = header + data
+    return payload, _info(layout, hashlib.sha256(payload).hexdigest())
+
+
+class _GatedDigest:
+    """A sha256 whose updates wait for a gate (a slow hasher), or fail when told to."""
+
+    def __init__(self, *, fail: bool = False) -> None:
+        self.inner = hashlib.sha256()
+        self.gate = threading.Event()
+        self.fail = fail
+
+    def update(self, data: bytes | memoryview) -> None:
+        assert self.gate.wait(30), "the test never opened the gate"
+        if self.fail:
+            raise OSError("simulated hashing failure")
+        self.inner.update(data)
+
+    def hexdigest(self) -> str:
+        return self.inner.hexdigest()
+
+
+async def _feed(receiver: Receiver, view: memoryview, chunk_bytes: int = 256 * 1024) -> None:
+    for offset, length in chunk_ranges(len(view), receiver.received, chunk_bytes):
+        await receiver.feed_async(offset, view[offset : offset + length])
+
+
+async def test_a_slow_hasher_holds_the_feed_back_and_a_cancelled_wait_loses_nothing() -> None:
+    payload, info = _random_payload(3 * streaming.HASH_BACKLOG_BYTES)
+    view = memoryview(payload)
+    digest = _GatedDigest()
+    buffer = bytearray(info.total_bytes)
+    receiver = Receiver(info, BufferDestination(memoryview(buffer)), digest=digest)  # type: ignore[arg-type]
+    task = asyncio.create_task(_feed(receiver, view))
+    # The hasher is stuck at the gate: the feed stops once the backlog is full, and waits.
+    deadline = time.monotonic() + 30
+    while receiver.received <= streaming.HASH_BACKLOG_BYTES:
+        assert time.monotonic() < deadline and not task.done()
+        await asyncio.sleep(0.001)
+    await asyncio.sleep(0.05)
+    assert not task.done() and receiver.received <= streaming.HASH_BACKLOG_BYTES + 256 * 1024
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    with pytest.raises(RuntimeError, match="settle"):
+        receiver.verify()
+    digest.gate.set()
+    await _feed(receiver, view)  # resumes at ``received``: the chunk taken before the cancel is in
+    await receiver.settle()
+    receiver.verify()
+    assert bytes(buffer) == payload
+
+
+async def test_a_failed_hash_fails_the_stream() -> None:
+    payload, info = _random_payload(MIB)
+    digest = _GatedDigest(fail=True)
+    digest.gate.set()
+    receiver = Receiver(info, BufferDestination(memoryview(bytearray(info.total_bytes))), digest=digest)  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError, match="hashing the stream failed"):
+        await _feed(receiver, memoryview(payload))
+        await receiver.settle()
+    with pytest.raises(RuntimeError, match="hashing the stream failed"):
+        receiver.verify()
+
+
+async def test_concurrent_receivers_take_turns_on_the_hasher_pool(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(streaming, "HASH_TURN_BYTES", 512 * 1024)  # many turns per stream
+    streams = [_random_payload(6 * MIB, seed) for seed in range(5)]
+    buffers = [bytearray(info.total_bytes) for _, info in streams]
+    receivers = [
+        Receiver(info, BufferDestination(memoryview(buf))) for (_, info), buf in zip(streams, buffers, strict=True)
+    ]
+    await asyncio.gather(*(_feed(r, memoryview(p), 64 * 1024) for r, (p, _) in zip(receivers, streams, strict=True)))
+    await asyncio.gather(*(r.settle() for r in receivers))
+    for receiver, buffer, (payload, _) in zip(receivers, buffers, streams, strict=True):
+        receiver.verify()
+        assert bytes(buffer) == payload
+
+
+async def test_synchronous_feed_after_settle_hashes_in_order() -> None:
+    payload, info = _random_payload(4 * MIB)
+    view = memoryview(payload)
+    digest = _GatedDigest()
+    receiver = Receiver(info, BufferDestination(memoryview(bytearray(info.total_bytes))), digest=digest)  # type: ignore[arg-type]
+    ranges = list(chunk_ranges(len(view), 0, MIB))
+    for offset, length in ranges[:-1]:
+        await receiver.feed_async(offset, view[offset : offset + length])
+    offset, length = ranges[-1]
+    with pytest.raises(RuntimeError, match="settle"):  # chunks still queued: it would hash out of order
+        receiver.feed(offset, view[offset : offset + length])
+    digest.gate.set()
+    await receiver.settle()
+    receiver.feed(offset, view[offset : offset + length])  # hashed here, after every queued chunk
+    receiver.verify()
