@@ -6,11 +6,9 @@ import pathlib
 import shutil
 import sys
 
-import grpc_tools
 from grpc_tools import protoc
+from protoc_inputs import ROOT, include_args, proto_files
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
-PROTOS = ROOT / "protos"
 DESCRIPTOR_SET = "descriptors.binpb"
 
 
@@ -20,12 +18,9 @@ def generate(out_root: pathlib.Path) -> None:
     if generated.exists():
         shutil.rmtree(generated)
     generated.mkdir(parents=True)
-    files = sorted(str(p.relative_to(PROTOS)) for p in PROTOS.rglob("*.proto"))
-    include = pathlib.Path(grpc_tools.__file__).parent / "_proto"
     args = [
         "grpc_tools.protoc",
-        f"-I{PROTOS}",
-        f"-I{include}",
+        *include_args(),
         f"--python_out={out_root}",
         f"--pyi_out={out_root}",
         f"--grpc_python_out={out_root}",
@@ -34,7 +29,7 @@ def generate(out_root: pathlib.Path) -> None:
         f"--descriptor_set_out={generated / DESCRIPTOR_SET}",
         "--include_source_info",
         "--include_imports",
-        *files,
+        *proto_files(),
     ]
     if protoc.main(args) != 0:
         sys.exit("protoc failed")
