@@ -118,15 +118,28 @@ class BridgeServicer(bridge_pb2_grpc.JobBridgeServiceServicer):
 
     async def NextSlice(self, request: bridge_pb2.NextSliceRequest, context: Any) -> bridge_pb2.NextSliceResponse:
         self.core.coordinator("assign data slices")
-        await self.open_data_job()
-        async with calling(f"DataFetcher at {self.data_fetcher_address}"):
-            reply = await self._data_fetcher().NextSlice(
-                data_pb2.NextSliceRequest(job_id=self.core.job.job_id), timeout=_deadline(context)
-            )
+        reply = await self._next_slice(context)
         target = await asyncio.to_thread(self.core.place_slice, reply.cache_path, reply.assignment.slice_name)
         return bridge_pb2.NextSliceResponse(
             path=self.core.relative(target), assignment=reply.assignment, wait_seconds=reply.wait_seconds
         )
+
+    async def _next_slice(self, context: Any) -> data_pb2.NextSliceResponse:
+        """DataFetcher.NextSlice, opening the job first (again after a DataFetcher restart)."""
+        for attempt in range(2):
+            await self.open_data_job()
+            try:
+                async with calling(f"DataFetcher at {self.data_fetcher_address}"):
+                    return await self._data_fetcher().NextSlice(
+                        data_pb2.NextSliceRequest(job_id=self.core.job.job_id), timeout=_deadline(context)
+                    )
+            except BridgeError as exc:
+                # NOTE: a restarted DataFetcher has forgotten the jobs it served (they live in its
+                # memory): open this one again, once, instead of failing every later call.
+                if attempt or exc.reason != "JOB_NOT_OPEN":
+                    raise
+                self._data_open = False
+        raise AssertionError("unreachable")
 
     async def SendUpdate(self, request: bridge_pb2.SendUpdateRequest, context: Any) -> bridge_pb2.SendUpdateResponse:
         path = self.core.existing_file(request.path)

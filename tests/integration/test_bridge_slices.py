@@ -7,7 +7,9 @@ hard link of the DataFetcher's verified cache file.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -21,19 +23,22 @@ from tendril.services.core.channel import open_channel
 from tendril.services.core.server import Binding, ServiceServer
 from tests.integration.test_data_fetcher import TestScheduler
 from tests.integration.test_data_node import prepare_small, start_data_node
-from tests.procs import running, spawn_service, wait_serving, worker_config
+from tests.procs import kill_group, running, spawn_service, wait_serving, worker_config
 
 pytestmark = pytest.mark.integration
 
 TOKEN = "slice-token"
 
 
-async def test_next_slice_links_verified_slices_into_the_work_dir(tmp_path: Path) -> None:
+@pytest.mark.parametrize("restart_fetcher", [False, True], ids=["steady", "fetcher-restarted"])
+async def test_next_slice_links_verified_slices_into_the_work_dir(tmp_path: Path, restart_fetcher: bool) -> None:
     manifest = prepare_small(tmp_path / "ds", sequences_per_slice=512, max_bytes=300_000)
     node, node_address = start_data_node(tmp_path / "ds", tmp_path / "node.log")
     config = worker_config(tmp_path / "w")
     fetcher = spawn_service("data_fetcher", config, tmp_path)
-    with running(node, fetcher):
+    restarted: list[subprocess.Popen[bytes]] = []
+    with running(node, fetcher), contextlib.ExitStack() as cleanup:
+        cleanup.callback(lambda: [kill_group(p) for p in restarted])
         await wait_serving(node_address)
         await wait_serving(config.listen("data_fetcher"))
         scheduler = TestScheduler(manifest, node_address)
@@ -70,8 +75,17 @@ async def test_next_slice_links_verified_slices_into_the_work_dir(tmp_path: Path
         try:
             async with open_channel(f"unix:{job.socket_path}") as channel:
                 stub = bridge_pb2_grpc.JobBridgeServiceStub(channel)
-                for expected in manifest.slices[:2]:
+                for i, expected in enumerate(manifest.slices[:3]):
+                    if restart_fetcher and i == 2:
+                        # a DataFetcher that restarts forgets its open jobs; the bridge opens again
+                        kill_group(fetcher)
+                        restarted.append(spawn_service("data_fetcher", config, tmp_path, name="fetcher2"))
+                        await wait_serving(config.listen("data_fetcher"))
                     got = await stub.NextSlice(bridge_pb2.NextSliceRequest(), metadata=bearer(TOKEN), timeout=120)
+                    if restart_fetcher and i == 2:
+                        # NOTE: what the dead fetcher had prefetched is gone with it; the new one
+                        # asks the scheduler afresh, so the name is whatever comes next.
+                        expected = next(s for s in manifest.slices if s.name == got.assignment.slice_name)
                     assert got.path == f"data/{expected.name}" and got.assignment.slice_name == expected.name
                     placed = work / got.path
                     assert hashlib.sha256(placed.read_bytes()).hexdigest() == expected.sha256
