@@ -20,6 +20,8 @@ log = get_logger("tendril.bridge")
 
 # Unix socket paths are limited to 108 bytes including the terminating NUL.
 MAX_SOCKET_PATH_BYTES = 107
+# Reports still queued for the scheduler when the job ends get this long to arrive.
+PROGRESS_FLUSH_SECONDS = 2.0
 
 
 class JobBridge:
@@ -74,6 +76,7 @@ class JobBridge:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._opener
         await self.server.stop(grace=0.5)
+        await self.servicer.progress.close(timeout=PROGRESS_FLUSH_SECONDS)
         await self.servicer.close_data_job()
         await self.remotes.close()
         with contextlib.suppress(FileNotFoundError):

@@ -17,9 +17,10 @@ from google.protobuf import struct_pb2
 from tendril.bridge.v1 import bridge_pb2, bridge_pb2_grpc
 from tendril.common.v1 import common_pb2
 from tendril.data.v1 import data_pb2, data_pb2_grpc
-from tendril.scheduler.v1 import scheduler_pb2_grpc
+from tendril.scheduler.v1 import scheduler_pb2, scheduler_pb2_grpc
 from tendril.services.bridge.core import BridgeCore
 from tendril.services.bridge.errors import BridgeError
+from tendril.services.bridge.progress import ProgressRelay
 from tendril.services.bridge.remotes import Remotes, calling
 from tendril.services.core.errors import ErrorKind
 from tendril.services.core.logs import get_logger
@@ -55,6 +56,9 @@ class BridgeServicer(bridge_pb2_grpc.JobBridgeServiceServicer):
         self.data_fetcher_address = data_fetcher_address
         self._data_open = False
         self._data_lock = asyncio.Lock()
+        # NOTE: per-batch reports are answered from the held directive and forwarded in the
+        # background, so a training step never waits on the scheduler (see progress.py).
+        self.progress = ProgressRelay(self._forward_progress)
 
     @property
     def _worker_id(self) -> str:
@@ -190,15 +194,20 @@ class BridgeServicer(bridge_pb2_grpc.JobBridgeServiceServicer):
     async def ReportProgress(
         self, request: bridge_pb2.ReportProgressRequest, context: Any
     ) -> bridge_pb2.ReportProgressResponse:
-        address = self.core.coordinator("report progress to")
+        self.core.coordinator("report progress to")
         progress = request.progress
         progress.job_id = self.core.job.job_id
         progress.worker_id = self._worker_id
         self.core.report_progress({"round": float(progress.round), **dict(progress.metrics)})
+        return bridge_pb2.ReportProgressResponse(directive=await self.progress.report(progress))
+
+    async def _forward_progress(
+        self, progress: scheduler_pb2.ReportProgressRequest
+    ) -> scheduler_pb2.ReportProgressResponse:
+        address = self.core.coordinator("report progress to")
         stub = scheduler_pb2_grpc.CoordinationServiceStub(self.remotes.channel(address))
         async with calling(f"scheduler at {address}"):
-            directive = await stub.ReportProgress(progress, timeout=_deadline(context) or PROGRESS_TIMEOUT_SECONDS)
-        return bridge_pb2.ReportProgressResponse(directive=directive)
+            return await stub.ReportProgress(progress, timeout=PROGRESS_TIMEOUT_SECONDS)
 
     async def PublishParameters(
         self, request: bridge_pb2.PublishParametersRequest, context: Any

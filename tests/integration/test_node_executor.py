@@ -91,15 +91,16 @@ async def test_node_executor_reports_progress_and_succeeds(worker: Worker) -> No
         assert "[node-example] job n-1 on worker worker-test, executor example/node" in text
         assert "exiting with code 0" in text
 
-        # The scheduler's directive reaches the Node program: DONE on the 2nd report stops it.
+        # The scheduler's directive reaches the Node program: it answers DONE from the 2nd
+        # report on. Batch reports are answered by the bridge at once and forwarded behind the
+        # program's back, so DONE arrives a report or two later, and the program stops there.
         await dispatch(worker, "n-done", lease_id, server.address, steps=10)
         ended = await worker.wait_end("n-done")
         assert ended.state == job_pb2.JOB_STATE_SUCCEEDED, await worker.logs("n-done")
-        assert len(scheduler.of("n-done")) == 2
-        assert [r["directive"] for r in result_of(worker, "n-done")["reports"]] == [
-            "DIRECTIVE_CONTINUE",
-            "DIRECTIVE_DONE",
-        ]
+        directives = [r["directive"] for r in result_of(worker, "n-done")["reports"]]
+        assert 3 <= len(directives) < 10, directives
+        assert directives == ["DIRECTIVE_CONTINUE"] * (len(directives) - 1) + ["DIRECTIVE_DONE"]
+        assert len(scheduler.of("n-done")) == len(directives), "every report reached the scheduler"
 
         # Exit codes pass through; without a scheduler it says so and reports nothing.
         await dispatch(worker, "n-fail", lease_id, exit_code=3)

@@ -6,6 +6,7 @@ that record what they were sent.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import stat
 from collections.abc import AsyncIterator
@@ -185,12 +186,21 @@ async def test_progress_and_slices_go_to_the_peers(
             event = scheduler_pb2.ReportProgressRequest(
                 job_id="spoofed", kind=scheduler_pb2.PROGRESS_KIND_BATCH, round=2, batch_size=8, metrics={"loss": 3.5}
             )
-            reply = await stub.ReportProgress(bridge_pb2.ReportProgressRequest(progress=event), metadata=bearer(TOKEN))
+            request = bridge_pb2.ReportProgressRequest(progress=event)
+            reply = await stub.ReportProgress(request, metadata=bearer(TOKEN))
+            # a batch report is answered at once; the scheduler hears of it in the background
+            assert reply.directive.directive == scheduler_pb2.DIRECTIVE_CONTINUE
+            for _ in range(200):
+                if scheduler.reports:
+                    break
+                await asyncio.sleep(0.01)
+            reply = await stub.ReportProgress(request, metadata=bearer(TOKEN))
+            # the scheduler said "3 more after batch 1": after batch 2, 2 remain
             assert reply.directive.directive == scheduler_pb2.DIRECTIVE_SCHEDULE_UPDATE
-            assert reply.directive.batches_until_update == 3
+            assert reply.directive.batches_until_update == 2
             peer, sent = scheduler.reports[0]
             assert (peer, sent.job_id, sent.worker_id, sent.round) == ("worker-test", "b1", "worker-test", 2)
-            assert progress == [("b1", {"round": 2.0, "loss": 3.5})]
+            assert progress[0] == ("b1", {"round": 2.0, "loss": 3.5})
 
             got = await stub.NextSlice(bridge_pb2.NextSliceRequest(), metadata=bearer(TOKEN))
             assert got.path == "data/slice-00007.safetensors" and got.assignment.epoch == 1
