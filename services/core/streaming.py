@@ -32,7 +32,7 @@ import mmap
 import os
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Protocol
 
@@ -48,6 +48,20 @@ CODEC_TO_PROTO = {
 }
 PROTO_TO_CODEC = {value: name for name, value in CODEC_TO_PROTO.items()}
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
+
+# NOTE: a receiver of a pushed stream sends this initial metadata once it has accepted the
+# header (and the offset), and the sender sends no chunk before it arrives. A receiver that
+# rejects the header ends the call while the sender is idle: with grpc.aio a client write
+# that fails because the server already ended the call replaces the server's status with
+# INTERNAL "Internal error from Core" (grpc/grpc#36066), so a push to a closed run could
+# read as an internal error instead of RUN_CLOSED. One round trip per push buys that.
+STREAM_ACCEPTED_KEY = "tendril-stream"
+STREAM_ACCEPTED: tuple[tuple[str, str], ...] = ((STREAM_ACCEPTED_KEY, "accepted"),)
+
+
+def stream_accepted(metadata: Iterable[tuple[str, str | bytes]] | None) -> bool:
+    """True when a push's initial metadata ((key, value) pairs) says the header was accepted."""
+    return metadata is not None and any((key, value) == STREAM_ACCEPTED[0] for key, value in metadata)
 
 
 class StreamError(ValueError):

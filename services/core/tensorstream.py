@@ -50,6 +50,7 @@ from tendril.services.core.streaming import (
     header_message,
     info_from_header,
     parse_frame,
+    stream_accepted,
 )
 from tendril.services.core.tensorfile import Layout
 
@@ -107,6 +108,21 @@ def _from_stream(exc: StreamError, what: str) -> TensorStreamError:
 
 def _retryable(err: grpc.aio.AioRpcError) -> bool:
     return err.code() in RETRYABLE or error_info_reason(err) in RETRYABLE_REASONS
+
+
+# What grpc.aio reports when a client write fails because the server already ended the call.
+_LOST_STATUS_DETAILS = "Internal error from Core"
+
+
+def _status_lost(err: grpc.aio.AioRpcError) -> bool:
+    """True when a push's real status was replaced by grpc.aio's own INTERNAL (grpc/grpc#36066).
+
+    # NOTE: a server that fails a push mid-stream (the run closed, the round closed) ends the
+    # call while chunks are still being written; the failed write then replaces the server's
+    # status. The push is resumed once more: its header is rejected before any chunk is sent
+    # (see streaming.STREAM_ACCEPTED), so the retry carries the server's real answer.
+    """
+    return err.code() is grpc.StatusCode.INTERNAL and err.details() == _LOST_STATUS_DETAILS
 
 
 async def _backoff(attempt: int) -> None:
@@ -178,7 +194,12 @@ async def _push_stream(
     resumable: bool,
     what: str,
 ) -> tuple[Any, int]:
-    """Send header + chunks, resuming where the server says; returns (response, bytes sent)."""
+    """Send header + chunks, resuming where the server says; returns (response, bytes sent).
+
+    ``call`` is the push's multicallable (see :func:`push_call`); when it is a wrapper whose
+    result is not the gRPC call itself, chunks follow the header without waiting for the
+    server's go-ahead (the behaviour before it existed).
+    """
     state = _PushState()
     total = info.total_bytes
     offset = 0
@@ -186,9 +207,22 @@ async def _push_stream(
     while True:
         header = header_frame(header_message(dataclasses.replace(info, start_offset=offset)))
 
-        async def requests(header: bytes = header, start: int = offset) -> AsyncIterator[bytes]:
+        pending: list[grpc.aio.Call] = []  # the call these requests feed
+
+        async def requests(
+            header: bytes = header, start: int = offset, pending: list[grpc.aio.Call] = pending
+        ) -> AsyncIterator[bytes]:
             yield header
             state.upto = start
+            # No chunk before the server accepted the header (see streaming.STREAM_ACCEPTED):
+            # a rejection then ends the call while nothing is being written, and its status
+            # (RUN_CLOSED, ROUND_CLOSED, a resume offset...) reaches the caller intact.
+            # NOTE: `pending` is filled before this runs: gRPC consumes the requests in a task
+            # that starts only once the caller awaits the call.
+            for rpc in pending:
+                if not stream_accepted(await rpc.initial_metadata()):
+                    await rpc.code()  # let the call end before this iterator does (no half-close racing it)
+                    return
             for frame in file_frames(path, start):
                 size = min(total - state.upto, CHUNK_BYTES)
                 state.sent += size
@@ -196,9 +230,12 @@ async def _push_stream(
                 yield frame
 
         try:
-            response = await call(requests())
+            rpc = call(requests())
+            if isinstance(rpc, grpc.aio.Call):
+                pending.append(rpc)
+            response = await rpc
         except grpc.aio.AioRpcError as err:
-            if not _retryable(err) or failures >= ATTEMPTS:
+            if not (_retryable(err) or _status_lost(err)) or failures >= ATTEMPTS:
                 raise _from_rpc(err, what) from err
             await _backoff(failures)
             failures += 1

@@ -17,6 +17,7 @@ from tendril.paramserver.v1 import paramserver_pb2, paramserver_pb2_grpc
 from tendril.services.core import metrics
 from tendril.services.core.errors import ErrorKind
 from tendril.services.core.streaming import (
+    STREAM_ACCEPTED,
     Frame,
     StreamError,
     StreamInfo,
@@ -128,6 +129,7 @@ class ParameterServerServicer(paramserver_pb2_grpc.ParameterServerServiceService
         if spool.received != info.start_offset:
             self.core.release(spool)
             return paramserver_pb2.PushUpdateResponse(committed=False, received_bytes=spool.received)
+        await context.send_initial_metadata(STREAM_ACCEPTED)  # the sender's go-ahead for the chunks
         await _feed(self.core, spool, requests)
         metrics.BYTES_RECEIVED.labels(stream="update_push").inc(spool.received - info.start_offset)
         if not spool.complete:
@@ -150,6 +152,7 @@ class ParameterServerServicer(paramserver_pb2_grpc.ParameterServerServiceService
                 f"this parameter stream is at byte {spool.received}, not {info.start_offset}; resume from there",
                 reason="BAD_OFFSET",
             )
+        await context.send_initial_metadata(STREAM_ACCEPTED)
         await _feed(self.core, spool, requests)
         metrics.BYTES_RECEIVED.labels(stream="params_push").inc(spool.received - info.start_offset)
         if not spool.complete:

@@ -224,3 +224,43 @@ async def test_bad_requests_get_clear_statuses(tmp_path: Path) -> None:
                 await chunk_first
             assert no_header.value.code() == grpc.StatusCode.INVALID_ARGUMENT
             assert "start with a header" in no_header.value.details()
+
+
+async def test_rejected_pushes_always_carry_the_servers_status(tmp_path: Path) -> None:
+    """A push rejected at its header gets the server's status, never a client-side INTERNAL.
+
+    Before the sender waited for the server's go-ahead, about 4 in 10 of these read as
+    INTERNAL "Internal error from Core": the server ended the call while chunks were being
+    written, and grpc.aio let the failed write replace the server's status.
+    """
+    config = worker_config(tmp_path)
+    proc = spawn_service("paramserver", config, tmp_path)
+    with running(proc):
+        address = config.listen("parameter_server")
+        await wait_serving(address)
+        theta = _write(tmp_path / "theta.st", 0)
+        delta = _write(tmp_path / "delta.st", 1, 1e-2)
+        async with open_channel(address, peer_id="tester") as channel:
+            stub = paramserver_pb2_grpc.ParameterServerServiceStub(channel)
+            await _open(channel, "open", theta, expected_workers=2, quorum=2, rounds=3)
+            await _open(channel, "shut", theta, expected_workers=2, quorum=2, rounds=3)
+            await stub.CloseJob(paramserver_pb2.CloseJobRequest(job_id="shut"))
+            cases = [("shut", 0, "RUN_CLOSED"), ("open", 1, "ROUND_NOT_OPEN")]
+            for _ in range(15):
+                for run, round, reason in cases:
+                    with pytest.raises(TensorStreamError) as rejected:
+                        await tensorstream.push_update(
+                            channel, delta, run_id=run, round=round, worker_id="a", weight=1.0, codec="fp32"
+                        )
+                    assert (rejected.value.kind, rejected.value.reason) == (ErrorKind.FAILED_PRECONDITION, reason)
+            # The go-ahead costs nothing to pushes that are taken.
+            await tensorstream.push_update(
+                channel, delta, run_id="open", round=0, worker_id="a", weight=1.0, codec="fp32"
+            )
+            view = await stub.GetRound(paramserver_pb2.GetRoundRequest(job_id="open"))
+            assert list(view.committed_workers) == ["a"] and view.pushes_in_flight == 0
+            with pytest.raises(TensorStreamError) as again:
+                await tensorstream.push_update(
+                    channel, delta, run_id="open", round=0, worker_id="a", weight=1.0, codec="fp32"
+                )
+            assert (again.value.kind, again.value.reason) == (ErrorKind.ALREADY_EXISTS, "ALREADY_COMMITTED")
