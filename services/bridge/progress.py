@@ -85,14 +85,11 @@ class ProgressRelay:
         """Deliver what is queued within ``timeout`` seconds, then drop the rest."""
         if self._sender is None:
             return
-        try:
+        with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self.flush(), timeout)
-        except TimeoutError:
-            pass
-        finally:
-            self._sender.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await self._sender
+        self._sender.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self._sender
 
     # -- inside -------------------------------------------------------------------------------
 

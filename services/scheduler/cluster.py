@@ -14,7 +14,6 @@ import dataclasses
 import os
 import random
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -27,6 +26,7 @@ from tendril.services.core.errors import ErrorKind
 from tendril.services.core.process import GLIBC_TUNABLES
 from tendril.services.scheduler.errors import SchedulerError
 from tendril.services.supervisor.health import check_serving
+from tendril.services.supervisor.ports import check_bindable
 
 STOP_SECONDS = 15.0
 
@@ -59,13 +59,8 @@ class WorkerSpec:
 
 
 def port_free(address: str) -> bool:
-    host, _, port = address.rpartition(":")
-    with socket.socket() as s:
-        try:
-            s.bind((host, int(port)))
-        except OSError:
-            return False
-    return True
+    """True when a server could listen on ``address`` now (the supervisor's own check)."""
+    return check_bindable(address) == 0
 
 
 def worker_ports(offset: int) -> list[str]:
