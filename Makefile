@@ -12,12 +12,12 @@ TORCH ?= torch==2.13.0
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml setup.py
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Tendril needs Python 3.11 or newer; set PY=/path/to/python3.11")'
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q '$(TORCH)'
-	$(BIN)/python -m pip install -q -e '.[dev,train]'
+	$(BIN)/python -m pip install -q -e ./clients/python -e '.[dev,train]'
 	touch $(STAMP)
 
 # Node stubs and tools come from the npm registry (exact versions in package-lock.json).
@@ -74,7 +74,7 @@ lint: $(STAMP)
 	cd protos && ../$(BIN)/buf lint
 
 demo: $(STAMP)
-	$(BIN)/python -m tendril.services.scheduler.demo $(ARGS)
+	$(BIN)/python -m tendril.scheduler.demo $(ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(ARGS)

@@ -31,8 +31,8 @@ from typing import Any
 
 from bench.common import free_port, spawn_python, stop, wait_for_port
 from bench.progress_bridge import BARE_SOCKET, BRIDGE_SOCKET, FORWARD_SOCKET
-from tendril.services.bridge.auth import TOKEN_ENV
-from tendril.services.bridge.server import MAX_SOCKET_PATH_BYTES
+from tendril.bridge.auth import TOKEN_ENV
+from tendril.bridge.server import MAX_SOCKET_PATH_BYTES
 
 CALLS = 2000
 WARMUP = 200

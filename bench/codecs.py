@@ -22,7 +22,7 @@ SCALES = {"wte": 1e-4, "h.0.attn.c_attn.w": 3e-3, "h.0.mlp.c_fc.w": 1e-2, "ln_f.
 def measure(workdir: Path) -> list[Figure]:
     from safetensors.numpy import load_file, save_file
 
-    from tendril.services.core import tensorfile
+    from tendril.core import tensorfile
 
     rng = np.random.default_rng(0)
     delta = {n: (rng.standard_t(3, size=s) * SCALES[n]).astype(np.float32) for n, s in SHAPES.items()}

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import socket
 import subprocess
 import sys
@@ -12,8 +11,11 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from tendril.services.core.process import GLIBC_TUNABLES
+from tendril.core.process import child_env
 
+# NOTE: bench is run from the checkout (`python -m bench`), not installed; its child processes
+# start with PYTHONSAFEPATH (no working directory on sys.path), so they get the checkout here.
+CHECKOUT = str(Path(__file__).resolve().parent.parent)
 GIB = 1024**3
 MIB = 1024**2
 
@@ -45,7 +47,7 @@ def free_port() -> int:
 
 def data_plane_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """Environment of a data-plane process: malloc tuned from its first instruction (REFERENCE §C)."""
-    return {**os.environ, "GLIBC_TUNABLES": GLIBC_TUNABLES, "PYTHONUNBUFFERED": "1", **(extra or {})}
+    return child_env({"PYTHONPATH": CHECKOUT, **(extra or {})})
 
 
 def spawn_python(args: list[str], *, log: Path, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:

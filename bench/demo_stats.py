@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.external import NotMeasured
-from tendril.services.scheduler.metrics import read_metrics, run_stats
+from tendril.scheduler.metrics import read_metrics, run_stats
 
 METRICS = Path("demo-out/metrics.jsonl")
 

@@ -1,6 +1,6 @@
 """ParameterServer peak RSS with 8 concurrent pushers of a 256 MiB model (a real PS process).
 
-The PS runs as ``python -m tendril.services.paramserver`` with GLIBC_TUNABLES; this process
+The PS runs as ``python -m tendril.paramserver`` with GLIBC_TUNABLES; this process
 opens a run (8 expected workers), pushes θ0, then 8 concurrent ``push_update`` calls of a
 256 MiB fp32 pseudo-gradient, pulls the round's update, and meanwhile samples the PS's
 resident memory from ``/proc/<pid>/status`` (VmRSS every 10 ms, and VmHWM, the kernel's own
@@ -71,9 +71,9 @@ def _model(path: Path, size: int, seed: int, scale: float) -> None:
 
 
 async def _drive(address: str, theta: Path, delta: Path, workdir: Path) -> dict[str, Any]:
-    from tendril.paramserver.v1 import paramserver_pb2, paramserver_pb2_grpc
-    from tendril.services.core import tensorstream
-    from tendril.services.core.channel import open_channel
+    from tendril.core import tensorstream
+    from tendril.core.channel import open_channel
+    from tendril_proto.paramserver.v1 import paramserver_pb2, paramserver_pb2_grpc
 
     async with open_channel(address, peer_id="bench") as channel:
         stub = paramserver_pb2_grpc.ParameterServerServiceStub(channel)
@@ -113,9 +113,7 @@ def measure(workdir: Path, model_bytes: int = 256 * MIB) -> Figure:
             }
         )
     )
-    proc = spawn_python(
-        ["-m", "tendril.services.paramserver", "--config-json", str(config)], log=workdir / "paramserver.log"
-    )
+    proc = spawn_python(["-m", "tendril.paramserver", "--config-json", str(config)], log=workdir / "paramserver.log")
     try:
         wait_for_port(port, proc)
         idle_kib = _status_kib(proc.pid, "VmRSS")

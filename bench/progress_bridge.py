@@ -23,14 +23,14 @@ from typing import Any
 
 import grpc
 
-from tendril.bridge.v1 import bridge_pb2, bridge_pb2_grpc
-from tendril.scheduler.v1 import scheduler_pb2, scheduler_pb2_grpc
-from tendril.services.bridge.auth import TOKEN_ENV
-from tendril.services.bridge.core import WORK_SUBDIRS, BridgeJob
-from tendril.services.bridge.server import JobBridge
-from tendril.services.core.channel import open_channel
-from tendril.services.core.logs import configure
-from tendril.services.core.server import SERVER_OPTIONS, run_until_signal
+from tendril.bridge.auth import TOKEN_ENV
+from tendril.bridge.core import WORK_SUBDIRS, BridgeJob
+from tendril.bridge.server import JobBridge
+from tendril.core.channel import open_channel
+from tendril.core.logs import configure
+from tendril.core.server import SERVER_OPTIONS, run_until_signal
+from tendril_proto.bridge.v1 import bridge_pb2, bridge_pb2_grpc
+from tendril_proto.scheduler.v1 import scheduler_pb2, scheduler_pb2_grpc
 
 JOB_DIR = "job-bench"
 BRIDGE_SOCKET = f"{JOB_DIR}/bridge.sock"

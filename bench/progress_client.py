@@ -2,7 +2,7 @@
 
 ``python -m bench.progress_client RESULT_JSON --calls N --warmup N --target NAME=SOCKET ...
 [--watch NAME=PID ...]`` (token in env ``TENDRIL_BRIDGE_TOKEN``) reports one BATCH per call
-through the DiLoCo executor's own bridge client (:class:`tendril.executors.diloco.bridge.Bridge`)
+through the DiLoCo executor's own bridge client (:class:`tendril_diloco.bridge.Bridge`)
 to every target socket and writes to ``RESULT_JSON``:
 
 * ``times_ms``: ``{target: [round trip of each timed call, ...]}``;
@@ -26,8 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tendril.executors.diloco.bridge import Bridge
-from tendril.services.bridge.auth import TOKEN_ENV
+from tendril.bridge.auth import TOKEN_ENV
+from tendril_diloco.bridge import Bridge
 
 BLOCK = 50
 # NOTE: the client retries UNAVAILABLE for this long (as the executor does), which also covers

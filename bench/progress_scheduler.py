@@ -23,10 +23,10 @@ from typing import Any
 
 import grpc
 
-from tendril.data.v1 import data_pb2, data_pb2_grpc
-from tendril.scheduler.v1 import scheduler_pb2, scheduler_pb2_grpc
-from tendril.services.core.logs import configure
-from tendril.services.core.server import SERVER_OPTIONS, Binding, ServiceServer, run_until_signal
+from tendril.core.logs import configure
+from tendril.core.server import SERVER_OPTIONS, Binding, ServiceServer, run_until_signal
+from tendril_proto.data.v1 import data_pb2, data_pb2_grpc
+from tendril_proto.scheduler.v1 import scheduler_pb2, scheduler_pb2_grpc
 
 COORDINATION = "tendril.scheduler.v1.CoordinationService"
 DATA_FETCHER = "tendril.data.v1.DataFetcherService"

@@ -45,7 +45,7 @@ REPEATS = 5
 
 def make_payload(path: Path, size: int) -> int:
     """A SafeTensors file of about ``size`` bytes (one F32 tensor); returns its exact size."""
-    from tendril.services.core import tensorfile
+    from tendril.core import tensorfile
 
     layout, header = tensorfile.plan_layout([("x", (size // 4,))], "fp32")
     data = path.with_suffix(".data")
@@ -73,10 +73,10 @@ def touched_buffer(size: int) -> memoryview:
 async def serve_grpc(port: int, size: int) -> None:
     import grpc
 
-    from tendril.paramserver.v1 import paramserver_pb2
-    from tendril.services.core.server import BOUNDED_STREAM_WINDOW_OPTIONS, Binding, ServiceServer
-    from tendril.services.core.streaming import BufferDestination, Receiver, info_from_header, parse_frame
-    from tendril.services.paramserver.servicer import SERVICE_NAME
+    from tendril.core.server import BOUNDED_STREAM_WINDOW_OPTIONS, Binding, ServiceServer
+    from tendril.core.streaming import BufferDestination, Receiver, info_from_header, parse_frame
+    from tendril.paramserver.servicer import SERVICE_NAME
+    from tendril_proto.paramserver.v1 import paramserver_pb2
 
     buffer = touched_buffer(size)
 
@@ -172,7 +172,7 @@ def _has_tunables(environment: str) -> bool:
     # NOTE: not read from /proc/PID/environ: glibc cuts the original string after the first
     # tunable while parsing it (both still apply), so that file shows only the first one.
     """
-    from tendril.services.core.process import GLIBC_TUNABLES
+    from tendril.core.process import GLIBC_TUNABLES
 
     return environment == GLIBC_TUNABLES
 
@@ -195,11 +195,11 @@ class Run:
 
 
 async def send_grpc(port: int, path: Path, sha: str, server_pid: int) -> Run:
-    from tendril.paramserver.v1 import paramserver_pb2
-    from tendril.services.core import tensorfile
-    from tendril.services.core.channel import open_channel
-    from tendril.services.core.streaming import StreamInfo, file_frames, header_frame, header_message
-    from tendril.services.core.tensorstream import push_call
+    from tendril.core import tensorfile
+    from tendril.core.channel import open_channel
+    from tendril.core.streaming import StreamInfo, file_frames, header_frame, header_message
+    from tendril.core.tensorstream import push_call
+    from tendril_proto.paramserver.v1 import paramserver_pb2
 
     info = StreamInfo(uuid.uuid4().hex, "bench", 0, "bench", 1.0, tensorfile.read_layout(path), sha)
     async with open_channel(f"127.0.0.1:{port}") as channel:
@@ -220,7 +220,7 @@ async def send_grpc(port: int, path: Path, sha: str, server_pid: int) -> Run:
 
 
 def send_raw(port: int, path: Path, sha: str, server_pid: int) -> Run:
-    from tendril.services.core.streaming import mapped
+    from tendril.core.streaming import mapped
 
     with mapped(path) as view, socket.create_connection(("127.0.0.1", port)) as conn:
         server_cpu, client_cpu, start = _cpu_seconds(server_pid), time.process_time(), time.perf_counter()
@@ -238,7 +238,7 @@ KINDS = {"raw": "serve-raw", "raw-sha256": "serve-raw-sha256", "grpc": "serve-gr
 
 
 def measure(workdir: Path, size: int = GIB) -> Figure:
-    from tendril.services.core import tensorfile
+    from tendril.core import tensorfile
 
     path = workdir / "stream-payload.safetensors"
     total = make_payload(path, size)

@@ -6,14 +6,14 @@ import pathlib
 import sys
 import tempfile
 
-from gen_proto import ROOT, generate
+from gen_proto import PACKAGE, ROOT, generate
 from tree_diff import tree_drift
 
 
 def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         generate(pathlib.Path(tmp))
-        drift = tree_drift(pathlib.Path(tmp) / "tendril", ROOT / "clients" / "python" / "tendril")
+        drift = tree_drift(pathlib.Path(tmp) / PACKAGE, ROOT / "clients" / "python" / PACKAGE)
     if drift:
         print("generated stubs drift from protos/ — run `make proto` and commit:\n  " + "\n  ".join(drift))
         return 1

@@ -30,10 +30,10 @@ ADDRESS = re.compile(r"\b127\.0\.0\.1:(\d+)\b")
 DOCUMENTED_PORTS = {
     50050: "gateway",
     50051: "arbiter",
-    50052: "leases",
-    50053: "jobs",
+    50052: "lease",
+    50053: "job",
     50054: "data_fetcher",
-    50055: "parameter_server",
+    50055: "paramserver",
     50060: "scheduler",
 }
 # Variables the test provides itself (from the running hello-1 executor); others must be captured.

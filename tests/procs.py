@@ -18,10 +18,8 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tendril.services.core.config import WorkerConfig, load_config
-
-# NOTE: data-plane processes want these malloc settings from their first instruction.
-GLIBC_TUNABLES = "glibc.malloc.mmap_threshold=268435456:glibc.malloc.trim_threshold=1073741824"
+from tendril.core.config import WorkerConfig, load_config
+from tendril.core.process import child_env
 
 
 def free_port() -> int:
@@ -34,7 +32,7 @@ def free_port() -> int:
 def worker_config(tmp: Path, **overrides: Any) -> WorkerConfig:
     """A WorkerConfig on free ports with state and work dirs under ``tmp``.
 
-    ``overrides`` use dotted keys with "__" for the dot: ``leases__renewable_seconds=2``.
+    ``overrides`` use dotted keys with "__" for the dot: ``lease__renewable_seconds=2``.
     """
     values: dict[str, Any] = {
         "worker.id": "worker-test",
@@ -62,19 +60,17 @@ def write_config_json(config: WorkerConfig, path: Path) -> Path:
 
 def spawn(args: list[str], *, log: Path, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:
     """Start a process in its own process group, output to ``log``."""
-    full_env = {**os.environ, "GLIBC_TUNABLES": GLIBC_TUNABLES, "PYTHONUNBUFFERED": "1", **(env or {})}
+    full_env = child_env(env)
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         return subprocess.Popen(args, stdout=out, stderr=subprocess.STDOUT, env=full_env, start_new_session=True)
 
 
 def spawn_service(module: str, config: WorkerConfig, tmp: Path, *, name: str | None = None) -> subprocess.Popen[bytes]:
-    """``python -m tendril.services.<module> --config-json`` for ``config``."""
+    """``python -m tendril.<module> --config-json`` for ``config``."""
     name = name or module
     cfg = write_config_json(config, tmp / f"{name}.json")
-    return spawn(
-        [sys.executable, "-m", f"tendril.services.{module}", "--config-json", str(cfg)], log=tmp / f"{name}.log"
-    )
+    return spawn([sys.executable, "-m", f"tendril.{module}", "--config-json", str(cfg)], log=tmp / f"{name}.log")
 
 
 def kill_group(proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:

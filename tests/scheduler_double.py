@@ -31,15 +31,15 @@ from typing import Any
 import grpc
 from google.protobuf import any_pb2
 
-from tendril.arbiter.v1 import arbiter_pb2, arbiter_pb2_grpc
-from tendril.common.v1 import common_pb2
-from tendril.gateway.v1 import gateway_pb2, gateway_pb2_grpc
-from tendril.lease.v1 import lease_pb2, lease_pb2_grpc
-from tendril.scheduler.v1 import scheduler_pb2, scheduler_pb2_grpc
-from tendril.services.core.channel import open_channel
-from tendril.services.core.server import Binding, ServiceServer
-from tendril.services.core.timeutil import to_timestamp
-from tendril.services.core.tls import TlsMaterial
+from tendril.core.channel import open_channel
+from tendril.core.server import Binding, ServiceServer
+from tendril.core.timeutil import to_timestamp
+from tendril.core.tls import TlsMaterial
+from tendril_proto.arbiter.v1 import arbiter_pb2, arbiter_pb2_grpc
+from tendril_proto.common.v1 import common_pb2
+from tendril_proto.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from tendril_proto.lease.v1 import lease_pb2, lease_pb2_grpc
+from tendril_proto.scheduler.v1 import scheduler_pb2, scheduler_pb2_grpc
 
 Decision = tuple[int, str]  # (scheduler_pb2.OfferDecision, reason)
 Decider = Callable[[scheduler_pb2.OfferRequest], Awaitable[Decision]]

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from tendril.scheduler.v1 import scheduler_pb2, scheduler_pb2_grpc
-from tendril.services.core.config import ExecutorConfig
-from tendril.services.core.server import Binding, ServiceServer
+from tendril.core.config import ExecutorConfig
+from tendril.core.server import Binding, ServiceServer
+from tendril_proto.scheduler.v1 import scheduler_pb2, scheduler_pb2_grpc
 from tests.integration.test_jobs_service import Worker, wait_for
 
 REPO = Path(__file__).resolve().parents[2]

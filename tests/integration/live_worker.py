@@ -22,24 +22,24 @@ from typing import Any
 import psutil
 from google.protobuf import struct_pb2
 
-from tendril.common.v1 import common_pb2
-from tendril.job.v1 import job_pb2, job_pb2_grpc
-from tendril.lease.v1 import lease_pb2, lease_pb2_grpc
-from tendril.services.cli.config_template import render
-from tendril.services.core.channel import open_channel
-from tendril.services.core.config import WorkerConfig
+from tendril.cli.config_template import render
+from tendril.core.channel import open_channel
+from tendril.core.config import WorkerConfig
+from tendril_proto.common.v1 import common_pb2
+from tendril_proto.job.v1 import job_pb2, job_pb2_grpc
+from tendril_proto.lease.v1 import lease_pb2, lease_pb2_grpc
 from tests.procs import pids_alive, running, spawn, wait_serving, worker_config
 
-CLI = [sys.executable, "-m", "tendril.services.cli"]
+CLI = [sys.executable, "-m", "tendril.cli"]
 SCHEDULER = "sched-ops"
 # The shipped example executor: prints a few lines, then sleeps as long as its config says.
 EXAMPLE = ("example", "echo")
 HEALTH_NAMES = {
-    "leases": "tendril.lease.v1.LeaseService",
-    "jobs": "tendril.job.v1.JobService",
+    "lease": "tendril.lease.v1.LeaseService",
+    "job": "tendril.job.v1.JobService",
     "arbiter": "tendril.arbiter.v1.ArbiterService",
     "data_fetcher": "tendril.data.v1.DataFetcherService",
-    "parameter_server": "tendril.paramserver.v1.ParameterServerService",
+    "paramserver": "tendril.paramserver.v1.ParameterServerService",
 }
 
 
@@ -113,7 +113,7 @@ async def wait_all_serving(worker: LiveWorker, timeout: float = 90.0) -> None:
 
 async def renewable_lease(config: WorkerConfig, owner: str = SCHEDULER, cpu: float = 1) -> lease_pb2.Lease:
     """Reserve (as the worker itself, like its Arbiter) and confirm a lease owned by ``owner``."""
-    async with open_channel(config.listen("leases"), peer_id=config.worker_id) as channel:
+    async with open_channel(config.listen("lease"), peer_id=config.worker_id) as channel:
         stub = lease_pb2_grpc.LeaseServiceStub(channel)
         reserved = await stub.Reserve(
             lease_pb2.ReserveRequest(
@@ -141,7 +141,7 @@ async def dispatch(
     """Dispatch as ``owner`` and wait until the job runs."""
     body = struct_pb2.Struct()
     body.update(job_config if job_config is not None else {"sleep_seconds": 600})
-    async with open_channel(config.listen("jobs"), peer_id=owner) as channel:
+    async with open_channel(config.listen("job"), peer_id=owner) as channel:
         stub = job_pb2_grpc.JobServiceStub(channel)
         await stub.Dispatch(
             job_pb2.DispatchRequest(

@@ -16,18 +16,18 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tendril.arbiter.v1 import arbiter_pb2, arbiter_pb2_grpc
-from tendril.lease.v1 import lease_pb2, lease_pb2_grpc
-from tendril.scheduler.v1 import scheduler_pb2
-from tendril.services.core.channel import error_info_reason, open_channel
-from tendril.services.core.config import WorkerConfig
-from tendril.services.core.timeutil import from_timestamp
+from tendril.core.channel import error_info_reason, open_channel
+from tendril.core.config import WorkerConfig
+from tendril.core.timeutil import from_timestamp
+from tendril_proto.arbiter.v1 import arbiter_pb2, arbiter_pb2_grpc
+from tendril_proto.lease.v1 import lease_pb2, lease_pb2_grpc
+from tendril_proto.scheduler.v1 import scheduler_pb2
 from tests.procs import kill_group, running, spawn_service, wait_serving, worker_config
 from tests.scheduler_double import Decision, SchedulerDouble, accept, reject
 
 pytestmark = pytest.mark.integration
 
-SERVICES = ("gateway", "leases", "arbiter")
+SERVICES = ("gateway", "lease", "arbiter")
 
 
 @contextlib.asynccontextmanager
@@ -37,7 +37,7 @@ async def worker(tmp: Path, config: WorkerConfig) -> AsyncIterator[dict[str, obj
     with running(*procs.values()):
         await asyncio.gather(
             wait_serving(config.gateway.embedded_listen),
-            wait_serving(config.listen("leases")),
+            wait_serving(config.listen("lease")),
             wait_serving(config.listen("arbiter")),
         )
         yield procs  # type: ignore[misc]
@@ -80,9 +80,9 @@ async def wait_for(predicate, timeout: float = 20.0, what: str = "condition") ->
 
 async def test_publish_offer_accept_renew(tmp_path: Path) -> None:
     config = worker_config(
-        tmp_path, leases__temporary_seconds=3, arbiter__offer_timeout_seconds=2.5, leases__renewable_seconds=10
+        tmp_path, lease__temporary_seconds=3, arbiter__offer_timeout_seconds=2.5, lease__renewable_seconds=10
     )
-    lease_addr = config.listen("leases")
+    lease_addr = config.listen("lease")
     async with worker(tmp_path, config), SchedulerDouble("sched-a", decide=accept()) as sched:
         events: list[tuple[float, lease_pb2.WatchResponse]] = []
         watcher = await lease_events(lease_addr, events)
@@ -154,17 +154,17 @@ async def test_publish_offer_accept_renew(tmp_path: Path) -> None:
 
 
 async def test_solicit_validates_and_answers(tmp_path: Path) -> None:
-    config = worker_config(tmp_path, leases__temporary_seconds=3, arbiter__offer_timeout_seconds=2.5)
+    config = worker_config(tmp_path, lease__temporary_seconds=3, arbiter__offer_timeout_seconds=2.5)
     async with worker(tmp_path, config), SchedulerDouble("sched-s", decide=accept()) as sched:
         arbiter = config.listen("arbiter")
         offer = await sched.solicit(arbiter, sched.request(cpu=1, bid=150))
         assert offer.state == arbiter_pb2.OFFER_STATE_ACCEPTED and offer.lease_id
-        lease = await sched.wait_renewable(config.listen("leases"), offer.lease_id)
+        lease = await sched.wait_renewable(config.listen("lease"), offer.lease_id)
         assert lease.owner_id == "sched-s"
         # the worker is fully leased now (whole strategy): the next request is dropped, with a reason
         dropped = await sched.solicit(arbiter, sched.request(cpu=1, bid=150))
         assert dropped.state == arbiter_pb2.OFFER_STATE_DROPPED and "does not fit" in dropped.reason
-        await sched.release(config.listen("leases"), lease.lease_id)
+        await sched.release(config.listen("lease"), lease.lease_id)
         cheap = await sched.solicit(arbiter, sched.request(cpu=1, bid=5))
         assert cheap.state == arbiter_pb2.OFFER_STATE_DROPPED and "floor" in cheap.reason
 
@@ -192,8 +192,8 @@ async def test_solicit_validates_and_answers(tmp_path: Path) -> None:
 
 async def test_explicit_reject_frees_resources_at_once(tmp_path: Path) -> None:
     # NOTE: a 30 s temporary lease: if the reject did not release it, it would hold for 30 s.
-    config = worker_config(tmp_path, leases__temporary_seconds=30, arbiter__offer_timeout_seconds=20)
-    lease_addr = config.listen("leases")
+    config = worker_config(tmp_path, lease__temporary_seconds=30, arbiter__offer_timeout_seconds=20)
+    lease_addr = config.listen("lease")
     async with worker(tmp_path, config), SchedulerDouble("sched-r") as sched:
         seen_reserved: list[float] = []
 
@@ -237,11 +237,11 @@ async def test_two_schedulers_racing_never_overlap(tmp_path: Path) -> None:
     config = worker_config(
         tmp_path,
         arbiter__strategy="flexible",
-        leases__temporary_seconds=3,
+        lease__temporary_seconds=3,
         arbiter__offer_timeout_seconds=2.5,
         arbiter__window_seconds=0.05,
     )
-    lease_addr = config.listen("leases")
+    lease_addr = config.listen("lease")
     total_cpu = 4.0
     async with worker(tmp_path, config):
         events: list[tuple[float, lease_pb2.WatchResponse]] = []
@@ -321,7 +321,7 @@ async def test_two_schedulers_racing_never_overlap(tmp_path: Path) -> None:
 
 
 async def test_arbiter_reconnects_after_gateway_restart(tmp_path: Path) -> None:
-    config = worker_config(tmp_path, leases__temporary_seconds=3, arbiter__offer_timeout_seconds=2.5)
+    config = worker_config(tmp_path, lease__temporary_seconds=3, arbiter__offer_timeout_seconds=2.5)
     async with worker(tmp_path, config) as procs, SchedulerDouble("sched-g", decide=reject("just looking")) as sched:
         gateway = config.gateway.embedded_listen
         await sched.publish(gateway, sched.request())

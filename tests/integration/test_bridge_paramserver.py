@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from tendril.bridge.v1 import bridge_pb2, bridge_pb2_grpc
-from tendril.paramserver.v1 import paramserver_pb2, paramserver_pb2_grpc
-from tendril.services.bridge.auth import bearer
-from tendril.services.bridge.core import WORK_SUBDIRS, BridgeJob
-from tendril.services.bridge.server import JobBridge
-from tendril.services.core.channel import open_channel
-from tendril.services.paramserver.service import ParameterServerService
-from tendril.tensor.v1 import tensor_pb2
+from tendril.bridge.auth import bearer
+from tendril.bridge.core import WORK_SUBDIRS, BridgeJob
+from tendril.bridge.server import JobBridge
+from tendril.core.channel import open_channel
+from tendril.paramserver.service import ParameterServerService
+from tendril_proto.bridge.v1 import bridge_pb2, bridge_pb2_grpc
+from tendril_proto.paramserver.v1 import paramserver_pb2, paramserver_pb2_grpc
+from tendril_proto.tensor.v1 import tensor_pb2
 from tests.procs import worker_config
 
 pytestmark = pytest.mark.integration

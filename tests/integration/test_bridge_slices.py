@@ -14,13 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from tendril.bridge.v1 import bridge_pb2, bridge_pb2_grpc
-from tendril.scheduler.v1 import scheduler_pb2_grpc
-from tendril.services.bridge.auth import bearer
-from tendril.services.bridge.core import WORK_SUBDIRS, BridgeJob
-from tendril.services.bridge.server import JobBridge
-from tendril.services.core.channel import open_channel
-from tendril.services.core.server import Binding, ServiceServer
+from tendril.bridge.auth import bearer
+from tendril.bridge.core import WORK_SUBDIRS, BridgeJob
+from tendril.bridge.server import JobBridge
+from tendril.core.channel import open_channel
+from tendril.core.server import Binding, ServiceServer
+from tendril_proto.bridge.v1 import bridge_pb2, bridge_pb2_grpc
+from tendril_proto.scheduler.v1 import scheduler_pb2_grpc
 from tests.integration.test_data_fetcher import TestScheduler
 from tests.integration.test_data_node import prepare_small, start_data_node
 from tests.procs import kill_group, running, spawn_service, wait_serving, worker_config

@@ -17,12 +17,12 @@ import grpc
 import pytest
 from safetensors.numpy import load_file
 
-from tendril.data.v1 import data_pb2, data_pb2_grpc
-from tendril.scheduler.v1 import scheduler_pb2, scheduler_pb2_grpc
-from tendril.services.core.channel import error_info_reason, open_channel
-from tendril.services.core.errors import ErrorKind, TendrilError
-from tendril.services.core.server import Binding, ServiceServer
-from tendril.services.data_node.manifest import DatasetManifest
+from tendril.core.channel import error_info_reason, open_channel
+from tendril.core.errors import ErrorKind, TendrilError
+from tendril.core.server import Binding, ServiceServer
+from tendril.data_node.manifest import DatasetManifest
+from tendril_proto.data.v1 import data_pb2, data_pb2_grpc
+from tendril_proto.scheduler.v1 import scheduler_pb2, scheduler_pb2_grpc
 from tests.integration.test_data_node import DATA_NODE_SERVICE, prepare_small, start_data_node
 from tests.procs import running, spawn_service, wait_serving, worker_config
 

@@ -13,13 +13,13 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tendril.data.v1 import data_pb2, data_pb2_grpc
-from tendril.gateway.v1 import gateway_pb2, gateway_pb2_grpc
-from tendril.services.core.channel import open_channel
-from tendril.services.data_node.corpus import stdlib_corpus
-from tendril.services.data_node.manifest import DatasetManifest
-from tendril.services.data_node.prepare import PrepareOptions, prepare_dataset
-from tendril.services.data_node.tokenizer import ByteTokenizer
+from tendril.core.channel import open_channel
+from tendril.data_node.corpus import stdlib_corpus
+from tendril.data_node.manifest import DatasetManifest
+from tendril.data_node.prepare import PrepareOptions, prepare_dataset
+from tendril.data_node.tokenizer import ByteTokenizer
+from tendril_proto.data.v1 import data_pb2, data_pb2_grpc
+from tendril_proto.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from tests.procs import free_port, kill_group, running, spawn, spawn_service, wait_serving, worker_config
 
 pytestmark = pytest.mark.integration
@@ -36,9 +36,9 @@ def prepare_small(out: Path, *, sequences_per_slice: int = 4096, max_bytes: int 
 
 
 def start_data_node(folder: Path, log: Path, *extra: str) -> tuple[subprocess.Popen[bytes], str]:
-    """``python -m tendril.services.data_node serve`` on a free port; returns (process, address)."""
+    """``python -m tendril.data_node serve`` on a free port; returns (process, address)."""
     address = f"127.0.0.1:{free_port()}"
-    args = [sys.executable, "-m", "tendril.services.data_node", "serve", str(folder), "--listen", address, *extra]
+    args = [sys.executable, "-m", "tendril.data_node", "serve", str(folder), "--listen", address, *extra]
     return spawn(args, log=log), address
 
 
@@ -100,7 +100,7 @@ async def test_bad_starts_fail_with_one_clear_line(tmp_path: Path) -> None:
     first, address = start_data_node(tmp_path / "ds", tmp_path / "first.log")
     with running(first):
         await wait_serving(address, DATA_NODE_SERVICE)
-        args = [sys.executable, "-m", "tendril.services.data_node", "serve", str(tmp_path / "ds"), "--listen", address]
+        args = [sys.executable, "-m", "tendril.data_node", "serve", str(tmp_path / "ds"), "--listen", address]
         second = spawn(args, log=tmp_path / "second.log")
         with running(second):
             assert second.wait(timeout=60) != 0

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from tendril.executors.diloco.model import build_model
-from tendril.executors.diloco.params import load_params, snapshot
-from tendril.services.scheduler.cluster import processes_under
-from tendril.services.scheduler.demo import DemoSettings, run_cluster
+from tendril.scheduler.cluster import processes_under
+from tendril.scheduler.demo import DemoSettings, run_cluster
+from tendril_diloco.model import build_model
+from tendril_diloco.params import load_params, snapshot
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -30,7 +30,7 @@ async def test_two_workers_two_rounds(tmp_path: Path) -> None:
         sequences_per_slice=64,
         run_id="e2e",
         keep_updates=True,
-        worker_extra=(("jobs.keep_work_dirs", True),),
+        worker_extra=(("job.keep_work_dirs", True),),
         timeout_seconds=200,
     )
     began = time.monotonic()

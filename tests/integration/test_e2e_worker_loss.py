@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from tendril.services.scheduler.cluster import LocalCluster, processes_under
-from tendril.services.scheduler.demo import DemoSettings, run_cluster
-from tendril.services.scheduler.metrics import read_metrics
+from tendril.scheduler.cluster import LocalCluster, processes_under
+from tendril.scheduler.demo import DemoSettings, run_cluster
+from tendril.scheduler.metrics import read_metrics
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(400)]
 
@@ -47,7 +47,7 @@ async def test_a_lost_worker_is_replaced_and_the_run_finishes(tmp_path: Path) ->
         sequences_per_slice=64,
         run_id="loss",
         round_timeout_seconds=5.0,
-        worker_extra=(("leases.renewable_seconds", 4.0),),
+        worker_extra=(("lease.renewable_seconds", 4.0),),
         timeout_seconds=300,
     )
     victim: dict[str, str] = {}

@@ -21,7 +21,7 @@ async def test_go_list_worker_prints_leases_and_jobs(tmp_path: Path) -> None:
     binary = build_go_examples(tmp_path / "bin") / "list-worker"
     async with started_worker(tmp_path / "w") as worker:
         lease_id = await lease_with_two_jobs(worker)
-        leases, jobs = worker.config.listen("leases"), worker.config.listen("jobs")
+        leases, jobs = worker.config.listen("lease"), worker.config.listen("job")
         done = await asyncio.to_thread(
             subprocess.run, [str(binary), leases, jobs, "ops"], capture_output=True, text=True, timeout=60
         )

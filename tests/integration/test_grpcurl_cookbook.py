@@ -21,9 +21,9 @@ from pathlib import Path
 import psutil
 import pytest
 
-from tendril.job.v1 import job_pb2, job_pb2_grpc
-from tendril.services.core.channel import open_channel
-from tendril.services.core.config import WorkerConfig
+from tendril.core.channel import open_channel
+from tendril.core.config import WorkerConfig
+from tendril_proto.job.v1 import job_pb2, job_pb2_grpc
 from tests.cookbook import DOCUMENTED_PORTS, PROVIDED_ENV, Block, parse, substitute
 from tests.cookbook import json_path as read_json_path
 from tests.integration.live_worker import LiveWorker, live_worker, wait_all_serving
@@ -47,7 +47,7 @@ def _ports(worker: LiveWorker, scheduler: SchedulerDouble) -> dict[int, str]:
 
 async def _bridge_env(worker: LiveWorker) -> dict[str, str]:
     """SOCKET_PATH and TENDRIL_BRIDGE_TOKEN of the running hello-1 executor (as an operator finds them)."""
-    async with open_channel(worker.config.listen("jobs"), peer_id="cookbook") as channel:
+    async with open_channel(worker.config.listen("job"), peer_id="cookbook") as channel:
         job = (await job_pb2_grpc.JobServiceStub(channel).Get(job_pb2.GetRequest(job_id=BRIDGE_JOB), timeout=10)).job
     socket_path = str(Path(job.work_dir) / "bridge.sock")
     for proc in psutil.Process(worker.proc.pid).children(recursive=True):
@@ -98,7 +98,7 @@ async def test_every_cookbook_command_works_against_a_live_worker(tmp_path: Path
     ran = 0
     async with SchedulerDouble("sched-1", decide=accept()) as scheduler:
         # NOTE: a long lease time: the page's lease must outlive the whole run without renewals.
-        with live_worker(tmp_path, leases__renewable_seconds=300) as worker:
+        with live_worker(tmp_path, lease__renewable_seconds=300) as worker:
             await wait_all_serving(worker)
             ports = _ports(worker, scheduler)
             started = time.monotonic()

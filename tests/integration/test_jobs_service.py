@@ -22,13 +22,13 @@ import psutil
 import pytest
 from google.protobuf import struct_pb2
 
-from tendril.bridge.v1 import bridge_pb2, bridge_pb2_grpc
-from tendril.common.v1 import common_pb2
-from tendril.job.v1 import job_pb2, job_pb2_grpc
-from tendril.lease.v1 import lease_pb2, lease_pb2_grpc
-from tendril.services.bridge.auth import bearer
-from tendril.services.core.channel import open_channel
-from tendril.services.core.config import WorkerConfig
+from tendril.bridge.auth import bearer
+from tendril.core.channel import open_channel
+from tendril.core.config import WorkerConfig
+from tendril_proto.bridge.v1 import bridge_pb2, bridge_pb2_grpc
+from tendril_proto.common.v1 import common_pb2
+from tendril_proto.job.v1 import job_pb2, job_pb2_grpc
+from tendril_proto.lease.v1 import lease_pb2, lease_pb2_grpc
 from tests.procs import kill_group, pids_alive, spawn_service, wait_serving, worker_config
 
 pytestmark = pytest.mark.integration
@@ -48,21 +48,21 @@ class Worker:
         self.jobs_proc: subprocess.Popen[bytes] | None = None
 
     async def start_leases(self) -> None:
-        self.leases_proc = spawn_service("leases", self.config, self.tmp)
+        self.leases_proc = spawn_service("lease", self.config, self.tmp)
         self.procs.append(self.leases_proc)
-        await wait_serving(self.config.listen("leases"))
+        await wait_serving(self.config.listen("lease"))
 
     async def start_jobs(self) -> None:
-        self.jobs_proc = spawn_service("jobs", self.config, self.tmp)
+        self.jobs_proc = spawn_service("job", self.config, self.tmp)
         self.procs.append(self.jobs_proc)
-        await wait_serving(self.config.listen("jobs"))
+        await wait_serving(self.config.listen("job"))
 
     def channel(self, section: str, peer: str = OWNER) -> grpc.aio.Channel:
         return open_channel(self.config.listen(section), peer_id=peer)
 
     async def lease(self) -> str:
         """A renewable lease owned by OWNER (reserved and confirmed as the worker would)."""
-        async with self.channel("leases", self.config.worker_id) as ch:
+        async with self.channel("lease", self.config.worker_id) as ch:
             stub = lease_pb2_grpc.LeaseServiceStub(ch)
             reserved = await stub.Reserve(
                 lease_pb2.ReserveRequest(
@@ -79,16 +79,16 @@ class Worker:
             executor=common_pb2.ExecutorRef(executor_class=config.pop("executor_class", "example"), name="echo"),
             config=_struct(config),
         )
-        async with self.channel("jobs", peer) as ch:
+        async with self.channel("job", peer) as ch:
             return (await job_pb2_grpc.JobServiceStub(ch).Dispatch(request, timeout=30)).job
 
     async def get(self, job_id: str) -> job_pb2.Job:
-        async with self.channel("jobs") as ch:
+        async with self.channel("job") as ch:
             return (await job_pb2_grpc.JobServiceStub(ch).Get(job_pb2.GetRequest(job_id=job_id))).job
 
     async def wait_end(self, job_id: str, timeout: float = 30.0) -> job_pb2.Job:
         async def watch() -> job_pb2.Job:
-            async with self.channel("jobs") as ch:
+            async with self.channel("job") as ch:
                 async for event in job_pb2_grpc.JobServiceStub(ch).Watch(job_pb2.WatchRequest(job_id=job_id)):
                     if event.job.state in TERMINAL:
                         return event.job
@@ -97,13 +97,13 @@ class Worker:
         return await asyncio.wait_for(watch(), timeout)
 
     async def logs(self, job_id: str, **kw: Any) -> str:
-        async with self.channel("jobs") as ch:
+        async with self.channel("job") as ch:
             stub = job_pb2_grpc.JobServiceStub(ch)
             return "".join([r.text async for r in stub.Logs(job_pb2.LogsRequest(job_id=job_id, **kw), timeout=30)])
 
     def log_count(self, event: str) -> int:
         """How many log lines of the JobService process name ``event``."""
-        path = self.tmp / "jobs.log"
+        path = self.tmp / "job.log"
         return path.read_text().count(f'"event": "{event}"') if path.exists() else 0
 
     def work_dir(self, job_id: str) -> Path:
@@ -148,7 +148,7 @@ async def rpc_error(call: Any) -> grpc.aio.AioRpcError:
 
 @pytest.fixture
 async def worker(tmp_path: Path) -> AsyncIterator[Worker]:
-    w = Worker(tmp_path, jobs__kill_grace_seconds=3)
+    w = Worker(tmp_path, job__kill_grace_seconds=3)
     try:
         await w.start_leases()
         await w.start_jobs()
@@ -193,7 +193,7 @@ async def test_example_job_succeeds_and_bad_dispatches_leave_nothing(worker: Wor
     assert dup.code() == grpc.StatusCode.ALREADY_EXISTS
     assert sorted(p.name for p in worker.config.work_dir.iterdir()) == []
 
-    async with worker.channel("jobs") as ch:
+    async with worker.channel("job") as ch:
         listed = await job_pb2_grpc.JobServiceStub(ch).List(job_pb2.ListRequest())
     assert [j.job_id for j in listed.jobs] == ["fail-1", "ok-1"]
 
@@ -218,11 +218,11 @@ async def test_bridge_token_cancel_and_owner_check(worker: Worker) -> None:
         right = await bridge.GetJob(bridge_pb2.GetJobRequest(), metadata=bearer(token))
         assert right.job_id == "c-1"
 
-    async with worker.channel("jobs", "intruder") as ch:
+    async with worker.channel("job", "intruder") as ch:
         denied = await rpc_error(job_pb2_grpc.JobServiceStub(ch).Cancel(job_pb2.CancelRequest(job_id="c-1")))
     assert denied.code() == grpc.StatusCode.PERMISSION_DENIED
     begun = time.monotonic()
-    async with worker.channel("jobs") as ch:
+    async with worker.channel("job") as ch:
         reply = await job_pb2_grpc.JobServiceStub(ch).Cancel(job_pb2.CancelRequest(job_id="c-1", reason="enough"))
     assert time.monotonic() - begun < 3, "the example executor stops at once on SIGTERM"
     assert reply.job.state == job_pb2.JOB_STATE_CANCELLED and reply.job.reason == "enough"
@@ -232,7 +232,7 @@ async def test_bridge_token_cancel_and_owner_check(worker: Worker) -> None:
 
 
 async def test_unrenewed_lease_cancels_its_job(tmp_path: Path) -> None:
-    w = Worker(tmp_path, leases__renewable_seconds=2, jobs__kill_grace_seconds=3)
+    w = Worker(tmp_path, lease__renewable_seconds=2, job__kill_grace_seconds=3)
     try:
         await w.start_leases()
         await w.start_jobs()
@@ -264,7 +264,7 @@ async def test_lease_watch_survives_a_lease_service_restart(worker: Worker) -> N
     # The JobService reconnects its watch (it logs "leases.watching" each time it is connected);
     # a release through the new process then reaches it as a RELEASED event.
     await wait_for(lambda: worker.log_count("leases.watching") >= 2, what="the lease watch to reconnect")
-    async with worker.channel("leases") as ch:
+    async with worker.channel("lease") as ch:
         await lease_pb2_grpc.LeaseServiceStub(ch).Release(lease_pb2.ReleaseRequest(lease_id=lease_id))
     ended = await worker.wait_end("r-1", timeout=30)
     assert ended.state == job_pb2.JOB_STATE_CANCELLED and "released" in ended.reason
@@ -311,6 +311,6 @@ async def test_sigterm_stops_every_job_within_10_seconds(worker: Worker) -> None
 def test_example_executor_refuses_to_start_without_a_socket() -> None:
     env = {k: v for k, v in os.environ.items() if k not in ("SOCKET_PATH", "TENDRIL_BRIDGE_TOKEN")}
     done = subprocess.run(
-        [sys.executable, "-m", "tendril.executors.example"], env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "tendril_example"], env=env, capture_output=True, text=True, timeout=60
     )
     assert done.returncode == 2 and "TENDRIL_BRIDGE_TOKEN" in done.stderr

@@ -9,10 +9,10 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tendril.common.v1 import common_pb2
-from tendril.lease.v1 import lease_pb2, lease_pb2_grpc
-from tendril.services.core.channel import error_info_reason, open_channel
-from tendril.services.core.timeutil import from_timestamp
+from tendril.core.channel import error_info_reason, open_channel
+from tendril.core.timeutil import from_timestamp
+from tendril_proto.common.v1 import common_pb2
+from tendril_proto.lease.v1 import lease_pb2, lease_pb2_grpc
 from tests.procs import kill_group, running, spawn_service, wait_serving, worker_config
 
 pytestmark = pytest.mark.integration
@@ -25,9 +25,9 @@ def stub_as(channel: grpc.aio.Channel) -> lease_pb2_grpc.LeaseServiceStub:
 
 
 async def test_kill9_and_restart_keeps_unexpired_leases(tmp_path: Path) -> None:
-    config = worker_config(tmp_path, leases__temporary_seconds=0.5, leases__renewable_seconds=30)
-    address = config.listen("leases")
-    first = spawn_service("leases", config, tmp_path)
+    config = worker_config(tmp_path, lease__temporary_seconds=0.5, lease__renewable_seconds=30)
+    address = config.listen("lease")
+    first = spawn_service("lease", config, tmp_path)
     with running(first):
         await wait_serving(address)
         async with open_channel(address, peer_id=WORKER) as worker_ch, open_channel(address, peer_id="sched") as sch:
@@ -58,7 +58,7 @@ async def test_kill9_and_restart_keeps_unexpired_leases(tmp_path: Path) -> None:
     # wait (by the lease's own clock) until the short lease has run out while nothing runs
     await asyncio.sleep(max(0.0, from_timestamp(short.expires_at) - time.time()) + 0.05)
     started = time.perf_counter()
-    second = spawn_service("leases", config, tmp_path, name="leases-2")
+    second = spawn_service("lease", config, tmp_path, name="lease-2")
     with running(second):
         await wait_serving(address)
         restart_s = time.perf_counter() - started
@@ -89,14 +89,14 @@ async def test_kill9_and_restart_keeps_unexpired_leases(tmp_path: Path) -> None:
                     await sched.Get(lease_pb2.GetRequest(lease_id=gone))
                 assert missing.value.code() == grpc.StatusCode.NOT_FOUND
     print(f"\nLeaseService restart after kill -9: SERVING again in {restart_s:.2f} s, 2 leases kept, 1 pruned")
-    log = (tmp_path / "leases-2.log").read_text()
+    log = (tmp_path / "lease-2.log").read_text()
     assert "leases.reconciled" in log and short.lease_id in log
 
 
 async def test_bad_input_status_codes(tmp_path: Path) -> None:
-    config = worker_config(tmp_path, leases__temporary_seconds=5)
-    address = config.listen("leases")
-    proc = spawn_service("leases", config, tmp_path)
+    config = worker_config(tmp_path, lease__temporary_seconds=5)
+    address = config.listen("lease")
+    proc = spawn_service("lease", config, tmp_path)
     with running(proc):
         await wait_serving(address)
         async with (
@@ -152,9 +152,9 @@ async def test_bad_input_status_codes(tmp_path: Path) -> None:
 
 
 async def test_pruner_expires_unrenewed_leases_on_time(tmp_path: Path) -> None:
-    config = worker_config(tmp_path, leases__renewable_seconds=1, leases__prune_interval_seconds=0.25)
-    address = config.listen("leases")
-    proc = spawn_service("leases", config, tmp_path)
+    config = worker_config(tmp_path, lease__renewable_seconds=1, lease__prune_interval_seconds=0.25)
+    address = config.listen("lease")
+    proc = spawn_service("lease", config, tmp_path)
     with running(proc):
         await wait_serving(address)
         async with open_channel(address, peer_id=WORKER) as w, open_channel(address, peer_id="observer") as obs:

@@ -18,10 +18,10 @@ import pytest
 from google.protobuf import struct_pb2
 from prometheus_client.parser import text_string_to_metric_families
 
-from tendril.arbiter.v1 import arbiter_pb2
-from tendril.common.v1 import common_pb2
-from tendril.job.v1 import job_pb2, job_pb2_grpc
-from tendril.services.core.channel import open_channel
+from tendril.core.channel import open_channel
+from tendril_proto.arbiter.v1 import arbiter_pb2
+from tendril_proto.common.v1 import common_pb2
+from tendril_proto.job.v1 import job_pb2, job_pb2_grpc
 from tests.integration.test_supervisor import SCHEDULER, Worker, _wait_all_serving, started
 from tests.scheduler_double import SchedulerDouble, accept
 
@@ -79,7 +79,7 @@ async def _until(url: str, check: Callable[[Samples], bool], what: str, timeout:
 async def _dispatch(worker: Worker, lease_id: str) -> None:
     config = struct_pb2.Struct()
     config.update({"sleep_seconds": 1.5})
-    async with open_channel(worker.config.listen("jobs"), peer_id=SCHEDULER) as channel:
+    async with open_channel(worker.config.listen("job"), peer_id=SCHEDULER) as channel:
         await job_pb2_grpc.JobServiceStub(channel).Dispatch(
             job_pb2.DispatchRequest(
                 job_id="metered",
@@ -92,7 +92,7 @@ async def _dispatch(worker: Worker, lease_id: str) -> None:
 
 
 async def test_one_endpoint_for_the_worker_and_its_counters_move(tmp_path: Path) -> None:
-    with started(tmp_path, leases__renewable_seconds=120, leases__temporary_seconds=5) as worker:
+    with started(tmp_path, lease__renewable_seconds=120, lease__temporary_seconds=5) as worker:
         await _wait_all_serving(worker)
         config = worker.config
         url = f"http://{config.metrics_listen()}/metrics"
@@ -109,7 +109,7 @@ async def test_one_endpoint_for_the_worker_and_its_counters_move(tmp_path: Path)
             assert dropped.state == arbiter_pb2.OFFER_STATE_DROPPED
             offer = await sched.solicit(config.listen("arbiter"), sched.request(cpu=1, memory_gib=1, bid=120))
             assert offer.state == arbiter_pb2.OFFER_STATE_ACCEPTED
-            lease = await sched.wait_renewable(config.listen("leases"), offer.lease_id)
+            lease = await sched.wait_renewable(config.listen("lease"), offer.lease_id)
             samples = await _until(
                 url,
                 lambda s: _value(s, "tendril_leases_active", kind="renewable") == 1,
@@ -131,16 +131,16 @@ async def test_one_endpoint_for_the_worker_and_its_counters_move(tmp_path: Path)
 
         # A crashed LeaseService: counted as a restart; its dead process's gauge no longer
         # counts, so the reconciled lease is there once, not twice.
-        old = worker.child("leases")["pid"]
+        old = worker.child("lease")["pid"]
         os.kill(old, signal.SIGKILL)
         samples = await _until(
             url,
             lambda s: (
-                _value(s, "tendril_service_restarts_total", service="leases") == 1
-                and _value(s, "tendril_service_up", service="leases") == 1
+                _value(s, "tendril_service_restarts_total", service="lease") == 1
+                and _value(s, "tendril_service_up", service="lease") == 1
             ),
             "the LeaseService restarted",
         )
-        assert worker.child("leases")["pid"] != old
+        assert worker.child("lease")["pid"] != old
         assert _value(samples, "tendril_leases_active", kind="renewable") == 1
         assert _value(samples, "tendril_offers_total", result="accepted", reason="") == 1  # counters keep totals

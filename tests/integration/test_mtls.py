@@ -21,15 +21,15 @@ import grpc
 import pytest
 from google.protobuf import struct_pb2
 
-from tendril.arbiter.v1 import arbiter_pb2, arbiter_pb2_grpc
-from tendril.common.v1 import common_pb2
-from tendril.gateway.v1 import gateway_pb2, gateway_pb2_grpc
-from tendril.job.v1 import job_pb2, job_pb2_grpc
-from tendril.lease.v1 import lease_pb2, lease_pb2_grpc
-from tendril.services.certs.ops import init_ca, issue
-from tendril.services.core.channel import error_info_reason, open_channel
-from tendril.services.core.config import WorkerConfig
-from tendril.services.core.tls import TlsMaterial, load
+from tendril.certs.ops import init_ca, issue
+from tendril.core.channel import error_info_reason, open_channel
+from tendril.core.config import WorkerConfig
+from tendril.core.tls import TlsMaterial, load
+from tendril_proto.arbiter.v1 import arbiter_pb2, arbiter_pb2_grpc
+from tendril_proto.common.v1 import common_pb2
+from tendril_proto.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from tendril_proto.job.v1 import job_pb2, job_pb2_grpc
+from tendril_proto.lease.v1 import lease_pb2, lease_pb2_grpc
 from tests.procs import free_port, running, spawn, spawn_service, wait_serving, worker_config, write_config_json
 from tests.scheduler_double import SchedulerDouble, accept
 
@@ -102,8 +102,8 @@ def struct(**values: Any) -> struct_pb2.Struct:
 
 async def test_leases_and_jobs_answer_to_the_certificate_not_the_metadata(tmp_path: Path, pki: Pki) -> None:
     config = tls_config(tmp_path, pki)
-    async with services(tmp_path, pki, config, "leases", "jobs"):
-        leases, jobs = config.listen("leases"), config.listen("jobs")
+    async with services(tmp_path, pki, config, "lease", "job"):
+        leases, jobs = config.listen("lease"), config.listen("job")
         async with (
             pki.channel(leases, WORKER) as as_worker,
             pki.channel(leases, "sched-b") as b_leases,
@@ -168,8 +168,8 @@ async def test_leases_and_jobs_answer_to_the_certificate_not_the_metadata(tmp_pa
 
 async def test_strangers_and_plaintext_clients_are_refused(tmp_path: Path, pki: Pki) -> None:
     config = tls_config(tmp_path, pki)
-    async with services(tmp_path, pki, config, "leases"):
-        address = config.listen("leases")
+    async with services(tmp_path, pki, config, "lease"):
+        address = config.listen("lease")
         capacity = lease_pb2.GetCapacityRequest()
         async with pki.channel(address, "sched-a") as ours:
             assert (await lease_pb2_grpc.LeaseServiceStub(ours).GetCapacity(capacity, timeout=10)).total.cpu == 4
@@ -192,7 +192,7 @@ def test_a_service_refuses_to_start_with_another_peers_certificate(tmp_path: Pat
     config = tls_config(tmp_path, pki, name="sched-a")
     path = write_config_json(config, tmp_path / "leases.json")
     done = subprocess.run(
-        [sys.executable, "-m", "tendril.services.leases", "--config-json", str(path)],
+        [sys.executable, "-m", "tendril.lease", "--config-json", str(path)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -203,9 +203,9 @@ def test_a_service_refuses_to_start_with_another_peers_certificate(tmp_path: Pat
 
 async def test_allocation_over_mtls_trusts_only_certificates(tmp_path: Path, pki: Pki) -> None:
     config = tls_config(tmp_path, pki, arbiter__allowed_schedulers="sched-b", arbiter__strategy="flexible")
-    gateway, arbiter, leases = config.gateway.embedded_listen, config.listen("arbiter"), config.listen("leases")
+    gateway, arbiter, leases = config.gateway.embedded_listen, config.listen("arbiter"), config.listen("lease")
     async with (
-        services(tmp_path, pki, config, "gateway", "leases", "arbiter"),
+        services(tmp_path, pki, config, "gateway", "lease", "arbiter"),
         SchedulerDouble("sched-a", decide=accept(), tls=pki["sched-a"]) as sched_a,
         SchedulerDouble("sched-b", decide=accept(), tls=pki["sched-b"]) as sched_b,
     ):
@@ -250,7 +250,7 @@ async def test_allocation_over_mtls_trusts_only_certificates(tmp_path: Path, pki
 async def test_standalone_gateway_serves_mtls_with_its_flags(tmp_path: Path, pki: Pki) -> None:
     issued = issue(pki.base / "a", "gateway-1", force=True)
     address = f"127.0.0.1:{free_port()}"
-    argv = [sys.executable, "-m", "tendril.services.cli", "gateway", "run", "--listen", address, "--log-format", "json"]
+    argv = [sys.executable, "-m", "tendril.cli", "gateway", "run", "--listen", address, "--log-format", "json"]
     argv += ["--tls-ca", str(issued.ca_file), "--tls-cert", str(issued.paths.cert), "--tls-key", str(issued.paths.key)]
     proc = spawn(argv, log=tmp_path / "gw.log")
     with running(proc):

@@ -21,11 +21,11 @@ from pathlib import Path
 
 import pytest
 
-from tendril.services.certs.ops import Issued, init_ca, issue
-from tendril.services.core import tls
-from tendril.services.scheduler.cluster import LocalCluster, WorkerSpec, free_address, pick_offsets, worker_ports
-from tendril.services.scheduler.demo import DemoSettings, job_toml, prepare_data
-from tendril.services.scheduler.metrics import read_metrics
+from tendril.certs.ops import Issued, init_ca, issue
+from tendril.core import tls
+from tendril.scheduler.cluster import LocalCluster, WorkerSpec, free_address, pick_offsets, worker_ports
+from tendril.scheduler.demo import DemoSettings, job_toml, prepare_data
+from tendril.scheduler.metrics import read_metrics
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -64,12 +64,12 @@ async def test_two_workers_train_over_mtls(tmp_path: Path, observer: Path) -> No
     cluster = LocalCluster(tmp_path / "run")
     try:
         gateway = free_address()
-        argv = [sys.executable, "-m", "tendril.services.cli", "gateway", "run", "--listen", gateway]
+        argv = [sys.executable, "-m", "tendril.cli", "gateway", "run", "--listen", gateway]
         proc = cluster.spawn("gateway", [*argv, *tls_flags(issue(pki, "gateway"))])
         await cluster.wait_serving(proc, [gateway], START_SECONDS)
 
         data_node = free_address()
-        argv = [sys.executable, "-m", "tendril.services.data_node", "serve", str(data), "--listen", data_node]
+        argv = [sys.executable, "-m", "tendril.data_node", "serve", str(data), "--listen", data_node]
         proc = cluster.spawn("data-node", [*argv, "--gateway", gateway, *tls_flags(issue(pki, "data-node"))])
         await cluster.wait_serving(proc, [data_node], START_SECONDS)
 
@@ -85,7 +85,7 @@ async def test_two_workers_train_over_mtls(tmp_path: Path, observer: Path) -> No
 
         job = tmp_path / "run" / "job.toml"
         job.write_text(job_toml(settings, listen=free_address(), gateway=gateway, data_node=data_node))
-        argv = [sys.executable, "-m", "tendril.services.scheduler", "run", "--config", str(job)]
+        argv = [sys.executable, "-m", "tendril.scheduler", "run", "--config", str(job)]
         scheduler = cluster.spawn("scheduler", [*argv, *tls_flags(issue(pki, "tls-scheduler"))])
         try:
             code: int | None = await asyncio.to_thread(scheduler.popen.wait, RUN_SECONDS)

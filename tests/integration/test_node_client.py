@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from tendril.services.certs.ops import init_ca, issue
-from tendril.services.core.config import TlsSection
+from tendril.certs.ops import init_ca, issue
+from tendril.core.config import TlsSection
 from tests.integration.clients_env import LIST_WORKER, lease_with_two_jobs, require_node, row, started_worker
 from tests.integration.test_jobs_service import OWNER
 from tests.procs import running, spawn_service, worker_config
@@ -39,7 +39,7 @@ async def list_worker(*args: str, tls: TlsSection | None = None) -> subprocess.C
 async def test_list_worker_prints_leases_and_jobs(tmp_path: Path) -> None:
     async with started_worker(tmp_path) as worker:
         lease_id = await lease_with_two_jobs(worker)
-        leases, jobs = worker.config.listen("leases"), worker.config.listen("jobs")
+        leases, jobs = worker.config.listen("lease"), worker.config.listen("job")
 
         done = await list_worker(leases, jobs, "ops")
         assert done.returncode == 0, done.stderr
@@ -75,8 +75,8 @@ async def test_list_worker_speaks_mtls_and_is_refused_without_a_certificate_of_t
         tls__cert_file=worker_tls.cert_file,
         tls__key_file=worker_tls.key_file,
     )
-    leases, jobs = config.listen("leases"), config.listen("jobs")
-    procs = [spawn_service(name, config, tmp_path) for name in ("leases", "jobs")]
+    leases, jobs = config.listen("lease"), config.listen("job")
+    procs = [spawn_service(name, config, tmp_path) for name in ("lease", "job")]
     with running(*procs):
         # NOTE: tests.procs.wait_serving speaks plaintext; polling the program itself also
         # proves it connects as soon as the services listen.

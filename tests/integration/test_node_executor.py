@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 from google.protobuf import struct_pb2
 
-from tendril.common.v1 import common_pb2
-from tendril.job.v1 import job_pb2, job_pb2_grpc
-from tendril.scheduler.v1 import scheduler_pb2
-from tendril.services.core.config import ExecutorConfig
+from tendril.core.config import ExecutorConfig
+from tendril_proto.common.v1 import common_pb2
+from tendril_proto.job.v1 import job_pb2, job_pb2_grpc
+from tendril_proto.scheduler.v1 import scheduler_pb2
 from tests.integration.clients_env import (
     NODE_EXECUTOR,
     RecordingScheduler,
@@ -41,7 +41,7 @@ NODE_REF = common_pb2.ExecutorRef(executor_class="example", name="node")
 async def worker(tmp_path: Path) -> AsyncIterator[Worker]:
     node_executor = ExecutorConfig("example", "node", [NODE, str(NODE_EXECUTOR), "{SOCKET_PATH}"])
     async with started_worker(
-        tmp_path, [node_executor], jobs__kill_grace_seconds=3, jobs__keep_work_dirs=True
+        tmp_path, [node_executor], job__kill_grace_seconds=3, job__keep_work_dirs=True
     ) as started:
         yield started
 
@@ -52,7 +52,7 @@ async def dispatch(worker: Worker, job_id: str, lease_id: str, coordinator: str 
     request = job_pb2.DispatchRequest(
         job_id=job_id, lease_id=lease_id, executor=NODE_REF, config=values, coordinator_address=coordinator
     )
-    async with worker.channel("jobs") as ch:
+    async with worker.channel("job") as ch:
         return (await job_pb2_grpc.JobServiceStub(ch).Dispatch(request, timeout=30)).job
 
 
@@ -118,7 +118,7 @@ async def test_node_executor_stops_at_once_on_sigterm(worker: Worker) -> None:
     result = worker.work_dir("n-term") / "node-result.json"
     await wait_for(lambda: result.exists(), what="the Node executor to write its result")
     begun = time.monotonic()
-    async with worker.channel("jobs") as ch:
+    async with worker.channel("job") as ch:
         reply = await job_pb2_grpc.JobServiceStub(ch).Cancel(job_pb2.CancelRequest(job_id="n-term", reason="stop"))
     assert time.monotonic() - begun < 3, "the Node executor stops at once on SIGTERM (grace is 3 s)"
     assert reply.job.state == job_pb2.JOB_STATE_CANCELLED and reply.job.exit_code == 143

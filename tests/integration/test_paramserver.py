@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from tendril.paramserver.v1 import paramserver_pb2, paramserver_pb2_grpc
-from tendril.services.core import tensorstream
-from tendril.services.core.channel import open_channel
-from tendril.services.core.errors import ErrorKind
-from tendril.services.core.streaming import StreamInfo, chunk_ranges, header_message, mapped
-from tendril.services.core.tensorstream import TensorStreamError, prepared_payload
-from tendril.tensor.v1 import tensor_pb2
+from tendril.core import tensorstream
+from tendril.core.channel import open_channel
+from tendril.core.errors import ErrorKind
+from tendril.core.streaming import StreamInfo, chunk_ranges, header_message, mapped
+from tendril.core.tensorstream import TensorStreamError, prepared_payload
+from tendril_proto.paramserver.v1 import paramserver_pb2, paramserver_pb2_grpc
+from tendril_proto.tensor.v1 import tensor_pb2
 from tests.procs import kill_group, running, spawn_service, wait_serving, worker_config
 
 pytestmark = pytest.mark.integration
@@ -81,7 +81,7 @@ async def test_broken_pusher_leaves_no_trace_and_quorum_closes(tmp_path: Path) -
     config = worker_config(tmp_path)
     proc = spawn_service("paramserver", config, tmp_path)
     with running(proc):
-        address = config.listen("parameter_server")
+        address = config.listen("paramserver")
         await wait_serving(address)
         theta = _write(tmp_path / "theta.st", 0)
         deltas = {w: _write(tmp_path / f"{w}.st", i + 1, 1e-2) for i, w in enumerate(["w1", "w2", "w3"])}
@@ -136,7 +136,7 @@ async def test_broken_pusher_leaves_no_trace_and_quorum_closes(tmp_path: Path) -
 
 async def test_restart_resumes_round_and_state(tmp_path: Path) -> None:
     config = worker_config(tmp_path)
-    address = config.listen("parameter_server")
+    address = config.listen("paramserver")
     theta = _write(tmp_path / "theta.st", 0)
     deltas = [_write(tmp_path / f"d{i}.st", 10 + i, 1e-2) for i in range(4)]
     first = spawn_service("paramserver", config, tmp_path, name="ps-first")
@@ -195,7 +195,7 @@ async def test_bad_requests_get_clear_statuses(tmp_path: Path) -> None:
     config = worker_config(tmp_path)
     proc = spawn_service("paramserver", config, tmp_path)
     with running(proc):
-        address = config.listen("parameter_server")
+        address = config.listen("paramserver")
         await wait_serving(address)
         async with open_channel(address, peer_id="tester") as channel:
             stub = paramserver_pb2_grpc.ParameterServerServiceStub(channel)
@@ -236,7 +236,7 @@ async def test_rejected_pushes_always_carry_the_servers_status(tmp_path: Path) -
     config = worker_config(tmp_path)
     proc = spawn_service("paramserver", config, tmp_path)
     with running(proc):
-        address = config.listen("parameter_server")
+        address = config.listen("paramserver")
         await wait_serving(address)
         theta = _write(tmp_path / "theta.st", 0)
         delta = _write(tmp_path / "delta.st", 1, 1e-2)

@@ -14,11 +14,11 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from tendril.paramserver.v1 import paramserver_pb2, paramserver_pb2_grpc
-from tendril.services.core import tensorstream
-from tendril.services.core.channel import open_channel
-from tendril.services.core.tensorstream import TensorStreamError
-from tendril.services.paramserver.executor import ADDRESS_ENV
+from tendril.core import tensorstream
+from tendril.core.channel import open_channel
+from tendril.core.tensorstream import TensorStreamError
+from tendril.paramserver.executor import ADDRESS_ENV
+from tendril_proto.paramserver.v1 import paramserver_pb2, paramserver_pb2_grpc
 from tests.procs import running, spawn, spawn_service, wait_serving, worker_config
 
 pytestmark = pytest.mark.integration
@@ -42,7 +42,7 @@ def _job(tmp_path: Path, **config: object) -> Path:
 
 
 def _executor(tmp_path: Path, job: Path, address: str) -> subprocess.Popen[bytes]:
-    args = [sys.executable, "-m", "tendril.services.paramserver.executor", "--socket", str(tmp_path / "bridge.sock")]
+    args = [sys.executable, "-m", "tendril.paramserver.executor", "--socket", str(tmp_path / "bridge.sock")]
     return spawn(args, log=tmp_path / "executor.log", env={"JOB_JSON": str(job), ADDRESS_ENV: address})
 
 
@@ -67,7 +67,7 @@ async def _opened(stub: paramserver_pb2_grpc.ParameterServerServiceStub, run: st
 
 async def test_executor_sees_every_round_through(tmp_path: Path) -> None:
     config = worker_config(tmp_path)
-    address = config.listen("parameter_server")
+    address = config.listen("paramserver")
     ps = spawn_service("paramserver", config, tmp_path)
     with running(ps):
         await wait_serving(address)
@@ -100,7 +100,7 @@ async def test_executor_sees_every_round_through(tmp_path: Path) -> None:
 
 async def test_executor_closes_the_run_on_sigterm(tmp_path: Path) -> None:
     config = worker_config(tmp_path)
-    address = config.listen("parameter_server")
+    address = config.listen("paramserver")
     ps = spawn_service("paramserver", config, tmp_path)
     with running(ps):
         await wait_serving(address)

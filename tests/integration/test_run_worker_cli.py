@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from tendril.services.cli.config_template import render
+from tendril.cli.config_template import render
 from tests.procs import free_port, kill_group, running, spawn, wait_serving, worker_config
 
 pytestmark = pytest.mark.integration
 
-CLI = [sys.executable, "-m", "tendril.services.cli"]
+CLI = [sys.executable, "-m", "tendril.cli"]
 
 
 def test_port_in_use_is_one_line_naming_the_key_and_starts_nothing(tmp_path: Path) -> None:
@@ -29,7 +29,7 @@ def test_port_in_use_is_one_line_naming_the_key_and_starts_nothing(tmp_path: Pat
         config_path = tmp_path / "worker.toml"
         config_path.write_text(render(worker_config(tmp_path)))
         proc = subprocess.run(
-            [*CLI, "worker", "run", "--config", str(config_path), "--set", f"jobs.listen=127.0.0.1:{port}"],
+            [*CLI, "worker", "run", "--config", str(config_path), "--set", f"job.listen=127.0.0.1:{port}"],
             capture_output=True,
             text=True,
             timeout=60,
@@ -37,7 +37,7 @@ def test_port_in_use_is_one_line_naming_the_key_and_starts_nothing(tmp_path: Pat
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1, proc.stderr
-    assert f"127.0.0.1:{port} is in use (config key jobs.listen / TENDRIL_JOBS_LISTEN)" in lines[0]
+    assert f"127.0.0.1:{port} is in use (config key job.listen / TENDRIL_JOB_LISTEN)" in lines[0]
     assert not list((tmp_path / "state" / "logs").glob("*.log"))  # no service was started
 
 
@@ -69,3 +69,39 @@ async def test_standalone_gateway_serves_and_stops_on_sigterm(tmp_path: Path) ->
         kill_group(proc, signal.SIGTERM)
         assert proc.returncode == 0, (tmp_path / "gateway.log").read_text()
         assert time.monotonic() - started < 10
+
+
+def _start_in(cwd: Path, argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
+    """Start ``argv`` in ``cwd`` with exactly ``env`` (no PYTHONSAFEPATH added), output to ``log``."""
+    with open(log, "wb") as out:
+        return subprocess.Popen(argv, cwd=cwd, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+
+
+async def test_a_tendril_folder_in_the_working_directory_shadows_nothing(tmp_path: Path) -> None:
+    """Started (as a person would) from a folder holding `tendril/` and `tendril_proto/` packages,
+    the worker's services still import the installed packages: reflection serves every proto
+    with its comments, so `grpcurl describe` works."""
+    here = tmp_path / "project"
+    for name in ("tendril", "tendril_proto"):
+        (here / name).mkdir(parents=True)
+        (here / name / "__init__.py").write_text("raise ImportError('the working directory was imported')\n")
+    config = worker_config(tmp_path)
+    config_path = tmp_path / "worker.toml"
+    config_path.write_text(render(config))
+    bin_dir = Path(sys.executable).parent
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONSAFEPATH", "PYTHONPATH")}
+    log = tmp_path / "worker.out"
+    proc = _start_in(here, [str(bin_dir / "tendril"), "worker", "run", "--config", str(config_path)], env, log)
+    with running(proc):
+        await wait_serving(config.listen("job"), "tendril.job.v1.JobService", timeout=90)
+        described = await asyncio.to_thread(
+            subprocess.run,
+            [str(bin_dir / "grpcurl"), "-plaintext", config.listen("job"), "describe", "tendril.job.v1.JobService"],
+            cwd=here,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert described.returncode == 0, described.stderr + log.read_text()
+        assert "rpc Dispatch" in described.stdout and "//" in described.stdout  # with the proto comments

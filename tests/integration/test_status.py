@@ -22,14 +22,14 @@ from tests.integration.live_worker import (
 
 pytestmark = pytest.mark.integration
 
-CHILDREN = {"gateway", "leases", "jobs", "arbiter", "data_fetcher", "paramserver"}
+CHILDREN = {"gateway", "lease", "job", "arbiter", "data_fetcher", "paramserver"}
 
 
 async def test_status_shows_a_live_worker_and_a_killed_service(tmp_path: Path) -> None:
     # NOTE: a restart delay longer than the test keeps the killed service down while status looks.
     with live_worker(
         tmp_path,
-        leases__renewable_seconds=120,
+        lease__renewable_seconds=120,
         supervisor__restart_backoff_seconds=120,
         supervisor__restart_backoff_max_seconds=120,
     ) as worker:
@@ -114,7 +114,7 @@ async def test_status_shows_a_live_worker_and_a_killed_service(tmp_path: Path) -
 
 
 async def test_status_of_a_worker_that_is_not_running(tmp_path: Path) -> None:
-    from tendril.services.cli.config_template import render
+    from tendril.cli.config_template import render
     from tests.procs import worker_config
 
     toml = tmp_path / "worker.toml"

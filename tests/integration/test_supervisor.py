@@ -21,28 +21,28 @@ import pytest
 from google.protobuf import struct_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tendril.common.v1 import common_pb2
-from tendril.gateway.v1 import gateway_pb2, gateway_pb2_grpc
-from tendril.job.v1 import job_pb2, job_pb2_grpc
-from tendril.lease.v1 import lease_pb2, lease_pb2_grpc
-from tendril.services.cli.config_template import render
-from tendril.services.cli.main import run as cli_run
-from tendril.services.core import tls
-from tendril.services.core.channel import open_channel
-from tendril.services.core.config import ExecutorConfig, TlsSection, WorkerConfig
+from tendril.cli.config_template import render
+from tendril.cli.main import run as cli_run
+from tendril.core import tls
+from tendril.core.channel import open_channel
+from tendril.core.config import ExecutorConfig, TlsSection, WorkerConfig
+from tendril_proto.common.v1 import common_pb2
+from tendril_proto.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from tendril_proto.job.v1 import job_pb2, job_pb2_grpc
+from tendril_proto.lease.v1 import lease_pb2, lease_pb2_grpc
 from tests.procs import free_port, kill_group, pids_alive, running, spawn, wait_serving, worker_config
 
 pytestmark = pytest.mark.integration
 
-CLI = [sys.executable, "-m", "tendril.services.cli"]
+CLI = [sys.executable, "-m", "tendril.cli"]
 SERVICES = {
     "arbiter": "tendril.arbiter.v1.ArbiterService",
-    "leases": "tendril.lease.v1.LeaseService",
-    "jobs": "tendril.job.v1.JobService",
+    "lease": "tendril.lease.v1.LeaseService",
+    "job": "tendril.job.v1.JobService",
     "data_fetcher": "tendril.data.v1.DataFetcherService",
-    "parameter_server": "tendril.paramserver.v1.ParameterServerService",
+    "paramserver": "tendril.paramserver.v1.ParameterServerService",
 }
-CHILD_OF_SECTION = {"leases": "leases", "jobs": "jobs", "parameter_server": "paramserver"}
+CHILD_OF_SECTION = {"lease": "lease", "job": "job", "paramserver": "paramserver"}
 SLEEP_MARKER = "tendril-test-sleeping-executor"
 SCHEDULER = "sched-test"
 
@@ -159,7 +159,7 @@ async def _until(predicate: Any, timeout: float, what: str) -> None:
 
 async def _renewable_lease(config: WorkerConfig) -> lease_pb2.Lease:
     """Reserve (as the worker itself, like its Arbiter) and confirm a lease owned by SCHEDULER."""
-    async with open_channel(config.listen("leases"), peer_id=config.worker_id) as channel:
+    async with open_channel(config.listen("lease"), peer_id=config.worker_id) as channel:
         stub = lease_pb2_grpc.LeaseServiceStub(channel)
         reserved = await stub.Reserve(
             lease_pb2.ReserveRequest(
@@ -179,7 +179,7 @@ async def _renewable_lease(config: WorkerConfig) -> lease_pb2.Lease:
 async def _dispatch_sleeper(worker: Worker, lease: lease_pb2.Lease, job_id: str) -> list[int]:
     """Dispatch the sleeping test executor on ``lease``; the pids of the running executors."""
     config = worker.config
-    async with open_channel(config.listen("jobs"), peer_id=SCHEDULER) as channel:
+    async with open_channel(config.listen("job"), peer_id=SCHEDULER) as channel:
         jobs = job_pb2_grpc.JobServiceStub(channel)
         await jobs.Dispatch(
             job_pb2.DispatchRequest(
@@ -216,7 +216,7 @@ async def test_worker_serves_registers_and_stops_every_process(tmp_path: Path) -
         grpcurl = Path(sys.executable).parent / "grpcurl"
         listed = await asyncio.to_thread(
             subprocess.run,
-            [str(grpcurl), "-plaintext", config.listen("jobs"), "list"],
+            [str(grpcurl), "-plaintext", config.listen("job"), "list"],
             capture_output=True,
             text=True,
             timeout=30,
@@ -232,8 +232,8 @@ async def test_worker_serves_registers_and_stops_every_process(tmp_path: Path) -
         assert got.record.payload.Unpack(record)
         assert got.record.ttl_seconds == config.gateway.registry_ttl_seconds
         assert record.worker_id == "worker-test"
-        assert record.endpoints.job == config.advertised("jobs")
-        assert record.endpoints.parameter_server == config.advertised("parameter_server")
+        assert record.endpoints.job == config.advertised("job")
+        assert record.endpoints.parameter_server == config.advertised("paramserver")
         assert (record.resources.cpu, record.resources.memory_gib, record.resources.gpu) == (4, 8, 0)
         assert ("test", "sleep") in {(e.executor_class, e.name) for e in record.executors}
         assert record.price == config.arbiter.price
@@ -259,14 +259,14 @@ async def test_worker_serves_registers_and_stops_every_process(tmp_path: Path) -
 
 
 async def test_killed_services_are_restarted_with_their_state(tmp_path: Path) -> None:
-    with started(tmp_path, leases__renewable_seconds=120, gateway__registry_ttl_seconds=60) as worker:
+    with started(tmp_path, lease__renewable_seconds=120, gateway__registry_ttl_seconds=60) as worker:
         await _wait_all_serving(worker)
         config = worker.config
         lease = await _renewable_lease(config)
         # An executor runs while its JobService is killed: it must not be left behind.
         executors = await _dispatch_sleeper(worker, lease, "orphan")
 
-        for name, section in (("leases", "leases"), ("jobs", "jobs")):
+        for name, section in (("lease", "lease"), ("job", "job")):
             old_pid = worker.child(name)["pid"]
             killed_at = time.monotonic()
             os.kill(old_pid, signal.SIGKILL)
@@ -283,7 +283,7 @@ async def test_killed_services_are_restarted_with_their_state(tmp_path: Path) ->
             assert child["restarts"] == 1 and child["last_exit_code"] == -signal.SIGKILL
 
         # The lease reserved before the LeaseService was killed is still there, still renewable.
-        async with open_channel(config.listen("leases"), peer_id=SCHEDULER) as channel:
+        async with open_channel(config.listen("lease"), peer_id=SCHEDULER) as channel:
             stub = lease_pb2_grpc.LeaseServiceStub(channel)
             got = await stub.Get(lease_pb2.GetRequest(lease_id=lease.lease_id), timeout=10)
             assert got.lease.owner_id == SCHEDULER and got.lease.kind == lease_pb2.LEASE_KIND_RENEWABLE
@@ -308,7 +308,7 @@ async def test_killed_services_are_restarted_with_their_state(tmp_path: Path) ->
         assert worker.proc.returncode == 0, worker.output()
         await _until(lambda: not pids_alive(everything), 10, f"all of {everything} gone")
         assert time.monotonic() - stop_started < 10.0
-        assert "leases was killed by SIGKILL; restarting in 0.5s" in worker.output()
+        assert "lease was killed by SIGKILL; restarting in 0.5s" in worker.output()
 
 
 async def test_a_service_that_never_serves_stops_the_worker(tmp_path: Path) -> None:
@@ -364,7 +364,7 @@ async def test_worker_under_mtls_serves_registers_and_refuses_plaintext(tmp_path
                 gateway_pb2.GetRequest(kind="worker", id="worker-test"), timeout=10
             )
             assert got.record.id == "worker-test"
-        async with grpc.aio.insecure_channel(config.listen("jobs")) as plain:
+        async with grpc.aio.insecure_channel(config.listen("job")) as plain:
             with pytest.raises(grpc.aio.AioRpcError) as refused:
                 await health_pb2_grpc.HealthStub(plain).Check(health_pb2.HealthCheckRequest(), timeout=5)
             assert refused.value.code() == grpc.StatusCode.UNAVAILABLE

@@ -22,13 +22,13 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
-from tendril.common.v1 import common_pb2
-from tendril.job.v1 import job_pb2, job_pb2_grpc
-from tendril.lease.v1 import lease_pb2, lease_pb2_grpc
-from tendril.services.core.channel import open_channel
-from tendril.services.core.identity import peer_id_metadata
-from tendril.services.core.tracefile import read_spans
-from tendril.services.core.tracing import TRACE_FILE_ENV
+from tendril.core.channel import open_channel
+from tendril.core.identity import peer_id_metadata
+from tendril.core.tracefile import read_spans
+from tendril.core.tracing import TRACE_FILE_ENV
+from tendril_proto.common.v1 import common_pb2
+from tendril_proto.job.v1 import job_pb2, job_pb2_grpc
+from tendril_proto.lease.v1 import lease_pb2, lease_pb2_grpc
 from tests.procs import running, spawn, wait_serving, worker_config, write_config_json
 
 pytestmark = pytest.mark.integration
@@ -67,27 +67,27 @@ def _find(spans: list[dict[str, Any]], **want: str) -> dict[str, Any]:
 
 
 async def test_a_dispatch_is_one_trace_across_processes(tmp_path: Path) -> None:
-    config = worker_config(tmp_path, leases__renewable_seconds=120)
+    config = worker_config(tmp_path, lease__renewable_seconds=120)
     trace_file = tmp_path / "spans.jsonl"
     config_json = write_config_json(config, tmp_path / "config.json")
     env = {TRACE_FILE_ENV: str(trace_file)}
     procs = [
         spawn(
-            [sys.executable, "-m", f"tendril.services.{name}", "--config-json", str(config_json)],
+            [sys.executable, "-m", f"tendril.{name}", "--config-json", str(config_json)],
             log=tmp_path / f"{name}.log",
             env=env,
         )
-        for name in ("leases", "jobs")
+        for name in ("lease", "job")
     ]
     exporter = InMemorySpanExporter()
     provider = TracerProvider()
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     with running(*procs):
-        await asyncio.gather(wait_serving(config.listen("leases"), "", 60), wait_serving(config.listen("jobs"), "", 60))
-        lease_id = await _lease(config.listen("leases"), config.worker_id)
+        await asyncio.gather(wait_serving(config.listen("lease"), "", 60), wait_serving(config.listen("job"), "", 60))
+        lease_id = await _lease(config.listen("lease"), config.worker_id)
         # The test plays the scheduler: its own tracer, its own traced channel.
         interceptors = aio_client_interceptors(tracer_provider=provider)
-        async with grpc.aio.insecure_channel(config.listen("jobs"), interceptors=interceptors) as channel:
+        async with grpc.aio.insecure_channel(config.listen("job"), interceptors=interceptors) as channel:
             with provider.get_tracer("test-scheduler").start_as_current_span("scheduler.dispatch") as root:
                 await job_pb2_grpc.JobServiceStub(channel).Dispatch(
                     job_pb2.DispatchRequest(
@@ -99,7 +99,7 @@ async def test_a_dispatch_is_one_trace_across_processes(tmp_path: Path) -> None:
                     metadata=peer_id_metadata(OWNER),
                     timeout=30,
                 )
-        job = await _wait_end(config.listen("jobs"), "traced")
+        job = await _wait_end(config.listen("job"), "traced")
         assert job.state == job_pb2.JOB_STATE_SUCCEEDED, job.reason
 
         trace_id = f"{root.get_span_context().trace_id:032x}"
@@ -108,22 +108,22 @@ async def test_a_dispatch_is_one_trace_across_processes(tmp_path: Path) -> None:
         while True:
             spans = [s for s in read_spans(trace_file) if s["trace_id"] == trace_id]
             names = {(s["service"], s["name"], s["kind"]) for s in spans}
-            if {("tendril-jobs", GET_JOB, "SERVER"), ("tendril-leases", LEASE_GET, "SERVER")} <= names:
+            if {("tendril-job", GET_JOB, "SERVER"), ("tendril-lease", LEASE_GET, "SERVER")} <= names:
                 break
             assert time.monotonic() < deadline, f"spans of trace {trace_id} so far: {sorted(names)}"
             await asyncio.sleep(0.1)
 
     # scheduler -> JobService.Dispatch (server span, child of the test's client span)
-    dispatch = _find(spans, service="tendril-jobs", name=DISPATCH, kind="SERVER")
+    dispatch = _find(spans, service="tendril-job", name=DISPATCH, kind="SERVER")
     assert dispatch["parent_span_id"] == f"{client.context.span_id:016x}"
     # JobService -> LeaseService.Get while checking the lease, inside the Dispatch span
-    lease_client = _find(spans, service="tendril-jobs", name=LEASE_GET, kind="CLIENT")
+    lease_client = _find(spans, service="tendril-job", name=LEASE_GET, kind="CLIENT")
     assert lease_client["parent_span_id"] == dispatch["span_id"]
-    lease_server = _find(spans, service="tendril-leases", name=LEASE_GET, kind="SERVER")
+    lease_server = _find(spans, service="tendril-lease", name=LEASE_GET, kind="SERVER")
     assert lease_server["parent_span_id"] == lease_client["span_id"]
     # JobService -> executor process (TRACEPARENT) -> its job bridge (served by the JobService process)
     executor_call = _find(spans, service="tendril-executor-example", name=GET_JOB, kind="CLIENT")
     assert executor_call["parent_span_id"] == dispatch["span_id"]
-    bridge = _find(spans, service="tendril-jobs", name=GET_JOB, kind="SERVER")
+    bridge = _find(spans, service="tendril-job", name=GET_JOB, kind="SERVER")
     assert bridge["parent_span_id"] == executor_call["span_id"]
     assert len({dispatch["pid"], lease_server["pid"], executor_call["pid"]}) == 3  # three processes, one trace

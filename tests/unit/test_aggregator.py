@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from tendril.services.core import tensorfile
-from tendril.services.core.errors import ErrorKind
-from tendril.services.paramserver.aggregate import Contribution, close_round
-from tendril.services.paramserver.errors import ParameterServerError
-from tendril.services.paramserver.rounds import Phase, RoundMachine, RunConfig
+from tendril.core import tensorfile
+from tendril.core.errors import ErrorKind
+from tendril.paramserver.aggregate import Contribution, close_round
+from tendril.paramserver.errors import ParameterServerError
+from tendril.paramserver.rounds import Phase, RoundMachine, RunConfig
 
 
 def _machine(**config: object) -> RoundMachine:

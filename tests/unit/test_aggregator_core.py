@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from tendril.services.core.errors import ErrorKind
-from tendril.services.core.streaming import StreamInfo, chunk_ranges, mapped
-from tendril.services.core.tensorstream import prepared_payload
-from tendril.services.paramserver.core import ParameterServerCore
-from tendril.services.paramserver.errors import ParameterServerError
-from tendril.services.paramserver.rounds import RunConfig
+from tendril.core.errors import ErrorKind
+from tendril.core.streaming import StreamInfo, chunk_ranges, mapped
+from tendril.core.tensorstream import prepared_payload
+from tendril.paramserver.core import ParameterServerCore
+from tendril.paramserver.errors import ParameterServerError
+from tendril.paramserver.rounds import RunConfig
 
 SHAPES = {"w": (128, 64), "b": (64,)}
 CHUNK = 8192
@@ -198,7 +198,7 @@ async def test_pull_waits_for_the_round_and_times_out(tmp_path: Path) -> None:
 
 
 async def test_a_failed_round_close_is_reported_and_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tendril.services.paramserver import core as core_module
+    from tendril.paramserver import core as core_module
 
     core = ParameterServerCore(tmp_path / "ps")
     await _open(core, tmp_path, "run", expected_workers=1, quorum=1)
@@ -226,7 +226,7 @@ async def test_a_failed_round_close_is_reported_and_retried(tmp_path: Path, monk
 
 
 async def test_waiting_pulls_wake_even_if_telemetry_fails(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from tendril.services.core import metrics
+    from tendril.core import metrics
 
     def broken(seconds: float | None) -> None:
         raise RuntimeError("metrics backend down")

@@ -7,11 +7,11 @@ import time
 
 import pytest
 
-from tendril.services.arbiter.engine import Arbiter, Grant, NoRoom, OfferSpec, PortError, PortTimeout
-from tendril.services.arbiter.model import OfferState, Request
-from tendril.services.arbiter.policy import Policy, problems, rank, score, weight
-from tendril.services.arbiter.window import Windower
-from tendril.services.core.amounts import Amount
+from tendril.arbiter.engine import Arbiter, Grant, NoRoom, OfferSpec, PortError, PortTimeout
+from tendril.arbiter.model import OfferState, Request
+from tendril.arbiter.policy import Policy, problems, rank, score, weight
+from tendril.arbiter.window import Windower
+from tendril.core.amounts import Amount
 
 TRAIN = ("train", "diloco")
 TOTAL = Amount(cpu=8, memory_gib=32, storage_gib=100, gpu=1)

@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from tendril.scheduler.v1 import scheduler_pb2, scheduler_pb2_grpc
-from tendril.services.arbiter.clients import SchedulerClient
-from tendril.services.arbiter.engine import OfferSpec, PortError
-from tendril.services.core.amounts import Amount
-from tendril.services.core.server import Binding, ServiceServer
+from tendril.arbiter.clients import SchedulerClient
+from tendril.arbiter.engine import OfferSpec, PortError
+from tendril.core.amounts import Amount
+from tendril.core.server import Binding, ServiceServer
+from tendril_proto.scheduler.v1 import scheduler_pb2, scheduler_pb2_grpc
 from tests.procs import free_port, worker_config
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tendril.services.core.errors import ErrorKind
-from tendril.services.jobs.argv import render_argv
-from tendril.services.jobs.errors import JobError
+from tendril.core.errors import ErrorKind
+from tendril.job.argv import render_argv
+from tendril.job.errors import JobError
 
 VALUES = {
     "SOCKET_PATH": "/w/job-1/bridge.sock",

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from tendril.services.bridge.core import WORK_SUBDIRS, BridgeCore, BridgeJob
-from tendril.services.bridge.errors import BridgeError
-from tendril.services.core.errors import ErrorKind
+from tendril.bridge.core import WORK_SUBDIRS, BridgeCore, BridgeJob
+from tendril.bridge.errors import BridgeError
+from tendril.core.errors import ErrorKind
 
 PAYLOAD = b"tendril resource\n" * 1000
 

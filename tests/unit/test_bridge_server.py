@@ -18,17 +18,17 @@ import pytest
 from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tendril.bridge.v1 import bridge_pb2, bridge_pb2_grpc
-from tendril.data.v1 import data_pb2, data_pb2_grpc
-from tendril.scheduler.v1 import scheduler_pb2, scheduler_pb2_grpc
-from tendril.services.bridge.auth import bearer
-from tendril.services.bridge.core import WORK_SUBDIRS, BridgeJob
-from tendril.services.bridge.errors import BridgeError
-from tendril.services.bridge.server import JobBridge
-from tendril.services.core.channel import error_info_reason, open_channel
-from tendril.services.core.errors import ErrorKind
-from tendril.services.core.identity import caller_id
-from tendril.services.core.server import Binding, ServiceServer
+from tendril.bridge.auth import bearer
+from tendril.bridge.core import WORK_SUBDIRS, BridgeJob
+from tendril.bridge.errors import BridgeError
+from tendril.bridge.server import JobBridge
+from tendril.core.channel import error_info_reason, open_channel
+from tendril.core.errors import ErrorKind
+from tendril.core.identity import caller_id
+from tendril.core.server import Binding, ServiceServer
+from tendril_proto.bridge.v1 import bridge_pb2, bridge_pb2_grpc
+from tendril_proto.data.v1 import data_pb2, data_pb2_grpc
+from tendril_proto.scheduler.v1 import scheduler_pb2, scheduler_pb2_grpc
 
 TOKEN = "t0ken-for-tests"
 

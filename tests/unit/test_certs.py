@@ -13,12 +13,12 @@ from cryptography import x509
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from cryptography.x509.verification import PolicyBuilder, Store, VerificationError
 
-from tendril.services.certs import store as store_module
-from tendril.services.certs.errors import CertError
-from tendril.services.certs.names import default_dir
-from tendril.services.certs.ops import init_ca, issue
-from tendril.services.cli.main import run
-from tendril.services.core.config import load_config
+from tendril.certs import store as store_module
+from tendril.certs.errors import CertError
+from tendril.certs.names import default_dir
+from tendril.certs.ops import init_ca, issue
+from tendril.cli.main import run
+from tendril.core.config import load_config
 
 
 def mode(path: Path) -> int:

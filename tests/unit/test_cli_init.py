@@ -6,17 +6,17 @@ from pathlib import Path
 
 import pytest
 
-from tendril.services.cli.config_help import HELP
-from tendril.services.cli.config_template import config_keys, env_var, markdown_table, render, toml_value
-from tendril.services.cli.main import run
-from tendril.services.core.config import WorkerConfig, load_config
+from tendril.cli.config_help import HELP
+from tendril.cli.config_template import config_keys, env_var, markdown_table, render, toml_value
+from tendril.cli.main import run
+from tendril.core.config import WorkerConfig, load_config
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_every_key_has_a_sentence_and_no_sentence_is_stale() -> None:
     keys = set(config_keys())
-    assert keys - set(HELP) == set(), "config keys without help text in services/cli/config_help.py"
+    assert keys - set(HELP) == set(), "config keys without help text in services/tendril/cli/config_help.py"
     assert set(HELP) - keys == set(), "help text for keys that no longer exist"
 
 
@@ -50,7 +50,7 @@ def test_render_round_trips_a_non_default_config(tmp_path: Path) -> None:
         overrides={
             "worker.id": 'w "quoted" \\ id',
             "arbiter.allowed_schedulers": "a,b",
-            "jobs.keep_work_dirs": "true",
+            "job.keep_work_dirs": "true",
             "data_fetcher.cache_bytes": str(5 * 1024**3),
         },
     )

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from tendril.services.cli import main as cli
+from tendril.cli import main as cli
 
 
 def test_required_groups_are_there() -> None:
@@ -21,7 +21,7 @@ def test_required_groups_are_there() -> None:
 
 
 def test_missing_optional_group_is_left_out(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(cli, "GROUPS", (*cli.GROUPS, ("ghost", "tendril.services.no_such_package.cli", False)))
+    monkeypatch.setattr(cli, "GROUPS", (*cli.GROUPS, ("ghost", "tendril.no_such_package.cli", False)))
     assert "ghost" not in cli.build_parser().format_help()
 
 
@@ -73,11 +73,11 @@ def test_group_without_subcommand_prints_help_and_exits_2(capsys: pytest.Capture
 
 def test_config_error_is_one_line_with_exit_2() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "tendril.services.cli", "worker", "run", "--set", "jobs.max_concurrent_jobs=lots"],
+        [sys.executable, "-m", "tendril.cli", "worker", "run", "--set", "job.max_concurrent_jobs=lots"],
         capture_output=True,
         text=True,
         timeout=60,
     )
     assert proc.returncode == 2
     assert proc.stderr.strip().count("\n") == 0, proc.stderr
-    assert "jobs.max_concurrent_jobs" in proc.stderr and "Traceback" not in proc.stderr
+    assert "job.max_concurrent_jobs" in proc.stderr and "Traceback" not in proc.stderr

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from tendril.services.supervisor.backoff import Backoff
-from tendril.services.supervisor.errors import SupervisorError
-from tendril.services.supervisor.ports import check_ports
-from tendril.services.supervisor.prepare import prepare
-from tendril.services.supervisor.specs import child_specs, dial_address, stop_waves
-from tendril.services.supervisor.statusfile import ChildStatus, SupervisorStatus, read_status, write_status
+from tendril.supervisor.backoff import Backoff
+from tendril.supervisor.errors import SupervisorError
+from tendril.supervisor.ports import check_ports
+from tendril.supervisor.prepare import prepare
+from tendril.supervisor.specs import child_specs, dial_address, stop_waves
+from tendril.supervisor.statusfile import ChildStatus, SupervisorStatus, read_status, write_status
 from tests.procs import worker_config
 
 
@@ -29,12 +29,12 @@ def test_children_and_their_order(tmp_path: Path) -> None:
     config = worker_config(tmp_path)
     names = [s.name for s in child_specs(config)]
     assert names[0] == "gateway"
-    assert set(names) == {"gateway", "leases", "jobs", "arbiter", "data_fetcher", "paramserver"}
+    assert set(names) == {"gateway", "lease", "job", "arbiter", "data_fetcher", "paramserver"}
     waves = [[s.name for s in wave] for wave in stop_waves(child_specs(config))]
     flat = [n for wave in waves for n in wave]
-    # dependents stop first: jobs before leases/data_fetcher/paramserver, arbiter before gateway/leases
-    assert flat.index("jobs") < min(flat.index("leases"), flat.index("data_fetcher"), flat.index("paramserver"))
-    assert flat.index("arbiter") < min(flat.index("gateway"), flat.index("leases"))
+    # dependents stop first: job before lease/data_fetcher/paramserver, arbiter before gateway/lease
+    assert flat.index("job") < min(flat.index("lease"), flat.index("data_fetcher"), flat.index("paramserver"))
+    assert flat.index("arbiter") < min(flat.index("gateway"), flat.index("lease"))
     external = worker_config(tmp_path, gateway__address="gw.example:50050")
     specs = child_specs(external)
     assert "gateway" not in [s.name for s in specs]
@@ -52,19 +52,19 @@ def test_port_in_use_names_the_address_and_key(tmp_path: Path) -> None:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        config = worker_config(tmp_path, jobs__listen=f"127.0.0.1:{port}")
+        config = worker_config(tmp_path, job__listen=f"127.0.0.1:{port}")
         with pytest.raises(SupervisorError) as err:
             check_ports(config, child_specs(config))
     assert err.value.reason == "PORT_IN_USE"
-    assert f"127.0.0.1:{port} is in use (config key jobs.listen / TENDRIL_JOBS_LISTEN)" in err.value.message
+    assert f"127.0.0.1:{port} is in use (config key job.listen / TENDRIL_JOB_LISTEN)" in err.value.message
 
 
 def test_port_offset_is_named_and_duplicates_are_refused(tmp_path: Path) -> None:
     config = worker_config(tmp_path)
-    config.leases.listen = config.jobs.listen
+    config.lease.listen = config.job.listen
     with pytest.raises(SupervisorError, match="configured twice") as twice:
         check_ports(config, child_specs(config))
-    assert "leases.listen" in twice.value.message and "jobs.listen" in twice.value.message
+    assert "lease.listen" in twice.value.message and "job.listen" in twice.value.message
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
@@ -93,9 +93,9 @@ def test_prepare_resolves_writes_config_and_locks_the_state_dir(tmp_path: Path) 
 
 def test_status_file_round_trip(tmp_path: Path) -> None:
     status = SupervisorStatus(worker_id="w", supervisor_pid=1, state_dir=str(tmp_path))
-    status.children["jobs"] = ChildStatus(name="jobs", module="m", address="a", log="l", pid=7, restarts=2)
+    status.children["job"] = ChildStatus(name="job", module="m", address="a", log="l", pid=7, restarts=2)
     path = tmp_path / "run" / "status.json"
     write_status(path, status)
     data = read_status(path)
-    assert data["children"]["jobs"]["restarts"] == 2 and data["children"]["jobs"]["pid"] == 7
+    assert data["children"]["job"]["restarts"] == 2 and data["children"]["job"]["pid"] == 7
     assert [p.name for p in path.parent.iterdir()] == ["status.json"]

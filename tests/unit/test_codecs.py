@@ -10,8 +10,8 @@ import torch
 from safetensors.numpy import load_file, save_file
 from safetensors.torch import load_file as torch_load_file
 
-from tendril.services.core import codecs, tensorfile
-from tendril.services.core.codecs import CodecError
+from tendril.core import codecs, tensorfile
+from tendril.core.codecs import CodecError
 
 
 def _torch_bf16_bits(values: np.ndarray) -> np.ndarray:

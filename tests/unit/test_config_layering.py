@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from tendril.services.core.config import WorkerConfig, load_config, parse_set_flags
-from tendril.services.core.errors import ConfigError
-from tendril.services.supervisor.prepare import check_supervisor_section
+from tendril.core.config import WorkerConfig, load_config, parse_set_flags
+from tendril.core.errors import ConfigError
+from tendril.supervisor.prepare import check_supervisor_section
 
 
 def _toml(tmp_path: Path, text: str) -> Path:
@@ -20,41 +20,41 @@ def _toml(tmp_path: Path, text: str) -> Path:
 def test_defaults_without_any_layer() -> None:
     config = load_config(None, env={})
     assert config == WorkerConfig()
-    assert config.jobs.listen == "127.0.0.1:50053"
-    assert config.leases.renewable_seconds == 10.0
+    assert config.job.listen == "127.0.0.1:50053"
+    assert config.lease.renewable_seconds == 10.0
 
 
 def test_each_layer_wins_over_the_one_before(tmp_path: Path) -> None:
     path = _toml(
         tmp_path,
-        "[leases]\nrenewable_seconds = 20\ntemporary_seconds = 2\nprune_interval_seconds = 0.5\n"
+        "[lease]\nrenewable_seconds = 20\ntemporary_seconds = 2\nprune_interval_seconds = 0.5\n"
         '[worker]\nid = "w-file"\n',
     )
-    env = {"TENDRIL_LEASES_RENEWABLE_SECONDS": "30", "TENDRIL_LEASES_TEMPORARY_SECONDS": "3"}
-    config = load_config(path, env=env, overrides=parse_set_flags(["leases.renewable_seconds=40"]))
-    assert config.leases.renewable_seconds == 40.0  # --set beats env and file
-    assert config.leases.temporary_seconds == 3.0  # env beats file
-    assert config.leases.prune_interval_seconds == 0.5  # file beats default
+    env = {"TENDRIL_LEASE_RENEWABLE_SECONDS": "30", "TENDRIL_LEASE_TEMPORARY_SECONDS": "3"}
+    config = load_config(path, env=env, overrides=parse_set_flags(["lease.renewable_seconds=40"]))
+    assert config.lease.renewable_seconds == 40.0  # --set beats env and file
+    assert config.lease.temporary_seconds == 3.0  # env beats file
+    assert config.lease.prune_interval_seconds == 0.5  # file beats default
     assert config.worker.id == "w-file"
-    assert config.jobs.max_concurrent_jobs == WorkerConfig().jobs.max_concurrent_jobs  # untouched default
+    assert config.job.max_concurrent_jobs == WorkerConfig().job.max_concurrent_jobs  # untouched default
 
 
 def test_types_are_coerced_from_env_and_flags() -> None:
-    env = {"TENDRIL_JOBS_KEEP_WORK_DIRS": "yes", "TENDRIL_ARBITER_ALLOWED_SCHEDULERS": "s1, s2"}
-    config = load_config(None, env=env, overrides={"jobs.max_concurrent_jobs": "7", "resources.gpu": "0"})
-    assert config.jobs.keep_work_dirs is True
+    env = {"TENDRIL_JOB_KEEP_WORK_DIRS": "yes", "TENDRIL_ARBITER_ALLOWED_SCHEDULERS": "s1, s2"}
+    config = load_config(None, env=env, overrides={"job.max_concurrent_jobs": "7", "resources.gpu": "0"})
+    assert config.job.keep_work_dirs is True
     assert config.arbiter.allowed_schedulers == ["s1", "s2"]
-    assert config.jobs.max_concurrent_jobs == 7
+    assert config.job.max_concurrent_jobs == 7
     assert config.resources.gpu == 0
 
 
 @pytest.mark.parametrize(
     ("env", "overrides", "key"),
     [
-        ({"TENDRIL_JOBS_MAX_CONCURRENT_JOBS": "many"}, {}, "jobs.max_concurrent_jobs"),
-        ({}, {"jobs.keep_work_dirs": "perhaps"}, "jobs.keep_work_dirs"),
-        ({}, {"leases.renewable_seconds": "-1"}, "leases.renewable_seconds"),
-        ({}, {"jobs.listen": "nowhere"}, "jobs.listen"),
+        ({"TENDRIL_JOB_MAX_CONCURRENT_JOBS": "many"}, {}, "job.max_concurrent_jobs"),
+        ({}, {"job.keep_work_dirs": "perhaps"}, "job.keep_work_dirs"),
+        ({}, {"lease.renewable_seconds": "-1"}, "lease.renewable_seconds"),
+        ({}, {"job.listen": "nowhere"}, "job.listen"),
         ({}, {"arbiter.strategy": "greedy"}, "arbiter.strategy"),
     ],
 )
@@ -67,14 +67,14 @@ def test_bad_values_name_the_key(env: dict[str, str], overrides: dict[str, str],
 
 def test_bad_value_in_the_file_names_the_key(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as err:
-        load_config(_toml(tmp_path, '[jobs]\nmax_concurrent_jobs = "four"\n'), env={})
-    assert err.value.key == "jobs.max_concurrent_jobs"
+        load_config(_toml(tmp_path, '[job]\nmax_concurrent_jobs = "four"\n'), env={})
+    assert err.value.key == "job.max_concurrent_jobs"
 
 
 @pytest.mark.parametrize(
     "text",
     [
-        "[jobs]\nmax_jobs = 3\n",
+        "[job]\nmax_jobs = 3\n",
         "[nonsense]\nx = 1\n",
         "[[executors]]\nclass = 'a'\nname = 'b'\ncommand = ['x']\nx = 1\n",
     ],
@@ -86,10 +86,10 @@ def test_unknown_keys_in_the_file_are_rejected(tmp_path: Path, text: str) -> Non
 
 def test_unknown_set_flag_is_rejected_with_the_known_keys() -> None:
     with pytest.raises(ConfigError) as err:
-        load_config(None, env={}, overrides=parse_set_flags(["jobs.max_jobs=3"]))
+        load_config(None, env={}, overrides=parse_set_flags(["job.max_jobs=3"]))
     assert "max_concurrent_jobs" in err.value.message  # the message lists what the section has
     with pytest.raises(ConfigError, match=r"section\.key=value"):
-        parse_set_flags(["jobs.max_concurrent_jobs"])
+        parse_set_flags(["job.max_concurrent_jobs"])
 
 
 def test_missing_and_broken_files_say_what_to_do(tmp_path: Path) -> None:

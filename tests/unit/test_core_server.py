@@ -8,10 +8,10 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tendril.gateway.v1 import gateway_pb2, gateway_pb2_grpc
-from tendril.services.core.channel import error_info_reason, open_channel
-from tendril.services.core.errors import ErrorKind, PortInUseError, TendrilError
-from tendril.services.core.server import Binding, ServiceServer
+from tendril.core.channel import error_info_reason, open_channel
+from tendril.core.errors import ErrorKind, PortInUseError, TendrilError
+from tendril.core.server import Binding, ServiceServer
+from tendril_proto.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 
 
 class _DemoError(TendrilError):
@@ -77,9 +77,9 @@ async def test_port_in_use_names_the_key() -> None:
     sock.listen()
     port = sock.getsockname()[1]
     try:
-        server = ServiceServer(f"127.0.0.1:{port}", [_binding()], config_key="jobs.listen")
+        server = ServiceServer(f"127.0.0.1:{port}", [_binding()], config_key="job.listen")
         with pytest.raises(PortInUseError) as err:
             await server.start()
-        assert "jobs.listen" in err.value.message and str(port) in err.value.message
+        assert "job.listen" in err.value.message and str(port) in err.value.message
     finally:
         sock.close()

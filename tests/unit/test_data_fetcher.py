@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from tendril.services.core.errors import ErrorKind
-from tendril.services.data_fetcher.cache import SliceCache
-from tendril.services.data_fetcher.errors import FetcherError
-from tendril.services.data_fetcher.fetcher import DataFetcher
-from tendril.services.data_fetcher.model import Assignment, Chunk, RetryPolicy
+from tendril.core.errors import ErrorKind
+from tendril.data_fetcher.cache import SliceCache
+from tendril.data_fetcher.errors import FetcherError
+from tendril.data_fetcher.fetcher import DataFetcher
+from tendril.data_fetcher.model import Assignment, Chunk, RetryPolicy
 
 CHUNK = 100
 FAST = RetryPolicy(attempts=3, backoff_seconds=0.001, backoff_max_seconds=0.005, idle_timeout_seconds=5.0)

@@ -16,12 +16,12 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from tendril.executors.diloco.bridge import Directive
-from tendril.executors.diloco.config import parse_config
-from tendril.executors.diloco.data import Batches, load_slice
-from tendril.executors.diloco.errors import ExecutorError
-from tendril.executors.diloco.model import build_model
-from tendril.executors.diloco.params import (
+from tendril_diloco.bridge import Directive
+from tendril_diloco.config import parse_config
+from tendril_diloco.data import Batches, load_slice
+from tendril_diloco.errors import ExecutorError
+from tendril_diloco.model import build_model
+from tendril_diloco.params import (
     apply_update,
     compute_delta,
     load_into,
@@ -29,7 +29,7 @@ from tendril.executors.diloco.params import (
     save_params,
     snapshot,
 )
-from tendril.executors.diloco.trainer import Trainer
+from tendril_diloco.trainer import Trainer
 
 MODEL = {"n_layer": 1, "n_head": 2, "n_embd": 16, "vocab_size": 33, "n_positions": 8}
 
@@ -231,7 +231,7 @@ def _spawn_executor(tmp_path: Path, config: dict[str, Any], env: dict[str, str])
     job = tmp_path / "job.json"
     job.write_text(json.dumps({"job_id": "j", "config": config, "work_dir": str(tmp_path)}))
     return subprocess.Popen(
-        [sys.executable, "-m", "tendril.executors.diloco", "--socket", str(tmp_path / "bridge.sock")],
+        [sys.executable, "-m", "tendril_diloco", "--socket", str(tmp_path / "bridge.sock")],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         env={**os.environ, "JOB_JSON": str(job), **env},

@@ -14,7 +14,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2
 
-import tendril
+import tendril_proto
 from tests.cookbook import DOCUMENTED_PORTS, PROVIDED_ENV, CookbookError, json_path, parse, substitute
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,9 +28,7 @@ CODE_SPAN = re.compile(r"`([A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+)`")
 
 def _proto_modules() -> list[ModuleType]:
     modules: list[ModuleType] = []
-    for info in pkgutil.walk_packages(tendril.__path__, "tendril."):
-        if info.name.startswith("tendril.services") or info.name.startswith("tendril.executors"):
-            continue
+    for info in pkgutil.walk_packages(tendril_proto.__path__, "tendril_proto."):
         if info.name.endswith("_pb2"):
             modules.append(importlib.import_module(info.name))
     return modules

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from tendril.services.cli.config_template import config_keys, env_var
-from tendril.services.cli.main import build_parser
-from tendril.services.core.config import WorkerConfig, split_address
+from tendril.cli.config_template import config_keys, env_var
+from tendril.cli.main import build_parser
+from tendril.core.config import WorkerConfig, split_address
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

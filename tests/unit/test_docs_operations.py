@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from tendril.services.cli.config_template import config_keys, env_var, markdown_table, toml_value
-from tendril.services.cli.status_model import (
+from tendril.cli.config_template import config_keys, env_var, markdown_table, toml_value
+from tendril.cli.status_model import (
     Amount,
     CacheStats,
     Capacity,
@@ -16,12 +16,12 @@ from tendril.services.cli.status_model import (
     Snapshot,
     SupervisorInfo,
 )
-from tendril.services.core.config import WorkerConfig, split_address
+from tendril.core.config import WorkerConfig, split_address
 
 ROOT = Path(__file__).resolve().parents[2]
 GUIDE = ROOT / "docs" / "OPERATIONS.md"
 REGENERATE = (
-    '.venv/bin/python -c "import pathlib; from tendril.services.cli.config_template import markdown_table as t; '
+    '.venv/bin/python -c "import pathlib; from tendril.cli.config_template import markdown_table as t; '
     "p = pathlib.Path('docs/OPERATIONS.md'); s = p.read_text(); "
     "b = s.index('\\n', s.index('<!-- config-table:begin')) + 1; "
     "e = s.index('<!-- config-table:end -->'); p.write_text(s[:b] + t() + s[e:])\""
@@ -79,7 +79,7 @@ def _snapshot() -> Snapshot:
         "w",
         "local",
         0.0,
-        [ServiceHealth("leases", "a:1", "SERVING")],
+        [ServiceHealth("lease", "a:1", "SERVING")],
         supervisor=SupervisorInfo(1, True, "serving", True, 0.0, 0.0, "/s"),
         leases=[LeaseRow("l", "o", "renewable", 1.0, zero, 1.0, "r")],
         jobs=[JobRow("j", "running", "a/b", "o", "l", 1.0, {}, None, "")],

@@ -6,11 +6,11 @@ import asyncio
 
 import pytest
 
-from tendril.services.core.errors import ErrorKind
-from tendril.services.core.fanout import SubscriptionOverflow
-from tendril.services.gateway.bus import TopicBus
-from tendril.services.gateway.errors import GatewayError
-from tendril.services.gateway.registry import RecordEventType, Registry
+from tendril.core.errors import ErrorKind
+from tendril.core.fanout import SubscriptionOverflow
+from tendril.gateway.bus import TopicBus
+from tendril.gateway.errors import GatewayError
+from tendril.gateway.registry import RecordEventType, Registry
 
 
 class Clock:

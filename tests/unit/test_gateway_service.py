@@ -9,9 +9,9 @@ import grpc
 import pytest
 from google.protobuf import any_pb2, wrappers_pb2
 
-from tendril.gateway.v1 import gateway_pb2, gateway_pb2_grpc
-from tendril.services.core.channel import error_info_reason, open_channel
-from tendril.services.gateway.service import GatewayService
+from tendril.core.channel import error_info_reason, open_channel
+from tendril.gateway.service import GatewayService
+from tendril_proto.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 
 
 def payload(text: str) -> any_pb2.Any:

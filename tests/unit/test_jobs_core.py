@@ -15,14 +15,14 @@ from typing import Any
 
 import pytest
 
-from tendril.services.bridge.core import BridgeJob, ProgressSink
-from tendril.services.core.config import ExecutorConfig, WorkerConfig
-from tendril.services.core.errors import ErrorKind
-from tendril.services.jobs import core as jobs_core
-from tendril.services.jobs.core import RESTART_REASON, DispatchSpec, JobManager, LeaseInfo
-from tendril.services.jobs.errors import JobError
-from tendril.services.jobs.model import JobRecord, JobState
-from tendril.services.jobs.store import JobStore
+from tendril.bridge.core import BridgeJob, ProgressSink
+from tendril.core.config import ExecutorConfig, WorkerConfig
+from tendril.core.errors import ErrorKind
+from tendril.job import core as jobs_core
+from tendril.job.core import RESTART_REASON, DispatchSpec, JobManager, LeaseInfo
+from tendril.job.errors import JobError
+from tendril.job.model import JobRecord, JobState
+from tendril.job.store import JobStore
 from tests.procs import pids_alive, worker_config
 
 OWNER = "sched-1"
@@ -166,7 +166,7 @@ async def test_success_env_job_json_log_and_cleanup(tmp_path: Path) -> None:
 
 
 async def test_nonzero_exit_is_failed_and_keep_work_dirs_keeps_results(tmp_path: Path) -> None:
-    h = Harness(tmp_path, jobs__keep_work_dirs=True)
+    h = Harness(tmp_path, job__keep_work_dirs=True)
     await h.dispatch("bad-1", name="fail")
     ended = await h.wait_end("bad-1")
     assert ended.state is JobState.FAILED and ended.exit_code == 3
@@ -177,7 +177,7 @@ async def test_nonzero_exit_is_failed_and_keep_work_dirs_keeps_results(tmp_path:
 
 
 async def test_cancel_kills_the_whole_group_and_checks_the_owner(tmp_path: Path) -> None:
-    h = Harness(tmp_path, jobs__kill_grace_seconds=5)
+    h = Harness(tmp_path, job__kill_grace_seconds=5)
     await h.dispatch("c-1", name="sleep")
     work = h.manager.work_dir_of("c-1")
     pids = [int(p) for p in (await _wait_file(work / "pids")).split()]
@@ -197,7 +197,7 @@ async def test_cancel_kills_the_whole_group_and_checks_the_owner(tmp_path: Path)
 
 
 async def test_sigterm_ignored_means_sigkill_after_grace(tmp_path: Path) -> None:
-    h = Harness(tmp_path, jobs__kill_grace_seconds=0.5)
+    h = Harness(tmp_path, job__kill_grace_seconds=0.5)
     await h.dispatch("s-1", name="stubborn")
     pid = int(await _wait_file(h.manager.work_dir_of("s-1") / "pids"))
     record = await asyncio.wait_for(h.manager.cancel(OWNER, "s-1"), 15)
@@ -206,7 +206,7 @@ async def test_sigterm_ignored_means_sigkill_after_grace(tmp_path: Path) -> None
 
 
 async def test_timeout_fails_the_job(tmp_path: Path) -> None:
-    h = Harness(tmp_path, jobs__default_timeout_seconds=0.5, jobs__kill_grace_seconds=1)
+    h = Harness(tmp_path, job__default_timeout_seconds=0.5, job__kill_grace_seconds=1)
     await h.dispatch("t-1", name="sleep")
     ended = await h.wait_end("t-1")
     assert ended.state is JobState.FAILED and "timed out after 0.5 s" in ended.reason
@@ -273,7 +273,7 @@ async def test_failed_dispatch_leaves_nothing(
 
 
 async def test_bad_id_duplicate_and_concurrency_limit(tmp_path: Path) -> None:
-    h = Harness(tmp_path, jobs__max_concurrent_jobs=1)
+    h = Harness(tmp_path, job__max_concurrent_jobs=1)
     with pytest.raises(JobError) as bad:
         await h.dispatch("no/slash")
     assert bad.value.kind is ErrorKind.INVALID_ARGUMENT
@@ -335,7 +335,7 @@ async def test_watch_all_logs_follow_and_progress(tmp_path: Path) -> None:
 
 async def test_shutdown_cancels_everything_within_bounds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(jobs_core, "SHUTDOWN_GRACE_CAP_SECONDS", 1.0)  # the real cap is 5 s; keep the test short
-    h = Harness(tmp_path, jobs__kill_grace_seconds=30)
+    h = Harness(tmp_path, job__kill_grace_seconds=30)
     await h.dispatch("x-1", name="stubborn")
     await h.dispatch("x-2", name="sleep")
     pid = int(await _wait_file(h.manager.work_dir_of("x-1") / "pids"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 from pathlib import Path
 
-from tendril.services.jobs.joblog import BLOCK_BYTES, LogReader, tail_offset
+from tendril.job.joblog import BLOCK_BYTES, LogReader, tail_offset
 
 
 def _tail(data: bytes, lines: int) -> bytes:

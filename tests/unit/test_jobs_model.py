@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from tendril.services.core.errors import ErrorKind
-from tendril.services.jobs.errors import JobError
-from tendril.services.jobs.model import TRANSITIONS, JobState, check_transition, validate_job_id
+from tendril.core.errors import ErrorKind
+from tendril.job.errors import JobError
+from tendril.job.model import TRANSITIONS, JobState, check_transition, validate_job_id
 
 
 @pytest.mark.parametrize("good", ["a", "job-1", "A.b_c-9", "x" * 64, "..", "-"])

@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from tendril.services.core.errors import ErrorKind
-from tendril.services.jobs.errors import JobError
-from tendril.services.jobs.model import JobRecord, JobState
-from tendril.services.jobs.store import JobStore
+from tendril.core.errors import ErrorKind
+from tendril.job.errors import JobError
+from tendril.job.model import JobRecord, JobState
+from tendril.job.store import JobStore
 
 
 def _record(job_id: str, created: float = 1.0) -> JobRecord:

@@ -7,14 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from tendril.services.core.amounts import Amount, configured_total
-from tendril.services.core.config import ResourcesSection
-from tendril.services.core.errors import ErrorKind
-from tendril.services.core.fanout import SubscriptionOverflow
-from tendril.services.core.resources import detect_gpus
-from tendril.services.leases.errors import LeaseError
-from tendril.services.leases.ledger import Ledger
-from tendril.services.leases.model import LeaseEventType, LeaseKind
+from tendril.core.amounts import Amount, configured_total
+from tendril.core.config import ResourcesSection
+from tendril.core.errors import ErrorKind
+from tendril.core.fanout import SubscriptionOverflow
+from tendril.core.resources import detect_gpus
+from tendril.lease.errors import LeaseError
+from tendril.lease.ledger import Ledger
+from tendril.lease.model import LeaseEventType, LeaseKind
 
 WORKER = "worker-a"
 TOTAL = Amount(cpu=4, memory_gib=8, storage_gib=50, gpu=1)

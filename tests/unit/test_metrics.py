@@ -12,11 +12,11 @@ from pathlib import Path
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tendril.services.arbiter.engine import Arbiter
-from tendril.services.arbiter.model import Request
-from tendril.services.arbiter.policy import Policy
-from tendril.services.core import metrics
-from tendril.services.core.amounts import Amount
+from tendril.arbiter.engine import Arbiter
+from tendril.arbiter.model import Request
+from tendril.arbiter.policy import Policy
+from tendril.core import metrics
+from tendril.core.amounts import Amount
 
 NAME = re.compile(r"^tendril_[a-z][a-z0-9_]*[a-z0-9]$")
 
@@ -142,7 +142,7 @@ _CHILD = textwrap.dedent(
     """
     import os
     import sys
-    from tendril.services.core import metrics
+    from tendril.core import metrics
     metrics.JOBS_COMPLETED.labels(state="succeeded").inc(int(sys.argv[1]))
     metrics.JOBS_ACTIVE.set(int(sys.argv[1]))
     metrics.set_leases_active(["renewable"])

@@ -8,16 +8,16 @@ from pathlib import Path
 
 import pytest
 
-from tendril.services.core import metrics
-from tendril.services.supervisor.errors import SupervisorError
-from tendril.services.supervisor.metrics_endpoint import MetricsEndpoint
-from tendril.services.supervisor.ports import check_ports
-from tendril.services.supervisor.specs import child_specs
+from tendril.core import metrics
+from tendril.supervisor.errors import SupervisorError
+from tendril.supervisor.metrics_endpoint import MetricsEndpoint
+from tendril.supervisor.ports import check_ports
+from tendril.supervisor.specs import child_specs
 from tests.procs import free_port, worker_config
 
 
 def _figures() -> dict[str, metrics.ServiceFigures]:
-    return {"leases": metrics.ServiceFigures(restarts=3, serving=False)}
+    return {"lease": metrics.ServiceFigures(restarts=3, serving=False)}
 
 
 def test_serves_metrics_over_http_until_stopped(tmp_path: Path) -> None:
@@ -29,8 +29,8 @@ def test_serves_metrics_over_http_until_stopped(tmp_path: Path) -> None:
             assert reply.status == 200
             assert reply.headers["Content-Type"].startswith("text/plain")
             text = reply.read().decode()
-        assert 'tendril_service_restarts_total{service="leases"} 3.0' in text
-        assert 'tendril_service_up{service="leases"} 0.0' in text
+        assert 'tendril_service_restarts_total{service="lease"} 3.0' in text
+        assert 'tendril_service_up{service="lease"} 0.0' in text
         endpoint.process_dead(12345)  # no files of that pid: nothing to do, no error
     finally:
         endpoint.stop()
@@ -61,7 +61,7 @@ def test_a_taken_port_is_one_clear_error_naming_the_setting(tmp_path: Path) -> N
 
 def test_the_metrics_port_may_not_be_a_service_port_or_zero(tmp_path: Path) -> None:
     config = worker_config(tmp_path)
-    config.telemetry.metrics_listen = config.leases.listen
+    config.telemetry.metrics_listen = config.lease.listen
     with pytest.raises(SupervisorError) as twice:
         check_ports(config, child_specs(config))
     assert twice.value.reason == "PORT_TWICE" and "telemetry.metrics_listen" in twice.value.message

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from safetensors.numpy import load_file, save_file
 
-from tendril.services.paramserver.aggregate import Contribution, close_round
-from tendril.services.paramserver.outer import fma32, nesterov
+from tendril.paramserver.aggregate import Contribution, close_round
+from tendril.paramserver.outer import fma32, nesterov
 
 
 def _exact_fma32(a: np.float32, b: np.float32, c: np.float32) -> np.float32:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tendril.services.bridge.errors import BridgeError
-from tendril.services.bridge.paths import confine, relative_to
-from tendril.services.core.errors import ErrorKind
+from tendril.bridge.errors import BridgeError
+from tendril.bridge.paths import confine, relative_to
+from tendril.core.errors import ErrorKind
 
 
 @pytest.fixture

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from tendril.services.core.errors import ErrorKind
-from tendril.services.data_node import cli
-from tendril.services.data_node.corpus import collect_files, stdlib_corpus, stdlib_root
-from tendril.services.data_node.errors import DataNodeError
-from tendril.services.data_node.manifest import MANIFEST_NAME, load_manifest
-from tendril.services.data_node.prepare import PrepareOptions, prepare_dataset
-from tendril.services.data_node.tokenizer import ByteTokenizer, load_tokenizer
+from tendril.core.errors import ErrorKind
+from tendril.data_node import cli
+from tendril.data_node.corpus import collect_files, stdlib_corpus, stdlib_root
+from tendril.data_node.errors import DataNodeError
+from tendril.data_node.manifest import MANIFEST_NAME, load_manifest
+from tendril.data_node.prepare import PrepareOptions, prepare_dataset
+from tendril.data_node.tokenizer import ByteTokenizer, load_tokenizer
 
 
 def _corpus(root: Path) -> Path:

@@ -8,11 +8,11 @@ import time
 import grpc
 import pytest
 
-from tendril.data.v1 import data_pb2
-from tendril.gateway.v1 import gateway_pb2, gateway_pb2_grpc
-from tendril.services.core.announce import RegistryAnnouncer
-from tendril.services.core.channel import open_channel
-from tendril.services.gateway.service import GatewayService
+from tendril.core.announce import RegistryAnnouncer
+from tendril.core.channel import open_channel
+from tendril.gateway.service import GatewayService
+from tendril_proto.data.v1 import data_pb2
+from tendril_proto.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from tests.procs import free_port
 
 

@@ -8,17 +8,17 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tendril.data.v1 import data_pb2, data_pb2_grpc
-from tendril.services.core.channel import error_info_reason, open_channel
-from tendril.services.core.errors import ErrorKind
-from tendril.services.core.server import Binding, ServiceServer
-from tendril.services.data_node.corpus import collect_files
-from tendril.services.data_node.errors import DataNodeError
-from tendril.services.data_node.manifest import MANIFEST_NAME, DatasetManifest
-from tendril.services.data_node.prepare import PrepareOptions, prepare_dataset
-from tendril.services.data_node.servicer import DataNodeServicer
-from tendril.services.data_node.store import SliceStore
-from tendril.services.data_node.tokenizer import ByteTokenizer
+from tendril.core.channel import error_info_reason, open_channel
+from tendril.core.errors import ErrorKind
+from tendril.core.server import Binding, ServiceServer
+from tendril.data_node.corpus import collect_files
+from tendril.data_node.errors import DataNodeError
+from tendril.data_node.manifest import MANIFEST_NAME, DatasetManifest
+from tendril.data_node.prepare import PrepareOptions, prepare_dataset
+from tendril.data_node.servicer import DataNodeServicer
+from tendril.data_node.store import SliceStore
+from tendril.data_node.tokenizer import ByteTokenizer
+from tendril_proto.data.v1 import data_pb2, data_pb2_grpc
 
 CHUNK = 1000
 

@@ -9,8 +9,8 @@ import types
 
 import pytest
 
-from tendril.services.cli.main import run
-from tendril.services.core.resources import detect_gpus
+from tendril.cli.main import run
+from tendril.core.resources import detect_gpus
 
 
 def _nvml_works() -> bool:
@@ -26,7 +26,7 @@ def _nvml_works() -> bool:
 
 def test_probe_json_reports_what_nvml_finds() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "tendril.services.cli", "worker", "probe", "--json"],
+        [sys.executable, "-m", "tendril.cli", "worker", "probe", "--json"],
         capture_output=True,
         text=True,
         timeout=60,

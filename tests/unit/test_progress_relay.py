@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
-from tendril.scheduler.v1 import scheduler_pb2 as pb
-from tendril.services.bridge.progress import ProgressRelay
+from tendril.bridge.progress import ProgressRelay
+from tendril_proto.scheduler.v1 import scheduler_pb2 as pb
 
 BATCH, METRICS = pb.PROGRESS_KIND_BATCH, pb.PROGRESS_KIND_METRICS
 

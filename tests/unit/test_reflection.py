@@ -11,9 +11,9 @@ import pytest
 from google.protobuf import descriptor_pb2
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from tendril.lease.v1 import lease_pb2_grpc
-from tendril.services.core.channel import open_channel
-from tendril.services.core.server import Binding, ServiceServer
+from tendril.core.channel import open_channel
+from tendril.core.server import Binding, ServiceServer
+from tendril_proto.lease.v1 import lease_pb2_grpc
 
 
 def _server() -> ServiceServer:

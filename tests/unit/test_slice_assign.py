@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tendril.services.scheduler.errors import SchedulerError
-from tendril.services.scheduler.slices import SliceAssigner, SliceRef
+from tendril.scheduler.errors import SchedulerError
+from tendril.scheduler.slices import SliceAssigner, SliceRef
 
 
 def _slices(n: int) -> list[SliceRef]:

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tendril.services.data_fetcher.cache import SliceCache
-from tendril.services.data_fetcher.errors import FetcherError
-from tendril.services.data_fetcher.model import SliceKey
+from tendril.data_fetcher.cache import SliceCache
+from tendril.data_fetcher.errors import FetcherError
+from tendril.data_fetcher.model import SliceKey
 
 
 class _Clock:

@@ -9,17 +9,17 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tendril.arbiter.v1 import arbiter_pb2
-from tendril.data.v1 import data_pb2
-from tendril.gateway.v1 import gateway_pb2
-from tendril.job.v1 import job_pb2
-from tendril.lease.v1 import lease_pb2
-from tendril.paramserver.v1 import paramserver_pb2
-from tendril.services.cli.status_collect import job_row, lease_row, rpc_error_text
-from tendril.services.cli.worker_target import HEALTH_NAMES, remote_host, resolve
-from tendril.services.core.config import WorkerConfig, load_config
-from tendril.services.core.errors import ConfigError
-from tendril.services.core.timeutil import to_timestamp
+from tendril.cli.status_collect import job_row, lease_row, rpc_error_text
+from tendril.cli.worker_target import HEALTH_NAMES, remote_host, resolve
+from tendril.core.config import WorkerConfig, load_config
+from tendril.core.errors import ConfigError
+from tendril.core.timeutil import to_timestamp
+from tendril_proto.arbiter.v1 import arbiter_pb2
+from tendril_proto.data.v1 import data_pb2
+from tendril_proto.gateway.v1 import gateway_pb2
+from tendril_proto.job.v1 import job_pb2
+from tendril_proto.lease.v1 import lease_pb2
+from tendril_proto.paramserver.v1 import paramserver_pb2
 
 
 def _config(tmp_path: Path, **values: object) -> WorkerConfig:
@@ -30,8 +30,8 @@ def test_health_names_are_the_services_of_the_protos() -> None:
     assert {
         "gateway": gateway_pb2.DESCRIPTOR.services_by_name["RegistryService"].full_name,
         "arbiter": arbiter_pb2.DESCRIPTOR.services_by_name["ArbiterService"].full_name,
-        "leases": lease_pb2.DESCRIPTOR.services_by_name["LeaseService"].full_name,
-        "jobs": job_pb2.DESCRIPTOR.services_by_name["JobService"].full_name,
+        "lease": lease_pb2.DESCRIPTOR.services_by_name["LeaseService"].full_name,
+        "job": job_pb2.DESCRIPTOR.services_by_name["JobService"].full_name,
         "data_fetcher": data_pb2.DESCRIPTOR.services_by_name["DataFetcherService"].full_name,
         "paramserver": paramserver_pb2.DESCRIPTOR.services_by_name["ParameterServerService"].full_name,
     } == HEALTH_NAMES
@@ -42,10 +42,10 @@ def test_local_defaults_with_port_offset_and_no_status_file(tmp_path: Path) -> N
     assert not target.remote and target.supervisor is None
     assert {s.name: s.address for s in target.services} == {
         "gateway": "127.0.0.1:50050",  # the embedded gateway is not shifted
-        "leases": "127.0.0.1:50152",
+        "lease": "127.0.0.1:50152",
         "data_fetcher": "127.0.0.1:50154",
         "paramserver": "127.0.0.1:50155",
-        "jobs": "127.0.0.1:50153",
+        "job": "127.0.0.1:50153",
         "arbiter": "127.0.0.1:50151",
     }
     assert "no supervisor status at" in target.note and str(tmp_path) in target.note
@@ -60,8 +60,8 @@ def _write_status(tmp_path: Path, pid: int) -> None:
     run = tmp_path / "run"
     run.mkdir()
     children = {
-        "leases": {"address": "0.0.0.0:6002", "restarts": 1, "pid": 5, "state": "serving"},
-        "jobs": {"address": "127.0.0.1:6003", "restarts": 0, "pid": 6, "state": "serving"},
+        "lease": {"address": "0.0.0.0:6002", "restarts": 1, "pid": 5, "state": "serving"},
+        "job": {"address": "127.0.0.1:6003", "restarts": 0, "pid": 6, "state": "serving"},
     }
     status = {"worker_id": "w-running", "supervisor_pid": pid, "state": "serving", "children": children}
     (run / "status.json").write_text(json.dumps(status))
@@ -72,8 +72,8 @@ def test_a_live_supervisor_tells_the_real_addresses(tmp_path: Path) -> None:
     target = resolve(_config(tmp_path))
     assert target.supervisor_alive and target.note == "" and target.worker_id == "w-running"
     assert [(s.name, s.address, s.health_name) for s in target.services] == [
-        ("leases", "127.0.0.1:6002", "tendril.lease.v1.LeaseService"),  # 0.0.0.0 is dialled on 127.0.0.1
-        ("jobs", "127.0.0.1:6003", "tendril.job.v1.JobService"),
+        ("lease", "127.0.0.1:6002", "tendril.lease.v1.LeaseService"),  # 0.0.0.0 is dialled on 127.0.0.1
+        ("job", "127.0.0.1:6003", "tendril.job.v1.JobService"),
     ]
 
 
@@ -82,15 +82,15 @@ def test_a_stale_status_file_is_not_trusted(tmp_path: Path) -> None:
     _write_status(tmp_path, dead)
     target = resolve(_config(tmp_path))
     assert not target.supervisor_alive and f"supervisor pid {dead} is not running" in target.note
-    assert target.address("jobs") == "127.0.0.1:50053"  # from the config, not from the stale file
+    assert target.address("job") == "127.0.0.1:50053"  # from the config, not from the stale file
 
 
 def test_remote_uses_the_config_ports_on_that_host(tmp_path: Path) -> None:
     _write_status(tmp_path, os.getpid())  # a local status file is ignored for a remote worker
     target = resolve(_config(tmp_path, **{"worker.port_offset": 10}), "node7")
     assert target.remote and target.supervisor is None and "restarts are unknown" in target.note
-    assert target.address("jobs") == "node7:50063" and target.address("gateway") == "node7:50050"
-    assert resolve(_config(tmp_path), "::1").address("leases") == "[::1]:50052"
+    assert target.address("job") == "node7:50063" and target.address("gateway") == "node7:50050"
+    assert resolve(_config(tmp_path), "::1").address("lease") == "[::1]:50052"
 
 
 @pytest.mark.parametrize("bad", ["node7:50053", "", "a/b", "grpc://x"])

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tendril.services.cli.status_model import (
+from tendril.cli.status_model import (
     Amount,
     CacheStats,
     Capacity,
@@ -16,7 +16,7 @@ from tendril.services.cli.status_model import (
     Snapshot,
     SupervisorInfo,
 )
-from tendril.services.cli.status_view import duration, progress_text, render, size
+from tendril.cli.status_view import duration, progress_text, render, size
 
 
 def _snapshot(**changes: object) -> Snapshot:
@@ -25,8 +25,8 @@ def _snapshot(**changes: object) -> Snapshot:
         location="local",
         taken_at=1_800_000_000.0,
         services=[
-            ServiceHealth("leases", "127.0.0.1:50052", "SERVING", state="serving", pid=11, restarts=0),
-            ServiceHealth("jobs", "127.0.0.1:50053", "SERVING", state="serving", pid=12, restarts=2, last_exit_code=-9),
+            ServiceHealth("lease", "127.0.0.1:50052", "SERVING", state="serving", pid=11, restarts=0),
+            ServiceHealth("job", "127.0.0.1:50053", "SERVING", state="serving", pid=12, restarts=2, last_exit_code=-9),
         ],
         supervisor=SupervisorInfo(10, True, "serving", True, 1_799_999_000.0, 1_799_999_001.0, "/s/run/status.json"),
         leases=[
@@ -52,8 +52,8 @@ def test_screen_shows_every_section() -> None:
     lines = screen.splitlines()
     assert lines[0] == "worker worker-a (local) — all serving"
     assert "supervisor pid 10 serving" in lines[1] and "registered in the gateway" in lines[1]
-    (jobs_line,) = [ln for ln in lines if ln.startswith("  jobs ")]
-    assert jobs_line.split()[:5] == ["jobs", "127.0.0.1:50053", "SERVING", "12", "2"]
+    (jobs_line,) = [ln for ln in lines if ln.startswith("  job ")]
+    assert jobs_line.split()[:5] == ["job", "127.0.0.1:50053", "SERVING", "12", "2"]
     assert "last exit SIGKILL" in jobs_line  # restarted once at least: the last crash is shown
     (reserved,) = [ln for ln in lines if ln.startswith("  reserved")]
     assert reserved.split() == ["reserved", "3", "5", "10", "1"]
@@ -81,8 +81,8 @@ def test_columns_line_up() -> None:
 
 def test_down_service_and_missing_sections() -> None:
     services = [
-        ServiceHealth("leases", "127.0.0.1:50052", "DOWN", "UNAVAILABLE: connection refused", "backoff", 11, 0, -9),
-        ServiceHealth("jobs", "127.0.0.1:50053", "NOT_SERVING"),
+        ServiceHealth("lease", "127.0.0.1:50052", "DOWN", "UNAVAILABLE: connection refused", "backoff", 11, 0, -9),
+        ServiceHealth("job", "127.0.0.1:50053", "NOT_SERVING"),
     ]
     snap = _snapshot(
         services=services,
@@ -90,12 +90,12 @@ def test_down_service_and_missing_sections() -> None:
         capacity=None,
         jobs=[],
         data_cache=None,
-        errors={"leases": "UNAVAILABLE: connection refused (at 127.0.0.1:50052)"},
+        errors={"lease": "UNAVAILABLE: connection refused (at 127.0.0.1:50052)"},
     )
     assert not snap.ok
     screen = render(snap)
     assert "— 2 of 2 NOT serving" in screen.splitlines()[0]
-    (leases_line,) = [ln for ln in screen.splitlines() if ln.startswith("  leases")]
+    (leases_line,) = [ln for ln in screen.splitlines() if ln.startswith("  lease ")]
     assert "DOWN" in leases_line and "supervisor: backoff" in leases_line and "last exit SIGKILL" in leases_line
     assert "UNAVAILABLE: connection refused" in leases_line
     assert screen.count("unavailable: UNAVAILABLE: connection refused (at 127.0.0.1:50052)") == 2  # resources, leases
@@ -104,15 +104,15 @@ def test_down_service_and_missing_sections() -> None:
 
 
 def test_remote_worker_says_restarts_are_unknown() -> None:
-    services = [ServiceHealth("leases", "10.0.0.5:50052", "SERVING")]
+    services = [ServiceHealth("lease", "10.0.0.5:50052", "SERVING")]
     snap = _snapshot(services=services, supervisor=None, location="remote", note="remote worker: restarts are unknown")
     screen = render(snap)
     assert screen.splitlines()[:2] == [
         "worker worker-a (remote) — all serving",
         "note: remote worker: restarts are unknown",
     ]
-    (line,) = [ln for ln in screen.splitlines() if ln.startswith("  leases")]
-    assert line.split() == ["leases", "10.0.0.5:50052", "SERVING", "-", "-"]
+    (line,) = [ln for ln in screen.splitlines() if ln.startswith("  lease ")]
+    assert line.split() == ["lease", "10.0.0.5:50052", "SERVING", "-", "-"]
 
 
 def test_no_services_is_not_ok() -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tendril.services.scheduler.errors import SchedulerError
-from tendril.services.scheduler.planner import BatchTimer, batches_for, plan_batches, round_budget
+from tendril.scheduler.errors import SchedulerError
+from tendril.scheduler.planner import BatchTimer, batches_for, plan_batches, round_budget
 
 
 def test_equal_workers_run_h_batches() -> None:

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from tendril.services.core.errors import ConfigError
-from tendril.services.scheduler.errors import SchedulerError
-from tendril.services.scheduler.jobconfig import load_job_config, parse_job_config
-from tendril.services.scheduler.metrics import run_stats
-from tendril.services.scheduler.run import (
+from tendril.core.errors import ConfigError
+from tendril.scheduler.errors import SchedulerError
+from tendril.scheduler.jobconfig import load_job_config, parse_job_config
+from tendril.scheduler.metrics import run_stats
+from tendril.scheduler.run import (
     Dataset,
     Directive,
     Endpoints,
@@ -21,7 +21,7 @@ from tendril.services.scheduler.run import (
     Role,
     Run,
 )
-from tendril.services.scheduler.slices import SliceRef
+from tendril.scheduler.slices import SliceRef
 
 EP = Endpoints("127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3")
 

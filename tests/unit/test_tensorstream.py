@@ -15,9 +15,8 @@ import numpy as np
 import pytest
 from safetensors.numpy import save_file
 
-from tendril.paramserver.v1 import paramserver_pb2
-from tendril.services.core import streaming, tensorfile
-from tendril.services.core.streaming import (
+from tendril.core import streaming, tensorfile
+from tendril.core.streaming import (
     BufferDestination,
     FileDestination,
     Receiver,
@@ -31,7 +30,8 @@ from tendril.services.core.streaming import (
     mapped,
     parse_frame,
 )
-from tendril.tensor.v1 import tensor_pb2
+from tendril_proto.paramserver.v1 import paramserver_pb2
+from tendril_proto.tensor.v1 import tensor_pb2
 
 MIB = 1024 * 1024
 

@@ -13,14 +13,14 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from tendril.paramserver.v1 import paramserver_pb2, paramserver_pb2_grpc
-from tendril.services.core import tensorstream
-from tendril.services.core.channel import open_channel
-from tendril.services.core.config import load_config
-from tendril.services.core.errors import ErrorKind
-from tendril.services.core.streaming import StreamInfo
-from tendril.services.core.tensorstream import TensorStreamError, prepared_payload
-from tendril.services.paramserver.service import ParameterServerService, build
+from tendril.core import tensorstream
+from tendril.core.channel import open_channel
+from tendril.core.config import load_config
+from tendril.core.errors import ErrorKind
+from tendril.core.streaming import StreamInfo
+from tendril.core.tensorstream import TensorStreamError, prepared_payload
+from tendril.paramserver.service import ParameterServerService, build
+from tendril_proto.paramserver.v1 import paramserver_pb2, paramserver_pb2_grpc
 
 SHAPES = {"h.w": (512, 300), "h.b": (300,)}  # 600 KiB of fp32: several 1 MiB-or-less chunks
 
@@ -36,7 +36,7 @@ async def server(tmp_path: Path) -> AsyncIterator[ParameterServerService]:
     config = load_config(
         None,
         env={},
-        overrides={"worker.state_dir": str(tmp_path / "state"), "parameter_server.listen": "127.0.0.1:0"},
+        overrides={"worker.state_dir": str(tmp_path / "state"), "paramserver.listen": "127.0.0.1:0"},
     )
     service = build(config)
     await service.start()

@@ -13,19 +13,19 @@ import grpc
 import pytest
 from google.protobuf import any_pb2
 
-from tendril.arbiter.v1 import arbiter_pb2
-from tendril.common.v1 import common_pb2
-from tendril.gateway.v1 import gateway_pb2, gateway_pb2_grpc
-from tendril.services.arbiter.bus import BusFollower
-from tendril.services.certs.ops import Issued, init_ca, issue
-from tendril.services.cli.main import run
-from tendril.services.core import tls
-from tendril.services.core.channel import open_channel
-from tendril.services.core.config import TlsSection, load_config
-from tendril.services.core.errors import ConfigError
-from tendril.services.core.identity import caller_id, certificate_id
-from tendril.services.core.server import Binding, ServiceServer
-from tendril.services.gateway.service import GatewayService
+from tendril.arbiter.bus import BusFollower
+from tendril.certs.ops import Issued, init_ca, issue
+from tendril.cli.main import run
+from tendril.core import tls
+from tendril.core.channel import open_channel
+from tendril.core.config import TlsSection, load_config
+from tendril.core.errors import ConfigError
+from tendril.core.identity import caller_id, certificate_id
+from tendril.core.server import Binding, ServiceServer
+from tendril.gateway.service import GatewayService
+from tendril_proto.arbiter.v1 import arbiter_pb2
+from tendril_proto.common.v1 import common_pb2
+from tendril_proto.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 
 ECHO = "/test.Echo/Who"
 ROOT = Path(__file__).resolve().parents[2]

@@ -19,12 +19,12 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
-from tendril.gateway.v1 import gateway_pb2, gateway_pb2_grpc
-from tendril.services.core import tracing
-from tendril.services.core.channel import open_channel
-from tendril.services.core.errors import ErrorKind, TendrilError
-from tendril.services.core.server import Binding, ServiceServer
-from tendril.services.core.tracefile import read_spans
+from tendril.core import tracing
+from tendril.core.channel import open_channel
+from tendril.core.errors import ErrorKind, TendrilError
+from tendril.core.server import Binding, ServiceServer
+from tendril.core.tracefile import read_spans
+from tendril_proto.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 
 REGISTRY = "tendril.gateway.v1.RegistryService"
 
@@ -181,7 +181,7 @@ def test_pass_context_hands_the_current_span_to_a_child(spans: InMemorySpanExpor
 _EXECUTOR = textwrap.dedent(
     """
     from opentelemetry import trace
-    from tendril.services.core import tracing
+    from tendril.core import tracing
     assert tracing.setup_executor("probe")
     with trace.get_tracer("probe").start_as_current_span("executor.work"):
         pass

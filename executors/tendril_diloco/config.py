@@ -1,0 +1,122 @@
+"""The training job config (dispatch ``config`` of class train / name diloco), validated.
+
+Keys (docs/ARCHITECTURE.md "Training job config"): ``run_id``, ``parameter_server``,
+``codec``, ``round_timeout_seconds``, ``rounds``, ``seed``, ``model`` (GPT-2 config kwargs),
+``inner`` (``lr``, ``weight_decay``, ``warmup_steps``, ``batch_size``), ``mixed_precision``;
+and optional ``torch_threads`` (0: torch's default), ``receive_timeout_seconds`` (how long a
+worker waits for a round's update; 0: 10 × round timeout, at least 120 s) and
+``keep_updates`` (keep every round's outer update file under updates/, for inspection).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from typing import Any
+
+from tendril.core.errors import ErrorKind
+from tendril_diloco.errors import ExecutorError
+
+MIXED_PRECISION = ("no", "fp16", "bf16")
+CODECS = ("fp32", "bf16", "int8")
+
+
+@dataclasses.dataclass(frozen=True)
+class InnerConfig:
+    lr: float = 1e-3
+    weight_decay: float = 0.1
+    warmup_steps: int = 20
+    batch_size: int = 8
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    run_id: str
+    parameter_server: str
+    rounds: int
+    seed: int = 0
+    codec: str = "fp32"
+    round_timeout_seconds: float = 30.0
+    model: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    inner: InnerConfig = dataclasses.field(default_factory=InnerConfig)
+    mixed_precision: str = "no"
+    torch_threads: int = 0
+    receive_timeout_seconds: float = 0.0
+    keep_updates: bool = False
+
+    @property
+    def receive_timeout(self) -> float:
+        if self.receive_timeout_seconds > 0:
+            return self.receive_timeout_seconds
+        return max(120.0, 10 * self.round_timeout_seconds)
+
+
+def _bad(message: str) -> ExecutorError:
+    return ExecutorError(ErrorKind.INVALID_ARGUMENT, f"job config: {message}", reason="BAD_JOB_CONFIG")
+
+
+def _number(raw: Mapping[str, Any], key: str, default: Any, kind: type) -> Any:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _bad(f"{key} must be a number, got {value!r}")
+    if kind is int:
+        if float(value) != int(value):
+            raise _bad(f"{key} must be a whole number, got {value!r}")
+        return int(value)
+    return float(value)
+
+
+def parse_config(raw: Mapping[str, Any]) -> TrainConfig:
+    """TrainConfig from the dispatch config; a clear error names the first bad key."""
+    run_id, ps = raw.get("run_id"), raw.get("parameter_server")
+    if not isinstance(run_id, str) or not run_id:
+        raise _bad("run_id (the DiLoCo run's id at the parameter server) is required")
+    if not isinstance(ps, str) or ":" not in ps:
+        raise _bad(f"parameter_server must be the parameter server's host:port, got {ps!r}")
+    if "rounds" not in raw:
+        raise _bad("rounds is required")
+    inner_raw = raw.get("inner", {})
+    model = raw.get("model", {})
+    if not isinstance(inner_raw, Mapping) or not isinstance(model, Mapping):
+        raise _bad("inner and model must be objects")
+    # NOTE: a config that travelled as a protobuf Struct has only floats; GPT-2 sizes must be ints.
+    model = {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in model.items()}
+    unknown = set(inner_raw) - {f.name for f in dataclasses.fields(InnerConfig)}
+    if unknown:
+        raise _bad(f"unknown inner keys {sorted(unknown)}")
+    defaults = InnerConfig()
+    inner = InnerConfig(
+        lr=_number(inner_raw, "lr", defaults.lr, float),
+        weight_decay=_number(inner_raw, "weight_decay", defaults.weight_decay, float),
+        warmup_steps=_number(inner_raw, "warmup_steps", defaults.warmup_steps, int),
+        batch_size=_number(inner_raw, "batch_size", defaults.batch_size, int),
+    )
+    config = TrainConfig(
+        run_id=run_id,
+        parameter_server=ps,
+        rounds=_number(raw, "rounds", 1, int),
+        seed=_number(raw, "seed", 0, int),
+        codec=str(raw.get("codec", "fp32")),
+        round_timeout_seconds=_number(raw, "round_timeout_seconds", 30.0, float),
+        model=dict(model),
+        inner=inner,
+        mixed_precision=str(raw.get("mixed_precision", "no")),
+        torch_threads=_number(raw, "torch_threads", 0, int),
+        receive_timeout_seconds=_number(raw, "receive_timeout_seconds", 0.0, float),
+        keep_updates=bool(raw.get("keep_updates", False)),
+    )
+    checks = [
+        (config.rounds >= 1, "rounds must be >= 1"),
+        (config.codec in CODECS, f"codec must be one of {CODECS}, got {config.codec!r}"),
+        (config.mixed_precision in MIXED_PRECISION, f"mixed_precision must be one of {MIXED_PRECISION}"),
+        (config.round_timeout_seconds > 0, "round_timeout_seconds must be > 0"),
+        (inner.lr > 0, "inner.lr must be > 0"),
+        (inner.weight_decay >= 0, "inner.weight_decay must be >= 0"),
+        (inner.warmup_steps >= 0, "inner.warmup_steps must be >= 0"),
+        (inner.batch_size >= 1, "inner.batch_size must be >= 1"),
+        (config.torch_threads >= 0, "torch_threads must be >= 0"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise _bad(message)
+    return config

@@ -1,0 +1,248 @@
+"""The DiLoCo loop of one worker: inner AdamW steps, sync points, outer updates.
+
+Round r: θ_start is the run's θ at the start of the round. The worker trains (AdamW state
+kept across rounds), reports every batch and obeys the scheduler's directive; at the sync
+point it sends Δ = θ_start − θ_local with weight = samples it trained on this round, waits for
+the parameter server's update u and continues from θ_start + u. A worker that missed a round
+(its update came too late, the round closed without it) fetches the run's current θ and
+joins the round that is open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import grpc
+import torch
+
+from tendril.core.errors import ErrorKind
+from tendril_diloco.bridge import Bridge, Directive
+from tendril_diloco.config import TrainConfig
+from tendril_diloco.data import Batches
+from tendril_diloco.errors import ExecutorError
+from tendril_diloco.model import build_model
+from tendril_diloco.params import (
+    Params,
+    apply_update,
+    compute_delta,
+    load_into,
+    load_params,
+    save_params,
+    snapshot,
+)
+
+THETA0 = "params/theta0.safetensors"
+CURRENT = "params/current.safetensors"
+PUBLISH_RETRY_SECONDS = 60.0  # the parameter server may open the run a moment after we start
+
+
+@dataclasses.dataclass
+class RoundStats:
+    """What this worker did in the current round."""
+
+    samples: int = 0
+    batches: int = 0
+    loss_sum: float = 0.0
+    compute_seconds: float = 0.0
+    data_wait_seconds: float = 0.0  # time spent waiting for NextSlice
+    started: float = dataclasses.field(default_factory=time.perf_counter)
+
+    def add(self, batch_size: int, loss: float, seconds: float) -> None:
+        self.samples += batch_size
+        self.batches += 1
+        self.loss_sum += loss * batch_size
+        self.compute_seconds += seconds
+
+    @property
+    def mean_loss(self) -> float:
+        return self.loss_sum / self.samples if self.samples else float("nan")
+
+
+class Trainer:
+    """One worker's part of a DiLoCo run."""
+
+    def __init__(self, config: TrainConfig, bridge: Bridge, *, log: Callable[..., Any]) -> None:
+        self.config = config
+        self.bridge = bridge
+        self.log = log
+        self.round = 0
+        self.stats = RoundStats()
+        self._remaining: int | None = None  # batches until the sync point, once scheduled
+        self._start: Params = {}
+
+    # -- setup -----------------------------------------------------------------------------
+
+    def _setup_model(self) -> None:
+        from accelerate import Accelerator
+
+        cfg = self.config
+        if cfg.torch_threads:
+            torch.set_num_threads(cfg.torch_threads)
+        try:
+            self.accelerator = Accelerator(mixed_precision=cfg.mixed_precision)
+        except (ValueError, RuntimeError) as exc:
+            raise ExecutorError(
+                ErrorKind.FAILED_PRECONDITION,
+                f"mixed precision {cfg.mixed_precision!r} is not available here: {exc} (use --mixed-precision no)",
+                reason="MIXED_PRECISION",
+            ) from exc
+        model = build_model(cfg.model, cfg.seed)
+        self.max_seq_len = int(model.config.n_positions)
+        self.theta0 = snapshot(model)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.inner.lr, weight_decay=cfg.inner.weight_decay)
+        warmup = cfg.inner.warmup_steps
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / (warmup + 1)))
+        self.model, self.optimizer, self.schedule = self.accelerator.prepare(model, optimizer, schedule)
+        self.log(
+            "model.ready", device=str(self.accelerator.device), parameters=sum(v.numel() for v in self.theta0.values())
+        )
+
+    @property
+    def _plain_model(self) -> torch.nn.Module:
+        return self.accelerator.unwrap_model(self.model)
+
+    async def _join_run(self) -> None:
+        """Offer θ0 (the first offer of the run wins), then start from the run's current θ."""
+        save_params(self.theta0, self.bridge.work_dir / THETA0)
+        deadline = time.monotonic() + PUBLISH_RETRY_SECONDS
+        while True:
+            try:
+                accepted, _ = await self.bridge.publish_parameters(THETA0)
+                break
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() != grpc.StatusCode.NOT_FOUND or time.monotonic() > deadline:
+                    raise
+            await asyncio.sleep(1.0)
+        self.log("parameters.published", accepted=accepted)
+        (self.bridge.work_dir / THETA0).unlink(missing_ok=True)
+        await self._resync()
+
+    async def _resync(self) -> None:
+        """Continue from the parameter server's current θ and round."""
+        path, round_index = await self.bridge.fetch_parameters(CURRENT)
+        theta = load_params(path)
+        load_into(self._plain_model, theta)
+        self._start = theta
+        self.round = round_index
+        self.stats = RoundStats()
+        self._remaining = None
+        self.log("parameters.fetched", round=round_index)
+
+    # -- training --------------------------------------------------------------------------
+
+    def _step(self, batch: torch.Tensor) -> tuple[float, float]:
+        began = time.perf_counter()
+        self.model.train()
+        ids = batch.to(self.accelerator.device)
+        out = self.model(input_ids=ids, labels=ids)
+        self.accelerator.backward(out.loss)
+        self.accelerator.clip_grad_norm_(self.model.parameters(), 1.0)
+        self.optimizer.step()
+        self.schedule.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        loss = float(out.loss.detach().float().item())
+        return loss, time.perf_counter() - began
+
+    async def run(self) -> None:
+        """Train until the scheduler says DONE."""
+        self._setup_model()
+        await self._join_run()
+        batches = Batches(self._next_slice, self.config.inner.batch_size, self.max_seq_len)
+        while True:
+            batch = await batches.next()
+            # NOTE: the step runs in a thread so that SIGTERM (handled on the loop) stops us at once.
+            loss, seconds = await asyncio.to_thread(self._step, batch)
+            if not math.isfinite(loss):
+                raise ExecutorError(
+                    ErrorKind.FAILED_PRECONDITION,
+                    f"the loss became {loss} in round {self.round}; "
+                    "lower training.inner.lr, or set training.mixed_precision to 'no'",
+                    reason="LOSS_NOT_FINITE",
+                )
+            size = int(batch.shape[0])
+            self.stats.add(size, loss, seconds)
+            directive = await self.bridge.report(
+                "batch", self.round, batch_size=size, batch_seconds=seconds, metrics={"loss": loss}
+            )
+            if directive.kind == "done":
+                self.log("run.done", round=self.round)
+                return
+            self._count_down(directive)
+            if self._remaining == 0 and not await self._sync():
+                return
+
+    async def _next_slice(self) -> Path:
+        began = time.perf_counter()
+        path = await self.bridge.next_slice()
+        self.stats.data_wait_seconds += time.perf_counter() - began
+        return path
+
+    def _count_down(self, directive: Directive) -> None:
+        if directive.kind == "schedule_update":
+            self._remaining = directive.batches_until_update
+        elif self._remaining is not None:
+            self._remaining = max(0, self._remaining - 1)
+
+    async def _sync(self) -> bool:
+        """Send Δ, apply the round's update; False when the scheduler says the run is done."""
+        r, stats = self.round, self.stats
+        delta_rel = f"updates/delta-{r:05d}.safetensors"
+        save_params(compute_delta(self._start, snapshot(self._plain_model)), self.bridge.work_dir / delta_rel)
+        await self.bridge.report("update_sent", r)
+        try:
+            bytes_sent, send_seconds = await self.bridge.send_update(delta_rel, r, float(stats.samples))
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.ALREADY_EXISTS:
+                bytes_sent, send_seconds = 0, 0.0  # a retried push that had already counted
+            elif exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
+                self.log("round.missed", round=r, reason=exc.details())
+                await self._resync()
+                return True
+            else:
+                raise
+        finally:
+            (self.bridge.work_dir / delta_rel).unlink(missing_ok=True)
+        metrics = {
+            "loss": stats.mean_loss,
+            "samples": stats.samples,
+            "batches": stats.batches,
+            "compute_seconds": stats.compute_seconds,
+            "data_wait_seconds": stats.data_wait_seconds,
+            "train_seconds": time.perf_counter() - stats.started,
+            "bytes_sent": bytes_sent,
+            "send_seconds": send_seconds,
+        }
+        await self.bridge.report("metrics", r, metrics=metrics)
+        try:
+            path, bytes_received, receive_seconds, contributors = await self.bridge.receive_update(
+                r, self.config.receive_timeout
+            )
+        except grpc.aio.AioRpcError as exc:
+            if exc.code() not in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.FAILED_PRECONDITION):
+                raise
+            self.log("round.update_missed", round=r, reason=exc.details())
+            await self._resync()
+            return True
+        theta = apply_update(self._start, load_params(path))
+        load_into(self._plain_model, theta)
+        self._start = theta
+        if not self.config.keep_updates:
+            path.unlink(missing_ok=True)
+        self.log("round.done", round=r, loss=stats.mean_loss, samples=stats.samples, contributors=contributors)
+        directive = await self.bridge.report(
+            "update_received",
+            r,
+            metrics={
+                "bytes_received": bytes_received,
+                "receive_seconds": receive_seconds,
+                "contributors": contributors,
+            },
+        )
+        self.round, self.stats, self._remaining = r + 1, RoundStats(), None
+        return directive.kind != "done"

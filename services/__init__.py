@@ -1,1 +1,0 @@
-"""Tendril's services: one package per service over a small common core (tendril.services.core)."""

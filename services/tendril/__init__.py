@@ -1,0 +1,1 @@
+"""Tendril's services: one package per service over a small common core (tendril.core)."""

@@ -1,0 +1,183 @@
+"""What a job bridge knows and does without the network (no gRPC here).
+
+:class:`BridgeJob` is the job as the bridge sees it; :class:`BridgeCore` answers the
+questions every RPC asks: where may this path go, what does the job's config say, where does
+a fetched resource, a slice or an update land. The servicer adds only the remote calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import shutil
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from tendril.bridge.errors import BridgeError
+from tendril.bridge.fetch import Fetched, check_request, default_name, download
+from tendril.bridge.files import landing
+from tendril.bridge.paths import confine, relative_to
+from tendril.core.errors import ErrorKind
+
+ARTIFACTS = "artifacts"
+DATA = "data"
+UPDATES = "updates"
+PARAMS = "params"
+WORK_SUBDIRS = (ARTIFACTS, DATA, UPDATES, PARAMS)
+CODECS = ("fp32", "bf16", "int8")
+DEFAULT_ROUND_TIMEOUT_SECONDS = 600.0
+
+ProgressSink = Callable[[str, dict[str, float]], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class BridgeJob:
+    """The job a bridge serves."""
+
+    job_id: str
+    worker_id: str
+    lease_id: str
+    owner_id: str
+    executor_class: str
+    executor_name: str
+    config: dict[str, Any]
+    work_dir: Path
+    socket_path: Path
+    coordinator_address: str = ""
+
+
+class BridgeCore:
+    """Path rules, config lookups and file placement for one job."""
+
+    def __init__(self, job: BridgeJob, on_progress: ProgressSink | None = None) -> None:
+        self.job = job
+        self.root = job.work_dir
+        self._on_progress = on_progress
+
+    # -- paths ---------------------------------------------------------------------------
+
+    def resolve(self, relative: str, *, within: str = "", what: str = "path") -> Path:
+        return confine(self.root, relative, within=within, what=what)
+
+    def existing_file(self, relative: str, *, what: str = "path") -> Path:
+        """A confined path that must name an existing regular file."""
+        path = self.resolve(relative, what=what)
+        if not path.is_file():
+            raise BridgeError(
+                ErrorKind.NOT_FOUND,
+                f"{what} {relative!r} is not a file in the work dir; write it first, then call again",
+                reason="FILE_NOT_FOUND",
+                metadata={"path": relative[:200]},
+            )
+        return path
+
+    def relative(self, path: Path) -> str:
+        return relative_to(self.root, path)
+
+    def update_dest(self, round_: int, relative: str) -> Path:
+        return self.resolve(relative or f"{UPDATES}/round-{round_}.safetensors", what="path")
+
+    def params_dest(self, relative: str) -> Path:
+        return self.resolve(relative or f"{PARAMS}/current.safetensors", what="path")
+
+    # -- job config ----------------------------------------------------------------------
+
+    def _config_text(self, key: str, purpose: str) -> str:
+        value = self.job.config.get(key)
+        if not isinstance(value, str) or not value:
+            raise BridgeError(
+                ErrorKind.FAILED_PRECONDITION,
+                f"job {self.job.job_id} has no {key!r} in its config, needed {purpose}; "
+                f"the scheduler must dispatch it with config.{key}",
+                reason="JOB_CONFIG_MISSING",
+                metadata={"key": key},
+            )
+        return value
+
+    def parameter_server(self) -> str:
+        return self._config_text("parameter_server", "to reach the parameter server")
+
+    def run_id(self) -> str:
+        return self._config_text("run_id", "to name the DiLoCo run at the parameter server")
+
+    def codec(self) -> str:
+        codec = self.job.config.get("codec", "fp32") or "fp32"
+        if codec not in CODECS:
+            raise BridgeError(
+                ErrorKind.FAILED_PRECONDITION,
+                f"job {self.job.job_id} has codec {codec!r}; use one of {', '.join(CODECS)}",
+                reason="JOB_CONFIG_BAD",
+                metadata={"key": "codec"},
+            )
+        return str(codec)
+
+    def round_timeout(self, requested: float) -> float:
+        if requested < 0:
+            raise BridgeError(ErrorKind.INVALID_ARGUMENT, "timeout_seconds must be >= 0 (0: the job's round timeout)")
+        if requested:
+            return requested
+        configured = self.job.config.get("round_timeout_seconds")
+        if isinstance(configured, int | float) and configured > 0:
+            return float(configured)
+        return DEFAULT_ROUND_TIMEOUT_SECONDS
+
+    def coordinator(self, purpose: str) -> str:
+        if not self.job.coordinator_address:
+            raise BridgeError(
+                ErrorKind.FAILED_PRECONDITION,
+                f"job {self.job.job_id} has no scheduler (it was dispatched without coordinator_address), "
+                f"so there is nobody to {purpose}",
+                reason="NO_SCHEDULER",
+            )
+        return self.job.coordinator_address
+
+    # -- files ---------------------------------------------------------------------------
+
+    async def fetch_resource(self, uri: str, dest: str, sha256: str) -> Fetched:
+        """Download ``uri`` into artifacts/ (``dest`` or the URI's file name)."""
+        check_request(uri, sha256)
+        name = dest or default_name(uri)
+        if not name:
+            raise BridgeError(
+                ErrorKind.INVALID_ARGUMENT,
+                f"uri {uri!r} ends without a file name; give dest (a path relative to artifacts/)",
+                reason="BAD_DEST",
+            )
+        target = self.resolve(name, within=ARTIFACTS, what="dest")
+        stop = threading.Event()
+        task = asyncio.ensure_future(asyncio.to_thread(download, uri, target, sha256=sha256, stop=stop))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            # NOTE: the thread cannot be interrupted; it sees the flag at the next chunk and
+            # removes its temporary file itself, so a cancelled fetch keeps nothing either.
+            stop.set()
+            raise
+
+    def place_slice(self, cache_path: str, slice_name: str) -> Path:
+        """Put a read-only view of a cached slice at data/<slice_name> (hard link, else copy)."""
+        source = Path(cache_path)
+        if not source.is_file():
+            raise BridgeError(
+                ErrorKind.UNAVAILABLE,
+                f"the DataFetcher returned {cache_path}, which is not a file (evicted meanwhile?); "
+                "call NextSlice again",
+                reason="SLICE_MISSING",
+            )
+        target = self.resolve(slice_name or source.name, within=DATA, what="slice name")
+        with landing(target) as tmp:
+            try:
+                # NOTE: the link shares the cache's inode, whose file the DataFetcher keeps
+                # read-only; a copy (other file system) is made read-only here.
+                os.link(source, tmp)
+            except OSError:
+                shutil.copyfile(source, tmp)
+                os.chmod(tmp, 0o444)
+        return target
+
+    def report_progress(self, values: dict[str, float]) -> None:
+        if self._on_progress is not None:
+            self._on_progress(self.job.job_id, values)

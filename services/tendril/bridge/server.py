@@ -1,0 +1,83 @@
+"""One job's bridge server: a grpc.aio server on ``<work_dir>/bridge.sock`` guarded by a token."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+
+from tendril.bridge.auth import TokenInterceptor
+from tendril.bridge.core import BridgeCore, BridgeJob, ProgressSink
+from tendril.bridge.errors import BridgeError
+from tendril.bridge.remotes import Remotes
+from tendril.bridge.servicer import SERVICE_NAME, BridgeServicer
+from tendril.core.errors import ErrorKind, PortInUseError
+from tendril.core.logs import get_logger
+from tendril.core.server import Binding, ServiceServer
+from tendril_proto.bridge.v1 import bridge_pb2_grpc
+
+log = get_logger("tendril.bridge")
+
+# Unix socket paths are limited to 108 bytes including the terminating NUL.
+MAX_SOCKET_PATH_BYTES = 107
+# Reports still queued for the scheduler when the job ends get this long to arrive.
+PROGRESS_FLUSH_SECONDS = 2.0
+
+
+class JobBridge:
+    """Serve JobBridgeService for one job until :meth:`stop`."""
+
+    def __init__(
+        self,
+        job: BridgeJob,
+        token: str,
+        *,
+        data_fetcher_address: str,
+        on_progress: ProgressSink | None = None,
+    ) -> None:
+        self.job = job
+        self.core = BridgeCore(job, on_progress)
+        self.remotes = Remotes(job.worker_id)
+        self.servicer = BridgeServicer(self.core, self.remotes, data_fetcher_address)
+        self.server = ServiceServer(
+            f"unix:{job.socket_path}",
+            [Binding(SERVICE_NAME, bridge_pb2_grpc.add_JobBridgeServiceServicer_to_server, self.servicer)],
+            config_key="worker.work_dir",
+            interceptors=[TokenInterceptor(token)],
+        )
+        self._opener: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Listen on the job's socket (0600); open the job at the DataFetcher in the background."""
+        try:
+            await self.server.start()
+        except PortInUseError as exc:
+            raise BridgeError(
+                ErrorKind.INTERNAL,
+                f"cannot listen on the bridge socket {self.job.socket_path}; check that the work dir is writable",
+                reason="BRIDGE_SOCKET_FAILED",
+            ) from exc
+        os.chmod(self.job.socket_path, 0o600)
+        if self.job.coordinator_address:
+            self._opener = asyncio.create_task(self._open_data_job())
+
+    async def _open_data_job(self) -> None:
+        # NOTE: best effort at start so prefetching begins before the executor asks; a failure
+        # here is retried by the first NextSlice, which then reports it to the executor.
+        try:
+            await self.servicer.open_data_job()
+        except BridgeError as exc:
+            log.warning("bridge.open_data_job_failed", job_id=self.job.job_id, error=exc.message)
+
+    async def stop(self) -> None:
+        """Stop serving, close the job at the DataFetcher, remove the socket."""
+        if self._opener is not None:
+            self._opener.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._opener
+        await self.server.stop(grace=0.5)
+        await self.servicer.progress.close(timeout=PROGRESS_FLUSH_SECONDS)
+        await self.servicer.close_data_job()
+        await self.remotes.close()
+        with contextlib.suppress(FileNotFoundError):
+            self.job.socket_path.unlink()

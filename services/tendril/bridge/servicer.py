@@ -1,0 +1,230 @@
+"""JobBridgeService: the thin gRPC layer over :class:`BridgeCore` plus the calls to other peers.
+
+Remote peers: the local DataFetcher (slices), the job's parameter server (updates and
+parameters, through ``tendril.core.tensorstream``) and the job's scheduler
+(progress). Their errors keep their status code and name the peer (see ``remotes``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import grpc
+from google.protobuf import struct_pb2
+
+from tendril.bridge.core import BridgeCore
+from tendril.bridge.errors import BridgeError
+from tendril.bridge.progress import ProgressRelay
+from tendril.bridge.remotes import Remotes, calling
+from tendril.core.errors import ErrorKind
+from tendril.core.logs import get_logger
+from tendril_proto.bridge.v1 import bridge_pb2, bridge_pb2_grpc
+from tendril_proto.common.v1 import common_pb2
+from tendril_proto.data.v1 import data_pb2, data_pb2_grpc
+from tendril_proto.scheduler.v1 import scheduler_pb2, scheduler_pb2_grpc
+
+SERVICE_NAME = "tendril.bridge.v1.JobBridgeService"
+PROGRESS_TIMEOUT_SECONDS = 10.0
+OPEN_JOB_TIMEOUT_SECONDS = 10.0
+CLOSE_JOB_TIMEOUT_SECONDS = 2.0
+
+log = get_logger("tendril.bridge")
+
+
+def _tensorstream() -> Any:
+    # NOTE: imported per call so that the bridge (and every RPC that does not move tensors)
+    # works whether or not the tensor-stream module is installed yet.
+    from tendril.core import tensorstream
+
+    return tensorstream
+
+
+def _deadline(context: grpc.aio.ServicerContext) -> float | None:
+    """The caller's remaining time, passed on to the peer we call for it."""
+    remaining = context.time_remaining()
+    return None if remaining is None else max(remaining, 0.001)
+
+
+class BridgeServicer(bridge_pb2_grpc.JobBridgeServiceServicer):
+    """One job's bridge."""
+
+    def __init__(self, core: BridgeCore, remotes: Remotes, data_fetcher_address: str) -> None:
+        self.core = core
+        self.remotes = remotes
+        self.data_fetcher_address = data_fetcher_address
+        self._data_open = False
+        self._data_lock = asyncio.Lock()
+        # NOTE: per-batch reports are answered from the held directive and forwarded in the
+        # background, so a training step never waits on the scheduler (see progress.py).
+        self.progress = ProgressRelay(self._forward_progress)
+
+    @property
+    def _worker_id(self) -> str:
+        return self.core.job.worker_id
+
+    # -- data fetcher session ----------------------------------------------------------------
+
+    def _data_fetcher(self) -> data_pb2_grpc.DataFetcherServiceStub:
+        return data_pb2_grpc.DataFetcherServiceStub(self.remotes.channel(self.data_fetcher_address))
+
+    async def open_data_job(self) -> None:
+        """DataFetcher.OpenJob for this job, once (it starts prefetching for the job)."""
+        job = self.core.job
+        async with self._data_lock:
+            if self._data_open:
+                return
+            request = data_pb2.OpenJobRequest(
+                job_id=job.job_id, worker_id=job.worker_id, coordinator_address=job.coordinator_address
+            )
+            try:
+                async with calling(f"DataFetcher at {self.data_fetcher_address}"):
+                    await self._data_fetcher().OpenJob(request, timeout=OPEN_JOB_TIMEOUT_SECONDS)
+            except BridgeError as exc:
+                if exc.kind is not ErrorKind.ALREADY_EXISTS:
+                    raise
+            self._data_open = True
+
+    async def close_data_job(self) -> None:
+        """DataFetcher.CloseJob if the job was opened; a failure is logged, never raised."""
+        if not self._data_open:
+            return
+        self._data_open = False
+        try:
+            await self._data_fetcher().CloseJob(
+                data_pb2.CloseJobRequest(job_id=self.core.job.job_id), timeout=CLOSE_JOB_TIMEOUT_SECONDS
+            )
+        except grpc.aio.AioRpcError as exc:
+            log.warning("bridge.close_data_job_failed", job_id=self.core.job.job_id, code=exc.code().name)
+
+    # -- RPCs ----------------------------------------------------------------------------
+
+    async def GetJob(self, request: bridge_pb2.GetJobRequest, context: Any) -> bridge_pb2.GetJobResponse:
+        job = self.core.job
+        config = struct_pb2.Struct()
+        config.update(job.config)
+        return bridge_pb2.GetJobResponse(
+            job_id=job.job_id,
+            worker_id=job.worker_id,
+            executor=common_pb2.ExecutorRef(executor_class=job.executor_class, name=job.executor_name),
+            config=config,
+            work_dir=str(job.work_dir),
+        )
+
+    async def FetchResource(
+        self, request: bridge_pb2.FetchResourceRequest, context: Any
+    ) -> bridge_pb2.FetchResourceResponse:
+        fetched = await self.core.fetch_resource(request.uri, request.dest, request.sha256)
+        return bridge_pb2.FetchResourceResponse(
+            path=self.core.relative(fetched.path), size_bytes=fetched.size_bytes, sha256=fetched.sha256
+        )
+
+    async def NextSlice(self, request: bridge_pb2.NextSliceRequest, context: Any) -> bridge_pb2.NextSliceResponse:
+        self.core.coordinator("assign data slices")
+        reply = await self._next_slice(context)
+        target = await asyncio.to_thread(self.core.place_slice, reply.cache_path, reply.assignment.slice_name)
+        return bridge_pb2.NextSliceResponse(
+            path=self.core.relative(target), assignment=reply.assignment, wait_seconds=reply.wait_seconds
+        )
+
+    async def _next_slice(self, context: Any) -> data_pb2.NextSliceResponse:
+        """DataFetcher.NextSlice, opening the job first (again after a DataFetcher restart)."""
+        for attempt in range(2):
+            await self.open_data_job()
+            try:
+                async with calling(f"DataFetcher at {self.data_fetcher_address}"):
+                    return await self._data_fetcher().NextSlice(
+                        data_pb2.NextSliceRequest(job_id=self.core.job.job_id), timeout=_deadline(context)
+                    )
+            except BridgeError as exc:
+                # NOTE: a restarted DataFetcher has forgotten the jobs it served (they live in its
+                # memory): open this one again, once, instead of failing every later call.
+                if attempt or exc.reason != "JOB_NOT_OPEN":
+                    raise
+                self._data_open = False
+        raise AssertionError("unreachable")
+
+    async def SendUpdate(self, request: bridge_pb2.SendUpdateRequest, context: Any) -> bridge_pb2.SendUpdateResponse:
+        path = self.core.existing_file(request.path)
+        if not request.weight > 0:
+            raise BridgeError(
+                ErrorKind.INVALID_ARGUMENT,
+                f"weight must be > 0 (the samples processed this round), got {request.weight}",
+                reason="BAD_WEIGHT",
+            )
+        address, run_id, codec = self.core.parameter_server(), self.core.run_id(), self.core.codec()
+        start = time.perf_counter()
+        async with calling(f"parameter server at {address}"):
+            sent = await _tensorstream().push_update(
+                self.remotes.channel(address),
+                path,
+                run_id=run_id,
+                round=request.round,
+                worker_id=self._worker_id,
+                weight=request.weight,
+                codec=codec,
+            )
+        return bridge_pb2.SendUpdateResponse(bytes_sent=int(sent), seconds=time.perf_counter() - start)
+
+    async def ReceiveUpdate(
+        self, request: bridge_pb2.ReceiveUpdateRequest, context: Any
+    ) -> bridge_pb2.ReceiveUpdateResponse:
+        dest = self.core.update_dest(request.round, request.path)
+        timeout = self.core.round_timeout(request.timeout_seconds)
+        address, run_id, codec = self.core.parameter_server(), self.core.run_id(), self.core.codec()
+        start = time.perf_counter()
+        # tensorstream writes ``dest`` atomically: a failed pull leaves no file behind.
+        async with calling(f"parameter server at {address}"):
+            received, contributors = await _tensorstream().pull_update(
+                self.remotes.channel(address),
+                run_id=run_id,
+                round=request.round,
+                dest=dest,
+                codec=codec,
+                timeout=timeout,
+            )
+        return bridge_pb2.ReceiveUpdateResponse(
+            path=self.core.relative(dest),
+            bytes_received=int(received),
+            seconds=time.perf_counter() - start,
+            contributors=int(contributors),
+        )
+
+    async def ReportProgress(
+        self, request: bridge_pb2.ReportProgressRequest, context: Any
+    ) -> bridge_pb2.ReportProgressResponse:
+        self.core.coordinator("report progress to")
+        progress = request.progress
+        progress.job_id = self.core.job.job_id
+        progress.worker_id = self._worker_id
+        self.core.report_progress({"round": float(progress.round), **dict(progress.metrics)})
+        return bridge_pb2.ReportProgressResponse(directive=await self.progress.report(progress))
+
+    async def _forward_progress(
+        self, progress: scheduler_pb2.ReportProgressRequest
+    ) -> scheduler_pb2.ReportProgressResponse:
+        address = self.core.coordinator("report progress to")
+        stub = scheduler_pb2_grpc.CoordinationServiceStub(self.remotes.channel(address))
+        async with calling(f"scheduler at {address}"):
+            return await stub.ReportProgress(progress, timeout=PROGRESS_TIMEOUT_SECONDS)
+
+    async def PublishParameters(
+        self, request: bridge_pb2.PublishParametersRequest, context: Any
+    ) -> bridge_pb2.PublishParametersResponse:
+        path = self.core.existing_file(request.path)
+        address, run_id = self.core.parameter_server(), self.core.run_id()
+        async with calling(f"parameter server at {address}"):
+            accepted, round_ = await _tensorstream().push_parameters(
+                self.remotes.channel(address), path, run_id=run_id, worker_id=self._worker_id
+            )
+        return bridge_pb2.PublishParametersResponse(accepted=bool(accepted), round=int(round_))
+
+    async def FetchParameters(
+        self, request: bridge_pb2.FetchParametersRequest, context: Any
+    ) -> bridge_pb2.FetchParametersResponse:
+        dest = self.core.params_dest(request.path)
+        address, run_id = self.core.parameter_server(), self.core.run_id()
+        async with calling(f"parameter server at {address}"):
+            round_ = await _tensorstream().pull_parameters(self.remotes.channel(address), run_id=run_id, dest=dest)
+        return bridge_pb2.FetchParametersResponse(path=self.core.relative(dest), round=int(round_))

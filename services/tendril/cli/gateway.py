@@ -1,0 +1,49 @@
+"""`tendril gateway run [--listen ADDR]`: a standalone gateway (bus + registry) for a network."""
+
+from __future__ import annotations
+
+import argparse
+import errno
+import os
+from typing import Any
+
+from tendril.core import tls
+from tendril.core.config import split_address
+from tendril.core.errors import ConfigError
+from tendril.core.server import check_bindable
+from tendril.supervisor.errors import SupervisorError
+
+DEFAULT_LISTEN = "127.0.0.1:50050"
+
+
+def add_parser(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser("gateway", help="run a network's gateway")
+    parser.set_defaults(group_parser=parser)
+    commands = parser.add_subparsers(title="gateway commands", metavar="COMMAND")
+    run_parser = commands.add_parser(
+        "run",
+        help="serve the topic bus and the registry until Ctrl-C / SIGTERM",
+        description="Run a gateway on its own host: workers join it with gateway.address = ADDR.",
+    )
+    run_parser.add_argument("--listen", default=DEFAULT_LISTEN, metavar="ADDR", help=f"default {DEFAULT_LISTEN}")
+    run_parser.add_argument("--log-level", default="info", help="debug, info, warning or error")
+    run_parser.add_argument("--log-format", default="auto", choices=("auto", "json", "console"))
+    tls.add_tls_args(run_parser)
+    run_parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        split_address(args.listen)
+    except ValueError as exc:
+        raise ConfigError(f"--listen: {exc}", key="--listen") from exc
+    tls.configure_from_args(args)
+    code = check_bindable(args.listen)
+    if code:
+        # NOTE: checked here so that a taken port is the same one-line error, exit 2, as for a worker.
+        what = "is in use" if code == errno.EADDRINUSE else f"cannot be listened on ({os.strerror(code)})"
+        raise SupervisorError(f"{args.listen} {what} (--listen of tendril gateway run)", reason="PORT_IN_USE")
+    from tendril.gateway.service import run_gateway
+
+    run_gateway(args.listen, log_level=args.log_level, log_format=args.log_format)
+    return 0

@@ -1,0 +1,109 @@
+"""Keep one record alive in a gateway's RegistryService (workers, data sets, ...).
+
+:class:`RegistryAnnouncer` puts the record at start, refreshes it every TTL/3 (so one lost
+refresh never lets it expire), puts it again after a gateway restart (a refresh is a Put, so
+a gateway that forgot the record simply gets it back), and deletes it on a clean stop.
+A gateway that is down never stops the announcing service: failures are logged and retried
+on the next tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import grpc
+from google.protobuf import any_pb2
+from google.protobuf.message import Message
+
+from tendril.core.channel import open_channel
+from tendril.core.logs import get_logger
+from tendril_proto.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+
+log = get_logger("tendril.announce")
+
+CALL_TIMEOUT_SECONDS = 5.0
+
+
+class RegistryAnnouncer:
+    """Announces ``payload`` as record (``kind``, ``record_id``) at the gateway ``gateway_address``."""
+
+    def __init__(
+        self,
+        gateway_address: str,
+        kind: str,
+        record_id: str,
+        payload: Message,
+        *,
+        ttl_seconds: float,
+        peer_id: str,
+    ) -> None:
+        if ttl_seconds <= 0:
+            raise ValueError(f"ttl_seconds must be positive, got {ttl_seconds}")
+        self.gateway_address = gateway_address
+        self.kind = kind
+        self.record_id = record_id
+        self.ttl_seconds = ttl_seconds
+        self.peer_id = peer_id
+        self._payload = payload
+        self._channel: grpc.aio.Channel | None = None
+        self._task: asyncio.Task[None] | None = None
+        self.puts_ok = 0  # successful Puts (first one included), for status and tests
+
+    def update(self, payload: Message) -> None:
+        """Announce new content from the next refresh on."""
+        self._payload = payload
+
+    def _record(self) -> gateway_pb2.Record:
+        packed = any_pb2.Any()
+        packed.Pack(self._payload)
+        return gateway_pb2.Record(kind=self.kind, id=self.record_id, payload=packed, ttl_seconds=self.ttl_seconds)
+
+    async def put_once(self) -> bool:
+        """One Put; True when the gateway stored the record."""
+        assert self._channel is not None, "start() first"
+        stub = gateway_pb2_grpc.RegistryServiceStub(self._channel)
+        try:
+            await stub.Put(gateway_pb2.PutRequest(record=self._record()), timeout=CALL_TIMEOUT_SECONDS)
+        except grpc.aio.AioRpcError as exc:
+            log.warning(
+                "registry.put_failed",
+                gateway=self.gateway_address,
+                kind=self.kind,
+                id=self.record_id,
+                code=exc.code().name,
+                details=exc.details(),
+            )
+            return False
+        self.puts_ok += 1
+        return True
+
+    async def start(self) -> None:
+        """Put the record now (a failure is logged, not raised) and keep refreshing it."""
+        self._channel = open_channel(self.gateway_address, peer_id=self.peer_id)
+        if await self.put_once():
+            log.info("registry.announced", gateway=self.gateway_address, kind=self.kind, id=self.record_id)
+        self._task = asyncio.create_task(self._refresh_loop(), name=f"announce-{self.kind}-{self.record_id}")
+
+    async def _refresh_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.ttl_seconds / 3)
+            await self.put_once()
+
+    async def stop(self) -> None:
+        """Stop refreshing and delete the record (best effort: the TTL removes it otherwise)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._channel is None:
+            return
+        stub = gateway_pb2_grpc.RegistryServiceStub(self._channel)
+        try:
+            request = gateway_pb2.DeleteRequest(kind=self.kind, id=self.record_id)
+            await stub.Delete(request, timeout=CALL_TIMEOUT_SECONDS)
+        except grpc.aio.AioRpcError as exc:
+            log.warning("registry.delete_failed", kind=self.kind, id=self.record_id, code=exc.code().name)
+        await self._channel.close()
+        self._channel = None

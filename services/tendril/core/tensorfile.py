@@ -1,0 +1,430 @@
+"""SafeTensors files, read and written in bounded pieces (never a whole model in memory).
+
+A SafeTensors file is: 8 bytes little-endian header length N, N bytes of JSON (padded with
+spaces to a multiple of 8), then the data section. The JSON maps each tensor name to
+``{"dtype", "shape", "data_offsets": [begin, end]}`` (relative to the data section) plus an
+optional ``"__metadata__"`` map of strings. A tensor stream's payload is exactly such a file.
+
+Codec payloads (see :mod:`tendril.core.codecs`):
+
+* fp32: every tensor ``F32``;
+* bf16: every tensor ``BF16``;
+* int8: every tensor ``I8`` plus its fp32 block scales as a tensor ``<name>/__scales__``;
+  ``__metadata__`` holds ``tendril.codec = int8`` and ``tendril.block_size``.
+  The scales come first in the data section so that every F32 tensor stays 4-byte aligned.
+
+Values are read with ``pread`` into small buffers (no mmap), so a process that folds many
+files keeps its resident memory at the size of one piece.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import secrets
+import struct
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from tendril.core import codecs
+from tendril.core.codecs import CodecError
+
+ITEMSIZE = {
+    "BOOL": 1,
+    "U8": 1,
+    "I8": 1,
+    "F8_E4M3": 1,
+    "F8_E5M2": 1,
+    "I16": 2,
+    "U16": 2,
+    "F16": 2,
+    "BF16": 2,
+    "I32": 4,
+    "U32": 4,
+    "F32": 4,
+    "I64": 8,
+    "U64": 8,
+    "F64": 8,
+}
+FLOAT_DTYPES = ("F32", "F16", "BF16", "F64")
+WIRE_DTYPE = {"fp32": "F32", "bf16": "BF16", "int8": "I8"}
+SCALES_SUFFIX = "/__scales__"
+META_CODEC = "tendril.codec"
+META_BLOCK_SIZE = "tendril.block_size"
+MAX_HEADER_BYTES = 100 * 1024 * 1024
+# Elements handled per piece when converting or folding: 4 MiB of fp32.
+PIECE_ELEMENTS = 1 << 20
+
+
+class TensorFileError(ValueError):
+    """A file or payload is not a SafeTensors layout this code can use; the message says why."""
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorSpec:
+    """One value tensor of a payload; offsets are relative to the data section."""
+
+    name: str
+    dtype: str
+    shape: tuple[int, ...]
+    begin: int
+    end: int
+    scales_begin: int = 0  # int8 only: byte range of the fp32 block scales
+    scales_end: int = 0
+
+    @property
+    def numel(self) -> int:
+        return math.prod(self.shape)
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """Where every tensor of a SafeTensors payload lies, and how its values are encoded."""
+
+    tensors: tuple[TensorSpec, ...]  # value tensors (not scales), in data order
+    codec: str  # "fp32", "bf16", "int8", or "mixed" (a plain file with other dtypes)
+    block_size: int  # int8 only, else 0
+    header_size: int  # 8 + JSON length: where the data section starts
+    data_size: int
+    # Informational (the codec and block size above are what counts): not compared.
+    metadata: tuple[tuple[str, str], ...] = dataclasses.field(default=(), compare=False)
+
+    @property
+    def total_bytes(self) -> int:
+        return self.header_size + self.data_size
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        """name -> shape: what two payloads of the same model share whatever their codec."""
+        return {t.name: t.shape for t in self.tensors}
+
+    @property
+    def numel(self) -> int:
+        return sum(t.numel for t in self.tensors)
+
+
+# -- parsing ------------------------------------------------------------------------------
+
+
+def _entry(name: str, raw: Any) -> tuple[str, tuple[int, ...], int, int]:
+    if not isinstance(raw, dict):
+        raise TensorFileError(f"tensor {name!r}: header entry is not an object")
+    dtype, shape, offsets = raw.get("dtype"), raw.get("shape"), raw.get("data_offsets")
+    if dtype not in ITEMSIZE:
+        raise TensorFileError(f"tensor {name!r}: unknown dtype {dtype!r}")
+    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+        raise TensorFileError(f"tensor {name!r}: shape must be a list of non-negative integers")
+    if (
+        not isinstance(offsets, list)
+        or len(offsets) != 2
+        or not all(isinstance(o, int) and o >= 0 for o in offsets)
+        or offsets[0] > offsets[1]
+    ):
+        raise TensorFileError(f"tensor {name!r}: data_offsets must be [begin, end] with begin <= end")
+    if offsets[1] - offsets[0] != math.prod(shape) * ITEMSIZE[dtype]:
+        raise TensorFileError(f"tensor {name!r}: {offsets[1] - offsets[0]} bytes do not hold {dtype} of shape {shape}")
+    return dtype, tuple(shape), offsets[0], offsets[1]
+
+
+def parse_layout(header_json: bytes, *, header_size: int, file_size: int | None = None) -> Layout:
+    """Layout from the JSON header of a payload (``header_size`` = 8 + its length)."""
+    try:
+        doc = json.loads(header_json)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise TensorFileError(f"header is not JSON: {exc}") from exc
+    if not isinstance(doc, dict):
+        raise TensorFileError("header is not a JSON object")
+    meta_raw = doc.pop("__metadata__", None) or {}
+    if not isinstance(meta_raw, dict) or not all(isinstance(v, str) for v in meta_raw.values()):
+        raise TensorFileError("__metadata__ must map strings to strings")
+    entries = {name: _entry(name, raw) for name, raw in doc.items()}
+    # SafeTensors forbids holes and overlaps: sorted by offset the tensors tile the data section.
+    cursor = 0
+    for name, (_, _, begin, end) in sorted(entries.items(), key=lambda kv: (kv[1][2], kv[1][3])):
+        if begin != cursor:
+            raise TensorFileError(f"tensor {name!r} starts at {begin}, expected {cursor} (holes or overlaps)")
+        cursor = end
+    data_size = cursor
+    if file_size is not None and header_size + data_size != file_size:
+        raise TensorFileError(f"file is {file_size} bytes but its header describes {header_size + data_size}")
+    codec, block_size = _codec_of(entries, meta_raw)
+    tensors = []
+    for name, (dtype, shape, begin, end) in sorted(entries.items(), key=lambda kv: kv[1][2]):
+        if codec == "int8" and name.endswith(SCALES_SUFFIX):
+            continue
+        scales_begin = scales_end = 0
+        if codec == "int8":
+            scales = entries.get(name + SCALES_SUFFIX)
+            want = (codecs.int8_scale_count(math.prod(shape), block_size),)
+            if scales is None or scales[0] != "F32" or scales[1] != want:
+                raise TensorFileError(f"int8 tensor {name!r} lacks its F32 scales of shape {list(want)}")
+            scales_begin, scales_end = scales[2], scales[3]
+        tensors.append(TensorSpec(name, dtype, shape, begin, end, scales_begin, scales_end))
+    return Layout(tuple(tensors), codec, block_size, header_size, data_size, tuple(sorted(meta_raw.items())))
+
+
+def _codec_of(entries: dict[str, tuple[str, tuple[int, ...], int, int]], meta: dict[str, str]) -> tuple[str, int]:
+    if meta.get(META_CODEC) == "int8":
+        try:
+            block_size = codecs.check_block_size(int(meta.get(META_BLOCK_SIZE, "")))
+        except (ValueError, CodecError) as exc:
+            raise TensorFileError(f"int8 payload has a bad {META_BLOCK_SIZE}: {exc}") from exc
+        for name, (dtype, *_) in entries.items():
+            want = "F32" if name.endswith(SCALES_SUFFIX) else "I8"
+            if dtype != want:
+                raise TensorFileError(f"int8 payload: tensor {name!r} is {dtype}, expected {want}")
+        return "int8", block_size
+    dtypes = {dtype for dtype, *_ in entries.values()}
+    if dtypes <= {"F32"}:
+        return "fp32", 0
+    if dtypes == {"BF16"}:
+        return "bf16", 0
+    return "mixed", 0
+
+
+def split_header(prefix: bytes) -> int | None:
+    """Total header size (8 + JSON length) once ``prefix`` holds the first 8 bytes, else None."""
+    if len(prefix) < 8:
+        return None
+    (length,) = struct.unpack("<Q", prefix[:8])
+    if length > MAX_HEADER_BYTES:
+        raise TensorFileError(f"header of {length} bytes is larger than the {MAX_HEADER_BYTES} allowed")
+    return 8 + length
+
+
+def read_layout(path: str | os.PathLike[str]) -> Layout:
+    """Layout of a SafeTensors file; raises TensorFileError when it is not one."""
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        header_size = split_header(f.read(8))
+        if header_size is None or header_size > size:
+            raise TensorFileError(f"{path} is not a SafeTensors file (too short)")
+        return parse_layout(f.read(header_size - 8), header_size=header_size, file_size=size)
+
+
+# -- building -------------------------------------------------------------------------------
+
+
+def plan_layout(shapes: Sequence[tuple[str, tuple[int, ...]]], codec: str, block_size: int = 0) -> tuple[Layout, bytes]:
+    """Layout and header bytes of a ``codec`` payload holding ``shapes`` in this order."""
+    codecs.check_codec(codec)
+    if codec == "int8":
+        codecs.check_block_size(block_size)
+    else:
+        block_size = 0
+    dtype = WIRE_DTYPE[codec]
+    itemsize = ITEMSIZE[dtype]
+    doc: dict[str, Any] = {}
+    if codec == "int8":
+        doc["__metadata__"] = {META_CODEC: "int8", META_BLOCK_SIZE: str(block_size)}
+    cursor = 0
+    scale_ranges: dict[str, tuple[int, int]] = {}
+    if codec == "int8":
+        for name, shape in shapes:
+            count = codecs.int8_scale_count(math.prod(shape), block_size)
+            doc[name + SCALES_SUFFIX] = {"dtype": "F32", "shape": [count], "data_offsets": [cursor, cursor + 4 * count]}
+            scale_ranges[name] = (cursor, cursor + 4 * count)
+            cursor += 4 * count
+    tensors = []
+    for name, shape in shapes:
+        if name in doc or name == "__metadata__":
+            raise TensorFileError(f"tensor name {name!r} is used twice or reserved")
+        size = math.prod(shape) * itemsize
+        doc[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [cursor, cursor + size]}
+        sb, se = scale_ranges.get(name, (0, 0))
+        tensors.append(TensorSpec(name, dtype, tuple(shape), cursor, cursor + size, sb, se))
+        cursor += size
+    text = json.dumps(doc, separators=(",", ":")).encode()
+    text += b" " * (-(8 + len(text)) % 8)
+    header = struct.pack("<Q", len(text)) + text
+    meta = tuple(sorted(doc.get("__metadata__", {}).items()))
+    return Layout(tuple(tensors), codec, block_size, len(header), cursor, meta), header
+
+
+def float_shapes(layout: Layout) -> list[tuple[str, tuple[int, ...]]]:
+    """(name, shape) of every tensor, after checking that all of them hold floats."""
+    bad = [f"{t.name} ({t.dtype})" for t in layout.tensors if layout.codec != "int8" and t.dtype not in FLOAT_DTYPES]
+    if bad:
+        raise TensorFileError(
+            f"only floating tensors (F32, F16, BF16, F64) can be encoded; leave out {', '.join(bad[:5])}"
+        )
+    return [(t.name, t.shape) for t in layout.tensors]
+
+
+# -- bounded reads and writes ---------------------------------------------------------------------
+
+
+def pread_into(fd: int, buffer: memoryview, offset: int) -> None:
+    """Fill ``buffer`` from ``fd`` at ``offset`` (64-bit offsets; loops over short reads)."""
+    done = 0
+    while done < len(buffer):
+        got = os.preadv(fd, [buffer[done:]], offset + done)
+        if got <= 0:
+            raise TensorFileError(f"file ended at byte {offset + done}, {len(buffer) - done} bytes short")
+        done += got
+
+
+def pwrite_all(fd: int, data: bytes | memoryview, offset: int) -> None:
+    """Write all of ``data`` at ``offset`` (loops over short writes)."""
+    view = memoryview(data).cast("B")
+    done = 0
+    while done < len(view):
+        done += os.pwrite(fd, view[done:], offset + done)
+
+
+def read_array(fd: int, offset: int, dtype: npt.DTypeLike, count: int) -> np.ndarray:
+    out = np.empty(count, dtype=dtype)
+    pread_into(fd, memoryview(out.data).cast("B"), offset)
+    return out
+
+
+def pieces(numel: int, step: int = PIECE_ELEMENTS) -> Iterator[tuple[int, int]]:
+    """[a, b) element ranges covering ``numel``; ``step`` keeps int8 blocks whole."""
+    for a in range(0, numel, step):
+        yield a, min(numel, a + step)
+
+
+def piece_step(*layouts: Layout) -> int:
+    """Elements per piece: a multiple of every int8 block size among ``layouts``."""
+    unit = math.lcm(*(layout.block_size or 1 for layout in layouts))
+    return max(1, PIECE_ELEMENTS // unit) * unit
+
+
+def read_values(fd: int, layout: Layout, spec: TensorSpec, a: int, b: int) -> npt.NDArray[np.float32]:
+    """Elements [a, b) of tensor ``spec`` as float32 (decoding its codec); a is block-aligned for int8."""
+    start = layout.header_size + spec.begin
+    if layout.codec == "int8":
+        bs = layout.block_size
+        quant = read_array(fd, start + a, np.int8, b - a)
+        first, last = a // bs, codecs.int8_scale_count(b, bs)
+        scales = read_array(fd, layout.header_size + spec.scales_begin + 4 * first, np.float32, last - first)
+        return codecs.int8_decode(quant, scales, bs)
+    if spec.dtype == "F32":
+        return read_array(fd, start + 4 * a, np.float32, b - a)
+    if spec.dtype == "BF16":
+        return codecs.fp32_from_bf16(read_array(fd, start + 2 * a, np.uint16, b - a))
+    if spec.dtype == "F16":
+        return read_array(fd, start + 2 * a, np.float16, b - a).astype(np.float32)
+    if spec.dtype == "F64":
+        return read_array(fd, start + 8 * a, np.float64, b - a).astype(np.float32)
+    raise TensorFileError(f"tensor {spec.name!r} holds {spec.dtype}, not floats")
+
+
+def write_values(fd: int, layout: Layout, spec: TensorSpec, a: int, values: npt.NDArray[np.float32]) -> None:
+    """Encode float32 ``values`` (elements from ``a``) into tensor ``spec`` of a codec payload."""
+    start = layout.header_size + spec.begin
+    if layout.codec == "fp32":
+        pwrite_all(fd, np.ascontiguousarray(values, dtype=np.float32).data, start + 4 * a)
+    elif layout.codec == "bf16":
+        pwrite_all(fd, codecs.bf16_from_fp32(values).data, start + 2 * a)
+    elif layout.codec == "int8":
+        quant, scales = codecs.int8_encode(values, layout.block_size)
+        pwrite_all(fd, quant.data, start + a)
+        pwrite_all(fd, scales.data, layout.header_size + spec.scales_begin + 4 * (a // layout.block_size))
+    else:
+        raise TensorFileError(f"cannot write values into a {layout.codec} payload")
+
+
+# -- whole files ----------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """A temp path beside ``path`` that is renamed over it when the block succeeds.
+
+    On any failure the temp file is removed, so a half-written file is never left behind.
+    """
+    final = Path(path)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f".{final.name}.{secrets.token_hex(4)}.tmp")
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def create_payload(path: str | os.PathLike[str], layout: Layout, header: bytes) -> int:
+    """Create ``path`` sized for ``layout`` with ``header`` written; returns an fd open for writing."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.ftruncate(fd, layout.total_bytes)
+        pwrite_all(fd, header, 0)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def convert_file(
+    src: str | os.PathLike[str],
+    dst: str | os.PathLike[str],
+    codec: str,
+    *,
+    block_size: int = codecs.DEFAULT_BLOCK_SIZE,
+    check_finite: bool = True,
+) -> Layout:
+    """Re-encode the float SafeTensors file ``src`` as a ``codec`` payload at ``dst`` (atomically)."""
+    src_layout = read_layout(src)
+    layout, header = plan_layout(float_shapes(src_layout), codec, block_size)
+    step = piece_step(src_layout, layout)
+    src_fd = os.open(src, os.O_RDONLY)
+    try:
+        with atomic_output(dst) as tmp:
+            fd = create_payload(tmp, layout, header)
+            try:
+                for src_spec, spec in zip(src_layout.tensors, layout.tensors, strict=True):
+                    for a, b in pieces(spec.numel, step):
+                        values = read_values(src_fd, src_layout, src_spec, a, b)
+                        if check_finite and not np.isfinite(values).all():
+                            raise CodecError(f"tensor {spec.name!r} holds NaN or Inf values; refusing to send it")
+                        write_values(fd, layout, spec, a, values)
+            finally:
+                os.close(fd)
+    finally:
+        os.close(src_fd)
+    return layout
+
+
+def sha256_file(path: str | os.PathLike[str], *, upto: int | None = None) -> hashlib._Hash:
+    """A sha256 object fed with the first ``upto`` bytes of ``path`` (all of it when None)."""
+    digest = hashlib.sha256()
+    remaining = os.path.getsize(path) if upto is None else upto
+    buffer = bytearray(8 * 1024 * 1024)
+    view = memoryview(buffer)
+    with open(path, "rb", buffering=0) as f:
+        while remaining > 0:
+            got = f.readinto(view[: min(len(view), remaining)])
+            if not got:
+                raise TensorFileError(f"{path} ended {remaining} bytes early")
+            digest.update(view[:got])
+            remaining -= got
+    return digest
+
+
+def all_finite(path: str | os.PathLike[str], layout: Layout) -> str | None:
+    """Name of the first tensor holding NaN/Inf, or None when every value is finite."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        for spec in layout.tensors:
+            if layout.codec == "int8":
+                # int8 values are finite by construction; only the scales can be NaN/Inf.
+                count = (spec.scales_end - spec.scales_begin) // 4
+                scales = read_array(fd, layout.header_size + spec.scales_begin, np.float32, count)
+                if not np.isfinite(scales).all():
+                    return spec.name
+                continue
+            for a, b in pieces(spec.numel):
+                if not np.isfinite(read_values(fd, layout, spec, a, b)).all():
+                    return spec.name
+    finally:
+        os.close(fd)
+    return None

@@ -1,0 +1,239 @@
+"""The DataFetcher core (no gRPC): open jobs, the shared cache, shared downloads, counters."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import functools
+
+from tendril.core import metrics
+from tendril.core.errors import ErrorKind
+from tendril.core.files import file_sha256
+from tendril.core.ids import is_valid_name
+from tendril.core.logs import get_logger
+from tendril.data_fetcher.cache import CacheEntry, SliceCache
+from tendril.data_fetcher.download import download_verified
+from tendril.data_fetcher.errors import FetcherError
+from tendril.data_fetcher.jobs import Handout, JobFetcher
+from tendril.data_fetcher.model import (
+    Assignment,
+    Coordinator,
+    FetcherStats,
+    RetryPolicy,
+    SliceKey,
+    SliceSource,
+    is_dialable,
+)
+
+log = get_logger("tendril.data_fetcher")
+
+MAX_PREFETCH = 32
+
+
+@dataclasses.dataclass(frozen=True)
+class StatsSnapshot:
+    """Counters and gauges for GetStats."""
+
+    stats: FetcherStats
+    cache_bytes: int
+    cache_capacity_bytes: int
+    evictions: int
+    open_jobs: int
+
+
+def _invalid(message: str, reason: str) -> FetcherError:
+    return FetcherError(ErrorKind.INVALID_ARGUMENT, message, reason=reason)
+
+
+def check_job_id(job_id: str) -> None:
+    if not job_id:
+        raise _invalid("job_id is required", "JOB_ID_MISSING")
+    if not is_valid_name(job_id):
+        raise _invalid(f"job_id {job_id!r} must be 1-128 letters, digits, '.', '_' or '-'", "BAD_JOB_ID")
+
+
+class DataFetcher:
+    """Jobs, their prefetch loops, and the slice cache they share."""
+
+    def __init__(
+        self,
+        cache: SliceCache,
+        source: SliceSource,
+        coordinator: Coordinator,
+        *,
+        default_prefetch: int = 2,
+        policy: RetryPolicy | None = None,
+    ) -> None:
+        if default_prefetch < 1:
+            raise ValueError(f"default prefetch must be at least 1, got {default_prefetch}")
+        self.cache = cache
+        self.source = source
+        self.coordinator = coordinator
+        self.default_prefetch = default_prefetch
+        self.policy = policy or RetryPolicy()
+        self.stats = FetcherStats()
+        self.jobs: dict[str, JobFetcher] = {}
+        self._downloads: dict[SliceKey, asyncio.Task[CacheEntry]] = {}
+        self._exported = metrics.TotalsMirror(
+            {
+                "cache_hits": metrics.DATA_CACHE_HITS,
+                "cache_misses": metrics.DATA_CACHE_MISSES,
+                "bytes_downloaded": metrics.BYTES_RECEIVED.labels(stream="slice"),
+            }
+        )
+
+    # -- jobs ---------------------------------------------------------------------------
+
+    def open_job(self, job_id: str, worker_id: str, coordinator_address: str, prefetch: int = 0) -> JobFetcher:
+        """Start fetching for a job; opening an open job again with the same scheduler is a no-op."""
+        check_job_id(job_id)
+        if not worker_id:
+            raise _invalid("worker_id is required (the scheduler assigns slices per worker)", "WORKER_ID_MISSING")
+        if not coordinator_address:
+            raise _invalid(
+                "coordinator_address is required: the address of the job's scheduler CoordinationService",
+                "COORDINATOR_MISSING",
+            )
+        if not is_dialable(coordinator_address):
+            raise _invalid(
+                f"coordinator_address {coordinator_address!r} is not host:port (or unix:PATH)",
+                "BAD_COORDINATOR_ADDRESS",
+            )
+        if prefetch < 0 or prefetch > MAX_PREFETCH:
+            raise _invalid(f"prefetch must be 0 (default) to {MAX_PREFETCH}, got {prefetch}", "BAD_PREFETCH")
+        existing = self.jobs.get(job_id)
+        if existing is not None:
+            if existing.coordinator_address == coordinator_address and existing.worker_id == worker_id:
+                return existing
+            raise FetcherError(
+                ErrorKind.ALREADY_EXISTS,
+                f"job {job_id} is already open with scheduler {existing.coordinator_address} and worker "
+                f"{existing.worker_id}; CloseJob it first to reopen it differently",
+                reason="JOB_ALREADY_OPEN",
+            )
+        job = JobFetcher(
+            job_id=job_id,
+            worker_id=worker_id,
+            coordinator_address=coordinator_address,
+            prefetch=prefetch or self.default_prefetch,
+            coordinator=self.coordinator,
+            obtain=self.obtain,
+            cache=self.cache,
+            policy=self.policy,
+        )
+        self.jobs[job_id] = job
+        job.start()
+        log.info("job.opened", job_id=job_id, scheduler=coordinator_address, prefetch=job.prefetch)
+        return job
+
+    def _job(self, job_id: str) -> JobFetcher:
+        check_job_id(job_id)
+        job = self.jobs.get(job_id)
+        if job is None:
+            raise FetcherError(
+                ErrorKind.NOT_FOUND,
+                f"job {job_id} is not open at this DataFetcher; call OpenJob first",
+                reason="JOB_NOT_OPEN",
+                metadata={"job_id": job_id},
+            )
+        return job
+
+    async def next_slice(self, job_id: str) -> Handout:
+        handout = await self._job(job_id).next()
+        self.stats.wait_seconds += handout.wait_seconds
+        metrics.DATA_WAIT.observe(handout.wait_seconds)
+        self.export_metrics()
+        return handout
+
+    async def close_job(self, job_id: str, *, stopping: bool = False) -> None:
+        job = self._job(job_id)
+        del self.jobs[job_id]
+        await job.close(stopping=stopping)
+        log.info("job.closed", job_id=job_id, assigned=job.assigned)
+
+    # -- slices -------------------------------------------------------------------------
+
+    async def obtain(self, a: Assignment) -> CacheEntry:
+        """Slice ``a`` verified in the cache and pinned once for the caller (a hit or a download)."""
+        key = a.key
+        self.cache.check_fits(key, a.size_bytes)
+        counted = False
+        while True:
+            entry = self.cache.get(key)
+            if entry is not None:
+                if not counted:
+                    self.stats.cache_hits += 1
+                    counted = True
+                if entry.verified or await self._verify_cached(entry):
+                    pinned = self.cache.get(key, pin=True)
+                    if pinned is not None:
+                        self.export_metrics()
+                        return pinned
+                else:
+                    self.stats.cache_hits -= 1  # it was damaged: this becomes a miss below
+                    counted = False
+                continue
+            task = self._downloads.get(key)
+            if task is None:
+                if not counted:
+                    self.stats.cache_misses += 1
+                    counted = True
+                task = asyncio.create_task(download_verified(self.source, self.cache, a, self.stats, self.policy))
+                self._downloads[key] = task
+                task.add_done_callback(functools.partial(self._download_done, key))
+            elif not counted:
+                self.stats.cache_hits += 1  # another job is downloading it: no second download
+                counted = True
+            # NOTE: shield: a job that closes must not cancel a download other jobs wait for.
+            await asyncio.shield(task)
+
+    def _download_done(self, key: SliceKey, task: asyncio.Task[CacheEntry]) -> None:
+        self._downloads.pop(key, None)
+        if not task.cancelled():
+            task.exception()  # retrieved here: every waiter may have gone away meanwhile
+
+    async def _verify_cached(self, entry: CacheEntry) -> bool:
+        """Hash a slice cached before this process started; a damaged one is deleted."""
+        entry.pins += 1  # no eviction while hashing
+        try:
+            actual = await asyncio.to_thread(file_sha256, entry.path)
+        except OSError:
+            actual = ""
+        finally:
+            entry.pins -= 1
+        if actual == entry.key.sha256:
+            self.cache.mark_verified(entry.key)
+            return True
+        self.stats.sha256_mismatches += 1
+        log.warning("cache.damaged", slice=entry.key.slice_name, path=str(entry.path))
+        self.cache.remove(entry.key)
+        return False
+
+    # -- state --------------------------------------------------------------------------
+
+    def export_metrics(self) -> None:
+        """Bring the Prometheus figures up to date with the stats and the cache."""
+        self._exported.update(self.stats)
+        metrics.DATA_CACHE_BYTES.set(self.cache.bytes)
+        metrics.DATA_CACHE_CAPACITY_BYTES.set(self.cache.capacity_bytes)
+
+    def snapshot(self) -> StatsSnapshot:
+        return StatsSnapshot(
+            stats=dataclasses.replace(self.stats),
+            cache_bytes=self.cache.bytes,
+            cache_capacity_bytes=self.cache.capacity_bytes,
+            evictions=self.cache.evictions,
+            open_jobs=len(self.jobs),
+        )
+
+    async def close(self) -> None:
+        """Close every job and stop every download (their temp files are removed)."""
+        for job_id in list(self.jobs):
+            await self.close_job(job_id, stopping=True)
+        tasks = list(self._downloads.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, FetcherError):
+                await task

@@ -1,0 +1,114 @@
+"""Thin gRPC servicers over the bus and registry cores: translate messages, nothing more."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import grpc
+
+from tendril.core.errors import ErrorKind
+from tendril.core.fanout import SubscriptionOverflow
+from tendril.core.identity import caller_id, certificate_id
+from tendril.core.timeutil import now, to_timestamp
+from tendril.gateway.bus import TopicBus
+from tendril.gateway.errors import GatewayError
+from tendril.gateway.registry import Entry, RecordEventType, Registry
+from tendril_proto.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+
+_EVENT_TYPES = {
+    RecordEventType.EXISTING: gateway_pb2.RECORD_EVENT_TYPE_EXISTING,
+    RecordEventType.PUT: gateway_pb2.RECORD_EVENT_TYPE_PUT,
+    RecordEventType.DELETED: gateway_pb2.RECORD_EVENT_TYPE_DELETED,
+    RecordEventType.EXPIRED: gateway_pb2.RECORD_EVENT_TYPE_EXPIRED,
+}
+
+
+class BusServicer(gateway_pb2_grpc.BusServiceServicer):
+    def __init__(self, bus: TopicBus[gateway_pb2.Envelope]) -> None:
+        self.bus = bus
+
+    async def Publish(
+        self, request: gateway_pb2.PublishRequest, context: grpc.aio.ServicerContext
+    ) -> gateway_pb2.PublishResponse:
+        if not request.HasField("payload"):
+            raise GatewayError(
+                ErrorKind.INVALID_ARGUMENT,
+                "payload is missing; pack the message in a google.protobuf.Any "
+                "(e.g. a tendril.arbiter.v1.ResourceRequest)",
+                reason="PAYLOAD_MISSING",
+            )
+        # NOTE: under mTLS the sender is the name on the caller's certificate, whatever the
+        # request says: subscribers (the arbiter) may then trust it as the publisher's identity.
+        envelope = gateway_pb2.Envelope(
+            topic=request.topic,
+            sender=certificate_id(context) or request.sender or caller_id(context),
+            payload=request.payload,
+            published_at=to_timestamp(now()),
+        )
+        return gateway_pb2.PublishResponse(delivered=self.bus.publish(request.topic, envelope))
+
+    async def Subscribe(
+        self, request: gateway_pb2.SubscribeRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[gateway_pb2.SubscribeResponse]:
+        sub = self.bus.subscribe(request.topic, request.subscriber or caller_id(context) or context.peer())
+        try:
+            # NOTE: initial metadata goes out only once the subscription exists, so a client
+            # that awaits it knows every later Publish reaches it.
+            await context.send_initial_metadata(())
+            async for envelope in sub:
+                yield gateway_pb2.SubscribeResponse(envelope=envelope)
+        finally:
+            self.bus.unsubscribe(request.topic, sub)
+
+
+def record_to_proto(entry: Entry) -> gateway_pb2.Record:
+    return gateway_pb2.Record(
+        kind=entry.kind,
+        id=entry.id,
+        payload=entry.payload,
+        ttl_seconds=entry.ttl_seconds,
+        expires_at=to_timestamp(entry.expires_at),
+        version=entry.version,
+    )
+
+
+class RegistryServicer(gateway_pb2_grpc.RegistryServiceServicer):
+    def __init__(self, registry: Registry) -> None:
+        self.registry = registry
+
+    async def Put(self, request: gateway_pb2.PutRequest, context: grpc.aio.ServicerContext) -> gateway_pb2.PutResponse:
+        rec = request.record
+        payload = rec.payload if rec.HasField("payload") else None
+        entry = self.registry.put(rec.kind, rec.id, payload, rec.ttl_seconds)
+        return gateway_pb2.PutResponse(record=record_to_proto(entry))
+
+    async def Get(self, request: gateway_pb2.GetRequest, context: grpc.aio.ServicerContext) -> gateway_pb2.GetResponse:
+        return gateway_pb2.GetResponse(record=record_to_proto(self.registry.get(request.kind, request.id)))
+
+    async def List(
+        self, request: gateway_pb2.ListRequest, context: grpc.aio.ServicerContext
+    ) -> gateway_pb2.ListResponse:
+        return gateway_pb2.ListResponse(records=[record_to_proto(e) for e in self.registry.records(request.kind)])
+
+    async def Delete(
+        self, request: gateway_pb2.DeleteRequest, context: grpc.aio.ServicerContext
+    ) -> gateway_pb2.DeleteResponse:
+        self.registry.delete(request.kind, request.id)
+        return gateway_pb2.DeleteResponse()
+
+    async def Watch(
+        self, request: gateway_pb2.WatchRequest, context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[gateway_pb2.WatchResponse]:
+        sub = self.registry.watch(request.kind, name=caller_id(context) or context.peer())
+        try:
+            await context.send_initial_metadata(())
+            async for event in sub:
+                yield gateway_pb2.WatchResponse(type=_EVENT_TYPES[event.type], record=record_to_proto(event.entry))
+        except SubscriptionOverflow as exc:
+            raise GatewayError(
+                ErrorKind.ABORTED,
+                f"{exc}; start a new Watch (it begins with EXISTING for every live record)",
+                reason="WATCH_OVERFLOW",
+            ) from exc
+        finally:
+            self.registry.unwatch(sub)

@@ -1,0 +1,58 @@
+"""Wiring of the JobService process: store, lease client, bridges, manager and gRPC server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+from tendril.bridge.core import BridgeJob, ProgressSink
+from tendril.bridge.server import JobBridge
+from tendril.core.config import WorkerConfig
+from tendril.core.server import Binding, ServiceServer
+from tendril.job.core import JobManager
+from tendril.job.leases import LeaseClient
+from tendril.job.servicer import SERVICE_NAME, JobServicer
+from tendril.job.store import JobStore
+from tendril_proto.job.v1 import job_pb2_grpc
+
+
+class JobService:
+    """The JobService process: reconcile, serve, follow leases; stop cancels every job."""
+
+    def __init__(self, config: WorkerConfig) -> None:
+        self.config = config
+        self.store = JobStore(config.state_dir / "jobs.db")
+        self.leases = LeaseClient(config.listen("lease"), config.worker_id)
+        self.manager = JobManager(config, self.store, self.leases, self._start_bridge)
+        self.server = ServiceServer(
+            config.listen("job"),
+            [Binding(SERVICE_NAME, job_pb2_grpc.add_JobServiceServicer_to_server, JobServicer(self.manager))],
+            config_key="job.listen",
+        )
+        self._lease_watch: asyncio.Task[None] | None = None
+
+    async def _start_bridge(self, job: BridgeJob, token: str, on_progress: ProgressSink) -> JobBridge:
+        bridge = JobBridge(job, token, data_fetcher_address=self.config.listen("data_fetcher"), on_progress=on_progress)
+        await bridge.start()
+        return bridge
+
+    async def start(self) -> None:
+        await self.manager.reconcile()
+        await self.server.start()
+        self._lease_watch = asyncio.create_task(
+            self.leases.follow(self.manager.on_lease_ended, self.manager.check_leases)
+        )
+
+    async def stop(self) -> None:
+        await self.manager.shutdown()
+        if self._lease_watch is not None:
+            self._lease_watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._lease_watch
+        await self.server.stop(grace=1.0)
+        await self.leases.close()
+        self.store.close()
+
+
+def build(config: WorkerConfig) -> JobService:
+    return JobService(config)

@@ -1,0 +1,200 @@
+"""Job records in SQLite (WAL) at ``<state_dir>/jobs.db`` (no gRPC here).
+
+Every state change goes through :meth:`JobStore.transition`, which checks the state machine and
+updates the row only if it is still in the state the caller saw, so two writers can never
+both end a job.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from tendril.core.errors import ErrorKind
+from tendril.job.errors import JobError
+from tendril.job.model import JobRecord, JobState, check_transition
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    job_id TEXT PRIMARY KEY,
+    lease_id TEXT NOT NULL,
+    owner_id TEXT NOT NULL,
+    executor_class TEXT NOT NULL,
+    executor_name TEXT NOT NULL,
+    state TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    work_dir TEXT NOT NULL,
+    config_json TEXT NOT NULL,
+    coordinator_address TEXT NOT NULL,
+    timeout_seconds REAL NOT NULL,
+    exit_code INTEGER,
+    reason TEXT NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    pid INTEGER,
+    pid_create_time REAL,
+    progress_json TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_by_created ON jobs (created_at);
+CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state);
+"""
+
+_COLUMNS = (
+    "job_id, lease_id, owner_id, executor_class, executor_name, state, created_at, work_dir, config_json, "
+    "coordinator_address, timeout_seconds, exit_code, reason, started_at, finished_at, pid, pid_create_time, "
+    "progress_json"
+)
+
+
+def _row_to_record(row: tuple[Any, ...]) -> JobRecord:
+    (
+        job_id,
+        lease_id,
+        owner_id,
+        executor_class,
+        executor_name,
+        state,
+        created_at,
+        work_dir,
+        config_json,
+        coordinator_address,
+        timeout_seconds,
+        exit_code,
+        reason,
+        started_at,
+        finished_at,
+        pid,
+        pid_create_time,
+        progress_json,
+    ) = row
+    return JobRecord(
+        job_id=job_id,
+        lease_id=lease_id,
+        owner_id=owner_id,
+        executor_class=executor_class,
+        executor_name=executor_name,
+        state=JobState(state),
+        created_at=created_at,
+        work_dir=work_dir,
+        config=json.loads(config_json),
+        coordinator_address=coordinator_address,
+        timeout_seconds=timeout_seconds,
+        exit_code=exit_code,
+        reason=reason,
+        started_at=started_at,
+        finished_at=finished_at,
+        pid=pid,
+        pid_create_time=pid_create_time,
+        progress=json.loads(progress_json),
+    )
+
+
+def _record_values(r: JobRecord) -> tuple[Any, ...]:
+    return (
+        r.job_id,
+        r.lease_id,
+        r.owner_id,
+        r.executor_class,
+        r.executor_name,
+        r.state.value,
+        r.created_at,
+        r.work_dir,
+        json.dumps(r.config),
+        r.coordinator_address,
+        r.timeout_seconds,
+        r.exit_code,
+        r.reason,
+        r.started_at,
+        r.finished_at,
+        r.pid,
+        r.pid_create_time,
+        json.dumps(r.progress),
+    )
+
+
+class JobStore:
+    """The jobs table. Calls are short and synchronous; the service runs them on its event loop."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(str(path), isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        # NOTE: NORMAL is durable across a process crash (kill -9) in WAL mode; only a power
+        # loss can drop the last transactions, and a lost record then has no process either.
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        self._db.close()
+
+    def insert(self, record: JobRecord) -> None:
+        """Add a new job; ALREADY_EXISTS when the id was used before on this worker."""
+        try:
+            self._db.execute(f"INSERT INTO jobs ({_COLUMNS}) VALUES ({', '.join('?' * 18)})", _record_values(record))
+        except sqlite3.IntegrityError as exc:
+            raise JobError(
+                ErrorKind.ALREADY_EXISTS,
+                f"job {record.job_id} already exists on this worker; job ids are never reused, pick a new one",
+                reason="JOB_EXISTS",
+                metadata={"job_id": record.job_id},
+            ) from exc
+
+    def delete_pending(self, job_id: str) -> None:
+        """Forget a job whose dispatch failed before its executor started (nothing else may be deleted)."""
+        self._db.execute("DELETE FROM jobs WHERE job_id = ? AND state = ?", (job_id, JobState.PENDING.value))
+
+    def get(self, job_id: str) -> JobRecord | None:
+        row = self._db.execute(f"SELECT {_COLUMNS} FROM jobs WHERE job_id = ?", (job_id,)).fetchone()
+        return _row_to_record(row) if row else None
+
+    def exists(self, job_id: str) -> bool:
+        return self._db.execute("SELECT 1 FROM jobs WHERE job_id = ?", (job_id,)).fetchone() is not None
+
+    def list(self, states: Iterable[JobState] = (), limit: int = 100) -> list[JobRecord]:
+        """Newest first; only ``states`` when given."""
+        wanted = [s.value for s in states]
+        sql = f"SELECT {_COLUMNS} FROM jobs"
+        args: list[Any] = []
+        if wanted:
+            sql += f" WHERE state IN ({', '.join('?' * len(wanted))})"
+            args.extend(wanted)
+        sql += " ORDER BY created_at DESC, rowid DESC LIMIT ?"
+        args.append(limit)
+        return [_row_to_record(row) for row in self._db.execute(sql, args)]
+
+    def transition(self, record: JobRecord, new: JobState, **fields: Any) -> JobRecord:
+        """Move ``record`` to ``new`` (setting ``fields`` too) if the state machine allows it.
+
+        Returns the updated record. Raises JobError FAILED_PRECONDITION for an illegal move or
+        when the stored state is no longer the one ``record`` shows.
+        """
+        check_transition(record.job_id, record.state, new)
+        updated = record.copy()
+        updated.state = new
+        for key, value in fields.items():
+            if not hasattr(updated, key):
+                raise AttributeError(f"JobRecord has no field {key!r}")
+            setattr(updated, key, value)
+        values = _record_values(updated)
+        assignments = ", ".join(f"{c.strip()} = ?" for c in _COLUMNS.split(",")[1:])
+        cursor = self._db.execute(
+            f"UPDATE jobs SET {assignments} WHERE job_id = ? AND state = ?",
+            (*values[1:], record.job_id, record.state.value),
+        )
+        if cursor.rowcount != 1:
+            current = self.get(record.job_id)
+            raise JobError(
+                ErrorKind.FAILED_PRECONDITION,
+                f"job {record.job_id} is {current.state.value if current else 'gone'}, not {record.state.value}; "
+                "it changed meanwhile",
+                reason="STATE_CHANGED",
+                metadata={"job_id": record.job_id},
+            )
+        return updated
+
+    def set_progress(self, job_id: str, progress: dict[str, float]) -> None:
+        self._db.execute("UPDATE jobs SET progress_json = ? WHERE job_id = ?", (json.dumps(progress), job_id))

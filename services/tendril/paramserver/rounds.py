@@ -1,0 +1,169 @@
+"""A run's configuration and its round state machine (pure: no I/O, time passed in).
+
+A round is OPEN while it takes pushes. It is due to close when every expected worker
+committed, or when at least ``quorum`` committed and ``round_timeout_seconds`` passed since
+its first commit. While its update is computed it is CLOSING (no more pushes); then the
+next round opens, or, after the last of ``rounds``, the run is FINISHED.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+from typing import Any
+
+from tendril.core.codecs import CODECS
+from tendril.core.errors import ErrorKind
+from tendril.paramserver.errors import ParameterServerError
+
+DEFAULT_LR = 0.7
+DEFAULT_MOMENTUM = 0.9
+
+
+@dataclasses.dataclass(frozen=True)
+class RunConfig:
+    """How a run aggregates (OpenJob's fields, defaults applied)."""
+
+    expected_workers: int
+    quorum: int
+    round_timeout_seconds: float  # <= 0: no timeout, every expected worker must commit
+    outer_lr: float = DEFAULT_LR
+    outer_momentum: float = DEFAULT_MOMENTUM
+    codec: str = "fp32"
+    rounds: int = 0  # 0: unbounded
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        expected_workers: int,
+        quorum: int = 0,
+        round_timeout_seconds: float = 0.0,
+        outer_lr: float = 0.0,
+        outer_momentum: float = 0.0,
+        codec: str = "fp32",
+        rounds: int = 0,
+    ) -> RunConfig:
+        """Validate OpenJob's values; 0 means the default for quorum (1), lr and momentum."""
+
+        def bad(message: str) -> ParameterServerError:
+            return ParameterServerError(ErrorKind.INVALID_ARGUMENT, message, reason="BAD_RUN_CONFIG")
+
+        if expected_workers < 1:
+            raise bad("expected_workers must be at least 1")
+        quorum = quorum or 1
+        if quorum > expected_workers:
+            raise bad(f"quorum {quorum} is more than expected_workers {expected_workers}")
+        for name, value in (("round_timeout_seconds", round_timeout_seconds), ("outer_lr", outer_lr)):
+            if not math.isfinite(value) or value < 0:
+                raise bad(f"{name} must be a finite number >= 0, got {value}")
+        if not math.isfinite(outer_momentum) or not 0 <= outer_momentum < 1:
+            raise bad(f"outer_momentum must be in [0, 1), got {outer_momentum}")
+        if codec not in CODECS:
+            raise bad(f"codec must be one of {', '.join(CODECS)}")
+        return cls(
+            expected_workers=expected_workers,
+            quorum=quorum,
+            round_timeout_seconds=round_timeout_seconds,
+            outer_lr=outer_lr or DEFAULT_LR,
+            outer_momentum=outer_momentum or DEFAULT_MOMENTUM,
+            codec=codec,
+            rounds=rounds,
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class Phase(enum.Enum):
+    OPEN = "open"
+    CLOSING = "closing"
+    FINISHED = "finished"
+
+
+@dataclasses.dataclass
+class RoundMachine:
+    """Where a run's current round is; raises ParameterServerError for pushes it must refuse."""
+
+    run_id: str
+    config: RunConfig
+    round: int = 0
+    phase: Phase = Phase.OPEN
+    committed: dict[str, float] = dataclasses.field(default_factory=dict)  # worker -> weight
+    first_commit_at: float | None = None
+
+    def _refuse(self, kind: ErrorKind, reason: str, message: str) -> ParameterServerError:
+        return ParameterServerError(kind, message, reason=reason, metadata={"run_id": self.run_id})
+
+    def check_push(self, round: int, worker_id: str) -> None:
+        """Raise unless ``worker_id`` may push for ``round`` now."""
+        if not worker_id:
+            raise self._refuse(ErrorKind.INVALID_ARGUMENT, "WORKER_ID_MISSING", "the stream header needs a worker_id")
+        if self.phase is Phase.FINISHED:
+            raise self._refuse(
+                ErrorKind.FAILED_PRECONDITION,
+                "RUN_FINISHED",
+                f"run {self.run_id} finished all {self.config.rounds} rounds; round {round} takes no pushes",
+            )
+        if round < self.round or (round == self.round and self.phase is Phase.CLOSING):
+            open_round = self.round + 1 if self.phase is Phase.CLOSING else self.round
+            raise self._refuse(
+                ErrorKind.FAILED_PRECONDITION,
+                "ROUND_CLOSED",
+                f"round {round} of run {self.run_id} is closed; round {open_round} is open: pull round "
+                f"{round}'s update (or the current parameters) and push for round {open_round}",
+            )
+        if round > self.round:
+            raise self._refuse(
+                ErrorKind.FAILED_PRECONDITION,
+                "ROUND_NOT_OPEN",
+                f"round {round} of run {self.run_id} is not open yet; round {self.round} is open",
+            )
+        if worker_id in self.committed:
+            raise self._refuse(
+                ErrorKind.ALREADY_EXISTS,
+                "ALREADY_COMMITTED",
+                f"worker {worker_id} already committed an update for round {round} of run {self.run_id}",
+            )
+
+    def commit(self, worker_id: str, weight: float, now: float) -> None:
+        self.check_push(self.round, worker_id)
+        self.committed[worker_id] = weight
+        if self.first_commit_at is None:
+            self.first_commit_at = now
+
+    def close_due(self, now: float) -> bool:
+        if self.phase is not Phase.OPEN or not self.committed:
+            return False
+        if len(self.committed) >= self.config.expected_workers:
+            return True
+        deadline = self.deadline()
+        return deadline is not None and now >= deadline and len(self.committed) >= self.config.quorum
+
+    def deadline(self) -> float | None:
+        """When a quorum may close the round (None: no timeout, or nothing committed yet)."""
+        if self.first_commit_at is None or self.config.round_timeout_seconds <= 0:
+            return None
+        return self.first_commit_at + self.config.round_timeout_seconds
+
+    def begin_close(self) -> list[tuple[str, float]]:
+        """Stop taking pushes; the contributions in a fixed order (sorted by worker id)."""
+        if self.phase is not Phase.OPEN:
+            raise RuntimeError(f"round {self.round} is {self.phase.value}, not open")
+        self.phase = Phase.CLOSING
+        return sorted(self.committed.items())
+
+    def abort_close(self) -> None:
+        """The update could not be computed: take pushes again (contributions are kept)."""
+        self.phase = Phase.OPEN
+
+    def finish_close(self) -> None:
+        """The round's update is served: open the next round, or finish the run."""
+        self.committed = {}
+        self.first_commit_at = None
+        if self.config.rounds and self.round + 1 >= self.config.rounds:
+            self.phase = Phase.FINISHED
+            return
+        self.round += 1
+        self.phase = Phase.OPEN

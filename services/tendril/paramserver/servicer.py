@@ -1,0 +1,237 @@
+"""The thin gRPC layer of the ParameterServer: messages in and out, streams cut into chunks.
+
+Errors are the core's ParameterServerError; the server factory maps them to status codes.
+The four tensor-stream methods are registered with wire-level frames instead of protobuf
+objects for their stream messages (see :mod:`tendril.core.streaming`): pushes arrive
+as :class:`Frame` with zero-copy chunk data, pulls are sent as frames cut from an mmap.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from tendril.core import metrics
+from tendril.core.errors import ErrorKind
+from tendril.core.streaming import (
+    STREAM_ACCEPTED,
+    Frame,
+    StreamError,
+    StreamInfo,
+    codec_from_proto,
+    file_frames,
+    header_frame,
+    header_message,
+    info_from_header,
+    parse_frame,
+)
+from tendril.paramserver.core import ParameterServerCore, Served
+from tendril.paramserver.errors import ParameterServerError
+from tendril.paramserver.rounds import RunConfig
+from tendril.paramserver.spool import Spool, stream_error
+from tendril.paramserver.store import check_run_id
+from tendril_proto.paramserver.v1 import paramserver_pb2, paramserver_pb2_grpc
+
+SERVICE_NAME = paramserver_pb2.DESCRIPTOR.services_by_name["ParameterServerService"].full_name
+
+
+def _bad(message: str, reason: str) -> ParameterServerError:
+    return ParameterServerError(ErrorKind.INVALID_ARGUMENT, message, reason=reason)
+
+
+def _codec(value: int) -> str:
+    try:
+        return codec_from_proto(value)
+    except StreamError as exc:
+        raise stream_error(exc) from exc
+
+
+async def _read_header(requests: AsyncIterator[Frame]) -> StreamInfo:
+    first = await anext(requests, None)
+    if first is None or first.header is None:
+        raise _bad("a tensor stream must start with a header message", "HEADER_MISSING")
+    try:
+        info = info_from_header(first.header)
+    except StreamError as exc:
+        raise stream_error(exc) from exc
+    check_run_id(info.job_id)
+    return info
+
+
+async def _feed(core: ParameterServerCore, spool: Spool, requests: AsyncIterator[Frame]) -> None:
+    """Write the chunks that follow the header into ``spool`` until the client half-closes."""
+    try:
+        async for frame in requests:
+            if frame.data is None:
+                raise _bad("only chunks may follow the header", "UNEXPECTED_HEADER")
+            await spool.write(frame.offset, frame.data)
+    finally:
+        core.release(spool)
+
+
+def _served_header(served: Served, run_id: str, offset: int, stream_id: str) -> bytes:
+    info = StreamInfo(stream_id, run_id, served.round, "", served.weight, served.layout, served.sha256, offset)
+    return header_frame(header_message(info), contributors=served.contributors)
+
+
+def _check_offset(offset: int, served: Served) -> None:
+    if offset > served.layout.total_bytes:
+        raise ParameterServerError(
+            ErrorKind.OUT_OF_RANGE,
+            f"offset {offset} is past the payload's {served.layout.total_bytes} bytes; start again from 0",
+            reason="BAD_OFFSET",
+        )
+
+
+class ParameterServerServicer(paramserver_pb2_grpc.ParameterServerServiceServicer):
+    """gRPC face of :class:`ParameterServerCore`."""
+
+    def __init__(self, core: ParameterServerCore) -> None:
+        self.core = core
+
+    async def OpenJob(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        run_id = check_run_id(request.job_id)
+        config = RunConfig.build(
+            expected_workers=request.expected_workers,
+            quorum=request.quorum,
+            round_timeout_seconds=request.round_timeout_seconds,
+            outer_lr=request.outer_lr,
+            outer_momentum=request.outer_momentum,
+            codec=_codec(request.codec),
+            rounds=request.rounds,
+        )
+        round, resumed = await self.core.open_job(run_id, config)
+        return paramserver_pb2.OpenJobResponse(round=round, resumed=resumed)
+
+    async def CloseJob(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        await self.core.close_job(check_run_id(request.job_id), purge=request.purge)
+        return paramserver_pb2.CloseJobResponse()
+
+    async def GetRound(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        view = self.core.get_round(check_run_id(request.job_id))
+        return paramserver_pb2.GetRoundResponse(
+            job_id=view.run_id,
+            round=view.round,
+            state=paramserver_pb2.ROUND_STATE_CLOSED if view.closed else paramserver_pb2.ROUND_STATE_OPEN,
+            committed_workers=view.committed,
+            # NOTE: a run is configured with a count of workers, not their ids: these are the
+            # workers that have pushed to it so far.
+            expected_workers=view.known_workers,
+            pushes_in_flight=view.pushes_in_flight,
+        )
+
+    async def PushUpdate(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
+        requests: AsyncIterator[Frame] = aiter(request_iterator)
+        info = await _read_header(requests)
+        spool = await self.core.begin_push(info)
+        if spool.received != info.start_offset:
+            self.core.release(spool)
+            return paramserver_pb2.PushUpdateResponse(committed=False, received_bytes=spool.received)
+        await context.send_initial_metadata(STREAM_ACCEPTED)  # the sender's go-ahead for the chunks
+        await _feed(self.core, spool, requests)
+        metrics.BYTES_RECEIVED.labels(stream="update_push").inc(spool.received - info.start_offset)
+        if not spool.complete:
+            return paramserver_pb2.PushUpdateResponse(committed=False, received_bytes=spool.received)
+        contributors = await self.core.commit_push(spool)
+        return paramserver_pb2.PushUpdateResponse(
+            committed=True, received_bytes=info.total_bytes, contributors=contributors
+        )
+
+    async def PushParameters(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
+        requests: AsyncIterator[Frame] = aiter(request_iterator)
+        info = await _read_header(requests)
+        spool = await self.core.begin_parameters(info)
+        if spool is None:
+            view = self.core.get_round(info.job_id)
+            return paramserver_pb2.PushParametersResponse(accepted=False, round=view.round)
+        if spool.received != info.start_offset:
+            raise ParameterServerError(
+                ErrorKind.FAILED_PRECONDITION,
+                f"this parameter stream is at byte {spool.received}, not {info.start_offset}; resume from there",
+                reason="BAD_OFFSET",
+            )
+        await context.send_initial_metadata(STREAM_ACCEPTED)
+        await _feed(self.core, spool, requests)
+        metrics.BYTES_RECEIVED.labels(stream="params_push").inc(spool.received - info.start_offset)
+        if not spool.complete:
+            raise _bad(f"the parameter stream ended after {spool.received} of {info.total_bytes} bytes", "INCOMPLETE")
+        accepted, round = await self.core.commit_parameters(spool)
+        return paramserver_pb2.PushParametersResponse(accepted=accepted, round=round)
+
+    async def PullUpdate(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        run_id = check_run_id(request.job_id)
+        codec = _codec(request.codec) if request.codec else ""
+        if request.timeout_seconds < 0:
+            raise _bad("timeout_seconds must be >= 0", "BAD_TIMEOUT")
+        served = await self.core.update_payload(run_id, request.round, codec, request.timeout_seconds)
+        _check_offset(request.offset, served)
+        stream_id = f"{run_id}/update/{request.round}/{served.layout.codec}"
+        async for frame in _stream(served, run_id, request.offset, stream_id):
+            yield frame
+        metrics.BYTES_SENT.labels(stream="update_pull").inc(served.layout.total_bytes - request.offset)
+
+    async def PullParameters(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        run_id = check_run_id(request.job_id)
+        served = await self.core.parameters_payload(run_id)
+        _check_offset(request.offset, served)
+        async for frame in _stream(served, run_id, request.offset, f"{run_id}/theta/{served.round}"):
+            yield frame
+        metrics.BYTES_SENT.labels(stream="params_pull").inc(served.layout.total_bytes - request.offset)
+
+
+async def _stream(served: Served, run_id: str, offset: int, stream_id: str) -> AsyncIterator[bytes]:
+    """Header, then chunks cut lazily from an mmap of the payload (which stays valid if replaced)."""
+    frames = file_frames(served.path, offset)
+    try:
+        first = next(frames, None)  # maps the file now, before the header promises its bytes
+    except FileNotFoundError:
+        raise ParameterServerError(
+            ErrorKind.ABORTED,
+            "the payload was replaced (a round closed) just as it was requested; ask again",
+            reason="PAYLOAD_REPLACED",
+        ) from None
+    try:
+        yield _served_header(served, run_id, offset, stream_id)
+        if first is not None:
+            yield first
+            for frame in frames:
+                yield frame
+    finally:
+        frames.close()
+
+
+def add_to_server(servicer: ParameterServerServicer, server: grpc.aio.Server) -> None:
+    """Register the service like the generated ``add_..._to_server``, stream messages as frames."""
+    pb = paramserver_pb2
+
+    def unary(method: Any, request: Any, response: Any) -> grpc.RpcMethodHandler:
+        return grpc.unary_unary_rpc_method_handler(
+            method, request_deserializer=request.FromString, response_serializer=response.SerializeToString
+        )
+
+    handlers = {
+        "OpenJob": unary(servicer.OpenJob, pb.OpenJobRequest, pb.OpenJobResponse),
+        "CloseJob": unary(servicer.CloseJob, pb.CloseJobRequest, pb.CloseJobResponse),
+        "GetRound": unary(servicer.GetRound, pb.GetRoundRequest, pb.GetRoundResponse),
+        "PushUpdate": grpc.stream_unary_rpc_method_handler(
+            servicer.PushUpdate,
+            request_deserializer=parse_frame,
+            response_serializer=pb.PushUpdateResponse.SerializeToString,
+        ),
+        "PushParameters": grpc.stream_unary_rpc_method_handler(
+            servicer.PushParameters,
+            request_deserializer=parse_frame,
+            response_serializer=pb.PushParametersResponse.SerializeToString,
+        ),
+        # Response frames are already wire bytes: no serializer.
+        "PullUpdate": grpc.unary_stream_rpc_method_handler(
+            servicer.PullUpdate, request_deserializer=pb.PullUpdateRequest.FromString, response_serializer=None
+        ),
+        "PullParameters": grpc.unary_stream_rpc_method_handler(
+            servicer.PullParameters, request_deserializer=pb.PullParametersRequest.FromString, response_serializer=None
+        ),
+    }
+    server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(SERVICE_NAME, handlers),))
+    server.add_registered_method_handlers(SERVICE_NAME, handlers)

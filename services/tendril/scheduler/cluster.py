@@ -1,0 +1,262 @@
+"""A whole Tendril network on one machine, as real processes: gateway, data node, supervised
+workers and the reference scheduler. ``make demo`` and the end-to-end test start it.
+
+Every process gets its own session (process group) and log file under ``root/logs``; ``stop``
+sends SIGTERM in the reverse order of start (scheduler, workers, data node, gateway), waits,
+then SIGKILLs whatever is left — nothing outlives the cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from tendril.core.config import WorkerConfig, shift_port
+from tendril.core.errors import ErrorKind
+from tendril.core.health import check_serving
+from tendril.core.process import child_env
+from tendril.core.server import check_bindable
+from tendril.scheduler.errors import SchedulerError
+
+STOP_SECONDS = 15.0
+
+
+@dataclasses.dataclass
+class Proc:
+    """One started process."""
+
+    name: str
+    popen: subprocess.Popen[bytes]
+    log: Path
+    tier: int  # stop order: higher tiers stop first (scheduler, workers, data node, gateway)
+
+    def tail(self, lines: int = 20) -> str:
+        try:
+            return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return ""
+
+
+@dataclasses.dataclass(frozen=True)
+class WorkerSpec:
+    """One worker of the cluster."""
+
+    worker_id: str
+    port_offset: int
+    strategy: str = "whole"  # "flexible" lets it hold a training lease and the parameter server's
+    cpu: float = 2.0
+    extra: tuple[tuple[str, Any], ...] = ()  # more worker.toml keys: (("job.keep_work_dirs", True), ...)
+
+
+def port_free(address: str) -> bool:
+    """True when a server could listen on ``address`` now (the supervisor's own check)."""
+    return check_bindable(address) == 0
+
+
+def worker_ports(offset: int) -> list[str]:
+    """Every address a worker with ``offset`` listens on."""
+    defaults = WorkerConfig()
+    addresses = [shift_port(getattr(defaults, s).listen, offset) for s in WorkerConfig.SERVICE_SECTIONS]
+    return [*addresses, shift_port(defaults.telemetry.metrics_listen, offset)]
+
+
+def ephemeral_range() -> tuple[int, int]:
+    """The ports the kernel hands out to outgoing connections and to port-0 binds."""
+    try:
+        low, high = (int(x) for x in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
+    except (OSError, ValueError):
+        return 32768, 60999
+    return low, high
+
+
+def _quiet(address: str, low: int, high: int) -> bool:
+    port = int(address.rpartition(":")[2])
+    return port < 65536 and not low <= port <= high
+
+
+def pick_offsets(count: int, *, low: int = 11000, high: int = 14400, step: int = 10) -> list[int]:
+    """``count`` port offsets whose worker ports are all free right now, picked at random.
+
+    NOTE: every port is kept outside the kernel's ephemeral range: a port in it can be taken
+    by any outgoing connection (or a test's port-0 bind) between our check and the worker's
+    bind. Offsets 11000-14400 put the services at 61051-64455 and metrics at 20464-23864.
+    Random offsets keep two clusters started at once (a demo and a test) apart.
+    """
+    eph_low, eph_high = ephemeral_range()
+    candidates = list(range(low, high + 1, step))
+    random.shuffle(candidates)
+    found: list[int] = []
+    for offset in candidates:
+        ports = worker_ports(offset)
+        if all(_quiet(a, eph_low, eph_high) for a in ports) and all(port_free(a) for a in ports):
+            found.append(offset)
+            if len(found) == count:
+                return found
+    raise SchedulerError(
+        ErrorKind.RESOURCE_EXHAUSTED, f"found no free ports for {count} local workers", reason="NO_FREE_PORTS"
+    )
+
+
+def free_address(low: int = 20000, high: int = 32000) -> str:
+    """A free 127.0.0.1 address below the ephemeral range (see pick_offsets), picked at random."""
+    ports = list(range(low, high))
+    random.shuffle(ports)
+    for port in ports[:500]:
+        if port_free(f"127.0.0.1:{port}"):
+            return f"127.0.0.1:{port}"
+    raise SchedulerError(ErrorKind.RESOURCE_EXHAUSTED, f"no free port in {low}-{high}", reason="NO_FREE_PORTS")
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
+def worker_toml(spec: WorkerSpec, root: Path, gateway: str) -> str:
+    """A worker.toml for one local worker (state and work dirs under ``root``)."""
+    keys: dict[str, Any] = {
+        "worker.id": spec.worker_id,
+        "worker.state_dir": str(root / spec.worker_id / "state"),
+        "worker.work_dir": str(root / spec.worker_id / "work"),
+        "worker.port_offset": spec.port_offset,
+        "gateway.address": gateway,
+        "resources.cpu": spec.cpu,
+        "resources.memory_gib": 8.0,
+        "resources.storage_gib": 20.0,
+        "resources.gpu": 0,
+        "arbiter.strategy": spec.strategy,
+        "telemetry.log_format": "json",
+        **dict(spec.extra),
+    }
+    sections: dict[str, list[str]] = {}
+    for key, value in keys.items():
+        section, _, name = key.partition(".")
+        sections.setdefault(section, []).append(f"{name} = {_toml_value(value)}")
+    return "\n".join(f"[{s}]\n" + "\n".join(lines) + "\n" for s, lines in sections.items())
+
+
+class LocalCluster:
+    """Starts and stops the processes of a local network under ``root``."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.logs = root / "logs"
+        self.procs: list[Proc] = []
+        self.logs.mkdir(parents=True, exist_ok=True)
+
+    def spawn(self, name: str, args: Sequence[str], tier: int = 0) -> Proc:
+        env = child_env()
+        log = self.logs / f"{name}.log"
+        with open(log, "ab") as out:
+            popen = subprocess.Popen(
+                list(args), stdout=out, stderr=subprocess.STDOUT, env=env, start_new_session=True, cwd=self.root
+            )
+        proc = Proc(name, popen, log, tier)
+        self.procs.append(proc)
+        return proc
+
+    def start_gateway(self, listen: str) -> Proc:
+        return self.spawn("gateway", [sys.executable, "-m", "tendril.cli", "gateway", "run", "--listen", listen])
+
+    def start_data_node(self, folder: Path, listen: str, gateway: str) -> Proc:
+        args = ["serve", str(folder), "--listen", listen, "--gateway", gateway]
+        return self.spawn("data-node", [sys.executable, "-m", "tendril.data_node", *args], tier=1)
+
+    def start_worker(self, spec: WorkerSpec, gateway: str) -> Proc:
+        config = self.root / f"{spec.worker_id}.toml"
+        config.write_text(worker_toml(spec, self.root, gateway))
+        args = [sys.executable, "-m", "tendril.cli", "worker", "run", "--config", str(config)]
+        return self.spawn(spec.worker_id, args, tier=2)
+
+    def start_scheduler(self, job_toml: Path) -> Proc:
+        args = [sys.executable, "-m", "tendril.scheduler", "run", "--config", str(job_toml)]
+        return self.spawn("scheduler", [*args, "--log-format", "json"], tier=3)
+
+    async def wait_serving(self, proc: Proc, addresses: Sequence[str], timeout: float) -> None:
+        """Wait until every address serves; fail early (with the log's tail) when ``proc`` exits."""
+        deadline = time.monotonic() + timeout
+        pending = list(addresses)
+        while pending:
+            if proc.popen.poll() is not None:
+                raise SchedulerError(
+                    ErrorKind.UNAVAILABLE,
+                    f"{proc.name} exited with code {proc.popen.returncode} while starting; "
+                    f"its log ({proc.log}) ends:\n{proc.tail()}",
+                    reason="START_FAILED",
+                )
+            if time.monotonic() > deadline:
+                raise SchedulerError(
+                    ErrorKind.DEADLINE_EXCEEDED,
+                    f"{proc.name} did not serve {', '.join(pending)} within {timeout:.0f} s; "
+                    f"its log ({proc.log}) ends:\n{proc.tail()}",
+                    reason="START_TIMEOUT",
+                )
+            if await check_serving(pending[0], peer_id="demo"):
+                pending.pop(0)
+            else:
+                await asyncio.sleep(0.1)
+
+    def stop(self, timeout: float = STOP_SECONDS) -> list[str]:
+        """Stop tier by tier (the scheduler releases its leases while the workers still run; the
+        workers stop their jobs while the gateway still runs): SIGTERM a tier's processes, wait up
+        to ``timeout`` for them, SIGKILL their groups. Returns what needed SIGKILL.
+
+        Processes started by the cluster's processes in sessions of their own (executors) are
+        found by their command line or working directory, which are under ``root``.
+        """
+        killed: list[str] = []
+        for tier in sorted({p.tier for p in self.procs}, reverse=True):
+            procs = [p for p in self.procs if p.tier == tier]
+            for proc in procs:
+                if proc.popen.poll() is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.popen.pid, signal.SIGTERM)
+            deadline = time.monotonic() + timeout
+            for proc in procs:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.popen.wait(timeout=max(0.1, deadline - time.monotonic()))
+                if proc.popen.poll() is None:
+                    killed.append(proc.name)
+                # Its whole group goes, even children that outlived a clean exit.
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.popen.pid, signal.SIGKILL)
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.popen.wait(timeout=5)
+        for pid in processes_under(self.root):
+            killed.append(f"pid {pid}")
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        return killed
+
+
+def processes_under(root: Path) -> list[int]:
+    """Live processes (not zombies) whose command line names a path under ``root`` or whose
+    working directory is under it (the cluster starts every process there)."""
+    needle = str(root).encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            cwd = os.readlink(entry / "cwd").encode()
+            if needle not in (entry / "cmdline").read_bytes() and not (cwd + b"/").startswith(needle + b"/"):
+                continue
+            state = (entry / "stat").read_text().rpartition(")")[2].split()[0]
+        except OSError:
+            continue
+        if state != "Z":
+            found.append(int(entry.name))
+    return found

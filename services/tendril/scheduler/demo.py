@@ -1,0 +1,251 @@
+"""``make demo``: a whole DiLoCo run on this machine, from nothing to a trained model.
+
+``python -m tendril.scheduler.demo [--out demo-out]`` prepares a data set from the
+``.py`` sources of this Python's standard library, starts a gateway, a data node, three
+supervised workers (each with its own ports, state and work dir; worker-0 uses the
+``flexible`` strategy so it can host the parameter server beside its training job) and the
+reference scheduler, trains a small GPT-2 for several DiLoCo rounds on the CPU, stops
+everything and leaves ``metrics.jsonl``, ``loss.png`` and ``model.safetensors`` in OUT.
+Logs of every process are in OUT/run/logs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Coroutine
+from pathlib import Path
+from typing import Any
+
+from tendril.core.errors import TendrilError
+from tendril.scheduler.cluster import LocalCluster, WorkerSpec, free_address, pick_offsets, worker_ports
+from tendril.scheduler.metrics import read_metrics
+from tendril.scheduler.plot import plot_loss
+from tendril.scheduler.report import summary_table
+
+START_TIMEOUT_SECONDS = 120.0
+LOSS_TARGET = 0.8  # last round mean ≤ 0.8 × first round mean
+
+
+@dataclasses.dataclass(frozen=True)
+class DemoSettings:
+    """What the demo trains; the defaults fit ≤ 10 minutes on 2 CPU cores."""
+
+    out: Path
+    workers: int = 3  # training workers
+    spares: int = 0  # extra workers that may replace a lost one
+    flexible_workers: int = 1  # worker-0 .. worker-(n-1) offer what is asked; the others their whole machine
+    rounds: int = 20
+    inner_steps: int = 50
+    batch_size: int = 8
+    seq_len: int = 128
+    lr: float = 2e-3
+    max_bytes: int = 8_000_000
+    sequences_per_slice: int = 256
+    run_id: str = "demo"
+    codec: str = "fp32"
+    keep_updates: bool = False
+    worker_extra: tuple[tuple[str, Any], ...] = ()
+    round_timeout_seconds: float = 30.0
+    timeout_seconds: float = 900.0
+
+
+def prepare_data(settings: DemoSettings) -> Path:
+    """The stdlib data set in OUT/data (kept between demos: preparing it again gives the same bytes)."""
+    folder = settings.out / "data"
+    if (folder / "manifest.json").exists():
+        return folder
+    args = ["@stdlib", str(folder), "--seq-len", str(settings.seq_len), "--max-bytes", str(settings.max_bytes)]
+    args += ["--sequences-per-slice", str(settings.sequences_per_slice), "--suffix", ".py", "--force"]
+    subprocess.run([sys.executable, "-m", "tendril.data_node", "prepare", *args], check=True)
+    return folder
+
+
+def job_toml(settings: DemoSettings, *, listen: str, gateway: str, data_node: str) -> str:
+    """The scheduler's job.toml for the demo run."""
+    return f"""
+[scheduler]
+id = "{settings.run_id}-scheduler"
+listen = "{listen}"
+gateway = "{gateway}"
+out_dir = "{settings.out}"
+
+[allocation]
+workers = {settings.workers}
+bid = 150.0
+republish_seconds = 2.0
+timeout_seconds = {START_TIMEOUT_SECONDS}
+
+[allocation.worker]
+cpu = 1.0
+memory_gib = 1.0
+storage_gib = 1.0
+
+[allocation.parameter_server]
+cpu = 0.5
+memory_gib = 0.5
+storage_gib = 1.0
+
+[data]
+node = "{data_node}"
+
+[training]
+run_id = "{settings.run_id}"
+rounds = {settings.rounds}
+inner_steps = {settings.inner_steps}
+codec = "{settings.codec}"
+round_timeout_seconds = {settings.round_timeout_seconds}
+quorum = 1
+torch_threads = 1
+keep_updates = {"true" if settings.keep_updates else "false"}
+
+[training.inner]
+lr = {settings.lr}
+warmup_steps = 10
+batch_size = {settings.batch_size}
+
+[training.model]
+n_layer = 2
+n_head = 2
+n_embd = 64
+"""
+
+
+@dataclasses.dataclass
+class DemoResult:
+    lines: list[dict[str, Any]]
+    scheduler_exit: int
+    killed: list[str]
+    seconds: float
+    cluster_root: Path
+
+
+async def run_cluster(
+    settings: DemoSettings, during: Callable[[LocalCluster], Coroutine[Any, Any, None]] | None = None
+) -> DemoResult:
+    """Start the network, run the scheduler to its end, stop everything.
+
+    ``during`` (tests) runs beside the scheduler, e.g. to kill a worker mid-run; what it raises
+    is raised once everything is stopped.
+    """
+    began = time.monotonic()
+    data = prepare_data(settings)
+    root = settings.out / "run"
+    shutil.rmtree(root, ignore_errors=True)  # leases and jobs of an earlier demo must not come back
+    for name in ("metrics.jsonl", "model.safetensors", "loss.png"):
+        (settings.out / name).unlink(missing_ok=True)
+    cluster = LocalCluster(root)
+    killed: list[str] = []
+    code = -1
+    try:
+        gateway = free_address()
+        await cluster.wait_serving(cluster.start_gateway(gateway), [gateway], START_TIMEOUT_SECONDS)
+        data_node = free_address()
+        node = cluster.start_data_node(data, data_node, gateway)
+        await cluster.wait_serving(node, [data_node], START_TIMEOUT_SECONDS)
+        specs = [
+            WorkerSpec(
+                f"worker-{i}",
+                offset,
+                "flexible" if i < settings.flexible_workers else "whole",
+                extra=settings.worker_extra,
+            )
+            for i, offset in enumerate(pick_offsets(settings.workers + settings.spares))
+        ]
+        procs = [cluster.start_worker(spec, gateway) for spec in specs]
+        for spec, proc in zip(specs, procs, strict=True):
+            await cluster.wait_serving(proc, worker_ports(spec.port_offset)[:5], START_TIMEOUT_SECONDS)
+        print(f"demo: gateway {gateway}, data node {data_node}, {len(specs)} workers serving; training starts")
+        job = root / "job.toml"
+        job.write_text(job_toml(settings, listen=free_address(), gateway=gateway, data_node=data_node))
+        scheduler = cluster.start_scheduler(job)
+        side: asyncio.Task[None] | None = asyncio.create_task(during(cluster)) if during is not None else None
+        side_error: BaseException | None = None
+        try:
+            code = await _wait_exit(scheduler.popen, settings.timeout_seconds)
+        finally:
+            if side is not None:
+                side.cancel()
+                try:
+                    await side
+                except asyncio.CancelledError:
+                    pass
+                except Exception as exc:
+                    side_error = exc
+        if side_error is not None:
+            raise side_error
+        if code != 0:
+            print(f"demo: the scheduler exited with {code}; its log ends:\n{scheduler.tail(30)}", file=sys.stderr)
+    finally:
+        killed = cluster.stop()
+    metrics = settings.out / "metrics.jsonl"
+    lines = read_metrics(metrics) if metrics.exists() else []
+    return DemoResult(lines, code, killed, time.monotonic() - began, root)
+
+
+async def _wait_exit(popen: subprocess.Popen[bytes], timeout: float) -> int:
+    deadline = time.monotonic() + timeout
+    while popen.poll() is None:
+        if time.monotonic() > deadline:
+            return -1
+        await asyncio.sleep(0.5)
+    return int(popen.returncode)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tendril.scheduler.demo", description=__doc__)
+    parser.add_argument("--out", type=Path, default=Path("demo-out"), help="output folder (default demo-out)")
+    parser.add_argument("--rounds", type=int, default=DemoSettings.rounds, help="DiLoCo rounds")
+    parser.add_argument("--inner-steps", type=int, default=DemoSettings.inner_steps, help="H: batches per round")
+    parser.add_argument("--workers", type=int, default=DemoSettings.workers, help="training workers")
+    parser.add_argument("--codec", default=DemoSettings.codec, choices=("fp32", "bf16", "int8"))
+    args = parser.parse_args(argv)
+    settings = DemoSettings(
+        out=args.out.resolve(), rounds=args.rounds, inner_steps=args.inner_steps, workers=args.workers, codec=args.codec
+    )
+    settings.out.mkdir(parents=True, exist_ok=True)
+
+    async def guarded() -> DemoResult:
+        # NOTE: Ctrl-C and SIGTERM cancel the run, so that the cluster is stopped on the way out.
+        task = asyncio.current_task()
+        assert task is not None
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            asyncio.get_running_loop().add_signal_handler(sig, task.cancel)
+        return await run_cluster(settings)
+
+    try:
+        result = asyncio.run(guarded())
+    except TendrilError as exc:
+        print(f"demo: {exc.message}", file=sys.stderr)
+        return 1
+    except asyncio.CancelledError:
+        print("demo: interrupted; every process was stopped", file=sys.stderr)
+        return 130
+    if result.killed:
+        print(f"demo: had to SIGKILL {', '.join(result.killed)}", file=sys.stderr)
+    if result.scheduler_exit != 0 or not result.lines:
+        print(f"demo: training failed; logs in {result.cluster_root / 'logs'}", file=sys.stderr)
+        return 1
+    plot_loss(result.lines, settings.out / "loss.png", title=f"DiLoCo, {settings.workers} workers, CPU")
+    print(summary_table(result.lines))
+    first, last = result.lines[0]["loss_mean"], result.lines[-1]["loss_mean"]
+    ratio = last / first
+    print(
+        f"demo: {len(result.lines)} rounds in {result.seconds:.0f} s; mean loss {first:.3f} -> {last:.3f} "
+        f"(x{ratio:.2f}); wrote {settings.out / 'metrics.jsonl'}, {settings.out / 'loss.png'}, "
+        f"{settings.out / 'model.safetensors'}"
+    )
+    if ratio > LOSS_TARGET:
+        print(f"demo: the loss fell less than expected (target x{LOSS_TARGET})", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

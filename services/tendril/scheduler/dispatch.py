@@ -1,0 +1,143 @@
+"""Job configs of a DiLoCo run and the JobService calls that start, watch and cancel its jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from typing import Any
+
+import grpc
+from google.protobuf import struct_pb2
+
+from tendril.core.logs import get_logger
+from tendril.scheduler.jobconfig import JobConfig
+from tendril.scheduler.run import Dataset
+from tendril_proto.common.v1 import common_pb2
+from tendril_proto.job.v1 import job_pb2, job_pb2_grpc
+
+log = get_logger("tendril.scheduler.dispatch")
+
+TRAIN = ("train", "diloco")
+AGGREGATE = ("aggregate", "diloco")
+TERMINAL = {job_pb2.JOB_STATE_SUCCEEDED, job_pb2.JOB_STATE_FAILED, job_pb2.JOB_STATE_CANCELLED}
+CALL_TIMEOUT_SECONDS = 15.0
+
+
+def aggregate_config(config: JobConfig, run_id: str) -> dict[str, Any]:
+    """Config of the parameter server's job (docs/ARCHITECTURE.md "Aggregate job config")."""
+    t = config.training
+    return {
+        "run_id": run_id,
+        "expected_workers": config.allocation.workers,
+        "quorum": t.quorum,
+        "round_timeout_seconds": t.round_timeout_seconds,
+        "outer_lr": t.outer_lr,
+        "outer_momentum": t.outer_momentum,
+        "codec": t.codec,
+        "rounds": t.rounds,
+    }
+
+
+def train_config(config: JobConfig, run_id: str, parameter_server: str, dataset: Dataset) -> dict[str, Any]:
+    """Config of a training job (docs/ARCHITECTURE.md "Training job config").
+
+    The model's vocabulary and context come from the data set unless job.toml sets them.
+    """
+    t = config.training
+    model = {"vocab_size": dataset.vocab_size, "n_positions": dataset.seq_len, **t.model}
+    return {
+        "run_id": run_id,
+        "parameter_server": parameter_server,
+        "codec": t.codec,
+        "round_timeout_seconds": t.round_timeout_seconds,
+        "rounds": t.rounds,
+        "seed": t.seed,
+        "model": model,
+        "inner": dataclasses.asdict(t.inner),
+        "mixed_precision": t.mixed_precision,
+        "torch_threads": t.torch_threads,
+        "keep_updates": t.keep_updates,
+    }
+
+
+def _struct(values: dict[str, Any]) -> struct_pb2.Struct:
+    out = struct_pb2.Struct()
+    out.update(values)
+    return out
+
+
+@dataclasses.dataclass(frozen=True)
+class JobEnd:
+    """How a job ended."""
+
+    state: str  # "SUCCEEDED", "FAILED" or "CANCELLED"
+    exit_code: int
+    reason: str
+
+
+class JobHandle:
+    """One job at one worker's JobService, seen by its owner."""
+
+    def __init__(self, channel: grpc.aio.Channel, job_id: str, worker_id: str) -> None:
+        self.job_id = job_id
+        self.worker_id = worker_id
+        self._stub = job_pb2_grpc.JobServiceStub(channel)
+
+    async def dispatch(
+        self, lease_id: str, executor: tuple[str, str], config: dict[str, Any], coordinator_address: str = ""
+    ) -> None:
+        request = job_pb2.DispatchRequest(
+            job_id=self.job_id,
+            lease_id=lease_id,
+            executor=common_pb2.ExecutorRef(executor_class=executor[0], name=executor[1]),
+            config=_struct(config),
+            coordinator_address=coordinator_address,
+        )
+        await self._stub.Dispatch(request, timeout=CALL_TIMEOUT_SECONDS)
+        log.info("job.dispatched", job_id=self.job_id, worker=self.worker_id, executor="/".join(executor))
+
+    async def wait_end(self) -> JobEnd:
+        """Follow the job until it ends (reconnecting while its JobService restarts)."""
+        delay = 0.5
+        while True:
+            try:
+                current = await self._stub.Get(job_pb2.GetRequest(job_id=self.job_id), timeout=CALL_TIMEOUT_SECONDS)
+                if current.job.state in TERMINAL:
+                    return _end(current.job)
+                async for change in self._stub.Watch(job_pb2.WatchRequest(job_id=self.job_id)):
+                    delay = 0.5
+                    if change.job.job_id == self.job_id and change.job.state in TERMINAL:
+                        return _end(change.job)
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() == grpc.StatusCode.NOT_FOUND:
+                    return JobEnd("FAILED", -1, f"the worker no longer knows job {self.job_id}: {exc.details()}")
+                if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
+                    raise
+                log.info("job.watch_retry", job_id=self.job_id, code=exc.code().name)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 5.0)
+
+    async def tail(self, lines: int = 3) -> str:
+        """The last lines of the executor's output ("" when they cannot be read)."""
+        text = []
+        try:
+            async for piece in self._stub.Logs(
+                job_pb2.LogsRequest(job_id=self.job_id, tail_lines=lines), timeout=CALL_TIMEOUT_SECONDS
+            ):
+                text.append(piece.text)
+        except grpc.aio.AioRpcError:
+            return ""
+        return "".join(text).strip()
+
+    async def cancel(self, reason: str) -> None:
+        """Stop the job (best effort: releasing its lease stops it too)."""
+        try:
+            await self._stub.Cancel(
+                job_pb2.CancelRequest(job_id=self.job_id, reason=reason), timeout=CALL_TIMEOUT_SECONDS
+            )
+        except grpc.aio.AioRpcError as exc:
+            log.info("job.cancel_failed", job_id=self.job_id, code=exc.code().name, error=exc.details())
+
+
+def _end(job: job_pb2.Job) -> JobEnd:
+    return JobEnd(job_pb2.JobState.Name(job.state).removeprefix("JOB_STATE_"), job.exit_code, job.reason)

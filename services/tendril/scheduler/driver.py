@@ -1,0 +1,370 @@
+"""The scheduler's active side: find the data set, advertise, keep leases, dispatch, finish.
+
+Life of a run:
+1. Read the data set manifest from the data node (or find the node in the gateway registry).
+2. Publish a ResourceRequest for the training workers on the bus (again every
+   ``republish_seconds`` while some are missing), then one for the parameter server — after
+   the trainers, so that a worker with room for both (strategy ``flexible``) can host it.
+   Offers are answered by the servicer; each accepted one starts a member task here.
+3. Member task: wait for the lease to be confirmed, renew it at 2/3 of its remaining time,
+   dispatch its job (the aggregate job first; training jobs once the parameter server
+   answers), and watch the job. A lease that cannot be renewed or a job that ends early
+   loses the member: the run drops it and a new request solicits a replacement.
+4. When every round is done: pull the final θ from the parameter server into
+   ``model.safetensors``, let the jobs end, release every lease.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+import uuid
+from pathlib import Path
+
+import grpc
+from google.protobuf import any_pb2
+
+from tendril.core.channel import open_channel
+from tendril.core.errors import ErrorKind, TendrilError
+from tendril.core.logs import get_logger
+from tendril.core.tensorstream import TensorStreamError, pull_parameters
+from tendril.core.timeutil import now, to_timestamp
+from tendril.scheduler.dispatch import AGGREGATE, TRAIN, JobEnd, JobHandle, aggregate_config, train_config
+from tendril.scheduler.errors import SchedulerError
+from tendril.scheduler.jobconfig import JobConfig, ResourcesSpec
+from tendril.scheduler.leasekeeper import LeaseKeeper, LeaseLost
+from tendril.scheduler.run import Dataset, Member, Role, Run
+from tendril.scheduler.slices import SliceRef
+from tendril_proto.arbiter.v1 import arbiter_pb2
+from tendril_proto.common.v1 import common_pb2
+from tendril_proto.data.v1 import data_pb2, data_pb2_grpc
+from tendril_proto.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from tendril_proto.paramserver.v1 import paramserver_pb2, paramserver_pb2_grpc
+
+log = get_logger("tendril.scheduler.driver")
+
+CALL_TIMEOUT_SECONDS = 15.0
+PS_READY_TIMEOUT_SECONDS = 120.0  # the aggregate executor starts a Python process before it opens the run
+POLL_SECONDS = 0.2
+
+
+class Driver:
+    """Drives one run; ``advertised`` is the address workers reach this scheduler's services at."""
+
+    def __init__(self, config: JobConfig, run: Run, *, advertised: str, out_dir: Path) -> None:
+        self.config = config
+        self.run = run
+        self.advertised = advertised
+        self.out_dir = out_dir
+        self.peer_id = config.scheduler.id
+        self._channels: dict[str, grpc.aio.Channel] = {}
+        self._members: dict[str, asyncio.Task[None]] = {}
+        self._keepers: dict[str, LeaseKeeper] = {}
+        self._jobs: dict[str, JobHandle] = {}
+        self._ended: dict[str, str] = {}  # job id -> end state, for jobs that ended
+        self._ps_ready = asyncio.Event()
+        self._job_end = asyncio.Event()  # set whenever a job ends
+        self._started_at = time.monotonic()
+        self._dispatched_trainers = 0
+        self._full = False  # the first full set of trainers was dispatched
+
+    def channel(self, address: str) -> grpc.aio.Channel:
+        if address not in self._channels:
+            self._channels[address] = open_channel(address, peer_id=self.peer_id)
+        return self._channels[address]
+
+    # -- data ------------------------------------------------------------------------------
+
+    async def load_dataset(self) -> Dataset:
+        """The manifest from the data node named in job.toml, or found in the gateway registry."""
+        node = self.config.data.node or await self._find_data_node()
+        stub = data_pb2_grpc.DataNodeServiceStub(self.channel(node))
+        try:
+            reply = await stub.GetManifest(
+                data_pb2.GetManifestRequest(dataset_id=self.config.data.dataset_id), timeout=CALL_TIMEOUT_SECONDS
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise SchedulerError(
+                ErrorKind.UNAVAILABLE,
+                f"cannot read the data set manifest from the data node at {node}: {exc.code().name} {exc.details()} "
+                "(start it with `tendril data serve`, or fix data.node in job.toml)",
+                reason="NO_MANIFEST",
+            ) from exc
+        m = reply.manifest
+        slices = tuple(SliceRef(s.name, s.size_bytes, s.sha256, s.num_sequences) for s in m.slices)
+        dataset = Dataset(m.dataset_id, node, slices, m.seq_len, m.vocab_size)
+        log.info("dataset.ready", dataset_id=m.dataset_id, slices=len(slices), seq_len=m.seq_len, node=node)
+        return dataset
+
+    async def _find_data_node(self) -> str:
+        stub = gateway_pb2_grpc.RegistryServiceStub(self.channel(self.config.scheduler.gateway))
+        reply = await stub.List(gateway_pb2.ListRequest(kind="dataset"), timeout=CALL_TIMEOUT_SECONDS)
+        wanted = self.config.data.dataset_id
+        found = []
+        for record in reply.records:
+            info = data_pb2.DatasetRecord()
+            if record.payload.Unpack(info) and (not wanted or info.dataset_id == wanted):
+                found.append(info.address)
+        if len(found) != 1:
+            raise SchedulerError(
+                ErrorKind.FAILED_PRECONDITION,
+                f"the gateway registry lists {len(found)} data nodes for data set {wanted or '(any)'}; "
+                "set data.node (or data.dataset_id) in job.toml",
+                reason="NO_DATA_NODE",
+            )
+        return found[0]
+
+    # -- allocation ------------------------------------------------------------------------
+
+    async def _publish(self, role: Role) -> None:
+        spec: ResourcesSpec = (
+            self.config.allocation.worker if role is Role.TRAIN else self.config.allocation.parameter_server
+        )
+        executor = TRAIN if role is Role.TRAIN else AGGREGATE
+        request_id = f"{self.run.run_id}-{role.value}-{uuid.uuid4().hex[:8]}"
+        self.run.register_request(request_id, role)
+        request = arbiter_pb2.ResourceRequest(
+            request_id=request_id,
+            scheduler=common_pb2.PeerRef(id=self.peer_id, address=self.advertised),
+            resources=common_pb2.Resources(
+                cpu=spec.cpu, memory_gib=spec.memory_gib, storage_gib=spec.storage_gib, gpu=spec.gpu
+            ),
+            executors=[common_pb2.ExecutorRef(executor_class=executor[0], name=executor[1])],
+            bid=self.config.allocation.bid,
+            deadline=to_timestamp(now() + self.config.allocation.request_deadline_seconds),
+        )
+        payload = any_pb2.Any()
+        payload.Pack(request)
+        bus = gateway_pb2_grpc.BusServiceStub(self.channel(self.config.scheduler.gateway))
+        try:
+            reply = await bus.Publish(
+                gateway_pb2.PublishRequest(topic=self.config.allocation.topic, sender=self.peer_id, payload=payload),
+                timeout=CALL_TIMEOUT_SECONDS,
+            )
+            log.info("request.published", request_id=request_id, role=role.value, subscribers=reply.delivered)
+        except grpc.aio.AioRpcError as exc:
+            log.warning("request.publish_failed", role=role.value, code=exc.code().name, error=exc.details())
+
+    async def _allocate(self) -> None:
+        """Publish requests while leases are missing (trainers first, then the parameter server)."""
+        every = self.config.allocation.republish_seconds
+        last: dict[Role, float] = {}
+        while True:
+            for role in (Role.TRAIN, Role.PARAMETER_SERVER):
+                if role is Role.PARAMETER_SERVER and self.run.parameter_server is None and self.run.needs(Role.TRAIN):
+                    continue
+                if self.run.needs(role) and time.monotonic() - last.get(role, -every) >= every:
+                    last[role] = time.monotonic()
+                    await self._publish(role)
+            await asyncio.sleep(POLL_SECONDS)
+
+    def on_accept(self, member: Member) -> None:
+        """Called by the servicer for every accepted offer."""
+        self._members[member.lease_id] = asyncio.get_running_loop().create_task(self._member(member))
+
+    # -- members ---------------------------------------------------------------------------
+
+    async def _member(self, member: Member) -> None:
+        keeper = LeaseKeeper(self.channel(member.endpoints.lease), member.lease_id, member.worker_id)
+        self._keepers[member.lease_id] = keeper
+        renewing: asyncio.Task[None] | None = None
+        working: asyncio.Task[None] | None = None
+        try:
+            await keeper.confirmed()
+            renewing = asyncio.create_task(keeper.keep())
+            working = asyncio.create_task(self._work(member))
+            done, _ = await asyncio.wait({renewing, working}, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                task.result()  # raises what ended it
+            # The job ended as it should: hold the lease until the run releases it.
+            await renewing
+        except (LeaseLost, TendrilError, grpc.aio.AioRpcError) as exc:
+            await self._lose(member, _why(exc))
+        except Exception as exc:  # a bug must cost one member, not leave it unattended
+            log.exception("member.failed", worker=member.worker_id, job_id=member.job_id)
+            await self._lose(member, f"scheduler error: {exc!r}")
+        finally:
+            for pending in (renewing, working):
+                if pending is not None and not pending.done():
+                    pending.cancel()
+                    with contextlib.suppress(asyncio.CancelledError, Exception):
+                        await pending
+
+    async def _work(self, member: Member) -> None:
+        """Dispatch the member's job and follow it; returns when it ended as it should."""
+        job = JobHandle(self.channel(member.endpoints.job), member.job_id, member.worker_id)
+        if member.role is Role.PARAMETER_SERVER:
+            await job.dispatch(member.lease_id, AGGREGATE, aggregate_config(self.config, self.run.run_id))
+            self._jobs[member.job_id] = job
+            ending = asyncio.create_task(job.wait_end())
+            ready = asyncio.create_task(self._wait_parameter_server(member))
+            try:
+                # An aggregate job that dies before it opened the run must not leave us waiting.
+                await asyncio.wait({ending, ready}, return_when=asyncio.FIRST_COMPLETED)
+                if not ready.done():
+                    self._check_end(member, ending.result())
+                ready.result()
+            except BaseException:
+                ending.cancel()
+                raise
+            finally:
+                ready.cancel()
+            self._check_end(member, await ending)
+            return
+        await self._ps_ready.wait()
+        ps = self.run.parameter_server
+        assert ps is not None and self.run.dataset is not None
+        config = train_config(self.config, self.run.run_id, ps.endpoints.parameter_server, self.run.dataset)
+        self.run.add_trainer(member)
+        await job.dispatch(member.lease_id, TRAIN, config, coordinator_address=self.advertised)
+        self._jobs[member.job_id] = job
+        self._dispatched_trainers += 1
+        self._full = self._full or self._dispatched_trainers >= self.config.allocation.workers
+        end = await job.wait_end()
+        if end.state == "FAILED":
+            last = await job.tail(1)
+            end = JobEnd(end.state, end.exit_code, f"{end.reason}; its log ends: {last}" if last else end.reason)
+        self._check_end(member, end)
+
+    def _check_end(self, member: Member, end: JobEnd) -> None:
+        """Record a job's end; raise unless it ended as it should."""
+        self._ended[member.job_id] = end.state
+        self._job_end.set()
+        log.info("job.ended", job_id=member.job_id, worker=member.worker_id, state=end.state, reason=end.reason)
+        # NOTE: the aggregate job ends once the last round closed, possibly before the trainers reported it.
+        closed = self.run.finished or (member.role is Role.PARAMETER_SERVER and self._ps_ready.is_set())
+        if end.state != "SUCCEEDED" or not closed:
+            raise SchedulerError(
+                ErrorKind.ABORTED,
+                f"job {member.job_id} on {member.worker_id} ended {end.state} "
+                f"(exit code {end.exit_code}): {end.reason}",
+                reason="JOB_ENDED",
+            )
+
+    async def _wait_parameter_server(self, member: Member) -> None:
+        stub = paramserver_pb2_grpc.ParameterServerServiceStub(self.channel(member.endpoints.parameter_server))
+        deadline = time.monotonic() + PS_READY_TIMEOUT_SECONDS
+        while True:
+            try:
+                await stub.GetRound(
+                    paramserver_pb2.GetRoundRequest(job_id=self.run.run_id), timeout=CALL_TIMEOUT_SECONDS
+                )
+                break
+            except grpc.aio.AioRpcError as exc:
+                if exc.code() not in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE):
+                    raise
+                if time.monotonic() > deadline:
+                    raise SchedulerError(
+                        ErrorKind.DEADLINE_EXCEEDED,
+                        f"the parameter server on {member.worker_id} did not open run {self.run.run_id} within "
+                        f"{PS_READY_TIMEOUT_SECONDS:.0f} s ({exc.details()}); see its aggregate job's log",
+                        reason="PS_NOT_READY",
+                    ) from exc
+            await asyncio.sleep(POLL_SECONDS)
+        log.info("parameter_server.ready", worker=member.worker_id, address=member.endpoints.parameter_server)
+        self._ps_ready.set()
+
+    async def _lose(self, member: Member, reason: str) -> None:
+        if self.run.lose(member.lease_id, reason) is None:
+            return
+        log.warning("member.lost", worker=member.worker_id, role=member.role.value, job_id=member.job_id, reason=reason)
+        job = self._jobs.get(member.job_id)
+        if job is not None and member.job_id not in self._ended:
+            # Nobody waits for a dropped job at the end: its worker may be gone for good.
+            self._ended[member.job_id] = "DROPPED"
+            self._job_end.set()
+            await job.cancel(f"scheduler dropped it: {reason}")
+        keeper = self._keepers.get(member.lease_id)
+        if keeper is not None:
+            await keeper.release()
+
+    # -- the run ---------------------------------------------------------------------------
+
+    async def execute(self) -> None:
+        """Run the job to its end; raises SchedulerError when it cannot finish."""
+        self.run.set_dataset(await self.load_dataset())
+        allocating = asyncio.create_task(self._allocate())
+        try:
+            await self._until_trained()
+        finally:
+            allocating.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await allocating
+        await self._finish()
+
+    async def _until_trained(self) -> None:
+        timeout = self.config.allocation.timeout_seconds
+        while not self.run.finished:
+            if self.run.failed:
+                raise SchedulerError(ErrorKind.ABORTED, self.run.failed, reason="RUN_FAILED")
+            if not self._full and time.monotonic() - self._started_at > timeout:
+                raise SchedulerError(
+                    ErrorKind.DEADLINE_EXCEEDED, f"after {timeout:.0f} s {self._missing()}", reason="ALLOCATION_TIMEOUT"
+                )
+            await asyncio.sleep(POLL_SECONDS)
+
+    def _missing(self) -> str:
+        """What keeps the run from starting, in words."""
+        trainers, want = len(self.run.live(Role.TRAIN)), self.config.allocation.workers
+        if trainers < want or self.run.parameter_server is None:
+            return (
+                f"the run has {trainers} of {want} training workers and "
+                f"{'a' if self.run.parameter_server else 'no'} parameter server. Check that workers joined gateway "
+                f"{self.config.scheduler.gateway}, run executors train/diloco and aggregate/diloco, ask at most "
+                "allocation.bid, and have the resources asked (one worker needs room for a second lease, e.g. "
+                "arbiter.strategy = 'flexible', to host the parameter server)"
+            )
+        if not self._ps_ready.is_set():
+            ps = self.run.parameter_server
+            return (
+                f"the parameter server on {ps.worker_id} has not opened run {self.run.run_id} "
+                f"at {ps.endpoints.parameter_server}; see the log of its job {ps.job_id}"
+            )
+        return f"only {self._dispatched_trainers} of {want} training jobs were dispatched; see the scheduler log"
+
+    async def _finish(self) -> None:
+        ps = self.run.parameter_server
+        assert ps is not None
+        dest = self.out_dir / "model.safetensors"
+        try:
+            round_index = await pull_parameters(
+                self.channel(ps.endpoints.parameter_server), run_id=self.run.run_id, dest=dest
+            )
+        except TensorStreamError as exc:
+            raise SchedulerError(
+                ErrorKind.UNAVAILABLE,
+                f"training finished but the final parameters could not be pulled from the parameter server on "
+                f"{ps.worker_id}: {exc.message}",
+                reason="NO_FINAL_MODEL",
+            ) from exc
+        log.info("model.saved", path=str(dest), round=round_index)
+        deadline = time.monotonic() + self.config.scheduler.finish_timeout_seconds
+        while True:
+            self._job_end.clear()  # before the check, so that an end right after it still wakes us
+            if all(job_id in self._ended for job_id in self._jobs) or time.monotonic() >= deadline:
+                break
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._job_end.wait(), deadline - time.monotonic())
+        left = sorted(job_id for job_id in self._jobs if job_id not in self._ended)
+        if left:
+            log.warning("jobs.still_running", jobs=left, action="releasing their leases stops them")
+
+    async def close(self) -> None:
+        """Stop member tasks, release every lease, close channels."""
+        for task in self._members.values():
+            task.cancel()
+        for task in self._members.values():
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        await asyncio.gather(*(k.release() for k in self._keepers.values()))
+        for channel in self._channels.values():
+            await channel.close()
+
+
+def _why(exc: BaseException) -> str:
+    if isinstance(exc, TendrilError):
+        return exc.message
+    if isinstance(exc, grpc.aio.AioRpcError):
+        return f"{exc.code().name}: {exc.details()}"
+    return str(exc)

@@ -1,0 +1,380 @@
+"""State of one DiLoCo run at the reference scheduler (no grpc): members, offers, progress.
+
+The driver and the servicer feed it events (an offer arrived, a job reported progress, a lease
+was lost) and act on what it answers (accept/reject, the directive, which slice, which round
+finished). Everything runs on one asyncio loop, so there is no locking.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import math
+import time
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from tendril.core.errors import ErrorKind
+from tendril.scheduler.errors import SchedulerError
+from tendril.scheduler.jobconfig import JobConfig
+from tendril.scheduler.metrics import WorkerRound, round_line
+from tendril.scheduler.planner import BatchTimer, batches_for, round_budget
+from tendril.scheduler.slices import Assignment, SliceAssigner, SliceRef
+
+PROBE_BATCHES = 2  # timed batches a worker reports before its batch time counts for planning
+
+
+class Role(enum.Enum):
+    TRAIN = "train"
+    PARAMETER_SERVER = "parameter_server"
+
+
+class Directive(enum.Enum):
+    CONTINUE = "continue"
+    SCHEDULE_UPDATE = "schedule_update"
+    DONE = "done"
+
+
+class Progress(enum.Enum):
+    BATCH = "batch"
+    METRICS = "metrics"
+    UPDATE_SENT = "update_sent"
+    UPDATE_RECEIVED = "update_received"
+    FINISHED = "finished"
+
+
+@dataclasses.dataclass(frozen=True)
+class Endpoints:
+    """The worker's service addresses a scheduler uses."""
+
+    lease: str
+    job: str
+    parameter_server: str
+
+
+@dataclasses.dataclass(frozen=True)
+class OfferIn:
+    """An offer as the core sees it."""
+
+    request_id: str
+    worker_id: str
+    lease_id: str
+    endpoints: Endpoints
+
+
+@dataclasses.dataclass
+class Member:
+    """An accepted lease and the job that runs under it."""
+
+    worker_id: str
+    lease_id: str
+    role: Role
+    endpoints: Endpoints
+    job_id: str
+    lost: bool = False
+    lost_reason: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class ProgressIn:
+    """One progress event of a training job."""
+
+    job_id: str
+    worker_id: str
+    kind: Progress
+    round: int
+    batch_size: int = 0
+    batch_seconds: float = 0.0
+    metrics: Mapping[str, float] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class DirectiveOut:
+    directive: Directive
+    batches_until_update: int
+    round: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """The data set the run trains on."""
+
+    dataset_id: str
+    data_node_address: str
+    slices: tuple[SliceRef, ...]
+    seq_len: int
+    vocab_size: int
+
+
+@dataclasses.dataclass
+class _Trainer:
+    member: Member
+    timer: BatchTimer = dataclasses.field(default_factory=BatchTimer)
+    last_batch_at: float | None = None  # when its previous BATCH of the current round arrived
+    round: int = -1
+    batches: int = 0
+    planned: int | None = None
+    finished: bool = False
+
+
+@dataclasses.dataclass
+class _Round:
+    started: float
+    workers: dict[str, WorkerRound] = dataclasses.field(default_factory=dict)  # job id -> report
+    budget_seconds: float | None = None
+    done: bool = False
+
+
+class Run:
+    """One run: who works for it, where each job is, what each round produced."""
+
+    def __init__(
+        self,
+        config: JobConfig,
+        run_id: str,
+        *,
+        on_round: Callable[[dict[str, Any]], None] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.run_id = run_id
+        self.rounds = config.training.rounds
+        self.target_steps = config.training.inner_steps
+        self._on_round = on_round or (lambda _line: None)
+        self._clock = clock
+        self._requests: dict[str, Role] = {}
+        self.members: dict[str, Member] = {}  # lease id -> member
+        self._trainers: dict[str, _Trainer] = {}  # job id -> trainer
+        self._rounds: dict[int, _Round] = {}
+        self._job_counter = 0
+        self.completed_rounds: list[dict[str, Any]] = []
+        self.dataset: Dataset | None = None
+        self._assigner: SliceAssigner | None = None
+        self.failed: str = ""
+        self.lost = 0
+
+    # -- allocation ------------------------------------------------------------------------
+
+    def register_request(self, request_id: str, role: Role) -> None:
+        self._requests[request_id] = role
+
+    def live(self, role: Role) -> list[Member]:
+        return [m for m in self.members.values() if m.role is role and not m.lost]
+
+    def needs(self, role: Role) -> int:
+        """Leases of this role still missing."""
+        if self.finished or self.failed:
+            return 0
+        want = self.config.allocation.workers if role is Role.TRAIN else 1
+        return max(0, want - len(self.live(role)))
+
+    def consider_offer(self, offer: OfferIn) -> tuple[Member | None, str]:
+        """Accept (the new member) or reject (None) an offer, with the reason."""
+        role = self._requests.get(offer.request_id)
+        if role is None:
+            return None, f"request {offer.request_id!r} is not one of this scheduler's requests"
+        if self.finished or self.failed:
+            return None, f"run {self.run_id} is over"
+        if not offer.lease_id:
+            return None, "the offer names no lease"
+        if self.needs(role) == 0:
+            return None, f"run {self.run_id} has every {role.value} lease it needs"
+        if any(m.worker_id == offer.worker_id for m in self.live(role)):
+            return None, f"worker {offer.worker_id} already holds a {role.value} lease of run {self.run_id}"
+        if role is Role.PARAMETER_SERVER and not offer.endpoints.parameter_server:
+            return None, "the worker advertises no parameter server address"
+        member = Member(offer.worker_id, offer.lease_id, role, offer.endpoints, self._next_job_id(role))
+        self.members[offer.lease_id] = member
+        return member, "accepted"
+
+    def _next_job_id(self, role: Role) -> str:
+        if role is Role.PARAMETER_SERVER:
+            self._job_counter += 1
+            return f"{self.run_id}-ps{self._job_counter}"
+        self._job_counter += 1
+        return f"{self.run_id}-t{self._job_counter}"
+
+    @property
+    def parameter_server(self) -> Member | None:
+        live = self.live(Role.PARAMETER_SERVER)
+        return live[0] if live else None
+
+    def lose(self, lease_id: str, reason: str) -> Member | None:
+        """A member is gone (lease not renewable, job ended early); its work is dropped."""
+        member = self.members.get(lease_id)
+        if member is None or member.lost:
+            return None
+        member.lost = True
+        member.lost_reason = reason
+        if not self.finished:
+            self.lost += 1
+            if self.lost > self.config.allocation.max_lost:
+                self.failed = (
+                    f"{self.lost} leases or jobs of run {self.run_id} were lost (allocation.max_lost = "
+                    f"{self.config.allocation.max_lost}); the last: {reason}"
+                )
+        trainer = self._trainers.pop(member.job_id, None)
+        if trainer is not None and self._assigner is not None:
+            self._assigner.leave(member.job_id)
+        if member.role is Role.PARAMETER_SERVER and not self.finished:
+            self.failed = f"the parameter server on {member.worker_id} was lost: {reason}"
+        self._check_rounds()
+        return member
+
+    # -- data ------------------------------------------------------------------------------
+
+    def set_dataset(self, dataset: Dataset) -> None:
+        self.dataset = dataset
+        self._assigner = SliceAssigner(dataset.slices, self.config.allocation.workers, seed=self.config.training.seed)
+        for job_id in self._trainers:
+            self._assigner.join(job_id)
+
+    def add_trainer(self, member: Member) -> None:
+        """A training job was dispatched for ``member``."""
+        self._trainers[member.job_id] = _Trainer(member)
+        if self._assigner is not None:
+            self._assigner.join(member.job_id)
+
+    def assign_slice(self, job_id: str, worker_id: str, cached: Iterable[str]) -> tuple[Assignment, Dataset]:
+        trainer = self._trainer(job_id, worker_id)
+        if self.dataset is None or self._assigner is None:
+            raise SchedulerError(
+                ErrorKind.UNAVAILABLE,
+                "the scheduler has not read the data set manifest yet; retry",
+                reason="NO_DATASET",
+            )
+        return self._assigner.assign(trainer.member.job_id, cached), self.dataset
+
+    def _trainer(self, job_id: str, worker_id: str) -> _Trainer:
+        trainer = self._trainers.get(job_id)
+        if trainer is None:
+            raise SchedulerError(
+                ErrorKind.NOT_FOUND,
+                f"job {job_id!r} is not a live training job of run {self.run_id}",
+                reason="UNKNOWN_JOB",
+                metadata={"job_id": job_id},
+            )
+        if worker_id and worker_id != trainer.member.worker_id:
+            raise SchedulerError(
+                ErrorKind.PERMISSION_DENIED,
+                f"job {job_id!r} runs on worker {trainer.member.worker_id}, not {worker_id}",
+                reason="WRONG_WORKER",
+            )
+        return trainer
+
+    # -- progress --------------------------------------------------------------------------
+
+    @property
+    def finished(self) -> bool:
+        return len(self.completed_rounds) >= self.rounds
+
+    def progress(self, event: ProgressIn) -> DirectiveOut:
+        """Record one progress event and say what the job does next."""
+        trainer = self._trainer(event.job_id, event.worker_id)
+        if event.round >= self.rounds or self.finished:
+            trainer.finished = True
+            return DirectiveOut(Directive.DONE, 0, event.round)
+        if event.round < trainer.round:
+            raise SchedulerError(
+                ErrorKind.FAILED_PRECONDITION,
+                f"job {event.job_id} reported round {event.round} after round {trainer.round}",
+                reason="STALE_ROUND",
+            )
+        if event.round > trainer.round:
+            trainer.round, trainer.batches, trainer.planned, trainer.last_batch_at = event.round, 0, None, None
+            self._check_rounds()
+        rnd = self._round(event.round)
+        report = rnd.workers.setdefault(event.job_id, WorkerRound(trainer.member.worker_id))
+        metrics = event.metrics
+        if event.kind is Progress.BATCH:
+            loss = metrics.get("loss")
+            report.add_batch(event.batch_size, event.batch_seconds, loss)
+            trainer.batches += 1
+            # NOTE: planning uses the time between a job's batch reports as seen here, not the
+            # executor's compute time: what must line up is when updates arrive, and that includes
+            # every per-batch cost (data, reports, a CPU shared with other jobs).
+            at = self._clock()
+            if trainer.last_batch_at is not None:
+                trainer.timer.add(at - trainer.last_batch_at)
+            trainer.last_batch_at = at
+            return self._batch_directive(trainer, rnd)
+        if event.kind is Progress.METRICS:
+            if "loss" in metrics and math.isfinite(metrics["loss"]):
+                report.loss = float(metrics["loss"])
+            if "samples" in metrics:
+                report.samples = int(metrics["samples"])
+            report.bytes_up = int(metrics.get("bytes_sent", report.bytes_up))
+            report.send_seconds = float(metrics.get("send_seconds", report.send_seconds))
+            if "compute_seconds" in metrics:
+                report.compute_seconds = float(metrics["compute_seconds"])
+            report.data_wait_seconds = float(metrics.get("data_wait_seconds", report.data_wait_seconds))
+            report.train_seconds = float(metrics.get("train_seconds", report.train_seconds))
+        elif event.kind is Progress.UPDATE_RECEIVED:
+            report.bytes_down = int(metrics.get("bytes_received", 0))
+            report.receive_seconds = float(metrics.get("receive_seconds", 0.0))
+            report.contributors = int(metrics.get("contributors", 0))
+            report.received = True
+            self._check_rounds()
+            if event.round + 1 >= self.rounds:
+                trainer.finished = True
+                return DirectiveOut(Directive.DONE, 0, event.round)
+            return DirectiveOut(Directive.CONTINUE, 0, event.round + 1)
+        elif event.kind is Progress.FINISHED:
+            trainer.finished = True
+            return DirectiveOut(Directive.DONE, 0, event.round)
+        return DirectiveOut(Directive.CONTINUE, 0, event.round)
+
+    def _round(self, index: int) -> _Round:
+        rnd = self._rounds.get(index)
+        if rnd is None:
+            rnd = self._rounds[index] = _Round(started=self._clock())
+        return rnd
+
+    def _batch_directive(self, trainer: _Trainer, rnd: _Round) -> DirectiveOut:
+        if rnd.budget_seconds is None:
+            rnd.budget_seconds = self._budget(trainer.round)
+        if rnd.budget_seconds is not None and trainer.planned is None:
+            seconds = trainer.timer.mean or self._mean_known_seconds()
+            trainer.planned = batches_for(rnd.budget_seconds, seconds, self.target_steps)
+        if trainer.planned is None:
+            return DirectiveOut(Directive.CONTINUE, 0, trainer.round)
+        return DirectiveOut(Directive.SCHEDULE_UPDATE, max(0, trainer.planned - trainer.batches), trainer.round)
+
+    def _mean_known_seconds(self) -> float:
+        known = [t.timer.mean for t in self._trainers.values() if t.timer.count]
+        return sum(known) / len(known) if known else 0.0
+
+    def _budget(self, round_index: int) -> float | None:
+        """The round's time budget once every live trainer has a batch time, or one has run H batches."""
+        timed = {job: t.timer.mean for job, t in self._trainers.items() if t.timer.count >= PROBE_BATCHES}
+        everyone = len(timed) == len(self._trainers)
+        someone_done = any(t.round == round_index and t.batches >= self.target_steps for t in self._trainers.values())
+        if timed and (everyone or someone_done):
+            return round_budget(timed, self.target_steps)
+        return None
+
+    def _check_rounds(self) -> None:
+        """Close every round whose live participants all received its update (or moved on)."""
+        for index in sorted(self._rounds):
+            rnd = self._rounds[index]
+            if rnd.done:
+                continue
+            pending = [
+                job
+                for job, report in rnd.workers.items()
+                if not report.received and job in self._trainers and self._trainers[job].round <= index
+            ]
+            if pending or not any(r.received for r in rnd.workers.values()):
+                return
+            rnd.done = True
+            takers = [r for r in rnd.workers.values() if r.received]
+            line = round_line(index, takers, wall_seconds=self._clock() - rnd.started)
+            self.completed_rounds.append(line)
+            self._on_round(line)
+
+    def trainers_finished(self) -> bool:
+        """Every live training job was told DONE."""
+        return all(t.finished for t in self._trainers.values())
+
+    def live_trainers(self) -> list[Member]:
+        return [t.member for t in self._trainers.values()]

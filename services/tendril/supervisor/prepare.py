@@ -1,0 +1,117 @@
+"""Before any process starts: resolve the config, claim the state dir, check ports, write files.
+
+The resolved config (worker id, absolute dirs, detected resources filled in) is what every
+child reads (``--config-json <state_dir>/run/config.json``), so all of them agree on the
+worker's identity and totals, and on what the registry record says.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import fcntl
+import json
+import os
+from pathlib import Path
+from typing import IO
+
+from tendril.core.amounts import configured_total
+from tendril.core.config import WorkerConfig
+from tendril.core.errors import ConfigError
+from tendril.core.files import write_atomically
+from tendril.supervisor.errors import SupervisorError
+from tendril.supervisor.ports import check_ports
+from tendril.supervisor.specs import ChildSpec, child_specs
+
+
+@dataclasses.dataclass
+class Prepared:
+    """What the supervisor works with once the checks passed."""
+
+    config: WorkerConfig  # resolved
+    specs: list[ChildSpec]
+    run_dir: Path
+    logs_dir: Path
+    config_json: Path
+    status_json: Path
+    lock: IO[str]  # held open (flock) for the supervisor's lifetime
+
+
+def resolve(config: WorkerConfig) -> WorkerConfig:
+    """A copy with worker id, absolute state/work dirs and detected resources filled in."""
+    resolved = copy.deepcopy(config)
+    resolved.worker.id = config.worker_id
+    resolved.worker.state_dir = str(config.state_dir.absolute())
+    resolved.worker.work_dir = str(config.work_dir.absolute())
+    total = configured_total(config.resources, config.work_dir)
+    resolved.resources.cpu = total.cpu
+    resolved.resources.memory_gib = total.memory_gib
+    resolved.resources.storage_gib = total.storage_gib
+    resolved.resources.gpu = total.gpu
+    return resolved
+
+
+def check_supervisor_section(config: WorkerConfig) -> None:
+    """The [supervisor] values must make sense before anything starts."""
+    sup = config.supervisor
+    for key, value in (
+        ("supervisor.start_timeout_seconds", sup.start_timeout_seconds),
+        ("supervisor.stop_timeout_seconds", sup.stop_timeout_seconds),
+        ("supervisor.restart_backoff_seconds", sup.restart_backoff_seconds),
+    ):
+        if value <= 0:
+            raise ConfigError(f"config key {key} must be > 0 (got {value})", key=key)
+    if sup.restart_backoff_max_seconds < sup.restart_backoff_seconds:
+        key = "supervisor.restart_backoff_max_seconds"
+        raise ConfigError(
+            f"config key {key} ({sup.restart_backoff_max_seconds}) must be >= supervisor.restart_backoff_seconds "
+            f"({sup.restart_backoff_seconds})",
+            key=key,
+        )
+
+
+def _claim(run_dir: Path, state_dir: Path) -> IO[str]:
+    """Lock the state dir so that two workers never share one ledger and job database."""
+    lock = open(run_dir / "supervisor.lock", "a+")  # noqa: SIM115 - held for the process lifetime
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        lock.seek(0)
+        holder = lock.read().strip() or "another process"
+        lock.close()
+        raise SupervisorError(
+            f"state dir {state_dir} is in use by a running worker (pid {holder}); stop it or set worker.state_dir "
+            "(TENDRIL_WORKER_STATE_DIR) to another directory",
+            reason="STATE_DIR_IN_USE",
+        ) from None
+    lock.seek(0)
+    lock.truncate()
+    lock.write(str(os.getpid()))
+    lock.flush()
+    return lock
+
+
+def prepare(config: WorkerConfig) -> Prepared:
+    """Resolve, lock, check every port and write ``run/config.json``; raises SupervisorError."""
+    check_supervisor_section(config)
+    resolved = resolve(config)
+    state_dir = Path(resolved.worker.state_dir)
+    run_dir, logs_dir = state_dir / "run", state_dir / "logs"
+    try:
+        for folder in (state_dir, run_dir, logs_dir, Path(resolved.worker.work_dir)):
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SupervisorError(
+            f"cannot create {exc.filename}: {exc.strerror}; set worker.state_dir / worker.work_dir to a writable place",
+            reason="DIR_NOT_WRITABLE",
+        ) from exc
+    lock = _claim(run_dir, state_dir)
+    try:
+        specs = child_specs(resolved)
+        check_ports(resolved, specs)
+        config_json = run_dir / "config.json"
+        write_atomically(config_json, json.dumps(resolved.to_dict(), indent=2), mode=0o600)
+    except BaseException:
+        lock.close()
+        raise
+    return Prepared(resolved, specs, run_dir, logs_dir, config_json, run_dir / "status.json", lock)
