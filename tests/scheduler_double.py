@@ -208,6 +208,10 @@ class SchedulerDouble:
             deadline=to_timestamp(time.time() + deadline_in),
         )
 
+    def channel(self, address: str) -> grpc.aio.Channel:
+        """The channel this scheduler calls ``address`` on (with its peer id); kept until stop()."""
+        return self._channel(address)
+
     def _channel(self, address: str) -> grpc.aio.Channel:
         if address not in self._channels:
             credentials = self.tls.channel_credentials() if self.tls is not None else None
@@ -268,7 +272,8 @@ class SchedulerDouble:
         return reply.lease
 
     async def wait_renewable(self, address: str, lease_id: str, timeout: float = 10.0) -> lease_pb2.Lease:
-        """Poll Get until the worker confirmed the lease (it does so right after ACCEPTED)."""
+        """Poll Get until the lease is renewable, without renewing it: the worker's Arbiter
+        confirms it right after ACCEPTED (a scheduler that renews at once needs no wait)."""
         deadline = time.monotonic() + timeout
         while True:
             lease = await self.get(address, lease_id)

@@ -1,7 +1,9 @@
 """Allocation through real processes: gateway, LeaseService and Arbiter, plus a real test scheduler.
 
-publish -> offer -> accept -> renewable lease -> renew (owner only); explicit reject frees at
-once; two schedulers racing never overlap; the arbiter survives a gateway restart.
+publish -> offer -> accept -> renewable lease (the owner's first renewal or the arbiter's
+confirm, whichever lands first) -> renew (owner only); a renewal after a withdrawn, rejected or
+expired offer finds nothing; explicit reject frees at once; two schedulers racing never
+overlap; the arbiter survives a gateway restart.
 """
 
 from __future__ import annotations
@@ -19,11 +21,12 @@ import pytest
 from tendril.core.channel import error_info_reason, open_channel
 from tendril.core.config import WorkerConfig
 from tendril.core.timeutil import from_timestamp
+from tendril.scheduler.leasekeeper import LeaseKeeper
 from tendril_proto.arbiter.v1 import arbiter_pb2, arbiter_pb2_grpc
 from tendril_proto.lease.v1 import lease_pb2, lease_pb2_grpc
 from tendril_proto.scheduler.v1 import scheduler_pb2
 from tests.procs import kill_group, running, spawn_service, wait_serving, worker_config
-from tests.scheduler_double import Decision, SchedulerDouble, accept, reject
+from tests.scheduler_double import Decider, Decision, SchedulerDouble, accept, delay, reject
 
 pytestmark = pytest.mark.integration
 
@@ -78,19 +81,47 @@ async def wait_for(predicate, timeout: float = 20.0, what: str = "condition") ->
         await asyncio.sleep(0.005)
 
 
+def accept_and_keep(sched: SchedulerDouble, lease_address: str, held: dict[str, float]) -> Decider:
+    """Accept like the reference scheduler: start its LeaseKeeper's first renewal, then answer.
+
+    ``held[request_id]`` is the time.perf_counter() at which the scheduler holds the renewable lease.
+    """
+
+    async def decide(offer: scheduler_pb2.OfferRequest) -> Decision:
+        keeper = LeaseKeeper(sched.channel(lease_address), offer.lease_id, offer.worker.worker_id)
+
+        async def keep() -> None:
+            await keeper.confirmed()
+            held[offer.request_id] = time.perf_counter()
+
+        asyncio.get_running_loop().create_task(keep())
+        return scheduler_pb2.OFFER_DECISION_ACCEPTED, "accepted by the test scheduler"
+
+    return decide
+
+
+def count_events(events: list[tuple[float, lease_pb2.WatchResponse]], kind: int, lease_id: str) -> int:
+    return sum(1 for _, e in events if e.type == kind and e.lease.lease_id == lease_id)
+
+
 async def test_publish_offer_accept_renew(tmp_path: Path) -> None:
     config = worker_config(
         tmp_path, lease__temporary_seconds=3, arbiter__offer_timeout_seconds=2.5, lease__renewable_seconds=10
     )
     lease_addr = config.listen("lease")
-    async with worker(tmp_path, config), SchedulerDouble("sched-a", decide=accept()) as sched:
+    held: dict[str, float] = {}
+    async with worker(tmp_path, config), SchedulerDouble("sched-a") as sched:
+        sched.set_decider(accept_and_keep(sched, lease_addr, held))
         events: list[tuple[float, lease_pb2.WatchResponse]] = []
         watcher = await lease_events(lease_addr, events)
         latencies = []
+        held_latencies = []
         try:
             for round_ in range(3):
                 request = sched.request(cpu=1, memory_gib=1, bid=120)
                 sent = await sched.publish(config.gateway.embedded_listen, request)
+                await wait_for(lambda rid=request.request_id: rid in held, what="renewable lease held")
+                held_latencies.append((held[request.request_id] - sent) * 1000)
 
                 def confirmed(rid: str = request.request_id) -> bool:
                     return any(
@@ -143,14 +174,73 @@ async def test_publish_offer_accept_renew(tmp_path: Path) -> None:
         finally:
             watcher.cancel()
         print(
-            f"\nallocation latency publish -> renewable lease (window {config.arbiter.window_seconds * 1000:.0f} ms): "
+            f"\nallocation latency publish -> CONFIRMED (window {config.arbiter.window_seconds * 1000:.0f} ms): "
             + ", ".join(f"{ms:.1f} ms" for ms in latencies)
-            + f"; median {statistics.median(latencies):.1f} ms"
+            + f"; median {statistics.median(latencies):.1f} ms; "
+            + "-> renewable lease in the scheduler's hand: "
+            + ", ".join(f"{ms:.1f} ms" for ms in held_latencies)
+            + f"; median {statistics.median(held_latencies):.1f} ms"
         )
+        for offer in sched.offers:
+            assert count_events(events, lease_pb2.LEASE_EVENT_TYPE_CONFIRMED, offer.request.lease_id) == 1
         async with open_channel(config.listen("arbiter")) as channel:
             listed = await arbiter_pb2_grpc.ArbiterServiceStub(channel).ListOffers(arbiter_pb2.ListOffersRequest())
         assert [o.state for o in listed.offers] == [arbiter_pb2.OFFER_STATE_ACCEPTED] * 3
         assert listed.offers[0].request_id == sched.offers[-1].request.request_id  # newest first
+
+
+async def test_owner_renewal_before_the_arbiter_hears_accepted(tmp_path: Path) -> None:
+    """The scheduler's renewal lands first; the arbiter's confirm after it is no failure."""
+    config = worker_config(tmp_path, lease__temporary_seconds=3, arbiter__offer_timeout_seconds=2.5)
+    lease_addr = config.listen("lease")
+    async with worker(tmp_path, config), SchedulerDouble("sched-early") as sched:
+        events: list[tuple[float, lease_pb2.WatchResponse]] = []
+        watcher = await lease_events(lease_addr, events)
+        renewed: list[lease_pb2.Lease] = []
+
+        async def renew_then_accept(offer: scheduler_pb2.OfferRequest) -> Decision:
+            renewed.append(await sched.renew(lease_addr, offer.lease_id))
+            return scheduler_pb2.OFFER_DECISION_ACCEPTED, "renewed first"
+
+        sched.set_decider(renew_then_accept)
+        try:
+            offer = await sched.solicit(config.listen("arbiter"), sched.request(cpu=1, bid=150))
+            assert offer.state == arbiter_pb2.OFFER_STATE_ACCEPTED and offer.reason == "renewed first"
+            assert renewed[0].kind == lease_pb2.LEASE_KIND_RENEWABLE
+            lease = await sched.get(lease_addr, offer.lease_id)
+            assert lease.kind == lease_pb2.LEASE_KIND_RENEWABLE
+            assert lease.expires_at == renewed[0].expires_at, "the arbiter's later confirm changed nothing"
+            await wait_for(lambda: count_events(events, lease_pb2.LEASE_EVENT_TYPE_CONFIRMED, offer.lease_id) >= 1)
+            await asyncio.sleep(0.1)
+            assert count_events(events, lease_pb2.LEASE_EVENT_TYPE_CONFIRMED, offer.lease_id) == 1
+            await sched.release(lease_addr, offer.lease_id)
+        finally:
+            watcher.cancel()
+
+
+async def test_renewal_after_a_withdrawn_or_rejected_offer_finds_nothing(tmp_path: Path) -> None:
+    """An offer that timed out or was rejected is released; the owner renewing it later cannot bring it back."""
+    config = worker_config(tmp_path, lease__temporary_seconds=3, arbiter__offer_timeout_seconds=0.3)
+    lease_addr = config.listen("lease")
+    async with worker(tmp_path, config), SchedulerDouble("sched-late", decide=delay(1.0)) as sched:
+        events: list[tuple[float, lease_pb2.WatchResponse]] = []
+        watcher = await lease_events(lease_addr, events)
+        try:
+            timed_out = await sched.solicit(config.listen("arbiter"), sched.request(cpu=1, bid=150))
+            assert timed_out.state == arbiter_pb2.OFFER_STATE_TIMED_OUT
+            sched.set_decider(reject("no thanks"))
+            rejected = await sched.solicit(config.listen("arbiter"), sched.request(cpu=1, bid=150))
+            assert rejected.state == arbiter_pb2.OFFER_STATE_REJECTED
+            for offer in (timed_out, rejected):
+                with pytest.raises(grpc.aio.AioRpcError) as gone:
+                    await sched.renew(lease_addr, offer.lease_id)
+                assert gone.value.code() == grpc.StatusCode.NOT_FOUND
+                assert error_info_reason(gone.value) == "LEASE_NOT_FOUND" and "released" in gone.value.details()
+                assert count_events(events, lease_pb2.LEASE_EVENT_TYPE_CONFIRMED, offer.lease_id) == 0
+            cap = await sched.leases(lease_addr).GetCapacity(lease_pb2.GetCapacityRequest())
+            assert cap.free == cap.total
+        finally:
+            watcher.cancel()
 
 
 async def test_solicit_validates_and_answers(tmp_path: Path) -> None:

@@ -114,9 +114,9 @@ async def test_bad_input_status_codes(tmp_path: Path) -> None:
                 (sched.Renew(lease_pb2.RenewRequest()), grpc.StatusCode.INVALID_ARGUMENT, "LEASE_ID_MISSING"),
                 (sched.Get(lease_pb2.GetRequest(lease_id="nope")), grpc.StatusCode.NOT_FOUND, "LEASE_NOT_FOUND"),
                 (
-                    sched.Renew(lease_pb2.RenewRequest(lease_id=lease.lease_id)),
-                    grpc.StatusCode.FAILED_PRECONDITION,
-                    "LEASE_NOT_CONFIRMED",
+                    sched.Confirm(lease_pb2.ConfirmRequest(lease_id=lease.lease_id)),
+                    grpc.StatusCode.PERMISSION_DENIED,
+                    "NOT_THE_WORKER",
                 ),
                 (
                     sched.Reserve(
@@ -149,6 +149,11 @@ async def test_bad_input_status_codes(tmp_path: Path) -> None:
                 assert err.value.code() == code, (reason, err.value)
                 assert error_info_reason(err.value) == reason
                 assert err.value.details()
+            # the owner's first Renew confirms the temporary lease; the worker's Confirm after it is no error
+            renewed = (await sched.Renew(lease_pb2.RenewRequest(lease_id=lease.lease_id))).lease
+            assert renewed.kind == lease_pb2.LEASE_KIND_RENEWABLE
+            confirmed = (await worker.Confirm(lease_pb2.ConfirmRequest(lease_id=lease.lease_id))).lease
+            assert confirmed == renewed
 
 
 async def test_pruner_expires_unrenewed_leases_on_time(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import os
 import signal
@@ -14,14 +15,18 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
 from tendril.bridge.core import BridgeJob, ProgressSink
 from tendril.core.config import ExecutorConfig, WorkerConfig
 from tendril.core.errors import ErrorKind
 from tendril.job import core as jobs_core
-from tendril.job.core import RESTART_REASON, DispatchSpec, JobManager, LeaseInfo
+from tendril.job import workdir as jobs_workdir
+from tendril.job.core import JobManager, LeaseInfo
 from tendril.job.errors import JobError
 from tendril.job.model import JobRecord, JobState
+from tendril.job.reconcile import RESTART_REASON
+from tendril.job.spec import DispatchSpec
 from tendril.job.store import JobStore
 from tests.procs import pids_alive, worker_config
 
@@ -106,7 +111,7 @@ class Harness:
         return await asyncio.wait_for(until_end(), timeout)
 
     def nothing_left(self, job_id: str) -> None:
-        assert not self.manager.work_dir_of(job_id).exists()
+        assert not self.manager.workdirs.path_of(job_id).exists()
         assert self.store.get(job_id) is None
         assert all(b.stopped for b in self.bridges)
         assert self.manager.running == 0
@@ -144,7 +149,7 @@ async def test_success_env_job_json_log_and_cleanup(tmp_path: Path) -> None:
     h = Harness(tmp_path)
     started = await h.dispatch("ok-1", config={"k": "v"})
     assert started.state is JobState.RUNNING and started.pid
-    work = h.manager.work_dir_of("ok-1")
+    work = h.manager.workdirs.path_of("ok-1")
     assert stat.S_IMODE(work.stat().st_mode) == 0o700
     doc = json.loads((work / "job.json").read_text())
     assert doc["job_id"] == "ok-1" and doc["owner_id"] == OWNER and doc["config"] == {"k": "v"}
@@ -171,7 +176,7 @@ async def test_nonzero_exit_is_failed_and_keep_work_dirs_keeps_results(tmp_path:
     ended = await h.wait_end("bad-1")
     assert ended.state is JobState.FAILED and ended.exit_code == 3
     assert "exited with code 3" in ended.reason
-    work = h.manager.work_dir_of("bad-1")
+    work = h.manager.workdirs.path_of("bad-1")
     assert (work / "job.json").exists() and (work / "executor.log").exists()
     assert not (work / "bridge.sock").exists()
 
@@ -179,7 +184,7 @@ async def test_nonzero_exit_is_failed_and_keep_work_dirs_keeps_results(tmp_path:
 async def test_cancel_kills_the_whole_group_and_checks_the_owner(tmp_path: Path) -> None:
     h = Harness(tmp_path, job__kill_grace_seconds=5)
     await h.dispatch("c-1", name="sleep")
-    work = h.manager.work_dir_of("c-1")
+    work = h.manager.workdirs.path_of("c-1")
     pids = [int(p) for p in (await _wait_file(work / "pids")).split()]
     assert len(pids_alive(pids)) == 2
     with pytest.raises(JobError) as denied:
@@ -199,7 +204,7 @@ async def test_cancel_kills_the_whole_group_and_checks_the_owner(tmp_path: Path)
 async def test_sigterm_ignored_means_sigkill_after_grace(tmp_path: Path) -> None:
     h = Harness(tmp_path, job__kill_grace_seconds=0.5)
     await h.dispatch("s-1", name="stubborn")
-    pid = int(await _wait_file(h.manager.work_dir_of("s-1") / "pids"))
+    pid = int(await _wait_file(h.manager.workdirs.path_of("s-1") / "pids"))
     record = await asyncio.wait_for(h.manager.cancel(OWNER, "s-1"), 15)
     assert record.exit_code == -signal.SIGKILL
     assert pids_alive([pid]) == []
@@ -281,7 +286,7 @@ async def test_bad_id_duplicate_and_concurrency_limit(tmp_path: Path) -> None:
     with pytest.raises(JobError) as full:
         await h.dispatch("d-2")
     assert full.value.kind is ErrorKind.RESOURCE_EXHAUSTED
-    assert not h.manager.work_dir_of("d-2").exists()
+    assert not h.manager.workdirs.path_of("d-2").exists()
     with pytest.raises(JobError) as dup:
         await h.dispatch("d-1")
     assert dup.value.kind is ErrorKind.ALREADY_EXISTS
@@ -312,7 +317,7 @@ async def test_watch_all_logs_follow_and_progress(tmp_path: Path) -> None:
     await h.dispatch("w-1", name="sleep")
     h.manager.report_progress("w-1", {"round": 2.0, "loss": 1.5})
     assert h.manager.get("w-1").progress == {"round": 2.0, "loss": 1.5}
-    await _wait_file(h.manager.work_dir_of("w-1") / "pids")
+    await _wait_file(h.manager.workdirs.path_of("w-1") / "pids")
 
     async def follow() -> str:
         return "".join([t async for t in h.manager.logs("w-1", tail_lines=1, follow=True)])
@@ -338,7 +343,7 @@ async def test_shutdown_cancels_everything_within_bounds(tmp_path: Path, monkeyp
     h = Harness(tmp_path, job__kill_grace_seconds=30)
     await h.dispatch("x-1", name="stubborn")
     await h.dispatch("x-2", name="sleep")
-    pid = int(await _wait_file(h.manager.work_dir_of("x-1") / "pids"))
+    pid = int(await _wait_file(h.manager.workdirs.path_of("x-1") / "pids"))
     begun = time.monotonic()
     await h.manager.shutdown()
     assert time.monotonic() - begun < 6, "the 30 s grace is capped so a stop ends within 10 s"
@@ -353,8 +358,8 @@ async def test_reconcile_kills_leftovers_and_fails_their_jobs(tmp_path: Path) ->
     h = Harness(tmp_path)
     # What a killed JobService leaves: a RUNNING record whose executor (own session) still runs,
     # and a work dir with a live executor but no record (it died mid-dispatch).
-    recorded = h.manager.work_dir_of("r-1")
-    stray = h.manager.work_dir_of("r-2")
+    recorded = h.manager.workdirs.path_of("r-1")
+    stray = h.manager.workdirs.path_of("r-2")
     procs = [_orphan_executor(recorded), _orphan_executor(stray)]
     try:
         record = JobRecord("r-1", "L1", OWNER, "t", "sleep", JobState.PENDING, time.time(), str(recorded))
@@ -377,3 +382,110 @@ async def test_reconcile_kills_leftovers_and_fails_their_jobs(tmp_path: Path) ->
             if proc.poll() is None:
                 proc.kill()
                 proc.wait()
+
+
+def _cleanup_failures() -> float:
+    return REGISTRY.get_sample_value("tendril_job_cleanup_failures_total") or 0.0
+
+
+def _break_removal(monkeypatch: pytest.MonkeyPatch) -> list[Path]:
+    """Make every work dir removal fail (as a busy mount or an undeletable file would); returns the attempts."""
+    attempts: list[Path] = []
+
+    def broken(path: Path) -> None:
+        attempts.append(path)
+        raise OSError(errno.EBUSY, "Device or resource busy", str(path))
+
+    monkeypatch.setattr(jobs_workdir, "remove_tree", broken)
+    return attempts
+
+
+async def test_failed_cleanup_still_ends_the_job_and_is_retried(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = Harness(tmp_path)
+    before = _cleanup_failures()
+    attempts = _break_removal(monkeypatch)
+    await h.dispatch("cu-1")
+    ended = await h.wait_end("cu-1")
+    assert ended.state is JobState.SUCCEEDED and ended.exit_code == 0
+    assert h.store.get("cu-1").state is JobState.SUCCEEDED, "the end is recorded, not only published"
+    assert h.manager.running == 0
+    first = h.manager.workdirs.path_of("cu-1")
+    assert attempts == [first] and first.exists()
+    assert "cwd=" in "".join([t async for t in h.manager.logs("cu-1")]), "the log stays readable"
+    # a cancel returns with the job ended too
+    await h.dispatch("cu-2", name="sleep")
+    second = h.manager.workdirs.path_of("cu-2")
+    await _wait_file(second / "pids")
+    cancelled = await asyncio.wait_for(h.manager.cancel(OWNER, "cu-2"), 10)
+    assert cancelled.state is JobState.CANCELLED and h.store.get("cu-2").state is JobState.CANCELLED
+    assert h.manager.workdirs.backlog == {"cu-1": first, "cu-2": second}
+    assert _cleanup_failures() - before >= 3, "every failed attempt is counted (cu-1 was retried at cu-2's end)"
+    # once removal works again, the periodic retry removes both leftovers
+    monkeypatch.undo()
+    retrying = asyncio.create_task(h.manager.workdirs.retry_forever(0.05))
+    try:
+        deadline = time.monotonic() + 10
+        while h.manager.workdirs.backlog:
+            assert time.monotonic() < deadline, "the retry never removed the leftovers"
+            await asyncio.sleep(0.02)
+    finally:
+        retrying.cancel()
+    assert not first.exists() and not second.exists()
+    assert "cwd=" in "".join([t async for t in h.manager.logs("cu-1")]), "the saved log serves it now"
+    assert {r.state for r in h.manager.list()} == {JobState.SUCCEEDED, JobState.CANCELLED}
+
+
+async def test_failed_log_save_keeps_the_work_dir_and_the_job_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = Harness(tmp_path)
+    h.config.state_dir.mkdir(parents=True, exist_ok=True)
+    (h.config.state_dir / "logs").write_text("a file where the logs dir should be")
+    await h.dispatch("ls-1")
+    ended = await h.wait_end("ls-1")
+    assert ended.state is JobState.SUCCEEDED
+    work = h.manager.workdirs.path_of("ls-1")
+    assert work.exists(), "removing the dir would lose the only copy of the log"
+    assert "cwd=" in "".join([t async for t in h.manager.logs("ls-1")])
+    (h.config.state_dir / "logs").unlink()
+    assert h.manager.workdirs.retry() == 0
+    assert not work.exists()
+    assert "cwd=" in "".join([t async for t in h.manager.logs("ls-1")])
+
+
+async def test_reconcile_removes_what_a_failed_cleanup_left(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The backlog is in memory: after a restart, reconciliation finds the leftover dir itself."""
+    h = Harness(tmp_path)
+    _break_removal(monkeypatch)
+    await h.dispatch("rc-1")
+    await h.wait_end("rc-1")
+    work = h.manager.workdirs.path_of("rc-1")
+    assert work.exists()
+    monkeypatch.undo()
+    fresh = JobManager(h.config, h.store, h.leases, h.start_bridge)
+    await asyncio.wait_for(fresh.reconcile(), 20)
+    assert not work.exists()
+    assert fresh.get("rc-1").state is JobState.SUCCEEDED
+    assert "cwd=" in "".join([t async for t in fresh.logs("rc-1")])
+
+
+async def test_reconcile_ends_leftover_jobs_even_when_their_cleanup_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = Harness(tmp_path)
+    work = h.manager.workdirs.path_of("rf-1")
+    work.mkdir(parents=True)
+    (work / "executor.log").write_text("before the crash\n")
+    record = JobRecord("rf-1", "L1", OWNER, "t", "sleep", JobState.PENDING, time.time(), str(work))
+    h.store.insert(record)
+    h.store.transition(record, JobState.RUNNING, started_at=time.time())
+    _break_removal(monkeypatch)
+    fresh = JobManager(h.config, h.store, h.leases, h.start_bridge)
+    await asyncio.wait_for(fresh.reconcile(), 20)
+    assert fresh.get("rf-1").state is JobState.FAILED
+    assert work.exists() and fresh.workdirs.backlog == {"rf-1": work}
+    monkeypatch.undo()
+    assert fresh.workdirs.retry() == 0 and not work.exists()
+    assert "before the crash" in "".join([t async for t in fresh.logs("rf-1")])

@@ -1,4 +1,5 @@
-"""The lease ledger core: reserve/fit, confirm, renew, release, expiry, owners, restart, races."""
+"""The lease ledger core: reserve/fit, confirm (owner's first renewal or the arbiter), renew, release, expiry,
+owners, restart, races."""
 
 from __future__ import annotations
 
@@ -143,16 +144,10 @@ def test_owner_checks(tmp_path: Path, clock: Clock) -> None:
     assert led.leases() == []
 
 
-def test_renew_temporary_or_expired_is_failed_precondition(tmp_path: Path, clock: Clock) -> None:
+def test_renew_expired_is_failed_precondition(tmp_path: Path, clock: Clock) -> None:
     led = ledger(tmp_path, clock)
     temp = led.reserve(WORKER, owner_id="sched", resources=Amount(cpu=1), price=1)
-    with pytest.raises(LeaseError) as temporary:
-        led.renew("sched", temp.lease_id)
-    assert kind_of(temporary) is ErrorKind.FAILED_PRECONDITION
-    assert temporary.value.reason == "LEASE_NOT_CONFIRMED"
-    with pytest.raises(LeaseError) as twice:
-        led.confirm(WORKER, led.confirm(WORKER, temp.lease_id).lease_id)
-    assert kind_of(twice) is ErrorKind.FAILED_PRECONDITION
+    led.confirm(WORKER, temp.lease_id)
 
     clock.advance(10.01)
     with pytest.raises(LeaseError) as expired:
@@ -163,6 +158,118 @@ def test_renew_temporary_or_expired_is_failed_precondition(tmp_path: Path, clock
     with pytest.raises(LeaseError) as expired_other:
         led.renew("intruder", temp.lease_id)
     assert kind_of(expired_other) is ErrorKind.PERMISSION_DENIED
+
+
+async def test_owner_first_renew_confirms_then_arbiter_confirm_changes_nothing(tmp_path: Path, clock: Clock) -> None:
+    """The scheduler renews as it answers ACCEPTED; the arbiter's Confirm may land after that."""
+    led = ledger(tmp_path, clock)
+    events = led.watch()
+    temp = led.reserve(WORKER, owner_id="sched", resources=Amount(cpu=1), price=1, request_id="r1")
+    with pytest.raises(LeaseError) as intruder:
+        led.renew("intruder", temp.lease_id)
+    assert kind_of(intruder) is ErrorKind.PERMISSION_DENIED
+    assert led.get(temp.lease_id).kind is LeaseKind.TEMPORARY, "only the owner's renewal is an acceptance"
+    clock.advance(0.1)
+    renewed = led.renew("sched", temp.lease_id)
+    assert renewed.kind is LeaseKind.RENEWABLE
+    assert renewed.expires_at == pytest.approx(clock.t + 10)
+    clock.advance(0.2)
+    confirmed = led.confirm(WORKER, temp.lease_id)  # the ACCEPTED reached the arbiter late
+    assert confirmed == renewed, "a confirm after the owner's renewal changes nothing (expiry included)"
+    assert led.confirm(WORKER, temp.lease_id) == renewed
+    clock.advance(1)
+    assert led.renew("sched", temp.lease_id).expires_at == pytest.approx(clock.t + 10)
+    assert [(ev.type, ev.lease.kind) for ev in [await events.get() for _ in range(3)]] == [
+        (LeaseEventType.RESERVED, LeaseKind.TEMPORARY),
+        (LeaseEventType.CONFIRMED, LeaseKind.RENEWABLE),
+        (LeaseEventType.RENEWED, LeaseKind.RENEWABLE),
+    ]
+    assert len(events) == 0, "exactly one CONFIRMED, however many confirmations"
+
+
+async def test_arbiter_confirm_first_is_idempotent(tmp_path: Path, clock: Clock) -> None:
+    led = ledger(tmp_path, clock)
+    temp = led.reserve(WORKER, owner_id="sched", resources=Amount(cpu=1), price=1)
+    events = led.watch()
+    first = led.confirm(WORKER, temp.lease_id)
+    assert first.kind is LeaseKind.RENEWABLE and first.expires_at == pytest.approx(clock.t + 10)
+    clock.advance(0.5)
+    assert led.confirm(WORKER, temp.lease_id) == first
+    assert led.renew("sched", temp.lease_id).expires_at == pytest.approx(clock.t + 10)
+    assert [(await events.get()).type for _ in range(3)] == [
+        LeaseEventType.EXISTING,
+        LeaseEventType.CONFIRMED,
+        LeaseEventType.RENEWED,
+    ]
+    assert len(events) == 0
+
+
+def test_withdrawn_or_rejected_offer_never_comes_back(tmp_path: Path, clock: Clock) -> None:
+    """The arbiter releases on REJECTED or no answer in time; a renewal after that finds nothing."""
+    led = ledger(tmp_path, clock)
+    temp = led.reserve(WORKER, owner_id="sched", resources=Amount(cpu=4), price=1)
+    led.release(WORKER, temp.lease_id)
+    with pytest.raises(LeaseError) as late:
+        led.renew("sched", temp.lease_id)
+    assert kind_of(late) is ErrorKind.NOT_FOUND and late.value.reason == "LEASE_NOT_FOUND"
+    assert "released" in late.value.message
+    with pytest.raises(LeaseError) as late_confirm:
+        led.confirm(WORKER, temp.lease_id)
+    assert kind_of(late_confirm) is ErrorKind.NOT_FOUND
+    assert led.leases() == [] and led.capacity()[1] == Amount()
+    # the other order: the owner renewed, then the arbiter gave up on the offer and released it
+    other = led.reserve(WORKER, owner_id="sched", resources=Amount(cpu=4), price=1)
+    led.renew("sched", other.lease_id)
+    led.release(WORKER, other.lease_id)
+    with pytest.raises(LeaseError) as gone:
+        led.renew("sched", other.lease_id)
+    assert kind_of(gone) is ErrorKind.NOT_FOUND
+    assert led.capacity()[1] == Amount(), "the released resources stay free"
+
+
+def test_temporary_lease_expires_before_the_owner_renews(tmp_path: Path, clock: Clock) -> None:
+    led = ledger(tmp_path, clock)
+    temp = led.reserve(WORKER, owner_id="sched", resources=Amount(cpu=1), price=1)
+    clock.advance(0.51)
+    for call in (lambda: led.renew("sched", temp.lease_id), lambda: led.confirm(WORKER, temp.lease_id)):
+        with pytest.raises(LeaseError) as expired:
+            call()
+        assert kind_of(expired) is ErrorKind.FAILED_PRECONDITION and expired.value.reason == "LEASE_EXPIRED"
+    assert led.leases() == []
+
+
+def test_owner_renew_and_arbiter_confirm_racing(tmp_path: Path) -> None:
+    """Both at once, from two threads, many times: both succeed and the lease ends up renewable."""
+    led = Ledger(
+        tmp_path / "leases.db",
+        total=Amount(cpu=1000),
+        worker_id=WORKER,
+        temporary_seconds=30,
+        renewable_seconds=60,
+    )
+    errors: list[BaseException] = []
+
+    def call(start: threading.Barrier, fn, *args) -> None:  # type: ignore[no-untyped-def]
+        start.wait()
+        try:
+            assert fn(*args).kind is LeaseKind.RENEWABLE
+        except BaseException as exc:  # collected and checked below: a thread's exception is lost otherwise
+            errors.append(exc)
+
+    for _ in range(50):
+        lease = led.reserve(WORKER, owner_id="sched", resources=Amount(cpu=1), price=1)
+        start = threading.Barrier(2)
+        threads = [
+            threading.Thread(target=call, args=(start, led.renew, "sched", lease.lease_id)),
+            threading.Thread(target=call, args=(start, led.confirm, WORKER, lease.lease_id)),
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert led.get(lease.lease_id).kind is LeaseKind.RENEWABLE
+    assert errors == []
+    led.close()
 
 
 def test_expiry_frees_resources_and_emits_events(tmp_path: Path, clock: Clock) -> None:

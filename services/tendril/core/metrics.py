@@ -53,6 +53,10 @@ OFFERS = Counter(
 JOBS_ACTIVE = Gauge("tendril_jobs_active", "Jobs whose executor runs now.", multiprocess_mode="livesum")
 JOBS_COMPLETED = Counter("tendril_jobs_completed", "Jobs that ended, by final state.", ["state"])
 EXECUTORS_STARTED = Counter("tendril_executors_started", "Executor processes JobService started.")
+JOB_CLEANUP_FAILURES = Counter(
+    "tendril_job_cleanup_failures",
+    "Failed attempts to clean up after an ended job (save its log, remove its work dir); each is retried.",
+)
 
 # -- data ---------------------------------------------------------------------------------------
 

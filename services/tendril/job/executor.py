@@ -1,4 +1,4 @@
-"""Executor processes: spawn in their own process group, wait, stop, sweep (no gRPC here).
+"""Executor processes: environment, spawn in their own process group, wait, stop, sweep (no gRPC here).
 
 Each executor is the leader of a new session (``start_new_session=True``), so its process
 group id is its pid and every child it starts shares that group. Ending a job signals the
@@ -20,8 +20,37 @@ from pathlib import Path
 
 import psutil
 
+from tendril.bridge.auth import TOKEN_ENV
+from tendril.core import metrics, tracing
+from tendril.core.config import ExecutorConfig
 from tendril.core.errors import ErrorKind
+from tendril.core.process import child_env
 from tendril.job.errors import JobError
+
+
+def executor_env(
+    executor: ExecutorConfig, paths: Mapping[str, str], token: str, *, paramserver_address: str
+) -> dict[str, str]:
+    """The environment of an executor: the worker's, its config's ``env``, its paths and bridge token."""
+    env = child_env(executor.env)
+    env.update({k: paths[k] for k in ("SOCKET_PATH", "WORK_DIR", "JOB_JSON")})
+    env[TOKEN_ENV] = token
+    # NOTE: the "aggregate" executor serves its run on this worker's own parameter server.
+    env["TENDRIL_PARAMSERVER_ADDRESS"] = paramserver_address
+    env.pop(metrics.MULTIPROC_DIR_ENV, None)  # executors never write into the worker's metrics
+    tracing.pass_context(env)  # TRACEPARENT: the executor's bridge calls join the Dispatch trace
+    return env
+
+
+def describe_exit(code: int) -> str:
+    """An exit code in words (negative: the signal that killed the process)."""
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"the executor was killed by {name}"
+    return f"the executor exited with code {code}"
 
 
 class ExecutorProcess:

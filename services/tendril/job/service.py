@@ -17,7 +17,7 @@ from tendril_proto.job.v1 import job_pb2_grpc
 
 
 class JobService:
-    """The JobService process: reconcile, serve, follow leases; stop cancels every job."""
+    """The JobService process: reconcile, serve, follow leases, retry failed clean-ups; stop cancels every job."""
 
     def __init__(self, config: WorkerConfig) -> None:
         self.config = config
@@ -30,6 +30,7 @@ class JobService:
             config_key="job.listen",
         )
         self._lease_watch: asyncio.Task[None] | None = None
+        self._cleanups: asyncio.Task[None] | None = None
 
     async def _start_bridge(self, job: BridgeJob, token: str, on_progress: ProgressSink) -> JobBridge:
         bridge = JobBridge(job, token, data_fetcher_address=self.config.listen("data_fetcher"), on_progress=on_progress)
@@ -42,13 +43,15 @@ class JobService:
         self._lease_watch = asyncio.create_task(
             self.leases.follow(self.manager.on_lease_ended, self.manager.check_leases)
         )
+        self._cleanups = asyncio.create_task(self.manager.retry_cleanups_forever(), name="job-cleanup-retry")
 
     async def stop(self) -> None:
         await self.manager.shutdown()
-        if self._lease_watch is not None:
-            self._lease_watch.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._lease_watch
+        for task in (self._lease_watch, self._cleanups):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self.server.stop(grace=1.0)
         await self.leases.close()
         self.store.close()

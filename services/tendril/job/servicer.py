@@ -9,8 +9,9 @@ from google.protobuf import json_format, struct_pb2
 
 from tendril.core.identity import caller_id
 from tendril.core.timeutil import from_duration, to_timestamp
-from tendril.job.core import DispatchSpec, JobManager
+from tendril.job.core import JobManager
 from tendril.job.model import JobRecord, JobState
+from tendril.job.spec import DispatchSpec
 from tendril_proto.common.v1 import common_pb2
 from tendril_proto.job.v1 import job_pb2, job_pb2_grpc
 

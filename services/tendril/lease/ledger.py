@@ -1,5 +1,9 @@
 """The lease ledger: the rules of reserving, confirming, renewing, releasing and expiring.
 
+A lease is reserved TEMPORARY (an offer is out) and turns RENEWABLE when its offer is
+accepted: by the owner's first Renew or by the arbiter's Confirm, whichever lands first (the
+other then changes nothing). A released or expired lease is gone for good.
+
 No gRPC here. One lock guards the in-memory view of the live leases *and* the SQLite write
 of every change, and the fit check happens under that same lock: two reservations can never
 both see the same free resources, so double booking is impossible. A change is applied in
@@ -228,13 +232,17 @@ class Ledger:
         return lease
 
     def confirm(self, caller: str, lease_id: str) -> Lease:
-        """Temporary -> renewable (its offer was accepted); only the worker itself may confirm."""
+        """Temporary -> renewable (its offer was accepted); only the worker itself may confirm.
+
+        Idempotent: a lease that is already renewable (its owner's first :meth:`renew` confirmed
+        it) is returned as it is, expiry unchanged.
+        """
         _require_caller(caller)
         if caller != self.worker_id:
             raise LeaseError(
                 ErrorKind.PERMISSION_DENIED,
                 f"only the worker itself (peer id {self.worker_id!r}) may confirm a lease; the arbiter does it "
-                "when the owner accepts the offer",
+                "when the owner accepts the offer (the owner's first Renew confirms it too)",
                 reason="NOT_THE_WORKER",
                 metadata={"caller": caller},
             )
@@ -245,19 +253,22 @@ class Ledger:
             if lease is None:
                 raise self._gone(lease_id, action="confirm")
             if lease.kind is LeaseKind.RENEWABLE:
-                raise LeaseError(
-                    ErrorKind.FAILED_PRECONDITION,
-                    f"lease {lease_id} is already confirmed (renewable); its owner renews it",
-                    reason="ALREADY_CONFIRMED",
-                    metadata={"lease_id": lease_id},
-                )
-            lease = self._change(lease, kind=LeaseKind.RENEWABLE, expires_at=now + self.renewable_seconds)
-            self._emit(LeaseEventType.CONFIRMED, lease)
-        log.info("lease.confirmed", lease_id=lease_id, owner=lease.owner_id)
+                # NOTE: the scheduler renews as soon as it answers ACCEPTED, so its first Renew
+                # often lands before the arbiter hears the answer: both mean the same acceptance.
+                log.debug("lease.already_confirmed", lease_id=lease_id, owner=lease.owner_id)
+                return lease
+            lease = self._confirm_locked(lease, now)
+        log.info("lease.confirmed", lease_id=lease_id, owner=lease.owner_id, by="worker")
         return lease
 
     def renew(self, caller: str, lease_id: str) -> Lease:
-        """Owner only: expiry = now + renewable_seconds (never further)."""
+        """Owner only: expiry = now + renewable_seconds (never further).
+
+        The owner's first renewal of a temporary lease is its acceptance: the lease turns
+        renewable (CONFIRMED), whether or not the arbiter's :meth:`confirm` came first. A lease
+        the arbiter released (offer rejected or timed out) or that expired is not live, so it
+        can never come back this way.
+        """
         _require_caller(caller)
         _require("lease_id", lease_id)
         with self._lock:
@@ -266,17 +277,16 @@ class Ledger:
             if lease is None:
                 raise self._gone(lease_id, action="renew", caller=caller)
             self._check_owner(lease, caller, action="renew")
-            if lease.kind is LeaseKind.TEMPORARY:
-                raise LeaseError(
-                    ErrorKind.FAILED_PRECONDITION,
-                    f"lease {lease_id} is still temporary: the worker confirms it right after you answer its "
-                    "Offer with ACCEPTED; renew it once Get shows LEASE_KIND_RENEWABLE",
-                    reason="LEASE_NOT_CONFIRMED",
-                    metadata={"lease_id": lease_id},
-                )
-            lease = self._change(lease, kind=lease.kind, expires_at=now + self.renewable_seconds)
-            self._emit(LeaseEventType.RENEWED, lease)
-        log.debug("lease.renewed", lease_id=lease_id, owner=lease.owner_id, expires_at=lease.expires_at)
+            confirming = lease.kind is LeaseKind.TEMPORARY
+            if confirming:
+                lease = self._confirm_locked(lease, now)
+            else:
+                lease = self._change(lease, kind=lease.kind, expires_at=now + self.renewable_seconds)
+                self._emit(LeaseEventType.RENEWED, lease)
+        if confirming:
+            log.info("lease.confirmed", lease_id=lease_id, owner=lease.owner_id, by="owner")
+        else:
+            log.debug("lease.renewed", lease_id=lease_id, owner=lease.owner_id, expires_at=lease.expires_at)
         return lease
 
     def release(self, caller: str, lease_id: str) -> Lease:
@@ -357,6 +367,11 @@ class Ledger:
                 self._emit(LeaseEventType.EXPIRED, lease)
                 log.info("lease.expired", lease_id=lease.lease_id, owner=lease.owner_id, kind=lease.kind.value)
         return due
+
+    def _confirm_locked(self, lease: Lease, now: float) -> Lease:
+        lease = self._change(lease, kind=LeaseKind.RENEWABLE, expires_at=now + self.renewable_seconds)
+        self._emit(LeaseEventType.CONFIRMED, lease)
+        return lease
 
     def _change(self, lease: Lease, *, kind: LeaseKind, expires_at: float) -> Lease:
         updated = Lease(

@@ -6,9 +6,9 @@ Life of a run:
    ``republish_seconds`` while some are missing), then one for the parameter server — after
    the trainers, so that a worker with room for both (strategy ``flexible``) can host it.
    Offers are answered by the servicer; each accepted one starts a member task here.
-3. Member task: wait for the lease to be confirmed, renew it at 2/3 of its remaining time,
-   dispatch its job (the aggregate job first; training jobs once the parameter server
-   answers), and watch the job. A lease that cannot be renewed or a job that ends early
+3. Member task: renew the lease once (the owner's first renewal confirms it), then at 2/3 of
+   its remaining time; dispatch its job (the aggregate job first; training jobs once the
+   parameter server answers), and watch the job. A lease that cannot be renewed or a job that ends early
    loses the member: the run drops it and a new request solicits a replacement.
 4. When every round is done: pull the final θ from the parameter server into
    ``model.safetensors``, let the jobs end, release every lease.

@@ -1,21 +1,19 @@
-"""Keeping an accepted lease alive: wait for the worker's confirmation, then renew at 2/3 of
-the remaining time until told to stop; report the lease lost when renewal becomes impossible."""
+"""Keeping an accepted lease alive: the first renewal confirms it (it is our acceptance, the
+worker needs no other word from us), then renew at 2/3 of the remaining time until told to
+stop; report the lease lost when renewal becomes impossible."""
 
 from __future__ import annotations
 
 import asyncio
-import time
 
 import grpc
 
-from tendril.core.channel import error_info_reason
 from tendril.core.logs import get_logger
 from tendril.core.timeutil import from_timestamp, now
 from tendril_proto.lease.v1 import lease_pb2, lease_pb2_grpc
 
 log = get_logger("tendril.scheduler.lease")
 
-CONFIRM_TIMEOUT_SECONDS = 10.0  # the arbiter confirms right after our ACCEPTED; allow a loaded machine
 RETRY_SECONDS = 0.5
 CALL_TIMEOUT_SECONDS = 5.0
 _GONE = (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.FAILED_PRECONDITION)
@@ -41,22 +39,17 @@ class LeaseKeeper:
         self.renewals += 1
 
     async def confirmed(self) -> None:
-        """Return once the lease is renewable (and renewed once); LeaseLost when it never becomes so."""
-        deadline = time.monotonic() + CONFIRM_TIMEOUT_SECONDS
-        while True:
-            try:
-                await self._renew()
-                return
-            except grpc.aio.AioRpcError as exc:
-                waiting = error_info_reason(exc) == "LEASE_NOT_CONFIRMED" or exc.code() in (
-                    grpc.StatusCode.UNAVAILABLE,
-                    grpc.StatusCode.DEADLINE_EXCEEDED,
-                )
-                if not waiting or time.monotonic() > deadline:
-                    raise LeaseLost(
-                        f"lease {self.lease_id} on {self.worker_id} was never confirmed: {exc.details()}"
-                    ) from exc
-            await asyncio.sleep(0.05)
+        """Renew once, which makes the lease renewable; LeaseLost when that fails.
+
+        NOTE: one call, no polling: the worker turns a temporary lease renewable on its
+        owner's first Renew, so this works whether or not the arbiter has heard our ACCEPTED.
+        A lease the arbiter already withdrew (its offer timed out) or that expired answers
+        NOT_FOUND / LEASE_EXPIRED, and waiting would not bring it back.
+        """
+        try:
+            await self._renew()
+        except grpc.aio.AioRpcError as exc:
+            raise LeaseLost(f"lease {self.lease_id} on {self.worker_id} was never confirmed: {exc.details()}") from exc
 
     async def keep(self) -> None:
         """Renew forever (until cancelled); raises LeaseLost when the lease is gone or expired."""

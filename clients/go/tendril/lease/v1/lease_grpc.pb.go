@@ -20,9 +20,13 @@ type LeaseServiceClient interface {
 	// Reserve takes resources for a temporary lease (used by the arbiter).
 	Reserve(ctx context.Context, in *ReserveRequest, opts ...grpc.CallOption) (*ReserveResponse, error)
 	// Confirm turns a temporary lease renewable once its offer was accepted (used by the
-	// arbiter).
+	// arbiter). Idempotent: a lease that is already renewable (its owner renewed it first) is
+	// returned unchanged.
 	Confirm(ctx context.Context, in *ConfirmRequest, opts ...grpc.CallOption) (*ConfirmResponse, error)
-	// Renew extends a lease to now + the renewable lease time (owner only).
+	// Renew extends a lease to now + the renewable lease time (owner only). The owner's first
+	// Renew of a temporary lease accepts its offer: the lease turns renewable at once, so a
+	// scheduler renews as it answers ACCEPTED and never waits for Confirm. A lease whose offer
+	// was withdrawn (rejected, timed out) or that expired is gone: NOT_FOUND or LEASE_EXPIRED.
 	Renew(ctx context.Context, in *RenewRequest, opts ...grpc.CallOption) (*RenewResponse, error)
 	// Release frees a lease at once and cancels its jobs (owner only).
 	Release(ctx context.Context, in *ReleaseRequest, opts ...grpc.CallOption) (*ReleaseResponse, error)
@@ -146,9 +150,13 @@ type LeaseServiceServer interface {
 	// Reserve takes resources for a temporary lease (used by the arbiter).
 	Reserve(context.Context, *ReserveRequest) (*ReserveResponse, error)
 	// Confirm turns a temporary lease renewable once its offer was accepted (used by the
-	// arbiter).
+	// arbiter). Idempotent: a lease that is already renewable (its owner renewed it first) is
+	// returned unchanged.
 	Confirm(context.Context, *ConfirmRequest) (*ConfirmResponse, error)
-	// Renew extends a lease to now + the renewable lease time (owner only).
+	// Renew extends a lease to now + the renewable lease time (owner only). The owner's first
+	// Renew of a temporary lease accepts its offer: the lease turns renewable at once, so a
+	// scheduler renews as it answers ACCEPTED and never waits for Confirm. A lease whose offer
+	// was withdrawn (rejected, timed out) or that expired is gone: NOT_FOUND or LEASE_EXPIRED.
 	Renew(context.Context, *RenewRequest) (*RenewResponse, error)
 	// Release frees a lease at once and cancels its jobs (owner only).
 	Release(context.Context, *ReleaseRequest) (*ReleaseResponse, error)

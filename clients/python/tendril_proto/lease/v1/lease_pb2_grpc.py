@@ -27,8 +27,9 @@ if _version_not_supported:
 
 class LeaseServiceStub:
     """LeaseService is the worker's ledger of reservations. A temporary lease holds resources
-    while an offer is out; an accepted offer turns it renewable; a lease that is not renewed
-    expires and its jobs are cancelled. The caller's identity (metadata "tendril-peer-id",
+    while an offer is out; an accepted offer turns it renewable (the owner's first Renew or the
+    arbiter's Confirm, whichever comes first); a lease that is not renewed expires and its jobs
+    are cancelled. The caller's identity (metadata "tendril-peer-id",
     or the certificate under mTLS) must be the lease's owner to renew or release it.
     """
 
@@ -82,8 +83,9 @@ class LeaseServiceStub:
 
 class LeaseServiceServicer:
     """LeaseService is the worker's ledger of reservations. A temporary lease holds resources
-    while an offer is out; an accepted offer turns it renewable; a lease that is not renewed
-    expires and its jobs are cancelled. The caller's identity (metadata "tendril-peer-id",
+    while an offer is out; an accepted offer turns it renewable (the owner's first Renew or the
+    arbiter's Confirm, whichever comes first); a lease that is not renewed expires and its jobs
+    are cancelled. The caller's identity (metadata "tendril-peer-id",
     or the certificate under mTLS) must be the lease's owner to renew or release it.
     """
 
@@ -96,14 +98,18 @@ class LeaseServiceServicer:
 
     def Confirm(self, request, context):
         """Confirm turns a temporary lease renewable once its offer was accepted (used by the
-        arbiter).
+        arbiter). Idempotent: a lease that is already renewable (its owner renewed it first) is
+        returned unchanged.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Renew(self, request, context):
-        """Renew extends a lease to now + the renewable lease time (owner only).
+        """Renew extends a lease to now + the renewable lease time (owner only). The owner's first
+        Renew of a temporary lease accepts its offer: the lease turns renewable at once, so a
+        scheduler renews as it answers ACCEPTED and never waits for Confirm. A lease whose offer
+        was withdrawn (rejected, timed out) or that expired is gone: NOT_FOUND or LEASE_EXPIRED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -197,8 +203,9 @@ def add_LeaseServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class LeaseService:
     """LeaseService is the worker's ledger of reservations. A temporary lease holds resources
-    while an offer is out; an accepted offer turns it renewable; a lease that is not renewed
-    expires and its jobs are cancelled. The caller's identity (metadata "tendril-peer-id",
+    while an offer is out; an accepted offer turns it renewable (the owner's first Renew or the
+    arbiter's Confirm, whichever comes first); a lease that is not renewed expires and its jobs
+    are cancelled. The caller's identity (metadata "tendril-peer-id",
     or the certificate under mTLS) must be the lease's owner to renew or release it.
     """
 

@@ -163,8 +163,9 @@ export declare const GetCapacityRequest: MessageFns<GetCapacityRequest>;
 export declare const GetCapacityResponse: MessageFns<GetCapacityResponse>;
 /**
  * LeaseService is the worker's ledger of reservations. A temporary lease holds resources
- * while an offer is out; an accepted offer turns it renewable; a lease that is not renewed
- * expires and its jobs are cancelled. The caller's identity (metadata "tendril-peer-id",
+ * while an offer is out; an accepted offer turns it renewable (the owner's first Renew or the
+ * arbiter's Confirm, whichever comes first); a lease that is not renewed expires and its jobs
+ * are cancelled. The caller's identity (metadata "tendril-peer-id",
  * or the certificate under mTLS) must be the lease's owner to renew or release it.
  */
 export type LeaseServiceService = typeof LeaseServiceService;
@@ -181,7 +182,8 @@ export declare const LeaseServiceService: {
     };
     /**
      * Confirm turns a temporary lease renewable once its offer was accepted (used by the
-     * arbiter).
+     * arbiter). Idempotent: a lease that is already renewable (its owner renewed it first) is
+     * returned unchanged.
      */
     readonly confirm: {
         readonly path: "/tendril.lease.v1.LeaseService/Confirm";
@@ -192,7 +194,12 @@ export declare const LeaseServiceService: {
         readonly responseSerialize: (value: ConfirmResponse) => Buffer;
         readonly responseDeserialize: (value: Buffer) => ConfirmResponse;
     };
-    /** Renew extends a lease to now + the renewable lease time (owner only). */
+    /**
+     * Renew extends a lease to now + the renewable lease time (owner only). The owner's first
+     * Renew of a temporary lease accepts its offer: the lease turns renewable at once, so a
+     * scheduler renews as it answers ACCEPTED and never waits for Confirm. A lease whose offer
+     * was withdrawn (rejected, timed out) or that expired is gone: NOT_FOUND or LEASE_EXPIRED.
+     */
     readonly renew: {
         readonly path: "/tendril.lease.v1.LeaseService/Renew";
         readonly requestStream: false;
@@ -258,10 +265,16 @@ export interface LeaseServiceServer extends UntypedServiceImplementation {
     reserve: handleUnaryCall<ReserveRequest, ReserveResponse>;
     /**
      * Confirm turns a temporary lease renewable once its offer was accepted (used by the
-     * arbiter).
+     * arbiter). Idempotent: a lease that is already renewable (its owner renewed it first) is
+     * returned unchanged.
      */
     confirm: handleUnaryCall<ConfirmRequest, ConfirmResponse>;
-    /** Renew extends a lease to now + the renewable lease time (owner only). */
+    /**
+     * Renew extends a lease to now + the renewable lease time (owner only). The owner's first
+     * Renew of a temporary lease accepts its offer: the lease turns renewable at once, so a
+     * scheduler renews as it answers ACCEPTED and never waits for Confirm. A lease whose offer
+     * was withdrawn (rejected, timed out) or that expired is gone: NOT_FOUND or LEASE_EXPIRED.
+     */
     renew: handleUnaryCall<RenewRequest, RenewResponse>;
     /** Release frees a lease at once and cancels its jobs (owner only). */
     release: handleUnaryCall<ReleaseRequest, ReleaseResponse>;
@@ -281,12 +294,18 @@ export interface LeaseServiceClient extends Client {
     reserve(request: ReserveRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: ReserveResponse) => void): ClientUnaryCall;
     /**
      * Confirm turns a temporary lease renewable once its offer was accepted (used by the
-     * arbiter).
+     * arbiter). Idempotent: a lease that is already renewable (its owner renewed it first) is
+     * returned unchanged.
      */
     confirm(request: ConfirmRequest, callback: (error: ServiceError | null, response: ConfirmResponse) => void): ClientUnaryCall;
     confirm(request: ConfirmRequest, metadata: Metadata, callback: (error: ServiceError | null, response: ConfirmResponse) => void): ClientUnaryCall;
     confirm(request: ConfirmRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: ConfirmResponse) => void): ClientUnaryCall;
-    /** Renew extends a lease to now + the renewable lease time (owner only). */
+    /**
+     * Renew extends a lease to now + the renewable lease time (owner only). The owner's first
+     * Renew of a temporary lease accepts its offer: the lease turns renewable at once, so a
+     * scheduler renews as it answers ACCEPTED and never waits for Confirm. A lease whose offer
+     * was withdrawn (rejected, timed out) or that expired is gone: NOT_FOUND or LEASE_EXPIRED.
+     */
     renew(request: RenewRequest, callback: (error: ServiceError | null, response: RenewResponse) => void): ClientUnaryCall;
     renew(request: RenewRequest, metadata: Metadata, callback: (error: ServiceError | null, response: RenewResponse) => void): ClientUnaryCall;
     renew(request: RenewRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: RenewResponse) => void): ClientUnaryCall;

@@ -1461,7 +1461,8 @@ exports.LeaseServiceService = {
     },
     /**
      * Confirm turns a temporary lease renewable once its offer was accepted (used by the
-     * arbiter).
+     * arbiter). Idempotent: a lease that is already renewable (its owner renewed it first) is
+     * returned unchanged.
      */
     confirm: {
         path: "/tendril.lease.v1.LeaseService/Confirm",
@@ -1472,7 +1473,12 @@ exports.LeaseServiceService = {
         responseSerialize: (value) => Buffer.from(exports.ConfirmResponse.encode(value).finish()),
         responseDeserialize: (value) => exports.ConfirmResponse.decode(value),
     },
-    /** Renew extends a lease to now + the renewable lease time (owner only). */
+    /**
+     * Renew extends a lease to now + the renewable lease time (owner only). The owner's first
+     * Renew of a temporary lease accepts its offer: the lease turns renewable at once, so a
+     * scheduler renews as it answers ACCEPTED and never waits for Confirm. A lease whose offer
+     * was withdrawn (rejected, timed out) or that expired is gone: NOT_FOUND or LEASE_EXPIRED.
+     */
     renew: {
         path: "/tendril.lease.v1.LeaseService/Renew",
         requestStream: false,

@@ -1715,8 +1715,9 @@ export const GetCapacityResponse: MessageFns<GetCapacityResponse> = {
 
 /**
  * LeaseService is the worker's ledger of reservations. A temporary lease holds resources
- * while an offer is out; an accepted offer turns it renewable; a lease that is not renewed
- * expires and its jobs are cancelled. The caller's identity (metadata "tendril-peer-id",
+ * while an offer is out; an accepted offer turns it renewable (the owner's first Renew or the
+ * arbiter's Confirm, whichever comes first); a lease that is not renewed expires and its jobs
+ * are cancelled. The caller's identity (metadata "tendril-peer-id",
  * or the certificate under mTLS) must be the lease's owner to renew or release it.
  */
 export type LeaseServiceService = typeof LeaseServiceService;
@@ -1733,7 +1734,8 @@ export const LeaseServiceService = {
   },
   /**
    * Confirm turns a temporary lease renewable once its offer was accepted (used by the
-   * arbiter).
+   * arbiter). Idempotent: a lease that is already renewable (its owner renewed it first) is
+   * returned unchanged.
    */
   confirm: {
     path: "/tendril.lease.v1.LeaseService/Confirm" as const,
@@ -1744,7 +1746,12 @@ export const LeaseServiceService = {
     responseSerialize: (value: ConfirmResponse): Buffer => Buffer.from(ConfirmResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ConfirmResponse => ConfirmResponse.decode(value),
   },
-  /** Renew extends a lease to now + the renewable lease time (owner only). */
+  /**
+   * Renew extends a lease to now + the renewable lease time (owner only). The owner's first
+   * Renew of a temporary lease accepts its offer: the lease turns renewable at once, so a
+   * scheduler renews as it answers ACCEPTED and never waits for Confirm. A lease whose offer
+   * was withdrawn (rejected, timed out) or that expired is gone: NOT_FOUND or LEASE_EXPIRED.
+   */
   renew: {
     path: "/tendril.lease.v1.LeaseService/Renew" as const,
     requestStream: false as const,
@@ -1811,10 +1818,16 @@ export interface LeaseServiceServer extends UntypedServiceImplementation {
   reserve: handleUnaryCall<ReserveRequest, ReserveResponse>;
   /**
    * Confirm turns a temporary lease renewable once its offer was accepted (used by the
-   * arbiter).
+   * arbiter). Idempotent: a lease that is already renewable (its owner renewed it first) is
+   * returned unchanged.
    */
   confirm: handleUnaryCall<ConfirmRequest, ConfirmResponse>;
-  /** Renew extends a lease to now + the renewable lease time (owner only). */
+  /**
+   * Renew extends a lease to now + the renewable lease time (owner only). The owner's first
+   * Renew of a temporary lease accepts its offer: the lease turns renewable at once, so a
+   * scheduler renews as it answers ACCEPTED and never waits for Confirm. A lease whose offer
+   * was withdrawn (rejected, timed out) or that expired is gone: NOT_FOUND or LEASE_EXPIRED.
+   */
   renew: handleUnaryCall<RenewRequest, RenewResponse>;
   /** Release frees a lease at once and cancels its jobs (owner only). */
   release: handleUnaryCall<ReleaseRequest, ReleaseResponse>;
@@ -1847,7 +1860,8 @@ export interface LeaseServiceClient extends Client {
   ): ClientUnaryCall;
   /**
    * Confirm turns a temporary lease renewable once its offer was accepted (used by the
-   * arbiter).
+   * arbiter). Idempotent: a lease that is already renewable (its owner renewed it first) is
+   * returned unchanged.
    */
   confirm(
     request: ConfirmRequest,
@@ -1864,7 +1878,12 @@ export interface LeaseServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ConfirmResponse) => void,
   ): ClientUnaryCall;
-  /** Renew extends a lease to now + the renewable lease time (owner only). */
+  /**
+   * Renew extends a lease to now + the renewable lease time (owner only). The owner's first
+   * Renew of a temporary lease accepts its offer: the lease turns renewable at once, so a
+   * scheduler renews as it answers ACCEPTED and never waits for Confirm. A lease whose offer
+   * was withdrawn (rejected, timed out) or that expired is gone: NOT_FOUND or LEASE_EXPIRED.
+   */
   renew(
     request: RenewRequest,
     callback: (error: ServiceError | null, response: RenewResponse) => void,

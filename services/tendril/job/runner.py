@@ -1,0 +1,78 @@
+"""A started job: its executor process and bridge, until the executor is gone (no gRPC here).
+
+:meth:`JobRun.wait_end` waits for whichever comes first — the executor exits, someone asks
+the job to stop (cancel, lease end, shutdown: :meth:`JobRun.request_stop`), or the job's
+timeout passes — then stops the executor's process group (SIGTERM, the grace period, SIGKILL),
+reaps it and says how the job ended. The first stop request wins.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from typing import Protocol
+
+from tendril.job.executor import ExecutorProcess, describe_exit
+from tendril.job.model import JobRecord, JobState
+
+
+class BridgeHandle(Protocol):
+    """A started job bridge."""
+
+    async def stop(self) -> None: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class JobEnd:
+    """How a job ended."""
+
+    state: JobState
+    reason: str
+    exit_code: int | None = None
+
+
+LOST = JobEnd(JobState.FAILED, "the JobService lost track of the executor")
+
+
+@dataclasses.dataclass(eq=False)
+class JobRun:
+    """A job whose executor was started and has not been cleaned up yet."""
+
+    record: JobRecord
+    process: ExecutorProcess
+    bridge: BridgeHandle
+    progress: dict[str, float] = dataclasses.field(default_factory=dict)
+    stop_event: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    done: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    stop_request: tuple[JobState, str] | None = None
+    grace: float = 0.0
+    task: asyncio.Task[None] | None = None
+
+    def request_stop(self, state: JobState, reason: str, grace: float) -> None:
+        """Ask the job to end as ``state`` with ``grace`` seconds between SIGTERM and SIGKILL."""
+        if self.stop_request is None:
+            self.stop_request = (state, reason)
+            self.grace = grace
+            self.stop_event.set()
+
+    async def wait_end(self, timeout_grace: float) -> JobEnd:
+        """Until the executor is gone (stopped if need be); ``timeout_grace`` applies after a timeout."""
+        timeout = self.record.timeout_seconds or None
+        waits = [asyncio.create_task(self.process.wait_exited()), asyncio.create_task(self.stop_event.wait())]
+        try:
+            await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for task in waits:
+                task.cancel()
+        if not self.process.exited:
+            if self.stop_request is None:
+                self.request_stop(
+                    JobState.FAILED,
+                    f"timed out after {timeout:g} s; the executor was stopped (SIGTERM, then SIGKILL)",
+                    timeout_grace,
+                )
+            await self.process.terminate(self.grace)
+        code = self.process.reap()
+        if self.stop_request is not None:
+            return JobEnd(*self.stop_request, code)
+        return JobEnd(JobState.SUCCEEDED if code == 0 else JobState.FAILED, describe_exit(code), code)

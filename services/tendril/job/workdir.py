@@ -1,0 +1,213 @@
+"""A job's files: its work dir and its saved log (no gRPC here).
+
+Work dir ``<work_dir>/job-<id>/`` (0700): ``job.json``, ``bridge.sock``, ``executor.log``,
+``artifacts/``, ``data/``, ``updates/``, ``params/``. The executor runs with the work dir as
+its current directory.
+
+NOTE: when a job ends its ``executor.log`` is copied to ``<state_dir>/logs/job-<id>.log``
+before the work dir is removed, so ``Logs`` keeps working for ended jobs (whether or not
+``job.keep_work_dirs`` is set).
+
+NOTE (failed clean-ups): the clean-up of an ended job (save the log, remove the work dir) can
+fail — a full disk, a file the executor made undeletable. The job's end is recorded before it,
+so a failure never keeps a job running: it is logged, counted
+(``tendril_job_cleanup_failures_total``) and kept in a backlog that :meth:`WorkDirs.retry`
+works off (after every job end and on a timer); the work dir (and its log) stays meanwhile.
+The backlog lives in memory: after a restart, reconciliation finds the leftover dir instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import stat
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+from tendril.bridge.core import WORK_SUBDIRS
+from tendril.bridge.server import MAX_SOCKET_PATH_BYTES
+from tendril.core import metrics
+from tendril.core.errors import ErrorKind
+from tendril.core.logs import get_logger
+from tendril.job.errors import JobError
+from tendril.job.model import JobRecord
+
+log = get_logger("tendril.jobs")
+
+JOB_JSON = "job.json"
+SOCKET_NAME = "bridge.sock"
+LOG_NAME = "executor.log"
+DIR_PREFIX = "job-"
+
+
+def _force_remove(func: Callable[..., Any], path: str, _exc: Any) -> None:
+    """rmtree helper: an executor may leave read-only directories behind; make them writable."""
+    parent = os.path.dirname(path)
+    with contextlib.suppress(OSError):
+        os.chmod(parent, stat.S_IRWXU)
+        if os.path.isdir(path) and not os.path.islink(path):
+            os.chmod(path, stat.S_IRWXU)
+    with contextlib.suppress(FileNotFoundError):
+        func(path)
+
+
+def remove_tree(path: Path) -> None:
+    """Remove ``path`` and everything in it; a missing ``path`` is fine, other failures raise OSError."""
+    if path.exists():
+        shutil.rmtree(path, onerror=_force_remove)
+
+
+class WorkDirs:
+    """The work dirs under ``work_root`` and the saved logs in ``logs_dir``."""
+
+    def __init__(self, work_root: Path, logs_dir: Path, *, worker_id: str, keep: bool) -> None:
+        self.work_root = work_root
+        self.logs_dir = logs_dir
+        self.worker_id = worker_id
+        self.keep = keep
+        self._backlog: dict[str, Path] = {}  # job id -> work dir whose clean-up failed
+
+    # -- paths ---------------------------------------------------------------------------
+
+    def path_of(self, job_id: str) -> Path:
+        return self.work_root / f"{DIR_PREFIX}{job_id}"
+
+    def saved_log_of(self, job_id: str) -> Path:
+        return self.logs_dir / f"{DIR_PREFIX}{job_id}.log"
+
+    def placeholders(self, job_id: str) -> dict[str, str]:
+        """The paths an executor's command and environment name: SOCKET_PATH, WORK_DIR, JOB_JSON."""
+        work_dir = self.path_of(job_id)
+        return {
+            "SOCKET_PATH": str(work_dir / SOCKET_NAME),
+            "WORK_DIR": str(work_dir),
+            "JOB_JSON": str(work_dir / JOB_JSON),
+        }
+
+    def check_socket_path(self, job_id: str) -> None:
+        """Raise JobError unless the job's bridge socket path fits a Unix socket."""
+        socket_path = self.path_of(job_id) / SOCKET_NAME
+        if len(os.fsencode(socket_path)) > MAX_SOCKET_PATH_BYTES:
+            raise JobError(
+                ErrorKind.FAILED_PRECONDITION,
+                f"the bridge socket path {socket_path} is longer than the {MAX_SOCKET_PATH_BYTES} bytes a Unix "
+                "socket allows; use a shorter job id or set worker.work_dir to a shorter directory",
+                reason="SOCKET_PATH_TOO_LONG",
+            )
+
+    def leftovers(self) -> Iterator[tuple[str, Path]]:
+        """(job id, dir) of every work dir present now."""
+        if self.work_root.is_dir():
+            for path in self.work_root.glob(f"{DIR_PREFIX}*"):
+                yield path.name[len(DIR_PREFIX) :], path
+
+    # -- a job's start -------------------------------------------------------------------
+
+    def create(self, record: JobRecord) -> Path:
+        """Make the job's work dir (0700) with its subdirs and job.json; on failure nothing is left."""
+        work_dir = self.path_of(record.job_id)
+        self.work_root.mkdir(parents=True, exist_ok=True)
+        work_dir.mkdir(mode=0o700)
+        try:
+            os.chmod(work_dir, 0o700)  # mkdir's mode is filtered by the umask
+            for sub in WORK_SUBDIRS:
+                (work_dir / sub).mkdir(mode=0o700)
+            self._write_job_json(work_dir, record)
+        except BaseException:
+            remove_tree(work_dir)
+            raise
+        return work_dir
+
+    def _write_job_json(self, work_dir: Path, record: JobRecord) -> None:
+        document = {
+            "job_id": record.job_id,
+            "worker_id": self.worker_id,
+            "lease_id": record.lease_id,
+            "owner_id": record.owner_id,
+            "executor": {"class": record.executor_class, "name": record.executor_name},
+            "config": record.config,
+            "work_dir": record.work_dir,
+            "socket_path": str(work_dir / SOCKET_NAME),
+            "coordinator_address": record.coordinator_address,
+        }
+        fd = os.open(work_dir / JOB_JSON, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(document, f, indent=2)
+
+    def discard(self, work_dir: Path) -> None:
+        """Remove the dir of a job that never started (its dispatch failed); raises OSError."""
+        remove_tree(work_dir)
+
+    # -- logs ----------------------------------------------------------------------------
+
+    def open_log(self, job_id: str, work_dir: str) -> BinaryIO | None:
+        """The executor's log: in the work dir while it exists, else the saved copy; None when neither is."""
+        for path in (Path(work_dir) / LOG_NAME, self.saved_log_of(job_id)):
+            with contextlib.suppress(FileNotFoundError):
+                return open(path, "rb")
+        return None
+
+    def _save_log(self, job_id: str, work_dir: Path) -> None:
+        source = work_dir / LOG_NAME
+        if not source.is_file():
+            return
+        target = self.saved_log_of(job_id)
+        self.logs_dir.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.part")
+        shutil.copyfile(source, tmp)
+        os.replace(tmp, target)
+
+    # -- a job's end ---------------------------------------------------------------------
+
+    def clean_up(self, job_id: str, work_dir: Path) -> bool:
+        """Save the log, then remove the work dir (only its socket with ``job.keep_work_dirs``).
+
+        Never raises: a failure is logged, counted and queued for :meth:`retry`; returns
+        whether the clean-up is done.
+        """
+        try:
+            # NOTE: a log that cannot be saved keeps its work dir: removing it would lose the log.
+            self._save_log(job_id, work_dir)
+            if self.keep:
+                with contextlib.suppress(FileNotFoundError):
+                    (work_dir / SOCKET_NAME).unlink()
+            else:
+                remove_tree(work_dir)
+        except Exception as exc:
+            again = job_id in self._backlog
+            self._backlog[job_id] = work_dir
+            metrics.JOB_CLEANUP_FAILURES.inc()
+            (log.warning if again else log.error)(
+                "job.cleanup_failed",
+                job_id=job_id,
+                work_dir=str(work_dir),
+                error=repr(exc),
+                retry=again,
+                hint="the job has ended; its work dir stays until a later attempt removes it",
+            )
+            return False
+        if self._backlog.pop(job_id, None) is not None:
+            log.info("job.cleanup_retried", job_id=job_id, work_dir=str(work_dir))
+        return True
+
+    @property
+    def backlog(self) -> dict[str, Path]:
+        """Clean-ups that failed and wait for :meth:`retry` (job id -> work dir)."""
+        return dict(self._backlog)
+
+    def retry(self) -> int:
+        """Try every failed clean-up again; returns how many still fail."""
+        for job_id, work_dir in list(self._backlog.items()):
+            self.clean_up(job_id, work_dir)
+        return len(self._backlog)
+
+    async def retry_forever(self, interval: float) -> None:
+        """:meth:`retry` every ``interval`` seconds while there is a backlog (until cancelled)."""
+        while True:
+            await asyncio.sleep(interval)
+            if self._backlog:
+                self.retry()
