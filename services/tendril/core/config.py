@@ -7,8 +7,8 @@ come from the file only.
 
 The sections are pydantic dataclasses: a field holds its type, default, accepted range and
 the sentence ``tendril worker init`` writes about it. The layers are merged by hand into one
-document that pydantic checks in one pass (docs/ARCHITECTURE.md, "Libraries", says why the
-layering is not pydantic-settings); :func:`config_error` turns its first error into one line.
+document that pydantic checks in one pass (docs/ARCHITECTURE.md, "Libraries and why", says
+why the layering is not pydantic-settings); :func:`config_error` turns its first error into one line.
 """
 
 from __future__ import annotations
@@ -30,7 +30,6 @@ from pydantic import (
     ConfigDict,
     Field,
     NonNegativeFloat,
-    NonNegativeInt,
     PositiveFloat,
     PositiveInt,
     TypeAdapter,
@@ -102,7 +101,7 @@ class WorkerSection:
     """Directory under which each job gets its job-<id>/ folder; empty means <state_dir>/work."""
     advertise_host: str = ""
     """Host name or IP other peers use to reach this worker's services; empty means the listen host."""
-    port_offset: NonNegativeInt = 0
+    port_offset: int = 0
     """Added to every service listen port (and the metrics port), so several workers can share one host."""
 
 
