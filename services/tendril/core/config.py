@@ -367,25 +367,25 @@ class WorkerConfig:
 _WORKER_CONFIG = TypeAdapter(WorkerConfig)
 
 
-def fields(model: Any) -> dict[str, FieldInfo]:
+def pydantic_fields(model: Any) -> dict[str, FieldInfo]:
     """The pydantic fields of a section, a model or a pydantic dataclass, in order."""
     return model.__pydantic_fields__  # type: ignore[no-any-return]
 
 
 def sections() -> dict[str, Any]:
     """Section name -> its dataclass, in file order (``[[executors]]`` excluded)."""
-    return {name: field.annotation for name, field in fields(WorkerConfig).items() if name != "executors"}
+    return {name: field.annotation for name, field in pydantic_fields(WorkerConfig).items() if name != "executors"}
 
 
 def config_keys() -> list[str]:
     """Every dotted key of the configuration, in file order (executors excluded)."""
-    return [f"{name}.{key}" for name, section in sections().items() for key in fields(section)]
+    return [f"{name}.{key}" for name, section in sections().items() for key in pydantic_fields(section)]
 
 
 def description(key: str) -> str:
     """The sentence on what a dotted key (or ``executors``) does."""
     section, _, name = key.partition(".")
-    field = fields(sections()[section])[name] if name else fields(WorkerConfig)[section]
+    field = pydantic_fields(sections()[section])[name] if name else pydantic_fields(WorkerConfig)[section]
     return " ".join((field.description or "").split())
 
 
@@ -402,7 +402,7 @@ def _walk(root: Any, loc: tuple[int | str, ...]) -> tuple[Any, Any]:
         if isinstance(part, int):
             node = next(iter(typing.get_args(node)), None)  # list[X] -> X
             continue
-        field = fields(node).get(part) if hasattr(node, "__pydantic_fields__") else None
+        field = pydantic_fields(node).get(part) if hasattr(node, "__pydantic_fields__") else None
         if field is None:
             return None, None
         node = field.annotation
@@ -413,7 +413,7 @@ def _input_names(model: Any) -> list[str]:
     """The keys a table of ``model`` accepts (an AliasChoices field by its first alias)."""
     return [
         str(f.validation_alias.choices[0]) if isinstance(f.validation_alias, AliasChoices) else name
-        for name, f in (fields(model) if hasattr(model, "__pydantic_fields__") else {}).items()
+        for name, f in (pydantic_fields(model) if hasattr(model, "__pydantic_fields__") else {}).items()
     ]
 
 
@@ -505,7 +505,7 @@ def load_config(
                 raise ConfigError(f"{section!r} in {file} must be a [section] table", key=section)
     environ = os.environ if env is None else env
     for old, new in RENAMED_SECTIONS.items():
-        for name in fields(sections()[new]):
+        for name in pydantic_fields(sections()[new]):
             if (var := env_var(f"{old}.{name}")) in environ:
                 key = f"{new}.{name}"
                 raise ConfigError(f"{var}: section [{old}] is now [{new}]; use {env_var(key)}", key=key)
