@@ -1,8 +1,8 @@
 """Render a WorkerConfig as a commented TOML file (what `tendril worker init` writes).
 
-The sections, keys and defaults come from the dataclasses in
-:mod:`tendril.core.config`; the sentences from :mod:`tendril.cli.config_help`.
-Rendering any config (not only the defaults) is also how tests write a worker.toml.
+The sections, keys, defaults and sentences all come from the section classes in
+:mod:`tendril.core.config` (each field's description). Rendering any config (not only the
+defaults) is also how tests write a worker.toml.
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ import json
 import textwrap
 from typing import Any
 
-from tendril.cli.config_help import EXECUTORS_HELP, HELP
-from tendril.core.config import WorkerConfig, env_var
+from tendril.core.config import WorkerConfig, config_keys, description, env_var
 
 WIDTH = 100
 
@@ -43,17 +42,6 @@ def toml_value(value: Any) -> str:
     raise TypeError(f"cannot write {type(value).__name__} as TOML")
 
 
-def config_keys() -> list[str]:
-    """Every dotted key of the configuration, in file order (executors excluded)."""
-    config = WorkerConfig()
-    return [
-        f"{section.name}.{field.name}"
-        for section in dataclasses.fields(config)
-        if section.name != "executors"
-        for field in dataclasses.fields(getattr(config, section.name))
-    ]
-
-
 def _comment(text: str) -> list[str]:
     return [f"# {line}" for line in textwrap.wrap(text, WIDTH - 2)]
 
@@ -69,9 +57,9 @@ def render(config: WorkerConfig | None = None) -> str:
         lines += ["", *_comment((type(value).__doc__ or "").strip()), f"[{section.name}]"]
         for field in dataclasses.fields(value):
             key = f"{section.name}.{field.name}"
-            lines += _comment(HELP.get(key, "Undocumented key."))
+            lines += _comment(description(key))
             lines.append(f"{field.name} = {toml_value(getattr(value, field.name))}  # env {env_var(key)}")
-    lines += ["", *_comment(EXECUTORS_HELP)]
+    lines += ["", *_comment(description("executors"))]
     for executor in config.executors:
         lines += [
             "[[executors]]",
@@ -91,6 +79,6 @@ def markdown_table(config: WorkerConfig | None = None) -> str:
     for key in config_keys():
         section, _, name = key.partition(".")
         default = toml_value(getattr(getattr(config, section), name)).replace("|", "\\|")
-        meaning = HELP.get(key, "").replace("<", "&lt;").replace(">", "&gt;")
+        meaning = description(key).replace("<", "&lt;").replace(">", "&gt;")
         rows.append(f"| `{key}` | `{default}` | `{env_var(key)}` | {meaning} |")
     return "\n".join(rows) + "\n"

@@ -4,6 +4,11 @@ Every key has a dotted name ``section.key`` (e.g. ``lease.renewable_seconds``); 
 variable is ``TENDRIL_SECTION_KEY`` (``TENDRIL_LEASE_RENEWABLE_SECONDS``) and its CLI flag is
 ``--set section.key=value``. Lists in env/flags are comma-separated. ``[[executors]]`` tables
 come from the file only.
+
+The sections are pydantic dataclasses: a field holds its type, default, accepted range and
+the sentence ``tendril worker init`` writes about it. The layers are merged by hand into one
+document that pydantic checks in one pass (docs/ARCHITECTURE.md, "Libraries and why", says
+why the layering is not pydantic-settings); :func:`config_error` turns its first error into one line.
 """
 
 from __future__ import annotations
@@ -16,11 +21,31 @@ import tomllib
 import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, ClassVar, Literal
+
+from pydantic import (
+    AfterValidator,
+    AliasChoices,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    PositiveFloat,
+    PositiveInt,
+    TypeAdapter,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
+from pydantic.dataclasses import dataclass
+from pydantic.fields import FieldInfo
 
 from tendril.core.errors import ConfigError
 
 ENV_PREFIX = "TENDRIL_"
+# NOTE: old section names are refused with the new name (in a file, a variable or a flag)
+# rather than read silently: a renamed key must not fall back to its default unnoticed.
+RENAMED_SECTIONS = {"leases": "lease", "jobs": "job", "parameter_server": "paramserver"}
 
 
 def env_var(key: str) -> str:
@@ -28,124 +53,217 @@ def env_var(key: str) -> str:
     return f"{ENV_PREFIX}{key.replace('.', '_')}".upper()
 
 
-@dataclasses.dataclass
+def split_address(address: str) -> tuple[str, int]:
+    """ "host:port" -> (host, port); raises ValueError on a malformed address."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        raise ValueError(f"address {address!r} is not host:port")
+    return host.strip("[]"), int(port)
+
+
+def shift_port(address: str, offset: int) -> str:
+    if not offset:
+        return address
+    host, port = split_address(address)
+    return f"{host}:{port + offset}"
+
+
+def _address(value: str) -> str:
+    split_address(value)
+    return value
+
+
+def _comma_list(value: Any) -> Any:
+    return [item.strip() for item in value.split(",") if item.strip()] if isinstance(value, str) else value
+
+
+Address = Annotated[str, AfterValidator(_address)]
+OptionalAddress = Annotated[str, AfterValidator(lambda value: _address(value) if value else value)]
+CommaList = Annotated[list[str], BeforeValidator(_comma_list)]
+LogLevel = Annotated[
+    Literal["debug", "info", "warning", "error"], BeforeValidator(lambda v: v.lower() if isinstance(v, str) else v)
+]
+# NOTE: the sentence under each field is its description (pydantic reads attribute docstrings
+# from the source): `tendril worker init`, deploy/worker.toml and the README table print it.
+SECTION = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrings=True)
+
+
+@dataclass(config=SECTION)
 class WorkerSection:
     """Identity and directories of the worker."""
 
-    id: str = ""  # empty: "worker-<hostname>"
-    state_dir: str = ""  # empty: $XDG_STATE_HOME/tendril/<id> or ~/.local/state/tendril/<id>
-    work_dir: str = ""  # empty: <state_dir>/work
-    advertise_host: str = ""  # host others use to reach this worker; empty: the listen host
-    port_offset: int = 0  # added to every default service port (several workers on one host)
+    id: str = ""
+    """Id of this worker in the network; empty means worker-<hostname>."""
+    state_dir: str = ""
+    """Directory for the worker's databases, logs and run files; empty means $XDG_STATE_HOME/tendril/<id> (or
+    ~/.local/state/tendril/<id>)."""
+    work_dir: str = ""
+    """Directory under which each job gets its job-<id>/ folder; empty means <state_dir>/work."""
+    advertise_host: str = ""
+    """Host name or IP other peers use to reach this worker's services; empty means the listen host."""
+    port_offset: int = 0
+    """Added to every service listen port (and the metrics port), so several workers can share one host."""
 
 
-@dataclasses.dataclass
+@dataclass(config=SECTION)
 class GatewaySection:
     """Which gateway the worker joins."""
 
-    address: str = ""  # empty: start an embedded gateway on embedded_listen
-    embedded_listen: str = "127.0.0.1:50050"
-    registry_ttl_seconds: float = 15.0
+    address: OptionalAddress = ""
+    """host:port of the network's gateway to join; empty starts an embedded gateway on embedded_listen."""
+    embedded_listen: Address = "127.0.0.1:50050"
+    """Where the embedded gateway listens when gateway.address is empty."""
+    registry_ttl_seconds: PositiveFloat = 15.0
+    """Lifetime of this worker's registry record; the supervisor refreshes it every third of this time."""
 
 
-@dataclasses.dataclass
+@dataclass(config=SECTION)
 class ResourcesSection:
     """Resources the worker offers; a negative value means "detect"."""
 
     cpu: float = -1.0
+    """CPU cores offered to schedulers; negative means detect (cores usable by this process)."""
     memory_gib: float = -1.0
+    """Memory in GiB offered to schedulers; negative means detect (total RAM)."""
     storage_gib: float = -1.0
+    """Disk in GiB offered to schedulers; negative means detect (free space under work_dir)."""
     gpu: int = -1
+    """Whole GPUs offered to schedulers; negative means detect through NVML (0 without a driver)."""
 
 
-@dataclasses.dataclass
+@dataclass(config=SECTION)
 class ArbiterSection:
     """How requests are filtered, scored and offered."""
 
-    listen: str = "127.0.0.1:50051"
+    listen: Address = "127.0.0.1:50051"
+    """Address the Arbiter (offers, Solicit, ListOffers) listens on."""
     topic: str = "tendril/worker"
-    strategy: str = "whole"  # "whole" or "flexible"
-    price: float = 100.0
-    floor: float = 100.0
-    window_size: int = 100
-    window_seconds: float = 0.2
-    offer_timeout_seconds: float = 0.5
-    allowed_schedulers: list[str] = dataclasses.field(default_factory=list)
+    """Gateway bus topic on which schedulers publish resource requests."""
+    strategy: Literal["whole", "flexible"] = "whole"
+    """'whole' offers the whole worker at max(price, bid); 'flexible' offers just what was asked at the bid."""
+    price: NonNegativeFloat = 100.0
+    """Price this worker asks; also the price published in its registry record."""
+    floor: NonNegativeFloat = 100.0
+    """Requests bidding below this are dropped without an offer."""
+    window_size: PositiveInt = 100
+    """Most requests read before one scoring round."""
+    window_seconds: PositiveFloat = 0.2
+    """Longest wait for more requests before one scoring round."""
+    offer_timeout_seconds: PositiveFloat = 0.5
+    """How long a scheduler may take to answer an offer before it is withdrawn."""
+    allowed_schedulers: CommaList = Field(default_factory=list)
+    """Scheduler ids this worker makes offers to; empty allows every scheduler."""
 
 
-@dataclasses.dataclass
+@dataclass(config=SECTION)
 class LeaseSection:
     """Lease times."""
 
-    listen: str = "127.0.0.1:50052"
-    temporary_seconds: float = 0.5
-    renewable_seconds: float = 10.0
-    prune_interval_seconds: float = 0.25
+    listen: Address = "127.0.0.1:50052"
+    """Address the LeaseService listens on."""
+    temporary_seconds: PositiveFloat = 0.5
+    """Lifetime of the temporary lease that holds resources while an offer is open."""
+    renewable_seconds: PositiveFloat = 10.0
+    """Lifetime of an accepted lease; each renewal extends it to now + this."""
+    prune_interval_seconds: PositiveFloat = 0.25
+    """How often expired leases are pruned (and their jobs cancelled)."""
 
 
-@dataclasses.dataclass
+@dataclass(config=SECTION)
 class JobSection:
     """Executor processes."""
 
-    listen: str = "127.0.0.1:50053"
-    max_concurrent_jobs: int = 4
-    default_timeout_seconds: float = 0.0  # 0: no limit
-    kill_grace_seconds: float = 5.0
+    listen: Address = "127.0.0.1:50053"
+    """Address the JobService listens on."""
+    max_concurrent_jobs: PositiveInt = 4
+    """Most jobs running at once; further dispatches are refused (RESOURCE_EXHAUSTED)."""
+    default_timeout_seconds: NonNegativeFloat = 0.0
+    """Run-time limit of a job that sets none; 0 means no limit."""
+    kill_grace_seconds: PositiveFloat = 5.0
+    """Time between SIGTERM and SIGKILL when a job is cancelled or its lease ends."""
     keep_work_dirs: bool = False
+    """Keep each job-<id>/ folder after the job ends instead of removing it."""
 
 
-@dataclasses.dataclass
+@dataclass(config=SECTION)
 class DataFetcherSection:
     """Data slice cache and prefetch."""
 
-    listen: str = "127.0.0.1:50054"
-    cache_bytes: int = 2 * 1024**3
-    prefetch: int = 2
+    listen: Address = "127.0.0.1:50054"
+    """Address the DataFetcher listens on."""
+    cache_bytes: PositiveInt = 2 * 1024**3
+    """Byte bound of the data slice cache shared by all jobs (least recently used goes)."""
+    prefetch: PositiveInt = 2
+    """Slices fetched ahead of the one a job is reading."""
 
 
-@dataclasses.dataclass
+@dataclass(config=SECTION)
 class ParameterServerSection:
     """DiLoCo aggregation."""
 
-    listen: str = "127.0.0.1:50055"
+    listen: Address = "127.0.0.1:50055"
+    """Address the ParameterServer listens on."""
 
 
-@dataclasses.dataclass
+@dataclass(config=SECTION)
 class SupervisorSection:
     """Starting, watching and stopping the service processes."""
 
-    start_timeout_seconds: float = 30.0
-    stop_timeout_seconds: float = 10.0
-    restart_backoff_seconds: float = 0.5
-    restart_backoff_max_seconds: float = 10.0
+    start_timeout_seconds: PositiveFloat = 30.0
+    """Longest wait for a service process to report SERVING before giving up."""
+    stop_timeout_seconds: PositiveFloat = 10.0
+    """Budget for a clean stop; processes still alive after it are killed (SIGKILL)."""
+    restart_backoff_seconds: PositiveFloat = 0.5
+    """Delay before the first restart of a crashed service; doubles each time."""
+    restart_backoff_max_seconds: PositiveFloat = Field(
+        default=10.0, validate_default=True
+    )  # checked against the one above
+    """Upper bound of the restart delay."""
+
+    @field_validator("restart_backoff_max_seconds")
+    @classmethod
+    def _not_below_backoff(cls, value: float, info: ValidationInfo) -> float:
+        first = info.data.get("restart_backoff_seconds", 0.0)
+        if value < first:
+            raise ValueError(f"must be >= supervisor.restart_backoff_seconds ({first}), got {value}")
+        return value
 
 
-@dataclasses.dataclass
+@dataclass(config=SECTION)
 class TelemetrySection:
     """Logs and metrics."""
 
-    log_level: str = "info"
-    log_format: str = "auto"  # "auto", "json" or "console"
-    metrics_listen: str = "127.0.0.1:9464"
+    log_level: LogLevel = "info"
+    """Lowest log level written: debug, info, warning or error."""
+    log_format: Literal["auto", "json", "console"] = "auto"
+    """'json', 'console', or 'auto' (console on a terminal, JSON lines otherwise)."""
+    metrics_listen: Address = "127.0.0.1:9464"
+    """Where the supervisor serves GET /metrics (Prometheus) for all of the worker's processes; see
+    docs/OBSERVABILITY.md."""
 
 
-@dataclasses.dataclass
+@dataclass(config=SECTION)
 class TlsSection:
     """mTLS between hosts: all three files set = TLS on every TCP server and channel; all empty = plaintext."""
 
-    ca_file: str = ""  # PEM of the CA that signed every peer's certificate (`tendril certs init`)
-    cert_file: str = ""  # this peer's certificate, CN = its peer id (`tendril certs issue NAME`)
-    key_file: str = ""  # its private key (keep it 0600)
-    require_client_cert: bool = True  # false: servers ask callers for no certificate (server-only TLS)
+    ca_file: str = ""
+    """PEM of the CA that signed every peer's certificate; with cert_file and key_file set, all TCP traffic is mTLS
+    (all three empty: plaintext)."""
+    cert_file: str = ""
+    """This worker's certificate (CN = its worker id), e.g. from `tendril certs issue`."""
+    key_file: str = ""
+    """The private key of cert_file (keep it mode 0600)."""
+    require_client_cert: bool = True
+    """Servers refuse callers without a certificate from the CA; false: server-only TLS."""
 
-    FILE_KEYS = ("ca_file", "cert_file", "key_file")
+    FILE_KEYS: ClassVar[tuple[str, ...]] = ("ca_file", "cert_file", "key_file")
 
     @property
     def enabled(self) -> bool:
         return bool(self.ca_file or self.cert_file or self.key_file)
 
 
-@dataclasses.dataclass
+@dataclass(config=SECTION)
 class ExecutorConfig:
     """One executor the worker can run. ``command`` is argv; no shell.
 
@@ -153,10 +271,11 @@ class ExecutorConfig:
     {PYTHON} (this worker's Python interpreter).
     """
 
-    executor_class: str
-    name: str
-    command: list[str]
-    env: dict[str, str] = dataclasses.field(default_factory=dict)
+    # NOTE: "class" in worker.toml (a Python keyword), executor_class in code and config.json.
+    executor_class: str = Field(validation_alias=AliasChoices("class", "executor_class"), min_length=1)
+    name: str = Field(min_length=1)
+    command: list[str] = Field(min_length=1)
+    env: dict[str, str] = Field(default_factory=dict)
 
 
 def default_executors() -> list[ExecutorConfig]:
@@ -173,26 +292,39 @@ def default_executors() -> list[ExecutorConfig]:
     ]
 
 
-@dataclasses.dataclass
+@dataclass(config=SECTION)
 class WorkerConfig:
     """The whole worker configuration."""
 
-    worker: WorkerSection = dataclasses.field(default_factory=WorkerSection)
-    gateway: GatewaySection = dataclasses.field(default_factory=GatewaySection)
-    resources: ResourcesSection = dataclasses.field(default_factory=ResourcesSection)
-    arbiter: ArbiterSection = dataclasses.field(default_factory=ArbiterSection)
-    lease: LeaseSection = dataclasses.field(default_factory=LeaseSection)
-    job: JobSection = dataclasses.field(default_factory=JobSection)
-    data_fetcher: DataFetcherSection = dataclasses.field(default_factory=DataFetcherSection)
-    paramserver: ParameterServerSection = dataclasses.field(default_factory=ParameterServerSection)
-    supervisor: SupervisorSection = dataclasses.field(default_factory=SupervisorSection)
-    telemetry: TelemetrySection = dataclasses.field(default_factory=TelemetrySection)
-    tls: TlsSection = dataclasses.field(default_factory=TlsSection)
-    executors: list[ExecutorConfig] = dataclasses.field(default_factory=default_executors)
+    worker: WorkerSection = Field(default_factory=WorkerSection)
+    gateway: GatewaySection = Field(default_factory=GatewaySection)
+    resources: ResourcesSection = Field(default_factory=ResourcesSection)
+    arbiter: ArbiterSection = Field(default_factory=ArbiterSection)
+    lease: LeaseSection = Field(default_factory=LeaseSection)
+    job: JobSection = Field(default_factory=JobSection)
+    data_fetcher: DataFetcherSection = Field(default_factory=DataFetcherSection)
+    paramserver: ParameterServerSection = Field(default_factory=ParameterServerSection)
+    supervisor: SupervisorSection = Field(default_factory=SupervisorSection)
+    telemetry: TelemetrySection = Field(default_factory=TelemetrySection)
+    tls: TlsSection = Field(default_factory=TlsSection)
+    executors: list[ExecutorConfig] = Field(default_factory=default_executors)
+    """Executors this worker can run, one [[executors]] table each; a list here replaces the default list. class and
+    name are what schedulers ask for; command is the argv (no shell) with the placeholders {SOCKET_PATH}, {WORK_DIR},
+    {JOB_JSON} and {PYTHON} (this worker's interpreter); env adds variables."""
+
+    SERVICE_SECTIONS: ClassVar[tuple[str, ...]] = ("arbiter", "lease", "job", "data_fetcher", "paramserver")
+
+    @field_validator("executors")
+    @classmethod
+    def _each_executor_once(cls, executors: list[ExecutorConfig]) -> list[ExecutorConfig]:
+        seen = set()
+        for ex in executors:
+            if (ex.executor_class, ex.name) in seen:
+                raise ValueError(f"executor {ex.executor_class}/{ex.name} is configured twice")
+            seen.add((ex.executor_class, ex.name))
+        return executors
 
     # -- derived values -------------------------------------------------------------------
-
-    SERVICE_SECTIONS = ("arbiter", "lease", "job", "data_fetcher", "paramserver")
 
     @property
     def worker_id(self) -> str:
@@ -232,99 +364,113 @@ class WorkerConfig:
         return dataclasses.asdict(self)
 
 
-def split_address(address: str) -> tuple[str, int]:
-    """ "host:port" -> (host, port); raises ValueError on a malformed address."""
-    host, sep, port = address.rpartition(":")
-    if not sep or not host or not port.isdigit():
-        raise ValueError(f"address {address!r} is not host:port")
-    return host.strip("[]"), int(port)
+_WORKER_CONFIG = TypeAdapter(WorkerConfig)
 
 
-def shift_port(address: str, offset: int) -> str:
-    if not offset:
-        return address
-    host, port = split_address(address)
-    return f"{host}:{port + offset}"
+def pydantic_fields(model: Any) -> dict[str, FieldInfo]:
+    """The pydantic fields of a section, a model or a pydantic dataclass, in order."""
+    return model.__pydantic_fields__  # type: ignore[no-any-return]
+
+
+def sections() -> dict[str, Any]:
+    """Section name -> its dataclass, in file order (``[[executors]]`` excluded)."""
+    return {name: field.annotation for name, field in pydantic_fields(WorkerConfig).items() if name != "executors"}
+
+
+def config_keys() -> list[str]:
+    """Every dotted key of the configuration, in file order (executors excluded)."""
+    return [f"{name}.{key}" for name, section in sections().items() for key in pydantic_fields(section)]
+
+
+def description(key: str) -> str:
+    """The sentence on what a dotted key (or ``executors``) does."""
+    section, _, name = key.partition(".")
+    field = pydantic_fields(sections()[section])[name] if name else pydantic_fields(WorkerConfig)[section]
+    return " ".join((field.description or "").split())
+
+
+# -- errors ------------------------------------------------------------------------------
+
+_BOUNDS = (("gt", ">"), ("ge", ">="), ("lt", "<"), ("le", "<="))
+_RANGE_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
+
+
+def _walk(root: Any, loc: tuple[int | str, ...]) -> tuple[Any, Any]:
+    """The type at ``loc`` under ``root`` and the pydantic FieldInfo holding it (None, None if lost)."""
+    node, field = root, None
+    for part in loc:
+        if isinstance(part, int):
+            node = next(iter(typing.get_args(node)), None)  # list[X] -> X
+            continue
+        field = pydantic_fields(node).get(part) if hasattr(node, "__pydantic_fields__") else None
+        if field is None:
+            return None, None
+        node = field.annotation
+    return node, field
+
+
+def _input_names(model: Any) -> list[str]:
+    """The keys a table of ``model`` accepts (an AliasChoices field by its first alias)."""
+    return [
+        str(f.validation_alias.choices[0]) if isinstance(f.validation_alias, AliasChoices) else name
+        for name, f in (pydantic_fields(model) if hasattr(model, "__pydantic_fields__") else {}).items()
+    ]
+
+
+def config_error(
+    exc: ValidationError, root: Any, *, noun: str = "config key", origin: Mapping[str, str] | None = None
+) -> ConfigError:
+    """One line from pydantic's first error: the dotted key, where its value came from, what to fix.
+
+    ``origin`` maps dotted keys to where their values were set (a file, an env variable,
+    ``--set``); the longest one that starts the error's key names the source.
+    """
+    origin = origin or {}
+    error = exc.errors(include_url=False)[0]
+    loc = tuple(error["loc"])
+    key = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
+    names = [str(part) for part in loc if isinstance(part, str)]
+    prefixes = (".".join(names[:end]) for end in range(len(names), -1, -1))
+    where = next((origin[p] for p in prefixes if p in origin), "")
+    src = f" (from {where})" if where else ""
+    kind, value = error["type"], error.get("input")
+    got = f" (got {value!r})" if isinstance(value, str | int | float) and kind != "value_error" else ""
+    if kind in ("extra_forbidden", "unexpected_keyword_argument"):
+        known = ", ".join(_input_names(_walk(root, loc[:-1])[0]))
+        if len(loc) == 1:
+            return ConfigError(f"unknown section [{key}]{src}; the sections are: {known}", key=key)
+        parent = key.rpartition(".")[0]
+        if isinstance(loc[-2], int):  # a table of a list: executors[0]
+            return ConfigError(f"unknown {noun} {key!r}{src}; {parent} has: {known}", key=key)
+        return ConfigError(f"unknown {noun} {key!r}{src}; section [{parent}] has: {known}", key=key)
+    if kind == "missing":
+        return ConfigError(f"{noun} {key}{src} is required", key=key)
+    if kind in ("model_type", "dataclass_type", "dict_type"):
+        return ConfigError(f"{noun} {key}{src} must be a table{got}", key=key)
+    _, field = _walk(root, loc)
+    bounds = [
+        f"{op} {getattr(m, attr)}"
+        for m in (field.metadata if field else [])
+        for attr, op in _BOUNDS
+        if getattr(m, attr, None) is not None
+    ]
+    if kind in _RANGE_ERRORS and bounds:
+        return ConfigError(f"{noun} {key}{src} must be {' and '.join(bounds)}{got}", key=key)
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return ConfigError(f"{noun} {key}{src}: {message[:1].lower()}{message[1:]}{got}", key=key)
 
 
 # -- layering ----------------------------------------------------------------------------
 
 
-def _coerce(value: Any, annotation: Any, key: str) -> Any:
-    """Turn a TOML/env/flag value into the field's type, or raise ConfigError naming the key."""
-    origin = typing.get_origin(annotation)
+def read_toml(file: Path, *, what: str, hint: str) -> dict[str, Any]:
+    """A TOML document, or ConfigError saying the file is missing (``hint``) or broken."""
     try:
-        if annotation is bool:
-            if isinstance(value, bool):
-                return value
-            text = str(value).strip().lower()
-            if text in ("1", "true", "yes", "on"):
-                return True
-            if text in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(f"expected true/false, got {value!r}")
-        if annotation is int:
-            if isinstance(value, bool):
-                raise ValueError("expected an integer")
-            return int(value)
-        if annotation is float:
-            if isinstance(value, bool):
-                raise ValueError("expected a number")
-            return float(value)
-        if annotation is str:
-            if not isinstance(value, str):
-                raise ValueError(f"expected a string, got {type(value).__name__}")
-            return value
-        if origin is list:
-            if isinstance(value, str):
-                value = [v.strip() for v in value.split(",") if v.strip()]
-            if not isinstance(value, list):
-                raise ValueError("expected a list")
-            (item_type,) = typing.get_args(annotation)
-            return [_coerce(v, item_type, key) for v in value]
-    except (TypeError, ValueError) as exc:
-        raise ConfigError(f"config key {key}: {exc}", key=key) from exc
-    return value
-
-
-def _fields(section_type: type) -> dict[str, Any]:
-    hints = typing.get_type_hints(section_type)
-    return {f.name: hints[f.name] for f in dataclasses.fields(section_type)}
-
-
-def _apply(config: WorkerConfig, key: str, value: Any) -> None:
-    section_name, sep, field_name = key.partition(".")
-    if not sep or section_name == "executors" or not hasattr(config, section_name):
-        raise ConfigError(f"unknown config key {key!r} (expected section.key, e.g. lease.renewable_seconds)", key=key)
-    section = getattr(config, section_name)
-    fields = _fields(type(section))
-    if field_name not in fields:
-        known = ", ".join(sorted(fields))
-        raise ConfigError(f"unknown config key {key!r}; section [{section_name}] has: {known}", key=key)
-    setattr(section, field_name, _coerce(value, fields[field_name], key))
-
-
-def _parse_executors(raw: Any) -> list[ExecutorConfig]:
-    if not isinstance(raw, list):
-        raise ConfigError("[[executors]] must be a list of tables", key="executors")
-    out = []
-    for i, item in enumerate(raw):
-        key = f"executors[{i}]"
-        if not isinstance(item, dict):
-            raise ConfigError(f"{key} must be a table", key=key)
-        unknown = set(item) - {"class", "name", "command", "env"}
-        if unknown:
-            raise ConfigError(f"{key}: unknown keys {sorted(unknown)}", key=key)
-        cls, name, command = item.get("class"), item.get("name"), item.get("command")
-        if not isinstance(cls, str) or not cls or not isinstance(name, str) or not name:
-            raise ConfigError(f"{key}: 'class' and 'name' must be non-empty strings", key=key)
-        if not isinstance(command, list) or not command or not all(isinstance(c, str) for c in command):
-            raise ConfigError(f"{key}: 'command' must be a non-empty list of strings (argv, no shell)", key=key)
-        env = item.get("env", {})
-        if not isinstance(env, dict) or not all(isinstance(v, str) for v in env.values()):
-            raise ConfigError(f"{key}: 'env' must be a table of strings", key=key)
-        out.append(ExecutorConfig(cls, name, list(command), dict(env)))
-    return out
+        return tomllib.loads(file.read_text())
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{what} {file} does not exist ({hint})") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{what} {file} is not valid TOML: {exc}") from exc
 
 
 def load_config(
@@ -334,34 +480,57 @@ def load_config(
     overrides: Mapping[str, Any] | None = None,
 ) -> WorkerConfig:
     """Build the configuration from the layers; later layers win."""
-    config = WorkerConfig()
+    data: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+
+    def put(key: str, value: Any, where: str) -> None:
+        section, _, name = key.partition(".")
+        data.setdefault(section, {})[name] = value
+        origin[key] = where
+        if section not in sections():
+            origin[section] = where  # so that "unknown section" names where it was set
+
     if path:
         file = Path(path).expanduser()
-        try:
-            data = tomllib.loads(file.read_text())
-        except FileNotFoundError as exc:
-            raise ConfigError(f"config file {file} does not exist (create one with `tendril worker init`)") from exc
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"config file {file} is not valid TOML: {exc}") from exc
-        for section_name, table in data.items():
-            if section_name == "executors":
-                config.executors = _parse_executors(table)
-                continue
-            if not isinstance(table, dict):
-                raise ConfigError(f"{section_name!r} must be a [section] table", key=section_name)
-            for field_name, value in table.items():
-                _apply(config, f"{section_name}.{field_name}", value)
+        for section, table in read_toml(file, what="config file", hint="create one with `tendril worker init`").items():
+            if section in RENAMED_SECTIONS:
+                new = RENAMED_SECTIONS[section]
+                raise ConfigError(f"config file {file}: section [{section}] is now [{new}]; rename it", key=section)
+            if section == "executors":
+                data[section], origin[section] = table, str(file)
+            elif isinstance(table, dict):
+                for name, value in table.items():
+                    put(f"{section}.{name}", value, str(file))
+            else:
+                raise ConfigError(f"{section!r} in {file} must be a [section] table", key=section)
     environ = os.environ if env is None else env
-    for section in dataclasses.fields(config):
-        if section.name == "executors":
-            continue
-        for field_name in _fields(type(getattr(config, section.name))):
-            var = f"{ENV_PREFIX}{section.name}_{field_name}".upper()
-            if var in environ:
-                _apply(config, f"{section.name}.{field_name}", environ[var])
+    for old, new in RENAMED_SECTIONS.items():
+        for name in pydantic_fields(sections()[new]):
+            if (var := env_var(f"{old}.{name}")) in environ:
+                key = f"{new}.{name}"
+                raise ConfigError(f"{var}: section [{old}] is now [{new}]; use {env_var(key)}", key=key)
+    for key in config_keys():
+        if (var := env_var(key)) in environ:
+            put(key, environ[var], var)
     for key, value in (overrides or {}).items():
-        _apply(config, key, value)
-    validate(config)
+        section, sep, name = key.partition(".")
+        if not sep or section == "executors":
+            raise ConfigError(
+                f"unknown config key {key!r} (expected section.key, e.g. lease.renewable_seconds; "
+                "[[executors]] tables come from the config file only)",
+                key=key,
+            )
+        if section in RENAMED_SECTIONS:
+            new = f"{RENAMED_SECTIONS[section]}.{name}"
+            raise ConfigError(
+                f"--set {key}: section [{section}] is now [{RENAMED_SECTIONS[section]}]; use --set {new}", key=new
+            )
+        put(key, value, "--set")
+    try:
+        config = _WORKER_CONFIG.validate_python(data)
+    except ValidationError as exc:
+        raise config_error(exc, WorkerConfig, origin=origin) from exc
+    validate_tls(config.tls)
     return config
 
 
@@ -374,49 +543,6 @@ def parse_set_flags(items: list[str] | None) -> dict[str, str]:
             raise ConfigError(f"--set {item!r}: expected section.key=value", key=key)
         out[key.strip()] = value
     return out
-
-
-def validate(config: WorkerConfig) -> None:
-    """Reject values no service could work with, naming the key."""
-    for section in (*WorkerConfig.SERVICE_SECTIONS, "gateway.embedded_listen", "telemetry.metrics_listen"):
-        key = f"{section}.listen" if "." not in section else section
-        sec, _, fld = key.partition(".")
-        try:
-            split_address(getattr(getattr(config, sec), fld))
-        except ValueError as exc:
-            raise ConfigError(f"config key {key}: {exc}", key=key) from exc
-    if config.gateway.address:
-        try:
-            split_address(config.gateway.address)
-        except ValueError as exc:
-            raise ConfigError(f"config key gateway.address: {exc}", key="gateway.address") from exc
-    if config.arbiter.strategy not in ("whole", "flexible"):
-        raise ConfigError("config key arbiter.strategy must be 'whole' or 'flexible'", key="arbiter.strategy")
-    positives = {
-        "lease.temporary_seconds": config.lease.temporary_seconds,
-        "lease.renewable_seconds": config.lease.renewable_seconds,
-        "lease.prune_interval_seconds": config.lease.prune_interval_seconds,
-        "arbiter.window_seconds": config.arbiter.window_seconds,
-        "arbiter.offer_timeout_seconds": config.arbiter.offer_timeout_seconds,
-        "gateway.registry_ttl_seconds": config.gateway.registry_ttl_seconds,
-        "job.kill_grace_seconds": config.job.kill_grace_seconds,
-    }
-    for key, value in positives.items():
-        if value <= 0:
-            raise ConfigError(f"config key {key} must be > 0 (got {value})", key=key)
-    if config.arbiter.window_size < 1:
-        raise ConfigError("config key arbiter.window_size must be >= 1", key="arbiter.window_size")
-    if config.job.max_concurrent_jobs < 1:
-        raise ConfigError("config key job.max_concurrent_jobs must be >= 1", key="job.max_concurrent_jobs")
-    if config.data_fetcher.prefetch < 0:
-        raise ConfigError("config key data_fetcher.prefetch must be >= 0", key="data_fetcher.prefetch")
-    validate_tls(config.tls)
-    seen = set()
-    for ex in config.executors:
-        ident = (ex.executor_class, ex.name)
-        if ident in seen:
-            raise ConfigError(f"executor {ex.executor_class}/{ex.name} is configured twice", key="executors")
-        seen.add(ident)
 
 
 def validate_tls(tls: TlsSection, *, names: Mapping[str, str] | None = None) -> None:
@@ -443,14 +569,10 @@ def validate_tls(tls: TlsSection, *, names: Mapping[str, str] | None = None) -> 
 
 def config_from_json(data: Mapping[str, Any]) -> WorkerConfig:
     """Rebuild a WorkerConfig from :meth:`WorkerConfig.to_dict` output (supervisor -> child)."""
-    config = WorkerConfig()
-    for section in dataclasses.fields(config):
-        if section.name == "executors":
-            config.executors = [ExecutorConfig(**e) for e in data.get("executors", [])]
-            continue
-        for key, value in data.get(section.name, {}).items():
-            setattr(getattr(config, section.name), key, value)
-    return config
+    try:
+        return _WORKER_CONFIG.validate_python(data)
+    except ValidationError as exc:
+        raise config_error(exc, WorkerConfig, origin={"": "config.json"}) from exc
 
 
 def python_executable() -> str:

@@ -53,7 +53,7 @@ def train_config(config: JobConfig, run_id: str, parameter_server: str, dataset:
         "rounds": t.rounds,
         "seed": t.seed,
         "model": model,
-        "inner": dataclasses.asdict(t.inner),
+        "inner": t.inner.model_dump(),
         "mixed_precision": t.mixed_precision,
         "torch_threads": t.torch_threads,
         "keep_updates": t.keep_updates,

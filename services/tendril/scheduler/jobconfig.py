@@ -3,157 +3,146 @@
 Tables: ``[scheduler]`` (identity, addresses, output), ``[allocation]`` (how many workers, bid,
 resources per role), ``[data]`` (which data set), ``[training]`` (DiLoCo: rounds, inner steps,
 outer optimizer, codec) with ``[training.inner]`` (AdamW) and ``[training.model]`` (GPT-2
-config kwargs). Unknown keys and bad values are refused with the key named.
+config kwargs). The tables are strict pydantic models: unknown keys, wrong TOML types (a
+string where a number belongs) and values out of range are refused, naming the key and the
+accepted values. Every value is passed on as written: 0 (an outer momentum, a weight decay,
+a seed) reaches the jobs as 0.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import re
 import tomllib
-import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from tendril.core.config import split_address
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    ValidationError,
+)
+
+from tendril.core.config import Address, OptionalAddress, config_error, read_toml
 from tendril.core.errors import ConfigError
 
-CODECS = ("fp32", "bf16", "int8")
-MIXED_PRECISION = ("no", "fp16", "bf16")
 _RUN_ID = re.compile(r"^[A-Za-z0-9._-]{1,48}$")
 
 DEFAULT_MODEL: dict[str, Any] = {"n_layer": 2, "n_head": 2, "n_embd": 64}
 
 
-@dataclasses.dataclass
-class SchedulerSection:
+def _run_id(value: str) -> str:
+    if value and not _RUN_ID.match(value):
+        raise ValueError(f"must be 1-48 of [A-Za-z0-9._-] (or empty), got {value!r}")
+    return value
+
+
+class _Table(BaseModel):
+    # NOTE: strict: TOML already types every value, so "8" for a number is a mistake to report.
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)
+
+
+class SchedulerSection(_Table):
     """Identity and addresses of the scheduler peer."""
 
-    id: str = "scheduler"
-    listen: str = "127.0.0.1:50060"  # AllocationService + CoordinationService; port 0 picks a free port
-    advertise_address: str = ""  # what workers dial; empty: the bound listen address
-    gateway: str = "127.0.0.1:50050"  # BusService/RegistryService of the network
+    id: str = Field("scheduler", min_length=1)
+    listen: Address = "127.0.0.1:50060"  # AllocationService + CoordinationService; port 0 picks a free port
+    advertise_address: OptionalAddress = ""  # what workers dial; empty: the bound listen address
+    gateway: Address = "127.0.0.1:50050"  # BusService/RegistryService of the network
     out_dir: str = "scheduler-out"  # metrics.jsonl and model.safetensors go here
-    finish_timeout_seconds: float = 60.0  # wait this long for jobs to end after the last round
+    finish_timeout_seconds: PositiveFloat = 60.0  # wait this long for jobs to end after the last round
 
 
-@dataclasses.dataclass
-class ResourcesSpec:
+class ResourcesSpec(_Table):
     """Resources asked for one lease."""
 
-    cpu: float = 1.0
-    memory_gib: float = 1.0
-    storage_gib: float = 1.0
-    gpu: int = 0
+    cpu: NonNegativeFloat = 1.0
+    memory_gib: NonNegativeFloat = 1.0
+    storage_gib: NonNegativeFloat = 1.0
+    gpu: NonNegativeInt = 0
 
 
-@dataclasses.dataclass
-class AllocationSection:
+class AllocationSection(_Table):
     """How workers are found."""
 
-    workers: int = 2  # training workers (the parameter server is one more lease)
-    bid: float = 100.0  # price per unit of score offered to workers
-    topic: str = "tendril/worker"
-    request_deadline_seconds: float = 10.0  # a published request is void after this
-    republish_seconds: float = 3.0  # publish again while workers are missing
-    timeout_seconds: float = 300.0  # give up when the first full set is not found by then
-    max_lost: int = 6  # give up after losing this many leases/jobs (a job that fails everywhere)
-    worker: ResourcesSpec = dataclasses.field(default_factory=ResourcesSpec)
-    parameter_server: ResourcesSpec = dataclasses.field(
+    workers: PositiveInt = 2  # training workers (the parameter server is one more lease)
+    bid: PositiveFloat = 100.0  # price per unit of score offered to workers
+    topic: str = Field("tendril/worker", min_length=1)
+    request_deadline_seconds: PositiveFloat = 10.0  # a published request is void after this
+    republish_seconds: PositiveFloat = 3.0  # publish again while workers are missing
+    timeout_seconds: PositiveFloat = 300.0  # give up when the first full set is not found by then
+    max_lost: NonNegativeInt = 6  # give up after losing this many leases/jobs (a job that fails everywhere)
+    worker: ResourcesSpec = Field(default_factory=ResourcesSpec)
+    parameter_server: ResourcesSpec = Field(
         default_factory=lambda: ResourcesSpec(cpu=0.5, memory_gib=0.5, storage_gib=1.0)
     )
 
 
-@dataclasses.dataclass
-class DataSection:
+class DataSection(_Table):
     """Where the training data comes from."""
 
-    node: str = "127.0.0.1:50070"  # DataNodeService address; empty: find it in the gateway registry
+    node: OptionalAddress = "127.0.0.1:50070"  # DataNodeService address; empty: find it in the gateway registry
     dataset_id: str = ""  # empty: the node's only data set
 
 
-@dataclasses.dataclass
-class InnerSection:
+class InnerSection(_Table):
     """Inner AdamW of every worker."""
 
-    lr: float = 1e-3
-    weight_decay: float = 0.1
-    warmup_steps: int = 20
-    batch_size: int = 8
+    lr: PositiveFloat = 1e-3
+    weight_decay: NonNegativeFloat = 0.1
+    warmup_steps: NonNegativeInt = 20
+    batch_size: PositiveInt = 8
 
 
-@dataclasses.dataclass
-class TrainingSection:
+class TrainingSection(_Table):
     """The DiLoCo run."""
 
-    run_id: str = ""  # empty: "<scheduler id>-<unix time>"
-    rounds: int = 4
-    inner_steps: int = 50  # H: batches the average worker runs per round
+    run_id: Annotated[str, AfterValidator(_run_id)] = ""  # empty: "<scheduler id>-<unix time>"
+    rounds: PositiveInt = 4
+    inner_steps: PositiveInt = 50  # H: batches the average worker runs per round
     seed: int = 0  # every worker builds θ0 from this seed
-    codec: str = "fp32"  # pseudo-gradient wire codec
-    round_timeout_seconds: float = 30.0  # after the first commit a quorum may close a round
-    quorum: int = 1  # fewest workers that may close a round once the timeout passed
-    outer_lr: float = 0.7
-    outer_momentum: float = 0.9
-    mixed_precision: str = "no"
-    torch_threads: int = 0  # per executor; 0 = torch's default
+    codec: Literal["fp32", "bf16", "int8"] = "fp32"  # pseudo-gradient wire codec
+    round_timeout_seconds: PositiveFloat = 30.0  # after the first commit a quorum may close a round
+    quorum: PositiveInt = 1  # fewest workers that may close a round once the timeout passed
+    outer_lr: PositiveFloat = 0.7
+    outer_momentum: float = Field(0.9, ge=0, lt=1)
+    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    torch_threads: NonNegativeInt = 0  # per executor; 0 = torch's default
     keep_updates: bool = False  # executors keep each round's outer update file (for inspection)
-    inner: InnerSection = dataclasses.field(default_factory=InnerSection)
-    model: dict[str, Any] = dataclasses.field(default_factory=lambda: dict(DEFAULT_MODEL))
+    inner: InnerSection = Field(default_factory=InnerSection)
+    # GPT-2 config kwargs; the keys given replace those of DEFAULT_MODEL
+    model: Annotated[dict[str, Any], AfterValidator(lambda model: {**DEFAULT_MODEL, **model})] = Field(
+        default_factory=lambda: dict(DEFAULT_MODEL)
+    )
 
 
-@dataclasses.dataclass
-class JobConfig:
+class JobConfig(_Table):
     """The whole job.toml."""
 
-    scheduler: SchedulerSection = dataclasses.field(default_factory=SchedulerSection)
-    allocation: AllocationSection = dataclasses.field(default_factory=AllocationSection)
-    data: DataSection = dataclasses.field(default_factory=DataSection)
-    training: TrainingSection = dataclasses.field(default_factory=TrainingSection)
+    scheduler: SchedulerSection = Field(default_factory=SchedulerSection)
+    allocation: AllocationSection = Field(default_factory=AllocationSection)
+    data: DataSection = Field(default_factory=DataSection)
+    training: TrainingSection = Field(default_factory=TrainingSection)
 
 
-def _coerce(value: Any, annotation: Any, key: str) -> Any:
-    if dataclasses.is_dataclass(annotation):
-        if not isinstance(value, dict):
-            raise ConfigError(f"job config key {key} must be a table", key=key)
-        return _build(annotation, value, key)
-    if typing.get_origin(annotation) is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"job config key {key} must be a table", key=key)
-        return dict(value)
-    if annotation is bool or isinstance(value, bool):
-        if annotation is bool and isinstance(value, bool):
-            return value
-        raise ConfigError(f"job config key {key}: expected {annotation.__name__}, got {value!r}", key=key)
-    if annotation is int and isinstance(value, int):
-        return value
-    if annotation is float and isinstance(value, int | float):
-        return float(value)
-    if annotation is str and isinstance(value, str):
-        return value
-    raise ConfigError(f"job config key {key}: expected {annotation.__name__}, got {value!r}", key=key)
-
-
-def _build(cls: Any, table: dict[str, Any], prefix: str) -> Any:
-    hints = typing.get_type_hints(cls)
-    names = {f.name for f in dataclasses.fields(cls)}
-    values: dict[str, Any] = {}
-    for name, value in table.items():
-        key = f"{prefix}.{name}" if prefix else name
-        if name not in names:
-            raise ConfigError(f"unknown job config key {key!r}; known here: {', '.join(sorted(names))}", key=key)
-        values[name] = _coerce(value, hints[name], key)
-    return cls(**values)
-
-
-def parse_job_config(data: dict[str, Any]) -> JobConfig:
-    """A JobConfig from a parsed TOML document, validated."""
-    config: JobConfig = _build(JobConfig, data, "")
-    model = dict(DEFAULT_MODEL)
-    model.update(config.training.model)
-    config.training.model = model
-    validate(config)
+def parse_job_config(data: dict[str, Any], *, origin: Mapping[str, str] | None = None) -> JobConfig:
+    """A JobConfig from a parsed TOML document, validated (``origin``: see :func:`config_error`)."""
+    try:
+        config = JobConfig.model_validate(data)
+    except ValidationError as exc:
+        raise config_error(exc, JobConfig, noun="job config key", origin=origin) from exc
+    workers, quorum = config.allocation.workers, config.training.quorum
+    if quorum > workers:
+        raise ConfigError(
+            f"job config key training.quorum must be between 1 and allocation.workers ({workers}) (got {quorum})",
+            key="training.quorum",
+        )
     return config
 
 
@@ -175,63 +164,7 @@ def _override(data: dict[str, Any], key: str, text: str) -> None:
 def load_job_config(path: str | Path, *, overrides: Mapping[str, str] | None = None) -> JobConfig:
     """Read job.toml, apply ``overrides`` ({"training.rounds": "2"}), validate."""
     file = Path(path).expanduser()
-    try:
-        data = tomllib.loads(file.read_text())
-    except FileNotFoundError as exc:
-        raise ConfigError(f"job config {file} does not exist (see deploy/job.toml for an example)") from exc
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"job config {file} is not valid TOML: {exc}") from exc
+    data = read_toml(file, what="job config", hint="see deploy/job.toml for an example")
     for key, text in (overrides or {}).items():
         _override(data, key, text)
-    return parse_job_config(data)
-
-
-def _check(ok: bool, key: str, message: str) -> None:
-    if not ok:
-        raise ConfigError(f"job config key {key} {message}", key=key)
-
-
-def validate(config: JobConfig) -> None:
-    """Refuse values no run could work with, naming the key."""
-    s, a, t = config.scheduler, config.allocation, config.training
-    addresses = [("scheduler.listen", s.listen), ("scheduler.gateway", s.gateway)]
-    if config.data.node:
-        addresses.append(("data.node", config.data.node))
-    for key, address in addresses:
-        try:
-            split_address(address)
-        except ValueError as exc:
-            raise ConfigError(f"job config key {key}: {exc}", key=key) from exc
-    if s.advertise_address:
-        try:
-            split_address(s.advertise_address)
-        except ValueError as exc:
-            raise ConfigError(
-                f"job config key scheduler.advertise_address: {exc}", key="scheduler.advertise_address"
-            ) from exc
-    _check(bool(s.id), "scheduler.id", "must not be empty")
-    _check(s.finish_timeout_seconds > 0, "scheduler.finish_timeout_seconds", "must be > 0")
-    _check(a.workers >= 1, "allocation.workers", "must be >= 1")
-    _check(a.bid > 0, "allocation.bid", "must be > 0")
-    _check(a.max_lost >= 0, "allocation.max_lost", "must be >= 0")
-    _check(bool(a.topic), "allocation.topic", "must not be empty")
-    for key in ("request_deadline_seconds", "republish_seconds", "timeout_seconds"):
-        _check(getattr(a, key) > 0, f"allocation.{key}", "must be > 0")
-    for role in ("worker", "parameter_server"):
-        spec: ResourcesSpec = getattr(a, role)
-        for field in ("cpu", "memory_gib", "storage_gib", "gpu"):
-            _check(getattr(spec, field) >= 0, f"allocation.{role}.{field}", "must be >= 0")
-    _check(not t.run_id or bool(_RUN_ID.match(t.run_id)), "training.run_id", "must be 1-48 of [A-Za-z0-9._-]")
-    _check(t.rounds >= 1, "training.rounds", "must be >= 1")
-    _check(t.inner_steps >= 1, "training.inner_steps", "must be >= 1")
-    _check(t.codec in CODECS, "training.codec", f"must be one of {', '.join(CODECS)}")
-    _check(t.mixed_precision in MIXED_PRECISION, "training.mixed_precision", f"must be one of {MIXED_PRECISION}")
-    _check(t.round_timeout_seconds > 0, "training.round_timeout_seconds", "must be > 0")
-    _check(1 <= t.quorum <= a.workers, "training.quorum", f"must be between 1 and allocation.workers ({a.workers})")
-    _check(t.outer_lr > 0, "training.outer_lr", "must be > 0")
-    _check(0 <= t.outer_momentum < 1, "training.outer_momentum", "must be in [0, 1)")
-    _check(t.torch_threads >= 0, "training.torch_threads", "must be >= 0")
-    _check(t.inner.lr > 0, "training.inner.lr", "must be > 0")
-    _check(t.inner.weight_decay >= 0, "training.inner.weight_decay", "must be >= 0")
-    _check(t.inner.warmup_steps >= 0, "training.inner.warmup_steps", "must be >= 0")
-    _check(t.inner.batch_size >= 1, "training.inner.batch_size", "must be >= 1")
+    return parse_job_config(data, origin={"": str(file), **dict.fromkeys(overrides or {}, "--set")})

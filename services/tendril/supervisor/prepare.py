@@ -17,7 +17,6 @@ from typing import IO
 
 from tendril.core.amounts import configured_total
 from tendril.core.config import WorkerConfig
-from tendril.core.errors import ConfigError
 from tendril.core.files import write_atomically
 from tendril.supervisor.errors import SupervisorError
 from tendril.supervisor.ports import check_ports
@@ -51,25 +50,6 @@ def resolve(config: WorkerConfig) -> WorkerConfig:
     return resolved
 
 
-def check_supervisor_section(config: WorkerConfig) -> None:
-    """The [supervisor] values must make sense before anything starts."""
-    sup = config.supervisor
-    for key, value in (
-        ("supervisor.start_timeout_seconds", sup.start_timeout_seconds),
-        ("supervisor.stop_timeout_seconds", sup.stop_timeout_seconds),
-        ("supervisor.restart_backoff_seconds", sup.restart_backoff_seconds),
-    ):
-        if value <= 0:
-            raise ConfigError(f"config key {key} must be > 0 (got {value})", key=key)
-    if sup.restart_backoff_max_seconds < sup.restart_backoff_seconds:
-        key = "supervisor.restart_backoff_max_seconds"
-        raise ConfigError(
-            f"config key {key} ({sup.restart_backoff_max_seconds}) must be >= supervisor.restart_backoff_seconds "
-            f"({sup.restart_backoff_seconds})",
-            key=key,
-        )
-
-
 def _claim(run_dir: Path, state_dir: Path) -> IO[str]:
     """Lock the state dir so that two workers never share one ledger and job database."""
     lock = open(run_dir / "supervisor.lock", "a+")  # noqa: SIM115 - held for the process lifetime
@@ -93,7 +73,6 @@ def _claim(run_dir: Path, state_dir: Path) -> IO[str]:
 
 def prepare(config: WorkerConfig) -> Prepared:
     """Resolve, lock, check every port and write ``run/config.json``; raises SupervisorError."""
-    check_supervisor_section(config)
     resolved = resolve(config)
     state_dir = Path(resolved.worker.state_dir)
     run_dir, logs_dir = state_dir / "run", state_dir / "logs"

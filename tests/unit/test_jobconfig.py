@@ -1,0 +1,82 @@
+"""job.toml: ranges named in the errors, deploy/job.toml is the defaults, and 0 stays 0 up to the dispatch config."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tendril.core.errors import ConfigError
+from tendril.scheduler.dispatch import aggregate_config, train_config
+from tendril.scheduler.jobconfig import JobConfig, load_job_config, parse_job_config
+from tendril.scheduler.run import Dataset
+from tendril.scheduler.slices import SliceRef
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _keys(table: dict[str, Any], prefix: str = "") -> set[str]:
+    out = set()
+    for name, value in table.items():
+        key = f"{prefix}{name}"
+        out |= _keys(value, f"{key}.") if isinstance(value, dict) and name != "model" else {key}
+    return out
+
+
+def test_deploy_job_toml_shows_every_key_at_its_default() -> None:
+    path = ROOT / "deploy" / "job.toml"
+    assert load_job_config(path) == JobConfig()
+    assert _keys(tomllib.loads(path.read_text())) == _keys(JobConfig().model_dump())
+
+
+@pytest.mark.parametrize(
+    ("data", "key", "says"),
+    [
+        ({"training": {"outer_momentum": 1.0}}, "training.outer_momentum", "must be >= 0 and < 1 (got 1.0)"),
+        ({"training": {"outer_momentum": -0.5}}, "training.outer_momentum", "must be >= 0 and < 1"),
+        ({"allocation": {"bid": 0}}, "allocation.bid", "must be > 0 (got 0)"),
+        ({"training": {"codec": "fp8"}}, "training.codec", "'fp32', 'bf16' or 'int8'"),
+        ({"training": {"mixed_precision": "fp8"}}, "training.mixed_precision", "'no', 'fp16' or 'bf16'"),
+        ({"training": {"rounds": 2.5}}, "training.rounds", "valid integer"),
+        ({"training": {"keep_updates": 1}}, "training.keep_updates", "valid boolean"),
+        ({"training": {"outer_lr": float("inf")}}, "training.outer_lr", "finite number"),
+        ({"training": {"inner": 3}}, "training.inner", "must be a table"),
+        ({"nonsense": {}}, "nonsense", "the sections are: scheduler, allocation, data, training"),
+        ({"training": {"quorum": 3}}, "training.quorum", "between 1 and allocation.workers (2)"),
+    ],
+)
+def test_errors_name_the_key_and_what_it_accepts(data: dict[str, Any], key: str, says: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        parse_job_config(data)
+    assert err.value.key == key and key in err.value.message and says in err.value.message
+    assert "\n" not in err.value.message
+
+
+def test_errors_say_whether_the_file_or_a_flag_set_the_value(tmp_path: Path) -> None:
+    path = tmp_path / "job.toml"
+    path.write_text("[training]\nrounds = 0\n")
+    with pytest.raises(ConfigError, match=rf"training\.rounds \(from {re.escape(str(path))}\) must be > 0"):
+        load_job_config(path)
+    path.write_text("[training]\nrounds = 3\n")
+    with pytest.raises(ConfigError, match=r"training\.rounds \(from --set\) must be > 0"):
+        load_job_config(path, overrides={"training.rounds": "0"})
+
+
+def test_zero_is_zero_up_to_the_dispatch_config() -> None:
+    """0 is a value of its own: momentum-free outer SGD, no weight decay, no warm-up, seed 0."""
+    config = parse_job_config(
+        {
+            "allocation": {"max_lost": 0, "worker": {"gpu": 0, "storage_gib": 0}},
+            "training": {"outer_momentum": 0, "seed": 0, "inner": {"weight_decay": 0, "warmup_steps": 0}},
+        }
+    )
+    assert config.allocation.max_lost == 0 and config.allocation.worker.storage_gib == 0
+    aggregate = aggregate_config(config, "run")
+    assert aggregate["outer_momentum"] == 0.0 and "outer_momentum" in aggregate
+    dataset = Dataset("ds", "127.0.0.1:9", (SliceRef("s.safetensors", 10, "0" * 64, 4),), 16, 257)
+    train = train_config(config, "run", "127.0.0.1:1", dataset)
+    assert train["seed"] == 0
+    assert train["inner"] == {"lr": 1e-3, "weight_decay": 0.0, "warmup_steps": 0, "batch_size": 8}
