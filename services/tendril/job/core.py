@@ -49,7 +49,7 @@ from tendril.core.fanout import Fanout, Overflow, SubscriptionOverflow
 from tendril.core.logs import get_logger
 from tendril.core.process import child_env
 from tendril.job.argv import render_argv
-from tendril.job.errors import JobError
+from tendril.job.errors import JobError, JobReason
 from tendril.job.executor import ExecutorProcess, kill_stale_group, processes_with_env, same_process
 from tendril.job.joblog import LogReader
 from tendril.job.model import JobRecord, JobState, validate_job_id
@@ -190,32 +190,32 @@ class JobManager:
             raise JobError(
                 ErrorKind.UNAVAILABLE,
                 "the JobService is stopping; dispatch to another worker or retry once it is back",
-                reason="SHUTTING_DOWN",
+                reason=JobReason.SHUTTING_DOWN,
             )
         if not caller:
             raise JobError(
                 ErrorKind.UNAUTHENTICATED,
                 "the caller did not say who it is; send metadata 'tendril-peer-id' with your scheduler id",
-                reason="NO_PEER_ID",
+                reason=JobReason.NO_PEER_ID,
             )
         validate_job_id(spec.job_id)
         if not spec.lease_id:
             raise JobError(
                 ErrorKind.INVALID_ARGUMENT,
                 "lease_id is required: the id of a renewable lease you hold on this worker",
-                reason="LEASE_ID_MISSING",
+                reason=JobReason.LEASE_ID_MISSING,
             )
         if not spec.executor_class or not spec.executor_name:
             raise JobError(
                 ErrorKind.INVALID_ARGUMENT,
                 "executor.executor_class and executor.name are required (e.g. 'example' / 'echo')",
-                reason="EXECUTOR_MISSING",
+                reason=JobReason.EXECUTOR_MISSING,
             )
         if not math.isfinite(spec.timeout_seconds) or spec.timeout_seconds < 0:
             raise JobError(
                 ErrorKind.INVALID_ARGUMENT,
                 f"timeout must be a positive duration or unset, got {spec.timeout_seconds} s",
-                reason="BAD_TIMEOUT",
+                reason=JobReason.BAD_TIMEOUT,
             )
         if spec.coordinator_address:
             try:
@@ -224,7 +224,7 @@ class JobManager:
                 raise JobError(
                     ErrorKind.INVALID_ARGUMENT,
                     f"coordinator_address {spec.coordinator_address!r} is not host:port",
-                    reason="BAD_COORDINATOR_ADDRESS",
+                    reason=JobReason.BAD_COORDINATOR_ADDRESS,
                 ) from exc
         executor = self.config.executor(spec.executor_class, spec.executor_name)
         if executor is None:
@@ -233,7 +233,7 @@ class JobManager:
                 ErrorKind.FAILED_PRECONDITION,
                 f"executor {spec.executor_class}/{spec.executor_name} is not configured on this worker "
                 f"(configured: {known})",
-                reason="EXECUTOR_NOT_CONFIGURED",
+                reason=JobReason.EXECUTOR_NOT_CONFIGURED,
                 metadata={"executor_class": spec.executor_class, "name": spec.executor_name},
             )
         socket_path = self.work_dir_of(spec.job_id) / SOCKET_NAME
@@ -242,7 +242,7 @@ class JobManager:
                 ErrorKind.FAILED_PRECONDITION,
                 f"the bridge socket path {socket_path} is longer than the {MAX_SOCKET_PATH_BYTES} bytes a Unix "
                 "socket allows; use a shorter job id or set worker.work_dir to a shorter directory",
-                reason="SOCKET_PATH_TOO_LONG",
+                reason=JobReason.SOCKET_PATH_TOO_LONG,
             )
         return executor
 
@@ -253,28 +253,28 @@ class JobManager:
                 ErrorKind.NOT_FOUND,
                 f"lease {lease_id} is not live on this worker (unknown, released or expired); "
                 "win a new lease before dispatching",
-                reason="LEASE_NOT_FOUND",
+                reason=JobReason.LEASE_NOT_FOUND,
                 metadata={"lease_id": lease_id},
             )
         if lease.owner_id != caller:
             raise JobError(
                 ErrorKind.PERMISSION_DENIED,
                 f"lease {lease_id} belongs to {lease.owner_id}, not to {caller}; dispatch under a lease you hold",
-                reason="LEASE_NOT_OWNED",
+                reason=JobReason.LEASE_NOT_OWNED,
                 metadata={"lease_id": lease_id},
             )
         if not lease.renewable:
             raise JobError(
                 ErrorKind.FAILED_PRECONDITION,
                 f"lease {lease_id} is still temporary (its offer was not accepted yet); accept the offer first",
-                reason="LEASE_NOT_RENEWABLE",
+                reason=JobReason.LEASE_NOT_RENEWABLE,
                 metadata={"lease_id": lease_id},
             )
         if lease.expires_at <= self.clock():
             raise JobError(
                 ErrorKind.FAILED_PRECONDITION,
                 f"lease {lease_id} has expired; renew leases before they run out",
-                reason="LEASE_EXPIRED",
+                reason=JobReason.LEASE_EXPIRED,
                 metadata={"lease_id": lease_id},
             )
 
@@ -285,7 +285,7 @@ class JobManager:
             raise JobError(
                 ErrorKind.ALREADY_EXISTS,
                 f"job {spec.job_id} already exists on this worker; job ids are never reused, pick a new one",
-                reason="JOB_EXISTS",
+                reason=JobReason.JOB_EXISTS,
                 metadata={"job_id": spec.job_id},
             )
         limit = self.config.job.max_concurrent_jobs
@@ -293,7 +293,7 @@ class JobManager:
             raise JobError(
                 ErrorKind.RESOURCE_EXHAUSTED,
                 f"this worker already runs {limit} jobs (job.max_concurrent_jobs); wait for one to end",
-                reason="TOO_MANY_JOBS",
+                reason=JobReason.TOO_MANY_JOBS,
                 metadata={"max_concurrent_jobs": str(limit)},
             )
         self._claimed.add(spec.job_id)
@@ -523,7 +523,7 @@ class JobManager:
             raise JobError(
                 ErrorKind.NOT_FOUND,
                 f"no job {job_id!r} on this worker; List shows the jobs it has",
-                reason="JOB_NOT_FOUND",
+                reason=JobReason.JOB_NOT_FOUND,
                 metadata={"job_id": job_id[:80]},
             )
         return self._live(record)
@@ -557,7 +557,7 @@ class JobManager:
             raise JobError(
                 ErrorKind.ABORTED,
                 f"this watch fell {WATCH_QUEUE} changes behind and was cut off; start a new Watch",
-                reason="WATCH_OVERFLOW",
+                reason=JobReason.WATCH_OVERFLOW,
             ) from exc
         finally:
             self.events.unsubscribe(sub)
@@ -606,7 +606,7 @@ class JobManager:
             raise JobError(
                 ErrorKind.PERMISSION_DENIED,
                 f"job {job_id} belongs to {record.owner_id}; only its owner may cancel it",
-                reason="NOT_JOB_OWNER",
+                reason=JobReason.NOT_JOB_OWNER,
                 metadata={"job_id": job_id},
             )
         if record.terminal:
@@ -616,7 +616,7 @@ class JobManager:
             raise JobError(
                 ErrorKind.UNAVAILABLE,
                 f"job {job_id} is still being dispatched; retry the cancel in a moment",
-                reason="JOB_STARTING",
+                reason=JobReason.JOB_STARTING,
             )
         await self._stop(run, JobState.CANCELLED, reason or f"cancelled by its owner {caller}")
         return self.get(job_id)

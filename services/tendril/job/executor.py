@@ -21,7 +21,7 @@ from pathlib import Path
 import psutil
 
 from tendril.core.errors import ErrorKind
-from tendril.job.errors import JobError
+from tendril.job.errors import JobError, JobReason
 
 
 class ExecutorProcess:
@@ -59,7 +59,7 @@ class ExecutorProcess:
                 ErrorKind.FAILED_PRECONDITION,
                 f"cannot start the executor command {argv[0]!r}: {exc.strerror or exc}; "
                 "check the command of this executor in the worker's [[executors]] config",
-                reason="EXECUTOR_START_FAILED",
+                reason=JobReason.EXECUTOR_START_FAILED,
                 metadata={"command": str(argv[0])},
             ) from exc
         finally:

@@ -10,6 +10,7 @@ import grpc
 
 from tendril.core.channel import error_info_reason
 from tendril.core.logs import get_logger
+from tendril.core.reasons import LeaseReason
 from tendril.core.timeutil import from_timestamp, now
 from tendril_proto.lease.v1 import lease_pb2, lease_pb2_grpc
 
@@ -48,7 +49,7 @@ class LeaseKeeper:
                 await self._renew()
                 return
             except grpc.aio.AioRpcError as exc:
-                waiting = error_info_reason(exc) == "LEASE_NOT_CONFIRMED" or exc.code() in (
+                waiting = error_info_reason(exc) == LeaseReason.LEASE_NOT_CONFIRMED or exc.code() in (
                     grpc.StatusCode.UNAVAILABLE,
                     grpc.StatusCode.DEADLINE_EXCEEDED,
                 )
