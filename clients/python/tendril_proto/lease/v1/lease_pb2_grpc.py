@@ -89,6 +89,17 @@ class LeaseServiceServicer:
 
     def Reserve(self, request, context):
         """Reserve takes resources for a temporary lease (used by the arbiter).
+
+        Errors:
+        UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
+        PERMISSION_DENIED NOT_THE_WORKER: the caller is not the worker itself.
+        INVALID_ARGUMENT OWNER_ID_MISSING, OWNER_ID_TOO_LONG, REQUEST_ID_TOO_LONG: owner_id is empty,
+        or an id is over 256 characters.
+        INVALID_ARGUMENT RESOURCES_INVALID, RESOURCES_EMPTY: resources are negative, not finite, or
+        all zero.
+        INVALID_ARGUMENT PRICE_INVALID: price is negative or not finite.
+        INVALID_ARGUMENT TTL_INVALID: ttl_seconds is outside [0, the renewable lease time].
+        RESOURCE_EXHAUSTED DOES_NOT_FIT: the resources exceed the free ones (metadata "free").
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -97,6 +108,15 @@ class LeaseServiceServicer:
     def Confirm(self, request, context):
         """Confirm turns a temporary lease renewable once its offer was accepted (used by the
         arbiter).
+
+        Errors:
+        UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
+        PERMISSION_DENIED NOT_THE_WORKER: the caller is not the worker itself.
+        INVALID_ARGUMENT LEASE_ID_MISSING, LEASE_ID_TOO_LONG: lease_id is empty or over 256
+        characters.
+        NOT_FOUND LEASE_NOT_FOUND: no live lease has that id.
+        FAILED_PRECONDITION LEASE_EXPIRED: the temporary lease expired before its confirmation.
+        FAILED_PRECONDITION ALREADY_CONFIRMED: the lease is renewable already.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -104,6 +124,16 @@ class LeaseServiceServicer:
 
     def Renew(self, request, context):
         """Renew extends a lease to now + the renewable lease time (owner only).
+
+        Errors:
+        UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
+        INVALID_ARGUMENT LEASE_ID_MISSING, LEASE_ID_TOO_LONG: lease_id is empty or over 256
+        characters.
+        NOT_FOUND LEASE_NOT_FOUND: no live lease has that id (never existed, or released).
+        PERMISSION_DENIED NOT_THE_OWNER: the lease belongs to another peer.
+        FAILED_PRECONDITION LEASE_EXPIRED: the lease expired; win a new offer.
+        FAILED_PRECONDITION LEASE_NOT_CONFIRMED: the lease is still temporary; renew once Get shows
+        it LEASE_KIND_RENEWABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -111,6 +141,14 @@ class LeaseServiceServicer:
 
     def Release(self, request, context):
         """Release frees a lease at once and cancels its jobs (owner only).
+
+        Errors:
+        UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
+        INVALID_ARGUMENT LEASE_ID_MISSING, LEASE_ID_TOO_LONG: lease_id is empty or over 256
+        characters.
+        NOT_FOUND LEASE_NOT_FOUND: no live lease has that id.
+        PERMISSION_DENIED NOT_THE_OWNER: the lease belongs to another peer (the worker itself may
+        release any).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -118,6 +156,11 @@ class LeaseServiceServicer:
 
     def Get(self, request, context):
         """Get returns one live lease.
+
+        Errors:
+        INVALID_ARGUMENT LEASE_ID_MISSING, LEASE_ID_TOO_LONG: lease_id is empty or over 256
+        characters.
+        NOT_FOUND LEASE_NOT_FOUND: no live lease has that id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -125,6 +168,8 @@ class LeaseServiceServicer:
 
     def List(self, request, context):
         """List returns live leases.
+
+        Errors: none of its own.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -132,6 +177,10 @@ class LeaseServiceServicer:
 
     def Watch(self, request, context):
         """Watch streams the live leases, then every change.
+
+        Errors:
+        ABORTED WATCH_OVERFLOW: the watcher fell 1024 events behind; watch again, then re-read with
+        Get/List.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -139,6 +188,8 @@ class LeaseServiceServicer:
 
     def GetCapacity(self, request, context):
         """GetCapacity returns the worker's total, reserved and free resources.
+
+        Errors: none of its own.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -1449,7 +1449,20 @@ exports.GetCapacityResponse = {
     },
 };
 exports.LeaseServiceService = {
-    /** Reserve takes resources for a temporary lease (used by the arbiter). */
+    /**
+     * Reserve takes resources for a temporary lease (used by the arbiter).
+     *
+     * Errors:
+     *   UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
+     *   PERMISSION_DENIED NOT_THE_WORKER: the caller is not the worker itself.
+     *   INVALID_ARGUMENT OWNER_ID_MISSING, OWNER_ID_TOO_LONG, REQUEST_ID_TOO_LONG: owner_id is empty,
+     *     or an id is over 256 characters.
+     *   INVALID_ARGUMENT RESOURCES_INVALID, RESOURCES_EMPTY: resources are negative, not finite, or
+     *     all zero.
+     *   INVALID_ARGUMENT PRICE_INVALID: price is negative or not finite.
+     *   INVALID_ARGUMENT TTL_INVALID: ttl_seconds is outside [0, the renewable lease time].
+     *   RESOURCE_EXHAUSTED DOES_NOT_FIT: the resources exceed the free ones (metadata "free").
+     */
     reserve: {
         path: "/tendril.lease.v1.LeaseService/Reserve",
         requestStream: false,
@@ -1462,6 +1475,15 @@ exports.LeaseServiceService = {
     /**
      * Confirm turns a temporary lease renewable once its offer was accepted (used by the
      * arbiter).
+     *
+     * Errors:
+     *   UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
+     *   PERMISSION_DENIED NOT_THE_WORKER: the caller is not the worker itself.
+     *   INVALID_ARGUMENT LEASE_ID_MISSING, LEASE_ID_TOO_LONG: lease_id is empty or over 256
+     *     characters.
+     *   NOT_FOUND LEASE_NOT_FOUND: no live lease has that id.
+     *   FAILED_PRECONDITION LEASE_EXPIRED: the temporary lease expired before its confirmation.
+     *   FAILED_PRECONDITION ALREADY_CONFIRMED: the lease is renewable already.
      */
     confirm: {
         path: "/tendril.lease.v1.LeaseService/Confirm",
@@ -1472,7 +1494,19 @@ exports.LeaseServiceService = {
         responseSerialize: (value) => Buffer.from(exports.ConfirmResponse.encode(value).finish()),
         responseDeserialize: (value) => exports.ConfirmResponse.decode(value),
     },
-    /** Renew extends a lease to now + the renewable lease time (owner only). */
+    /**
+     * Renew extends a lease to now + the renewable lease time (owner only).
+     *
+     * Errors:
+     *   UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
+     *   INVALID_ARGUMENT LEASE_ID_MISSING, LEASE_ID_TOO_LONG: lease_id is empty or over 256
+     *     characters.
+     *   NOT_FOUND LEASE_NOT_FOUND: no live lease has that id (never existed, or released).
+     *   PERMISSION_DENIED NOT_THE_OWNER: the lease belongs to another peer.
+     *   FAILED_PRECONDITION LEASE_EXPIRED: the lease expired; win a new offer.
+     *   FAILED_PRECONDITION LEASE_NOT_CONFIRMED: the lease is still temporary; renew once Get shows
+     *     it LEASE_KIND_RENEWABLE.
+     */
     renew: {
         path: "/tendril.lease.v1.LeaseService/Renew",
         requestStream: false,
@@ -1482,7 +1516,17 @@ exports.LeaseServiceService = {
         responseSerialize: (value) => Buffer.from(exports.RenewResponse.encode(value).finish()),
         responseDeserialize: (value) => exports.RenewResponse.decode(value),
     },
-    /** Release frees a lease at once and cancels its jobs (owner only). */
+    /**
+     * Release frees a lease at once and cancels its jobs (owner only).
+     *
+     * Errors:
+     *   UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
+     *   INVALID_ARGUMENT LEASE_ID_MISSING, LEASE_ID_TOO_LONG: lease_id is empty or over 256
+     *     characters.
+     *   NOT_FOUND LEASE_NOT_FOUND: no live lease has that id.
+     *   PERMISSION_DENIED NOT_THE_OWNER: the lease belongs to another peer (the worker itself may
+     *     release any).
+     */
     release: {
         path: "/tendril.lease.v1.LeaseService/Release",
         requestStream: false,
@@ -1492,7 +1536,14 @@ exports.LeaseServiceService = {
         responseSerialize: (value) => Buffer.from(exports.ReleaseResponse.encode(value).finish()),
         responseDeserialize: (value) => exports.ReleaseResponse.decode(value),
     },
-    /** Get returns one live lease. */
+    /**
+     * Get returns one live lease.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT LEASE_ID_MISSING, LEASE_ID_TOO_LONG: lease_id is empty or over 256
+     *     characters.
+     *   NOT_FOUND LEASE_NOT_FOUND: no live lease has that id.
+     */
     get: {
         path: "/tendril.lease.v1.LeaseService/Get",
         requestStream: false,
@@ -1502,7 +1553,11 @@ exports.LeaseServiceService = {
         responseSerialize: (value) => Buffer.from(exports.GetResponse.encode(value).finish()),
         responseDeserialize: (value) => exports.GetResponse.decode(value),
     },
-    /** List returns live leases. */
+    /**
+     * List returns live leases.
+     *
+     * Errors: none of its own.
+     */
     list: {
         path: "/tendril.lease.v1.LeaseService/List",
         requestStream: false,
@@ -1512,7 +1567,13 @@ exports.LeaseServiceService = {
         responseSerialize: (value) => Buffer.from(exports.ListResponse.encode(value).finish()),
         responseDeserialize: (value) => exports.ListResponse.decode(value),
     },
-    /** Watch streams the live leases, then every change. */
+    /**
+     * Watch streams the live leases, then every change.
+     *
+     * Errors:
+     *   ABORTED WATCH_OVERFLOW: the watcher fell 1024 events behind; watch again, then re-read with
+     *     Get/List.
+     */
     watch: {
         path: "/tendril.lease.v1.LeaseService/Watch",
         requestStream: false,
@@ -1522,7 +1583,11 @@ exports.LeaseServiceService = {
         responseSerialize: (value) => Buffer.from(exports.WatchResponse.encode(value).finish()),
         responseDeserialize: (value) => exports.WatchResponse.decode(value),
     },
-    /** GetCapacity returns the worker's total, reserved and free resources. */
+    /**
+     * GetCapacity returns the worker's total, reserved and free resources.
+     *
+     * Errors: none of its own.
+     */
     getCapacity: {
         path: "/tendril.lease.v1.LeaseService/GetCapacity",
         requestStream: false,

@@ -1721,7 +1721,20 @@ export const GetCapacityResponse: MessageFns<GetCapacityResponse> = {
  */
 export type LeaseServiceService = typeof LeaseServiceService;
 export const LeaseServiceService = {
-  /** Reserve takes resources for a temporary lease (used by the arbiter). */
+  /**
+   * Reserve takes resources for a temporary lease (used by the arbiter).
+   *
+   * Errors:
+   *   UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
+   *   PERMISSION_DENIED NOT_THE_WORKER: the caller is not the worker itself.
+   *   INVALID_ARGUMENT OWNER_ID_MISSING, OWNER_ID_TOO_LONG, REQUEST_ID_TOO_LONG: owner_id is empty,
+   *     or an id is over 256 characters.
+   *   INVALID_ARGUMENT RESOURCES_INVALID, RESOURCES_EMPTY: resources are negative, not finite, or
+   *     all zero.
+   *   INVALID_ARGUMENT PRICE_INVALID: price is negative or not finite.
+   *   INVALID_ARGUMENT TTL_INVALID: ttl_seconds is outside [0, the renewable lease time].
+   *   RESOURCE_EXHAUSTED DOES_NOT_FIT: the resources exceed the free ones (metadata "free").
+   */
   reserve: {
     path: "/tendril.lease.v1.LeaseService/Reserve" as const,
     requestStream: false as const,
@@ -1734,6 +1747,15 @@ export const LeaseServiceService = {
   /**
    * Confirm turns a temporary lease renewable once its offer was accepted (used by the
    * arbiter).
+   *
+   * Errors:
+   *   UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
+   *   PERMISSION_DENIED NOT_THE_WORKER: the caller is not the worker itself.
+   *   INVALID_ARGUMENT LEASE_ID_MISSING, LEASE_ID_TOO_LONG: lease_id is empty or over 256
+   *     characters.
+   *   NOT_FOUND LEASE_NOT_FOUND: no live lease has that id.
+   *   FAILED_PRECONDITION LEASE_EXPIRED: the temporary lease expired before its confirmation.
+   *   FAILED_PRECONDITION ALREADY_CONFIRMED: the lease is renewable already.
    */
   confirm: {
     path: "/tendril.lease.v1.LeaseService/Confirm" as const,
@@ -1744,7 +1766,19 @@ export const LeaseServiceService = {
     responseSerialize: (value: ConfirmResponse): Buffer => Buffer.from(ConfirmResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ConfirmResponse => ConfirmResponse.decode(value),
   },
-  /** Renew extends a lease to now + the renewable lease time (owner only). */
+  /**
+   * Renew extends a lease to now + the renewable lease time (owner only).
+   *
+   * Errors:
+   *   UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
+   *   INVALID_ARGUMENT LEASE_ID_MISSING, LEASE_ID_TOO_LONG: lease_id is empty or over 256
+   *     characters.
+   *   NOT_FOUND LEASE_NOT_FOUND: no live lease has that id (never existed, or released).
+   *   PERMISSION_DENIED NOT_THE_OWNER: the lease belongs to another peer.
+   *   FAILED_PRECONDITION LEASE_EXPIRED: the lease expired; win a new offer.
+   *   FAILED_PRECONDITION LEASE_NOT_CONFIRMED: the lease is still temporary; renew once Get shows
+   *     it LEASE_KIND_RENEWABLE.
+   */
   renew: {
     path: "/tendril.lease.v1.LeaseService/Renew" as const,
     requestStream: false as const,
@@ -1754,7 +1788,17 @@ export const LeaseServiceService = {
     responseSerialize: (value: RenewResponse): Buffer => Buffer.from(RenewResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): RenewResponse => RenewResponse.decode(value),
   },
-  /** Release frees a lease at once and cancels its jobs (owner only). */
+  /**
+   * Release frees a lease at once and cancels its jobs (owner only).
+   *
+   * Errors:
+   *   UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
+   *   INVALID_ARGUMENT LEASE_ID_MISSING, LEASE_ID_TOO_LONG: lease_id is empty or over 256
+   *     characters.
+   *   NOT_FOUND LEASE_NOT_FOUND: no live lease has that id.
+   *   PERMISSION_DENIED NOT_THE_OWNER: the lease belongs to another peer (the worker itself may
+   *     release any).
+   */
   release: {
     path: "/tendril.lease.v1.LeaseService/Release" as const,
     requestStream: false as const,
@@ -1764,7 +1808,14 @@ export const LeaseServiceService = {
     responseSerialize: (value: ReleaseResponse): Buffer => Buffer.from(ReleaseResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ReleaseResponse => ReleaseResponse.decode(value),
   },
-  /** Get returns one live lease. */
+  /**
+   * Get returns one live lease.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT LEASE_ID_MISSING, LEASE_ID_TOO_LONG: lease_id is empty or over 256
+   *     characters.
+   *   NOT_FOUND LEASE_NOT_FOUND: no live lease has that id.
+   */
   get: {
     path: "/tendril.lease.v1.LeaseService/Get" as const,
     requestStream: false as const,
@@ -1774,7 +1825,11 @@ export const LeaseServiceService = {
     responseSerialize: (value: GetResponse): Buffer => Buffer.from(GetResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetResponse => GetResponse.decode(value),
   },
-  /** List returns live leases. */
+  /**
+   * List returns live leases.
+   *
+   * Errors: none of its own.
+   */
   list: {
     path: "/tendril.lease.v1.LeaseService/List" as const,
     requestStream: false as const,
@@ -1784,7 +1839,13 @@ export const LeaseServiceService = {
     responseSerialize: (value: ListResponse): Buffer => Buffer.from(ListResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListResponse => ListResponse.decode(value),
   },
-  /** Watch streams the live leases, then every change. */
+  /**
+   * Watch streams the live leases, then every change.
+   *
+   * Errors:
+   *   ABORTED WATCH_OVERFLOW: the watcher fell 1024 events behind; watch again, then re-read with
+   *     Get/List.
+   */
   watch: {
     path: "/tendril.lease.v1.LeaseService/Watch" as const,
     requestStream: false as const,
@@ -1794,7 +1855,11 @@ export const LeaseServiceService = {
     responseSerialize: (value: WatchResponse): Buffer => Buffer.from(WatchResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): WatchResponse => WatchResponse.decode(value),
   },
-  /** GetCapacity returns the worker's total, reserved and free resources. */
+  /**
+   * GetCapacity returns the worker's total, reserved and free resources.
+   *
+   * Errors: none of its own.
+   */
   getCapacity: {
     path: "/tendril.lease.v1.LeaseService/GetCapacity" as const,
     requestStream: false as const,
@@ -1807,29 +1872,107 @@ export const LeaseServiceService = {
 } as const;
 
 export interface LeaseServiceServer extends UntypedServiceImplementation {
-  /** Reserve takes resources for a temporary lease (used by the arbiter). */
+  /**
+   * Reserve takes resources for a temporary lease (used by the arbiter).
+   *
+   * Errors:
+   *   UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
+   *   PERMISSION_DENIED NOT_THE_WORKER: the caller is not the worker itself.
+   *   INVALID_ARGUMENT OWNER_ID_MISSING, OWNER_ID_TOO_LONG, REQUEST_ID_TOO_LONG: owner_id is empty,
+   *     or an id is over 256 characters.
+   *   INVALID_ARGUMENT RESOURCES_INVALID, RESOURCES_EMPTY: resources are negative, not finite, or
+   *     all zero.
+   *   INVALID_ARGUMENT PRICE_INVALID: price is negative or not finite.
+   *   INVALID_ARGUMENT TTL_INVALID: ttl_seconds is outside [0, the renewable lease time].
+   *   RESOURCE_EXHAUSTED DOES_NOT_FIT: the resources exceed the free ones (metadata "free").
+   */
   reserve: handleUnaryCall<ReserveRequest, ReserveResponse>;
   /**
    * Confirm turns a temporary lease renewable once its offer was accepted (used by the
    * arbiter).
+   *
+   * Errors:
+   *   UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
+   *   PERMISSION_DENIED NOT_THE_WORKER: the caller is not the worker itself.
+   *   INVALID_ARGUMENT LEASE_ID_MISSING, LEASE_ID_TOO_LONG: lease_id is empty or over 256
+   *     characters.
+   *   NOT_FOUND LEASE_NOT_FOUND: no live lease has that id.
+   *   FAILED_PRECONDITION LEASE_EXPIRED: the temporary lease expired before its confirmation.
+   *   FAILED_PRECONDITION ALREADY_CONFIRMED: the lease is renewable already.
    */
   confirm: handleUnaryCall<ConfirmRequest, ConfirmResponse>;
-  /** Renew extends a lease to now + the renewable lease time (owner only). */
+  /**
+   * Renew extends a lease to now + the renewable lease time (owner only).
+   *
+   * Errors:
+   *   UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
+   *   INVALID_ARGUMENT LEASE_ID_MISSING, LEASE_ID_TOO_LONG: lease_id is empty or over 256
+   *     characters.
+   *   NOT_FOUND LEASE_NOT_FOUND: no live lease has that id (never existed, or released).
+   *   PERMISSION_DENIED NOT_THE_OWNER: the lease belongs to another peer.
+   *   FAILED_PRECONDITION LEASE_EXPIRED: the lease expired; win a new offer.
+   *   FAILED_PRECONDITION LEASE_NOT_CONFIRMED: the lease is still temporary; renew once Get shows
+   *     it LEASE_KIND_RENEWABLE.
+   */
   renew: handleUnaryCall<RenewRequest, RenewResponse>;
-  /** Release frees a lease at once and cancels its jobs (owner only). */
+  /**
+   * Release frees a lease at once and cancels its jobs (owner only).
+   *
+   * Errors:
+   *   UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
+   *   INVALID_ARGUMENT LEASE_ID_MISSING, LEASE_ID_TOO_LONG: lease_id is empty or over 256
+   *     characters.
+   *   NOT_FOUND LEASE_NOT_FOUND: no live lease has that id.
+   *   PERMISSION_DENIED NOT_THE_OWNER: the lease belongs to another peer (the worker itself may
+   *     release any).
+   */
   release: handleUnaryCall<ReleaseRequest, ReleaseResponse>;
-  /** Get returns one live lease. */
+  /**
+   * Get returns one live lease.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT LEASE_ID_MISSING, LEASE_ID_TOO_LONG: lease_id is empty or over 256
+   *     characters.
+   *   NOT_FOUND LEASE_NOT_FOUND: no live lease has that id.
+   */
   get: handleUnaryCall<GetRequest, GetResponse>;
-  /** List returns live leases. */
+  /**
+   * List returns live leases.
+   *
+   * Errors: none of its own.
+   */
   list: handleUnaryCall<ListRequest, ListResponse>;
-  /** Watch streams the live leases, then every change. */
+  /**
+   * Watch streams the live leases, then every change.
+   *
+   * Errors:
+   *   ABORTED WATCH_OVERFLOW: the watcher fell 1024 events behind; watch again, then re-read with
+   *     Get/List.
+   */
   watch: handleServerStreamingCall<WatchRequest, WatchResponse>;
-  /** GetCapacity returns the worker's total, reserved and free resources. */
+  /**
+   * GetCapacity returns the worker's total, reserved and free resources.
+   *
+   * Errors: none of its own.
+   */
   getCapacity: handleUnaryCall<GetCapacityRequest, GetCapacityResponse>;
 }
 
 export interface LeaseServiceClient extends Client {
-  /** Reserve takes resources for a temporary lease (used by the arbiter). */
+  /**
+   * Reserve takes resources for a temporary lease (used by the arbiter).
+   *
+   * Errors:
+   *   UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
+   *   PERMISSION_DENIED NOT_THE_WORKER: the caller is not the worker itself.
+   *   INVALID_ARGUMENT OWNER_ID_MISSING, OWNER_ID_TOO_LONG, REQUEST_ID_TOO_LONG: owner_id is empty,
+   *     or an id is over 256 characters.
+   *   INVALID_ARGUMENT RESOURCES_INVALID, RESOURCES_EMPTY: resources are negative, not finite, or
+   *     all zero.
+   *   INVALID_ARGUMENT PRICE_INVALID: price is negative or not finite.
+   *   INVALID_ARGUMENT TTL_INVALID: ttl_seconds is outside [0, the renewable lease time].
+   *   RESOURCE_EXHAUSTED DOES_NOT_FIT: the resources exceed the free ones (metadata "free").
+   */
   reserve(
     request: ReserveRequest,
     callback: (error: ServiceError | null, response: ReserveResponse) => void,
@@ -1848,6 +1991,15 @@ export interface LeaseServiceClient extends Client {
   /**
    * Confirm turns a temporary lease renewable once its offer was accepted (used by the
    * arbiter).
+   *
+   * Errors:
+   *   UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
+   *   PERMISSION_DENIED NOT_THE_WORKER: the caller is not the worker itself.
+   *   INVALID_ARGUMENT LEASE_ID_MISSING, LEASE_ID_TOO_LONG: lease_id is empty or over 256
+   *     characters.
+   *   NOT_FOUND LEASE_NOT_FOUND: no live lease has that id.
+   *   FAILED_PRECONDITION LEASE_EXPIRED: the temporary lease expired before its confirmation.
+   *   FAILED_PRECONDITION ALREADY_CONFIRMED: the lease is renewable already.
    */
   confirm(
     request: ConfirmRequest,
@@ -1864,7 +2016,19 @@ export interface LeaseServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ConfirmResponse) => void,
   ): ClientUnaryCall;
-  /** Renew extends a lease to now + the renewable lease time (owner only). */
+  /**
+   * Renew extends a lease to now + the renewable lease time (owner only).
+   *
+   * Errors:
+   *   UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
+   *   INVALID_ARGUMENT LEASE_ID_MISSING, LEASE_ID_TOO_LONG: lease_id is empty or over 256
+   *     characters.
+   *   NOT_FOUND LEASE_NOT_FOUND: no live lease has that id (never existed, or released).
+   *   PERMISSION_DENIED NOT_THE_OWNER: the lease belongs to another peer.
+   *   FAILED_PRECONDITION LEASE_EXPIRED: the lease expired; win a new offer.
+   *   FAILED_PRECONDITION LEASE_NOT_CONFIRMED: the lease is still temporary; renew once Get shows
+   *     it LEASE_KIND_RENEWABLE.
+   */
   renew(
     request: RenewRequest,
     callback: (error: ServiceError | null, response: RenewResponse) => void,
@@ -1880,7 +2044,17 @@ export interface LeaseServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RenewResponse) => void,
   ): ClientUnaryCall;
-  /** Release frees a lease at once and cancels its jobs (owner only). */
+  /**
+   * Release frees a lease at once and cancels its jobs (owner only).
+   *
+   * Errors:
+   *   UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
+   *   INVALID_ARGUMENT LEASE_ID_MISSING, LEASE_ID_TOO_LONG: lease_id is empty or over 256
+   *     characters.
+   *   NOT_FOUND LEASE_NOT_FOUND: no live lease has that id.
+   *   PERMISSION_DENIED NOT_THE_OWNER: the lease belongs to another peer (the worker itself may
+   *     release any).
+   */
   release(
     request: ReleaseRequest,
     callback: (error: ServiceError | null, response: ReleaseResponse) => void,
@@ -1896,7 +2070,14 @@ export interface LeaseServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ReleaseResponse) => void,
   ): ClientUnaryCall;
-  /** Get returns one live lease. */
+  /**
+   * Get returns one live lease.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT LEASE_ID_MISSING, LEASE_ID_TOO_LONG: lease_id is empty or over 256
+   *     characters.
+   *   NOT_FOUND LEASE_NOT_FOUND: no live lease has that id.
+   */
   get(request: GetRequest, callback: (error: ServiceError | null, response: GetResponse) => void): ClientUnaryCall;
   get(
     request: GetRequest,
@@ -1909,7 +2090,11 @@ export interface LeaseServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetResponse) => void,
   ): ClientUnaryCall;
-  /** List returns live leases. */
+  /**
+   * List returns live leases.
+   *
+   * Errors: none of its own.
+   */
   list(request: ListRequest, callback: (error: ServiceError | null, response: ListResponse) => void): ClientUnaryCall;
   list(
     request: ListRequest,
@@ -1922,14 +2107,24 @@ export interface LeaseServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListResponse) => void,
   ): ClientUnaryCall;
-  /** Watch streams the live leases, then every change. */
+  /**
+   * Watch streams the live leases, then every change.
+   *
+   * Errors:
+   *   ABORTED WATCH_OVERFLOW: the watcher fell 1024 events behind; watch again, then re-read with
+   *     Get/List.
+   */
   watch(request: WatchRequest, options?: Partial<CallOptions>): ClientReadableStream<WatchResponse>;
   watch(
     request: WatchRequest,
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<WatchResponse>;
-  /** GetCapacity returns the worker's total, reserved and free resources. */
+  /**
+   * GetCapacity returns the worker's total, reserved and free resources.
+   *
+   * Errors: none of its own.
+   */
   getCapacity(
     request: GetCapacityRequest,
     callback: (error: ServiceError | null, response: GetCapacityResponse) => void,
