@@ -78,9 +78,7 @@ class JobReason(enum.StrEnum):
     BAD_COORDINATOR_ADDRESS = "BAD_COORDINATOR_ADDRESS"  # coordinator_address is not host:port
     EXECUTOR_NOT_CONFIGURED = "EXECUTOR_NOT_CONFIGURED"  # the worker has no such [[executors]] entry
     SOCKET_PATH_TOO_LONG = "SOCKET_PATH_TOO_LONG"  # the job's bridge socket path would not fit a Unix socket
-    BAD_EXECUTOR_COMMAND = (
-        "BAD_EXECUTOR_COMMAND"  # the executor's configured command is empty or has an unknown placeholder
-    )
+    BAD_EXECUTOR_COMMAND = "BAD_EXECUTOR_COMMAND"  # the executor's command is empty or has an unknown placeholder
     EXECUTOR_START_FAILED = "EXECUTOR_START_FAILED"  # the executor's command could not be started
     LEASE_NOT_FOUND = "LEASE_NOT_FOUND"  # the lease is not live on this worker
     LEASE_NOT_OWNED = "LEASE_NOT_OWNED"  # the lease belongs to another scheduler
