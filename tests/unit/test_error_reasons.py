@@ -49,8 +49,10 @@ DOCUMENTED_IN = {
     "SchedulerReason": ("scheduler/v1/scheduler.proto",),  # tendril.scheduler (served RPCs)
 }
 
-# Calls whose ``reason=`` is no error reason: log lines (a structlog key) and metric labels.
-NOT_ERROR_CALLS = frozenset({"debug", "info", "warning", "error", "exception", "critical", "labels"})
+# Calls whose ``reason=`` is no error reason but words for people: log lines (a structlog key),
+# metric labels, a job record's reason (JobStore.transition), proto messages (Cancel, Offer).
+NOT_ERROR_CALLS = frozenset({"debug", "info", "warning", "error", "exception", "critical", "labels", "transition"})
+NOT_ERROR_SUFFIXES = ("Request", "Response")
 UPPER_SNAKE = re.compile(r"^[A-Z][A-Z0-9]*(?:_[A-Z0-9]+)+$|^[A-Z][A-Z0-9]+$")
 ERROR_ITEM = re.compile(r"^(?P<code>[A-Z_]+) (?P<reasons>[A-Z0-9_]+(?:, [A-Z0-9_]+)*): \S")
 
@@ -174,7 +176,8 @@ def literal_reasons(source: str, where: str, declared: set[str]) -> list[str]:
         if isinstance(node, ast.Call):
             name = _callee(node)
             for kw in node.keywords:
-                if kw.arg == "reason" and name not in NOT_ERROR_CALLS and _has_literal(kw.value):
+                words = name in NOT_ERROR_CALLS or (name or "").endswith(NOT_ERROR_SUFFIXES)
+                if kw.arg == "reason" and not words and _has_literal(kw.value):
                     found.append(f"{at}: reason={ast.unparse(kw.value)}")
             if name and name.endswith("Error"):
                 found += [
@@ -241,6 +244,7 @@ def test_the_scan_finds_every_kind_of_literal_reason() -> None:
         "def _drop(item, reason):\n    finish(item, reason)\n"
         '_drop(item, "the arbiter is stopping")\n'
         'OFFERS.labels(result="offered", reason="")\n'
+        'job_pb2.CancelRequest(job_id="j", reason="done trying")\n'
     )
     assert literal_reasons(clean, "clean", declared) == []
 
