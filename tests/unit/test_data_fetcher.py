@@ -12,7 +12,7 @@ import pytest
 
 from tendril.core.errors import ErrorKind
 from tendril.data_fetcher.cache import SliceCache
-from tendril.data_fetcher.errors import FetcherError
+from tendril.data_fetcher.errors import FetcherError, FetcherReason
 from tendril.data_fetcher.fetcher import DataFetcher
 from tendril.data_fetcher.model import Assignment, Chunk, RetryPolicy
 
@@ -39,7 +39,7 @@ class FakeNode:
     async def stream(self, address: str, dataset_id: str, slice_name: str, offset: int) -> AsyncGenerator[Chunk, None]:
         self.requests.append((slice_name, offset))
         if self.down:
-            raise FetcherError(ErrorKind.UNAVAILABLE, "connection refused")
+            raise FetcherError(ErrorKind.UNAVAILABLE, "connection refused", reason=FetcherReason.UPSTREAM_UNAVAILABLE)
         data = self.slices[slice_name]
         if self.corrupt_times.get(slice_name, 0) > 0:
             self.corrupt_times[slice_name] -= 1
@@ -48,7 +48,7 @@ class FakeNode:
         cut = self.cut_after_chunks.pop(slice_name, None)
         for i, start in enumerate(range(offset, len(data), CHUNK)):
             if cut is not None and i == cut:
-                raise FetcherError(ErrorKind.UNAVAILABLE, "stream cut")
+                raise FetcherError(ErrorKind.UNAVAILABLE, "stream cut", reason=FetcherReason.UPSTREAM_UNAVAILABLE)
             await asyncio.sleep(0)
             yield Chunk(start, data[start : start + CHUNK], len(data))
 
@@ -65,9 +65,9 @@ class FakeScheduler:
     async def assign(self, address: str, job_id: str, worker_id: str, cached_slices: list[str]) -> Assignment:
         if self.transient_failures > 0:
             self.transient_failures -= 1
-            raise FetcherError(ErrorKind.UNAVAILABLE, "scheduler restarting")
+            raise FetcherError(ErrorKind.UNAVAILABLE, "scheduler restarting", reason=FetcherReason.UPSTREAM_UNAVAILABLE)
         if self.refuse:
-            raise FetcherError(ErrorKind.FAILED_PRECONDITION, "job is finished", reason="UPSTREAM_REFUSED")
+            raise FetcherError(ErrorKind.FAILED_PRECONDITION, "job is finished", reason=FetcherReason.UPSTREAM_REFUSED)
         self.calls.append((job_id, list(cached_slices)))
         return self.assignments[(len(self.calls) - 1) % len(self.assignments)]
 

@@ -48,8 +48,8 @@ async def test_reflection_serves_comments() -> None:
         files = await _file_for(server.address, "tendril.lease.v1.LeaseService")
         lease = next(f for f in files if f.name == "tendril/lease/v1/lease.proto")
         assert any(c.startswith("LeaseService is the worker's ledger") for c in _comments(lease))
-        renew = "Renew extends a lease to now + the renewable lease time (owner only)."
-        assert any(c.startswith(renew) for c in _comments(lease))
+        renew = next(c for c in _comments(lease) if c.startswith("Renew extends a lease to now + the renewable"))
+        assert "(owner only)." in renew and "FAILED_PRECONDITION LEASE_EXPIRED" in renew  # with its Errors:
         # common.proto comes along as a dependency, with its comments too
         common = next(f for f in files if f.name == "tendril/common/v1/common.proto")
         assert "Number of whole GPUs." in _comments(common)

@@ -24,7 +24,7 @@ import uuid
 from collections.abc import Callable
 from typing import Protocol
 
-from tendril.arbiter.errors import ArbiterError
+from tendril.arbiter.errors import ArbiterError, ArbiterReason
 from tendril.arbiter.history import OfferHistory
 from tendril.arbiter.model import OfferRecord, OfferState, Request
 from tendril.arbiter.policy import Policy, rank, score
@@ -132,7 +132,9 @@ class Arbiter:
         """Queue a request for the next window; the future resolves with its final record."""
         if self._stopping:
             raise ArbiterError(
-                ErrorKind.UNAVAILABLE, "the arbiter is stopping; try another worker", reason="ARBITER_STOPPING"
+                ErrorKind.UNAVAILABLE,
+                "the arbiter is stopping; try another worker",
+                reason=ArbiterReason.ARBITER_STOPPING,
             )
         item = _Item(request, source, asyncio.get_running_loop().create_future())
         evicted = self._window.put(item)

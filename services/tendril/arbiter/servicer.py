@@ -6,7 +6,7 @@ import grpc
 
 from tendril.arbiter.convert import offer_to_proto, request_from_proto
 from tendril.arbiter.engine import Arbiter
-from tendril.arbiter.errors import ArbiterError
+from tendril.arbiter.errors import ArbiterError, ArbiterReason
 from tendril.arbiter.policy import problems
 from tendril.core.errors import ErrorKind
 from tendril.core.identity import caller_id
@@ -25,7 +25,9 @@ class ArbiterServicer(arbiter_pb2_grpc.ArbiterServiceServicer):
     ) -> arbiter_pb2.SolicitResponse:
         if not request.HasField("request"):
             raise ArbiterError(
-                ErrorKind.INVALID_ARGUMENT, "request is missing; send a ResourceRequest", reason="REQUEST_MISSING"
+                ErrorKind.INVALID_ARGUMENT,
+                "request is missing; send a ResourceRequest",
+                reason=ArbiterReason.REQUEST_MISSING,
             )
         req = request_from_proto(request.request)
         found = problems(req)
@@ -35,7 +37,7 @@ class ArbiterServicer(arbiter_pb2_grpc.ArbiterServiceServicer):
             raise ArbiterError(
                 ErrorKind.INVALID_ARGUMENT,
                 "invalid ResourceRequest: " + "; ".join(found),
-                reason="REQUEST_INVALID",
+                reason=ArbiterReason.REQUEST_INVALID,
             )
         caller = caller_id(context)
         if caller != req.scheduler_id:
@@ -43,7 +45,7 @@ class ArbiterServicer(arbiter_pb2_grpc.ArbiterServiceServicer):
                 ErrorKind.PERMISSION_DENIED,
                 f"a scheduler may only solicit for itself: the request names scheduler {req.scheduler_id!r} but "
                 f"the caller is {caller!r}; call with tendril-peer-id = your scheduler id",
-                reason="NOT_THE_SCHEDULER",
+                reason=ArbiterReason.NOT_THE_SCHEDULER,
             )
         record = await self.arbiter.submit(req, source="solicit")
         return arbiter_pb2.SolicitResponse(offer=offer_to_proto(record))

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from tendril.certs.errors import CertError
+from tendril.certs.errors import CertError, CertReason
 from tendril.core.errors import ErrorKind
 
 ORGANIZATION = "Tendril"
@@ -50,7 +50,9 @@ def _key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
 
 def _check_days(days: int) -> None:
     if days < 1:
-        raise CertError(ErrorKind.INVALID_ARGUMENT, f"--days must be at least 1 (got {days})", reason="BAD_DAYS")
+        raise CertError(
+            ErrorKind.INVALID_ARGUMENT, f"--days must be at least 1 (got {days})", reason=CertReason.BAD_DAYS
+        )
 
 
 def _validity(days: int) -> tuple[datetime.datetime, datetime.datetime]:
@@ -116,20 +118,20 @@ def load_ca(ca: KeyPair) -> tuple[x509.Certificate, CaKey]:
             ErrorKind.FAILED_PRECONDITION,
             f"the CA files cannot be read ({exc}); recreate the CA with `tendril certs init --force` "
             "(certificates it issued stop working)",
-            reason="CA_UNREADABLE",
+            reason=CertReason.CA_UNREADABLE,
         ) from exc
     if not isinstance(key, ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey) or key.public_key() != cert.public_key():
         raise CertError(
             ErrorKind.FAILED_PRECONDITION,
             "ca.key does not belong to ca.pem; restore the pair written by `tendril certs init`",
-            reason="CA_KEY_MISMATCH",
+            reason=CertReason.CA_KEY_MISMATCH,
         )
     try:
         is_ca = cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
     except x509.ExtensionNotFound:
         is_ca = False
     if not is_ca:
-        raise CertError(ErrorKind.FAILED_PRECONDITION, "ca.pem is not a CA certificate", reason="NOT_A_CA")
+        raise CertError(ErrorKind.FAILED_PRECONDITION, "ca.pem is not a CA certificate", reason=CertReason.NOT_A_CA)
     return cert, key
 
 

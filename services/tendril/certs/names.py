@@ -7,7 +7,7 @@ import os
 import re
 from pathlib import Path
 
-from tendril.certs.errors import CertError
+from tendril.certs.errors import CertError, CertReason
 from tendril.core.errors import ErrorKind
 
 # NOTE: peer ids are ids everywhere else in Tendril (worker ids, scheduler ids): the same
@@ -33,13 +33,13 @@ def check_name(name: str) -> str:
             ErrorKind.INVALID_ARGUMENT,
             f"name {name!r} cannot be a peer id: use 1-64 of [A-Za-z0-9._-], starting with a letter or digit "
             "(the worker id, scheduler id or service name the certificate stands for)",
-            reason="BAD_NAME",
+            reason=CertReason.BAD_NAME,
         )
     if name.lower() in RESERVED_NAMES:
         raise CertError(
             ErrorKind.INVALID_ARGUMENT,
             f"name {name!r} is the certificate authority's own file name; pick another name",
-            reason="RESERVED_NAME",
+            reason=CertReason.RESERVED_NAME,
         )
     return name
 
@@ -58,7 +58,7 @@ def parse_san(value: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | str
         raise CertError(
             ErrorKind.INVALID_ARGUMENT,
             f"--san {value!r} is neither an IP address nor a DNS name; give the host name or IP peers dial",
-            reason="BAD_SAN",
+            reason=CertReason.BAD_SAN,
         )
     return text.lower()
 

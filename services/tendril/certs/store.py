@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 
 from tendril.certs.authority import KeyPair
-from tendril.certs.errors import CertError
+from tendril.certs.errors import CertError, CertReason
 from tendril.core.errors import ErrorKind
 
 CERT_MODE = 0o644
@@ -51,7 +51,7 @@ class CertDir:
                 ErrorKind.FAILED_PRECONDITION,
                 f"no CA in {self.path} ({', '.join(str(p) for p in missing)} missing); "
                 f"create one with `tendril certs init --dir {self.path}` or pass --dir",
-                reason="CA_MISSING",
+                reason=CertReason.CA_MISSING,
             )
         return KeyPair(paths.cert.read_bytes(), paths.key.read_bytes())
 
@@ -64,7 +64,7 @@ class CertDir:
                 ErrorKind.ALREADY_EXISTS,
                 f"{' and '.join(existing)} already exist; pass --force to replace them "
                 "(whatever uses the old files must then be given the new ones)",
-                reason="EXISTS",
+                reason=CertReason.EXISTS,
             )
         self._make_dir()
         temps: list[tuple[str, Path]] = []
@@ -86,7 +86,7 @@ class CertDir:
             raise CertError(
                 ErrorKind.FAILED_PRECONDITION,
                 f"cannot create the certificate directory {self.path}: {exc.strerror}; pass a writable --dir",
-                reason="DIR_UNWRITABLE",
+                reason=CertReason.DIR_UNWRITABLE,
             ) from exc
 
 

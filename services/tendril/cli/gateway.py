@@ -11,7 +11,7 @@ from tendril.core import tls
 from tendril.core.config import split_address
 from tendril.core.errors import ConfigError
 from tendril.core.server import check_bindable
-from tendril.supervisor.errors import SupervisorError
+from tendril.supervisor.errors import SupervisorError, SupervisorReason
 
 DEFAULT_LISTEN = "127.0.0.1:50050"
 
@@ -42,7 +42,9 @@ def run(args: argparse.Namespace) -> int:
     if code:
         # NOTE: checked here so that a taken port is the same one-line error, exit 2, as for a worker.
         what = "is in use" if code == errno.EADDRINUSE else f"cannot be listened on ({os.strerror(code)})"
-        raise SupervisorError(f"{args.listen} {what} (--listen of tendril gateway run)", reason="PORT_IN_USE")
+        raise SupervisorError(
+            f"{args.listen} {what} (--listen of tendril gateway run)", reason=SupervisorReason.PORT_IN_USE
+        )
     from tendril.gateway.service import run_gateway
 
     run_gateway(args.listen, log_level=args.log_level, log_format=args.log_format)

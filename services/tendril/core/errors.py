@@ -4,6 +4,10 @@ A service core raises its own subclass of :class:`TendrilError` (``LeaseError``,
 ...) with an :class:`ErrorKind`; it never imports grpc. The error interceptor of the server
 factory turns the error into a rich status (google.rpc.Status with an ErrorInfo detail), so
 every service answers bad input the same way.
+
+Reasons are declared, never spelled as literals: the services' wire catalogues are in
+:mod:`tendril.core.reasons`, the reasons of the common core's own errors are
+:class:`CoreReason`.
 """
 
 from __future__ import annotations
@@ -51,6 +55,13 @@ STATUS_CODES: Mapping[ErrorKind, grpc.StatusCode] = {
 ERROR_DOMAIN = "tendril.dev"
 
 
+class CoreReason(enum.StrEnum):
+    """Reasons of the common core's errors; they stop a process before it serves anything."""
+
+    BAD_CONFIG = "BAD_CONFIG"  # a configuration value is missing or wrong (metadata "key" names it)
+    PORT_IN_USE = "PORT_IN_USE"  # a server's listen address is taken by another process
+
+
 def kind_for_status(code: grpc.StatusCode) -> ErrorKind:
     """The ErrorKind of a status code, to pass a remote peer's error on (INTERNAL when none fits)."""
     for kind, status in STATUS_CODES.items():
@@ -79,6 +90,9 @@ class TendrilError(Exception):
         super().__init__(message)
         self.kind = kind
         self.message = message
+        # NOTE: every service's error type requires a declared reason; the fallback to the
+        # kind's name remains for error types whose reasons are not declared yet (the bridge's,
+        # the executors').
         self.reason = reason or kind.value
         self.metadata = dict(metadata or {})
 
@@ -97,7 +111,7 @@ class ConfigError(TendrilError):
 
     def __init__(self, message: str, *, key: str | None = None) -> None:
         super().__init__(
-            ErrorKind.INVALID_ARGUMENT, message, reason="BAD_CONFIG", metadata={"key": key} if key else None
+            ErrorKind.INVALID_ARGUMENT, message, reason=CoreReason.BAD_CONFIG, metadata={"key": key} if key else None
         )
         self.key = key
 
@@ -112,7 +126,7 @@ class PortInUseError(TendrilError):
             ErrorKind.FAILED_PRECONDITION,
             f"cannot listen on {address}: the port is already in use. Stop the other process or set "
             f"{config_key} (or its TENDRIL_* variable) to a free address.",
-            reason="PORT_IN_USE",
+            reason=CoreReason.PORT_IN_USE,
             metadata={"address": address, "config_key": config_key},
         )
         self.address = address

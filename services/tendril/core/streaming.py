@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Protocol
 
 from tendril.core import codecs, tensorfile
+from tendril.core.reasons import StreamReason
 from tendril.core.server import CHUNK_BYTES
 from tendril.core.tensorfile import Layout, TensorFileError, TensorSpec
 from tendril_proto.tensor.v1 import tensor_pb2
@@ -65,9 +66,9 @@ def stream_accepted(metadata: Iterable[tuple[str, str | bytes]] | None) -> bool:
 
 
 class StreamError(ValueError):
-    """A stream broke its contract; ``reason`` is stable (BAD_HEADER, OUT_OF_ORDER, SHA256_MISMATCH...)."""
+    """A stream broke its contract; ``reason`` says which rule (:class:`StreamReason`)."""
 
-    def __init__(self, reason: str, message: str) -> None:
+    def __init__(self, reason: StreamReason, message: str) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
@@ -78,13 +79,15 @@ def codec_from_proto(value: int) -> str:
     if value == tensor_pb2.CODEC_UNSPECIFIED:
         return "fp32"
     if value not in PROTO_TO_CODEC:
-        raise StreamError("BAD_CODEC", f"unknown codec value {value}; use CODEC_FP32, CODEC_BF16 or CODEC_INT8")
+        raise StreamError(
+            StreamReason.BAD_CODEC, f"unknown codec value {value}; use CODEC_FP32, CODEC_BF16 or CODEC_INT8"
+        )
     return PROTO_TO_CODEC[value]
 
 
 def codec_to_proto(codec: str) -> int:
     if codec not in CODEC_TO_PROTO:
-        raise StreamError("BAD_CODEC", f"unknown codec {codec!r}; use fp32, bf16 or int8")
+        raise StreamError(StreamReason.BAD_CODEC, f"unknown codec {codec!r}; use fp32, bf16 or int8")
     return CODEC_TO_PROTO[codec]
 
 
@@ -109,7 +112,9 @@ class StreamInfo:
 def header_message(info: StreamInfo) -> tensor_pb2.StreamHeader:
     layout = info.layout
     if layout.codec not in CODEC_TO_PROTO:
-        raise StreamError("BAD_CODEC", f"a {layout.codec} payload cannot be streamed; encode it as fp32, bf16 or int8")
+        raise StreamError(
+            StreamReason.BAD_CODEC, f"a {layout.codec} payload cannot be streamed; encode it as fp32, bf16 or int8"
+        )
     return tensor_pb2.StreamHeader(
         stream_id=info.stream_id,
         job_id=info.job_id,
@@ -140,46 +145,51 @@ def info_from_header(header: tensor_pb2.StreamHeader) -> StreamInfo:
     """Validate a received header; raises StreamError(BAD_HEADER) saying what is wrong."""
     codec = codec_from_proto(header.codec)
     if not header.stream_id or len(header.stream_id) > 200:
-        raise StreamError("BAD_HEADER", "stream_id must be 1..200 characters (reuse it when resuming)")
+        raise StreamError(StreamReason.BAD_HEADER, "stream_id must be 1..200 characters (reuse it when resuming)")
     if not _SHA256.match(header.sha256):
-        raise StreamError("BAD_HEADER", "sha256 must be the 64 lowercase hex digits of the payload's sha256")
+        raise StreamError(StreamReason.BAD_HEADER, "sha256 must be the 64 lowercase hex digits of the payload's sha256")
     if not header.tensors:
-        raise StreamError("BAD_HEADER", "the header lists no tensors")
+        raise StreamError(StreamReason.BAD_HEADER, "the header lists no tensors")
     block_size = header.block_size if codec == "int8" else 0
     if codec == "int8" and not 1 <= block_size <= codecs.MAX_BLOCK_SIZE:
-        raise StreamError("BAD_HEADER", f"int8 streams need block_size in 1..{codecs.MAX_BLOCK_SIZE}")
+        raise StreamError(StreamReason.BAD_HEADER, f"int8 streams need block_size in 1..{codecs.MAX_BLOCK_SIZE}")
     want_dtype = tensorfile.WIRE_DTYPE[codec]
     specs = []
     ranges = []
     names = set()
     for t in header.tensors:
         if not t.name or t.name in names:
-            raise StreamError("BAD_HEADER", f"tensor name {t.name!r} is empty or repeated")
+            raise StreamError(StreamReason.BAD_HEADER, f"tensor name {t.name!r} is empty or repeated")
         names.add(t.name)
         if t.dtype != want_dtype:
-            raise StreamError("BAD_HEADER", f"tensor {t.name!r} is {t.dtype} but a {codec} stream carries {want_dtype}")
+            raise StreamError(
+                StreamReason.BAD_HEADER, f"tensor {t.name!r} is {t.dtype} but a {codec} stream carries {want_dtype}"
+            )
         spec = TensorSpec(t.name, t.dtype, tuple(t.shape), t.begin, t.end, t.scales_begin, t.scales_end)
         if spec.end - spec.begin != spec.numel * tensorfile.ITEMSIZE[t.dtype] or spec.begin > spec.end:
             raise StreamError(
-                "BAD_HEADER", f"tensor {t.name!r}: bytes {t.begin}..{t.end} do not hold shape {list(spec.shape)}"
+                StreamReason.BAD_HEADER,
+                f"tensor {t.name!r}: bytes {t.begin}..{t.end} do not hold shape {list(spec.shape)}",
             )
         ranges.append((spec.begin, spec.end, t.name))
         if codec == "int8":
             count = codecs.int8_scale_count(spec.numel, block_size)
             if spec.scales_end - spec.scales_begin != 4 * count:
-                raise StreamError("BAD_HEADER", f"tensor {t.name!r}: its scales must be {count} fp32 values")
+                raise StreamError(StreamReason.BAD_HEADER, f"tensor {t.name!r}: its scales must be {count} fp32 values")
             ranges.append((spec.scales_begin, spec.scales_end, t.name + tensorfile.SCALES_SUFFIX))
         specs.append(spec)
     cursor = 0
     for begin, end, name in sorted(ranges):
         if begin != cursor:
-            raise StreamError("BAD_HEADER", f"{name!r} starts at data byte {begin}, expected {cursor}")
+            raise StreamError(StreamReason.BAD_HEADER, f"{name!r} starts at data byte {begin}, expected {cursor}")
         cursor = end
     header_size = header.total_bytes - cursor
     if header_size < 8 or header_size > tensorfile.MAX_HEADER_BYTES + 8:
-        raise StreamError("BAD_HEADER", f"total_bytes {header.total_bytes} does not fit the tensors' {cursor} bytes")
+        raise StreamError(
+            StreamReason.BAD_HEADER, f"total_bytes {header.total_bytes} does not fit the tensors' {cursor} bytes"
+        )
     if header.start_offset > header.total_bytes:
-        raise StreamError("BAD_HEADER", f"start_offset {header.start_offset} is past the payload's end")
+        raise StreamError(StreamReason.BAD_HEADER, f"start_offset {header.start_offset} is past the payload's end")
     specs.sort(key=lambda s: s.begin)
     layout = Layout(tuple(specs), codec, block_size, header_size, cursor)
     return StreamInfo(
@@ -226,7 +236,7 @@ def _read_varint(buf: memoryview, pos: int) -> tuple[int, int]:
     value = shift = 0
     while True:
         if pos >= len(buf) or shift > 63:
-            raise StreamError("BAD_FRAME", "truncated or overlong varint in a stream message")
+            raise StreamError(StreamReason.BAD_FRAME, "truncated or overlong varint in a stream message")
         byte = buf[pos]
         pos += 1
         value |= (byte & 0x7F) << shift
@@ -247,13 +257,13 @@ def _fields(buf: memoryview) -> Iterator[tuple[int, int, int | memoryview]]:
         elif wire == _LEN:
             length, pos = _read_varint(buf, pos)
             if pos + length > len(buf):
-                raise StreamError("BAD_FRAME", "a field runs past the end of its stream message")
+                raise StreamError(StreamReason.BAD_FRAME, "a field runs past the end of its stream message")
             yield number, wire, buf[pos : pos + length]
             pos += length
         elif wire in (1, 5):  # fixed64 / fixed32: not used by these messages, skipped
             pos += 8 if wire == 1 else 4
         else:
-            raise StreamError("BAD_FRAME", f"unsupported wire type {wire} in a stream message")
+            raise StreamError(StreamReason.BAD_FRAME, f"unsupported wire type {wire} in a stream message")
 
 
 def _field(number: int, wire: int) -> bytes:
@@ -592,13 +602,15 @@ class Receiver:
     def _accept(self, offset: int, data: bytes | memoryview) -> None:
         if offset != self.received:
             raise StreamError(
-                "OUT_OF_ORDER", f"chunk at offset {offset} but {self.received} bytes were received; resume from there"
+                StreamReason.OUT_OF_ORDER,
+                f"chunk at offset {offset} but {self.received} bytes were received; resume from there",
             )
         if not data:
-            raise StreamError("EMPTY_CHUNK", f"empty chunk at offset {offset}")
+            raise StreamError(StreamReason.EMPTY_CHUNK, f"empty chunk at offset {offset}")
         if self.received + len(data) > self.total:
             raise StreamError(
-                "TOO_LONG", f"chunk at {offset} of {len(data)} bytes runs past the payload's {self.total} bytes"
+                StreamReason.TOO_LONG,
+                f"chunk at {offset} of {len(data)} bytes runs past the payload's {self.total} bytes",
             )
         self.dest.write(offset, data)
         self.received += len(data)
@@ -609,11 +621,11 @@ class Receiver:
         if not self._hasher.idle:
             raise RuntimeError("chunks are still waiting to be hashed: await settle() first")
         if not self.complete:
-            raise StreamError("INCOMPLETE", f"stream ended after {self.received} of {self.total} bytes")
+            raise StreamError(StreamReason.INCOMPLETE, f"stream ended after {self.received} of {self.total} bytes")
         got = self.digest.hexdigest()
         if got != self.info.sha256:
             raise StreamError(
-                "SHA256_MISMATCH",
+                StreamReason.SHA256_MISMATCH,
                 f"payload sha256 is {got}, the header promised {self.info.sha256}: the data was damaged; send it again",
             )
 
@@ -626,7 +638,9 @@ def check_payload_header(path: str | os.PathLike[str], info: StreamInfo) -> Layo
     try:
         layout = tensorfile.read_layout(path)
     except TensorFileError as exc:
-        raise StreamError("BAD_PAYLOAD", f"the payload is not a SafeTensors file: {exc}") from exc
+        raise StreamError(StreamReason.BAD_PAYLOAD, f"the payload is not a SafeTensors file: {exc}") from exc
     if not same_tensors(layout, info.layout):
-        raise StreamError("BAD_PAYLOAD", "the payload's own SafeTensors header disagrees with the stream header")
+        raise StreamError(
+            StreamReason.BAD_PAYLOAD, "the payload's own SafeTensors header disagrees with the stream header"
+        )
     return layout

@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import enum
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -35,6 +36,7 @@ import grpc
 from tendril.core import codecs, metrics, tensorfile
 from tendril.core.channel import error_info_reason
 from tendril.core.errors import STATUS_CODES, ErrorKind, TendrilError
+from tendril.core.reasons import ParamserverReason, StreamReason
 from tendril.core.server import CHUNK_BYTES
 from tendril.core.streaming import (
     FileDestination,
@@ -56,6 +58,7 @@ from tendril_proto.paramserver.v1 import paramserver_pb2
 
 __all__ = [
     "TensorStreamError",
+    "TensorStreamReason",
     "prepared_payload",
     "pull_call",
     "pull_parameters",
@@ -72,7 +75,7 @@ BACKOFF_MAX_SECONDS = 3.0
 # server took the stream over on a newer call; NOT_FOUND with RUN_NOT_OPEN means the
 # aggregate job's executor has not opened the run yet (it is dispatched just before).
 RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED}
-RETRYABLE_REASONS = {"RUN_NOT_OPEN"}
+RETRYABLE_REASONS = {ParamserverReason.RUN_NOT_OPEN}
 _KIND_OF_CODE = {code: kind for kind, code in STATUS_CODES.items()}
 _METHOD = "/" + paramserver_pb2.DESCRIPTOR.services_by_name["ParameterServerService"].full_name + "/"
 
@@ -89,20 +92,34 @@ def pull_call(channel: grpc.aio.Channel, method: str, request: Any) -> Any:
     )
 
 
+class TensorStreamReason(enum.StrEnum):
+    """Reasons of the client's own failures (the server's reasons are passed on as they are)."""
+
+    FILE_NOT_FOUND = "FILE_NOT_FOUND"  # the file to send does not exist
+    BAD_FILE = "BAD_FILE"  # the file to send cannot be read or encoded
+    PUSH_STALLED = "PUSH_STALLED"  # a push was resumed several times without the server taking a byte
+    NOT_COMMITTED = "NOT_COMMITTED"  # the server took a whole update without committing it
+    PULL_CUT_SHORT = "PULL_CUT_SHORT"  # a pulled stream kept ending before its last byte
+    RPC_FAILED = "RPC_FAILED"  # the call failed without an ErrorInfo (transport, deadline); see its code
+
+
 class TensorStreamError(TendrilError):
     """A push or pull failed; ``kind``/``reason`` are the server's when it answered."""
 
     service = "tensorstream"
 
+    def __init__(self, kind: ErrorKind, message: str, *, reason: TensorStreamReason | StreamReason | str) -> None:
+        super().__init__(kind, message, reason=reason)
+
 
 def _from_rpc(err: grpc.aio.AioRpcError, what: str) -> TensorStreamError:
     kind = _KIND_OF_CODE.get(err.code(), ErrorKind.UNAVAILABLE)
-    reason = error_info_reason(err) or kind.value
+    reason = error_info_reason(err) or TensorStreamReason.RPC_FAILED
     return TensorStreamError(kind, f"{what}: {err.details() or err.code().name}", reason=reason)
 
 
 def _from_stream(exc: StreamError, what: str) -> TensorStreamError:
-    kind = ErrorKind.DATA_LOSS if exc.reason == "SHA256_MISMATCH" else ErrorKind.INVALID_ARGUMENT
+    kind = ErrorKind.DATA_LOSS if exc.reason == StreamReason.SHA256_MISMATCH else ErrorKind.INVALID_ARGUMENT
     return TensorStreamError(kind, f"{what}: {exc.message}", reason=exc.reason)
 
 
@@ -168,9 +185,13 @@ async def _prepared(path: str | os.PathLike[str], codec: str) -> AsyncIterator[P
     try:
         payload = await asyncio.to_thread(manager.__enter__)
     except FileNotFoundError as exc:
-        raise TensorStreamError(ErrorKind.NOT_FOUND, f"{path} does not exist", reason="FILE_NOT_FOUND") from exc
+        raise TensorStreamError(
+            ErrorKind.NOT_FOUND, f"{path} does not exist", reason=TensorStreamReason.FILE_NOT_FOUND
+        ) from exc
     except (OSError, ValueError) as exc:
-        raise TensorStreamError(ErrorKind.INVALID_ARGUMENT, f"cannot send {path}: {exc}", reason="BAD_FILE") from exc
+        raise TensorStreamError(
+            ErrorKind.INVALID_ARGUMENT, f"cannot send {path}: {exc}", reason=TensorStreamReason.BAD_FILE
+        ) from exc
     try:
         yield payload
     finally:
@@ -254,7 +275,9 @@ async def _push_stream(
             failures += 1  # the server ended the call without progress
             if failures > ATTEMPTS:
                 raise TensorStreamError(
-                    ErrorKind.UNAVAILABLE, f"{what}: the server stopped at byte {acked} and made no progress"
+                    ErrorKind.UNAVAILABLE,
+                    f"{what}: the server stopped at byte {acked} and made no progress",
+                    reason=TensorStreamReason.PUSH_STALLED,
                 )
         offset = acked
 
@@ -282,7 +305,9 @@ async def push_update(
         )
     metrics.BYTES_SENT.labels(stream="update_push").inc(sent)
     if not response.committed:
-        raise TensorStreamError(ErrorKind.INTERNAL, f"{what}: the server did not commit the update")
+        raise TensorStreamError(
+            ErrorKind.INTERNAL, f"{what}: the server did not commit the update", reason=TensorStreamReason.NOT_COMMITTED
+        )
     return sent
 
 
@@ -340,7 +365,7 @@ async def _pull_stream(
                     if first:
                         first = False
                         if frame.header is None:
-                            raise StreamError("BAD_HEADER", "the stream did not start with a header")
+                            raise StreamError(StreamReason.BAD_HEADER, "the stream did not start with a header")
                         info = info_from_header(frame.header)
                         contributors = frame.contributors or contributors
                         moved = receiver is not None and info.sha256 != receiver.info.sha256
@@ -355,7 +380,7 @@ async def _pull_stream(
                             receiver = Receiver(info, FileDestination(part, info.total_bytes))
                         continue
                     if receiver is None or frame.data is None:
-                        raise StreamError("BAD_CHUNK", "expected a chunk after the header")
+                        raise StreamError(StreamReason.BAD_CHUNK, "expected a chunk after the header")
                     await receiver.feed_async(frame.offset, frame.data)
                     net += len(frame.data)
             except grpc.aio.AioRpcError as err:
@@ -373,7 +398,11 @@ async def _pull_stream(
                 return PullResult(receiver.info, net, contributors)
             failures += 1
             if failures > ATTEMPTS:
-                raise TensorStreamError(ErrorKind.UNAVAILABLE, f"{what}: the stream kept ending early")
+                raise TensorStreamError(
+                    ErrorKind.UNAVAILABLE,
+                    f"{what}: the stream kept ending early",
+                    reason=TensorStreamReason.PULL_CUT_SHORT,
+                )
     except StreamError as exc:
         raise _from_stream(exc, what) from exc
     finally:

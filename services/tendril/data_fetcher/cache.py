@@ -30,7 +30,7 @@ from pathlib import Path
 from tendril.core.errors import ErrorKind
 from tendril.core.ids import is_valid_name
 from tendril.core.logs import get_logger
-from tendril.data_fetcher.errors import FetcherError
+from tendril.data_fetcher.errors import FetcherError, FetcherReason
 from tendril.data_fetcher.model import SliceKey
 
 log = get_logger("tendril.data_fetcher.cache")
@@ -135,7 +135,7 @@ class SliceCache:
                 ErrorKind.FAILED_PRECONDITION,
                 f"slice {key.slice_name} of data set {key.dataset_id} has {size} bytes, more than the whole "
                 f"slice cache ({self.capacity_bytes} bytes); raise data_fetcher.cache_bytes",
-                reason="SLICE_LARGER_THAN_CACHE",
+                reason=FetcherReason.SLICE_LARGER_THAN_CACHE,
                 metadata={"size_bytes": str(size), "cache_bytes": str(self.capacity_bytes)},
             )
 

@@ -13,7 +13,7 @@ import grpc
 
 from tendril.core.channel import error_info_reason, open_channel
 from tendril.core.errors import ErrorKind
-from tendril.data_fetcher.errors import FetcherError
+from tendril.data_fetcher.errors import FetcherError, FetcherReason
 from tendril.data_fetcher.model import Assignment, Chunk
 from tendril_proto.data.v1 import data_pb2, data_pb2_grpc
 from tendril_proto.scheduler.v1 import scheduler_pb2, scheduler_pb2_grpc
@@ -37,8 +37,8 @@ def upstream_error(peer: str, address: str, exc: grpc.aio.AioRpcError) -> Fetche
     if reason := error_info_reason(exc):
         metadata["upstream_reason"] = reason
     if code in TRANSIENT_CODES:
-        return FetcherError(ErrorKind.UNAVAILABLE, text, reason="UPSTREAM_UNAVAILABLE", metadata=metadata)
-    return FetcherError(ErrorKind.FAILED_PRECONDITION, text, reason="UPSTREAM_REFUSED", metadata=metadata)
+        return FetcherError(ErrorKind.UNAVAILABLE, text, reason=FetcherReason.UPSTREAM_UNAVAILABLE, metadata=metadata)
+    return FetcherError(ErrorKind.FAILED_PRECONDITION, text, reason=FetcherReason.UPSTREAM_REFUSED, metadata=metadata)
 
 
 class ChannelPool:

@@ -19,7 +19,7 @@ from typing import IO, Any
 from tendril.core.errors import ErrorKind
 from tendril.core.logs import get_logger
 from tendril.data_fetcher.cache import CacheEntry, SliceCache
-from tendril.data_fetcher.errors import FetcherError
+from tendril.data_fetcher.errors import DownloadReason, FetcherError, FetcherReason
 from tendril.data_fetcher.model import Assignment, FetcherStats, RetryPolicy, SliceSource
 
 log = get_logger("tendril.data_fetcher.download")
@@ -62,7 +62,7 @@ async def transfer(source: SliceSource, a: Assignment, tmp: Path, stats: Fetcher
                         raise FetcherError(
                             ErrorKind.UNAVAILABLE,
                             f"data node {a.data_node_address} sent nothing for {policy.idle_timeout_seconds}s",
-                            reason="STREAM_STALLED",
+                            reason=DownloadReason.STREAM_STALLED,
                         ) from None
                     if chunk.total_bytes != a.size_bytes:
                         raise _Mismatch(f"the data node says the file has {chunk.total_bytes} bytes")
@@ -78,7 +78,9 @@ async def transfer(source: SliceSource, a: Assignment, tmp: Path, stats: Fetcher
                     return digest.hexdigest()
                 # A stream that ends early is a cut like any other: ask for the rest.
                 last_error = FetcherError(
-                    ErrorKind.UNAVAILABLE, f"stream ended at byte {offset} of {a.size_bytes}", reason="STREAM_SHORT"
+                    ErrorKind.UNAVAILABLE,
+                    f"stream ended at byte {offset} of {a.size_bytes}",
+                    reason=DownloadReason.STREAM_SHORT,
                 )
             except FetcherError as exc:
                 if not exc.retryable:
@@ -95,7 +97,7 @@ async def transfer(source: SliceSource, a: Assignment, tmp: Path, stats: Fetcher
                     f"cannot download {a.slice_name} of data set {a.dataset_id} from {a.data_node_address}: "
                     f"{failures} attempts in a row failed at byte {offset} of {a.size_bytes} "
                     f"(last: {last_error.message}); check that the data node is running",
-                    reason="DATA_NODE_UNAVAILABLE",
+                    reason=FetcherReason.DATA_NODE_UNAVAILABLE,
                     metadata={"data_node": a.data_node_address, "offset": str(offset)},
                 )
             await asyncio.sleep(policy.backoff(max(failures, 1)))
@@ -124,7 +126,7 @@ async def download_verified(
                 ErrorKind.RESOURCE_EXHAUSTED,
                 f"cannot write slice {a.slice_name} into the cache at {cache.root}: {exc}; free disk space or "
                 "lower data_fetcher.cache_bytes",
-                reason="CACHE_WRITE_FAILED",
+                reason=FetcherReason.CACHE_WRITE_FAILED,
             ) from exc
         finally:
             tmp.unlink(missing_ok=True)
@@ -135,6 +137,6 @@ async def download_verified(
         f"slice {a.slice_name} of data set {a.dataset_id} from data node {a.data_node_address} failed verification "
         f"twice: expected sha256 {a.sha256} and {a.size_bytes} bytes, but {problem}. The data node's copy or "
         "the scheduler's manifest is wrong: prepare or serve the data set again.",
-        reason="SLICE_SHA256_MISMATCH",
+        reason=FetcherReason.SLICE_SHA256_MISMATCH,
         metadata={"slice": a.slice_name, "dataset_id": a.dataset_id, "expected_sha256": a.sha256},
     )

@@ -14,7 +14,7 @@ from tendril.core.ids import is_valid_name
 from tendril.core.logs import get_logger
 from tendril.data_fetcher.cache import CacheEntry, SliceCache
 from tendril.data_fetcher.download import download_verified
-from tendril.data_fetcher.errors import FetcherError
+from tendril.data_fetcher.errors import FetcherError, FetcherReason
 from tendril.data_fetcher.jobs import Handout, JobFetcher
 from tendril.data_fetcher.model import (
     Assignment,
@@ -42,15 +42,15 @@ class StatsSnapshot:
     open_jobs: int
 
 
-def _invalid(message: str, reason: str) -> FetcherError:
+def _invalid(message: str, reason: FetcherReason) -> FetcherError:
     return FetcherError(ErrorKind.INVALID_ARGUMENT, message, reason=reason)
 
 
 def check_job_id(job_id: str) -> None:
     if not job_id:
-        raise _invalid("job_id is required", "JOB_ID_MISSING")
+        raise _invalid("job_id is required", FetcherReason.JOB_ID_MISSING)
     if not is_valid_name(job_id):
-        raise _invalid(f"job_id {job_id!r} must be 1-128 letters, digits, '.', '_' or '-'", "BAD_JOB_ID")
+        raise _invalid(f"job_id {job_id!r} must be 1-128 letters, digits, '.', '_' or '-'", FetcherReason.BAD_JOB_ID)
 
 
 class DataFetcher:
@@ -89,19 +89,23 @@ class DataFetcher:
         """Start fetching for a job; opening an open job again with the same scheduler is a no-op."""
         check_job_id(job_id)
         if not worker_id:
-            raise _invalid("worker_id is required (the scheduler assigns slices per worker)", "WORKER_ID_MISSING")
+            raise _invalid(
+                "worker_id is required (the scheduler assigns slices per worker)", FetcherReason.WORKER_ID_MISSING
+            )
         if not coordinator_address:
             raise _invalid(
                 "coordinator_address is required: the address of the job's scheduler CoordinationService",
-                "COORDINATOR_MISSING",
+                FetcherReason.COORDINATOR_MISSING,
             )
         if not is_dialable(coordinator_address):
             raise _invalid(
                 f"coordinator_address {coordinator_address!r} is not host:port (or unix:PATH)",
-                "BAD_COORDINATOR_ADDRESS",
+                FetcherReason.BAD_COORDINATOR_ADDRESS,
             )
         if prefetch < 0 or prefetch > MAX_PREFETCH:
-            raise _invalid(f"prefetch must be 0 (default) to {MAX_PREFETCH}, got {prefetch}", "BAD_PREFETCH")
+            raise _invalid(
+                f"prefetch must be 0 (default) to {MAX_PREFETCH}, got {prefetch}", FetcherReason.BAD_PREFETCH
+            )
         existing = self.jobs.get(job_id)
         if existing is not None:
             if existing.coordinator_address == coordinator_address and existing.worker_id == worker_id:
@@ -110,7 +114,7 @@ class DataFetcher:
                 ErrorKind.ALREADY_EXISTS,
                 f"job {job_id} is already open with scheduler {existing.coordinator_address} and worker "
                 f"{existing.worker_id}; CloseJob it first to reopen it differently",
-                reason="JOB_ALREADY_OPEN",
+                reason=FetcherReason.JOB_ALREADY_OPEN,
             )
         job = JobFetcher(
             job_id=job_id,
@@ -134,7 +138,7 @@ class DataFetcher:
             raise FetcherError(
                 ErrorKind.NOT_FOUND,
                 f"job {job_id} is not open at this DataFetcher; call OpenJob first",
-                reason="JOB_NOT_OPEN",
+                reason=FetcherReason.JOB_NOT_OPEN,
                 metadata={"job_id": job_id},
             )
         return job

@@ -20,7 +20,7 @@ from collections.abc import Awaitable, Callable
 from tendril.core.errors import ErrorKind
 from tendril.core.logs import get_logger
 from tendril.data_fetcher.cache import CacheEntry, SliceCache
-from tendril.data_fetcher.errors import FetcherError
+from tendril.data_fetcher.errors import FetcherError, FetcherReason
 from tendril.data_fetcher.model import Assignment, Coordinator, RetryPolicy, check_assignment
 
 log = get_logger("tendril.data_fetcher.jobs")
@@ -106,7 +106,8 @@ class JobFetcher:
                 raise
             except Exception as exc:  # a bug must reach the caller, not kill the loop silently
                 log.error("prefetch.crashed", job_id=self.job_id, exc_info=exc)
-                item = Failed(FetcherError(ErrorKind.INTERNAL, f"prefetch failed: {type(exc).__name__}: {exc}"))
+                failure = f"prefetch failed: {type(exc).__name__}: {exc}"
+                item = Failed(FetcherError(ErrorKind.INTERNAL, failure, reason=FetcherReason.PREFETCH_FAILED))
             self._items.append(item)
             self._changed.set()
 
@@ -171,12 +172,12 @@ def _closed_error(job_id: str, stopping: bool) -> FetcherError:
             ErrorKind.UNAVAILABLE,
             f"the DataFetcher is stopping; job {job_id} gets no more slices from this process. Once it is back, "
             "call OpenJob again",
-            reason="FETCHER_STOPPING",
+            reason=FetcherReason.FETCHER_STOPPING,
             metadata={"job_id": job_id},
         )
     return FetcherError(
         ErrorKind.FAILED_PRECONDITION,
         f"job {job_id} was closed while waiting for its next slice; call OpenJob again to fetch for it",
-        reason="JOB_CLOSED",
+        reason=FetcherReason.JOB_CLOSED,
         metadata={"job_id": job_id},
     )

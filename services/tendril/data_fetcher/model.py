@@ -10,7 +10,7 @@ from typing import Protocol
 from tendril.core.config import split_address
 from tendril.core.errors import ErrorKind
 from tendril.core.ids import is_sha256_hex, is_valid_name
-from tendril.data_fetcher.errors import FetcherError
+from tendril.data_fetcher.errors import FetcherError, FetcherReason
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +70,7 @@ def check_assignment(a: Assignment, scheduler: str) -> None:
         raise FetcherError(
             ErrorKind.FAILED_PRECONDITION,
             f"the scheduler at {scheduler} sent an unusable slice assignment: {'; '.join(problems)}",
-            reason="BAD_ASSIGNMENT",
+            reason=FetcherReason.BAD_ASSIGNMENT,
             metadata={"scheduler": scheduler},
         )
 

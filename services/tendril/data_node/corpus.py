@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from tendril.core.errors import ErrorKind
-from tendril.data_node.errors import DataNodeError
+from tendril.data_node.errors import DataNodeError, DatasetReason
 
 STDLIB_SOURCE = "@stdlib"  # the SRC value of `tendril data prepare` that means stdlib_corpus()
 _NOT_STDLIB = {"site-packages", "dist-packages", "__pycache__"}
@@ -28,7 +28,7 @@ def collect_files(src: Path, suffixes: Sequence[str] = (), *, skip_dirs: frozens
         raise DataNodeError(
             ErrorKind.NOT_FOUND,
             f"source {src} is neither a folder nor a file; pass a folder of text files (or {STDLIB_SOURCE}).",
-            reason="SOURCE_NOT_FOUND",
+            reason=DatasetReason.SOURCE_NOT_FOUND,
         )
     found: list[tuple[str, Path]] = []
     for root, dirs, files in os.walk(src, followlinks=False):

@@ -1,11 +1,54 @@
-"""The one error type of the data node (prepare and serve)."""
+"""The one error type of the data node (prepare and serve) and its reasons.
+
+DataNodeReason (what DataNodeService answers) is the wire catalogue in
+:mod:`tendril.core.reasons`; DatasetReason covers `tendril data prepare` and opening a data
+set to serve it.
+"""
 
 from __future__ import annotations
 
-from tendril.core.errors import TendrilError
+import enum
+from collections.abc import Mapping
+
+from tendril.core.errors import ErrorKind, TendrilError
+from tendril.core.reasons import DataNodeReason
+
+__all__ = ["DataNodeError", "DataNodeReason", "DatasetReason"]
+
+
+class DatasetReason(enum.StrEnum):
+    """Why a data set cannot be prepared or served; the command exits with it (no RPC answers it)."""
+
+    BAD_DATASET_ID = "BAD_DATASET_ID"  # --dataset-id is not a plain name
+    BAD_SEQ_LEN = "BAD_SEQ_LEN"  # --seq-len is below 2
+    BAD_SLICE_SIZE = "BAD_SLICE_SIZE"  # --sequences-per-slice is below 1
+    BAD_MAX_BYTES = "BAD_MAX_BYTES"  # --max-bytes is not positive
+    OUT_NOT_A_FOLDER = "OUT_NOT_A_FOLDER"  # OUT exists and is a file
+    OUT_NOT_EMPTY = "OUT_NOT_EMPTY"  # OUT is a folder with files in it
+    SOURCE_NOT_FOUND = "SOURCE_NOT_FOUND"  # SRC does not exist
+    SOURCE_UNREADABLE = "SOURCE_UNREADABLE"  # a source file cannot be read
+    NO_SOURCE_FILES = "NO_SOURCE_FILES"  # SRC holds no file with the chosen suffixes
+    SOURCE_TOO_SMALL = "SOURCE_TOO_SMALL"  # the text does not fill one sequence
+    TOKENIZERS_MISSING = "TOKENIZERS_MISSING"  # --tokenizer needs the tokenizers package
+    TOKENIZER_NOT_FOUND = "TOKENIZER_NOT_FOUND"  # the tokenizer file does not exist
+    BAD_TOKENIZER = "BAD_TOKENIZER"  # the tokenizer file cannot be loaded or used
+    MANIFEST_MISSING = "MANIFEST_MISSING"  # the folder to serve has no manifest.json
+    BAD_MANIFEST = "BAD_MANIFEST"  # manifest.json is unreadable or breaks the format
+    SLICE_FILE_MISSING = "SLICE_FILE_MISSING"  # a slice listed in the manifest is missing
+    SLICE_FILE_DAMAGED = "SLICE_FILE_DAMAGED"  # a slice's size or sha256 differs from the manifest's
 
 
 class DataNodeError(TendrilError):
     """Bad data set input, a missing or damaged data set, or a bad FetchSlice request."""
 
     service = "data_node"
+
+    def __init__(
+        self,
+        kind: ErrorKind,
+        message: str,
+        *,
+        reason: DataNodeReason | DatasetReason,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(kind, message, reason=reason, metadata=metadata)

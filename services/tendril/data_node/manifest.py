@@ -20,7 +20,7 @@ from typing import Any
 
 from tendril.core.errors import ErrorKind
 from tendril.core.ids import is_sha256_hex, is_valid_name
-from tendril.data_node.errors import DataNodeError
+from tendril.data_node.errors import DataNodeError, DatasetReason
 
 MANIFEST_NAME = "manifest.json"
 FORMAT = "tendril-dataset/1"
@@ -102,7 +102,7 @@ def _bad(folder: Path, what: str) -> DataNodeError:
     return DataNodeError(
         ErrorKind.FAILED_PRECONDITION,
         f"{folder / MANIFEST_NAME}: {what}. Prepare the data set again with `tendril data prepare`.",
-        reason="BAD_MANIFEST",
+        reason=DatasetReason.BAD_MANIFEST,
         metadata={"path": str(folder / MANIFEST_NAME)},
     )
 
@@ -132,7 +132,7 @@ def load_manifest(folder: Path) -> DatasetManifest:
             ErrorKind.NOT_FOUND,
             f"{folder} is not a prepared data set: {MANIFEST_NAME} is missing. "
             "Run `tendril data prepare SRC OUT` and serve OUT.",
-            reason="MANIFEST_MISSING",
+            reason=DatasetReason.MANIFEST_MISSING,
             metadata={"path": str(path)},
         ) from None
     except (OSError, json.JSONDecodeError) as exc:

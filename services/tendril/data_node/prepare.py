@@ -26,7 +26,7 @@ from safetensors.numpy import save as safetensors_bytes
 from tqdm import tqdm
 
 from tendril.core.errors import ErrorKind
-from tendril.data_node.errors import DataNodeError
+from tendril.data_node.errors import DataNodeError, DatasetReason
 from tendril.data_node.manifest import TENSOR_NAME, DatasetManifest, SliceEntry, is_valid_name, slice_name
 from tendril.data_node.tokenizer import Tokenizer
 
@@ -45,7 +45,7 @@ class PrepareOptions:
     progress: bool = True  # tqdm bar on stderr (tqdm hides it when stderr is not a terminal)
 
 
-def _invalid(message: str, reason: str) -> DataNodeError:
+def _invalid(message: str, reason: DatasetReason) -> DataNodeError:
     return DataNodeError(ErrorKind.INVALID_ARGUMENT, message, reason=reason)
 
 
@@ -58,25 +58,29 @@ def default_dataset_id(out: Path) -> str:
 def check_options(options: PrepareOptions, out: Path) -> str:
     """Validate the options; returns the data set id to use."""
     if options.seq_len < 2:
-        raise _invalid(f"--seq-len must be at least 2 (inputs + shifted targets), got {options.seq_len}", "BAD_SEQ_LEN")
+        raise _invalid(
+            f"--seq-len must be at least 2 (inputs + shifted targets), got {options.seq_len}", DatasetReason.BAD_SEQ_LEN
+        )
     if options.sequences_per_slice < 1:
-        raise _invalid(f"--sequences-per-slice must be at least 1, got {options.sequences_per_slice}", "BAD_SLICE_SIZE")
+        raise _invalid(
+            f"--sequences-per-slice must be at least 1, got {options.sequences_per_slice}", DatasetReason.BAD_SLICE_SIZE
+        )
     if options.max_bytes is not None and options.max_bytes <= 0:
-        raise _invalid(f"--max-bytes must be positive, got {options.max_bytes}", "BAD_MAX_BYTES")
+        raise _invalid(f"--max-bytes must be positive, got {options.max_bytes}", DatasetReason.BAD_MAX_BYTES)
     dataset_id = options.dataset_id or default_dataset_id(out)
     if not is_valid_name(dataset_id):
         raise _invalid(
             f"--dataset-id {dataset_id!r} is not a plain name: use 1-128 letters, digits, '.', '_' or '-', "
             "not starting with '.' or '-'",
-            "BAD_DATASET_ID",
+            DatasetReason.BAD_DATASET_ID,
         )
     if out.exists() and not out.is_dir():
-        raise _invalid(f"OUT {out} exists and is not a folder; choose another OUT", "OUT_NOT_A_FOLDER")
+        raise _invalid(f"OUT {out} exists and is not a folder; choose another OUT", DatasetReason.OUT_NOT_A_FOLDER)
     if out.is_dir() and any(out.iterdir()) and not options.force:
         raise DataNodeError(
             ErrorKind.ALREADY_EXISTS,
             f"OUT {out} is not empty; choose an empty or new folder, or pass --force to replace it",
-            reason="OUT_NOT_EMPTY",
+            reason=DatasetReason.OUT_NOT_EMPTY,
         )
     return dataset_id
 
@@ -92,7 +96,9 @@ def _read_documents(files: Sequence[Path], max_bytes: int | None, bar: tqdm) -> 
                 data = f.read() if left is None else f.read(left)
         except OSError as exc:
             raise DataNodeError(
-                ErrorKind.FAILED_PRECONDITION, f"cannot read source file {path}: {exc}", reason="SOURCE_UNREADABLE"
+                ErrorKind.FAILED_PRECONDITION,
+                f"cannot read source file {path}: {exc}",
+                reason=DatasetReason.SOURCE_UNREADABLE,
             ) from exc
         if left is not None:
             left -= len(data)
@@ -167,7 +173,7 @@ def prepare_dataset(
     options = options or PrepareOptions()
     dataset_id = check_options(options, out)
     if not files:
-        raise _invalid("no source files found; check SRC (and --suffix)", "NO_SOURCE_FILES")
+        raise _invalid("no source files found; check SRC (and --suffix)", DatasetReason.NO_SOURCE_FILES)
     total = sum(p.stat().st_size for p in files)
     if options.max_bytes is not None:
         total = min(total, options.max_bytes)
@@ -190,7 +196,7 @@ def prepare_dataset(
             raise _invalid(
                 f"the source holds {writer.tokens_seen} tokens, fewer than one sequence of --seq-len "
                 f"{options.seq_len}; add text, raise --max-bytes or lower --seq-len",
-                "SOURCE_TOO_SMALL",
+                DatasetReason.SOURCE_TOO_SMALL,
             )
         manifest = DatasetManifest(
             dataset_id=dataset_id,

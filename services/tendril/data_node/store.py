@@ -13,7 +13,7 @@ from pathlib import Path
 
 from tendril.core.errors import ErrorKind
 from tendril.core.files import file_sha256
-from tendril.data_node.errors import DataNodeError
+from tendril.data_node.errors import DataNodeError, DataNodeReason, DatasetReason
 from tendril.data_node.manifest import DatasetManifest, SliceEntry, is_valid_name, load_manifest
 
 
@@ -27,7 +27,7 @@ class SliceStore:
             raise DataNodeError(
                 ErrorKind.INVALID_ARGUMENT,
                 f"--dataset-id {dataset_id!r} is not a plain name (letters, digits, '.', '_', '-')",
-                reason="BAD_DATASET_ID",
+                reason=DatasetReason.BAD_DATASET_ID,
             )
         # NOTE: --dataset-id lets one prepared folder be served under another id; the manifest
         # handed out then carries that id, so clients see one consistent name.
@@ -41,20 +41,20 @@ class SliceStore:
             raise DataNodeError(
                 ErrorKind.FAILED_PRECONDITION,
                 f"{path} is listed in the manifest but missing; prepare the data set again",
-                reason="SLICE_FILE_MISSING",
+                reason=DatasetReason.SLICE_FILE_MISSING,
             )
         size = path.stat().st_size
         if size != entry.size_bytes:
             raise DataNodeError(
                 ErrorKind.FAILED_PRECONDITION,
                 f"{path} has {size} bytes, the manifest says {entry.size_bytes}; prepare the data set again",
-                reason="SLICE_FILE_DAMAGED",
+                reason=DatasetReason.SLICE_FILE_DAMAGED,
             )
         if verify and file_sha256(path) != entry.sha256:
             raise DataNodeError(
                 ErrorKind.FAILED_PRECONDITION,
                 f"{path} does not match its sha256 in the manifest; prepare the data set again",
-                reason="SLICE_FILE_DAMAGED",
+                reason=DatasetReason.SLICE_FILE_DAMAGED,
             )
 
     def check_dataset(self, dataset_id: str) -> None:
@@ -64,7 +64,7 @@ class SliceStore:
                 ErrorKind.NOT_FOUND,
                 f"this data node serves data set {self.dataset_id!r}, not {dataset_id!r}; "
                 "look the data set up in the gateway registry (kind 'dataset') to find its node",
-                reason="DATASET_NOT_FOUND",
+                reason=DataNodeReason.DATASET_NOT_FOUND,
                 metadata={"served": self.dataset_id, "requested": dataset_id},
             )
 
@@ -73,13 +73,15 @@ class SliceStore:
         self.check_dataset(dataset_id)
         if not name:
             raise DataNodeError(
-                ErrorKind.INVALID_ARGUMENT, "slice_name is required, e.g. 'slice-00000.safetensors'", reason="NO_SLICE"
+                ErrorKind.INVALID_ARGUMENT,
+                "slice_name is required, e.g. 'slice-00000.safetensors'",
+                reason=DataNodeReason.NO_SLICE,
             )
         if not is_valid_name(name):
             raise DataNodeError(
                 ErrorKind.INVALID_ARGUMENT,
                 f"slice_name {name!r} is not a plain file name; use a name from GetManifest",
-                reason="BAD_SLICE_NAME",
+                reason=DataNodeReason.BAD_SLICE_NAME,
             )
         entry = self.manifest.slice(name)
         if entry is None:
@@ -87,14 +89,14 @@ class SliceStore:
                 ErrorKind.NOT_FOUND,
                 f"data set {self.dataset_id!r} has no slice {name!r}; GetManifest lists its "
                 f"{len(self.manifest.slices)} slices",
-                reason="SLICE_NOT_FOUND",
+                reason=DataNodeReason.SLICE_NOT_FOUND,
             )
         if offset > entry.size_bytes:
             raise DataNodeError(
                 ErrorKind.OUT_OF_RANGE,
                 f"offset {offset} is past the end of {name} ({entry.size_bytes} bytes); resume from an offset "
                 "no larger than the file size",
-                reason="OFFSET_OUT_OF_RANGE",
+                reason=DataNodeReason.OFFSET_OUT_OF_RANGE,
                 metadata={"size_bytes": str(entry.size_bytes)},
             )
         return entry

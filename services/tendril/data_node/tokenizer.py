@@ -17,7 +17,7 @@ from typing import Protocol
 import numpy as np
 
 from tendril.core.errors import ErrorKind
-from tendril.data_node.errors import DataNodeError
+from tendril.data_node.errors import DataNodeError, DatasetReason
 
 EOT_CANDIDATES = ("<|endoftext|>", "</s>", "<eos>", "[SEP]", "<|end_of_text|>")
 
@@ -58,7 +58,7 @@ class HFTokenizer:
                 ErrorKind.FAILED_PRECONDITION,
                 "--tokenizer needs the `tokenizers` package (it comes with transformers: "
                 "pip install 'tendril[train]'), or leave --tokenizer out to use the byte tokenizer.",
-                reason="TOKENIZERS_MISSING",
+                reason=DatasetReason.TOKENIZERS_MISSING,
             ) from exc
         try:
             self._tok = _HF.from_file(str(path))
@@ -66,7 +66,7 @@ class HFTokenizer:
             raise DataNodeError(
                 ErrorKind.INVALID_ARGUMENT,
                 f"cannot load tokenizer {path}: {exc}. Pass a HuggingFace tokenizer.json file.",
-                reason="BAD_TOKENIZER",
+                reason=DatasetReason.BAD_TOKENIZER,
             ) from exc
         self.name = f"hf:{path.name}"
         self.sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
@@ -94,6 +94,6 @@ def load_tokenizer(path: str | Path | None) -> Tokenizer:
         raise DataNodeError(
             ErrorKind.NOT_FOUND,
             f"tokenizer file {file} does not exist; pass the path of a HuggingFace tokenizer.json.",
-            reason="TOKENIZER_NOT_FOUND",
+            reason=DatasetReason.TOKENIZER_NOT_FOUND,
         )
     return HFTokenizer(file)

@@ -12,7 +12,7 @@ from typing import Generic, TypeVar
 from tendril.core.errors import ErrorKind
 from tendril.core.fanout import Fanout, Overflow, Subscription
 from tendril.core.logs import get_logger
-from tendril.gateway.errors import GatewayError
+from tendril.gateway.errors import GatewayError, GatewayReason
 
 log = get_logger("tendril.gateway.bus")
 
@@ -25,13 +25,15 @@ MAX_TOPIC_LENGTH = 256
 def check_topic(topic: str) -> None:
     if not topic:
         raise GatewayError(
-            ErrorKind.INVALID_ARGUMENT, "topic is empty; name a topic, e.g. 'tendril/worker'", reason="TOPIC_MISSING"
+            ErrorKind.INVALID_ARGUMENT,
+            "topic is empty; name a topic, e.g. 'tendril/worker'",
+            reason=GatewayReason.TOPIC_MISSING,
         )
     if len(topic) > MAX_TOPIC_LENGTH:
         raise GatewayError(
             ErrorKind.INVALID_ARGUMENT,
             f"topic is {len(topic)} characters long; use at most {MAX_TOPIC_LENGTH}",
-            reason="TOPIC_TOO_LONG",
+            reason=GatewayReason.TOPIC_TOO_LONG,
         )
 
 

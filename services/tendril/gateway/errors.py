@@ -1,11 +1,21 @@
-"""The gateway's one error type."""
+"""The gateway's one error type and its reasons (the catalogue is GatewayReason)."""
 
 from __future__ import annotations
 
-from tendril.core.errors import TendrilError
+from collections.abc import Mapping
+
+from tendril.core.errors import ErrorKind, TendrilError
+from tendril.core.reasons import GatewayReason
+
+__all__ = ["GatewayError", "GatewayReason"]
 
 
 class GatewayError(TendrilError):
     """Bad bus or registry input, a missing record, a watcher that fell behind."""
 
     service = "gateway"
+
+    def __init__(
+        self, kind: ErrorKind, message: str, *, reason: GatewayReason, metadata: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(kind, message, reason=reason, metadata=metadata)

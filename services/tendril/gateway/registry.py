@@ -19,7 +19,7 @@ from typing import Any
 from tendril.core.errors import ErrorKind
 from tendril.core.fanout import Fanout, Overflow, Subscription
 from tendril.core.logs import get_logger
-from tendril.gateway.errors import GatewayError
+from tendril.gateway.errors import GatewayError, GatewayReason
 
 log = get_logger("tendril.gateway.registry")
 
@@ -56,18 +56,26 @@ class RecordEvent:
     entry: Entry
 
 
+# field -> (reason when empty, reason when too long)
+_NAME_REASONS = {
+    "kind": (GatewayReason.KIND_MISSING, GatewayReason.KIND_TOO_LONG),
+    "id": (GatewayReason.ID_MISSING, GatewayReason.ID_TOO_LONG),
+}
+
+
 def _check_name(field: str, value: str) -> None:
+    missing, too_long = _NAME_REASONS[field]
     if not value:
         raise GatewayError(
             ErrorKind.INVALID_ARGUMENT,
             f"record {field} is empty; give a non-empty {field} (e.g. kind 'worker', id 'worker-a')",
-            reason=f"{field.upper()}_MISSING",
+            reason=missing,
         )
     if len(value) > MAX_NAME_LENGTH:
         raise GatewayError(
             ErrorKind.INVALID_ARGUMENT,
             f"record {field} is {len(value)} characters long; use at most {MAX_NAME_LENGTH}",
-            reason=f"{field.upper()}_TOO_LONG",
+            reason=too_long,
         )
 
 
@@ -96,7 +104,7 @@ class Registry:
                 ErrorKind.INVALID_ARGUMENT,
                 f"ttl_seconds is {ttl_seconds}; give a TTL in (0, {MAX_TTL_SECONDS:g}] seconds and refresh the "
                 "record (Put again) before it runs out",
-                reason="TTL_INVALID",
+                reason=GatewayReason.TTL_INVALID,
             )
         self.expire_due()
         key = (kind, record_id)
@@ -124,7 +132,7 @@ class Registry:
                 ErrorKind.NOT_FOUND,
                 f"no live record {kind}/{record_id}: it was never put, was deleted, or its TTL ran out "
                 "(List shows the live records)",
-                reason="RECORD_NOT_FOUND",
+                reason=GatewayReason.RECORD_NOT_FOUND,
                 metadata={"kind": kind, "id": record_id},
             )
         return entry

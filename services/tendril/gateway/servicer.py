@@ -11,7 +11,7 @@ from tendril.core.fanout import SubscriptionOverflow
 from tendril.core.identity import caller_id, certificate_id
 from tendril.core.timeutil import now, to_timestamp
 from tendril.gateway.bus import TopicBus
-from tendril.gateway.errors import GatewayError
+from tendril.gateway.errors import GatewayError, GatewayReason
 from tendril.gateway.registry import Entry, RecordEventType, Registry
 from tendril_proto.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 
@@ -35,7 +35,7 @@ class BusServicer(gateway_pb2_grpc.BusServiceServicer):
                 ErrorKind.INVALID_ARGUMENT,
                 "payload is missing; pack the message in a google.protobuf.Any "
                 "(e.g. a tendril.arbiter.v1.ResourceRequest)",
-                reason="PAYLOAD_MISSING",
+                reason=GatewayReason.PAYLOAD_MISSING,
             )
         # NOTE: under mTLS the sender is the name on the caller's certificate, whatever the
         # request says: subscribers (the arbiter) may then trust it as the publisher's identity.
@@ -108,7 +108,7 @@ class RegistryServicer(gateway_pb2_grpc.RegistryServiceServicer):
             raise GatewayError(
                 ErrorKind.ABORTED,
                 f"{exc}; start a new Watch (it begins with EXISTING for every live record)",
-                reason="WATCH_OVERFLOW",
+                reason=GatewayReason.WATCH_OVERFLOW,
             ) from exc
         finally:
             self.registry.unwatch(sub)

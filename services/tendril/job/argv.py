@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping, Sequence
 
 from tendril.core.errors import ErrorKind
-from tendril.job.errors import JobError
+from tendril.job.errors import JobError, JobReason
 
 PLACEHOLDERS = ("SOCKET_PATH", "WORK_DIR", "JOB_JSON", "PYTHON")
 _PLACEHOLDER = re.compile(r"\{([A-Z][A-Z0-9_]*)\}")
@@ -27,7 +27,7 @@ def render_argv(template: Sequence[str], values: Mapping[str, str]) -> list[str]
         raise JobError(
             ErrorKind.FAILED_PRECONDITION,
             "the executor's command is empty; give it an argv list in [[executors]] command",
-            reason="BAD_EXECUTOR_COMMAND",
+            reason=JobReason.BAD_EXECUTOR_COMMAND,
         )
     missing = [name for name in PLACEHOLDERS if name not in values]
     if missing:
@@ -40,7 +40,7 @@ def render_argv(template: Sequence[str], values: Mapping[str, str]) -> list[str]
                 ErrorKind.FAILED_PRECONDITION,
                 f"the executor's command uses unknown placeholder {{{name}}}; known ones are "
                 + ", ".join(f"{{{p}}}" for p in PLACEHOLDERS),
-                reason="BAD_EXECUTOR_COMMAND",
+                reason=JobReason.BAD_EXECUTOR_COMMAND,
                 metadata={"placeholder": name},
             )
         return values[name]

@@ -29,7 +29,7 @@ from tendril.core.errors import ErrorKind
 from tendril.core.fanout import Fanout, Overflow, SubscriptionOverflow
 from tendril.core.logs import get_logger
 from tendril.job.argv import render_argv
-from tendril.job.errors import JobError
+from tendril.job.errors import JobError, JobReason
 from tendril.job.executor import ExecutorProcess, executor_env
 from tendril.job.joblog import LogReader
 from tendril.job.model import JobRecord, JobState
@@ -109,7 +109,7 @@ class JobManager:
             raise JobError(
                 ErrorKind.UNAVAILABLE,
                 "the JobService is stopping; dispatch to another worker or retry once it is back",
-                reason="SHUTTING_DOWN",
+                reason=JobReason.SHUTTING_DOWN,
             )
         executor = validate_spec(self.config, caller, spec)
         self.workdirs.check_socket_path(spec.job_id)
@@ -122,28 +122,28 @@ class JobManager:
                 ErrorKind.NOT_FOUND,
                 f"lease {lease_id} is not live on this worker (unknown, released or expired); "
                 "win a new lease before dispatching",
-                reason="LEASE_NOT_FOUND",
+                reason=JobReason.LEASE_NOT_FOUND,
                 metadata={"lease_id": lease_id},
             )
         if lease.owner_id != caller:
             raise JobError(
                 ErrorKind.PERMISSION_DENIED,
                 f"lease {lease_id} belongs to {lease.owner_id}, not to {caller}; dispatch under a lease you hold",
-                reason="LEASE_NOT_OWNED",
+                reason=JobReason.LEASE_NOT_OWNED,
                 metadata={"lease_id": lease_id},
             )
         if not lease.renewable:
             raise JobError(
                 ErrorKind.FAILED_PRECONDITION,
                 f"lease {lease_id} is still temporary (its offer was not accepted yet); accept the offer first",
-                reason="LEASE_NOT_RENEWABLE",
+                reason=JobReason.LEASE_NOT_RENEWABLE,
                 metadata={"lease_id": lease_id},
             )
         if lease.expires_at <= self.clock():
             raise JobError(
                 ErrorKind.FAILED_PRECONDITION,
                 f"lease {lease_id} has expired; renew leases before they run out",
-                reason="LEASE_EXPIRED",
+                reason=JobReason.LEASE_EXPIRED,
                 metadata={"lease_id": lease_id},
             )
 
@@ -154,7 +154,7 @@ class JobManager:
             raise JobError(
                 ErrorKind.ALREADY_EXISTS,
                 f"job {spec.job_id} already exists on this worker; job ids are never reused, pick a new one",
-                reason="JOB_EXISTS",
+                reason=JobReason.JOB_EXISTS,
                 metadata={"job_id": spec.job_id},
             )
         limit = self.config.job.max_concurrent_jobs
@@ -162,7 +162,7 @@ class JobManager:
             raise JobError(
                 ErrorKind.RESOURCE_EXHAUSTED,
                 f"this worker already runs {limit} jobs (job.max_concurrent_jobs); wait for one to end",
-                reason="TOO_MANY_JOBS",
+                reason=JobReason.TOO_MANY_JOBS,
                 metadata={"max_concurrent_jobs": str(limit)},
             )
         self._claimed.add(spec.job_id)
@@ -319,7 +319,7 @@ class JobManager:
             raise JobError(
                 ErrorKind.NOT_FOUND,
                 f"no job {job_id!r} on this worker; List shows the jobs it has",
-                reason="JOB_NOT_FOUND",
+                reason=JobReason.JOB_NOT_FOUND,
                 metadata={"job_id": job_id[:80]},
             )
         return self._live(record)
@@ -353,7 +353,7 @@ class JobManager:
             raise JobError(
                 ErrorKind.ABORTED,
                 f"this watch fell {WATCH_QUEUE} changes behind and was cut off; start a new Watch",
-                reason="WATCH_OVERFLOW",
+                reason=JobReason.WATCH_OVERFLOW,
             ) from exc
         finally:
             self.events.unsubscribe(sub)
@@ -396,7 +396,7 @@ class JobManager:
             raise JobError(
                 ErrorKind.PERMISSION_DENIED,
                 f"job {job_id} belongs to {record.owner_id}; only its owner may cancel it",
-                reason="NOT_JOB_OWNER",
+                reason=JobReason.NOT_JOB_OWNER,
                 metadata={"job_id": job_id},
             )
         if record.terminal:
@@ -406,7 +406,7 @@ class JobManager:
             raise JobError(
                 ErrorKind.UNAVAILABLE,
                 f"job {job_id} is still being dispatched; retry the cancel in a moment",
-                reason="JOB_STARTING",
+                reason=JobReason.JOB_STARTING,
             )
         await self._stop(run, JobState.CANCELLED, reason or f"cancelled by its owner {caller}")
         return self.get(job_id)

@@ -25,7 +25,7 @@ from tendril.core import metrics, tracing
 from tendril.core.config import ExecutorConfig
 from tendril.core.errors import ErrorKind
 from tendril.core.process import child_env
-from tendril.job.errors import JobError
+from tendril.job.errors import JobError, JobReason
 
 
 def executor_env(
@@ -88,7 +88,7 @@ class ExecutorProcess:
                 ErrorKind.FAILED_PRECONDITION,
                 f"cannot start the executor command {argv[0]!r}: {exc.strerror or exc}; "
                 "check the command of this executor in the worker's [[executors]] config",
-                reason="EXECUTOR_START_FAILED",
+                reason=JobReason.EXECUTOR_START_FAILED,
                 metadata={"command": str(argv[0])},
             ) from exc
         finally:

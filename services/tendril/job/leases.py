@@ -20,7 +20,7 @@ from tendril.core.errors import ErrorKind, kind_for_status
 from tendril.core.logs import get_logger
 from tendril.core.timeutil import from_timestamp
 from tendril.job.core import LeaseInfo
-from tendril.job.errors import JobError
+from tendril.job.errors import JobError, JobReason
 from tendril_proto.lease.v1 import lease_pb2, lease_pb2_grpc
 
 log = get_logger("tendril.jobs.leases")
@@ -68,7 +68,11 @@ class LeaseClient:
                 kind,
                 f"cannot check lease {lease_id} with the LeaseService at {self.address} "
                 f"({exc.code().name}: {exc.details()}); retry shortly",
-                reason="LEASE_SERVICE_UNAVAILABLE" if kind is ErrorKind.UNAVAILABLE else "LEASE_CHECK_FAILED",
+                reason=(
+                    JobReason.LEASE_SERVICE_UNAVAILABLE
+                    if kind is ErrorKind.UNAVAILABLE
+                    else JobReason.LEASE_CHECK_FAILED
+                ),
             ) from exc
         lease = reply.lease
         return LeaseInfo(

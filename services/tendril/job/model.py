@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 from tendril.core.errors import ErrorKind
-from tendril.job.errors import JobError
+from tendril.job.errors import JobError, JobReason, JobRecordReason
 
 JOB_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
@@ -50,7 +50,7 @@ def check_transition(job_id: str, old: JobState, new: JobState) -> None:
             ErrorKind.FAILED_PRECONDITION,
             f"job {job_id} cannot go from {old.value} to {new.value}"
             + (" (it has already ended)" if old.terminal else ""),
-            reason="ILLEGAL_TRANSITION",
+            reason=JobRecordReason.ILLEGAL_TRANSITION,
             metadata={"job_id": job_id, "from": old.value, "to": new.value},
         )
 
@@ -61,7 +61,7 @@ def validate_job_id(job_id: str) -> None:
         raise JobError(
             ErrorKind.INVALID_ARGUMENT,
             f"job_id {job_id!r} is not valid: use 1-64 characters of A-Z, a-z, 0-9, '.', '_' or '-'",
-            reason="BAD_JOB_ID",
+            reason=JobReason.BAD_JOB_ID,
             metadata={"job_id": job_id[:80]},
         )
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from tendril.core.config import ExecutorConfig, WorkerConfig, split_address
 from tendril.core.errors import ErrorKind
-from tendril.job.errors import JobError
+from tendril.job.errors import JobError, JobReason
 from tendril.job.model import validate_job_id
 
 
@@ -32,26 +32,26 @@ def validate(config: WorkerConfig, caller: str, spec: DispatchSpec) -> ExecutorC
         raise JobError(
             ErrorKind.UNAUTHENTICATED,
             "the caller did not say who it is; send metadata 'tendril-peer-id' with your scheduler id",
-            reason="NO_PEER_ID",
+            reason=JobReason.NO_PEER_ID,
         )
     validate_job_id(spec.job_id)
     if not spec.lease_id:
         raise JobError(
             ErrorKind.INVALID_ARGUMENT,
             "lease_id is required: the id of a renewable lease you hold on this worker",
-            reason="LEASE_ID_MISSING",
+            reason=JobReason.LEASE_ID_MISSING,
         )
     if not spec.executor_class or not spec.executor_name:
         raise JobError(
             ErrorKind.INVALID_ARGUMENT,
             "executor.executor_class and executor.name are required (e.g. 'example' / 'echo')",
-            reason="EXECUTOR_MISSING",
+            reason=JobReason.EXECUTOR_MISSING,
         )
     if not math.isfinite(spec.timeout_seconds) or spec.timeout_seconds < 0:
         raise JobError(
             ErrorKind.INVALID_ARGUMENT,
             f"timeout must be a positive duration or unset, got {spec.timeout_seconds} s",
-            reason="BAD_TIMEOUT",
+            reason=JobReason.BAD_TIMEOUT,
         )
     if spec.coordinator_address:
         try:
@@ -60,7 +60,7 @@ def validate(config: WorkerConfig, caller: str, spec: DispatchSpec) -> ExecutorC
             raise JobError(
                 ErrorKind.INVALID_ARGUMENT,
                 f"coordinator_address {spec.coordinator_address!r} is not host:port",
-                reason="BAD_COORDINATOR_ADDRESS",
+                reason=JobReason.BAD_COORDINATOR_ADDRESS,
             ) from exc
     executor = config.executor(spec.executor_class, spec.executor_name)
     if executor is None:
@@ -69,7 +69,7 @@ def validate(config: WorkerConfig, caller: str, spec: DispatchSpec) -> ExecutorC
             ErrorKind.FAILED_PRECONDITION,
             f"executor {spec.executor_class}/{spec.executor_name} is not configured on this worker "
             f"(configured: {known})",
-            reason="EXECUTOR_NOT_CONFIGURED",
+            reason=JobReason.EXECUTOR_NOT_CONFIGURED,
             metadata={"executor_class": spec.executor_class, "name": spec.executor_name},
         )
     return executor

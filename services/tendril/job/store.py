@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tendril.core.errors import ErrorKind
-from tendril.job.errors import JobError
+from tendril.job.errors import JobError, JobReason, JobRecordReason
 from tendril.job.model import JobRecord, JobState, check_transition
 
 SCHEMA = """
@@ -139,7 +139,7 @@ class JobStore:
             raise JobError(
                 ErrorKind.ALREADY_EXISTS,
                 f"job {record.job_id} already exists on this worker; job ids are never reused, pick a new one",
-                reason="JOB_EXISTS",
+                reason=JobReason.JOB_EXISTS,
                 metadata={"job_id": record.job_id},
             ) from exc
 
@@ -191,7 +191,7 @@ class JobStore:
                 ErrorKind.FAILED_PRECONDITION,
                 f"job {record.job_id} is {current.state.value if current else 'gone'}, not {record.state.value}; "
                 "it changed meanwhile",
-                reason="STATE_CHANGED",
+                reason=JobRecordReason.STATE_CHANGED,
                 metadata={"job_id": record.job_id},
             )
         return updated

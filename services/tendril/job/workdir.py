@@ -33,7 +33,7 @@ from tendril.bridge.server import MAX_SOCKET_PATH_BYTES
 from tendril.core import metrics
 from tendril.core.errors import ErrorKind
 from tendril.core.logs import get_logger
-from tendril.job.errors import JobError
+from tendril.job.errors import JobError, JobReason
 from tendril.job.model import JobRecord
 
 log = get_logger("tendril.jobs")
@@ -96,7 +96,7 @@ class WorkDirs:
                 ErrorKind.FAILED_PRECONDITION,
                 f"the bridge socket path {socket_path} is longer than the {MAX_SOCKET_PATH_BYTES} bytes a Unix "
                 "socket allows; use a shorter job id or set worker.work_dir to a shorter directory",
-                reason="SOCKET_PATH_TOO_LONG",
+                reason=JobReason.SOCKET_PATH_TOO_LONG,
             )
 
     def leftovers(self) -> Iterator[tuple[str, Path]]:

@@ -35,7 +35,7 @@ from tendril.core.amounts import Amount
 from tendril.core.errors import ErrorKind
 from tendril.core.fanout import Fanout, Overflow, Subscription
 from tendril.core.logs import get_logger
-from tendril.lease.errors import LeaseError
+from tendril.lease.errors import LeaseError, LeaseReason
 from tendril.lease.model import Lease, LeaseEvent, LeaseEventType, LeaseKind
 from tendril.lease.store import LeaseStore
 
@@ -48,18 +48,26 @@ ENDED_MEMORY = 4096
 MAX_ID_LENGTH = 256
 
 
+# field -> (reason when empty, reason when too long)
+_ID_REASONS = {
+    "lease_id": (LeaseReason.LEASE_ID_MISSING, LeaseReason.LEASE_ID_TOO_LONG),
+    "owner_id": (LeaseReason.OWNER_ID_MISSING, LeaseReason.OWNER_ID_TOO_LONG),
+}
+
+
 def _require(field: str, value: str) -> None:
+    missing, too_long = _ID_REASONS[field]
     if not value:
-        raise LeaseError(
-            ErrorKind.INVALID_ARGUMENT,
-            f"{field} is empty; give the {field}",
-            reason=f"{field.upper()}_MISSING",
-        )
+        raise LeaseError(ErrorKind.INVALID_ARGUMENT, f"{field} is empty; give the {field}", reason=missing)
+    _check_length(field, value, too_long)
+
+
+def _check_length(field: str, value: str, reason: LeaseReason) -> None:
     if len(value) > MAX_ID_LENGTH:
         raise LeaseError(
             ErrorKind.INVALID_ARGUMENT,
             f"{field} is {len(value)} characters long; use at most {MAX_ID_LENGTH}",
-            reason=f"{field.upper()}_TOO_LONG",
+            reason=reason,
         )
 
 
@@ -69,7 +77,7 @@ def _require_caller(caller: str) -> None:
             ErrorKind.UNAUTHENTICATED,
             "the call does not say who is calling; send metadata 'tendril-peer-id' with your peer id "
             "(open_channel(address, peer_id=...) does it)",
-            reason="CALLER_UNKNOWN",
+            reason=LeaseReason.CALLER_UNKNOWN,
         )
 
 
@@ -172,36 +180,37 @@ class Ledger:
                 ErrorKind.PERMISSION_DENIED,
                 f"only the worker itself (peer id {self.worker_id!r}) may reserve; {caller!r} may not. "
                 "Schedulers get leases by accepting the arbiter's offers.",
-                reason="NOT_THE_WORKER",
+                reason=LeaseReason.NOT_THE_WORKER,
                 metadata={"caller": caller},
             )
         _require("owner_id", owner_id)
-        if len(request_id) > MAX_ID_LENGTH:
-            _require("request_id", request_id)
+        _check_length("request_id", request_id, LeaseReason.REQUEST_ID_TOO_LONG)
         if resources.is_negative() or not all(
             math.isfinite(v) for v in (resources.cpu, resources.memory_gib, resources.storage_gib)
         ):
             raise LeaseError(
                 ErrorKind.INVALID_ARGUMENT,
                 f"resources must be finite and not negative (got {resources})",
-                reason="RESOURCES_INVALID",
+                reason=LeaseReason.RESOURCES_INVALID,
             )
         if resources == Amount():
             raise LeaseError(
                 ErrorKind.INVALID_ARGUMENT,
                 "resources are all zero; reserve at least some cpu, memory, storage or gpu",
-                reason="RESOURCES_EMPTY",
+                reason=LeaseReason.RESOURCES_EMPTY,
             )
         if not (math.isfinite(price) and price >= 0):
             raise LeaseError(
-                ErrorKind.INVALID_ARGUMENT, f"price must be a finite number >= 0 (got {price})", reason="PRICE_INVALID"
+                ErrorKind.INVALID_ARGUMENT,
+                f"price must be a finite number >= 0 (got {price})",
+                reason=LeaseReason.PRICE_INVALID,
             )
         if not (math.isfinite(ttl_seconds) and 0 <= ttl_seconds <= self.renewable_seconds):
             raise LeaseError(
                 ErrorKind.INVALID_ARGUMENT,
                 f"ttl_seconds must be between 0 (the default {self.temporary_seconds:g} s) and the renewable "
                 f"lease time {self.renewable_seconds:g} s (got {ttl_seconds})",
-                reason="TTL_INVALID",
+                reason=LeaseReason.TTL_INVALID,
             )
         ttl = ttl_seconds or self.temporary_seconds
         with self._lock:
@@ -212,7 +221,7 @@ class Ledger:
                     ErrorKind.RESOURCE_EXHAUSTED,
                     f"does not fit: {'; '.join(resources.shortfall(free))}. Wait for leases to end or ask for less "
                     "(GetCapacity shows what is free).",
-                    reason="DOES_NOT_FIT",
+                    reason=LeaseReason.DOES_NOT_FIT,
                     metadata={"free": str(free)},
                 )
             lease = Lease(
@@ -243,7 +252,7 @@ class Ledger:
                 ErrorKind.PERMISSION_DENIED,
                 f"only the worker itself (peer id {self.worker_id!r}) may confirm a lease; the arbiter does it "
                 "when the owner accepts the offer (the owner's first Renew confirms it too)",
-                reason="NOT_THE_WORKER",
+                reason=LeaseReason.NOT_THE_WORKER,
                 metadata={"caller": caller},
             )
         _require("lease_id", lease_id)
@@ -394,7 +403,7 @@ class Ledger:
                 ErrorKind.PERMISSION_DENIED,
                 f"lease {lease.lease_id} belongs to {lease.owner_id!r}; only its owner may {action} it "
                 f"(you called as {caller!r}: check your tendril-peer-id)",
-                reason="NOT_THE_OWNER",
+                reason=LeaseReason.NOT_THE_OWNER,
                 metadata={"lease_id": lease.lease_id, "caller": caller},
             )
 
@@ -414,7 +423,7 @@ class Ledger:
         return LeaseError(
             ErrorKind.NOT_FOUND,
             f"lease {lease_id} is not live: {detail}. List shows the live leases; a new lease needs a new offer.",
-            reason="LEASE_NOT_FOUND",
+            reason=LeaseReason.LEASE_NOT_FOUND,
             metadata={"lease_id": lease_id},
         )
 
@@ -429,7 +438,7 @@ class Ledger:
                 ErrorKind.FAILED_PRECONDITION,
                 f"lease {lease_id} expired at {time.strftime('%H:%M:%S', time.gmtime(ended[2]))}Z and cannot be "
                 f"{action}ed; renew leases before they run out (at 2/3 of their time) and ask for a new offer now",
-                reason="LEASE_EXPIRED",
+                reason=LeaseReason.LEASE_EXPIRED,
                 metadata={"lease_id": lease_id},
             )
         return self._not_found(lease_id)

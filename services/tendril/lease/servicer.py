@@ -19,7 +19,7 @@ from tendril.core.errors import ErrorKind
 from tendril.core.fanout import SubscriptionOverflow
 from tendril.core.identity import caller_id
 from tendril.core.timeutil import to_timestamp
-from tendril.lease.errors import LeaseError
+from tendril.lease.errors import LeaseError, LeaseReason
 from tendril.lease.ledger import Ledger
 from tendril.lease.model import Lease, LeaseEventType, LeaseKind
 from tendril_proto.lease.v1 import lease_pb2, lease_pb2_grpc
@@ -104,7 +104,7 @@ class LeaseServicer(lease_pb2_grpc.LeaseServiceServicer):
             raise LeaseError(
                 ErrorKind.ABORTED,
                 f"{exc}; open a new Watch (it starts with EXISTING for every live lease)",
-                reason="WATCH_OVERFLOW",
+                reason=LeaseReason.WATCH_OVERFLOW,
             ) from exc
         finally:
             self.ledger.unwatch(sub)

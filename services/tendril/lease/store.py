@@ -8,7 +8,7 @@ from typing import Any
 
 from tendril.core.amounts import Amount
 from tendril.core.errors import ErrorKind
-from tendril.lease.errors import LeaseError
+from tendril.lease.errors import LeaseError, LedgerReason
 from tendril.lease.model import Lease, LeaseKind
 
 SCHEMA_VERSION = 1
@@ -75,7 +75,7 @@ class LeaseStore:
                 ErrorKind.FAILED_PRECONDITION,
                 f"cannot open the lease ledger {self.path}: {exc}. Check the state dir's permissions and free "
                 "space; a damaged file can be moved away (its leases are then lost).",
-                reason="LEDGER_UNUSABLE",
+                reason=LedgerReason.LEDGER_UNUSABLE,
             ) from exc
 
     def _open(self) -> None:
@@ -96,7 +96,7 @@ class LeaseStore:
                 ErrorKind.FAILED_PRECONDITION,
                 f"{self.path} has lease schema version {version}, this Tendril knows {SCHEMA_VERSION}; "
                 "move the file away to start with an empty ledger",
-                reason="LEDGER_SCHEMA",
+                reason=LedgerReason.LEDGER_SCHEMA,
             )
         self._db.execute(_SCHEMA)
         self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")

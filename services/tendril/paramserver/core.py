@@ -24,7 +24,7 @@ from tendril.core.logs import get_logger
 from tendril.core.streaming import StreamInfo
 from tendril.core.tensorfile import Layout
 from tendril.paramserver.aggregate import Contribution, close_round
-from tendril.paramserver.errors import ParameterServerError
+from tendril.paramserver.errors import ParameterServerError, ParamserverReason, StreamReason
 from tendril.paramserver.rounds import Phase, RoundMachine, RunConfig
 from tendril.paramserver.spool import Spool
 from tendril.paramserver.store import RunStore, SavedState, UpdateRecord, parameter_error, saved_runs
@@ -176,7 +176,7 @@ class ParameterServerCore:
             with contextlib.suppress(Exception):
                 await run.closing
         closed = ParameterServerError(
-            ErrorKind.FAILED_PRECONDITION, f"run {run_id} was closed (CloseJob)", reason="RUN_CLOSED"
+            ErrorKind.FAILED_PRECONDITION, f"run {run_id} was closed (CloseJob)", reason=ParamserverReason.RUN_CLOSED
         )
         for spool in [*run.pushes.values(), *run.param_pushes.values()]:
             spool.stale = closed
@@ -219,7 +219,7 @@ class ParameterServerCore:
             raise ParameterServerError(
                 ErrorKind.INVALID_ARGUMENT,
                 f"weight must be a finite number > 0 (the samples behind the update), got {info.weight}",
-                reason="BAD_WEIGHT",
+                reason=ParamserverReason.BAD_WEIGHT,
             )
         _check_shapes(info.layout.shapes(), run.theta_shapes)
         return await self._spool_for(run.pushes, info, run.store.partial(info.round, info.stream_id))
@@ -231,7 +231,7 @@ class ParameterServerCore:
                 raise ParameterServerError(
                     ErrorKind.INVALID_ARGUMENT,
                     f"stream_id {info.stream_id} is already used for another payload; use a fresh id",
-                    reason="STREAM_ID_REUSED",
+                    reason=ParamserverReason.STREAM_ID_REUSED,
                 )
             await known.take_over()
             return known
@@ -251,7 +251,7 @@ class ParameterServerCore:
                 raise ParameterServerError(
                     ErrorKind.INVALID_ARGUMENT,
                     f"tensor {bad!r} of the update holds NaN or Inf; it was not counted (check the training run)",
-                    reason="NON_FINITE_UPDATE",
+                    reason=ParamserverReason.NON_FINITE_UPDATE,
                 )
             if spool.stale is not None:
                 raise spool.stale
@@ -325,7 +325,7 @@ class ParameterServerCore:
             ErrorKind.FAILED_PRECONDITION,
             f"round {round} of run {run.run_id} closed while this push was in flight; round {round + 1} is open: "
             f"pull round {round}'s update and push for round {round + 1}",
-            reason="ROUND_CLOSED",
+            reason=ParamserverReason.ROUND_CLOSED,
         )
         for spool in run.pushes.values():
             spool.stale = late
@@ -361,7 +361,7 @@ class ParameterServerCore:
                 ErrorKind.INTERNAL,
                 f"computing the update of round {round} of run {run.run_id} failed: {exc}; "
                 "check the parameter server's disk and log, then reopen the run (OpenJob)",
-                reason="AGGREGATION_FAILED",
+                reason=ParamserverReason.AGGREGATION_FAILED,
             )
             machine.abort_close()
             run.closing = None
@@ -412,7 +412,9 @@ class ParameterServerCore:
             bad = await asyncio.to_thread(tensorfile.all_finite, spool.path, layout)
             if bad is not None:
                 raise ParameterServerError(
-                    ErrorKind.INVALID_ARGUMENT, f"tensor {bad!r} of θ0 holds NaN or Inf", reason="NON_FINITE_PARAMETERS"
+                    ErrorKind.INVALID_ARGUMENT,
+                    f"tensor {bad!r} of θ0 holds NaN or Inf",
+                    reason=ParamserverReason.NON_FINITE_PARAMETERS,
                 )
             spool.close_file()
             if layout.codec == "fp32":
@@ -439,14 +441,16 @@ class ParameterServerCore:
         """The outer update of ``round`` in ``codec`` (empty: the run's), waiting for the round to close."""
         run = self._run(run_id)
         if codec and codec not in CODECS:
-            raise ParameterServerError(ErrorKind.INVALID_ARGUMENT, f"unknown codec {codec!r}", reason="BAD_CODEC")
+            raise ParameterServerError(
+                ErrorKind.INVALID_ARGUMENT, f"unknown codec {codec!r}", reason=StreamReason.BAD_CODEC
+            )
         codec = codec or run.state.config.codec
         next_soon = run.machine.phase is Phase.CLOSING and round == run.machine.round + 1
         if round > run.machine.round and not next_soon:
             raise ParameterServerError(
                 ErrorKind.FAILED_PRECONDITION,
                 f"round {round} of run {run_id} is not open yet; round {run.machine.round} is open",
-                reason="ROUND_NOT_OPEN",
+                reason=ParamserverReason.ROUND_NOT_OPEN,
             )
         if round not in run.state.updates:
             await self._wait_closed(run, round, timeout)
@@ -465,7 +469,7 @@ class ParameterServerCore:
                 ErrorKind.FAILED_PRECONDITION,
                 f"the update of round {round} of run {run.run_id} is no longer kept (the last {KEEP_UPDATES} "
                 "rounds are): pull the current parameters instead (PullParameters)",
-                reason="UPDATE_GONE",
+                reason=ParamserverReason.UPDATE_GONE,
             )
         config = run.state.config
         wait = timeout
@@ -485,7 +489,7 @@ class ParameterServerCore:
                     ErrorKind.DEADLINE_EXCEEDED,
                     f"round {round} of run {run.run_id} is still open after {wait:g} s: {len(machine.committed)} of "
                     f"{config.expected_workers} workers committed (quorum {config.quorum}); pull again later",
-                    reason="ROUND_STILL_OPEN",
+                    reason=ParamserverReason.ROUND_STILL_OPEN,
                 ) from None
         if run.failure is not None:
             raise run.failure
@@ -493,7 +497,7 @@ class ParameterServerCore:
             raise ParameterServerError(
                 ErrorKind.FAILED_PRECONDITION,
                 f"run {run.run_id} was closed before round {round} closed",
-                reason="RUN_CLOSED",
+                reason=ParamserverReason.RUN_CLOSED,
             )
 
     async def parameters_payload(self, run_id: str) -> Served:
@@ -526,7 +530,7 @@ class ParameterServerCore:
         return ParameterServerError(
             ErrorKind.NOT_FOUND,
             f"run {run_id} is not open on this parameter server: its aggregate job must call OpenJob first",
-            reason="RUN_NOT_OPEN",
+            reason=ParamserverReason.RUN_NOT_OPEN,
             metadata={"run_id": run_id},
         )
 
@@ -544,7 +548,7 @@ class ParameterServerCore:
             raise ParameterServerError(
                 ErrorKind.FAILED_PRECONDITION,
                 f"run {run_id} is closed (its aggregate job ended); pushes are not taken",
-                reason="RUN_CLOSED",
+                reason=ParamserverReason.RUN_CLOSED,
             )
         return run
 
@@ -570,5 +574,5 @@ def _check_shapes(got: dict[str, tuple[int, ...]], want: dict[str, tuple[int, ..
     raise ParameterServerError(
         ErrorKind.INVALID_ARGUMENT,
         "the update's tensors do not match the run's parameters: " + "; ".join(parts),
-        reason="LAYOUT_MISMATCH",
+        reason=ParamserverReason.LAYOUT_MISMATCH,
     )

@@ -36,6 +36,7 @@ from tendril.core.config import load_config
 from tendril.core.errors import TendrilError
 from tendril.core.logs import configure, get_logger
 from tendril.core.streaming import StreamError, codec_to_proto
+from tendril.paramserver.errors import ParamserverReason
 from tendril_proto.paramserver.v1 import paramserver_pb2, paramserver_pb2_grpc
 
 ADDRESS_ENV = "TENDRIL_PARAMSERVER_ADDRESS"
@@ -126,7 +127,7 @@ class Aggregation:
             try:
                 reply = await self._call(self.stub.GetRound, get)
             except grpc.aio.AioRpcError as err:
-                if err.code() == grpc.StatusCode.NOT_FOUND and error_info_reason(err) == "RUN_NOT_OPEN":
+                if err.code() == grpc.StatusCode.NOT_FOUND and error_info_reason(err) == ParamserverReason.RUN_NOT_OPEN:
                     await self.open()  # the parameter server lost the run (restarted elsewhere): reopen
                     continue
                 raise

@@ -15,7 +15,7 @@ from typing import Any
 
 from tendril.core.codecs import CODECS
 from tendril.core.errors import ErrorKind
-from tendril.paramserver.errors import ParameterServerError
+from tendril.paramserver.errors import ParameterServerError, ParamserverReason
 
 DEFAULT_LR = 0.7
 DEFAULT_MOMENTUM = 0.9
@@ -48,7 +48,7 @@ class RunConfig:
         """Validate OpenJob's values; 0 means the default for quorum (1), lr and momentum."""
 
         def bad(message: str) -> ParameterServerError:
-            return ParameterServerError(ErrorKind.INVALID_ARGUMENT, message, reason="BAD_RUN_CONFIG")
+            return ParameterServerError(ErrorKind.INVALID_ARGUMENT, message, reason=ParamserverReason.BAD_RUN_CONFIG)
 
         if expected_workers < 1:
             raise bad("expected_workers must be at least 1")
@@ -93,37 +93,39 @@ class RoundMachine:
     committed: dict[str, float] = dataclasses.field(default_factory=dict)  # worker -> weight
     first_commit_at: float | None = None
 
-    def _refuse(self, kind: ErrorKind, reason: str, message: str) -> ParameterServerError:
+    def _refuse(self, kind: ErrorKind, reason: ParamserverReason, message: str) -> ParameterServerError:
         return ParameterServerError(kind, message, reason=reason, metadata={"run_id": self.run_id})
 
     def check_push(self, round: int, worker_id: str) -> None:
         """Raise unless ``worker_id`` may push for ``round`` now."""
         if not worker_id:
-            raise self._refuse(ErrorKind.INVALID_ARGUMENT, "WORKER_ID_MISSING", "the stream header needs a worker_id")
+            raise self._refuse(
+                ErrorKind.INVALID_ARGUMENT, ParamserverReason.WORKER_ID_MISSING, "the stream header needs a worker_id"
+            )
         if self.phase is Phase.FINISHED:
             raise self._refuse(
                 ErrorKind.FAILED_PRECONDITION,
-                "RUN_FINISHED",
+                ParamserverReason.RUN_FINISHED,
                 f"run {self.run_id} finished all {self.config.rounds} rounds; round {round} takes no pushes",
             )
         if round < self.round or (round == self.round and self.phase is Phase.CLOSING):
             open_round = self.round + 1 if self.phase is Phase.CLOSING else self.round
             raise self._refuse(
                 ErrorKind.FAILED_PRECONDITION,
-                "ROUND_CLOSED",
+                ParamserverReason.ROUND_CLOSED,
                 f"round {round} of run {self.run_id} is closed; round {open_round} is open: pull round "
                 f"{round}'s update (or the current parameters) and push for round {open_round}",
             )
         if round > self.round:
             raise self._refuse(
                 ErrorKind.FAILED_PRECONDITION,
-                "ROUND_NOT_OPEN",
+                ParamserverReason.ROUND_NOT_OPEN,
                 f"round {round} of run {self.run_id} is not open yet; round {self.round} is open",
             )
         if worker_id in self.committed:
             raise self._refuse(
                 ErrorKind.ALREADY_EXISTS,
-                "ALREADY_COMMITTED",
+                ParamserverReason.ALREADY_COMMITTED,
                 f"worker {worker_id} already committed an update for round {round} of run {self.run_id}",
             )
 

@@ -28,7 +28,7 @@ from tendril.core.streaming import (
     parse_frame,
 )
 from tendril.paramserver.core import ParameterServerCore, Served
-from tendril.paramserver.errors import ParameterServerError
+from tendril.paramserver.errors import ParameterServerError, ParamserverReason, StreamReason
 from tendril.paramserver.rounds import RunConfig
 from tendril.paramserver.spool import Spool, stream_error
 from tendril.paramserver.store import check_run_id
@@ -37,7 +37,7 @@ from tendril_proto.paramserver.v1 import paramserver_pb2, paramserver_pb2_grpc
 SERVICE_NAME = paramserver_pb2.DESCRIPTOR.services_by_name["ParameterServerService"].full_name
 
 
-def _bad(message: str, reason: str) -> ParameterServerError:
+def _bad(message: str, reason: ParamserverReason | StreamReason) -> ParameterServerError:
     return ParameterServerError(ErrorKind.INVALID_ARGUMENT, message, reason=reason)
 
 
@@ -51,7 +51,7 @@ def _codec(value: int) -> str:
 async def _read_header(requests: AsyncIterator[Frame]) -> StreamInfo:
     first = await anext(requests, None)
     if first is None or first.header is None:
-        raise _bad("a tensor stream must start with a header message", "HEADER_MISSING")
+        raise _bad("a tensor stream must start with a header message", ParamserverReason.HEADER_MISSING)
     try:
         info = info_from_header(first.header)
     except StreamError as exc:
@@ -65,7 +65,7 @@ async def _feed(core: ParameterServerCore, spool: Spool, requests: AsyncIterator
     try:
         async for frame in requests:
             if frame.data is None:
-                raise _bad("only chunks may follow the header", "UNEXPECTED_HEADER")
+                raise _bad("only chunks may follow the header", ParamserverReason.UNEXPECTED_HEADER)
             await spool.write(frame.offset, frame.data)
     finally:
         core.release(spool)
@@ -81,7 +81,7 @@ def _check_offset(offset: int, served: Served) -> None:
         raise ParameterServerError(
             ErrorKind.OUT_OF_RANGE,
             f"offset {offset} is past the payload's {served.layout.total_bytes} bytes; start again from 0",
-            reason="BAD_OFFSET",
+            reason=ParamserverReason.BAD_OFFSET,
         )
 
 
@@ -150,13 +150,16 @@ class ParameterServerServicer(paramserver_pb2_grpc.ParameterServerServiceService
             raise ParameterServerError(
                 ErrorKind.FAILED_PRECONDITION,
                 f"this parameter stream is at byte {spool.received}, not {info.start_offset}; resume from there",
-                reason="BAD_OFFSET",
+                reason=ParamserverReason.BAD_OFFSET,
             )
         await context.send_initial_metadata(STREAM_ACCEPTED)
         await _feed(self.core, spool, requests)
         metrics.BYTES_RECEIVED.labels(stream="params_push").inc(spool.received - info.start_offset)
         if not spool.complete:
-            raise _bad(f"the parameter stream ended after {spool.received} of {info.total_bytes} bytes", "INCOMPLETE")
+            raise _bad(
+                f"the parameter stream ended after {spool.received} of {info.total_bytes} bytes",
+                StreamReason.INCOMPLETE,
+            )
         accepted, round = await self.core.commit_parameters(spool)
         return paramserver_pb2.PushParametersResponse(accepted=accepted, round=round)
 
@@ -164,7 +167,7 @@ class ParameterServerServicer(paramserver_pb2_grpc.ParameterServerServiceService
         run_id = check_run_id(request.job_id)
         codec = _codec(request.codec) if request.codec else ""
         if request.timeout_seconds < 0:
-            raise _bad("timeout_seconds must be >= 0", "BAD_TIMEOUT")
+            raise _bad("timeout_seconds must be >= 0", ParamserverReason.BAD_TIMEOUT)
         served = await self.core.update_payload(run_id, request.round, codec, request.timeout_seconds)
         _check_offset(request.offset, served)
         stream_id = f"{run_id}/update/{request.round}/{served.layout.codec}"
@@ -190,7 +193,7 @@ async def _stream(served: Served, run_id: str, offset: int, stream_id: str) -> A
         raise ParameterServerError(
             ErrorKind.ABORTED,
             "the payload was replaced (a round closed) just as it was requested; ask again",
-            reason="PAYLOAD_REPLACED",
+            reason=ParamserverReason.PAYLOAD_REPLACED,
         ) from None
     try:
         yield _served_header(served, run_id, offset, stream_id)

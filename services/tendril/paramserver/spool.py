@@ -22,12 +22,12 @@ from tendril.core.streaming import (
     check_payload_header,
 )
 from tendril.core.tensorfile import Layout
-from tendril.paramserver.errors import ParameterServerError
+from tendril.paramserver.errors import ParameterServerError, StreamReason
 
 
 def stream_error(exc: StreamError) -> ParameterServerError:
     """A broken stream contract as the ParameterServer's error."""
-    kind = ErrorKind.DATA_LOSS if exc.reason == "SHA256_MISMATCH" else ErrorKind.INVALID_ARGUMENT
+    kind = ErrorKind.DATA_LOSS if exc.reason == StreamReason.SHA256_MISMATCH else ErrorKind.INVALID_ARGUMENT
     return ParameterServerError(kind, exc.message, reason=exc.reason)
 
 

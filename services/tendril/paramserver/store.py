@@ -27,7 +27,7 @@ from typing import Any
 
 from tendril.core.errors import ErrorKind
 from tendril.core.files import write_atomically
-from tendril.paramserver.errors import ParameterServerError
+from tendril.paramserver.errors import ParameterServerError, ParamserverReason
 from tendril.paramserver.rounds import RunConfig
 
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
@@ -39,7 +39,7 @@ def check_run_id(run_id: str) -> str:
         raise ParameterServerError(
             ErrorKind.INVALID_ARGUMENT,
             f"job_id {run_id!r} is not a valid run id: use 1-128 of A-Z a-z 0-9 . _ - (not starting with . _ -)",
-            reason="BAD_RUN_ID",
+            reason=ParamserverReason.BAD_RUN_ID,
         )
     return run_id
 
@@ -206,6 +206,6 @@ def parameter_error(run_id: str) -> ParameterServerError:
     return ParameterServerError(
         ErrorKind.FAILED_PRECONDITION,
         f"run {run_id} has no parameters yet: push θ0 first (PushParameters; bridge PublishParameters)",
-        reason="NO_PARAMETERS",
+        reason=ParamserverReason.NO_PARAMETERS,
         metadata={"run_id": run_id},
     )

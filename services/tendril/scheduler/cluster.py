@@ -26,7 +26,7 @@ from tendril.core.errors import ErrorKind
 from tendril.core.health import check_serving
 from tendril.core.process import child_env
 from tendril.core.server import check_bindable
-from tendril.scheduler.errors import SchedulerError
+from tendril.scheduler.errors import SchedulerError, SchedulerRunReason
 
 STOP_SECONDS = 15.0
 
@@ -103,7 +103,9 @@ def pick_offsets(count: int, *, low: int = 11000, high: int = 14400, step: int =
             if len(found) == count:
                 return found
     raise SchedulerError(
-        ErrorKind.RESOURCE_EXHAUSTED, f"found no free ports for {count} local workers", reason="NO_FREE_PORTS"
+        ErrorKind.RESOURCE_EXHAUSTED,
+        f"found no free ports for {count} local workers",
+        reason=SchedulerRunReason.NO_FREE_PORTS,
     )
 
 
@@ -114,7 +116,9 @@ def free_address(low: int = 20000, high: int = 32000) -> str:
     for port in ports[:500]:
         if port_free(f"127.0.0.1:{port}"):
             return f"127.0.0.1:{port}"
-    raise SchedulerError(ErrorKind.RESOURCE_EXHAUSTED, f"no free port in {low}-{high}", reason="NO_FREE_PORTS")
+    raise SchedulerError(
+        ErrorKind.RESOURCE_EXHAUSTED, f"no free port in {low}-{high}", reason=SchedulerRunReason.NO_FREE_PORTS
+    )
 
 
 def _toml_value(value: Any) -> str:
@@ -195,14 +199,14 @@ class LocalCluster:
                     ErrorKind.UNAVAILABLE,
                     f"{proc.name} exited with code {proc.popen.returncode} while starting; "
                     f"its log ({proc.log}) ends:\n{proc.tail()}",
-                    reason="START_FAILED",
+                    reason=SchedulerRunReason.START_FAILED,
                 )
             if time.monotonic() > deadline:
                 raise SchedulerError(
                     ErrorKind.DEADLINE_EXCEEDED,
                     f"{proc.name} did not serve {', '.join(pending)} within {timeout:.0f} s; "
                     f"its log ({proc.log}) ends:\n{proc.tail()}",
-                    reason="START_TIMEOUT",
+                    reason=SchedulerRunReason.START_TIMEOUT,
                 )
             if await check_serving(pending[0], peer_id="demo"):
                 pending.pop(0)

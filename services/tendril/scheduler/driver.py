@@ -31,7 +31,7 @@ from tendril.core.logs import get_logger
 from tendril.core.tensorstream import TensorStreamError, pull_parameters
 from tendril.core.timeutil import now, to_timestamp
 from tendril.scheduler.dispatch import AGGREGATE, TRAIN, JobEnd, JobHandle, aggregate_config, train_config
-from tendril.scheduler.errors import SchedulerError
+from tendril.scheduler.errors import SchedulerError, SchedulerRunReason
 from tendril.scheduler.jobconfig import JobConfig, ResourcesSpec
 from tendril.scheduler.leasekeeper import LeaseKeeper, LeaseLost
 from tendril.scheduler.run import Dataset, Member, Role, Run
@@ -89,7 +89,7 @@ class Driver:
                 ErrorKind.UNAVAILABLE,
                 f"cannot read the data set manifest from the data node at {node}: {exc.code().name} {exc.details()} "
                 "(start it with `tendril data serve`, or fix data.node in job.toml)",
-                reason="NO_MANIFEST",
+                reason=SchedulerRunReason.NO_MANIFEST,
             ) from exc
         m = reply.manifest
         slices = tuple(SliceRef(s.name, s.size_bytes, s.sha256, s.num_sequences) for s in m.slices)
@@ -111,7 +111,7 @@ class Driver:
                 ErrorKind.FAILED_PRECONDITION,
                 f"the gateway registry lists {len(found)} data nodes for data set {wanted or '(any)'}; "
                 "set data.node (or data.dataset_id) in job.toml",
-                reason="NO_DATA_NODE",
+                reason=SchedulerRunReason.NO_DATA_NODE,
             )
         return found[0]
 
@@ -239,7 +239,7 @@ class Driver:
                 ErrorKind.ABORTED,
                 f"job {member.job_id} on {member.worker_id} ended {end.state} "
                 f"(exit code {end.exit_code}): {end.reason}",
-                reason="JOB_ENDED",
+                reason=SchedulerRunReason.JOB_ENDED,
             )
 
     async def _wait_parameter_server(self, member: Member) -> None:
@@ -259,7 +259,7 @@ class Driver:
                         ErrorKind.DEADLINE_EXCEEDED,
                         f"the parameter server on {member.worker_id} did not open run {self.run.run_id} within "
                         f"{PS_READY_TIMEOUT_SECONDS:.0f} s ({exc.details()}); see its aggregate job's log",
-                        reason="PS_NOT_READY",
+                        reason=SchedulerRunReason.PS_NOT_READY,
                     ) from exc
             await asyncio.sleep(POLL_SECONDS)
         log.info("parameter_server.ready", worker=member.worker_id, address=member.endpoints.parameter_server)
@@ -297,10 +297,12 @@ class Driver:
         timeout = self.config.allocation.timeout_seconds
         while not self.run.finished:
             if self.run.failed:
-                raise SchedulerError(ErrorKind.ABORTED, self.run.failed, reason="RUN_FAILED")
+                raise SchedulerError(ErrorKind.ABORTED, self.run.failed, reason=SchedulerRunReason.RUN_FAILED)
             if not self._full and time.monotonic() - self._started_at > timeout:
                 raise SchedulerError(
-                    ErrorKind.DEADLINE_EXCEEDED, f"after {timeout:.0f} s {self._missing()}", reason="ALLOCATION_TIMEOUT"
+                    ErrorKind.DEADLINE_EXCEEDED,
+                    f"after {timeout:.0f} s {self._missing()}",
+                    reason=SchedulerRunReason.ALLOCATION_TIMEOUT,
                 )
             await asyncio.sleep(POLL_SECONDS)
 
@@ -336,7 +338,7 @@ class Driver:
                 ErrorKind.UNAVAILABLE,
                 f"training finished but the final parameters could not be pulled from the parameter server on "
                 f"{ps.worker_id}: {exc.message}",
-                reason="NO_FINAL_MODEL",
+                reason=SchedulerRunReason.NO_FINAL_MODEL,
             ) from exc
         log.info("model.saved", path=str(dest), round=round_index)
         deadline = time.monotonic() + self.config.scheduler.finish_timeout_seconds

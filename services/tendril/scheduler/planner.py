@@ -16,17 +16,21 @@ from collections import deque
 from collections.abc import Mapping
 
 from tendril.core.errors import ErrorKind
-from tendril.scheduler.errors import SchedulerError
+from tendril.scheduler.errors import SchedulerError, SchedulerRunReason
 
 
 def round_budget(mean_batch_seconds: Mapping[str, float], target_steps: int) -> float:
     """Seconds a round should last: ``target_steps`` batches of the median worker."""
     if target_steps < 1:
-        raise SchedulerError(ErrorKind.INVALID_ARGUMENT, "target_steps must be >= 1", reason="BAD_PLAN")
+        raise SchedulerError(
+            ErrorKind.INVALID_ARGUMENT, "target_steps must be >= 1", reason=SchedulerRunReason.BAD_PLAN
+        )
     times = [s for s in mean_batch_seconds.values() if s > 0]
     if not times:
         raise SchedulerError(
-            ErrorKind.FAILED_PRECONDITION, "no worker has reported a batch time yet", reason="NO_TIMINGS"
+            ErrorKind.FAILED_PRECONDITION,
+            "no worker has reported a batch time yet",
+            reason=SchedulerRunReason.NO_TIMINGS,
         )
     return target_steps * statistics.median(times)
 

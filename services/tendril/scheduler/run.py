@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from tendril.core.errors import ErrorKind
-from tendril.scheduler.errors import SchedulerError
+from tendril.scheduler.errors import SchedulerError, SchedulerReason
 from tendril.scheduler.jobconfig import JobConfig
 from tendril.scheduler.metrics import WorkerRound, round_line
 from tendril.scheduler.planner import BatchTimer, batches_for, round_budget
@@ -241,7 +241,7 @@ class Run:
             raise SchedulerError(
                 ErrorKind.UNAVAILABLE,
                 "the scheduler has not read the data set manifest yet; retry",
-                reason="NO_DATASET",
+                reason=SchedulerReason.NO_DATASET,
             )
         return self._assigner.assign(trainer.member.job_id, cached), self.dataset
 
@@ -251,14 +251,14 @@ class Run:
             raise SchedulerError(
                 ErrorKind.NOT_FOUND,
                 f"job {job_id!r} is not a live training job of run {self.run_id}",
-                reason="UNKNOWN_JOB",
+                reason=SchedulerReason.UNKNOWN_JOB,
                 metadata={"job_id": job_id},
             )
         if worker_id and worker_id != trainer.member.worker_id:
             raise SchedulerError(
                 ErrorKind.PERMISSION_DENIED,
                 f"job {job_id!r} runs on worker {trainer.member.worker_id}, not {worker_id}",
-                reason="WRONG_WORKER",
+                reason=SchedulerReason.WRONG_WORKER,
             )
         return trainer
 
@@ -278,7 +278,7 @@ class Run:
             raise SchedulerError(
                 ErrorKind.FAILED_PRECONDITION,
                 f"job {event.job_id} reported round {event.round} after round {trainer.round}",
-                reason="STALE_ROUND",
+                reason=SchedulerReason.STALE_ROUND,
             )
         if event.round > trainer.round:
             trainer.round, trainer.batches, trainer.planned, trainer.last_batch_at = event.round, 0, None, None

@@ -8,7 +8,7 @@ from typing import Any
 
 from tendril.core.errors import ErrorKind
 from tendril.core.logs import get_logger
-from tendril.scheduler.errors import SchedulerError
+from tendril.scheduler.errors import SchedulerError, SchedulerReason
 from tendril.scheduler.run import Directive, Endpoints, Member, OfferIn, Progress, ProgressIn, Run
 from tendril_proto.scheduler.v1 import scheduler_pb2, scheduler_pb2_grpc
 
@@ -33,7 +33,7 @@ def _required(value: str, field: str, what: str) -> None:
         raise SchedulerError(
             ErrorKind.INVALID_ARGUMENT,
             f"{field} is required: {what}",
-            reason="MISSING_FIELD",
+            reason=SchedulerReason.MISSING_FIELD,
             metadata={"field": field},
         )
 
@@ -82,13 +82,13 @@ class CoordinationServicer(scheduler_pb2_grpc.CoordinationServiceServicer):
             raise SchedulerError(
                 ErrorKind.INVALID_ARGUMENT,
                 "kind must be one of PROGRESS_KIND_BATCH, _METRICS, _UPDATE_SENT, _UPDATE_RECEIVED, _FINISHED",
-                reason="BAD_PROGRESS_KIND",
+                reason=SchedulerReason.BAD_PROGRESS_KIND,
             )
         if kind is Progress.BATCH and request.batch_size == 0:
             raise SchedulerError(
                 ErrorKind.INVALID_ARGUMENT,
                 "a BATCH report needs batch_size > 0 (samples in the batch)",
-                reason="BAD_BATCH",
+                reason=SchedulerReason.BAD_BATCH,
             )
         event = ProgressIn(
             request.job_id,

@@ -19,7 +19,7 @@ import random
 from collections.abc import Iterable, Sequence
 
 from tendril.core.errors import ErrorKind
-from tendril.scheduler.errors import SchedulerError
+from tendril.scheduler.errors import SchedulerError, SchedulerReason, SchedulerRunReason
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,9 +46,11 @@ class SliceAssigner:
 
     def __init__(self, slices: Sequence[SliceRef], slots: int, *, seed: int | None = None) -> None:
         if not slices:
-            raise SchedulerError(ErrorKind.FAILED_PRECONDITION, "the data set has no slices", reason="EMPTY_DATASET")
+            raise SchedulerError(
+                ErrorKind.FAILED_PRECONDITION, "the data set has no slices", reason=SchedulerRunReason.EMPTY_DATASET
+            )
         if slots < 1:
-            raise SchedulerError(ErrorKind.INVALID_ARGUMENT, "slots must be >= 1", reason="BAD_SLOTS")
+            raise SchedulerError(ErrorKind.INVALID_ARGUMENT, "slots must be >= 1", reason=SchedulerRunReason.BAD_SLOTS)
         self.slices = list(slices)
         self.slots = slots
         self.order = list(range(len(self.slices)))
@@ -95,7 +97,7 @@ class SliceAssigner:
             raise SchedulerError(
                 ErrorKind.NOT_FOUND,
                 f"job {job!r} has no data slot; it is not a training job of this run",
-                reason="UNKNOWN_JOB",
+                reason=SchedulerReason.UNKNOWN_JOB,
             )
         if len(self._used) >= len(self.slices):
             self.epoch += 1

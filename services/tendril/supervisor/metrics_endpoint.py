@@ -19,7 +19,7 @@ from prometheus_client import start_http_server
 
 from tendril.core import metrics
 from tendril.core.config import split_address
-from tendril.supervisor.errors import SupervisorError
+from tendril.supervisor.errors import SupervisorError, SupervisorReason
 from tendril.supervisor.ports import METRICS_KEY, setting_words
 
 
@@ -67,7 +67,7 @@ class MetricsEndpoint:
             raise SupervisorError(
                 f"the metrics endpoint {self.listen} {what} ({setting}); stop the other process or choose another "
                 "address",
-                reason="PORT_IN_USE" if code == errno.EADDRINUSE else "CANNOT_LISTEN",
+                reason=SupervisorReason.PORT_IN_USE if code == errno.EADDRINUSE else SupervisorReason.CANNOT_LISTEN,
             ) from exc
 
     def process_dead(self, pid: int) -> None:

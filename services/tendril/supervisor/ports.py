@@ -7,7 +7,7 @@ import os
 
 from tendril.core.config import WorkerConfig, env_var, split_address
 from tendril.core.server import check_bindable
-from tendril.supervisor.errors import SupervisorError
+from tendril.supervisor.errors import SupervisorError, SupervisorReason
 from tendril.supervisor.specs import ChildSpec, listen_address
 
 METRICS_KEY = "telemetry.metrics_listen"  # served by the supervisor itself (metrics_endpoint)
@@ -40,28 +40,28 @@ def check_ports(config: WorkerConfig, specs: list[ChildSpec]) -> None:
         if port == 0:
             raise SupervisorError(
                 f"{address} has port 0 ({words}); give every service a fixed port so others can find it",
-                reason="PORT_ZERO",
+                reason=SupervisorReason.PORT_ZERO,
             )
         if port > 65535:
             raise SupervisorError(
                 f"{address} is not a TCP port ({words}); lower the port or worker.port_offset",
-                reason="PORT_OUT_OF_RANGE",
+                reason=SupervisorReason.PORT_OUT_OF_RANGE,
             )
         other = seen.get((host, port))
         if other is not None:
             raise SupervisorError(
                 f"{address} is configured twice: {other} and {config_key}; give each service its own port",
-                reason="PORT_TWICE",
+                reason=SupervisorReason.PORT_TWICE,
             )
         seen[(host, port)] = config_key
         code = check_bindable(address)
         if code == errno.EADDRINUSE:
             raise SupervisorError(
                 f"{address} is in use ({words}); stop the other process or choose another port",
-                reason="PORT_IN_USE",
+                reason=SupervisorReason.PORT_IN_USE,
             )
         if code:
             raise SupervisorError(
                 f"cannot listen on {address} ({words}): {errno.errorcode.get(code, code)} {os.strerror(code)}",
-                reason="CANNOT_LISTEN",
+                reason=SupervisorReason.CANNOT_LISTEN,
             )

@@ -18,7 +18,7 @@ from typing import IO
 from tendril.core.amounts import configured_total
 from tendril.core.config import WorkerConfig
 from tendril.core.files import write_atomically
-from tendril.supervisor.errors import SupervisorError
+from tendril.supervisor.errors import SupervisorError, SupervisorReason
 from tendril.supervisor.ports import check_ports
 from tendril.supervisor.specs import ChildSpec, child_specs
 
@@ -62,7 +62,7 @@ def _claim(run_dir: Path, state_dir: Path) -> IO[str]:
         raise SupervisorError(
             f"state dir {state_dir} is in use by a running worker (pid {holder}); stop it or set worker.state_dir "
             "(TENDRIL_WORKER_STATE_DIR) to another directory",
-            reason="STATE_DIR_IN_USE",
+            reason=SupervisorReason.STATE_DIR_IN_USE,
         ) from None
     lock.seek(0)
     lock.truncate()
@@ -82,7 +82,7 @@ def prepare(config: WorkerConfig) -> Prepared:
     except OSError as exc:
         raise SupervisorError(
             f"cannot create {exc.filename}: {exc.strerror}; set worker.state_dir / worker.work_dir to a writable place",
-            reason="DIR_NOT_WRITABLE",
+            reason=SupervisorReason.DIR_NOT_WRITABLE,
         ) from exc
     lock = _claim(run_dir, state_dir)
     try:

@@ -19,8 +19,17 @@ const _ = grpc.SupportPackageIsVersion7
 type ArbiterServiceClient interface {
 	// Solicit hands the arbiter one request directly (instead of through the bus) and waits
 	// until it has been decided: dropped, or offered and answered.
+	//
+	// Errors:
+	//
+	//	INVALID_ARGUMENT REQUEST_MISSING: request is not set.
+	//	INVALID_ARGUMENT REQUEST_INVALID: the request breaks a rule (the message lists each one).
+	//	PERMISSION_DENIED NOT_THE_SCHEDULER: the caller's peer id is not the request's scheduler id.
+	//	UNAVAILABLE ARBITER_STOPPING: the arbiter is stopping; try another worker.
 	Solicit(ctx context.Context, in *SolicitRequest, opts ...grpc.CallOption) (*SolicitResponse, error)
 	// ListOffers shows recent offers and dropped requests, newest first.
+	//
+	// Errors: none of its own.
 	ListOffers(ctx context.Context, in *ListOffersRequest, opts ...grpc.CallOption) (*ListOffersResponse, error)
 }
 
@@ -56,8 +65,17 @@ func (c *arbiterServiceClient) ListOffers(ctx context.Context, in *ListOffersReq
 type ArbiterServiceServer interface {
 	// Solicit hands the arbiter one request directly (instead of through the bus) and waits
 	// until it has been decided: dropped, or offered and answered.
+	//
+	// Errors:
+	//
+	//	INVALID_ARGUMENT REQUEST_MISSING: request is not set.
+	//	INVALID_ARGUMENT REQUEST_INVALID: the request breaks a rule (the message lists each one).
+	//	PERMISSION_DENIED NOT_THE_SCHEDULER: the caller's peer id is not the request's scheduler id.
+	//	UNAVAILABLE ARBITER_STOPPING: the arbiter is stopping; try another worker.
 	Solicit(context.Context, *SolicitRequest) (*SolicitResponse, error)
 	// ListOffers shows recent offers and dropped requests, newest first.
+	//
+	// Errors: none of its own.
 	ListOffers(context.Context, *ListOffersRequest) (*ListOffersResponse, error)
 	mustEmbedUnimplementedArbiterServiceServer()
 }

@@ -18,8 +18,19 @@ const _ = grpc.SupportPackageIsVersion7
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type DataNodeServiceClient interface {
 	// GetManifest describes a data set.
+	//
+	// Errors:
+	//
+	//	NOT_FOUND DATASET_NOT_FOUND: the node serves another data set.
 	GetManifest(ctx context.Context, in *GetManifestRequest, opts ...grpc.CallOption) (*GetManifestResponse, error)
 	// FetchSlice streams a slice file in chunks of 1 MiB, from any offset.
+	//
+	// Errors:
+	//
+	//	NOT_FOUND DATASET_NOT_FOUND: the node serves another data set.
+	//	INVALID_ARGUMENT NO_SLICE, BAD_SLICE_NAME: slice_name is empty or not a plain file name.
+	//	NOT_FOUND SLICE_NOT_FOUND: the manifest has no such slice.
+	//	OUT_OF_RANGE OFFSET_OUT_OF_RANGE: offset is past the end of the slice.
 	FetchSlice(ctx context.Context, in *FetchSliceRequest, opts ...grpc.CallOption) (DataNodeService_FetchSliceClient, error)
 }
 
@@ -77,8 +88,19 @@ func (x *dataNodeServiceFetchSliceClient) Recv() (*FetchSliceResponse, error) {
 // for forward compatibility
 type DataNodeServiceServer interface {
 	// GetManifest describes a data set.
+	//
+	// Errors:
+	//
+	//	NOT_FOUND DATASET_NOT_FOUND: the node serves another data set.
 	GetManifest(context.Context, *GetManifestRequest) (*GetManifestResponse, error)
 	// FetchSlice streams a slice file in chunks of 1 MiB, from any offset.
+	//
+	// Errors:
+	//
+	//	NOT_FOUND DATASET_NOT_FOUND: the node serves another data set.
+	//	INVALID_ARGUMENT NO_SLICE, BAD_SLICE_NAME: slice_name is empty or not a plain file name.
+	//	NOT_FOUND SLICE_NOT_FOUND: the manifest has no such slice.
+	//	OUT_OF_RANGE OFFSET_OUT_OF_RANGE: offset is past the end of the slice.
 	FetchSlice(*FetchSliceRequest, DataNodeService_FetchSliceServer) error
 	mustEmbedUnimplementedDataNodeServiceServer()
 }
@@ -169,12 +191,56 @@ var _DataNodeService_serviceDesc = grpc.ServiceDesc{
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type DataFetcherServiceClient interface {
 	// OpenJob starts fetching for a job (called by the job's bridge).
+	//
+	// Errors:
+	//
+	//	INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-128 letters, digits,
+	//	  '.', '_' or '-'.
+	//	INVALID_ARGUMENT WORKER_ID_MISSING, COORDINATOR_MISSING: worker_id or coordinator_address is
+	//	  empty.
+	//	INVALID_ARGUMENT BAD_COORDINATOR_ADDRESS: coordinator_address is not host:port (or
+	//	  unix:PATH).
+	//	INVALID_ARGUMENT BAD_PREFETCH: prefetch is outside 0..32.
+	//	ALREADY_EXISTS JOB_ALREADY_OPEN: the job is open with another scheduler or worker; CloseJob
+	//	  it first.
 	OpenJob(ctx context.Context, in *OpenJobRequest, opts ...grpc.CallOption) (*OpenJobResponse, error)
 	// NextSlice returns the job's next verified slice, waiting if it is not there yet.
+	//
+	// A slice the prefetch could not get is answered by its error, in its place; the job goes on
+	// with the next slice.
+	//
+	// Errors:
+	//
+	//	INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-128 letters, digits,
+	//	  '.', '_' or '-'.
+	//	NOT_FOUND JOB_NOT_OPEN: the job is not open here (after a DataFetcher restart too): OpenJob
+	//	  again.
+	//	FAILED_PRECONDITION JOB_CLOSED: the job was closed while the call waited.
+	//	UNAVAILABLE FETCHER_STOPPING: the DataFetcher stopped while the call waited.
+	//	UNAVAILABLE UPSTREAM_UNAVAILABLE: the scheduler's AssignSlice did not answer, retries
+	//	  included.
+	//	FAILED_PRECONDITION UPSTREAM_REFUSED: the scheduler or the data node refused (metadata
+	//	  "upstream_code", "upstream_reason").
+	//	FAILED_PRECONDITION BAD_ASSIGNMENT: the scheduler's assignment is unusable.
+	//	FAILED_PRECONDITION SLICE_LARGER_THAN_CACHE: the slice is bigger than
+	//	  data_fetcher.cache_bytes.
+	//	UNAVAILABLE DATA_NODE_UNAVAILABLE: the data node failed several attempts in a row without
+	//	  progress.
+	//	RESOURCE_EXHAUSTED CACHE_WRITE_FAILED: the slice could not be written into the cache.
+	//	DATA_LOSS SLICE_SHA256_MISMATCH: the slice failed verification twice.
+	//	INTERNAL PREFETCH_FAILED: the prefetch failed unexpectedly (see the DataFetcher's log).
 	NextSlice(ctx context.Context, in *NextSliceRequest, opts ...grpc.CallOption) (*NextSliceResponse, error)
 	// CloseJob stops fetching for a job.
+	//
+	// Errors:
+	//
+	//	INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-128 letters, digits,
+	//	  '.', '_' or '-'.
+	//	NOT_FOUND JOB_NOT_OPEN: the job is not open here.
 	CloseJob(ctx context.Context, in *CloseJobRequest, opts ...grpc.CallOption) (*CloseJobResponse, error)
 	// GetStats returns cache and transfer counters.
+	//
+	// Errors: none of its own.
 	GetStats(ctx context.Context, in *GetStatsRequest, opts ...grpc.CallOption) (*GetStatsResponse, error)
 }
 
@@ -227,12 +293,56 @@ func (c *dataFetcherServiceClient) GetStats(ctx context.Context, in *GetStatsReq
 // for forward compatibility
 type DataFetcherServiceServer interface {
 	// OpenJob starts fetching for a job (called by the job's bridge).
+	//
+	// Errors:
+	//
+	//	INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-128 letters, digits,
+	//	  '.', '_' or '-'.
+	//	INVALID_ARGUMENT WORKER_ID_MISSING, COORDINATOR_MISSING: worker_id or coordinator_address is
+	//	  empty.
+	//	INVALID_ARGUMENT BAD_COORDINATOR_ADDRESS: coordinator_address is not host:port (or
+	//	  unix:PATH).
+	//	INVALID_ARGUMENT BAD_PREFETCH: prefetch is outside 0..32.
+	//	ALREADY_EXISTS JOB_ALREADY_OPEN: the job is open with another scheduler or worker; CloseJob
+	//	  it first.
 	OpenJob(context.Context, *OpenJobRequest) (*OpenJobResponse, error)
 	// NextSlice returns the job's next verified slice, waiting if it is not there yet.
+	//
+	// A slice the prefetch could not get is answered by its error, in its place; the job goes on
+	// with the next slice.
+	//
+	// Errors:
+	//
+	//	INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-128 letters, digits,
+	//	  '.', '_' or '-'.
+	//	NOT_FOUND JOB_NOT_OPEN: the job is not open here (after a DataFetcher restart too): OpenJob
+	//	  again.
+	//	FAILED_PRECONDITION JOB_CLOSED: the job was closed while the call waited.
+	//	UNAVAILABLE FETCHER_STOPPING: the DataFetcher stopped while the call waited.
+	//	UNAVAILABLE UPSTREAM_UNAVAILABLE: the scheduler's AssignSlice did not answer, retries
+	//	  included.
+	//	FAILED_PRECONDITION UPSTREAM_REFUSED: the scheduler or the data node refused (metadata
+	//	  "upstream_code", "upstream_reason").
+	//	FAILED_PRECONDITION BAD_ASSIGNMENT: the scheduler's assignment is unusable.
+	//	FAILED_PRECONDITION SLICE_LARGER_THAN_CACHE: the slice is bigger than
+	//	  data_fetcher.cache_bytes.
+	//	UNAVAILABLE DATA_NODE_UNAVAILABLE: the data node failed several attempts in a row without
+	//	  progress.
+	//	RESOURCE_EXHAUSTED CACHE_WRITE_FAILED: the slice could not be written into the cache.
+	//	DATA_LOSS SLICE_SHA256_MISMATCH: the slice failed verification twice.
+	//	INTERNAL PREFETCH_FAILED: the prefetch failed unexpectedly (see the DataFetcher's log).
 	NextSlice(context.Context, *NextSliceRequest) (*NextSliceResponse, error)
 	// CloseJob stops fetching for a job.
+	//
+	// Errors:
+	//
+	//	INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-128 letters, digits,
+	//	  '.', '_' or '-'.
+	//	NOT_FOUND JOB_NOT_OPEN: the job is not open here.
 	CloseJob(context.Context, *CloseJobRequest) (*CloseJobResponse, error)
 	// GetStats returns cache and transfer counters.
+	//
+	// Errors: none of its own.
 	GetStats(context.Context, *GetStatsRequest) (*GetStatsResponse, error)
 	mustEmbedUnimplementedDataFetcherServiceServer()
 }

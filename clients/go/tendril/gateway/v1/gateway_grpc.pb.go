@@ -18,8 +18,17 @@ const _ = grpc.SupportPackageIsVersion7
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type BusServiceClient interface {
 	// Publish sends one message to every current subscriber of its topic.
+	//
+	// Errors:
+	//
+	//	INVALID_ARGUMENT PAYLOAD_MISSING: the message has no payload.
+	//	INVALID_ARGUMENT TOPIC_MISSING, TOPIC_TOO_LONG: the topic is empty or over 256 characters.
 	Publish(ctx context.Context, in *PublishRequest, opts ...grpc.CallOption) (*PublishResponse, error)
 	// Subscribe streams every message published on a topic from now on.
+	//
+	// Errors:
+	//
+	//	INVALID_ARGUMENT TOPIC_MISSING, TOPIC_TOO_LONG: the topic is empty or over 256 characters.
 	Subscribe(ctx context.Context, in *SubscribeRequest, opts ...grpc.CallOption) (BusService_SubscribeClient, error)
 }
 
@@ -77,8 +86,17 @@ func (x *busServiceSubscribeClient) Recv() (*SubscribeResponse, error) {
 // for forward compatibility
 type BusServiceServer interface {
 	// Publish sends one message to every current subscriber of its topic.
+	//
+	// Errors:
+	//
+	//	INVALID_ARGUMENT PAYLOAD_MISSING: the message has no payload.
+	//	INVALID_ARGUMENT TOPIC_MISSING, TOPIC_TOO_LONG: the topic is empty or over 256 characters.
 	Publish(context.Context, *PublishRequest) (*PublishResponse, error)
 	// Subscribe streams every message published on a topic from now on.
+	//
+	// Errors:
+	//
+	//	INVALID_ARGUMENT TOPIC_MISSING, TOPIC_TOO_LONG: the topic is empty or over 256 characters.
 	Subscribe(*SubscribeRequest, BusService_SubscribeServer) error
 	mustEmbedUnimplementedBusServiceServer()
 }
@@ -169,14 +187,38 @@ var _BusService_serviceDesc = grpc.ServiceDesc{
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type RegistryServiceClient interface {
 	// Put creates or refreshes a record.
+	//
+	// Errors:
+	//
+	//	INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
+	//	  over 256 characters.
+	//	INVALID_ARGUMENT TTL_INVALID: ttl_seconds is not in (0, 86400].
 	Put(ctx context.Context, in *PutRequest, opts ...grpc.CallOption) (*PutResponse, error)
 	// Get returns one live record.
+	//
+	// Errors:
+	//
+	//	INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
+	//	  over 256 characters.
+	//	NOT_FOUND RECORD_NOT_FOUND: no live record of that kind and id.
 	Get(ctx context.Context, in *GetRequest, opts ...grpc.CallOption) (*GetResponse, error)
 	// List returns the live records of a kind.
+	//
+	// Errors: none of its own.
 	List(ctx context.Context, in *ListRequest, opts ...grpc.CallOption) (*ListResponse, error)
 	// Delete removes a record at once.
+	//
+	// Errors:
+	//
+	//	INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
+	//	  over 256 characters.
+	//	NOT_FOUND RECORD_NOT_FOUND: no live record of that kind and id.
 	Delete(ctx context.Context, in *DeleteRequest, opts ...grpc.CallOption) (*DeleteResponse, error)
 	// Watch streams the current records of a kind, then every change to them.
+	//
+	// Errors:
+	//
+	//	ABORTED WATCH_OVERFLOW: the watcher fell 1024 events behind; watch again.
 	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (RegistryService_WatchClient, error)
 }
 
@@ -261,14 +303,38 @@ func (x *registryServiceWatchClient) Recv() (*WatchResponse, error) {
 // for forward compatibility
 type RegistryServiceServer interface {
 	// Put creates or refreshes a record.
+	//
+	// Errors:
+	//
+	//	INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
+	//	  over 256 characters.
+	//	INVALID_ARGUMENT TTL_INVALID: ttl_seconds is not in (0, 86400].
 	Put(context.Context, *PutRequest) (*PutResponse, error)
 	// Get returns one live record.
+	//
+	// Errors:
+	//
+	//	INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
+	//	  over 256 characters.
+	//	NOT_FOUND RECORD_NOT_FOUND: no live record of that kind and id.
 	Get(context.Context, *GetRequest) (*GetResponse, error)
 	// List returns the live records of a kind.
+	//
+	// Errors: none of its own.
 	List(context.Context, *ListRequest) (*ListResponse, error)
 	// Delete removes a record at once.
+	//
+	// Errors:
+	//
+	//	INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
+	//	  over 256 characters.
+	//	NOT_FOUND RECORD_NOT_FOUND: no live record of that kind and id.
 	Delete(context.Context, *DeleteRequest) (*DeleteResponse, error)
 	// Watch streams the current records of a kind, then every change to them.
+	//
+	// Errors:
+	//
+	//	ABORTED WATCH_OVERFLOW: the watcher fell 1024 events behind; watch again.
 	Watch(*WatchRequest, RegistryService_WatchServer) error
 	mustEmbedUnimplementedRegistryServiceServer()
 }

@@ -18,16 +18,64 @@ const _ = grpc.SupportPackageIsVersion7
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type JobServiceClient interface {
 	// Dispatch starts a job under a live lease held by the caller.
+	//
+	// Errors:
+	//
+	//	UNAVAILABLE SHUTTING_DOWN: the JobService is stopping.
+	//	UNAUTHENTICATED NO_PEER_ID: the call names no peer id.
+	//	INVALID_ARGUMENT BAD_JOB_ID: job_id is not 1-64 letters, digits, '.', '_' or '-'.
+	//	INVALID_ARGUMENT LEASE_ID_MISSING, EXECUTOR_MISSING: lease_id, or the executor's class or
+	//	  name, is empty.
+	//	INVALID_ARGUMENT BAD_TIMEOUT: the timeout is negative.
+	//	INVALID_ARGUMENT BAD_COORDINATOR_ADDRESS: coordinator_address is not host:port.
+	//	FAILED_PRECONDITION EXECUTOR_NOT_CONFIGURED: the worker has no such executor.
+	//	FAILED_PRECONDITION SOCKET_PATH_TOO_LONG: the job's bridge socket path would not fit a Unix
+	//	  socket.
+	//	ALREADY_EXISTS JOB_EXISTS: the job id was used before on this worker.
+	//	RESOURCE_EXHAUSTED TOO_MANY_JOBS: job.max_concurrent_jobs jobs are running.
+	//	NOT_FOUND LEASE_NOT_FOUND: the lease is not live on this worker.
+	//	PERMISSION_DENIED LEASE_NOT_OWNED: the lease belongs to another scheduler.
+	//	FAILED_PRECONDITION LEASE_NOT_RENEWABLE: the lease is still temporary (its offer is not
+	//	  accepted yet).
+	//	FAILED_PRECONDITION LEASE_EXPIRED: the lease has expired.
+	//	UNAVAILABLE LEASE_SERVICE_UNAVAILABLE: the LeaseService did not answer the lease check;
+	//	  retry.
+	//	INVALID_ARGUMENT LEASE_CHECK_FAILED: the LeaseService refused the lease check (e.g. a
+	//	  lease_id over 256 characters); any other code it answers is passed on with this reason.
+	//	FAILED_PRECONDITION BAD_EXECUTOR_COMMAND: the executor's configured command is empty or uses
+	//	  an unknown placeholder.
+	//	FAILED_PRECONDITION EXECUTOR_START_FAILED: the executor's command could not be started.
 	Dispatch(ctx context.Context, in *DispatchRequest, opts ...grpc.CallOption) (*DispatchResponse, error)
 	// Get returns one job.
+	//
+	// Errors:
+	//
+	//	NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
 	Get(ctx context.Context, in *GetRequest, opts ...grpc.CallOption) (*GetResponse, error)
 	// List returns jobs, newest first.
+	//
+	// Errors: none of its own.
 	List(ctx context.Context, in *ListRequest, opts ...grpc.CallOption) (*ListResponse, error)
 	// Watch streams a job's (or every job's) state changes.
+	//
+	// Errors:
+	//
+	//	NOT_FOUND JOB_NOT_FOUND: job_id is set and no such job is on this worker.
+	//	ABORTED WATCH_OVERFLOW: the watcher fell behind and was cut off; watch again.
 	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (JobService_WatchClient, error)
 	// Cancel stops a job: SIGTERM, then SIGKILL after the grace period (owner only).
+	//
+	// Errors:
+	//
+	//	NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
+	//	PERMISSION_DENIED NOT_JOB_OWNER: the job belongs to another peer.
+	//	UNAVAILABLE JOB_STARTING: the job is still being dispatched; retry in a moment.
 	Cancel(ctx context.Context, in *CancelRequest, opts ...grpc.CallOption) (*CancelResponse, error)
 	// Logs streams an executor's output: the last lines, then new lines when following.
+	//
+	// Errors:
+	//
+	//	NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
 	Logs(ctx context.Context, in *LogsRequest, opts ...grpc.CallOption) (JobService_LogsClient, error)
 }
 
@@ -144,16 +192,64 @@ func (x *jobServiceLogsClient) Recv() (*LogsResponse, error) {
 // for forward compatibility
 type JobServiceServer interface {
 	// Dispatch starts a job under a live lease held by the caller.
+	//
+	// Errors:
+	//
+	//	UNAVAILABLE SHUTTING_DOWN: the JobService is stopping.
+	//	UNAUTHENTICATED NO_PEER_ID: the call names no peer id.
+	//	INVALID_ARGUMENT BAD_JOB_ID: job_id is not 1-64 letters, digits, '.', '_' or '-'.
+	//	INVALID_ARGUMENT LEASE_ID_MISSING, EXECUTOR_MISSING: lease_id, or the executor's class or
+	//	  name, is empty.
+	//	INVALID_ARGUMENT BAD_TIMEOUT: the timeout is negative.
+	//	INVALID_ARGUMENT BAD_COORDINATOR_ADDRESS: coordinator_address is not host:port.
+	//	FAILED_PRECONDITION EXECUTOR_NOT_CONFIGURED: the worker has no such executor.
+	//	FAILED_PRECONDITION SOCKET_PATH_TOO_LONG: the job's bridge socket path would not fit a Unix
+	//	  socket.
+	//	ALREADY_EXISTS JOB_EXISTS: the job id was used before on this worker.
+	//	RESOURCE_EXHAUSTED TOO_MANY_JOBS: job.max_concurrent_jobs jobs are running.
+	//	NOT_FOUND LEASE_NOT_FOUND: the lease is not live on this worker.
+	//	PERMISSION_DENIED LEASE_NOT_OWNED: the lease belongs to another scheduler.
+	//	FAILED_PRECONDITION LEASE_NOT_RENEWABLE: the lease is still temporary (its offer is not
+	//	  accepted yet).
+	//	FAILED_PRECONDITION LEASE_EXPIRED: the lease has expired.
+	//	UNAVAILABLE LEASE_SERVICE_UNAVAILABLE: the LeaseService did not answer the lease check;
+	//	  retry.
+	//	INVALID_ARGUMENT LEASE_CHECK_FAILED: the LeaseService refused the lease check (e.g. a
+	//	  lease_id over 256 characters); any other code it answers is passed on with this reason.
+	//	FAILED_PRECONDITION BAD_EXECUTOR_COMMAND: the executor's configured command is empty or uses
+	//	  an unknown placeholder.
+	//	FAILED_PRECONDITION EXECUTOR_START_FAILED: the executor's command could not be started.
 	Dispatch(context.Context, *DispatchRequest) (*DispatchResponse, error)
 	// Get returns one job.
+	//
+	// Errors:
+	//
+	//	NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
 	Get(context.Context, *GetRequest) (*GetResponse, error)
 	// List returns jobs, newest first.
+	//
+	// Errors: none of its own.
 	List(context.Context, *ListRequest) (*ListResponse, error)
 	// Watch streams a job's (or every job's) state changes.
+	//
+	// Errors:
+	//
+	//	NOT_FOUND JOB_NOT_FOUND: job_id is set and no such job is on this worker.
+	//	ABORTED WATCH_OVERFLOW: the watcher fell behind and was cut off; watch again.
 	Watch(*WatchRequest, JobService_WatchServer) error
 	// Cancel stops a job: SIGTERM, then SIGKILL after the grace period (owner only).
+	//
+	// Errors:
+	//
+	//	NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
+	//	PERMISSION_DENIED NOT_JOB_OWNER: the job belongs to another peer.
+	//	UNAVAILABLE JOB_STARTING: the job is still being dispatched; retry in a moment.
 	Cancel(context.Context, *CancelRequest) (*CancelResponse, error)
 	// Logs streams an executor's output: the last lines, then new lines when following.
+	//
+	// Errors:
+	//
+	//	NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
 	Logs(*LogsRequest, JobService_LogsServer) error
 	mustEmbedUnimplementedJobServiceServer()
 }

@@ -18,25 +18,81 @@ const _ = grpc.SupportPackageIsVersion7
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type LeaseServiceClient interface {
 	// Reserve takes resources for a temporary lease (used by the arbiter).
+	//
+	// Errors:
+	//
+	//	UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
+	//	PERMISSION_DENIED NOT_THE_WORKER: the caller is not the worker itself.
+	//	INVALID_ARGUMENT OWNER_ID_MISSING, OWNER_ID_TOO_LONG, REQUEST_ID_TOO_LONG: owner_id is empty,
+	//	  or an id is over 256 characters.
+	//	INVALID_ARGUMENT RESOURCES_INVALID, RESOURCES_EMPTY: resources are negative, not finite, or
+	//	  all zero.
+	//	INVALID_ARGUMENT PRICE_INVALID: price is negative or not finite.
+	//	INVALID_ARGUMENT TTL_INVALID: ttl_seconds is outside [0, the renewable lease time].
+	//	RESOURCE_EXHAUSTED DOES_NOT_FIT: the resources exceed the free ones (metadata "free").
 	Reserve(ctx context.Context, in *ReserveRequest, opts ...grpc.CallOption) (*ReserveResponse, error)
 	// Confirm turns a temporary lease renewable once its offer was accepted (used by the
 	// arbiter). Idempotent: a lease that is already renewable (its owner renewed it first) is
 	// returned unchanged.
+	//
+	// Errors:
+	//
+	//	UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
+	//	PERMISSION_DENIED NOT_THE_WORKER: the caller is not the worker itself.
+	//	INVALID_ARGUMENT LEASE_ID_MISSING, LEASE_ID_TOO_LONG: lease_id is empty or over 256
+	//	  characters.
+	//	NOT_FOUND LEASE_NOT_FOUND: no live lease has that id (never existed, released, or its
+	//	  offer was withdrawn).
+	//	FAILED_PRECONDITION LEASE_EXPIRED: the temporary lease expired before its confirmation.
 	Confirm(ctx context.Context, in *ConfirmRequest, opts ...grpc.CallOption) (*ConfirmResponse, error)
 	// Renew extends a lease to now + the renewable lease time (owner only). The owner's first
 	// Renew of a temporary lease accepts its offer: the lease turns renewable at once, so a
 	// scheduler renews as it answers ACCEPTED and never waits for Confirm. A lease whose offer
 	// was withdrawn (rejected, timed out) or that expired is gone: NOT_FOUND or LEASE_EXPIRED.
+	//
+	// Errors:
+	//
+	//	UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
+	//	INVALID_ARGUMENT LEASE_ID_MISSING, LEASE_ID_TOO_LONG: lease_id is empty or over 256
+	//	  characters.
+	//	NOT_FOUND LEASE_NOT_FOUND: no live lease has that id (never existed, released, or its
+	//	  offer was withdrawn).
+	//	PERMISSION_DENIED NOT_THE_OWNER: the lease belongs to another peer.
+	//	FAILED_PRECONDITION LEASE_EXPIRED: the lease expired; win a new offer.
 	Renew(ctx context.Context, in *RenewRequest, opts ...grpc.CallOption) (*RenewResponse, error)
 	// Release frees a lease at once and cancels its jobs (owner only).
+	//
+	// Errors:
+	//
+	//	UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
+	//	INVALID_ARGUMENT LEASE_ID_MISSING, LEASE_ID_TOO_LONG: lease_id is empty or over 256
+	//	  characters.
+	//	NOT_FOUND LEASE_NOT_FOUND: no live lease has that id.
+	//	PERMISSION_DENIED NOT_THE_OWNER: the lease belongs to another peer (the worker itself may
+	//	  release any).
 	Release(ctx context.Context, in *ReleaseRequest, opts ...grpc.CallOption) (*ReleaseResponse, error)
 	// Get returns one live lease.
+	//
+	// Errors:
+	//
+	//	INVALID_ARGUMENT LEASE_ID_MISSING, LEASE_ID_TOO_LONG: lease_id is empty or over 256
+	//	  characters.
+	//	NOT_FOUND LEASE_NOT_FOUND: no live lease has that id.
 	Get(ctx context.Context, in *GetRequest, opts ...grpc.CallOption) (*GetResponse, error)
 	// List returns live leases.
+	//
+	// Errors: none of its own.
 	List(ctx context.Context, in *ListRequest, opts ...grpc.CallOption) (*ListResponse, error)
 	// Watch streams the live leases, then every change.
+	//
+	// Errors:
+	//
+	//	ABORTED WATCH_OVERFLOW: the watcher fell 1024 events behind; watch again, then re-read with
+	//	  Get/List.
 	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (LeaseService_WatchClient, error)
 	// GetCapacity returns the worker's total, reserved and free resources.
+	//
+	// Errors: none of its own.
 	GetCapacity(ctx context.Context, in *GetCapacityRequest, opts ...grpc.CallOption) (*GetCapacityResponse, error)
 }
 
@@ -148,25 +204,81 @@ func (c *leaseServiceClient) GetCapacity(ctx context.Context, in *GetCapacityReq
 // for forward compatibility
 type LeaseServiceServer interface {
 	// Reserve takes resources for a temporary lease (used by the arbiter).
+	//
+	// Errors:
+	//
+	//	UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
+	//	PERMISSION_DENIED NOT_THE_WORKER: the caller is not the worker itself.
+	//	INVALID_ARGUMENT OWNER_ID_MISSING, OWNER_ID_TOO_LONG, REQUEST_ID_TOO_LONG: owner_id is empty,
+	//	  or an id is over 256 characters.
+	//	INVALID_ARGUMENT RESOURCES_INVALID, RESOURCES_EMPTY: resources are negative, not finite, or
+	//	  all zero.
+	//	INVALID_ARGUMENT PRICE_INVALID: price is negative or not finite.
+	//	INVALID_ARGUMENT TTL_INVALID: ttl_seconds is outside [0, the renewable lease time].
+	//	RESOURCE_EXHAUSTED DOES_NOT_FIT: the resources exceed the free ones (metadata "free").
 	Reserve(context.Context, *ReserveRequest) (*ReserveResponse, error)
 	// Confirm turns a temporary lease renewable once its offer was accepted (used by the
 	// arbiter). Idempotent: a lease that is already renewable (its owner renewed it first) is
 	// returned unchanged.
+	//
+	// Errors:
+	//
+	//	UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
+	//	PERMISSION_DENIED NOT_THE_WORKER: the caller is not the worker itself.
+	//	INVALID_ARGUMENT LEASE_ID_MISSING, LEASE_ID_TOO_LONG: lease_id is empty or over 256
+	//	  characters.
+	//	NOT_FOUND LEASE_NOT_FOUND: no live lease has that id (never existed, released, or its
+	//	  offer was withdrawn).
+	//	FAILED_PRECONDITION LEASE_EXPIRED: the temporary lease expired before its confirmation.
 	Confirm(context.Context, *ConfirmRequest) (*ConfirmResponse, error)
 	// Renew extends a lease to now + the renewable lease time (owner only). The owner's first
 	// Renew of a temporary lease accepts its offer: the lease turns renewable at once, so a
 	// scheduler renews as it answers ACCEPTED and never waits for Confirm. A lease whose offer
 	// was withdrawn (rejected, timed out) or that expired is gone: NOT_FOUND or LEASE_EXPIRED.
+	//
+	// Errors:
+	//
+	//	UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
+	//	INVALID_ARGUMENT LEASE_ID_MISSING, LEASE_ID_TOO_LONG: lease_id is empty or over 256
+	//	  characters.
+	//	NOT_FOUND LEASE_NOT_FOUND: no live lease has that id (never existed, released, or its
+	//	  offer was withdrawn).
+	//	PERMISSION_DENIED NOT_THE_OWNER: the lease belongs to another peer.
+	//	FAILED_PRECONDITION LEASE_EXPIRED: the lease expired; win a new offer.
 	Renew(context.Context, *RenewRequest) (*RenewResponse, error)
 	// Release frees a lease at once and cancels its jobs (owner only).
+	//
+	// Errors:
+	//
+	//	UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
+	//	INVALID_ARGUMENT LEASE_ID_MISSING, LEASE_ID_TOO_LONG: lease_id is empty or over 256
+	//	  characters.
+	//	NOT_FOUND LEASE_NOT_FOUND: no live lease has that id.
+	//	PERMISSION_DENIED NOT_THE_OWNER: the lease belongs to another peer (the worker itself may
+	//	  release any).
 	Release(context.Context, *ReleaseRequest) (*ReleaseResponse, error)
 	// Get returns one live lease.
+	//
+	// Errors:
+	//
+	//	INVALID_ARGUMENT LEASE_ID_MISSING, LEASE_ID_TOO_LONG: lease_id is empty or over 256
+	//	  characters.
+	//	NOT_FOUND LEASE_NOT_FOUND: no live lease has that id.
 	Get(context.Context, *GetRequest) (*GetResponse, error)
 	// List returns live leases.
+	//
+	// Errors: none of its own.
 	List(context.Context, *ListRequest) (*ListResponse, error)
 	// Watch streams the live leases, then every change.
+	//
+	// Errors:
+	//
+	//	ABORTED WATCH_OVERFLOW: the watcher fell 1024 events behind; watch again, then re-read with
+	//	  Get/List.
 	Watch(*WatchRequest, LeaseService_WatchServer) error
 	// GetCapacity returns the worker's total, reserved and free resources.
+	//
+	// Errors: none of its own.
 	GetCapacity(context.Context, *GetCapacityRequest) (*GetCapacityResponse, error)
 	mustEmbedUnimplementedLeaseServiceServer()
 }

@@ -18,18 +18,103 @@ const _ = grpc.SupportPackageIsVersion7
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type ParameterServerServiceClient interface {
 	// OpenJob starts aggregation for a job (called by the job's "aggregate" executor).
+	//
+	// Errors:
+	//
+	//	INVALID_ARGUMENT BAD_RUN_ID: job_id is not a run id: 1-128 letters, digits, '.', '_' or '-',
+	//	  starting with a letter or digit.
+	//	INVALID_ARGUMENT BAD_CODEC: codec is not a known value.
+	//	INVALID_ARGUMENT BAD_RUN_CONFIG: expected_workers, quorum, timeout, outer_lr or
+	//	  outer_momentum is out of range.
 	OpenJob(ctx context.Context, in *OpenJobRequest, opts ...grpc.CallOption) (*OpenJobResponse, error)
 	// CloseJob ends aggregation for a job and frees its state.
+	//
+	// Errors:
+	//
+	//	INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+	//	NOT_FOUND RUN_NOT_OPEN: the run is not open here (a purge of a saved run still succeeds).
 	CloseJob(ctx context.Context, in *CloseJobRequest, opts ...grpc.CallOption) (*CloseJobResponse, error)
 	// PushUpdate streams one worker's pseudo-gradient for a round (header, then chunks).
+	//
+	// Errors:
+	//
+	//	INVALID_ARGUMENT HEADER_MISSING, UNEXPECTED_HEADER: the stream does not start with exactly
+	//	  one header.
+	//	INVALID_ARGUMENT BAD_HEADER, BAD_CODEC, OUT_OF_ORDER, EMPTY_CHUNK, TOO_LONG, BAD_PAYLOAD: the
+	//	  stream breaks its contract (see tendril.tensor.v1.StreamMessage).
+	//	DATA_LOSS SHA256_MISMATCH: the payload's sha256 is not the header's; send it again.
+	//	INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+	//	INVALID_ARGUMENT WORKER_ID_MISSING, BAD_WEIGHT: worker_id is empty, or weight is not a finite
+	//	  number > 0.
+	//	INVALID_ARGUMENT STREAM_ID_REUSED: the stream_id already carries another payload.
+	//	INVALID_ARGUMENT LAYOUT_MISMATCH: the update's tensors differ from the run's parameters.
+	//	INVALID_ARGUMENT NON_FINITE_UPDATE: the update holds NaN or Inf; it was not counted.
+	//	NOT_FOUND RUN_NOT_OPEN: the run is not open here (yet): its aggregate job calls OpenJob
+	//	  first.
+	//	FAILED_PRECONDITION NO_PARAMETERS: the run has no θ0 yet (PushParameters comes first).
+	//	FAILED_PRECONDITION RUN_CLOSED, RUN_FINISHED: the run was closed, or its last round closed.
+	//	FAILED_PRECONDITION ROUND_CLOSED: the round closed (before or during the push); the message
+	//	  names the open round.
+	//	FAILED_PRECONDITION ROUND_NOT_OPEN: the round is after the open one.
+	//	ALREADY_EXISTS ALREADY_COMMITTED: the worker already committed for the round.
+	//	INTERNAL AGGREGATION_FAILED: closing the previous round failed; the run takes pushes after
+	//	  OpenJob.
 	PushUpdate(ctx context.Context, opts ...grpc.CallOption) (ParameterServerService_PushUpdateClient, error)
 	// PullUpdate waits until a round closes, then streams its outer update.
+	//
+	// Errors:
+	//
+	//	INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+	//	INVALID_ARGUMENT BAD_CODEC: codec is not a known value.
+	//	INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative.
+	//	NOT_FOUND RUN_NOT_OPEN: the run is not open here.
+	//	FAILED_PRECONDITION ROUND_NOT_OPEN: the round is after the open one.
+	//	FAILED_PRECONDITION UPDATE_GONE: the round's update is no longer kept (the last 4 are); pull
+	//	  θ instead.
+	//	FAILED_PRECONDITION RUN_CLOSED: the run was closed before the round closed.
+	//	DEADLINE_EXCEEDED ROUND_STILL_OPEN: the wait ran out before the round closed; pull again
+	//	  later.
+	//	INTERNAL AGGREGATION_FAILED: computing the round's update failed.
+	//	OUT_OF_RANGE BAD_OFFSET: offset is past the end of the payload.
+	//	ABORTED PAYLOAD_REPLACED: the payload was replaced as it was opened; ask again.
 	PullUpdate(ctx context.Context, in *PullUpdateRequest, opts ...grpc.CallOption) (ParameterServerService_PullUpdateClient, error)
 	// PushParameters offers the initial parameters θ0 of a job (the first one wins).
+	//
+	// Errors:
+	//
+	//	INVALID_ARGUMENT HEADER_MISSING, UNEXPECTED_HEADER: the stream does not start with exactly
+	//	  one header.
+	//	INVALID_ARGUMENT BAD_HEADER, BAD_CODEC, OUT_OF_ORDER, EMPTY_CHUNK, TOO_LONG, BAD_PAYLOAD: the
+	//	  stream breaks its contract (see tendril.tensor.v1.StreamMessage).
+	//	INVALID_ARGUMENT INCOMPLETE: the stream ended before its last byte.
+	//	DATA_LOSS SHA256_MISMATCH: the payload's sha256 is not the header's; send it again.
+	//	INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+	//	INVALID_ARGUMENT STREAM_ID_REUSED: the stream_id already carries another payload.
+	//	INVALID_ARGUMENT NON_FINITE_PARAMETERS: θ0 holds NaN or Inf.
+	//	FAILED_PRECONDITION BAD_OFFSET: start_offset is not where this stream stands; resume from the
+	//	  byte named.
+	//	NOT_FOUND RUN_NOT_OPEN: the run is not open here (yet).
+	//	FAILED_PRECONDITION RUN_CLOSED: the run was closed.
+	//	INTERNAL AGGREGATION_FAILED: closing a round of the run failed; it takes pushes again after
+	//	  OpenJob.
 	PushParameters(ctx context.Context, opts ...grpc.CallOption) (ParameterServerService_PushParametersClient, error)
 	// PullParameters streams the current parameters θ of a job (to join mid-run).
+	//
+	// Errors:
+	//
+	//	INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+	//	NOT_FOUND RUN_NOT_OPEN: the run is not open here.
+	//	FAILED_PRECONDITION NO_PARAMETERS: the run has no θ0 yet.
+	//	OUT_OF_RANGE BAD_OFFSET: offset is past the end of the payload.
+	//	ABORTED PAYLOAD_REPLACED: the payload was replaced as it was opened; ask again.
 	PullParameters(ctx context.Context, in *PullParametersRequest, opts ...grpc.CallOption) (ParameterServerService_PullParametersClient, error)
 	// GetRound tells the state of a job's current round.
+	//
+	// Errors:
+	//
+	//	INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+	//	NOT_FOUND RUN_NOT_OPEN: the run is not open here.
+	//	INTERNAL AGGREGATION_FAILED: closing the current round failed; OpenJob resumes the run.
 	GetRound(ctx context.Context, in *GetRoundRequest, opts ...grpc.CallOption) (*GetRoundResponse, error)
 }
 
@@ -205,18 +290,103 @@ func (c *parameterServerServiceClient) GetRound(ctx context.Context, in *GetRoun
 // for forward compatibility
 type ParameterServerServiceServer interface {
 	// OpenJob starts aggregation for a job (called by the job's "aggregate" executor).
+	//
+	// Errors:
+	//
+	//	INVALID_ARGUMENT BAD_RUN_ID: job_id is not a run id: 1-128 letters, digits, '.', '_' or '-',
+	//	  starting with a letter or digit.
+	//	INVALID_ARGUMENT BAD_CODEC: codec is not a known value.
+	//	INVALID_ARGUMENT BAD_RUN_CONFIG: expected_workers, quorum, timeout, outer_lr or
+	//	  outer_momentum is out of range.
 	OpenJob(context.Context, *OpenJobRequest) (*OpenJobResponse, error)
 	// CloseJob ends aggregation for a job and frees its state.
+	//
+	// Errors:
+	//
+	//	INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+	//	NOT_FOUND RUN_NOT_OPEN: the run is not open here (a purge of a saved run still succeeds).
 	CloseJob(context.Context, *CloseJobRequest) (*CloseJobResponse, error)
 	// PushUpdate streams one worker's pseudo-gradient for a round (header, then chunks).
+	//
+	// Errors:
+	//
+	//	INVALID_ARGUMENT HEADER_MISSING, UNEXPECTED_HEADER: the stream does not start with exactly
+	//	  one header.
+	//	INVALID_ARGUMENT BAD_HEADER, BAD_CODEC, OUT_OF_ORDER, EMPTY_CHUNK, TOO_LONG, BAD_PAYLOAD: the
+	//	  stream breaks its contract (see tendril.tensor.v1.StreamMessage).
+	//	DATA_LOSS SHA256_MISMATCH: the payload's sha256 is not the header's; send it again.
+	//	INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+	//	INVALID_ARGUMENT WORKER_ID_MISSING, BAD_WEIGHT: worker_id is empty, or weight is not a finite
+	//	  number > 0.
+	//	INVALID_ARGUMENT STREAM_ID_REUSED: the stream_id already carries another payload.
+	//	INVALID_ARGUMENT LAYOUT_MISMATCH: the update's tensors differ from the run's parameters.
+	//	INVALID_ARGUMENT NON_FINITE_UPDATE: the update holds NaN or Inf; it was not counted.
+	//	NOT_FOUND RUN_NOT_OPEN: the run is not open here (yet): its aggregate job calls OpenJob
+	//	  first.
+	//	FAILED_PRECONDITION NO_PARAMETERS: the run has no θ0 yet (PushParameters comes first).
+	//	FAILED_PRECONDITION RUN_CLOSED, RUN_FINISHED: the run was closed, or its last round closed.
+	//	FAILED_PRECONDITION ROUND_CLOSED: the round closed (before or during the push); the message
+	//	  names the open round.
+	//	FAILED_PRECONDITION ROUND_NOT_OPEN: the round is after the open one.
+	//	ALREADY_EXISTS ALREADY_COMMITTED: the worker already committed for the round.
+	//	INTERNAL AGGREGATION_FAILED: closing the previous round failed; the run takes pushes after
+	//	  OpenJob.
 	PushUpdate(ParameterServerService_PushUpdateServer) error
 	// PullUpdate waits until a round closes, then streams its outer update.
+	//
+	// Errors:
+	//
+	//	INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+	//	INVALID_ARGUMENT BAD_CODEC: codec is not a known value.
+	//	INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative.
+	//	NOT_FOUND RUN_NOT_OPEN: the run is not open here.
+	//	FAILED_PRECONDITION ROUND_NOT_OPEN: the round is after the open one.
+	//	FAILED_PRECONDITION UPDATE_GONE: the round's update is no longer kept (the last 4 are); pull
+	//	  θ instead.
+	//	FAILED_PRECONDITION RUN_CLOSED: the run was closed before the round closed.
+	//	DEADLINE_EXCEEDED ROUND_STILL_OPEN: the wait ran out before the round closed; pull again
+	//	  later.
+	//	INTERNAL AGGREGATION_FAILED: computing the round's update failed.
+	//	OUT_OF_RANGE BAD_OFFSET: offset is past the end of the payload.
+	//	ABORTED PAYLOAD_REPLACED: the payload was replaced as it was opened; ask again.
 	PullUpdate(*PullUpdateRequest, ParameterServerService_PullUpdateServer) error
 	// PushParameters offers the initial parameters θ0 of a job (the first one wins).
+	//
+	// Errors:
+	//
+	//	INVALID_ARGUMENT HEADER_MISSING, UNEXPECTED_HEADER: the stream does not start with exactly
+	//	  one header.
+	//	INVALID_ARGUMENT BAD_HEADER, BAD_CODEC, OUT_OF_ORDER, EMPTY_CHUNK, TOO_LONG, BAD_PAYLOAD: the
+	//	  stream breaks its contract (see tendril.tensor.v1.StreamMessage).
+	//	INVALID_ARGUMENT INCOMPLETE: the stream ended before its last byte.
+	//	DATA_LOSS SHA256_MISMATCH: the payload's sha256 is not the header's; send it again.
+	//	INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+	//	INVALID_ARGUMENT STREAM_ID_REUSED: the stream_id already carries another payload.
+	//	INVALID_ARGUMENT NON_FINITE_PARAMETERS: θ0 holds NaN or Inf.
+	//	FAILED_PRECONDITION BAD_OFFSET: start_offset is not where this stream stands; resume from the
+	//	  byte named.
+	//	NOT_FOUND RUN_NOT_OPEN: the run is not open here (yet).
+	//	FAILED_PRECONDITION RUN_CLOSED: the run was closed.
+	//	INTERNAL AGGREGATION_FAILED: closing a round of the run failed; it takes pushes again after
+	//	  OpenJob.
 	PushParameters(ParameterServerService_PushParametersServer) error
 	// PullParameters streams the current parameters θ of a job (to join mid-run).
+	//
+	// Errors:
+	//
+	//	INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+	//	NOT_FOUND RUN_NOT_OPEN: the run is not open here.
+	//	FAILED_PRECONDITION NO_PARAMETERS: the run has no θ0 yet.
+	//	OUT_OF_RANGE BAD_OFFSET: offset is past the end of the payload.
+	//	ABORTED PAYLOAD_REPLACED: the payload was replaced as it was opened; ask again.
 	PullParameters(*PullParametersRequest, ParameterServerService_PullParametersServer) error
 	// GetRound tells the state of a job's current round.
+	//
+	// Errors:
+	//
+	//	INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+	//	NOT_FOUND RUN_NOT_OPEN: the run is not open here.
+	//	INTERNAL AGGREGATION_FAILED: closing the current round failed; OpenJob resumes the run.
 	GetRound(context.Context, *GetRoundRequest) (*GetRoundResponse, error)
 	mustEmbedUnimplementedParameterServerServiceServer()
 }

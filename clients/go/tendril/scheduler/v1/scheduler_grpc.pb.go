@@ -19,6 +19,10 @@ const _ = grpc.SupportPackageIsVersion7
 type AllocationServiceClient interface {
 	// Offer proposes a reservation to the scheduler. The scheduler answers ACCEPTED or
 	// REJECTED, and may hold the call until it decides, but never past expires_at.
+	//
+	// Errors:
+	//
+	//	INVALID_ARGUMENT MISSING_FIELD: a required field is empty (metadata "field" names it).
 	Offer(ctx context.Context, in *OfferRequest, opts ...grpc.CallOption) (*OfferResponse, error)
 }
 
@@ -45,6 +49,10 @@ func (c *allocationServiceClient) Offer(ctx context.Context, in *OfferRequest, o
 type AllocationServiceServer interface {
 	// Offer proposes a reservation to the scheduler. The scheduler answers ACCEPTED or
 	// REJECTED, and may hold the call until it decides, but never past expires_at.
+	//
+	// Errors:
+	//
+	//	INVALID_ARGUMENT MISSING_FIELD: a required field is empty (metadata "field" names it).
 	Offer(context.Context, *OfferRequest) (*OfferResponse, error)
 	mustEmbedUnimplementedAllocationServiceServer()
 }
@@ -105,8 +113,24 @@ var _AllocationService_serviceDesc = grpc.ServiceDesc{
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type CoordinationServiceClient interface {
 	// ReportProgress records one progress event of a job and returns what the job does next.
+	//
+	// Errors:
+	//
+	//	INVALID_ARGUMENT MISSING_FIELD: job_id is empty.
+	//	INVALID_ARGUMENT BAD_PROGRESS_KIND, BAD_BATCH: kind is not set, or a BATCH report has
+	//	  batch_size 0.
+	//	NOT_FOUND UNKNOWN_JOB: the job is not a live training job of the run.
+	//	PERMISSION_DENIED WRONG_WORKER: the job runs on another worker.
+	//	FAILED_PRECONDITION STALE_ROUND: round is before the job's current round.
 	ReportProgress(ctx context.Context, in *ReportProgressRequest, opts ...grpc.CallOption) (*ReportProgressResponse, error)
 	// AssignSlice returns the next data slice a job should train on.
+	//
+	// Errors:
+	//
+	//	INVALID_ARGUMENT MISSING_FIELD: job_id is empty.
+	//	NOT_FOUND UNKNOWN_JOB: the job is not a live training job of the run.
+	//	PERMISSION_DENIED WRONG_WORKER: the job runs on another worker.
+	//	UNAVAILABLE NO_DATASET: the scheduler has not read the data set manifest yet; retry.
 	AssignSlice(ctx context.Context, in *AssignSliceRequest, opts ...grpc.CallOption) (*AssignSliceResponse, error)
 }
 
@@ -141,8 +165,24 @@ func (c *coordinationServiceClient) AssignSlice(ctx context.Context, in *AssignS
 // for forward compatibility
 type CoordinationServiceServer interface {
 	// ReportProgress records one progress event of a job and returns what the job does next.
+	//
+	// Errors:
+	//
+	//	INVALID_ARGUMENT MISSING_FIELD: job_id is empty.
+	//	INVALID_ARGUMENT BAD_PROGRESS_KIND, BAD_BATCH: kind is not set, or a BATCH report has
+	//	  batch_size 0.
+	//	NOT_FOUND UNKNOWN_JOB: the job is not a live training job of the run.
+	//	PERMISSION_DENIED WRONG_WORKER: the job runs on another worker.
+	//	FAILED_PRECONDITION STALE_ROUND: round is before the job's current round.
 	ReportProgress(context.Context, *ReportProgressRequest) (*ReportProgressResponse, error)
 	// AssignSlice returns the next data slice a job should train on.
+	//
+	// Errors:
+	//
+	//	INVALID_ARGUMENT MISSING_FIELD: job_id is empty.
+	//	NOT_FOUND UNKNOWN_JOB: the job is not a live training job of the run.
+	//	PERMISSION_DENIED WRONG_WORKER: the job runs on another worker.
+	//	UNAVAILABLE NO_DATASET: the scheduler has not read the data set manifest yet; retry.
 	AssignSlice(context.Context, *AssignSliceRequest) (*AssignSliceResponse, error)
 	mustEmbedUnimplementedCoordinationServiceServer()
 }

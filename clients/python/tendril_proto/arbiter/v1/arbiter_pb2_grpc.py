@@ -56,6 +56,12 @@ class ArbiterServiceServicer:
     def Solicit(self, request, context):
         """Solicit hands the arbiter one request directly (instead of through the bus) and waits
         until it has been decided: dropped, or offered and answered.
+
+        Errors:
+        INVALID_ARGUMENT REQUEST_MISSING: request is not set.
+        INVALID_ARGUMENT REQUEST_INVALID: the request breaks a rule (the message lists each one).
+        PERMISSION_DENIED NOT_THE_SCHEDULER: the caller's peer id is not the request's scheduler id.
+        UNAVAILABLE ARBITER_STOPPING: the arbiter is stopping; try another worker.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -63,6 +69,8 @@ class ArbiterServiceServicer:
 
     def ListOffers(self, request, context):
         """ListOffers shows recent offers and dropped requests, newest first.
+
+        Errors: none of its own.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -53,6 +53,9 @@ class DataNodeServiceServicer:
 
     def GetManifest(self, request, context):
         """GetManifest describes a data set.
+
+        Errors:
+        NOT_FOUND DATASET_NOT_FOUND: the node serves another data set.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -60,6 +63,12 @@ class DataNodeServiceServicer:
 
     def FetchSlice(self, request, context):
         """FetchSlice streams a slice file in chunks of 1 MiB, from any offset.
+
+        Errors:
+        NOT_FOUND DATASET_NOT_FOUND: the node serves another data set.
+        INVALID_ARGUMENT NO_SLICE, BAD_SLICE_NAME: slice_name is empty or not a plain file name.
+        NOT_FOUND SLICE_NOT_FOUND: the manifest has no such slice.
+        OUT_OF_RANGE OFFSET_OUT_OF_RANGE: offset is past the end of the slice.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -187,6 +196,17 @@ class DataFetcherServiceServicer:
 
     def OpenJob(self, request, context):
         """OpenJob starts fetching for a job (called by the job's bridge).
+
+        Errors:
+        INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-128 letters, digits,
+        '.', '_' or '-'.
+        INVALID_ARGUMENT WORKER_ID_MISSING, COORDINATOR_MISSING: worker_id or coordinator_address is
+        empty.
+        INVALID_ARGUMENT BAD_COORDINATOR_ADDRESS: coordinator_address is not host:port (or
+        unix:PATH).
+        INVALID_ARGUMENT BAD_PREFETCH: prefetch is outside 0..32.
+        ALREADY_EXISTS JOB_ALREADY_OPEN: the job is open with another scheduler or worker; CloseJob
+        it first.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -194,6 +214,29 @@ class DataFetcherServiceServicer:
 
     def NextSlice(self, request, context):
         """NextSlice returns the job's next verified slice, waiting if it is not there yet.
+
+        A slice the prefetch could not get is answered by its error, in its place; the job goes on
+        with the next slice.
+
+        Errors:
+        INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-128 letters, digits,
+        '.', '_' or '-'.
+        NOT_FOUND JOB_NOT_OPEN: the job is not open here (after a DataFetcher restart too): OpenJob
+        again.
+        FAILED_PRECONDITION JOB_CLOSED: the job was closed while the call waited.
+        UNAVAILABLE FETCHER_STOPPING: the DataFetcher stopped while the call waited.
+        UNAVAILABLE UPSTREAM_UNAVAILABLE: the scheduler's AssignSlice did not answer, retries
+        included.
+        FAILED_PRECONDITION UPSTREAM_REFUSED: the scheduler or the data node refused (metadata
+        "upstream_code", "upstream_reason").
+        FAILED_PRECONDITION BAD_ASSIGNMENT: the scheduler's assignment is unusable.
+        FAILED_PRECONDITION SLICE_LARGER_THAN_CACHE: the slice is bigger than
+        data_fetcher.cache_bytes.
+        UNAVAILABLE DATA_NODE_UNAVAILABLE: the data node failed several attempts in a row without
+        progress.
+        RESOURCE_EXHAUSTED CACHE_WRITE_FAILED: the slice could not be written into the cache.
+        DATA_LOSS SLICE_SHA256_MISMATCH: the slice failed verification twice.
+        INTERNAL PREFETCH_FAILED: the prefetch failed unexpectedly (see the DataFetcher's log).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -201,6 +244,11 @@ class DataFetcherServiceServicer:
 
     def CloseJob(self, request, context):
         """CloseJob stops fetching for a job.
+
+        Errors:
+        INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-128 letters, digits,
+        '.', '_' or '-'.
+        NOT_FOUND JOB_NOT_OPEN: the job is not open here.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -208,6 +256,8 @@ class DataFetcherServiceServicer:
 
     def GetStats(self, request, context):
         """GetStats returns cache and transfer counters.
+
+        Errors: none of its own.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

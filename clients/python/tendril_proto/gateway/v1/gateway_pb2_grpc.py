@@ -57,6 +57,10 @@ class BusServiceServicer:
 
     def Publish(self, request, context):
         """Publish sends one message to every current subscriber of its topic.
+
+        Errors:
+        INVALID_ARGUMENT PAYLOAD_MISSING: the message has no payload.
+        INVALID_ARGUMENT TOPIC_MISSING, TOPIC_TOO_LONG: the topic is empty or over 256 characters.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -64,6 +68,9 @@ class BusServiceServicer:
 
     def Subscribe(self, request, context):
         """Subscribe streams every message published on a topic from now on.
+
+        Errors:
+        INVALID_ARGUMENT TOPIC_MISSING, TOPIC_TOO_LONG: the topic is empty or over 256 characters.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -196,6 +203,11 @@ class RegistryServiceServicer:
 
     def Put(self, request, context):
         """Put creates or refreshes a record.
+
+        Errors:
+        INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
+        over 256 characters.
+        INVALID_ARGUMENT TTL_INVALID: ttl_seconds is not in (0, 86400].
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -203,6 +215,11 @@ class RegistryServiceServicer:
 
     def Get(self, request, context):
         """Get returns one live record.
+
+        Errors:
+        INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
+        over 256 characters.
+        NOT_FOUND RECORD_NOT_FOUND: no live record of that kind and id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -210,6 +227,8 @@ class RegistryServiceServicer:
 
     def List(self, request, context):
         """List returns the live records of a kind.
+
+        Errors: none of its own.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -217,6 +236,11 @@ class RegistryServiceServicer:
 
     def Delete(self, request, context):
         """Delete removes a record at once.
+
+        Errors:
+        INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
+        over 256 characters.
+        NOT_FOUND RECORD_NOT_FOUND: no live record of that kind and id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -224,6 +248,9 @@ class RegistryServiceServicer:
 
     def Watch(self, request, context):
         """Watch streams the current records of a kind, then every change to them.
+
+        Errors:
+        ABORTED WATCH_OVERFLOW: the watcher fell 1024 events behind; watch again.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

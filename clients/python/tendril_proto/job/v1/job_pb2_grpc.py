@@ -75,6 +75,32 @@ class JobServiceServicer:
 
     def Dispatch(self, request, context):
         """Dispatch starts a job under a live lease held by the caller.
+
+        Errors:
+        UNAVAILABLE SHUTTING_DOWN: the JobService is stopping.
+        UNAUTHENTICATED NO_PEER_ID: the call names no peer id.
+        INVALID_ARGUMENT BAD_JOB_ID: job_id is not 1-64 letters, digits, '.', '_' or '-'.
+        INVALID_ARGUMENT LEASE_ID_MISSING, EXECUTOR_MISSING: lease_id, or the executor's class or
+        name, is empty.
+        INVALID_ARGUMENT BAD_TIMEOUT: the timeout is negative.
+        INVALID_ARGUMENT BAD_COORDINATOR_ADDRESS: coordinator_address is not host:port.
+        FAILED_PRECONDITION EXECUTOR_NOT_CONFIGURED: the worker has no such executor.
+        FAILED_PRECONDITION SOCKET_PATH_TOO_LONG: the job's bridge socket path would not fit a Unix
+        socket.
+        ALREADY_EXISTS JOB_EXISTS: the job id was used before on this worker.
+        RESOURCE_EXHAUSTED TOO_MANY_JOBS: job.max_concurrent_jobs jobs are running.
+        NOT_FOUND LEASE_NOT_FOUND: the lease is not live on this worker.
+        PERMISSION_DENIED LEASE_NOT_OWNED: the lease belongs to another scheduler.
+        FAILED_PRECONDITION LEASE_NOT_RENEWABLE: the lease is still temporary (its offer is not
+        accepted yet).
+        FAILED_PRECONDITION LEASE_EXPIRED: the lease has expired.
+        UNAVAILABLE LEASE_SERVICE_UNAVAILABLE: the LeaseService did not answer the lease check;
+        retry.
+        INVALID_ARGUMENT LEASE_CHECK_FAILED: the LeaseService refused the lease check (e.g. a
+        lease_id over 256 characters); any other code it answers is passed on with this reason.
+        FAILED_PRECONDITION BAD_EXECUTOR_COMMAND: the executor's configured command is empty or uses
+        an unknown placeholder.
+        FAILED_PRECONDITION EXECUTOR_START_FAILED: the executor's command could not be started.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -82,6 +108,9 @@ class JobServiceServicer:
 
     def Get(self, request, context):
         """Get returns one job.
+
+        Errors:
+        NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -89,6 +118,8 @@ class JobServiceServicer:
 
     def List(self, request, context):
         """List returns jobs, newest first.
+
+        Errors: none of its own.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -96,6 +127,10 @@ class JobServiceServicer:
 
     def Watch(self, request, context):
         """Watch streams a job's (or every job's) state changes.
+
+        Errors:
+        NOT_FOUND JOB_NOT_FOUND: job_id is set and no such job is on this worker.
+        ABORTED WATCH_OVERFLOW: the watcher fell behind and was cut off; watch again.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -103,6 +138,11 @@ class JobServiceServicer:
 
     def Cancel(self, request, context):
         """Cancel stops a job: SIGTERM, then SIGKILL after the grace period (owner only).
+
+        Errors:
+        NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
+        PERMISSION_DENIED NOT_JOB_OWNER: the job belongs to another peer.
+        UNAVAILABLE JOB_STARTING: the job is still being dispatched; retry in a moment.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -110,6 +150,9 @@ class JobServiceServicer:
 
     def Logs(self, request, context):
         """Logs streams an executor's output: the last lines, then new lines when following.
+
+        Errors:
+        NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

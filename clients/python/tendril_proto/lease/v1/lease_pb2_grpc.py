@@ -91,6 +91,17 @@ class LeaseServiceServicer:
 
     def Reserve(self, request, context):
         """Reserve takes resources for a temporary lease (used by the arbiter).
+
+        Errors:
+        UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
+        PERMISSION_DENIED NOT_THE_WORKER: the caller is not the worker itself.
+        INVALID_ARGUMENT OWNER_ID_MISSING, OWNER_ID_TOO_LONG, REQUEST_ID_TOO_LONG: owner_id is empty,
+        or an id is over 256 characters.
+        INVALID_ARGUMENT RESOURCES_INVALID, RESOURCES_EMPTY: resources are negative, not finite, or
+        all zero.
+        INVALID_ARGUMENT PRICE_INVALID: price is negative or not finite.
+        INVALID_ARGUMENT TTL_INVALID: ttl_seconds is outside [0, the renewable lease time].
+        RESOURCE_EXHAUSTED DOES_NOT_FIT: the resources exceed the free ones (metadata "free").
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -100,6 +111,15 @@ class LeaseServiceServicer:
         """Confirm turns a temporary lease renewable once its offer was accepted (used by the
         arbiter). Idempotent: a lease that is already renewable (its owner renewed it first) is
         returned unchanged.
+
+        Errors:
+        UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
+        PERMISSION_DENIED NOT_THE_WORKER: the caller is not the worker itself.
+        INVALID_ARGUMENT LEASE_ID_MISSING, LEASE_ID_TOO_LONG: lease_id is empty or over 256
+        characters.
+        NOT_FOUND LEASE_NOT_FOUND: no live lease has that id (never existed, released, or its
+        offer was withdrawn).
+        FAILED_PRECONDITION LEASE_EXPIRED: the temporary lease expired before its confirmation.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -110,6 +130,15 @@ class LeaseServiceServicer:
         Renew of a temporary lease accepts its offer: the lease turns renewable at once, so a
         scheduler renews as it answers ACCEPTED and never waits for Confirm. A lease whose offer
         was withdrawn (rejected, timed out) or that expired is gone: NOT_FOUND or LEASE_EXPIRED.
+
+        Errors:
+        UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
+        INVALID_ARGUMENT LEASE_ID_MISSING, LEASE_ID_TOO_LONG: lease_id is empty or over 256
+        characters.
+        NOT_FOUND LEASE_NOT_FOUND: no live lease has that id (never existed, released, or its
+        offer was withdrawn).
+        PERMISSION_DENIED NOT_THE_OWNER: the lease belongs to another peer.
+        FAILED_PRECONDITION LEASE_EXPIRED: the lease expired; win a new offer.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -117,6 +146,14 @@ class LeaseServiceServicer:
 
     def Release(self, request, context):
         """Release frees a lease at once and cancels its jobs (owner only).
+
+        Errors:
+        UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
+        INVALID_ARGUMENT LEASE_ID_MISSING, LEASE_ID_TOO_LONG: lease_id is empty or over 256
+        characters.
+        NOT_FOUND LEASE_NOT_FOUND: no live lease has that id.
+        PERMISSION_DENIED NOT_THE_OWNER: the lease belongs to another peer (the worker itself may
+        release any).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -124,6 +161,11 @@ class LeaseServiceServicer:
 
     def Get(self, request, context):
         """Get returns one live lease.
+
+        Errors:
+        INVALID_ARGUMENT LEASE_ID_MISSING, LEASE_ID_TOO_LONG: lease_id is empty or over 256
+        characters.
+        NOT_FOUND LEASE_NOT_FOUND: no live lease has that id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -131,6 +173,8 @@ class LeaseServiceServicer:
 
     def List(self, request, context):
         """List returns live leases.
+
+        Errors: none of its own.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -138,6 +182,10 @@ class LeaseServiceServicer:
 
     def Watch(self, request, context):
         """Watch streams the live leases, then every change.
+
+        Errors:
+        ABORTED WATCH_OVERFLOW: the watcher fell 1024 events behind; watch again, then re-read with
+        Get/List.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -145,6 +193,8 @@ class LeaseServiceServicer:
 
     def GetCapacity(self, request, context):
         """GetCapacity returns the worker's total, reserved and free resources.
+
+        Errors: none of its own.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

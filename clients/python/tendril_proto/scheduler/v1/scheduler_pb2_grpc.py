@@ -51,6 +51,9 @@ class AllocationServiceServicer:
     def Offer(self, request, context):
         """Offer proposes a reservation to the scheduler. The scheduler answers ACCEPTED or
         REJECTED, and may hold the call until it decides, but never past expires_at.
+
+        Errors:
+        INVALID_ARGUMENT MISSING_FIELD: a required field is empty (metadata "field" names it).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -135,6 +138,14 @@ class CoordinationServiceServicer:
 
     def ReportProgress(self, request, context):
         """ReportProgress records one progress event of a job and returns what the job does next.
+
+        Errors:
+        INVALID_ARGUMENT MISSING_FIELD: job_id is empty.
+        INVALID_ARGUMENT BAD_PROGRESS_KIND, BAD_BATCH: kind is not set, or a BATCH report has
+        batch_size 0.
+        NOT_FOUND UNKNOWN_JOB: the job is not a live training job of the run.
+        PERMISSION_DENIED WRONG_WORKER: the job runs on another worker.
+        FAILED_PRECONDITION STALE_ROUND: round is before the job's current round.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -142,6 +153,12 @@ class CoordinationServiceServicer:
 
     def AssignSlice(self, request, context):
         """AssignSlice returns the next data slice a job should train on.
+
+        Errors:
+        INVALID_ARGUMENT MISSING_FIELD: job_id is empty.
+        NOT_FOUND UNKNOWN_JOB: the job is not a live training job of the run.
+        PERMISSION_DENIED WRONG_WORKER: the job runs on another worker.
+        UNAVAILABLE NO_DATASET: the scheduler has not read the data set manifest yet; retry.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

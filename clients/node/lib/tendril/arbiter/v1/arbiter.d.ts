@@ -96,6 +96,12 @@ export declare const ArbiterServiceService: {
     /**
      * Solicit hands the arbiter one request directly (instead of through the bus) and waits
      * until it has been decided: dropped, or offered and answered.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT REQUEST_MISSING: request is not set.
+     *   INVALID_ARGUMENT REQUEST_INVALID: the request breaks a rule (the message lists each one).
+     *   PERMISSION_DENIED NOT_THE_SCHEDULER: the caller's peer id is not the request's scheduler id.
+     *   UNAVAILABLE ARBITER_STOPPING: the arbiter is stopping; try another worker.
      */
     readonly solicit: {
         readonly path: "/tendril.arbiter.v1.ArbiterService/Solicit";
@@ -106,7 +112,11 @@ export declare const ArbiterServiceService: {
         readonly responseSerialize: (value: SolicitResponse) => Buffer;
         readonly responseDeserialize: (value: Buffer) => SolicitResponse;
     };
-    /** ListOffers shows recent offers and dropped requests, newest first. */
+    /**
+     * ListOffers shows recent offers and dropped requests, newest first.
+     *
+     * Errors: none of its own.
+     */
     readonly listOffers: {
         readonly path: "/tendril.arbiter.v1.ArbiterService/ListOffers";
         readonly requestStream: false;
@@ -121,20 +131,40 @@ export interface ArbiterServiceServer extends UntypedServiceImplementation {
     /**
      * Solicit hands the arbiter one request directly (instead of through the bus) and waits
      * until it has been decided: dropped, or offered and answered.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT REQUEST_MISSING: request is not set.
+     *   INVALID_ARGUMENT REQUEST_INVALID: the request breaks a rule (the message lists each one).
+     *   PERMISSION_DENIED NOT_THE_SCHEDULER: the caller's peer id is not the request's scheduler id.
+     *   UNAVAILABLE ARBITER_STOPPING: the arbiter is stopping; try another worker.
      */
     solicit: handleUnaryCall<SolicitRequest, SolicitResponse>;
-    /** ListOffers shows recent offers and dropped requests, newest first. */
+    /**
+     * ListOffers shows recent offers and dropped requests, newest first.
+     *
+     * Errors: none of its own.
+     */
     listOffers: handleUnaryCall<ListOffersRequest, ListOffersResponse>;
 }
 export interface ArbiterServiceClient extends Client {
     /**
      * Solicit hands the arbiter one request directly (instead of through the bus) and waits
      * until it has been decided: dropped, or offered and answered.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT REQUEST_MISSING: request is not set.
+     *   INVALID_ARGUMENT REQUEST_INVALID: the request breaks a rule (the message lists each one).
+     *   PERMISSION_DENIED NOT_THE_SCHEDULER: the caller's peer id is not the request's scheduler id.
+     *   UNAVAILABLE ARBITER_STOPPING: the arbiter is stopping; try another worker.
      */
     solicit(request: SolicitRequest, callback: (error: ServiceError | null, response: SolicitResponse) => void): ClientUnaryCall;
     solicit(request: SolicitRequest, metadata: Metadata, callback: (error: ServiceError | null, response: SolicitResponse) => void): ClientUnaryCall;
     solicit(request: SolicitRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: SolicitResponse) => void): ClientUnaryCall;
-    /** ListOffers shows recent offers and dropped requests, newest first. */
+    /**
+     * ListOffers shows recent offers and dropped requests, newest first.
+     *
+     * Errors: none of its own.
+     */
     listOffers(request: ListOffersRequest, callback: (error: ServiceError | null, response: ListOffersResponse) => void): ClientUnaryCall;
     listOffers(request: ListOffersRequest, metadata: Metadata, callback: (error: ServiceError | null, response: ListOffersResponse) => void): ClientUnaryCall;
     listOffers(request: ListOffersRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: ListOffersResponse) => void): ClientUnaryCall;

@@ -728,6 +728,12 @@ exports.ArbiterServiceService = {
     /**
      * Solicit hands the arbiter one request directly (instead of through the bus) and waits
      * until it has been decided: dropped, or offered and answered.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT REQUEST_MISSING: request is not set.
+     *   INVALID_ARGUMENT REQUEST_INVALID: the request breaks a rule (the message lists each one).
+     *   PERMISSION_DENIED NOT_THE_SCHEDULER: the caller's peer id is not the request's scheduler id.
+     *   UNAVAILABLE ARBITER_STOPPING: the arbiter is stopping; try another worker.
      */
     solicit: {
         path: "/tendril.arbiter.v1.ArbiterService/Solicit",
@@ -738,7 +744,11 @@ exports.ArbiterServiceService = {
         responseSerialize: (value) => Buffer.from(exports.SolicitResponse.encode(value).finish()),
         responseDeserialize: (value) => exports.SolicitResponse.decode(value),
     },
-    /** ListOffers shows recent offers and dropped requests, newest first. */
+    /**
+     * ListOffers shows recent offers and dropped requests, newest first.
+     *
+     * Errors: none of its own.
+     */
     listOffers: {
         path: "/tendril.arbiter.v1.ArbiterService/ListOffers",
         requestStream: false,

@@ -145,7 +145,12 @@ export declare const DatasetRecord: MessageFns<DatasetRecord>;
 /** DataNodeService serves a prepared data set: a folder of SafeTensors slices and a manifest. */
 export type DataNodeServiceService = typeof DataNodeServiceService;
 export declare const DataNodeServiceService: {
-    /** GetManifest describes a data set. */
+    /**
+     * GetManifest describes a data set.
+     *
+     * Errors:
+     *   NOT_FOUND DATASET_NOT_FOUND: the node serves another data set.
+     */
     readonly getManifest: {
         readonly path: "/tendril.data.v1.DataNodeService/GetManifest";
         readonly requestStream: false;
@@ -155,7 +160,15 @@ export declare const DataNodeServiceService: {
         readonly responseSerialize: (value: GetManifestResponse) => Buffer;
         readonly responseDeserialize: (value: Buffer) => GetManifestResponse;
     };
-    /** FetchSlice streams a slice file in chunks of 1 MiB, from any offset. */
+    /**
+     * FetchSlice streams a slice file in chunks of 1 MiB, from any offset.
+     *
+     * Errors:
+     *   NOT_FOUND DATASET_NOT_FOUND: the node serves another data set.
+     *   INVALID_ARGUMENT NO_SLICE, BAD_SLICE_NAME: slice_name is empty or not a plain file name.
+     *   NOT_FOUND SLICE_NOT_FOUND: the manifest has no such slice.
+     *   OUT_OF_RANGE OFFSET_OUT_OF_RANGE: offset is past the end of the slice.
+     */
     readonly fetchSlice: {
         readonly path: "/tendril.data.v1.DataNodeService/FetchSlice";
         readonly requestStream: false;
@@ -167,17 +180,43 @@ export declare const DataNodeServiceService: {
     };
 };
 export interface DataNodeServiceServer extends UntypedServiceImplementation {
-    /** GetManifest describes a data set. */
+    /**
+     * GetManifest describes a data set.
+     *
+     * Errors:
+     *   NOT_FOUND DATASET_NOT_FOUND: the node serves another data set.
+     */
     getManifest: handleUnaryCall<GetManifestRequest, GetManifestResponse>;
-    /** FetchSlice streams a slice file in chunks of 1 MiB, from any offset. */
+    /**
+     * FetchSlice streams a slice file in chunks of 1 MiB, from any offset.
+     *
+     * Errors:
+     *   NOT_FOUND DATASET_NOT_FOUND: the node serves another data set.
+     *   INVALID_ARGUMENT NO_SLICE, BAD_SLICE_NAME: slice_name is empty or not a plain file name.
+     *   NOT_FOUND SLICE_NOT_FOUND: the manifest has no such slice.
+     *   OUT_OF_RANGE OFFSET_OUT_OF_RANGE: offset is past the end of the slice.
+     */
     fetchSlice: handleServerStreamingCall<FetchSliceRequest, FetchSliceResponse>;
 }
 export interface DataNodeServiceClient extends Client {
-    /** GetManifest describes a data set. */
+    /**
+     * GetManifest describes a data set.
+     *
+     * Errors:
+     *   NOT_FOUND DATASET_NOT_FOUND: the node serves another data set.
+     */
     getManifest(request: GetManifestRequest, callback: (error: ServiceError | null, response: GetManifestResponse) => void): ClientUnaryCall;
     getManifest(request: GetManifestRequest, metadata: Metadata, callback: (error: ServiceError | null, response: GetManifestResponse) => void): ClientUnaryCall;
     getManifest(request: GetManifestRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: GetManifestResponse) => void): ClientUnaryCall;
-    /** FetchSlice streams a slice file in chunks of 1 MiB, from any offset. */
+    /**
+     * FetchSlice streams a slice file in chunks of 1 MiB, from any offset.
+     *
+     * Errors:
+     *   NOT_FOUND DATASET_NOT_FOUND: the node serves another data set.
+     *   INVALID_ARGUMENT NO_SLICE, BAD_SLICE_NAME: slice_name is empty or not a plain file name.
+     *   NOT_FOUND SLICE_NOT_FOUND: the manifest has no such slice.
+     *   OUT_OF_RANGE OFFSET_OUT_OF_RANGE: offset is past the end of the slice.
+     */
     fetchSlice(request: FetchSliceRequest, options?: Partial<CallOptions>): ClientReadableStream<FetchSliceResponse>;
     fetchSlice(request: FetchSliceRequest, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<FetchSliceResponse>;
 }
@@ -193,7 +232,20 @@ export declare const DataNodeServiceClient: {
  */
 export type DataFetcherServiceService = typeof DataFetcherServiceService;
 export declare const DataFetcherServiceService: {
-    /** OpenJob starts fetching for a job (called by the job's bridge). */
+    /**
+     * OpenJob starts fetching for a job (called by the job's bridge).
+     *
+     * Errors:
+     *   INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-128 letters, digits,
+     *     '.', '_' or '-'.
+     *   INVALID_ARGUMENT WORKER_ID_MISSING, COORDINATOR_MISSING: worker_id or coordinator_address is
+     *     empty.
+     *   INVALID_ARGUMENT BAD_COORDINATOR_ADDRESS: coordinator_address is not host:port (or
+     *     unix:PATH).
+     *   INVALID_ARGUMENT BAD_PREFETCH: prefetch is outside 0..32.
+     *   ALREADY_EXISTS JOB_ALREADY_OPEN: the job is open with another scheduler or worker; CloseJob
+     *     it first.
+     */
     readonly openJob: {
         readonly path: "/tendril.data.v1.DataFetcherService/OpenJob";
         readonly requestStream: false;
@@ -203,7 +255,32 @@ export declare const DataFetcherServiceService: {
         readonly responseSerialize: (value: OpenJobResponse) => Buffer;
         readonly responseDeserialize: (value: Buffer) => OpenJobResponse;
     };
-    /** NextSlice returns the job's next verified slice, waiting if it is not there yet. */
+    /**
+     * NextSlice returns the job's next verified slice, waiting if it is not there yet.
+     *
+     * A slice the prefetch could not get is answered by its error, in its place; the job goes on
+     * with the next slice.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-128 letters, digits,
+     *     '.', '_' or '-'.
+     *   NOT_FOUND JOB_NOT_OPEN: the job is not open here (after a DataFetcher restart too): OpenJob
+     *     again.
+     *   FAILED_PRECONDITION JOB_CLOSED: the job was closed while the call waited.
+     *   UNAVAILABLE FETCHER_STOPPING: the DataFetcher stopped while the call waited.
+     *   UNAVAILABLE UPSTREAM_UNAVAILABLE: the scheduler's AssignSlice did not answer, retries
+     *     included.
+     *   FAILED_PRECONDITION UPSTREAM_REFUSED: the scheduler or the data node refused (metadata
+     *     "upstream_code", "upstream_reason").
+     *   FAILED_PRECONDITION BAD_ASSIGNMENT: the scheduler's assignment is unusable.
+     *   FAILED_PRECONDITION SLICE_LARGER_THAN_CACHE: the slice is bigger than
+     *     data_fetcher.cache_bytes.
+     *   UNAVAILABLE DATA_NODE_UNAVAILABLE: the data node failed several attempts in a row without
+     *     progress.
+     *   RESOURCE_EXHAUSTED CACHE_WRITE_FAILED: the slice could not be written into the cache.
+     *   DATA_LOSS SLICE_SHA256_MISMATCH: the slice failed verification twice.
+     *   INTERNAL PREFETCH_FAILED: the prefetch failed unexpectedly (see the DataFetcher's log).
+     */
     readonly nextSlice: {
         readonly path: "/tendril.data.v1.DataFetcherService/NextSlice";
         readonly requestStream: false;
@@ -213,7 +290,14 @@ export declare const DataFetcherServiceService: {
         readonly responseSerialize: (value: NextSliceResponse) => Buffer;
         readonly responseDeserialize: (value: Buffer) => NextSliceResponse;
     };
-    /** CloseJob stops fetching for a job. */
+    /**
+     * CloseJob stops fetching for a job.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-128 letters, digits,
+     *     '.', '_' or '-'.
+     *   NOT_FOUND JOB_NOT_OPEN: the job is not open here.
+     */
     readonly closeJob: {
         readonly path: "/tendril.data.v1.DataFetcherService/CloseJob";
         readonly requestStream: false;
@@ -223,7 +307,11 @@ export declare const DataFetcherServiceService: {
         readonly responseSerialize: (value: CloseJobResponse) => Buffer;
         readonly responseDeserialize: (value: Buffer) => CloseJobResponse;
     };
-    /** GetStats returns cache and transfer counters. */
+    /**
+     * GetStats returns cache and transfer counters.
+     *
+     * Errors: none of its own.
+     */
     readonly getStats: {
         readonly path: "/tendril.data.v1.DataFetcherService/GetStats";
         readonly requestStream: false;
@@ -235,29 +323,127 @@ export declare const DataFetcherServiceService: {
     };
 };
 export interface DataFetcherServiceServer extends UntypedServiceImplementation {
-    /** OpenJob starts fetching for a job (called by the job's bridge). */
+    /**
+     * OpenJob starts fetching for a job (called by the job's bridge).
+     *
+     * Errors:
+     *   INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-128 letters, digits,
+     *     '.', '_' or '-'.
+     *   INVALID_ARGUMENT WORKER_ID_MISSING, COORDINATOR_MISSING: worker_id or coordinator_address is
+     *     empty.
+     *   INVALID_ARGUMENT BAD_COORDINATOR_ADDRESS: coordinator_address is not host:port (or
+     *     unix:PATH).
+     *   INVALID_ARGUMENT BAD_PREFETCH: prefetch is outside 0..32.
+     *   ALREADY_EXISTS JOB_ALREADY_OPEN: the job is open with another scheduler or worker; CloseJob
+     *     it first.
+     */
     openJob: handleUnaryCall<OpenJobRequest, OpenJobResponse>;
-    /** NextSlice returns the job's next verified slice, waiting if it is not there yet. */
+    /**
+     * NextSlice returns the job's next verified slice, waiting if it is not there yet.
+     *
+     * A slice the prefetch could not get is answered by its error, in its place; the job goes on
+     * with the next slice.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-128 letters, digits,
+     *     '.', '_' or '-'.
+     *   NOT_FOUND JOB_NOT_OPEN: the job is not open here (after a DataFetcher restart too): OpenJob
+     *     again.
+     *   FAILED_PRECONDITION JOB_CLOSED: the job was closed while the call waited.
+     *   UNAVAILABLE FETCHER_STOPPING: the DataFetcher stopped while the call waited.
+     *   UNAVAILABLE UPSTREAM_UNAVAILABLE: the scheduler's AssignSlice did not answer, retries
+     *     included.
+     *   FAILED_PRECONDITION UPSTREAM_REFUSED: the scheduler or the data node refused (metadata
+     *     "upstream_code", "upstream_reason").
+     *   FAILED_PRECONDITION BAD_ASSIGNMENT: the scheduler's assignment is unusable.
+     *   FAILED_PRECONDITION SLICE_LARGER_THAN_CACHE: the slice is bigger than
+     *     data_fetcher.cache_bytes.
+     *   UNAVAILABLE DATA_NODE_UNAVAILABLE: the data node failed several attempts in a row without
+     *     progress.
+     *   RESOURCE_EXHAUSTED CACHE_WRITE_FAILED: the slice could not be written into the cache.
+     *   DATA_LOSS SLICE_SHA256_MISMATCH: the slice failed verification twice.
+     *   INTERNAL PREFETCH_FAILED: the prefetch failed unexpectedly (see the DataFetcher's log).
+     */
     nextSlice: handleUnaryCall<NextSliceRequest, NextSliceResponse>;
-    /** CloseJob stops fetching for a job. */
+    /**
+     * CloseJob stops fetching for a job.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-128 letters, digits,
+     *     '.', '_' or '-'.
+     *   NOT_FOUND JOB_NOT_OPEN: the job is not open here.
+     */
     closeJob: handleUnaryCall<CloseJobRequest, CloseJobResponse>;
-    /** GetStats returns cache and transfer counters. */
+    /**
+     * GetStats returns cache and transfer counters.
+     *
+     * Errors: none of its own.
+     */
     getStats: handleUnaryCall<GetStatsRequest, GetStatsResponse>;
 }
 export interface DataFetcherServiceClient extends Client {
-    /** OpenJob starts fetching for a job (called by the job's bridge). */
+    /**
+     * OpenJob starts fetching for a job (called by the job's bridge).
+     *
+     * Errors:
+     *   INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-128 letters, digits,
+     *     '.', '_' or '-'.
+     *   INVALID_ARGUMENT WORKER_ID_MISSING, COORDINATOR_MISSING: worker_id or coordinator_address is
+     *     empty.
+     *   INVALID_ARGUMENT BAD_COORDINATOR_ADDRESS: coordinator_address is not host:port (or
+     *     unix:PATH).
+     *   INVALID_ARGUMENT BAD_PREFETCH: prefetch is outside 0..32.
+     *   ALREADY_EXISTS JOB_ALREADY_OPEN: the job is open with another scheduler or worker; CloseJob
+     *     it first.
+     */
     openJob(request: OpenJobRequest, callback: (error: ServiceError | null, response: OpenJobResponse) => void): ClientUnaryCall;
     openJob(request: OpenJobRequest, metadata: Metadata, callback: (error: ServiceError | null, response: OpenJobResponse) => void): ClientUnaryCall;
     openJob(request: OpenJobRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: OpenJobResponse) => void): ClientUnaryCall;
-    /** NextSlice returns the job's next verified slice, waiting if it is not there yet. */
+    /**
+     * NextSlice returns the job's next verified slice, waiting if it is not there yet.
+     *
+     * A slice the prefetch could not get is answered by its error, in its place; the job goes on
+     * with the next slice.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-128 letters, digits,
+     *     '.', '_' or '-'.
+     *   NOT_FOUND JOB_NOT_OPEN: the job is not open here (after a DataFetcher restart too): OpenJob
+     *     again.
+     *   FAILED_PRECONDITION JOB_CLOSED: the job was closed while the call waited.
+     *   UNAVAILABLE FETCHER_STOPPING: the DataFetcher stopped while the call waited.
+     *   UNAVAILABLE UPSTREAM_UNAVAILABLE: the scheduler's AssignSlice did not answer, retries
+     *     included.
+     *   FAILED_PRECONDITION UPSTREAM_REFUSED: the scheduler or the data node refused (metadata
+     *     "upstream_code", "upstream_reason").
+     *   FAILED_PRECONDITION BAD_ASSIGNMENT: the scheduler's assignment is unusable.
+     *   FAILED_PRECONDITION SLICE_LARGER_THAN_CACHE: the slice is bigger than
+     *     data_fetcher.cache_bytes.
+     *   UNAVAILABLE DATA_NODE_UNAVAILABLE: the data node failed several attempts in a row without
+     *     progress.
+     *   RESOURCE_EXHAUSTED CACHE_WRITE_FAILED: the slice could not be written into the cache.
+     *   DATA_LOSS SLICE_SHA256_MISMATCH: the slice failed verification twice.
+     *   INTERNAL PREFETCH_FAILED: the prefetch failed unexpectedly (see the DataFetcher's log).
+     */
     nextSlice(request: NextSliceRequest, callback: (error: ServiceError | null, response: NextSliceResponse) => void): ClientUnaryCall;
     nextSlice(request: NextSliceRequest, metadata: Metadata, callback: (error: ServiceError | null, response: NextSliceResponse) => void): ClientUnaryCall;
     nextSlice(request: NextSliceRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: NextSliceResponse) => void): ClientUnaryCall;
-    /** CloseJob stops fetching for a job. */
+    /**
+     * CloseJob stops fetching for a job.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-128 letters, digits,
+     *     '.', '_' or '-'.
+     *   NOT_FOUND JOB_NOT_OPEN: the job is not open here.
+     */
     closeJob(request: CloseJobRequest, callback: (error: ServiceError | null, response: CloseJobResponse) => void): ClientUnaryCall;
     closeJob(request: CloseJobRequest, metadata: Metadata, callback: (error: ServiceError | null, response: CloseJobResponse) => void): ClientUnaryCall;
     closeJob(request: CloseJobRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: CloseJobResponse) => void): ClientUnaryCall;
-    /** GetStats returns cache and transfer counters. */
+    /**
+     * GetStats returns cache and transfer counters.
+     *
+     * Errors: none of its own.
+     */
     getStats(request: GetStatsRequest, callback: (error: ServiceError | null, response: GetStatsResponse) => void): ClientUnaryCall;
     getStats(request: GetStatsRequest, metadata: Metadata, callback: (error: ServiceError | null, response: GetStatsResponse) => void): ClientUnaryCall;
     getStats(request: GetStatsRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: GetStatsResponse) => void): ClientUnaryCall;

@@ -1429,7 +1429,12 @@ exports.DatasetRecord = {
     },
 };
 exports.DataNodeServiceService = {
-    /** GetManifest describes a data set. */
+    /**
+     * GetManifest describes a data set.
+     *
+     * Errors:
+     *   NOT_FOUND DATASET_NOT_FOUND: the node serves another data set.
+     */
     getManifest: {
         path: "/tendril.data.v1.DataNodeService/GetManifest",
         requestStream: false,
@@ -1439,7 +1444,15 @@ exports.DataNodeServiceService = {
         responseSerialize: (value) => Buffer.from(exports.GetManifestResponse.encode(value).finish()),
         responseDeserialize: (value) => exports.GetManifestResponse.decode(value),
     },
-    /** FetchSlice streams a slice file in chunks of 1 MiB, from any offset. */
+    /**
+     * FetchSlice streams a slice file in chunks of 1 MiB, from any offset.
+     *
+     * Errors:
+     *   NOT_FOUND DATASET_NOT_FOUND: the node serves another data set.
+     *   INVALID_ARGUMENT NO_SLICE, BAD_SLICE_NAME: slice_name is empty or not a plain file name.
+     *   NOT_FOUND SLICE_NOT_FOUND: the manifest has no such slice.
+     *   OUT_OF_RANGE OFFSET_OUT_OF_RANGE: offset is past the end of the slice.
+     */
     fetchSlice: {
         path: "/tendril.data.v1.DataNodeService/FetchSlice",
         requestStream: false,
@@ -1452,7 +1465,20 @@ exports.DataNodeServiceService = {
 };
 exports.DataNodeServiceClient = (0, grpc_js_1.makeGenericClientConstructor)(exports.DataNodeServiceService, "tendril.data.v1.DataNodeService");
 exports.DataFetcherServiceService = {
-    /** OpenJob starts fetching for a job (called by the job's bridge). */
+    /**
+     * OpenJob starts fetching for a job (called by the job's bridge).
+     *
+     * Errors:
+     *   INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-128 letters, digits,
+     *     '.', '_' or '-'.
+     *   INVALID_ARGUMENT WORKER_ID_MISSING, COORDINATOR_MISSING: worker_id or coordinator_address is
+     *     empty.
+     *   INVALID_ARGUMENT BAD_COORDINATOR_ADDRESS: coordinator_address is not host:port (or
+     *     unix:PATH).
+     *   INVALID_ARGUMENT BAD_PREFETCH: prefetch is outside 0..32.
+     *   ALREADY_EXISTS JOB_ALREADY_OPEN: the job is open with another scheduler or worker; CloseJob
+     *     it first.
+     */
     openJob: {
         path: "/tendril.data.v1.DataFetcherService/OpenJob",
         requestStream: false,
@@ -1462,7 +1488,32 @@ exports.DataFetcherServiceService = {
         responseSerialize: (value) => Buffer.from(exports.OpenJobResponse.encode(value).finish()),
         responseDeserialize: (value) => exports.OpenJobResponse.decode(value),
     },
-    /** NextSlice returns the job's next verified slice, waiting if it is not there yet. */
+    /**
+     * NextSlice returns the job's next verified slice, waiting if it is not there yet.
+     *
+     * A slice the prefetch could not get is answered by its error, in its place; the job goes on
+     * with the next slice.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-128 letters, digits,
+     *     '.', '_' or '-'.
+     *   NOT_FOUND JOB_NOT_OPEN: the job is not open here (after a DataFetcher restart too): OpenJob
+     *     again.
+     *   FAILED_PRECONDITION JOB_CLOSED: the job was closed while the call waited.
+     *   UNAVAILABLE FETCHER_STOPPING: the DataFetcher stopped while the call waited.
+     *   UNAVAILABLE UPSTREAM_UNAVAILABLE: the scheduler's AssignSlice did not answer, retries
+     *     included.
+     *   FAILED_PRECONDITION UPSTREAM_REFUSED: the scheduler or the data node refused (metadata
+     *     "upstream_code", "upstream_reason").
+     *   FAILED_PRECONDITION BAD_ASSIGNMENT: the scheduler's assignment is unusable.
+     *   FAILED_PRECONDITION SLICE_LARGER_THAN_CACHE: the slice is bigger than
+     *     data_fetcher.cache_bytes.
+     *   UNAVAILABLE DATA_NODE_UNAVAILABLE: the data node failed several attempts in a row without
+     *     progress.
+     *   RESOURCE_EXHAUSTED CACHE_WRITE_FAILED: the slice could not be written into the cache.
+     *   DATA_LOSS SLICE_SHA256_MISMATCH: the slice failed verification twice.
+     *   INTERNAL PREFETCH_FAILED: the prefetch failed unexpectedly (see the DataFetcher's log).
+     */
     nextSlice: {
         path: "/tendril.data.v1.DataFetcherService/NextSlice",
         requestStream: false,
@@ -1472,7 +1523,14 @@ exports.DataFetcherServiceService = {
         responseSerialize: (value) => Buffer.from(exports.NextSliceResponse.encode(value).finish()),
         responseDeserialize: (value) => exports.NextSliceResponse.decode(value),
     },
-    /** CloseJob stops fetching for a job. */
+    /**
+     * CloseJob stops fetching for a job.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-128 letters, digits,
+     *     '.', '_' or '-'.
+     *   NOT_FOUND JOB_NOT_OPEN: the job is not open here.
+     */
     closeJob: {
         path: "/tendril.data.v1.DataFetcherService/CloseJob",
         requestStream: false,
@@ -1482,7 +1540,11 @@ exports.DataFetcherServiceService = {
         responseSerialize: (value) => Buffer.from(exports.CloseJobResponse.encode(value).finish()),
         responseDeserialize: (value) => exports.CloseJobResponse.decode(value),
     },
-    /** GetStats returns cache and transfer counters. */
+    /**
+     * GetStats returns cache and transfer counters.
+     *
+     * Errors: none of its own.
+     */
     getStats: {
         path: "/tendril.data.v1.DataFetcherService/GetStats",
         requestStream: false,

@@ -146,7 +146,13 @@ export declare const WatchResponse: MessageFns<WatchResponse>;
  */
 export type BusServiceService = typeof BusServiceService;
 export declare const BusServiceService: {
-    /** Publish sends one message to every current subscriber of its topic. */
+    /**
+     * Publish sends one message to every current subscriber of its topic.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT PAYLOAD_MISSING: the message has no payload.
+     *   INVALID_ARGUMENT TOPIC_MISSING, TOPIC_TOO_LONG: the topic is empty or over 256 characters.
+     */
     readonly publish: {
         readonly path: "/tendril.gateway.v1.BusService/Publish";
         readonly requestStream: false;
@@ -156,7 +162,12 @@ export declare const BusServiceService: {
         readonly responseSerialize: (value: PublishResponse) => Buffer;
         readonly responseDeserialize: (value: Buffer) => PublishResponse;
     };
-    /** Subscribe streams every message published on a topic from now on. */
+    /**
+     * Subscribe streams every message published on a topic from now on.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT TOPIC_MISSING, TOPIC_TOO_LONG: the topic is empty or over 256 characters.
+     */
     readonly subscribe: {
         readonly path: "/tendril.gateway.v1.BusService/Subscribe";
         readonly requestStream: false;
@@ -168,17 +179,39 @@ export declare const BusServiceService: {
     };
 };
 export interface BusServiceServer extends UntypedServiceImplementation {
-    /** Publish sends one message to every current subscriber of its topic. */
+    /**
+     * Publish sends one message to every current subscriber of its topic.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT PAYLOAD_MISSING: the message has no payload.
+     *   INVALID_ARGUMENT TOPIC_MISSING, TOPIC_TOO_LONG: the topic is empty or over 256 characters.
+     */
     publish: handleUnaryCall<PublishRequest, PublishResponse>;
-    /** Subscribe streams every message published on a topic from now on. */
+    /**
+     * Subscribe streams every message published on a topic from now on.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT TOPIC_MISSING, TOPIC_TOO_LONG: the topic is empty or over 256 characters.
+     */
     subscribe: handleServerStreamingCall<SubscribeRequest, SubscribeResponse>;
 }
 export interface BusServiceClient extends Client {
-    /** Publish sends one message to every current subscriber of its topic. */
+    /**
+     * Publish sends one message to every current subscriber of its topic.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT PAYLOAD_MISSING: the message has no payload.
+     *   INVALID_ARGUMENT TOPIC_MISSING, TOPIC_TOO_LONG: the topic is empty or over 256 characters.
+     */
     publish(request: PublishRequest, callback: (error: ServiceError | null, response: PublishResponse) => void): ClientUnaryCall;
     publish(request: PublishRequest, metadata: Metadata, callback: (error: ServiceError | null, response: PublishResponse) => void): ClientUnaryCall;
     publish(request: PublishRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: PublishResponse) => void): ClientUnaryCall;
-    /** Subscribe streams every message published on a topic from now on. */
+    /**
+     * Subscribe streams every message published on a topic from now on.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT TOPIC_MISSING, TOPIC_TOO_LONG: the topic is empty or over 256 characters.
+     */
     subscribe(request: SubscribeRequest, options?: Partial<CallOptions>): ClientReadableStream<SubscribeResponse>;
     subscribe(request: SubscribeRequest, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<SubscribeResponse>;
 }
@@ -193,7 +226,14 @@ export declare const BusServiceClient: {
  */
 export type RegistryServiceService = typeof RegistryServiceService;
 export declare const RegistryServiceService: {
-    /** Put creates or refreshes a record. */
+    /**
+     * Put creates or refreshes a record.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
+     *     over 256 characters.
+     *   INVALID_ARGUMENT TTL_INVALID: ttl_seconds is not in (0, 86400].
+     */
     readonly put: {
         readonly path: "/tendril.gateway.v1.RegistryService/Put";
         readonly requestStream: false;
@@ -203,7 +243,14 @@ export declare const RegistryServiceService: {
         readonly responseSerialize: (value: PutResponse) => Buffer;
         readonly responseDeserialize: (value: Buffer) => PutResponse;
     };
-    /** Get returns one live record. */
+    /**
+     * Get returns one live record.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
+     *     over 256 characters.
+     *   NOT_FOUND RECORD_NOT_FOUND: no live record of that kind and id.
+     */
     readonly get: {
         readonly path: "/tendril.gateway.v1.RegistryService/Get";
         readonly requestStream: false;
@@ -213,7 +260,11 @@ export declare const RegistryServiceService: {
         readonly responseSerialize: (value: GetResponse) => Buffer;
         readonly responseDeserialize: (value: Buffer) => GetResponse;
     };
-    /** List returns the live records of a kind. */
+    /**
+     * List returns the live records of a kind.
+     *
+     * Errors: none of its own.
+     */
     readonly list: {
         readonly path: "/tendril.gateway.v1.RegistryService/List";
         readonly requestStream: false;
@@ -223,7 +274,14 @@ export declare const RegistryServiceService: {
         readonly responseSerialize: (value: ListResponse) => Buffer;
         readonly responseDeserialize: (value: Buffer) => ListResponse;
     };
-    /** Delete removes a record at once. */
+    /**
+     * Delete removes a record at once.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
+     *     over 256 characters.
+     *   NOT_FOUND RECORD_NOT_FOUND: no live record of that kind and id.
+     */
     readonly delete: {
         readonly path: "/tendril.gateway.v1.RegistryService/Delete";
         readonly requestStream: false;
@@ -233,7 +291,12 @@ export declare const RegistryServiceService: {
         readonly responseSerialize: (value: DeleteResponse) => Buffer;
         readonly responseDeserialize: (value: Buffer) => DeleteResponse;
     };
-    /** Watch streams the current records of a kind, then every change to them. */
+    /**
+     * Watch streams the current records of a kind, then every change to them.
+     *
+     * Errors:
+     *   ABORTED WATCH_OVERFLOW: the watcher fell 1024 events behind; watch again.
+     */
     readonly watch: {
         readonly path: "/tendril.gateway.v1.RegistryService/Watch";
         readonly requestStream: false;
@@ -245,35 +308,95 @@ export declare const RegistryServiceService: {
     };
 };
 export interface RegistryServiceServer extends UntypedServiceImplementation {
-    /** Put creates or refreshes a record. */
+    /**
+     * Put creates or refreshes a record.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
+     *     over 256 characters.
+     *   INVALID_ARGUMENT TTL_INVALID: ttl_seconds is not in (0, 86400].
+     */
     put: handleUnaryCall<PutRequest, PutResponse>;
-    /** Get returns one live record. */
+    /**
+     * Get returns one live record.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
+     *     over 256 characters.
+     *   NOT_FOUND RECORD_NOT_FOUND: no live record of that kind and id.
+     */
     get: handleUnaryCall<GetRequest, GetResponse>;
-    /** List returns the live records of a kind. */
+    /**
+     * List returns the live records of a kind.
+     *
+     * Errors: none of its own.
+     */
     list: handleUnaryCall<ListRequest, ListResponse>;
-    /** Delete removes a record at once. */
+    /**
+     * Delete removes a record at once.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
+     *     over 256 characters.
+     *   NOT_FOUND RECORD_NOT_FOUND: no live record of that kind and id.
+     */
     delete: handleUnaryCall<DeleteRequest, DeleteResponse>;
-    /** Watch streams the current records of a kind, then every change to them. */
+    /**
+     * Watch streams the current records of a kind, then every change to them.
+     *
+     * Errors:
+     *   ABORTED WATCH_OVERFLOW: the watcher fell 1024 events behind; watch again.
+     */
     watch: handleServerStreamingCall<WatchRequest, WatchResponse>;
 }
 export interface RegistryServiceClient extends Client {
-    /** Put creates or refreshes a record. */
+    /**
+     * Put creates or refreshes a record.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
+     *     over 256 characters.
+     *   INVALID_ARGUMENT TTL_INVALID: ttl_seconds is not in (0, 86400].
+     */
     put(request: PutRequest, callback: (error: ServiceError | null, response: PutResponse) => void): ClientUnaryCall;
     put(request: PutRequest, metadata: Metadata, callback: (error: ServiceError | null, response: PutResponse) => void): ClientUnaryCall;
     put(request: PutRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: PutResponse) => void): ClientUnaryCall;
-    /** Get returns one live record. */
+    /**
+     * Get returns one live record.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
+     *     over 256 characters.
+     *   NOT_FOUND RECORD_NOT_FOUND: no live record of that kind and id.
+     */
     get(request: GetRequest, callback: (error: ServiceError | null, response: GetResponse) => void): ClientUnaryCall;
     get(request: GetRequest, metadata: Metadata, callback: (error: ServiceError | null, response: GetResponse) => void): ClientUnaryCall;
     get(request: GetRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: GetResponse) => void): ClientUnaryCall;
-    /** List returns the live records of a kind. */
+    /**
+     * List returns the live records of a kind.
+     *
+     * Errors: none of its own.
+     */
     list(request: ListRequest, callback: (error: ServiceError | null, response: ListResponse) => void): ClientUnaryCall;
     list(request: ListRequest, metadata: Metadata, callback: (error: ServiceError | null, response: ListResponse) => void): ClientUnaryCall;
     list(request: ListRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: ListResponse) => void): ClientUnaryCall;
-    /** Delete removes a record at once. */
+    /**
+     * Delete removes a record at once.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
+     *     over 256 characters.
+     *   NOT_FOUND RECORD_NOT_FOUND: no live record of that kind and id.
+     */
     delete(request: DeleteRequest, callback: (error: ServiceError | null, response: DeleteResponse) => void): ClientUnaryCall;
     delete(request: DeleteRequest, metadata: Metadata, callback: (error: ServiceError | null, response: DeleteResponse) => void): ClientUnaryCall;
     delete(request: DeleteRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: DeleteResponse) => void): ClientUnaryCall;
-    /** Watch streams the current records of a kind, then every change to them. */
+    /**
+     * Watch streams the current records of a kind, then every change to them.
+     *
+     * Errors:
+     *   ABORTED WATCH_OVERFLOW: the watcher fell 1024 events behind; watch again.
+     */
     watch(request: WatchRequest, options?: Partial<CallOptions>): ClientReadableStream<WatchResponse>;
     watch(request: WatchRequest, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<WatchResponse>;
 }

@@ -1282,7 +1282,13 @@ exports.WatchResponse = {
     },
 };
 exports.BusServiceService = {
-    /** Publish sends one message to every current subscriber of its topic. */
+    /**
+     * Publish sends one message to every current subscriber of its topic.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT PAYLOAD_MISSING: the message has no payload.
+     *   INVALID_ARGUMENT TOPIC_MISSING, TOPIC_TOO_LONG: the topic is empty or over 256 characters.
+     */
     publish: {
         path: "/tendril.gateway.v1.BusService/Publish",
         requestStream: false,
@@ -1292,7 +1298,12 @@ exports.BusServiceService = {
         responseSerialize: (value) => Buffer.from(exports.PublishResponse.encode(value).finish()),
         responseDeserialize: (value) => exports.PublishResponse.decode(value),
     },
-    /** Subscribe streams every message published on a topic from now on. */
+    /**
+     * Subscribe streams every message published on a topic from now on.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT TOPIC_MISSING, TOPIC_TOO_LONG: the topic is empty or over 256 characters.
+     */
     subscribe: {
         path: "/tendril.gateway.v1.BusService/Subscribe",
         requestStream: false,
@@ -1305,7 +1316,14 @@ exports.BusServiceService = {
 };
 exports.BusServiceClient = (0, grpc_js_1.makeGenericClientConstructor)(exports.BusServiceService, "tendril.gateway.v1.BusService");
 exports.RegistryServiceService = {
-    /** Put creates or refreshes a record. */
+    /**
+     * Put creates or refreshes a record.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
+     *     over 256 characters.
+     *   INVALID_ARGUMENT TTL_INVALID: ttl_seconds is not in (0, 86400].
+     */
     put: {
         path: "/tendril.gateway.v1.RegistryService/Put",
         requestStream: false,
@@ -1315,7 +1333,14 @@ exports.RegistryServiceService = {
         responseSerialize: (value) => Buffer.from(exports.PutResponse.encode(value).finish()),
         responseDeserialize: (value) => exports.PutResponse.decode(value),
     },
-    /** Get returns one live record. */
+    /**
+     * Get returns one live record.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
+     *     over 256 characters.
+     *   NOT_FOUND RECORD_NOT_FOUND: no live record of that kind and id.
+     */
     get: {
         path: "/tendril.gateway.v1.RegistryService/Get",
         requestStream: false,
@@ -1325,7 +1350,11 @@ exports.RegistryServiceService = {
         responseSerialize: (value) => Buffer.from(exports.GetResponse.encode(value).finish()),
         responseDeserialize: (value) => exports.GetResponse.decode(value),
     },
-    /** List returns the live records of a kind. */
+    /**
+     * List returns the live records of a kind.
+     *
+     * Errors: none of its own.
+     */
     list: {
         path: "/tendril.gateway.v1.RegistryService/List",
         requestStream: false,
@@ -1335,7 +1364,14 @@ exports.RegistryServiceService = {
         responseSerialize: (value) => Buffer.from(exports.ListResponse.encode(value).finish()),
         responseDeserialize: (value) => exports.ListResponse.decode(value),
     },
-    /** Delete removes a record at once. */
+    /**
+     * Delete removes a record at once.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
+     *     over 256 characters.
+     *   NOT_FOUND RECORD_NOT_FOUND: no live record of that kind and id.
+     */
     delete: {
         path: "/tendril.gateway.v1.RegistryService/Delete",
         requestStream: false,
@@ -1345,7 +1381,12 @@ exports.RegistryServiceService = {
         responseSerialize: (value) => Buffer.from(exports.DeleteResponse.encode(value).finish()),
         responseDeserialize: (value) => exports.DeleteResponse.decode(value),
     },
-    /** Watch streams the current records of a kind, then every change to them. */
+    /**
+     * Watch streams the current records of a kind, then every change to them.
+     *
+     * Errors:
+     *   ABORTED WATCH_OVERFLOW: the watcher fell 1024 events behind; watch again.
+     */
     watch: {
         path: "/tendril.gateway.v1.RegistryService/Watch",
         requestStream: false,

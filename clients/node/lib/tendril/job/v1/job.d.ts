@@ -157,7 +157,35 @@ export declare const LogsResponse: MessageFns<LogsResponse>;
  */
 export type JobServiceService = typeof JobServiceService;
 export declare const JobServiceService: {
-    /** Dispatch starts a job under a live lease held by the caller. */
+    /**
+     * Dispatch starts a job under a live lease held by the caller.
+     *
+     * Errors:
+     *   UNAVAILABLE SHUTTING_DOWN: the JobService is stopping.
+     *   UNAUTHENTICATED NO_PEER_ID: the call names no peer id.
+     *   INVALID_ARGUMENT BAD_JOB_ID: job_id is not 1-64 letters, digits, '.', '_' or '-'.
+     *   INVALID_ARGUMENT LEASE_ID_MISSING, EXECUTOR_MISSING: lease_id, or the executor's class or
+     *     name, is empty.
+     *   INVALID_ARGUMENT BAD_TIMEOUT: the timeout is negative.
+     *   INVALID_ARGUMENT BAD_COORDINATOR_ADDRESS: coordinator_address is not host:port.
+     *   FAILED_PRECONDITION EXECUTOR_NOT_CONFIGURED: the worker has no such executor.
+     *   FAILED_PRECONDITION SOCKET_PATH_TOO_LONG: the job's bridge socket path would not fit a Unix
+     *     socket.
+     *   ALREADY_EXISTS JOB_EXISTS: the job id was used before on this worker.
+     *   RESOURCE_EXHAUSTED TOO_MANY_JOBS: job.max_concurrent_jobs jobs are running.
+     *   NOT_FOUND LEASE_NOT_FOUND: the lease is not live on this worker.
+     *   PERMISSION_DENIED LEASE_NOT_OWNED: the lease belongs to another scheduler.
+     *   FAILED_PRECONDITION LEASE_NOT_RENEWABLE: the lease is still temporary (its offer is not
+     *     accepted yet).
+     *   FAILED_PRECONDITION LEASE_EXPIRED: the lease has expired.
+     *   UNAVAILABLE LEASE_SERVICE_UNAVAILABLE: the LeaseService did not answer the lease check;
+     *     retry.
+     *   INVALID_ARGUMENT LEASE_CHECK_FAILED: the LeaseService refused the lease check (e.g. a
+     *     lease_id over 256 characters); any other code it answers is passed on with this reason.
+     *   FAILED_PRECONDITION BAD_EXECUTOR_COMMAND: the executor's configured command is empty or uses
+     *     an unknown placeholder.
+     *   FAILED_PRECONDITION EXECUTOR_START_FAILED: the executor's command could not be started.
+     */
     readonly dispatch: {
         readonly path: "/tendril.job.v1.JobService/Dispatch";
         readonly requestStream: false;
@@ -167,7 +195,12 @@ export declare const JobServiceService: {
         readonly responseSerialize: (value: DispatchResponse) => Buffer;
         readonly responseDeserialize: (value: Buffer) => DispatchResponse;
     };
-    /** Get returns one job. */
+    /**
+     * Get returns one job.
+     *
+     * Errors:
+     *   NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
+     */
     readonly get: {
         readonly path: "/tendril.job.v1.JobService/Get";
         readonly requestStream: false;
@@ -177,7 +210,11 @@ export declare const JobServiceService: {
         readonly responseSerialize: (value: GetResponse) => Buffer;
         readonly responseDeserialize: (value: Buffer) => GetResponse;
     };
-    /** List returns jobs, newest first. */
+    /**
+     * List returns jobs, newest first.
+     *
+     * Errors: none of its own.
+     */
     readonly list: {
         readonly path: "/tendril.job.v1.JobService/List";
         readonly requestStream: false;
@@ -187,7 +224,13 @@ export declare const JobServiceService: {
         readonly responseSerialize: (value: ListResponse) => Buffer;
         readonly responseDeserialize: (value: Buffer) => ListResponse;
     };
-    /** Watch streams a job's (or every job's) state changes. */
+    /**
+     * Watch streams a job's (or every job's) state changes.
+     *
+     * Errors:
+     *   NOT_FOUND JOB_NOT_FOUND: job_id is set and no such job is on this worker.
+     *   ABORTED WATCH_OVERFLOW: the watcher fell behind and was cut off; watch again.
+     */
     readonly watch: {
         readonly path: "/tendril.job.v1.JobService/Watch";
         readonly requestStream: false;
@@ -197,7 +240,14 @@ export declare const JobServiceService: {
         readonly responseSerialize: (value: WatchResponse) => Buffer;
         readonly responseDeserialize: (value: Buffer) => WatchResponse;
     };
-    /** Cancel stops a job: SIGTERM, then SIGKILL after the grace period (owner only). */
+    /**
+     * Cancel stops a job: SIGTERM, then SIGKILL after the grace period (owner only).
+     *
+     * Errors:
+     *   NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
+     *   PERMISSION_DENIED NOT_JOB_OWNER: the job belongs to another peer.
+     *   UNAVAILABLE JOB_STARTING: the job is still being dispatched; retry in a moment.
+     */
     readonly cancel: {
         readonly path: "/tendril.job.v1.JobService/Cancel";
         readonly requestStream: false;
@@ -207,7 +257,12 @@ export declare const JobServiceService: {
         readonly responseSerialize: (value: CancelResponse) => Buffer;
         readonly responseDeserialize: (value: Buffer) => CancelResponse;
     };
-    /** Logs streams an executor's output: the last lines, then new lines when following. */
+    /**
+     * Logs streams an executor's output: the last lines, then new lines when following.
+     *
+     * Errors:
+     *   NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
+     */
     readonly logs: {
         readonly path: "/tendril.job.v1.JobService/Logs";
         readonly requestStream: false;
@@ -219,40 +274,150 @@ export declare const JobServiceService: {
     };
 };
 export interface JobServiceServer extends UntypedServiceImplementation {
-    /** Dispatch starts a job under a live lease held by the caller. */
+    /**
+     * Dispatch starts a job under a live lease held by the caller.
+     *
+     * Errors:
+     *   UNAVAILABLE SHUTTING_DOWN: the JobService is stopping.
+     *   UNAUTHENTICATED NO_PEER_ID: the call names no peer id.
+     *   INVALID_ARGUMENT BAD_JOB_ID: job_id is not 1-64 letters, digits, '.', '_' or '-'.
+     *   INVALID_ARGUMENT LEASE_ID_MISSING, EXECUTOR_MISSING: lease_id, or the executor's class or
+     *     name, is empty.
+     *   INVALID_ARGUMENT BAD_TIMEOUT: the timeout is negative.
+     *   INVALID_ARGUMENT BAD_COORDINATOR_ADDRESS: coordinator_address is not host:port.
+     *   FAILED_PRECONDITION EXECUTOR_NOT_CONFIGURED: the worker has no such executor.
+     *   FAILED_PRECONDITION SOCKET_PATH_TOO_LONG: the job's bridge socket path would not fit a Unix
+     *     socket.
+     *   ALREADY_EXISTS JOB_EXISTS: the job id was used before on this worker.
+     *   RESOURCE_EXHAUSTED TOO_MANY_JOBS: job.max_concurrent_jobs jobs are running.
+     *   NOT_FOUND LEASE_NOT_FOUND: the lease is not live on this worker.
+     *   PERMISSION_DENIED LEASE_NOT_OWNED: the lease belongs to another scheduler.
+     *   FAILED_PRECONDITION LEASE_NOT_RENEWABLE: the lease is still temporary (its offer is not
+     *     accepted yet).
+     *   FAILED_PRECONDITION LEASE_EXPIRED: the lease has expired.
+     *   UNAVAILABLE LEASE_SERVICE_UNAVAILABLE: the LeaseService did not answer the lease check;
+     *     retry.
+     *   INVALID_ARGUMENT LEASE_CHECK_FAILED: the LeaseService refused the lease check (e.g. a
+     *     lease_id over 256 characters); any other code it answers is passed on with this reason.
+     *   FAILED_PRECONDITION BAD_EXECUTOR_COMMAND: the executor's configured command is empty or uses
+     *     an unknown placeholder.
+     *   FAILED_PRECONDITION EXECUTOR_START_FAILED: the executor's command could not be started.
+     */
     dispatch: handleUnaryCall<DispatchRequest, DispatchResponse>;
-    /** Get returns one job. */
+    /**
+     * Get returns one job.
+     *
+     * Errors:
+     *   NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
+     */
     get: handleUnaryCall<GetRequest, GetResponse>;
-    /** List returns jobs, newest first. */
+    /**
+     * List returns jobs, newest first.
+     *
+     * Errors: none of its own.
+     */
     list: handleUnaryCall<ListRequest, ListResponse>;
-    /** Watch streams a job's (or every job's) state changes. */
+    /**
+     * Watch streams a job's (or every job's) state changes.
+     *
+     * Errors:
+     *   NOT_FOUND JOB_NOT_FOUND: job_id is set and no such job is on this worker.
+     *   ABORTED WATCH_OVERFLOW: the watcher fell behind and was cut off; watch again.
+     */
     watch: handleServerStreamingCall<WatchRequest, WatchResponse>;
-    /** Cancel stops a job: SIGTERM, then SIGKILL after the grace period (owner only). */
+    /**
+     * Cancel stops a job: SIGTERM, then SIGKILL after the grace period (owner only).
+     *
+     * Errors:
+     *   NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
+     *   PERMISSION_DENIED NOT_JOB_OWNER: the job belongs to another peer.
+     *   UNAVAILABLE JOB_STARTING: the job is still being dispatched; retry in a moment.
+     */
     cancel: handleUnaryCall<CancelRequest, CancelResponse>;
-    /** Logs streams an executor's output: the last lines, then new lines when following. */
+    /**
+     * Logs streams an executor's output: the last lines, then new lines when following.
+     *
+     * Errors:
+     *   NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
+     */
     logs: handleServerStreamingCall<LogsRequest, LogsResponse>;
 }
 export interface JobServiceClient extends Client {
-    /** Dispatch starts a job under a live lease held by the caller. */
+    /**
+     * Dispatch starts a job under a live lease held by the caller.
+     *
+     * Errors:
+     *   UNAVAILABLE SHUTTING_DOWN: the JobService is stopping.
+     *   UNAUTHENTICATED NO_PEER_ID: the call names no peer id.
+     *   INVALID_ARGUMENT BAD_JOB_ID: job_id is not 1-64 letters, digits, '.', '_' or '-'.
+     *   INVALID_ARGUMENT LEASE_ID_MISSING, EXECUTOR_MISSING: lease_id, or the executor's class or
+     *     name, is empty.
+     *   INVALID_ARGUMENT BAD_TIMEOUT: the timeout is negative.
+     *   INVALID_ARGUMENT BAD_COORDINATOR_ADDRESS: coordinator_address is not host:port.
+     *   FAILED_PRECONDITION EXECUTOR_NOT_CONFIGURED: the worker has no such executor.
+     *   FAILED_PRECONDITION SOCKET_PATH_TOO_LONG: the job's bridge socket path would not fit a Unix
+     *     socket.
+     *   ALREADY_EXISTS JOB_EXISTS: the job id was used before on this worker.
+     *   RESOURCE_EXHAUSTED TOO_MANY_JOBS: job.max_concurrent_jobs jobs are running.
+     *   NOT_FOUND LEASE_NOT_FOUND: the lease is not live on this worker.
+     *   PERMISSION_DENIED LEASE_NOT_OWNED: the lease belongs to another scheduler.
+     *   FAILED_PRECONDITION LEASE_NOT_RENEWABLE: the lease is still temporary (its offer is not
+     *     accepted yet).
+     *   FAILED_PRECONDITION LEASE_EXPIRED: the lease has expired.
+     *   UNAVAILABLE LEASE_SERVICE_UNAVAILABLE: the LeaseService did not answer the lease check;
+     *     retry.
+     *   INVALID_ARGUMENT LEASE_CHECK_FAILED: the LeaseService refused the lease check (e.g. a
+     *     lease_id over 256 characters); any other code it answers is passed on with this reason.
+     *   FAILED_PRECONDITION BAD_EXECUTOR_COMMAND: the executor's configured command is empty or uses
+     *     an unknown placeholder.
+     *   FAILED_PRECONDITION EXECUTOR_START_FAILED: the executor's command could not be started.
+     */
     dispatch(request: DispatchRequest, callback: (error: ServiceError | null, response: DispatchResponse) => void): ClientUnaryCall;
     dispatch(request: DispatchRequest, metadata: Metadata, callback: (error: ServiceError | null, response: DispatchResponse) => void): ClientUnaryCall;
     dispatch(request: DispatchRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: DispatchResponse) => void): ClientUnaryCall;
-    /** Get returns one job. */
+    /**
+     * Get returns one job.
+     *
+     * Errors:
+     *   NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
+     */
     get(request: GetRequest, callback: (error: ServiceError | null, response: GetResponse) => void): ClientUnaryCall;
     get(request: GetRequest, metadata: Metadata, callback: (error: ServiceError | null, response: GetResponse) => void): ClientUnaryCall;
     get(request: GetRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: GetResponse) => void): ClientUnaryCall;
-    /** List returns jobs, newest first. */
+    /**
+     * List returns jobs, newest first.
+     *
+     * Errors: none of its own.
+     */
     list(request: ListRequest, callback: (error: ServiceError | null, response: ListResponse) => void): ClientUnaryCall;
     list(request: ListRequest, metadata: Metadata, callback: (error: ServiceError | null, response: ListResponse) => void): ClientUnaryCall;
     list(request: ListRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: ListResponse) => void): ClientUnaryCall;
-    /** Watch streams a job's (or every job's) state changes. */
+    /**
+     * Watch streams a job's (or every job's) state changes.
+     *
+     * Errors:
+     *   NOT_FOUND JOB_NOT_FOUND: job_id is set and no such job is on this worker.
+     *   ABORTED WATCH_OVERFLOW: the watcher fell behind and was cut off; watch again.
+     */
     watch(request: WatchRequest, options?: Partial<CallOptions>): ClientReadableStream<WatchResponse>;
     watch(request: WatchRequest, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<WatchResponse>;
-    /** Cancel stops a job: SIGTERM, then SIGKILL after the grace period (owner only). */
+    /**
+     * Cancel stops a job: SIGTERM, then SIGKILL after the grace period (owner only).
+     *
+     * Errors:
+     *   NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
+     *   PERMISSION_DENIED NOT_JOB_OWNER: the job belongs to another peer.
+     *   UNAVAILABLE JOB_STARTING: the job is still being dispatched; retry in a moment.
+     */
     cancel(request: CancelRequest, callback: (error: ServiceError | null, response: CancelResponse) => void): ClientUnaryCall;
     cancel(request: CancelRequest, metadata: Metadata, callback: (error: ServiceError | null, response: CancelResponse) => void): ClientUnaryCall;
     cancel(request: CancelRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: CancelResponse) => void): ClientUnaryCall;
-    /** Logs streams an executor's output: the last lines, then new lines when following. */
+    /**
+     * Logs streams an executor's output: the last lines, then new lines when following.
+     *
+     * Errors:
+     *   NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
+     */
     logs(request: LogsRequest, options?: Partial<CallOptions>): ClientReadableStream<LogsResponse>;
     logs(request: LogsRequest, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<LogsResponse>;
 }

@@ -1394,7 +1394,35 @@ exports.LogsResponse = {
     },
 };
 exports.JobServiceService = {
-    /** Dispatch starts a job under a live lease held by the caller. */
+    /**
+     * Dispatch starts a job under a live lease held by the caller.
+     *
+     * Errors:
+     *   UNAVAILABLE SHUTTING_DOWN: the JobService is stopping.
+     *   UNAUTHENTICATED NO_PEER_ID: the call names no peer id.
+     *   INVALID_ARGUMENT BAD_JOB_ID: job_id is not 1-64 letters, digits, '.', '_' or '-'.
+     *   INVALID_ARGUMENT LEASE_ID_MISSING, EXECUTOR_MISSING: lease_id, or the executor's class or
+     *     name, is empty.
+     *   INVALID_ARGUMENT BAD_TIMEOUT: the timeout is negative.
+     *   INVALID_ARGUMENT BAD_COORDINATOR_ADDRESS: coordinator_address is not host:port.
+     *   FAILED_PRECONDITION EXECUTOR_NOT_CONFIGURED: the worker has no such executor.
+     *   FAILED_PRECONDITION SOCKET_PATH_TOO_LONG: the job's bridge socket path would not fit a Unix
+     *     socket.
+     *   ALREADY_EXISTS JOB_EXISTS: the job id was used before on this worker.
+     *   RESOURCE_EXHAUSTED TOO_MANY_JOBS: job.max_concurrent_jobs jobs are running.
+     *   NOT_FOUND LEASE_NOT_FOUND: the lease is not live on this worker.
+     *   PERMISSION_DENIED LEASE_NOT_OWNED: the lease belongs to another scheduler.
+     *   FAILED_PRECONDITION LEASE_NOT_RENEWABLE: the lease is still temporary (its offer is not
+     *     accepted yet).
+     *   FAILED_PRECONDITION LEASE_EXPIRED: the lease has expired.
+     *   UNAVAILABLE LEASE_SERVICE_UNAVAILABLE: the LeaseService did not answer the lease check;
+     *     retry.
+     *   INVALID_ARGUMENT LEASE_CHECK_FAILED: the LeaseService refused the lease check (e.g. a
+     *     lease_id over 256 characters); any other code it answers is passed on with this reason.
+     *   FAILED_PRECONDITION BAD_EXECUTOR_COMMAND: the executor's configured command is empty or uses
+     *     an unknown placeholder.
+     *   FAILED_PRECONDITION EXECUTOR_START_FAILED: the executor's command could not be started.
+     */
     dispatch: {
         path: "/tendril.job.v1.JobService/Dispatch",
         requestStream: false,
@@ -1404,7 +1432,12 @@ exports.JobServiceService = {
         responseSerialize: (value) => Buffer.from(exports.DispatchResponse.encode(value).finish()),
         responseDeserialize: (value) => exports.DispatchResponse.decode(value),
     },
-    /** Get returns one job. */
+    /**
+     * Get returns one job.
+     *
+     * Errors:
+     *   NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
+     */
     get: {
         path: "/tendril.job.v1.JobService/Get",
         requestStream: false,
@@ -1414,7 +1447,11 @@ exports.JobServiceService = {
         responseSerialize: (value) => Buffer.from(exports.GetResponse.encode(value).finish()),
         responseDeserialize: (value) => exports.GetResponse.decode(value),
     },
-    /** List returns jobs, newest first. */
+    /**
+     * List returns jobs, newest first.
+     *
+     * Errors: none of its own.
+     */
     list: {
         path: "/tendril.job.v1.JobService/List",
         requestStream: false,
@@ -1424,7 +1461,13 @@ exports.JobServiceService = {
         responseSerialize: (value) => Buffer.from(exports.ListResponse.encode(value).finish()),
         responseDeserialize: (value) => exports.ListResponse.decode(value),
     },
-    /** Watch streams a job's (or every job's) state changes. */
+    /**
+     * Watch streams a job's (or every job's) state changes.
+     *
+     * Errors:
+     *   NOT_FOUND JOB_NOT_FOUND: job_id is set and no such job is on this worker.
+     *   ABORTED WATCH_OVERFLOW: the watcher fell behind and was cut off; watch again.
+     */
     watch: {
         path: "/tendril.job.v1.JobService/Watch",
         requestStream: false,
@@ -1434,7 +1477,14 @@ exports.JobServiceService = {
         responseSerialize: (value) => Buffer.from(exports.WatchResponse.encode(value).finish()),
         responseDeserialize: (value) => exports.WatchResponse.decode(value),
     },
-    /** Cancel stops a job: SIGTERM, then SIGKILL after the grace period (owner only). */
+    /**
+     * Cancel stops a job: SIGTERM, then SIGKILL after the grace period (owner only).
+     *
+     * Errors:
+     *   NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
+     *   PERMISSION_DENIED NOT_JOB_OWNER: the job belongs to another peer.
+     *   UNAVAILABLE JOB_STARTING: the job is still being dispatched; retry in a moment.
+     */
     cancel: {
         path: "/tendril.job.v1.JobService/Cancel",
         requestStream: false,
@@ -1444,7 +1494,12 @@ exports.JobServiceService = {
         responseSerialize: (value) => Buffer.from(exports.CancelResponse.encode(value).finish()),
         responseDeserialize: (value) => exports.CancelResponse.decode(value),
     },
-    /** Logs streams an executor's output: the last lines, then new lines when following. */
+    /**
+     * Logs streams an executor's output: the last lines, then new lines when following.
+     *
+     * Errors:
+     *   NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
+     */
     logs: {
         path: "/tendril.job.v1.JobService/Logs",
         requestStream: false,

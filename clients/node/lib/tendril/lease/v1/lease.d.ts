@@ -170,7 +170,20 @@ export declare const GetCapacityResponse: MessageFns<GetCapacityResponse>;
  */
 export type LeaseServiceService = typeof LeaseServiceService;
 export declare const LeaseServiceService: {
-    /** Reserve takes resources for a temporary lease (used by the arbiter). */
+    /**
+     * Reserve takes resources for a temporary lease (used by the arbiter).
+     *
+     * Errors:
+     *   UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
+     *   PERMISSION_DENIED NOT_THE_WORKER: the caller is not the worker itself.
+     *   INVALID_ARGUMENT OWNER_ID_MISSING, OWNER_ID_TOO_LONG, REQUEST_ID_TOO_LONG: owner_id is empty,
+     *     or an id is over 256 characters.
+     *   INVALID_ARGUMENT RESOURCES_INVALID, RESOURCES_EMPTY: resources are negative, not finite, or
+     *     all zero.
+     *   INVALID_ARGUMENT PRICE_INVALID: price is negative or not finite.
+     *   INVALID_ARGUMENT TTL_INVALID: ttl_seconds is outside [0, the renewable lease time].
+     *   RESOURCE_EXHAUSTED DOES_NOT_FIT: the resources exceed the free ones (metadata "free").
+     */
     readonly reserve: {
         readonly path: "/tendril.lease.v1.LeaseService/Reserve";
         readonly requestStream: false;
@@ -184,6 +197,15 @@ export declare const LeaseServiceService: {
      * Confirm turns a temporary lease renewable once its offer was accepted (used by the
      * arbiter). Idempotent: a lease that is already renewable (its owner renewed it first) is
      * returned unchanged.
+     *
+     * Errors:
+     *   UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
+     *   PERMISSION_DENIED NOT_THE_WORKER: the caller is not the worker itself.
+     *   INVALID_ARGUMENT LEASE_ID_MISSING, LEASE_ID_TOO_LONG: lease_id is empty or over 256
+     *     characters.
+     *   NOT_FOUND LEASE_NOT_FOUND: no live lease has that id (never existed, released, or its
+     *     offer was withdrawn).
+     *   FAILED_PRECONDITION LEASE_EXPIRED: the temporary lease expired before its confirmation.
      */
     readonly confirm: {
         readonly path: "/tendril.lease.v1.LeaseService/Confirm";
@@ -199,6 +221,15 @@ export declare const LeaseServiceService: {
      * Renew of a temporary lease accepts its offer: the lease turns renewable at once, so a
      * scheduler renews as it answers ACCEPTED and never waits for Confirm. A lease whose offer
      * was withdrawn (rejected, timed out) or that expired is gone: NOT_FOUND or LEASE_EXPIRED.
+     *
+     * Errors:
+     *   UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
+     *   INVALID_ARGUMENT LEASE_ID_MISSING, LEASE_ID_TOO_LONG: lease_id is empty or over 256
+     *     characters.
+     *   NOT_FOUND LEASE_NOT_FOUND: no live lease has that id (never existed, released, or its
+     *     offer was withdrawn).
+     *   PERMISSION_DENIED NOT_THE_OWNER: the lease belongs to another peer.
+     *   FAILED_PRECONDITION LEASE_EXPIRED: the lease expired; win a new offer.
      */
     readonly renew: {
         readonly path: "/tendril.lease.v1.LeaseService/Renew";
@@ -209,7 +240,17 @@ export declare const LeaseServiceService: {
         readonly responseSerialize: (value: RenewResponse) => Buffer;
         readonly responseDeserialize: (value: Buffer) => RenewResponse;
     };
-    /** Release frees a lease at once and cancels its jobs (owner only). */
+    /**
+     * Release frees a lease at once and cancels its jobs (owner only).
+     *
+     * Errors:
+     *   UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
+     *   INVALID_ARGUMENT LEASE_ID_MISSING, LEASE_ID_TOO_LONG: lease_id is empty or over 256
+     *     characters.
+     *   NOT_FOUND LEASE_NOT_FOUND: no live lease has that id.
+     *   PERMISSION_DENIED NOT_THE_OWNER: the lease belongs to another peer (the worker itself may
+     *     release any).
+     */
     readonly release: {
         readonly path: "/tendril.lease.v1.LeaseService/Release";
         readonly requestStream: false;
@@ -219,7 +260,14 @@ export declare const LeaseServiceService: {
         readonly responseSerialize: (value: ReleaseResponse) => Buffer;
         readonly responseDeserialize: (value: Buffer) => ReleaseResponse;
     };
-    /** Get returns one live lease. */
+    /**
+     * Get returns one live lease.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT LEASE_ID_MISSING, LEASE_ID_TOO_LONG: lease_id is empty or over 256
+     *     characters.
+     *   NOT_FOUND LEASE_NOT_FOUND: no live lease has that id.
+     */
     readonly get: {
         readonly path: "/tendril.lease.v1.LeaseService/Get";
         readonly requestStream: false;
@@ -229,7 +277,11 @@ export declare const LeaseServiceService: {
         readonly responseSerialize: (value: GetResponse) => Buffer;
         readonly responseDeserialize: (value: Buffer) => GetResponse;
     };
-    /** List returns live leases. */
+    /**
+     * List returns live leases.
+     *
+     * Errors: none of its own.
+     */
     readonly list: {
         readonly path: "/tendril.lease.v1.LeaseService/List";
         readonly requestStream: false;
@@ -239,7 +291,13 @@ export declare const LeaseServiceService: {
         readonly responseSerialize: (value: ListResponse) => Buffer;
         readonly responseDeserialize: (value: Buffer) => ListResponse;
     };
-    /** Watch streams the live leases, then every change. */
+    /**
+     * Watch streams the live leases, then every change.
+     *
+     * Errors:
+     *   ABORTED WATCH_OVERFLOW: the watcher fell 1024 events behind; watch again, then re-read with
+     *     Get/List.
+     */
     readonly watch: {
         readonly path: "/tendril.lease.v1.LeaseService/Watch";
         readonly requestStream: false;
@@ -249,7 +307,11 @@ export declare const LeaseServiceService: {
         readonly responseSerialize: (value: WatchResponse) => Buffer;
         readonly responseDeserialize: (value: Buffer) => WatchResponse;
     };
-    /** GetCapacity returns the worker's total, reserved and free resources. */
+    /**
+     * GetCapacity returns the worker's total, reserved and free resources.
+     *
+     * Errors: none of its own.
+     */
     readonly getCapacity: {
         readonly path: "/tendril.lease.v1.LeaseService/GetCapacity";
         readonly requestStream: false;
@@ -261,12 +323,34 @@ export declare const LeaseServiceService: {
     };
 };
 export interface LeaseServiceServer extends UntypedServiceImplementation {
-    /** Reserve takes resources for a temporary lease (used by the arbiter). */
+    /**
+     * Reserve takes resources for a temporary lease (used by the arbiter).
+     *
+     * Errors:
+     *   UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
+     *   PERMISSION_DENIED NOT_THE_WORKER: the caller is not the worker itself.
+     *   INVALID_ARGUMENT OWNER_ID_MISSING, OWNER_ID_TOO_LONG, REQUEST_ID_TOO_LONG: owner_id is empty,
+     *     or an id is over 256 characters.
+     *   INVALID_ARGUMENT RESOURCES_INVALID, RESOURCES_EMPTY: resources are negative, not finite, or
+     *     all zero.
+     *   INVALID_ARGUMENT PRICE_INVALID: price is negative or not finite.
+     *   INVALID_ARGUMENT TTL_INVALID: ttl_seconds is outside [0, the renewable lease time].
+     *   RESOURCE_EXHAUSTED DOES_NOT_FIT: the resources exceed the free ones (metadata "free").
+     */
     reserve: handleUnaryCall<ReserveRequest, ReserveResponse>;
     /**
      * Confirm turns a temporary lease renewable once its offer was accepted (used by the
      * arbiter). Idempotent: a lease that is already renewable (its owner renewed it first) is
      * returned unchanged.
+     *
+     * Errors:
+     *   UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
+     *   PERMISSION_DENIED NOT_THE_WORKER: the caller is not the worker itself.
+     *   INVALID_ARGUMENT LEASE_ID_MISSING, LEASE_ID_TOO_LONG: lease_id is empty or over 256
+     *     characters.
+     *   NOT_FOUND LEASE_NOT_FOUND: no live lease has that id (never existed, released, or its
+     *     offer was withdrawn).
+     *   FAILED_PRECONDITION LEASE_EXPIRED: the temporary lease expired before its confirmation.
      */
     confirm: handleUnaryCall<ConfirmRequest, ConfirmResponse>;
     /**
@@ -274,21 +358,74 @@ export interface LeaseServiceServer extends UntypedServiceImplementation {
      * Renew of a temporary lease accepts its offer: the lease turns renewable at once, so a
      * scheduler renews as it answers ACCEPTED and never waits for Confirm. A lease whose offer
      * was withdrawn (rejected, timed out) or that expired is gone: NOT_FOUND or LEASE_EXPIRED.
+     *
+     * Errors:
+     *   UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
+     *   INVALID_ARGUMENT LEASE_ID_MISSING, LEASE_ID_TOO_LONG: lease_id is empty or over 256
+     *     characters.
+     *   NOT_FOUND LEASE_NOT_FOUND: no live lease has that id (never existed, released, or its
+     *     offer was withdrawn).
+     *   PERMISSION_DENIED NOT_THE_OWNER: the lease belongs to another peer.
+     *   FAILED_PRECONDITION LEASE_EXPIRED: the lease expired; win a new offer.
      */
     renew: handleUnaryCall<RenewRequest, RenewResponse>;
-    /** Release frees a lease at once and cancels its jobs (owner only). */
+    /**
+     * Release frees a lease at once and cancels its jobs (owner only).
+     *
+     * Errors:
+     *   UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
+     *   INVALID_ARGUMENT LEASE_ID_MISSING, LEASE_ID_TOO_LONG: lease_id is empty or over 256
+     *     characters.
+     *   NOT_FOUND LEASE_NOT_FOUND: no live lease has that id.
+     *   PERMISSION_DENIED NOT_THE_OWNER: the lease belongs to another peer (the worker itself may
+     *     release any).
+     */
     release: handleUnaryCall<ReleaseRequest, ReleaseResponse>;
-    /** Get returns one live lease. */
+    /**
+     * Get returns one live lease.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT LEASE_ID_MISSING, LEASE_ID_TOO_LONG: lease_id is empty or over 256
+     *     characters.
+     *   NOT_FOUND LEASE_NOT_FOUND: no live lease has that id.
+     */
     get: handleUnaryCall<GetRequest, GetResponse>;
-    /** List returns live leases. */
+    /**
+     * List returns live leases.
+     *
+     * Errors: none of its own.
+     */
     list: handleUnaryCall<ListRequest, ListResponse>;
-    /** Watch streams the live leases, then every change. */
+    /**
+     * Watch streams the live leases, then every change.
+     *
+     * Errors:
+     *   ABORTED WATCH_OVERFLOW: the watcher fell 1024 events behind; watch again, then re-read with
+     *     Get/List.
+     */
     watch: handleServerStreamingCall<WatchRequest, WatchResponse>;
-    /** GetCapacity returns the worker's total, reserved and free resources. */
+    /**
+     * GetCapacity returns the worker's total, reserved and free resources.
+     *
+     * Errors: none of its own.
+     */
     getCapacity: handleUnaryCall<GetCapacityRequest, GetCapacityResponse>;
 }
 export interface LeaseServiceClient extends Client {
-    /** Reserve takes resources for a temporary lease (used by the arbiter). */
+    /**
+     * Reserve takes resources for a temporary lease (used by the arbiter).
+     *
+     * Errors:
+     *   UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
+     *   PERMISSION_DENIED NOT_THE_WORKER: the caller is not the worker itself.
+     *   INVALID_ARGUMENT OWNER_ID_MISSING, OWNER_ID_TOO_LONG, REQUEST_ID_TOO_LONG: owner_id is empty,
+     *     or an id is over 256 characters.
+     *   INVALID_ARGUMENT RESOURCES_INVALID, RESOURCES_EMPTY: resources are negative, not finite, or
+     *     all zero.
+     *   INVALID_ARGUMENT PRICE_INVALID: price is negative or not finite.
+     *   INVALID_ARGUMENT TTL_INVALID: ttl_seconds is outside [0, the renewable lease time].
+     *   RESOURCE_EXHAUSTED DOES_NOT_FIT: the resources exceed the free ones (metadata "free").
+     */
     reserve(request: ReserveRequest, callback: (error: ServiceError | null, response: ReserveResponse) => void): ClientUnaryCall;
     reserve(request: ReserveRequest, metadata: Metadata, callback: (error: ServiceError | null, response: ReserveResponse) => void): ClientUnaryCall;
     reserve(request: ReserveRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: ReserveResponse) => void): ClientUnaryCall;
@@ -296,6 +433,15 @@ export interface LeaseServiceClient extends Client {
      * Confirm turns a temporary lease renewable once its offer was accepted (used by the
      * arbiter). Idempotent: a lease that is already renewable (its owner renewed it first) is
      * returned unchanged.
+     *
+     * Errors:
+     *   UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
+     *   PERMISSION_DENIED NOT_THE_WORKER: the caller is not the worker itself.
+     *   INVALID_ARGUMENT LEASE_ID_MISSING, LEASE_ID_TOO_LONG: lease_id is empty or over 256
+     *     characters.
+     *   NOT_FOUND LEASE_NOT_FOUND: no live lease has that id (never existed, released, or its
+     *     offer was withdrawn).
+     *   FAILED_PRECONDITION LEASE_EXPIRED: the temporary lease expired before its confirmation.
      */
     confirm(request: ConfirmRequest, callback: (error: ServiceError | null, response: ConfirmResponse) => void): ClientUnaryCall;
     confirm(request: ConfirmRequest, metadata: Metadata, callback: (error: ServiceError | null, response: ConfirmResponse) => void): ClientUnaryCall;
@@ -305,26 +451,66 @@ export interface LeaseServiceClient extends Client {
      * Renew of a temporary lease accepts its offer: the lease turns renewable at once, so a
      * scheduler renews as it answers ACCEPTED and never waits for Confirm. A lease whose offer
      * was withdrawn (rejected, timed out) or that expired is gone: NOT_FOUND or LEASE_EXPIRED.
+     *
+     * Errors:
+     *   UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
+     *   INVALID_ARGUMENT LEASE_ID_MISSING, LEASE_ID_TOO_LONG: lease_id is empty or over 256
+     *     characters.
+     *   NOT_FOUND LEASE_NOT_FOUND: no live lease has that id (never existed, released, or its
+     *     offer was withdrawn).
+     *   PERMISSION_DENIED NOT_THE_OWNER: the lease belongs to another peer.
+     *   FAILED_PRECONDITION LEASE_EXPIRED: the lease expired; win a new offer.
      */
     renew(request: RenewRequest, callback: (error: ServiceError | null, response: RenewResponse) => void): ClientUnaryCall;
     renew(request: RenewRequest, metadata: Metadata, callback: (error: ServiceError | null, response: RenewResponse) => void): ClientUnaryCall;
     renew(request: RenewRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: RenewResponse) => void): ClientUnaryCall;
-    /** Release frees a lease at once and cancels its jobs (owner only). */
+    /**
+     * Release frees a lease at once and cancels its jobs (owner only).
+     *
+     * Errors:
+     *   UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
+     *   INVALID_ARGUMENT LEASE_ID_MISSING, LEASE_ID_TOO_LONG: lease_id is empty or over 256
+     *     characters.
+     *   NOT_FOUND LEASE_NOT_FOUND: no live lease has that id.
+     *   PERMISSION_DENIED NOT_THE_OWNER: the lease belongs to another peer (the worker itself may
+     *     release any).
+     */
     release(request: ReleaseRequest, callback: (error: ServiceError | null, response: ReleaseResponse) => void): ClientUnaryCall;
     release(request: ReleaseRequest, metadata: Metadata, callback: (error: ServiceError | null, response: ReleaseResponse) => void): ClientUnaryCall;
     release(request: ReleaseRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: ReleaseResponse) => void): ClientUnaryCall;
-    /** Get returns one live lease. */
+    /**
+     * Get returns one live lease.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT LEASE_ID_MISSING, LEASE_ID_TOO_LONG: lease_id is empty or over 256
+     *     characters.
+     *   NOT_FOUND LEASE_NOT_FOUND: no live lease has that id.
+     */
     get(request: GetRequest, callback: (error: ServiceError | null, response: GetResponse) => void): ClientUnaryCall;
     get(request: GetRequest, metadata: Metadata, callback: (error: ServiceError | null, response: GetResponse) => void): ClientUnaryCall;
     get(request: GetRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: GetResponse) => void): ClientUnaryCall;
-    /** List returns live leases. */
+    /**
+     * List returns live leases.
+     *
+     * Errors: none of its own.
+     */
     list(request: ListRequest, callback: (error: ServiceError | null, response: ListResponse) => void): ClientUnaryCall;
     list(request: ListRequest, metadata: Metadata, callback: (error: ServiceError | null, response: ListResponse) => void): ClientUnaryCall;
     list(request: ListRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: ListResponse) => void): ClientUnaryCall;
-    /** Watch streams the live leases, then every change. */
+    /**
+     * Watch streams the live leases, then every change.
+     *
+     * Errors:
+     *   ABORTED WATCH_OVERFLOW: the watcher fell 1024 events behind; watch again, then re-read with
+     *     Get/List.
+     */
     watch(request: WatchRequest, options?: Partial<CallOptions>): ClientReadableStream<WatchResponse>;
     watch(request: WatchRequest, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<WatchResponse>;
-    /** GetCapacity returns the worker's total, reserved and free resources. */
+    /**
+     * GetCapacity returns the worker's total, reserved and free resources.
+     *
+     * Errors: none of its own.
+     */
     getCapacity(request: GetCapacityRequest, callback: (error: ServiceError | null, response: GetCapacityResponse) => void): ClientUnaryCall;
     getCapacity(request: GetCapacityRequest, metadata: Metadata, callback: (error: ServiceError | null, response: GetCapacityResponse) => void): ClientUnaryCall;
     getCapacity(request: GetCapacityRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: GetCapacityResponse) => void): ClientUnaryCall;

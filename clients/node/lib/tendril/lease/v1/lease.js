@@ -1449,7 +1449,20 @@ exports.GetCapacityResponse = {
     },
 };
 exports.LeaseServiceService = {
-    /** Reserve takes resources for a temporary lease (used by the arbiter). */
+    /**
+     * Reserve takes resources for a temporary lease (used by the arbiter).
+     *
+     * Errors:
+     *   UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
+     *   PERMISSION_DENIED NOT_THE_WORKER: the caller is not the worker itself.
+     *   INVALID_ARGUMENT OWNER_ID_MISSING, OWNER_ID_TOO_LONG, REQUEST_ID_TOO_LONG: owner_id is empty,
+     *     or an id is over 256 characters.
+     *   INVALID_ARGUMENT RESOURCES_INVALID, RESOURCES_EMPTY: resources are negative, not finite, or
+     *     all zero.
+     *   INVALID_ARGUMENT PRICE_INVALID: price is negative or not finite.
+     *   INVALID_ARGUMENT TTL_INVALID: ttl_seconds is outside [0, the renewable lease time].
+     *   RESOURCE_EXHAUSTED DOES_NOT_FIT: the resources exceed the free ones (metadata "free").
+     */
     reserve: {
         path: "/tendril.lease.v1.LeaseService/Reserve",
         requestStream: false,
@@ -1463,6 +1476,15 @@ exports.LeaseServiceService = {
      * Confirm turns a temporary lease renewable once its offer was accepted (used by the
      * arbiter). Idempotent: a lease that is already renewable (its owner renewed it first) is
      * returned unchanged.
+     *
+     * Errors:
+     *   UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
+     *   PERMISSION_DENIED NOT_THE_WORKER: the caller is not the worker itself.
+     *   INVALID_ARGUMENT LEASE_ID_MISSING, LEASE_ID_TOO_LONG: lease_id is empty or over 256
+     *     characters.
+     *   NOT_FOUND LEASE_NOT_FOUND: no live lease has that id (never existed, released, or its
+     *     offer was withdrawn).
+     *   FAILED_PRECONDITION LEASE_EXPIRED: the temporary lease expired before its confirmation.
      */
     confirm: {
         path: "/tendril.lease.v1.LeaseService/Confirm",
@@ -1478,6 +1500,15 @@ exports.LeaseServiceService = {
      * Renew of a temporary lease accepts its offer: the lease turns renewable at once, so a
      * scheduler renews as it answers ACCEPTED and never waits for Confirm. A lease whose offer
      * was withdrawn (rejected, timed out) or that expired is gone: NOT_FOUND or LEASE_EXPIRED.
+     *
+     * Errors:
+     *   UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
+     *   INVALID_ARGUMENT LEASE_ID_MISSING, LEASE_ID_TOO_LONG: lease_id is empty or over 256
+     *     characters.
+     *   NOT_FOUND LEASE_NOT_FOUND: no live lease has that id (never existed, released, or its
+     *     offer was withdrawn).
+     *   PERMISSION_DENIED NOT_THE_OWNER: the lease belongs to another peer.
+     *   FAILED_PRECONDITION LEASE_EXPIRED: the lease expired; win a new offer.
      */
     renew: {
         path: "/tendril.lease.v1.LeaseService/Renew",
@@ -1488,7 +1519,17 @@ exports.LeaseServiceService = {
         responseSerialize: (value) => Buffer.from(exports.RenewResponse.encode(value).finish()),
         responseDeserialize: (value) => exports.RenewResponse.decode(value),
     },
-    /** Release frees a lease at once and cancels its jobs (owner only). */
+    /**
+     * Release frees a lease at once and cancels its jobs (owner only).
+     *
+     * Errors:
+     *   UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
+     *   INVALID_ARGUMENT LEASE_ID_MISSING, LEASE_ID_TOO_LONG: lease_id is empty or over 256
+     *     characters.
+     *   NOT_FOUND LEASE_NOT_FOUND: no live lease has that id.
+     *   PERMISSION_DENIED NOT_THE_OWNER: the lease belongs to another peer (the worker itself may
+     *     release any).
+     */
     release: {
         path: "/tendril.lease.v1.LeaseService/Release",
         requestStream: false,
@@ -1498,7 +1539,14 @@ exports.LeaseServiceService = {
         responseSerialize: (value) => Buffer.from(exports.ReleaseResponse.encode(value).finish()),
         responseDeserialize: (value) => exports.ReleaseResponse.decode(value),
     },
-    /** Get returns one live lease. */
+    /**
+     * Get returns one live lease.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT LEASE_ID_MISSING, LEASE_ID_TOO_LONG: lease_id is empty or over 256
+     *     characters.
+     *   NOT_FOUND LEASE_NOT_FOUND: no live lease has that id.
+     */
     get: {
         path: "/tendril.lease.v1.LeaseService/Get",
         requestStream: false,
@@ -1508,7 +1556,11 @@ exports.LeaseServiceService = {
         responseSerialize: (value) => Buffer.from(exports.GetResponse.encode(value).finish()),
         responseDeserialize: (value) => exports.GetResponse.decode(value),
     },
-    /** List returns live leases. */
+    /**
+     * List returns live leases.
+     *
+     * Errors: none of its own.
+     */
     list: {
         path: "/tendril.lease.v1.LeaseService/List",
         requestStream: false,
@@ -1518,7 +1570,13 @@ exports.LeaseServiceService = {
         responseSerialize: (value) => Buffer.from(exports.ListResponse.encode(value).finish()),
         responseDeserialize: (value) => exports.ListResponse.decode(value),
     },
-    /** Watch streams the live leases, then every change. */
+    /**
+     * Watch streams the live leases, then every change.
+     *
+     * Errors:
+     *   ABORTED WATCH_OVERFLOW: the watcher fell 1024 events behind; watch again, then re-read with
+     *     Get/List.
+     */
     watch: {
         path: "/tendril.lease.v1.LeaseService/Watch",
         requestStream: false,
@@ -1528,7 +1586,11 @@ exports.LeaseServiceService = {
         responseSerialize: (value) => Buffer.from(exports.WatchResponse.encode(value).finish()),
         responseDeserialize: (value) => exports.WatchResponse.decode(value),
     },
-    /** GetCapacity returns the worker's total, reserved and free resources. */
+    /**
+     * GetCapacity returns the worker's total, reserved and free resources.
+     *
+     * Errors: none of its own.
+     */
     getCapacity: {
         path: "/tendril.lease.v1.LeaseService/GetCapacity",
         requestStream: false,

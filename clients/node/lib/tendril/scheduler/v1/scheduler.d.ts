@@ -147,6 +147,9 @@ export declare const AllocationServiceService: {
     /**
      * Offer proposes a reservation to the scheduler. The scheduler answers ACCEPTED or
      * REJECTED, and may hold the call until it decides, but never past expires_at.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT MISSING_FIELD: a required field is empty (metadata "field" names it).
      */
     readonly offer: {
         readonly path: "/tendril.scheduler.v1.AllocationService/Offer";
@@ -162,6 +165,9 @@ export interface AllocationServiceServer extends UntypedServiceImplementation {
     /**
      * Offer proposes a reservation to the scheduler. The scheduler answers ACCEPTED or
      * REJECTED, and may hold the call until it decides, but never past expires_at.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT MISSING_FIELD: a required field is empty (metadata "field" names it).
      */
     offer: handleUnaryCall<OfferRequest, OfferResponse>;
 }
@@ -169,6 +175,9 @@ export interface AllocationServiceClient extends Client {
     /**
      * Offer proposes a reservation to the scheduler. The scheduler answers ACCEPTED or
      * REJECTED, and may hold the call until it decides, but never past expires_at.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT MISSING_FIELD: a required field is empty (metadata "field" names it).
      */
     offer(request: OfferRequest, callback: (error: ServiceError | null, response: OfferResponse) => void): ClientUnaryCall;
     offer(request: OfferRequest, metadata: Metadata, callback: (error: ServiceError | null, response: OfferResponse) => void): ClientUnaryCall;
@@ -185,7 +194,17 @@ export declare const AllocationServiceClient: {
  */
 export type CoordinationServiceService = typeof CoordinationServiceService;
 export declare const CoordinationServiceService: {
-    /** ReportProgress records one progress event of a job and returns what the job does next. */
+    /**
+     * ReportProgress records one progress event of a job and returns what the job does next.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT MISSING_FIELD: job_id is empty.
+     *   INVALID_ARGUMENT BAD_PROGRESS_KIND, BAD_BATCH: kind is not set, or a BATCH report has
+     *     batch_size 0.
+     *   NOT_FOUND UNKNOWN_JOB: the job is not a live training job of the run.
+     *   PERMISSION_DENIED WRONG_WORKER: the job runs on another worker.
+     *   FAILED_PRECONDITION STALE_ROUND: round is before the job's current round.
+     */
     readonly reportProgress: {
         readonly path: "/tendril.scheduler.v1.CoordinationService/ReportProgress";
         readonly requestStream: false;
@@ -195,7 +214,15 @@ export declare const CoordinationServiceService: {
         readonly responseSerialize: (value: ReportProgressResponse) => Buffer;
         readonly responseDeserialize: (value: Buffer) => ReportProgressResponse;
     };
-    /** AssignSlice returns the next data slice a job should train on. */
+    /**
+     * AssignSlice returns the next data slice a job should train on.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT MISSING_FIELD: job_id is empty.
+     *   NOT_FOUND UNKNOWN_JOB: the job is not a live training job of the run.
+     *   PERMISSION_DENIED WRONG_WORKER: the job runs on another worker.
+     *   UNAVAILABLE NO_DATASET: the scheduler has not read the data set manifest yet; retry.
+     */
     readonly assignSlice: {
         readonly path: "/tendril.scheduler.v1.CoordinationService/AssignSlice";
         readonly requestStream: false;
@@ -207,17 +234,53 @@ export declare const CoordinationServiceService: {
     };
 };
 export interface CoordinationServiceServer extends UntypedServiceImplementation {
-    /** ReportProgress records one progress event of a job and returns what the job does next. */
+    /**
+     * ReportProgress records one progress event of a job and returns what the job does next.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT MISSING_FIELD: job_id is empty.
+     *   INVALID_ARGUMENT BAD_PROGRESS_KIND, BAD_BATCH: kind is not set, or a BATCH report has
+     *     batch_size 0.
+     *   NOT_FOUND UNKNOWN_JOB: the job is not a live training job of the run.
+     *   PERMISSION_DENIED WRONG_WORKER: the job runs on another worker.
+     *   FAILED_PRECONDITION STALE_ROUND: round is before the job's current round.
+     */
     reportProgress: handleUnaryCall<ReportProgressRequest, ReportProgressResponse>;
-    /** AssignSlice returns the next data slice a job should train on. */
+    /**
+     * AssignSlice returns the next data slice a job should train on.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT MISSING_FIELD: job_id is empty.
+     *   NOT_FOUND UNKNOWN_JOB: the job is not a live training job of the run.
+     *   PERMISSION_DENIED WRONG_WORKER: the job runs on another worker.
+     *   UNAVAILABLE NO_DATASET: the scheduler has not read the data set manifest yet; retry.
+     */
     assignSlice: handleUnaryCall<AssignSliceRequest, AssignSliceResponse>;
 }
 export interface CoordinationServiceClient extends Client {
-    /** ReportProgress records one progress event of a job and returns what the job does next. */
+    /**
+     * ReportProgress records one progress event of a job and returns what the job does next.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT MISSING_FIELD: job_id is empty.
+     *   INVALID_ARGUMENT BAD_PROGRESS_KIND, BAD_BATCH: kind is not set, or a BATCH report has
+     *     batch_size 0.
+     *   NOT_FOUND UNKNOWN_JOB: the job is not a live training job of the run.
+     *   PERMISSION_DENIED WRONG_WORKER: the job runs on another worker.
+     *   FAILED_PRECONDITION STALE_ROUND: round is before the job's current round.
+     */
     reportProgress(request: ReportProgressRequest, callback: (error: ServiceError | null, response: ReportProgressResponse) => void): ClientUnaryCall;
     reportProgress(request: ReportProgressRequest, metadata: Metadata, callback: (error: ServiceError | null, response: ReportProgressResponse) => void): ClientUnaryCall;
     reportProgress(request: ReportProgressRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: ReportProgressResponse) => void): ClientUnaryCall;
-    /** AssignSlice returns the next data slice a job should train on. */
+    /**
+     * AssignSlice returns the next data slice a job should train on.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT MISSING_FIELD: job_id is empty.
+     *   NOT_FOUND UNKNOWN_JOB: the job is not a live training job of the run.
+     *   PERMISSION_DENIED WRONG_WORKER: the job runs on another worker.
+     *   UNAVAILABLE NO_DATASET: the scheduler has not read the data set manifest yet; retry.
+     */
     assignSlice(request: AssignSliceRequest, callback: (error: ServiceError | null, response: AssignSliceResponse) => void): ClientUnaryCall;
     assignSlice(request: AssignSliceRequest, metadata: Metadata, callback: (error: ServiceError | null, response: AssignSliceResponse) => void): ClientUnaryCall;
     assignSlice(request: AssignSliceRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: AssignSliceResponse) => void): ClientUnaryCall;

@@ -1118,6 +1118,9 @@ exports.AllocationServiceService = {
     /**
      * Offer proposes a reservation to the scheduler. The scheduler answers ACCEPTED or
      * REJECTED, and may hold the call until it decides, but never past expires_at.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT MISSING_FIELD: a required field is empty (metadata "field" names it).
      */
     offer: {
         path: "/tendril.scheduler.v1.AllocationService/Offer",
@@ -1131,7 +1134,17 @@ exports.AllocationServiceService = {
 };
 exports.AllocationServiceClient = (0, grpc_js_1.makeGenericClientConstructor)(exports.AllocationServiceService, "tendril.scheduler.v1.AllocationService");
 exports.CoordinationServiceService = {
-    /** ReportProgress records one progress event of a job and returns what the job does next. */
+    /**
+     * ReportProgress records one progress event of a job and returns what the job does next.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT MISSING_FIELD: job_id is empty.
+     *   INVALID_ARGUMENT BAD_PROGRESS_KIND, BAD_BATCH: kind is not set, or a BATCH report has
+     *     batch_size 0.
+     *   NOT_FOUND UNKNOWN_JOB: the job is not a live training job of the run.
+     *   PERMISSION_DENIED WRONG_WORKER: the job runs on another worker.
+     *   FAILED_PRECONDITION STALE_ROUND: round is before the job's current round.
+     */
     reportProgress: {
         path: "/tendril.scheduler.v1.CoordinationService/ReportProgress",
         requestStream: false,
@@ -1141,7 +1154,15 @@ exports.CoordinationServiceService = {
         responseSerialize: (value) => Buffer.from(exports.ReportProgressResponse.encode(value).finish()),
         responseDeserialize: (value) => exports.ReportProgressResponse.decode(value),
     },
-    /** AssignSlice returns the next data slice a job should train on. */
+    /**
+     * AssignSlice returns the next data slice a job should train on.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT MISSING_FIELD: job_id is empty.
+     *   NOT_FOUND UNKNOWN_JOB: the job is not a live training job of the run.
+     *   PERMISSION_DENIED WRONG_WORKER: the job runs on another worker.
+     *   UNAVAILABLE NO_DATASET: the scheduler has not read the data set manifest yet; retry.
+     */
     assignSlice: {
         path: "/tendril.scheduler.v1.CoordinationService/AssignSlice",
         requestStream: false,

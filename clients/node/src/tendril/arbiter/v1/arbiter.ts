@@ -868,6 +868,12 @@ export const ArbiterServiceService = {
   /**
    * Solicit hands the arbiter one request directly (instead of through the bus) and waits
    * until it has been decided: dropped, or offered and answered.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT REQUEST_MISSING: request is not set.
+   *   INVALID_ARGUMENT REQUEST_INVALID: the request breaks a rule (the message lists each one).
+   *   PERMISSION_DENIED NOT_THE_SCHEDULER: the caller's peer id is not the request's scheduler id.
+   *   UNAVAILABLE ARBITER_STOPPING: the arbiter is stopping; try another worker.
    */
   solicit: {
     path: "/tendril.arbiter.v1.ArbiterService/Solicit" as const,
@@ -878,7 +884,11 @@ export const ArbiterServiceService = {
     responseSerialize: (value: SolicitResponse): Buffer => Buffer.from(SolicitResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): SolicitResponse => SolicitResponse.decode(value),
   },
-  /** ListOffers shows recent offers and dropped requests, newest first. */
+  /**
+   * ListOffers shows recent offers and dropped requests, newest first.
+   *
+   * Errors: none of its own.
+   */
   listOffers: {
     path: "/tendril.arbiter.v1.ArbiterService/ListOffers" as const,
     requestStream: false as const,
@@ -894,9 +904,19 @@ export interface ArbiterServiceServer extends UntypedServiceImplementation {
   /**
    * Solicit hands the arbiter one request directly (instead of through the bus) and waits
    * until it has been decided: dropped, or offered and answered.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT REQUEST_MISSING: request is not set.
+   *   INVALID_ARGUMENT REQUEST_INVALID: the request breaks a rule (the message lists each one).
+   *   PERMISSION_DENIED NOT_THE_SCHEDULER: the caller's peer id is not the request's scheduler id.
+   *   UNAVAILABLE ARBITER_STOPPING: the arbiter is stopping; try another worker.
    */
   solicit: handleUnaryCall<SolicitRequest, SolicitResponse>;
-  /** ListOffers shows recent offers and dropped requests, newest first. */
+  /**
+   * ListOffers shows recent offers and dropped requests, newest first.
+   *
+   * Errors: none of its own.
+   */
   listOffers: handleUnaryCall<ListOffersRequest, ListOffersResponse>;
 }
 
@@ -904,6 +924,12 @@ export interface ArbiterServiceClient extends Client {
   /**
    * Solicit hands the arbiter one request directly (instead of through the bus) and waits
    * until it has been decided: dropped, or offered and answered.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT REQUEST_MISSING: request is not set.
+   *   INVALID_ARGUMENT REQUEST_INVALID: the request breaks a rule (the message lists each one).
+   *   PERMISSION_DENIED NOT_THE_SCHEDULER: the caller's peer id is not the request's scheduler id.
+   *   UNAVAILABLE ARBITER_STOPPING: the arbiter is stopping; try another worker.
    */
   solicit(
     request: SolicitRequest,
@@ -920,7 +946,11 @@ export interface ArbiterServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: SolicitResponse) => void,
   ): ClientUnaryCall;
-  /** ListOffers shows recent offers and dropped requests, newest first. */
+  /**
+   * ListOffers shows recent offers and dropped requests, newest first.
+   *
+   * Errors: none of its own.
+   */
   listOffers(
     request: ListOffersRequest,
     callback: (error: ServiceError | null, response: ListOffersResponse) => void,

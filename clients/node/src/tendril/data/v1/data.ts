@@ -1700,7 +1700,12 @@ export const DatasetRecord: MessageFns<DatasetRecord> = {
 /** DataNodeService serves a prepared data set: a folder of SafeTensors slices and a manifest. */
 export type DataNodeServiceService = typeof DataNodeServiceService;
 export const DataNodeServiceService = {
-  /** GetManifest describes a data set. */
+  /**
+   * GetManifest describes a data set.
+   *
+   * Errors:
+   *   NOT_FOUND DATASET_NOT_FOUND: the node serves another data set.
+   */
   getManifest: {
     path: "/tendril.data.v1.DataNodeService/GetManifest" as const,
     requestStream: false as const,
@@ -1710,7 +1715,15 @@ export const DataNodeServiceService = {
     responseSerialize: (value: GetManifestResponse): Buffer => Buffer.from(GetManifestResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetManifestResponse => GetManifestResponse.decode(value),
   },
-  /** FetchSlice streams a slice file in chunks of 1 MiB, from any offset. */
+  /**
+   * FetchSlice streams a slice file in chunks of 1 MiB, from any offset.
+   *
+   * Errors:
+   *   NOT_FOUND DATASET_NOT_FOUND: the node serves another data set.
+   *   INVALID_ARGUMENT NO_SLICE, BAD_SLICE_NAME: slice_name is empty or not a plain file name.
+   *   NOT_FOUND SLICE_NOT_FOUND: the manifest has no such slice.
+   *   OUT_OF_RANGE OFFSET_OUT_OF_RANGE: offset is past the end of the slice.
+   */
   fetchSlice: {
     path: "/tendril.data.v1.DataNodeService/FetchSlice" as const,
     requestStream: false as const,
@@ -1723,14 +1736,32 @@ export const DataNodeServiceService = {
 } as const;
 
 export interface DataNodeServiceServer extends UntypedServiceImplementation {
-  /** GetManifest describes a data set. */
+  /**
+   * GetManifest describes a data set.
+   *
+   * Errors:
+   *   NOT_FOUND DATASET_NOT_FOUND: the node serves another data set.
+   */
   getManifest: handleUnaryCall<GetManifestRequest, GetManifestResponse>;
-  /** FetchSlice streams a slice file in chunks of 1 MiB, from any offset. */
+  /**
+   * FetchSlice streams a slice file in chunks of 1 MiB, from any offset.
+   *
+   * Errors:
+   *   NOT_FOUND DATASET_NOT_FOUND: the node serves another data set.
+   *   INVALID_ARGUMENT NO_SLICE, BAD_SLICE_NAME: slice_name is empty or not a plain file name.
+   *   NOT_FOUND SLICE_NOT_FOUND: the manifest has no such slice.
+   *   OUT_OF_RANGE OFFSET_OUT_OF_RANGE: offset is past the end of the slice.
+   */
   fetchSlice: handleServerStreamingCall<FetchSliceRequest, FetchSliceResponse>;
 }
 
 export interface DataNodeServiceClient extends Client {
-  /** GetManifest describes a data set. */
+  /**
+   * GetManifest describes a data set.
+   *
+   * Errors:
+   *   NOT_FOUND DATASET_NOT_FOUND: the node serves another data set.
+   */
   getManifest(
     request: GetManifestRequest,
     callback: (error: ServiceError | null, response: GetManifestResponse) => void,
@@ -1746,7 +1777,15 @@ export interface DataNodeServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetManifestResponse) => void,
   ): ClientUnaryCall;
-  /** FetchSlice streams a slice file in chunks of 1 MiB, from any offset. */
+  /**
+   * FetchSlice streams a slice file in chunks of 1 MiB, from any offset.
+   *
+   * Errors:
+   *   NOT_FOUND DATASET_NOT_FOUND: the node serves another data set.
+   *   INVALID_ARGUMENT NO_SLICE, BAD_SLICE_NAME: slice_name is empty or not a plain file name.
+   *   NOT_FOUND SLICE_NOT_FOUND: the manifest has no such slice.
+   *   OUT_OF_RANGE OFFSET_OUT_OF_RANGE: offset is past the end of the slice.
+   */
   fetchSlice(request: FetchSliceRequest, options?: Partial<CallOptions>): ClientReadableStream<FetchSliceResponse>;
   fetchSlice(
     request: FetchSliceRequest,
@@ -1771,7 +1810,20 @@ export const DataNodeServiceClient = makeGenericClientConstructor(
  */
 export type DataFetcherServiceService = typeof DataFetcherServiceService;
 export const DataFetcherServiceService = {
-  /** OpenJob starts fetching for a job (called by the job's bridge). */
+  /**
+   * OpenJob starts fetching for a job (called by the job's bridge).
+   *
+   * Errors:
+   *   INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-128 letters, digits,
+   *     '.', '_' or '-'.
+   *   INVALID_ARGUMENT WORKER_ID_MISSING, COORDINATOR_MISSING: worker_id or coordinator_address is
+   *     empty.
+   *   INVALID_ARGUMENT BAD_COORDINATOR_ADDRESS: coordinator_address is not host:port (or
+   *     unix:PATH).
+   *   INVALID_ARGUMENT BAD_PREFETCH: prefetch is outside 0..32.
+   *   ALREADY_EXISTS JOB_ALREADY_OPEN: the job is open with another scheduler or worker; CloseJob
+   *     it first.
+   */
   openJob: {
     path: "/tendril.data.v1.DataFetcherService/OpenJob" as const,
     requestStream: false as const,
@@ -1781,7 +1833,32 @@ export const DataFetcherServiceService = {
     responseSerialize: (value: OpenJobResponse): Buffer => Buffer.from(OpenJobResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): OpenJobResponse => OpenJobResponse.decode(value),
   },
-  /** NextSlice returns the job's next verified slice, waiting if it is not there yet. */
+  /**
+   * NextSlice returns the job's next verified slice, waiting if it is not there yet.
+   *
+   * A slice the prefetch could not get is answered by its error, in its place; the job goes on
+   * with the next slice.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-128 letters, digits,
+   *     '.', '_' or '-'.
+   *   NOT_FOUND JOB_NOT_OPEN: the job is not open here (after a DataFetcher restart too): OpenJob
+   *     again.
+   *   FAILED_PRECONDITION JOB_CLOSED: the job was closed while the call waited.
+   *   UNAVAILABLE FETCHER_STOPPING: the DataFetcher stopped while the call waited.
+   *   UNAVAILABLE UPSTREAM_UNAVAILABLE: the scheduler's AssignSlice did not answer, retries
+   *     included.
+   *   FAILED_PRECONDITION UPSTREAM_REFUSED: the scheduler or the data node refused (metadata
+   *     "upstream_code", "upstream_reason").
+   *   FAILED_PRECONDITION BAD_ASSIGNMENT: the scheduler's assignment is unusable.
+   *   FAILED_PRECONDITION SLICE_LARGER_THAN_CACHE: the slice is bigger than
+   *     data_fetcher.cache_bytes.
+   *   UNAVAILABLE DATA_NODE_UNAVAILABLE: the data node failed several attempts in a row without
+   *     progress.
+   *   RESOURCE_EXHAUSTED CACHE_WRITE_FAILED: the slice could not be written into the cache.
+   *   DATA_LOSS SLICE_SHA256_MISMATCH: the slice failed verification twice.
+   *   INTERNAL PREFETCH_FAILED: the prefetch failed unexpectedly (see the DataFetcher's log).
+   */
   nextSlice: {
     path: "/tendril.data.v1.DataFetcherService/NextSlice" as const,
     requestStream: false as const,
@@ -1791,7 +1868,14 @@ export const DataFetcherServiceService = {
     responseSerialize: (value: NextSliceResponse): Buffer => Buffer.from(NextSliceResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): NextSliceResponse => NextSliceResponse.decode(value),
   },
-  /** CloseJob stops fetching for a job. */
+  /**
+   * CloseJob stops fetching for a job.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-128 letters, digits,
+   *     '.', '_' or '-'.
+   *   NOT_FOUND JOB_NOT_OPEN: the job is not open here.
+   */
   closeJob: {
     path: "/tendril.data.v1.DataFetcherService/CloseJob" as const,
     requestStream: false as const,
@@ -1801,7 +1885,11 @@ export const DataFetcherServiceService = {
     responseSerialize: (value: CloseJobResponse): Buffer => Buffer.from(CloseJobResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): CloseJobResponse => CloseJobResponse.decode(value),
   },
-  /** GetStats returns cache and transfer counters. */
+  /**
+   * GetStats returns cache and transfer counters.
+   *
+   * Errors: none of its own.
+   */
   getStats: {
     path: "/tendril.data.v1.DataFetcherService/GetStats" as const,
     requestStream: false as const,
@@ -1814,18 +1902,80 @@ export const DataFetcherServiceService = {
 } as const;
 
 export interface DataFetcherServiceServer extends UntypedServiceImplementation {
-  /** OpenJob starts fetching for a job (called by the job's bridge). */
+  /**
+   * OpenJob starts fetching for a job (called by the job's bridge).
+   *
+   * Errors:
+   *   INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-128 letters, digits,
+   *     '.', '_' or '-'.
+   *   INVALID_ARGUMENT WORKER_ID_MISSING, COORDINATOR_MISSING: worker_id or coordinator_address is
+   *     empty.
+   *   INVALID_ARGUMENT BAD_COORDINATOR_ADDRESS: coordinator_address is not host:port (or
+   *     unix:PATH).
+   *   INVALID_ARGUMENT BAD_PREFETCH: prefetch is outside 0..32.
+   *   ALREADY_EXISTS JOB_ALREADY_OPEN: the job is open with another scheduler or worker; CloseJob
+   *     it first.
+   */
   openJob: handleUnaryCall<OpenJobRequest, OpenJobResponse>;
-  /** NextSlice returns the job's next verified slice, waiting if it is not there yet. */
+  /**
+   * NextSlice returns the job's next verified slice, waiting if it is not there yet.
+   *
+   * A slice the prefetch could not get is answered by its error, in its place; the job goes on
+   * with the next slice.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-128 letters, digits,
+   *     '.', '_' or '-'.
+   *   NOT_FOUND JOB_NOT_OPEN: the job is not open here (after a DataFetcher restart too): OpenJob
+   *     again.
+   *   FAILED_PRECONDITION JOB_CLOSED: the job was closed while the call waited.
+   *   UNAVAILABLE FETCHER_STOPPING: the DataFetcher stopped while the call waited.
+   *   UNAVAILABLE UPSTREAM_UNAVAILABLE: the scheduler's AssignSlice did not answer, retries
+   *     included.
+   *   FAILED_PRECONDITION UPSTREAM_REFUSED: the scheduler or the data node refused (metadata
+   *     "upstream_code", "upstream_reason").
+   *   FAILED_PRECONDITION BAD_ASSIGNMENT: the scheduler's assignment is unusable.
+   *   FAILED_PRECONDITION SLICE_LARGER_THAN_CACHE: the slice is bigger than
+   *     data_fetcher.cache_bytes.
+   *   UNAVAILABLE DATA_NODE_UNAVAILABLE: the data node failed several attempts in a row without
+   *     progress.
+   *   RESOURCE_EXHAUSTED CACHE_WRITE_FAILED: the slice could not be written into the cache.
+   *   DATA_LOSS SLICE_SHA256_MISMATCH: the slice failed verification twice.
+   *   INTERNAL PREFETCH_FAILED: the prefetch failed unexpectedly (see the DataFetcher's log).
+   */
   nextSlice: handleUnaryCall<NextSliceRequest, NextSliceResponse>;
-  /** CloseJob stops fetching for a job. */
+  /**
+   * CloseJob stops fetching for a job.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-128 letters, digits,
+   *     '.', '_' or '-'.
+   *   NOT_FOUND JOB_NOT_OPEN: the job is not open here.
+   */
   closeJob: handleUnaryCall<CloseJobRequest, CloseJobResponse>;
-  /** GetStats returns cache and transfer counters. */
+  /**
+   * GetStats returns cache and transfer counters.
+   *
+   * Errors: none of its own.
+   */
   getStats: handleUnaryCall<GetStatsRequest, GetStatsResponse>;
 }
 
 export interface DataFetcherServiceClient extends Client {
-  /** OpenJob starts fetching for a job (called by the job's bridge). */
+  /**
+   * OpenJob starts fetching for a job (called by the job's bridge).
+   *
+   * Errors:
+   *   INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-128 letters, digits,
+   *     '.', '_' or '-'.
+   *   INVALID_ARGUMENT WORKER_ID_MISSING, COORDINATOR_MISSING: worker_id or coordinator_address is
+   *     empty.
+   *   INVALID_ARGUMENT BAD_COORDINATOR_ADDRESS: coordinator_address is not host:port (or
+   *     unix:PATH).
+   *   INVALID_ARGUMENT BAD_PREFETCH: prefetch is outside 0..32.
+   *   ALREADY_EXISTS JOB_ALREADY_OPEN: the job is open with another scheduler or worker; CloseJob
+   *     it first.
+   */
   openJob(
     request: OpenJobRequest,
     callback: (error: ServiceError | null, response: OpenJobResponse) => void,
@@ -1841,7 +1991,32 @@ export interface DataFetcherServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: OpenJobResponse) => void,
   ): ClientUnaryCall;
-  /** NextSlice returns the job's next verified slice, waiting if it is not there yet. */
+  /**
+   * NextSlice returns the job's next verified slice, waiting if it is not there yet.
+   *
+   * A slice the prefetch could not get is answered by its error, in its place; the job goes on
+   * with the next slice.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-128 letters, digits,
+   *     '.', '_' or '-'.
+   *   NOT_FOUND JOB_NOT_OPEN: the job is not open here (after a DataFetcher restart too): OpenJob
+   *     again.
+   *   FAILED_PRECONDITION JOB_CLOSED: the job was closed while the call waited.
+   *   UNAVAILABLE FETCHER_STOPPING: the DataFetcher stopped while the call waited.
+   *   UNAVAILABLE UPSTREAM_UNAVAILABLE: the scheduler's AssignSlice did not answer, retries
+   *     included.
+   *   FAILED_PRECONDITION UPSTREAM_REFUSED: the scheduler or the data node refused (metadata
+   *     "upstream_code", "upstream_reason").
+   *   FAILED_PRECONDITION BAD_ASSIGNMENT: the scheduler's assignment is unusable.
+   *   FAILED_PRECONDITION SLICE_LARGER_THAN_CACHE: the slice is bigger than
+   *     data_fetcher.cache_bytes.
+   *   UNAVAILABLE DATA_NODE_UNAVAILABLE: the data node failed several attempts in a row without
+   *     progress.
+   *   RESOURCE_EXHAUSTED CACHE_WRITE_FAILED: the slice could not be written into the cache.
+   *   DATA_LOSS SLICE_SHA256_MISMATCH: the slice failed verification twice.
+   *   INTERNAL PREFETCH_FAILED: the prefetch failed unexpectedly (see the DataFetcher's log).
+   */
   nextSlice(
     request: NextSliceRequest,
     callback: (error: ServiceError | null, response: NextSliceResponse) => void,
@@ -1857,7 +2032,14 @@ export interface DataFetcherServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: NextSliceResponse) => void,
   ): ClientUnaryCall;
-  /** CloseJob stops fetching for a job. */
+  /**
+   * CloseJob stops fetching for a job.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-128 letters, digits,
+   *     '.', '_' or '-'.
+   *   NOT_FOUND JOB_NOT_OPEN: the job is not open here.
+   */
   closeJob(
     request: CloseJobRequest,
     callback: (error: ServiceError | null, response: CloseJobResponse) => void,
@@ -1873,7 +2055,11 @@ export interface DataFetcherServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: CloseJobResponse) => void,
   ): ClientUnaryCall;
-  /** GetStats returns cache and transfer counters. */
+  /**
+   * GetStats returns cache and transfer counters.
+   *
+   * Errors: none of its own.
+   */
   getStats(
     request: GetStatsRequest,
     callback: (error: ServiceError | null, response: GetStatsResponse) => void,

@@ -1537,7 +1537,13 @@ export const WatchResponse: MessageFns<WatchResponse> = {
  */
 export type BusServiceService = typeof BusServiceService;
 export const BusServiceService = {
-  /** Publish sends one message to every current subscriber of its topic. */
+  /**
+   * Publish sends one message to every current subscriber of its topic.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT PAYLOAD_MISSING: the message has no payload.
+   *   INVALID_ARGUMENT TOPIC_MISSING, TOPIC_TOO_LONG: the topic is empty or over 256 characters.
+   */
   publish: {
     path: "/tendril.gateway.v1.BusService/Publish" as const,
     requestStream: false as const,
@@ -1547,7 +1553,12 @@ export const BusServiceService = {
     responseSerialize: (value: PublishResponse): Buffer => Buffer.from(PublishResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): PublishResponse => PublishResponse.decode(value),
   },
-  /** Subscribe streams every message published on a topic from now on. */
+  /**
+   * Subscribe streams every message published on a topic from now on.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT TOPIC_MISSING, TOPIC_TOO_LONG: the topic is empty or over 256 characters.
+   */
   subscribe: {
     path: "/tendril.gateway.v1.BusService/Subscribe" as const,
     requestStream: false as const,
@@ -1560,14 +1571,31 @@ export const BusServiceService = {
 } as const;
 
 export interface BusServiceServer extends UntypedServiceImplementation {
-  /** Publish sends one message to every current subscriber of its topic. */
+  /**
+   * Publish sends one message to every current subscriber of its topic.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT PAYLOAD_MISSING: the message has no payload.
+   *   INVALID_ARGUMENT TOPIC_MISSING, TOPIC_TOO_LONG: the topic is empty or over 256 characters.
+   */
   publish: handleUnaryCall<PublishRequest, PublishResponse>;
-  /** Subscribe streams every message published on a topic from now on. */
+  /**
+   * Subscribe streams every message published on a topic from now on.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT TOPIC_MISSING, TOPIC_TOO_LONG: the topic is empty or over 256 characters.
+   */
   subscribe: handleServerStreamingCall<SubscribeRequest, SubscribeResponse>;
 }
 
 export interface BusServiceClient extends Client {
-  /** Publish sends one message to every current subscriber of its topic. */
+  /**
+   * Publish sends one message to every current subscriber of its topic.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT PAYLOAD_MISSING: the message has no payload.
+   *   INVALID_ARGUMENT TOPIC_MISSING, TOPIC_TOO_LONG: the topic is empty or over 256 characters.
+   */
   publish(
     request: PublishRequest,
     callback: (error: ServiceError | null, response: PublishResponse) => void,
@@ -1583,7 +1611,12 @@ export interface BusServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: PublishResponse) => void,
   ): ClientUnaryCall;
-  /** Subscribe streams every message published on a topic from now on. */
+  /**
+   * Subscribe streams every message published on a topic from now on.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT TOPIC_MISSING, TOPIC_TOO_LONG: the topic is empty or over 256 characters.
+   */
   subscribe(request: SubscribeRequest, options?: Partial<CallOptions>): ClientReadableStream<SubscribeResponse>;
   subscribe(
     request: SubscribeRequest,
@@ -1607,7 +1640,14 @@ export const BusServiceClient = makeGenericClientConstructor(
  */
 export type RegistryServiceService = typeof RegistryServiceService;
 export const RegistryServiceService = {
-  /** Put creates or refreshes a record. */
+  /**
+   * Put creates or refreshes a record.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
+   *     over 256 characters.
+   *   INVALID_ARGUMENT TTL_INVALID: ttl_seconds is not in (0, 86400].
+   */
   put: {
     path: "/tendril.gateway.v1.RegistryService/Put" as const,
     requestStream: false as const,
@@ -1617,7 +1657,14 @@ export const RegistryServiceService = {
     responseSerialize: (value: PutResponse): Buffer => Buffer.from(PutResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): PutResponse => PutResponse.decode(value),
   },
-  /** Get returns one live record. */
+  /**
+   * Get returns one live record.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
+   *     over 256 characters.
+   *   NOT_FOUND RECORD_NOT_FOUND: no live record of that kind and id.
+   */
   get: {
     path: "/tendril.gateway.v1.RegistryService/Get" as const,
     requestStream: false as const,
@@ -1627,7 +1674,11 @@ export const RegistryServiceService = {
     responseSerialize: (value: GetResponse): Buffer => Buffer.from(GetResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetResponse => GetResponse.decode(value),
   },
-  /** List returns the live records of a kind. */
+  /**
+   * List returns the live records of a kind.
+   *
+   * Errors: none of its own.
+   */
   list: {
     path: "/tendril.gateway.v1.RegistryService/List" as const,
     requestStream: false as const,
@@ -1637,7 +1688,14 @@ export const RegistryServiceService = {
     responseSerialize: (value: ListResponse): Buffer => Buffer.from(ListResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListResponse => ListResponse.decode(value),
   },
-  /** Delete removes a record at once. */
+  /**
+   * Delete removes a record at once.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
+   *     over 256 characters.
+   *   NOT_FOUND RECORD_NOT_FOUND: no live record of that kind and id.
+   */
   delete: {
     path: "/tendril.gateway.v1.RegistryService/Delete" as const,
     requestStream: false as const,
@@ -1647,7 +1705,12 @@ export const RegistryServiceService = {
     responseSerialize: (value: DeleteResponse): Buffer => Buffer.from(DeleteResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): DeleteResponse => DeleteResponse.decode(value),
   },
-  /** Watch streams the current records of a kind, then every change to them. */
+  /**
+   * Watch streams the current records of a kind, then every change to them.
+   *
+   * Errors:
+   *   ABORTED WATCH_OVERFLOW: the watcher fell 1024 events behind; watch again.
+   */
   watch: {
     path: "/tendril.gateway.v1.RegistryService/Watch" as const,
     requestStream: false as const,
@@ -1660,20 +1723,57 @@ export const RegistryServiceService = {
 } as const;
 
 export interface RegistryServiceServer extends UntypedServiceImplementation {
-  /** Put creates or refreshes a record. */
+  /**
+   * Put creates or refreshes a record.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
+   *     over 256 characters.
+   *   INVALID_ARGUMENT TTL_INVALID: ttl_seconds is not in (0, 86400].
+   */
   put: handleUnaryCall<PutRequest, PutResponse>;
-  /** Get returns one live record. */
+  /**
+   * Get returns one live record.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
+   *     over 256 characters.
+   *   NOT_FOUND RECORD_NOT_FOUND: no live record of that kind and id.
+   */
   get: handleUnaryCall<GetRequest, GetResponse>;
-  /** List returns the live records of a kind. */
+  /**
+   * List returns the live records of a kind.
+   *
+   * Errors: none of its own.
+   */
   list: handleUnaryCall<ListRequest, ListResponse>;
-  /** Delete removes a record at once. */
+  /**
+   * Delete removes a record at once.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
+   *     over 256 characters.
+   *   NOT_FOUND RECORD_NOT_FOUND: no live record of that kind and id.
+   */
   delete: handleUnaryCall<DeleteRequest, DeleteResponse>;
-  /** Watch streams the current records of a kind, then every change to them. */
+  /**
+   * Watch streams the current records of a kind, then every change to them.
+   *
+   * Errors:
+   *   ABORTED WATCH_OVERFLOW: the watcher fell 1024 events behind; watch again.
+   */
   watch: handleServerStreamingCall<WatchRequest, WatchResponse>;
 }
 
 export interface RegistryServiceClient extends Client {
-  /** Put creates or refreshes a record. */
+  /**
+   * Put creates or refreshes a record.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
+   *     over 256 characters.
+   *   INVALID_ARGUMENT TTL_INVALID: ttl_seconds is not in (0, 86400].
+   */
   put(request: PutRequest, callback: (error: ServiceError | null, response: PutResponse) => void): ClientUnaryCall;
   put(
     request: PutRequest,
@@ -1686,7 +1786,14 @@ export interface RegistryServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: PutResponse) => void,
   ): ClientUnaryCall;
-  /** Get returns one live record. */
+  /**
+   * Get returns one live record.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
+   *     over 256 characters.
+   *   NOT_FOUND RECORD_NOT_FOUND: no live record of that kind and id.
+   */
   get(request: GetRequest, callback: (error: ServiceError | null, response: GetResponse) => void): ClientUnaryCall;
   get(
     request: GetRequest,
@@ -1699,7 +1806,11 @@ export interface RegistryServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetResponse) => void,
   ): ClientUnaryCall;
-  /** List returns the live records of a kind. */
+  /**
+   * List returns the live records of a kind.
+   *
+   * Errors: none of its own.
+   */
   list(request: ListRequest, callback: (error: ServiceError | null, response: ListResponse) => void): ClientUnaryCall;
   list(
     request: ListRequest,
@@ -1712,7 +1823,14 @@ export interface RegistryServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListResponse) => void,
   ): ClientUnaryCall;
-  /** Delete removes a record at once. */
+  /**
+   * Delete removes a record at once.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
+   *     over 256 characters.
+   *   NOT_FOUND RECORD_NOT_FOUND: no live record of that kind and id.
+   */
   delete(
     request: DeleteRequest,
     callback: (error: ServiceError | null, response: DeleteResponse) => void,
@@ -1728,7 +1846,12 @@ export interface RegistryServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: DeleteResponse) => void,
   ): ClientUnaryCall;
-  /** Watch streams the current records of a kind, then every change to them. */
+  /**
+   * Watch streams the current records of a kind, then every change to them.
+   *
+   * Errors:
+   *   ABORTED WATCH_OVERFLOW: the watcher fell 1024 events behind; watch again.
+   */
   watch(request: WatchRequest, options?: Partial<CallOptions>): ClientReadableStream<WatchResponse>;
   watch(
     request: WatchRequest,

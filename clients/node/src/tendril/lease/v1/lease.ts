@@ -1722,7 +1722,20 @@ export const GetCapacityResponse: MessageFns<GetCapacityResponse> = {
  */
 export type LeaseServiceService = typeof LeaseServiceService;
 export const LeaseServiceService = {
-  /** Reserve takes resources for a temporary lease (used by the arbiter). */
+  /**
+   * Reserve takes resources for a temporary lease (used by the arbiter).
+   *
+   * Errors:
+   *   UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
+   *   PERMISSION_DENIED NOT_THE_WORKER: the caller is not the worker itself.
+   *   INVALID_ARGUMENT OWNER_ID_MISSING, OWNER_ID_TOO_LONG, REQUEST_ID_TOO_LONG: owner_id is empty,
+   *     or an id is over 256 characters.
+   *   INVALID_ARGUMENT RESOURCES_INVALID, RESOURCES_EMPTY: resources are negative, not finite, or
+   *     all zero.
+   *   INVALID_ARGUMENT PRICE_INVALID: price is negative or not finite.
+   *   INVALID_ARGUMENT TTL_INVALID: ttl_seconds is outside [0, the renewable lease time].
+   *   RESOURCE_EXHAUSTED DOES_NOT_FIT: the resources exceed the free ones (metadata "free").
+   */
   reserve: {
     path: "/tendril.lease.v1.LeaseService/Reserve" as const,
     requestStream: false as const,
@@ -1736,6 +1749,15 @@ export const LeaseServiceService = {
    * Confirm turns a temporary lease renewable once its offer was accepted (used by the
    * arbiter). Idempotent: a lease that is already renewable (its owner renewed it first) is
    * returned unchanged.
+   *
+   * Errors:
+   *   UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
+   *   PERMISSION_DENIED NOT_THE_WORKER: the caller is not the worker itself.
+   *   INVALID_ARGUMENT LEASE_ID_MISSING, LEASE_ID_TOO_LONG: lease_id is empty or over 256
+   *     characters.
+   *   NOT_FOUND LEASE_NOT_FOUND: no live lease has that id (never existed, released, or its
+   *     offer was withdrawn).
+   *   FAILED_PRECONDITION LEASE_EXPIRED: the temporary lease expired before its confirmation.
    */
   confirm: {
     path: "/tendril.lease.v1.LeaseService/Confirm" as const,
@@ -1751,6 +1773,15 @@ export const LeaseServiceService = {
    * Renew of a temporary lease accepts its offer: the lease turns renewable at once, so a
    * scheduler renews as it answers ACCEPTED and never waits for Confirm. A lease whose offer
    * was withdrawn (rejected, timed out) or that expired is gone: NOT_FOUND or LEASE_EXPIRED.
+   *
+   * Errors:
+   *   UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
+   *   INVALID_ARGUMENT LEASE_ID_MISSING, LEASE_ID_TOO_LONG: lease_id is empty or over 256
+   *     characters.
+   *   NOT_FOUND LEASE_NOT_FOUND: no live lease has that id (never existed, released, or its
+   *     offer was withdrawn).
+   *   PERMISSION_DENIED NOT_THE_OWNER: the lease belongs to another peer.
+   *   FAILED_PRECONDITION LEASE_EXPIRED: the lease expired; win a new offer.
    */
   renew: {
     path: "/tendril.lease.v1.LeaseService/Renew" as const,
@@ -1761,7 +1792,17 @@ export const LeaseServiceService = {
     responseSerialize: (value: RenewResponse): Buffer => Buffer.from(RenewResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): RenewResponse => RenewResponse.decode(value),
   },
-  /** Release frees a lease at once and cancels its jobs (owner only). */
+  /**
+   * Release frees a lease at once and cancels its jobs (owner only).
+   *
+   * Errors:
+   *   UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
+   *   INVALID_ARGUMENT LEASE_ID_MISSING, LEASE_ID_TOO_LONG: lease_id is empty or over 256
+   *     characters.
+   *   NOT_FOUND LEASE_NOT_FOUND: no live lease has that id.
+   *   PERMISSION_DENIED NOT_THE_OWNER: the lease belongs to another peer (the worker itself may
+   *     release any).
+   */
   release: {
     path: "/tendril.lease.v1.LeaseService/Release" as const,
     requestStream: false as const,
@@ -1771,7 +1812,14 @@ export const LeaseServiceService = {
     responseSerialize: (value: ReleaseResponse): Buffer => Buffer.from(ReleaseResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ReleaseResponse => ReleaseResponse.decode(value),
   },
-  /** Get returns one live lease. */
+  /**
+   * Get returns one live lease.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT LEASE_ID_MISSING, LEASE_ID_TOO_LONG: lease_id is empty or over 256
+   *     characters.
+   *   NOT_FOUND LEASE_NOT_FOUND: no live lease has that id.
+   */
   get: {
     path: "/tendril.lease.v1.LeaseService/Get" as const,
     requestStream: false as const,
@@ -1781,7 +1829,11 @@ export const LeaseServiceService = {
     responseSerialize: (value: GetResponse): Buffer => Buffer.from(GetResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetResponse => GetResponse.decode(value),
   },
-  /** List returns live leases. */
+  /**
+   * List returns live leases.
+   *
+   * Errors: none of its own.
+   */
   list: {
     path: "/tendril.lease.v1.LeaseService/List" as const,
     requestStream: false as const,
@@ -1791,7 +1843,13 @@ export const LeaseServiceService = {
     responseSerialize: (value: ListResponse): Buffer => Buffer.from(ListResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ListResponse => ListResponse.decode(value),
   },
-  /** Watch streams the live leases, then every change. */
+  /**
+   * Watch streams the live leases, then every change.
+   *
+   * Errors:
+   *   ABORTED WATCH_OVERFLOW: the watcher fell 1024 events behind; watch again, then re-read with
+   *     Get/List.
+   */
   watch: {
     path: "/tendril.lease.v1.LeaseService/Watch" as const,
     requestStream: false as const,
@@ -1801,7 +1859,11 @@ export const LeaseServiceService = {
     responseSerialize: (value: WatchResponse): Buffer => Buffer.from(WatchResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): WatchResponse => WatchResponse.decode(value),
   },
-  /** GetCapacity returns the worker's total, reserved and free resources. */
+  /**
+   * GetCapacity returns the worker's total, reserved and free resources.
+   *
+   * Errors: none of its own.
+   */
   getCapacity: {
     path: "/tendril.lease.v1.LeaseService/GetCapacity" as const,
     requestStream: false as const,
@@ -1814,12 +1876,34 @@ export const LeaseServiceService = {
 } as const;
 
 export interface LeaseServiceServer extends UntypedServiceImplementation {
-  /** Reserve takes resources for a temporary lease (used by the arbiter). */
+  /**
+   * Reserve takes resources for a temporary lease (used by the arbiter).
+   *
+   * Errors:
+   *   UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
+   *   PERMISSION_DENIED NOT_THE_WORKER: the caller is not the worker itself.
+   *   INVALID_ARGUMENT OWNER_ID_MISSING, OWNER_ID_TOO_LONG, REQUEST_ID_TOO_LONG: owner_id is empty,
+   *     or an id is over 256 characters.
+   *   INVALID_ARGUMENT RESOURCES_INVALID, RESOURCES_EMPTY: resources are negative, not finite, or
+   *     all zero.
+   *   INVALID_ARGUMENT PRICE_INVALID: price is negative or not finite.
+   *   INVALID_ARGUMENT TTL_INVALID: ttl_seconds is outside [0, the renewable lease time].
+   *   RESOURCE_EXHAUSTED DOES_NOT_FIT: the resources exceed the free ones (metadata "free").
+   */
   reserve: handleUnaryCall<ReserveRequest, ReserveResponse>;
   /**
    * Confirm turns a temporary lease renewable once its offer was accepted (used by the
    * arbiter). Idempotent: a lease that is already renewable (its owner renewed it first) is
    * returned unchanged.
+   *
+   * Errors:
+   *   UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
+   *   PERMISSION_DENIED NOT_THE_WORKER: the caller is not the worker itself.
+   *   INVALID_ARGUMENT LEASE_ID_MISSING, LEASE_ID_TOO_LONG: lease_id is empty or over 256
+   *     characters.
+   *   NOT_FOUND LEASE_NOT_FOUND: no live lease has that id (never existed, released, or its
+   *     offer was withdrawn).
+   *   FAILED_PRECONDITION LEASE_EXPIRED: the temporary lease expired before its confirmation.
    */
   confirm: handleUnaryCall<ConfirmRequest, ConfirmResponse>;
   /**
@@ -1827,22 +1911,75 @@ export interface LeaseServiceServer extends UntypedServiceImplementation {
    * Renew of a temporary lease accepts its offer: the lease turns renewable at once, so a
    * scheduler renews as it answers ACCEPTED and never waits for Confirm. A lease whose offer
    * was withdrawn (rejected, timed out) or that expired is gone: NOT_FOUND or LEASE_EXPIRED.
+   *
+   * Errors:
+   *   UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
+   *   INVALID_ARGUMENT LEASE_ID_MISSING, LEASE_ID_TOO_LONG: lease_id is empty or over 256
+   *     characters.
+   *   NOT_FOUND LEASE_NOT_FOUND: no live lease has that id (never existed, released, or its
+   *     offer was withdrawn).
+   *   PERMISSION_DENIED NOT_THE_OWNER: the lease belongs to another peer.
+   *   FAILED_PRECONDITION LEASE_EXPIRED: the lease expired; win a new offer.
    */
   renew: handleUnaryCall<RenewRequest, RenewResponse>;
-  /** Release frees a lease at once and cancels its jobs (owner only). */
+  /**
+   * Release frees a lease at once and cancels its jobs (owner only).
+   *
+   * Errors:
+   *   UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
+   *   INVALID_ARGUMENT LEASE_ID_MISSING, LEASE_ID_TOO_LONG: lease_id is empty or over 256
+   *     characters.
+   *   NOT_FOUND LEASE_NOT_FOUND: no live lease has that id.
+   *   PERMISSION_DENIED NOT_THE_OWNER: the lease belongs to another peer (the worker itself may
+   *     release any).
+   */
   release: handleUnaryCall<ReleaseRequest, ReleaseResponse>;
-  /** Get returns one live lease. */
+  /**
+   * Get returns one live lease.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT LEASE_ID_MISSING, LEASE_ID_TOO_LONG: lease_id is empty or over 256
+   *     characters.
+   *   NOT_FOUND LEASE_NOT_FOUND: no live lease has that id.
+   */
   get: handleUnaryCall<GetRequest, GetResponse>;
-  /** List returns live leases. */
+  /**
+   * List returns live leases.
+   *
+   * Errors: none of its own.
+   */
   list: handleUnaryCall<ListRequest, ListResponse>;
-  /** Watch streams the live leases, then every change. */
+  /**
+   * Watch streams the live leases, then every change.
+   *
+   * Errors:
+   *   ABORTED WATCH_OVERFLOW: the watcher fell 1024 events behind; watch again, then re-read with
+   *     Get/List.
+   */
   watch: handleServerStreamingCall<WatchRequest, WatchResponse>;
-  /** GetCapacity returns the worker's total, reserved and free resources. */
+  /**
+   * GetCapacity returns the worker's total, reserved and free resources.
+   *
+   * Errors: none of its own.
+   */
   getCapacity: handleUnaryCall<GetCapacityRequest, GetCapacityResponse>;
 }
 
 export interface LeaseServiceClient extends Client {
-  /** Reserve takes resources for a temporary lease (used by the arbiter). */
+  /**
+   * Reserve takes resources for a temporary lease (used by the arbiter).
+   *
+   * Errors:
+   *   UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
+   *   PERMISSION_DENIED NOT_THE_WORKER: the caller is not the worker itself.
+   *   INVALID_ARGUMENT OWNER_ID_MISSING, OWNER_ID_TOO_LONG, REQUEST_ID_TOO_LONG: owner_id is empty,
+   *     or an id is over 256 characters.
+   *   INVALID_ARGUMENT RESOURCES_INVALID, RESOURCES_EMPTY: resources are negative, not finite, or
+   *     all zero.
+   *   INVALID_ARGUMENT PRICE_INVALID: price is negative or not finite.
+   *   INVALID_ARGUMENT TTL_INVALID: ttl_seconds is outside [0, the renewable lease time].
+   *   RESOURCE_EXHAUSTED DOES_NOT_FIT: the resources exceed the free ones (metadata "free").
+   */
   reserve(
     request: ReserveRequest,
     callback: (error: ServiceError | null, response: ReserveResponse) => void,
@@ -1862,6 +1999,15 @@ export interface LeaseServiceClient extends Client {
    * Confirm turns a temporary lease renewable once its offer was accepted (used by the
    * arbiter). Idempotent: a lease that is already renewable (its owner renewed it first) is
    * returned unchanged.
+   *
+   * Errors:
+   *   UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
+   *   PERMISSION_DENIED NOT_THE_WORKER: the caller is not the worker itself.
+   *   INVALID_ARGUMENT LEASE_ID_MISSING, LEASE_ID_TOO_LONG: lease_id is empty or over 256
+   *     characters.
+   *   NOT_FOUND LEASE_NOT_FOUND: no live lease has that id (never existed, released, or its
+   *     offer was withdrawn).
+   *   FAILED_PRECONDITION LEASE_EXPIRED: the temporary lease expired before its confirmation.
    */
   confirm(
     request: ConfirmRequest,
@@ -1883,6 +2029,15 @@ export interface LeaseServiceClient extends Client {
    * Renew of a temporary lease accepts its offer: the lease turns renewable at once, so a
    * scheduler renews as it answers ACCEPTED and never waits for Confirm. A lease whose offer
    * was withdrawn (rejected, timed out) or that expired is gone: NOT_FOUND or LEASE_EXPIRED.
+   *
+   * Errors:
+   *   UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
+   *   INVALID_ARGUMENT LEASE_ID_MISSING, LEASE_ID_TOO_LONG: lease_id is empty or over 256
+   *     characters.
+   *   NOT_FOUND LEASE_NOT_FOUND: no live lease has that id (never existed, released, or its
+   *     offer was withdrawn).
+   *   PERMISSION_DENIED NOT_THE_OWNER: the lease belongs to another peer.
+   *   FAILED_PRECONDITION LEASE_EXPIRED: the lease expired; win a new offer.
    */
   renew(
     request: RenewRequest,
@@ -1899,7 +2054,17 @@ export interface LeaseServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: RenewResponse) => void,
   ): ClientUnaryCall;
-  /** Release frees a lease at once and cancels its jobs (owner only). */
+  /**
+   * Release frees a lease at once and cancels its jobs (owner only).
+   *
+   * Errors:
+   *   UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
+   *   INVALID_ARGUMENT LEASE_ID_MISSING, LEASE_ID_TOO_LONG: lease_id is empty or over 256
+   *     characters.
+   *   NOT_FOUND LEASE_NOT_FOUND: no live lease has that id.
+   *   PERMISSION_DENIED NOT_THE_OWNER: the lease belongs to another peer (the worker itself may
+   *     release any).
+   */
   release(
     request: ReleaseRequest,
     callback: (error: ServiceError | null, response: ReleaseResponse) => void,
@@ -1915,7 +2080,14 @@ export interface LeaseServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ReleaseResponse) => void,
   ): ClientUnaryCall;
-  /** Get returns one live lease. */
+  /**
+   * Get returns one live lease.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT LEASE_ID_MISSING, LEASE_ID_TOO_LONG: lease_id is empty or over 256
+   *     characters.
+   *   NOT_FOUND LEASE_NOT_FOUND: no live lease has that id.
+   */
   get(request: GetRequest, callback: (error: ServiceError | null, response: GetResponse) => void): ClientUnaryCall;
   get(
     request: GetRequest,
@@ -1928,7 +2100,11 @@ export interface LeaseServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetResponse) => void,
   ): ClientUnaryCall;
-  /** List returns live leases. */
+  /**
+   * List returns live leases.
+   *
+   * Errors: none of its own.
+   */
   list(request: ListRequest, callback: (error: ServiceError | null, response: ListResponse) => void): ClientUnaryCall;
   list(
     request: ListRequest,
@@ -1941,14 +2117,24 @@ export interface LeaseServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ListResponse) => void,
   ): ClientUnaryCall;
-  /** Watch streams the live leases, then every change. */
+  /**
+   * Watch streams the live leases, then every change.
+   *
+   * Errors:
+   *   ABORTED WATCH_OVERFLOW: the watcher fell 1024 events behind; watch again, then re-read with
+   *     Get/List.
+   */
   watch(request: WatchRequest, options?: Partial<CallOptions>): ClientReadableStream<WatchResponse>;
   watch(
     request: WatchRequest,
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<WatchResponse>;
-  /** GetCapacity returns the worker's total, reserved and free resources. */
+  /**
+   * GetCapacity returns the worker's total, reserved and free resources.
+   *
+   * Errors: none of its own.
+   */
   getCapacity(
     request: GetCapacityRequest,
     callback: (error: ServiceError | null, response: GetCapacityResponse) => void,

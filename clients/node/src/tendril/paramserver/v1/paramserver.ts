@@ -1589,7 +1589,16 @@ export const CloseJobResponse: MessageFns<CloseJobResponse> = {
  */
 export type ParameterServerServiceService = typeof ParameterServerServiceService;
 export const ParameterServerServiceService = {
-  /** OpenJob starts aggregation for a job (called by the job's "aggregate" executor). */
+  /**
+   * OpenJob starts aggregation for a job (called by the job's "aggregate" executor).
+   *
+   * Errors:
+   *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a run id: 1-128 letters, digits, '.', '_' or '-',
+   *     starting with a letter or digit.
+   *   INVALID_ARGUMENT BAD_CODEC: codec is not a known value.
+   *   INVALID_ARGUMENT BAD_RUN_CONFIG: expected_workers, quorum, timeout, outer_lr or
+   *     outer_momentum is out of range.
+   */
   openJob: {
     path: "/tendril.paramserver.v1.ParameterServerService/OpenJob" as const,
     requestStream: false as const,
@@ -1599,7 +1608,13 @@ export const ParameterServerServiceService = {
     responseSerialize: (value: OpenJobResponse): Buffer => Buffer.from(OpenJobResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): OpenJobResponse => OpenJobResponse.decode(value),
   },
-  /** CloseJob ends aggregation for a job and frees its state. */
+  /**
+   * CloseJob ends aggregation for a job and frees its state.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+   *   NOT_FOUND RUN_NOT_OPEN: the run is not open here (a purge of a saved run still succeeds).
+   */
   closeJob: {
     path: "/tendril.paramserver.v1.ParameterServerService/CloseJob" as const,
     requestStream: false as const,
@@ -1609,7 +1624,32 @@ export const ParameterServerServiceService = {
     responseSerialize: (value: CloseJobResponse): Buffer => Buffer.from(CloseJobResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): CloseJobResponse => CloseJobResponse.decode(value),
   },
-  /** PushUpdate streams one worker's pseudo-gradient for a round (header, then chunks). */
+  /**
+   * PushUpdate streams one worker's pseudo-gradient for a round (header, then chunks).
+   *
+   * Errors:
+   *   INVALID_ARGUMENT HEADER_MISSING, UNEXPECTED_HEADER: the stream does not start with exactly
+   *     one header.
+   *   INVALID_ARGUMENT BAD_HEADER, BAD_CODEC, OUT_OF_ORDER, EMPTY_CHUNK, TOO_LONG, BAD_PAYLOAD: the
+   *     stream breaks its contract (see tendril.tensor.v1.StreamMessage).
+   *   DATA_LOSS SHA256_MISMATCH: the payload's sha256 is not the header's; send it again.
+   *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+   *   INVALID_ARGUMENT WORKER_ID_MISSING, BAD_WEIGHT: worker_id is empty, or weight is not a finite
+   *     number > 0.
+   *   INVALID_ARGUMENT STREAM_ID_REUSED: the stream_id already carries another payload.
+   *   INVALID_ARGUMENT LAYOUT_MISMATCH: the update's tensors differ from the run's parameters.
+   *   INVALID_ARGUMENT NON_FINITE_UPDATE: the update holds NaN or Inf; it was not counted.
+   *   NOT_FOUND RUN_NOT_OPEN: the run is not open here (yet): its aggregate job calls OpenJob
+   *     first.
+   *   FAILED_PRECONDITION NO_PARAMETERS: the run has no θ0 yet (PushParameters comes first).
+   *   FAILED_PRECONDITION RUN_CLOSED, RUN_FINISHED: the run was closed, or its last round closed.
+   *   FAILED_PRECONDITION ROUND_CLOSED: the round closed (before or during the push); the message
+   *     names the open round.
+   *   FAILED_PRECONDITION ROUND_NOT_OPEN: the round is after the open one.
+   *   ALREADY_EXISTS ALREADY_COMMITTED: the worker already committed for the round.
+   *   INTERNAL AGGREGATION_FAILED: closing the previous round failed; the run takes pushes after
+   *     OpenJob.
+   */
   pushUpdate: {
     path: "/tendril.paramserver.v1.ParameterServerService/PushUpdate" as const,
     requestStream: true as const,
@@ -1619,7 +1659,24 @@ export const ParameterServerServiceService = {
     responseSerialize: (value: PushUpdateResponse): Buffer => Buffer.from(PushUpdateResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): PushUpdateResponse => PushUpdateResponse.decode(value),
   },
-  /** PullUpdate waits until a round closes, then streams its outer update. */
+  /**
+   * PullUpdate waits until a round closes, then streams its outer update.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+   *   INVALID_ARGUMENT BAD_CODEC: codec is not a known value.
+   *   INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative.
+   *   NOT_FOUND RUN_NOT_OPEN: the run is not open here.
+   *   FAILED_PRECONDITION ROUND_NOT_OPEN: the round is after the open one.
+   *   FAILED_PRECONDITION UPDATE_GONE: the round's update is no longer kept (the last 4 are); pull
+   *     θ instead.
+   *   FAILED_PRECONDITION RUN_CLOSED: the run was closed before the round closed.
+   *   DEADLINE_EXCEEDED ROUND_STILL_OPEN: the wait ran out before the round closed; pull again
+   *     later.
+   *   INTERNAL AGGREGATION_FAILED: computing the round's update failed.
+   *   OUT_OF_RANGE BAD_OFFSET: offset is past the end of the payload.
+   *   ABORTED PAYLOAD_REPLACED: the payload was replaced as it was opened; ask again.
+   */
   pullUpdate: {
     path: "/tendril.paramserver.v1.ParameterServerService/PullUpdate" as const,
     requestStream: false as const,
@@ -1629,7 +1686,26 @@ export const ParameterServerServiceService = {
     responseSerialize: (value: PullUpdateResponse): Buffer => Buffer.from(PullUpdateResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): PullUpdateResponse => PullUpdateResponse.decode(value),
   },
-  /** PushParameters offers the initial parameters θ0 of a job (the first one wins). */
+  /**
+   * PushParameters offers the initial parameters θ0 of a job (the first one wins).
+   *
+   * Errors:
+   *   INVALID_ARGUMENT HEADER_MISSING, UNEXPECTED_HEADER: the stream does not start with exactly
+   *     one header.
+   *   INVALID_ARGUMENT BAD_HEADER, BAD_CODEC, OUT_OF_ORDER, EMPTY_CHUNK, TOO_LONG, BAD_PAYLOAD: the
+   *     stream breaks its contract (see tendril.tensor.v1.StreamMessage).
+   *   INVALID_ARGUMENT INCOMPLETE: the stream ended before its last byte.
+   *   DATA_LOSS SHA256_MISMATCH: the payload's sha256 is not the header's; send it again.
+   *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+   *   INVALID_ARGUMENT STREAM_ID_REUSED: the stream_id already carries another payload.
+   *   INVALID_ARGUMENT NON_FINITE_PARAMETERS: θ0 holds NaN or Inf.
+   *   FAILED_PRECONDITION BAD_OFFSET: start_offset is not where this stream stands; resume from the
+   *     byte named.
+   *   NOT_FOUND RUN_NOT_OPEN: the run is not open here (yet).
+   *   FAILED_PRECONDITION RUN_CLOSED: the run was closed.
+   *   INTERNAL AGGREGATION_FAILED: closing a round of the run failed; it takes pushes again after
+   *     OpenJob.
+   */
   pushParameters: {
     path: "/tendril.paramserver.v1.ParameterServerService/PushParameters" as const,
     requestStream: true as const,
@@ -1641,7 +1717,16 @@ export const ParameterServerServiceService = {
       Buffer.from(PushParametersResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): PushParametersResponse => PushParametersResponse.decode(value),
   },
-  /** PullParameters streams the current parameters θ of a job (to join mid-run). */
+  /**
+   * PullParameters streams the current parameters θ of a job (to join mid-run).
+   *
+   * Errors:
+   *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+   *   NOT_FOUND RUN_NOT_OPEN: the run is not open here.
+   *   FAILED_PRECONDITION NO_PARAMETERS: the run has no θ0 yet.
+   *   OUT_OF_RANGE BAD_OFFSET: offset is past the end of the payload.
+   *   ABORTED PAYLOAD_REPLACED: the payload was replaced as it was opened; ask again.
+   */
   pullParameters: {
     path: "/tendril.paramserver.v1.ParameterServerService/PullParameters" as const,
     requestStream: false as const,
@@ -1653,7 +1738,14 @@ export const ParameterServerServiceService = {
       Buffer.from(PullParametersResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): PullParametersResponse => PullParametersResponse.decode(value),
   },
-  /** GetRound tells the state of a job's current round. */
+  /**
+   * GetRound tells the state of a job's current round.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+   *   NOT_FOUND RUN_NOT_OPEN: the run is not open here.
+   *   INTERNAL AGGREGATION_FAILED: closing the current round failed; OpenJob resumes the run.
+   */
   getRound: {
     path: "/tendril.paramserver.v1.ParameterServerService/GetRound" as const,
     requestStream: false as const,
@@ -1666,24 +1758,125 @@ export const ParameterServerServiceService = {
 } as const;
 
 export interface ParameterServerServiceServer extends UntypedServiceImplementation {
-  /** OpenJob starts aggregation for a job (called by the job's "aggregate" executor). */
+  /**
+   * OpenJob starts aggregation for a job (called by the job's "aggregate" executor).
+   *
+   * Errors:
+   *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a run id: 1-128 letters, digits, '.', '_' or '-',
+   *     starting with a letter or digit.
+   *   INVALID_ARGUMENT BAD_CODEC: codec is not a known value.
+   *   INVALID_ARGUMENT BAD_RUN_CONFIG: expected_workers, quorum, timeout, outer_lr or
+   *     outer_momentum is out of range.
+   */
   openJob: handleUnaryCall<OpenJobRequest, OpenJobResponse>;
-  /** CloseJob ends aggregation for a job and frees its state. */
+  /**
+   * CloseJob ends aggregation for a job and frees its state.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+   *   NOT_FOUND RUN_NOT_OPEN: the run is not open here (a purge of a saved run still succeeds).
+   */
   closeJob: handleUnaryCall<CloseJobRequest, CloseJobResponse>;
-  /** PushUpdate streams one worker's pseudo-gradient for a round (header, then chunks). */
+  /**
+   * PushUpdate streams one worker's pseudo-gradient for a round (header, then chunks).
+   *
+   * Errors:
+   *   INVALID_ARGUMENT HEADER_MISSING, UNEXPECTED_HEADER: the stream does not start with exactly
+   *     one header.
+   *   INVALID_ARGUMENT BAD_HEADER, BAD_CODEC, OUT_OF_ORDER, EMPTY_CHUNK, TOO_LONG, BAD_PAYLOAD: the
+   *     stream breaks its contract (see tendril.tensor.v1.StreamMessage).
+   *   DATA_LOSS SHA256_MISMATCH: the payload's sha256 is not the header's; send it again.
+   *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+   *   INVALID_ARGUMENT WORKER_ID_MISSING, BAD_WEIGHT: worker_id is empty, or weight is not a finite
+   *     number > 0.
+   *   INVALID_ARGUMENT STREAM_ID_REUSED: the stream_id already carries another payload.
+   *   INVALID_ARGUMENT LAYOUT_MISMATCH: the update's tensors differ from the run's parameters.
+   *   INVALID_ARGUMENT NON_FINITE_UPDATE: the update holds NaN or Inf; it was not counted.
+   *   NOT_FOUND RUN_NOT_OPEN: the run is not open here (yet): its aggregate job calls OpenJob
+   *     first.
+   *   FAILED_PRECONDITION NO_PARAMETERS: the run has no θ0 yet (PushParameters comes first).
+   *   FAILED_PRECONDITION RUN_CLOSED, RUN_FINISHED: the run was closed, or its last round closed.
+   *   FAILED_PRECONDITION ROUND_CLOSED: the round closed (before or during the push); the message
+   *     names the open round.
+   *   FAILED_PRECONDITION ROUND_NOT_OPEN: the round is after the open one.
+   *   ALREADY_EXISTS ALREADY_COMMITTED: the worker already committed for the round.
+   *   INTERNAL AGGREGATION_FAILED: closing the previous round failed; the run takes pushes after
+   *     OpenJob.
+   */
   pushUpdate: handleClientStreamingCall<PushUpdateRequest, PushUpdateResponse>;
-  /** PullUpdate waits until a round closes, then streams its outer update. */
+  /**
+   * PullUpdate waits until a round closes, then streams its outer update.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+   *   INVALID_ARGUMENT BAD_CODEC: codec is not a known value.
+   *   INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative.
+   *   NOT_FOUND RUN_NOT_OPEN: the run is not open here.
+   *   FAILED_PRECONDITION ROUND_NOT_OPEN: the round is after the open one.
+   *   FAILED_PRECONDITION UPDATE_GONE: the round's update is no longer kept (the last 4 are); pull
+   *     θ instead.
+   *   FAILED_PRECONDITION RUN_CLOSED: the run was closed before the round closed.
+   *   DEADLINE_EXCEEDED ROUND_STILL_OPEN: the wait ran out before the round closed; pull again
+   *     later.
+   *   INTERNAL AGGREGATION_FAILED: computing the round's update failed.
+   *   OUT_OF_RANGE BAD_OFFSET: offset is past the end of the payload.
+   *   ABORTED PAYLOAD_REPLACED: the payload was replaced as it was opened; ask again.
+   */
   pullUpdate: handleServerStreamingCall<PullUpdateRequest, PullUpdateResponse>;
-  /** PushParameters offers the initial parameters θ0 of a job (the first one wins). */
+  /**
+   * PushParameters offers the initial parameters θ0 of a job (the first one wins).
+   *
+   * Errors:
+   *   INVALID_ARGUMENT HEADER_MISSING, UNEXPECTED_HEADER: the stream does not start with exactly
+   *     one header.
+   *   INVALID_ARGUMENT BAD_HEADER, BAD_CODEC, OUT_OF_ORDER, EMPTY_CHUNK, TOO_LONG, BAD_PAYLOAD: the
+   *     stream breaks its contract (see tendril.tensor.v1.StreamMessage).
+   *   INVALID_ARGUMENT INCOMPLETE: the stream ended before its last byte.
+   *   DATA_LOSS SHA256_MISMATCH: the payload's sha256 is not the header's; send it again.
+   *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+   *   INVALID_ARGUMENT STREAM_ID_REUSED: the stream_id already carries another payload.
+   *   INVALID_ARGUMENT NON_FINITE_PARAMETERS: θ0 holds NaN or Inf.
+   *   FAILED_PRECONDITION BAD_OFFSET: start_offset is not where this stream stands; resume from the
+   *     byte named.
+   *   NOT_FOUND RUN_NOT_OPEN: the run is not open here (yet).
+   *   FAILED_PRECONDITION RUN_CLOSED: the run was closed.
+   *   INTERNAL AGGREGATION_FAILED: closing a round of the run failed; it takes pushes again after
+   *     OpenJob.
+   */
   pushParameters: handleClientStreamingCall<PushParametersRequest, PushParametersResponse>;
-  /** PullParameters streams the current parameters θ of a job (to join mid-run). */
+  /**
+   * PullParameters streams the current parameters θ of a job (to join mid-run).
+   *
+   * Errors:
+   *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+   *   NOT_FOUND RUN_NOT_OPEN: the run is not open here.
+   *   FAILED_PRECONDITION NO_PARAMETERS: the run has no θ0 yet.
+   *   OUT_OF_RANGE BAD_OFFSET: offset is past the end of the payload.
+   *   ABORTED PAYLOAD_REPLACED: the payload was replaced as it was opened; ask again.
+   */
   pullParameters: handleServerStreamingCall<PullParametersRequest, PullParametersResponse>;
-  /** GetRound tells the state of a job's current round. */
+  /**
+   * GetRound tells the state of a job's current round.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+   *   NOT_FOUND RUN_NOT_OPEN: the run is not open here.
+   *   INTERNAL AGGREGATION_FAILED: closing the current round failed; OpenJob resumes the run.
+   */
   getRound: handleUnaryCall<GetRoundRequest, GetRoundResponse>;
 }
 
 export interface ParameterServerServiceClient extends Client {
-  /** OpenJob starts aggregation for a job (called by the job's "aggregate" executor). */
+  /**
+   * OpenJob starts aggregation for a job (called by the job's "aggregate" executor).
+   *
+   * Errors:
+   *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a run id: 1-128 letters, digits, '.', '_' or '-',
+   *     starting with a letter or digit.
+   *   INVALID_ARGUMENT BAD_CODEC: codec is not a known value.
+   *   INVALID_ARGUMENT BAD_RUN_CONFIG: expected_workers, quorum, timeout, outer_lr or
+   *     outer_momentum is out of range.
+   */
   openJob(
     request: OpenJobRequest,
     callback: (error: ServiceError | null, response: OpenJobResponse) => void,
@@ -1699,7 +1892,13 @@ export interface ParameterServerServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: OpenJobResponse) => void,
   ): ClientUnaryCall;
-  /** CloseJob ends aggregation for a job and frees its state. */
+  /**
+   * CloseJob ends aggregation for a job and frees its state.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+   *   NOT_FOUND RUN_NOT_OPEN: the run is not open here (a purge of a saved run still succeeds).
+   */
   closeJob(
     request: CloseJobRequest,
     callback: (error: ServiceError | null, response: CloseJobResponse) => void,
@@ -1715,7 +1914,32 @@ export interface ParameterServerServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: CloseJobResponse) => void,
   ): ClientUnaryCall;
-  /** PushUpdate streams one worker's pseudo-gradient for a round (header, then chunks). */
+  /**
+   * PushUpdate streams one worker's pseudo-gradient for a round (header, then chunks).
+   *
+   * Errors:
+   *   INVALID_ARGUMENT HEADER_MISSING, UNEXPECTED_HEADER: the stream does not start with exactly
+   *     one header.
+   *   INVALID_ARGUMENT BAD_HEADER, BAD_CODEC, OUT_OF_ORDER, EMPTY_CHUNK, TOO_LONG, BAD_PAYLOAD: the
+   *     stream breaks its contract (see tendril.tensor.v1.StreamMessage).
+   *   DATA_LOSS SHA256_MISMATCH: the payload's sha256 is not the header's; send it again.
+   *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+   *   INVALID_ARGUMENT WORKER_ID_MISSING, BAD_WEIGHT: worker_id is empty, or weight is not a finite
+   *     number > 0.
+   *   INVALID_ARGUMENT STREAM_ID_REUSED: the stream_id already carries another payload.
+   *   INVALID_ARGUMENT LAYOUT_MISMATCH: the update's tensors differ from the run's parameters.
+   *   INVALID_ARGUMENT NON_FINITE_UPDATE: the update holds NaN or Inf; it was not counted.
+   *   NOT_FOUND RUN_NOT_OPEN: the run is not open here (yet): its aggregate job calls OpenJob
+   *     first.
+   *   FAILED_PRECONDITION NO_PARAMETERS: the run has no θ0 yet (PushParameters comes first).
+   *   FAILED_PRECONDITION RUN_CLOSED, RUN_FINISHED: the run was closed, or its last round closed.
+   *   FAILED_PRECONDITION ROUND_CLOSED: the round closed (before or during the push); the message
+   *     names the open round.
+   *   FAILED_PRECONDITION ROUND_NOT_OPEN: the round is after the open one.
+   *   ALREADY_EXISTS ALREADY_COMMITTED: the worker already committed for the round.
+   *   INTERNAL AGGREGATION_FAILED: closing the previous round failed; the run takes pushes after
+   *     OpenJob.
+   */
   pushUpdate(
     callback: (error: ServiceError | null, response: PushUpdateResponse) => void,
   ): ClientWritableStream<PushUpdateRequest>;
@@ -1732,14 +1956,50 @@ export interface ParameterServerServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: PushUpdateResponse) => void,
   ): ClientWritableStream<PushUpdateRequest>;
-  /** PullUpdate waits until a round closes, then streams its outer update. */
+  /**
+   * PullUpdate waits until a round closes, then streams its outer update.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+   *   INVALID_ARGUMENT BAD_CODEC: codec is not a known value.
+   *   INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative.
+   *   NOT_FOUND RUN_NOT_OPEN: the run is not open here.
+   *   FAILED_PRECONDITION ROUND_NOT_OPEN: the round is after the open one.
+   *   FAILED_PRECONDITION UPDATE_GONE: the round's update is no longer kept (the last 4 are); pull
+   *     θ instead.
+   *   FAILED_PRECONDITION RUN_CLOSED: the run was closed before the round closed.
+   *   DEADLINE_EXCEEDED ROUND_STILL_OPEN: the wait ran out before the round closed; pull again
+   *     later.
+   *   INTERNAL AGGREGATION_FAILED: computing the round's update failed.
+   *   OUT_OF_RANGE BAD_OFFSET: offset is past the end of the payload.
+   *   ABORTED PAYLOAD_REPLACED: the payload was replaced as it was opened; ask again.
+   */
   pullUpdate(request: PullUpdateRequest, options?: Partial<CallOptions>): ClientReadableStream<PullUpdateResponse>;
   pullUpdate(
     request: PullUpdateRequest,
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<PullUpdateResponse>;
-  /** PushParameters offers the initial parameters θ0 of a job (the first one wins). */
+  /**
+   * PushParameters offers the initial parameters θ0 of a job (the first one wins).
+   *
+   * Errors:
+   *   INVALID_ARGUMENT HEADER_MISSING, UNEXPECTED_HEADER: the stream does not start with exactly
+   *     one header.
+   *   INVALID_ARGUMENT BAD_HEADER, BAD_CODEC, OUT_OF_ORDER, EMPTY_CHUNK, TOO_LONG, BAD_PAYLOAD: the
+   *     stream breaks its contract (see tendril.tensor.v1.StreamMessage).
+   *   INVALID_ARGUMENT INCOMPLETE: the stream ended before its last byte.
+   *   DATA_LOSS SHA256_MISMATCH: the payload's sha256 is not the header's; send it again.
+   *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+   *   INVALID_ARGUMENT STREAM_ID_REUSED: the stream_id already carries another payload.
+   *   INVALID_ARGUMENT NON_FINITE_PARAMETERS: θ0 holds NaN or Inf.
+   *   FAILED_PRECONDITION BAD_OFFSET: start_offset is not where this stream stands; resume from the
+   *     byte named.
+   *   NOT_FOUND RUN_NOT_OPEN: the run is not open here (yet).
+   *   FAILED_PRECONDITION RUN_CLOSED: the run was closed.
+   *   INTERNAL AGGREGATION_FAILED: closing a round of the run failed; it takes pushes again after
+   *     OpenJob.
+   */
   pushParameters(
     callback: (error: ServiceError | null, response: PushParametersResponse) => void,
   ): ClientWritableStream<PushParametersRequest>;
@@ -1756,7 +2016,16 @@ export interface ParameterServerServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: PushParametersResponse) => void,
   ): ClientWritableStream<PushParametersRequest>;
-  /** PullParameters streams the current parameters θ of a job (to join mid-run). */
+  /**
+   * PullParameters streams the current parameters θ of a job (to join mid-run).
+   *
+   * Errors:
+   *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+   *   NOT_FOUND RUN_NOT_OPEN: the run is not open here.
+   *   FAILED_PRECONDITION NO_PARAMETERS: the run has no θ0 yet.
+   *   OUT_OF_RANGE BAD_OFFSET: offset is past the end of the payload.
+   *   ABORTED PAYLOAD_REPLACED: the payload was replaced as it was opened; ask again.
+   */
   pullParameters(
     request: PullParametersRequest,
     options?: Partial<CallOptions>,
@@ -1766,7 +2035,14 @@ export interface ParameterServerServiceClient extends Client {
     metadata?: Metadata,
     options?: Partial<CallOptions>,
   ): ClientReadableStream<PullParametersResponse>;
-  /** GetRound tells the state of a job's current round. */
+  /**
+   * GetRound tells the state of a job's current round.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+   *   NOT_FOUND RUN_NOT_OPEN: the run is not open here.
+   *   INTERNAL AGGREGATION_FAILED: closing the current round failed; OpenJob resumes the run.
+   */
   getRound(
     request: GetRoundRequest,
     callback: (error: ServiceError | null, response: GetRoundResponse) => void,

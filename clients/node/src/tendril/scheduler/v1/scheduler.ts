@@ -1309,6 +1309,9 @@ export const AllocationServiceService = {
   /**
    * Offer proposes a reservation to the scheduler. The scheduler answers ACCEPTED or
    * REJECTED, and may hold the call until it decides, but never past expires_at.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT MISSING_FIELD: a required field is empty (metadata "field" names it).
    */
   offer: {
     path: "/tendril.scheduler.v1.AllocationService/Offer" as const,
@@ -1325,6 +1328,9 @@ export interface AllocationServiceServer extends UntypedServiceImplementation {
   /**
    * Offer proposes a reservation to the scheduler. The scheduler answers ACCEPTED or
    * REJECTED, and may hold the call until it decides, but never past expires_at.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT MISSING_FIELD: a required field is empty (metadata "field" names it).
    */
   offer: handleUnaryCall<OfferRequest, OfferResponse>;
 }
@@ -1333,6 +1339,9 @@ export interface AllocationServiceClient extends Client {
   /**
    * Offer proposes a reservation to the scheduler. The scheduler answers ACCEPTED or
    * REJECTED, and may hold the call until it decides, but never past expires_at.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT MISSING_FIELD: a required field is empty (metadata "field" names it).
    */
   offer(
     request: OfferRequest,
@@ -1366,7 +1375,17 @@ export const AllocationServiceClient = makeGenericClientConstructor(
  */
 export type CoordinationServiceService = typeof CoordinationServiceService;
 export const CoordinationServiceService = {
-  /** ReportProgress records one progress event of a job and returns what the job does next. */
+  /**
+   * ReportProgress records one progress event of a job and returns what the job does next.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT MISSING_FIELD: job_id is empty.
+   *   INVALID_ARGUMENT BAD_PROGRESS_KIND, BAD_BATCH: kind is not set, or a BATCH report has
+   *     batch_size 0.
+   *   NOT_FOUND UNKNOWN_JOB: the job is not a live training job of the run.
+   *   PERMISSION_DENIED WRONG_WORKER: the job runs on another worker.
+   *   FAILED_PRECONDITION STALE_ROUND: round is before the job's current round.
+   */
   reportProgress: {
     path: "/tendril.scheduler.v1.CoordinationService/ReportProgress" as const,
     requestStream: false as const,
@@ -1378,7 +1397,15 @@ export const CoordinationServiceService = {
       Buffer.from(ReportProgressResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ReportProgressResponse => ReportProgressResponse.decode(value),
   },
-  /** AssignSlice returns the next data slice a job should train on. */
+  /**
+   * AssignSlice returns the next data slice a job should train on.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT MISSING_FIELD: job_id is empty.
+   *   NOT_FOUND UNKNOWN_JOB: the job is not a live training job of the run.
+   *   PERMISSION_DENIED WRONG_WORKER: the job runs on another worker.
+   *   UNAVAILABLE NO_DATASET: the scheduler has not read the data set manifest yet; retry.
+   */
   assignSlice: {
     path: "/tendril.scheduler.v1.CoordinationService/AssignSlice" as const,
     requestStream: false as const,
@@ -1391,14 +1418,42 @@ export const CoordinationServiceService = {
 } as const;
 
 export interface CoordinationServiceServer extends UntypedServiceImplementation {
-  /** ReportProgress records one progress event of a job and returns what the job does next. */
+  /**
+   * ReportProgress records one progress event of a job and returns what the job does next.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT MISSING_FIELD: job_id is empty.
+   *   INVALID_ARGUMENT BAD_PROGRESS_KIND, BAD_BATCH: kind is not set, or a BATCH report has
+   *     batch_size 0.
+   *   NOT_FOUND UNKNOWN_JOB: the job is not a live training job of the run.
+   *   PERMISSION_DENIED WRONG_WORKER: the job runs on another worker.
+   *   FAILED_PRECONDITION STALE_ROUND: round is before the job's current round.
+   */
   reportProgress: handleUnaryCall<ReportProgressRequest, ReportProgressResponse>;
-  /** AssignSlice returns the next data slice a job should train on. */
+  /**
+   * AssignSlice returns the next data slice a job should train on.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT MISSING_FIELD: job_id is empty.
+   *   NOT_FOUND UNKNOWN_JOB: the job is not a live training job of the run.
+   *   PERMISSION_DENIED WRONG_WORKER: the job runs on another worker.
+   *   UNAVAILABLE NO_DATASET: the scheduler has not read the data set manifest yet; retry.
+   */
   assignSlice: handleUnaryCall<AssignSliceRequest, AssignSliceResponse>;
 }
 
 export interface CoordinationServiceClient extends Client {
-  /** ReportProgress records one progress event of a job and returns what the job does next. */
+  /**
+   * ReportProgress records one progress event of a job and returns what the job does next.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT MISSING_FIELD: job_id is empty.
+   *   INVALID_ARGUMENT BAD_PROGRESS_KIND, BAD_BATCH: kind is not set, or a BATCH report has
+   *     batch_size 0.
+   *   NOT_FOUND UNKNOWN_JOB: the job is not a live training job of the run.
+   *   PERMISSION_DENIED WRONG_WORKER: the job runs on another worker.
+   *   FAILED_PRECONDITION STALE_ROUND: round is before the job's current round.
+   */
   reportProgress(
     request: ReportProgressRequest,
     callback: (error: ServiceError | null, response: ReportProgressResponse) => void,
@@ -1414,7 +1469,15 @@ export interface CoordinationServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ReportProgressResponse) => void,
   ): ClientUnaryCall;
-  /** AssignSlice returns the next data slice a job should train on. */
+  /**
+   * AssignSlice returns the next data slice a job should train on.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT MISSING_FIELD: job_id is empty.
+   *   NOT_FOUND UNKNOWN_JOB: the job is not a live training job of the run.
+   *   PERMISSION_DENIED WRONG_WORKER: the job runs on another worker.
+   *   UNAVAILABLE NO_DATASET: the scheduler has not read the data set manifest yet; retry.
+   */
   assignSlice(
     request: AssignSliceRequest,
     callback: (error: ServiceError | null, response: AssignSliceResponse) => void,

@@ -106,7 +106,25 @@ export interface Chunk {
   data: Buffer;
 }
 
-/** StreamMessage is one message of a tensor stream: a header first, then chunks in order. */
+/**
+ * StreamMessage is one message of a tensor stream: a header first, then chunks in order.
+ *
+ * A receiver (the ParameterServer for pushes, the client for pulls) refuses a stream that breaks
+ * these rules with the errors below.
+ *
+ * Errors:
+ *   INVALID_ARGUMENT BAD_HEADER: the first message is not a valid header (the message says what is
+ *     wrong).
+ *   INVALID_ARGUMENT BAD_CODEC: codec is not a known value.
+ *   INVALID_ARGUMENT OUT_OF_ORDER, EMPTY_CHUNK, TOO_LONG: a chunk does not start where the received
+ *     bytes end, is empty, or runs past total_bytes.
+ *   INVALID_ARGUMENT INCOMPLETE: the stream ended before total_bytes arrived.
+ *   DATA_LOSS SHA256_MISMATCH: the payload's sha256 is not the header's.
+ *   INVALID_ARGUMENT BAD_PAYLOAD: the payload is not a SafeTensors file, or its header disagrees.
+ *   INVALID_ARGUMENT BAD_CHUNK: a pulled stream sends something else than a chunk after its header.
+ *   INTERNAL BAD_FRAME: a message is not valid protobuf; the check runs while gRPC deserializes it,
+ *     so the call ends INTERNAL without ErrorInfo.
+ */
 export interface StreamMessage {
   /** First message. */
   header?:
