@@ -16,7 +16,6 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from tendril_diloco.bridge import Directive
 from tendril_diloco.config import parse_config
 from tendril_diloco.data import Batches, load_slice
 from tendril_diloco.errors import ExecutorError
@@ -30,6 +29,16 @@ from tendril_diloco.params import (
     snapshot,
 )
 from tendril_diloco.trainer import Trainer
+from tendril_proto.scheduler.v1 import scheduler_pb2
+from tendril_sdk import (
+    Directive,
+    DirectiveKind,
+    FetchedParameters,
+    PublishedParameters,
+    ReceivedUpdate,
+    SentUpdate,
+    Slice,
+)
 
 MODEL = {"n_layer": 1, "n_head": 2, "n_embd": 16, "vocab_size": 33, "n_positions": 8}
 
@@ -159,43 +168,44 @@ class _FakeBridge:
     round: int = 0
     slices: int = 0
 
-    async def next_slice(self) -> Path:
+    async def next_slice(self) -> Slice:
         self.slices += 1
-        return _slice(self.work_dir / f"data-{self.slices}.safetensors", 8, start=self.slices)
+        path = _slice(self.work_dir / f"data-{self.slices}.safetensors", 8, start=self.slices)
+        return Slice(path, path.name, scheduler_pb2.SliceAssignment(), 0.0)
 
-    async def publish_parameters(self, rel: str) -> tuple[bool, int]:
+    async def publish_parameters(self, rel: str, **kw: Any) -> PublishedParameters:
         accepted = self.theta is None
         if accepted:
             self.theta = load_params(self.work_dir / rel)
-        return accepted, self.round
+        return PublishedParameters(accepted, self.round)
 
-    async def fetch_parameters(self, rel: str) -> tuple[Path, int]:
+    async def fetch_parameters(self, rel: str) -> FetchedParameters:
         assert self.theta is not None
         save_params(self.theta, self.work_dir / rel)
-        return self.work_dir / rel, self.round
+        return FetchedParameters(self.work_dir / rel, rel, self.round)
 
-    async def send_update(self, rel: str, round_index: int, weight: float) -> tuple[int, float]:
+    async def send_update(self, rel: str, round_index: int, weight: float) -> SentUpdate:
         self.deltas[round_index] = load_params(self.work_dir / rel)
         self.weights[round_index] = weight
-        return (self.work_dir / rel).stat().st_size, 0.01
+        return SentUpdate((self.work_dir / rel).stat().st_size, 0.01)
 
-    async def receive_update(self, round_index: int, timeout: float) -> tuple[Path, int, float, int]:
+    async def receive_update(self, round_index: int, *, timeout_seconds: float) -> ReceivedUpdate:
         assert self.theta is not None
         update = {k: -0.5 * v for k, v in self.deltas[round_index].items()}
         self.theta = {k: self.theta[k] + update[k] for k in self.theta}
         self.round = round_index + 1
         path = self.work_dir / f"updates/round-{round_index}.safetensors"
         save_params(update, path)
-        return path, path.stat().st_size, 0.02, 1
+        return ReceivedUpdate(path, path.name, path.stat().st_size, 0.02, 1)
 
-    async def report(self, kind: str, round_index: int, **kw: Any) -> Directive:
+    async def report_progress(self, kind: str, round_index: int, **kw: Any) -> Directive:
         self.reports.append((kind, round_index, dict(kw.get("metrics") or {})))
         batches = sum(1 for k, r, _ in self.reports if k == "batch" and r == round_index)
         if kind == "batch":
-            return Directive("schedule_update", max(0, 3 - batches), round_index)
+            return Directive(DirectiveKind.SCHEDULE_UPDATE, max(0, 3 - batches), round_index)
         if kind == "update_received" and round_index + 1 >= 2:
-            return Directive("done", 0, round_index)
-        return Directive("continue", 0, round_index)
+            return Directive(DirectiveKind.DONE, 0, round_index)
+        return Directive(DirectiveKind.CONTINUE, 0, round_index)
 
 
 async def test_trainer_loop_sends_delta_and_applies_update(tmp_path: Path) -> None:
