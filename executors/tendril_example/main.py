@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tendril_sdk import BridgeClient, BridgeError, ExecutorEnvError, tracing
+from tendril_sdk import BridgeClient, BridgeError, ExecutorEnvError, JobDescriptorError, tracing
 
 EXIT_ON_SIGTERM = 128 + signal.SIGTERM  # 143, what a shell reports for a SIGTERM death
 
@@ -55,11 +55,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     try:
         bridge = BridgeClient.from_env(socket_path=args.socket)
-    except ExecutorEnvError as exc:
-        print(
-            f"example executor: needs --socket (or env SOCKET_PATH) and env TENDRIL_BRIDGE_TOKEN: {exc}",
-            file=sys.stderr,
-        )
+    except (ExecutorEnvError, JobDescriptorError) as exc:
+        print(f"example executor: {exc}", file=sys.stderr)
         sys.exit(2)
 
     def on_sigterm(signum: int, frame: Any) -> None:

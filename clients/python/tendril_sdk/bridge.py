@@ -246,8 +246,8 @@ class BridgeClient:
         missing = [name for name, value in ((SOCKET_ENV, socket), (TOKEN_ENV, token)) if not value]
         if missing:
             raise ExecutorEnvError(
-                f"env {' and '.join(missing)} not set; JobService starts executors with SOCKET_PATH "
-                "(the job bridge's socket) and TENDRIL_BRIDGE_TOKEN"
+                f"env {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set; JobService starts "
+                f"executors with {SOCKET_ENV} (the job bridge's socket) and {TOKEN_ENV} (its token)"
             )
         work_dir = env.get(WORK_DIR_ENV) or None
         return cls(socket, token, work_dir=work_dir, job=job, retry_policy=retry_policy)
