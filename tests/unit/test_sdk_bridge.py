@@ -291,3 +291,10 @@ async def test_the_real_bridge_answers_declared_reasons(tmp_path: Path) -> None:
                 assert err.value.reason is reason, err.value
     finally:
         await bridge.stop()
+
+
+def test_every_progress_kind_is_its_proto_value() -> None:
+    for kind in ProgressKind:
+        assert kind.to_proto() == scheduler_pb2.ProgressKind.Value(f"PROGRESS_KIND_{kind.name}")
+    named = {v.name for v in scheduler_pb2.ProgressKind.DESCRIPTOR.values} - {"PROGRESS_KIND_UNSPECIFIED"}
+    assert named == {f"PROGRESS_KIND_{kind.name}" for kind in ProgressKind}

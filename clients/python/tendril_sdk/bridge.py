@@ -100,8 +100,18 @@ class ProgressKind(enum.StrEnum):
     UPDATE_RECEIVED = "update_received"
     FINISHED = "finished"
 
-    def to_proto(self) -> scheduler_pb2.ProgressKind.ValueType:
-        return scheduler_pb2.ProgressKind.Value(f"PROGRESS_KIND_{self.name}")
+    def to_proto(self) -> scheduler_pb2.ProgressKind:
+        """The proto enum value (``PROGRESS_KIND_<NAME>``)."""
+        return _PROGRESS_KINDS[self]
+
+
+_PROGRESS_KINDS: Mapping[ProgressKind, scheduler_pb2.ProgressKind] = {
+    ProgressKind.BATCH: scheduler_pb2.PROGRESS_KIND_BATCH,
+    ProgressKind.METRICS: scheduler_pb2.PROGRESS_KIND_METRICS,
+    ProgressKind.UPDATE_SENT: scheduler_pb2.PROGRESS_KIND_UPDATE_SENT,
+    ProgressKind.UPDATE_RECEIVED: scheduler_pb2.PROGRESS_KIND_UPDATE_RECEIVED,
+    ProgressKind.FINISHED: scheduler_pb2.PROGRESS_KIND_FINISHED,
+}
 
 
 class DirectiveKind(enum.StrEnum):
@@ -261,7 +271,7 @@ class BridgeClient:
             self._channel = grpc.aio.insecure_channel(
                 f"unix:{self.socket_path}", options=list(CHANNEL_OPTIONS), interceptors=interceptors or None
             )
-            self._stub_instance = bridge_pb2_grpc.JobBridgeServiceStub(self._channel)
+            self._stub_instance = bridge_pb2_grpc.JobBridgeServiceStub(self._channel)  # type: ignore[no-untyped-call]
         return self._stub_instance
 
     async def close(self) -> None:

@@ -30,7 +30,7 @@ def _error_info(error: grpc.RpcError) -> error_details_pb2.ErrorInfo | None:
     if not callable(getattr(error, "trailing_metadata", None)):
         return None
     try:
-        status = rpc_status.from_call(error)  # type: ignore[arg-type]
+        status = rpc_status.from_call(error)
     except (ValueError, TypeError):
         # NOTE: from_call refuses a status detail whose code differs from the call's (a proxy
         # rewrote it); that detail cannot be trusted, so it is treated as absent.
@@ -242,8 +242,8 @@ class BridgeError(Exception):
     @classmethod
     def from_rpc_error(cls, error: grpc.RpcError, *, method: str = "") -> BridgeError:
         """The BridgeError of a failed gRPC call (code, details, ErrorInfo reason and metadata)."""
-        code = error.code() if callable(getattr(error, "code", None)) else grpc.StatusCode.UNKNOWN  # type: ignore[attr-defined]
-        details = error.details() if callable(getattr(error, "details", None)) else str(error)  # type: ignore[attr-defined]
+        code = error.code() if callable(getattr(error, "code", None)) else grpc.StatusCode.UNKNOWN
+        details = error.details() if callable(getattr(error, "details", None)) else str(error)
         info = _error_info(error)
         return cls(
             code,

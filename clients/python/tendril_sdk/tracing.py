@@ -129,4 +129,4 @@ def client_interceptors() -> list[Any]:
     from opentelemetry.instrumentation.grpc.filters import any_of, negate, service_prefix
 
     traced = negate(any_of(*(service_prefix(p) for p in UNTRACED_SERVICE_PREFIXES)))
-    return list(aio_client_interceptors(tracer_provider=_provider, filter_=traced))
+    return list(aio_client_interceptors(tracer_provider=_provider, filter_=traced))  # type: ignore[no-untyped-call]
