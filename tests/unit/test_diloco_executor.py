@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -28,9 +29,11 @@ from tendril_diloco.params import (
     save_params,
     snapshot,
 )
-from tendril_diloco.trainer import Trainer
+from tendril_diloco.trainer import PUBLISH_RETRY, Trainer
 from tendril_proto.scheduler.v1 import scheduler_pb2
 from tendril_sdk import (
+    BridgeError,
+    BridgeReason,
     Directive,
     DirectiveKind,
     FetchedParameters,
@@ -235,6 +238,79 @@ async def test_trainer_loop_sends_delta_and_applies_update(tmp_path: Path) -> No
         "round-0.safetensors",
         "round-1.safetensors",
     ]
+
+
+@dataclasses.dataclass
+class _RefusingBridge(_FakeBridge):
+    """The fake bridge, answering chosen rounds' SendUpdate/ReceiveUpdate with an error."""
+
+    send_errors: dict[int, BridgeError] = dataclasses.field(default_factory=dict)
+    receive_errors: dict[int, BridgeError] = dataclasses.field(default_factory=dict)
+    fetches: int = 0
+
+    async def fetch_parameters(self, rel: str) -> FetchedParameters:
+        self.fetches += 1
+        return await super().fetch_parameters(rel)
+
+    async def send_update(self, rel: str, round_index: int, weight: float) -> SentUpdate:
+        if error := self.send_errors.pop(round_index, None):
+            if error.reason == BridgeReason.ALREADY_COMMITTED:
+                await super().send_update(rel, round_index, weight)  # an earlier try did count
+            raise error
+        return await super().send_update(rel, round_index, weight)
+
+    async def receive_update(self, round_index: int, *, timeout_seconds: float) -> ReceivedUpdate:
+        if error := self.receive_errors.pop(round_index, None):
+            raise error
+        return await super().receive_update(round_index, timeout_seconds=timeout_seconds)
+
+
+def _trainer(bridge: _FakeBridge, events: list[tuple[str, dict[str, Any]]]) -> Trainer:
+    log = lambda event, **fields: events.append((event, fields))  # noqa: E731
+    return Trainer(parse_config(_config()), bridge, log=log)  # type: ignore[arg-type]
+
+
+async def test_trainer_rejoins_on_the_reasons_that_mean_a_missed_round(tmp_path: Path) -> None:
+    bridge = _RefusingBridge(
+        tmp_path,
+        send_errors={0: BridgeError(grpc.StatusCode.FAILED_PRECONDITION, "round 0 closed", reason="ROUND_CLOSED")},
+        receive_errors={
+            1: BridgeError(grpc.StatusCode.DEADLINE_EXCEEDED, "round 1 still open", reason="ROUND_STILL_OPEN")
+        },
+    )
+    events: list[tuple[str, dict[str, Any]]] = []
+    await _trainer(bridge, events).run()
+    missed = [(e, f["round"], f["reason"]) for e, f in events if e in ("round.missed", "round.update_missed")]
+    assert missed == [("round.missed", 0, "ROUND_CLOSED"), ("round.update_missed", 1, "ROUND_STILL_OPEN")]
+    assert bridge.fetches == 3  # the start, then once per missed round
+    assert bridge.reports[-1][:2] == ("update_received", 1)  # and the scheduler said DONE
+    # An update that already counted (a retried send) is not an error.
+    counted = _RefusingBridge(
+        tmp_path / "again",
+        send_errors={0: BridgeError(grpc.StatusCode.ALREADY_EXISTS, "counted", reason="ALREADY_COMMITTED")},
+    )
+    (tmp_path / "again").mkdir()
+    await _trainer(counted, []).run()
+    assert counted.fetches == 1
+    sent = [m for k, r, m in counted.reports if k == "metrics" and r == 0]
+    assert sent[0]["bytes_sent"] == 0
+
+
+async def test_trainer_fails_on_other_refusals_of_the_same_code(tmp_path: Path) -> None:
+    bridge = _RefusingBridge(
+        tmp_path,
+        send_errors={0: BridgeError(grpc.StatusCode.FAILED_PRECONDITION, "no run_id", reason="JOB_CONFIG_MISSING")},
+    )
+    with pytest.raises(BridgeError) as err:
+        await _trainer(bridge, []).run()
+    assert err.value.reason is BridgeReason.JOB_CONFIG_MISSING and bridge.fetches == 1
+
+
+def test_publishing_retries_only_a_run_that_is_not_open_yet() -> None:
+    assert PUBLISH_RETRY.retryable(BridgeError(grpc.StatusCode.NOT_FOUND, "not open", reason="RUN_NOT_OPEN"))
+    assert PUBLISH_RETRY.retryable(BridgeError(grpc.StatusCode.UNAVAILABLE, "bridge away"))
+    assert not PUBLISH_RETRY.retryable(BridgeError(grpc.StatusCode.NOT_FOUND, "no θ0", reason="FILE_NOT_FOUND"))
+    assert PUBLISH_RETRY.deadline == 60.0
 
 
 def _spawn_executor(tmp_path: Path, config: dict[str, Any], env: dict[str, str]) -> subprocess.Popen[bytes]:
