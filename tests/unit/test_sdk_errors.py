@@ -7,12 +7,15 @@ import re
 from pathlib import Path
 
 import grpc
+import pytest
 from google.rpc import error_details_pb2
 from grpc_status import rpc_status
 
 from tendril.bridge.errors import BridgeError as WorkerBridgeError
+from tendril.bridge.remotes import calling
 from tendril.core.errors import ErrorKind
 from tendril.core.interceptors import rich_status
+from tendril.core.tensorstream import TensorStreamError
 from tendril_sdk import BridgeError, BridgeReason, error_metadata, error_reason
 from tests.unit.test_sdk_retry import rpc_error
 
@@ -83,3 +86,23 @@ def test_every_declared_reason_is_raised_somewhere() -> None:
         if not m.value.startswith("REMOTE_") and f'"{m.value}"' not in source and f"BridgeReason.{m.name}" not in source
     ]
     assert not stale, f"BridgeReason members no service raises: {stale}"
+
+
+async def test_a_peer_without_a_reason_is_answered_as_remote_code() -> None:
+    """Tensor-stream failures name the status as their reason when the peer gave none; the bridge
+    answers REMOTE_<CODE> for those, as for any peer, and passes real reasons on."""
+
+    async def fail(error: Exception) -> None:
+        async with calling("parameter server at 127.0.0.1:1"):
+            raise error
+
+    with pytest.raises(WorkerBridgeError) as err:
+        await fail(TensorStreamError(ErrorKind.UNAVAILABLE, "push: connection refused"))
+    assert err.value.reason == BridgeReason.REMOTE_UNAVAILABLE and err.value.kind is ErrorKind.UNAVAILABLE
+    assert err.value.message == "push: connection refused"
+    with pytest.raises(WorkerBridgeError) as err:
+        await fail(TensorStreamError(ErrorKind.FAILED_PRECONDITION, "push: round 2 closed", reason="ROUND_CLOSED"))
+    assert err.value.reason == BridgeReason.ROUND_CLOSED and err.value.kind is ErrorKind.FAILED_PRECONDITION
+    with pytest.raises(WorkerBridgeError) as err:
+        await fail(grpc.aio.AioRpcError(grpc.StatusCode.DEADLINE_EXCEEDED, grpc.aio.Metadata(), grpc.aio.Metadata()))
+    assert err.value.reason == BridgeReason.REMOTE_DEADLINE_EXCEEDED
