@@ -2,7 +2,7 @@
 
 ``python -m bench.progress_client RESULT_JSON --calls N --warmup N --target NAME=SOCKET ...
 [--watch NAME=PID ...]`` (token in env ``TENDRIL_BRIDGE_TOKEN``) reports one BATCH per call
-through the DiLoCo executor's own bridge client (:class:`tendril_diloco.bridge.Bridge`)
+through the bridge client every Python executor uses (:class:`tendril_sdk.BridgeClient`)
 to every target socket and writes to ``RESULT_JSON``:
 
 * ``times_ms``: ``{target: [round trip of each timed call, ...]}``;
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import os
 import sys
@@ -26,13 +27,13 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tendril.bridge.auth import TOKEN_ENV
-from tendril_diloco.bridge import Bridge
+from tendril_sdk import DEFAULT_RETRY, TOKEN_ENV, BridgeClient, ProgressKind
 
 BLOCK = 50
 # NOTE: the client retries UNAVAILABLE for this long (as the executor does), which also covers
 # a first connection still being made; a timed call that needed a retry would show in p99.
 RETRY_SECONDS = 30.0
+RETRY = dataclasses.replace(DEFAULT_RETRY, deadline=RETRY_SECONDS)
 
 
 def process_cpu_seconds(pid: int) -> float:
@@ -42,12 +43,12 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def _report(bridge: Bridge, index: int) -> float:
+async def _report(bridge: BridgeClient, index: int) -> float:
     """One BATCH report; its round trip in ms. Anything but CONTINUE for the round is an error."""
     round_index = index // 100
     start = time.perf_counter_ns()
-    directive = await bridge.report(
-        "batch", round_index, batch_size=8, batch_seconds=0.25, metrics={"loss": 3.0 - index * 1e-4}
+    directive = await bridge.report_progress(
+        ProgressKind.BATCH, round_index, batch_size=8, batch_seconds=0.25, metrics={"loss": 3.0 - index * 1e-4}
     )
     elapsed = (time.perf_counter_ns() - start) / 1e6
     if (directive.kind, directive.round) != ("continue", round_index):
@@ -60,7 +61,7 @@ def _cpu_now(watched: dict[str, int]) -> dict[str, float]:
 
 
 async def run(targets: dict[str, str], watched: dict[str, int], calls: int, warmup: int, token: str) -> dict[str, Any]:
-    bridges = {name: Bridge(path, token, Path("."), retry_seconds=RETRY_SECONDS) for name, path in targets.items()}
+    bridges = {name: BridgeClient(path, token, retry_policy=RETRY) for name, path in targets.items()}
     try:
         for bridge in bridges.values():
             for i in range(warmup):

@@ -5,5 +5,6 @@ It talks only to its job bridge (env ``TENDRIL_BRIDGE_TOKEN``): publishes θ0, f
 current θ, trains H inner AdamW steps on slices from ``NextSlice`` while reporting every batch,
 sends Δ = θ_round_start − θ_local at the scheduler's sync point and applies the outer update.
 Modules: ``config`` (job config), ``params`` (θ snapshots, Δ, updates), ``model``, ``data``
-(batches across slices), ``bridge`` (the bridge client), ``trainer`` (the loop).
+(batches across slices), ``logs`` (JSON-lines events), ``trainer`` (the loop). The bridge
+client is the SDK's (:class:`tendril_sdk.BridgeClient`).
 """

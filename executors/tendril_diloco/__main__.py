@@ -10,23 +10,16 @@ import argparse
 import asyncio
 import contextlib
 import dataclasses
-import json
 import os
 import signal
 import sys
 from pathlib import Path
-from typing import Any
 
-import grpc
-from google.protobuf.json_format import MessageToDict
-
-from tendril.core import tracing
-from tendril.core.logs import configure, get_logger
-from tendril_diloco.bridge import Bridge
 from tendril_diloco.config import MIXED_PRECISION, TrainConfig, parse_config
 from tendril_diloco.errors import ExecutorError
+from tendril_diloco.logs import EventLog, configure
+from tendril_sdk import TOKEN_ENV, BridgeClient, BridgeError, JobDescriptor, JobDescriptorError, tracing
 
-TOKEN_ENV = "TENDRIL_BRIDGE_TOKEN"
 EXIT_SIGTERM = 143
 
 
@@ -43,32 +36,29 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-async def _main(args: argparse.Namespace, log: Any) -> None:
+async def _main(args: argparse.Namespace, token: str, log: EventLog) -> None:
     from tendril_diloco.trainer import Trainer
 
-    job = json.loads(await asyncio.to_thread(Path(args.job_json).read_text)) if args.job_json else None
-    work = Path((job or {}).get("work_dir") or os.environ.get("WORK_DIR") or Path(args.socket).parent)
-    bridge = Bridge(args.socket, os.environ[TOKEN_ENV], work)
-    try:
-        raw = MessageToDict((await bridge.get_job()).config) if job is None else dict(job.get("config", {}))
+    job = await asyncio.to_thread(JobDescriptor.load, args.job_json) if args.job_json else None
+    work = job.work_dir if job is not None else Path(os.environ.get("WORK_DIR") or Path(args.socket).parent)
+    async with BridgeClient(args.socket, token, work_dir=work, job=job) as bridge:
+        raw = (await bridge.get_job()).config if job is None else dict(job.config)
         config: TrainConfig = parse_config(raw)
         if args.mixed_precision:
             config = dataclasses.replace(config, mixed_precision=args.mixed_precision)
         log.info("job.start", run_id=config.run_id, rounds=config.rounds, mixed_precision=config.mixed_precision)
         await Trainer(config, bridge, log=log.info).run()
-    finally:
-        await bridge.close()
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parse_args(argv)
-    configure("diloco")
-    tracing.setup_executor("diloco")  # when OTEL_*/TENDRIL_TRACE_FILE is set: joins the Dispatch trace
-    log = get_logger("tendril_diloco")
+    log = configure("diloco")
+    tracing.setup("diloco")  # when OTEL_*/TENDRIL_TRACE_FILE is set: joins the Dispatch trace
     if not args.socket:
         print("diloco: --socket (or env SOCKET_PATH) is required: the job bridge's socket path", file=sys.stderr)
         return 2
-    if not os.environ.get(TOKEN_ENV):
+    token = os.environ.get(TOKEN_ENV, "")
+    if not token:
         print(f"diloco: env {TOKEN_ENV} is not set; JobService passes the bridge token this way", file=sys.stderr)
         return 2
 
@@ -85,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, on_term)
         try:
-            await _main(args, log)
+            await _main(args, token, log)
         except asyncio.CancelledError:
             if terminated:
                 log.info("job.terminated")
@@ -99,11 +89,11 @@ def main(argv: list[str] | None = None) -> int:
         log.error("job.failed", error=exc.message, reason=exc.reason)
         print(f"diloco: {exc.message}", file=sys.stderr)
         return 1
-    except grpc.aio.AioRpcError as exc:
-        log.error("job.failed", code=exc.code().name, error=exc.details())
-        print(f"diloco: a bridge call failed with {exc.code().name}: {exc.details()}", file=sys.stderr)
+    except BridgeError as exc:
+        log.error("job.failed", code=exc.code.name, reason=str(exc.reason), method=exc.method, error=exc.message)
+        print(f"diloco: a bridge call failed with {exc.code.name}: {exc.message}", file=sys.stderr)
         return 1
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, JobDescriptorError) as exc:
         print(f"diloco: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:

@@ -14,7 +14,6 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from tendril.core.errors import ErrorKind
 from tendril_diloco.errors import ExecutorError
 
 MIXED_PRECISION = ("no", "fp16", "bf16")
@@ -52,7 +51,7 @@ class TrainConfig:
 
 
 def _bad(message: str) -> ExecutorError:
-    return ExecutorError(ErrorKind.INVALID_ARGUMENT, f"job config: {message}", reason="BAD_JOB_CONFIG")
+    return ExecutorError(f"job config: {message}", reason="BAD_JOB_CONFIG")
 
 
 def _number(raw: Mapping[str, Any], key: str, default: Any, kind: type) -> Any:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from tendril.core.errors import TendrilError
 
+class ExecutorError(Exception):
+    """Training cannot go on; ``message`` says what was wrong and what to do, ``reason`` is a
+    stable UPPER_SNAKE name for it (``BAD_JOB_CONFIG``, ``LOSS_NOT_FINITE``, ...)."""
 
-class ExecutorError(TendrilError):
-    """Training cannot go on; ``message`` says what was wrong and what to do."""
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.reason = reason
 
-    service = "diloco"
+    def __repr__(self) -> str:
+        return f"ExecutorError({self.message!r}, reason={self.reason!r})"

@@ -9,7 +9,6 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 from transformers.utils import logging as hf_logging
 
-from tendril.core.errors import ErrorKind
 from tendril_diloco.errors import ExecutorError
 
 # A tiny GPT-2 that trains on a CPU; the job's "model" object overrides any of these.
@@ -23,7 +22,6 @@ def build_model(model_config: Mapping[str, Any], seed: int) -> GPT2LMHeadModel:
     for key in ("vocab_size", "n_positions"):
         if not isinstance(kwargs.get(key), int) or kwargs[key] < 1:
             raise ExecutorError(
-                ErrorKind.INVALID_ARGUMENT,
                 f"job config: model.{key} must be a positive integer (the scheduler fills it from the data set "
                 f"manifest), got {kwargs.get(key)!r}",
                 reason="BAD_MODEL_CONFIG",
@@ -37,7 +35,6 @@ def build_model(model_config: Mapping[str, Any], seed: int) -> GPT2LMHeadModel:
         return GPT2LMHeadModel(config)
     except (TypeError, ValueError) as exc:
         raise ExecutorError(
-            ErrorKind.INVALID_ARGUMENT,
             f"job config: model is not a valid GPT-2 config: {exc}",
             reason="BAD_MODEL_CONFIG",
         ) from exc

@@ -13,7 +13,6 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from tendril.core.errors import ErrorKind
 from tendril_diloco.errors import ExecutorError
 
 Params = dict[str, torch.Tensor]
@@ -38,7 +37,6 @@ def apply_update(start: Params, update: Params) -> Params:
         u = update[name]
         if u.shape != value.shape:
             raise ExecutorError(
-                ErrorKind.DATA_LOSS,
                 f"outer update tensor {name} has shape {tuple(u.shape)}, the model has {tuple(value.shape)}",
                 reason="UPDATE_SHAPE",
             )
@@ -55,7 +53,6 @@ def load_into(model: torch.nn.Module, params: Params) -> None:
             value = params[name]
             if value.shape != p.shape:
                 raise ExecutorError(
-                    ErrorKind.DATA_LOSS,
                     f"parameter {name} has shape {tuple(value.shape)}, the model has {tuple(p.shape)}",
                     reason="PARAM_SHAPE",
                 )
@@ -74,9 +71,7 @@ def load_params(path: Path) -> Params:
     try:
         tensors = load_file(str(path))
     except Exception as exc:  # safetensors raises its own SafetensorError, not an OSError
-        raise ExecutorError(
-            ErrorKind.DATA_LOSS, f"cannot read tensors from {path}: {exc}", reason="BAD_TENSOR_FILE"
-        ) from exc
+        raise ExecutorError(f"cannot read tensors from {path}: {exc}", reason="BAD_TENSOR_FILE") from exc
     return {k: v.to(torch.float32) for k, v in tensors.items()}
 
 
@@ -85,7 +80,6 @@ def _same_names(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor], a_
         missing = sorted(set(a) - set(b))[:3]
         extra = sorted(set(b) - set(a))[:3]
         raise ExecutorError(
-            ErrorKind.DATA_LOSS,
             f"{a_name} and {b_name} name different tensors (only in the first: {missing}, only in the second: {extra})",
             reason="TENSOR_NAMES",
         )

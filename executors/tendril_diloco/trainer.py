@@ -5,7 +5,8 @@ kept across rounds), reports every batch and obeys the scheduler's directive; at
 point it sends Δ = θ_start − θ_local with weight = samples it trained on this round, waits for
 the parameter server's update u and continues from θ_start + u. A worker that missed a round
 (its update came too late, the round closed without it) fetches the run's current θ and
-joins the round that is open.
+joins the round that is open. Which failure means what is decided by the bridge's ErrorInfo
+reason (:class:`tendril_sdk.BridgeReason`), not by the status code alone.
 """
 
 from __future__ import annotations
@@ -21,8 +22,6 @@ from typing import Any
 import grpc
 import torch
 
-from tendril.core.errors import ErrorKind
-from tendril_diloco.bridge import Bridge, Directive
 from tendril_diloco.config import TrainConfig
 from tendril_diloco.data import Batches
 from tendril_diloco.errors import ExecutorError
@@ -36,10 +35,25 @@ from tendril_diloco.params import (
     save_params,
     snapshot,
 )
+from tendril_sdk import DEFAULT_RETRY, BridgeClient, BridgeError, BridgeReason, Directive, DirectiveKind, ProgressKind
 
 THETA0 = "params/theta0.safetensors"
 CURRENT = "params/current.safetensors"
 PUBLISH_RETRY_SECONDS = 60.0  # the parameter server may open the run a moment after we start
+# NOTE: the aggregate job that opens the run at the parameter server is dispatched next to
+# ours; until it runs, θ0 cannot be published (RUN_NOT_OPEN). Everything else is an answer.
+PUBLISH_RETRY = dataclasses.replace(
+    DEFAULT_RETRY, reasons=frozenset({BridgeReason.RUN_NOT_OPEN}), deadline=PUBLISH_RETRY_SECONDS
+)
+# SendUpdate answers that mean "this round went on without you": fetch θ, join the open round.
+ROUND_MISSED = frozenset(
+    {BridgeReason.ROUND_CLOSED, BridgeReason.ROUND_NOT_OPEN, BridgeReason.RUN_FINISHED, BridgeReason.RUN_CLOSED}
+)
+# ReceiveUpdate answers that mean "this round's update will not come to you" (a deadline that
+# ran out, at the parameter server or on the call itself, means the same).
+UPDATE_MISSED = frozenset(
+    {BridgeReason.ROUND_STILL_OPEN, BridgeReason.UPDATE_GONE, BridgeReason.ROUND_NOT_OPEN, BridgeReason.RUN_CLOSED}
+)
 
 
 @dataclasses.dataclass
@@ -67,7 +81,7 @@ class RoundStats:
 class Trainer:
     """One worker's part of a DiLoCo run."""
 
-    def __init__(self, config: TrainConfig, bridge: Bridge, *, log: Callable[..., Any]) -> None:
+    def __init__(self, config: TrainConfig, bridge: BridgeClient, *, log: Callable[..., Any]) -> None:
         self.config = config
         self.bridge = bridge
         self.log = log
@@ -88,7 +102,6 @@ class Trainer:
             self.accelerator = Accelerator(mixed_precision=cfg.mixed_precision)
         except (ValueError, RuntimeError) as exc:
             raise ExecutorError(
-                ErrorKind.FAILED_PRECONDITION,
                 f"mixed precision {cfg.mixed_precision!r} is not available here: {exc} (use --mixed-precision no)",
                 reason="MIXED_PRECISION",
             ) from exc
@@ -110,23 +123,16 @@ class Trainer:
     async def _join_run(self) -> None:
         """Offer θ0 (the first offer of the run wins), then start from the run's current θ."""
         save_params(self.theta0, self.bridge.work_dir / THETA0)
-        deadline = time.monotonic() + PUBLISH_RETRY_SECONDS
-        while True:
-            try:
-                accepted, _ = await self.bridge.publish_parameters(THETA0)
-                break
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() != grpc.StatusCode.NOT_FOUND or time.monotonic() > deadline:
-                    raise
-            await asyncio.sleep(1.0)
-        self.log("parameters.published", accepted=accepted)
+        published = await self.bridge.publish_parameters(THETA0, retry_policy=PUBLISH_RETRY)
+        self.log("parameters.published", accepted=published.accepted)
         (self.bridge.work_dir / THETA0).unlink(missing_ok=True)
         await self._resync()
 
     async def _resync(self) -> None:
         """Continue from the parameter server's current θ and round."""
-        path, round_index = await self.bridge.fetch_parameters(CURRENT)
-        theta = load_params(path)
+        fetched = await self.bridge.fetch_parameters(CURRENT)
+        round_index = fetched.round
+        theta = load_params(fetched.path)
         load_into(self._plain_model, theta)
         self._start = theta
         self.round = round_index
@@ -160,17 +166,16 @@ class Trainer:
             loss, seconds = await asyncio.to_thread(self._step, batch)
             if not math.isfinite(loss):
                 raise ExecutorError(
-                    ErrorKind.FAILED_PRECONDITION,
                     f"the loss became {loss} in round {self.round}; "
                     "lower training.inner.lr, or set training.mixed_precision to 'no'",
                     reason="LOSS_NOT_FINITE",
                 )
             size = int(batch.shape[0])
             self.stats.add(size, loss, seconds)
-            directive = await self.bridge.report(
-                "batch", self.round, batch_size=size, batch_seconds=seconds, metrics={"loss": loss}
+            directive = await self.bridge.report_progress(
+                ProgressKind.BATCH, self.round, batch_size=size, batch_seconds=seconds, metrics={"loss": loss}
             )
-            if directive.kind == "done":
+            if directive.kind == DirectiveKind.DONE:
                 self.log("run.done", round=self.round)
                 return
             self._count_down(directive)
@@ -179,12 +184,12 @@ class Trainer:
 
     async def _next_slice(self) -> Path:
         began = time.perf_counter()
-        path = await self.bridge.next_slice()
+        piece = await self.bridge.next_slice()
         self.stats.data_wait_seconds += time.perf_counter() - began
-        return path
+        return piece.path
 
     def _count_down(self, directive: Directive) -> None:
-        if directive.kind == "schedule_update":
+        if directive.kind == DirectiveKind.SCHEDULE_UPDATE:
             self._remaining = directive.batches_until_update
         elif self._remaining is not None:
             self._remaining = max(0, self._remaining - 1)
@@ -194,14 +199,15 @@ class Trainer:
         r, stats = self.round, self.stats
         delta_rel = f"updates/delta-{r:05d}.safetensors"
         save_params(compute_delta(self._start, snapshot(self._plain_model)), self.bridge.work_dir / delta_rel)
-        await self.bridge.report("update_sent", r)
+        await self.bridge.report_progress(ProgressKind.UPDATE_SENT, r)
         try:
-            bytes_sent, send_seconds = await self.bridge.send_update(delta_rel, r, float(stats.samples))
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.ALREADY_EXISTS:
+            sent = await self.bridge.send_update(delta_rel, r, float(stats.samples))
+            bytes_sent, send_seconds = sent.bytes_sent, sent.seconds
+        except BridgeError as exc:
+            if exc.reason == BridgeReason.ALREADY_COMMITTED:
                 bytes_sent, send_seconds = 0, 0.0  # a retried push that had already counted
-            elif exc.code() == grpc.StatusCode.FAILED_PRECONDITION:
-                self.log("round.missed", round=r, reason=exc.details())
+            elif exc.reason in ROUND_MISSED:
+                self.log("round.missed", round=r, reason=str(exc.reason), error=exc.message)
                 await self._resync()
                 return True
             else:
@@ -218,31 +224,30 @@ class Trainer:
             "bytes_sent": bytes_sent,
             "send_seconds": send_seconds,
         }
-        await self.bridge.report("metrics", r, metrics=metrics)
+        await self.bridge.report_progress(ProgressKind.METRICS, r, metrics=metrics)
         try:
-            path, bytes_received, receive_seconds, contributors = await self.bridge.receive_update(
-                r, self.config.receive_timeout
-            )
-        except grpc.aio.AioRpcError as exc:
-            if exc.code() not in (grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.FAILED_PRECONDITION):
+            received = await self.bridge.receive_update(r, timeout_seconds=self.config.receive_timeout)
+        except BridgeError as exc:
+            if exc.reason not in UPDATE_MISSED and exc.code != grpc.StatusCode.DEADLINE_EXCEEDED:
                 raise
-            self.log("round.update_missed", round=r, reason=exc.details())
+            self.log("round.update_missed", round=r, reason=str(exc.reason), error=exc.message)
             await self._resync()
             return True
+        path, contributors = received.path, received.contributors
         theta = apply_update(self._start, load_params(path))
         load_into(self._plain_model, theta)
         self._start = theta
         if not self.config.keep_updates:
             path.unlink(missing_ok=True)
         self.log("round.done", round=r, loss=stats.mean_loss, samples=stats.samples, contributors=contributors)
-        directive = await self.bridge.report(
-            "update_received",
+        directive = await self.bridge.report_progress(
+            ProgressKind.UPDATE_RECEIVED,
             r,
             metrics={
-                "bytes_received": bytes_received,
-                "receive_seconds": receive_seconds,
+                "bytes_received": received.bytes_received,
+                "receive_seconds": received.seconds,
                 "contributors": contributors,
             },
         )
         self.round, self.stats, self._remaining = r + 1, RoundStats(), None
-        return directive.kind != "done"
+        return directive.kind != DirectiveKind.DONE

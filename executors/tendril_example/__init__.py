@@ -23,6 +23,10 @@ in its own process group with its work dir as the current directory and these en
 * ``TENDRIL_BRIDGE_TOKEN`` — send it on every call as metadata
   ``authorization: Bearer <token>``; a missing or wrong token gets UNAUTHENTICATED.
 
+In Python, the SDK does all of this: ``pip install ./clients/python`` (the ``tendril-sdk``
+distribution, without the worker), then ``tendril_sdk.BridgeClient.from_env()`` and one
+awaitable method per RPC, as this executor does (see docs/EXECUTORS.md).
+
 The bridge is plain gRPC (``protos/tendril/bridge/v1/bridge.proto``, service
 ``tendril.bridge.v1.JobBridgeService``) on that socket: generate stubs for your language
 with protoc (or call it with ``grpcurl -unix -plaintext -H "authorization: Bearer $TOKEN"

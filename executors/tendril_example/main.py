@@ -12,12 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import grpc
-from google.protobuf import json_format
-
-from tendril.core import tracing
-from tendril.core.channel import open_channel
-from tendril_proto.bridge.v1 import bridge_pb2, bridge_pb2_grpc
+from tendril_sdk import BridgeClient, BridgeError, ExecutorEnvError, JobDescriptorError, tracing
 
 EXIT_ON_SIGTERM = 128 + signal.SIGTERM  # 143, what a shell reports for a SIGTERM death
 
@@ -32,23 +27,17 @@ def _write_result(result: dict[str, Any]) -> Path:
     return path
 
 
-async def run(socket_path: str, token: str) -> int:
-    metadata = (("authorization", f"Bearer {token}"),)
-    async with open_channel(f"unix:{socket_path}") as channel:
-        bridge = bridge_pb2_grpc.JobBridgeServiceStub(channel)
-        job = await bridge.GetJob(bridge_pb2.GetJobRequest(), metadata=metadata, timeout=30)
-        config: dict[str, Any] = json_format.MessageToDict(job.config)
+async def run(bridge: BridgeClient) -> int:
+    async with bridge:
+        job = await bridge.get_job()
+        config = job.config
         _say(f"job {job.job_id} on worker {job.worker_id}, config {json.dumps(config, sort_keys=True)}")
         result: dict[str, Any] = {"job_id": job.job_id, "worker_id": job.worker_id, "config": config}
         uri = config.get("fetch")
         if uri:
-            fetched = await bridge.FetchResource(
-                bridge_pb2.FetchResourceRequest(uri=uri, sha256=config.get("fetch_sha256", "")),
-                metadata=metadata,
-                timeout=300,
-            )
-            _say(f"fetched {uri} -> {fetched.path} ({fetched.size_bytes} bytes, sha256 {fetched.sha256})")
-            result["fetched"] = {"path": fetched.path, "size_bytes": fetched.size_bytes, "sha256": fetched.sha256}
+            fetched = await bridge.fetch_resource(uri, sha256=config.get("fetch_sha256", ""))
+            _say(f"fetched {uri} -> {fetched.relative} ({fetched.size_bytes} bytes, sha256 {fetched.sha256})")
+            result["fetched"] = {"path": fetched.relative, "size_bytes": fetched.size_bytes, "sha256": fetched.sha256}
     sleep = float(config.get("sleep_seconds", 0) or 0)
     exit_code = int(config.get("exit_code", 0) or 0)
     result["exit_code"] = exit_code
@@ -62,11 +51,12 @@ async def run(socket_path: str, token: str) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Tendril example executor")
-    parser.add_argument("--socket", default=os.environ.get("SOCKET_PATH", ""), help="the job bridge's Unix socket")
+    parser.add_argument("--socket", default=None, help="the job bridge's Unix socket (default: env SOCKET_PATH)")
     args = parser.parse_args(argv)
-    token = os.environ.get("TENDRIL_BRIDGE_TOKEN", "")
-    if not args.socket or not token:
-        print("example executor: needs --socket (or env SOCKET_PATH) and env TENDRIL_BRIDGE_TOKEN", file=sys.stderr)
+    try:
+        bridge = BridgeClient.from_env(socket_path=args.socket)
+    except (ExecutorEnvError, JobDescriptorError) as exc:
+        print(f"example executor: {exc}", file=sys.stderr)
         sys.exit(2)
 
     def on_sigterm(signum: int, frame: Any) -> None:
@@ -74,12 +64,12 @@ def main(argv: list[str] | None = None) -> None:
         os._exit(EXIT_ON_SIGTERM)  # nothing to flush or save: leave at once
 
     signal.signal(signal.SIGTERM, on_sigterm)
-    tracing.setup_executor("example")  # when OTEL_*/TENDRIL_TRACE_FILE is set: joins the Dispatch trace
+    tracing.setup("example")  # when OTEL_*/TENDRIL_TRACE_FILE is set: joins the Dispatch trace
     started = time.monotonic()
     try:
-        code = asyncio.run(run(args.socket, token))
-    except grpc.aio.AioRpcError as exc:
-        _say(f"bridge call failed: {exc.code().name}: {exc.details()}")
+        code = asyncio.run(run(bridge))
+    except BridgeError as exc:
+        _say(f"bridge call failed: {exc.code.name}: {exc.message} (reason {exc.reason or 'none'})")
         code = 1
     _say(f"ran {time.monotonic() - started:.2f} s")
     sys.exit(code)

@@ -12,11 +12,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 import torch
 from safetensors.torch import save_file
 
-from tendril_diloco.bridge import Directive
 from tendril_diloco.config import parse_config
 from tendril_diloco.data import Batches, load_slice
 from tendril_diloco.errors import ExecutorError
@@ -29,7 +29,19 @@ from tendril_diloco.params import (
     save_params,
     snapshot,
 )
-from tendril_diloco.trainer import Trainer
+from tendril_diloco.trainer import PUBLISH_RETRY, Trainer
+from tendril_proto.scheduler.v1 import scheduler_pb2
+from tendril_sdk import (
+    BridgeError,
+    BridgeReason,
+    Directive,
+    DirectiveKind,
+    FetchedParameters,
+    PublishedParameters,
+    ReceivedUpdate,
+    SentUpdate,
+    Slice,
+)
 
 MODEL = {"n_layer": 1, "n_head": 2, "n_embd": 16, "vocab_size": 33, "n_positions": 8}
 
@@ -159,43 +171,44 @@ class _FakeBridge:
     round: int = 0
     slices: int = 0
 
-    async def next_slice(self) -> Path:
+    async def next_slice(self) -> Slice:
         self.slices += 1
-        return _slice(self.work_dir / f"data-{self.slices}.safetensors", 8, start=self.slices)
+        path = _slice(self.work_dir / f"data-{self.slices}.safetensors", 8, start=self.slices)
+        return Slice(path, path.name, scheduler_pb2.SliceAssignment(), 0.0)
 
-    async def publish_parameters(self, rel: str) -> tuple[bool, int]:
+    async def publish_parameters(self, rel: str, **kw: Any) -> PublishedParameters:
         accepted = self.theta is None
         if accepted:
             self.theta = load_params(self.work_dir / rel)
-        return accepted, self.round
+        return PublishedParameters(accepted, self.round)
 
-    async def fetch_parameters(self, rel: str) -> tuple[Path, int]:
+    async def fetch_parameters(self, rel: str) -> FetchedParameters:
         assert self.theta is not None
         save_params(self.theta, self.work_dir / rel)
-        return self.work_dir / rel, self.round
+        return FetchedParameters(self.work_dir / rel, rel, self.round)
 
-    async def send_update(self, rel: str, round_index: int, weight: float) -> tuple[int, float]:
+    async def send_update(self, rel: str, round_index: int, weight: float) -> SentUpdate:
         self.deltas[round_index] = load_params(self.work_dir / rel)
         self.weights[round_index] = weight
-        return (self.work_dir / rel).stat().st_size, 0.01
+        return SentUpdate((self.work_dir / rel).stat().st_size, 0.01)
 
-    async def receive_update(self, round_index: int, timeout: float) -> tuple[Path, int, float, int]:
+    async def receive_update(self, round_index: int, *, timeout_seconds: float) -> ReceivedUpdate:
         assert self.theta is not None
         update = {k: -0.5 * v for k, v in self.deltas[round_index].items()}
         self.theta = {k: self.theta[k] + update[k] for k in self.theta}
         self.round = round_index + 1
         path = self.work_dir / f"updates/round-{round_index}.safetensors"
         save_params(update, path)
-        return path, path.stat().st_size, 0.02, 1
+        return ReceivedUpdate(path, path.name, path.stat().st_size, 0.02, 1)
 
-    async def report(self, kind: str, round_index: int, **kw: Any) -> Directive:
+    async def report_progress(self, kind: str, round_index: int, **kw: Any) -> Directive:
         self.reports.append((kind, round_index, dict(kw.get("metrics") or {})))
         batches = sum(1 for k, r, _ in self.reports if k == "batch" and r == round_index)
         if kind == "batch":
-            return Directive("schedule_update", max(0, 3 - batches), round_index)
+            return Directive(DirectiveKind.SCHEDULE_UPDATE, max(0, 3 - batches), round_index)
         if kind == "update_received" and round_index + 1 >= 2:
-            return Directive("done", 0, round_index)
-        return Directive("continue", 0, round_index)
+            return Directive(DirectiveKind.DONE, 0, round_index)
+        return Directive(DirectiveKind.CONTINUE, 0, round_index)
 
 
 async def test_trainer_loop_sends_delta_and_applies_update(tmp_path: Path) -> None:
@@ -225,6 +238,79 @@ async def test_trainer_loop_sends_delta_and_applies_update(tmp_path: Path) -> No
         "round-0.safetensors",
         "round-1.safetensors",
     ]
+
+
+@dataclasses.dataclass
+class _RefusingBridge(_FakeBridge):
+    """The fake bridge, answering chosen rounds' SendUpdate/ReceiveUpdate with an error."""
+
+    send_errors: dict[int, BridgeError] = dataclasses.field(default_factory=dict)
+    receive_errors: dict[int, BridgeError] = dataclasses.field(default_factory=dict)
+    fetches: int = 0
+
+    async def fetch_parameters(self, rel: str) -> FetchedParameters:
+        self.fetches += 1
+        return await super().fetch_parameters(rel)
+
+    async def send_update(self, rel: str, round_index: int, weight: float) -> SentUpdate:
+        if error := self.send_errors.pop(round_index, None):
+            if error.reason == BridgeReason.ALREADY_COMMITTED:
+                await super().send_update(rel, round_index, weight)  # an earlier try did count
+            raise error
+        return await super().send_update(rel, round_index, weight)
+
+    async def receive_update(self, round_index: int, *, timeout_seconds: float) -> ReceivedUpdate:
+        if error := self.receive_errors.pop(round_index, None):
+            raise error
+        return await super().receive_update(round_index, timeout_seconds=timeout_seconds)
+
+
+def _trainer(bridge: _FakeBridge, events: list[tuple[str, dict[str, Any]]]) -> Trainer:
+    log = lambda event, **fields: events.append((event, fields))  # noqa: E731
+    return Trainer(parse_config(_config()), bridge, log=log)  # type: ignore[arg-type]
+
+
+async def test_trainer_rejoins_on_the_reasons_that_mean_a_missed_round(tmp_path: Path) -> None:
+    bridge = _RefusingBridge(
+        tmp_path,
+        send_errors={0: BridgeError(grpc.StatusCode.FAILED_PRECONDITION, "round 0 closed", reason="ROUND_CLOSED")},
+        receive_errors={
+            1: BridgeError(grpc.StatusCode.DEADLINE_EXCEEDED, "round 1 still open", reason="ROUND_STILL_OPEN")
+        },
+    )
+    events: list[tuple[str, dict[str, Any]]] = []
+    await _trainer(bridge, events).run()
+    missed = [(e, f["round"], f["reason"]) for e, f in events if e in ("round.missed", "round.update_missed")]
+    assert missed == [("round.missed", 0, "ROUND_CLOSED"), ("round.update_missed", 1, "ROUND_STILL_OPEN")]
+    assert bridge.fetches == 3  # the start, then once per missed round
+    assert bridge.reports[-1][:2] == ("update_received", 1)  # and the scheduler said DONE
+    # An update that already counted (a retried send) is not an error.
+    counted = _RefusingBridge(
+        tmp_path / "again",
+        send_errors={0: BridgeError(grpc.StatusCode.ALREADY_EXISTS, "counted", reason="ALREADY_COMMITTED")},
+    )
+    (tmp_path / "again").mkdir()
+    await _trainer(counted, []).run()
+    assert counted.fetches == 1
+    sent = [m for k, r, m in counted.reports if k == "metrics" and r == 0]
+    assert sent[0]["bytes_sent"] == 0
+
+
+async def test_trainer_fails_on_other_refusals_of_the_same_code(tmp_path: Path) -> None:
+    bridge = _RefusingBridge(
+        tmp_path,
+        send_errors={0: BridgeError(grpc.StatusCode.FAILED_PRECONDITION, "no run_id", reason="JOB_CONFIG_MISSING")},
+    )
+    with pytest.raises(BridgeError) as err:
+        await _trainer(bridge, []).run()
+    assert err.value.reason is BridgeReason.JOB_CONFIG_MISSING and bridge.fetches == 1
+
+
+def test_publishing_retries_only_a_run_that_is_not_open_yet() -> None:
+    assert PUBLISH_RETRY.retryable(BridgeError(grpc.StatusCode.NOT_FOUND, "not open", reason="RUN_NOT_OPEN"))
+    assert PUBLISH_RETRY.retryable(BridgeError(grpc.StatusCode.UNAVAILABLE, "bridge away"))
+    assert not PUBLISH_RETRY.retryable(BridgeError(grpc.StatusCode.NOT_FOUND, "no θ0", reason="FILE_NOT_FOUND"))
+    assert PUBLISH_RETRY.deadline == 60.0
 
 
 def _spawn_executor(tmp_path: Path, config: dict[str, Any], env: dict[str, str]) -> subprocess.Popen[bytes]:

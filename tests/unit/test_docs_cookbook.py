@@ -15,6 +15,7 @@ import pytest
 from grpc_health.v1 import health_pb2
 
 import tendril_proto
+from tendril_sdk import BridgeReason
 from tests.cookbook import DOCUMENTED_PORTS, PROVIDED_ENV, CookbookError, json_path, parse, substitute
 from tests.unit.test_error_reasons import declared_reasons
 
@@ -65,7 +66,9 @@ def _known() -> tuple[dict[str, set[str]], set[str], set[str]]:
 def _reasons() -> set[str]:
     """The declared reasons, and the literal ones of code whose reasons are not declared yet."""
     text = "\n".join(f.read_text() for f in [*(ROOT / "services").rglob("*.py"), *(ROOT / "executors").rglob("*.py")])
-    return declared_reasons() | set(re.findall(r"reason=\"([A-Z0-9_]+)\"", text))
+    # The bridge's reasons are the SDK's BridgeReason members (tests/unit/test_sdk_errors.py
+    # checks that each one is raised).
+    return declared_reasons() | set(re.findall(r"reason=\"([A-Z0-9_]+)\"", text)) | {r.value for r in BridgeReason}
 
 
 @pytest.mark.parametrize("doc", CHECKED)

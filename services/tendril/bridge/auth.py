@@ -15,9 +15,9 @@ import grpc
 from tendril.bridge.errors import BridgeError
 from tendril.core.errors import ErrorKind
 from tendril.core.interceptors import wrap_handler
+from tendril_sdk.bridge import AUTHORIZATION_KEY, TOKEN_ENV
+from tendril_sdk.errors import BridgeReason
 
-AUTHORIZATION_KEY = "authorization"
-TOKEN_ENV = "TENDRIL_BRIDGE_TOKEN"
 OPEN_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
 
 
@@ -30,7 +30,7 @@ def _refusal(why: str) -> BridgeError:
     return BridgeError(
         ErrorKind.UNAUTHENTICATED,
         f"{why}; send metadata 'authorization: Bearer <token>' with the token from env {TOKEN_ENV}",
-        reason="BAD_BRIDGE_TOKEN",
+        reason=BridgeReason.BAD_BRIDGE_TOKEN,
     )
 
 

@@ -21,6 +21,7 @@ from tendril.bridge.fetch import Fetched, check_request, default_name, download
 from tendril.bridge.files import landing
 from tendril.bridge.paths import confine, relative_to
 from tendril.core.errors import ErrorKind
+from tendril_sdk.errors import BridgeReason
 
 ARTIFACTS = "artifacts"
 DATA = "data"
@@ -69,7 +70,7 @@ class BridgeCore:
             raise BridgeError(
                 ErrorKind.NOT_FOUND,
                 f"{what} {relative!r} is not a file in the work dir; write it first, then call again",
-                reason="FILE_NOT_FOUND",
+                reason=BridgeReason.FILE_NOT_FOUND,
                 metadata={"path": relative[:200]},
             )
         return path
@@ -92,7 +93,7 @@ class BridgeCore:
                 ErrorKind.FAILED_PRECONDITION,
                 f"job {self.job.job_id} has no {key!r} in its config, needed {purpose}; "
                 f"the scheduler must dispatch it with config.{key}",
-                reason="JOB_CONFIG_MISSING",
+                reason=BridgeReason.JOB_CONFIG_MISSING,
                 metadata={"key": key},
             )
         return value
@@ -109,14 +110,18 @@ class BridgeCore:
             raise BridgeError(
                 ErrorKind.FAILED_PRECONDITION,
                 f"job {self.job.job_id} has codec {codec!r}; use one of {', '.join(CODECS)}",
-                reason="JOB_CONFIG_BAD",
+                reason=BridgeReason.JOB_CONFIG_BAD,
                 metadata={"key": "codec"},
             )
         return str(codec)
 
     def round_timeout(self, requested: float) -> float:
         if requested < 0:
-            raise BridgeError(ErrorKind.INVALID_ARGUMENT, "timeout_seconds must be >= 0 (0: the job's round timeout)")
+            raise BridgeError(
+                ErrorKind.INVALID_ARGUMENT,
+                "timeout_seconds must be >= 0 (0: the job's round timeout)",
+                reason=BridgeReason.BAD_TIMEOUT,
+            )
         if requested:
             return requested
         configured = self.job.config.get("round_timeout_seconds")
@@ -130,7 +135,7 @@ class BridgeCore:
                 ErrorKind.FAILED_PRECONDITION,
                 f"job {self.job.job_id} has no scheduler (it was dispatched without coordinator_address), "
                 f"so there is nobody to {purpose}",
-                reason="NO_SCHEDULER",
+                reason=BridgeReason.NO_SCHEDULER,
             )
         return self.job.coordinator_address
 
@@ -144,7 +149,7 @@ class BridgeCore:
             raise BridgeError(
                 ErrorKind.INVALID_ARGUMENT,
                 f"uri {uri!r} ends without a file name; give dest (a path relative to artifacts/)",
-                reason="BAD_DEST",
+                reason=BridgeReason.BAD_DEST,
             )
         target = self.resolve(name, within=ARTIFACTS, what="dest")
         stop = threading.Event()
@@ -165,7 +170,7 @@ class BridgeCore:
                 ErrorKind.UNAVAILABLE,
                 f"the DataFetcher returned {cache_path}, which is not a file (evicted meanwhile?); "
                 "call NextSlice again",
-                reason="SLICE_MISSING",
+                reason=BridgeReason.SLICE_MISSING,
             )
         target = self.resolve(slice_name or source.name, within=DATA, what="slice name")
         with landing(target) as tmp:

@@ -22,6 +22,7 @@ from typing import BinaryIO
 from tendril.bridge.errors import BridgeError
 from tendril.bridge.files import landing
 from tendril.core.errors import ErrorKind
+from tendril_sdk.errors import BridgeReason
 
 CHUNK_BYTES = 1024 * 1024
 SHA256_PATTERN = re.compile(r"[0-9a-fA-F]{64}")
@@ -48,21 +49,21 @@ def check_request(uri: str, sha256: str) -> urllib.parse.ParseResult:
         raise BridgeError(
             ErrorKind.INVALID_ARGUMENT,
             f"uri {uri!r} has scheme {parsed.scheme or '(none)'!r}; use file:///absolute/path, http:// or https://",
-            reason="BAD_URI",
+            reason=BridgeReason.BAD_URI,
         )
     if parsed.scheme == "file" and parsed.netloc not in ("", "localhost"):
         raise BridgeError(
             ErrorKind.INVALID_ARGUMENT,
             f"uri {uri!r} names host {parsed.netloc!r}; file:// URIs must be local (file:///absolute/path)",
-            reason="BAD_URI",
+            reason=BridgeReason.BAD_URI,
         )
     if parsed.scheme != "file" and not parsed.netloc:
-        raise BridgeError(ErrorKind.INVALID_ARGUMENT, f"uri {uri!r} has no host", reason="BAD_URI")
+        raise BridgeError(ErrorKind.INVALID_ARGUMENT, f"uri {uri!r} has no host", reason=BridgeReason.BAD_URI)
     if sha256 and not SHA256_PATTERN.fullmatch(sha256):
         raise BridgeError(
             ErrorKind.INVALID_ARGUMENT,
             f"sha256 {sha256[:80]!r} is not 64 hex digits; give the expected hex digest or leave it empty",
-            reason="BAD_SHA256",
+            reason=BridgeReason.BAD_SHA256,
         )
     return parsed
 
@@ -78,14 +79,20 @@ def _open_source(uri: str, parsed: urllib.parse.ParseResult, timeout: float) -> 
         try:
             if Path(path).is_dir():
                 raise BridgeError(
-                    ErrorKind.INVALID_ARGUMENT, f"{uri} is a directory; fetch files one by one", reason="BAD_URI"
+                    ErrorKind.INVALID_ARGUMENT,
+                    f"{uri} is a directory; fetch files one by one",
+                    reason=BridgeReason.BAD_URI,
                 )
             return open(path, "rb")
         except FileNotFoundError as exc:
-            raise BridgeError(ErrorKind.NOT_FOUND, f"{uri}: no such file", reason="RESOURCE_NOT_FOUND") from exc
+            raise BridgeError(
+                ErrorKind.NOT_FOUND, f"{uri}: no such file", reason=BridgeReason.RESOURCE_NOT_FOUND
+            ) from exc
         except PermissionError as exc:
             raise BridgeError(
-                ErrorKind.PERMISSION_DENIED, f"{uri}: the worker may not read it", reason="RESOURCE_FORBIDDEN"
+                ErrorKind.PERMISSION_DENIED,
+                f"{uri}: the worker may not read it",
+                reason=BridgeReason.RESOURCE_FORBIDDEN,
             ) from exc
     request = urllib.request.Request(uri, headers={"User-Agent": "tendril-bridge"})
     try:
@@ -96,13 +103,15 @@ def _open_source(uri: str, parsed: urllib.parse.ParseResult, timeout: float) -> 
             kind = ErrorKind.PERMISSION_DENIED
         elif exc.code >= 500:
             kind = ErrorKind.UNAVAILABLE
-        raise BridgeError(kind, f"{uri}: HTTP {exc.code} {exc.reason}", reason="RESOURCE_HTTP_ERROR") from exc
+        raise BridgeError(
+            kind, f"{uri}: HTTP {exc.code} {exc.reason}", reason=BridgeReason.RESOURCE_HTTP_ERROR
+        ) from exc
     except (urllib.error.URLError, OSError) as exc:
         why = getattr(exc, "reason", exc)
         raise BridgeError(
             ErrorKind.UNAVAILABLE,
             f"{uri}: cannot connect ({why}); check the address and that the server is up",
-            reason="RESOURCE_UNREACHABLE",
+            reason=BridgeReason.RESOURCE_UNREACHABLE,
         ) from exc
 
 
@@ -132,12 +141,12 @@ def download(
                 raise BridgeError(
                     ErrorKind.DATA_LOSS,
                     f"{uri}: sha256 is {got}, expected {sha256.lower()}; nothing was kept",
-                    reason="SHA256_MISMATCH",
+                    reason=BridgeReason.SHA256_MISMATCH,
                     metadata={"expected": sha256.lower(), "got": got},
                 )
     except OSError as exc:
         kind = ErrorKind.RESOURCE_EXHAUSTED if exc.errno == errno.ENOSPC else ErrorKind.UNAVAILABLE
         raise BridgeError(
-            kind, f"{uri}: transfer failed ({exc}); nothing was kept", reason="RESOURCE_TRANSFER"
+            kind, f"{uri}: transfer failed ({exc}); nothing was kept", reason=BridgeReason.RESOURCE_TRANSFER
         ) from exc
     return Fetched(dest, size, got)

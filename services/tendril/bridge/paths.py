@@ -16,13 +16,14 @@ from pathlib import Path, PurePosixPath
 
 from tendril.bridge.errors import BridgeError
 from tendril.core.errors import ErrorKind
+from tendril_sdk.errors import BridgeReason
 
 
 def _refuse(what: str, relative: str, why: str) -> BridgeError:
     return BridgeError(
         ErrorKind.INVALID_ARGUMENT,
         f"{what} {relative!r} {why}; give a path relative to the job's work dir, without '..'",
-        reason="PATH_NOT_CONFINED",
+        reason=BridgeReason.PATH_NOT_CONFINED,
         metadata={"path": relative[:200]},
     )
 

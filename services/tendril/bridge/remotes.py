@@ -13,7 +13,9 @@ import grpc
 
 from tendril.bridge.errors import BridgeError
 from tendril.core.channel import error_info_reason, open_channel
-from tendril.core.errors import kind_for_status
+from tendril.core.errors import TendrilError, kind_for_status
+from tendril.core.tensorstream import TensorStreamReason
+from tendril_sdk.errors import BridgeReason
 
 
 def remote_error(error: grpc.aio.AioRpcError, peer: str) -> BridgeError:
@@ -23,7 +25,7 @@ def remote_error(error: grpc.aio.AioRpcError, peer: str) -> BridgeError:
         hint = f"{peer} did not answer ({error.details()}); check that it runs, then retry"
     else:
         hint = f"{peer} answered {code.name}: {error.details()}"
-    return BridgeError(kind_for_status(code), hint, reason=error_info_reason(error) or f"REMOTE_{code.name}")
+    return BridgeError(kind_for_status(code), hint, reason=error_info_reason(error) or BridgeReason.remote(code))
 
 
 class Remotes:
@@ -54,3 +56,11 @@ async def calling(peer: str) -> AsyncIterator[None]:
         yield
     except grpc.aio.AioRpcError as exc:
         raise remote_error(exc, peer) from exc
+    except BridgeError:
+        raise
+    except TendrilError as exc:
+        # NOTE: the tensor-stream client reports a peer that gave no reason as RPC_FAILED; the
+        # bridge answers REMOTE_<code> for that, as for every other peer, and passes real
+        # reasons (ROUND_CLOSED, ...) on unchanged.
+        reason = BridgeReason.remote(exc.status_code) if exc.reason == TensorStreamReason.RPC_FAILED else exc.reason
+        raise BridgeError(exc.kind, exc.message, reason=reason, metadata=exc.metadata) from exc

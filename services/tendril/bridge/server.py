@@ -15,6 +15,7 @@ from tendril.core.errors import ErrorKind, PortInUseError
 from tendril.core.logs import get_logger
 from tendril.core.server import Binding, ServiceServer
 from tendril_proto.bridge.v1 import bridge_pb2_grpc
+from tendril_sdk.errors import BridgeReason
 
 log = get_logger("tendril.bridge")
 
@@ -55,7 +56,7 @@ class JobBridge:
             raise BridgeError(
                 ErrorKind.INTERNAL,
                 f"cannot listen on the bridge socket {self.job.socket_path}; check that the work dir is writable",
-                reason="BRIDGE_SOCKET_FAILED",
+                reason=BridgeReason.BRIDGE_SOCKET_FAILED,
             ) from exc
         os.chmod(self.job.socket_path, 0o600)
         if self.job.coordinator_address:

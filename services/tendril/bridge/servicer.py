@@ -24,6 +24,7 @@ from tendril_proto.bridge.v1 import bridge_pb2, bridge_pb2_grpc
 from tendril_proto.common.v1 import common_pb2
 from tendril_proto.data.v1 import data_pb2, data_pb2_grpc
 from tendril_proto.scheduler.v1 import scheduler_pb2, scheduler_pb2_grpc
+from tendril_sdk.errors import BridgeReason
 
 SERVICE_NAME = "tendril.bridge.v1.JobBridgeService"
 PROGRESS_TIMEOUT_SECONDS = 10.0
@@ -140,7 +141,7 @@ class BridgeServicer(bridge_pb2_grpc.JobBridgeServiceServicer):
             except BridgeError as exc:
                 # NOTE: a restarted DataFetcher has forgotten the jobs it served (they live in its
                 # memory): open this one again, once, instead of failing every later call.
-                if attempt or exc.reason != "JOB_NOT_OPEN":
+                if attempt or exc.reason != BridgeReason.JOB_NOT_OPEN:
                     raise
                 self._data_open = False
         raise AssertionError("unreachable")
@@ -151,7 +152,7 @@ class BridgeServicer(bridge_pb2_grpc.JobBridgeServiceServicer):
             raise BridgeError(
                 ErrorKind.INVALID_ARGUMENT,
                 f"weight must be > 0 (the samples processed this round), got {request.weight}",
-                reason="BAD_WEIGHT",
+                reason=BridgeReason.BAD_WEIGHT,
             )
         address, run_id, codec = self.core.parameter_server(), self.core.run_id(), self.core.codec()
         start = time.perf_counter()

@@ -18,21 +18,76 @@ const _ = grpc.SupportPackageIsVersion7
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type JobBridgeServiceClient interface {
 	// GetJob returns the job's description and configuration.
+	//
+	// Errors: only BAD_BRIDGE_TOKEN.
 	GetJob(ctx context.Context, in *GetJobRequest, opts ...grpc.CallOption) (*GetJobResponse, error)
 	// FetchResource downloads a file:// or http(s):// URI into artifacts/.
+	//
+	// Errors (nothing is kept after any of them): INVALID_ARGUMENT BAD_URI (not
+	// file:///absolute/path, http:// or https://, or a directory), BAD_SHA256 (not 64 hex
+	// digits), BAD_DEST (the URI ends without a file name and dest is empty); NOT_FOUND
+	// RESOURCE_NOT_FOUND (no such file); PERMISSION_DENIED RESOURCE_FORBIDDEN (the worker may not
+	// read the file); RESOURCE_HTTP_ERROR with NOT_FOUND (HTTP 404/410), PERMISSION_DENIED
+	// (401/403), UNAVAILABLE (5xx) or FAILED_PRECONDITION (other statuses); UNAVAILABLE
+	// RESOURCE_UNREACHABLE (cannot connect) or RESOURCE_TRANSFER (the download broke off;
+	// RESOURCE_EXHAUSTED when the disk is full); DATA_LOSS SHA256_MISMATCH (the bytes do not
+	// have the expected sha256).
 	FetchResource(ctx context.Context, in *FetchResourceRequest, opts ...grpc.CallOption) (*FetchResourceResponse, error)
 	// NextSlice returns the path of the next (prefetched) data slice.
+	//
+	// Errors: FAILED_PRECONDITION NO_SCHEDULER (the job was dispatched without a scheduler);
+	// UNAVAILABLE SLICE_MISSING (the cached slice vanished before it was linked; call again).
+	// From the DataFetcher: UNAVAILABLE FETCHER_STOPPING, UPSTREAM_UNAVAILABLE (scheduler or data
+	// node unreachable), DATA_NODE_UNAVAILABLE, STREAM_STALLED, STREAM_SHORT (all: retry);
+	// NOT_FOUND JOB_NOT_OPEN (the DataFetcher lost the job again right after reopening it;
+	// retry); FAILED_PRECONDITION JOB_CLOSED (no more slices for this job), UPSTREAM_REFUSED (the
+	// scheduler refused to assign; its reason is in metadata "upstream_reason"), BAD_ASSIGNMENT,
+	// SLICE_LARGER_THAN_CACHE; DATA_LOSS SLICE_SHA256_MISMATCH (the slice arrived damaged twice;
+	// call again for the next one); RESOURCE_EXHAUSTED CACHE_WRITE_FAILED.
 	NextSlice(ctx context.Context, in *NextSliceRequest, opts ...grpc.CallOption) (*NextSliceResponse, error)
 	// SendUpdate streams a pseudo-gradient file to the job's parameter server.
+	//
+	// Errors: NOT_FOUND FILE_NOT_FOUND (path is not a file in the work dir); INVALID_ARGUMENT
+	// BAD_WEIGHT (weight <= 0), BAD_FILE (not a SafeTensors file); FAILED_PRECONDITION
+	// JOB_CONFIG_MISSING (no parameter_server or run_id in the job's config), JOB_CONFIG_BAD (an
+	// unknown codec). From the parameter server: NOT_FOUND RUN_NOT_OPEN (the run's aggregate job
+	// has not opened it yet; retry); FAILED_PRECONDITION ROUND_CLOSED (the round closed without
+	// this update), ROUND_NOT_OPEN (the round is not open yet), RUN_FINISHED (the last round is
+	// over), RUN_CLOSED, NO_PARAMETERS (no θ0 yet) — after the first four, FetchParameters and
+	// join the open round; ALREADY_EXISTS ALREADY_COMMITTED (this worker's update of the round
+	// already counts, e.g. a retried send); INVALID_ARGUMENT LAYOUT_MISMATCH (tensors differ from
+	// θ0), NON_FINITE_UPDATE (NaN or Inf).
 	SendUpdate(ctx context.Context, in *SendUpdateRequest, opts ...grpc.CallOption) (*SendUpdateResponse, error)
 	// ReceiveUpdate waits for the outer update of a round and stores it in the work dir.
+	//
+	// Errors: INVALID_ARGUMENT BAD_TIMEOUT (timeout_seconds < 0); FAILED_PRECONDITION
+	// JOB_CONFIG_MISSING, JOB_CONFIG_BAD. From the parameter server: DEADLINE_EXCEEDED
+	// ROUND_STILL_OPEN (the round did not close in time); FAILED_PRECONDITION UPDATE_GONE (the
+	// round's update is no longer kept), ROUND_NOT_OPEN (the round is not open yet), RUN_CLOSED
+	// (the run was closed before the round did) — after these, FetchParameters and join the open
+	// round; NOT_FOUND RUN_NOT_OPEN; INTERNAL AGGREGATION_FAILED; DATA_LOSS SHA256_MISMATCH (the
+	// update arrived damaged; nothing was kept).
 	ReceiveUpdate(ctx context.Context, in *ReceiveUpdateRequest, opts ...grpc.CallOption) (*ReceiveUpdateResponse, error)
 	// ReportProgress forwards progress to the scheduler and returns its directive.
+	//
+	// Errors: FAILED_PRECONDITION NO_SCHEDULER. From the scheduler (the reference scheduler's
+	// reasons): NOT_FOUND UNKNOWN_JOB (the run no longer counts this job: stop),
+	// FAILED_PRECONDITION STALE_ROUND (a round older than one already reported),
+	// INVALID_ARGUMENT BAD_PROGRESS_KIND, BAD_BATCH (a BATCH report needs batch_size > 0). BATCH
+	// reports are forwarded in the background; a failed forward is answered to the next report.
 	ReportProgress(ctx context.Context, in *ReportProgressRequest, opts ...grpc.CallOption) (*ReportProgressResponse, error)
 	// PublishParameters offers initial parameters θ0 (a SafeTensors file) to the job's
 	// parameter server; the first offer of a run wins.
+	//
+	// Errors: NOT_FOUND FILE_NOT_FOUND; INVALID_ARGUMENT BAD_FILE; FAILED_PRECONDITION
+	// JOB_CONFIG_MISSING. From the parameter server: NOT_FOUND RUN_NOT_OPEN (the aggregate job
+	// has not opened the run yet; retry), FAILED_PRECONDITION RUN_CLOSED, INVALID_ARGUMENT
+	// NON_FINITE_PARAMETERS.
 	PublishParameters(ctx context.Context, in *PublishParametersRequest, opts ...grpc.CallOption) (*PublishParametersResponse, error)
 	// FetchParameters stores the parameter server's current θ in the work dir (join mid-run).
+	//
+	// Errors: FAILED_PRECONDITION JOB_CONFIG_MISSING. From the parameter server: NOT_FOUND
+	// RUN_NOT_OPEN (retry), FAILED_PRECONDITION NO_PARAMETERS (nobody published θ0 yet).
 	FetchParameters(ctx context.Context, in *FetchParametersRequest, opts ...grpc.CallOption) (*FetchParametersResponse, error)
 }
 
@@ -121,21 +176,76 @@ func (c *jobBridgeServiceClient) FetchParameters(ctx context.Context, in *FetchP
 // for forward compatibility
 type JobBridgeServiceServer interface {
 	// GetJob returns the job's description and configuration.
+	//
+	// Errors: only BAD_BRIDGE_TOKEN.
 	GetJob(context.Context, *GetJobRequest) (*GetJobResponse, error)
 	// FetchResource downloads a file:// or http(s):// URI into artifacts/.
+	//
+	// Errors (nothing is kept after any of them): INVALID_ARGUMENT BAD_URI (not
+	// file:///absolute/path, http:// or https://, or a directory), BAD_SHA256 (not 64 hex
+	// digits), BAD_DEST (the URI ends without a file name and dest is empty); NOT_FOUND
+	// RESOURCE_NOT_FOUND (no such file); PERMISSION_DENIED RESOURCE_FORBIDDEN (the worker may not
+	// read the file); RESOURCE_HTTP_ERROR with NOT_FOUND (HTTP 404/410), PERMISSION_DENIED
+	// (401/403), UNAVAILABLE (5xx) or FAILED_PRECONDITION (other statuses); UNAVAILABLE
+	// RESOURCE_UNREACHABLE (cannot connect) or RESOURCE_TRANSFER (the download broke off;
+	// RESOURCE_EXHAUSTED when the disk is full); DATA_LOSS SHA256_MISMATCH (the bytes do not
+	// have the expected sha256).
 	FetchResource(context.Context, *FetchResourceRequest) (*FetchResourceResponse, error)
 	// NextSlice returns the path of the next (prefetched) data slice.
+	//
+	// Errors: FAILED_PRECONDITION NO_SCHEDULER (the job was dispatched without a scheduler);
+	// UNAVAILABLE SLICE_MISSING (the cached slice vanished before it was linked; call again).
+	// From the DataFetcher: UNAVAILABLE FETCHER_STOPPING, UPSTREAM_UNAVAILABLE (scheduler or data
+	// node unreachable), DATA_NODE_UNAVAILABLE, STREAM_STALLED, STREAM_SHORT (all: retry);
+	// NOT_FOUND JOB_NOT_OPEN (the DataFetcher lost the job again right after reopening it;
+	// retry); FAILED_PRECONDITION JOB_CLOSED (no more slices for this job), UPSTREAM_REFUSED (the
+	// scheduler refused to assign; its reason is in metadata "upstream_reason"), BAD_ASSIGNMENT,
+	// SLICE_LARGER_THAN_CACHE; DATA_LOSS SLICE_SHA256_MISMATCH (the slice arrived damaged twice;
+	// call again for the next one); RESOURCE_EXHAUSTED CACHE_WRITE_FAILED.
 	NextSlice(context.Context, *NextSliceRequest) (*NextSliceResponse, error)
 	// SendUpdate streams a pseudo-gradient file to the job's parameter server.
+	//
+	// Errors: NOT_FOUND FILE_NOT_FOUND (path is not a file in the work dir); INVALID_ARGUMENT
+	// BAD_WEIGHT (weight <= 0), BAD_FILE (not a SafeTensors file); FAILED_PRECONDITION
+	// JOB_CONFIG_MISSING (no parameter_server or run_id in the job's config), JOB_CONFIG_BAD (an
+	// unknown codec). From the parameter server: NOT_FOUND RUN_NOT_OPEN (the run's aggregate job
+	// has not opened it yet; retry); FAILED_PRECONDITION ROUND_CLOSED (the round closed without
+	// this update), ROUND_NOT_OPEN (the round is not open yet), RUN_FINISHED (the last round is
+	// over), RUN_CLOSED, NO_PARAMETERS (no θ0 yet) — after the first four, FetchParameters and
+	// join the open round; ALREADY_EXISTS ALREADY_COMMITTED (this worker's update of the round
+	// already counts, e.g. a retried send); INVALID_ARGUMENT LAYOUT_MISMATCH (tensors differ from
+	// θ0), NON_FINITE_UPDATE (NaN or Inf).
 	SendUpdate(context.Context, *SendUpdateRequest) (*SendUpdateResponse, error)
 	// ReceiveUpdate waits for the outer update of a round and stores it in the work dir.
+	//
+	// Errors: INVALID_ARGUMENT BAD_TIMEOUT (timeout_seconds < 0); FAILED_PRECONDITION
+	// JOB_CONFIG_MISSING, JOB_CONFIG_BAD. From the parameter server: DEADLINE_EXCEEDED
+	// ROUND_STILL_OPEN (the round did not close in time); FAILED_PRECONDITION UPDATE_GONE (the
+	// round's update is no longer kept), ROUND_NOT_OPEN (the round is not open yet), RUN_CLOSED
+	// (the run was closed before the round did) — after these, FetchParameters and join the open
+	// round; NOT_FOUND RUN_NOT_OPEN; INTERNAL AGGREGATION_FAILED; DATA_LOSS SHA256_MISMATCH (the
+	// update arrived damaged; nothing was kept).
 	ReceiveUpdate(context.Context, *ReceiveUpdateRequest) (*ReceiveUpdateResponse, error)
 	// ReportProgress forwards progress to the scheduler and returns its directive.
+	//
+	// Errors: FAILED_PRECONDITION NO_SCHEDULER. From the scheduler (the reference scheduler's
+	// reasons): NOT_FOUND UNKNOWN_JOB (the run no longer counts this job: stop),
+	// FAILED_PRECONDITION STALE_ROUND (a round older than one already reported),
+	// INVALID_ARGUMENT BAD_PROGRESS_KIND, BAD_BATCH (a BATCH report needs batch_size > 0). BATCH
+	// reports are forwarded in the background; a failed forward is answered to the next report.
 	ReportProgress(context.Context, *ReportProgressRequest) (*ReportProgressResponse, error)
 	// PublishParameters offers initial parameters θ0 (a SafeTensors file) to the job's
 	// parameter server; the first offer of a run wins.
+	//
+	// Errors: NOT_FOUND FILE_NOT_FOUND; INVALID_ARGUMENT BAD_FILE; FAILED_PRECONDITION
+	// JOB_CONFIG_MISSING. From the parameter server: NOT_FOUND RUN_NOT_OPEN (the aggregate job
+	// has not opened the run yet; retry), FAILED_PRECONDITION RUN_CLOSED, INVALID_ARGUMENT
+	// NON_FINITE_PARAMETERS.
 	PublishParameters(context.Context, *PublishParametersRequest) (*PublishParametersResponse, error)
 	// FetchParameters stores the parameter server's current θ in the work dir (join mid-run).
+	//
+	// Errors: FAILED_PRECONDITION JOB_CONFIG_MISSING. From the parameter server: NOT_FOUND
+	// RUN_NOT_OPEN (retry), FAILED_PRECONDITION NO_PARAMETERS (nobody published θ0 yet).
 	FetchParameters(context.Context, *FetchParametersRequest) (*FetchParametersResponse, error)
 	mustEmbedUnimplementedJobBridgeServiceServer()
 }

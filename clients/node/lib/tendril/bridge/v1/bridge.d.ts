@@ -141,10 +141,23 @@ export declare const FetchParametersResponse: MessageFns<FetchParametersResponse
  * bridge.sock in the job's work dir, guarded by the job's token (metadata
  * "authorization: Bearer <token>", token in env TENDRIL_BRIDGE_TOKEN). Files are exchanged
  * by path relative to the work dir, never as raw bytes over the socket.
+ *
+ * Errors are rich statuses: the stable reason is the ErrorInfo.reason in the trailer
+ * grpc-status-details-bin (the Python SDK names every one in tendril_sdk.BridgeReason). Every
+ * RPC answers UNAUTHENTICATED BAD_BRIDGE_TOKEN when the token is missing or wrong, and
+ * INVALID_ARGUMENT PATH_NOT_CONFINED for a path that is empty, absolute, has ".." or leaves
+ * the work dir. A failure of a service behind the bridge (DataFetcher, parameter server,
+ * scheduler) keeps that service's status code and reason; when the service gave no reason, or
+ * could not be reached, the reason is REMOTE_<CODE> (e.g. UNAVAILABLE REMOTE_UNAVAILABLE).
+ * UNAVAILABLE always means "try again shortly".
  */
 export type JobBridgeServiceService = typeof JobBridgeServiceService;
 export declare const JobBridgeServiceService: {
-    /** GetJob returns the job's description and configuration. */
+    /**
+     * GetJob returns the job's description and configuration.
+     *
+     * Errors: only BAD_BRIDGE_TOKEN.
+     */
     readonly getJob: {
         readonly path: "/tendril.bridge.v1.JobBridgeService/GetJob";
         readonly requestStream: false;
@@ -154,7 +167,19 @@ export declare const JobBridgeServiceService: {
         readonly responseSerialize: (value: GetJobResponse) => Buffer;
         readonly responseDeserialize: (value: Buffer) => GetJobResponse;
     };
-    /** FetchResource downloads a file:// or http(s):// URI into artifacts/. */
+    /**
+     * FetchResource downloads a file:// or http(s):// URI into artifacts/.
+     *
+     * Errors (nothing is kept after any of them): INVALID_ARGUMENT BAD_URI (not
+     * file:///absolute/path, http:// or https://, or a directory), BAD_SHA256 (not 64 hex
+     * digits), BAD_DEST (the URI ends without a file name and dest is empty); NOT_FOUND
+     * RESOURCE_NOT_FOUND (no such file); PERMISSION_DENIED RESOURCE_FORBIDDEN (the worker may not
+     * read the file); RESOURCE_HTTP_ERROR with NOT_FOUND (HTTP 404/410), PERMISSION_DENIED
+     * (401/403), UNAVAILABLE (5xx) or FAILED_PRECONDITION (other statuses); UNAVAILABLE
+     * RESOURCE_UNREACHABLE (cannot connect) or RESOURCE_TRANSFER (the download broke off;
+     * RESOURCE_EXHAUSTED when the disk is full); DATA_LOSS SHA256_MISMATCH (the bytes do not
+     * have the expected sha256).
+     */
     readonly fetchResource: {
         readonly path: "/tendril.bridge.v1.JobBridgeService/FetchResource";
         readonly requestStream: false;
@@ -164,7 +189,19 @@ export declare const JobBridgeServiceService: {
         readonly responseSerialize: (value: FetchResourceResponse) => Buffer;
         readonly responseDeserialize: (value: Buffer) => FetchResourceResponse;
     };
-    /** NextSlice returns the path of the next (prefetched) data slice. */
+    /**
+     * NextSlice returns the path of the next (prefetched) data slice.
+     *
+     * Errors: FAILED_PRECONDITION NO_SCHEDULER (the job was dispatched without a scheduler);
+     * UNAVAILABLE SLICE_MISSING (the cached slice vanished before it was linked; call again).
+     * From the DataFetcher: UNAVAILABLE FETCHER_STOPPING, UPSTREAM_UNAVAILABLE (scheduler or data
+     * node unreachable), DATA_NODE_UNAVAILABLE, STREAM_STALLED, STREAM_SHORT (all: retry);
+     * NOT_FOUND JOB_NOT_OPEN (the DataFetcher lost the job again right after reopening it;
+     * retry); FAILED_PRECONDITION JOB_CLOSED (no more slices for this job), UPSTREAM_REFUSED (the
+     * scheduler refused to assign; its reason is in metadata "upstream_reason"), BAD_ASSIGNMENT,
+     * SLICE_LARGER_THAN_CACHE; DATA_LOSS SLICE_SHA256_MISMATCH (the slice arrived damaged twice;
+     * call again for the next one); RESOURCE_EXHAUSTED CACHE_WRITE_FAILED.
+     */
     readonly nextSlice: {
         readonly path: "/tendril.bridge.v1.JobBridgeService/NextSlice";
         readonly requestStream: false;
@@ -174,7 +211,20 @@ export declare const JobBridgeServiceService: {
         readonly responseSerialize: (value: NextSliceResponse) => Buffer;
         readonly responseDeserialize: (value: Buffer) => NextSliceResponse;
     };
-    /** SendUpdate streams a pseudo-gradient file to the job's parameter server. */
+    /**
+     * SendUpdate streams a pseudo-gradient file to the job's parameter server.
+     *
+     * Errors: NOT_FOUND FILE_NOT_FOUND (path is not a file in the work dir); INVALID_ARGUMENT
+     * BAD_WEIGHT (weight <= 0), BAD_FILE (not a SafeTensors file); FAILED_PRECONDITION
+     * JOB_CONFIG_MISSING (no parameter_server or run_id in the job's config), JOB_CONFIG_BAD (an
+     * unknown codec). From the parameter server: NOT_FOUND RUN_NOT_OPEN (the run's aggregate job
+     * has not opened it yet; retry); FAILED_PRECONDITION ROUND_CLOSED (the round closed without
+     * this update), ROUND_NOT_OPEN (the round is not open yet), RUN_FINISHED (the last round is
+     * over), RUN_CLOSED, NO_PARAMETERS (no θ0 yet) — after the first four, FetchParameters and
+     * join the open round; ALREADY_EXISTS ALREADY_COMMITTED (this worker's update of the round
+     * already counts, e.g. a retried send); INVALID_ARGUMENT LAYOUT_MISMATCH (tensors differ from
+     * θ0), NON_FINITE_UPDATE (NaN or Inf).
+     */
     readonly sendUpdate: {
         readonly path: "/tendril.bridge.v1.JobBridgeService/SendUpdate";
         readonly requestStream: false;
@@ -184,7 +234,17 @@ export declare const JobBridgeServiceService: {
         readonly responseSerialize: (value: SendUpdateResponse) => Buffer;
         readonly responseDeserialize: (value: Buffer) => SendUpdateResponse;
     };
-    /** ReceiveUpdate waits for the outer update of a round and stores it in the work dir. */
+    /**
+     * ReceiveUpdate waits for the outer update of a round and stores it in the work dir.
+     *
+     * Errors: INVALID_ARGUMENT BAD_TIMEOUT (timeout_seconds < 0); FAILED_PRECONDITION
+     * JOB_CONFIG_MISSING, JOB_CONFIG_BAD. From the parameter server: DEADLINE_EXCEEDED
+     * ROUND_STILL_OPEN (the round did not close in time); FAILED_PRECONDITION UPDATE_GONE (the
+     * round's update is no longer kept), ROUND_NOT_OPEN (the round is not open yet), RUN_CLOSED
+     * (the run was closed before the round did) — after these, FetchParameters and join the open
+     * round; NOT_FOUND RUN_NOT_OPEN; INTERNAL AGGREGATION_FAILED; DATA_LOSS SHA256_MISMATCH (the
+     * update arrived damaged; nothing was kept).
+     */
     readonly receiveUpdate: {
         readonly path: "/tendril.bridge.v1.JobBridgeService/ReceiveUpdate";
         readonly requestStream: false;
@@ -194,7 +254,15 @@ export declare const JobBridgeServiceService: {
         readonly responseSerialize: (value: ReceiveUpdateResponse) => Buffer;
         readonly responseDeserialize: (value: Buffer) => ReceiveUpdateResponse;
     };
-    /** ReportProgress forwards progress to the scheduler and returns its directive. */
+    /**
+     * ReportProgress forwards progress to the scheduler and returns its directive.
+     *
+     * Errors: FAILED_PRECONDITION NO_SCHEDULER. From the scheduler (the reference scheduler's
+     * reasons): NOT_FOUND UNKNOWN_JOB (the run no longer counts this job: stop),
+     * FAILED_PRECONDITION STALE_ROUND (a round older than one already reported),
+     * INVALID_ARGUMENT BAD_PROGRESS_KIND, BAD_BATCH (a BATCH report needs batch_size > 0). BATCH
+     * reports are forwarded in the background; a failed forward is answered to the next report.
+     */
     readonly reportProgress: {
         readonly path: "/tendril.bridge.v1.JobBridgeService/ReportProgress";
         readonly requestStream: false;
@@ -207,6 +275,11 @@ export declare const JobBridgeServiceService: {
     /**
      * PublishParameters offers initial parameters θ0 (a SafeTensors file) to the job's
      * parameter server; the first offer of a run wins.
+     *
+     * Errors: NOT_FOUND FILE_NOT_FOUND; INVALID_ARGUMENT BAD_FILE; FAILED_PRECONDITION
+     * JOB_CONFIG_MISSING. From the parameter server: NOT_FOUND RUN_NOT_OPEN (the aggregate job
+     * has not opened the run yet; retry), FAILED_PRECONDITION RUN_CLOSED, INVALID_ARGUMENT
+     * NON_FINITE_PARAMETERS.
      */
     readonly publishParameters: {
         readonly path: "/tendril.bridge.v1.JobBridgeService/PublishParameters";
@@ -217,7 +290,12 @@ export declare const JobBridgeServiceService: {
         readonly responseSerialize: (value: PublishParametersResponse) => Buffer;
         readonly responseDeserialize: (value: Buffer) => PublishParametersResponse;
     };
-    /** FetchParameters stores the parameter server's current θ in the work dir (join mid-run). */
+    /**
+     * FetchParameters stores the parameter server's current θ in the work dir (join mid-run).
+     *
+     * Errors: FAILED_PRECONDITION JOB_CONFIG_MISSING. From the parameter server: NOT_FOUND
+     * RUN_NOT_OPEN (retry), FAILED_PRECONDITION NO_PARAMETERS (nobody published θ0 yet).
+     */
     readonly fetchParameters: {
         readonly path: "/tendril.bridge.v1.JobBridgeService/FetchParameters";
         readonly requestStream: false;
@@ -229,59 +307,197 @@ export declare const JobBridgeServiceService: {
     };
 };
 export interface JobBridgeServiceServer extends UntypedServiceImplementation {
-    /** GetJob returns the job's description and configuration. */
+    /**
+     * GetJob returns the job's description and configuration.
+     *
+     * Errors: only BAD_BRIDGE_TOKEN.
+     */
     getJob: handleUnaryCall<GetJobRequest, GetJobResponse>;
-    /** FetchResource downloads a file:// or http(s):// URI into artifacts/. */
+    /**
+     * FetchResource downloads a file:// or http(s):// URI into artifacts/.
+     *
+     * Errors (nothing is kept after any of them): INVALID_ARGUMENT BAD_URI (not
+     * file:///absolute/path, http:// or https://, or a directory), BAD_SHA256 (not 64 hex
+     * digits), BAD_DEST (the URI ends without a file name and dest is empty); NOT_FOUND
+     * RESOURCE_NOT_FOUND (no such file); PERMISSION_DENIED RESOURCE_FORBIDDEN (the worker may not
+     * read the file); RESOURCE_HTTP_ERROR with NOT_FOUND (HTTP 404/410), PERMISSION_DENIED
+     * (401/403), UNAVAILABLE (5xx) or FAILED_PRECONDITION (other statuses); UNAVAILABLE
+     * RESOURCE_UNREACHABLE (cannot connect) or RESOURCE_TRANSFER (the download broke off;
+     * RESOURCE_EXHAUSTED when the disk is full); DATA_LOSS SHA256_MISMATCH (the bytes do not
+     * have the expected sha256).
+     */
     fetchResource: handleUnaryCall<FetchResourceRequest, FetchResourceResponse>;
-    /** NextSlice returns the path of the next (prefetched) data slice. */
+    /**
+     * NextSlice returns the path of the next (prefetched) data slice.
+     *
+     * Errors: FAILED_PRECONDITION NO_SCHEDULER (the job was dispatched without a scheduler);
+     * UNAVAILABLE SLICE_MISSING (the cached slice vanished before it was linked; call again).
+     * From the DataFetcher: UNAVAILABLE FETCHER_STOPPING, UPSTREAM_UNAVAILABLE (scheduler or data
+     * node unreachable), DATA_NODE_UNAVAILABLE, STREAM_STALLED, STREAM_SHORT (all: retry);
+     * NOT_FOUND JOB_NOT_OPEN (the DataFetcher lost the job again right after reopening it;
+     * retry); FAILED_PRECONDITION JOB_CLOSED (no more slices for this job), UPSTREAM_REFUSED (the
+     * scheduler refused to assign; its reason is in metadata "upstream_reason"), BAD_ASSIGNMENT,
+     * SLICE_LARGER_THAN_CACHE; DATA_LOSS SLICE_SHA256_MISMATCH (the slice arrived damaged twice;
+     * call again for the next one); RESOURCE_EXHAUSTED CACHE_WRITE_FAILED.
+     */
     nextSlice: handleUnaryCall<NextSliceRequest, NextSliceResponse>;
-    /** SendUpdate streams a pseudo-gradient file to the job's parameter server. */
+    /**
+     * SendUpdate streams a pseudo-gradient file to the job's parameter server.
+     *
+     * Errors: NOT_FOUND FILE_NOT_FOUND (path is not a file in the work dir); INVALID_ARGUMENT
+     * BAD_WEIGHT (weight <= 0), BAD_FILE (not a SafeTensors file); FAILED_PRECONDITION
+     * JOB_CONFIG_MISSING (no parameter_server or run_id in the job's config), JOB_CONFIG_BAD (an
+     * unknown codec). From the parameter server: NOT_FOUND RUN_NOT_OPEN (the run's aggregate job
+     * has not opened it yet; retry); FAILED_PRECONDITION ROUND_CLOSED (the round closed without
+     * this update), ROUND_NOT_OPEN (the round is not open yet), RUN_FINISHED (the last round is
+     * over), RUN_CLOSED, NO_PARAMETERS (no θ0 yet) — after the first four, FetchParameters and
+     * join the open round; ALREADY_EXISTS ALREADY_COMMITTED (this worker's update of the round
+     * already counts, e.g. a retried send); INVALID_ARGUMENT LAYOUT_MISMATCH (tensors differ from
+     * θ0), NON_FINITE_UPDATE (NaN or Inf).
+     */
     sendUpdate: handleUnaryCall<SendUpdateRequest, SendUpdateResponse>;
-    /** ReceiveUpdate waits for the outer update of a round and stores it in the work dir. */
+    /**
+     * ReceiveUpdate waits for the outer update of a round and stores it in the work dir.
+     *
+     * Errors: INVALID_ARGUMENT BAD_TIMEOUT (timeout_seconds < 0); FAILED_PRECONDITION
+     * JOB_CONFIG_MISSING, JOB_CONFIG_BAD. From the parameter server: DEADLINE_EXCEEDED
+     * ROUND_STILL_OPEN (the round did not close in time); FAILED_PRECONDITION UPDATE_GONE (the
+     * round's update is no longer kept), ROUND_NOT_OPEN (the round is not open yet), RUN_CLOSED
+     * (the run was closed before the round did) — after these, FetchParameters and join the open
+     * round; NOT_FOUND RUN_NOT_OPEN; INTERNAL AGGREGATION_FAILED; DATA_LOSS SHA256_MISMATCH (the
+     * update arrived damaged; nothing was kept).
+     */
     receiveUpdate: handleUnaryCall<ReceiveUpdateRequest, ReceiveUpdateResponse>;
-    /** ReportProgress forwards progress to the scheduler and returns its directive. */
+    /**
+     * ReportProgress forwards progress to the scheduler and returns its directive.
+     *
+     * Errors: FAILED_PRECONDITION NO_SCHEDULER. From the scheduler (the reference scheduler's
+     * reasons): NOT_FOUND UNKNOWN_JOB (the run no longer counts this job: stop),
+     * FAILED_PRECONDITION STALE_ROUND (a round older than one already reported),
+     * INVALID_ARGUMENT BAD_PROGRESS_KIND, BAD_BATCH (a BATCH report needs batch_size > 0). BATCH
+     * reports are forwarded in the background; a failed forward is answered to the next report.
+     */
     reportProgress: handleUnaryCall<ReportProgressRequest, ReportProgressResponse>;
     /**
      * PublishParameters offers initial parameters θ0 (a SafeTensors file) to the job's
      * parameter server; the first offer of a run wins.
+     *
+     * Errors: NOT_FOUND FILE_NOT_FOUND; INVALID_ARGUMENT BAD_FILE; FAILED_PRECONDITION
+     * JOB_CONFIG_MISSING. From the parameter server: NOT_FOUND RUN_NOT_OPEN (the aggregate job
+     * has not opened the run yet; retry), FAILED_PRECONDITION RUN_CLOSED, INVALID_ARGUMENT
+     * NON_FINITE_PARAMETERS.
      */
     publishParameters: handleUnaryCall<PublishParametersRequest, PublishParametersResponse>;
-    /** FetchParameters stores the parameter server's current θ in the work dir (join mid-run). */
+    /**
+     * FetchParameters stores the parameter server's current θ in the work dir (join mid-run).
+     *
+     * Errors: FAILED_PRECONDITION JOB_CONFIG_MISSING. From the parameter server: NOT_FOUND
+     * RUN_NOT_OPEN (retry), FAILED_PRECONDITION NO_PARAMETERS (nobody published θ0 yet).
+     */
     fetchParameters: handleUnaryCall<FetchParametersRequest, FetchParametersResponse>;
 }
 export interface JobBridgeServiceClient extends Client {
-    /** GetJob returns the job's description and configuration. */
+    /**
+     * GetJob returns the job's description and configuration.
+     *
+     * Errors: only BAD_BRIDGE_TOKEN.
+     */
     getJob(request: GetJobRequest, callback: (error: ServiceError | null, response: GetJobResponse) => void): ClientUnaryCall;
     getJob(request: GetJobRequest, metadata: Metadata, callback: (error: ServiceError | null, response: GetJobResponse) => void): ClientUnaryCall;
     getJob(request: GetJobRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: GetJobResponse) => void): ClientUnaryCall;
-    /** FetchResource downloads a file:// or http(s):// URI into artifacts/. */
+    /**
+     * FetchResource downloads a file:// or http(s):// URI into artifacts/.
+     *
+     * Errors (nothing is kept after any of them): INVALID_ARGUMENT BAD_URI (not
+     * file:///absolute/path, http:// or https://, or a directory), BAD_SHA256 (not 64 hex
+     * digits), BAD_DEST (the URI ends without a file name and dest is empty); NOT_FOUND
+     * RESOURCE_NOT_FOUND (no such file); PERMISSION_DENIED RESOURCE_FORBIDDEN (the worker may not
+     * read the file); RESOURCE_HTTP_ERROR with NOT_FOUND (HTTP 404/410), PERMISSION_DENIED
+     * (401/403), UNAVAILABLE (5xx) or FAILED_PRECONDITION (other statuses); UNAVAILABLE
+     * RESOURCE_UNREACHABLE (cannot connect) or RESOURCE_TRANSFER (the download broke off;
+     * RESOURCE_EXHAUSTED when the disk is full); DATA_LOSS SHA256_MISMATCH (the bytes do not
+     * have the expected sha256).
+     */
     fetchResource(request: FetchResourceRequest, callback: (error: ServiceError | null, response: FetchResourceResponse) => void): ClientUnaryCall;
     fetchResource(request: FetchResourceRequest, metadata: Metadata, callback: (error: ServiceError | null, response: FetchResourceResponse) => void): ClientUnaryCall;
     fetchResource(request: FetchResourceRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: FetchResourceResponse) => void): ClientUnaryCall;
-    /** NextSlice returns the path of the next (prefetched) data slice. */
+    /**
+     * NextSlice returns the path of the next (prefetched) data slice.
+     *
+     * Errors: FAILED_PRECONDITION NO_SCHEDULER (the job was dispatched without a scheduler);
+     * UNAVAILABLE SLICE_MISSING (the cached slice vanished before it was linked; call again).
+     * From the DataFetcher: UNAVAILABLE FETCHER_STOPPING, UPSTREAM_UNAVAILABLE (scheduler or data
+     * node unreachable), DATA_NODE_UNAVAILABLE, STREAM_STALLED, STREAM_SHORT (all: retry);
+     * NOT_FOUND JOB_NOT_OPEN (the DataFetcher lost the job again right after reopening it;
+     * retry); FAILED_PRECONDITION JOB_CLOSED (no more slices for this job), UPSTREAM_REFUSED (the
+     * scheduler refused to assign; its reason is in metadata "upstream_reason"), BAD_ASSIGNMENT,
+     * SLICE_LARGER_THAN_CACHE; DATA_LOSS SLICE_SHA256_MISMATCH (the slice arrived damaged twice;
+     * call again for the next one); RESOURCE_EXHAUSTED CACHE_WRITE_FAILED.
+     */
     nextSlice(request: NextSliceRequest, callback: (error: ServiceError | null, response: NextSliceResponse) => void): ClientUnaryCall;
     nextSlice(request: NextSliceRequest, metadata: Metadata, callback: (error: ServiceError | null, response: NextSliceResponse) => void): ClientUnaryCall;
     nextSlice(request: NextSliceRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: NextSliceResponse) => void): ClientUnaryCall;
-    /** SendUpdate streams a pseudo-gradient file to the job's parameter server. */
+    /**
+     * SendUpdate streams a pseudo-gradient file to the job's parameter server.
+     *
+     * Errors: NOT_FOUND FILE_NOT_FOUND (path is not a file in the work dir); INVALID_ARGUMENT
+     * BAD_WEIGHT (weight <= 0), BAD_FILE (not a SafeTensors file); FAILED_PRECONDITION
+     * JOB_CONFIG_MISSING (no parameter_server or run_id in the job's config), JOB_CONFIG_BAD (an
+     * unknown codec). From the parameter server: NOT_FOUND RUN_NOT_OPEN (the run's aggregate job
+     * has not opened it yet; retry); FAILED_PRECONDITION ROUND_CLOSED (the round closed without
+     * this update), ROUND_NOT_OPEN (the round is not open yet), RUN_FINISHED (the last round is
+     * over), RUN_CLOSED, NO_PARAMETERS (no θ0 yet) — after the first four, FetchParameters and
+     * join the open round; ALREADY_EXISTS ALREADY_COMMITTED (this worker's update of the round
+     * already counts, e.g. a retried send); INVALID_ARGUMENT LAYOUT_MISMATCH (tensors differ from
+     * θ0), NON_FINITE_UPDATE (NaN or Inf).
+     */
     sendUpdate(request: SendUpdateRequest, callback: (error: ServiceError | null, response: SendUpdateResponse) => void): ClientUnaryCall;
     sendUpdate(request: SendUpdateRequest, metadata: Metadata, callback: (error: ServiceError | null, response: SendUpdateResponse) => void): ClientUnaryCall;
     sendUpdate(request: SendUpdateRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: SendUpdateResponse) => void): ClientUnaryCall;
-    /** ReceiveUpdate waits for the outer update of a round and stores it in the work dir. */
+    /**
+     * ReceiveUpdate waits for the outer update of a round and stores it in the work dir.
+     *
+     * Errors: INVALID_ARGUMENT BAD_TIMEOUT (timeout_seconds < 0); FAILED_PRECONDITION
+     * JOB_CONFIG_MISSING, JOB_CONFIG_BAD. From the parameter server: DEADLINE_EXCEEDED
+     * ROUND_STILL_OPEN (the round did not close in time); FAILED_PRECONDITION UPDATE_GONE (the
+     * round's update is no longer kept), ROUND_NOT_OPEN (the round is not open yet), RUN_CLOSED
+     * (the run was closed before the round did) — after these, FetchParameters and join the open
+     * round; NOT_FOUND RUN_NOT_OPEN; INTERNAL AGGREGATION_FAILED; DATA_LOSS SHA256_MISMATCH (the
+     * update arrived damaged; nothing was kept).
+     */
     receiveUpdate(request: ReceiveUpdateRequest, callback: (error: ServiceError | null, response: ReceiveUpdateResponse) => void): ClientUnaryCall;
     receiveUpdate(request: ReceiveUpdateRequest, metadata: Metadata, callback: (error: ServiceError | null, response: ReceiveUpdateResponse) => void): ClientUnaryCall;
     receiveUpdate(request: ReceiveUpdateRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: ReceiveUpdateResponse) => void): ClientUnaryCall;
-    /** ReportProgress forwards progress to the scheduler and returns its directive. */
+    /**
+     * ReportProgress forwards progress to the scheduler and returns its directive.
+     *
+     * Errors: FAILED_PRECONDITION NO_SCHEDULER. From the scheduler (the reference scheduler's
+     * reasons): NOT_FOUND UNKNOWN_JOB (the run no longer counts this job: stop),
+     * FAILED_PRECONDITION STALE_ROUND (a round older than one already reported),
+     * INVALID_ARGUMENT BAD_PROGRESS_KIND, BAD_BATCH (a BATCH report needs batch_size > 0). BATCH
+     * reports are forwarded in the background; a failed forward is answered to the next report.
+     */
     reportProgress(request: ReportProgressRequest, callback: (error: ServiceError | null, response: ReportProgressResponse) => void): ClientUnaryCall;
     reportProgress(request: ReportProgressRequest, metadata: Metadata, callback: (error: ServiceError | null, response: ReportProgressResponse) => void): ClientUnaryCall;
     reportProgress(request: ReportProgressRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: ReportProgressResponse) => void): ClientUnaryCall;
     /**
      * PublishParameters offers initial parameters θ0 (a SafeTensors file) to the job's
      * parameter server; the first offer of a run wins.
+     *
+     * Errors: NOT_FOUND FILE_NOT_FOUND; INVALID_ARGUMENT BAD_FILE; FAILED_PRECONDITION
+     * JOB_CONFIG_MISSING. From the parameter server: NOT_FOUND RUN_NOT_OPEN (the aggregate job
+     * has not opened the run yet; retry), FAILED_PRECONDITION RUN_CLOSED, INVALID_ARGUMENT
+     * NON_FINITE_PARAMETERS.
      */
     publishParameters(request: PublishParametersRequest, callback: (error: ServiceError | null, response: PublishParametersResponse) => void): ClientUnaryCall;
     publishParameters(request: PublishParametersRequest, metadata: Metadata, callback: (error: ServiceError | null, response: PublishParametersResponse) => void): ClientUnaryCall;
     publishParameters(request: PublishParametersRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: PublishParametersResponse) => void): ClientUnaryCall;
-    /** FetchParameters stores the parameter server's current θ in the work dir (join mid-run). */
+    /**
+     * FetchParameters stores the parameter server's current θ in the work dir (join mid-run).
+     *
+     * Errors: FAILED_PRECONDITION JOB_CONFIG_MISSING. From the parameter server: NOT_FOUND
+     * RUN_NOT_OPEN (retry), FAILED_PRECONDITION NO_PARAMETERS (nobody published θ0 yet).
+     */
     fetchParameters(request: FetchParametersRequest, callback: (error: ServiceError | null, response: FetchParametersResponse) => void): ClientUnaryCall;
     fetchParameters(request: FetchParametersRequest, metadata: Metadata, callback: (error: ServiceError | null, response: FetchParametersResponse) => void): ClientUnaryCall;
     fetchParameters(request: FetchParametersRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: FetchParametersResponse) => void): ClientUnaryCall;

@@ -1318,7 +1318,11 @@ exports.FetchParametersResponse = {
     },
 };
 exports.JobBridgeServiceService = {
-    /** GetJob returns the job's description and configuration. */
+    /**
+     * GetJob returns the job's description and configuration.
+     *
+     * Errors: only BAD_BRIDGE_TOKEN.
+     */
     getJob: {
         path: "/tendril.bridge.v1.JobBridgeService/GetJob",
         requestStream: false,
@@ -1328,7 +1332,19 @@ exports.JobBridgeServiceService = {
         responseSerialize: (value) => Buffer.from(exports.GetJobResponse.encode(value).finish()),
         responseDeserialize: (value) => exports.GetJobResponse.decode(value),
     },
-    /** FetchResource downloads a file:// or http(s):// URI into artifacts/. */
+    /**
+     * FetchResource downloads a file:// or http(s):// URI into artifacts/.
+     *
+     * Errors (nothing is kept after any of them): INVALID_ARGUMENT BAD_URI (not
+     * file:///absolute/path, http:// or https://, or a directory), BAD_SHA256 (not 64 hex
+     * digits), BAD_DEST (the URI ends without a file name and dest is empty); NOT_FOUND
+     * RESOURCE_NOT_FOUND (no such file); PERMISSION_DENIED RESOURCE_FORBIDDEN (the worker may not
+     * read the file); RESOURCE_HTTP_ERROR with NOT_FOUND (HTTP 404/410), PERMISSION_DENIED
+     * (401/403), UNAVAILABLE (5xx) or FAILED_PRECONDITION (other statuses); UNAVAILABLE
+     * RESOURCE_UNREACHABLE (cannot connect) or RESOURCE_TRANSFER (the download broke off;
+     * RESOURCE_EXHAUSTED when the disk is full); DATA_LOSS SHA256_MISMATCH (the bytes do not
+     * have the expected sha256).
+     */
     fetchResource: {
         path: "/tendril.bridge.v1.JobBridgeService/FetchResource",
         requestStream: false,
@@ -1338,7 +1354,19 @@ exports.JobBridgeServiceService = {
         responseSerialize: (value) => Buffer.from(exports.FetchResourceResponse.encode(value).finish()),
         responseDeserialize: (value) => exports.FetchResourceResponse.decode(value),
     },
-    /** NextSlice returns the path of the next (prefetched) data slice. */
+    /**
+     * NextSlice returns the path of the next (prefetched) data slice.
+     *
+     * Errors: FAILED_PRECONDITION NO_SCHEDULER (the job was dispatched without a scheduler);
+     * UNAVAILABLE SLICE_MISSING (the cached slice vanished before it was linked; call again).
+     * From the DataFetcher: UNAVAILABLE FETCHER_STOPPING, UPSTREAM_UNAVAILABLE (scheduler or data
+     * node unreachable), DATA_NODE_UNAVAILABLE, STREAM_STALLED, STREAM_SHORT (all: retry);
+     * NOT_FOUND JOB_NOT_OPEN (the DataFetcher lost the job again right after reopening it;
+     * retry); FAILED_PRECONDITION JOB_CLOSED (no more slices for this job), UPSTREAM_REFUSED (the
+     * scheduler refused to assign; its reason is in metadata "upstream_reason"), BAD_ASSIGNMENT,
+     * SLICE_LARGER_THAN_CACHE; DATA_LOSS SLICE_SHA256_MISMATCH (the slice arrived damaged twice;
+     * call again for the next one); RESOURCE_EXHAUSTED CACHE_WRITE_FAILED.
+     */
     nextSlice: {
         path: "/tendril.bridge.v1.JobBridgeService/NextSlice",
         requestStream: false,
@@ -1348,7 +1376,20 @@ exports.JobBridgeServiceService = {
         responseSerialize: (value) => Buffer.from(exports.NextSliceResponse.encode(value).finish()),
         responseDeserialize: (value) => exports.NextSliceResponse.decode(value),
     },
-    /** SendUpdate streams a pseudo-gradient file to the job's parameter server. */
+    /**
+     * SendUpdate streams a pseudo-gradient file to the job's parameter server.
+     *
+     * Errors: NOT_FOUND FILE_NOT_FOUND (path is not a file in the work dir); INVALID_ARGUMENT
+     * BAD_WEIGHT (weight <= 0), BAD_FILE (not a SafeTensors file); FAILED_PRECONDITION
+     * JOB_CONFIG_MISSING (no parameter_server or run_id in the job's config), JOB_CONFIG_BAD (an
+     * unknown codec). From the parameter server: NOT_FOUND RUN_NOT_OPEN (the run's aggregate job
+     * has not opened it yet; retry); FAILED_PRECONDITION ROUND_CLOSED (the round closed without
+     * this update), ROUND_NOT_OPEN (the round is not open yet), RUN_FINISHED (the last round is
+     * over), RUN_CLOSED, NO_PARAMETERS (no θ0 yet) — after the first four, FetchParameters and
+     * join the open round; ALREADY_EXISTS ALREADY_COMMITTED (this worker's update of the round
+     * already counts, e.g. a retried send); INVALID_ARGUMENT LAYOUT_MISMATCH (tensors differ from
+     * θ0), NON_FINITE_UPDATE (NaN or Inf).
+     */
     sendUpdate: {
         path: "/tendril.bridge.v1.JobBridgeService/SendUpdate",
         requestStream: false,
@@ -1358,7 +1399,17 @@ exports.JobBridgeServiceService = {
         responseSerialize: (value) => Buffer.from(exports.SendUpdateResponse.encode(value).finish()),
         responseDeserialize: (value) => exports.SendUpdateResponse.decode(value),
     },
-    /** ReceiveUpdate waits for the outer update of a round and stores it in the work dir. */
+    /**
+     * ReceiveUpdate waits for the outer update of a round and stores it in the work dir.
+     *
+     * Errors: INVALID_ARGUMENT BAD_TIMEOUT (timeout_seconds < 0); FAILED_PRECONDITION
+     * JOB_CONFIG_MISSING, JOB_CONFIG_BAD. From the parameter server: DEADLINE_EXCEEDED
+     * ROUND_STILL_OPEN (the round did not close in time); FAILED_PRECONDITION UPDATE_GONE (the
+     * round's update is no longer kept), ROUND_NOT_OPEN (the round is not open yet), RUN_CLOSED
+     * (the run was closed before the round did) — after these, FetchParameters and join the open
+     * round; NOT_FOUND RUN_NOT_OPEN; INTERNAL AGGREGATION_FAILED; DATA_LOSS SHA256_MISMATCH (the
+     * update arrived damaged; nothing was kept).
+     */
     receiveUpdate: {
         path: "/tendril.bridge.v1.JobBridgeService/ReceiveUpdate",
         requestStream: false,
@@ -1368,7 +1419,15 @@ exports.JobBridgeServiceService = {
         responseSerialize: (value) => Buffer.from(exports.ReceiveUpdateResponse.encode(value).finish()),
         responseDeserialize: (value) => exports.ReceiveUpdateResponse.decode(value),
     },
-    /** ReportProgress forwards progress to the scheduler and returns its directive. */
+    /**
+     * ReportProgress forwards progress to the scheduler and returns its directive.
+     *
+     * Errors: FAILED_PRECONDITION NO_SCHEDULER. From the scheduler (the reference scheduler's
+     * reasons): NOT_FOUND UNKNOWN_JOB (the run no longer counts this job: stop),
+     * FAILED_PRECONDITION STALE_ROUND (a round older than one already reported),
+     * INVALID_ARGUMENT BAD_PROGRESS_KIND, BAD_BATCH (a BATCH report needs batch_size > 0). BATCH
+     * reports are forwarded in the background; a failed forward is answered to the next report.
+     */
     reportProgress: {
         path: "/tendril.bridge.v1.JobBridgeService/ReportProgress",
         requestStream: false,
@@ -1381,6 +1440,11 @@ exports.JobBridgeServiceService = {
     /**
      * PublishParameters offers initial parameters θ0 (a SafeTensors file) to the job's
      * parameter server; the first offer of a run wins.
+     *
+     * Errors: NOT_FOUND FILE_NOT_FOUND; INVALID_ARGUMENT BAD_FILE; FAILED_PRECONDITION
+     * JOB_CONFIG_MISSING. From the parameter server: NOT_FOUND RUN_NOT_OPEN (the aggregate job
+     * has not opened the run yet; retry), FAILED_PRECONDITION RUN_CLOSED, INVALID_ARGUMENT
+     * NON_FINITE_PARAMETERS.
      */
     publishParameters: {
         path: "/tendril.bridge.v1.JobBridgeService/PublishParameters",
@@ -1391,7 +1455,12 @@ exports.JobBridgeServiceService = {
         responseSerialize: (value) => Buffer.from(exports.PublishParametersResponse.encode(value).finish()),
         responseDeserialize: (value) => exports.PublishParametersResponse.decode(value),
     },
-    /** FetchParameters stores the parameter server's current θ in the work dir (join mid-run). */
+    /**
+     * FetchParameters stores the parameter server's current θ in the work dir (join mid-run).
+     *
+     * Errors: FAILED_PRECONDITION JOB_CONFIG_MISSING. From the parameter server: NOT_FOUND
+     * RUN_NOT_OPEN (retry), FAILED_PRECONDITION NO_PARAMETERS (nobody published θ0 yet).
+     */
     fetchParameters: {
         path: "/tendril.bridge.v1.JobBridgeService/FetchParameters",
         requestStream: false,

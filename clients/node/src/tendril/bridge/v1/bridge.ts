@@ -1588,10 +1588,23 @@ export const FetchParametersResponse: MessageFns<FetchParametersResponse> = {
  * bridge.sock in the job's work dir, guarded by the job's token (metadata
  * "authorization: Bearer <token>", token in env TENDRIL_BRIDGE_TOKEN). Files are exchanged
  * by path relative to the work dir, never as raw bytes over the socket.
+ *
+ * Errors are rich statuses: the stable reason is the ErrorInfo.reason in the trailer
+ * grpc-status-details-bin (the Python SDK names every one in tendril_sdk.BridgeReason). Every
+ * RPC answers UNAUTHENTICATED BAD_BRIDGE_TOKEN when the token is missing or wrong, and
+ * INVALID_ARGUMENT PATH_NOT_CONFINED for a path that is empty, absolute, has ".." or leaves
+ * the work dir. A failure of a service behind the bridge (DataFetcher, parameter server,
+ * scheduler) keeps that service's status code and reason; when the service gave no reason, or
+ * could not be reached, the reason is REMOTE_<CODE> (e.g. UNAVAILABLE REMOTE_UNAVAILABLE).
+ * UNAVAILABLE always means "try again shortly".
  */
 export type JobBridgeServiceService = typeof JobBridgeServiceService;
 export const JobBridgeServiceService = {
-  /** GetJob returns the job's description and configuration. */
+  /**
+   * GetJob returns the job's description and configuration.
+   *
+   * Errors: only BAD_BRIDGE_TOKEN.
+   */
   getJob: {
     path: "/tendril.bridge.v1.JobBridgeService/GetJob" as const,
     requestStream: false as const,
@@ -1601,7 +1614,19 @@ export const JobBridgeServiceService = {
     responseSerialize: (value: GetJobResponse): Buffer => Buffer.from(GetJobResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetJobResponse => GetJobResponse.decode(value),
   },
-  /** FetchResource downloads a file:// or http(s):// URI into artifacts/. */
+  /**
+   * FetchResource downloads a file:// or http(s):// URI into artifacts/.
+   *
+   * Errors (nothing is kept after any of them): INVALID_ARGUMENT BAD_URI (not
+   * file:///absolute/path, http:// or https://, or a directory), BAD_SHA256 (not 64 hex
+   * digits), BAD_DEST (the URI ends without a file name and dest is empty); NOT_FOUND
+   * RESOURCE_NOT_FOUND (no such file); PERMISSION_DENIED RESOURCE_FORBIDDEN (the worker may not
+   * read the file); RESOURCE_HTTP_ERROR with NOT_FOUND (HTTP 404/410), PERMISSION_DENIED
+   * (401/403), UNAVAILABLE (5xx) or FAILED_PRECONDITION (other statuses); UNAVAILABLE
+   * RESOURCE_UNREACHABLE (cannot connect) or RESOURCE_TRANSFER (the download broke off;
+   * RESOURCE_EXHAUSTED when the disk is full); DATA_LOSS SHA256_MISMATCH (the bytes do not
+   * have the expected sha256).
+   */
   fetchResource: {
     path: "/tendril.bridge.v1.JobBridgeService/FetchResource" as const,
     requestStream: false as const,
@@ -1612,7 +1637,19 @@ export const JobBridgeServiceService = {
       Buffer.from(FetchResourceResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): FetchResourceResponse => FetchResourceResponse.decode(value),
   },
-  /** NextSlice returns the path of the next (prefetched) data slice. */
+  /**
+   * NextSlice returns the path of the next (prefetched) data slice.
+   *
+   * Errors: FAILED_PRECONDITION NO_SCHEDULER (the job was dispatched without a scheduler);
+   * UNAVAILABLE SLICE_MISSING (the cached slice vanished before it was linked; call again).
+   * From the DataFetcher: UNAVAILABLE FETCHER_STOPPING, UPSTREAM_UNAVAILABLE (scheduler or data
+   * node unreachable), DATA_NODE_UNAVAILABLE, STREAM_STALLED, STREAM_SHORT (all: retry);
+   * NOT_FOUND JOB_NOT_OPEN (the DataFetcher lost the job again right after reopening it;
+   * retry); FAILED_PRECONDITION JOB_CLOSED (no more slices for this job), UPSTREAM_REFUSED (the
+   * scheduler refused to assign; its reason is in metadata "upstream_reason"), BAD_ASSIGNMENT,
+   * SLICE_LARGER_THAN_CACHE; DATA_LOSS SLICE_SHA256_MISMATCH (the slice arrived damaged twice;
+   * call again for the next one); RESOURCE_EXHAUSTED CACHE_WRITE_FAILED.
+   */
   nextSlice: {
     path: "/tendril.bridge.v1.JobBridgeService/NextSlice" as const,
     requestStream: false as const,
@@ -1622,7 +1659,20 @@ export const JobBridgeServiceService = {
     responseSerialize: (value: NextSliceResponse): Buffer => Buffer.from(NextSliceResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): NextSliceResponse => NextSliceResponse.decode(value),
   },
-  /** SendUpdate streams a pseudo-gradient file to the job's parameter server. */
+  /**
+   * SendUpdate streams a pseudo-gradient file to the job's parameter server.
+   *
+   * Errors: NOT_FOUND FILE_NOT_FOUND (path is not a file in the work dir); INVALID_ARGUMENT
+   * BAD_WEIGHT (weight <= 0), BAD_FILE (not a SafeTensors file); FAILED_PRECONDITION
+   * JOB_CONFIG_MISSING (no parameter_server or run_id in the job's config), JOB_CONFIG_BAD (an
+   * unknown codec). From the parameter server: NOT_FOUND RUN_NOT_OPEN (the run's aggregate job
+   * has not opened it yet; retry); FAILED_PRECONDITION ROUND_CLOSED (the round closed without
+   * this update), ROUND_NOT_OPEN (the round is not open yet), RUN_FINISHED (the last round is
+   * over), RUN_CLOSED, NO_PARAMETERS (no θ0 yet) — after the first four, FetchParameters and
+   * join the open round; ALREADY_EXISTS ALREADY_COMMITTED (this worker's update of the round
+   * already counts, e.g. a retried send); INVALID_ARGUMENT LAYOUT_MISMATCH (tensors differ from
+   * θ0), NON_FINITE_UPDATE (NaN or Inf).
+   */
   sendUpdate: {
     path: "/tendril.bridge.v1.JobBridgeService/SendUpdate" as const,
     requestStream: false as const,
@@ -1632,7 +1682,17 @@ export const JobBridgeServiceService = {
     responseSerialize: (value: SendUpdateResponse): Buffer => Buffer.from(SendUpdateResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): SendUpdateResponse => SendUpdateResponse.decode(value),
   },
-  /** ReceiveUpdate waits for the outer update of a round and stores it in the work dir. */
+  /**
+   * ReceiveUpdate waits for the outer update of a round and stores it in the work dir.
+   *
+   * Errors: INVALID_ARGUMENT BAD_TIMEOUT (timeout_seconds < 0); FAILED_PRECONDITION
+   * JOB_CONFIG_MISSING, JOB_CONFIG_BAD. From the parameter server: DEADLINE_EXCEEDED
+   * ROUND_STILL_OPEN (the round did not close in time); FAILED_PRECONDITION UPDATE_GONE (the
+   * round's update is no longer kept), ROUND_NOT_OPEN (the round is not open yet), RUN_CLOSED
+   * (the run was closed before the round did) — after these, FetchParameters and join the open
+   * round; NOT_FOUND RUN_NOT_OPEN; INTERNAL AGGREGATION_FAILED; DATA_LOSS SHA256_MISMATCH (the
+   * update arrived damaged; nothing was kept).
+   */
   receiveUpdate: {
     path: "/tendril.bridge.v1.JobBridgeService/ReceiveUpdate" as const,
     requestStream: false as const,
@@ -1643,7 +1703,15 @@ export const JobBridgeServiceService = {
       Buffer.from(ReceiveUpdateResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): ReceiveUpdateResponse => ReceiveUpdateResponse.decode(value),
   },
-  /** ReportProgress forwards progress to the scheduler and returns its directive. */
+  /**
+   * ReportProgress forwards progress to the scheduler and returns its directive.
+   *
+   * Errors: FAILED_PRECONDITION NO_SCHEDULER. From the scheduler (the reference scheduler's
+   * reasons): NOT_FOUND UNKNOWN_JOB (the run no longer counts this job: stop),
+   * FAILED_PRECONDITION STALE_ROUND (a round older than one already reported),
+   * INVALID_ARGUMENT BAD_PROGRESS_KIND, BAD_BATCH (a BATCH report needs batch_size > 0). BATCH
+   * reports are forwarded in the background; a failed forward is answered to the next report.
+   */
   reportProgress: {
     path: "/tendril.bridge.v1.JobBridgeService/ReportProgress" as const,
     requestStream: false as const,
@@ -1658,6 +1726,11 @@ export const JobBridgeServiceService = {
   /**
    * PublishParameters offers initial parameters θ0 (a SafeTensors file) to the job's
    * parameter server; the first offer of a run wins.
+   *
+   * Errors: NOT_FOUND FILE_NOT_FOUND; INVALID_ARGUMENT BAD_FILE; FAILED_PRECONDITION
+   * JOB_CONFIG_MISSING. From the parameter server: NOT_FOUND RUN_NOT_OPEN (the aggregate job
+   * has not opened the run yet; retry), FAILED_PRECONDITION RUN_CLOSED, INVALID_ARGUMENT
+   * NON_FINITE_PARAMETERS.
    */
   publishParameters: {
     path: "/tendril.bridge.v1.JobBridgeService/PublishParameters" as const,
@@ -1670,7 +1743,12 @@ export const JobBridgeServiceService = {
       Buffer.from(PublishParametersResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): PublishParametersResponse => PublishParametersResponse.decode(value),
   },
-  /** FetchParameters stores the parameter server's current θ in the work dir (join mid-run). */
+  /**
+   * FetchParameters stores the parameter server's current θ in the work dir (join mid-run).
+   *
+   * Errors: FAILED_PRECONDITION JOB_CONFIG_MISSING. From the parameter server: NOT_FOUND
+   * RUN_NOT_OPEN (retry), FAILED_PRECONDITION NO_PARAMETERS (nobody published θ0 yet).
+   */
   fetchParameters: {
     path: "/tendril.bridge.v1.JobBridgeService/FetchParameters" as const,
     requestStream: false as const,
@@ -1685,29 +1763,102 @@ export const JobBridgeServiceService = {
 } as const;
 
 export interface JobBridgeServiceServer extends UntypedServiceImplementation {
-  /** GetJob returns the job's description and configuration. */
+  /**
+   * GetJob returns the job's description and configuration.
+   *
+   * Errors: only BAD_BRIDGE_TOKEN.
+   */
   getJob: handleUnaryCall<GetJobRequest, GetJobResponse>;
-  /** FetchResource downloads a file:// or http(s):// URI into artifacts/. */
+  /**
+   * FetchResource downloads a file:// or http(s):// URI into artifacts/.
+   *
+   * Errors (nothing is kept after any of them): INVALID_ARGUMENT BAD_URI (not
+   * file:///absolute/path, http:// or https://, or a directory), BAD_SHA256 (not 64 hex
+   * digits), BAD_DEST (the URI ends without a file name and dest is empty); NOT_FOUND
+   * RESOURCE_NOT_FOUND (no such file); PERMISSION_DENIED RESOURCE_FORBIDDEN (the worker may not
+   * read the file); RESOURCE_HTTP_ERROR with NOT_FOUND (HTTP 404/410), PERMISSION_DENIED
+   * (401/403), UNAVAILABLE (5xx) or FAILED_PRECONDITION (other statuses); UNAVAILABLE
+   * RESOURCE_UNREACHABLE (cannot connect) or RESOURCE_TRANSFER (the download broke off;
+   * RESOURCE_EXHAUSTED when the disk is full); DATA_LOSS SHA256_MISMATCH (the bytes do not
+   * have the expected sha256).
+   */
   fetchResource: handleUnaryCall<FetchResourceRequest, FetchResourceResponse>;
-  /** NextSlice returns the path of the next (prefetched) data slice. */
+  /**
+   * NextSlice returns the path of the next (prefetched) data slice.
+   *
+   * Errors: FAILED_PRECONDITION NO_SCHEDULER (the job was dispatched without a scheduler);
+   * UNAVAILABLE SLICE_MISSING (the cached slice vanished before it was linked; call again).
+   * From the DataFetcher: UNAVAILABLE FETCHER_STOPPING, UPSTREAM_UNAVAILABLE (scheduler or data
+   * node unreachable), DATA_NODE_UNAVAILABLE, STREAM_STALLED, STREAM_SHORT (all: retry);
+   * NOT_FOUND JOB_NOT_OPEN (the DataFetcher lost the job again right after reopening it;
+   * retry); FAILED_PRECONDITION JOB_CLOSED (no more slices for this job), UPSTREAM_REFUSED (the
+   * scheduler refused to assign; its reason is in metadata "upstream_reason"), BAD_ASSIGNMENT,
+   * SLICE_LARGER_THAN_CACHE; DATA_LOSS SLICE_SHA256_MISMATCH (the slice arrived damaged twice;
+   * call again for the next one); RESOURCE_EXHAUSTED CACHE_WRITE_FAILED.
+   */
   nextSlice: handleUnaryCall<NextSliceRequest, NextSliceResponse>;
-  /** SendUpdate streams a pseudo-gradient file to the job's parameter server. */
+  /**
+   * SendUpdate streams a pseudo-gradient file to the job's parameter server.
+   *
+   * Errors: NOT_FOUND FILE_NOT_FOUND (path is not a file in the work dir); INVALID_ARGUMENT
+   * BAD_WEIGHT (weight <= 0), BAD_FILE (not a SafeTensors file); FAILED_PRECONDITION
+   * JOB_CONFIG_MISSING (no parameter_server or run_id in the job's config), JOB_CONFIG_BAD (an
+   * unknown codec). From the parameter server: NOT_FOUND RUN_NOT_OPEN (the run's aggregate job
+   * has not opened it yet; retry); FAILED_PRECONDITION ROUND_CLOSED (the round closed without
+   * this update), ROUND_NOT_OPEN (the round is not open yet), RUN_FINISHED (the last round is
+   * over), RUN_CLOSED, NO_PARAMETERS (no θ0 yet) — after the first four, FetchParameters and
+   * join the open round; ALREADY_EXISTS ALREADY_COMMITTED (this worker's update of the round
+   * already counts, e.g. a retried send); INVALID_ARGUMENT LAYOUT_MISMATCH (tensors differ from
+   * θ0), NON_FINITE_UPDATE (NaN or Inf).
+   */
   sendUpdate: handleUnaryCall<SendUpdateRequest, SendUpdateResponse>;
-  /** ReceiveUpdate waits for the outer update of a round and stores it in the work dir. */
+  /**
+   * ReceiveUpdate waits for the outer update of a round and stores it in the work dir.
+   *
+   * Errors: INVALID_ARGUMENT BAD_TIMEOUT (timeout_seconds < 0); FAILED_PRECONDITION
+   * JOB_CONFIG_MISSING, JOB_CONFIG_BAD. From the parameter server: DEADLINE_EXCEEDED
+   * ROUND_STILL_OPEN (the round did not close in time); FAILED_PRECONDITION UPDATE_GONE (the
+   * round's update is no longer kept), ROUND_NOT_OPEN (the round is not open yet), RUN_CLOSED
+   * (the run was closed before the round did) — after these, FetchParameters and join the open
+   * round; NOT_FOUND RUN_NOT_OPEN; INTERNAL AGGREGATION_FAILED; DATA_LOSS SHA256_MISMATCH (the
+   * update arrived damaged; nothing was kept).
+   */
   receiveUpdate: handleUnaryCall<ReceiveUpdateRequest, ReceiveUpdateResponse>;
-  /** ReportProgress forwards progress to the scheduler and returns its directive. */
+  /**
+   * ReportProgress forwards progress to the scheduler and returns its directive.
+   *
+   * Errors: FAILED_PRECONDITION NO_SCHEDULER. From the scheduler (the reference scheduler's
+   * reasons): NOT_FOUND UNKNOWN_JOB (the run no longer counts this job: stop),
+   * FAILED_PRECONDITION STALE_ROUND (a round older than one already reported),
+   * INVALID_ARGUMENT BAD_PROGRESS_KIND, BAD_BATCH (a BATCH report needs batch_size > 0). BATCH
+   * reports are forwarded in the background; a failed forward is answered to the next report.
+   */
   reportProgress: handleUnaryCall<ReportProgressRequest, ReportProgressResponse>;
   /**
    * PublishParameters offers initial parameters θ0 (a SafeTensors file) to the job's
    * parameter server; the first offer of a run wins.
+   *
+   * Errors: NOT_FOUND FILE_NOT_FOUND; INVALID_ARGUMENT BAD_FILE; FAILED_PRECONDITION
+   * JOB_CONFIG_MISSING. From the parameter server: NOT_FOUND RUN_NOT_OPEN (the aggregate job
+   * has not opened the run yet; retry), FAILED_PRECONDITION RUN_CLOSED, INVALID_ARGUMENT
+   * NON_FINITE_PARAMETERS.
    */
   publishParameters: handleUnaryCall<PublishParametersRequest, PublishParametersResponse>;
-  /** FetchParameters stores the parameter server's current θ in the work dir (join mid-run). */
+  /**
+   * FetchParameters stores the parameter server's current θ in the work dir (join mid-run).
+   *
+   * Errors: FAILED_PRECONDITION JOB_CONFIG_MISSING. From the parameter server: NOT_FOUND
+   * RUN_NOT_OPEN (retry), FAILED_PRECONDITION NO_PARAMETERS (nobody published θ0 yet).
+   */
   fetchParameters: handleUnaryCall<FetchParametersRequest, FetchParametersResponse>;
 }
 
 export interface JobBridgeServiceClient extends Client {
-  /** GetJob returns the job's description and configuration. */
+  /**
+   * GetJob returns the job's description and configuration.
+   *
+   * Errors: only BAD_BRIDGE_TOKEN.
+   */
   getJob(
     request: GetJobRequest,
     callback: (error: ServiceError | null, response: GetJobResponse) => void,
@@ -1723,7 +1874,19 @@ export interface JobBridgeServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetJobResponse) => void,
   ): ClientUnaryCall;
-  /** FetchResource downloads a file:// or http(s):// URI into artifacts/. */
+  /**
+   * FetchResource downloads a file:// or http(s):// URI into artifacts/.
+   *
+   * Errors (nothing is kept after any of them): INVALID_ARGUMENT BAD_URI (not
+   * file:///absolute/path, http:// or https://, or a directory), BAD_SHA256 (not 64 hex
+   * digits), BAD_DEST (the URI ends without a file name and dest is empty); NOT_FOUND
+   * RESOURCE_NOT_FOUND (no such file); PERMISSION_DENIED RESOURCE_FORBIDDEN (the worker may not
+   * read the file); RESOURCE_HTTP_ERROR with NOT_FOUND (HTTP 404/410), PERMISSION_DENIED
+   * (401/403), UNAVAILABLE (5xx) or FAILED_PRECONDITION (other statuses); UNAVAILABLE
+   * RESOURCE_UNREACHABLE (cannot connect) or RESOURCE_TRANSFER (the download broke off;
+   * RESOURCE_EXHAUSTED when the disk is full); DATA_LOSS SHA256_MISMATCH (the bytes do not
+   * have the expected sha256).
+   */
   fetchResource(
     request: FetchResourceRequest,
     callback: (error: ServiceError | null, response: FetchResourceResponse) => void,
@@ -1739,7 +1902,19 @@ export interface JobBridgeServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: FetchResourceResponse) => void,
   ): ClientUnaryCall;
-  /** NextSlice returns the path of the next (prefetched) data slice. */
+  /**
+   * NextSlice returns the path of the next (prefetched) data slice.
+   *
+   * Errors: FAILED_PRECONDITION NO_SCHEDULER (the job was dispatched without a scheduler);
+   * UNAVAILABLE SLICE_MISSING (the cached slice vanished before it was linked; call again).
+   * From the DataFetcher: UNAVAILABLE FETCHER_STOPPING, UPSTREAM_UNAVAILABLE (scheduler or data
+   * node unreachable), DATA_NODE_UNAVAILABLE, STREAM_STALLED, STREAM_SHORT (all: retry);
+   * NOT_FOUND JOB_NOT_OPEN (the DataFetcher lost the job again right after reopening it;
+   * retry); FAILED_PRECONDITION JOB_CLOSED (no more slices for this job), UPSTREAM_REFUSED (the
+   * scheduler refused to assign; its reason is in metadata "upstream_reason"), BAD_ASSIGNMENT,
+   * SLICE_LARGER_THAN_CACHE; DATA_LOSS SLICE_SHA256_MISMATCH (the slice arrived damaged twice;
+   * call again for the next one); RESOURCE_EXHAUSTED CACHE_WRITE_FAILED.
+   */
   nextSlice(
     request: NextSliceRequest,
     callback: (error: ServiceError | null, response: NextSliceResponse) => void,
@@ -1755,7 +1930,20 @@ export interface JobBridgeServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: NextSliceResponse) => void,
   ): ClientUnaryCall;
-  /** SendUpdate streams a pseudo-gradient file to the job's parameter server. */
+  /**
+   * SendUpdate streams a pseudo-gradient file to the job's parameter server.
+   *
+   * Errors: NOT_FOUND FILE_NOT_FOUND (path is not a file in the work dir); INVALID_ARGUMENT
+   * BAD_WEIGHT (weight <= 0), BAD_FILE (not a SafeTensors file); FAILED_PRECONDITION
+   * JOB_CONFIG_MISSING (no parameter_server or run_id in the job's config), JOB_CONFIG_BAD (an
+   * unknown codec). From the parameter server: NOT_FOUND RUN_NOT_OPEN (the run's aggregate job
+   * has not opened it yet; retry); FAILED_PRECONDITION ROUND_CLOSED (the round closed without
+   * this update), ROUND_NOT_OPEN (the round is not open yet), RUN_FINISHED (the last round is
+   * over), RUN_CLOSED, NO_PARAMETERS (no θ0 yet) — after the first four, FetchParameters and
+   * join the open round; ALREADY_EXISTS ALREADY_COMMITTED (this worker's update of the round
+   * already counts, e.g. a retried send); INVALID_ARGUMENT LAYOUT_MISMATCH (tensors differ from
+   * θ0), NON_FINITE_UPDATE (NaN or Inf).
+   */
   sendUpdate(
     request: SendUpdateRequest,
     callback: (error: ServiceError | null, response: SendUpdateResponse) => void,
@@ -1771,7 +1959,17 @@ export interface JobBridgeServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: SendUpdateResponse) => void,
   ): ClientUnaryCall;
-  /** ReceiveUpdate waits for the outer update of a round and stores it in the work dir. */
+  /**
+   * ReceiveUpdate waits for the outer update of a round and stores it in the work dir.
+   *
+   * Errors: INVALID_ARGUMENT BAD_TIMEOUT (timeout_seconds < 0); FAILED_PRECONDITION
+   * JOB_CONFIG_MISSING, JOB_CONFIG_BAD. From the parameter server: DEADLINE_EXCEEDED
+   * ROUND_STILL_OPEN (the round did not close in time); FAILED_PRECONDITION UPDATE_GONE (the
+   * round's update is no longer kept), ROUND_NOT_OPEN (the round is not open yet), RUN_CLOSED
+   * (the run was closed before the round did) — after these, FetchParameters and join the open
+   * round; NOT_FOUND RUN_NOT_OPEN; INTERNAL AGGREGATION_FAILED; DATA_LOSS SHA256_MISMATCH (the
+   * update arrived damaged; nothing was kept).
+   */
   receiveUpdate(
     request: ReceiveUpdateRequest,
     callback: (error: ServiceError | null, response: ReceiveUpdateResponse) => void,
@@ -1787,7 +1985,15 @@ export interface JobBridgeServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: ReceiveUpdateResponse) => void,
   ): ClientUnaryCall;
-  /** ReportProgress forwards progress to the scheduler and returns its directive. */
+  /**
+   * ReportProgress forwards progress to the scheduler and returns its directive.
+   *
+   * Errors: FAILED_PRECONDITION NO_SCHEDULER. From the scheduler (the reference scheduler's
+   * reasons): NOT_FOUND UNKNOWN_JOB (the run no longer counts this job: stop),
+   * FAILED_PRECONDITION STALE_ROUND (a round older than one already reported),
+   * INVALID_ARGUMENT BAD_PROGRESS_KIND, BAD_BATCH (a BATCH report needs batch_size > 0). BATCH
+   * reports are forwarded in the background; a failed forward is answered to the next report.
+   */
   reportProgress(
     request: ReportProgressRequest,
     callback: (error: ServiceError | null, response: ReportProgressResponse) => void,
@@ -1806,6 +2012,11 @@ export interface JobBridgeServiceClient extends Client {
   /**
    * PublishParameters offers initial parameters θ0 (a SafeTensors file) to the job's
    * parameter server; the first offer of a run wins.
+   *
+   * Errors: NOT_FOUND FILE_NOT_FOUND; INVALID_ARGUMENT BAD_FILE; FAILED_PRECONDITION
+   * JOB_CONFIG_MISSING. From the parameter server: NOT_FOUND RUN_NOT_OPEN (the aggregate job
+   * has not opened the run yet; retry), FAILED_PRECONDITION RUN_CLOSED, INVALID_ARGUMENT
+   * NON_FINITE_PARAMETERS.
    */
   publishParameters(
     request: PublishParametersRequest,
@@ -1822,7 +2033,12 @@ export interface JobBridgeServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: PublishParametersResponse) => void,
   ): ClientUnaryCall;
-  /** FetchParameters stores the parameter server's current θ in the work dir (join mid-run). */
+  /**
+   * FetchParameters stores the parameter server's current θ in the work dir (join mid-run).
+   *
+   * Errors: FAILED_PRECONDITION JOB_CONFIG_MISSING. From the parameter server: NOT_FOUND
+   * RUN_NOT_OPEN (retry), FAILED_PRECONDITION NO_PARAMETERS (nobody published θ0 yet).
+   */
   fetchParameters(
     request: FetchParametersRequest,
     callback: (error: ServiceError | null, response: FetchParametersResponse) => void,

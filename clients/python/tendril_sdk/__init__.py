@@ -1,0 +1,67 @@
+"""Tendril's executor SDK: what a Python executor needs to talk to its job bridge.
+
+Installable without the worker (``pip install ./clients/python``; it needs only grpcio,
+grpcio-status and protobuf). The pieces:
+
+* :class:`BridgeClient` (``tendril_sdk.bridge``) — one async method per JobBridgeService RPC,
+  the job's token on every call, transient failures retried, failures raised as
+  :class:`BridgeError`;
+* :class:`BridgeError`, :class:`BridgeReason`, :func:`error_reason` (``tendril_sdk.errors``) —
+  the status code and the stable ErrorInfo reason of a failed call;
+* :class:`JobDescriptor` (``tendril_sdk.job``) — job.json, typed;
+* :data:`TRANSIENT_CODES`, :class:`Backoff`, :class:`RetryPolicy`, :func:`retry`
+  (``tendril_sdk.retry``) — when and how to try a call again;
+* ``tendril_sdk.tracing.setup(name)`` — continue the dispatch's trace (extra ``[tracing]``).
+"""
+
+from tendril_sdk.bridge import (
+    DEFAULT_RETRY,
+    SOCKET_ENV,
+    TOKEN_ENV,
+    BridgeClient,
+    Directive,
+    DirectiveKind,
+    FetchedParameters,
+    FetchedResource,
+    Job,
+    ProgressKind,
+    PublishedParameters,
+    ReceivedUpdate,
+    SentUpdate,
+    Slice,
+)
+from tendril_sdk.errors import BridgeError, BridgeReason, ExecutorEnvError, error_metadata, error_reason
+from tendril_sdk.job import JOB_JSON_ENV, ExecutorRef, JobDescriptor, JobDescriptorError
+from tendril_sdk.retry import NO_RETRY, STREAM_BREAK_CODES, TRANSIENT_CODES, Backoff, RetryPolicy, retry
+
+__all__ = [
+    "DEFAULT_RETRY",
+    "JOB_JSON_ENV",
+    "NO_RETRY",
+    "SOCKET_ENV",
+    "STREAM_BREAK_CODES",
+    "TOKEN_ENV",
+    "TRANSIENT_CODES",
+    "Backoff",
+    "BridgeClient",
+    "BridgeError",
+    "BridgeReason",
+    "Directive",
+    "DirectiveKind",
+    "ExecutorEnvError",
+    "ExecutorRef",
+    "FetchedParameters",
+    "FetchedResource",
+    "Job",
+    "JobDescriptor",
+    "JobDescriptorError",
+    "ProgressKind",
+    "PublishedParameters",
+    "ReceivedUpdate",
+    "RetryPolicy",
+    "SentUpdate",
+    "Slice",
+    "error_metadata",
+    "error_reason",
+    "retry",
+]

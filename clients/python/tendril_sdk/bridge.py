@@ -1,0 +1,458 @@
+"""The executor's client of its job bridge (``tendril.bridge.v1.JobBridgeService``).
+
+JobService starts every executor with env ``SOCKET_PATH`` (the bridge's Unix socket),
+``TENDRIL_BRIDGE_TOKEN`` and ``JOB_JSON``; :meth:`BridgeClient.from_env` reads them. The
+client sends ``authorization: Bearer <token>`` on every call, gives every call a deadline,
+retries failures its :class:`~tendril_sdk.retry.RetryPolicy` calls transient (by default
+UNAVAILABLE — the worker or a service behind the bridge is briefly away — for up to 60 s),
+and raises everything else as :class:`~tendril_sdk.errors.BridgeError` with the ErrorInfo
+reason (a :class:`~tendril_sdk.errors.BridgeReason`).
+
+Paths: requests take paths relative to the work dir (an absolute path inside the work dir is
+made relative); answers carry both the relative path and the absolute one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import os
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf import json_format
+
+from tendril_proto.bridge.v1 import bridge_pb2, bridge_pb2_grpc
+from tendril_proto.scheduler.v1 import scheduler_pb2
+from tendril_sdk import tracing
+from tendril_sdk.errors import BridgeError, ExecutorEnvError
+from tendril_sdk.job import JOB_JSON_ENV, ExecutorRef, JobDescriptor
+from tendril_sdk.retry import RetryPolicy, retry
+
+__all__ = [
+    "DEFAULT_RETRY",
+    "SOCKET_ENV",
+    "TOKEN_ENV",
+    "BridgeClient",
+    "Directive",
+    "DirectiveKind",
+    "FetchedParameters",
+    "FetchedResource",
+    "Job",
+    "ProgressKind",
+    "PublishedParameters",
+    "ReceivedUpdate",
+    "SentUpdate",
+    "Slice",
+]
+
+T = TypeVar("T")
+
+SOCKET_ENV = "SOCKET_PATH"
+TOKEN_ENV = "TENDRIL_BRIDGE_TOKEN"
+WORK_DIR_ENV = "WORK_DIR"
+AUTHORIZATION_KEY = "authorization"
+
+# NOTE: the bridge is on the same host; UNAVAILABLE means JobService (or a service behind the
+# bridge: DataFetcher, parameter server, scheduler) is briefly away. Other codes are answers.
+DEFAULT_RETRY = RetryPolicy(
+    codes=frozenset({grpc.StatusCode.UNAVAILABLE}),
+    attempts=None,
+    deadline=60.0,
+    initial_backoff=0.2,
+    max_backoff=5.0,
+)
+
+# Seconds per attempt. Transfers and waits for the parameter server take long; the others
+# answer from the worker's own memory or disk.
+TIMEOUTS: Mapping[str, float] = {
+    "GetJob": 10.0,
+    "FetchResource": 300.0,
+    "NextSlice": 600.0,
+    "SendUpdate": 600.0,
+    "PublishParameters": 600.0,
+    "FetchParameters": 600.0,
+    "ReportProgress": 30.0,
+}
+# ReceiveUpdate waits up to its timeout_seconds (0: the job's round_timeout_seconds, else the
+# bridge's default) at the parameter server; the call gets this much more.
+RECEIVE_MARGIN_SECONDS = 60.0
+DEFAULT_ROUND_TIMEOUT_SECONDS = 600.0
+MAX_MESSAGE_BYTES = 8 * 1024 * 1024
+CHANNEL_OPTIONS: Sequence[tuple[str, Any]] = (
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    # NOTE: a restarted JobService is back within seconds; gRPC's default reconnect backoff
+    # would grow to 120 s and keep every retry failing fast long after it came back.
+    ("grpc.initial_reconnect_backoff_ms", 250),
+    ("grpc.max_reconnect_backoff_ms", 5_000),
+)
+
+
+class ProgressKind(enum.StrEnum):
+    """What a progress report says (``tendril.scheduler.v1.ProgressKind``)."""
+
+    BATCH = "batch"
+    METRICS = "metrics"
+    UPDATE_SENT = "update_sent"
+    UPDATE_RECEIVED = "update_received"
+    FINISHED = "finished"
+
+    def to_proto(self) -> scheduler_pb2.ProgressKind:
+        """The proto enum value (``PROGRESS_KIND_<NAME>``)."""
+        return _PROGRESS_KINDS[self]
+
+
+_PROGRESS_KINDS: Mapping[ProgressKind, scheduler_pb2.ProgressKind] = {
+    ProgressKind.BATCH: scheduler_pb2.PROGRESS_KIND_BATCH,
+    ProgressKind.METRICS: scheduler_pb2.PROGRESS_KIND_METRICS,
+    ProgressKind.UPDATE_SENT: scheduler_pb2.PROGRESS_KIND_UPDATE_SENT,
+    ProgressKind.UPDATE_RECEIVED: scheduler_pb2.PROGRESS_KIND_UPDATE_RECEIVED,
+    ProgressKind.FINISHED: scheduler_pb2.PROGRESS_KIND_FINISHED,
+}
+
+
+class DirectiveKind(enum.StrEnum):
+    """What the scheduler wants next (``tendril.scheduler.v1.Directive``)."""
+
+    CONTINUE = "continue"
+    SCHEDULE_UPDATE = "schedule_update"
+    DONE = "done"
+
+
+_DIRECTIVES = {
+    scheduler_pb2.DIRECTIVE_UNSPECIFIED: DirectiveKind.CONTINUE,
+    scheduler_pb2.DIRECTIVE_CONTINUE: DirectiveKind.CONTINUE,
+    scheduler_pb2.DIRECTIVE_SCHEDULE_UPDATE: DirectiveKind.SCHEDULE_UPDATE,
+    scheduler_pb2.DIRECTIVE_DONE: DirectiveKind.DONE,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Directive:
+    """The scheduler's answer to a progress report: continue, send the update after
+    ``batches_until_update`` more batches, or stop (done)."""
+
+    kind: DirectiveKind
+    batches_until_update: int = 0
+    round: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """GetJob's answer; ``config`` is the dispatch config as plain Python values."""
+
+    job_id: str
+    worker_id: str
+    executor: ExecutorRef
+    config: dict[str, Any]
+    work_dir: Path
+
+
+@dataclasses.dataclass(frozen=True)
+class FetchedResource:
+    """A downloaded resource under ``artifacts/``."""
+
+    path: Path  # absolute
+    relative: str  # relative to the work dir
+    size_bytes: int
+    sha256: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Slice:
+    """A read-only data slice under ``data/`` and the scheduler's assignment of it."""
+
+    path: Path
+    relative: str
+    assignment: scheduler_pb2.SliceAssignment
+    wait_seconds: float
+
+
+@dataclasses.dataclass(frozen=True)
+class SentUpdate:
+    bytes_sent: int
+    seconds: float
+
+
+@dataclasses.dataclass(frozen=True)
+class ReceivedUpdate:
+    """A round's outer update (fp32 SafeTensors; θ_new = θ + u)."""
+
+    path: Path
+    relative: str
+    bytes_received: int
+    seconds: float
+    contributors: int
+
+
+@dataclasses.dataclass(frozen=True)
+class PublishedParameters:
+    accepted: bool  # these parameters became the run's θ0
+    round: int
+
+
+@dataclasses.dataclass(frozen=True)
+class FetchedParameters:
+    """The run's current θ (fp32 SafeTensors) and the round it starts."""
+
+    path: Path
+    relative: str
+    round: int
+
+
+class BridgeClient:
+    """Async calls to one job bridge. Use ``async with`` or call :meth:`close`."""
+
+    def __init__(
+        self,
+        socket_path: str | os.PathLike[str],
+        token: str,
+        *,
+        work_dir: str | os.PathLike[str] | None = None,
+        job: JobDescriptor | None = None,
+        retry_policy: RetryPolicy = DEFAULT_RETRY,
+        interceptors: Sequence[Any] | None = None,
+    ) -> None:
+        """``work_dir`` defaults to the job's, else the socket's directory (the bridge socket
+        lives in the work dir). ``interceptors`` (grpc.aio client interceptors) default to the
+        tracing ones when :func:`tendril_sdk.tracing.setup` turned tracing on. Nothing connects
+        until the first call."""
+        if not token:
+            raise ExecutorEnvError(f"a bridge client needs the job's token (env {TOKEN_ENV})")
+        self.socket_path = Path(socket_path)
+        self.job = job
+        if work_dir is not None:
+            self.work_dir = Path(work_dir)
+        elif job is not None:
+            self.work_dir = job.work_dir
+        else:
+            self.work_dir = self.socket_path.parent
+        self.retry_policy = retry_policy
+        self._metadata = ((AUTHORIZATION_KEY, f"Bearer {token}"),)
+        self._interceptors = None if interceptors is None else list(interceptors)
+        self._channel: grpc.aio.Channel | None = None
+        self._stub_instance: bridge_pb2_grpc.JobBridgeServiceStub | None = None
+
+    @classmethod
+    def from_env(
+        cls,
+        env: Mapping[str, str] | None = None,
+        *,
+        socket_path: str | os.PathLike[str] | None = None,
+        retry_policy: RetryPolicy = DEFAULT_RETRY,
+    ) -> BridgeClient:
+        """The client JobService's environment describes: ``SOCKET_PATH`` (or ``socket_path``),
+        ``TENDRIL_BRIDGE_TOKEN``, and ``JOB_JSON`` when set (then :attr:`job` is its content).
+
+        Raises :class:`ExecutorEnvError` naming what is missing.
+        """
+        env = os.environ if env is None else env
+        token = env.get(TOKEN_ENV, "")
+        job = JobDescriptor.from_env(env) if env.get(JOB_JSON_ENV) else None
+        socket = socket_path or env.get(SOCKET_ENV, "") or (str(job.socket_path) if job is not None else "")
+        missing = [name for name, value in ((SOCKET_ENV, socket), (TOKEN_ENV, token)) if not value]
+        if missing:
+            raise ExecutorEnvError(
+                f"env {' and '.join(missing)} {'is' if len(missing) == 1 else 'are'} not set; JobService starts "
+                f"executors with {SOCKET_ENV} (the job bridge's socket) and {TOKEN_ENV} (its token)"
+            )
+        work_dir = env.get(WORK_DIR_ENV) or None
+        return cls(socket, token, work_dir=work_dir, job=job, retry_policy=retry_policy)
+
+    @property
+    def _stub(self) -> bridge_pb2_grpc.JobBridgeServiceStub:
+        # NOTE: the channel is opened at the first call, inside the running event loop (grpc.aio
+        # binds a channel to the loop it was made in), so a client can be made before asyncio.run.
+        if self._stub_instance is None:
+            interceptors = tracing.client_interceptors() if self._interceptors is None else self._interceptors
+            self._channel = grpc.aio.insecure_channel(
+                f"unix:{self.socket_path}", options=list(CHANNEL_OPTIONS), interceptors=interceptors or None
+            )
+            self._stub_instance = bridge_pb2_grpc.JobBridgeServiceStub(self._channel)  # type: ignore[no-untyped-call]
+        return self._stub_instance
+
+    async def close(self) -> None:
+        """Close the channel (a later call opens a new one)."""
+        channel, self._channel, self._stub_instance = self._channel, None, None
+        if channel is not None:
+            await channel.close()
+
+    async def __aenter__(self) -> BridgeClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    # -- plumbing ----------------------------------------------------------------------------
+
+    def relative(self, path: str | os.PathLike[str]) -> str:
+        """``path`` as the bridge wants it: relative to the work dir ("" stays "")."""
+        text = os.fspath(path)
+        if not text or not os.path.isabs(text):
+            return text
+        root = self.work_dir.resolve()
+        try:
+            return Path(text).resolve().relative_to(root).as_posix()
+        except ValueError:
+            raise ValueError(f"{text} is not inside the job's work dir {root}; the bridge takes paths in it") from None
+
+    def _absolute(self, relative: str) -> Path:
+        return self.work_dir / relative
+
+    def _round_timeout(self) -> float:
+        """How long the bridge waits in ReceiveUpdate when asked for 0: the job's round timeout."""
+        configured = (self.job.config if self.job is not None else {}).get("round_timeout_seconds")
+        if isinstance(configured, int | float) and not isinstance(configured, bool) and configured > 0:
+            return float(configured)
+        return DEFAULT_ROUND_TIMEOUT_SECONDS
+
+    async def _call(
+        self,
+        method: str,
+        fn: Callable[..., Awaitable[T]],
+        request: Any,
+        *,
+        timeout: float | None,
+        policy: RetryPolicy | None = None,
+    ) -> T:
+        deadline = TIMEOUTS.get(method) if timeout is None else timeout
+
+        async def attempt() -> T:
+            try:
+                return await fn(request, metadata=self._metadata, timeout=deadline)
+            except grpc.aio.AioRpcError as exc:
+                raise BridgeError.from_rpc_error(exc, method=method) from None
+
+        return await retry(attempt, policy or self.retry_policy)
+
+    # -- RPCs ----------------------------------------------------------------------------------
+
+    async def get_job(self, *, timeout: float | None = None, retry_policy: RetryPolicy | None = None) -> Job:
+        """GetJob: the job's ids, executor and dispatch config."""
+        request = bridge_pb2.GetJobRequest()
+        reply = await self._call("GetJob", self._stub.GetJob, request, timeout=timeout, policy=retry_policy)
+        return Job(
+            job_id=reply.job_id,
+            worker_id=reply.worker_id,
+            executor=ExecutorRef(reply.executor.executor_class, reply.executor.name),
+            config=json_format.MessageToDict(reply.config),
+            work_dir=Path(reply.work_dir) if reply.work_dir else self.work_dir,
+        )
+
+    async def fetch_resource(
+        self,
+        uri: str,
+        *,
+        dest: str = "",
+        sha256: str = "",
+        timeout: float | None = None,
+        retry_policy: RetryPolicy | None = None,
+    ) -> FetchedResource:
+        """FetchResource: download ``uri`` (file://, http(s)://) into ``artifacts/[dest]``;
+        ``sha256`` (hex) is checked when given."""
+        request = bridge_pb2.FetchResourceRequest(uri=uri, dest=dest, sha256=sha256)
+        reply = await self._call(
+            "FetchResource", self._stub.FetchResource, request, timeout=timeout, policy=retry_policy
+        )
+        return FetchedResource(self._absolute(reply.path), reply.path, reply.size_bytes, reply.sha256)
+
+    async def next_slice(self, *, timeout: float | None = None, retry_policy: RetryPolicy | None = None) -> Slice:
+        """NextSlice: the next data slice (prefetched by the worker), read-only under ``data/``."""
+        request = bridge_pb2.NextSliceRequest()
+        reply = await self._call("NextSlice", self._stub.NextSlice, request, timeout=timeout, policy=retry_policy)
+        return Slice(self._absolute(reply.path), reply.path, reply.assignment, reply.wait_seconds)
+
+    async def send_update(
+        self,
+        path: str | os.PathLike[str],
+        round: int,
+        weight: float,
+        *,
+        timeout: float | None = None,
+        retry_policy: RetryPolicy | None = None,
+    ) -> SentUpdate:
+        """SendUpdate: stream the pseudo-gradient file ``path`` of ``round`` to the parameter server."""
+        request = bridge_pb2.SendUpdateRequest(path=self.relative(path), round=round, weight=weight)
+        reply = await self._call("SendUpdate", self._stub.SendUpdate, request, timeout=timeout, policy=retry_policy)
+        return SentUpdate(reply.bytes_sent, reply.seconds)
+
+    async def receive_update(
+        self,
+        round: int,
+        *,
+        path: str | os.PathLike[str] = "",
+        timeout_seconds: float = 0.0,
+        timeout: float | None = None,
+        retry_policy: RetryPolicy | None = None,
+    ) -> ReceivedUpdate:
+        """ReceiveUpdate: wait up to ``timeout_seconds`` (0: the job's round timeout) for the
+        outer update of ``round`` and store it (default ``updates/round-<n>.safetensors``)."""
+        request = bridge_pb2.ReceiveUpdateRequest(
+            round=round, path=self.relative(path), timeout_seconds=timeout_seconds
+        )
+        if timeout is None:
+            timeout = (timeout_seconds or self._round_timeout()) + RECEIVE_MARGIN_SECONDS
+        reply = await self._call(
+            "ReceiveUpdate", self._stub.ReceiveUpdate, request, timeout=timeout, policy=retry_policy
+        )
+        return ReceivedUpdate(
+            self._absolute(reply.path), reply.path, reply.bytes_received, reply.seconds, reply.contributors
+        )
+
+    async def report_progress(
+        self,
+        kind: ProgressKind | str,
+        round: int,
+        *,
+        batch_size: int = 0,
+        batch_seconds: float = 0.0,
+        metrics: Mapping[str, float] | None = None,
+        timeout: float | None = None,
+        retry_policy: RetryPolicy | None = None,
+    ) -> Directive:
+        """ReportProgress: tell the scheduler (``kind`` is a :class:`ProgressKind` or its value)
+        and get its directive."""
+        progress = scheduler_pb2.ReportProgressRequest(
+            kind=ProgressKind(kind).to_proto(),
+            round=round,
+            batch_size=batch_size,
+            batch_seconds=batch_seconds,
+            metrics={k: float(v) for k, v in (metrics or {}).items()},
+        )
+        request = bridge_pb2.ReportProgressRequest(progress=progress)
+        reply = await self._call(
+            "ReportProgress", self._stub.ReportProgress, request, timeout=timeout, policy=retry_policy
+        )
+        d = reply.directive
+        return Directive(_DIRECTIVES.get(d.directive, DirectiveKind.CONTINUE), d.batches_until_update, d.round)
+
+    async def publish_parameters(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        timeout: float | None = None,
+        retry_policy: RetryPolicy | None = None,
+    ) -> PublishedParameters:
+        """PublishParameters: offer θ0 (SafeTensors at ``path``); the first offer of a run wins."""
+        request = bridge_pb2.PublishParametersRequest(path=self.relative(path))
+        reply = await self._call(
+            "PublishParameters", self._stub.PublishParameters, request, timeout=timeout, policy=retry_policy
+        )
+        return PublishedParameters(reply.accepted, reply.round)
+
+    async def fetch_parameters(
+        self,
+        path: str | os.PathLike[str] = "",
+        *,
+        timeout: float | None = None,
+        retry_policy: RetryPolicy | None = None,
+    ) -> FetchedParameters:
+        """FetchParameters: store the run's current θ (default ``params/current.safetensors``)."""
+        request = bridge_pb2.FetchParametersRequest(path=self.relative(path))
+        reply = await self._call(
+            "FetchParameters", self._stub.FetchParameters, request, timeout=timeout, policy=retry_policy
+        )
+        return FetchedParameters(self._absolute(reply.path), reply.path, reply.round)

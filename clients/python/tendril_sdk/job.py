@@ -1,0 +1,122 @@
+"""``job.json``: what JobService tells an executor about its job, typed.
+
+JobService writes ``job.json`` into the job's work dir before it starts the executor and
+passes its path as ``{JOB_JSON}`` in argv and as env ``JOB_JSON``. Its keys::
+
+    {"job_id", "worker_id", "lease_id", "owner_id", "executor": {"class", "name"},
+     "config": {...the dispatch config...}, "work_dir", "socket_path", "coordinator_address"}
+
+:class:`JobDescriptor` has the same field names (``executor.class`` is
+:attr:`ExecutorRef.executor_class`, as in the protos). Keys a newer worker adds are ignored;
+missing keys other than ``job_id`` take their empty value, so a hand-written job.json for a
+test needs only what the executor reads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from tendril_sdk.errors import ExecutorEnvError
+
+__all__ = ["JOB_JSON_ENV", "ExecutorRef", "JobDescriptor", "JobDescriptorError"]
+
+JOB_JSON_ENV = "JOB_JSON"
+SOCKET_NAME = "bridge.sock"
+
+
+class JobDescriptorError(ValueError):
+    """job.json is missing, unreadable or malformed; the message names the file and the key."""
+
+
+@dataclasses.dataclass(frozen=True)
+class ExecutorRef:
+    """The executor a job was dispatched to: ``class`` and ``name`` in job.json."""
+
+    executor_class: str = ""
+    name: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
+class JobDescriptor:
+    """The content of job.json."""
+
+    job_id: str
+    worker_id: str = ""
+    lease_id: str = ""
+    owner_id: str = ""
+    executor: ExecutorRef = dataclasses.field(default_factory=ExecutorRef)
+    config: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    work_dir: Path = Path(".")
+    socket_path: Path = Path(SOCKET_NAME)
+    coordinator_address: str = ""
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *, source: str = "job.json", base: Path | None = None) -> JobDescriptor:
+        """Build from the parsed JSON; ``base`` is the work dir to assume when job.json has none."""
+
+        def bad(key: str, want: str, value: Any) -> JobDescriptorError:
+            return JobDescriptorError(f"{source}: {key} must be {want}, got {value!r}")
+
+        def text(key: str, required: bool = False) -> str:
+            value = data.get(key, None if required else "")
+            if required and not value:
+                raise JobDescriptorError(f"{source}: {key} is required (JobService always writes it)")
+            if not isinstance(value, str):
+                raise bad(key, "a string", value)
+            return value
+
+        if not isinstance(data, Mapping):
+            raise JobDescriptorError(f"{source}: must hold a JSON object, got {type(data).__name__}")
+        executor = data.get("executor") or {}
+        if not isinstance(executor, Mapping):
+            raise bad("executor", 'an object {"class", "name"}', executor)
+        for key in ("class", "name"):
+            if not isinstance(executor.get(key, ""), str):
+                raise bad(f"executor.{key}", "a string", executor.get(key))
+        config = data.get("config") or {}
+        if not isinstance(config, Mapping):
+            raise bad("config", "an object", config)
+        work_dir = Path(text("work_dir")) if data.get("work_dir") else (base or Path("."))
+        socket_path = Path(text("socket_path")) if data.get("socket_path") else work_dir / SOCKET_NAME
+        return cls(
+            job_id=text("job_id", required=True),
+            worker_id=text("worker_id"),
+            lease_id=text("lease_id"),
+            owner_id=text("owner_id"),
+            executor=ExecutorRef(executor.get("class", ""), executor.get("name", "")),
+            config=dict(config),
+            work_dir=work_dir,
+            socket_path=socket_path,
+            coordinator_address=text("coordinator_address"),
+        )
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> JobDescriptor:
+        """Read job.json at ``path`` (its directory is the work dir when the file names none)."""
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except OSError as exc:
+            raise JobDescriptorError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        except json.JSONDecodeError as exc:
+            raise JobDescriptorError(f"{path} is not valid JSON: {exc}") from exc
+        return cls.from_dict(data, source=str(path), base=path.parent)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> JobDescriptor:
+        """Read the job.json named by env ``JOB_JSON`` (raises :class:`ExecutorEnvError` when unset)."""
+        env = os.environ if env is None else env
+        path = env.get(JOB_JSON_ENV, "")
+        if not path:
+            raise ExecutorEnvError(f"env {JOB_JSON_ENV} is not set; JobService passes the path of job.json this way")
+        return cls.load(path)
+
+    @property
+    def has_scheduler(self) -> bool:
+        """Whether the job was dispatched with a scheduler (NextSlice and ReportProgress need one)."""
+        return bool(self.coordinator_address)
