@@ -17,8 +17,9 @@ from collections.abc import Callable
 from typing import Any
 
 from tendril.core.errors import ErrorKind
-from tendril.core.fanout import Fanout, Overflow, Subscription
+from tendril.core.fanout import Fanout
 from tendril.core.logs import get_logger
+from tendril.core.watch import Watch
 from tendril.gateway.errors import GatewayError, GatewayReason
 
 log = get_logger("tendril.gateway.registry")
@@ -151,25 +152,24 @@ class Registry:
         self._emit(RecordEventType.DELETED, entry)
         return entry
 
-    def watch(self, kind: str = "", name: str = "") -> Subscription[RecordEvent]:
-        """A subscription that starts with EXISTING for every live record, then every change.
+    def watch(self, kind: str = "", name: str = "") -> Watch[RecordEvent]:
+        """EXISTING for every live record (of ``kind`` when given), then every change.
 
-        Under CLOSE overflow: a watcher that falls behind is cut off and must watch again
+        A watcher that falls behind is cut off (ABORTED WATCH_OVERFLOW) and must watch again
         (it then gets a fresh snapshot), so it never holds a silently wrong picture.
         """
-        live = self.records(kind)
-        sub = self._watchers.subscribe(
-            maxsize=self._watch_queue + len(live),
-            overflow=Overflow.CLOSE,
+        return Watch(
+            self._watchers,
+            lambda: [RecordEvent(RecordEventType.EXISTING, entry) for entry in self.records(kind)],
+            queue=self._watch_queue,
+            overflow=lambda exc: GatewayError(
+                ErrorKind.ABORTED,
+                f"{exc}; start a new Watch (it begins with EXISTING for every live record)",
+                reason=GatewayReason.WATCH_OVERFLOW,
+            ),
             name=name,
             accepts=(lambda ev: ev.entry.kind == kind) if kind else None,
         )
-        for entry in live:
-            sub.offer(RecordEvent(RecordEventType.EXISTING, entry))
-        return sub
-
-    def unwatch(self, sub: Subscription[RecordEvent]) -> None:
-        self._watchers.unsubscribe(sub)
 
     # -- expiry ------------------------------------------------------------------------------
 

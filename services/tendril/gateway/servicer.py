@@ -7,7 +7,6 @@ from collections.abc import AsyncIterator
 import grpc
 
 from tendril.core.errors import ErrorKind
-from tendril.core.fanout import SubscriptionOverflow
 from tendril.core.identity import caller_id, certificate_id
 from tendril.core.timeutil import now, to_timestamp
 from tendril.gateway.bus import TopicBus
@@ -99,16 +98,6 @@ class RegistryServicer(gateway_pb2_grpc.RegistryServiceServicer):
     async def Watch(
         self, request: gateway_pb2.WatchRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[gateway_pb2.WatchResponse]:
-        sub = self.registry.watch(request.kind, name=caller_id(context) or context.peer())
-        try:
-            await context.send_initial_metadata(())
-            async for event in sub:
-                yield gateway_pb2.WatchResponse(type=_EVENT_TYPES[event.type], record=record_to_proto(event.entry))
-        except SubscriptionOverflow as exc:
-            raise GatewayError(
-                ErrorKind.ABORTED,
-                f"{exc}; start a new Watch (it begins with EXISTING for every live record)",
-                reason=GatewayReason.WATCH_OVERFLOW,
-            ) from exc
-        finally:
-            self.registry.unwatch(sub)
+        watch = self.registry.watch(request.kind, name=caller_id(context) or context.peer())
+        async for event in watch.relay(context):
+            yield gateway_pb2.WatchResponse(type=_EVENT_TYPES[event.type], record=record_to_proto(event.entry))

@@ -26,8 +26,9 @@ from tendril.bridge.core import BridgeJob, ProgressSink
 from tendril.core import metrics
 from tendril.core.config import ExecutorConfig, WorkerConfig
 from tendril.core.errors import ErrorKind
-from tendril.core.fanout import Fanout, Overflow, SubscriptionOverflow
+from tendril.core.fanout import Fanout
 from tendril.core.logs import get_logger
+from tendril.core.watch import Watch
 from tendril.job.argv import render_argv
 from tendril.job.errors import JobError, JobReason
 from tendril.job.executor import ExecutorProcess, executor_env
@@ -328,35 +329,27 @@ class JobManager:
         count = min(limit or 100, LIST_LIMIT_MAX)
         return [self._live(r) for r in self.store.list(states, count)]
 
-    async def watch(self, job_id: str = "") -> AsyncIterator[JobRecord]:
+    def _snapshot(self, job_id: str) -> list[JobRecord]:
+        """The one job (JOB_NOT_FOUND when there is none) or every live job, as they are now."""
+        if job_id:
+            return [self.get(job_id)]
+        return [self._live(run.record.copy()) for run in self._runs.values()]
+
+    def watch(self, job_id: str = "", name: str = "") -> Watch[JobRecord]:
         """One job (its state now, then each change until it ends) or every job (live ones, then changes)."""
-        sub = self.events.subscribe(
-            maxsize=WATCH_QUEUE,
-            overflow=Overflow.CLOSE,
-            name=job_id or "all",
-            accepts=(lambda r: r.job_id == job_id) if job_id else None,
-        )
-        try:
-            if job_id:
-                record = self.get(job_id)
-                yield record
-                if record.terminal:
-                    return
-            else:
-                for run in list(self._runs.values()):
-                    yield self._live(run.record.copy())
-            async for record in sub:
-                yield record
-                if job_id and record.terminal:
-                    return
-        except SubscriptionOverflow as exc:
-            raise JobError(
+        return Watch(
+            self.events,
+            lambda: self._snapshot(job_id),
+            queue=WATCH_QUEUE,
+            overflow=lambda exc: JobError(
                 ErrorKind.ABORTED,
                 f"this watch fell {WATCH_QUEUE} changes behind and was cut off; start a new Watch",
                 reason=JobReason.WATCH_OVERFLOW,
-            ) from exc
-        finally:
-            self.events.unsubscribe(sub)
+            ),
+            name=name or job_id or "all",
+            accepts=(lambda r: r.job_id == job_id) if job_id else None,
+            until=(lambda r: r.terminal) if job_id else None,
+        )
 
     async def logs(self, job_id: str, tail_lines: int = 0, follow: bool = False) -> AsyncIterator[str]:
         """The executor's output: the last ``tail_lines`` lines (0: all), then new output while following."""

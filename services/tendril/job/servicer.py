@@ -71,7 +71,8 @@ class JobServicer(job_pb2_grpc.JobServiceServicer):
         return job_pb2.ListResponse(jobs=[job_to_proto(r) for r in records])
 
     async def Watch(self, request: job_pb2.WatchRequest, context: Any) -> AsyncIterator[job_pb2.WatchResponse]:
-        async for record in self.manager.watch(request.job_id):
+        watch = self.manager.watch(request.job_id, name=caller_id(context) or context.peer())
+        async for record in watch.relay(context):
             yield job_pb2.WatchResponse(job=job_to_proto(record))
 
     async def Cancel(self, request: job_pb2.CancelRequest, context: Any) -> job_pb2.CancelResponse:

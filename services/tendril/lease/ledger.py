@@ -33,8 +33,9 @@ from pathlib import Path
 from tendril.core import metrics
 from tendril.core.amounts import Amount
 from tendril.core.errors import ErrorKind
-from tendril.core.fanout import Fanout, Overflow, Subscription
+from tendril.core.fanout import Fanout
 from tendril.core.logs import get_logger
+from tendril.core.watch import Watch
 from tendril.lease.errors import LeaseError, LeaseReason
 from tendril.lease.model import Lease, LeaseEvent, LeaseEventType, LeaseKind
 from tendril.lease.store import LeaseStore
@@ -323,25 +324,24 @@ class Ledger:
 
     # -- watching ----------------------------------------------------------------------------
 
-    def watch(self, owner_id: str = "", name: str = "") -> Subscription[LeaseEvent]:
+    def watch(self, owner_id: str = "", name: str = "") -> Watch[LeaseEvent]:
         """EXISTING for every live lease (of ``owner_id`` when given), then every change.
 
-        A watcher that falls behind is cut off (SubscriptionOverflow) and must watch again.
+        A watcher that falls behind is cut off (ABORTED WATCH_OVERFLOW) and must watch again.
         """
         with self._lock:
-            live = self.leases(owner_id)
-            sub = self._watchers.subscribe(
-                maxsize=self._watch_queue + len(live),
-                overflow=Overflow.CLOSE,
+            return Watch(
+                self._watchers,
+                lambda: [LeaseEvent(LeaseEventType.EXISTING, lease) for lease in self.leases(owner_id)],
+                queue=self._watch_queue,
+                overflow=lambda exc: LeaseError(
+                    ErrorKind.ABORTED,
+                    f"{exc}; open a new Watch (it starts with EXISTING for every live lease)",
+                    reason=LeaseReason.WATCH_OVERFLOW,
+                ),
                 name=name,
                 accepts=(lambda ev: ev.lease.owner_id == owner_id) if owner_id else None,
             )
-            for lease in live:
-                sub.offer(LeaseEvent(LeaseEventType.EXISTING, lease))
-        return sub
-
-    def unwatch(self, sub: Subscription[LeaseEvent]) -> None:
-        self._watchers.unsubscribe(sub)
 
     def end_watches(self) -> None:
         """Finish every watch stream (before a graceful stop)."""

@@ -15,11 +15,8 @@ from collections.abc import AsyncIterator
 import grpc
 
 from tendril.core.amounts import Amount
-from tendril.core.errors import ErrorKind
-from tendril.core.fanout import SubscriptionOverflow
 from tendril.core.identity import caller_id
 from tendril.core.timeutil import to_timestamp
-from tendril.lease.errors import LeaseError, LeaseReason
 from tendril.lease.ledger import Ledger
 from tendril.lease.model import Lease, LeaseEventType, LeaseKind
 from tendril_proto.lease.v1 import lease_pb2, lease_pb2_grpc
@@ -93,21 +90,9 @@ class LeaseServicer(lease_pb2_grpc.LeaseServiceServicer):
     async def Watch(
         self, request: lease_pb2.WatchRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[lease_pb2.WatchResponse]:
-        sub = self.ledger.watch(request.owner_id, name=caller_id(context) or context.peer())
-        try:
-            # NOTE: initial metadata is sent once the watch is registered: a client that awaits
-            # it knows it will see every later change.
-            await context.send_initial_metadata(())
-            async for event in sub:
-                yield lease_pb2.WatchResponse(type=_EVENTS[event.type], lease=lease_to_proto(event.lease))
-        except SubscriptionOverflow as exc:
-            raise LeaseError(
-                ErrorKind.ABORTED,
-                f"{exc}; open a new Watch (it starts with EXISTING for every live lease)",
-                reason=LeaseReason.WATCH_OVERFLOW,
-            ) from exc
-        finally:
-            self.ledger.unwatch(sub)
+        watch = self.ledger.watch(request.owner_id, name=caller_id(context) or context.peer())
+        async for event in watch.relay(context):
+            yield lease_pb2.WatchResponse(type=_EVENTS[event.type], lease=lease_to_proto(event.lease))
 
     async def GetCapacity(
         self, request: lease_pb2.GetCapacityRequest, context: grpc.aio.ServicerContext
