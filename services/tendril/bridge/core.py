@@ -20,6 +20,7 @@ from tendril.bridge.errors import BridgeError
 from tendril.bridge.fetch import Fetched, check_request, default_name, download
 from tendril.bridge.files import landing
 from tendril.bridge.paths import confine, relative_to
+from tendril.core.codecs import CODECS
 from tendril.core.errors import ErrorKind
 from tendril_sdk.errors import BridgeReason
 
@@ -28,7 +29,6 @@ DATA = "data"
 UPDATES = "updates"
 PARAMS = "params"
 WORK_SUBDIRS = (ARTIFACTS, DATA, UPDATES, PARAMS)
-CODECS = ("fp32", "bf16", "int8")
 DEFAULT_ROUND_TIMEOUT_SECONDS = 600.0
 
 ProgressSink = Callable[[str, dict[str, float]], None]

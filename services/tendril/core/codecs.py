@@ -1,8 +1,17 @@
-"""Wire codecs for tensor values: fp32 (identity), bf16 and int8 blockwise absmax.
+"""The codec registry: how tensor values travel on the wire, declared once.
+
+:data:`REGISTRY` holds every codec: its name (job.toml, the APIs, error messages), its
+``tendril.tensor.v1.Codec`` value, the SafeTensors dtype of its encoded values, its
+encode/decode functions and properties. Everything else derives from it: the names
+(:data:`CODECS`), lookups by name (:func:`get`) and by proto value (:func:`from_proto`), the
+dtype checks of :mod:`tendril.core.tensorfile` and :mod:`tendril.core.streaming`, the
+job.toml field and the demo's ``--codec`` choices. Adding a codec is one :class:`Codec`
+entry here, its encode/decode functions and its value in the proto enum.
 
 Everything here is numpy on flat float32 arrays, so services never need torch. Decoding
 always gives float32 (accumulation is always fp32).
 
+* fp32: the values unchanged.
 * bf16: the upper 16 bits of an fp32, rounded to nearest, ties to even (what
   ``torch.Tensor.to(torch.bfloat16)`` does); NaN stays a (quiet) NaN.
 * int8: the flat tensor is cut into blocks of ``block_size`` values (the last one may be
@@ -12,31 +21,48 @@ always gives float32 (accumulation is always fp32).
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
 import numpy as np
 import numpy.typing as npt
 
-CODECS = ("fp32", "bf16", "int8")
+from tendril_proto.tensor.v1 import tensor_pb2
+
 DEFAULT_BLOCK_SIZE = 256
 MAX_BLOCK_SIZE = 1 << 20
 INT8_MAX = 127
 
 F32 = npt.NDArray[np.float32]
+# (flat fp32 values, block size) -> (encoded values, fp32 scale per block: empty unless blockwise)
+Encode = Callable[[F32, int], tuple[npt.NDArray[Any], F32]]
+# (encoded values, scales, block size) -> flat fp32 values
+Decode = Callable[[npt.NDArray[Any], F32, int], F32]
 
 
 class CodecError(ValueError):
     """A codec was asked for something it cannot do (unknown name, non-finite values, ...)."""
 
 
-def check_codec(codec: str) -> str:
-    if codec not in CODECS:
-        raise CodecError(f"unknown codec {codec!r}: use one of {', '.join(CODECS)}")
-    return codec
+@dataclasses.dataclass(frozen=True)
+class Codec:
+    """One wire codec."""
 
+    name: str  # as job.toml, the APIs and the messages spell it
+    proto: tensor_pb2.Codec  # its tendril.tensor.v1.Codec value
+    wire_dtype: str  # SafeTensors dtype of the encoded values
+    array_dtype: type[np.generic]  # numpy dtype of the encoded values (bf16: its uint16 bit patterns)
+    lossy: bool
+    # One fp32 scale per block of ``block_size`` values, stored as the tensor
+    # ``<name>/__scales__``, with the codec and the block size in the file's __metadata__.
+    blockwise: bool
+    encode: Encode
+    decode: Decode
 
-def check_block_size(block_size: int) -> int:
-    if not 1 <= block_size <= MAX_BLOCK_SIZE:
-        raise CodecError(f"int8 block size {block_size} is out of range 1..{MAX_BLOCK_SIZE}")
-    return block_size
+    @property
+    def bytes_per_value(self) -> int:
+        return np.dtype(self.array_dtype).itemsize
 
 
 # -- bf16 -------------------------------------------------------------------------------
@@ -93,3 +119,68 @@ def int8_decode(quant: npt.NDArray[np.int8], scales: F32, block_size: int) -> F3
     flat = np.asarray(quant, dtype=np.int8).reshape(-1)
     expanded = np.repeat(np.asarray(scales, dtype=np.float32), block_size)[: flat.size]
     return (flat.astype(np.float32) * expanded).astype(np.float32)
+
+
+# -- the registry --------------------------------------------------------------------------------
+
+NO_SCALES: F32 = np.zeros(0, dtype=np.float32)
+
+REGISTRY: tuple[Codec, ...] = (
+    Codec(
+        "fp32",
+        tensor_pb2.CODEC_FP32,
+        "F32",
+        np.float32,
+        lossy=False,
+        blockwise=False,
+        encode=lambda values, _: (np.ascontiguousarray(values, dtype=np.float32), NO_SCALES),
+        decode=lambda values, _scales, _: np.asarray(values, dtype=np.float32),
+    ),
+    Codec(
+        "bf16",
+        tensor_pb2.CODEC_BF16,
+        "BF16",
+        np.uint16,
+        lossy=True,
+        blockwise=False,
+        encode=lambda values, _: (bf16_from_fp32(values), NO_SCALES),
+        decode=lambda bits, _scales, _: fp32_from_bf16(bits),
+    ),
+    Codec(
+        "int8", tensor_pb2.CODEC_INT8, "I8", np.int8, lossy=True, blockwise=True, encode=int8_encode, decode=int8_decode
+    ),
+)
+BY_NAME: dict[str, Codec] = {codec.name: codec for codec in REGISTRY}
+BY_PROTO: dict[int, Codec] = {codec.proto: codec for codec in REGISTRY}
+CODECS: tuple[str, ...] = tuple(BY_NAME)  # the names, in registry order
+FP32 = BY_NAME["fp32"]  # what accumulation uses and what CODEC_UNSPECIFIED means
+NAMES = ", ".join(CODECS)  # for messages: "fp32, bf16, int8"
+PROTO_NAMES = ", ".join(tensor_pb2.Codec.Name(codec.proto) for codec in REGISTRY)
+
+
+def get(name: str) -> Codec:
+    """The codec called ``name``; CodecError naming the known ones otherwise."""
+    codec = BY_NAME.get(name)
+    if codec is None:
+        raise CodecError(f"unknown codec {name!r}: use one of {NAMES}")
+    return codec
+
+
+def from_proto(value: int) -> Codec:
+    """The codec of a ``tendril.tensor.v1.Codec`` value; CODEC_UNSPECIFIED means fp32."""
+    if value == tensor_pb2.CODEC_UNSPECIFIED:
+        return FP32
+    codec = BY_PROTO.get(value)
+    if codec is None:
+        raise CodecError(f"unknown codec value {value}: use one of {PROTO_NAMES}")
+    return codec
+
+
+def check_codec(codec: str) -> str:
+    return get(codec).name
+
+
+def check_block_size(block_size: int) -> int:
+    if not 1 <= block_size <= MAX_BLOCK_SIZE:
+        raise CodecError(f"block size {block_size} is out of range 1..{MAX_BLOCK_SIZE}")
+    return block_size

@@ -42,12 +42,6 @@ from tendril.core.server import CHUNK_BYTES
 from tendril.core.tensorfile import Layout, TensorFileError, TensorSpec
 from tendril_proto.tensor.v1 import tensor_pb2
 
-CODEC_TO_PROTO = {
-    "fp32": tensor_pb2.CODEC_FP32,
-    "bf16": tensor_pb2.CODEC_BF16,
-    "int8": tensor_pb2.CODEC_INT8,
-}
-PROTO_TO_CODEC = {value: name for name, value in CODEC_TO_PROTO.items()}
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 
 # NOTE: a receiver of a pushed stream sends this initial metadata once it has accepted the
@@ -76,19 +70,17 @@ class StreamError(ValueError):
 
 def codec_from_proto(value: int) -> str:
     """Codec name of a proto enum value; unspecified means fp32."""
-    if value == tensor_pb2.CODEC_UNSPECIFIED:
-        return "fp32"
-    if value not in PROTO_TO_CODEC:
-        raise StreamError(
-            StreamReason.BAD_CODEC, f"unknown codec value {value}; use CODEC_FP32, CODEC_BF16 or CODEC_INT8"
-        )
-    return PROTO_TO_CODEC[value]
+    try:
+        return codecs.from_proto(value).name
+    except codecs.CodecError as exc:
+        raise StreamError(StreamReason.BAD_CODEC, str(exc)) from exc
 
 
-def codec_to_proto(codec: str) -> int:
-    if codec not in CODEC_TO_PROTO:
-        raise StreamError(StreamReason.BAD_CODEC, f"unknown codec {codec!r}; use fp32, bf16 or int8")
-    return CODEC_TO_PROTO[codec]
+def codec_to_proto(codec: str) -> tensor_pb2.Codec:
+    try:
+        return codecs.get(codec).proto
+    except codecs.CodecError as exc:
+        raise StreamError(StreamReason.BAD_CODEC, str(exc)) from exc
 
 
 @dataclasses.dataclass(frozen=True)
@@ -111,9 +103,9 @@ class StreamInfo:
 
 def header_message(info: StreamInfo) -> tensor_pb2.StreamHeader:
     layout = info.layout
-    if layout.codec not in CODEC_TO_PROTO:
+    if layout.codec not in codecs.BY_NAME:
         raise StreamError(
-            StreamReason.BAD_CODEC, f"a {layout.codec} payload cannot be streamed; encode it as fp32, bf16 or int8"
+            StreamReason.BAD_CODEC, f"a {layout.codec} payload cannot be streamed; encode it as one of {codecs.NAMES}"
         )
     return tensor_pb2.StreamHeader(
         stream_id=info.stream_id,
@@ -121,7 +113,7 @@ def header_message(info: StreamInfo) -> tensor_pb2.StreamHeader:
         round=info.round,
         worker_id=info.worker_id,
         weight=info.weight,
-        codec=CODEC_TO_PROTO[layout.codec],
+        codec=codecs.BY_NAME[layout.codec].proto,
         tensors=[
             tensor_pb2.TensorInfo(
                 name=t.name,
@@ -144,16 +136,17 @@ def header_message(info: StreamInfo) -> tensor_pb2.StreamHeader:
 def info_from_header(header: tensor_pb2.StreamHeader) -> StreamInfo:
     """Validate a received header; raises StreamError(BAD_HEADER) saying what is wrong."""
     codec = codec_from_proto(header.codec)
+    wire = codecs.BY_NAME[codec]
     if not header.stream_id or len(header.stream_id) > 200:
         raise StreamError(StreamReason.BAD_HEADER, "stream_id must be 1..200 characters (reuse it when resuming)")
     if not _SHA256.match(header.sha256):
         raise StreamError(StreamReason.BAD_HEADER, "sha256 must be the 64 lowercase hex digits of the payload's sha256")
     if not header.tensors:
         raise StreamError(StreamReason.BAD_HEADER, "the header lists no tensors")
-    block_size = header.block_size if codec == "int8" else 0
-    if codec == "int8" and not 1 <= block_size <= codecs.MAX_BLOCK_SIZE:
-        raise StreamError(StreamReason.BAD_HEADER, f"int8 streams need block_size in 1..{codecs.MAX_BLOCK_SIZE}")
-    want_dtype = tensorfile.WIRE_DTYPE[codec]
+    block_size = header.block_size if wire.blockwise else 0
+    if wire.blockwise and not 1 <= block_size <= codecs.MAX_BLOCK_SIZE:
+        raise StreamError(StreamReason.BAD_HEADER, f"{codec} streams need block_size in 1..{codecs.MAX_BLOCK_SIZE}")
+    want_dtype = wire.wire_dtype
     specs = []
     ranges = []
     names = set()
@@ -172,7 +165,7 @@ def info_from_header(header: tensor_pb2.StreamHeader) -> StreamInfo:
                 f"tensor {t.name!r}: bytes {t.begin}..{t.end} do not hold shape {list(spec.shape)}",
             )
         ranges.append((spec.begin, spec.end, t.name))
-        if codec == "int8":
+        if wire.blockwise:
             count = codecs.int8_scale_count(spec.numel, block_size)
             if spec.scales_end - spec.scales_begin != 4 * count:
                 raise StreamError(StreamReason.BAD_HEADER, f"tensor {t.name!r}: its scales must be {count} fp32 values")

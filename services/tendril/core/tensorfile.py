@@ -5,13 +5,11 @@ spaces to a multiple of 8), then the data section. The JSON maps each tensor nam
 ``{"dtype", "shape", "data_offsets": [begin, end]}`` (relative to the data section) plus an
 optional ``"__metadata__"`` map of strings. A tensor stream's payload is exactly such a file.
 
-Codec payloads (see :mod:`tendril.core.codecs`):
-
-* fp32: every tensor ``F32``;
-* bf16: every tensor ``BF16``;
-* int8: every tensor ``I8`` plus its fp32 block scales as a tensor ``<name>/__scales__``;
-  ``__metadata__`` holds ``tendril.codec = int8`` and ``tendril.block_size``.
-  The scales come first in the data section so that every F32 tensor stays 4-byte aligned.
+Codec payloads (see :mod:`tendril.core.codecs`): every tensor holds the codec's wire dtype
+(fp32: ``F32``, bf16: ``BF16``, int8: ``I8``). A blockwise codec (int8) adds each tensor's fp32
+block scales as a tensor ``<name>/__scales__``, and ``__metadata__`` holds ``tendril.codec``
+(its name) and ``tendril.block_size``. The scales come first in the data section so that
+every F32 tensor stays 4-byte aligned.
 
 Values are read with ``pread`` into small buffers (no mmap), so a process that folds many
 files keeps its resident memory at the size of one piece.
@@ -55,7 +53,6 @@ ITEMSIZE = {
     "F64": 8,
 }
 FLOAT_DTYPES = ("F32", "F16", "BF16", "F64")
-WIRE_DTYPE = {"fp32": "F32", "bf16": "BF16", "int8": "I8"}
 SCALES_SUFFIX = "/__scales__"
 META_CODEC = "tendril.codec"
 META_BLOCK_SIZE = "tendril.block_size"
@@ -77,7 +74,7 @@ class TensorSpec:
     shape: tuple[int, ...]
     begin: int
     end: int
-    scales_begin: int = 0  # int8 only: byte range of the fp32 block scales
+    scales_begin: int = 0  # blockwise codecs only: byte range of the fp32 block scales
     scales_end: int = 0
 
     @property
@@ -90,8 +87,8 @@ class Layout:
     """Where every tensor of a SafeTensors payload lies, and how its values are encoded."""
 
     tensors: tuple[TensorSpec, ...]  # value tensors (not scales), in data order
-    codec: str  # "fp32", "bf16", "int8", or "mixed" (a plain file with other dtypes)
-    block_size: int  # int8 only, else 0
+    codec: str  # a codec's name, or "mixed" (a plain file with other dtypes)
+    block_size: int  # blockwise codecs only, else 0
     header_size: int  # 8 + JSON length: where the data section starts
     data_size: int
     # Informational (the codec and block size above are what counts): not compared.
@@ -155,38 +152,44 @@ def parse_layout(header_json: bytes, *, header_size: int, file_size: int | None 
     if file_size is not None and header_size + data_size != file_size:
         raise TensorFileError(f"file is {file_size} bytes but its header describes {header_size + data_size}")
     codec, block_size = _codec_of(entries, meta_raw)
+    blockwise = _blockwise(codec)
     tensors = []
     for name, (dtype, shape, begin, end) in sorted(entries.items(), key=lambda kv: kv[1][2]):
-        if codec == "int8" and name.endswith(SCALES_SUFFIX):
+        if blockwise and name.endswith(SCALES_SUFFIX):
             continue
         scales_begin = scales_end = 0
-        if codec == "int8":
+        if blockwise:
             scales = entries.get(name + SCALES_SUFFIX)
             want = (codecs.int8_scale_count(math.prod(shape), block_size),)
             if scales is None or scales[0] != "F32" or scales[1] != want:
-                raise TensorFileError(f"int8 tensor {name!r} lacks its F32 scales of shape {list(want)}")
+                raise TensorFileError(f"{codec} tensor {name!r} lacks its F32 scales of shape {list(want)}")
             scales_begin, scales_end = scales[2], scales[3]
         tensors.append(TensorSpec(name, dtype, shape, begin, end, scales_begin, scales_end))
     return Layout(tuple(tensors), codec, block_size, header_size, data_size, tuple(sorted(meta_raw.items())))
 
 
+def _blockwise(codec: str) -> bool:
+    known = codecs.BY_NAME.get(codec)
+    return known is not None and known.blockwise
+
+
 def _codec_of(entries: dict[str, tuple[str, tuple[int, ...], int, int]], meta: dict[str, str]) -> tuple[str, int]:
-    if meta.get(META_CODEC) == "int8":
+    named = codecs.BY_NAME.get(meta.get(META_CODEC, ""))
+    if named is not None and named.blockwise:
         try:
             block_size = codecs.check_block_size(int(meta.get(META_BLOCK_SIZE, "")))
         except (ValueError, CodecError) as exc:
-            raise TensorFileError(f"int8 payload has a bad {META_BLOCK_SIZE}: {exc}") from exc
+            raise TensorFileError(f"{named.name} payload has a bad {META_BLOCK_SIZE}: {exc}") from exc
         for name, (dtype, *_) in entries.items():
-            want = "F32" if name.endswith(SCALES_SUFFIX) else "I8"
+            want = "F32" if name.endswith(SCALES_SUFFIX) else named.wire_dtype
             if dtype != want:
-                raise TensorFileError(f"int8 payload: tensor {name!r} is {dtype}, expected {want}")
-        return "int8", block_size
+                raise TensorFileError(f"{named.name} payload: tensor {name!r} is {dtype}, expected {want}")
+        return named.name, block_size
     dtypes = {dtype for dtype, *_ in entries.values()}
-    if dtypes <= {"F32"}:
-        return "fp32", 0
-    if dtypes == {"BF16"}:
-        return "bf16", 0
-    return "mixed", 0
+    if not dtypes:
+        return codecs.FP32.name, 0
+    plain = [c for c in codecs.REGISTRY if not c.blockwise and dtypes == {c.wire_dtype}]
+    return (plain[0].name, 0) if plain else ("mixed", 0)
 
 
 def split_header(prefix: bytes) -> int | None:
@@ -214,19 +217,19 @@ def read_layout(path: str | os.PathLike[str]) -> Layout:
 
 def plan_layout(shapes: Sequence[tuple[str, tuple[int, ...]]], codec: str, block_size: int = 0) -> tuple[Layout, bytes]:
     """Layout and header bytes of a ``codec`` payload holding ``shapes`` in this order."""
-    codecs.check_codec(codec)
-    if codec == "int8":
+    wire = codecs.get(codec)
+    if wire.blockwise:
         codecs.check_block_size(block_size)
     else:
         block_size = 0
-    dtype = WIRE_DTYPE[codec]
+    dtype = wire.wire_dtype
     itemsize = ITEMSIZE[dtype]
     doc: dict[str, Any] = {}
-    if codec == "int8":
-        doc["__metadata__"] = {META_CODEC: "int8", META_BLOCK_SIZE: str(block_size)}
+    if wire.blockwise:
+        doc["__metadata__"] = {META_CODEC: wire.name, META_BLOCK_SIZE: str(block_size)}
     cursor = 0
     scale_ranges: dict[str, tuple[int, int]] = {}
-    if codec == "int8":
+    if wire.blockwise:
         for name, shape in shapes:
             count = codecs.int8_scale_count(math.prod(shape), block_size)
             doc[name + SCALES_SUFFIX] = {"dtype": "F32", "shape": [count], "data_offsets": [cursor, cursor + 4 * count]}
@@ -250,7 +253,8 @@ def plan_layout(shapes: Sequence[tuple[str, tuple[int, ...]]], codec: str, block
 
 def float_shapes(layout: Layout) -> list[tuple[str, tuple[int, ...]]]:
     """(name, shape) of every tensor, after checking that all of them hold floats."""
-    bad = [f"{t.name} ({t.dtype})" for t in layout.tensors if layout.codec != "int8" and t.dtype not in FLOAT_DTYPES]
+    blockwise = _blockwise(layout.codec)
+    bad = [f"{t.name} ({t.dtype})" for t in layout.tensors if not blockwise and t.dtype not in FLOAT_DTYPES]
     if bad:
         raise TensorFileError(
             f"only floating tensors (F32, F16, BF16, F64) can be encoded; leave out {', '.join(bad[:5])}"
@@ -286,30 +290,32 @@ def read_array(fd: int, offset: int, dtype: npt.DTypeLike, count: int) -> np.nda
 
 
 def pieces(numel: int, step: int = PIECE_ELEMENTS) -> Iterator[tuple[int, int]]:
-    """[a, b) element ranges covering ``numel``; ``step`` keeps int8 blocks whole."""
+    """[a, b) element ranges covering ``numel``; ``step`` keeps codec blocks whole."""
     for a in range(0, numel, step):
         yield a, min(numel, a + step)
 
 
 def piece_step(*layouts: Layout) -> int:
-    """Elements per piece: a multiple of every int8 block size among ``layouts``."""
+    """Elements per piece: a multiple of every codec block size among ``layouts``."""
     unit = math.lcm(*(layout.block_size or 1 for layout in layouts))
     return max(1, PIECE_ELEMENTS // unit) * unit
 
 
 def read_values(fd: int, layout: Layout, spec: TensorSpec, a: int, b: int) -> npt.NDArray[np.float32]:
-    """Elements [a, b) of tensor ``spec`` as float32 (decoding its codec); a is block-aligned for int8."""
+    """Elements [a, b) of tensor ``spec`` as float32 (decoding its codec); a is block-aligned for blockwise codecs."""
     start = layout.header_size + spec.begin
-    if layout.codec == "int8":
+    wire = codecs.BY_NAME.get(layout.codec)
+    if wire is not None and wire.blockwise:
         bs = layout.block_size
-        quant = read_array(fd, start + a, np.int8, b - a)
+        quant = read_array(fd, start + wire.bytes_per_value * a, wire.array_dtype, b - a)
         first, last = a // bs, codecs.int8_scale_count(b, bs)
         scales = read_array(fd, layout.header_size + spec.scales_begin + 4 * first, np.float32, last - first)
-        return codecs.int8_decode(quant, scales, bs)
-    if spec.dtype == "F32":
-        return read_array(fd, start + 4 * a, np.float32, b - a)
-    if spec.dtype == "BF16":
-        return codecs.fp32_from_bf16(read_array(fd, start + 2 * a, np.uint16, b - a))
+        return wire.decode(quant, scales, bs)
+    # A plain tensor (of a codec payload or of a "mixed" file) is read by its own dtype.
+    plain = next((c for c in codecs.REGISTRY if not c.blockwise and c.wire_dtype == spec.dtype), None)
+    if plain is not None:
+        raw = read_array(fd, start + plain.bytes_per_value * a, plain.array_dtype, b - a)
+        return plain.decode(raw, codecs.NO_SCALES, 0)
     if spec.dtype == "F16":
         return read_array(fd, start + 2 * a, np.float16, b - a).astype(np.float32)
     if spec.dtype == "F64":
@@ -320,16 +326,13 @@ def read_values(fd: int, layout: Layout, spec: TensorSpec, a: int, b: int) -> np
 def write_values(fd: int, layout: Layout, spec: TensorSpec, a: int, values: npt.NDArray[np.float32]) -> None:
     """Encode float32 ``values`` (elements from ``a``) into tensor ``spec`` of a codec payload."""
     start = layout.header_size + spec.begin
-    if layout.codec == "fp32":
-        pwrite_all(fd, np.ascontiguousarray(values, dtype=np.float32).data, start + 4 * a)
-    elif layout.codec == "bf16":
-        pwrite_all(fd, codecs.bf16_from_fp32(values).data, start + 2 * a)
-    elif layout.codec == "int8":
-        quant, scales = codecs.int8_encode(values, layout.block_size)
-        pwrite_all(fd, quant.data, start + a)
-        pwrite_all(fd, scales.data, layout.header_size + spec.scales_begin + 4 * (a // layout.block_size))
-    else:
+    wire = codecs.BY_NAME.get(layout.codec)
+    if wire is None:
         raise TensorFileError(f"cannot write values into a {layout.codec} payload")
+    encoded, scales = wire.encode(values, layout.block_size)
+    pwrite_all(fd, encoded.data, start + wire.bytes_per_value * a)
+    if wire.blockwise:
+        pwrite_all(fd, scales.data, layout.header_size + spec.scales_begin + 4 * (a // layout.block_size))
 
 
 # -- whole files ----------------------------------------------------------------------------------
@@ -415,8 +418,8 @@ def all_finite(path: str | os.PathLike[str], layout: Layout) -> str | None:
     fd = os.open(path, os.O_RDONLY)
     try:
         for spec in layout.tensors:
-            if layout.codec == "int8":
-                # int8 values are finite by construction; only the scales can be NaN/Inf.
+            if _blockwise(layout.codec):
+                # Blockwise values are finite by construction; only the scales can be NaN/Inf.
                 count = (spec.scales_end - spec.scales_begin) // 4
                 scales = read_array(fd, layout.header_size + spec.scales_begin, np.float32, count)
                 if not np.isfinite(scales).all():

@@ -1,7 +1,7 @@
 """Tensor streams to and from a ParameterServerService: the client side, resumable.
 
 The API (docs/ARCHITECTURE.md "Data plane contracts"), all on a grpc.aio channel to the
-parameter server; ``codec`` is "fp32", "bf16" or "int8":
+parameter server; ``codec`` is a name from the registry :data:`tendril.core.codecs.CODECS`:
 
 * ``push_update(channel, path, *, run_id, round, worker_id, weight, codec) -> bytes_sent``
 * ``pull_update(channel, *, run_id, round, dest, codec, timeout) -> (bytes_received, contributors)``
@@ -164,10 +164,10 @@ def prepared_payload(
 ) -> Iterator[Payload]:
     """``path`` encoded with ``codec``: the file itself when it already is (fp32 stays zero-copy),
     else a temp file beside it, removed when the block ends."""
-    codecs.check_codec(codec)
+    wire = codecs.get(codec)
     source = Path(path)
     layout = tensorfile.read_layout(source)
-    if layout.codec == codec and (codec != "int8" or layout.block_size == block_size):
+    if layout.codec == codec and (not wire.blockwise or layout.block_size == block_size):
         yield Payload(source, layout, tensorfile.sha256_file(source).hexdigest())
         return
     temp = source.with_name(f".{source.name}.{codec}.{uuid.uuid4().hex[:8]}.payload")

@@ -329,7 +329,7 @@ class JobManager:
         count = min(limit or 100, LIST_LIMIT_MAX)
         return [self._live(r) for r in self.store.list(states, count)]
 
-    def _snapshot(self, job_id: str) -> list[JobRecord]:
+    def _snapshot(self, job_id: str) -> Iterable[JobRecord]:
         """The one job (JOB_NOT_FOUND when there is none) or every live job, as they are now."""
         if job_id:
             return [self.get(job_id)]

@@ -23,6 +23,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+from tendril.core.codecs import CODECS
 from tendril.core.errors import TendrilError
 from tendril.scheduler.cluster import LocalCluster, WorkerSpec, free_address, pick_offsets, worker_ports
 from tendril.scheduler.metrics import read_metrics
@@ -204,7 +205,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=DemoSettings.rounds, help="DiLoCo rounds")
     parser.add_argument("--inner-steps", type=int, default=DemoSettings.inner_steps, help="H: batches per round")
     parser.add_argument("--workers", type=int, default=DemoSettings.workers, help="training workers")
-    parser.add_argument("--codec", default=DemoSettings.codec, choices=("fp32", "bf16", "int8"))
+    parser.add_argument("--codec", default=DemoSettings.codec, choices=CODECS)
     args = parser.parse_args(argv)
     settings = DemoSettings(
         out=args.out.resolve(), rounds=args.rounds, inner_steps=args.inner_steps, workers=args.workers, codec=args.codec

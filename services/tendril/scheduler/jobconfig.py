@@ -29,6 +29,7 @@ from pydantic import (
     ValidationError,
 )
 
+from tendril.core.codecs import CODECS
 from tendril.core.config import Address, OptionalAddress, config_error, read_toml
 from tendril.core.errors import ConfigError
 
@@ -107,7 +108,7 @@ class TrainingSection(_Table):
     rounds: PositiveInt = 4
     inner_steps: PositiveInt = 50  # H: batches the average worker runs per round
     seed: int = 0  # every worker builds θ0 from this seed
-    codec: Literal["fp32", "bf16", "int8"] = "fp32"  # pseudo-gradient wire codec
+    codec: Literal[CODECS] = "fp32"  # type: ignore[valid-type]  # pseudo-gradient wire codec, a registry name
     round_timeout_seconds: PositiveFloat = 30.0  # after the first commit a quorum may close a round
     quorum: PositiveInt = 1  # fewest workers that may close a round once the timeout passed
     outer_lr: PositiveFloat = 0.7
