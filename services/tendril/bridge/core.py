@@ -21,7 +21,7 @@ from tendril.bridge.fetch import Fetched, check_request, default_name, download
 from tendril.bridge.files import landing
 from tendril.bridge.paths import confine, relative_to
 from tendril.core.errors import ErrorKind
-from tendril_sdk.errors import BridgeReason
+from tendril_sdk.reasons import BridgeReason
 
 ARTIFACTS = "artifacts"
 DATA = "data"
