@@ -15,6 +15,7 @@ from tendril.core.errors import ErrorKind
 from tendril.core.ids import JOB_ID_RULE, is_valid_job_id
 from tendril.job.errors import JobError, JobReason, JobRecordReason
 
+
 class JobState(enum.Enum):
     """Where a job is in its life (names match the proto enum without its prefix)."""
 
