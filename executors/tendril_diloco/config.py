@@ -14,7 +14,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
-from tendril_diloco.errors import ExecutorError
+from tendril_diloco.errors import ExecutorError, ExecutorReason
 
 MIXED_PRECISION = ("no", "fp16", "bf16")
 
@@ -52,7 +52,7 @@ class TrainConfig:
 
 
 def _bad(message: str) -> ExecutorError:
-    return ExecutorError(f"job config: {message}", reason="BAD_JOB_CONFIG")
+    return ExecutorError(f"job config: {message}", reason=ExecutorReason.BAD_JOB_CONFIG)
 
 
 def _number(raw: Mapping[str, Any], key: str, default: Any, kind: type) -> Any:

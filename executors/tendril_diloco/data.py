@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from tendril_diloco.errors import ExecutorError
+from tendril_diloco.errors import ExecutorError, ExecutorReason
 
 
 def load_slice(path: Path, max_seq_len: int) -> torch.Tensor:
@@ -16,19 +16,19 @@ def load_slice(path: Path, max_seq_len: int) -> torch.Tensor:
     try:
         tensors = load_file(str(path))
     except Exception as exc:  # safetensors raises its own SafetensorError
-        raise ExecutorError(f"slice {path.name} is not readable: {exc}", reason="BAD_SLICE") from exc
+        raise ExecutorError(f"slice {path.name} is not readable: {exc}", reason=ExecutorReason.BAD_SLICE) from exc
     ids = tensors.get("input_ids")
     if ids is None or ids.dim() != 2 or ids.shape[0] == 0:
         shape = None if ids is None else tuple(ids.shape)
         raise ExecutorError(
             f"slice {path.name} needs a non-empty 2-D tensor input_ids, has {shape}",
-            reason="BAD_SLICE",
+            reason=ExecutorReason.BAD_SLICE,
         )
     if ids.shape[1] > max_seq_len:
         raise ExecutorError(
             f"slice {path.name} has sequences of {ids.shape[1]} tokens, the model takes at most {max_seq_len} "
             "(set model.n_positions to the data set's seq_len)",
-            reason="SEQ_TOO_LONG",
+            reason=ExecutorReason.SEQ_TOO_LONG,
         )
     return ids.to(torch.int64)
 

@@ -9,7 +9,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 from transformers.utils import logging as hf_logging
 
-from tendril_diloco.errors import ExecutorError
+from tendril_diloco.errors import ExecutorError, ExecutorReason
 
 # A tiny GPT-2 that trains on a CPU; the job's "model" object overrides any of these.
 TINY: dict[str, Any] = {"n_layer": 2, "n_head": 2, "n_embd": 64}
@@ -24,7 +24,7 @@ def build_model(model_config: Mapping[str, Any], seed: int) -> GPT2LMHeadModel:
             raise ExecutorError(
                 f"job config: model.{key} must be a positive integer (the scheduler fills it from the data set "
                 f"manifest), got {kwargs.get(key)!r}",
-                reason="BAD_MODEL_CONFIG",
+                reason=ExecutorReason.BAD_MODEL_CONFIG,
             )
     # The byte tokenizer's last id is its end-of-text token.
     kwargs.setdefault("bos_token_id", kwargs["vocab_size"] - 1)
@@ -36,5 +36,5 @@ def build_model(model_config: Mapping[str, Any], seed: int) -> GPT2LMHeadModel:
     except (TypeError, ValueError) as exc:
         raise ExecutorError(
             f"job config: model is not a valid GPT-2 config: {exc}",
-            reason="BAD_MODEL_CONFIG",
+            reason=ExecutorReason.BAD_MODEL_CONFIG,
         ) from exc

@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from tendril_diloco.errors import ExecutorError
+from tendril_diloco.errors import ExecutorError, ExecutorReason
 
 Params = dict[str, torch.Tensor]
 
@@ -38,7 +38,7 @@ def apply_update(start: Params, update: Params) -> Params:
         if u.shape != value.shape:
             raise ExecutorError(
                 f"outer update tensor {name} has shape {tuple(u.shape)}, the model has {tuple(value.shape)}",
-                reason="UPDATE_SHAPE",
+                reason=ExecutorReason.UPDATE_SHAPE,
             )
         out[name] = value + u.to(torch.float32)
     return out
@@ -54,7 +54,7 @@ def load_into(model: torch.nn.Module, params: Params) -> None:
             if value.shape != p.shape:
                 raise ExecutorError(
                     f"parameter {name} has shape {tuple(value.shape)}, the model has {tuple(p.shape)}",
-                    reason="PARAM_SHAPE",
+                    reason=ExecutorReason.PARAM_SHAPE,
                 )
             p.copy_(value.to(p.device, p.dtype))
 
@@ -71,7 +71,7 @@ def load_params(path: Path) -> Params:
     try:
         tensors = load_file(str(path))
     except Exception as exc:  # safetensors raises its own SafetensorError, not an OSError
-        raise ExecutorError(f"cannot read tensors from {path}: {exc}", reason="BAD_TENSOR_FILE") from exc
+        raise ExecutorError(f"cannot read tensors from {path}: {exc}", reason=ExecutorReason.BAD_TENSOR_FILE) from exc
     return {k: v.to(torch.float32) for k, v in tensors.items()}
 
 
@@ -81,5 +81,5 @@ def _same_names(a: Mapping[str, torch.Tensor], b: Mapping[str, torch.Tensor], a_
         extra = sorted(set(b) - set(a))[:3]
         raise ExecutorError(
             f"{a_name} and {b_name} name different tensors (only in the first: {missing}, only in the second: {extra})",
-            reason="TENSOR_NAMES",
+            reason=ExecutorReason.TENSOR_NAMES,
         )

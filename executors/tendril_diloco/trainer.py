@@ -24,7 +24,7 @@ import torch
 
 from tendril_diloco.config import TrainConfig
 from tendril_diloco.data import Batches
-from tendril_diloco.errors import ExecutorError
+from tendril_diloco.errors import ExecutorError, ExecutorReason
 from tendril_diloco.model import build_model
 from tendril_diloco.params import (
     Params,
@@ -103,7 +103,7 @@ class Trainer:
         except (ValueError, RuntimeError) as exc:
             raise ExecutorError(
                 f"mixed precision {cfg.mixed_precision!r} is not available here: {exc} (use --mixed-precision no)",
-                reason="MIXED_PRECISION",
+                reason=ExecutorReason.MIXED_PRECISION,
             ) from exc
         model = build_model(cfg.model, cfg.seed)
         self.max_seq_len = int(model.config.n_positions)
@@ -168,7 +168,7 @@ class Trainer:
                 raise ExecutorError(
                     f"the loss became {loss} in round {self.round}; "
                     "lower training.inner.lr, or set training.mixed_precision to 'no'",
-                    reason="LOSS_NOT_FINITE",
+                    reason=ExecutorReason.LOSS_NOT_FINITE,
                 )
             size = int(batch.shape[0])
             self.stats.add(size, loss, seconds)

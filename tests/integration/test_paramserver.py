@@ -15,7 +15,7 @@ import pytest
 from safetensors.numpy import save_file
 
 from tendril.core import tensorstream
-from tendril.core.channel import open_channel
+from tendril.core.channel import error_info_reason, open_channel
 from tendril.core.errors import ErrorKind
 from tendril.core.streaming import StreamInfo, chunk_ranges, header_message, mapped
 from tendril.core.tensorstream import TensorStreamError, prepared_payload
@@ -224,6 +224,23 @@ async def test_bad_requests_get_clear_statuses(tmp_path: Path) -> None:
                 await chunk_first
             assert no_header.value.code() == grpc.StatusCode.INVALID_ARGUMENT
             assert "start with a header" in no_header.value.details()
+            # θ0 of integers: the header names a dtype its codec does not carry.
+            ints = tensor_pb2.StreamHeader(
+                stream_id="ints",
+                job_id="r",
+                worker_id="w",
+                codec=tensor_pb2.CODEC_FP32,
+                sha256="0" * 64,
+                total_bytes=16 + 64,
+                tensors=[tensor_pb2.TensorInfo(name="w", dtype="I32", shape=[4], begin=0, end=16)],
+            )
+            push_ints = stub.PushParameters(
+                iter([paramserver_pb2.PushParametersRequest(message=tensor_pb2.StreamMessage(header=ints))])
+            )
+            with pytest.raises(grpc.aio.AioRpcError) as not_floats:
+                await push_ints
+            assert not_floats.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert error_info_reason(not_floats.value) == "BAD_HEADER" and "I32" in not_floats.value.details()
 
 
 async def test_rejected_pushes_always_carry_the_servers_status(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from safetensors.numpy import save_file
 
 from tendril.core.errors import ErrorKind
 from tendril.core.streaming import StreamInfo, chunk_ranges, mapped
+from tendril.core.tensorfile import read_layout
 from tendril.core.tensorstream import prepared_payload
 from tendril.paramserver.core import ParameterServerCore
 from tendril.paramserver.errors import ParameterServerError
@@ -144,6 +145,20 @@ async def test_bad_pushes_are_refused_up_front(tmp_path: Path) -> None:
         await _push(core, nan, run="run", round=0, worker="w")
     assert non_finite.value.reason == "NON_FINITE_UPDATE"
     assert core.get_round("run").committed == [] and core.get_round("run").pushes_in_flight == 0
+    await core.stop()
+
+
+async def test_parameters_that_are_not_floats_are_invalid_arguments(tmp_path: Path) -> None:
+    """θ0 of integer tensors is refused as a bad header (what the wire's header check answers), never INTERNAL."""
+    core = ParameterServerCore(tmp_path / "ps")
+    await core.open_job("run", RunConfig.build(expected_workers=1))
+    ints = tmp_path / "ints.st"
+    save_file({"w": np.zeros((4, 4), dtype=np.int32)}, str(ints))
+    info = StreamInfo("p-ints", "run", 0, "w0", 0.0, read_layout(ints), "0" * 64)
+    with pytest.raises(ParameterServerError) as bad:
+        await core.begin_parameters(info)
+    assert bad.value.kind is ErrorKind.INVALID_ARGUMENT and bad.value.reason == "BAD_HEADER"
+    assert "floating tensors" in bad.value.message and "w (I32)" in bad.value.message
     await core.stop()
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
+import os
 import time
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from pathlib import Path
@@ -163,6 +165,38 @@ async def test_second_mismatch_is_data_loss_and_the_job_goes_on(tmp_path: Path) 
         assert leftovers == [] and ("f" * 64, "slice-00000.safetensors") not in {
             (k.sha256, k.slice_name) for k in core.cache._entries
         }
+    finally:
+        await core.close()
+
+
+@pytest.mark.parametrize(
+    ("code", "kind"),
+    [
+        (errno.ENOSPC, ErrorKind.RESOURCE_EXHAUSTED),
+        (errno.EDQUOT, ErrorKind.RESOURCE_EXHAUSTED),
+        (errno.EACCES, ErrorKind.FAILED_PRECONDITION),
+        (errno.EROFS, ErrorKind.FAILED_PRECONDITION),
+        (errno.EIO, ErrorKind.FAILED_PRECONDITION),
+    ],
+)
+@pytest.mark.parametrize("step", ["temp_path", "commit"])
+async def test_a_cache_it_cannot_write_is_exhaustion_only_when_the_disk_is_full(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, code: int, kind: ErrorKind, step: str
+) -> None:
+    core, _, _ = _setup(tmp_path)
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise OSError(code, os.strerror(code), str(core.cache.root))
+
+    monkeypatch.setattr(core.cache, step, refuse)
+    try:
+        core.open_job("j1", "w1", "sched:1", prefetch=1)
+        with pytest.raises(FetcherError) as err:
+            await core.next_slice("j1")
+        assert err.value.kind is kind and err.value.reason == FetcherReason.CACHE_WRITE_FAILED
+        assert err.value.metadata == {"errno": errno.errorcode[code]}
+        assert ("free disk space" in err.value.message) is (kind is ErrorKind.RESOURCE_EXHAUSTED)
+        assert "slice-00000.safetensors" in err.value.message
     finally:
         await core.close()
 

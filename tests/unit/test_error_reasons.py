@@ -1,17 +1,20 @@
 """Error reasons are declared once, documented in the protos and matched by name.
 
-* (a) The code under SCANNED never spells a reason as a string literal: not as ``reason=``,
-  not as the ``reason`` parameter of a helper or the positional reason of an error type, not
-  compared with ``error_info_reason(...)`` or ``.reason``; and no literal anywhere equals a
-  declared reason.
-* (b) Every member of a wire catalogue (``tendril.core.reasons``) is listed in an "Errors:"
-  paragraph of the protos of its area, under the status code the code raises it with; those
-  paragraphs name only declared reasons, and every RPC has one.
+* (a) The code under SCANNED (the services, the bridge included; the executors; the SDK) never
+  spells a reason as a string literal: not as ``reason=``, not as the ``reason`` parameter of a
+  helper or the positional reason of an error type, not compared with ``error_info_reason(...)``
+  or ``.reason``; and no literal anywhere equals a declared reason.
+* (b) Every member of a wire catalogue (``tendril_sdk.reasons``, BridgeReason included) is
+  listed in an "Errors:" paragraph of the protos of its area, under the status code the code
+  raises it with; those paragraphs name only declared reasons, and every RPC has one.
+  BridgeReason declares exactly what a bridge answers: its own reasons, REMOTE_<CODE>, and the
+  reasons of the services behind it that it passes on.
 * (c) Catalogues are StrEnums named ``*Reason`` whose members are UPPER_SNAKE, equal to their
   values and unique.
 
-Catalogues outside ``tendril.core.reasons`` (start-up checks, command-line tools, retries a
-service hides) never reach the wire and are checked by (a) and (c) only.
+Catalogues outside ``tendril_sdk.reasons`` (start-up checks, command-line tools, retries a
+service hides, an executor's own failures) never reach the wire and are checked by (a) and (c)
+only.
 """
 
 from __future__ import annotations
@@ -24,17 +27,22 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
+import pytest
+
+from tendril.core.errors import ErrorKind, TendrilError
+from tendril.core.tensorstream import TensorStreamReason
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ROOT / "services" / "tendril"
+EXECUTORS = ROOT / "executors"
+SDK = ROOT / "clients" / "python" / "tendril_sdk"
 PROTOS = ROOT / "protos" / "tendril"
-WIRE_MODULE = SERVICES / "core" / "reasons.py"
+WIRE_MODULE = SDK / "reasons.py"
+# Folders whose children are top-level import names (``services/tendril`` is ``tendril``).
+SOURCE_ROOTS = (ROOT / "services", ROOT / "executors", ROOT / "clients" / "python")
 
-# Code whose reasons must be declared. The bridge joins once its reasons are declared (in the
-# SDK), the executors after it: add their folders here and take them out of NOT_YET.
-SCANNED = (SERVICES,)
-NOT_YET = (SERVICES / "bridge",)
-PROTOS_NOT_YET = ("bridge/v1/bridge.proto",)
+# Code whose reasons must be declared.
+SCANNED = (SERVICES, EXECUTORS, SDK)
 
 # Wire catalogue (service package) -> the protos whose "Errors:" paragraphs document it.
 DOCUMENTED_IN = {
@@ -47,7 +55,12 @@ DOCUMENTED_IN = {
     "ParamserverReason": ("paramserver/v1/paramserver.proto",),  # tendril.paramserver
     "StreamReason": ("tensor/v1/tensor.proto", "paramserver/v1/paramserver.proto"),  # tendril.core.streaming
     "SchedulerReason": ("scheduler/v1/scheduler.proto",),  # tendril.scheduler (served RPCs)
+    # tendril.bridge; JobService answers Dispatch with BRIDGE_SOCKET_FAILED (no bridge to call yet).
+    "BridgeReason": ("bridge/v1/bridge.proto", "job/v1/job.proto"),
 }
+# The wire catalogues of the services behind a job bridge, whose reasons it passes on as they
+# are, and the tensor-stream client's own reasons (it sends and fetches for the bridge).
+BRIDGE_PEERS = ("FetcherReason", "ParamserverReason", "StreamReason", "SchedulerReason")
 
 # Calls whose ``reason=`` is no error reason but words for people: log lines (a structlog key),
 # metric labels, a job record's reason (JobStore.transition), proto messages (Cancel, Offer).
@@ -75,9 +88,7 @@ class Catalogue:
 
 def _scanned_files() -> Iterator[Path]:
     for root in SCANNED:
-        for path in sorted(root.rglob("*.py")):
-            if not any(path.is_relative_to(skip) for skip in NOT_YET):
-                yield path
+        yield from sorted(root.rglob("*.py"))
 
 
 @functools.cache
@@ -209,7 +220,7 @@ def test_no_reason_is_spelled_as_a_literal() -> None:
         for path in _scanned_files()
         for problem in literal_reasons(path.read_text(), str(path.relative_to(ROOT)), declared)
     ]
-    assert not found, "use the members of the reason catalogues (tendril.core.reasons, <package>/errors.py):\n" + (
+    assert not found, "use the members of the reason catalogues (tendril_sdk.reasons, <package>/errors.py):\n" + (
         "\n".join(found)
     )
 
@@ -339,16 +350,16 @@ def _raised_with_codes() -> set[tuple[str, str, str]]:
 
 def test_every_wire_catalogue_has_its_protos() -> None:
     wire = _wire()
-    assert set(wire) == set(DOCUMENTED_IN), "map every catalogue of tendril.core.reasons to its protos"
+    assert set(wire) == set(DOCUMENTED_IN), "map every catalogue of tendril_sdk.reasons to its protos"
     for name, protos in DOCUMENTED_IN.items():
         missing = [p for p in protos if not (PROTOS / p).is_file()]
         assert not missing, f"{name}: no such proto {missing}"
     local = [c.name for c in catalogues() if not c.wire and c.name in DOCUMENTED_IN]
-    assert not local, f"catalogues mapped to protos must live in tendril.core.reasons: {local}"
+    assert not local, f"catalogues mapped to protos must live in tendril_sdk.reasons: {local}"
 
 
 def test_every_rpc_has_a_well_formed_errors_paragraph() -> None:
-    problems = [p for proto in _all_protos() if proto not in PROTOS_NOT_YET for p in documented(proto)[1]]
+    problems = [p for proto in _all_protos() for p in documented(proto)[1]]
     assert not problems, "\n".join(problems)
 
 
@@ -368,8 +379,6 @@ def test_the_protos_document_only_declared_reasons_and_real_codes() -> None:
     codes = {code.name for code in grpc.StatusCode}
     wrong = []
     for proto in _all_protos():
-        if proto in PROTOS_NOT_YET:
-            continue
         known = {m for name, protos in DOCUMENTED_IN.items() if proto in protos for m, _ in _wire()[name].members}
         for item in documented(proto)[0]:
             if item.code not in codes:
@@ -391,6 +400,39 @@ def test_the_documented_codes_are_the_raised_ones() -> None:
         if (member, kind) not in documented_pairs
     )
     assert not undocumented, "raised with a status code its protos do not list:\n" + "\n".join(undocumented)
+
+
+def _bridge_raises() -> set[str]:
+    """The BridgeReason members the bridge's own code names (``BridgeReason.X``)."""
+    return {
+        node.attr
+        for path in sorted((SERVICES / "bridge").rglob("*.py"))
+        for node in ast.walk(_tree(path))
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "BridgeReason"
+    }
+
+
+def test_the_bridge_declares_what_it_answers_and_nothing_else() -> None:
+    """A BridgeReason member is the bridge's own, a REMOTE_<CODE>, or a reason of a service behind
+    it; a reason renamed or removed there makes its member stale, and one the bridge's sends and
+    fetches add must be declared for executors to match it."""
+    wire = _wire()
+    members = {m for m, _ in wire["BridgeReason"].members}
+    remote = {f"REMOTE_{code.name}" for code in grpc.StatusCode if code is not grpc.StatusCode.OK}
+    peers = {m for name in BRIDGE_PEERS for m, _ in wire[name].members} | {r.value for r in TensorStreamReason}
+    stale = sorted(members - _bridge_raises() - remote - peers)
+    assert not stale, f"BridgeReason members neither the bridge nor a service behind it answers: {stale}"
+    assert {m for m in members if m.startswith("REMOTE_")} == remote, "one REMOTE_<CODE> per status code but OK"
+    # RPC_FAILED never leaves the bridge: it answers REMOTE_<CODE> instead (tendril.bridge.remotes).
+    own_client = {r.value for r in TensorStreamReason if r is not TensorStreamReason.RPC_FAILED}
+    assert not own_client - members, f"the bridge's sends and fetches answer {sorted(own_client - members)}"
+
+
+def test_an_error_needs_a_reason() -> None:
+    """No fallback to the status name: every raise names a declared reason (the scan above proves it)."""
+    with pytest.raises(ValueError, match="needs a reason"):
+        TendrilError(ErrorKind.NOT_FOUND, "gone", reason="")
+    assert TendrilError(ErrorKind.NOT_FOUND, "gone", reason="GONE").reason == "GONE"
 
 
 # -- (c) well-formed catalogues ------------------------------------------------------------------
@@ -429,6 +471,7 @@ def test_the_catalogues_import_as_scanned() -> None:
     import importlib
 
     for c in catalogues():
-        module = ".".join(c.path.relative_to(SERVICES.parent).with_suffix("").parts)
+        root = next(r for r in SOURCE_ROOTS if c.path.is_relative_to(r))
+        module = ".".join(c.path.relative_to(root).with_suffix("").parts)
         enum_type = getattr(importlib.import_module(module), c.name)
         assert [(m.name, m.value) for m in enum_type] == list(c.members), c.name

@@ -249,7 +249,7 @@ async def test_lease_end_cancels_its_jobs(tmp_path: Path) -> None:
         (("L9", OWNER, True, -1.0), {"lease_id": "L9"}, ErrorKind.FAILED_PRECONDITION, "LEASE_EXPIRED"),
         (None, {"timeout_seconds": -1.0}, ErrorKind.INVALID_ARGUMENT, "BAD_TIMEOUT"),
         (None, {"coordinator_address": "nohost"}, ErrorKind.INVALID_ARGUMENT, "BAD_COORDINATOR_ADDRESS"),
-        (None, {"caller": ""}, ErrorKind.UNAUTHENTICATED, "NO_PEER_ID"),
+        (None, {"caller": ""}, ErrorKind.UNAUTHENTICATED, "CALLER_UNKNOWN"),
     ],
 )
 async def test_failed_dispatch_leaves_nothing(

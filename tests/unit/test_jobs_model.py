@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 
 from tendril.core.errors import ErrorKind
+from tendril.data_fetcher.errors import FetcherError
+from tendril.data_fetcher.fetcher import check_job_id
 from tendril.job.errors import JobError
 from tendril.job.model import TRANSITIONS, JobState, check_transition, validate_job_id
 
@@ -20,6 +22,23 @@ def test_invalid_job_ids(bad: str) -> None:
         validate_job_id(bad)
     assert err.value.kind is ErrorKind.INVALID_ARGUMENT
     assert "1-64 characters" in err.value.message
+
+
+@pytest.mark.parametrize("job_id", ["a", "x" * 64, "..", "-", "_a", ".hidden", "x" * 65, "x" * 128, "a/b", "é"])
+def test_the_data_fetcher_takes_exactly_the_job_ids_the_job_service_takes(job_id: str) -> None:
+    """A job's bridge opens the job at the DataFetcher under its JobService id: one rule for both."""
+    try:
+        validate_job_id(job_id)
+        dispatched = True
+    except JobError:
+        dispatched = False
+    try:
+        check_job_id(job_id)
+        fetched = True
+    except FetcherError as err:
+        assert err.reason == "BAD_JOB_ID" and "1-64 characters" in err.message
+        fetched = False
+    assert fetched == dispatched
 
 
 LEGAL = {

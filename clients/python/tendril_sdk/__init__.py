@@ -1,4 +1,4 @@
-"""Tendril's executor SDK: what a Python executor needs to talk to its job bridge.
+"""Tendril's Python SDK: what an executor needs to talk to its job bridge, and the wire's reasons.
 
 Installable without the worker (``pip install ./clients/python``; it needs only grpcio,
 grpcio-status and protobuf). The pieces:
@@ -6,8 +6,11 @@ grpcio-status and protobuf). The pieces:
 * :class:`BridgeClient` (``tendril_sdk.bridge``) — one async method per JobBridgeService RPC,
   the job's token on every call, transient failures retried, failures raised as
   :class:`BridgeError`;
-* :class:`BridgeError`, :class:`BridgeReason`, :func:`error_reason` (``tendril_sdk.errors``) —
-  the status code and the stable ErrorInfo reason of a failed call;
+* :class:`BridgeError`, :func:`error_reason` (``tendril_sdk.errors``) — the status code and
+  the stable ErrorInfo reason of a failed call;
+* :class:`BridgeReason`, :class:`LeaseReason`, :class:`JobReason`, ... (``tendril_sdk.reasons``)
+  — every reason on the wire, one ``StrEnum`` per service, so any client (an executor, a
+  scheduler) matches ``LeaseReason.LEASE_EXPIRED`` without the worker installed;
 * :class:`JobDescriptor` (``tendril_sdk.job``) — job.json, typed;
 * :data:`TRANSIENT_CODES`, :class:`Backoff`, :class:`RetryPolicy`, :func:`retry`
   (``tendril_sdk.retry``) — when and how to try a call again;
@@ -30,8 +33,20 @@ from tendril_sdk.bridge import (
     SentUpdate,
     Slice,
 )
-from tendril_sdk.errors import BridgeError, BridgeReason, ExecutorEnvError, error_metadata, error_reason
+from tendril_sdk.errors import BridgeError, ExecutorEnvError, error_metadata, error_reason
 from tendril_sdk.job import JOB_JSON_ENV, ExecutorRef, JobDescriptor, JobDescriptorError
+from tendril_sdk.reasons import (
+    ArbiterReason,
+    BridgeReason,
+    DataNodeReason,
+    FetcherReason,
+    GatewayReason,
+    JobReason,
+    LeaseReason,
+    ParamserverReason,
+    SchedulerReason,
+    StreamReason,
+)
 from tendril_sdk.retry import NO_RETRY, STREAM_BREAK_CODES, TRANSIENT_CODES, Backoff, RetryPolicy, retry
 
 __all__ = [
@@ -42,25 +57,34 @@ __all__ = [
     "STREAM_BREAK_CODES",
     "TOKEN_ENV",
     "TRANSIENT_CODES",
+    "ArbiterReason",
     "Backoff",
     "BridgeClient",
     "BridgeError",
     "BridgeReason",
+    "DataNodeReason",
     "Directive",
     "DirectiveKind",
     "ExecutorEnvError",
     "ExecutorRef",
     "FetchedParameters",
     "FetchedResource",
+    "FetcherReason",
+    "GatewayReason",
     "Job",
     "JobDescriptor",
     "JobDescriptorError",
+    "JobReason",
+    "LeaseReason",
+    "ParamserverReason",
     "ProgressKind",
     "PublishedParameters",
     "ReceivedUpdate",
     "RetryPolicy",
+    "SchedulerReason",
     "SentUpdate",
     "Slice",
+    "StreamReason",
     "error_metadata",
     "error_reason",
     "retry",

@@ -16,7 +16,7 @@ from tendril.bridge.errors import BridgeError
 from tendril.core.errors import ErrorKind
 from tendril.core.interceptors import wrap_handler
 from tendril_sdk.bridge import AUTHORIZATION_KEY, TOKEN_ENV
-from tendril_sdk.errors import BridgeReason
+from tendril_sdk.reasons import BridgeReason
 
 OPEN_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
 

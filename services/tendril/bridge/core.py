@@ -22,7 +22,7 @@ from tendril.bridge.files import landing
 from tendril.bridge.paths import confine, relative_to
 from tendril.core.codecs import CODECS
 from tendril.core.errors import ErrorKind
-from tendril_sdk.errors import BridgeReason
+from tendril_sdk.reasons import BridgeReason
 
 ARTIFACTS = "artifacts"
 DATA = "data"

@@ -1,11 +1,11 @@
-"""The job bridge's one error type; its reasons are the SDK's :class:`~tendril_sdk.errors.BridgeReason`."""
+"""The job bridge's one error type; its reasons are the SDK's :class:`~tendril_sdk.reasons.BridgeReason`."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 
 from tendril.core.errors import ErrorKind, TendrilError
-from tendril_sdk.errors import BridgeReason
+from tendril_sdk.reasons import BridgeReason
 
 
 class BridgeError(TendrilError):

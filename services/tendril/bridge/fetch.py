@@ -22,7 +22,7 @@ from typing import BinaryIO
 from tendril.bridge.errors import BridgeError
 from tendril.bridge.files import landing
 from tendril.core.errors import ErrorKind
-from tendril_sdk.errors import BridgeReason
+from tendril_sdk.reasons import BridgeReason
 
 CHUNK_BYTES = 1024 * 1024
 SHA256_PATTERN = re.compile(r"[0-9a-fA-F]{64}")

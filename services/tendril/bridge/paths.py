@@ -16,7 +16,7 @@ from pathlib import Path, PurePosixPath
 
 from tendril.bridge.errors import BridgeError
 from tendril.core.errors import ErrorKind
-from tendril_sdk.errors import BridgeReason
+from tendril_sdk.reasons import BridgeReason
 
 
 def _refuse(what: str, relative: str, why: str) -> BridgeError:

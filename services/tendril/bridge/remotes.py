@@ -15,7 +15,7 @@ from tendril.bridge.errors import BridgeError
 from tendril.core.channel import error_info_reason, open_channel
 from tendril.core.errors import TendrilError, kind_for_status
 from tendril.core.tensorstream import TensorStreamReason
-from tendril_sdk.errors import BridgeReason
+from tendril_sdk.reasons import BridgeReason
 
 
 def remote_error(error: grpc.aio.AioRpcError, peer: str) -> BridgeError:

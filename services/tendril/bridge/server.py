@@ -15,7 +15,7 @@ from tendril.core.errors import ErrorKind, PortInUseError
 from tendril.core.logs import get_logger
 from tendril.core.server import Binding, ServiceServer
 from tendril_proto.bridge.v1 import bridge_pb2_grpc
-from tendril_sdk.errors import BridgeReason
+from tendril_sdk.reasons import BridgeReason
 
 log = get_logger("tendril.bridge")
 

@@ -24,7 +24,7 @@ from tendril_proto.bridge.v1 import bridge_pb2, bridge_pb2_grpc
 from tendril_proto.common.v1 import common_pb2
 from tendril_proto.data.v1 import data_pb2, data_pb2_grpc
 from tendril_proto.scheduler.v1 import scheduler_pb2, scheduler_pb2_grpc
-from tendril_sdk.errors import BridgeReason
+from tendril_sdk.reasons import BridgeReason
 
 SERVICE_NAME = "tendril.bridge.v1.JobBridgeService"
 PROGRESS_TIMEOUT_SECONDS = 10.0

@@ -6,8 +6,9 @@ factory turns the error into a rich status (google.rpc.Status with an ErrorInfo 
 every service answers bad input the same way.
 
 Reasons are declared, never spelled as literals: the services' wire catalogues are in
-:mod:`tendril.core.reasons`, the reasons of the common core's own errors are
-:class:`CoreReason`.
+:mod:`tendril_sdk.reasons` (where every client can match them), reasons that never leave a
+process next to their package's error type, and the reasons of the common core's own errors
+are :class:`CoreReason`.
 """
 
 from __future__ import annotations
@@ -73,8 +74,10 @@ def kind_for_status(code: grpc.StatusCode) -> ErrorKind:
 class TendrilError(Exception):
     """Base of every service's error type.
 
-    ``reason`` is a stable UPPER_SNAKE identifier clients can switch on (ErrorInfo.reason);
-    ``message`` says what was wrong and what to do; ``metadata`` adds facts (ids, limits).
+    ``reason`` is a stable UPPER_SNAKE identifier clients can switch on (ErrorInfo.reason): a
+    member of a declared catalogue (each subclass names its catalogue types), or a peer's own
+    reason passed on; ``message`` says what was wrong and what to do; ``metadata`` adds facts
+    (ids, limits).
     """
 
     service = "tendril"
@@ -84,16 +87,18 @@ class TendrilError(Exception):
         kind: ErrorKind,
         message: str,
         *,
-        reason: str | None = None,
+        reason: str,
         metadata: Mapping[str, str] | None = None,
     ) -> None:
+        if not reason:
+            # NOTE: an error without a reason is a bug in its raiser; it must not reach the wire
+            # as an ErrorInfo without one (tests/unit/test_error_reasons.py proves the raisers'
+            # reasons are declared).
+            raise ValueError(f"{type(self).__name__}({kind.value}, {message!r}) needs a reason")
         super().__init__(message)
         self.kind = kind
         self.message = message
-        # NOTE: every service's error type requires a declared reason; the fallback to the
-        # kind's name remains for error types whose reasons are not declared yet (the bridge's,
-        # the executors').
-        self.reason = reason or kind.value
+        self.reason = reason
         self.metadata = dict(metadata or {})
 
     @property

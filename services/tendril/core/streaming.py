@@ -37,10 +37,10 @@ from pathlib import Path
 from typing import Protocol
 
 from tendril.core import codecs, tensorfile
-from tendril.core.reasons import StreamReason
 from tendril.core.server import CHUNK_BYTES
 from tendril.core.tensorfile import Layout, TensorFileError, TensorSpec
 from tendril_proto.tensor.v1 import tensor_pb2
+from tendril_sdk.reasons import StreamReason
 
 _SHA256 = re.compile(r"^[0-9a-f]{64}$")
 

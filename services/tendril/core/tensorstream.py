@@ -36,7 +36,6 @@ import grpc
 from tendril.core import codecs, metrics, tensorfile
 from tendril.core.channel import error_info_reason
 from tendril.core.errors import STATUS_CODES, ErrorKind, TendrilError
-from tendril.core.reasons import ParamserverReason, StreamReason
 from tendril.core.server import CHUNK_BYTES
 from tendril.core.streaming import (
     FileDestination,
@@ -55,6 +54,7 @@ from tendril.core.streaming import (
 )
 from tendril.core.tensorfile import Layout
 from tendril_proto.paramserver.v1 import paramserver_pb2
+from tendril_sdk.reasons import ParamserverReason, StreamReason
 
 __all__ = [
     "TensorStreamError",

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import hashlib
 from pathlib import Path
 from typing import IO, Any
@@ -105,13 +106,43 @@ async def transfer(source: SliceSource, a: Assignment, tmp: Path, stats: Fetcher
         await asyncio.to_thread(f.close)
 
 
+# What a full disk or quota reports; only these are the worker running out of room.
+_NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def cache_write_error(a: Assignment, root: Path, exc: OSError) -> FetcherError:
+    """CACHE_WRITE_FAILED for a slice the cache could not take: RESOURCE_EXHAUSTED when the disk
+    is full, else FAILED_PRECONDITION (permissions, a read-only or failing disk)."""
+    # NOTE: neither is worth an immediate retry; both need the worker's operator. Only a full
+    # disk is exhaustion: a cache folder the DataFetcher may not write is a precondition of
+    # the worker, and "free disk space" would send its operator the wrong way.
+    where = f"cannot write slice {a.slice_name} into the cache at {root}: {exc}"
+    if exc.errno in _NO_SPACE:
+        kind, message = ErrorKind.RESOURCE_EXHAUSTED, f"{where}; free disk space or lower data_fetcher.cache_bytes"
+    else:
+        kind, message = (
+            ErrorKind.FAILED_PRECONDITION,
+            f"{where}; the DataFetcher must create and rename files there: check the folder's owner, "
+            "permissions and file system",
+        )
+    return FetcherError(
+        kind,
+        message,
+        reason=FetcherReason.CACHE_WRITE_FAILED,
+        metadata={"errno": errno.errorcode.get(exc.errno, str(exc.errno))} if exc.errno else None,
+    )
+
+
 async def download_verified(
     source: SliceSource, cache: SliceCache, a: Assignment, stats: FetcherStats, policy: RetryPolicy
 ) -> CacheEntry:
     """Download ``a`` into the cache (verified); refetches once on a mismatch, then DATA_LOSS."""
     problem = ""
     for attempt in (1, 2):
-        tmp = cache.temp_path(a.key)
+        try:
+            tmp = cache.temp_path(a.key)
+        except OSError as exc:
+            raise cache_write_error(a, cache.root, exc) from exc
         try:
             try:
                 got = await transfer(source, a, tmp, stats, policy)
@@ -122,12 +153,7 @@ async def download_verified(
                     return cache.commit(tmp, a.key)
                 problem = f"its sha256 is {got}"
         except OSError as exc:
-            raise FetcherError(
-                ErrorKind.RESOURCE_EXHAUSTED,
-                f"cannot write slice {a.slice_name} into the cache at {cache.root}: {exc}; free disk space or "
-                "lower data_fetcher.cache_bytes",
-                reason=FetcherReason.CACHE_WRITE_FAILED,
-            ) from exc
+            raise cache_write_error(a, cache.root, exc) from exc
         finally:
             tmp.unlink(missing_ok=True)
         stats.sha256_mismatches += 1

@@ -1,6 +1,6 @@
 """The one error type of the DataFetcher and its reasons.
 
-FetcherReason (what the RPCs answer) is the wire catalogue in :mod:`tendril.core.reasons`;
+FetcherReason (what the RPCs answer) is the wire catalogue in :mod:`tendril_sdk.reasons`;
 DownloadReason marks the failures a download retries on its own.
 """
 
@@ -10,7 +10,7 @@ import enum
 from collections.abc import Mapping
 
 from tendril.core.errors import ErrorKind, TendrilError
-from tendril.core.reasons import FetcherReason
+from tendril_sdk.reasons import FetcherReason
 
 __all__ = ["RETRYABLE", "DownloadReason", "FetcherError", "FetcherReason"]
 

@@ -10,7 +10,7 @@ import functools
 from tendril.core import metrics
 from tendril.core.errors import ErrorKind
 from tendril.core.files import file_sha256
-from tendril.core.ids import is_valid_name
+from tendril.core.ids import JOB_ID_RULE, is_valid_job_id
 from tendril.core.logs import get_logger
 from tendril.data_fetcher.cache import CacheEntry, SliceCache
 from tendril.data_fetcher.download import download_verified
@@ -49,8 +49,8 @@ def _invalid(message: str, reason: FetcherReason) -> FetcherError:
 def check_job_id(job_id: str) -> None:
     if not job_id:
         raise _invalid("job_id is required", FetcherReason.JOB_ID_MISSING)
-    if not is_valid_name(job_id):
-        raise _invalid(f"job_id {job_id!r} must be 1-128 letters, digits, '.', '_' or '-'", FetcherReason.BAD_JOB_ID)
+    if not is_valid_job_id(job_id):
+        raise _invalid(f"job_id {job_id!r} is not valid: use {JOB_ID_RULE}", FetcherReason.BAD_JOB_ID)
 
 
 class DataFetcher:

@@ -1,7 +1,7 @@
 """The one error type of the data node (prepare and serve) and its reasons.
 
 DataNodeReason (what DataNodeService answers) is the wire catalogue in
-:mod:`tendril.core.reasons`; DatasetReason covers `tendril data prepare` and opening a data
+:mod:`tendril_sdk.reasons`; DatasetReason covers `tendril data prepare` and opening a data
 set to serve it.
 """
 
@@ -11,7 +11,7 @@ import enum
 from collections.abc import Mapping
 
 from tendril.core.errors import ErrorKind, TendrilError
-from tendril.core.reasons import DataNodeReason
+from tendril_sdk.reasons import DataNodeReason
 
 __all__ = ["DataNodeError", "DataNodeReason", "DatasetReason"]
 

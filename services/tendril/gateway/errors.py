@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from tendril.core.errors import ErrorKind, TendrilError
-from tendril.core.reasons import GatewayReason
+from tendril_sdk.reasons import GatewayReason
 
 __all__ = ["GatewayError", "GatewayReason"]
 

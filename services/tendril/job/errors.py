@@ -1,6 +1,6 @@
 """The JobService's one error type and its reasons.
 
-JobReason (what the RPCs answer) is the wire catalogue in :mod:`tendril.core.reasons`;
+JobReason (what the RPCs answer) is the wire catalogue in :mod:`tendril_sdk.reasons`;
 JobRecordReason covers the job records' own consistency checks.
 """
 
@@ -10,7 +10,7 @@ import enum
 from collections.abc import Mapping
 
 from tendril.core.errors import ErrorKind, TendrilError
-from tendril.core.reasons import JobReason
+from tendril_sdk.reasons import JobReason
 
 __all__ = ["JobError", "JobReason", "JobRecordReason"]
 

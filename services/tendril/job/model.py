@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import enum
-import re
 from typing import Any
 
 from tendril.core.errors import ErrorKind
+from tendril.core.ids import JOB_ID_RULE, is_valid_job_id
 from tendril.job.errors import JobError, JobReason, JobRecordReason
-
-JOB_ID_PATTERN = re.compile(r"[A-Za-z0-9._-]{1,64}")
 
 
 class JobState(enum.Enum):
@@ -56,11 +54,11 @@ def check_transition(job_id: str, old: JobState, new: JobState) -> None:
 
 
 def validate_job_id(job_id: str) -> None:
-    """Raise JobError (INVALID_ARGUMENT) unless ``job_id`` is 1–64 characters of [A-Za-z0-9._-]."""
-    if not JOB_ID_PATTERN.fullmatch(job_id):
+    """Raise JobError (INVALID_ARGUMENT) unless ``job_id`` follows :data:`~tendril.core.ids.JOB_ID_RULE`."""
+    if not is_valid_job_id(job_id):
         raise JobError(
             ErrorKind.INVALID_ARGUMENT,
-            f"job_id {job_id!r} is not valid: use 1-64 characters of A-Z, a-z, 0-9, '.', '_' or '-'",
+            f"job_id {job_id!r} is not valid: use {JOB_ID_RULE}",
             reason=JobReason.BAD_JOB_ID,
             metadata={"job_id": job_id[:80]},
         )

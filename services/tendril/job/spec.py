@@ -32,7 +32,7 @@ def validate(config: WorkerConfig, caller: str, spec: DispatchSpec) -> ExecutorC
         raise JobError(
             ErrorKind.UNAUTHENTICATED,
             "the caller did not say who it is; send metadata 'tendril-peer-id' with your scheduler id",
-            reason=JobReason.NO_PEER_ID,
+            reason=JobReason.CALLER_UNKNOWN,
         )
     validate_job_id(spec.job_id)
     if not spec.lease_id:

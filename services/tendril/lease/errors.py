@@ -1,6 +1,6 @@
 """The LeaseService's one error type and its reasons.
 
-LeaseReason (what the RPCs answer) is the wire catalogue in :mod:`tendril.core.reasons`;
+LeaseReason (what the RPCs answer) is the wire catalogue in :mod:`tendril_sdk.reasons`;
 LedgerReason covers the ledger file, checked once at start-up.
 """
 
@@ -10,7 +10,7 @@ import enum
 from collections.abc import Mapping
 
 from tendril.core.errors import ErrorKind, TendrilError
-from tendril.core.reasons import LeaseReason
+from tendril_sdk.reasons import LeaseReason
 
 __all__ = ["LeaseError", "LeaseReason", "LedgerReason"]
 

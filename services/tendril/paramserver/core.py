@@ -400,7 +400,15 @@ class ParameterServerCore:
         run = self._open_run(info.job_id)
         if run.state.theta_round is not None:
             return None
-        tensorfile.float_shapes(info.layout)
+        try:
+            tensorfile.float_shapes(info.layout)
+        except tensorfile.TensorFileError as exc:
+            # NOTE: a header read from the wire never gets here (info_from_header already refuses
+            # a dtype that is not its codec's, with BAD_HEADER); this keeps the core's own answer
+            # the same status, not an unmapped error (INTERNAL), for any other caller.
+            raise ParameterServerError(
+                ErrorKind.INVALID_ARGUMENT, f"θ0 must hold floating tensors: {exc}", reason=StreamReason.BAD_HEADER
+            ) from exc
         return await self._spool_for(run.param_pushes, info, run.store.params_partial(info.stream_id))
 
     async def commit_parameters(self, spool: Spool) -> tuple[bool, int]:

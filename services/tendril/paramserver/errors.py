@@ -1,6 +1,6 @@
 """The ParameterServer's one error type and its reasons.
 
-ParamserverReason is the wire catalogue in :mod:`tendril.core.reasons`; a broken tensor
+ParamserverReason is the wire catalogue in :mod:`tendril_sdk.reasons`; a broken tensor
 stream is answered with the stream contract's StreamReason.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from tendril.core.errors import ErrorKind, TendrilError
-from tendril.core.reasons import ParamserverReason, StreamReason
+from tendril_sdk.reasons import ParamserverReason, StreamReason
 
 __all__ = ["ParameterServerError", "ParamserverReason", "StreamReason"]
 

@@ -1,7 +1,7 @@
 """The scheduler's one error type and its reasons.
 
 SchedulerReason (what its AllocationService and CoordinationService answer) is the wire
-catalogue in :mod:`tendril.core.reasons`; SchedulerRunReason says why a run (`tendril
+catalogue in :mod:`tendril_sdk.reasons`; SchedulerRunReason says why a run (`tendril
 scheduler run`, `make demo`) stopped.
 """
 
@@ -11,7 +11,7 @@ import enum
 from collections.abc import Mapping
 
 from tendril.core.errors import ErrorKind, TendrilError
-from tendril.core.reasons import SchedulerReason
+from tendril_sdk.reasons import SchedulerReason
 
 __all__ = ["SchedulerError", "SchedulerReason", "SchedulerRunReason"]
 

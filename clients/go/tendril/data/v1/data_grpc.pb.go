@@ -194,8 +194,8 @@ type DataFetcherServiceClient interface {
 	//
 	// Errors:
 	//
-	//	INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-128 letters, digits,
-	//	  '.', '_' or '-'.
+	//	INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-64 letters, digits,
+	//	  '.', '_' or '-' (JobService's rule for job ids).
 	//	INVALID_ARGUMENT WORKER_ID_MISSING, COORDINATOR_MISSING: worker_id or coordinator_address is
 	//	  empty.
 	//	INVALID_ARGUMENT BAD_COORDINATOR_ADDRESS: coordinator_address is not host:port (or
@@ -211,8 +211,8 @@ type DataFetcherServiceClient interface {
 	//
 	// Errors:
 	//
-	//	INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-128 letters, digits,
-	//	  '.', '_' or '-'.
+	//	INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-64 letters, digits,
+	//	  '.', '_' or '-' (JobService's rule for job ids).
 	//	NOT_FOUND JOB_NOT_OPEN: the job is not open here (after a DataFetcher restart too): OpenJob
 	//	  again.
 	//	FAILED_PRECONDITION JOB_CLOSED: the job was closed while the call waited.
@@ -226,7 +226,10 @@ type DataFetcherServiceClient interface {
 	//	  data_fetcher.cache_bytes.
 	//	UNAVAILABLE DATA_NODE_UNAVAILABLE: the data node failed several attempts in a row without
 	//	  progress.
-	//	RESOURCE_EXHAUSTED CACHE_WRITE_FAILED: the slice could not be written into the cache.
+	//	RESOURCE_EXHAUSTED CACHE_WRITE_FAILED: the slice could not be written into the cache: the
+	//	  disk is full.
+	//	FAILED_PRECONDITION CACHE_WRITE_FAILED: the slice could not be written into the cache for
+	//	  another reason (permissions, a read-only or failing file system; metadata "errno").
 	//	DATA_LOSS SLICE_SHA256_MISMATCH: the slice failed verification twice.
 	//	INTERNAL PREFETCH_FAILED: the prefetch failed unexpectedly (see the DataFetcher's log).
 	NextSlice(ctx context.Context, in *NextSliceRequest, opts ...grpc.CallOption) (*NextSliceResponse, error)
@@ -234,8 +237,8 @@ type DataFetcherServiceClient interface {
 	//
 	// Errors:
 	//
-	//	INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-128 letters, digits,
-	//	  '.', '_' or '-'.
+	//	INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-64 letters, digits,
+	//	  '.', '_' or '-' (JobService's rule for job ids).
 	//	NOT_FOUND JOB_NOT_OPEN: the job is not open here.
 	CloseJob(ctx context.Context, in *CloseJobRequest, opts ...grpc.CallOption) (*CloseJobResponse, error)
 	// GetStats returns cache and transfer counters.
@@ -296,8 +299,8 @@ type DataFetcherServiceServer interface {
 	//
 	// Errors:
 	//
-	//	INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-128 letters, digits,
-	//	  '.', '_' or '-'.
+	//	INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-64 letters, digits,
+	//	  '.', '_' or '-' (JobService's rule for job ids).
 	//	INVALID_ARGUMENT WORKER_ID_MISSING, COORDINATOR_MISSING: worker_id or coordinator_address is
 	//	  empty.
 	//	INVALID_ARGUMENT BAD_COORDINATOR_ADDRESS: coordinator_address is not host:port (or
@@ -313,8 +316,8 @@ type DataFetcherServiceServer interface {
 	//
 	// Errors:
 	//
-	//	INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-128 letters, digits,
-	//	  '.', '_' or '-'.
+	//	INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-64 letters, digits,
+	//	  '.', '_' or '-' (JobService's rule for job ids).
 	//	NOT_FOUND JOB_NOT_OPEN: the job is not open here (after a DataFetcher restart too): OpenJob
 	//	  again.
 	//	FAILED_PRECONDITION JOB_CLOSED: the job was closed while the call waited.
@@ -328,7 +331,10 @@ type DataFetcherServiceServer interface {
 	//	  data_fetcher.cache_bytes.
 	//	UNAVAILABLE DATA_NODE_UNAVAILABLE: the data node failed several attempts in a row without
 	//	  progress.
-	//	RESOURCE_EXHAUSTED CACHE_WRITE_FAILED: the slice could not be written into the cache.
+	//	RESOURCE_EXHAUSTED CACHE_WRITE_FAILED: the slice could not be written into the cache: the
+	//	  disk is full.
+	//	FAILED_PRECONDITION CACHE_WRITE_FAILED: the slice could not be written into the cache for
+	//	  another reason (permissions, a read-only or failing file system; metadata "errno").
 	//	DATA_LOSS SLICE_SHA256_MISMATCH: the slice failed verification twice.
 	//	INTERNAL PREFETCH_FAILED: the prefetch failed unexpectedly (see the DataFetcher's log).
 	NextSlice(context.Context, *NextSliceRequest) (*NextSliceResponse, error)
@@ -336,8 +342,8 @@ type DataFetcherServiceServer interface {
 	//
 	// Errors:
 	//
-	//	INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-128 letters, digits,
-	//	  '.', '_' or '-'.
+	//	INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-64 letters, digits,
+	//	  '.', '_' or '-' (JobService's rule for job ids).
 	//	NOT_FOUND JOB_NOT_OPEN: the job is not open here.
 	CloseJob(context.Context, *CloseJobRequest) (*CloseJobResponse, error)
 	// GetStats returns cache and transfer counters.

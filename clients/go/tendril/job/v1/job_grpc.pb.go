@@ -22,7 +22,7 @@ type JobServiceClient interface {
 	// Errors:
 	//
 	//	UNAVAILABLE SHUTTING_DOWN: the JobService is stopping.
-	//	UNAUTHENTICATED NO_PEER_ID: the call names no peer id.
+	//	UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
 	//	INVALID_ARGUMENT BAD_JOB_ID: job_id is not 1-64 letters, digits, '.', '_' or '-'.
 	//	INVALID_ARGUMENT LEASE_ID_MISSING, EXECUTOR_MISSING: lease_id, or the executor's class or
 	//	  name, is empty.
@@ -45,6 +45,8 @@ type JobServiceClient interface {
 	//	FAILED_PRECONDITION BAD_EXECUTOR_COMMAND: the executor's configured command is empty or uses
 	//	  an unknown placeholder.
 	//	FAILED_PRECONDITION EXECUTOR_START_FAILED: the executor's command could not be started.
+	//	INTERNAL BRIDGE_SOCKET_FAILED: the job's bridge could not listen on its socket in the work
+	//	  dir.
 	Dispatch(ctx context.Context, in *DispatchRequest, opts ...grpc.CallOption) (*DispatchResponse, error)
 	// Get returns one job.
 	//
@@ -196,7 +198,7 @@ type JobServiceServer interface {
 	// Errors:
 	//
 	//	UNAVAILABLE SHUTTING_DOWN: the JobService is stopping.
-	//	UNAUTHENTICATED NO_PEER_ID: the call names no peer id.
+	//	UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
 	//	INVALID_ARGUMENT BAD_JOB_ID: job_id is not 1-64 letters, digits, '.', '_' or '-'.
 	//	INVALID_ARGUMENT LEASE_ID_MISSING, EXECUTOR_MISSING: lease_id, or the executor's class or
 	//	  name, is empty.
@@ -219,6 +221,8 @@ type JobServiceServer interface {
 	//	FAILED_PRECONDITION BAD_EXECUTOR_COMMAND: the executor's configured command is empty or uses
 	//	  an unknown placeholder.
 	//	FAILED_PRECONDITION EXECUTOR_START_FAILED: the executor's command could not be started.
+	//	INTERNAL BRIDGE_SOCKET_FAILED: the job's bridge could not listen on its socket in the work
+	//	  dir.
 	Dispatch(context.Context, *DispatchRequest) (*DispatchResponse, error)
 	// Get returns one job.
 	//

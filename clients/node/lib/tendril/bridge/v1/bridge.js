@@ -1321,7 +1321,7 @@ exports.JobBridgeServiceService = {
     /**
      * GetJob returns the job's description and configuration.
      *
-     * Errors: only BAD_BRIDGE_TOKEN.
+     * Errors: none of its own.
      */
     getJob: {
         path: "/tendril.bridge.v1.JobBridgeService/GetJob",
@@ -1333,17 +1333,24 @@ exports.JobBridgeServiceService = {
         responseDeserialize: (value) => exports.GetJobResponse.decode(value),
     },
     /**
-     * FetchResource downloads a file:// or http(s):// URI into artifacts/.
+     * FetchResource downloads a file:// or http(s):// URI into artifacts/; nothing is kept after
+     * any error.
      *
-     * Errors (nothing is kept after any of them): INVALID_ARGUMENT BAD_URI (not
-     * file:///absolute/path, http:// or https://, or a directory), BAD_SHA256 (not 64 hex
-     * digits), BAD_DEST (the URI ends without a file name and dest is empty); NOT_FOUND
-     * RESOURCE_NOT_FOUND (no such file); PERMISSION_DENIED RESOURCE_FORBIDDEN (the worker may not
-     * read the file); RESOURCE_HTTP_ERROR with NOT_FOUND (HTTP 404/410), PERMISSION_DENIED
-     * (401/403), UNAVAILABLE (5xx) or FAILED_PRECONDITION (other statuses); UNAVAILABLE
-     * RESOURCE_UNREACHABLE (cannot connect) or RESOURCE_TRANSFER (the download broke off;
-     * RESOURCE_EXHAUSTED when the disk is full); DATA_LOSS SHA256_MISMATCH (the bytes do not
-     * have the expected sha256).
+     * Errors:
+     *   INVALID_ARGUMENT BAD_URI: uri is not file:///absolute/path, http:// or https://, or names a
+     *     directory.
+     *   INVALID_ARGUMENT BAD_SHA256: sha256 is not 64 hex digits.
+     *   INVALID_ARGUMENT BAD_DEST: the URI ends without a file name and dest is empty.
+     *   NOT_FOUND RESOURCE_NOT_FOUND: the file:// source does not exist.
+     *   PERMISSION_DENIED RESOURCE_FORBIDDEN: the worker may not read the file:// source.
+     *   NOT_FOUND RESOURCE_HTTP_ERROR: the server answered HTTP 404 or 410.
+     *   PERMISSION_DENIED RESOURCE_HTTP_ERROR: the server answered HTTP 401 or 403.
+     *   UNAVAILABLE RESOURCE_HTTP_ERROR: the server answered HTTP 5xx; retry.
+     *   FAILED_PRECONDITION RESOURCE_HTTP_ERROR: the server answered another HTTP error status.
+     *   UNAVAILABLE RESOURCE_UNREACHABLE: cannot connect to the URI's host.
+     *   UNAVAILABLE RESOURCE_TRANSFER: the download broke off; retry.
+     *   RESOURCE_EXHAUSTED RESOURCE_TRANSFER: the download broke off because the disk is full.
+     *   DATA_LOSS SHA256_MISMATCH: the bytes do not have the expected sha256.
      */
     fetchResource: {
         path: "/tendril.bridge.v1.JobBridgeService/FetchResource",
@@ -1355,17 +1362,27 @@ exports.JobBridgeServiceService = {
         responseDeserialize: (value) => exports.FetchResourceResponse.decode(value),
     },
     /**
-     * NextSlice returns the path of the next (prefetched) data slice.
+     * NextSlice returns the path of the next (prefetched) data slice. The reasons after the first
+     * two are the DataFetcher's.
      *
-     * Errors: FAILED_PRECONDITION NO_SCHEDULER (the job was dispatched without a scheduler);
-     * UNAVAILABLE SLICE_MISSING (the cached slice vanished before it was linked; call again).
-     * From the DataFetcher: UNAVAILABLE FETCHER_STOPPING, UPSTREAM_UNAVAILABLE (scheduler or data
-     * node unreachable), DATA_NODE_UNAVAILABLE, STREAM_STALLED, STREAM_SHORT (all: retry);
-     * NOT_FOUND JOB_NOT_OPEN (the DataFetcher lost the job again right after reopening it;
-     * retry); FAILED_PRECONDITION JOB_CLOSED (no more slices for this job), UPSTREAM_REFUSED (the
-     * scheduler refused to assign; its reason is in metadata "upstream_reason"), BAD_ASSIGNMENT,
-     * SLICE_LARGER_THAN_CACHE; DATA_LOSS SLICE_SHA256_MISMATCH (the slice arrived damaged twice;
-     * call again for the next one); RESOURCE_EXHAUSTED CACHE_WRITE_FAILED.
+     * Errors:
+     *   FAILED_PRECONDITION NO_SCHEDULER: the job was dispatched without a scheduler.
+     *   UNAVAILABLE SLICE_MISSING: the cached slice vanished before it was linked; call again.
+     *   UNAVAILABLE FETCHER_STOPPING, UPSTREAM_UNAVAILABLE, DATA_NODE_UNAVAILABLE: the DataFetcher
+     *     is stopping, or the scheduler or the data node cannot be reached; retry.
+     *   NOT_FOUND JOB_NOT_OPEN: the DataFetcher lost the job again right after the bridge reopened
+     *     it; retry.
+     *   FAILED_PRECONDITION JOB_CLOSED: the job was closed at the DataFetcher; no more slices for it.
+     *   FAILED_PRECONDITION UPSTREAM_REFUSED: the scheduler refused to assign a slice (its reason
+     *     in metadata "upstream_reason").
+     *   FAILED_PRECONDITION BAD_ASSIGNMENT, SLICE_LARGER_THAN_CACHE: the scheduler's assignment is
+     *     unusable, or the slice is bigger than the worker's slice cache.
+     *   DATA_LOSS SLICE_SHA256_MISMATCH: the slice arrived damaged twice; call again for the next
+     *     one.
+     *   RESOURCE_EXHAUSTED CACHE_WRITE_FAILED: the worker's disk is full.
+     *   FAILED_PRECONDITION CACHE_WRITE_FAILED: the worker's slice cache cannot be written
+     *     (permissions, file system); its operator must act.
+     *   INTERNAL PREFETCH_FAILED: the DataFetcher's prefetch failed unexpectedly.
      */
     nextSlice: {
         path: "/tendril.bridge.v1.JobBridgeService/NextSlice",
@@ -1377,18 +1394,28 @@ exports.JobBridgeServiceService = {
         responseDeserialize: (value) => exports.NextSliceResponse.decode(value),
     },
     /**
-     * SendUpdate streams a pseudo-gradient file to the job's parameter server.
+     * SendUpdate streams a pseudo-gradient file to the job's parameter server. The reasons after
+     * JOB_CONFIG_BAD are the parameter server's and the bridge's sending.
      *
-     * Errors: NOT_FOUND FILE_NOT_FOUND (path is not a file in the work dir); INVALID_ARGUMENT
-     * BAD_WEIGHT (weight <= 0), BAD_FILE (not a SafeTensors file); FAILED_PRECONDITION
-     * JOB_CONFIG_MISSING (no parameter_server or run_id in the job's config), JOB_CONFIG_BAD (an
-     * unknown codec). From the parameter server: NOT_FOUND RUN_NOT_OPEN (the run's aggregate job
-     * has not opened it yet; retry); FAILED_PRECONDITION ROUND_CLOSED (the round closed without
-     * this update), ROUND_NOT_OPEN (the round is not open yet), RUN_FINISHED (the last round is
-     * over), RUN_CLOSED, NO_PARAMETERS (no θ0 yet) — after the first four, FetchParameters and
-     * join the open round; ALREADY_EXISTS ALREADY_COMMITTED (this worker's update of the round
-     * already counts, e.g. a retried send); INVALID_ARGUMENT LAYOUT_MISMATCH (tensors differ from
-     * θ0), NON_FINITE_UPDATE (NaN or Inf).
+     * Errors:
+     *   NOT_FOUND FILE_NOT_FOUND: path is not a file in the work dir.
+     *   INVALID_ARGUMENT BAD_WEIGHT: weight is not > 0.
+     *   INVALID_ARGUMENT BAD_FILE: the file is not a SafeTensors file of floating tensors.
+     *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no parameter_server or run_id.
+     *   FAILED_PRECONDITION JOB_CONFIG_BAD: the job's config names an unknown codec.
+     *   NOT_FOUND RUN_NOT_OPEN: the run's aggregate job has not opened it yet; retry.
+     *   FAILED_PRECONDITION ROUND_CLOSED, ROUND_NOT_OPEN: the round closed without this update, or
+     *     is not open yet: FetchParameters and join the open round.
+     *   FAILED_PRECONDITION RUN_FINISHED, RUN_CLOSED: the run's last round is over, or the run was
+     *     closed.
+     *   FAILED_PRECONDITION NO_PARAMETERS: nobody published θ0 for the run yet.
+     *   ALREADY_EXISTS ALREADY_COMMITTED: this worker's update of the round already counts (e.g. a
+     *     retried send).
+     *   INVALID_ARGUMENT LAYOUT_MISMATCH, NON_FINITE_UPDATE: the tensors differ from θ0's, or hold
+     *     NaN or Inf.
+     *   DATA_LOSS SHA256_MISMATCH: the update arrived damaged; send it again.
+     *   UNAVAILABLE PUSH_STALLED: the parameter server took no byte of several resumed sends; retry.
+     *   INTERNAL NOT_COMMITTED: the parameter server took the whole update without counting it.
      */
     sendUpdate: {
         path: "/tendril.bridge.v1.JobBridgeService/SendUpdate",
@@ -1400,15 +1427,21 @@ exports.JobBridgeServiceService = {
         responseDeserialize: (value) => exports.SendUpdateResponse.decode(value),
     },
     /**
-     * ReceiveUpdate waits for the outer update of a round and stores it in the work dir.
+     * ReceiveUpdate waits for the outer update of a round and stores it in the work dir. The
+     * reasons after JOB_CONFIG_MISSING and JOB_CONFIG_BAD are the parameter server's and the
+     * bridge's receiving; nothing is kept after any error.
      *
-     * Errors: INVALID_ARGUMENT BAD_TIMEOUT (timeout_seconds < 0); FAILED_PRECONDITION
-     * JOB_CONFIG_MISSING, JOB_CONFIG_BAD. From the parameter server: DEADLINE_EXCEEDED
-     * ROUND_STILL_OPEN (the round did not close in time); FAILED_PRECONDITION UPDATE_GONE (the
-     * round's update is no longer kept), ROUND_NOT_OPEN (the round is not open yet), RUN_CLOSED
-     * (the run was closed before the round did) — after these, FetchParameters and join the open
-     * round; NOT_FOUND RUN_NOT_OPEN; INTERNAL AGGREGATION_FAILED; DATA_LOSS SHA256_MISMATCH (the
-     * update arrived damaged; nothing was kept).
+     * Errors:
+     *   INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative.
+     *   FAILED_PRECONDITION JOB_CONFIG_MISSING, JOB_CONFIG_BAD: as for SendUpdate.
+     *   DEADLINE_EXCEEDED ROUND_STILL_OPEN: the round did not close in time.
+     *   FAILED_PRECONDITION UPDATE_GONE, ROUND_NOT_OPEN, RUN_CLOSED: the round's update is no longer
+     *     kept, the round is not open yet, or the run was closed before the round did:
+     *     FetchParameters and join the open round.
+     *   NOT_FOUND RUN_NOT_OPEN: the run is not open yet; retry.
+     *   INTERNAL AGGREGATION_FAILED: the parameter server could not close the round.
+     *   DATA_LOSS SHA256_MISMATCH: the update arrived damaged.
+     *   UNAVAILABLE PULL_CUT_SHORT: the parameter server's stream kept ending early; retry.
      */
     receiveUpdate: {
         path: "/tendril.bridge.v1.JobBridgeService/ReceiveUpdate",
@@ -1420,13 +1453,16 @@ exports.JobBridgeServiceService = {
         responseDeserialize: (value) => exports.ReceiveUpdateResponse.decode(value),
     },
     /**
-     * ReportProgress forwards progress to the scheduler and returns its directive.
+     * ReportProgress forwards progress to the scheduler and returns its directive. BATCH reports
+     * are forwarded in the background; a failed forward is answered to the next report. The
+     * reasons after NO_SCHEDULER are the reference scheduler's.
      *
-     * Errors: FAILED_PRECONDITION NO_SCHEDULER. From the scheduler (the reference scheduler's
-     * reasons): NOT_FOUND UNKNOWN_JOB (the run no longer counts this job: stop),
-     * FAILED_PRECONDITION STALE_ROUND (a round older than one already reported),
-     * INVALID_ARGUMENT BAD_PROGRESS_KIND, BAD_BATCH (a BATCH report needs batch_size > 0). BATCH
-     * reports are forwarded in the background; a failed forward is answered to the next report.
+     * Errors:
+     *   FAILED_PRECONDITION NO_SCHEDULER: the job was dispatched without a scheduler.
+     *   NOT_FOUND UNKNOWN_JOB: the run no longer counts this job: stop.
+     *   FAILED_PRECONDITION STALE_ROUND: the report names a round older than one already reported.
+     *   INVALID_ARGUMENT BAD_PROGRESS_KIND, BAD_BATCH: the report's kind is not set, or a BATCH
+     *     report has batch_size 0.
      */
     reportProgress: {
         path: "/tendril.bridge.v1.JobBridgeService/ReportProgress",
@@ -1439,12 +1475,18 @@ exports.JobBridgeServiceService = {
     },
     /**
      * PublishParameters offers initial parameters θ0 (a SafeTensors file) to the job's
-     * parameter server; the first offer of a run wins.
+     * parameter server; the first offer of a run wins. The reasons after JOB_CONFIG_MISSING are
+     * the parameter server's and the bridge's sending.
      *
-     * Errors: NOT_FOUND FILE_NOT_FOUND; INVALID_ARGUMENT BAD_FILE; FAILED_PRECONDITION
-     * JOB_CONFIG_MISSING. From the parameter server: NOT_FOUND RUN_NOT_OPEN (the aggregate job
-     * has not opened the run yet; retry), FAILED_PRECONDITION RUN_CLOSED, INVALID_ARGUMENT
-     * NON_FINITE_PARAMETERS.
+     * Errors:
+     *   NOT_FOUND FILE_NOT_FOUND: path is not a file in the work dir.
+     *   INVALID_ARGUMENT BAD_FILE: the file is not a SafeTensors file of floating tensors.
+     *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no parameter_server or run_id.
+     *   NOT_FOUND RUN_NOT_OPEN: the aggregate job has not opened the run yet; retry.
+     *   FAILED_PRECONDITION RUN_CLOSED: the run was closed.
+     *   INVALID_ARGUMENT NON_FINITE_PARAMETERS: θ0 holds NaN or Inf.
+     *   DATA_LOSS SHA256_MISMATCH: θ0 arrived damaged; send it again.
+     *   UNAVAILABLE PUSH_STALLED: the parameter server took no byte of several resumed sends; retry.
      */
     publishParameters: {
         path: "/tendril.bridge.v1.JobBridgeService/PublishParameters",
@@ -1457,9 +1499,15 @@ exports.JobBridgeServiceService = {
     },
     /**
      * FetchParameters stores the parameter server's current θ in the work dir (join mid-run).
+     * The reasons after JOB_CONFIG_MISSING are the parameter server's and the bridge's
+     * receiving; nothing is kept after any error.
      *
-     * Errors: FAILED_PRECONDITION JOB_CONFIG_MISSING. From the parameter server: NOT_FOUND
-     * RUN_NOT_OPEN (retry), FAILED_PRECONDITION NO_PARAMETERS (nobody published θ0 yet).
+     * Errors:
+     *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no parameter_server or run_id.
+     *   NOT_FOUND RUN_NOT_OPEN: the run is not open yet; retry.
+     *   FAILED_PRECONDITION NO_PARAMETERS: nobody published θ0 for the run yet.
+     *   DATA_LOSS SHA256_MISMATCH: θ arrived damaged.
+     *   UNAVAILABLE PULL_CUT_SHORT: the parameter server's stream kept ending early; retry.
      */
     fetchParameters: {
         path: "/tendril.bridge.v1.JobBridgeService/FetchParameters",

@@ -236,8 +236,8 @@ export declare const DataFetcherServiceService: {
      * OpenJob starts fetching for a job (called by the job's bridge).
      *
      * Errors:
-     *   INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-128 letters, digits,
-     *     '.', '_' or '-'.
+     *   INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-64 letters, digits,
+     *     '.', '_' or '-' (JobService's rule for job ids).
      *   INVALID_ARGUMENT WORKER_ID_MISSING, COORDINATOR_MISSING: worker_id or coordinator_address is
      *     empty.
      *   INVALID_ARGUMENT BAD_COORDINATOR_ADDRESS: coordinator_address is not host:port (or
@@ -262,8 +262,8 @@ export declare const DataFetcherServiceService: {
      * with the next slice.
      *
      * Errors:
-     *   INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-128 letters, digits,
-     *     '.', '_' or '-'.
+     *   INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-64 letters, digits,
+     *     '.', '_' or '-' (JobService's rule for job ids).
      *   NOT_FOUND JOB_NOT_OPEN: the job is not open here (after a DataFetcher restart too): OpenJob
      *     again.
      *   FAILED_PRECONDITION JOB_CLOSED: the job was closed while the call waited.
@@ -277,7 +277,10 @@ export declare const DataFetcherServiceService: {
      *     data_fetcher.cache_bytes.
      *   UNAVAILABLE DATA_NODE_UNAVAILABLE: the data node failed several attempts in a row without
      *     progress.
-     *   RESOURCE_EXHAUSTED CACHE_WRITE_FAILED: the slice could not be written into the cache.
+     *   RESOURCE_EXHAUSTED CACHE_WRITE_FAILED: the slice could not be written into the cache: the
+     *     disk is full.
+     *   FAILED_PRECONDITION CACHE_WRITE_FAILED: the slice could not be written into the cache for
+     *     another reason (permissions, a read-only or failing file system; metadata "errno").
      *   DATA_LOSS SLICE_SHA256_MISMATCH: the slice failed verification twice.
      *   INTERNAL PREFETCH_FAILED: the prefetch failed unexpectedly (see the DataFetcher's log).
      */
@@ -294,8 +297,8 @@ export declare const DataFetcherServiceService: {
      * CloseJob stops fetching for a job.
      *
      * Errors:
-     *   INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-128 letters, digits,
-     *     '.', '_' or '-'.
+     *   INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-64 letters, digits,
+     *     '.', '_' or '-' (JobService's rule for job ids).
      *   NOT_FOUND JOB_NOT_OPEN: the job is not open here.
      */
     readonly closeJob: {
@@ -327,8 +330,8 @@ export interface DataFetcherServiceServer extends UntypedServiceImplementation {
      * OpenJob starts fetching for a job (called by the job's bridge).
      *
      * Errors:
-     *   INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-128 letters, digits,
-     *     '.', '_' or '-'.
+     *   INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-64 letters, digits,
+     *     '.', '_' or '-' (JobService's rule for job ids).
      *   INVALID_ARGUMENT WORKER_ID_MISSING, COORDINATOR_MISSING: worker_id or coordinator_address is
      *     empty.
      *   INVALID_ARGUMENT BAD_COORDINATOR_ADDRESS: coordinator_address is not host:port (or
@@ -345,8 +348,8 @@ export interface DataFetcherServiceServer extends UntypedServiceImplementation {
      * with the next slice.
      *
      * Errors:
-     *   INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-128 letters, digits,
-     *     '.', '_' or '-'.
+     *   INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-64 letters, digits,
+     *     '.', '_' or '-' (JobService's rule for job ids).
      *   NOT_FOUND JOB_NOT_OPEN: the job is not open here (after a DataFetcher restart too): OpenJob
      *     again.
      *   FAILED_PRECONDITION JOB_CLOSED: the job was closed while the call waited.
@@ -360,7 +363,10 @@ export interface DataFetcherServiceServer extends UntypedServiceImplementation {
      *     data_fetcher.cache_bytes.
      *   UNAVAILABLE DATA_NODE_UNAVAILABLE: the data node failed several attempts in a row without
      *     progress.
-     *   RESOURCE_EXHAUSTED CACHE_WRITE_FAILED: the slice could not be written into the cache.
+     *   RESOURCE_EXHAUSTED CACHE_WRITE_FAILED: the slice could not be written into the cache: the
+     *     disk is full.
+     *   FAILED_PRECONDITION CACHE_WRITE_FAILED: the slice could not be written into the cache for
+     *     another reason (permissions, a read-only or failing file system; metadata "errno").
      *   DATA_LOSS SLICE_SHA256_MISMATCH: the slice failed verification twice.
      *   INTERNAL PREFETCH_FAILED: the prefetch failed unexpectedly (see the DataFetcher's log).
      */
@@ -369,8 +375,8 @@ export interface DataFetcherServiceServer extends UntypedServiceImplementation {
      * CloseJob stops fetching for a job.
      *
      * Errors:
-     *   INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-128 letters, digits,
-     *     '.', '_' or '-'.
+     *   INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-64 letters, digits,
+     *     '.', '_' or '-' (JobService's rule for job ids).
      *   NOT_FOUND JOB_NOT_OPEN: the job is not open here.
      */
     closeJob: handleUnaryCall<CloseJobRequest, CloseJobResponse>;
@@ -386,8 +392,8 @@ export interface DataFetcherServiceClient extends Client {
      * OpenJob starts fetching for a job (called by the job's bridge).
      *
      * Errors:
-     *   INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-128 letters, digits,
-     *     '.', '_' or '-'.
+     *   INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-64 letters, digits,
+     *     '.', '_' or '-' (JobService's rule for job ids).
      *   INVALID_ARGUMENT WORKER_ID_MISSING, COORDINATOR_MISSING: worker_id or coordinator_address is
      *     empty.
      *   INVALID_ARGUMENT BAD_COORDINATOR_ADDRESS: coordinator_address is not host:port (or
@@ -406,8 +412,8 @@ export interface DataFetcherServiceClient extends Client {
      * with the next slice.
      *
      * Errors:
-     *   INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-128 letters, digits,
-     *     '.', '_' or '-'.
+     *   INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-64 letters, digits,
+     *     '.', '_' or '-' (JobService's rule for job ids).
      *   NOT_FOUND JOB_NOT_OPEN: the job is not open here (after a DataFetcher restart too): OpenJob
      *     again.
      *   FAILED_PRECONDITION JOB_CLOSED: the job was closed while the call waited.
@@ -421,7 +427,10 @@ export interface DataFetcherServiceClient extends Client {
      *     data_fetcher.cache_bytes.
      *   UNAVAILABLE DATA_NODE_UNAVAILABLE: the data node failed several attempts in a row without
      *     progress.
-     *   RESOURCE_EXHAUSTED CACHE_WRITE_FAILED: the slice could not be written into the cache.
+     *   RESOURCE_EXHAUSTED CACHE_WRITE_FAILED: the slice could not be written into the cache: the
+     *     disk is full.
+     *   FAILED_PRECONDITION CACHE_WRITE_FAILED: the slice could not be written into the cache for
+     *     another reason (permissions, a read-only or failing file system; metadata "errno").
      *   DATA_LOSS SLICE_SHA256_MISMATCH: the slice failed verification twice.
      *   INTERNAL PREFETCH_FAILED: the prefetch failed unexpectedly (see the DataFetcher's log).
      */
@@ -432,8 +441,8 @@ export interface DataFetcherServiceClient extends Client {
      * CloseJob stops fetching for a job.
      *
      * Errors:
-     *   INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-128 letters, digits,
-     *     '.', '_' or '-'.
+     *   INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-64 letters, digits,
+     *     '.', '_' or '-' (JobService's rule for job ids).
      *   NOT_FOUND JOB_NOT_OPEN: the job is not open here.
      */
     closeJob(request: CloseJobRequest, callback: (error: ServiceError | null, response: CloseJobResponse) => void): ClientUnaryCall;

@@ -1469,8 +1469,8 @@ exports.DataFetcherServiceService = {
      * OpenJob starts fetching for a job (called by the job's bridge).
      *
      * Errors:
-     *   INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-128 letters, digits,
-     *     '.', '_' or '-'.
+     *   INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-64 letters, digits,
+     *     '.', '_' or '-' (JobService's rule for job ids).
      *   INVALID_ARGUMENT WORKER_ID_MISSING, COORDINATOR_MISSING: worker_id or coordinator_address is
      *     empty.
      *   INVALID_ARGUMENT BAD_COORDINATOR_ADDRESS: coordinator_address is not host:port (or
@@ -1495,8 +1495,8 @@ exports.DataFetcherServiceService = {
      * with the next slice.
      *
      * Errors:
-     *   INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-128 letters, digits,
-     *     '.', '_' or '-'.
+     *   INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-64 letters, digits,
+     *     '.', '_' or '-' (JobService's rule for job ids).
      *   NOT_FOUND JOB_NOT_OPEN: the job is not open here (after a DataFetcher restart too): OpenJob
      *     again.
      *   FAILED_PRECONDITION JOB_CLOSED: the job was closed while the call waited.
@@ -1510,7 +1510,10 @@ exports.DataFetcherServiceService = {
      *     data_fetcher.cache_bytes.
      *   UNAVAILABLE DATA_NODE_UNAVAILABLE: the data node failed several attempts in a row without
      *     progress.
-     *   RESOURCE_EXHAUSTED CACHE_WRITE_FAILED: the slice could not be written into the cache.
+     *   RESOURCE_EXHAUSTED CACHE_WRITE_FAILED: the slice could not be written into the cache: the
+     *     disk is full.
+     *   FAILED_PRECONDITION CACHE_WRITE_FAILED: the slice could not be written into the cache for
+     *     another reason (permissions, a read-only or failing file system; metadata "errno").
      *   DATA_LOSS SLICE_SHA256_MISMATCH: the slice failed verification twice.
      *   INTERNAL PREFETCH_FAILED: the prefetch failed unexpectedly (see the DataFetcher's log).
      */
@@ -1527,8 +1530,8 @@ exports.DataFetcherServiceService = {
      * CloseJob stops fetching for a job.
      *
      * Errors:
-     *   INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-128 letters, digits,
-     *     '.', '_' or '-'.
+     *   INVALID_ARGUMENT JOB_ID_MISSING, BAD_JOB_ID: job_id is empty, or not 1-64 letters, digits,
+     *     '.', '_' or '-' (JobService's rule for job ids).
      *   NOT_FOUND JOB_NOT_OPEN: the job is not open here.
      */
     closeJob: {

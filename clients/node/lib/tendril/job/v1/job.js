@@ -1399,7 +1399,7 @@ exports.JobServiceService = {
      *
      * Errors:
      *   UNAVAILABLE SHUTTING_DOWN: the JobService is stopping.
-     *   UNAUTHENTICATED NO_PEER_ID: the call names no peer id.
+     *   UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
      *   INVALID_ARGUMENT BAD_JOB_ID: job_id is not 1-64 letters, digits, '.', '_' or '-'.
      *   INVALID_ARGUMENT LEASE_ID_MISSING, EXECUTOR_MISSING: lease_id, or the executor's class or
      *     name, is empty.
@@ -1422,6 +1422,8 @@ exports.JobServiceService = {
      *   FAILED_PRECONDITION BAD_EXECUTOR_COMMAND: the executor's configured command is empty or uses
      *     an unknown placeholder.
      *   FAILED_PRECONDITION EXECUTOR_START_FAILED: the executor's command could not be started.
+     *   INTERNAL BRIDGE_SOCKET_FAILED: the job's bridge could not listen on its socket in the work
+     *     dir.
      */
     dispatch: {
         path: "/tendril.job.v1.JobService/Dispatch",

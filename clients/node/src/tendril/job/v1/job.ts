@@ -1672,7 +1672,7 @@ export const JobServiceService = {
    *
    * Errors:
    *   UNAVAILABLE SHUTTING_DOWN: the JobService is stopping.
-   *   UNAUTHENTICATED NO_PEER_ID: the call names no peer id.
+   *   UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
    *   INVALID_ARGUMENT BAD_JOB_ID: job_id is not 1-64 letters, digits, '.', '_' or '-'.
    *   INVALID_ARGUMENT LEASE_ID_MISSING, EXECUTOR_MISSING: lease_id, or the executor's class or
    *     name, is empty.
@@ -1695,6 +1695,8 @@ export const JobServiceService = {
    *   FAILED_PRECONDITION BAD_EXECUTOR_COMMAND: the executor's configured command is empty or uses
    *     an unknown placeholder.
    *   FAILED_PRECONDITION EXECUTOR_START_FAILED: the executor's command could not be started.
+   *   INTERNAL BRIDGE_SOCKET_FAILED: the job's bridge could not listen on its socket in the work
+   *     dir.
    */
   dispatch: {
     path: "/tendril.job.v1.JobService/Dispatch" as const,
@@ -1790,7 +1792,7 @@ export interface JobServiceServer extends UntypedServiceImplementation {
    *
    * Errors:
    *   UNAVAILABLE SHUTTING_DOWN: the JobService is stopping.
-   *   UNAUTHENTICATED NO_PEER_ID: the call names no peer id.
+   *   UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
    *   INVALID_ARGUMENT BAD_JOB_ID: job_id is not 1-64 letters, digits, '.', '_' or '-'.
    *   INVALID_ARGUMENT LEASE_ID_MISSING, EXECUTOR_MISSING: lease_id, or the executor's class or
    *     name, is empty.
@@ -1813,6 +1815,8 @@ export interface JobServiceServer extends UntypedServiceImplementation {
    *   FAILED_PRECONDITION BAD_EXECUTOR_COMMAND: the executor's configured command is empty or uses
    *     an unknown placeholder.
    *   FAILED_PRECONDITION EXECUTOR_START_FAILED: the executor's command could not be started.
+   *   INTERNAL BRIDGE_SOCKET_FAILED: the job's bridge could not listen on its socket in the work
+   *     dir.
    */
   dispatch: handleUnaryCall<DispatchRequest, DispatchResponse>;
   /**
@@ -1860,7 +1864,7 @@ export interface JobServiceClient extends Client {
    *
    * Errors:
    *   UNAVAILABLE SHUTTING_DOWN: the JobService is stopping.
-   *   UNAUTHENTICATED NO_PEER_ID: the call names no peer id.
+   *   UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
    *   INVALID_ARGUMENT BAD_JOB_ID: job_id is not 1-64 letters, digits, '.', '_' or '-'.
    *   INVALID_ARGUMENT LEASE_ID_MISSING, EXECUTOR_MISSING: lease_id, or the executor's class or
    *     name, is empty.
@@ -1883,6 +1887,8 @@ export interface JobServiceClient extends Client {
    *   FAILED_PRECONDITION BAD_EXECUTOR_COMMAND: the executor's configured command is empty or uses
    *     an unknown placeholder.
    *   FAILED_PRECONDITION EXECUTOR_START_FAILED: the executor's command could not be started.
+   *   INTERNAL BRIDGE_SOCKET_FAILED: the job's bridge could not listen on its socket in the work
+   *     dir.
    */
   dispatch(
     request: DispatchRequest,
