@@ -15,13 +15,14 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from tendril.bridge.auth import bearer
-from tendril.bridge.core import WORK_SUBDIRS, BridgeJob
+from tendril.bridge.core import WORK_SUBDIRS
 from tendril.bridge.server import JobBridge
 from tendril.core.channel import open_channel
 from tendril.paramserver.service import ParameterServerService
 from tendril_proto.bridge.v1 import bridge_pb2, bridge_pb2_grpc
 from tendril_proto.paramserver.v1 import paramserver_pb2, paramserver_pb2_grpc
 from tendril_proto.tensor.v1 import tensor_pb2
+from tendril_sdk.job import ExecutorRef, JobDescriptor
 from tests.procs import worker_config
 
 pytestmark = pytest.mark.integration
@@ -63,18 +64,17 @@ async def test_publish_send_receive_fetch(tmp_path: Path, paramserver: str) -> N
     delta = {"w": np.full((3, 4), 0.5, dtype=np.float32), "b": np.full(5, -1.0, dtype=np.float32)}
     save_file(theta0, str(work / "params" / "theta0.safetensors"))
     save_file(delta, str(work / "updates" / "delta.safetensors"))
-    job = BridgeJob(
+    job = JobDescriptor(
         job_id="t1",
         worker_id="worker-test",
         lease_id="L1",
         owner_id="sched",
-        executor_class="train",
-        executor_name="diloco",
+        executor=ExecutorRef("train", "diloco"),
         config={"parameter_server": paramserver, "run_id": RUN, "codec": "fp32", "round_timeout_seconds": 30},
         work_dir=work,
         socket_path=work / "bridge.sock",
     )
-    bridge = JobBridge(job, TOKEN, data_fetcher_address="127.0.0.1:1")
+    bridge = JobBridge(job, TOKEN, data_fetcher_address="127.0.0.1:1", paramserver_address=paramserver)
     await bridge.start()
     try:
         async with open_channel(f"unix:{job.socket_path}") as channel:

@@ -14,7 +14,7 @@ import grpc
 import pytest
 from google.protobuf import struct_pb2
 
-from tendril.bridge.core import WORK_SUBDIRS, BridgeJob
+from tendril.bridge.core import WORK_SUBDIRS
 from tendril.bridge.errors import BridgeError as WorkerBridgeError
 from tendril.bridge.server import JobBridge
 from tendril.core.errors import ErrorKind
@@ -32,6 +32,7 @@ from tendril_sdk import (
     ProgressKind,
     RetryPolicy,
 )
+from tendril_sdk.job import ExecutorRef, JobDescriptor
 
 TOKEN = "sdk-t0ken"
 FAST = dataclasses.replace(DEFAULT_RETRY, initial_backoff=0.01, max_backoff=0.02, deadline=5.0)
@@ -244,18 +245,17 @@ def test_from_env(tmp_path: Path) -> None:
         BridgeClient.from_env({})
 
 
-def _real_job(tmp_path: Path) -> BridgeJob:
+def _real_job(tmp_path: Path) -> JobDescriptor:
     work = tmp_path / "job-s1"
     work.mkdir(mode=0o700)
     for sub in WORK_SUBDIRS:
         (work / sub).mkdir()
-    return BridgeJob(
+    return JobDescriptor(
         job_id="s1",
         worker_id="worker-test",
         lease_id="L1",
         owner_id="sched",
-        executor_class="example",
-        executor_name="echo",
+        executor=ExecutorRef("example", "echo"),
         config={"greeting": "hi"},
         work_dir=work,
         socket_path=work / "bridge.sock",
@@ -264,7 +264,7 @@ def _real_job(tmp_path: Path) -> BridgeJob:
 
 async def test_the_real_bridge_answers_declared_reasons(tmp_path: Path) -> None:
     job = _real_job(tmp_path)
-    bridge = JobBridge(job, TOKEN, data_fetcher_address="127.0.0.1:1")
+    bridge = JobBridge(job, TOKEN, data_fetcher_address="127.0.0.1:1", paramserver_address="127.0.0.1:1")
     await bridge.start()
     try:
         async with BridgeClient(job.socket_path, "wrong", retry_policy=FAST) as intruder:

@@ -15,6 +15,7 @@ grpcio-status and protobuf). The pieces:
 """
 
 from tendril_sdk.bridge import (
+    CODECS,
     DEFAULT_RETRY,
     SOCKET_ENV,
     TOKEN_ENV,
@@ -24,9 +25,12 @@ from tendril_sdk.bridge import (
     FetchedParameters,
     FetchedResource,
     Job,
+    OpenedRun,
     ProgressKind,
     PublishedParameters,
     ReceivedUpdate,
+    RunState,
+    RunStatus,
     SentUpdate,
     Slice,
 )
@@ -35,6 +39,7 @@ from tendril_sdk.job import JOB_JSON_ENV, ExecutorRef, JobDescriptor, JobDescrip
 from tendril_sdk.retry import NO_RETRY, STREAM_BREAK_CODES, TRANSIENT_CODES, Backoff, RetryPolicy, retry
 
 __all__ = [
+    "CODECS",
     "DEFAULT_RETRY",
     "JOB_JSON_ENV",
     "NO_RETRY",
@@ -55,10 +60,13 @@ __all__ = [
     "Job",
     "JobDescriptor",
     "JobDescriptorError",
+    "OpenedRun",
     "ProgressKind",
     "PublishedParameters",
     "ReceivedUpdate",
     "RetryPolicy",
+    "RunState",
+    "RunStatus",
     "SentUpdate",
     "Slice",
     "error_metadata",

@@ -173,6 +173,7 @@ class ParamserverReason(enum.StrEnum):
     ROUND_STILL_OPEN = "ROUND_STILL_OPEN"  # PullUpdate's wait ran out before the round closed
     PAYLOAD_REPLACED = "PAYLOAD_REPLACED"  # a pulled payload was replaced just as it was opened
     AGGREGATION_FAILED = "AGGREGATION_FAILED"  # computing a round's update failed (disk, bug)
+    WATCH_OVERFLOW = "WATCH_OVERFLOW"  # a WatchRound watcher fell 1024 changes behind and was cut off
 
 
 class SchedulerReason(enum.StrEnum):

@@ -1,7 +1,9 @@
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
-import { type CallOptions, type ChannelCredentials, Client, type ClientOptions, type ClientUnaryCall, type handleUnaryCall, type Metadata, type ServiceError, type UntypedServiceImplementation } from "@grpc/grpc-js";
+import { type CallOptions, type ChannelCredentials, Client, type ClientOptions, type ClientReadableStream, type ClientUnaryCall, type handleServerStreamingCall, type handleUnaryCall, type Metadata, type ServiceError, type UntypedServiceImplementation } from "@grpc/grpc-js";
 import { ExecutorRef } from "../../common/v1/common";
+import { RoundStatus } from "../../paramserver/v1/paramserver";
 import { ReportProgressRequest as ReportProgressRequest1, ReportProgressResponse as ReportProgressResponse2, SliceAssignment } from "../../scheduler/v1/scheduler";
+import { Codec } from "../../tensor/v1/tensor";
 /** GetJobRequest is empty. */
 export interface GetJobRequest {
 }
@@ -120,6 +122,55 @@ export interface FetchParametersResponse {
     /** Round these parameters start. */
     round: number;
 }
+/** OpenRunRequest carries the aggregation settings of the job's run (from its dispatch config). */
+export interface OpenRunRequest {
+    /** The run; empty means the job's config.run_id, anything else must equal it. */
+    runId: string;
+    /** Number of workers expected to push each round (at least 1). */
+    expectedWorkers: number;
+    /** Fewest committed workers that may close a round once round_timeout_seconds passed; 0 means 1. */
+    quorum: number;
+    /**
+     * Seconds after the first commit of a round after which a quorum closes it; 0 means no
+     * timeout (every expected worker must commit).
+     */
+    roundTimeoutSeconds: number;
+    /** Outer learning rate; 0 means 0.7. */
+    outerLr: number;
+    /** Outer Nesterov momentum; 0 means 0.9. */
+    outerMomentum: number;
+    /** Codec the update is served in by default; unset means fp32. */
+    codec: Codec;
+    /** Number of rounds; 0 means unbounded. */
+    rounds: number;
+}
+/** OpenRunResponse tells where the run stands. */
+export interface OpenRunResponse {
+    /** The run opened. */
+    runId: string;
+    /** Current round (non-zero when resumed). */
+    round: number;
+    /** True when the parameter server resumed the run from its saved state. */
+    resumed: boolean;
+}
+/** WatchRunRequest names the run to watch. */
+export interface WatchRunRequest {
+    /** The run; empty means the job's config.run_id, anything else must equal it. */
+    runId: string;
+}
+/** WatchRunResponse is one state of the run's current round. */
+export interface WatchRunResponse {
+    /** The state, as the parameter server reports it. */
+    status: RoundStatus | undefined;
+}
+/** CloseRunRequest names the run to close. */
+export interface CloseRunRequest {
+    /** The run; empty means the job's config.run_id, anything else must equal it. */
+    runId: string;
+}
+/** CloseRunResponse is empty. */
+export interface CloseRunResponse {
+}
 export declare const GetJobRequest: MessageFns<GetJobRequest>;
 export declare const GetJobResponse: MessageFns<GetJobResponse>;
 export declare const FetchResourceRequest: MessageFns<FetchResourceRequest>;
@@ -136,6 +187,12 @@ export declare const PublishParametersRequest: MessageFns<PublishParametersReque
 export declare const PublishParametersResponse: MessageFns<PublishParametersResponse>;
 export declare const FetchParametersRequest: MessageFns<FetchParametersRequest>;
 export declare const FetchParametersResponse: MessageFns<FetchParametersResponse>;
+export declare const OpenRunRequest: MessageFns<OpenRunRequest>;
+export declare const OpenRunResponse: MessageFns<OpenRunResponse>;
+export declare const WatchRunRequest: MessageFns<WatchRunRequest>;
+export declare const WatchRunResponse: MessageFns<WatchRunResponse>;
+export declare const CloseRunRequest: MessageFns<CloseRunRequest>;
+export declare const CloseRunResponse: MessageFns<CloseRunResponse>;
 /**
  * JobBridgeService is what an executor talks to: one per job, on the Unix socket
  * bridge.sock in the job's work dir, guarded by the job's token (metadata
@@ -150,6 +207,12 @@ export declare const FetchParametersResponse: MessageFns<FetchParametersResponse
  * scheduler) keeps that service's status code and reason; when the service gave no reason, or
  * could not be reached, the reason is REMOTE_<CODE> (e.g. UNAVAILABLE REMOTE_UNAVAILABLE).
  * UNAVAILABLE always means "try again shortly".
+ *
+ * A job of executor class "aggregate" runs its DiLoCo run on this worker's own parameter
+ * server with OpenRun, WatchRun and CloseRun; the bridge knows that server's address. Such a
+ * job has authority over exactly one run, the one its dispatch config names (config.run_id):
+ * it may open (and reconfigure) it, watch it and close it, never purge it. A job cannot act on
+ * a run its config does not name, and a job of another class cannot act on any run this way.
  */
 export type JobBridgeServiceService = typeof JobBridgeServiceService;
 export declare const JobBridgeServiceService: {
@@ -305,6 +368,66 @@ export declare const JobBridgeServiceService: {
         readonly responseSerialize: (value: FetchParametersResponse) => Buffer;
         readonly responseDeserialize: (value: Buffer) => FetchParametersResponse;
     };
+    /**
+     * OpenRun opens the job's run on this worker's parameter server with the aggregation settings
+     * given (ParameterServerService.OpenJob): a new run starts at round 0, a run the server saved
+     * resumes where it was, an open run takes the new settings.
+     *
+     * Errors: PERMISSION_DENIED NOT_AGGREGATE_JOB (the job's executor class is not "aggregate"),
+     * RUN_NOT_OWNED (run_id names another run than the job's config.run_id); FAILED_PRECONDITION
+     * JOB_CONFIG_MISSING (no run_id in the job's config). From the parameter server:
+     * INVALID_ARGUMENT BAD_RUN_ID (the job's run_id is not a valid run id), BAD_CODEC,
+     * BAD_RUN_CONFIG (expected_workers, quorum, timeout, outer_lr or outer_momentum out of range).
+     */
+    readonly openRun: {
+        readonly path: "/tendril.bridge.v1.JobBridgeService/OpenRun";
+        readonly requestStream: false;
+        readonly responseStream: false;
+        readonly requestSerialize: (value: OpenRunRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => OpenRunRequest;
+        readonly responseSerialize: (value: OpenRunResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => OpenRunResponse;
+    };
+    /**
+     * WatchRun streams the job's run's round state as the parameter server reports it
+     * (ParameterServerService.WatchRound): the state now, then one message per change; the stream
+     * ends after the message whose run_state is RUN_STATE_FINISHED or RUN_STATE_CLOSED. After a
+     * failure, watch again: every watch starts with the state now.
+     *
+     * Errors: PERMISSION_DENIED NOT_AGGREGATE_JOB, RUN_NOT_OWNED; FAILED_PRECONDITION
+     * JOB_CONFIG_MISSING. From the parameter server: NOT_FOUND RUN_NOT_OPEN (the server does not
+     * have the run open, e.g. after a restart: OpenRun again); INTERNAL AGGREGATION_FAILED
+     * (closing a round failed; OpenRun resumes the run); ABORTED WATCH_OVERFLOW (the watch fell
+     * behind and was cut off; watch again); UNAVAILABLE REMOTE_UNAVAILABLE (the parameter server
+     * is away; watch again).
+     */
+    readonly watchRun: {
+        readonly path: "/tendril.bridge.v1.JobBridgeService/WatchRun";
+        readonly requestStream: false;
+        readonly responseStream: true;
+        readonly requestSerialize: (value: WatchRunRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => WatchRunRequest;
+        readonly responseSerialize: (value: WatchRunResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => WatchRunResponse;
+    };
+    /**
+     * CloseRun closes the job's run on this worker's parameter server
+     * (ParameterServerService.CloseJob): pushes are refused from then on, θ and the last updates
+     * stay served, its state stays on disk (a later OpenRun resumes it).
+     *
+     * Errors: PERMISSION_DENIED NOT_AGGREGATE_JOB, RUN_NOT_OWNED; FAILED_PRECONDITION
+     * JOB_CONFIG_MISSING. From the parameter server: NOT_FOUND RUN_NOT_OPEN (the server does not
+     * know the run).
+     */
+    readonly closeRun: {
+        readonly path: "/tendril.bridge.v1.JobBridgeService/CloseRun";
+        readonly requestStream: false;
+        readonly responseStream: false;
+        readonly requestSerialize: (value: CloseRunRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => CloseRunRequest;
+        readonly responseSerialize: (value: CloseRunResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => CloseRunResponse;
+    };
 };
 export interface JobBridgeServiceServer extends UntypedServiceImplementation {
     /**
@@ -395,6 +518,42 @@ export interface JobBridgeServiceServer extends UntypedServiceImplementation {
      * RUN_NOT_OPEN (retry), FAILED_PRECONDITION NO_PARAMETERS (nobody published θ0 yet).
      */
     fetchParameters: handleUnaryCall<FetchParametersRequest, FetchParametersResponse>;
+    /**
+     * OpenRun opens the job's run on this worker's parameter server with the aggregation settings
+     * given (ParameterServerService.OpenJob): a new run starts at round 0, a run the server saved
+     * resumes where it was, an open run takes the new settings.
+     *
+     * Errors: PERMISSION_DENIED NOT_AGGREGATE_JOB (the job's executor class is not "aggregate"),
+     * RUN_NOT_OWNED (run_id names another run than the job's config.run_id); FAILED_PRECONDITION
+     * JOB_CONFIG_MISSING (no run_id in the job's config). From the parameter server:
+     * INVALID_ARGUMENT BAD_RUN_ID (the job's run_id is not a valid run id), BAD_CODEC,
+     * BAD_RUN_CONFIG (expected_workers, quorum, timeout, outer_lr or outer_momentum out of range).
+     */
+    openRun: handleUnaryCall<OpenRunRequest, OpenRunResponse>;
+    /**
+     * WatchRun streams the job's run's round state as the parameter server reports it
+     * (ParameterServerService.WatchRound): the state now, then one message per change; the stream
+     * ends after the message whose run_state is RUN_STATE_FINISHED or RUN_STATE_CLOSED. After a
+     * failure, watch again: every watch starts with the state now.
+     *
+     * Errors: PERMISSION_DENIED NOT_AGGREGATE_JOB, RUN_NOT_OWNED; FAILED_PRECONDITION
+     * JOB_CONFIG_MISSING. From the parameter server: NOT_FOUND RUN_NOT_OPEN (the server does not
+     * have the run open, e.g. after a restart: OpenRun again); INTERNAL AGGREGATION_FAILED
+     * (closing a round failed; OpenRun resumes the run); ABORTED WATCH_OVERFLOW (the watch fell
+     * behind and was cut off; watch again); UNAVAILABLE REMOTE_UNAVAILABLE (the parameter server
+     * is away; watch again).
+     */
+    watchRun: handleServerStreamingCall<WatchRunRequest, WatchRunResponse>;
+    /**
+     * CloseRun closes the job's run on this worker's parameter server
+     * (ParameterServerService.CloseJob): pushes are refused from then on, θ and the last updates
+     * stay served, its state stays on disk (a later OpenRun resumes it).
+     *
+     * Errors: PERMISSION_DENIED NOT_AGGREGATE_JOB, RUN_NOT_OWNED; FAILED_PRECONDITION
+     * JOB_CONFIG_MISSING. From the parameter server: NOT_FOUND RUN_NOT_OPEN (the server does not
+     * know the run).
+     */
+    closeRun: handleUnaryCall<CloseRunRequest, CloseRunResponse>;
 }
 export interface JobBridgeServiceClient extends Client {
     /**
@@ -501,6 +660,47 @@ export interface JobBridgeServiceClient extends Client {
     fetchParameters(request: FetchParametersRequest, callback: (error: ServiceError | null, response: FetchParametersResponse) => void): ClientUnaryCall;
     fetchParameters(request: FetchParametersRequest, metadata: Metadata, callback: (error: ServiceError | null, response: FetchParametersResponse) => void): ClientUnaryCall;
     fetchParameters(request: FetchParametersRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: FetchParametersResponse) => void): ClientUnaryCall;
+    /**
+     * OpenRun opens the job's run on this worker's parameter server with the aggregation settings
+     * given (ParameterServerService.OpenJob): a new run starts at round 0, a run the server saved
+     * resumes where it was, an open run takes the new settings.
+     *
+     * Errors: PERMISSION_DENIED NOT_AGGREGATE_JOB (the job's executor class is not "aggregate"),
+     * RUN_NOT_OWNED (run_id names another run than the job's config.run_id); FAILED_PRECONDITION
+     * JOB_CONFIG_MISSING (no run_id in the job's config). From the parameter server:
+     * INVALID_ARGUMENT BAD_RUN_ID (the job's run_id is not a valid run id), BAD_CODEC,
+     * BAD_RUN_CONFIG (expected_workers, quorum, timeout, outer_lr or outer_momentum out of range).
+     */
+    openRun(request: OpenRunRequest, callback: (error: ServiceError | null, response: OpenRunResponse) => void): ClientUnaryCall;
+    openRun(request: OpenRunRequest, metadata: Metadata, callback: (error: ServiceError | null, response: OpenRunResponse) => void): ClientUnaryCall;
+    openRun(request: OpenRunRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: OpenRunResponse) => void): ClientUnaryCall;
+    /**
+     * WatchRun streams the job's run's round state as the parameter server reports it
+     * (ParameterServerService.WatchRound): the state now, then one message per change; the stream
+     * ends after the message whose run_state is RUN_STATE_FINISHED or RUN_STATE_CLOSED. After a
+     * failure, watch again: every watch starts with the state now.
+     *
+     * Errors: PERMISSION_DENIED NOT_AGGREGATE_JOB, RUN_NOT_OWNED; FAILED_PRECONDITION
+     * JOB_CONFIG_MISSING. From the parameter server: NOT_FOUND RUN_NOT_OPEN (the server does not
+     * have the run open, e.g. after a restart: OpenRun again); INTERNAL AGGREGATION_FAILED
+     * (closing a round failed; OpenRun resumes the run); ABORTED WATCH_OVERFLOW (the watch fell
+     * behind and was cut off; watch again); UNAVAILABLE REMOTE_UNAVAILABLE (the parameter server
+     * is away; watch again).
+     */
+    watchRun(request: WatchRunRequest, options?: Partial<CallOptions>): ClientReadableStream<WatchRunResponse>;
+    watchRun(request: WatchRunRequest, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<WatchRunResponse>;
+    /**
+     * CloseRun closes the job's run on this worker's parameter server
+     * (ParameterServerService.CloseJob): pushes are refused from then on, θ and the last updates
+     * stay served, its state stays on disk (a later OpenRun resumes it).
+     *
+     * Errors: PERMISSION_DENIED NOT_AGGREGATE_JOB, RUN_NOT_OWNED; FAILED_PRECONDITION
+     * JOB_CONFIG_MISSING. From the parameter server: NOT_FOUND RUN_NOT_OPEN (the server does not
+     * know the run).
+     */
+    closeRun(request: CloseRunRequest, callback: (error: ServiceError | null, response: CloseRunResponse) => void): ClientUnaryCall;
+    closeRun(request: CloseRunRequest, metadata: Metadata, callback: (error: ServiceError | null, response: CloseRunResponse) => void): ClientUnaryCall;
+    closeRun(request: CloseRunRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: CloseRunResponse) => void): ClientUnaryCall;
 }
 export declare const JobBridgeServiceClient: {
     new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): JobBridgeServiceClient;
