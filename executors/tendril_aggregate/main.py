@@ -17,6 +17,7 @@ import grpc
 
 from tendril_sdk import (
     CODECS,
+    DEFAULT_RETRY,
     BridgeClient,
     BridgeError,
     BridgeReason,
@@ -31,6 +32,11 @@ EXIT_BAD_CONFIG = 2
 REWATCH_SECONDS = 1.0  # pause before watching again when a watch ended before the run did
 UINT32_MAX = 2**32 - 1
 
+# NOTE: a watch is opened again (it starts with the state now) while the parameter server or the
+# bridge is away (UNAVAILABLE) or stopping (CANCELLED), for as long as DEFAULT_RETRY allows.
+WATCH_RETRY = dataclasses.replace(
+    DEFAULT_RETRY, codes=frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
+)
 # Refusals of OpenRun that mean the job's config is wrong (exit 2, not 1).
 CONFIG_REASONS = frozenset({BridgeReason.BAD_RUN_ID, BridgeReason.BAD_RUN_CONFIG, BridgeReason.BAD_CODEC})
 
@@ -132,7 +138,7 @@ class Aggregation:
         """Until the run finished (its last round closed) or was closed."""
         while True:
             try:
-                async for status in self.bridge.watch_run(self.config.run_id):
+                async for status in self.bridge.watch_run(self.config.run_id, retry_policy=WATCH_RETRY):
                     self._seen(status)
                     if status.ended:
                         return

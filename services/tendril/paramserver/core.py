@@ -19,7 +19,7 @@ import enum
 import math
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 
 from tendril.core import metrics, tensorfile
@@ -251,7 +251,7 @@ class ParameterServerCore:
         await run.notify()
         log.info("paramserver.close_job", run_id=run_id, purge=purge, round=run.machine.round)
 
-    async def watch_round(self, run_id: str, *, name: str = "") -> AsyncIterator[RoundStatus]:
+    async def watch_round(self, run_id: str, *, name: str = "") -> AsyncGenerator[RoundStatus, None]:
         """The run's round state now, then each change, until the run finished or was closed.
 
         Raises the run's failure (AGGREGATION_FAILED) when closing a round fails, and
