@@ -77,7 +77,7 @@ async def _drive(address: str, theta: Path, delta: Path, workdir: Path) -> dict[
 
     async with open_channel(address, peer_id="bench") as channel:
         stub = paramserver_pb2_grpc.ParameterServerServiceStub(channel)
-        await stub.OpenJob(paramserver_pb2.OpenJobRequest(job_id="bench", expected_workers=PUSHERS, rounds=1))
+        await stub.OpenJob(paramserver_pb2.OpenJobRequest(run_id="bench", expected_workers=PUSHERS, rounds=1))
         await tensorstream.push_parameters(channel, theta, run_id="bench", worker_id="bench")
         start = time.perf_counter()
         sent = await asyncio.gather(
@@ -108,7 +108,7 @@ def measure(workdir: Path, model_bytes: int = 256 * MIB) -> Figure:
         json.dumps(
             {
                 "worker": {"id": "bench", "state_dir": str(state)},
-                "parameter_server": {"listen": f"127.0.0.1:{port}"},
+                "paramserver": {"listen": f"127.0.0.1:{port}"},
                 "telemetry": {"log_level": "warning", "log_format": "json"},
             }
         )

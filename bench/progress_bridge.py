@@ -24,13 +24,14 @@ from typing import Any
 import grpc
 
 from tendril.bridge.auth import TOKEN_ENV
-from tendril.bridge.core import WORK_SUBDIRS, BridgeJob
+from tendril.bridge.core import WORK_SUBDIRS
 from tendril.bridge.server import JobBridge
 from tendril.core.channel import open_channel
 from tendril.core.logs import configure
 from tendril.core.server import SERVER_OPTIONS, run_until_signal
 from tendril_proto.bridge.v1 import bridge_pb2, bridge_pb2_grpc
 from tendril_proto.scheduler.v1 import scheduler_pb2, scheduler_pb2_grpc
+from tendril_sdk.job import ExecutorRef, JobDescriptor
 
 JOB_DIR = "job-bench"
 BRIDGE_SOCKET = f"{JOB_DIR}/bridge.sock"
@@ -74,19 +75,18 @@ def bare_server(socket_path: Path, servicer: bridge_pb2_grpc.JobBridgeServiceSer
     return server
 
 
-def bench_job(work: Path, scheduler: str) -> BridgeJob:
+def bench_job(work: Path, scheduler: str) -> JobDescriptor:
     """The job as JobService hands it to its bridge: a 0700 work dir with the usual subdirs."""
     job_dir = work / JOB_DIR
     job_dir.mkdir(mode=0o700)
     for sub in WORK_SUBDIRS:
         (job_dir / sub).mkdir()
-    return BridgeJob(
+    return JobDescriptor(
         job_id="bench",
         worker_id="bench-worker",
         lease_id="bench-lease",
         owner_id="bench-scheduler",
-        executor_class="train",
-        executor_name="diloco",
+        executor=ExecutorRef("train", "diloco"),
         config={"run_id": "bench"},
         work_dir=job_dir,
         socket_path=work / BRIDGE_SOCKET,
@@ -100,7 +100,13 @@ async def serve(work: Path, scheduler: str, bare_scheduler: str, data_fetcher: s
     def on_progress(job_id: str, values: dict[str, float]) -> None:
         progress.setdefault(job_id, {}).update(values)  # what JobManager.report_progress keeps
 
-    bridge = JobBridge(bench_job(work, scheduler), token, data_fetcher_address=data_fetcher, on_progress=on_progress)
+    bridge = JobBridge(
+        bench_job(work, scheduler),
+        token,
+        data_fetcher_address=data_fetcher,
+        paramserver_address="127.0.0.1:1",  # no run of its own: an "aggregate" job is not measured here
+        on_progress=on_progress,
+    )
     forward_channel = open_channel(bare_scheduler)
     bare = bare_server(work / BARE_SOCKET, BareBridge())
     forward = bare_server(work / FORWARD_SOCKET, ForwardingBridge(forward_channel))

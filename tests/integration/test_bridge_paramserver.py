@@ -1,4 +1,5 @@
-"""Bridge data-plane RPCs against a real ParameterServer: θ0, an update, the outer step, θ1.
+"""Bridge data-plane RPCs against a real ParameterServer: θ0, an update, the outer step, θ1;
+and the run RPCs of an "aggregate" job (OpenRun, WatchRun, CloseRun) with their authority rule.
 
 Both run in this process (the ParameterServer on loopback TCP, the bridge on its Unix
 socket); the executor side is a plain gRPC client with the job's token.
@@ -15,13 +16,15 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from tendril.bridge.auth import bearer
-from tendril.bridge.core import WORK_SUBDIRS, BridgeJob
+from tendril.bridge.core import WORK_SUBDIRS
 from tendril.bridge.server import JobBridge
 from tendril.core.channel import open_channel
 from tendril.paramserver.service import ParameterServerService
 from tendril_proto.bridge.v1 import bridge_pb2, bridge_pb2_grpc
 from tendril_proto.paramserver.v1 import paramserver_pb2, paramserver_pb2_grpc
 from tendril_proto.tensor.v1 import tensor_pb2
+from tendril_sdk import BridgeClient, BridgeError, BridgeReason, RunState
+from tendril_sdk.job import ExecutorRef, JobDescriptor
 from tests.procs import worker_config
 
 pytestmark = pytest.mark.integration
@@ -39,7 +42,7 @@ async def paramserver(tmp_path: Path) -> AsyncIterator[str]:
         async with open_channel(service.address, peer_id="sched") as channel:
             await paramserver_pb2_grpc.ParameterServerServiceStub(channel).OpenJob(
                 paramserver_pb2.OpenJobRequest(
-                    job_id=RUN,
+                    run_id=RUN,
                     expected_workers=1,
                     quorum=1,
                     round_timeout_seconds=30,
@@ -63,18 +66,17 @@ async def test_publish_send_receive_fetch(tmp_path: Path, paramserver: str) -> N
     delta = {"w": np.full((3, 4), 0.5, dtype=np.float32), "b": np.full(5, -1.0, dtype=np.float32)}
     save_file(theta0, str(work / "params" / "theta0.safetensors"))
     save_file(delta, str(work / "updates" / "delta.safetensors"))
-    job = BridgeJob(
+    job = JobDescriptor(
         job_id="t1",
         worker_id="worker-test",
         lease_id="L1",
         owner_id="sched",
-        executor_class="train",
-        executor_name="diloco",
+        executor=ExecutorRef("train", "diloco"),
         config={"parameter_server": paramserver, "run_id": RUN, "codec": "fp32", "round_timeout_seconds": 30},
         work_dir=work,
         socket_path=work / "bridge.sock",
     )
-    bridge = JobBridge(job, TOKEN, data_fetcher_address="127.0.0.1:1")
+    bridge = JobBridge(job, TOKEN, data_fetcher_address="127.0.0.1:1", paramserver_address=paramserver)
     await bridge.start()
     try:
         async with open_channel(f"unix:{job.socket_path}") as channel:
@@ -113,3 +115,89 @@ async def test_publish_send_receive_fetch(tmp_path: Path, paramserver: str) -> N
         await bridge.stop()
     assert not (tmp_path / "outside.safetensors").exists()
     assert not [p for p in work.rglob("*.part")], "no half-written files"
+
+
+def _bridge_job(tmp_path: Path, job_id: str, executor: ExecutorRef, **config: object) -> JobDescriptor:
+    work = tmp_path / f"job-{job_id}"
+    work.mkdir(mode=0o700)
+    for sub in WORK_SUBDIRS:
+        (work / sub).mkdir()
+    return JobDescriptor(
+        job_id=job_id,
+        worker_id="worker-test",
+        lease_id="L1",
+        owner_id="sched",
+        executor=executor,
+        config=config,
+        work_dir=work,
+        socket_path=work / "bridge.sock",
+    )
+
+
+async def test_an_aggregate_job_opens_watches_and_closes_only_its_own_run(tmp_path: Path, paramserver: str) -> None:
+    """OpenRun/WatchRun/CloseRun reach this worker's parameter server, for the job's own run only."""
+    aggregate = ExecutorRef("aggregate", "diloco")
+    jobs = {
+        "agg": _bridge_job(tmp_path, "agg", aggregate, run_id="agg-run", expected_workers=2),
+        "train": _bridge_job(tmp_path, "train", ExecutorRef("train", "diloco"), run_id="agg-run"),
+        "no-run": _bridge_job(tmp_path, "no-run", aggregate),
+    }
+    bridges = [
+        JobBridge(job, TOKEN, data_fetcher_address="127.0.0.1:1", paramserver_address=paramserver)
+        for job in jobs.values()
+    ]
+    for bridge in bridges:
+        await bridge.start()
+    try:
+        async with (
+            BridgeClient(jobs["agg"].socket_path, TOKEN, job=jobs["agg"]) as agg,
+            BridgeClient(jobs["train"].socket_path, TOKEN, job=jobs["train"]) as train,
+            BridgeClient(jobs["no-run"].socket_path, TOKEN, job=jobs["no-run"]) as no_run,
+        ):
+            with pytest.raises(BridgeError) as not_open:
+                await anext(aiter(agg.watch_run()))
+            assert (
+                not_open.value.code is grpc.StatusCode.NOT_FOUND and not_open.value.reason is BridgeReason.RUN_NOT_OPEN
+            )
+            with pytest.raises(BridgeError) as bad:
+                await agg.open_run(expected_workers=2, quorum=3)
+            assert bad.value.code is grpc.StatusCode.INVALID_ARGUMENT
+            assert bad.value.reason is BridgeReason.BAD_RUN_CONFIG and "quorum" in bad.value.message
+
+            opened = await agg.open_run(expected_workers=2, quorum=1, rounds=3, codec="bf16")
+            assert (opened.run_id, opened.round, opened.resumed) == ("agg-run", 0, False)
+            watch = agg.watch_run()
+            first = await anext(watch)
+            assert (first.run_id, first.round, first.expected_workers, first.rounds) == ("agg-run", 0, 2, 3)
+            assert first.state is RunState.OPEN and not first.ended
+
+            # Authority: another run, another class of job, a job without a run: refused, nothing changes.
+            refusals = [
+                (agg.open_run(expected_workers=1, run_id=RUN), BridgeReason.RUN_NOT_OWNED),
+                (agg.close_run(RUN), BridgeReason.RUN_NOT_OWNED),
+                (anext(aiter(agg.watch_run(RUN))), BridgeReason.RUN_NOT_OWNED),
+                (train.open_run(expected_workers=1), BridgeReason.NOT_AGGREGATE_JOB),
+                (train.close_run(), BridgeReason.NOT_AGGREGATE_JOB),
+                (anext(aiter(train.watch_run())), BridgeReason.NOT_AGGREGATE_JOB),
+            ]
+            for call, reason in refusals:
+                with pytest.raises(BridgeError) as refused:
+                    await call
+                assert refused.value.code is grpc.StatusCode.PERMISSION_DENIED and refused.value.reason is reason
+            with pytest.raises(BridgeError) as missing:
+                await no_run.open_run(expected_workers=1)
+            assert missing.value.code is grpc.StatusCode.FAILED_PRECONDITION
+            assert missing.value.reason is BridgeReason.JOB_CONFIG_MISSING
+
+            async with open_channel(paramserver, peer_id="sched") as channel:
+                stub = paramserver_pb2_grpc.ParameterServerServiceStub(channel)
+                view = await stub.GetRound(paramserver_pb2.GetRoundRequest(run_id=RUN))
+                assert view.state == paramserver_pb2.ROUND_STATE_OPEN  # the other run was not closed
+
+            await agg.close_run()
+            closed = await anext(watch)
+            assert closed.state is RunState.CLOSED and closed.ended
+            assert [s async for s in watch] == []  # CLOSED ends the stream
+    finally:
+        for bridge in bridges:
+            await bridge.stop()

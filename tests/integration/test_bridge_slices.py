@@ -15,12 +15,13 @@ from pathlib import Path
 import pytest
 
 from tendril.bridge.auth import bearer
-from tendril.bridge.core import WORK_SUBDIRS, BridgeJob
+from tendril.bridge.core import WORK_SUBDIRS
 from tendril.bridge.server import JobBridge
 from tendril.core.channel import open_channel
 from tendril.core.server import Binding, ServiceServer
 from tendril_proto.bridge.v1 import bridge_pb2, bridge_pb2_grpc
 from tendril_proto.scheduler.v1 import scheduler_pb2_grpc
+from tendril_sdk.job import ExecutorRef, JobDescriptor
 from tests.integration.test_data_fetcher import TestScheduler
 from tests.integration.test_data_node import prepare_small, start_data_node
 from tests.procs import kill_group, running, spawn_service, wait_serving, worker_config
@@ -58,19 +59,23 @@ async def test_next_slice_links_verified_slices_into_the_work_dir(tmp_path: Path
         work.mkdir(mode=0o700)
         for sub in WORK_SUBDIRS:
             (work / sub).mkdir()
-        job = BridgeJob(
+        job = JobDescriptor(
             job_id="s1",
             worker_id=config.worker_id,
             lease_id="L1",
             owner_id="sched",
-            executor_class="train",
-            executor_name="diloco",
+            executor=ExecutorRef("train", "diloco"),
             config={},
             work_dir=work,
             socket_path=work / "bridge.sock",
             coordinator_address=server.address,
         )
-        bridge = JobBridge(job, TOKEN, data_fetcher_address=config.listen("data_fetcher"))
+        bridge = JobBridge(
+            job,
+            TOKEN,
+            data_fetcher_address=config.listen("data_fetcher"),
+            paramserver_address=config.listen("paramserver"),
+        )
         await bridge.start()
         try:
             async with open_channel(f"unix:{job.socket_path}") as channel:

@@ -36,7 +36,7 @@ def _write(path: Path, seed: int, scale: float = 1.0) -> Path:
 
 async def _open(channel: grpc.aio.Channel, run: str, theta: Path, **config: Any) -> paramserver_pb2.OpenJobResponse:
     stub = paramserver_pb2_grpc.ParameterServerServiceStub(channel)
-    reply = await stub.OpenJob(paramserver_pb2.OpenJobRequest(job_id=run, **config))
+    reply = await stub.OpenJob(paramserver_pb2.OpenJobRequest(run_id=run, **config))
     await tensorstream.push_parameters(channel, theta, run_id=run, worker_id="scheduler")
     return reply
 
@@ -70,7 +70,7 @@ async def _break_off(channel: grpc.aio.Channel, path: Path, *, run: str, worker:
 async def _until(predicate: Any, stub: Any, run: str, timeout: float = 30.0) -> paramserver_pb2.GetRoundResponse:
     deadline = time.monotonic() + timeout
     while True:
-        reply = await stub.GetRound(paramserver_pb2.GetRoundRequest(job_id=run))
+        reply = await stub.GetRound(paramserver_pb2.GetRoundRequest(run_id=run))
         if predicate(reply):
             return reply
         assert time.monotonic() < deadline, f"GetRound never matched; last: {reply}"
@@ -95,7 +95,7 @@ async def test_broken_pusher_leaves_no_trace_and_quorum_closes(tmp_path: Path) -
                 await tensorstream.push_update(
                     channel, deltas[worker], run_id="three", round=0, worker_id=worker, weight=weight, codec="fp32"
                 )
-            still_open = await stub.GetRound(paramserver_pb2.GetRoundRequest(job_id="three"))
+            still_open = await stub.GetRound(paramserver_pb2.GetRoundRequest(run_id="three"))
             assert still_open.round == 0 and list(still_open.committed_workers) == ["w1", "w2"]
             # "two": the same two workers alone, in the other order.
             for worker, weight in (("w1", 1.0), ("w2", 3.0)):
@@ -111,7 +111,7 @@ async def test_broken_pusher_leaves_no_trace_and_quorum_closes(tmp_path: Path) -
                 await tensorstream.pull_parameters(channel, run_id=run, dest=tmp_path / f"{run}.theta")
                 results[run] = (tmp_path / f"{run}.update").read_bytes(), (tmp_path / f"{run}.theta").read_bytes()
             assert results["three"] == results["two"]  # bit-identical: the broken push left no trace
-            closed = await stub.GetRound(paramserver_pb2.GetRoundRequest(job_id="three"))
+            closed = await stub.GetRound(paramserver_pb2.GetRoundRequest(run_id="three"))
             assert closed.round == 1 and closed.state == paramserver_pb2.ROUND_STATE_OPEN
             assert closed.pushes_in_flight == 0
             # The worker that broke off comes back late: told which round is open.
@@ -160,10 +160,10 @@ async def test_restart_resumes_round_and_state(tmp_path: Path) -> None:
         await wait_serving(address)
         async with open_channel(address, peer_id="tester") as channel:
             stub = paramserver_pb2_grpc.ParameterServerServiceStub(channel)
-            view = await stub.GetRound(paramserver_pb2.GetRoundRequest(job_id="run"))
+            view = await stub.GetRound(paramserver_pb2.GetRoundRequest(run_id="run"))
             assert view.round == 1 and list(view.committed_workers) == ["a"]  # the commit survived
             reply = await stub.OpenJob(
-                paramserver_pb2.OpenJobRequest(job_id="run", expected_workers=2, quorum=2, rounds=4, codec=2)
+                paramserver_pb2.OpenJobRequest(run_id="run", expected_workers=2, quorum=2, rounds=4, codec=2)
             )
             assert (reply.round, reply.resumed) == (1, True)
             assert await tensorstream.pull_parameters(channel, run_id="run", dest=tmp_path / "theta1.after") == 1
@@ -177,16 +177,16 @@ async def test_restart_resumes_round_and_state(tmp_path: Path) -> None:
                 channel, run_id="run", round=1, dest=tmp_path / "u1", codec="fp32", timeout=30
             )
             assert contributors == 2
-            await stub.CloseJob(paramserver_pb2.CloseJobRequest(job_id="run"))
+            await stub.CloseJob(paramserver_pb2.CloseJobRequest(run_id="run"))
             with pytest.raises(TensorStreamError) as closed:
                 await tensorstream.push_update(
                     channel, deltas[0], run_id="run", round=2, worker_id="a", weight=1.0, codec="fp32"
                 )
             assert closed.value.reason == "RUN_CLOSED"
             assert await tensorstream.pull_parameters(channel, run_id="run", dest=tmp_path / "final") == 2
-            await stub.CloseJob(paramserver_pb2.CloseJobRequest(job_id="run", purge=True))
+            await stub.CloseJob(paramserver_pb2.CloseJobRequest(run_id="run", purge=True))
             with pytest.raises(grpc.aio.AioRpcError) as gone:
-                await stub.GetRound(paramserver_pb2.GetRoundRequest(job_id="run"))
+                await stub.GetRound(paramserver_pb2.GetRoundRequest(run_id="run"))
             assert gone.value.code() == grpc.StatusCode.NOT_FOUND
     assert not (tmp_path / "state" / "paramserver" / "run").exists()
 
@@ -200,18 +200,18 @@ async def test_bad_requests_get_clear_statuses(tmp_path: Path) -> None:
         async with open_channel(address, peer_id="tester") as channel:
             stub = paramserver_pb2_grpc.ParameterServerServiceStub(channel)
             cases = [
-                (paramserver_pb2.OpenJobRequest(job_id="r", expected_workers=0), "expected_workers"),
-                (paramserver_pb2.OpenJobRequest(job_id="../x", expected_workers=1), "not a valid run id"),
-                (paramserver_pb2.OpenJobRequest(job_id="r", expected_workers=1, quorum=2), "quorum"),
+                (paramserver_pb2.OpenJobRequest(run_id="r", expected_workers=0), "expected_workers"),
+                (paramserver_pb2.OpenJobRequest(run_id="../x", expected_workers=1), "not a valid run id"),
+                (paramserver_pb2.OpenJobRequest(run_id="r", expected_workers=1, quorum=2), "quorum"),
             ]
             for request, words in cases:
                 with pytest.raises(grpc.aio.AioRpcError) as bad:
                     await stub.OpenJob(request)
                 assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT and words in bad.value.details()
             with pytest.raises(grpc.aio.AioRpcError) as missing:
-                await stub.GetRound(paramserver_pb2.GetRoundRequest(job_id="nope"))
+                await stub.GetRound(paramserver_pb2.GetRoundRequest(run_id="nope"))
             assert missing.value.code() == grpc.StatusCode.NOT_FOUND and "OpenJob" in missing.value.details()
-            await stub.OpenJob(paramserver_pb2.OpenJobRequest(job_id="r", expected_workers=1))
+            await stub.OpenJob(paramserver_pb2.OpenJobRequest(run_id="r", expected_workers=1))
             with pytest.raises(TensorStreamError) as no_theta:
                 await tensorstream.push_update(
                     channel, _write(tmp_path / "d", 1), run_id="r", round=0, worker_id="w", weight=1, codec="fp32"
@@ -261,7 +261,7 @@ async def test_rejected_pushes_always_carry_the_servers_status(tmp_path: Path) -
             stub = paramserver_pb2_grpc.ParameterServerServiceStub(channel)
             await _open(channel, "open", theta, expected_workers=2, quorum=2, rounds=3)
             await _open(channel, "shut", theta, expected_workers=2, quorum=2, rounds=3)
-            await stub.CloseJob(paramserver_pb2.CloseJobRequest(job_id="shut"))
+            await stub.CloseJob(paramserver_pb2.CloseJobRequest(run_id="shut"))
             cases = [("shut", 0, "RUN_CLOSED"), ("open", 1, "ROUND_NOT_OPEN")]
             for _ in range(15):
                 for run, round, reason in cases:
@@ -274,7 +274,7 @@ async def test_rejected_pushes_always_carry_the_servers_status(tmp_path: Path) -
             await tensorstream.push_update(
                 channel, delta, run_id="open", round=0, worker_id="a", weight=1.0, codec="fp32"
             )
-            view = await stub.GetRound(paramserver_pb2.GetRoundRequest(job_id="open"))
+            view = await stub.GetRound(paramserver_pb2.GetRoundRequest(run_id="open"))
             assert list(view.committed_workers) == ["a"] and view.pushes_in_flight == 0
             with pytest.raises(TensorStreamError) as again:
                 await tensorstream.push_update(

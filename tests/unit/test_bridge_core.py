@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from tendril.bridge.core import WORK_SUBDIRS, BridgeCore, BridgeJob
+from tendril.bridge.core import WORK_SUBDIRS, BridgeCore
 from tendril.bridge.errors import BridgeError
 from tendril.core.errors import ErrorKind
+from tendril_sdk.job import ExecutorRef, JobDescriptor
 
 PAYLOAD = b"tendril resource\n" * 1000
 
@@ -23,13 +24,12 @@ def _core(tmp_path: Path, **config: object) -> BridgeCore:
     work = tmp_path / "job-1"
     for sub in WORK_SUBDIRS:
         (work / sub).mkdir(parents=True)
-    job = BridgeJob(
+    job = JobDescriptor(
         job_id="job-1",
         worker_id="worker-test",
         lease_id="L1",
         owner_id="sched",
-        executor_class="example",
-        executor_name="echo",
+        executor=ExecutorRef("example", "echo"),
         config=dict(config),
         work_dir=work,
         socket_path=work / "bridge.sock",

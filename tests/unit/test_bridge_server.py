@@ -19,7 +19,7 @@ from google.protobuf import json_format
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tendril.bridge.auth import bearer
-from tendril.bridge.core import WORK_SUBDIRS, BridgeJob
+from tendril.bridge.core import WORK_SUBDIRS
 from tendril.bridge.errors import BridgeError
 from tendril.bridge.server import JobBridge
 from tendril.core.channel import error_info_reason, open_channel
@@ -29,6 +29,7 @@ from tendril.core.server import Binding, ServiceServer
 from tendril_proto.bridge.v1 import bridge_pb2, bridge_pb2_grpc
 from tendril_proto.data.v1 import data_pb2, data_pb2_grpc
 from tendril_proto.scheduler.v1 import scheduler_pb2, scheduler_pb2_grpc
+from tendril_sdk.job import ExecutorRef, JobDescriptor
 
 TOKEN = "t0ken-for-tests"
 
@@ -90,18 +91,17 @@ async def peers(tmp_path: Path) -> AsyncIterator[tuple[FakeScheduler, FakeDataFe
         await data_server.stop(0)
 
 
-def _job(tmp_path: Path, coordinator: str = "", **config: Any) -> BridgeJob:
+def _job(tmp_path: Path, coordinator: str = "", **config: Any) -> JobDescriptor:
     work = tmp_path / "job-b1"
     work.mkdir(mode=0o700)
     for sub in WORK_SUBDIRS:
         (work / sub).mkdir()
-    return BridgeJob(
+    return JobDescriptor(
         job_id="b1",
         worker_id="worker-test",
         lease_id="L1",
         owner_id="sched",
-        executor_class="example",
-        executor_name="echo",
+        executor=ExecutorRef("example", "echo"),
         config={"run_id": "r1", **config},
         work_dir=work,
         socket_path=work / "bridge.sock",
@@ -117,7 +117,7 @@ async def _code(call: Any) -> grpc.aio.AioRpcError:
 
 async def test_token_get_job_fetch_and_cleanup(tmp_path: Path) -> None:
     job = _job(tmp_path, sleep_seconds=2)
-    bridge = JobBridge(job, TOKEN, data_fetcher_address="127.0.0.1:1")
+    bridge = JobBridge(job, TOKEN, data_fetcher_address="127.0.0.1:1", paramserver_address="127.0.0.1:1")
     await bridge.start()
     try:
         assert stat.S_IMODE(job.socket_path.stat().st_mode) == 0o600
@@ -178,7 +178,13 @@ async def test_progress_and_slices_go_to_the_peers(
     scheduler, fetcher, sched_address, data_address = peers
     job = _job(tmp_path, coordinator=sched_address)
     progress: list[tuple[str, dict[str, float]]] = []
-    bridge = JobBridge(job, TOKEN, data_fetcher_address=data_address, on_progress=lambda j, v: progress.append((j, v)))
+    bridge = JobBridge(
+        job,
+        TOKEN,
+        data_fetcher_address=data_address,
+        paramserver_address="127.0.0.1:1",
+        on_progress=lambda j, v: progress.append((j, v)),
+    )
     await bridge.start()
     try:
         async with open_channel(f"unix:{job.socket_path}") as channel:
@@ -223,7 +229,7 @@ async def test_progress_and_slices_go_to_the_peers(
 
 async def test_unreachable_scheduler_is_unavailable_naming_it(tmp_path: Path) -> None:
     job = _job(tmp_path, coordinator="127.0.0.1:1")
-    bridge = JobBridge(job, TOKEN, data_fetcher_address="127.0.0.1:1")
+    bridge = JobBridge(job, TOKEN, data_fetcher_address="127.0.0.1:1", paramserver_address="127.0.0.1:1")
     await bridge.start()
     try:
         async with open_channel(f"unix:{job.socket_path}") as channel:

@@ -149,7 +149,7 @@ def test_env_names_of_sections_with_underscores_map_to_their_keys() -> None:
     env = {
         "TENDRIL_DATA_FETCHER_CACHE_BYTES": "1024",
         "TENDRIL_WORKER_PORT_OFFSET": "7",
-        # NOTE: not a config key (JobService sets it for aggregate executors): ignored, not an error.
+        # NOTE: not a config key (a variable of that shape set for another program): ignored, not an error.
         "TENDRIL_PARAMSERVER_ADDRESS": "127.0.0.1:9",
     }
     config = load_config(None, env=env)

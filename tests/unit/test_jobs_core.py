@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 from prometheus_client import REGISTRY
 
-from tendril.bridge.core import BridgeJob, ProgressSink
+from tendril.bridge.core import ProgressSink
 from tendril.core.config import ExecutorConfig, WorkerConfig
 from tendril.core.errors import ErrorKind
 from tendril.job import core as jobs_core
@@ -28,6 +28,7 @@ from tendril.job.model import JobRecord, JobState
 from tendril.job.reconcile import RESTART_REASON
 from tendril.job.spec import DispatchSpec
 from tendril.job.store import JobStore
+from tendril_sdk.job import JobDescriptor
 from tests.procs import pids_alive, worker_config
 
 OWNER = "sched-1"
@@ -35,7 +36,8 @@ OWNER = "sched-1"
 # Executors as tiny Python programs (argv, no shell).
 PRINT_ENV = (
     "import os, json; print(json.dumps({k: os.environ.get(k) for k in "
-    "['SOCKET_PATH', 'WORK_DIR', 'JOB_JSON', 'TENDRIL_BRIDGE_TOKEN', 'GLIBC_TUNABLES', 'EXTRA']}));"
+    "['SOCKET_PATH', 'WORK_DIR', 'JOB_JSON', 'TENDRIL_BRIDGE_TOKEN', 'GLIBC_TUNABLES', 'EXTRA',"
+    " 'TENDRIL_PARAMSERVER_ADDRESS']}));"
     "print('cwd=' + os.getcwd()); import sys; sys.exit(int(os.environ.get('CODE', '0')))"
 )
 # Starts a child in the same group, writes both pids, then sleeps (ignoring nothing).
@@ -66,7 +68,7 @@ class FakeLeases:
 
 
 class FakeBridge:
-    def __init__(self, job: BridgeJob, token: str) -> None:
+    def __init__(self, job: JobDescriptor, token: str) -> None:
         self.job, self.token, self.stopped = job, token, False
 
     async def stop(self) -> None:
@@ -90,7 +92,7 @@ class Harness:
         self.bridges: list[FakeBridge] = []
         self.manager = JobManager(self.config, self.store, self.leases, self.start_bridge)
 
-    async def start_bridge(self, job: BridgeJob, token: str, on_progress: ProgressSink) -> FakeBridge:
+    async def start_bridge(self, job: JobDescriptor, token: str, on_progress: ProgressSink) -> FakeBridge:
         bridge = FakeBridge(job, token)
         self.bridges.append(bridge)
         return bridge
@@ -155,6 +157,8 @@ async def test_success_env_job_json_log_and_cleanup(tmp_path: Path) -> None:
     assert doc["job_id"] == "ok-1" and doc["owner_id"] == OWNER and doc["config"] == {"k": "v"}
     assert doc["executor"] == {"class": "t", "name": "env"} and doc["worker_id"] == "worker-test"
     assert "token" not in json.dumps(doc).lower()
+    # One descriptor: job.json is written from the object the bridge was given.
+    assert JobDescriptor.load(work / "job.json") == h.bridges[0].job
     ended = await h.wait_end("ok-1")
     assert ended.state is JobState.SUCCEEDED and ended.exit_code == 0
     assert ended.finished_at and ended.started_at
@@ -165,6 +169,7 @@ async def test_success_env_job_json_log_and_cleanup(tmp_path: Path) -> None:
     assert env["JOB_JSON"] == str(work / "job.json") and env["EXTRA"] == "x"
     assert env["TENDRIL_BRIDGE_TOKEN"] == h.bridges[0].token and len(env["TENDRIL_BRIDGE_TOKEN"]) >= 32
     assert env["GLIBC_TUNABLES"].startswith("glibc.malloc")
+    assert env["TENDRIL_PARAMSERVER_ADDRESS"] is None, "executors reach the parameter server through their bridge"
     assert f"cwd={work}" in text
     assert h.bridges[0].stopped
     assert h.bridges[0].job.socket_path == work / "bridge.sock"

@@ -9,7 +9,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 MAP = ROOT / "docs" / "ARCHITECTURE.md"
-FIRST_PARTY = ("tendril", "tendril_proto", "tendril_sdk", "tendril_diloco", "tendril_example", "bench", "tests")
+FIRST_PARTY = (
+    "tendril",
+    "tendril_proto",
+    "tendril_sdk",
+    "tendril_aggregate",
+    "tendril_diloco",
+    "tendril_example",
+    "bench",
+    "tests",
+)
 ROW = re.compile(r"^\| `(?P<folder>[^`]+)/` \| `(?P<name>[a-z_.]+)`[^|]*\| [^|]* \| (?P<allowed>[^|]*) \|$")
 
 

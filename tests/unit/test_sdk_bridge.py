@@ -14,13 +14,14 @@ import grpc
 import pytest
 from google.protobuf import struct_pb2
 
-from tendril.bridge.core import WORK_SUBDIRS, BridgeJob
+from tendril.bridge.core import WORK_SUBDIRS
 from tendril.bridge.errors import BridgeError as WorkerBridgeError
 from tendril.bridge.server import JobBridge
 from tendril.core.errors import ErrorKind
 from tendril.core.interceptors import abort_with
 from tendril_proto.bridge.v1 import bridge_pb2, bridge_pb2_grpc
 from tendril_proto.common.v1 import common_pb2
+from tendril_proto.paramserver.v1 import paramserver_pb2
 from tendril_proto.scheduler.v1 import scheduler_pb2
 from tendril_sdk import (
     DEFAULT_RETRY,
@@ -31,7 +32,10 @@ from tendril_sdk import (
     ExecutorEnvError,
     ProgressKind,
     RetryPolicy,
+    RunState,
+    RunStatus,
 )
+from tendril_sdk.job import ExecutorRef, JobDescriptor
 
 TOKEN = "sdk-t0ken"
 FAST = dataclasses.replace(DEFAULT_RETRY, initial_backoff=0.01, max_backoff=0.02, deadline=5.0)
@@ -43,6 +47,8 @@ class FakeBridge(bridge_pb2_grpc.JobBridgeServiceServicer):
     def __init__(self) -> None:
         self.calls: list[tuple[str, Any, str]] = []
         self.failures: list[tuple[grpc.StatusCode, str]] = []  # answered before the next real answers
+        # One list per WatchRun call: the statuses it streams; a status code in it breaks the stream.
+        self.watches: list[list[paramserver_pb2.RoundStatus | grpc.StatusCode]] = []
 
     async def _record(self, method: str, request: Any, context: grpc.aio.ServicerContext) -> None:
         auth = dict(context.invocation_metadata() or ()).get("authorization", "")
@@ -103,6 +109,21 @@ class FakeBridge(bridge_pb2_grpc.JobBridgeServiceServicer):
     async def FetchParameters(self, request: Any, context: Any) -> bridge_pb2.FetchParametersResponse:
         await self._record("FetchParameters", request, context)
         return bridge_pb2.FetchParametersResponse(path=request.path or "params/current.safetensors", round=5)
+
+    async def OpenRun(self, request: Any, context: Any) -> bridge_pb2.OpenRunResponse:
+        await self._record("OpenRun", request, context)
+        return bridge_pb2.OpenRunResponse(run_id=request.run_id or "r1", round=2, resumed=True)
+
+    async def WatchRun(self, request: Any, context: Any) -> AsyncIterator[bridge_pb2.WatchRunResponse]:
+        await self._record("WatchRun", request, context)
+        for item in self.watches.pop(0):
+            if isinstance(item, grpc.StatusCode):
+                await context.abort(item, "the parameter server went away")
+            yield bridge_pb2.WatchRunResponse(status=item)
+
+    async def CloseRun(self, request: Any, context: Any) -> bridge_pb2.CloseRunResponse:
+        await self._record("CloseRun", request, context)
+        return bridge_pb2.CloseRunResponse()
 
 
 @pytest.fixture
@@ -226,6 +247,59 @@ async def test_retries_end_at_the_policy_deadline(tmp_path: Path) -> None:
     assert asyncio.get_running_loop().time() - began < 5
 
 
+def _round(round: int, *committed: str, run_state: int = paramserver_pb2.RUN_STATE_OPEN) -> paramserver_pb2.RoundStatus:
+    closed = run_state != paramserver_pb2.RUN_STATE_OPEN
+    return paramserver_pb2.RoundStatus(
+        run_id="r1",
+        round=round,
+        state=paramserver_pb2.ROUND_STATE_CLOSED if closed else paramserver_pb2.ROUND_STATE_OPEN,
+        committed_workers=committed,
+        expected_workers=2,
+        rounds=2,
+        run_state=run_state,
+    )
+
+
+async def test_run_rpcs_are_typed_and_a_broken_watch_is_opened_again(fake: tuple[FakeBridge, Path]) -> None:
+    servicer, socket = fake
+    async with BridgeClient(socket, TOKEN, retry_policy=FAST) as bridge:
+        opened = await bridge.open_run(
+            expected_workers=2, quorum=1, round_timeout_seconds=5.0, outer_lr=0.5, codec="int8", rounds=2
+        )
+        assert (opened.run_id, opened.round, opened.resumed) == ("r1", 2, True)
+        with pytest.raises(ValueError, match="codec 'fp16'"):
+            await bridge.open_run(expected_workers=1, codec="fp16")
+        servicer.watches = [
+            [_round(0), _round(0, "a"), grpc.StatusCode.UNAVAILABLE],  # broken: watched again
+            [_round(0, "a", "b"), _round(1, run_state=paramserver_pb2.RUN_STATE_FINISHED)],
+        ]
+        seen = [status async for status in bridge.watch_run("r1")]
+        assert seen[1] == RunStatus("r1", 0, False, ("a",), 2, 2, RunState.OPEN)
+        assert [(s.round, s.committed_workers, s.state, s.ended) for s in seen] == [
+            (0, (), RunState.OPEN, False),
+            (0, ("a",), RunState.OPEN, False),
+            (0, ("a", "b"), RunState.OPEN, False),
+            (1, (), RunState.FINISHED, True),
+        ]
+        assert seen[-1].round_closed
+        servicer.watches = [[_round(0)]]
+        servicer.failures = [(grpc.StatusCode.ABORTED, "WATCH_OVERFLOW")]
+        with pytest.raises(BridgeError) as err:
+            async for _ in bridge.watch_run():
+                pass
+        assert err.value.reason is BridgeReason.WATCH_OVERFLOW and err.value.method == "WatchRun"
+        servicer.failures = [(grpc.StatusCode.UNAVAILABLE, "")]
+        await bridge.close_run()
+    methods = [m for m, _, _ in servicer.calls]
+    assert methods == ["OpenRun", "WatchRun", "WatchRun", "WatchRun", "CloseRun", "CloseRun"]
+    requests = [r for _, r, _ in servicer.calls]
+    open_run = requests[0]
+    assert (open_run.run_id, open_run.expected_workers, open_run.quorum, open_run.rounds) == ("", 2, 1, 2)
+    assert (open_run.round_timeout_seconds, open_run.outer_lr, open_run.outer_momentum) == (5.0, 0.5, 0.0)
+    assert open_run.codec == 3  # tendril.tensor.v1.CODEC_INT8
+    assert requests[1].run_id == "r1" and requests[2].run_id == "r1" and requests[3].run_id == ""
+
+
 def test_from_env(tmp_path: Path) -> None:
     job_json = tmp_path / "job.json"
     job_json.write_text(
@@ -244,18 +318,17 @@ def test_from_env(tmp_path: Path) -> None:
         BridgeClient.from_env({})
 
 
-def _real_job(tmp_path: Path) -> BridgeJob:
+def _real_job(tmp_path: Path) -> JobDescriptor:
     work = tmp_path / "job-s1"
     work.mkdir(mode=0o700)
     for sub in WORK_SUBDIRS:
         (work / sub).mkdir()
-    return BridgeJob(
+    return JobDescriptor(
         job_id="s1",
         worker_id="worker-test",
         lease_id="L1",
         owner_id="sched",
-        executor_class="example",
-        executor_name="echo",
+        executor=ExecutorRef("example", "echo"),
         config={"greeting": "hi"},
         work_dir=work,
         socket_path=work / "bridge.sock",
@@ -264,7 +337,7 @@ def _real_job(tmp_path: Path) -> BridgeJob:
 
 async def test_the_real_bridge_answers_declared_reasons(tmp_path: Path) -> None:
     job = _real_job(tmp_path)
-    bridge = JobBridge(job, TOKEN, data_fetcher_address="127.0.0.1:1")
+    bridge = JobBridge(job, TOKEN, data_fetcher_address="127.0.0.1:1", paramserver_address="127.0.0.1:1")
     await bridge.start()
     try:
         async with BridgeClient(job.socket_path, "wrong", retry_policy=FAST) as intruder:
@@ -284,6 +357,8 @@ async def test_the_real_bridge_answers_declared_reasons(tmp_path: Path) -> None:
                 (client.next_slice(), BridgeReason.NO_SCHEDULER),
                 (client.report_progress(ProgressKind.BATCH, 0, batch_size=1), BridgeReason.NO_SCHEDULER),
                 (client.fetch_resource("ftp://host/x"), BridgeReason.BAD_URI),
+                (client.open_run(expected_workers=1), BridgeReason.NOT_AGGREGATE_JOB),
+                (client.close_run(), BridgeReason.NOT_AGGREGATE_JOB),
             ]
             for call, reason in cases:
                 with pytest.raises(BridgeError) as err:

@@ -26,7 +26,8 @@ def _written_by_job_service(work: Path) -> Path:
         config={"run_id": "r", "rounds": 2, "model": {"n_layer": 1}},
         coordinator_address="127.0.0.1:7000",
     )
-    WorkDirs(work, work / "logs", worker_id="worker-9", keep=False)._write_job_json(work, record)
+    workdirs = WorkDirs(work, work / "logs", worker_id="worker-9", keep=False)
+    workdirs._write_job_json(workdirs.descriptor(record))
     return work / "job.json"
 
 

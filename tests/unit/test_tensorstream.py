@@ -37,7 +37,7 @@ MIB = 1024 * 1024
 
 
 def _info(layout: tensorfile.Layout, sha: str = "0" * 64, **kw: object) -> StreamInfo:
-    values = {"stream_id": "s1", "job_id": "run", "round": 3, "worker_id": "w", "weight": 2.5}
+    values = {"stream_id": "s1", "run_id": "run", "round": 3, "worker_id": "w", "weight": 2.5}
     values.update(kw)
     return StreamInfo(layout=layout, sha256=sha, **values)  # type: ignore[arg-type]
 
@@ -50,6 +50,15 @@ def test_header_round_trip(codec: str) -> None:
     back = info_from_header(header_message(info))
     assert back == info
     assert back.total_bytes == layout.total_bytes
+
+
+def test_the_header_names_the_run_in_run_id_and_an_old_header_is_still_read() -> None:
+    layout, _ = tensorfile.plan_layout([("a", (4,))], "fp32")
+    message = header_message(_info(layout))
+    assert message.run_id == "run" and not message.job_id
+    message.ClearField("run_id")
+    message.job_id = "old-run"  # what a client written against the deprecated name sends
+    assert info_from_header(message).run_id == "old-run"
 
 
 def test_offsets_far_above_4_gib() -> None:

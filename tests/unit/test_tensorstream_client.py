@@ -48,7 +48,7 @@ async def server(tmp_path: Path) -> AsyncIterator[ParameterServerService]:
 
 async def _open(channel: grpc.aio.Channel, run: str, expected: int, tmp_path: Path) -> None:
     stub = paramserver_pb2_grpc.ParameterServerServiceStub(channel)
-    await stub.OpenJob(paramserver_pb2.OpenJobRequest(job_id=run, expected_workers=expected, rounds=2))
+    await stub.OpenJob(paramserver_pb2.OpenJobRequest(run_id=run, expected_workers=expected, rounds=2))
     theta = _write(tmp_path / "theta.st", 0)
     assert await tensorstream.push_parameters(channel, theta, run_id=run, worker_id="w0") == (True, 0)
     assert await tensorstream.push_parameters(channel, theta, run_id=run, worker_id="w1") == (False, 0)
@@ -89,7 +89,7 @@ async def test_a_cut_push_resumes_where_the_server_is(server: ParameterServerSer
     """The first attempt dies after three chunks (UNAVAILABLE); the retry resumes, nothing is resent twice."""
     async with open_channel(server.address, peer_id="tester") as channel:
         stub = paramserver_pb2_grpc.ParameterServerServiceStub(channel)
-        await stub.OpenJob(paramserver_pb2.OpenJobRequest(job_id="run", expected_workers=1))
+        await stub.OpenJob(paramserver_pb2.OpenJobRequest(run_id="run", expected_workers=1))
         big = tmp_path / "big.st"  # 4 MiB: five chunks
         save_file({"x": np.ones(1 << 20, dtype=np.float32)}, str(big))
         assert (await tensorstream.push_parameters(channel, big, run_id="run", worker_id="w"))[0]

@@ -34,15 +34,15 @@ var __importStar = (this && this.__importStar) || (function () {
     };
 })();
 Object.defineProperty(exports, "__esModule", { value: true });
-exports.paramserver = exports.tensor = exports.lease = exports.job = exports.gateway = exports.data = exports.bridge = exports.scheduler = exports.arbiter = exports.common = void 0;
+exports.lease = exports.job = exports.gateway = exports.data = exports.bridge = exports.scheduler = exports.paramserver = exports.tensor = exports.arbiter = exports.common = void 0;
 /* eslint-disable */
 exports.common = __importStar(require("./index.tendril.common"));
 exports.arbiter = __importStar(require("./index.tendril.arbiter"));
+exports.tensor = __importStar(require("./index.tendril.tensor"));
+exports.paramserver = __importStar(require("./index.tendril.paramserver"));
 exports.scheduler = __importStar(require("./index.tendril.scheduler"));
 exports.bridge = __importStar(require("./index.tendril.bridge"));
 exports.data = __importStar(require("./index.tendril.data"));
 exports.gateway = __importStar(require("./index.tendril.gateway"));
 exports.job = __importStar(require("./index.tendril.job"));
 exports.lease = __importStar(require("./index.tendril.lease"));
-exports.tensor = __importStar(require("./index.tendril.tensor"));
-exports.paramserver = __importStar(require("./index.tendril.paramserver"));

@@ -4,11 +4,11 @@
 
 export * as common from "./index.tendril.common";
 export * as arbiter from "./index.tendril.arbiter";
+export * as tensor from "./index.tendril.tensor";
+export * as paramserver from "./index.tendril.paramserver";
 export * as scheduler from "./index.tendril.scheduler";
 export * as bridge from "./index.tendril.bridge";
 export * as data from "./index.tendril.data";
 export * as gateway from "./index.tendril.gateway";
 export * as job from "./index.tendril.job";
 export * as lease from "./index.tendril.lease";
-export * as tensor from "./index.tendril.tensor";
-export * as paramserver from "./index.tendril.paramserver";

@@ -18,6 +18,7 @@ grpcio-status and protobuf). The pieces:
 """
 
 from tendril_sdk.bridge import (
+    CODECS,
     DEFAULT_RETRY,
     SOCKET_ENV,
     TOKEN_ENV,
@@ -27,9 +28,12 @@ from tendril_sdk.bridge import (
     FetchedParameters,
     FetchedResource,
     Job,
+    OpenedRun,
     ProgressKind,
     PublishedParameters,
     ReceivedUpdate,
+    RunState,
+    RunStatus,
     SentUpdate,
     Slice,
 )
@@ -50,6 +54,7 @@ from tendril_sdk.reasons import (
 from tendril_sdk.retry import NO_RETRY, STREAM_BREAK_CODES, TRANSIENT_CODES, Backoff, RetryPolicy, retry
 
 __all__ = [
+    "CODECS",
     "DEFAULT_RETRY",
     "JOB_JSON_ENV",
     "NO_RETRY",
@@ -76,11 +81,14 @@ __all__ = [
     "JobDescriptorError",
     "JobReason",
     "LeaseReason",
+    "OpenedRun",
     "ParamserverReason",
     "ProgressKind",
     "PublishedParameters",
     "ReceivedUpdate",
     "RetryPolicy",
+    "RunState",
+    "RunStatus",
     "SchedulerReason",
     "SentUpdate",
     "Slice",

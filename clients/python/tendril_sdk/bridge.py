@@ -10,14 +10,20 @@ reason (a :class:`~tendril_sdk.errors.BridgeReason`).
 
 Paths: requests take paths relative to the work dir (an absolute path inside the work dir is
 made relative); answers carry both the relative path and the absolute one.
+
+An "aggregate" job runs its DiLoCo run on its worker's own parameter server with
+:meth:`BridgeClient.open_run`, :meth:`BridgeClient.watch_run` and :meth:`BridgeClient.close_run`
+(only the run its config names).
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import enum
 import os
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -25,13 +31,16 @@ import grpc
 from google.protobuf import json_format
 
 from tendril_proto.bridge.v1 import bridge_pb2, bridge_pb2_grpc
+from tendril_proto.paramserver.v1 import paramserver_pb2
 from tendril_proto.scheduler.v1 import scheduler_pb2
+from tendril_proto.tensor.v1 import tensor_pb2
 from tendril_sdk import tracing
 from tendril_sdk.errors import BridgeError, ExecutorEnvError
 from tendril_sdk.job import JOB_JSON_ENV, ExecutorRef, JobDescriptor
 from tendril_sdk.retry import RetryPolicy, retry
 
 __all__ = [
+    "CODECS",
     "DEFAULT_RETRY",
     "SOCKET_ENV",
     "TOKEN_ENV",
@@ -41,9 +50,12 @@ __all__ = [
     "FetchedParameters",
     "FetchedResource",
     "Job",
+    "OpenedRun",
     "ProgressKind",
     "PublishedParameters",
     "ReceivedUpdate",
+    "RunState",
+    "RunStatus",
     "SentUpdate",
     "Slice",
 ]
@@ -75,6 +87,8 @@ TIMEOUTS: Mapping[str, float] = {
     "PublishParameters": 600.0,
     "FetchParameters": 600.0,
     "ReportProgress": 30.0,
+    "OpenRun": 30.0,
+    "CloseRun": 30.0,
 }
 # ReceiveUpdate waits up to its timeout_seconds (0: the job's round_timeout_seconds, else the
 # bridge's default) at the parameter server; the call gets this much more.
@@ -138,6 +152,70 @@ class Directive:
     kind: DirectiveKind
     batches_until_update: int = 0
     round: int = 0
+
+
+# Wire codecs of tensor streams by the names job configs use ("fp32" for CODEC_FP32, ...),
+# read off the proto enum ``tendril.tensor.v1.Codec`` so that a codec exists in one place.
+CODECS: Mapping[str, tensor_pb2.Codec] = {
+    name.removeprefix("CODEC_").lower(): tensor_pb2.Codec.Value(name)
+    for name in tensor_pb2.Codec.keys()
+    if tensor_pb2.Codec.Value(name) != tensor_pb2.CODEC_UNSPECIFIED
+}
+
+
+class RunState(enum.StrEnum):
+    """Where a DiLoCo run is as a whole (``tendril.paramserver.v1.RunState``)."""
+
+    OPEN = "open"
+    FINISHED = "finished"  # its last round closed; that round's update is served
+    CLOSED = "closed"  # closed (CloseRun); θ and the last updates stay served
+
+
+_RUN_STATES: Mapping[paramserver_pb2.RunState, RunState] = {
+    paramserver_pb2.RUN_STATE_OPEN: RunState.OPEN,
+    paramserver_pb2.RUN_STATE_FINISHED: RunState.FINISHED,
+    paramserver_pb2.RUN_STATE_CLOSED: RunState.CLOSED,
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class OpenedRun:
+    """OpenRun's answer: the run, its current round, and whether it resumed from saved state."""
+
+    run_id: str
+    round: int
+    resumed: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class RunStatus:
+    """One WatchRun message: the state of the run's current round."""
+
+    run_id: str
+    round: int
+    round_closed: bool  # the round takes no more pushes (its update is computed, or the run is over)
+    committed_workers: tuple[str, ...]
+    expected_workers: int
+    rounds: int  # 0: unbounded
+    state: RunState
+
+    @property
+    def ended(self) -> bool:
+        """The run finished or was closed: the watch ends with this message."""
+        return self.state is not RunState.OPEN
+
+
+def _run_status(status: paramserver_pb2.RoundStatus) -> RunStatus:
+    return RunStatus(
+        run_id=status.run_id,
+        round=status.round,
+        round_closed=status.state == paramserver_pb2.ROUND_STATE_CLOSED,
+        committed_workers=tuple(status.committed_workers),
+        expected_workers=status.expected_workers,
+        rounds=status.rounds,
+        # NOTE: a state this client does not know (a newer worker) is read as OPEN: the watch goes on.
+        state=_RUN_STATES.get(status.run_state, RunState.OPEN),
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -456,3 +534,81 @@ class BridgeClient:
             "FetchParameters", self._stub.FetchParameters, request, timeout=timeout, policy=retry_policy
         )
         return FetchedParameters(self._absolute(reply.path), reply.path, reply.round)
+
+    async def open_run(
+        self,
+        *,
+        expected_workers: int,
+        quorum: int = 0,
+        round_timeout_seconds: float = 0.0,
+        outer_lr: float = 0.0,
+        outer_momentum: float = 0.0,
+        codec: str = "fp32",
+        rounds: int = 0,
+        run_id: str = "",
+        timeout: float | None = None,
+        retry_policy: RetryPolicy | None = None,
+    ) -> OpenedRun:
+        """OpenRun: open the job's run (``run_id`` empty: its ``config.run_id``) on the worker's
+        parameter server; a saved run resumes, an open one takes these settings. 0 means the
+        default for quorum (1), round_timeout_seconds (none), outer_lr (0.7), outer_momentum (0.9)
+        and rounds (unbounded); ``codec`` is one of :data:`CODECS`."""
+        if codec not in CODECS:
+            raise ValueError(f"codec {codec!r} is not one of {', '.join(CODECS)}")
+        request = bridge_pb2.OpenRunRequest(
+            run_id=run_id,
+            expected_workers=expected_workers,
+            quorum=quorum,
+            round_timeout_seconds=round_timeout_seconds,
+            outer_lr=outer_lr,
+            outer_momentum=outer_momentum,
+            codec=CODECS[codec],
+            rounds=rounds,
+        )
+        reply = await self._call("OpenRun", self._stub.OpenRun, request, timeout=timeout, policy=retry_policy)
+        return OpenedRun(reply.run_id, reply.round, reply.resumed)
+
+    async def watch_run(self, run_id: str = "", *, retry_policy: RetryPolicy | None = None) -> AsyncIterator[RunStatus]:
+        """WatchRun: the run's round state now, then every change, until the run finished or was
+        closed (the last :class:`RunStatus` yielded has ``ended``).
+
+        A watch broken by a failure the retry policy calls transient (UNAVAILABLE by default) is
+        opened again; its first message is the state then, so a change may be seen twice but
+        never missed. The policy's limits count from the last message received. Other failures
+        (RUN_NOT_OPEN: OpenRun again; WATCH_OVERFLOW: watch again) are raised as
+        :class:`BridgeError`.
+        """
+        policy = retry_policy or self.retry_policy
+        request = bridge_pb2.WatchRunRequest(run_id=run_id)
+        backoff = policy.backoff()
+        started = time.monotonic()
+        attempt = 0
+        while True:
+            attempt += 1
+            call = self._stub.WatchRun(request, metadata=self._metadata)
+            try:
+                async for reply in call:
+                    attempt, started = 1, time.monotonic()
+                    backoff.reset()
+                    yield _run_status(reply.status)
+                return
+            except grpc.aio.AioRpcError as exc:
+                error = BridgeError.from_rpc_error(exc, method="WatchRun")
+            finally:
+                call.cancel()
+            delay = backoff.next()
+            if (
+                not policy.retryable(error)
+                or (policy.attempts is not None and attempt >= policy.attempts)
+                or (policy.deadline is not None and time.monotonic() + delay - started > policy.deadline)
+            ):
+                raise error
+            await asyncio.sleep(delay)
+
+    async def close_run(
+        self, run_id: str = "", *, timeout: float | None = None, retry_policy: RetryPolicy | None = None
+    ) -> None:
+        """CloseRun: close the job's run on the worker's parameter server (pushes are refused from
+        then on; θ and the last updates stay served; its saved state is kept)."""
+        request = bridge_pb2.CloseRunRequest(run_id=run_id)
+        await self._call("CloseRun", self._stub.CloseRun, request, timeout=timeout, policy=retry_policy)

@@ -1,7 +1,9 @@
 """``job.json``: what JobService tells an executor about its job, typed.
 
 JobService writes ``job.json`` into the job's work dir before it starts the executor and
-passes its path as ``{JOB_JSON}`` in argv and as env ``JOB_JSON``. Its keys::
+passes its path as ``{JOB_JSON}`` in argv and as env ``JOB_JSON``. It writes the file from a
+:class:`JobDescriptor` (:meth:`JobDescriptor.to_dict`) and hands the same object to the
+job's bridge, so the file, the bridge and this reader cannot disagree. Its keys::
 
     {"job_id", "worker_id", "lease_id", "owner_id", "executor": {"class", "name"},
      "config": {...the dispatch config...}, "work_dir", "socket_path", "coordinator_address"}
@@ -94,6 +96,20 @@ class JobDescriptor:
             socket_path=socket_path,
             coordinator_address=text("coordinator_address"),
         )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The job.json document (:meth:`from_dict` reads it back to an equal descriptor)."""
+        return {
+            "job_id": self.job_id,
+            "worker_id": self.worker_id,
+            "lease_id": self.lease_id,
+            "owner_id": self.owner_id,
+            "executor": {"class": self.executor.executor_class, "name": self.executor.name},
+            "config": dict(self.config),
+            "work_dir": str(self.work_dir),
+            "socket_path": str(self.socket_path),
+            "coordinator_address": self.coordinator_address,
+        }
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> JobDescriptor:

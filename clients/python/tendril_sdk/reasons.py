@@ -200,6 +200,7 @@ class ParamserverReason(enum.StrEnum):
     ROUND_STILL_OPEN = "ROUND_STILL_OPEN"  # PullUpdate's wait ran out before the round closed
     PAYLOAD_REPLACED = "PAYLOAD_REPLACED"  # a pulled payload was replaced just as it was opened
     AGGREGATION_FAILED = "AGGREGATION_FAILED"  # computing a round's update failed (disk, bug)
+    WATCH_OVERFLOW = "WATCH_OVERFLOW"  # a WatchRound watcher fell 1024 changes behind and was cut off
 
 
 class SchedulerReason(enum.StrEnum):
@@ -269,6 +270,12 @@ class BridgeReason(enum.StrEnum):
     """UNAVAILABLE, NextSlice: the cached slice vanished before it was linked; call again."""
     BRIDGE_SOCKET_FAILED = "BRIDGE_SOCKET_FAILED"
     """INTERNAL: the bridge could not listen on its socket (JobService answers Dispatch with it)."""
+    NOT_AGGREGATE_JOB = "NOT_AGGREGATE_JOB"
+    """PERMISSION_DENIED, OpenRun/WatchRun/CloseRun: only jobs of executor class "aggregate" run a run
+    on the worker's parameter server."""
+    RUN_NOT_OWNED = "RUN_NOT_OWNED"
+    """PERMISSION_DENIED, OpenRun/WatchRun/CloseRun: ``run_id`` is not the job's ``config.run_id``
+    (``metadata["run_id"]`` is); leave it empty."""
 
     # -- a peer behind the bridge failed without a reason of its own --------------------------
     # The bridge keeps the peer's status code and names the peer in the message.
@@ -305,9 +312,11 @@ class BridgeReason(enum.StrEnum):
     REMOTE_UNAUTHENTICATED = "REMOTE_UNAUTHENTICATED"
     """UNAUTHENTICATED: the peer did not accept the worker's credentials."""
 
-    # -- the parameter server (SendUpdate, ReceiveUpdate, PublishParameters, FetchParameters) --
+    # -- the parameter server (SendUpdate, ReceiveUpdate, PublishParameters, FetchParameters; ---
+    # -- and the worker's own for OpenRun, WatchRun, CloseRun) -------------------------------
     RUN_NOT_OPEN = "RUN_NOT_OPEN"
-    """NOT_FOUND: the run's aggregate job has not opened it yet (it starts a moment later); retry."""
+    """NOT_FOUND: the run's aggregate job has not opened it yet (it starts a moment later); retry.
+    From WatchRun/CloseRun: the worker's parameter server does not have the run open; OpenRun again."""
     NO_PARAMETERS = "NO_PARAMETERS"
     """FAILED_PRECONDITION: nobody published θ0 for the run yet (PublishParameters first)."""
     ROUND_CLOSED = "ROUND_CLOSED"
@@ -331,7 +340,16 @@ class BridgeReason(enum.StrEnum):
     NON_FINITE_PARAMETERS = "NON_FINITE_PARAMETERS"
     """INVALID_ARGUMENT, PublishParameters: θ0 holds NaN or Inf."""
     AGGREGATION_FAILED = "AGGREGATION_FAILED"
-    """INTERNAL, ReceiveUpdate: the parameter server could not close the round."""
+    """INTERNAL, ReceiveUpdate/WatchRun: the parameter server could not close the round (OpenRun resumes it)."""
+    # OpenRun, WatchRun, CloseRun (the job's run on the worker's own parameter server)
+    BAD_RUN_ID = "BAD_RUN_ID"
+    """INVALID_ARGUMENT, OpenRun: the job's ``config.run_id`` is not a valid run id (1-128 of A-Z a-z 0-9 . _ -)."""
+    BAD_RUN_CONFIG = "BAD_RUN_CONFIG"
+    """INVALID_ARGUMENT, OpenRun: expected_workers, quorum, timeout, outer_lr or outer_momentum is out of range."""
+    BAD_CODEC = "BAD_CODEC"
+    """INVALID_ARGUMENT, OpenRun: the codec is not a known value."""
+    WATCH_OVERFLOW = "WATCH_OVERFLOW"
+    """ABORTED, WatchRun: the watch fell behind the run's changes and was cut off; watch again."""
     # The bridge's own sends and fetches to the parameter server gave up:
     PUSH_STALLED = "PUSH_STALLED"
     """UNAVAILABLE, SendUpdate/PublishParameters: the parameter server took no byte of several resumed sends; retry."""

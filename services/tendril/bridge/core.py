@@ -1,20 +1,19 @@
 """What a job bridge knows and does without the network (no gRPC here).
 
-:class:`BridgeJob` is the job as the bridge sees it; :class:`BridgeCore` answers the
-questions every RPC asks: where may this path go, what does the job's config say, where does
-a fetched resource, a slice or an update land. The servicer adds only the remote calls.
+The job is the :class:`~tendril_sdk.job.JobDescriptor` its job.json was written from;
+:class:`BridgeCore` answers the questions every RPC asks: where may this path go, what does
+the job's config say, which run may the job act on, where does a fetched resource, a slice or
+an update land. The servicer adds only the remote calls.
 """
 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import shutil
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from tendril.bridge.errors import BridgeError
 from tendril.bridge.fetch import Fetched, check_request, default_name, download
@@ -22,6 +21,7 @@ from tendril.bridge.files import landing
 from tendril.bridge.paths import confine, relative_to
 from tendril.core.codecs import CODECS
 from tendril.core.errors import ErrorKind
+from tendril_sdk.job import JobDescriptor
 from tendril_sdk.reasons import BridgeReason
 
 ARTIFACTS = "artifacts"
@@ -30,30 +30,15 @@ UPDATES = "updates"
 PARAMS = "params"
 WORK_SUBDIRS = (ARTIFACTS, DATA, UPDATES, PARAMS)
 DEFAULT_ROUND_TIMEOUT_SECONDS = 600.0
+AGGREGATE_CLASS = "aggregate"  # the executor class whose jobs run a DiLoCo run on this worker's parameter server
 
 ProgressSink = Callable[[str, dict[str, float]], None]
-
-
-@dataclasses.dataclass(frozen=True)
-class BridgeJob:
-    """The job a bridge serves."""
-
-    job_id: str
-    worker_id: str
-    lease_id: str
-    owner_id: str
-    executor_class: str
-    executor_name: str
-    config: dict[str, Any]
-    work_dir: Path
-    socket_path: Path
-    coordinator_address: str = ""
 
 
 class BridgeCore:
     """Path rules, config lookups and file placement for one job."""
 
-    def __init__(self, job: BridgeJob, on_progress: ProgressSink | None = None) -> None:
+    def __init__(self, job: JobDescriptor, on_progress: ProgressSink | None = None) -> None:
         self.job = job
         self.root = job.work_dir
         self._on_progress = on_progress
@@ -103,6 +88,31 @@ class BridgeCore:
 
     def run_id(self) -> str:
         return self._config_text("run_id", "to name the DiLoCo run at the parameter server")
+
+    def own_run(self, requested: str) -> str:
+        """The run this job may open, watch and close on its worker's parameter server.
+
+        NOTE: the authority rule: only a job of executor class "aggregate", and only for the run
+        its dispatch config names; ``requested`` is empty (that run) or must be that run.
+        """
+        executor_class = self.job.executor.executor_class
+        if executor_class != AGGREGATE_CLASS:
+            raise BridgeError(
+                ErrorKind.PERMISSION_DENIED,
+                f"job {self.job.job_id} is a {executor_class!r} job; only jobs of executor class "
+                f"{AGGREGATE_CLASS!r} open, watch and close runs on this worker's parameter server",
+                reason=BridgeReason.NOT_AGGREGATE_JOB,
+            )
+        run_id = self._config_text("run_id", "to name the run it aggregates")
+        if requested and requested != run_id:
+            raise BridgeError(
+                ErrorKind.PERMISSION_DENIED,
+                f"job {self.job.job_id} aggregates run {run_id!r} (its config.run_id), not {requested!r}; "
+                "a job acts only on the run its dispatch config names (leave run_id empty for it)",
+                reason=BridgeReason.RUN_NOT_OWNED,
+                metadata={"run_id": run_id[:128]},
+            )
+        return run_id
 
     def codec(self) -> str:
         codec = self.job.config.get("codec", "fp32") or "fp32"

@@ -7,7 +7,7 @@ import contextlib
 import os
 
 from tendril.bridge.auth import TokenInterceptor
-from tendril.bridge.core import BridgeCore, BridgeJob, ProgressSink
+from tendril.bridge.core import BridgeCore, ProgressSink
 from tendril.bridge.errors import BridgeError
 from tendril.bridge.remotes import Remotes
 from tendril.bridge.servicer import SERVICE_NAME, BridgeServicer
@@ -15,6 +15,7 @@ from tendril.core.errors import ErrorKind, PortInUseError
 from tendril.core.logs import get_logger
 from tendril.core.server import Binding, ServiceServer
 from tendril_proto.bridge.v1 import bridge_pb2_grpc
+from tendril_sdk.job import JobDescriptor
 from tendril_sdk.reasons import BridgeReason
 
 log = get_logger("tendril.bridge")
@@ -30,16 +31,19 @@ class JobBridge:
 
     def __init__(
         self,
-        job: BridgeJob,
+        job: JobDescriptor,
         token: str,
         *,
         data_fetcher_address: str,
+        paramserver_address: str,
         on_progress: ProgressSink | None = None,
     ) -> None:
+        """``data_fetcher_address`` and ``paramserver_address`` are this worker's own DataFetcher
+        and parameter server (``config.listen(...)``)."""
         self.job = job
         self.core = BridgeCore(job, on_progress)
         self.remotes = Remotes(job.worker_id)
-        self.servicer = BridgeServicer(self.core, self.remotes, data_fetcher_address)
+        self.servicer = BridgeServicer(self.core, self.remotes, data_fetcher_address, paramserver_address)
         self.server = ServiceServer(
             f"unix:{job.socket_path}",
             [Binding(SERVICE_NAME, bridge_pb2_grpc.add_JobBridgeServiceServicer_to_server, self.servicer)],

@@ -1,14 +1,16 @@
 """JobBridgeService: the thin gRPC layer over :class:`BridgeCore` plus the calls to other peers.
 
 Remote peers: the local DataFetcher (slices), the job's parameter server (updates and
-parameters, through ``tendril.core.tensorstream``) and the job's scheduler
-(progress). Their errors keep their status code and name the peer (see ``remotes``).
+parameters, through ``tendril.core.tensorstream``), this worker's own parameter server (the
+run of an "aggregate" job: OpenRun, WatchRun, CloseRun) and the job's scheduler (progress).
+Their errors keep their status code and name the peer (see ``remotes``).
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -23,6 +25,7 @@ from tendril.core.logs import get_logger
 from tendril_proto.bridge.v1 import bridge_pb2, bridge_pb2_grpc
 from tendril_proto.common.v1 import common_pb2
 from tendril_proto.data.v1 import data_pb2, data_pb2_grpc
+from tendril_proto.paramserver.v1 import paramserver_pb2, paramserver_pb2_grpc
 from tendril_proto.scheduler.v1 import scheduler_pb2, scheduler_pb2_grpc
 from tendril_sdk.reasons import BridgeReason
 
@@ -51,10 +54,11 @@ def _deadline(context: grpc.aio.ServicerContext) -> float | None:
 class BridgeServicer(bridge_pb2_grpc.JobBridgeServiceServicer):
     """One job's bridge."""
 
-    def __init__(self, core: BridgeCore, remotes: Remotes, data_fetcher_address: str) -> None:
+    def __init__(self, core: BridgeCore, remotes: Remotes, data_fetcher_address: str, paramserver_address: str) -> None:
         self.core = core
         self.remotes = remotes
         self.data_fetcher_address = data_fetcher_address
+        self.paramserver_address = paramserver_address
         self._data_open = False
         self._data_lock = asyncio.Lock()
         # NOTE: per-batch reports are answered from the held directive and forwarded in the
@@ -108,7 +112,7 @@ class BridgeServicer(bridge_pb2_grpc.JobBridgeServiceServicer):
         return bridge_pb2.GetJobResponse(
             job_id=job.job_id,
             worker_id=job.worker_id,
-            executor=common_pb2.ExecutorRef(executor_class=job.executor_class, name=job.executor_name),
+            executor=common_pb2.ExecutorRef(executor_class=job.executor.executor_class, name=job.executor.name),
             config=config,
             work_dir=str(job.work_dir),
         )
@@ -229,3 +233,50 @@ class BridgeServicer(bridge_pb2_grpc.JobBridgeServiceServicer):
         async with calling(f"parameter server at {address}"):
             round_ = await _tensorstream().pull_parameters(self.remotes.channel(address), run_id=run_id, dest=dest)
         return bridge_pb2.FetchParametersResponse(path=self.core.relative(dest), round=int(round_))
+
+    # -- the run of an "aggregate" job, on this worker's own parameter server ------------------
+
+    def _own_paramserver(self) -> tuple[paramserver_pb2_grpc.ParameterServerServiceStub, str]:
+        address = self.paramserver_address
+        return paramserver_pb2_grpc.ParameterServerServiceStub(self.remotes.channel(address)), address
+
+    async def OpenRun(self, request: bridge_pb2.OpenRunRequest, context: Any) -> bridge_pb2.OpenRunResponse:
+        run_id = self.core.own_run(request.run_id)
+        stub, address = self._own_paramserver()
+        open_job = paramserver_pb2.OpenJobRequest(
+            run_id=run_id,
+            expected_workers=request.expected_workers,
+            quorum=request.quorum,
+            round_timeout_seconds=request.round_timeout_seconds,
+            outer_lr=request.outer_lr,
+            outer_momentum=request.outer_momentum,
+            codec=request.codec,
+            rounds=request.rounds,
+        )
+        async with calling(f"this worker's parameter server at {address}"):
+            reply = await stub.OpenJob(open_job, timeout=_deadline(context))
+        log.info("bridge.run_opened", job_id=self.core.job.job_id, run_id=run_id, round=reply.round)
+        return bridge_pb2.OpenRunResponse(run_id=run_id, round=reply.round, resumed=reply.resumed)
+
+    async def WatchRun(
+        self, request: bridge_pb2.WatchRunRequest, context: Any
+    ) -> AsyncIterator[bridge_pb2.WatchRunResponse]:
+        run_id = self.core.own_run(request.run_id)
+        stub, address = self._own_paramserver()
+        # NOTE: a plain relay, one message in, one out: gRPC flow control carries a slow
+        # executor's back-pressure to the parameter server, whose watch queue cuts it off.
+        call = stub.WatchRound(paramserver_pb2.WatchRoundRequest(run_id=run_id), timeout=_deadline(context))
+        try:
+            async with calling(f"this worker's parameter server at {address}"):
+                async for reply in call:
+                    yield bridge_pb2.WatchRunResponse(status=reply.status)
+        finally:
+            call.cancel()
+
+    async def CloseRun(self, request: bridge_pb2.CloseRunRequest, context: Any) -> bridge_pb2.CloseRunResponse:
+        run_id = self.core.own_run(request.run_id)
+        stub, address = self._own_paramserver()
+        async with calling(f"this worker's parameter server at {address}"):
+            await stub.CloseJob(paramserver_pb2.CloseJobRequest(run_id=run_id), timeout=_deadline(context))
+        log.info("bridge.run_closed", job_id=self.core.job.job_id, run_id=run_id)
+        return bridge_pb2.CloseRunResponse()

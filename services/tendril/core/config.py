@@ -284,11 +284,7 @@ def default_executors() -> list[ExecutorConfig]:
     return [
         ExecutorConfig("example", "echo", [py, "-m", "tendril_example", "--socket", "{SOCKET_PATH}"]),
         ExecutorConfig("train", "diloco", [py, "-m", "tendril_diloco", "--socket", "{SOCKET_PATH}"]),
-        ExecutorConfig(
-            "aggregate",
-            "diloco",
-            [py, "-m", "tendril.paramserver.executor", "--socket", "{SOCKET_PATH}"],
-        ),
+        ExecutorConfig("aggregate", "diloco", [py, "-m", "tendril_aggregate", "--socket", "{SOCKET_PATH}"]),
     ]
 
 

@@ -34,7 +34,7 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from tendril.core import codecs, tensorfile
 from tendril.core.server import CHUNK_BYTES
@@ -83,12 +83,21 @@ def codec_to_proto(codec: str) -> tensor_pb2.Codec:
         raise StreamError(StreamReason.BAD_CODEC, str(exc)) from exc
 
 
+def run_id_of(message: Any) -> str:
+    """The DiLoCo run a stream header or a ParameterServer request names.
+
+    NOTE: the one place that reads ``job_id``, the field's old name (deprecated in the protos:
+    "read when run_id is empty"), so that clients written against it keep working.
+    """
+    return str(message.run_id or message.job_id)
+
+
 @dataclasses.dataclass(frozen=True)
 class StreamInfo:
     """What a stream header says."""
 
     stream_id: str
-    job_id: str
+    run_id: str
     round: int
     worker_id: str
     weight: float
@@ -109,7 +118,7 @@ def header_message(info: StreamInfo) -> tensor_pb2.StreamHeader:
         )
     return tensor_pb2.StreamHeader(
         stream_id=info.stream_id,
-        job_id=info.job_id,
+        run_id=info.run_id,
         round=info.round,
         worker_id=info.worker_id,
         weight=info.weight,
@@ -187,7 +196,7 @@ def info_from_header(header: tensor_pb2.StreamHeader) -> StreamInfo:
     layout = Layout(tuple(specs), codec, block_size, header_size, cursor)
     return StreamInfo(
         stream_id=header.stream_id,
-        job_id=header.job_id,
+        run_id=run_id_of(header),
         round=header.round,
         worker_id=header.worker_id,
         weight=header.weight,

@@ -459,7 +459,7 @@ async def pull_update(
 
     def open_call(offset: int) -> Any:
         request = paramserver_pb2.PullUpdateRequest(
-            job_id=run_id, round=round, codec=wire, offset=offset, timeout_seconds=timeout or 0.0
+            run_id=run_id, round=round, codec=wire, offset=offset, timeout_seconds=timeout or 0.0
         )
         return call(request)
 
@@ -480,7 +480,7 @@ async def pull_parameters(channel: grpc.aio.Channel, *, run_id: str, dest: str |
     part = _part_path(target)
 
     def open_call(offset: int) -> Any:
-        return call(paramserver_pb2.PullParametersRequest(job_id=run_id, offset=offset))
+        return call(paramserver_pb2.PullParametersRequest(run_id=run_id, offset=offset))
 
     try:
         result = await _pull_stream(open_call, part, what=what)

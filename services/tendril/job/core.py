@@ -22,7 +22,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Protocol
 
-from tendril.bridge.core import BridgeJob, ProgressSink
+from tendril.bridge.core import ProgressSink
 from tendril.core import metrics
 from tendril.core.config import ExecutorConfig, WorkerConfig
 from tendril.core.errors import ErrorKind
@@ -39,7 +39,8 @@ from tendril.job.runner import LOST, BridgeHandle, JobEnd, JobRun
 from tendril.job.spec import DispatchSpec
 from tendril.job.spec import validate as validate_spec
 from tendril.job.store import JobStore
-from tendril.job.workdir import LOG_NAME, SOCKET_NAME, WorkDirs
+from tendril.job.workdir import LOG_NAME, WorkDirs
+from tendril_sdk.job import JobDescriptor
 
 log = get_logger("tendril.jobs")
 
@@ -71,7 +72,7 @@ class LeaseDirectory(Protocol):
         ...
 
 
-BridgeStarter = Callable[[BridgeJob, str, ProgressSink], Awaitable[BridgeHandle]]
+BridgeStarter = Callable[[JobDescriptor, str, ProgressSink], Awaitable[BridgeHandle]]
 
 
 class JobManager:
@@ -204,23 +205,12 @@ class JobManager:
         bridge: BridgeHandle | None = None
         process: ExecutorProcess | None = None
         try:
-            self.workdirs.create(record)
+            job = self.workdirs.descriptor(record)
+            self.workdirs.create(job)
             created_dir = True
             token = secrets.token_urlsafe(32)
-            bridge_job = BridgeJob(
-                job_id=record.job_id,
-                worker_id=self.config.worker_id,
-                lease_id=record.lease_id,
-                owner_id=caller,
-                executor_class=record.executor_class,
-                executor_name=record.executor_name,
-                config=record.config,
-                work_dir=work_dir,
-                socket_path=work_dir / SOCKET_NAME,
-                coordinator_address=record.coordinator_address,
-            )
-            bridge = await self.start_bridge(bridge_job, token, self.report_progress)
-            env = executor_env(executor, paths, token, paramserver_address=self.config.listen("paramserver"))
+            bridge = await self.start_bridge(job, token, self.report_progress)
+            env = executor_env(executor, paths, token)
             process = ExecutorProcess.spawn(argv, env=env, cwd=work_dir, log_path=work_dir / LOG_NAME)
             metrics.EXECUTORS_STARTED.inc()
             record = self.store.transition(

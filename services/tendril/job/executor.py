@@ -28,15 +28,11 @@ from tendril.core.process import child_env
 from tendril.job.errors import JobError, JobReason
 
 
-def executor_env(
-    executor: ExecutorConfig, paths: Mapping[str, str], token: str, *, paramserver_address: str
-) -> dict[str, str]:
+def executor_env(executor: ExecutorConfig, paths: Mapping[str, str], token: str) -> dict[str, str]:
     """The environment of an executor: the worker's, its config's ``env``, its paths and bridge token."""
     env = child_env(executor.env)
     env.update({k: paths[k] for k in ("SOCKET_PATH", "WORK_DIR", "JOB_JSON")})
     env[TOKEN_ENV] = token
-    # NOTE: the "aggregate" executor serves its run on this worker's own parameter server.
-    env["TENDRIL_PARAMSERVER_ADDRESS"] = paramserver_address
     env.pop(metrics.MULTIPROC_DIR_ENV, None)  # executors never write into the worker's metrics
     tracing.pass_context(env)  # TRACEPARENT: the executor's bridge calls join the Dispatch trace
     return env

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
-from tendril.bridge.core import BridgeJob, ProgressSink
+from tendril.bridge.core import ProgressSink
 from tendril.bridge.server import JobBridge
 from tendril.core.config import WorkerConfig
 from tendril.core.server import Binding, ServiceServer
@@ -14,6 +14,7 @@ from tendril.job.leases import LeaseClient
 from tendril.job.servicer import SERVICE_NAME, JobServicer
 from tendril.job.store import JobStore
 from tendril_proto.job.v1 import job_pb2_grpc
+from tendril_sdk.job import JobDescriptor
 
 
 class JobService:
@@ -32,8 +33,15 @@ class JobService:
         self._lease_watch: asyncio.Task[None] | None = None
         self._cleanups: asyncio.Task[None] | None = None
 
-    async def _start_bridge(self, job: BridgeJob, token: str, on_progress: ProgressSink) -> JobBridge:
-        bridge = JobBridge(job, token, data_fetcher_address=self.config.listen("data_fetcher"), on_progress=on_progress)
+    async def _start_bridge(self, job: JobDescriptor, token: str, on_progress: ProgressSink) -> JobBridge:
+        bridge = JobBridge(
+            job,
+            token,
+            data_fetcher_address=self.config.listen("data_fetcher"),
+            # NOTE: the run of an "aggregate" job lives on this worker's own parameter server.
+            paramserver_address=self.config.listen("paramserver"),
+            on_progress=on_progress,
+        )
         await bridge.start()
         return bridge
 

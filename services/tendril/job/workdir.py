@@ -35,6 +35,7 @@ from tendril.core.errors import ErrorKind
 from tendril.core.logs import get_logger
 from tendril.job.errors import JobError, JobReason
 from tendril.job.model import JobRecord
+from tendril_sdk.job import ExecutorRef, JobDescriptor
 
 log = get_logger("tendril.jobs")
 
@@ -107,36 +108,45 @@ class WorkDirs:
 
     # -- a job's start -------------------------------------------------------------------
 
-    def create(self, record: JobRecord) -> Path:
+    def descriptor(self, record: JobRecord) -> JobDescriptor:
+        """The job as its executor (job.json) and its bridge see it.
+
+        NOTE: the one place a job record becomes a descriptor; job.json is written from it and
+        the bridge is given the same object, so they cannot disagree.
+        """
+        work_dir = Path(record.work_dir)
+        return JobDescriptor(
+            job_id=record.job_id,
+            worker_id=self.worker_id,
+            lease_id=record.lease_id,
+            owner_id=record.owner_id,
+            executor=ExecutorRef(record.executor_class, record.executor_name),
+            config=dict(record.config),
+            work_dir=work_dir,
+            socket_path=work_dir / SOCKET_NAME,
+            coordinator_address=record.coordinator_address,
+        )
+
+    def create(self, job: JobDescriptor) -> Path:
         """Make the job's work dir (0700) with its subdirs and job.json; on failure nothing is left."""
-        work_dir = self.path_of(record.job_id)
+        work_dir = job.work_dir
         self.work_root.mkdir(parents=True, exist_ok=True)
         work_dir.mkdir(mode=0o700)
         try:
             os.chmod(work_dir, 0o700)  # mkdir's mode is filtered by the umask
             for sub in WORK_SUBDIRS:
                 (work_dir / sub).mkdir(mode=0o700)
-            self._write_job_json(work_dir, record)
+            self._write_job_json(job)
         except BaseException:
             remove_tree(work_dir)
             raise
         return work_dir
 
-    def _write_job_json(self, work_dir: Path, record: JobRecord) -> None:
-        document = {
-            "job_id": record.job_id,
-            "worker_id": self.worker_id,
-            "lease_id": record.lease_id,
-            "owner_id": record.owner_id,
-            "executor": {"class": record.executor_class, "name": record.executor_name},
-            "config": record.config,
-            "work_dir": record.work_dir,
-            "socket_path": str(work_dir / SOCKET_NAME),
-            "coordinator_address": record.coordinator_address,
-        }
-        fd = os.open(work_dir / JOB_JSON, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    @staticmethod
+    def _write_job_json(job: JobDescriptor) -> None:
+        fd = os.open(job.work_dir / JOB_JSON, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as f:
-            json.dump(document, f, indent=2)
+            json.dump(job.to_dict(), f, indent=2)
 
     def discard(self, work_dir: Path) -> None:
         """Remove the dir of a job that never started (its dispatch failed); raises OSError."""

@@ -1,9 +1,13 @@
 """The ParameterServer's logic (no gRPC): runs, pushes, round closing, served payloads.
 
-A run is keyed by the training run id (the ``job_id`` of the proto messages). Everything
-big lives in files (see :mod:`.store`); memory holds only small state. Blocking work
-(hashing a resumed partial, scanning for NaN, folding a round, encoding an update) runs in
-threads so the event loop keeps receiving other pushes.
+A run is keyed by the DiLoCo run id (``run_id`` of the proto messages). Everything big
+lives in files (see :mod:`.store`); memory holds only small state. Blocking work (hashing a
+resumed partial, scanning for NaN, folding a round, encoding an update) runs in threads so
+the event loop keeps receiving other pushes.
+
+Every change of a run's round state (opened, a commit, a round closing, the next round, the
+run finished or closed) is published to the run's watchers (:meth:`ParameterServerCore.watch_round`),
+each through its own bounded queue (:mod:`tendril.core.fanout`).
 """
 
 from __future__ import annotations
@@ -11,15 +15,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import enum
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 
 from tendril.core import metrics, tensorfile
 from tendril.core.codecs import CODECS
 from tendril.core.errors import ErrorKind
+from tendril.core.fanout import Fanout, Overflow
 from tendril.core.logs import get_logger
 from tendril.core.streaming import StreamInfo
 from tendril.core.tensorfile import Layout
@@ -33,6 +39,7 @@ log = get_logger("tendril.paramserver")
 
 KEEP_UPDATES = 4  # rounds whose update stays pullable (slow workers pull late)
 CLOSE_ALLOWANCE_SECONDS = 60.0  # added to the round timeout when a pull waits "the run's round timeout"
+WATCH_QUEUE = 1024  # changes a WatchRound watcher may fall behind before it is cut off
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +66,32 @@ class RoundView:
     pushes_in_flight: int
 
 
+class RunState(enum.Enum):
+    """Where a run is as a whole (``tendril.paramserver.v1.RunState``)."""
+
+    OPEN = "open"
+    FINISHED = "finished"  # its last round closed and that round's update is saved
+    CLOSED = "closed"  # CloseJob
+
+
+@dataclasses.dataclass(frozen=True)
+class RoundStatus:
+    """What WatchRound sends: the state of a run's current round at one moment."""
+
+    run_id: str
+    round: int
+    closed: bool  # the round takes no more pushes (being aggregated, or the run is over)
+    committed: tuple[str, ...]
+    expected_workers: int
+    rounds: int
+    run_state: RunState
+
+    @property
+    def ended(self) -> bool:
+        """Nothing changes after this status: a watch ends with it."""
+        return self.run_state is not RunState.OPEN
+
+
 class Run:
     """One run's state in memory."""
 
@@ -78,10 +111,33 @@ class Run:
         self.gone = False
         self.encode_locks: dict[tuple[int, str], asyncio.Lock] = {}
         self.theta_shapes: dict[str, tuple[int, ...]] | None = None
+        self.watchers: Fanout[RoundStatus] = Fanout()
 
     @property
     def run_id(self) -> str:
         return self.store.run_id
+
+    def status(self) -> RoundStatus:
+        machine = self.machine
+        if self.state.closed:
+            run_state = RunState.CLOSED
+        elif machine.phase is Phase.FINISHED:
+            run_state = RunState.FINISHED
+        else:
+            run_state = RunState.OPEN
+        return RoundStatus(
+            run_id=self.run_id,
+            round=machine.round,
+            closed=machine.phase is not Phase.OPEN,
+            committed=tuple(sorted(machine.committed)),
+            expected_workers=self.state.config.expected_workers,
+            rounds=self.state.config.rounds,
+            run_state=run_state,
+        )
+
+    def publish(self) -> None:
+        """Tell the watchers the round state now (never waits: a slow watcher is cut off)."""
+        self.watchers.publish(self.status())
 
     async def notify(self) -> None:
         async with self.changed:
@@ -157,6 +213,7 @@ class ParameterServerCore:
         run.failure = None
         await asyncio.to_thread(run.store.save, run.state)
         log.info("paramserver.open_job", run_id=run_id, round=run.machine.round, resumed=run.resumed, **vars(config))
+        run.publish()
         self._after_commit(run)
         return run.machine.round, run.resumed
 
@@ -190,8 +247,35 @@ class ParameterServerCore:
             del self.runs[run_id]
         else:
             await asyncio.to_thread(run.store.save, run.state)
+        run.publish()  # CLOSED: its watchers read it and end (a purged run's too)
         await run.notify()
         log.info("paramserver.close_job", run_id=run_id, purge=purge, round=run.machine.round)
+
+    async def watch_round(self, run_id: str, *, name: str = "") -> AsyncGenerator[RoundStatus, None]:
+        """The run's round state now, then each change, until the run finished or was closed.
+
+        Raises the run's failure (AGGREGATION_FAILED) when closing a round fails, and
+        :class:`~tendril.core.fanout.SubscriptionOverflow` when the watcher fell
+        :data:`WATCH_QUEUE` changes behind.
+        """
+        run = self._run(run_id)
+        if run.failure:
+            raise run.failure
+        # NOTE: subscribed before the first status is taken, so no change can fall between them.
+        sub = run.watchers.subscribe(maxsize=WATCH_QUEUE, overflow=Overflow.CLOSE, name=name or run_id)
+        try:
+            status = run.status()
+            yield status
+            if status.ended:
+                return
+            async for status in sub:
+                if run.failure:
+                    raise run.failure
+                yield status
+                if status.ended:
+                    return
+        finally:
+            run.watchers.unsubscribe(sub)
 
     def get_round(self, run_id: str) -> RoundView:
         run = self._run(run_id)
@@ -211,7 +295,7 @@ class ParameterServerCore:
 
     async def begin_push(self, info: StreamInfo) -> Spool:
         """Check a PushUpdate header and return its spool (a new one, or the one to resume)."""
-        run = self._open_run(info.job_id)
+        run = self._open_run(info.run_id)
         if run.state.theta_round is None or run.theta_shapes is None:
             raise parameter_error(run.run_id)
         run.machine.check_push(info.round, info.worker_id)
@@ -243,7 +327,7 @@ class ParameterServerCore:
     async def commit_push(self, spool: Spool) -> int:
         """Count a completely received push in its round; returns the round's contributors so far."""
         info = spool.info
-        run = self._open_run(info.job_id)
+        run = self._open_run(info.run_id)
         try:
             layout = await spool.finish()
             bad = await asyncio.to_thread(tensorfile.all_finite, spool.path, layout)
@@ -277,6 +361,7 @@ class ParameterServerCore:
             codec=layout.codec,
             committed=len(run.machine.committed),
         )
+        run.publish()
         self._after_commit(run)
         return len(run.machine.committed)
 
@@ -320,6 +405,7 @@ class ParameterServerCore:
         round = machine.round
         first_commit_at = machine.first_commit_at  # the round's duration is measured from here
         contributions = machine.begin_close()
+        run.publish()
         # Pushes still in flight for this round can no longer count.
         late = ParameterServerError(
             ErrorKind.FAILED_PRECONDITION,
@@ -365,10 +451,12 @@ class ParameterServerCore:
             )
             machine.abort_close()
             run.closing = None
+            run.publish()  # its watchers end with the failure
             await run.notify()
             return
         run.state = state = new_state
         machine.finish_close()
+        run.publish()
         # NOTE: from here on the round is closed and saved; whatever fails below (clean-up,
         # telemetry), the pulls waiting for it must be woken, so the wake-up is in `finally`.
         try:
@@ -397,7 +485,7 @@ class ParameterServerCore:
 
     async def begin_parameters(self, info: StreamInfo) -> Spool | None:
         """Spool for a θ0 offer, or None when the run already has parameters (the offer loses)."""
-        run = self._open_run(info.job_id)
+        run = self._open_run(info.run_id)
         if run.state.theta_round is not None:
             return None
         try:
@@ -413,7 +501,7 @@ class ParameterServerCore:
 
     async def commit_parameters(self, spool: Spool) -> tuple[bool, int]:
         """Make a complete θ0 offer the run's parameters unless another won; (accepted, round)."""
-        run = self._open_run(spool.info.job_id)
+        run = self._open_run(spool.info.run_id)
         staged = spool.path.with_suffix(".fp32")
         try:
             layout = await spool.finish()

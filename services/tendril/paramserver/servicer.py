@@ -1,6 +1,8 @@
 """The thin gRPC layer of the ParameterServer: messages in and out, streams cut into chunks.
 
 Errors are the core's ParameterServerError; the server factory maps them to status codes.
+Every request names its run through :func:`_run_id` (``run_id``, else the deprecated
+``job_id``).
 The four tensor-stream methods are registered with wire-level frames instead of protobuf
 objects for their stream messages (see :mod:`tendril.core.streaming`): pushes arrive
 as :class:`Frame` with zero-copy chunk data, pulls are sent as frames cut from an mmap.
@@ -15,6 +17,8 @@ import grpc
 
 from tendril.core import metrics
 from tendril.core.errors import ErrorKind
+from tendril.core.fanout import SubscriptionOverflow
+from tendril.core.identity import caller_id
 from tendril.core.streaming import (
     STREAM_ACCEPTED,
     Frame,
@@ -26,8 +30,9 @@ from tendril.core.streaming import (
     header_message,
     info_from_header,
     parse_frame,
+    run_id_of,
 )
-from tendril.paramserver.core import ParameterServerCore, Served
+from tendril.paramserver.core import WATCH_QUEUE, ParameterServerCore, RoundStatus, RunState, Served
 from tendril.paramserver.errors import ParameterServerError, ParamserverReason, StreamReason
 from tendril.paramserver.rounds import RunConfig
 from tendril.paramserver.spool import Spool, stream_error
@@ -35,6 +40,34 @@ from tendril.paramserver.store import check_run_id
 from tendril_proto.paramserver.v1 import paramserver_pb2, paramserver_pb2_grpc
 
 SERVICE_NAME = paramserver_pb2.DESCRIPTOR.services_by_name["ParameterServerService"].full_name
+
+
+_RUN_STATES = {
+    RunState.OPEN: paramserver_pb2.RUN_STATE_OPEN,
+    RunState.FINISHED: paramserver_pb2.RUN_STATE_FINISHED,
+    RunState.CLOSED: paramserver_pb2.RUN_STATE_CLOSED,
+}
+
+
+def _run_id(request: Any) -> str:
+    """The valid run id a request names (``run_id``, else the deprecated ``job_id``)."""
+    return check_run_id(run_id_of(request))
+
+
+def _round_state(closed: bool) -> paramserver_pb2.RoundState:
+    return paramserver_pb2.ROUND_STATE_CLOSED if closed else paramserver_pb2.ROUND_STATE_OPEN
+
+
+def status_to_proto(status: RoundStatus) -> paramserver_pb2.RoundStatus:
+    return paramserver_pb2.RoundStatus(
+        run_id=status.run_id,
+        round=status.round,
+        state=_round_state(status.closed),
+        committed_workers=status.committed,
+        expected_workers=status.expected_workers,
+        rounds=status.rounds,
+        run_state=_RUN_STATES[status.run_state],
+    )
 
 
 def _bad(message: str, reason: ParamserverReason | StreamReason) -> ParameterServerError:
@@ -56,7 +89,7 @@ async def _read_header(requests: AsyncIterator[Frame]) -> StreamInfo:
         info = info_from_header(first.header)
     except StreamError as exc:
         raise stream_error(exc) from exc
-    check_run_id(info.job_id)
+    check_run_id(info.run_id)  # (info_from_header read run_id, else job_id)
     return info
 
 
@@ -92,7 +125,7 @@ class ParameterServerServicer(paramserver_pb2_grpc.ParameterServerServiceService
         self.core = core
 
     async def OpenJob(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        run_id = check_run_id(request.job_id)
+        run_id = _run_id(request)
         config = RunConfig.build(
             expected_workers=request.expected_workers,
             quorum=request.quorum,
@@ -106,21 +139,37 @@ class ParameterServerServicer(paramserver_pb2_grpc.ParameterServerServiceService
         return paramserver_pb2.OpenJobResponse(round=round, resumed=resumed)
 
     async def CloseJob(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        await self.core.close_job(check_run_id(request.job_id), purge=request.purge)
+        await self.core.close_job(_run_id(request), purge=request.purge)
         return paramserver_pb2.CloseJobResponse()
 
     async def GetRound(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
-        view = self.core.get_round(check_run_id(request.job_id))
+        view = self.core.get_round(_run_id(request))
         return paramserver_pb2.GetRoundResponse(
-            job_id=view.run_id,
+            run_id=view.run_id,
+            job_id=view.run_id,  # the deprecated name, for clients that still read it
             round=view.round,
-            state=paramserver_pb2.ROUND_STATE_CLOSED if view.closed else paramserver_pb2.ROUND_STATE_OPEN,
+            state=_round_state(view.closed),
             committed_workers=view.committed,
             # NOTE: a run is configured with a count of workers, not their ids: these are the
             # workers that have pushed to it so far.
             expected_workers=view.known_workers,
             pushes_in_flight=view.pushes_in_flight,
         )
+
+    async def WatchRound(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        statuses = self.core.watch_round(_run_id(request), name=caller_id(context) or context.peer())
+        try:
+            async for status in statuses:
+                yield paramserver_pb2.WatchRoundResponse(status=status_to_proto(status))
+        except SubscriptionOverflow as exc:
+            raise ParameterServerError(
+                ErrorKind.ABORTED,
+                f"this watch fell {WATCH_QUEUE} changes behind and was cut off; watch again "
+                "(a new watch starts with the state now)",
+                reason=ParamserverReason.WATCH_OVERFLOW,
+            ) from exc
+        finally:
+            await statuses.aclose()
 
     async def PushUpdate(self, request_iterator: Any, context: grpc.aio.ServicerContext) -> Any:
         requests: AsyncIterator[Frame] = aiter(request_iterator)
@@ -144,7 +193,7 @@ class ParameterServerServicer(paramserver_pb2_grpc.ParameterServerServiceService
         info = await _read_header(requests)
         spool = await self.core.begin_parameters(info)
         if spool is None:
-            view = self.core.get_round(info.job_id)
+            view = self.core.get_round(info.run_id)
             return paramserver_pb2.PushParametersResponse(accepted=False, round=view.round)
         if spool.received != info.start_offset:
             raise ParameterServerError(
@@ -164,7 +213,7 @@ class ParameterServerServicer(paramserver_pb2_grpc.ParameterServerServiceService
         return paramserver_pb2.PushParametersResponse(accepted=accepted, round=round)
 
     async def PullUpdate(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        run_id = check_run_id(request.job_id)
+        run_id = _run_id(request)
         codec = _codec(request.codec) if request.codec else ""
         if request.timeout_seconds < 0:
             raise _bad("timeout_seconds must be >= 0", ParamserverReason.BAD_TIMEOUT)
@@ -176,7 +225,7 @@ class ParameterServerServicer(paramserver_pb2_grpc.ParameterServerServiceService
         metrics.BYTES_SENT.labels(stream="update_pull").inc(served.layout.total_bytes - request.offset)
 
     async def PullParameters(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        run_id = check_run_id(request.job_id)
+        run_id = _run_id(request)
         served = await self.core.parameters_payload(run_id)
         _check_offset(request.offset, served)
         async for frame in _stream(served, run_id, request.offset, f"{run_id}/theta/{served.round}"):
@@ -218,6 +267,11 @@ def add_to_server(servicer: ParameterServerServicer, server: grpc.aio.Server) ->
         "OpenJob": unary(servicer.OpenJob, pb.OpenJobRequest, pb.OpenJobResponse),
         "CloseJob": unary(servicer.CloseJob, pb.CloseJobRequest, pb.CloseJobResponse),
         "GetRound": unary(servicer.GetRound, pb.GetRoundRequest, pb.GetRoundResponse),
+        "WatchRound": grpc.unary_stream_rpc_method_handler(
+            servicer.WatchRound,
+            request_deserializer=pb.WatchRoundRequest.FromString,
+            response_serializer=pb.WatchRoundResponse.SerializeToString,
+        ),
         "PushUpdate": grpc.stream_unary_rpc_method_handler(
             servicer.PushUpdate,
             request_deserializer=parse_frame,

@@ -64,12 +64,12 @@ class Spool:
 
     def same_payload(self, info: StreamInfo) -> bool:
         mine = self.info
-        return (mine.sha256, mine.total_bytes, mine.worker_id, mine.round, mine.job_id) == (
+        return (mine.sha256, mine.total_bytes, mine.worker_id, mine.round, mine.run_id) == (
             info.sha256,
             info.total_bytes,
             info.worker_id,
             info.round,
-            info.job_id,
+            info.run_id,
         )
 
     async def take_over(self) -> None:

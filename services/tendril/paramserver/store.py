@@ -38,7 +38,7 @@ def check_run_id(run_id: str) -> str:
     if not _RUN_ID.match(run_id):
         raise ParameterServerError(
             ErrorKind.INVALID_ARGUMENT,
-            f"job_id {run_id!r} is not a valid run id: use 1-128 of A-Z a-z 0-9 . _ - (not starting with . _ -)",
+            f"run_id {run_id!r} is not a valid run id: use 1-128 of A-Z a-z 0-9 . _ - (not starting with . _ -)",
             reason=ParamserverReason.BAD_RUN_ID,
         )
     return run_id

@@ -248,7 +248,7 @@ class Driver:
         while True:
             try:
                 await stub.GetRound(
-                    paramserver_pb2.GetRoundRequest(job_id=self.run.run_id), timeout=CALL_TIMEOUT_SECONDS
+                    paramserver_pb2.GetRoundRequest(run_id=self.run.run_id), timeout=CALL_TIMEOUT_SECONDS
                 )
                 break
             except grpc.aio.AioRpcError as exc:

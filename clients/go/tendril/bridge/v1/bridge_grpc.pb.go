@@ -144,6 +144,46 @@ type JobBridgeServiceClient interface {
 	//	DATA_LOSS SHA256_MISMATCH: θ arrived damaged.
 	//	UNAVAILABLE PULL_CUT_SHORT: the parameter server's stream kept ending early; retry.
 	FetchParameters(ctx context.Context, in *FetchParametersRequest, opts ...grpc.CallOption) (*FetchParametersResponse, error)
+	// OpenRun opens the job's run on this worker's parameter server with the aggregation settings
+	// given (ParameterServerService.OpenJob): a new run starts at round 0, a run the server saved
+	// resumes where it was, an open run takes the new settings.
+	//
+	// Errors:
+	//
+	//	PERMISSION_DENIED NOT_AGGREGATE_JOB: the job's executor class is not "aggregate".
+	//	PERMISSION_DENIED RUN_NOT_OWNED: run_id names another run than the job's config.run_id.
+	//	FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no run_id.
+	//	INVALID_ARGUMENT BAD_RUN_ID: the job's run_id is not a valid run id (parameter server).
+	//	INVALID_ARGUMENT BAD_CODEC: the codec is not a known value (parameter server).
+	//	INVALID_ARGUMENT BAD_RUN_CONFIG: expected_workers, quorum, timeout, outer_lr or
+	//	  outer_momentum is out of range (parameter server).
+	OpenRun(ctx context.Context, in *OpenRunRequest, opts ...grpc.CallOption) (*OpenRunResponse, error)
+	// WatchRun streams the job's run's round state as the parameter server reports it
+	// (ParameterServerService.WatchRound): the state now, then one message per change; the stream
+	// ends after the message whose run_state is RUN_STATE_FINISHED or RUN_STATE_CLOSED. After a
+	// failure, watch again: every watch starts with the state now.
+	//
+	// Errors:
+	//
+	//	PERMISSION_DENIED NOT_AGGREGATE_JOB: the job's executor class is not "aggregate".
+	//	PERMISSION_DENIED RUN_NOT_OWNED: run_id names another run than the job's config.run_id.
+	//	FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no run_id.
+	//	NOT_FOUND RUN_NOT_OPEN: the parameter server does not have the run open (e.g. after a
+	//	  restart); OpenRun again.
+	//	INTERNAL AGGREGATION_FAILED: closing a round failed; OpenRun resumes the run.
+	//	ABORTED WATCH_OVERFLOW: the watch fell behind and was cut off; watch again.
+	WatchRun(ctx context.Context, in *WatchRunRequest, opts ...grpc.CallOption) (JobBridgeService_WatchRunClient, error)
+	// CloseRun closes the job's run on this worker's parameter server
+	// (ParameterServerService.CloseJob): pushes are refused from then on, θ and the last updates
+	// stay served, its state stays on disk (a later OpenRun resumes it).
+	//
+	// Errors:
+	//
+	//	PERMISSION_DENIED NOT_AGGREGATE_JOB: the job's executor class is not "aggregate".
+	//	PERMISSION_DENIED RUN_NOT_OWNED: run_id names another run than the job's config.run_id.
+	//	FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no run_id.
+	//	NOT_FOUND RUN_NOT_OPEN: the parameter server does not know the run.
+	CloseRun(ctx context.Context, in *CloseRunRequest, opts ...grpc.CallOption) (*CloseRunResponse, error)
 }
 
 type jobBridgeServiceClient struct {
@@ -220,6 +260,56 @@ func (c *jobBridgeServiceClient) PublishParameters(ctx context.Context, in *Publ
 func (c *jobBridgeServiceClient) FetchParameters(ctx context.Context, in *FetchParametersRequest, opts ...grpc.CallOption) (*FetchParametersResponse, error) {
 	out := new(FetchParametersResponse)
 	err := c.cc.Invoke(ctx, "/tendril.bridge.v1.JobBridgeService/FetchParameters", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobBridgeServiceClient) OpenRun(ctx context.Context, in *OpenRunRequest, opts ...grpc.CallOption) (*OpenRunResponse, error) {
+	out := new(OpenRunResponse)
+	err := c.cc.Invoke(ctx, "/tendril.bridge.v1.JobBridgeService/OpenRun", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobBridgeServiceClient) WatchRun(ctx context.Context, in *WatchRunRequest, opts ...grpc.CallOption) (JobBridgeService_WatchRunClient, error) {
+	stream, err := c.cc.NewStream(ctx, &_JobBridgeService_serviceDesc.Streams[0], "/tendril.bridge.v1.JobBridgeService/WatchRun", opts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &jobBridgeServiceWatchRunClient{stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+type JobBridgeService_WatchRunClient interface {
+	Recv() (*WatchRunResponse, error)
+	grpc.ClientStream
+}
+
+type jobBridgeServiceWatchRunClient struct {
+	grpc.ClientStream
+}
+
+func (x *jobBridgeServiceWatchRunClient) Recv() (*WatchRunResponse, error) {
+	m := new(WatchRunResponse)
+	if err := x.ClientStream.RecvMsg(m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func (c *jobBridgeServiceClient) CloseRun(ctx context.Context, in *CloseRunRequest, opts ...grpc.CallOption) (*CloseRunResponse, error) {
+	out := new(CloseRunResponse)
+	err := c.cc.Invoke(ctx, "/tendril.bridge.v1.JobBridgeService/CloseRun", in, out, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -357,6 +447,46 @@ type JobBridgeServiceServer interface {
 	//	DATA_LOSS SHA256_MISMATCH: θ arrived damaged.
 	//	UNAVAILABLE PULL_CUT_SHORT: the parameter server's stream kept ending early; retry.
 	FetchParameters(context.Context, *FetchParametersRequest) (*FetchParametersResponse, error)
+	// OpenRun opens the job's run on this worker's parameter server with the aggregation settings
+	// given (ParameterServerService.OpenJob): a new run starts at round 0, a run the server saved
+	// resumes where it was, an open run takes the new settings.
+	//
+	// Errors:
+	//
+	//	PERMISSION_DENIED NOT_AGGREGATE_JOB: the job's executor class is not "aggregate".
+	//	PERMISSION_DENIED RUN_NOT_OWNED: run_id names another run than the job's config.run_id.
+	//	FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no run_id.
+	//	INVALID_ARGUMENT BAD_RUN_ID: the job's run_id is not a valid run id (parameter server).
+	//	INVALID_ARGUMENT BAD_CODEC: the codec is not a known value (parameter server).
+	//	INVALID_ARGUMENT BAD_RUN_CONFIG: expected_workers, quorum, timeout, outer_lr or
+	//	  outer_momentum is out of range (parameter server).
+	OpenRun(context.Context, *OpenRunRequest) (*OpenRunResponse, error)
+	// WatchRun streams the job's run's round state as the parameter server reports it
+	// (ParameterServerService.WatchRound): the state now, then one message per change; the stream
+	// ends after the message whose run_state is RUN_STATE_FINISHED or RUN_STATE_CLOSED. After a
+	// failure, watch again: every watch starts with the state now.
+	//
+	// Errors:
+	//
+	//	PERMISSION_DENIED NOT_AGGREGATE_JOB: the job's executor class is not "aggregate".
+	//	PERMISSION_DENIED RUN_NOT_OWNED: run_id names another run than the job's config.run_id.
+	//	FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no run_id.
+	//	NOT_FOUND RUN_NOT_OPEN: the parameter server does not have the run open (e.g. after a
+	//	  restart); OpenRun again.
+	//	INTERNAL AGGREGATION_FAILED: closing a round failed; OpenRun resumes the run.
+	//	ABORTED WATCH_OVERFLOW: the watch fell behind and was cut off; watch again.
+	WatchRun(*WatchRunRequest, JobBridgeService_WatchRunServer) error
+	// CloseRun closes the job's run on this worker's parameter server
+	// (ParameterServerService.CloseJob): pushes are refused from then on, θ and the last updates
+	// stay served, its state stays on disk (a later OpenRun resumes it).
+	//
+	// Errors:
+	//
+	//	PERMISSION_DENIED NOT_AGGREGATE_JOB: the job's executor class is not "aggregate".
+	//	PERMISSION_DENIED RUN_NOT_OWNED: run_id names another run than the job's config.run_id.
+	//	FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no run_id.
+	//	NOT_FOUND RUN_NOT_OPEN: the parameter server does not know the run.
+	CloseRun(context.Context, *CloseRunRequest) (*CloseRunResponse, error)
 	mustEmbedUnimplementedJobBridgeServiceServer()
 }
 
@@ -387,6 +517,15 @@ func (UnimplementedJobBridgeServiceServer) PublishParameters(context.Context, *P
 }
 func (UnimplementedJobBridgeServiceServer) FetchParameters(context.Context, *FetchParametersRequest) (*FetchParametersResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method FetchParameters not implemented")
+}
+func (UnimplementedJobBridgeServiceServer) OpenRun(context.Context, *OpenRunRequest) (*OpenRunResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method OpenRun not implemented")
+}
+func (UnimplementedJobBridgeServiceServer) WatchRun(*WatchRunRequest, JobBridgeService_WatchRunServer) error {
+	return status.Errorf(codes.Unimplemented, "method WatchRun not implemented")
+}
+func (UnimplementedJobBridgeServiceServer) CloseRun(context.Context, *CloseRunRequest) (*CloseRunResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method CloseRun not implemented")
 }
 func (UnimplementedJobBridgeServiceServer) mustEmbedUnimplementedJobBridgeServiceServer() {}
 
@@ -545,6 +684,63 @@ func _JobBridgeService_FetchParameters_Handler(srv interface{}, ctx context.Cont
 	return interceptor(ctx, in, info, handler)
 }
 
+func _JobBridgeService_OpenRun_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(OpenRunRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobBridgeServiceServer).OpenRun(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/tendril.bridge.v1.JobBridgeService/OpenRun",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobBridgeServiceServer).OpenRun(ctx, req.(*OpenRunRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _JobBridgeService_WatchRun_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchRunRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(JobBridgeServiceServer).WatchRun(m, &jobBridgeServiceWatchRunServer{stream})
+}
+
+type JobBridgeService_WatchRunServer interface {
+	Send(*WatchRunResponse) error
+	grpc.ServerStream
+}
+
+type jobBridgeServiceWatchRunServer struct {
+	grpc.ServerStream
+}
+
+func (x *jobBridgeServiceWatchRunServer) Send(m *WatchRunResponse) error {
+	return x.ServerStream.SendMsg(m)
+}
+
+func _JobBridgeService_CloseRun_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CloseRunRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobBridgeServiceServer).CloseRun(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/tendril.bridge.v1.JobBridgeService/CloseRun",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobBridgeServiceServer).CloseRun(ctx, req.(*CloseRunRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 var _JobBridgeService_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "tendril.bridge.v1.JobBridgeService",
 	HandlerType: (*JobBridgeServiceServer)(nil),
@@ -581,7 +777,21 @@ var _JobBridgeService_serviceDesc = grpc.ServiceDesc{
 			MethodName: "FetchParameters",
 			Handler:    _JobBridgeService_FetchParameters_Handler,
 		},
+		{
+			MethodName: "OpenRun",
+			Handler:    _JobBridgeService_OpenRun_Handler,
+		},
+		{
+			MethodName: "CloseRun",
+			Handler:    _JobBridgeService_CloseRun_Handler,
+		},
 	},
-	Streams:  []grpc.StreamDesc{},
+	Streams: []grpc.StreamDesc{
+		{
+			StreamName:    "WatchRun",
+			Handler:       _JobBridgeService_WatchRun_Handler,
+			ServerStreams: true,
+		},
+	},
 	Metadata: "tendril/bridge/v1/bridge.proto",
 }

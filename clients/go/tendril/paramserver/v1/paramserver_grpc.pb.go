@@ -17,21 +17,23 @@ const _ = grpc.SupportPackageIsVersion7
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type ParameterServerServiceClient interface {
-	// OpenJob starts aggregation for a job (called by the job's "aggregate" executor).
+	// OpenJob starts aggregation for a run (called through the job bridge of the run's "aggregate"
+	// job, OpenRun).
 	//
 	// Errors:
 	//
-	//	INVALID_ARGUMENT BAD_RUN_ID: job_id is not a run id: 1-128 letters, digits, '.', '_' or '-',
+	//	INVALID_ARGUMENT BAD_RUN_ID: run_id is not a run id: 1-128 letters, digits, '.', '_' or '-',
 	//	  starting with a letter or digit.
 	//	INVALID_ARGUMENT BAD_CODEC: codec is not a known value.
 	//	INVALID_ARGUMENT BAD_RUN_CONFIG: expected_workers, quorum, timeout, outer_lr or
 	//	  outer_momentum is out of range.
 	OpenJob(ctx context.Context, in *OpenJobRequest, opts ...grpc.CallOption) (*OpenJobResponse, error)
-	// CloseJob ends aggregation for a job and frees its state.
+	// CloseJob ends aggregation for a run: pushes are refused from then on; θ and the last updates
+	// stay served unless purge is set.
 	//
 	// Errors:
 	//
-	//	INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+	//	INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
 	//	NOT_FOUND RUN_NOT_OPEN: the run is not open here (a purge of a saved run still succeeds).
 	CloseJob(ctx context.Context, in *CloseJobRequest, opts ...grpc.CallOption) (*CloseJobResponse, error)
 	// PushUpdate streams one worker's pseudo-gradient for a round (header, then chunks).
@@ -43,7 +45,7 @@ type ParameterServerServiceClient interface {
 	//	INVALID_ARGUMENT BAD_HEADER, BAD_CODEC, OUT_OF_ORDER, EMPTY_CHUNK, TOO_LONG, BAD_PAYLOAD: the
 	//	  stream breaks its contract (see tendril.tensor.v1.StreamMessage).
 	//	DATA_LOSS SHA256_MISMATCH: the payload's sha256 is not the header's; send it again.
-	//	INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+	//	INVALID_ARGUMENT BAD_RUN_ID: the header's run_id is not a valid run id.
 	//	INVALID_ARGUMENT WORKER_ID_MISSING, BAD_WEIGHT: worker_id is empty, or weight is not a finite
 	//	  number > 0.
 	//	INVALID_ARGUMENT STREAM_ID_REUSED: the stream_id already carries another payload.
@@ -64,7 +66,7 @@ type ParameterServerServiceClient interface {
 	//
 	// Errors:
 	//
-	//	INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+	//	INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
 	//	INVALID_ARGUMENT BAD_CODEC: codec is not a known value.
 	//	INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative.
 	//	NOT_FOUND RUN_NOT_OPEN: the run is not open here.
@@ -78,7 +80,7 @@ type ParameterServerServiceClient interface {
 	//	OUT_OF_RANGE BAD_OFFSET: offset is past the end of the payload.
 	//	ABORTED PAYLOAD_REPLACED: the payload was replaced as it was opened; ask again.
 	PullUpdate(ctx context.Context, in *PullUpdateRequest, opts ...grpc.CallOption) (ParameterServerService_PullUpdateClient, error)
-	// PushParameters offers the initial parameters θ0 of a job (the first one wins).
+	// PushParameters offers the initial parameters θ0 of a run (the first one wins).
 	//
 	// Errors:
 	//
@@ -88,7 +90,7 @@ type ParameterServerServiceClient interface {
 	//	  stream breaks its contract (see tendril.tensor.v1.StreamMessage).
 	//	INVALID_ARGUMENT INCOMPLETE: the stream ended before its last byte.
 	//	DATA_LOSS SHA256_MISMATCH: the payload's sha256 is not the header's; send it again.
-	//	INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+	//	INVALID_ARGUMENT BAD_RUN_ID: the header's run_id is not a valid run id.
 	//	INVALID_ARGUMENT STREAM_ID_REUSED: the stream_id already carries another payload.
 	//	INVALID_ARGUMENT NON_FINITE_PARAMETERS: θ0 holds NaN or Inf.
 	//	FAILED_PRECONDITION BAD_OFFSET: start_offset is not where this stream stands; resume from the
@@ -98,24 +100,39 @@ type ParameterServerServiceClient interface {
 	//	INTERNAL AGGREGATION_FAILED: closing a round of the run failed; it takes pushes again after
 	//	  OpenJob.
 	PushParameters(ctx context.Context, opts ...grpc.CallOption) (ParameterServerService_PushParametersClient, error)
-	// PullParameters streams the current parameters θ of a job (to join mid-run).
+	// PullParameters streams the current parameters θ of a run (to join mid-run).
 	//
 	// Errors:
 	//
-	//	INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+	//	INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
 	//	NOT_FOUND RUN_NOT_OPEN: the run is not open here.
 	//	FAILED_PRECONDITION NO_PARAMETERS: the run has no θ0 yet.
 	//	OUT_OF_RANGE BAD_OFFSET: offset is past the end of the payload.
 	//	ABORTED PAYLOAD_REPLACED: the payload was replaced as it was opened; ask again.
 	PullParameters(ctx context.Context, in *PullParametersRequest, opts ...grpc.CallOption) (ParameterServerService_PullParametersClient, error)
-	// GetRound tells the state of a job's current round.
+	// GetRound tells the state of a run's current round.
 	//
 	// Errors:
 	//
-	//	INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+	//	INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
 	//	NOT_FOUND RUN_NOT_OPEN: the run is not open here.
 	//	INTERNAL AGGREGATION_FAILED: closing the current round failed; OpenJob resumes the run.
 	GetRound(ctx context.Context, in *GetRoundRequest, opts ...grpc.CallOption) (*GetRoundResponse, error)
+	// WatchRound streams the state of a run's current round: the state now, then one message per
+	// change (OpenJob, a committed push, the round closing, the next round opening, CloseJob).
+	// The stream ends after the message whose run_state is RUN_STATE_FINISHED (the last round
+	// closed and its update is served) or RUN_STATE_CLOSED (CloseJob). A watcher that falls 1024
+	// changes behind is cut off; a new watch starts again from the state now, so nothing is lost
+	// by watching again.
+	//
+	// Errors:
+	//
+	//	INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
+	//	NOT_FOUND RUN_NOT_OPEN: the run is not open here (OpenJob first; also after a restart that
+	//	  could not reload it).
+	//	INTERNAL AGGREGATION_FAILED: closing the current round failed; OpenJob resumes the run.
+	//	ABORTED WATCH_OVERFLOW: the watcher fell 1024 changes behind and was cut off; watch again.
+	WatchRound(ctx context.Context, in *WatchRoundRequest, opts ...grpc.CallOption) (ParameterServerService_WatchRoundClient, error)
 }
 
 type parameterServerServiceClient struct {
@@ -285,25 +302,59 @@ func (c *parameterServerServiceClient) GetRound(ctx context.Context, in *GetRoun
 	return out, nil
 }
 
+func (c *parameterServerServiceClient) WatchRound(ctx context.Context, in *WatchRoundRequest, opts ...grpc.CallOption) (ParameterServerService_WatchRoundClient, error) {
+	stream, err := c.cc.NewStream(ctx, &_ParameterServerService_serviceDesc.Streams[4], "/tendril.paramserver.v1.ParameterServerService/WatchRound", opts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &parameterServerServiceWatchRoundClient{stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+type ParameterServerService_WatchRoundClient interface {
+	Recv() (*WatchRoundResponse, error)
+	grpc.ClientStream
+}
+
+type parameterServerServiceWatchRoundClient struct {
+	grpc.ClientStream
+}
+
+func (x *parameterServerServiceWatchRoundClient) Recv() (*WatchRoundResponse, error) {
+	m := new(WatchRoundResponse)
+	if err := x.ClientStream.RecvMsg(m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
 // ParameterServerServiceServer is the server API for ParameterServerService service.
 // All implementations must embed UnimplementedParameterServerServiceServer
 // for forward compatibility
 type ParameterServerServiceServer interface {
-	// OpenJob starts aggregation for a job (called by the job's "aggregate" executor).
+	// OpenJob starts aggregation for a run (called through the job bridge of the run's "aggregate"
+	// job, OpenRun).
 	//
 	// Errors:
 	//
-	//	INVALID_ARGUMENT BAD_RUN_ID: job_id is not a run id: 1-128 letters, digits, '.', '_' or '-',
+	//	INVALID_ARGUMENT BAD_RUN_ID: run_id is not a run id: 1-128 letters, digits, '.', '_' or '-',
 	//	  starting with a letter or digit.
 	//	INVALID_ARGUMENT BAD_CODEC: codec is not a known value.
 	//	INVALID_ARGUMENT BAD_RUN_CONFIG: expected_workers, quorum, timeout, outer_lr or
 	//	  outer_momentum is out of range.
 	OpenJob(context.Context, *OpenJobRequest) (*OpenJobResponse, error)
-	// CloseJob ends aggregation for a job and frees its state.
+	// CloseJob ends aggregation for a run: pushes are refused from then on; θ and the last updates
+	// stay served unless purge is set.
 	//
 	// Errors:
 	//
-	//	INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+	//	INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
 	//	NOT_FOUND RUN_NOT_OPEN: the run is not open here (a purge of a saved run still succeeds).
 	CloseJob(context.Context, *CloseJobRequest) (*CloseJobResponse, error)
 	// PushUpdate streams one worker's pseudo-gradient for a round (header, then chunks).
@@ -315,7 +366,7 @@ type ParameterServerServiceServer interface {
 	//	INVALID_ARGUMENT BAD_HEADER, BAD_CODEC, OUT_OF_ORDER, EMPTY_CHUNK, TOO_LONG, BAD_PAYLOAD: the
 	//	  stream breaks its contract (see tendril.tensor.v1.StreamMessage).
 	//	DATA_LOSS SHA256_MISMATCH: the payload's sha256 is not the header's; send it again.
-	//	INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+	//	INVALID_ARGUMENT BAD_RUN_ID: the header's run_id is not a valid run id.
 	//	INVALID_ARGUMENT WORKER_ID_MISSING, BAD_WEIGHT: worker_id is empty, or weight is not a finite
 	//	  number > 0.
 	//	INVALID_ARGUMENT STREAM_ID_REUSED: the stream_id already carries another payload.
@@ -336,7 +387,7 @@ type ParameterServerServiceServer interface {
 	//
 	// Errors:
 	//
-	//	INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+	//	INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
 	//	INVALID_ARGUMENT BAD_CODEC: codec is not a known value.
 	//	INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative.
 	//	NOT_FOUND RUN_NOT_OPEN: the run is not open here.
@@ -350,7 +401,7 @@ type ParameterServerServiceServer interface {
 	//	OUT_OF_RANGE BAD_OFFSET: offset is past the end of the payload.
 	//	ABORTED PAYLOAD_REPLACED: the payload was replaced as it was opened; ask again.
 	PullUpdate(*PullUpdateRequest, ParameterServerService_PullUpdateServer) error
-	// PushParameters offers the initial parameters θ0 of a job (the first one wins).
+	// PushParameters offers the initial parameters θ0 of a run (the first one wins).
 	//
 	// Errors:
 	//
@@ -360,7 +411,7 @@ type ParameterServerServiceServer interface {
 	//	  stream breaks its contract (see tendril.tensor.v1.StreamMessage).
 	//	INVALID_ARGUMENT INCOMPLETE: the stream ended before its last byte.
 	//	DATA_LOSS SHA256_MISMATCH: the payload's sha256 is not the header's; send it again.
-	//	INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+	//	INVALID_ARGUMENT BAD_RUN_ID: the header's run_id is not a valid run id.
 	//	INVALID_ARGUMENT STREAM_ID_REUSED: the stream_id already carries another payload.
 	//	INVALID_ARGUMENT NON_FINITE_PARAMETERS: θ0 holds NaN or Inf.
 	//	FAILED_PRECONDITION BAD_OFFSET: start_offset is not where this stream stands; resume from the
@@ -370,24 +421,39 @@ type ParameterServerServiceServer interface {
 	//	INTERNAL AGGREGATION_FAILED: closing a round of the run failed; it takes pushes again after
 	//	  OpenJob.
 	PushParameters(ParameterServerService_PushParametersServer) error
-	// PullParameters streams the current parameters θ of a job (to join mid-run).
+	// PullParameters streams the current parameters θ of a run (to join mid-run).
 	//
 	// Errors:
 	//
-	//	INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+	//	INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
 	//	NOT_FOUND RUN_NOT_OPEN: the run is not open here.
 	//	FAILED_PRECONDITION NO_PARAMETERS: the run has no θ0 yet.
 	//	OUT_OF_RANGE BAD_OFFSET: offset is past the end of the payload.
 	//	ABORTED PAYLOAD_REPLACED: the payload was replaced as it was opened; ask again.
 	PullParameters(*PullParametersRequest, ParameterServerService_PullParametersServer) error
-	// GetRound tells the state of a job's current round.
+	// GetRound tells the state of a run's current round.
 	//
 	// Errors:
 	//
-	//	INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+	//	INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
 	//	NOT_FOUND RUN_NOT_OPEN: the run is not open here.
 	//	INTERNAL AGGREGATION_FAILED: closing the current round failed; OpenJob resumes the run.
 	GetRound(context.Context, *GetRoundRequest) (*GetRoundResponse, error)
+	// WatchRound streams the state of a run's current round: the state now, then one message per
+	// change (OpenJob, a committed push, the round closing, the next round opening, CloseJob).
+	// The stream ends after the message whose run_state is RUN_STATE_FINISHED (the last round
+	// closed and its update is served) or RUN_STATE_CLOSED (CloseJob). A watcher that falls 1024
+	// changes behind is cut off; a new watch starts again from the state now, so nothing is lost
+	// by watching again.
+	//
+	// Errors:
+	//
+	//	INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
+	//	NOT_FOUND RUN_NOT_OPEN: the run is not open here (OpenJob first; also after a restart that
+	//	  could not reload it).
+	//	INTERNAL AGGREGATION_FAILED: closing the current round failed; OpenJob resumes the run.
+	//	ABORTED WATCH_OVERFLOW: the watcher fell 1024 changes behind and was cut off; watch again.
+	WatchRound(*WatchRoundRequest, ParameterServerService_WatchRoundServer) error
 	mustEmbedUnimplementedParameterServerServiceServer()
 }
 
@@ -415,6 +481,9 @@ func (UnimplementedParameterServerServiceServer) PullParameters(*PullParametersR
 }
 func (UnimplementedParameterServerServiceServer) GetRound(context.Context, *GetRoundRequest) (*GetRoundResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method GetRound not implemented")
+}
+func (UnimplementedParameterServerServiceServer) WatchRound(*WatchRoundRequest, ParameterServerService_WatchRoundServer) error {
+	return status.Errorf(codes.Unimplemented, "method WatchRound not implemented")
 }
 func (UnimplementedParameterServerServiceServer) mustEmbedUnimplementedParameterServerServiceServer() {
 }
@@ -578,6 +647,27 @@ func _ParameterServerService_GetRound_Handler(srv interface{}, ctx context.Conte
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ParameterServerService_WatchRound_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(WatchRoundRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(ParameterServerServiceServer).WatchRound(m, &parameterServerServiceWatchRoundServer{stream})
+}
+
+type ParameterServerService_WatchRoundServer interface {
+	Send(*WatchRoundResponse) error
+	grpc.ServerStream
+}
+
+type parameterServerServiceWatchRoundServer struct {
+	grpc.ServerStream
+}
+
+func (x *parameterServerServiceWatchRoundServer) Send(m *WatchRoundResponse) error {
+	return x.ServerStream.SendMsg(m)
+}
+
 var _ParameterServerService_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "tendril.paramserver.v1.ParameterServerService",
 	HandlerType: (*ParameterServerServiceServer)(nil),
@@ -614,6 +704,11 @@ var _ParameterServerService_serviceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "PullParameters",
 			Handler:       _ParameterServerService_PullParameters_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "WatchRound",
+			Handler:       _ParameterServerService_WatchRound_Handler,
 			ServerStreams: true,
 		},
 	},

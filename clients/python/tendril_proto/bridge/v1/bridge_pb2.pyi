@@ -1,6 +1,8 @@
 from google.protobuf import struct_pb2 as _struct_pb2
 from tendril_proto.common.v1 import common_pb2 as _common_pb2
+from tendril_proto.paramserver.v1 import paramserver_pb2 as _paramserver_pb2
 from tendril_proto.scheduler.v1 import scheduler_pb2 as _scheduler_pb2
+from tendril_proto.tensor.v1 import tensor_pb2 as _tensor_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Mapping as _Mapping
@@ -139,3 +141,55 @@ class FetchParametersResponse(_message.Message):
     path: str
     round: int
     def __init__(self, path: _Optional[str] = ..., round: _Optional[int] = ...) -> None: ...
+
+class OpenRunRequest(_message.Message):
+    __slots__ = ("run_id", "expected_workers", "quorum", "round_timeout_seconds", "outer_lr", "outer_momentum", "codec", "rounds")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_WORKERS_FIELD_NUMBER: _ClassVar[int]
+    QUORUM_FIELD_NUMBER: _ClassVar[int]
+    ROUND_TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    OUTER_LR_FIELD_NUMBER: _ClassVar[int]
+    OUTER_MOMENTUM_FIELD_NUMBER: _ClassVar[int]
+    CODEC_FIELD_NUMBER: _ClassVar[int]
+    ROUNDS_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    expected_workers: int
+    quorum: int
+    round_timeout_seconds: float
+    outer_lr: float
+    outer_momentum: float
+    codec: _tensor_pb2.Codec
+    rounds: int
+    def __init__(self, run_id: _Optional[str] = ..., expected_workers: _Optional[int] = ..., quorum: _Optional[int] = ..., round_timeout_seconds: _Optional[float] = ..., outer_lr: _Optional[float] = ..., outer_momentum: _Optional[float] = ..., codec: _Optional[_Union[_tensor_pb2.Codec, str]] = ..., rounds: _Optional[int] = ...) -> None: ...
+
+class OpenRunResponse(_message.Message):
+    __slots__ = ("run_id", "round", "resumed")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    RESUMED_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    round: int
+    resumed: bool
+    def __init__(self, run_id: _Optional[str] = ..., round: _Optional[int] = ..., resumed: _Optional[bool] = ...) -> None: ...
+
+class WatchRunRequest(_message.Message):
+    __slots__ = ("run_id",)
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    def __init__(self, run_id: _Optional[str] = ...) -> None: ...
+
+class WatchRunResponse(_message.Message):
+    __slots__ = ("status",)
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    status: _paramserver_pb2.RoundStatus
+    def __init__(self, status: _Optional[_Union[_paramserver_pb2.RoundStatus, _Mapping]] = ...) -> None: ...
+
+class CloseRunRequest(_message.Message):
+    __slots__ = ("run_id",)
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    def __init__(self, run_id: _Optional[str] = ...) -> None: ...
+
+class CloseRunResponse(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...

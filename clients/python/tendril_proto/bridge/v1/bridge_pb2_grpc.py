@@ -64,6 +64,12 @@ class JobBridgeServiceStub:
     UNAUTHENTICATED REMOTE_UNAUTHENTICATED: the service did not accept the worker's credentials.
     INTERNAL BRIDGE_SOCKET_FAILED: the bridge could not listen on its socket; no executor can
     call it then, so JobService answers Dispatch with it.
+
+    A job of executor class "aggregate" runs its DiLoCo run on this worker's own parameter
+    server with OpenRun, WatchRun and CloseRun; the bridge knows that server's address. Such a
+    job has authority over exactly one run, the one its dispatch config names (config.run_id):
+    it may open (and reconfigure) it, watch it and close it, never purge it. A job cannot act on
+    a run its config does not name, and a job of another class cannot act on any run this way.
     """
 
     def __init__(self, channel):
@@ -112,6 +118,21 @@ class JobBridgeServiceStub:
                 request_serializer=tendril_dot_bridge_dot_v1_dot_bridge__pb2.FetchParametersRequest.SerializeToString,
                 response_deserializer=tendril_dot_bridge_dot_v1_dot_bridge__pb2.FetchParametersResponse.FromString,
                 _registered_method=True)
+        self.OpenRun = channel.unary_unary(
+                '/tendril.bridge.v1.JobBridgeService/OpenRun',
+                request_serializer=tendril_dot_bridge_dot_v1_dot_bridge__pb2.OpenRunRequest.SerializeToString,
+                response_deserializer=tendril_dot_bridge_dot_v1_dot_bridge__pb2.OpenRunResponse.FromString,
+                _registered_method=True)
+        self.WatchRun = channel.unary_stream(
+                '/tendril.bridge.v1.JobBridgeService/WatchRun',
+                request_serializer=tendril_dot_bridge_dot_v1_dot_bridge__pb2.WatchRunRequest.SerializeToString,
+                response_deserializer=tendril_dot_bridge_dot_v1_dot_bridge__pb2.WatchRunResponse.FromString,
+                _registered_method=True)
+        self.CloseRun = channel.unary_unary(
+                '/tendril.bridge.v1.JobBridgeService/CloseRun',
+                request_serializer=tendril_dot_bridge_dot_v1_dot_bridge__pb2.CloseRunRequest.SerializeToString,
+                response_deserializer=tendril_dot_bridge_dot_v1_dot_bridge__pb2.CloseRunResponse.FromString,
+                _registered_method=True)
 
 
 class JobBridgeServiceServicer:
@@ -153,6 +174,12 @@ class JobBridgeServiceServicer:
     UNAUTHENTICATED REMOTE_UNAUTHENTICATED: the service did not accept the worker's credentials.
     INTERNAL BRIDGE_SOCKET_FAILED: the bridge could not listen on its socket; no executor can
     call it then, so JobService answers Dispatch with it.
+
+    A job of executor class "aggregate" runs its DiLoCo run on this worker's own parameter
+    server with OpenRun, WatchRun and CloseRun; the bridge knows that server's address. Such a
+    job has authority over exactly one run, the one its dispatch config names (config.run_id):
+    it may open (and reconfigure) it, watch it and close it, never purge it. A job cannot act on
+    a run its config does not name, and a job of another class cannot act on any run this way.
     """
 
     def GetJob(self, request, context):
@@ -315,6 +342,58 @@ class JobBridgeServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def OpenRun(self, request, context):
+        """OpenRun opens the job's run on this worker's parameter server with the aggregation settings
+        given (ParameterServerService.OpenJob): a new run starts at round 0, a run the server saved
+        resumes where it was, an open run takes the new settings.
+
+        Errors:
+        PERMISSION_DENIED NOT_AGGREGATE_JOB: the job's executor class is not "aggregate".
+        PERMISSION_DENIED RUN_NOT_OWNED: run_id names another run than the job's config.run_id.
+        FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no run_id.
+        INVALID_ARGUMENT BAD_RUN_ID: the job's run_id is not a valid run id (parameter server).
+        INVALID_ARGUMENT BAD_CODEC: the codec is not a known value (parameter server).
+        INVALID_ARGUMENT BAD_RUN_CONFIG: expected_workers, quorum, timeout, outer_lr or
+        outer_momentum is out of range (parameter server).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchRun(self, request, context):
+        """WatchRun streams the job's run's round state as the parameter server reports it
+        (ParameterServerService.WatchRound): the state now, then one message per change; the stream
+        ends after the message whose run_state is RUN_STATE_FINISHED or RUN_STATE_CLOSED. After a
+        failure, watch again: every watch starts with the state now.
+
+        Errors:
+        PERMISSION_DENIED NOT_AGGREGATE_JOB: the job's executor class is not "aggregate".
+        PERMISSION_DENIED RUN_NOT_OWNED: run_id names another run than the job's config.run_id.
+        FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no run_id.
+        NOT_FOUND RUN_NOT_OPEN: the parameter server does not have the run open (e.g. after a
+        restart); OpenRun again.
+        INTERNAL AGGREGATION_FAILED: closing a round failed; OpenRun resumes the run.
+        ABORTED WATCH_OVERFLOW: the watch fell behind and was cut off; watch again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CloseRun(self, request, context):
+        """CloseRun closes the job's run on this worker's parameter server
+        (ParameterServerService.CloseJob): pushes are refused from then on, θ and the last updates
+        stay served, its state stays on disk (a later OpenRun resumes it).
+
+        Errors:
+        PERMISSION_DENIED NOT_AGGREGATE_JOB: the job's executor class is not "aggregate".
+        PERMISSION_DENIED RUN_NOT_OWNED: run_id names another run than the job's config.run_id.
+        FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no run_id.
+        NOT_FOUND RUN_NOT_OPEN: the parameter server does not know the run.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobBridgeServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -357,6 +436,21 @@ def add_JobBridgeServiceServicer_to_server(servicer, server):
                     servicer.FetchParameters,
                     request_deserializer=tendril_dot_bridge_dot_v1_dot_bridge__pb2.FetchParametersRequest.FromString,
                     response_serializer=tendril_dot_bridge_dot_v1_dot_bridge__pb2.FetchParametersResponse.SerializeToString,
+            ),
+            'OpenRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.OpenRun,
+                    request_deserializer=tendril_dot_bridge_dot_v1_dot_bridge__pb2.OpenRunRequest.FromString,
+                    response_serializer=tendril_dot_bridge_dot_v1_dot_bridge__pb2.OpenRunResponse.SerializeToString,
+            ),
+            'WatchRun': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchRun,
+                    request_deserializer=tendril_dot_bridge_dot_v1_dot_bridge__pb2.WatchRunRequest.FromString,
+                    response_serializer=tendril_dot_bridge_dot_v1_dot_bridge__pb2.WatchRunResponse.SerializeToString,
+            ),
+            'CloseRun': grpc.unary_unary_rpc_method_handler(
+                    servicer.CloseRun,
+                    request_deserializer=tendril_dot_bridge_dot_v1_dot_bridge__pb2.CloseRunRequest.FromString,
+                    response_serializer=tendril_dot_bridge_dot_v1_dot_bridge__pb2.CloseRunResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -405,6 +499,12 @@ class JobBridgeService:
     UNAUTHENTICATED REMOTE_UNAUTHENTICATED: the service did not accept the worker's credentials.
     INTERNAL BRIDGE_SOCKET_FAILED: the bridge could not listen on its socket; no executor can
     call it then, so JobService answers Dispatch with it.
+
+    A job of executor class "aggregate" runs its DiLoCo run on this worker's own parameter
+    server with OpenRun, WatchRun and CloseRun; the bridge knows that server's address. Such a
+    job has authority over exactly one run, the one its dispatch config names (config.run_id):
+    it may open (and reconfigure) it, watch it and close it, never purge it. A job cannot act on
+    a run its config does not name, and a job of another class cannot act on any run this way.
     """
 
     @staticmethod
@@ -613,6 +713,87 @@ class JobBridgeService:
             '/tendril.bridge.v1.JobBridgeService/FetchParameters',
             tendril_dot_bridge_dot_v1_dot_bridge__pb2.FetchParametersRequest.SerializeToString,
             tendril_dot_bridge_dot_v1_dot_bridge__pb2.FetchParametersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def OpenRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tendril.bridge.v1.JobBridgeService/OpenRun',
+            tendril_dot_bridge_dot_v1_dot_bridge__pb2.OpenRunRequest.SerializeToString,
+            tendril_dot_bridge_dot_v1_dot_bridge__pb2.OpenRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/tendril.bridge.v1.JobBridgeService/WatchRun',
+            tendril_dot_bridge_dot_v1_dot_bridge__pb2.WatchRunRequest.SerializeToString,
+            tendril_dot_bridge_dot_v1_dot_bridge__pb2.WatchRunResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CloseRun(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tendril.bridge.v1.JobBridgeService/CloseRun',
+            tendril_dot_bridge_dot_v1_dot_bridge__pb2.CloseRunRequest.SerializeToString,
+            tendril_dot_bridge_dot_v1_dot_bridge__pb2.CloseRunResponse.FromString,
             options,
             channel_credentials,
             insecure,

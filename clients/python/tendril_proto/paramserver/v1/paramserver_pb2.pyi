@@ -13,9 +13,20 @@ class RoundState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     ROUND_STATE_UNSPECIFIED: _ClassVar[RoundState]
     ROUND_STATE_OPEN: _ClassVar[RoundState]
     ROUND_STATE_CLOSED: _ClassVar[RoundState]
+
+class RunState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    RUN_STATE_UNSPECIFIED: _ClassVar[RunState]
+    RUN_STATE_OPEN: _ClassVar[RunState]
+    RUN_STATE_FINISHED: _ClassVar[RunState]
+    RUN_STATE_CLOSED: _ClassVar[RunState]
 ROUND_STATE_UNSPECIFIED: RoundState
 ROUND_STATE_OPEN: RoundState
 ROUND_STATE_CLOSED: RoundState
+RUN_STATE_UNSPECIFIED: RunState
+RUN_STATE_OPEN: RunState
+RUN_STATE_FINISHED: RunState
+RUN_STATE_CLOSED: RunState
 
 class PushUpdateRequest(_message.Message):
     __slots__ = ("message",)
@@ -34,18 +45,20 @@ class PushUpdateResponse(_message.Message):
     def __init__(self, committed: _Optional[bool] = ..., received_bytes: _Optional[int] = ..., contributors: _Optional[int] = ...) -> None: ...
 
 class PullUpdateRequest(_message.Message):
-    __slots__ = ("job_id", "round", "codec", "offset", "timeout_seconds")
+    __slots__ = ("job_id", "round", "codec", "offset", "timeout_seconds", "run_id")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
     CODEC_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     round: int
     codec: _tensor_pb2.Codec
     offset: int
     timeout_seconds: float
-    def __init__(self, job_id: _Optional[str] = ..., round: _Optional[int] = ..., codec: _Optional[_Union[_tensor_pb2.Codec, str]] = ..., offset: _Optional[int] = ..., timeout_seconds: _Optional[float] = ...) -> None: ...
+    run_id: str
+    def __init__(self, job_id: _Optional[str] = ..., round: _Optional[int] = ..., codec: _Optional[_Union[_tensor_pb2.Codec, str]] = ..., offset: _Optional[int] = ..., timeout_seconds: _Optional[float] = ..., run_id: _Optional[str] = ...) -> None: ...
 
 class PullUpdateResponse(_message.Message):
     __slots__ = ("message", "contributors")
@@ -70,12 +83,14 @@ class PushParametersResponse(_message.Message):
     def __init__(self, accepted: _Optional[bool] = ..., round: _Optional[int] = ...) -> None: ...
 
 class PullParametersRequest(_message.Message):
-    __slots__ = ("job_id", "offset")
+    __slots__ = ("job_id", "offset", "run_id")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     offset: int
-    def __init__(self, job_id: _Optional[str] = ..., offset: _Optional[int] = ...) -> None: ...
+    run_id: str
+    def __init__(self, job_id: _Optional[str] = ..., offset: _Optional[int] = ..., run_id: _Optional[str] = ...) -> None: ...
 
 class PullParametersResponse(_message.Message):
     __slots__ = ("message",)
@@ -84,29 +99,33 @@ class PullParametersResponse(_message.Message):
     def __init__(self, message: _Optional[_Union[_tensor_pb2.StreamMessage, _Mapping]] = ...) -> None: ...
 
 class GetRoundRequest(_message.Message):
-    __slots__ = ("job_id",)
+    __slots__ = ("job_id", "run_id")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
     job_id: str
-    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+    run_id: str
+    def __init__(self, job_id: _Optional[str] = ..., run_id: _Optional[str] = ...) -> None: ...
 
 class GetRoundResponse(_message.Message):
-    __slots__ = ("job_id", "round", "state", "committed_workers", "expected_workers", "pushes_in_flight")
+    __slots__ = ("job_id", "round", "state", "committed_workers", "expected_workers", "pushes_in_flight", "run_id")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     COMMITTED_WORKERS_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_WORKERS_FIELD_NUMBER: _ClassVar[int]
     PUSHES_IN_FLIGHT_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     round: int
     state: RoundState
     committed_workers: _containers.RepeatedScalarFieldContainer[str]
     expected_workers: _containers.RepeatedScalarFieldContainer[str]
     pushes_in_flight: int
-    def __init__(self, job_id: _Optional[str] = ..., round: _Optional[int] = ..., state: _Optional[_Union[RoundState, str]] = ..., committed_workers: _Optional[_Iterable[str]] = ..., expected_workers: _Optional[_Iterable[str]] = ..., pushes_in_flight: _Optional[int] = ...) -> None: ...
+    run_id: str
+    def __init__(self, job_id: _Optional[str] = ..., round: _Optional[int] = ..., state: _Optional[_Union[RoundState, str]] = ..., committed_workers: _Optional[_Iterable[str]] = ..., expected_workers: _Optional[_Iterable[str]] = ..., pushes_in_flight: _Optional[int] = ..., run_id: _Optional[str] = ...) -> None: ...
 
 class OpenJobRequest(_message.Message):
-    __slots__ = ("job_id", "expected_workers", "quorum", "round_timeout_seconds", "outer_lr", "outer_momentum", "codec", "rounds")
+    __slots__ = ("job_id", "expected_workers", "quorum", "round_timeout_seconds", "outer_lr", "outer_momentum", "codec", "rounds", "run_id")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_WORKERS_FIELD_NUMBER: _ClassVar[int]
     QUORUM_FIELD_NUMBER: _ClassVar[int]
@@ -115,6 +134,7 @@ class OpenJobRequest(_message.Message):
     OUTER_MOMENTUM_FIELD_NUMBER: _ClassVar[int]
     CODEC_FIELD_NUMBER: _ClassVar[int]
     ROUNDS_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     expected_workers: int
     quorum: int
@@ -123,7 +143,8 @@ class OpenJobRequest(_message.Message):
     outer_momentum: float
     codec: _tensor_pb2.Codec
     rounds: int
-    def __init__(self, job_id: _Optional[str] = ..., expected_workers: _Optional[int] = ..., quorum: _Optional[int] = ..., round_timeout_seconds: _Optional[float] = ..., outer_lr: _Optional[float] = ..., outer_momentum: _Optional[float] = ..., codec: _Optional[_Union[_tensor_pb2.Codec, str]] = ..., rounds: _Optional[int] = ...) -> None: ...
+    run_id: str
+    def __init__(self, job_id: _Optional[str] = ..., expected_workers: _Optional[int] = ..., quorum: _Optional[int] = ..., round_timeout_seconds: _Optional[float] = ..., outer_lr: _Optional[float] = ..., outer_momentum: _Optional[float] = ..., codec: _Optional[_Union[_tensor_pb2.Codec, str]] = ..., rounds: _Optional[int] = ..., run_id: _Optional[str] = ...) -> None: ...
 
 class OpenJobResponse(_message.Message):
     __slots__ = ("round", "resumed")
@@ -134,13 +155,45 @@ class OpenJobResponse(_message.Message):
     def __init__(self, round: _Optional[int] = ..., resumed: _Optional[bool] = ...) -> None: ...
 
 class CloseJobRequest(_message.Message):
-    __slots__ = ("job_id", "purge")
+    __slots__ = ("job_id", "purge", "run_id")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     PURGE_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     purge: bool
-    def __init__(self, job_id: _Optional[str] = ..., purge: _Optional[bool] = ...) -> None: ...
+    run_id: str
+    def __init__(self, job_id: _Optional[str] = ..., purge: _Optional[bool] = ..., run_id: _Optional[str] = ...) -> None: ...
 
 class CloseJobResponse(_message.Message):
     __slots__ = ()
     def __init__(self) -> None: ...
+
+class WatchRoundRequest(_message.Message):
+    __slots__ = ("run_id",)
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    def __init__(self, run_id: _Optional[str] = ...) -> None: ...
+
+class RoundStatus(_message.Message):
+    __slots__ = ("run_id", "round", "state", "committed_workers", "expected_workers", "rounds", "run_state")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    ROUND_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    COMMITTED_WORKERS_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_WORKERS_FIELD_NUMBER: _ClassVar[int]
+    ROUNDS_FIELD_NUMBER: _ClassVar[int]
+    RUN_STATE_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    round: int
+    state: RoundState
+    committed_workers: _containers.RepeatedScalarFieldContainer[str]
+    expected_workers: int
+    rounds: int
+    run_state: RunState
+    def __init__(self, run_id: _Optional[str] = ..., round: _Optional[int] = ..., state: _Optional[_Union[RoundState, str]] = ..., committed_workers: _Optional[_Iterable[str]] = ..., expected_workers: _Optional[int] = ..., rounds: _Optional[int] = ..., run_state: _Optional[_Union[RunState, str]] = ...) -> None: ...
+
+class WatchRoundResponse(_message.Message):
+    __slots__ = ("status",)
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    status: RoundStatus
+    def __init__(self, status: _Optional[_Union[RoundStatus, _Mapping]] = ...) -> None: ...

@@ -29,6 +29,10 @@ class ParameterServerServiceStub:
     """ParameterServerService aggregates DiLoCo pseudo-gradients for jobs of class "aggregate":
     workers push their weighted deltas for a round, the server averages them in fp32, takes
     one outer Nesterov step, and serves the resulting update to every worker.
+
+    Every request names the DiLoCo run in `run_id` (a run spans many jobs: the trainers' and the
+    aggregate job's). `job_id` is the old name of the same field: a server reads it only when
+    `run_id` is empty, so clients written against it keep working.
     """
 
     def __init__(self, channel):
@@ -72,19 +76,29 @@ class ParameterServerServiceStub:
                 request_serializer=tendril_dot_paramserver_dot_v1_dot_paramserver__pb2.GetRoundRequest.SerializeToString,
                 response_deserializer=tendril_dot_paramserver_dot_v1_dot_paramserver__pb2.GetRoundResponse.FromString,
                 _registered_method=True)
+        self.WatchRound = channel.unary_stream(
+                '/tendril.paramserver.v1.ParameterServerService/WatchRound',
+                request_serializer=tendril_dot_paramserver_dot_v1_dot_paramserver__pb2.WatchRoundRequest.SerializeToString,
+                response_deserializer=tendril_dot_paramserver_dot_v1_dot_paramserver__pb2.WatchRoundResponse.FromString,
+                _registered_method=True)
 
 
 class ParameterServerServiceServicer:
     """ParameterServerService aggregates DiLoCo pseudo-gradients for jobs of class "aggregate":
     workers push their weighted deltas for a round, the server averages them in fp32, takes
     one outer Nesterov step, and serves the resulting update to every worker.
+
+    Every request names the DiLoCo run in `run_id` (a run spans many jobs: the trainers' and the
+    aggregate job's). `job_id` is the old name of the same field: a server reads it only when
+    `run_id` is empty, so clients written against it keep working.
     """
 
     def OpenJob(self, request, context):
-        """OpenJob starts aggregation for a job (called by the job's "aggregate" executor).
+        """OpenJob starts aggregation for a run (called through the job bridge of the run's "aggregate"
+        job, OpenRun).
 
         Errors:
-        INVALID_ARGUMENT BAD_RUN_ID: job_id is not a run id: 1-128 letters, digits, '.', '_' or '-',
+        INVALID_ARGUMENT BAD_RUN_ID: run_id is not a run id: 1-128 letters, digits, '.', '_' or '-',
         starting with a letter or digit.
         INVALID_ARGUMENT BAD_CODEC: codec is not a known value.
         INVALID_ARGUMENT BAD_RUN_CONFIG: expected_workers, quorum, timeout, outer_lr or
@@ -95,10 +109,11 @@ class ParameterServerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def CloseJob(self, request, context):
-        """CloseJob ends aggregation for a job and frees its state.
+        """CloseJob ends aggregation for a run: pushes are refused from then on; θ and the last updates
+        stay served unless purge is set.
 
         Errors:
-        INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+        INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
         NOT_FOUND RUN_NOT_OPEN: the run is not open here (a purge of a saved run still succeeds).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -114,7 +129,7 @@ class ParameterServerServiceServicer:
         INVALID_ARGUMENT BAD_HEADER, BAD_CODEC, OUT_OF_ORDER, EMPTY_CHUNK, TOO_LONG, BAD_PAYLOAD: the
         stream breaks its contract (see tendril.tensor.v1.StreamMessage).
         DATA_LOSS SHA256_MISMATCH: the payload's sha256 is not the header's; send it again.
-        INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+        INVALID_ARGUMENT BAD_RUN_ID: the header's run_id is not a valid run id.
         INVALID_ARGUMENT WORKER_ID_MISSING, BAD_WEIGHT: worker_id is empty, or weight is not a finite
         number > 0.
         INVALID_ARGUMENT STREAM_ID_REUSED: the stream_id already carries another payload.
@@ -139,7 +154,7 @@ class ParameterServerServiceServicer:
         """PullUpdate waits until a round closes, then streams its outer update.
 
         Errors:
-        INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+        INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
         INVALID_ARGUMENT BAD_CODEC: codec is not a known value.
         INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative.
         NOT_FOUND RUN_NOT_OPEN: the run is not open here.
@@ -158,7 +173,7 @@ class ParameterServerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def PushParameters(self, request_iterator, context):
-        """PushParameters offers the initial parameters θ0 of a job (the first one wins).
+        """PushParameters offers the initial parameters θ0 of a run (the first one wins).
 
         Errors:
         INVALID_ARGUMENT HEADER_MISSING, UNEXPECTED_HEADER: the stream does not start with exactly
@@ -167,7 +182,7 @@ class ParameterServerServiceServicer:
         stream breaks its contract (see tendril.tensor.v1.StreamMessage).
         INVALID_ARGUMENT INCOMPLETE: the stream ended before its last byte.
         DATA_LOSS SHA256_MISMATCH: the payload's sha256 is not the header's; send it again.
-        INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+        INVALID_ARGUMENT BAD_RUN_ID: the header's run_id is not a valid run id.
         INVALID_ARGUMENT STREAM_ID_REUSED: the stream_id already carries another payload.
         INVALID_ARGUMENT NON_FINITE_PARAMETERS: θ0 holds NaN or Inf.
         FAILED_PRECONDITION BAD_OFFSET: start_offset is not where this stream stands; resume from the
@@ -182,10 +197,10 @@ class ParameterServerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def PullParameters(self, request, context):
-        """PullParameters streams the current parameters θ of a job (to join mid-run).
+        """PullParameters streams the current parameters θ of a run (to join mid-run).
 
         Errors:
-        INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+        INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
         NOT_FOUND RUN_NOT_OPEN: the run is not open here.
         FAILED_PRECONDITION NO_PARAMETERS: the run has no θ0 yet.
         OUT_OF_RANGE BAD_OFFSET: offset is past the end of the payload.
@@ -196,12 +211,31 @@ class ParameterServerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetRound(self, request, context):
-        """GetRound tells the state of a job's current round.
+        """GetRound tells the state of a run's current round.
 
         Errors:
-        INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+        INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
         NOT_FOUND RUN_NOT_OPEN: the run is not open here.
         INTERNAL AGGREGATION_FAILED: closing the current round failed; OpenJob resumes the run.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def WatchRound(self, request, context):
+        """WatchRound streams the state of a run's current round: the state now, then one message per
+        change (OpenJob, a committed push, the round closing, the next round opening, CloseJob).
+        The stream ends after the message whose run_state is RUN_STATE_FINISHED (the last round
+        closed and its update is served) or RUN_STATE_CLOSED (CloseJob). A watcher that falls 1024
+        changes behind is cut off; a new watch starts again from the state now, so nothing is lost
+        by watching again.
+
+        Errors:
+        INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
+        NOT_FOUND RUN_NOT_OPEN: the run is not open here (OpenJob first; also after a restart that
+        could not reload it).
+        INTERNAL AGGREGATION_FAILED: closing the current round failed; OpenJob resumes the run.
+        ABORTED WATCH_OVERFLOW: the watcher fell 1024 changes behind and was cut off; watch again.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -245,6 +279,11 @@ def add_ParameterServerServiceServicer_to_server(servicer, server):
                     request_deserializer=tendril_dot_paramserver_dot_v1_dot_paramserver__pb2.GetRoundRequest.FromString,
                     response_serializer=tendril_dot_paramserver_dot_v1_dot_paramserver__pb2.GetRoundResponse.SerializeToString,
             ),
+            'WatchRound': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchRound,
+                    request_deserializer=tendril_dot_paramserver_dot_v1_dot_paramserver__pb2.WatchRoundRequest.FromString,
+                    response_serializer=tendril_dot_paramserver_dot_v1_dot_paramserver__pb2.WatchRoundResponse.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'tendril.paramserver.v1.ParameterServerService', rpc_method_handlers)
@@ -257,6 +296,10 @@ class ParameterServerService:
     """ParameterServerService aggregates DiLoCo pseudo-gradients for jobs of class "aggregate":
     workers push their weighted deltas for a round, the server averages them in fp32, takes
     one outer Nesterov step, and serves the resulting update to every worker.
+
+    Every request names the DiLoCo run in `run_id` (a run spans many jobs: the trainers' and the
+    aggregate job's). `job_id` is the old name of the same field: a server reads it only when
+    `run_id` is empty, so clients written against it keep working.
     """
 
     @staticmethod
@@ -438,6 +481,33 @@ class ParameterServerService:
             '/tendril.paramserver.v1.ParameterServerService/GetRound',
             tendril_dot_paramserver_dot_v1_dot_paramserver__pb2.GetRoundRequest.SerializeToString,
             tendril_dot_paramserver_dot_v1_dot_paramserver__pb2.GetRoundResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchRound(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/tendril.paramserver.v1.ParameterServerService/WatchRound',
+            tendril_dot_paramserver_dot_v1_dot_paramserver__pb2.WatchRoundRequest.SerializeToString,
+            tendril_dot_paramserver_dot_v1_dot_paramserver__pb2.WatchRoundResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -37,7 +37,7 @@ class TensorInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., begin: _Optional[int] = ..., end: _Optional[int] = ..., scales_begin: _Optional[int] = ..., scales_end: _Optional[int] = ...) -> None: ...
 
 class StreamHeader(_message.Message):
-    __slots__ = ("stream_id", "job_id", "round", "worker_id", "weight", "codec", "tensors", "total_bytes", "sha256", "block_size", "start_offset")
+    __slots__ = ("stream_id", "job_id", "round", "worker_id", "weight", "codec", "tensors", "total_bytes", "sha256", "block_size", "start_offset", "run_id")
     STREAM_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
@@ -49,6 +49,7 @@ class StreamHeader(_message.Message):
     SHA256_FIELD_NUMBER: _ClassVar[int]
     BLOCK_SIZE_FIELD_NUMBER: _ClassVar[int]
     START_OFFSET_FIELD_NUMBER: _ClassVar[int]
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
     stream_id: str
     job_id: str
     round: int
@@ -60,7 +61,8 @@ class StreamHeader(_message.Message):
     sha256: str
     block_size: int
     start_offset: int
-    def __init__(self, stream_id: _Optional[str] = ..., job_id: _Optional[str] = ..., round: _Optional[int] = ..., worker_id: _Optional[str] = ..., weight: _Optional[float] = ..., codec: _Optional[_Union[Codec, str]] = ..., tensors: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ..., total_bytes: _Optional[int] = ..., sha256: _Optional[str] = ..., block_size: _Optional[int] = ..., start_offset: _Optional[int] = ...) -> None: ...
+    run_id: str
+    def __init__(self, stream_id: _Optional[str] = ..., job_id: _Optional[str] = ..., round: _Optional[int] = ..., worker_id: _Optional[str] = ..., weight: _Optional[float] = ..., codec: _Optional[_Union[Codec, str]] = ..., tensors: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ..., total_bytes: _Optional[int] = ..., sha256: _Optional[str] = ..., block_size: _Optional[int] = ..., start_offset: _Optional[int] = ..., run_id: _Optional[str] = ...) -> None: ...
 
 class Chunk(_message.Message):
     __slots__ = ("offset", "data")

@@ -1,7 +1,9 @@
 import { BinaryReader, BinaryWriter } from "@bufbuild/protobuf/wire";
-import { type CallOptions, type ChannelCredentials, Client, type ClientOptions, type ClientUnaryCall, type handleUnaryCall, type Metadata, type ServiceError, type UntypedServiceImplementation } from "@grpc/grpc-js";
+import { type CallOptions, type ChannelCredentials, Client, type ClientOptions, type ClientReadableStream, type ClientUnaryCall, type handleServerStreamingCall, type handleUnaryCall, type Metadata, type ServiceError, type UntypedServiceImplementation } from "@grpc/grpc-js";
 import { ExecutorRef } from "../../common/v1/common";
+import { RoundStatus } from "../../paramserver/v1/paramserver";
 import { ReportProgressRequest as ReportProgressRequest1, ReportProgressResponse as ReportProgressResponse2, SliceAssignment } from "../../scheduler/v1/scheduler";
+import { Codec } from "../../tensor/v1/tensor";
 /** GetJobRequest is empty. */
 export interface GetJobRequest {
 }
@@ -120,6 +122,55 @@ export interface FetchParametersResponse {
     /** Round these parameters start. */
     round: number;
 }
+/** OpenRunRequest carries the aggregation settings of the job's run (from its dispatch config). */
+export interface OpenRunRequest {
+    /** The run; empty means the job's config.run_id, anything else must equal it. */
+    runId: string;
+    /** Number of workers expected to push each round (at least 1). */
+    expectedWorkers: number;
+    /** Fewest committed workers that may close a round once round_timeout_seconds passed; 0 means 1. */
+    quorum: number;
+    /**
+     * Seconds after the first commit of a round after which a quorum closes it; 0 means no
+     * timeout (every expected worker must commit).
+     */
+    roundTimeoutSeconds: number;
+    /** Outer learning rate; 0 means 0.7. */
+    outerLr: number;
+    /** Outer Nesterov momentum; 0 means 0.9. */
+    outerMomentum: number;
+    /** Codec the update is served in by default; unset means fp32. */
+    codec: Codec;
+    /** Number of rounds; 0 means unbounded. */
+    rounds: number;
+}
+/** OpenRunResponse tells where the run stands. */
+export interface OpenRunResponse {
+    /** The run opened. */
+    runId: string;
+    /** Current round (non-zero when resumed). */
+    round: number;
+    /** True when the parameter server resumed the run from its saved state. */
+    resumed: boolean;
+}
+/** WatchRunRequest names the run to watch. */
+export interface WatchRunRequest {
+    /** The run; empty means the job's config.run_id, anything else must equal it. */
+    runId: string;
+}
+/** WatchRunResponse is one state of the run's current round. */
+export interface WatchRunResponse {
+    /** The state, as the parameter server reports it. */
+    status: RoundStatus | undefined;
+}
+/** CloseRunRequest names the run to close. */
+export interface CloseRunRequest {
+    /** The run; empty means the job's config.run_id, anything else must equal it. */
+    runId: string;
+}
+/** CloseRunResponse is empty. */
+export interface CloseRunResponse {
+}
 export declare const GetJobRequest: MessageFns<GetJobRequest>;
 export declare const GetJobResponse: MessageFns<GetJobResponse>;
 export declare const FetchResourceRequest: MessageFns<FetchResourceRequest>;
@@ -136,6 +187,12 @@ export declare const PublishParametersRequest: MessageFns<PublishParametersReque
 export declare const PublishParametersResponse: MessageFns<PublishParametersResponse>;
 export declare const FetchParametersRequest: MessageFns<FetchParametersRequest>;
 export declare const FetchParametersResponse: MessageFns<FetchParametersResponse>;
+export declare const OpenRunRequest: MessageFns<OpenRunRequest>;
+export declare const OpenRunResponse: MessageFns<OpenRunResponse>;
+export declare const WatchRunRequest: MessageFns<WatchRunRequest>;
+export declare const WatchRunResponse: MessageFns<WatchRunResponse>;
+export declare const CloseRunRequest: MessageFns<CloseRunRequest>;
+export declare const CloseRunResponse: MessageFns<CloseRunResponse>;
 /**
  * JobBridgeService is what an executor talks to: one per job, on the Unix socket
  * bridge.sock in the job's work dir, guarded by the job's token (metadata
@@ -175,6 +232,12 @@ export declare const FetchParametersResponse: MessageFns<FetchParametersResponse
  *   UNAUTHENTICATED REMOTE_UNAUTHENTICATED: the service did not accept the worker's credentials.
  *   INTERNAL BRIDGE_SOCKET_FAILED: the bridge could not listen on its socket; no executor can
  *     call it then, so JobService answers Dispatch with it.
+ *
+ * A job of executor class "aggregate" runs its DiLoCo run on this worker's own parameter
+ * server with OpenRun, WatchRun and CloseRun; the bridge knows that server's address. Such a
+ * job has authority over exactly one run, the one its dispatch config names (config.run_id):
+ * it may open (and reconfigure) it, watch it and close it, never purge it. A job cannot act on
+ * a run its config does not name, and a job of another class cannot act on any run this way.
  */
 export type JobBridgeServiceService = typeof JobBridgeServiceService;
 export declare const JobBridgeServiceService: {
@@ -378,6 +441,73 @@ export declare const JobBridgeServiceService: {
         readonly responseSerialize: (value: FetchParametersResponse) => Buffer;
         readonly responseDeserialize: (value: Buffer) => FetchParametersResponse;
     };
+    /**
+     * OpenRun opens the job's run on this worker's parameter server with the aggregation settings
+     * given (ParameterServerService.OpenJob): a new run starts at round 0, a run the server saved
+     * resumes where it was, an open run takes the new settings.
+     *
+     * Errors:
+     *   PERMISSION_DENIED NOT_AGGREGATE_JOB: the job's executor class is not "aggregate".
+     *   PERMISSION_DENIED RUN_NOT_OWNED: run_id names another run than the job's config.run_id.
+     *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no run_id.
+     *   INVALID_ARGUMENT BAD_RUN_ID: the job's run_id is not a valid run id (parameter server).
+     *   INVALID_ARGUMENT BAD_CODEC: the codec is not a known value (parameter server).
+     *   INVALID_ARGUMENT BAD_RUN_CONFIG: expected_workers, quorum, timeout, outer_lr or
+     *     outer_momentum is out of range (parameter server).
+     */
+    readonly openRun: {
+        readonly path: "/tendril.bridge.v1.JobBridgeService/OpenRun";
+        readonly requestStream: false;
+        readonly responseStream: false;
+        readonly requestSerialize: (value: OpenRunRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => OpenRunRequest;
+        readonly responseSerialize: (value: OpenRunResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => OpenRunResponse;
+    };
+    /**
+     * WatchRun streams the job's run's round state as the parameter server reports it
+     * (ParameterServerService.WatchRound): the state now, then one message per change; the stream
+     * ends after the message whose run_state is RUN_STATE_FINISHED or RUN_STATE_CLOSED. After a
+     * failure, watch again: every watch starts with the state now.
+     *
+     * Errors:
+     *   PERMISSION_DENIED NOT_AGGREGATE_JOB: the job's executor class is not "aggregate".
+     *   PERMISSION_DENIED RUN_NOT_OWNED: run_id names another run than the job's config.run_id.
+     *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no run_id.
+     *   NOT_FOUND RUN_NOT_OPEN: the parameter server does not have the run open (e.g. after a
+     *     restart); OpenRun again.
+     *   INTERNAL AGGREGATION_FAILED: closing a round failed; OpenRun resumes the run.
+     *   ABORTED WATCH_OVERFLOW: the watch fell behind and was cut off; watch again.
+     */
+    readonly watchRun: {
+        readonly path: "/tendril.bridge.v1.JobBridgeService/WatchRun";
+        readonly requestStream: false;
+        readonly responseStream: true;
+        readonly requestSerialize: (value: WatchRunRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => WatchRunRequest;
+        readonly responseSerialize: (value: WatchRunResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => WatchRunResponse;
+    };
+    /**
+     * CloseRun closes the job's run on this worker's parameter server
+     * (ParameterServerService.CloseJob): pushes are refused from then on, θ and the last updates
+     * stay served, its state stays on disk (a later OpenRun resumes it).
+     *
+     * Errors:
+     *   PERMISSION_DENIED NOT_AGGREGATE_JOB: the job's executor class is not "aggregate".
+     *   PERMISSION_DENIED RUN_NOT_OWNED: run_id names another run than the job's config.run_id.
+     *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no run_id.
+     *   NOT_FOUND RUN_NOT_OPEN: the parameter server does not know the run.
+     */
+    readonly closeRun: {
+        readonly path: "/tendril.bridge.v1.JobBridgeService/CloseRun";
+        readonly requestStream: false;
+        readonly responseStream: false;
+        readonly requestSerialize: (value: CloseRunRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => CloseRunRequest;
+        readonly responseSerialize: (value: CloseRunResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => CloseRunResponse;
+    };
 };
 export interface JobBridgeServiceServer extends UntypedServiceImplementation {
     /**
@@ -516,6 +646,49 @@ export interface JobBridgeServiceServer extends UntypedServiceImplementation {
      *   UNAVAILABLE PULL_CUT_SHORT: the parameter server's stream kept ending early; retry.
      */
     fetchParameters: handleUnaryCall<FetchParametersRequest, FetchParametersResponse>;
+    /**
+     * OpenRun opens the job's run on this worker's parameter server with the aggregation settings
+     * given (ParameterServerService.OpenJob): a new run starts at round 0, a run the server saved
+     * resumes where it was, an open run takes the new settings.
+     *
+     * Errors:
+     *   PERMISSION_DENIED NOT_AGGREGATE_JOB: the job's executor class is not "aggregate".
+     *   PERMISSION_DENIED RUN_NOT_OWNED: run_id names another run than the job's config.run_id.
+     *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no run_id.
+     *   INVALID_ARGUMENT BAD_RUN_ID: the job's run_id is not a valid run id (parameter server).
+     *   INVALID_ARGUMENT BAD_CODEC: the codec is not a known value (parameter server).
+     *   INVALID_ARGUMENT BAD_RUN_CONFIG: expected_workers, quorum, timeout, outer_lr or
+     *     outer_momentum is out of range (parameter server).
+     */
+    openRun: handleUnaryCall<OpenRunRequest, OpenRunResponse>;
+    /**
+     * WatchRun streams the job's run's round state as the parameter server reports it
+     * (ParameterServerService.WatchRound): the state now, then one message per change; the stream
+     * ends after the message whose run_state is RUN_STATE_FINISHED or RUN_STATE_CLOSED. After a
+     * failure, watch again: every watch starts with the state now.
+     *
+     * Errors:
+     *   PERMISSION_DENIED NOT_AGGREGATE_JOB: the job's executor class is not "aggregate".
+     *   PERMISSION_DENIED RUN_NOT_OWNED: run_id names another run than the job's config.run_id.
+     *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no run_id.
+     *   NOT_FOUND RUN_NOT_OPEN: the parameter server does not have the run open (e.g. after a
+     *     restart); OpenRun again.
+     *   INTERNAL AGGREGATION_FAILED: closing a round failed; OpenRun resumes the run.
+     *   ABORTED WATCH_OVERFLOW: the watch fell behind and was cut off; watch again.
+     */
+    watchRun: handleServerStreamingCall<WatchRunRequest, WatchRunResponse>;
+    /**
+     * CloseRun closes the job's run on this worker's parameter server
+     * (ParameterServerService.CloseJob): pushes are refused from then on, θ and the last updates
+     * stay served, its state stays on disk (a later OpenRun resumes it).
+     *
+     * Errors:
+     *   PERMISSION_DENIED NOT_AGGREGATE_JOB: the job's executor class is not "aggregate".
+     *   PERMISSION_DENIED RUN_NOT_OWNED: run_id names another run than the job's config.run_id.
+     *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no run_id.
+     *   NOT_FOUND RUN_NOT_OPEN: the parameter server does not know the run.
+     */
+    closeRun: handleUnaryCall<CloseRunRequest, CloseRunResponse>;
 }
 export interface JobBridgeServiceClient extends Client {
     /**
@@ -670,6 +843,54 @@ export interface JobBridgeServiceClient extends Client {
     fetchParameters(request: FetchParametersRequest, callback: (error: ServiceError | null, response: FetchParametersResponse) => void): ClientUnaryCall;
     fetchParameters(request: FetchParametersRequest, metadata: Metadata, callback: (error: ServiceError | null, response: FetchParametersResponse) => void): ClientUnaryCall;
     fetchParameters(request: FetchParametersRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: FetchParametersResponse) => void): ClientUnaryCall;
+    /**
+     * OpenRun opens the job's run on this worker's parameter server with the aggregation settings
+     * given (ParameterServerService.OpenJob): a new run starts at round 0, a run the server saved
+     * resumes where it was, an open run takes the new settings.
+     *
+     * Errors:
+     *   PERMISSION_DENIED NOT_AGGREGATE_JOB: the job's executor class is not "aggregate".
+     *   PERMISSION_DENIED RUN_NOT_OWNED: run_id names another run than the job's config.run_id.
+     *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no run_id.
+     *   INVALID_ARGUMENT BAD_RUN_ID: the job's run_id is not a valid run id (parameter server).
+     *   INVALID_ARGUMENT BAD_CODEC: the codec is not a known value (parameter server).
+     *   INVALID_ARGUMENT BAD_RUN_CONFIG: expected_workers, quorum, timeout, outer_lr or
+     *     outer_momentum is out of range (parameter server).
+     */
+    openRun(request: OpenRunRequest, callback: (error: ServiceError | null, response: OpenRunResponse) => void): ClientUnaryCall;
+    openRun(request: OpenRunRequest, metadata: Metadata, callback: (error: ServiceError | null, response: OpenRunResponse) => void): ClientUnaryCall;
+    openRun(request: OpenRunRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: OpenRunResponse) => void): ClientUnaryCall;
+    /**
+     * WatchRun streams the job's run's round state as the parameter server reports it
+     * (ParameterServerService.WatchRound): the state now, then one message per change; the stream
+     * ends after the message whose run_state is RUN_STATE_FINISHED or RUN_STATE_CLOSED. After a
+     * failure, watch again: every watch starts with the state now.
+     *
+     * Errors:
+     *   PERMISSION_DENIED NOT_AGGREGATE_JOB: the job's executor class is not "aggregate".
+     *   PERMISSION_DENIED RUN_NOT_OWNED: run_id names another run than the job's config.run_id.
+     *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no run_id.
+     *   NOT_FOUND RUN_NOT_OPEN: the parameter server does not have the run open (e.g. after a
+     *     restart); OpenRun again.
+     *   INTERNAL AGGREGATION_FAILED: closing a round failed; OpenRun resumes the run.
+     *   ABORTED WATCH_OVERFLOW: the watch fell behind and was cut off; watch again.
+     */
+    watchRun(request: WatchRunRequest, options?: Partial<CallOptions>): ClientReadableStream<WatchRunResponse>;
+    watchRun(request: WatchRunRequest, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<WatchRunResponse>;
+    /**
+     * CloseRun closes the job's run on this worker's parameter server
+     * (ParameterServerService.CloseJob): pushes are refused from then on, θ and the last updates
+     * stay served, its state stays on disk (a later OpenRun resumes it).
+     *
+     * Errors:
+     *   PERMISSION_DENIED NOT_AGGREGATE_JOB: the job's executor class is not "aggregate".
+     *   PERMISSION_DENIED RUN_NOT_OWNED: run_id names another run than the job's config.run_id.
+     *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no run_id.
+     *   NOT_FOUND RUN_NOT_OPEN: the parameter server does not know the run.
+     */
+    closeRun(request: CloseRunRequest, callback: (error: ServiceError | null, response: CloseRunResponse) => void): ClientUnaryCall;
+    closeRun(request: CloseRunRequest, metadata: Metadata, callback: (error: ServiceError | null, response: CloseRunResponse) => void): ClientUnaryCall;
+    closeRun(request: CloseRunRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: CloseRunResponse) => void): ClientUnaryCall;
 }
 export declare const JobBridgeServiceClient: {
     new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): JobBridgeServiceClient;

@@ -13,9 +13,23 @@ export declare enum RoundState {
 }
 export declare function roundStateFromJSON(object: any): RoundState;
 export declare function roundStateToJSON(object: RoundState): string;
+/** RunState is where a run is as a whole. */
+export declare enum RunState {
+    /** RUN_STATE_UNSPECIFIED - Not set. */
+    RUN_STATE_UNSPECIFIED = 0,
+    /** RUN_STATE_OPEN - Rounds are run: pushes are taken (while the current round is open). */
+    RUN_STATE_OPEN = 1,
+    /** RUN_STATE_FINISHED - Its last round closed and that round's update is served; no more pushes. */
+    RUN_STATE_FINISHED = 2,
+    /** RUN_STATE_CLOSED - Closed by CloseJob; θ and the last updates stay served unless it was purged. */
+    RUN_STATE_CLOSED = 3,
+    UNRECOGNIZED = -1
+}
+export declare function runStateFromJSON(object: any): RunState;
+export declare function runStateToJSON(object: RunState): string;
 /** PushUpdateRequest is one message of a pushed update stream. */
 export interface PushUpdateRequest {
-    /** Header first (job, round, worker, weight, codec, tensors, sha256), then chunks. */
+    /** Header first (run, round, worker, weight, codec, tensors, sha256), then chunks. */
     message: StreamMessage | undefined;
 }
 /** PushUpdateResponse acknowledges a push. */
@@ -29,7 +43,11 @@ export interface PushUpdateResponse {
 }
 /** PullUpdateRequest names a round. */
 export interface PullUpdateRequest {
-    /** Job id. */
+    /**
+     * Deprecated: old name of run_id; read when run_id is empty.
+     *
+     * @deprecated
+     */
     jobId: string;
     /** Round. */
     round: number;
@@ -37,8 +55,10 @@ export interface PullUpdateRequest {
     codec: Codec;
     /** Resume from this payload offset. */
     offset: number;
-    /** Seconds to wait for the round to close; 0 means the job's round timeout. */
+    /** Seconds to wait for the round to close; 0 means the run's round timeout. */
     timeoutSeconds: number;
+    /** The DiLoCo run. */
+    runId: string;
 }
 /** PullUpdateResponse is one message of the update stream. */
 export interface PullUpdateResponse {
@@ -59,26 +79,42 @@ export interface PushParametersResponse {
     /** The job's current round. */
     round: number;
 }
-/** PullParametersRequest names a job. */
+/** PullParametersRequest names a run. */
 export interface PullParametersRequest {
-    /** Job id. */
+    /**
+     * Deprecated: old name of run_id; read when run_id is empty.
+     *
+     * @deprecated
+     */
     jobId: string;
     /** Resume from this payload offset. */
     offset: number;
+    /** The DiLoCo run. */
+    runId: string;
 }
 /** PullParametersResponse is one message of the parameter stream. */
 export interface PullParametersResponse {
     /** Header first (its round is the round these parameters start), then chunks. */
     message: StreamMessage | undefined;
 }
-/** GetRoundRequest names a job. */
+/** GetRoundRequest names a run. */
 export interface GetRoundRequest {
-    /** Job id. */
+    /**
+     * Deprecated: old name of run_id; read when run_id is empty.
+     *
+     * @deprecated
+     */
     jobId: string;
+    /** The DiLoCo run. */
+    runId: string;
 }
 /** GetRoundResponse describes the current round. */
 export interface GetRoundResponse {
-    /** Job id. */
+    /**
+     * Deprecated: old name of run_id; the server fills both.
+     *
+     * @deprecated
+     */
     jobId: string;
     /** Current round. */
     round: number;
@@ -90,10 +126,16 @@ export interface GetRoundResponse {
     expectedWorkers: string[];
     /** Pushes in flight. */
     pushesInFlight: number;
+    /** The DiLoCo run. */
+    runId: string;
 }
-/** OpenJobRequest configures aggregation for a job. */
+/** OpenJobRequest configures aggregation for a run. */
 export interface OpenJobRequest {
-    /** Job id (the training job's id that workers push under). */
+    /**
+     * Deprecated: old name of run_id; read when run_id is empty.
+     *
+     * @deprecated
+     */
     jobId: string;
     /** Number of workers expected to push each round. */
     expectedWorkers: number;
@@ -109,23 +151,61 @@ export interface OpenJobRequest {
     codec: Codec;
     /** Number of rounds; 0 means unbounded. */
     rounds: number;
+    /** The DiLoCo run (the id the workers push under). */
+    runId: string;
 }
-/** OpenJobResponse tells where the job stands (a restarted server resumes). */
+/** OpenJobResponse tells where the run stands (a restarted server resumes). */
 export interface OpenJobResponse {
     /** Current round (non-zero when resumed from saved state). */
     round: number;
     /** True when state was loaded from disk. */
     resumed: boolean;
 }
-/** CloseJobRequest names a job. */
+/** CloseJobRequest names a run. */
 export interface CloseJobRequest {
-    /** Job id. */
+    /**
+     * Deprecated: old name of run_id; read when run_id is empty.
+     *
+     * @deprecated
+     */
     jobId: string;
     /** Also delete the saved state. */
     purge: boolean;
+    /** The DiLoCo run. */
+    runId: string;
 }
 /** CloseJobResponse is empty. */
 export interface CloseJobResponse {
+}
+/** WatchRoundRequest names a run. */
+export interface WatchRoundRequest {
+    /** The DiLoCo run. */
+    runId: string;
+}
+/** RoundStatus is the state of a run's current round at one moment. */
+export interface RoundStatus {
+    /** The DiLoCo run. */
+    runId: string;
+    /** Current round (the last one once the run finished). */
+    round: number;
+    /**
+     * State of that round: CLOSED from the moment it stops taking pushes (its update is being
+     * computed) until the next round opens.
+     */
+    state: RoundState;
+    /** Workers whose update of the round counts so far, sorted. */
+    committedWorkers: string[];
+    /** Workers the run expects each round (OpenJob's expected_workers). */
+    expectedWorkers: number;
+    /** Number of rounds of the run; 0 means unbounded. */
+    rounds: number;
+    /** Where the run is as a whole; FINISHED and CLOSED end a WatchRound stream. */
+    runState: RunState;
+}
+/** WatchRoundResponse is one state of the run's current round. */
+export interface WatchRoundResponse {
+    /** The state. */
+    status: RoundStatus | undefined;
 }
 export declare const PushUpdateRequest: MessageFns<PushUpdateRequest>;
 export declare const PushUpdateResponse: MessageFns<PushUpdateResponse>;
@@ -141,18 +221,26 @@ export declare const OpenJobRequest: MessageFns<OpenJobRequest>;
 export declare const OpenJobResponse: MessageFns<OpenJobResponse>;
 export declare const CloseJobRequest: MessageFns<CloseJobRequest>;
 export declare const CloseJobResponse: MessageFns<CloseJobResponse>;
+export declare const WatchRoundRequest: MessageFns<WatchRoundRequest>;
+export declare const RoundStatus: MessageFns<RoundStatus>;
+export declare const WatchRoundResponse: MessageFns<WatchRoundResponse>;
 /**
  * ParameterServerService aggregates DiLoCo pseudo-gradients for jobs of class "aggregate":
  * workers push their weighted deltas for a round, the server averages them in fp32, takes
  * one outer Nesterov step, and serves the resulting update to every worker.
+ *
+ * Every request names the DiLoCo run in `run_id` (a run spans many jobs: the trainers' and the
+ * aggregate job's). `job_id` is the old name of the same field: a server reads it only when
+ * `run_id` is empty, so clients written against it keep working.
  */
 export type ParameterServerServiceService = typeof ParameterServerServiceService;
 export declare const ParameterServerServiceService: {
     /**
-     * OpenJob starts aggregation for a job (called by the job's "aggregate" executor).
+     * OpenJob starts aggregation for a run (called through the job bridge of the run's "aggregate"
+     * job, OpenRun).
      *
      * Errors:
-     *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a run id: 1-128 letters, digits, '.', '_' or '-',
+     *   INVALID_ARGUMENT BAD_RUN_ID: run_id is not a run id: 1-128 letters, digits, '.', '_' or '-',
      *     starting with a letter or digit.
      *   INVALID_ARGUMENT BAD_CODEC: codec is not a known value.
      *   INVALID_ARGUMENT BAD_RUN_CONFIG: expected_workers, quorum, timeout, outer_lr or
@@ -168,10 +256,11 @@ export declare const ParameterServerServiceService: {
         readonly responseDeserialize: (value: Buffer) => OpenJobResponse;
     };
     /**
-     * CloseJob ends aggregation for a job and frees its state.
+     * CloseJob ends aggregation for a run: pushes are refused from then on; θ and the last updates
+     * stay served unless purge is set.
      *
      * Errors:
-     *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+     *   INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
      *   NOT_FOUND RUN_NOT_OPEN: the run is not open here (a purge of a saved run still succeeds).
      */
     readonly closeJob: {
@@ -192,7 +281,7 @@ export declare const ParameterServerServiceService: {
      *   INVALID_ARGUMENT BAD_HEADER, BAD_CODEC, OUT_OF_ORDER, EMPTY_CHUNK, TOO_LONG, BAD_PAYLOAD: the
      *     stream breaks its contract (see tendril.tensor.v1.StreamMessage).
      *   DATA_LOSS SHA256_MISMATCH: the payload's sha256 is not the header's; send it again.
-     *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+     *   INVALID_ARGUMENT BAD_RUN_ID: the header's run_id is not a valid run id.
      *   INVALID_ARGUMENT WORKER_ID_MISSING, BAD_WEIGHT: worker_id is empty, or weight is not a finite
      *     number > 0.
      *   INVALID_ARGUMENT STREAM_ID_REUSED: the stream_id already carries another payload.
@@ -222,7 +311,7 @@ export declare const ParameterServerServiceService: {
      * PullUpdate waits until a round closes, then streams its outer update.
      *
      * Errors:
-     *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+     *   INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
      *   INVALID_ARGUMENT BAD_CODEC: codec is not a known value.
      *   INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative.
      *   NOT_FOUND RUN_NOT_OPEN: the run is not open here.
@@ -246,7 +335,7 @@ export declare const ParameterServerServiceService: {
         readonly responseDeserialize: (value: Buffer) => PullUpdateResponse;
     };
     /**
-     * PushParameters offers the initial parameters θ0 of a job (the first one wins).
+     * PushParameters offers the initial parameters θ0 of a run (the first one wins).
      *
      * Errors:
      *   INVALID_ARGUMENT HEADER_MISSING, UNEXPECTED_HEADER: the stream does not start with exactly
@@ -255,7 +344,7 @@ export declare const ParameterServerServiceService: {
      *     stream breaks its contract (see tendril.tensor.v1.StreamMessage).
      *   INVALID_ARGUMENT INCOMPLETE: the stream ended before its last byte.
      *   DATA_LOSS SHA256_MISMATCH: the payload's sha256 is not the header's; send it again.
-     *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+     *   INVALID_ARGUMENT BAD_RUN_ID: the header's run_id is not a valid run id.
      *   INVALID_ARGUMENT STREAM_ID_REUSED: the stream_id already carries another payload.
      *   INVALID_ARGUMENT NON_FINITE_PARAMETERS: θ0 holds NaN or Inf.
      *   FAILED_PRECONDITION BAD_OFFSET: start_offset is not where this stream stands; resume from the
@@ -275,10 +364,10 @@ export declare const ParameterServerServiceService: {
         readonly responseDeserialize: (value: Buffer) => PushParametersResponse;
     };
     /**
-     * PullParameters streams the current parameters θ of a job (to join mid-run).
+     * PullParameters streams the current parameters θ of a run (to join mid-run).
      *
      * Errors:
-     *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+     *   INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
      *   NOT_FOUND RUN_NOT_OPEN: the run is not open here.
      *   FAILED_PRECONDITION NO_PARAMETERS: the run has no θ0 yet.
      *   OUT_OF_RANGE BAD_OFFSET: offset is past the end of the payload.
@@ -294,10 +383,10 @@ export declare const ParameterServerServiceService: {
         readonly responseDeserialize: (value: Buffer) => PullParametersResponse;
     };
     /**
-     * GetRound tells the state of a job's current round.
+     * GetRound tells the state of a run's current round.
      *
      * Errors:
-     *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+     *   INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
      *   NOT_FOUND RUN_NOT_OPEN: the run is not open here.
      *   INTERNAL AGGREGATION_FAILED: closing the current round failed; OpenJob resumes the run.
      */
@@ -310,13 +399,38 @@ export declare const ParameterServerServiceService: {
         readonly responseSerialize: (value: GetRoundResponse) => Buffer;
         readonly responseDeserialize: (value: Buffer) => GetRoundResponse;
     };
+    /**
+     * WatchRound streams the state of a run's current round: the state now, then one message per
+     * change (OpenJob, a committed push, the round closing, the next round opening, CloseJob).
+     * The stream ends after the message whose run_state is RUN_STATE_FINISHED (the last round
+     * closed and its update is served) or RUN_STATE_CLOSED (CloseJob). A watcher that falls 1024
+     * changes behind is cut off; a new watch starts again from the state now, so nothing is lost
+     * by watching again.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
+     *   NOT_FOUND RUN_NOT_OPEN: the run is not open here (OpenJob first; also after a restart that
+     *     could not reload it).
+     *   INTERNAL AGGREGATION_FAILED: closing the current round failed; OpenJob resumes the run.
+     *   ABORTED WATCH_OVERFLOW: the watcher fell 1024 changes behind and was cut off; watch again.
+     */
+    readonly watchRound: {
+        readonly path: "/tendril.paramserver.v1.ParameterServerService/WatchRound";
+        readonly requestStream: false;
+        readonly responseStream: true;
+        readonly requestSerialize: (value: WatchRoundRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => WatchRoundRequest;
+        readonly responseSerialize: (value: WatchRoundResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => WatchRoundResponse;
+    };
 };
 export interface ParameterServerServiceServer extends UntypedServiceImplementation {
     /**
-     * OpenJob starts aggregation for a job (called by the job's "aggregate" executor).
+     * OpenJob starts aggregation for a run (called through the job bridge of the run's "aggregate"
+     * job, OpenRun).
      *
      * Errors:
-     *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a run id: 1-128 letters, digits, '.', '_' or '-',
+     *   INVALID_ARGUMENT BAD_RUN_ID: run_id is not a run id: 1-128 letters, digits, '.', '_' or '-',
      *     starting with a letter or digit.
      *   INVALID_ARGUMENT BAD_CODEC: codec is not a known value.
      *   INVALID_ARGUMENT BAD_RUN_CONFIG: expected_workers, quorum, timeout, outer_lr or
@@ -324,10 +438,11 @@ export interface ParameterServerServiceServer extends UntypedServiceImplementati
      */
     openJob: handleUnaryCall<OpenJobRequest, OpenJobResponse>;
     /**
-     * CloseJob ends aggregation for a job and frees its state.
+     * CloseJob ends aggregation for a run: pushes are refused from then on; θ and the last updates
+     * stay served unless purge is set.
      *
      * Errors:
-     *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+     *   INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
      *   NOT_FOUND RUN_NOT_OPEN: the run is not open here (a purge of a saved run still succeeds).
      */
     closeJob: handleUnaryCall<CloseJobRequest, CloseJobResponse>;
@@ -340,7 +455,7 @@ export interface ParameterServerServiceServer extends UntypedServiceImplementati
      *   INVALID_ARGUMENT BAD_HEADER, BAD_CODEC, OUT_OF_ORDER, EMPTY_CHUNK, TOO_LONG, BAD_PAYLOAD: the
      *     stream breaks its contract (see tendril.tensor.v1.StreamMessage).
      *   DATA_LOSS SHA256_MISMATCH: the payload's sha256 is not the header's; send it again.
-     *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+     *   INVALID_ARGUMENT BAD_RUN_ID: the header's run_id is not a valid run id.
      *   INVALID_ARGUMENT WORKER_ID_MISSING, BAD_WEIGHT: worker_id is empty, or weight is not a finite
      *     number > 0.
      *   INVALID_ARGUMENT STREAM_ID_REUSED: the stream_id already carries another payload.
@@ -362,7 +477,7 @@ export interface ParameterServerServiceServer extends UntypedServiceImplementati
      * PullUpdate waits until a round closes, then streams its outer update.
      *
      * Errors:
-     *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+     *   INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
      *   INVALID_ARGUMENT BAD_CODEC: codec is not a known value.
      *   INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative.
      *   NOT_FOUND RUN_NOT_OPEN: the run is not open here.
@@ -378,7 +493,7 @@ export interface ParameterServerServiceServer extends UntypedServiceImplementati
      */
     pullUpdate: handleServerStreamingCall<PullUpdateRequest, PullUpdateResponse>;
     /**
-     * PushParameters offers the initial parameters θ0 of a job (the first one wins).
+     * PushParameters offers the initial parameters θ0 of a run (the first one wins).
      *
      * Errors:
      *   INVALID_ARGUMENT HEADER_MISSING, UNEXPECTED_HEADER: the stream does not start with exactly
@@ -387,7 +502,7 @@ export interface ParameterServerServiceServer extends UntypedServiceImplementati
      *     stream breaks its contract (see tendril.tensor.v1.StreamMessage).
      *   INVALID_ARGUMENT INCOMPLETE: the stream ended before its last byte.
      *   DATA_LOSS SHA256_MISMATCH: the payload's sha256 is not the header's; send it again.
-     *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+     *   INVALID_ARGUMENT BAD_RUN_ID: the header's run_id is not a valid run id.
      *   INVALID_ARGUMENT STREAM_ID_REUSED: the stream_id already carries another payload.
      *   INVALID_ARGUMENT NON_FINITE_PARAMETERS: θ0 holds NaN or Inf.
      *   FAILED_PRECONDITION BAD_OFFSET: start_offset is not where this stream stands; resume from the
@@ -399,10 +514,10 @@ export interface ParameterServerServiceServer extends UntypedServiceImplementati
      */
     pushParameters: handleClientStreamingCall<PushParametersRequest, PushParametersResponse>;
     /**
-     * PullParameters streams the current parameters θ of a job (to join mid-run).
+     * PullParameters streams the current parameters θ of a run (to join mid-run).
      *
      * Errors:
-     *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+     *   INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
      *   NOT_FOUND RUN_NOT_OPEN: the run is not open here.
      *   FAILED_PRECONDITION NO_PARAMETERS: the run has no θ0 yet.
      *   OUT_OF_RANGE BAD_OFFSET: offset is past the end of the payload.
@@ -410,21 +525,38 @@ export interface ParameterServerServiceServer extends UntypedServiceImplementati
      */
     pullParameters: handleServerStreamingCall<PullParametersRequest, PullParametersResponse>;
     /**
-     * GetRound tells the state of a job's current round.
+     * GetRound tells the state of a run's current round.
      *
      * Errors:
-     *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+     *   INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
      *   NOT_FOUND RUN_NOT_OPEN: the run is not open here.
      *   INTERNAL AGGREGATION_FAILED: closing the current round failed; OpenJob resumes the run.
      */
     getRound: handleUnaryCall<GetRoundRequest, GetRoundResponse>;
+    /**
+     * WatchRound streams the state of a run's current round: the state now, then one message per
+     * change (OpenJob, a committed push, the round closing, the next round opening, CloseJob).
+     * The stream ends after the message whose run_state is RUN_STATE_FINISHED (the last round
+     * closed and its update is served) or RUN_STATE_CLOSED (CloseJob). A watcher that falls 1024
+     * changes behind is cut off; a new watch starts again from the state now, so nothing is lost
+     * by watching again.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
+     *   NOT_FOUND RUN_NOT_OPEN: the run is not open here (OpenJob first; also after a restart that
+     *     could not reload it).
+     *   INTERNAL AGGREGATION_FAILED: closing the current round failed; OpenJob resumes the run.
+     *   ABORTED WATCH_OVERFLOW: the watcher fell 1024 changes behind and was cut off; watch again.
+     */
+    watchRound: handleServerStreamingCall<WatchRoundRequest, WatchRoundResponse>;
 }
 export interface ParameterServerServiceClient extends Client {
     /**
-     * OpenJob starts aggregation for a job (called by the job's "aggregate" executor).
+     * OpenJob starts aggregation for a run (called through the job bridge of the run's "aggregate"
+     * job, OpenRun).
      *
      * Errors:
-     *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a run id: 1-128 letters, digits, '.', '_' or '-',
+     *   INVALID_ARGUMENT BAD_RUN_ID: run_id is not a run id: 1-128 letters, digits, '.', '_' or '-',
      *     starting with a letter or digit.
      *   INVALID_ARGUMENT BAD_CODEC: codec is not a known value.
      *   INVALID_ARGUMENT BAD_RUN_CONFIG: expected_workers, quorum, timeout, outer_lr or
@@ -434,10 +566,11 @@ export interface ParameterServerServiceClient extends Client {
     openJob(request: OpenJobRequest, metadata: Metadata, callback: (error: ServiceError | null, response: OpenJobResponse) => void): ClientUnaryCall;
     openJob(request: OpenJobRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: OpenJobResponse) => void): ClientUnaryCall;
     /**
-     * CloseJob ends aggregation for a job and frees its state.
+     * CloseJob ends aggregation for a run: pushes are refused from then on; θ and the last updates
+     * stay served unless purge is set.
      *
      * Errors:
-     *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+     *   INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
      *   NOT_FOUND RUN_NOT_OPEN: the run is not open here (a purge of a saved run still succeeds).
      */
     closeJob(request: CloseJobRequest, callback: (error: ServiceError | null, response: CloseJobResponse) => void): ClientUnaryCall;
@@ -452,7 +585,7 @@ export interface ParameterServerServiceClient extends Client {
      *   INVALID_ARGUMENT BAD_HEADER, BAD_CODEC, OUT_OF_ORDER, EMPTY_CHUNK, TOO_LONG, BAD_PAYLOAD: the
      *     stream breaks its contract (see tendril.tensor.v1.StreamMessage).
      *   DATA_LOSS SHA256_MISMATCH: the payload's sha256 is not the header's; send it again.
-     *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+     *   INVALID_ARGUMENT BAD_RUN_ID: the header's run_id is not a valid run id.
      *   INVALID_ARGUMENT WORKER_ID_MISSING, BAD_WEIGHT: worker_id is empty, or weight is not a finite
      *     number > 0.
      *   INVALID_ARGUMENT STREAM_ID_REUSED: the stream_id already carries another payload.
@@ -477,7 +610,7 @@ export interface ParameterServerServiceClient extends Client {
      * PullUpdate waits until a round closes, then streams its outer update.
      *
      * Errors:
-     *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+     *   INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
      *   INVALID_ARGUMENT BAD_CODEC: codec is not a known value.
      *   INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative.
      *   NOT_FOUND RUN_NOT_OPEN: the run is not open here.
@@ -494,7 +627,7 @@ export interface ParameterServerServiceClient extends Client {
     pullUpdate(request: PullUpdateRequest, options?: Partial<CallOptions>): ClientReadableStream<PullUpdateResponse>;
     pullUpdate(request: PullUpdateRequest, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<PullUpdateResponse>;
     /**
-     * PushParameters offers the initial parameters θ0 of a job (the first one wins).
+     * PushParameters offers the initial parameters θ0 of a run (the first one wins).
      *
      * Errors:
      *   INVALID_ARGUMENT HEADER_MISSING, UNEXPECTED_HEADER: the stream does not start with exactly
@@ -503,7 +636,7 @@ export interface ParameterServerServiceClient extends Client {
      *     stream breaks its contract (see tendril.tensor.v1.StreamMessage).
      *   INVALID_ARGUMENT INCOMPLETE: the stream ended before its last byte.
      *   DATA_LOSS SHA256_MISMATCH: the payload's sha256 is not the header's; send it again.
-     *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+     *   INVALID_ARGUMENT BAD_RUN_ID: the header's run_id is not a valid run id.
      *   INVALID_ARGUMENT STREAM_ID_REUSED: the stream_id already carries another payload.
      *   INVALID_ARGUMENT NON_FINITE_PARAMETERS: θ0 holds NaN or Inf.
      *   FAILED_PRECONDITION BAD_OFFSET: start_offset is not where this stream stands; resume from the
@@ -518,10 +651,10 @@ export interface ParameterServerServiceClient extends Client {
     pushParameters(options: Partial<CallOptions>, callback: (error: ServiceError | null, response: PushParametersResponse) => void): ClientWritableStream<PushParametersRequest>;
     pushParameters(metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: PushParametersResponse) => void): ClientWritableStream<PushParametersRequest>;
     /**
-     * PullParameters streams the current parameters θ of a job (to join mid-run).
+     * PullParameters streams the current parameters θ of a run (to join mid-run).
      *
      * Errors:
-     *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+     *   INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
      *   NOT_FOUND RUN_NOT_OPEN: the run is not open here.
      *   FAILED_PRECONDITION NO_PARAMETERS: the run has no θ0 yet.
      *   OUT_OF_RANGE BAD_OFFSET: offset is past the end of the payload.
@@ -530,16 +663,33 @@ export interface ParameterServerServiceClient extends Client {
     pullParameters(request: PullParametersRequest, options?: Partial<CallOptions>): ClientReadableStream<PullParametersResponse>;
     pullParameters(request: PullParametersRequest, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<PullParametersResponse>;
     /**
-     * GetRound tells the state of a job's current round.
+     * GetRound tells the state of a run's current round.
      *
      * Errors:
-     *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+     *   INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
      *   NOT_FOUND RUN_NOT_OPEN: the run is not open here.
      *   INTERNAL AGGREGATION_FAILED: closing the current round failed; OpenJob resumes the run.
      */
     getRound(request: GetRoundRequest, callback: (error: ServiceError | null, response: GetRoundResponse) => void): ClientUnaryCall;
     getRound(request: GetRoundRequest, metadata: Metadata, callback: (error: ServiceError | null, response: GetRoundResponse) => void): ClientUnaryCall;
     getRound(request: GetRoundRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: GetRoundResponse) => void): ClientUnaryCall;
+    /**
+     * WatchRound streams the state of a run's current round: the state now, then one message per
+     * change (OpenJob, a committed push, the round closing, the next round opening, CloseJob).
+     * The stream ends after the message whose run_state is RUN_STATE_FINISHED (the last round
+     * closed and its update is served) or RUN_STATE_CLOSED (CloseJob). A watcher that falls 1024
+     * changes behind is cut off; a new watch starts again from the state now, so nothing is lost
+     * by watching again.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
+     *   NOT_FOUND RUN_NOT_OPEN: the run is not open here (OpenJob first; also after a restart that
+     *     could not reload it).
+     *   INTERNAL AGGREGATION_FAILED: closing the current round failed; OpenJob resumes the run.
+     *   ABORTED WATCH_OVERFLOW: the watcher fell 1024 changes behind and was cut off; watch again.
+     */
+    watchRound(request: WatchRoundRequest, options?: Partial<CallOptions>): ClientReadableStream<WatchRoundResponse>;
+    watchRound(request: WatchRoundRequest, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<WatchRoundResponse>;
 }
 export declare const ParameterServerServiceClient: {
     new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): ParameterServerServiceClient;

@@ -34,7 +34,11 @@ export interface TensorInfo {
 export interface StreamHeader {
     /** Id of this transfer; a resumed transfer reuses it. */
     streamId: string;
-    /** Job the tensors belong to. */
+    /**
+     * Deprecated: old name of run_id; read when run_id is empty.
+     *
+     * @deprecated
+     */
     jobId: string;
     /** DiLoCo round. */
     round: number;
@@ -54,6 +58,8 @@ export interface StreamHeader {
     blockSize: number;
     /** Offset the chunks of this stream start at (non-zero when resuming). */
     startOffset: number;
+    /** The DiLoCo run the tensors belong to. */
+    runId: string;
 }
 /** Chunk is a piece of the payload. */
 export interface Chunk {

@@ -240,6 +240,7 @@ function createBaseStreamHeader() {
         sha256: "",
         blockSize: 0,
         startOffset: 0,
+        runId: "",
     };
 }
 exports.StreamHeader = {
@@ -276,6 +277,9 @@ exports.StreamHeader = {
         }
         if (message.startOffset !== 0) {
             writer.uint32(88).uint64(message.startOffset);
+        }
+        if (message.runId !== "") {
+            writer.uint32(98).string(message.runId);
         }
         return writer;
     },
@@ -369,6 +373,13 @@ exports.StreamHeader = {
                         message.startOffset = longToNumber(reader.uint64());
                         continue;
                     }
+                    case 12: {
+                        if (tag !== 98) {
+                            break;
+                        }
+                        message.runId = reader.string();
+                        continue;
+                    }
                 }
                 if ((tag & 7) === 4 || tag === 0) {
                     break;
@@ -420,6 +431,11 @@ exports.StreamHeader = {
                 : isSet(object.start_offset)
                     ? globalThis.Number(object.start_offset)
                     : 0,
+            runId: isSet(object.runId)
+                ? globalThis.String(object.runId)
+                : isSet(object.run_id)
+                    ? globalThis.String(object.run_id)
+                    : "",
         };
     },
     toJSON(message) {
@@ -457,6 +473,9 @@ exports.StreamHeader = {
         if (message.startOffset !== 0) {
             obj.startOffset = Math.round(message.startOffset);
         }
+        if (message.runId !== "") {
+            obj.runId = message.runId;
+        }
         return obj;
     },
     create(base) {
@@ -475,6 +494,7 @@ exports.StreamHeader = {
         message.sha256 = object.sha256 ?? "";
         message.blockSize = object.blockSize ?? 0;
         message.startOffset = object.startOffset ?? 0;
+        message.runId = object.runId ?? "";
         return message;
     },
 };

@@ -8,7 +8,9 @@ import {
   type ChannelCredentials,
   Client,
   type ClientOptions,
+  type ClientReadableStream,
   type ClientUnaryCall,
+  type handleServerStreamingCall,
   type handleUnaryCall,
   makeGenericClientConstructor,
   type Metadata,
@@ -17,11 +19,13 @@ import {
 } from "@grpc/grpc-js";
 import { Struct } from "../../../google/protobuf/struct";
 import { ExecutorRef } from "../../common/v1/common";
+import { RoundStatus } from "../../paramserver/v1/paramserver";
 import {
   ReportProgressRequest as ReportProgressRequest1,
   ReportProgressResponse as ReportProgressResponse2,
   SliceAssignment,
 } from "../../scheduler/v1/scheduler";
+import { Codec, codecFromJSON, codecToJSON } from "../../tensor/v1/tensor";
 
 /** GetJobRequest is empty. */
 export interface GetJobRequest {
@@ -159,6 +163,61 @@ export interface FetchParametersResponse {
   path: string;
   /** Round these parameters start. */
   round: number;
+}
+
+/** OpenRunRequest carries the aggregation settings of the job's run (from its dispatch config). */
+export interface OpenRunRequest {
+  /** The run; empty means the job's config.run_id, anything else must equal it. */
+  runId: string;
+  /** Number of workers expected to push each round (at least 1). */
+  expectedWorkers: number;
+  /** Fewest committed workers that may close a round once round_timeout_seconds passed; 0 means 1. */
+  quorum: number;
+  /**
+   * Seconds after the first commit of a round after which a quorum closes it; 0 means no
+   * timeout (every expected worker must commit).
+   */
+  roundTimeoutSeconds: number;
+  /** Outer learning rate; 0 means 0.7. */
+  outerLr: number;
+  /** Outer Nesterov momentum; 0 means 0.9. */
+  outerMomentum: number;
+  /** Codec the update is served in by default; unset means fp32. */
+  codec: Codec;
+  /** Number of rounds; 0 means unbounded. */
+  rounds: number;
+}
+
+/** OpenRunResponse tells where the run stands. */
+export interface OpenRunResponse {
+  /** The run opened. */
+  runId: string;
+  /** Current round (non-zero when resumed). */
+  round: number;
+  /** True when the parameter server resumed the run from its saved state. */
+  resumed: boolean;
+}
+
+/** WatchRunRequest names the run to watch. */
+export interface WatchRunRequest {
+  /** The run; empty means the job's config.run_id, anything else must equal it. */
+  runId: string;
+}
+
+/** WatchRunResponse is one state of the run's current round. */
+export interface WatchRunResponse {
+  /** The state, as the parameter server reports it. */
+  status: RoundStatus | undefined;
+}
+
+/** CloseRunRequest names the run to close. */
+export interface CloseRunRequest {
+  /** The run; empty means the job's config.run_id, anything else must equal it. */
+  runId: string;
+}
+
+/** CloseRunResponse is empty. */
+export interface CloseRunResponse {
 }
 
 function createBaseGetJobRequest(): GetJobRequest {
@@ -1583,6 +1642,588 @@ export const FetchParametersResponse: MessageFns<FetchParametersResponse> = {
   },
 };
 
+function createBaseOpenRunRequest(): OpenRunRequest {
+  return {
+    runId: "",
+    expectedWorkers: 0,
+    quorum: 0,
+    roundTimeoutSeconds: 0,
+    outerLr: 0,
+    outerMomentum: 0,
+    codec: 0,
+    rounds: 0,
+  };
+}
+
+export const OpenRunRequest: MessageFns<OpenRunRequest> = {
+  encode(message: OpenRunRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.runId !== "") {
+      writer.uint32(10).string(message.runId);
+    }
+    if (message.expectedWorkers !== 0) {
+      writer.uint32(16).uint32(message.expectedWorkers);
+    }
+    if (message.quorum !== 0) {
+      writer.uint32(24).uint32(message.quorum);
+    }
+    if (message.roundTimeoutSeconds !== 0) {
+      writer.uint32(33).double(message.roundTimeoutSeconds);
+    }
+    if (message.outerLr !== 0) {
+      writer.uint32(41).double(message.outerLr);
+    }
+    if (message.outerMomentum !== 0) {
+      writer.uint32(49).double(message.outerMomentum);
+    }
+    if (message.codec !== 0) {
+      writer.uint32(56).int32(message.codec);
+    }
+    if (message.rounds !== 0) {
+      writer.uint32(64).uint64(message.rounds);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): OpenRunRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseOpenRunRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.runId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.expectedWorkers = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.quorum = reader.uint32();
+            continue;
+          }
+          case 4: {
+            if (tag !== 33) {
+              break;
+            }
+
+            message.roundTimeoutSeconds = reader.double();
+            continue;
+          }
+          case 5: {
+            if (tag !== 41) {
+              break;
+            }
+
+            message.outerLr = reader.double();
+            continue;
+          }
+          case 6: {
+            if (tag !== 49) {
+              break;
+            }
+
+            message.outerMomentum = reader.double();
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.codec = reader.int32() as any;
+            continue;
+          }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.rounds = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): OpenRunRequest {
+    return {
+      runId: isSet(object.runId)
+        ? globalThis.String(object.runId)
+        : isSet(object.run_id)
+        ? globalThis.String(object.run_id)
+        : "",
+      expectedWorkers: isSet(object.expectedWorkers)
+        ? globalThis.Number(object.expectedWorkers)
+        : isSet(object.expected_workers)
+        ? globalThis.Number(object.expected_workers)
+        : 0,
+      quorum: isSet(object.quorum) ? globalThis.Number(object.quorum) : 0,
+      roundTimeoutSeconds: isSet(object.roundTimeoutSeconds)
+        ? globalThis.Number(object.roundTimeoutSeconds)
+        : isSet(object.round_timeout_seconds)
+        ? globalThis.Number(object.round_timeout_seconds)
+        : 0,
+      outerLr: isSet(object.outerLr)
+        ? globalThis.Number(object.outerLr)
+        : isSet(object.outer_lr)
+        ? globalThis.Number(object.outer_lr)
+        : 0,
+      outerMomentum: isSet(object.outerMomentum)
+        ? globalThis.Number(object.outerMomentum)
+        : isSet(object.outer_momentum)
+        ? globalThis.Number(object.outer_momentum)
+        : 0,
+      codec: isSet(object.codec) ? codecFromJSON(object.codec) : 0,
+      rounds: isSet(object.rounds) ? globalThis.Number(object.rounds) : 0,
+    };
+  },
+
+  toJSON(message: OpenRunRequest): unknown {
+    const obj: any = {};
+    if (message.runId !== "") {
+      obj.runId = message.runId;
+    }
+    if (message.expectedWorkers !== 0) {
+      obj.expectedWorkers = Math.round(message.expectedWorkers);
+    }
+    if (message.quorum !== 0) {
+      obj.quorum = Math.round(message.quorum);
+    }
+    if (message.roundTimeoutSeconds !== 0) {
+      obj.roundTimeoutSeconds = floatToJson(message.roundTimeoutSeconds);
+    }
+    if (message.outerLr !== 0) {
+      obj.outerLr = floatToJson(message.outerLr);
+    }
+    if (message.outerMomentum !== 0) {
+      obj.outerMomentum = floatToJson(message.outerMomentum);
+    }
+    if (message.codec !== 0) {
+      obj.codec = codecToJSON(message.codec);
+    }
+    if (message.rounds !== 0) {
+      obj.rounds = Math.round(message.rounds);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<OpenRunRequest>, I>>(base?: I): OpenRunRequest {
+    return OpenRunRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<OpenRunRequest>, I>>(object: I): OpenRunRequest {
+    const message = createBaseOpenRunRequest();
+    message.runId = object.runId ?? "";
+    message.expectedWorkers = object.expectedWorkers ?? 0;
+    message.quorum = object.quorum ?? 0;
+    message.roundTimeoutSeconds = object.roundTimeoutSeconds ?? 0;
+    message.outerLr = object.outerLr ?? 0;
+    message.outerMomentum = object.outerMomentum ?? 0;
+    message.codec = object.codec ?? 0;
+    message.rounds = object.rounds ?? 0;
+    return message;
+  },
+};
+
+function createBaseOpenRunResponse(): OpenRunResponse {
+  return { runId: "", round: 0, resumed: false };
+}
+
+export const OpenRunResponse: MessageFns<OpenRunResponse> = {
+  encode(message: OpenRunResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.runId !== "") {
+      writer.uint32(10).string(message.runId);
+    }
+    if (message.round !== 0) {
+      writer.uint32(16).uint64(message.round);
+    }
+    if (message.resumed !== false) {
+      writer.uint32(24).bool(message.resumed);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): OpenRunResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseOpenRunResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.runId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.round = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.resumed = reader.bool();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): OpenRunResponse {
+    return {
+      runId: isSet(object.runId)
+        ? globalThis.String(object.runId)
+        : isSet(object.run_id)
+        ? globalThis.String(object.run_id)
+        : "",
+      round: isSet(object.round) ? globalThis.Number(object.round) : 0,
+      resumed: isSet(object.resumed) ? globalThis.Boolean(object.resumed) : false,
+    };
+  },
+
+  toJSON(message: OpenRunResponse): unknown {
+    const obj: any = {};
+    if (message.runId !== "") {
+      obj.runId = message.runId;
+    }
+    if (message.round !== 0) {
+      obj.round = Math.round(message.round);
+    }
+    if (message.resumed !== false) {
+      obj.resumed = message.resumed;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<OpenRunResponse>, I>>(base?: I): OpenRunResponse {
+    return OpenRunResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<OpenRunResponse>, I>>(object: I): OpenRunResponse {
+    const message = createBaseOpenRunResponse();
+    message.runId = object.runId ?? "";
+    message.round = object.round ?? 0;
+    message.resumed = object.resumed ?? false;
+    return message;
+  },
+};
+
+function createBaseWatchRunRequest(): WatchRunRequest {
+  return { runId: "" };
+}
+
+export const WatchRunRequest: MessageFns<WatchRunRequest> = {
+  encode(message: WatchRunRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.runId !== "") {
+      writer.uint32(10).string(message.runId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchRunRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchRunRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.runId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WatchRunRequest {
+    return {
+      runId: isSet(object.runId)
+        ? globalThis.String(object.runId)
+        : isSet(object.run_id)
+        ? globalThis.String(object.run_id)
+        : "",
+    };
+  },
+
+  toJSON(message: WatchRunRequest): unknown {
+    const obj: any = {};
+    if (message.runId !== "") {
+      obj.runId = message.runId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WatchRunRequest>, I>>(base?: I): WatchRunRequest {
+    return WatchRunRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WatchRunRequest>, I>>(object: I): WatchRunRequest {
+    const message = createBaseWatchRunRequest();
+    message.runId = object.runId ?? "";
+    return message;
+  },
+};
+
+function createBaseWatchRunResponse(): WatchRunResponse {
+  return { status: undefined };
+}
+
+export const WatchRunResponse: MessageFns<WatchRunResponse> = {
+  encode(message: WatchRunResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.status !== undefined) {
+      RoundStatus.encode(message.status, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchRunResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchRunResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.status = RoundStatus.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WatchRunResponse {
+    return { status: isSet(object.status) ? RoundStatus.fromJSON(object.status) : undefined };
+  },
+
+  toJSON(message: WatchRunResponse): unknown {
+    const obj: any = {};
+    if (message.status !== undefined) {
+      obj.status = RoundStatus.toJSON(message.status);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WatchRunResponse>, I>>(base?: I): WatchRunResponse {
+    return WatchRunResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WatchRunResponse>, I>>(object: I): WatchRunResponse {
+    const message = createBaseWatchRunResponse();
+    message.status = (object.status !== undefined && object.status !== null)
+      ? RoundStatus.fromPartial(object.status)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseCloseRunRequest(): CloseRunRequest {
+  return { runId: "" };
+}
+
+export const CloseRunRequest: MessageFns<CloseRunRequest> = {
+  encode(message: CloseRunRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.runId !== "") {
+      writer.uint32(10).string(message.runId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CloseRunRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCloseRunRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.runId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): CloseRunRequest {
+    return {
+      runId: isSet(object.runId)
+        ? globalThis.String(object.runId)
+        : isSet(object.run_id)
+        ? globalThis.String(object.run_id)
+        : "",
+    };
+  },
+
+  toJSON(message: CloseRunRequest): unknown {
+    const obj: any = {};
+    if (message.runId !== "") {
+      obj.runId = message.runId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CloseRunRequest>, I>>(base?: I): CloseRunRequest {
+    return CloseRunRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CloseRunRequest>, I>>(object: I): CloseRunRequest {
+    const message = createBaseCloseRunRequest();
+    message.runId = object.runId ?? "";
+    return message;
+  },
+};
+
+function createBaseCloseRunResponse(): CloseRunResponse {
+  return {};
+}
+
+export const CloseRunResponse: MessageFns<CloseRunResponse> = {
+  encode(_: CloseRunResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): CloseRunResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseCloseRunResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(_: any): CloseRunResponse {
+    return {};
+  },
+
+  toJSON(_: CloseRunResponse): unknown {
+    const obj: any = {};
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<CloseRunResponse>, I>>(base?: I): CloseRunResponse {
+    return CloseRunResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<CloseRunResponse>, I>>(_: I): CloseRunResponse {
+    const message = createBaseCloseRunResponse();
+    return message;
+  },
+};
+
 /**
  * JobBridgeService is what an executor talks to: one per job, on the Unix socket
  * bridge.sock in the job's work dir, guarded by the job's token (metadata
@@ -1622,6 +2263,12 @@ export const FetchParametersResponse: MessageFns<FetchParametersResponse> = {
  *   UNAUTHENTICATED REMOTE_UNAUTHENTICATED: the service did not accept the worker's credentials.
  *   INTERNAL BRIDGE_SOCKET_FAILED: the bridge could not listen on its socket; no executor can
  *     call it then, so JobService answers Dispatch with it.
+ *
+ * A job of executor class "aggregate" runs its DiLoCo run on this worker's own parameter
+ * server with OpenRun, WatchRun and CloseRun; the bridge knows that server's address. Such a
+ * job has authority over exactly one run, the one its dispatch config names (config.run_id):
+ * it may open (and reconfigure) it, watch it and close it, never purge it. A job cannot act on
+ * a run its config does not name, and a job of another class cannot act on any run this way.
  */
 export type JobBridgeServiceService = typeof JobBridgeServiceService;
 export const JobBridgeServiceService = {
@@ -1833,6 +2480,73 @@ export const JobBridgeServiceService = {
       Buffer.from(FetchParametersResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): FetchParametersResponse => FetchParametersResponse.decode(value),
   },
+  /**
+   * OpenRun opens the job's run on this worker's parameter server with the aggregation settings
+   * given (ParameterServerService.OpenJob): a new run starts at round 0, a run the server saved
+   * resumes where it was, an open run takes the new settings.
+   *
+   * Errors:
+   *   PERMISSION_DENIED NOT_AGGREGATE_JOB: the job's executor class is not "aggregate".
+   *   PERMISSION_DENIED RUN_NOT_OWNED: run_id names another run than the job's config.run_id.
+   *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no run_id.
+   *   INVALID_ARGUMENT BAD_RUN_ID: the job's run_id is not a valid run id (parameter server).
+   *   INVALID_ARGUMENT BAD_CODEC: the codec is not a known value (parameter server).
+   *   INVALID_ARGUMENT BAD_RUN_CONFIG: expected_workers, quorum, timeout, outer_lr or
+   *     outer_momentum is out of range (parameter server).
+   */
+  openRun: {
+    path: "/tendril.bridge.v1.JobBridgeService/OpenRun" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: OpenRunRequest): Buffer => Buffer.from(OpenRunRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): OpenRunRequest => OpenRunRequest.decode(value),
+    responseSerialize: (value: OpenRunResponse): Buffer => Buffer.from(OpenRunResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): OpenRunResponse => OpenRunResponse.decode(value),
+  },
+  /**
+   * WatchRun streams the job's run's round state as the parameter server reports it
+   * (ParameterServerService.WatchRound): the state now, then one message per change; the stream
+   * ends after the message whose run_state is RUN_STATE_FINISHED or RUN_STATE_CLOSED. After a
+   * failure, watch again: every watch starts with the state now.
+   *
+   * Errors:
+   *   PERMISSION_DENIED NOT_AGGREGATE_JOB: the job's executor class is not "aggregate".
+   *   PERMISSION_DENIED RUN_NOT_OWNED: run_id names another run than the job's config.run_id.
+   *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no run_id.
+   *   NOT_FOUND RUN_NOT_OPEN: the parameter server does not have the run open (e.g. after a
+   *     restart); OpenRun again.
+   *   INTERNAL AGGREGATION_FAILED: closing a round failed; OpenRun resumes the run.
+   *   ABORTED WATCH_OVERFLOW: the watch fell behind and was cut off; watch again.
+   */
+  watchRun: {
+    path: "/tendril.bridge.v1.JobBridgeService/WatchRun" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: WatchRunRequest): Buffer => Buffer.from(WatchRunRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): WatchRunRequest => WatchRunRequest.decode(value),
+    responseSerialize: (value: WatchRunResponse): Buffer => Buffer.from(WatchRunResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): WatchRunResponse => WatchRunResponse.decode(value),
+  },
+  /**
+   * CloseRun closes the job's run on this worker's parameter server
+   * (ParameterServerService.CloseJob): pushes are refused from then on, θ and the last updates
+   * stay served, its state stays on disk (a later OpenRun resumes it).
+   *
+   * Errors:
+   *   PERMISSION_DENIED NOT_AGGREGATE_JOB: the job's executor class is not "aggregate".
+   *   PERMISSION_DENIED RUN_NOT_OWNED: run_id names another run than the job's config.run_id.
+   *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no run_id.
+   *   NOT_FOUND RUN_NOT_OPEN: the parameter server does not know the run.
+   */
+  closeRun: {
+    path: "/tendril.bridge.v1.JobBridgeService/CloseRun" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: CloseRunRequest): Buffer => Buffer.from(CloseRunRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): CloseRunRequest => CloseRunRequest.decode(value),
+    responseSerialize: (value: CloseRunResponse): Buffer => Buffer.from(CloseRunResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): CloseRunResponse => CloseRunResponse.decode(value),
+  },
 } as const;
 
 export interface JobBridgeServiceServer extends UntypedServiceImplementation {
@@ -1972,6 +2686,49 @@ export interface JobBridgeServiceServer extends UntypedServiceImplementation {
    *   UNAVAILABLE PULL_CUT_SHORT: the parameter server's stream kept ending early; retry.
    */
   fetchParameters: handleUnaryCall<FetchParametersRequest, FetchParametersResponse>;
+  /**
+   * OpenRun opens the job's run on this worker's parameter server with the aggregation settings
+   * given (ParameterServerService.OpenJob): a new run starts at round 0, a run the server saved
+   * resumes where it was, an open run takes the new settings.
+   *
+   * Errors:
+   *   PERMISSION_DENIED NOT_AGGREGATE_JOB: the job's executor class is not "aggregate".
+   *   PERMISSION_DENIED RUN_NOT_OWNED: run_id names another run than the job's config.run_id.
+   *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no run_id.
+   *   INVALID_ARGUMENT BAD_RUN_ID: the job's run_id is not a valid run id (parameter server).
+   *   INVALID_ARGUMENT BAD_CODEC: the codec is not a known value (parameter server).
+   *   INVALID_ARGUMENT BAD_RUN_CONFIG: expected_workers, quorum, timeout, outer_lr or
+   *     outer_momentum is out of range (parameter server).
+   */
+  openRun: handleUnaryCall<OpenRunRequest, OpenRunResponse>;
+  /**
+   * WatchRun streams the job's run's round state as the parameter server reports it
+   * (ParameterServerService.WatchRound): the state now, then one message per change; the stream
+   * ends after the message whose run_state is RUN_STATE_FINISHED or RUN_STATE_CLOSED. After a
+   * failure, watch again: every watch starts with the state now.
+   *
+   * Errors:
+   *   PERMISSION_DENIED NOT_AGGREGATE_JOB: the job's executor class is not "aggregate".
+   *   PERMISSION_DENIED RUN_NOT_OWNED: run_id names another run than the job's config.run_id.
+   *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no run_id.
+   *   NOT_FOUND RUN_NOT_OPEN: the parameter server does not have the run open (e.g. after a
+   *     restart); OpenRun again.
+   *   INTERNAL AGGREGATION_FAILED: closing a round failed; OpenRun resumes the run.
+   *   ABORTED WATCH_OVERFLOW: the watch fell behind and was cut off; watch again.
+   */
+  watchRun: handleServerStreamingCall<WatchRunRequest, WatchRunResponse>;
+  /**
+   * CloseRun closes the job's run on this worker's parameter server
+   * (ParameterServerService.CloseJob): pushes are refused from then on, θ and the last updates
+   * stay served, its state stays on disk (a later OpenRun resumes it).
+   *
+   * Errors:
+   *   PERMISSION_DENIED NOT_AGGREGATE_JOB: the job's executor class is not "aggregate".
+   *   PERMISSION_DENIED RUN_NOT_OWNED: run_id names another run than the job's config.run_id.
+   *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no run_id.
+   *   NOT_FOUND RUN_NOT_OPEN: the parameter server does not know the run.
+   */
+  closeRun: handleUnaryCall<CloseRunRequest, CloseRunResponse>;
 }
 
 export interface JobBridgeServiceClient extends Client {
@@ -2222,6 +2979,82 @@ export interface JobBridgeServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: FetchParametersResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * OpenRun opens the job's run on this worker's parameter server with the aggregation settings
+   * given (ParameterServerService.OpenJob): a new run starts at round 0, a run the server saved
+   * resumes where it was, an open run takes the new settings.
+   *
+   * Errors:
+   *   PERMISSION_DENIED NOT_AGGREGATE_JOB: the job's executor class is not "aggregate".
+   *   PERMISSION_DENIED RUN_NOT_OWNED: run_id names another run than the job's config.run_id.
+   *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no run_id.
+   *   INVALID_ARGUMENT BAD_RUN_ID: the job's run_id is not a valid run id (parameter server).
+   *   INVALID_ARGUMENT BAD_CODEC: the codec is not a known value (parameter server).
+   *   INVALID_ARGUMENT BAD_RUN_CONFIG: expected_workers, quorum, timeout, outer_lr or
+   *     outer_momentum is out of range (parameter server).
+   */
+  openRun(
+    request: OpenRunRequest,
+    callback: (error: ServiceError | null, response: OpenRunResponse) => void,
+  ): ClientUnaryCall;
+  openRun(
+    request: OpenRunRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: OpenRunResponse) => void,
+  ): ClientUnaryCall;
+  openRun(
+    request: OpenRunRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: OpenRunResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * WatchRun streams the job's run's round state as the parameter server reports it
+   * (ParameterServerService.WatchRound): the state now, then one message per change; the stream
+   * ends after the message whose run_state is RUN_STATE_FINISHED or RUN_STATE_CLOSED. After a
+   * failure, watch again: every watch starts with the state now.
+   *
+   * Errors:
+   *   PERMISSION_DENIED NOT_AGGREGATE_JOB: the job's executor class is not "aggregate".
+   *   PERMISSION_DENIED RUN_NOT_OWNED: run_id names another run than the job's config.run_id.
+   *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no run_id.
+   *   NOT_FOUND RUN_NOT_OPEN: the parameter server does not have the run open (e.g. after a
+   *     restart); OpenRun again.
+   *   INTERNAL AGGREGATION_FAILED: closing a round failed; OpenRun resumes the run.
+   *   ABORTED WATCH_OVERFLOW: the watch fell behind and was cut off; watch again.
+   */
+  watchRun(request: WatchRunRequest, options?: Partial<CallOptions>): ClientReadableStream<WatchRunResponse>;
+  watchRun(
+    request: WatchRunRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<WatchRunResponse>;
+  /**
+   * CloseRun closes the job's run on this worker's parameter server
+   * (ParameterServerService.CloseJob): pushes are refused from then on, θ and the last updates
+   * stay served, its state stays on disk (a later OpenRun resumes it).
+   *
+   * Errors:
+   *   PERMISSION_DENIED NOT_AGGREGATE_JOB: the job's executor class is not "aggregate".
+   *   PERMISSION_DENIED RUN_NOT_OWNED: run_id names another run than the job's config.run_id.
+   *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no run_id.
+   *   NOT_FOUND RUN_NOT_OPEN: the parameter server does not know the run.
+   */
+  closeRun(
+    request: CloseRunRequest,
+    callback: (error: ServiceError | null, response: CloseRunResponse) => void,
+  ): ClientUnaryCall;
+  closeRun(
+    request: CloseRunRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: CloseRunResponse) => void,
+  ): ClientUnaryCall;
+  closeRun(
+    request: CloseRunRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: CloseRunResponse) => void,
   ): ClientUnaryCall;
 }
 

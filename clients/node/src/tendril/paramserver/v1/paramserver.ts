@@ -64,9 +64,59 @@ export function roundStateToJSON(object: RoundState): string {
   }
 }
 
+/** RunState is where a run is as a whole. */
+export enum RunState {
+  /** RUN_STATE_UNSPECIFIED - Not set. */
+  RUN_STATE_UNSPECIFIED = 0,
+  /** RUN_STATE_OPEN - Rounds are run: pushes are taken (while the current round is open). */
+  RUN_STATE_OPEN = 1,
+  /** RUN_STATE_FINISHED - Its last round closed and that round's update is served; no more pushes. */
+  RUN_STATE_FINISHED = 2,
+  /** RUN_STATE_CLOSED - Closed by CloseJob; θ and the last updates stay served unless it was purged. */
+  RUN_STATE_CLOSED = 3,
+  UNRECOGNIZED = -1,
+}
+
+export function runStateFromJSON(object: any): RunState {
+  switch (object) {
+    case 0:
+    case "RUN_STATE_UNSPECIFIED":
+      return RunState.RUN_STATE_UNSPECIFIED;
+    case 1:
+    case "RUN_STATE_OPEN":
+      return RunState.RUN_STATE_OPEN;
+    case 2:
+    case "RUN_STATE_FINISHED":
+      return RunState.RUN_STATE_FINISHED;
+    case 3:
+    case "RUN_STATE_CLOSED":
+      return RunState.RUN_STATE_CLOSED;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return RunState.UNRECOGNIZED;
+  }
+}
+
+export function runStateToJSON(object: RunState): string {
+  switch (object) {
+    case RunState.RUN_STATE_UNSPECIFIED:
+      return "RUN_STATE_UNSPECIFIED";
+    case RunState.RUN_STATE_OPEN:
+      return "RUN_STATE_OPEN";
+    case RunState.RUN_STATE_FINISHED:
+      return "RUN_STATE_FINISHED";
+    case RunState.RUN_STATE_CLOSED:
+      return "RUN_STATE_CLOSED";
+    case RunState.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
 /** PushUpdateRequest is one message of a pushed update stream. */
 export interface PushUpdateRequest {
-  /** Header first (job, round, worker, weight, codec, tensors, sha256), then chunks. */
+  /** Header first (run, round, worker, weight, codec, tensors, sha256), then chunks. */
   message: StreamMessage | undefined;
 }
 
@@ -82,7 +132,11 @@ export interface PushUpdateResponse {
 
 /** PullUpdateRequest names a round. */
 export interface PullUpdateRequest {
-  /** Job id. */
+  /**
+   * Deprecated: old name of run_id; read when run_id is empty.
+   *
+   * @deprecated
+   */
   jobId: string;
   /** Round. */
   round: number;
@@ -90,8 +144,10 @@ export interface PullUpdateRequest {
   codec: Codec;
   /** Resume from this payload offset. */
   offset: number;
-  /** Seconds to wait for the round to close; 0 means the job's round timeout. */
+  /** Seconds to wait for the round to close; 0 means the run's round timeout. */
   timeoutSeconds: number;
+  /** The DiLoCo run. */
+  runId: string;
 }
 
 /** PullUpdateResponse is one message of the update stream. */
@@ -118,12 +174,18 @@ export interface PushParametersResponse {
   round: number;
 }
 
-/** PullParametersRequest names a job. */
+/** PullParametersRequest names a run. */
 export interface PullParametersRequest {
-  /** Job id. */
+  /**
+   * Deprecated: old name of run_id; read when run_id is empty.
+   *
+   * @deprecated
+   */
   jobId: string;
   /** Resume from this payload offset. */
   offset: number;
+  /** The DiLoCo run. */
+  runId: string;
 }
 
 /** PullParametersResponse is one message of the parameter stream. */
@@ -132,15 +194,25 @@ export interface PullParametersResponse {
   message: StreamMessage | undefined;
 }
 
-/** GetRoundRequest names a job. */
+/** GetRoundRequest names a run. */
 export interface GetRoundRequest {
-  /** Job id. */
+  /**
+   * Deprecated: old name of run_id; read when run_id is empty.
+   *
+   * @deprecated
+   */
   jobId: string;
+  /** The DiLoCo run. */
+  runId: string;
 }
 
 /** GetRoundResponse describes the current round. */
 export interface GetRoundResponse {
-  /** Job id. */
+  /**
+   * Deprecated: old name of run_id; the server fills both.
+   *
+   * @deprecated
+   */
   jobId: string;
   /** Current round. */
   round: number;
@@ -152,11 +224,17 @@ export interface GetRoundResponse {
   expectedWorkers: string[];
   /** Pushes in flight. */
   pushesInFlight: number;
+  /** The DiLoCo run. */
+  runId: string;
 }
 
-/** OpenJobRequest configures aggregation for a job. */
+/** OpenJobRequest configures aggregation for a run. */
 export interface OpenJobRequest {
-  /** Job id (the training job's id that workers push under). */
+  /**
+   * Deprecated: old name of run_id; read when run_id is empty.
+   *
+   * @deprecated
+   */
   jobId: string;
   /** Number of workers expected to push each round. */
   expectedWorkers: number;
@@ -172,9 +250,11 @@ export interface OpenJobRequest {
   codec: Codec;
   /** Number of rounds; 0 means unbounded. */
   rounds: number;
+  /** The DiLoCo run (the id the workers push under). */
+  runId: string;
 }
 
-/** OpenJobResponse tells where the job stands (a restarted server resumes). */
+/** OpenJobResponse tells where the run stands (a restarted server resumes). */
 export interface OpenJobResponse {
   /** Current round (non-zero when resumed from saved state). */
   round: number;
@@ -182,16 +262,55 @@ export interface OpenJobResponse {
   resumed: boolean;
 }
 
-/** CloseJobRequest names a job. */
+/** CloseJobRequest names a run. */
 export interface CloseJobRequest {
-  /** Job id. */
+  /**
+   * Deprecated: old name of run_id; read when run_id is empty.
+   *
+   * @deprecated
+   */
   jobId: string;
   /** Also delete the saved state. */
   purge: boolean;
+  /** The DiLoCo run. */
+  runId: string;
 }
 
 /** CloseJobResponse is empty. */
 export interface CloseJobResponse {
+}
+
+/** WatchRoundRequest names a run. */
+export interface WatchRoundRequest {
+  /** The DiLoCo run. */
+  runId: string;
+}
+
+/** RoundStatus is the state of a run's current round at one moment. */
+export interface RoundStatus {
+  /** The DiLoCo run. */
+  runId: string;
+  /** Current round (the last one once the run finished). */
+  round: number;
+  /**
+   * State of that round: CLOSED from the moment it stops taking pushes (its update is being
+   * computed) until the next round opens.
+   */
+  state: RoundState;
+  /** Workers whose update of the round counts so far, sorted. */
+  committedWorkers: string[];
+  /** Workers the run expects each round (OpenJob's expected_workers). */
+  expectedWorkers: number;
+  /** Number of rounds of the run; 0 means unbounded. */
+  rounds: number;
+  /** Where the run is as a whole; FINISHED and CLOSED end a WatchRound stream. */
+  runState: RunState;
+}
+
+/** WatchRoundResponse is one state of the run's current round. */
+export interface WatchRoundResponse {
+  /** The state. */
+  status: RoundStatus | undefined;
 }
 
 function createBasePushUpdateRequest(): PushUpdateRequest {
@@ -369,7 +488,7 @@ export const PushUpdateResponse: MessageFns<PushUpdateResponse> = {
 };
 
 function createBasePullUpdateRequest(): PullUpdateRequest {
-  return { jobId: "", round: 0, codec: 0, offset: 0, timeoutSeconds: 0 };
+  return { jobId: "", round: 0, codec: 0, offset: 0, timeoutSeconds: 0, runId: "" };
 }
 
 export const PullUpdateRequest: MessageFns<PullUpdateRequest> = {
@@ -388,6 +507,9 @@ export const PullUpdateRequest: MessageFns<PullUpdateRequest> = {
     }
     if (message.timeoutSeconds !== 0) {
       writer.uint32(41).double(message.timeoutSeconds);
+    }
+    if (message.runId !== "") {
+      writer.uint32(50).string(message.runId);
     }
     return writer;
   },
@@ -445,6 +567,14 @@ export const PullUpdateRequest: MessageFns<PullUpdateRequest> = {
             message.timeoutSeconds = reader.double();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.runId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -472,6 +602,11 @@ export const PullUpdateRequest: MessageFns<PullUpdateRequest> = {
         : isSet(object.timeout_seconds)
         ? globalThis.Number(object.timeout_seconds)
         : 0,
+      runId: isSet(object.runId)
+        ? globalThis.String(object.runId)
+        : isSet(object.run_id)
+        ? globalThis.String(object.run_id)
+        : "",
     };
   },
 
@@ -492,6 +627,9 @@ export const PullUpdateRequest: MessageFns<PullUpdateRequest> = {
     if (message.timeoutSeconds !== 0) {
       obj.timeoutSeconds = floatToJson(message.timeoutSeconds);
     }
+    if (message.runId !== "") {
+      obj.runId = message.runId;
+    }
     return obj;
   },
 
@@ -505,6 +643,7 @@ export const PullUpdateRequest: MessageFns<PullUpdateRequest> = {
     message.codec = object.codec ?? 0;
     message.offset = object.offset ?? 0;
     message.timeoutSeconds = object.timeoutSeconds ?? 0;
+    message.runId = object.runId ?? "";
     return message;
   },
 };
@@ -751,7 +890,7 @@ export const PushParametersResponse: MessageFns<PushParametersResponse> = {
 };
 
 function createBasePullParametersRequest(): PullParametersRequest {
-  return { jobId: "", offset: 0 };
+  return { jobId: "", offset: 0, runId: "" };
 }
 
 export const PullParametersRequest: MessageFns<PullParametersRequest> = {
@@ -761,6 +900,9 @@ export const PullParametersRequest: MessageFns<PullParametersRequest> = {
     }
     if (message.offset !== 0) {
       writer.uint32(16).uint64(message.offset);
+    }
+    if (message.runId !== "") {
+      writer.uint32(26).string(message.runId);
     }
     return writer;
   },
@@ -794,6 +936,14 @@ export const PullParametersRequest: MessageFns<PullParametersRequest> = {
             message.offset = longToNumber(reader.uint64());
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.runId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -814,6 +964,11 @@ export const PullParametersRequest: MessageFns<PullParametersRequest> = {
         ? globalThis.String(object.job_id)
         : "",
       offset: isSet(object.offset) ? globalThis.Number(object.offset) : 0,
+      runId: isSet(object.runId)
+        ? globalThis.String(object.runId)
+        : isSet(object.run_id)
+        ? globalThis.String(object.run_id)
+        : "",
     };
   },
 
@@ -825,6 +980,9 @@ export const PullParametersRequest: MessageFns<PullParametersRequest> = {
     if (message.offset !== 0) {
       obj.offset = Math.round(message.offset);
     }
+    if (message.runId !== "") {
+      obj.runId = message.runId;
+    }
     return obj;
   },
 
@@ -835,6 +993,7 @@ export const PullParametersRequest: MessageFns<PullParametersRequest> = {
     const message = createBasePullParametersRequest();
     message.jobId = object.jobId ?? "";
     message.offset = object.offset ?? 0;
+    message.runId = object.runId ?? "";
     return message;
   },
 };
@@ -909,13 +1068,16 @@ export const PullParametersResponse: MessageFns<PullParametersResponse> = {
 };
 
 function createBaseGetRoundRequest(): GetRoundRequest {
-  return { jobId: "" };
+  return { jobId: "", runId: "" };
 }
 
 export const GetRoundRequest: MessageFns<GetRoundRequest> = {
   encode(message: GetRoundRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.jobId !== "") {
       writer.uint32(10).string(message.jobId);
+    }
+    if (message.runId !== "") {
+      writer.uint32(18).string(message.runId);
     }
     return writer;
   },
@@ -941,6 +1103,14 @@ export const GetRoundRequest: MessageFns<GetRoundRequest> = {
             message.jobId = reader.string();
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.runId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -960,6 +1130,11 @@ export const GetRoundRequest: MessageFns<GetRoundRequest> = {
         : isSet(object.job_id)
         ? globalThis.String(object.job_id)
         : "",
+      runId: isSet(object.runId)
+        ? globalThis.String(object.runId)
+        : isSet(object.run_id)
+        ? globalThis.String(object.run_id)
+        : "",
     };
   },
 
@@ -967,6 +1142,9 @@ export const GetRoundRequest: MessageFns<GetRoundRequest> = {
     const obj: any = {};
     if (message.jobId !== "") {
       obj.jobId = message.jobId;
+    }
+    if (message.runId !== "") {
+      obj.runId = message.runId;
     }
     return obj;
   },
@@ -977,12 +1155,13 @@ export const GetRoundRequest: MessageFns<GetRoundRequest> = {
   fromPartial<I extends Exact<DeepPartial<GetRoundRequest>, I>>(object: I): GetRoundRequest {
     const message = createBaseGetRoundRequest();
     message.jobId = object.jobId ?? "";
+    message.runId = object.runId ?? "";
     return message;
   },
 };
 
 function createBaseGetRoundResponse(): GetRoundResponse {
-  return { jobId: "", round: 0, state: 0, committedWorkers: [], expectedWorkers: [], pushesInFlight: 0 };
+  return { jobId: "", round: 0, state: 0, committedWorkers: [], expectedWorkers: [], pushesInFlight: 0, runId: "" };
 }
 
 export const GetRoundResponse: MessageFns<GetRoundResponse> = {
@@ -1004,6 +1183,9 @@ export const GetRoundResponse: MessageFns<GetRoundResponse> = {
     }
     if (message.pushesInFlight !== 0) {
       writer.uint32(48).uint32(message.pushesInFlight);
+    }
+    if (message.runId !== "") {
+      writer.uint32(58).string(message.runId);
     }
     return writer;
   },
@@ -1069,6 +1251,14 @@ export const GetRoundResponse: MessageFns<GetRoundResponse> = {
             message.pushesInFlight = reader.uint32();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.runId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1105,6 +1295,11 @@ export const GetRoundResponse: MessageFns<GetRoundResponse> = {
         : isSet(object.pushes_in_flight)
         ? globalThis.Number(object.pushes_in_flight)
         : 0,
+      runId: isSet(object.runId)
+        ? globalThis.String(object.runId)
+        : isSet(object.run_id)
+        ? globalThis.String(object.run_id)
+        : "",
     };
   },
 
@@ -1128,6 +1323,9 @@ export const GetRoundResponse: MessageFns<GetRoundResponse> = {
     if (message.pushesInFlight !== 0) {
       obj.pushesInFlight = Math.round(message.pushesInFlight);
     }
+    if (message.runId !== "") {
+      obj.runId = message.runId;
+    }
     return obj;
   },
 
@@ -1142,6 +1340,7 @@ export const GetRoundResponse: MessageFns<GetRoundResponse> = {
     message.committedWorkers = object.committedWorkers?.map((e) => e) || [];
     message.expectedWorkers = object.expectedWorkers?.map((e) => e) || [];
     message.pushesInFlight = object.pushesInFlight ?? 0;
+    message.runId = object.runId ?? "";
     return message;
   },
 };
@@ -1156,6 +1355,7 @@ function createBaseOpenJobRequest(): OpenJobRequest {
     outerMomentum: 0,
     codec: 0,
     rounds: 0,
+    runId: "",
   };
 }
 
@@ -1184,6 +1384,9 @@ export const OpenJobRequest: MessageFns<OpenJobRequest> = {
     }
     if (message.rounds !== 0) {
       writer.uint32(64).uint64(message.rounds);
+    }
+    if (message.runId !== "") {
+      writer.uint32(74).string(message.runId);
     }
     return writer;
   },
@@ -1265,6 +1468,14 @@ export const OpenJobRequest: MessageFns<OpenJobRequest> = {
             message.rounds = longToNumber(reader.uint64());
             continue;
           }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.runId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1307,6 +1518,11 @@ export const OpenJobRequest: MessageFns<OpenJobRequest> = {
         : 0,
       codec: isSet(object.codec) ? codecFromJSON(object.codec) : 0,
       rounds: isSet(object.rounds) ? globalThis.Number(object.rounds) : 0,
+      runId: isSet(object.runId)
+        ? globalThis.String(object.runId)
+        : isSet(object.run_id)
+        ? globalThis.String(object.run_id)
+        : "",
     };
   },
 
@@ -1336,6 +1552,9 @@ export const OpenJobRequest: MessageFns<OpenJobRequest> = {
     if (message.rounds !== 0) {
       obj.rounds = Math.round(message.rounds);
     }
+    if (message.runId !== "") {
+      obj.runId = message.runId;
+    }
     return obj;
   },
 
@@ -1352,6 +1571,7 @@ export const OpenJobRequest: MessageFns<OpenJobRequest> = {
     message.outerMomentum = object.outerMomentum ?? 0;
     message.codec = object.codec ?? 0;
     message.rounds = object.rounds ?? 0;
+    message.runId = object.runId ?? "";
     return message;
   },
 };
@@ -1442,7 +1662,7 @@ export const OpenJobResponse: MessageFns<OpenJobResponse> = {
 };
 
 function createBaseCloseJobRequest(): CloseJobRequest {
-  return { jobId: "", purge: false };
+  return { jobId: "", purge: false, runId: "" };
 }
 
 export const CloseJobRequest: MessageFns<CloseJobRequest> = {
@@ -1452,6 +1672,9 @@ export const CloseJobRequest: MessageFns<CloseJobRequest> = {
     }
     if (message.purge !== false) {
       writer.uint32(16).bool(message.purge);
+    }
+    if (message.runId !== "") {
+      writer.uint32(26).string(message.runId);
     }
     return writer;
   },
@@ -1485,6 +1708,14 @@ export const CloseJobRequest: MessageFns<CloseJobRequest> = {
             message.purge = reader.bool();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.runId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1505,6 +1736,11 @@ export const CloseJobRequest: MessageFns<CloseJobRequest> = {
         ? globalThis.String(object.job_id)
         : "",
       purge: isSet(object.purge) ? globalThis.Boolean(object.purge) : false,
+      runId: isSet(object.runId)
+        ? globalThis.String(object.runId)
+        : isSet(object.run_id)
+        ? globalThis.String(object.run_id)
+        : "",
     };
   },
 
@@ -1516,6 +1752,9 @@ export const CloseJobRequest: MessageFns<CloseJobRequest> = {
     if (message.purge !== false) {
       obj.purge = message.purge;
     }
+    if (message.runId !== "") {
+      obj.runId = message.runId;
+    }
     return obj;
   },
 
@@ -1526,6 +1765,7 @@ export const CloseJobRequest: MessageFns<CloseJobRequest> = {
     const message = createBaseCloseJobRequest();
     message.jobId = object.jobId ?? "";
     message.purge = object.purge ?? false;
+    message.runId = object.runId ?? "";
     return message;
   },
 };
@@ -1582,18 +1822,346 @@ export const CloseJobResponse: MessageFns<CloseJobResponse> = {
   },
 };
 
+function createBaseWatchRoundRequest(): WatchRoundRequest {
+  return { runId: "" };
+}
+
+export const WatchRoundRequest: MessageFns<WatchRoundRequest> = {
+  encode(message: WatchRoundRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.runId !== "") {
+      writer.uint32(10).string(message.runId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchRoundRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchRoundRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.runId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WatchRoundRequest {
+    return {
+      runId: isSet(object.runId)
+        ? globalThis.String(object.runId)
+        : isSet(object.run_id)
+        ? globalThis.String(object.run_id)
+        : "",
+    };
+  },
+
+  toJSON(message: WatchRoundRequest): unknown {
+    const obj: any = {};
+    if (message.runId !== "") {
+      obj.runId = message.runId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WatchRoundRequest>, I>>(base?: I): WatchRoundRequest {
+    return WatchRoundRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WatchRoundRequest>, I>>(object: I): WatchRoundRequest {
+    const message = createBaseWatchRoundRequest();
+    message.runId = object.runId ?? "";
+    return message;
+  },
+};
+
+function createBaseRoundStatus(): RoundStatus {
+  return { runId: "", round: 0, state: 0, committedWorkers: [], expectedWorkers: 0, rounds: 0, runState: 0 };
+}
+
+export const RoundStatus: MessageFns<RoundStatus> = {
+  encode(message: RoundStatus, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.runId !== "") {
+      writer.uint32(10).string(message.runId);
+    }
+    if (message.round !== 0) {
+      writer.uint32(16).uint64(message.round);
+    }
+    if (message.state !== 0) {
+      writer.uint32(24).int32(message.state);
+    }
+    for (const v of message.committedWorkers) {
+      writer.uint32(34).string(v!);
+    }
+    if (message.expectedWorkers !== 0) {
+      writer.uint32(40).uint32(message.expectedWorkers);
+    }
+    if (message.rounds !== 0) {
+      writer.uint32(48).uint64(message.rounds);
+    }
+    if (message.runState !== 0) {
+      writer.uint32(56).int32(message.runState);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): RoundStatus {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseRoundStatus();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.runId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.round = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.state = reader.int32() as any;
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.committedWorkers.push(reader.string());
+            continue;
+          }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.expectedWorkers = reader.uint32();
+            continue;
+          }
+          case 6: {
+            if (tag !== 48) {
+              break;
+            }
+
+            message.rounds = longToNumber(reader.uint64());
+            continue;
+          }
+          case 7: {
+            if (tag !== 56) {
+              break;
+            }
+
+            message.runState = reader.int32() as any;
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): RoundStatus {
+    return {
+      runId: isSet(object.runId)
+        ? globalThis.String(object.runId)
+        : isSet(object.run_id)
+        ? globalThis.String(object.run_id)
+        : "",
+      round: isSet(object.round) ? globalThis.Number(object.round) : 0,
+      state: isSet(object.state) ? roundStateFromJSON(object.state) : 0,
+      committedWorkers: globalThis.Array.isArray(object?.committedWorkers)
+        ? object.committedWorkers.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.committed_workers)
+        ? object.committed_workers.map((e: any) => globalThis.String(e))
+        : [],
+      expectedWorkers: isSet(object.expectedWorkers)
+        ? globalThis.Number(object.expectedWorkers)
+        : isSet(object.expected_workers)
+        ? globalThis.Number(object.expected_workers)
+        : 0,
+      rounds: isSet(object.rounds) ? globalThis.Number(object.rounds) : 0,
+      runState: isSet(object.runState)
+        ? runStateFromJSON(object.runState)
+        : isSet(object.run_state)
+        ? runStateFromJSON(object.run_state)
+        : 0,
+    };
+  },
+
+  toJSON(message: RoundStatus): unknown {
+    const obj: any = {};
+    if (message.runId !== "") {
+      obj.runId = message.runId;
+    }
+    if (message.round !== 0) {
+      obj.round = Math.round(message.round);
+    }
+    if (message.state !== 0) {
+      obj.state = roundStateToJSON(message.state);
+    }
+    if (message.committedWorkers?.length) {
+      obj.committedWorkers = message.committedWorkers;
+    }
+    if (message.expectedWorkers !== 0) {
+      obj.expectedWorkers = Math.round(message.expectedWorkers);
+    }
+    if (message.rounds !== 0) {
+      obj.rounds = Math.round(message.rounds);
+    }
+    if (message.runState !== 0) {
+      obj.runState = runStateToJSON(message.runState);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<RoundStatus>, I>>(base?: I): RoundStatus {
+    return RoundStatus.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<RoundStatus>, I>>(object: I): RoundStatus {
+    const message = createBaseRoundStatus();
+    message.runId = object.runId ?? "";
+    message.round = object.round ?? 0;
+    message.state = object.state ?? 0;
+    message.committedWorkers = object.committedWorkers?.map((e) => e) || [];
+    message.expectedWorkers = object.expectedWorkers ?? 0;
+    message.rounds = object.rounds ?? 0;
+    message.runState = object.runState ?? 0;
+    return message;
+  },
+};
+
+function createBaseWatchRoundResponse(): WatchRoundResponse {
+  return { status: undefined };
+}
+
+export const WatchRoundResponse: MessageFns<WatchRoundResponse> = {
+  encode(message: WatchRoundResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.status !== undefined) {
+      RoundStatus.encode(message.status, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): WatchRoundResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseWatchRoundResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.status = RoundStatus.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): WatchRoundResponse {
+    return { status: isSet(object.status) ? RoundStatus.fromJSON(object.status) : undefined };
+  },
+
+  toJSON(message: WatchRoundResponse): unknown {
+    const obj: any = {};
+    if (message.status !== undefined) {
+      obj.status = RoundStatus.toJSON(message.status);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<WatchRoundResponse>, I>>(base?: I): WatchRoundResponse {
+    return WatchRoundResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<WatchRoundResponse>, I>>(object: I): WatchRoundResponse {
+    const message = createBaseWatchRoundResponse();
+    message.status = (object.status !== undefined && object.status !== null)
+      ? RoundStatus.fromPartial(object.status)
+      : undefined;
+    return message;
+  },
+};
+
 /**
  * ParameterServerService aggregates DiLoCo pseudo-gradients for jobs of class "aggregate":
  * workers push their weighted deltas for a round, the server averages them in fp32, takes
  * one outer Nesterov step, and serves the resulting update to every worker.
+ *
+ * Every request names the DiLoCo run in `run_id` (a run spans many jobs: the trainers' and the
+ * aggregate job's). `job_id` is the old name of the same field: a server reads it only when
+ * `run_id` is empty, so clients written against it keep working.
  */
 export type ParameterServerServiceService = typeof ParameterServerServiceService;
 export const ParameterServerServiceService = {
   /**
-   * OpenJob starts aggregation for a job (called by the job's "aggregate" executor).
+   * OpenJob starts aggregation for a run (called through the job bridge of the run's "aggregate"
+   * job, OpenRun).
    *
    * Errors:
-   *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a run id: 1-128 letters, digits, '.', '_' or '-',
+   *   INVALID_ARGUMENT BAD_RUN_ID: run_id is not a run id: 1-128 letters, digits, '.', '_' or '-',
    *     starting with a letter or digit.
    *   INVALID_ARGUMENT BAD_CODEC: codec is not a known value.
    *   INVALID_ARGUMENT BAD_RUN_CONFIG: expected_workers, quorum, timeout, outer_lr or
@@ -1609,10 +2177,11 @@ export const ParameterServerServiceService = {
     responseDeserialize: (value: Buffer): OpenJobResponse => OpenJobResponse.decode(value),
   },
   /**
-   * CloseJob ends aggregation for a job and frees its state.
+   * CloseJob ends aggregation for a run: pushes are refused from then on; θ and the last updates
+   * stay served unless purge is set.
    *
    * Errors:
-   *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+   *   INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
    *   NOT_FOUND RUN_NOT_OPEN: the run is not open here (a purge of a saved run still succeeds).
    */
   closeJob: {
@@ -1633,7 +2202,7 @@ export const ParameterServerServiceService = {
    *   INVALID_ARGUMENT BAD_HEADER, BAD_CODEC, OUT_OF_ORDER, EMPTY_CHUNK, TOO_LONG, BAD_PAYLOAD: the
    *     stream breaks its contract (see tendril.tensor.v1.StreamMessage).
    *   DATA_LOSS SHA256_MISMATCH: the payload's sha256 is not the header's; send it again.
-   *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+   *   INVALID_ARGUMENT BAD_RUN_ID: the header's run_id is not a valid run id.
    *   INVALID_ARGUMENT WORKER_ID_MISSING, BAD_WEIGHT: worker_id is empty, or weight is not a finite
    *     number > 0.
    *   INVALID_ARGUMENT STREAM_ID_REUSED: the stream_id already carries another payload.
@@ -1663,7 +2232,7 @@ export const ParameterServerServiceService = {
    * PullUpdate waits until a round closes, then streams its outer update.
    *
    * Errors:
-   *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+   *   INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
    *   INVALID_ARGUMENT BAD_CODEC: codec is not a known value.
    *   INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative.
    *   NOT_FOUND RUN_NOT_OPEN: the run is not open here.
@@ -1687,7 +2256,7 @@ export const ParameterServerServiceService = {
     responseDeserialize: (value: Buffer): PullUpdateResponse => PullUpdateResponse.decode(value),
   },
   /**
-   * PushParameters offers the initial parameters θ0 of a job (the first one wins).
+   * PushParameters offers the initial parameters θ0 of a run (the first one wins).
    *
    * Errors:
    *   INVALID_ARGUMENT HEADER_MISSING, UNEXPECTED_HEADER: the stream does not start with exactly
@@ -1696,7 +2265,7 @@ export const ParameterServerServiceService = {
    *     stream breaks its contract (see tendril.tensor.v1.StreamMessage).
    *   INVALID_ARGUMENT INCOMPLETE: the stream ended before its last byte.
    *   DATA_LOSS SHA256_MISMATCH: the payload's sha256 is not the header's; send it again.
-   *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+   *   INVALID_ARGUMENT BAD_RUN_ID: the header's run_id is not a valid run id.
    *   INVALID_ARGUMENT STREAM_ID_REUSED: the stream_id already carries another payload.
    *   INVALID_ARGUMENT NON_FINITE_PARAMETERS: θ0 holds NaN or Inf.
    *   FAILED_PRECONDITION BAD_OFFSET: start_offset is not where this stream stands; resume from the
@@ -1718,10 +2287,10 @@ export const ParameterServerServiceService = {
     responseDeserialize: (value: Buffer): PushParametersResponse => PushParametersResponse.decode(value),
   },
   /**
-   * PullParameters streams the current parameters θ of a job (to join mid-run).
+   * PullParameters streams the current parameters θ of a run (to join mid-run).
    *
    * Errors:
-   *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+   *   INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
    *   NOT_FOUND RUN_NOT_OPEN: the run is not open here.
    *   FAILED_PRECONDITION NO_PARAMETERS: the run has no θ0 yet.
    *   OUT_OF_RANGE BAD_OFFSET: offset is past the end of the payload.
@@ -1739,10 +2308,10 @@ export const ParameterServerServiceService = {
     responseDeserialize: (value: Buffer): PullParametersResponse => PullParametersResponse.decode(value),
   },
   /**
-   * GetRound tells the state of a job's current round.
+   * GetRound tells the state of a run's current round.
    *
    * Errors:
-   *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+   *   INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
    *   NOT_FOUND RUN_NOT_OPEN: the run is not open here.
    *   INTERNAL AGGREGATION_FAILED: closing the current round failed; OpenJob resumes the run.
    */
@@ -1755,14 +2324,39 @@ export const ParameterServerServiceService = {
     responseSerialize: (value: GetRoundResponse): Buffer => Buffer.from(GetRoundResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): GetRoundResponse => GetRoundResponse.decode(value),
   },
+  /**
+   * WatchRound streams the state of a run's current round: the state now, then one message per
+   * change (OpenJob, a committed push, the round closing, the next round opening, CloseJob).
+   * The stream ends after the message whose run_state is RUN_STATE_FINISHED (the last round
+   * closed and its update is served) or RUN_STATE_CLOSED (CloseJob). A watcher that falls 1024
+   * changes behind is cut off; a new watch starts again from the state now, so nothing is lost
+   * by watching again.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
+   *   NOT_FOUND RUN_NOT_OPEN: the run is not open here (OpenJob first; also after a restart that
+   *     could not reload it).
+   *   INTERNAL AGGREGATION_FAILED: closing the current round failed; OpenJob resumes the run.
+   *   ABORTED WATCH_OVERFLOW: the watcher fell 1024 changes behind and was cut off; watch again.
+   */
+  watchRound: {
+    path: "/tendril.paramserver.v1.ParameterServerService/WatchRound" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: WatchRoundRequest): Buffer => Buffer.from(WatchRoundRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): WatchRoundRequest => WatchRoundRequest.decode(value),
+    responseSerialize: (value: WatchRoundResponse): Buffer => Buffer.from(WatchRoundResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): WatchRoundResponse => WatchRoundResponse.decode(value),
+  },
 } as const;
 
 export interface ParameterServerServiceServer extends UntypedServiceImplementation {
   /**
-   * OpenJob starts aggregation for a job (called by the job's "aggregate" executor).
+   * OpenJob starts aggregation for a run (called through the job bridge of the run's "aggregate"
+   * job, OpenRun).
    *
    * Errors:
-   *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a run id: 1-128 letters, digits, '.', '_' or '-',
+   *   INVALID_ARGUMENT BAD_RUN_ID: run_id is not a run id: 1-128 letters, digits, '.', '_' or '-',
    *     starting with a letter or digit.
    *   INVALID_ARGUMENT BAD_CODEC: codec is not a known value.
    *   INVALID_ARGUMENT BAD_RUN_CONFIG: expected_workers, quorum, timeout, outer_lr or
@@ -1770,10 +2364,11 @@ export interface ParameterServerServiceServer extends UntypedServiceImplementati
    */
   openJob: handleUnaryCall<OpenJobRequest, OpenJobResponse>;
   /**
-   * CloseJob ends aggregation for a job and frees its state.
+   * CloseJob ends aggregation for a run: pushes are refused from then on; θ and the last updates
+   * stay served unless purge is set.
    *
    * Errors:
-   *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+   *   INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
    *   NOT_FOUND RUN_NOT_OPEN: the run is not open here (a purge of a saved run still succeeds).
    */
   closeJob: handleUnaryCall<CloseJobRequest, CloseJobResponse>;
@@ -1786,7 +2381,7 @@ export interface ParameterServerServiceServer extends UntypedServiceImplementati
    *   INVALID_ARGUMENT BAD_HEADER, BAD_CODEC, OUT_OF_ORDER, EMPTY_CHUNK, TOO_LONG, BAD_PAYLOAD: the
    *     stream breaks its contract (see tendril.tensor.v1.StreamMessage).
    *   DATA_LOSS SHA256_MISMATCH: the payload's sha256 is not the header's; send it again.
-   *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+   *   INVALID_ARGUMENT BAD_RUN_ID: the header's run_id is not a valid run id.
    *   INVALID_ARGUMENT WORKER_ID_MISSING, BAD_WEIGHT: worker_id is empty, or weight is not a finite
    *     number > 0.
    *   INVALID_ARGUMENT STREAM_ID_REUSED: the stream_id already carries another payload.
@@ -1808,7 +2403,7 @@ export interface ParameterServerServiceServer extends UntypedServiceImplementati
    * PullUpdate waits until a round closes, then streams its outer update.
    *
    * Errors:
-   *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+   *   INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
    *   INVALID_ARGUMENT BAD_CODEC: codec is not a known value.
    *   INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative.
    *   NOT_FOUND RUN_NOT_OPEN: the run is not open here.
@@ -1824,7 +2419,7 @@ export interface ParameterServerServiceServer extends UntypedServiceImplementati
    */
   pullUpdate: handleServerStreamingCall<PullUpdateRequest, PullUpdateResponse>;
   /**
-   * PushParameters offers the initial parameters θ0 of a job (the first one wins).
+   * PushParameters offers the initial parameters θ0 of a run (the first one wins).
    *
    * Errors:
    *   INVALID_ARGUMENT HEADER_MISSING, UNEXPECTED_HEADER: the stream does not start with exactly
@@ -1833,7 +2428,7 @@ export interface ParameterServerServiceServer extends UntypedServiceImplementati
    *     stream breaks its contract (see tendril.tensor.v1.StreamMessage).
    *   INVALID_ARGUMENT INCOMPLETE: the stream ended before its last byte.
    *   DATA_LOSS SHA256_MISMATCH: the payload's sha256 is not the header's; send it again.
-   *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+   *   INVALID_ARGUMENT BAD_RUN_ID: the header's run_id is not a valid run id.
    *   INVALID_ARGUMENT STREAM_ID_REUSED: the stream_id already carries another payload.
    *   INVALID_ARGUMENT NON_FINITE_PARAMETERS: θ0 holds NaN or Inf.
    *   FAILED_PRECONDITION BAD_OFFSET: start_offset is not where this stream stands; resume from the
@@ -1845,10 +2440,10 @@ export interface ParameterServerServiceServer extends UntypedServiceImplementati
    */
   pushParameters: handleClientStreamingCall<PushParametersRequest, PushParametersResponse>;
   /**
-   * PullParameters streams the current parameters θ of a job (to join mid-run).
+   * PullParameters streams the current parameters θ of a run (to join mid-run).
    *
    * Errors:
-   *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+   *   INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
    *   NOT_FOUND RUN_NOT_OPEN: the run is not open here.
    *   FAILED_PRECONDITION NO_PARAMETERS: the run has no θ0 yet.
    *   OUT_OF_RANGE BAD_OFFSET: offset is past the end of the payload.
@@ -1856,22 +2451,39 @@ export interface ParameterServerServiceServer extends UntypedServiceImplementati
    */
   pullParameters: handleServerStreamingCall<PullParametersRequest, PullParametersResponse>;
   /**
-   * GetRound tells the state of a job's current round.
+   * GetRound tells the state of a run's current round.
    *
    * Errors:
-   *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+   *   INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
    *   NOT_FOUND RUN_NOT_OPEN: the run is not open here.
    *   INTERNAL AGGREGATION_FAILED: closing the current round failed; OpenJob resumes the run.
    */
   getRound: handleUnaryCall<GetRoundRequest, GetRoundResponse>;
+  /**
+   * WatchRound streams the state of a run's current round: the state now, then one message per
+   * change (OpenJob, a committed push, the round closing, the next round opening, CloseJob).
+   * The stream ends after the message whose run_state is RUN_STATE_FINISHED (the last round
+   * closed and its update is served) or RUN_STATE_CLOSED (CloseJob). A watcher that falls 1024
+   * changes behind is cut off; a new watch starts again from the state now, so nothing is lost
+   * by watching again.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
+   *   NOT_FOUND RUN_NOT_OPEN: the run is not open here (OpenJob first; also after a restart that
+   *     could not reload it).
+   *   INTERNAL AGGREGATION_FAILED: closing the current round failed; OpenJob resumes the run.
+   *   ABORTED WATCH_OVERFLOW: the watcher fell 1024 changes behind and was cut off; watch again.
+   */
+  watchRound: handleServerStreamingCall<WatchRoundRequest, WatchRoundResponse>;
 }
 
 export interface ParameterServerServiceClient extends Client {
   /**
-   * OpenJob starts aggregation for a job (called by the job's "aggregate" executor).
+   * OpenJob starts aggregation for a run (called through the job bridge of the run's "aggregate"
+   * job, OpenRun).
    *
    * Errors:
-   *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a run id: 1-128 letters, digits, '.', '_' or '-',
+   *   INVALID_ARGUMENT BAD_RUN_ID: run_id is not a run id: 1-128 letters, digits, '.', '_' or '-',
    *     starting with a letter or digit.
    *   INVALID_ARGUMENT BAD_CODEC: codec is not a known value.
    *   INVALID_ARGUMENT BAD_RUN_CONFIG: expected_workers, quorum, timeout, outer_lr or
@@ -1893,10 +2505,11 @@ export interface ParameterServerServiceClient extends Client {
     callback: (error: ServiceError | null, response: OpenJobResponse) => void,
   ): ClientUnaryCall;
   /**
-   * CloseJob ends aggregation for a job and frees its state.
+   * CloseJob ends aggregation for a run: pushes are refused from then on; θ and the last updates
+   * stay served unless purge is set.
    *
    * Errors:
-   *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+   *   INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
    *   NOT_FOUND RUN_NOT_OPEN: the run is not open here (a purge of a saved run still succeeds).
    */
   closeJob(
@@ -1923,7 +2536,7 @@ export interface ParameterServerServiceClient extends Client {
    *   INVALID_ARGUMENT BAD_HEADER, BAD_CODEC, OUT_OF_ORDER, EMPTY_CHUNK, TOO_LONG, BAD_PAYLOAD: the
    *     stream breaks its contract (see tendril.tensor.v1.StreamMessage).
    *   DATA_LOSS SHA256_MISMATCH: the payload's sha256 is not the header's; send it again.
-   *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+   *   INVALID_ARGUMENT BAD_RUN_ID: the header's run_id is not a valid run id.
    *   INVALID_ARGUMENT WORKER_ID_MISSING, BAD_WEIGHT: worker_id is empty, or weight is not a finite
    *     number > 0.
    *   INVALID_ARGUMENT STREAM_ID_REUSED: the stream_id already carries another payload.
@@ -1960,7 +2573,7 @@ export interface ParameterServerServiceClient extends Client {
    * PullUpdate waits until a round closes, then streams its outer update.
    *
    * Errors:
-   *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+   *   INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
    *   INVALID_ARGUMENT BAD_CODEC: codec is not a known value.
    *   INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative.
    *   NOT_FOUND RUN_NOT_OPEN: the run is not open here.
@@ -1981,7 +2594,7 @@ export interface ParameterServerServiceClient extends Client {
     options?: Partial<CallOptions>,
   ): ClientReadableStream<PullUpdateResponse>;
   /**
-   * PushParameters offers the initial parameters θ0 of a job (the first one wins).
+   * PushParameters offers the initial parameters θ0 of a run (the first one wins).
    *
    * Errors:
    *   INVALID_ARGUMENT HEADER_MISSING, UNEXPECTED_HEADER: the stream does not start with exactly
@@ -1990,7 +2603,7 @@ export interface ParameterServerServiceClient extends Client {
    *     stream breaks its contract (see tendril.tensor.v1.StreamMessage).
    *   INVALID_ARGUMENT INCOMPLETE: the stream ended before its last byte.
    *   DATA_LOSS SHA256_MISMATCH: the payload's sha256 is not the header's; send it again.
-   *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+   *   INVALID_ARGUMENT BAD_RUN_ID: the header's run_id is not a valid run id.
    *   INVALID_ARGUMENT STREAM_ID_REUSED: the stream_id already carries another payload.
    *   INVALID_ARGUMENT NON_FINITE_PARAMETERS: θ0 holds NaN or Inf.
    *   FAILED_PRECONDITION BAD_OFFSET: start_offset is not where this stream stands; resume from the
@@ -2017,10 +2630,10 @@ export interface ParameterServerServiceClient extends Client {
     callback: (error: ServiceError | null, response: PushParametersResponse) => void,
   ): ClientWritableStream<PushParametersRequest>;
   /**
-   * PullParameters streams the current parameters θ of a job (to join mid-run).
+   * PullParameters streams the current parameters θ of a run (to join mid-run).
    *
    * Errors:
-   *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+   *   INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
    *   NOT_FOUND RUN_NOT_OPEN: the run is not open here.
    *   FAILED_PRECONDITION NO_PARAMETERS: the run has no θ0 yet.
    *   OUT_OF_RANGE BAD_OFFSET: offset is past the end of the payload.
@@ -2036,10 +2649,10 @@ export interface ParameterServerServiceClient extends Client {
     options?: Partial<CallOptions>,
   ): ClientReadableStream<PullParametersResponse>;
   /**
-   * GetRound tells the state of a job's current round.
+   * GetRound tells the state of a run's current round.
    *
    * Errors:
-   *   INVALID_ARGUMENT BAD_RUN_ID: job_id is not a valid run id.
+   *   INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
    *   NOT_FOUND RUN_NOT_OPEN: the run is not open here.
    *   INTERNAL AGGREGATION_FAILED: closing the current round failed; OpenJob resumes the run.
    */
@@ -2058,6 +2671,27 @@ export interface ParameterServerServiceClient extends Client {
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: GetRoundResponse) => void,
   ): ClientUnaryCall;
+  /**
+   * WatchRound streams the state of a run's current round: the state now, then one message per
+   * change (OpenJob, a committed push, the round closing, the next round opening, CloseJob).
+   * The stream ends after the message whose run_state is RUN_STATE_FINISHED (the last round
+   * closed and its update is served) or RUN_STATE_CLOSED (CloseJob). A watcher that falls 1024
+   * changes behind is cut off; a new watch starts again from the state now, so nothing is lost
+   * by watching again.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
+   *   NOT_FOUND RUN_NOT_OPEN: the run is not open here (OpenJob first; also after a restart that
+   *     could not reload it).
+   *   INTERNAL AGGREGATION_FAILED: closing the current round failed; OpenJob resumes the run.
+   *   ABORTED WATCH_OVERFLOW: the watcher fell 1024 changes behind and was cut off; watch again.
+   */
+  watchRound(request: WatchRoundRequest, options?: Partial<CallOptions>): ClientReadableStream<WatchRoundResponse>;
+  watchRound(
+    request: WatchRoundRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<WatchRoundResponse>;
 }
 
 export const ParameterServerServiceClient = makeGenericClientConstructor(

@@ -76,7 +76,11 @@ export interface TensorInfo {
 export interface StreamHeader {
   /** Id of this transfer; a resumed transfer reuses it. */
   streamId: string;
-  /** Job the tensors belong to. */
+  /**
+   * Deprecated: old name of run_id; read when run_id is empty.
+   *
+   * @deprecated
+   */
   jobId: string;
   /** DiLoCo round. */
   round: number;
@@ -96,6 +100,8 @@ export interface StreamHeader {
   blockSize: number;
   /** Offset the chunks of this stream start at (non-zero when resuming). */
   startOffset: number;
+  /** The DiLoCo run the tensors belong to. */
+  runId: string;
 }
 
 /** Chunk is a piece of the payload. */
@@ -334,6 +340,7 @@ function createBaseStreamHeader(): StreamHeader {
     sha256: "",
     blockSize: 0,
     startOffset: 0,
+    runId: "",
   };
 }
 
@@ -371,6 +378,9 @@ export const StreamHeader: MessageFns<StreamHeader> = {
     }
     if (message.startOffset !== 0) {
       writer.uint32(88).uint64(message.startOffset);
+    }
+    if (message.runId !== "") {
+      writer.uint32(98).string(message.runId);
     }
     return writer;
   },
@@ -476,6 +486,14 @@ export const StreamHeader: MessageFns<StreamHeader> = {
             message.startOffset = longToNumber(reader.uint64());
             continue;
           }
+          case 12: {
+            if (tag !== 98) {
+              break;
+            }
+
+            message.runId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -527,6 +545,11 @@ export const StreamHeader: MessageFns<StreamHeader> = {
         : isSet(object.start_offset)
         ? globalThis.Number(object.start_offset)
         : 0,
+      runId: isSet(object.runId)
+        ? globalThis.String(object.runId)
+        : isSet(object.run_id)
+        ? globalThis.String(object.run_id)
+        : "",
     };
   },
 
@@ -565,6 +588,9 @@ export const StreamHeader: MessageFns<StreamHeader> = {
     if (message.startOffset !== 0) {
       obj.startOffset = Math.round(message.startOffset);
     }
+    if (message.runId !== "") {
+      obj.runId = message.runId;
+    }
     return obj;
   },
 
@@ -584,6 +610,7 @@ export const StreamHeader: MessageFns<StreamHeader> = {
     message.sha256 = object.sha256 ?? "";
     message.blockSize = object.blockSize ?? 0;
     message.startOffset = object.startOffset ?? 0;
+    message.runId = object.runId ?? "";
     return message;
   },
 };
