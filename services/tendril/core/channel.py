@@ -1,4 +1,7 @@
-"""The one client channel factory: bounded messages, keepalive, and the caller's peer id."""
+"""The one client channel factory: bounded messages, keepalive, and the caller's peer id.
+
+Channels that are kept (one per peer) live in :class:`tendril.core.calls.ChannelPool`.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,11 @@ import grpc
 from tendril.core import tls, tracing
 from tendril.core.identity import PEER_ID_METADATA_KEY
 from tendril.core.server import MAX_MESSAGE_BYTES
+from tendril_sdk.errors import error_reason
+
+# NOTE: the former name of tendril_sdk.errors.error_reason (the one reader of a rich status'
+# ErrorInfo), kept for code that still imports it from here.
+error_info_reason = error_reason
 
 CHANNEL_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -96,16 +104,3 @@ def open_channel(
         options = [*CHANNEL_OPTIONS, *tls.channel_options(address)]
         return grpc.aio.secure_channel(address, credentials, options=options, interceptors=interceptors)
     return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS, interceptors=interceptors)
-
-
-def error_info_reason(error: grpc.aio.AioRpcError) -> str:
-    """The ErrorInfo.reason of a rich error status, or "" when there is none."""
-    from google.rpc import error_details_pb2
-    from grpc_status import rpc_status
-
-    status = rpc_status.from_call(error) if hasattr(error, "trailing_metadata") else None
-    for detail in status.details if status else ():
-        info = error_details_pb2.ErrorInfo()
-        if detail.Unpack(info):
-            return info.reason
-    return ""
