@@ -275,8 +275,9 @@ async def follow(
     stream) and returns None when the stream ended (it is opened again) or a result (returned
     here). A failure ``policy`` retries is a break, as is a stream that ended: ``on_break()``
     runs, then the stream is opened again after the policy's next delay. A healthy stream
-    starts the delays — and the policy's ``attempts``/``deadline``, which bound the breaks in
-    a row — over. Other failures, and a break past those limits, are raised.
+    starts the delays over, and with them the policy's ``attempts`` (opens in a row that
+    failed before the stream was live) and ``deadline`` (seconds since the last healthy
+    stream). Other failures, and a failure past those limits, are raised.
 
     It logs ``<name>.watching`` (info) each time a stream is live and ``<name>.watch_broken``
     (warning: the peer, the code and details or "ended", and the delay) at each break.
@@ -301,10 +302,11 @@ async def follow(
             if not policy.retryable(exc):
                 raise
             failure = exc
-        if healthy:
+        if healthy:  # it worked until now: start over gently
             backoff.reset()
             breaks, since = 0, clock()
-        breaks += 1
+        else:
+            breaks += 1  # opens in a row that never got a healthy stream
         delay = backoff.next()
         if failure is not None and (
             (policy.attempts is not None and breaks >= policy.attempts)
