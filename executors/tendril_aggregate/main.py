@@ -18,6 +18,8 @@ import grpc
 from tendril_sdk import (
     CODECS,
     DEFAULT_RETRY,
+    STREAM_BREAK_CODES,
+    TRANSIENT_CODES,
     BridgeClient,
     BridgeError,
     BridgeReason,
@@ -33,10 +35,9 @@ REWATCH_SECONDS = 1.0  # pause before watching again when a watch ended before t
 UINT32_MAX = 2**32 - 1
 
 # NOTE: a watch is opened again (it starts with the state now) while the parameter server or the
-# bridge is away (UNAVAILABLE) or stopping (CANCELLED), for as long as DEFAULT_RETRY allows.
-WATCH_RETRY = dataclasses.replace(
-    DEFAULT_RETRY, codes=frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.CANCELLED})
-)
+# bridge is away or stopping (a transient code or a broken stream), for as long as DEFAULT_RETRY
+# allows.
+WATCH_RETRY = dataclasses.replace(DEFAULT_RETRY, codes=TRANSIENT_CODES | STREAM_BREAK_CODES)
 # Refusals of OpenRun that mean the job's config is wrong (exit 2, not 1).
 CONFIG_REASONS = frozenset({BridgeReason.BAD_RUN_ID, BridgeReason.BAD_RUN_CONFIG, BridgeReason.BAD_CODEC})
 

@@ -18,13 +18,14 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tendril.core.channel import error_info_reason, open_channel
+from tendril.core.channel import open_channel
 from tendril.core.config import WorkerConfig
 from tendril.core.timeutil import from_timestamp
 from tendril.scheduler.leasekeeper import LeaseKeeper
 from tendril_proto.arbiter.v1 import arbiter_pb2, arbiter_pb2_grpc
 from tendril_proto.lease.v1 import lease_pb2, lease_pb2_grpc
 from tendril_proto.scheduler.v1 import scheduler_pb2
+from tendril_sdk.errors import error_reason
 from tests.procs import kill_group, running, spawn_service, wait_serving, worker_config
 from tests.scheduler_double import Decider, Decision, SchedulerDouble, accept, delay, reject
 
@@ -163,7 +164,7 @@ async def test_publish_offer_accept_renew(tmp_path: Path) -> None:
                         with pytest.raises(grpc.aio.AioRpcError) as denied:
                             await intruder.renew(lease_addr, lease.lease_id)
                         assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
-                        assert error_info_reason(denied.value) == "NOT_THE_OWNER"
+                        assert error_reason(denied.value) == "NOT_THE_OWNER"
                         assert "sched-a" in denied.value.details()
                         with pytest.raises(grpc.aio.AioRpcError) as release_denied:
                             await intruder.release(lease_addr, lease.lease_id)
@@ -235,7 +236,7 @@ async def test_renewal_after_a_withdrawn_or_rejected_offer_finds_nothing(tmp_pat
                 with pytest.raises(grpc.aio.AioRpcError) as gone:
                     await sched.renew(lease_addr, offer.lease_id)
                 assert gone.value.code() == grpc.StatusCode.NOT_FOUND
-                assert error_info_reason(gone.value) == "LEASE_NOT_FOUND" and "released" in gone.value.details()
+                assert error_reason(gone.value) == "LEASE_NOT_FOUND" and "released" in gone.value.details()
                 assert count_events(events, lease_pb2.LEASE_EVENT_TYPE_CONFIRMED, offer.lease_id) == 0
             cap = await sched.leases(lease_addr).GetCapacity(lease_pb2.GetCapacityRequest())
             assert cap.free == cap.total

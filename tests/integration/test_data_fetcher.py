@@ -17,12 +17,13 @@ import grpc
 import pytest
 from safetensors.numpy import load_file
 
-from tendril.core.channel import error_info_reason, open_channel
+from tendril.core.channel import open_channel
 from tendril.core.errors import ErrorKind, TendrilError
 from tendril.core.server import Binding, ServiceServer
 from tendril.data_node.manifest import DatasetManifest
 from tendril_proto.data.v1 import data_pb2, data_pb2_grpc
 from tendril_proto.scheduler.v1 import scheduler_pb2, scheduler_pb2_grpc
+from tendril_sdk.errors import error_reason
 from tests.integration.test_data_node import DATA_NODE_SERVICE, prepare_small, start_data_node
 from tests.procs import running, spawn_service, wait_serving, worker_config
 
@@ -220,7 +221,7 @@ async def test_next_slice_returns_verified_slices(tmp_path: Path) -> None:
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await p.fetcher.OpenJob(data_pb2.OpenJobRequest(job_id="job-2", worker_id="w"))
         assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert error_info_reason(err.value) == "COORDINATOR_MISSING"
+        assert error_reason(err.value) == "COORDINATOR_MISSING"
 
 
 async def test_sha256_mismatch_is_refetched_then_data_loss(tmp_path: Path) -> None:
@@ -233,7 +234,7 @@ async def test_sha256_mismatch_is_refetched_then_data_loss(tmp_path: Path) -> No
         with pytest.raises(grpc.aio.AioRpcError) as err:
             await p.fetcher.NextSlice(data_pb2.NextSliceRequest(job_id="job-1"), timeout=60)
         assert err.value.code() == grpc.StatusCode.DATA_LOSS
-        assert error_info_reason(err.value) == "SLICE_SHA256_MISMATCH"
+        assert error_reason(err.value) == "SLICE_SHA256_MISMATCH"
         assert bad.name in err.value.details() and "failed verification twice" in err.value.details()
         third = await p.fetcher.NextSlice(data_pb2.NextSliceRequest(job_id="job-1"), timeout=60)
         assert _sha256(third.cache_path) == p.manifest.slices[2].sha256  # the job goes on

@@ -9,10 +9,11 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tendril.core.channel import error_info_reason, open_channel
+from tendril.core.channel import open_channel
 from tendril.core.timeutil import from_timestamp
 from tendril_proto.common.v1 import common_pb2
 from tendril_proto.lease.v1 import lease_pb2, lease_pb2_grpc
+from tendril_sdk.errors import error_reason
 from tests.procs import kill_group, running, spawn_service, wait_serving, worker_config
 
 pytestmark = pytest.mark.integration
@@ -83,7 +84,7 @@ async def test_kill9_and_restart_keeps_unexpired_leases(tmp_path: Path) -> None:
             with pytest.raises(grpc.aio.AioRpcError) as expired:
                 await sched.Renew(lease_pb2.RenewRequest(lease_id=short.lease_id))
             assert expired.value.code() == grpc.StatusCode.FAILED_PRECONDITION
-            assert error_info_reason(expired.value) == "LEASE_EXPIRED"
+            assert error_reason(expired.value) == "LEASE_EXPIRED"
             for gone in (short.lease_id, released.lease_id):
                 with pytest.raises(grpc.aio.AioRpcError) as missing:
                     await sched.Get(lease_pb2.GetRequest(lease_id=gone))
@@ -147,7 +148,7 @@ async def test_bad_input_status_codes(tmp_path: Path) -> None:
                 with pytest.raises(grpc.aio.AioRpcError) as err:
                     await call
                 assert err.value.code() == code, (reason, err.value)
-                assert error_info_reason(err.value) == reason
+                assert error_reason(err.value) == reason
                 assert err.value.details()
             # the owner's first Renew confirms the temporary lease; the worker's Confirm after it is no error
             renewed = (await sched.Renew(lease_pb2.RenewRequest(lease_id=lease.lease_id))).lease

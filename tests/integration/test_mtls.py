@@ -22,7 +22,7 @@ import pytest
 from google.protobuf import struct_pb2
 
 from tendril.certs.ops import init_ca, issue
-from tendril.core.channel import error_info_reason, open_channel
+from tendril.core.channel import open_channel
 from tendril.core.config import WorkerConfig
 from tendril.core.tls import TlsMaterial, load
 from tendril_proto.arbiter.v1 import arbiter_pb2, arbiter_pb2_grpc
@@ -30,6 +30,7 @@ from tendril_proto.common.v1 import common_pb2
 from tendril_proto.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from tendril_proto.job.v1 import job_pb2, job_pb2_grpc
 from tendril_proto.lease.v1 import lease_pb2, lease_pb2_grpc
+from tendril_sdk.errors import error_reason
 from tests.procs import free_port, running, spawn, spawn_service, wait_serving, worker_config, write_config_json
 from tests.scheduler_double import SchedulerDouble, accept
 
@@ -91,7 +92,7 @@ async def denied(call: Awaitable[Any], code: grpc.StatusCode, reason: str) -> No
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await call
     assert err.value.code() == code, err.value.details()
-    assert error_info_reason(err.value) == reason, err.value.details()
+    assert error_reason(err.value) == reason, err.value.details()
 
 
 def struct(**values: Any) -> struct_pb2.Struct:

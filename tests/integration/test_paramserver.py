@@ -15,12 +15,13 @@ import pytest
 from safetensors.numpy import save_file
 
 from tendril.core import tensorstream
-from tendril.core.channel import error_info_reason, open_channel
+from tendril.core.channel import open_channel
 from tendril.core.errors import ErrorKind
 from tendril.core.streaming import StreamInfo, chunk_ranges, header_message, mapped
 from tendril.core.tensorstream import TensorStreamError, prepared_payload
 from tendril_proto.paramserver.v1 import paramserver_pb2, paramserver_pb2_grpc
 from tendril_proto.tensor.v1 import tensor_pb2
+from tendril_sdk.errors import error_reason
 from tests.procs import kill_group, running, spawn_service, wait_serving, worker_config
 
 pytestmark = pytest.mark.integration
@@ -240,7 +241,7 @@ async def test_bad_requests_get_clear_statuses(tmp_path: Path) -> None:
             with pytest.raises(grpc.aio.AioRpcError) as not_floats:
                 await push_ints
             assert not_floats.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-            assert error_info_reason(not_floats.value) == "BAD_HEADER" and "I32" in not_floats.value.details()
+            assert error_reason(not_floats.value) == "BAD_HEADER" and "I32" in not_floats.value.details()
 
 
 async def test_rejected_pushes_always_carry_the_servers_status(tmp_path: Path) -> None:

@@ -22,13 +22,14 @@ from tendril.bridge.auth import bearer
 from tendril.bridge.core import WORK_SUBDIRS
 from tendril.bridge.errors import BridgeError
 from tendril.bridge.server import JobBridge
-from tendril.core.channel import error_info_reason, open_channel
+from tendril.core.channel import open_channel
 from tendril.core.errors import ErrorKind
 from tendril.core.identity import caller_id
 from tendril.core.server import Binding, ServiceServer
 from tendril_proto.bridge.v1 import bridge_pb2, bridge_pb2_grpc
 from tendril_proto.data.v1 import data_pb2, data_pb2_grpc
 from tendril_proto.scheduler.v1 import scheduler_pb2, scheduler_pb2_grpc
+from tendril_sdk.errors import error_reason
 from tendril_sdk.job import ExecutorRef, JobDescriptor
 
 TOKEN = "t0ken-for-tests"
@@ -128,7 +129,7 @@ async def test_token_get_job_fetch_and_cleanup(tmp_path: Path) -> None:
             assert "TENDRIL_BRIDGE_TOKEN" in missing.details()
             wrong = await _code(stub.GetJob(bridge_pb2.GetJobRequest(), metadata=bearer("nope")))
             assert wrong.code() == grpc.StatusCode.UNAUTHENTICATED
-            assert error_info_reason(wrong) == "BAD_BRIDGE_TOKEN"
+            assert error_reason(wrong) == "BAD_BRIDGE_TOKEN"
             health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest())
             assert health.status == health_pb2.HealthCheckResponse.SERVING, "health needs no token"
 
@@ -221,7 +222,7 @@ async def test_progress_and_slices_go_to_the_peers(
             failed = await _code(stub.NextSlice(bridge_pb2.NextSliceRequest(), metadata=bearer(TOKEN)))
             assert failed.code() == grpc.StatusCode.NOT_FOUND
             assert "DataFetcher at" in failed.details() and "no data set assigned" in failed.details()
-            assert error_info_reason(failed) == "NO_DATASET"
+            assert error_reason(failed) == "NO_DATASET"
     finally:
         await bridge.stop()
     assert fetcher.calls[-1][0] == "close"

@@ -8,19 +8,19 @@ from pathlib import Path
 
 import pytest
 
-from tendril.supervisor.backoff import Backoff
 from tendril.supervisor.errors import SupervisorError
 from tendril.supervisor.ports import check_ports
 from tendril.supervisor.prepare import prepare
 from tendril.supervisor.specs import child_specs, dial_address, stop_waves
 from tendril.supervisor.statusfile import ChildStatus, SupervisorStatus, read_status, write_status
+from tendril_sdk.retry import Backoff
 from tests.procs import worker_config
 
 
 def test_backoff_doubles_up_to_the_cap_and_resets_after_a_stable_run() -> None:
     backoff = Backoff(0.5, 3.0, stable_after=30.0)
-    assert [backoff.crashed_after(1.0) for _ in range(5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
-    assert backoff.crashed_after(31.0) == 0.5  # it served long enough: start over
+    assert [backoff.failed_after(1.0) for _ in range(5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
+    assert backoff.failed_after(31.0) == 0.5  # it served long enough: start over
     with pytest.raises(ValueError):
         Backoff(0, 1)
 

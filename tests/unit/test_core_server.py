@@ -8,10 +8,11 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tendril.core.channel import error_info_reason, open_channel
+from tendril.core.channel import open_channel
 from tendril.core.errors import ErrorKind, PortInUseError, TendrilError
 from tendril.core.server import Binding, ServiceServer
 from tendril_proto.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from tendril_sdk.errors import error_reason
 
 
 class _DemoError(TendrilError):
@@ -55,7 +56,7 @@ async def test_health_errors_and_streams() -> None:
                 await stub.Get(gateway_pb2.GetRequest(kind="k"))
             assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
             assert bad.value.details() == "id is required"
-            assert error_info_reason(bad.value) == "ID_MISSING"
+            assert error_reason(bad.value) == "ID_MISSING"
             with pytest.raises(grpc.aio.AioRpcError) as internal:
                 await stub.Get(gateway_pb2.GetRequest(kind="k", id="boom"))
             assert internal.value.code() == grpc.StatusCode.INTERNAL

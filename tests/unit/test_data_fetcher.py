@@ -16,10 +16,10 @@ from tendril.core.errors import ErrorKind
 from tendril.data_fetcher.cache import SliceCache
 from tendril.data_fetcher.errors import FetcherError, FetcherReason
 from tendril.data_fetcher.fetcher import DataFetcher
-from tendril.data_fetcher.model import Assignment, Chunk, RetryPolicy
+from tendril.data_fetcher.model import Assignment, Chunk, FetchPolicy
 
 CHUNK = 100
-FAST = RetryPolicy(attempts=3, backoff_seconds=0.001, backoff_max_seconds=0.005, idle_timeout_seconds=5.0)
+FAST = FetchPolicy(attempts=3, backoff_seconds=0.001, backoff_max_seconds=0.005, idle_timeout_seconds=5.0)
 
 
 def _data(name: str, size: int = 450) -> bytes:

@@ -166,7 +166,7 @@ def _reason_parameters(tree: ast.Module) -> dict[str, int]:
 
 def _reads_reason(node: ast.AST) -> bool:
     if isinstance(node, ast.Call):
-        return _callee(node) == "error_info_reason"
+        return _callee(node) in ("error_info_reason", "error_reason")
     return isinstance(node, ast.Attribute) and node.attr == "reason"
 
 

@@ -9,9 +9,10 @@ import grpc
 import pytest
 from google.protobuf import any_pb2, wrappers_pb2
 
-from tendril.core.channel import error_info_reason, open_channel
+from tendril.core.channel import open_channel
 from tendril.gateway.service import GatewayService
 from tendril_proto.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from tendril_sdk.errors import error_reason
 
 
 def payload(text: str) -> any_pb2.Any:
@@ -59,7 +60,7 @@ async def test_bus_bad_input(gateway: GatewayService) -> None:
         with pytest.raises(grpc.aio.AioRpcError) as no_topic:
             await bus.Publish(gateway_pb2.PublishRequest(payload=payload("x")))
         assert no_topic.value.code() == grpc.StatusCode.INVALID_ARGUMENT
-        assert error_info_reason(no_topic.value) == "TOPIC_MISSING"
+        assert error_reason(no_topic.value) == "TOPIC_MISSING"
         with pytest.raises(grpc.aio.AioRpcError) as no_payload:
             await bus.Publish(gateway_pb2.PublishRequest(topic="t"))
         assert no_payload.value.code() == grpc.StatusCode.INVALID_ARGUMENT

@@ -10,7 +10,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tendril.core.channel import error_info_reason, open_channel
+from tendril.core.channel import open_channel
 from tendril.core.config import load_config
 from tendril.core.errors import ErrorKind
 from tendril.core.fanout import SubscriptionOverflow
@@ -20,6 +20,7 @@ from tendril.paramserver.errors import ParameterServerError
 from tendril.paramserver.rounds import RunConfig
 from tendril.paramserver.service import ParameterServerService, build
 from tendril_proto.paramserver.v1 import paramserver_pb2, paramserver_pb2_grpc
+from tendril_sdk.errors import error_reason
 from tests.unit.test_aggregator_core import _open, _push, _write
 
 OPEN, FINISHED, CLOSED = RunState.OPEN, RunState.FINISHED, RunState.CLOSED
@@ -173,10 +174,10 @@ async def test_watch_round_over_grpc(server: ParameterServerService, tmp_path: P
         with pytest.raises(grpc.aio.AioRpcError) as missing:
             await anext(aiter(stub.WatchRound(paramserver_pb2.WatchRoundRequest(run_id="nope"))))
         assert missing.value.code() is grpc.StatusCode.NOT_FOUND
-        assert error_info_reason(missing.value) == "RUN_NOT_OPEN"
+        assert error_reason(missing.value) == "RUN_NOT_OPEN"
         with pytest.raises(grpc.aio.AioRpcError) as bad:
             await anext(aiter(stub.WatchRound(paramserver_pb2.WatchRoundRequest(run_id="../x"))))
-        assert bad.value.code() is grpc.StatusCode.INVALID_ARGUMENT and error_info_reason(bad.value) == "BAD_RUN_ID"
+        assert bad.value.code() is grpc.StatusCode.INVALID_ARGUMENT and error_reason(bad.value) == "BAD_RUN_ID"
 
 
 async def test_an_overflowing_watch_ends_aborted_watch_overflow(
@@ -195,7 +196,7 @@ async def test_an_overflowing_watch_ends_aborted_watch_overflow(
             while True:
                 await call.read()
         assert cut.value.code() is grpc.StatusCode.ABORTED
-        assert error_info_reason(cut.value) == "WATCH_OVERFLOW" and "watch again" in (cut.value.details() or "")
+        assert error_reason(cut.value) == "WATCH_OVERFLOW" and "watch again" in (cut.value.details() or "")
 
 
 async def test_the_deprecated_job_id_is_still_read(server: ParameterServerService) -> None:

@@ -8,7 +8,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tendril.core.channel import error_info_reason, open_channel
+from tendril.core.channel import open_channel
 from tendril.core.errors import ErrorKind
 from tendril.core.server import Binding, ServiceServer
 from tendril.data_node.corpus import collect_files
@@ -19,6 +19,7 @@ from tendril.data_node.servicer import DataNodeServicer
 from tendril.data_node.store import SliceStore
 from tendril.data_node.tokenizer import ByteTokenizer
 from tendril_proto.data.v1 import data_pb2, data_pb2_grpc
+from tendril_sdk.errors import error_reason
 
 CHUNK = 1000
 
@@ -89,7 +90,7 @@ async def test_bad_fetches(node, name: str, offset: int, dataset: str, code: grp
     with pytest.raises(grpc.aio.AioRpcError) as err:
         await _fetch(stub, name, offset, dataset)
     assert err.value.code() == code
-    assert error_info_reason(err.value) == reason
+    assert error_reason(err.value) == reason
     assert err.value.details()
 
 

@@ -85,6 +85,15 @@ def test_backoff_doubles_to_the_cap_and_resets() -> None:
     assert {flat.next() for _ in range(3)} == {1.0}
 
 
+def test_backoff_starts_over_after_a_stable_run() -> None:
+    backoff = Backoff(0.5, 4.0, stable_after=30.0)
+    assert [backoff.failed_after(2.0) for _ in range(5)] == [0.5, 1.0, 2.0, 4.0, 4.0]
+    assert backoff.failed_after(30.0) == 0.5  # it ran long enough to count as healthy
+    assert backoff.failed_after(29.9) == 1.0  # a short run goes on from there
+    plain = Backoff(0.5, 4.0)  # no stable_after: every run continues the delays
+    assert [plain.failed_after(1e9) for _ in range(3)] == [0.5, 1.0, 2.0]
+
+
 def test_backoff_stays_finite_after_many_failures() -> None:
     backoff = Backoff(0.1, 30.0)
     for _ in range(5000):
@@ -108,6 +117,7 @@ def test_backoff_jitter_spreads_around_the_delay() -> None:
         ({"initial": 2, "cap": 1}, "cap"),
         ({"multiplier": 0.5}, "multiplier"),
         ({"jitter": 1.5}, "jitter"),
+        ({"stable_after": -1}, "stable_after"),
     ],
 )
 def test_backoff_refuses_bad_settings(kwargs: dict[str, float], needle: str) -> None:

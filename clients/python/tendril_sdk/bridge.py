@@ -157,9 +157,9 @@ class Directive:
 # Wire codecs of tensor streams by the names job configs use ("fp32" for CODEC_FP32, ...),
 # read off the proto enum ``tendril.tensor.v1.Codec`` so that a codec exists in one place.
 CODECS: Mapping[str, tensor_pb2.Codec] = {
-    name.removeprefix("CODEC_").lower(): tensor_pb2.Codec.Value(name)
-    for name in tensor_pb2.Codec.keys()
-    if tensor_pb2.Codec.Value(name) != tensor_pb2.CODEC_UNSPECIFIED
+    name.removeprefix("CODEC_").lower(): value
+    for name, value in tensor_pb2.Codec.items()
+    if value != tensor_pb2.CODEC_UNSPECIFIED
 }
 
 

@@ -278,11 +278,13 @@ class BridgeReason(enum.StrEnum):
     (``metadata["run_id"]`` is); leave it empty."""
 
     # -- a peer behind the bridge failed without a reason of its own --------------------------
-    # The bridge keeps the peer's status code and names the peer in the message.
+    # The bridge keeps the peer's status code (CANCELLED and UNKNOWN, which a service cannot
+    # answer with, become UNAVAILABLE; UNIMPLEMENTED becomes FAILED_PRECONDITION) and names the
+    # peer in the message.
     REMOTE_CANCELLED = "REMOTE_CANCELLED"
-    """CANCELLED: the peer's call was cancelled (it is stopping)."""
+    """UNAVAILABLE: the peer's call was cancelled (it is stopping); retry."""
     REMOTE_UNKNOWN = "REMOTE_UNKNOWN"
-    """UNKNOWN: the peer failed without saying how."""
+    """UNAVAILABLE: the peer failed without saying how (the call broke off); retry."""
     REMOTE_INVALID_ARGUMENT = "REMOTE_INVALID_ARGUMENT"
     """INVALID_ARGUMENT from the peer."""
     REMOTE_DEADLINE_EXCEEDED = "REMOTE_DEADLINE_EXCEEDED"
@@ -302,7 +304,7 @@ class BridgeReason(enum.StrEnum):
     REMOTE_OUT_OF_RANGE = "REMOTE_OUT_OF_RANGE"
     """OUT_OF_RANGE from the peer."""
     REMOTE_UNIMPLEMENTED = "REMOTE_UNIMPLEMENTED"
-    """UNIMPLEMENTED: the address in the job's config is not the service it should be."""
+    """FAILED_PRECONDITION: the address in the job's config is not the service it should be (UNIMPLEMENTED)."""
     REMOTE_INTERNAL = "REMOTE_INTERNAL"
     """INTERNAL: the peer failed (or the connection broke mid-call)."""
     REMOTE_UNAVAILABLE = "REMOTE_UNAVAILABLE"

@@ -69,7 +69,9 @@ class Backoff:
     ``jitter`` (0 to 1) spreads each delay uniformly over ``[d·(1 − jitter), d·(1 + jitter))``
     so that many clients that failed together do not retry together; 0 gives exact delays.
     ``next()`` returns the next delay and advances; ``reset()`` starts over (call it after a
-    success, or when a restarted process stayed up long enough to count as healthy).
+    success). For something that runs a while before it fails (a process, a stream), give
+    ``stable_after`` and call ``failed_after(seconds it ran)``: a run that lasted that long
+    counts as healthy, so the delays start over instead of continuing a crash loop's long ones.
     """
 
     def __init__(
@@ -79,6 +81,7 @@ class Backoff:
         *,
         multiplier: float = 2.0,
         jitter: float = 0.0,
+        stable_after: float | None = None,
         rand: Callable[[], float] = random.random,
     ) -> None:
         if initial <= 0:
@@ -89,10 +92,13 @@ class Backoff:
             raise ValueError(f"the multiplier must be >= 1, got {multiplier}")
         if not 0 <= jitter <= 1:
             raise ValueError(f"jitter must be between 0 and 1, got {jitter}")
+        if stable_after is not None and stable_after < 0:
+            raise ValueError(f"stable_after must be >= 0 seconds, got {stable_after}")
         self.initial = initial
         self.cap = cap
         self.multiplier = multiplier
         self.jitter = jitter
+        self.stable_after = stable_after
         self._rand = rand
         self._failures = 0
         self._delay = initial
@@ -120,6 +126,16 @@ class Backoff:
         """Start again from ``initial``."""
         self._failures = 0
         self._delay = self.initial
+
+    def failed_after(self, seconds: float) -> float:
+        """The delay after a run that lasted ``seconds`` and then failed.
+
+        A run of at least ``stable_after`` seconds was healthy: the delays start over from
+        ``initial``. Without ``stable_after`` this is :meth:`next`.
+        """
+        if self.stable_after is not None and seconds >= self.stable_after:
+            self.reset()
+        return self.next()
 
 
 def _status(error: BaseException) -> tuple[grpc.StatusCode, str] | None:

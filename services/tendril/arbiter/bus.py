@@ -2,7 +2,8 @@
 
 Every ``tendril.arbiter.v1.ResourceRequest`` published on the topic is handed to
 ``on_request``. When the stream breaks (gateway down, restarted, unreachable) the follower
-reconnects with exponential backoff and jitter; a successful subscription resets the backoff.
+reconnects on a fresh channel with exponential backoff and jitter
+(:func:`tendril.core.calls.follow`); a successful subscription resets the backoff.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ from collections.abc import Callable
 
 import grpc
 
+from tendril.core.calls import follow
 from tendril.core.channel import open_channel
 from tendril.core.logs import get_logger
 from tendril_proto.arbiter.v1 import arbiter_pb2
 from tendril_proto.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from tendril_sdk.retry import RetryPolicy
 
 log = get_logger("tendril.arbiter.bus")
 
@@ -32,6 +35,7 @@ class BusFollower:
         backoff_initial: float = 0.1,
         backoff_max: float = 5.0,
         verify_sender: bool = False,
+        rand: Callable[[], float] = random.random,
     ) -> None:
         self.address = address
         self.topic = topic
@@ -47,30 +51,33 @@ class BusFollower:
         self.ignored = 0  # messages on the topic that were not ResourceRequests
         self.forged = 0  # requests whose scheduler.id was not their publisher (verify_sender)
         self.reconnects = 0
-        self._live = False
+        self._rand = rand
 
     async def run(self) -> None:
         """Follow the topic until cancelled."""
-        backoff = self.backoff_initial
-        while True:
-            self._live = False
-            try:
-                await self._follow_once()
-                reason = "the gateway ended the stream"
-            except grpc.aio.AioRpcError as exc:
-                reason = f"{exc.code().name}: {exc.details()}"
-            self.subscribed.clear()
-            if self._live:
-                backoff = self.backoff_initial  # it worked until now: start over gently
-            delay = backoff * (0.5 + random.random())
-            log.warning(
-                "bus.disconnected", gateway=self.address, topic=self.topic, reason=reason, retry_in=round(delay, 3)
-            )
-            await asyncio.sleep(delay)
-            backoff = min(backoff * 2, self.backoff_max)
-            self.reconnects += 1
+        # Every failure is a break: the gateway may come back whatever it answered last.
+        policy = RetryPolicy(
+            codes=frozenset(grpc.StatusCode),
+            attempts=None,
+            initial_backoff=self.backoff_initial,
+            max_backoff=self.backoff_max,
+            jitter=0.5,
+        )
+        await follow(
+            self._follow_once,
+            name="bus",
+            peer=f"gateway at {self.address} topic {self.topic}",
+            policy=policy,
+            log=log,
+            on_break=self._broken,
+            rand=self._rand,
+        )
 
-    async def _follow_once(self) -> None:
+    def _broken(self) -> None:
+        self.subscribed.clear()
+        self.reconnects += 1
+
+    async def _follow_once(self, live: Callable[[], None]) -> None:
         async with open_channel(self.address, peer_id=self.peer_id) as channel:
             stub = gateway_pb2_grpc.BusServiceStub(channel)
             call = stub.Subscribe(gateway_pb2.SubscribeRequest(topic=self.topic, subscriber=self.peer_id))
@@ -81,9 +88,8 @@ class BusFollower:
                 # metadata; reading it raises its real error.
                 await call.read()
                 return
-            self._live = True
+            live()
             self.subscribed.set()
-            log.info("bus.subscribed", gateway=self.address, topic=self.topic)
             async for message in call:
                 self._handle(message.envelope)
 

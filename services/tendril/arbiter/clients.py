@@ -1,20 +1,22 @@
 """gRPC implementations of the arbiter's ports: the worker's LeaseService and schedulers.
 
 Both call with peer id = the worker id (LeaseService only lets the worker itself reserve
-and confirm). gRPC failures become the engine's PortError / NoRoom / PortTimeout.
+and confirm). gRPC failures become the engine's PortError / NoRoom / PortTimeout (by
+:func:`tendril.core.calls.remote_error`'s kind).
 """
 
 from __future__ import annotations
 
-import asyncio
-import collections
+from collections.abc import Mapping
 
 import grpc
 
 from tendril.arbiter.engine import Grant, NoRoom, OfferSpec, PortError, PortTimeout
 from tendril.core.amounts import Amount
+from tendril.core.calls import ChannelPool, remote_error
 from tendril.core.channel import open_channel
 from tendril.core.config import WorkerConfig
+from tendril.core.errors import ErrorKind
 from tendril.core.timeutil import from_timestamp, to_timestamp
 from tendril.core.worker_record import worker_record
 from tendril_proto.lease.v1 import lease_pb2, lease_pb2_grpc
@@ -25,14 +27,16 @@ MAX_SCHEDULER_CHANNELS = 64
 RETIRED_CHANNEL_GRACE = 30.0
 
 
-def _port_error(exc: grpc.aio.AioRpcError, what: str) -> PortError:
-    code = exc.code()
-    text = f"{what}: {code.name if code else 'UNKNOWN'}: {exc.details()}"
-    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return PortTimeout(text)
-    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-        return NoRoom(exc.details() or text)
-    return PortError(text)
+def _port_failure(kind: ErrorKind, message: str, *, reason: str, metadata: Mapping[str, str]) -> PortError:
+    if kind is ErrorKind.DEADLINE_EXCEEDED:
+        return PortTimeout(message)
+    if kind is ErrorKind.RESOURCE_EXHAUSTED:
+        return NoRoom(message)
+    return PortError(message)
+
+
+def _port_error(exc: grpc.aio.AioRpcError, what: str, address: str) -> PortError:
+    return remote_error(exc, what, _port_failure, address=address)
 
 
 class LeaseClient:
@@ -48,7 +52,7 @@ class LeaseClient:
         try:
             reply = await self._stub.GetCapacity(lease_pb2.GetCapacityRequest(), timeout=self.timeout)
         except grpc.aio.AioRpcError as exc:
-            raise _port_error(exc, f"LeaseService {self.address} GetCapacity") from exc
+            raise _port_error(exc, f"LeaseService at {self.address} (GetCapacity)", self.address) from exc
         return Amount.from_proto(reply.total), Amount.from_proto(reply.free)
 
     async def reserve(self, *, owner_id: str, resources: Amount, price: float, request_id: str) -> Grant:
@@ -60,14 +64,14 @@ class LeaseClient:
                 timeout=self.timeout,
             )
         except grpc.aio.AioRpcError as exc:
-            raise _port_error(exc, f"LeaseService {self.address} Reserve") from exc
+            raise _port_error(exc, f"LeaseService at {self.address} (Reserve)", self.address) from exc
         return Grant(reply.lease.lease_id, from_timestamp(reply.lease.expires_at))
 
     async def confirm(self, lease_id: str) -> None:
         try:
             await self._stub.Confirm(lease_pb2.ConfirmRequest(lease_id=lease_id), timeout=self.timeout)
         except grpc.aio.AioRpcError as exc:
-            raise _port_error(exc, f"LeaseService {self.address} Confirm") from exc
+            raise _port_error(exc, f"LeaseService at {self.address} (Confirm)", self.address) from exc
 
     async def release(self, lease_id: str) -> None:
         try:
@@ -75,38 +79,20 @@ class LeaseClient:
         except grpc.aio.AioRpcError as exc:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
                 return  # already gone (expired or released): nothing left to free
-            raise _port_error(exc, f"LeaseService {self.address} Release") from exc
+            raise _port_error(exc, f"LeaseService at {self.address} (Release)", self.address) from exc
 
     async def close(self) -> None:
         await self._channel.close()
 
 
 class SchedulerClient:
-    """Offers to schedulers' AllocationService; one cached channel per scheduler address."""
+    """Offers to schedulers' AllocationService; one pooled channel per scheduler address."""
 
     def __init__(self, config: WorkerConfig) -> None:
         self.config = config
-        self._channels: collections.OrderedDict[str, grpc.aio.Channel] = collections.OrderedDict()
-        self._closing: set[asyncio.Task[None]] = set()
-
-    def _stub(self, address: str) -> scheduler_pb2_grpc.AllocationServiceStub:
-        channel = self._channels.get(address)
-        if channel is None:
-            channel = open_channel(address, peer_id=self.config.worker_id)
-            self._channels[address] = channel
-            while len(self._channels) > MAX_SCHEDULER_CHANNELS:
-                self._retire(next(iter(self._channels)))
-        self._channels.move_to_end(address)
-        return scheduler_pb2_grpc.AllocationServiceStub(channel)
-
-    def _retire(self, address: str) -> None:
-        """Forget a scheduler's channel; close it after a grace so offers still out may finish."""
-        old = self._channels.pop(address, None)
-        if old is None:
-            return
-        task = asyncio.create_task(old.close(grace=RETIRED_CHANNEL_GRACE))
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
+        self._pool = ChannelPool(
+            config.worker_id, max_channels=MAX_SCHEDULER_CHANNELS, close_grace=RETIRED_CHANNEL_GRACE
+        )
 
     async def offer(self, address: str, spec: OfferSpec, timeout: float) -> tuple[bool, str]:
         request = scheduler_pb2.OfferRequest(
@@ -119,19 +105,12 @@ class SchedulerClient:
             expires_at=to_timestamp(spec.expires_at),
         )
         try:
-            reply = await self._stub(address).Offer(request, timeout=timeout)
+            # A scheduler that could not be reached gets a fresh channel next time (ChannelPool).
+            with self._pool.using(address) as channel:
+                reply = await scheduler_pb2_grpc.AllocationServiceStub(channel).Offer(request, timeout=timeout)
         except grpc.aio.AioRpcError as exc:
-            if exc.code() == grpc.StatusCode.UNAVAILABLE:
-                # NOTE: a channel that once failed to connect sits in gRPC's reconnect backoff
-                # (up to ~2 min) and fails every call at once; a scheduler that comes back must
-                # get the next offer, so drop the channel and dial afresh next time.
-                self._retire(address)
-            raise _port_error(exc, f"scheduler {address} Offer") from exc
+            raise _port_error(exc, f"scheduler at {address} (Offer)", address) from exc
         return reply.decision == scheduler_pb2.OFFER_DECISION_ACCEPTED, reply.reason
 
     async def close(self) -> None:
-        for channel in self._channels.values():
-            await channel.close()
-        self._channels.clear()
-        if self._closing:
-            await asyncio.gather(*self._closing, return_exceptions=True)
+        await self._pool.close()

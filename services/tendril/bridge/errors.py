@@ -13,7 +13,7 @@ class BridgeError(TendrilError):
 
     NOTE: ``reason`` is a :class:`BridgeReason` member — the SDK declares every reason an
     executor can get, so a new one is added there first. A plain string is only a peer's own
-    reason passed on unchanged (:func:`tendril.bridge.remotes.remote_error`).
+    reason passed on unchanged (:func:`tendril.core.calls.remote_error`).
     """
 
     service = "bridge"

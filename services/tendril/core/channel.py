@@ -1,4 +1,7 @@
-"""The one client channel factory: bounded messages, keepalive, and the caller's peer id."""
+"""The one client channel factory: bounded messages, keepalive, and the caller's peer id.
+
+Channels that are kept (one per peer) live in :class:`tendril.core.calls.ChannelPool`.
+"""
 
 from __future__ import annotations
 
@@ -96,16 +99,3 @@ def open_channel(
         options = [*CHANNEL_OPTIONS, *tls.channel_options(address)]
         return grpc.aio.secure_channel(address, credentials, options=options, interceptors=interceptors)
     return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS, interceptors=interceptors)
-
-
-def error_info_reason(error: grpc.aio.AioRpcError) -> str:
-    """The ErrorInfo.reason of a rich error status, or "" when there is none."""
-    from google.rpc import error_details_pb2
-    from grpc_status import rpc_status
-
-    status = rpc_status.from_call(error) if hasattr(error, "trailing_metadata") else None
-    for detail in status.details if status else ():
-        info = error_details_pb2.ErrorInfo()
-        if detail.Unpack(info):
-            return info.reason
-    return ""

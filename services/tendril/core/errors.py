@@ -63,12 +63,22 @@ class CoreReason(enum.StrEnum):
     PORT_IN_USE = "PORT_IN_USE"  # a server's listen address is taken by another process
 
 
+# NOTE: the codes no ErrorKind has. CANCELLED and UNKNOWN are what a call reports when the
+# peer stopped or the connection broke mid-call: "try again" (UNAVAILABLE). UNIMPLEMENTED means
+# the address serves no such RPC (a wrong address, an older peer): fix the setup first.
+_KIND_OF_OTHER_CODES: Mapping[grpc.StatusCode, ErrorKind] = {
+    grpc.StatusCode.CANCELLED: ErrorKind.UNAVAILABLE,
+    grpc.StatusCode.UNKNOWN: ErrorKind.UNAVAILABLE,
+    grpc.StatusCode.UNIMPLEMENTED: ErrorKind.FAILED_PRECONDITION,
+}
+
+
 def kind_for_status(code: grpc.StatusCode) -> ErrorKind:
-    """The ErrorKind of a status code, to pass a remote peer's error on (INTERNAL when none fits)."""
+    """The ErrorKind of a status code, to pass a remote peer's error on (see ``_KIND_OF_OTHER_CODES``)."""
     for kind, status in STATUS_CODES.items():
         if status == code:
             return kind
-    return ErrorKind.INTERNAL
+    return _KIND_OF_OTHER_CODES.get(code, ErrorKind.INTERNAL)
 
 
 class TendrilError(Exception):

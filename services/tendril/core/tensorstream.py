@@ -27,15 +27,15 @@ import dataclasses
 import enum
 import os
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import grpc
 
 from tendril.core import codecs, metrics, tensorfile
-from tendril.core.channel import error_info_reason
-from tendril.core.errors import STATUS_CODES, ErrorKind, TendrilError
+from tendril.core.calls import remote_error
+from tendril.core.errors import ErrorKind, TendrilError
 from tendril.core.server import CHUNK_BYTES
 from tendril.core.streaming import (
     FileDestination,
@@ -55,6 +55,7 @@ from tendril.core.streaming import (
 from tendril.core.tensorfile import Layout
 from tendril_proto.paramserver.v1 import paramserver_pb2
 from tendril_sdk.reasons import ParamserverReason, StreamReason
+from tendril_sdk.retry import TRANSIENT_CODES, RetryPolicy
 
 __all__ = [
     "TensorStreamError",
@@ -69,14 +70,17 @@ __all__ = [
 ]
 
 ATTEMPTS = 6
-BACKOFF_SECONDS = 0.2
-BACKOFF_MAX_SECONDS = 3.0
 # Worth another try: the server restarts or the network cut the stream. ABORTED means the
 # server took the stream over on a newer call; NOT_FOUND with RUN_NOT_OPEN means the
 # aggregate job's executor has not opened the run yet (it is dispatched just before).
-RETRYABLE = {grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.ABORTED}
-RETRYABLE_REASONS = {ParamserverReason.RUN_NOT_OPEN}
-_KIND_OF_CODE = {code: kind for kind, code in STATUS_CODES.items()}
+# NOTE: not DEADLINE_EXCEEDED: a PullUpdate that waited its timeout out answers it (ROUND_STILL_OPEN).
+RETRY = RetryPolicy(
+    codes=TRANSIENT_CODES - {grpc.StatusCode.DEADLINE_EXCEEDED},
+    reasons=frozenset({ParamserverReason.RUN_NOT_OPEN}),
+    attempts=ATTEMPTS + 1,
+    initial_backoff=0.2,
+    max_backoff=3.0,
+)
 _METHOD = "/" + paramserver_pb2.DESCRIPTOR.services_by_name["ParameterServerService"].full_name + "/"
 
 
@@ -108,23 +112,26 @@ class TensorStreamError(TendrilError):
 
     service = "tensorstream"
 
-    def __init__(self, kind: ErrorKind, message: str, *, reason: TensorStreamReason | StreamReason | str) -> None:
-        super().__init__(kind, message, reason=reason)
+    def __init__(
+        self,
+        kind: ErrorKind,
+        message: str,
+        *,
+        reason: TensorStreamReason | StreamReason | str,
+        metadata: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(kind, message, reason=reason, metadata=metadata)
 
 
 def _from_rpc(err: grpc.aio.AioRpcError, what: str) -> TensorStreamError:
-    kind = _KIND_OF_CODE.get(err.code(), ErrorKind.UNAVAILABLE)
-    reason = error_info_reason(err) or TensorStreamReason.RPC_FAILED
-    return TensorStreamError(kind, f"{what}: {err.details() or err.code().name}", reason=reason)
+    return remote_error(
+        err, f"{what}: the parameter server", TensorStreamError, no_reason=TensorStreamReason.RPC_FAILED
+    )
 
 
 def _from_stream(exc: StreamError, what: str) -> TensorStreamError:
     kind = ErrorKind.DATA_LOSS if exc.reason == StreamReason.SHA256_MISMATCH else ErrorKind.INVALID_ARGUMENT
     return TensorStreamError(kind, f"{what}: {exc.message}", reason=exc.reason)
-
-
-def _retryable(err: grpc.aio.AioRpcError) -> bool:
-    return err.code() in RETRYABLE or error_info_reason(err) in RETRYABLE_REASONS
 
 
 # What grpc.aio reports when a client write fails because the server already ended the call.
@@ -140,10 +147,6 @@ def _status_lost(err: grpc.aio.AioRpcError) -> bool:
     # (see streaming.STREAM_ACCEPTED), so the retry carries the server's real answer.
     """
     return err.code() is grpc.StatusCode.INTERNAL and err.details() == _LOST_STATUS_DETAILS
-
-
-async def _backoff(attempt: int) -> None:
-    await asyncio.sleep(min(BACKOFF_MAX_SECONDS, BACKOFF_SECONDS * 2**attempt))
 
 
 # -- payloads ------------------------------------------------------------------------------------
@@ -225,6 +228,7 @@ async def _push_stream(
     total = info.total_bytes
     offset = 0
     failures = 0
+    backoff = RETRY.backoff()
     while True:
         header = header_frame(header_message(dataclasses.replace(info, start_offset=offset)))
 
@@ -256,9 +260,9 @@ async def _push_stream(
                 pending.append(rpc)
             response = await rpc
         except grpc.aio.AioRpcError as err:
-            if not (_retryable(err) or _status_lost(err)) or failures >= ATTEMPTS:
+            if not (RETRY.retryable(err) or _status_lost(err)) or failures >= ATTEMPTS:
                 raise _from_rpc(err, what) from err
-            await _backoff(failures)
+            await asyncio.sleep(backoff.next())
             failures += 1
             if resumable:
                 # Offer to go on after the last chunk sent; the server answers with what it
@@ -354,6 +358,7 @@ async def _pull_stream(
     contributors = 0
     net = 0
     failures = 0
+    backoff = RETRY.backoff()
     try:
         while True:
             offset = receiver.received if receiver else 0
@@ -384,9 +389,9 @@ async def _pull_stream(
                     await receiver.feed_async(frame.offset, frame.data)
                     net += len(frame.data)
             except grpc.aio.AioRpcError as err:
-                if not _retryable(err) or failures >= ATTEMPTS:
+                if not RETRY.retryable(err) or failures >= ATTEMPTS:
                     raise _from_rpc(err, what) from err
-                await _backoff(failures)
+                await asyncio.sleep(backoff.next())
                 failures += 1
                 continue
             finally:

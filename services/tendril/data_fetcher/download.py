@@ -21,7 +21,7 @@ from tendril.core.errors import ErrorKind
 from tendril.core.logs import get_logger
 from tendril.data_fetcher.cache import CacheEntry, SliceCache
 from tendril.data_fetcher.errors import DownloadReason, FetcherError, FetcherReason
-from tendril.data_fetcher.model import Assignment, FetcherStats, RetryPolicy, SliceSource
+from tendril.data_fetcher.model import Assignment, FetcherStats, FetchPolicy, SliceSource
 
 log = get_logger("tendril.data_fetcher.download")
 
@@ -39,11 +39,12 @@ def _append(f: IO[bytes], digest: Any, data: bytes) -> None:
     digest.update(data)
 
 
-async def transfer(source: SliceSource, a: Assignment, tmp: Path, stats: FetcherStats, policy: RetryPolicy) -> str:
+async def transfer(source: SliceSource, a: Assignment, tmp: Path, stats: FetcherStats, policy: FetchPolicy) -> str:
     """Stream slice ``a`` into ``tmp``; returns its hex sha256. Raises FetcherError or _Mismatch."""
     digest = hashlib.sha256()
     offset = 0
     failures = 0
+    backoff = policy.backoff()
     last_error: FetcherError | None = None
     f = await asyncio.to_thread(open, tmp, "wb")
     try:
@@ -91,6 +92,8 @@ async def transfer(source: SliceSource, a: Assignment, tmp: Path, stats: Fetcher
                 with contextlib.suppress(Exception):
                     await stream.aclose()
             failures = 0 if progressed else failures + 1
+            if progressed:
+                backoff.reset()
             if failures >= policy.attempts:
                 assert last_error is not None
                 raise FetcherError(
@@ -101,7 +104,7 @@ async def transfer(source: SliceSource, a: Assignment, tmp: Path, stats: Fetcher
                     reason=FetcherReason.DATA_NODE_UNAVAILABLE,
                     metadata={"data_node": a.data_node_address, "offset": str(offset)},
                 )
-            await asyncio.sleep(policy.backoff(max(failures, 1)))
+            await asyncio.sleep(backoff.next())
     finally:
         await asyncio.to_thread(f.close)
 
@@ -134,7 +137,7 @@ def cache_write_error(a: Assignment, root: Path, exc: OSError) -> FetcherError:
 
 
 async def download_verified(
-    source: SliceSource, cache: SliceCache, a: Assignment, stats: FetcherStats, policy: RetryPolicy
+    source: SliceSource, cache: SliceCache, a: Assignment, stats: FetcherStats, policy: FetchPolicy
 ) -> CacheEntry:
     """Download ``a`` into the cache (verified); refetches once on a mismatch, then DATA_LOSS."""
     problem = ""

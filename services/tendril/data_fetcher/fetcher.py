@@ -20,7 +20,7 @@ from tendril.data_fetcher.model import (
     Assignment,
     Coordinator,
     FetcherStats,
-    RetryPolicy,
+    FetchPolicy,
     SliceKey,
     SliceSource,
     is_dialable,
@@ -63,7 +63,7 @@ class DataFetcher:
         coordinator: Coordinator,
         *,
         default_prefetch: int = 2,
-        policy: RetryPolicy | None = None,
+        policy: FetchPolicy | None = None,
     ) -> None:
         if default_prefetch < 1:
             raise ValueError(f"default prefetch must be at least 1, got {default_prefetch}")
@@ -71,7 +71,7 @@ class DataFetcher:
         self.source = source
         self.coordinator = coordinator
         self.default_prefetch = default_prefetch
-        self.policy = policy or RetryPolicy()
+        self.policy = policy or FetchPolicy()
         self.stats = FetcherStats()
         self.jobs: dict[str, JobFetcher] = {}
         self._downloads: dict[SliceKey, asyncio.Task[CacheEntry]] = {}

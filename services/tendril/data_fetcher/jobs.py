@@ -21,7 +21,8 @@ from tendril.core.errors import ErrorKind
 from tendril.core.logs import get_logger
 from tendril.data_fetcher.cache import CacheEntry, SliceCache
 from tendril.data_fetcher.errors import FetcherError, FetcherReason
-from tendril.data_fetcher.model import Assignment, Coordinator, RetryPolicy, check_assignment
+from tendril.data_fetcher.model import Assignment, Coordinator, FetchPolicy, check_assignment
+from tendril_sdk.retry import retry
 
 log = get_logger("tendril.data_fetcher.jobs")
 
@@ -63,7 +64,7 @@ class JobFetcher:
         coordinator: Coordinator,
         obtain: Callable[[Assignment], Awaitable[CacheEntry]],
         cache: SliceCache,
-        policy: RetryPolicy,
+        policy: FetchPolicy,
     ) -> None:
         self.job_id = job_id
         self.worker_id = worker_id
@@ -112,23 +113,15 @@ class JobFetcher:
             self._changed.set()
 
     async def _assign(self) -> Assignment:
-        failures = 0
-        while True:
+        def ask() -> Awaitable[Assignment]:
             cached = self._cache.names(self.dataset_id) if self.dataset_id else []
-            try:
-                assignment = await self._coordinator.assign(
-                    self.coordinator_address, self.job_id, self.worker_id, cached
-                )
-            except FetcherError as exc:
-                failures += 1
-                if not exc.retryable or failures >= self._policy.attempts:
-                    raise
-                await asyncio.sleep(self._policy.backoff(failures))
-                continue
-            check_assignment(assignment, self.coordinator_address)
-            self.dataset_id = assignment.dataset_id
-            self.assigned += 1
-            return assignment
+            return self._coordinator.assign(self.coordinator_address, self.job_id, self.worker_id, cached)
+
+        assignment = await retry(ask, self._policy.retry_policy())
+        check_assignment(assignment, self.coordinator_address)
+        self.dataset_id = assignment.dataset_id
+        self.assigned += 1
+        return assignment
 
     async def next(self) -> Handout:
         """The job's next slice, waiting for it if it is not ready yet."""

@@ -11,6 +11,7 @@ from tendril.core.config import split_address
 from tendril.core.errors import ErrorKind
 from tendril.core.ids import is_sha256_hex, is_valid_name
 from tendril.data_fetcher.errors import FetcherError, FetcherReason
+from tendril_sdk.retry import Backoff, RetryPolicy
 
 
 @dataclasses.dataclass(frozen=True)
@@ -97,8 +98,8 @@ class FetcherStats:
 
 
 @dataclasses.dataclass(frozen=True)
-class RetryPolicy:
-    """Bounds on retries of upstream calls."""
+class FetchPolicy:
+    """Bounds on retries of upstream calls (the delays are a :class:`tendril_sdk.retry.Backoff`)."""
 
     attempts: int = 5  # consecutive failures (without progress) before giving up
     backoff_seconds: float = 0.2  # first wait; doubles up to backoff_max_seconds
@@ -106,9 +107,19 @@ class RetryPolicy:
     idle_timeout_seconds: float = 30.0  # a stream that sends nothing for this long counts as cut
     call_timeout_seconds: float = 10.0  # deadline of one AssignSlice call
 
-    def backoff(self, failures: int) -> float:
-        """Seconds to wait after the ``failures``-th consecutive failure (1-based)."""
-        return float(min(self.backoff_max_seconds, self.backoff_seconds * 2 ** (failures - 1)))
+    def backoff(self) -> Backoff:
+        """Fresh delays for one run of retries."""
+        return Backoff(self.backoff_seconds, self.backoff_max_seconds)
+
+    def retry_policy(self) -> RetryPolicy:
+        """Retry a failure whose FetcherError is retryable, ``attempts`` tries in all."""
+        return RetryPolicy(
+            codes=frozenset(),
+            attempts=self.attempts,
+            initial_backoff=self.backoff_seconds,
+            max_backoff=self.backoff_max_seconds,
+            retry_if=lambda e: isinstance(e, FetcherError) and e.retryable,
+        )
 
 
 class Coordinator(Protocol):

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from tendril.core.calls import ChannelPool
 from tendril.core.config import WorkerConfig
 from tendril.core.errors import ConfigError
 from tendril.core.logs import get_logger
 from tendril.core.server import Binding, ServiceServer
 from tendril.data_fetcher.cache import SliceCache
-from tendril.data_fetcher.clients import ChannelPool, GrpcCoordinator, GrpcSliceSource
+from tendril.data_fetcher.clients import GrpcCoordinator, GrpcSliceSource
 from tendril.data_fetcher.fetcher import MAX_PREFETCH, DataFetcher
-from tendril.data_fetcher.model import RetryPolicy
+from tendril.data_fetcher.model import FetchPolicy
 from tendril.data_fetcher.servicer import DataFetcherServicer
 from tendril_proto.data.v1 import data_pb2, data_pb2_grpc
 
@@ -21,7 +22,7 @@ SERVICE_NAME = data_pb2.DESCRIPTOR.services_by_name["DataFetcherService"].full_n
 class DataFetcherService:
     """The DataFetcher process's service: start serving, stop gracefully."""
 
-    def __init__(self, config: WorkerConfig, policy: RetryPolicy | None = None) -> None:
+    def __init__(self, config: WorkerConfig, policy: FetchPolicy | None = None) -> None:
         section = config.data_fetcher
         if section.cache_bytes <= 0:
             raise ConfigError(
@@ -32,7 +33,7 @@ class DataFetcherService:
                 f"data_fetcher.prefetch must be 1 to {MAX_PREFETCH}, got {section.prefetch}",
                 key="data_fetcher.prefetch",
             )
-        self.policy = policy or RetryPolicy()
+        self.policy = policy or FetchPolicy()
         self.cache = SliceCache(config.state_dir / "cache", section.cache_bytes)
         self.pool = ChannelPool(config.worker_id)
         self.core = DataFetcher(

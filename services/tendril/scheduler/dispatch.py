@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import grpc
 from google.protobuf import struct_pb2
 
+from tendril.core.calls import CURABLE_CODES, follow
 from tendril.core.logs import get_logger
 from tendril.scheduler.jobconfig import JobConfig
 from tendril.scheduler.run import Dataset
 from tendril_proto.common.v1 import common_pb2
 from tendril_proto.job.v1 import job_pb2, job_pb2_grpc
+from tendril_sdk.retry import RetryPolicy
 
 log = get_logger("tendril.scheduler.dispatch")
 
@@ -21,6 +23,9 @@ TRAIN = ("train", "diloco")
 AGGREGATE = ("aggregate", "diloco")
 TERMINAL = {job_pb2.JOB_STATE_SUCCEEDED, job_pb2.JOB_STATE_FAILED, job_pb2.JOB_STATE_CANCELLED}
 CALL_TIMEOUT_SECONDS = 15.0
+# A job's watch is opened again while its JobService does not answer or the stream broke
+# (a restart); any other failure ends the member.
+WATCH_POLICY = RetryPolicy(codes=CURABLE_CODES, attempts=None, initial_backoff=0.5, max_backoff=5.0)
 
 
 def aggregate_config(config: JobConfig, run_id: str) -> dict[str, Any]:
@@ -98,24 +103,25 @@ class JobHandle:
 
     async def wait_end(self) -> JobEnd:
         """Follow the job until it ends (reconnecting while its JobService restarts)."""
-        delay = 0.5
-        while True:
+
+        async def watch_once(live: Callable[[], None]) -> JobEnd | None:
             try:
                 current = await self._stub.Get(job_pb2.GetRequest(job_id=self.job_id), timeout=CALL_TIMEOUT_SECONDS)
+                live()
                 if current.job.state in TERMINAL:
                     return _end(current.job)
                 async for change in self._stub.Watch(job_pb2.WatchRequest(job_id=self.job_id)):
-                    delay = 0.5
                     if change.job.job_id == self.job_id and change.job.state in TERMINAL:
                         return _end(change.job)
             except grpc.aio.AioRpcError as exc:
                 if exc.code() == grpc.StatusCode.NOT_FOUND:
                     return JobEnd("FAILED", -1, f"the worker no longer knows job {self.job_id}: {exc.details()}")
-                if exc.code() not in (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED):
-                    raise
-                log.info("job.watch_retry", job_id=self.job_id, code=exc.code().name)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+                raise
+            return None
+
+        return await follow(
+            watch_once, name="job", peer=f"job {self.job_id} on {self.worker_id}", policy=WATCH_POLICY, log=log
+        )
 
     async def tail(self, lines: int = 3) -> str:
         """The last lines of the executor's output ("" when they cannot be read)."""

@@ -25,7 +25,7 @@ from pathlib import Path
 import grpc
 from google.protobuf import any_pb2
 
-from tendril.core.channel import open_channel
+from tendril.core.calls import ChannelPool
 from tendril.core.errors import ErrorKind, TendrilError
 from tendril.core.logs import get_logger
 from tendril.core.tensorstream import TensorStreamError, pull_parameters
@@ -41,12 +41,14 @@ from tendril_proto.common.v1 import common_pb2
 from tendril_proto.data.v1 import data_pb2, data_pb2_grpc
 from tendril_proto.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from tendril_proto.paramserver.v1 import paramserver_pb2, paramserver_pb2_grpc
+from tendril_sdk.retry import TRANSIENT_CODES, RetryPolicy, retry
 
 log = get_logger("tendril.scheduler.driver")
 
 CALL_TIMEOUT_SECONDS = 15.0
 PS_READY_TIMEOUT_SECONDS = 120.0  # the aggregate executor starts a Python process before it opens the run
 POLL_SECONDS = 0.2
+PS_POLL_MAX_SECONDS = 1.0
 
 
 class Driver:
@@ -58,7 +60,8 @@ class Driver:
         self.advertised = advertised
         self.out_dir = out_dir
         self.peer_id = config.scheduler.id
-        self._channels: dict[str, grpc.aio.Channel] = {}
+        # NOTE: no bound: a run keeps a channel to each of its workers' services for its life.
+        self._channels = ChannelPool(self.peer_id, max_channels=None)
         self._members: dict[str, asyncio.Task[None]] = {}
         self._keepers: dict[str, LeaseKeeper] = {}
         self._jobs: dict[str, JobHandle] = {}
@@ -70,9 +73,7 @@ class Driver:
         self._full = False  # the first full set of trainers was dispatched
 
     def channel(self, address: str) -> grpc.aio.Channel:
-        if address not in self._channels:
-            self._channels[address] = open_channel(address, peer_id=self.peer_id)
-        return self._channels[address]
+        return self._channels.channel(address)
 
     # -- data ------------------------------------------------------------------------------
 
@@ -166,7 +167,9 @@ class Driver:
     # -- members ---------------------------------------------------------------------------
 
     async def _member(self, member: Member) -> None:
-        keeper = LeaseKeeper(self.channel(member.endpoints.lease), member.lease_id, member.worker_id)
+        keeper = LeaseKeeper(
+            self.channel(member.endpoints.lease), member.lease_id, member.worker_id, expires_at=member.offer_expires_at
+        )
         self._keepers[member.lease_id] = keeper
         renewing: asyncio.Task[None] | None = None
         working: asyncio.Task[None] | None = None
@@ -244,24 +247,30 @@ class Driver:
 
     async def _wait_parameter_server(self, member: Member) -> None:
         stub = paramserver_pb2_grpc.ParameterServerServiceStub(self.channel(member.endpoints.parameter_server))
-        deadline = time.monotonic() + PS_READY_TIMEOUT_SECONDS
-        while True:
-            try:
-                await stub.GetRound(
+        # Until the aggregate job opened the run: RUN_NOT_OPEN, or no answer while its PS starts.
+        policy = RetryPolicy(
+            codes=TRANSIENT_CODES | {grpc.StatusCode.NOT_FOUND},
+            attempts=None,
+            deadline=PS_READY_TIMEOUT_SECONDS,
+            initial_backoff=POLL_SECONDS,
+            max_backoff=PS_POLL_MAX_SECONDS,
+        )
+        try:
+            await retry(
+                lambda: stub.GetRound(
                     paramserver_pb2.GetRoundRequest(run_id=self.run.run_id), timeout=CALL_TIMEOUT_SECONDS
-                )
-                break
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() not in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE):
-                    raise
-                if time.monotonic() > deadline:
-                    raise SchedulerError(
-                        ErrorKind.DEADLINE_EXCEEDED,
-                        f"the parameter server on {member.worker_id} did not open run {self.run.run_id} within "
-                        f"{PS_READY_TIMEOUT_SECONDS:.0f} s ({exc.details()}); see its aggregate job's log",
-                        reason=SchedulerRunReason.PS_NOT_READY,
-                    ) from exc
-            await asyncio.sleep(POLL_SECONDS)
+                ),
+                policy,
+            )
+        except grpc.aio.AioRpcError as exc:
+            if not policy.retryable(exc):
+                raise
+            raise SchedulerError(
+                ErrorKind.DEADLINE_EXCEEDED,
+                f"the parameter server on {member.worker_id} did not open run {self.run.run_id} within "
+                f"{PS_READY_TIMEOUT_SECONDS:.0f} s ({exc.details()}); see its aggregate job's log",
+                reason=SchedulerRunReason.PS_NOT_READY,
+            ) from exc
         log.info("parameter_server.ready", worker=member.worker_id, address=member.endpoints.parameter_server)
         self._ps_ready.set()
 
@@ -360,8 +369,7 @@ class Driver:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         await asyncio.gather(*(k.release() for k in self._keepers.values()))
-        for channel in self._channels.values():
-            await channel.close()
+        await self._channels.close()
 
 
 def _why(exc: BaseException) -> str:

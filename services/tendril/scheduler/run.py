@@ -60,6 +60,7 @@ class OfferIn:
     worker_id: str
     lease_id: str
     endpoints: Endpoints
+    expires_at: float = 0.0  # the offer's expiry (epoch seconds): the temporary lease ends then; 0 = unknown
 
 
 @dataclasses.dataclass
@@ -71,6 +72,7 @@ class Member:
     role: Role
     endpoints: Endpoints
     job_id: str
+    offer_expires_at: float = 0.0  # until then the lease may be confirmed (OfferIn.expires_at)
     lost: bool = False
     lost_reason: str = ""
 
@@ -183,7 +185,9 @@ class Run:
             return None, f"worker {offer.worker_id} already holds a {role.value} lease of run {self.run_id}"
         if role is Role.PARAMETER_SERVER and not offer.endpoints.parameter_server:
             return None, "the worker advertises no parameter server address"
-        member = Member(offer.worker_id, offer.lease_id, role, offer.endpoints, self._next_job_id(role))
+        member = Member(
+            offer.worker_id, offer.lease_id, role, offer.endpoints, self._next_job_id(role), offer.expires_at
+        )
         self.members[offer.lease_id] = member
         return member, "accepted"
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from tendril.core.errors import ErrorKind
 from tendril.core.logs import get_logger
+from tendril.core.timeutil import from_timestamp
 from tendril.scheduler.errors import SchedulerError, SchedulerReason
 from tendril.scheduler.run import Directive, Endpoints, Member, OfferIn, Progress, ProgressIn, Run
 from tendril_proto.scheduler.v1 import scheduler_pb2, scheduler_pb2_grpc
@@ -57,6 +58,7 @@ class AllocationServicer(scheduler_pb2_grpc.AllocationServiceServicer):
             worker.worker_id,
             request.lease_id,
             Endpoints(worker.endpoints.lease, worker.endpoints.job, worker.endpoints.parameter_server),
+            from_timestamp(request.expires_at) if request.HasField("expires_at") else 0.0,
         )
         member, reason = self._run.consider_offer(offer)
         if member is None:

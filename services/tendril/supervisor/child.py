@@ -11,9 +11,9 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from tendril.supervisor.backoff import Backoff
 from tendril.supervisor.specs import ChildSpec
 from tendril.supervisor.statusfile import ChildStatus
+from tendril_sdk.retry import Backoff
 
 
 class Child:

@@ -20,7 +20,6 @@ from tendril.core.logs import get_logger
 from tendril.core.metrics import ServiceFigures
 from tendril.core.process import child_env
 from tendril.core.worker_record import worker_record
-from tendril.supervisor.backoff import Backoff
 from tendril.supervisor.child import Child
 from tendril.supervisor.health import Started, wait_started
 from tendril.supervisor.metrics_endpoint import MetricsEndpoint
@@ -28,11 +27,15 @@ from tendril.supervisor.prepare import Prepared
 from tendril.supervisor.reaper import Descendants, become_subreaper, reap_adopted
 from tendril.supervisor.specs import dial_address, gateway_address, listen_address, stop_waves
 from tendril.supervisor.statusfile import SupervisorStatus, write_status
+from tendril_sdk.retry import Backoff
 
 log = get_logger("tendril.supervisor")
 
 WATCH_SECONDS = 0.1  # how often children are polled for an exit
 REAP_SECONDS = 1.0  # how often descendants are listed and adopted orphans reaped
+# NOTE: a child that served this long before it crashed is "stable": its next restart starts
+# again from the first delay instead of continuing a crash loop's long delay.
+STABLE_AFTER_SECONDS = 30.0
 TAIL_LINES = 20
 
 EXIT_OK = 0
@@ -73,7 +76,9 @@ class Supervisor:
                 config_json=prepared.config_json,
                 log_path=prepared.logs_dir / f"{spec.name}.log",
                 env=env,
-                backoff=Backoff(sup.restart_backoff_seconds, sup.restart_backoff_max_seconds),
+                backoff=Backoff(
+                    sup.restart_backoff_seconds, sup.restart_backoff_max_seconds, stable_after=STABLE_AFTER_SECONDS
+                ),
             )
             for spec in prepared.specs
         }
@@ -252,7 +257,7 @@ class Supervisor:
 
     async def _restart(self, child: Child, code: int) -> None:
         crashed_at = time.monotonic()
-        delay = child.backoff.crashed_after(child.uptime())
+        delay = child.backoff.failed_after(child.uptime())
         self._forget_metrics(child)
         try:
             while not self._stopping.is_set():

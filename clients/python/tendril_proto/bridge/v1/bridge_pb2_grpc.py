@@ -34,7 +34,8 @@ class JobBridgeServiceStub:
     Errors are rich statuses: the stable reason is the ErrorInfo.reason in the trailer
     grpc-status-details-bin (the Python SDK names every one in tendril_sdk.BridgeReason). A
     failure of a service behind the bridge (DataFetcher, parameter server, scheduler) keeps that
-    service's status code and reason; each RPC lists those an executor meets. When the service
+    service's status code (CANCELLED and UNKNOWN, which mean the call broke off, become
+    UNAVAILABLE; UNIMPLEMENTED becomes FAILED_PRECONDITION) and reason; each RPC lists those an executor meets. When the service
     gave no reason, or could not be reached, the reason is REMOTE_<CODE> with the service's code,
     as below. UNAVAILABLE always means "try again shortly". Every RPC may answer these besides
     its own:
@@ -44,8 +45,9 @@ class JobBridgeServiceStub:
     token.
     INVALID_ARGUMENT PATH_NOT_CONFINED: a path is empty, absolute, has ".." or a NUL byte, or
     leaves the work dir.
-    CANCELLED REMOTE_CANCELLED: the service's call was cancelled (it is stopping).
-    UNKNOWN REMOTE_UNKNOWN: the service failed without saying how.
+    UNAVAILABLE REMOTE_CANCELLED: the service's call was cancelled (it is stopping); retry.
+    UNAVAILABLE REMOTE_UNKNOWN: the service failed without saying how (the call broke off);
+    retry.
     INVALID_ARGUMENT REMOTE_INVALID_ARGUMENT: the service refused the bridge's request.
     DEADLINE_EXCEEDED REMOTE_DEADLINE_EXCEEDED: the service did not answer in time.
     NOT_FOUND REMOTE_NOT_FOUND: the service does not know what was asked for.
@@ -56,7 +58,7 @@ class JobBridgeServiceStub:
     FAILED_PRECONDITION REMOTE_FAILED_PRECONDITION: the service is not in a state to do it.
     ABORTED REMOTE_ABORTED: the service gave the call up (a newer call took over); retry.
     OUT_OF_RANGE REMOTE_OUT_OF_RANGE: the service found a value out of range.
-    UNIMPLEMENTED REMOTE_UNIMPLEMENTED: the address in the job's config is not the service it
+    FAILED_PRECONDITION REMOTE_UNIMPLEMENTED: the address in the job's config is not the service it
     should be.
     INTERNAL REMOTE_INTERNAL: the service failed (or the connection broke mid-call).
     UNAVAILABLE REMOTE_UNAVAILABLE: the service cannot be reached; retry.
@@ -144,7 +146,8 @@ class JobBridgeServiceServicer:
     Errors are rich statuses: the stable reason is the ErrorInfo.reason in the trailer
     grpc-status-details-bin (the Python SDK names every one in tendril_sdk.BridgeReason). A
     failure of a service behind the bridge (DataFetcher, parameter server, scheduler) keeps that
-    service's status code and reason; each RPC lists those an executor meets. When the service
+    service's status code (CANCELLED and UNKNOWN, which mean the call broke off, become
+    UNAVAILABLE; UNIMPLEMENTED becomes FAILED_PRECONDITION) and reason; each RPC lists those an executor meets. When the service
     gave no reason, or could not be reached, the reason is REMOTE_<CODE> with the service's code,
     as below. UNAVAILABLE always means "try again shortly". Every RPC may answer these besides
     its own:
@@ -154,8 +157,9 @@ class JobBridgeServiceServicer:
     token.
     INVALID_ARGUMENT PATH_NOT_CONFINED: a path is empty, absolute, has ".." or a NUL byte, or
     leaves the work dir.
-    CANCELLED REMOTE_CANCELLED: the service's call was cancelled (it is stopping).
-    UNKNOWN REMOTE_UNKNOWN: the service failed without saying how.
+    UNAVAILABLE REMOTE_CANCELLED: the service's call was cancelled (it is stopping); retry.
+    UNAVAILABLE REMOTE_UNKNOWN: the service failed without saying how (the call broke off);
+    retry.
     INVALID_ARGUMENT REMOTE_INVALID_ARGUMENT: the service refused the bridge's request.
     DEADLINE_EXCEEDED REMOTE_DEADLINE_EXCEEDED: the service did not answer in time.
     NOT_FOUND REMOTE_NOT_FOUND: the service does not know what was asked for.
@@ -166,7 +170,7 @@ class JobBridgeServiceServicer:
     FAILED_PRECONDITION REMOTE_FAILED_PRECONDITION: the service is not in a state to do it.
     ABORTED REMOTE_ABORTED: the service gave the call up (a newer call took over); retry.
     OUT_OF_RANGE REMOTE_OUT_OF_RANGE: the service found a value out of range.
-    UNIMPLEMENTED REMOTE_UNIMPLEMENTED: the address in the job's config is not the service it
+    FAILED_PRECONDITION REMOTE_UNIMPLEMENTED: the address in the job's config is not the service it
     should be.
     INTERNAL REMOTE_INTERNAL: the service failed (or the connection broke mid-call).
     UNAVAILABLE REMOTE_UNAVAILABLE: the service cannot be reached; retry.
@@ -469,7 +473,8 @@ class JobBridgeService:
     Errors are rich statuses: the stable reason is the ErrorInfo.reason in the trailer
     grpc-status-details-bin (the Python SDK names every one in tendril_sdk.BridgeReason). A
     failure of a service behind the bridge (DataFetcher, parameter server, scheduler) keeps that
-    service's status code and reason; each RPC lists those an executor meets. When the service
+    service's status code (CANCELLED and UNKNOWN, which mean the call broke off, become
+    UNAVAILABLE; UNIMPLEMENTED becomes FAILED_PRECONDITION) and reason; each RPC lists those an executor meets. When the service
     gave no reason, or could not be reached, the reason is REMOTE_<CODE> with the service's code,
     as below. UNAVAILABLE always means "try again shortly". Every RPC may answer these besides
     its own:
@@ -479,8 +484,9 @@ class JobBridgeService:
     token.
     INVALID_ARGUMENT PATH_NOT_CONFINED: a path is empty, absolute, has ".." or a NUL byte, or
     leaves the work dir.
-    CANCELLED REMOTE_CANCELLED: the service's call was cancelled (it is stopping).
-    UNKNOWN REMOTE_UNKNOWN: the service failed without saying how.
+    UNAVAILABLE REMOTE_CANCELLED: the service's call was cancelled (it is stopping); retry.
+    UNAVAILABLE REMOTE_UNKNOWN: the service failed without saying how (the call broke off);
+    retry.
     INVALID_ARGUMENT REMOTE_INVALID_ARGUMENT: the service refused the bridge's request.
     DEADLINE_EXCEEDED REMOTE_DEADLINE_EXCEEDED: the service did not answer in time.
     NOT_FOUND REMOTE_NOT_FOUND: the service does not know what was asked for.
@@ -491,7 +497,7 @@ class JobBridgeService:
     FAILED_PRECONDITION REMOTE_FAILED_PRECONDITION: the service is not in a state to do it.
     ABORTED REMOTE_ABORTED: the service gave the call up (a newer call took over); retry.
     OUT_OF_RANGE REMOTE_OUT_OF_RANGE: the service found a value out of range.
-    UNIMPLEMENTED REMOTE_UNIMPLEMENTED: the address in the job's config is not the service it
+    FAILED_PRECONDITION REMOTE_UNIMPLEMENTED: the address in the job's config is not the service it
     should be.
     INTERNAL REMOTE_INTERNAL: the service failed (or the connection broke mid-call).
     UNAVAILABLE REMOTE_UNAVAILABLE: the service cannot be reached; retry.
