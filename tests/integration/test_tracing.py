@@ -25,10 +25,10 @@ from opentelemetry.trace import SpanKind
 from tendril.core.channel import open_channel
 from tendril.core.identity import peer_id_metadata
 from tendril.core.tracefile import read_spans
-from tendril.core.tracing import TRACE_FILE_ENV
 from tendril_proto.common.v1 import common_pb2
 from tendril_proto.job.v1 import job_pb2, job_pb2_grpc
 from tendril_proto.lease.v1 import lease_pb2, lease_pb2_grpc
+from tendril_sdk.tracing import TRACE_FILE_ENV
 from tests.procs import running, spawn, wait_serving, worker_config, write_config_json
 
 pytestmark = pytest.mark.integration

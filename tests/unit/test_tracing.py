@@ -25,6 +25,7 @@ from tendril.core.errors import ErrorKind, TendrilError
 from tendril.core.server import Binding, ServiceServer
 from tendril.core.tracefile import read_spans
 from tendril_proto.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from tendril_sdk import tracing as sdk_tracing
 
 REGISTRY = "tendril.gateway.v1.RegistryService"
 
@@ -44,7 +45,7 @@ REGISTRY = "tendril.gateway.v1.RegistryService"
     ],
 )
 def test_the_environment_chooses_the_exporters(env: dict[str, str], expected: list[str]) -> None:
-    assert tracing.exporter_names(env) == expected
+    assert sdk_tracing.exporter_names(env) == expected
 
 
 def test_without_tracing_nothing_is_added() -> None:
@@ -181,8 +182,8 @@ def test_pass_context_hands_the_current_span_to_a_child(spans: InMemorySpanExpor
 _EXECUTOR = textwrap.dedent(
     """
     from opentelemetry import trace
-    from tendril.core import tracing
-    assert tracing.setup_executor("probe")
+    from tendril_sdk import tracing
+    assert tracing.setup("probe")
     with trace.get_tracer("probe").start_as_current_span("executor.work"):
         pass
     """

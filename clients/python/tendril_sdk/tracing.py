@@ -23,7 +23,17 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["TRACEPARENT_ENV", "TRACESTATE_ENV", "TRACE_FILE_ENV", "active", "client_interceptors", "setup"]
+__all__ = [
+    "TRACEPARENT_ENV",
+    "TRACESTATE_ENV",
+    "TRACE_FILE_ENV",
+    "active",
+    "build_provider",
+    "client_interceptors",
+    "exporter_names",
+    "setup",
+    "traced_calls",
+]
 
 log = logging.getLogger("tendril_sdk.tracing")
 
@@ -65,6 +75,36 @@ def active() -> bool:
     return _provider is not None
 
 
+def build_provider(service: str, attributes: Mapping[str, str], env: Mapping[str, str]) -> Any:
+    """A TracerProvider for ``service`` with the exporters ``env`` asks for; None when tracing is off
+    (or OpenTelemetry is not installed). The one builder: executors (:func:`setup`) and the
+    worker's own processes (``tendril.core.tracing``) both use it."""
+    names = exporter_names(env)
+    if not names:
+        return None
+    try:
+        from opentelemetry.sdk.resources import SERVICE_NAME, Resource
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+    except ImportError:
+        log.warning(
+            "tracing: the environment asks for %s but OpenTelemetry is not installed; "
+            "pip install 'tendril-sdk[tracing]'",
+            ", ".join(names),
+        )
+        return None
+    resource = Resource.create({SERVICE_NAME: service, "service.namespace": "tendril", **attributes})
+    provider = TracerProvider(resource=resource)
+    for exporter_name in names:
+        exporter = _exporter(exporter_name, env)
+        # NOTE: the file exporter writes each span as it ends (nothing is lost when a process
+        # is killed); network exporters batch.
+        processor = SimpleSpanProcessor(exporter) if exporter_name == "file" else BatchSpanProcessor(exporter)
+        provider.add_span_processor(processor)
+    log.info("tracing: %s exports spans to %s", service, ", ".join(names))
+    return provider
+
+
 def setup(name: str, *, env: Mapping[str, str] | None = None) -> bool:
     """Trace this executor as service ``tendril-executor-<name>`` when the environment asks for
     it, continuing ``TRACEPARENT``; once per process. True when tracing is on."""
@@ -73,29 +113,11 @@ def setup(name: str, *, env: Mapping[str, str] | None = None) -> bool:
     with _lock:
         if _provider is not None:
             return True
-        names = exporter_names(env)
-        if not names:
+        provider = build_provider(f"tendril-executor-{name}", {}, env)
+        if provider is None:
             return False
-        try:
-            from opentelemetry import context, propagate, trace
-            from opentelemetry.sdk.resources import SERVICE_NAME, Resource
-            from opentelemetry.sdk.trace import TracerProvider
-            from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
-        except ImportError:
-            log.warning(
-                "tracing: the environment asks for %s but OpenTelemetry is not installed; "
-                "pip install 'tendril-sdk[tracing]'",
-                ", ".join(names),
-            )
-            return False
-        resource = Resource.create({SERVICE_NAME: f"tendril-executor-{name}", "service.namespace": "tendril"})
-        provider = TracerProvider(resource=resource)
-        for exporter_name in names:
-            exporter = _exporter(exporter_name, env)
-            # NOTE: the file exporter writes each span as it ends (nothing is lost when the
-            # executor is killed); network exporters batch.
-            processor = SimpleSpanProcessor(exporter) if exporter_name == "file" else BatchSpanProcessor(exporter)
-            provider.add_span_processor(processor)
+        from opentelemetry import context, propagate, trace
+
         trace.set_tracer_provider(provider)
         parent = env.get(TRACEPARENT_ENV, "")
         if parent:
@@ -116,9 +138,22 @@ def _exporter(name: str, env: Mapping[str, str]) -> Any:
         from opentelemetry.sdk.trace.export import ConsoleSpanExporter
 
         return ConsoleSpanExporter()
+    protocol = env.get("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL") or env.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "grpc"
+    if protocol != "grpc":
+        log.warning(
+            "tracing: OTLP is exported over gRPC only (collector port 4317); OTEL_EXPORTER_OTLP_PROTOCOL=%s is ignored",
+            protocol,
+        )
     from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
 
     return OTLPSpanExporter()
+
+
+def traced_calls() -> Any:
+    """The instrumentation filter: every gRPC service but health checks and reflection."""
+    from opentelemetry.instrumentation.grpc.filters import any_of, negate, service_prefix
+
+    return negate(any_of(*(service_prefix(p) for p in UNTRACED_SERVICE_PREFIXES)))
 
 
 def client_interceptors() -> list[Any]:
@@ -126,7 +161,5 @@ def client_interceptors() -> list[Any]:
     if _provider is None:
         return []
     from opentelemetry.instrumentation.grpc import aio_client_interceptors
-    from opentelemetry.instrumentation.grpc.filters import any_of, negate, service_prefix
 
-    traced = negate(any_of(*(service_prefix(p) for p in UNTRACED_SERVICE_PREFIXES)))
-    return list(aio_client_interceptors(tracer_provider=_provider, filter_=traced))  # type: ignore[no-untyped-call]
+    return list(aio_client_interceptors(tracer_provider=_provider, filter_=traced_calls()))  # type: ignore[no-untyped-call]

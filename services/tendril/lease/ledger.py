@@ -164,6 +164,17 @@ class Ledger:
 
     # -- changes -----------------------------------------------------------------------------
 
+    def _require_worker(self, caller: str, action: str) -> None:
+        """Only the worker itself (its arbiter) may ``action``: UNAUTHENTICATED / PERMISSION_DENIED."""
+        _require_caller(caller)
+        if caller != self.worker_id:
+            raise LeaseError(
+                ErrorKind.PERMISSION_DENIED,
+                f"only the worker itself (peer id {self.worker_id!r}) may {action}",
+                reason=LeaseReason.NOT_THE_WORKER,
+                metadata={"caller": caller},
+            )
+
     def reserve(
         self,
         caller: str,
@@ -175,15 +186,9 @@ class Ledger:
         ttl_seconds: float = 0.0,
     ) -> Lease:
         """A temporary lease for ``owner_id``; only the worker itself (its arbiter) may reserve."""
-        _require_caller(caller)
-        if caller != self.worker_id:
-            raise LeaseError(
-                ErrorKind.PERMISSION_DENIED,
-                f"only the worker itself (peer id {self.worker_id!r}) may reserve; {caller!r} may not. "
-                "Schedulers get leases by accepting the arbiter's offers.",
-                reason=LeaseReason.NOT_THE_WORKER,
-                metadata={"caller": caller},
-            )
+        self._require_worker(
+            caller, f"reserve; {caller!r} may not. Schedulers get leases by accepting the arbiter's offers."
+        )
         _require("owner_id", owner_id)
         _check_length("request_id", request_id, LeaseReason.REQUEST_ID_TOO_LONG)
         if resources.is_negative() or not all(
@@ -247,15 +252,11 @@ class Ledger:
         Idempotent: a lease that is already renewable (its owner's first :meth:`renew` confirmed
         it) is returned as it is, expiry unchanged.
         """
-        _require_caller(caller)
-        if caller != self.worker_id:
-            raise LeaseError(
-                ErrorKind.PERMISSION_DENIED,
-                f"only the worker itself (peer id {self.worker_id!r}) may confirm a lease; the arbiter does it "
-                "when the owner accepts the offer (the owner's first Renew confirms it too)",
-                reason=LeaseReason.NOT_THE_WORKER,
-                metadata={"caller": caller},
-            )
+        self._require_worker(
+            caller,
+            "confirm a lease; the arbiter does it when the owner accepts the offer (the owner's first Renew "
+            "confirms it too)",
+        )
         _require("lease_id", lease_id)
         with self._lock:
             now = self._prune_locked()
