@@ -1,5 +1,7 @@
-"""The demo's data stall fraction and compute utilization, read from ``demo-out/metrics.jsonl``
-(the provider ``bench.external.demo_data`` looks for; run ``make demo`` first)."""
+"""The demo's data stall fraction, wait for the slowest worker at the sync point and compute
+utilization (with where the rest of the time went and the load average of the run), read from
+``demo-out/metrics.jsonl`` (the provider ``bench.external.demo_data`` looks for; run ``make demo``
+first). Definitions: ``tendril.scheduler.metrics.run_stats``."""
 
 from __future__ import annotations
 

@@ -1,20 +1,32 @@
-"""Sync-point planner: equal finishing times, clamping, the batch timer."""
+"""Sync-point planner: round budget, clamping, the step timer, and simulated rounds in which
+workers of different and changing speeds share CPU cores and must reach the sync point together."""
 
 from __future__ import annotations
+
+import dataclasses
+import random
+import statistics
+from collections.abc import Callable
 
 import pytest
 
 from tendril.scheduler.errors import SchedulerError
-from tendril.scheduler.planner import BatchTimer, batches_for, plan_batches, round_budget
+from tendril.scheduler.planner import StepTimer, SyncPlanner, batches_for, round_budget
+
+
+def plan_at_start(speeds: dict[str, float], target_steps: int) -> dict[str, int]:
+    """Batches per worker as planned when the round starts (every worker has its whole budget left)."""
+    budget = round_budget(speeds, target_steps)
+    return {worker: batches_for(budget, seconds, target_steps) for worker, seconds in speeds.items()}
 
 
 def test_equal_workers_run_h_batches() -> None:
-    assert plan_batches({"a": 0.1, "b": 0.1, "c": 0.1}, 20) == {"a": 20, "b": 20, "c": 20}
+    assert plan_at_start({"a": 0.1, "b": 0.1, "c": 0.1}, 20) == {"a": 20, "b": 20, "c": 20}
 
 
 def test_faster_workers_run_more_and_all_finish_together() -> None:
     speeds = {"fast": 0.05, "mid": 0.1, "slow": 0.2}
-    plan = plan_batches(speeds, 30)
+    plan = plan_at_start(speeds, 30)
     assert plan["fast"] > plan["mid"] > plan["slow"]
     budget = round_budget(speeds, 30)
     assert budget == pytest.approx(30 * 0.1)
@@ -25,14 +37,26 @@ def test_faster_workers_run_more_and_all_finish_together() -> None:
 
 
 def test_outliers_are_clamped() -> None:
-    plan = plan_batches({"stalled": 100.0, "a": 0.1, "b": 0.1}, 10)
+    plan = plan_at_start({"stalled": 100.0, "a": 0.1, "b": 0.1}, 10)
     assert plan == {"stalled": 1, "a": 10, "b": 10}  # a straggler neither stretches the round nor gets 0
-    plan = plan_batches({"racer": 0.001, "a": 0.1, "b": 0.1}, 10)
+    plan = plan_at_start({"racer": 0.001, "a": 0.1, "b": 0.1}, 10)
     assert plan["racer"] == 40  # at most 4 × H
 
 
 def test_unknown_speed_gets_h() -> None:
     assert batches_for(5.0, 0.0, 12) == 12
+    assert batches_for(5.0, 0.0, 12, done=5) == 7
+
+
+def test_batches_left_count_down_to_the_deadline() -> None:
+    # 1 s left at 0.1 s per batch: 10 more, whatever was done before.
+    assert batches_for(1.0, 0.1, 50, done=30) == 10
+    assert batches_for(0.04, 0.1, 50, done=30) == 0  # closer to now than to one more batch: send now
+    assert batches_for(0.06, 0.1, 50, done=30) == 1
+    assert batches_for(-3.0, 0.1, 50, done=30) == 0  # past the deadline
+    assert batches_for(-3.0, 0.1, 50, done=0) == 1  # ... but a round is never empty
+    assert batches_for(100.0, 0.1, 50, done=150) == 50  # 4 × H in all at most
+    assert batches_for(100.0, 0.1, 50, done=260) == 0
 
 
 def test_no_timings_is_an_error() -> None:
@@ -41,12 +65,224 @@ def test_no_timings_is_an_error() -> None:
     assert err.value.reason == "NO_TIMINGS"
     with pytest.raises(SchedulerError):
         round_budget({"a": 0.1}, 0)
+    with pytest.raises(SchedulerError):
+        SyncPlanner(0)
 
 
-def test_timer_skips_the_first_batch() -> None:
-    timer = BatchTimer(window=3)
+def test_timer_skips_the_first_batch_and_follows_a_lasting_change() -> None:
+    timer = StepTimer(alpha=0.5, stall_factor=3.0)
     timer.add(5.0)  # start-up
-    assert timer.count == 0 and timer.mean == 0.0
-    for s in (0.1, 0.2, 0.3, 0.4):
-        timer.add(s)
-    assert timer.count == 3 and timer.mean == pytest.approx(0.3)
+    assert timer.count == 0 and timer.seconds == 0.0
+    timer.add(0.1)
+    assert timer.count == 1 and timer.seconds == pytest.approx(0.1)
+    timer.add(0.3)
+    assert timer.seconds == pytest.approx(0.2)
+    timer.add(10.0)  # a stall counts as 3 × the estimate
+    assert timer.seconds == pytest.approx(0.4)
+    for _ in range(20):
+        timer.add(1.0)
+    assert timer.seconds == pytest.approx(1.0, rel=1e-3)
+
+
+def test_a_round_without_timings_has_no_deadline_until_every_worker_is_timed() -> None:
+    planner = SyncPlanner(10)
+    for w in ("a", "b"):
+        planner.join(w)
+        planner.began(w, 0, 0.0)
+    # The first interval ever pays for start-up and is left out: a is timed after its 4th report.
+    assert [planner.batch("a", 0, t) for t in (0.1, 0.2, 0.3, 0.4)] == [None] * 4
+    assert [planner.batch("b", 0, t) for t in (0.3, 0.6, 0.9)] == [None] * 3
+    # b's second timed interval completes the probe. The sync point is the median (of two: the mean)
+    # of when each will have run H = 10 batches: a at 0.4 + 6 × 0.1 = 1.0, b at 1.2 + 6 × 0.3 = 3.0.
+    left = planner.batch("b", 0, 1.2)
+    plan = planner.plan(0)
+    assert plan is not None and plan.deadline == pytest.approx(2.0) and plan.budget == pytest.approx(2.0)
+    assert left == 3  # (2.0 − 1.2) / 0.3 = 2.7 → 3 more
+    assert planner.batch("a", 0, 0.5) == 15  # (2.0 − 0.5) / 0.1
+    planner.leave("b")
+    assert planner.seconds("b") == 0.0 and planner.seconds("a") == pytest.approx(0.1)
+
+
+# -- simulated rounds ----------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class SimWorker:
+    """A training worker: CPU seconds per batch (times ``slowdown(t)``), a fixed per-batch wait
+    (data, report round trip) that uses no CPU, and the directive as the job bridge holds it."""
+
+    name: str
+    cpu_seconds: float
+    slowdown: Callable[[float], float] = lambda _t: 1.0
+    overhead: float = 0.005
+    phase: str = "wait"  # "cpu" (a batch), "wait" (the per-batch wait), "sync" (at the sync point)
+    left: float = 0.0  # CPU seconds of the batch in progress, or when the wait ends
+    done: int = 0
+    target: int | None = None  # absolute: send after this many batches (the bridge's held answer)
+    arrived: float = 0.0
+    began: float = 0.0
+
+
+@dataclasses.dataclass
+class SimRound:
+    batches: dict[str, int]
+    arrivals: dict[str, float]
+    began: float
+    closed: float
+
+    @property
+    def skew(self) -> float:
+        return max(self.arrivals.values()) - min(self.arrivals.values())
+
+    @property
+    def wait_fraction(self) -> float:
+        return self.skew / (self.closed - self.began)
+
+
+def simulate(
+    planner: SyncPlanner,
+    workers: list[SimWorker],
+    rounds: int,
+    *,
+    cores: float = 2.0,
+    sync_seconds: float = 0.1,
+    start_offsets: tuple[float, ...] = (0.0, 0.2, 0.5),
+    jitter: float = 0.0,
+    seed: int = 7,
+    first_round: int = 0,
+) -> list[SimRound]:
+    """Run ``rounds`` DiLoCo rounds of ``workers`` sharing ``cores`` CPU cores.
+
+    The planner sees what the scheduler sees: a batch report when a batch ends, and a worker
+    that begins a round. As in the job bridge, the executor decides after batch j from the
+    answer to report j − 1 (the answer to report j comes back while batch j + 1 runs).
+    A round closes ``sync_seconds`` after the last worker arrived; everyone then begins the next.
+    """
+    rng = random.Random(seed)
+    t = 0.0
+    out: list[SimRound] = []
+    for w in workers:
+        planner.join(w.name)
+    began = {w.name: start_offsets[i % len(start_offsets)] for i, w in enumerate(workers)}
+    for r in range(first_round, first_round + rounds):
+        for w in workers:
+            w.phase, w.left, w.done, w.target, w.began = "wait", began[w.name], 0, None, began[w.name]
+            planner.began(w.name, r, began[w.name])
+        while any(w.phase != "sync" for w in workers):
+            busy = [w for w in workers if w.phase == "cpu"]
+            rate = min(1.0, cores / len(busy)) if busy else 1.0
+            ends = [(w.left / rate if w.phase == "cpu" else w.left - t, i) for i, w in enumerate(workers)]
+            dt, i = min((e, i) for e, i in ends if workers[i].phase != "sync")
+            dt = max(dt, 0.0)
+            t += dt
+            for w in busy:
+                w.left -= rate * dt
+            w = workers[i]
+            if w.phase == "wait":
+                noise = 1.0 + jitter * (2 * rng.random() - 1)
+                w.phase, w.left = "cpu", w.cpu_seconds * w.slowdown(t) * noise
+                continue
+            w.done += 1
+            if w.target is not None and w.done >= w.target:  # the bridge's answer: send now
+                w.phase, w.arrived = "sync", t
+            else:
+                w.phase, w.left = "wait", t + w.overhead
+            left = planner.batch(w.name, r, t)
+            if left is not None:
+                w.target = w.done + left
+        arrivals = {w.name: w.arrived for w in workers}
+        closed = max(arrivals.values()) + sync_seconds
+        out.append(SimRound({w.name: w.done for w in workers}, arrivals, min(began.values()), closed))
+        t = closed
+        began = {w.name: closed + 0.01 * i for i, w in enumerate(workers)}
+    return out
+
+
+class PlanOnce(SyncPlanner):
+    """The planner's answers frozen at the first one of each round (a plan made once per round)."""
+
+    def __init__(self, target_steps: int) -> None:
+        super().__init__(target_steps)
+        self._total: dict[tuple[str, int], int] = {}
+        self._done: dict[tuple[str, int], int] = {}
+
+    def batch(self, worker: str, round_index: int, at: float) -> int | None:
+        key = (worker, round_index)
+        self._done[key] = self._done.get(key, 0) + 1
+        left = super().batch(worker, round_index, at)
+        if left is None:
+            return None
+        total = self._total.setdefault(key, self._done[key] + left)
+        return max(0, total - self._done[key])
+
+
+def three_on_two_cores() -> list[SimWorker]:
+    return [SimWorker("a", 0.040), SimWorker("b", 0.060), SimWorker("c", 0.090)]
+
+
+def test_workers_sharing_cores_arrive_together_within_a_few_rounds() -> None:
+    rounds = simulate(SyncPlanner(50), three_on_two_cores(), 8)
+    # Round 0 spends its first batches timing the workers; from round 1 on they arrive together.
+    for rnd in rounds[1:]:
+        assert rnd.wait_fraction <= 0.02, rnd
+    last = rounds[-1]
+    assert last.batches["a"] > last.batches["b"] > last.batches["c"]  # faster workers run more
+    # The median worker runs about H = 50 batches (its speed while everyone computes).
+    assert 40 <= last.batches["b"] <= 60, last
+    # A plan fixed at the round's start does not: the workers' speeds change as others stop.
+    once = simulate(PlanOnce(50), three_on_two_cores(), 8)
+    assert statistics.median(r.wait_fraction for r in once[1:]) > 0.05
+
+
+def test_noisy_batch_times_still_meet_the_target() -> None:
+    workers = three_on_two_cores()
+    rounds = simulate(SyncPlanner(50), workers, 12, jitter=0.4)
+    fractions = [r.wait_fraction for r in rounds[2:]]
+    assert statistics.median(fractions) <= 0.03 and max(fractions) <= 0.05, fractions
+
+
+def test_a_slowed_down_worker_is_followed() -> None:
+    # c gets 3 × slower 1 s into round 4 and stays so.
+    slow_from: list[float] = []
+
+    def slowdown(t: float) -> float:
+        return 3.0 if slow_from and t >= slow_from[0] else 1.0
+
+    workers = three_on_two_cores()
+    workers[2].slowdown = slowdown
+    planner = SyncPlanner(50)
+    before = simulate(planner, workers, 4)
+    slow_from.append(before[-1].closed + 1.0)
+    after = simulate(planner, workers, 6, start_offsets=(before[-1].closed,) * 3, first_round=4)
+    # The round in which it slowed down still ends together (c runs fewer batches), and so do the
+    # rest: within half of c's (now long) batch, the resolution of a sync point counted in batches.
+    for rnd in after:
+        assert rnd.skew <= 0.5 * planner.seconds("c") and rnd.wait_fraction <= 0.04, rnd
+    assert after[-1].batches["c"] < before[-1].batches["c"] * 0.6
+    assert planner.seconds("c") > 2 * planner.seconds("b")
+
+
+def test_a_late_joiner_runs_fewer_batches_and_arrives_with_the_others() -> None:
+    planner = SyncPlanner(20)
+    # a and b are known: 0.1 s per batch (their intervals of earlier rounds).
+    for w in ("a", "b"):
+        for k in range(4):
+            planner.batch(w, 2, -10.0 + 0.1 * k)
+        planner.began(w, 3, 0.0)
+    assert planner.batch("a", 3, 0.1) == 19  # both will have run 20 batches at 2.0 s
+    planner.join("late")  # a replacement that fetched θ mid-round, 1.5 s in
+    planner.began("late", 3, 1.4)
+    assert planner.batch("late", 3, 1.5) == 5  # the others' speed until it has its own: (2.0 − 1.5) / 0.1
+
+
+def test_when_the_whole_machine_speeds_up_or_slows_down_the_median_worker_still_runs_h() -> None:
+    # Other load on the machine halves everyone's speed every 7.3 s (mid-round, as it happens).
+    workers = three_on_two_cores()
+    for w in workers:
+        w.slowdown = lambda t: 2.0 if int(t / 7.3) % 2 else 1.0
+    rounds = simulate(SyncPlanner(50), workers, 12, jitter=0.2)
+    fractions = [r.wait_fraction for r in rounds[1:]]
+    assert statistics.median(fractions) <= 0.02 and max(fractions) <= 0.04, fractions
+    # The round stretches with the machine (4.6 s to 8 s) but stays H batches of the typical worker.
+    assert {r.batches["b"] for r in rounds} == {50}
+    assert max(r.closed - r.began for r in rounds) > 1.5 * min(r.closed - r.began for r in rounds)

@@ -10,7 +10,7 @@ import pytest
 from tendril.core.errors import ConfigError
 from tendril.scheduler.errors import SchedulerError
 from tendril.scheduler.jobconfig import load_job_config, parse_job_config
-from tendril.scheduler.metrics import run_stats
+from tendril.scheduler.metrics import WorkerRound, round_line, run_stats
 from tendril.scheduler.run import (
     Dataset,
     Directive,
@@ -144,8 +144,10 @@ def test_sync_points_follow_batch_times_and_rounds_close() -> None:
     (n_fast, t_fast), (n_slow, t_slow) = plan[fast], plan[slow]
     assert n_fast > n_slow * 1.5 and abs(t_fast - t_slow) <= 0.2 + 1e-9, plan
     clock.t += 5
+    slow_done = clock.t
     assert _finish_round(run, slow, "w1", 0, loss=3.0, samples=24).directive is Directive.CONTINUE
     assert not lines  # the fast worker has not received the update yet
+    clock.t += 0.5
     d = _finish_round(run, fast, "w0", 0, loss=2.0, samples=72)
     assert (d.directive, d.round) == (Directive.CONTINUE, 1)
     (line,) = lines
@@ -155,14 +157,30 @@ def test_sync_points_follow_batch_times_and_rounds_close() -> None:
     assert line["bytes_up"] == 2000 and line["bytes_down"] == 4000 and line["contributors"] == 2
     assert line["communication_seconds"] == pytest.approx(3.0)
     assert line["compute_seconds"] == pytest.approx(4.0) and line["train_seconds"] == pytest.approx(5.0)
+    # Scheduler clock: both began at 100 (first report − its step time), w1 arrived and had its
+    # update at slow_done, w0 half a second later.
+    assert line["arrival_seconds"] == {"w0": pytest.approx(slow_done + 0.5 - 100), "w1": pytest.approx(slow_done - 100)}
+    assert line["sync_wait_seconds"] == pytest.approx(0.5)
+    assert line["wall_seconds"] == pytest.approx(slow_done + 0.5 - 100)
+    assert line["cycle_seconds"] == pytest.approx(2 * (slow_done - 100) + 0.5)
+    assert line["planned_seconds"] == pytest.approx(1.5)
     stats = run_stats([line])
     assert stats["stall_fraction"] == pytest.approx(0.2 / 5.0)
-    assert stats["compute_utilization"] == pytest.approx(4.0 / (5.0 + 3.0))
-    # Round 1 is planned at its first batch from the timings already known.
+    # Utilization is step time / the workers' round time on the scheduler's clock (it was step
+    # time / (train + send + receive seconds), which counted the send twice).
+    assert stats["compute_utilization"] == pytest.approx(4.0 / line["cycle_seconds"])
+    assert stats["sync_wait_fraction"] == pytest.approx(0.5 / line["wall_seconds"])
+    # Round 1 is planned at its first batch from the timings already known. Its sync point is the
+    # median (of two: the mean) of when each job will have run H = 10 batches: w1 began at
+    # slow_done and reports its first batch at +0.5 s (9 × 0.2 s to go: +2.3 s); w0 began at +0.5 s
+    # (10 × 0.1 s to go: +1.5 s). The sync point is +1.9 s: 1.4 s left = 7 more batches for w1.
+    assert clock.t == pytest.approx(slow_done + 0.5)
     d = _batch(run, slow, "w1", 1, 0.2)
-    assert d.directive is Directive.SCHEDULE_UPDATE and d.batches_until_update == n_slow - 1
+    assert d.directive is Directive.SCHEDULE_UPDATE and d.batches_until_update == 7
+    clock.t += 0.1  # w0's first batch: it now ends 9 × 0.1 s later (+1.5 s), the sync point stays
+    d = _batch(run, fast, "w0", 1, 0.1)
+    assert d.directive is Directive.SCHEDULE_UPDATE and d.batches_until_update == 13  # 1.3 s left / 0.1 s
     assert _finish_round(run, slow, "w1", 1, 2.5, 24).directive is Directive.DONE
-    _batch(run, fast, "w0", 1, 0.1)
     assert _finish_round(run, fast, "w0", 1, 1.5, 48).directive is Directive.DONE
     assert run.finished and [x["round"] for x in lines] == [0, 1]
     assert _batch(run, fast, "w0", 1, 0.1).directive is Directive.DONE
@@ -243,3 +261,31 @@ def test_job_toml_is_validated(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError):
         load_job_config(tmp_path / "missing.toml")
+
+
+def test_a_round_line_says_who_waited_for_whom() -> None:
+    def worker(name: str, began: float, arrived: float, received: float, compute: float) -> WorkerRound:
+        w = WorkerRound(name, compute_seconds=compute, train_seconds=arrived - began)
+        w.started_at, w.arrived_at, w.received_at = began, arrived, received
+        return w
+
+    workers = [
+        worker("a", 10.0, 14.0, 15.5, 3.5),  # done first: waits 1.0 s for c
+        worker("b", 10.1, 14.6, 15.5, 4.0),
+        worker("c", 10.1, 15.0, 15.6, 4.5),  # the slowest
+    ]
+    line = round_line(7, workers, started=10.0, closed=15.6, planned_seconds=4.8)
+    assert line["arrival_seconds"] == {"a": pytest.approx(4.0), "b": pytest.approx(4.6), "c": pytest.approx(5.0)}
+    assert line["sync_wait_seconds"] == pytest.approx(1.0) and line["wall_seconds"] == pytest.approx(5.6)
+    assert line["waiting_seconds"] == pytest.approx(1.0 + 0.4 + 0.0)
+    assert line["sync_seconds"] == pytest.approx(0.5 + 0.5 + 0.6)
+    assert line["cycle_seconds"] == pytest.approx(5.5 + 5.4 + 5.5) and line["planned_seconds"] == 4.8
+    stats = run_stats([line, {**line, "sync_wait_seconds": 0.112}, {**line, "sync_wait_seconds": 0.056}])
+    assert stats["sync_wait_fraction"] == pytest.approx(0.112 / 5.6)  # the median round
+    cycle = 3 * line["cycle_seconds"]
+    assert stats["compute_utilization"] == pytest.approx(3 * 12.0 / cycle)
+    assert stats["waiting_share"] == pytest.approx(3 * 1.4 / cycle)
+    assert stats["sync_share"] == pytest.approx(3 * 1.6 / cycle)
+    assert stats["other_share"] == pytest.approx(1 - 3 * (12.0 + 1.4 + 1.6) / cycle)
+    with pytest.raises(ValueError, match="predate"):
+        run_stats([{"round": 0, "train_seconds": 1.0, "wall_seconds": 1.0}])

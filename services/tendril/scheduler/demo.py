@@ -26,7 +26,7 @@ from typing import Any
 from tendril.core.codecs import CODECS
 from tendril.core.errors import TendrilError
 from tendril.scheduler.cluster import LocalCluster, WorkerSpec, free_address, pick_offsets, worker_ports
-from tendril.scheduler.metrics import read_metrics
+from tendril.scheduler.metrics import read_metrics, run_stats
 from tendril.scheduler.plot import plot_loss
 from tendril.scheduler.report import summary_table
 
@@ -190,6 +190,18 @@ async def run_cluster(
     return DemoResult(lines, code, killed, time.monotonic() - began, root)
 
 
+def timing_line(lines: list[dict[str, Any]]) -> str:
+    """The run's timing figures in one line (definitions: tendril.scheduler.metrics.run_stats)."""
+    stats = run_stats(lines)
+    return (
+        f"demo: waiting for the slowest worker {100 * stats['sync_wait_fraction']:.1f} % of a round (median; "
+        f"round {stats['round_seconds']:.2f} s); compute utilization {100 * stats['compute_utilization']:.1f} % "
+        f"(waiting {100 * stats['waiting_share']:.1f} %, sync {100 * stats['sync_share']:.1f} %, "
+        f"between batches and around the sync {100 * stats['other_share']:.1f} %); data stall "
+        f"{100 * stats['stall_fraction']:.2f} %; load average {stats['load_average']:.2f} (median at round ends)"
+    )
+
+
 async def _wait_exit(popen: subprocess.Popen[bytes], timeout: float) -> int:
     deadline = time.monotonic() + timeout
     while popen.poll() is None:
@@ -242,6 +254,7 @@ def main(argv: list[str] | None = None) -> int:
         f"(x{ratio:.2f}); wrote {settings.out / 'metrics.jsonl'}, {settings.out / 'loss.png'}, "
         f"{settings.out / 'model.safetensors'}"
     )
+    print(timing_line(result.lines))
     if ratio > LOSS_TARGET:
         print(f"demo: the loss fell less than expected (target x{LOSS_TARGET})", file=sys.stderr)
         return 1

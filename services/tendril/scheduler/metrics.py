@@ -1,10 +1,16 @@
-"""Per-round metrics: what each worker reported, folded into one metrics.jsonl line per round."""
+"""Per-round metrics: what each worker reported, folded into one metrics.jsonl line per round.
+
+Times marked "scheduler clock" are taken when the report arrives at the scheduler; they let
+the run say how long workers waited for each other at the sync point and what share of each
+worker's round went into training steps (see :func:`run_stats`).
+"""
 
 from __future__ import annotations
 
 import dataclasses
 import json
 import math
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -21,13 +27,19 @@ class WorkerRound:
     samples: int | None = None
     compute_seconds: float = 0.0
     data_wait_seconds: float = 0.0  # waiting for data slices
-    train_seconds: float = 0.0  # round start to sync point, as the worker measured it
+    train_seconds: float = 0.0  # round start until its update was sent, as the worker measured it
     bytes_up: int = 0
     send_seconds: float = 0.0
     bytes_down: int = 0
     receive_seconds: float = 0.0
     contributors: int = 0
     received: bool = False
+    # Scheduler clock: the worker began the round (its UPDATE_RECEIVED of the round before, or
+    # its first batch report less that batch's step time), reached the sync point (UPDATE_SENT),
+    # and had the round's update (UPDATE_RECEIVED).
+    started_at: float | None = None
+    arrived_at: float | None = None
+    received_at: float | None = None
 
     def add_batch(self, batch_size: int, batch_seconds: float, loss: float | None) -> None:
         self.batches += 1
@@ -47,14 +59,37 @@ class WorkerRound:
         return self.samples if self.samples is not None else self.batch_samples
 
 
-def round_line(round_index: int, workers: list[WorkerRound], *, wall_seconds: float) -> dict[str, Any]:
-    """The metrics.jsonl record of a finished round (workers: those that took part)."""
+def round_line(
+    round_index: int,
+    workers: list[WorkerRound],
+    *,
+    started: float,
+    closed: float,
+    planned_seconds: float | None = None,
+) -> dict[str, Any]:
+    """The metrics.jsonl record of a finished round (workers: those that took part).
+
+    ``started``/``closed``: scheduler clock when the first worker began the round and when the
+    last one had its update; ``planned_seconds``: the sync point the planner aimed at, from
+    ``started``.
+    """
     losses = {w.worker_id: w.mean_loss for w in workers if w.mean_loss is not None}
     weights = {w.worker_id: w.sample_count for w in workers}
     total = sum(weights[k] for k in losses)
     loss_mean = sum(losses[k] * weights[k] for k in losses) / total if total else None
     if loss_mean is None and losses:
         loss_mean = sum(losses.values()) / len(losses)
+    cycle = sum(w.received_at - w.started_at for w in workers if w.received_at is not None and w.started_at is not None)
+    arrived = {w.worker_id: w.arrived_at - started for w in workers if w.arrived_at is not None}
+    last = max(arrived.values(), default=0.0) + started
+    # Each worker's time from its arrival until it had the update: idle while the slowest one
+    # was still training, then the sync itself (push, aggregation, pull). A round that closed by
+    # quorum before a late arrival has no waiting in it for those who were done by then.
+    waited = synced = 0.0
+    for w in workers:
+        if w.arrived_at is not None and w.received_at is not None:
+            waited += max(0.0, min(last, w.received_at) - w.arrived_at)
+            synced += max(0.0, w.received_at - max(last, w.arrived_at))
     return {
         "round": round_index,
         "workers": sorted(w.worker_id for w in workers),
@@ -70,7 +105,13 @@ def round_line(round_index: int, workers: list[WorkerRound], *, wall_seconds: fl
         "data_wait_seconds": round(sum(w.data_wait_seconds for w in workers), 4),
         "train_seconds": round(sum(w.train_seconds for w in workers), 4),
         "communication_seconds": round(sum(w.send_seconds + w.receive_seconds for w in workers), 4),
-        "wall_seconds": round(wall_seconds, 4),
+        "cycle_seconds": round(cycle, 4),
+        "arrival_seconds": {w: round(t, 4) for w, t in sorted(arrived.items())},
+        "sync_wait_seconds": round(max(arrived.values()) - min(arrived.values()), 4) if arrived else 0.0,
+        "waiting_seconds": round(waited, 4),
+        "sync_seconds": round(synced, 4),
+        "planned_seconds": None if planned_seconds is None else round(planned_seconds, 4),
+        "wall_seconds": round(closed - started, 4),
     }
 
 
@@ -93,16 +134,48 @@ def read_metrics(path: Path) -> list[dict[str, Any]]:
 
 
 def run_stats(lines: list[dict[str, Any]]) -> dict[str, float]:
-    """Whole-run figures: data stall fraction (waiting for slices / training time) and compute
-    utilization (step time / training + communication time), summed over workers and rounds."""
+    """Whole-run figures.
+
+    * ``stall_fraction``: time waiting for data slices / training time, summed over workers
+      and rounds.
+    * ``compute_utilization``: Σ step time / Σ each worker's round time (scheduler clock, from
+      the moment it began the round until it had the round's update: training, waiting for the
+      others, push, aggregation, pull — everything but the run's start-up).
+    * ``sync_wait_fraction``: median over rounds of (last arrival − first arrival at the sync
+      point) / round wall time — how long the first worker to be done waited for the slowest.
+    * ``round_seconds``: median round wall time (first worker began → last one had the update).
+    * ``load_average``: median of the scheduler host's 1-minute load average at the rounds' ends
+      (0.0 when the lines do not carry it).
+    * Where the workers' round time went besides steps (shares of Σ round time):
+      ``waiting_share`` (at the sync point, for the slowest worker), ``sync_share`` (from the
+      slowest worker's arrival until each had the update: push, aggregation, pull) and
+      ``other_share`` (the rest: between batches — data, progress reports, handing the step to
+      its thread — and from the update to the first batch, from the last batch to the push).
+    """
     compute = sum(line.get("compute_seconds", 0.0) for line in lines)
     wait = sum(line.get("data_wait_seconds", 0.0) for line in lines)
     train = sum(line.get("train_seconds", 0.0) for line in lines)
-    comm = sum(line.get("communication_seconds", 0.0) for line in lines)
-    if train <= 0:
-        raise ValueError("the metrics carry no training time (train_seconds); they predate these figures")
+    cycle = sum(line.get("cycle_seconds", 0.0) for line in lines)
+    if train <= 0 or cycle <= 0:
+        raise ValueError(
+            "the metrics carry no training or round time (train_seconds, cycle_seconds); they predate these figures"
+        )
+    waits = [
+        line["sync_wait_seconds"] / line["wall_seconds"]
+        for line in lines
+        if len(line.get("arrival_seconds", {})) > 1 and line.get("wall_seconds", 0.0) > 0
+    ]
+    waiting = sum(line.get("waiting_seconds", 0.0) for line in lines)
+    synced = sum(line.get("sync_seconds", 0.0) for line in lines)
+    loads = [line["load_average"] for line in lines if "load_average" in line]
     return {
         "stall_fraction": wait / train,
-        "compute_utilization": compute / (train + comm),
+        "compute_utilization": compute / cycle,
+        "waiting_share": waiting / cycle,
+        "sync_share": synced / cycle,
+        "other_share": 1.0 - (compute + waiting + synced) / cycle,
+        "sync_wait_fraction": statistics.median(waits) if waits else 0.0,
+        "round_seconds": statistics.median(line["wall_seconds"] for line in lines),
+        "load_average": statistics.median(loads) if loads else 0.0,
         "rounds": float(len(lines)),
     }

@@ -1,31 +1,62 @@
-"""Sync points: how many batches each worker runs in a round so that all finish together.
+"""Sync points: every worker of a round aims at one wall-clock time, re-planned on every report.
 
-A round has a time budget T = H × (median over workers of their mean batch seconds): the
-typical worker runs H batches (the median, so that one straggler cannot stretch every round).
-Worker i runs n_i = round(T / s_i) batches, so a worker twice as fast runs twice as many and
-every worker sends its update after about T seconds — nobody waits long at the parameter
-server. n_i is clamped to [min_batches, max_factor × H] so that
-a timing outlier (a first batch that paid for start-up, a stall) cannot make a round empty
-or endless.
+The sync point D of a round is when the typical worker will have run H batches: for each
+worker, the time it ran (or, at its current seconds per batch, will have run) its H-th batch
+of the round; D is the median of these (the median, so that one straggler or a worker that
+joined late cannot stretch every round). On every batch report the planner tells the worker
+how many batches it still runs before it sends its update: n = round((D − now) / s), s being
+its seconds per batch. A worker twice as fast runs about 2·H batches, a worker that started
+late, stalled or slowed down runs fewer, and all of them reach the parameter server at about
+D: what is left is about half of one batch (the sync point is counted in batches), not the
+drift of a whole round. Before every worker has been timed (the run's first batches), there is
+no sync point yet and the answer is "continue".
+
+Why re-plan on every report rather than once per round: the workers' speeds change while the
+round runs (jobs that share CPU cores speed up as soon as one of them stops, other load on the
+machine comes and goes, a stall costs one worker a few batches), and a plan fixed at the
+round's start carries every such change into the arrival times; and it feeds on itself,
+because the times measured at the end of one round (a worker computing alone, faster) plan the
+next. Re-planning turns each change into fewer or more batches instead. D itself moves only
+as fast as the median worker's own projection, which sharpens as it nears its H-th batch, so
+the plan converges rather than oscillates; and since the median worker runs H batches however
+fast the machine is, a round stays H inner steps of the typical worker, as with a fixed plan.
+
+Seconds per batch: an exponentially weighted mean of the time between a worker's batch
+reports (:class:`StepTimer`), because what must line up is when updates arrive — that
+includes data waits, report round trips and a CPU shared with other jobs. A single interval
+longer than ``stall_factor`` × the estimate (a data stall, a pause) counts as that much, so a
+stall moves the estimate a little and a lasting slowdown is followed within a few batches.
+
+Total batches per round are clamped to [min_batches, max_factor × H] so that a timing outlier
+cannot make a round empty or endless.
+
+The job bridge answers a batch report from the newest answer it holds and forwards the report
+in the background (tendril.bridge.progress); the answer is kept there as an absolute target
+("send after batch k + n"), so each new answer moves the sync point of a round in progress.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import statistics
-from collections import deque
 from collections.abc import Mapping
 
 from tendril.core.errors import ErrorKind
 from tendril.scheduler.errors import SchedulerError, SchedulerRunReason
 
+PROBE_BATCHES = 2  # timed batches every worker reports before the run's first sync point is set
+EWMA_ALPHA = 0.2  # weight of the newest interval in a worker's seconds per batch
+STALL_FACTOR = 3.0  # an interval counts as at most this many times the estimate
 
-def round_budget(mean_batch_seconds: Mapping[str, float], target_steps: int) -> float:
-    """Seconds a round should last: ``target_steps`` batches of the median worker."""
+
+def round_budget(batch_seconds: Mapping[str, float], target_steps: int) -> float:
+    """Seconds a round lasts when every worker keeps its speed: H batches of the median worker."""
     if target_steps < 1:
         raise SchedulerError(
             ErrorKind.INVALID_ARGUMENT, "target_steps must be >= 1", reason=SchedulerRunReason.BAD_PLAN
         )
-    times = [s for s in mean_batch_seconds.values() if s > 0]
+    times = [s for s in batch_seconds.values() if s > 0]
     if not times:
         raise SchedulerError(
             ErrorKind.FAILED_PRECONDITION,
@@ -36,44 +67,183 @@ def round_budget(mean_batch_seconds: Mapping[str, float], target_steps: int) -> 
 
 
 def batches_for(
-    budget_seconds: float, batch_seconds: float, target_steps: int, *, min_batches: int = 1, max_factor: float = 4.0
+    budget_seconds: float,
+    batch_seconds: float,
+    target_steps: int,
+    *,
+    done: int = 0,
+    min_batches: int = 1,
+    max_factor: float = 4.0,
 ) -> int:
-    """Batches a worker taking ``batch_seconds`` per batch runs in ``budget_seconds``."""
+    """Batches still to run by a worker that ran ``done`` batches of the round, takes
+    ``batch_seconds`` per batch and has ``budget_seconds`` left until the sync point.
+
+    The round's total (done + the answer) stays within [min_batches, max_factor × H]; a worker
+    of unknown speed runs H in all.
+    """
     upper = max(min_batches, int(max_factor * target_steps))
     if batch_seconds <= 0:
-        return min(max(target_steps, min_batches), upper)
-    return min(max(round(budget_seconds / batch_seconds), min_batches), upper)
+        return max(0, min(max(target_steps, min_batches), upper) - done)
+    total = done + max(0, math.floor(budget_seconds / batch_seconds + 0.5))
+    return max(0, min(max(total, min_batches), upper) - done)
 
 
-def plan_batches(
-    mean_batch_seconds: Mapping[str, float], target_steps: int, *, min_batches: int = 1, max_factor: float = 4.0
-) -> dict[str, int]:
-    """Batches per worker for one round (see the module docstring)."""
-    budget = round_budget(mean_batch_seconds, target_steps)
-    return {
-        worker: batches_for(budget, seconds, target_steps, min_batches=min_batches, max_factor=max_factor)
-        for worker, seconds in mean_batch_seconds.items()
-    }
+class StepTimer:
+    """A worker's seconds per batch: EWMA of its intervals; the very first one (it pays for
+    start-up) is left out and an interval counts as at most ``stall_factor`` × the estimate."""
 
-
-class BatchTimer:
-    """A worker's recent batch times; the very first one (it pays for start-up) is left out."""
-
-    def __init__(self, window: int = 32) -> None:
-        self._times: deque[float] = deque(maxlen=window)
+    def __init__(self, alpha: float = EWMA_ALPHA, stall_factor: float = STALL_FACTOR) -> None:
+        self._alpha = alpha
+        self._stall_factor = stall_factor
+        self._seconds = 0.0
         self._seen = 0
+        self.count = 0  # intervals counted
 
     def add(self, seconds: float) -> None:
         self._seen += 1
         if self._seen == 1 or seconds <= 0:
             return
-        self._times.append(seconds)
+        self.count += 1
+        if self.count == 1:
+            self._seconds = seconds
+            return
+        seconds = min(seconds, self._stall_factor * self._seconds)
+        self._seconds += self._alpha * (seconds - self._seconds)
 
     @property
-    def count(self) -> int:
-        return len(self._times)
+    def seconds(self) -> float:
+        """The estimate, 0.0 before any interval counted."""
+        return self._seconds
+
+
+@dataclasses.dataclass
+class RoundPlan:
+    """One round's sync point (planner clock)."""
+
+    started: float  # when its first worker began it
+    deadline: float | None = None  # the newest sync point; None until the workers are timed
 
     @property
-    def mean(self) -> float:
-        """Mean of the window, 0.0 before any timing counted."""
-        return statistics.fmean(self._times) if self._times else 0.0
+    def budget(self) -> float | None:
+        """The sync point, seconds after the round began."""
+        return None if self.deadline is None else self.deadline - self.started
+
+
+@dataclasses.dataclass
+class _Worker:
+    timer: StepTimer = dataclasses.field(default_factory=StepTimer)
+    round: int = -1
+    began_at: float = 0.0  # when it began ``round``
+    last_at: float | None = None  # its previous batch report in ``round``
+    done: int = 0  # batches reported in ``round``
+    reached_at: float | None = None  # when it reported its H-th batch of ``round``
+
+    def start(self, round_index: int, at: float) -> None:
+        self.round, self.began_at, self.last_at, self.done, self.reached_at = round_index, at, None, 0, None
+
+    def h_done_at(self, target_steps: int) -> float | None:
+        """When it ran (or, at its speed, will have run) H batches of its round; None if untimed."""
+        if self.reached_at is not None:
+            return self.reached_at
+        if self.timer.seconds <= 0:
+            return None
+        since = self.last_at if self.last_at is not None else self.began_at
+        return since + (target_steps - self.done) * self.timer.seconds
+
+
+class SyncPlanner:
+    """Sync points and batches left, from the times at which batch reports arrive.
+
+    No clock of its own: every call says when it happened (the caller's clock, seconds), so a
+    test can replay any timing.
+    """
+
+    def __init__(
+        self,
+        target_steps: int,
+        *,
+        probe_batches: int = PROBE_BATCHES,
+        min_batches: int = 1,
+        max_factor: float = 4.0,
+    ) -> None:
+        if target_steps < 1:
+            raise SchedulerError(
+                ErrorKind.INVALID_ARGUMENT, "target_steps must be >= 1", reason=SchedulerRunReason.BAD_PLAN
+            )
+        self.target_steps = target_steps
+        self._probe = probe_batches
+        self._min = min_batches
+        self._max_factor = max_factor
+        self._workers: dict[str, _Worker] = {}
+        self._plans: dict[int, RoundPlan] = {}
+
+    def join(self, worker: str) -> None:
+        self._workers.setdefault(worker, _Worker())
+
+    def leave(self, worker: str) -> None:
+        self._workers.pop(worker, None)
+
+    def seconds(self, worker: str) -> float:
+        """The worker's seconds per batch (0.0 while unknown)."""
+        state = self._workers.get(worker)
+        return state.timer.seconds if state is not None else 0.0
+
+    def plan(self, round_index: int) -> RoundPlan | None:
+        return self._plans.get(round_index)
+
+    def began(self, worker: str, round_index: int, at: float) -> None:
+        """``worker`` began ``round_index`` at ``at`` (it had the update of the round before)."""
+        self.join(worker)
+        self._workers[worker].start(round_index, at)
+        plan = self._plans.get(round_index)
+        if plan is None:
+            self._plans[round_index] = RoundPlan(at)
+            for old in [r for r in self._plans if r < round_index - 1]:
+                del self._plans[old]
+        else:
+            plan.started = min(plan.started, at)
+
+    def batch(self, worker: str, round_index: int, at: float) -> int | None:
+        """A batch report of ``worker`` in ``round_index`` arrived at ``at``: batches it still
+        runs before it sends its update (0 = now), or None while the round has no sync point."""
+        self.join(worker)
+        state = self._workers[worker]
+        if state.round != round_index or round_index not in self._plans:
+            self.began(worker, round_index, at)
+        if state.last_at is not None:
+            state.timer.add(at - state.last_at)
+        state.last_at = at
+        state.done += 1
+        if state.done == self.target_steps:
+            state.reached_at = at
+        plan = self._plans[round_index]
+        plan.deadline = self._sync_point(round_index, plan)
+        if plan.deadline is None:
+            return None
+        return batches_for(
+            plan.deadline - at,
+            state.timer.seconds or self._mean_known(),
+            self.target_steps,
+            done=state.done,
+            min_batches=self._min,
+            max_factor=self._max_factor,
+        )
+
+    def _mean_known(self) -> float:
+        known = [w.timer.seconds for w in self._workers.values() if w.timer.count]
+        return sum(known) / len(known) if known else 0.0
+
+    def _sync_point(self, round_index: int, plan: RoundPlan) -> float | None:
+        """The median of the workers' H-th batch times; None until every worker was timed (or
+        one of them ran H batches of the round: a worker that never reports must not stall it)."""
+        if plan.deadline is None:
+            timed = [w for w in self._workers.values() if w.timer.count >= self._probe]
+            someone_done = any(w.round == round_index and w.done >= self.target_steps for w in self._workers.values())
+            if not timed or (len(timed) < len(self._workers) and not someone_done):
+                return None
+        ends = [
+            end
+            for w in self._workers.values()
+            if w.round == round_index and (end := w.h_done_at(self.target_steps)) is not None
+        ]
+        return statistics.median(ends) if ends else plan.deadline

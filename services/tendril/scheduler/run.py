@@ -18,10 +18,8 @@ from tendril.core.errors import ErrorKind
 from tendril.scheduler.errors import SchedulerError, SchedulerReason
 from tendril.scheduler.jobconfig import JobConfig
 from tendril.scheduler.metrics import WorkerRound, round_line
-from tendril.scheduler.planner import BatchTimer, batches_for, round_budget
+from tendril.scheduler.planner import SyncPlanner
 from tendril.scheduler.slices import Assignment, SliceAssigner, SliceRef
-
-PROBE_BATCHES = 2  # timed batches a worker reports before its batch time counts for planning
 
 
 class Role(enum.Enum):
@@ -111,19 +109,15 @@ class Dataset:
 @dataclasses.dataclass
 class _Trainer:
     member: Member
-    timer: BatchTimer = dataclasses.field(default_factory=BatchTimer)
-    last_batch_at: float | None = None  # when its previous BATCH of the current round arrived
     round: int = -1
-    batches: int = 0
-    planned: int | None = None
     finished: bool = False
+    ready: tuple[int, float] | None = None  # (round, when): it had the update that begins that round
 
 
 @dataclasses.dataclass
 class _Round:
     started: float
     workers: dict[str, WorkerRound] = dataclasses.field(default_factory=dict)  # job id -> report
-    budget_seconds: float | None = None
     done: bool = False
 
 
@@ -142,6 +136,7 @@ class Run:
         self.run_id = run_id
         self.rounds = config.training.rounds
         self.target_steps = config.training.inner_steps
+        self._planner = SyncPlanner(self.target_steps)
         self._on_round = on_round or (lambda _line: None)
         self._clock = clock
         self._requests: dict[str, Role] = {}
@@ -218,6 +213,7 @@ class Run:
                     f"{self.config.allocation.max_lost}); the last: {reason}"
                 )
         trainer = self._trainers.pop(member.job_id, None)
+        self._planner.leave(member.job_id)
         if trainer is not None and self._assigner is not None:
             self._assigner.leave(member.job_id)
         if member.role is Role.PARAMETER_SERVER and not self.finished:
@@ -236,6 +232,7 @@ class Run:
     def add_trainer(self, member: Member) -> None:
         """A training job was dispatched for ``member``."""
         self._trainers[member.job_id] = _Trainer(member)
+        self._planner.join(member.job_id)
         if self._assigner is not None:
             self._assigner.join(member.job_id)
 
@@ -285,23 +282,26 @@ class Run:
                 reason=SchedulerReason.STALE_ROUND,
             )
         if event.round > trainer.round:
-            trainer.round, trainer.batches, trainer.planned, trainer.last_batch_at = event.round, 0, None, None
+            trainer.round = event.round
             self._check_rounds()
         rnd = self._round(event.round)
-        report = rnd.workers.setdefault(event.job_id, WorkerRound(trainer.member.worker_id))
+        report = rnd.workers.get(event.job_id)
+        if report is None:
+            report = rnd.workers[event.job_id] = WorkerRound(trainer.member.worker_id)
+            report.started_at = self._began(trainer, event)
+            rnd.started = min(rnd.started, report.started_at)
+            self._planner.began(event.job_id, event.round, report.started_at)
         metrics = event.metrics
         if event.kind is Progress.BATCH:
             loss = metrics.get("loss")
             report.add_batch(event.batch_size, event.batch_seconds, loss)
-            trainer.batches += 1
             # NOTE: planning uses the time between a job's batch reports as seen here, not the
             # executor's compute time: what must line up is when updates arrive, and that includes
             # every per-batch cost (data, reports, a CPU shared with other jobs).
-            at = self._clock()
-            if trainer.last_batch_at is not None:
-                trainer.timer.add(at - trainer.last_batch_at)
-            trainer.last_batch_at = at
-            return self._batch_directive(trainer, rnd)
+            left = self._planner.batch(event.job_id, event.round, self._clock())
+            if left is None:
+                return DirectiveOut(Directive.CONTINUE, 0, event.round)
+            return DirectiveOut(Directive.SCHEDULE_UPDATE, left, event.round)
         if event.kind is Progress.METRICS:
             if "loss" in metrics and math.isfinite(metrics["loss"]):
                 report.loss = float(metrics["loss"])
@@ -313,7 +313,12 @@ class Run:
                 report.compute_seconds = float(metrics["compute_seconds"])
             report.data_wait_seconds = float(metrics.get("data_wait_seconds", report.data_wait_seconds))
             report.train_seconds = float(metrics.get("train_seconds", report.train_seconds))
+        elif event.kind is Progress.UPDATE_SENT:
+            report.arrived_at = self._clock()
         elif event.kind is Progress.UPDATE_RECEIVED:
+            report.received_at = self._clock()
+            trainer.ready = (event.round + 1, report.received_at)
+            self._planner.began(event.job_id, event.round + 1, report.received_at)
             report.bytes_down = int(metrics.get("bytes_received", 0))
             report.receive_seconds = float(metrics.get("receive_seconds", 0.0))
             report.contributors = int(metrics.get("contributors", 0))
@@ -328,34 +333,23 @@ class Run:
             return DirectiveOut(Directive.DONE, 0, event.round)
         return DirectiveOut(Directive.CONTINUE, 0, event.round)
 
+    def _began(self, trainer: _Trainer, event: ProgressIn) -> float:
+        """When the job began this round (scheduler clock)."""
+        if trainer.ready is not None and trainer.ready[0] == event.round:
+            return trainer.ready[1]
+        # Its first round, or it fetched θ again after missing one: its first report tells.
+        return self._clock() - (event.batch_seconds if event.kind is Progress.BATCH else 0.0)
+
     def _round(self, index: int) -> _Round:
         rnd = self._rounds.get(index)
         if rnd is None:
             rnd = self._rounds[index] = _Round(started=self._clock())
         return rnd
 
-    def _batch_directive(self, trainer: _Trainer, rnd: _Round) -> DirectiveOut:
-        if rnd.budget_seconds is None:
-            rnd.budget_seconds = self._budget(trainer.round)
-        if rnd.budget_seconds is not None and trainer.planned is None:
-            seconds = trainer.timer.mean or self._mean_known_seconds()
-            trainer.planned = batches_for(rnd.budget_seconds, seconds, self.target_steps)
-        if trainer.planned is None:
-            return DirectiveOut(Directive.CONTINUE, 0, trainer.round)
-        return DirectiveOut(Directive.SCHEDULE_UPDATE, max(0, trainer.planned - trainer.batches), trainer.round)
-
-    def _mean_known_seconds(self) -> float:
-        known = [t.timer.mean for t in self._trainers.values() if t.timer.count]
-        return sum(known) / len(known) if known else 0.0
-
-    def _budget(self, round_index: int) -> float | None:
-        """The round's time budget once every live trainer has a batch time, or one has run H batches."""
-        timed = {job: t.timer.mean for job, t in self._trainers.items() if t.timer.count >= PROBE_BATCHES}
-        everyone = len(timed) == len(self._trainers)
-        someone_done = any(t.round == round_index and t.batches >= self.target_steps for t in self._trainers.values())
-        if timed and (everyone or someone_done):
-            return round_budget(timed, self.target_steps)
-        return None
+    def _planned(self, index: int, rnd: _Round) -> float | None:
+        """The round's sync point, seconds after ``rnd.started``."""
+        plan = self._planner.plan(index)
+        return None if plan is None or plan.deadline is None else plan.deadline - rnd.started
 
     def _check_rounds(self) -> None:
         """Close every round whose live participants all received its update (or moved on)."""
@@ -372,7 +366,9 @@ class Run:
                 return
             rnd.done = True
             takers = [r for r in rnd.workers.values() if r.received]
-            line = round_line(index, takers, wall_seconds=self._clock() - rnd.started)
+            line = round_line(
+                index, takers, started=rnd.started, closed=self._clock(), planned_seconds=self._planned(index, rnd)
+            )
             self.completed_rounds.append(line)
             self._on_round(line)
 

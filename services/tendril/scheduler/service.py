@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from pathlib import Path
 from typing import Any
@@ -51,8 +52,18 @@ async def run_scheduler(config: JobConfig) -> Outcome:
     run_id = make_run_id(config)
 
     def on_round(line: dict[str, Any]) -> None:
+        # NOTE: the timing figures of a round depend on what else ran on the machine: the
+        # scheduler host's 1-minute load average goes beside them.
+        line["load_average"] = round(os.getloadavg()[0], 2)
         metrics.append(line)
-        log.info("round.finished", round=line["round"], loss=line["loss_mean"], workers=line["workers"])
+        log.info(
+            "round.finished",
+            round=line["round"],
+            loss=line["loss_mean"],
+            workers=line["workers"],
+            wall_seconds=line["wall_seconds"],
+            sync_wait_seconds=line["sync_wait_seconds"],
+        )
 
     run = Run(config, run_id, on_round=on_round)
     driver = Driver(config, run, advertised="", out_dir=out_dir)
