@@ -2370,7 +2370,7 @@ export const JobBridgeServiceService = {
    *     retried send).
    *   INVALID_ARGUMENT LAYOUT_MISMATCH, NON_FINITE_UPDATE: the tensors differ from θ0's, or hold
    *     NaN or Inf.
-   *   DATA_LOSS SHA256_MISMATCH: the update arrived damaged; send it again.
+   *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the update arrived damaged; send it again.
    *   UNAVAILABLE PUSH_STALLED: the parameter server took no byte of several resumed sends; retry.
    *   INTERNAL NOT_COMMITTED: the parameter server took the whole update without counting it.
    */
@@ -2397,7 +2397,7 @@ export const JobBridgeServiceService = {
    *     FetchParameters and join the open round.
    *   NOT_FOUND RUN_NOT_OPEN: the run is not open yet; retry.
    *   INTERNAL AGGREGATION_FAILED: the parameter server could not close the round.
-   *   DATA_LOSS SHA256_MISMATCH: the update arrived damaged.
+   *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the update arrived damaged.
    *   UNAVAILABLE PULL_CUT_SHORT: the parameter server's stream kept ending early; retry.
    */
   receiveUpdate: {
@@ -2445,7 +2445,7 @@ export const JobBridgeServiceService = {
    *   NOT_FOUND RUN_NOT_OPEN: the aggregate job has not opened the run yet; retry.
    *   FAILED_PRECONDITION RUN_CLOSED: the run was closed.
    *   INVALID_ARGUMENT NON_FINITE_PARAMETERS: θ0 holds NaN or Inf.
-   *   DATA_LOSS SHA256_MISMATCH: θ0 arrived damaged; send it again.
+   *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: θ0 arrived damaged; send it again.
    *   UNAVAILABLE PUSH_STALLED: the parameter server took no byte of several resumed sends; retry.
    */
   publishParameters: {
@@ -2468,7 +2468,7 @@ export const JobBridgeServiceService = {
    *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no parameter_server or run_id.
    *   NOT_FOUND RUN_NOT_OPEN: the run is not open yet; retry.
    *   FAILED_PRECONDITION NO_PARAMETERS: nobody published θ0 for the run yet.
-   *   DATA_LOSS SHA256_MISMATCH: θ arrived damaged.
+   *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: θ arrived damaged.
    *   UNAVAILABLE PULL_CUT_SHORT: the parameter server's stream kept ending early; retry.
    */
   fetchParameters: {
@@ -2623,7 +2623,7 @@ export interface JobBridgeServiceServer extends UntypedServiceImplementation {
    *     retried send).
    *   INVALID_ARGUMENT LAYOUT_MISMATCH, NON_FINITE_UPDATE: the tensors differ from θ0's, or hold
    *     NaN or Inf.
-   *   DATA_LOSS SHA256_MISMATCH: the update arrived damaged; send it again.
+   *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the update arrived damaged; send it again.
    *   UNAVAILABLE PUSH_STALLED: the parameter server took no byte of several resumed sends; retry.
    *   INTERNAL NOT_COMMITTED: the parameter server took the whole update without counting it.
    */
@@ -2642,7 +2642,7 @@ export interface JobBridgeServiceServer extends UntypedServiceImplementation {
    *     FetchParameters and join the open round.
    *   NOT_FOUND RUN_NOT_OPEN: the run is not open yet; retry.
    *   INTERNAL AGGREGATION_FAILED: the parameter server could not close the round.
-   *   DATA_LOSS SHA256_MISMATCH: the update arrived damaged.
+   *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the update arrived damaged.
    *   UNAVAILABLE PULL_CUT_SHORT: the parameter server's stream kept ending early; retry.
    */
   receiveUpdate: handleUnaryCall<ReceiveUpdateRequest, ReceiveUpdateResponse>;
@@ -2671,7 +2671,7 @@ export interface JobBridgeServiceServer extends UntypedServiceImplementation {
    *   NOT_FOUND RUN_NOT_OPEN: the aggregate job has not opened the run yet; retry.
    *   FAILED_PRECONDITION RUN_CLOSED: the run was closed.
    *   INVALID_ARGUMENT NON_FINITE_PARAMETERS: θ0 holds NaN or Inf.
-   *   DATA_LOSS SHA256_MISMATCH: θ0 arrived damaged; send it again.
+   *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: θ0 arrived damaged; send it again.
    *   UNAVAILABLE PUSH_STALLED: the parameter server took no byte of several resumed sends; retry.
    */
   publishParameters: handleUnaryCall<PublishParametersRequest, PublishParametersResponse>;
@@ -2684,7 +2684,7 @@ export interface JobBridgeServiceServer extends UntypedServiceImplementation {
    *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no parameter_server or run_id.
    *   NOT_FOUND RUN_NOT_OPEN: the run is not open yet; retry.
    *   FAILED_PRECONDITION NO_PARAMETERS: nobody published θ0 for the run yet.
-   *   DATA_LOSS SHA256_MISMATCH: θ arrived damaged.
+   *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: θ arrived damaged.
    *   UNAVAILABLE PULL_CUT_SHORT: the parameter server's stream kept ending early; retry.
    */
   fetchParameters: handleUnaryCall<FetchParametersRequest, FetchParametersResponse>;
@@ -2847,7 +2847,7 @@ export interface JobBridgeServiceClient extends Client {
    *     retried send).
    *   INVALID_ARGUMENT LAYOUT_MISMATCH, NON_FINITE_UPDATE: the tensors differ from θ0's, or hold
    *     NaN or Inf.
-   *   DATA_LOSS SHA256_MISMATCH: the update arrived damaged; send it again.
+   *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the update arrived damaged; send it again.
    *   UNAVAILABLE PUSH_STALLED: the parameter server took no byte of several resumed sends; retry.
    *   INTERNAL NOT_COMMITTED: the parameter server took the whole update without counting it.
    */
@@ -2880,7 +2880,7 @@ export interface JobBridgeServiceClient extends Client {
    *     FetchParameters and join the open round.
    *   NOT_FOUND RUN_NOT_OPEN: the run is not open yet; retry.
    *   INTERNAL AGGREGATION_FAILED: the parameter server could not close the round.
-   *   DATA_LOSS SHA256_MISMATCH: the update arrived damaged.
+   *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the update arrived damaged.
    *   UNAVAILABLE PULL_CUT_SHORT: the parameter server's stream kept ending early; retry.
    */
   receiveUpdate(
@@ -2937,7 +2937,7 @@ export interface JobBridgeServiceClient extends Client {
    *   NOT_FOUND RUN_NOT_OPEN: the aggregate job has not opened the run yet; retry.
    *   FAILED_PRECONDITION RUN_CLOSED: the run was closed.
    *   INVALID_ARGUMENT NON_FINITE_PARAMETERS: θ0 holds NaN or Inf.
-   *   DATA_LOSS SHA256_MISMATCH: θ0 arrived damaged; send it again.
+   *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: θ0 arrived damaged; send it again.
    *   UNAVAILABLE PUSH_STALLED: the parameter server took no byte of several resumed sends; retry.
    */
   publishParameters(
@@ -2964,7 +2964,7 @@ export interface JobBridgeServiceClient extends Client {
    *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no parameter_server or run_id.
    *   NOT_FOUND RUN_NOT_OPEN: the run is not open yet; retry.
    *   FAILED_PRECONDITION NO_PARAMETERS: nobody published θ0 for the run yet.
-   *   DATA_LOSS SHA256_MISMATCH: θ arrived damaged.
+   *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: θ arrived damaged.
    *   UNAVAILABLE PULL_CUT_SHORT: the parameter server's stream kept ending early; retry.
    */
   fetchParameters(
