@@ -36,7 +36,11 @@ async def server(tmp_path: Path) -> AsyncIterator[ParameterServerService]:
     config = load_config(
         None,
         env={},
-        overrides={"worker.state_dir": str(tmp_path / "state"), "paramserver.listen": "127.0.0.1:0"},
+        overrides={
+            "worker.state_dir": str(tmp_path / "state"),
+            "paramserver.listen": "127.0.0.1:0",
+            "paramserver.data_listen": "127.0.0.1:0",
+        },
     )
     service = build(config)
     await service.start()
@@ -114,7 +118,7 @@ async def test_a_cut_push_resumes_where_the_server_is(server: ParameterServerSer
             raise grpc.aio.AioRpcError(grpc.StatusCode.UNAVAILABLE, grpc.aio.Metadata(), grpc.aio.Metadata(), "cut")
 
         with prepared_payload(big, "fp32") as payload:
-            info = StreamInfo(uuid.uuid4().hex, "run", 0, "w", 1.0, payload.layout, payload.sha256)
+            info = StreamInfo(uuid.uuid4().hex, "run", 0, "w", 1.0, payload.layout, payload.digest)
             response, sent = await tensorstream._push_stream(
                 flaky,
                 info,
