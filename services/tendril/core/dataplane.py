@@ -9,9 +9,9 @@ channel (header, verdict, every error as a status with a reason) and the bytes t
    the sha256 of the port's certificate;
 2. the client connects to that port on the host its channel dials (no other address:
    :func:`channel_host`), sends :data:`MAGIC` + the ticket and reads :data:`ACCEPTED`;
-3. the bytes from the stream's start offset flow (pushes: ``sendfile`` from the file, received
-   with ``recv_into`` straight into the destination's memory when it offers a view; pulls:
-   ``sendfile`` from the served file or ``sendall`` from the served memory);
+3. the bytes from the stream's start offset flow (pushes: ``sendall`` from an mmap of the file,
+   received with ``recv_into`` straight into the destination's memory when it offers a view;
+   pulls: ``sendall`` from an mmap of the served file or from the served memory);
 4. the call ends with the server's verdict.
 
 A ticket is 32 random bytes, single use, valid :data:`TICKET_SECONDS`, and under mTLS bound to
@@ -22,8 +22,8 @@ are closed at accept), tickets outstanding (:data:`MAX_TICKETS`; past that the s
 no offer and the call carries the bytes), the handshake (:data:`HANDSHAKE_SECONDS`) and each
 wait for bytes (:data:`IDLE_SECONDS`).
 
-Socket I/O runs blocking on threads (the GIL is released in ``recv_into``/``sendall``/
-``sendfile``, and ``ssl`` sockets work the same way); the event loop hands over one piece
+Socket I/O runs blocking on threads (the GIL is released in ``recv_into``/``sendall``, and
+``ssl`` sockets work the same way); the event loop hands over one piece
 (:data:`PIECE_BYTES`) at a time, so the destination's bookkeeping and hashing stay on the loop.
 """
 
@@ -34,15 +34,16 @@ import collections
 import concurrent.futures
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import inspect
-import os
+import mmap
 import secrets
 import socket
 import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
-from typing import Any, BinaryIO, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from cryptography import x509
@@ -151,22 +152,33 @@ def recv_exactly(sock: socket.socket, view: memoryview) -> int:
     return got
 
 
-def send_file(sock: socket.socket, file: BinaryIO, offset: int, count: int) -> None:
-    """Send ``count`` bytes of an open file from ``offset``: ``sendfile`` (zero-copy) on a plain socket."""
-    if not isinstance(sock, ssl.SSLSocket):
-        sent = sock.sendfile(file, offset, count)
-        if sent != count:
-            raise ConnectionError(f"the file ended after {sent} of {count} bytes")
-        return
-    # TLS encrypts in user space anyway: read a piece, send it.
-    buffer = memoryview(bytearray(min(count, 4 * 1024 * 1024) or 1))
-    done = 0
-    while done < count:
-        n = os.preadv(file.fileno(), [buffer[: min(len(buffer), count - done)]], offset + done)
-        if n <= 0:
-            raise ConnectionError(f"the file ended after {done} of {count} bytes")
-        sock.sendall(buffer[:n])
-        done += n
+def send_range(
+    sock: socket.socket,
+    view: memoryview,
+    start: int,
+    end: int,
+    *,
+    mapping: mmap.mmap | None = None,
+    sent: Callable[[int], None] | None = None,
+) -> None:
+    """``sendall`` bytes [start, end) of ``view`` piece by piece; ``sent(upto)`` after each piece.
+
+    # NOTE: not ``sendfile``: on this loopback, sendfile of a cached 1 GiB file ran at 2.2-2.4 GB/s
+    # with 0.44-0.49 CPU s on the sender, sendall of its mmap at 3.1-3.3 GB/s with 0.28-0.30 s.
+    # Pages of a ``mapping`` already sent are dropped from this process's mapping (they stay in
+    # the page cache), so serving a model holds a piece of it in RSS, not all of it.
+    """
+    dropped = start - start % mmap.PAGESIZE
+    for a in range(start, end, PIECE_BYTES):
+        b = min(end, a + PIECE_BYTES)
+        sock.sendall(view[a:b])
+        if sent is not None:
+            sent(b)
+        if mapping is not None:
+            upto = b - b % mmap.PAGESIZE
+            with contextlib.suppress(OSError):
+                mapping.madvise(mmap.MADV_DONTNEED, dropped, upto - dropped)
+            dropped = upto
 
 
 def _hello(sock: socket.socket) -> tuple[bytes, str]:
@@ -437,26 +449,25 @@ class DataPlane:
             if got < length:
                 return
 
-    async def send_file(self, conn: Connection, file: BinaryIO, offset: int, total: int) -> None:
-        """Send bytes [offset, total) of an open file; raises OSError when the connection breaks."""
-        self.transfers["sent"] += 1
-        await self._run(conn.sock.sendall, ACCEPTED)
-        await self._run(send_file, conn.sock, file, offset, total - offset)
-
     async def send_view(
         self,
         conn: Connection,
         view: memoryview,
         offset: int,
+        *,
         ready: Callable[[int], Awaitable[Any]] | None = None,
+        mapping: mmap.mmap | None = None,
     ) -> None:
-        """Send bytes [offset, len(view)) of a payload in memory, each piece once ``ready(end)`` returned."""
+        """Send bytes [offset, len(view)) of a payload (in memory, or a ``mapping`` of its file),
+        each piece once ``ready(end)`` returned; raises OSError when the connection breaks."""
         self.transfers["sent"] += 1
         await self._run(conn.sock.sendall, ACCEPTED)
+        if ready is None:
+            await self._run(functools.partial(send_range, conn.sock, view, offset, len(view), mapping=mapping))
+            return
         for start in range(offset, len(view), PIECE_BYTES):
             end = min(len(view), start + PIECE_BYTES)
-            if ready is not None:
-                await ready(end)
+            await ready(end)
             await self._run(conn.sock.sendall, view[start:end])
 
     async def receive_push(

@@ -416,7 +416,7 @@ def file_frames(path: str | os.PathLike[str], start: int = 0, chunk_bytes: int =
     # (MADV_DONTNEED; they stay in the page cache), so a server streaming one model to many
     # workers at once holds a few MiB of it per stream in its RSS, not the whole model.
     """
-    with _mapping(path) as (mm, view):
+    with mapping(path) as (mm, view):
         dropped = start - start % mmap.PAGESIZE
         for offset, length in chunk_ranges(len(view), start, chunk_bytes):
             yield chunk_frame(view, offset, length)
@@ -464,7 +464,7 @@ def parse_frame(raw: bytes) -> Frame:
 
 
 @contextlib.contextmanager
-def _mapping(path: str | os.PathLike[str]) -> Iterator[tuple[mmap.mmap | None, memoryview]]:
+def mapping(path: str | os.PathLike[str]) -> Iterator[tuple[mmap.mmap | None, memoryview]]:
     """(mmap, read-only memoryview) of a whole file, released when the block ends."""
     with open(path, "rb") as f:
         size = os.fstat(f.fileno()).st_size
@@ -488,7 +488,7 @@ def _mapping(path: str | os.PathLike[str]) -> Iterator[tuple[mmap.mmap | None, m
 @contextlib.contextmanager
 def mapped(path: str | os.PathLike[str]) -> Iterator[memoryview]:
     """A read-only memoryview of a whole file (mmap), released when the block ends."""
-    with _mapping(path) as (_, view):
+    with mapping(path) as (_, view):
         yield view
 
 
@@ -717,10 +717,14 @@ class Receiver:
         if self._hasher.queued_bytes > HASH_BACKLOG_BYTES:
             await self._hasher.wait_until(HASH_BACKLOG_BYTES // 2)
 
-    def view(self, length: int) -> memoryview | None:
-        """Where the next ``length`` bytes belong in the destination, or None when it offers no view."""
+    async def write(self, offset: int, data: bytes | memoryview) -> None:
+        """:meth:`feed_async` under the name a push target has (:class:`tendril.core.dataplane.PushTarget`)."""
+        await self.feed_async(offset, data)
+
+    def view(self, offset: int, length: int) -> memoryview | None:
+        """Where payload bytes [offset, offset + length) belong in the destination; None when it offers no view."""
         view = getattr(self.dest, "view", None)
-        return None if view is None else view(self.received, min(length, self.total - self.received))
+        return None if view is None else view(offset, length)
 
     def landed(self, offset: int, length: int) -> None:
         """``length`` bytes were received into :meth:`view` at ``offset``: count them, hash them on a pool thread.

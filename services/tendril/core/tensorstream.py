@@ -56,6 +56,7 @@ from tendril.core.streaming import (
     header_frame,
     header_message,
     info_from_header,
+    mapping,
     parse_frame,
     stream_accepted,
 )
@@ -223,21 +224,18 @@ class _PushState:
     plane: bool = True  # ask for the data plane (until it failed without moving a byte)
 
 
-# Bytes handed to one sendfile call: the progress of a cut transfer is known to this grain.
-SEND_PIECE_BYTES = 64 * 1024 * 1024
-
-
 def _send_file(host: str, offer: dataplane.Offer, path: Path, start: int, total: int, state: _PushState) -> None:
     """Push ``path`` from ``start`` over a data connection (blocking; raises dataplane.Refused
     when the connection could not be set up, OSError when it broke)."""
     sock = dataplane.connect(host, offer, tls.active())
+
+    def sent(upto: int) -> None:
+        state.sent += upto - state.upto
+        state.upto = upto
+
     try:
-        with open(path, "rb") as f:
-            for offset in range(start, total, SEND_PIECE_BYTES):
-                count = min(SEND_PIECE_BYTES, total - offset)
-                dataplane.send_file(sock, f, offset, count)
-                state.sent += count
-                state.upto = offset + count
+        with mapping(path) as (mm, view):
+            dataplane.send_range(sock, view, start, total, mapping=mm, sent=sent)
     finally:
         sock.close()
 

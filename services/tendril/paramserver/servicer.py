@@ -13,9 +13,9 @@ verdict.
 
 from __future__ import annotations
 
-import asyncio
+import contextlib
 from collections.abc import AsyncIterator
-from typing import Any, BinaryIO
+from typing import Any
 
 import grpc
 
@@ -38,6 +38,7 @@ from tendril.core.streaming import (
     header_frame,
     header_message,
     info_from_header,
+    mapping,
     parse_frame,
     run_id_of,
 )
@@ -323,49 +324,45 @@ def _replaced() -> ParameterServerError:
 async def _stream_file(
     plane: DataPlane | None, ticket: Ticket | None, served: Served, run_id: str, offset: int, stream_id: str
 ) -> AsyncIterator[bytes]:
-    """A payload file: sendfile over the data connection, else chunks cut lazily from an mmap of it.
+    """A payload file: over the data connection, else as chunks cut lazily from an mmap of it.
 
-    Either way the file is opened before the header promises its bytes, and what was opened
-    stays valid if the file is replaced.
+    Either way the file is mapped before the header promises its bytes, and the mapping stays
+    valid if the file is replaced.
     """
-    if plane is not None and ticket is not None:
+    if plane is None or ticket is None:
+        frames = file_frames(served.path, offset)
         try:
-            file: BinaryIO = await asyncio.to_thread(open, served.path, "rb")
+            first = next(frames, None)  # maps the file now, before the header promises its bytes
         except FileNotFoundError:
             raise _replaced() from None
         try:
             yield _served_header(served, run_id, offset, stream_id)
-            conn = await ticket.connection()
-            if conn is not None:
-                try:
-                    await plane.send_file(conn, file, offset, served.layout.total_bytes)
-                except OSError as exc:
-                    raise _connection_lost(exc) from exc
-                finally:
-                    conn.close()
-                return
-            # NOTE: the client did not come (it could not connect and will call again without
-            # asking, or it is slow): the call carries the bytes.
-            frames = file_frames(served.path, offset)
+            if first is not None:
+                yield first
+                for frame in frames:
+                    yield frame
         finally:
-            file.close()
-        prefetched = None
-    else:
-        frames = file_frames(served.path, offset)
+            frames.close()
+        return
+    with contextlib.ExitStack() as stack:
         try:
-            prefetched = next(frames, None)  # maps the file now, before the header promises its bytes
+            mm, view = stack.enter_context(mapping(served.path))
         except FileNotFoundError:
             raise _replaced() from None
         yield _served_header(served, run_id, offset, stream_id)
-    try:
-        if prefetched is not None:
-            yield prefetched
-        for frame in frames:
-            yield frame
-    except FileNotFoundError:
-        raise _replaced() from None
-    finally:
-        frames.close()
+        conn = await ticket.connection()
+        if conn is None:
+            # NOTE: the client did not come (it could not connect and calls again without
+            # asking, or it is slow): the call carries the bytes.
+            for start, length in chunk_ranges(len(view), offset):
+                yield chunk_frame(view, start, length)
+            return
+        try:
+            await plane.send_view(conn, view, offset, mapping=mm)
+        except OSError as exc:
+            raise _connection_lost(exc) from exc
+        finally:
+            conn.close()
 
 
 async def _stream_view(
@@ -384,7 +381,7 @@ async def _stream_view(
         conn = await ticket.connection()
         if conn is not None:
             try:
-                await plane.send_view(conn, view, offset, ready)
+                await plane.send_view(conn, view, offset, ready=ready)
             except OSError as exc:
                 raise _connection_lost(exc) from exc
             finally:
