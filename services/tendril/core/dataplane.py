@@ -415,7 +415,17 @@ class DataPlane:
             log.warning("dataplane.refused", peer=str(peer), why=why)
             return
         del self.tickets[token]
-        ticket.future.set_result(Connection(sock, self))
+        conn = Connection(sock, self)
+
+        def accepted(sent: asyncio.Future[None]) -> None:
+            # NOTE: the ticket's user gets the connection only once ACCEPTED is out, so no byte of
+            # a transfer can overtake it.
+            if sent.cancelled() or sent.exception() is not None or ticket.future.done():
+                conn.close()
+            else:
+                ticket.future.set_result(conn)
+
+        asyncio.get_running_loop().run_in_executor(self._pool, sock.sendall, ACCEPTED).add_done_callback(accepted)
 
     def _closed_one(self) -> None:
         self.open_connections -= 1
@@ -428,7 +438,6 @@ class DataPlane:
     async def receive(self, conn: Connection, target: PushTarget, total: int) -> None:
         """Receive a push's bytes from ``target.received`` up to ``total`` (returns early when cut)."""
         self.transfers["received"] += 1
-        await self._run(conn.sock.sendall, ACCEPTED)
         view_of = getattr(target, "view", None)
         while (start := target.received) < total:
             length = min(PIECE_BYTES, total - start)
@@ -461,7 +470,6 @@ class DataPlane:
         """Send bytes [offset, len(view)) of a payload (in memory, or a ``mapping`` of its file),
         each piece once ``ready(end)`` returned; raises OSError when the connection breaks."""
         self.transfers["sent"] += 1
-        await self._run(conn.sock.sendall, ACCEPTED)
         if ready is None:
             await self._run(functools.partial(send_range, conn.sock, view, offset, len(view), mapping=mapping))
             return
