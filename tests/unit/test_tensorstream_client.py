@@ -321,3 +321,28 @@ async def test_a_client_that_sends_only_a_sha256_is_served(server: ParameterServ
         assert reply.committed and reply.received_bytes == len(payload)
         # Its pull: chunks in the call, the digest verified by the client.
         await tensorstream.pull_update(channel, run_id="run", round=0, dest=tmp_path / "u.st", codec="fp32")
+
+
+async def test_a_parameters_push_cut_on_the_data_plane_starts_over(
+    server: ParameterServerService, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """θ0 pushes do not resume: a cut data connection is UNAVAILABLE (not the client's INCOMPLETE), sent again."""
+    send_range = dataplane.send_range
+    cuts: list[int] = []
+
+    def cut_once(sock: Any, view: memoryview, start: int, end: int, **kw: Any) -> None:
+        if not cuts:
+            cuts.append(end // 2)
+            send_range(sock, view, start, cuts[0], **kw)
+            raise ConnectionResetError("cut")
+        send_range(sock, view, start, end, **kw)
+
+    monkeypatch.setattr(dataplane, "send_range", cut_once)
+    async with open_channel(server.address, peer_id="tester") as channel:
+        stub = paramserver_pb2_grpc.ParameterServerServiceStub(channel)
+        await stub.OpenJob(paramserver_pb2.OpenJobRequest(run_id="run", expected_workers=1))
+        theta = _write(tmp_path / "theta.st", 0)
+        assert await tensorstream.push_parameters(channel, theta, run_id="run", worker_id="w0") == (True, 0)
+        await tensorstream.pull_parameters(channel, run_id="run", dest=tmp_path / "back.st")
+    assert cuts and (tmp_path / "back.st").read_bytes() == theta.read_bytes()
+    assert server.plane is not None and server.plane.transfers["received"] == 2

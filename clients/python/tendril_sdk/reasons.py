@@ -270,6 +270,9 @@ class BridgeReason(enum.StrEnum):
     """DATA_LOSS: downloaded or streamed bytes do not have the expected sha256; nothing was kept."""
     DIGEST_MISMATCH = "DIGEST_MISMATCH"
     """DATA_LOSS: streamed bytes do not have the digest (xxh3-128) their header promised; nothing was kept."""
+    DATA_CONNECTION_LOST = "DATA_CONNECTION_LOST"
+    """UNAVAILABLE, SendUpdate/ReceiveUpdate/PublishParameters/FetchParameters: the parameter server's data
+    connection kept breaking; retry."""
     SLICE_MISSING = "SLICE_MISSING"
     """UNAVAILABLE, NextSlice: the cached slice vanished before it was linked; call again."""
     BRIDGE_SOCKET_FAILED = "BRIDGE_SOCKET_FAILED"

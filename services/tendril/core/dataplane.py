@@ -435,8 +435,9 @@ class DataPlane:
     async def _run(self, fn: Callable[..., Any], *args: Any) -> Any:
         return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
 
-    async def receive(self, conn: Connection, target: PushTarget, total: int) -> None:
-        """Receive a push's bytes from ``target.received`` up to ``total`` (returns early when cut)."""
+    async def receive(self, conn: Connection, target: PushTarget, total: int) -> bool:
+        """Receive a push's bytes from ``target.received`` up to ``total``; False when the connection
+        ended before (the target holds what arrived)."""
         self.transfers["received"] += 1
         view_of = getattr(target, "view", None)
         while (start := target.received) < total:
@@ -456,7 +457,8 @@ class DataPlane:
                     if inspect.isawaitable(written):
                         await written
             if got < length:
-                return
+                return False
+        return True
 
     async def send_view(
         self,
@@ -480,26 +482,28 @@ class DataPlane:
 
     async def receive_push(
         self, ticket: Ticket, target: PushTarget, total: int, requests: AsyncIterator[Any]
-    ) -> AsyncIterator[Any]:
+    ) -> tuple[AsyncIterator[Any], bool]:
         """A push offered ``ticket``: its bytes over the data connection when the client comes.
 
-        Returns what is left of the call's messages: nothing when the client used the data
-        connection (it then ends its messages), its chunks when it sends them in the call instead
-        (it could not connect).
+        Returns what is left of the call's messages (nothing when the client used the data
+        connection: it then ends its messages; its chunks when it sends them in the call
+        instead, having failed to connect), and whether a data connection ended before the
+        last byte.
         """
         pending = asyncio.ensure_future(anext(requests, None))
+        cut = False
         try:
             conn = await ticket.connection(pending)
             if conn is not None:
                 try:
-                    await self.receive(conn, target, total)
+                    cut = not await self.receive(conn, target, total)
                 finally:
                     conn.close()
             first = await pending
         finally:
             ticket.withdraw()
             pending.cancel()
-        return _chain(first, requests)
+        return _chain(first, requests), cut
 
 
 async def _chain(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:

@@ -117,16 +117,19 @@ async def receive_push(
     info: StreamInfo,
     target: PushTarget,
     requests: AsyncIterator[Frame],
-) -> None:
+) -> bool:
     """Take a push's bytes into ``target`` (the header is read and accepted): over the data plane
     when the client asked for it and ``plane`` has a ticket to spare, else (or when the client
-    could not connect) the chunks that follow in the call, until the client half-closes."""
+    could not connect) the chunks that follow in the call, until the client half-closes.
+    Returns whether a data connection broke off before the last byte."""
     ticket = _ticket(plane, context)
     # The sender's go-ahead for the bytes (see streaming.STREAM_ACCEPTED), with the offer if any.
     await context.send_initial_metadata(STREAM_ACCEPTED + (ticket.metadata() if ticket else ()))
+    cut = False
     if plane is not None and ticket is not None:
-        requests = await plane.receive_push(ticket, target, info.total_bytes, requests)
+        requests, cut = await plane.receive_push(ticket, target, info.total_bytes, requests)
     await _feed(target, requests)
+    return cut
 
 
 def _ticket(plane: DataPlane | None, context: grpc.aio.ServicerContext) -> Ticket | None:
@@ -172,9 +175,9 @@ class ParameterServerServicer(paramserver_pb2_grpc.ParameterServerServiceService
 
     async def _receive(
         self, context: grpc.aio.ServicerContext, info: StreamInfo, spool: Spool, requests: AsyncIterator[Frame]
-    ) -> None:
+    ) -> bool:
         try:
-            await receive_push(self.plane, context, info, spool, requests)
+            return await receive_push(self.plane, context, info, spool, requests)
         finally:
             self.core.release(spool)
 
@@ -254,8 +257,16 @@ class ParameterServerServicer(paramserver_pb2_grpc.ParameterServerServiceService
                 f"this parameter stream is at byte {spool.received}, not {info.start_offset}; resume from there",
                 reason=ParamserverReason.BAD_OFFSET,
             )
-        await self._receive(context, info, spool, requests)
+        cut = await self._receive(context, info, spool, requests)
         metrics.BYTES_RECEIVED.labels(stream="params_push").inc(spool.received - info.start_offset)
+        if not spool.complete and cut:
+            # NOTE: the call itself is fine, so the client would read the shortfall as its own
+            # fault (INCOMPLETE is not retried); it is a broken connection, as a cut call is.
+            raise ParameterServerError(
+                ErrorKind.UNAVAILABLE,
+                f"the data connection broke after {spool.received} of {info.total_bytes} bytes; push again",
+                reason=StreamReason.DATA_CONNECTION_LOST,
+            )
         if not spool.complete:
             raise _bad(
                 f"the parameter stream ended after {spool.received} of {info.total_bytes} bytes",

@@ -86,6 +86,7 @@ type JobBridgeServiceClient interface {
 	//	  NaN or Inf.
 	//	DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the update arrived damaged; send it again.
 	//	UNAVAILABLE PUSH_STALLED: the parameter server took no byte of several resumed sends; retry.
+	//	UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
 	//	INTERNAL NOT_COMMITTED: the parameter server took the whole update without counting it.
 	SendUpdate(ctx context.Context, in *SendUpdateRequest, opts ...grpc.CallOption) (*SendUpdateResponse, error)
 	// ReceiveUpdate waits for the outer update of a round and stores it in the work dir. The
@@ -104,6 +105,7 @@ type JobBridgeServiceClient interface {
 	//	INTERNAL AGGREGATION_FAILED: the parameter server could not close the round.
 	//	DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the update arrived damaged.
 	//	UNAVAILABLE PULL_CUT_SHORT: the parameter server's stream kept ending early; retry.
+	//	UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
 	ReceiveUpdate(ctx context.Context, in *ReceiveUpdateRequest, opts ...grpc.CallOption) (*ReceiveUpdateResponse, error)
 	// ReportProgress forwards progress to the scheduler and returns its directive. BATCH reports
 	// are forwarded in the background; a failed forward is answered to the next report. The
@@ -131,6 +133,7 @@ type JobBridgeServiceClient interface {
 	//	INVALID_ARGUMENT NON_FINITE_PARAMETERS: θ0 holds NaN or Inf.
 	//	DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: θ0 arrived damaged; send it again.
 	//	UNAVAILABLE PUSH_STALLED: the parameter server took no byte of several resumed sends; retry.
+	//	UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
 	PublishParameters(ctx context.Context, in *PublishParametersRequest, opts ...grpc.CallOption) (*PublishParametersResponse, error)
 	// FetchParameters stores the parameter server's current θ in the work dir (join mid-run).
 	// The reasons after JOB_CONFIG_MISSING are the parameter server's and the bridge's
@@ -143,6 +146,7 @@ type JobBridgeServiceClient interface {
 	//	FAILED_PRECONDITION NO_PARAMETERS: nobody published θ0 for the run yet.
 	//	DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: θ arrived damaged.
 	//	UNAVAILABLE PULL_CUT_SHORT: the parameter server's stream kept ending early; retry.
+	//	UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
 	FetchParameters(ctx context.Context, in *FetchParametersRequest, opts ...grpc.CallOption) (*FetchParametersResponse, error)
 	// OpenRun opens the job's run on this worker's parameter server with the aggregation settings
 	// given (ParameterServerService.OpenJob): a new run starts at round 0, a run the server saved
@@ -389,6 +393,7 @@ type JobBridgeServiceServer interface {
 	//	  NaN or Inf.
 	//	DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the update arrived damaged; send it again.
 	//	UNAVAILABLE PUSH_STALLED: the parameter server took no byte of several resumed sends; retry.
+	//	UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
 	//	INTERNAL NOT_COMMITTED: the parameter server took the whole update without counting it.
 	SendUpdate(context.Context, *SendUpdateRequest) (*SendUpdateResponse, error)
 	// ReceiveUpdate waits for the outer update of a round and stores it in the work dir. The
@@ -407,6 +412,7 @@ type JobBridgeServiceServer interface {
 	//	INTERNAL AGGREGATION_FAILED: the parameter server could not close the round.
 	//	DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the update arrived damaged.
 	//	UNAVAILABLE PULL_CUT_SHORT: the parameter server's stream kept ending early; retry.
+	//	UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
 	ReceiveUpdate(context.Context, *ReceiveUpdateRequest) (*ReceiveUpdateResponse, error)
 	// ReportProgress forwards progress to the scheduler and returns its directive. BATCH reports
 	// are forwarded in the background; a failed forward is answered to the next report. The
@@ -434,6 +440,7 @@ type JobBridgeServiceServer interface {
 	//	INVALID_ARGUMENT NON_FINITE_PARAMETERS: θ0 holds NaN or Inf.
 	//	DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: θ0 arrived damaged; send it again.
 	//	UNAVAILABLE PUSH_STALLED: the parameter server took no byte of several resumed sends; retry.
+	//	UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
 	PublishParameters(context.Context, *PublishParametersRequest) (*PublishParametersResponse, error)
 	// FetchParameters stores the parameter server's current θ in the work dir (join mid-run).
 	// The reasons after JOB_CONFIG_MISSING are the parameter server's and the bridge's
@@ -446,6 +453,7 @@ type JobBridgeServiceServer interface {
 	//	FAILED_PRECONDITION NO_PARAMETERS: nobody published θ0 for the run yet.
 	//	DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: θ arrived damaged.
 	//	UNAVAILABLE PULL_CUT_SHORT: the parameter server's stream kept ending early; retry.
+	//	UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
 	FetchParameters(context.Context, *FetchParametersRequest) (*FetchParametersResponse, error)
 	// OpenRun opens the job's run on this worker's parameter server with the aggregation settings
 	// given (ParameterServerService.OpenJob): a new run starts at round 0, a run the server saved

@@ -268,6 +268,7 @@ class JobBridgeServiceServicer:
         NaN or Inf.
         DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the update arrived damaged; send it again.
         UNAVAILABLE PUSH_STALLED: the parameter server took no byte of several resumed sends; retry.
+        UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
         INTERNAL NOT_COMMITTED: the parameter server took the whole update without counting it.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -290,6 +291,7 @@ class JobBridgeServiceServicer:
         INTERNAL AGGREGATION_FAILED: the parameter server could not close the round.
         DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the update arrived damaged.
         UNAVAILABLE PULL_CUT_SHORT: the parameter server's stream kept ending early; retry.
+        UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -325,6 +327,7 @@ class JobBridgeServiceServicer:
         INVALID_ARGUMENT NON_FINITE_PARAMETERS: θ0 holds NaN or Inf.
         DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: θ0 arrived damaged; send it again.
         UNAVAILABLE PUSH_STALLED: the parameter server took no byte of several resumed sends; retry.
+        UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -341,6 +344,7 @@ class JobBridgeServiceServicer:
         FAILED_PRECONDITION NO_PARAMETERS: nobody published θ0 for the run yet.
         DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: θ arrived damaged.
         UNAVAILABLE PULL_CUT_SHORT: the parameter server's stream kept ending early; retry.
+        UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -340,6 +340,7 @@ export declare const JobBridgeServiceService: {
      *     NaN or Inf.
      *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the update arrived damaged; send it again.
      *   UNAVAILABLE PUSH_STALLED: the parameter server took no byte of several resumed sends; retry.
+     *   UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
      *   INTERNAL NOT_COMMITTED: the parameter server took the whole update without counting it.
      */
     readonly sendUpdate: {
@@ -367,6 +368,7 @@ export declare const JobBridgeServiceService: {
      *   INTERNAL AGGREGATION_FAILED: the parameter server could not close the round.
      *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the update arrived damaged.
      *   UNAVAILABLE PULL_CUT_SHORT: the parameter server's stream kept ending early; retry.
+     *   UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
      */
     readonly receiveUpdate: {
         readonly path: "/tendril.bridge.v1.JobBridgeService/ReceiveUpdate";
@@ -412,6 +414,7 @@ export declare const JobBridgeServiceService: {
      *   INVALID_ARGUMENT NON_FINITE_PARAMETERS: θ0 holds NaN or Inf.
      *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: θ0 arrived damaged; send it again.
      *   UNAVAILABLE PUSH_STALLED: the parameter server took no byte of several resumed sends; retry.
+     *   UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
      */
     readonly publishParameters: {
         readonly path: "/tendril.bridge.v1.JobBridgeService/PublishParameters";
@@ -433,6 +436,7 @@ export declare const JobBridgeServiceService: {
      *   FAILED_PRECONDITION NO_PARAMETERS: nobody published θ0 for the run yet.
      *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: θ arrived damaged.
      *   UNAVAILABLE PULL_CUT_SHORT: the parameter server's stream kept ending early; retry.
+     *   UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
      */
     readonly fetchParameters: {
         readonly path: "/tendril.bridge.v1.JobBridgeService/FetchParameters";
@@ -585,6 +589,7 @@ export interface JobBridgeServiceServer extends UntypedServiceImplementation {
      *     NaN or Inf.
      *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the update arrived damaged; send it again.
      *   UNAVAILABLE PUSH_STALLED: the parameter server took no byte of several resumed sends; retry.
+     *   UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
      *   INTERNAL NOT_COMMITTED: the parameter server took the whole update without counting it.
      */
     sendUpdate: handleUnaryCall<SendUpdateRequest, SendUpdateResponse>;
@@ -604,6 +609,7 @@ export interface JobBridgeServiceServer extends UntypedServiceImplementation {
      *   INTERNAL AGGREGATION_FAILED: the parameter server could not close the round.
      *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the update arrived damaged.
      *   UNAVAILABLE PULL_CUT_SHORT: the parameter server's stream kept ending early; retry.
+     *   UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
      */
     receiveUpdate: handleUnaryCall<ReceiveUpdateRequest, ReceiveUpdateResponse>;
     /**
@@ -633,6 +639,7 @@ export interface JobBridgeServiceServer extends UntypedServiceImplementation {
      *   INVALID_ARGUMENT NON_FINITE_PARAMETERS: θ0 holds NaN or Inf.
      *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: θ0 arrived damaged; send it again.
      *   UNAVAILABLE PUSH_STALLED: the parameter server took no byte of several resumed sends; retry.
+     *   UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
      */
     publishParameters: handleUnaryCall<PublishParametersRequest, PublishParametersResponse>;
     /**
@@ -646,6 +653,7 @@ export interface JobBridgeServiceServer extends UntypedServiceImplementation {
      *   FAILED_PRECONDITION NO_PARAMETERS: nobody published θ0 for the run yet.
      *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: θ arrived damaged.
      *   UNAVAILABLE PULL_CUT_SHORT: the parameter server's stream kept ending early; retry.
+     *   UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
      */
     fetchParameters: handleUnaryCall<FetchParametersRequest, FetchParametersResponse>;
     /**
@@ -772,6 +780,7 @@ export interface JobBridgeServiceClient extends Client {
      *     NaN or Inf.
      *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the update arrived damaged; send it again.
      *   UNAVAILABLE PUSH_STALLED: the parameter server took no byte of several resumed sends; retry.
+     *   UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
      *   INTERNAL NOT_COMMITTED: the parameter server took the whole update without counting it.
      */
     sendUpdate(request: SendUpdateRequest, callback: (error: ServiceError | null, response: SendUpdateResponse) => void): ClientUnaryCall;
@@ -793,6 +802,7 @@ export interface JobBridgeServiceClient extends Client {
      *   INTERNAL AGGREGATION_FAILED: the parameter server could not close the round.
      *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the update arrived damaged.
      *   UNAVAILABLE PULL_CUT_SHORT: the parameter server's stream kept ending early; retry.
+     *   UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
      */
     receiveUpdate(request: ReceiveUpdateRequest, callback: (error: ServiceError | null, response: ReceiveUpdateResponse) => void): ClientUnaryCall;
     receiveUpdate(request: ReceiveUpdateRequest, metadata: Metadata, callback: (error: ServiceError | null, response: ReceiveUpdateResponse) => void): ClientUnaryCall;
@@ -826,6 +836,7 @@ export interface JobBridgeServiceClient extends Client {
      *   INVALID_ARGUMENT NON_FINITE_PARAMETERS: θ0 holds NaN or Inf.
      *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: θ0 arrived damaged; send it again.
      *   UNAVAILABLE PUSH_STALLED: the parameter server took no byte of several resumed sends; retry.
+     *   UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
      */
     publishParameters(request: PublishParametersRequest, callback: (error: ServiceError | null, response: PublishParametersResponse) => void): ClientUnaryCall;
     publishParameters(request: PublishParametersRequest, metadata: Metadata, callback: (error: ServiceError | null, response: PublishParametersResponse) => void): ClientUnaryCall;
@@ -841,6 +852,7 @@ export interface JobBridgeServiceClient extends Client {
      *   FAILED_PRECONDITION NO_PARAMETERS: nobody published θ0 for the run yet.
      *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: θ arrived damaged.
      *   UNAVAILABLE PULL_CUT_SHORT: the parameter server's stream kept ending early; retry.
+     *   UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
      */
     fetchParameters(request: FetchParametersRequest, callback: (error: ServiceError | null, response: FetchParametersResponse) => void): ClientUnaryCall;
     fetchParameters(request: FetchParametersRequest, metadata: Metadata, callback: (error: ServiceError | null, response: FetchParametersResponse) => void): ClientUnaryCall;

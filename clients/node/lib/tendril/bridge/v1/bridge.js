@@ -1955,6 +1955,7 @@ exports.JobBridgeServiceService = {
      *     NaN or Inf.
      *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the update arrived damaged; send it again.
      *   UNAVAILABLE PUSH_STALLED: the parameter server took no byte of several resumed sends; retry.
+     *   UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
      *   INTERNAL NOT_COMMITTED: the parameter server took the whole update without counting it.
      */
     sendUpdate: {
@@ -1982,6 +1983,7 @@ exports.JobBridgeServiceService = {
      *   INTERNAL AGGREGATION_FAILED: the parameter server could not close the round.
      *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the update arrived damaged.
      *   UNAVAILABLE PULL_CUT_SHORT: the parameter server's stream kept ending early; retry.
+     *   UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
      */
     receiveUpdate: {
         path: "/tendril.bridge.v1.JobBridgeService/ReceiveUpdate",
@@ -2027,6 +2029,7 @@ exports.JobBridgeServiceService = {
      *   INVALID_ARGUMENT NON_FINITE_PARAMETERS: θ0 holds NaN or Inf.
      *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: θ0 arrived damaged; send it again.
      *   UNAVAILABLE PUSH_STALLED: the parameter server took no byte of several resumed sends; retry.
+     *   UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
      */
     publishParameters: {
         path: "/tendril.bridge.v1.JobBridgeService/PublishParameters",
@@ -2048,6 +2051,7 @@ exports.JobBridgeServiceService = {
      *   FAILED_PRECONDITION NO_PARAMETERS: nobody published θ0 for the run yet.
      *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: θ arrived damaged.
      *   UNAVAILABLE PULL_CUT_SHORT: the parameter server's stream kept ending early; retry.
+     *   UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
      */
     fetchParameters: {
         path: "/tendril.bridge.v1.JobBridgeService/FetchParameters",

@@ -347,6 +347,8 @@ export declare const ParameterServerServiceService: {
      *   INVALID_ARGUMENT BAD_HEADER, BAD_CODEC, OUT_OF_ORDER, EMPTY_CHUNK, TOO_LONG, BAD_PAYLOAD: the
      *     stream breaks its contract (see tendril.tensor.v1.StreamMessage).
      *   INVALID_ARGUMENT INCOMPLETE: the stream ended before its last byte.
+     *   UNAVAILABLE DATA_CONNECTION_LOST: the data connection (see tendril.tensor.v1.StreamMessage)
+     *     broke before the last byte; push again.
      *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the payload's digest is not the header's; send it
      *     again.
      *   INVALID_ARGUMENT BAD_RUN_ID: the header's run_id is not a valid run id.
@@ -512,6 +514,8 @@ export interface ParameterServerServiceServer extends UntypedServiceImplementati
      *   INVALID_ARGUMENT BAD_HEADER, BAD_CODEC, OUT_OF_ORDER, EMPTY_CHUNK, TOO_LONG, BAD_PAYLOAD: the
      *     stream breaks its contract (see tendril.tensor.v1.StreamMessage).
      *   INVALID_ARGUMENT INCOMPLETE: the stream ended before its last byte.
+     *   UNAVAILABLE DATA_CONNECTION_LOST: the data connection (see tendril.tensor.v1.StreamMessage)
+     *     broke before the last byte; push again.
      *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the payload's digest is not the header's; send it
      *     again.
      *   INVALID_ARGUMENT BAD_RUN_ID: the header's run_id is not a valid run id.
@@ -653,6 +657,8 @@ export interface ParameterServerServiceClient extends Client {
      *   INVALID_ARGUMENT BAD_HEADER, BAD_CODEC, OUT_OF_ORDER, EMPTY_CHUNK, TOO_LONG, BAD_PAYLOAD: the
      *     stream breaks its contract (see tendril.tensor.v1.StreamMessage).
      *   INVALID_ARGUMENT INCOMPLETE: the stream ended before its last byte.
+     *   UNAVAILABLE DATA_CONNECTION_LOST: the data connection (see tendril.tensor.v1.StreamMessage)
+     *     broke before the last byte; push again.
      *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the payload's digest is not the header's; send it
      *     again.
      *   INVALID_ARGUMENT BAD_RUN_ID: the header's run_id is not a valid run id.

@@ -2372,6 +2372,7 @@ export const JobBridgeServiceService = {
    *     NaN or Inf.
    *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the update arrived damaged; send it again.
    *   UNAVAILABLE PUSH_STALLED: the parameter server took no byte of several resumed sends; retry.
+   *   UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
    *   INTERNAL NOT_COMMITTED: the parameter server took the whole update without counting it.
    */
   sendUpdate: {
@@ -2399,6 +2400,7 @@ export const JobBridgeServiceService = {
    *   INTERNAL AGGREGATION_FAILED: the parameter server could not close the round.
    *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the update arrived damaged.
    *   UNAVAILABLE PULL_CUT_SHORT: the parameter server's stream kept ending early; retry.
+   *   UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
    */
   receiveUpdate: {
     path: "/tendril.bridge.v1.JobBridgeService/ReceiveUpdate" as const,
@@ -2447,6 +2449,7 @@ export const JobBridgeServiceService = {
    *   INVALID_ARGUMENT NON_FINITE_PARAMETERS: θ0 holds NaN or Inf.
    *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: θ0 arrived damaged; send it again.
    *   UNAVAILABLE PUSH_STALLED: the parameter server took no byte of several resumed sends; retry.
+   *   UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
    */
   publishParameters: {
     path: "/tendril.bridge.v1.JobBridgeService/PublishParameters" as const,
@@ -2470,6 +2473,7 @@ export const JobBridgeServiceService = {
    *   FAILED_PRECONDITION NO_PARAMETERS: nobody published θ0 for the run yet.
    *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: θ arrived damaged.
    *   UNAVAILABLE PULL_CUT_SHORT: the parameter server's stream kept ending early; retry.
+   *   UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
    */
   fetchParameters: {
     path: "/tendril.bridge.v1.JobBridgeService/FetchParameters" as const,
@@ -2625,6 +2629,7 @@ export interface JobBridgeServiceServer extends UntypedServiceImplementation {
    *     NaN or Inf.
    *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the update arrived damaged; send it again.
    *   UNAVAILABLE PUSH_STALLED: the parameter server took no byte of several resumed sends; retry.
+   *   UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
    *   INTERNAL NOT_COMMITTED: the parameter server took the whole update without counting it.
    */
   sendUpdate: handleUnaryCall<SendUpdateRequest, SendUpdateResponse>;
@@ -2644,6 +2649,7 @@ export interface JobBridgeServiceServer extends UntypedServiceImplementation {
    *   INTERNAL AGGREGATION_FAILED: the parameter server could not close the round.
    *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the update arrived damaged.
    *   UNAVAILABLE PULL_CUT_SHORT: the parameter server's stream kept ending early; retry.
+   *   UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
    */
   receiveUpdate: handleUnaryCall<ReceiveUpdateRequest, ReceiveUpdateResponse>;
   /**
@@ -2673,6 +2679,7 @@ export interface JobBridgeServiceServer extends UntypedServiceImplementation {
    *   INVALID_ARGUMENT NON_FINITE_PARAMETERS: θ0 holds NaN or Inf.
    *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: θ0 arrived damaged; send it again.
    *   UNAVAILABLE PUSH_STALLED: the parameter server took no byte of several resumed sends; retry.
+   *   UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
    */
   publishParameters: handleUnaryCall<PublishParametersRequest, PublishParametersResponse>;
   /**
@@ -2686,6 +2693,7 @@ export interface JobBridgeServiceServer extends UntypedServiceImplementation {
    *   FAILED_PRECONDITION NO_PARAMETERS: nobody published θ0 for the run yet.
    *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: θ arrived damaged.
    *   UNAVAILABLE PULL_CUT_SHORT: the parameter server's stream kept ending early; retry.
+   *   UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
    */
   fetchParameters: handleUnaryCall<FetchParametersRequest, FetchParametersResponse>;
   /**
@@ -2849,6 +2857,7 @@ export interface JobBridgeServiceClient extends Client {
    *     NaN or Inf.
    *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the update arrived damaged; send it again.
    *   UNAVAILABLE PUSH_STALLED: the parameter server took no byte of several resumed sends; retry.
+   *   UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
    *   INTERNAL NOT_COMMITTED: the parameter server took the whole update without counting it.
    */
   sendUpdate(
@@ -2882,6 +2891,7 @@ export interface JobBridgeServiceClient extends Client {
    *   INTERNAL AGGREGATION_FAILED: the parameter server could not close the round.
    *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the update arrived damaged.
    *   UNAVAILABLE PULL_CUT_SHORT: the parameter server's stream kept ending early; retry.
+   *   UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
    */
   receiveUpdate(
     request: ReceiveUpdateRequest,
@@ -2939,6 +2949,7 @@ export interface JobBridgeServiceClient extends Client {
    *   INVALID_ARGUMENT NON_FINITE_PARAMETERS: θ0 holds NaN or Inf.
    *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: θ0 arrived damaged; send it again.
    *   UNAVAILABLE PUSH_STALLED: the parameter server took no byte of several resumed sends; retry.
+   *   UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
    */
   publishParameters(
     request: PublishParametersRequest,
@@ -2966,6 +2977,7 @@ export interface JobBridgeServiceClient extends Client {
    *   FAILED_PRECONDITION NO_PARAMETERS: nobody published θ0 for the run yet.
    *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: θ arrived damaged.
    *   UNAVAILABLE PULL_CUT_SHORT: the parameter server's stream kept ending early; retry.
+   *   UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
    */
   fetchParameters(
     request: FetchParametersRequest,
