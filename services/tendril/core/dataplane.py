@@ -71,6 +71,9 @@ IDLE_SECONDS = 60.0  # longest wait for the next bytes of a transfer
 MAX_CONNECTIONS = 32  # data connections open at once (in handshake or transfer)
 MAX_TICKETS = 256  # offers outstanding
 PIECE_BYTES = 16 * 1024 * 1024  # bytes handed to a thread at a time
+# Received into a scratch buffer at a time when the target offers no view (a file): a push holds
+# about two of them (one being hashed), so 8 pushes at once hold tens of MiB, not hundreds.
+SCRATCH_BYTES = 4 * 1024 * 1024
 
 
 def requested(metadata: Iterable[tuple[str, str | bytes]] | None) -> bool:
@@ -239,6 +242,7 @@ class Ticket:
         self.identity = identity
         self.expires = expires
         self.future: asyncio.Future[Connection] = asyncio.get_running_loop().create_future()
+        self.claimed = False  # a connection presented it; the future is set once ACCEPTED is out
         self._taken = False
 
     @property
@@ -254,6 +258,10 @@ class Ticket:
         remaining = self.expires - self.plane.clock()
         if remaining > 0 and not self.future.done():
             await asyncio.wait({self.future, *also}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
+        if self.claimed and not self.future.done():
+            # NOTE: the connection came and is being told ACCEPTED: the client may already be done
+            # (its bytes sent, its call half-closed) before that send is seen here; it is its.
+            await asyncio.wait({self.future})
         if self.future.done() and not self.future.cancelled():
             self._taken = True
             return self.future.result()
@@ -415,6 +423,7 @@ class DataPlane:
             log.warning("dataplane.refused", peer=str(peer), why=why)
             return
         del self.tickets[token]
+        ticket.claimed = True
         conn = Connection(sock, self)
 
         def accepted(sent: asyncio.Future[None]) -> None:
@@ -422,6 +431,8 @@ class DataPlane:
             # a transfer can overtake it.
             if sent.cancelled() or sent.exception() is not None or ticket.future.done():
                 conn.close()
+                if not ticket.future.done():
+                    ticket.future.cancel()
             else:
                 ticket.future.set_result(conn)
 
@@ -440,9 +451,20 @@ class DataPlane:
         ended before (the target holds what arrived)."""
         self.transfers["received"] += 1
         view_of = getattr(target, "view", None)
+        begin, started = target.received, time.perf_counter()
+        try:
+            return await self._receive(conn, target, total, view_of)
+        finally:
+            _log_transfer(
+                "dataplane.received", target.received - begin, started, total=total, complete=target.received == total
+            )
+
+    async def _receive(self, conn: Connection, target: PushTarget, total: int, view_of: Any) -> bool:
         while (start := target.received) < total:
             length = min(PIECE_BYTES, total - start)
             view = view_of(start, length) if view_of is not None else None
+            if view is None:
+                length = min(SCRATCH_BYTES, length)
             if view is not None:
                 got = await self._run(recv_exactly, conn.sock, view)
                 if got:
@@ -472,13 +494,15 @@ class DataPlane:
         """Send bytes [offset, len(view)) of a payload (in memory, or a ``mapping`` of its file),
         each piece once ``ready(end)`` returned; raises OSError when the connection breaks."""
         self.transfers["sent"] += 1
+        started = time.perf_counter()
         if ready is None:
             await self._run(functools.partial(send_range, conn.sock, view, offset, len(view), mapping=mapping))
-            return
-        for start in range(offset, len(view), PIECE_BYTES):
-            end = min(len(view), start + PIECE_BYTES)
-            await ready(end)
-            await self._run(conn.sock.sendall, view[start:end])
+        else:
+            for start in range(offset, len(view), PIECE_BYTES):
+                end = min(len(view), start + PIECE_BYTES)
+                await ready(end)
+                await self._run(conn.sock.sendall, view[start:end])
+        _log_transfer("dataplane.sent", len(view) - offset, started, total=len(view))
 
     async def receive_push(
         self, ticket: Ticket, target: PushTarget, total: int, requests: AsyncIterator[Any]
@@ -504,6 +528,17 @@ class DataPlane:
             ticket.withdraw()
             pending.cancel()
         return _chain(first, requests), cut
+
+
+def _log_transfer(event: str, moved: int, started: float, **fields: Any) -> None:
+    seconds = time.perf_counter() - started
+    log.info(
+        event,
+        bytes=moved,
+        seconds=round(seconds, 4),
+        gbps=round(moved / seconds / 1e9, 3) if seconds else 0.0,
+        **fields,
+    )
 
 
 async def _chain(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
