@@ -259,8 +259,9 @@ class Ticket:
         if remaining > 0 and not self.future.done():
             await asyncio.wait({self.future, *also}, timeout=remaining, return_when=asyncio.FIRST_COMPLETED)
         if self.claimed and not self.future.done():
-            # NOTE: the connection came and is being told ACCEPTED: the client may already be done
-            # (its bytes sent, its call half-closed) before that send is seen here; it is its.
+            # NOTE: the connection came and is being told ACCEPTED. The client may be done already
+            # (its bytes sent, its call half-closed) before that send completes here: the
+            # connection is still this ticket's, and holds those bytes.
             await asyncio.wait({self.future})
         if self.future.done() and not self.future.cancelled():
             self._taken = True
