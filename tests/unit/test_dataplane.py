@@ -5,12 +5,25 @@ from __future__ import annotations
 import asyncio
 import secrets
 import socket
+import types
 from collections.abc import AsyncIterator
+from typing import Any
 
+import numpy as np
 import pytest
 
-from tendril.core import dataplane
+from tendril.core import dataplane, streaming, tensorfile
 from tendril.core.dataplane import DataPlane, Offer, Refused
+from tendril.core.streaming import (
+    DEFAULT_DIGEST,
+    BufferDestination,
+    Digest,
+    Receiver,
+    StreamInfo,
+    info_from_header,
+    parse_frame,
+)
+from tendril.paramserver.servicer import ParameterServerServicer, receive_push
 
 
 @pytest.fixture
@@ -145,3 +158,140 @@ async def test_the_host_a_channel_dials() -> None:
             assert dataplane.channel_host(channel) == host, target
         finally:
             await channel.close()
+
+
+# -- the seam with the parameter server's core: targets with a view, served payloads in memory -------
+
+
+class _Context:
+    """What receive_push and the pull streams use of a grpc.aio ServicerContext."""
+
+    def __init__(self, ask: bool) -> None:
+        self.metadata = dataplane.REQUEST if ask else ()
+        self.sent: tuple[tuple[str, str], ...] = ()
+        self.offered = asyncio.Event()
+
+    def invocation_metadata(self) -> tuple[tuple[str, str], ...]:
+        return self.metadata
+
+    def auth_context(self) -> dict[str, list[bytes]]:
+        return {}
+
+    async def send_initial_metadata(self, metadata: tuple[tuple[str, str], ...]) -> None:
+        self.sent = metadata
+        self.offered.set()
+
+
+def _payload(size: int = 3 * 1024 * 1024 + 123) -> tuple[bytes, StreamInfo]:
+    layout, header = tensorfile.plan_layout([("w", ((size - 100) // 4,))], "fp32")
+    payload = header + np.random.default_rng(1).integers(0, 256, layout.data_size, dtype=np.uint8).tobytes()
+    digest = Digest(DEFAULT_DIGEST, new_digest(payload))
+    return payload, StreamInfo("s", "run", 0, "w", 1.0, layout, digest)
+
+
+def new_digest(data: bytes) -> str:
+    hasher = streaming.new_hash(DEFAULT_DIGEST)
+    hasher.update(data)
+    return hasher.hexdigest()
+
+
+async def test_a_push_lands_straight_in_a_target_that_offers_a_view(
+    plane: DataPlane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dataplane, "PIECE_BYTES", 1024 * 1024)  # several pieces
+    payload, info = _payload()
+    buffer = bytearray(info.total_bytes)
+    target = Receiver(info, BufferDestination(memoryview(buffer)))
+    landed: list[tuple[int, int]] = []
+    real_landed = target.landed
+
+    def spy(offset: int, length: int) -> None:
+        landed.append((offset, length))
+        real_landed(offset, length)
+
+    target.landed = spy  # type: ignore[method-assign]
+    context = _Context(ask=True)
+
+    async def client() -> None:
+        await context.offered.wait()
+        offer = Offer.from_metadata(context.sent)
+        assert offer is not None
+
+        def send() -> None:
+            with dataplane.connect("127.0.0.1", offer, None) as sock:
+                dataplane.send_range(sock, memoryview(payload), 0, len(payload))
+
+        await asyncio.to_thread(send)
+
+    async def receive() -> bool:
+        sending = asyncio.ensure_future(client())
+        try:
+            return await receive_push(plane, context, info, target, _ends_after(sending))  # type: ignore[arg-type]
+        finally:
+            await sending
+
+    cut = await asyncio.wait_for(receive(), 30)
+    await target.settle()
+    target.verify()
+    assert not cut and bytes(buffer) == payload
+    assert [o for o, _ in landed] == sorted(o for o, _ in landed) and sum(n for _, n in landed) == len(payload)
+    assert plane.transfers["received"] == 1
+
+
+async def _ends_after(done: asyncio.Future[None]) -> AsyncIterator[Any]:
+    """A call with no more messages, half-closed once ``done`` (the client's bytes are through)."""
+    await done
+    for message in ():
+        yield message
+
+
+def _receive_all(offer: Offer, size: int) -> bytes:
+    """What a pulling client gets over the data connection (blocking)."""
+    buffer = bytearray(size)
+    with dataplane.connect("127.0.0.1", offer, None) as sock:
+        got = dataplane.recv_exactly(sock, memoryview(buffer))
+    return bytes(buffer[:got])
+
+
+@pytest.mark.parametrize("ask", [True, False])
+async def test_a_payload_served_from_memory_is_sent_as_it_becomes_ready(
+    plane: DataPlane, ask: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(dataplane, "PIECE_BYTES", 1024 * 1024)  # several pieces
+    payload, info = _payload()
+    ready_upto: list[int] = []
+
+    async def ready(upto: int) -> None:
+        ready_upto.append(upto)
+
+    served = types.SimpleNamespace(
+        view=memoryview(payload),
+        ready=ready,
+        path=None,
+        layout=info.layout,
+        digest=info.digest,
+        round=3,
+        contributors=2,
+        weight=4.0,
+    )
+    servicer = ParameterServerServicer(None, plane)  # type: ignore[arg-type]
+    context = _Context(ask=ask)
+    frames: list[bytes] = []
+    receiving: asyncio.Future[bytes] | None = None
+    async for frame in servicer._stream(context, served, "run", 0, "run/update/3"):  # type: ignore[arg-type]
+        frames.append(frame)
+        if ask and receiving is None:  # the header came with the offer: connect, as a client does
+            offer = Offer.from_metadata(context.sent)
+            assert offer is not None
+            receiving = asyncio.ensure_future(asyncio.to_thread(_receive_all, offer, len(payload)))
+    header = parse_frame(frames[0])
+    assert header.header is not None and header.contributors == 2
+    got = info_from_header(header.header)
+    assert got.digest == info.digest and got.round == 3
+    if ask:
+        assert receiving is not None and len(frames) == 1
+        assert await receiving == payload and plane.transfers["sent"] == 1
+    else:
+        body = b"".join(bytes(parse_frame(f).data or b"") for f in frames[1:])
+        assert body == payload and not plane.transfers
+    assert len(ready_upto) >= 3 and ready_upto == sorted(ready_upto) and ready_upto[-1] == len(payload)
