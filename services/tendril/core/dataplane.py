@@ -464,8 +464,13 @@ class DataPlane:
         while (start := target.received) < total:
             length = min(PIECE_BYTES, total - start)
             view = view_of(start, length) if view_of is not None else None
+            if view is not None and not view.nbytes:
+                view = None
             if view is None:
                 length = min(SCRATCH_BYTES, length)
+            else:
+                view = view.cast("B") if view.format != "B" or view.ndim != 1 else view
+                length = len(view)  # (a target may hand out less than asked)
             if view is not None:
                 got = await self._run(recv_exactly, conn.sock, view)
                 if got:
