@@ -260,6 +260,16 @@ async def test_a_client_that_cannot_reach_the_data_port_sends_in_the_call(
         raise dataplane.Refused("no route")
 
     monkeypatch.setattr(dataplane, "connect", unreachable)
+    monkeypatch.setattr(tensorstream, "_plane_failed", {})
+    assert server.plane is not None
+    offers: list[str] = []
+    offer = server.plane.offer
+
+    def counting(identity: str) -> Any:
+        offers.append(identity)
+        return offer(identity)
+
+    monkeypatch.setattr(server.plane, "offer", counting)
     async with open_channel(server.address, peer_id="tester") as channel:
         await _open(channel, "run", 1, tmp_path)
         delta = _write(tmp_path / "d.st", 3, 1e-2)
@@ -270,6 +280,8 @@ async def test_a_client_that_cannot_reach_the_data_port_sends_in_the_call(
         await tensorstream.pull_parameters(channel, run_id="run", dest=tmp_path / "theta1.st")
     assert sent > 0 and server.plane is not None and not server.plane.transfers
     assert not server.plane.tickets and server.plane.open_connections == 0
+    # After the first refusal the host is not asked again for a while: no ticket was offered since.
+    assert tensorstream._plane_failed.keys() == {"127.0.0.1"} and len(offers) == 1
 
 
 async def test_a_server_without_a_data_port_gets_the_bytes_in_the_call(tmp_path: Path) -> None:

@@ -29,6 +29,7 @@ import contextlib
 import dataclasses
 import enum
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
@@ -217,6 +218,26 @@ async def _prepared(path: str | os.PathLike[str], codec: str) -> AsyncIterator[P
 # -- pushing -------------------------------------------------------------------------------------
 
 
+# NOTE: a data port that cannot be used (a firewall that drops, a server whose data port listens
+# on another interface) costs up to a connect timeout per transfer; after it failed once, a host
+# is not asked again for this long, and its pushes and pulls move their bytes in the call.
+PLANE_BACKOFF_SECONDS = 60.0
+_plane_failed: dict[str, float] = {}
+
+
+def _plane_usable(host: str | None) -> bool:
+    if host is None:
+        return False
+    failed = _plane_failed.get(host)
+    return failed is None or time.monotonic() - failed > PLANE_BACKOFF_SECONDS
+
+
+def _plane_refused(host: str) -> None:
+    if len(_plane_failed) > 256:
+        _plane_failed.clear()
+    _plane_failed[host] = time.monotonic()
+
+
 @dataclasses.dataclass
 class _PushState:
     sent: int = 0  # payload bytes put on the wire, resends included
@@ -250,6 +271,7 @@ async def _push_over_plane(
         await asyncio.to_thread(_send_file, host, offer, path, start, total, state)
     except dataplane.Refused as exc:
         log.warning("tensorstream.data_plane_refused", host=host, port=offer.port, error=str(exc))
+        _plane_refused(host)
         state.plane = False
         return False
     except OSError as exc:
@@ -283,7 +305,7 @@ async def _push_stream(
         header = header_frame(header_message(dataclasses.replace(info, start_offset=offset)))
 
         pending: list[grpc.aio.Call] = []  # the call these requests feed
-        ask = state.plane and host is not None and isinstance(call, grpc.aio.StreamUnaryMultiCallable)
+        ask = state.plane and _plane_usable(host) and isinstance(call, grpc.aio.StreamUnaryMultiCallable)
 
         async def requests(
             header: bytes = header, start: int = offset, pending: list[grpc.aio.Call] = pending, ask: bool = ask
@@ -436,6 +458,7 @@ async def _pull_over_plane(host: str, offer: dataplane.Offer, receiver: Receiver
         return await asyncio.to_thread(_receive_file, host, offer, receiver)
     except dataplane.Refused as exc:
         log.warning("tensorstream.data_plane_refused", host=host, port=offer.port, error=str(exc))
+        _plane_refused(host)
         return None
 
 
@@ -455,7 +478,7 @@ async def _pull_stream(
     contributors = 0
     net = 0
     failures = 0
-    plane = host is not None
+    plane = _plane_usable(host)
     backoff = RETRY.backoff()
     try:
         while True:
