@@ -149,7 +149,7 @@ def _served_digest(served: Served) -> Digest:
     # (a payload hashed by reading its file) is served as sha256.
     """
     digest = getattr(served, "digest", None)
-    return digest if isinstance(digest, Digest) else Digest(SHA256, served.sha256)
+    return Digest(*digest) if digest else Digest(SHA256, served.sha256)
 
 
 def _served_header(served: Served, run_id: str, offset: int, stream_id: str) -> bytes:
