@@ -108,7 +108,7 @@ def measure(workdir: Path, model_bytes: int = 256 * MIB) -> Figure:
         json.dumps(
             {
                 "worker": {"id": "bench", "state_dir": str(state)},
-                "paramserver": {"listen": f"127.0.0.1:{port}"},
+                "paramserver": {"listen": f"127.0.0.1:{port}", "data_listen": f"127.0.0.1:{free_port()}"},
                 "telemetry": {"log_level": "warning", "log_format": "json"},
             }
         )

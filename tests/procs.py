@@ -48,6 +48,7 @@ def worker_config(tmp: Path, **overrides: Any) -> WorkerConfig:
     }
     for section in WorkerConfig.SERVICE_SECTIONS:
         values[f"{section}.listen"] = f"127.0.0.1:{free_port()}"
+    values["paramserver.data_listen"] = f"127.0.0.1:{free_port()}"
     values.update({k.replace("__", "."): v for k, v in overrides.items()})
     return load_config(None, env={}, overrides=values)
 

@@ -49,7 +49,7 @@ async def _break_off(channel: grpc.aio.Channel, path: Path, *, run: str, worker:
     """
     stub = paramserver_pb2_grpc.ParameterServerServiceStub(channel)
     with prepared_payload(path, "fp32") as payload, mapped(payload.path) as view:
-        info = StreamInfo("broken-" + worker, run, 0, worker, 5.0, payload.layout, payload.sha256)
+        info = StreamInfo("broken-" + worker, run, 0, worker, 5.0, payload.layout, payload.digest)
         sent = asyncio.Event()
 
         async def requests() -> AsyncIterator[paramserver_pb2.PushUpdateRequest]:

@@ -11,7 +11,7 @@ import pytest
 from safetensors.numpy import save_file
 
 from tendril.core.errors import ErrorKind
-from tendril.core.streaming import StreamInfo, chunk_ranges, mapped
+from tendril.core.streaming import SHA256, Digest, StreamInfo, chunk_ranges, mapped
 from tendril.core.tensorfile import read_layout
 from tendril.core.tensorstream import prepared_payload
 from tendril.paramserver.core import ParameterServerCore
@@ -43,7 +43,7 @@ async def _push(
 ) -> int | None:
     """Push through the core as the servicer does; ``cut_after`` chunks, then break off."""
     with prepared_payload(path, codec) as payload:
-        info = StreamInfo(stream_id or uuid.uuid4().hex, run, round, worker, weight, payload.layout, payload.sha256)
+        info = StreamInfo(stream_id or uuid.uuid4().hex, run, round, worker, weight, payload.layout, payload.digest)
         spool = await core.begin_push(info)
         try:
             with mapped(payload.path) as view:
@@ -64,7 +64,7 @@ async def _open(core: ParameterServerCore, tmp_path: Path, run: str, **config: o
     values.update(config)
     await core.open_job(run, RunConfig.build(**values))  # type: ignore[arg-type]
     with prepared_payload(_write(tmp_path / "theta0.st", 0), "fp32") as payload:
-        info = StreamInfo("p-" + run, run, 0, "w0", 0.0, payload.layout, payload.sha256)
+        info = StreamInfo("p-" + run, run, 0, "w0", 0.0, payload.layout, payload.digest)
         spool = await core.begin_parameters(info)
         assert spool is not None
         with mapped(payload.path) as view:
@@ -88,7 +88,7 @@ async def test_broken_and_damaged_pushes_leave_no_trace(tmp_path: Path) -> None:
     assert core.get_round("with-broken").pushes_in_flight == 1
     with pytest.raises(ParameterServerError) as damaged:
         await _push(core, deltas["w3"], run="with-broken", round=0, worker="w3", weight=7, damage=True)
-    assert damaged.value.kind is ErrorKind.DATA_LOSS and damaged.value.reason == "SHA256_MISMATCH"
+    assert damaged.value.kind is ErrorKind.DATA_LOSS and damaged.value.reason == "DIGEST_MISMATCH"  # xxh3-128 payloads
     await _push(core, deltas["w2"], run="with-broken", round=0, worker="w2", weight=2)
     await _push(core, deltas["w1"], run="with-broken", round=0, worker="w1", weight=1)
     # "clean": only w1 and w2, in the other order.
@@ -154,7 +154,7 @@ async def test_parameters_that_are_not_floats_are_invalid_arguments(tmp_path: Pa
     await core.open_job("run", RunConfig.build(expected_workers=1))
     ints = tmp_path / "ints.st"
     save_file({"w": np.zeros((4, 4), dtype=np.int32)}, str(ints))
-    info = StreamInfo("p-ints", "run", 0, "w0", 0.0, read_layout(ints), "0" * 64)
+    info = StreamInfo("p-ints", "run", 0, "w0", 0.0, read_layout(ints), Digest(SHA256, "0" * 64))
     with pytest.raises(ParameterServerError) as bad:
         await core.begin_parameters(info)
     assert bad.value.kind is ErrorKind.INVALID_ARGUMENT and bad.value.reason == "BAD_HEADER"

@@ -17,7 +17,9 @@ from safetensors.numpy import save_file
 
 from tendril.core import streaming, tensorfile
 from tendril.core.streaming import (
+    SHA256,
     BufferDestination,
+    Digest,
     FileDestination,
     Receiver,
     StreamError,
@@ -39,7 +41,7 @@ MIB = 1024 * 1024
 def _info(layout: tensorfile.Layout, sha: str = "0" * 64, **kw: object) -> StreamInfo:
     values = {"stream_id": "s1", "run_id": "run", "round": 3, "worker_id": "w", "weight": 2.5}
     values.update(kw)
-    return StreamInfo(layout=layout, sha256=sha, **values)  # type: ignore[arg-type]
+    return StreamInfo(layout=layout, digest=Digest(SHA256, sha), **values)  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize("codec", ["fp32", "bf16", "int8"])

@@ -168,6 +168,8 @@ class StreamReason(enum.StrEnum):
     TOO_LONG = "TOO_LONG"  # a chunk runs past the payload's total_bytes
     INCOMPLETE = "INCOMPLETE"  # the stream ended before total_bytes arrived
     SHA256_MISMATCH = "SHA256_MISMATCH"  # the payload's sha256 differs from the header's
+    DIGEST_MISMATCH = "DIGEST_MISMATCH"  # the payload's digest (xxh3-128, ...) differs from the header's
+    DATA_CONNECTION_LOST = "DATA_CONNECTION_LOST"  # the data connection broke before the payload was through
     BAD_PAYLOAD = "BAD_PAYLOAD"  # the payload is not SafeTensors or disagrees with the header
 
 
@@ -266,6 +268,11 @@ class BridgeReason(enum.StrEnum):
     """UNAVAILABLE (RESOURCE_EXHAUSTED when the disk is full), FetchResource: the download broke off."""
     SHA256_MISMATCH = "SHA256_MISMATCH"
     """DATA_LOSS: downloaded or streamed bytes do not have the expected sha256; nothing was kept."""
+    DIGEST_MISMATCH = "DIGEST_MISMATCH"
+    """DATA_LOSS: streamed bytes do not have the digest (xxh3-128) their header promised; nothing was kept."""
+    DATA_CONNECTION_LOST = "DATA_CONNECTION_LOST"
+    """UNAVAILABLE, SendUpdate/ReceiveUpdate/PublishParameters/FetchParameters: the parameter server's data
+    connection kept breaking; retry."""
     SLICE_MISSING = "SLICE_MISSING"
     """UNAVAILABLE, NextSlice: the cached slice vanished before it was linked; call again."""
     BRIDGE_SOCKET_FAILED = "BRIDGE_SOCKET_FAILED"

@@ -203,6 +203,9 @@ class ParameterServerSection:
 
     listen: Address = "127.0.0.1:50055"
     """Address the ParameterServer listens on."""
+    data_listen: OptionalAddress = "127.0.0.1:50056"
+    """Address of the ParameterServer's data port: pushes and pulls negotiated in a gRPC call move their bytes over a
+    TCP connection there (TLS under [tls]); empty moves them inside the calls."""
 
 
 @dataclass(config=SECTION)
@@ -341,6 +344,11 @@ class WorkerConfig:
         """Listen address of a service section, port_offset applied."""
         address: str = getattr(self, section).listen
         return shift_port(address, self.worker.port_offset)
+
+    def data_listen(self) -> str:
+        """The ParameterServer's data port address, port_offset applied; empty when it has none."""
+        address = self.paramserver.data_listen
+        return shift_port(address, self.worker.port_offset) if address else ""
 
     def advertised(self, section: str) -> str:
         """Address other hosts use to reach a service."""

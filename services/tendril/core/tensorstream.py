@@ -9,10 +9,13 @@ parameter server; ``codec`` is a name from the registry :data:`tendril.core.code
 * ``pull_parameters(channel, *, run_id, dest) -> round``
 
 Files given and written are SafeTensors; what is written (``dest``) is always fp32, written
-atomically (a failure leaves no file). A stream cut by the network is resumed from the last
-offset the server acknowledged (pushes) or received (pulls); transient failures are retried
-a bounded number of times, everything else raises :class:`TensorStreamError` carrying the
-server's status kind, reason and message.
+atomically (a failure leaves no file). Payloads carry an XXH3-128 digest (pulls verify
+whichever digest the server names). When the server offers its data port
+(:mod:`tendril.core.dataplane`) the bytes go over a socket beside the call (``sendfile`` out,
+``recv_into`` in), else as chunks in the call. A stream cut by the network is resumed from the
+last offset the server acknowledged (pushes) or received (pulls); transient failures are
+retried a bounded number of times, everything else raises :class:`TensorStreamError` carrying
+the server's status kind, reason and message.
 
 The primitives (headers, chunking, receivers) are in :mod:`tendril.core.streaming`,
 SafeTensors and codecs in :mod:`tendril.core.tensorfile` and
@@ -26,6 +29,7 @@ import contextlib
 import dataclasses
 import enum
 import os
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from pathlib import Path
@@ -33,11 +37,14 @@ from typing import Any
 
 import grpc
 
-from tendril.core import codecs, metrics, tensorfile
+from tendril.core import codecs, dataplane, metrics, tensorfile, tls
 from tendril.core.calls import remote_error
 from tendril.core.errors import ErrorKind, TendrilError
+from tendril.core.logs import get_logger
 from tendril.core.server import CHUNK_BYTES
 from tendril.core.streaming import (
+    DEFAULT_DIGEST,
+    Digest,
     FileDestination,
     Frame,
     Receiver,
@@ -45,10 +52,12 @@ from tendril.core.streaming import (
     StreamInfo,
     check_payload_header,
     codec_to_proto,
+    digest_file,
     file_frames,
     header_frame,
     header_message,
     info_from_header,
+    mapping,
     parse_frame,
     stream_accepted,
 )
@@ -56,6 +65,8 @@ from tendril.core.tensorfile import Layout
 from tendril_proto.paramserver.v1 import paramserver_pb2
 from tendril_sdk.reasons import ParamserverReason, StreamReason
 from tendril_sdk.retry import TRANSIENT_CODES, RetryPolicy
+
+log = get_logger("tendril.tensorstream")
 
 __all__ = [
     "TensorStreamError",
@@ -130,8 +141,7 @@ def _from_rpc(err: grpc.aio.AioRpcError, what: str) -> TensorStreamError:
 
 
 def _from_stream(exc: StreamError, what: str) -> TensorStreamError:
-    kind = ErrorKind.DATA_LOSS if exc.reason == StreamReason.SHA256_MISMATCH else ErrorKind.INVALID_ARGUMENT
-    return TensorStreamError(kind, f"{what}: {exc.message}", reason=exc.reason)
+    return TensorStreamError(exc.kind, f"{what}: {exc.message}", reason=exc.reason)
 
 
 # What grpc.aio reports when a client write fails because the server already ended the call.
@@ -154,11 +164,15 @@ def _status_lost(err: grpc.aio.AioRpcError) -> bool:
 
 @dataclasses.dataclass(frozen=True)
 class Payload:
-    """A file ready to stream: its layout and sha256."""
+    """A file ready to stream: its layout and digest."""
 
     path: Path
     layout: Layout
-    sha256: str
+    digest: Digest
+
+
+def _digest(path: Path) -> Digest:
+    return Digest(DEFAULT_DIGEST, digest_file(path, DEFAULT_DIGEST).hexdigest())
 
 
 @contextlib.contextmanager
@@ -171,12 +185,12 @@ def prepared_payload(
     source = Path(path)
     layout = tensorfile.read_layout(source)
     if layout.codec == codec and (not wire.blockwise or layout.block_size == block_size):
-        yield Payload(source, layout, tensorfile.sha256_file(source).hexdigest())
+        yield Payload(source, layout, _digest(source))
         return
     temp = source.with_name(f".{source.name}.{codec}.{uuid.uuid4().hex[:8]}.payload")
     try:
         layout = tensorfile.convert_file(source, temp, codec, block_size=block_size)
-        yield Payload(temp, layout, tensorfile.sha256_file(temp).hexdigest())
+        yield Payload(temp, layout, _digest(temp))
     finally:
         temp.unlink(missing_ok=True)
 
@@ -204,25 +218,83 @@ async def _prepared(path: str | os.PathLike[str], codec: str) -> AsyncIterator[P
 # -- pushing -------------------------------------------------------------------------------------
 
 
+# NOTE: a data port that cannot be used (a firewall that drops, a server whose data port listens
+# on another interface) costs up to a connect timeout per transfer; after it failed once, a host
+# is not asked again for this long, and its pushes and pulls move their bytes in the call.
+PLANE_BACKOFF_SECONDS = 60.0
+_plane_failed: dict[str, float] = {}
+
+
+def _plane_usable(host: str | None) -> bool:
+    if host is None:
+        return False
+    failed = _plane_failed.get(host)
+    return failed is None or time.monotonic() - failed > PLANE_BACKOFF_SECONDS
+
+
+def _plane_refused(host: str) -> None:
+    if len(_plane_failed) > 256:
+        _plane_failed.clear()
+    _plane_failed[host] = time.monotonic()
+
+
 @dataclasses.dataclass
 class _PushState:
     sent: int = 0  # payload bytes put on the wire, resends included
-    upto: int = 0  # end of the last chunk handed to gRPC
+    upto: int = 0  # end of the last bytes handed to gRPC or the data connection
+    plane: bool = True  # ask for the data plane (until it failed without moving a byte)
+
+
+def _send_file(host: str, offer: dataplane.Offer, path: Path, start: int, total: int, state: _PushState) -> None:
+    """Push ``path`` from ``start`` over a data connection (blocking; raises dataplane.Refused
+    when the connection could not be set up, OSError when it broke)."""
+    sock = dataplane.connect(host, offer, tls.active())
+
+    def sent(upto: int) -> None:
+        state.sent += upto - state.upto
+        state.upto = upto
+
+    try:
+        with mapping(path) as (mm, view):
+            dataplane.send_range(sock, view, start, total, mapping=mm, sent=sent)
+    finally:
+        sock.close()
+
+
+async def _push_over_plane(
+    host: str, offer: dataplane.Offer, path: Path, start: int, state: _PushState, total: int
+) -> bool:
+    """Send the payload from ``start`` over the offered data connection; False when it could not
+    be set up (the chunks then go in the call), True when it was used (completely or not: the
+    server's answer says what it holds)."""
+    try:
+        await asyncio.to_thread(_send_file, host, offer, path, start, total, state)
+    except dataplane.Refused as exc:
+        log.warning("tensorstream.data_plane_refused", host=host, port=offer.port, error=str(exc))
+        _plane_refused(host)
+        state.plane = False
+        return False
+    except OSError as exc:
+        log.warning("tensorstream.data_connection_cut", host=host, port=offer.port, error=str(exc), upto=state.upto)
+    return True
 
 
 async def _push_stream(
-    call: Callable[[AsyncIterator[bytes]], Awaitable[Any]],
+    call: Callable[..., Awaitable[Any]],
     info: StreamInfo,
     path: Path,
     *,
     resumable: bool,
     what: str,
+    host: str | None = None,
 ) -> tuple[Any, int]:
-    """Send header + chunks, resuming where the server says; returns (response, bytes sent).
+    """Send header + bytes, resuming where the server says; returns (response, bytes sent).
 
     ``call`` is the push's multicallable (see :func:`push_call`); when it is a wrapper whose
-    result is not the gRPC call itself, chunks follow the header without waiting for the
-    server's go-ahead (the behaviour before it existed).
+    result is not the gRPC call itself, chunks follow the header in the call without waiting
+    for the server's go-ahead (the behaviour before it existed). The bytes go over the
+    server's data port on ``host`` (the host the channel dials) when it offers one (see
+    :mod:`tendril.core.dataplane`).
     """
     state = _PushState()
     total = info.total_bytes
@@ -233,21 +305,26 @@ async def _push_stream(
         header = header_frame(header_message(dataclasses.replace(info, start_offset=offset)))
 
         pending: list[grpc.aio.Call] = []  # the call these requests feed
+        ask = state.plane and _plane_usable(host) and isinstance(call, grpc.aio.StreamUnaryMultiCallable)
 
         async def requests(
-            header: bytes = header, start: int = offset, pending: list[grpc.aio.Call] = pending
+            header: bytes = header, start: int = offset, pending: list[grpc.aio.Call] = pending, ask: bool = ask
         ) -> AsyncIterator[bytes]:
             yield header
             state.upto = start
-            # No chunk before the server accepted the header (see streaming.STREAM_ACCEPTED):
+            # No byte before the server accepted the header (see streaming.STREAM_ACCEPTED):
             # a rejection then ends the call while nothing is being written, and its status
             # (RUN_CLOSED, ROUND_CLOSED, a resume offset...) reaches the caller intact.
             # NOTE: `pending` is filled before this runs: gRPC consumes the requests in a task
             # that starts only once the caller awaits the call.
             for rpc in pending:
-                if not stream_accepted(await rpc.initial_metadata()):
+                metadata = await rpc.initial_metadata()
+                if not stream_accepted(metadata):
                     await rpc.code()  # let the call end before this iterator does (no half-close racing it)
                     return
+                offer = dataplane.Offer.from_metadata(metadata) if ask else None
+                if offer is not None and host and await _push_over_plane(host, offer, path, start, state, total):
+                    return  # the call ends here; the server's answer is the verdict
             for frame in file_frames(path, start):
                 size = min(total - state.upto, CHUNK_BYTES)
                 state.sent += size
@@ -255,7 +332,7 @@ async def _push_stream(
                 yield frame
 
         try:
-            rpc = call(requests())
+            rpc = call(requests(), metadata=dataplane.REQUEST) if ask else call(requests())
             if isinstance(rpc, grpc.aio.Call):
                 pending.append(rpc)
             response = await rpc
@@ -265,8 +342,8 @@ async def _push_stream(
             await asyncio.sleep(backoff.next())
             failures += 1
             if resumable:
-                # Offer to go on after the last chunk sent; the server answers with what it
-                # really holds when that is less (chunks still in flight when the cut came).
+                # Offer to go on after the last byte sent; the server answers with what it
+                # really holds when that is less (bytes still in flight when the cut came).
                 offset = max(offset, state.upto)
             else:
                 offset = 0
@@ -277,6 +354,7 @@ async def _push_stream(
             return response, state.sent
         if acked == offset:
             failures += 1  # the server ended the call without progress
+            state.plane = False  # (a data connection that moved nothing: the next try sends chunks)
             if failures > ATTEMPTS:
                 raise TensorStreamError(
                     ErrorKind.UNAVAILABLE,
@@ -299,13 +377,14 @@ async def push_update(
     """Stream the pseudo-gradient file ``path`` (Δ = θ_start − θ_local) for ``round``; returns bytes sent."""
     what = f"pushing the round {round} update of run {run_id}"
     async with _prepared(path, codec) as payload:
-        info = StreamInfo(uuid.uuid4().hex, run_id, round, worker_id, weight, payload.layout, payload.sha256)
+        info = StreamInfo(uuid.uuid4().hex, run_id, round, worker_id, weight, payload.layout, payload.digest)
         response, sent = await _push_stream(
             push_call(channel, "PushUpdate", paramserver_pb2.PushUpdateResponse),
             info,
             payload.path,
             resumable=True,
             what=what,
+            host=dataplane.channel_host(channel),
         )
     metrics.BYTES_SENT.labels(stream="update_push").inc(sent)
     if not response.committed:
@@ -321,7 +400,7 @@ async def push_parameters(
     """Offer θ0 (sent as fp32); returns (accepted, the run's current round). The first offer wins."""
     what = f"pushing the parameters of run {run_id}"
     async with _prepared(path, "fp32") as payload:
-        info = StreamInfo(uuid.uuid4().hex, run_id, 0, worker_id, 0.0, payload.layout, payload.sha256)
+        info = StreamInfo(uuid.uuid4().hex, run_id, 0, worker_id, 0.0, payload.layout, payload.digest)
         # NOTE: PushParametersResponse has no received_bytes, so a cut θ0 push starts over
         # under a new stream id; it happens once per run.
         response, sent = await _push_stream(
@@ -330,6 +409,7 @@ async def push_parameters(
             payload.path,
             resumable=False,
             what=what,
+            host=dataplane.channel_host(channel),
         )
     metrics.BYTES_SENT.labels(stream="params_push").inc(sent)
     return bool(response.accepted), int(response.round)
@@ -347,22 +427,64 @@ class PullResult:
     contributors: int
 
 
+PULL_PIECE_BYTES = 4 * 1024 * 1024  # received, then written and hashed, at a time
+
+
+def _receive_file(host: str, offer: dataplane.Offer, receiver: Receiver) -> int:
+    """Receive the rest of a pulled payload over a data connection into ``receiver`` (blocking;
+    raises dataplane.Refused when the connection could not be set up). Returns the bytes received;
+    fewer than were missing when the connection broke."""
+    sock = dataplane.connect(host, offer, tls.active())
+    got_total = 0
+    try:
+        buffer = memoryview(bytearray(min(PULL_PIECE_BYTES, receiver.total - receiver.received) or 1))
+        while receiver.received < receiver.total:
+            length = min(len(buffer), receiver.total - receiver.received)
+            got = dataplane.recv_exactly(sock, buffer[:length])
+            if got:
+                receiver.feed(receiver.received, buffer[:got])  # written and hashed here, in order
+                got_total += got
+            if got < length:
+                break
+    finally:
+        sock.close()
+    return got_total
+
+
+async def _pull_over_plane(host: str, offer: dataplane.Offer, receiver: Receiver) -> int | None:
+    """The bytes a pull received over the offered data connection; None when it could not be set up."""
+    await receiver.settle()  # from here on it is fed synchronously, on the transfer's thread
+    try:
+        return await asyncio.to_thread(_receive_file, host, offer, receiver)
+    except dataplane.Refused as exc:
+        log.warning("tensorstream.data_plane_refused", host=host, port=offer.port, error=str(exc))
+        _plane_refused(host)
+        return None
+
+
 async def _pull_stream(
-    open_call: Callable[[int], Any],
+    open_call: Callable[[int, bool], Any],
     part: Path,
     *,
     what: str,
+    host: str | None = None,
 ) -> PullResult:
-    """Receive a server stream into ``part``, resuming by offset; verified when it returns."""
+    """Receive a server stream into ``part``, resuming by offset; verified when it returns.
+
+    ``open_call(offset, data_plane)`` starts the call, asking for the data plane when told to
+    (while ``host``, the host the channel dials, is known and the plane has not failed).
+    """
     receiver: Receiver | None = None
     contributors = 0
     net = 0
     failures = 0
+    plane = _plane_usable(host)
     backoff = RETRY.backoff()
     try:
         while True:
             offset = receiver.received if receiver else 0
-            call = open_call(offset)
+            call = open_call(offset, plane)
+            fell_back = False
             try:
                 first = True
                 frame: Frame
@@ -373,7 +495,7 @@ async def _pull_stream(
                             raise StreamError(StreamReason.BAD_HEADER, "the stream did not start with a header")
                         info = info_from_header(frame.header)
                         contributors = frame.contributors or contributors
-                        moved = receiver is not None and info.sha256 != receiver.info.sha256
+                        moved = receiver is not None and info.digest != receiver.info.digest
                         if receiver is not None and (moved or info.start_offset != offset):
                             # The payload changed between attempts (new parameters): start over.
                             receiver.close()
@@ -383,6 +505,14 @@ async def _pull_stream(
                             if info.start_offset:
                                 break  # asked for 0, got something else: ask again
                             receiver = Receiver(info, FileDestination(part, info.total_bytes))
+                        offer = dataplane.Offer.from_metadata(await call.initial_metadata()) if plane else None
+                        if offer is not None and host:
+                            got = await _pull_over_plane(host, offer, receiver)
+                            if got is None:
+                                plane, fell_back = False, True  # the call again, the bytes in it
+                                break
+                            net += got
+                            # What follows is the end of the call: the server's verdict.
                         continue
                     if receiver is None or frame.data is None:
                         raise StreamError(StreamReason.BAD_CHUNK, "expected a chunk after the header")
@@ -401,6 +531,8 @@ async def _pull_stream(
                 receiver.verify()
                 receiver.close()
                 return PullResult(receiver.info, net, contributors)
+            if fell_back:
+                continue  # the data plane could not be used: ask again at once, without it
             failures += 1
             if failures > ATTEMPTS:
                 raise TensorStreamError(
@@ -462,14 +594,14 @@ async def pull_update(
     target = Path(dest)
     part = _part_path(target)
 
-    def open_call(offset: int) -> Any:
+    def open_call(offset: int, data_plane: bool) -> Any:
         request = paramserver_pb2.PullUpdateRequest(
             run_id=run_id, round=round, codec=wire, offset=offset, timeout_seconds=timeout or 0.0
         )
-        return call(request)
+        return call(request, metadata=dataplane.REQUEST if data_plane else None)
 
     try:
-        result = await _pull_stream(open_call, part, what=what)
+        result = await _pull_stream(open_call, part, what=what, host=dataplane.channel_host(channel))
         await _finish_pull(part, target, result)
     finally:
         part.unlink(missing_ok=True)
@@ -484,11 +616,12 @@ async def pull_parameters(channel: grpc.aio.Channel, *, run_id: str, dest: str |
     target = Path(dest)
     part = _part_path(target)
 
-    def open_call(offset: int) -> Any:
-        return call(paramserver_pb2.PullParametersRequest(run_id=run_id, offset=offset))
+    def open_call(offset: int, data_plane: bool) -> Any:
+        request = paramserver_pb2.PullParametersRequest(run_id=run_id, offset=offset)
+        return call(request, metadata=dataplane.REQUEST if data_plane else None)
 
     try:
-        result = await _pull_stream(open_call, part, what=what)
+        result = await _pull_stream(open_call, part, what=what, host=dataplane.channel_host(channel))
         await _finish_pull(part, target, result)
     finally:
         part.unlink(missing_ok=True)

@@ -20,7 +20,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import datetime
+import hashlib
 import os
+import ssl
+import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -61,6 +64,37 @@ class TlsMaterial:
         return grpc.ssl_channel_credentials(
             root_certificates=self.ca_pem, private_key=self.key_pem, certificate_chain=self.cert_pem
         )
+
+    def ssl_context(self, *, server: bool) -> ssl.SSLContext:
+        """The same trust and certificate for a plain TLS socket (the tensor streams' data plane).
+
+        A server trusts only the CA and requires a client certificate as the gRPC server does; a
+        client verifies the server's chain against the CA but not its host name: the data plane
+        pins the server's certificate by the fingerprint its authenticated gRPC call named.
+        """
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server else ssl.PROTOCOL_TLS_CLIENT)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        context.load_verify_locations(cadata=self.ca_pem.decode())
+        # NOTE: the ssl module loads a certificate and key from files only: a private directory
+        # holds them for the call (the PEM bytes were read from the configured files).
+        with tempfile.TemporaryDirectory(prefix="tendril-tls-") as folder:
+            cert, key = Path(folder) / "cert.pem", Path(folder) / "key.pem"
+            cert.write_bytes(self.cert_pem)
+            fd = os.open(key, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                out.write(self.key_pem)
+            context.load_cert_chain(cert, key)
+        if server:
+            context.verify_mode = ssl.CERT_REQUIRED if self.require_client_cert else ssl.CERT_NONE
+        else:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_REQUIRED
+        return context
+
+    def certificate_sha256(self) -> str:
+        """Hex sha256 of this peer's certificate (DER): what a data-plane client pins."""
+        der = x509.load_pem_x509_certificate(self.cert_pem).public_bytes(serialization.Encoding.DER)
+        return hashlib.sha256(der).hexdigest()
 
 
 def _read(path: str, key: str) -> bytes:

@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+from tendril.core import tls
 from tendril.core.config import WorkerConfig
+from tendril.core.dataplane import DataPlane
 from tendril.core.server import BOUNDED_STREAM_WINDOW_OPTIONS, Binding, ServiceServer
 from tendril.paramserver.core import ParameterServerCore
 from tendril.paramserver.servicer import SERVICE_NAME, ParameterServerServicer, add_to_server
 
 
 class ParameterServerService:
-    """The ParameterServer: listens on ``config.listen("paramserver")``."""
+    """The ParameterServer: listens on ``config.listen("paramserver")``, its data port on ``config.data_listen()``."""
 
     def __init__(self, config: WorkerConfig) -> None:
         self.config = config
         self.core = ParameterServerCore(config.state_dir / "paramserver")
+        data_listen = config.data_listen()
+        # NOTE: the data port speaks TLS with the process's [tls] certificate whenever the gRPC
+        # port does (tls.configure ran before build, in service_main).
+        self.plane = (
+            DataPlane(data_listen, tls=tls.active(), config_key="paramserver.data_listen") if data_listen else None
+        )
         self.server = ServiceServer(
             config.listen("paramserver"),
-            [Binding(SERVICE_NAME, add_to_server, ParameterServerServicer(self.core))],
+            [Binding(SERVICE_NAME, add_to_server, ParameterServerServicer(self.core, self.plane))],
             config_key="paramserver.listen",
             # Many workers push at once: bound what gRPC buffers per stream (peak RSS O(model)).
             options=BOUNDED_STREAM_WINDOW_OPTIONS,
@@ -28,10 +36,19 @@ class ParameterServerService:
 
     async def start(self) -> None:
         await self.core.load_saved()
-        await self.server.start()
+        if self.plane is not None:
+            await self.plane.start()
+        try:
+            await self.server.start()
+        except BaseException:
+            if self.plane is not None:
+                await self.plane.stop()
+            raise
 
     async def stop(self) -> None:
         await self.server.stop()
+        if self.plane is not None:
+            await self.plane.stop()
         await self.core.stop()
 
 

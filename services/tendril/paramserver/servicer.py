@@ -6,29 +6,39 @@ Every request names its run through :func:`_run_id` (``run_id``, else the deprec
 The four tensor-stream methods are registered with wire-level frames instead of protobuf
 objects for their stream messages (see :mod:`tendril.core.streaming`): pushes arrive
 as :class:`Frame` with zero-copy chunk data, pulls are sent as frames cut from an mmap.
+When the server has a data port (:mod:`tendril.core.dataplane`) and a client asks for it,
+the payload bytes go over a data connection instead, and the call carries the header and the
+verdict.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 
-from tendril.core import metrics
+from tendril.core import dataplane, metrics
+from tendril.core.dataplane import DataPlane, PushTarget, Ticket
 from tendril.core.errors import ErrorKind
 from tendril.core.fanout import SubscriptionOverflow
-from tendril.core.identity import caller_id
+from tendril.core.identity import caller_id, certificate_id
 from tendril.core.streaming import (
+    SHA256,
     STREAM_ACCEPTED,
+    Digest,
     Frame,
     StreamError,
     StreamInfo,
+    chunk_frame,
+    chunk_ranges,
     codec_from_proto,
     file_frames,
     header_frame,
     header_message,
     info_from_header,
+    mapping,
     parse_frame,
     run_id_of,
 )
@@ -93,19 +103,57 @@ async def _read_header(requests: AsyncIterator[Frame]) -> StreamInfo:
     return info
 
 
-async def _feed(core: ParameterServerCore, spool: Spool, requests: AsyncIterator[Frame]) -> None:
-    """Write the chunks that follow the header into ``spool`` until the client half-closes."""
-    try:
-        async for frame in requests:
-            if frame.data is None:
-                raise _bad("only chunks may follow the header", ParamserverReason.UNEXPECTED_HEADER)
-            await spool.write(frame.offset, frame.data)
-    finally:
-        core.release(spool)
+async def _feed(target: PushTarget, requests: AsyncIterator[Frame]) -> None:
+    """Write the chunks that follow the header into ``target`` until the client half-closes."""
+    async for frame in requests:
+        if frame.data is None:
+            raise _bad("only chunks may follow the header", ParamserverReason.UNEXPECTED_HEADER)
+        await target.write(frame.offset, frame.data)  # type: ignore[misc]
+
+
+async def receive_push(
+    plane: DataPlane | None,
+    context: grpc.aio.ServicerContext,
+    info: StreamInfo,
+    target: PushTarget,
+    requests: AsyncIterator[Frame],
+) -> bool:
+    """Take a push's bytes into ``target`` (the header is read and accepted): over the data plane
+    when the client asked for it and ``plane`` has a ticket to spare, else (or when the client
+    could not connect) the chunks that follow in the call, until the client half-closes.
+    Returns whether a data connection broke off before the last byte."""
+    ticket = _ticket(plane, context)
+    # The sender's go-ahead for the bytes (see streaming.STREAM_ACCEPTED), with the offer if any.
+    await context.send_initial_metadata(STREAM_ACCEPTED + (ticket.metadata() if ticket else ()))
+    cut = False
+    if plane is not None and ticket is not None:
+        requests, cut = await plane.receive_push(ticket, target, info.total_bytes, requests)
+    await _feed(target, requests)
+    return cut
+
+
+def _ticket(plane: DataPlane | None, context: grpc.aio.ServicerContext) -> Ticket | None:
+    """A data-plane ticket when the caller asked for one and the plane has one to spare."""
+    if plane is None or not dataplane.requested(context.invocation_metadata()):
+        return None
+    # NOTE: under mTLS the ticket is bound to the caller's certificate: only a connection that
+    # presents the same name may use it. Without client certificates the ticket alone counts.
+    mutual = plane.tls is not None and plane.tls.require_client_cert
+    return plane.offer(certificate_id(context) if mutual else "")
+
+
+def _served_digest(served: Served) -> Digest:
+    """The digest of a served payload, from where it was produced.
+
+    # NOTE: a ``Served`` carries ``digest`` (algorithm, hex); one that carries only ``sha256``
+    # (a payload hashed by reading its file) is served as sha256.
+    """
+    digest = getattr(served, "digest", None)
+    return Digest(*digest) if digest else Digest(SHA256, served.sha256)
 
 
 def _served_header(served: Served, run_id: str, offset: int, stream_id: str) -> bytes:
-    info = StreamInfo(stream_id, run_id, served.round, "", served.weight, served.layout, served.sha256, offset)
+    info = StreamInfo(stream_id, run_id, served.round, "", served.weight, served.layout, _served_digest(served), offset)
     return header_frame(header_message(info), contributors=served.contributors)
 
 
@@ -121,8 +169,17 @@ def _check_offset(offset: int, served: Served) -> None:
 class ParameterServerServicer(paramserver_pb2_grpc.ParameterServerServiceServicer):
     """gRPC face of :class:`ParameterServerCore`."""
 
-    def __init__(self, core: ParameterServerCore) -> None:
+    def __init__(self, core: ParameterServerCore, plane: DataPlane | None = None) -> None:
         self.core = core
+        self.plane = plane
+
+    async def _receive(
+        self, context: grpc.aio.ServicerContext, info: StreamInfo, spool: Spool, requests: AsyncIterator[Frame]
+    ) -> bool:
+        try:
+            return await receive_push(self.plane, context, info, spool, requests)
+        finally:
+            self.core.release(spool)
 
     async def OpenJob(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         run_id = _run_id(request)
@@ -178,8 +235,7 @@ class ParameterServerServicer(paramserver_pb2_grpc.ParameterServerServiceService
         if spool.received != info.start_offset:
             self.core.release(spool)
             return paramserver_pb2.PushUpdateResponse(committed=False, received_bytes=spool.received)
-        await context.send_initial_metadata(STREAM_ACCEPTED)  # the sender's go-ahead for the chunks
-        await _feed(self.core, spool, requests)
+        await self._receive(context, info, spool, requests)
         metrics.BYTES_RECEIVED.labels(stream="update_push").inc(spool.received - info.start_offset)
         if not spool.complete:
             return paramserver_pb2.PushUpdateResponse(committed=False, received_bytes=spool.received)
@@ -201,9 +257,16 @@ class ParameterServerServicer(paramserver_pb2_grpc.ParameterServerServiceService
                 f"this parameter stream is at byte {spool.received}, not {info.start_offset}; resume from there",
                 reason=ParamserverReason.BAD_OFFSET,
             )
-        await context.send_initial_metadata(STREAM_ACCEPTED)
-        await _feed(self.core, spool, requests)
+        cut = await self._receive(context, info, spool, requests)
         metrics.BYTES_RECEIVED.labels(stream="params_push").inc(spool.received - info.start_offset)
+        if not spool.complete and cut:
+            # NOTE: the call itself is fine, so the client would read the shortfall as its own
+            # fault (INCOMPLETE is not retried); it is a broken connection, as a cut call is.
+            raise ParameterServerError(
+                ErrorKind.UNAVAILABLE,
+                f"the data connection broke after {spool.received} of {info.total_bytes} bytes; push again",
+                reason=StreamReason.DATA_CONNECTION_LOST,
+            )
         if not spool.complete:
             raise _bad(
                 f"the parameter stream ended after {spool.received} of {info.total_bytes} bytes",
@@ -220,7 +283,7 @@ class ParameterServerServicer(paramserver_pb2_grpc.ParameterServerServiceService
         served = await self.core.update_payload(run_id, request.round, codec, request.timeout_seconds)
         _check_offset(request.offset, served)
         stream_id = f"{run_id}/update/{request.round}/{served.layout.codec}"
-        async for frame in _stream(served, run_id, request.offset, stream_id):
+        async for frame in self._stream(context, served, run_id, request.offset, stream_id):
             yield frame
         metrics.BYTES_SENT.labels(stream="update_pull").inc(served.layout.total_bytes - request.offset)
 
@@ -228,30 +291,117 @@ class ParameterServerServicer(paramserver_pb2_grpc.ParameterServerServiceService
         run_id = _run_id(request)
         served = await self.core.parameters_payload(run_id)
         _check_offset(request.offset, served)
-        async for frame in _stream(served, run_id, request.offset, f"{run_id}/theta/{served.round}"):
+        async for frame in self._stream(context, served, run_id, request.offset, f"{run_id}/theta/{served.round}"):
             yield frame
         metrics.BYTES_SENT.labels(stream="params_pull").inc(served.layout.total_bytes - request.offset)
 
-
-async def _stream(served: Served, run_id: str, offset: int, stream_id: str) -> AsyncIterator[bytes]:
-    """Header, then chunks cut lazily from an mmap of the payload (which stays valid if replaced)."""
-    frames = file_frames(served.path, offset)
-    try:
-        first = next(frames, None)  # maps the file now, before the header promises its bytes
-    except FileNotFoundError:
-        raise ParameterServerError(
-            ErrorKind.ABORTED,
-            "the payload was replaced (a round closed) just as it was requested; ask again",
-            reason=ParamserverReason.PAYLOAD_REPLACED,
-        ) from None
-    try:
-        yield _served_header(served, run_id, offset, stream_id)
-        if first is not None:
-            yield first
-            for frame in frames:
+    async def _stream(
+        self, context: grpc.aio.ServicerContext, served: Served, run_id: str, offset: int, stream_id: str
+    ) -> AsyncIterator[bytes]:
+        """The header, then the payload from ``offset``: over a data connection when the client
+        asked and came in time, else as chunks in the call."""
+        ticket = _ticket(self.plane, context)
+        try:
+            if ticket is not None:
+                await context.send_initial_metadata(ticket.metadata())
+            view = getattr(served, "view", None)
+            if view is not None:
+                stream = _stream_view(self.plane, ticket, served, view, run_id, offset, stream_id)
+            else:
+                stream = _stream_file(self.plane, ticket, served, run_id, offset, stream_id)
+            async for frame in stream:
                 yield frame
-    finally:
-        frames.close()
+        finally:
+            if ticket is not None:
+                ticket.withdraw()
+
+
+def _connection_lost(exc: OSError) -> ParameterServerError:
+    return ParameterServerError(
+        ErrorKind.UNAVAILABLE,
+        f"the data connection broke before the payload was through ({exc}); pull again from the bytes received",
+        reason=StreamReason.DATA_CONNECTION_LOST,
+    )
+
+
+def _replaced() -> ParameterServerError:
+    return ParameterServerError(
+        ErrorKind.ABORTED,
+        "the payload was replaced (a round closed) just as it was requested; ask again",
+        reason=ParamserverReason.PAYLOAD_REPLACED,
+    )
+
+
+async def _stream_file(
+    plane: DataPlane | None, ticket: Ticket | None, served: Served, run_id: str, offset: int, stream_id: str
+) -> AsyncIterator[bytes]:
+    """A payload file: over the data connection, else as chunks cut lazily from an mmap of it.
+
+    Either way the file is mapped before the header promises its bytes, and the mapping stays
+    valid if the file is replaced.
+    """
+    if plane is None or ticket is None:
+        frames = file_frames(served.path, offset)
+        try:
+            first = next(frames, None)  # maps the file now, before the header promises its bytes
+        except FileNotFoundError:
+            raise _replaced() from None
+        try:
+            yield _served_header(served, run_id, offset, stream_id)
+            if first is not None:
+                yield first
+                for frame in frames:
+                    yield frame
+        finally:
+            frames.close()
+        return
+    with contextlib.ExitStack() as stack:
+        try:
+            mm, view = stack.enter_context(mapping(served.path))
+        except FileNotFoundError:
+            raise _replaced() from None
+        yield _served_header(served, run_id, offset, stream_id)
+        conn = await ticket.connection()
+        if conn is None:
+            # NOTE: the client did not come (it could not connect and calls again without
+            # asking, or it is slow): the call carries the bytes.
+            for start, length in chunk_ranges(len(view), offset):
+                yield chunk_frame(view, start, length)
+            return
+        try:
+            await plane.send_view(conn, view, offset, mapping=mm)
+        except OSError as exc:
+            raise _connection_lost(exc) from exc
+        finally:
+            conn.close()
+
+
+async def _stream_view(
+    plane: DataPlane | None,
+    ticket: Ticket | None,
+    served: Served,
+    view: memoryview,
+    run_id: str,
+    offset: int,
+    stream_id: str,
+) -> AsyncIterator[bytes]:
+    """A payload in memory, each piece sent once ``served.ready`` says it is final."""
+    ready = getattr(served, "ready", None)
+    yield _served_header(served, run_id, offset, stream_id)
+    if plane is not None and ticket is not None:
+        conn = await ticket.connection()
+        if conn is not None:
+            try:
+                await plane.send_view(conn, view, offset, ready=ready)
+            except OSError as exc:
+                raise _connection_lost(exc) from exc
+            finally:
+                conn.close()
+            return
+    for start, length in chunk_ranges(len(view), offset):
+        if ready is not None:
+            await ready(start + length)
+        yield chunk_frame(view, start, length)
 
 
 def add_to_server(servicer: ParameterServerServicer, server: grpc.aio.Server) -> None:

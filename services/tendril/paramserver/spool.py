@@ -1,7 +1,7 @@
 """One push being received into its own partial file (resumable, never part of an aggregate).
 
-A push is spooled chunk by chunk (pwrite + sha256 on the way) and counts only once it is
-complete, its sha256 matches and its own SafeTensors header agrees with the stream header.
+A push is spooled chunk by chunk (pwrite + digest on the way) and counts only once it is
+complete, its digest matches and its own SafeTensors header agrees with the stream header.
 A spool whose call broke off stays as it is, so a retry with the same stream id resumes at
 ``received``; after a restart the partial file is re-hashed and resumed the same way.
 """
@@ -12,23 +12,21 @@ import asyncio
 import contextlib
 from pathlib import Path
 
-from tendril.core import tensorfile
-from tendril.core.errors import ErrorKind
 from tendril.core.streaming import (
     FileDestination,
     Receiver,
     StreamError,
     StreamInfo,
     check_payload_header,
+    digest_file,
 )
 from tendril.core.tensorfile import Layout
-from tendril.paramserver.errors import ParameterServerError, StreamReason
+from tendril.paramserver.errors import ParameterServerError
 
 
 def stream_error(exc: StreamError) -> ParameterServerError:
     """A broken stream contract as the ParameterServer's error."""
-    kind = ErrorKind.DATA_LOSS if exc.reason == StreamReason.SHA256_MISMATCH else ErrorKind.INVALID_ARGUMENT
-    return ParameterServerError(kind, exc.message, reason=exc.reason)
+    return ParameterServerError(exc.kind, exc.message, reason=exc.reason)
 
 
 class Spool:
@@ -48,7 +46,7 @@ class Spool:
         received = path.stat().st_size if path.exists() else 0
         if received > info.total_bytes:
             received = 0
-        digest = tensorfile.sha256_file(path, upto=received) if received else None
+        digest = digest_file(path, info.digest.algorithm, upto=received) if received else None
         # NOTE: not preallocated: the file's size is what arrived, which is how a restarted
         # server knows where a cut push stands.
         dest = FileDestination(path, info.total_bytes, preallocate=False, keep=received > 0)
@@ -64,8 +62,8 @@ class Spool:
 
     def same_payload(self, info: StreamInfo) -> bool:
         mine = self.info
-        return (mine.sha256, mine.total_bytes, mine.worker_id, mine.round, mine.run_id) == (
-            info.sha256,
+        return (mine.digest, mine.total_bytes, mine.worker_id, mine.round, mine.run_id) == (
+            info.digest,
             info.total_bytes,
             info.worker_id,
             info.round,

@@ -67,7 +67,8 @@ def worker_ports(offset: int) -> list[str]:
     """Every address a worker with ``offset`` listens on."""
     defaults = WorkerConfig()
     addresses = [shift_port(getattr(defaults, s).listen, offset) for s in WorkerConfig.SERVICE_SECTIONS]
-    return [*addresses, shift_port(defaults.telemetry.metrics_listen, offset)]
+    metrics = shift_port(defaults.telemetry.metrics_listen, offset)
+    return [*addresses, metrics, shift_port(defaults.paramserver.data_listen, offset)]
 
 
 def ephemeral_range() -> tuple[int, int]:

@@ -84,8 +84,9 @@ type JobBridgeServiceClient interface {
 	//	  retried send).
 	//	INVALID_ARGUMENT LAYOUT_MISMATCH, NON_FINITE_UPDATE: the tensors differ from θ0's, or hold
 	//	  NaN or Inf.
-	//	DATA_LOSS SHA256_MISMATCH: the update arrived damaged; send it again.
+	//	DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the update arrived damaged; send it again.
 	//	UNAVAILABLE PUSH_STALLED: the parameter server took no byte of several resumed sends; retry.
+	//	UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
 	//	INTERNAL NOT_COMMITTED: the parameter server took the whole update without counting it.
 	SendUpdate(ctx context.Context, in *SendUpdateRequest, opts ...grpc.CallOption) (*SendUpdateResponse, error)
 	// ReceiveUpdate waits for the outer update of a round and stores it in the work dir. The
@@ -102,8 +103,9 @@ type JobBridgeServiceClient interface {
 	//	  FetchParameters and join the open round.
 	//	NOT_FOUND RUN_NOT_OPEN: the run is not open yet; retry.
 	//	INTERNAL AGGREGATION_FAILED: the parameter server could not close the round.
-	//	DATA_LOSS SHA256_MISMATCH: the update arrived damaged.
+	//	DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the update arrived damaged.
 	//	UNAVAILABLE PULL_CUT_SHORT: the parameter server's stream kept ending early; retry.
+	//	UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
 	ReceiveUpdate(ctx context.Context, in *ReceiveUpdateRequest, opts ...grpc.CallOption) (*ReceiveUpdateResponse, error)
 	// ReportProgress forwards progress to the scheduler and returns its directive. BATCH reports
 	// are forwarded in the background; a failed forward is answered to the next report. The
@@ -129,8 +131,9 @@ type JobBridgeServiceClient interface {
 	//	NOT_FOUND RUN_NOT_OPEN: the aggregate job has not opened the run yet; retry.
 	//	FAILED_PRECONDITION RUN_CLOSED: the run was closed.
 	//	INVALID_ARGUMENT NON_FINITE_PARAMETERS: θ0 holds NaN or Inf.
-	//	DATA_LOSS SHA256_MISMATCH: θ0 arrived damaged; send it again.
+	//	DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: θ0 arrived damaged; send it again.
 	//	UNAVAILABLE PUSH_STALLED: the parameter server took no byte of several resumed sends; retry.
+	//	UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
 	PublishParameters(ctx context.Context, in *PublishParametersRequest, opts ...grpc.CallOption) (*PublishParametersResponse, error)
 	// FetchParameters stores the parameter server's current θ in the work dir (join mid-run).
 	// The reasons after JOB_CONFIG_MISSING are the parameter server's and the bridge's
@@ -141,8 +144,9 @@ type JobBridgeServiceClient interface {
 	//	FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no parameter_server or run_id.
 	//	NOT_FOUND RUN_NOT_OPEN: the run is not open yet; retry.
 	//	FAILED_PRECONDITION NO_PARAMETERS: nobody published θ0 for the run yet.
-	//	DATA_LOSS SHA256_MISMATCH: θ arrived damaged.
+	//	DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: θ arrived damaged.
 	//	UNAVAILABLE PULL_CUT_SHORT: the parameter server's stream kept ending early; retry.
+	//	UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
 	FetchParameters(ctx context.Context, in *FetchParametersRequest, opts ...grpc.CallOption) (*FetchParametersResponse, error)
 	// OpenRun opens the job's run on this worker's parameter server with the aggregation settings
 	// given (ParameterServerService.OpenJob): a new run starts at round 0, a run the server saved
@@ -387,8 +391,9 @@ type JobBridgeServiceServer interface {
 	//	  retried send).
 	//	INVALID_ARGUMENT LAYOUT_MISMATCH, NON_FINITE_UPDATE: the tensors differ from θ0's, or hold
 	//	  NaN or Inf.
-	//	DATA_LOSS SHA256_MISMATCH: the update arrived damaged; send it again.
+	//	DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the update arrived damaged; send it again.
 	//	UNAVAILABLE PUSH_STALLED: the parameter server took no byte of several resumed sends; retry.
+	//	UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
 	//	INTERNAL NOT_COMMITTED: the parameter server took the whole update without counting it.
 	SendUpdate(context.Context, *SendUpdateRequest) (*SendUpdateResponse, error)
 	// ReceiveUpdate waits for the outer update of a round and stores it in the work dir. The
@@ -405,8 +410,9 @@ type JobBridgeServiceServer interface {
 	//	  FetchParameters and join the open round.
 	//	NOT_FOUND RUN_NOT_OPEN: the run is not open yet; retry.
 	//	INTERNAL AGGREGATION_FAILED: the parameter server could not close the round.
-	//	DATA_LOSS SHA256_MISMATCH: the update arrived damaged.
+	//	DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the update arrived damaged.
 	//	UNAVAILABLE PULL_CUT_SHORT: the parameter server's stream kept ending early; retry.
+	//	UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
 	ReceiveUpdate(context.Context, *ReceiveUpdateRequest) (*ReceiveUpdateResponse, error)
 	// ReportProgress forwards progress to the scheduler and returns its directive. BATCH reports
 	// are forwarded in the background; a failed forward is answered to the next report. The
@@ -432,8 +438,9 @@ type JobBridgeServiceServer interface {
 	//	NOT_FOUND RUN_NOT_OPEN: the aggregate job has not opened the run yet; retry.
 	//	FAILED_PRECONDITION RUN_CLOSED: the run was closed.
 	//	INVALID_ARGUMENT NON_FINITE_PARAMETERS: θ0 holds NaN or Inf.
-	//	DATA_LOSS SHA256_MISMATCH: θ0 arrived damaged; send it again.
+	//	DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: θ0 arrived damaged; send it again.
 	//	UNAVAILABLE PUSH_STALLED: the parameter server took no byte of several resumed sends; retry.
+	//	UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
 	PublishParameters(context.Context, *PublishParametersRequest) (*PublishParametersResponse, error)
 	// FetchParameters stores the parameter server's current θ in the work dir (join mid-run).
 	// The reasons after JOB_CONFIG_MISSING are the parameter server's and the bridge's
@@ -444,8 +451,9 @@ type JobBridgeServiceServer interface {
 	//	FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no parameter_server or run_id.
 	//	NOT_FOUND RUN_NOT_OPEN: the run is not open yet; retry.
 	//	FAILED_PRECONDITION NO_PARAMETERS: nobody published θ0 for the run yet.
-	//	DATA_LOSS SHA256_MISMATCH: θ arrived damaged.
+	//	DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: θ arrived damaged.
 	//	UNAVAILABLE PULL_CUT_SHORT: the parameter server's stream kept ending early; retry.
+	//	UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
 	FetchParameters(context.Context, *FetchParametersRequest) (*FetchParametersResponse, error)
 	// OpenRun opens the job's run on this worker's parameter server with the aggregation settings
 	// given (ParameterServerService.OpenJob): a new run starts at round 0, a run the server saved

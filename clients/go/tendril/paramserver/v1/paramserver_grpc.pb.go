@@ -36,7 +36,8 @@ type ParameterServerServiceClient interface {
 	//	INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
 	//	NOT_FOUND RUN_NOT_OPEN: the run is not open here (a purge of a saved run still succeeds).
 	CloseJob(ctx context.Context, in *CloseJobRequest, opts ...grpc.CallOption) (*CloseJobResponse, error)
-	// PushUpdate streams one worker's pseudo-gradient for a round (header, then chunks).
+	// PushUpdate streams one worker's pseudo-gradient for a round (header, then chunks, or the bytes
+	// over the data plane; see tendril.tensor.v1.StreamMessage).
 	//
 	// Errors:
 	//
@@ -44,7 +45,8 @@ type ParameterServerServiceClient interface {
 	//	  one header.
 	//	INVALID_ARGUMENT BAD_HEADER, BAD_CODEC, OUT_OF_ORDER, EMPTY_CHUNK, TOO_LONG, BAD_PAYLOAD: the
 	//	  stream breaks its contract (see tendril.tensor.v1.StreamMessage).
-	//	DATA_LOSS SHA256_MISMATCH: the payload's sha256 is not the header's; send it again.
+	//	DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the payload's digest is not the header's; send it
+	//	  again.
 	//	INVALID_ARGUMENT BAD_RUN_ID: the header's run_id is not a valid run id.
 	//	INVALID_ARGUMENT WORKER_ID_MISSING, BAD_WEIGHT: worker_id is empty, or weight is not a finite
 	//	  number > 0.
@@ -79,6 +81,8 @@ type ParameterServerServiceClient interface {
 	//	INTERNAL AGGREGATION_FAILED: computing the round's update failed.
 	//	OUT_OF_RANGE BAD_OFFSET: offset is past the end of the payload.
 	//	ABORTED PAYLOAD_REPLACED: the payload was replaced as it was opened; ask again.
+	//	UNAVAILABLE DATA_CONNECTION_LOST: the data connection (see tendril.tensor.v1.StreamMessage)
+	//	  broke before the payload was through; pull again from the bytes received.
 	PullUpdate(ctx context.Context, in *PullUpdateRequest, opts ...grpc.CallOption) (ParameterServerService_PullUpdateClient, error)
 	// PushParameters offers the initial parameters θ0 of a run (the first one wins).
 	//
@@ -89,7 +93,10 @@ type ParameterServerServiceClient interface {
 	//	INVALID_ARGUMENT BAD_HEADER, BAD_CODEC, OUT_OF_ORDER, EMPTY_CHUNK, TOO_LONG, BAD_PAYLOAD: the
 	//	  stream breaks its contract (see tendril.tensor.v1.StreamMessage).
 	//	INVALID_ARGUMENT INCOMPLETE: the stream ended before its last byte.
-	//	DATA_LOSS SHA256_MISMATCH: the payload's sha256 is not the header's; send it again.
+	//	UNAVAILABLE DATA_CONNECTION_LOST: the data connection (see tendril.tensor.v1.StreamMessage)
+	//	  broke before the last byte; push again.
+	//	DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the payload's digest is not the header's; send it
+	//	  again.
 	//	INVALID_ARGUMENT BAD_RUN_ID: the header's run_id is not a valid run id.
 	//	INVALID_ARGUMENT STREAM_ID_REUSED: the stream_id already carries another payload.
 	//	INVALID_ARGUMENT NON_FINITE_PARAMETERS: θ0 holds NaN or Inf.
@@ -109,6 +116,8 @@ type ParameterServerServiceClient interface {
 	//	FAILED_PRECONDITION NO_PARAMETERS: the run has no θ0 yet.
 	//	OUT_OF_RANGE BAD_OFFSET: offset is past the end of the payload.
 	//	ABORTED PAYLOAD_REPLACED: the payload was replaced as it was opened; ask again.
+	//	UNAVAILABLE DATA_CONNECTION_LOST: the data connection (see tendril.tensor.v1.StreamMessage)
+	//	  broke before the payload was through; pull again from the bytes received.
 	PullParameters(ctx context.Context, in *PullParametersRequest, opts ...grpc.CallOption) (ParameterServerService_PullParametersClient, error)
 	// GetRound tells the state of a run's current round.
 	//
@@ -357,7 +366,8 @@ type ParameterServerServiceServer interface {
 	//	INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
 	//	NOT_FOUND RUN_NOT_OPEN: the run is not open here (a purge of a saved run still succeeds).
 	CloseJob(context.Context, *CloseJobRequest) (*CloseJobResponse, error)
-	// PushUpdate streams one worker's pseudo-gradient for a round (header, then chunks).
+	// PushUpdate streams one worker's pseudo-gradient for a round (header, then chunks, or the bytes
+	// over the data plane; see tendril.tensor.v1.StreamMessage).
 	//
 	// Errors:
 	//
@@ -365,7 +375,8 @@ type ParameterServerServiceServer interface {
 	//	  one header.
 	//	INVALID_ARGUMENT BAD_HEADER, BAD_CODEC, OUT_OF_ORDER, EMPTY_CHUNK, TOO_LONG, BAD_PAYLOAD: the
 	//	  stream breaks its contract (see tendril.tensor.v1.StreamMessage).
-	//	DATA_LOSS SHA256_MISMATCH: the payload's sha256 is not the header's; send it again.
+	//	DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the payload's digest is not the header's; send it
+	//	  again.
 	//	INVALID_ARGUMENT BAD_RUN_ID: the header's run_id is not a valid run id.
 	//	INVALID_ARGUMENT WORKER_ID_MISSING, BAD_WEIGHT: worker_id is empty, or weight is not a finite
 	//	  number > 0.
@@ -400,6 +411,8 @@ type ParameterServerServiceServer interface {
 	//	INTERNAL AGGREGATION_FAILED: computing the round's update failed.
 	//	OUT_OF_RANGE BAD_OFFSET: offset is past the end of the payload.
 	//	ABORTED PAYLOAD_REPLACED: the payload was replaced as it was opened; ask again.
+	//	UNAVAILABLE DATA_CONNECTION_LOST: the data connection (see tendril.tensor.v1.StreamMessage)
+	//	  broke before the payload was through; pull again from the bytes received.
 	PullUpdate(*PullUpdateRequest, ParameterServerService_PullUpdateServer) error
 	// PushParameters offers the initial parameters θ0 of a run (the first one wins).
 	//
@@ -410,7 +423,10 @@ type ParameterServerServiceServer interface {
 	//	INVALID_ARGUMENT BAD_HEADER, BAD_CODEC, OUT_OF_ORDER, EMPTY_CHUNK, TOO_LONG, BAD_PAYLOAD: the
 	//	  stream breaks its contract (see tendril.tensor.v1.StreamMessage).
 	//	INVALID_ARGUMENT INCOMPLETE: the stream ended before its last byte.
-	//	DATA_LOSS SHA256_MISMATCH: the payload's sha256 is not the header's; send it again.
+	//	UNAVAILABLE DATA_CONNECTION_LOST: the data connection (see tendril.tensor.v1.StreamMessage)
+	//	  broke before the last byte; push again.
+	//	DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the payload's digest is not the header's; send it
+	//	  again.
 	//	INVALID_ARGUMENT BAD_RUN_ID: the header's run_id is not a valid run id.
 	//	INVALID_ARGUMENT STREAM_ID_REUSED: the stream_id already carries another payload.
 	//	INVALID_ARGUMENT NON_FINITE_PARAMETERS: θ0 holds NaN or Inf.
@@ -430,6 +446,8 @@ type ParameterServerServiceServer interface {
 	//	FAILED_PRECONDITION NO_PARAMETERS: the run has no θ0 yet.
 	//	OUT_OF_RANGE BAD_OFFSET: offset is past the end of the payload.
 	//	ABORTED PAYLOAD_REPLACED: the payload was replaced as it was opened; ask again.
+	//	UNAVAILABLE DATA_CONNECTION_LOST: the data connection (see tendril.tensor.v1.StreamMessage)
+	//	  broke before the payload was through; pull again from the bytes received.
 	PullParameters(*PullParametersRequest, ParameterServerService_PullParametersServer) error
 	// GetRound tells the state of a run's current round.
 	//

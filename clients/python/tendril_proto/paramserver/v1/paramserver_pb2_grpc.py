@@ -121,14 +121,16 @@ class ParameterServerServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def PushUpdate(self, request_iterator, context):
-        """PushUpdate streams one worker's pseudo-gradient for a round (header, then chunks).
+        """PushUpdate streams one worker's pseudo-gradient for a round (header, then chunks, or the bytes
+        over the data plane; see tendril.tensor.v1.StreamMessage).
 
         Errors:
         INVALID_ARGUMENT HEADER_MISSING, UNEXPECTED_HEADER: the stream does not start with exactly
         one header.
         INVALID_ARGUMENT BAD_HEADER, BAD_CODEC, OUT_OF_ORDER, EMPTY_CHUNK, TOO_LONG, BAD_PAYLOAD: the
         stream breaks its contract (see tendril.tensor.v1.StreamMessage).
-        DATA_LOSS SHA256_MISMATCH: the payload's sha256 is not the header's; send it again.
+        DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the payload's digest is not the header's; send it
+        again.
         INVALID_ARGUMENT BAD_RUN_ID: the header's run_id is not a valid run id.
         INVALID_ARGUMENT WORKER_ID_MISSING, BAD_WEIGHT: worker_id is empty, or weight is not a finite
         number > 0.
@@ -167,6 +169,8 @@ class ParameterServerServiceServicer:
         INTERNAL AGGREGATION_FAILED: computing the round's update failed.
         OUT_OF_RANGE BAD_OFFSET: offset is past the end of the payload.
         ABORTED PAYLOAD_REPLACED: the payload was replaced as it was opened; ask again.
+        UNAVAILABLE DATA_CONNECTION_LOST: the data connection (see tendril.tensor.v1.StreamMessage)
+        broke before the payload was through; pull again from the bytes received.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -181,7 +185,10 @@ class ParameterServerServiceServicer:
         INVALID_ARGUMENT BAD_HEADER, BAD_CODEC, OUT_OF_ORDER, EMPTY_CHUNK, TOO_LONG, BAD_PAYLOAD: the
         stream breaks its contract (see tendril.tensor.v1.StreamMessage).
         INVALID_ARGUMENT INCOMPLETE: the stream ended before its last byte.
-        DATA_LOSS SHA256_MISMATCH: the payload's sha256 is not the header's; send it again.
+        UNAVAILABLE DATA_CONNECTION_LOST: the data connection (see tendril.tensor.v1.StreamMessage)
+        broke before the last byte; push again.
+        DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the payload's digest is not the header's; send it
+        again.
         INVALID_ARGUMENT BAD_RUN_ID: the header's run_id is not a valid run id.
         INVALID_ARGUMENT STREAM_ID_REUSED: the stream_id already carries another payload.
         INVALID_ARGUMENT NON_FINITE_PARAMETERS: θ0 holds NaN or Inf.
@@ -205,6 +212,8 @@ class ParameterServerServiceServicer:
         FAILED_PRECONDITION NO_PARAMETERS: the run has no θ0 yet.
         OUT_OF_RANGE BAD_OFFSET: offset is past the end of the payload.
         ABORTED PAYLOAD_REPLACED: the payload was replaced as it was opened; ask again.
+        UNAVAILABLE DATA_CONNECTION_LOST: the data connection (see tendril.tensor.v1.StreamMessage)
+        broke before the payload was through; pull again from the bytes received.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1etendril/tensor/v1/tensor.proto\x12\x11tendril.tensor.v1\"~\n\nTensorInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x04\x12\r\n\x05\x62\x65gin\x18\x04 \x01(\x04\x12\x0b\n\x03\x65nd\x18\x05 \x01(\x04\x12\x14\n\x0cscales_begin\x18\x06 \x01(\x04\x12\x12\n\nscales_end\x18\x07 \x01(\x04\"\x9f\x02\n\x0cStreamHeader\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x12\n\x06job_id\x18\x02 \x01(\tB\x02\x18\x01\x12\r\n\x05round\x18\x03 \x01(\x04\x12\x11\n\tworker_id\x18\x04 \x01(\t\x12\x0e\n\x06weight\x18\x05 \x01(\x01\x12\'\n\x05\x63odec\x18\x06 \x01(\x0e\x32\x18.tendril.tensor.v1.Codec\x12.\n\x07tensors\x18\x07 \x03(\x0b\x32\x1d.tendril.tensor.v1.TensorInfo\x12\x13\n\x0btotal_bytes\x18\x08 \x01(\x04\x12\x0e\n\x06sha256\x18\t \x01(\t\x12\x12\n\nblock_size\x18\n \x01(\r\x12\x14\n\x0cstart_offset\x18\x0b \x01(\x04\x12\x0e\n\x06run_id\x18\x0c \x01(\t\"%\n\x05\x43hunk\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"u\n\rStreamMessage\x12\x31\n\x06header\x18\x01 \x01(\x0b\x32\x1f.tendril.tensor.v1.StreamHeaderH\x00\x12)\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x18.tendril.tensor.v1.ChunkH\x00\x42\x06\n\x04kind*N\n\x05\x43odec\x12\x15\n\x11\x43ODEC_UNSPECIFIED\x10\x00\x12\x0e\n\nCODEC_FP32\x10\x01\x12\x0e\n\nCODEC_BF16\x10\x02\x12\x0e\n\nCODEC_INT8\x10\x03\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1etendril/tensor/v1/tensor.proto\x12\x11tendril.tensor.v1\"L\n\x06\x44igest\x12\x35\n\talgorithm\x18\x01 \x01(\x0e\x32\".tendril.tensor.v1.DigestAlgorithm\x12\x0b\n\x03hex\x18\x02 \x01(\t\"~\n\nTensorInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\r\n\x05\x64type\x18\x02 \x01(\t\x12\r\n\x05shape\x18\x03 \x03(\x04\x12\r\n\x05\x62\x65gin\x18\x04 \x01(\x04\x12\x0b\n\x03\x65nd\x18\x05 \x01(\x04\x12\x14\n\x0cscales_begin\x18\x06 \x01(\x04\x12\x12\n\nscales_end\x18\x07 \x01(\x04\"\xca\x02\n\x0cStreamHeader\x12\x11\n\tstream_id\x18\x01 \x01(\t\x12\x12\n\x06job_id\x18\x02 \x01(\tB\x02\x18\x01\x12\r\n\x05round\x18\x03 \x01(\x04\x12\x11\n\tworker_id\x18\x04 \x01(\t\x12\x0e\n\x06weight\x18\x05 \x01(\x01\x12\'\n\x05\x63odec\x18\x06 \x01(\x0e\x32\x18.tendril.tensor.v1.Codec\x12.\n\x07tensors\x18\x07 \x03(\x0b\x32\x1d.tendril.tensor.v1.TensorInfo\x12\x13\n\x0btotal_bytes\x18\x08 \x01(\x04\x12\x0e\n\x06sha256\x18\t \x01(\t\x12\x12\n\nblock_size\x18\n \x01(\r\x12\x14\n\x0cstart_offset\x18\x0b \x01(\x04\x12\x0e\n\x06run_id\x18\x0c \x01(\t\x12)\n\x06\x64igest\x18\r \x01(\x0b\x32\x19.tendril.tensor.v1.Digest\"%\n\x05\x43hunk\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\"u\n\rStreamMessage\x12\x31\n\x06header\x18\x01 \x01(\x0b\x32\x1f.tendril.tensor.v1.StreamHeaderH\x00\x12)\n\x05\x63hunk\x18\x02 \x01(\x0b\x32\x18.tendril.tensor.v1.ChunkH\x00\x42\x06\n\x04kind*N\n\x05\x43odec\x12\x15\n\x11\x43ODEC_UNSPECIFIED\x10\x00\x12\x0e\n\nCODEC_FP32\x10\x01\x12\x0e\n\nCODEC_BF16\x10\x02\x12\x0e\n\nCODEC_INT8\x10\x03*o\n\x0f\x44igestAlgorithm\x12 \n\x1c\x44IGEST_ALGORITHM_UNSPECIFIED\x10\x00\x12\x1b\n\x17\x44IGEST_ALGORITHM_SHA256\x10\x01\x12\x1d\n\x19\x44IGEST_ALGORITHM_XXH3_128\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,14 +33,18 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_STREAMHEADER'].fields_by_name['job_id']._loaded_options = None
   _globals['_STREAMHEADER'].fields_by_name['job_id']._serialized_options = b'\030\001'
-  _globals['_CODEC']._serialized_start=629
-  _globals['_CODEC']._serialized_end=707
-  _globals['_TENSORINFO']._serialized_start=53
-  _globals['_TENSORINFO']._serialized_end=179
-  _globals['_STREAMHEADER']._serialized_start=182
-  _globals['_STREAMHEADER']._serialized_end=469
-  _globals['_CHUNK']._serialized_start=471
-  _globals['_CHUNK']._serialized_end=508
-  _globals['_STREAMMESSAGE']._serialized_start=510
-  _globals['_STREAMMESSAGE']._serialized_end=627
+  _globals['_CODEC']._serialized_start=750
+  _globals['_CODEC']._serialized_end=828
+  _globals['_DIGESTALGORITHM']._serialized_start=830
+  _globals['_DIGESTALGORITHM']._serialized_end=941
+  _globals['_DIGEST']._serialized_start=53
+  _globals['_DIGEST']._serialized_end=129
+  _globals['_TENSORINFO']._serialized_start=131
+  _globals['_TENSORINFO']._serialized_end=257
+  _globals['_STREAMHEADER']._serialized_start=260
+  _globals['_STREAMHEADER']._serialized_end=590
+  _globals['_CHUNK']._serialized_start=592
+  _globals['_CHUNK']._serialized_end=629
+  _globals['_STREAMMESSAGE']._serialized_start=631
+  _globals['_STREAMMESSAGE']._serialized_end=748
 # @@protoc_insertion_point(module_scope)

@@ -13,10 +13,27 @@ class Codec(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CODEC_FP32: _ClassVar[Codec]
     CODEC_BF16: _ClassVar[Codec]
     CODEC_INT8: _ClassVar[Codec]
+
+class DigestAlgorithm(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DIGEST_ALGORITHM_UNSPECIFIED: _ClassVar[DigestAlgorithm]
+    DIGEST_ALGORITHM_SHA256: _ClassVar[DigestAlgorithm]
+    DIGEST_ALGORITHM_XXH3_128: _ClassVar[DigestAlgorithm]
 CODEC_UNSPECIFIED: Codec
 CODEC_FP32: Codec
 CODEC_BF16: Codec
 CODEC_INT8: Codec
+DIGEST_ALGORITHM_UNSPECIFIED: DigestAlgorithm
+DIGEST_ALGORITHM_SHA256: DigestAlgorithm
+DIGEST_ALGORITHM_XXH3_128: DigestAlgorithm
+
+class Digest(_message.Message):
+    __slots__ = ("algorithm", "hex")
+    ALGORITHM_FIELD_NUMBER: _ClassVar[int]
+    HEX_FIELD_NUMBER: _ClassVar[int]
+    algorithm: DigestAlgorithm
+    hex: str
+    def __init__(self, algorithm: _Optional[_Union[DigestAlgorithm, str]] = ..., hex: _Optional[str] = ...) -> None: ...
 
 class TensorInfo(_message.Message):
     __slots__ = ("name", "dtype", "shape", "begin", "end", "scales_begin", "scales_end")
@@ -37,7 +54,7 @@ class TensorInfo(_message.Message):
     def __init__(self, name: _Optional[str] = ..., dtype: _Optional[str] = ..., shape: _Optional[_Iterable[int]] = ..., begin: _Optional[int] = ..., end: _Optional[int] = ..., scales_begin: _Optional[int] = ..., scales_end: _Optional[int] = ...) -> None: ...
 
 class StreamHeader(_message.Message):
-    __slots__ = ("stream_id", "job_id", "round", "worker_id", "weight", "codec", "tensors", "total_bytes", "sha256", "block_size", "start_offset", "run_id")
+    __slots__ = ("stream_id", "job_id", "round", "worker_id", "weight", "codec", "tensors", "total_bytes", "sha256", "block_size", "start_offset", "run_id", "digest")
     STREAM_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
@@ -50,6 +67,7 @@ class StreamHeader(_message.Message):
     BLOCK_SIZE_FIELD_NUMBER: _ClassVar[int]
     START_OFFSET_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
     stream_id: str
     job_id: str
     round: int
@@ -62,7 +80,8 @@ class StreamHeader(_message.Message):
     block_size: int
     start_offset: int
     run_id: str
-    def __init__(self, stream_id: _Optional[str] = ..., job_id: _Optional[str] = ..., round: _Optional[int] = ..., worker_id: _Optional[str] = ..., weight: _Optional[float] = ..., codec: _Optional[_Union[Codec, str]] = ..., tensors: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ..., total_bytes: _Optional[int] = ..., sha256: _Optional[str] = ..., block_size: _Optional[int] = ..., start_offset: _Optional[int] = ..., run_id: _Optional[str] = ...) -> None: ...
+    digest: Digest
+    def __init__(self, stream_id: _Optional[str] = ..., job_id: _Optional[str] = ..., round: _Optional[int] = ..., worker_id: _Optional[str] = ..., weight: _Optional[float] = ..., codec: _Optional[_Union[Codec, str]] = ..., tensors: _Optional[_Iterable[_Union[TensorInfo, _Mapping]]] = ..., total_bytes: _Optional[int] = ..., sha256: _Optional[str] = ..., block_size: _Optional[int] = ..., start_offset: _Optional[int] = ..., run_id: _Optional[str] = ..., digest: _Optional[_Union[Digest, _Mapping]] = ...) -> None: ...
 
 class Chunk(_message.Message):
     __slots__ = ("offset", "data")

@@ -338,8 +338,9 @@ export declare const JobBridgeServiceService: {
      *     retried send).
      *   INVALID_ARGUMENT LAYOUT_MISMATCH, NON_FINITE_UPDATE: the tensors differ from θ0's, or hold
      *     NaN or Inf.
-     *   DATA_LOSS SHA256_MISMATCH: the update arrived damaged; send it again.
+     *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the update arrived damaged; send it again.
      *   UNAVAILABLE PUSH_STALLED: the parameter server took no byte of several resumed sends; retry.
+     *   UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
      *   INTERNAL NOT_COMMITTED: the parameter server took the whole update without counting it.
      */
     readonly sendUpdate: {
@@ -365,8 +366,9 @@ export declare const JobBridgeServiceService: {
      *     FetchParameters and join the open round.
      *   NOT_FOUND RUN_NOT_OPEN: the run is not open yet; retry.
      *   INTERNAL AGGREGATION_FAILED: the parameter server could not close the round.
-     *   DATA_LOSS SHA256_MISMATCH: the update arrived damaged.
+     *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the update arrived damaged.
      *   UNAVAILABLE PULL_CUT_SHORT: the parameter server's stream kept ending early; retry.
+     *   UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
      */
     readonly receiveUpdate: {
         readonly path: "/tendril.bridge.v1.JobBridgeService/ReceiveUpdate";
@@ -410,8 +412,9 @@ export declare const JobBridgeServiceService: {
      *   NOT_FOUND RUN_NOT_OPEN: the aggregate job has not opened the run yet; retry.
      *   FAILED_PRECONDITION RUN_CLOSED: the run was closed.
      *   INVALID_ARGUMENT NON_FINITE_PARAMETERS: θ0 holds NaN or Inf.
-     *   DATA_LOSS SHA256_MISMATCH: θ0 arrived damaged; send it again.
+     *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: θ0 arrived damaged; send it again.
      *   UNAVAILABLE PUSH_STALLED: the parameter server took no byte of several resumed sends; retry.
+     *   UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
      */
     readonly publishParameters: {
         readonly path: "/tendril.bridge.v1.JobBridgeService/PublishParameters";
@@ -431,8 +434,9 @@ export declare const JobBridgeServiceService: {
      *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no parameter_server or run_id.
      *   NOT_FOUND RUN_NOT_OPEN: the run is not open yet; retry.
      *   FAILED_PRECONDITION NO_PARAMETERS: nobody published θ0 for the run yet.
-     *   DATA_LOSS SHA256_MISMATCH: θ arrived damaged.
+     *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: θ arrived damaged.
      *   UNAVAILABLE PULL_CUT_SHORT: the parameter server's stream kept ending early; retry.
+     *   UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
      */
     readonly fetchParameters: {
         readonly path: "/tendril.bridge.v1.JobBridgeService/FetchParameters";
@@ -583,8 +587,9 @@ export interface JobBridgeServiceServer extends UntypedServiceImplementation {
      *     retried send).
      *   INVALID_ARGUMENT LAYOUT_MISMATCH, NON_FINITE_UPDATE: the tensors differ from θ0's, or hold
      *     NaN or Inf.
-     *   DATA_LOSS SHA256_MISMATCH: the update arrived damaged; send it again.
+     *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the update arrived damaged; send it again.
      *   UNAVAILABLE PUSH_STALLED: the parameter server took no byte of several resumed sends; retry.
+     *   UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
      *   INTERNAL NOT_COMMITTED: the parameter server took the whole update without counting it.
      */
     sendUpdate: handleUnaryCall<SendUpdateRequest, SendUpdateResponse>;
@@ -602,8 +607,9 @@ export interface JobBridgeServiceServer extends UntypedServiceImplementation {
      *     FetchParameters and join the open round.
      *   NOT_FOUND RUN_NOT_OPEN: the run is not open yet; retry.
      *   INTERNAL AGGREGATION_FAILED: the parameter server could not close the round.
-     *   DATA_LOSS SHA256_MISMATCH: the update arrived damaged.
+     *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the update arrived damaged.
      *   UNAVAILABLE PULL_CUT_SHORT: the parameter server's stream kept ending early; retry.
+     *   UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
      */
     receiveUpdate: handleUnaryCall<ReceiveUpdateRequest, ReceiveUpdateResponse>;
     /**
@@ -631,8 +637,9 @@ export interface JobBridgeServiceServer extends UntypedServiceImplementation {
      *   NOT_FOUND RUN_NOT_OPEN: the aggregate job has not opened the run yet; retry.
      *   FAILED_PRECONDITION RUN_CLOSED: the run was closed.
      *   INVALID_ARGUMENT NON_FINITE_PARAMETERS: θ0 holds NaN or Inf.
-     *   DATA_LOSS SHA256_MISMATCH: θ0 arrived damaged; send it again.
+     *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: θ0 arrived damaged; send it again.
      *   UNAVAILABLE PUSH_STALLED: the parameter server took no byte of several resumed sends; retry.
+     *   UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
      */
     publishParameters: handleUnaryCall<PublishParametersRequest, PublishParametersResponse>;
     /**
@@ -644,8 +651,9 @@ export interface JobBridgeServiceServer extends UntypedServiceImplementation {
      *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no parameter_server or run_id.
      *   NOT_FOUND RUN_NOT_OPEN: the run is not open yet; retry.
      *   FAILED_PRECONDITION NO_PARAMETERS: nobody published θ0 for the run yet.
-     *   DATA_LOSS SHA256_MISMATCH: θ arrived damaged.
+     *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: θ arrived damaged.
      *   UNAVAILABLE PULL_CUT_SHORT: the parameter server's stream kept ending early; retry.
+     *   UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
      */
     fetchParameters: handleUnaryCall<FetchParametersRequest, FetchParametersResponse>;
     /**
@@ -770,8 +778,9 @@ export interface JobBridgeServiceClient extends Client {
      *     retried send).
      *   INVALID_ARGUMENT LAYOUT_MISMATCH, NON_FINITE_UPDATE: the tensors differ from θ0's, or hold
      *     NaN or Inf.
-     *   DATA_LOSS SHA256_MISMATCH: the update arrived damaged; send it again.
+     *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the update arrived damaged; send it again.
      *   UNAVAILABLE PUSH_STALLED: the parameter server took no byte of several resumed sends; retry.
+     *   UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
      *   INTERNAL NOT_COMMITTED: the parameter server took the whole update without counting it.
      */
     sendUpdate(request: SendUpdateRequest, callback: (error: ServiceError | null, response: SendUpdateResponse) => void): ClientUnaryCall;
@@ -791,8 +800,9 @@ export interface JobBridgeServiceClient extends Client {
      *     FetchParameters and join the open round.
      *   NOT_FOUND RUN_NOT_OPEN: the run is not open yet; retry.
      *   INTERNAL AGGREGATION_FAILED: the parameter server could not close the round.
-     *   DATA_LOSS SHA256_MISMATCH: the update arrived damaged.
+     *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the update arrived damaged.
      *   UNAVAILABLE PULL_CUT_SHORT: the parameter server's stream kept ending early; retry.
+     *   UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
      */
     receiveUpdate(request: ReceiveUpdateRequest, callback: (error: ServiceError | null, response: ReceiveUpdateResponse) => void): ClientUnaryCall;
     receiveUpdate(request: ReceiveUpdateRequest, metadata: Metadata, callback: (error: ServiceError | null, response: ReceiveUpdateResponse) => void): ClientUnaryCall;
@@ -824,8 +834,9 @@ export interface JobBridgeServiceClient extends Client {
      *   NOT_FOUND RUN_NOT_OPEN: the aggregate job has not opened the run yet; retry.
      *   FAILED_PRECONDITION RUN_CLOSED: the run was closed.
      *   INVALID_ARGUMENT NON_FINITE_PARAMETERS: θ0 holds NaN or Inf.
-     *   DATA_LOSS SHA256_MISMATCH: θ0 arrived damaged; send it again.
+     *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: θ0 arrived damaged; send it again.
      *   UNAVAILABLE PUSH_STALLED: the parameter server took no byte of several resumed sends; retry.
+     *   UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
      */
     publishParameters(request: PublishParametersRequest, callback: (error: ServiceError | null, response: PublishParametersResponse) => void): ClientUnaryCall;
     publishParameters(request: PublishParametersRequest, metadata: Metadata, callback: (error: ServiceError | null, response: PublishParametersResponse) => void): ClientUnaryCall;
@@ -839,8 +850,9 @@ export interface JobBridgeServiceClient extends Client {
      *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no parameter_server or run_id.
      *   NOT_FOUND RUN_NOT_OPEN: the run is not open yet; retry.
      *   FAILED_PRECONDITION NO_PARAMETERS: nobody published θ0 for the run yet.
-     *   DATA_LOSS SHA256_MISMATCH: θ arrived damaged.
+     *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: θ arrived damaged.
      *   UNAVAILABLE PULL_CUT_SHORT: the parameter server's stream kept ending early; retry.
+     *   UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
      */
     fetchParameters(request: FetchParametersRequest, callback: (error: ServiceError | null, response: FetchParametersResponse) => void): ClientUnaryCall;
     fetchParameters(request: FetchParametersRequest, metadata: Metadata, callback: (error: ServiceError | null, response: FetchParametersResponse) => void): ClientUnaryCall;

@@ -1953,8 +1953,9 @@ exports.JobBridgeServiceService = {
      *     retried send).
      *   INVALID_ARGUMENT LAYOUT_MISMATCH, NON_FINITE_UPDATE: the tensors differ from θ0's, or hold
      *     NaN or Inf.
-     *   DATA_LOSS SHA256_MISMATCH: the update arrived damaged; send it again.
+     *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the update arrived damaged; send it again.
      *   UNAVAILABLE PUSH_STALLED: the parameter server took no byte of several resumed sends; retry.
+     *   UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
      *   INTERNAL NOT_COMMITTED: the parameter server took the whole update without counting it.
      */
     sendUpdate: {
@@ -1980,8 +1981,9 @@ exports.JobBridgeServiceService = {
      *     FetchParameters and join the open round.
      *   NOT_FOUND RUN_NOT_OPEN: the run is not open yet; retry.
      *   INTERNAL AGGREGATION_FAILED: the parameter server could not close the round.
-     *   DATA_LOSS SHA256_MISMATCH: the update arrived damaged.
+     *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the update arrived damaged.
      *   UNAVAILABLE PULL_CUT_SHORT: the parameter server's stream kept ending early; retry.
+     *   UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
      */
     receiveUpdate: {
         path: "/tendril.bridge.v1.JobBridgeService/ReceiveUpdate",
@@ -2025,8 +2027,9 @@ exports.JobBridgeServiceService = {
      *   NOT_FOUND RUN_NOT_OPEN: the aggregate job has not opened the run yet; retry.
      *   FAILED_PRECONDITION RUN_CLOSED: the run was closed.
      *   INVALID_ARGUMENT NON_FINITE_PARAMETERS: θ0 holds NaN or Inf.
-     *   DATA_LOSS SHA256_MISMATCH: θ0 arrived damaged; send it again.
+     *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: θ0 arrived damaged; send it again.
      *   UNAVAILABLE PUSH_STALLED: the parameter server took no byte of several resumed sends; retry.
+     *   UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
      */
     publishParameters: {
         path: "/tendril.bridge.v1.JobBridgeService/PublishParameters",
@@ -2046,8 +2049,9 @@ exports.JobBridgeServiceService = {
      *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no parameter_server or run_id.
      *   NOT_FOUND RUN_NOT_OPEN: the run is not open yet; retry.
      *   FAILED_PRECONDITION NO_PARAMETERS: nobody published θ0 for the run yet.
-     *   DATA_LOSS SHA256_MISMATCH: θ arrived damaged.
+     *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: θ arrived damaged.
      *   UNAVAILABLE PULL_CUT_SHORT: the parameter server's stream kept ending early; retry.
+     *   UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
      */
     fetchParameters: {
         path: "/tendril.bridge.v1.JobBridgeService/FetchParameters",

@@ -273,14 +273,16 @@ export declare const ParameterServerServiceService: {
         readonly responseDeserialize: (value: Buffer) => CloseJobResponse;
     };
     /**
-     * PushUpdate streams one worker's pseudo-gradient for a round (header, then chunks).
+     * PushUpdate streams one worker's pseudo-gradient for a round (header, then chunks, or the bytes
+     * over the data plane; see tendril.tensor.v1.StreamMessage).
      *
      * Errors:
      *   INVALID_ARGUMENT HEADER_MISSING, UNEXPECTED_HEADER: the stream does not start with exactly
      *     one header.
      *   INVALID_ARGUMENT BAD_HEADER, BAD_CODEC, OUT_OF_ORDER, EMPTY_CHUNK, TOO_LONG, BAD_PAYLOAD: the
      *     stream breaks its contract (see tendril.tensor.v1.StreamMessage).
-     *   DATA_LOSS SHA256_MISMATCH: the payload's sha256 is not the header's; send it again.
+     *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the payload's digest is not the header's; send it
+     *     again.
      *   INVALID_ARGUMENT BAD_RUN_ID: the header's run_id is not a valid run id.
      *   INVALID_ARGUMENT WORKER_ID_MISSING, BAD_WEIGHT: worker_id is empty, or weight is not a finite
      *     number > 0.
@@ -324,6 +326,8 @@ export declare const ParameterServerServiceService: {
      *   INTERNAL AGGREGATION_FAILED: computing the round's update failed.
      *   OUT_OF_RANGE BAD_OFFSET: offset is past the end of the payload.
      *   ABORTED PAYLOAD_REPLACED: the payload was replaced as it was opened; ask again.
+     *   UNAVAILABLE DATA_CONNECTION_LOST: the data connection (see tendril.tensor.v1.StreamMessage)
+     *     broke before the payload was through; pull again from the bytes received.
      */
     readonly pullUpdate: {
         readonly path: "/tendril.paramserver.v1.ParameterServerService/PullUpdate";
@@ -343,7 +347,10 @@ export declare const ParameterServerServiceService: {
      *   INVALID_ARGUMENT BAD_HEADER, BAD_CODEC, OUT_OF_ORDER, EMPTY_CHUNK, TOO_LONG, BAD_PAYLOAD: the
      *     stream breaks its contract (see tendril.tensor.v1.StreamMessage).
      *   INVALID_ARGUMENT INCOMPLETE: the stream ended before its last byte.
-     *   DATA_LOSS SHA256_MISMATCH: the payload's sha256 is not the header's; send it again.
+     *   UNAVAILABLE DATA_CONNECTION_LOST: the data connection (see tendril.tensor.v1.StreamMessage)
+     *     broke before the last byte; push again.
+     *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the payload's digest is not the header's; send it
+     *     again.
      *   INVALID_ARGUMENT BAD_RUN_ID: the header's run_id is not a valid run id.
      *   INVALID_ARGUMENT STREAM_ID_REUSED: the stream_id already carries another payload.
      *   INVALID_ARGUMENT NON_FINITE_PARAMETERS: θ0 holds NaN or Inf.
@@ -372,6 +379,8 @@ export declare const ParameterServerServiceService: {
      *   FAILED_PRECONDITION NO_PARAMETERS: the run has no θ0 yet.
      *   OUT_OF_RANGE BAD_OFFSET: offset is past the end of the payload.
      *   ABORTED PAYLOAD_REPLACED: the payload was replaced as it was opened; ask again.
+     *   UNAVAILABLE DATA_CONNECTION_LOST: the data connection (see tendril.tensor.v1.StreamMessage)
+     *     broke before the payload was through; pull again from the bytes received.
      */
     readonly pullParameters: {
         readonly path: "/tendril.paramserver.v1.ParameterServerService/PullParameters";
@@ -447,14 +456,16 @@ export interface ParameterServerServiceServer extends UntypedServiceImplementati
      */
     closeJob: handleUnaryCall<CloseJobRequest, CloseJobResponse>;
     /**
-     * PushUpdate streams one worker's pseudo-gradient for a round (header, then chunks).
+     * PushUpdate streams one worker's pseudo-gradient for a round (header, then chunks, or the bytes
+     * over the data plane; see tendril.tensor.v1.StreamMessage).
      *
      * Errors:
      *   INVALID_ARGUMENT HEADER_MISSING, UNEXPECTED_HEADER: the stream does not start with exactly
      *     one header.
      *   INVALID_ARGUMENT BAD_HEADER, BAD_CODEC, OUT_OF_ORDER, EMPTY_CHUNK, TOO_LONG, BAD_PAYLOAD: the
      *     stream breaks its contract (see tendril.tensor.v1.StreamMessage).
-     *   DATA_LOSS SHA256_MISMATCH: the payload's sha256 is not the header's; send it again.
+     *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the payload's digest is not the header's; send it
+     *     again.
      *   INVALID_ARGUMENT BAD_RUN_ID: the header's run_id is not a valid run id.
      *   INVALID_ARGUMENT WORKER_ID_MISSING, BAD_WEIGHT: worker_id is empty, or weight is not a finite
      *     number > 0.
@@ -490,6 +501,8 @@ export interface ParameterServerServiceServer extends UntypedServiceImplementati
      *   INTERNAL AGGREGATION_FAILED: computing the round's update failed.
      *   OUT_OF_RANGE BAD_OFFSET: offset is past the end of the payload.
      *   ABORTED PAYLOAD_REPLACED: the payload was replaced as it was opened; ask again.
+     *   UNAVAILABLE DATA_CONNECTION_LOST: the data connection (see tendril.tensor.v1.StreamMessage)
+     *     broke before the payload was through; pull again from the bytes received.
      */
     pullUpdate: handleServerStreamingCall<PullUpdateRequest, PullUpdateResponse>;
     /**
@@ -501,7 +514,10 @@ export interface ParameterServerServiceServer extends UntypedServiceImplementati
      *   INVALID_ARGUMENT BAD_HEADER, BAD_CODEC, OUT_OF_ORDER, EMPTY_CHUNK, TOO_LONG, BAD_PAYLOAD: the
      *     stream breaks its contract (see tendril.tensor.v1.StreamMessage).
      *   INVALID_ARGUMENT INCOMPLETE: the stream ended before its last byte.
-     *   DATA_LOSS SHA256_MISMATCH: the payload's sha256 is not the header's; send it again.
+     *   UNAVAILABLE DATA_CONNECTION_LOST: the data connection (see tendril.tensor.v1.StreamMessage)
+     *     broke before the last byte; push again.
+     *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the payload's digest is not the header's; send it
+     *     again.
      *   INVALID_ARGUMENT BAD_RUN_ID: the header's run_id is not a valid run id.
      *   INVALID_ARGUMENT STREAM_ID_REUSED: the stream_id already carries another payload.
      *   INVALID_ARGUMENT NON_FINITE_PARAMETERS: θ0 holds NaN or Inf.
@@ -522,6 +538,8 @@ export interface ParameterServerServiceServer extends UntypedServiceImplementati
      *   FAILED_PRECONDITION NO_PARAMETERS: the run has no θ0 yet.
      *   OUT_OF_RANGE BAD_OFFSET: offset is past the end of the payload.
      *   ABORTED PAYLOAD_REPLACED: the payload was replaced as it was opened; ask again.
+     *   UNAVAILABLE DATA_CONNECTION_LOST: the data connection (see tendril.tensor.v1.StreamMessage)
+     *     broke before the payload was through; pull again from the bytes received.
      */
     pullParameters: handleServerStreamingCall<PullParametersRequest, PullParametersResponse>;
     /**
@@ -577,14 +595,16 @@ export interface ParameterServerServiceClient extends Client {
     closeJob(request: CloseJobRequest, metadata: Metadata, callback: (error: ServiceError | null, response: CloseJobResponse) => void): ClientUnaryCall;
     closeJob(request: CloseJobRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: CloseJobResponse) => void): ClientUnaryCall;
     /**
-     * PushUpdate streams one worker's pseudo-gradient for a round (header, then chunks).
+     * PushUpdate streams one worker's pseudo-gradient for a round (header, then chunks, or the bytes
+     * over the data plane; see tendril.tensor.v1.StreamMessage).
      *
      * Errors:
      *   INVALID_ARGUMENT HEADER_MISSING, UNEXPECTED_HEADER: the stream does not start with exactly
      *     one header.
      *   INVALID_ARGUMENT BAD_HEADER, BAD_CODEC, OUT_OF_ORDER, EMPTY_CHUNK, TOO_LONG, BAD_PAYLOAD: the
      *     stream breaks its contract (see tendril.tensor.v1.StreamMessage).
-     *   DATA_LOSS SHA256_MISMATCH: the payload's sha256 is not the header's; send it again.
+     *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the payload's digest is not the header's; send it
+     *     again.
      *   INVALID_ARGUMENT BAD_RUN_ID: the header's run_id is not a valid run id.
      *   INVALID_ARGUMENT WORKER_ID_MISSING, BAD_WEIGHT: worker_id is empty, or weight is not a finite
      *     number > 0.
@@ -623,6 +643,8 @@ export interface ParameterServerServiceClient extends Client {
      *   INTERNAL AGGREGATION_FAILED: computing the round's update failed.
      *   OUT_OF_RANGE BAD_OFFSET: offset is past the end of the payload.
      *   ABORTED PAYLOAD_REPLACED: the payload was replaced as it was opened; ask again.
+     *   UNAVAILABLE DATA_CONNECTION_LOST: the data connection (see tendril.tensor.v1.StreamMessage)
+     *     broke before the payload was through; pull again from the bytes received.
      */
     pullUpdate(request: PullUpdateRequest, options?: Partial<CallOptions>): ClientReadableStream<PullUpdateResponse>;
     pullUpdate(request: PullUpdateRequest, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<PullUpdateResponse>;
@@ -635,7 +657,10 @@ export interface ParameterServerServiceClient extends Client {
      *   INVALID_ARGUMENT BAD_HEADER, BAD_CODEC, OUT_OF_ORDER, EMPTY_CHUNK, TOO_LONG, BAD_PAYLOAD: the
      *     stream breaks its contract (see tendril.tensor.v1.StreamMessage).
      *   INVALID_ARGUMENT INCOMPLETE: the stream ended before its last byte.
-     *   DATA_LOSS SHA256_MISMATCH: the payload's sha256 is not the header's; send it again.
+     *   UNAVAILABLE DATA_CONNECTION_LOST: the data connection (see tendril.tensor.v1.StreamMessage)
+     *     broke before the last byte; push again.
+     *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the payload's digest is not the header's; send it
+     *     again.
      *   INVALID_ARGUMENT BAD_RUN_ID: the header's run_id is not a valid run id.
      *   INVALID_ARGUMENT STREAM_ID_REUSED: the stream_id already carries another payload.
      *   INVALID_ARGUMENT NON_FINITE_PARAMETERS: θ0 holds NaN or Inf.
@@ -659,6 +684,8 @@ export interface ParameterServerServiceClient extends Client {
      *   FAILED_PRECONDITION NO_PARAMETERS: the run has no θ0 yet.
      *   OUT_OF_RANGE BAD_OFFSET: offset is past the end of the payload.
      *   ABORTED PAYLOAD_REPLACED: the payload was replaced as it was opened; ask again.
+     *   UNAVAILABLE DATA_CONNECTION_LOST: the data connection (see tendril.tensor.v1.StreamMessage)
+     *     broke before the payload was through; pull again from the bytes received.
      */
     pullParameters(request: PullParametersRequest, options?: Partial<CallOptions>): ClientReadableStream<PullParametersResponse>;
     pullParameters(request: PullParametersRequest, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<PullParametersResponse>;

@@ -13,6 +13,28 @@ export declare enum Codec {
 }
 export declare function codecFromJSON(object: any): Codec;
 export declare function codecToJSON(object: Codec): string;
+/** DigestAlgorithm is the hash a payload digest is computed with. */
+export declare enum DigestAlgorithm {
+    /** DIGEST_ALGORITHM_UNSPECIFIED - Not set: the header's sha256 field is the digest. */
+    DIGEST_ALGORITHM_UNSPECIFIED = 0,
+    /** DIGEST_ALGORITHM_SHA256 - SHA-256; hex is 64 lowercase hex digits. */
+    DIGEST_ALGORITHM_SHA256 = 1,
+    /**
+     * DIGEST_ALGORITHM_XXH3_128 - XXH3-128 (xxHash), canonical big-endian form; hex is 32 lowercase hex digits. Catches accidental
+     * damage (bugs, bad memory, bad disks); tampering in transit is TLS's job (mTLS).
+     */
+    DIGEST_ALGORITHM_XXH3_128 = 2,
+    UNRECOGNIZED = -1
+}
+export declare function digestAlgorithmFromJSON(object: any): DigestAlgorithm;
+export declare function digestAlgorithmToJSON(object: DigestAlgorithm): string;
+/** Digest of a whole payload and the hash it was computed with. */
+export interface Digest {
+    /** The hash. */
+    algorithm: DigestAlgorithm;
+    /** The digest in lowercase hex. */
+    hex: string;
+}
 /** TensorInfo places one tensor in the stream's payload (SafeTensors layout). */
 export interface TensorInfo {
     /** Tensor name. */
@@ -52,7 +74,7 @@ export interface StreamHeader {
     tensors: TensorInfo[];
     /** Size in bytes of the whole payload: the SafeTensors file (header and data). */
     totalBytes: number;
-    /** Hex sha256 of the whole payload. */
+    /** Hex sha256 of the whole payload; may be empty when digest is set. */
     sha256: string;
     /** Block size of CODEC_INT8 (values per scale). */
     blockSize: number;
@@ -60,6 +82,12 @@ export interface StreamHeader {
     startOffset: number;
     /** The DiLoCo run the tensors belong to. */
     runId: string;
+    /**
+     * Digest of the whole payload with its algorithm; when unset, sha256 is the digest. Receivers
+     * verify whichever algorithm it names. Senders of this version send XXH3-128 here and leave
+     * sha256 empty.
+     */
+    digest: Digest | undefined;
 }
 /** Chunk is a piece of the payload. */
 export interface Chunk {
@@ -82,10 +110,28 @@ export interface Chunk {
  *     bytes end, is empty, or runs past total_bytes.
  *   INVALID_ARGUMENT INCOMPLETE: the stream ended before total_bytes arrived.
  *   DATA_LOSS SHA256_MISMATCH: the payload's sha256 is not the header's.
+ *   DATA_LOSS DIGEST_MISMATCH: the payload's digest (an algorithm other than sha256) is not the
+ *     header's.
  *   INVALID_ARGUMENT BAD_PAYLOAD: the payload is not a SafeTensors file, or its header disagrees.
+ *   UNAVAILABLE DATA_CONNECTION_LOST: the data connection broke before the payload was through;
+ *     resume from the bytes received.
  *   INVALID_ARGUMENT BAD_CHUNK: a pulled stream sends something else than a chunk after its header.
  *   INTERNAL BAD_FRAME: a message is not valid protobuf; the check runs while gRPC deserializes it,
  *     so the call ends INTERNAL without ErrorInfo.
+ *
+ * Data plane. A receiver that also listens on a plain TCP (or, under mTLS, TLS) data port may
+ * move the payload bytes outside the call. The client asks with request metadata
+ * "tendril-data-plane: tcp"; the server offers with initial metadata "tendril-data-port" (the
+ * port, on the host the call is connected to), "tendril-data-ticket" (64 hex digits: a one-time
+ * ticket, valid a few seconds, bound under mTLS to the caller's certificate) and, under TLS,
+ * "tendril-data-cert-sha256" (the sha256 of the data port's certificate, which the client pins).
+ * The client connects, sends the 8 bytes "TNDRLDP1" and the 32 ticket bytes, and reads one byte
+ * 0x01 (a wrong, used or expired ticket gets the connection closed instead). Then the payload
+ * bytes from the stream's start offset flow in one direction (pushes: client to server; pulls:
+ * server to client, after the header was sent in the call) and the connection is closed. The
+ * call carries the header, and ends with the server's verdict (a push's response or error, a
+ * pull's status). A client that cannot use the offer sends chunks in the call instead (pushes)
+ * or calls again without asking (pulls); a server without a data port never offers.
  */
 export interface StreamMessage {
     /** First message. */
@@ -93,6 +139,7 @@ export interface StreamMessage {
     /** Every later message. */
     chunk?: Chunk | undefined;
 }
+export declare const Digest: MessageFns<Digest>;
 export declare const TensorInfo: MessageFns<TensorInfo>;
 export declare const StreamHeader: MessageFns<StreamHeader>;
 export declare const Chunk: MessageFns<Chunk>;

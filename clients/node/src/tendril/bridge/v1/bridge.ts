@@ -2370,8 +2370,9 @@ export const JobBridgeServiceService = {
    *     retried send).
    *   INVALID_ARGUMENT LAYOUT_MISMATCH, NON_FINITE_UPDATE: the tensors differ from θ0's, or hold
    *     NaN or Inf.
-   *   DATA_LOSS SHA256_MISMATCH: the update arrived damaged; send it again.
+   *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the update arrived damaged; send it again.
    *   UNAVAILABLE PUSH_STALLED: the parameter server took no byte of several resumed sends; retry.
+   *   UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
    *   INTERNAL NOT_COMMITTED: the parameter server took the whole update without counting it.
    */
   sendUpdate: {
@@ -2397,8 +2398,9 @@ export const JobBridgeServiceService = {
    *     FetchParameters and join the open round.
    *   NOT_FOUND RUN_NOT_OPEN: the run is not open yet; retry.
    *   INTERNAL AGGREGATION_FAILED: the parameter server could not close the round.
-   *   DATA_LOSS SHA256_MISMATCH: the update arrived damaged.
+   *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the update arrived damaged.
    *   UNAVAILABLE PULL_CUT_SHORT: the parameter server's stream kept ending early; retry.
+   *   UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
    */
   receiveUpdate: {
     path: "/tendril.bridge.v1.JobBridgeService/ReceiveUpdate" as const,
@@ -2445,8 +2447,9 @@ export const JobBridgeServiceService = {
    *   NOT_FOUND RUN_NOT_OPEN: the aggregate job has not opened the run yet; retry.
    *   FAILED_PRECONDITION RUN_CLOSED: the run was closed.
    *   INVALID_ARGUMENT NON_FINITE_PARAMETERS: θ0 holds NaN or Inf.
-   *   DATA_LOSS SHA256_MISMATCH: θ0 arrived damaged; send it again.
+   *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: θ0 arrived damaged; send it again.
    *   UNAVAILABLE PUSH_STALLED: the parameter server took no byte of several resumed sends; retry.
+   *   UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
    */
   publishParameters: {
     path: "/tendril.bridge.v1.JobBridgeService/PublishParameters" as const,
@@ -2468,8 +2471,9 @@ export const JobBridgeServiceService = {
    *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no parameter_server or run_id.
    *   NOT_FOUND RUN_NOT_OPEN: the run is not open yet; retry.
    *   FAILED_PRECONDITION NO_PARAMETERS: nobody published θ0 for the run yet.
-   *   DATA_LOSS SHA256_MISMATCH: θ arrived damaged.
+   *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: θ arrived damaged.
    *   UNAVAILABLE PULL_CUT_SHORT: the parameter server's stream kept ending early; retry.
+   *   UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
    */
   fetchParameters: {
     path: "/tendril.bridge.v1.JobBridgeService/FetchParameters" as const,
@@ -2623,8 +2627,9 @@ export interface JobBridgeServiceServer extends UntypedServiceImplementation {
    *     retried send).
    *   INVALID_ARGUMENT LAYOUT_MISMATCH, NON_FINITE_UPDATE: the tensors differ from θ0's, or hold
    *     NaN or Inf.
-   *   DATA_LOSS SHA256_MISMATCH: the update arrived damaged; send it again.
+   *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the update arrived damaged; send it again.
    *   UNAVAILABLE PUSH_STALLED: the parameter server took no byte of several resumed sends; retry.
+   *   UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
    *   INTERNAL NOT_COMMITTED: the parameter server took the whole update without counting it.
    */
   sendUpdate: handleUnaryCall<SendUpdateRequest, SendUpdateResponse>;
@@ -2642,8 +2647,9 @@ export interface JobBridgeServiceServer extends UntypedServiceImplementation {
    *     FetchParameters and join the open round.
    *   NOT_FOUND RUN_NOT_OPEN: the run is not open yet; retry.
    *   INTERNAL AGGREGATION_FAILED: the parameter server could not close the round.
-   *   DATA_LOSS SHA256_MISMATCH: the update arrived damaged.
+   *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the update arrived damaged.
    *   UNAVAILABLE PULL_CUT_SHORT: the parameter server's stream kept ending early; retry.
+   *   UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
    */
   receiveUpdate: handleUnaryCall<ReceiveUpdateRequest, ReceiveUpdateResponse>;
   /**
@@ -2671,8 +2677,9 @@ export interface JobBridgeServiceServer extends UntypedServiceImplementation {
    *   NOT_FOUND RUN_NOT_OPEN: the aggregate job has not opened the run yet; retry.
    *   FAILED_PRECONDITION RUN_CLOSED: the run was closed.
    *   INVALID_ARGUMENT NON_FINITE_PARAMETERS: θ0 holds NaN or Inf.
-   *   DATA_LOSS SHA256_MISMATCH: θ0 arrived damaged; send it again.
+   *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: θ0 arrived damaged; send it again.
    *   UNAVAILABLE PUSH_STALLED: the parameter server took no byte of several resumed sends; retry.
+   *   UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
    */
   publishParameters: handleUnaryCall<PublishParametersRequest, PublishParametersResponse>;
   /**
@@ -2684,8 +2691,9 @@ export interface JobBridgeServiceServer extends UntypedServiceImplementation {
    *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no parameter_server or run_id.
    *   NOT_FOUND RUN_NOT_OPEN: the run is not open yet; retry.
    *   FAILED_PRECONDITION NO_PARAMETERS: nobody published θ0 for the run yet.
-   *   DATA_LOSS SHA256_MISMATCH: θ arrived damaged.
+   *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: θ arrived damaged.
    *   UNAVAILABLE PULL_CUT_SHORT: the parameter server's stream kept ending early; retry.
+   *   UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
    */
   fetchParameters: handleUnaryCall<FetchParametersRequest, FetchParametersResponse>;
   /**
@@ -2847,8 +2855,9 @@ export interface JobBridgeServiceClient extends Client {
    *     retried send).
    *   INVALID_ARGUMENT LAYOUT_MISMATCH, NON_FINITE_UPDATE: the tensors differ from θ0's, or hold
    *     NaN or Inf.
-   *   DATA_LOSS SHA256_MISMATCH: the update arrived damaged; send it again.
+   *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the update arrived damaged; send it again.
    *   UNAVAILABLE PUSH_STALLED: the parameter server took no byte of several resumed sends; retry.
+   *   UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
    *   INTERNAL NOT_COMMITTED: the parameter server took the whole update without counting it.
    */
   sendUpdate(
@@ -2880,8 +2889,9 @@ export interface JobBridgeServiceClient extends Client {
    *     FetchParameters and join the open round.
    *   NOT_FOUND RUN_NOT_OPEN: the run is not open yet; retry.
    *   INTERNAL AGGREGATION_FAILED: the parameter server could not close the round.
-   *   DATA_LOSS SHA256_MISMATCH: the update arrived damaged.
+   *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the update arrived damaged.
    *   UNAVAILABLE PULL_CUT_SHORT: the parameter server's stream kept ending early; retry.
+   *   UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
    */
   receiveUpdate(
     request: ReceiveUpdateRequest,
@@ -2937,8 +2947,9 @@ export interface JobBridgeServiceClient extends Client {
    *   NOT_FOUND RUN_NOT_OPEN: the aggregate job has not opened the run yet; retry.
    *   FAILED_PRECONDITION RUN_CLOSED: the run was closed.
    *   INVALID_ARGUMENT NON_FINITE_PARAMETERS: θ0 holds NaN or Inf.
-   *   DATA_LOSS SHA256_MISMATCH: θ0 arrived damaged; send it again.
+   *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: θ0 arrived damaged; send it again.
    *   UNAVAILABLE PUSH_STALLED: the parameter server took no byte of several resumed sends; retry.
+   *   UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
    */
   publishParameters(
     request: PublishParametersRequest,
@@ -2964,8 +2975,9 @@ export interface JobBridgeServiceClient extends Client {
    *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no parameter_server or run_id.
    *   NOT_FOUND RUN_NOT_OPEN: the run is not open yet; retry.
    *   FAILED_PRECONDITION NO_PARAMETERS: nobody published θ0 for the run yet.
-   *   DATA_LOSS SHA256_MISMATCH: θ arrived damaged.
+   *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: θ arrived damaged.
    *   UNAVAILABLE PULL_CUT_SHORT: the parameter server's stream kept ending early; retry.
+   *   UNAVAILABLE DATA_CONNECTION_LOST: the parameter server's data connection kept breaking; retry.
    */
   fetchParameters(
     request: FetchParametersRequest,

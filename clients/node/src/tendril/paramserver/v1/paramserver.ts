@@ -2194,14 +2194,16 @@ export const ParameterServerServiceService = {
     responseDeserialize: (value: Buffer): CloseJobResponse => CloseJobResponse.decode(value),
   },
   /**
-   * PushUpdate streams one worker's pseudo-gradient for a round (header, then chunks).
+   * PushUpdate streams one worker's pseudo-gradient for a round (header, then chunks, or the bytes
+   * over the data plane; see tendril.tensor.v1.StreamMessage).
    *
    * Errors:
    *   INVALID_ARGUMENT HEADER_MISSING, UNEXPECTED_HEADER: the stream does not start with exactly
    *     one header.
    *   INVALID_ARGUMENT BAD_HEADER, BAD_CODEC, OUT_OF_ORDER, EMPTY_CHUNK, TOO_LONG, BAD_PAYLOAD: the
    *     stream breaks its contract (see tendril.tensor.v1.StreamMessage).
-   *   DATA_LOSS SHA256_MISMATCH: the payload's sha256 is not the header's; send it again.
+   *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the payload's digest is not the header's; send it
+   *     again.
    *   INVALID_ARGUMENT BAD_RUN_ID: the header's run_id is not a valid run id.
    *   INVALID_ARGUMENT WORKER_ID_MISSING, BAD_WEIGHT: worker_id is empty, or weight is not a finite
    *     number > 0.
@@ -2245,6 +2247,8 @@ export const ParameterServerServiceService = {
    *   INTERNAL AGGREGATION_FAILED: computing the round's update failed.
    *   OUT_OF_RANGE BAD_OFFSET: offset is past the end of the payload.
    *   ABORTED PAYLOAD_REPLACED: the payload was replaced as it was opened; ask again.
+   *   UNAVAILABLE DATA_CONNECTION_LOST: the data connection (see tendril.tensor.v1.StreamMessage)
+   *     broke before the payload was through; pull again from the bytes received.
    */
   pullUpdate: {
     path: "/tendril.paramserver.v1.ParameterServerService/PullUpdate" as const,
@@ -2264,7 +2268,10 @@ export const ParameterServerServiceService = {
    *   INVALID_ARGUMENT BAD_HEADER, BAD_CODEC, OUT_OF_ORDER, EMPTY_CHUNK, TOO_LONG, BAD_PAYLOAD: the
    *     stream breaks its contract (see tendril.tensor.v1.StreamMessage).
    *   INVALID_ARGUMENT INCOMPLETE: the stream ended before its last byte.
-   *   DATA_LOSS SHA256_MISMATCH: the payload's sha256 is not the header's; send it again.
+   *   UNAVAILABLE DATA_CONNECTION_LOST: the data connection (see tendril.tensor.v1.StreamMessage)
+   *     broke before the last byte; push again.
+   *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the payload's digest is not the header's; send it
+   *     again.
    *   INVALID_ARGUMENT BAD_RUN_ID: the header's run_id is not a valid run id.
    *   INVALID_ARGUMENT STREAM_ID_REUSED: the stream_id already carries another payload.
    *   INVALID_ARGUMENT NON_FINITE_PARAMETERS: θ0 holds NaN or Inf.
@@ -2295,6 +2302,8 @@ export const ParameterServerServiceService = {
    *   FAILED_PRECONDITION NO_PARAMETERS: the run has no θ0 yet.
    *   OUT_OF_RANGE BAD_OFFSET: offset is past the end of the payload.
    *   ABORTED PAYLOAD_REPLACED: the payload was replaced as it was opened; ask again.
+   *   UNAVAILABLE DATA_CONNECTION_LOST: the data connection (see tendril.tensor.v1.StreamMessage)
+   *     broke before the payload was through; pull again from the bytes received.
    */
   pullParameters: {
     path: "/tendril.paramserver.v1.ParameterServerService/PullParameters" as const,
@@ -2373,14 +2382,16 @@ export interface ParameterServerServiceServer extends UntypedServiceImplementati
    */
   closeJob: handleUnaryCall<CloseJobRequest, CloseJobResponse>;
   /**
-   * PushUpdate streams one worker's pseudo-gradient for a round (header, then chunks).
+   * PushUpdate streams one worker's pseudo-gradient for a round (header, then chunks, or the bytes
+   * over the data plane; see tendril.tensor.v1.StreamMessage).
    *
    * Errors:
    *   INVALID_ARGUMENT HEADER_MISSING, UNEXPECTED_HEADER: the stream does not start with exactly
    *     one header.
    *   INVALID_ARGUMENT BAD_HEADER, BAD_CODEC, OUT_OF_ORDER, EMPTY_CHUNK, TOO_LONG, BAD_PAYLOAD: the
    *     stream breaks its contract (see tendril.tensor.v1.StreamMessage).
-   *   DATA_LOSS SHA256_MISMATCH: the payload's sha256 is not the header's; send it again.
+   *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the payload's digest is not the header's; send it
+   *     again.
    *   INVALID_ARGUMENT BAD_RUN_ID: the header's run_id is not a valid run id.
    *   INVALID_ARGUMENT WORKER_ID_MISSING, BAD_WEIGHT: worker_id is empty, or weight is not a finite
    *     number > 0.
@@ -2416,6 +2427,8 @@ export interface ParameterServerServiceServer extends UntypedServiceImplementati
    *   INTERNAL AGGREGATION_FAILED: computing the round's update failed.
    *   OUT_OF_RANGE BAD_OFFSET: offset is past the end of the payload.
    *   ABORTED PAYLOAD_REPLACED: the payload was replaced as it was opened; ask again.
+   *   UNAVAILABLE DATA_CONNECTION_LOST: the data connection (see tendril.tensor.v1.StreamMessage)
+   *     broke before the payload was through; pull again from the bytes received.
    */
   pullUpdate: handleServerStreamingCall<PullUpdateRequest, PullUpdateResponse>;
   /**
@@ -2427,7 +2440,10 @@ export interface ParameterServerServiceServer extends UntypedServiceImplementati
    *   INVALID_ARGUMENT BAD_HEADER, BAD_CODEC, OUT_OF_ORDER, EMPTY_CHUNK, TOO_LONG, BAD_PAYLOAD: the
    *     stream breaks its contract (see tendril.tensor.v1.StreamMessage).
    *   INVALID_ARGUMENT INCOMPLETE: the stream ended before its last byte.
-   *   DATA_LOSS SHA256_MISMATCH: the payload's sha256 is not the header's; send it again.
+   *   UNAVAILABLE DATA_CONNECTION_LOST: the data connection (see tendril.tensor.v1.StreamMessage)
+   *     broke before the last byte; push again.
+   *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the payload's digest is not the header's; send it
+   *     again.
    *   INVALID_ARGUMENT BAD_RUN_ID: the header's run_id is not a valid run id.
    *   INVALID_ARGUMENT STREAM_ID_REUSED: the stream_id already carries another payload.
    *   INVALID_ARGUMENT NON_FINITE_PARAMETERS: θ0 holds NaN or Inf.
@@ -2448,6 +2464,8 @@ export interface ParameterServerServiceServer extends UntypedServiceImplementati
    *   FAILED_PRECONDITION NO_PARAMETERS: the run has no θ0 yet.
    *   OUT_OF_RANGE BAD_OFFSET: offset is past the end of the payload.
    *   ABORTED PAYLOAD_REPLACED: the payload was replaced as it was opened; ask again.
+   *   UNAVAILABLE DATA_CONNECTION_LOST: the data connection (see tendril.tensor.v1.StreamMessage)
+   *     broke before the payload was through; pull again from the bytes received.
    */
   pullParameters: handleServerStreamingCall<PullParametersRequest, PullParametersResponse>;
   /**
@@ -2528,14 +2546,16 @@ export interface ParameterServerServiceClient extends Client {
     callback: (error: ServiceError | null, response: CloseJobResponse) => void,
   ): ClientUnaryCall;
   /**
-   * PushUpdate streams one worker's pseudo-gradient for a round (header, then chunks).
+   * PushUpdate streams one worker's pseudo-gradient for a round (header, then chunks, or the bytes
+   * over the data plane; see tendril.tensor.v1.StreamMessage).
    *
    * Errors:
    *   INVALID_ARGUMENT HEADER_MISSING, UNEXPECTED_HEADER: the stream does not start with exactly
    *     one header.
    *   INVALID_ARGUMENT BAD_HEADER, BAD_CODEC, OUT_OF_ORDER, EMPTY_CHUNK, TOO_LONG, BAD_PAYLOAD: the
    *     stream breaks its contract (see tendril.tensor.v1.StreamMessage).
-   *   DATA_LOSS SHA256_MISMATCH: the payload's sha256 is not the header's; send it again.
+   *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the payload's digest is not the header's; send it
+   *     again.
    *   INVALID_ARGUMENT BAD_RUN_ID: the header's run_id is not a valid run id.
    *   INVALID_ARGUMENT WORKER_ID_MISSING, BAD_WEIGHT: worker_id is empty, or weight is not a finite
    *     number > 0.
@@ -2586,6 +2606,8 @@ export interface ParameterServerServiceClient extends Client {
    *   INTERNAL AGGREGATION_FAILED: computing the round's update failed.
    *   OUT_OF_RANGE BAD_OFFSET: offset is past the end of the payload.
    *   ABORTED PAYLOAD_REPLACED: the payload was replaced as it was opened; ask again.
+   *   UNAVAILABLE DATA_CONNECTION_LOST: the data connection (see tendril.tensor.v1.StreamMessage)
+   *     broke before the payload was through; pull again from the bytes received.
    */
   pullUpdate(request: PullUpdateRequest, options?: Partial<CallOptions>): ClientReadableStream<PullUpdateResponse>;
   pullUpdate(
@@ -2602,7 +2624,10 @@ export interface ParameterServerServiceClient extends Client {
    *   INVALID_ARGUMENT BAD_HEADER, BAD_CODEC, OUT_OF_ORDER, EMPTY_CHUNK, TOO_LONG, BAD_PAYLOAD: the
    *     stream breaks its contract (see tendril.tensor.v1.StreamMessage).
    *   INVALID_ARGUMENT INCOMPLETE: the stream ended before its last byte.
-   *   DATA_LOSS SHA256_MISMATCH: the payload's sha256 is not the header's; send it again.
+   *   UNAVAILABLE DATA_CONNECTION_LOST: the data connection (see tendril.tensor.v1.StreamMessage)
+   *     broke before the last byte; push again.
+   *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the payload's digest is not the header's; send it
+   *     again.
    *   INVALID_ARGUMENT BAD_RUN_ID: the header's run_id is not a valid run id.
    *   INVALID_ARGUMENT STREAM_ID_REUSED: the stream_id already carries another payload.
    *   INVALID_ARGUMENT NON_FINITE_PARAMETERS: θ0 holds NaN or Inf.
@@ -2638,6 +2663,8 @@ export interface ParameterServerServiceClient extends Client {
    *   FAILED_PRECONDITION NO_PARAMETERS: the run has no θ0 yet.
    *   OUT_OF_RANGE BAD_OFFSET: offset is past the end of the payload.
    *   ABORTED PAYLOAD_REPLACED: the payload was replaced as it was opened; ask again.
+   *   UNAVAILABLE DATA_CONNECTION_LOST: the data connection (see tendril.tensor.v1.StreamMessage)
+   *     broke before the payload was through; pull again from the bytes received.
    */
   pullParameters(
     request: PullParametersRequest,

@@ -54,6 +54,60 @@ export function codecToJSON(object: Codec): string {
   }
 }
 
+/** DigestAlgorithm is the hash a payload digest is computed with. */
+export enum DigestAlgorithm {
+  /** DIGEST_ALGORITHM_UNSPECIFIED - Not set: the header's sha256 field is the digest. */
+  DIGEST_ALGORITHM_UNSPECIFIED = 0,
+  /** DIGEST_ALGORITHM_SHA256 - SHA-256; hex is 64 lowercase hex digits. */
+  DIGEST_ALGORITHM_SHA256 = 1,
+  /**
+   * DIGEST_ALGORITHM_XXH3_128 - XXH3-128 (xxHash), canonical big-endian form; hex is 32 lowercase hex digits. Catches accidental
+   * damage (bugs, bad memory, bad disks); tampering in transit is TLS's job (mTLS).
+   */
+  DIGEST_ALGORITHM_XXH3_128 = 2,
+  UNRECOGNIZED = -1,
+}
+
+export function digestAlgorithmFromJSON(object: any): DigestAlgorithm {
+  switch (object) {
+    case 0:
+    case "DIGEST_ALGORITHM_UNSPECIFIED":
+      return DigestAlgorithm.DIGEST_ALGORITHM_UNSPECIFIED;
+    case 1:
+    case "DIGEST_ALGORITHM_SHA256":
+      return DigestAlgorithm.DIGEST_ALGORITHM_SHA256;
+    case 2:
+    case "DIGEST_ALGORITHM_XXH3_128":
+      return DigestAlgorithm.DIGEST_ALGORITHM_XXH3_128;
+    case -1:
+    case "UNRECOGNIZED":
+    default:
+      return DigestAlgorithm.UNRECOGNIZED;
+  }
+}
+
+export function digestAlgorithmToJSON(object: DigestAlgorithm): string {
+  switch (object) {
+    case DigestAlgorithm.DIGEST_ALGORITHM_UNSPECIFIED:
+      return "DIGEST_ALGORITHM_UNSPECIFIED";
+    case DigestAlgorithm.DIGEST_ALGORITHM_SHA256:
+      return "DIGEST_ALGORITHM_SHA256";
+    case DigestAlgorithm.DIGEST_ALGORITHM_XXH3_128:
+      return "DIGEST_ALGORITHM_XXH3_128";
+    case DigestAlgorithm.UNRECOGNIZED:
+    default:
+      return "UNRECOGNIZED";
+  }
+}
+
+/** Digest of a whole payload and the hash it was computed with. */
+export interface Digest {
+  /** The hash. */
+  algorithm: DigestAlgorithm;
+  /** The digest in lowercase hex. */
+  hex: string;
+}
+
 /** TensorInfo places one tensor in the stream's payload (SafeTensors layout). */
 export interface TensorInfo {
   /** Tensor name. */
@@ -94,7 +148,7 @@ export interface StreamHeader {
   tensors: TensorInfo[];
   /** Size in bytes of the whole payload: the SafeTensors file (header and data). */
   totalBytes: number;
-  /** Hex sha256 of the whole payload. */
+  /** Hex sha256 of the whole payload; may be empty when digest is set. */
   sha256: string;
   /** Block size of CODEC_INT8 (values per scale). */
   blockSize: number;
@@ -102,6 +156,12 @@ export interface StreamHeader {
   startOffset: number;
   /** The DiLoCo run the tensors belong to. */
   runId: string;
+  /**
+   * Digest of the whole payload with its algorithm; when unset, sha256 is the digest. Receivers
+   * verify whichever algorithm it names. Senders of this version send XXH3-128 here and leave
+   * sha256 empty.
+   */
+  digest: Digest | undefined;
 }
 
 /** Chunk is a piece of the payload. */
@@ -126,10 +186,28 @@ export interface Chunk {
  *     bytes end, is empty, or runs past total_bytes.
  *   INVALID_ARGUMENT INCOMPLETE: the stream ended before total_bytes arrived.
  *   DATA_LOSS SHA256_MISMATCH: the payload's sha256 is not the header's.
+ *   DATA_LOSS DIGEST_MISMATCH: the payload's digest (an algorithm other than sha256) is not the
+ *     header's.
  *   INVALID_ARGUMENT BAD_PAYLOAD: the payload is not a SafeTensors file, or its header disagrees.
+ *   UNAVAILABLE DATA_CONNECTION_LOST: the data connection broke before the payload was through;
+ *     resume from the bytes received.
  *   INVALID_ARGUMENT BAD_CHUNK: a pulled stream sends something else than a chunk after its header.
  *   INTERNAL BAD_FRAME: a message is not valid protobuf; the check runs while gRPC deserializes it,
  *     so the call ends INTERNAL without ErrorInfo.
+ *
+ * Data plane. A receiver that also listens on a plain TCP (or, under mTLS, TLS) data port may
+ * move the payload bytes outside the call. The client asks with request metadata
+ * "tendril-data-plane: tcp"; the server offers with initial metadata "tendril-data-port" (the
+ * port, on the host the call is connected to), "tendril-data-ticket" (64 hex digits: a one-time
+ * ticket, valid a few seconds, bound under mTLS to the caller's certificate) and, under TLS,
+ * "tendril-data-cert-sha256" (the sha256 of the data port's certificate, which the client pins).
+ * The client connects, sends the 8 bytes "TNDRLDP1" and the 32 ticket bytes, and reads one byte
+ * 0x01 (a wrong, used or expired ticket gets the connection closed instead). Then the payload
+ * bytes from the stream's start offset flow in one direction (pushes: client to server; pulls:
+ * server to client, after the header was sent in the call) and the connection is closed. The
+ * call carries the header, and ends with the server's verdict (a push's response or error, a
+ * pull's status). A client that cannot use the offer sends chunks in the call instead (pushes)
+ * or calls again without asking (pulls); a server without a data port never offers.
  */
 export interface StreamMessage {
   /** First message. */
@@ -139,6 +217,91 @@ export interface StreamMessage {
   /** Every later message. */
   chunk?: Chunk | undefined;
 }
+
+function createBaseDigest(): Digest {
+  return { algorithm: 0, hex: "" };
+}
+
+export const Digest: MessageFns<Digest> = {
+  encode(message: Digest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.algorithm !== 0) {
+      writer.uint32(8).int32(message.algorithm);
+    }
+    if (message.hex !== "") {
+      writer.uint32(18).string(message.hex);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): Digest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDigest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.algorithm = reader.int32() as any;
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.hex = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): Digest {
+    return {
+      algorithm: isSet(object.algorithm) ? digestAlgorithmFromJSON(object.algorithm) : 0,
+      hex: isSet(object.hex) ? globalThis.String(object.hex) : "",
+    };
+  },
+
+  toJSON(message: Digest): unknown {
+    const obj: any = {};
+    if (message.algorithm !== 0) {
+      obj.algorithm = digestAlgorithmToJSON(message.algorithm);
+    }
+    if (message.hex !== "") {
+      obj.hex = message.hex;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<Digest>, I>>(base?: I): Digest {
+    return Digest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<Digest>, I>>(object: I): Digest {
+    const message = createBaseDigest();
+    message.algorithm = object.algorithm ?? 0;
+    message.hex = object.hex ?? "";
+    return message;
+  },
+};
 
 function createBaseTensorInfo(): TensorInfo {
   return { name: "", dtype: "", shape: [], begin: 0, end: 0, scalesBegin: 0, scalesEnd: 0 };
@@ -341,6 +504,7 @@ function createBaseStreamHeader(): StreamHeader {
     blockSize: 0,
     startOffset: 0,
     runId: "",
+    digest: undefined,
   };
 }
 
@@ -381,6 +545,9 @@ export const StreamHeader: MessageFns<StreamHeader> = {
     }
     if (message.runId !== "") {
       writer.uint32(98).string(message.runId);
+    }
+    if (message.digest !== undefined) {
+      Digest.encode(message.digest, writer.uint32(106).fork()).join();
     }
     return writer;
   },
@@ -494,6 +661,14 @@ export const StreamHeader: MessageFns<StreamHeader> = {
             message.runId = reader.string();
             continue;
           }
+          case 13: {
+            if (tag !== 106) {
+              break;
+            }
+
+            message.digest = Digest.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -550,6 +725,7 @@ export const StreamHeader: MessageFns<StreamHeader> = {
         : isSet(object.run_id)
         ? globalThis.String(object.run_id)
         : "",
+      digest: isSet(object.digest) ? Digest.fromJSON(object.digest) : undefined,
     };
   },
 
@@ -591,6 +767,9 @@ export const StreamHeader: MessageFns<StreamHeader> = {
     if (message.runId !== "") {
       obj.runId = message.runId;
     }
+    if (message.digest !== undefined) {
+      obj.digest = Digest.toJSON(message.digest);
+    }
     return obj;
   },
 
@@ -611,6 +790,9 @@ export const StreamHeader: MessageFns<StreamHeader> = {
     message.blockSize = object.blockSize ?? 0;
     message.startOffset = object.startOffset ?? 0;
     message.runId = object.runId ?? "";
+    message.digest = (object.digest !== undefined && object.digest !== null)
+      ? Digest.fromPartial(object.digest)
+      : undefined;
     return message;
   },
 };
