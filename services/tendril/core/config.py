@@ -30,6 +30,7 @@ from pydantic import (
     ConfigDict,
     Field,
     NonNegativeFloat,
+    NonNegativeInt,
     PositiveFloat,
     PositiveInt,
     TypeAdapter,
@@ -203,6 +204,8 @@ class ParameterServerSection:
 
     listen: Address = "127.0.0.1:50055"
     """Address the ParameterServer listens on."""
+    memory_budget_mib: NonNegativeInt = 0
+    """MiB for rounds in memory (pushes received, sums, updates); pushes wait for room. 0: each run's fp32 model + 1."""
 
 
 @dataclass(config=SECTION)

@@ -63,8 +63,8 @@ def _round_to_odd(
     return (bits + np.where(inexact_even, toward, 0)).view(np.float64)
 
 
-def nesterov(theta: F32, momentum: F32 | None, grad: F32, *, lr: float, mu: float) -> tuple[F32, F32, F32]:
-    """One outer step on a piece: returns (θ_new, new momentum buffer, u), θ_new = θ + u.
+def nesterov_step(theta: F32, momentum: F32 | None, grad: F32, *, lr: float, mu: float) -> tuple[F32, F32]:
+    """One outer step on a piece: returns (new momentum buffer, u) with u = float32(θ_torch − θ).
 
     ``momentum`` None means the first step (the buffer starts as a copy of ``grad``).
     """
@@ -74,4 +74,13 @@ def nesterov(theta: F32, momentum: F32 | None, grad: F32, *, lr: float, mu: floa
     direction = fma32(buf, mu, grad)
     theta_torch = fma32(direction, -np.float32(lr), theta)
     update = (theta_torch - theta).astype(np.float32)
-    return (theta + update).astype(np.float32), buf.astype(np.float32), update
+    return buf.astype(np.float32), update
+
+
+def nesterov(theta: F32, momentum: F32 | None, grad: F32, *, lr: float, mu: float) -> tuple[F32, F32, F32]:
+    """One outer step on a piece: returns (θ_new, new momentum buffer, u), θ_new = θ + u.
+
+    ``momentum`` None means the first step (the buffer starts as a copy of ``grad``).
+    """
+    buf, update = nesterov_step(theta, momentum, grad, lr=lr, mu=mu)
+    return (theta + update).astype(np.float32), buf, update

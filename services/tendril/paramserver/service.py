@@ -13,7 +13,9 @@ class ParameterServerService:
 
     def __init__(self, config: WorkerConfig) -> None:
         self.config = config
-        self.core = ParameterServerCore(config.state_dir / "paramserver")
+        self.core = ParameterServerCore(
+            config.state_dir / "paramserver", memory_budget=config.paramserver.memory_budget_mib * 1024 * 1024
+        )
         self.server = ServiceServer(
             config.listen("paramserver"),
             [Binding(SERVICE_NAME, add_to_server, ParameterServerServicer(self.core))],

@@ -29,6 +29,7 @@ from tendril.core.streaming import (
     header_frame,
     header_message,
     info_from_header,
+    iter_frames,
     parse_frame,
     run_id_of,
 )
@@ -130,8 +131,9 @@ class ParameterServerServicer(paramserver_pb2_grpc.ParameterServerServiceService
             expected_workers=request.expected_workers,
             quorum=request.quorum,
             round_timeout_seconds=request.round_timeout_seconds,
-            outer_lr=request.outer_lr,
-            outer_momentum=request.outer_momentum,
+            # NOTE: unset means the default, 0 means 0 (outer_momentum 0: plain SGD outer steps).
+            outer_lr=request.outer_lr if request.HasField("outer_lr") else None,
+            outer_momentum=request.outer_momentum if request.HasField("outer_momentum") else None,
             codec=_codec(request.codec),
             rounds=request.rounds,
         )
@@ -217,7 +219,9 @@ class ParameterServerServicer(paramserver_pb2_grpc.ParameterServerServiceService
         codec = _codec(request.codec) if request.codec else ""
         if request.timeout_seconds < 0:
             raise _bad("timeout_seconds must be >= 0", ParamserverReason.BAD_TIMEOUT)
-        served = await self.core.update_payload(run_id, request.round, codec, request.timeout_seconds)
+        served = await self.core.update_payload(
+            run_id, request.round, codec, request.timeout_seconds, worker_id=request.worker_id
+        )
         _check_offset(request.offset, served)
         stream_id = f"{run_id}/update/{request.round}/{served.layout.codec}"
         async for frame in _stream(served, run_id, request.offset, stream_id):
@@ -234,7 +238,15 @@ class ParameterServerServicer(paramserver_pb2_grpc.ParameterServerServiceService
 
 
 async def _stream(served: Served, run_id: str, offset: int, stream_id: str) -> AsyncIterator[bytes]:
-    """Header, then chunks cut lazily from an mmap of the payload (which stays valid if replaced)."""
+    """Header, then chunks cut lazily from the payload in memory, or from an mmap of its file
+    (which stays valid if the file is replaced)."""
+    if served.view is not None:
+        await served.ready(len(served.view))
+        yield _served_header(served, run_id, offset, stream_id)
+        for frame in iter_frames(served.view, offset):
+            yield frame
+        return
+    assert served.path is not None
     frames = file_frames(served.path, offset)
     try:
         first = next(frames, None)  # maps the file now, before the header promises its bytes
