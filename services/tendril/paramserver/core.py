@@ -653,7 +653,7 @@ class ParameterServerCore:
             view=view.toreadonly(),
         )
         run.closed_rounds[round] = _ClosedRound(UpdateRecord(served.contributors, served.weight), config.codec)
-        self._keep(run, round, config.codec, served)
+        self._keep(run, round, config.codec, served, applied=True)
         run.acc = None
         finished = bool(config.rounds) and round + 1 >= config.rounds
         machine.finish_close()
@@ -834,24 +834,30 @@ class ParameterServerCore:
             served = run.kept.get((round, codec))
             if served is None:
                 layout, header = new_payload([(t.name, t.shape) for t in applied.layout.tensors], codec)
-                view = memoryview(self.budget.take(layout.total_bytes))
+                # NOTE: allocated without making room: room would be made by dropping the very
+                # update this one is encoded from. It is dropped first when a push needs room.
+                view = memoryview(self.budget.allocate(layout.total_bytes))
                 assert applied.view is not None
                 await asyncio.to_thread(convert, applied.view, applied.layout, view, layout, header)
                 sha = await asyncio.to_thread(digest, view)
                 served = dataclasses.replace(applied, layout=layout, sha256=sha, view=view.toreadonly())
-                self._keep(run, round, codec, served)
+                self._keep(run, round, codec, served, applied=False)
         run.encode_locks.pop((round, codec), None)
         self.budget.touch(_update_key(run, round, codec))
         return served
 
-    def _keep(self, run: Run, round: int, codec: str, served: Served) -> None:
-        """Keep an update in memory (while the budget has room, and for the last KEEP_UPDATES rounds)."""
+    def _keep(self, run: Run, round: int, codec: str, served: Served, *, applied: bool) -> None:
+        """Keep an update in memory (while the budget has room, and for the last KEEP_UPDATES rounds).
+
+        The update as applied (the run's codec) is dropped after everything else: the others
+        are re-encoded from it.
+        """
         run.kept[(round, codec)] = served
 
         def drop() -> None:
             run.kept.pop((round, codec), None)
 
-        self.budget.droppable(_update_key(run, round, codec), served.layout.total_bytes, drop)
+        self.budget.droppable(_update_key(run, round, codec), served.layout.total_bytes, drop, last=applied)
         rounds = sorted({r for r, _ in run.kept})
         for old in rounds[:-KEEP_UPDATES]:
             for r, c in [key for key in run.kept if key[0] == old]:

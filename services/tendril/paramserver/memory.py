@@ -42,6 +42,7 @@ log = get_logger("tendril.paramserver")
 class _Droppable:
     nbytes: int
     drop: Callable[[], None]
+    last: bool  # dropped only once nothing else is left to drop
 
 
 class MemoryBudget:
@@ -83,9 +84,12 @@ class MemoryBudget:
 
     # -- what may be dropped -------------------------------------------------------------------------
 
-    def droppable(self, key: Hashable, nbytes: int, drop: Callable[[], None]) -> None:
-        """Register something that ``drop()`` lets go of when room is needed (kept updates, idle pushes)."""
-        self._droppable[key] = _Droppable(nbytes, drop)
+    def droppable(self, key: Hashable, nbytes: int, drop: Callable[[], None], *, last: bool = False) -> None:
+        """Register something that ``drop()`` lets go of when room is needed (kept updates, idle pushes).
+
+        The oldest registered goes first, those registered with ``last`` only after all others.
+        """
+        self._droppable[key] = _Droppable(nbytes, drop, last)
         self._droppable.move_to_end(key)
 
     def touch(self, key: Hashable) -> None:
@@ -104,7 +108,8 @@ class MemoryBudget:
         dropped update): then it counts until that reader is done.
         """
         while self._droppable and self.limit and self.held + nbytes > self.limit:
-            key, item = self._droppable.popitem(last=False)
+            key = next((k for k, item in self._droppable.items() if not item.last), next(iter(self._droppable)))
+            item = self._droppable.pop(key)
             log.info("paramserver.memory_dropped", what=str(key), bytes=item.nbytes)
             item.drop()
 

@@ -1,0 +1,254 @@
+"""The parameter server's round in memory: identical θ everywhere, admission, the checkpoint, zero means zero.
+
+Over gRPC with an in-process server where the wire matters (pulls, parameters, OpenJob's
+optional fields), in the core otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.numpy import save_file
+
+from tendril.core import tensorstream
+from tendril.core.channel import open_channel
+from tendril.core.config import load_config
+from tendril.core.errors import ErrorKind
+from tendril.core.streaming import StreamInfo
+from tendril.core.tensorstream import prepared_payload
+from tendril.paramserver import core as core_module
+from tendril.paramserver.core import ParameterServerCore
+from tendril.paramserver.errors import ParameterServerError
+from tendril.paramserver.rounds import RunConfig
+from tendril.paramserver.service import ParameterServerService, build
+from tendril_diloco.params import apply_update, compute_delta, load_params, save_params
+from tendril_proto.paramserver.v1 import paramserver_pb2, paramserver_pb2_grpc
+from tendril_proto.tensor.v1 import tensor_pb2
+from tests.unit.test_aggregator_core import CHUNK, _open, _push, _write
+
+# Sizes that are not multiples of the int8 block (256) nor of the server's 64 Ki-value blocks.
+SHAPES = {"h.0.w": (300, 257), "h.0.b": (257,), "ln.g": (70_001,)}
+WORKERS = ("w0", "w1", "w2")
+CODEC_PROTO = {"fp32": tensor_pb2.CODEC_FP32, "bf16": tensor_pb2.CODEC_BF16, "int8": tensor_pb2.CODEC_INT8}
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[ParameterServerService]:
+    config = load_config(
+        None,
+        env={},
+        overrides={"worker.state_dir": str(tmp_path / "state"), "paramserver.listen": "127.0.0.1:0"},
+    )
+    service = build(config)
+    await service.start()
+    try:
+        yield service
+    finally:
+        await service.stop()
+
+
+def _digest(params: dict[str, torch.Tensor]) -> str:
+    sha = hashlib.sha256()
+    for name in sorted(params):
+        sha.update(name.encode())
+        sha.update(params[name].contiguous().numpy().tobytes())
+    return sha.hexdigest()
+
+
+@pytest.mark.parametrize("codec", ["int8", "bf16", "fp32"])
+async def test_every_worker_holds_the_servers_theta_after_every_round(
+    server: ParameterServerService, tmp_path: Path, codec: str
+) -> None:
+    """5 rounds, 3 workers: each applies the pulled update as the DiLoCo executor does; the hashes of
+    every worker's θ and of the server's θ (PullParameters) are equal after every round."""
+    rng = np.random.default_rng(7)
+    theta0 = tmp_path / "theta0.safetensors"
+    save_file({n: rng.standard_normal(s).astype(np.float32) for n, s in SHAPES.items()}, str(theta0))
+    async with open_channel(server.address, peer_id="tester") as channel:
+        stub = paramserver_pb2_grpc.ParameterServerServiceStub(channel)
+        await stub.OpenJob(
+            paramserver_pb2.OpenJobRequest(
+                run_id="same", expected_workers=len(WORKERS), quorum=len(WORKERS), rounds=5, codec=CODEC_PROTO[codec]
+            )
+        )
+        await tensorstream.push_parameters(channel, theta0, run_id="same", worker_id="w0")
+        theta = dict.fromkeys(WORKERS, load_params(theta0))
+        for round in range(5):
+            for i, worker in enumerate(WORKERS):  # "training": θ moves a little, differently per worker
+                local = {
+                    n: v + torch.randn(v.shape, generator=torch.Generator().manual_seed(round * 10 + i)) * 1e-2
+                    for n, v in theta[worker].items()
+                }
+                delta = tmp_path / f"delta-{worker}.safetensors"
+                save_params(compute_delta(theta[worker], local), delta)
+                await tensorstream.push_update(
+                    channel, delta, run_id="same", round=round, worker_id=worker, weight=1.0 + i, codec=codec
+                )
+            for worker in WORKERS:
+                update = tmp_path / f"update-{worker}.safetensors"
+                await tensorstream.pull_update(
+                    channel, run_id="same", round=round, dest=update, codec=codec, worker_id=worker
+                )
+                theta[worker] = apply_update(theta[worker], load_params(update))
+            pulled = tmp_path / "theta-ps.safetensors"
+            assert await tensorstream.pull_parameters(channel, run_id="same", dest=pulled) == round + 1
+            expected = _digest(load_params(pulled))
+            assert {w: _digest(t) for w, t in theta.items()} == dict.fromkeys(WORKERS, expected), f"round {round}"
+
+
+async def test_outer_momentum_zero_is_plain_sgd_and_unset_is_the_default(server: ParameterServerService) -> None:
+    async with open_channel(server.address, peer_id="tester") as channel:
+        stub = paramserver_pb2_grpc.ParameterServerServiceStub(channel)
+        await stub.OpenJob(paramserver_pb2.OpenJobRequest(run_id="sgd", expected_workers=1, outer_momentum=0.0))
+        await stub.OpenJob(paramserver_pb2.OpenJobRequest(run_id="lr0", expected_workers=1, outer_lr=0.0))
+        await stub.OpenJob(paramserver_pb2.OpenJobRequest(run_id="plain", expected_workers=1))
+    configs = {run: server.core.runs[run].state.config for run in ("sgd", "lr0", "plain")}
+    assert (configs["sgd"].outer_lr, configs["sgd"].outer_momentum) == (0.7, 0.0)
+    assert (configs["lr0"].outer_lr, configs["lr0"].outer_momentum) == (0.0, 0.9)
+    assert (configs["plain"].outer_lr, configs["plain"].outer_momentum) == (0.7, 0.9)
+
+
+async def test_outer_momentum_zero_steps_as_torch_sgd_without_momentum(tmp_path: Path) -> None:
+    core = ParameterServerCore(tmp_path / "ps")
+    await _open(core, tmp_path, "run", expected_workers=1, quorum=1, outer_momentum=0.0, outer_lr=0.5)
+    param = torch.nn.Parameter(torch.from_numpy(load_params(tmp_path / "theta0.st")["w"].numpy().copy()))
+    optimizer = torch.optim.SGD([param], lr=0.5, momentum=0.0)
+    for round in range(3):
+        delta = _write(tmp_path / f"d{round}.st", 40 + round, 1e-2)
+        await _push(core, delta, run="run", round=round, worker="a", weight=2.0)
+        served = await core.update_payload("run", round, "", timeout=10.0)
+        param.grad = load_params(delta)["w"]  # one worker: g = (2 Δ) / 2 = Δ
+        optimizer.step()
+        theta = load_params((await core.parameters_payload("run")).path)  # type: ignore[arg-type]
+        assert served.contributors == 1
+        ours, torchs = theta["w"].numpy(), param.detach().numpy()
+        assert np.all(np.abs(ours - torchs) <= np.spacing(np.maximum(np.abs(ours), np.abs(torchs))))  # θ + u
+        with torch.no_grad():
+            param.copy_(theta["w"])
+    await core.stop()
+
+
+async def _begin(core: ParameterServerCore, path: Path, *, run: str, worker: str) -> object:
+    with prepared_payload(path, "fp32") as payload:
+        info = StreamInfo(uuid.uuid4().hex, run, 0, worker, 1.0, payload.layout, payload.sha256)
+        return await core.begin_push(info)
+
+
+async def test_pushes_wait_at_their_header_for_room_in_the_budget(tmp_path: Path) -> None:
+    """One fp32 push staged at a time (the default budget: the accumulator + one model); the next is
+    admitted when the first commits, and its memory is given back."""
+    core = ParameterServerCore(tmp_path / "ps")
+    await _open(core, tmp_path, "run", expected_workers=3, quorum=3)
+    model = core.runs["run"].theta_layout.total_bytes  # type: ignore[union-attr]
+    assert core.budget.limit == 2 * model
+    deltas = {w: _write(tmp_path / f"{w}.st", i + 1, 1e-2) for i, w in enumerate(WORKERS)}
+    first = asyncio.create_task(_push(core, deltas["w0"], run="run", round=0, worker="w0"))
+    await asyncio.sleep(0)
+    second = asyncio.create_task(_begin(core, deltas["w1"], run="run", worker="w1"))
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert not second.done() or first.done()
+    await first
+    spool = await asyncio.wait_for(second, 10.0)  # admitted once the first committed
+    assert core.budget.staging == spool.nbytes  # type: ignore[attr-defined]
+    assert core.budget.held <= core.budget.limit
+    core.release(spool)  # type: ignore[arg-type]
+    await core.stop()
+
+
+async def test_a_cut_push_keeps_its_bytes_until_their_room_is_needed(tmp_path: Path) -> None:
+    core = ParameterServerCore(tmp_path / "ps")
+    await _open(core, tmp_path, "run", expected_workers=3, quorum=3)
+    deltas = {w: _write(tmp_path / f"{w}.st", i + 1, 1e-2) for i, w in enumerate(WORKERS)}
+    assert await _push(core, deltas["w0"], run="run", round=0, worker="w0", cut_after=2, stream_id="s0") is None
+    assert core.runs["run"].pushes["s0"].received == 2 * CHUNK  # resumable...
+    await _push(core, deltas["w1"], run="run", round=0, worker="w1")  # ...until w1 needs the room
+    assert "s0" not in core.runs["run"].pushes and core.budget.staging == 0
+    # w0's retry starts again from 0 (the servicer answers received_bytes 0) and commits.
+    assert await _push(core, deltas["w0"], run="run", round=0, worker="w0", stream_id="s0") == 2
+    await core.stop()
+
+
+async def test_the_update_is_served_before_the_checkpoint_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """θ and momentum reach the disk after the update is served; PullParameters waits for them."""
+    gate = threading.Event()
+    real = core_module.write_checkpoint
+
+    def slow(*args: object, **kwargs: object) -> str:
+        assert gate.wait(10.0)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(core_module, "write_checkpoint", slow)
+    core = ParameterServerCore(tmp_path / "ps")
+    await _open(core, tmp_path, "run", expected_workers=1, quorum=1, rounds=2)
+    run_dir = tmp_path / "ps" / "run"
+    await _push(core, _write(tmp_path / "a.st", 1, 1e-2), run="run", round=0, worker="a")
+    served = await asyncio.wait_for(core.update_payload("run", 0, "", timeout=10.0), 5.0)
+    assert served.view is not None and served.contributors == 1
+    assert not (run_dir / "theta-1.safetensors").exists()  # not on disk yet
+    parameters = asyncio.create_task(core.parameters_payload("run"))
+    await asyncio.sleep(0.05)
+    assert not parameters.done()
+    gate.set()
+    theta = await asyncio.wait_for(parameters, 10.0)
+    assert theta.round == 1 and theta.path == run_dir / "theta-1.safetensors"
+    # What a round leaves on disk: θ, the momentum buffer, the state, a record per commit.
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        "momentum-1.safetensors",
+        "rounds",
+        "state.json",
+        "theta-1.safetensors",
+    ]
+    assert core.budget.checkpointing == 0 and core.budget.staging == 0
+    assert core.budget.held == served.layout.total_bytes  # only the kept update is left in memory
+    await core.stop()
+
+
+async def test_a_failed_checkpoint_is_reported_and_retried_by_open_job(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = core_module.write_checkpoint
+    calls: list[int] = []
+
+    def broken_once(*args: object, **kwargs: object) -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError("disk full")
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(core_module, "write_checkpoint", broken_once)
+    core = ParameterServerCore(tmp_path / "ps")
+    await _open(core, tmp_path, "run", expected_workers=1, quorum=1)
+    await _push(core, _write(tmp_path / "a.st", 1, 1e-2), run="run", round=0, worker="a")
+    update = await core.update_payload("run", 0, "", timeout=10.0)  # served all the same
+    with pytest.raises(ParameterServerError) as failed:
+        await core.parameters_payload("run")  # θ on disk is a round behind: not served
+    assert failed.value.kind is ErrorKind.INTERNAL and failed.value.reason == "AGGREGATION_FAILED"
+    assert "disk full" in failed.value.message and core.runs["run"].state.round == 0
+    with pytest.raises(ParameterServerError):
+        await _push(core, _write(tmp_path / "b.st", 2, 1e-2), run="run", round=1, worker="a")
+    assert await core.open_job("run", core.runs["run"].state.config) == (1, False)  # saved now
+    theta = await core.parameters_payload("run")
+    assert theta.round == 1 and core.runs["run"].state.round == 1
+    assert bytes(update.view or b"")  # the served update stays pullable
+    await core.stop()
+
+
+async def test_open_job_config_zero_values_survive_a_restart(tmp_path: Path) -> None:
+    core = ParameterServerCore(tmp_path / "ps")
+    await core.open_job("run", RunConfig.build(expected_workers=1, outer_momentum=0.0))
+    await core.stop()
+    again = ParameterServerCore(tmp_path / "ps")
+    await again.load_saved()
+    assert again.runs["run"].state.config.outer_momentum == 0.0
+    await again.stop()
