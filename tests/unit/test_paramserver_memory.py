@@ -22,13 +22,14 @@ from tendril.core import tensorstream
 from tendril.core.channel import open_channel
 from tendril.core.config import load_config
 from tendril.core.errors import ErrorKind
-from tendril.core.streaming import StreamInfo
+from tendril.core.streaming import StreamInfo, chunk_ranges
 from tendril.core.tensorstream import prepared_payload
 from tendril.paramserver import core as core_module
 from tendril.paramserver.core import ParameterServerCore
 from tendril.paramserver.errors import ParameterServerError
 from tendril.paramserver.rounds import RunConfig
 from tendril.paramserver.service import ParameterServerService, build
+from tendril.paramserver.spool import Spool
 from tendril_diloco.params import apply_update, compute_delta, load_params, save_params
 from tendril_proto.paramserver.v1 import paramserver_pb2, paramserver_pb2_grpc
 from tendril_proto.tensor.v1 import tensor_pb2
@@ -136,31 +137,41 @@ async def test_outer_momentum_zero_steps_as_torch_sgd_without_momentum(tmp_path:
     await core.stop()
 
 
-async def _begin(core: ParameterServerCore, path: Path, *, run: str, worker: str) -> object:
+async def _begin(core: ParameterServerCore, path: Path, *, run: str, worker: str) -> Spool:
     with prepared_payload(path, "fp32") as payload:
         info = StreamInfo(uuid.uuid4().hex, run, 0, worker, 1.0, payload.layout, payload.sha256)
         return await core.begin_push(info)
 
 
+async def _feed(spool: Spool, data: bytes, chunks: int | None = None) -> None:
+    for i, (offset, length) in enumerate(chunk_ranges(len(data), spool.received, CHUNK)):
+        if chunks is not None and i == chunks:
+            return
+        await spool.write(offset, data[offset : offset + length])
+
+
 async def test_pushes_wait_at_their_header_for_room_in_the_budget(tmp_path: Path) -> None:
     """One fp32 push staged at a time (the default budget: the accumulator + one model); the next is
-    admitted when the first commits, and its memory is given back."""
+    admitted once the first arrived whole (it is folded meanwhile), and their memory goes back."""
     core = ParameterServerCore(tmp_path / "ps")
     await _open(core, tmp_path, "run", expected_workers=3, quorum=3)
-    model = core.runs["run"].theta_layout.total_bytes  # type: ignore[union-attr]
-    assert core.budget.limit == 2 * model
+    theta = core.runs["run"].theta_layout
+    assert theta is not None and core.budget.limit == 2 * theta.total_bytes
     deltas = {w: _write(tmp_path / f"{w}.st", i + 1, 1e-2) for i, w in enumerate(WORKERS)}
-    first = asyncio.create_task(_push(core, deltas["w0"], run="run", round=0, worker="w0"))
-    await asyncio.sleep(0)
+    first = await _begin(core, deltas["w0"], run="run", worker="w0")
+    await _feed(first, deltas["w0"].read_bytes(), chunks=2)
     second = asyncio.create_task(_begin(core, deltas["w1"], run="run", worker="w1"))
-    for _ in range(3):
-        await asyncio.sleep(0)
-    assert not second.done() or first.done()
-    await first
-    spool = await asyncio.wait_for(second, 10.0)  # admitted once the first committed
-    assert core.budget.staging == spool.nbytes  # type: ignore[attr-defined]
-    assert core.budget.held <= core.budget.limit
-    core.release(spool)  # type: ignore[arg-type]
+    await asyncio.sleep(0.1)
+    assert not second.done()  # waiting at its header: the server has not accepted it
+    await _feed(first, deltas["w0"].read_bytes())
+    committing = asyncio.create_task(core.commit_push(first))
+    spool = await asyncio.wait_for(second, 10.0)  # admitted once the first was received whole
+    assert await committing == 1
+    assert core.budget.staging == spool.nbytes and core.budget.finishing == 0
+    await _feed(spool, deltas["w1"].read_bytes())
+    assert await core.commit_push(spool) == 2
+    # Given back at once (no garbage collection needed): only the round's sum is held.
+    assert core.budget.staging == 0 and core.budget.held == 4 * theta.numel
     await core.stop()
 
 

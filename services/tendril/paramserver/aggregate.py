@@ -31,6 +31,7 @@ The accumulator holds the data section of θ's fp32 layout (tensor t at elements
 
 from __future__ import annotations
 
+import concurrent.futures
 import hashlib
 import math
 import os
@@ -42,11 +43,12 @@ import numpy.typing as npt
 
 from tendril.core import codecs, tensorfile
 from tendril.core.tensorfile import Layout, TensorSpec
-from tendril.paramserver.outer import nesterov_step
+from tendril.paramserver.outer import Scratch, nesterov_step
 
 F32 = npt.NDArray[np.float32]
 
 BLOCK_ELEMENTS = 1 << 16  # values per block: 256 KiB of fp32, cache-sized
+CLOSE_THREADS = max(1, min(2, os.cpu_count() or 1))  # threads of the outer step
 UPDATE_BLOCK_SIZE = codecs.DEFAULT_BLOCK_SIZE  # block size of the int8 updates the server encodes
 
 
@@ -184,9 +186,9 @@ class Accumulator:
         """acc += float32(weight) · decode(payload), tensor by tensor, block by block."""
         self.spoiled = True  # until the last block is added
         w = np.float32(weight)
-        scratch = np.empty(BLOCK_ELEMENTS * 2, dtype=np.float32)
         by_name = {t.name: t for t in layout.tensors}
         step = block_step(layout)
+        scratch = np.empty(step, dtype=np.float32)
         for spec in self.layout.tensors:
             acc = self.tensor(spec)
             for a, b in blocks(spec.numel, step):
@@ -210,9 +212,11 @@ class _Reader:
             raise tensorfile.TensorFileError(f"{path} is not an fp32 payload")
         self.specs = {t.name: t for t in self.layout.tensors}
         self.fd = os.open(path, os.O_RDONLY)
-        self.scratch = np.empty(BLOCK_ELEMENTS * 2, dtype=np.float32)
+        self.scratch = np.empty(0, dtype=np.float32)
 
     def read(self, name: str, a: int, b: int) -> F32:
+        if self.scratch.size < b - a:
+            self.scratch = np.empty(b - a, dtype=np.float32)
         out = self.scratch[: b - a]
         tensorfile.pread_into(
             self.fd, memoryview(out).cast("B"), self.layout.header_size + self.specs[name].begin + 4 * a
@@ -242,29 +246,59 @@ def close_round(
     if not acc.workers:
         raise ValueError("a round cannot close without contributions")
     weight = np.float32(acc.weight)
-    theta_reader = _Reader(theta)
-    momentum_reader = None
+    step = block_step(update_layout)
+    out_specs = {t.name: t for t in update_layout.tensors}
+    work = [(spec, a, b) for spec in acc.layout.tensors for a, b in blocks(spec.numel, step)]
+    parts = _split(work, CLOSE_THREADS if len(work) >= 4 * CLOSE_THREADS else 1)
+    readers: list[tuple[_Reader, _Reader | None]] = []
     try:
-        momentum_reader = _Reader(momentum) if momentum is not None else None
-        update[: len(update_header)] = update_header
-        out_specs = {t.name: t for t in update_layout.tensors}
-        grad = np.empty(BLOCK_ELEMENTS * 2, dtype=np.float32)
-        step = block_step(update_layout)
-        acc.spoiled = True  # until the last block is done
-        for spec in acc.layout.tensors:
-            values = acc.tensor(spec)
-            for a, b in blocks(spec.numel, step):
+        for _ in parts:
+            theta_reader = _Reader(theta)
+            readers.append((theta_reader, None))
+            if momentum is not None:
+                readers[-1] = (theta_reader, _Reader(momentum))
+
+        def run(
+            part: list[tuple[TensorSpec, int, int]], theta_reader: _Reader, momentum_reader: _Reader | None
+        ) -> None:
+            scratch = Scratch(step)
+            grad = np.empty(step, dtype=np.float32)
+            for spec, a, b in part:
+                values = acc.tensor(spec)[a:b]
                 g = grad[: b - a]
-                np.divide(values[a:b], weight, out=g)
+                np.divide(values, weight, out=g)
                 buf = momentum_reader.read(spec.name, a, b) if momentum_reader is not None else None
-                new_buf, u = nesterov_step(theta_reader.read(spec.name, a, b), buf, g, lr=lr, mu=mu)
-                values[a:b] = new_buf
+                new_buf, u = nesterov_step(theta_reader.read(spec.name, a, b), buf, g, lr=lr, mu=mu, scratch=scratch)
+                values[:] = new_buf
                 encode_into(update, update_layout, out_specs[spec.name], a, u)
+
+        update[: len(update_header)] = update_header
+        acc.spoiled = True  # until the last block is done
+        if len(parts) == 1:
+            run(parts[0], *readers[0])
+        else:
+            # NOTE: nothing else runs while a round closes (its workers wait for the update): the
+            # outer step takes every core (numpy releases the GIL in each block's passes).
+            with concurrent.futures.ThreadPoolExecutor(len(parts), thread_name_prefix="outer-step") as pool:
+                for done in [pool.submit(run, part, *pair) for part, pair in zip(parts, readers, strict=True)]:
+                    done.result()
         acc.spoiled = False
     finally:
-        theta_reader.close()
-        if momentum_reader is not None:
-            momentum_reader.close()
+        for theta_reader, momentum_reader in readers:
+            theta_reader.close()
+            if momentum_reader is not None:
+                momentum_reader.close()
+
+
+def _split(work: list[tuple[TensorSpec, int, int]], count: int) -> list[list[tuple[TensorSpec, int, int]]]:
+    """``work`` cut into ``count`` consecutive parts of about as many values each."""
+    total = sum(b - a for _, a, b in work)
+    parts: list[list[tuple[TensorSpec, int, int]]] = [[] for _ in range(count)]
+    done = 0
+    for item in work:
+        parts[min(count - 1, done * count // max(total, 1))].append(item)
+        done += item[2] - item[1]
+    return [part for part in parts if part]
 
 
 def write_checkpoint(
@@ -291,7 +325,7 @@ def write_checkpoint(
         with tensorfile.atomic_output(out_theta) as tmp_theta, tensorfile.atomic_output(out_momentum) as tmp_momentum:
             fd = tensorfile.create_payload(tmp_theta, layout, header)
             try:
-                new = np.empty(BLOCK_ELEMENTS * 2, dtype=np.float32)
+                new = np.empty(step, dtype=np.float32)
                 for spec, out in zip(acc.layout.tensors, layout.tensors, strict=True):
                     for a, b in blocks(spec.numel, step):
                         values = new[: b - a]

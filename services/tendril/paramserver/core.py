@@ -18,10 +18,14 @@ each through its own bounded queue (:mod:`tendril.core.fanout`).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import dataclasses
 import enum
+import functools
 import math
+import os
+import threading
 import time
 from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
@@ -62,6 +66,18 @@ WATCH_QUEUE = 1024  # changes a WatchRound watcher may fall behind before it is 
 # one run this holds the peak at 2 × model + the process itself, under the 2.5 × model + 300 MiB
 # it is held to.
 SHARED_MODELS = 1
+
+
+def _background() -> None:
+    """Lower the calling thread's scheduling priority (Linux: a thread is a task of its own)."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+
+
+# NOTE: checkpoints are written on a thread of lower priority: on a machine of few cores the
+# round's pulls (and the workers' next round) go first; the disk write only has to end before
+# the next round closes.
+_CHECKPOINTS = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="checkpoint", initializer=_background)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -454,6 +470,8 @@ class ParameterServerCore:
 
         def done() -> None:
             self.budget.staging -= nbytes
+            if spool.finishing:
+                self.budget.finishing -= nbytes
             self.budget.keep(key)
             self.budget.released()
 
@@ -466,7 +484,7 @@ class ParameterServerCore:
         """Count a completely received push in its round; returns the round's contributors so far."""
         info = spool.info
         run = self._open_run(info.run_id)
-        self.budget.keep(spool.key)
+        self._finishing(spool)
         try:
             layout = await spool.finish()
             bad = await asyncio.to_thread(first_non_finite, spool.payload(), layout)
@@ -528,6 +546,14 @@ class ParameterServerCore:
         run.publish()
         self._after_commit(run)
         return len(run.machine.committed)
+
+    def _finishing(self, spool: Spool) -> None:
+        """A push received whole: it is verified and folded next, then its memory goes back."""
+        self.budget.keep(spool.key)
+        if not spool.finishing and spool.complete:
+            spool.finishing = True
+            self.budget.finishing += spool.nbytes
+            self.budget.released()  # the next push may be admitted now
 
     def release(self, spool: Spool) -> None:
         """The call feeding ``spool`` ended (cut, or waiting for its commit)."""
@@ -693,7 +719,7 @@ class ParameterServerCore:
             update = unsaved.update
             assert update.view is not None
             out_theta = store.theta(unsaved.round + 1)
-            sha = await asyncio.to_thread(
+            save = functools.partial(
                 write_checkpoint,
                 unsaved.acc,
                 theta=store.theta(theta_round),
@@ -702,6 +728,7 @@ class ParameterServerCore:
                 out_theta=out_theta,
                 out_momentum=store.momentum(unsaved.round + 1),
             )
+            sha = await asyncio.get_running_loop().run_in_executor(_CHECKPOINTS, save)
             await self._save(
                 run,
                 round=unsaved.round if unsaved.finished else unsaved.round + 1,
@@ -765,7 +792,7 @@ class ParameterServerCore:
     async def commit_parameters(self, spool: Spool) -> tuple[bool, int]:
         """Make a complete θ0 offer the run's parameters unless another won; (accepted, round)."""
         run = self._open_run(spool.info.run_id)
-        self.budget.keep(spool.key)
+        self._finishing(spool)
         try:
             layout = await spool.finish()
             bad = await asyncio.to_thread(first_non_finite, spool.payload(), layout)

@@ -59,6 +59,9 @@ class MemoryBudget:
         # Bytes whose release does not wait on pushes: what admission may wait for.
         self.staging = 0  # pushes being received or waiting to commit
         self.checkpointing = 0  # a closed round's momentum buffer until it is on disk
+        # Staged pushes received whole, being verified and folded: given back within a fold's
+        # time, so the next push may start arriving meanwhile (its pages fill as bytes come).
+        self.finishing = 0
 
     # -- buffers ----------------------------------------------------------------------------------
 
@@ -147,7 +150,7 @@ class MemoryBudget:
             return True
         self.make_room(nbytes)
         with self._lock:
-            if self.held + nbytes <= self.limit:
+            if self.held - self.finishing + nbytes <= self.limit:
                 return True
             return self.staging == 0 and self.checkpointing == 0
 

@@ -74,6 +74,7 @@ class Spool:
         self.receiver = Receiver(info, self._dest)
         self.owner: asyncio.Task[object] | None = None
         self.stale: ParameterServerError | None = None  # set when it can no longer count
+        self.finishing = False  # received whole: being verified and folded (memory back soon)
         self._on_done: Callable[[], None] | None = on_done
 
     @property
