@@ -166,6 +166,7 @@ class Spool:
         """Drop it: nothing of it is kept (its memory goes back once no view of it is left)."""
         self._buffer = None
         self._dest.close()
+        self.owner = None  # (a task whose result is this spool would otherwise keep it alive)
         if self._on_done is not None:
             done, self._on_done = self._on_done, None
             done()
