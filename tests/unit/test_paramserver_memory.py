@@ -263,3 +263,60 @@ async def test_open_job_config_zero_values_survive_a_restart(tmp_path: Path) -> 
     await again.load_saved()
     assert again.runs["run"].state.config.outer_momentum == 0.0
     await again.stop()
+
+
+async def test_a_transport_may_receive_straight_into_the_staging_buffer(tmp_path: Path) -> None:
+    """view() + landed(): bytes received in place are hashed and counted once, never copied; the
+    result is the one write() gives."""
+    core = ParameterServerCore(tmp_path / "ps")
+    await _open(core, tmp_path, "in-place", expected_workers=1, quorum=1)
+    await _open(core, tmp_path, "copied", expected_workers=1, quorum=1)
+    delta = _write(tmp_path / "d.st", 3, 1e-2)
+    data = delta.read_bytes()
+    spool = await _begin(core, delta, run="in-place", worker="w0")
+    assert spool.view(CHUNK, 10) is None  # only where the received bytes end
+    for offset, length in chunk_ranges(len(data), 0, CHUNK):
+        place = spool.view(offset, length)
+        assert place is not None and not place.readonly
+        place[:] = data[offset : offset + length]  # what sock.recv_into(place) does
+        await spool.landed(offset, length)
+    assert spool.received == len(data) and spool.view(len(data), 1) is None
+    assert await core.commit_push(spool) == 1
+    copied = await _begin(core, delta, run="copied", worker="w0")
+    await _feed(copied, data)
+    assert await core.commit_push(copied) == 1
+    in_place = await core.update_payload("in-place", 0, "", timeout=10.0)
+    assert bytes(in_place.view or b"") == bytes((await core.update_payload("copied", 0, "", timeout=10.0)).view or b"")
+    await core.stop()
+
+
+async def test_a_close_that_spoiled_the_sum_loses_the_commits_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The outer step failed half way (the sum is half overwritten): the round's commits are lost,
+    their workers are told PUSH_LOST after OpenJob and push again."""
+    real = core_module.close_round
+
+    def broken_once(**kwargs: object) -> None:
+        monkeypatch.setattr(core_module, "close_round", real)
+        kwargs["acc"].spoiled = True  # type: ignore[attr-defined]
+        raise MemoryError("half way")
+
+    monkeypatch.setattr(core_module, "close_round", broken_once)
+    core = ParameterServerCore(tmp_path / "ps")
+    await _open(core, tmp_path, "run", expected_workers=2, quorum=2)
+    deltas = {w: _write(tmp_path / f"{w}.st", i + 1, 1e-2) for i, w in enumerate(WORKERS[:2])}
+    for worker in WORKERS[:2]:
+        await _push(core, deltas[worker], run="run", round=0, worker=worker)
+    with pytest.raises(ParameterServerError) as failed:
+        await core.update_payload("run", 0, "", timeout=10.0)
+    assert failed.value.reason == "AGGREGATION_FAILED" and "w0, w1" in failed.value.message
+    await core.open_job("run", core.runs["run"].state.config)
+    assert core.get_round("run").committed == []
+    with pytest.raises(ParameterServerError) as lost:
+        await core.update_payload("run", 0, "", timeout=10.0, worker_id="w1")
+    assert lost.value.reason == "PUSH_LOST"
+    for worker in WORKERS[:2]:
+        await _push(core, deltas[worker], run="run", round=0, worker=worker)
+    assert (await core.update_payload("run", 0, "", timeout=10.0, worker_id="w1")).contributors == 2
+    await core.stop()
