@@ -35,7 +35,7 @@ import concurrent.futures
 import hashlib
 import math
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -182,19 +182,35 @@ class Accumulator:
     def tensor(self, spec: TensorSpec) -> F32:
         return self.values[spec.begin // 4 : spec.end // 4]
 
-    def fold(self, worker_id: str, weight: float, payload: memoryview, layout: Layout) -> None:
-        """acc += float32(weight) · decode(payload), tensor by tensor, block by block."""
+    def fold(
+        self,
+        worker_id: str,
+        weight: float,
+        payload: memoryview,
+        layout: Layout,
+        *,
+        consumed: Callable[[int, int], None] | None = None,
+    ) -> None:
+        """acc += float32(weight) · decode(payload), tensor by tensor, block by block.
+
+        ``consumed(start, end)`` is told each byte range of the payload once it is added.
+        """
         self.spoiled = True  # until the last block is added
         w = np.float32(weight)
         by_name = {t.name: t for t in layout.tensors}
         step = block_step(layout)
         scratch = np.empty(step, dtype=np.float32)
+        width = codecs.BY_NAME[layout.codec].bytes_per_value
         for spec in self.layout.tensors:
             acc = self.tensor(spec)
+            source = by_name[spec.name]
+            start = layout.header_size + source.begin
             for a, b in blocks(spec.numel, step):
                 product = scratch[: b - a]
-                np.multiply(decode(payload, layout, by_name[spec.name], a, b), w, out=product)
+                np.multiply(decode(payload, layout, source, a, b), w, out=product)
                 np.add(acc[a:b], product, out=acc[a:b])
+                if consumed is not None:
+                    consumed(start + width * a, start + width * b)
         self.weight += float(weight)
         self.workers.append(worker_id)
         self.spoiled = False

@@ -471,7 +471,7 @@ class ParameterServerCore:
         def done() -> None:
             self.budget.staging -= nbytes
             if spool.finishing:
-                self.budget.finishing -= nbytes
+                self.budget.finished(nbytes)
             self.budget.keep(key)
             self.budget.released()
 
@@ -522,7 +522,9 @@ class ParameterServerCore:
             acc = run.acc
             assert acc is not None
             try:
-                await asyncio.to_thread(acc.fold, info.worker_id, info.weight, spool.payload(), layout)
+                await asyncio.to_thread(
+                    acc.fold, info.worker_id, info.weight, spool.payload(), layout, consumed=spool.give_back
+                )
             except Exception as exc:
                 self._drop(run.pushes, spool)
                 raise self._lose_round(run, f"adding the update of worker {info.worker_id} failed: {exc}") from exc
@@ -552,8 +554,7 @@ class ParameterServerCore:
         self.budget.keep(spool.key)
         if not spool.finishing and spool.complete:
             spool.finishing = True
-            self.budget.finishing += spool.nbytes
-            self.budget.released()  # the next push may be admitted now
+            self.budget.finish(spool.nbytes)  # the next push may be admitted now
 
     def release(self, spool: Spool) -> None:
         """The call feeding ``spool`` ended (cut, or waiting for its commit)."""

@@ -59,9 +59,11 @@ class MemoryBudget:
         # Bytes whose release does not wait on pushes: what admission may wait for.
         self.staging = 0  # pushes being received or waiting to commit
         self.checkpointing = 0  # a closed round's momentum buffer until it is on disk
-        # Staged pushes received whole, being verified and folded: given back within a fold's
-        # time, so the next push may start arriving meanwhile (its pages fill as bytes come).
-        self.finishing = 0
+        # NOTE: sizes of the staged pushes received whole, being verified and folded. One of them
+        # is counted as leaving: a push's pages are given back block by block as it is folded,
+        # while the next push's pages fill as its bytes arrive, so the next push may be admitted
+        # once the previous one arrived whole; a third waits for the first to be gone.
+        self._finishing: list[int] = []
 
     # -- buffers ----------------------------------------------------------------------------------
 
@@ -150,7 +152,7 @@ class MemoryBudget:
             return True
         self.make_room(nbytes)
         with self._lock:
-            if self.held - self.finishing + nbytes <= self.limit:
+            if self.held - max(self._finishing, default=0) + nbytes <= self.limit:
                 return True
             return self.staging == 0 and self.checkpointing == 0
 
@@ -165,6 +167,21 @@ class MemoryBudget:
 
         with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits any more
             loop.call_soon_threadsafe(wake)
+
+    @property
+    def finishing(self) -> int:
+        """Bytes of staged pushes received whole (verified and folded next)."""
+        return sum(self._finishing)
+
+    def finish(self, nbytes: int) -> None:
+        """A staged push of ``nbytes`` was received whole: it is folded next (see ``_finishing``)."""
+        self._finishing.append(nbytes)
+        self._wake()
+
+    def finished(self, nbytes: int) -> None:
+        """A push counted by :meth:`finish` is gone."""
+        with contextlib.suppress(ValueError):
+            self._finishing.remove(nbytes)
 
     def released(self) -> None:
         """Tell the waiters that ``staging``/``checkpointing`` went down (re-check their room)."""

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import mmap
 from collections.abc import Callable
 
 from tendril.core.errors import ErrorKind
@@ -161,6 +162,20 @@ class Spool:
         if self._buffer is None:
             raise stream_error(StreamError(StreamReason.INCOMPLETE, "the push was dropped before it was verified"))
         return self._buffer.toreadonly()
+
+    def give_back(self, start: int, end: int) -> None:
+        """Payload bytes [start, end) are no longer needed (folded): their pages go back to the kernel.
+
+        Only once the push is committing (it is never read again); the mapping stays valid.
+        """
+        buffer = self._buffer
+        if buffer is None or not self.finishing:
+            return
+        first = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE
+        last = end - end % mmap.PAGESIZE
+        if last > first:
+            with contextlib.suppress(AttributeError, OSError, ValueError):
+                buffer.obj.madvise(mmap.MADV_DONTNEED, first, last - first)  # type: ignore[union-attr]
 
     def discard(self) -> None:
         """Drop it: nothing of it is kept (its memory goes back once no view of it is left)."""
