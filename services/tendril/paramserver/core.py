@@ -528,14 +528,16 @@ class ParameterServerCore:
             except Exception as exc:
                 self._drop(run.pushes, spool)
                 raise self._lose_round(run, f"adding the update of worker {info.worker_id} failed: {exc}") from exc
-            run.machine.commit(info.worker_id, info.weight, self.clock())
-            run.lost.pop(info.worker_id, None)
-            run.known_workers.add(info.worker_id)
             self._drop(run.pushes, spool)
+            # NOTE: recorded before it counts: a restart in between tells the worker its push
+            # was lost (it was never acknowledged either), never the other way round.
             with contextlib.suppress(OSError):  # (only a restart's report of lost pushes needs it)
                 await asyncio.to_thread(
                     run.store.mark_committed, info.round, info.worker_id, info.weight, info.stream_id
                 )
+            run.machine.commit(info.worker_id, info.weight, self.clock())
+            run.lost.pop(info.worker_id, None)
+            run.known_workers.add(info.worker_id)
         log.info(
             "paramserver.committed",
             run_id=run.run_id,
