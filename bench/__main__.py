@@ -81,7 +81,7 @@ def main() -> int:
         runs: dict[str, Callable[[], list[Figure]]] = {
             "codecs": lambda: codecs.measure(work),
             "stream": lambda: [stream.measure(work, args.stream_mib * MIB)],
-            "paramserver": lambda: [paramserver.measure(work, args.model_mib * MIB)],
+            "paramserver": lambda: paramserver.measure(work, args.model_mib * MIB),
             "bridge": lambda: external.bridge_report_progress(work),
             "demo": lambda: external.demo_data(work),
         }

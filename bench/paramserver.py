@@ -1,10 +1,13 @@
-"""ParameterServer peak RSS with 8 concurrent pushers of a 256 MiB model (a real PS process).
+"""ParameterServer peak RSS with 8 concurrent pushers of a 256 MiB model, and its disk writes per round.
 
 The PS runs as ``python -m tendril.paramserver`` with GLIBC_TUNABLES; this process
 opens a run (8 expected workers), pushes θ0, then 8 concurrent ``push_update`` calls of a
-256 MiB fp32 pseudo-gradient, pulls the round's update, and meanwhile samples the PS's
-resident memory from ``/proc/<pid>/status`` (VmRSS every 10 ms, and VmHWM, the kernel's own
-peak). Target: peak ≤ 2.5 × model + 300 MiB.
+256 MiB fp32 pseudo-gradient, pulls the round's update, then the parameters (served once the
+round's θ reached the disk), and meanwhile samples the PS's resident memory from
+``/proc/<pid>/status`` (VmRSS every 10 ms, and VmHWM, the kernel's own peak). Targets: peak ≤
+2.5 × model + 300 MiB; bytes written per round ≤ 2 × model (θ and the momentum buffer), read
+from ``/proc/<pid>/io`` (``write_bytes``: what the process sent to the storage layer) before
+the first push and after the parameters were pulled.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ import numpy as np
 from bench.common import MIB, Figure, free_port, spawn_python, stop, wait_for_port
 
 PUSHERS = 8
+METADATA_BYTES = 1024 * 1024  # state.json and the commit records, beside the checkpoint
 
 
 def _status_kib(pid: int, key: str) -> int:
@@ -60,6 +64,14 @@ class RssSampler:
         self._thread.join()
 
 
+def _write_bytes(pid: int) -> int:
+    with open(f"/proc/{pid}/io") as f:
+        for line in f:
+            if line.startswith("write_bytes:"):
+                return int(line.split()[1])
+    raise KeyError("write_bytes")
+
+
 def _model(path: Path, size: int, seed: int, scale: float) -> None:
     """A 4-tensor fp32 model of ``size`` bytes (no tensor over 2^31 bytes needed)."""
     from safetensors.numpy import save_file
@@ -70,7 +82,7 @@ def _model(path: Path, size: int, seed: int, scale: float) -> None:
     save_file({n: (rng.standard_normal(c, dtype=np.float32) * scale) for n, c in shapes.items()}, str(path))
 
 
-async def _drive(address: str, theta: Path, delta: Path, workdir: Path) -> dict[str, Any]:
+async def _drive(address: str, theta: Path, delta: Path, workdir: Path, pid: int) -> dict[str, Any]:
     from tendril.core import tensorstream
     from tendril.core.channel import open_channel
     from tendril_proto.paramserver.v1 import paramserver_pb2, paramserver_pb2_grpc
@@ -79,6 +91,7 @@ async def _drive(address: str, theta: Path, delta: Path, workdir: Path) -> dict[
         stub = paramserver_pb2_grpc.ParameterServerServiceStub(channel)
         await stub.OpenJob(paramserver_pb2.OpenJobRequest(run_id="bench", expected_workers=PUSHERS, rounds=1))
         await tensorstream.push_parameters(channel, theta, run_id="bench", worker_id="bench")
+        written_before = _write_bytes(pid)
         start = time.perf_counter()
         sent = await asyncio.gather(
             *(
@@ -93,14 +106,23 @@ async def _drive(address: str, theta: Path, delta: Path, workdir: Path) -> dict[
             channel, run_id="bench", round=0, dest=workdir / "update.safetensors", codec="fp32", timeout=600
         )
         closed = time.perf_counter() - start
+        await tensorstream.pull_parameters(channel, run_id="bench", dest=workdir / "theta.safetensors")
+        written = _write_bytes(pid) - written_before
     assert contributors == PUSHERS
-    return {"push_seconds": round(pushed, 2), "push_and_close_seconds": round(closed, 2), "bytes_pushed": sum(sent)}
+    return {
+        "push_seconds": round(pushed, 2),
+        "push_and_close_seconds": round(closed, 2),
+        "pull_seconds": round(closed - pushed, 2),
+        "bytes_pushed": sum(sent),
+        "bytes_written_per_round": written,
+    }
 
 
-def measure(workdir: Path, model_bytes: int = 256 * MIB) -> Figure:
+def measure(workdir: Path, model_bytes: int = 256 * MIB) -> list[Figure]:
     theta, delta = workdir / "ps-theta.safetensors", workdir / "ps-delta.safetensors"
     _model(theta, model_bytes, 0, 1.0)
     _model(delta, model_bytes, 1, 1e-3)
+    theta_bytes = theta.stat().st_size
     state = workdir / "ps-state"
     port = free_port()
     config = workdir / "ps-config.json"
@@ -118,16 +140,16 @@ def measure(workdir: Path, model_bytes: int = 256 * MIB) -> Figure:
         wait_for_port(port, proc)
         idle_kib = _status_kib(proc.pid, "VmRSS")
         with RssSampler(proc.pid) as sampler:
-            run = asyncio.run(_drive(f"127.0.0.1:{port}", theta, delta, workdir))
+            run = asyncio.run(_drive(f"127.0.0.1:{port}", theta, delta, workdir, proc.pid))
         hwm_kib = _status_kib(proc.pid, "VmHWM")
     finally:
         stop(proc)
-        for path in (theta, delta, workdir / "update.safetensors"):
+        for path in (theta, delta, workdir / "update.safetensors", workdir / "theta.safetensors"):
             path.unlink(missing_ok=True)
     peak_mib = max(sampler.peak_kib, hwm_kib) / 1024
     model_mib = model_bytes / MIB
     limit = 2.5 * model_mib + 300
-    return Figure(
+    rss = Figure(
         f"ParameterServer peak RSS, {PUSHERS} pushers × {model_mib:.0f} MiB",
         round(peak_mib, 1),
         "MiB",
@@ -146,3 +168,19 @@ def measure(workdir: Path, model_bytes: int = 256 * MIB) -> Figure:
             "aggregate_push_gbps": round(run["bytes_pushed"] / run["push_seconds"] / 1e9, 3),
         },
     )
+    written = run["bytes_written_per_round"]
+    # θ and momentum are SafeTensors files (a header each), beside state.json and a record per
+    # commit (a page each): METADATA_BYTES covers those.
+    checkpoint = 2 * theta_bytes
+    disk = Figure(
+        "ParameterServer disk bytes written per round",
+        round(written / MIB, 1),
+        "MiB",
+        baseline=round(checkpoint / MIB, 1),
+        baseline_name="2 × model (θ and momentum checkpoint)",
+        target=f"≤ 2 × model + {METADATA_BYTES // 1024} KiB of state = {(checkpoint + METADATA_BYTES) / MIB:.1f} MiB",
+        ok=written <= checkpoint + METADATA_BYTES,
+        note=f"{written / model_bytes:.3f} × model, /proc/<pid>/io write_bytes over one round of {PUSHERS} pushes",
+        details={"bytes_written": written, "model_bytes": model_bytes, "theta_file_bytes": theta_bytes},
+    )
+    return [rss, disk]

@@ -59,14 +59,15 @@ class ConfigError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class AggregateConfig:
-    """The aggregate job's config (0 means the parameter server's default, see OpenRun)."""
+    """The aggregate job's config (see OpenRun: a key left out, None here, means the parameter
+    server's default; 0 is 0 for outer_lr and outer_momentum, the default for quorum and rounds)."""
 
     run_id: str
     expected_workers: int
     quorum: int = 0
     round_timeout_seconds: float = 0.0
-    outer_lr: float = 0.0
-    outer_momentum: float = 0.0
+    outer_lr: float | None = None
+    outer_momentum: float | None = None
     codec: str = "fp32"
     rounds: int = 0
 
@@ -82,8 +83,8 @@ def parse_config(config: Mapping[str, Any]) -> AggregateConfig:
             expected_workers=int(config.get("expected_workers", 0)),
             quorum=int(config.get("quorum", 0)),
             round_timeout_seconds=float(config.get("round_timeout_seconds", 0.0)),
-            outer_lr=float(config.get("outer_lr", 0.0)),
-            outer_momentum=float(config.get("outer_momentum", 0.0)),
+            outer_lr=_optional_float(config.get("outer_lr")),
+            outer_momentum=_optional_float(config.get("outer_momentum")),
             codec=str(config.get("codec", "fp32") or "fp32"),
             rounds=int(config.get("rounds", 0)),
         )
@@ -93,11 +94,17 @@ def parse_config(config: Mapping[str, Any]) -> AggregateConfig:
         raise ConfigError("the aggregate job config needs expected_workers >= 1")
     if not 0 <= parsed.quorum <= UINT32_MAX or parsed.rounds < 0:
         raise ConfigError("bad aggregate job config: quorum and rounds must be >= 0")
-    if not all(math.isfinite(v) for v in (parsed.round_timeout_seconds, parsed.outer_lr, parsed.outer_momentum)):
+    numbers = (parsed.round_timeout_seconds, parsed.outer_lr, parsed.outer_momentum)
+    if not all(v is None or math.isfinite(v) for v in numbers):
         raise ConfigError("bad aggregate job config: round_timeout_seconds, outer_lr and outer_momentum must be finite")
     if parsed.codec not in CODECS:
         raise ConfigError(f"bad aggregate job config: codec {parsed.codec!r} is not one of {', '.join(CODECS)}")
     return parsed
+
+
+def _optional_float(value: Any) -> float | None:
+    """A config number that may be left out (None: the parameter server's default)."""
+    return None if value is None else float(value)
 
 
 class Aggregation:

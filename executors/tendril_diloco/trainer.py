@@ -52,7 +52,13 @@ ROUND_MISSED = frozenset(
 # ReceiveUpdate answers that mean "this round's update will not come to you" (a deadline that
 # ran out, at the parameter server or on the call itself, means the same).
 UPDATE_MISSED = frozenset(
-    {BridgeReason.ROUND_STILL_OPEN, BridgeReason.UPDATE_GONE, BridgeReason.ROUND_NOT_OPEN, BridgeReason.RUN_CLOSED}
+    {
+        BridgeReason.ROUND_STILL_OPEN,
+        BridgeReason.UPDATE_GONE,
+        BridgeReason.ROUND_NOT_OPEN,
+        BridgeReason.RUN_CLOSED,
+        BridgeReason.PUSH_LOST,
+    }
 )
 
 

@@ -1,5 +1,6 @@
 """Bridge data-plane RPCs against a real ParameterServer: θ0, an update, the outer step, θ1;
-and the run RPCs of an "aggregate" job (OpenRun, WatchRun, CloseRun) with their authority rule.
+the run RPCs of an "aggregate" job (OpenRun, WatchRun, CloseRun) with their authority rule; an
+update lost in a restart of the parameter server, sent again by the bridge.
 
 Both run in this process (the ParameterServer on loopback TCP, the bridge on its Unix
 socket); the executor side is a plain gRPC client with the job's token.
@@ -7,6 +8,7 @@ socket); the executor side is a plain gRPC client with the job's token.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,6 +20,7 @@ from safetensors.numpy import load_file, save_file
 from tendril.bridge.auth import bearer
 from tendril.bridge.core import WORK_SUBDIRS
 from tendril.bridge.server import JobBridge
+from tendril.core import tensorstream
 from tendril.core.channel import open_channel
 from tendril.paramserver.service import ParameterServerService
 from tendril_proto.bridge.v1 import bridge_pb2, bridge_pb2_grpc
@@ -25,7 +28,7 @@ from tendril_proto.paramserver.v1 import paramserver_pb2, paramserver_pb2_grpc
 from tendril_proto.tensor.v1 import tensor_pb2
 from tendril_sdk import BridgeClient, BridgeError, BridgeReason, RunState
 from tendril_sdk.job import ExecutorRef, JobDescriptor
-from tests.procs import worker_config
+from tests.procs import kill_group, running, spawn_service, wait_serving, worker_config
 
 pytestmark = pytest.mark.integration
 
@@ -201,3 +204,58 @@ async def test_an_aggregate_job_opens_watches_and_closes_only_its_own_run(tmp_pa
     finally:
         for bridge in bridges:
             await bridge.stop()
+
+
+async def test_a_restarted_parameter_server_gets_the_lost_update_again(tmp_path: Path) -> None:
+    """A real PS process killed after a worker's push committed, restarted: the worker's ReceiveUpdate
+    is told PUSH_LOST, its bridge sends the update again from its copy, and the round closes."""
+    config = worker_config(tmp_path / "ps")
+    address = config.listen("paramserver")
+    job = _bridge_job(
+        tmp_path, "lost", ExecutorRef("train", "diloco"), parameter_server=address, run_id="lost", codec="fp32"
+    )
+    theta0 = {"w": np.arange(12, dtype=np.float32).reshape(3, 4), "b": np.ones(5, dtype=np.float32)}
+    save_file(theta0, str(job.work_dir / "params" / "theta0.safetensors"))
+    delta = job.work_dir / "updates" / "delta.safetensors"
+    save_file({n: np.full(v.shape, 0.5, dtype=np.float32) for n, v in theta0.items()}, str(delta))
+    other = tmp_path / "other.safetensors"
+    save_file({n: np.full(v.shape, -0.25, dtype=np.float32) for n, v in theta0.items()}, str(other))
+    bridge = JobBridge(job, TOKEN, data_fetcher_address="127.0.0.1:1", paramserver_address=address)
+    first = spawn_service("paramserver", config, tmp_path, name="ps-first")
+    await bridge.start()
+    try:
+        async with BridgeClient(job.socket_path, TOKEN, job=job) as client:
+            with running(first):
+                await wait_serving(address)
+                async with open_channel(address, peer_id="sched") as channel:
+                    await paramserver_pb2_grpc.ParameterServerServiceStub(channel).OpenJob(
+                        paramserver_pb2.OpenJobRequest(run_id="lost", expected_workers=2, quorum=2, rounds=2)
+                    )
+                assert (await client.publish_parameters("params/theta0.safetensors")).accepted
+                await client.send_update("updates/delta.safetensors", 0, 4.0)
+                delta.unlink()  # as the DiLoCo executor does once SendUpdate returned
+                kill_group(first)  # SIGKILL: the committed push was in memory only
+            second = spawn_service("paramserver", config, tmp_path, name="ps-second")
+            with running(second):
+                await wait_serving(address)
+                receiving = asyncio.create_task(client.receive_update(0, timeout_seconds=60))
+                async with open_channel(address, peer_id="sched") as channel:
+                    stub = paramserver_pb2_grpc.ParameterServerServiceStub(channel)
+                    view = await stub.GetRound(paramserver_pb2.GetRoundRequest(run_id="lost"))
+                    for _ in range(600):  # the bridge was told PUSH_LOST and sent the update again
+                        if list(view.committed_workers) == ["worker-test"]:
+                            break
+                        await asyncio.sleep(0.05)
+                        view = await stub.GetRound(paramserver_pb2.GetRoundRequest(run_id="lost"))
+                    assert (view.round, list(view.committed_workers)) == (0, ["worker-test"])
+                    await tensorstream.push_update(
+                        channel, other, run_id="lost", round=0, worker_id="other", weight=4.0, codec="fp32"
+                    )
+                received = await asyncio.wait_for(receiving, 60)
+                assert received.contributors == 2
+                update = load_file(str(received.path))
+                g = (0.5 * 4 + -0.25 * 4) / 8  # both pushes count, the lost one once
+                np.testing.assert_allclose(update["w"], np.full((3, 4), -LR * (g + MOMENTUM * g)), atol=1e-6)
+                assert not list((job.work_dir / ".sent").iterdir())  # the copy went with its round
+    finally:
+        await bridge.stop()

@@ -98,8 +98,8 @@ async def test_broken_pusher_leaves_no_trace_and_quorum_closes(tmp_path: Path) -
                 )
             still_open = await stub.GetRound(paramserver_pb2.GetRoundRequest(run_id="three"))
             assert still_open.round == 0 and list(still_open.committed_workers) == ["w1", "w2"]
-            # "two": the same two workers alone, in the other order.
-            for worker, weight in (("w1", 1.0), ("w2", 3.0)):
+            # "two": the same two workers alone, committed in the same order (the sum follows it).
+            for worker, weight in (("w2", 3.0), ("w1", 1.0)):
                 await tensorstream.push_update(
                     channel, deltas[worker], run_id="two", round=0, worker_id=worker, weight=weight, codec="fp32"
                 )
@@ -132,7 +132,12 @@ async def test_broken_pusher_leaves_no_trace_and_quorum_closes(tmp_path: Path) -
             assert duplicate.value.kind is ErrorKind.ALREADY_EXISTS
         kill_group(proc, signal.SIGTERM)
         assert proc.returncode == 0
-    assert not list((tmp_path / "state" / "paramserver").rglob("*.part"))
+    # Pushes never touch the disk: a round leaves θ, the momentum buffer, the state, commit records.
+    saved = {p.name for p in (tmp_path / "state" / "paramserver").rglob("*") if p.is_file()}
+    assert {n for n in saved if not n.endswith(".json")} == {
+        "theta-1.safetensors",
+        "momentum-1.safetensors",
+    }
 
 
 async def test_restart_resumes_round_and_state(tmp_path: Path) -> None:
@@ -162,18 +167,26 @@ async def test_restart_resumes_round_and_state(tmp_path: Path) -> None:
         async with open_channel(address, peer_id="tester") as channel:
             stub = paramserver_pb2_grpc.ParameterServerServiceStub(channel)
             view = await stub.GetRound(paramserver_pb2.GetRoundRequest(run_id="run"))
-            assert view.round == 1 and list(view.committed_workers) == ["a"]  # the commit survived
+            # The commit lived in memory: it is gone, and "a" is among the workers known.
+            assert view.round == 1 and list(view.committed_workers) == [] and "a" in view.expected_workers
             reply = await stub.OpenJob(
                 paramserver_pb2.OpenJobRequest(run_id="run", expected_workers=2, quorum=2, rounds=4, codec=2)
             )
             assert (reply.round, reply.resumed) == (1, True)
             assert await tensorstream.pull_parameters(channel, run_id="run", dest=tmp_path / "theta1.after") == 1
             assert (tmp_path / "theta1.after").read_bytes() == (tmp_path / "theta1.before").read_bytes()
-            await tensorstream.pull_update(channel, run_id="run", round=0, dest=tmp_path / "u0.again", codec="bf16")
-            assert (tmp_path / "u0.again").read_bytes() == (tmp_path / "u0").read_bytes()
-            await tensorstream.push_update(
-                channel, deltas[3], run_id="run", round=1, worker_id="b", weight=1.0, codec="fp32"
-            )
+            with pytest.raises(TensorStreamError) as gone:  # updates are not kept across a restart
+                await tensorstream.pull_update(channel, run_id="run", round=0, dest=tmp_path / "u0.again", codec="bf16")
+            assert (gone.value.kind, gone.value.reason) == (ErrorKind.FAILED_PRECONDITION, "UPDATE_GONE")
+            with pytest.raises(TensorStreamError) as lost:  # "a" is told its push was lost...
+                await tensorstream.pull_update(
+                    channel, run_id="run", round=1, dest=tmp_path / "u1", codec="fp32", timeout=30, worker_id="a"
+                )
+            assert (lost.value.kind, lost.value.reason) == (ErrorKind.FAILED_PRECONDITION, "PUSH_LOST")
+            for worker, delta, weight in (("a", deltas[2], 2.0), ("b", deltas[3], 1.0)):  # ...and pushes again
+                await tensorstream.push_update(
+                    channel, delta, run_id="run", round=1, worker_id=worker, weight=weight, codec="fp32"
+                )
             _, contributors = await tensorstream.pull_update(
                 channel, run_id="run", round=1, dest=tmp_path / "u1", codec="fp32", timeout=30
             )

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from safetensors.numpy import save_file
+from safetensors.numpy import load_file, save_file
 
 from tendril.bridge.core import WORK_SUBDIRS
 from tendril.bridge.server import JobBridge
@@ -97,7 +97,16 @@ async def test_executor_sees_every_round_through(tmp_path: Path) -> None:
     ps = spawn_service("paramserver", config, tmp_path)
     with running(ps):
         await wait_serving(address)
-        job = _job(tmp_path, run_id="run-x", expected_workers=1, quorum=1, round_timeout_seconds=5, rounds=2)
+        # outer_momentum 0 (plain SGD outer steps) travels job config → OpenRun → OpenJob as 0, not "default".
+        job = _job(
+            tmp_path,
+            run_id="run-x",
+            expected_workers=1,
+            quorum=1,
+            round_timeout_seconds=5,
+            rounds=2,
+            outer_momentum=0,
+        )
         async with _bridge(job, address):
             executor = _executor(tmp_path, job)
             with running(executor):
@@ -117,8 +126,11 @@ async def test_executor_sees_every_round_through(tmp_path: Path) -> None:
                             channel, delta, run_id="run-x", round=r, worker_id="a", weight=4, codec="int8"
                         )
                         await tensorstream.pull_update(
-                            channel, run_id="run-x", round=r, dest=tmp_path / "u", codec="fp32"
+                            channel, run_id="run-x", round=r, dest=tmp_path / f"u{r}", codec="fp32"
                         )
+                    # No momentum: the same Δ gives the same step (with 0.9 the second would be 1.4× the first).
+                    u0, u1 = (load_file(str(tmp_path / f"u{r}"))["w"] for r in range(2))
+                    np.testing.assert_allclose(u1, u0, rtol=1e-5)
                     assert await _wait_exit(executor) == 0
                     # Closed, not purged: the final θ is still served, pushes are refused.
                     assert await tensorstream.pull_parameters(channel, run_id="run-x", dest=tmp_path / "final") == 2

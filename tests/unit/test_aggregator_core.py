@@ -1,4 +1,4 @@
-"""ParameterServerCore without gRPC: no trace of broken pushes, quorum timeout, resume, restart."""
+"""ParameterServerCore without gRPC: no trace of broken pushes, quorum timeout, resume, restart, memory."""
 
 from __future__ import annotations
 
@@ -75,7 +75,8 @@ async def _open(core: ParameterServerCore, tmp_path: Path, run: str, **config: o
 
 async def _update(core: ParameterServerCore, run: str, round: int) -> bytes:
     served = await core.update_payload(run, round, "fp32", timeout=10.0)
-    return served.path.read_bytes()
+    assert served.view is not None  # served from memory
+    return bytes(served.view)
 
 
 async def test_broken_and_damaged_pushes_leave_no_trace(tmp_path: Path) -> None:
@@ -91,13 +92,18 @@ async def test_broken_and_damaged_pushes_leave_no_trace(tmp_path: Path) -> None:
     assert damaged.value.kind is ErrorKind.DATA_LOSS and damaged.value.reason == "DIGEST_MISMATCH"  # xxh3-128 payloads
     await _push(core, deltas["w2"], run="with-broken", round=0, worker="w2", weight=2)
     await _push(core, deltas["w1"], run="with-broken", round=0, worker="w1", weight=1)
-    # "clean": only w1 and w2, in the other order.
-    await _push(core, deltas["w1"], run="clean", round=0, worker="w1", weight=1)
+    # "clean": only w1 and w2, committed in the same order (the fold follows the commit order).
     await _push(core, deltas["w2"], run="clean", round=0, worker="w2", weight=2)
+    await _push(core, deltas["w1"], run="clean", round=0, worker="w1", weight=1)
     broken_update = await _update(core, "with-broken", 0)  # closed by quorum after 0.3 s
     assert broken_update == await _update(core, "clean", 0)
-    assert core.runs["with-broken"].state.updates[0].contributors == 2
-    assert not list((tmp_path / "ps" / "with-broken" / "rounds").rglob("*.part"))
+    assert (await core.update_payload("with-broken", 0, "", timeout=1.0)).contributors == 2
+    # Nothing of the broken push is held any more: no staged push, no staging memory.
+    assert not core.runs["with-broken"].pushes and core.budget.staging == 0
+    for run in ("with-broken", "clean"):  # and θ after the round is bit-identical too
+        assert (await core.parameters_payload(run)).path.read_bytes() == (  # type: ignore[union-attr]
+            await core.parameters_payload("clean")
+        ).path.read_bytes()  # type: ignore[union-attr]
     # The late worker is told which round is open.
     with pytest.raises(ParameterServerError) as late:
         await _push(core, deltas["w3"], run="with-broken", round=0, worker="w3")
@@ -176,11 +182,20 @@ async def test_restart_resumes_round_state_and_commits(tmp_path: Path) -> None:
 
     restarted = ParameterServerCore(root)
     await restarted.load_saved()
+    # The open round's pushes lived in memory: a's commit is gone, and a is told so.
     view = restarted.get_round("run")
-    assert (view.round, view.committed, view.closed) == (1, ["a"], False)
+    assert (view.round, view.committed, view.closed) == (1, [], False)
+    assert view.known_workers == ["a"]
     assert await restarted.open_job("run", restarted.runs["run"].state.config) == (1, True)
-    assert await _update(restarted, "run", 0) == update0
+    with pytest.raises(ParameterServerError) as gone:  # updates are not kept across a restart
+        await _update(restarted, "run", 0)
+    assert gone.value.kind is ErrorKind.FAILED_PRECONDITION and gone.value.reason == "UPDATE_GONE"
+    assert update0  # (it was served before the restart)
     assert (await restarted.parameters_payload("run")).path.read_bytes() == theta1
+    with pytest.raises(ParameterServerError) as lost:
+        await restarted.update_payload("run", 1, "", timeout=10.0, worker_id="a")
+    assert lost.value.kind is ErrorKind.FAILED_PRECONDITION and lost.value.reason == "PUSH_LOST"
+    await _push(restarted, deltas[2], run="run", round=1, worker="a", weight=2)  # a pushes again
     with pytest.raises(ParameterServerError) as dup:
         await _push(restarted, deltas[2], run="run", round=1, worker="a")
     assert dup.value.kind is ErrorKind.ALREADY_EXISTS

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from safetensors.numpy import load_file, save_file
 
-from tendril.paramserver.aggregate import Contribution, close_round
 from tendril.paramserver.outer import fma32, nesterov
+from tests.unit.test_aggregator import close_files
 
 
 def _exact_fma32(a: np.float32, b: np.float32, c: np.float32) -> np.float32:
@@ -81,8 +81,9 @@ def test_nesterov_matches_torch_over_three_rounds() -> None:
         theta = new_theta
 
 
-def test_rounds_through_files_match_torch(tmp_path: Path) -> None:
-    """Three rounds of close_round (weighted workers, θ and momentum through files) vs torch."""
+def test_rounds_through_the_accumulator_match_torch(tmp_path: Path) -> None:
+    """Three rounds as the server runs them (weighted workers folded in commit order, θ and momentum
+    through the checkpoint files) vs torch."""
     rng = np.random.default_rng(5)
     shapes = {"h.0.w": (64, 48), "h.0.b": (48,), "ln.g": (1000,)}
     theta0 = {n: rng.standard_normal(s).astype(np.float32) for n, s in shapes.items()}
@@ -97,12 +98,12 @@ def test_rounds_through_files_match_torch(tmp_path: Path) -> None:
             delta = {n: (rng.standard_normal(s) * 1e-2).astype(np.float32) for n, s in shapes.items()}
             path = tmp_path / f"{worker}-{r}.safetensors"
             save_file(delta, str(path))
-            contributions.append(Contribution(worker, weight, path))
+            contributions.append((worker, weight, path))
             deltas[worker] = delta
-        close_round(
-            theta=tmp_path / f"theta-{r}.safetensors",
-            momentum=tmp_path / f"momentum-{r}.safetensors" if r else None,
-            contributions=contributions,
+        close_files(
+            tmp_path / f"theta-{r}.safetensors",
+            tmp_path / f"momentum-{r}.safetensors" if r else None,
+            sorted(contributions),  # committed in worker-id order, as the sum below adds them
             lr=0.7,
             mu=0.9,
             out_theta=tmp_path / f"theta-{r + 1}.safetensors",

@@ -296,6 +296,7 @@ async def test_run_rpcs_are_typed_and_a_broken_watch_is_opened_again(fake: tuple
     open_run = requests[0]
     assert (open_run.run_id, open_run.expected_workers, open_run.quorum, open_run.rounds) == ("", 2, 1, 2)
     assert (open_run.round_timeout_seconds, open_run.outer_lr, open_run.outer_momentum) == (5.0, 0.5, 0.0)
+    assert open_run.HasField("outer_lr") and not open_run.HasField("outer_momentum")  # left out: the default
     assert open_run.codec == 3  # tendril.tensor.v1.CODEC_INT8
     assert requests[1].run_id == "r1" and requests[2].run_id == "r1" and requests[3].run_id == ""
 

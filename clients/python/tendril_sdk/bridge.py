@@ -541,8 +541,8 @@ class BridgeClient:
         expected_workers: int,
         quorum: int = 0,
         round_timeout_seconds: float = 0.0,
-        outer_lr: float = 0.0,
-        outer_momentum: float = 0.0,
+        outer_lr: float | None = None,
+        outer_momentum: float | None = None,
         codec: str = "fp32",
         rounds: int = 0,
         run_id: str = "",
@@ -550,9 +550,10 @@ class BridgeClient:
         retry_policy: RetryPolicy | None = None,
     ) -> OpenedRun:
         """OpenRun: open the job's run (``run_id`` empty: its ``config.run_id``) on the worker's
-        parameter server; a saved run resumes, an open one takes these settings. 0 means the
-        default for quorum (1), round_timeout_seconds (none), outer_lr (0.7), outer_momentum (0.9)
-        and rounds (unbounded); ``codec`` is one of :data:`CODECS`."""
+        parameter server; a saved run resumes, an open one takes these settings. None (left out)
+        means the default for outer_lr (0.7) and outer_momentum (0.9), and 0 means 0
+        (outer_momentum 0: plain SGD outer steps); 0 means the default for quorum (1),
+        round_timeout_seconds (none) and rounds (unbounded); ``codec`` is one of :data:`CODECS`."""
         if codec not in CODECS:
             raise ValueError(f"codec {codec!r} is not one of {', '.join(CODECS)}")
         request = bridge_pb2.OpenRunRequest(

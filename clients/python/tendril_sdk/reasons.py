@@ -198,7 +198,8 @@ class ParamserverReason(enum.StrEnum):
     ALREADY_COMMITTED = "ALREADY_COMMITTED"  # the worker already committed for the round
     BAD_OFFSET = "BAD_OFFSET"  # a pull offset past the payload, or a θ0 resume at the wrong byte
     BAD_TIMEOUT = "BAD_TIMEOUT"  # PullUpdate's timeout_seconds is negative
-    UPDATE_GONE = "UPDATE_GONE"  # the round's update is no longer kept (the last 4 are)
+    UPDATE_GONE = "UPDATE_GONE"  # the round's update is no longer kept (in memory, the last 4 rounds at most)
+    PUSH_LOST = "PUSH_LOST"  # the puller's committed update of the open round was lost in a restart: push it again
     ROUND_STILL_OPEN = "ROUND_STILL_OPEN"  # PullUpdate's wait ran out before the round closed
     PAYLOAD_REPLACED = "PAYLOAD_REPLACED"  # a pulled payload was replaced just as it was opened
     AGGREGATION_FAILED = "AGGREGATION_FAILED"  # computing a round's update failed (disk, bug)
@@ -342,6 +343,9 @@ class BridgeReason(enum.StrEnum):
     """DEADLINE_EXCEEDED, ReceiveUpdate: the round did not close within the timeout."""
     UPDATE_GONE = "UPDATE_GONE"
     """FAILED_PRECONDITION, ReceiveUpdate: the round's update is no longer kept; fetch θ instead."""
+    PUSH_LOST = "PUSH_LOST"
+    """FAILED_PRECONDITION, ReceiveUpdate: the parameter server lost this worker's update of the round (it
+    restarted) and the bridge holds no copy to send again (no SendUpdate of the round through it); fetch θ instead."""
     LAYOUT_MISMATCH = "LAYOUT_MISMATCH"
     """INVALID_ARGUMENT: the file's tensors (names, shapes) differ from the run's θ0."""
     NON_FINITE_UPDATE = "NON_FINITE_UPDATE"

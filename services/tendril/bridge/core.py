@@ -9,6 +9,7 @@ an update land. The servicer adds only the remote calls.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 import shutil
 import threading
@@ -29,10 +30,19 @@ DATA = "data"
 UPDATES = "updates"
 PARAMS = "params"
 WORK_SUBDIRS = (ARTIFACTS, DATA, UPDATES, PARAMS)
+SENT = ".sent"  # the bridge's copies of the updates it sent, until their round's update arrives
 DEFAULT_ROUND_TIMEOUT_SECONDS = 600.0
 AGGREGATE_CLASS = "aggregate"  # the executor class whose jobs run a DiLoCo run on this worker's parameter server
 
 ProgressSink = Callable[[str, dict[str, float]], None]
+
+
+@dataclasses.dataclass(frozen=True)
+class SentUpdate:
+    """The copy of an update the bridge sent, kept until its round's update arrives."""
+
+    path: Path
+    weight: float
 
 
 class BridgeCore:
@@ -42,6 +52,7 @@ class BridgeCore:
         self.job = job
         self.root = job.work_dir
         self._on_progress = on_progress
+        self._sent: dict[int, SentUpdate] = {}
 
     # -- paths ---------------------------------------------------------------------------
 
@@ -68,6 +79,34 @@ class BridgeCore:
 
     def params_dest(self, relative: str) -> Path:
         return self.resolve(relative or f"{PARAMS}/current.safetensors", what="path")
+
+    # -- updates sent ----------------------------------------------------------------------
+
+    def keep_sent(self, round_: int, path: Path, weight: float) -> None:
+        """Keep a copy of the update sent for ``round_`` (a hard link: no byte copied), dropping older ones.
+
+        The executor may delete its file once SendUpdate returned; the copy is what the bridge
+        sends again when the parameter server lost the update (it restarted before the round
+        closed).
+        """
+        folder = self.root / SENT
+        folder.mkdir(mode=0o700, exist_ok=True)
+        self.forget_sent(None)
+        dest = folder / f"round-{round_}.safetensors"
+        with landing(dest) as tmp:
+            try:
+                os.link(path, tmp)
+            except OSError:  # a file system without hard links
+                shutil.copyfile(path, tmp)
+        self._sent[round_] = SentUpdate(dest, weight)
+
+    def sent(self, round_: int) -> SentUpdate | None:
+        return self._sent.get(round_)
+
+    def forget_sent(self, round_: int | None) -> None:
+        """Drop the copy kept for ``round_`` (None: every copy)."""
+        for kept in [r for r in self._sent if round_ is None or r == round_]:
+            self._sent.pop(kept).path.unlink(missing_ok=True)
 
     # -- job config ----------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -33,6 +34,7 @@ SERVICE_NAME = "tendril.bridge.v1.JobBridgeService"
 PROGRESS_TIMEOUT_SECONDS = 10.0
 OPEN_JOB_TIMEOUT_SECONDS = 10.0
 CLOSE_JOB_TIMEOUT_SECONDS = 2.0
+RESEND_ATTEMPTS = 3  # times ReceiveUpdate sends a lost update again before it gives PUSH_LOST up
 
 log = get_logger("tendril.bridge")
 
@@ -158,19 +160,27 @@ class BridgeServicer(bridge_pb2_grpc.JobBridgeServiceServicer):
                 f"weight must be > 0 (the samples processed this round), got {request.weight}",
                 reason=BridgeReason.BAD_WEIGHT,
             )
-        address, run_id, codec = self.core.parameter_server(), self.core.run_id(), self.core.codec()
         start = time.perf_counter()
+        sent = await self._push_update(path, request.round, request.weight)
+        # NOTE: the parameter server holds a round's pushes in memory until the round closes; a
+        # copy stays here until the round's update arrives, to be sent again if a restart of the
+        # server lost it (ReceiveUpdate, PUSH_LOST).
+        await asyncio.to_thread(self.core.keep_sent, request.round, path, request.weight)
+        return bridge_pb2.SendUpdateResponse(bytes_sent=int(sent), seconds=time.perf_counter() - start)
+
+    async def _push_update(self, path: Path, round_: int, weight: float) -> int:
+        address, run_id, codec = self.core.parameter_server(), self.core.run_id(), self.core.codec()
         async with calling(f"parameter server at {address}"):
             sent = await _tensorstream().push_update(
                 self.remotes.channel(address),
                 path,
                 run_id=run_id,
-                round=request.round,
+                round=round_,
                 worker_id=self._worker_id,
-                weight=request.weight,
+                weight=weight,
                 codec=codec,
             )
-        return bridge_pb2.SendUpdateResponse(bytes_sent=int(sent), seconds=time.perf_counter() - start)
+        return int(sent)
 
     async def ReceiveUpdate(
         self, request: bridge_pb2.ReceiveUpdateRequest, context: Any
@@ -179,16 +189,32 @@ class BridgeServicer(bridge_pb2_grpc.JobBridgeServiceServicer):
         timeout = self.core.round_timeout(request.timeout_seconds)
         address, run_id, codec = self.core.parameter_server(), self.core.run_id(), self.core.codec()
         start = time.perf_counter()
-        # tensorstream writes ``dest`` atomically: a failed pull leaves no file behind.
-        async with calling(f"parameter server at {address}"):
-            received, contributors = await _tensorstream().pull_update(
-                self.remotes.channel(address),
-                run_id=run_id,
-                round=request.round,
-                dest=dest,
-                codec=codec,
-                timeout=timeout,
-            )
+        for attempt in range(RESEND_ATTEMPTS + 1):
+            try:
+                # tensorstream writes ``dest`` atomically: a failed pull leaves no file behind.
+                async with calling(f"parameter server at {address}"):
+                    received, contributors = await _tensorstream().pull_update(
+                        self.remotes.channel(address),
+                        run_id=run_id,
+                        round=request.round,
+                        dest=dest,
+                        codec=codec,
+                        timeout=timeout,
+                        worker_id=self._worker_id,
+                    )
+                break
+            except BridgeError as exc:
+                sent = self.core.sent(request.round)
+                if exc.reason != BridgeReason.PUSH_LOST or sent is None or attempt == RESEND_ATTEMPTS:
+                    raise
+                # The parameter server restarted and lost this worker's update: send it again.
+                log.warning("bridge.update_resent", job_id=self.core.job.job_id, round=request.round)
+                try:
+                    await self._push_update(sent.path, request.round, sent.weight)
+                except BridgeError as again:
+                    if again.reason != BridgeReason.ALREADY_COMMITTED:
+                        raise
+        await asyncio.to_thread(self.core.forget_sent, request.round)
         return bridge_pb2.ReceiveUpdateResponse(
             path=self.core.relative(dest),
             bytes_received=int(received),
@@ -248,8 +274,9 @@ class BridgeServicer(bridge_pb2_grpc.JobBridgeServiceServicer):
             expected_workers=request.expected_workers,
             quorum=request.quorum,
             round_timeout_seconds=request.round_timeout_seconds,
-            outer_lr=request.outer_lr,
-            outer_momentum=request.outer_momentum,
+            # NOTE: passed on set or unset: unset means the server's default, 0 means 0.
+            outer_lr=request.outer_lr if request.HasField("outer_lr") else None,
+            outer_momentum=request.outer_momentum if request.HasField("outer_momentum") else None,
             codec=request.codec,
             rounds=request.rounds,
         )

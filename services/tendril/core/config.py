@@ -30,6 +30,7 @@ from pydantic import (
     ConfigDict,
     Field,
     NonNegativeFloat,
+    NonNegativeInt,
     PositiveFloat,
     PositiveInt,
     TypeAdapter,
@@ -206,6 +207,8 @@ class ParameterServerSection:
     data_listen: OptionalAddress = "127.0.0.1:50056"
     """Address of the ParameterServer's data port: pushes and pulls negotiated in a gRPC call move their bytes over a
     TCP connection there (TLS under [tls]); empty moves them inside the calls."""
+    memory_budget_mib: NonNegativeInt = 0
+    """MiB for rounds in memory (pushes received, sums, updates); pushes wait for room. 0: each run's fp32 model + 1."""
 
 
 @dataclass(config=SECTION)

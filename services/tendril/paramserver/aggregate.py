@@ -1,157 +1,388 @@
-"""Closing a round, file to file: fold the committed pushes, take the outer step.
+"""A round in memory: fold committed pushes into an fp32 accumulator, take the outer step.
 
-For every tensor, piece by piece (a few MiB at a time, so memory stays at the size of a
-piece whatever the model and the number of workers)::
+Everything here runs on plain buffers (no I/O but reading and writing θ and momentum files),
+block by block (:data:`BLOCK_ELEMENTS` values: a block and its temporaries stay in the CPU
+cache, which makes the numpy passes 3× faster than pieces of a few MiB)::
 
-    acc = Σ float32(wᵢ) · Δᵢ        in float32, over workers sorted by id
-    g   = acc / float32(Σ wᵢ)
-    θ_new, buf, u = nesterov(θ, buf, g)
+    fold    acc  += float32(w) · decode(Δ)        once per committed push, in commit order
+    close   g     = acc / float32(Σ w)
+            buf, u = nesterov(θ, buf, g)          (outer.py: torch's arithmetic, bit for bit)
+            û     = decode(encode(u))             the run's codec: what the workers apply
+            acc  ← buf                            the accumulator becomes the momentum buffer
+    save    θ'    = θ + û,  momentum' = buf       (after the update is served)
 
-# NOTE: pushes are spooled to files as they arrive and only folded here, in worker-id order,
-# instead of being added to a live accumulator chunk by chunk. Float addition is not
-# associative, so a live accumulator would depend on arrival order, and a push that breaks
-# off half way would have to be subtracted again (inexactly). Folding committed files in a
-# fixed order makes the aggregate bit-identical whatever the timing and whichever pushes
-# broke off. The price is disk (one payload per worker) and one fold per round; resident
-# memory stays O(piece), far below O(model).
+The accumulator holds the data section of θ's fp32 layout (tensor t at elements
+[t.begin/4, t.end/4)), so it is written as the momentum file as it is.
+
+# NOTE: the fold runs in commit order, not in worker-id order. A push's bytes are held in
+# memory only until it commits (:mod:`.memory` budgets them): the accumulator is the only
+# thing that grows with the round, so a fixed order would need every committed push held
+# until the round closes (one model per worker). Float addition is not associative, so the
+# aggregate now depends on the order of the commits, in its last bits: the same pushes
+# committed in the same order give the same bits (every worker still gets the same update,
+# the one the server applies), two orders may differ by an ulp of the sum. No exact
+# order-independent sum fits the budget at this speed: the products w·Δ are exact in float64
+# but their sum is not (the exponents of the addends differ), and exact or reproducible
+# summation (a long accumulator, binned sums) costs several models of memory per run. A push
+# that breaks off or fails its checks still leaves no trace: it is never added (its bytes
+# wait in its staging buffer until it commits), so the aggregate of the pushes that
+# committed is bit-identical with or without it.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import concurrent.futures
+import math
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
+import numpy.typing as npt
 
-from tendril.core import tensorfile
-from tendril.core.tensorfile import Layout
-from tendril.paramserver.outer import nesterov
+from tendril.core import codecs, tensorfile
+from tendril.core.streaming import DEFAULT_DIGEST, Digest, new_hash
+from tendril.core.tensorfile import Layout, TensorSpec
+from tendril.paramserver.outer import Scratch, nesterov_step
 
+F32 = npt.NDArray[np.float32]
 
-@dataclasses.dataclass(frozen=True)
-class Contribution:
-    """A committed push: its weight and payload file."""
-
-    worker_id: str
-    weight: float
-    path: Path
-
-
-@dataclasses.dataclass(frozen=True)
-class RoundOutput:
-    """Where close_round wrote its results."""
-
-    theta: Path
-    momentum: Path
-    update: Path
-    weight: float
-    contributors: int
+BLOCK_ELEMENTS = 1 << 16  # values per block: 256 KiB of fp32, cache-sized
+CLOSE_THREADS = max(1, min(2, os.cpu_count() or 1))  # threads of the outer step
+UPDATE_BLOCK_SIZE = codecs.DEFAULT_BLOCK_SIZE  # block size of the int8 updates the server encodes
 
 
-class _Open:
-    """Open payload files with their layouts; closed together."""
+def block_step(*layouts: Layout) -> int:
+    """Values per block: a multiple of every codec block size among ``layouts``."""
+    unit = math.lcm(*(layout.block_size or 1 for layout in layouts))
+    return max(1, BLOCK_ELEMENTS // unit) * unit
 
-    def __init__(self) -> None:
-        self.fds: list[int] = []
 
-    def open(self, path: Path, flags: int = os.O_RDONLY) -> int:
-        fd = os.open(path, flags)
-        self.fds.append(fd)
-        return fd
+def blocks(numel: int, step: int) -> Iterator[tuple[int, int]]:
+    for a in range(0, numel, step):
+        yield a, min(numel, a + step)
+
+
+# -- payloads in memory -----------------------------------------------------------------------------
+
+
+def _array(view: memoryview, dtype: npt.DTypeLike, offset: int, count: int) -> np.ndarray:
+    return np.frombuffer(view, dtype=dtype, count=count, offset=offset)
+
+
+def decode(view: memoryview, layout: Layout, spec: TensorSpec, a: int, b: int) -> F32:
+    """Values [a, b) of a tensor of an in-memory payload as float32 (a view for fp32).
+
+    ``a`` is block-aligned for blockwise codecs. The arithmetic is the codec's own decode
+    (int8: float32(q) · scale, one rounding), so this gives the same bits as
+    :func:`tendril.core.tensorfile.read_values` on the same payload.
+    """
+    wire = codecs.BY_NAME[layout.codec]
+    start = layout.header_size + spec.begin
+    raw = _array(view, wire.array_dtype, start + wire.bytes_per_value * a, b - a)
+    if wire.blockwise:
+        bs = layout.block_size
+        first = a // bs
+        scales = _array(
+            view, np.float32, layout.header_size + spec.scales_begin + 4 * first, codecs.int8_scale_count(b, bs) - first
+        )
+        whole = (b - a) // bs * bs
+        out = np.empty(b - a, dtype=np.float32)
+        if whole:
+            np.multiply(
+                raw[:whole].reshape(-1, bs),
+                scales[: whole // bs, None],
+                out=out[:whole].reshape(-1, bs),
+                dtype=np.float32,
+            )
+        if whole < b - a:
+            np.multiply(raw[whole:], scales[-1], out=out[whole:], dtype=np.float32)
+        return out
+    return wire.decode(raw, codecs.NO_SCALES, 0)
+
+
+def first_non_finite(view: memoryview, layout: Layout) -> str | None:
+    """Name of the first tensor of a payload holding NaN/Inf, or None when every value is finite."""
+    wire = codecs.BY_NAME[layout.codec]
+    for spec in layout.tensors:
+        if wire.blockwise:
+            # Blockwise values are finite by construction; only the scales can be NaN/Inf.
+            count = (spec.scales_end - spec.scales_begin) // 4
+            if not np.isfinite(_array(view, np.float32, layout.header_size + spec.scales_begin, count)).all():
+                return spec.name
+            continue
+        start = layout.header_size + spec.begin
+        for a, b in blocks(spec.numel, BLOCK_ELEMENTS):
+            raw = _array(view, wire.array_dtype, start + wire.bytes_per_value * a, b - a)
+            if wire.name == "bf16":
+                # All exponent bits set: Inf or NaN (checked on the bits, nothing decoded).
+                if ((raw & np.uint16(0x7F80)) == np.uint16(0x7F80)).any():
+                    return spec.name
+            elif not np.isfinite(raw).all():
+                return spec.name
+    return None
+
+
+def payload_layout(view: memoryview) -> Layout:
+    """The layout an in-memory SafeTensors payload declares (TensorFileError when it is not one)."""
+    header_size = tensorfile.split_header(bytes(view[:8]))
+    if header_size is None or header_size > len(view):
+        raise tensorfile.TensorFileError("the payload is too short for its SafeTensors header")
+    return tensorfile.parse_layout(bytes(view[8:header_size]), header_size=header_size, file_size=len(view))
+
+
+def encode_into(view: memoryview, layout: Layout, spec: TensorSpec, a: int, values: F32) -> None:
+    """Encode float32 ``values`` (elements from ``a``, block-aligned) into a payload in memory."""
+    wire = codecs.BY_NAME[layout.codec]
+    encoded, scales = wire.encode(values, layout.block_size)
+    start = layout.header_size + spec.begin + wire.bytes_per_value * a
+    view[start : start + encoded.nbytes] = encoded.view(np.uint8)
+    if wire.blockwise:
+        first = layout.header_size + spec.scales_begin + 4 * (a // layout.block_size)
+        view[first : first + scales.nbytes] = scales.view(np.uint8)
+
+
+def new_payload(shapes: list[tuple[str, tuple[int, ...]]], codec: str) -> tuple[Layout, bytes]:
+    """Layout and header of a payload the server produces (int8: blocks of UPDATE_BLOCK_SIZE)."""
+    return tensorfile.plan_layout(shapes, codec, UPDATE_BLOCK_SIZE if codecs.BY_NAME[codec].blockwise else 0)
+
+
+def convert(src: memoryview, src_layout: Layout, dst: memoryview, dst_layout: Layout, header: bytes) -> None:
+    """Re-encode a payload in memory as another codec (the same tensors, ``dst_layout``)."""
+    dst[: len(header)] = header
+    by_name = {t.name: t for t in src_layout.tensors}
+    step = block_step(src_layout, dst_layout)
+    for spec in dst_layout.tensors:
+        for a, b in blocks(spec.numel, step):
+            encode_into(dst, dst_layout, spec, a, decode(src, src_layout, by_name[spec.name], a, b))
+
+
+def digest(view: memoryview) -> Digest:
+    """The stream digest (the default algorithm, xxh3-128) of a payload the server serves from memory."""
+    hasher = new_hash(DEFAULT_DIGEST)
+    hasher.update(view)
+    return Digest(DEFAULT_DIGEST, hasher.hexdigest())
+
+
+# -- the accumulator --------------------------------------------------------------------------------------
+
+
+class Accumulator:
+    """Σ float32(wᵢ)·Δᵢ of a round's committed pushes, over θ's fp32 data section."""
+
+    def __init__(self, theta: Layout, buffer: memoryview) -> None:
+        self.layout = theta
+        self.values: F32 = np.frombuffer(buffer, dtype=np.float32, count=theta.numel)
+        self.weight = 0.0
+        self.workers: list[str] = []
+        self.spoiled = False  # changed by a fold or a close that did not finish: cannot be used
+
+    @property
+    def nbytes(self) -> int:
+        return self.values.nbytes
+
+    def tensor(self, spec: TensorSpec) -> F32:
+        return self.values[spec.begin // 4 : spec.end // 4]
+
+    def fold(
+        self,
+        worker_id: str,
+        weight: float,
+        payload: memoryview,
+        layout: Layout,
+        *,
+        consumed: Callable[[int, int], None] | None = None,
+    ) -> None:
+        """acc += float32(weight) · decode(payload), tensor by tensor, block by block.
+
+        ``consumed(start, end)`` is told each byte range of the payload once it is added.
+        """
+        self.spoiled = True  # until the last block is added
+        w = np.float32(weight)
+        by_name = {t.name: t for t in layout.tensors}
+        step = block_step(layout)
+        scratch = np.empty(step, dtype=np.float32)
+        width = codecs.BY_NAME[layout.codec].bytes_per_value
+        for spec in self.layout.tensors:
+            acc = self.tensor(spec)
+            source = by_name[spec.name]
+            start = layout.header_size + source.begin
+            for a, b in blocks(spec.numel, step):
+                product = scratch[: b - a]
+                np.multiply(decode(payload, layout, source, a, b), w, out=product)
+                np.add(acc[a:b], product, out=acc[a:b])
+                if consumed is not None:
+                    consumed(start + width * a, start + width * b)
+        self.weight += float(weight)
+        self.workers.append(worker_id)
+        self.spoiled = False
+
+
+# -- closing a round ------------------------------------------------------------------------------------------
+
+
+class _Reader:
+    """Blocks of an fp32 file (θ or momentum) read with pread into one scratch buffer."""
+
+    def __init__(self, path: Path) -> None:
+        self.layout = tensorfile.read_layout(path)
+        if self.layout.codec != "fp32":
+            raise tensorfile.TensorFileError(f"{path} is not an fp32 payload")
+        self.specs = {t.name: t for t in self.layout.tensors}
+        self.fd = os.open(path, os.O_RDONLY)
+        self.scratch = np.empty(0, dtype=np.float32)
+
+    def read(self, name: str, a: int, b: int) -> F32:
+        if self.scratch.size < b - a:
+            self.scratch = np.empty(b - a, dtype=np.float32)
+        out = self.scratch[: b - a]
+        tensorfile.pread_into(
+            self.fd, memoryview(out).cast("B"), self.layout.header_size + self.specs[name].begin + 4 * a
+        )
+        return out
 
     def close(self) -> None:
-        for fd in self.fds:
-            os.close(fd)
-        self.fds = []
+        os.close(self.fd)
 
 
 def close_round(
     *,
+    acc: Accumulator,
     theta: Path,
     momentum: Path | None,
-    contributions: Sequence[Contribution],
     lr: float,
     mu: float,
+    update: memoryview,
+    update_layout: Layout,
+    update_header: bytes,
+) -> None:
+    """The outer step: the update u (encoded as ``update_layout``) into ``update``; acc becomes the buffer.
+
+    Raises before changing ``acc`` when θ or the momentum file cannot be opened; a failure
+    after that leaves ``acc.spoiled`` set (the round's pushes are lost).
+    """
+    if not acc.workers:
+        raise ValueError("a round cannot close without contributions")
+    weight = np.float32(acc.weight)
+    step = block_step(update_layout)
+    out_specs = {t.name: t for t in update_layout.tensors}
+    work = [(spec, a, b) for spec in acc.layout.tensors for a, b in blocks(spec.numel, step)]
+    parts = _split(work, CLOSE_THREADS if len(work) >= 4 * CLOSE_THREADS else 1)
+    readers: list[tuple[_Reader, _Reader | None]] = []
+    try:
+        for _ in parts:
+            theta_reader = _Reader(theta)
+            readers.append((theta_reader, None))
+            if momentum is not None:
+                readers[-1] = (theta_reader, _Reader(momentum))
+
+        def run(
+            part: list[tuple[TensorSpec, int, int]], theta_reader: _Reader, momentum_reader: _Reader | None
+        ) -> None:
+            scratch = Scratch(step)
+            grad = np.empty(step, dtype=np.float32)
+            for spec, a, b in part:
+                values = acc.tensor(spec)[a:b]
+                g = grad[: b - a]
+                np.divide(values, weight, out=g)
+                buf = momentum_reader.read(spec.name, a, b) if momentum_reader is not None else None
+                new_buf, u = nesterov_step(theta_reader.read(spec.name, a, b), buf, g, lr=lr, mu=mu, scratch=scratch)
+                values[:] = new_buf
+                encode_into(update, update_layout, out_specs[spec.name], a, u)
+
+        update[: len(update_header)] = update_header
+        acc.spoiled = True  # until the last block is done
+        if len(parts) == 1:
+            run(parts[0], *readers[0])
+        else:
+            # NOTE: nothing else runs while a round closes (its workers wait for the update): the
+            # outer step takes every core (numpy releases the GIL in each block's passes).
+            with concurrent.futures.ThreadPoolExecutor(len(parts), thread_name_prefix="outer-step") as pool:
+                for done in [pool.submit(run, part, *pair) for part, pair in zip(parts, readers, strict=True)]:
+                    done.result()
+        acc.spoiled = False
+    finally:
+        for theta_reader, momentum_reader in readers:
+            theta_reader.close()
+            if momentum_reader is not None:
+                momentum_reader.close()
+
+
+def _split(work: list[tuple[TensorSpec, int, int]], count: int) -> list[list[tuple[TensorSpec, int, int]]]:
+    """``work`` cut into ``count`` consecutive parts of about as many values each."""
+    total = sum(b - a for _, a, b in work)
+    parts: list[list[tuple[TensorSpec, int, int]]] = [[] for _ in range(count)]
+    done = 0
+    for item in work:
+        parts[min(count - 1, done * count // max(total, 1))].append(item)
+        done += item[2] - item[1]
+    return [part for part in parts if part]
+
+
+def write_checkpoint(
+    acc: Accumulator,
+    *,
+    theta: Path,
+    update: memoryview,
+    update_layout: Layout,
     out_theta: Path,
     out_momentum: Path,
-    out_update: Path,
-) -> RoundOutput:
-    """Write θ_new, the momentum buffer and u (all fp32, θ's tensor order); atomically each."""
-    if not contributions:
-        raise ValueError("a round cannot close without contributions")
-    ordered = sorted(contributions, key=lambda c: c.worker_id)
-    weight = float(sum(c.weight for c in ordered))
-    theta_layout = tensorfile.read_layout(theta)
-    shapes = [(t.name, t.shape) for t in theta_layout.tensors]
-    out_layout, header = tensorfile.plan_layout(shapes, "fp32")
-    layouts = [tensorfile.read_layout(c.path) for c in ordered]
-    momentum_layout = tensorfile.read_layout(momentum) if momentum is not None else None
-    step = tensorfile.piece_step(theta_layout, *layouts)
-    files = _Open()
+) -> Digest:
+    """θ' = θ + decode(u) and the momentum buffer (acc after :func:`close_round`), atomically each.
+
+    Returns the digest of the θ' file (hashed as it is written). θ' is exactly what a worker
+    holds after applying the served update: the same decode, one float32 add.
+    """
+    shapes = [(t.name, t.shape) for t in acc.layout.tensors]
+    layout, header = tensorfile.plan_layout(shapes, "fp32")
+    update_specs = {t.name: t for t in update_layout.tensors}
+    step = block_step(update_layout)
+    theta_reader = _Reader(theta)
+    hasher = new_hash(DEFAULT_DIGEST)
+    hasher.update(header)
     try:
-        theta_fd = files.open(theta)
-        momentum_fd = files.open(momentum) if momentum is not None else -1
-        contribution_fds = [files.open(c.path) for c in ordered]
-        with (
-            tensorfile.atomic_output(out_theta) as tmp_theta,
-            tensorfile.atomic_output(out_momentum) as tmp_momentum,
-            tensorfile.atomic_output(out_update) as tmp_update,
-        ):
-            outs = []
-            for path in (tmp_theta, tmp_momentum, tmp_update):
-                outs.append(tensorfile.create_payload(path, out_layout, header))
-                files.fds.append(outs[-1])
-            _fold(
-                theta_layout,
-                theta_fd,
-                momentum_layout,
-                momentum_fd,
-                [
-                    (np.float32(c.weight), fd, layout)
-                    for c, fd, layout in zip(ordered, contribution_fds, layouts, strict=True)
-                ],
-                np.float32(weight),
-                out_layout,
-                outs,
-                step,
-                lr=lr,
-                mu=mu,
-            )
-            for fd in outs:
+        with tensorfile.atomic_output(out_theta) as tmp_theta, tensorfile.atomic_output(out_momentum) as tmp_momentum:
+            fd = tensorfile.create_payload(tmp_theta, layout, header)
+            try:
+                new = np.empty(step, dtype=np.float32)
+                for spec, out in zip(acc.layout.tensors, layout.tensors, strict=True):
+                    for a, b in blocks(spec.numel, step):
+                        values = new[: b - a]
+                        u = decode(update, update_layout, update_specs[spec.name], a, b)
+                        np.add(theta_reader.read(spec.name, a, b), u, out=values)
+                        tensorfile.pwrite_all(fd, values.data, layout.header_size + out.begin + 4 * a)
+                        hasher.update(values.data)
                 os.fsync(fd)
+            finally:
+                os.close(fd)
+            fd = tensorfile.create_payload(tmp_momentum, layout, header)
+            try:
+                tensorfile.pwrite_all(fd, memoryview(acc.values).cast("B"), layout.header_size)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
     finally:
-        files.close()
-    return RoundOutput(out_theta, out_momentum, out_update, weight, len(ordered))
+        theta_reader.close()
+    return Digest(DEFAULT_DIGEST, hasher.hexdigest())
 
 
-def _fold(
-    theta_layout: Layout,
-    theta_fd: int,
-    momentum_layout: Layout | None,
-    momentum_fd: int,
-    contributions: list[tuple[np.float32, int, Layout]],
-    weight: np.float32,
-    out_layout: Layout,
-    outs: list[int],
-    step: int,
-    *,
-    lr: float,
-    mu: float,
-) -> None:
-    by_name = [{t.name: t for t in layout.tensors} for _, _, layout in contributions]
-    momentum_specs = {t.name: t for t in momentum_layout.tensors} if momentum_layout else {}
-    for theta_spec, out_spec in zip(theta_layout.tensors, out_layout.tensors, strict=True):
-        for a, b in tensorfile.pieces(theta_spec.numel, step):
-            acc = np.zeros(b - a, dtype=np.float32)
-            for (w, fd, layout), specs in zip(contributions, by_name, strict=True):
-                acc += w * tensorfile.read_values(fd, layout, specs[theta_spec.name], a, b)
-            grad = acc / weight
-            theta_values = tensorfile.read_values(theta_fd, theta_layout, theta_spec, a, b)
-            buf = None
-            if momentum_layout is not None:
-                buf = tensorfile.read_values(momentum_fd, momentum_layout, momentum_specs[theta_spec.name], a, b)
-            new_theta, new_buf, update = nesterov(theta_values, buf, grad, lr=lr, mu=mu)
-            for fd, values in zip(outs, (new_theta, new_buf, update), strict=True):
-                tensorfile.write_values(fd, out_layout, out_spec, a, values)
+def write_fp32(path: Path, payload: memoryview, layout: Layout) -> Layout:
+    """Store an in-memory payload of any codec as an fp32 SafeTensors file (atomically)."""
+    out_layout, header = tensorfile.plan_layout(tensorfile.float_shapes(layout), "fp32")
+    with tensorfile.atomic_output(path) as tmp:
+        fd = tensorfile.create_payload(tmp, out_layout, header)
+        try:
+            if layout.codec == "fp32" and layout.data_size == out_layout.data_size:
+                # The same tensors in the same order: the data section as it is.
+                data = payload[layout.header_size :]
+                tensorfile.pwrite_all(fd, data, out_layout.header_size)
+            else:
+                by_name = {t.name: t for t in layout.tensors}
+                for spec in out_layout.tensors:
+                    for a, b in blocks(spec.numel, block_step(layout)):
+                        values = decode(payload, layout, by_name[spec.name], a, b)
+                        tensorfile.pwrite_all(fd, values.data, out_layout.header_size + spec.begin + 4 * a)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    return out_layout

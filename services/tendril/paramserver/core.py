@@ -1,8 +1,13 @@
 """The ParameterServer's logic (no gRPC): runs, pushes, round closing, served payloads.
 
-A run is keyed by the DiLoCo run id (``run_id`` of the proto messages). Everything big
-lives in files (see :mod:`.store`); memory holds only small state. Blocking work (hashing a
-resumed partial, scanning for NaN, folding a round, encoding an update) runs in threads so
+A run is keyed by the DiLoCo run id (``run_id`` of the proto messages). A round lives in
+memory: each push is staged whole in its own buffer (:mod:`.spool`) until it commits, then
+folded into the run's fp32 accumulator (:mod:`.aggregate`); the round closes from memory and
+its update is served from memory. θ and the momentum buffer are the run's checkpoint on disk
+(:mod:`.store`), written once per round after the update is served, by a background task.
+Every big buffer is taken from one :class:`~tendril.paramserver.memory.MemoryBudget`, and a
+push is admitted (at its header, before the server accepts it) only when its payload fits.
+Blocking work (verifying, folding, the outer step, writing the checkpoint) runs in threads so
 the event loop keeps receiving other pushes.
 
 Every change of a run's round state (opened, a commit, a round closing, the next round, the
@@ -13,45 +18,87 @@ each through its own bounded queue (:mod:`tendril.core.fanout`).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import dataclasses
 import enum
+import functools
 import math
 import os
+import threading
 import time
 from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
+from typing import Any
 
 from tendril.core import metrics, tensorfile
 from tendril.core.codecs import CODECS
 from tendril.core.errors import ErrorKind
 from tendril.core.fanout import Fanout, Overflow
 from tendril.core.logs import get_logger
-from tendril.core.streaming import StreamInfo
+from tendril.core.streaming import DEFAULT_DIGEST, Digest, StreamInfo, digest_file
 from tendril.core.tensorfile import Layout
-from tendril.paramserver.aggregate import Contribution, close_round
+from tendril.paramserver.aggregate import (
+    Accumulator,
+    close_round,
+    convert,
+    digest,
+    first_non_finite,
+    new_payload,
+    write_checkpoint,
+    write_fp32,
+)
 from tendril.paramserver.errors import ParameterServerError, ParamserverReason, StreamReason
+from tendril.paramserver.memory import MemoryBudget
 from tendril.paramserver.rounds import Phase, RoundMachine, RunConfig
 from tendril.paramserver.spool import Spool
 from tendril.paramserver.store import RunStore, SavedState, UpdateRecord, parameter_error, saved_runs
 
 log = get_logger("tendril.paramserver")
 
-KEEP_UPDATES = 4  # rounds whose update stays pullable (slow workers pull late)
+KEEP_UPDATES = 4  # rounds whose update a run keeps at most (in memory, while the budget has room)
 CLOSE_ALLOWANCE_SECONDS = 60.0  # added to the round timeout when a pull waits "the run's round timeout"
 WATCH_QUEUE = 1024  # changes a WatchRound watcher may fall behind before it is cut off
+# NOTE: the memory budget when none is configured: each run's accumulator (its model in fp32)
+# plus one model of the largest run, for one fp32 push being staged (two bf16, four int8
+# pushes) or, at a round's close, its update. Staging more pushes at once buys no throughput
+# (receiving and hashing one push already keeps a core busy) and would cost a model each; with
+# one run this holds the peak at 2 × model + the process itself, under the 2.5 × model + 300 MiB
+# it is held to.
+SHARED_MODELS = 1
+
+
+def _background() -> None:
+    """Lower the calling thread's scheduling priority (Linux: a thread is a task of its own)."""
+    with contextlib.suppress(AttributeError, OSError):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+
+
+# NOTE: checkpoints are written on a thread of lower priority: on a machine of few cores the
+# round's pulls (and the workers' next round) go first; the disk write only has to end before
+# the next round closes.
+_CHECKPOINTS = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="checkpoint", initializer=_background)
 
 
 @dataclasses.dataclass(frozen=True)
 class Served:
-    """A payload file to stream out, with what its header says."""
+    """A payload to stream out, with what its header says: a file (``path``) or bytes in memory (``view``)."""
 
-    path: Path
     layout: Layout
-    sha256: str
+    digest: Digest
     round: int
     contributors: int = 0
     weight: float = 0.0
+    path: Path | None = None
+    view: memoryview | None = None  # a complete SafeTensors payload: header + data
+
+    async def ready(self, upto: int) -> None:
+        """Return once bytes [0, upto) are final.
+
+        Served payloads are complete before they are served (their digest goes in the stream
+        header, before the first byte), so this returns at once.
+        """
+        return None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,7 +117,7 @@ class RunState(enum.Enum):
     """Where a run is as a whole (``tendril.paramserver.v1.RunState``)."""
 
     OPEN = "open"
-    FINISHED = "finished"  # its last round closed and that round's update is saved
+    FINISHED = "finished"  # its last round closed and that round's update is served
     CLOSED = "closed"  # CloseJob
 
 
@@ -92,12 +139,30 @@ class RoundStatus:
         return self.run_state is not RunState.OPEN
 
 
+@dataclasses.dataclass(frozen=True)
+class _Unsaved:
+    """A closed round whose θ and momentum are not on disk yet (the checkpoint's input)."""
+
+    round: int
+    acc: Accumulator  # the momentum buffer, after the outer step
+    update: Served  # the update as applied (the run's codec)
+    finished: bool
+
+
+@dataclasses.dataclass
+class _ClosedRound:
+    """What a run remembers of a round it closed (in this process)."""
+
+    record: UpdateRecord
+    codec: str  # the codec the update was applied in
+
+
 class Run:
     """One run's state in memory."""
 
     def __init__(self, store: RunStore, state: SavedState, *, resumed: bool) -> None:
         self.store = store
-        self.state = state
+        self.state = state  # the checkpoint on disk; changed through ParameterServerCore._save
         phase = Phase.FINISHED if state.finished else Phase.OPEN
         self.machine = RoundMachine(store.run_id, state.config, round=state.round, phase=phase)
         self.resumed = resumed
@@ -106,11 +171,20 @@ class Run:
         self.known_workers: set[str] = set()
         self.changed = asyncio.Condition()
         self.closing: asyncio.Task[None] | None = None
+        self.checkpoint: asyncio.Task[None] | None = None
+        self.unsaved: _Unsaved | None = None  # a checkpoint that failed (OpenJob retries it)
         self.timer: asyncio.TimerHandle | None = None
         self.failure: ParameterServerError | None = None
         self.gone = False
+        self.acc: Accumulator | None = None  # the open round's sum (from its first admitted push)
+        self.fold_lock = asyncio.Lock()  # one fold at a time: the commit order is the fold order
+        self.save_lock = asyncio.Lock()
+        self.params_lock = asyncio.Lock()
+        self.theta_layout: Layout | None = None  # θ's fp32 layout once the run has parameters
+        self.closed_rounds: dict[int, _ClosedRound] = {}
+        self.kept: dict[tuple[int, str], Served] = {}  # (round, codec) -> update in memory
         self.encode_locks: dict[tuple[int, str], asyncio.Lock] = {}
-        self.theta_shapes: dict[str, tuple[int, ...]] | None = None
+        self.lost: dict[str, float] = {}  # workers whose committed push of the open round was lost
         self.watchers: Fanout[RoundStatus] = Fanout()
 
     @property
@@ -145,18 +219,24 @@ class Run:
 
 
 class ParameterServerCore:
-    """All runs of one ParameterServer, state under ``root`` (``<state_dir>/paramserver``)."""
+    """All runs of one ParameterServer, state under ``root`` (``<state_dir>/paramserver``).
 
-    def __init__(self, root: Path, *, clock: Callable[[], float] = time.monotonic) -> None:
+    ``memory_budget``: bytes of big buffers (staged pushes, accumulators, updates) the server
+    aims to hold; 0 means each run's accumulator + :data:`SHARED_MODELS` fp32 model of the largest.
+    """
+
+    def __init__(self, root: Path, *, clock: Callable[[], float] = time.monotonic, memory_budget: int = 0) -> None:
         self.root = root
         self.clock = clock
         self.runs: dict[str, Run] = {}
-        self._sha_cache: dict[tuple[str, int, int], str] = {}
+        self._digest_cache: dict[tuple[str, int, int], Digest] = {}
+        self.memory_budget = memory_budget
+        self.budget = MemoryBudget(memory_budget)
 
     # -- lifecycle ------------------------------------------------------------------------------
 
     async def load_saved(self) -> None:
-        """Pick up every run saved under ``root`` (a restarted server resumes where it was)."""
+        """Pick up every run saved under ``root`` (a restarted server resumes at the last closed round)."""
         for run_id in saved_runs(self.root):
             store = RunStore(self.root, run_id)
             try:
@@ -167,32 +247,58 @@ class ParameterServerCore:
                 log.error("paramserver.load_failed", run_id=run_id, error=str(exc))
                 continue
             self.runs[run_id] = run
-            log.info("paramserver.resumed", run_id=run_id, round=state.round, finished=state.finished)
-            self._after_commit(run)
+            log.info(
+                "paramserver.resumed", run_id=run_id, round=state.round, finished=state.finished, lost=sorted(run.lost)
+            )
+        self._update_limit()
 
     def _restore(self, run: Run) -> None:
         run.store.sweep(run.state)
-        with contextlib.suppress(FileNotFoundError):
-            for path in (run.store.dir / "params").iterdir():
-                path.unlink(missing_ok=True)
         if run.state.theta_round is not None:
-            run.theta_shapes = tensorfile.read_layout(run.store.theta(run.state.theta_round)).shapes()
+            run.theta_layout = tensorfile.read_layout(run.store.theta(run.state.theta_round))
         if run.machine.phase is Phase.OPEN:
-            now = self.clock()
-            for push in run.store.committed_pushes(run.state.round):
-                run.machine.commit(push.worker_id, push.weight, now)
-                run.known_workers.add(push.worker_id)
+            # NOTE: pushes live in memory until their round closes: those the records say were
+            # committed are gone with the old process. Their workers are told (PUSH_LOST) when
+            # they pull the round, and push again.
+            run.lost = run.store.committed_workers(run.state.round)
+            run.known_workers.update(run.lost)
 
     async def stop(self) -> None:
-        """Let rounds being closed finish (their results must reach the disk)."""
+        """Let rounds being closed and saved finish (their results must reach the disk)."""
         for run in list(self.runs.values()):
             if run.timer:
                 run.timer.cancel()
-            if run.closing:
-                with contextlib.suppress(Exception):
-                    await run.closing
+            await self._settle(run)
             for spool in [*run.pushes.values(), *run.param_pushes.values()]:
-                spool.close_file()
+                spool.discard()
+
+    @staticmethod
+    async def _settle(run: Run) -> None:
+        """Wait until no round of ``run`` is being closed or saved (whatever the outcome)."""
+        while True:
+            task = run.closing
+            if task is None and run.checkpoint is not None and not run.checkpoint.done():
+                task = run.checkpoint
+            if task is None:
+                return
+            with contextlib.suppress(Exception):
+                await asyncio.shield(task)
+
+    def _update_limit(self, *, offered: int = 0) -> None:
+        """The budget: configured, else every run's accumulator + SHARED_MODELS of the largest (or of θ0 offered)."""
+        if self.memory_budget:
+            self.budget.limit = self.memory_budget
+            return
+        # (a model: θ's fp32 payload, header included, as an fp32 push or update of it is)
+        models = [run.theta_layout.total_bytes for run in self.runs.values() if run.theta_layout is not None]
+        self.budget.limit = sum(models) + SHARED_MODELS * max([*models, offered], default=0)
+
+    async def _save(self, run: Run, **changes: Any) -> None:
+        """Save the run's state with ``changes`` (one save at a time: the newest state is the last written)."""
+        async with run.save_lock:
+            state = dataclasses.replace(run.state, **changes)
+            await asyncio.to_thread(run.store.save, state)
+            run.state = state
 
     # -- jobs -------------------------------------------------------------------------------------
 
@@ -207,11 +313,15 @@ class ParameterServerCore:
             else:
                 run = Run(store, SavedState(config=config), resumed=False)
             self.runs[run_id] = run
-        run.state.config = config
+        if run.unsaved is not None:
+            # The last closed round never reached the disk: save it before anything else.
+            await self._checkpoint(run, run.unsaved)
+            if run.unsaved is not None and run.failure is not None:
+                raise run.failure
         run.machine.config = config
-        run.state.closed = False
         run.failure = None
-        await asyncio.to_thread(run.store.save, run.state)
+        await self._save(run, config=config, closed=False)
+        self._update_limit()
         log.info("paramserver.open_job", run_id=run_id, round=run.machine.round, resumed=run.resumed, **vars(config))
         run.publish()
         self._after_commit(run)
@@ -229,24 +339,26 @@ class ParameterServerCore:
         if run.timer:
             run.timer.cancel()
             run.timer = None
-        if run.closing:
-            with contextlib.suppress(Exception):
-                await run.closing
+        await self._settle(run)
         closed = ParameterServerError(
             ErrorKind.FAILED_PRECONDITION, f"run {run_id} was closed (CloseJob)", reason=ParamserverReason.RUN_CLOSED
         )
         for spool in [*run.pushes.values(), *run.param_pushes.values()]:
             spool.stale = closed
-            spool.close_file()
+            spool.discard()
         run.pushes.clear()
         run.param_pushes.clear()
-        run.state.closed = True
         if purge:
+            run.state = dataclasses.replace(run.state, closed=True)
+            for round, codec in list(run.kept):
+                self._forget_update(run, round, codec)
+            run.acc = None
             await asyncio.to_thread(run.store.purge)
             run.gone = True
             del self.runs[run_id]
+            self._update_limit()
         else:
-            await asyncio.to_thread(run.store.save, run.state)
+            await self._save(run, closed=True)
         run.publish()  # CLOSED: its watchers read it and end (a purged run's too)
         await run.notify()
         log.info("paramserver.close_job", run_id=run_id, purge=purge, round=run.machine.round)
@@ -293,10 +405,9 @@ class ParameterServerCore:
 
     # -- pushes of updates -------------------------------------------------------------------------
 
-    async def begin_push(self, info: StreamInfo) -> Spool:
-        """Check a PushUpdate header and return its spool (a new one, or the one to resume)."""
-        run = self._open_run(info.run_id)
-        if run.state.theta_round is None or run.theta_shapes is None:
+    def _check_push(self, run: Run, info: StreamInfo) -> Layout:
+        theta = run.theta_layout
+        if theta is None:
             raise parameter_error(run.run_id)
         run.machine.check_push(info.round, info.worker_id)
         if not math.isfinite(info.weight) or info.weight <= 0:
@@ -305,21 +416,66 @@ class ParameterServerCore:
                 f"weight must be a finite number > 0 (the samples behind the update), got {info.weight}",
                 reason=ParamserverReason.BAD_WEIGHT,
             )
-        _check_shapes(info.layout.shapes(), run.theta_shapes)
-        return await self._spool_for(run.pushes, info, run.store.partial(info.round, info.stream_id))
+        _check_shapes(info.layout.shapes(), theta.shapes())
+        return theta
 
-    async def _spool_for(self, table: dict[str, Spool], info: StreamInfo, path: Path) -> Spool:
-        known = table.get(info.stream_id)
-        if known is not None and known.stale is None:
-            if not known.same_payload(info):
-                raise ParameterServerError(
-                    ErrorKind.INVALID_ARGUMENT,
-                    f"stream_id {info.stream_id} is already used for another payload; use a fresh id",
-                    reason=ParamserverReason.STREAM_ID_REUSED,
-                )
-            await known.take_over()
+    async def begin_push(self, info: StreamInfo) -> Spool:
+        """Check a PushUpdate header and return its spool (a new one, or the one to resume).
+
+        A new push waits here, before the server accepts it, until its payload fits the
+        memory budget (with the round's accumulator when it is the round's first).
+        """
+        run = self._open_run(info.run_id)
+        theta = self._check_push(run, info)
+        known = await self._known(run.pushes, info)
+        if known is not None:
             return known
-        spool = await asyncio.to_thread(Spool.open, info, path)
+
+        def need() -> int:
+            current = self.runs.get(info.run_id)
+            acc = 4 * theta.numel if current is not None and current.acc is None else 0
+            return info.total_bytes + acc
+
+        await self.budget.wait_for_room(need)
+        # Everything may have changed while this push waited.
+        run = self._open_run(info.run_id)
+        theta = self._check_push(run, info)
+        known = await self._known(run.pushes, info)
+        if known is not None:
+            return known
+        if run.acc is None:
+            run.acc = Accumulator(theta, memoryview(self.budget.allocate(4 * theta.numel)))
+        return self._new_spool(run, run.pushes, info, "push")
+
+    async def _known(self, table: dict[str, Spool], info: StreamInfo) -> Spool | None:
+        """The spool of a stream being resumed, or None for a new stream."""
+        known = table.get(info.stream_id)
+        if known is None or known.stale is not None:
+            return None
+        if not known.same_payload(info):
+            raise ParameterServerError(
+                ErrorKind.INVALID_ARGUMENT,
+                f"stream_id {info.stream_id} is already used for another payload; use a fresh id",
+                reason=ParamserverReason.STREAM_ID_REUSED,
+            )
+        self.budget.keep(known.key)
+        await known.take_over()
+        return known
+
+    def _new_spool(self, run: Run, table: dict[str, Spool], info: StreamInfo, kind: str) -> Spool:
+        nbytes = info.total_bytes
+        buffer = self.budget.allocate(nbytes)
+        self.budget.staging += nbytes
+        key = (kind, run.run_id, info.stream_id)
+
+        def done() -> None:
+            self.budget.staging -= nbytes
+            if spool.finishing:
+                self.budget.finished(nbytes)
+            self.budget.keep(key)
+            self.budget.released()
+
+        spool = Spool(info, memoryview(buffer), done, key=key, table=table)
         spool.owner = asyncio.current_task()
         table[info.stream_id] = spool
         return spool
@@ -328,9 +484,10 @@ class ParameterServerCore:
         """Count a completely received push in its round; returns the round's contributors so far."""
         info = spool.info
         run = self._open_run(info.run_id)
+        self._finishing(spool)
         try:
             layout = await spool.finish()
-            bad = await asyncio.to_thread(tensorfile.all_finite, spool.path, layout)
+            bad = await asyncio.to_thread(first_non_finite, spool.payload(), layout)
             if bad is not None:
                 raise ParameterServerError(
                     ErrorKind.INVALID_ARGUMENT,
@@ -339,19 +496,48 @@ class ParameterServerCore:
                 )
             if spool.stale is not None:
                 raise spool.stale
-            # Re-check after the awaits: the round may have closed or the worker committed meanwhile.
             run.machine.check_push(info.round, info.worker_id)
         except ParameterServerError:
             self._drop(run.pushes, spool)
             raise
-        target = run.store.committed(info.round, info.worker_id)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        spool.close_file()
-        os.replace(spool.path, target)
-        run.store.mark_committed(info.round, info.worker_id, info.weight, info.stream_id)
-        run.machine.commit(info.worker_id, info.weight, self.clock())
-        run.known_workers.add(info.worker_id)
-        del run.pushes[info.stream_id]
+        # NOTE: shielded: once its fold has begun a push counts, even if its call is cancelled
+        # meanwhile (half a fold could not be taken back out of the sum).
+        return await asyncio.shield(self._fold(run, spool, layout))
+
+    async def _fold(self, run: Run, spool: Spool, layout: Layout) -> int:
+        info = spool.info
+        async with run.fold_lock:
+            try:
+                if spool.stale is not None:
+                    raise spool.stale
+                if run.failure is not None:
+                    raise run.failure
+                # Re-check after the awaits: the round may have closed or the worker committed meanwhile.
+                run.machine.check_push(info.round, info.worker_id)
+            except ParameterServerError:
+                self._drop(run.pushes, spool)
+                raise
+            if run.acc is None and run.theta_layout is not None:  # its round's sum was lost meanwhile
+                run.acc = Accumulator(run.theta_layout, memoryview(self.budget.take(4 * run.theta_layout.numel)))
+            acc = run.acc
+            assert acc is not None
+            try:
+                await asyncio.to_thread(
+                    acc.fold, info.worker_id, info.weight, spool.payload(), layout, consumed=spool.give_back
+                )
+            except Exception as exc:
+                self._drop(run.pushes, spool)
+                raise self._lose_round(run, f"adding the update of worker {info.worker_id} failed: {exc}") from exc
+            self._drop(run.pushes, spool)
+            # NOTE: recorded before it counts: a restart in between tells the worker its push
+            # was lost (it was never acknowledged either), never the other way round.
+            with contextlib.suppress(OSError):  # (only a restart's report of lost pushes needs it)
+                await asyncio.to_thread(
+                    run.store.mark_committed, info.round, info.worker_id, info.weight, info.stream_id
+                )
+            run.machine.commit(info.worker_id, info.weight, self.clock())
+            run.lost.pop(info.worker_id, None)
+            run.known_workers.add(info.worker_id)
         log.info(
             "paramserver.committed",
             run_id=run.run_id,
@@ -365,17 +551,44 @@ class ParameterServerCore:
         self._after_commit(run)
         return len(run.machine.committed)
 
+    def _finishing(self, spool: Spool) -> None:
+        """A push received whole: it is verified and folded next, then its memory goes back."""
+        self.budget.keep(spool.key)
+        if not spool.finishing and spool.complete:
+            spool.finishing = True
+            self.budget.finish(spool.nbytes)  # the next push may be admitted now
+
     def release(self, spool: Spool) -> None:
         """The call feeding ``spool`` ended (cut, or waiting for its commit)."""
-        if spool.owner is asyncio.current_task():
-            spool.owner = None
+        if spool.owner is not asyncio.current_task():
+            return
+        spool.owner = None
+        if not spool.complete and spool.stale is None:
+            # NOTE: a cut push keeps its bytes for a resume, until their room is needed by
+            # another push: then it is dropped and its retry starts from 0.
+            table = spool.table if spool.table is not None else {}
+            self.budget.droppable(spool.key, spool.nbytes, lambda: self._drop(table, spool))
 
-    @staticmethod
-    def _drop(table: dict[str, Spool], spool: Spool) -> None:
+    def _drop(self, table: dict[str, Spool], spool: Spool) -> None:
         spool.discard()
         key = spool.info.stream_id
         if table.get(key) is spool:
             del table[key]
+
+    def _lose_round(self, run: Run, why: str) -> ParameterServerError:
+        """The open round's sum is spoiled: its commits are lost (their workers push again)."""
+        lost = run.machine.forget_commits()
+        run.lost.update(lost)
+        run.acc = None
+        run.failure = ParameterServerError(
+            ErrorKind.INTERNAL,
+            f"round {run.machine.round} of run {run.run_id} lost its committed updates ({', '.join(sorted(lost))}): "
+            f"{why}; reopen the run (OpenJob), then those workers push again",
+            reason=ParamserverReason.AGGREGATION_FAILED,
+        )
+        log.error("paramserver.round_lost", run_id=run.run_id, round=run.machine.round, lost=sorted(lost), error=why)
+        run.publish()
+        return run.failure
 
     # -- closing rounds -----------------------------------------------------------------------------
 
@@ -401,92 +614,161 @@ class ParameterServerCore:
             run.timer = asyncio.get_running_loop().call_later(delay, fire)
 
     async def _close(self, run: Run) -> None:
-        machine, state, store = run.machine, run.state, run.store
-        round = machine.round
-        first_commit_at = machine.first_commit_at  # the round's duration is measured from here
-        contributions = machine.begin_close()
+        machine, store = run.machine, run.store
+        if run.checkpoint is not None and not run.checkpoint.done():  # θ and momentum must be on disk
+            with contextlib.suppress(Exception):
+                await asyncio.shield(run.checkpoint)
+        if run.unsaved is not None:  # it failed: the run waits for OpenJob
+            run.closing = None
+            return
+        async with run.fold_lock:  # no fold in progress, and none starts once the round is CLOSING
+            round = machine.round
+            first_commit_at = machine.first_commit_at  # the round's duration is measured from here
+            contributions = machine.begin_close()
+            acc = run.acc
         run.publish()
-        # Pushes still in flight for this round can no longer count.
+        # Pushes still in flight for this round can no longer count: their memory goes back now.
         late = ParameterServerError(
             ErrorKind.FAILED_PRECONDITION,
             f"round {round} of run {run.run_id} closed while this push was in flight; round {round + 1} is open: "
             f"pull round {round}'s update and push for round {round + 1}",
             reason=ParamserverReason.ROUND_CLOSED,
         )
-        for spool in run.pushes.values():
+        for spool in list(run.pushes.values()):
             spool.stale = late
+            self._drop(run.pushes, spool)
+        state, config = run.state, run.state.config
         theta_round = state.theta_round if state.theta_round is not None else round
         started = time.perf_counter()
         try:
-            out = await asyncio.to_thread(
+            if acc is None or run.theta_layout is None:
+                raise RuntimeError("the round has no accumulated updates")
+            layout, header = new_payload([(t.name, t.shape) for t in run.theta_layout.tensors], config.codec)
+            view = memoryview(self.budget.take(layout.total_bytes))
+            await asyncio.to_thread(
                 close_round,
+                acc=acc,
                 theta=store.theta(theta_round),
                 momentum=store.momentum(theta_round) if state.has_momentum else None,
-                contributions=[Contribution(w, weight, store.committed(round, w)) for w, weight in contributions],
-                lr=state.config.outer_lr,
-                mu=state.config.outer_momentum,
-                out_theta=store.theta(round + 1),
-                out_momentum=store.momentum(round + 1),
-                out_update=store.update(round, "fp32"),
+                lr=config.outer_lr,
+                mu=config.outer_momentum,
+                update=view,
+                update_layout=layout,
+                update_header=header,
             )
-            # The new state is saved before it is used: a crash or a failed save leaves the old one.
-            finished = bool(state.config.rounds) and round + 1 >= state.config.rounds
-            updates = {**state.updates, round: UpdateRecord(out.contributors, out.weight)}
-            new_state = dataclasses.replace(
-                state,
-                round=round if finished else round + 1,
-                finished=finished,
-                theta_round=round + 1,
-                has_momentum=True,
-                updates={r: updates[r] for r in sorted(updates)[-KEEP_UPDATES:]},
-            )
-            await asyncio.to_thread(store.save, new_state)
+            payload_digest = await asyncio.to_thread(digest, view)
         except Exception as exc:
             log.error("paramserver.close_failed", run_id=run.run_id, round=round, exc_info=exc)
-            run.failure = ParameterServerError(
-                ErrorKind.INTERNAL,
-                f"computing the update of round {round} of run {run.run_id} failed: {exc}; "
-                "check the parameter server's disk and log, then reopen the run (OpenJob)",
-                reason=ParamserverReason.AGGREGATION_FAILED,
-            )
-            machine.abort_close()
+            why = f"computing the update of round {round} of run {run.run_id} failed: {exc}"
+            if acc is not None and acc.spoiled:
+                self._lose_round(run, why)
+            else:
+                machine.abort_close()
+                run.failure = ParameterServerError(
+                    ErrorKind.INTERNAL,
+                    f"{why}; check the parameter server's disk and log, then reopen the run (OpenJob)",
+                    reason=ParamserverReason.AGGREGATION_FAILED,
+                )
             run.closing = None
             run.publish()  # its watchers end with the failure
             await run.notify()
             return
-        run.state = state = new_state
+        served = Served(
+            layout=layout,
+            digest=payload_digest,
+            round=round,
+            contributors=len(acc.workers),
+            weight=acc.weight,
+            view=view.toreadonly(),
+        )
+        run.closed_rounds[round] = _ClosedRound(UpdateRecord(served.contributors, served.weight), config.codec)
+        self._keep(run, round, config.codec, served, applied=True)
+        run.acc = None
+        finished = bool(config.rounds) and round + 1 >= config.rounds
         machine.finish_close()
-        run.publish()
-        # NOTE: from here on the round is closed and saved; whatever fails below (clean-up,
-        # telemetry), the pulls waiting for it must be woken, so the wake-up is in `finally`.
+        # NOTE: from here on the round is closed and its update served; θ and the momentum
+        # buffer reach the disk in the background (the next round's close waits for them), and
+        # the pulls waiting for the update are woken whatever fails below, in `finally`.
         try:
-            for spool in run.pushes.values():
-                spool.close_file()
-            run.pushes.clear()
+            run.publish()
             log.info(
                 "paramserver.round_closed",
                 run_id=run.run_id,
                 round=round,
-                contributors=out.contributors,
+                contributors=served.contributors,
                 workers=[w for w, _ in contributions],
-                weight=out.weight,
+                weight=served.weight,
                 seconds=round_to_ms(time.perf_counter() - started),
-                finished=state.finished,
+                finished=finished,
             )
             metrics.round_closed(None if first_commit_at is None else self.clock() - first_commit_at)
-            await asyncio.to_thread(store.sweep, state)
-        except Exception as exc:  # left-overs only cost disk; the next sweep retries
+        except Exception as exc:  # telemetry only
             log.warning("paramserver.after_close_failed", run_id=run.run_id, round=round, error=repr(exc))
         finally:
+            unsaved = _Unsaved(round, acc, served, finished)
+            run.checkpoint = asyncio.get_running_loop().create_task(self._checkpoint(run, unsaved))
             run.closing = None
             await run.notify()
+
+    async def _checkpoint(self, run: Run, unsaved: _Unsaved) -> None:
+        """Write θ' = θ + û and the momentum buffer of a closed round, then point the state at them."""
+        store = run.store
+        nbytes = unsaved.acc.nbytes
+        self.budget.checkpointing += nbytes
+        try:
+            theta_round = run.state.theta_round
+            if theta_round is None:
+                raise RuntimeError("the run has no parameters on disk")
+            update = unsaved.update
+            assert update.view is not None
+            out_theta = store.theta(unsaved.round + 1)
+            save = functools.partial(
+                write_checkpoint,
+                unsaved.acc,
+                theta=store.theta(theta_round),
+                update=update.view,
+                update_layout=update.layout,
+                out_theta=out_theta,
+                out_momentum=store.momentum(unsaved.round + 1),
+            )
+            theta_digest = await asyncio.get_running_loop().run_in_executor(_CHECKPOINTS, save)
+            await self._save(
+                run,
+                round=unsaved.round if unsaved.finished else unsaved.round + 1,
+                finished=unsaved.finished,
+                theta_round=unsaved.round + 1,
+                has_momentum=True,
+            )
+            run.unsaved = None
+            with contextlib.suppress(OSError):
+                self._remember_digest(out_theta, theta_digest)
+        except Exception as exc:
+            log.error("paramserver.checkpoint_failed", run_id=run.run_id, round=unsaved.round, exc_info=exc)
+            run.unsaved = unsaved
+            run.failure = ParameterServerError(
+                ErrorKind.INTERNAL,
+                f"saving θ after round {unsaved.round} of run {run.run_id} failed: {exc}; check the parameter "
+                "server's disk and log, then reopen the run (OpenJob)",
+                reason=ParamserverReason.AGGREGATION_FAILED,
+            )
+            run.publish()
+            await run.notify()
+            return
+        finally:
+            self.budget.checkpointing -= nbytes
+            self.budget.released()
+        log.info("paramserver.saved", run_id=run.run_id, round=run.state.round, theta_round=run.state.theta_round)
+        try:
+            await asyncio.to_thread(store.sweep, run.state)
+        except Exception as exc:  # left-overs only cost disk; the next sweep retries
+            log.warning("paramserver.sweep_failed", run_id=run.run_id, error=repr(exc))
 
     # -- θ0 ------------------------------------------------------------------------------------------
 
     async def begin_parameters(self, info: StreamInfo) -> Spool | None:
         """Spool for a θ0 offer, or None when the run already has parameters (the offer loses)."""
         run = self._open_run(info.run_id)
-        if run.state.theta_round is not None:
+        if run.theta_layout is not None:
             return None
         try:
             tensorfile.float_shapes(info.layout)
@@ -497,83 +779,143 @@ class ParameterServerCore:
             raise ParameterServerError(
                 ErrorKind.INVALID_ARGUMENT, f"θ0 must hold floating tensors: {exc}", reason=StreamReason.BAD_HEADER
             ) from exc
-        return await self._spool_for(run.param_pushes, info, run.store.params_partial(info.stream_id))
+        known = await self._known(run.param_pushes, info)
+        if known is not None:
+            return known
+        self._update_limit(offered=4 * info.layout.numel + info.layout.header_size)
+        await self.budget.wait_for_room(lambda: info.total_bytes)
+        run = self._open_run(info.run_id)
+        if run.theta_layout is not None:  # another offer won while this one waited: no bytes needed
+            return None
+        known = await self._known(run.param_pushes, info)
+        if known is not None:
+            return known
+        return self._new_spool(run, run.param_pushes, info, "params")
 
     async def commit_parameters(self, spool: Spool) -> tuple[bool, int]:
         """Make a complete θ0 offer the run's parameters unless another won; (accepted, round)."""
         run = self._open_run(spool.info.run_id)
-        staged = spool.path.with_suffix(".fp32")
+        self._finishing(spool)
         try:
             layout = await spool.finish()
-            bad = await asyncio.to_thread(tensorfile.all_finite, spool.path, layout)
+            bad = await asyncio.to_thread(first_non_finite, spool.payload(), layout)
             if bad is not None:
                 raise ParameterServerError(
                     ErrorKind.INVALID_ARGUMENT,
                     f"tensor {bad!r} of θ0 holds NaN or Inf",
                     reason=ParamserverReason.NON_FINITE_PARAMETERS,
                 )
-            spool.close_file()
-            if layout.codec == "fp32":
-                os.replace(spool.path, staged)
-            else:
-                await asyncio.to_thread(tensorfile.convert_file, spool.path, staged, "fp32")
-            if run.state.theta_round is not None:
-                return False, run.machine.round
-            round = run.machine.round
-            os.replace(staged, run.store.theta(round))
-            run.theta_shapes = layout.shapes()
-            run.state.theta_round = round
-            run.state.has_momentum = False
-            await asyncio.to_thread(run.store.save, run.state)
+            async with run.params_lock:
+                if run.theta_layout is not None:
+                    return False, run.machine.round
+                round = run.machine.round
+                theta = await asyncio.to_thread(write_fp32, run.store.theta(round), spool.payload(), layout)
+                run.theta_layout = theta
+                await self._save(run, theta_round=round, has_momentum=False)
+            self._update_limit()
             log.info("paramserver.parameters", run_id=run.run_id, round=round, tensors=len(layout.tensors))
             return True, round
         finally:
-            staged.unlink(missing_ok=True)
             self._drop(run.param_pushes, spool)
 
     # -- served payloads ------------------------------------------------------------------------------
 
-    async def update_payload(self, run_id: str, round: int, codec: str, timeout: float) -> Served:
-        """The outer update of ``round`` in ``codec`` (empty: the run's), waiting for the round to close."""
+    async def update_payload(
+        self, run_id: str, round: int, codec: str, timeout: float, *, worker_id: str = ""
+    ) -> Served:
+        """The outer update of ``round`` in ``codec`` (empty: the run's), waiting for the round to close.
+
+        ``worker_id`` (the puller): a worker whose committed push of the open round was lost
+        (a restart) is told so (PUSH_LOST) instead of waiting for a round that may not close.
+        """
         run = self._run(run_id)
         if codec and codec not in CODECS:
             raise ParameterServerError(
                 ErrorKind.INVALID_ARGUMENT, f"unknown codec {codec!r}", reason=StreamReason.BAD_CODEC
             )
-        codec = codec or run.state.config.codec
-        next_soon = run.machine.phase is Phase.CLOSING and round == run.machine.round + 1
-        if round > run.machine.round and not next_soon:
+        machine = run.machine
+        next_soon = machine.phase is Phase.CLOSING and round == machine.round + 1
+        if round > machine.round and not next_soon:
             raise ParameterServerError(
                 ErrorKind.FAILED_PRECONDITION,
-                f"round {round} of run {run_id} is not open yet; round {run.machine.round} is open",
+                f"round {round} of run {run_id} is not open yet; round {machine.round} is open",
                 reason=ParamserverReason.ROUND_NOT_OPEN,
             )
-        if round not in run.state.updates:
+        if worker_id and worker_id in run.lost and round == machine.round and machine.phase is Phase.OPEN:
+            raise ParameterServerError(
+                ErrorKind.FAILED_PRECONDITION,
+                f"the update worker {worker_id} committed for round {round} of run {run_id} was lost (the "
+                f"parameter server restarted before the round closed): push it again for round {round}",
+                reason=ParamserverReason.PUSH_LOST,
+                metadata={"run_id": run_id},
+            )
+        if round not in run.closed_rounds:
             await self._wait_closed(run, round, timeout)
-        record = run.state.updates[round]
-        path = run.store.update(round, codec)
-        if codec != "fp32":
-            lock = run.encode_locks.setdefault((round, codec), asyncio.Lock())
-            async with lock:
-                if not path.exists():
-                    await asyncio.to_thread(tensorfile.convert_file, run.store.update(round, "fp32"), path, codec)
-        return await self._served(path, round, contributors=record.contributors, weight=record.weight)
+        closed = run.closed_rounds[round]
+        applied = run.kept.get((round, closed.codec))
+        if applied is None:
+            raise self._update_gone(run, round)
+        codec = codec or closed.codec
+        if codec == closed.codec:
+            self.budget.touch(_update_key(run, round, codec))
+            return applied
+        lock = run.encode_locks.setdefault((round, codec), asyncio.Lock())
+        async with lock:
+            served = run.kept.get((round, codec))
+            if served is None:
+                layout, header = new_payload([(t.name, t.shape) for t in applied.layout.tensors], codec)
+                # NOTE: allocated without making room: room would be made by dropping the very
+                # update this one is encoded from. It is dropped first when a push needs room.
+                view = memoryview(self.budget.allocate(layout.total_bytes))
+                assert applied.view is not None
+                await asyncio.to_thread(convert, applied.view, applied.layout, view, layout, header)
+                payload_digest = await asyncio.to_thread(digest, view)
+                served = dataclasses.replace(applied, layout=layout, digest=payload_digest, view=view.toreadonly())
+                self._keep(run, round, codec, served, applied=False)
+        run.encode_locks.pop((round, codec), None)
+        self.budget.touch(_update_key(run, round, codec))
+        return served
+
+    def _keep(self, run: Run, round: int, codec: str, served: Served, *, applied: bool) -> None:
+        """Keep an update in memory (while the budget has room, and for the last KEEP_UPDATES rounds).
+
+        The update as applied (the run's codec) is dropped after everything else: the others
+        are re-encoded from it.
+        """
+        run.kept[(round, codec)] = served
+
+        def drop() -> None:
+            run.kept.pop((round, codec), None)
+
+        self.budget.droppable(_update_key(run, round, codec), served.layout.total_bytes, drop, last=applied)
+        rounds = sorted({r for r, _ in run.kept})
+        for old in rounds[:-KEEP_UPDATES]:
+            for r, c in [key for key in run.kept if key[0] == old]:
+                self._forget_update(run, r, c)
+
+    def _forget_update(self, run: Run, round: int, codec: str) -> None:
+        run.kept.pop((round, codec), None)
+        self.budget.keep(_update_key(run, round, codec))
+
+    def _update_gone(self, run: Run, round: int) -> ParameterServerError:
+        return ParameterServerError(
+            ErrorKind.FAILED_PRECONDITION,
+            f"the update of round {round} of run {run.run_id} is no longer kept (updates stay in memory for the "
+            f"last {KEEP_UPDATES} rounds while there is room, and not across a restart): pull the current "
+            "parameters instead (PullParameters)",
+            reason=ParamserverReason.UPDATE_GONE,
+        )
 
     async def _wait_closed(self, run: Run, round: int, timeout: float) -> None:
         if round < run.machine.round or (run.machine.phase is Phase.FINISHED and round == run.machine.round):
-            raise ParameterServerError(
-                ErrorKind.FAILED_PRECONDITION,
-                f"the update of round {round} of run {run.run_id} is no longer kept (the last {KEEP_UPDATES} "
-                "rounds are): pull the current parameters instead (PullParameters)",
-                reason=ParamserverReason.UPDATE_GONE,
-            )
+            raise self._update_gone(run, round)
         config = run.state.config
         wait = timeout
         if not wait and config.round_timeout_seconds:
             wait = config.round_timeout_seconds + CLOSE_ALLOWANCE_SECONDS
 
         def ready() -> bool:
-            return round in run.state.updates or run.failure is not None or run.gone or run.state.closed
+            return round in run.closed_rounds or run.failure is not None or run.gone or run.state.closed
 
         try:
             async with run.changed:
@@ -587,38 +929,45 @@ class ParameterServerCore:
                     f"{config.expected_workers} workers committed (quorum {config.quorum}); pull again later",
                     reason=ParamserverReason.ROUND_STILL_OPEN,
                 ) from None
+        if round in run.closed_rounds:
+            return
         if run.failure is not None:
             raise run.failure
-        if round not in run.state.updates:
-            raise ParameterServerError(
-                ErrorKind.FAILED_PRECONDITION,
-                f"run {run.run_id} was closed before round {round} closed",
-                reason=ParamserverReason.RUN_CLOSED,
-            )
+        raise ParameterServerError(
+            ErrorKind.FAILED_PRECONDITION,
+            f"run {run.run_id} was closed before round {round} closed",
+            reason=ParamserverReason.RUN_CLOSED,
+        )
 
     async def parameters_payload(self, run_id: str) -> Served:
-        """The run's current θ (fp32) and the round it starts."""
+        """The run's current θ (fp32, from its checkpoint) and the round it starts."""
         run = self._run(run_id)
-        if run.state.theta_round is None:
+        if run.theta_layout is None:
             raise parameter_error(run_id)
-        if run.closing is not None:
-            # θ of the round being closed is about to be replaced: serve the new one.
-            with contextlib.suppress(Exception):
-                await asyncio.shield(run.closing)
+        # θ of a round being closed or saved is about to be replaced: serve the new one.
+        await self._settle(run)
+        if run.unsaved is not None and run.failure is not None:
+            raise run.failure  # θ on disk is a round behind what the workers hold
         round = run.state.theta_round
-        return await self._served(run.store.theta(round), round)
+        assert round is not None
+        return await self._served_file(run.store.theta(round), round)
 
-    async def _served(self, path: Path, round: int, *, contributors: int = 0, weight: float = 0.0) -> Served:
+    def _remember_digest(self, path: Path, payload_digest: Digest) -> None:
+        stat = path.stat()
+        if len(self._digest_cache) > 64:
+            self._digest_cache.clear()
+        self._digest_cache[(str(path), stat.st_size, stat.st_mtime_ns)] = payload_digest
+
+    async def _served_file(self, path: Path, round: int) -> Served:
         stat = await asyncio.to_thread(path.stat)
         key = (str(path), stat.st_size, stat.st_mtime_ns)
-        sha = self._sha_cache.get(key)
-        if sha is None:
-            sha = (await asyncio.to_thread(tensorfile.sha256_file, path)).hexdigest()
-            if len(self._sha_cache) > 64:
-                self._sha_cache.clear()
-            self._sha_cache[key] = sha
+        payload_digest = self._digest_cache.get(key)
+        if payload_digest is None:
+            hashed = await asyncio.to_thread(digest_file, path, DEFAULT_DIGEST)
+            payload_digest = Digest(DEFAULT_DIGEST, hashed.hexdigest())
+            self._remember_digest(path, payload_digest)
         layout = await asyncio.to_thread(tensorfile.read_layout, path)
-        return Served(path, layout, sha, round, contributors, weight)
+        return Served(layout=layout, digest=payload_digest, round=round, path=path)
 
     # -- lookups ------------------------------------------------------------------------------------
 
@@ -647,6 +996,10 @@ class ParameterServerCore:
                 reason=ParamserverReason.RUN_CLOSED,
             )
         return run
+
+
+def _update_key(run: Run, round: int, codec: str) -> tuple[str, str, int, str]:
+    return ("update", run.run_id, round, codec)
 
 
 def round_to_ms(seconds: float) -> float:

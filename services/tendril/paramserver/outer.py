@@ -19,6 +19,12 @@ TwoSum), and rounding a round-to-odd float64 to float32 equals rounding the exac
 # therefore keeps θ_new = θ + u with u = float32(θ_torch − θ): the momentum buffer and u are
 # torch's exactly, θ_new is what every worker holds, bit for bit, and differs from θ_torch by
 # one rounding (an ulp of max(|θ|, |θ_torch|)) in the few elements where the difference rounds.
+# With a lossy codec (bf16, int8) the workers get û = decode(encode(u)), and the server keeps
+# θ + û (see aggregate.write_checkpoint). The error u − û is dropped, not fed back: feeding it
+# into the next round needs a third model-sized buffer in memory and in every checkpoint (over
+# the 2 × model a round may write), and the momentum buffer keeps torch's exact history of g,
+# so the error of a round does not compound in the optimizer state; it is at most half a step
+# of the codec per value (int8: scale/2 of its block, bf16: 2^-9 relative), unbiased rounding.
 """
 
 from __future__ import annotations
@@ -29,25 +35,57 @@ import numpy.typing as npt
 F32 = npt.NDArray[np.float32]
 
 
-def fma32(a: F32, b: float | np.float32, c: F32) -> F32:
-    """float32(a·b + c) with a single rounding, for float32 arrays a, c and a float32 scalar b."""
-    total = a.astype(np.float64)
-    total *= np.float64(np.float32(b))  # exact: 24 + 24 bits < 53
-    product = total.copy()
-    total += c
+class Scratch:
+    """Buffers an outer step reuses from block to block: no allocation, no page fault per block."""
+
+    def __init__(self, size: int) -> None:
+        self.wide = np.empty(size, dtype=np.float64)
+        self.bits = np.empty(size, dtype=np.int64)
+        self.suspect = np.empty(size, dtype=np.bool_)
+        self.subnormal = np.empty(size, dtype=np.bool_)
+        self.buf = np.empty(size, dtype=np.float32)
+        self.direction = np.empty(size, dtype=np.float32)
+        self.theta = np.empty(size, dtype=np.float32)
+        self.update = np.empty(size, dtype=np.float32)
+
+
+def fma32(a: F32, b: float | np.float32, c: F32, *, out: F32 | None = None, scratch: Scratch | None = None) -> F32:
+    """float32(a·b + c) with a single rounding, for float32 arrays a, c and a float32 scalar b.
+
+    ``out`` receives the result; ``scratch`` lends the temporaries (both for blocks of at most
+    its size).
+    """
+    n = a.size
+    scale = np.float64(np.float32(b))
+    total = scratch.wide[:n] if scratch is not None else np.empty(n, dtype=np.float64)
+    np.multiply(a, scale, out=total, dtype=np.float64)  # exact: 24 + 24 bits < 53
+    np.add(total, c, out=total)
     # Rounding the float64 sum to float32 can only go wrong when the sum landed exactly on a
-    # float32 midpoint (low 29 mantissa bits = 1000...0) or in float32's subnormal range;
-    # only those elements get the exact treatment.
+    # float32 midpoint (low 29 mantissa bits = 1000...0) or in float32's subnormal range
+    # (exponent below float32's smallest normal); only those elements get the exact treatment.
     bits = total.view(np.int64)
-    suspect = np.flatnonzero(((bits & _LOW29) == _HALF29) | (np.abs(total) < _F32_NORMAL_MIN))
-    if suspect.size:
-        total[suspect] = _round_to_odd(product[suspect], c[suspect].astype(np.float64), total[suspect])
-    return total.astype(np.float32)
+    field = scratch.bits[:n] if scratch is not None else np.empty(n, dtype=np.int64)
+    suspect = scratch.suspect[:n] if scratch is not None else np.empty(n, dtype=np.bool_)
+    subnormal = scratch.subnormal[:n] if scratch is not None else np.empty(n, dtype=np.bool_)
+    np.bitwise_and(bits, _LOW29, out=field)
+    np.equal(field, _HALF29, out=suspect)
+    np.bitwise_and(bits, _EXPONENT, out=field)
+    np.less(field, _F32_NORMAL_EXPONENT, out=subnormal)
+    np.logical_or(suspect, subnormal, out=suspect)
+    index = np.flatnonzero(suspect)
+    if index.size:
+        product = a[index].astype(np.float64) * scale
+        total[index] = _round_to_odd(product, c[index].astype(np.float64), total[index])
+    result = out if out is not None else np.empty(n, dtype=np.float32)
+    np.copyto(result, total, casting="same_kind")  # float64 -> float32, to nearest
+    return result
 
 
 _LOW29 = np.int64((1 << 29) - 1)
 _HALF29 = np.int64(1 << 28)
-_F32_NORMAL_MIN = float(np.finfo(np.float32).tiny)
+_EXPONENT = np.int64(0x7FF << 52)
+# The float64 exponent field of float32's smallest normal, 2^-126: below it |x| < 2^-126.
+_F32_NORMAL_EXPONENT = np.int64((1023 - 126) << 52)
 
 
 def _round_to_odd(
@@ -63,15 +101,35 @@ def _round_to_odd(
     return (bits + np.where(inexact_even, toward, 0)).view(np.float64)
 
 
+def nesterov_step(
+    theta: F32, momentum: F32 | None, grad: F32, *, lr: float, mu: float, scratch: Scratch | None = None
+) -> tuple[F32, F32]:
+    """One outer step on a piece: returns (new momentum buffer, u) with u = float32(θ_torch − θ).
+
+    ``momentum`` None means the first step (the buffer starts as a copy of ``grad``). With
+    ``scratch`` the results are views of its buffers, valid until its next use.
+    """
+    n = grad.size
+    grad = np.asarray(grad, dtype=np.float32)
+    buf = scratch.buf[:n] if scratch is not None else np.empty(n, dtype=np.float32)
+    # torch: buf = clone(grad) on the first step, else buf.mul_(μ).add_(grad) (two roundings).
+    if momentum is None:
+        np.copyto(buf, grad)
+    else:
+        np.multiply(momentum, np.float32(mu), out=buf)
+        np.add(buf, grad, out=buf)
+    direction = fma32(buf, mu, grad, out=scratch.direction[:n] if scratch is not None else None, scratch=scratch)
+    theta_torch = fma32(
+        direction, -np.float32(lr), theta, out=scratch.theta[:n] if scratch is not None else None, scratch=scratch
+    )
+    update = np.subtract(theta_torch, theta, out=scratch.update[:n] if scratch is not None else None)
+    return buf, update
+
+
 def nesterov(theta: F32, momentum: F32 | None, grad: F32, *, lr: float, mu: float) -> tuple[F32, F32, F32]:
     """One outer step on a piece: returns (θ_new, new momentum buffer, u), θ_new = θ + u.
 
     ``momentum`` None means the first step (the buffer starts as a copy of ``grad``).
     """
-    grad = np.asarray(grad, dtype=np.float32)
-    # torch: buf = clone(grad) on the first step, else buf.mul_(μ).add_(grad) (two roundings).
-    buf = grad.copy() if momentum is None else (momentum * np.float32(mu)).astype(np.float32) + grad
-    direction = fma32(buf, mu, grad)
-    theta_torch = fma32(direction, -np.float32(lr), theta)
-    update = (theta_torch - theta).astype(np.float32)
-    return (theta + update).astype(np.float32), buf.astype(np.float32), update
+    buf, update = nesterov_step(theta, momentum, grad, lr=lr, mu=mu)
+    return (theta + update).astype(np.float32), buf, update

@@ -40,12 +40,17 @@ class RunConfig:
         expected_workers: int,
         quorum: int = 0,
         round_timeout_seconds: float = 0.0,
-        outer_lr: float = 0.0,
-        outer_momentum: float = 0.0,
+        outer_lr: float | None = None,
+        outer_momentum: float | None = None,
         codec: str = "fp32",
         rounds: int = 0,
     ) -> RunConfig:
-        """Validate OpenJob's values; 0 means the default for quorum (1), lr and momentum."""
+        """Validate OpenJob's values; None (unset) means the default for lr and momentum, 0 means 0.
+
+        A quorum of 0 is no quorum (a round needs a commit to close): it means the default, 1.
+        """
+        outer_lr = DEFAULT_LR if outer_lr is None else outer_lr
+        outer_momentum = DEFAULT_MOMENTUM if outer_momentum is None else outer_momentum
 
         def bad(message: str) -> ParameterServerError:
             return ParameterServerError(ErrorKind.INVALID_ARGUMENT, message, reason=ParamserverReason.BAD_RUN_CONFIG)
@@ -66,8 +71,8 @@ class RunConfig:
             expected_workers=expected_workers,
             quorum=quorum,
             round_timeout_seconds=round_timeout_seconds,
-            outer_lr=outer_lr or DEFAULT_LR,
-            outer_momentum=outer_momentum or DEFAULT_MOMENTUM,
+            outer_lr=outer_lr,
+            outer_momentum=outer_momentum,
             codec=codec,
             rounds=rounds,
         )
@@ -155,6 +160,14 @@ class RoundMachine:
             raise RuntimeError(f"round {self.round} is {self.phase.value}, not open")
         self.phase = Phase.CLOSING
         return sorted(self.committed.items())
+
+    def forget_commits(self) -> dict[str, float]:
+        """The round's commits can no longer count (their sum was lost): take pushes from scratch."""
+        lost, self.committed = self.committed, {}
+        self.first_commit_at = None
+        if self.phase is Phase.CLOSING:
+            self.phase = Phase.OPEN
+        return lost
 
     def abort_close(self) -> None:
         """The update could not be computed: take pushes again (contributions are kept)."""

@@ -15,7 +15,9 @@ class ParameterServerService:
 
     def __init__(self, config: WorkerConfig) -> None:
         self.config = config
-        self.core = ParameterServerCore(config.state_dir / "paramserver")
+        self.core = ParameterServerCore(
+            config.state_dir / "paramserver", memory_budget=config.paramserver.memory_budget_mib * 1024 * 1024
+        )
         data_listen = config.data_listen()
         # NOTE: the data port speaks TLS with the process's [tls] certificate whenever the gRPC
         # port does (tls.configure ran before build, in service_main).

@@ -25,9 +25,7 @@ from tendril.core.errors import ErrorKind
 from tendril.core.fanout import SubscriptionOverflow
 from tendril.core.identity import caller_id, certificate_id
 from tendril.core.streaming import (
-    SHA256,
     STREAM_ACCEPTED,
-    Digest,
     Frame,
     StreamError,
     StreamInfo,
@@ -142,18 +140,8 @@ def _ticket(plane: DataPlane | None, context: grpc.aio.ServicerContext) -> Ticke
     return plane.offer(certificate_id(context) if mutual else "")
 
 
-def _served_digest(served: Served) -> Digest:
-    """The digest of a served payload, from where it was produced.
-
-    # NOTE: a ``Served`` carries ``digest`` (algorithm, hex); one that carries only ``sha256``
-    # (a payload hashed by reading its file) is served as sha256.
-    """
-    digest = getattr(served, "digest", None)
-    return Digest(*digest) if digest else Digest(SHA256, served.sha256)
-
-
 def _served_header(served: Served, run_id: str, offset: int, stream_id: str) -> bytes:
-    info = StreamInfo(stream_id, run_id, served.round, "", served.weight, served.layout, _served_digest(served), offset)
+    info = StreamInfo(stream_id, run_id, served.round, "", served.weight, served.layout, served.digest, offset)
     return header_frame(header_message(info), contributors=served.contributors)
 
 
@@ -187,8 +175,9 @@ class ParameterServerServicer(paramserver_pb2_grpc.ParameterServerServiceService
             expected_workers=request.expected_workers,
             quorum=request.quorum,
             round_timeout_seconds=request.round_timeout_seconds,
-            outer_lr=request.outer_lr,
-            outer_momentum=request.outer_momentum,
+            # NOTE: unset means the default, 0 means 0 (outer_momentum 0: plain SGD outer steps).
+            outer_lr=request.outer_lr if request.HasField("outer_lr") else None,
+            outer_momentum=request.outer_momentum if request.HasField("outer_momentum") else None,
             codec=_codec(request.codec),
             rounds=request.rounds,
         )
@@ -280,7 +269,9 @@ class ParameterServerServicer(paramserver_pb2_grpc.ParameterServerServiceService
         codec = _codec(request.codec) if request.codec else ""
         if request.timeout_seconds < 0:
             raise _bad("timeout_seconds must be >= 0", ParamserverReason.BAD_TIMEOUT)
-        served = await self.core.update_payload(run_id, request.round, codec, request.timeout_seconds)
+        served = await self.core.update_payload(
+            run_id, request.round, codec, request.timeout_seconds, worker_id=request.worker_id
+        )
         _check_offset(request.offset, served)
         stream_id = f"{run_id}/update/{request.round}/{served.layout.codec}"
         async for frame in self._stream(context, served, run_id, request.offset, stream_id):

@@ -1,27 +1,33 @@
-"""One push being received into its own partial file (resumable, never part of an aggregate).
+"""One push being received into its own staging buffer in memory (resumable, never part of an aggregate).
 
-A push is spooled chunk by chunk (pwrite + digest on the way) and counts only once it is
-complete, its digest matches and its own SafeTensors header agrees with the stream header.
-A spool whose call broke off stays as it is, so a retry with the same stream id resumes at
-``received``; after a restart the partial file is re-hashed and resumed the same way.
+A push is staged whole, chunk by chunk, at its offsets in a buffer of its payload's size (taken
+from the server's :class:`~tendril.paramserver.memory.MemoryBudget`), and hashed on the way by
+its :class:`~tendril.core.streaming.Receiver`. It counts only once it is complete, its digest
+matches and its own SafeTensors header agrees with the stream header; only then is it folded
+into the round's accumulator. A push whose call broke off keeps its buffer, so a retry with the
+same stream id resumes at ``received`` (until the buffer is needed for another push, or the
+round closes, or the server restarts: then the retry starts again from 0).
+
+What a transport feeds (the receiving seam):
+
+* ``write(offset, data)``: bytes at their offset, in order after the resume point;
+* ``view(offset, length)``: the writable place where payload bytes [offset, offset+length)
+  belong, for a transport that receives straight into it (``sock.recv_into(view)``), then
+  ``landed(offset, n)`` to say n bytes arrived there (hashed and counted once, there);
+* ``received`` (the resume offset), ``finish()`` (verify, return the Layout), ``discard()``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from pathlib import Path
+import mmap
+from collections.abc import Callable
 
-from tendril.core.streaming import (
-    FileDestination,
-    Receiver,
-    StreamError,
-    StreamInfo,
-    check_payload_header,
-    digest_file,
-)
-from tendril.core.tensorfile import Layout
-from tendril.paramserver.errors import ParameterServerError
+from tendril.core.streaming import Receiver, StreamError, StreamInfo, same_tensors
+from tendril.core.tensorfile import Layout, TensorFileError
+from tendril.paramserver.aggregate import payload_layout
+from tendril.paramserver.errors import ParameterServerError, StreamReason
 
 
 def stream_error(exc: StreamError) -> ParameterServerError:
@@ -29,28 +35,46 @@ def stream_error(exc: StreamError) -> ParameterServerError:
     return ParameterServerError(exc.kind, exc.message, reason=exc.reason)
 
 
-class Spool:
-    """A push's partial file, its receiver and the call that currently feeds it."""
+class _Staging:
+    """The Receiver's destination: the staging buffer (bytes that land in place are not copied)."""
 
-    def __init__(self, info: StreamInfo, path: Path, receiver: Receiver) -> None:
+    def __init__(self, buffer: memoryview) -> None:
+        self.buffer: memoryview | None = buffer
+
+    def write(self, offset: int, data: bytes | memoryview) -> None:
+        if self.buffer is None:
+            raise StreamError(StreamReason.INCOMPLETE, "the push was dropped while it was being received")
+        self.buffer[offset : offset + len(data)] = data
+
+    def view(self, offset: int, length: int) -> memoryview | None:
+        return None if self.buffer is None else self.buffer[offset : offset + length]
+
+    def close(self) -> None:
+        self.buffer = None
+
+
+class Spool:
+    """A push's staging buffer, its receiver and the call that currently feeds it."""
+
+    def __init__(
+        self,
+        info: StreamInfo,
+        buffer: memoryview,
+        on_done: Callable[[], None],
+        *,
+        key: tuple[str, ...] = (),
+        table: dict[str, Spool] | None = None,
+    ) -> None:
         self.info = info
-        self.path = path
-        self.receiver = receiver
+        self.key = key  # its name in the memory budget
+        self.table = table  # the server's table of pushes it is listed in
+        self._buffer: memoryview | None = buffer
+        self._dest = _Staging(buffer)
+        self.receiver = Receiver(info, self._dest)
         self.owner: asyncio.Task[object] | None = None
         self.stale: ParameterServerError | None = None  # set when it can no longer count
-
-    @classmethod
-    def open(cls, info: StreamInfo, path: Path) -> Spool:
-        """Create the partial file, or pick up an existing one (blocking: hashes what is there)."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        received = path.stat().st_size if path.exists() else 0
-        if received > info.total_bytes:
-            received = 0
-        digest = digest_file(path, info.digest.algorithm, upto=received) if received else None
-        # NOTE: not preallocated: the file's size is what arrived, which is how a restarted
-        # server knows where a cut push stands.
-        dest = FileDestination(path, info.total_bytes, preallocate=False, keep=received > 0)
-        return cls(info, path, Receiver(info, dest, received=received, digest=digest))
+        self.finishing = False  # received whole: being verified and folded (memory back soon)
+        self._on_done: Callable[[], None] | None = on_done
 
     @property
     def received(self) -> int:
@@ -59,6 +83,10 @@ class Spool:
     @property
     def complete(self) -> bool:
         return self.receiver.complete
+
+    @property
+    def nbytes(self) -> int:
+        return self.info.total_bytes
 
     def same_payload(self, info: StreamInfo) -> bool:
         mine = self.info
@@ -80,6 +108,8 @@ class Spool:
         self.owner = current
         await self.receiver.settle()
 
+    # -- fed by the transport ---------------------------------------------------------------------------
+
     async def write(self, offset: int, data: bytes | memoryview) -> None:
         if self.stale is not None:
             raise self.stale
@@ -88,21 +118,77 @@ class Spool:
         except StreamError as exc:
             raise stream_error(exc) from exc
 
+    def view(self, offset: int, length: int) -> memoryview | None:
+        """Where payload bytes [offset, offset+length) go, when offset is the resume point; else None."""
+        buffer = self._buffer
+        if buffer is None or self.stale is not None or offset != self.received or length <= 0:
+            return None
+        if offset + length > self.info.total_bytes:
+            return None
+        return buffer[offset : offset + length]
+
+    def landed(self, offset: int, n: int) -> None:
+        """``n`` bytes were received into ``view(offset, ...)``: hash and count them (never copied)."""
+        if self.stale is not None:
+            raise self.stale
+        if self._buffer is None:
+            raise stream_error(StreamError(StreamReason.INCOMPLETE, "the push was dropped while it was being received"))
+        try:
+            self.receiver.landed(offset, n)
+        except StreamError as exc:
+            raise stream_error(exc) from exc
+
+    # -- the parameter server's side -----------------------------------------------------------------------
+
     async def finish(self) -> Layout:
-        """Verify the whole payload (size, sha256, its own header); the payload's layout."""
+        """Verify the whole payload (size, digest, its own header); the payload's layout."""
         if self.stale is not None:
             raise self.stale
         try:
             await self.receiver.settle()
             self.receiver.verify()
-            return check_payload_header(self.path, self.info)
+            return _check_payload_header(self.payload(), self.info)
         except StreamError as exc:
             raise stream_error(exc) from exc
 
-    def close_file(self) -> None:
-        self.receiver.close()
+    def payload(self) -> memoryview:
+        """The staged payload (read-only view)."""
+        if self._buffer is None:
+            raise stream_error(StreamError(StreamReason.INCOMPLETE, "the push was dropped before it was verified"))
+        return self._buffer.toreadonly()
+
+    def give_back(self, start: int, end: int) -> None:
+        """Payload bytes [start, end) are no longer needed (folded): their pages go back to the kernel.
+
+        Only once the push is committing (it is never read again); the mapping stays valid.
+        """
+        buffer = self._buffer
+        if buffer is None or not self.finishing:
+            return
+        first = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE
+        last = end - end % mmap.PAGESIZE
+        if last > first:
+            with contextlib.suppress(AttributeError, OSError, ValueError):
+                buffer.obj.madvise(mmap.MADV_DONTNEED, first, last - first)  # type: ignore[union-attr]
 
     def discard(self) -> None:
-        """Drop it: nothing of it is kept."""
-        self.close_file()
-        self.path.unlink(missing_ok=True)
+        """Drop it: nothing of it is kept (its memory goes back once no view of it is left)."""
+        self._buffer = None
+        self._dest.close()
+        self.owner = None  # (a task whose result is this spool would otherwise keep it alive)
+        if self._on_done is not None:
+            done, self._on_done = self._on_done, None
+            done()
+
+
+def _check_payload_header(view: memoryview, info: StreamInfo) -> Layout:
+    """The layout a received payload declares, checked against its stream header."""
+    try:
+        layout = payload_layout(view)
+    except TensorFileError as exc:
+        raise StreamError(StreamReason.BAD_PAYLOAD, f"the payload is not a SafeTensors file: {exc}") from exc
+    if not same_tensors(layout, info.layout):
+        raise StreamError(
+            StreamReason.BAD_PAYLOAD, "the payload's own SafeTensors header disagrees with the stream header"
+        )
+    return layout

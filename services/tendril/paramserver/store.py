@@ -1,22 +1,23 @@
-"""A run's state on disk, under ``<state_dir>/paramserver/<run_id>/``.
+"""A run's checkpoint on disk, under ``<state_dir>/paramserver/<run_id>/``.
 
 ::
 
-    state.json                       config, round, phase, which θ/momentum files, served updates
+    state.json                       config, round, phase, which θ/momentum files
     theta-<r>.safetensors            θ at the start of round r (fp32)
     momentum-<r>.safetensors         the Nesterov buffer after round r-1 (absent before round 1)
-    updates/round-<r>.<codec>.safetensors   the outer update u of round r, per wire codec
-    rounds/<r>/partial/<id>.part     pushes being received (dropped when round r closes)
-    rounds/<r>/committed/<id>.safetensors + <id>.json   committed pushes of the open round
-    params/<id>.part                 θ0 offers being received
+    rounds/<r>/committed/<key>.json  a record per committed push of round r (worker, weight):
+                                     the pushes themselves live in memory only
 
 Every file appears atomically (written beside, then renamed); ``state.json`` is renamed last,
 so after a crash it always points at complete files, and files it does not point at are
-left-overs that :meth:`RunStore.sweep` removes.
+left-overs that :meth:`RunStore.sweep` removes. A round writes θ and the momentum buffer once
+(2 × the model), after its update is served; the commit records tell a restarted server which
+workers' pushes of the open round it lost (they are told to push again: ``PUSH_LOST``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -31,7 +32,8 @@ from tendril.paramserver.errors import ParameterServerError, ParamserverReason
 from tendril.paramserver.rounds import RunConfig
 
 _RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-STATE_VERSION = 1
+STATE_VERSION = 2
+READABLE_VERSIONS = (1, 2)  # 1 also listed the served updates, which lived on disk then
 
 
 def check_run_id(run_id: str) -> str:
@@ -51,7 +53,7 @@ def file_key(text: str) -> str:
 
 @dataclasses.dataclass
 class UpdateRecord:
-    """A served round update."""
+    """A closed round's update: who made it up."""
 
     contributors: int
     weight: float
@@ -59,7 +61,7 @@ class UpdateRecord:
 
 @dataclasses.dataclass
 class SavedState:
-    """What ``state.json`` holds."""
+    """What ``state.json`` holds: the last checkpoint (the round it starts, its θ and momentum)."""
 
     config: RunConfig
     round: int = 0
@@ -67,7 +69,6 @@ class SavedState:
     closed: bool = False  # CloseJob was called (pulls are still served)
     theta_round: int | None = None  # None: no θ0 yet
     has_momentum: bool = False
-    updates: dict[int, UpdateRecord] = dataclasses.field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(
@@ -79,7 +80,6 @@ class SavedState:
                 "closed": self.closed,
                 "theta_round": self.theta_round,
                 "has_momentum": self.has_momentum,
-                "updates": {str(r): dataclasses.asdict(u) for r, u in self.updates.items()},
             },
             indent=1,
         )
@@ -87,8 +87,8 @@ class SavedState:
     @classmethod
     def from_json(cls, text: str) -> SavedState:
         doc: dict[str, Any] = json.loads(text)
-        if doc.get("version") != STATE_VERSION:
-            raise ValueError(f"state version {doc.get('version')} is not {STATE_VERSION}")
+        if doc.get("version") not in READABLE_VERSIONS:
+            raise ValueError(f"state version {doc.get('version')} is not one of {READABLE_VERSIONS}")
         return cls(
             config=RunConfig(**doc["config"]),
             round=int(doc["round"]),
@@ -96,17 +96,7 @@ class SavedState:
             closed=bool(doc["closed"]),
             theta_round=doc["theta_round"],
             has_momentum=bool(doc["has_momentum"]),
-            updates={int(r): UpdateRecord(**u) for r, u in doc["updates"].items()},
         )
-
-
-@dataclasses.dataclass(frozen=True)
-class CommittedPush:
-    """A push that counts in its round."""
-
-    worker_id: str
-    weight: float
-    path: Path
 
 
 class RunStore:
@@ -124,20 +114,11 @@ class RunStore:
     def momentum(self, round: int) -> Path:
         return self.dir / f"momentum-{round}.safetensors"
 
-    def update(self, round: int, codec: str) -> Path:
-        return self.dir / "updates" / f"round-{round}.{codec}.safetensors"
-
     def round_dir(self, round: int) -> Path:
         return self.dir / "rounds" / str(round)
 
-    def partial(self, round: int, stream_id: str) -> Path:
-        return self.round_dir(round) / "partial" / f"{file_key(stream_id)}.part"
-
-    def committed(self, round: int, worker_id: str) -> Path:
-        return self.round_dir(round) / "committed" / f"{file_key(worker_id)}.safetensors"
-
-    def params_partial(self, stream_id: str) -> Path:
-        return self.dir / "params" / f"{file_key(stream_id)}.part"
+    def commit_record(self, round: int, worker_id: str) -> Path:
+        return self.round_dir(round) / "committed" / f"{file_key(worker_id)}.json"
 
     # -- state --
     def exists(self) -> bool:
@@ -150,20 +131,18 @@ class RunStore:
         return SavedState.from_json(self.state_path.read_text())
 
     def mark_committed(self, round: int, worker_id: str, weight: float, stream_id: str) -> None:
-        """Record a committed push (its payload is already in place); this is the commit point."""
-        path = self.committed(round, worker_id)
+        """Record a committed push (its bytes are already in the round's accumulator)."""
         meta = {"worker_id": worker_id, "weight": weight, "stream_id": stream_id}
-        write_atomically(path.with_suffix(".json"), json.dumps(meta))
+        write_atomically(self.commit_record(round, worker_id), json.dumps(meta))
 
-    def committed_pushes(self, round: int) -> list[CommittedPush]:
-        """Committed pushes of ``round`` found on disk (after a restart)."""
+    def committed_workers(self, round: int) -> dict[str, float]:
+        """Workers whose push of ``round`` was committed, by the records on disk (after a restart)."""
         folder = self.round_dir(round) / "committed"
-        found = []
-        for meta_path in sorted(folder.glob("*.json")) if folder.exists() else []:
-            meta = json.loads(meta_path.read_text())
-            payload = meta_path.with_suffix(".safetensors")
-            if payload.exists():
-                found.append(CommittedPush(meta["worker_id"], float(meta["weight"]), payload))
+        found = {}
+        for path in sorted(folder.glob("*.json")) if folder.exists() else []:
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+                meta = json.loads(path.read_text())
+                found[str(meta["worker_id"])] = float(meta["weight"])
         return found
 
     def sweep(self, state: SavedState) -> None:
@@ -184,12 +163,9 @@ class RunStore:
         for folder in rounds.iterdir() if rounds.exists() else []:
             if not folder.name.isdigit() or int(folder.name) != state.round or state.finished:
                 shutil.rmtree(folder, ignore_errors=True)
-        updates = self.dir / "updates"
-        for path in updates.iterdir() if updates.exists() else []:
-            parts = path.name.split(".")
-            round_text = parts[0].removeprefix("round-")
-            if not round_text.isdigit() or int(round_text) not in state.updates or path.name.startswith("."):
-                path.unlink(missing_ok=True)
+        # Served updates and θ0 offers were files before they lived in memory.
+        for left_over in ("updates", "params"):
+            shutil.rmtree(self.dir / left_over, ignore_errors=True)
 
     def purge(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)

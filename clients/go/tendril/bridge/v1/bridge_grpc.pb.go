@@ -91,7 +91,9 @@ type JobBridgeServiceClient interface {
 	SendUpdate(ctx context.Context, in *SendUpdateRequest, opts ...grpc.CallOption) (*SendUpdateResponse, error)
 	// ReceiveUpdate waits for the outer update of a round and stores it in the work dir. The
 	// reasons after JOB_CONFIG_MISSING and JOB_CONFIG_BAD are the parameter server's and the
-	// bridge's receiving; nothing is kept after any error.
+	// bridge's receiving; nothing is kept after any error. When the parameter server lost this
+	// worker's committed update of the round (it restarted before the round closed), the bridge
+	// sends the update of its last SendUpdate of the round again and goes on waiting.
 	//
 	// Errors:
 	//
@@ -100,6 +102,9 @@ type JobBridgeServiceClient interface {
 	//	DEADLINE_EXCEEDED ROUND_STILL_OPEN: the round did not close in time.
 	//	FAILED_PRECONDITION UPDATE_GONE, ROUND_NOT_OPEN, RUN_CLOSED: the round's update is no longer
 	//	  kept, the round is not open yet, or the run was closed before the round did:
+	//	  FetchParameters and join the open round.
+	//	FAILED_PRECONDITION PUSH_LOST: the parameter server lost this worker's update of the round
+	//	  and the bridge has no copy to send again (no SendUpdate of the round went through it):
 	//	  FetchParameters and join the open round.
 	//	NOT_FOUND RUN_NOT_OPEN: the run is not open yet; retry.
 	//	INTERNAL AGGREGATION_FAILED: the parameter server could not close the round.
@@ -398,7 +403,9 @@ type JobBridgeServiceServer interface {
 	SendUpdate(context.Context, *SendUpdateRequest) (*SendUpdateResponse, error)
 	// ReceiveUpdate waits for the outer update of a round and stores it in the work dir. The
 	// reasons after JOB_CONFIG_MISSING and JOB_CONFIG_BAD are the parameter server's and the
-	// bridge's receiving; nothing is kept after any error.
+	// bridge's receiving; nothing is kept after any error. When the parameter server lost this
+	// worker's committed update of the round (it restarted before the round closed), the bridge
+	// sends the update of its last SendUpdate of the round again and goes on waiting.
 	//
 	// Errors:
 	//
@@ -407,6 +414,9 @@ type JobBridgeServiceServer interface {
 	//	DEADLINE_EXCEEDED ROUND_STILL_OPEN: the round did not close in time.
 	//	FAILED_PRECONDITION UPDATE_GONE, ROUND_NOT_OPEN, RUN_CLOSED: the round's update is no longer
 	//	  kept, the round is not open yet, or the run was closed before the round did:
+	//	  FetchParameters and join the open round.
+	//	FAILED_PRECONDITION PUSH_LOST: the parameter server lost this worker's update of the round
+	//	  and the bridge has no copy to send again (no SendUpdate of the round went through it):
 	//	  FetchParameters and join the open round.
 	//	NOT_FOUND RUN_NOT_OPEN: the run is not open yet; retry.
 	//	INTERNAL AGGREGATION_FAILED: the parameter server could not close the round.

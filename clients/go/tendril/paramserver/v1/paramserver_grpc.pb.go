@@ -73,8 +73,11 @@ type ParameterServerServiceClient interface {
 	//	INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative.
 	//	NOT_FOUND RUN_NOT_OPEN: the run is not open here.
 	//	FAILED_PRECONDITION ROUND_NOT_OPEN: the round is after the open one.
-	//	FAILED_PRECONDITION UPDATE_GONE: the round's update is no longer kept (the last 4 are); pull
-	//	  θ instead.
+	//	FAILED_PRECONDITION UPDATE_GONE: the round's update is no longer kept (updates stay in memory
+	//	  for the last 4 rounds at most, while the memory is not needed for pushes, and not across a
+	//	  restart); pull θ instead.
+	//	FAILED_PRECONDITION PUSH_LOST: worker_id committed an update for this round, the open one,
+	//	  and the server lost it (it restarted): push it again.
 	//	FAILED_PRECONDITION RUN_CLOSED: the run was closed before the round closed.
 	//	DEADLINE_EXCEEDED ROUND_STILL_OPEN: the wait ran out before the round closed; pull again
 	//	  later.
@@ -403,8 +406,11 @@ type ParameterServerServiceServer interface {
 	//	INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative.
 	//	NOT_FOUND RUN_NOT_OPEN: the run is not open here.
 	//	FAILED_PRECONDITION ROUND_NOT_OPEN: the round is after the open one.
-	//	FAILED_PRECONDITION UPDATE_GONE: the round's update is no longer kept (the last 4 are); pull
-	//	  θ instead.
+	//	FAILED_PRECONDITION UPDATE_GONE: the round's update is no longer kept (updates stay in memory
+	//	  for the last 4 rounds at most, while the memory is not needed for pushes, and not across a
+	//	  restart); pull θ instead.
+	//	FAILED_PRECONDITION PUSH_LOST: worker_id committed an update for this round, the open one,
+	//	  and the server lost it (it restarted): push it again.
 	//	FAILED_PRECONDITION RUN_CLOSED: the run was closed before the round closed.
 	//	DEADLINE_EXCEEDED ROUND_STILL_OPEN: the wait ran out before the round closed; pull again
 	//	  later.

@@ -278,7 +278,9 @@ class JobBridgeServiceServicer:
     def ReceiveUpdate(self, request, context):
         """ReceiveUpdate waits for the outer update of a round and stores it in the work dir. The
         reasons after JOB_CONFIG_MISSING and JOB_CONFIG_BAD are the parameter server's and the
-        bridge's receiving; nothing is kept after any error.
+        bridge's receiving; nothing is kept after any error. When the parameter server lost this
+        worker's committed update of the round (it restarted before the round closed), the bridge
+        sends the update of its last SendUpdate of the round again and goes on waiting.
 
         Errors:
         INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative.
@@ -286,6 +288,9 @@ class JobBridgeServiceServicer:
         DEADLINE_EXCEEDED ROUND_STILL_OPEN: the round did not close in time.
         FAILED_PRECONDITION UPDATE_GONE, ROUND_NOT_OPEN, RUN_CLOSED: the round's update is no longer
         kept, the round is not open yet, or the run was closed before the round did:
+        FetchParameters and join the open round.
+        FAILED_PRECONDITION PUSH_LOST: the parameter server lost this worker's update of the round
+        and the bridge has no copy to send again (no SendUpdate of the round went through it):
         FetchParameters and join the open round.
         NOT_FOUND RUN_NOT_OPEN: the run is not open yet; retry.
         INTERNAL AGGREGATION_FAILED: the parameter server could not close the round.

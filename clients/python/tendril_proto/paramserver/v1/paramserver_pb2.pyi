@@ -45,20 +45,22 @@ class PushUpdateResponse(_message.Message):
     def __init__(self, committed: _Optional[bool] = ..., received_bytes: _Optional[int] = ..., contributors: _Optional[int] = ...) -> None: ...
 
 class PullUpdateRequest(_message.Message):
-    __slots__ = ("job_id", "round", "codec", "offset", "timeout_seconds", "run_id")
+    __slots__ = ("job_id", "round", "codec", "offset", "timeout_seconds", "run_id", "worker_id")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
     CODEC_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     round: int
     codec: _tensor_pb2.Codec
     offset: int
     timeout_seconds: float
     run_id: str
-    def __init__(self, job_id: _Optional[str] = ..., round: _Optional[int] = ..., codec: _Optional[_Union[_tensor_pb2.Codec, str]] = ..., offset: _Optional[int] = ..., timeout_seconds: _Optional[float] = ..., run_id: _Optional[str] = ...) -> None: ...
+    worker_id: str
+    def __init__(self, job_id: _Optional[str] = ..., round: _Optional[int] = ..., codec: _Optional[_Union[_tensor_pb2.Codec, str]] = ..., offset: _Optional[int] = ..., timeout_seconds: _Optional[float] = ..., run_id: _Optional[str] = ..., worker_id: _Optional[str] = ...) -> None: ...
 
 class PullUpdateResponse(_message.Message):
     __slots__ = ("message", "contributors")

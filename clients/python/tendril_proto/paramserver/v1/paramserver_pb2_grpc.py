@@ -28,7 +28,15 @@ if _version_not_supported:
 class ParameterServerServiceStub:
     """ParameterServerService aggregates DiLoCo pseudo-gradients for jobs of class "aggregate":
     workers push their weighted deltas for a round, the server averages them in fp32, takes
-    one outer Nesterov step, and serves the resulting update to every worker.
+    one outer Nesterov step, and serves the resulting update to every worker. The server applies
+    exactly the update it serves (in the run's codec), so its θ and every worker's θ are
+    bit-identical after every round.
+
+    A round lives in the server's memory: a push is held until it commits, then added to the
+    round's sum; a push may wait at its header (before the server's go-ahead) until memory is
+    free. θ and the momentum buffer are saved after each round's update is served; a restarted
+    server resumes at the last saved round, and the updates committed to the round that was open
+    are lost: their workers are told so when they pull the round (PUSH_LOST) and push again.
 
     Every request names the DiLoCo run in `run_id` (a run spans many jobs: the trainers' and the
     aggregate job's). `job_id` is the old name of the same field: a server reads it only when
@@ -86,7 +94,15 @@ class ParameterServerServiceStub:
 class ParameterServerServiceServicer:
     """ParameterServerService aggregates DiLoCo pseudo-gradients for jobs of class "aggregate":
     workers push their weighted deltas for a round, the server averages them in fp32, takes
-    one outer Nesterov step, and serves the resulting update to every worker.
+    one outer Nesterov step, and serves the resulting update to every worker. The server applies
+    exactly the update it serves (in the run's codec), so its θ and every worker's θ are
+    bit-identical after every round.
+
+    A round lives in the server's memory: a push is held until it commits, then added to the
+    round's sum; a push may wait at its header (before the server's go-ahead) until memory is
+    free. θ and the momentum buffer are saved after each round's update is served; a restarted
+    server resumes at the last saved round, and the updates committed to the round that was open
+    are lost: their workers are told so when they pull the round (PUSH_LOST) and push again.
 
     Every request names the DiLoCo run in `run_id` (a run spans many jobs: the trainers' and the
     aggregate job's). `job_id` is the old name of the same field: a server reads it only when
@@ -161,8 +177,11 @@ class ParameterServerServiceServicer:
         INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative.
         NOT_FOUND RUN_NOT_OPEN: the run is not open here.
         FAILED_PRECONDITION ROUND_NOT_OPEN: the round is after the open one.
-        FAILED_PRECONDITION UPDATE_GONE: the round's update is no longer kept (the last 4 are); pull
-        θ instead.
+        FAILED_PRECONDITION UPDATE_GONE: the round's update is no longer kept (updates stay in memory
+        for the last 4 rounds at most, while the memory is not needed for pushes, and not across a
+        restart); pull θ instead.
+        FAILED_PRECONDITION PUSH_LOST: worker_id committed an update for this round, the open one,
+        and the server lost it (it restarted): push it again.
         FAILED_PRECONDITION RUN_CLOSED: the run was closed before the round closed.
         DEADLINE_EXCEEDED ROUND_STILL_OPEN: the wait ran out before the round closed; pull again
         later.
@@ -304,7 +323,15 @@ def add_ParameterServerServiceServicer_to_server(servicer, server):
 class ParameterServerService:
     """ParameterServerService aggregates DiLoCo pseudo-gradients for jobs of class "aggregate":
     workers push their weighted deltas for a round, the server averages them in fp32, takes
-    one outer Nesterov step, and serves the resulting update to every worker.
+    one outer Nesterov step, and serves the resulting update to every worker. The server applies
+    exactly the update it serves (in the run's codec), so its θ and every worker's θ are
+    bit-identical after every round.
+
+    A round lives in the server's memory: a push is held until it commits, then added to the
+    round's sum; a push may wait at its header (before the server's go-ahead) until memory is
+    free. θ and the momentum buffer are saved after each round's update is served; a restarted
+    server resumes at the last saved round, and the updates committed to the round that was open
+    are lost: their workers are told so when they pull the round (PUSH_LOST) and push again.
 
     Every request names the DiLoCo run in `run_id` (a run spans many jobs: the trainers' and the
     aggregate job's). `job_id` is the old name of the same field: a server reads it only when

@@ -135,10 +135,10 @@ export interface OpenRunRequest {
      * timeout (every expected worker must commit).
      */
     roundTimeoutSeconds: number;
-    /** Outer learning rate; 0 means 0.7. */
-    outerLr: number;
-    /** Outer Nesterov momentum; 0 means 0.9. */
-    outerMomentum: number;
+    /** Outer learning rate; unset means 0.7 (0 is a learning rate of 0). */
+    outerLr?: number | undefined;
+    /** Outer Nesterov momentum in [0, 1); unset means 0.9, 0 means plain SGD outer steps. */
+    outerMomentum?: number | undefined;
     /** Codec the update is served in by default; unset means fp32. */
     codec: Codec;
     /** Number of rounds; 0 means unbounded. */
@@ -355,7 +355,9 @@ export declare const JobBridgeServiceService: {
     /**
      * ReceiveUpdate waits for the outer update of a round and stores it in the work dir. The
      * reasons after JOB_CONFIG_MISSING and JOB_CONFIG_BAD are the parameter server's and the
-     * bridge's receiving; nothing is kept after any error.
+     * bridge's receiving; nothing is kept after any error. When the parameter server lost this
+     * worker's committed update of the round (it restarted before the round closed), the bridge
+     * sends the update of its last SendUpdate of the round again and goes on waiting.
      *
      * Errors:
      *   INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative.
@@ -363,6 +365,9 @@ export declare const JobBridgeServiceService: {
      *   DEADLINE_EXCEEDED ROUND_STILL_OPEN: the round did not close in time.
      *   FAILED_PRECONDITION UPDATE_GONE, ROUND_NOT_OPEN, RUN_CLOSED: the round's update is no longer
      *     kept, the round is not open yet, or the run was closed before the round did:
+     *     FetchParameters and join the open round.
+     *   FAILED_PRECONDITION PUSH_LOST: the parameter server lost this worker's update of the round
+     *     and the bridge has no copy to send again (no SendUpdate of the round went through it):
      *     FetchParameters and join the open round.
      *   NOT_FOUND RUN_NOT_OPEN: the run is not open yet; retry.
      *   INTERNAL AGGREGATION_FAILED: the parameter server could not close the round.
@@ -596,7 +601,9 @@ export interface JobBridgeServiceServer extends UntypedServiceImplementation {
     /**
      * ReceiveUpdate waits for the outer update of a round and stores it in the work dir. The
      * reasons after JOB_CONFIG_MISSING and JOB_CONFIG_BAD are the parameter server's and the
-     * bridge's receiving; nothing is kept after any error.
+     * bridge's receiving; nothing is kept after any error. When the parameter server lost this
+     * worker's committed update of the round (it restarted before the round closed), the bridge
+     * sends the update of its last SendUpdate of the round again and goes on waiting.
      *
      * Errors:
      *   INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative.
@@ -604,6 +611,9 @@ export interface JobBridgeServiceServer extends UntypedServiceImplementation {
      *   DEADLINE_EXCEEDED ROUND_STILL_OPEN: the round did not close in time.
      *   FAILED_PRECONDITION UPDATE_GONE, ROUND_NOT_OPEN, RUN_CLOSED: the round's update is no longer
      *     kept, the round is not open yet, or the run was closed before the round did:
+     *     FetchParameters and join the open round.
+     *   FAILED_PRECONDITION PUSH_LOST: the parameter server lost this worker's update of the round
+     *     and the bridge has no copy to send again (no SendUpdate of the round went through it):
      *     FetchParameters and join the open round.
      *   NOT_FOUND RUN_NOT_OPEN: the run is not open yet; retry.
      *   INTERNAL AGGREGATION_FAILED: the parameter server could not close the round.
@@ -789,7 +799,9 @@ export interface JobBridgeServiceClient extends Client {
     /**
      * ReceiveUpdate waits for the outer update of a round and stores it in the work dir. The
      * reasons after JOB_CONFIG_MISSING and JOB_CONFIG_BAD are the parameter server's and the
-     * bridge's receiving; nothing is kept after any error.
+     * bridge's receiving; nothing is kept after any error. When the parameter server lost this
+     * worker's committed update of the round (it restarted before the round closed), the bridge
+     * sends the update of its last SendUpdate of the round again and goes on waiting.
      *
      * Errors:
      *   INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative.
@@ -797,6 +809,9 @@ export interface JobBridgeServiceClient extends Client {
      *   DEADLINE_EXCEEDED ROUND_STILL_OPEN: the round did not close in time.
      *   FAILED_PRECONDITION UPDATE_GONE, ROUND_NOT_OPEN, RUN_CLOSED: the round's update is no longer
      *     kept, the round is not open yet, or the run was closed before the round did:
+     *     FetchParameters and join the open round.
+     *   FAILED_PRECONDITION PUSH_LOST: the parameter server lost this worker's update of the round
+     *     and the bridge has no copy to send again (no SendUpdate of the round went through it):
      *     FetchParameters and join the open round.
      *   NOT_FOUND RUN_NOT_OPEN: the run is not open yet; retry.
      *   INTERNAL AGGREGATION_FAILED: the parameter server could not close the round.

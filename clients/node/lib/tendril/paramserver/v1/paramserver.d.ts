@@ -59,6 +59,11 @@ export interface PullUpdateRequest {
     timeoutSeconds: number;
     /** The DiLoCo run. */
     runId: string;
+    /**
+     * The worker pulling (optional): a worker whose committed update of the open round was lost
+     * is answered PUSH_LOST instead of waiting for a round that may never close.
+     */
+    workerId: string;
 }
 /** PullUpdateResponse is one message of the update stream. */
 export interface PullUpdateResponse {
@@ -139,14 +144,20 @@ export interface OpenJobRequest {
     jobId: string;
     /** Number of workers expected to push each round. */
     expectedWorkers: number;
-    /** Fewest committed workers that may close a round once round_timeout_seconds passed. */
+    /**
+     * Fewest committed workers that may close a round once round_timeout_seconds passed; 0 means 1
+     * (a round needs a commit to close).
+     */
     quorum: number;
-    /** Seconds after the first commit of a round after which a quorum closes it. */
+    /**
+     * Seconds after the first commit of a round after which a quorum closes it; 0 (the default)
+     * means no timeout: every expected worker must commit.
+     */
     roundTimeoutSeconds: number;
-    /** Outer learning rate (default 0.7). */
-    outerLr: number;
-    /** Outer Nesterov momentum (default 0.9). */
-    outerMomentum: number;
+    /** Outer learning rate; unset means 0.7 (0 is a learning rate of 0). */
+    outerLr?: number | undefined;
+    /** Outer Nesterov momentum in [0, 1); unset means 0.9, 0 means plain SGD outer steps. */
+    outerMomentum?: number | undefined;
     /** Codec the update is served in by default. */
     codec: Codec;
     /** Number of rounds; 0 means unbounded. */
@@ -227,7 +238,15 @@ export declare const WatchRoundResponse: MessageFns<WatchRoundResponse>;
 /**
  * ParameterServerService aggregates DiLoCo pseudo-gradients for jobs of class "aggregate":
  * workers push their weighted deltas for a round, the server averages them in fp32, takes
- * one outer Nesterov step, and serves the resulting update to every worker.
+ * one outer Nesterov step, and serves the resulting update to every worker. The server applies
+ * exactly the update it serves (in the run's codec), so its θ and every worker's θ are
+ * bit-identical after every round.
+ *
+ * A round lives in the server's memory: a push is held until it commits, then added to the
+ * round's sum; a push may wait at its header (before the server's go-ahead) until memory is
+ * free. θ and the momentum buffer are saved after each round's update is served; a restarted
+ * server resumes at the last saved round, and the updates committed to the round that was open
+ * are lost: their workers are told so when they pull the round (PUSH_LOST) and push again.
  *
  * Every request names the DiLoCo run in `run_id` (a run spans many jobs: the trainers' and the
  * aggregate job's). `job_id` is the old name of the same field: a server reads it only when
@@ -318,8 +337,11 @@ export declare const ParameterServerServiceService: {
      *   INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative.
      *   NOT_FOUND RUN_NOT_OPEN: the run is not open here.
      *   FAILED_PRECONDITION ROUND_NOT_OPEN: the round is after the open one.
-     *   FAILED_PRECONDITION UPDATE_GONE: the round's update is no longer kept (the last 4 are); pull
-     *     θ instead.
+     *   FAILED_PRECONDITION UPDATE_GONE: the round's update is no longer kept (updates stay in memory
+     *     for the last 4 rounds at most, while the memory is not needed for pushes, and not across a
+     *     restart); pull θ instead.
+     *   FAILED_PRECONDITION PUSH_LOST: worker_id committed an update for this round, the open one,
+     *     and the server lost it (it restarted): push it again.
      *   FAILED_PRECONDITION RUN_CLOSED: the run was closed before the round closed.
      *   DEADLINE_EXCEEDED ROUND_STILL_OPEN: the wait ran out before the round closed; pull again
      *     later.
@@ -493,8 +515,11 @@ export interface ParameterServerServiceServer extends UntypedServiceImplementati
      *   INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative.
      *   NOT_FOUND RUN_NOT_OPEN: the run is not open here.
      *   FAILED_PRECONDITION ROUND_NOT_OPEN: the round is after the open one.
-     *   FAILED_PRECONDITION UPDATE_GONE: the round's update is no longer kept (the last 4 are); pull
-     *     θ instead.
+     *   FAILED_PRECONDITION UPDATE_GONE: the round's update is no longer kept (updates stay in memory
+     *     for the last 4 rounds at most, while the memory is not needed for pushes, and not across a
+     *     restart); pull θ instead.
+     *   FAILED_PRECONDITION PUSH_LOST: worker_id committed an update for this round, the open one,
+     *     and the server lost it (it restarted): push it again.
      *   FAILED_PRECONDITION RUN_CLOSED: the run was closed before the round closed.
      *   DEADLINE_EXCEEDED ROUND_STILL_OPEN: the wait ran out before the round closed; pull again
      *     later.
@@ -635,8 +660,11 @@ export interface ParameterServerServiceClient extends Client {
      *   INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative.
      *   NOT_FOUND RUN_NOT_OPEN: the run is not open here.
      *   FAILED_PRECONDITION ROUND_NOT_OPEN: the round is after the open one.
-     *   FAILED_PRECONDITION UPDATE_GONE: the round's update is no longer kept (the last 4 are); pull
-     *     θ instead.
+     *   FAILED_PRECONDITION UPDATE_GONE: the round's update is no longer kept (updates stay in memory
+     *     for the last 4 rounds at most, while the memory is not needed for pushes, and not across a
+     *     restart); pull θ instead.
+     *   FAILED_PRECONDITION PUSH_LOST: worker_id committed an update for this round, the open one,
+     *     and the server lost it (it restarted): push it again.
      *   FAILED_PRECONDITION RUN_CLOSED: the run was closed before the round closed.
      *   DEADLINE_EXCEEDED ROUND_STILL_OPEN: the wait ran out before the round closed; pull again
      *     later.

@@ -261,7 +261,7 @@ exports.PushUpdateResponse = {
     },
 };
 function createBasePullUpdateRequest() {
-    return { jobId: "", round: 0, codec: 0, offset: 0, timeoutSeconds: 0, runId: "" };
+    return { jobId: "", round: 0, codec: 0, offset: 0, timeoutSeconds: 0, runId: "", workerId: "" };
 }
 exports.PullUpdateRequest = {
     encode(message, writer = new wire_1.BinaryWriter()) {
@@ -282,6 +282,9 @@ exports.PullUpdateRequest = {
         }
         if (message.runId !== "") {
             writer.uint32(50).string(message.runId);
+        }
+        if (message.workerId !== "") {
+            writer.uint32(58).string(message.workerId);
         }
         return writer;
     },
@@ -340,6 +343,13 @@ exports.PullUpdateRequest = {
                         message.runId = reader.string();
                         continue;
                     }
+                    case 7: {
+                        if (tag !== 58) {
+                            break;
+                        }
+                        message.workerId = reader.string();
+                        continue;
+                    }
                 }
                 if ((tag & 7) === 4 || tag === 0) {
                     break;
@@ -372,6 +382,11 @@ exports.PullUpdateRequest = {
                 : isSet(object.run_id)
                     ? globalThis.String(object.run_id)
                     : "",
+            workerId: isSet(object.workerId)
+                ? globalThis.String(object.workerId)
+                : isSet(object.worker_id)
+                    ? globalThis.String(object.worker_id)
+                    : "",
         };
     },
     toJSON(message) {
@@ -394,6 +409,9 @@ exports.PullUpdateRequest = {
         if (message.runId !== "") {
             obj.runId = message.runId;
         }
+        if (message.workerId !== "") {
+            obj.workerId = message.workerId;
+        }
         return obj;
     },
     create(base) {
@@ -407,6 +425,7 @@ exports.PullUpdateRequest = {
         message.offset = object.offset ?? 0;
         message.timeoutSeconds = object.timeoutSeconds ?? 0;
         message.runId = object.runId ?? "";
+        message.workerId = object.workerId ?? "";
         return message;
     },
 };
@@ -1060,8 +1079,8 @@ function createBaseOpenJobRequest() {
         expectedWorkers: 0,
         quorum: 0,
         roundTimeoutSeconds: 0,
-        outerLr: 0,
-        outerMomentum: 0,
+        outerLr: undefined,
+        outerMomentum: undefined,
         codec: 0,
         rounds: 0,
         runId: "",
@@ -1081,10 +1100,10 @@ exports.OpenJobRequest = {
         if (message.roundTimeoutSeconds !== 0) {
             writer.uint32(33).double(message.roundTimeoutSeconds);
         }
-        if (message.outerLr !== 0) {
+        if (message.outerLr !== undefined) {
             writer.uint32(41).double(message.outerLr);
         }
-        if (message.outerMomentum !== 0) {
+        if (message.outerMomentum !== undefined) {
             writer.uint32(49).double(message.outerMomentum);
         }
         if (message.codec !== 0) {
@@ -1208,12 +1227,12 @@ exports.OpenJobRequest = {
                 ? globalThis.Number(object.outerLr)
                 : isSet(object.outer_lr)
                     ? globalThis.Number(object.outer_lr)
-                    : 0,
+                    : undefined,
             outerMomentum: isSet(object.outerMomentum)
                 ? globalThis.Number(object.outerMomentum)
                 : isSet(object.outer_momentum)
                     ? globalThis.Number(object.outer_momentum)
-                    : 0,
+                    : undefined,
             codec: isSet(object.codec) ? (0, tensor_1.codecFromJSON)(object.codec) : 0,
             rounds: isSet(object.rounds) ? globalThis.Number(object.rounds) : 0,
             runId: isSet(object.runId)
@@ -1237,10 +1256,10 @@ exports.OpenJobRequest = {
         if (message.roundTimeoutSeconds !== 0) {
             obj.roundTimeoutSeconds = floatToJson(message.roundTimeoutSeconds);
         }
-        if (message.outerLr !== 0) {
+        if (message.outerLr !== undefined) {
             obj.outerLr = floatToJson(message.outerLr);
         }
-        if (message.outerMomentum !== 0) {
+        if (message.outerMomentum !== undefined) {
             obj.outerMomentum = floatToJson(message.outerMomentum);
         }
         if (message.codec !== 0) {
@@ -1263,8 +1282,8 @@ exports.OpenJobRequest = {
         message.expectedWorkers = object.expectedWorkers ?? 0;
         message.quorum = object.quorum ?? 0;
         message.roundTimeoutSeconds = object.roundTimeoutSeconds ?? 0;
-        message.outerLr = object.outerLr ?? 0;
-        message.outerMomentum = object.outerMomentum ?? 0;
+        message.outerLr = object.outerLr ?? undefined;
+        message.outerMomentum = object.outerMomentum ?? undefined;
         message.codec = object.codec ?? 0;
         message.rounds = object.rounds ?? 0;
         message.runId = object.runId ?? "";
@@ -1880,8 +1899,11 @@ exports.ParameterServerServiceService = {
      *   INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative.
      *   NOT_FOUND RUN_NOT_OPEN: the run is not open here.
      *   FAILED_PRECONDITION ROUND_NOT_OPEN: the round is after the open one.
-     *   FAILED_PRECONDITION UPDATE_GONE: the round's update is no longer kept (the last 4 are); pull
-     *     θ instead.
+     *   FAILED_PRECONDITION UPDATE_GONE: the round's update is no longer kept (updates stay in memory
+     *     for the last 4 rounds at most, while the memory is not needed for pushes, and not across a
+     *     restart); pull θ instead.
+     *   FAILED_PRECONDITION PUSH_LOST: worker_id committed an update for this round, the open one,
+     *     and the server lost it (it restarted): push it again.
      *   FAILED_PRECONDITION RUN_CLOSED: the run was closed before the round closed.
      *   DEADLINE_EXCEEDED ROUND_STILL_OPEN: the wait ran out before the round closed; pull again
      *     later.

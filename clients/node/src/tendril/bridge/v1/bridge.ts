@@ -178,10 +178,14 @@ export interface OpenRunRequest {
    * timeout (every expected worker must commit).
    */
   roundTimeoutSeconds: number;
-  /** Outer learning rate; 0 means 0.7. */
-  outerLr: number;
-  /** Outer Nesterov momentum; 0 means 0.9. */
-  outerMomentum: number;
+  /** Outer learning rate; unset means 0.7 (0 is a learning rate of 0). */
+  outerLr?:
+    | number
+    | undefined;
+  /** Outer Nesterov momentum in [0, 1); unset means 0.9, 0 means plain SGD outer steps. */
+  outerMomentum?:
+    | number
+    | undefined;
   /** Codec the update is served in by default; unset means fp32. */
   codec: Codec;
   /** Number of rounds; 0 means unbounded. */
@@ -1648,8 +1652,8 @@ function createBaseOpenRunRequest(): OpenRunRequest {
     expectedWorkers: 0,
     quorum: 0,
     roundTimeoutSeconds: 0,
-    outerLr: 0,
-    outerMomentum: 0,
+    outerLr: undefined,
+    outerMomentum: undefined,
     codec: 0,
     rounds: 0,
   };
@@ -1669,10 +1673,10 @@ export const OpenRunRequest: MessageFns<OpenRunRequest> = {
     if (message.roundTimeoutSeconds !== 0) {
       writer.uint32(33).double(message.roundTimeoutSeconds);
     }
-    if (message.outerLr !== 0) {
+    if (message.outerLr !== undefined) {
       writer.uint32(41).double(message.outerLr);
     }
-    if (message.outerMomentum !== 0) {
+    if (message.outerMomentum !== undefined) {
       writer.uint32(49).double(message.outerMomentum);
     }
     if (message.codec !== 0) {
@@ -1795,12 +1799,12 @@ export const OpenRunRequest: MessageFns<OpenRunRequest> = {
         ? globalThis.Number(object.outerLr)
         : isSet(object.outer_lr)
         ? globalThis.Number(object.outer_lr)
-        : 0,
+        : undefined,
       outerMomentum: isSet(object.outerMomentum)
         ? globalThis.Number(object.outerMomentum)
         : isSet(object.outer_momentum)
         ? globalThis.Number(object.outer_momentum)
-        : 0,
+        : undefined,
       codec: isSet(object.codec) ? codecFromJSON(object.codec) : 0,
       rounds: isSet(object.rounds) ? globalThis.Number(object.rounds) : 0,
     };
@@ -1820,10 +1824,10 @@ export const OpenRunRequest: MessageFns<OpenRunRequest> = {
     if (message.roundTimeoutSeconds !== 0) {
       obj.roundTimeoutSeconds = floatToJson(message.roundTimeoutSeconds);
     }
-    if (message.outerLr !== 0) {
+    if (message.outerLr !== undefined) {
       obj.outerLr = floatToJson(message.outerLr);
     }
-    if (message.outerMomentum !== 0) {
+    if (message.outerMomentum !== undefined) {
       obj.outerMomentum = floatToJson(message.outerMomentum);
     }
     if (message.codec !== 0) {
@@ -1844,8 +1848,8 @@ export const OpenRunRequest: MessageFns<OpenRunRequest> = {
     message.expectedWorkers = object.expectedWorkers ?? 0;
     message.quorum = object.quorum ?? 0;
     message.roundTimeoutSeconds = object.roundTimeoutSeconds ?? 0;
-    message.outerLr = object.outerLr ?? 0;
-    message.outerMomentum = object.outerMomentum ?? 0;
+    message.outerLr = object.outerLr ?? undefined;
+    message.outerMomentum = object.outerMomentum ?? undefined;
     message.codec = object.codec ?? 0;
     message.rounds = object.rounds ?? 0;
     return message;
@@ -2387,7 +2391,9 @@ export const JobBridgeServiceService = {
   /**
    * ReceiveUpdate waits for the outer update of a round and stores it in the work dir. The
    * reasons after JOB_CONFIG_MISSING and JOB_CONFIG_BAD are the parameter server's and the
-   * bridge's receiving; nothing is kept after any error.
+   * bridge's receiving; nothing is kept after any error. When the parameter server lost this
+   * worker's committed update of the round (it restarted before the round closed), the bridge
+   * sends the update of its last SendUpdate of the round again and goes on waiting.
    *
    * Errors:
    *   INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative.
@@ -2395,6 +2401,9 @@ export const JobBridgeServiceService = {
    *   DEADLINE_EXCEEDED ROUND_STILL_OPEN: the round did not close in time.
    *   FAILED_PRECONDITION UPDATE_GONE, ROUND_NOT_OPEN, RUN_CLOSED: the round's update is no longer
    *     kept, the round is not open yet, or the run was closed before the round did:
+   *     FetchParameters and join the open round.
+   *   FAILED_PRECONDITION PUSH_LOST: the parameter server lost this worker's update of the round
+   *     and the bridge has no copy to send again (no SendUpdate of the round went through it):
    *     FetchParameters and join the open round.
    *   NOT_FOUND RUN_NOT_OPEN: the run is not open yet; retry.
    *   INTERNAL AGGREGATION_FAILED: the parameter server could not close the round.
@@ -2636,7 +2645,9 @@ export interface JobBridgeServiceServer extends UntypedServiceImplementation {
   /**
    * ReceiveUpdate waits for the outer update of a round and stores it in the work dir. The
    * reasons after JOB_CONFIG_MISSING and JOB_CONFIG_BAD are the parameter server's and the
-   * bridge's receiving; nothing is kept after any error.
+   * bridge's receiving; nothing is kept after any error. When the parameter server lost this
+   * worker's committed update of the round (it restarted before the round closed), the bridge
+   * sends the update of its last SendUpdate of the round again and goes on waiting.
    *
    * Errors:
    *   INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative.
@@ -2644,6 +2655,9 @@ export interface JobBridgeServiceServer extends UntypedServiceImplementation {
    *   DEADLINE_EXCEEDED ROUND_STILL_OPEN: the round did not close in time.
    *   FAILED_PRECONDITION UPDATE_GONE, ROUND_NOT_OPEN, RUN_CLOSED: the round's update is no longer
    *     kept, the round is not open yet, or the run was closed before the round did:
+   *     FetchParameters and join the open round.
+   *   FAILED_PRECONDITION PUSH_LOST: the parameter server lost this worker's update of the round
+   *     and the bridge has no copy to send again (no SendUpdate of the round went through it):
    *     FetchParameters and join the open round.
    *   NOT_FOUND RUN_NOT_OPEN: the run is not open yet; retry.
    *   INTERNAL AGGREGATION_FAILED: the parameter server could not close the round.
@@ -2878,7 +2892,9 @@ export interface JobBridgeServiceClient extends Client {
   /**
    * ReceiveUpdate waits for the outer update of a round and stores it in the work dir. The
    * reasons after JOB_CONFIG_MISSING and JOB_CONFIG_BAD are the parameter server's and the
-   * bridge's receiving; nothing is kept after any error.
+   * bridge's receiving; nothing is kept after any error. When the parameter server lost this
+   * worker's committed update of the round (it restarted before the round closed), the bridge
+   * sends the update of its last SendUpdate of the round again and goes on waiting.
    *
    * Errors:
    *   INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative.
@@ -2886,6 +2902,9 @@ export interface JobBridgeServiceClient extends Client {
    *   DEADLINE_EXCEEDED ROUND_STILL_OPEN: the round did not close in time.
    *   FAILED_PRECONDITION UPDATE_GONE, ROUND_NOT_OPEN, RUN_CLOSED: the round's update is no longer
    *     kept, the round is not open yet, or the run was closed before the round did:
+   *     FetchParameters and join the open round.
+   *   FAILED_PRECONDITION PUSH_LOST: the parameter server lost this worker's update of the round
+   *     and the bridge has no copy to send again (no SendUpdate of the round went through it):
    *     FetchParameters and join the open round.
    *   NOT_FOUND RUN_NOT_OPEN: the run is not open yet; retry.
    *   INTERNAL AGGREGATION_FAILED: the parameter server could not close the round.

@@ -148,6 +148,11 @@ export interface PullUpdateRequest {
   timeoutSeconds: number;
   /** The DiLoCo run. */
   runId: string;
+  /**
+   * The worker pulling (optional): a worker whose committed update of the open round was lost
+   * is answered PUSH_LOST instead of waiting for a round that may never close.
+   */
+  workerId: string;
 }
 
 /** PullUpdateResponse is one message of the update stream. */
@@ -238,14 +243,24 @@ export interface OpenJobRequest {
   jobId: string;
   /** Number of workers expected to push each round. */
   expectedWorkers: number;
-  /** Fewest committed workers that may close a round once round_timeout_seconds passed. */
+  /**
+   * Fewest committed workers that may close a round once round_timeout_seconds passed; 0 means 1
+   * (a round needs a commit to close).
+   */
   quorum: number;
-  /** Seconds after the first commit of a round after which a quorum closes it. */
+  /**
+   * Seconds after the first commit of a round after which a quorum closes it; 0 (the default)
+   * means no timeout: every expected worker must commit.
+   */
   roundTimeoutSeconds: number;
-  /** Outer learning rate (default 0.7). */
-  outerLr: number;
-  /** Outer Nesterov momentum (default 0.9). */
-  outerMomentum: number;
+  /** Outer learning rate; unset means 0.7 (0 is a learning rate of 0). */
+  outerLr?:
+    | number
+    | undefined;
+  /** Outer Nesterov momentum in [0, 1); unset means 0.9, 0 means plain SGD outer steps. */
+  outerMomentum?:
+    | number
+    | undefined;
   /** Codec the update is served in by default. */
   codec: Codec;
   /** Number of rounds; 0 means unbounded. */
@@ -488,7 +503,7 @@ export const PushUpdateResponse: MessageFns<PushUpdateResponse> = {
 };
 
 function createBasePullUpdateRequest(): PullUpdateRequest {
-  return { jobId: "", round: 0, codec: 0, offset: 0, timeoutSeconds: 0, runId: "" };
+  return { jobId: "", round: 0, codec: 0, offset: 0, timeoutSeconds: 0, runId: "", workerId: "" };
 }
 
 export const PullUpdateRequest: MessageFns<PullUpdateRequest> = {
@@ -510,6 +525,9 @@ export const PullUpdateRequest: MessageFns<PullUpdateRequest> = {
     }
     if (message.runId !== "") {
       writer.uint32(50).string(message.runId);
+    }
+    if (message.workerId !== "") {
+      writer.uint32(58).string(message.workerId);
     }
     return writer;
   },
@@ -575,6 +593,14 @@ export const PullUpdateRequest: MessageFns<PullUpdateRequest> = {
             message.runId = reader.string();
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.workerId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -607,6 +633,11 @@ export const PullUpdateRequest: MessageFns<PullUpdateRequest> = {
         : isSet(object.run_id)
         ? globalThis.String(object.run_id)
         : "",
+      workerId: isSet(object.workerId)
+        ? globalThis.String(object.workerId)
+        : isSet(object.worker_id)
+        ? globalThis.String(object.worker_id)
+        : "",
     };
   },
 
@@ -630,6 +661,9 @@ export const PullUpdateRequest: MessageFns<PullUpdateRequest> = {
     if (message.runId !== "") {
       obj.runId = message.runId;
     }
+    if (message.workerId !== "") {
+      obj.workerId = message.workerId;
+    }
     return obj;
   },
 
@@ -644,6 +678,7 @@ export const PullUpdateRequest: MessageFns<PullUpdateRequest> = {
     message.offset = object.offset ?? 0;
     message.timeoutSeconds = object.timeoutSeconds ?? 0;
     message.runId = object.runId ?? "";
+    message.workerId = object.workerId ?? "";
     return message;
   },
 };
@@ -1351,8 +1386,8 @@ function createBaseOpenJobRequest(): OpenJobRequest {
     expectedWorkers: 0,
     quorum: 0,
     roundTimeoutSeconds: 0,
-    outerLr: 0,
-    outerMomentum: 0,
+    outerLr: undefined,
+    outerMomentum: undefined,
     codec: 0,
     rounds: 0,
     runId: "",
@@ -1373,10 +1408,10 @@ export const OpenJobRequest: MessageFns<OpenJobRequest> = {
     if (message.roundTimeoutSeconds !== 0) {
       writer.uint32(33).double(message.roundTimeoutSeconds);
     }
-    if (message.outerLr !== 0) {
+    if (message.outerLr !== undefined) {
       writer.uint32(41).double(message.outerLr);
     }
-    if (message.outerMomentum !== 0) {
+    if (message.outerMomentum !== undefined) {
       writer.uint32(49).double(message.outerMomentum);
     }
     if (message.codec !== 0) {
@@ -1510,12 +1545,12 @@ export const OpenJobRequest: MessageFns<OpenJobRequest> = {
         ? globalThis.Number(object.outerLr)
         : isSet(object.outer_lr)
         ? globalThis.Number(object.outer_lr)
-        : 0,
+        : undefined,
       outerMomentum: isSet(object.outerMomentum)
         ? globalThis.Number(object.outerMomentum)
         : isSet(object.outer_momentum)
         ? globalThis.Number(object.outer_momentum)
-        : 0,
+        : undefined,
       codec: isSet(object.codec) ? codecFromJSON(object.codec) : 0,
       rounds: isSet(object.rounds) ? globalThis.Number(object.rounds) : 0,
       runId: isSet(object.runId)
@@ -1540,10 +1575,10 @@ export const OpenJobRequest: MessageFns<OpenJobRequest> = {
     if (message.roundTimeoutSeconds !== 0) {
       obj.roundTimeoutSeconds = floatToJson(message.roundTimeoutSeconds);
     }
-    if (message.outerLr !== 0) {
+    if (message.outerLr !== undefined) {
       obj.outerLr = floatToJson(message.outerLr);
     }
-    if (message.outerMomentum !== 0) {
+    if (message.outerMomentum !== undefined) {
       obj.outerMomentum = floatToJson(message.outerMomentum);
     }
     if (message.codec !== 0) {
@@ -1567,8 +1602,8 @@ export const OpenJobRequest: MessageFns<OpenJobRequest> = {
     message.expectedWorkers = object.expectedWorkers ?? 0;
     message.quorum = object.quorum ?? 0;
     message.roundTimeoutSeconds = object.roundTimeoutSeconds ?? 0;
-    message.outerLr = object.outerLr ?? 0;
-    message.outerMomentum = object.outerMomentum ?? 0;
+    message.outerLr = object.outerLr ?? undefined;
+    message.outerMomentum = object.outerMomentum ?? undefined;
     message.codec = object.codec ?? 0;
     message.rounds = object.rounds ?? 0;
     message.runId = object.runId ?? "";
@@ -2148,7 +2183,15 @@ export const WatchRoundResponse: MessageFns<WatchRoundResponse> = {
 /**
  * ParameterServerService aggregates DiLoCo pseudo-gradients for jobs of class "aggregate":
  * workers push their weighted deltas for a round, the server averages them in fp32, takes
- * one outer Nesterov step, and serves the resulting update to every worker.
+ * one outer Nesterov step, and serves the resulting update to every worker. The server applies
+ * exactly the update it serves (in the run's codec), so its θ and every worker's θ are
+ * bit-identical after every round.
+ *
+ * A round lives in the server's memory: a push is held until it commits, then added to the
+ * round's sum; a push may wait at its header (before the server's go-ahead) until memory is
+ * free. θ and the momentum buffer are saved after each round's update is served; a restarted
+ * server resumes at the last saved round, and the updates committed to the round that was open
+ * are lost: their workers are told so when they pull the round (PUSH_LOST) and push again.
  *
  * Every request names the DiLoCo run in `run_id` (a run spans many jobs: the trainers' and the
  * aggregate job's). `job_id` is the old name of the same field: a server reads it only when
@@ -2239,8 +2282,11 @@ export const ParameterServerServiceService = {
    *   INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative.
    *   NOT_FOUND RUN_NOT_OPEN: the run is not open here.
    *   FAILED_PRECONDITION ROUND_NOT_OPEN: the round is after the open one.
-   *   FAILED_PRECONDITION UPDATE_GONE: the round's update is no longer kept (the last 4 are); pull
-   *     θ instead.
+   *   FAILED_PRECONDITION UPDATE_GONE: the round's update is no longer kept (updates stay in memory
+   *     for the last 4 rounds at most, while the memory is not needed for pushes, and not across a
+   *     restart); pull θ instead.
+   *   FAILED_PRECONDITION PUSH_LOST: worker_id committed an update for this round, the open one,
+   *     and the server lost it (it restarted): push it again.
    *   FAILED_PRECONDITION RUN_CLOSED: the run was closed before the round closed.
    *   DEADLINE_EXCEEDED ROUND_STILL_OPEN: the wait ran out before the round closed; pull again
    *     later.
@@ -2419,8 +2465,11 @@ export interface ParameterServerServiceServer extends UntypedServiceImplementati
    *   INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative.
    *   NOT_FOUND RUN_NOT_OPEN: the run is not open here.
    *   FAILED_PRECONDITION ROUND_NOT_OPEN: the round is after the open one.
-   *   FAILED_PRECONDITION UPDATE_GONE: the round's update is no longer kept (the last 4 are); pull
-   *     θ instead.
+   *   FAILED_PRECONDITION UPDATE_GONE: the round's update is no longer kept (updates stay in memory
+   *     for the last 4 rounds at most, while the memory is not needed for pushes, and not across a
+   *     restart); pull θ instead.
+   *   FAILED_PRECONDITION PUSH_LOST: worker_id committed an update for this round, the open one,
+   *     and the server lost it (it restarted): push it again.
    *   FAILED_PRECONDITION RUN_CLOSED: the run was closed before the round closed.
    *   DEADLINE_EXCEEDED ROUND_STILL_OPEN: the wait ran out before the round closed; pull again
    *     later.
@@ -2598,8 +2647,11 @@ export interface ParameterServerServiceClient extends Client {
    *   INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative.
    *   NOT_FOUND RUN_NOT_OPEN: the run is not open here.
    *   FAILED_PRECONDITION ROUND_NOT_OPEN: the round is after the open one.
-   *   FAILED_PRECONDITION UPDATE_GONE: the round's update is no longer kept (the last 4 are); pull
-   *     θ instead.
+   *   FAILED_PRECONDITION UPDATE_GONE: the round's update is no longer kept (updates stay in memory
+   *     for the last 4 rounds at most, while the memory is not needed for pushes, and not across a
+   *     restart); pull θ instead.
+   *   FAILED_PRECONDITION PUSH_LOST: worker_id committed an update for this round, the open one,
+   *     and the server lost it (it restarted): push it again.
    *   FAILED_PRECONDITION RUN_CLOSED: the run was closed before the round closed.
    *   DEADLINE_EXCEEDED ROUND_STILL_OPEN: the wait ran out before the round closed; pull again
    *     later.

@@ -1,0 +1,323 @@
+"""The parameter server's round in memory: identical θ everywhere, admission, the checkpoint, zero means zero.
+
+Over gRPC with an in-process server where the wire matters (pulls, parameters, OpenJob's
+optional fields), in the core otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import threading
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from safetensors.numpy import save_file
+
+from tendril.core import tensorstream
+from tendril.core.channel import open_channel
+from tendril.core.config import load_config
+from tendril.core.errors import ErrorKind
+from tendril.core.streaming import StreamInfo, chunk_ranges
+from tendril.core.tensorstream import prepared_payload
+from tendril.paramserver import core as core_module
+from tendril.paramserver.core import ParameterServerCore
+from tendril.paramserver.errors import ParameterServerError
+from tendril.paramserver.rounds import RunConfig
+from tendril.paramserver.service import ParameterServerService, build
+from tendril.paramserver.spool import Spool
+from tendril_diloco.params import apply_update, compute_delta, load_params, save_params
+from tendril_proto.paramserver.v1 import paramserver_pb2, paramserver_pb2_grpc
+from tendril_proto.tensor.v1 import tensor_pb2
+from tests.unit.test_aggregator_core import CHUNK, _open, _push, _write
+
+# Sizes that are not multiples of the int8 block (256) nor of the server's 64 Ki-value blocks.
+SHAPES = {"h.0.w": (300, 257), "h.0.b": (257,), "ln.g": (70_001,)}
+WORKERS = ("w0", "w1", "w2")
+CODEC_PROTO = {"fp32": tensor_pb2.CODEC_FP32, "bf16": tensor_pb2.CODEC_BF16, "int8": tensor_pb2.CODEC_INT8}
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[ParameterServerService]:
+    config = load_config(
+        None,
+        env={},
+        overrides={"worker.state_dir": str(tmp_path / "state"), "paramserver.listen": "127.0.0.1:0"},
+    )
+    service = build(config)
+    await service.start()
+    try:
+        yield service
+    finally:
+        await service.stop()
+
+
+def _digest(params: dict[str, torch.Tensor]) -> str:
+    sha = hashlib.sha256()
+    for name in sorted(params):
+        sha.update(name.encode())
+        sha.update(params[name].contiguous().numpy().tobytes())
+    return sha.hexdigest()
+
+
+@pytest.mark.parametrize("codec", ["int8", "bf16", "fp32"])
+async def test_every_worker_holds_the_servers_theta_after_every_round(
+    server: ParameterServerService, tmp_path: Path, codec: str
+) -> None:
+    """5 rounds, 3 workers: each applies the pulled update as the DiLoCo executor does; the hashes of
+    every worker's θ and of the server's θ (PullParameters) are equal after every round."""
+    rng = np.random.default_rng(7)
+    theta0 = tmp_path / "theta0.safetensors"
+    save_file({n: rng.standard_normal(s).astype(np.float32) for n, s in SHAPES.items()}, str(theta0))
+    async with open_channel(server.address, peer_id="tester") as channel:
+        stub = paramserver_pb2_grpc.ParameterServerServiceStub(channel)
+        await stub.OpenJob(
+            paramserver_pb2.OpenJobRequest(
+                run_id="same", expected_workers=len(WORKERS), quorum=len(WORKERS), rounds=5, codec=CODEC_PROTO[codec]
+            )
+        )
+        await tensorstream.push_parameters(channel, theta0, run_id="same", worker_id="w0")
+        theta = dict.fromkeys(WORKERS, load_params(theta0))
+        for round in range(5):
+            for i, worker in enumerate(WORKERS):  # "training": θ moves a little, differently per worker
+                local = {
+                    n: v + torch.randn(v.shape, generator=torch.Generator().manual_seed(round * 10 + i)) * 1e-2
+                    for n, v in theta[worker].items()
+                }
+                delta = tmp_path / f"delta-{worker}.safetensors"
+                save_params(compute_delta(theta[worker], local), delta)
+                await tensorstream.push_update(
+                    channel, delta, run_id="same", round=round, worker_id=worker, weight=1.0 + i, codec=codec
+                )
+            for worker in WORKERS:
+                update = tmp_path / f"update-{worker}.safetensors"
+                await tensorstream.pull_update(
+                    channel, run_id="same", round=round, dest=update, codec=codec, worker_id=worker
+                )
+                theta[worker] = apply_update(theta[worker], load_params(update))
+            pulled = tmp_path / "theta-ps.safetensors"
+            assert await tensorstream.pull_parameters(channel, run_id="same", dest=pulled) == round + 1
+            expected = _digest(load_params(pulled))
+            assert {w: _digest(t) for w, t in theta.items()} == dict.fromkeys(WORKERS, expected), f"round {round}"
+
+
+async def test_outer_momentum_zero_is_plain_sgd_and_unset_is_the_default(server: ParameterServerService) -> None:
+    async with open_channel(server.address, peer_id="tester") as channel:
+        stub = paramserver_pb2_grpc.ParameterServerServiceStub(channel)
+        await stub.OpenJob(paramserver_pb2.OpenJobRequest(run_id="sgd", expected_workers=1, outer_momentum=0.0))
+        await stub.OpenJob(paramserver_pb2.OpenJobRequest(run_id="lr0", expected_workers=1, outer_lr=0.0))
+        await stub.OpenJob(paramserver_pb2.OpenJobRequest(run_id="plain", expected_workers=1))
+    configs = {run: server.core.runs[run].state.config for run in ("sgd", "lr0", "plain")}
+    assert (configs["sgd"].outer_lr, configs["sgd"].outer_momentum) == (0.7, 0.0)
+    assert (configs["lr0"].outer_lr, configs["lr0"].outer_momentum) == (0.0, 0.9)
+    assert (configs["plain"].outer_lr, configs["plain"].outer_momentum) == (0.7, 0.9)
+
+
+async def test_outer_momentum_zero_steps_as_torch_sgd_without_momentum(tmp_path: Path) -> None:
+    core = ParameterServerCore(tmp_path / "ps")
+    await _open(core, tmp_path, "run", expected_workers=1, quorum=1, outer_momentum=0.0, outer_lr=0.5)
+    param = torch.nn.Parameter(torch.from_numpy(load_params(tmp_path / "theta0.st")["w"].numpy().copy()))
+    optimizer = torch.optim.SGD([param], lr=0.5, momentum=0.0)
+    for round in range(3):
+        delta = _write(tmp_path / f"d{round}.st", 40 + round, 1e-2)
+        await _push(core, delta, run="run", round=round, worker="a", weight=2.0)
+        served = await core.update_payload("run", round, "", timeout=10.0)
+        param.grad = load_params(delta)["w"]  # one worker: g = (2 Δ) / 2 = Δ
+        optimizer.step()
+        theta = load_params((await core.parameters_payload("run")).path)  # type: ignore[arg-type]
+        assert served.contributors == 1
+        ours, torchs = theta["w"].numpy(), param.detach().numpy()
+        assert np.all(np.abs(ours - torchs) <= np.spacing(np.maximum(np.abs(ours), np.abs(torchs))))  # θ + u
+        with torch.no_grad():
+            param.copy_(theta["w"])
+    await core.stop()
+
+
+async def _begin(core: ParameterServerCore, path: Path, *, run: str, worker: str) -> Spool:
+    with prepared_payload(path, "fp32") as payload:
+        info = StreamInfo(uuid.uuid4().hex, run, 0, worker, 1.0, payload.layout, payload.digest)
+        return await core.begin_push(info)
+
+
+async def _feed(spool: Spool, data: bytes, chunks: int | None = None) -> None:
+    for i, (offset, length) in enumerate(chunk_ranges(len(data), spool.received, CHUNK)):
+        if chunks is not None and i == chunks:
+            return
+        await spool.write(offset, data[offset : offset + length])
+
+
+async def test_pushes_wait_at_their_header_for_room_in_the_budget(tmp_path: Path) -> None:
+    """One fp32 push staged at a time (the default budget: the accumulator + one model); the next is
+    admitted once the first arrived whole (it is folded meanwhile), and their memory goes back."""
+    core = ParameterServerCore(tmp_path / "ps")
+    await _open(core, tmp_path, "run", expected_workers=3, quorum=3)
+    theta = core.runs["run"].theta_layout
+    assert theta is not None and core.budget.limit == 2 * theta.total_bytes
+    deltas = {w: _write(tmp_path / f"{w}.st", i + 1, 1e-2) for i, w in enumerate(WORKERS)}
+    first = await _begin(core, deltas["w0"], run="run", worker="w0")
+    await _feed(first, deltas["w0"].read_bytes(), chunks=2)
+    second = asyncio.create_task(_begin(core, deltas["w1"], run="run", worker="w1"))
+    await asyncio.sleep(0.1)
+    assert not second.done()  # waiting at its header: the server has not accepted it
+    await _feed(first, deltas["w0"].read_bytes())
+    committing = asyncio.create_task(core.commit_push(first))
+    spool = await asyncio.wait_for(second, 10.0)  # admitted once the first was received whole
+    assert await committing == 1
+    assert core.budget.staging == spool.nbytes and core.budget.finishing == 0
+    await _feed(spool, deltas["w1"].read_bytes())
+    assert await core.commit_push(spool) == 2
+    # Given back at once (no garbage collection needed): only the round's sum is held.
+    assert core.budget.staging == 0 and core.budget.held == 4 * theta.numel
+    await core.stop()
+
+
+async def test_a_cut_push_keeps_its_bytes_until_their_room_is_needed(tmp_path: Path) -> None:
+    core = ParameterServerCore(tmp_path / "ps")
+    await _open(core, tmp_path, "run", expected_workers=3, quorum=3)
+    deltas = {w: _write(tmp_path / f"{w}.st", i + 1, 1e-2) for i, w in enumerate(WORKERS)}
+    assert await _push(core, deltas["w0"], run="run", round=0, worker="w0", cut_after=2, stream_id="s0") is None
+    assert core.runs["run"].pushes["s0"].received == 2 * CHUNK  # resumable...
+    await _push(core, deltas["w1"], run="run", round=0, worker="w1")  # ...until w1 needs the room
+    assert "s0" not in core.runs["run"].pushes and core.budget.staging == 0
+    # w0's retry starts again from 0 (the servicer answers received_bytes 0) and commits.
+    assert await _push(core, deltas["w0"], run="run", round=0, worker="w0", stream_id="s0") == 2
+    await core.stop()
+
+
+async def test_the_update_is_served_before_the_checkpoint_is_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """θ and momentum reach the disk after the update is served; PullParameters waits for them."""
+    gate = threading.Event()
+    real = core_module.write_checkpoint
+
+    def slow(*args: object, **kwargs: object) -> str:
+        assert gate.wait(10.0)
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(core_module, "write_checkpoint", slow)
+    core = ParameterServerCore(tmp_path / "ps")
+    await _open(core, tmp_path, "run", expected_workers=1, quorum=1, rounds=2)
+    run_dir = tmp_path / "ps" / "run"
+    await _push(core, _write(tmp_path / "a.st", 1, 1e-2), run="run", round=0, worker="a")
+    served = await asyncio.wait_for(core.update_payload("run", 0, "", timeout=10.0), 5.0)
+    assert served.view is not None and served.contributors == 1
+    assert not (run_dir / "theta-1.safetensors").exists()  # not on disk yet
+    parameters = asyncio.create_task(core.parameters_payload("run"))
+    await asyncio.sleep(0.05)
+    assert not parameters.done()
+    gate.set()
+    theta = await asyncio.wait_for(parameters, 10.0)
+    assert theta.round == 1 and theta.path == run_dir / "theta-1.safetensors"
+    # What a round leaves on disk: θ, the momentum buffer, the state, a record per commit.
+    assert sorted(p.name for p in run_dir.iterdir()) == [
+        "momentum-1.safetensors",
+        "rounds",
+        "state.json",
+        "theta-1.safetensors",
+    ]
+    assert core.budget.checkpointing == 0 and core.budget.staging == 0
+    assert core.budget.held == served.layout.total_bytes  # only the kept update is left in memory
+    await core.stop()
+
+
+async def test_a_failed_checkpoint_is_reported_and_retried_by_open_job(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real = core_module.write_checkpoint
+    calls: list[int] = []
+
+    def broken_once(*args: object, **kwargs: object) -> str:
+        calls.append(1)
+        if len(calls) == 1:
+            raise OSError("disk full")
+        return real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(core_module, "write_checkpoint", broken_once)
+    core = ParameterServerCore(tmp_path / "ps")
+    await _open(core, tmp_path, "run", expected_workers=1, quorum=1)
+    await _push(core, _write(tmp_path / "a.st", 1, 1e-2), run="run", round=0, worker="a")
+    update = await core.update_payload("run", 0, "", timeout=10.0)  # served all the same
+    with pytest.raises(ParameterServerError) as failed:
+        await core.parameters_payload("run")  # θ on disk is a round behind: not served
+    assert failed.value.kind is ErrorKind.INTERNAL and failed.value.reason == "AGGREGATION_FAILED"
+    assert "disk full" in failed.value.message and core.runs["run"].state.round == 0
+    with pytest.raises(ParameterServerError):
+        await _push(core, _write(tmp_path / "b.st", 2, 1e-2), run="run", round=1, worker="a")
+    assert await core.open_job("run", core.runs["run"].state.config) == (1, False)  # saved now
+    theta = await core.parameters_payload("run")
+    assert theta.round == 1 and core.runs["run"].state.round == 1
+    assert bytes(update.view or b"")  # the served update stays pullable
+    await core.stop()
+
+
+async def test_open_job_config_zero_values_survive_a_restart(tmp_path: Path) -> None:
+    core = ParameterServerCore(tmp_path / "ps")
+    await core.open_job("run", RunConfig.build(expected_workers=1, outer_momentum=0.0))
+    await core.stop()
+    again = ParameterServerCore(tmp_path / "ps")
+    await again.load_saved()
+    assert again.runs["run"].state.config.outer_momentum == 0.0
+    await again.stop()
+
+
+async def test_a_transport_may_receive_straight_into_the_staging_buffer(tmp_path: Path) -> None:
+    """view() + landed(): bytes received in place are hashed and counted once, never copied; the
+    result is the one write() gives."""
+    core = ParameterServerCore(tmp_path / "ps")
+    await _open(core, tmp_path, "in-place", expected_workers=1, quorum=1)
+    await _open(core, tmp_path, "copied", expected_workers=1, quorum=1)
+    delta = _write(tmp_path / "d.st", 3, 1e-2)
+    data = delta.read_bytes()
+    spool = await _begin(core, delta, run="in-place", worker="w0")
+    assert spool.view(CHUNK, 10) is None  # only where the received bytes end
+    for offset, length in chunk_ranges(len(data), 0, CHUNK):
+        place = spool.view(offset, length)
+        assert place is not None and not place.readonly
+        place[:] = data[offset : offset + length]  # what sock.recv_into(place) does
+        spool.landed(offset, length)
+    assert spool.received == len(data) and spool.view(len(data), 1) is None
+    del place  # (a view held keeps the push's memory counted until it is let go)
+    assert await core.commit_push(spool) == 1
+    in_place = bytes((await core.update_payload("in-place", 0, "", timeout=10.0)).view or b"")
+    copied = await _begin(core, delta, run="copied", worker="w0")
+    await _feed(copied, data)
+    assert await core.commit_push(copied) == 1
+    assert in_place == bytes((await core.update_payload("copied", 0, "", timeout=10.0)).view or b"")
+    await core.stop()
+
+
+async def test_a_close_that_spoiled_the_sum_loses_the_commits_and_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The outer step failed half way (the sum is half overwritten): the round's commits are lost,
+    their workers are told PUSH_LOST after OpenJob and push again."""
+    real = core_module.close_round
+
+    def broken_once(**kwargs: object) -> None:
+        monkeypatch.setattr(core_module, "close_round", real)
+        kwargs["acc"].spoiled = True  # type: ignore[attr-defined]
+        raise MemoryError("half way")
+
+    monkeypatch.setattr(core_module, "close_round", broken_once)
+    core = ParameterServerCore(tmp_path / "ps")
+    await _open(core, tmp_path, "run", expected_workers=2, quorum=2)
+    deltas = {w: _write(tmp_path / f"{w}.st", i + 1, 1e-2) for i, w in enumerate(WORKERS[:2])}
+    for worker in WORKERS[:2]:
+        await _push(core, deltas[worker], run="run", round=0, worker=worker)
+    with pytest.raises(ParameterServerError) as failed:
+        await core.update_payload("run", 0, "", timeout=10.0)
+    assert failed.value.reason == "AGGREGATION_FAILED" and "w0, w1" in failed.value.message
+    await core.open_job("run", core.runs["run"].state.config)
+    assert core.get_round("run").committed == []
+    with pytest.raises(ParameterServerError) as lost:
+        await core.update_payload("run", 0, "", timeout=10.0, worker_id="w1")
+    assert lost.value.reason == "PUSH_LOST"
+    for worker in WORKERS[:2]:
+        await _push(core, deltas[worker], run="run", round=0, worker=worker)
+    assert (await core.update_payload("run", 0, "", timeout=10.0, worker_id="w1")).contributors == 2
+    await core.stop()
