@@ -315,6 +315,10 @@ def worker_main(argv: list[str]) -> None:
 # -- the orchestrator (this process) ------------------------------------------------------------
 
 
+def _worker_log(workdir: Path, rank: int) -> Path:
+    return workdir / f"sync-worker-{rank}.log"
+
+
 async def _watch(stub: Any, rid: str, events: list[tuple[float, int, int]], subscribed: asyncio.Event) -> None:
     """Stamp every round state change of run ``rid``: (monotonic time, round, RoundState)."""
     from tendril_proto.paramserver.v1 import paramserver_pb2
@@ -324,14 +328,26 @@ async def _watch(stub: Any, rid: str, events: list[tuple[float, int, int]], subs
         subscribed.set()
 
 
-async def _results(store: Any, rid: str, workers: Sequence[subprocess.Popen[bytes]], limit: float) -> list[dict]:
+def _log_tail(path: Path, lines: int = 15) -> str:
+    try:
+        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
+    except OSError:
+        return "(no log)"
+
+
+async def _results(
+    store: Any, rid: str, workers: Sequence[subprocess.Popen[bytes]], workdir: Path, limit: float
+) -> list[dict[str, Any]]:
     """Every worker's result of run ``rid``; raises when a worker died or ``limit`` seconds passed."""
     keys = [f"{rid}/result/{rank}" for rank in range(WORLD)]
     deadline = time.monotonic() + limit
     while not store.check(keys):
         for rank, proc in enumerate(workers):
             if proc.poll() is not None:
-                raise RuntimeError(f"sync worker {rank} exited with {proc.returncode} during run {rid} (see its log)")
+                raise RuntimeError(
+                    f"sync worker {rank} exited with {proc.returncode} during run {rid}; its log ends:\n"
+                    + _log_tail(_worker_log(workdir, rank))
+                )
         if time.monotonic() > deadline:
             raise TimeoutError(f"run {rid} did not finish within {limit:.0f} s")
         await asyncio.sleep(0.05)
@@ -382,7 +398,9 @@ async def _drive(
                     load_before = os.getloadavg()
                     store.set(f"{rid}/open", "1")
                     try:
-                        results = await _results(store, rid, workers, limit=120 + rounds * max(10.0, mb * 0.25))
+                        results = await _results(
+                            store, rid, workers, workdir, limit=120 + rounds * max(10.0, mb * 0.25)
+                        )
                     finally:
                         watcher.cancel()
                     await stub.CloseJob(paramserver_pb2.CloseJobRequest(run_id=rid, purge=True))
@@ -455,7 +473,7 @@ def measure(
                         f"--codecs={','.join(codecs)}",
                         f"--rounds={rounds}",
                     ],
-                    log=workdir / f"sync-worker-{rank}.log",
+                    log=_worker_log(workdir, rank),
                     # NOTE: gloo binds to the address of the host name unless told an interface.
                     env={"GLOO_SOCKET_IFNAME": "lo"},
                 )
