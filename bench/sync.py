@@ -30,11 +30,12 @@ Processes:
 
 Fairness: both sides start each repeat from a gloo barrier (after which each worker stamps
 its start on CLOCK_MONOTONIC, one clock for every process of the machine); before every
-barrier, worker 0 waits (≤ 5 s, recorded) until the ParameterServer has been idle for 0.1 s,
-so that work the PS does after a round never lands in the next timed repeat of either side.
-Repeats are interleaved (gloo, Tendril, gloo, Tendril, ...) so that load from other processes
-on a shared machine hits both alike. The first round of every (size, codec) run, and the gloo
-repeat before it, are warm-up. bf16/int8 are compared against the same fp32 gloo baseline:
+barrier, worker 0 waits (≤ 5 s, recorded with the machine's dirty page cache) until the
+ParameterServer has been idle for 0.1 s and no page writeback is in flight, so that work left
+over from a round never lands in the next timed repeat of either side. Repeats are interleaved
+and take turns going first (Tendril, gloo, gloo, Tendril, ...) so that load from other
+processes on a shared machine hits both alike. The first round of every (size, codec) run, and
+the first gloo repeat, are warm-up. bf16/int8 are compared against the same fp32 gloo baseline:
 gloo has no such codecs (it can all_reduce bf16 tensors, but sums them in bf16 at every hop,
 where the parameter server accumulates in fp32; an int8 all_reduce has no scales).
 
