@@ -82,7 +82,7 @@ def main() -> int:
         "--sync-rounds",
         type=int,
         default=sync.DEFAULT_ROUNDS,
-        help=f"round sync rounds per size and codec, the first {sync.WARMUP} being warm-up",
+        help="round sync rounds per size and codec (the first is warm-up)",
     )
     args = parser.parse_args()
     named = [s.strip() for s in args.only.split(",") if s.strip()]
