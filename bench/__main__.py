@@ -1,4 +1,4 @@
-"""``python -m bench [--only codecs,stream,paramserver,bridge,demo] [--out bench-out]``.
+"""``python -m bench [--only codecs,stream,paramserver,sync,bridge,demo] [--out bench-out]``.
 
 ``--only external`` is short for ``bridge,demo`` (the figures other parts of Tendril provide).
 """
@@ -17,9 +17,10 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+from bench import sync
 from bench.common import GIB, MIB, Figure, data_plane_env
 
-SECTIONS = ("codecs", "stream", "paramserver", "bridge", "demo")
+SECTIONS = ("codecs", "stream", "paramserver", "sync", "bridge", "demo")
 ALIASES = {"external": ("bridge", "demo")}
 
 
@@ -28,6 +29,13 @@ def _reexec_with_tunables() -> None:
     env = data_plane_env()
     if os.environ.get("GLIBC_TUNABLES") != env["GLIBC_TUNABLES"]:
         os.execve(sys.executable, [sys.executable, "-m", "bench", *sys.argv[1:]], env)
+
+
+def _int_list(text: str) -> list[int]:
+    try:
+        return [int(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
 
 
 def _format(value: float | None, unit: str) -> str:
@@ -61,6 +69,21 @@ def main() -> int:
     parser.add_argument("--out", default="bench-out", help="where results.json goes")
     parser.add_argument("--stream-mib", type=int, default=GIB // MIB, help="tensor stream payload size")
     parser.add_argument("--model-mib", type=int, default=256, help="model size for the ParameterServer RSS figure")
+    parser.add_argument(
+        "--sync-mb",
+        type=_int_list,
+        default=",".join(str(mb) for mb in sync.DEFAULT_SIZES_MB),
+        help="round sync payload sizes in MB (10^6 bytes of fp32 Δ), comma-separated",
+    )
+    parser.add_argument(
+        "--sync-codecs", default=",".join(sync.DEFAULT_CODECS), help="round sync codecs, comma-separated"
+    )
+    parser.add_argument(
+        "--sync-rounds",
+        type=int,
+        default=sync.DEFAULT_ROUNDS,
+        help="round sync rounds per size and codec (the first is warm-up)",
+    )
     args = parser.parse_args()
     named = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(named) - set(SECTIONS) - set(ALIASES)
@@ -82,6 +105,9 @@ def main() -> int:
             "codecs": lambda: codecs.measure(work),
             "stream": lambda: [stream.measure(work, args.stream_mib * MIB)],
             "paramserver": lambda: paramserver.measure(work, args.model_mib * MIB),
+            "sync": lambda: sync.measure(
+                work, args.sync_mb, [c.strip() for c in args.sync_codecs.split(",") if c.strip()], args.sync_rounds
+            ),
             "bridge": lambda: external.bridge_report_progress(work),
             "demo": lambda: external.demo_data(work),
         }
