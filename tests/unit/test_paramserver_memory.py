@@ -25,7 +25,7 @@ from tendril.core.errors import ErrorKind
 from tendril.core.streaming import StreamInfo, chunk_ranges
 from tendril.core.tensorstream import prepared_payload
 from tendril.paramserver import core as core_module
-from tendril.paramserver.core import ParameterServerCore
+from tendril.paramserver.core import SHARED_MODELS, ParameterServerCore
 from tendril.paramserver.errors import ParameterServerError
 from tendril.paramserver.rounds import RunConfig
 from tendril.paramserver.service import ParameterServerService, build
@@ -150,9 +150,20 @@ async def _feed(spool: Spool, data: bytes, chunks: int | None = None) -> None:
         await spool.write(offset, data[offset : offset + length])
 
 
-async def test_pushes_wait_at_their_header_for_room_in_the_budget(tmp_path: Path) -> None:
-    """One fp32 push staged at a time (the default budget: the accumulator + one model); the next is
-    admitted once the first arrived whole (it is folded meanwhile), and their memory goes back."""
+async def test_the_default_budget_is_the_accumulator_and_two_models(tmp_path: Path) -> None:
+    core = ParameterServerCore(tmp_path / "ps")
+    await _open(core, tmp_path, "run", expected_workers=3, quorum=3)
+    theta = core.runs["run"].theta_layout
+    assert theta is not None and core.budget.limit == (1 + SHARED_MODELS) * theta.total_bytes == 3 * theta.total_bytes
+    await core.stop()
+
+
+async def test_pushes_wait_at_their_header_for_room_in_the_budget(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With room for one fp32 push (the accumulator + one model), one push is staged at a time; the
+    next is admitted once the first arrived whole (it is folded meanwhile), and their memory goes back."""
+    monkeypatch.setattr(core_module, "SHARED_MODELS", 1)
     core = ParameterServerCore(tmp_path / "ps")
     await _open(core, tmp_path, "run", expected_workers=3, quorum=3)
     theta = core.runs["run"].theta_layout
@@ -175,7 +186,10 @@ async def test_pushes_wait_at_their_header_for_room_in_the_budget(tmp_path: Path
     await core.stop()
 
 
-async def test_a_cut_push_keeps_its_bytes_until_their_room_is_needed(tmp_path: Path) -> None:
+async def test_a_cut_push_keeps_its_bytes_until_their_room_is_needed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(core_module, "SHARED_MODELS", 1)  # room for one fp32 push
     core = ParameterServerCore(tmp_path / "ps")
     await _open(core, tmp_path, "run", expected_workers=3, quorum=3)
     deltas = {w: _write(tmp_path / f"{w}.st", i + 1, 1e-2) for i, w in enumerate(WORKERS)}

@@ -60,12 +60,13 @@ KEEP_UPDATES = 4  # rounds whose update a run keeps at most (in memory, while th
 CLOSE_ALLOWANCE_SECONDS = 60.0  # added to the round timeout when a pull waits "the run's round timeout"
 WATCH_QUEUE = 1024  # changes a WatchRound watcher may fall behind before it is cut off
 # NOTE: the memory budget when none is configured: each run's accumulator (its model in fp32)
-# plus one model of the largest run, for one fp32 push being staged (two bf16, four int8
-# pushes) or, at a round's close, its update. Staging more pushes at once buys no throughput
-# (receiving and hashing one push already keeps a core busy) and would cost a model each; with
-# one run this holds the peak at 2 × model + the process itself, under the 2.5 × model + 300 MiB
-# it is held to.
-SHARED_MODELS = 1
+# plus two models of the largest run: two fp32 pushes staged at once (four bf16, eight int8),
+# so that the next push is received while the one before is verified and folded into the
+# accumulator (each keeps a core busy), or, at a round's close, its update. Measured with
+# `python -m bench --only sync,paramserver` (idle 2-core machine): one model instead of two made
+# round sync at 400 MB fp32 3.34 s instead of 2.57 s, for a peak of 621 MiB instead of 854 MiB
+# with 8 pushers of 256 MiB, both under the 2.5 × model + 300 MiB (940 MiB) it is held to.
+SHARED_MODELS = 2
 
 
 def _background() -> None:
