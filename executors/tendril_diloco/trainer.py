@@ -162,11 +162,27 @@ class Trainer:
         return loss, time.perf_counter() - began
 
     async def run(self) -> None:
-        """Train until the scheduler says DONE."""
+        """Train until the scheduler says DONE.
+
+        # NOTE: a batch's progress report travels while the next batch trains: its answer (the
+        # scheduler's directive, counted from the reported batch) is applied once that next batch
+        # is done, so the report's round trip (a few ms on a busy host, every batch) is off the
+        # training path. When the sync point is at most one batch away, the report is awaited
+        # before the next batch starts, so a round never runs a batch past its sync point.
+        """
         self._setup_model()
         await self._join_run()
         batches = Batches(self._next_slice, self.config.inner.batch_size, self.max_seq_len)
+        report: asyncio.Task[Directive] | None = None  # the last batch's, not answered yet
         while True:
+            if report is not None and (self._remaining is not None and self._remaining <= 1):
+                directive, report = await report, None
+                if self._apply(directive, ahead=0):
+                    return
+                if self._remaining == 0:
+                    if not await self._sync():
+                        return
+                    continue
             batch = await batches.next()
             # NOTE: the step runs in a thread so that SIGTERM (handled on the loop) stops us at once.
             loss, seconds = await asyncio.to_thread(self._step, batch)
@@ -178,27 +194,44 @@ class Trainer:
                 )
             size = int(batch.shape[0])
             self.stats.add(size, loss, seconds)
-            directive = await self.bridge.report_progress(
-                ProgressKind.BATCH, self.round, batch_size=size, batch_seconds=seconds, metrics={"loss": loss}
+            if report is not None:  # the previous batch's answer, counted from that batch
+                directive, report = await report, None
+                if self._apply(directive, ahead=1):
+                    return
+            elif self._remaining is not None:
+                self._remaining = max(0, self._remaining - 1)
+            report = asyncio.create_task(
+                self.bridge.report_progress(
+                    ProgressKind.BATCH, self.round, batch_size=size, batch_seconds=seconds, metrics={"loss": loss}
+                )
             )
-            if directive.kind == DirectiveKind.DONE:
-                self.log("run.done", round=self.round)
-                return
-            self._count_down(directive)
-            if self._remaining == 0 and not await self._sync():
-                return
+            if self._remaining == 0:
+                directive, report = await report, None
+                if self._apply(directive, ahead=0):
+                    return
+                if self._remaining == 0 and not await self._sync():
+                    return
+
+    def _apply(self, directive: Directive, *, ahead: int) -> bool:
+        """Take a batch report's answer once ``ahead`` (0 or 1) more batches ran after the reported one.
+
+        ``_remaining`` is the batches left after the last batch the directives have counted: the
+        reported one, plus the ``ahead`` batch counted here. True means DONE.
+        """
+        if directive.kind == DirectiveKind.DONE:
+            self.log("run.done", round=self.round)
+            return True
+        if directive.kind == DirectiveKind.SCHEDULE_UPDATE:
+            self._remaining = max(0, directive.batches_until_update - ahead)
+        elif self._remaining is not None:
+            self._remaining = max(0, self._remaining - ahead)
+        return False
 
     async def _next_slice(self) -> Path:
         began = time.perf_counter()
         piece = await self.bridge.next_slice()
         self.stats.data_wait_seconds += time.perf_counter() - began
         return piece.path
-
-    def _count_down(self, directive: Directive) -> None:
-        if directive.kind == DirectiveKind.SCHEDULE_UPDATE:
-            self._remaining = directive.batches_until_update
-        elif self._remaining is not None:
-            self._remaining = max(0, self._remaining - 1)
 
     async def _sync(self) -> bool:
         """Send Δ, apply the round's update; False when the scheduler says the run is done."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import json
 import os
@@ -354,3 +356,44 @@ def test_executor_process_stops_at_once_on_sigterm(tmp_path: Path) -> None:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
+
+
+@dataclasses.dataclass
+class _SlowReportBridge(_FakeBridge):
+    """Answers a batch report only once the trainer started the next batch (or 0.5 s passed)."""
+
+    step_started: asyncio.Event = dataclasses.field(default_factory=asyncio.Event)
+    overlapped: int = 0
+
+    async def report_progress(self, kind: str, round_index: int, **kw: Any) -> Directive:
+        if kind == "batch":
+            self.step_started.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.step_started.wait(), 0.5)
+                self.overlapped += 1
+        return await super().report_progress(kind, round_index, **kw)
+
+
+async def test_a_batch_report_travels_while_the_next_batch_trains(tmp_path: Path) -> None:
+    """The report's round trip is off the training path, and each round still stops at its sync
+    point: 3 batches a round, as the directives say, with the last batch's report awaited."""
+    bridge = _SlowReportBridge(tmp_path)
+    trainer = Trainer(parse_config(_config()), bridge, log=lambda *a, **k: None)  # type: ignore[arg-type]
+    step = trainer._step
+    loop = asyncio.get_running_loop()
+
+    def step_and_tell(batch: torch.Tensor) -> tuple[float, float]:
+        loop.call_soon_threadsafe(bridge.step_started.set)
+        return step(batch)
+
+    trainer._step = step_and_tell  # type: ignore[method-assign]
+    await trainer.run()
+    kinds = [k for k, _, _ in bridge.reports]
+    assert kinds == ["batch"] * 3 + ["update_sent", "metrics", "update_received"] + ["batch"] * 3 + [
+        "update_sent",
+        "metrics",
+        "update_received",
+    ]
+    # In each round the first batch's report was answered while the second batch trained; the
+    # reports of the batches just before the sync point are awaited (nothing runs past it).
+    assert bridge.overlapped >= 2
