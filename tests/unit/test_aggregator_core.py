@@ -227,6 +227,20 @@ async def test_pull_waits_for_the_round_and_times_out(tmp_path: Path) -> None:
     await core.stop()
 
 
+async def test_a_pull_with_timeout_zero_does_not_wait(tmp_path: Path) -> None:
+    """Zero means zero: an open round answers ROUND_STILL_OPEN at once; a closed one is served."""
+    core = ParameterServerCore(tmp_path / "ps")
+    await _open(core, tmp_path, "run", expected_workers=1, quorum=1)
+    started = asyncio.get_running_loop().time()
+    with pytest.raises(ParameterServerError) as still_open:
+        await core.update_payload("run", 0, "fp32", timeout=0)
+    assert still_open.value.reason == "ROUND_STILL_OPEN" and asyncio.get_running_loop().time() - started < 1.0
+    await _push(core, _write(tmp_path / "a.st", 1, 1e-2), run="run", round=0, worker="a")
+    await core.update_payload("run", 0, "fp32", timeout=10.0)  # the round closed
+    assert (await core.update_payload("run", 0, "fp32", timeout=0)).contributors == 1
+    await core.stop()
+
+
 async def test_a_failed_round_close_is_reported_and_retried(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from tendril.paramserver import core as core_module
 

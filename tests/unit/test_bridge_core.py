@@ -178,9 +178,10 @@ def test_config_lookups(tmp_path: Path) -> None:
     with pytest.raises(BridgeError) as no_scheduler:
         bare.coordinator("report progress to")
     assert no_scheduler.value.reason == "NO_SCHEDULER" and "no scheduler" in no_scheduler.value.message
-    assert bare.codec() == "fp32" and bare.round_timeout(0) == 600.0 and bare.round_timeout(3) == 3
+    assert bare.codec() == "fp32" and bare.round_timeout(None) == 600.0 and bare.round_timeout(3) == 3
+    assert bare.round_timeout(0) == 0  # zero means zero: do not wait
     full = _core(tmp_path / "b", parameter_server="h:1", run_id="r", codec="int8", round_timeout_seconds=42)
-    assert (full.parameter_server(), full.run_id(), full.codec(), full.round_timeout(0)) == ("h:1", "r", "int8", 42)
+    assert (full.parameter_server(), full.run_id(), full.codec(), full.round_timeout(None)) == ("h:1", "r", "int8", 42)
     with pytest.raises(BridgeError):
         _core(tmp_path / "c", codec="fp8").codec()
     assert full.relative(full.update_dest(3, "")) == "updates/round-3.safetensors"

@@ -125,6 +125,28 @@ async def test_prefetch_keeps_two_ahead(fetcher) -> None:  # type: ignore[no-unt
     assert snap.stats.bytes_downloaded == sum(len(node.slices[f"slice-{i:05d}.safetensors"]) for i in range(5))
 
 
+async def test_prefetch_zero_fetches_nothing_ahead(fetcher) -> None:  # type: ignore[no-untyped-def]
+    """0 means none (not "the default"): each NextSlice fetches its own slice when it asks."""
+    core, _, scheduler = fetcher
+    job = core.open_job("j1", "w1", "sched:1", prefetch=0)
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert job.assigned == 0 and not scheduler.calls  # nothing fetched before it is asked for
+    names = [(await core.next_slice("j1")).assignment.slice_name for _ in range(2)]
+    assert names == ["slice-00000.safetensors", "slice-00001.safetensors"]
+    for _ in range(50):
+        await asyncio.sleep(0)
+    assert job.assigned == 2 and job.queued == 0  # and nothing beyond what was asked for
+
+
+async def test_prefetch_unset_is_the_default_and_out_of_range_is_refused(fetcher) -> None:  # type: ignore[no-untyped-def]
+    core, _, _ = fetcher
+    assert core.open_job("j1", "w1", "sched:1").prefetch == 2 == core.default_prefetch
+    with pytest.raises(FetcherError) as err:
+        core.open_job("j2", "w1", "sched:1", prefetch=-1)
+    assert err.value.reason == FetcherReason.BAD_PREFETCH and "unset for the worker's default" in err.value.message
+
+
 async def test_next_slice_waits_and_counts_the_wait(fetcher) -> None:  # type: ignore[no-untyped-def]
     core, node, _ = fetcher
     node.gate.clear()

@@ -462,17 +462,18 @@ class BridgeClient:
         round: int,
         *,
         path: str | os.PathLike[str] = "",
-        timeout_seconds: float = 0.0,
+        timeout_seconds: float | None = None,
         timeout: float | None = None,
         retry_policy: RetryPolicy | None = None,
     ) -> ReceivedUpdate:
-        """ReceiveUpdate: wait up to ``timeout_seconds`` (0: the job's round timeout) for the
-        outer update of ``round`` and store it (default ``updates/round-<n>.safetensors``)."""
+        """ReceiveUpdate: wait up to ``timeout_seconds`` (None: the job's round timeout; 0: do not
+        wait) for the outer update of ``round`` and store it (default ``updates/round-<n>.safetensors``)."""
         request = bridge_pb2.ReceiveUpdateRequest(
             round=round, path=self.relative(path), timeout_seconds=timeout_seconds
         )
         if timeout is None:
-            timeout = (timeout_seconds or self._round_timeout()) + RECEIVE_MARGIN_SECONDS
+            wait = self._round_timeout() if timeout_seconds is None else timeout_seconds
+            timeout = wait + RECEIVE_MARGIN_SECONDS
         reply = await self._call(
             "ReceiveUpdate", self._stub.ReceiveUpdate, request, timeout=timeout, policy=retry_policy
         )

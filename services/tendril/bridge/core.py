@@ -164,14 +164,15 @@ class BridgeCore:
             )
         return str(codec)
 
-    def round_timeout(self, requested: float) -> float:
-        if requested < 0:
-            raise BridgeError(
-                ErrorKind.INVALID_ARGUMENT,
-                "timeout_seconds must be >= 0 (0: the job's round timeout)",
-                reason=BridgeReason.BAD_TIMEOUT,
-            )
-        if requested:
+    def round_timeout(self, requested: float | None) -> float:
+        """How long a ReceiveUpdate waits: ``requested`` (0: not at all), else the job's round timeout."""
+        if requested is not None:
+            if not requested >= 0:  # (NaN too)
+                raise BridgeError(
+                    ErrorKind.INVALID_ARGUMENT,
+                    f"timeout_seconds must be >= 0 (unset: the job's round timeout; 0: do not wait), got {requested}",
+                    reason=BridgeReason.BAD_TIMEOUT,
+                )
             return requested
         configured = self.job.config.get("round_timeout_seconds")
         if isinstance(configured, int | float) and configured > 0:

@@ -186,7 +186,7 @@ class BridgeServicer(bridge_pb2_grpc.JobBridgeServiceServicer):
         self, request: bridge_pb2.ReceiveUpdateRequest, context: Any
     ) -> bridge_pb2.ReceiveUpdateResponse:
         dest = self.core.update_dest(request.round, request.path)
-        timeout = self.core.round_timeout(request.timeout_seconds)
+        timeout = self.core.round_timeout(request.timeout_seconds if request.HasField("timeout_seconds") else None)
         address, run_id, codec = self.core.parameter_server(), self.core.run_id(), self.core.codec()
         start = time.perf_counter()
         for attempt in range(RESEND_ATTEMPTS + 1):

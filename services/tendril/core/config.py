@@ -208,7 +208,8 @@ class ParameterServerSection:
     """Address of the ParameterServer's data port: pushes and pulls negotiated in a gRPC call move their bytes over a
     TCP connection there (TLS under [tls]); empty moves them inside the calls."""
     memory_budget_mib: NonNegativeInt = 0
-    """MiB for rounds in memory (pushes received, sums, updates); pushes wait for room. 0: each run's fp32 model + 2 models."""
+    """MiB for rounds in memory (pushes received, sums, updates); pushes wait for room. 0: each run's fp32 model + 2
+    models."""
 
 
 @dataclass(config=SECTION)

@@ -584,7 +584,7 @@ async def pull_update(
     """Wait for ``round`` to close and store its outer update u (θ_new = θ + u) as fp32 at ``dest``.
 
     ``codec`` is the wire codec; ``timeout`` bounds the wait for the round (None: the run's
-    round timeout); ``worker_id`` names the puller (a worker whose push of the round the server
+    round timeout; 0: do not wait); ``worker_id`` names the puller (a worker whose push of the round the server
     lost is then told so: PUSH_LOST). Returns (bytes received, workers whose updates made up the
     round).
     """
@@ -599,7 +599,7 @@ async def pull_update(
 
     def open_call(offset: int, data_plane: bool) -> Any:
         request = paramserver_pb2.PullUpdateRequest(
-            run_id=run_id, round=round, codec=wire, offset=offset, timeout_seconds=timeout or 0.0, worker_id=worker_id
+            run_id=run_id, round=round, codec=wire, offset=offset, timeout_seconds=timeout, worker_id=worker_id
         )
         return call(request, metadata=dataplane.REQUEST if data_plane else None)
 

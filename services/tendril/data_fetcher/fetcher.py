@@ -85,8 +85,14 @@ class DataFetcher:
 
     # -- jobs ---------------------------------------------------------------------------
 
-    def open_job(self, job_id: str, worker_id: str, coordinator_address: str, prefetch: int = 0) -> JobFetcher:
-        """Start fetching for a job; opening an open job again with the same scheduler is a no-op."""
+    def open_job(
+        self, job_id: str, worker_id: str, coordinator_address: str, prefetch: int | None = None
+    ) -> JobFetcher:
+        """Start fetching for a job; opening an open job again with the same scheduler is a no-op.
+
+        ``prefetch``: slices kept ready ahead; None means the worker's default, 0 none (each
+        NextSlice fetches its own slice).
+        """
         check_job_id(job_id)
         if not worker_id:
             raise _invalid(
@@ -102,9 +108,10 @@ class DataFetcher:
                 f"coordinator_address {coordinator_address!r} is not host:port (or unix:PATH)",
                 FetcherReason.BAD_COORDINATOR_ADDRESS,
             )
-        if prefetch < 0 or prefetch > MAX_PREFETCH:
+        if prefetch is not None and not 0 <= prefetch <= MAX_PREFETCH:
             raise _invalid(
-                f"prefetch must be 0 (default) to {MAX_PREFETCH}, got {prefetch}", FetcherReason.BAD_PREFETCH
+                f"prefetch must be 0 (none) to {MAX_PREFETCH}, or unset for the worker's default; got {prefetch}",
+                FetcherReason.BAD_PREFETCH,
             )
         existing = self.jobs.get(job_id)
         if existing is not None:
@@ -120,7 +127,7 @@ class DataFetcher:
             job_id=job_id,
             worker_id=worker_id,
             coordinator_address=coordinator_address,
-            prefetch=prefetch or self.default_prefetch,
+            prefetch=self.default_prefetch if prefetch is None else prefetch,
             coordinator=self.coordinator,
             obtain=self.obtain,
             cache=self.cache,

@@ -3,7 +3,8 @@
 The loop holds ``prefetch`` slots. It takes a free slot, asks the scheduler for the next
 assignment, obtains the slice (cache hit or download) pinned in the cache, and queues it.
 NextSlice takes the oldest queued slice and frees its slot, so exactly ``prefetch`` slices
-are ready or on their way whenever the job is working on one. A failure (scheduler refused,
+are ready or on their way whenever the job is working on one. With ``prefetch`` 0 nothing is
+fetched ahead: a NextSlice that finds nothing queued opens one slot for its own slice. A failure (scheduler refused,
 data node gone, DATA_LOSS) is queued in the slice's place and raised to the NextSlice caller
 that takes it; the loop goes on with the next assignment.
 """
@@ -126,6 +127,8 @@ class JobFetcher:
     async def next(self) -> Handout:
         """The job's next slice, waiting for it if it is not ready yet."""
         start = time.monotonic()
+        if not self.prefetch and not self._items:
+            self._slots.release()  # nothing is fetched ahead: fetch this caller's slice now
         while not self._items and self._closed is None:
             self._changed.clear()
             await self._changed.wait()
@@ -133,7 +136,8 @@ class JobFetcher:
             raise self._closed
         item = self._items.popleft()
         wait = time.monotonic() - start
-        self._slots.release()
+        if self.prefetch:
+            self._slots.release()
         if isinstance(item, Failed):
             raise item.error
         # The job is done with the slice it had: it stays protected for the grace period only.

@@ -18,7 +18,8 @@ class DataFetcherServicer(data_pb2_grpc.DataFetcherServiceServicer):
     async def OpenJob(
         self, request: data_pb2.OpenJobRequest, context: grpc.aio.ServicerContext
     ) -> data_pb2.OpenJobResponse:
-        self.core.open_job(request.job_id, request.worker_id, request.coordinator_address, request.prefetch)
+        prefetch = request.prefetch if request.HasField("prefetch") else None
+        self.core.open_job(request.job_id, request.worker_id, request.coordinator_address, prefetch)
         return data_pb2.OpenJobResponse()
 
     async def NextSlice(

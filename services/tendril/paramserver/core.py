@@ -822,9 +822,11 @@ class ParameterServerCore:
     # -- served payloads ------------------------------------------------------------------------------
 
     async def update_payload(
-        self, run_id: str, round: int, codec: str, timeout: float, *, worker_id: str = ""
+        self, run_id: str, round: int, codec: str, timeout: float | None, *, worker_id: str = ""
     ) -> Served:
-        """The outer update of ``round`` in ``codec`` (empty: the run's), waiting for the round to close.
+        """The outer update of ``round`` in ``codec`` (empty: the run's), waiting for the round to close
+        (``timeout`` seconds at most; None: the run's round timeout + CLOSE_ALLOWANCE_SECONDS, or
+        no bound without one; 0: not at all).
 
         ``worker_id`` (the puller): a worker whose committed push of the open round was lost
         (a restart) is told so (PUSH_LOST) instead of waiting for a round that may not close.
@@ -907,12 +909,12 @@ class ParameterServerCore:
             reason=ParamserverReason.UPDATE_GONE,
         )
 
-    async def _wait_closed(self, run: Run, round: int, timeout: float) -> None:
+    async def _wait_closed(self, run: Run, round: int, timeout: float | None) -> None:
         if round < run.machine.round or (run.machine.phase is Phase.FINISHED and round == run.machine.round):
             raise self._update_gone(run, round)
         config = run.state.config
         wait = timeout
-        if not wait and config.round_timeout_seconds:
+        if wait is None and config.round_timeout_seconds:
             wait = config.round_timeout_seconds + CLOSE_ALLOWANCE_SECONDS
 
         def ready() -> bool:
@@ -920,7 +922,7 @@ class ParameterServerCore:
 
         try:
             async with run.changed:
-                await asyncio.wait_for(run.changed.wait_for(ready), timeout=wait or None)
+                await asyncio.wait_for(run.changed.wait_for(ready), timeout=wait)
         except TimeoutError:
             if not ready():  # (else it closed just as the wait ran out)
                 machine = run.machine

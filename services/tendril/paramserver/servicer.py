@@ -267,11 +267,13 @@ class ParameterServerServicer(paramserver_pb2_grpc.ParameterServerServiceService
     async def PullUpdate(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         run_id = _run_id(request)
         codec = _codec(request.codec) if request.codec else ""
-        if request.timeout_seconds < 0:
-            raise _bad("timeout_seconds must be >= 0", ParamserverReason.BAD_TIMEOUT)
-        served = await self.core.update_payload(
-            run_id, request.round, codec, request.timeout_seconds, worker_id=request.worker_id
-        )
+        timeout = request.timeout_seconds if request.HasField("timeout_seconds") else None
+        if timeout is not None and not timeout >= 0:  # (NaN too)
+            raise _bad(
+                f"timeout_seconds must be >= 0 (unset: the run's round timeout; 0: do not wait), got {timeout}",
+                ParamserverReason.BAD_TIMEOUT,
+            )
+        served = await self.core.update_payload(run_id, request.round, codec, timeout, worker_id=request.worker_id)
         _check_offset(request.offset, served)
         stream_id = f"{run_id}/update/{request.round}/{served.layout.codec}"
         async for frame in self._stream(context, served, run_id, request.offset, stream_id):

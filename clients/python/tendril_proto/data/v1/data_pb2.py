@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from tendril_proto.scheduler.v1 import scheduler_pb2 as tendril_dot_scheduler_dot_v1_dot_scheduler__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1atendril/data/v1/data.proto\x12\x0ftendril.data.v1\x1a$tendril/scheduler/v1/scheduler.proto\"T\n\tSliceInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x04\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x15\n\rnum_sequences\x18\x04 \x01(\x04\"\x82\x01\n\x08Manifest\x12\x12\n\ndataset_id\x18\x01 \x01(\t\x12*\n\x06slices\x18\x02 \x03(\x0b\x32\x1a.tendril.data.v1.SliceInfo\x12\x11\n\ttokenizer\x18\x03 \x01(\t\x12\x0f\n\x07seq_len\x18\x04 \x01(\r\x12\x12\n\nvocab_size\x18\x05 \x01(\r\"(\n\x12GetManifestRequest\x12\x12\n\ndataset_id\x18\x01 \x01(\t\"B\n\x13GetManifestResponse\x12+\n\x08manifest\x18\x01 \x01(\x0b\x32\x19.tendril.data.v1.Manifest\"K\n\x11\x46\x65tchSliceRequest\x12\x12\n\ndataset_id\x18\x01 \x01(\t\x12\x12\n\nslice_name\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x04\"G\n\x12\x46\x65tchSliceResponse\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x13\n\x0btotal_bytes\x18\x03 \x01(\x04\"b\n\x0eOpenJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12\x1b\n\x13\x63oordinator_address\x18\x03 \x01(\t\x12\x10\n\x08prefetch\x18\x04 \x01(\r\"\x11\n\x0fOpenJobResponse\"\"\n\x10NextSliceRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"x\n\x11NextSliceResponse\x12\x12\n\ncache_path\x18\x01 \x01(\t\x12\x39\n\nassignment\x18\x02 \x01(\x0b\x32%.tendril.scheduler.v1.SliceAssignment\x12\x14\n\x0cwait_seconds\x18\x03 \x01(\x01\"!\n\x0f\x43loseJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x12\n\x10\x43loseJobResponse\"\x11\n\x0fGetStatsRequest\"\xf9\x01\n\x10GetStatsResponse\x12\x12\n\ncache_hits\x18\x01 \x01(\x04\x12\x14\n\x0c\x63\x61\x63he_misses\x18\x02 \x01(\x04\x12\x13\n\x0b\x63\x61\x63he_bytes\x18\x03 \x01(\x04\x12\x1c\n\x14\x63\x61\x63he_capacity_bytes\x18\x04 \x01(\x04\x12\x18\n\x10\x62ytes_downloaded\x18\x05 \x01(\x04\x12\x14\n\x0cwait_seconds\x18\x06 \x01(\x01\x12\x19\n\x11sha256_mismatches\x18\x07 \x01(\x04\x12\x11\n\topen_jobs\x18\x08 \x01(\r\x12\x17\n\x0fresumed_fetches\x18\t \x01(\x04\x12\x11\n\tevictions\x18\n \x01(\x04\"a\n\rDatasetRecord\x12\x12\n\ndataset_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12+\n\x08manifest\x18\x03 \x01(\x0b\x32\x19.tendril.data.v1.Manifest2\xc4\x01\n\x0f\x44\x61taNodeService\x12X\n\x0bGetManifest\x12#.tendril.data.v1.GetManifestRequest\x1a$.tendril.data.v1.GetManifestResponse\x12W\n\nFetchSlice\x12\".tendril.data.v1.FetchSliceRequest\x1a#.tendril.data.v1.FetchSliceResponse0\x01\x32\xd8\x02\n\x12\x44\x61taFetcherService\x12L\n\x07OpenJob\x12\x1f.tendril.data.v1.OpenJobRequest\x1a .tendril.data.v1.OpenJobResponse\x12R\n\tNextSlice\x12!.tendril.data.v1.NextSliceRequest\x1a\".tendril.data.v1.NextSliceResponse\x12O\n\x08\x43loseJob\x12 .tendril.data.v1.CloseJobRequest\x1a!.tendril.data.v1.CloseJobResponse\x12O\n\x08GetStats\x12 .tendril.data.v1.GetStatsRequest\x1a!.tendril.data.v1.GetStatsResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1atendril/data/v1/data.proto\x12\x0ftendril.data.v1\x1a$tendril/scheduler/v1/scheduler.proto\"T\n\tSliceInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x04\x12\x0e\n\x06sha256\x18\x03 \x01(\t\x12\x15\n\rnum_sequences\x18\x04 \x01(\x04\"\x82\x01\n\x08Manifest\x12\x12\n\ndataset_id\x18\x01 \x01(\t\x12*\n\x06slices\x18\x02 \x03(\x0b\x32\x1a.tendril.data.v1.SliceInfo\x12\x11\n\ttokenizer\x18\x03 \x01(\t\x12\x0f\n\x07seq_len\x18\x04 \x01(\r\x12\x12\n\nvocab_size\x18\x05 \x01(\r\"(\n\x12GetManifestRequest\x12\x12\n\ndataset_id\x18\x01 \x01(\t\"B\n\x13GetManifestResponse\x12+\n\x08manifest\x18\x01 \x01(\x0b\x32\x19.tendril.data.v1.Manifest\"K\n\x11\x46\x65tchSliceRequest\x12\x12\n\ndataset_id\x18\x01 \x01(\t\x12\x12\n\nslice_name\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x04\"G\n\x12\x46\x65tchSliceResponse\x12\x0e\n\x06offset\x18\x01 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x13\n\x0btotal_bytes\x18\x03 \x01(\x04\"t\n\x0eOpenJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12\x1b\n\x13\x63oordinator_address\x18\x03 \x01(\t\x12\x15\n\x08prefetch\x18\x04 \x01(\rH\x00\x88\x01\x01\x42\x0b\n\t_prefetch\"\x11\n\x0fOpenJobResponse\"\"\n\x10NextSliceRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"x\n\x11NextSliceResponse\x12\x12\n\ncache_path\x18\x01 \x01(\t\x12\x39\n\nassignment\x18\x02 \x01(\x0b\x32%.tendril.scheduler.v1.SliceAssignment\x12\x14\n\x0cwait_seconds\x18\x03 \x01(\x01\"!\n\x0f\x43loseJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\"\x12\n\x10\x43loseJobResponse\"\x11\n\x0fGetStatsRequest\"\xf9\x01\n\x10GetStatsResponse\x12\x12\n\ncache_hits\x18\x01 \x01(\x04\x12\x14\n\x0c\x63\x61\x63he_misses\x18\x02 \x01(\x04\x12\x13\n\x0b\x63\x61\x63he_bytes\x18\x03 \x01(\x04\x12\x1c\n\x14\x63\x61\x63he_capacity_bytes\x18\x04 \x01(\x04\x12\x18\n\x10\x62ytes_downloaded\x18\x05 \x01(\x04\x12\x14\n\x0cwait_seconds\x18\x06 \x01(\x01\x12\x19\n\x11sha256_mismatches\x18\x07 \x01(\x04\x12\x11\n\topen_jobs\x18\x08 \x01(\r\x12\x17\n\x0fresumed_fetches\x18\t \x01(\x04\x12\x11\n\tevictions\x18\n \x01(\x04\"a\n\rDatasetRecord\x12\x12\n\ndataset_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12+\n\x08manifest\x18\x03 \x01(\x0b\x32\x19.tendril.data.v1.Manifest2\xc4\x01\n\x0f\x44\x61taNodeService\x12X\n\x0bGetManifest\x12#.tendril.data.v1.GetManifestRequest\x1a$.tendril.data.v1.GetManifestResponse\x12W\n\nFetchSlice\x12\".tendril.data.v1.FetchSliceRequest\x1a#.tendril.data.v1.FetchSliceResponse0\x01\x32\xd8\x02\n\x12\x44\x61taFetcherService\x12L\n\x07OpenJob\x12\x1f.tendril.data.v1.OpenJobRequest\x1a .tendril.data.v1.OpenJobResponse\x12R\n\tNextSlice\x12!.tendril.data.v1.NextSliceRequest\x1a\".tendril.data.v1.NextSliceResponse\x12O\n\x08\x43loseJob\x12 .tendril.data.v1.CloseJobRequest\x1a!.tendril.data.v1.CloseJobResponse\x12O\n\x08GetStats\x12 .tendril.data.v1.GetStatsRequest\x1a!.tendril.data.v1.GetStatsResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -45,25 +45,25 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FETCHSLICERESPONSE']._serialized_start=491
   _globals['_FETCHSLICERESPONSE']._serialized_end=562
   _globals['_OPENJOBREQUEST']._serialized_start=564
-  _globals['_OPENJOBREQUEST']._serialized_end=662
-  _globals['_OPENJOBRESPONSE']._serialized_start=664
-  _globals['_OPENJOBRESPONSE']._serialized_end=681
-  _globals['_NEXTSLICEREQUEST']._serialized_start=683
-  _globals['_NEXTSLICEREQUEST']._serialized_end=717
-  _globals['_NEXTSLICERESPONSE']._serialized_start=719
-  _globals['_NEXTSLICERESPONSE']._serialized_end=839
-  _globals['_CLOSEJOBREQUEST']._serialized_start=841
-  _globals['_CLOSEJOBREQUEST']._serialized_end=874
-  _globals['_CLOSEJOBRESPONSE']._serialized_start=876
-  _globals['_CLOSEJOBRESPONSE']._serialized_end=894
-  _globals['_GETSTATSREQUEST']._serialized_start=896
-  _globals['_GETSTATSREQUEST']._serialized_end=913
-  _globals['_GETSTATSRESPONSE']._serialized_start=916
-  _globals['_GETSTATSRESPONSE']._serialized_end=1165
-  _globals['_DATASETRECORD']._serialized_start=1167
-  _globals['_DATASETRECORD']._serialized_end=1264
-  _globals['_DATANODESERVICE']._serialized_start=1267
-  _globals['_DATANODESERVICE']._serialized_end=1463
-  _globals['_DATAFETCHERSERVICE']._serialized_start=1466
-  _globals['_DATAFETCHERSERVICE']._serialized_end=1810
+  _globals['_OPENJOBREQUEST']._serialized_end=680
+  _globals['_OPENJOBRESPONSE']._serialized_start=682
+  _globals['_OPENJOBRESPONSE']._serialized_end=699
+  _globals['_NEXTSLICEREQUEST']._serialized_start=701
+  _globals['_NEXTSLICEREQUEST']._serialized_end=735
+  _globals['_NEXTSLICERESPONSE']._serialized_start=737
+  _globals['_NEXTSLICERESPONSE']._serialized_end=857
+  _globals['_CLOSEJOBREQUEST']._serialized_start=859
+  _globals['_CLOSEJOBREQUEST']._serialized_end=892
+  _globals['_CLOSEJOBRESPONSE']._serialized_start=894
+  _globals['_CLOSEJOBRESPONSE']._serialized_end=912
+  _globals['_GETSTATSREQUEST']._serialized_start=914
+  _globals['_GETSTATSREQUEST']._serialized_end=931
+  _globals['_GETSTATSRESPONSE']._serialized_start=934
+  _globals['_GETSTATSRESPONSE']._serialized_end=1183
+  _globals['_DATASETRECORD']._serialized_start=1185
+  _globals['_DATASETRECORD']._serialized_end=1282
+  _globals['_DATANODESERVICE']._serialized_start=1285
+  _globals['_DATANODESERVICE']._serialized_end=1481
+  _globals['_DATAFETCHERSERVICE']._serialized_start=1484
+  _globals['_DATAFETCHERSERVICE']._serialized_end=1828
 # @@protoc_insertion_point(module_scope)

@@ -74,8 +74,11 @@ export interface ReceiveUpdateRequest {
     round: number;
     /** Destination relative to the work dir; empty means "updates/round-<n>.safetensors". */
     path: string;
-    /** Seconds to wait at most; 0 means the job's configured round timeout. */
-    timeoutSeconds: number;
+    /**
+     * Seconds to wait at most; unset means the job's configured round timeout, 0 means do not
+     * wait (answer the update if the round closed already, else ROUND_STILL_OPEN at once).
+     */
+    timeoutSeconds?: number | undefined;
 }
 /** ReceiveUpdateResponse tells where the update is. */
 export interface ReceiveUpdateResponse {

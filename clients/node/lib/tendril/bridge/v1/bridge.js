@@ -707,7 +707,7 @@ exports.SendUpdateResponse = {
     },
 };
 function createBaseReceiveUpdateRequest() {
-    return { round: 0, path: "", timeoutSeconds: 0 };
+    return { round: 0, path: "", timeoutSeconds: undefined };
 }
 exports.ReceiveUpdateRequest = {
     encode(message, writer = new wire_1.BinaryWriter()) {
@@ -717,7 +717,7 @@ exports.ReceiveUpdateRequest = {
         if (message.path !== "") {
             writer.uint32(18).string(message.path);
         }
-        if (message.timeoutSeconds !== 0) {
+        if (message.timeoutSeconds !== undefined) {
             writer.uint32(25).double(message.timeoutSeconds);
         }
         return writer;
@@ -776,7 +776,7 @@ exports.ReceiveUpdateRequest = {
                 ? globalThis.Number(object.timeoutSeconds)
                 : isSet(object.timeout_seconds)
                     ? globalThis.Number(object.timeout_seconds)
-                    : 0,
+                    : undefined,
         };
     },
     toJSON(message) {
@@ -787,7 +787,7 @@ exports.ReceiveUpdateRequest = {
         if (message.path !== "") {
             obj.path = message.path;
         }
-        if (message.timeoutSeconds !== 0) {
+        if (message.timeoutSeconds !== undefined) {
             obj.timeoutSeconds = floatToJson(message.timeoutSeconds);
         }
         return obj;
@@ -799,7 +799,7 @@ exports.ReceiveUpdateRequest = {
         const message = createBaseReceiveUpdateRequest();
         message.round = object.round ?? 0;
         message.path = object.path ?? "";
-        message.timeoutSeconds = object.timeoutSeconds ?? 0;
+        message.timeoutSeconds = object.timeoutSeconds ?? undefined;
         return message;
     },
 };

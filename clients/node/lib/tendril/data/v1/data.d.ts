@@ -61,8 +61,11 @@ export interface OpenJobRequest {
     workerId: string;
     /** Address of the job's scheduler CoordinationService. */
     coordinatorAddress: string;
-    /** Slices to keep prefetched; 0 means the configured default (2). */
-    prefetch: number;
+    /**
+     * Slices to keep prefetched; unset means the worker's configured default
+     * (data_fetcher.prefetch), 0 means none: each NextSlice fetches its slice when it asks.
+     */
+    prefetch?: number | undefined;
 }
 /** OpenJobResponse is empty. */
 export interface OpenJobResponse {

@@ -587,7 +587,7 @@ exports.FetchSliceResponse = {
     },
 };
 function createBaseOpenJobRequest() {
-    return { jobId: "", workerId: "", coordinatorAddress: "", prefetch: 0 };
+    return { jobId: "", workerId: "", coordinatorAddress: "", prefetch: undefined };
 }
 exports.OpenJobRequest = {
     encode(message, writer = new wire_1.BinaryWriter()) {
@@ -600,7 +600,7 @@ exports.OpenJobRequest = {
         if (message.coordinatorAddress !== "") {
             writer.uint32(26).string(message.coordinatorAddress);
         }
-        if (message.prefetch !== 0) {
+        if (message.prefetch !== undefined) {
             writer.uint32(32).uint32(message.prefetch);
         }
         return writer;
@@ -675,7 +675,7 @@ exports.OpenJobRequest = {
                 : isSet(object.coordinator_address)
                     ? globalThis.String(object.coordinator_address)
                     : "",
-            prefetch: isSet(object.prefetch) ? globalThis.Number(object.prefetch) : 0,
+            prefetch: isSet(object.prefetch) ? globalThis.Number(object.prefetch) : undefined,
         };
     },
     toJSON(message) {
@@ -689,7 +689,7 @@ exports.OpenJobRequest = {
         if (message.coordinatorAddress !== "") {
             obj.coordinatorAddress = message.coordinatorAddress;
         }
-        if (message.prefetch !== 0) {
+        if (message.prefetch !== undefined) {
             obj.prefetch = Math.round(message.prefetch);
         }
         return obj;
@@ -702,7 +702,7 @@ exports.OpenJobRequest = {
         message.jobId = object.jobId ?? "";
         message.workerId = object.workerId ?? "";
         message.coordinatorAddress = object.coordinatorAddress ?? "";
-        message.prefetch = object.prefetch ?? 0;
+        message.prefetch = object.prefetch ?? undefined;
         return message;
     },
 };

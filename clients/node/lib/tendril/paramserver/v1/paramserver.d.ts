@@ -55,8 +55,11 @@ export interface PullUpdateRequest {
     codec: Codec;
     /** Resume from this payload offset. */
     offset: number;
-    /** Seconds to wait for the round to close; 0 means the run's round timeout. */
-    timeoutSeconds: number;
+    /**
+     * Seconds to wait for the round to close; unset means the run's round timeout (+ 60 s), 0
+     * means do not wait (answer ROUND_STILL_OPEN at once if the round is still open).
+     */
+    timeoutSeconds?: number | undefined;
     /** The DiLoCo run. */
     runId: string;
     /**

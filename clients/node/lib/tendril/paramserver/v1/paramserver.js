@@ -261,7 +261,7 @@ exports.PushUpdateResponse = {
     },
 };
 function createBasePullUpdateRequest() {
-    return { jobId: "", round: 0, codec: 0, offset: 0, timeoutSeconds: 0, runId: "", workerId: "" };
+    return { jobId: "", round: 0, codec: 0, offset: 0, timeoutSeconds: undefined, runId: "", workerId: "" };
 }
 exports.PullUpdateRequest = {
     encode(message, writer = new wire_1.BinaryWriter()) {
@@ -277,7 +277,7 @@ exports.PullUpdateRequest = {
         if (message.offset !== 0) {
             writer.uint32(32).uint64(message.offset);
         }
-        if (message.timeoutSeconds !== 0) {
+        if (message.timeoutSeconds !== undefined) {
             writer.uint32(41).double(message.timeoutSeconds);
         }
         if (message.runId !== "") {
@@ -376,7 +376,7 @@ exports.PullUpdateRequest = {
                 ? globalThis.Number(object.timeoutSeconds)
                 : isSet(object.timeout_seconds)
                     ? globalThis.Number(object.timeout_seconds)
-                    : 0,
+                    : undefined,
             runId: isSet(object.runId)
                 ? globalThis.String(object.runId)
                 : isSet(object.run_id)
@@ -403,7 +403,7 @@ exports.PullUpdateRequest = {
         if (message.offset !== 0) {
             obj.offset = Math.round(message.offset);
         }
-        if (message.timeoutSeconds !== 0) {
+        if (message.timeoutSeconds !== undefined) {
             obj.timeoutSeconds = floatToJson(message.timeoutSeconds);
         }
         if (message.runId !== "") {
@@ -423,7 +423,7 @@ exports.PullUpdateRequest = {
         message.round = object.round ?? 0;
         message.codec = object.codec ?? 0;
         message.offset = object.offset ?? 0;
-        message.timeoutSeconds = object.timeoutSeconds ?? 0;
+        message.timeoutSeconds = object.timeoutSeconds ?? undefined;
         message.runId = object.runId ?? "";
         message.workerId = object.workerId ?? "";
         return message;

@@ -109,8 +109,11 @@ export interface ReceiveUpdateRequest {
   round: number;
   /** Destination relative to the work dir; empty means "updates/round-<n>.safetensors". */
   path: string;
-  /** Seconds to wait at most; 0 means the job's configured round timeout. */
-  timeoutSeconds: number;
+  /**
+   * Seconds to wait at most; unset means the job's configured round timeout, 0 means do not
+   * wait (answer the update if the round closed already, else ROUND_STILL_OPEN at once).
+   */
+  timeoutSeconds?: number | undefined;
 }
 
 /** ReceiveUpdateResponse tells where the update is. */
@@ -979,7 +982,7 @@ export const SendUpdateResponse: MessageFns<SendUpdateResponse> = {
 };
 
 function createBaseReceiveUpdateRequest(): ReceiveUpdateRequest {
-  return { round: 0, path: "", timeoutSeconds: 0 };
+  return { round: 0, path: "", timeoutSeconds: undefined };
 }
 
 export const ReceiveUpdateRequest: MessageFns<ReceiveUpdateRequest> = {
@@ -990,7 +993,7 @@ export const ReceiveUpdateRequest: MessageFns<ReceiveUpdateRequest> = {
     if (message.path !== "") {
       writer.uint32(18).string(message.path);
     }
-    if (message.timeoutSeconds !== 0) {
+    if (message.timeoutSeconds !== undefined) {
       writer.uint32(25).double(message.timeoutSeconds);
     }
     return writer;
@@ -1053,7 +1056,7 @@ export const ReceiveUpdateRequest: MessageFns<ReceiveUpdateRequest> = {
         ? globalThis.Number(object.timeoutSeconds)
         : isSet(object.timeout_seconds)
         ? globalThis.Number(object.timeout_seconds)
-        : 0,
+        : undefined,
     };
   },
 
@@ -1065,7 +1068,7 @@ export const ReceiveUpdateRequest: MessageFns<ReceiveUpdateRequest> = {
     if (message.path !== "") {
       obj.path = message.path;
     }
-    if (message.timeoutSeconds !== 0) {
+    if (message.timeoutSeconds !== undefined) {
       obj.timeoutSeconds = floatToJson(message.timeoutSeconds);
     }
     return obj;
@@ -1078,7 +1081,7 @@ export const ReceiveUpdateRequest: MessageFns<ReceiveUpdateRequest> = {
     const message = createBaseReceiveUpdateRequest();
     message.round = object.round ?? 0;
     message.path = object.path ?? "";
-    message.timeoutSeconds = object.timeoutSeconds ?? 0;
+    message.timeoutSeconds = object.timeoutSeconds ?? undefined;
     return message;
   },
 };

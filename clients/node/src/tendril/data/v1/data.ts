@@ -85,8 +85,11 @@ export interface OpenJobRequest {
   workerId: string;
   /** Address of the job's scheduler CoordinationService. */
   coordinatorAddress: string;
-  /** Slices to keep prefetched; 0 means the configured default (2). */
-  prefetch: number;
+  /**
+   * Slices to keep prefetched; unset means the worker's configured default
+   * (data_fetcher.prefetch), 0 means none: each NextSlice fetches its slice when it asks.
+   */
+  prefetch?: number | undefined;
 }
 
 /** OpenJobResponse is empty. */
@@ -789,7 +792,7 @@ export const FetchSliceResponse: MessageFns<FetchSliceResponse> = {
 };
 
 function createBaseOpenJobRequest(): OpenJobRequest {
-  return { jobId: "", workerId: "", coordinatorAddress: "", prefetch: 0 };
+  return { jobId: "", workerId: "", coordinatorAddress: "", prefetch: undefined };
 }
 
 export const OpenJobRequest: MessageFns<OpenJobRequest> = {
@@ -803,7 +806,7 @@ export const OpenJobRequest: MessageFns<OpenJobRequest> = {
     if (message.coordinatorAddress !== "") {
       writer.uint32(26).string(message.coordinatorAddress);
     }
-    if (message.prefetch !== 0) {
+    if (message.prefetch !== undefined) {
       writer.uint32(32).uint32(message.prefetch);
     }
     return writer;
@@ -883,7 +886,7 @@ export const OpenJobRequest: MessageFns<OpenJobRequest> = {
         : isSet(object.coordinator_address)
         ? globalThis.String(object.coordinator_address)
         : "",
-      prefetch: isSet(object.prefetch) ? globalThis.Number(object.prefetch) : 0,
+      prefetch: isSet(object.prefetch) ? globalThis.Number(object.prefetch) : undefined,
     };
   },
 
@@ -898,7 +901,7 @@ export const OpenJobRequest: MessageFns<OpenJobRequest> = {
     if (message.coordinatorAddress !== "") {
       obj.coordinatorAddress = message.coordinatorAddress;
     }
-    if (message.prefetch !== 0) {
+    if (message.prefetch !== undefined) {
       obj.prefetch = Math.round(message.prefetch);
     }
     return obj;
@@ -912,7 +915,7 @@ export const OpenJobRequest: MessageFns<OpenJobRequest> = {
     message.jobId = object.jobId ?? "";
     message.workerId = object.workerId ?? "";
     message.coordinatorAddress = object.coordinatorAddress ?? "";
-    message.prefetch = object.prefetch ?? 0;
+    message.prefetch = object.prefetch ?? undefined;
     return message;
   },
 };

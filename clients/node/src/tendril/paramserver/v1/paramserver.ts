@@ -144,8 +144,13 @@ export interface PullUpdateRequest {
   codec: Codec;
   /** Resume from this payload offset. */
   offset: number;
-  /** Seconds to wait for the round to close; 0 means the run's round timeout. */
-  timeoutSeconds: number;
+  /**
+   * Seconds to wait for the round to close; unset means the run's round timeout (+ 60 s), 0
+   * means do not wait (answer ROUND_STILL_OPEN at once if the round is still open).
+   */
+  timeoutSeconds?:
+    | number
+    | undefined;
   /** The DiLoCo run. */
   runId: string;
   /**
@@ -503,7 +508,7 @@ export const PushUpdateResponse: MessageFns<PushUpdateResponse> = {
 };
 
 function createBasePullUpdateRequest(): PullUpdateRequest {
-  return { jobId: "", round: 0, codec: 0, offset: 0, timeoutSeconds: 0, runId: "", workerId: "" };
+  return { jobId: "", round: 0, codec: 0, offset: 0, timeoutSeconds: undefined, runId: "", workerId: "" };
 }
 
 export const PullUpdateRequest: MessageFns<PullUpdateRequest> = {
@@ -520,7 +525,7 @@ export const PullUpdateRequest: MessageFns<PullUpdateRequest> = {
     if (message.offset !== 0) {
       writer.uint32(32).uint64(message.offset);
     }
-    if (message.timeoutSeconds !== 0) {
+    if (message.timeoutSeconds !== undefined) {
       writer.uint32(41).double(message.timeoutSeconds);
     }
     if (message.runId !== "") {
@@ -627,7 +632,7 @@ export const PullUpdateRequest: MessageFns<PullUpdateRequest> = {
         ? globalThis.Number(object.timeoutSeconds)
         : isSet(object.timeout_seconds)
         ? globalThis.Number(object.timeout_seconds)
-        : 0,
+        : undefined,
       runId: isSet(object.runId)
         ? globalThis.String(object.runId)
         : isSet(object.run_id)
@@ -655,7 +660,7 @@ export const PullUpdateRequest: MessageFns<PullUpdateRequest> = {
     if (message.offset !== 0) {
       obj.offset = Math.round(message.offset);
     }
-    if (message.timeoutSeconds !== 0) {
+    if (message.timeoutSeconds !== undefined) {
       obj.timeoutSeconds = floatToJson(message.timeoutSeconds);
     }
     if (message.runId !== "") {
@@ -676,7 +681,7 @@ export const PullUpdateRequest: MessageFns<PullUpdateRequest> = {
     message.round = object.round ?? 0;
     message.codec = object.codec ?? 0;
     message.offset = object.offset ?? 0;
-    message.timeoutSeconds = object.timeoutSeconds ?? 0;
+    message.timeoutSeconds = object.timeoutSeconds ?? undefined;
     message.runId = object.runId ?? "";
     message.workerId = object.workerId ?? "";
     return message;
