@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -447,3 +448,29 @@ async def test_every_batch_is_reported_when_the_interval_is_shorter_than_a_batch
     kinds = [k for k, _, _ in bridge.reports]
     assert kinds == (["batch"] * 8 + ["update_sent", "metrics", "update_received"]) * 2
     assert set(bridge.covered) <= {0, 1} and sum(bridge.covered) == 16
+
+
+async def test_only_the_step_after_a_report_leaves_the_event_loop_thread(tmp_path: Path) -> None:
+    """The step that follows a report runs in a worker thread (the loop carries the report's
+    call meanwhile); the others run on the loop's thread, sparing two thread wake-ups a batch."""
+    bridge = _FakeBridge(tmp_path, sync_every=12)
+    trainer = Trainer(
+        parse_config(_config()),
+        bridge,  # type: ignore[arg-type]
+        log=lambda *a, **k: None,
+        progress_interval=3600.0,
+        near_batches=4,
+    )
+    step = trainer._step
+    on_loop: list[bool] = []
+    loop_thread = threading.get_ident()
+
+    def step_and_note(batch: torch.Tensor) -> tuple[float, float]:
+        on_loop.append(threading.get_ident() == loop_thread)
+        return step(batch)
+
+    trainer._step = step_and_note  # type: ignore[method-assign]
+    await trainer.run()
+    # Reports after batches 1, 8, 9, 10, 11 and 12 (see the test above): batches 2, 9, 10 and 11
+    # ran while one was in flight; batch 11's was awaited before the last batch, 1 away.
+    assert on_loop == [True, False, True, True, True, True, True, True, False, False, False, True] * 2
