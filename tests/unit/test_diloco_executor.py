@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -164,11 +165,14 @@ def test_slice_checks(tmp_path: Path) -> None:
 
 @dataclasses.dataclass
 class _FakeBridge:
-    """An in-memory stand-in for the job bridge: a scheduler that syncs every 3 batches and a
-    parameter server whose update is u = -0.5 · Δ (so θ_new = θ_start - 0.5·Δ)."""
+    """An in-memory stand-in for the job bridge: a scheduler that syncs every ``sync_every``
+    batches (3) and a parameter server whose update is u = -0.5 · Δ (so θ_new = θ_start - 0.5·Δ)."""
 
     work_dir: Path
     reports: list[tuple[str, int, dict[str, float]]] = dataclasses.field(default_factory=list)
+    covered: list[int] = dataclasses.field(default_factory=list)  # batches each report covers
+    sizes: list[tuple[int, float]] = dataclasses.field(default_factory=list)  # batch reports' samples, seconds
+    sync_every: int = 3
     deltas: dict[int, dict[str, torch.Tensor]] = dataclasses.field(default_factory=dict)
     weights: dict[int, float] = dataclasses.field(default_factory=dict)
     theta: dict[str, torch.Tensor] | None = None
@@ -207,9 +211,13 @@ class _FakeBridge:
 
     async def report_progress(self, kind: str, round_index: int, **kw: Any) -> Directive:
         self.reports.append((kind, round_index, dict(kw.get("metrics") or {})))
-        batches = sum(1 for k, r, _ in self.reports if k == "batch" and r == round_index)
+        self.covered.append(kw.get("batches", 1) if kind == "batch" else 0)
+        batches = sum(
+            n for (k, r, _), n in zip(self.reports, self.covered, strict=True) if k == "batch" and r == round_index
+        )
         if kind == "batch":
-            return Directive(DirectiveKind.SCHEDULE_UPDATE, max(0, 3 - batches), round_index)
+            self.sizes.append((kw["batch_size"], kw["batch_seconds"]))
+            return Directive(DirectiveKind.SCHEDULE_UPDATE, max(0, self.sync_every - batches), round_index)
         if kind == "update_received" and round_index + 1 >= 2:
             return Directive(DirectiveKind.DONE, 0, round_index)
         return Directive(DirectiveKind.CONTINUE, 0, round_index)
@@ -397,3 +405,72 @@ async def test_a_batch_report_travels_while_the_next_batch_trains(tmp_path: Path
     # In each round the first batch's report was answered while the second batch trained; the
     # reports of the batches just before the sync point are awaited (nothing runs past it).
     assert bridge.overlapped >= 2
+
+
+async def test_batches_are_reported_together_while_the_sync_point_is_far(tmp_path: Path) -> None:
+    """One report covers the batches since the last one (their samples and seconds summed, the
+    loss their sample-weighted mean); the round's first batch and every batch once at most
+    ``near_batches`` are left are reported at once; the round still ends on the planned batch."""
+    bridge = _FakeBridge(tmp_path, sync_every=12)
+    trainer = Trainer(
+        parse_config(_config()),
+        bridge,  # type: ignore[arg-type]
+        log=lambda *a, **k: None,
+        progress_interval=3600.0,
+        near_batches=4,
+    )
+    await trainer.run()
+    kinds = [k for k, _, _ in bridge.reports]
+    per_round = ["batch"] * 6 + ["update_sent", "metrics", "update_received"]
+    assert kinds == per_round * 2
+    # Batch 1 at once (the answer: 11 left); batches 2-8 together, when 4 were left; then each.
+    covered = [n for n, k in zip(bridge.covered, kinds, strict=True) if k == "batch"]
+    assert covered == [1, 7, 1, 1, 1, 1] * 2
+    losses = [m for k, _, m in bridge.reports if k == "batch"]
+    batch_reports = list(zip(losses, bridge.sizes, strict=True))
+    assert len(batch_reports) == 12
+    metrics = [m for k, _, m in bridge.reports if k == "metrics"]
+    assert bridge.weights == {0: 48.0, 1: 48.0}  # 12 batches of 4 sequences each round
+    for r in range(2):
+        mine = batch_reports[6 * r : 6 * r + 6]
+        samples = sum(size for _, (size, _) in mine)
+        assert samples == metrics[r]["samples"] == 48 and metrics[r]["batches"] == 12
+        assert mine[1][1][0] == 28  # 7 batches of 4
+        assert sum(seconds for _, (_, seconds) in mine) == pytest.approx(metrics[r]["compute_seconds"])
+        weighted = sum(m["loss"] * size for m, (size, _) in mine) / samples
+        assert weighted == pytest.approx(metrics[r]["loss"])
+
+
+async def test_every_batch_is_reported_when_the_interval_is_shorter_than_a_batch(tmp_path: Path) -> None:
+    bridge = _FakeBridge(tmp_path, sync_every=8)
+    trainer = Trainer(parse_config(_config()), bridge, log=lambda *a, **k: None, progress_interval=0.0)  # type: ignore[arg-type]
+    await trainer.run()
+    kinds = [k for k, _, _ in bridge.reports]
+    assert kinds == (["batch"] * 8 + ["update_sent", "metrics", "update_received"]) * 2
+    assert set(bridge.covered) <= {0, 1} and sum(bridge.covered) == 16
+
+
+async def test_only_the_step_after_a_report_leaves_the_event_loop_thread(tmp_path: Path) -> None:
+    """The step that follows a report runs in a worker thread (the loop carries the report's
+    call meanwhile); the others run on the loop's thread, sparing two thread wake-ups a batch."""
+    bridge = _FakeBridge(tmp_path, sync_every=12)
+    trainer = Trainer(
+        parse_config(_config()),
+        bridge,  # type: ignore[arg-type]
+        log=lambda *a, **k: None,
+        progress_interval=3600.0,
+        near_batches=4,
+    )
+    step = trainer._step
+    on_loop: list[bool] = []
+    loop_thread = threading.get_ident()
+
+    def step_and_note(batch: torch.Tensor) -> tuple[float, float]:
+        on_loop.append(threading.get_ident() == loop_thread)
+        return step(batch)
+
+    trainer._step = step_and_note  # type: ignore[method-assign]
+    await trainer.run()
+    # Reports after batches 1, 8, 9, 10, 11 and 12 (see the test above): batches 2, 9, 10 and 11
+    # ran while one was in flight; batch 11's was awaited before the last batch, 1 away.
+    assert on_loop == [True, False, True, True, True, True, True, True, False, False, False, True] * 2

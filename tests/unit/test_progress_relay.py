@@ -34,7 +34,7 @@ class Planner:
         if self.done:
             return pb.ReportProgressResponse(directive=pb.DIRECTIVE_DONE, round=progress.round)
         if progress.kind == BATCH:
-            self.batches[progress.round] = self.batches.get(progress.round, 0) + 1
+            self.batches[progress.round] = self.batches.get(progress.round, 0) + (progress.batches or 1)
         seen = self.batches.get(progress.round, 0)
         if seen >= self.announce_after:
             return pb.ReportProgressResponse(
@@ -152,3 +152,24 @@ async def test_close_delivers_what_is_queued() -> None:
         await relay.report(pb.ReportProgressRequest(kind=BATCH, round=0))
     await relay.close(timeout=2.0)
     assert len(planner.seen) == 5
+
+
+async def test_reports_covering_several_batches_count_every_batch() -> None:
+    """The held target counts batches, not reports: a report of 4 batches moves it by 4."""
+    planner = Planner(planned=12, announce_after=1)
+    relay = ProgressRelay(planner.forward)
+    answer = await relay.report(pb.ReportProgressRequest(kind=BATCH, round=0))  # batch 1
+    assert answer.directive == pb.DIRECTIVE_CONTINUE
+    await relay.flush()  # the scheduler's answer to batch 1: 11 more, send after batch 12
+    answer = await relay.report(pb.ReportProgressRequest(kind=BATCH, round=0, batches=4))  # 2-5
+    assert (answer.directive, answer.batches_until_update) == (pb.DIRECTIVE_SCHEDULE_UPDATE, 7)
+    answer = await relay.report(pb.ReportProgressRequest(kind=BATCH, round=0, batches=6))  # 6-11
+    assert answer.batches_until_update == 1
+    answer = await relay.report(pb.ReportProgressRequest(kind=BATCH, round=0))  # 12
+    assert answer.batches_until_update == 0
+    await relay.flush()
+    assert planner.batches == {0: 12}
+    # A new round starts the count again.
+    answer = await relay.report(pb.ReportProgressRequest(kind=BATCH, round=1, batches=3))
+    assert answer.directive == pb.DIRECTIVE_CONTINUE
+    await relay.close(timeout=1.0)

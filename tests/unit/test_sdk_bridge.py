@@ -374,3 +374,16 @@ def test_every_progress_kind_is_its_proto_value() -> None:
         assert kind.to_proto() == scheduler_pb2.ProgressKind.Value(f"PROGRESS_KIND_{kind.name}")
     named = {v.name for v in scheduler_pb2.ProgressKind.DESCRIPTOR.values} - {"PROGRESS_KIND_UNSPECIFIED"}
     assert named == {f"PROGRESS_KIND_{kind.name}" for kind in ProgressKind}
+
+
+async def test_a_batch_report_may_cover_several_batches(fake: tuple[FakeBridge, Path]) -> None:
+    servicer, socket = fake
+    async with BridgeClient(socket, TOKEN, retry_policy=FAST) as bridge:
+        await bridge.report_progress(
+            ProgressKind.BATCH, 2, batch_size=40, batch_seconds=0.5, metrics={"loss": 2.5}, batches=5
+        )
+        await bridge.report_progress(ProgressKind.BATCH, 2, batch_size=8, batch_seconds=0.1)
+        with pytest.raises(ValueError, match="batches must be >= 1"):
+            await bridge.report_progress(ProgressKind.BATCH, 2, batch_size=8, batches=0)
+    progress = [r.progress for m, r, _ in servicer.calls if m == "ReportProgress"]
+    assert [(p.batches, p.batch_size, p.batch_seconds) for p in progress] == [(5, 40, 0.5), (0, 8, 0.1)]

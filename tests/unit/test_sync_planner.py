@@ -109,7 +109,11 @@ def test_a_round_without_timings_has_no_deadline_until_every_worker_is_timed() -
 @dataclasses.dataclass
 class SimWorker:
     """A training worker: CPU seconds per batch (times ``slowdown(t)``), a fixed per-batch wait
-    (data, report round trip) that uses no CPU, and the directive as the job bridge holds it."""
+    (data, report round trip) that uses no CPU, and the directive as the job bridge holds it.
+
+    It reports every batch, or, with ``report_interval`` > 0, as the DiLoCo executor does: the
+    round's first batch, then the batches since its last report once ``report_interval`` seconds
+    passed, and every batch once at most ``near`` are left."""
 
     name: str
     cpu_seconds: float
@@ -121,6 +125,11 @@ class SimWorker:
     target: int | None = None  # absolute: send after this many batches (the bridge's held answer)
     arrived: float = 0.0
     began: float = 0.0
+    report_interval: float = 0.0
+    near: int = 4
+    unreported: int = 0  # batches since its last report
+    reported_at: float = 0.0
+    reports: int = 0  # batch reports in all
 
 
 @dataclasses.dataclass
@@ -183,11 +192,20 @@ def simulate(
                 w.phase, w.left = "cpu", w.cpu_seconds * w.slowdown(t) * noise
                 continue
             w.done += 1
+            w.unreported += 1
             if w.target is not None and w.done >= w.target:  # the bridge's answer: send now
                 w.phase, w.arrived = "sync", t
             else:
                 w.phase, w.left = "wait", t + w.overhead
-            left = planner.batch(w.name, r, t)
+            due = (
+                w.done == 1
+                or (w.target is not None and w.target - w.done <= w.near)
+                or t - w.reported_at >= w.report_interval
+            )
+            if not due:
+                continue
+            left = planner.batch(w.name, r, t, w.unreported)
+            w.unreported, w.reported_at, w.reports = 0, t, w.reports + 1
             if left is not None:
                 w.target = w.done + left
         arrivals = {w.name: w.arrived for w in workers}
@@ -206,10 +224,10 @@ class PlanOnce(SyncPlanner):
         self._total: dict[tuple[str, int], int] = {}
         self._done: dict[tuple[str, int], int] = {}
 
-    def batch(self, worker: str, round_index: int, at: float) -> int | None:
+    def batch(self, worker: str, round_index: int, at: float, batches: int = 1) -> int | None:
         key = (worker, round_index)
-        self._done[key] = self._done.get(key, 0) + 1
-        left = super().batch(worker, round_index, at)
+        self._done[key] = self._done.get(key, 0) + batches
+        left = super().batch(worker, round_index, at, batches)
         if left is None:
             return None
         total = self._total.setdefault(key, self._done[key] + left)
@@ -232,6 +250,59 @@ def test_workers_sharing_cores_arrive_together_within_a_few_rounds() -> None:
     # A plan fixed at the round's start does not: the workers' speeds change as others stop.
     once = simulate(PlanOnce(50), three_on_two_cores(), 8)
     assert statistics.median(r.wait_fraction for r in once[1:]) > 0.05
+
+
+def test_reports_covering_several_batches_plan_as_well_as_a_report_per_batch() -> None:
+    """Workers that report every 0.25 s (every batch only near the sync point) reach the sync
+    point together as closely as with a report per batch, with about the same batch counts,
+    and report a fraction as often."""
+    for jitter in (0.0, 0.2):
+        each = three_on_two_cores()
+        per_batch = simulate(SyncPlanner(50), each, 10, jitter=jitter)
+        grouped = three_on_two_cores()
+        for w in grouped:
+            w.report_interval = 0.25
+        together = simulate(SyncPlanner(50), grouped, 10, jitter=jitter)
+        fractions = [r.wait_fraction for r in together[1:]]
+        assert statistics.median(fractions) <= 0.01 and max(fractions) <= (0.03 if jitter else 0.01), fractions
+        for mine, theirs in zip(together[1:], per_batch[1:], strict=True):
+            for name, count in theirs.batches.items():
+                assert abs(mine.batches[name] - count) <= 2, (mine, theirs)
+        assert 45 <= together[-1].batches["b"] <= 55
+        assert sum(w.reports for w in grouped) < 0.4 * sum(sum(r.batches.values()) for r in together)
+        assert sum(w.reports for w in each) == sum(sum(r.batches.values()) for r in per_batch)
+
+
+def test_a_report_of_several_batches_counts_each_of_them() -> None:
+    planner = SyncPlanner(10)
+    for w in ("a", "b"):
+        planner.began(w, 0, 0.0)
+    # a: one batch, then 4 in 0.4 s, 4 in 0.4 s: timed at 0.1 s a batch after 8 timed batches.
+    assert planner.batch("a", 0, 0.1) is None
+    assert planner.batch("a", 0, 0.5, 4) is None
+    assert planner.seconds("a") == 0.0  # the run's first interval pays for start-up
+    planner.batch("a", 0, 0.9, 4)
+    assert planner.seconds("a") == pytest.approx(0.1)
+    # b: 0.2 s a batch, in reports of 3 (the first interval left out as with a).
+    planner.batch("b", 0, 0.2)
+    planner.batch("b", 0, 0.8, 3)
+    assert planner.batch("b", 0, 1.4, 3) is not None  # every worker timed: the sync point is set
+    # H = 10: a's 10th batch ends at 0.9 + 1 × 0.1 = 1.0 (it ran 9), b's at 1.4 + 3 × 0.2 = 2.0.
+    plan = planner.plan(0)
+    assert plan is not None and plan.deadline == pytest.approx(1.5)
+    # a reports batches 10-12 at 1.2: its 10th batch ended 2 × 0.1 s before, at 1.0 as foreseen
+    # (the sync point stays at 1.5); 0.3 s are left: 3 more batches.
+    assert planner.batch("a", 0, 1.2, 3) == 3
+    assert plan.deadline == pytest.approx((1.0 + 2.0) / 2)
+    # A report's EWMA weight is that of as many reports of one batch.
+    one, many = StepTimer(alpha=0.2), StepTimer(alpha=0.2)
+    for timer in (one, many):
+        timer.add(1.0)
+        timer.add(0.1)
+    for _ in range(5):
+        one.add(0.3)
+    many.add(1.5, 5)
+    assert many.seconds == pytest.approx(one.seconds) and many.count == one.count == 6
 
 
 def test_noisy_batch_times_still_meet_the_target() -> None:

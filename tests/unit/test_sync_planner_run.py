@@ -21,7 +21,9 @@ from tendril.scheduler.run import (
     Role,
     Run,
 )
+from tendril.scheduler.servicer import CoordinationServicer
 from tendril.scheduler.slices import SliceRef
+from tendril_proto.scheduler.v1 import scheduler_pb2
 
 EP = Endpoints("127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3")
 
@@ -289,3 +291,77 @@ def test_a_round_line_says_who_waited_for_whom() -> None:
     assert stats["other_share"] == pytest.approx(1 - 3 * (12.0 + 1.4 + 1.6) / cycle)
     with pytest.raises(ValueError, match="predate"):
         run_stats([{"round": 0, "train_seconds": 1.0, "wall_seconds": 1.0}])
+
+
+def test_reports_of_several_batches_count_every_batch_and_meet_the_sync_point() -> None:
+    """Jobs that report a few batches at a time (every batch once at most 2 are left, as the
+    DiLoCo executor does) reach the sync point together, and the round's line counts every
+    batch, sample, step second and loss they covered."""
+    run, lines, clock = _run(workers=2, rounds=1, inner_steps=20)
+    fast, slow = _trainers(run, 2)
+    speeds = {fast: ("w0", 0.1, 4), slow: ("w1", 0.2, 3)}  # seconds a batch, batches a report
+    start = clock.t
+    next_at = {job: seconds for job, (_, seconds, _) in speeds.items()}
+    ran = dict.fromkeys(speeds, 0)
+    unreported = dict.fromkeys(speeds, 0)
+    target: dict[str, int | None] = dict.fromkeys(speeds, None)
+    reports = dict.fromkeys(speeds, 0)
+    arrived: dict[str, float] = {}
+    loss_sum = dict.fromkeys(speeds, 0.0)
+    while len(arrived) < len(speeds):
+        job = min((j for j in speeds if j not in arrived), key=lambda j: next_at[j])
+        worker, seconds, group = speeds[job]
+        clock.t = start + next_at[job]
+        ran[job] += 1
+        unreported[job] += 1
+        left = None if target[job] is None else target[job] - ran[job]
+        if ran[job] == 1 or unreported[job] >= group or (left is not None and left <= 2):
+            n = unreported[job]
+            event = ProgressIn(job, worker, Progress.BATCH, 0, 8 * n, seconds * n, {"loss": 2.0 + ran[job]}, batches=n)
+            d = run.progress(event)
+            unreported[job], reports[job] = 0, reports[job] + 1
+            loss_sum[job] += (2.0 + ran[job]) * 8 * n
+            if d.directive is Directive.SCHEDULE_UPDATE:
+                target[job] = ran[job] + d.batches_until_update
+        if target[job] is not None and ran[job] >= target[job]:
+            arrived[job] = next_at[job]
+            assert unreported[job] == 0  # the batches before the sync point were all reported
+        next_at[job] += seconds
+    # The sync point: the median (of two: the mean) of the H-th batches, 2 s and 4 s: 3 s.
+    assert arrived[fast] == pytest.approx(3.0) and arrived[slow] == pytest.approx(3.0)
+    assert ran == {fast: 30, slow: 15} and reports[fast] < 15 and reports[slow] < 10
+    for job, worker in ((fast, "w0"), (slow, "w1")):
+        run.progress(ProgressIn(job, worker, Progress.UPDATE_SENT, 0))
+        run.progress(ProgressIn(job, worker, Progress.UPDATE_RECEIVED, 0))
+    (line,) = lines
+    assert line["batches"] == {"w0": 30, "w1": 15}
+    assert line["samples_per_worker"] == {"w0": 240, "w1": 120}
+    assert line["compute_seconds"] == pytest.approx(30 * 0.1 + 15 * 0.2)
+    # Each report's loss weighs as many samples as it covered.
+    assert line["loss"] == {"w0": pytest.approx(loss_sum[fast] / 240), "w1": pytest.approx(loss_sum[slow] / 120)}
+
+
+async def test_the_coordination_servicer_reads_how_many_batches_a_report_covers() -> None:
+    run, _, _ = _run(workers=1, rounds=1, inner_steps=10)
+    (job,) = _trainers(run, 1)
+    servicer = CoordinationServicer(run)
+
+    def batch(batch_size: int, batches: int) -> scheduler_pb2.ReportProgressRequest:
+        return scheduler_pb2.ReportProgressRequest(
+            job_id=job,
+            worker_id="w0",
+            kind=scheduler_pb2.PROGRESS_KIND_BATCH,
+            batch_size=batch_size,
+            batch_seconds=0.1 * max(1, batches),
+            batches=batches,
+        )
+
+    await servicer.ReportProgress(batch(8, 0), None)  # unset: one batch, as before the field
+    await servicer.ReportProgress(batch(24, 3), None)
+    with pytest.raises(SchedulerError) as err:
+        await servicer.ReportProgress(batch(2, 3), None)  # 3 batches need at least 3 samples
+    assert err.value.reason == "BAD_BATCH" and "batch_size >= 3" in str(err.value)
+    run.progress(ProgressIn(job, "w0", Progress.UPDATE_SENT, 0))
+    run.progress(ProgressIn(job, "w0", Progress.UPDATE_RECEIVED, 0))
+    (line,) = run.completed_rounds
+    assert line["batches"] == {"w0": 4} and line["samples"] == 32

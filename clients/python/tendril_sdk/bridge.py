@@ -491,15 +491,26 @@ class BridgeClient:
         metrics: Mapping[str, float] | None = None,
         timeout: float | None = None,
         retry_policy: RetryPolicy | None = None,
+        batches: int = 1,
     ) -> Directive:
         """ReportProgress: tell the scheduler (``kind`` is a :class:`ProgressKind` or its value)
-        and get its directive."""
+        and get its directive.
+
+        A BATCH report may cover ``batches`` consecutive batches, the last one just finished:
+        ``batch_size`` and ``batch_seconds`` are then their sums and ``metrics`` (e.g. loss)
+        their sample-weighted means; the directive's ``batches_until_update`` counts from that
+        last batch.
+        """
+        if batches < 1:
+            raise ValueError(f"batches must be >= 1 (the batches the report covers), not {batches}")
         progress = scheduler_pb2.ReportProgressRequest(
             kind=ProgressKind(kind).to_proto(),
             round=round,
             batch_size=batch_size,
             batch_seconds=batch_seconds,
             metrics={k: float(v) for k, v in (metrics or {}).items()},
+            # NOTE: left unset for one batch, so that the message is the same as before the field
+            batches=batches if batches > 1 else 0,
         )
         request = bridge_pb2.ReportProgressRequest(progress=progress)
         reply = await self._call(

@@ -1,13 +1,16 @@
 """Progress relay: per-batch reports never wait on the scheduler.
 
-An executor reports every training batch and obeys the scheduler's directive. Forwarding each
-report and waiting for the answer would put one scheduler round trip (milliseconds on a LAN,
-tens of milliseconds across a WAN) into every training step. The relay answers a BATCH report
-at once from the newest directive it holds and forwards the report in the background, in
-order. Because a SCHEDULE_UPDATE is kept as an absolute target ("send after batch k + n of
-this round"), counting down locally ends the round on the same batch as a synchronous relay
-would, as long as the scheduler answers before the executor's next batch report (one batch
-late at worst otherwise).
+An executor reports its training batches (each one, or several in one report: the report's
+``batches``, 0 meaning 1) and obeys the scheduler's directive. Forwarding each report and
+waiting for the answer would put one scheduler round trip (milliseconds on a LAN, tens of
+milliseconds across a WAN) into every training step. The relay answers a BATCH report at once
+from the newest directive it holds and forwards the report in the background, in order.
+Because a SCHEDULE_UPDATE is kept as an absolute target ("send after batch k + n of this
+round", k counting every batch the reports covered), counting down locally ends the round on
+the same batch as a synchronous relay would, as long as the scheduler answers before the
+executor's next batch report (one batch late at worst otherwise). Reports are forwarded as
+they come, not merged: how often to report is the executor's choice (the DiLoCo executor
+reports every few hundred milliseconds, and every batch near its sync point).
 
 Reports of any other kind (metrics, update sent/received, finished) are rare and carry the
 round's boundaries: they wait until every queued report reached the scheduler, then go
@@ -50,7 +53,7 @@ class ProgressRelay:
         self._max_in_flight = max_in_flight
         self._held = _Held()
         self._round = 0
-        self._batches = 0  # BATCH reports seen in ``_round``
+        self._batches = 0  # batches the BATCH reports of ``_round`` covered
         self._queue: asyncio.Queue[tuple[scheduler_pb2.ReportProgressRequest, int]] = asyncio.Queue()
         self._lock = asyncio.Lock()
         self._sender: asyncio.Task[None] | None = None
@@ -64,7 +67,7 @@ class ProgressRelay:
                 self._round, self._batches = progress.round, 0
             batch = progress.kind == scheduler_pb2.PROGRESS_KIND_BATCH
             if batch:
-                self._batches += 1
+                self._batches += progress.batches or 1  # a report may cover several batches
             if not batch or self._queue.qsize() >= self._max_in_flight:
                 await self.flush()
                 self._raise_failure()

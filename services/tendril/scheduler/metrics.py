@@ -20,7 +20,7 @@ class WorkerRound:
     """What one training job reported about one round."""
 
     worker_id: str
-    loss_sum: float = 0.0  # Σ batch loss × batch size, from BATCH reports
+    loss_sum: float = 0.0  # Σ batch loss × batch size, from BATCH reports (one may cover several batches)
     batch_samples: int = 0
     batches: int = 0
     loss: float | None = None  # the round's mean loss from the METRICS report
@@ -41,8 +41,10 @@ class WorkerRound:
     arrived_at: float | None = None
     received_at: float | None = None
 
-    def add_batch(self, batch_size: int, batch_seconds: float, loss: float | None) -> None:
-        self.batches += 1
+    def add_batch(self, batch_size: int, batch_seconds: float, loss: float | None, *, batches: int = 1) -> None:
+        """A BATCH report: ``batches`` batches of ``batch_size`` samples and ``batch_seconds`` in
+        all, ``loss`` their sample-weighted mean."""
+        self.batches += max(1, batches)
         self.batch_samples += batch_size
         self.compute_seconds += max(batch_seconds, 0.0)
         if loss is not None and math.isfinite(loss):

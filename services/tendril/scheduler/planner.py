@@ -27,6 +27,13 @@ includes data waits, report round trips and a CPU shared with other jobs. A sing
 longer than ``stall_factor`` × the estimate (a data stall, a pause) counts as that much, so a
 stall moves the estimate a little and a lasting slowdown is followed within a few batches.
 
+A report may cover several batches (``batches``): an executor that reports every few hundred
+milliseconds rather than every batch, and every batch only when its sync point is near. The
+interval since its report before is then shared evenly by the batches it covers (the EWMA takes
+it as that many equal intervals), the worker's count of batches moves by that many, and the
+answer counts from the last batch the report covers — so the plan is the same as if each batch
+had been reported, only re-made less often while the sync point is far.
+
 Total batches per round are clamped to [min_batches, max_factor × H] so that a timing outlier
 cannot make a round empty or endless.
 
@@ -90,25 +97,33 @@ def batches_for(
 
 class StepTimer:
     """A worker's seconds per batch: EWMA of its intervals; the very first one (it pays for
-    start-up) is left out and an interval counts as at most ``stall_factor`` × the estimate."""
+    start-up) is left out and an interval counts as at most ``stall_factor`` × the estimate.
+
+    An interval may span several batches: it counts as that many equal intervals, each of its
+    mean length (the EWMA weight of ``n`` equal steps is 1 − (1 − alpha)ⁿ).
+    """
 
     def __init__(self, alpha: float = EWMA_ALPHA, stall_factor: float = STALL_FACTOR) -> None:
         self._alpha = alpha
         self._stall_factor = stall_factor
         self._seconds = 0.0
         self._seen = 0
-        self.count = 0  # intervals counted
+        self.count = 0  # batches timed
 
-    def add(self, seconds: float) -> None:
+    def add(self, seconds: float, batches: int = 1) -> None:
+        """The interval of ``seconds`` in which ``batches`` batches ran."""
         self._seen += 1
-        if self._seen == 1 or seconds <= 0:
+        if self._seen == 1 or seconds <= 0 or batches < 1:
             return
-        self.count += 1
-        if self.count == 1:
-            self._seconds = seconds
+        per_batch = seconds / batches
+        first = self.count == 0
+        self.count += batches
+        if first:
+            self._seconds = per_batch
             return
-        seconds = min(seconds, self._stall_factor * self._seconds)
-        self._seconds += self._alpha * (seconds - self._seconds)
+        per_batch = min(per_batch, self._stall_factor * self._seconds)
+        weight = 1.0 - (1.0 - self._alpha) ** batches
+        self._seconds += weight * (per_batch - self._seconds)
 
     @property
     def seconds(self) -> float:
@@ -203,19 +218,22 @@ class SyncPlanner:
         else:
             plan.started = min(plan.started, at)
 
-    def batch(self, worker: str, round_index: int, at: float) -> int | None:
-        """A batch report of ``worker`` in ``round_index`` arrived at ``at``: batches it still
-        runs before it sends its update (0 = now), or None while the round has no sync point."""
+    def batch(self, worker: str, round_index: int, at: float, batches: int = 1) -> int | None:
+        """A report of ``worker`` in ``round_index``, covering ``batches`` batches (the last
+        one finished at ``at``), arrived at ``at``: batches it still runs after that last one
+        before it sends its update (0 = now), or None while the round has no sync point."""
         self.join(worker)
+        batches = max(1, batches)
         state = self._workers[worker]
         if state.round != round_index or round_index not in self._plans:
             self.began(worker, round_index, at)
         if state.last_at is not None:
-            state.timer.add(at - state.last_at)
+            state.timer.add(at - state.last_at, batches)
         state.last_at = at
-        state.done += 1
-        if state.done == self.target_steps:
-            state.reached_at = at
+        before, state.done = state.done, state.done + batches
+        if before < self.target_steps <= state.done:
+            # the H-th batch was one of those reported: it ended that many batches before ``at``
+            state.reached_at = at - (state.done - self.target_steps) * state.timer.seconds
         plan = self._plans[round_index]
         plan.deadline = self._sync_point(round_index, plan)
         if plan.deadline is None:

@@ -83,9 +83,10 @@ class ProgressIn:
     worker_id: str
     kind: Progress
     round: int
-    batch_size: int = 0
-    batch_seconds: float = 0.0
+    batch_size: int = 0  # BATCH: samples, summed over the batches the report covers
+    batch_seconds: float = 0.0  # BATCH: step seconds, summed likewise
     metrics: Mapping[str, float] = dataclasses.field(default_factory=dict)
+    batches: int = 1  # BATCH: consecutive batches the report covers, the last just finished
 
 
 @dataclasses.dataclass(frozen=True)
@@ -294,11 +295,11 @@ class Run:
         metrics = event.metrics
         if event.kind is Progress.BATCH:
             loss = metrics.get("loss")
-            report.add_batch(event.batch_size, event.batch_seconds, loss)
+            report.add_batch(event.batch_size, event.batch_seconds, loss, batches=event.batches)
             # NOTE: planning uses the time between a job's batch reports as seen here, not the
             # executor's compute time: what must line up is when updates arrive, and that includes
             # every per-batch cost (data, reports, a CPU shared with other jobs).
-            left = self._planner.batch(event.job_id, event.round, self._clock())
+            left = self._planner.batch(event.job_id, event.round, self._clock(), event.batches)
             if left is None:
                 return DirectiveOut(Directive.CONTINUE, 0, event.round)
             return DirectiveOut(Directive.SCHEDULE_UPDATE, left, event.round)

@@ -86,10 +86,18 @@ class CoordinationServicer(scheduler_pb2_grpc.CoordinationServiceServicer):
                 "kind must be one of PROGRESS_KIND_BATCH, _METRICS, _UPDATE_SENT, _UPDATE_RECEIVED, _FINISHED",
                 reason=SchedulerReason.BAD_PROGRESS_KIND,
             )
+        batches = request.batches or 1  # NOTE: 0 (unset) is a report of one batch, as before the field
         if kind is Progress.BATCH and request.batch_size == 0:
             raise SchedulerError(
                 ErrorKind.INVALID_ARGUMENT,
                 "a BATCH report needs batch_size > 0 (samples in the batch)",
+                reason=SchedulerReason.BAD_BATCH,
+            )
+        if kind is Progress.BATCH and request.batch_size < batches:
+            raise SchedulerError(
+                ErrorKind.INVALID_ARGUMENT,
+                f"a BATCH report covering {batches} batches needs batch_size >= {batches} "
+                f"(their samples summed), not {request.batch_size}",
                 reason=SchedulerReason.BAD_BATCH,
             )
         event = ProgressIn(
@@ -100,6 +108,7 @@ class CoordinationServicer(scheduler_pb2_grpc.CoordinationServiceServicer):
             batch_size=request.batch_size,
             batch_seconds=request.batch_seconds,
             metrics=dict(request.metrics),
+            batches=batches,
         )
         out = self._run.progress(event)
         return scheduler_pb2.ReportProgressResponse(

@@ -26,7 +26,7 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from tendril_proto.common.v1 import common_pb2 as tendril_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$tendril/scheduler/v1/scheduler.proto\x12\x14tendril.scheduler.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1etendril/common/v1/common.proto\"\xe7\x01\n\x0cOfferRequest\x12\x10\n\x08offer_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12/\n\x06worker\x18\x03 \x01(\x0b\x32\x1f.tendril.common.v1.WorkerRecord\x12\x10\n\x08lease_id\x18\x04 \x01(\t\x12/\n\tresources\x18\x05 \x01(\x0b\x32\x1c.tendril.common.v1.Resources\x12\r\n\x05price\x18\x06 \x01(\x01\x12.\n\nexpires_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"V\n\rOfferResponse\x12\x35\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0e\x32#.tendril.scheduler.v1.OfferDecision\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xa1\x02\n\x15ReportProgressRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12\x30\n\x04kind\x18\x03 \x01(\x0e\x32\".tendril.scheduler.v1.ProgressKind\x12\r\n\x05round\x18\x04 \x01(\x04\x12\x12\n\nbatch_size\x18\x05 \x01(\x04\x12\x15\n\rbatch_seconds\x18\x06 \x01(\x01\x12I\n\x07metrics\x18\x07 \x03(\x0b\x32\x38.tendril.scheduler.v1.ReportProgressRequest.MetricsEntry\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"y\n\x16ReportProgressResponse\x12\x32\n\tdirective\x18\x01 \x01(\x0e\x32\x1f.tendril.scheduler.v1.Directive\x12\x1c\n\x14\x62\x61tches_until_update\x18\x02 \x01(\r\x12\r\n\x05round\x18\x03 \x01(\x04\"N\n\x12\x41ssignSliceRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12\x15\n\rcached_slices\x18\x03 \x03(\t\"\x87\x01\n\x0fSliceAssignment\x12\x12\n\ndataset_id\x18\x01 \x01(\t\x12\x12\n\nslice_name\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x04\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x19\n\x11\x64\x61ta_node_address\x18\x05 \x01(\t\x12\r\n\x05\x65poch\x18\x06 \x01(\x04\"P\n\x13\x41ssignSliceResponse\x12\x39\n\nassignment\x18\x01 \x01(\x0b\x32%.tendril.scheduler.v1.SliceAssignment*i\n\rOfferDecision\x12\x1e\n\x1aOFFER_DECISION_UNSPECIFIED\x10\x00\x12\x1b\n\x17OFFER_DECISION_ACCEPTED\x10\x01\x12\x1b\n\x17OFFER_DECISION_REJECTED\x10\x02*\xbf\x01\n\x0cProgressKind\x12\x1d\n\x19PROGRESS_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13PROGRESS_KIND_BATCH\x10\x01\x12\x19\n\x15PROGRESS_KIND_METRICS\x10\x02\x12\x1d\n\x19PROGRESS_KIND_UPDATE_SENT\x10\x03\x12!\n\x1dPROGRESS_KIND_UPDATE_RECEIVED\x10\x04\x12\x1a\n\x16PROGRESS_KIND_FINISHED\x10\x05*q\n\tDirective\x12\x19\n\x15\x44IRECTIVE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x44IRECTIVE_CONTINUE\x10\x01\x12\x1d\n\x19\x44IRECTIVE_SCHEDULE_UPDATE\x10\x02\x12\x12\n\x0e\x44IRECTIVE_DONE\x10\x03\x32\x65\n\x11\x41llocationService\x12P\n\x05Offer\x12\".tendril.scheduler.v1.OfferRequest\x1a#.tendril.scheduler.v1.OfferResponse2\xe6\x01\n\x13\x43oordinationService\x12k\n\x0eReportProgress\x12+.tendril.scheduler.v1.ReportProgressRequest\x1a,.tendril.scheduler.v1.ReportProgressResponse\x12\x62\n\x0b\x41ssignSlice\x12(.tendril.scheduler.v1.AssignSliceRequest\x1a).tendril.scheduler.v1.AssignSliceResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n$tendril/scheduler/v1/scheduler.proto\x12\x14tendril.scheduler.v1\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1etendril/common/v1/common.proto\"\xe7\x01\n\x0cOfferRequest\x12\x10\n\x08offer_id\x18\x01 \x01(\t\x12\x12\n\nrequest_id\x18\x02 \x01(\t\x12/\n\x06worker\x18\x03 \x01(\x0b\x32\x1f.tendril.common.v1.WorkerRecord\x12\x10\n\x08lease_id\x18\x04 \x01(\t\x12/\n\tresources\x18\x05 \x01(\x0b\x32\x1c.tendril.common.v1.Resources\x12\r\n\x05price\x18\x06 \x01(\x01\x12.\n\nexpires_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"V\n\rOfferResponse\x12\x35\n\x08\x64\x65\x63ision\x18\x01 \x01(\x0e\x32#.tendril.scheduler.v1.OfferDecision\x12\x0e\n\x06reason\x18\x02 \x01(\t\"\xb2\x02\n\x15ReportProgressRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12\x30\n\x04kind\x18\x03 \x01(\x0e\x32\".tendril.scheduler.v1.ProgressKind\x12\r\n\x05round\x18\x04 \x01(\x04\x12\x12\n\nbatch_size\x18\x05 \x01(\x04\x12\x15\n\rbatch_seconds\x18\x06 \x01(\x01\x12I\n\x07metrics\x18\x07 \x03(\x0b\x32\x38.tendril.scheduler.v1.ReportProgressRequest.MetricsEntry\x12\x0f\n\x07\x62\x61tches\x18\x08 \x01(\r\x1a.\n\x0cMetricsEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\"y\n\x16ReportProgressResponse\x12\x32\n\tdirective\x18\x01 \x01(\x0e\x32\x1f.tendril.scheduler.v1.Directive\x12\x1c\n\x14\x62\x61tches_until_update\x18\x02 \x01(\r\x12\r\n\x05round\x18\x03 \x01(\x04\"N\n\x12\x41ssignSliceRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12\x15\n\rcached_slices\x18\x03 \x03(\t\"\x87\x01\n\x0fSliceAssignment\x12\x12\n\ndataset_id\x18\x01 \x01(\t\x12\x12\n\nslice_name\x18\x02 \x01(\t\x12\x12\n\nsize_bytes\x18\x03 \x01(\x04\x12\x0e\n\x06sha256\x18\x04 \x01(\t\x12\x19\n\x11\x64\x61ta_node_address\x18\x05 \x01(\t\x12\r\n\x05\x65poch\x18\x06 \x01(\x04\"P\n\x13\x41ssignSliceResponse\x12\x39\n\nassignment\x18\x01 \x01(\x0b\x32%.tendril.scheduler.v1.SliceAssignment*i\n\rOfferDecision\x12\x1e\n\x1aOFFER_DECISION_UNSPECIFIED\x10\x00\x12\x1b\n\x17OFFER_DECISION_ACCEPTED\x10\x01\x12\x1b\n\x17OFFER_DECISION_REJECTED\x10\x02*\xbf\x01\n\x0cProgressKind\x12\x1d\n\x19PROGRESS_KIND_UNSPECIFIED\x10\x00\x12\x17\n\x13PROGRESS_KIND_BATCH\x10\x01\x12\x19\n\x15PROGRESS_KIND_METRICS\x10\x02\x12\x1d\n\x19PROGRESS_KIND_UPDATE_SENT\x10\x03\x12!\n\x1dPROGRESS_KIND_UPDATE_RECEIVED\x10\x04\x12\x1a\n\x16PROGRESS_KIND_FINISHED\x10\x05*q\n\tDirective\x12\x19\n\x15\x44IRECTIVE_UNSPECIFIED\x10\x00\x12\x16\n\x12\x44IRECTIVE_CONTINUE\x10\x01\x12\x1d\n\x19\x44IRECTIVE_SCHEDULE_UPDATE\x10\x02\x12\x12\n\x0e\x44IRECTIVE_DONE\x10\x03\x32\x65\n\x11\x41llocationService\x12P\n\x05Offer\x12\".tendril.scheduler.v1.OfferRequest\x1a#.tendril.scheduler.v1.OfferResponse2\xe6\x01\n\x13\x43oordinationService\x12k\n\x0eReportProgress\x12+.tendril.scheduler.v1.ReportProgressRequest\x1a,.tendril.scheduler.v1.ReportProgressResponse\x12\x62\n\x0b\x41ssignSlice\x12(.tendril.scheduler.v1.AssignSliceRequest\x1a).tendril.scheduler.v1.AssignSliceResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,30 +35,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_REPORTPROGRESSREQUEST_METRICSENTRY']._loaded_options = None
   _globals['_REPORTPROGRESSREQUEST_METRICSENTRY']._serialized_options = b'8\001'
-  _globals['_OFFERDECISION']._serialized_start=1164
-  _globals['_OFFERDECISION']._serialized_end=1269
-  _globals['_PROGRESSKIND']._serialized_start=1272
-  _globals['_PROGRESSKIND']._serialized_end=1463
-  _globals['_DIRECTIVE']._serialized_start=1465
-  _globals['_DIRECTIVE']._serialized_end=1578
+  _globals['_OFFERDECISION']._serialized_start=1181
+  _globals['_OFFERDECISION']._serialized_end=1286
+  _globals['_PROGRESSKIND']._serialized_start=1289
+  _globals['_PROGRESSKIND']._serialized_end=1480
+  _globals['_DIRECTIVE']._serialized_start=1482
+  _globals['_DIRECTIVE']._serialized_end=1595
   _globals['_OFFERREQUEST']._serialized_start=128
   _globals['_OFFERREQUEST']._serialized_end=359
   _globals['_OFFERRESPONSE']._serialized_start=361
   _globals['_OFFERRESPONSE']._serialized_end=447
   _globals['_REPORTPROGRESSREQUEST']._serialized_start=450
-  _globals['_REPORTPROGRESSREQUEST']._serialized_end=739
-  _globals['_REPORTPROGRESSREQUEST_METRICSENTRY']._serialized_start=693
-  _globals['_REPORTPROGRESSREQUEST_METRICSENTRY']._serialized_end=739
-  _globals['_REPORTPROGRESSRESPONSE']._serialized_start=741
-  _globals['_REPORTPROGRESSRESPONSE']._serialized_end=862
-  _globals['_ASSIGNSLICEREQUEST']._serialized_start=864
-  _globals['_ASSIGNSLICEREQUEST']._serialized_end=942
-  _globals['_SLICEASSIGNMENT']._serialized_start=945
-  _globals['_SLICEASSIGNMENT']._serialized_end=1080
-  _globals['_ASSIGNSLICERESPONSE']._serialized_start=1082
-  _globals['_ASSIGNSLICERESPONSE']._serialized_end=1162
-  _globals['_ALLOCATIONSERVICE']._serialized_start=1580
-  _globals['_ALLOCATIONSERVICE']._serialized_end=1681
-  _globals['_COORDINATIONSERVICE']._serialized_start=1684
-  _globals['_COORDINATIONSERVICE']._serialized_end=1914
+  _globals['_REPORTPROGRESSREQUEST']._serialized_end=756
+  _globals['_REPORTPROGRESSREQUEST_METRICSENTRY']._serialized_start=710
+  _globals['_REPORTPROGRESSREQUEST_METRICSENTRY']._serialized_end=756
+  _globals['_REPORTPROGRESSRESPONSE']._serialized_start=758
+  _globals['_REPORTPROGRESSRESPONSE']._serialized_end=879
+  _globals['_ASSIGNSLICEREQUEST']._serialized_start=881
+  _globals['_ASSIGNSLICEREQUEST']._serialized_end=959
+  _globals['_SLICEASSIGNMENT']._serialized_start=962
+  _globals['_SLICEASSIGNMENT']._serialized_end=1097
+  _globals['_ASSIGNSLICERESPONSE']._serialized_start=1099
+  _globals['_ASSIGNSLICERESPONSE']._serialized_end=1179
+  _globals['_ALLOCATIONSERVICE']._serialized_start=1597
+  _globals['_ALLOCATIONSERVICE']._serialized_end=1698
+  _globals['_COORDINATIONSERVICE']._serialized_start=1701
+  _globals['_COORDINATIONSERVICE']._serialized_end=1931
 # @@protoc_insertion_point(module_scope)

@@ -73,7 +73,7 @@ class OfferResponse(_message.Message):
     def __init__(self, decision: _Optional[_Union[OfferDecision, str]] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class ReportProgressRequest(_message.Message):
-    __slots__ = ("job_id", "worker_id", "kind", "round", "batch_size", "batch_seconds", "metrics")
+    __slots__ = ("job_id", "worker_id", "kind", "round", "batch_size", "batch_seconds", "metrics", "batches")
     class MetricsEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -88,6 +88,7 @@ class ReportProgressRequest(_message.Message):
     BATCH_SIZE_FIELD_NUMBER: _ClassVar[int]
     BATCH_SECONDS_FIELD_NUMBER: _ClassVar[int]
     METRICS_FIELD_NUMBER: _ClassVar[int]
+    BATCHES_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     worker_id: str
     kind: ProgressKind
@@ -95,7 +96,8 @@ class ReportProgressRequest(_message.Message):
     batch_size: int
     batch_seconds: float
     metrics: _containers.ScalarMap[str, float]
-    def __init__(self, job_id: _Optional[str] = ..., worker_id: _Optional[str] = ..., kind: _Optional[_Union[ProgressKind, str]] = ..., round: _Optional[int] = ..., batch_size: _Optional[int] = ..., batch_seconds: _Optional[float] = ..., metrics: _Optional[_Mapping[str, float]] = ...) -> None: ...
+    batches: int
+    def __init__(self, job_id: _Optional[str] = ..., worker_id: _Optional[str] = ..., kind: _Optional[_Union[ProgressKind, str]] = ..., round: _Optional[int] = ..., batch_size: _Optional[int] = ..., batch_seconds: _Optional[float] = ..., metrics: _Optional[_Mapping[str, float]] = ..., batches: _Optional[int] = ...) -> None: ...
 
 class ReportProgressResponse(_message.Message):
     __slots__ = ("directive", "batches_until_update", "round")

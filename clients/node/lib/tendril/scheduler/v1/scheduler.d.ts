@@ -17,7 +17,7 @@ export declare function offerDecisionToJSON(object: OfferDecision): string;
 export declare enum ProgressKind {
     /** PROGRESS_KIND_UNSPECIFIED - Not set. */
     PROGRESS_KIND_UNSPECIFIED = 0,
-    /** PROGRESS_KIND_BATCH - One training batch finished. */
+    /** PROGRESS_KIND_BATCH - One training batch finished (or several: see ReportProgressRequest.batches). */
     PROGRESS_KIND_BATCH = 1,
     /** PROGRESS_KIND_METRICS - Metrics of a finished round. */
     PROGRESS_KIND_METRICS = 2,
@@ -79,14 +79,22 @@ export interface ReportProgressRequest {
     kind: ProgressKind;
     /** Current DiLoCo round (0-based). */
     round: number;
-    /** Samples in the batch (BATCH). */
+    /** Samples in the batch (BATCH; summed over the batches the report covers). */
     batchSize: number;
-    /** Seconds the batch took (BATCH). */
+    /** Seconds the batch took (BATCH; summed over the batches the report covers). */
     batchSeconds: number;
-    /** Named metrics, e.g. "loss" (BATCH, METRICS). */
+    /**
+     * Named metrics, e.g. "loss" (BATCH: the sample-weighted mean over the batches the report
+     * covers; METRICS).
+     */
     metrics: {
         [key: string]: number;
     };
+    /**
+     * BATCH: how many consecutive batches this report covers, the last of them finished just
+     * now; 0 (unset) means 1. A directive's batches_until_update counts from that last batch.
+     */
+    batches: number;
 }
 export interface ReportProgressRequest_MetricsEntry {
     key: string;
@@ -96,7 +104,10 @@ export interface ReportProgressRequest_MetricsEntry {
 export interface ReportProgressResponse {
     /** What to do next. */
     directive: Directive;
-    /** With SCHEDULE_UPDATE: batches to run before sending the update (0: now). */
+    /**
+     * With SCHEDULE_UPDATE: batches to run before sending the update (0: now), counted from
+     * the last batch the report covers.
+     */
     batchesUntilUpdate: number;
     /** The round the directive is for. */
     round: number;

@@ -60,7 +60,7 @@ var ProgressKind;
 (function (ProgressKind) {
     /** PROGRESS_KIND_UNSPECIFIED - Not set. */
     ProgressKind[ProgressKind["PROGRESS_KIND_UNSPECIFIED"] = 0] = "PROGRESS_KIND_UNSPECIFIED";
-    /** PROGRESS_KIND_BATCH - One training batch finished. */
+    /** PROGRESS_KIND_BATCH - One training batch finished (or several: see ReportProgressRequest.batches). */
     ProgressKind[ProgressKind["PROGRESS_KIND_BATCH"] = 1] = "PROGRESS_KIND_BATCH";
     /** PROGRESS_KIND_METRICS - Metrics of a finished round. */
     ProgressKind[ProgressKind["PROGRESS_KIND_METRICS"] = 2] = "PROGRESS_KIND_METRICS";
@@ -425,7 +425,7 @@ exports.OfferResponse = {
     },
 };
 function createBaseReportProgressRequest() {
-    return { jobId: "", workerId: "", kind: 0, round: 0, batchSize: 0, batchSeconds: 0, metrics: {} };
+    return { jobId: "", workerId: "", kind: 0, round: 0, batchSize: 0, batchSeconds: 0, metrics: {}, batches: 0 };
 }
 exports.ReportProgressRequest = {
     encode(message, writer = new wire_1.BinaryWriter()) {
@@ -450,6 +450,9 @@ exports.ReportProgressRequest = {
         globalThis.Object.entries(message.metrics).forEach(([key, value]) => {
             exports.ReportProgressRequest_MetricsEntry.encode({ key: key, value }, writer.uint32(58).fork()).join();
         });
+        if (message.batches !== 0) {
+            writer.uint32(64).uint32(message.batches);
+        }
         return writer;
     },
     decode(input, length) {
@@ -517,6 +520,13 @@ exports.ReportProgressRequest = {
                         }
                         continue;
                     }
+                    case 8: {
+                        if (tag !== 64) {
+                            break;
+                        }
+                        message.batches = reader.uint32();
+                        continue;
+                    }
                 }
                 if ((tag & 7) === 4 || tag === 0) {
                     break;
@@ -564,6 +574,7 @@ exports.ReportProgressRequest = {
                     return acc;
                 }, {})
                 : {},
+            batches: isSet(object.batches) ? globalThis.Number(object.batches) : 0,
         };
     },
     toJSON(message) {
@@ -595,6 +606,9 @@ exports.ReportProgressRequest = {
                 });
             }
         }
+        if (message.batches !== 0) {
+            obj.batches = Math.round(message.batches);
+        }
         return obj;
     },
     create(base) {
@@ -614,6 +628,7 @@ exports.ReportProgressRequest = {
             }
             return acc;
         }, {});
+        message.batches = object.batches ?? 0;
         return message;
     },
 };

@@ -65,7 +65,7 @@ export function offerDecisionToJSON(object: OfferDecision): string {
 export enum ProgressKind {
   /** PROGRESS_KIND_UNSPECIFIED - Not set. */
   PROGRESS_KIND_UNSPECIFIED = 0,
-  /** PROGRESS_KIND_BATCH - One training batch finished. */
+  /** PROGRESS_KIND_BATCH - One training batch finished (or several: see ReportProgressRequest.batches). */
   PROGRESS_KIND_BATCH = 1,
   /** PROGRESS_KIND_METRICS - Metrics of a finished round. */
   PROGRESS_KIND_METRICS = 2,
@@ -215,12 +215,20 @@ export interface ReportProgressRequest {
   kind: ProgressKind;
   /** Current DiLoCo round (0-based). */
   round: number;
-  /** Samples in the batch (BATCH). */
+  /** Samples in the batch (BATCH; summed over the batches the report covers). */
   batchSize: number;
-  /** Seconds the batch took (BATCH). */
+  /** Seconds the batch took (BATCH; summed over the batches the report covers). */
   batchSeconds: number;
-  /** Named metrics, e.g. "loss" (BATCH, METRICS). */
+  /**
+   * Named metrics, e.g. "loss" (BATCH: the sample-weighted mean over the batches the report
+   * covers; METRICS).
+   */
   metrics: { [key: string]: number };
+  /**
+   * BATCH: how many consecutive batches this report covers, the last of them finished just
+   * now; 0 (unset) means 1. A directive's batches_until_update counts from that last batch.
+   */
+  batches: number;
 }
 
 export interface ReportProgressRequest_MetricsEntry {
@@ -232,7 +240,10 @@ export interface ReportProgressRequest_MetricsEntry {
 export interface ReportProgressResponse {
   /** What to do next. */
   directive: Directive;
-  /** With SCHEDULE_UPDATE: batches to run before sending the update (0: now). */
+  /**
+   * With SCHEDULE_UPDATE: batches to run before sending the update (0: now), counted from
+   * the last batch the report covers.
+   */
   batchesUntilUpdate: number;
   /** The round the directive is for. */
   round: number;
@@ -549,7 +560,7 @@ export const OfferResponse: MessageFns<OfferResponse> = {
 };
 
 function createBaseReportProgressRequest(): ReportProgressRequest {
-  return { jobId: "", workerId: "", kind: 0, round: 0, batchSize: 0, batchSeconds: 0, metrics: {} };
+  return { jobId: "", workerId: "", kind: 0, round: 0, batchSize: 0, batchSeconds: 0, metrics: {}, batches: 0 };
 }
 
 export const ReportProgressRequest: MessageFns<ReportProgressRequest> = {
@@ -575,6 +586,9 @@ export const ReportProgressRequest: MessageFns<ReportProgressRequest> = {
     globalThis.Object.entries(message.metrics).forEach(([key, value]: [string, number]) => {
       ReportProgressRequest_MetricsEntry.encode({ key: key as any, value }, writer.uint32(58).fork()).join();
     });
+    if (message.batches !== 0) {
+      writer.uint32(64).uint32(message.batches);
+    }
     return writer;
   },
 
@@ -650,6 +664,14 @@ export const ReportProgressRequest: MessageFns<ReportProgressRequest> = {
             }
             continue;
           }
+          case 8: {
+            if (tag !== 64) {
+              break;
+            }
+
+            message.batches = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -700,6 +722,7 @@ export const ReportProgressRequest: MessageFns<ReportProgressRequest> = {
           {},
         )
         : {},
+      batches: isSet(object.batches) ? globalThis.Number(object.batches) : 0,
     };
   },
 
@@ -732,6 +755,9 @@ export const ReportProgressRequest: MessageFns<ReportProgressRequest> = {
         });
       }
     }
+    if (message.batches !== 0) {
+      obj.batches = Math.round(message.batches);
+    }
     return obj;
   },
 
@@ -755,6 +781,7 @@ export const ReportProgressRequest: MessageFns<ReportProgressRequest> = {
       },
       {},
     );
+    message.batches = object.batches ?? 0;
     return message;
   },
 };
