@@ -256,3 +256,24 @@ async def test_pending_jobs_and_shutdown(tmp_path: Path, monkeypatch: pytest.Mon
     await fresh.shutdown()
     assert time.monotonic() - begun < 6
     assert fresh.get("g-1").state is JobState.CANCELLED and pids_alive(pids) == []
+
+
+async def test_a_cancel_cut_short_by_the_crash_is_finished_after_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = Crashable(tmp_path, job__kill_grace_seconds=1.5)
+    await h.dispatch("cc-1", name="stubborn")  # ignores SIGTERM: the cancel waits for its grace
+    pid = int(await _wait_file(h.work("cc-1") / "pids"))
+    cancelling = asyncio.create_task(h.manager.cancel(OWNER, "cc-1", "owner said stop"))
+    deadline = time.monotonic() + 10
+    while (runtime := h.store.runtime("cc-1")) is None or runtime.stop is None:
+        assert time.monotonic() < deadline, "the stop request was never recorded"
+        await asyncio.sleep(0.02)
+    assert runtime.stop == (JobState.CANCELLED, "owner said stop")
+    await h.crash(monkeypatch)  # before the grace ran out: the executor still runs
+    cancelling.cancel()
+    assert pids_alive([pid]) == [pid]
+    await h.restart()
+    ended = await h.wait_end("cc-1")
+    assert ended.state is JobState.CANCELLED and ended.reason == "owner said stop"
+    assert ended.exit_code == -signal.SIGKILL and pids_alive([pid]) == []

@@ -105,6 +105,8 @@ def test_runtime_lives_exactly_while_the_job_runs_and_the_db_is_private(tmp_path
     for name in ("jobs.db", "jobs.db-wal", "jobs.db-shm"):
         if (tmp_path / name).exists():
             assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600, name
+    again.note_stop("a", JobState.CANCELLED, "owner said stop")
+    assert again.runtime("a") == Runtime(4321, 12.5, "tok-secret", (JobState.CANCELLED, "owner said stop"))
     again.transition(running, JobState.SUCCEEDED, exit_code=0)
     assert again.runtime("a") is None, "the token goes with the job's end"
     again.close()

@@ -312,7 +312,13 @@ class JobManager:
 
     async def _stop(self, run: JobRun, state: JobState, reason: str, grace: float | None = None) -> None:
         """Ask ``run`` to end as ``state`` (SIGTERM, grace, SIGKILL) and wait until it is cleaned up."""
-        run.request_stop(state, reason, self.config.job.kill_grace_seconds if grace is None else grace)
+        if run.request_stop(state, reason, self.config.job.kill_grace_seconds if grace is None else grace):
+            # NOTE: kept, so that a JobService that dies before the executor is gone still ends
+            # the job as asked once restarted (the caller's Cancel broke off with it).
+            try:
+                self.store.note_stop(run.record.job_id, state, reason)
+            except Exception as exc:
+                log.warning("job.stop_not_recorded", job_id=run.record.job_id, error=repr(exc))
         await run.done.wait()
 
     def _in_background(self, coro: Awaitable[None]) -> None:
@@ -473,13 +479,17 @@ class JobManager:
             bridge, failure = _NoBridge(), lost_reason(f"its bridge could not be rebuilt ({exc})")
         run = JobRun(record=record, process=process, bridge=bridge, progress=dict(record.progress))
         self._register(run)
+        grace = self.config.job.kill_grace_seconds
         if failure:
             log.error("job.readopt_failed", job_id=record.job_id, pid=process.pid, reason=failure)
-            run.request_stop(JobState.FAILED, failure, self.config.job.kill_grace_seconds)
+            run.request_stop(JobState.FAILED, failure, grace)
             return
         log.info(
             "job.readopted", job_id=record.job_id, lease_id=record.lease_id, pid=process.pid, shim_pid=process.shim_pid
         )
+        if found.stop is not None:
+            log.info("job.stop_resumed", job_id=record.job_id, state=found.stop[0].value, reason=found.stop[1])
+            run.request_stop(*found.stop, grace)
 
     def _release(self, record: JobRecord) -> None:
         """Close, in the background, what the bridge of a job that ended without one held outside."""

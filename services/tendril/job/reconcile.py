@@ -7,7 +7,8 @@ exit code in the work dir. For each job the store shows PENDING or RUNNING:
 * RUNNING, its shim still runs (same pid and start time, started for this work dir), and its
   re-adoption record (:class:`~tendril.job.store.Runtime`: shim and bridge token) is there →
   **re-adopted**: returned to the caller, which rebuilds the bridge on the same socket with
-  the same token and follows the shim again as if it had started it.
+  the same token and follows the shim again as if it had started it. A stop that was asked
+  for before the crash (cancel, lease end) and had not ended the job yet is asked for again.
 * RUNNING, the shim is gone but it recorded the executor's exit (``exit.json``) → the job ends
   with that **real exit code** (SUCCEEDED for 0, else FAILED; the reason says it ended while
   the JobService was down).
@@ -56,6 +57,7 @@ class Adoptable:
     record: JobRecord
     process: ExecutorProcess
     token: str = dataclasses.field(repr=False)
+    stop: tuple[JobState, str] | None = None  # asked for before the restart, not done yet
 
 
 async def _settle(
@@ -73,7 +75,7 @@ async def _settle(
             create_time=record.pid_create_time,
         )
         if process is not None:
-            return Adoptable(record, process, runtime.bridge_token)
+            return Adoptable(record, process, runtime.bridge_token, runtime.stop)
     code = read_exit(str(work_dir), record.pid) if runtime is not None else None
     # Whatever the executor left (normally nothing: its shim swept its group) is stopped first.
     await kill_leftovers(work_dir, record.pid, record.pid_create_time, grace)

@@ -50,12 +50,17 @@ class JobRun:
     grace: float = 0.0
     task: asyncio.Task[None] | None = None
 
-    def request_stop(self, state: JobState, reason: str, grace: float) -> None:
-        """Ask the job to end as ``state`` with ``grace`` seconds between SIGTERM and SIGKILL."""
-        if self.stop_request is None:
-            self.stop_request = (state, reason)
-            self.grace = grace
-            self.stop_event.set()
+    def request_stop(self, state: JobState, reason: str, grace: float) -> bool:
+        """Ask the job to end as ``state`` with ``grace`` seconds between SIGTERM and SIGKILL.
+
+        True when this request is the one that counts (the first).
+        """
+        if self.stop_request is not None:
+            return False
+        self.stop_request = (state, reason)
+        self.grace = grace
+        self.stop_event.set()
+        return True
 
     async def wait_end(self, timeout_grace: float, time_left: float | None = None) -> JobEnd:
         """Until the executor is gone (stopped if need be); ``timeout_grace`` applies after a timeout.

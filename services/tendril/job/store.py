@@ -58,7 +58,9 @@ CREATE TABLE IF NOT EXISTS job_runtime (
     job_id TEXT PRIMARY KEY,
     shim_pid INTEGER NOT NULL,
     shim_create_time REAL NOT NULL,
-    bridge_token TEXT NOT NULL
+    bridge_token TEXT NOT NULL,
+    stop_state TEXT,
+    stop_reason TEXT
 );
 """
 DB_MODE = 0o600
@@ -77,6 +79,7 @@ class Runtime:
     shim_pid: int
     shim_create_time: float
     bridge_token: str = dataclasses.field(repr=False)
+    stop: tuple[JobState, str] | None = None  # a stop asked for (cancel, lease end) that had not ended it yet
 
 
 def _row_to_record(row: tuple[Any, ...]) -> JobRecord:
@@ -213,9 +216,20 @@ class JobStore:
     def runtime(self, job_id: str) -> Runtime | None:
         """The re-adoption record of a running job (None when it has none)."""
         row = self._db.execute(
-            "SELECT shim_pid, shim_create_time, bridge_token FROM job_runtime WHERE job_id = ?", (job_id,)
+            "SELECT shim_pid, shim_create_time, bridge_token, stop_state, stop_reason FROM job_runtime "
+            "WHERE job_id = ?",
+            (job_id,),
         ).fetchone()
-        return Runtime(int(row[0]), float(row[1]), str(row[2])) if row else None
+        if row is None:
+            return None
+        stop = (JobState(row[3]), str(row[4] or "")) if row[3] else None
+        return Runtime(int(row[0]), float(row[1]), str(row[2]), stop)
+
+    def note_stop(self, job_id: str, state: JobState, reason: str) -> None:
+        """Remember that a running job was asked to end as ``state`` (so a restart still ends it so)."""
+        self._db.execute(
+            "UPDATE job_runtime SET stop_state = ?, stop_reason = ? WHERE job_id = ?", (state.value, reason, job_id)
+        )
 
     def transition(
         self, record: JobRecord, new: JobState, *, runtime: Runtime | None = None, **fields: Any
