@@ -313,7 +313,10 @@ class ExecutorProcess:
             how = f"exited with code {status}"
         else:
             how = "ended"
-        return f"the executor's shim (pid {self.shim_pid}) {how} without recording the executor's exit"
+        return (
+            f"the executor's shim (pid {self.shim_pid}) {how} without recording the executor's exit; "
+            "its processes were stopped"
+        )
 
 
 # -- processes left behind (a shim that was killed, a restart) -----------------------------

@@ -47,7 +47,7 @@ RESTART_REASON = "job service restarted"
 
 def lost_reason(why: str) -> str:
     """The reason of a job a restarted JobService could not re-adopt."""
-    return f"{RESTART_REASON} and could not re-adopt it: {why}; its executor was stopped"
+    return f"job service restarted and could not re-adopt it: {why}; its executor was stopped"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -90,5 +90,5 @@ class JobRun:
         if self.stop_request is not None:
             return JobEnd(*self.stop_request, code)
         if code is None:
-            return JobEnd(JobState.FAILED, f"{self.process.lost_reason()}; its processes were stopped")
+            return JobEnd(JobState.FAILED, self.process.lost_reason())
         return JobEnd(JobState.SUCCEEDED if code == 0 else JobState.FAILED, describe_exit(code), code)
