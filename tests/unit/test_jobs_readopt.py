@@ -277,3 +277,25 @@ async def test_a_cancel_cut_short_by_the_crash_is_finished_after_it(
     ended = await h.wait_end("cc-1")
     assert ended.state is JobState.CANCELLED and ended.reason == "owner said stop"
     assert ended.exit_code == -signal.SIGKILL and pids_alive([pid]) == []
+
+
+async def test_a_job_stopped_while_the_service_died_ends_as_the_stop_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The JobService was stopping a job (here: shutting down) and died; the executor is gone now."""
+    h = Crashable(tmp_path, job__kill_grace_seconds=30)
+    await h.dispatch("st-1", name="stubborn")
+    pid = int(await _wait_file(h.work("st-1") / "pids"))
+    stopping = asyncio.create_task(h.manager.cancel(OWNER, "st-1", "the JobService is stopping"))
+    deadline = time.monotonic() + 10
+    while (runtime := h.store.runtime("st-1")) is None or runtime.stop is None:
+        assert time.monotonic() < deadline, "the stop request was never recorded"
+        await asyncio.sleep(0.02)
+    await h.crash(monkeypatch)
+    stopping.cancel()
+    os.kill(runtime.shim_pid, signal.SIGKILL)  # what the supervisor's last sweep does
+    os.kill(pid, signal.SIGKILL)
+    await _gone(runtime.shim_pid)
+    fresh = await h.restart()
+    ended = fresh.get("st-1")
+    assert ended.state is JobState.CANCELLED and ended.reason == "the JobService is stopping"

@@ -152,11 +152,6 @@ class ExecutorProcess:
         self._exited = asyncio.Event()
         asyncio.get_running_loop().add_reader(pidfd, self._on_exit)
 
-    @property
-    def adopted(self) -> bool:
-        """True when an earlier JobService started this executor."""
-        return self.popen is None
-
     # -- start and re-adoption -----------------------------------------------------------
 
     @classmethod

@@ -11,7 +11,8 @@ exit code in the work dir. For each job the store shows PENDING or RUNNING:
   for before the crash (cancel, lease end) and had not ended the job yet is asked for again.
 * RUNNING, the shim is gone but it recorded the executor's exit (``exit.json``) → the job ends
   with that **real exit code** (SUCCEEDED for 0, else FAILED; the reason says it ended while
-  the JobService was down).
+  the JobService was down). A job that was being stopped (cancel, lease end, shutdown) when
+  the JobService died and is gone now ends as that stop asked (CANCELLED and its reason).
 * anything else cannot be re-adopted: PENDING (its dispatch was cut short, so its scheduler
   was never told it runs), or the shim is gone without an exit record (someone killed it), or
   no re-adoption record was kept. Its process group (found by the recorded pid and start
@@ -79,7 +80,9 @@ async def _settle(
     code = read_exit(str(work_dir), record.pid) if runtime is not None else None
     # Whatever the executor left (normally nothing: its shim swept its group) is stopped first.
     await kill_leftovers(work_dir, record.pid, record.pid_create_time, grace)
-    if code is not None:
+    if runtime is not None and runtime.stop is not None:
+        state, reason = runtime.stop  # it was being stopped, and it is gone: it ended as asked
+    elif code is not None:
         state = JobState.SUCCEEDED if code == 0 else JobState.FAILED
         reason = f"{describe_exit(code)} while the JobService was down"
     else:
