@@ -311,8 +311,10 @@ async def test_kill9_of_the_job_service_readopts_its_running_job(worker: Worker)
     ended FAILED "job service restarted".)"""
     lease_id = await worker.lease()
     await worker.dispatch("k-1", lease_id, executor_class="test", executor_name="pinger", seconds=8)
+    await worker.dispatch("k-ex", lease_id, sleep_seconds=5)  # the example executor
     work = worker.work_dir("k-1")
     await wait_for(lambda: (work / "pings.json").exists(), what="the executor to call its bridge")
+    await wait_for(lambda: (worker.work_dir("k-ex") / "result.json").exists(), what="the example executor")
     pids = executor_pids(work)
     token = psutil.Process(pids[0]).environ()["TENDRIL_BRIDGE_TOKEN"]
     killed = await worker.kill_jobs()
@@ -320,9 +322,10 @@ async def test_kill9_of_the_job_service_readopts_its_running_job(worker: Worker)
     await asyncio.sleep(1.0)  # the executor's bridge calls fail meanwhile (retried by the SDK)
     await worker.start_jobs()
     back = time.monotonic() - killed
-    job = await worker.get("k-1")
-    assert job.state == job_pb2.JOB_STATE_RUNNING, job.reason
-    assert worker.log_count("job.readopted") == 1
+    for job_id in ("k-1", "k-ex"):
+        job = await worker.get(job_id)
+        assert job.state == job_pb2.JOB_STATE_RUNNING, job.reason
+    assert worker.log_count("job.readopted") == 2
     async with open_channel(f"unix:{work / 'bridge.sock'}") as ch:
         again = await bridge_pb2_grpc.JobBridgeServiceStub(ch).GetJob(
             bridge_pb2.GetJobRequest(), metadata=bearer(token)
@@ -339,6 +342,9 @@ async def test_kill9_of_the_job_service_readopts_its_running_job(worker: Worker)
     )
     assert longest >= 1.0, "a call did wait through the restart"
     assert pids_alive(pids) == [] and not work.exists()
+    example = await worker.wait_end("k-ex")
+    assert example.state == job_pb2.JOB_STATE_SUCCEEDED and example.exit_code == 0, example.reason
+    assert "exiting with code 0" in await worker.logs("k-ex")
     await worker.dispatch("k-2", lease_id)
     assert (await worker.wait_end("k-2")).state == job_pb2.JOB_STATE_SUCCEEDED
 
