@@ -259,3 +259,80 @@ async def test_a_restarted_parameter_server_gets_the_lost_update_again(tmp_path:
                 assert not list((job.work_dir / ".sent").iterdir())  # the copy went with its round
     finally:
         await bridge.stop()
+
+
+@pytest.mark.parametrize("copy_kept", [True, False])
+async def test_a_rebuilt_bridge_resends_an_update_its_predecessor_sent(tmp_path: Path, copy_kept: bool) -> None:
+    """The bridge that sent round 0's update dies with its JobService; the one rebuilt for the job
+    (same descriptor, token and socket) resends it when the parameter server lost it too.
+
+    copy_kept: the first bridge kept its copy under .sent/, the rebuilt one finds it there. Else it
+    died between the push's commit and the copy: the executor's retried SendUpdate is answered
+    ALREADY_COMMITTED, and the rebuilt bridge keeps the copy then.
+    """
+    config = worker_config(tmp_path / "ps")
+    address = config.listen("paramserver")
+    job = _bridge_job(
+        tmp_path, "again", ExecutorRef("train", "diloco"), parameter_server=address, run_id="again", codec="fp32"
+    )
+    theta0 = {"w": np.arange(12, dtype=np.float32).reshape(3, 4), "b": np.ones(5, dtype=np.float32)}
+    save_file(theta0, str(job.work_dir / "params" / "theta0.safetensors"))
+    delta = job.work_dir / "updates" / "delta.safetensors"
+    save_file({n: np.full(v.shape, 0.5, dtype=np.float32) for n, v in theta0.items()}, str(delta))
+    other = tmp_path / "other.safetensors"
+    save_file({n: np.full(v.shape, -0.25, dtype=np.float32) for n, v in theta0.items()}, str(other))
+    first_bridge = JobBridge(job, TOKEN, data_fetcher_address="127.0.0.1:1", paramserver_address=address)
+    rebuilt: JobBridge | None = None
+    first = spawn_service("paramserver", config, tmp_path, name="ps-first")
+    await first_bridge.start()
+    try:
+        async with BridgeClient(job.socket_path, TOKEN, job=job) as client:
+            with running(first):
+                await wait_serving(address)
+                async with open_channel(address, peer_id="sched") as channel:
+                    await paramserver_pb2_grpc.ParameterServerServiceStub(channel).OpenJob(
+                        paramserver_pb2.OpenJobRequest(run_id="again", expected_workers=2, quorum=2, rounds=2)
+                    )
+                assert (await client.publish_parameters("params/theta0.safetensors")).accepted
+                await client.send_update("updates/delta.safetensors", 0, 4.0)
+                await first_bridge.server.stop(grace=None)  # its JobService died: nothing else happens
+                if not copy_kept:
+                    for kept in (job.work_dir / ".sent").iterdir():
+                        kept.unlink()
+                rebuilt = JobBridge(job, TOKEN, data_fetcher_address="127.0.0.1:1", paramserver_address=address)
+                await rebuilt.start()
+                if not copy_kept:
+                    with pytest.raises(BridgeError) as again:
+                        await client.send_update("updates/delta.safetensors", 0, 4.0)
+                    assert again.value.reason == BridgeReason.ALREADY_COMMITTED
+                assert sorted(p.name for p in (job.work_dir / ".sent").iterdir()) == [
+                    "round-0.json",
+                    "round-0.safetensors",
+                ]
+                delta.unlink()  # as the DiLoCo executor does once SendUpdate returned
+                kill_group(first)  # SIGKILL: the committed push was in memory only
+            second = spawn_service("paramserver", config, tmp_path, name="ps-second")
+            with running(second):
+                await wait_serving(address)
+                receiving = asyncio.create_task(client.receive_update(0, timeout_seconds=60))
+                async with open_channel(address, peer_id="sched") as channel:
+                    stub = paramserver_pb2_grpc.ParameterServerServiceStub(channel)
+                    for _ in range(600):  # the rebuilt bridge was told PUSH_LOST and sent the update again
+                        view = await stub.GetRound(paramserver_pb2.GetRoundRequest(run_id="again"))
+                        if list(view.committed_workers) == ["worker-test"]:
+                            break
+                        await asyncio.sleep(0.05)
+                    assert (view.round, list(view.committed_workers)) == (0, ["worker-test"])
+                    await tensorstream.push_update(
+                        channel, other, run_id="again", round=0, worker_id="other", weight=4.0, codec="fp32"
+                    )
+                received = await asyncio.wait_for(receiving, 60)
+                assert received.contributors == 2
+                g = (0.5 * 4 + -0.25 * 4) / 8  # both pushes count, the lost one once
+                update = load_file(str(received.path))
+                np.testing.assert_allclose(update["w"], np.full((3, 4), -LR * (g + MOMENTUM * g)), atol=1e-6)
+                assert not list((job.work_dir / ".sent").iterdir())
+    finally:
+        for bridge in (first_bridge, rebuilt):
+            if bridge is not None:
+                await bridge.stop()

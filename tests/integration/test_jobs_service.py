@@ -1,7 +1,8 @@
 """JobService as a real process, with a real LeaseService process and the example executor.
 
 The test acts as the worker (to create leases: Reserve/Confirm with the worker's id) and as
-the owning scheduler (to renew, release, dispatch and cancel with its own id).
+the owning scheduler (to renew, release, dispatch and cancel with its own id). A JobService
+killed with SIGKILL and started again re-adopts the executors that still run.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from google.protobuf import struct_pb2
 
 from tendril.bridge.auth import bearer
 from tendril.core.channel import open_channel
-from tendril.core.config import WorkerConfig
+from tendril.core.config import ExecutorConfig, WorkerConfig
 from tendril_proto.bridge.v1 import bridge_pb2, bridge_pb2_grpc
 from tendril_proto.common.v1 import common_pb2
 from tendril_proto.job.v1 import job_pb2, job_pb2_grpc
@@ -36,6 +37,29 @@ pytestmark = pytest.mark.integration
 OWNER = "sched-it"
 TERMINAL = {job_pb2.JOB_STATE_SUCCEEDED, job_pb2.JOB_STATE_FAILED, job_pb2.JOB_STATE_CANCELLED}
 
+# An executor on the SDK that calls its bridge (GetJob) every 0.1 s for config.seconds, through
+# the SDK's retry of UNAVAILABLE, and says how many calls it made and how long the longest took.
+PINGER = """
+import asyncio, json, sys, time
+from tendril_sdk import BridgeClient
+
+async def main() -> int:
+    async with BridgeClient.from_env() as bridge:
+        job = await bridge.get_job()
+        deadline = time.monotonic() + float(job.config["seconds"])
+        calls, longest = 0, 0.0
+        while time.monotonic() < deadline:
+            began = time.monotonic()
+            await bridge.get_job()
+            calls, longest = calls + 1, max(longest, time.monotonic() - began)
+            open("pings.json", "w").write(json.dumps({"calls": calls, "longest": longest}))
+            await asyncio.sleep(0.1)
+    print(f"pinger: {calls} calls, the longest took {longest:.2f} s", flush=True)
+    return int(job.config.get("exit_code", 0))
+
+sys.exit(asyncio.run(main()))
+"""
+
 
 class Worker:
     """A LeaseService and a JobService process on free ports, plus client helpers."""
@@ -43,6 +67,7 @@ class Worker:
     def __init__(self, tmp: Path, **overrides: Any) -> None:
         self.tmp = tmp
         self.config: WorkerConfig = worker_config(tmp, **overrides)
+        self.config.executors.append(ExecutorConfig("test", "pinger", [sys.executable, "-c", PINGER]))
         self.procs: list[subprocess.Popen[bytes]] = []
         self.leases_proc: subprocess.Popen[bytes] | None = None
         self.jobs_proc: subprocess.Popen[bytes] | None = None
@@ -76,7 +101,9 @@ class Worker:
         request = job_pb2.DispatchRequest(
             job_id=job_id,
             lease_id=lease_id,
-            executor=common_pb2.ExecutorRef(executor_class=config.pop("executor_class", "example"), name="echo"),
+            executor=common_pb2.ExecutorRef(
+                executor_class=config.pop("executor_class", "example"), name=config.pop("executor_name", "echo")
+            ),
             config=_struct(config),
         )
         async with self.channel("job", peer) as ch:
@@ -108,6 +135,13 @@ class Worker:
 
     def work_dir(self, job_id: str) -> Path:
         return self.config.work_dir / f"job-{job_id}"
+
+    async def kill_jobs(self) -> float:
+        """SIGKILL the JobService process (a crash); returns when it is gone (time.monotonic())."""
+        assert self.jobs_proc is not None
+        os.kill(self.jobs_proc.pid, signal.SIGKILL)
+        await asyncio.to_thread(self.jobs_proc.wait, 10)
+        return time.monotonic()
 
     def close(self) -> None:
         for proc in self.procs:
@@ -270,23 +304,110 @@ async def test_lease_watch_survives_a_lease_service_restart(worker: Worker) -> N
     assert ended.state == job_pb2.JOB_STATE_CANCELLED and "released" in ended.reason
 
 
-async def test_kill9_of_the_job_service_is_reconciled_on_restart(worker: Worker) -> None:
+async def test_kill9_of_the_job_service_readopts_its_running_job(worker: Worker) -> None:
+    """A JobService killed with SIGKILL while a job runs: the executor runs on, the restarted
+    JobService re-adopts it with its bridge (same socket, same token), and the job ends with the
+    executor's own exit code. (This test used to check the opposite: the job was killed and
+    ended FAILED "job service restarted".)"""
     lease_id = await worker.lease()
-    await worker.dispatch("k-1", lease_id, sleep_seconds=120)
+    await worker.dispatch("k-1", lease_id, executor_class="test", executor_name="pinger", seconds=8)
+    await worker.dispatch("k-ex", lease_id, sleep_seconds=5)  # the example executor
     work = worker.work_dir("k-1")
-    await wait_for(lambda: (work / "result.json").exists(), what="the executor to talk to its bridge")
+    await wait_for(lambda: (work / "pings.json").exists(), what="the executor to call its bridge")
+    await wait_for(lambda: (worker.work_dir("k-ex") / "result.json").exists(), what="the example executor")
     pids = executor_pids(work)
-    assert worker.jobs_proc is not None
-    os.kill(worker.jobs_proc.pid, signal.SIGKILL)
-    worker.jobs_proc.wait(timeout=10)
-    assert pids_alive(pids) == pids, "the executor outlives its JobService (own session)"
+    token = psutil.Process(pids[0]).environ()["TENDRIL_BRIDGE_TOKEN"]
+    killed = await worker.kill_jobs()
+    assert pids_alive(pids) == pids, "the executor outlives its JobService (under its shim)"
+    await asyncio.sleep(1.0)  # the executor's bridge calls fail meanwhile (retried by the SDK)
     await worker.start_jobs()
-    job = await worker.get("k-1")
-    assert job.state == job_pb2.JOB_STATE_FAILED and job.reason == "job service restarted"
+    back = time.monotonic() - killed
+    for job_id in ("k-1", "k-ex"):
+        job = await worker.get(job_id)
+        assert job.state == job_pb2.JOB_STATE_RUNNING, job.reason
+    assert worker.log_count("job.readopted") == 2
+    async with open_channel(f"unix:{work / 'bridge.sock'}") as ch:
+        again = await bridge_pb2_grpc.JobBridgeServiceStub(ch).GetJob(
+            bridge_pb2.GetJobRequest(), metadata=bearer(token)
+        )
+    assert again.job_id == "k-1", "the rebuilt bridge takes the executor's token"
+    ended = await worker.wait_end("k-1")
+    assert ended.state == job_pb2.JOB_STATE_SUCCEEDED and ended.exit_code == 0, ended.reason
+    text = await worker.logs("k-1")
+    assert "pinger:" in text, text
+    longest = float(text.split("the longest took ")[1].split(" s")[0])
+    print(
+        f"\nJobService SIGKILL -> serving again {back:.2f} s (1 s of it waited on purpose); "
+        f"the executor's longest bridge call {longest:.2f} s"
+    )
+    assert longest >= 1.0, "a call did wait through the restart"
     assert pids_alive(pids) == [] and not work.exists()
-    assert "sleeping 120 s" in await worker.logs("k-1")
+    example = await worker.wait_end("k-ex")
+    assert example.state == job_pb2.JOB_STATE_SUCCEEDED and example.exit_code == 0, example.reason
+    assert "exiting with code 0" in await worker.logs("k-ex")
     await worker.dispatch("k-2", lease_id)
     assert (await worker.wait_end("k-2")).state == job_pb2.JOB_STATE_SUCCEEDED
+
+
+async def test_an_executor_that_exits_while_the_job_service_is_down_keeps_its_exit_code(worker: Worker) -> None:
+    lease_id = await worker.lease()
+    await worker.dispatch("x-1", lease_id, sleep_seconds=1.5, exit_code=7)
+    work = worker.work_dir("x-1")
+    await wait_for(lambda: (work / "result.json").exists(), what="the executor to talk to its bridge")
+    pids = executor_pids(work)
+    await worker.kill_jobs()
+    await wait_for(lambda: not pids_alive(pids), what="the executor to exit on its own")
+    await wait_for(lambda: (work / "exit.json").exists(), what="its shim to record the exit")
+    await worker.start_jobs()
+    job = await worker.get("x-1")
+    assert job.state == job_pb2.JOB_STATE_FAILED and job.exit_code == 7
+    assert job.reason == "the executor exited with code 7 while the JobService was down"
+    assert "exiting with code 7" in await worker.logs("x-1")
+    assert not work.exists()
+
+
+async def test_readopted_jobs_cancel_and_stop_with_the_service(worker: Worker) -> None:
+    lease_id = await worker.lease()
+    for job_id in ("c-1", "c-2"):
+        await worker.dispatch(job_id, lease_id, sleep_seconds=120)
+    works = {j: worker.work_dir(j) for j in ("c-1", "c-2")}
+    await wait_for(lambda: all((w / "result.json").exists() for w in works.values()), what="executors")
+    pids = {j: executor_pids(w) for j, w in works.items()}
+    await worker.kill_jobs()
+    await worker.start_jobs()
+    assert worker.log_count("job.readopted") == 2
+    begun = time.monotonic()
+    async with worker.channel("job") as ch:
+        reply = await job_pb2_grpc.JobServiceStub(ch).Cancel(job_pb2.CancelRequest(job_id="c-1", reason="enough"))
+    assert time.monotonic() - begun < 3, "Cancel reaches a re-adopted executor at once"
+    assert reply.job.state == job_pb2.JOB_STATE_CANCELLED and reply.job.exit_code == 143
+    assert pids_alive(pids["c-1"]) == [] and not works["c-1"].exists()
+    assert "SIGTERM: stopping now" in await worker.logs("c-1")
+
+    assert worker.jobs_proc is not None
+    begun = time.monotonic()
+    worker.jobs_proc.send_signal(signal.SIGTERM)
+    code = await asyncio.to_thread(worker.jobs_proc.wait, 15)
+    assert time.monotonic() - begun < 10 and code == 0
+    assert pids_alive(pids["c-2"]) == []
+    await worker.start_jobs()
+    job = await worker.get("c-2")
+    assert job.state == job_pb2.JOB_STATE_CANCELLED and "stopping" in job.reason
+
+
+async def test_a_lease_that_ended_while_the_job_service_was_down_cancels_its_job(worker: Worker) -> None:
+    lease_id = await worker.lease()
+    await worker.dispatch("l-1", lease_id, sleep_seconds=120)
+    work = worker.work_dir("l-1")
+    await wait_for(lambda: (work / "result.json").exists(), what="the executor to talk to its bridge")
+    pids = executor_pids(work)
+    await worker.kill_jobs()
+    async with worker.channel("lease") as ch:
+        await lease_pb2_grpc.LeaseServiceStub(ch).Release(lease_pb2.ReleaseRequest(lease_id=lease_id))
+    await worker.start_jobs()
+    ended = await worker.wait_end("l-1", timeout=30)
+    assert ended.state == job_pb2.JOB_STATE_CANCELLED and f"lease {lease_id} is no longer live" in ended.reason
+    assert pids_alive(pids) == []
 
 
 async def test_sigterm_stops_every_job_within_10_seconds(worker: Worker) -> None:

@@ -186,3 +186,27 @@ def test_config_lookups(tmp_path: Path) -> None:
         _core(tmp_path / "c", codec="fp8").codec()
     assert full.relative(full.update_dest(3, "")) == "updates/round-3.safetensors"
     assert full.relative(full.params_dest("")) == "params/current.safetensors"
+
+
+def test_sent_copies_survive_into_a_rebuilt_bridge(tmp_path: Path) -> None:
+    """A bridge rebuilt after a JobService restart finds the copies (and weights) its predecessor kept."""
+    core = _core(tmp_path)
+    update = core.root / "updates" / "delta.safetensors"
+    update.write_bytes(b"delta of round 3")
+    core.keep_sent(3, update, 128.0)
+    update.unlink()  # the executor may delete its file once SendUpdate returned
+    rebuilt = BridgeCore(core.job)
+    kept = rebuilt.sent(3)
+    assert kept is not None and kept.weight == 128.0 and kept.path.read_bytes() == b"delta of round 3"
+    assert rebuilt.sent(2) is None
+    rebuilt.forget_sent(3)
+    assert sorted(p.name for p in (core.root / ".sent").iterdir()) == []
+    assert BridgeCore(core.job).sent(3) is None
+
+
+def test_a_sent_copy_without_its_note_is_not_resent(tmp_path: Path) -> None:
+    core = _core(tmp_path)
+    (core.root / ".sent").mkdir()
+    (core.root / ".sent" / "round-1.safetensors").write_bytes(b"half kept")
+    (core.root / ".sent" / "round-2.json").write_text('{"round": 2, "weight": 1.0}')  # its copy is gone
+    assert BridgeCore(core.job).sent(1) is None and BridgeCore(core.job).sent(2) is None

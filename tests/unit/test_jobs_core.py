@@ -25,7 +25,7 @@ from tendril.job import workdir as jobs_workdir
 from tendril.job.core import JobManager, LeaseInfo
 from tendril.job.errors import JobError
 from tendril.job.model import JobRecord, JobState
-from tendril.job.reconcile import RESTART_REASON
+from tendril.job.reconcile import RESTART_REASON, lost_reason
 from tendril.job.spec import DispatchSpec
 from tendril.job.store import JobStore
 from tendril_sdk.job import JobDescriptor
@@ -379,7 +379,10 @@ async def test_reconcile_kills_leftovers_and_fails_their_jobs(tmp_path: Path) ->
         for proc in procs:
             assert proc.wait(timeout=5) == -signal.SIGTERM
         ended = fresh.get("r-1")
-        assert ended.state is JobState.FAILED and ended.reason == RESTART_REASON
+        # A job that cannot be re-adopted (here: no shim was recorded for it) still ends FAILED;
+        # its reason now starts with "job service restarted" and says why it was not re-adopted.
+        assert ended.state is JobState.FAILED and ended.reason.startswith(RESTART_REASON)
+        assert ended.reason == lost_reason("no record of its shim was kept")
         assert not recorded.exists() and not stray.exists()
         assert "before the crash" in "".join([t async for t in fresh.logs("r-1")])
     finally:

@@ -1,7 +1,9 @@
-"""The SQLite job store: round trip, uniqueness, guarded transitions, listing."""
+"""The SQLite job store: round trip, uniqueness, guarded transitions, listing, re-adoption records."""
 
 from __future__ import annotations
 
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -9,7 +11,7 @@ import pytest
 from tendril.core.errors import ErrorKind
 from tendril.job.errors import JobError
 from tendril.job.model import JobRecord, JobState
-from tendril.job.store import JobStore
+from tendril.job.store import JobStore, Runtime
 
 
 def _record(job_id: str, created: float = 1.0) -> JobRecord:
@@ -87,3 +89,42 @@ def test_list_newest_first_with_state_filter_and_limit(tmp_path: Path) -> None:
     assert [r.job_id for r in store.list(limit=2)] == ["c", "b"]
     assert [r.job_id for r in store.list([JobState.RUNNING])] == ["b"]
     assert [r.job_id for r in store.list([JobState.PENDING, JobState.RUNNING])] == ["c", "b", "a"]
+
+
+def test_runtime_lives_exactly_while_the_job_runs_and_the_db_is_private(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.db")
+    store.insert(_record("a"))
+    assert store.runtime("a") is None
+    running = store.transition(store.get("a"), JobState.RUNNING, runtime=Runtime(4321, 12.5, "tok-secret"), pid=7)
+    assert store.runtime("a") == Runtime(4321, 12.5, "tok-secret")
+    assert "tok-secret" not in repr(store.runtime("a")), "the bridge token never shows in a repr (logs)"
+    assert "tok-secret" not in repr(store.get("a"))
+    store.close()
+    again = JobStore(tmp_path / "jobs.db")
+    assert again.runtime("a") == Runtime(4321, 12.5, "tok-secret"), "a restarted JobService finds it"
+    for name in ("jobs.db", "jobs.db-wal", "jobs.db-shm"):
+        if (tmp_path / name).exists():
+            assert stat.S_IMODE((tmp_path / name).stat().st_mode) == 0o600, name
+    again.note_stop("a", JobState.CANCELLED, "owner said stop")
+    assert again.runtime("a") == Runtime(4321, 12.5, "tok-secret", (JobState.CANCELLED, "owner said stop"))
+    again.transition(running, JobState.SUCCEEDED, exit_code=0)
+    assert again.runtime("a") is None, "the token goes with the job's end"
+    again.close()
+
+
+def test_a_refused_transition_stores_no_runtime(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.db")
+    store.insert(_record("a"))
+    pending = store.get("a")
+    store.transition(pending, JobState.CANCELLED)
+    with pytest.raises(JobError):
+        store.transition(pending, JobState.RUNNING, runtime=Runtime(1, 1.0, "t"))
+    assert store.runtime("a") is None
+
+
+def test_an_existing_world_readable_db_is_made_private(tmp_path: Path) -> None:
+    path = tmp_path / "jobs.db"
+    JobStore(path).close()
+    os.chmod(path, 0o644)
+    JobStore(path).close()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600

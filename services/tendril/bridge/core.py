@@ -9,7 +9,9 @@ an update land. The servicer adds only the remote calls.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import json
 import os
 import shutil
 import threading
@@ -52,7 +54,7 @@ class BridgeCore:
         self.job = job
         self.root = job.work_dir
         self._on_progress = on_progress
-        self._sent: dict[int, SentUpdate] = {}
+        self._sent: dict[int, SentUpdate] = self._load_sent()
 
     # -- paths ---------------------------------------------------------------------------
 
@@ -87,7 +89,8 @@ class BridgeCore:
 
         The executor may delete its file once SendUpdate returned; the copy is what the bridge
         sends again when the parameter server lost the update (it restarted before the round
-        closed).
+        closed). NOTE: the weight is kept beside it (``round-<r>.json``, written after the copy
+        landed), so a bridge rebuilt after a JobService restart finds both (:meth:`_load_sent`).
         """
         folder = self.root / SENT
         folder.mkdir(mode=0o700, exist_ok=True)
@@ -98,7 +101,21 @@ class BridgeCore:
                 os.link(path, tmp)
             except OSError:  # a file system without hard links
                 shutil.copyfile(path, tmp)
+        with landing(dest.with_suffix(".json")) as tmp:
+            tmp.write_text(json.dumps({"round": round_, "weight": weight}))
         self._sent[round_] = SentUpdate(dest, weight)
+
+    def _load_sent(self) -> dict[int, SentUpdate]:
+        """The copies a bridge of this job kept before (none for a new job)."""
+        kept: dict[int, SentUpdate] = {}
+        folder = self.root / SENT
+        for note in sorted(folder.glob("round-*.json")) if folder.is_dir() else []:
+            with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+                doc = json.loads(note.read_text())
+                copy = note.with_suffix(".safetensors")
+                if copy.is_file():
+                    kept[int(doc["round"])] = SentUpdate(copy, float(doc["weight"]))
+        return kept
 
     def sent(self, round_: int) -> SentUpdate | None:
         return self._sent.get(round_)
@@ -106,7 +123,9 @@ class BridgeCore:
     def forget_sent(self, round_: int | None) -> None:
         """Drop the copy kept for ``round_`` (None: every copy)."""
         for kept in [r for r in self._sent if round_ is None or r == round_]:
-            self._sent.pop(kept).path.unlink(missing_ok=True)
+            path = self._sent.pop(kept).path
+            path.with_suffix(".json").unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
 
     # -- job config ----------------------------------------------------------------------
 

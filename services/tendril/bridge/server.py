@@ -1,10 +1,22 @@
-"""One job's bridge server: a grpc.aio server on ``<work_dir>/bridge.sock`` guarded by a token."""
+"""One job's bridge server: a grpc.aio server on ``<work_dir>/bridge.sock`` guarded by a token.
+
+NOTE (rebuilt after a JobService restart): a bridge lives in the JobService process, so it
+dies with it while the job's executor runs on. The restarted JobService builds a new
+:class:`JobBridge` for the job with the same descriptor and token (kept in ``jobs.db``) on the
+same socket path (gRPC replaces the stale socket file); what the old one kept in memory is
+rebuilt or re-derived: the job at the DataFetcher is opened again (``OpenJob`` of an open job
+is a no-op, so the prefetched slices stay), the copies of sent updates are found again in
+``.sent/`` (:class:`~tendril.bridge.core.BridgeCore`), and the progress relay starts from
+"continue" until the scheduler's next answer.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import os
+
+import grpc
 
 from tendril.bridge.auth import TokenInterceptor
 from tendril.bridge.core import BridgeCore, ProgressSink
@@ -15,6 +27,7 @@ from tendril.core.errors import ErrorKind, PortInUseError
 from tendril.core.logs import get_logger
 from tendril.core.server import Binding, ServiceServer
 from tendril_proto.bridge.v1 import bridge_pb2_grpc
+from tendril_proto.data.v1 import data_pb2, data_pb2_grpc
 from tendril_sdk.job import JobDescriptor
 from tendril_sdk.reasons import BridgeReason
 
@@ -24,6 +37,7 @@ log = get_logger("tendril.bridge")
 MAX_SOCKET_PATH_BYTES = 107
 # Reports still queued for the scheduler when the job ends get this long to arrive.
 PROGRESS_FLUSH_SECONDS = 2.0
+RELEASE_TIMEOUT_SECONDS = 2.0
 
 
 class JobBridge:
@@ -86,3 +100,24 @@ class JobBridge:
         await self.remotes.close()
         with contextlib.suppress(FileNotFoundError):
             self.job.socket_path.unlink()
+
+
+async def release(job: JobDescriptor, *, data_fetcher_address: str) -> None:
+    """Close what a job's bridge held outside the JobService, for a job that ended without one.
+
+    A job whose executor ended (or was stopped) while the JobService was down had no bridge to
+    close its job at the DataFetcher (which would otherwise keep prefetching for it). A failure
+    is logged, never raised; a job that was never opened there is fine.
+    """
+    if not job.coordinator_address:
+        return
+    remotes = Remotes(job.worker_id)
+    try:
+        stub = data_pb2_grpc.DataFetcherServiceStub(remotes.channel(data_fetcher_address))
+        await stub.CloseJob(data_pb2.CloseJobRequest(job_id=job.job_id), timeout=RELEASE_TIMEOUT_SECONDS)
+        log.info("bridge.data_job_released", job_id=job.job_id)
+    except grpc.aio.AioRpcError as exc:
+        if exc.code() != grpc.StatusCode.NOT_FOUND:
+            log.warning("bridge.close_data_job_failed", job_id=job.job_id, code=exc.code().name)
+    finally:
+        await remotes.close()

@@ -161,7 +161,14 @@ class BridgeServicer(bridge_pb2_grpc.JobBridgeServiceServicer):
                 reason=BridgeReason.BAD_WEIGHT,
             )
         start = time.perf_counter()
-        sent = await self._push_update(path, request.round, request.weight)
+        try:
+            sent = await self._push_update(path, request.round, request.weight)
+        except BridgeError as exc:
+            # NOTE: a push that committed while the bridge that sent it died with its JobService
+            # comes back from the executor's retry as ALREADY_COMMITTED: keep its copy all the same.
+            if exc.reason == BridgeReason.ALREADY_COMMITTED:
+                await asyncio.to_thread(self.core.keep_sent, request.round, path, request.weight)
+            raise
         # NOTE: the parameter server holds a round's pushes in memory until the round closes; a
         # copy stays here until the round's update arrives, to be sent again if a restart of the
         # server lost it (ReceiveUpdate, PUSH_LOST).

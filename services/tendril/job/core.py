@@ -1,12 +1,13 @@
 """JobManager: the JobService's logic, with no gRPC in it — the orchestrator of a job's life.
 
 It checks a dispatch (:mod:`.spec`, the lease, the limits), makes the job's work dir
-(:mod:`.workdir`), starts its bridge and executor (:mod:`.executor`), follows the executor
-until it ends (:mod:`.runner`: exit, cancel, lease end, timeout, shutdown), records the end in
-the :class:`JobStore`, cleans up and publishes every change to watchers. After a restart it
-first ends what the previous process left (:mod:`.reconcile`). The lease check and the bridge
-are injected (:class:`LeaseDirectory`, :data:`BridgeStarter`), so tests can drive the core
-directly.
+(:mod:`.workdir`), starts its bridge and executor (:mod:`.executor`, under a shim), follows the
+executor until it ends (:mod:`.runner`: exit, cancel, lease end, timeout, shutdown), records
+the end in the :class:`JobStore`, cleans up and publishes every change to watchers. After a
+restart it first re-adopts the executors that still run — their bridge rebuilt on the same
+socket with the same token — and ends what cannot be re-adopted (:mod:`.reconcile`). The lease
+check and the bridge are injected (:class:`LeaseDirectory`, :data:`BridgeStarter`,
+:data:`BridgeReleaser`), so tests can drive the core directly.
 """
 
 from __future__ import annotations
@@ -34,11 +35,12 @@ from tendril.job.errors import JobError, JobReason
 from tendril.job.executor import ExecutorProcess, executor_env
 from tendril.job.joblog import LogReader
 from tendril.job.model import JobRecord, JobState
+from tendril.job.reconcile import Adoptable, lost_reason
 from tendril.job.reconcile import reconcile as end_leftovers
 from tendril.job.runner import LOST, BridgeHandle, JobEnd, JobRun
 from tendril.job.spec import DispatchSpec
 from tendril.job.spec import validate as validate_spec
-from tendril.job.store import JobStore
+from tendril.job.store import JobStore, Runtime
 from tendril.job.workdir import LOG_NAME, WorkDirs
 from tendril_sdk.job import JobDescriptor
 
@@ -73,6 +75,17 @@ class LeaseDirectory(Protocol):
 
 
 BridgeStarter = Callable[[JobDescriptor, str, ProgressSink], Awaitable[BridgeHandle]]
+# Closes what a job's bridge held outside the JobService (its job at the DataFetcher), for a job
+# that ended while no bridge of it ran (it ended while the JobService was down).
+BridgeReleaser = Callable[[JobDescriptor], Awaitable[None]]
+RELEASE_TIMEOUT_SECONDS = 10.0
+
+
+class _NoBridge:
+    """Stands in for a bridge that could not be rebuilt (the job is being stopped)."""
+
+    async def stop(self) -> None:
+        return None
 
 
 class JobManager:
@@ -85,6 +98,7 @@ class JobManager:
         leases: LeaseDirectory,
         start_bridge: BridgeStarter,
         *,
+        release_bridge: BridgeReleaser | None = None,
         python: str = sys.executable,
         clock: Callable[[], float] = time.time,
     ) -> None:
@@ -92,6 +106,7 @@ class JobManager:
         self.store = store
         self.leases = leases
         self.start_bridge = start_bridge
+        self.release_bridge = release_bridge
         self.python = python
         self.clock = clock
         self.workdirs = WorkDirs(
@@ -173,9 +188,7 @@ class JobManager:
             run = await self._launch(caller, spec, executor)
         finally:
             self._claimed.discard(spec.job_id)
-        self._runs[spec.job_id] = run
-        metrics.JOBS_ACTIVE.set(len(self._runs))
-        run.task = asyncio.create_task(self._supervise(run), name=f"job-{spec.job_id}")
+        self._register(run)
         log.info("job.started", job_id=spec.job_id, lease_id=spec.lease_id, peer=caller, pid=run.process.pid)
         self.events.publish(run.record.copy())
         if spec.lease_id in self._ended_leases:
@@ -211,11 +224,13 @@ class JobManager:
             token = secrets.token_urlsafe(32)
             bridge = await self.start_bridge(job, token, self.report_progress)
             env = executor_env(executor, paths, token)
-            process = ExecutorProcess.spawn(argv, env=env, cwd=work_dir, log_path=work_dir / LOG_NAME)
+            process = await ExecutorProcess.spawn(argv, env=env, cwd=work_dir, log_path=work_dir / LOG_NAME)
             metrics.EXECUTORS_STARTED.inc()
             record = self.store.transition(
                 record,
                 JobState.RUNNING,
+                # NOTE: kept so that a restarted JobService can re-adopt the job (see reconcile.py).
+                runtime=Runtime(process.shim_pid, process.shim_create_time, token),
                 started_at=self.clock(),
                 pid=process.pid,
                 pid_create_time=process.create_time,
@@ -231,7 +246,7 @@ class JobManager:
     ) -> None:
         if process is not None:
             await process.terminate(0.0)
-            process.reap()
+            await process.collect(0.0)
         if bridge is not None:
             try:
                 await bridge.stop()
@@ -243,10 +258,19 @@ class JobManager:
 
     # -- supervision ---------------------------------------------------------------------
 
+    def _register(self, run: JobRun) -> None:
+        self._runs[run.record.job_id] = run
+        metrics.JOBS_ACTIVE.set(len(self._runs))
+        run.task = asyncio.create_task(self._supervise(run), name=f"job-{run.record.job_id}")
+
     async def _supervise(self, run: JobRun) -> None:
         end = LOST
+        record = run.record
+        time_left = None
+        if record.timeout_seconds and record.started_at is not None:
+            time_left = record.timeout_seconds - (self.clock() - record.started_at)
         try:
-            end = await run.wait_end(self.config.job.kill_grace_seconds)
+            end = await run.wait_end(self.config.job.kill_grace_seconds, time_left)
         finally:
             await self._finish(run, end)
 
@@ -288,7 +312,13 @@ class JobManager:
 
     async def _stop(self, run: JobRun, state: JobState, reason: str, grace: float | None = None) -> None:
         """Ask ``run`` to end as ``state`` (SIGTERM, grace, SIGKILL) and wait until it is cleaned up."""
-        run.request_stop(state, reason, self.config.job.kill_grace_seconds if grace is None else grace)
+        if run.request_stop(state, reason, self.config.job.kill_grace_seconds if grace is None else grace):
+            # NOTE: kept, so that a JobService that dies before the executor is gone still ends
+            # the job as asked once restarted (the caller's Cancel broke off with it).
+            try:
+                self.store.note_stop(run.record.job_id, state, reason)
+            except Exception as exc:
+                log.warning("job.stop_not_recorded", job_id=run.record.job_id, error=repr(exc))
         await run.done.wait()
 
     def _in_background(self, coro: Awaitable[None]) -> None:
@@ -422,8 +452,59 @@ class JobManager:
     # -- start and stop ------------------------------------------------------------------
 
     async def reconcile(self) -> None:
-        """After a restart: end jobs left PENDING/RUNNING, kill their processes, sweep stray work dirs."""
-        await end_leftovers(self.store, self.workdirs, grace=self.config.job.kill_grace_seconds, clock=self.clock)
+        """After a restart: re-adopt the running executors, end the jobs that cannot be, sweep stray work dirs."""
+        adoptable = await end_leftovers(
+            self.store,
+            self.workdirs,
+            grace=self.config.job.kill_grace_seconds,
+            clock=self.clock,
+            release=self._release,
+        )
+        for found in adoptable:
+            await self._adopt(found)
+
+    async def _adopt(self, found: Adoptable) -> None:
+        """Follow a running executor again: its bridge rebuilt on the same socket with the same token.
+
+        NOTE: the executor's bridge calls failed with UNAVAILABLE while no bridge listened; the
+        SDK retries those (60 s), so they go through once this bridge serves. A bridge that
+        cannot be rebuilt leaves the executor cut off: the job is stopped and ends FAILED.
+        """
+        record, process = found.record, found.process
+        failure = ""
+        bridge: BridgeHandle
+        try:
+            bridge = await self.start_bridge(self.workdirs.descriptor(record), found.token, self.report_progress)
+        except Exception as exc:
+            bridge, failure = _NoBridge(), lost_reason(f"its bridge could not be rebuilt ({exc})")
+        run = JobRun(record=record, process=process, bridge=bridge, progress=dict(record.progress))
+        self._register(run)
+        grace = self.config.job.kill_grace_seconds
+        if failure:
+            log.error("job.readopt_failed", job_id=record.job_id, pid=process.pid, reason=failure)
+            run.request_stop(JobState.FAILED, failure, grace)
+            return
+        log.info(
+            "job.readopted", job_id=record.job_id, lease_id=record.lease_id, pid=process.pid, shim_pid=process.shim_pid
+        )
+        if found.stop is not None:
+            log.info("job.stop_resumed", job_id=record.job_id, state=found.stop[0].value, reason=found.stop[1])
+            run.request_stop(*found.stop, grace)
+
+    def _release(self, record: JobRecord) -> None:
+        """Close, in the background, what the bridge of a job that ended without one held outside."""
+        if self.release_bridge is None:
+            return
+        job = self.workdirs.descriptor(record)
+        release = self.release_bridge
+
+        async def release_quietly() -> None:
+            try:
+                await asyncio.wait_for(release(job), RELEASE_TIMEOUT_SECONDS)
+            except Exception as exc:
+                log.warning("job.release_failed", job_id=record.job_id, error=repr(exc))
+
+        self._in_background(release_quietly())
 
     async def retry_cleanups_forever(self) -> None:
         """Retry failed clean-ups every CLEANUP_RETRY_SECONDS (until cancelled)."""

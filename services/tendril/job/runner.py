@@ -3,7 +3,9 @@
 :meth:`JobRun.wait_end` waits for whichever comes first — the executor exits, someone asks
 the job to stop (cancel, lease end, shutdown: :meth:`JobRun.request_stop`), or the job's
 timeout passes — then stops the executor's process group (SIGTERM, the grace period, SIGKILL),
-reaps it and says how the job ended. The first stop request wins.
+collects its exit code from its shim and says how the job ended. The first stop request wins.
+A run is the same whether this JobService started the executor or re-adopted it after a
+restart (:mod:`.reconcile`).
 """
 
 from __future__ import annotations
@@ -48,16 +50,27 @@ class JobRun:
     grace: float = 0.0
     task: asyncio.Task[None] | None = None
 
-    def request_stop(self, state: JobState, reason: str, grace: float) -> None:
-        """Ask the job to end as ``state`` with ``grace`` seconds between SIGTERM and SIGKILL."""
-        if self.stop_request is None:
-            self.stop_request = (state, reason)
-            self.grace = grace
-            self.stop_event.set()
+    def request_stop(self, state: JobState, reason: str, grace: float) -> bool:
+        """Ask the job to end as ``state`` with ``grace`` seconds between SIGTERM and SIGKILL.
 
-    async def wait_end(self, timeout_grace: float) -> JobEnd:
-        """Until the executor is gone (stopped if need be); ``timeout_grace`` applies after a timeout."""
+        True when this request is the one that counts (the first).
+        """
+        if self.stop_request is not None:
+            return False
+        self.stop_request = (state, reason)
+        self.grace = grace
+        self.stop_event.set()
+        return True
+
+    async def wait_end(self, timeout_grace: float, time_left: float | None = None) -> JobEnd:
+        """Until the executor is gone (stopped if need be); ``timeout_grace`` applies after a timeout.
+
+        ``time_left``: seconds until the job's timeout (a re-adopted job has used part of it);
+        None means the whole ``timeout_seconds`` of the record (0: no timeout).
+        """
         timeout = self.record.timeout_seconds or None
+        if timeout is not None and time_left is not None:
+            timeout = max(0.0, time_left)
         waits = [asyncio.create_task(self.process.wait_exited()), asyncio.create_task(self.stop_event.wait())]
         try:
             await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
@@ -68,11 +81,14 @@ class JobRun:
             if self.stop_request is None:
                 self.request_stop(
                     JobState.FAILED,
-                    f"timed out after {timeout:g} s; the executor was stopped (SIGTERM, then SIGKILL)",
+                    f"timed out after {self.record.timeout_seconds:g} s; the executor was stopped "
+                    "(SIGTERM, then SIGKILL)",
                     timeout_grace,
                 )
             await self.process.terminate(self.grace)
-        code = self.process.reap()
+        code = await self.process.collect(self.grace)
         if self.stop_request is not None:
             return JobEnd(*self.stop_request, code)
+        if code is None:
+            return JobEnd(JobState.FAILED, self.process.lost_reason())
         return JobEnd(JobState.SUCCEEDED if code == 0 else JobState.FAILED, describe_exit(code), code)

@@ -7,6 +7,7 @@ import contextlib
 
 from tendril.bridge.core import ProgressSink
 from tendril.bridge.server import JobBridge
+from tendril.bridge.server import release as release_bridge
 from tendril.core.config import WorkerConfig
 from tendril.core.server import Binding, ServiceServer
 from tendril.job.core import JobManager
@@ -18,13 +19,16 @@ from tendril_sdk.job import JobDescriptor
 
 
 class JobService:
-    """The JobService process: reconcile, serve, follow leases, retry failed clean-ups; stop cancels every job."""
+    """The JobService process: reconcile (re-adopt running executors), serve, follow leases, retry
+    failed clean-ups; stop cancels every job."""
 
     def __init__(self, config: WorkerConfig) -> None:
         self.config = config
         self.store = JobStore(config.state_dir / "jobs.db")
         self.leases = LeaseClient(config.listen("lease"), config.worker_id)
-        self.manager = JobManager(config, self.store, self.leases, self._start_bridge)
+        self.manager = JobManager(
+            config, self.store, self.leases, self._start_bridge, release_bridge=self._release_bridge
+        )
         self.server = ServiceServer(
             config.listen("job"),
             [Binding(SERVICE_NAME, job_pb2_grpc.add_JobServiceServicer_to_server, JobServicer(self.manager))],
@@ -44,6 +48,9 @@ class JobService:
         )
         await bridge.start()
         return bridge
+
+    async def _release_bridge(self, job: JobDescriptor) -> None:
+        await release_bridge(job, data_fetcher_address=self.config.listen("data_fetcher"))
 
     async def start(self) -> None:
         await self.manager.reconcile()

@@ -3,13 +3,27 @@
 Every state change goes through :meth:`JobStore.transition`, which checks the state machine and
 updates the row only if it is still in the state the caller saw, so two writers can never
 both end a job.
+
+Beside the records, table ``job_runtime`` keeps what a restarted JobService needs to re-adopt
+a running job (:class:`Runtime`: its shim's pid and start time, its bridge token). A row is
+written in the same transaction that makes the job RUNNING and deleted in the one that ends
+it, so it exists exactly while the job runs.
+
+NOTE (the bridge token): it is stored here, not in the work dir, because the work dir is the
+executor's (it may copy or upload it, ``job.keep_work_dirs`` keeps it) while the state dir is
+the worker's alone: the database and its ``-wal``/``-shm`` files are made 0600 (SQLite gives
+those the database file's mode) in the 0700 state dir. The token is never logged and never
+part of a :class:`JobRecord`, so no RPC returns it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
+import os
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +54,32 @@ CREATE TABLE IF NOT EXISTS jobs (
 );
 CREATE INDEX IF NOT EXISTS jobs_by_created ON jobs (created_at);
 CREATE INDEX IF NOT EXISTS jobs_by_state ON jobs (state);
+CREATE TABLE IF NOT EXISTS job_runtime (
+    job_id TEXT PRIMARY KEY,
+    shim_pid INTEGER NOT NULL,
+    shim_create_time REAL NOT NULL,
+    bridge_token TEXT NOT NULL,
+    stop_state TEXT,
+    stop_reason TEXT
+);
 """
+DB_MODE = 0o600
 
 _COLUMNS = (
     "job_id, lease_id, owner_id, executor_class, executor_name, state, created_at, work_dir, config_json, "
     "coordinator_address, timeout_seconds, exit_code, reason, started_at, finished_at, pid, pid_create_time, "
     "progress_json"
 )
+
+
+@dataclasses.dataclass(frozen=True)
+class Runtime:
+    """What a restarted JobService needs to re-adopt a running job (kept only while it runs)."""
+
+    shim_pid: int
+    shim_create_time: float
+    bridge_token: str = dataclasses.field(repr=False)
+    stop: tuple[JobState, str] | None = None  # a stop asked for (cancel, lease end) that had not ended it yet
 
 
 def _row_to_record(row: tuple[Any, ...]) -> JobRecord:
@@ -121,6 +154,10 @@ class JobStore:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
+        os.close(os.open(path, os.O_RDWR | os.O_CREAT, DB_MODE))
+        for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            with contextlib.suppress(FileNotFoundError):
+                os.chmod(name, DB_MODE)
         self._db = sqlite3.connect(str(path), isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
         # NOTE: NORMAL is durable across a process crash (kill -9) in WAL mode; only a power
@@ -166,11 +203,43 @@ class JobStore:
         args.append(limit)
         return [_row_to_record(row) for row in self._db.execute(sql, args)]
 
-    def transition(self, record: JobRecord, new: JobState, **fields: Any) -> JobRecord:
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[None]:
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def runtime(self, job_id: str) -> Runtime | None:
+        """The re-adoption record of a running job (None when it has none)."""
+        row = self._db.execute(
+            "SELECT shim_pid, shim_create_time, bridge_token, stop_state, stop_reason FROM job_runtime "
+            "WHERE job_id = ?",
+            (job_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        stop = (JobState(row[3]), str(row[4] or "")) if row[3] else None
+        return Runtime(int(row[0]), float(row[1]), str(row[2]), stop)
+
+    def note_stop(self, job_id: str, state: JobState, reason: str) -> None:
+        """Remember that a running job was asked to end as ``state`` (so a restart still ends it so)."""
+        self._db.execute(
+            "UPDATE job_runtime SET stop_state = ?, stop_reason = ? WHERE job_id = ?", (state.value, reason, job_id)
+        )
+
+    def transition(
+        self, record: JobRecord, new: JobState, *, runtime: Runtime | None = None, **fields: Any
+    ) -> JobRecord:
         """Move ``record`` to ``new`` (setting ``fields`` too) if the state machine allows it.
 
-        Returns the updated record. Raises JobError FAILED_PRECONDITION for an illegal move or
-        when the stored state is no longer the one ``record`` shows.
+        ``runtime`` is stored with a move to RUNNING; a move to an end state drops the job's
+        runtime in the same transaction. Returns the updated record. Raises JobError
+        FAILED_PRECONDITION for an illegal move or when the stored state is no longer the one
+        ``record`` shows.
         """
         check_transition(record.job_id, record.state, new)
         updated = record.copy()
@@ -181,11 +250,21 @@ class JobStore:
             setattr(updated, key, value)
         values = _record_values(updated)
         assignments = ", ".join(f"{c.strip()} = ?" for c in _COLUMNS.split(",")[1:])
-        cursor = self._db.execute(
-            f"UPDATE jobs SET {assignments} WHERE job_id = ? AND state = ?",
-            (*values[1:], record.job_id, record.state.value),
-        )
-        if cursor.rowcount != 1:
+        with self._transaction():
+            cursor = self._db.execute(
+                f"UPDATE jobs SET {assignments} WHERE job_id = ? AND state = ?",
+                (*values[1:], record.job_id, record.state.value),
+            )
+            changed = cursor.rowcount == 1
+            if changed and runtime is not None:
+                self._db.execute(
+                    "INSERT OR REPLACE INTO job_runtime (job_id, shim_pid, shim_create_time, bridge_token) "
+                    "VALUES (?, ?, ?, ?)",
+                    (record.job_id, runtime.shim_pid, runtime.shim_create_time, runtime.bridge_token),
+                )
+            if changed and new.terminal:
+                self._db.execute("DELETE FROM job_runtime WHERE job_id = ?", (record.job_id,))
+        if not changed:
             current = self.get(record.job_id)
             raise JobError(
                 ErrorKind.FAILED_PRECONDITION,
