@@ -29,7 +29,7 @@ from tendril.arbiter.history import OfferHistory
 from tendril.arbiter.model import OfferRecord, OfferState, Request
 from tendril.arbiter.policy import Policy, rank, score
 from tendril.arbiter.window import Windower
-from tendril.core import metrics
+from tendril.core import liveness, metrics
 from tendril.core.amounts import Amount
 from tendril.core.errors import ErrorKind
 from tendril.core.logs import get_logger
@@ -147,7 +147,9 @@ class Arbiter:
     async def run(self) -> None:
         """Decide windows until cancelled."""
         while True:
-            items = await self._window.next()
+            liveness.beat()
+            with liveness.idle():  # waiting for requests is not stalling
+                items = await self._window.next()
             try:
                 await self.decide(items)
             except Exception as exc:  # one broken window must not stop the arbiter
@@ -174,6 +176,7 @@ class Arbiter:
             in_window.add(item.request.request_id)
             candidates[id(item.request)] = item
         for request in rank(i.request for i in candidates.values()):
+            liveness.beat()  # each step waits for at most one LeaseService call
             item = candidates[id(request)]
             plan = self.policy.plan(request, free)
             if not request.resources.fits_in(free) or plan.resources == Amount():

@@ -6,12 +6,12 @@ import asyncio
 import contextlib
 
 from tendril.arbiter.bus import BusFollower
-from tendril.arbiter.clients import LeaseClient, SchedulerClient
+from tendril.arbiter.clients import LEASE_CALL_TIMEOUT, LeaseClient, SchedulerClient
 from tendril.arbiter.convert import request_from_proto
 from tendril.arbiter.engine import Arbiter
 from tendril.arbiter.policy import Policy
 from tendril.arbiter.servicer import ArbiterServicer
-from tendril.core import tls
+from tendril.core import liveness, tls
 from tendril.core.config import WorkerConfig
 from tendril.core.logs import get_logger
 from tendril.core.server import Binding, ServiceServer
@@ -75,8 +75,10 @@ class ArbiterService:
             config_key="arbiter.listen",
         )
         await self.server.start()
-        self._windows = asyncio.create_task(self.arbiter.run(), name="arbiter-windows")
-        self._bus = asyncio.create_task(self.follower.run(), name="arbiter-bus")
+        # NOTE: a decision step waits on the LeaseService for at most one call's timeout
+        # between two beats; the bus follower waits on the gateway (watched for death only).
+        self._windows = liveness.supervised(self.arbiter.run(), name="arbiter-decisions", every=LEASE_CALL_TIMEOUT)
+        self._bus = liveness.supervised(self.follower.run(), name="arbiter-bus")
         log.info(
             "arbiter.started",
             gateway=gateway_address(config),
