@@ -27,9 +27,9 @@ and forgives that much. A blocked event loop answers no health check at all, whi
 supervisor's probe deadline catches instead (``supervisor.unresponsive_seconds``).
 
 Fault injection for tests (read only when ``TENDRIL_TESTING=1``, never in production): with
-``TENDRIL_TEST_FAULT_DIR=<dir>``, a file ``<dir>/<loop name>.die`` makes that loop raise
-(the file is removed first, so a restarted process runs clean), and ``<loop name>.stall``
-makes its beats stop counting until the process ends.
+``TENDRIL_TEST_FAULT_DIR=<dir>``, a file ``<dir>/<loop name>.die`` makes that loop raise,
+and ``<loop name>.stall`` makes its beats stop counting until the process ends. Each file is
+removed when taken, so the restarted process runs clean.
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ class Heartbeat:
     def stalled_for(self, now: float) -> float | None:
         """Seconds since the last beat when the loop counts as stalled, else None."""
         limit = self.stall_after
-        if limit is None or self.waiting:
+        if limit is None or (self.waiting and not self.muted):  # a stalled test loop stalls even idle
             return None
         silent = now - self.last
         return silent if silent > limit else None
@@ -313,12 +313,10 @@ async def _with_faults(coro: Coroutine[Any, Any, Any], name: str, heartbeat: Hea
     die_file, stall_file = folder / f"{name}.die", folder / f"{name}.stall"
     try:
         while not inner.done():
-            if stall_file.exists() and not heartbeat.muted:
+            if _take(stall_file):
                 heartbeat.muted = True
                 log.warning("liveness.fault_injected", loop=name, fault="stall")
-            if die_file.exists():
-                with contextlib.suppress(FileNotFoundError):
-                    die_file.unlink()
+            if _take(die_file):
                 log.warning("liveness.fault_injected", loop=name, fault="die")
                 raise InjectedFault(f"{name}: fault injected by the test ({die_file})")
             await asyncio.wait({inner}, timeout=FAULT_POLL_SECONDS)
@@ -328,3 +326,12 @@ async def _with_faults(coro: Coroutine[Any, Any, Any], name: str, heartbeat: Hea
             inner.cancel()
             with contextlib.suppress(BaseException):
                 await inner
+
+
+def _take(path: Path) -> bool:
+    """True once for a fault file: it is removed, so the restarted process runs clean."""
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    return True

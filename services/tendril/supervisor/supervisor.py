@@ -221,9 +221,7 @@ class Supervisor:
             # a bad setting); a restart would meet the same: stop with that line and exit 2,
             # which the systemd unit does not restart.
             child.status.state = "failed"
-            prefix = f"tendril {child.name}: "
-            said = [line for line in child.log_tail(TAIL_LINES) if line.startswith(prefix)]
-            why = said[-1][len(prefix) :] if said else f"{describe_exit(EXIT_CANNOT_START)} (see {child.log_path})"
+            why = self._said(child) or f"{describe_exit(EXIT_CANNOT_START)} (see {child.log_path})"
             log.error("child.cannot_start", child=child.name, reason=why)
             print(f"tendril: {child.name} cannot start: {why}", file=sys.stderr, flush=True)
             self._failed_code = EXIT_CANNOT_START
@@ -240,6 +238,13 @@ class Supervisor:
             file=sys.stderr,
             flush=True,
         )
+
+    @staticmethod
+    def _said(child: Child) -> str:
+        """The one line a child printed on its way out (``tendril <name>: ...``), if any."""
+        prefix = f"tendril {child.name}: "
+        said = [line for line in child.log_tail(TAIL_LINES) if line.startswith(prefix)]
+        return said[-1][len(prefix) :] if said else ""
 
     # -- registration ------------------------------------------------------------------------
 
@@ -328,7 +333,9 @@ class Supervisor:
             while not self._stopping.is_set():
                 child.status.state = "backoff"
                 self._save()
-                say(f"{child.name} {describe_exit(code)}; restarting in {delay:.1f}s (see {child.log_path})")
+                said = self._said(child) if code == EXIT_CANNOT_START else ""
+                because = f": {said}" if said else ""
+                say(f"{child.name} {describe_exit(code)}{because}; restarting in {delay:.1f}s (see {child.log_path})")
                 log.warning("child.crashed", child=child.name, exit_code=code, delay_seconds=delay)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), delay)
