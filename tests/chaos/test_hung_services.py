@@ -1,7 +1,7 @@
 """A frozen or stuck service is restarted within 10 s; a loop that dies takes its process down.
 
 One worker takes every fault in turn (SIGSTOP of DataFetcher, LeaseService and Arbiter; the
-Arbiter's decision loop made to die; the LeaseService's pruner made to stall), each measured
+Arbiter's decision loop made to die, then to stall; the LeaseService's pruner made to stall), each measured
 from the fault to the service answering SERVING again from outside. Loop faults go through
 ``TENDRIL_TEST_FAULT_DIR`` (read only under ``TENDRIL_TESTING=1``).
 """
@@ -74,6 +74,10 @@ async def test_frozen_dying_and_stalled_services_are_restarted_within_10s(
         arbiter_log = (worker.config.state_dir / "logs" / "arbiter.log").read_text()
         assert "tendril: loop arbiter-decisions raised InjectedFault" in arbiter_log
         assert "liveness.loop_died" in arbiter_log and "Traceback" in arbiter_log
+
+        seconds, child = await _restarted(worker, "arbiter", inject("arbiter-decisions.stall"))
+        measured.append(f"Arbiter decision loop stalls: serving again after {seconds:.2f}s")
+        assert child["hung_kills"] == 2 and seconds < LIMIT_SECONDS, measured[-1]
 
         seconds, child = await _restarted(worker, "lease", inject("lease-pruner.stall"))
         measured.append(f"LeaseService pruner stalls: serving again after {seconds:.2f}s")

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 
 from tendril.arbiter.bus import BusFollower
-from tendril.arbiter.clients import LEASE_CALL_TIMEOUT, LeaseClient, SchedulerClient
+from tendril.arbiter.clients import LeaseClient, SchedulerClient
 from tendril.arbiter.convert import request_from_proto
 from tendril.arbiter.engine import Arbiter
 from tendril.arbiter.policy import Policy
@@ -23,6 +23,8 @@ SERVICE_NAME = "tendril.arbiter.v1.ArbiterService"
 # How long offers that are out when the arbiter stops may take to finish (they are bounded
 # by the offer timeout anyway).
 STOP_GRACE_SECONDS = 2.0
+# The decision loop's own work between two of its waits (scoring one window: milliseconds).
+DECISION_STEP_SECONDS = 1.0
 
 
 def gateway_address(config: WorkerConfig) -> str:
@@ -75,9 +77,9 @@ class ArbiterService:
             config_key="arbiter.listen",
         )
         await self.server.start()
-        # NOTE: a decision step waits on the LeaseService for at most one call's timeout
-        # between two beats; the bus follower waits on the gateway (watched for death only).
-        self._windows = liveness.supervised(self.arbiter.run(), name="arbiter-decisions", every=LEASE_CALL_TIMEOUT)
+        # NOTE: the decision loop beats between its waits (requests, LeaseService calls); the
+        # bus follower waits on the gateway (watched for death only).
+        self._windows = liveness.supervised(self.arbiter.run(), name="arbiter-decisions", every=DECISION_STEP_SECONDS)
         self._bus = liveness.supervised(self.follower.run(), name="arbiter-bus")
         log.info(
             "arbiter.started",

@@ -53,8 +53,9 @@ HEALTH_NAME = "tendril.liveness"  # the grpc.health.v1 name the supervisor probe
 EXIT_LOOP_DIED = 70  # sysexits EX_SOFTWARE: a supervised loop ended; the process is not whole
 WATCHDOG_SECONDS = 0.25  # how often the watchdog looks at the loops
 # NOTE: on top of a loop's own ``every``: scheduling jitter of a busy event loop (on two cores
-# shared with training, callbacks run up to a few hundred ms late) without a false alarm.
-STALL_GRACE_SECONDS = 2.0
+# shared with training, callbacks run up to a few hundred ms late) without a false alarm. A
+# loop held up by a busy event loop is forgiven anyway: the watchdog is held up alike.
+STALL_GRACE_SECONDS = 1.0
 LAG_WARNING_SECONDS = 1.0  # an event-loop stall this long is logged (liveness.event_loop_blocked)
 
 TESTING_ENV = "TENDRIL_TESTING"

@@ -25,7 +25,10 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from tendril.core.channel import open_channel
 from tendril.core.health import check_serving
 from tendril.core.liveness import HEALTH_NAME
+from tendril.core.logs import get_logger
 from tendril.supervisor.child import Child
+
+log = get_logger("tendril.supervisor")
 
 POLL_SECONDS = 0.05
 PROBE_INTERVAL_SECONDS = 1.0
@@ -116,4 +119,7 @@ class LivenessProbe:
                     self.answered(reply.status)
                 except grpc.aio.AioRpcError as exc:
                     self.answered(None, exc.code())
+                except Exception as exc:  # no answer either; the probe itself goes on
+                    log.warning("probe.failed", address=self.address, error=repr(exc))
+                    self.answered(None, grpc.StatusCode.UNKNOWN)
                 await asyncio.sleep(max(0.0, self.interval - (self.clock() - started)))
