@@ -19,8 +19,9 @@ from tendril.core.errors import CoreReason, StateError
 from tendril.core.server import ServiceServer
 from tendril.job.service import JobService
 from tendril.lease.service import DB_NAME
-from tendril.supervisor.health import LivenessProbe
+from tendril.supervisor.health import LivenessProbe, Started
 from tendril.supervisor.prepare import prepare
+from tendril.supervisor.supervisor import Supervisor
 from tests.procs import worker_config
 
 
@@ -132,6 +133,36 @@ def test_a_folder_that_takes_no_data_is_named_with_its_cause(tmp_path: Path, mon
     problem = state.diagnose(tmp_path)
     assert problem is not None and problem.reason == CoreReason.STATE_NOT_WRITABLE
     assert "No space left on device; free disk space there" in problem.message
+
+
+async def test_a_file_where_a_state_folder_belongs_is_named(tmp_path: Path) -> None:
+    (tmp_path / "paramserver").write_text("not a folder")
+    problem = state.diagnose(tmp_path)
+    assert problem is not None and problem.reason == CoreReason.STATE_DAMAGED
+    assert f"{tmp_path / 'paramserver'} is not a folder" in problem.message
+
+
+async def test_a_child_that_cannot_start_stops_the_worker_with_its_line_and_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    prepared = prepare(worker_config(tmp_path))
+    try:
+        supervisor = Supervisor(prepared)
+        child = supervisor.children["job"]
+        child.log_path.parent.mkdir(parents=True, exist_ok=True)
+        child.log_path.write_text(
+            '{"event": "service.state_unusable"}\ntendril job: /x/jobs.db is damaged: why. Move it\n'
+        )
+        child.status.last_exit_code = 2
+        supervisor._report_start_failure(child, Started.EXITED)
+        assert supervisor._failed_code == 2 and child.status.state == "failed"
+        assert capsys.readouterr().err == "tendril: job cannot start: /x/jobs.db is damaged: why. Move it\n"
+        child.status.last_exit_code = 1  # a crash: the last lines, exit status 1 as before
+        supervisor._failed_code = 1
+        supervisor._report_start_failure(child, Started.EXITED)
+        assert supervisor._failed_code == 1 and "Last lines of" in capsys.readouterr().err
+    finally:
+        prepared.lock.close()
 
 
 async def test_the_state_names_are_the_services_own(tmp_path: Path) -> None:

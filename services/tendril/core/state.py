@@ -131,6 +131,13 @@ def check_state(state_dir: Path, work_dir: Path | None = None, *, exclusive: boo
     for folder in folders:
         if folder.is_dir():
             check_writable(folder)
+        elif folder.exists():
+            raise StateError(
+                f"{folder} is not a folder, but the worker keeps a folder there; move it aside "
+                f"(mv {folder} {folder}.moved) and start the worker again",
+                reason=CoreReason.STATE_DAMAGED,
+                path=str(folder),
+            )
     for db in DATABASES:
         check_database(state_dir / db.name, db, exclusive=exclusive)
 
