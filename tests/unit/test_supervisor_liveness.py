@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -19,8 +21,12 @@ from tendril.core.errors import CoreReason, StateError
 from tendril.core.server import ServiceServer
 from tendril.job.service import JobService
 from tendril.lease.service import DB_NAME
+from tendril.supervisor.errors import SupervisorError
 from tendril.supervisor.health import LivenessProbe, Started
-from tendril.supervisor.prepare import prepare
+from tendril.supervisor.ports import check_ports
+from tendril.supervisor.prepare import _ended_uncleanly, prepare
+from tendril.supervisor.specs import child_specs
+from tendril.supervisor.statusfile import SupervisorStatus, write_status
 from tendril.supervisor.supervisor import Supervisor
 from tests.procs import worker_config
 
@@ -172,6 +178,29 @@ async def test_the_state_names_are_the_services_own(tmp_path: Path) -> None:
         assert service.store.path == tmp_path / "state" / state.JOBS_DB
     finally:
         service.store.close()
+
+
+def test_ports_of_a_killed_supervisors_services_get_a_moment_to_come_free(tmp_path: Path) -> None:
+    busy = socket.socket()
+    busy.bind(("127.0.0.1", 0))
+    busy.listen()
+    port = busy.getsockname()[1]
+    config = worker_config(tmp_path, lease__listen=f"127.0.0.1:{port}")
+    with pytest.raises(SupervisorError, match="is in use"):
+        check_ports(config, child_specs(config))  # a clean start: no waiting
+    threading.Timer(0.3, busy.close).start()
+    started = time.monotonic()
+    check_ports(config, child_specs(config), grace=5.0)
+    assert 0.2 < time.monotonic() - started < 3.0
+
+    prepare(config).lock.close()
+    status = config.state_dir / "run" / "status.json"
+    write_status(status, SupervisorStatus("w", 1, str(config.state_dir), state="serving"))
+    assert _ended_uncleanly(status)  # killed while serving
+    write_status(status, SupervisorStatus("w", 1, str(config.state_dir), state="stopped"))
+    assert not _ended_uncleanly(status)
+    status.unlink()
+    assert not _ended_uncleanly(status)
 
 
 def test_prepare_stops_services_a_killed_supervisor_left_behind(tmp_path: Path) -> None:

@@ -30,6 +30,7 @@ from tendril.supervisor.errors import SupervisorError, SupervisorReason
 from tendril.supervisor.ports import check_ports
 from tendril.supervisor.reaper import stop_leftovers
 from tendril.supervisor.specs import ChildSpec, child_specs
+from tendril.supervisor.statusfile import read_status
 
 log = get_logger("tendril.supervisor")
 
@@ -91,6 +92,19 @@ def _claim(run_dir: Path, state_dir: Path) -> IO[str]:
     return lock
 
 
+# NOTE: a service killed with its supervisor shows as gone (a zombie) as soon as its main
+# thread has exited, but holds its ports until its last thread has: up to ~1 s under load.
+PORT_GRACE_SECONDS = 3.0
+
+
+def _ended_uncleanly(status_json: Path) -> bool:
+    """The last supervisor of this state dir did not stop cleanly (killed, host crash)."""
+    try:
+        return bool(read_status(status_json).get("state") not in ("stopped", "failed"))
+    except (OSError, ValueError):
+        return False
+
+
 def prepare(config: WorkerConfig) -> Prepared:
     """Resolve, lock, check every port and write ``run/config.json``; raises SupervisorError."""
     resolved = resolve(config)
@@ -113,7 +127,7 @@ def prepare(config: WorkerConfig) -> Prepared:
             log.warning("supervisor.stopped_leftovers", pids=left, why="services of a supervisor that was killed")
         check_state(state_dir, Path(resolved.worker.work_dir))
         specs = child_specs(resolved)
-        check_ports(resolved, specs)
+        check_ports(resolved, specs, grace=PORT_GRACE_SECONDS if _ended_uncleanly(run_dir / "status.json") else 0.0)
         try:
             write_atomically(config_json, json.dumps(resolved.to_dict(), indent=2), mode=0o600)
         except OSError as exc:
