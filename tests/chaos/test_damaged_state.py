@@ -23,7 +23,7 @@ from tendril.supervisor.prepare import prepare
 from tests.integration.live_worker import CLI, live_worker, until, wait_all_serving
 from tests.procs import worker_config, write_config_json
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.integration, pytest.mark.chaos, pytest.mark.timeout(180)]
 
 
 def _run_worker(config: WorkerConfig, tmp_path: Path) -> subprocess.CompletedProcess[str]:

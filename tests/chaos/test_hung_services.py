@@ -20,7 +20,7 @@ from tendril.core import liveness
 from tests.integration.live_worker import HEALTH_NAMES, LiveWorker, live_worker, until, wait_all_serving
 from tests.procs import pids_alive, wait_serving
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.integration, pytest.mark.chaos, pytest.mark.timeout(240)]
 
 LIMIT_SECONDS = 10.0  # the goal: restarted and serving within 10 s of the fault
 

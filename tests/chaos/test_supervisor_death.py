@@ -18,7 +18,7 @@ from tendril.supervisor.specs import child_specs, listen_address
 from tests.integration.live_worker import CLI, LiveWorker, live_worker, until, wait_all_serving
 from tests.procs import pids_alive, running, spawn
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(180)]
+pytestmark = [pytest.mark.integration, pytest.mark.chaos, pytest.mark.timeout(180)]
 
 
 def _addresses(worker: LiveWorker) -> list[str]:
