@@ -29,7 +29,7 @@ from tendril.arbiter.history import OfferHistory
 from tendril.arbiter.model import OfferRecord, OfferState, Request
 from tendril.arbiter.policy import Policy, rank, score
 from tendril.arbiter.window import Windower
-from tendril.core import metrics
+from tendril.core import liveness, metrics
 from tendril.core.amounts import Amount
 from tendril.core.errors import ErrorKind
 from tendril.core.logs import get_logger
@@ -147,7 +147,9 @@ class Arbiter:
     async def run(self) -> None:
         """Decide windows until cancelled."""
         while True:
-            items = await self._window.next()
+            liveness.beat()
+            with liveness.idle():  # waiting for requests is not stalling
+                items = await self._window.next()
             try:
                 await self.decide(items)
             except Exception as exc:  # one broken window must not stop the arbiter
@@ -159,7 +161,10 @@ class Arbiter:
     async def decide(self, items: list[_Item]) -> None:
         now = self._clock()
         try:
-            total, free = await self.leases.capacity()
+            # NOTE: waits on the LeaseService count as idle: each is bounded by its deadline,
+            # and a LeaseService that hangs is its own probe's business.
+            with liveness.idle():
+                total, free = await self.leases.capacity()
         except PortError as exc:
             for item in items:
                 self._drop(item, f"lease service unavailable, free resources unknown: {exc}")
@@ -184,12 +189,13 @@ class Arbiter:
             record = self._record(request, OfferState.PENDING, resources=plan.resources, price=plan.price)
             record.offer_id = f"offer-{uuid.uuid4().hex[:16]}"
             try:
-                grant = await self.leases.reserve(
-                    owner_id=request.scheduler_id,
-                    resources=plan.resources,
-                    price=plan.price,
-                    request_id=request.request_id,
-                )
+                with liveness.idle():
+                    grant = await self.leases.reserve(
+                        owner_id=request.scheduler_id,
+                        resources=plan.resources,
+                        price=plan.price,
+                        request_id=request.request_id,
+                    )
             except NoRoom as exc:
                 self._drop(item, f"does not fit the free resources: {exc}")
                 continue

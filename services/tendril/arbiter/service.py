@@ -11,7 +11,7 @@ from tendril.arbiter.convert import request_from_proto
 from tendril.arbiter.engine import Arbiter
 from tendril.arbiter.policy import Policy
 from tendril.arbiter.servicer import ArbiterServicer
-from tendril.core import tls
+from tendril.core import liveness, tls
 from tendril.core.config import WorkerConfig
 from tendril.core.logs import get_logger
 from tendril.core.server import Binding, ServiceServer
@@ -23,6 +23,8 @@ SERVICE_NAME = "tendril.arbiter.v1.ArbiterService"
 # How long offers that are out when the arbiter stops may take to finish (they are bounded
 # by the offer timeout anyway).
 STOP_GRACE_SECONDS = 2.0
+# The decision loop's own work between two of its waits (scoring one window: milliseconds).
+DECISION_STEP_SECONDS = 1.0
 
 
 def gateway_address(config: WorkerConfig) -> str:
@@ -75,8 +77,10 @@ class ArbiterService:
             config_key="arbiter.listen",
         )
         await self.server.start()
-        self._windows = asyncio.create_task(self.arbiter.run(), name="arbiter-windows")
-        self._bus = asyncio.create_task(self.follower.run(), name="arbiter-bus")
+        # NOTE: the decision loop beats between its waits (requests, LeaseService calls); the
+        # bus follower waits on the gateway (watched for death only).
+        self._windows = liveness.supervised(self.arbiter.run(), name="arbiter-decisions", every=DECISION_STEP_SECONDS)
+        self._bus = liveness.supervised(self.follower.run(), name="arbiter-bus")
         log.info(
             "arbiter.started",
             gateway=gateway_address(config),

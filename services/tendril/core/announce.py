@@ -4,18 +4,21 @@
 refresh never lets it expire), puts it again after a gateway restart (a refresh is a Put, so
 a gateway that forgot the record simply gets it back), and deletes it on a clean stop.
 A gateway that is down never stops the announcing service: failures are logged and retried
-on the next tick.
+on the next tick. The refresh loop is :func:`~tendril.core.liveness.supervised`: should it ever
+end, the process ends with it (or ``on_death`` runs) rather than vanish from the registry quietly.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 
 import grpc
 from google.protobuf import any_pb2
 from google.protobuf.message import Message
 
+from tendril.core import liveness
 from tendril.core.channel import open_channel
 from tendril.core.logs import get_logger
 from tendril_proto.gateway.v1 import gateway_pb2, gateway_pb2_grpc
@@ -37,6 +40,7 @@ class RegistryAnnouncer:
         *,
         ttl_seconds: float,
         peer_id: str,
+        on_death: Callable[[str, BaseException | None], None] | None = None,
     ) -> None:
         if ttl_seconds <= 0:
             raise ValueError(f"ttl_seconds must be positive, got {ttl_seconds}")
@@ -46,6 +50,7 @@ class RegistryAnnouncer:
         self.ttl_seconds = ttl_seconds
         self.peer_id = peer_id
         self._payload = payload
+        self._on_death = on_death
         self._channel: grpc.aio.Channel | None = None
         self._task: asyncio.Task[None] | None = None
         self.puts_ok = 0  # successful Puts (first one included), for status and tests
@@ -83,10 +88,17 @@ class RegistryAnnouncer:
         self._channel = open_channel(self.gateway_address, peer_id=self.peer_id)
         if await self.put_once():
             log.info("registry.announced", gateway=self.gateway_address, kind=self.kind, id=self.record_id)
-        self._task = asyncio.create_task(self._refresh_loop(), name=f"announce-{self.kind}-{self.record_id}")
+        self._task = liveness.supervised(
+            self._refresh_loop(),
+            name=f"announce-{self.kind}",
+            # a turn: the sleep, then one Put bounded by its timeout
+            every=self.ttl_seconds / 3 + CALL_TIMEOUT_SECONDS,
+            on_death=self._on_death,
+        )
 
     async def _refresh_loop(self) -> None:
         while True:
+            liveness.beat()
             await asyncio.sleep(self.ttl_seconds / 3)
             await self.put_once()
 

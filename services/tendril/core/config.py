@@ -226,6 +226,8 @@ class SupervisorSection:
         default=10.0, validate_default=True
     )  # checked against the one above
     """Upper bound of the restart delay."""
+    unresponsive_seconds: Annotated[float, Field(ge=2.0)] = 5.0
+    """A serving service that answers no health check for this long is killed (SIGKILL) and restarted."""
 
     @field_validator("restart_backoff_max_seconds")
     @classmethod

@@ -48,6 +48,7 @@ from typing import Any, Protocol
 import numpy as np
 from cryptography import x509
 
+from tendril.core import liveness
 from tendril.core.config import split_address
 from tendril.core.errors import PortInUseError
 from tendril.core.logs import get_logger
@@ -323,7 +324,9 @@ class DataPlane:
         listener.setblocking(False)
         self._listener = listener
         self.port = listener.getsockname()[1]
-        self._accepting = asyncio.get_running_loop().create_task(self._accept_loop())
+        # NOTE: it waits for connections (watched for death only: a data port that stopped
+        # accepting would quietly move every transfer into the calls).
+        self._accepting = liveness.supervised(self._accept_loop(), name="dataplane-accept")
         log.info("dataplane.started", address=self.address, tls=self.tls is not None)
 
     @property

@@ -61,6 +61,8 @@ class CoreReason(enum.StrEnum):
 
     BAD_CONFIG = "BAD_CONFIG"  # a configuration value is missing or wrong (metadata "key" names it)
     PORT_IN_USE = "PORT_IN_USE"  # a server's listen address is taken by another process
+    STATE_DAMAGED = "STATE_DAMAGED"  # a database of the worker's state dir is damaged
+    STATE_NOT_WRITABLE = "STATE_NOT_WRITABLE"  # a folder or file of the worker's state cannot be written
 
 
 # NOTE: the codes no ErrorKind has. CANCELLED and UNKNOWN are what a call reports when the
@@ -146,3 +148,13 @@ class PortInUseError(TendrilError):
         )
         self.address = address
         self.config_key = config_key
+
+
+class StateError(TendrilError):
+    """A file or folder of the worker's state cannot be used; the message names it and the way out."""
+
+    service = "state"
+
+    def __init__(self, message: str, *, reason: CoreReason, path: str) -> None:
+        super().__init__(ErrorKind.FAILED_PRECONDITION, message, reason=reason, metadata={"path": path})
+        self.path = path

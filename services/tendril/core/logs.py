@@ -8,11 +8,41 @@ from __future__ import annotations
 
 import logging
 import sys
-from typing import Any
+from typing import Any, TextIO
 
 import structlog
 
 _configured = False
+
+
+class UnfailingStream:
+    """A text stream whose writes never raise: a log line that cannot be written is counted, not raised.
+
+    NOTE: a service's log is a file on the state dir's disk. When that disk is full, every
+    ``log.*`` call would raise OSError wherever it runs, in an ``except`` block too, and end
+    the loop it is in (the Arbiter's decision loop ended that way and the worker silently left
+    the network). Losing lines is the lesser harm.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream = stream
+        self.lost = 0  # writes that failed
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except (OSError, ValueError):
+            self.lost += 1
+            return len(text)
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except (OSError, ValueError):
+            self.lost += 1
+
+    def isatty(self) -> bool:
+        return self.stream.isatty()
 
 
 def configure(service: str, *, level: str = "info", fmt: str = "auto") -> None:
@@ -32,7 +62,7 @@ def configure(service: str, *, level: str = "info", fmt: str = "auto") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(file=UnfailingStream(sys.stderr)),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.bind_contextvars(service=service)

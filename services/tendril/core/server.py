@@ -3,6 +3,10 @@
 It gives each server: grpc.aio, grpc.health.v1 (overall "" and per service), reflection,
 rich error statuses, call logging, ``grpc.so_reuseport=0`` (so two processes can never
 silently share a port), bounded message sizes, and a graceful stop.
+
+Health follows the process's liveness (:mod:`tendril.core.liveness`): while a registered loop
+is stalled every name answers NOT_SERVING, :data:`~tendril.core.liveness.HEALTH_NAME` (what
+the supervisor probes) included.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
-from tendril.core import reflection, tls, tracing
+from tendril.core import liveness, reflection, tls, tracing
 from tendril.core.config import split_address
 from tendril.core.errors import PortInUseError
 from tendril.core.interceptors import ErrorInterceptor, LoggingInterceptor
@@ -93,6 +97,7 @@ class ServiceServer:
         names = [b.name for b in self.bindings] + [health_pb2.DESCRIPTOR.services_by_name["Health"].full_name]
         reflection.enable(names, self._server)
         self.port = 0
+        self._serving = False
 
     async def start(self) -> None:
         """Bind and start; raises PortInUseError naming the config key when the port is taken."""
@@ -106,9 +111,9 @@ class ServiceServer:
         if not self.port:
             raise PortInUseError(self.listen, self.config_key)
         await self._server.start()
-        for binding in self.bindings:
-            await self._set(binding.name, serving=True)
-        await self._set("", serving=True)
+        self._serving = True
+        liveness.REGISTRY.subscribe(self._on_liveness)
+        await self._on_liveness(liveness.REGISTRY.alive(), [])
         log.info(
             "server.started",
             address=self.address,
@@ -129,11 +134,19 @@ class ServiceServer:
         if asyncio.iscoroutine(result):
             await result
 
+    async def _set_all(self, *, serving: bool) -> None:
+        for name in [b.name for b in self.bindings] + ["", liveness.HEALTH_NAME]:
+            await self._set(name, serving=serving)
+
+    async def _on_liveness(self, alive: bool, stalled: list[str]) -> None:
+        """Every name SERVING while the server runs and no loop of the process is stalled."""
+        await self._set_all(serving=self._serving and alive)
+
     async def stop(self, grace: float = 5.0) -> None:
         """Report NOT_SERVING, let calls in flight finish for ``grace`` seconds, then stop."""
-        for binding in self.bindings:
-            await self._set(binding.name, serving=False)
-        await self._set("", serving=False)
+        self._serving = False
+        liveness.REGISTRY.unsubscribe(self._on_liveness)
+        await self._set_all(serving=False)
         await self._server.stop(grace)
 
     async def wait(self) -> None:
@@ -152,6 +165,9 @@ async def run_until_signal(
     await start()
     await stopping.wait()
     log.info("process.stopping")
+    # NOTE: loops end while the process stops (cancelled, or failing on a peer that went away):
+    # not a reason to exit early with EXIT_LOOP_DIED.
+    liveness.REGISTRY.stopping = True
     await stop()
 
 

@@ -18,6 +18,7 @@ import dataclasses
 import time
 from collections.abc import Awaitable, Callable
 
+from tendril.core import liveness
 from tendril.core.errors import ErrorKind
 from tendril.core.logs import get_logger
 from tendril.data_fetcher.cache import CacheEntry, SliceCache
@@ -87,7 +88,7 @@ class JobFetcher:
         self.assigned = 0  # assignments received (a test and log figure)
 
     def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name=f"prefetch-{self.job_id}")
+        self._task = liveness.supervised(self._run(), name=f"prefetch-{self.job_id}")
 
     @property
     def queued(self) -> int:

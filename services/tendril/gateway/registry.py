@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from tendril.core import liveness
 from tendril.core.errors import ErrorKind
 from tendril.core.fanout import Fanout
 from tendril.core.logs import get_logger
@@ -189,6 +190,7 @@ class Registry:
     async def run_sweeper(self) -> None:
         """Expire records on time, forever (cancel to stop). Needs a running event loop."""
         while True:
+            liveness.beat()
             self.expire_due()
             nxt = self.next_expiry()
             sleep = MAX_SWEEP_SLEEP if nxt is None else min(max(nxt - self._clock(), 0.0), MAX_SWEEP_SLEEP)

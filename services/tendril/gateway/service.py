@@ -14,13 +14,13 @@ import asyncio
 import contextlib
 import sys
 
-from tendril.core import tracing
+from tendril.core import liveness, tracing
 from tendril.core.config import WorkerConfig
 from tendril.core.errors import PortInUseError, TendrilError
 from tendril.core.logs import configure, get_logger
 from tendril.core.server import Binding, ServiceServer, run_until_signal
 from tendril.gateway.bus import DEFAULT_QUEUE_SIZE, TopicBus
-from tendril.gateway.registry import Registry
+from tendril.gateway.registry import MAX_SWEEP_SLEEP, Registry
 from tendril.gateway.servicer import BusServicer, RegistryServicer
 from tendril_proto.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 
@@ -56,7 +56,7 @@ class GatewayService:
 
     async def start(self) -> None:
         await self.server.start()
-        self._sweeper = asyncio.create_task(self.registry.run_sweeper(), name="registry-sweeper")
+        self._sweeper = liveness.supervised(self.registry.run_sweeper(), name="registry-sweeper", every=MAX_SWEEP_SLEEP)
 
     async def stop(self) -> None:
         if self._sweeper is not None:

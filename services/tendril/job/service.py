@@ -8,6 +8,7 @@ import contextlib
 from tendril.bridge.core import ProgressSink
 from tendril.bridge.server import JobBridge
 from tendril.bridge.server import release as release_bridge
+from tendril.core import liveness
 from tendril.core.config import WorkerConfig
 from tendril.core.server import Binding, ServiceServer
 from tendril.job.core import JobManager
@@ -55,10 +56,11 @@ class JobService:
     async def start(self) -> None:
         await self.manager.reconcile()
         await self.server.start()
-        self._lease_watch = asyncio.create_task(
-            self.leases.follow(self.manager.on_lease_ended, self.manager.check_leases)
+        # NOTE: both wait on others (the LeaseService, the disk): watched for death only.
+        self._lease_watch = liveness.supervised(
+            self.leases.follow(self.manager.on_lease_ended, self.manager.check_leases), name="job-lease-watch"
         )
-        self._cleanups = asyncio.create_task(self.manager.retry_cleanups_forever(), name="job-cleanup-retry")
+        self._cleanups = liveness.supervised(self.manager.retry_cleanups_forever(), name="job-cleanup-retry")
 
     async def stop(self) -> None:
         await self.manager.shutdown()

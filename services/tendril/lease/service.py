@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 
+from tendril.core import liveness
 from tendril.core.amounts import configured_total
 from tendril.core.config import WorkerConfig
 from tendril.core.logs import get_logger
@@ -55,13 +56,16 @@ class LeaseService:
         except BaseException:
             self.ledger.close()
             raise
-        self._pruner = asyncio.create_task(self._prune_forever(), name="lease-pruner")
+        self._pruner = liveness.supervised(
+            self._prune_forever(), name="lease-pruner", every=config.lease.prune_interval_seconds
+        )
         log.info("leases.started", total=str(total), db=str(state_dir / DB_NAME), worker_id=config.worker_id)
 
     async def _prune_forever(self) -> None:
         assert self.ledger is not None
         interval = self.config.lease.prune_interval_seconds
         while True:
+            liveness.beat()
             await asyncio.sleep(interval)
             try:
                 self.ledger.prune()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import time
 
 from tendril.core.config import WorkerConfig, env_var, split_address
 from tendril.core.server import check_bindable
@@ -11,6 +12,7 @@ from tendril.supervisor.errors import SupervisorError, SupervisorReason
 from tendril.supervisor.specs import ChildSpec, listen_address
 
 METRICS_KEY = "telemetry.metrics_listen"  # served by the supervisor itself (metrics_endpoint)
+RETRY_SECONDS = 0.05
 
 
 def setting_words(config_key: str, port_offset: int = 0) -> str:
@@ -32,8 +34,22 @@ def _targets(config: WorkerConfig, specs: list[ChildSpec]) -> list[tuple[str, st
     return targets
 
 
-def check_ports(config: WorkerConfig, specs: list[ChildSpec]) -> None:
-    """Raise SupervisorError naming the address and the config key of the first conflict."""
+def _bindable(address: str, grace: float) -> int:
+    """check_bindable, tried again for ``grace`` seconds while the address is in use."""
+    deadline = time.monotonic() + grace
+    while True:
+        code = check_bindable(address)
+        if code != errno.EADDRINUSE or time.monotonic() >= deadline:
+            return code
+        time.sleep(RETRY_SECONDS)
+
+
+def check_ports(config: WorkerConfig, specs: list[ChildSpec], *, grace: float = 0.0) -> None:
+    """Raise SupervisorError naming the address and the config key of the first conflict.
+
+    ``grace``: how long an address in use may take to come free (the services of a supervisor
+    that was killed release their ports once their last thread has exited).
+    """
     seen: dict[tuple[str, int], str] = {}
     for address, config_key, words in _targets(config, specs):
         host, port = split_address(address)
@@ -54,7 +70,7 @@ def check_ports(config: WorkerConfig, specs: list[ChildSpec]) -> None:
                 reason=SupervisorReason.PORT_TWICE,
             )
         seen[(host, port)] = config_key
-        code = check_bindable(address)
+        code = _bindable(address, grace)
         if code == errno.EADDRINUSE:
             raise SupervisorError(
                 f"{address} is in use ({words}); stop the other process or choose another port",

@@ -13,6 +13,8 @@ import contextlib
 import ctypes
 import os
 import signal
+import time
+from pathlib import Path
 
 import psutil
 
@@ -82,4 +84,34 @@ class Descendants:
         """True while any process (a zombie not yet reaped included) is still below the supervisor."""
         with contextlib.suppress(psutil.Error):
             return bool(psutil.Process().children(recursive=True))
+        return False
+
+
+LEFTOVER_WAIT_SECONDS = 5.0
+
+
+def stop_leftovers(config_json: Path, timeout: float = LEFTOVER_WAIT_SECONDS) -> list[int]:
+    """SIGKILL every process that runs with ``config_json`` (services of a supervisor that died); their pids.
+
+    Called with the state dir's lock held, so no live supervisor owns such a process. Its
+    services die with a killed supervisor by themselves (PR_SET_PDEATHSIG); this catches those
+    that were still dying, or that ran without it, before their ports are checked.
+    """
+    marker = str(config_json)
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        with contextlib.suppress(psutil.Error):
+            if proc.pid != os.getpid() and marker in (proc.info["cmdline"] or []):
+                kill_process_and_group(proc)
+                found.append(proc)
+    deadline = time.monotonic() + timeout
+    while any(_running(p) for p in found) and time.monotonic() < deadline:
+        time.sleep(0.02)  # NOTE: not our children: a zombie waits for init to reap it, its ports are free
+    return [p.pid for p in found]
+
+
+def _running(proc: psutil.Process) -> bool:
+    try:
+        return proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
         return False

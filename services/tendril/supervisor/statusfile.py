@@ -25,6 +25,7 @@ class ChildStatus:
     state: str = "pending"  # pending, starting, serving, backoff, stopping, stopped, failed
     pid: int | None = None
     restarts: int = 0
+    hung_kills: int = 0  # killed while running: no health answer, or a stalled loop reported
     last_exit_code: int | None = None
     started_at: float | None = None
     serving_since: float | None = None

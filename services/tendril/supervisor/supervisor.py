@@ -3,6 +3,13 @@
 Human-readable milestones (starting, serving, crashed/restarted, stopped) are printed on
 stdout; structured events go to the supervisor's log (stderr). Each child writes to its own
 file ``<state_dir>/logs/<name>.log``; when a child fails to start, its last lines are printed.
+
+A child is restarted when its process exits, and also when it is alive but not whole: a
+:class:`~tendril.supervisor.health.LivenessProbe` per serving child condemns one that answers
+NOT_SERVING (a loop in it stalled) or nothing for ``supervisor.unresponsive_seconds`` (stopped,
+hung); the supervisor kills it (SIGKILL: a stopped process cannot catch anything) and the
+usual restart follows. Children die with the supervisor (``TENDRIL_SUPERVISOR_PID``, see
+:func:`tendril.core.process.die_with_supervisor`).
 """
 
 from __future__ import annotations
@@ -14,14 +21,15 @@ import signal
 import sys
 import time
 
+from tendril.core import liveness
 from tendril.core.amounts import Amount
 from tendril.core.announce import RegistryAnnouncer
 from tendril.core.logs import get_logger
 from tendril.core.metrics import ServiceFigures
-from tendril.core.process import child_env
+from tendril.core.process import EXIT_CONFIG, SUPERVISOR_PID_ENV, child_env
 from tendril.core.worker_record import worker_record
 from tendril.supervisor.child import Child
-from tendril.supervisor.health import Started, wait_started
+from tendril.supervisor.health import LivenessProbe, Started, wait_started
 from tendril.supervisor.metrics_endpoint import MetricsEndpoint
 from tendril.supervisor.prepare import Prepared
 from tendril.supervisor.reaper import Descendants, become_subreaper, reap_adopted
@@ -40,6 +48,7 @@ TAIL_LINES = 20
 
 EXIT_OK = 0
 EXIT_START_FAILED = 1
+EXIT_CANNOT_START = EXIT_CONFIG  # a child said it cannot start (exit 2: its state, its config)
 
 
 def say(message: str) -> None:
@@ -68,7 +77,7 @@ class Supervisor:
             self._service_figures,
             port_offset=self.config.worker.port_offset,
         )
-        env = child_env(self.metrics.child_env())
+        env = child_env({**self.metrics.child_env(), SUPERVISOR_PID_ENV: str(os.getpid())})
         self.children: dict[str, Child] = {
             spec.name: Child(
                 spec,
@@ -93,6 +102,9 @@ class Supervisor:
         self._restarts: dict[str, asyncio.Task[None]] = {}
         self._announcer: RegistryAnnouncer | None = None
         self._descendants = Descendants()
+        self._probes: dict[str, tuple[LivenessProbe, asyncio.Task[None]]] = {}
+        self._failed_code = EXIT_START_FAILED  # what run() returns when the start fails
+        self._fatal: str | None = None  # a loop of the supervisor itself died
 
     # -- status ------------------------------------------------------------------------------
 
@@ -146,7 +158,9 @@ class Supervisor:
                 await self._register()
                 await self._watch()
             elif not self._stopping.is_set():
-                code = EXIT_START_FAILED
+                code = self._failed_code
+            if self._fatal is not None:
+                code = liveness.EXIT_LOOP_DIED
         finally:
             await self._stop_all()
             self.status.state = "stopped" if code == EXIT_OK else "failed"
@@ -175,6 +189,7 @@ class Supervisor:
         )
         if result is Started.SERVING:
             child.mark_serving()
+            self._start_probe(child)
             log.info("child.serving", child=child.name, pid=child.pid, address=child.address)
         self._save()
         return result
@@ -201,6 +216,16 @@ class Supervisor:
             await asyncio.gather(*pending, return_exceptions=True)
 
     def _report_start_failure(self, child: Child, result: object) -> None:
+        if result is Started.EXITED and child.status.last_exit_code == EXIT_CANNOT_START:
+            # NOTE: the child said why in one line (a damaged database, a folder it cannot write,
+            # a bad setting); a restart would meet the same: stop with that line and exit 2,
+            # which the systemd unit does not restart.
+            child.status.state = "failed"
+            why = self._said(child) or f"{describe_exit(EXIT_CANNOT_START)} (see {child.log_path})"
+            log.error("child.cannot_start", child=child.name, reason=why)
+            print(f"tendril: {child.name} cannot start: {why}", file=sys.stderr, flush=True)
+            self._failed_code = EXIT_CANNOT_START
+            return
         if result is Started.EXITED:
             why = f"{describe_exit(child.status.last_exit_code)} before it was SERVING"
         else:
@@ -214,6 +239,13 @@ class Supervisor:
             flush=True,
         )
 
+    @staticmethod
+    def _said(child: Child) -> str:
+        """The one line a child printed on its way out (``tendril <name>: ...``), if any."""
+        prefix = f"tendril {child.name}: "
+        said = [line for line in child.log_tail(TAIL_LINES) if line.startswith(prefix)]
+        return said[-1][len(prefix) :] if said else ""
+
     # -- registration ------------------------------------------------------------------------
 
     async def _register(self) -> None:
@@ -226,9 +258,41 @@ class Supervisor:
             worker_record(self.config, total),
             ttl_seconds=self.config.gateway.registry_ttl_seconds,
             peer_id=self.worker_id,
+            on_death=self._loop_died,
         )
         await self._announcer.start()
         self._save()
+
+    def _loop_died(self, name: str, error: BaseException | None) -> None:
+        """A loop of the supervisor ended: stop the worker (services first) and exit non-zero."""
+        self._fatal = f"{name} {'returned' if error is None else f'raised {type(error).__name__}: {error}'}"
+        log.critical("supervisor.loop_died", loop=name, exc_info=error)
+        say(f"worker {self.worker_id}: the supervisor's {self._fatal}; stopping the worker")
+        self._stopping.set()
+
+    # -- liveness probes ---------------------------------------------------------------------
+
+    def _start_probe(self, child: Child) -> None:
+        self._stop_probe(child)
+        probe = LivenessProbe(
+            dial_address(child.address),
+            peer_id=self.worker_id,
+            unresponsive_seconds=self.config.supervisor.unresponsive_seconds,
+        )
+        self._probes[child.name] = (probe, asyncio.create_task(probe.run(), name=f"probe-{child.name}"))
+
+    def _stop_probe(self, child: Child) -> None:
+        entry = self._probes.pop(child.name, None)
+        if entry is not None:
+            entry[1].cancel()
+
+    def _condemn(self, child: Child, why: str) -> None:
+        """``child`` runs but is not whole: kill it; the watch loop restarts it like a crash."""
+        self._stop_probe(child)
+        say(f"{child.name} (pid {child.pid}) {why}; killing it (SIGKILL) to restart it")
+        log.error("child.unresponsive", child=child.name, pid=child.pid, reason=why)
+        child.status.hung_kills += 1
+        child.signal(signal.SIGKILL)
 
     # -- watch and restart -------------------------------------------------------------------
 
@@ -246,7 +310,13 @@ class Supervisor:
                     continue
                 code = child.poll()
                 if code is not None:
+                    self._stop_probe(child)
                     self._restarts[child.name] = asyncio.create_task(self._restart(child, code))
+                    continue
+                probe = self._probes.get(child.name)
+                why = probe[0].verdict() if probe is not None else None
+                if why is not None:
+                    self._condemn(child, why)
             if time.monotonic() - last_reap >= REAP_SECONDS:
                 last_reap = time.monotonic()
                 self._descendants.snapshot()
@@ -263,7 +333,9 @@ class Supervisor:
             while not self._stopping.is_set():
                 child.status.state = "backoff"
                 self._save()
-                say(f"{child.name} {describe_exit(code)}; restarting in {delay:.1f}s (see {child.log_path})")
+                said = self._said(child) if code == EXIT_CANNOT_START else ""
+                because = f": {said}" if said else ""
+                say(f"{child.name} {describe_exit(code)}{because}; restarting in {delay:.1f}s (see {child.log_path})")
                 log.warning("child.crashed", child=child.name, exit_code=code, delay_seconds=delay)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._stopping.wait(), delay)
@@ -305,9 +377,12 @@ class Supervisor:
         self._save()
         if any(c.alive for c in self.children.values()):
             say(f"worker {self.worker_id}: stopping")
-        for task in list(self._restarts.values()):
+        liveness.REGISTRY.stopping = True
+        probes = [task for _, task in self._probes.values()]
+        self._probes.clear()
+        for task in [*self._restarts.values(), *probes]:
             task.cancel()
-        await asyncio.gather(*self._restarts.values(), return_exceptions=True)
+        await asyncio.gather(*self._restarts.values(), *probes, return_exceptions=True)
         if self._announcer is not None:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._announcer.stop(), max(0.1, min(2.0, deadline - time.monotonic())))
