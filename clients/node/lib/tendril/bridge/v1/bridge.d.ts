@@ -458,7 +458,9 @@ export declare const JobBridgeServiceService: {
     /**
      * OpenRun opens the job's run on this worker's parameter server with the aggregation settings
      * given (ParameterServerService.OpenJob): a new run starts at round 0, a run the server saved
-     * resumes where it was, an open run takes the new settings.
+     * resumes where it was, an open run takes the new settings. The bridge names the job's owner
+     * (the scheduler that dispatched it) as the run's owner, the one peer that may then name the
+     * run's expected workers (ParameterServerService.SetExpectedWorkers).
      *
      * Errors:
      *   PERMISSION_DENIED NOT_AGGREGATE_JOB: the job's executor class is not "aggregate".
@@ -672,7 +674,9 @@ export interface JobBridgeServiceServer extends UntypedServiceImplementation {
     /**
      * OpenRun opens the job's run on this worker's parameter server with the aggregation settings
      * given (ParameterServerService.OpenJob): a new run starts at round 0, a run the server saved
-     * resumes where it was, an open run takes the new settings.
+     * resumes where it was, an open run takes the new settings. The bridge names the job's owner
+     * (the scheduler that dispatched it) as the run's owner, the one peer that may then name the
+     * run's expected workers (ParameterServerService.SetExpectedWorkers).
      *
      * Errors:
      *   PERMISSION_DENIED NOT_AGGREGATE_JOB: the job's executor class is not "aggregate".
@@ -878,7 +882,9 @@ export interface JobBridgeServiceClient extends Client {
     /**
      * OpenRun opens the job's run on this worker's parameter server with the aggregation settings
      * given (ParameterServerService.OpenJob): a new run starts at round 0, a run the server saved
-     * resumes where it was, an open run takes the new settings.
+     * resumes where it was, an open run takes the new settings. The bridge names the job's owner
+     * (the scheduler that dispatched it) as the run's owner, the one peer that may then name the
+     * run's expected workers (ParameterServerService.SetExpectedWorkers).
      *
      * Errors:
      *   PERMISSION_DENIED NOT_AGGREGATE_JOB: the job's executor class is not "aggregate".

@@ -2070,7 +2070,9 @@ exports.JobBridgeServiceService = {
     /**
      * OpenRun opens the job's run on this worker's parameter server with the aggregation settings
      * given (ParameterServerService.OpenJob): a new run starts at round 0, a run the server saved
-     * resumes where it was, an open run takes the new settings.
+     * resumes where it was, an open run takes the new settings. The bridge names the job's owner
+     * (the scheduler that dispatched it) as the run's owner, the one peer that may then name the
+     * run's expected workers (ParameterServerService.SetExpectedWorkers).
      *
      * Errors:
      *   PERMISSION_DENIED NOT_AGGREGATE_JOB: the job's executor class is not "aggregate".
