@@ -71,8 +71,7 @@ def _copy_then_truncate(path: Path, target: Path) -> None:
             shutil.copyfileobj(source, out)
             if source.tell() >= os.fstat(source.fileno()).st_size:
                 break
-        out.flush()
-        source.truncate(0)
+        source.truncate(0)  # at once: what the writer adds from here on starts the emptied file
     os.replace(tmp, target)
 
 
