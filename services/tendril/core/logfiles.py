@@ -83,7 +83,9 @@ class Pruned:
     bytes: int = 0
 
 
-def prune(folder: Path, pattern: str, *, max_age_seconds: float, max_total_bytes: int, now: float | None = None) -> Pruned:
+def prune(
+    folder: Path, pattern: str, *, max_age_seconds: float, max_total_bytes: int, now: float | None = None
+) -> Pruned:
     """Delete the files ``folder/pattern`` (hidden files never) older than ``max_age_seconds``, then
     the oldest while the rest take more than ``max_total_bytes``; 0 turns either rule off."""
     now = time.time() if now is None else now

@@ -13,7 +13,6 @@ from tendril.core.server import BOUNDED_STREAM_WINDOW_OPTIONS, Binding, ServiceS
 from tendril.paramserver.core import ParameterServerCore
 from tendril.paramserver.servicer import SERVICE_NAME, ParameterServerServicer, add_to_server
 
-
 log = get_logger("tendril.paramserver")
 
 RETENTION_SECONDS = 3600.0  # how often runs past paramserver.keep_closed_runs_days are purged
