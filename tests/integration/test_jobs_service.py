@@ -182,7 +182,8 @@ async def rpc_error(call: Any) -> grpc.aio.AioRpcError:
 
 @pytest.fixture
 async def worker(tmp_path: Path) -> AsyncIterator[Worker]:
-    w = Worker(tmp_path, job__kill_grace_seconds=3)
+    # (job.fetch_roots: the example executor fetches test files from tmp_path)
+    w = Worker(tmp_path, job__kill_grace_seconds=3, job__fetch_roots=str(tmp_path))
     try:
         await w.start_leases()
         await w.start_jobs()

@@ -101,7 +101,9 @@ async def worker(tmp_path: Path, sdk_python: Path) -> AsyncIterator[Worker]:
         [str(sdk_python), "-m", "tendril_example", "--socket", "{SOCKET_PATH}"],
         env={"PYTHONPATH": str(EXECUTORS), "PYTHONNOUSERSITE": "1"},
     )
-    async with started_worker(tmp_path, [executor], job__keep_work_dirs=True) as started:
+    async with started_worker(
+        tmp_path, [executor], job__keep_work_dirs=True, job__fetch_roots=str(tmp_path)
+    ) as started:
         yield started
 
 

@@ -20,7 +20,8 @@ from tendril_sdk.job import ExecutorRef, JobDescriptor
 PAYLOAD = b"tendril resource\n" * 1000
 
 
-def _core(tmp_path: Path, **config: object) -> BridgeCore:
+def _core(tmp_path: Path, *, roots: tuple[Path, ...] | None = None, **config: object) -> BridgeCore:
+    """A job's bridge core; file:// fetches may read ``roots`` (default: the tests' source dirs)."""
     work = tmp_path / "job-1"
     for sub in WORK_SUBDIRS:
         (work / sub).mkdir(parents=True)
@@ -34,7 +35,9 @@ def _core(tmp_path: Path, **config: object) -> BridgeCore:
         work_dir=work,
         socket_path=work / "bridge.sock",
     )
-    return BridgeCore(job)
+    if roots is None:
+        roots = (tmp_path / "src dir", Path("/nonexistent"), Path("/tmp"))
+    return BridgeCore(job, fetch_roots=roots)
 
 
 def _leftovers(core: BridgeCore) -> list[str]:
@@ -123,6 +126,42 @@ async def test_dest_through_a_symlink_out_of_the_work_dir_is_refused(tmp_path: P
         await core.fetch_resource(f"file://{source}", "out/x.bin", "")
     assert err.value.kind is ErrorKind.INVALID_ARGUMENT
     assert list(outside.iterdir()) == []
+
+
+@pytest.mark.parametrize("uri", ["file:///etc/passwd", "file:///etc/no-such-file", "file:///etc/../etc/hostname"])
+async def test_file_fetches_stay_inside_the_work_dir_by_default(tmp_path: Path, uri: str) -> None:
+    core = _core(tmp_path, roots=())
+    with pytest.raises(BridgeError) as err:
+        await core.fetch_resource(uri, "x.bin", "")
+    # Refused the same way whether the file exists or not: nothing to learn about it.
+    assert err.value.kind is ErrorKind.PERMISSION_DENIED and err.value.reason == "RESOURCE_OUTSIDE_ROOTS"
+    assert "job.fetch_roots" in err.value.message
+    assert _leftovers(core) == []
+
+
+async def test_file_fetches_from_the_work_dir_and_configured_roots(tmp_path: Path, source: Path) -> None:
+    core = _core(tmp_path, roots=())
+    inside = core.root / "data" / "own.bin"
+    inside.write_bytes(PAYLOAD)
+    assert (await core.fetch_resource(f"file://{inside}", "own.bin", "")).path.read_bytes() == PAYLOAD
+    with pytest.raises(BridgeError):
+        await core.fetch_resource(f"file://{source}", "m.bin", "")
+    allowed = _core(tmp_path / "other", roots=(source.parent,))
+    assert (await allowed.fetch_resource(f"file://{source}", "m.bin", "")).size_bytes == len(PAYLOAD)
+
+
+async def test_a_symlink_in_the_work_dir_does_not_lead_out_of_the_roots(tmp_path: Path, source: Path) -> None:
+    core = _core(tmp_path, roots=())
+    link = core.root / "data" / "sneaky.bin"
+    os.symlink(source, link)
+    with pytest.raises(BridgeError) as err:
+        await core.fetch_resource(f"file://{link}", "x.bin", "")
+    assert err.value.reason == "RESOURCE_OUTSIDE_ROOTS"
+    fifo = core.root / "data" / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(BridgeError) as err:
+        await core.fetch_resource(f"file://{fifo}", "x.bin", "")
+    assert err.value.kind is ErrorKind.INVALID_ARGUMENT and err.value.reason == "BAD_URI"
 
 
 async def test_fetch_http_and_http_errors(tmp_path: Path, http_root: str) -> None:

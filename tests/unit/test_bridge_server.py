@@ -118,7 +118,9 @@ async def _code(call: Any) -> grpc.aio.AioRpcError:
 
 async def test_token_get_job_fetch_and_cleanup(tmp_path: Path) -> None:
     job = _job(tmp_path, sleep_seconds=2)
-    bridge = JobBridge(job, TOKEN, data_fetcher_address="127.0.0.1:1", paramserver_address="127.0.0.1:1")
+    bridge = JobBridge(
+        job, TOKEN, data_fetcher_address="127.0.0.1:1", paramserver_address="127.0.0.1:1", fetch_roots=[tmp_path]
+    )
     await bridge.start()
     try:
         assert stat.S_IMODE(job.socket_path.stat().st_mode) == 0o600

@@ -47,7 +47,9 @@ def test_render_round_trips_a_non_default_config(tmp_path: Path) -> None:
         None,
         env={},
         overrides={
-            "worker.id": 'w "quoted" \\ id',
+            # (worker ids are peer ids, tendril.core.ids: the quoting is exercised on a free-form key)
+            "worker.id": "w-1",
+            "arbiter.topic": 'w "quoted" \\ topic',
             "arbiter.allowed_schedulers": "a,b",
             "job.keep_work_dirs": "true",
             "data_fetcher.cache_bytes": str(5 * 1024**3),

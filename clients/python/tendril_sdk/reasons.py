@@ -96,8 +96,12 @@ class JobReason(enum.StrEnum):
     CALLER_UNKNOWN = "CALLER_UNKNOWN"  # the call names no peer id (as LeaseReason.CALLER_UNKNOWN)
     BAD_JOB_ID = "BAD_JOB_ID"  # job_id is not 1-64 letters, digits, '.', '_' or '-' (tendril.core.ids)
     LEASE_ID_MISSING = "LEASE_ID_MISSING"  # Dispatch without a lease_id
+    BAD_LEASE_ID = "BAD_LEASE_ID"  # lease_id is over 256 characters (tendril.core.ids.KEY)
     EXECUTOR_MISSING = "EXECUTOR_MISSING"  # Dispatch without executor class and name
-    BAD_TIMEOUT = "BAD_TIMEOUT"  # the job timeout is negative or not finite
+    BAD_TIMEOUT = "BAD_TIMEOUT"  # the job timeout is not a valid Duration, negative or over a year
+    BAD_CONFIG = "BAD_CONFIG"  # the dispatch config holds a number that is NaN or infinite
+    BAD_STATE = "BAD_STATE"  # List names a state JobState does not declare (or JOB_STATE_UNSPECIFIED)
+    REASON_TOO_LONG = "REASON_TOO_LONG"  # Cancel's reason is over 1024 characters
     BAD_COORDINATOR_ADDRESS = "BAD_COORDINATOR_ADDRESS"  # coordinator_address is not host:port
     EXECUTOR_NOT_CONFIGURED = "EXECUTOR_NOT_CONFIGURED"  # the worker has no such [[executors]] entry
     SOCKET_PATH_TOO_LONG = "SOCKET_PATH_TOO_LONG"  # the job's bridge socket path would not fit a Unix socket
@@ -123,6 +127,7 @@ class FetcherReason(enum.StrEnum):
     JOB_ID_MISSING = "JOB_ID_MISSING"  # job_id is empty
     BAD_JOB_ID = "BAD_JOB_ID"  # job_id is not 1-64 letters, digits, '.', '_' or '-' (as JobService's)
     WORKER_ID_MISSING = "WORKER_ID_MISSING"  # OpenJob without a worker_id
+    BAD_WORKER_ID = "BAD_WORKER_ID"  # OpenJob's worker_id is not a peer id (tendril.core.ids.PEER_ID)
     COORDINATOR_MISSING = "COORDINATOR_MISSING"  # OpenJob without a coordinator_address
     BAD_COORDINATOR_ADDRESS = "BAD_COORDINATOR_ADDRESS"  # coordinator_address is not host:port or unix:PATH
     BAD_PREFETCH = "BAD_PREFETCH"  # prefetch is outside 0..32
@@ -179,7 +184,9 @@ class ParamserverReason(enum.StrEnum):
     Its push RPCs also answer :class:`StreamReason`.
     """
 
-    BAD_RUN_ID = "BAD_RUN_ID"  # job_id is not a valid run id
+    BAD_RUN_ID = "BAD_RUN_ID"  # run_id is not a valid run id (tendril.core.ids.RUN_ID)
+    BAD_WORKER_ID = "BAD_WORKER_ID"  # a worker id (push header, PullUpdate, SetExpectedWorkers) is not a peer id
+    NOT_RUN_OWNER = "NOT_RUN_OWNER"  # SetExpectedWorkers from another peer than the run's owner (OpenJob's owner_id)
     BAD_RUN_CONFIG = "BAD_RUN_CONFIG"  # OpenJob's aggregation settings are inconsistent
     RUN_NOT_OPEN = "RUN_NOT_OPEN"  # no OpenJob for the run on this server (yet)
     RUN_CLOSED = "RUN_CLOSED"  # the run was closed (CloseJob): no pushes, no more rounds
@@ -197,7 +204,7 @@ class ParamserverReason(enum.StrEnum):
     ROUND_NOT_OPEN = "ROUND_NOT_OPEN"  # a push or pull for a round after the open one
     ALREADY_COMMITTED = "ALREADY_COMMITTED"  # the worker already committed for the round
     BAD_OFFSET = "BAD_OFFSET"  # a pull offset past the payload, or a θ0 resume at the wrong byte
-    BAD_TIMEOUT = "BAD_TIMEOUT"  # PullUpdate's timeout_seconds is negative
+    BAD_TIMEOUT = "BAD_TIMEOUT"  # PullUpdate's timeout_seconds is negative or not finite
     UPDATE_GONE = "UPDATE_GONE"  # the round's update is no longer kept (in memory, the last 4 rounds at most)
     PUSH_LOST = "PUSH_LOST"  # the puller's committed update of the open round was lost in a restart: push it again
     ROUND_STILL_OPEN = "ROUND_STILL_OPEN"  # PullUpdate's wait ran out before the round closed
@@ -213,8 +220,9 @@ class SchedulerReason(enum.StrEnum):
     """
 
     MISSING_FIELD = "MISSING_FIELD"  # a required field is empty (metadata "field" names it)
+    BAD_EXPIRES_AT = "BAD_EXPIRES_AT"  # an offer's expires_at is not a valid Timestamp
     BAD_PROGRESS_KIND = "BAD_PROGRESS_KIND"  # ReportProgress with an unknown kind
-    BAD_BATCH = "BAD_BATCH"  # a BATCH report with batch_size 0
+    BAD_BATCH = "BAD_BATCH"  # a BATCH report with batch_size 0, or a batch_seconds that is negative or not finite
     UNKNOWN_JOB = "UNKNOWN_JOB"  # the job is not a live training job of the run
     WRONG_WORKER = "WRONG_WORKER"  # the job runs on another worker
     STALE_ROUND = "STALE_ROUND"  # a report for a round before the job's current one
@@ -241,9 +249,9 @@ class BridgeReason(enum.StrEnum):
     BAD_FILE = "BAD_FILE"
     """INVALID_ARGUMENT, SendUpdate/PublishParameters: the file is not a SafeTensors file that can be sent."""
     BAD_WEIGHT = "BAD_WEIGHT"
-    """INVALID_ARGUMENT, SendUpdate: ``weight`` must be > 0."""
+    """INVALID_ARGUMENT, SendUpdate: ``weight`` must be a finite number > 0."""
     BAD_TIMEOUT = "BAD_TIMEOUT"
-    """INVALID_ARGUMENT, ReceiveUpdate: ``timeout_seconds`` is negative."""
+    """INVALID_ARGUMENT, ReceiveUpdate: ``timeout_seconds`` is negative, NaN or infinite."""
     JOB_CONFIG_MISSING = "JOB_CONFIG_MISSING"
     """FAILED_PRECONDITION: the job's config lacks a key the RPC needs (``metadata["key"]``)."""
     JOB_CONFIG_BAD = "JOB_CONFIG_BAD"
@@ -258,6 +266,9 @@ class BridgeReason(enum.StrEnum):
     """INVALID_ARGUMENT, FetchResource: the URI has no file name and no ``dest`` was given."""
     RESOURCE_NOT_FOUND = "RESOURCE_NOT_FOUND"
     """NOT_FOUND, FetchResource: the file:// source does not exist."""
+    RESOURCE_OUTSIDE_ROOTS = "RESOURCE_OUTSIDE_ROOTS"
+    """PERMISSION_DENIED, FetchResource: the file:// source is neither in the job's work dir nor in a directory of
+    the worker's ``job.fetch_roots``."""
     RESOURCE_FORBIDDEN = "RESOURCE_FORBIDDEN"
     """PERMISSION_DENIED, FetchResource: the worker may not read the file:// source."""
     RESOURCE_HTTP_ERROR = "RESOURCE_HTTP_ERROR"

@@ -15,6 +15,7 @@ import math
 from collections.abc import Iterable, Sequence
 
 from tendril.arbiter.model import Request
+from tendril.core import ids, validate
 from tendril.core.amounts import Amount
 from tendril.core.config import WorkerConfig
 
@@ -42,8 +43,12 @@ def problems(request: Request) -> list[str]:
     out = []
     if not request.request_id:
         out.append("request_id is empty")
+    elif problem := ids.KEY.problem(request.request_id, "request_id"):
+        out.append(problem)
     if not request.scheduler_id:
         out.append("scheduler.id is empty")
+    elif problem := ids.PEER_ID.problem(request.scheduler_id, "scheduler.id"):
+        out.append(problem)
     if not request.scheduler_address:
         out.append("scheduler.address is empty (the address of its AllocationService, host:port)")
     if not request.executors or any(not cls or not name for cls, name in request.executors):
@@ -57,6 +62,8 @@ def problems(request: Request) -> list[str]:
         out.append(f"bid must be a finite number >= 0 (got {request.bid})")
     if request.deadline is None:
         out.append("deadline is not set; give the instant after which the request is void")
+    elif not validate.MIN_TIMESTAMP_SECONDS <= request.deadline <= validate.MAX_TIMESTAMP_SECONDS:
+        out.append(f"deadline ({request.deadline:.0f} s since the epoch) is not a valid Timestamp (years 1 to 9999)")
     return out
 
 

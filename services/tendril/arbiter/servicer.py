@@ -11,9 +11,11 @@ from tendril.arbiter.policy import problems
 from tendril.core.errors import ErrorKind
 from tendril.core.identity import caller_id
 from tendril.core.timeutil import now
+from tendril.core.validate import Checks
 from tendril_proto.arbiter.v1 import arbiter_pb2, arbiter_pb2_grpc
 
 DEFAULT_LIST_LIMIT = 100
+CHECK = Checks(ArbiterError)
 
 
 class ArbiterServicer(arbiter_pb2_grpc.ArbiterServiceServicer):
@@ -29,6 +31,8 @@ class ArbiterServicer(arbiter_pb2_grpc.ArbiterServiceServicer):
                 "request is missing; send a ResourceRequest",
                 reason=ArbiterReason.REQUEST_MISSING,
             )
+        if request.request.HasField("deadline"):
+            CHECK.timestamp(request.request.deadline, "request.deadline", ArbiterReason.REQUEST_INVALID)
         req = request_from_proto(request.request)
         found = problems(req)
         if req.deadline is not None and req.deadline <= now():

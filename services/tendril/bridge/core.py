@@ -15,15 +15,17 @@ import json
 import os
 import shutil
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from tendril.bridge.errors import BridgeError
 from tendril.bridge.fetch import Fetched, check_request, default_name, download
 from tendril.bridge.files import landing
 from tendril.bridge.paths import confine, relative_to
+from tendril.core import ids
 from tendril.core.codecs import CODECS
 from tendril.core.errors import ErrorKind
+from tendril.core.validate import Checks
 from tendril_sdk.job import JobDescriptor
 from tendril_sdk.reasons import BridgeReason
 
@@ -35,6 +37,8 @@ WORK_SUBDIRS = (ARTIFACTS, DATA, UPDATES, PARAMS)
 SENT = ".sent"  # the bridge's copies of the updates it sent, until their round's update arrives
 DEFAULT_ROUND_TIMEOUT_SECONDS = 600.0
 AGGREGATE_CLASS = "aggregate"  # the executor class whose jobs run a DiLoCo run on this worker's parameter server
+
+CHECK = Checks(BridgeError)
 
 ProgressSink = Callable[[str, dict[str, float]], None]
 
@@ -50,9 +54,13 @@ class SentUpdate:
 class BridgeCore:
     """Path rules, config lookups and file placement for one job."""
 
-    def __init__(self, job: JobDescriptor, on_progress: ProgressSink | None = None) -> None:
+    def __init__(
+        self, job: JobDescriptor, on_progress: ProgressSink | None = None, *, fetch_roots: Sequence[Path] = ()
+    ) -> None:
+        """``fetch_roots``: directories besides the work dir a file:// FetchResource may read (job.fetch_roots)."""
         self.job = job
         self.root = job.work_dir
+        self.fetch_roots = (Path(job.work_dir), *(Path(root) for root in fetch_roots))
         self._on_progress = on_progress
         self._sent: dict[int, SentUpdate] = self._load_sent()
 
@@ -172,6 +180,11 @@ class BridgeCore:
             )
         return run_id
 
+    def run_owner(self) -> str:
+        """The job's owner (its scheduler) as the owner of the run it opens; "" when that is no peer id."""
+        owner = self.job.owner_id
+        return owner if ids.PEER_ID.valid(owner) else ""
+
     def codec(self) -> str:
         codec = self.job.config.get("codec", "fp32") or "fp32"
         if codec not in CODECS:
@@ -186,13 +199,13 @@ class BridgeCore:
     def round_timeout(self, requested: float | None) -> float:
         """How long a ReceiveUpdate waits: ``requested`` (0: not at all), else the job's round timeout."""
         if requested is not None:
-            if not requested >= 0:  # (NaN too)
-                raise BridgeError(
-                    ErrorKind.INVALID_ARGUMENT,
-                    f"timeout_seconds must be >= 0 (unset: the job's round timeout; 0: do not wait), got {requested}",
-                    reason=BridgeReason.BAD_TIMEOUT,
-                )
-            return requested
+            return CHECK.number(
+                requested,
+                "timeout_seconds",
+                BridgeReason.BAD_TIMEOUT,
+                minimum=0.0,
+                meaning="unset: the job's round timeout; 0: do not wait",
+            )
         configured = self.job.config.get("round_timeout_seconds")
         if isinstance(configured, int | float) and configured > 0:
             return float(configured)
@@ -222,7 +235,9 @@ class BridgeCore:
             )
         target = self.resolve(name, within=ARTIFACTS, what="dest")
         stop = threading.Event()
-        task = asyncio.ensure_future(asyncio.to_thread(download, uri, target, sha256=sha256, stop=stop))
+        task = asyncio.ensure_future(
+            asyncio.to_thread(download, uri, target, sha256=sha256, roots=self.fetch_roots, stop=stop)
+        )
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:

@@ -4,6 +4,13 @@ The bytes go to a hidden temporary file next to the destination while their sha2
 computed; only a complete download whose hash matches the expected one (when given) is
 renamed into place. Whatever fails — source, network, hash, cancellation — the temporary file
 is removed, so a failed fetch keeps nothing.
+
+A file:// source must lie inside one of the allowed directories: the job's work dir and the
+worker's ``job.fetch_roots`` (none by default). The job's config comes from a remote scheduler;
+without the confinement it could name any file the worker can read (``file:///etc/shadow``)
+and learn its size and sha256 from the job's log. The check follows symbolic links, and the
+file opened is checked to be the file checked. A source outside is refused PERMISSION_DENIED
+(``RESOURCE_OUTSIDE_ROOTS``) whether it exists or not.
 """
 
 from __future__ import annotations
@@ -11,11 +18,14 @@ from __future__ import annotations
 import dataclasses
 import errno
 import hashlib
+import os
 import re
+import stat
 import threading
 import urllib.error
 import urllib.parse
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
@@ -73,17 +83,56 @@ def default_name(uri: str) -> str:
     return PurePosixPath(urllib.parse.unquote(urllib.parse.urlparse(uri).path)).name
 
 
-def _open_source(uri: str, parsed: urllib.parse.ParseResult, timeout: float) -> BinaryIO:
+def _outside(uri: str) -> BridgeError:
+    return BridgeError(
+        ErrorKind.PERMISSION_DENIED,
+        f"{uri} is outside the directories this worker lets jobs fetch files from (the job's work dir and the "
+        "worker's job.fetch_roots); serve it over http(s), or ask the worker's operator to add its directory to "
+        "job.fetch_roots",
+        reason=BridgeReason.RESOURCE_OUTSIDE_ROOTS,
+    )
+
+
+def confined_source(uri: str, path: str, roots: Sequence[Path]) -> Path:
+    """The real path of a file:// source when it lies inside one of ``roots`` (symlinks followed)."""
+    if "\x00" in path:
+        raise BridgeError(ErrorKind.INVALID_ARGUMENT, f"{uri} contains a NUL byte", reason=BridgeReason.BAD_URI)
+    real = Path(path).resolve(strict=False)
+    for root in roots:
+        base = root.resolve(strict=False)
+        if real == base or base in real.parents:
+            return real
+    raise _outside(uri)
+
+
+def _open_file(uri: str, path: str, roots: Sequence[Path]) -> BinaryIO:
+    real = confined_source(uri, path, roots)
+    # NOTE: O_NONBLOCK so that a FIFO cannot hold the open forever (it is refused below); a
+    # regular file ignores the flag.
+    fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        opened = os.fstat(fd)
+        if not stat.S_ISREG(opened.st_mode):
+            raise BridgeError(
+                ErrorKind.INVALID_ARGUMENT,
+                f"{uri} is not a regular file (a directory?); fetch files one by one",
+                reason=BridgeReason.BAD_URI,
+            )
+        # NOTE: the file opened must be the file checked: a symlink put in place between the
+        # check and the open (by the executor, which shares the worker's user) would escape.
+        if not os.path.samestat(opened, os.stat(confined_source(uri, path, roots))):
+            raise _outside(uri)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def _open_source(uri: str, parsed: urllib.parse.ParseResult, timeout: float, roots: Sequence[Path]) -> BinaryIO:
     if parsed.scheme == "file":
         path = urllib.parse.unquote(parsed.path)
         try:
-            if Path(path).is_dir():
-                raise BridgeError(
-                    ErrorKind.INVALID_ARGUMENT,
-                    f"{uri} is a directory; fetch files one by one",
-                    reason=BridgeReason.BAD_URI,
-                )
-            return open(path, "rb")
+            return _open_file(uri, path, roots)
         except FileNotFoundError as exc:
             raise BridgeError(
                 ErrorKind.NOT_FOUND, f"{uri}: no such file", reason=BridgeReason.RESOURCE_NOT_FOUND
@@ -120,16 +169,18 @@ def download(
     dest: Path,
     *,
     sha256: str = "",
+    roots: Sequence[Path] = (),
     stop: threading.Event | None = None,
     timeout: float = 60.0,
 ) -> Fetched:
-    """Copy ``uri`` to ``dest`` (blocking: run it in a thread). ``dest`` must already be confined."""
+    """Copy ``uri`` to ``dest`` (blocking: run it in a thread). ``dest`` must already be confined;
+    a file:// source must be inside one of ``roots`` (the job's work dir and job.fetch_roots)."""
     parsed = check_request(uri, sha256)
     digest = hashlib.sha256()
     size = 0
     try:
         with landing(dest) as tmp:
-            with _open_source(uri, parsed, timeout) as source, open(tmp, "xb") as out:
+            with _open_source(uri, parsed, timeout, roots) as source, open(tmp, "xb") as out:
                 while chunk := source.read(CHUNK_BYTES):
                     if stop is not None and stop.is_set():
                         raise FetchCancelled(uri)

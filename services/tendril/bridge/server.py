@@ -15,6 +15,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+from collections.abc import Sequence
+from pathlib import Path
 
 import grpc
 
@@ -51,11 +53,13 @@ class JobBridge:
         data_fetcher_address: str,
         paramserver_address: str,
         on_progress: ProgressSink | None = None,
+        fetch_roots: Sequence[Path] = (),
     ) -> None:
         """``data_fetcher_address`` and ``paramserver_address`` are this worker's own DataFetcher
-        and parameter server (``config.listen(...)``)."""
+        and parameter server (``config.listen(...)``); ``fetch_roots`` the directories besides
+        the work dir a file:// FetchResource may read (``job.fetch_roots``)."""
         self.job = job
-        self.core = BridgeCore(job, on_progress)
+        self.core = BridgeCore(job, on_progress, fetch_roots=fetch_roots)
         self.remotes = Remotes(job.worker_id)
         self.servicer = BridgeServicer(self.core, self.remotes, data_fetcher_address, paramserver_address)
         self.server = ServiceServer(

@@ -23,6 +23,7 @@ from tendril.bridge.progress import ProgressRelay
 from tendril.bridge.remotes import Remotes, calling
 from tendril.core.errors import ErrorKind
 from tendril.core.logs import get_logger
+from tendril.core.validate import Checks
 from tendril_proto.bridge.v1 import bridge_pb2, bridge_pb2_grpc
 from tendril_proto.common.v1 import common_pb2
 from tendril_proto.data.v1 import data_pb2, data_pb2_grpc
@@ -36,6 +37,7 @@ OPEN_JOB_TIMEOUT_SECONDS = 10.0
 CLOSE_JOB_TIMEOUT_SECONDS = 2.0
 RESEND_ATTEMPTS = 3  # times ReceiveUpdate sends a lost update again before it gives PUSH_LOST up
 
+CHECK = Checks(BridgeError)
 log = get_logger("tendril.bridge")
 
 
@@ -154,12 +156,9 @@ class BridgeServicer(bridge_pb2_grpc.JobBridgeServiceServicer):
 
     async def SendUpdate(self, request: bridge_pb2.SendUpdateRequest, context: Any) -> bridge_pb2.SendUpdateResponse:
         path = self.core.existing_file(request.path)
-        if not request.weight > 0:
-            raise BridgeError(
-                ErrorKind.INVALID_ARGUMENT,
-                f"weight must be > 0 (the samples processed this round), got {request.weight}",
-                reason=BridgeReason.BAD_WEIGHT,
-            )
+        CHECK.number(
+            request.weight, "weight", BridgeReason.BAD_WEIGHT, positive=True, meaning="the samples processed this round"
+        )
         start = time.perf_counter()
         try:
             sent = await self._push_update(path, request.round, request.weight)
@@ -286,6 +285,9 @@ class BridgeServicer(bridge_pb2_grpc.JobBridgeServiceServicer):
             outer_momentum=request.outer_momentum if request.HasField("outer_momentum") else None,
             codec=request.codec,
             rounds=request.rounds,
+            # NOTE: filled in here, never by the executor: the scheduler that dispatched the job
+            # is the one peer the parameter server lets name the run's expected workers.
+            owner_id=self.core.run_owner(),
         )
         async with calling(f"this worker's parameter server at {address}"):
             reply = await stub.OpenJob(open_job, timeout=_deadline(context))

@@ -42,6 +42,7 @@ from pydantic.dataclasses import dataclass
 from pydantic.fields import FieldInfo
 
 from tendril.core.errors import ConfigError
+from tendril.core.ids import PEER_ID
 
 ENV_PREFIX = "TENDRIL_"
 # NOTE: old section names are refused with the new name (in a file, a variable or a flag)
@@ -81,6 +82,24 @@ def _comma_list(value: Any) -> Any:
 Address = Annotated[str, AfterValidator(_address)]
 OptionalAddress = Annotated[str, AfterValidator(lambda value: _address(value) if value else value)]
 CommaList = Annotated[list[str], BeforeValidator(_comma_list)]
+
+
+def _absolute_paths(values: list[str]) -> list[str]:
+    relative = [v for v in values if not Path(v).expanduser().is_absolute()]
+    if relative:
+        raise ValueError(f"must list absolute paths, got {', '.join(map(repr, relative))}")
+    return [str(Path(v).expanduser()) for v in values]
+
+
+AbsolutePaths = Annotated[CommaList, AfterValidator(_absolute_paths)]
+
+
+def _peer_id(value: str) -> str:
+    if value and not PEER_ID.valid(value):
+        raise ValueError(f"must be empty or a peer id: {PEER_ID.rule}")
+    return value
+
+
 LogLevel = Annotated[
     Literal["debug", "info", "warning", "error"], BeforeValidator(lambda v: v.lower() if isinstance(v, str) else v)
 ]
@@ -93,8 +112,9 @@ SECTION = ConfigDict(extra="forbid", allow_inf_nan=False, use_attribute_docstrin
 class WorkerSection:
     """Identity and directories of the worker."""
 
-    id: str = ""
-    """Id of this worker in the network; empty means worker-<hostname>."""
+    id: Annotated[str, AfterValidator(_peer_id)] = ""
+    """Id of this worker in the network (1-128 letters, digits, '.', '_', '-', ':' or '@', starting with a letter or
+    digit); empty means worker-<hostname>."""
     state_dir: str = ""
     """Directory for the worker's databases, logs and run files; empty means $XDG_STATE_HOME/tendril/<id> (or
     ~/.local/state/tendril/<id>)."""
@@ -184,6 +204,15 @@ class JobSection:
     """Time between SIGTERM and SIGKILL when a job is cancelled or its lease ends."""
     keep_work_dirs: bool = False
     """Keep each job-<id>/ folder after the job ends instead of removing it."""
+    fetch_roots: AbsolutePaths = Field(default_factory=list)
+    """Directories (absolute paths) whose files an executor may fetch with file:// URIs (FetchResource) besides its
+    own work dir; empty: only files inside the job's work dir."""
+    keep_logs_days: NonNegativeFloat = 14.0
+    """Days an ended job's saved log (<state_dir>/logs/job-<id>.log) is kept (checked at start and hourly); 0 keeps
+    them regardless of age."""
+    keep_logs_mib: NonNegativeInt = 1024
+    """MiB the saved job logs may take together; beyond it the oldest are deleted (at start and hourly); 0: no
+    limit."""
 
 
 @dataclass(config=SECTION)
@@ -210,6 +239,9 @@ class ParameterServerSection:
     memory_budget_mib: NonNegativeInt = 0
     """MiB for rounds in memory (pushes received, sums, updates); pushes wait for room. 0: each run's fp32 model + 2
     models."""
+    keep_closed_runs_days: NonNegativeFloat = 7.0
+    """Days the saved state of a closed or finished run (<state_dir>/paramserver/<run_id>/) is kept after its last
+    change (checked at start and hourly); 0 keeps it for good."""
 
 
 @dataclass(config=SECTION)
@@ -228,6 +260,11 @@ class SupervisorSection:
     """Upper bound of the restart delay."""
     unresponsive_seconds: Annotated[float, Field(ge=2.0)] = 5.0
     """A serving service that answers no health check for this long is killed (SIGKILL) and restarted."""
+    log_max_mib: NonNegativeInt = 50
+    """A service's log (<state_dir>/logs/<service>.log) is rotated to <service>.log.1 once it reaches this many MiB
+    (checked every 30 s); 0 never rotates."""
+    log_backups: NonNegativeInt = 3
+    """Rotated copies of each service log that are kept (<service>.log.1 is the newest); 0 keeps none."""
 
     @field_validator("restart_backoff_max_seconds")
     @classmethod

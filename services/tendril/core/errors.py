@@ -55,6 +55,16 @@ STATUS_CODES: Mapping[ErrorKind, grpc.StatusCode] = {
 
 ERROR_DOMAIN = "tendril.dev"
 
+# NOTE: what one error may carry to its caller. gRPC sends the message twice (grpc-message,
+# percent-encoded, and inside grpc-status-details-bin, base64) and a client refuses trailers
+# over 8 KiB (16 KiB hard): a message that echoes a 1 MB input would not arrive at all, the
+# caller would see "metadata size exceeds hard limit" instead. These bounds keep the worst case
+# (a message of 3-byte characters, every metadata entry full) near 5 KiB.
+MAX_ERROR_MESSAGE_BYTES = 1024
+MAX_ERROR_METADATA_ENTRIES = 16
+MAX_ERROR_METADATA_KEY_BYTES = 64
+MAX_ERROR_METADATA_VALUE_BYTES = 256
+
 
 class CoreReason(enum.StrEnum):
     """Reasons of the common core's errors; they stop a process before it serves anything."""
@@ -73,6 +83,29 @@ _KIND_OF_OTHER_CODES: Mapping[grpc.StatusCode, ErrorKind] = {
     grpc.StatusCode.UNKNOWN: ErrorKind.UNAVAILABLE,
     grpc.StatusCode.UNIMPLEMENTED: ErrorKind.FAILED_PRECONDITION,
 }
+
+
+def bounded(text: str, limit: int) -> str:
+    """``text`` when it fits in ``limit`` UTF-8 bytes, else its head and its tail with the cut counted.
+
+    The head says what was wrong and the tail usually what to do, so both are kept.
+    """
+    data = text.encode()
+    if len(data) <= limit:
+        return text
+    budget = max(0, limit - 40)  # room for the marker
+    head = data[: budget * 2 // 3].decode(errors="ignore")
+    tail = data[len(data) - (budget - budget * 2 // 3) :].decode(errors="ignore") if budget else ""
+    cut = len(text) - len(head) - len(tail)
+    return f"{head} [... {cut} characters cut ...] {tail}"
+
+
+def bounded_metadata(metadata: Mapping[str, str]) -> dict[str, str]:
+    """An error's metadata within the bounds above (the first entries, each key and value bounded)."""
+    return {
+        bounded(key, MAX_ERROR_METADATA_KEY_BYTES): bounded(value, MAX_ERROR_METADATA_VALUE_BYTES)
+        for key, value in list(metadata.items())[:MAX_ERROR_METADATA_ENTRIES]
+    }
 
 
 def kind_for_status(code: grpc.StatusCode) -> ErrorKind:

@@ -49,6 +49,7 @@ import xxhash
 
 from tendril.core import codecs, tensorfile
 from tendril.core.errors import ErrorKind
+from tendril.core.ids import STREAM_ID
 from tendril.core.server import CHUNK_BYTES
 from tendril.core.tensorfile import Layout, TensorFileError, TensorSpec
 from tendril_proto.tensor.v1 import tensor_pb2
@@ -252,8 +253,8 @@ def info_from_header(header: tensor_pb2.StreamHeader) -> StreamInfo:
     """Validate a received header; raises StreamError(BAD_HEADER) saying what is wrong."""
     codec = codec_from_proto(header.codec)
     wire = codecs.BY_NAME[codec]
-    if not header.stream_id or len(header.stream_id) > 200:
-        raise StreamError(StreamReason.BAD_HEADER, "stream_id must be 1..200 characters (reuse it when resuming)")
+    if (problem := STREAM_ID.problem(header.stream_id, "stream_id")) is not None:
+        raise StreamError(StreamReason.BAD_HEADER, f"{problem} (reuse it when resuming)")
     digest = _digest_of(header)
     if not header.tensors:
         raise StreamError(StreamReason.BAD_HEADER, "the header lists no tensors")

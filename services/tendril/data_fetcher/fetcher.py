@@ -10,7 +10,7 @@ import functools
 from tendril.core import metrics
 from tendril.core.errors import ErrorKind
 from tendril.core.files import file_sha256
-from tendril.core.ids import JOB_ID_RULE, is_valid_job_id
+from tendril.core.ids import JOB_ID, PEER_ID, shown
 from tendril.core.logs import get_logger
 from tendril.data_fetcher.cache import CacheEntry, SliceCache
 from tendril.data_fetcher.download import download_verified
@@ -49,8 +49,9 @@ def _invalid(message: str, reason: FetcherReason) -> FetcherError:
 def check_job_id(job_id: str) -> None:
     if not job_id:
         raise _invalid("job_id is required", FetcherReason.JOB_ID_MISSING)
-    if not is_valid_job_id(job_id):
-        raise _invalid(f"job_id {job_id!r} is not valid: use {JOB_ID_RULE}", FetcherReason.BAD_JOB_ID)
+    problem = JOB_ID.problem(job_id, "job_id")
+    if problem is not None:
+        raise _invalid(problem, FetcherReason.BAD_JOB_ID)
 
 
 class DataFetcher:
@@ -98,6 +99,8 @@ class DataFetcher:
             raise _invalid(
                 "worker_id is required (the scheduler assigns slices per worker)", FetcherReason.WORKER_ID_MISSING
             )
+        if (problem := PEER_ID.problem(worker_id, "worker_id")) is not None:
+            raise _invalid(problem, FetcherReason.BAD_WORKER_ID)
         if not coordinator_address:
             raise _invalid(
                 "coordinator_address is required: the address of the job's scheduler CoordinationService",
@@ -105,7 +108,7 @@ class DataFetcher:
             )
         if not is_dialable(coordinator_address):
             raise _invalid(
-                f"coordinator_address {coordinator_address!r} is not host:port (or unix:PATH)",
+                f"coordinator_address {shown(coordinator_address)} is not host:port (or unix:PATH)",
                 FetcherReason.BAD_COORDINATOR_ADDRESS,
             )
         if prefetch is not None and not 0 <= prefetch <= MAX_PREFETCH:

@@ -12,7 +12,7 @@ import enum
 from typing import Any
 
 from tendril.core.errors import ErrorKind
-from tendril.core.ids import JOB_ID_RULE, is_valid_job_id
+from tendril.core.ids import JOB_ID
 from tendril.job.errors import JobError, JobReason, JobRecordReason
 
 
@@ -54,13 +54,11 @@ def check_transition(job_id: str, old: JobState, new: JobState) -> None:
 
 
 def validate_job_id(job_id: str) -> None:
-    """Raise JobError (INVALID_ARGUMENT) unless ``job_id`` follows :data:`~tendril.core.ids.JOB_ID_RULE`."""
-    if not is_valid_job_id(job_id):
+    """Raise JobError (INVALID_ARGUMENT) unless ``job_id`` is a :data:`~tendril.core.ids.JOB_ID`."""
+    problem = JOB_ID.problem(job_id, "job_id")
+    if problem is not None:
         raise JobError(
-            ErrorKind.INVALID_ARGUMENT,
-            f"job_id {job_id!r} is not valid: use {JOB_ID_RULE}",
-            reason=JobReason.BAD_JOB_ID,
-            metadata={"job_id": job_id[:80]},
+            ErrorKind.INVALID_ARGUMENT, problem, reason=JobReason.BAD_JOB_ID, metadata={"job_id": job_id[:80]}
         )
 
 

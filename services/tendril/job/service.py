@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from pathlib import Path
 
 from tendril.bridge.core import ProgressSink
 from tendril.bridge.server import JobBridge
@@ -46,6 +47,7 @@ class JobService:
             # NOTE: the run of an "aggregate" job lives on this worker's own parameter server.
             paramserver_address=self.config.listen("paramserver"),
             on_progress=on_progress,
+            fetch_roots=[Path(root) for root in self.config.job.fetch_roots],
         )
         await bridge.start()
         return bridge

@@ -5,17 +5,23 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from typing import Any
 
-from google.protobuf import json_format, struct_pb2
+from google.protobuf import struct_pb2
 
+from tendril.core import ids
 from tendril.core.identity import caller_id
-from tendril.core.timeutil import from_duration, to_timestamp
+from tendril.core.timeutil import to_timestamp
+from tendril.core.validate import Checks
 from tendril.job.core import JobManager
-from tendril.job.model import JobRecord, JobState
+from tendril.job.errors import JobError, JobReason
+from tendril.job.model import JobRecord, JobState, validate_job_id
 from tendril.job.spec import DispatchSpec
 from tendril_proto.common.v1 import common_pb2
 from tendril_proto.job.v1 import job_pb2, job_pb2_grpc
 
 SERVICE_NAME = "tendril.job.v1.JobService"
+CHECK = Checks(JobError)
+MAX_TIMEOUT_SECONDS = 366 * 24 * 3600.0  # a job's timeout: at most a year (unset or 0: the worker's default)
+MAX_CANCEL_REASON_CHARS = 1024  # a Cancel's reason is kept in the job's record
 
 
 def job_to_proto(record: JobRecord) -> job_pb2.Job:
@@ -38,9 +44,14 @@ def job_to_proto(record: JobRecord) -> job_pb2.Job:
     )
 
 
-def state_from_proto(value: int) -> JobState | None:
-    name = job_pb2.JobState.Name(value) if value in job_pb2.JobState.values() else ""
-    return JobState(name.removeprefix("JOB_STATE_")) if name and value else None
+def state_from_proto(value: int) -> JobState:
+    """A JobState of a declared, specified proto value (check it first: :meth:`Checks.enum`)."""
+    return JobState(job_pb2.JobState.Name(value).removeprefix("JOB_STATE_"))
+
+
+def _job_id(value: str) -> str:
+    validate_job_id(value)
+    return value
 
 
 class JobServicer(job_pb2_grpc.JobServiceServicer):
@@ -50,35 +61,51 @@ class JobServicer(job_pb2_grpc.JobServiceServicer):
         self.manager = manager
 
     async def Dispatch(self, request: job_pb2.DispatchRequest, context: Any) -> job_pb2.DispatchResponse:
+        if request.lease_id:  # (empty: the spec's check says what to give)
+            CHECK.id(ids.KEY, request.lease_id, "lease_id", JobReason.BAD_LEASE_ID)
+        timeout = 0.0
+        if request.HasField("timeout"):
+            timeout = CHECK.duration(
+                request.timeout, "timeout", JobReason.BAD_TIMEOUT, maximum=MAX_TIMEOUT_SECONDS, meaning="0: no limit"
+            )
         spec = DispatchSpec(
             job_id=request.job_id,
             lease_id=request.lease_id,
             executor_class=request.executor.executor_class,
             executor_name=request.executor.name,
-            config=json_format.MessageToDict(request.config),
-            timeout_seconds=from_duration(request.timeout) if request.HasField("timeout") else 0.0,
+            config=CHECK.struct(request.config, "config", JobReason.BAD_CONFIG),
+            timeout_seconds=timeout,
             coordinator_address=request.coordinator_address,
         )
         record = await self.manager.dispatch(caller_id(context), spec)
         return job_pb2.DispatchResponse(job=job_to_proto(record))
 
     async def Get(self, request: job_pb2.GetRequest, context: Any) -> job_pb2.GetResponse:
-        return job_pb2.GetResponse(job=job_to_proto(self.manager.get(request.job_id)))
+        return job_pb2.GetResponse(job=job_to_proto(self.manager.get(_job_id(request.job_id))))
 
     async def List(self, request: job_pb2.ListRequest, context: Any) -> job_pb2.ListResponse:
-        states = [s for s in (state_from_proto(v) for v in request.states) if s is not None]
+        values = CHECK.enums(request.states, job_pb2.JobState, "states", JobReason.BAD_STATE)
+        states = [state_from_proto(v) for v in values]
         records = self.manager.list(states, request.limit)
         return job_pb2.ListResponse(jobs=[job_to_proto(r) for r in records])
 
     async def Watch(self, request: job_pb2.WatchRequest, context: Any) -> AsyncIterator[job_pb2.WatchResponse]:
+        if request.job_id:  # (empty: every job)
+            validate_job_id(request.job_id)
         watch = self.manager.watch(request.job_id, name=caller_id(context) or context.peer())
         async for record in watch.relay(context):
             yield job_pb2.WatchResponse(job=job_to_proto(record))
 
     async def Cancel(self, request: job_pb2.CancelRequest, context: Any) -> job_pb2.CancelResponse:
-        record = await self.manager.cancel(caller_id(context), request.job_id, request.reason)
+        if len(request.reason) > MAX_CANCEL_REASON_CHARS:
+            raise CHECK.invalid(
+                "reason",
+                f"reason is {len(request.reason)} characters long; say why in at most {MAX_CANCEL_REASON_CHARS}",
+                JobReason.REASON_TOO_LONG,
+            )
+        record = await self.manager.cancel(caller_id(context), _job_id(request.job_id), request.reason)
         return job_pb2.CancelResponse(job=job_to_proto(record))
 
     async def Logs(self, request: job_pb2.LogsRequest, context: Any) -> AsyncIterator[job_pb2.LogsResponse]:
-        async for text in self.manager.logs(request.job_id, request.tail_lines, request.follow):
+        async for text in self.manager.logs(_job_id(request.job_id), request.tail_lines, request.follow):
             yield job_pb2.LogsResponse(text=text)

@@ -110,7 +110,7 @@ class RoundView:
     round: int
     closed: bool
     committed: list[str]
-    known_workers: list[str]
+    known_workers: list[str]  # the workers named by the run's scheduler, else those that pushed so far
     pushes_in_flight: int
 
 
@@ -130,9 +130,10 @@ class RoundStatus:
     round: int
     closed: bool  # the round takes no more pushes (being aggregated, or the run is over)
     committed: tuple[str, ...]
-    expected_workers: int
+    expected_workers: int  # how many a round expects (the named ones, else OpenJob's count)
     rounds: int
     run_state: RunState
+    expected_names: tuple[str, ...] = ()  # the workers named by the run's scheduler; empty: by count
 
     @property
     def ended(self) -> bool:
@@ -165,7 +166,9 @@ class Run:
         self.store = store
         self.state = state  # the checkpoint on disk; changed through ParameterServerCore._save
         phase = Phase.FINISHED if state.finished else Phase.OPEN
-        self.machine = RoundMachine(store.run_id, state.config, round=state.round, phase=phase)
+        self.machine = RoundMachine(
+            store.run_id, state.config, round=state.round, phase=phase, expected=frozenset(state.expected)
+        )
         self.resumed = resumed
         self.pushes: dict[str, Spool] = {}
         self.param_pushes: dict[str, Spool] = {}
@@ -205,9 +208,10 @@ class Run:
             round=machine.round,
             closed=machine.phase is not Phase.OPEN,
             committed=tuple(sorted(machine.committed)),
-            expected_workers=self.state.config.expected_workers,
+            expected_workers=machine.expected_count,
             rounds=self.state.config.rounds,
             run_state=run_state,
+            expected_names=tuple(sorted(machine.expected)),
         )
 
     def publish(self) -> None:
@@ -303,8 +307,12 @@ class ParameterServerCore:
 
     # -- jobs -------------------------------------------------------------------------------------
 
-    async def open_job(self, run_id: str, config: RunConfig) -> tuple[int, bool]:
-        """Start (or resume, or reconfigure) a run; returns (current round, resumed from disk)."""
+    async def open_job(self, run_id: str, config: RunConfig, *, owner_id: str = "") -> tuple[int, bool]:
+        """Start (or resume, or reconfigure) a run; returns (current round, resumed from disk).
+
+        ``owner_id``: the scheduler that owns the run (empty keeps the owner it has); the workers
+        it named (:meth:`set_expected`) stay named.
+        """
         run = self.runs.get(run_id)
         if run is None:
             store = RunStore(self.root, run_id)
@@ -321,12 +329,45 @@ class ParameterServerCore:
                 raise run.failure
         run.machine.config = config
         run.failure = None
-        await self._save(run, config=config, closed=False)
+        await self._save(run, config=config, closed=False, owner_id=owner_id or run.state.owner_id)
         self._update_limit()
         log.info("paramserver.open_job", run_id=run_id, round=run.machine.round, resumed=run.resumed, **vars(config))
         run.publish()
         self._after_commit(run)
         return run.machine.round, run.resumed
+
+    async def set_expected(self, run_id: str, caller: str, workers: list[str]) -> RoundStatus:
+        """Name the workers the run expects each round (empty: back to OpenJob's count); owner only.
+
+        A round then closes as soon as every named worker committed: a worker the scheduler
+        declared lost is no longer waited for, one that joined is. The names are saved with the
+        run's state.
+        """
+        run = self._run(run_id)
+        owner = run.state.owner_id
+        if not owner or caller != owner:
+            why = "it was opened without an owner_id" if not owner else f"its owner is {owner!r}"
+            raise ParameterServerError(
+                ErrorKind.PERMISSION_DENIED,
+                f"only the scheduler that owns run {run_id} may name its expected workers; {why}, the caller is "
+                f"{caller!r}",
+                reason=ParamserverReason.NOT_RUN_OWNER,
+                metadata={"run_id": run_id},
+            )
+        names = tuple(sorted(set(workers)))
+        if names != run.state.expected:
+            await self._save(run, expected=names)
+            run.machine.expected = frozenset(names)
+            log.info(
+                "paramserver.expected_workers",
+                run_id=run_id,
+                round=run.machine.round,
+                workers=list(names),
+                committed=sorted(run.machine.committed),
+            )
+            run.publish()
+            self._after_commit(run)  # the round may be complete now
+        return run.status()
 
     async def close_job(self, run_id: str, *, purge: bool) -> None:
         """Stop taking pushes for a run (pulls of finished rounds and θ stay served unless purged)."""
@@ -364,6 +405,28 @@ class ParameterServerCore:
         await run.notify()
         log.info("paramserver.close_job", run_id=run_id, purge=purge, round=run.machine.round)
 
+    async def purge_expired(self, max_age_seconds: float, *, now: float | None = None) -> list[str]:
+        """Purge the runs that are over (closed, or finished) and whose state last changed more
+        than ``max_age_seconds`` ago (``paramserver.keep_closed_runs_days``); returns their ids.
+
+        Open runs are kept however old: their aggregate job may come back for them.
+        """
+        now = time.time() if now is None else now
+        expired = []
+        for run_id, run in list(self.runs.items()):
+            if not (run.state.closed or run.machine.phase is Phase.FINISHED) or run.closing is not None:
+                continue
+            try:
+                changed = run.store.state_path.stat().st_mtime
+            except FileNotFoundError:
+                continue
+            if now - changed > max_age_seconds:
+                await self.close_job(run_id, purge=True)
+                expired.append(run_id)
+        if expired:
+            log.info("paramserver.runs_expired", runs=expired, max_age_seconds=max_age_seconds)
+        return expired
+
     async def watch_round(self, run_id: str, *, name: str = "") -> AsyncGenerator[RoundStatus, None]:
         """The run's round state now, then each change, until the run finished or was closed.
 
@@ -400,7 +463,7 @@ class ParameterServerCore:
             round=machine.round,
             closed=machine.phase is not Phase.OPEN,
             committed=sorted(machine.committed),
-            known_workers=sorted(run.known_workers),
+            known_workers=sorted(machine.expected or run.known_workers),
             pushes_in_flight=sum(1 for s in run.pushes.values() if s.stale is None),
         )
 
@@ -929,7 +992,7 @@ class ParameterServerCore:
                 raise ParameterServerError(
                     ErrorKind.DEADLINE_EXCEEDED,
                     f"round {round} of run {run.run_id} is still open after {wait:g} s: {len(machine.committed)} of "
-                    f"{config.expected_workers} workers committed (quorum {config.quorum}); pull again later",
+                    f"{machine.expected_count} workers committed (quorum {config.quorum}); pull again later",
                     reason=ParamserverReason.ROUND_STILL_OPEN,
                 ) from None
         if round in run.closed_rounds:

@@ -2,8 +2,11 @@
 
 A round is OPEN while it takes pushes. It is due to close when every expected worker
 committed, or when at least ``quorum`` committed and ``round_timeout_seconds`` passed since
-its first commit. While its update is computed it is CLOSING (no more pushes); then the
-next round opens, or, after the last of ``rounds``, the run is FINISHED.
+its first commit. The expected workers are ``expected_workers`` of them (a count), or, once the
+run's scheduler named them (``expected``, SetExpectedWorkers), those workers: a worker the
+scheduler declared lost is not waited for, and the quorum is at most the number named.
+While its update is computed it is CLOSING (no more pushes); then the next round opens, or,
+after the last of ``rounds``, the run is FINISHED.
 """
 
 from __future__ import annotations
@@ -97,6 +100,7 @@ class RoundMachine:
     phase: Phase = Phase.OPEN
     committed: dict[str, float] = dataclasses.field(default_factory=dict)  # worker -> weight
     first_commit_at: float | None = None
+    expected: frozenset[str] = frozenset()  # the workers named by the run's scheduler; empty: by count
 
     def _refuse(self, kind: ErrorKind, reason: ParamserverReason, message: str) -> ParameterServerError:
         return ParameterServerError(kind, message, reason=reason, metadata={"run_id": self.run_id})
@@ -140,13 +144,22 @@ class RoundMachine:
         if self.first_commit_at is None:
             self.first_commit_at = now
 
+    @property
+    def expected_count(self) -> int:
+        """How many workers a round expects (the named ones, else the configured count)."""
+        return len(self.expected) if self.expected else self.config.expected_workers
+
     def close_due(self, now: float) -> bool:
         if self.phase is not Phase.OPEN or not self.committed:
             return False
-        if len(self.committed) >= self.config.expected_workers:
+        if self.expected:
+            if self.expected <= self.committed.keys():
+                return True
+        elif len(self.committed) >= self.config.expected_workers:
             return True
+        quorum = min(self.config.quorum, self.expected_count)
         deadline = self.deadline()
-        return deadline is not None and now >= deadline and len(self.committed) >= self.config.quorum
+        return deadline is not None and now >= deadline and len(self.committed) >= quorum
 
     def deadline(self) -> float | None:
         """When a quorum may close the round (None: no timeout, or nothing committed yet)."""

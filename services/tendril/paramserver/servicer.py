@@ -19,7 +19,7 @@ from typing import Any
 
 import grpc
 
-from tendril.core import dataplane, metrics
+from tendril.core import dataplane, ids, metrics
 from tendril.core.dataplane import DataPlane, PushTarget, Ticket
 from tendril.core.errors import ErrorKind
 from tendril.core.fanout import SubscriptionOverflow
@@ -40,6 +40,7 @@ from tendril.core.streaming import (
     parse_frame,
     run_id_of,
 )
+from tendril.core.validate import Checks
 from tendril.paramserver.core import WATCH_QUEUE, ParameterServerCore, RoundStatus, RunState, Served
 from tendril.paramserver.errors import ParameterServerError, ParamserverReason, StreamReason
 from tendril.paramserver.rounds import RunConfig
@@ -48,6 +49,7 @@ from tendril.paramserver.store import check_run_id
 from tendril_proto.paramserver.v1 import paramserver_pb2, paramserver_pb2_grpc
 
 SERVICE_NAME = paramserver_pb2.DESCRIPTOR.services_by_name["ParameterServerService"].full_name
+CHECK = Checks(ParameterServerError)
 
 
 _RUN_STATES = {
@@ -75,7 +77,13 @@ def status_to_proto(status: RoundStatus) -> paramserver_pb2.RoundStatus:
         expected_workers=status.expected_workers,
         rounds=status.rounds,
         run_state=_RUN_STATES[status.run_state],
+        expected_worker_ids=status.expected_names,
     )
+
+
+def _worker_id(value: str, field: str) -> str:
+    """``value`` when it is empty or a peer id (the worker a push or pull names)."""
+    return CHECK.id(ids.PEER_ID, value, field, ParamserverReason.BAD_WORKER_ID) if value else value
 
 
 def _bad(message: str, reason: ParamserverReason | StreamReason) -> ParameterServerError:
@@ -98,6 +106,7 @@ async def _read_header(requests: AsyncIterator[Frame]) -> StreamInfo:
     except StreamError as exc:
         raise stream_error(exc) from exc
     check_run_id(info.run_id)  # (info_from_header read run_id, else job_id)
+    _worker_id(info.worker_id, "header.worker_id")  # (an empty one: WORKER_ID_MISSING where it is needed)
     return info
 
 
@@ -181,8 +190,15 @@ class ParameterServerServicer(paramserver_pb2_grpc.ParameterServerServiceService
             codec=_codec(request.codec),
             rounds=request.rounds,
         )
-        round, resumed = await self.core.open_job(run_id, config)
+        owner = _worker_id(request.owner_id, "owner_id")
+        round, resumed = await self.core.open_job(run_id, config, owner_id=owner)
         return paramserver_pb2.OpenJobResponse(round=round, resumed=resumed)
+
+    async def SetExpectedWorkers(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
+        run_id = _run_id(request)
+        workers = [CHECK.id(ids.PEER_ID, w, "worker_ids", ParamserverReason.BAD_WORKER_ID) for w in request.worker_ids]
+        status = await self.core.set_expected(run_id, caller_id(context), workers)
+        return paramserver_pb2.SetExpectedWorkersResponse(status=status_to_proto(status))
 
     async def CloseJob(self, request: Any, context: grpc.aio.ServicerContext) -> Any:
         await self.core.close_job(_run_id(request), purge=request.purge)
@@ -196,8 +212,8 @@ class ParameterServerServicer(paramserver_pb2_grpc.ParameterServerServiceService
             round=view.round,
             state=_round_state(view.closed),
             committed_workers=view.committed,
-            # NOTE: a run is configured with a count of workers, not their ids: these are the
-            # workers that have pushed to it so far.
+            # NOTE: the workers the run's scheduler named; before it named any (a run is opened
+            # with a count), the workers that have pushed to it so far.
             expected_workers=view.known_workers,
             pushes_in_flight=view.pushes_in_flight,
         )
@@ -267,12 +283,16 @@ class ParameterServerServicer(paramserver_pb2_grpc.ParameterServerServiceService
     async def PullUpdate(self, request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         run_id = _run_id(request)
         codec = _codec(request.codec) if request.codec else ""
-        timeout = request.timeout_seconds if request.HasField("timeout_seconds") else None
-        if timeout is not None and not timeout >= 0:  # (NaN too)
-            raise _bad(
-                f"timeout_seconds must be >= 0 (unset: the run's round timeout; 0: do not wait), got {timeout}",
+        timeout = None
+        if request.HasField("timeout_seconds"):
+            timeout = CHECK.number(
+                request.timeout_seconds,
+                "timeout_seconds",
                 ParamserverReason.BAD_TIMEOUT,
+                minimum=0.0,
+                meaning="unset: the run's round timeout; 0: do not wait",
             )
+        _worker_id(request.worker_id, "worker_id")
         served = await self.core.update_payload(run_id, request.round, codec, timeout, worker_id=request.worker_id)
         _check_offset(request.offset, served)
         stream_id = f"{run_id}/update/{request.round}/{served.layout.codec}"
@@ -410,6 +430,9 @@ def add_to_server(servicer: ParameterServerServicer, server: grpc.aio.Server) ->
         "OpenJob": unary(servicer.OpenJob, pb.OpenJobRequest, pb.OpenJobResponse),
         "CloseJob": unary(servicer.CloseJob, pb.CloseJobRequest, pb.CloseJobResponse),
         "GetRound": unary(servicer.GetRound, pb.GetRoundRequest, pb.GetRoundResponse),
+        "SetExpectedWorkers": unary(
+            servicer.SetExpectedWorkers, pb.SetExpectedWorkersRequest, pb.SetExpectedWorkersResponse
+        ),
         "WatchRound": grpc.unary_stream_rpc_method_handler(
             servicer.WatchRound,
             request_deserializer=pb.WatchRoundRequest.FromString,

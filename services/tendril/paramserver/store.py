@@ -21,27 +21,26 @@ import contextlib
 import dataclasses
 import hashlib
 import json
-import re
 import shutil
 from pathlib import Path
 from typing import Any
 
 from tendril.core.errors import ErrorKind
 from tendril.core.files import write_atomically
+from tendril.core.ids import RUN_ID
 from tendril.paramserver.errors import ParameterServerError, ParamserverReason
 from tendril.paramserver.rounds import RunConfig
 
-_RUN_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
 STATE_VERSION = 2
 READABLE_VERSIONS = (1, 2)  # 1 also listed the served updates, which lived on disk then
 
 
 def check_run_id(run_id: str) -> str:
-    if not _RUN_ID.match(run_id):
+    """``run_id`` when it is a :data:`~tendril.core.ids.RUN_ID` (it names the run's folder)."""
+    problem = RUN_ID.problem(run_id, "run_id")
+    if problem is not None:
         raise ParameterServerError(
-            ErrorKind.INVALID_ARGUMENT,
-            f"run_id {run_id!r} is not a valid run id: use 1-128 of A-Z a-z 0-9 . _ - (not starting with . _ -)",
-            reason=ParamserverReason.BAD_RUN_ID,
+            ErrorKind.INVALID_ARGUMENT, problem, reason=ParamserverReason.BAD_RUN_ID, metadata={"field": "run_id"}
         )
     return run_id
 
@@ -69,6 +68,8 @@ class SavedState:
     closed: bool = False  # CloseJob was called (pulls are still served)
     theta_round: int | None = None  # None: no θ0 yet
     has_momentum: bool = False
+    owner_id: str = ""  # the scheduler that owns the run (OpenJob's owner_id): it may name the expected workers
+    expected: tuple[str, ...] = ()  # the workers the owner expects each round (SetExpectedWorkers); empty: by count
 
     def to_json(self) -> str:
         return json.dumps(
@@ -80,6 +81,8 @@ class SavedState:
                 "closed": self.closed,
                 "theta_round": self.theta_round,
                 "has_momentum": self.has_momentum,
+                "owner_id": self.owner_id,
+                "expected": list(self.expected),
             },
             indent=1,
         )
@@ -96,6 +99,8 @@ class SavedState:
             closed=bool(doc["closed"]),
             theta_round=doc["theta_round"],
             has_momentum=bool(doc["has_momentum"]),
+            owner_id=str(doc.get("owner_id", "")),
+            expected=tuple(str(w) for w in doc.get("expected", ())),
         )
 
 
@@ -175,7 +180,7 @@ def saved_runs(root: Path) -> list[str]:
     """Run ids with a saved state under ``root``."""
     if not root.exists():
         return []
-    return sorted(p.parent.name for p in root.glob("*/state.json") if _RUN_ID.match(p.parent.name))
+    return sorted(p.parent.name for p in root.glob("*/state.json") if RUN_ID.valid(p.parent.name))
 
 
 def parameter_error(run_id: str) -> ParameterServerError:

@@ -10,7 +10,11 @@ Life of a run:
    its remaining time; dispatch its job (the aggregate job first; training jobs once the
    parameter server answers), and watch the job. A lease that cannot be renewed or a job that ends early
    loses the member: the run drops it and a new request solicits a replacement.
-4. When every round is done: pull the final θ from the parameter server into
+4. Once the first full set of training jobs is dispatched, the parameter server is told which
+   workers the run expects (``SetExpectedWorkers``), and again whenever a training member is
+   lost (it is left out: later rounds do not wait for it) or a new one is dispatched (it is
+   added). Until then the run expects ``allocation.workers`` workers by count.
+5. When every round is done: pull the final θ from the parameter server into
    ``model.safetensors``, let the jobs end, release every lease.
 """
 
@@ -49,6 +53,17 @@ CALL_TIMEOUT_SECONDS = 15.0
 PS_READY_TIMEOUT_SECONDS = 120.0  # the aggregate executor starts a Python process before it opens the run
 POLL_SECONDS = 0.2
 PS_POLL_MAX_SECONDS = 1.0
+EXPECTED_RETRY_SECONDS = 5.0  # pause before telling the parameter server the expected workers again after a failure
+# NOTE: SetExpectedWorkers is retried while the parameter server restarts (no answer) or has not
+# reopened the run yet (NOT_FOUND); a refusal means an older or foreign server: rounds then go
+# on expecting allocation.workers workers by count (and wait out the round timeout for a lost one).
+EXPECTED_POLICY = RetryPolicy(
+    codes=TRANSIENT_CODES | {grpc.StatusCode.NOT_FOUND},
+    attempts=None,
+    deadline=30.0,
+    initial_backoff=POLL_SECONDS,
+    max_backoff=2.0,
+)
 
 
 class Driver:
@@ -71,6 +86,7 @@ class Driver:
         self._started_at = time.monotonic()
         self._dispatched_trainers = 0
         self._full = False  # the first full set of trainers was dispatched
+        self._trainers_changed = asyncio.Event()  # a training job was dispatched or lost
 
     def channel(self, address: str) -> grpc.aio.Channel:
         return self._channels.channel(address)
@@ -224,6 +240,7 @@ class Driver:
         self._jobs[member.job_id] = job
         self._dispatched_trainers += 1
         self._full = self._full or self._dispatched_trainers >= self.config.allocation.workers
+        self._trainers_changed.set()
         end = await job.wait_end()
         if end.state == "FAILED":
             last = await job.tail(1)
@@ -278,6 +295,8 @@ class Driver:
         if self.run.lose(member.lease_id, reason) is None:
             return
         log.warning("member.lost", worker=member.worker_id, role=member.role.value, job_id=member.job_id, reason=reason)
+        if member.role is Role.TRAIN:
+            self._trainers_changed.set()
         job = self._jobs.get(member.job_id)
         if job is not None and member.job_id not in self._ended:
             # Nobody waits for a dropped job at the end: its worker may be gone for good.
@@ -288,18 +307,61 @@ class Driver:
         if keeper is not None:
             await keeper.release()
 
+    async def _tell_expected(self) -> None:
+        """Keep the parameter server's expected workers equal to the run's live training workers.
+
+        NOTE: the scheduler tells the parameter server itself (as it already asks it GetRound and
+        pulls the final θ there): it is the one that learns a worker is lost, and the server
+        accepts the names only from the run's owner, which the aggregate job's bridge named at
+        OpenJob. Nothing is told before the first full set of trainers is dispatched, so that
+        round 0 cannot close before every first worker could push.
+        """
+        told: list[str] | None = None
+        while True:
+            await self._trainers_changed.wait()
+            self._trainers_changed.clear()
+            ps = self.run.parameter_server
+            want = self.run.expected_workers()
+            if not self._full or ps is None or not self._ps_ready.is_set() or want == told:
+                continue
+            try:
+                await self._set_expected(ps.endpoints.parameter_server, want)
+            except grpc.aio.AioRpcError as exc:
+                retryable = EXPECTED_POLICY.retryable(exc)
+                log.warning(
+                    "expected_workers.not_told",
+                    workers=want,
+                    code=exc.code().name,
+                    error=exc.details(),
+                    action="retrying" if retryable else "rounds expect allocation.workers workers by count",
+                )
+                if not retryable:
+                    return
+                await asyncio.sleep(EXPECTED_RETRY_SECONDS)
+                self._trainers_changed.set()
+                continue
+            told = want
+            log.info("expected_workers.told", workers=want, parameter_server=ps.worker_id)
+
+    async def _set_expected(self, address: str, workers: list[str]) -> None:
+        stub = paramserver_pb2_grpc.ParameterServerServiceStub(self.channel(address))
+        request = paramserver_pb2.SetExpectedWorkersRequest(run_id=self.run.run_id, worker_ids=workers)
+        await retry(lambda: stub.SetExpectedWorkers(request, timeout=CALL_TIMEOUT_SECONDS), EXPECTED_POLICY)
+
     # -- the run ---------------------------------------------------------------------------
 
     async def execute(self) -> None:
         """Run the job to its end; raises SchedulerError when it cannot finish."""
         self.run.set_dataset(await self.load_dataset())
-        allocating = asyncio.create_task(self._allocate())
+        background = [asyncio.create_task(self._allocate()), asyncio.create_task(self._tell_expected())]
         try:
             await self._until_trained()
         finally:
-            allocating.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await allocating
+            for task in background:
+                task.cancel()
+            for task in background:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         await self._finish()
 
     async def _until_trained(self) -> None:

@@ -11,7 +11,6 @@ a seed) reaches the jobs as 0.
 
 from __future__ import annotations
 
-import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,15 +31,24 @@ from pydantic import (
 from tendril.core.codecs import CODECS
 from tendril.core.config import Address, OptionalAddress, config_error, read_toml
 from tendril.core.errors import ConfigError
+from tendril.core.ids import PEER_ID, RUN_ID
 
-_RUN_ID = re.compile(r"^[A-Za-z0-9._-]{1,48}$")
+# NOTE: a run id of job.toml names the run's jobs too (<run_id>-ps1, <run_id>-t12), which must
+# stay job ids (64 characters): hence at most 48 of the run id's 128.
+MAX_RUN_ID_CHARS = 48
 
 DEFAULT_MODEL: dict[str, Any] = {"n_layer": 2, "n_head": 2, "n_embd": 64}
 
 
 def _run_id(value: str) -> str:
-    if value and not _RUN_ID.match(value):
-        raise ValueError(f"must be 1-48 of [A-Za-z0-9._-] (or empty), got {value!r}")
+    if value and (not RUN_ID.valid(value) or len(value) > MAX_RUN_ID_CHARS):
+        raise ValueError(f"must be empty or a run id of at most {MAX_RUN_ID_CHARS} characters: {RUN_ID.rule}")
+    return value
+
+
+def _peer_id(value: str) -> str:
+    if not PEER_ID.valid(value):
+        raise ValueError(f"must be a peer id: {PEER_ID.rule}")
     return value
 
 
@@ -52,7 +60,7 @@ class _Table(BaseModel):
 class SchedulerSection(_Table):
     """Identity and addresses of the scheduler peer."""
 
-    id: str = Field("scheduler", min_length=1)
+    id: Annotated[str, AfterValidator(_peer_id)] = "scheduler"
     listen: Address = "127.0.0.1:50060"  # AllocationService + CoordinationService; port 0 picks a free port
     advertise_address: OptionalAddress = ""  # what workers dial; empty: the bound listen address
     gateway: Address = "127.0.0.1:50050"  # BusService/RegistryService of the network

@@ -379,3 +379,7 @@ class Run:
 
     def live_trainers(self) -> list[Member]:
         return [t.member for t in self._trainers.values()]
+
+    def expected_workers(self) -> list[str]:
+        """The workers whose updates each round waits for: those of the live training jobs, sorted."""
+        return sorted({t.member.worker_id for t in self._trainers.values()})

@@ -8,12 +8,13 @@ from typing import Any
 
 from tendril.core.errors import ErrorKind
 from tendril.core.logs import get_logger
-from tendril.core.timeutil import from_timestamp
+from tendril.core.validate import Checks
 from tendril.scheduler.errors import SchedulerError, SchedulerReason
 from tendril.scheduler.run import Directive, Endpoints, Member, OfferIn, Progress, ProgressIn, Run
 from tendril_proto.scheduler.v1 import scheduler_pb2, scheduler_pb2_grpc
 
 log = get_logger("tendril.scheduler")
+CHECK = Checks(SchedulerError)
 
 _KINDS = {
     scheduler_pb2.PROGRESS_KIND_BATCH: Progress.BATCH,
@@ -58,7 +59,9 @@ class AllocationServicer(scheduler_pb2_grpc.AllocationServiceServicer):
             worker.worker_id,
             request.lease_id,
             Endpoints(worker.endpoints.lease, worker.endpoints.job, worker.endpoints.parameter_server),
-            from_timestamp(request.expires_at) if request.HasField("expires_at") else 0.0,
+            CHECK.timestamp(request.expires_at, "expires_at", SchedulerReason.BAD_EXPIRES_AT)
+            if request.HasField("expires_at")
+            else 0.0,
         )
         member, reason = self._run.consider_offer(offer)
         if member is None:
@@ -106,7 +109,7 @@ class CoordinationServicer(scheduler_pb2_grpc.CoordinationServiceServicer):
             kind,
             request.round,
             batch_size=request.batch_size,
-            batch_seconds=request.batch_seconds,
+            batch_seconds=CHECK.number(request.batch_seconds, "batch_seconds", SchedulerReason.BAD_BATCH, minimum=0.0),
             metrics=dict(request.metrics),
             batches=batches,
         )

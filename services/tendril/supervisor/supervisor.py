@@ -30,6 +30,7 @@ from tendril.core.process import EXIT_CONFIG, SUPERVISOR_PID_ENV, child_env
 from tendril.core.worker_record import worker_record
 from tendril.supervisor.child import Child
 from tendril.supervisor.health import LivenessProbe, Started, wait_started
+from tendril.supervisor.housekeeping import Housekeeping
 from tendril.supervisor.metrics_endpoint import MetricsEndpoint
 from tendril.supervisor.prepare import Prepared
 from tendril.supervisor.reaper import Descendants, become_subreaper, reap_adopted
@@ -145,6 +146,9 @@ class Supervisor:
         self.metrics.start()  # before any child: a taken metrics port stops the worker here
         say(f"worker {self.worker_id}: starting {', '.join(self.children)}; logs in {self.prepared.logs_dir}")
         self._save()
+        housekeeping = Housekeeping(self.config, self.prepared.logs_dir, [c.log_path for c in self.children.values()])
+        await asyncio.to_thread(housekeeping.once)  # before the services write to their logs
+        keeping = asyncio.create_task(housekeeping.run(), name="housekeeping")
         started = time.monotonic()
         code = EXIT_OK
         try:
@@ -162,6 +166,7 @@ class Supervisor:
             if self._fatal is not None:
                 code = liveness.EXIT_LOOP_DIED
         finally:
+            keeping.cancel()
             await self._stop_all()
             self.status.state = "stopped" if code == EXIT_OK else "failed"
             self._save()

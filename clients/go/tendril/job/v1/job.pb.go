@@ -258,9 +258,9 @@ type DispatchRequest struct {
 	LeaseId string `protobuf:"bytes,2,opt,name=lease_id,json=leaseId,proto3" json:"lease_id,omitempty"`
 	// An executor configured on this worker.
 	Executor *v1.ExecutorRef `protobuf:"bytes,3,opt,name=executor,proto3" json:"executor,omitempty"`
-	// Configuration for the executor (written to job.json).
+	// Configuration for the executor (written to job.json); its numbers must be finite.
 	Config *structpb.Struct `protobuf:"bytes,4,opt,name=config,proto3" json:"config,omitempty"`
-	// Wall-clock limit; unset or zero means the worker's default.
+	// Wall-clock limit, at most a year (366 days); unset or zero means the worker's default.
 	Timeout *durationpb.Duration `protobuf:"bytes,5,opt,name=timeout,proto3" json:"timeout,omitempty"`
 	// Address of the scheduler's CoordinationService for progress and slices (optional).
 	CoordinatorAddress string `protobuf:"bytes,6,opt,name=coordinator_address,json=coordinatorAddress,proto3" json:"coordinator_address,omitempty"`

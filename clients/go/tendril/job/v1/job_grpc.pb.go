@@ -26,7 +26,10 @@ type JobServiceClient interface {
 	//	INVALID_ARGUMENT BAD_JOB_ID: job_id is not 1-64 letters, digits, '.', '_' or '-'.
 	//	INVALID_ARGUMENT LEASE_ID_MISSING, EXECUTOR_MISSING: lease_id, or the executor's class or
 	//	  name, is empty.
-	//	INVALID_ARGUMENT BAD_TIMEOUT: the timeout is negative.
+	//	INVALID_ARGUMENT BAD_LEASE_ID: lease_id is over 256 characters.
+	//	INVALID_ARGUMENT BAD_TIMEOUT: the timeout is not a valid Duration (nanos out of range or of
+	//	  the other sign), negative, or over a year (366 days).
+	//	INVALID_ARGUMENT BAD_CONFIG: a number in config is NaN or infinite (JSON has no such number).
 	//	INVALID_ARGUMENT BAD_COORDINATOR_ADDRESS: coordinator_address is not host:port.
 	//	FAILED_PRECONDITION EXECUTOR_NOT_CONFIGURED: the worker has no such executor.
 	//	FAILED_PRECONDITION SOCKET_PATH_TOO_LONG: the job's bridge socket path would not fit a Unix
@@ -52,16 +55,21 @@ type JobServiceClient interface {
 	//
 	// Errors:
 	//
+	//	INVALID_ARGUMENT BAD_JOB_ID: job_id is not a job id (1-64 letters, digits, '.', '_' or '-').
 	//	NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
 	Get(ctx context.Context, in *GetRequest, opts ...grpc.CallOption) (*GetResponse, error)
 	// List returns jobs, newest first.
 	//
-	// Errors: none of its own.
+	// Errors:
+	//
+	//	INVALID_ARGUMENT BAD_STATE: states holds a value JobState does not declare, or
+	//	  JOB_STATE_UNSPECIFIED.
 	List(ctx context.Context, in *ListRequest, opts ...grpc.CallOption) (*ListResponse, error)
 	// Watch streams a job's (or every job's) state changes.
 	//
 	// Errors:
 	//
+	//	INVALID_ARGUMENT BAD_JOB_ID: job_id is set and is not a job id.
 	//	NOT_FOUND JOB_NOT_FOUND: job_id is set and no such job is on this worker.
 	//	ABORTED WATCH_OVERFLOW: the watcher fell behind and was cut off; watch again.
 	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (JobService_WatchClient, error)
@@ -69,6 +77,8 @@ type JobServiceClient interface {
 	//
 	// Errors:
 	//
+	//	INVALID_ARGUMENT BAD_JOB_ID: job_id is not a job id.
+	//	INVALID_ARGUMENT REASON_TOO_LONG: reason is over 1024 characters.
 	//	NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
 	//	PERMISSION_DENIED NOT_JOB_OWNER: the job belongs to another peer.
 	//	UNAVAILABLE JOB_STARTING: the job is still being dispatched; retry in a moment.
@@ -77,6 +87,7 @@ type JobServiceClient interface {
 	//
 	// Errors:
 	//
+	//	INVALID_ARGUMENT BAD_JOB_ID: job_id is not a job id.
 	//	NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
 	Logs(ctx context.Context, in *LogsRequest, opts ...grpc.CallOption) (JobService_LogsClient, error)
 }
@@ -202,7 +213,10 @@ type JobServiceServer interface {
 	//	INVALID_ARGUMENT BAD_JOB_ID: job_id is not 1-64 letters, digits, '.', '_' or '-'.
 	//	INVALID_ARGUMENT LEASE_ID_MISSING, EXECUTOR_MISSING: lease_id, or the executor's class or
 	//	  name, is empty.
-	//	INVALID_ARGUMENT BAD_TIMEOUT: the timeout is negative.
+	//	INVALID_ARGUMENT BAD_LEASE_ID: lease_id is over 256 characters.
+	//	INVALID_ARGUMENT BAD_TIMEOUT: the timeout is not a valid Duration (nanos out of range or of
+	//	  the other sign), negative, or over a year (366 days).
+	//	INVALID_ARGUMENT BAD_CONFIG: a number in config is NaN or infinite (JSON has no such number).
 	//	INVALID_ARGUMENT BAD_COORDINATOR_ADDRESS: coordinator_address is not host:port.
 	//	FAILED_PRECONDITION EXECUTOR_NOT_CONFIGURED: the worker has no such executor.
 	//	FAILED_PRECONDITION SOCKET_PATH_TOO_LONG: the job's bridge socket path would not fit a Unix
@@ -228,16 +242,21 @@ type JobServiceServer interface {
 	//
 	// Errors:
 	//
+	//	INVALID_ARGUMENT BAD_JOB_ID: job_id is not a job id (1-64 letters, digits, '.', '_' or '-').
 	//	NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
 	Get(context.Context, *GetRequest) (*GetResponse, error)
 	// List returns jobs, newest first.
 	//
-	// Errors: none of its own.
+	// Errors:
+	//
+	//	INVALID_ARGUMENT BAD_STATE: states holds a value JobState does not declare, or
+	//	  JOB_STATE_UNSPECIFIED.
 	List(context.Context, *ListRequest) (*ListResponse, error)
 	// Watch streams a job's (or every job's) state changes.
 	//
 	// Errors:
 	//
+	//	INVALID_ARGUMENT BAD_JOB_ID: job_id is set and is not a job id.
 	//	NOT_FOUND JOB_NOT_FOUND: job_id is set and no such job is on this worker.
 	//	ABORTED WATCH_OVERFLOW: the watcher fell behind and was cut off; watch again.
 	Watch(*WatchRequest, JobService_WatchServer) error
@@ -245,6 +264,8 @@ type JobServiceServer interface {
 	//
 	// Errors:
 	//
+	//	INVALID_ARGUMENT BAD_JOB_ID: job_id is not a job id.
+	//	INVALID_ARGUMENT REASON_TOO_LONG: reason is over 1024 characters.
 	//	NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
 	//	PERMISSION_DENIED NOT_JOB_OWNER: the job belongs to another peer.
 	//	UNAVAILABLE JOB_STARTING: the job is still being dispatched; retry in a moment.
@@ -253,6 +274,7 @@ type JobServiceServer interface {
 	//
 	// Errors:
 	//
+	//	INVALID_ARGUMENT BAD_JOB_ID: job_id is not a job id.
 	//	NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
 	Logs(*LogsRequest, JobService_LogsServer) error
 	mustEmbedUnimplementedJobServiceServer()

@@ -27,7 +27,25 @@ type ParameterServerServiceClient interface {
 	//	INVALID_ARGUMENT BAD_CODEC: codec is not a known value.
 	//	INVALID_ARGUMENT BAD_RUN_CONFIG: expected_workers, quorum, timeout, outer_lr or
 	//	  outer_momentum is out of range.
+	//	INVALID_ARGUMENT BAD_WORKER_ID: owner_id is set and is not a peer id.
 	OpenJob(ctx context.Context, in *OpenJobRequest, opts ...grpc.CallOption) (*OpenJobResponse, error)
+	// SetExpectedWorkers names the workers a run expects each round; only the run's owner (the
+	// scheduler named by OpenJob's owner_id) may call it. From then on a round closes as soon as
+	// every named worker committed (or, round_timeout_seconds after its first commit, once a
+	// quorum did: at most as many as are named): a worker the scheduler declared lost is left
+	// out and no longer waited for, a worker that joined (or rejoined) the run is added. An empty
+	// list expects OpenJob's expected_workers again, by count. The names are saved with the run's
+	// state: a restarted server and a later OpenJob keep them.
+	//
+	// Errors:
+	//
+	//	INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
+	//	INVALID_ARGUMENT BAD_WORKER_ID: a worker id is not a peer id (1-128 letters, digits, '.',
+	//	  '_', '-', ':' or '@', starting with a letter or digit).
+	//	NOT_FOUND RUN_NOT_OPEN: the run is not open here.
+	//	PERMISSION_DENIED NOT_RUN_OWNER: the caller is not the run's owner, or the run was opened
+	//	  without an owner_id.
+	SetExpectedWorkers(ctx context.Context, in *SetExpectedWorkersRequest, opts ...grpc.CallOption) (*SetExpectedWorkersResponse, error)
 	// CloseJob ends aggregation for a run: pushes are refused from then on; θ and the last updates
 	// stay served unless purge is set.
 	//
@@ -50,6 +68,7 @@ type ParameterServerServiceClient interface {
 	//	INVALID_ARGUMENT BAD_RUN_ID: the header's run_id is not a valid run id.
 	//	INVALID_ARGUMENT WORKER_ID_MISSING, BAD_WEIGHT: worker_id is empty, or weight is not a finite
 	//	  number > 0.
+	//	INVALID_ARGUMENT BAD_WORKER_ID: worker_id is not a peer id.
 	//	INVALID_ARGUMENT STREAM_ID_REUSED: the stream_id already carries another payload.
 	//	INVALID_ARGUMENT LAYOUT_MISMATCH: the update's tensors differ from the run's parameters.
 	//	INVALID_ARGUMENT NON_FINITE_UPDATE: the update holds NaN or Inf; it was not counted.
@@ -70,7 +89,8 @@ type ParameterServerServiceClient interface {
 	//
 	//	INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
 	//	INVALID_ARGUMENT BAD_CODEC: codec is not a known value.
-	//	INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative.
+	//	INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative, NaN or infinite.
+	//	INVALID_ARGUMENT BAD_WORKER_ID: worker_id is set and is not a peer id.
 	//	NOT_FOUND RUN_NOT_OPEN: the run is not open here.
 	//	FAILED_PRECONDITION ROUND_NOT_OPEN: the round is after the open one.
 	//	FAILED_PRECONDITION UPDATE_GONE: the round's update is no longer kept (updates stay in memory
@@ -101,6 +121,7 @@ type ParameterServerServiceClient interface {
 	//	DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the payload's digest is not the header's; send it
 	//	  again.
 	//	INVALID_ARGUMENT BAD_RUN_ID: the header's run_id is not a valid run id.
+	//	INVALID_ARGUMENT BAD_WORKER_ID: the header's worker_id is set and is not a peer id.
 	//	INVALID_ARGUMENT STREAM_ID_REUSED: the stream_id already carries another payload.
 	//	INVALID_ARGUMENT NON_FINITE_PARAMETERS: θ0 holds NaN or Inf.
 	//	FAILED_PRECONDITION BAD_OFFSET: start_offset is not where this stream stands; resume from the
@@ -158,6 +179,15 @@ func NewParameterServerServiceClient(cc grpc.ClientConnInterface) ParameterServe
 func (c *parameterServerServiceClient) OpenJob(ctx context.Context, in *OpenJobRequest, opts ...grpc.CallOption) (*OpenJobResponse, error) {
 	out := new(OpenJobResponse)
 	err := c.cc.Invoke(ctx, "/tendril.paramserver.v1.ParameterServerService/OpenJob", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *parameterServerServiceClient) SetExpectedWorkers(ctx context.Context, in *SetExpectedWorkersRequest, opts ...grpc.CallOption) (*SetExpectedWorkersResponse, error) {
+	out := new(SetExpectedWorkersResponse)
+	err := c.cc.Invoke(ctx, "/tendril.paramserver.v1.ParameterServerService/SetExpectedWorkers", in, out, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -360,7 +390,25 @@ type ParameterServerServiceServer interface {
 	//	INVALID_ARGUMENT BAD_CODEC: codec is not a known value.
 	//	INVALID_ARGUMENT BAD_RUN_CONFIG: expected_workers, quorum, timeout, outer_lr or
 	//	  outer_momentum is out of range.
+	//	INVALID_ARGUMENT BAD_WORKER_ID: owner_id is set and is not a peer id.
 	OpenJob(context.Context, *OpenJobRequest) (*OpenJobResponse, error)
+	// SetExpectedWorkers names the workers a run expects each round; only the run's owner (the
+	// scheduler named by OpenJob's owner_id) may call it. From then on a round closes as soon as
+	// every named worker committed (or, round_timeout_seconds after its first commit, once a
+	// quorum did: at most as many as are named): a worker the scheduler declared lost is left
+	// out and no longer waited for, a worker that joined (or rejoined) the run is added. An empty
+	// list expects OpenJob's expected_workers again, by count. The names are saved with the run's
+	// state: a restarted server and a later OpenJob keep them.
+	//
+	// Errors:
+	//
+	//	INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
+	//	INVALID_ARGUMENT BAD_WORKER_ID: a worker id is not a peer id (1-128 letters, digits, '.',
+	//	  '_', '-', ':' or '@', starting with a letter or digit).
+	//	NOT_FOUND RUN_NOT_OPEN: the run is not open here.
+	//	PERMISSION_DENIED NOT_RUN_OWNER: the caller is not the run's owner, or the run was opened
+	//	  without an owner_id.
+	SetExpectedWorkers(context.Context, *SetExpectedWorkersRequest) (*SetExpectedWorkersResponse, error)
 	// CloseJob ends aggregation for a run: pushes are refused from then on; θ and the last updates
 	// stay served unless purge is set.
 	//
@@ -383,6 +431,7 @@ type ParameterServerServiceServer interface {
 	//	INVALID_ARGUMENT BAD_RUN_ID: the header's run_id is not a valid run id.
 	//	INVALID_ARGUMENT WORKER_ID_MISSING, BAD_WEIGHT: worker_id is empty, or weight is not a finite
 	//	  number > 0.
+	//	INVALID_ARGUMENT BAD_WORKER_ID: worker_id is not a peer id.
 	//	INVALID_ARGUMENT STREAM_ID_REUSED: the stream_id already carries another payload.
 	//	INVALID_ARGUMENT LAYOUT_MISMATCH: the update's tensors differ from the run's parameters.
 	//	INVALID_ARGUMENT NON_FINITE_UPDATE: the update holds NaN or Inf; it was not counted.
@@ -403,7 +452,8 @@ type ParameterServerServiceServer interface {
 	//
 	//	INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
 	//	INVALID_ARGUMENT BAD_CODEC: codec is not a known value.
-	//	INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative.
+	//	INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative, NaN or infinite.
+	//	INVALID_ARGUMENT BAD_WORKER_ID: worker_id is set and is not a peer id.
 	//	NOT_FOUND RUN_NOT_OPEN: the run is not open here.
 	//	FAILED_PRECONDITION ROUND_NOT_OPEN: the round is after the open one.
 	//	FAILED_PRECONDITION UPDATE_GONE: the round's update is no longer kept (updates stay in memory
@@ -434,6 +484,7 @@ type ParameterServerServiceServer interface {
 	//	DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the payload's digest is not the header's; send it
 	//	  again.
 	//	INVALID_ARGUMENT BAD_RUN_ID: the header's run_id is not a valid run id.
+	//	INVALID_ARGUMENT BAD_WORKER_ID: the header's worker_id is set and is not a peer id.
 	//	INVALID_ARGUMENT STREAM_ID_REUSED: the stream_id already carries another payload.
 	//	INVALID_ARGUMENT NON_FINITE_PARAMETERS: θ0 holds NaN or Inf.
 	//	FAILED_PRECONDITION BAD_OFFSET: start_offset is not where this stream stands; resume from the
@@ -488,6 +539,9 @@ type UnimplementedParameterServerServiceServer struct {
 func (UnimplementedParameterServerServiceServer) OpenJob(context.Context, *OpenJobRequest) (*OpenJobResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method OpenJob not implemented")
 }
+func (UnimplementedParameterServerServiceServer) SetExpectedWorkers(context.Context, *SetExpectedWorkersRequest) (*SetExpectedWorkersResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method SetExpectedWorkers not implemented")
+}
 func (UnimplementedParameterServerServiceServer) CloseJob(context.Context, *CloseJobRequest) (*CloseJobResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method CloseJob not implemented")
 }
@@ -537,6 +591,24 @@ func _ParameterServerService_OpenJob_Handler(srv interface{}, ctx context.Contex
 	}
 	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
 		return srv.(ParameterServerServiceServer).OpenJob(ctx, req.(*OpenJobRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ParameterServerService_SetExpectedWorkers_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetExpectedWorkersRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ParameterServerServiceServer).SetExpectedWorkers(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/tendril.paramserver.v1.ParameterServerService/SetExpectedWorkers",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ParameterServerServiceServer).SetExpectedWorkers(ctx, req.(*SetExpectedWorkersRequest))
 	}
 	return interceptor(ctx, in, info, handler)
 }
@@ -699,6 +771,10 @@ var _ParameterServerService_serviceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "OpenJob",
 			Handler:    _ParameterServerService_OpenJob_Handler,
+		},
+		{
+			MethodName: "SetExpectedWorkers",
+			Handler:    _ParameterServerService_SetExpectedWorkers_Handler,
 		},
 		{
 			MethodName: "CloseJob",

@@ -23,6 +23,7 @@ type AllocationServiceClient interface {
 	// Errors:
 	//
 	//	INVALID_ARGUMENT MISSING_FIELD: a required field is empty (metadata "field" names it).
+	//	INVALID_ARGUMENT BAD_EXPIRES_AT: expires_at is not a valid Timestamp.
 	Offer(ctx context.Context, in *OfferRequest, opts ...grpc.CallOption) (*OfferResponse, error)
 }
 
@@ -53,6 +54,7 @@ type AllocationServiceServer interface {
 	// Errors:
 	//
 	//	INVALID_ARGUMENT MISSING_FIELD: a required field is empty (metadata "field" names it).
+	//	INVALID_ARGUMENT BAD_EXPIRES_AT: expires_at is not a valid Timestamp.
 	Offer(context.Context, *OfferRequest) (*OfferResponse, error)
 	mustEmbedUnimplementedAllocationServiceServer()
 }
@@ -118,7 +120,7 @@ type CoordinationServiceClient interface {
 	//
 	//	INVALID_ARGUMENT MISSING_FIELD: job_id is empty.
 	//	INVALID_ARGUMENT BAD_PROGRESS_KIND, BAD_BATCH: kind is not set, or a BATCH report has
-	//	  batch_size 0.
+	//	  batch_size 0 (or batch_seconds is negative, NaN or infinite).
 	//	NOT_FOUND UNKNOWN_JOB: the job is not a live training job of the run.
 	//	PERMISSION_DENIED WRONG_WORKER: the job runs on another worker.
 	//	FAILED_PRECONDITION STALE_ROUND: round is before the job's current round.
@@ -170,7 +172,7 @@ type CoordinationServiceServer interface {
 	//
 	//	INVALID_ARGUMENT MISSING_FIELD: job_id is empty.
 	//	INVALID_ARGUMENT BAD_PROGRESS_KIND, BAD_BATCH: kind is not set, or a BATCH report has
-	//	  batch_size 0.
+	//	  batch_size 0 (or batch_seconds is negative, NaN or infinite).
 	//	NOT_FOUND UNKNOWN_JOB: the job is not a live training job of the run.
 	//	PERMISSION_DENIED WRONG_WORKER: the job runs on another worker.
 	//	FAILED_PRECONDITION STALE_ROUND: round is before the job's current round.

@@ -202,6 +202,8 @@ class DataFetcherServiceServicer:
         '.', '_' or '-' (JobService's rule for job ids).
         INVALID_ARGUMENT WORKER_ID_MISSING, COORDINATOR_MISSING: worker_id or coordinator_address is
         empty.
+        INVALID_ARGUMENT BAD_WORKER_ID: worker_id is not a peer id (1-128 letters, digits, '.', '_',
+        '-', ':' or '@', starting with a letter or digit).
         INVALID_ARGUMENT BAD_COORDINATOR_ADDRESS: coordinator_address is not host:port (or
         unix:PATH).
         INVALID_ARGUMENT BAD_PREFETCH: prefetch is outside 0..32.

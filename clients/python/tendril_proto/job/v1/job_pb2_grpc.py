@@ -82,7 +82,10 @@ class JobServiceServicer:
         INVALID_ARGUMENT BAD_JOB_ID: job_id is not 1-64 letters, digits, '.', '_' or '-'.
         INVALID_ARGUMENT LEASE_ID_MISSING, EXECUTOR_MISSING: lease_id, or the executor's class or
         name, is empty.
-        INVALID_ARGUMENT BAD_TIMEOUT: the timeout is negative.
+        INVALID_ARGUMENT BAD_LEASE_ID: lease_id is over 256 characters.
+        INVALID_ARGUMENT BAD_TIMEOUT: the timeout is not a valid Duration (nanos out of range or of
+        the other sign), negative, or over a year (366 days).
+        INVALID_ARGUMENT BAD_CONFIG: a number in config is NaN or infinite (JSON has no such number).
         INVALID_ARGUMENT BAD_COORDINATOR_ADDRESS: coordinator_address is not host:port.
         FAILED_PRECONDITION EXECUTOR_NOT_CONFIGURED: the worker has no such executor.
         FAILED_PRECONDITION SOCKET_PATH_TOO_LONG: the job's bridge socket path would not fit a Unix
@@ -112,6 +115,7 @@ class JobServiceServicer:
         """Get returns one job.
 
         Errors:
+        INVALID_ARGUMENT BAD_JOB_ID: job_id is not a job id (1-64 letters, digits, '.', '_' or '-').
         NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -121,7 +125,9 @@ class JobServiceServicer:
     def List(self, request, context):
         """List returns jobs, newest first.
 
-        Errors: none of its own.
+        Errors:
+        INVALID_ARGUMENT BAD_STATE: states holds a value JobState does not declare, or
+        JOB_STATE_UNSPECIFIED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -131,6 +137,7 @@ class JobServiceServicer:
         """Watch streams a job's (or every job's) state changes.
 
         Errors:
+        INVALID_ARGUMENT BAD_JOB_ID: job_id is set and is not a job id.
         NOT_FOUND JOB_NOT_FOUND: job_id is set and no such job is on this worker.
         ABORTED WATCH_OVERFLOW: the watcher fell behind and was cut off; watch again.
         """
@@ -142,6 +149,8 @@ class JobServiceServicer:
         """Cancel stops a job: SIGTERM, then SIGKILL after the grace period (owner only).
 
         Errors:
+        INVALID_ARGUMENT BAD_JOB_ID: job_id is not a job id.
+        INVALID_ARGUMENT REASON_TOO_LONG: reason is over 1024 characters.
         NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
         PERMISSION_DENIED NOT_JOB_OWNER: the job belongs to another peer.
         UNAVAILABLE JOB_STARTING: the job is still being dispatched; retry in a moment.
@@ -154,6 +163,7 @@ class JobServiceServicer:
         """Logs streams an executor's output: the last lines, then new lines when following.
 
         Errors:
+        INVALID_ARGUMENT BAD_JOB_ID: job_id is not a job id.
         NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)

@@ -127,7 +127,7 @@ class GetRoundResponse(_message.Message):
     def __init__(self, job_id: _Optional[str] = ..., round: _Optional[int] = ..., state: _Optional[_Union[RoundState, str]] = ..., committed_workers: _Optional[_Iterable[str]] = ..., expected_workers: _Optional[_Iterable[str]] = ..., pushes_in_flight: _Optional[int] = ..., run_id: _Optional[str] = ...) -> None: ...
 
 class OpenJobRequest(_message.Message):
-    __slots__ = ("job_id", "expected_workers", "quorum", "round_timeout_seconds", "outer_lr", "outer_momentum", "codec", "rounds", "run_id")
+    __slots__ = ("job_id", "expected_workers", "quorum", "round_timeout_seconds", "outer_lr", "outer_momentum", "codec", "rounds", "run_id", "owner_id")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     EXPECTED_WORKERS_FIELD_NUMBER: _ClassVar[int]
     QUORUM_FIELD_NUMBER: _ClassVar[int]
@@ -137,6 +137,7 @@ class OpenJobRequest(_message.Message):
     CODEC_FIELD_NUMBER: _ClassVar[int]
     ROUNDS_FIELD_NUMBER: _ClassVar[int]
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    OWNER_ID_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     expected_workers: int
     quorum: int
@@ -146,7 +147,8 @@ class OpenJobRequest(_message.Message):
     codec: _tensor_pb2.Codec
     rounds: int
     run_id: str
-    def __init__(self, job_id: _Optional[str] = ..., expected_workers: _Optional[int] = ..., quorum: _Optional[int] = ..., round_timeout_seconds: _Optional[float] = ..., outer_lr: _Optional[float] = ..., outer_momentum: _Optional[float] = ..., codec: _Optional[_Union[_tensor_pb2.Codec, str]] = ..., rounds: _Optional[int] = ..., run_id: _Optional[str] = ...) -> None: ...
+    owner_id: str
+    def __init__(self, job_id: _Optional[str] = ..., expected_workers: _Optional[int] = ..., quorum: _Optional[int] = ..., round_timeout_seconds: _Optional[float] = ..., outer_lr: _Optional[float] = ..., outer_momentum: _Optional[float] = ..., codec: _Optional[_Union[_tensor_pb2.Codec, str]] = ..., rounds: _Optional[int] = ..., run_id: _Optional[str] = ..., owner_id: _Optional[str] = ...) -> None: ...
 
 class OpenJobResponse(_message.Message):
     __slots__ = ("round", "resumed")
@@ -177,7 +179,7 @@ class WatchRoundRequest(_message.Message):
     def __init__(self, run_id: _Optional[str] = ...) -> None: ...
 
 class RoundStatus(_message.Message):
-    __slots__ = ("run_id", "round", "state", "committed_workers", "expected_workers", "rounds", "run_state")
+    __slots__ = ("run_id", "round", "state", "committed_workers", "expected_workers", "rounds", "run_state", "expected_worker_ids")
     RUN_ID_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
@@ -185,6 +187,7 @@ class RoundStatus(_message.Message):
     EXPECTED_WORKERS_FIELD_NUMBER: _ClassVar[int]
     ROUNDS_FIELD_NUMBER: _ClassVar[int]
     RUN_STATE_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_WORKER_IDS_FIELD_NUMBER: _ClassVar[int]
     run_id: str
     round: int
     state: RoundState
@@ -192,7 +195,22 @@ class RoundStatus(_message.Message):
     expected_workers: int
     rounds: int
     run_state: RunState
-    def __init__(self, run_id: _Optional[str] = ..., round: _Optional[int] = ..., state: _Optional[_Union[RoundState, str]] = ..., committed_workers: _Optional[_Iterable[str]] = ..., expected_workers: _Optional[int] = ..., rounds: _Optional[int] = ..., run_state: _Optional[_Union[RunState, str]] = ...) -> None: ...
+    expected_worker_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, run_id: _Optional[str] = ..., round: _Optional[int] = ..., state: _Optional[_Union[RoundState, str]] = ..., committed_workers: _Optional[_Iterable[str]] = ..., expected_workers: _Optional[int] = ..., rounds: _Optional[int] = ..., run_state: _Optional[_Union[RunState, str]] = ..., expected_worker_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SetExpectedWorkersRequest(_message.Message):
+    __slots__ = ("run_id", "worker_ids")
+    RUN_ID_FIELD_NUMBER: _ClassVar[int]
+    WORKER_IDS_FIELD_NUMBER: _ClassVar[int]
+    run_id: str
+    worker_ids: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, run_id: _Optional[str] = ..., worker_ids: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class SetExpectedWorkersResponse(_message.Message):
+    __slots__ = ("status",)
+    STATUS_FIELD_NUMBER: _ClassVar[int]
+    status: RoundStatus
+    def __init__(self, status: _Optional[_Union[RoundStatus, _Mapping]] = ...) -> None: ...
 
 class WatchRoundResponse(_message.Message):
     __slots__ = ("status",)

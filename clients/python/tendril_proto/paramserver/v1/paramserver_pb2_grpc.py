@@ -54,6 +54,11 @@ class ParameterServerServiceStub:
                 request_serializer=tendril_dot_paramserver_dot_v1_dot_paramserver__pb2.OpenJobRequest.SerializeToString,
                 response_deserializer=tendril_dot_paramserver_dot_v1_dot_paramserver__pb2.OpenJobResponse.FromString,
                 _registered_method=True)
+        self.SetExpectedWorkers = channel.unary_unary(
+                '/tendril.paramserver.v1.ParameterServerService/SetExpectedWorkers',
+                request_serializer=tendril_dot_paramserver_dot_v1_dot_paramserver__pb2.SetExpectedWorkersRequest.SerializeToString,
+                response_deserializer=tendril_dot_paramserver_dot_v1_dot_paramserver__pb2.SetExpectedWorkersResponse.FromString,
+                _registered_method=True)
         self.CloseJob = channel.unary_unary(
                 '/tendril.paramserver.v1.ParameterServerService/CloseJob',
                 request_serializer=tendril_dot_paramserver_dot_v1_dot_paramserver__pb2.CloseJobRequest.SerializeToString,
@@ -119,6 +124,28 @@ class ParameterServerServiceServicer:
         INVALID_ARGUMENT BAD_CODEC: codec is not a known value.
         INVALID_ARGUMENT BAD_RUN_CONFIG: expected_workers, quorum, timeout, outer_lr or
         outer_momentum is out of range.
+        INVALID_ARGUMENT BAD_WORKER_ID: owner_id is set and is not a peer id.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetExpectedWorkers(self, request, context):
+        """SetExpectedWorkers names the workers a run expects each round; only the run's owner (the
+        scheduler named by OpenJob's owner_id) may call it. From then on a round closes as soon as
+        every named worker committed (or, round_timeout_seconds after its first commit, once a
+        quorum did: at most as many as are named): a worker the scheduler declared lost is left
+        out and no longer waited for, a worker that joined (or rejoined) the run is added. An empty
+        list expects OpenJob's expected_workers again, by count. The names are saved with the run's
+        state: a restarted server and a later OpenJob keep them.
+
+        Errors:
+        INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
+        INVALID_ARGUMENT BAD_WORKER_ID: a worker id is not a peer id (1-128 letters, digits, '.',
+        '_', '-', ':' or '@', starting with a letter or digit).
+        NOT_FOUND RUN_NOT_OPEN: the run is not open here.
+        PERMISSION_DENIED NOT_RUN_OWNER: the caller is not the run's owner, or the run was opened
+        without an owner_id.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -150,6 +177,7 @@ class ParameterServerServiceServicer:
         INVALID_ARGUMENT BAD_RUN_ID: the header's run_id is not a valid run id.
         INVALID_ARGUMENT WORKER_ID_MISSING, BAD_WEIGHT: worker_id is empty, or weight is not a finite
         number > 0.
+        INVALID_ARGUMENT BAD_WORKER_ID: worker_id is not a peer id.
         INVALID_ARGUMENT STREAM_ID_REUSED: the stream_id already carries another payload.
         INVALID_ARGUMENT LAYOUT_MISMATCH: the update's tensors differ from the run's parameters.
         INVALID_ARGUMENT NON_FINITE_UPDATE: the update holds NaN or Inf; it was not counted.
@@ -174,7 +202,8 @@ class ParameterServerServiceServicer:
         Errors:
         INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
         INVALID_ARGUMENT BAD_CODEC: codec is not a known value.
-        INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative.
+        INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative, NaN or infinite.
+        INVALID_ARGUMENT BAD_WORKER_ID: worker_id is set and is not a peer id.
         NOT_FOUND RUN_NOT_OPEN: the run is not open here.
         FAILED_PRECONDITION ROUND_NOT_OPEN: the round is after the open one.
         FAILED_PRECONDITION UPDATE_GONE: the round's update is no longer kept (updates stay in memory
@@ -209,6 +238,7 @@ class ParameterServerServiceServicer:
         DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the payload's digest is not the header's; send it
         again.
         INVALID_ARGUMENT BAD_RUN_ID: the header's run_id is not a valid run id.
+        INVALID_ARGUMENT BAD_WORKER_ID: the header's worker_id is set and is not a peer id.
         INVALID_ARGUMENT STREAM_ID_REUSED: the stream_id already carries another payload.
         INVALID_ARGUMENT NON_FINITE_PARAMETERS: θ0 holds NaN or Inf.
         FAILED_PRECONDITION BAD_OFFSET: start_offset is not where this stream stands; resume from the
@@ -276,6 +306,11 @@ def add_ParameterServerServiceServicer_to_server(servicer, server):
                     servicer.OpenJob,
                     request_deserializer=tendril_dot_paramserver_dot_v1_dot_paramserver__pb2.OpenJobRequest.FromString,
                     response_serializer=tendril_dot_paramserver_dot_v1_dot_paramserver__pb2.OpenJobResponse.SerializeToString,
+            ),
+            'SetExpectedWorkers': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetExpectedWorkers,
+                    request_deserializer=tendril_dot_paramserver_dot_v1_dot_paramserver__pb2.SetExpectedWorkersRequest.FromString,
+                    response_serializer=tendril_dot_paramserver_dot_v1_dot_paramserver__pb2.SetExpectedWorkersResponse.SerializeToString,
             ),
             'CloseJob': grpc.unary_unary_rpc_method_handler(
                     servicer.CloseJob,
@@ -355,6 +390,33 @@ class ParameterServerService:
             '/tendril.paramserver.v1.ParameterServerService/OpenJob',
             tendril_dot_paramserver_dot_v1_dot_paramserver__pb2.OpenJobRequest.SerializeToString,
             tendril_dot_paramserver_dot_v1_dot_paramserver__pb2.OpenJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetExpectedWorkers(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tendril.paramserver.v1.ParameterServerService/SetExpectedWorkers',
+            tendril_dot_paramserver_dot_v1_dot_paramserver__pb2.SetExpectedWorkersRequest.SerializeToString,
+            tendril_dot_paramserver_dot_v1_dot_paramserver__pb2.SetExpectedWorkersResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -54,6 +54,7 @@ class AllocationServiceServicer:
 
         Errors:
         INVALID_ARGUMENT MISSING_FIELD: a required field is empty (metadata "field" names it).
+        INVALID_ARGUMENT BAD_EXPIRES_AT: expires_at is not a valid Timestamp.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -142,7 +143,7 @@ class CoordinationServiceServicer:
         Errors:
         INVALID_ARGUMENT MISSING_FIELD: job_id is empty.
         INVALID_ARGUMENT BAD_PROGRESS_KIND, BAD_BATCH: kind is not set, or a BATCH report has
-        batch_size 0.
+        batch_size 0 (or batch_seconds is negative, NaN or infinite).
         NOT_FOUND UNKNOWN_JOB: the job is not a live training job of the run.
         PERMISSION_DENIED WRONG_WORKER: the job runs on another worker.
         FAILED_PRECONDITION STALE_ROUND: round is before the job's current round.

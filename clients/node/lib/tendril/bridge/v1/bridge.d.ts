@@ -262,7 +262,8 @@ export declare const JobBridgeServiceService: {
     };
     /**
      * FetchResource downloads a file:// or http(s):// URI into artifacts/; nothing is kept after
-     * any error.
+     * any error. A file:// source must lie in the job's work dir or in one of the directories the
+     * worker's operator listed in job.fetch_roots (none by default).
      *
      * Errors:
      *   INVALID_ARGUMENT BAD_URI: uri is not file:///absolute/path, http:// or https://, or names a
@@ -270,6 +271,8 @@ export declare const JobBridgeServiceService: {
      *   INVALID_ARGUMENT BAD_SHA256: sha256 is not 64 hex digits.
      *   INVALID_ARGUMENT BAD_DEST: the URI ends without a file name and dest is empty.
      *   NOT_FOUND RESOURCE_NOT_FOUND: the file:// source does not exist.
+     *   PERMISSION_DENIED RESOURCE_OUTSIDE_ROOTS: the file:// source (symbolic links followed) is
+     *     neither in the job's work dir nor in a directory of the worker's job.fetch_roots.
      *   PERMISSION_DENIED RESOURCE_FORBIDDEN: the worker may not read the file:// source.
      *   NOT_FOUND RESOURCE_HTTP_ERROR: the server answered HTTP 404 or 410.
      *   PERMISSION_DENIED RESOURCE_HTTP_ERROR: the server answered HTTP 401 or 403.
@@ -327,7 +330,7 @@ export declare const JobBridgeServiceService: {
      *
      * Errors:
      *   NOT_FOUND FILE_NOT_FOUND: path is not a file in the work dir.
-     *   INVALID_ARGUMENT BAD_WEIGHT: weight is not > 0.
+     *   INVALID_ARGUMENT BAD_WEIGHT: weight is not a finite number > 0.
      *   INVALID_ARGUMENT BAD_FILE: the file is not a SafeTensors file of floating tensors.
      *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no parameter_server or run_id.
      *   FAILED_PRECONDITION JOB_CONFIG_BAD: the job's config names an unknown codec.
@@ -363,7 +366,7 @@ export declare const JobBridgeServiceService: {
      * sends the update of its last SendUpdate of the round again and goes on waiting.
      *
      * Errors:
-     *   INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative.
+     *   INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative, NaN or infinite.
      *   FAILED_PRECONDITION JOB_CONFIG_MISSING, JOB_CONFIG_BAD: as for SendUpdate.
      *   DEADLINE_EXCEEDED ROUND_STILL_OPEN: the round did not close in time.
      *   FAILED_PRECONDITION UPDATE_GONE, ROUND_NOT_OPEN, RUN_CLOSED: the round's update is no longer
@@ -458,7 +461,9 @@ export declare const JobBridgeServiceService: {
     /**
      * OpenRun opens the job's run on this worker's parameter server with the aggregation settings
      * given (ParameterServerService.OpenJob): a new run starts at round 0, a run the server saved
-     * resumes where it was, an open run takes the new settings.
+     * resumes where it was, an open run takes the new settings. The bridge names the job's owner
+     * (the scheduler that dispatched it) as the run's owner, the one peer that may then name the
+     * run's expected workers (ParameterServerService.SetExpectedWorkers).
      *
      * Errors:
      *   PERMISSION_DENIED NOT_AGGREGATE_JOB: the job's executor class is not "aggregate".
@@ -532,7 +537,8 @@ export interface JobBridgeServiceServer extends UntypedServiceImplementation {
     getJob: handleUnaryCall<GetJobRequest, GetJobResponse>;
     /**
      * FetchResource downloads a file:// or http(s):// URI into artifacts/; nothing is kept after
-     * any error.
+     * any error. A file:// source must lie in the job's work dir or in one of the directories the
+     * worker's operator listed in job.fetch_roots (none by default).
      *
      * Errors:
      *   INVALID_ARGUMENT BAD_URI: uri is not file:///absolute/path, http:// or https://, or names a
@@ -540,6 +546,8 @@ export interface JobBridgeServiceServer extends UntypedServiceImplementation {
      *   INVALID_ARGUMENT BAD_SHA256: sha256 is not 64 hex digits.
      *   INVALID_ARGUMENT BAD_DEST: the URI ends without a file name and dest is empty.
      *   NOT_FOUND RESOURCE_NOT_FOUND: the file:// source does not exist.
+     *   PERMISSION_DENIED RESOURCE_OUTSIDE_ROOTS: the file:// source (symbolic links followed) is
+     *     neither in the job's work dir nor in a directory of the worker's job.fetch_roots.
      *   PERMISSION_DENIED RESOURCE_FORBIDDEN: the worker may not read the file:// source.
      *   NOT_FOUND RESOURCE_HTTP_ERROR: the server answered HTTP 404 or 410.
      *   PERMISSION_DENIED RESOURCE_HTTP_ERROR: the server answered HTTP 401 or 403.
@@ -581,7 +589,7 @@ export interface JobBridgeServiceServer extends UntypedServiceImplementation {
      *
      * Errors:
      *   NOT_FOUND FILE_NOT_FOUND: path is not a file in the work dir.
-     *   INVALID_ARGUMENT BAD_WEIGHT: weight is not > 0.
+     *   INVALID_ARGUMENT BAD_WEIGHT: weight is not a finite number > 0.
      *   INVALID_ARGUMENT BAD_FILE: the file is not a SafeTensors file of floating tensors.
      *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no parameter_server or run_id.
      *   FAILED_PRECONDITION JOB_CONFIG_BAD: the job's config names an unknown codec.
@@ -609,7 +617,7 @@ export interface JobBridgeServiceServer extends UntypedServiceImplementation {
      * sends the update of its last SendUpdate of the round again and goes on waiting.
      *
      * Errors:
-     *   INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative.
+     *   INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative, NaN or infinite.
      *   FAILED_PRECONDITION JOB_CONFIG_MISSING, JOB_CONFIG_BAD: as for SendUpdate.
      *   DEADLINE_EXCEEDED ROUND_STILL_OPEN: the round did not close in time.
      *   FAILED_PRECONDITION UPDATE_GONE, ROUND_NOT_OPEN, RUN_CLOSED: the round's update is no longer
@@ -672,7 +680,9 @@ export interface JobBridgeServiceServer extends UntypedServiceImplementation {
     /**
      * OpenRun opens the job's run on this worker's parameter server with the aggregation settings
      * given (ParameterServerService.OpenJob): a new run starts at round 0, a run the server saved
-     * resumes where it was, an open run takes the new settings.
+     * resumes where it was, an open run takes the new settings. The bridge names the job's owner
+     * (the scheduler that dispatched it) as the run's owner, the one peer that may then name the
+     * run's expected workers (ParameterServerService.SetExpectedWorkers).
      *
      * Errors:
      *   PERMISSION_DENIED NOT_AGGREGATE_JOB: the job's executor class is not "aggregate".
@@ -724,7 +734,8 @@ export interface JobBridgeServiceClient extends Client {
     getJob(request: GetJobRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: GetJobResponse) => void): ClientUnaryCall;
     /**
      * FetchResource downloads a file:// or http(s):// URI into artifacts/; nothing is kept after
-     * any error.
+     * any error. A file:// source must lie in the job's work dir or in one of the directories the
+     * worker's operator listed in job.fetch_roots (none by default).
      *
      * Errors:
      *   INVALID_ARGUMENT BAD_URI: uri is not file:///absolute/path, http:// or https://, or names a
@@ -732,6 +743,8 @@ export interface JobBridgeServiceClient extends Client {
      *   INVALID_ARGUMENT BAD_SHA256: sha256 is not 64 hex digits.
      *   INVALID_ARGUMENT BAD_DEST: the URI ends without a file name and dest is empty.
      *   NOT_FOUND RESOURCE_NOT_FOUND: the file:// source does not exist.
+     *   PERMISSION_DENIED RESOURCE_OUTSIDE_ROOTS: the file:// source (symbolic links followed) is
+     *     neither in the job's work dir nor in a directory of the worker's job.fetch_roots.
      *   PERMISSION_DENIED RESOURCE_FORBIDDEN: the worker may not read the file:// source.
      *   NOT_FOUND RESOURCE_HTTP_ERROR: the server answered HTTP 404 or 410.
      *   PERMISSION_DENIED RESOURCE_HTTP_ERROR: the server answered HTTP 401 or 403.
@@ -777,7 +790,7 @@ export interface JobBridgeServiceClient extends Client {
      *
      * Errors:
      *   NOT_FOUND FILE_NOT_FOUND: path is not a file in the work dir.
-     *   INVALID_ARGUMENT BAD_WEIGHT: weight is not > 0.
+     *   INVALID_ARGUMENT BAD_WEIGHT: weight is not a finite number > 0.
      *   INVALID_ARGUMENT BAD_FILE: the file is not a SafeTensors file of floating tensors.
      *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no parameter_server or run_id.
      *   FAILED_PRECONDITION JOB_CONFIG_BAD: the job's config names an unknown codec.
@@ -807,7 +820,7 @@ export interface JobBridgeServiceClient extends Client {
      * sends the update of its last SendUpdate of the round again and goes on waiting.
      *
      * Errors:
-     *   INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative.
+     *   INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative, NaN or infinite.
      *   FAILED_PRECONDITION JOB_CONFIG_MISSING, JOB_CONFIG_BAD: as for SendUpdate.
      *   DEADLINE_EXCEEDED ROUND_STILL_OPEN: the round did not close in time.
      *   FAILED_PRECONDITION UPDATE_GONE, ROUND_NOT_OPEN, RUN_CLOSED: the round's update is no longer
@@ -878,7 +891,9 @@ export interface JobBridgeServiceClient extends Client {
     /**
      * OpenRun opens the job's run on this worker's parameter server with the aggregation settings
      * given (ParameterServerService.OpenJob): a new run starts at round 0, a run the server saved
-     * resumes where it was, an open run takes the new settings.
+     * resumes where it was, an open run takes the new settings. The bridge names the job's owner
+     * (the scheduler that dispatched it) as the run's owner, the one peer that may then name the
+     * run's expected workers (ParameterServerService.SetExpectedWorkers).
      *
      * Errors:
      *   PERMISSION_DENIED NOT_AGGREGATE_JOB: the job's executor class is not "aggregate".

@@ -243,6 +243,8 @@ export declare const DataFetcherServiceService: {
      *     '.', '_' or '-' (JobService's rule for job ids).
      *   INVALID_ARGUMENT WORKER_ID_MISSING, COORDINATOR_MISSING: worker_id or coordinator_address is
      *     empty.
+     *   INVALID_ARGUMENT BAD_WORKER_ID: worker_id is not a peer id (1-128 letters, digits, '.', '_',
+     *     '-', ':' or '@', starting with a letter or digit).
      *   INVALID_ARGUMENT BAD_COORDINATOR_ADDRESS: coordinator_address is not host:port (or
      *     unix:PATH).
      *   INVALID_ARGUMENT BAD_PREFETCH: prefetch is outside 0..32.
@@ -337,6 +339,8 @@ export interface DataFetcherServiceServer extends UntypedServiceImplementation {
      *     '.', '_' or '-' (JobService's rule for job ids).
      *   INVALID_ARGUMENT WORKER_ID_MISSING, COORDINATOR_MISSING: worker_id or coordinator_address is
      *     empty.
+     *   INVALID_ARGUMENT BAD_WORKER_ID: worker_id is not a peer id (1-128 letters, digits, '.', '_',
+     *     '-', ':' or '@', starting with a letter or digit).
      *   INVALID_ARGUMENT BAD_COORDINATOR_ADDRESS: coordinator_address is not host:port (or
      *     unix:PATH).
      *   INVALID_ARGUMENT BAD_PREFETCH: prefetch is outside 0..32.
@@ -399,6 +403,8 @@ export interface DataFetcherServiceClient extends Client {
      *     '.', '_' or '-' (JobService's rule for job ids).
      *   INVALID_ARGUMENT WORKER_ID_MISSING, COORDINATOR_MISSING: worker_id or coordinator_address is
      *     empty.
+     *   INVALID_ARGUMENT BAD_WORKER_ID: worker_id is not a peer id (1-128 letters, digits, '.', '_',
+     *     '-', ':' or '@', starting with a letter or digit).
      *   INVALID_ARGUMENT BAD_COORDINATOR_ADDRESS: coordinator_address is not host:port (or
      *     unix:PATH).
      *   INVALID_ARGUMENT BAD_PREFETCH: prefetch is outside 0..32.

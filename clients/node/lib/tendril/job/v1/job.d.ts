@@ -65,11 +65,11 @@ export interface DispatchRequest {
     leaseId: string;
     /** An executor configured on this worker. */
     executor: ExecutorRef | undefined;
-    /** Configuration for the executor (written to job.json). */
+    /** Configuration for the executor (written to job.json); its numbers must be finite. */
     config: {
         [key: string]: any;
     } | undefined;
-    /** Wall-clock limit; unset or zero means the worker's default. */
+    /** Wall-clock limit, at most a year (366 days); unset or zero means the worker's default. */
     timeout: Duration | undefined;
     /** Address of the scheduler's CoordinationService for progress and slices (optional). */
     coordinatorAddress: string;
@@ -166,7 +166,10 @@ export declare const JobServiceService: {
      *   INVALID_ARGUMENT BAD_JOB_ID: job_id is not 1-64 letters, digits, '.', '_' or '-'.
      *   INVALID_ARGUMENT LEASE_ID_MISSING, EXECUTOR_MISSING: lease_id, or the executor's class or
      *     name, is empty.
-     *   INVALID_ARGUMENT BAD_TIMEOUT: the timeout is negative.
+     *   INVALID_ARGUMENT BAD_LEASE_ID: lease_id is over 256 characters.
+     *   INVALID_ARGUMENT BAD_TIMEOUT: the timeout is not a valid Duration (nanos out of range or of
+     *     the other sign), negative, or over a year (366 days).
+     *   INVALID_ARGUMENT BAD_CONFIG: a number in config is NaN or infinite (JSON has no such number).
      *   INVALID_ARGUMENT BAD_COORDINATOR_ADDRESS: coordinator_address is not host:port.
      *   FAILED_PRECONDITION EXECUTOR_NOT_CONFIGURED: the worker has no such executor.
      *   FAILED_PRECONDITION SOCKET_PATH_TOO_LONG: the job's bridge socket path would not fit a Unix
@@ -201,6 +204,7 @@ export declare const JobServiceService: {
      * Get returns one job.
      *
      * Errors:
+     *   INVALID_ARGUMENT BAD_JOB_ID: job_id is not a job id (1-64 letters, digits, '.', '_' or '-').
      *   NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
      */
     readonly get: {
@@ -215,7 +219,9 @@ export declare const JobServiceService: {
     /**
      * List returns jobs, newest first.
      *
-     * Errors: none of its own.
+     * Errors:
+     *   INVALID_ARGUMENT BAD_STATE: states holds a value JobState does not declare, or
+     *     JOB_STATE_UNSPECIFIED.
      */
     readonly list: {
         readonly path: "/tendril.job.v1.JobService/List";
@@ -230,6 +236,7 @@ export declare const JobServiceService: {
      * Watch streams a job's (or every job's) state changes.
      *
      * Errors:
+     *   INVALID_ARGUMENT BAD_JOB_ID: job_id is set and is not a job id.
      *   NOT_FOUND JOB_NOT_FOUND: job_id is set and no such job is on this worker.
      *   ABORTED WATCH_OVERFLOW: the watcher fell behind and was cut off; watch again.
      */
@@ -246,6 +253,8 @@ export declare const JobServiceService: {
      * Cancel stops a job: SIGTERM, then SIGKILL after the grace period (owner only).
      *
      * Errors:
+     *   INVALID_ARGUMENT BAD_JOB_ID: job_id is not a job id.
+     *   INVALID_ARGUMENT REASON_TOO_LONG: reason is over 1024 characters.
      *   NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
      *   PERMISSION_DENIED NOT_JOB_OWNER: the job belongs to another peer.
      *   UNAVAILABLE JOB_STARTING: the job is still being dispatched; retry in a moment.
@@ -263,6 +272,7 @@ export declare const JobServiceService: {
      * Logs streams an executor's output: the last lines, then new lines when following.
      *
      * Errors:
+     *   INVALID_ARGUMENT BAD_JOB_ID: job_id is not a job id.
      *   NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
      */
     readonly logs: {
@@ -285,7 +295,10 @@ export interface JobServiceServer extends UntypedServiceImplementation {
      *   INVALID_ARGUMENT BAD_JOB_ID: job_id is not 1-64 letters, digits, '.', '_' or '-'.
      *   INVALID_ARGUMENT LEASE_ID_MISSING, EXECUTOR_MISSING: lease_id, or the executor's class or
      *     name, is empty.
-     *   INVALID_ARGUMENT BAD_TIMEOUT: the timeout is negative.
+     *   INVALID_ARGUMENT BAD_LEASE_ID: lease_id is over 256 characters.
+     *   INVALID_ARGUMENT BAD_TIMEOUT: the timeout is not a valid Duration (nanos out of range or of
+     *     the other sign), negative, or over a year (366 days).
+     *   INVALID_ARGUMENT BAD_CONFIG: a number in config is NaN or infinite (JSON has no such number).
      *   INVALID_ARGUMENT BAD_COORDINATOR_ADDRESS: coordinator_address is not host:port.
      *   FAILED_PRECONDITION EXECUTOR_NOT_CONFIGURED: the worker has no such executor.
      *   FAILED_PRECONDITION SOCKET_PATH_TOO_LONG: the job's bridge socket path would not fit a Unix
@@ -312,19 +325,23 @@ export interface JobServiceServer extends UntypedServiceImplementation {
      * Get returns one job.
      *
      * Errors:
+     *   INVALID_ARGUMENT BAD_JOB_ID: job_id is not a job id (1-64 letters, digits, '.', '_' or '-').
      *   NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
      */
     get: handleUnaryCall<GetRequest, GetResponse>;
     /**
      * List returns jobs, newest first.
      *
-     * Errors: none of its own.
+     * Errors:
+     *   INVALID_ARGUMENT BAD_STATE: states holds a value JobState does not declare, or
+     *     JOB_STATE_UNSPECIFIED.
      */
     list: handleUnaryCall<ListRequest, ListResponse>;
     /**
      * Watch streams a job's (or every job's) state changes.
      *
      * Errors:
+     *   INVALID_ARGUMENT BAD_JOB_ID: job_id is set and is not a job id.
      *   NOT_FOUND JOB_NOT_FOUND: job_id is set and no such job is on this worker.
      *   ABORTED WATCH_OVERFLOW: the watcher fell behind and was cut off; watch again.
      */
@@ -333,6 +350,8 @@ export interface JobServiceServer extends UntypedServiceImplementation {
      * Cancel stops a job: SIGTERM, then SIGKILL after the grace period (owner only).
      *
      * Errors:
+     *   INVALID_ARGUMENT BAD_JOB_ID: job_id is not a job id.
+     *   INVALID_ARGUMENT REASON_TOO_LONG: reason is over 1024 characters.
      *   NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
      *   PERMISSION_DENIED NOT_JOB_OWNER: the job belongs to another peer.
      *   UNAVAILABLE JOB_STARTING: the job is still being dispatched; retry in a moment.
@@ -342,6 +361,7 @@ export interface JobServiceServer extends UntypedServiceImplementation {
      * Logs streams an executor's output: the last lines, then new lines when following.
      *
      * Errors:
+     *   INVALID_ARGUMENT BAD_JOB_ID: job_id is not a job id.
      *   NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
      */
     logs: handleServerStreamingCall<LogsRequest, LogsResponse>;
@@ -356,7 +376,10 @@ export interface JobServiceClient extends Client {
      *   INVALID_ARGUMENT BAD_JOB_ID: job_id is not 1-64 letters, digits, '.', '_' or '-'.
      *   INVALID_ARGUMENT LEASE_ID_MISSING, EXECUTOR_MISSING: lease_id, or the executor's class or
      *     name, is empty.
-     *   INVALID_ARGUMENT BAD_TIMEOUT: the timeout is negative.
+     *   INVALID_ARGUMENT BAD_LEASE_ID: lease_id is over 256 characters.
+     *   INVALID_ARGUMENT BAD_TIMEOUT: the timeout is not a valid Duration (nanos out of range or of
+     *     the other sign), negative, or over a year (366 days).
+     *   INVALID_ARGUMENT BAD_CONFIG: a number in config is NaN or infinite (JSON has no such number).
      *   INVALID_ARGUMENT BAD_COORDINATOR_ADDRESS: coordinator_address is not host:port.
      *   FAILED_PRECONDITION EXECUTOR_NOT_CONFIGURED: the worker has no such executor.
      *   FAILED_PRECONDITION SOCKET_PATH_TOO_LONG: the job's bridge socket path would not fit a Unix
@@ -385,6 +408,7 @@ export interface JobServiceClient extends Client {
      * Get returns one job.
      *
      * Errors:
+     *   INVALID_ARGUMENT BAD_JOB_ID: job_id is not a job id (1-64 letters, digits, '.', '_' or '-').
      *   NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
      */
     get(request: GetRequest, callback: (error: ServiceError | null, response: GetResponse) => void): ClientUnaryCall;
@@ -393,7 +417,9 @@ export interface JobServiceClient extends Client {
     /**
      * List returns jobs, newest first.
      *
-     * Errors: none of its own.
+     * Errors:
+     *   INVALID_ARGUMENT BAD_STATE: states holds a value JobState does not declare, or
+     *     JOB_STATE_UNSPECIFIED.
      */
     list(request: ListRequest, callback: (error: ServiceError | null, response: ListResponse) => void): ClientUnaryCall;
     list(request: ListRequest, metadata: Metadata, callback: (error: ServiceError | null, response: ListResponse) => void): ClientUnaryCall;
@@ -402,6 +428,7 @@ export interface JobServiceClient extends Client {
      * Watch streams a job's (or every job's) state changes.
      *
      * Errors:
+     *   INVALID_ARGUMENT BAD_JOB_ID: job_id is set and is not a job id.
      *   NOT_FOUND JOB_NOT_FOUND: job_id is set and no such job is on this worker.
      *   ABORTED WATCH_OVERFLOW: the watcher fell behind and was cut off; watch again.
      */
@@ -411,6 +438,8 @@ export interface JobServiceClient extends Client {
      * Cancel stops a job: SIGTERM, then SIGKILL after the grace period (owner only).
      *
      * Errors:
+     *   INVALID_ARGUMENT BAD_JOB_ID: job_id is not a job id.
+     *   INVALID_ARGUMENT REASON_TOO_LONG: reason is over 1024 characters.
      *   NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
      *   PERMISSION_DENIED NOT_JOB_OWNER: the job belongs to another peer.
      *   UNAVAILABLE JOB_STARTING: the job is still being dispatched; retry in a moment.
@@ -422,6 +451,7 @@ export interface JobServiceClient extends Client {
      * Logs streams an executor's output: the last lines, then new lines when following.
      *
      * Errors:
+     *   INVALID_ARGUMENT BAD_JOB_ID: job_id is not a job id.
      *   NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
      */
     logs(request: LogsRequest, options?: Partial<CallOptions>): ClientReadableStream<LogsResponse>;

@@ -130,7 +130,10 @@ export interface GetRoundResponse {
     state: RoundState;
     /** Workers committed. */
     committedWorkers: string[];
-    /** Workers expected. */
+    /**
+     * Workers expected: those the run's scheduler named (SetExpectedWorkers), else the workers that
+     * pushed to the run so far.
+     */
     expectedWorkers: string[];
     /** Pushes in flight. */
     pushesInFlight: number;
@@ -167,6 +170,11 @@ export interface OpenJobRequest {
     rounds: number;
     /** The DiLoCo run (the id the workers push under). */
     runId: string;
+    /**
+     * The peer id of the scheduler that owns the run, the one peer whose SetExpectedWorkers is
+     * accepted (the job bridge fills in its aggregate job's owner); empty keeps the run's owner.
+     */
+    ownerId: string;
 }
 /** OpenJobResponse tells where the run stands (a restarted server resumes). */
 export interface OpenJobResponse {
@@ -209,12 +217,32 @@ export interface RoundStatus {
     state: RoundState;
     /** Workers whose update of the round counts so far, sorted. */
     committedWorkers: string[];
-    /** Workers the run expects each round (OpenJob's expected_workers). */
+    /**
+     * How many workers the run expects each round: as many as are named in expected_worker_ids,
+     * else OpenJob's expected_workers.
+     */
     expectedWorkers: number;
     /** Number of rounds of the run; 0 means unbounded. */
     rounds: number;
     /** Where the run is as a whole; FINISHED and CLOSED end a WatchRound stream. */
     runState: RunState;
+    /** The workers the run's scheduler named (SetExpectedWorkers), sorted; empty: expected by count. */
+    expectedWorkerIds: string[];
+}
+/** SetExpectedWorkersRequest names the workers a run expects. */
+export interface SetExpectedWorkersRequest {
+    /** The DiLoCo run. */
+    runId: string;
+    /**
+     * The workers (their peer ids, as their pushes name them); duplicates count once, empty means
+     * OpenJob's expected_workers by count.
+     */
+    workerIds: string[];
+}
+/** SetExpectedWorkersResponse tells the state of the run's current round after the change. */
+export interface SetExpectedWorkersResponse {
+    /** The state (a round the change completed is already closing). */
+    status: RoundStatus | undefined;
 }
 /** WatchRoundResponse is one state of the run's current round. */
 export interface WatchRoundResponse {
@@ -237,6 +265,8 @@ export declare const CloseJobRequest: MessageFns<CloseJobRequest>;
 export declare const CloseJobResponse: MessageFns<CloseJobResponse>;
 export declare const WatchRoundRequest: MessageFns<WatchRoundRequest>;
 export declare const RoundStatus: MessageFns<RoundStatus>;
+export declare const SetExpectedWorkersRequest: MessageFns<SetExpectedWorkersRequest>;
+export declare const SetExpectedWorkersResponse: MessageFns<SetExpectedWorkersResponse>;
 export declare const WatchRoundResponse: MessageFns<WatchRoundResponse>;
 /**
  * ParameterServerService aggregates DiLoCo pseudo-gradients for jobs of class "aggregate":
@@ -267,6 +297,7 @@ export declare const ParameterServerServiceService: {
      *   INVALID_ARGUMENT BAD_CODEC: codec is not a known value.
      *   INVALID_ARGUMENT BAD_RUN_CONFIG: expected_workers, quorum, timeout, outer_lr or
      *     outer_momentum is out of range.
+     *   INVALID_ARGUMENT BAD_WORKER_ID: owner_id is set and is not a peer id.
      */
     readonly openJob: {
         readonly path: "/tendril.paramserver.v1.ParameterServerService/OpenJob";
@@ -276,6 +307,32 @@ export declare const ParameterServerServiceService: {
         readonly requestDeserialize: (value: Buffer) => OpenJobRequest;
         readonly responseSerialize: (value: OpenJobResponse) => Buffer;
         readonly responseDeserialize: (value: Buffer) => OpenJobResponse;
+    };
+    /**
+     * SetExpectedWorkers names the workers a run expects each round; only the run's owner (the
+     * scheduler named by OpenJob's owner_id) may call it. From then on a round closes as soon as
+     * every named worker committed (or, round_timeout_seconds after its first commit, once a
+     * quorum did: at most as many as are named): a worker the scheduler declared lost is left
+     * out and no longer waited for, a worker that joined (or rejoined) the run is added. An empty
+     * list expects OpenJob's expected_workers again, by count. The names are saved with the run's
+     * state: a restarted server and a later OpenJob keep them.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
+     *   INVALID_ARGUMENT BAD_WORKER_ID: a worker id is not a peer id (1-128 letters, digits, '.',
+     *     '_', '-', ':' or '@', starting with a letter or digit).
+     *   NOT_FOUND RUN_NOT_OPEN: the run is not open here.
+     *   PERMISSION_DENIED NOT_RUN_OWNER: the caller is not the run's owner, or the run was opened
+     *     without an owner_id.
+     */
+    readonly setExpectedWorkers: {
+        readonly path: "/tendril.paramserver.v1.ParameterServerService/SetExpectedWorkers";
+        readonly requestStream: false;
+        readonly responseStream: false;
+        readonly requestSerialize: (value: SetExpectedWorkersRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => SetExpectedWorkersRequest;
+        readonly responseSerialize: (value: SetExpectedWorkersResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => SetExpectedWorkersResponse;
     };
     /**
      * CloseJob ends aggregation for a run: pushes are refused from then on; θ and the last updates
@@ -308,6 +365,7 @@ export declare const ParameterServerServiceService: {
      *   INVALID_ARGUMENT BAD_RUN_ID: the header's run_id is not a valid run id.
      *   INVALID_ARGUMENT WORKER_ID_MISSING, BAD_WEIGHT: worker_id is empty, or weight is not a finite
      *     number > 0.
+     *   INVALID_ARGUMENT BAD_WORKER_ID: worker_id is not a peer id.
      *   INVALID_ARGUMENT STREAM_ID_REUSED: the stream_id already carries another payload.
      *   INVALID_ARGUMENT LAYOUT_MISMATCH: the update's tensors differ from the run's parameters.
      *   INVALID_ARGUMENT NON_FINITE_UPDATE: the update holds NaN or Inf; it was not counted.
@@ -337,7 +395,8 @@ export declare const ParameterServerServiceService: {
      * Errors:
      *   INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
      *   INVALID_ARGUMENT BAD_CODEC: codec is not a known value.
-     *   INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative.
+     *   INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative, NaN or infinite.
+     *   INVALID_ARGUMENT BAD_WORKER_ID: worker_id is set and is not a peer id.
      *   NOT_FOUND RUN_NOT_OPEN: the run is not open here.
      *   FAILED_PRECONDITION ROUND_NOT_OPEN: the round is after the open one.
      *   FAILED_PRECONDITION UPDATE_GONE: the round's update is no longer kept (updates stay in memory
@@ -377,6 +436,7 @@ export declare const ParameterServerServiceService: {
      *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the payload's digest is not the header's; send it
      *     again.
      *   INVALID_ARGUMENT BAD_RUN_ID: the header's run_id is not a valid run id.
+     *   INVALID_ARGUMENT BAD_WORKER_ID: the header's worker_id is set and is not a peer id.
      *   INVALID_ARGUMENT STREAM_ID_REUSED: the stream_id already carries another payload.
      *   INVALID_ARGUMENT NON_FINITE_PARAMETERS: θ0 holds NaN or Inf.
      *   FAILED_PRECONDITION BAD_OFFSET: start_offset is not where this stream stands; resume from the
@@ -469,8 +529,27 @@ export interface ParameterServerServiceServer extends UntypedServiceImplementati
      *   INVALID_ARGUMENT BAD_CODEC: codec is not a known value.
      *   INVALID_ARGUMENT BAD_RUN_CONFIG: expected_workers, quorum, timeout, outer_lr or
      *     outer_momentum is out of range.
+     *   INVALID_ARGUMENT BAD_WORKER_ID: owner_id is set and is not a peer id.
      */
     openJob: handleUnaryCall<OpenJobRequest, OpenJobResponse>;
+    /**
+     * SetExpectedWorkers names the workers a run expects each round; only the run's owner (the
+     * scheduler named by OpenJob's owner_id) may call it. From then on a round closes as soon as
+     * every named worker committed (or, round_timeout_seconds after its first commit, once a
+     * quorum did: at most as many as are named): a worker the scheduler declared lost is left
+     * out and no longer waited for, a worker that joined (or rejoined) the run is added. An empty
+     * list expects OpenJob's expected_workers again, by count. The names are saved with the run's
+     * state: a restarted server and a later OpenJob keep them.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
+     *   INVALID_ARGUMENT BAD_WORKER_ID: a worker id is not a peer id (1-128 letters, digits, '.',
+     *     '_', '-', ':' or '@', starting with a letter or digit).
+     *   NOT_FOUND RUN_NOT_OPEN: the run is not open here.
+     *   PERMISSION_DENIED NOT_RUN_OWNER: the caller is not the run's owner, or the run was opened
+     *     without an owner_id.
+     */
+    setExpectedWorkers: handleUnaryCall<SetExpectedWorkersRequest, SetExpectedWorkersResponse>;
     /**
      * CloseJob ends aggregation for a run: pushes are refused from then on; θ and the last updates
      * stay served unless purge is set.
@@ -494,6 +573,7 @@ export interface ParameterServerServiceServer extends UntypedServiceImplementati
      *   INVALID_ARGUMENT BAD_RUN_ID: the header's run_id is not a valid run id.
      *   INVALID_ARGUMENT WORKER_ID_MISSING, BAD_WEIGHT: worker_id is empty, or weight is not a finite
      *     number > 0.
+     *   INVALID_ARGUMENT BAD_WORKER_ID: worker_id is not a peer id.
      *   INVALID_ARGUMENT STREAM_ID_REUSED: the stream_id already carries another payload.
      *   INVALID_ARGUMENT LAYOUT_MISMATCH: the update's tensors differ from the run's parameters.
      *   INVALID_ARGUMENT NON_FINITE_UPDATE: the update holds NaN or Inf; it was not counted.
@@ -515,7 +595,8 @@ export interface ParameterServerServiceServer extends UntypedServiceImplementati
      * Errors:
      *   INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
      *   INVALID_ARGUMENT BAD_CODEC: codec is not a known value.
-     *   INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative.
+     *   INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative, NaN or infinite.
+     *   INVALID_ARGUMENT BAD_WORKER_ID: worker_id is set and is not a peer id.
      *   NOT_FOUND RUN_NOT_OPEN: the run is not open here.
      *   FAILED_PRECONDITION ROUND_NOT_OPEN: the round is after the open one.
      *   FAILED_PRECONDITION UPDATE_GONE: the round's update is no longer kept (updates stay in memory
@@ -547,6 +628,7 @@ export interface ParameterServerServiceServer extends UntypedServiceImplementati
      *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the payload's digest is not the header's; send it
      *     again.
      *   INVALID_ARGUMENT BAD_RUN_ID: the header's run_id is not a valid run id.
+     *   INVALID_ARGUMENT BAD_WORKER_ID: the header's worker_id is set and is not a peer id.
      *   INVALID_ARGUMENT STREAM_ID_REUSED: the stream_id already carries another payload.
      *   INVALID_ARGUMENT NON_FINITE_PARAMETERS: θ0 holds NaN or Inf.
      *   FAILED_PRECONDITION BAD_OFFSET: start_offset is not where this stream stands; resume from the
@@ -607,10 +689,31 @@ export interface ParameterServerServiceClient extends Client {
      *   INVALID_ARGUMENT BAD_CODEC: codec is not a known value.
      *   INVALID_ARGUMENT BAD_RUN_CONFIG: expected_workers, quorum, timeout, outer_lr or
      *     outer_momentum is out of range.
+     *   INVALID_ARGUMENT BAD_WORKER_ID: owner_id is set and is not a peer id.
      */
     openJob(request: OpenJobRequest, callback: (error: ServiceError | null, response: OpenJobResponse) => void): ClientUnaryCall;
     openJob(request: OpenJobRequest, metadata: Metadata, callback: (error: ServiceError | null, response: OpenJobResponse) => void): ClientUnaryCall;
     openJob(request: OpenJobRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: OpenJobResponse) => void): ClientUnaryCall;
+    /**
+     * SetExpectedWorkers names the workers a run expects each round; only the run's owner (the
+     * scheduler named by OpenJob's owner_id) may call it. From then on a round closes as soon as
+     * every named worker committed (or, round_timeout_seconds after its first commit, once a
+     * quorum did: at most as many as are named): a worker the scheduler declared lost is left
+     * out and no longer waited for, a worker that joined (or rejoined) the run is added. An empty
+     * list expects OpenJob's expected_workers again, by count. The names are saved with the run's
+     * state: a restarted server and a later OpenJob keep them.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
+     *   INVALID_ARGUMENT BAD_WORKER_ID: a worker id is not a peer id (1-128 letters, digits, '.',
+     *     '_', '-', ':' or '@', starting with a letter or digit).
+     *   NOT_FOUND RUN_NOT_OPEN: the run is not open here.
+     *   PERMISSION_DENIED NOT_RUN_OWNER: the caller is not the run's owner, or the run was opened
+     *     without an owner_id.
+     */
+    setExpectedWorkers(request: SetExpectedWorkersRequest, callback: (error: ServiceError | null, response: SetExpectedWorkersResponse) => void): ClientUnaryCall;
+    setExpectedWorkers(request: SetExpectedWorkersRequest, metadata: Metadata, callback: (error: ServiceError | null, response: SetExpectedWorkersResponse) => void): ClientUnaryCall;
+    setExpectedWorkers(request: SetExpectedWorkersRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: SetExpectedWorkersResponse) => void): ClientUnaryCall;
     /**
      * CloseJob ends aggregation for a run: pushes are refused from then on; θ and the last updates
      * stay served unless purge is set.
@@ -636,6 +739,7 @@ export interface ParameterServerServiceClient extends Client {
      *   INVALID_ARGUMENT BAD_RUN_ID: the header's run_id is not a valid run id.
      *   INVALID_ARGUMENT WORKER_ID_MISSING, BAD_WEIGHT: worker_id is empty, or weight is not a finite
      *     number > 0.
+     *   INVALID_ARGUMENT BAD_WORKER_ID: worker_id is not a peer id.
      *   INVALID_ARGUMENT STREAM_ID_REUSED: the stream_id already carries another payload.
      *   INVALID_ARGUMENT LAYOUT_MISMATCH: the update's tensors differ from the run's parameters.
      *   INVALID_ARGUMENT NON_FINITE_UPDATE: the update holds NaN or Inf; it was not counted.
@@ -660,7 +764,8 @@ export interface ParameterServerServiceClient extends Client {
      * Errors:
      *   INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
      *   INVALID_ARGUMENT BAD_CODEC: codec is not a known value.
-     *   INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative.
+     *   INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative, NaN or infinite.
+     *   INVALID_ARGUMENT BAD_WORKER_ID: worker_id is set and is not a peer id.
      *   NOT_FOUND RUN_NOT_OPEN: the run is not open here.
      *   FAILED_PRECONDITION ROUND_NOT_OPEN: the round is after the open one.
      *   FAILED_PRECONDITION UPDATE_GONE: the round's update is no longer kept (updates stay in memory
@@ -693,6 +798,7 @@ export interface ParameterServerServiceClient extends Client {
      *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the payload's digest is not the header's; send it
      *     again.
      *   INVALID_ARGUMENT BAD_RUN_ID: the header's run_id is not a valid run id.
+     *   INVALID_ARGUMENT BAD_WORKER_ID: the header's worker_id is set and is not a peer id.
      *   INVALID_ARGUMENT STREAM_ID_REUSED: the stream_id already carries another payload.
      *   INVALID_ARGUMENT NON_FINITE_PARAMETERS: θ0 holds NaN or Inf.
      *   FAILED_PRECONDITION BAD_OFFSET: start_offset is not where this stream stands; resume from the

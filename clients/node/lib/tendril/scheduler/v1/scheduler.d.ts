@@ -161,6 +161,7 @@ export declare const AllocationServiceService: {
      *
      * Errors:
      *   INVALID_ARGUMENT MISSING_FIELD: a required field is empty (metadata "field" names it).
+     *   INVALID_ARGUMENT BAD_EXPIRES_AT: expires_at is not a valid Timestamp.
      */
     readonly offer: {
         readonly path: "/tendril.scheduler.v1.AllocationService/Offer";
@@ -179,6 +180,7 @@ export interface AllocationServiceServer extends UntypedServiceImplementation {
      *
      * Errors:
      *   INVALID_ARGUMENT MISSING_FIELD: a required field is empty (metadata "field" names it).
+     *   INVALID_ARGUMENT BAD_EXPIRES_AT: expires_at is not a valid Timestamp.
      */
     offer: handleUnaryCall<OfferRequest, OfferResponse>;
 }
@@ -189,6 +191,7 @@ export interface AllocationServiceClient extends Client {
      *
      * Errors:
      *   INVALID_ARGUMENT MISSING_FIELD: a required field is empty (metadata "field" names it).
+     *   INVALID_ARGUMENT BAD_EXPIRES_AT: expires_at is not a valid Timestamp.
      */
     offer(request: OfferRequest, callback: (error: ServiceError | null, response: OfferResponse) => void): ClientUnaryCall;
     offer(request: OfferRequest, metadata: Metadata, callback: (error: ServiceError | null, response: OfferResponse) => void): ClientUnaryCall;
@@ -211,7 +214,7 @@ export declare const CoordinationServiceService: {
      * Errors:
      *   INVALID_ARGUMENT MISSING_FIELD: job_id is empty.
      *   INVALID_ARGUMENT BAD_PROGRESS_KIND, BAD_BATCH: kind is not set, or a BATCH report has
-     *     batch_size 0.
+     *     batch_size 0 (or batch_seconds is negative, NaN or infinite).
      *   NOT_FOUND UNKNOWN_JOB: the job is not a live training job of the run.
      *   PERMISSION_DENIED WRONG_WORKER: the job runs on another worker.
      *   FAILED_PRECONDITION STALE_ROUND: round is before the job's current round.
@@ -251,7 +254,7 @@ export interface CoordinationServiceServer extends UntypedServiceImplementation 
      * Errors:
      *   INVALID_ARGUMENT MISSING_FIELD: job_id is empty.
      *   INVALID_ARGUMENT BAD_PROGRESS_KIND, BAD_BATCH: kind is not set, or a BATCH report has
-     *     batch_size 0.
+     *     batch_size 0 (or batch_seconds is negative, NaN or infinite).
      *   NOT_FOUND UNKNOWN_JOB: the job is not a live training job of the run.
      *   PERMISSION_DENIED WRONG_WORKER: the job runs on another worker.
      *   FAILED_PRECONDITION STALE_ROUND: round is before the job's current round.
@@ -275,7 +278,7 @@ export interface CoordinationServiceClient extends Client {
      * Errors:
      *   INVALID_ARGUMENT MISSING_FIELD: job_id is empty.
      *   INVALID_ARGUMENT BAD_PROGRESS_KIND, BAD_BATCH: kind is not set, or a BATCH report has
-     *     batch_size 0.
+     *     batch_size 0 (or batch_seconds is negative, NaN or infinite).
      *   NOT_FOUND UNKNOWN_JOB: the job is not a live training job of the run.
      *   PERMISSION_DENIED WRONG_WORKER: the job runs on another worker.
      *   FAILED_PRECONDITION STALE_ROUND: round is before the job's current round.

@@ -1136,6 +1136,7 @@ exports.AllocationServiceService = {
      *
      * Errors:
      *   INVALID_ARGUMENT MISSING_FIELD: a required field is empty (metadata "field" names it).
+     *   INVALID_ARGUMENT BAD_EXPIRES_AT: expires_at is not a valid Timestamp.
      */
     offer: {
         path: "/tendril.scheduler.v1.AllocationService/Offer",
@@ -1155,7 +1156,7 @@ exports.CoordinationServiceService = {
      * Errors:
      *   INVALID_ARGUMENT MISSING_FIELD: job_id is empty.
      *   INVALID_ARGUMENT BAD_PROGRESS_KIND, BAD_BATCH: kind is not set, or a BATCH report has
-     *     batch_size 0.
+     *     batch_size 0 (or batch_seconds is negative, NaN or infinite).
      *   NOT_FOUND UNKNOWN_JOB: the job is not a live training job of the run.
      *   PERMISSION_DENIED WRONG_WORKER: the job runs on another worker.
      *   FAILED_PRECONDITION STALE_ROUND: round is before the job's current round.

@@ -141,11 +141,11 @@ export interface DispatchRequest {
   executor:
     | ExecutorRef
     | undefined;
-  /** Configuration for the executor (written to job.json). */
+  /** Configuration for the executor (written to job.json); its numbers must be finite. */
   config:
     | { [key: string]: any }
     | undefined;
-  /** Wall-clock limit; unset or zero means the worker's default. */
+  /** Wall-clock limit, at most a year (366 days); unset or zero means the worker's default. */
   timeout:
     | Duration
     | undefined;
@@ -1676,7 +1676,10 @@ export const JobServiceService = {
    *   INVALID_ARGUMENT BAD_JOB_ID: job_id is not 1-64 letters, digits, '.', '_' or '-'.
    *   INVALID_ARGUMENT LEASE_ID_MISSING, EXECUTOR_MISSING: lease_id, or the executor's class or
    *     name, is empty.
-   *   INVALID_ARGUMENT BAD_TIMEOUT: the timeout is negative.
+   *   INVALID_ARGUMENT BAD_LEASE_ID: lease_id is over 256 characters.
+   *   INVALID_ARGUMENT BAD_TIMEOUT: the timeout is not a valid Duration (nanos out of range or of
+   *     the other sign), negative, or over a year (366 days).
+   *   INVALID_ARGUMENT BAD_CONFIG: a number in config is NaN or infinite (JSON has no such number).
    *   INVALID_ARGUMENT BAD_COORDINATOR_ADDRESS: coordinator_address is not host:port.
    *   FAILED_PRECONDITION EXECUTOR_NOT_CONFIGURED: the worker has no such executor.
    *   FAILED_PRECONDITION SOCKET_PATH_TOO_LONG: the job's bridge socket path would not fit a Unix
@@ -1711,6 +1714,7 @@ export const JobServiceService = {
    * Get returns one job.
    *
    * Errors:
+   *   INVALID_ARGUMENT BAD_JOB_ID: job_id is not a job id (1-64 letters, digits, '.', '_' or '-').
    *   NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
    */
   get: {
@@ -1725,7 +1729,9 @@ export const JobServiceService = {
   /**
    * List returns jobs, newest first.
    *
-   * Errors: none of its own.
+   * Errors:
+   *   INVALID_ARGUMENT BAD_STATE: states holds a value JobState does not declare, or
+   *     JOB_STATE_UNSPECIFIED.
    */
   list: {
     path: "/tendril.job.v1.JobService/List" as const,
@@ -1740,6 +1746,7 @@ export const JobServiceService = {
    * Watch streams a job's (or every job's) state changes.
    *
    * Errors:
+   *   INVALID_ARGUMENT BAD_JOB_ID: job_id is set and is not a job id.
    *   NOT_FOUND JOB_NOT_FOUND: job_id is set and no such job is on this worker.
    *   ABORTED WATCH_OVERFLOW: the watcher fell behind and was cut off; watch again.
    */
@@ -1756,6 +1763,8 @@ export const JobServiceService = {
    * Cancel stops a job: SIGTERM, then SIGKILL after the grace period (owner only).
    *
    * Errors:
+   *   INVALID_ARGUMENT BAD_JOB_ID: job_id is not a job id.
+   *   INVALID_ARGUMENT REASON_TOO_LONG: reason is over 1024 characters.
    *   NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
    *   PERMISSION_DENIED NOT_JOB_OWNER: the job belongs to another peer.
    *   UNAVAILABLE JOB_STARTING: the job is still being dispatched; retry in a moment.
@@ -1773,6 +1782,7 @@ export const JobServiceService = {
    * Logs streams an executor's output: the last lines, then new lines when following.
    *
    * Errors:
+   *   INVALID_ARGUMENT BAD_JOB_ID: job_id is not a job id.
    *   NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
    */
   logs: {
@@ -1796,7 +1806,10 @@ export interface JobServiceServer extends UntypedServiceImplementation {
    *   INVALID_ARGUMENT BAD_JOB_ID: job_id is not 1-64 letters, digits, '.', '_' or '-'.
    *   INVALID_ARGUMENT LEASE_ID_MISSING, EXECUTOR_MISSING: lease_id, or the executor's class or
    *     name, is empty.
-   *   INVALID_ARGUMENT BAD_TIMEOUT: the timeout is negative.
+   *   INVALID_ARGUMENT BAD_LEASE_ID: lease_id is over 256 characters.
+   *   INVALID_ARGUMENT BAD_TIMEOUT: the timeout is not a valid Duration (nanos out of range or of
+   *     the other sign), negative, or over a year (366 days).
+   *   INVALID_ARGUMENT BAD_CONFIG: a number in config is NaN or infinite (JSON has no such number).
    *   INVALID_ARGUMENT BAD_COORDINATOR_ADDRESS: coordinator_address is not host:port.
    *   FAILED_PRECONDITION EXECUTOR_NOT_CONFIGURED: the worker has no such executor.
    *   FAILED_PRECONDITION SOCKET_PATH_TOO_LONG: the job's bridge socket path would not fit a Unix
@@ -1823,19 +1836,23 @@ export interface JobServiceServer extends UntypedServiceImplementation {
    * Get returns one job.
    *
    * Errors:
+   *   INVALID_ARGUMENT BAD_JOB_ID: job_id is not a job id (1-64 letters, digits, '.', '_' or '-').
    *   NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
    */
   get: handleUnaryCall<GetRequest, GetResponse>;
   /**
    * List returns jobs, newest first.
    *
-   * Errors: none of its own.
+   * Errors:
+   *   INVALID_ARGUMENT BAD_STATE: states holds a value JobState does not declare, or
+   *     JOB_STATE_UNSPECIFIED.
    */
   list: handleUnaryCall<ListRequest, ListResponse>;
   /**
    * Watch streams a job's (or every job's) state changes.
    *
    * Errors:
+   *   INVALID_ARGUMENT BAD_JOB_ID: job_id is set and is not a job id.
    *   NOT_FOUND JOB_NOT_FOUND: job_id is set and no such job is on this worker.
    *   ABORTED WATCH_OVERFLOW: the watcher fell behind and was cut off; watch again.
    */
@@ -1844,6 +1861,8 @@ export interface JobServiceServer extends UntypedServiceImplementation {
    * Cancel stops a job: SIGTERM, then SIGKILL after the grace period (owner only).
    *
    * Errors:
+   *   INVALID_ARGUMENT BAD_JOB_ID: job_id is not a job id.
+   *   INVALID_ARGUMENT REASON_TOO_LONG: reason is over 1024 characters.
    *   NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
    *   PERMISSION_DENIED NOT_JOB_OWNER: the job belongs to another peer.
    *   UNAVAILABLE JOB_STARTING: the job is still being dispatched; retry in a moment.
@@ -1853,6 +1872,7 @@ export interface JobServiceServer extends UntypedServiceImplementation {
    * Logs streams an executor's output: the last lines, then new lines when following.
    *
    * Errors:
+   *   INVALID_ARGUMENT BAD_JOB_ID: job_id is not a job id.
    *   NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
    */
   logs: handleServerStreamingCall<LogsRequest, LogsResponse>;
@@ -1868,7 +1888,10 @@ export interface JobServiceClient extends Client {
    *   INVALID_ARGUMENT BAD_JOB_ID: job_id is not 1-64 letters, digits, '.', '_' or '-'.
    *   INVALID_ARGUMENT LEASE_ID_MISSING, EXECUTOR_MISSING: lease_id, or the executor's class or
    *     name, is empty.
-   *   INVALID_ARGUMENT BAD_TIMEOUT: the timeout is negative.
+   *   INVALID_ARGUMENT BAD_LEASE_ID: lease_id is over 256 characters.
+   *   INVALID_ARGUMENT BAD_TIMEOUT: the timeout is not a valid Duration (nanos out of range or of
+   *     the other sign), negative, or over a year (366 days).
+   *   INVALID_ARGUMENT BAD_CONFIG: a number in config is NaN or infinite (JSON has no such number).
    *   INVALID_ARGUMENT BAD_COORDINATOR_ADDRESS: coordinator_address is not host:port.
    *   FAILED_PRECONDITION EXECUTOR_NOT_CONFIGURED: the worker has no such executor.
    *   FAILED_PRECONDITION SOCKET_PATH_TOO_LONG: the job's bridge socket path would not fit a Unix
@@ -1909,6 +1932,7 @@ export interface JobServiceClient extends Client {
    * Get returns one job.
    *
    * Errors:
+   *   INVALID_ARGUMENT BAD_JOB_ID: job_id is not a job id (1-64 letters, digits, '.', '_' or '-').
    *   NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
    */
   get(request: GetRequest, callback: (error: ServiceError | null, response: GetResponse) => void): ClientUnaryCall;
@@ -1926,7 +1950,9 @@ export interface JobServiceClient extends Client {
   /**
    * List returns jobs, newest first.
    *
-   * Errors: none of its own.
+   * Errors:
+   *   INVALID_ARGUMENT BAD_STATE: states holds a value JobState does not declare, or
+   *     JOB_STATE_UNSPECIFIED.
    */
   list(request: ListRequest, callback: (error: ServiceError | null, response: ListResponse) => void): ClientUnaryCall;
   list(
@@ -1944,6 +1970,7 @@ export interface JobServiceClient extends Client {
    * Watch streams a job's (or every job's) state changes.
    *
    * Errors:
+   *   INVALID_ARGUMENT BAD_JOB_ID: job_id is set and is not a job id.
    *   NOT_FOUND JOB_NOT_FOUND: job_id is set and no such job is on this worker.
    *   ABORTED WATCH_OVERFLOW: the watcher fell behind and was cut off; watch again.
    */
@@ -1957,6 +1984,8 @@ export interface JobServiceClient extends Client {
    * Cancel stops a job: SIGTERM, then SIGKILL after the grace period (owner only).
    *
    * Errors:
+   *   INVALID_ARGUMENT BAD_JOB_ID: job_id is not a job id.
+   *   INVALID_ARGUMENT REASON_TOO_LONG: reason is over 1024 characters.
    *   NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
    *   PERMISSION_DENIED NOT_JOB_OWNER: the job belongs to another peer.
    *   UNAVAILABLE JOB_STARTING: the job is still being dispatched; retry in a moment.
@@ -1980,6 +2009,7 @@ export interface JobServiceClient extends Client {
    * Logs streams an executor's output: the last lines, then new lines when following.
    *
    * Errors:
+   *   INVALID_ARGUMENT BAD_JOB_ID: job_id is not a job id.
    *   NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
    */
   logs(request: LogsRequest, options?: Partial<CallOptions>): ClientReadableStream<LogsResponse>;

@@ -230,7 +230,10 @@ export interface GetRoundResponse {
   state: RoundState;
   /** Workers committed. */
   committedWorkers: string[];
-  /** Workers expected. */
+  /**
+   * Workers expected: those the run's scheduler named (SetExpectedWorkers), else the workers that
+   * pushed to the run so far.
+   */
   expectedWorkers: string[];
   /** Pushes in flight. */
   pushesInFlight: number;
@@ -272,6 +275,11 @@ export interface OpenJobRequest {
   rounds: number;
   /** The DiLoCo run (the id the workers push under). */
   runId: string;
+  /**
+   * The peer id of the scheduler that owns the run, the one peer whose SetExpectedWorkers is
+   * accepted (the job bridge fills in its aggregate job's owner); empty keeps the run's owner.
+   */
+  ownerId: string;
 }
 
 /** OpenJobResponse tells where the run stands (a restarted server resumes). */
@@ -319,12 +327,34 @@ export interface RoundStatus {
   state: RoundState;
   /** Workers whose update of the round counts so far, sorted. */
   committedWorkers: string[];
-  /** Workers the run expects each round (OpenJob's expected_workers). */
+  /**
+   * How many workers the run expects each round: as many as are named in expected_worker_ids,
+   * else OpenJob's expected_workers.
+   */
   expectedWorkers: number;
   /** Number of rounds of the run; 0 means unbounded. */
   rounds: number;
   /** Where the run is as a whole; FINISHED and CLOSED end a WatchRound stream. */
   runState: RunState;
+  /** The workers the run's scheduler named (SetExpectedWorkers), sorted; empty: expected by count. */
+  expectedWorkerIds: string[];
+}
+
+/** SetExpectedWorkersRequest names the workers a run expects. */
+export interface SetExpectedWorkersRequest {
+  /** The DiLoCo run. */
+  runId: string;
+  /**
+   * The workers (their peer ids, as their pushes name them); duplicates count once, empty means
+   * OpenJob's expected_workers by count.
+   */
+  workerIds: string[];
+}
+
+/** SetExpectedWorkersResponse tells the state of the run's current round after the change. */
+export interface SetExpectedWorkersResponse {
+  /** The state (a round the change completed is already closing). */
+  status: RoundStatus | undefined;
 }
 
 /** WatchRoundResponse is one state of the run's current round. */
@@ -1396,6 +1426,7 @@ function createBaseOpenJobRequest(): OpenJobRequest {
     codec: 0,
     rounds: 0,
     runId: "",
+    ownerId: "",
   };
 }
 
@@ -1427,6 +1458,9 @@ export const OpenJobRequest: MessageFns<OpenJobRequest> = {
     }
     if (message.runId !== "") {
       writer.uint32(74).string(message.runId);
+    }
+    if (message.ownerId !== "") {
+      writer.uint32(82).string(message.ownerId);
     }
     return writer;
   },
@@ -1516,6 +1550,14 @@ export const OpenJobRequest: MessageFns<OpenJobRequest> = {
             message.runId = reader.string();
             continue;
           }
+          case 10: {
+            if (tag !== 82) {
+              break;
+            }
+
+            message.ownerId = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1563,6 +1605,11 @@ export const OpenJobRequest: MessageFns<OpenJobRequest> = {
         : isSet(object.run_id)
         ? globalThis.String(object.run_id)
         : "",
+      ownerId: isSet(object.ownerId)
+        ? globalThis.String(object.ownerId)
+        : isSet(object.owner_id)
+        ? globalThis.String(object.owner_id)
+        : "",
     };
   },
 
@@ -1595,6 +1642,9 @@ export const OpenJobRequest: MessageFns<OpenJobRequest> = {
     if (message.runId !== "") {
       obj.runId = message.runId;
     }
+    if (message.ownerId !== "") {
+      obj.ownerId = message.ownerId;
+    }
     return obj;
   },
 
@@ -1612,6 +1662,7 @@ export const OpenJobRequest: MessageFns<OpenJobRequest> = {
     message.codec = object.codec ?? 0;
     message.rounds = object.rounds ?? 0;
     message.runId = object.runId ?? "";
+    message.ownerId = object.ownerId ?? "";
     return message;
   },
 };
@@ -1936,7 +1987,16 @@ export const WatchRoundRequest: MessageFns<WatchRoundRequest> = {
 };
 
 function createBaseRoundStatus(): RoundStatus {
-  return { runId: "", round: 0, state: 0, committedWorkers: [], expectedWorkers: 0, rounds: 0, runState: 0 };
+  return {
+    runId: "",
+    round: 0,
+    state: 0,
+    committedWorkers: [],
+    expectedWorkers: 0,
+    rounds: 0,
+    runState: 0,
+    expectedWorkerIds: [],
+  };
 }
 
 export const RoundStatus: MessageFns<RoundStatus> = {
@@ -1961,6 +2021,9 @@ export const RoundStatus: MessageFns<RoundStatus> = {
     }
     if (message.runState !== 0) {
       writer.uint32(56).int32(message.runState);
+    }
+    for (const v of message.expectedWorkerIds) {
+      writer.uint32(66).string(v!);
     }
     return writer;
   },
@@ -2034,6 +2097,14 @@ export const RoundStatus: MessageFns<RoundStatus> = {
             message.runState = reader.int32() as any;
             continue;
           }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.expectedWorkerIds.push(reader.string());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -2071,6 +2142,11 @@ export const RoundStatus: MessageFns<RoundStatus> = {
         : isSet(object.run_state)
         ? runStateFromJSON(object.run_state)
         : 0,
+      expectedWorkerIds: globalThis.Array.isArray(object?.expectedWorkerIds)
+        ? object.expectedWorkerIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.expected_worker_ids)
+        ? object.expected_worker_ids.map((e: any) => globalThis.String(e))
+        : [],
     };
   },
 
@@ -2097,6 +2173,9 @@ export const RoundStatus: MessageFns<RoundStatus> = {
     if (message.runState !== 0) {
       obj.runState = runStateToJSON(message.runState);
     }
+    if (message.expectedWorkerIds?.length) {
+      obj.expectedWorkerIds = message.expectedWorkerIds;
+    }
     return obj;
   },
 
@@ -2112,6 +2191,169 @@ export const RoundStatus: MessageFns<RoundStatus> = {
     message.expectedWorkers = object.expectedWorkers ?? 0;
     message.rounds = object.rounds ?? 0;
     message.runState = object.runState ?? 0;
+    message.expectedWorkerIds = object.expectedWorkerIds?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseSetExpectedWorkersRequest(): SetExpectedWorkersRequest {
+  return { runId: "", workerIds: [] };
+}
+
+export const SetExpectedWorkersRequest: MessageFns<SetExpectedWorkersRequest> = {
+  encode(message: SetExpectedWorkersRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.runId !== "") {
+      writer.uint32(10).string(message.runId);
+    }
+    for (const v of message.workerIds) {
+      writer.uint32(18).string(v!);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetExpectedWorkersRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetExpectedWorkersRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.runId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.workerIds.push(reader.string());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetExpectedWorkersRequest {
+    return {
+      runId: isSet(object.runId)
+        ? globalThis.String(object.runId)
+        : isSet(object.run_id)
+        ? globalThis.String(object.run_id)
+        : "",
+      workerIds: globalThis.Array.isArray(object?.workerIds)
+        ? object.workerIds.map((e: any) => globalThis.String(e))
+        : globalThis.Array.isArray(object?.worker_ids)
+        ? object.worker_ids.map((e: any) => globalThis.String(e))
+        : [],
+    };
+  },
+
+  toJSON(message: SetExpectedWorkersRequest): unknown {
+    const obj: any = {};
+    if (message.runId !== "") {
+      obj.runId = message.runId;
+    }
+    if (message.workerIds?.length) {
+      obj.workerIds = message.workerIds;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SetExpectedWorkersRequest>, I>>(base?: I): SetExpectedWorkersRequest {
+    return SetExpectedWorkersRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SetExpectedWorkersRequest>, I>>(object: I): SetExpectedWorkersRequest {
+    const message = createBaseSetExpectedWorkersRequest();
+    message.runId = object.runId ?? "";
+    message.workerIds = object.workerIds?.map((e) => e) || [];
+    return message;
+  },
+};
+
+function createBaseSetExpectedWorkersResponse(): SetExpectedWorkersResponse {
+  return { status: undefined };
+}
+
+export const SetExpectedWorkersResponse: MessageFns<SetExpectedWorkersResponse> = {
+  encode(message: SetExpectedWorkersResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.status !== undefined) {
+      RoundStatus.encode(message.status, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): SetExpectedWorkersResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseSetExpectedWorkersResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.status = RoundStatus.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): SetExpectedWorkersResponse {
+    return { status: isSet(object.status) ? RoundStatus.fromJSON(object.status) : undefined };
+  },
+
+  toJSON(message: SetExpectedWorkersResponse): unknown {
+    const obj: any = {};
+    if (message.status !== undefined) {
+      obj.status = RoundStatus.toJSON(message.status);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<SetExpectedWorkersResponse>, I>>(base?: I): SetExpectedWorkersResponse {
+    return SetExpectedWorkersResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<SetExpectedWorkersResponse>, I>>(object: I): SetExpectedWorkersResponse {
+    const message = createBaseSetExpectedWorkersResponse();
+    message.status = (object.status !== undefined && object.status !== null)
+      ? RoundStatus.fromPartial(object.status)
+      : undefined;
     return message;
   },
 };
@@ -2214,6 +2456,7 @@ export const ParameterServerServiceService = {
    *   INVALID_ARGUMENT BAD_CODEC: codec is not a known value.
    *   INVALID_ARGUMENT BAD_RUN_CONFIG: expected_workers, quorum, timeout, outer_lr or
    *     outer_momentum is out of range.
+   *   INVALID_ARGUMENT BAD_WORKER_ID: owner_id is set and is not a peer id.
    */
   openJob: {
     path: "/tendril.paramserver.v1.ParameterServerService/OpenJob" as const,
@@ -2223,6 +2466,34 @@ export const ParameterServerServiceService = {
     requestDeserialize: (value: Buffer): OpenJobRequest => OpenJobRequest.decode(value),
     responseSerialize: (value: OpenJobResponse): Buffer => Buffer.from(OpenJobResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): OpenJobResponse => OpenJobResponse.decode(value),
+  },
+  /**
+   * SetExpectedWorkers names the workers a run expects each round; only the run's owner (the
+   * scheduler named by OpenJob's owner_id) may call it. From then on a round closes as soon as
+   * every named worker committed (or, round_timeout_seconds after its first commit, once a
+   * quorum did: at most as many as are named): a worker the scheduler declared lost is left
+   * out and no longer waited for, a worker that joined (or rejoined) the run is added. An empty
+   * list expects OpenJob's expected_workers again, by count. The names are saved with the run's
+   * state: a restarted server and a later OpenJob keep them.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
+   *   INVALID_ARGUMENT BAD_WORKER_ID: a worker id is not a peer id (1-128 letters, digits, '.',
+   *     '_', '-', ':' or '@', starting with a letter or digit).
+   *   NOT_FOUND RUN_NOT_OPEN: the run is not open here.
+   *   PERMISSION_DENIED NOT_RUN_OWNER: the caller is not the run's owner, or the run was opened
+   *     without an owner_id.
+   */
+  setExpectedWorkers: {
+    path: "/tendril.paramserver.v1.ParameterServerService/SetExpectedWorkers" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: SetExpectedWorkersRequest): Buffer =>
+      Buffer.from(SetExpectedWorkersRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): SetExpectedWorkersRequest => SetExpectedWorkersRequest.decode(value),
+    responseSerialize: (value: SetExpectedWorkersResponse): Buffer =>
+      Buffer.from(SetExpectedWorkersResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SetExpectedWorkersResponse => SetExpectedWorkersResponse.decode(value),
   },
   /**
    * CloseJob ends aggregation for a run: pushes are refused from then on; θ and the last updates
@@ -2255,6 +2526,7 @@ export const ParameterServerServiceService = {
    *   INVALID_ARGUMENT BAD_RUN_ID: the header's run_id is not a valid run id.
    *   INVALID_ARGUMENT WORKER_ID_MISSING, BAD_WEIGHT: worker_id is empty, or weight is not a finite
    *     number > 0.
+   *   INVALID_ARGUMENT BAD_WORKER_ID: worker_id is not a peer id.
    *   INVALID_ARGUMENT STREAM_ID_REUSED: the stream_id already carries another payload.
    *   INVALID_ARGUMENT LAYOUT_MISMATCH: the update's tensors differ from the run's parameters.
    *   INVALID_ARGUMENT NON_FINITE_UPDATE: the update holds NaN or Inf; it was not counted.
@@ -2284,7 +2556,8 @@ export const ParameterServerServiceService = {
    * Errors:
    *   INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
    *   INVALID_ARGUMENT BAD_CODEC: codec is not a known value.
-   *   INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative.
+   *   INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative, NaN or infinite.
+   *   INVALID_ARGUMENT BAD_WORKER_ID: worker_id is set and is not a peer id.
    *   NOT_FOUND RUN_NOT_OPEN: the run is not open here.
    *   FAILED_PRECONDITION ROUND_NOT_OPEN: the round is after the open one.
    *   FAILED_PRECONDITION UPDATE_GONE: the round's update is no longer kept (updates stay in memory
@@ -2324,6 +2597,7 @@ export const ParameterServerServiceService = {
    *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the payload's digest is not the header's; send it
    *     again.
    *   INVALID_ARGUMENT BAD_RUN_ID: the header's run_id is not a valid run id.
+   *   INVALID_ARGUMENT BAD_WORKER_ID: the header's worker_id is set and is not a peer id.
    *   INVALID_ARGUMENT STREAM_ID_REUSED: the stream_id already carries another payload.
    *   INVALID_ARGUMENT NON_FINITE_PARAMETERS: θ0 holds NaN or Inf.
    *   FAILED_PRECONDITION BAD_OFFSET: start_offset is not where this stream stands; resume from the
@@ -2421,8 +2695,27 @@ export interface ParameterServerServiceServer extends UntypedServiceImplementati
    *   INVALID_ARGUMENT BAD_CODEC: codec is not a known value.
    *   INVALID_ARGUMENT BAD_RUN_CONFIG: expected_workers, quorum, timeout, outer_lr or
    *     outer_momentum is out of range.
+   *   INVALID_ARGUMENT BAD_WORKER_ID: owner_id is set and is not a peer id.
    */
   openJob: handleUnaryCall<OpenJobRequest, OpenJobResponse>;
+  /**
+   * SetExpectedWorkers names the workers a run expects each round; only the run's owner (the
+   * scheduler named by OpenJob's owner_id) may call it. From then on a round closes as soon as
+   * every named worker committed (or, round_timeout_seconds after its first commit, once a
+   * quorum did: at most as many as are named): a worker the scheduler declared lost is left
+   * out and no longer waited for, a worker that joined (or rejoined) the run is added. An empty
+   * list expects OpenJob's expected_workers again, by count. The names are saved with the run's
+   * state: a restarted server and a later OpenJob keep them.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
+   *   INVALID_ARGUMENT BAD_WORKER_ID: a worker id is not a peer id (1-128 letters, digits, '.',
+   *     '_', '-', ':' or '@', starting with a letter or digit).
+   *   NOT_FOUND RUN_NOT_OPEN: the run is not open here.
+   *   PERMISSION_DENIED NOT_RUN_OWNER: the caller is not the run's owner, or the run was opened
+   *     without an owner_id.
+   */
+  setExpectedWorkers: handleUnaryCall<SetExpectedWorkersRequest, SetExpectedWorkersResponse>;
   /**
    * CloseJob ends aggregation for a run: pushes are refused from then on; θ and the last updates
    * stay served unless purge is set.
@@ -2446,6 +2739,7 @@ export interface ParameterServerServiceServer extends UntypedServiceImplementati
    *   INVALID_ARGUMENT BAD_RUN_ID: the header's run_id is not a valid run id.
    *   INVALID_ARGUMENT WORKER_ID_MISSING, BAD_WEIGHT: worker_id is empty, or weight is not a finite
    *     number > 0.
+   *   INVALID_ARGUMENT BAD_WORKER_ID: worker_id is not a peer id.
    *   INVALID_ARGUMENT STREAM_ID_REUSED: the stream_id already carries another payload.
    *   INVALID_ARGUMENT LAYOUT_MISMATCH: the update's tensors differ from the run's parameters.
    *   INVALID_ARGUMENT NON_FINITE_UPDATE: the update holds NaN or Inf; it was not counted.
@@ -2467,7 +2761,8 @@ export interface ParameterServerServiceServer extends UntypedServiceImplementati
    * Errors:
    *   INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
    *   INVALID_ARGUMENT BAD_CODEC: codec is not a known value.
-   *   INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative.
+   *   INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative, NaN or infinite.
+   *   INVALID_ARGUMENT BAD_WORKER_ID: worker_id is set and is not a peer id.
    *   NOT_FOUND RUN_NOT_OPEN: the run is not open here.
    *   FAILED_PRECONDITION ROUND_NOT_OPEN: the round is after the open one.
    *   FAILED_PRECONDITION UPDATE_GONE: the round's update is no longer kept (updates stay in memory
@@ -2499,6 +2794,7 @@ export interface ParameterServerServiceServer extends UntypedServiceImplementati
    *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the payload's digest is not the header's; send it
    *     again.
    *   INVALID_ARGUMENT BAD_RUN_ID: the header's run_id is not a valid run id.
+   *   INVALID_ARGUMENT BAD_WORKER_ID: the header's worker_id is set and is not a peer id.
    *   INVALID_ARGUMENT STREAM_ID_REUSED: the stream_id already carries another payload.
    *   INVALID_ARGUMENT NON_FINITE_PARAMETERS: θ0 holds NaN or Inf.
    *   FAILED_PRECONDITION BAD_OFFSET: start_offset is not where this stream stands; resume from the
@@ -2560,6 +2856,7 @@ export interface ParameterServerServiceClient extends Client {
    *   INVALID_ARGUMENT BAD_CODEC: codec is not a known value.
    *   INVALID_ARGUMENT BAD_RUN_CONFIG: expected_workers, quorum, timeout, outer_lr or
    *     outer_momentum is out of range.
+   *   INVALID_ARGUMENT BAD_WORKER_ID: owner_id is set and is not a peer id.
    */
   openJob(
     request: OpenJobRequest,
@@ -2575,6 +2872,38 @@ export interface ParameterServerServiceClient extends Client {
     metadata: Metadata,
     options: Partial<CallOptions>,
     callback: (error: ServiceError | null, response: OpenJobResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * SetExpectedWorkers names the workers a run expects each round; only the run's owner (the
+   * scheduler named by OpenJob's owner_id) may call it. From then on a round closes as soon as
+   * every named worker committed (or, round_timeout_seconds after its first commit, once a
+   * quorum did: at most as many as are named): a worker the scheduler declared lost is left
+   * out and no longer waited for, a worker that joined (or rejoined) the run is added. An empty
+   * list expects OpenJob's expected_workers again, by count. The names are saved with the run's
+   * state: a restarted server and a later OpenJob keep them.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
+   *   INVALID_ARGUMENT BAD_WORKER_ID: a worker id is not a peer id (1-128 letters, digits, '.',
+   *     '_', '-', ':' or '@', starting with a letter or digit).
+   *   NOT_FOUND RUN_NOT_OPEN: the run is not open here.
+   *   PERMISSION_DENIED NOT_RUN_OWNER: the caller is not the run's owner, or the run was opened
+   *     without an owner_id.
+   */
+  setExpectedWorkers(
+    request: SetExpectedWorkersRequest,
+    callback: (error: ServiceError | null, response: SetExpectedWorkersResponse) => void,
+  ): ClientUnaryCall;
+  setExpectedWorkers(
+    request: SetExpectedWorkersRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: SetExpectedWorkersResponse) => void,
+  ): ClientUnaryCall;
+  setExpectedWorkers(
+    request: SetExpectedWorkersRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: SetExpectedWorkersResponse) => void,
   ): ClientUnaryCall;
   /**
    * CloseJob ends aggregation for a run: pushes are refused from then on; θ and the last updates
@@ -2613,6 +2942,7 @@ export interface ParameterServerServiceClient extends Client {
    *   INVALID_ARGUMENT BAD_RUN_ID: the header's run_id is not a valid run id.
    *   INVALID_ARGUMENT WORKER_ID_MISSING, BAD_WEIGHT: worker_id is empty, or weight is not a finite
    *     number > 0.
+   *   INVALID_ARGUMENT BAD_WORKER_ID: worker_id is not a peer id.
    *   INVALID_ARGUMENT STREAM_ID_REUSED: the stream_id already carries another payload.
    *   INVALID_ARGUMENT LAYOUT_MISMATCH: the update's tensors differ from the run's parameters.
    *   INVALID_ARGUMENT NON_FINITE_UPDATE: the update holds NaN or Inf; it was not counted.
@@ -2649,7 +2979,8 @@ export interface ParameterServerServiceClient extends Client {
    * Errors:
    *   INVALID_ARGUMENT BAD_RUN_ID: run_id is not a valid run id.
    *   INVALID_ARGUMENT BAD_CODEC: codec is not a known value.
-   *   INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative.
+   *   INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative, NaN or infinite.
+   *   INVALID_ARGUMENT BAD_WORKER_ID: worker_id is set and is not a peer id.
    *   NOT_FOUND RUN_NOT_OPEN: the run is not open here.
    *   FAILED_PRECONDITION ROUND_NOT_OPEN: the round is after the open one.
    *   FAILED_PRECONDITION UPDATE_GONE: the round's update is no longer kept (updates stay in memory
@@ -2686,6 +3017,7 @@ export interface ParameterServerServiceClient extends Client {
    *   DATA_LOSS SHA256_MISMATCH, DIGEST_MISMATCH: the payload's digest is not the header's; send it
    *     again.
    *   INVALID_ARGUMENT BAD_RUN_ID: the header's run_id is not a valid run id.
+   *   INVALID_ARGUMENT BAD_WORKER_ID: the header's worker_id is set and is not a peer id.
    *   INVALID_ARGUMENT STREAM_ID_REUSED: the stream_id already carries another payload.
    *   INVALID_ARGUMENT NON_FINITE_PARAMETERS: θ0 holds NaN or Inf.
    *   FAILED_PRECONDITION BAD_OFFSET: start_offset is not where this stream stands; resume from the

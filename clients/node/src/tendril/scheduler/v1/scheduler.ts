@@ -1339,6 +1339,7 @@ export const AllocationServiceService = {
    *
    * Errors:
    *   INVALID_ARGUMENT MISSING_FIELD: a required field is empty (metadata "field" names it).
+   *   INVALID_ARGUMENT BAD_EXPIRES_AT: expires_at is not a valid Timestamp.
    */
   offer: {
     path: "/tendril.scheduler.v1.AllocationService/Offer" as const,
@@ -1358,6 +1359,7 @@ export interface AllocationServiceServer extends UntypedServiceImplementation {
    *
    * Errors:
    *   INVALID_ARGUMENT MISSING_FIELD: a required field is empty (metadata "field" names it).
+   *   INVALID_ARGUMENT BAD_EXPIRES_AT: expires_at is not a valid Timestamp.
    */
   offer: handleUnaryCall<OfferRequest, OfferResponse>;
 }
@@ -1369,6 +1371,7 @@ export interface AllocationServiceClient extends Client {
    *
    * Errors:
    *   INVALID_ARGUMENT MISSING_FIELD: a required field is empty (metadata "field" names it).
+   *   INVALID_ARGUMENT BAD_EXPIRES_AT: expires_at is not a valid Timestamp.
    */
   offer(
     request: OfferRequest,
@@ -1408,7 +1411,7 @@ export const CoordinationServiceService = {
    * Errors:
    *   INVALID_ARGUMENT MISSING_FIELD: job_id is empty.
    *   INVALID_ARGUMENT BAD_PROGRESS_KIND, BAD_BATCH: kind is not set, or a BATCH report has
-   *     batch_size 0.
+   *     batch_size 0 (or batch_seconds is negative, NaN or infinite).
    *   NOT_FOUND UNKNOWN_JOB: the job is not a live training job of the run.
    *   PERMISSION_DENIED WRONG_WORKER: the job runs on another worker.
    *   FAILED_PRECONDITION STALE_ROUND: round is before the job's current round.
@@ -1451,7 +1454,7 @@ export interface CoordinationServiceServer extends UntypedServiceImplementation 
    * Errors:
    *   INVALID_ARGUMENT MISSING_FIELD: job_id is empty.
    *   INVALID_ARGUMENT BAD_PROGRESS_KIND, BAD_BATCH: kind is not set, or a BATCH report has
-   *     batch_size 0.
+   *     batch_size 0 (or batch_seconds is negative, NaN or infinite).
    *   NOT_FOUND UNKNOWN_JOB: the job is not a live training job of the run.
    *   PERMISSION_DENIED WRONG_WORKER: the job runs on another worker.
    *   FAILED_PRECONDITION STALE_ROUND: round is before the job's current round.
@@ -1476,7 +1479,7 @@ export interface CoordinationServiceClient extends Client {
    * Errors:
    *   INVALID_ARGUMENT MISSING_FIELD: job_id is empty.
    *   INVALID_ARGUMENT BAD_PROGRESS_KIND, BAD_BATCH: kind is not set, or a BATCH report has
-   *     batch_size 0.
+   *     batch_size 0 (or batch_seconds is negative, NaN or infinite).
    *   NOT_FOUND UNKNOWN_JOB: the job is not a live training job of the run.
    *   PERMISSION_DENIED WRONG_WORKER: the job runs on another worker.
    *   FAILED_PRECONDITION STALE_ROUND: round is before the job's current round.
