@@ -1,7 +1,12 @@
 """`tendril scheduler run --config job.toml`: drive one DiLoCo run (the reference scheduler).
 
+The run's state is kept in the out dir (:mod:`tendril.scheduler.state`): the same command
+again, or `tendril scheduler resume OUT_DIR`, resumes a run whose scheduler died, and reports
+a finished one as finished.
+
 Exit codes: 0 when every round finished and the model was saved; 1 when the run failed (the
-message says why); 2 for a bad job.toml; 143 after SIGTERM (leases are released first).
+message says why); 2 for a bad job.toml, a job.toml other than the one a saved run began with,
+or an unusable state file; 143 after SIGTERM (leases are released first).
 """
 
 from __future__ import annotations
@@ -10,14 +15,16 @@ import argparse
 import asyncio
 import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 from tendril.core import tls, tracing
 from tendril.core.config import parse_set_flags
 from tendril.core.errors import ConfigError, TendrilError
 from tendril.core.logs import configure, get_logger
-from tendril.scheduler.jobconfig import load_job_config
+from tendril.scheduler.jobconfig import JobConfig, load_job_config
 from tendril.scheduler.report import summary_table
+from tendril.scheduler.state import StateError
 
 EXIT_FAILED = 1
 EXIT_SIGTERM = 143
@@ -41,14 +48,54 @@ def add_parser(subparsers: Any) -> None:
         metavar="KEY=VALUE",
         help="override a job.toml key, e.g. training.rounds=2",
     )
-    run.add_argument("--log-level", default="info", help="debug, info, warning or error")
-    run.add_argument("--log-format", default="auto", choices=("auto", "json", "console"))
-    tls.add_tls_args(run)
+    _common_args(run)
     run.set_defaults(func=run_command)
+    resume = commands.add_parser(
+        "resume",
+        help="resume the run whose state is in OUT_DIR (its scheduler died), with the job config it began with",
+        description="Resume a run from its out dir's state file: the run goes on from the parameter server's "
+        "last closed round.",
+    )
+    resume.add_argument("out_dir", metavar="OUT_DIR", type=Path, help="the run's scheduler.out_dir")
+    _common_args(resume)
+    resume.set_defaults(func=resume_command)
+
+
+def _common_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--log-level", default="info", help="debug, info, warning or error")
+    parser.add_argument("--log-format", default="auto", choices=("auto", "json", "console"))
+    tls.add_tls_args(parser)
 
 
 def run_command(args: argparse.Namespace) -> int:
-    config = load_job_config(args.config, overrides=parse_set_flags(args.set))
+    return _drive(args, load_job_config(args.config, overrides=parse_set_flags(args.set)))
+
+
+def resume_command(args: argparse.Namespace) -> int:
+    from tendril.scheduler.resume import saved_config
+
+    try:
+        config = saved_config(args.out_dir.expanduser())
+    except StateError as exc:
+        print(f"tendril scheduler: {exc}", file=sys.stderr)
+        return 2
+    return _drive(args, config)
+
+
+def _drive(args: argparse.Namespace, config: JobConfig) -> int:
+    from tendril.scheduler.resume import ResumePoint, open_state
+    from tendril.scheduler.service import make_run_id
+
+    try:
+        start = open_state(config, make_run_id(config))
+    except StateError as exc:
+        print(f"tendril scheduler: {exc}", file=sys.stderr)
+        return 2
+    if start.finished_model is not None:
+        rounds = len(start.store.rounds())
+        start.store.close()
+        print(f"run {start.run_id} already finished: {rounds} rounds; model {start.finished_model}")
+        return 0
     # Under mTLS workers know this scheduler by its certificate: it must name scheduler.id.
     tls.configure_from_args(args, expected_name=config.scheduler.id, name_key="scheduler.id")
     configure("scheduler", level=args.log_level, fmt=args.log_format)
@@ -56,13 +103,16 @@ def run_command(args: argparse.Namespace) -> int:
     log = get_logger("tendril.scheduler")
     from tendril.scheduler.service import run_scheduler
 
+    def on_resumed(point: ResumePoint) -> None:
+        print(point.describe(start.run_id), flush=True)
+
     async def guarded() -> int:
         task = asyncio.current_task()
         assert task is not None
         for sig in (signal.SIGTERM, signal.SIGINT):
             asyncio.get_running_loop().add_signal_handler(sig, task.cancel)
         try:
-            outcome = await run_scheduler(config)
+            outcome = await run_scheduler(config, start, on_resumed=on_resumed)
         except asyncio.CancelledError:
             # NOTE: run_scheduler released every lease on its way out, so the workers are free at once.
             log.info("scheduler.terminated")

@@ -33,6 +33,7 @@ class SchedulerRunReason(enum.StrEnum):
     NO_FREE_PORTS = "NO_FREE_PORTS"  # the demo cluster found no free ports for its processes
     START_FAILED = "START_FAILED"  # a demo cluster process exited while starting
     START_TIMEOUT = "START_TIMEOUT"  # a demo cluster process did not serve in time
+    NOT_RESUMABLE = "NOT_RESUMABLE"  # a saved run cannot go on: its parameter server lost it or does not answer
 
 
 class SchedulerError(TendrilError):

@@ -20,6 +20,10 @@ from tendril.scheduler.jobconfig import JobConfig
 from tendril.scheduler.metrics import WorkerRound, round_line
 from tendril.scheduler.planner import SyncPlanner
 from tendril.scheduler.slices import Assignment, SliceAssigner, SliceRef
+from tendril.scheduler.state import SliceCursor
+
+# (job id, worker id, assignment, the job's round, the job's data slot): a slice was handed out
+OnAssign = Callable[[str, str, Assignment, int, "int | None"], None]
 
 
 class Role(enum.Enum):
@@ -131,6 +135,7 @@ class Run:
         run_id: str,
         *,
         on_round: Callable[[dict[str, Any]], None] | None = None,
+        on_assign: OnAssign | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.config = config
@@ -150,6 +155,16 @@ class Run:
         self._assigner: SliceAssigner | None = None
         self.failed: str = ""
         self.lost = 0
+        self._on_assign = on_assign or (lambda *_args: None)
+        self._cursor = SliceCursor()
+        self.ps_worker = ""  # when set, only this worker may host the parameter server (it holds the run's state)
+
+    def restore(self, rounds: list[dict[str, Any]], *, job_counter: int, cursor: SliceCursor, ps_worker: str) -> None:
+        """Continue a saved run: its finished rounds, job numbering, slice cursor and parameter server host."""
+        self.completed_rounds = list(rounds)
+        self._job_counter = job_counter
+        self._cursor = cursor
+        self.ps_worker = ps_worker
 
     # -- allocation ------------------------------------------------------------------------
 
@@ -181,6 +196,8 @@ class Run:
             return None, f"worker {offer.worker_id} already holds a {role.value} lease of run {self.run_id}"
         if role is Role.PARAMETER_SERVER and not offer.endpoints.parameter_server:
             return None, "the worker advertises no parameter server address"
+        if role is Role.PARAMETER_SERVER and self.ps_worker and offer.worker_id != self.ps_worker:
+            return None, f"the parameter server of run {self.run_id} must be on {self.ps_worker}, which holds its state"
         member = Member(
             offer.worker_id, offer.lease_id, role, offer.endpoints, self._next_job_id(role), offer.expires_at
         )
@@ -227,15 +244,16 @@ class Run:
     def set_dataset(self, dataset: Dataset) -> None:
         self.dataset = dataset
         self._assigner = SliceAssigner(dataset.slices, self.config.allocation.workers, seed=self.config.training.seed)
-        for job_id in self._trainers:
-            self._assigner.join(job_id)
+        self._assigner.restore(self._cursor.epoch, self._cursor.used)
+        for job_id, trainer in self._trainers.items():
+            self._assigner.join(job_id, self._cursor.slots.get(trainer.member.worker_id))
 
     def add_trainer(self, member: Member) -> None:
         """A training job was dispatched for ``member``."""
         self._trainers[member.job_id] = _Trainer(member)
         self._planner.join(member.job_id)
         if self._assigner is not None:
-            self._assigner.join(member.job_id)
+            self._assigner.join(member.job_id, self._cursor.slots.get(member.worker_id))
 
     def assign_slice(self, job_id: str, worker_id: str, cached: Iterable[str]) -> tuple[Assignment, Dataset]:
         trainer = self._trainer(job_id, worker_id)
@@ -245,7 +263,16 @@ class Run:
                 "the scheduler has not read the data set manifest yet; retry",
                 reason=SchedulerReason.NO_DATASET,
             )
-        return self._assigner.assign(trainer.member.job_id, cached), self.dataset
+        assignment = self._assigner.assign(trainer.member.job_id, cached)
+        self._on_assign(
+            job_id,
+            trainer.member.worker_id,
+            assignment,
+            # (before its first report a job is in the run's first open round)
+            trainer.round if trainer.round >= 0 else len(self.completed_rounds),
+            self._assigner.slot_of(job_id),
+        )
+        return assignment, self.dataset
 
     def _trainer(self, job_id: str, worker_id: str) -> _Trainer:
         trainer = self._trainers.get(job_id)

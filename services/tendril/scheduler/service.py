@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +18,7 @@ from tendril.core.server import Binding, ServiceServer
 from tendril.scheduler.driver import Driver
 from tendril.scheduler.jobconfig import JobConfig
 from tendril.scheduler.metrics import MetricsFile
+from tendril.scheduler.resume import Recorder, ResumePoint, Start, open_state, pull_final, resume
 from tendril.scheduler.run import Member, Run
 from tendril.scheduler.servicer import AllocationServicer, CoordinationServicer
 from tendril_proto.scheduler.v1 import scheduler_pb2_grpc
@@ -33,6 +35,7 @@ class Outcome:
     metrics_path: Path
     model_path: Path
     seconds: float
+    resumed_from: int | None = None  # the round a resumed run went on from
 
 
 def make_run_id(config: JobConfig) -> str:
@@ -45,16 +48,25 @@ def _outputs(config: JobConfig) -> tuple[Path, MetricsFile]:
     return out_dir, MetricsFile(out_dir / "metrics.jsonl")
 
 
-async def run_scheduler(config: JobConfig) -> Outcome:
-    """Serve, advertise, train and clean up; raises SchedulerError when the run cannot finish."""
+async def run_scheduler(
+    config: JobConfig, start: Start | None = None, *, on_resumed: Callable[[ResumePoint], None] | None = None
+) -> Outcome:
+    """Serve, advertise, train and clean up; raises SchedulerError when the run cannot finish.
+
+    ``start``: the run state (:func:`open_state`; opened here when None): a saved run is resumed
+    (``on_resumed`` is told from which round) and every change is recorded in it.
+    """
     began = time.monotonic()
+    start = start or open_state(config, make_run_id(config))
     out_dir, metrics = _outputs(config)
-    run_id = make_run_id(config)
+    run_id = start.run_id
+    recorder = Recorder(start.store)
 
     def on_round(line: dict[str, Any]) -> None:
         # NOTE: the timing figures of a round depend on what else ran on the machine: the
         # scheduler host's 1-minute load average goes beside them.
         line["load_average"] = round(os.getloadavg()[0], 2)
+        recorder.on_round(line)  # NOTE: first: a resumed run writes metrics.jsonl again from the state file
         metrics.append(line)
         log.info(
             "round.finished",
@@ -65,10 +77,12 @@ async def run_scheduler(config: JobConfig) -> Outcome:
             sync_wait_seconds=line["sync_wait_seconds"],
         )
 
-    run = Run(config, run_id, on_round=on_round)
+    run = Run(config, run_id, on_round=on_round, on_assign=recorder.on_assign)
     driver = Driver(config, run, advertised="", out_dir=out_dir)
+    point: ResumePoint | None = None
 
     def on_accept(member: Member) -> None:
+        recorder.on_accept(member)
         driver.on_accept(member)
 
     server = ServiceServer(
@@ -91,10 +105,26 @@ async def run_scheduler(config: JobConfig) -> Outcome:
     driver.advertised = config.scheduler.advertise_address or server.address
     log.info("scheduler.started", run_id=run_id, address=driver.advertised, workers=config.allocation.workers)
     try:
-        await driver.execute()
+        if start.resumed:
+            point = await resume(driver.channel, run, start.store)
+            for line in run.completed_rounds:
+                metrics.append(line)
+            if on_resumed is not None:
+                on_resumed(point)
+        if run.finished:
+            await pull_final(driver.channel, run, start.store, out_dir / "model.safetensors")
+        else:
+            await driver.execute()
+        start.store.finish(str(out_dir / "model.safetensors"))
     finally:
         await driver.close()
         await server.stop(1.0)
+        start.store.close()
     return Outcome(
-        run_id, list(run.completed_rounds), metrics.path, out_dir / "model.safetensors", time.monotonic() - began
+        run_id,
+        list(run.completed_rounds),
+        metrics.path,
+        out_dir / "model.safetensors",
+        time.monotonic() - began,
+        None if point is None else point.round,
     )

@@ -66,13 +66,17 @@ class SliceAssigner:
         """Slice indexes owned by a slot, in reading order."""
         return self.order[slot :: self.slots]
 
-    def join(self, job: str) -> int | None:
-        """Give a job a slot (a freed one first); None when every slot is taken (it only steals)."""
+    def join(self, job: str, prefer: int | None = None) -> int | None:
+        """Give a job a slot (``prefer`` when it is free, else a freed one first); None when every
+        slot is taken (it only steals)."""
         if job in self._slot_of:
             return self._slot_of[job]
         if job in self._extra:
             return None
         taken = set(self._slot_of.values())
+        if prefer is not None and 0 <= prefer < self.slots and prefer not in taken:
+            self._slot_of[job] = prefer
+            return prefer
         for slot in range(self.slots):
             if slot not in taken:
                 self._slot_of[job] = slot
@@ -84,6 +88,12 @@ class SliceAssigner:
         """Free a job's slot: its unused slices become anyone's to take."""
         self._slot_of.pop(job, None)
         self._extra.discard(job)
+
+    def restore(self, epoch: int, used: Iterable[str]) -> None:
+        """Continue an epoch: the slices named in ``used`` were handed out in it (unknown names are ignored)."""
+        index = {ref.name: i for i, ref in enumerate(self.slices)}
+        self.epoch = epoch
+        self._used = {index[name] for name in used if name in index}
 
     def slot_of(self, job: str) -> int | None:
         return self._slot_of.get(job)
