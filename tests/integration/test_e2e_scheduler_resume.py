@@ -1,0 +1,158 @@
+"""End to end: the scheduler is SIGKILLed mid-run (just after round 1 of 4 closed) and started
+again with the same command. It stops the jobs its dead self left, asks the parameter server
+where the run is, says so, re-acquires leases, dispatches fresh training jobs that start from
+that round's θ, and finishes the run: every round once in metrics.jsonl, no slice handed out
+twice within an epoch. The same command once more reports the run as finished; another
+job config for the out dir is refused, naming what differs."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from tendril.scheduler.cluster import (
+    LocalCluster,
+    WorkerSpec,
+    free_address,
+    pick_offsets,
+    processes_under,
+    worker_ports,
+)
+from tendril.scheduler.demo import DemoSettings, job_toml, prepare_data
+from tendril.scheduler.metrics import read_metrics
+from tendril.scheduler.state import STATE_FILE
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(420)]
+
+START_SECONDS = 120.0
+
+
+async def _wait(what: str, check: object, timeout: float, proc: subprocess.Popen[bytes] | None = None) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():  # type: ignore[operator]
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        if proc is not None:
+            assert proc.poll() is None, f"the scheduler exited with {proc.returncode} while waiting for {what}"
+        await asyncio.sleep(0.1)
+
+
+async def _command(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m tendril.scheduler ARGS`` to its end."""
+    command = [sys.executable, "-m", "tendril.scheduler", *args]
+    return await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, timeout=60, check=False)
+
+
+def _rounds(metrics: Path) -> list[int]:
+    return [line["round"] for line in read_metrics(metrics)] if metrics.exists() else []
+
+
+async def test_a_killed_scheduler_resumes_the_run(tmp_path: Path) -> None:
+    settings = DemoSettings(
+        out=tmp_path,
+        workers=2,
+        rounds=4,
+        inner_steps=6,
+        max_bytes=300_000,
+        sequences_per_slice=16,
+        run_id="resume",
+    )
+    data = prepare_data(settings)
+    cluster = LocalCluster(tmp_path / "run")
+    metrics = tmp_path / "metrics.jsonl"
+    try:
+        gateway = free_address()
+        await cluster.wait_serving(cluster.start_gateway(gateway), [gateway], START_SECONDS)
+        data_node = free_address()
+        await cluster.wait_serving(cluster.start_data_node(data, data_node, gateway), [data_node], START_SECONDS)
+        specs = [
+            WorkerSpec(f"worker-{i}", offset, "flexible" if i == 0 else "whole")
+            for i, offset in enumerate(pick_offsets(settings.workers))
+        ]
+        for spec in specs:
+            await cluster.wait_serving(
+                cluster.start_worker(spec, gateway), worker_ports(spec.port_offset)[:5], START_SECONDS
+            )
+        job = cluster.root / "job.toml"
+        job.write_text(job_toml(settings, listen=free_address(), gateway=gateway, data_node=data_node))
+
+        began = time.monotonic()
+        first = cluster.start_scheduler(job)
+        await _wait("round 1", lambda: 1 in _rounds(metrics), 240, first.popen)
+        os.kill(first.popen.pid, signal.SIGKILL)
+        killed_at = time.monotonic()
+        first.popen.wait()
+        assert _rounds(metrics) == [0, 1], "the scheduler was to die after round 1"
+
+        log = cluster.logs / "scheduler.log"
+        mark = log.stat().st_size
+        second = cluster.start_scheduler(job)  # the same command
+        resumed_line = ""
+
+        def resumed() -> bool:
+            nonlocal resumed_line
+            text = log.read_bytes()[mark:].decode(errors="replace")
+            resumed_line = next((line for line in text.splitlines() if "resuming from round" in line), "")
+            return bool(resumed_line)
+
+        await _wait("the resumed line", resumed, 120, second.popen)
+        resumed_after = time.monotonic() - killed_at
+        code = await asyncio.to_thread(second.popen.wait, 300)
+        total = time.monotonic() - began
+        after = log.read_bytes()[mark:].decode(errors="replace")
+        assert code == 0, after[-3000:]
+        print(
+            f"resume: kill -> resumed line {resumed_after:.1f} s; kill -> run finished "
+            f"{time.monotonic() - killed_at:.1f} s; whole run {total:.1f} s"
+        )
+        assert resumed_line.startswith("run resume: resuming from round 2 of 4"), resumed_line
+        assert resumed_after < 60, f"resuming took {resumed_after:.1f} s"
+        events = [line for line in after.splitlines() if '"run.resumed"' in line and '"round": 2' in line]
+        assert events, "the log should say from which round the run resumed"
+
+        lines = read_metrics(metrics)
+        assert [line["round"] for line in lines] == [0, 1, 2, 3]
+        assert not any(line.get("recovered") for line in lines), lines
+        assert all(line["loss_mean"] is not None for line in lines)
+        assert (tmp_path / "model.safetensors").stat().st_size > 0
+
+        # The new training jobs started from the θ of the round the run resumed from.
+        fetched = [
+            json.loads(line)["round"]
+            for path in cluster.root.glob("worker-*/state/logs/job-resume-t*.log")
+            if path.stem not in ("job-resume-t1", "job-resume-t2")
+            for line in path.read_text(errors="replace").splitlines()
+            if '"parameters.fetched"' in line
+        ]
+        assert fetched == [2, 2], fetched
+
+        with sqlite3.connect(tmp_path / STATE_FILE) as db:
+            per_epoch = Counter(db.execute("SELECT epoch, slice FROM assignments"))
+            finished = db.execute("SELECT finished_at FROM run").fetchone()[0]
+            jobs = {row[0] for row in db.execute("SELECT job_id FROM members")}
+        assert per_epoch and max(per_epoch.values()) == 1, "a slice was handed out twice within an epoch"
+        assert finished is not None
+        assert len(jobs) >= 6, jobs  # 3 jobs before the kill, 3 new ones after it
+
+        # The same command again: the run is reported as finished, nothing starts.
+        again = await _command("run", "--config", str(job))
+        assert again.returncode == 0, again.stderr
+        assert "run resume already finished: 4 rounds" in again.stdout
+        assert _rounds(metrics) == [0, 1, 2, 3]
+
+        # Another job config for the same out dir: refused, naming the key.
+        other = await _command("run", "--config", str(job), "--set", "training.rounds=6")
+        assert other.returncode == 2
+        assert "training.rounds: 4 then, 6 now" in other.stderr and STATE_FILE in other.stderr, other.stderr
+    finally:
+        cluster.stop()
+    assert processes_under(tmp_path) == []
