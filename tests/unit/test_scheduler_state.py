@@ -14,7 +14,8 @@ from typing import Any
 import pytest
 
 from tendril.core.errors import ConfigError
-from tendril.scheduler.jobconfig import parse_job_config
+from tendril.scheduler.cli import main as scheduler_main
+from tendril.scheduler.jobconfig import load_job_config, parse_job_config
 from tendril.scheduler.resume import Recorder, open_state, recovered_line, saved_config
 from tendril.scheduler.run import Dataset, Endpoints, OfferIn, Role, Run
 from tendril.scheduler.slices import SliceAssigner, SliceRef
@@ -229,3 +230,38 @@ def test_a_restored_run_continues_rounds_jobs_slices_and_pins_the_parameter_serv
     later = {again.assign_slice("run-t3", "w1", ())[0].slice.name for _ in range(3)}
     assert later == {s.name for s in SLICES} - set(used)
     store.close()
+
+
+def test_the_commands_say_one_line_for_a_damaged_or_missing_state(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert scheduler_main(["resume", str(tmp_path)]) == 2
+    assert "holds no scheduler state" in capsys.readouterr().err
+    (tmp_path / STATE_FILE).write_bytes(b"garbage " * 1000)
+    assert scheduler_main(["resume", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is damaged" in err, err
+    job = tmp_path / "job.toml"
+    job.write_text(f'[scheduler]\nout_dir = "{tmp_path}"\n')
+    assert scheduler_main(["run", "--config", str(job)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "is damaged" in err, err
+
+
+def test_run_reports_a_finished_run_and_refuses_another_config(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    job = tmp_path / "job.toml"
+    job.write_text(f'[scheduler]\nout_dir = "{tmp_path}"\n[training]\nrounds = 3\n')
+    start = open_state(load_job_config(job), "r-1")
+    for r in range(3):
+        start.store.add_round({"round": r})
+    start.store.finish(str(tmp_path / "model.safetensors"))
+    start.store.close()
+    assert scheduler_main(["run", "--config", str(job)]) == 0
+    assert capsys.readouterr().out.startswith("run r-1 already finished: 3 rounds")
+    assert scheduler_main(["resume", str(tmp_path)]) == 0
+    assert "already finished" in capsys.readouterr().out
+    assert scheduler_main(["run", "--config", str(job), "--set", "training.inner.lr=0.5"]) == 2
+    err = capsys.readouterr().err
+    assert "training.inner.lr: 0.001 then, 0.5 now" in err and "tendril scheduler resume" in err

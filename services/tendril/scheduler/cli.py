@@ -86,6 +86,8 @@ def _drive(args: argparse.Namespace, config: JobConfig) -> int:
     from tendril.scheduler.resume import ResumePoint, open_state
     from tendril.scheduler.service import make_run_id
 
+    # Under mTLS workers know this scheduler by its certificate: it must name scheduler.id.
+    tls.configure_from_args(args, expected_name=config.scheduler.id, name_key="scheduler.id")
     try:
         start = open_state(config, make_run_id(config))
     except StateError as exc:
@@ -96,8 +98,6 @@ def _drive(args: argparse.Namespace, config: JobConfig) -> int:
         start.store.close()
         print(f"run {start.run_id} already finished: {rounds} rounds; model {start.finished_model}")
         return 0
-    # Under mTLS workers know this scheduler by its certificate: it must name scheduler.id.
-    tls.configure_from_args(args, expected_name=config.scheduler.id, name_key="scheduler.id")
     configure("scheduler", level=args.log_level, fmt=args.log_format)
     tracing.setup("scheduler")  # OTel when OTEL_* is set: dispatches and rounds become traces
     log = get_logger("tendril.scheduler")

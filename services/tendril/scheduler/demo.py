@@ -29,6 +29,7 @@ from tendril.scheduler.cluster import LocalCluster, WorkerSpec, free_address, pi
 from tendril.scheduler.metrics import read_metrics, run_stats
 from tendril.scheduler.plot import plot_loss
 from tendril.scheduler.report import summary_table
+from tendril.scheduler.state import STATE_FILES
 
 START_TIMEOUT_SECONDS = 120.0
 LOSS_TARGET = 0.8  # last round mean ≤ 0.8 × first round mean
@@ -139,7 +140,8 @@ async def run_cluster(
     data = prepare_data(settings)
     root = settings.out / "run"
     shutil.rmtree(root, ignore_errors=True)  # leases and jobs of an earlier demo must not come back
-    for name in ("metrics.jsonl", "model.safetensors", "loss.png"):
+    # (the run state too: the demo trains its run anew, it does not resume the last one)
+    for name in ("metrics.jsonl", "model.safetensors", "loss.png", *STATE_FILES):
         (settings.out / name).unlink(missing_ok=True)
     cluster = LocalCluster(root)
     killed: list[str] = []

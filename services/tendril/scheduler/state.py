@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 STATE_FILE = "scheduler-state.db"
+STATE_FILES = (STATE_FILE, f"{STATE_FILE}-wal", f"{STATE_FILE}-shm")  # the file and SQLite's WAL companions
 SCHEMA_VERSION = 1
 
 # NOTE: keys that say how this scheduler process runs, not what the run trains: they may
