@@ -1,9 +1,9 @@
-"""End to end: the scheduler is SIGKILLed mid-run (just after round 1 of 4 closed) and started
-again with the same command. It stops the jobs its dead self left, asks the parameter server
-where the run is, says so, re-acquires leases, dispatches fresh training jobs that start from
-that round's θ, and finishes the run: every round once in metrics.jsonl, no slice handed out
-twice within an epoch. The same command once more reports the run as finished; another
-job config for the out dir is refused, naming what differs."""
+"""End to end: the scheduler is SIGKILLed mid-run (just after round 1 of 4 closed, or as round 0
+begins) and started again with the same command. It stops the jobs its dead self left, asks the
+parameter server where the run is, says so, re-acquires leases, dispatches fresh training jobs
+that start from that round's θ, and finishes the run: every round once in metrics.jsonl, no
+slice handed out twice within an epoch. The same command once more reports the run as
+finished; another job config for the out dir is refused, naming what differs."""
 
 from __future__ import annotations
 
@@ -56,7 +56,21 @@ def _rounds(metrics: Path) -> list[int]:
     return [line["round"] for line in read_metrics(metrics)] if metrics.exists() else []
 
 
-async def test_a_killed_scheduler_resumes_the_run(tmp_path: Path) -> None:
+def _dispatched(log: Path, executor: str) -> int:
+    text = log.read_text(errors="replace") if log.exists() else ""
+    return sum(1 for line in text.splitlines() if '"job.dispatched"' in line and executor in line)
+
+
+# (when the scheduler is killed, the round the run resumes from)
+KILLS = {
+    "after-round-1": 2,  # round 1 closed, round 2 under way
+    "in-round-0": 0,  # the training jobs were just dispatched
+}
+
+
+@pytest.mark.parametrize("kill", list(KILLS))
+async def test_a_killed_scheduler_resumes_the_run(tmp_path: Path, kill: str) -> None:
+    resume_round = KILLS[kill]
     settings = DemoSettings(
         out=tmp_path,
         workers=2,
@@ -87,13 +101,15 @@ async def test_a_killed_scheduler_resumes_the_run(tmp_path: Path) -> None:
 
         began = time.monotonic()
         first = cluster.start_scheduler(job)
-        await _wait("round 1", lambda: 1 in _rounds(metrics), 240, first.popen)
+        log = cluster.logs / "scheduler.log"
+        if kill == "after-round-1":
+            await _wait("round 1", lambda: 1 in _rounds(metrics), 240, first.popen)
+        else:
+            await _wait("the training jobs", lambda: _dispatched(log, "train/diloco") == 2, 240, first.popen)
         os.kill(first.popen.pid, signal.SIGKILL)
         killed_at = time.monotonic()
         first.popen.wait()
-        assert _rounds(metrics) == [0, 1], "the scheduler was to die after round 1"
-
-        log = cluster.logs / "scheduler.log"
+        assert _rounds(metrics) == list(range(resume_round)), f"the scheduler was to die {kill}"
         mark = log.stat().st_size
         second = cluster.start_scheduler(job)  # the same command
         resumed_line = ""
@@ -111,12 +127,12 @@ async def test_a_killed_scheduler_resumes_the_run(tmp_path: Path) -> None:
         after = log.read_bytes()[mark:].decode(errors="replace")
         assert code == 0, after[-3000:]
         print(
-            f"resume: kill -> resumed line {resumed_after:.1f} s; kill -> run finished "
+            f"resume ({kill}): kill -> resumed line {resumed_after:.1f} s; kill -> run finished "
             f"{time.monotonic() - killed_at:.1f} s; whole run {total:.1f} s"
         )
-        assert resumed_line.startswith("run resume: resuming from round 2 of 4"), resumed_line
+        assert resumed_line.startswith(f"run resume: resuming from round {resume_round} of 4"), resumed_line
         assert resumed_after < 60, f"resuming took {resumed_after:.1f} s"
-        events = [line for line in after.splitlines() if '"run.resumed"' in line and '"round": 2' in line]
+        events = [line for line in after.splitlines() if '"run.resumed"' in line and f'"round": {resume_round}' in line]
         assert events, "the log should say from which round the run resumed"
 
         lines = read_metrics(metrics)
@@ -133,7 +149,7 @@ async def test_a_killed_scheduler_resumes_the_run(tmp_path: Path) -> None:
             for line in path.read_text(errors="replace").splitlines()
             if '"parameters.fetched"' in line
         ]
-        assert fetched == [2, 2], fetched
+        assert fetched == [resume_round, resume_round], fetched
 
         with sqlite3.connect(tmp_path / STATE_FILE) as db:
             per_epoch = Counter(db.execute("SELECT epoch, slice FROM assignments"))

@@ -38,6 +38,7 @@ from tendril.scheduler.dispatch import AGGREGATE, TRAIN, JobEnd, JobHandle, aggr
 from tendril.scheduler.errors import SchedulerError, SchedulerRunReason
 from tendril.scheduler.jobconfig import JobConfig, ResourcesSpec
 from tendril.scheduler.leasekeeper import LeaseKeeper, LeaseLost
+from tendril.scheduler.resume import wait_reopened
 from tendril.scheduler.run import Dataset, Member, Role, Run
 from tendril.scheduler.slices import SliceRef
 from tendril_proto.arbiter.v1 import arbiter_pb2
@@ -288,6 +289,8 @@ class Driver:
                 f"{PS_READY_TIMEOUT_SECONDS:.0f} s ({exc.details()}); see its aggregate job's log",
                 reason=SchedulerRunReason.PS_NOT_READY,
             ) from exc
+        if self.run.ps_worker:  # a resumed run: wait until the new aggregate job reopened it
+            await wait_reopened(stub, self.run.run_id, PS_READY_TIMEOUT_SECONDS)
         log.info("parameter_server.ready", worker=member.worker_id, address=member.endpoints.parameter_server)
         self._ps_ready.set()
 

@@ -204,6 +204,35 @@ async def closed_rounds(channel: grpc.aio.Channel, run_id: str, rounds: int) -> 
         await asyncio.sleep(SETTLE_POLL_SECONDS)
 
 
+async def wait_reopened(stub: paramserver_pb2_grpc.ParameterServerServiceStub, run_id: str, timeout: float) -> None:
+    """Until the parameter server's run is open again (a new aggregate job reopened it).
+
+    NOTE: a resumed run is known to its parameter server, closed by the old aggregate job, so
+    GetRound answers before the new aggregate job reopened it; a training job dispatched
+    then would offer θ0 to a closed run and fail.
+    """
+    deadline = time.monotonic() + timeout
+    state = "unknown"
+    while time.monotonic() < deadline:
+        try:
+            async for change in stub.WatchRound(
+                paramserver_pb2.WatchRoundRequest(run_id=run_id), timeout=CALL_TIMEOUT_SECONDS
+            ):
+                if change.status.run_state == paramserver_pb2.RUN_STATE_OPEN:
+                    return
+                state = paramserver_pb2.RunState.Name(change.status.run_state)
+                break
+        except grpc.aio.AioRpcError as exc:
+            state = f"{exc.code().name}: {exc.details()}"
+        await asyncio.sleep(SETTLE_POLL_SECONDS)
+    raise SchedulerError(
+        ErrorKind.DEADLINE_EXCEEDED,
+        f"the parameter server did not reopen run {run_id} within {timeout:.0f} s (it is {state}); "
+        "see its aggregate job's log",
+        reason=SchedulerRunReason.PS_NOT_READY,
+    )
+
+
 def recovered_line(index: int) -> dict[str, Any]:
     """The metrics line of a round that closed while no scheduler heard its workers."""
     return {**round_line(index, [], started=0.0, closed=0.0), "recovered": True}
@@ -292,4 +321,5 @@ __all__ = [
     "resume",
     "saved_config",
     "stop_old_members",
+    "wait_reopened",
 ]
