@@ -265,3 +265,9 @@ def test_run_reports_a_finished_run_and_refuses_another_config(
     assert scheduler_main(["run", "--config", str(job), "--set", "training.inner.lr=0.5"]) == 2
     err = capsys.readouterr().err
     assert "training.inner.lr: 0.001 then, 0.5 now" in err and "tendril scheduler resume" in err
+
+
+def test_placement_keys_may_change_on_resume() -> None:
+    a = {"allocation": {"bid": 100.0, "worker": {"cpu": 1.0}, "workers": 2}, "data": {"node": "a:1", "dataset_id": ""}}
+    b = {"allocation": {"bid": 150.0, "worker": {"cpu": 2.0}, "workers": 3}, "data": {"node": "b:1", "dataset_id": ""}}
+    assert config_differences(a, b) == ["allocation.workers: 2 then, 3 now"]

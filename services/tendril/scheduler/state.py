@@ -26,20 +26,33 @@ STATE_FILE = "scheduler-state.db"
 STATE_FILES = (STATE_FILE, f"{STATE_FILE}-wal", f"{STATE_FILE}-shm")  # the file and SQLite's WAL companions
 SCHEMA_VERSION = 1
 
-# NOTE: keys that say how this scheduler process runs, not what the run trains: they may
-# differ when the run is resumed (a new listen port, a longer allocation timeout).
+# NOTE: keys that say how this scheduler process runs and where it finds workers and data, not
+# what the run trains: they may differ when the run is resumed (a new listen port, a higher
+# bid, another data node address for the same data set). A table's name covers its keys.
 OPERATIONAL_KEYS = frozenset(
     {
         "scheduler.listen",
         "scheduler.advertise_address",
+        "scheduler.gateway",
         "scheduler.out_dir",
         "scheduler.finish_timeout_seconds",
+        "allocation.bid",
+        "allocation.topic",
         "allocation.request_deadline_seconds",
         "allocation.republish_seconds",
         "allocation.timeout_seconds",
         "allocation.max_lost",
+        "allocation.worker",
+        "allocation.parameter_server",
+        "data.node",
     }
 )
+
+
+def operational(key: str) -> bool:
+    """True for a key of OPERATIONAL_KEYS or inside one of its tables."""
+    return any(key == k or key.startswith(f"{k}.") for k in OPERATIONAL_KEYS)
+
 
 _SCHEMA = """
 CREATE TABLE run (
@@ -122,7 +135,7 @@ def config_differences(saved: Mapping[str, Any], current: Mapping[str, Any], pre
     out: list[str] = []
     for key in sorted(set(saved) | set(current)):
         name = f"{prefix}{key}"
-        if name in OPERATIONAL_KEYS:
+        if operational(name):
             continue
         a, b = saved.get(key, "(not set)"), current.get(key, "(not set)")
         if isinstance(a, Mapping) and isinstance(b, Mapping):
