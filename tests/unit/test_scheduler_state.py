@@ -15,6 +15,7 @@ import pytest
 
 from tendril.core.errors import ConfigError
 from tendril.scheduler.cli import main as scheduler_main
+from tendril.scheduler.errors import SchedulerError, SchedulerRunReason
 from tendril.scheduler.jobconfig import load_job_config, parse_job_config
 from tendril.scheduler.resume import Recorder, open_state, recovered_line, saved_config
 from tendril.scheduler.run import Dataset, Endpoints, OfferIn, Role, Run
@@ -271,3 +272,80 @@ def test_placement_keys_may_change_on_resume() -> None:
     a = {"allocation": {"bid": 100.0, "worker": {"cpu": 1.0}, "workers": 2}, "data": {"node": "a:1", "dataset_id": ""}}
     b = {"allocation": {"bid": 150.0, "worker": {"cpu": 2.0}, "workers": 3}, "data": {"node": "b:1", "dataset_id": ""}}
     assert config_differences(a, b) == ["allocation.workers: 2 then, 3 now"]
+
+
+@pytest.mark.parametrize(
+    ("closed", "rounds", "recovered", "forgotten"),
+    [
+        (2, [0, 1], (), ()),  # the usual case: the server closed what the file has
+        (3, [0, 1, 2], (2,), ()),  # round 2 closed while no scheduler ran
+        (1, [0], (), (1,)),  # the file has a round the server does not: trained again
+        (None, [], (), ()),  # the server never opened the run: from round 0, anywhere
+    ],
+)
+async def test_resume_takes_the_parameter_servers_round(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    closed: int | None,
+    rounds: list[int],
+    recovered: tuple[int, ...],
+    forgotten: tuple[int, ...],
+) -> None:
+    import tendril.scheduler.resume as resume_module
+
+    store = RunStateStore.open(tmp_path)
+    store.begin("run", {})
+    store.add_member(_member("l1", "run-ps1", "parameter_server", worker="w9"))
+    store.add_member(_member("l2", "run-t2"))
+    for r in (0, 1):
+        store.add_round({"round": r, "loss_mean": 1.0})
+        store.add_assignment(SavedAssignment(0, f"slice-0000{r}.safetensors", "run-t2", "w0", r), 0)
+    stopped: list[str] = []
+
+    async def fake_stop(channel: Any, store: RunStateStore) -> list[SavedMember]:
+        members = store.members()
+        stopped.extend(m.job_id for m in members)
+        store.end_members([m.lease_id for m in members])
+        return members
+
+    async def fake_closed(channel: Any, run_id: str, total: int) -> int | None:
+        return closed
+
+    monkeypatch.setattr(resume_module, "stop_old_members", fake_stop)
+    monkeypatch.setattr(resume_module, "closed_rounds", fake_closed)
+    run = Run(parse_job_config({"training": {"rounds": 4}}), "run")
+    if closed is None:  # a run the server does not know can only resume when no round finished
+        store.keep_rounds(0, [])
+    point = await resume_module.resume(lambda address: None, run, store)
+    assert stopped == ["run-ps1", "run-t2"] and store.members() == []
+    assert [line["round"] for line in run.completed_rounds] == rounds
+    assert (point.round, point.recovered, point.forgotten) == ((closed or 0), recovered, forgotten)
+    assert run.ps_worker == ("" if closed is None else "w9")
+    assert all(line.get("recovered") for line in run.completed_rounds if line["round"] in recovered)
+    assert store.slice_cursor().used == {f"slice-0000{r}.safetensors" for r in (0, 1) if r < (closed or 0)}
+    assert point.describe("run").startswith(f"run run: resuming from round {closed or 0} of 4")
+    store.close()
+
+
+async def test_resume_refuses_a_run_its_parameter_server_lost(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tendril.scheduler.resume as resume_module
+
+    store = RunStateStore.open(tmp_path)
+    store.begin("run", {})
+    store.add_member(_member("l1", "run-ps1", "parameter_server", worker="w9"))
+    store.add_round({"round": 0})
+
+    async def fake_stop(channel: Any, store: RunStateStore) -> list[SavedMember]:
+        return []
+
+    async def fake_closed(channel: Any, run_id: str, total: int) -> int | None:
+        return None
+
+    monkeypatch.setattr(resume_module, "stop_old_members", fake_stop)
+    monkeypatch.setattr(resume_module, "closed_rounds", fake_closed)
+    run = Run(parse_job_config({"training": {"rounds": 4}}), "run")
+    with pytest.raises(SchedulerError) as caught:
+        await resume_module.resume(lambda address: None, run, store)
+    assert caught.value.reason == SchedulerRunReason.NOT_RESUMABLE
+    assert "no parameter server knows the run" in caught.value.message and STATE_FILE in caught.value.message
+    store.close()
