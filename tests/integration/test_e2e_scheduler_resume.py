@@ -137,6 +137,7 @@ async def test_a_killed_scheduler_resumes_the_run(tmp_path: Path, kill: str) -> 
         )
         assert resumed_line.startswith(f"run resume: resuming from round {resume_round} of 4"), resumed_line
         assert resumed_after < 60, f"resuming took {resumed_after:.1f} s"
+        assert time.monotonic() - killed_at < 240, "the resumed run took too long"
         events = [line for line in after.splitlines() if '"run.resumed"' in line and f'"round": {resume_round}' in line]
         assert events, "the log should say from which round the run resumed"
 
