@@ -59,6 +59,8 @@ async def run_scheduler(
     began = time.monotonic()
     start = start or open_state(config, make_run_id(config))
     out_dir, metrics = _outputs(config)
+    for saved in start.store.rounds():  # a resumed run's rounds so far, at once
+        metrics.append(saved)
     run_id = start.run_id
     recorder = Recorder(start.store)
 
@@ -107,8 +109,10 @@ async def run_scheduler(
     try:
         if start.resumed:
             point = await resume(driver.channel, run, start.store)
-            for line in run.completed_rounds:
-                metrics.append(line)
+            if point.recovered or point.forgotten:  # the parameter server's rounds differ: write them again
+                metrics = MetricsFile(metrics.path)
+                for line in run.completed_rounds:
+                    metrics.append(line)
             if on_resumed is not None:
                 on_resumed(point)
         if run.finished:
