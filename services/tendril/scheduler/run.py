@@ -16,6 +16,7 @@ from typing import Any
 
 from tendril.core.errors import ErrorKind
 from tendril.scheduler.errors import SchedulerError, SchedulerReason
+from tendril.scheduler.evaluation import AssetRef, Evaluation
 from tendril.scheduler.jobconfig import JobConfig
 from tendril.scheduler.metrics import WorkerRound, round_line
 from tendril.scheduler.planner import SyncPlanner
@@ -25,6 +26,7 @@ from tendril.scheduler.slices import Assignment, SliceAssigner, SliceRef
 class Role(enum.Enum):
     TRAIN = "train"
     PARAMETER_SERVER = "parameter_server"
+    EVAL = "eval"
 
 
 class Directive(enum.Enum):
@@ -105,6 +107,8 @@ class Dataset:
     slices: tuple[SliceRef, ...]
     seq_len: int
     vocab_size: int
+    eval_slices: tuple[SliceRef, ...] = ()  # the held-out split: only the eval job reads these
+    assets: tuple[AssetRef, ...] = ()  # the tokenizer / image processor, exported beside the model
 
 
 @dataclasses.dataclass
@@ -150,6 +154,7 @@ class Run:
         self._assigner: SliceAssigner | None = None
         self.failed: str = ""
         self.lost = 0
+        self.evaluation = Evaluation(config, run_id)
 
     # -- allocation ------------------------------------------------------------------------
 
@@ -163,6 +168,8 @@ class Run:
         """Leases of this role still missing."""
         if self.finished or self.failed:
             return 0
+        if role is Role.EVAL:
+            return self.evaluation.needs(len(self.live(role)))
         want = self.config.allocation.workers if role is Role.TRAIN else 1
         return max(0, want - len(self.live(role)))
 
@@ -191,6 +198,9 @@ class Run:
         if role is Role.PARAMETER_SERVER:
             self._job_counter += 1
             return f"{self.run_id}-ps{self._job_counter}"
+        if role is Role.EVAL:
+            self._job_counter += 1
+            return f"{self.run_id}-e{self._job_counter}"
         self._job_counter += 1
         return f"{self.run_id}-t{self._job_counter}"
 
@@ -206,6 +216,10 @@ class Run:
             return None
         member.lost = True
         member.lost_reason = reason
+        if member.role is Role.EVAL:
+            # NOTE: never fails the run: replaced like a trainer, or the run goes on without it.
+            self.evaluation.lose(member.job_id, reason)
+            return member
         if not self.finished:
             self.lost += 1
             if self.lost > self.config.allocation.max_lost:
@@ -226,6 +240,7 @@ class Run:
 
     def set_dataset(self, dataset: Dataset) -> None:
         self.dataset = dataset
+        self.evaluation.set_slices(dataset.eval_slices)
         self._assigner = SliceAssigner(dataset.slices, self.config.allocation.workers, seed=self.config.training.seed)
         for job_id in self._trainers:
             self._assigner.join(job_id)
@@ -238,6 +253,8 @@ class Run:
             self._assigner.join(member.job_id)
 
     def assign_slice(self, job_id: str, worker_id: str, cached: Iterable[str]) -> tuple[Assignment, Dataset]:
+        if self.evaluation.owns(job_id) and self.dataset is not None:
+            return self.evaluation.assign(job_id), self.dataset  # held-out slices only
         trainer = self._trainer(job_id, worker_id)
         if self.dataset is None or self._assigner is None:
             raise SchedulerError(
@@ -272,6 +289,9 @@ class Run:
 
     def progress(self, event: ProgressIn) -> DirectiveOut:
         """Record one progress event and say what the job does next."""
+        if self.evaluation.owns(event.job_id):
+            done = self.evaluation.report(event.round, event.metrics, finished=event.kind is Progress.FINISHED)
+            return DirectiveOut(Directive.DONE if done else Directive.CONTINUE, 0, event.round)
         trainer = self._trainer(event.job_id, event.worker_id)
         if event.round >= self.rounds or self.finished:
             trainer.finished = True

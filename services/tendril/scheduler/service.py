@@ -15,6 +15,7 @@ from typing import Any
 from tendril.core.logs import get_logger
 from tendril.core.server import Binding, ServiceServer
 from tendril.scheduler.driver import Driver
+from tendril.scheduler.evaluation import MetricsUpdater
 from tendril.scheduler.jobconfig import JobConfig
 from tendril.scheduler.metrics import MetricsFile
 from tendril.scheduler.run import Member, Run
@@ -33,6 +34,8 @@ class Outcome:
     metrics_path: Path
     model_path: Path
     seconds: float
+    export_path: Path | None = None  # <out_dir>/model/ (from_pretrained-loadable); None when not exported
+    evaluation_note: str = ""  # why the run has no held-out evaluation ("" when it has)
 
 
 def make_run_id(config: JobConfig) -> str:
@@ -55,7 +58,7 @@ async def run_scheduler(config: JobConfig) -> Outcome:
         # NOTE: the timing figures of a round depend on what else ran on the machine: the
         # scheduler host's 1-minute load average goes beside them.
         line["load_average"] = round(os.getloadavg()[0], 2)
-        metrics.append(line)
+        metrics.append(updater.decorate(line))
         log.info(
             "round.finished",
             round=line["round"],
@@ -64,8 +67,11 @@ async def run_scheduler(config: JobConfig) -> Outcome:
             wall_seconds=line["wall_seconds"],
             sync_wait_seconds=line["sync_wait_seconds"],
         )
+        driver.on_round(line)
 
     run = Run(config, run_id, on_round=on_round)
+    updater = MetricsUpdater(metrics.path, run.evaluation, run.completed_rounds)
+    run.evaluation.on_result = updater.result
     driver = Driver(config, run, advertised="", out_dir=out_dir)
 
     def on_accept(member: Member) -> None:
@@ -96,5 +102,11 @@ async def run_scheduler(config: JobConfig) -> Outcome:
         await driver.close()
         await server.stop(1.0)
     return Outcome(
-        run_id, list(run.completed_rounds), metrics.path, out_dir / "model.safetensors", time.monotonic() - began
+        run_id,
+        list(run.completed_rounds),
+        metrics.path,
+        out_dir / "model.safetensors",
+        time.monotonic() - began,
+        export_path=out_dir / "model" if driver.exported else None,
+        evaluation_note=run.evaluation.off_reason,
     )
