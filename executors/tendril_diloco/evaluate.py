@@ -46,7 +46,6 @@ from tendril_sdk import (
 
 EXIT_SIGTERM = 143
 PARAMS = "params/eval.safetensors"
-ALLOW_REMOTE_CODE_ENV = "TENDRIL_ALLOW_REMOTE_CODE"
 # NOTE: the eval job is dispatched once the parameter server answers, but a restarted server
 # reopens the run a moment later: RUN_NOT_OPEN is waited out like an unreachable bridge.
 WATCH_RETRY = dataclasses.replace(
@@ -137,8 +136,11 @@ def closed_round(state: RunState, round_index: int) -> int:
 class Evaluator:
     """The eval job's loop over a bridge; ``model`` and ``task`` are built by :func:`_main`."""
 
-    def __init__(self, config: EvalConfig, bridge: BridgeClient, model: Any, task: Any, log: EventLog) -> None:
+    def __init__(
+        self, config: EvalConfig, bridge: BridgeClient, model: Any, task: Any, log: EventLog, data: Any = None
+    ) -> None:
         self.config = config
+        self.data = data
         self.bridge = bridge
         self.model = model
         self.task = task
@@ -178,7 +180,7 @@ class Evaluator:
         from tendril_models.export import load_theta
 
         load_theta(self.model, params)
-        return evaluate(self.model, self._batches(), self.task)
+        return evaluate(self.model, self._batches(), self.task, data=self.data)
 
     async def evaluate_latest(self) -> bool:
         """Fetch θ, evaluate it when its round is due; True when the scheduler said DONE."""
@@ -210,24 +212,23 @@ class Evaluator:
         await self.bridge.report_progress(ProgressKind.FINISHED, max(self.evaluated, 0))
 
 
-async def _build(config: EvalConfig, bridge: BridgeClient, work: Path) -> tuple[Any, Any]:
-    """The run's model and task, built as the trainers build it (θ is replaced before use)."""
-    from tendril_models.build import build_model, unpack
+async def _build(config: EvalConfig, bridge: BridgeClient) -> tuple[Any, Any, Any]:
+    """The run's model, task and data summary, built as the trainers build them (θ is replaced
+    before every evaluation)."""
+    from tendril_models.build import build_model, remote_code_allowed
+    from tendril_models.source import fetch_checkpoint
     from tendril_models.spec import DataSpec, ModelSpec
     from tendril_models.tasks import get_task
 
     spec = ModelSpec.from_dict(config.model)
     data = DataSpec.from_dict(config.data)
     task = get_task(spec.task)
-    checkpoint: Path | None = None
-    if spec.source:
-        fetched = await bridge.fetch_resource(spec.source, sha256=spec.sha256)
-        checkpoint = await asyncio.to_thread(unpack, fetched.path, work / "model")
-    allow = os.environ.get(ALLOW_REMOTE_CODE_ENV, "").lower() in ("1", "true", "yes")
+    allow = remote_code_allowed()
+    checkpoint = await fetch_checkpoint(bridge, spec, trust_remote_code=spec.trust_remote_code and allow)
     model = await asyncio.to_thread(
         build_model, spec, data, seed=config.seed, checkpoint_dir=checkpoint, allow_remote_code=allow
     )
-    return model, task
+    return model, task, data
 
 
 async def _main(args: argparse.Namespace, token: str, log: EventLog) -> None:
@@ -241,8 +242,8 @@ async def _main(args: argparse.Namespace, token: str, log: EventLog) -> None:
 
             torch.set_num_threads(config.torch_threads)
         log.info("job.start", run_id=config.run_id, rounds=config.rounds, every_rounds=config.every_rounds)
-        model, task = await _build(config, bridge, Path(work))
-        await Evaluator(config, bridge, model, task, log).run()
+        model, task, data = await _build(config, bridge)
+        await Evaluator(config, bridge, model, task, log, data).run()
         log.info("job.done")
 
 

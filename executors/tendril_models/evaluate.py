@@ -13,11 +13,14 @@ from collections.abc import Iterable, Iterator, Mapping
 
 import torch
 
-from tendril_models.batches import model_inputs
+from tendril_models.batches import IGNORE_INDEX, accepted_inputs, model_inputs
+from tendril_models.spec import DataSpec
 from tendril_models.tasks import Task
 
-IGNORE_INDEX = -100  # labels the transformers losses skip (padding, unmasked positions)
-EVAL_SEED = 0  # random masking (masked-lm) is the same for every round's evaluation
+__all__ = ["EVAL_SEED", "batches_of", "evaluate"]
+
+EVAL_SEED = 0  # masked-LM masking is drawn the same way for every evaluation
+PERPLEXITY_CAP = 700.0  # exp(700) is finite: a diverged model reports a large perplexity, never inf
 
 
 def batches_of(tensors: Mapping[str, torch.Tensor], batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
@@ -39,22 +42,33 @@ def _targets(labels: torch.Tensor, task: Task) -> int:
     return int((labels != IGNORE_INDEX).sum())
 
 
-def evaluate(model: torch.nn.Module, batches: Iterable[Mapping[str, torch.Tensor]], task: Task) -> dict[str, float]:
+def evaluate(
+    model: torch.nn.Module,
+    batches: Iterable[Mapping[str, torch.Tensor]],
+    task: Task,
+    *,
+    data: DataSpec | None = None,
+) -> dict[str, float]:
     """``eval_loss`` (mean per prediction), ``eval_perplexity`` (language models),
     ``eval_accuracy`` (classification) and ``eval_examples`` over ``batches``.
 
+    ``data`` (the data set summary) gives the padding and mask tokens; masked-LM masking uses a
+    generator seeded the same way every time, so that every round is scored on the same task.
     ``eval_loss`` is NaN when the batches hold nothing to predict.
     """
     device = next(model.parameters()).device
     was_training = model.training
     model.eval()
+    accepts = accepted_inputs(model)
+    generator = torch.Generator().manual_seed(EVAL_SEED)
+    tokens = {} if data is None else {"pad_id": data.pad_id, "mask_id": data.mask_id, "vocab_size": data.vocab_size}
     loss_sum = 0.0
     targets = correct = examples = 0
     try:
-        with torch.random.fork_rng(devices=[]), torch.no_grad():
-            torch.manual_seed(EVAL_SEED)
+        with torch.no_grad():
             for batch in batches:
-                inputs = {k: v.to(device) for k, v in model_inputs(batch, task).items()}
+                inputs = model_inputs(batch, task, accepts=accepts, generator=generator, **tokens)
+                inputs = {k: v.to(device) for k, v in inputs.items()}
                 labels = inputs.get("labels")
                 if labels is None:
                     continue
@@ -72,8 +86,7 @@ def evaluate(model: torch.nn.Module, batches: Iterable[Mapping[str, torch.Tensor
     loss = loss_sum / targets if targets else math.nan
     metrics = {"eval_loss": loss, "eval_examples": float(examples)}
     if task.language_model:
-        # NOTE: capped so that a diverged model reports a large number, never inf (JSON-safe).
-        metrics["eval_perplexity"] = math.exp(min(loss, 700.0)) if math.isfinite(loss) else math.nan
+        metrics["eval_perplexity"] = math.exp(min(loss, PERPLEXITY_CAP)) if math.isfinite(loss) else math.nan
     if task.classification:
         metrics["eval_accuracy"] = correct / targets if targets else math.nan
     return metrics

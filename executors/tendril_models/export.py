@@ -17,6 +17,7 @@ from tendril_models.errors import ModelError, ModelReason
 
 TOKENIZER_JSON = "tokenizer.json"
 TOKENIZER_CONFIG = "tokenizer_config.json"
+BYTE_EOT = "<|endoftext|>"  # id 256 of the byte tokenizer
 # NOTE: a tokenizer or processor directory holds only these kinds of files; anything else in
 # the data set's asset (a README, a stray checkpoint) is not copied beside the model.
 ASSET_SUFFIXES = (".json", ".txt", ".model", ".vocab", ".merges", ".tiktoken")
@@ -47,6 +48,33 @@ def load_theta(model: torch.nn.Module, path: Path) -> None:
                     reason=ModelReason.BAD_MODEL_CONFIG,
                 )
             p.copy_(value.to(p.device, p.dtype))
+
+
+def _byte_chars() -> dict[int, str]:
+    """Byte -> the printable character byte-level BPE (GPT-2's) writes it as."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
+    chars = {b: chr(b) for b in printable}
+    extra = 0
+    for b in range(256):
+        if b not in chars:
+            chars[b] = chr(256 + extra)
+            extra += 1
+    return chars
+
+
+def write_byte_tokenizer(folder: Path) -> Path:
+    """A tokenizer.json of Tendril's byte tokenizer (``tendril data prepare`` without a
+    tokenizer): ids 0–255 are the bytes, 256 is ``<|endoftext|>``; returns ``folder``."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
+
+    chars = _byte_chars()
+    tokenizer = Tokenizer(models.BPE(vocab={chars[b]: b for b in range(256)}, merges=[]))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    tokenizer.add_special_tokens([BYTE_EOT])
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer.save(str(folder / TOKENIZER_JSON))
+    return folder
 
 
 def _special_tokens(tokenizer_file: Path, token_ids: Mapping[str, int]) -> dict[str, str]:

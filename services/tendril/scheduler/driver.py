@@ -117,7 +117,14 @@ class Driver:
         slices = tuple(SliceRef(s.name, s.size_bytes, s.sha256, s.num_sequences) for s in m.slices)
         held_out = held_out_slices(m)
         dataset = Dataset(
-            m.dataset_id, node, slices, m.seq_len, m.vocab_size, eval_slices=held_out, assets=dataset_assets(m)
+            m.dataset_id,
+            node,
+            slices,
+            m.seq_len,
+            m.vocab_size,
+            eval_slices=held_out,
+            assets=dataset_assets(m),
+            tokenizer=m.tokenizer,
         )
         log.info(
             "dataset.ready",

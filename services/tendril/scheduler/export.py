@@ -34,6 +34,7 @@ log = get_logger("tendril.scheduler.export")
 MODEL_DIR = "model"
 WORK_DIR = ".export"  # under out_dir: the fetched assets and the θ being exported
 ASSET_KINDS = ("tokenizer", "processor")
+BYTES = "bytes"  # the manifest's name of Tendril's byte tokenizer
 FETCH_TIMEOUT_SECONDS = 120.0
 
 
@@ -119,11 +120,9 @@ def fetch_source(uri: str, sha256: str, into: Path) -> Path:
             raise ExportError(f"model source {uri}: sha256 is {digest.hexdigest()}, expected {sha256.lower()}")
     else:
         raise ExportError(f"model source {uri}: the scheduler exports models from file:// and http(s):// sources only")
-    if local.is_dir():
-        return local
-    from tendril_models.build import unpack
+    from tendril_models.archive import checkpoint_root, unpack
 
-    return unpack(local, into / "unpacked")
+    return checkpoint_root(local) if local.is_dir() else unpack(local, into / "unpacked")
 
 
 def write_model(
@@ -184,6 +183,11 @@ class Exporter:
                 self.channel(self.dataset.data_node_address), self.dataset, asset, self.work / asset.name
             )
             self._assets = await asyncio.to_thread(unpack_tar, tar, self.work / "assets")
+        elif self.dataset.tokenizer == BYTES:
+            from tendril_models.export import write_byte_tokenizer
+
+            # NOTE: a data set of Tendril's byte tokenizer that carries no tokenizer file.
+            self._assets = await asyncio.to_thread(write_byte_tokenizer, self.work / "assets")
         self._assets_read = True
         return self._assets
 

@@ -109,6 +109,7 @@ class Dataset:
     vocab_size: int
     eval_slices: tuple[SliceRef, ...] = ()  # the held-out split: only the eval job reads these
     assets: tuple[AssetRef, ...] = ()  # the tokenizer / image processor, exported beside the model
+    tokenizer: str = ""  # the manifest's tokenizer ("bytes": Tendril's byte tokenizer)
 
 
 @dataclasses.dataclass
