@@ -20,6 +20,8 @@ from typing import Any
 
 EXIT_FAILED = 1
 MANIFEST = "manifest.json"
+CAUSAL_SUFFIXES = ("ForCausalLM", "LMHeadModel")  # transformers' causal LM class names end so
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "vocab.txt", "tokenizer.model")
 
 
 class ModelCommandError(Exception):
@@ -77,6 +79,17 @@ def generate_text(model_dir: Path, prompt: str, *, max_new_tokens: int, temperat
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     config = AutoConfig.from_pretrained(model_dir)
+    architectures = config.architectures or []
+    if architectures and not any(a.endswith(CAUSAL_SUFFIXES) for a in architectures):
+        raise ModelCommandError(
+            f"{model_dir} holds a {', '.join(architectures)}, not a causal language model; "
+            "`tendril model generate` continues text with causal LMs only (use `tendril model eval`)"
+        )
+    if not any((model_dir / name).is_file() for name in TOKENIZER_FILES):
+        raise ModelCommandError(
+            f"{model_dir} holds no tokenizer ({' or '.join(TOKENIZER_FILES)}); export it from a data set "
+            "that carries its tokenizer, or copy the tokenizer's files beside config.json"
+        )
     try:
         tokenizer = AutoTokenizer.from_pretrained(model_dir)
     except (OSError, ValueError) as exc:
