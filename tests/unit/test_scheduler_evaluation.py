@@ -141,11 +141,15 @@ def test_every_rounds_and_the_last_round_are_due() -> None:
 def test_eval_job_config_carries_the_trainers_run() -> None:
     config = parse_job_config({"evaluation": {"every_rounds": 2, "export_every_rounds": 3, "max_examples": 64}})
     train = {"run_id": "r", "parameter_server": "h:1", "model": {"n_layer": 2}, "seed": 4, "data": {"task": "x"}}
-    got = eval_config(config, train, 3)
+    dataset = Dataset("ds", "127.0.0.1:9", TRAIN, 16, 257, eval_slices=HELD_OUT)
+    got = eval_config(config, train, dataset)
     assert got["model"] == {"task": "causal-lm", "config": {"model_type": "gpt2", "n_layer": 2}}
-    assert (got["every_rounds"], got["export_every_rounds"], got["eval_slices"], got["seed"]) == (2, 3, 3, 4)
+    assert (got["every_rounds"], got["export_every_rounds"], got["eval_slices"], got["seed"]) == (2, 3, 2, 4)
+    assert got["data"] == {"task": "x"}
+    v1 = eval_config(config, {**train, "data": {}}, dataset)["data"]
+    assert v1["tensors"] == {"input_ids": {"dtype": "int32", "shape": [16]}} and v1["eot_id"] == 256
     parsed = parse_eval_config(json.loads(json.dumps({**got, "data": {"task": "causal-lm"}})))
-    assert (parsed.every_rounds, parsed.eval_slices, parsed.max_examples, parsed.rounds) == (2, 3, 64, 4)
+    assert (parsed.every_rounds, parsed.eval_slices, parsed.max_examples, parsed.rounds) == (2, 2, 64, 4)
     assert model_spec({"task": "masked-lm", "config": {}}) == {"task": "masked-lm", "config": {}}
     with pytest.raises(ExecutorError, match="every_rounds must be >= 1"):
         parse_eval_config({**got, "every_rounds": 0})

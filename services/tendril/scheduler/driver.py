@@ -280,7 +280,7 @@ class Driver:
         evaluation = self.run.evaluation
         assert self.run.dataset is not None
         evaluation.start(member.job_id)
-        config = eval_config(self.config, train, len(self.run.dataset.eval_slices))
+        config = eval_config(self.config, train, self.run.dataset)
         await job.dispatch(member.lease_id, EVAL, config, coordinator_address=self.advertised)
         self._jobs[member.job_id] = job
         end = await job.wait_end()

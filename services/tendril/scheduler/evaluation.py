@@ -63,7 +63,22 @@ def due(round_index: int, every: int, rounds: int) -> bool:
     return round_index == rounds - 1 or (round_index + 1) % every == 0
 
 
-def eval_config(config: JobConfig, train: Mapping[str, Any], eval_slices: int) -> dict[str, Any]:
+def data_summary(train: Mapping[str, Any], dataset: Any) -> dict[str, Any]:
+    """The DataSpec dict of a training config; for a config that carries none, the one of a
+    format-1 manifest (a causal-lm data set of ``input_ids``, its last id the end of text)."""
+    data = train.get("data")
+    if isinstance(data, Mapping) and data:
+        return dict(data)
+    return {
+        "task": "causal-lm",
+        "tensors": {"input_ids": {"dtype": "int32", "shape": [dataset.seq_len]}},
+        "vocab_size": dataset.vocab_size,
+        "seq_len": dataset.seq_len,
+        "eot_id": dataset.vocab_size - 1,
+    }
+
+
+def eval_config(config: JobConfig, train: Mapping[str, Any], dataset: Any) -> dict[str, Any]:
     """Config of the eval job (docs/ARCHITECTURE.md "Eval job config"): the trainers' run,
     parameter server, model spec, data summary and seed, and what to evaluate when."""
     e = config.evaluation
@@ -71,12 +86,12 @@ def eval_config(config: JobConfig, train: Mapping[str, Any], eval_slices: int) -
         "run_id": train["run_id"],
         "parameter_server": train["parameter_server"],
         "model": model_spec(train["model"]),
-        "data": train.get("data") or {},
+        "data": data_summary(train, dataset),
         "seed": train.get("seed", config.training.seed),
         "rounds": config.training.rounds,
         "every_rounds": e.every_rounds,
         "export_every_rounds": e.export_every_rounds,
-        "eval_slices": eval_slices,
+        "eval_slices": len(dataset.eval_slices),
         "batch_size": e.batch_size,
         "max_examples": e.max_examples,
         "torch_threads": config.training.torch_threads,

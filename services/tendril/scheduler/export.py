@@ -25,7 +25,7 @@ import grpc
 
 from tendril.core.logs import get_logger
 from tendril.core.tensorstream import TensorStreamError, pull_parameters
-from tendril.scheduler.evaluation import AssetRef, model_spec
+from tendril.scheduler.evaluation import AssetRef, data_summary, model_spec
 from tendril.scheduler.run import Dataset
 from tendril_proto.data.v1 import data_pb2, data_pb2_grpc
 
@@ -40,21 +40,6 @@ FETCH_TIMEOUT_SECONDS = 120.0
 
 class ExportError(Exception):
     """The model could not be exported; the run goes on (model.safetensors is still written)."""
-
-
-def data_summary(train: Mapping[str, Any], dataset: Dataset) -> dict[str, Any]:
-    """The DataSpec dict of a training config; one built from the manifest's v1 fields when the
-    config carries none (a byte-tokenized causal-lm data set)."""
-    data = train.get("data")
-    if isinstance(data, Mapping) and data:
-        return dict(data)
-    return {
-        "task": "causal-lm",
-        "tensors": {"input_ids": {"dtype": "int32", "shape": [dataset.seq_len]}},
-        "vocab_size": dataset.vocab_size,
-        "seq_len": dataset.seq_len,
-        "eot_id": dataset.vocab_size - 1,
-    }
 
 
 async def fetch_asset(channel: grpc.aio.Channel, dataset: Dataset, asset: AssetRef, dest: Path) -> Path:
