@@ -202,7 +202,9 @@ class Evaluator:
         last = self.config.rounds - 1
         async for status in self.bridge.watch_run(retry_policy=WATCH_RETRY):
             closed = closed_round(status.state, status.round)
-            if closed > self.evaluated and closed >= 0 and await self.evaluate_latest():
+            # NOTE: θ is pulled only when a round that is due closed since the last evaluation.
+            wanted = any(self.config.due(r) for r in range(self.evaluated + 1, closed + 1))
+            if wanted and await self.evaluate_latest():
                 return
             if status.ended:
                 break

@@ -189,3 +189,59 @@ def test_summary_table_and_plot_show_held_out_figures(tmp_path: Path) -> None:
 def test_status_shows_held_out_figures_first() -> None:
     text = progress_text({"round": 2, "eval_loss": 2.25, "eval_examples": 64, "eval_seconds": 0.5, "alpha": 1})
     assert text.startswith("round=2 eval_loss=2.25")
+
+
+class _Fetched:
+    def __init__(self, round_: int) -> None:
+        self.path = Path("/nonexistent")
+        self.round = round_
+
+
+class _FakeBridge:
+    """WatchRun statuses and FetchParameters rounds as scripted; reports recorded."""
+
+    def __init__(self, statuses: list[Any], theta_rounds: list[int], done_at: int) -> None:
+        self.statuses = statuses
+        self.theta_rounds = theta_rounds
+        self.done_at = done_at
+        self.reports: list[tuple[str, int, dict[str, float]]] = []
+
+    async def watch_run(self, **_: Any) -> Any:
+        for status in self.statuses:
+            yield status
+
+    async def fetch_parameters(self, _path: Any) -> _Fetched:
+        return _Fetched(self.theta_rounds.pop(0))
+
+    async def report_progress(self, kind: Any, round_: int, *, metrics: Any = None) -> Any:
+        from tendril_sdk import Directive, DirectiveKind
+
+        self.reports.append((str(kind), round_, dict(metrics or {})))
+        return Directive(DirectiveKind.DONE if round_ >= self.done_at else DirectiveKind.CONTINUE)
+
+
+def _status(round_: int, state: RunState = RunState.OPEN) -> Any:
+    from tendril_sdk.bridge import RunStatus
+
+    return RunStatus("r", round_, False, (), 1, 4, state)
+
+
+async def test_evaluator_reports_due_rounds_once_each_until_done() -> None:
+    from tendril_diloco.evaluate import Evaluator
+    from tendril_diloco.logs import configure
+
+    config = EvalConfig("r", "h:1", rounds=4, model={}, data={}, every_rounds=2)
+    statuses = [_status(0), _status(1), _status(2), _status(2), _status(3), _status(3, RunState.FINISHED)]
+    # θ is fetched only once a due round (1, then the last, 3) closed: θ that starts round 2, then 4
+    bridge = _FakeBridge(statuses, [2, 4], done_at=3)
+    evaluator = Evaluator(config, bridge, None, None, configure("test-eval"))  # type: ignore[arg-type]
+    evaluator._evaluate = lambda _path: {"eval_loss": 2.0, "eval_examples": 4.0}  # type: ignore[method-assign]
+    evaluator.held_out = [{}]
+    evaluator.load_held_out = _noop  # type: ignore[method-assign]
+    await evaluator.run()
+    assert [(kind, r) for kind, r, _ in bridge.reports] == [("metrics", 1), ("metrics", 3)]
+    assert bridge.reports[0][2]["eval_loss"] == 2.0 and "eval_seconds" in bridge.reports[0][2]
+
+
+async def _noop() -> None:
+    return None
