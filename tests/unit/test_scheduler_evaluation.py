@@ -13,7 +13,7 @@ import pytest
 
 from tendril.cli.status_view import progress_text
 from tendril.scheduler.errors import SchedulerError
-from tendril.scheduler.evaluation import NO_SPLIT, MetricsUpdater, due, eval_config, model_spec
+from tendril.scheduler.evaluation import NO_SPLIT, MetricsUpdater, due, eval_config, export_due, model_spec
 from tendril.scheduler.jobconfig import parse_job_config
 from tendril.scheduler.metrics import MetricsFile, read_metrics
 from tendril.scheduler.plot import plot_loss
@@ -131,6 +131,11 @@ def test_an_unknown_job_is_not_served_held_out_slices() -> None:
     assert err.value.reason == "UNKNOWN_JOB"
 
 
+def test_exports_during_the_run_every_k_rounds() -> None:
+    assert [r for r in range(7) if export_due(r, 2, 7)] == [1, 3, 5]  # the end exports round 6
+    assert not any(export_due(r, 0, 7) for r in range(7))
+
+
 def test_every_rounds_and_the_last_round_are_due() -> None:
     assert [r for r in range(7) if due(r, 3, 7)] == [2, 5, 6]
     assert [r for r in range(3) if due(r, 1, 3)] == [0, 1, 2]
@@ -245,3 +250,30 @@ async def test_evaluator_reports_due_rounds_once_each_until_done() -> None:
 
 async def _noop() -> None:
     return None
+
+
+async def test_exporter_writes_the_runs_model_with_its_tokenizer(tmp_path: Path) -> None:
+    import torch
+    from safetensors.torch import save_file
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from tendril.scheduler.evaluation import data_summary
+    from tendril.scheduler.export import Exporter
+    from tendril_models import DataSpec, ModelSpec
+    from tendril_models.build import build_model
+
+    dataset = Dataset("ds", "127.0.0.1:9", TRAIN, 16, 257, tokenizer="bytes")
+    train = {"model": {"n_layer": 1, "n_head": 2, "n_embd": 16}, "seed": 3}
+    built = build_model(
+        ModelSpec.from_dict(model_spec(train["model"])), DataSpec.from_dict(data_summary(train, dataset)), seed=3
+    )
+    theta = {name: (p.detach() * 2).contiguous() for name, p in built.named_parameters()}
+    save_file(theta, str(tmp_path / "theta.safetensors"))
+    exporter = Exporter(tmp_path / "out", dataset, train, channel=lambda _address: None, run_id="r")  # type: ignore[arg-type,return-value]
+    path = await exporter.export_theta(tmp_path / "theta.safetensors", 2)
+    assert path == tmp_path / "out" / "model" and exporter.exported_round == 2
+    loaded = AutoModelForCausalLM.from_pretrained(path)
+    assert all(torch.equal(p, theta[name]) for name, p in loaded.named_parameters())
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    assert tokenizer("ab")["input_ids"] == [97, 98] and tokenizer.eos_token_id == 256
+    assert await exporter.try_export(lambda: exporter.export_theta(tmp_path / "missing", 3), when="test") is False

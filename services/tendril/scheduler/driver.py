@@ -36,7 +36,7 @@ from tendril.core.tensorstream import TensorStreamError, pull_parameters
 from tendril.core.timeutil import now, to_timestamp
 from tendril.scheduler.dispatch import AGGREGATE, TRAIN, JobEnd, JobHandle, aggregate_config, train_config
 from tendril.scheduler.errors import SchedulerError, SchedulerRunReason
-from tendril.scheduler.evaluation import EVAL, dataset_assets, eval_config, held_out_slices
+from tendril.scheduler.evaluation import EVAL, dataset_assets, eval_config, export_due, held_out_slices
 from tendril.scheduler.export import Exporter
 from tendril.scheduler.jobconfig import JobConfig, ResourcesSpec
 from tendril.scheduler.leasekeeper import LeaseKeeper, LeaseLost
@@ -443,9 +443,9 @@ class Driver:
 
     def on_round(self, line: dict[str, object]) -> None:
         """A round closed: export every evaluation.export_every_rounds rounds (not the last: the end does)."""
-        every = self.config.evaluation.export_every_rounds
         index = int(line["round"])  # type: ignore[call-overload]
-        if not every or not self.config.evaluation.export or (index + 1) % every or index + 1 >= self.run.rounds:
+        every = self.config.evaluation.export_every_rounds
+        if not self.config.evaluation.export or not export_due(index, every, self.run.rounds):
             return
         exporter, ps = self._exporter(), self.run.parameter_server
         if exporter is None or ps is None:

@@ -78,6 +78,12 @@ def data_summary(train: Mapping[str, Any], dataset: Any) -> dict[str, Any]:
     }
 
 
+def export_due(round_index: int, every: int, rounds: int) -> bool:
+    """Whether the model is exported after ``round_index`` during the run (every ``every``-th
+    round, 0: never); the end of the run exports the last round's model anyway."""
+    return every > 0 and (round_index + 1) % every == 0 and round_index + 1 < rounds
+
+
 def eval_config(config: JobConfig, train: Mapping[str, Any], dataset: Any) -> dict[str, Any]:
     """Config of the eval job (docs/ARCHITECTURE.md "Eval job config"): the trainers' run,
     parameter server, model spec, data summary and seed, and what to evaluate when."""
