@@ -217,6 +217,8 @@ class Evaluator:
 async def _build(config: EvalConfig, bridge: BridgeClient) -> tuple[Any, Any, Any]:
     """The run's model, task and data summary, built as the trainers build them (θ is replaced
     before every evaluation)."""
+    import torch
+
     from tendril_models.build import build_model, remote_code_allowed
     from tendril_models.source import fetch_checkpoint
     from tendril_models.spec import DataSpec, ModelSpec
@@ -230,6 +232,9 @@ async def _build(config: EvalConfig, bridge: BridgeClient) -> tuple[Any, Any, An
     model = await asyncio.to_thread(
         build_model, spec, data, seed=config.seed, checkpoint_dir=checkpoint, allow_remote_code=allow
     )
+    # NOTE: a GPU only when the job's lease has one (JobService names it in CUDA_VISIBLE_DEVICES).
+    if os.environ.get("CUDA_VISIBLE_DEVICES") and torch.cuda.is_available():
+        model = model.to("cuda")
     return model, task, data
 
 
