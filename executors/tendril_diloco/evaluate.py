@@ -229,7 +229,7 @@ async def _build(config: EvalConfig, bridge: BridgeClient) -> tuple[Any, Any, An
     task = get_task(spec.task)
     allow = remote_code_allowed()
     checkpoint = await fetch_checkpoint(bridge, spec, trust_remote_code=spec.trust_remote_code and allow)
-    model = await asyncio.to_thread(
+    model: Any = await asyncio.to_thread(
         build_model, spec, data, seed=config.seed, checkpoint_dir=checkpoint, allow_remote_code=allow
     )
     # NOTE: a GPU only when the job's lease has one (JobService names it in CUDA_VISIBLE_DEVICES).

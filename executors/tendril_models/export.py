@@ -9,11 +9,15 @@ import shutil
 import tempfile
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors.torch import load_file
 
 from tendril_models.errors import ModelError, ModelReason
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
 
 TOKENIZER_JSON = "tokenizer.json"
 TOKENIZER_CONFIG = "tokenizer_config.json"
@@ -105,7 +109,7 @@ def _copy_assets(assets_dir: Path, out_dir: Path, token_ids: Mapping[str, int]) 
 
 
 def export(
-    model: torch.nn.Module,
+    model: PreTrainedModel,
     out_dir: Path,
     *,
     assets_dir: Path | None,
