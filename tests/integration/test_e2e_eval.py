@@ -78,3 +78,17 @@ async def test_eval_export(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("import ")
+
+    # `tendril model eval` scores it on the data set's held-out split (its training slices without one)
+    split = "eval" if _has_held_out(tmp_path / "data") else "train"
+    command = [sys.executable, "-m", "tendril.cli", "model", "eval", str(model_dir), str(tmp_path / "data")]
+    command += ["--split", split, "--json", *(["--max-examples", "32"] if split == "train" else [])]
+    out = await asyncio.to_thread(subprocess.run, command, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+    scored = json.loads(out.stdout)
+    assert math.isfinite(scored["eval_loss"])
+    if split == "eval":  # the final θ on the same held-out split: the run's last evaluation
+        assert scored["eval_loss"] == pytest.approx(lines[-1]["eval_loss"], rel=1e-4)
+        assert scored["eval_examples"] == lines[-1]["eval_examples"]
+    else:
+        assert scored["eval_examples"] == 32
