@@ -66,6 +66,14 @@ def add_parser(subparsers: Any) -> None:
     evaluate.set_defaults(func=run_eval)
 
 
+def _quiet() -> None:
+    """No weight-loading progress bars or config notes on the terminal: the answer is the output."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
 def _check_dir(path: str) -> Path:
     folder = Path(path).expanduser()
     if not (folder / "config.json").is_file():
@@ -78,6 +86,7 @@ def generate_text(model_dir: Path, prompt: str, *, max_new_tokens: int, temperat
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+    _quiet()
     config = AutoConfig.from_pretrained(model_dir)
     architectures = config.architectures or []
     if architectures and not any(a.endswith(CAUSAL_SUFFIXES) for a in architectures):
@@ -132,6 +141,7 @@ def evaluate_dir(
     from tendril_models.spec import DataSpec
     from tendril_models.tasks import get_task
 
+    _quiet()
     try:
         manifest = json.loads((dataset_dir / MANIFEST).read_text())
     except (OSError, ValueError) as exc:
