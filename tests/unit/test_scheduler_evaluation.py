@@ -271,9 +271,24 @@ async def test_exporter_writes_the_runs_model_with_its_tokenizer(tmp_path: Path)
     save_file(theta, str(tmp_path / "theta.safetensors"))
     exporter = Exporter(tmp_path / "out", dataset, train, channel=lambda _address: None, run_id="r")  # type: ignore[arg-type,return-value]
     path = await exporter.export_theta(tmp_path / "theta.safetensors", 2)
-    assert path == tmp_path / "out" / "model" and exporter.exported_round == 2
+    assert path == tmp_path / "out" / "model" and exporter.exported_round == 1
     loaded = AutoModelForCausalLM.from_pretrained(path)
     assert all(torch.equal(p, theta[name]) for name, p in loaded.named_parameters())
     tokenizer = AutoTokenizer.from_pretrained(path)
     assert tokenizer("ab")["input_ids"] == [97, 98] and tokenizer.eos_token_id == 256
     assert await exporter.try_export(lambda: exporter.export_theta(tmp_path / "missing", 3), when="test") is False
+
+
+def test_the_scheduler_starts_without_torch() -> None:
+    """Export and evaluation load torch only in worker threads when they run: a scheduler
+    process must not (importing it on the event loop stalls lease renewals)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, tendril.scheduler.service, tendril.scheduler.driver, tendril.scheduler.export, "
+        "tendril.scheduler.evaluation, tendril.cli.model; "
+        "assert 'torch' not in sys.modules and 'tendril_models' not in sys.modules, 'torch imported'"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr

@@ -450,6 +450,9 @@ class Driver:
         exporter, ps = self._exporter(), self.run.parameter_server
         if exporter is None or ps is None:
             return
+        if self._exports:  # NOTE: the one still running exports the newest θ there is when it pulls
+            log.info("model.export_skipped", after_round=index, reason="the previous export is still running")
+            return
         address = ps.endpoints.parameter_server
         task = asyncio.get_running_loop().create_task(
             exporter.try_export(lambda: exporter.export_now(address), when=f"after round {index}")

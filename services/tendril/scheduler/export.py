@@ -110,6 +110,17 @@ def fetch_source(uri: str, sha256: str, into: Path) -> Path:
     return checkpoint_root(local) if local.is_dir() else unpack(local, into / "unpacked")
 
 
+def byte_tokenizer(folder: Path) -> Path:
+    """Tendril's byte tokenizer as a tokenizer.json in ``folder`` (blocking).
+
+    NOTE: tendril_models is imported here, in the worker thread: importing torch on the event
+    loop would stall the scheduler for seconds, long enough for its leases to run out.
+    """
+    from tendril_models.export import write_byte_tokenizer
+
+    return write_byte_tokenizer(folder)
+
+
 def write_model(
     theta: Path,
     out_dir: Path,
@@ -154,7 +165,7 @@ class Exporter:
         self._assets: Path | None = None
         self._assets_read = False
         self._lock = asyncio.Lock()
-        self.exported_round: int | None = None
+        self.exported_round: int | None = None  # the round after which θ was last exported
 
     async def assets_dir(self) -> Path | None:
         """The data set's tokenizer or processor folder (fetched once); None when it has none."""
@@ -169,40 +180,42 @@ class Exporter:
             )
             self._assets = await asyncio.to_thread(unpack_tar, tar, self.work / "assets")
         elif self.dataset.tokenizer == BYTES:
-            from tendril_models.export import write_byte_tokenizer
-
             # NOTE: a data set of Tendril's byte tokenizer that carries no tokenizer file.
-            self._assets = await asyncio.to_thread(write_byte_tokenizer, self.work / "assets")
+            self._assets = await asyncio.to_thread(byte_tokenizer, self.work / "assets")
         self._assets_read = True
         return self._assets
 
-    async def export_theta(self, theta: Path, round_index: int) -> Path:
-        """Export θ stored at ``theta`` (θ that starts ``round_index``)."""
+    async def export_theta(self, theta: Path, theta_round: int) -> Path:
+        """Export θ stored at ``theta`` (θ that starts round ``theta_round``: after round ``theta_round - 1``)."""
         async with self._lock:
-            assets = await self.assets_dir()
-            path = await asyncio.to_thread(
-                write_model,
-                theta,
-                self.out_dir / MODEL_DIR,
-                model=self.train["model"],
-                data=data_summary(self.train, self.dataset),
-                seed=int(self.train.get("seed", 0)),
-                assets_dir=assets,
-                work=self.work,
-            )
-            self.exported_round = round_index
-            log.info("model.exported", path=str(path), round=round_index, tokenizer=bool(assets))
-            return path
+            return await self._export(theta, theta_round)
 
     async def export_now(self, parameter_server: str) -> Path:
         """Pull the run's current θ from the parameter server and export it."""
-        theta = self.work / "theta.safetensors"
-        self.work.mkdir(parents=True, exist_ok=True)
-        try:
-            round_index = await pull_parameters(self.channel(parameter_server), run_id=self.run_id, dest=theta)
-        except TensorStreamError as exc:
-            raise ExportError(f"cannot pull θ from the parameter server: {exc.message}") from exc
-        return await self.export_theta(theta, round_index)
+        async with self._lock:  # NOTE: one pull and export at a time: they share the θ file
+            theta = self.work / "theta.safetensors"
+            self.work.mkdir(parents=True, exist_ok=True)
+            try:
+                theta_round = await pull_parameters(self.channel(parameter_server), run_id=self.run_id, dest=theta)
+            except TensorStreamError as exc:
+                raise ExportError(f"cannot pull θ from the parameter server: {exc.message}") from exc
+            return await self._export(theta, theta_round)
+
+    async def _export(self, theta: Path, theta_round: int) -> Path:
+        assets = await self.assets_dir()
+        path = await asyncio.to_thread(
+            write_model,
+            theta,
+            self.out_dir / MODEL_DIR,
+            model=self.train["model"],
+            data=data_summary(self.train, self.dataset),
+            seed=int(self.train.get("seed", 0)),
+            assets_dir=assets,
+            work=self.work,
+        )
+        self.exported_round = theta_round - 1
+        log.info("model.exported", path=str(path), after_round=theta_round - 1, tokenizer=bool(assets))
+        return path
 
     async def try_export(self, export: Callable[[], Any], *, when: str) -> bool:
         """Run one export; a failure is logged (the run goes on), never raised."""
