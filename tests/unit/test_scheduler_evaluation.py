@@ -116,6 +116,24 @@ def test_losing_the_eval_job_never_fails_the_run() -> None:
     assert "2 eval jobs were lost (evaluation.max_lost = 1)" in run.evaluation.off_reason
 
 
+def test_a_run_without_its_last_evaluation_says_why() -> None:
+    run = _run()
+    assert "no worker took the eval job" in run.evaluation.missing_reason(300)
+    job = _eval_member(run)
+    assert "did not come within evaluation.timeout_seconds (300 s)" in run.evaluation.missing_reason(300)
+    run.evaluation.job_ended(job)  # e.g. it failed after the last round closed: not replaced then
+    assert not run.evaluation.waiting()
+    assert "ended before it evaluated the last round" in run.evaluation.missing_reason(300)
+    run = _run()
+    job = _eval_member(run)
+    out = run.progress(ProgressIn(job, "w0", Progress.FINISHED, 0))
+    assert out.directive is Directive.DONE and not run.evaluation.waiting()
+    assert "ended before it evaluated the last round" in run.evaluation.missing_reason(300)
+    run.evaluation.report(1, {"eval_loss": 1.0})
+    assert run.evaluation.missing_reason(300) == ""
+    assert _run(held_out=()).evaluation.missing_reason(300) == ""  # off, and it said so already
+
+
 def test_no_held_out_split_turns_evaluation_off_and_says_so() -> None:
     run = _run(held_out=())
     assert run.needs(Role.EVAL) == 0

@@ -284,6 +284,7 @@ class Driver:
         await job.dispatch(member.lease_id, EVAL, config, coordinator_address=self.advertised)
         self._jobs[member.job_id] = job
         end = await job.wait_end()
+        evaluation.job_ended(member.job_id)
         if end.state == "SUCCEEDED" and evaluation.finished:
             self._ended[member.job_id] = end.state
             self._job_end.set()
@@ -433,11 +434,9 @@ class Driver:
             if not evaluation.waiting() or time.monotonic() >= deadline:
                 break
             await asyncio.sleep(POLL_SECONDS)
-        if evaluation.waiting():
-            evaluation.turn_off(
-                f"the last round's evaluation did not come within evaluation.timeout_seconds "
-                f"({self.config.evaluation.timeout_seconds:.0f} s)"
-            )
+        missing = evaluation.missing_reason(self.config.evaluation.timeout_seconds)
+        if missing:
+            evaluation.turn_off(missing)
         if evaluation.off_reason:
             log.warning("run.without_evaluation", run_id=self.run.run_id, reason=evaluation.off_reason)
 

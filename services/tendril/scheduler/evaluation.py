@@ -130,6 +130,7 @@ class Evaluation:
         self.job_id = ""  # the live eval job
         self.results: dict[int, dict[str, float]] = {}
         self.lost = 0
+        self.placed = 0  # eval jobs dispatched
         self.finished = False  # the eval job was told DONE, or ended after the last round
         self._next = 0
         self._epoch = 0
@@ -161,10 +162,16 @@ class Evaluation:
     def start(self, job_id: str) -> None:
         """An eval job was dispatched."""
         self.job_id = job_id
+        self.placed += 1
         self._next = 0
 
     def owns(self, job_id: str) -> bool:
         return bool(job_id) and job_id == self.job_id
+
+    def job_ended(self, job_id: str) -> None:
+        """The eval job's process ended (whatever the state): nothing more will come from it."""
+        if job_id == self.job_id:
+            self.job_id = ""
 
     def lose(self, job_id: str, reason: str) -> None:
         """The eval job (or its lease) is gone: a new one is solicited, up to max_lost."""
@@ -195,8 +202,8 @@ class Evaluation:
 
     def report(self, round_index: int, metrics: Mapping[str, float], *, finished: bool = False) -> bool:
         """A METRICS (or FINISHED) report of the eval job; True when it is done."""
-        if finished:
-            self.finished = self.finished or round_index >= self.rounds - 1 or self.last_done
+        if finished:  # the job says it has nothing more to evaluate (the run it watched is over)
+            self.finished = True
             return True
         fields = {k: float(v) for k, v in metrics.items() if k in EVAL_KEYS and math.isfinite(v)}
         if "eval_loss" in fields and 0 <= round_index < self.rounds:
@@ -211,6 +218,19 @@ class Evaluation:
     @property
     def last_done(self) -> bool:
         return (self.rounds - 1) in self.results
+
+    def missing_reason(self, timeout: float) -> str:
+        """Why the run ends without the last round's evaluation ("" when it has it or is off)."""
+        if not self.active or self.last_done:
+            return ""
+        if self.waiting():
+            return f"the last round's evaluation did not come within evaluation.timeout_seconds ({timeout:.0f} s)"
+        if not self.placed:
+            return (
+                "no worker took the eval job (executor eval/diloco with the resources of [allocation.eval]; "
+                "a worker with arbiter.strategy = 'flexible' can host it beside another lease)"
+            )
+        return "the eval job ended before it evaluated the last round; see its log"
 
     def fields(self, round_index: int) -> dict[str, float]:
         """The eval figures of a round (empty until its evaluation came in)."""
