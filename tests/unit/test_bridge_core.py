@@ -249,3 +249,37 @@ def test_a_sent_copy_without_its_note_is_not_resent(tmp_path: Path) -> None:
     (core.root / ".sent" / "round-1.safetensors").write_bytes(b"half kept")
     (core.root / ".sent" / "round-2.json").write_text('{"round": 2, "weight": 1.0}')  # its copy is gone
     assert BridgeCore(core.job).sent(1) is None and BridgeCore(core.job).sent(2) is None
+
+
+def _job_of(tmp_path: Path, executor_class: str, **config: object) -> BridgeCore:
+    core = _core(tmp_path, **config)
+    job = core.job
+    return BridgeCore(
+        JobDescriptor(
+            job_id=job.job_id,
+            worker_id=job.worker_id,
+            lease_id=job.lease_id,
+            owner_id=job.owner_id,
+            executor=ExecutorRef(executor_class, "diloco"),
+            config=dict(job.config),
+            work_dir=job.work_dir,
+            socket_path=job.socket_path,
+        )
+    )
+
+
+def test_watched_run_aggregate_on_its_own_server_eval_on_the_runs(tmp_path: Path) -> None:
+    config = {"run_id": "run-1", "parameter_server": "10.0.0.5:50054"}
+    assert _job_of(tmp_path / "a", "aggregate", **config).watched_run("") == ("run-1", None)
+    evaluation = _job_of(tmp_path / "e", "eval", **config)
+    assert evaluation.watched_run("") == ("run-1", "10.0.0.5:50054")
+    assert evaluation.watched_run("run-1") == ("run-1", "10.0.0.5:50054")
+    with pytest.raises(BridgeError) as other:
+        evaluation.watched_run("run-2")
+    assert other.value.reason == "RUN_NOT_OWNED"
+    with pytest.raises(BridgeError) as train:
+        _job_of(tmp_path / "t", "train", **config).watched_run("")
+    assert train.value.reason == "NOT_AGGREGATE_JOB"
+    with pytest.raises(BridgeError) as no_ps:
+        _job_of(tmp_path / "n", "eval", run_id="run-1").watched_run("")
+    assert no_ps.value.reason == "JOB_CONFIG_MISSING"

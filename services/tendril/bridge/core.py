@@ -37,6 +37,7 @@ WORK_SUBDIRS = (ARTIFACTS, DATA, UPDATES, PARAMS)
 SENT = ".sent"  # the bridge's copies of the updates it sent, until their round's update arrives
 DEFAULT_ROUND_TIMEOUT_SECONDS = 600.0
 AGGREGATE_CLASS = "aggregate"  # the executor class whose jobs run a DiLoCo run on this worker's parameter server
+EVAL_CLASS = "eval"  # the executor class whose jobs evaluate a run's θ: they watch the run's rounds, read-only
 
 CHECK = Checks(BridgeError)
 
@@ -179,6 +180,24 @@ class BridgeCore:
                 metadata={"run_id": run_id[:128]},
             )
         return run_id
+
+    def watched_run(self, requested: str) -> tuple[str, str | None]:
+        """The run this job may watch and where: ``(run_id, None)`` for an aggregate job (its
+        worker's own parameter server), ``(run_id, address)`` for an eval job (the run's
+        parameter server its config names; watching changes nothing there).
+        """
+        if self.job.executor.executor_class != EVAL_CLASS:
+            return self.own_run(requested), None
+        run_id = self.run_id()
+        if requested and requested != run_id:
+            raise BridgeError(
+                ErrorKind.PERMISSION_DENIED,
+                f"job {self.job.job_id} evaluates run {run_id!r} (its config.run_id), not {requested!r}; "
+                "a job acts only on the run its dispatch config names (leave run_id empty for it)",
+                reason=BridgeReason.RUN_NOT_OWNED,
+                metadata={"run_id": run_id[:128]},
+            )
+        return run_id, self.parameter_server()
 
     def run_owner(self) -> str:
         """The job's owner (its scheduler) as the owner of the run it opens; "" when that is no peer id."""

@@ -297,8 +297,10 @@ class BridgeServicer(bridge_pb2_grpc.JobBridgeServiceServicer):
     async def WatchRun(
         self, request: bridge_pb2.WatchRunRequest, context: Any
     ) -> AsyncIterator[bridge_pb2.WatchRunResponse]:
-        run_id = self.core.own_run(request.run_id)
+        run_id, remote = self.core.watched_run(request.run_id)
         stub, address = self._own_paramserver()
+        if remote is not None:  # an eval job follows the run at the run's parameter server
+            stub, address = paramserver_pb2_grpc.ParameterServerServiceStub(self.remotes.channel(remote)), remote
         # NOTE: a plain relay, one message in, one out: gRPC flow control carries a slow
         # executor's back-pressure to the parameter server, whose watch queue cuts it off.
         call = stub.WatchRound(paramserver_pb2.WatchRoundRequest(run_id=run_id), timeout=_deadline(context))

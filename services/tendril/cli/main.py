@@ -26,6 +26,7 @@ GROUPS: tuple[tuple[str, str, bool], ...] = (
     ("jobs", "tendril.cli.jobs", True),
     ("scheduler", "tendril.scheduler.cli", False),
     ("data", "tendril.data_node.cli", False),
+    ("model", "tendril.cli.model", True),
     ("certs", "tendril.cli.certs", False),
 )
 

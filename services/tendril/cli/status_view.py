@@ -13,7 +13,7 @@ from tendril.cli.status_model import Amount, CacheStats, Capacity, JobRow, Lease
 
 NONE = "-"
 PROGRESS_WIDTH = 48
-FIRST_FIGURES = ("round", "loss")
+FIRST_FIGURES = ("round", "loss", "eval_loss", "eval_perplexity", "eval_accuracy")
 
 
 def duration(seconds: float) -> str:

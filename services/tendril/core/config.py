@@ -331,6 +331,7 @@ def default_executors() -> list[ExecutorConfig]:
         ExecutorConfig("example", "echo", [py, "-m", "tendril_example", "--socket", "{SOCKET_PATH}"]),
         ExecutorConfig("train", "diloco", [py, "-m", "tendril_diloco", "--socket", "{SOCKET_PATH}"]),
         ExecutorConfig("aggregate", "diloco", [py, "-m", "tendril_aggregate", "--socket", "{SOCKET_PATH}"]),
+        ExecutorConfig("eval", "diloco", [py, "-m", "tendril_diloco.evaluate", "--socket", "{SOCKET_PATH}"]),
     ]
 
 

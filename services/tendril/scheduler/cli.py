@@ -118,10 +118,13 @@ def _drive(args: argparse.Namespace, config: JobConfig) -> int:
             log.info("scheduler.terminated")
             return EXIT_SIGTERM
         print(summary_table(outcome.rounds))
+        exported = f", exported model {outcome.export_path}" if outcome.export_path else ""
         print(
             f"run {outcome.run_id}: {len(outcome.rounds)} rounds in {outcome.seconds:.0f} s; "
-            f"metrics {outcome.metrics_path}, model {outcome.model_path}"
+            f"metrics {outcome.metrics_path}, model {outcome.model_path}{exported}"
         )
+        if outcome.evaluation_note:
+            print(f"run {outcome.run_id} has no held-out evaluation: {outcome.evaluation_note}")
         return 0
 
     try:

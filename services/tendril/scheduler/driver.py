@@ -36,6 +36,8 @@ from tendril.core.tensorstream import TensorStreamError, pull_parameters
 from tendril.core.timeutil import now, to_timestamp
 from tendril.scheduler.dispatch import AGGREGATE, TRAIN, JobEnd, JobHandle, aggregate_config, train_config
 from tendril.scheduler.errors import SchedulerError, SchedulerRunReason
+from tendril.scheduler.evaluation import EVAL, dataset_assets, eval_config, export_due, held_out_slices
+from tendril.scheduler.export import Exporter
 from tendril.scheduler.jobconfig import JobConfig, ResourcesSpec
 from tendril.scheduler.leasekeeper import LeaseKeeper, LeaseLost
 from tendril.scheduler.resume import wait_reopened
@@ -88,6 +90,9 @@ class Driver:
         self._dispatched_trainers = 0
         self._full = False  # the first full set of trainers was dispatched
         self._trainers_changed = asyncio.Event()  # a training job was dispatched or lost
+        self._export: Exporter | None = None
+        self._exports: set[asyncio.Task[bool]] = set()  # exports every evaluation.export_every_rounds
+        self.exported = False  # <out_dir>/model/ was written at the end
 
     def channel(self, address: str) -> grpc.aio.Channel:
         return self._channels.channel(address)
@@ -111,8 +116,25 @@ class Driver:
             ) from exc
         m = reply.manifest
         slices = tuple(SliceRef(s.name, s.size_bytes, s.sha256, s.num_sequences) for s in m.slices)
-        dataset = Dataset(m.dataset_id, node, slices, m.seq_len, m.vocab_size)
-        log.info("dataset.ready", dataset_id=m.dataset_id, slices=len(slices), seq_len=m.seq_len, node=node)
+        held_out = held_out_slices(m)
+        dataset = Dataset(
+            m.dataset_id,
+            node,
+            slices,
+            m.seq_len,
+            m.vocab_size,
+            eval_slices=held_out,
+            assets=dataset_assets(m),
+            tokenizer=m.tokenizer,
+        )
+        log.info(
+            "dataset.ready",
+            dataset_id=m.dataset_id,
+            slices=len(slices),
+            eval_slices=len(held_out),
+            seq_len=m.seq_len,
+            node=node,
+        )
         return dataset
 
     async def _find_data_node(self) -> str:
@@ -136,10 +158,11 @@ class Driver:
     # -- allocation ------------------------------------------------------------------------
 
     async def _publish(self, role: Role) -> None:
-        spec: ResourcesSpec = (
-            self.config.allocation.worker if role is Role.TRAIN else self.config.allocation.parameter_server
+        allocation = self.config.allocation
+        spec: ResourcesSpec = {Role.TRAIN: allocation.worker, Role.EVAL: allocation.eval}.get(
+            role, allocation.parameter_server
         )
-        executor = TRAIN if role is Role.TRAIN else AGGREGATE
+        executor = {Role.TRAIN: TRAIN, Role.EVAL: EVAL}.get(role, AGGREGATE)
         request_id = f"{self.run.run_id}-{role.value}-{uuid.uuid4().hex[:8]}"
         self.run.register_request(request_id, role)
         request = arbiter_pb2.ResourceRequest(
@@ -169,9 +192,11 @@ class Driver:
         every = self.config.allocation.republish_seconds
         last: dict[Role, float] = {}
         while True:
-            for role in (Role.TRAIN, Role.PARAMETER_SERVER):
+            for role in (Role.TRAIN, Role.PARAMETER_SERVER, Role.EVAL):
                 if role is Role.PARAMETER_SERVER and self.run.parameter_server is None and self.run.needs(Role.TRAIN):
                     continue
+                if role is Role.EVAL and not self._ps_ready.is_set():
+                    continue  # NOTE: after the parameter server, so that a worker with room may host both
                 if self.run.needs(role) and time.monotonic() - last.get(role, -every) >= every:
                     last[role] = time.monotonic()
                     await self._publish(role)
@@ -236,6 +261,9 @@ class Driver:
         ps = self.run.parameter_server
         assert ps is not None and self.run.dataset is not None
         config = train_config(self.config, self.run.run_id, ps.endpoints.parameter_server, self.run.dataset)
+        if member.role is Role.EVAL:
+            await self._work_eval(member, job, config)
+            return
         self.run.add_trainer(member)
         await job.dispatch(member.lease_id, TRAIN, config, coordinator_address=self.advertised)
         self._jobs[member.job_id] = job
@@ -243,6 +271,26 @@ class Driver:
         self._full = self._full or self._dispatched_trainers >= self.config.allocation.workers
         self._trainers_changed.set()
         end = await job.wait_end()
+        if end.state == "FAILED":
+            last = await job.tail(1)
+            end = JobEnd(end.state, end.exit_code, f"{end.reason}; its log ends: {last}" if last else end.reason)
+        self._check_end(member, end)
+
+    async def _work_eval(self, member: Member, job: JobHandle, train: dict[str, object]) -> None:
+        """Dispatch the held-out evaluation job (it follows the trainers' run) and follow it."""
+        evaluation = self.run.evaluation
+        assert self.run.dataset is not None
+        evaluation.start(member.job_id)
+        config = eval_config(self.config, train, self.run.dataset)
+        await job.dispatch(member.lease_id, EVAL, config, coordinator_address=self.advertised)
+        self._jobs[member.job_id] = job
+        end = await job.wait_end()
+        evaluation.job_ended(member.job_id)
+        if end.state == "SUCCEEDED" and evaluation.finished:
+            self._ended[member.job_id] = end.state
+            self._job_end.set()
+            log.info("job.ended", job_id=member.job_id, worker=member.worker_id, state=end.state, reason=end.reason)
+            return
         if end.state == "FAILED":
             last = await job.tail(1)
             end = JobEnd(end.state, end.exit_code, f"{end.reason}; its log ends: {last}" if last else end.reason)
@@ -359,6 +407,7 @@ class Driver:
         background = [asyncio.create_task(self._allocate()), asyncio.create_task(self._tell_expected())]
         try:
             await self._until_trained()
+            await self._until_evaluated()
         finally:
             for task in background:
                 task.cancel()
@@ -379,6 +428,55 @@ class Driver:
                     reason=SchedulerRunReason.ALLOCATION_TIMEOUT,
                 )
             await asyncio.sleep(POLL_SECONDS)
+
+    async def _until_evaluated(self) -> None:
+        """Wait (up to evaluation.timeout_seconds) for the last round's held-out evaluation."""
+        evaluation = self.run.evaluation
+        deadline = time.monotonic() + self.config.evaluation.timeout_seconds
+        while True:
+            if not evaluation.waiting() or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(POLL_SECONDS)
+        missing = evaluation.missing_reason(self.config.evaluation.timeout_seconds)
+        if missing:
+            evaluation.turn_off(missing)
+        if evaluation.off_reason:
+            log.warning("run.without_evaluation", run_id=self.run.run_id, reason=evaluation.off_reason)
+
+    def on_round(self, line: dict[str, object]) -> None:
+        """A round closed: export every evaluation.export_every_rounds rounds (not the last: the end does)."""
+        index = int(line["round"])  # type: ignore[call-overload]
+        every = self.config.evaluation.export_every_rounds
+        if not self.config.evaluation.export or not export_due(index, every, self.run.rounds):
+            return
+        exporter, ps = self._exporter(), self.run.parameter_server
+        if exporter is None or ps is None:
+            return
+        if self._exports:  # NOTE: the one still running exports the newest θ there is when it pulls
+            log.info("model.export_skipped", after_round=index, reason="the previous export is still running")
+            return
+        address = ps.endpoints.parameter_server
+        task = asyncio.get_running_loop().create_task(
+            exporter.try_export(lambda: exporter.export_now(address), when=f"after round {index}")
+        )
+        self._exports.add(task)
+        task.add_done_callback(self._exports.discard)
+
+    async def export_final(self, theta: Path, round_index: int, parameter_server: str) -> None:
+        """A resumed run found every round closed: export the θ pulled from its parameter server."""
+        if not self.config.evaluation.export:
+            return
+        dataset = self.run.dataset or await self.load_dataset()
+        train = train_config(self.config, self.run.run_id, parameter_server, dataset)
+        exporter = Exporter(self.out_dir, dataset, train, channel=self.channel, run_id=self.run.run_id)
+        self.exported = await exporter.try_export(lambda: exporter.export_theta(theta, round_index), when="final")
+
+    def _exporter(self) -> Exporter | None:
+        ps, dataset = self.run.parameter_server, self.run.dataset
+        if self._export is None and ps is not None and dataset is not None:
+            train = train_config(self.config, self.run.run_id, ps.endpoints.parameter_server, dataset)
+            self._export = Exporter(self.out_dir, dataset, train, channel=self.channel, run_id=self.run.run_id)
+        return self._export
 
     def _missing(self) -> str:
         """What keeps the run from starting, in words."""
@@ -415,6 +513,12 @@ class Driver:
                 reason=SchedulerRunReason.NO_FINAL_MODEL,
             ) from exc
         log.info("model.saved", path=str(dest), round=round_index)
+        exporter = self._exporter()
+        if self.config.evaluation.export and exporter is not None:
+            for pending in list(self._exports):
+                with contextlib.suppress(asyncio.CancelledError):
+                    await pending
+            self.exported = await exporter.try_export(lambda: exporter.export_theta(dest, round_index), when="final")
         deadline = time.monotonic() + self.config.scheduler.finish_timeout_seconds
         while True:
             self._job_end.clear()  # before the check, so that an end right after it still wakes us
@@ -428,6 +532,8 @@ class Driver:
 
     async def close(self) -> None:
         """Stop member tasks, release every lease, close channels."""
+        for pending in list(self._exports):
+            pending.cancel()
         for task in self._members.values():
             task.cancel()
         for task in self._members.values():

@@ -3,10 +3,10 @@
 Tables: ``[scheduler]`` (identity, addresses, output), ``[allocation]`` (how many workers, bid,
 resources per role), ``[data]`` (which data set), ``[training]`` (DiLoCo: rounds, inner steps,
 outer optimizer, codec) with ``[training.inner]`` (AdamW) and ``[training.model]`` (GPT-2
-config kwargs). The tables are strict pydantic models: unknown keys, wrong TOML types (a
-string where a number belongs) and values out of range are refused, naming the key and the
-accepted values. Every value is passed on as written: 0 (an outer momentum, a weight decay,
-a seed) reaches the jobs as 0.
+config kwargs), and ``[evaluation]`` (held-out evaluation and export). The tables are strict
+pydantic models: unknown keys, wrong TOML types (a string where a number belongs) and values
+out of range are refused, naming the key and the accepted values. Every value is passed on
+as written: 0 (an outer momentum, a weight decay, a seed) reaches the jobs as 0.
 """
 
 from __future__ import annotations
@@ -91,6 +91,8 @@ class AllocationSection(_Table):
     parameter_server: ResourcesSpec = Field(
         default_factory=lambda: ResourcesSpec(cpu=0.5, memory_gib=0.5, storage_gib=1.0)
     )
+    # the held-out evaluation job's lease (one per run; it may share a worker with the parameter server)
+    eval: ResourcesSpec = Field(default_factory=lambda: ResourcesSpec(cpu=0.5, memory_gib=1.0, storage_gib=1.0))
 
 
 class DataSection(_Table):
@@ -131,6 +133,19 @@ class TrainingSection(_Table):
     )
 
 
+class EvaluationSection(_Table):
+    """Held-out evaluation and export of the trained model."""
+
+    enabled: bool = True  # place an eval job when the data set has a held-out split (eval_slices)
+    every_rounds: PositiveInt = 1  # evaluate θ after every N-th round (the last round always)
+    export_every_rounds: NonNegativeInt = 0  # also export <out_dir>/model/ every N rounds; 0: only at the end
+    export: bool = True  # write <out_dir>/model/ (save_pretrained + the data set's tokenizer) at the end
+    batch_size: PositiveInt = 8  # held-out examples per forward pass
+    max_examples: NonNegativeInt = 0  # evaluate at most this many held-out examples; 0: all of them
+    max_lost: NonNegativeInt = 2  # after losing more eval jobs than this the run goes on without evaluation
+    timeout_seconds: PositiveFloat = 300.0  # after the last round, wait this long for its evaluation
+
+
 class JobConfig(_Table):
     """The whole job.toml."""
 
@@ -138,6 +153,7 @@ class JobConfig(_Table):
     allocation: AllocationSection = Field(default_factory=AllocationSection)
     data: DataSection = Field(default_factory=DataSection)
     training: TrainingSection = Field(default_factory=TrainingSection)
+    evaluation: EvaluationSection = Field(default_factory=EvaluationSection)
 
 
 def parse_job_config(data: dict[str, Any], *, origin: Mapping[str, str] | None = None) -> JobConfig:

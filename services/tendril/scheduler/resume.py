@@ -287,8 +287,9 @@ async def resume(channel: Any, run: Run, store: RunStateStore) -> ResumePoint:
     return point
 
 
-async def pull_final(channel: Any, run: Run, store: RunStateStore, dest: Path) -> None:
-    """Every round closed while the scheduler was down: the model is the parameter server's θ."""
+async def pull_final(channel: Any, run: Run, store: RunStateStore, dest: Path) -> tuple[int, str]:
+    """Every round closed while the scheduler was down: the model is the parameter server's θ
+    (pulled to ``dest``); returns its round and the parameter server's address."""
     ps = [m for m in store.members(ended=True) if m.role == Role.PARAMETER_SERVER.value][-1]
     try:
         round_index = await pull_parameters(channel(ps.ps_address), run_id=run.run_id, dest=dest)
@@ -308,6 +309,7 @@ async def pull_final(channel: Any, run: Run, store: RunStateStore, dest: Path) -
             reason=SchedulerRunReason.NO_FINAL_MODEL,
         )
     log.info("model.saved", path=str(dest), round=round_index)
+    return round_index, ps.ps_address
 
 
 __all__ = [

@@ -16,6 +16,7 @@ from typing import Any
 
 from tendril.core.errors import ErrorKind
 from tendril.scheduler.errors import SchedulerError, SchedulerReason
+from tendril.scheduler.evaluation import AssetRef, Evaluation
 from tendril.scheduler.jobconfig import JobConfig
 from tendril.scheduler.metrics import WorkerRound, round_line
 from tendril.scheduler.planner import SyncPlanner
@@ -29,6 +30,7 @@ OnAssign = Callable[[str, str, Assignment, int, "int | None"], None]
 class Role(enum.Enum):
     TRAIN = "train"
     PARAMETER_SERVER = "parameter_server"
+    EVAL = "eval"
 
 
 class Directive(enum.Enum):
@@ -109,6 +111,9 @@ class Dataset:
     slices: tuple[SliceRef, ...]
     seq_len: int
     vocab_size: int
+    eval_slices: tuple[SliceRef, ...] = ()  # the held-out split: only the eval job reads these
+    assets: tuple[AssetRef, ...] = ()  # the tokenizer / image processor, exported beside the model
+    tokenizer: str = ""  # the manifest's tokenizer ("bytes": Tendril's byte tokenizer)
 
 
 @dataclasses.dataclass
@@ -158,10 +163,11 @@ class Run:
         self._on_assign = on_assign or (lambda *_args: None)
         self._cursor = SliceCursor()
         self.ps_worker = ""  # when set, only this worker may host the parameter server (it holds the run's state)
+        self.evaluation = Evaluation(config, run_id)
 
     def restore(self, rounds: list[dict[str, Any]], *, job_counter: int, cursor: SliceCursor, ps_worker: str) -> None:
         """Continue a saved run: its finished rounds, job numbering, slice cursor and parameter server host."""
-        self.completed_rounds = list(rounds)
+        self.completed_rounds[:] = rounds  # in place: the metrics updater holds this list
         self._job_counter = job_counter
         self._cursor = cursor
         self.ps_worker = ps_worker
@@ -178,6 +184,8 @@ class Run:
         """Leases of this role still missing."""
         if self.finished or self.failed:
             return 0
+        if role is Role.EVAL:
+            return self.evaluation.needs(len(self.live(role)))
         want = self.config.allocation.workers if role is Role.TRAIN else 1
         return max(0, want - len(self.live(role)))
 
@@ -208,6 +216,9 @@ class Run:
         if role is Role.PARAMETER_SERVER:
             self._job_counter += 1
             return f"{self.run_id}-ps{self._job_counter}"
+        if role is Role.EVAL:
+            self._job_counter += 1
+            return f"{self.run_id}-e{self._job_counter}"
         self._job_counter += 1
         return f"{self.run_id}-t{self._job_counter}"
 
@@ -223,6 +234,10 @@ class Run:
             return None
         member.lost = True
         member.lost_reason = reason
+        if member.role is Role.EVAL:
+            # NOTE: never fails the run: replaced like a trainer, or the run goes on without it.
+            self.evaluation.lose(member.job_id, reason)
+            return member
         if not self.finished:
             self.lost += 1
             if self.lost > self.config.allocation.max_lost:
@@ -243,6 +258,7 @@ class Run:
 
     def set_dataset(self, dataset: Dataset) -> None:
         self.dataset = dataset
+        self.evaluation.set_slices(dataset.eval_slices)
         self._assigner = SliceAssigner(dataset.slices, self.config.allocation.workers, seed=self.config.training.seed)
         self._assigner.restore(self._cursor.epoch, self._cursor.used)
         for job_id, trainer in self._trainers.items():
@@ -256,6 +272,8 @@ class Run:
             self._assigner.join(member.job_id, self._cursor.slots.get(member.worker_id))
 
     def assign_slice(self, job_id: str, worker_id: str, cached: Iterable[str]) -> tuple[Assignment, Dataset]:
+        if self.evaluation.owns(job_id) and self.dataset is not None:
+            return self.evaluation.assign(job_id), self.dataset  # held-out slices only
         trainer = self._trainer(job_id, worker_id)
         if self.dataset is None or self._assigner is None:
             raise SchedulerError(
@@ -299,6 +317,9 @@ class Run:
 
     def progress(self, event: ProgressIn) -> DirectiveOut:
         """Record one progress event and say what the job does next."""
+        if self.evaluation.owns(event.job_id):
+            done = self.evaluation.report(event.round, event.metrics, finished=event.kind is Progress.FINISHED)
+            return DirectiveOut(Directive.DONE if done else Directive.CONTINUE, 0, event.round)
         trainer = self._trainer(event.job_id, event.worker_id)
         if event.round >= self.rounds or self.finished:
             trainer.finished = True

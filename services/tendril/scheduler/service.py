@@ -9,13 +9,14 @@ from __future__ import annotations
 import dataclasses
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 from tendril.core.logs import get_logger
 from tendril.core.server import Binding, ServiceServer
 from tendril.scheduler.driver import Driver
+from tendril.scheduler.evaluation import MetricsUpdater
 from tendril.scheduler.jobconfig import JobConfig
 from tendril.scheduler.metrics import MetricsFile
 from tendril.scheduler.resume import Recorder, ResumePoint, Start, open_state, pull_final, resume
@@ -36,6 +37,8 @@ class Outcome:
     model_path: Path
     seconds: float
     resumed_from: int | None = None  # the round a resumed run went on from
+    export_path: Path | None = None  # <out_dir>/model/ (from_pretrained-loadable); None when not exported
+    evaluation_note: str = ""  # why the run has no held-out evaluation ("" when it has)
 
 
 def make_run_id(config: JobConfig) -> str:
@@ -68,6 +71,7 @@ async def run_scheduler(
         # NOTE: the timing figures of a round depend on what else ran on the machine: the
         # scheduler host's 1-minute load average goes beside them.
         line["load_average"] = round(os.getloadavg()[0], 2)
+        line = updater.decorate(line)
         recorder.on_round(line)  # NOTE: first: a resumed run writes metrics.jsonl again from the state file
         metrics.append(line)
         log.info(
@@ -78,8 +82,18 @@ async def run_scheduler(
             wall_seconds=line["wall_seconds"],
             sync_wait_seconds=line["sync_wait_seconds"],
         )
+        driver.on_round(line)
 
     run = Run(config, run_id, on_round=on_round, on_assign=recorder.on_assign)
+    updater = MetricsUpdater(metrics.path, run.evaluation, run.completed_rounds)
+
+    def on_eval_result(round_index: int, fields: Mapping[str, float]) -> None:
+        updater.result(round_index, fields)
+        for line in run.completed_rounds:  # NOTE: saved too, or a resume would write the line without them
+            if line.get("round") == round_index:
+                recorder.on_round(line)
+
+    run.evaluation.on_result = on_eval_result
     driver = Driver(config, run, advertised="", out_dir=out_dir)
     point: ResumePoint | None = None
 
@@ -116,7 +130,8 @@ async def run_scheduler(
             if on_resumed is not None:
                 on_resumed(point)
         if run.finished:
-            await pull_final(driver.channel, run, start.store, out_dir / "model.safetensors")
+            round_index, ps_address = await pull_final(driver.channel, run, start.store, out_dir / "model.safetensors")
+            await driver.export_final(out_dir / "model.safetensors", round_index, ps_address)
         else:
             await driver.execute()
         start.store.finish(str(out_dir / "model.safetensors"))
@@ -131,4 +146,6 @@ async def run_scheduler(
         out_dir / "model.safetensors",
         time.monotonic() - began,
         None if point is None else point.round,
+        export_path=out_dir / "model" if driver.exported else None,
+        evaluation_note=run.evaluation.off_reason,
     )

@@ -175,13 +175,16 @@ type JobBridgeServiceClient interface {
 	// WatchRun streams the job's run's round state as the parameter server reports it
 	// (ParameterServerService.WatchRound): the state now, then one message per change; the stream
 	// ends after the message whose run_state is RUN_STATE_FINISHED or RUN_STATE_CLOSED. After a
-	// failure, watch again: every watch starts with the state now.
+	// failure, watch again: every watch starts with the state now. An "aggregate" job watches
+	// this worker's parameter server, an "eval" job the one its config.parameter_server names.
 	//
 	// Errors:
 	//
-	//	PERMISSION_DENIED NOT_AGGREGATE_JOB: the job's executor class is not "aggregate".
+	//	PERMISSION_DENIED NOT_AGGREGATE_JOB: the job's executor class is neither "aggregate" nor
+	//	  "eval".
 	//	PERMISSION_DENIED RUN_NOT_OWNED: run_id names another run than the job's config.run_id.
-	//	FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no run_id.
+	//	FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no run_id (or, for an "eval"
+	//	  job, no parameter_server).
 	//	NOT_FOUND RUN_NOT_OPEN: the parameter server does not have the run open (e.g. after a
 	//	  restart); OpenRun again.
 	//	INTERNAL AGGREGATION_FAILED: closing a round failed; OpenRun resumes the run.
@@ -492,13 +495,16 @@ type JobBridgeServiceServer interface {
 	// WatchRun streams the job's run's round state as the parameter server reports it
 	// (ParameterServerService.WatchRound): the state now, then one message per change; the stream
 	// ends after the message whose run_state is RUN_STATE_FINISHED or RUN_STATE_CLOSED. After a
-	// failure, watch again: every watch starts with the state now.
+	// failure, watch again: every watch starts with the state now. An "aggregate" job watches
+	// this worker's parameter server, an "eval" job the one its config.parameter_server names.
 	//
 	// Errors:
 	//
-	//	PERMISSION_DENIED NOT_AGGREGATE_JOB: the job's executor class is not "aggregate".
+	//	PERMISSION_DENIED NOT_AGGREGATE_JOB: the job's executor class is neither "aggregate" nor
+	//	  "eval".
 	//	PERMISSION_DENIED RUN_NOT_OWNED: run_id names another run than the job's config.run_id.
-	//	FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no run_id.
+	//	FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no run_id (or, for an "eval"
+	//	  job, no parameter_server).
 	//	NOT_FOUND RUN_NOT_OPEN: the parameter server does not have the run open (e.g. after a
 	//	  restart); OpenRun again.
 	//	INTERNAL AGGREGATION_FAILED: closing a round failed; OpenRun resumes the run.

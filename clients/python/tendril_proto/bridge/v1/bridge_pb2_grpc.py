@@ -71,7 +71,9 @@ class JobBridgeServiceStub:
     server with OpenRun, WatchRun and CloseRun; the bridge knows that server's address. Such a
     job has authority over exactly one run, the one its dispatch config names (config.run_id):
     it may open (and reconfigure) it, watch it and close it, never purge it. A job cannot act on
-    a run its config does not name, and a job of another class cannot act on any run this way.
+    a run its config does not name, and a job of another class cannot act on any run this way,
+    except that a job of class "eval" (a run's held-out evaluation) may watch the run its config
+    names at the parameter server its config names (config.parameter_server).
     """
 
     def __init__(self, channel):
@@ -183,7 +185,9 @@ class JobBridgeServiceServicer:
     server with OpenRun, WatchRun and CloseRun; the bridge knows that server's address. Such a
     job has authority over exactly one run, the one its dispatch config names (config.run_id):
     it may open (and reconfigure) it, watch it and close it, never purge it. A job cannot act on
-    a run its config does not name, and a job of another class cannot act on any run this way.
+    a run its config does not name, and a job of another class cannot act on any run this way,
+    except that a job of class "eval" (a run's held-out evaluation) may watch the run its config
+    names at the parameter server its config names (config.parameter_server).
     """
 
     def GetJob(self, request, context):
@@ -382,12 +386,15 @@ class JobBridgeServiceServicer:
         """WatchRun streams the job's run's round state as the parameter server reports it
         (ParameterServerService.WatchRound): the state now, then one message per change; the stream
         ends after the message whose run_state is RUN_STATE_FINISHED or RUN_STATE_CLOSED. After a
-        failure, watch again: every watch starts with the state now.
+        failure, watch again: every watch starts with the state now. An "aggregate" job watches
+        this worker's parameter server, an "eval" job the one its config.parameter_server names.
 
         Errors:
-        PERMISSION_DENIED NOT_AGGREGATE_JOB: the job's executor class is not "aggregate".
+        PERMISSION_DENIED NOT_AGGREGATE_JOB: the job's executor class is neither "aggregate" nor
+        "eval".
         PERMISSION_DENIED RUN_NOT_OWNED: run_id names another run than the job's config.run_id.
-        FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no run_id.
+        FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no run_id (or, for an "eval"
+        job, no parameter_server).
         NOT_FOUND RUN_NOT_OPEN: the parameter server does not have the run open (e.g. after a
         restart); OpenRun again.
         INTERNAL AGGREGATION_FAILED: closing a round failed; OpenRun resumes the run.
@@ -524,7 +531,9 @@ class JobBridgeService:
     server with OpenRun, WatchRun and CloseRun; the bridge knows that server's address. Such a
     job has authority over exactly one run, the one its dispatch config names (config.run_id):
     it may open (and reconfigure) it, watch it and close it, never purge it. A job cannot act on
-    a run its config does not name, and a job of another class cannot act on any run this way.
+    a run its config does not name, and a job of another class cannot act on any run this way,
+    except that a job of class "eval" (a run's held-out evaluation) may watch the run its config
+    names at the parameter server its config names (config.parameter_server).
     """
 
     @staticmethod
