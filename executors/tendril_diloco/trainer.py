@@ -23,9 +23,9 @@ import grpc
 import torch
 
 from tendril_diloco.config import TrainConfig
-from tendril_diloco.data import Batches
+from tendril_diloco.data import Batch, Batches, load_slice
 from tendril_diloco.errors import ExecutorError, ExecutorReason
-from tendril_diloco.model import build_model
+from tendril_diloco.model import context_length, load_model
 from tendril_diloco.params import (
     Params,
     apply_update,
@@ -35,6 +35,8 @@ from tendril_diloco.params import (
     save_params,
     snapshot,
 )
+from tendril_models import get_task
+from tendril_models.batches import accepted_inputs, batch_size, model_inputs
 from tendril_sdk import DEFAULT_RETRY, BridgeClient, BridgeError, BridgeReason, Directive, DirectiveKind, ProgressKind
 
 THETA0 = "params/theta0.safetensors"
@@ -79,6 +81,7 @@ class RoundStats:
     loss_sum: float = 0.0
     compute_seconds: float = 0.0
     data_wait_seconds: float = 0.0  # time spent waiting for NextSlice
+    slices_skipped: int = 0  # slices that could not be read (skipped, not trained on)
     started: float = dataclasses.field(default_factory=time.perf_counter)
 
     def add(self, batch_size: int, loss: float, seconds: float) -> None:
@@ -118,28 +121,37 @@ class Trainer:
 
     # -- setup -----------------------------------------------------------------------------
 
-    def _setup_model(self) -> None:
+    async def _setup_model(self) -> None:
         from accelerate import Accelerator
 
         cfg = self.config
         if cfg.torch_threads:
             torch.set_num_threads(cfg.torch_threads)
+        precision = resolve_mixed_precision(cfg.mixed_precision)
         try:
-            self.accelerator = Accelerator(mixed_precision=cfg.mixed_precision)
+            self.accelerator = Accelerator(mixed_precision=precision)
         except (ValueError, RuntimeError) as exc:
             raise ExecutorError(
-                f"mixed precision {cfg.mixed_precision!r} is not available here: {exc} (use --mixed-precision no)",
+                f"mixed precision {precision!r} is not available here: {exc} (use --mixed-precision no)",
                 reason=ExecutorReason.MIXED_PRECISION,
             ) from exc
-        model = build_model(cfg.model, cfg.seed)
-        self.max_seq_len = int(model.config.n_positions)
+        model = await load_model(cfg, self.bridge)
+        self.data = cfg.data_spec
+        self.task = get_task(cfg.model.task)
+        self.accepts = accepted_inputs(model)
+        self.max_seq_len = context_length(model)
         self.theta0 = snapshot(model)
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.inner.lr, weight_decay=cfg.inner.weight_decay)
         warmup = cfg.inner.warmup_steps
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / (warmup + 1)))
         self.model, self.optimizer, self.schedule = self.accelerator.prepare(model, optimizer, schedule)
         self.log(
-            "model.ready", device=str(self.accelerator.device), parameters=sum(v.numel() for v in self.theta0.values())
+            "model.ready",
+            task=self.task.name,
+            model_type=str(getattr(model.config, "model_type", "")),
+            device=str(self.accelerator.device),
+            mixed_precision=precision,
+            parameters=sum(v.numel() for v in self.theta0.values()),
         )
 
     @property
@@ -168,11 +180,15 @@ class Trainer:
 
     # -- training --------------------------------------------------------------------------
 
-    def _step(self, batch: torch.Tensor) -> tuple[float, float]:
+    def _step(self, batch: Batch) -> tuple[float, float]:
         began = time.perf_counter()
         self.model.train()
-        ids = batch.to(self.accelerator.device)
-        out = self.model(input_ids=ids, labels=ids)
+        data = self.data
+        inputs = model_inputs(
+            batch, self.task, accepts=self.accepts, pad_id=data.pad_id, mask_id=data.mask_id, vocab_size=data.vocab_size
+        )
+        device = self.accelerator.device
+        out = self.model(**{name: value.to(device) for name, value in inputs.items()})
         self.accelerator.backward(out.loss)
         self.accelerator.clip_grad_norm_(self.model.parameters(), 1.0)
         self.optimizer.step()
@@ -198,9 +214,14 @@ class Trainer:
         # SIGTERM is handled once the step in progress ends either way (asyncio.run waits for a
         # worker thread's step too).
         """
-        self._setup_model()
+        await self._setup_model()
         await self._join_run()
-        batches = Batches(self._next_slice, self.config.inner.batch_size, self.max_seq_len)
+        batches = Batches(
+            self._next_slice,
+            self.config.inner.batch_size,
+            lambda path: load_slice(path, self.task, self.max_seq_len),
+            on_skip=self._slice_skipped,
+        )
         report: asyncio.Task[Directive] | None = None  # the last report, not answered yet
         while True:
             if report is not None and (self._remaining is not None and self._remaining <= 1):
@@ -222,7 +243,7 @@ class Trainer:
                     "lower training.inner.lr, or set training.mixed_precision to 'no'",
                     reason=ExecutorReason.LOSS_NOT_FINITE,
                 )
-            size = int(batch.shape[0])
+            size = batch_size(batch)
             self.stats.add(size, loss, seconds)
             self._unreported.add(size, loss, seconds)
             if report is not None:  # the answer to the report sent after the batch before this one
@@ -277,6 +298,10 @@ class Trainer:
             self._remaining = max(0, self._remaining - ahead)
         return False
 
+    def _slice_skipped(self, path: Path, error: ExecutorError) -> None:
+        self.stats.slices_skipped += 1
+        self.log("slice.skipped", slice=path.name, reason=str(error.reason), error=error.message)
+
     async def _next_slice(self) -> Path:
         began = time.perf_counter()
         piece = await self.bridge.next_slice()
@@ -309,6 +334,7 @@ class Trainer:
             "batches": stats.batches,
             "compute_seconds": stats.compute_seconds,
             "data_wait_seconds": stats.data_wait_seconds,
+            "slices_skipped": stats.slices_skipped,
             "train_seconds": time.perf_counter() - stats.started,
             "bytes_sent": bytes_sent,
             "send_seconds": send_seconds,
@@ -340,3 +366,12 @@ class Trainer:
         )
         self.round, self.stats, self._unreported, self._remaining = r + 1, RoundStats(), RoundStats(), None
         return directive.kind != DirectiveKind.DONE
+
+
+def resolve_mixed_precision(requested: str) -> str:
+    """``auto``: bf16 on a GPU that has it, fp16 on another GPU, no on a CPU; anything else as given."""
+    if requested != "auto":
+        return requested
+    if not torch.cuda.is_available():
+        return "no"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
