@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from tendril_models.errors import ModelError, ModelReason
 from tendril_models.spec import DataSpec, ModelSpec
 from tendril_models.tasks import Task, get_task
+from tendril_sdk.job import REMOTE_CODE_ENV
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig, PreTrainedModel
@@ -33,7 +34,6 @@ __all__ = [
     "remote_code_allowed",
 ]
 
-REMOTE_CODE_ENV = "TENDRIL_ALLOW_REMOTE_CODE"
 SAFETENSORS_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
 PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.pt", "model.pth", "model.ckpt")
 # Config attributes that bound a model's context, by model family.

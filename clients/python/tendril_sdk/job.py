@@ -30,6 +30,7 @@ __all__ = [
     "ERROR_FILE_NAME",
     "ERROR_MAX_CHARS",
     "JOB_JSON_ENV",
+    "REMOTE_CODE_ENV",
     "ExecutorRef",
     "JobDescriptor",
     "JobDescriptorError",
@@ -43,6 +44,8 @@ SOCKET_NAME = "bridge.sock"
 # the FAILED job's reason, after the exit code, so its owner sees it without reading the log.
 ERROR_FILE_NAME = "error.txt"
 ERROR_MAX_CHARS = 1000
+# "1" when the worker lets a job run model code shipped with a checkpoint (job.allow_remote_code), else "0".
+REMOTE_CODE_ENV = "TENDRIL_ALLOW_REMOTE_CODE"
 
 
 def _one_line(text: str) -> str:

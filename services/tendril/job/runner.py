@@ -51,6 +51,7 @@ class JobRun:
     stop_request: tuple[JobState, str] | None = None
     grace: float = 0.0
     task: asyncio.Task[None] | None = None
+    gpus: tuple[str, ...] = ()  # the devices in its CUDA_VISIBLE_DEVICES (see tendril.job.gpus)
 
     def request_stop(self, state: JobState, reason: str, grace: float) -> bool:
         """Ask the job to end as ``state`` with ``grace`` seconds between SIGTERM and SIGKILL.
