@@ -105,6 +105,9 @@ class Dataset:
     slices: tuple[SliceRef, ...]
     seq_len: int
     vocab_size: int
+    # The manifest's summary for the jobs (tendril_models.DataSpec.to_dict()); empty: a v1 data
+    # set, a causal-lm one of input_ids [seq_len] in a vocabulary of vocab_size.
+    data: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
