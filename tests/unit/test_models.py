@@ -184,11 +184,14 @@ def test_bad_task_names_the_accepted_ones() -> None:
     assert "causal-lm" in err.value.message and "image-classification" in err.value.message
 
 
-def test_task_must_match_the_data_set() -> None:
-    spec = ModelSpec.from_dict({"task": "masked-lm", "config": TINY["bert"]})
+def test_the_data_set_must_have_the_tasks_inputs() -> None:
+    masked = ModelSpec.from_dict({"task": "masked-lm", "config": TINY["bert"]})
+    build_model(masked, _text("causal-lm"), seed=0)  # a text data set trains a masked LM too
+    classify = ModelSpec.from_dict({"task": "sequence-classification", "config": TINY["bert"]})
     with pytest.raises(ModelError) as err:
-        build_model(spec, _text("causal-lm"), seed=0)
-    assert err.value.reason == ModelReason.BAD_TASK
+        build_model(classify, _text("causal-lm"), seed=0)
+    assert err.value.reason == ModelReason.INPUT_MISSING
+    assert "['labels']" in err.value.message and "--task sequence-classification" in err.value.message
 
 
 def test_pickle_only_checkpoint_is_refused(tmp_path: Path) -> None:
