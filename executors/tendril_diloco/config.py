@@ -7,7 +7,9 @@ are read as a GPT-2 config), ``data`` (a :class:`tendril_models.DataSpec`, the d
 manifest summary; without it a v1 causal-lm data set of the model's ``vocab_size`` and
 ``n_positions``), ``inner`` (``lr``, ``weight_decay``, ``warmup_steps``, ``batch_size``),
 ``mixed_precision`` (``auto``: bf16 on a GPU that has it, else fp16 on a GPU, no on a CPU);
-and optional ``torch_threads`` (0: torch's default), ``receive_timeout_seconds`` (how long a
+and optional ``torch_threads`` (0: torch's default), ``processes`` (0: one per GPU of the
+job's lease, one on a CPU; n: n processes, DDP inner steps, gloo on a CPU),
+``receive_timeout_seconds`` (how long a
 worker waits for a round's update; 0: 10 × round timeout, at least 120 s) and
 ``keep_updates`` (keep every round's outer update file under updates/, for inspection).
 """
@@ -47,6 +49,7 @@ class TrainConfig:
     inner: InnerConfig = dataclasses.field(default_factory=InnerConfig)
     mixed_precision: str = "no"
     torch_threads: int = 0
+    processes: int = 0
     receive_timeout_seconds: float = 0.0
     keep_updates: bool = False
 
@@ -126,6 +129,7 @@ def parse_config(raw: Mapping[str, Any]) -> TrainConfig:
         inner=inner,
         mixed_precision=str(raw.get("mixed_precision", "no")),
         torch_threads=_number(raw, "torch_threads", 0, int),
+        processes=_number(raw, "processes", 0, int),
         receive_timeout_seconds=_number(raw, "receive_timeout_seconds", 0.0, float),
         keep_updates=bool(raw.get("keep_updates", False)),
     )
@@ -138,6 +142,7 @@ def parse_config(raw: Mapping[str, Any]) -> TrainConfig:
         (inner.warmup_steps >= 0, "inner.warmup_steps must be >= 0"),
         (inner.batch_size >= 1, "inner.batch_size must be >= 1"),
         (config.torch_threads >= 0, "torch_threads must be >= 0"),
+        (0 <= config.processes <= 64, "processes must be between 0 (one per GPU) and 64"),
     ]
     for ok, message in checks:
         if not ok:

@@ -21,6 +21,7 @@ class ExecutorReason(enum.StrEnum):
     UPDATE_SHAPE = "UPDATE_SHAPE"  # an outer update tensor's shape differs from the model's
     MIXED_PRECISION = "MIXED_PRECISION"  # the configured mixed precision is not available on this machine
     LOSS_NOT_FINITE = "LOSS_NOT_FINITE"  # the training loss became NaN or Inf
+    REPLICAS_FAILED = "REPLICAS_FAILED"  # the processes of a several-GPU worker did not start or join
 
 
 class ExecutorError(Exception):

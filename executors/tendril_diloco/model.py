@@ -9,7 +9,9 @@ allows it (``job.allow_remote_code``, passed as env TENDRIL_ALLOW_REMOTE_CODE).
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+import dataclasses
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from tendril_diloco.config import TrainConfig
 from tendril_models import ModelError, ModelReason
@@ -23,8 +25,11 @@ if TYPE_CHECKING:
 
 async def load_model(
     config: TrainConfig, bridge: BridgeClient, *, allow_remote_code: bool | None = None
-) -> PreTrainedModel:
-    """Fetch the job's checkpoint (if it names a source) and build the model, in fp32 on the CPU."""
+) -> tuple[PreTrainedModel, Path | None]:
+    """Fetch the job's checkpoint (if it names a source) and build the model, in fp32 on the CPU.
+
+    Returns the model and the checkpoint's folder (None: built from the config).
+    """
     allowed = remote_code_allowed() if allow_remote_code is None else allow_remote_code
     spec = config.model
     if spec.trust_remote_code and not allowed:
@@ -35,9 +40,24 @@ async def load_model(
             reason=ModelReason.REMOTE_CODE_REFUSED,
         )
     folder = await fetch_checkpoint(bridge, spec, trust_remote_code=spec.trust_remote_code and allowed)
-    return await asyncio.to_thread(
+    model = await asyncio.to_thread(
         build_model, spec, config.data_spec, seed=config.seed, checkpoint_dir=folder, allow_remote_code=allowed
     )
+    return model, folder
+
+
+def replica_config(config: TrainConfig, mixed_precision: str, folder: Path | None) -> dict[str, Any]:
+    """What a replica process needs to build the same model and inner optimiser (JSON)."""
+    return {
+        "model": config.model.to_dict(),
+        "data": config.data_spec.to_dict(),
+        "seed": config.seed,
+        "checkpoint_dir": str(folder) if folder is not None else "",
+        "inner": dataclasses.asdict(config.inner),
+        "mixed_precision": mixed_precision,
+        "torch_threads": config.torch_threads,
+        "allow_remote_code": remote_code_allowed(),
+    }
 
 
 def context_length(model: PreTrainedModel) -> int | None:

@@ -22,10 +22,12 @@ from typing import Any
 import grpc
 import torch
 
+from tendril_diloco import distributed
 from tendril_diloco.config import TrainConfig
 from tendril_diloco.data import Batch, Batches, load_slice
 from tendril_diloco.errors import ExecutorError, ExecutorReason
-from tendril_diloco.model import context_length, load_model
+from tendril_diloco.inner import InnerLoop
+from tendril_diloco.model import context_length, load_model, replica_config
 from tendril_diloco.params import (
     Params,
     apply_update,
@@ -36,7 +38,7 @@ from tendril_diloco.params import (
     snapshot,
 )
 from tendril_models import get_task
-from tendril_models.batches import accepted_inputs, batch_size, model_inputs
+from tendril_models.batches import batch_size
 from tendril_sdk import DEFAULT_RETRY, BridgeClient, BridgeError, BridgeReason, Directive, DirectiveKind, ProgressKind
 
 THETA0 = "params/theta0.safetensors"
@@ -118,6 +120,8 @@ class Trainer:
         self._reported_at = 0.0  # when the last BATCH report left (perf_counter)
         self._remaining: int | None = None  # batches until the sync point, once scheduled
         self._start: Params = {}
+        self.group: distributed.Group | None = None  # the replicas of a several-GPU worker
+        self._replica_batches: list[Batch] = []
 
     # -- setup -----------------------------------------------------------------------------
 
@@ -127,6 +131,8 @@ class Trainer:
         cfg = self.config
         if cfg.torch_threads:
             torch.set_num_threads(cfg.torch_threads)
+        processes = distributed.plan(cfg.processes)
+        distributed.narrow_devices(processes, 0)
         precision = resolve_mixed_precision(cfg.mixed_precision)
         try:
             self.accelerator = Accelerator(mixed_precision=precision)
@@ -135,28 +141,36 @@ class Trainer:
                 f"mixed precision {precision!r} is not available here: {exc} (use --mixed-precision no)",
                 reason=ExecutorReason.MIXED_PRECISION,
             ) from exc
-        model = await load_model(cfg, self.bridge)
+        model, folder = await load_model(cfg, self.bridge)
         self.data = cfg.data_spec
         self.task = get_task(cfg.model.task)
-        self.accepts = accepted_inputs(model)
         self.max_seq_len = context_length(model)
         self.theta0 = snapshot(model)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.inner.lr, weight_decay=cfg.inner.weight_decay)
-        warmup = cfg.inner.warmup_steps
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / (warmup + 1)))
-        self.model, self.optimizer, self.schedule = self.accelerator.prepare(model, optimizer, schedule)
+        if processes.world > 1:
+            replica = replica_config(cfg, precision, folder)
+            self.group = await asyncio.to_thread(distributed.Group.start, processes, self.bridge.work_dir, replica)
+            self.group.command("model")
+        self.inner = InnerLoop(self.accelerator, model, cfg.inner, self.task, self.data, self.group)
         self.log(
             "model.ready",
             task=self.task.name,
             model_type=str(getattr(model.config, "model_type", "")),
             device=str(self.accelerator.device),
             mixed_precision=precision,
+            processes=processes.world,
             parameters=sum(v.numel() for v in self.theta0.values()),
         )
 
     @property
     def _plain_model(self) -> torch.nn.Module:
-        return self.accelerator.unwrap_model(self.model)
+        return self.inner.plain_model
+
+    def _load(self, theta: Params) -> None:
+        """θ into the model (and every replica's)."""
+        load_into(self._plain_model, theta)
+        if self.group is not None:
+            self.group.command("load")
+            self.group.broadcast_params(self._plain_model)
 
     async def _join_run(self) -> None:
         """Offer θ0 (the first offer of the run wins), then start from the run's current θ."""
@@ -171,7 +185,7 @@ class Trainer:
         fetched = await self.bridge.fetch_parameters(CURRENT)
         round_index = fetched.round
         theta = load_params(fetched.path)
-        load_into(self._plain_model, theta)
+        self._load(theta)
         self._start = theta
         self.round = round_index
         self.stats, self._unreported = RoundStats(), RoundStats()
@@ -181,21 +195,18 @@ class Trainer:
     # -- training --------------------------------------------------------------------------
 
     def _step(self, batch: Batch) -> tuple[float, float]:
-        began = time.perf_counter()
-        self.model.train()
-        data = self.data
-        inputs = model_inputs(
-            batch, self.task, accepts=self.accepts, pad_id=data.pad_id, mask_id=data.mask_id, vocab_size=data.vocab_size
-        )
-        device = self.accelerator.device
-        out = self.model(**{name: value.to(device) for name, value in inputs.items()})
-        self.accelerator.backward(out.loss)
-        self.accelerator.clip_grad_norm_(self.model.parameters(), 1.0)
-        self.optimizer.step()
-        self.schedule.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        loss = float(out.loss.detach().float().item())
-        return loss, time.perf_counter() - began
+        """One inner step: (loss, seconds); with replicas, each takes its batch and the loss is theirs too."""
+        if self.group is None:
+            return self.inner.step(batch)
+        self.group.send([("step", None), *(("step", b) for b in self._replica_batches)])
+        loss, seconds = self.inner.step(batch)
+        return self.group.mean_loss(loss, batch_size(batch))[0], seconds
+
+    async def _next_batch(self, batches: Batches) -> tuple[Batch, int]:
+        """This process's batch (and each replica's), and the samples of all of them."""
+        batch = await batches.next()
+        self._replica_batches = [await batches.next() for _ in range(self.group.world - 1)] if self.group else []
+        return batch, batch_size(batch) + sum(batch_size(b) for b in self._replica_batches)
 
     async def run(self) -> None:
         """Train until the scheduler says DONE.
@@ -215,6 +226,15 @@ class Trainer:
         # worker thread's step too).
         """
         await self._setup_model()
+        clean = False
+        try:
+            await self._train()
+            clean = True
+        finally:
+            if self.group is not None:
+                self.group.stop(clean=clean)
+
+    async def _train(self) -> None:
         await self._join_run()
         batches = Batches(
             self._next_slice,
@@ -232,7 +252,7 @@ class Trainer:
                     if not await self._sync():
                         return
                     continue
-            batch = await batches.next()
+            batch, size = await self._next_batch(batches)
             if report is not None:  # the loop carries the report's call while the step runs
                 loss, seconds = await asyncio.to_thread(self._step, batch)
             else:
@@ -243,7 +263,6 @@ class Trainer:
                     "lower training.inner.lr, or set training.mixed_precision to 'no'",
                     reason=ExecutorReason.LOSS_NOT_FINITE,
                 )
-            size = batch_size(batch)
             self.stats.add(size, loss, seconds)
             self._unreported.add(size, loss, seconds)
             if report is not None:  # the answer to the report sent after the batch before this one
@@ -350,7 +369,7 @@ class Trainer:
             return True
         path, contributors = received.path, received.contributors
         theta = apply_update(self._start, load_params(path))
-        load_into(self._plain_model, theta)
+        self._load(theta)
         self._start = theta
         if not self.config.keep_updates:
             path.unlink(missing_ok=True)

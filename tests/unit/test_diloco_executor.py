@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import signal
 import subprocess
@@ -535,3 +536,26 @@ async def test_only_the_step_after_a_report_leaves_the_event_loop_thread(tmp_pat
     # Reports after batches 1, 8, 9, 10, 11 and 12 (see the test above): batches 2, 9, 10 and 11
     # ran while one was in flight; batch 11's was awaited before the last batch, 1 away.
     assert on_loop == [True, False, True, True, True, True, True, True, False, False, False, True] * 2
+
+
+async def test_two_gloo_processes_train_as_one_worker(tmp_path: Path) -> None:
+    """processes = 2 on a CPU: a replica process takes every other batch, DDP averages the
+    gradients, and the worker still sends one Δ a round, weighted by both processes' samples."""
+    from tendril_diloco import distributed
+
+    assert distributed.plan(0, {"CUDA_VISIBLE_DEVICES": ""}) == distributed.Plan(1)
+    assert distributed.plan(2, {}) == distributed.Plan(2)
+    bridge = _FakeBridge(tmp_path)
+    events: list[tuple[str, dict[str, Any]]] = []
+    log = lambda event, **fields: events.append((event, fields))  # noqa: E731
+    trainer = Trainer(parse_config(_config(processes=2, torch_threads=1)), bridge, log=log)  # type: ignore[arg-type]
+    await asyncio.wait_for(trainer.run(), 120)
+    assert [f["processes"] for e, f in events if e == "model.ready"] == [2]
+    assert bridge.weights == {0: 24.0, 1: 24.0}  # 3 steps of 2 × 4 sequences each round
+    assert set(bridge.deltas) == {0, 1}, "one pseudo-gradient a round"
+    metrics = [m for k, _, m in bridge.reports if k == "metrics"]
+    assert metrics[0]["samples"] == 24 and metrics[0]["batches"] == 3 and math.isfinite(metrics[0]["loss"])
+    assert trainer.group is not None and all(p.returncode == 0 for p in trainer.group.replicas)
+    import torch.distributed as dist
+
+    assert not dist.is_initialized(), "the process group is gone with the run"
