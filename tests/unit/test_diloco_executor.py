@@ -527,7 +527,7 @@ async def test_only_the_step_after_a_report_leaves_the_event_loop_thread(tmp_pat
     on_loop: list[bool] = []
     loop_thread = threading.get_ident()
 
-    def step_and_note(batch: torch.Tensor) -> tuple[float, float]:
+    def step_and_note(batch: dict[str, torch.Tensor]) -> tuple[float, float]:
         on_loop.append(threading.get_ident() == loop_thread)
         return step(batch)
 

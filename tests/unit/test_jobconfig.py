@@ -98,15 +98,16 @@ def test_the_model_section_takes_a_task_and_a_config_or_a_source() -> None:
         {"training": {"model": {"task": "masked-lm", "source": "https://m.example/bert.tar.gz", "sha256": "a" * 64}}}
     ).training.model.spec()
     assert (source.task, source.source, source.config) == ("masked-lm", "https://m.example/bert.tar.gz", {})
-    for model, says in [
+    bad: list[tuple[dict[str, Any], str]] = [
         ({"task": "translation"}, "'causal-lm', 'masked-lm'"),
         ({"source": "ftp://h/m.tar"}, "file:///absolute/path"),
         ({"source": "file:///m", "config": llama}, "either config"),
         ({"config": {"model_type": "llama"}, "sha256": "ab"}, "needs a source"),
-    ]:
+    ]
+    for model, says in bad:
         with pytest.raises(ConfigError) as err:
             parse_job_config({"training": {"model": model}})
-        assert err.value.key.startswith("training.model") and says in err.value.message, err.value.message
+        assert (err.value.key or "").startswith("training.model") and says in err.value.message, err.value.message
 
 
 def test_the_old_gpt2_form_is_refused_with_the_new_one() -> None:
