@@ -102,6 +102,11 @@ def main(argv: list[str] | None = None) -> int:
         return failed(f"a bridge call ({exc.method}) failed with {exc.code.name}: {exc.message}")
     except (OSError, JobDescriptorError) as exc:
         return failed(str(exc))
+    except Exception as exc:
+        # NOTE: unforeseen (a CUDA out-of-memory, a bug): the traceback goes to the log, and its
+        # last line to the job's reason.
+        write_error(work_dir, f"{type(exc).__name__}: {exc}")
+        raise
     except KeyboardInterrupt:
         with contextlib.suppress(Exception):
             log.info("job.interrupted")

@@ -431,3 +431,15 @@ async def test_fetch_an_archive_and_unpack_it(tmp_path: Path) -> None:
     assert folder is not None and folder.name == "tiny-llama" and (folder / "model.safetensors").is_file()
     assert not (tmp_path / "job" / "artifacts" / "checkpoint.download").exists(), "the archive is not kept"
     assert await fetch_checkpoint(bridge, ModelSpec()) is None  # type: ignore[arg-type]
+
+
+def test_the_scheduler_reads_model_specs_without_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, tendril_models, tendril.scheduler.jobconfig, tendril.scheduler.dispatch; "
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "[]"
