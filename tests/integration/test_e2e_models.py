@@ -58,7 +58,7 @@ BERT = {
 }
 
 
-def _job_toml(out: Path, run_id: str, *, gateway: str, data_node: str, model: str) -> str:
+def _job_toml(out: Path, run_id: str, *, gateway: str, data_node: str, model: str, gpu: int = 0) -> str:
     return f"""
 [scheduler]
 id = "{run_id}-scheduler"
@@ -78,6 +78,7 @@ max_lost = 0
 cpu = 1.0
 memory_gib = 1.0
 storage_gib = 1.0
+gpu = {gpu}
 
 [allocation.parameter_server]
 cpu = 0.5
@@ -199,3 +200,45 @@ async def test_hf_models(tmp_path: Path, http_server: tuple[str, Path]) -> None:
         killed = cluster.stop()
     assert killed == [], "every process should stop on SIGTERM"
     assert processes_under(tmp_path) == []
+
+
+def _events(log: Path, event: str) -> list[dict[str, object]]:
+    lines = log.read_text(errors="replace").splitlines() if log.exists() else []
+    return [json.loads(line) for line in lines if f'"{event}"' in line and line.startswith("{")]
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+async def test_one_gpu_bf16(tmp_path: Path) -> None:
+    """A worker with one GPU: the training job's lease holds it, the executor sees it in
+    CUDA_VISIBLE_DEVICES and trains on CUDA with bf16 (mixed_precision auto); 2 rounds, loss finite."""
+    settings = DemoSettings(out=tmp_path, seq_len=SEQ_LEN, max_bytes=120_000, sequences_per_slice=64)
+    prepare_data(settings)
+    cluster = LocalCluster(tmp_path / "r")
+    try:
+        gateway = free_address()
+        await cluster.wait_serving(cluster.start_gateway(gateway), [gateway], START_SECONDS)
+        data_node = free_address()
+        await cluster.wait_serving(
+            cluster.start_data_node(tmp_path / "data", data_node, gateway), [data_node], START_SECONDS
+        )
+        extra = (("resources.gpu", 1), ("job.keep_work_dirs", True))
+        specs = [
+            WorkerSpec("worker-0", pick_offsets(1)[0], "flexible", extra=extra),
+        ]
+        for spec in specs:
+            proc = cluster.start_worker(spec, gateway)
+            await cluster.wait_serving(proc, worker_ports(spec.port_offset)[:5], START_SECONDS)
+        job = tmp_path / "gpu.toml"
+        model = f"[training.model.config]\n{chr(10).join(f'{k} = {json.dumps(v)}' for k, v in LLAMA.items())}\n"
+        text = _job_toml(tmp_path / "out", "m-gpu", gateway=gateway, data_node=data_node, model=model, gpu=1)
+        job.write_text(text.replace("workers = 2", "workers = 1"))
+        code = await _run(cluster, job)
+        assert code == 0, (cluster.logs / "scheduler.log").read_text()[-3000:]
+        lines = read_metrics(tmp_path / "out" / "metrics.jsonl")
+        assert [line["round"] for line in lines] == [0, 1]
+        assert all(math.isfinite(line["loss_mean"]) for line in lines)
+        logs = list((tmp_path / "r").glob("worker-0/work/job-m-gpu-t*/executor.log"))
+        ready = [e for log in logs for e in _events(log, "model.ready")]
+        assert ready and ready[0]["device"] == "cuda:0" and ready[0]["mixed_precision"] == "bf16", ready
+    finally:
+        cluster.stop()
