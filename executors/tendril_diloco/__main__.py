@@ -1,7 +1,8 @@
 """``python -m tendril_diloco --socket {SOCKET_PATH} [--mixed-precision no|fp16|bf16]``.
 
 Exit codes: 0 when the scheduler said DONE; 1 when training failed (the last line of the log
-says why); 2 for a bad command line or environment; 143 after SIGTERM.
+says why, and so does ``error.txt`` in the work dir, which JobService makes the job's FAILED
+reason); 2 for a bad command line or environment; 143 after SIGTERM.
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from pathlib import Path
 from tendril_diloco.config import MIXED_PRECISION, TrainConfig, parse_config
 from tendril_diloco.errors import ExecutorError
 from tendril_diloco.logs import EventLog, configure
-from tendril_sdk import TOKEN_ENV, BridgeClient, BridgeError, JobDescriptor, JobDescriptorError, tracing
+from tendril_models import ModelError
+from tendril_sdk import TOKEN_ENV, BridgeClient, BridgeError, JobDescriptor, JobDescriptorError, tracing, write_error
 
 EXIT_SIGTERM = 143
 
@@ -83,19 +85,28 @@ def main(argv: list[str] | None = None) -> int:
             raise
         return 0
 
+    work_dir = Path(os.environ.get("WORK_DIR") or Path(args.socket).parent)
+
+    def failed(message: str) -> int:
+        print(f"diloco: {message}", file=sys.stderr)
+        write_error(work_dir, message)
+        return 1
+
     try:
         return asyncio.run(guarded())
-    except ExecutorError as exc:
-        log.error("job.failed", error=exc.message, reason=exc.reason)
-        print(f"diloco: {exc.message}", file=sys.stderr)
-        return 1
+    except (ExecutorError, ModelError) as exc:
+        log.error("job.failed", error=exc.message, reason=str(exc.reason))
+        return failed(f"{exc.message} ({exc.reason})")
     except BridgeError as exc:
         log.error("job.failed", code=exc.code.name, reason=str(exc.reason), method=exc.method, error=exc.message)
-        print(f"diloco: a bridge call failed with {exc.code.name}: {exc.message}", file=sys.stderr)
-        return 1
+        return failed(f"a bridge call ({exc.method}) failed with {exc.code.name}: {exc.message}")
     except (OSError, JobDescriptorError) as exc:
-        print(f"diloco: {exc}", file=sys.stderr)
-        return 1
+        return failed(str(exc))
+    except Exception as exc:
+        # NOTE: unforeseen (a CUDA out-of-memory, a bug): the traceback goes to the log, and its
+        # last line to the job's reason.
+        write_error(work_dir, f"{type(exc).__name__}: {exc}")
+        raise
     except KeyboardInterrupt:
         with contextlib.suppress(Exception):
             log.info("job.interrupted")

@@ -1,9 +1,15 @@
 """The training job config (dispatch ``config`` of class train / name diloco), validated.
 
 Keys (docs/ARCHITECTURE.md "Training job config"): ``run_id``, ``parameter_server``,
-``codec``, ``round_timeout_seconds``, ``rounds``, ``seed``, ``model`` (GPT-2 config kwargs),
-``inner`` (``lr``, ``weight_decay``, ``warmup_steps``, ``batch_size``), ``mixed_precision``;
-and optional ``torch_threads`` (0: torch's default), ``receive_timeout_seconds`` (how long a
+``codec``, ``round_timeout_seconds``, ``rounds``, ``seed``, ``model`` (a
+:class:`tendril_models.ModelSpec`: task + config or source; GPT-2 config kwargs, the old form,
+are read as a GPT-2 config), ``data`` (a :class:`tendril_models.DataSpec`, the data set's
+manifest summary; without it a v1 causal-lm data set of the model's ``vocab_size`` and
+``n_positions``), ``inner`` (``lr``, ``weight_decay``, ``warmup_steps``, ``batch_size``),
+``mixed_precision`` (``auto``: bf16 on a GPU that has it, else fp16 on a GPU, no on a CPU);
+and optional ``torch_threads`` (0: torch's default), ``processes`` (0: one per GPU of the
+job's lease, one on a CPU; n: n processes, DDP inner steps, gloo on a CPU),
+``receive_timeout_seconds`` (how long a
 worker waits for a round's update; 0: 10 × round timeout, at least 120 s) and
 ``keep_updates`` (keep every round's outer update file under updates/, for inspection).
 """
@@ -15,8 +21,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from tendril_diloco.errors import ExecutorError, ExecutorReason
+from tendril_models import DataSpec, ModelError, ModelSpec
 
-MIXED_PRECISION = ("no", "fp16", "bf16")
+MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,12 +44,23 @@ class TrainConfig:
     # sends and refuses a codec it does not know), so it is kept as the string given.
     codec: str = "fp32"
     round_timeout_seconds: float = 30.0
-    model: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    model: ModelSpec = dataclasses.field(default_factory=ModelSpec)
+    data: DataSpec | None = None  # None: a v1 data set (see data_spec)
     inner: InnerConfig = dataclasses.field(default_factory=InnerConfig)
     mixed_precision: str = "no"
     torch_threads: int = 0
+    processes: int = 0
     receive_timeout_seconds: float = 0.0
     keep_updates: bool = False
+
+    @property
+    def data_spec(self) -> DataSpec:
+        """The job's data set summary; a config from an older scheduler has none: a v1 token data set."""
+        if self.data is not None:
+            return self.data
+        config = self.model.model_config
+        seq_len = config.get("n_positions") or config.get("max_position_embeddings") or 0
+        return DataSpec.from_manifest({"vocab_size": config.get("vocab_size", 0), "seq_len": seq_len})
 
     @property
     def receive_timeout(self) -> float:
@@ -79,11 +97,16 @@ def parse_config(raw: Mapping[str, Any]) -> TrainConfig:
     if "rounds" not in raw:
         raise _bad("rounds is required")
     inner_raw = raw.get("inner", {})
-    model = raw.get("model", {})
-    if not isinstance(inner_raw, Mapping) or not isinstance(model, Mapping):
+    model_raw, data_raw = raw.get("model", {}), raw.get("data")
+    if not isinstance(inner_raw, Mapping) or not isinstance(model_raw, Mapping):
         raise _bad("inner and model must be objects")
-    # NOTE: a config that travelled as a protobuf Struct has only floats; GPT-2 sizes must be ints.
-    model = {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in model.items()}
+    try:
+        # NOTE: a config that travelled as a protobuf Struct has only floats; the specs make
+        # integral ones ints again (model sizes must be ints).
+        model = ModelSpec.from_dict(model_raw)
+        data = None if data_raw is None else DataSpec.from_dict(data_raw)
+    except ModelError as exc:
+        raise ExecutorError(f"job config: {exc.message}", reason=ExecutorReason.BAD_MODEL_CONFIG) from exc
     unknown = set(inner_raw) - {f.name for f in dataclasses.fields(InnerConfig)}
     if unknown:
         raise _bad(f"unknown inner keys {sorted(unknown)}")
@@ -101,10 +124,12 @@ def parse_config(raw: Mapping[str, Any]) -> TrainConfig:
         seed=_number(raw, "seed", 0, int),
         codec=codec,
         round_timeout_seconds=_number(raw, "round_timeout_seconds", 30.0, float),
-        model=dict(model),
+        model=model,
+        data=data,
         inner=inner,
         mixed_precision=str(raw.get("mixed_precision", "no")),
         torch_threads=_number(raw, "torch_threads", 0, int),
+        processes=_number(raw, "processes", 0, int),
         receive_timeout_seconds=_number(raw, "receive_timeout_seconds", 0.0, float),
         keep_updates=bool(raw.get("keep_updates", False)),
     )
@@ -117,6 +142,7 @@ def parse_config(raw: Mapping[str, Any]) -> TrainConfig:
         (inner.warmup_steps >= 0, "inner.warmup_steps must be >= 0"),
         (inner.batch_size >= 1, "inner.batch_size must be >= 1"),
         (config.torch_threads >= 0, "torch_threads must be >= 0"),
+        (0 <= config.processes <= 64, "processes must be between 0 (one per GPU) and 64"),
     ]
     for ok, message in checks:
         if not ok:

@@ -1,4 +1,11 @@
-"""Training batches read from the data slices the bridge hands out, one slice after another."""
+"""Training batches read from the data slices the bridge hands out, one slice after another.
+
+A batch is a dict of the slice's named tensors (``input_ids``, ``labels``, ``pixel_values``,
+…), ``batch_size`` examples of each. A slice that cannot be read, or lacks a tensor the task
+needs, is skipped and reported (``on_skip``) rather than ending the job: one damaged file on a
+data node must not stop a run. Only when MAX_SKIPS_IN_A_ROW slices in a row fail does the job
+end, since then nothing can be trained at all.
+"""
 
 from __future__ import annotations
 
@@ -6,47 +13,87 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
 from tendril_diloco.errors import ExecutorError, ExecutorReason
+from tendril_models import ModelError, Task
+from tendril_models import batches as model_batches
+
+Batch = dict[str, torch.Tensor]
+MAX_SKIPS_IN_A_ROW = 8
 
 
-def load_slice(path: Path, max_seq_len: int) -> torch.Tensor:
-    """``input_ids [N, seq_len]`` of a slice file as int64."""
+def load_slice(path: Path, task: Task, max_seq_len: int | None = None) -> Batch:
+    """Every tensor of a slice file, checked against the task and the model's context."""
     try:
-        tensors = load_file(str(path))
-    except Exception as exc:  # safetensors raises its own SafetensorError
-        raise ExecutorError(f"slice {path.name} is not readable: {exc}", reason=ExecutorReason.BAD_SLICE) from exc
-    ids = tensors.get("input_ids")
-    if ids is None or ids.dim() != 2 or ids.shape[0] == 0:
-        shape = None if ids is None else tuple(ids.shape)
+        tensors = model_batches.load_slice(path)
+    except ModelError as exc:
+        raise ExecutorError(exc.message, reason=ExecutorReason.BAD_SLICE) from exc
+    missing = [name for name in task.inputs if name not in tensors]
+    if missing:
         raise ExecutorError(
-            f"slice {path.name} needs a non-empty 2-D tensor input_ids, has {shape}",
+            f"slice {path.name} lacks the tensors {missing} that task {task.name} needs (it has {sorted(tensors)})",
             reason=ExecutorReason.BAD_SLICE,
         )
-    if ids.shape[1] > max_seq_len:
+    ids = tensors.get("input_ids")
+    if ids is not None and ids.dim() != 2:
+        raise ExecutorError(
+            f"slice {path.name} needs a 2-D input_ids [examples, tokens], has {tuple(ids.shape)}",
+            reason=ExecutorReason.BAD_SLICE,
+        )
+    if ids is not None and max_seq_len is not None and ids.shape[1] > max_seq_len:
         raise ExecutorError(
             f"slice {path.name} has sequences of {ids.shape[1]} tokens, the model takes at most {max_seq_len} "
-            "(set model.n_positions to the data set's seq_len)",
+            "(give the model a longer context, or prepare the data with a shorter --seq-len)",
             reason=ExecutorReason.SEQ_TOO_LONG,
         )
-    return ids.to(torch.int64)
+    return tensors
 
 
 class Batches:
-    """Cuts consecutive batches of ``batch_size`` sequences; a slice's remainder is a smaller batch."""
+    """Cuts consecutive batches of ``batch_size`` examples; a slice's remainder is a smaller batch."""
 
-    def __init__(self, next_slice: Callable[[], Awaitable[Path]], batch_size: int, max_seq_len: int) -> None:
+    def __init__(
+        self,
+        next_slice: Callable[[], Awaitable[Path]],
+        batch_size: int,
+        load: Callable[[Path], Batch],
+        *,
+        on_skip: Callable[[Path, ExecutorError], None] | None = None,
+        max_skips_in_a_row: int = MAX_SKIPS_IN_A_ROW,
+    ) -> None:
         self._next_slice = next_slice
         self._batch_size = batch_size
-        self._max_seq_len = max_seq_len
-        self._ids: torch.Tensor | None = None
+        self._load = load
+        self._on_skip = on_skip
+        self._max_skips = max_skips_in_a_row
+        self._tensors: Batch | None = None
+        self._rows = 0
         self._pos = 0
 
-    async def next(self) -> torch.Tensor:
-        if self._ids is None or self._pos >= self._ids.shape[0]:
-            self._ids = load_slice(await self._next_slice(), self._max_seq_len)
+    async def _read_next(self) -> None:
+        errors: list[str] = []
+        while True:
+            path = await self._next_slice()
+            try:
+                self._tensors = self._load(path)
+            except ExecutorError as exc:
+                if self._on_skip is not None:
+                    self._on_skip(path, exc)
+                errors.append(exc.message)
+                if len(errors) >= self._max_skips:
+                    raise ExecutorError(
+                        f"{len(errors)} slices in a row could not be read, the last: {errors[-1]}",
+                        reason=ExecutorReason.NO_READABLE_SLICE,
+                    ) from exc
+                continue
+            self._rows = int(next(iter(self._tensors.values())).shape[0])
             self._pos = 0
-        batch = self._ids[self._pos : self._pos + self._batch_size]
-        self._pos += batch.shape[0]
+            return
+
+    async def next(self) -> Batch:
+        if self._tensors is None or self._pos >= self._rows:
+            await self._read_next()
+        assert self._tensors is not None
+        batch = {name: t[self._pos : self._pos + self._batch_size] for name, t in self._tensors.items()}
+        self._pos += self._batch_size
         return batch

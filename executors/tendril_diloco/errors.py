@@ -11,8 +11,9 @@ class ExecutorReason(enum.StrEnum):
     """Why training cannot go on; the job's log names it (no RPC answers it: the executor exits)."""
 
     BAD_JOB_CONFIG = "BAD_JOB_CONFIG"  # the job's config breaks a rule (the message names the key)
-    BAD_MODEL_CONFIG = "BAD_MODEL_CONFIG"  # the job's model section is not a valid GPT-2 config
-    BAD_SLICE = "BAD_SLICE"  # a data slice cannot be read or holds no 2-D input_ids
+    BAD_MODEL_CONFIG = "BAD_MODEL_CONFIG"  # the job's model or data section breaks a rule of tendril_models
+    BAD_SLICE = "BAD_SLICE"  # a data slice cannot be read or lacks a tensor the task needs (it is skipped)
+    NO_READABLE_SLICE = "NO_READABLE_SLICE"  # slice after slice could not be read: training cannot go on
     SEQ_TOO_LONG = "SEQ_TOO_LONG"  # a slice's sequences are longer than the model takes
     BAD_TENSOR_FILE = "BAD_TENSOR_FILE"  # a parameter or update file cannot be read as SafeTensors
     TENSOR_NAMES = "TENSOR_NAMES"  # two tensor files (or a file and the model) name different tensors
@@ -20,6 +21,7 @@ class ExecutorReason(enum.StrEnum):
     UPDATE_SHAPE = "UPDATE_SHAPE"  # an outer update tensor's shape differs from the model's
     MIXED_PRECISION = "MIXED_PRECISION"  # the configured mixed precision is not available on this machine
     LOSS_NOT_FINITE = "LOSS_NOT_FINITE"  # the training loss became NaN or Inf
+    REPLICAS_FAILED = "REPLICAS_FAILED"  # the processes of a several-GPU worker did not start or join
 
 
 class ExecutorError(Exception):

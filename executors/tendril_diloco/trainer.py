@@ -22,10 +22,12 @@ from typing import Any
 import grpc
 import torch
 
+from tendril_diloco import distributed
 from tendril_diloco.config import TrainConfig
-from tendril_diloco.data import Batches
+from tendril_diloco.data import Batch, Batches, load_slice
 from tendril_diloco.errors import ExecutorError, ExecutorReason
-from tendril_diloco.model import build_model
+from tendril_diloco.inner import InnerLoop
+from tendril_diloco.model import context_length, load_model, replica_config
 from tendril_diloco.params import (
     Params,
     apply_update,
@@ -35,6 +37,8 @@ from tendril_diloco.params import (
     save_params,
     snapshot,
 )
+from tendril_models import get_task
+from tendril_models.batches import batch_size
 from tendril_sdk import DEFAULT_RETRY, BridgeClient, BridgeError, BridgeReason, Directive, DirectiveKind, ProgressKind
 
 THETA0 = "params/theta0.safetensors"
@@ -79,6 +83,7 @@ class RoundStats:
     loss_sum: float = 0.0
     compute_seconds: float = 0.0
     data_wait_seconds: float = 0.0  # time spent waiting for NextSlice
+    slices_skipped: int = 0  # slices that could not be read (skipped, not trained on)
     started: float = dataclasses.field(default_factory=time.perf_counter)
 
     def add(self, batch_size: int, loss: float, seconds: float) -> None:
@@ -115,36 +120,57 @@ class Trainer:
         self._reported_at = 0.0  # when the last BATCH report left (perf_counter)
         self._remaining: int | None = None  # batches until the sync point, once scheduled
         self._start: Params = {}
+        self.group: distributed.Group | None = None  # the replicas of a several-GPU worker
+        self._replica_batches: list[Batch] = []
 
     # -- setup -----------------------------------------------------------------------------
 
-    def _setup_model(self) -> None:
+    async def _setup_model(self) -> None:
         from accelerate import Accelerator
 
         cfg = self.config
         if cfg.torch_threads:
             torch.set_num_threads(cfg.torch_threads)
+        processes = distributed.plan(cfg.processes)
+        distributed.narrow_devices(processes, 0)
+        precision = resolve_mixed_precision(cfg.mixed_precision)
         try:
-            self.accelerator = Accelerator(mixed_precision=cfg.mixed_precision)
+            self.accelerator = Accelerator(mixed_precision=precision)
         except (ValueError, RuntimeError) as exc:
             raise ExecutorError(
-                f"mixed precision {cfg.mixed_precision!r} is not available here: {exc} (use --mixed-precision no)",
+                f"mixed precision {precision!r} is not available here: {exc} (use --mixed-precision no)",
                 reason=ExecutorReason.MIXED_PRECISION,
             ) from exc
-        model = build_model(cfg.model, cfg.seed)
-        self.max_seq_len = int(model.config.n_positions)
+        model, folder = await load_model(cfg, self.bridge)
+        self.data = cfg.data_spec
+        self.task = get_task(cfg.model.task)
+        self.max_seq_len = context_length(model)
         self.theta0 = snapshot(model)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.inner.lr, weight_decay=cfg.inner.weight_decay)
-        warmup = cfg.inner.warmup_steps
-        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / (warmup + 1)))
-        self.model, self.optimizer, self.schedule = self.accelerator.prepare(model, optimizer, schedule)
+        if processes.world > 1:
+            replica = replica_config(cfg, precision, folder)
+            self.group = await asyncio.to_thread(distributed.Group.start, processes, self.bridge.work_dir, replica)
+            self.group.command("model")
+        self.inner = InnerLoop(self.accelerator, model, cfg.inner, self.task, self.data, self.group)
         self.log(
-            "model.ready", device=str(self.accelerator.device), parameters=sum(v.numel() for v in self.theta0.values())
+            "model.ready",
+            task=self.task.name,
+            model_type=str(getattr(model.config, "model_type", "")),
+            device=str(self.accelerator.device),
+            mixed_precision=precision,
+            processes=processes.world,
+            parameters=sum(v.numel() for v in self.theta0.values()),
         )
 
     @property
     def _plain_model(self) -> torch.nn.Module:
-        return self.accelerator.unwrap_model(self.model)
+        return self.inner.plain_model
+
+    def _load(self, theta: Params) -> None:
+        """θ into the model (and every replica's)."""
+        load_into(self._plain_model, theta)
+        if self.group is not None:
+            self.group.command("load")
+            self.group.broadcast_params(self._plain_model)
 
     async def _join_run(self) -> None:
         """Offer θ0 (the first offer of the run wins), then start from the run's current θ."""
@@ -159,7 +185,7 @@ class Trainer:
         fetched = await self.bridge.fetch_parameters(CURRENT)
         round_index = fetched.round
         theta = load_params(fetched.path)
-        load_into(self._plain_model, theta)
+        self._load(theta)
         self._start = theta
         self.round = round_index
         self.stats, self._unreported = RoundStats(), RoundStats()
@@ -168,18 +194,19 @@ class Trainer:
 
     # -- training --------------------------------------------------------------------------
 
-    def _step(self, batch: torch.Tensor) -> tuple[float, float]:
-        began = time.perf_counter()
-        self.model.train()
-        ids = batch.to(self.accelerator.device)
-        out = self.model(input_ids=ids, labels=ids)
-        self.accelerator.backward(out.loss)
-        self.accelerator.clip_grad_norm_(self.model.parameters(), 1.0)
-        self.optimizer.step()
-        self.schedule.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        loss = float(out.loss.detach().float().item())
-        return loss, time.perf_counter() - began
+    def _step(self, batch: Batch) -> tuple[float, float]:
+        """One inner step: (loss, seconds); with replicas, each takes its batch and the loss is theirs too."""
+        if self.group is None:
+            return self.inner.step(batch)
+        self.group.send([("step", None), *(("step", b) for b in self._replica_batches)])
+        loss, seconds = self.inner.step(batch)
+        return self.group.mean_loss(loss, batch_size(batch))[0], seconds
+
+    async def _next_batch(self, batches: Batches) -> tuple[Batch, int]:
+        """This process's batch (and each replica's), and the samples of all of them."""
+        batch = await batches.next()
+        self._replica_batches = [await batches.next() for _ in range(self.group.world - 1)] if self.group else []
+        return batch, batch_size(batch) + sum(batch_size(b) for b in self._replica_batches)
 
     async def run(self) -> None:
         """Train until the scheduler says DONE.
@@ -198,9 +225,23 @@ class Trainer:
         # SIGTERM is handled once the step in progress ends either way (asyncio.run waits for a
         # worker thread's step too).
         """
-        self._setup_model()
+        await self._setup_model()
+        clean = False
+        try:
+            await self._train()
+            clean = True
+        finally:
+            if self.group is not None:
+                self.group.stop(clean=clean)
+
+    async def _train(self) -> None:
         await self._join_run()
-        batches = Batches(self._next_slice, self.config.inner.batch_size, self.max_seq_len)
+        batches = Batches(
+            self._next_slice,
+            self.config.inner.batch_size,
+            lambda path: load_slice(path, self.task, self.max_seq_len),
+            on_skip=self._slice_skipped,
+        )
         report: asyncio.Task[Directive] | None = None  # the last report, not answered yet
         while True:
             if report is not None and (self._remaining is not None and self._remaining <= 1):
@@ -211,7 +252,7 @@ class Trainer:
                     if not await self._sync():
                         return
                     continue
-            batch = await batches.next()
+            batch, size = await self._next_batch(batches)
             if report is not None:  # the loop carries the report's call while the step runs
                 loss, seconds = await asyncio.to_thread(self._step, batch)
             else:
@@ -222,7 +263,6 @@ class Trainer:
                     "lower training.inner.lr, or set training.mixed_precision to 'no'",
                     reason=ExecutorReason.LOSS_NOT_FINITE,
                 )
-            size = int(batch.shape[0])
             self.stats.add(size, loss, seconds)
             self._unreported.add(size, loss, seconds)
             if report is not None:  # the answer to the report sent after the batch before this one
@@ -277,6 +317,10 @@ class Trainer:
             self._remaining = max(0, self._remaining - ahead)
         return False
 
+    def _slice_skipped(self, path: Path, error: ExecutorError) -> None:
+        self.stats.slices_skipped += 1
+        self.log("slice.skipped", slice=path.name, reason=str(error.reason), error=error.message)
+
     async def _next_slice(self) -> Path:
         began = time.perf_counter()
         piece = await self.bridge.next_slice()
@@ -309,6 +353,7 @@ class Trainer:
             "batches": stats.batches,
             "compute_seconds": stats.compute_seconds,
             "data_wait_seconds": stats.data_wait_seconds,
+            "slices_skipped": stats.slices_skipped,
             "train_seconds": time.perf_counter() - stats.started,
             "bytes_sent": bytes_sent,
             "send_seconds": send_seconds,
@@ -324,7 +369,7 @@ class Trainer:
             return True
         path, contributors = received.path, received.contributors
         theta = apply_update(self._start, load_params(path))
-        load_into(self._plain_model, theta)
+        self._load(theta)
         self._start = theta
         if not self.config.keep_updates:
             path.unlink(missing_ok=True)
@@ -340,3 +385,12 @@ class Trainer:
         )
         self.round, self.stats, self._unreported, self._remaining = r + 1, RoundStats(), RoundStats(), None
         return directive.kind != DirectiveKind.DONE
+
+
+def resolve_mixed_precision(requested: str) -> str:
+    """``auto``: bf16 on a GPU that has it, fp16 on another GPU, no on a CPU; anything else as given."""
+    if requested != "auto":
+        return requested
+    if not torch.cuda.is_available():
+        return "no"
+    return "bf16" if torch.cuda.is_bf16_supported() else "fp16"

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from tendril_models.errors import ModelError, ModelReason
 from tendril_models.spec import DataSpec, ModelSpec
 from tendril_models.tasks import Task, get_task
+from tendril_sdk.job import REMOTE_CODE_ENV
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig, PreTrainedModel
@@ -33,7 +34,6 @@ __all__ = [
     "remote_code_allowed",
 ]
 
-REMOTE_CODE_ENV = "TENDRIL_ALLOW_REMOTE_CODE"
 SAFETENSORS_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
 PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.pt", "model.pth", "model.ckpt")
 # Config attributes that bound a model's context, by model family.
@@ -259,16 +259,13 @@ def build_model(
     ``tendril_models.source``); required when ``spec.source`` is set.
     """
     task = get_task(spec.task)
-    if data.task != task.name:
-        raise ModelError(
-            f"the model's task is {task.name} and the data set was prepared for {data.task}; set "
-            f"training.model.task = {data.task!r} or prepare the data with --task {task.name}",
-            reason=ModelReason.BAD_TASK,
-        )
+    # NOTE: a data set serves any task whose inputs it has (a causal-lm text set trains a masked
+    # LM too), so the tensors decide, not the task it was prepared for.
     missing = [name for name in task.inputs if name not in data.tensors]
     if missing:
         raise ModelError(
-            f"task {task.name} needs the slice tensors {list(task.inputs)}; the data set has no {missing}",
+            f"task {task.name} needs the slice tensors {list(task.inputs)}; the data set (prepared for "
+            f"{data.task}) has no {missing}: prepare it with --task {task.name}",
             reason=ModelReason.INPUT_MISSING,
         )
     _quiet()

@@ -14,8 +14,9 @@ import torch
 
 from tendril.scheduler.cluster import processes_under
 from tendril.scheduler.demo import DemoSettings, run_cluster
-from tendril_diloco.model import build_model
 from tendril_diloco.params import load_params, snapshot
+from tendril_models import DataSpec, ModelSpec
+from tendril_models.build import build_model
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -51,14 +52,8 @@ async def test_two_workers_two_rounds(tmp_path: Path) -> None:
     # θ0 is what every worker built from the seed; each round's outer update was served to both
     # workers alike, and the parameter server's final θ is θ0 plus the two updates.
     manifest = json.loads((tmp_path / "data" / "manifest.json").read_text())
-    model = {
-        "n_layer": 2,
-        "n_head": 2,
-        "n_embd": 64,
-        "vocab_size": manifest["vocab_size"],
-        "n_positions": manifest["seq_len"],
-    }
-    theta0 = snapshot(build_model(model, 0))
+    model = ModelSpec.from_dict({"config": {"model_type": "gpt2", "n_layer": 2, "n_head": 2, "n_embd": 64}})
+    theta0 = snapshot(build_model(model, DataSpec.from_manifest(manifest), seed=0))
     update_dirs = sorted(result.cluster_root.glob("worker-*/work/job-e2e-t*/updates"))
     assert len(update_dirs) == 2
     u = [[load_params(d / f"round-{r}.safetensors") for r in (0, 1)] for d in update_dirs]

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import json
+import math
 import os
 import signal
 import subprocess
@@ -23,7 +24,6 @@ from safetensors.torch import save_file
 from tendril_diloco.config import parse_config
 from tendril_diloco.data import Batches, load_slice
 from tendril_diloco.errors import ExecutorError
-from tendril_diloco.model import build_model
 from tendril_diloco.params import (
     apply_update,
     compute_delta,
@@ -33,6 +33,9 @@ from tendril_diloco.params import (
     snapshot,
 )
 from tendril_diloco.trainer import PUBLISH_RETRY, Trainer
+from tendril_models import DataSpec, ModelError, ModelSpec, get_task
+from tendril_models import build as models_build
+from tendril_models.batches import batch_size
 from tendril_proto.scheduler.v1 import scheduler_pb2
 from tendril_sdk import (
     BridgeError,
@@ -44,9 +47,17 @@ from tendril_sdk import (
     ReceivedUpdate,
     SentUpdate,
     Slice,
+    read_error,
 )
 
 MODEL = {"n_layer": 1, "n_head": 2, "n_embd": 16, "vocab_size": 33, "n_positions": 8}
+CAUSAL = get_task("causal-lm")
+
+
+def build_model(model: dict[str, Any], seed: int) -> torch.nn.Module:
+    """The model a job with ``model`` (the old GPT-2 form) and no data section trains."""
+    config = parse_config(_config(model=model, seed=seed))
+    return models_build.build_model(config.model, config.data_spec, seed=seed)
 
 
 def _config(**extra: Any) -> dict[str, Any]:
@@ -68,8 +79,11 @@ def test_config_defaults_and_errors() -> None:
     # Numbers that came through a protobuf Struct are floats.
     struct = parse_config(_config(rounds=3.0, model={"vocab_size": 33.0, "n_positions": 8.0, "resid_pdrop": 0.5}))
     assert struct.rounds == 3
-    assert struct.model == {"vocab_size": 33, "n_positions": 8, "resid_pdrop": 0.5}
-    assert isinstance(struct.model["vocab_size"], int)
+    assert struct.model.config == {"model_type": "gpt2", "vocab_size": 33, "n_positions": 8, "resid_pdrop": 0.5}
+    assert isinstance(struct.model.config["vocab_size"], int)
+    assert struct.model.task == "causal-lm" and struct.data is None
+    assert struct.data_spec.tensors == {"input_ids": {"dtype": "int32", "shape": [8]}}
+    assert struct.data_spec.vocab_size == 33
     # The worker's bridge knows the codecs (and refuses others); the executor passes the name on.
     assert parse_config(_config(codec="int4")).codec == "int4"
     for bad, needle in [
@@ -85,6 +99,19 @@ def test_config_defaults_and_errors() -> None:
         with pytest.raises(ExecutorError) as err:
             parse_config(_config(**bad))
         assert needle in err.value.message and err.value.reason == "BAD_JOB_CONFIG"
+    # The new form: a task and a config (or a source), and the data set's summary.
+    data = DataSpec.from_manifest({"vocab_size": 33, "seq_len": 8}).to_dict()
+    new = parse_config(_config(model={"task": "causal-lm", "config": {"model_type": "llama"}}, data=data))
+    assert new.model == ModelSpec("causal-lm", {"model_type": "llama"}) and new.data_spec.seq_len == 8
+    assert parse_config(_config(mixed_precision="auto")).mixed_precision == "auto"
+    for bad_model, needle in [
+        ({"task": "translation"}, "translation"),
+        ({"task": "causal-lm", "config": {"n_layer": 2}}, "model_type"),
+        ({"source": "ftp://host/model.tar"}, "source"),
+    ]:
+        with pytest.raises(ExecutorError) as err:
+            parse_config(_config(model=bad_model))
+        assert needle in err.value.message and err.value.reason == "BAD_MODEL_CONFIG"
 
 
 def test_same_seed_same_theta0_and_tied_weights_once() -> None:
@@ -95,10 +122,18 @@ def test_same_seed_same_theta0_and_tied_weights_once() -> None:
     assert "lm_head.weight" not in a and "transformer.wte.weight" in a
 
 
-def test_model_needs_vocab_and_positions() -> None:
-    with pytest.raises(ExecutorError) as err:
-        build_model({"n_layer": 1}, 0)
-    assert "vocab_size" in err.value.message
+def test_model_must_fit_the_data() -> None:
+    # A job without a data section and a model without vocab_size/n_positions gets GPT-2's own
+    # sizes; a data set whose sequences are longer than the model's context is refused.
+    config = parse_config(
+        _config(
+            model={"n_layer": 1, "n_positions": 4},
+            data=DataSpec.from_manifest({"vocab_size": 33, "seq_len": 8}).to_dict(),
+        )
+    )
+    with pytest.raises(ModelError) as err:
+        models_build.build_model(config.model, config.data_spec, seed=0)
+    assert "8 tokens" in err.value.message and "n_positions" in err.value.message
 
 
 def test_delta_and_update_round_trip(tmp_path: Path) -> None:
@@ -148,19 +183,44 @@ async def test_batches_run_across_slices(tmp_path: Path) -> None:
     async def next_slice() -> Path:
         return queue.pop(0)
 
-    batches = Batches(next_slice, 4, 8)
-    sizes = [int((await batches.next()).shape[0]) for _ in range(4)]
+    batches = Batches(next_slice, 4, lambda path: load_slice(path, CAUSAL, 8))
+    sizes = [batch_size(await batches.next()) for _ in range(4)]
     assert sizes == [4, 1, 4, 1]
     assert not queue
 
 
+async def test_an_unreadable_slice_is_skipped_and_reported(tmp_path: Path) -> None:
+    (tmp_path / "bad.safetensors").write_bytes(b"damaged")
+    files = [tmp_path / "bad.safetensors", _slice(tmp_path / "good.safetensors", 4)]
+    skipped: list[str] = []
+
+    async def next_slice() -> Path:
+        return files.pop(0)
+
+    batches = Batches(
+        next_slice, 4, lambda path: load_slice(path, CAUSAL, 8), on_skip=lambda path, err: skipped.append(path.name)
+    )
+    assert batch_size(await batches.next()) == 4
+    assert skipped == ["bad.safetensors"]
+    # Slice after slice unreadable: the job ends, saying so.
+    (tmp_path / "bad2.safetensors").write_bytes(b"damaged")
+
+    async def only_bad() -> Path:
+        return tmp_path / "bad2.safetensors"
+
+    hopeless = Batches(only_bad, 4, lambda path: load_slice(path, CAUSAL, 8), max_skips_in_a_row=3)
+    with pytest.raises(ExecutorError) as err:
+        await hopeless.next()
+    assert err.value.reason == "NO_READABLE_SLICE" and "3 slices in a row" in err.value.message
+
+
 def test_slice_checks(tmp_path: Path) -> None:
     with pytest.raises(ExecutorError) as err:
-        load_slice(_slice(tmp_path / "long.safetensors", 2, seq=16), 8)
+        load_slice(_slice(tmp_path / "long.safetensors", 2, seq=16), CAUSAL, 8)
     assert err.value.reason == "SEQ_TOO_LONG"
     save_file({"other": torch.zeros(2, 2)}, str(tmp_path / "bad.safetensors"))
     with pytest.raises(ExecutorError):
-        load_slice(tmp_path / "bad.safetensors", 8)
+        load_slice(tmp_path / "bad.safetensors", CAUSAL, 8)
 
 
 @dataclasses.dataclass
@@ -344,6 +404,8 @@ def test_executor_process_exits_clearly(tmp_path: Path) -> None:
     bad = _spawn_executor(tmp_path, _config(codec=""), {"TENDRIL_BRIDGE_TOKEN": "t"})
     out, _ = bad.communicate(timeout=60)
     assert bad.returncode == 1 and b"codec must be the name of a wire codec" in out
+    # The one-line reason JobService makes the FAILED job's reason.
+    assert "codec must be the name of a wire codec" in read_error(tmp_path)
 
 
 def test_executor_process_stops_at_once_on_sigterm(tmp_path: Path) -> None:
@@ -390,7 +452,7 @@ async def test_a_batch_report_travels_while_the_next_batch_trains(tmp_path: Path
     step = trainer._step
     loop = asyncio.get_running_loop()
 
-    def step_and_tell(batch: torch.Tensor) -> tuple[float, float]:
+    def step_and_tell(batch: dict[str, torch.Tensor]) -> tuple[float, float]:
         loop.call_soon_threadsafe(bridge.step_started.set)
         return step(batch)
 
@@ -465,7 +527,7 @@ async def test_only_the_step_after_a_report_leaves_the_event_loop_thread(tmp_pat
     on_loop: list[bool] = []
     loop_thread = threading.get_ident()
 
-    def step_and_note(batch: torch.Tensor) -> tuple[float, float]:
+    def step_and_note(batch: dict[str, torch.Tensor]) -> tuple[float, float]:
         on_loop.append(threading.get_ident() == loop_thread)
         return step(batch)
 
@@ -474,3 +536,26 @@ async def test_only_the_step_after_a_report_leaves_the_event_loop_thread(tmp_pat
     # Reports after batches 1, 8, 9, 10, 11 and 12 (see the test above): batches 2, 9, 10 and 11
     # ran while one was in flight; batch 11's was awaited before the last batch, 1 away.
     assert on_loop == [True, False, True, True, True, True, True, True, False, False, False, True] * 2
+
+
+async def test_two_gloo_processes_train_as_one_worker(tmp_path: Path) -> None:
+    """processes = 2 on a CPU: a replica process takes every other batch, DDP averages the
+    gradients, and the worker still sends one Δ a round, weighted by both processes' samples."""
+    from tendril_diloco import distributed
+
+    assert distributed.plan(0, {"CUDA_VISIBLE_DEVICES": ""}) == distributed.Plan(1)
+    assert distributed.plan(2, {}) == distributed.Plan(2)
+    bridge = _FakeBridge(tmp_path)
+    events: list[tuple[str, dict[str, Any]]] = []
+    log = lambda event, **fields: events.append((event, fields))  # noqa: E731
+    trainer = Trainer(parse_config(_config(processes=2, torch_threads=1)), bridge, log=log)  # type: ignore[arg-type]
+    await asyncio.wait_for(trainer.run(), 120)
+    assert [f["processes"] for e, f in events if e == "model.ready"] == [2]
+    assert bridge.weights == {0: 24.0, 1: 24.0}  # 3 steps of 2 × 4 sequences each round
+    assert set(bridge.deltas) == {0, 1}, "one pseudo-gradient a round"
+    metrics = [m for k, _, m in bridge.reports if k == "metrics"]
+    assert metrics[0]["samples"] == 24 and metrics[0]["batches"] == 3 and math.isfinite(metrics[0]["loss"])
+    assert trainer.group is not None and all(p.returncode == 0 for p in trainer.group.replicas)
+    import torch.distributed as dist
+
+    assert not dist.is_initialized(), "the process group is gone with the run"

@@ -21,6 +21,7 @@ from tendril.bridge.core import ProgressSink
 from tendril.core.config import ExecutorConfig, WorkerConfig
 from tendril.core.errors import ErrorKind
 from tendril.job import core as jobs_core
+from tendril.job import gpus
 from tendril.job import workdir as jobs_workdir
 from tendril.job.core import JobManager, LeaseInfo
 from tendril.job.errors import JobError
@@ -37,7 +38,7 @@ OWNER = "sched-1"
 PRINT_ENV = (
     "import os, json; print(json.dumps({k: os.environ.get(k) for k in "
     "['SOCKET_PATH', 'WORK_DIR', 'JOB_JSON', 'TENDRIL_BRIDGE_TOKEN', 'GLIBC_TUNABLES', 'EXTRA',"
-    " 'TENDRIL_PARAMSERVER_ADDRESS']}));"
+    " 'TENDRIL_PARAMSERVER_ADDRESS', 'CUDA_VISIBLE_DEVICES', 'TENDRIL_ALLOW_REMOTE_CODE']}));"
     "print('cwd=' + os.getcwd()); import sys; sys.exit(int(os.environ.get('CODE', '0')))"
 )
 # Starts a child in the same group, writes both pids, then sleeps (ignoring nothing).
@@ -47,6 +48,13 @@ SLEEPER = (
     "open('pids', 'w').write(f'{os.getpid()} {child.pid}')\n"
     "print('sleeping', flush=True)\n"
     "time.sleep(60)\n"
+)
+# Fails saying why, as tendril_diloco does (tendril_sdk.write_error).
+FAIL_WHY = (
+    "import os, sys\n"
+    "from tendril_sdk import write_error\n"
+    "write_error(os.environ['WORK_DIR'], 'the model source has no config.json\\n' + 'x' * 5000)\n"
+    "sys.exit(1)\n"
 )
 STUBBORN = (
     "import signal, time, os\n"
@@ -60,8 +68,8 @@ class FakeLeases:
     def __init__(self) -> None:
         self.leases: dict[str, LeaseInfo] = {}
 
-    def add(self, lease_id: str, owner: str = OWNER, renewable: bool = True, ttl: float = 60.0) -> None:
-        self.leases[lease_id] = LeaseInfo(lease_id, owner, renewable, time.time() + ttl)
+    def add(self, lease_id: str, owner: str = OWNER, renewable: bool = True, ttl: float = 60.0, gpus: int = 0) -> None:
+        self.leases[lease_id] = LeaseInfo(lease_id, owner, renewable, time.time() + ttl, gpus)
 
     async def get(self, lease_id: str) -> LeaseInfo | None:
         return self.leases.get(lease_id)
@@ -84,6 +92,7 @@ class Harness:
             ExecutorConfig("t", "fail", [py, "-c", PRINT_ENV], env={"CODE": "3"}),
             ExecutorConfig("t", "sleep", [py, "-c", SLEEPER]),
             ExecutorConfig("t", "stubborn", [py, "-c", STUBBORN]),
+            ExecutorConfig("t", "fail-why", [py, "-c", FAIL_WHY]),
             ExecutorConfig("t", "missing", ["/nonexistent/executor-binary"]),
         ]
         self.store = JobStore(self.config.state_dir / "jobs.db")
@@ -170,6 +179,8 @@ async def test_success_env_job_json_log_and_cleanup(tmp_path: Path) -> None:
     assert env["TENDRIL_BRIDGE_TOKEN"] == h.bridges[0].token and len(env["TENDRIL_BRIDGE_TOKEN"]) >= 32
     assert env["GLIBC_TUNABLES"].startswith("glibc.malloc")
     assert env["TENDRIL_PARAMSERVER_ADDRESS"] is None, "executors reach the parameter server through their bridge"
+    # A lease without GPUs shows the executor none; remote model code is off unless the worker allows it.
+    assert env["CUDA_VISIBLE_DEVICES"] == "" and env["TENDRIL_ALLOW_REMOTE_CODE"] == "0"
     assert f"cwd={work}" in text
     assert h.bridges[0].stopped
     assert h.bridges[0].job.socket_path == work / "bridge.sock"
@@ -184,6 +195,45 @@ async def test_nonzero_exit_is_failed_and_keep_work_dirs_keeps_results(tmp_path:
     work = h.manager.workdirs.path_of("bad-1")
     assert (work / "job.json").exists() and (work / "executor.log").exists()
     assert not (work / "bridge.sock").exists()
+
+
+async def test_the_executors_own_reason_follows_the_exit_code(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    await h.dispatch("why-1", name="fail-why")
+    ended = await h.wait_end("why-1")
+    assert ended.state is JobState.FAILED and ended.exit_code == 1
+    assert ended.reason.startswith("the executor exited with code 1: the model source has no config.json x")
+    assert "\n" not in ended.reason and len(ended.reason) < 1100, "one line, bounded"
+
+
+async def test_gpu_leases_get_their_own_devices(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "4,5,6")
+    h = Harness(tmp_path, resources__gpu=-1, job__allow_remote_code=True)
+    h.leases.add("G2", gpus=2)
+    h.leases.add("G1", gpus=1)
+    await h.dispatch("g-a", lease_id="G2", name="sleep")
+    await h.dispatch("g-b", lease_id="G2", name="env")
+    await h.dispatch("g-c", lease_id="G1", name="env")
+    seen = {}
+    for job_id in ("g-b", "g-c"):
+        await h.wait_end(job_id)
+        text = "".join([t async for t in h.manager.logs(job_id)])
+        seen[job_id] = json.loads(text.splitlines()[0])
+    assert seen["g-b"]["CUDA_VISIBLE_DEVICES"] == "4,5", "jobs of one lease share its devices"
+    assert seen["g-c"]["CUDA_VISIBLE_DEVICES"] == "6", "another lease gets the free ones"
+    assert seen["g-c"]["TENDRIL_ALLOW_REMOTE_CODE"] == "1"
+    await h.manager.cancel(OWNER, "g-a", "done")
+
+
+def test_gpu_assignment() -> None:
+    devices = ("0", "1", "2")
+    assert gpus.assign("L", 0, devices, []) == ()
+    assert gpus.assign("L", 2, devices, [("M", ("0",))]) == ("1", "2")
+    assert gpus.assign("L", 1, devices, [("L", ("2",)), ("M", ("0",))]) == ("2",)
+    assert gpus.assign("L", 2, devices, [("M", ("0", "1"))]) == ("2", "0"), "shares rather than fails"
+    assert gpus.worker_devices(-1, {"CUDA_VISIBLE_DEVICES": "3, 7"}) == ("3", "7")
+    assert gpus.worker_devices(1, {"CUDA_VISIBLE_DEVICES": "3,7"}) == ("3",)
+    assert gpus.worker_devices(2, {}) == ("0", "1")
 
 
 async def test_cancel_kills_the_whole_group_and_checks_the_owner(tmp_path: Path) -> None:

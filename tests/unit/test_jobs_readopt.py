@@ -39,6 +39,12 @@ GATED = (
 )
 
 
+def _go(work: Path, code: str) -> None:
+    """Write the exit code atomically: the executor reads "go" the moment it exists."""
+    (work / "go.tmp").write_text(code)
+    os.replace(work / "go.tmp", work / "go")
+
+
 class Crashable(Harness):
     def __init__(self, tmp: Path, **overrides: Any) -> None:
         super().__init__(tmp, **overrides)
@@ -131,7 +137,7 @@ async def test_a_readopted_job_ends_with_its_real_exit_code(
     await h.crash(monkeypatch)
     fresh = await h.restart()
     assert fresh.get("x-1").state is JobState.RUNNING
-    (h.work("x-1") / "go").write_text(str(code))
+    _go(h.work("x-1"), str(code))
     ended = await h.wait_end("x-1")
     assert ended.state is state and ended.exit_code == code
     assert ended.reason == f"the executor exited with code {code}"
@@ -147,7 +153,7 @@ async def test_an_executor_that_ended_while_the_service_was_down_keeps_its_exit_
     await h.crash(monkeypatch)
     runtime = h.store.runtime("d-1")
     assert runtime is not None
-    (h.work("d-1") / "go").write_text("4")
+    _go(h.work("d-1"), "4")
     await _wait_file(h.work("d-1") / EXIT_FILE)
     await _gone(runtime.shim_pid)
     fresh = await h.restart()

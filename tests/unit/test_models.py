@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import tarfile
 import zipfile
@@ -17,6 +18,7 @@ from tendril_models import DataSpec, ModelError, ModelReason, ModelSpec, get_tas
 from tendril_models.archive import unpack
 from tendril_models.batches import accepted_inputs, load_slice, model_inputs
 from tendril_models.build import build_model, remote_code_allowed
+from tendril_models.source import fetch_checkpoint
 
 SEQ = 16
 VOCAB = 64
@@ -184,11 +186,14 @@ def test_bad_task_names_the_accepted_ones() -> None:
     assert "causal-lm" in err.value.message and "image-classification" in err.value.message
 
 
-def test_task_must_match_the_data_set() -> None:
-    spec = ModelSpec.from_dict({"task": "masked-lm", "config": TINY["bert"]})
+def test_the_data_set_must_have_the_tasks_inputs() -> None:
+    masked = ModelSpec.from_dict({"task": "masked-lm", "config": TINY["bert"]})
+    build_model(masked, _text("causal-lm"), seed=0)  # a text data set trains a masked LM too
+    classify = ModelSpec.from_dict({"task": "sequence-classification", "config": TINY["bert"]})
     with pytest.raises(ModelError) as err:
-        build_model(spec, _text("causal-lm"), seed=0)
-    assert err.value.reason == ModelReason.BAD_TASK
+        build_model(classify, _text("causal-lm"), seed=0)
+    assert err.value.reason == ModelReason.INPUT_MISSING
+    assert "['labels']" in err.value.message and "--task sequence-classification" in err.value.message
 
 
 def test_pickle_only_checkpoint_is_refused(tmp_path: Path) -> None:
@@ -361,3 +366,80 @@ def test_unpack_refuses_links_and_garbage(tmp_path: Path) -> None:
     with pytest.raises(ModelError) as err:
         unpack(junk, tmp_path / "out2")
     assert err.value.reason == ModelReason.BAD_ARCHIVE
+
+
+class _Bridge:
+    """FetchResource over a dict of URI -> local file, as the job bridge would answer."""
+
+    def __init__(self, work_dir: Path, files: dict[str, Path]) -> None:
+        self.work_dir = work_dir
+        self.files = files
+        self.fetched: list[str] = []
+
+    async def fetch_resource(self, uri: str, *, dest: str = "", sha256: str = "") -> Any:
+        import grpc
+
+        from tendril_sdk import BridgeError, FetchedResource
+
+        self.fetched.append(uri)
+        if uri not in self.files:
+            raise BridgeError(grpc.StatusCode.NOT_FOUND, f"{uri}: HTTP 404 Not Found", reason="RESOURCE_HTTP_ERROR")
+        data = self.files[uri].read_bytes()
+        digest = hashlib.sha256(data).hexdigest()
+        if sha256 and sha256 != digest:
+            raise BridgeError(grpc.StatusCode.DATA_LOSS, f"{uri}: sha256 is {digest}", reason="SHA256_MISMATCH")
+        target = self.work_dir / "artifacts" / dest
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        return FetchedResource(target, f"artifacts/{dest}", len(data), digest)
+
+
+async def test_fetch_a_checkpoint_folder_file_by_file(tmp_path: Path) -> None:
+    src = _checkpoint(tmp_path)
+    base = "http://models.example/tiny-llama"
+    files = {f"{base}/{f.name}": f for f in src.iterdir()}
+    bridge = _Bridge(tmp_path / "job", files)
+    weights_sha = hashlib.sha256((src / "model.safetensors").read_bytes()).hexdigest()
+    spec = ModelSpec.from_dict({"source": base, "sha256": weights_sha})
+    folder = await fetch_checkpoint(bridge, spec)  # type: ignore[arg-type]
+    assert folder is not None and (folder / "config.json").is_file() and (folder / "model.safetensors").is_file()
+    build_model(spec, _text("causal-lm"), seed=0, checkpoint_dir=folder)
+    assert not any(uri.endswith(".bin") for uri in bridge.fetched), "pickle weights are never fetched"
+    wrong = ModelSpec.from_dict({"source": base, "sha256": "0" * 64})
+    with pytest.raises(ModelError) as err:
+        await fetch_checkpoint(bridge, wrong)  # type: ignore[arg-type]
+    assert err.value.reason == ModelReason.SOURCE_UNAVAILABLE and "sha256" in err.value.message
+    # A folder with pickle weights only, and one with nothing at all.
+    no_weights = {k: v for k, v in files.items() if not k.endswith(".safetensors")}
+    with pytest.raises(ModelError) as err:
+        await fetch_checkpoint(_Bridge(tmp_path / "job2", no_weights), spec)  # type: ignore[arg-type]
+    assert err.value.reason == ModelReason.CHECKPOINT_NOT_FOUND and "SafeTensors weights only" in err.value.message
+    with pytest.raises(ModelError) as err:
+        await fetch_checkpoint(_Bridge(tmp_path / "job3", {}), spec)  # type: ignore[arg-type]
+    assert err.value.reason == ModelReason.CHECKPOINT_NOT_FOUND and "config.json" in err.value.message
+
+
+async def test_fetch_an_archive_and_unpack_it(tmp_path: Path) -> None:
+    src = _checkpoint(tmp_path)
+    tar = tmp_path / "tiny.tgz"
+    with tarfile.open(tar, "w:gz") as archive:
+        archive.add(src, arcname="tiny-llama")
+    uri = "https://models.example/tiny.tgz"
+    bridge = _Bridge(tmp_path / "job", {uri: tar})
+    spec = ModelSpec.from_dict({"source": uri, "sha256": hashlib.sha256(tar.read_bytes()).hexdigest()})
+    folder = await fetch_checkpoint(bridge, spec)  # type: ignore[arg-type]
+    assert folder is not None and folder.name == "tiny-llama" and (folder / "model.safetensors").is_file()
+    assert not (tmp_path / "job" / "artifacts" / "checkpoint.download").exists(), "the archive is not kept"
+    assert await fetch_checkpoint(bridge, ModelSpec()) is None  # type: ignore[arg-type]
+
+
+def test_the_scheduler_reads_model_specs_without_torch() -> None:
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, tendril_models, tendril.scheduler.jobconfig, tendril.scheduler.dispatch; "
+        "print(sorted(m for m in ('torch', 'transformers') if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=60)
+    assert out.stdout.strip() == "[]"

@@ -250,8 +250,8 @@ def test_job_toml_is_validated(tmp_path: Path) -> None:
         with pytest.raises(ConfigError) as err:
             parse_job_config(data)
         assert err.value.key == key and key in err.value.message
-    config = parse_job_config({"training": {"model": {"n_layer": 4}}})
-    assert config.training.model == {"n_layer": 4, "n_head": 2, "n_embd": 64}
+    config = parse_job_config({"training": {"model": {"config": {"n_layer": 4}}}})
+    assert config.training.model.config == {"model_type": "gpt2", "n_layer": 4, "n_head": 2, "n_embd": 64}
     path = tmp_path / "job.toml"
     path.write_text('[training]\nrounds = 3\n[data]\nnode = ""\n')
     loaded = load_job_config(path, overrides={"training.rounds": "5", "training.codec": "int8", "scheduler.id": "s-1"})

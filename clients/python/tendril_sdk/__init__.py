@@ -38,7 +38,15 @@ from tendril_sdk.bridge import (
     Slice,
 )
 from tendril_sdk.errors import BridgeError, ExecutorEnvError, error_metadata, error_reason
-from tendril_sdk.job import JOB_JSON_ENV, ExecutorRef, JobDescriptor, JobDescriptorError
+from tendril_sdk.job import (
+    ERROR_FILE_NAME,
+    JOB_JSON_ENV,
+    ExecutorRef,
+    JobDescriptor,
+    JobDescriptorError,
+    read_error,
+    write_error,
+)
 from tendril_sdk.reasons import (
     ArbiterReason,
     BridgeReason,
@@ -56,6 +64,7 @@ from tendril_sdk.retry import NO_RETRY, STREAM_BREAK_CODES, TRANSIENT_CODES, Bac
 __all__ = [
     "CODECS",
     "DEFAULT_RETRY",
+    "ERROR_FILE_NAME",
     "JOB_JSON_ENV",
     "NO_RETRY",
     "SOCKET_ENV",
@@ -95,5 +104,7 @@ __all__ = [
     "StreamReason",
     "error_metadata",
     "error_reason",
+    "read_error",
     "retry",
+    "write_error",
 ]

@@ -16,6 +16,7 @@ test needs only what the executor reads.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -25,10 +26,48 @@ from typing import Any
 
 from tendril_sdk.errors import ExecutorEnvError
 
-__all__ = ["JOB_JSON_ENV", "ExecutorRef", "JobDescriptor", "JobDescriptorError"]
+__all__ = [
+    "ERROR_FILE_NAME",
+    "ERROR_MAX_CHARS",
+    "JOB_JSON_ENV",
+    "REMOTE_CODE_ENV",
+    "ExecutorRef",
+    "JobDescriptor",
+    "JobDescriptorError",
+    "read_error",
+    "write_error",
+]
 
 JOB_JSON_ENV = "JOB_JSON"
 SOCKET_NAME = "bridge.sock"
+# An executor that fails writes one line saying why here (in its work dir); JobService makes it
+# the FAILED job's reason, after the exit code, so its owner sees it without reading the log.
+ERROR_FILE_NAME = "error.txt"
+ERROR_MAX_CHARS = 1000
+# "1" when the worker lets a job run model code shipped with a checkpoint (job.allow_remote_code), else "0".
+REMOTE_CODE_ENV = "TENDRIL_ALLOW_REMOTE_CODE"
+
+
+def _one_line(text: str) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= ERROR_MAX_CHARS else line[: ERROR_MAX_CHARS - 1] + "…"
+
+
+def write_error(work_dir: Path, message: str) -> None:
+    """Leave ``message`` (one line, at most ERROR_MAX_CHARS) as the job's reason for failing; best effort."""
+    # NOTE: a failure to write is ignored: the exit code and the log still say that it failed.
+    with contextlib.suppress(OSError):
+        (Path(work_dir) / ERROR_FILE_NAME).write_text(_one_line(message) + "\n")
+
+
+def read_error(work_dir: Path) -> str:
+    """What an executor left in ERROR_FILE_NAME ("" when nothing), one line of at most ERROR_MAX_CHARS."""
+    try:
+        with open(Path(work_dir) / ERROR_FILE_NAME, "rb") as f:
+            raw = f.read(4 * ERROR_MAX_CHARS)
+    except OSError:
+        return ""
+    return _one_line(raw.decode("utf-8", errors="replace"))
 
 
 class JobDescriptorError(ValueError):

@@ -207,6 +207,9 @@ class JobSection:
     fetch_roots: AbsolutePaths = Field(default_factory=list)
     """Directories (absolute paths) whose files an executor may fetch with file:// URIs (FetchResource) besides its
     own work dir; empty: only files inside the job's work dir."""
+    allow_remote_code: bool = False
+    """Let a job run model code shipped with a checkpoint (transformers trust_remote_code) when the job asks for it;
+    passed to executors as env TENDRIL_ALLOW_REMOTE_CODE (1 or 0)."""
     keep_logs_days: NonNegativeFloat = 14.0
     """Days an ended job's saved log (<state_dir>/logs/job-<id>.log) is kept (checked at start and hourly); 0 keeps
     them regardless of age."""

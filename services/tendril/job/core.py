@@ -30,6 +30,7 @@ from tendril.core.errors import ErrorKind
 from tendril.core.fanout import Fanout
 from tendril.core.logs import get_logger
 from tendril.core.watch import Watch
+from tendril.job import gpus
 from tendril.job.argv import render_argv
 from tendril.job.errors import JobError, JobReason
 from tendril.job.executor import ExecutorProcess, executor_env
@@ -42,7 +43,7 @@ from tendril.job.spec import DispatchSpec
 from tendril.job.spec import validate as validate_spec
 from tendril.job.store import JobStore, Runtime
 from tendril.job.workdir import LOG_NAME, WorkDirs
-from tendril_sdk.job import JobDescriptor
+from tendril_sdk.job import REMOTE_CODE_ENV, JobDescriptor
 
 log = get_logger("tendril.jobs")
 
@@ -64,6 +65,7 @@ class LeaseInfo:
     owner_id: str
     renewable: bool
     expires_at: float
+    gpus: int = 0  # whole GPUs the lease holds
 
 
 class LeaseDirectory(Protocol):
@@ -118,6 +120,8 @@ class JobManager:
         self._ended_leases: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._background: set[asyncio.Task[None]] = set()
         self._stopping = False
+        self._devices: tuple[str, ...] | None = None  # the worker's GPUs, found at the first job that leases one
+        self._gpu_claims: dict[str, tuple[str, tuple[str, ...]]] = {}  # job id -> (lease, devices) while starting
 
     # -- dispatch ------------------------------------------------------------------------
 
@@ -132,7 +136,7 @@ class JobManager:
         self.workdirs.check_socket_path(spec.job_id)
         return executor
 
-    async def _check_lease(self, caller: str, lease_id: str) -> None:
+    async def _check_lease(self, caller: str, lease_id: str) -> LeaseInfo:
         lease = await self.leases.get(lease_id)
         if lease is None or lease_id in self._ended_leases:
             raise JobError(
@@ -163,6 +167,7 @@ class JobManager:
                 reason=JobReason.LEASE_EXPIRED,
                 metadata={"lease_id": lease_id},
             )
+        return lease
 
     async def dispatch(self, caller: str, spec: DispatchSpec) -> JobRecord:
         """Start a job; on any failure nothing of it is left (no dir, record, process, socket)."""
@@ -184,10 +189,11 @@ class JobManager:
             )
         self._claimed.add(spec.job_id)
         try:
-            await self._check_lease(caller, spec.lease_id)
-            run = await self._launch(caller, spec, executor)
+            lease = await self._check_lease(caller, spec.lease_id)
+            run = await self._launch(caller, spec, executor, self._claim_gpus(spec, lease))
         finally:
             self._claimed.discard(spec.job_id)
+            self._gpu_claims.pop(spec.job_id, None)
         self._register(run)
         log.info("job.started", job_id=spec.job_id, lease_id=spec.lease_id, peer=caller, pid=run.process.pid)
         self.events.publish(run.record.copy())
@@ -195,7 +201,18 @@ class JobManager:
             self._in_background(self._stop(run, JobState.CANCELLED, f"lease {spec.lease_id} ended"))
         return run.record.copy()
 
-    async def _launch(self, caller: str, spec: DispatchSpec, executor: ExecutorConfig) -> JobRun:
+    def _claim_gpus(self, spec: DispatchSpec, lease: LeaseInfo) -> tuple[str, ...]:
+        """The GPU devices the job sees (see tendril.job.gpus), held from now on."""
+        if lease.gpus > 0 and self._devices is None:
+            self._devices = gpus.worker_devices(self.config.resources.gpu)
+        held = [(run.record.lease_id, run.gpus) for run in self._runs.values()] + list(self._gpu_claims.values())
+        devices = gpus.assign(spec.lease_id, lease.gpus, self._devices or (), held)
+        self._gpu_claims[spec.job_id] = (spec.lease_id, devices)
+        return devices
+
+    async def _launch(
+        self, caller: str, spec: DispatchSpec, executor: ExecutorConfig, devices: tuple[str, ...] = ()
+    ) -> JobRun:
         paths = self.workdirs.placeholders(spec.job_id)
         # a bad template fails before anything exists
         argv = render_argv(executor.command, {**paths, "PYTHON": self.python})
@@ -224,6 +241,8 @@ class JobManager:
             token = secrets.token_urlsafe(32)
             bridge = await self.start_bridge(job, token, self.report_progress)
             env = executor_env(executor, paths, token)
+            env[gpus.CUDA_ENV] = ",".join(devices)
+            env[REMOTE_CODE_ENV] = "1" if self.config.job.allow_remote_code else "0"
             process = await ExecutorProcess.spawn(argv, env=env, cwd=work_dir, log_path=work_dir / LOG_NAME)
             metrics.EXECUTORS_STARTED.inc()
             record = self.store.transition(
@@ -239,7 +258,7 @@ class JobManager:
             undo = self._undo_launch(spec.job_id, work_dir if created_dir else None, bridge, process)
             await asyncio.shield(asyncio.ensure_future(undo))
             raise
-        return JobRun(record=record, process=process, bridge=bridge)
+        return JobRun(record=record, process=process, bridge=bridge, gpus=devices)
 
     async def _undo_launch(
         self, job_id: str, work_dir: Path | None, bridge: BridgeHandle | None, process: ExecutorProcess | None

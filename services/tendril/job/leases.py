@@ -79,6 +79,7 @@ class LeaseClient:
             owner_id=lease.owner_id,
             renewable=lease.kind == lease_pb2.LEASE_KIND_RENEWABLE,
             expires_at=from_timestamp(lease.expires_at),
+            gpus=int(lease.resources.gpu),
         )
 
     async def follow(self, on_ended: Callable[[str, str], None], on_connected: Callable[[], Awaitable[None]]) -> None:

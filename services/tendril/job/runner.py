@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from pathlib import Path
 from typing import Protocol
 
 from tendril.job.executor import ExecutorProcess, describe_exit
 from tendril.job.model import JobRecord, JobState
+from tendril_sdk.job import read_error
 
 
 class BridgeHandle(Protocol):
@@ -49,6 +51,7 @@ class JobRun:
     stop_request: tuple[JobState, str] | None = None
     grace: float = 0.0
     task: asyncio.Task[None] | None = None
+    gpus: tuple[str, ...] = ()  # the devices in its CUDA_VISIBLE_DEVICES (see tendril.job.gpus)
 
     def request_stop(self, state: JobState, reason: str, grace: float) -> bool:
         """Ask the job to end as ``state`` with ``grace`` seconds between SIGTERM and SIGKILL.
@@ -91,4 +94,12 @@ class JobRun:
             return JobEnd(*self.stop_request, code)
         if code is None:
             return JobEnd(JobState.FAILED, self.process.lost_reason())
-        return JobEnd(JobState.SUCCEEDED if code == 0 else JobState.FAILED, describe_exit(code), code)
+        if code == 0:
+            return JobEnd(JobState.SUCCEEDED, describe_exit(code), code)
+        return JobEnd(JobState.FAILED, failure_reason(code, Path(self.record.work_dir)), code)
+
+
+def failure_reason(code: int, work_dir: Path) -> str:
+    """The exit code in words, then the executor's own one-line reason (tendril_sdk ERROR_FILE_NAME) if it left one."""
+    why = read_error(work_dir)
+    return f"{describe_exit(code)}: {why}" if why else describe_exit(code)

@@ -112,7 +112,8 @@ lr = {settings.lr}
 warmup_steps = 10
 batch_size = {settings.batch_size}
 
-[training.model]
+[training.model.config]
+model_type = "gpt2"
 n_layer = 2
 n_head = 2
 n_embd = 64

@@ -46,10 +46,14 @@ def aggregate_config(config: JobConfig, run_id: str) -> dict[str, Any]:
 def train_config(config: JobConfig, run_id: str, parameter_server: str, dataset: Dataset) -> dict[str, Any]:
     """Config of a training job (docs/ARCHITECTURE.md "Training job config").
 
-    The model's vocabulary and context come from the data set unless job.toml sets them.
+    ``model`` is job.toml's [training.model] as a ModelSpec, ``data`` the data set's summary
+    (DataSpec); the executor fills the model's vocabulary and context from ``data`` where the
+    config leaves them out.
     """
+    from tendril_models.spec import DataSpec
+
     t = config.training
-    model = {"vocab_size": dataset.vocab_size, "n_positions": dataset.seq_len, **t.model}
+    data = dataset.data or DataSpec.from_manifest({"vocab_size": dataset.vocab_size, "seq_len": dataset.seq_len})
     return {
         "run_id": run_id,
         "parameter_server": parameter_server,
@@ -57,7 +61,8 @@ def train_config(config: JobConfig, run_id: str, parameter_server: str, dataset:
         "round_timeout_seconds": t.round_timeout_seconds,
         "rounds": t.rounds,
         "seed": t.seed,
-        "model": model,
+        "model": t.model.spec().to_dict(),
+        "data": dict(data) if not isinstance(data, DataSpec) else data.to_dict(),
         "inner": t.inner.model_dump(),
         "mixed_precision": t.mixed_precision,
         "torch_threads": t.torch_threads,

@@ -2,11 +2,12 @@
 
 Tables: ``[scheduler]`` (identity, addresses, output), ``[allocation]`` (how many workers, bid,
 resources per role), ``[data]`` (which data set), ``[training]`` (DiLoCo: rounds, inner steps,
-outer optimizer, codec) with ``[training.inner]`` (AdamW) and ``[training.model]`` (GPT-2
-config kwargs), and ``[evaluation]`` (held-out evaluation and export). The tables are strict
-pydantic models: unknown keys, wrong TOML types (a string where a number belongs) and values
-out of range are refused, naming the key and the accepted values. Every value is passed on
-as written: 0 (an outer momentum, a weight decay, a seed) reaches the jobs as 0.
+outer optimizer, codec) with ``[training.inner]`` (AdamW) and ``[training.model]`` (the task,
+and either ``[training.model.config]``: ``model_type`` + transformers config kwargs, or a
+``source`` checkpoint URI), and ``[evaluation]`` (held-out evaluation and export). The tables
+are strict pydantic models: unknown keys, wrong TOML types (a string where a number belongs)
+and values out of range are refused, naming the key and the accepted values. Every value is
+passed on as written: 0 (an outer momentum, a weight decay, a seed) reaches the jobs as 0.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from pydantic import (
     PositiveFloat,
     PositiveInt,
     ValidationError,
+    model_validator,
 )
 
 from tendril.core.codecs import CODECS
@@ -33,11 +35,21 @@ from tendril.core.config import Address, OptionalAddress, config_error, read_tom
 from tendril.core.errors import ConfigError
 from tendril.core.ids import PEER_ID, RUN_ID
 
+# NOTE: tendril_models.tasks and .spec import no torch: a scheduler reads job.toml without it.
+from tendril_models.errors import ModelError
+from tendril_models.spec import DEFAULT_CONFIG, ModelSpec
+from tendril_models.tasks import TASK_NAMES
+
 # NOTE: a run id of job.toml names the run's jobs too (<run_id>-ps1, <run_id>-t12), which must
 # stay job ids (64 characters): hence at most 48 of the run id's 128.
 MAX_RUN_ID_CHARS = 48
 
-DEFAULT_MODEL: dict[str, Any] = {"n_layer": 2, "n_head": 2, "n_embd": 64}
+DEFAULT_MODEL: dict[str, Any] = dict(DEFAULT_CONFIG)
+_MODEL_KEYS = ("task", "source", "sha256", "trust_remote_code", "config")
+OLD_MODEL_FORM = (
+    "no longer takes GPT-2 kwargs ({keys}): move them to the table [training.model.config] and add "
+    'model_type = "gpt2" there (or set training.model.source to a checkpoint); [training.model] takes {accepted}'
+)
 
 
 def _run_id(value: str) -> str:
@@ -111,6 +123,42 @@ class InnerSection(_Table):
     batch_size: PositiveInt = 8
 
 
+class ModelSection(_Table):
+    """The model: a task, and a config to build it from or a source checkpoint to load."""
+
+    task: Literal[TASK_NAMES] = "causal-lm"  # type: ignore[valid-type]  # tendril_models.TASK_NAMES
+    source: str = ""  # checkpoint folder or archive URI (file://, http(s)://); empty: build from config
+    sha256: str = ""  # of the source archive (of a folder's model.safetensors); empty: not checked
+    trust_remote_code: bool = False  # run model code shipped with the checkpoint (the worker must allow it too)
+    # model_type + transformers config kwargs; a gpt2 config's keys replace those of DEFAULT_MODEL
+    config: dict[str, Any] = Field(default_factory=lambda: dict(DEFAULT_MODEL))
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_the_old_form(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            old = sorted(set(data) - set(_MODEL_KEYS))
+            if old:
+                raise ValueError(OLD_MODEL_FORM.format(keys=", ".join(old), accepted=", ".join(_MODEL_KEYS)))
+            if "source" in data and data.get("source") and "config" not in data:
+                data = {**data, "config": {}}  # a checkpoint brings its own config
+        return data
+
+    @model_validator(mode="after")
+    def _valid_spec(self) -> ModelSection:
+        if self.config and self.config.get("model_type", "gpt2") == "gpt2":
+            self.config = {**DEFAULT_MODEL, **self.config}
+        try:
+            self.spec()
+        except ModelError as exc:
+            raise ValueError(exc.message.removeprefix("model: ")) from exc
+        return self
+
+    def spec(self) -> ModelSpec:
+        """The ModelSpec every training job gets."""
+        return ModelSpec.from_dict(self.model_dump())
+
+
 class TrainingSection(_Table):
     """The DiLoCo run."""
 
@@ -123,14 +171,12 @@ class TrainingSection(_Table):
     quorum: PositiveInt = 1  # fewest workers that may close a round once the timeout passed
     outer_lr: PositiveFloat = 0.7
     outer_momentum: float = Field(0.9, ge=0, lt=1)
-    mixed_precision: Literal["no", "fp16", "bf16"] = "no"
+    # accelerate; auto: bf16 on a GPU that has it, else fp16 on a GPU, no on a CPU
+    mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "auto"
     torch_threads: NonNegativeInt = 0  # per executor; 0 = torch's default
     keep_updates: bool = False  # executors keep each round's outer update file (for inspection)
     inner: InnerSection = Field(default_factory=InnerSection)
-    # GPT-2 config kwargs; the keys given replace those of DEFAULT_MODEL
-    model: Annotated[dict[str, Any], AfterValidator(lambda model: {**DEFAULT_MODEL, **model})] = Field(
-        default_factory=lambda: dict(DEFAULT_MODEL)
-    )
+    model: ModelSection = Field(default_factory=ModelSection)
 
 
 class EvaluationSection(_Table):

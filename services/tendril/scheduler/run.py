@@ -114,6 +114,9 @@ class Dataset:
     eval_slices: tuple[SliceRef, ...] = ()  # the held-out split: only the eval job reads these
     assets: tuple[AssetRef, ...] = ()  # the tokenizer / image processor, exported beside the model
     tokenizer: str = ""  # the manifest's tokenizer ("bytes": Tendril's byte tokenizer)
+    # The manifest's summary for the jobs (tendril_models.DataSpec.to_dict()); empty: a v1 data
+    # set, a causal-lm one of input_ids [seq_len] in a vocabulary of vocab_size.
+    data: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
