@@ -23,7 +23,25 @@ from tendril.data_node.tokenizer import ByteTokenizer, load_tokenizer, train_bpe
 pytest.importorskip("tokenizers")
 pa = pytest.importorskip("pyarrow")
 
-WORDS = "the quick brown fox jumps over the lazy dog while a cat sleeps in the warm sun".split()
+WORDS = [
+    "the",
+    "quick",
+    "brown",
+    "fox",
+    "jumps",
+    "over",
+    "the",
+    "lazy",
+    "dog",
+    "while",
+    "a",
+    "cat",
+    "sleeps",
+    "in",
+    "the",
+    "warm",
+    "sun",
+]
 
 
 def _sentences(n: int) -> list[str]:
@@ -80,9 +98,7 @@ def test_jsonl_reader_takes_the_named_field(tmp_path: Path) -> None:
     rows = [{"body": t, "other": 1} for t in _sentences(60)]
     src = _jsonl(tmp_path / "c.jsonl", rows)
     m = prepare_dataset(Source.open(src), tmp_path / "ds", ByteTokenizer(), _opts(text_field="body", eval_fraction=0))
-    stream = np.concatenate(
-        [np.frombuffer(t.encode(), np.uint8).astype(np.int32).tolist() + [256] for t in _sentences(60)]
-    )
+    stream = np.concatenate([[*t.encode(), 256] for t in _sentences(60)])
     ids = _text_of_jsonl_stream(tmp_path / "ds")
     assert np.array_equal(ids.reshape(-1), stream[: ids.size])
     assert m.documents == 60 and m.format == FORMAT and m.task == "causal-lm"
