@@ -403,6 +403,15 @@ async def test_stopping_answers_waiting_callers(fetcher) -> None:  # type: ignor
     assert not [p for p in core.cache.root.rglob("*.part")]  # the cancelled download left nothing
 
 
+def _damage(path: str, *, remove: bool = False) -> None:
+    cached = Path(path)
+    cached.chmod(0o644)
+    if remove:
+        cached.unlink()
+    else:
+        cached.write_bytes(b"x" * cached.stat().st_size)
+
+
 async def test_a_cached_slice_damaged_between_handouts_is_evicted_and_fetched_again(tmp_path: Path) -> None:
     core, node, _ = _setup(tmp_path, n=2)
     try:
@@ -412,9 +421,7 @@ async def test_a_cached_slice_damaged_between_handouts_is_evicted_and_fetched_ag
         await core.next_slice("j1")  # slice 1; its freed slot queues slice 0 again, from the cache
         await _until(lambda: job.queued == 1)
         assert node.requests.count(("slice-00000.safetensors", 0)) == 1 and core.snapshot().stats.cache_hits == 1
-        cached = Path(first.path)
-        cached.chmod(0o644)
-        cached.write_bytes(b"x" * cached.stat().st_size)  # same size: only the sha256 tells
+        _damage(first.path)  # same size: only the sha256 tells
         again = await core.next_slice("j1")
         assert again.assignment.slice_name == "slice-00000.safetensors"
         assert _read(again.path) == node.slices["slice-00000.safetensors"]
@@ -424,8 +431,7 @@ async def test_a_cached_slice_damaged_between_handouts_is_evicted_and_fetched_ag
         nxt = await core.next_slice("j1")
         assert nxt.assignment.slice_name == "slice-00001.safetensors"
         await _until(lambda: job.queued == 1)
-        Path(again.path).chmod(0o644)
-        Path(again.path).unlink()
+        _damage(again.path, remove=True)
         last = await core.next_slice("j1")
         assert _read(last.path) == node.slices["slice-00000.safetensors"]
         assert node.requests.count(("slice-00000.safetensors", 0)) == 3
