@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
+import math
 import re
 import shlex
 import subprocess
@@ -83,8 +84,8 @@ def _localise(text: str, ports: dict[str, str]) -> str:
     return re.sub(r"\b(?:0\.0\.0\.0|10\.0\.0\.\d+)\b", "127.0.0.1", text)
 
 
-def _worker_toml(text: str, name: str, offset: int, root: Path) -> str:
-    config = _localise(text, {}).replace('id = "worker-a"', f'id = "{name}"')
+def _worker_toml(text: str, name: str, offset: int, root: Path, ports: dict[str, str]) -> str:
+    config = _localise(text, ports).replace('id = "worker-a"', f'id = "{name}"')
     extra = f'port_offset = {offset}\nstate_dir = "{root / name / "state"}"\nwork_dir = "{root / name / "work"}"\n'
     return config.replace("[worker]\n", f"[worker]\n{extra}", 1)
 
@@ -131,7 +132,7 @@ async def test_the_training_guide_runs_as_written(tmp_path: Path) -> None:
             if command.startswith("tendril worker run"):
                 for name, offset in workers.items():
                     config = tmp_path / f"{name}.toml"
-                    config.write_text(_worker_toml(tomls[0], name, offset, tmp_path))
+                    config.write_text(_worker_toml(tomls[0], name, offset, tmp_path, ports))
                     proc = cluster.spawn(name, _argv(local.replace("worker.toml", config.name)), tier=2)
                     await cluster.wait_serving(proc, worker_ports(offset)[:5], START_SECONDS)
             elif command.startswith(SERVERS):
@@ -166,8 +167,13 @@ async def test_the_training_guide_runs_as_written(tmp_path: Path) -> None:
     assert data.tokenizer == "bpe" and data.vocab_size == 4096 and data.eval_slices and data.seq_len == 128
     own = load_manifest(tmp_path / "my-data-own-tokenizer")
     assert own.tokenizer == "hf" and own.vocab_size == 500
+    out = tmp_path / job["scheduler"]["out_dir"]
+    if (out / "metrics.jsonl").exists():  # the run was trained
+        lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+        rounds = job["training"]["rounds"]
+        assert len([line for line in lines if "loss_mean" in line]) == rounds
+        if _has("tendril_models.evaluate"):  # held-out evaluation is in this tree
+            held_out = [line["eval_loss"] for line in lines if "eval_loss" in line]
+            assert held_out and all(math.isfinite(v) for v in held_out)
     if skipped:
         pytest.skip("; ".join(skipped))
-    out = tmp_path / job["scheduler"]["out_dir"]
-    lines = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
-    assert len([line for line in lines if "loss_mean" in line]) == job["training"]["rounds"]
