@@ -159,6 +159,14 @@ def test_text_files_for_a_record_task_are_refused(tmp_path: Path) -> None:
             Source.open(tmp_path / "a.txt"), tmp_path / "ds", ByteTokenizer(), _opts(task="sequence-classification")
         )
     assert err.value.reason == "BAD_TASK"
+    # masked-lm reads plain text (it needs a tokenizer with a mask token: not the byte one)
+    with pytest.raises(DataNodeError) as err:
+        prepare_dataset(Source.open(tmp_path / "a.txt"), tmp_path / "ds", ByteTokenizer(), _opts(task="masked-lm"))
+    assert err.value.reason == "BAD_TOKENIZER" and "mask token" in err.value.message
+    m = prepare_dataset(
+        Source.open(tmp_path / "a.txt"), tmp_path / "ds", None, _opts(task="masked-lm", train_bpe_vocab=270)
+    )
+    assert m.task == "masked-lm" and m.mask_id == 2 and set(m.tensors) == {"input_ids", "attention_mask"}
 
 
 # -- the held-out split ------------------------------------------------------------------------

@@ -521,7 +521,7 @@ def _label_names_of(source: Source, field: str) -> Sequence[str]:
     """A datasets ClassLabel's names, when the source has one."""
     if source.dataset_dir is None:
         return ()
-    feature = source._load().features.get(field)
+    feature = source.dataset().features.get(field)
     return tuple(getattr(feature, "names", ()) or ())
 
 
@@ -547,13 +547,16 @@ def prepare_dataset(
     if not source:
         raise _invalid("no source files found; check SRC (and --suffix)", DatasetReason.NO_SOURCE_FILES)
     images = options.task == "image-classification"
-    if not images and options.task != "causal-lm" and source.text_only:
+    if options.task in ("seq2seq-lm", "sequence-classification") and source.text_only:
         raise _invalid(
             f"--task {options.task} needs records with fields (JSONL, CSV, Parquet or a datasets folder), "
             "not plain text files",
             DatasetReason.BAD_TASK,
         )
-    records = lambda: source.records(max_bytes=options.max_bytes)  # noqa: E731
+
+    def records() -> Iterator[Record]:
+        return source.records(max_bytes=options.max_bytes)
+
     if not images and options.train_bpe_vocab is not None:
         texts = (_text(r, options.text_field, i) for i, r in enumerate(records()))
         tokenizer = train_bpe(texts, options.train_bpe_vocab, progress=options.progress)

@@ -118,7 +118,7 @@ class Source:
         """A bar over the source: examples of a datasets folder, else file bytes."""
         disable = None if enabled else True
         if self.dataset_dir is not None:
-            return tqdm(total=len(self._load()), unit="ex", desc="prepare", disable=disable)
+            return tqdm(total=len(self.dataset()), unit="ex", desc="prepare", disable=disable)
         total = sum(p.stat().st_size for p in self.files)
         if max_bytes is not None:
             total = min(total, max_bytes)
@@ -220,7 +220,8 @@ class Source:
         except Exception as exc:  # pyarrow's ArrowInvalid and friends
             raise _bad(f"cannot read {path} as {kind.upper()}: {exc}") from exc
 
-    def _load(self) -> Any:
+    def dataset(self) -> Any:
+        """The ``datasets.Dataset`` of a datasets folder (its split), loaded once."""
         if self._dataset is None:
             datasets = _need("datasets", "reading a datasets folder")
             try:
@@ -238,7 +239,7 @@ class Source:
         return self._dataset
 
     def _dataset_records(self, bar: tqdm | None) -> Iterator[Record]:
-        dataset = self._load()
+        dataset = self.dataset()
         for row in dataset:
             if bar is not None:
                 bar.update(1)
