@@ -210,6 +210,7 @@ async def run_cluster(
     shutil.rmtree(root, ignore_errors=True)  # leases and jobs of an earlier demo must not come back
     for name in ("metrics.jsonl", "model.safetensors", "loss.png"):
         (settings.out / name).unlink(missing_ok=True)
+    shutil.rmtree(settings.out / "model", ignore_errors=True)  # the exported model of an earlier demo
     cluster = LocalCluster(root)
     killed: list[str] = []
     code = -1
@@ -330,10 +331,12 @@ def main(argv: list[str] | None = None) -> int:
     print(summary_table(result.lines))
     first, last = result.lines[0]["loss_mean"], result.lines[-1]["loss_mean"]
     ratio = last / first
+    held_out = [line["eval_loss"] for line in result.lines if "eval_loss" in line]
+    evaluated = f"; held-out loss {held_out[0]:.3f} -> {held_out[-1]:.3f}" if held_out else ""
+    model = settings.out / "model" if (settings.out / "model").is_dir() else settings.out / "model.safetensors"
     print(
         f"demo: {len(result.lines)} rounds in {result.seconds:.0f} s; mean loss {first:.3f} -> {last:.3f} "
-        f"(x{ratio:.2f}); wrote {settings.out / 'metrics.jsonl'}, {settings.out / 'loss.png'}, "
-        f"{settings.out / 'model.safetensors'}"
+        f"(x{ratio:.2f}){evaluated}; wrote {settings.out / 'metrics.jsonl'}, {settings.out / 'loss.png'}, {model}"
     )
     print(timing_line(result.lines))
     if ratio > LOSS_TARGET:
