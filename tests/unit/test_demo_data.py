@@ -38,3 +38,15 @@ def test_job_toml_names_the_architecture_in_the_new_model_table(tmp_path: Path, 
     assert table["config"]["model_type"] == model
     spec = pytest.importorskip("tendril_models.spec")
     assert spec.ModelSpec.from_dict(table).config["model_type"] == model
+
+
+def test_the_demo_checks_the_held_out_loss_against_a_uniform_guess() -> None:
+    import math
+
+    from tendril.scheduler.demo import LOSS_TARGET, loss_ratio
+
+    lines = [{"loss_mean": 6.5, "eval_loss": 6.4}, {"loss_mean": 5.7, "eval_loss": 5.2}]
+    ratio, words = loss_ratio(lines, 2048)
+    assert ratio == pytest.approx(5.2 / math.log(2048)) and ratio < LOSS_TARGET and "uniform" in words
+    ratio, words = loss_ratio([{"loss_mean": 6.0}, {"loss_mean": 5.4}], 2048)  # no held-out losses
+    assert ratio == pytest.approx(0.9) and "training" in words

@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import dataclasses
 import json
+import math
 import shutil
 import signal
 import subprocess
@@ -49,7 +50,9 @@ MODELS: dict[str, dict[str, Any]] = {
     },
 }
 TOKENIZERS = ("bpe", "bytes")
-LOSS_TARGET = 0.8  # last round mean ≤ 0.8 × first round mean
+# The last held-out loss ≤ 0.8 × ln(vocabulary), the loss of a uniform guess (without held-out
+# losses: the last round's mean training loss ≤ 0.8 × the first round's).
+LOSS_TARGET = 0.8
 
 
 @dataclasses.dataclass(frozen=True)
@@ -260,6 +263,21 @@ async def run_cluster(
     return DemoResult(lines, code, killed, time.monotonic() - began, root)
 
 
+def loss_ratio(lines: list[dict[str, Any]], vocab_size: int) -> tuple[float, str]:
+    """What the demo checks against LOSS_TARGET, and in words.
+
+    NOTE: the held-out loss is measured on the same examples every round, so it moves smoothly;
+    a round's training loss depends on which slices it drew (modules of very different
+    difficulty) and can jump by a third from one round to the next.
+    """
+    held_out = [line["eval_loss"] for line in lines if "eval_loss" in line]
+    if held_out and vocab_size > 1:
+        uniform = math.log(vocab_size)
+        return held_out[-1] / uniform, f"held-out loss {held_out[-1]:.3f} vs {uniform:.3f} for a uniform guess"
+    first, last = lines[0]["loss_mean"], lines[-1]["loss_mean"]
+    return last / first, f"mean training loss {first:.3f} -> {last:.3f}"
+
+
 def timing_line(lines: list[dict[str, Any]]) -> str:
     """The run's timing figures in one line (definitions: tendril.scheduler.metrics.run_stats)."""
     stats = run_stats(lines)
@@ -330,17 +348,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(summary_table(result.lines))
     first, last = result.lines[0]["loss_mean"], result.lines[-1]["loss_mean"]
-    ratio = last / first
+    manifest = json.loads((settings.out / "data" / "manifest.json").read_text())
+    ratio, checked = loss_ratio(result.lines, int(manifest.get("vocab_size", 0)))
     held_out = [line["eval_loss"] for line in result.lines if "eval_loss" in line]
     evaluated = f"; held-out loss {held_out[0]:.3f} -> {held_out[-1]:.3f}" if held_out else ""
     model = settings.out / "model" if (settings.out / "model").is_dir() else settings.out / "model.safetensors"
     print(
-        f"demo: {len(result.lines)} rounds in {result.seconds:.0f} s; mean loss {first:.3f} -> {last:.3f} "
-        f"(x{ratio:.2f}){evaluated}; wrote {settings.out / 'metrics.jsonl'}, {settings.out / 'loss.png'}, {model}"
+        f"demo: {len(result.lines)} rounds in {result.seconds:.0f} s; mean loss {first:.3f} -> {last:.3f}"
+        f"{evaluated}; wrote {settings.out / 'metrics.jsonl'}, {settings.out / 'loss.png'}, {model}"
     )
     print(timing_line(result.lines))
     if ratio > LOSS_TARGET:
-        print(f"demo: the loss fell less than expected (target x{LOSS_TARGET})", file=sys.stderr)
+        failed = f"demo: the loss fell less than expected: {checked} (x{ratio:.2f}, target x{LOSS_TARGET})"
+        print(failed, file=sys.stderr)
         return 1
     return 0
 
