@@ -401,3 +401,39 @@ async def test_stopping_answers_waiting_callers(fetcher) -> None:  # type: ignor
         await waiter
     assert err.value.kind is ErrorKind.UNAVAILABLE and err.value.reason == "FETCHER_STOPPING"
     assert not [p for p in core.cache.root.rglob("*.part")]  # the cancelled download left nothing
+
+
+def _damage(path: str, *, remove: bool = False) -> None:
+    cached = Path(path)
+    cached.chmod(0o644)
+    if remove:
+        cached.unlink()
+    else:
+        cached.write_bytes(b"x" * cached.stat().st_size)
+
+
+async def test_a_cached_slice_damaged_between_handouts_is_evicted_and_fetched_again(tmp_path: Path) -> None:
+    core, node, _ = _setup(tmp_path, n=2)
+    try:
+        job = core.open_job("j1", "w1", "sched:1", prefetch=1)
+        first = await core.next_slice("j1")
+        assert first.assignment.slice_name == "slice-00000.safetensors"
+        await core.next_slice("j1")  # slice 1; its freed slot queues slice 0 again, from the cache
+        await _until(lambda: job.queued == 1)
+        assert node.requests.count(("slice-00000.safetensors", 0)) == 1 and core.snapshot().stats.cache_hits == 1
+        _damage(first.path)  # same size: only the sha256 tells
+        again = await core.next_slice("j1")
+        assert again.assignment.slice_name == "slice-00000.safetensors"
+        assert _read(again.path) == node.slices["slice-00000.safetensors"]
+        assert node.requests.count(("slice-00000.safetensors", 0)) == 2  # fetched again
+        assert core.snapshot().stats.sha256_mismatches == 1
+        # a file cut short or removed is caught the same way
+        nxt = await core.next_slice("j1")
+        assert nxt.assignment.slice_name == "slice-00001.safetensors"
+        await _until(lambda: job.queued == 1)
+        _damage(again.path, remove=True)
+        last = await core.next_slice("j1")
+        assert _read(last.path) == node.slices["slice-00000.safetensors"]
+        assert node.requests.count(("slice-00000.safetensors", 0)) == 3
+    finally:
+        await core.close()

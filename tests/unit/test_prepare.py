@@ -31,7 +31,8 @@ def _corpus(root: Path) -> Path:
 
 
 def _opts(**kw: object) -> PrepareOptions:
-    base: dict[str, object] = {"seq_len": 16, "sequences_per_slice": 10, "progress": False}
+    # NOTE: no held-out split here, so the slices hold the whole token stream.
+    base: dict[str, object] = {"seq_len": 16, "sequences_per_slice": 10, "progress": False, "eval_fraction": 0.0}
     base.update(kw)
     return PrepareOptions(**base)  # type: ignore[arg-type]
 

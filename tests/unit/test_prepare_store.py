@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -71,6 +72,32 @@ async def test_manifest_and_chunks_from_any_offset(node) -> None:  # type: ignor
     assert await _fetch(stub, entry.name, dataset="demo") == whole
     assert await _fetch(stub, entry.name, offset=1234) == whole[1234:]
     assert await _fetch(stub, entry.name, offset=entry.size_bytes) == b""
+
+
+async def test_eval_slices_and_assets_are_served_by_name(node) -> None:  # type: ignore[no-untyped-def]
+    stub, out, manifest = node
+    reply = await stub.GetManifest(data_pb2.GetManifestRequest())
+    m = reply.manifest
+    assert m.task == "causal-lm" and [s.name for s in m.eval_slices] == ["eval-00000.safetensors"]
+    assert [(a.name, a.kind) for a in m.assets] == [("tokenizer.tar", "tokenizer")]
+    whole = json.loads(m.manifest_json)
+    assert whole["format"] == "tendril-dataset/2" and whole["dataset_id"] == "demo"
+    assert whole["tensors"] == {"input_ids": {"dtype": "int32", "shape": [32]}}
+    assert whole["eval_slices"][0]["sha256"] == manifest.eval_slices[0].sha256
+    for name in ("eval-00000.safetensors", "tokenizer.tar"):
+        assert await _fetch(stub, name) == (out / name).read_bytes()
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await _fetch(stub, "eval-00099.safetensors")
+    assert err.value.code() == grpc.StatusCode.NOT_FOUND and error_reason(err.value) == "SLICE_NOT_FOUND"
+    assert "eval slices" in err.value.details()
+
+
+def test_store_checks_eval_slices_and_assets_too(tmp_path: Path) -> None:
+    out, _ = _dataset(tmp_path)
+    (out / "tokenizer.tar").unlink()
+    with pytest.raises(DataNodeError) as err:
+        SliceStore(out)
+    assert err.value.reason == "SLICE_FILE_MISSING" and "tokenizer.tar" in err.value.message
 
 
 @pytest.mark.parametrize(

@@ -15,16 +15,18 @@ import json
 import os
 import shutil
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 
 from tendril.bridge.errors import BridgeError
 from tendril.bridge.fetch import Fetched, check_request, default_name, download
 from tendril.bridge.files import landing
 from tendril.bridge.paths import confine, relative_to
+from tendril.bridge.resources import ResourceCache
 from tendril.core import ids
 from tendril.core.codecs import CODECS
 from tendril.core.errors import ErrorKind
+from tendril.core.logs import get_logger
 from tendril.core.validate import Checks
 from tendril_sdk.job import JobDescriptor
 from tendril_sdk.reasons import BridgeReason
@@ -40,6 +42,7 @@ AGGREGATE_CLASS = "aggregate"  # the executor class whose jobs run a DiLoCo run 
 EVAL_CLASS = "eval"  # the executor class whose jobs evaluate a run's θ: they watch the run's rounds, read-only
 
 CHECK = Checks(BridgeError)
+log = get_logger("tendril.bridge")
 
 ProgressSink = Callable[[str, dict[str, float]], None]
 
@@ -56,10 +59,17 @@ class BridgeCore:
     """Path rules, config lookups and file placement for one job."""
 
     def __init__(
-        self, job: JobDescriptor, on_progress: ProgressSink | None = None, *, fetch_roots: Sequence[Path] = ()
+        self,
+        job: JobDescriptor,
+        on_progress: ProgressSink | None = None,
+        *,
+        fetch_roots: Sequence[Path] = (),
+        resources: ResourceCache | None = None,
     ) -> None:
-        """``fetch_roots``: directories besides the work dir a file:// FetchResource may read (job.fetch_roots)."""
+        """``fetch_roots``: directories besides the work dir a file:// FetchResource may read (job.fetch_roots);
+        ``resources``: the worker's cache of fetched resources (None: every fetch downloads)."""
         self.job = job
+        self.resources = resources
         self.root = job.work_dir
         self.fetch_roots = (Path(job.work_dir), *(Path(root) for root in fetch_roots))
         self._on_progress = on_progress
@@ -253,10 +263,13 @@ class BridgeCore:
                 reason=BridgeReason.BAD_DEST,
             )
         target = self.resolve(name, within=ARTIFACTS, what="dest")
+        cache = self.resources if sha256 else None
+        if cache is not None:
+            size = await asyncio.to_thread(cache.take, sha256, target)
+            if size is not None:
+                return Fetched(target, size, sha256.lower())
         stop = threading.Event()
-        task = asyncio.ensure_future(
-            asyncio.to_thread(download, uri, target, sha256=sha256, roots=self.fetch_roots, stop=stop)
-        )
+        task = asyncio.ensure_future(self._download(uri, target, sha256, stop, cache))
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
@@ -264,6 +277,20 @@ class BridgeCore:
             # removes its temporary file itself, so a cancelled fetch keeps nothing either.
             stop.set()
             raise
+
+    def _download(
+        self, uri: str, target: Path, sha256: str, stop: threading.Event, cache: ResourceCache | None
+    ) -> Awaitable[Fetched]:
+        def run() -> Fetched:
+            fetched = download(uri, target, sha256=sha256, roots=self.fetch_roots, stop=stop)
+            if cache is not None:
+                try:
+                    cache.keep(fetched.sha256, fetched.path)
+                except OSError as exc:  # NOTE: a cache that cannot be written costs a later download only
+                    log.warning("resource.not_cached", uri=uri, error=str(exc))
+            return fetched
+
+        return asyncio.to_thread(run)
 
     def place_slice(self, cache_path: str, slice_name: str) -> Path:
         """Put a read-only view of a cached slice at data/<slice_name> (hard link, else copy)."""

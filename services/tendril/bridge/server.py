@@ -24,6 +24,7 @@ from tendril.bridge.auth import TokenInterceptor
 from tendril.bridge.core import BridgeCore, ProgressSink
 from tendril.bridge.errors import BridgeError
 from tendril.bridge.remotes import Remotes
+from tendril.bridge.resources import ResourceCache
 from tendril.bridge.servicer import SERVICE_NAME, BridgeServicer
 from tendril.core.errors import ErrorKind, PortInUseError
 from tendril.core.logs import get_logger
@@ -54,12 +55,14 @@ class JobBridge:
         paramserver_address: str,
         on_progress: ProgressSink | None = None,
         fetch_roots: Sequence[Path] = (),
+        resources: ResourceCache | None = None,
     ) -> None:
         """``data_fetcher_address`` and ``paramserver_address`` are this worker's own DataFetcher
         and parameter server (``config.listen(...)``); ``fetch_roots`` the directories besides
-        the work dir a file:// FetchResource may read (``job.fetch_roots``)."""
+        the work dir a file:// FetchResource may read (``job.fetch_roots``); ``resources`` the
+        worker's cache of fetched resources."""
         self.job = job
-        self.core = BridgeCore(job, on_progress, fetch_roots=fetch_roots)
+        self.core = BridgeCore(job, on_progress, fetch_roots=fetch_roots, resources=resources)
         self.remotes = Remotes(job.worker_id)
         self.servicer = BridgeServicer(self.core, self.remotes, data_fetcher_address, paramserver_address)
         self.server = ServiceServer(

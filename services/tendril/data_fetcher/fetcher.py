@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import functools
+from pathlib import Path
 
 from tendril.core import metrics
 from tendril.core.errors import ErrorKind
@@ -29,6 +30,7 @@ from tendril.data_fetcher.model import (
 log = get_logger("tendril.data_fetcher")
 
 MAX_PREFETCH = 32
+INLINE_HASH_BYTES = 1 << 20  # slices up to this size are re-hashed at hand-out on the event loop
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,6 +54,14 @@ def check_job_id(job_id: str) -> None:
     problem = JOB_ID.problem(job_id, "job_id")
     if problem is not None:
         raise _invalid(problem, FetcherReason.BAD_JOB_ID)
+
+
+def _matches(path: Path, size: int, sha256: str) -> bool:
+    """True when the file at ``path`` has ``size`` bytes and hashes to ``sha256``."""
+    try:
+        return path.stat().st_size == size and file_sha256(path) == sha256
+    except OSError:
+        return False
 
 
 class DataFetcher:
@@ -133,6 +143,7 @@ class DataFetcher:
             prefetch=self.default_prefetch if prefetch is None else prefetch,
             coordinator=self.coordinator,
             obtain=self.obtain,
+            check=self.checked,
             cache=self.cache,
             policy=self.policy,
         )
@@ -201,6 +212,25 @@ class DataFetcher:
                 counted = True
             # NOTE: shield: a job that closes must not cancel a download other jobs wait for.
             await asyncio.shield(task)
+
+    async def checked(self, entry: CacheEntry, a: Assignment) -> CacheEntry:
+        """``entry`` if its file still has the manifest's size and sha256 (checked now, right before
+        it is handed out); a damaged one is evicted and fetched again (pinned for the caller)."""
+        if a.size_bytes <= INLINE_HASH_BYTES:
+            # NOTE: hashing a small slice (~1 ms per MiB) costs less than a hop to a worker thread.
+            intact = _matches(entry.path, a.size_bytes, a.sha256)
+        else:
+            entry.pins += 1  # no eviction while hashing
+            try:
+                intact = await asyncio.to_thread(_matches, entry.path, a.size_bytes, a.sha256)
+            finally:
+                entry.pins -= 1
+        if intact:
+            return entry
+        self.stats.sha256_mismatches += 1
+        log.warning("cache.damaged", slice=a.slice_name, path=str(entry.path), when="handout")
+        self.cache.remove(entry.key)
+        return await self.obtain(a)
 
     def _download_done(self, key: SliceKey, task: asyncio.Task[CacheEntry]) -> None:
         self._downloads.pop(key, None)

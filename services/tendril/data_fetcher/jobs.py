@@ -6,7 +6,9 @@ NextSlice takes the oldest queued slice and frees its slot, so exactly ``prefetc
 are ready or on their way whenever the job is working on one. With ``prefetch`` 0 nothing is
 fetched ahead: a NextSlice that finds nothing queued opens one slot for its own slice. A failure (scheduler refused,
 data node gone, DATA_LOSS) is queued in the slice's place and raised to the NextSlice caller
-that takes it; the loop goes on with the next assignment.
+that takes it; the loop goes on with the next assignment. A slice is checked against its
+size and sha256 once more right before NextSlice hands it out; a damaged one is evicted and
+fetched again.
 """
 
 from __future__ import annotations
@@ -65,6 +67,7 @@ class JobFetcher:
         prefetch: int,
         coordinator: Coordinator,
         obtain: Callable[[Assignment], Awaitable[CacheEntry]],
+        check: Callable[[CacheEntry, Assignment], Awaitable[CacheEntry]],
         cache: SliceCache,
         policy: FetchPolicy,
     ) -> None:
@@ -74,6 +77,7 @@ class JobFetcher:
         self.prefetch = prefetch
         self._coordinator = coordinator
         self._obtain = obtain
+        self._check = check
         self._cache = cache
         self._policy = policy
         self._slots = asyncio.Semaphore(prefetch)
@@ -136,16 +140,23 @@ class JobFetcher:
         if self._closed is not None:
             raise self._closed
         item = self._items.popleft()
-        wait = time.monotonic() - start
         if self.prefetch:
             self._slots.release()
         if isinstance(item, Failed):
             raise item.error
+        # NOTE: the file is checked again right before it is handed out, however long it waited
+        # in the cache or the queue: a damaged one is evicted and fetched again here.
+        try:
+            entry = await self._check(item.entry, item.assignment)
+        except BaseException:
+            self._cache.unpin(item.assignment.key)
+            raise
+        item = Ready(entry, item.assignment)
         # The job is done with the slice it had: it stays protected for the grace period only.
         if self._current is not None:
             self._cache.unpin(self._current.assignment.key)
         self._current = item
-        return Handout(str(item.entry.path), item.assignment, wait)
+        return Handout(str(entry.path), item.assignment, time.monotonic() - start)
 
     async def close(self, *, stopping: bool = False) -> None:
         """Stop prefetching, wake waiting callers, let go of every slice this job held."""

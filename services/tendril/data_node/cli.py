@@ -18,9 +18,11 @@ from typing import Any
 from tendril.core import tls, tracing
 from tendril.core.config import split_address
 from tendril.core.errors import ConfigError, TendrilError
-from tendril.data_node.corpus import STDLIB_SOURCE, collect_files, stdlib_corpus
+from tendril.data_node.corpus import STDLIB_SOURCE, stdlib_corpus
+from tendril.data_node.manifest import TASKS
 from tendril.data_node.prepare import PrepareOptions, prepare_dataset
 from tendril.data_node.service import DEFAULT_LISTEN, DataNodeOptions
+from tendril.data_node.sources import Source
 from tendril.data_node.tokenizer import load_tokenizer
 
 
@@ -39,24 +41,68 @@ def add_parser(subparsers: Any) -> None:
 
     prep = commands.add_parser(
         "prepare",
-        help="turn a folder of text files into SafeTensors slices plus manifest.json",
-        description="Tokenize text files into input_ids [N, seq_len] int32 slices (slice-00000.safetensors ...) "
-        f"and a manifest. SRC is a folder or a file, or {STDLIB_SOURCE} for the .py sources of this Python's "
-        "standard library.",
+        help="turn text, JSONL, CSV, Parquet or a datasets folder into SafeTensors slices plus manifest.json",
+        description="Tokenize (or, for images, process) a source into slices of named tensors "
+        "(slice-00000.safetensors ...), a held-out split (eval-00000.safetensors ...), the tokenizer or "
+        "image processor as an asset (tokenizer.tar / processor.tar) and manifest.json. SRC is a folder or a "
+        "file (.jsonl/.ndjson/.json lines, .csv, .parquet, anything else is read as text), a folder saved "
+        f"with datasets' save_to_disk, or {STDLIB_SOURCE} for the .py sources of this Python's standard library.",
     )
-    prep.add_argument("src", metavar="SRC", help=f"folder of text files, a file, or {STDLIB_SOURCE}")
+    prep.add_argument("src", metavar="SRC", help=f"folder, file, datasets folder, or {STDLIB_SOURCE}")
     prep.add_argument("out", metavar="OUT", type=Path, help="new (or empty) output folder")
+    prep.add_argument("--task", choices=TASKS, default="causal-lm", help="what the data set trains (default causal-lm)")
     prep.add_argument("--seq-len", type=_positive_int, default=128, help="tokens per sequence (default 128)")
     prep.add_argument(
         "--sequences-per-slice",
         type=_positive_int,
-        default=PrepareOptions.sequences_per_slice,
         metavar="N",
-        help=f"sequences per slice file (default {PrepareOptions.sequences_per_slice})",
+        help="examples per slice file (default: as many as make about 1 MiB)",
     )
-    prep.add_argument("--tokenizer", metavar="PATH", help="HuggingFace tokenizer.json (default: byte-level, 257 ids)")
+    tok = prep.add_mutually_exclusive_group()
+    tok.add_argument(
+        "--tokenizer",
+        metavar="PATH",
+        help="a Hugging Face tokenizer folder (save_pretrained) or tokenizer.json (default: byte-level, 257 ids)",
+    )
+    tok.add_argument(
+        "--train-tokenizer",
+        choices=("bpe",),
+        help="train a byte-level BPE on SRC itself (with --vocab-size) and ship it with the data set",
+    )
+    prep.add_argument(
+        "--vocab-size", type=_positive_int, default=4096, metavar="N", help="--train-tokenizer's vocabulary (4096)"
+    )
+    prep.add_argument(
+        "--eval-fraction",
+        type=float,
+        default=0.02,
+        metavar="F",
+        help="share of examples held out for evaluation, never trained on (default 0.02; 0: none)",
+    )
+    prep.add_argument("--text-field", default="text", metavar="NAME", help="records' text field (default text)")
+    prep.add_argument("--label-field", default="label", metavar="NAME", help="records' label field (default label)")
+    prep.add_argument(
+        "--target-field", default="target", metavar="NAME", help="seq2seq-lm: records' target text (default target)"
+    )
+    prep.add_argument(
+        "--target-len", type=_positive_int, metavar="N", help="seq2seq-lm: target tokens (default --seq-len)"
+    )
+    prep.add_argument("--image-field", default="image", metavar="NAME", help="records' image field (default image)")
+    prep.add_argument(
+        "--processor", type=Path, metavar="DIR", help="image-classification: image processor folder (save_pretrained)"
+    )
+    prep.add_argument(
+        "--image-size",
+        type=_positive_int,
+        default=224,
+        metavar="N",
+        help="image-classification without --processor: resize to N×N, scale to [-1, 1] (default 224)",
+    )
+    prep.add_argument("--split", default="train", help="the split of a datasets folder with several (default train)")
     prep.add_argument("--dataset-id", metavar="ID", help="data set id (default: OUT's folder name)")
-    prep.add_argument("--max-bytes", type=_positive_int, metavar="N", help="read at most N source bytes")
+    prep.add_argument(
+        "--max-bytes", type=_positive_int, metavar="N", help="read at most N source bytes (text, JSONL, CSV, Parquet)"
+    )
     prep.add_argument(
         "--suffix", action="append", default=[], metavar=".EXT", help="only files ending in .EXT (repeatable)"
     )
@@ -82,8 +128,12 @@ def add_parser(subparsers: Any) -> None:
 
 
 def run_prepare(args: argparse.Namespace) -> int:
-    files = stdlib_corpus() if args.src == STDLIB_SOURCE else collect_files(Path(args.src), args.suffix)
-    tokenizer = load_tokenizer(args.tokenizer)
+    if args.src == STDLIB_SOURCE:
+        source = Source(stdlib_corpus())
+    else:
+        source = Source.open(Path(args.src), args.suffix, split=args.split)
+    images = args.task == "image-classification"
+    tokenizer = None if images or args.train_tokenizer else load_tokenizer(args.tokenizer)
     options = PrepareOptions(
         seq_len=args.seq_len,
         sequences_per_slice=args.sequences_per_slice,
@@ -91,14 +141,29 @@ def run_prepare(args: argparse.Namespace) -> int:
         max_bytes=args.max_bytes,
         force=args.force,
         progress=not args.no_progress,
+        task=args.task,
+        eval_fraction=args.eval_fraction,
+        text_field=args.text_field,
+        label_field=args.label_field,
+        target_field=args.target_field,
+        target_len=args.target_len,
+        image_field=args.image_field,
+        image_size=args.image_size,
+        processor=args.processor,
+        train_bpe_vocab=args.vocab_size if args.train_tokenizer else None,
     )
     start = time.perf_counter()
-    manifest = prepare_dataset(files, args.out, tokenizer, options)
+    manifest = prepare_dataset(source, args.out, tokenizer, options)
+    what = (
+        f"{manifest.num_labels} labels"
+        if images
+        else f"{manifest.seq_len} tokens, vocab {manifest.vocab_size} ({manifest.tokenizer})"
+    )
     print(
-        f"prepared data set {manifest.dataset_id!r} in {args.out}: {len(manifest.slices)} slices, "
-        f"{manifest.num_sequences} sequences of {manifest.seq_len} tokens, vocab {manifest.vocab_size} "
-        f"({manifest.tokenizer}), {manifest.total_bytes} bytes from {manifest.documents} files "
-        f"in {time.perf_counter() - start:.1f}s"
+        f"prepared data set {manifest.dataset_id!r} ({manifest.task}) in {args.out}: {len(manifest.slices)} slices, "
+        f"{manifest.num_sequences} examples of {what}, held out {manifest.eval_sequences} examples in "
+        f"{len(manifest.eval_slices)} eval slices, {manifest.total_bytes} bytes from {manifest.documents} "
+        f"documents in {time.perf_counter() - start:.1f}s"
     )
     return 0
 

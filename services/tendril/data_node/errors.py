@@ -29,13 +29,22 @@ class DatasetReason(enum.StrEnum):
     SOURCE_UNREADABLE = "SOURCE_UNREADABLE"  # a source file cannot be read
     NO_SOURCE_FILES = "NO_SOURCE_FILES"  # SRC holds no file with the chosen suffixes
     SOURCE_TOO_SMALL = "SOURCE_TOO_SMALL"  # the text does not fill one sequence
-    TOKENIZERS_MISSING = "TOKENIZERS_MISSING"  # --tokenizer needs the tokenizers package
-    TOKENIZER_NOT_FOUND = "TOKENIZER_NOT_FOUND"  # the tokenizer file does not exist
+    TOKENIZERS_MISSING = "TOKENIZERS_MISSING"  # the option needs a package of the train extra (tokenizers, ...)
+    TOKENIZER_NOT_FOUND = "TOKENIZER_NOT_FOUND"  # the tokenizer folder or file does not exist
     BAD_TOKENIZER = "BAD_TOKENIZER"  # the tokenizer file cannot be loaded or used
+    BAD_VOCAB_SIZE = "BAD_VOCAB_SIZE"  # --vocab-size is too small for a byte-level BPE
+    BAD_EVAL_FRACTION = "BAD_EVAL_FRACTION"  # --eval-fraction is outside 0 <= f < 1
+    BAD_TASK = "BAD_TASK"  # --task is not a known task, or the options do not fit it
+    BAD_SOURCE = "BAD_SOURCE"  # a JSONL line / CSV / Parquet file / datasets folder cannot be parsed
+    FIELD_MISSING = "FIELD_MISSING"  # a record lacks --text-field / --label-field / --target-field / --image-field
+    BAD_LABEL = "BAD_LABEL"  # a label is neither a string nor a non-negative integer
+    BAD_IMAGE = "BAD_IMAGE"  # an image cannot be decoded
+    PROCESSOR_NOT_FOUND = "PROCESSOR_NOT_FOUND"  # --processor is not a folder
+    BAD_PROCESSOR = "BAD_PROCESSOR"  # the image processor folder cannot be loaded
     MANIFEST_MISSING = "MANIFEST_MISSING"  # the folder to serve has no manifest.json
     BAD_MANIFEST = "BAD_MANIFEST"  # manifest.json is unreadable or breaks the format
     SLICE_FILE_MISSING = "SLICE_FILE_MISSING"  # a slice listed in the manifest is missing
-    SLICE_FILE_DAMAGED = "SLICE_FILE_DAMAGED"  # a slice's size or sha256 differs from the manifest's
+    SLICE_FILE_DAMAGED = "SLICE_FILE_DAMAGED"  # a slice's (or asset's) size or sha256 differs from the manifest's
 
 
 class DataNodeError(TendrilError):

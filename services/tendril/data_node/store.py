@@ -1,6 +1,8 @@
 """The data node's core (no gRPC): one prepared data set on disk, served read-only.
 
-Requests name slices; a name is only ever looked up in the manifest, never joined onto a path
+It serves every file the manifest lists by name: training slices, held-out (``eval-*``)
+slices and assets (``tokenizer.tar`` / ``processor.tar``). Requests name files; a name is only
+ever looked up in the manifest, never joined onto a path
 as given, so ``../`` and absolute paths cannot reach outside the data set folder.
 Chunks are cut from a memoryview of an mmap of the slice file (no read buffers in between).
 """
@@ -14,11 +16,13 @@ from pathlib import Path
 from tendril.core.errors import ErrorKind
 from tendril.core.files import file_sha256
 from tendril.data_node.errors import DataNodeError, DataNodeReason, DatasetReason
-from tendril.data_node.manifest import DatasetManifest, SliceEntry, is_valid_name, load_manifest
+from tendril.data_node.manifest import AssetEntry, DatasetManifest, SliceEntry, is_valid_name, load_manifest
+
+FileEntry = SliceEntry | AssetEntry
 
 
 class SliceStore:
-    """A prepared data set folder; checks every slice file against the manifest when opened."""
+    """A prepared data set folder; checks every file of the manifest when opened."""
 
     def __init__(self, folder: Path, *, dataset_id: str | None = None, verify: bool = False) -> None:
         self.folder = folder
@@ -32,10 +36,10 @@ class SliceStore:
         # NOTE: --dataset-id lets one prepared folder be served under another id; the manifest
         # handed out then carries that id, so clients see one consistent name.
         self.dataset_id = dataset_id or self.manifest.dataset_id
-        for entry in self.manifest.slices:
+        for entry in self.manifest.files:
             self._check_file(entry, verify=verify)
 
-    def _check_file(self, entry: SliceEntry, *, verify: bool) -> None:
+    def _check_file(self, entry: FileEntry, *, verify: bool) -> None:
         path = self.folder / entry.name
         if not path.is_file():
             raise DataNodeError(
@@ -68,8 +72,8 @@ class SliceStore:
                 metadata={"served": self.dataset_id, "requested": dataset_id},
             )
 
-    def resolve(self, dataset_id: str, name: str, offset: int) -> SliceEntry:
-        """The manifest entry for a FetchSlice request, or the error that fits it."""
+    def resolve(self, dataset_id: str, name: str, offset: int) -> FileEntry:
+        """The manifest entry (slice, held-out slice or asset) for a FetchSlice request, or the error that fits it."""
         self.check_dataset(dataset_id)
         if not name:
             raise DataNodeError(
@@ -83,12 +87,13 @@ class SliceStore:
                 f"slice_name {name!r} is not a plain file name; use a name from GetManifest",
                 reason=DataNodeReason.BAD_SLICE_NAME,
             )
-        entry = self.manifest.slice(name)
+        entry = self.manifest.file(name)
         if entry is None:
+            m = self.manifest
             raise DataNodeError(
                 ErrorKind.NOT_FOUND,
-                f"data set {self.dataset_id!r} has no slice {name!r}; GetManifest lists its "
-                f"{len(self.manifest.slices)} slices",
+                f"data set {self.dataset_id!r} has no slice or asset {name!r}; GetManifest lists its "
+                f"{len(m.slices)} slices, {len(m.eval_slices)} eval slices and {len(m.assets)} assets",
                 reason=DataNodeReason.SLICE_NOT_FOUND,
             )
         if offset > entry.size_bytes:
@@ -101,7 +106,7 @@ class SliceStore:
             )
         return entry
 
-    def chunks(self, entry: SliceEntry, offset: int, chunk_bytes: int) -> Iterator[tuple[int, bytes]]:
+    def chunks(self, entry: FileEntry, offset: int, chunk_bytes: int) -> Iterator[tuple[int, bytes]]:
         """(offset, bytes) chunks of a slice from ``offset`` to its end."""
         with (
             open(self.folder / entry.name, "rb") as f,

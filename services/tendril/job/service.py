@@ -7,6 +7,8 @@ import contextlib
 from pathlib import Path
 
 from tendril.bridge.core import ProgressSink
+from tendril.bridge.resources import FOLDER as RESOURCES
+from tendril.bridge.resources import ResourceCache
 from tendril.bridge.server import JobBridge
 from tendril.bridge.server import release as release_bridge
 from tendril.core import liveness
@@ -27,6 +29,8 @@ class JobService:
     def __init__(self, config: WorkerConfig) -> None:
         self.config = config
         self.store = JobStore(config.state_dir / "jobs.db")
+        # NOTE: beside the DataFetcher's slice cache (<state_dir>/cache), bounded like it.
+        self.resources = ResourceCache(config.state_dir / "cache" / RESOURCES, config.data_fetcher.cache_bytes)
         self.leases = LeaseClient(config.listen("lease"), config.worker_id)
         self.manager = JobManager(
             config, self.store, self.leases, self._start_bridge, release_bridge=self._release_bridge
@@ -48,6 +52,7 @@ class JobService:
             paramserver_address=self.config.listen("paramserver"),
             on_progress=on_progress,
             fetch_roots=[Path(root) for root in self.config.job.fetch_roots],
+            resources=self.resources,
         )
         await bridge.start()
         return bridge

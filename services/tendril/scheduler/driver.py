@@ -22,9 +22,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 import grpc
 from google.protobuf import any_pb2
@@ -116,6 +118,7 @@ class Driver:
             ) from exc
         m = reply.manifest
         slices = tuple(SliceRef(s.name, s.size_bytes, s.sha256, s.num_sequences) for s in m.slices)
+        data = _data_summary(m.manifest_json, node)
         held_out = held_out_slices(m)
         dataset = Dataset(
             m.dataset_id,
@@ -126,6 +129,7 @@ class Driver:
             eval_slices=held_out,
             assets=dataset_assets(m),
             tokenizer=m.tokenizer,
+            data=data,
         )
         log.info(
             "dataset.ready",
@@ -541,6 +545,25 @@ class Driver:
                 await task
         await asyncio.gather(*(k.release() for k in self._keepers.values()))
         await self._channels.close()
+
+
+def _data_summary(manifest_json: str, node: str) -> dict[str, Any]:
+    """The DataSpec of the manifest a data node served (empty from a node that sends no
+    manifest_json: the jobs then read the data set as format 1, a causal-lm set of input_ids)."""
+    if not manifest_json:
+        return {}
+    from tendril_models.errors import ModelError  # NOTE: torch-free, like .spec
+    from tendril_models.spec import DataSpec
+
+    try:
+        return DataSpec.from_manifest(json.loads(manifest_json)).to_dict()
+    except (ValueError, ModelError) as exc:
+        raise SchedulerError(
+            ErrorKind.FAILED_PRECONDITION,
+            f"the data set manifest served by the data node at {node} is not usable: {exc}; prepare the data set "
+            "again with `tendril data prepare`",
+            reason=SchedulerRunReason.NO_MANIFEST,
+        ) from exc
 
 
 def _why(exc: BaseException) -> str:

@@ -23,13 +23,14 @@ type DataNodeServiceClient interface {
 	//
 	//	NOT_FOUND DATASET_NOT_FOUND: the node serves another data set.
 	GetManifest(ctx context.Context, in *GetManifestRequest, opts ...grpc.CallOption) (*GetManifestResponse, error)
-	// FetchSlice streams a slice file in chunks of 1 MiB, from any offset.
+	// FetchSlice streams a file of the data set in chunks of 1 MiB, from any offset: a training
+	// slice, a held-out slice (eval_slices) or an asset (assets), by name.
 	//
 	// Errors:
 	//
 	//	NOT_FOUND DATASET_NOT_FOUND: the node serves another data set.
 	//	INVALID_ARGUMENT NO_SLICE, BAD_SLICE_NAME: slice_name is empty or not a plain file name.
-	//	NOT_FOUND SLICE_NOT_FOUND: the manifest has no such slice.
+	//	NOT_FOUND SLICE_NOT_FOUND: the manifest has no slice, eval slice or asset of that name.
 	//	OUT_OF_RANGE OFFSET_OUT_OF_RANGE: offset is past the end of the slice.
 	FetchSlice(ctx context.Context, in *FetchSliceRequest, opts ...grpc.CallOption) (DataNodeService_FetchSliceClient, error)
 }
@@ -93,13 +94,14 @@ type DataNodeServiceServer interface {
 	//
 	//	NOT_FOUND DATASET_NOT_FOUND: the node serves another data set.
 	GetManifest(context.Context, *GetManifestRequest) (*GetManifestResponse, error)
-	// FetchSlice streams a slice file in chunks of 1 MiB, from any offset.
+	// FetchSlice streams a file of the data set in chunks of 1 MiB, from any offset: a training
+	// slice, a held-out slice (eval_slices) or an asset (assets), by name.
 	//
 	// Errors:
 	//
 	//	NOT_FOUND DATASET_NOT_FOUND: the node serves another data set.
 	//	INVALID_ARGUMENT NO_SLICE, BAD_SLICE_NAME: slice_name is empty or not a plain file name.
-	//	NOT_FOUND SLICE_NOT_FOUND: the manifest has no such slice.
+	//	NOT_FOUND SLICE_NOT_FOUND: the manifest has no slice, eval slice or asset of that name.
 	//	OUT_OF_RANGE OFFSET_OUT_OF_RANGE: offset is past the end of the slice.
 	FetchSlice(*FetchSliceRequest, DataNodeService_FetchSliceServer) error
 	mustEmbedUnimplementedDataNodeServiceServer()

@@ -19,19 +19,39 @@ class SliceInfo(_message.Message):
     num_sequences: int
     def __init__(self, name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ..., num_sequences: _Optional[int] = ...) -> None: ...
 
+class AssetInfo(_message.Message):
+    __slots__ = ("name", "size_bytes", "sha256", "kind")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    SIZE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    size_bytes: int
+    sha256: str
+    kind: str
+    def __init__(self, name: _Optional[str] = ..., size_bytes: _Optional[int] = ..., sha256: _Optional[str] = ..., kind: _Optional[str] = ...) -> None: ...
+
 class Manifest(_message.Message):
-    __slots__ = ("dataset_id", "slices", "tokenizer", "seq_len", "vocab_size")
+    __slots__ = ("dataset_id", "slices", "tokenizer", "seq_len", "vocab_size", "task", "eval_slices", "assets", "manifest_json")
     DATASET_ID_FIELD_NUMBER: _ClassVar[int]
     SLICES_FIELD_NUMBER: _ClassVar[int]
     TOKENIZER_FIELD_NUMBER: _ClassVar[int]
     SEQ_LEN_FIELD_NUMBER: _ClassVar[int]
     VOCAB_SIZE_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    EVAL_SLICES_FIELD_NUMBER: _ClassVar[int]
+    ASSETS_FIELD_NUMBER: _ClassVar[int]
+    MANIFEST_JSON_FIELD_NUMBER: _ClassVar[int]
     dataset_id: str
     slices: _containers.RepeatedCompositeFieldContainer[SliceInfo]
     tokenizer: str
     seq_len: int
     vocab_size: int
-    def __init__(self, dataset_id: _Optional[str] = ..., slices: _Optional[_Iterable[_Union[SliceInfo, _Mapping]]] = ..., tokenizer: _Optional[str] = ..., seq_len: _Optional[int] = ..., vocab_size: _Optional[int] = ...) -> None: ...
+    task: str
+    eval_slices: _containers.RepeatedCompositeFieldContainer[SliceInfo]
+    assets: _containers.RepeatedCompositeFieldContainer[AssetInfo]
+    manifest_json: str
+    def __init__(self, dataset_id: _Optional[str] = ..., slices: _Optional[_Iterable[_Union[SliceInfo, _Mapping]]] = ..., tokenizer: _Optional[str] = ..., seq_len: _Optional[int] = ..., vocab_size: _Optional[int] = ..., task: _Optional[str] = ..., eval_slices: _Optional[_Iterable[_Union[SliceInfo, _Mapping]]] = ..., assets: _Optional[_Iterable[_Union[AssetInfo, _Mapping]]] = ..., manifest_json: _Optional[str] = ...) -> None: ...
 
 class GetManifestRequest(_message.Message):
     __slots__ = ("dataset_id",)

@@ -265,7 +265,10 @@ export declare const JobBridgeServiceService: {
     /**
      * FetchResource downloads a file:// or http(s):// URI into artifacts/; nothing is kept after
      * any error. A file:// source must lie in the job's work dir or in one of the directories the
-     * worker's operator listed in job.fetch_roots (none by default).
+     * worker's operator listed in job.fetch_roots (none by default). A resource fetched with its
+     * sha256 is kept in the worker's resource cache: a later fetch of the same sha256, by any job
+     * on the worker, is a read-only hard link to the cached file (hashed again first), not a
+     * download.
      *
      * Errors:
      *   INVALID_ARGUMENT BAD_URI: uri is not file:///absolute/path, http:// or https://, or names a
@@ -543,7 +546,10 @@ export interface JobBridgeServiceServer extends UntypedServiceImplementation {
     /**
      * FetchResource downloads a file:// or http(s):// URI into artifacts/; nothing is kept after
      * any error. A file:// source must lie in the job's work dir or in one of the directories the
-     * worker's operator listed in job.fetch_roots (none by default).
+     * worker's operator listed in job.fetch_roots (none by default). A resource fetched with its
+     * sha256 is kept in the worker's resource cache: a later fetch of the same sha256, by any job
+     * on the worker, is a read-only hard link to the cached file (hashed again first), not a
+     * download.
      *
      * Errors:
      *   INVALID_ARGUMENT BAD_URI: uri is not file:///absolute/path, http:// or https://, or names a
@@ -743,7 +749,10 @@ export interface JobBridgeServiceClient extends Client {
     /**
      * FetchResource downloads a file:// or http(s):// URI into artifacts/; nothing is kept after
      * any error. A file:// source must lie in the job's work dir or in one of the directories the
-     * worker's operator listed in job.fetch_roots (none by default).
+     * worker's operator listed in job.fetch_roots (none by default). A resource fetched with its
+     * sha256 is kept in the worker's resource cache: a later fetch of the same sha256, by any job
+     * on the worker, is a read-only hard link to the cached file (hashed again first), not a
+     * download.
      *
      * Errors:
      *   INVALID_ARGUMENT BAD_URI: uri is not file:///absolute/path, http:// or https://, or names a

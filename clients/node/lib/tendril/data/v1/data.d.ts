@@ -12,6 +12,17 @@ export interface SliceInfo {
     /** Number of sequences in it. */
     numSequences: number;
 }
+/** AssetInfo describes a file served beside the slices. */
+export interface AssetInfo {
+    /** File name, e.g. "tokenizer.tar". */
+    name: string;
+    /** Size in bytes. */
+    sizeBytes: number;
+    /** Hex sha256. */
+    sha256: string;
+    /** "tokenizer" (a tokenizer folder as a tar) or "processor" (an image processor folder). */
+    kind: string;
+}
 /** Manifest describes a data set. */
 export interface Manifest {
     /** Data set id. */
@@ -24,6 +35,20 @@ export interface Manifest {
     seqLen: number;
     /** Vocabulary size of the tokenizer. */
     vocabSize: number;
+    /**
+     * Task the data set trains ("causal-lm", "masked-lm", "seq2seq-lm", "sequence-classification",
+     * "image-classification").
+     */
+    task: string;
+    /** The held-out split: served by FetchSlice like any slice, never assigned to a training job. */
+    evalSlices: SliceInfo[];
+    /** Files served beside the slices (the tokenizer or image processor as a tar). */
+    assets: AssetInfo[];
+    /**
+     * The whole manifest.json (format "tendril-dataset/2", dataset_id as served): the named
+     * tensors with dtypes and shapes, label names, special token ids.
+     */
+    manifestJson: string;
 }
 /** GetManifestRequest names a data set. */
 export interface GetManifestRequest {
@@ -131,6 +156,7 @@ export interface DatasetRecord {
     manifest: Manifest | undefined;
 }
 export declare const SliceInfo: MessageFns<SliceInfo>;
+export declare const AssetInfo: MessageFns<AssetInfo>;
 export declare const Manifest: MessageFns<Manifest>;
 export declare const GetManifestRequest: MessageFns<GetManifestRequest>;
 export declare const GetManifestResponse: MessageFns<GetManifestResponse>;
@@ -164,12 +190,13 @@ export declare const DataNodeServiceService: {
         readonly responseDeserialize: (value: Buffer) => GetManifestResponse;
     };
     /**
-     * FetchSlice streams a slice file in chunks of 1 MiB, from any offset.
+     * FetchSlice streams a file of the data set in chunks of 1 MiB, from any offset: a training
+     * slice, a held-out slice (eval_slices) or an asset (assets), by name.
      *
      * Errors:
      *   NOT_FOUND DATASET_NOT_FOUND: the node serves another data set.
      *   INVALID_ARGUMENT NO_SLICE, BAD_SLICE_NAME: slice_name is empty or not a plain file name.
-     *   NOT_FOUND SLICE_NOT_FOUND: the manifest has no such slice.
+     *   NOT_FOUND SLICE_NOT_FOUND: the manifest has no slice, eval slice or asset of that name.
      *   OUT_OF_RANGE OFFSET_OUT_OF_RANGE: offset is past the end of the slice.
      */
     readonly fetchSlice: {
@@ -191,12 +218,13 @@ export interface DataNodeServiceServer extends UntypedServiceImplementation {
      */
     getManifest: handleUnaryCall<GetManifestRequest, GetManifestResponse>;
     /**
-     * FetchSlice streams a slice file in chunks of 1 MiB, from any offset.
+     * FetchSlice streams a file of the data set in chunks of 1 MiB, from any offset: a training
+     * slice, a held-out slice (eval_slices) or an asset (assets), by name.
      *
      * Errors:
      *   NOT_FOUND DATASET_NOT_FOUND: the node serves another data set.
      *   INVALID_ARGUMENT NO_SLICE, BAD_SLICE_NAME: slice_name is empty or not a plain file name.
-     *   NOT_FOUND SLICE_NOT_FOUND: the manifest has no such slice.
+     *   NOT_FOUND SLICE_NOT_FOUND: the manifest has no slice, eval slice or asset of that name.
      *   OUT_OF_RANGE OFFSET_OUT_OF_RANGE: offset is past the end of the slice.
      */
     fetchSlice: handleServerStreamingCall<FetchSliceRequest, FetchSliceResponse>;
@@ -212,12 +240,13 @@ export interface DataNodeServiceClient extends Client {
     getManifest(request: GetManifestRequest, metadata: Metadata, callback: (error: ServiceError | null, response: GetManifestResponse) => void): ClientUnaryCall;
     getManifest(request: GetManifestRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: GetManifestResponse) => void): ClientUnaryCall;
     /**
-     * FetchSlice streams a slice file in chunks of 1 MiB, from any offset.
+     * FetchSlice streams a file of the data set in chunks of 1 MiB, from any offset: a training
+     * slice, a held-out slice (eval_slices) or an asset (assets), by name.
      *
      * Errors:
      *   NOT_FOUND DATASET_NOT_FOUND: the node serves another data set.
      *   INVALID_ARGUMENT NO_SLICE, BAD_SLICE_NAME: slice_name is empty or not a plain file name.
-     *   NOT_FOUND SLICE_NOT_FOUND: the manifest has no such slice.
+     *   NOT_FOUND SLICE_NOT_FOUND: the manifest has no slice, eval slice or asset of that name.
      *   OUT_OF_RANGE OFFSET_OUT_OF_RANGE: offset is past the end of the slice.
      */
     fetchSlice(request: FetchSliceRequest, options?: Partial<CallOptions>): ClientReadableStream<FetchSliceResponse>;

@@ -31,6 +31,18 @@ export interface SliceInfo {
   numSequences: number;
 }
 
+/** AssetInfo describes a file served beside the slices. */
+export interface AssetInfo {
+  /** File name, e.g. "tokenizer.tar". */
+  name: string;
+  /** Size in bytes. */
+  sizeBytes: number;
+  /** Hex sha256. */
+  sha256: string;
+  /** "tokenizer" (a tokenizer folder as a tar) or "processor" (an image processor folder). */
+  kind: string;
+}
+
 /** Manifest describes a data set. */
 export interface Manifest {
   /** Data set id. */
@@ -43,6 +55,20 @@ export interface Manifest {
   seqLen: number;
   /** Vocabulary size of the tokenizer. */
   vocabSize: number;
+  /**
+   * Task the data set trains ("causal-lm", "masked-lm", "seq2seq-lm", "sequence-classification",
+   * "image-classification").
+   */
+  task: string;
+  /** The held-out split: served by FetchSlice like any slice, never assigned to a training job. */
+  evalSlices: SliceInfo[];
+  /** Files served beside the slices (the tokenizer or image processor as a tar). */
+  assets: AssetInfo[];
+  /**
+   * The whole manifest.json (format "tendril-dataset/2", dataset_id as served): the named
+   * tensors with dtypes and shapes, label names, special token ids.
+   */
+  manifestJson: string;
 }
 
 /** GetManifestRequest names a data set. */
@@ -290,8 +316,139 @@ export const SliceInfo: MessageFns<SliceInfo> = {
   },
 };
 
+function createBaseAssetInfo(): AssetInfo {
+  return { name: "", sizeBytes: 0, sha256: "", kind: "" };
+}
+
+export const AssetInfo: MessageFns<AssetInfo> = {
+  encode(message: AssetInfo, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.name !== "") {
+      writer.uint32(10).string(message.name);
+    }
+    if (message.sizeBytes !== 0) {
+      writer.uint32(16).uint64(message.sizeBytes);
+    }
+    if (message.sha256 !== "") {
+      writer.uint32(26).string(message.sha256);
+    }
+    if (message.kind !== "") {
+      writer.uint32(34).string(message.kind);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): AssetInfo {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseAssetInfo();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.name = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.sizeBytes = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.sha256 = reader.string();
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.kind = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): AssetInfo {
+    return {
+      name: isSet(object.name) ? globalThis.String(object.name) : "",
+      sizeBytes: isSet(object.sizeBytes)
+        ? globalThis.Number(object.sizeBytes)
+        : isSet(object.size_bytes)
+        ? globalThis.Number(object.size_bytes)
+        : 0,
+      sha256: isSet(object.sha256) ? globalThis.String(object.sha256) : "",
+      kind: isSet(object.kind) ? globalThis.String(object.kind) : "",
+    };
+  },
+
+  toJSON(message: AssetInfo): unknown {
+    const obj: any = {};
+    if (message.name !== "") {
+      obj.name = message.name;
+    }
+    if (message.sizeBytes !== 0) {
+      obj.sizeBytes = Math.round(message.sizeBytes);
+    }
+    if (message.sha256 !== "") {
+      obj.sha256 = message.sha256;
+    }
+    if (message.kind !== "") {
+      obj.kind = message.kind;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<AssetInfo>, I>>(base?: I): AssetInfo {
+    return AssetInfo.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<AssetInfo>, I>>(object: I): AssetInfo {
+    const message = createBaseAssetInfo();
+    message.name = object.name ?? "";
+    message.sizeBytes = object.sizeBytes ?? 0;
+    message.sha256 = object.sha256 ?? "";
+    message.kind = object.kind ?? "";
+    return message;
+  },
+};
+
 function createBaseManifest(): Manifest {
-  return { datasetId: "", slices: [], tokenizer: "", seqLen: 0, vocabSize: 0 };
+  return {
+    datasetId: "",
+    slices: [],
+    tokenizer: "",
+    seqLen: 0,
+    vocabSize: 0,
+    task: "",
+    evalSlices: [],
+    assets: [],
+    manifestJson: "",
+  };
 }
 
 export const Manifest: MessageFns<Manifest> = {
@@ -310,6 +467,18 @@ export const Manifest: MessageFns<Manifest> = {
     }
     if (message.vocabSize !== 0) {
       writer.uint32(40).uint32(message.vocabSize);
+    }
+    if (message.task !== "") {
+      writer.uint32(50).string(message.task);
+    }
+    for (const v of message.evalSlices) {
+      SliceInfo.encode(v!, writer.uint32(58).fork()).join();
+    }
+    for (const v of message.assets) {
+      AssetInfo.encode(v!, writer.uint32(66).fork()).join();
+    }
+    if (message.manifestJson !== "") {
+      writer.uint32(74).string(message.manifestJson);
     }
     return writer;
   },
@@ -367,6 +536,38 @@ export const Manifest: MessageFns<Manifest> = {
             message.vocabSize = reader.uint32();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.task = reader.string();
+            continue;
+          }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.evalSlices.push(SliceInfo.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.assets.push(AssetInfo.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 9: {
+            if (tag !== 74) {
+              break;
+            }
+
+            message.manifestJson = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -398,6 +599,20 @@ export const Manifest: MessageFns<Manifest> = {
         : isSet(object.vocab_size)
         ? globalThis.Number(object.vocab_size)
         : 0,
+      task: isSet(object.task) ? globalThis.String(object.task) : "",
+      evalSlices: globalThis.Array.isArray(object?.evalSlices)
+        ? object.evalSlices.map((e: any) => SliceInfo.fromJSON(e))
+        : globalThis.Array.isArray(object?.eval_slices)
+        ? object.eval_slices.map((e: any) => SliceInfo.fromJSON(e))
+        : [],
+      assets: globalThis.Array.isArray(object?.assets)
+        ? object.assets.map((e: any) => AssetInfo.fromJSON(e))
+        : [],
+      manifestJson: isSet(object.manifestJson)
+        ? globalThis.String(object.manifestJson)
+        : isSet(object.manifest_json)
+        ? globalThis.String(object.manifest_json)
+        : "",
     };
   },
 
@@ -418,6 +633,18 @@ export const Manifest: MessageFns<Manifest> = {
     if (message.vocabSize !== 0) {
       obj.vocabSize = Math.round(message.vocabSize);
     }
+    if (message.task !== "") {
+      obj.task = message.task;
+    }
+    if (message.evalSlices?.length) {
+      obj.evalSlices = message.evalSlices.map((e) => SliceInfo.toJSON(e));
+    }
+    if (message.assets?.length) {
+      obj.assets = message.assets.map((e) => AssetInfo.toJSON(e));
+    }
+    if (message.manifestJson !== "") {
+      obj.manifestJson = message.manifestJson;
+    }
     return obj;
   },
 
@@ -431,6 +658,10 @@ export const Manifest: MessageFns<Manifest> = {
     message.tokenizer = object.tokenizer ?? "";
     message.seqLen = object.seqLen ?? 0;
     message.vocabSize = object.vocabSize ?? 0;
+    message.task = object.task ?? "";
+    message.evalSlices = object.evalSlices?.map((e) => SliceInfo.fromPartial(e)) || [];
+    message.assets = object.assets?.map((e) => AssetInfo.fromPartial(e)) || [];
+    message.manifestJson = object.manifestJson ?? "";
     return message;
   },
 };
@@ -1719,12 +1950,13 @@ export const DataNodeServiceService = {
     responseDeserialize: (value: Buffer): GetManifestResponse => GetManifestResponse.decode(value),
   },
   /**
-   * FetchSlice streams a slice file in chunks of 1 MiB, from any offset.
+   * FetchSlice streams a file of the data set in chunks of 1 MiB, from any offset: a training
+   * slice, a held-out slice (eval_slices) or an asset (assets), by name.
    *
    * Errors:
    *   NOT_FOUND DATASET_NOT_FOUND: the node serves another data set.
    *   INVALID_ARGUMENT NO_SLICE, BAD_SLICE_NAME: slice_name is empty or not a plain file name.
-   *   NOT_FOUND SLICE_NOT_FOUND: the manifest has no such slice.
+   *   NOT_FOUND SLICE_NOT_FOUND: the manifest has no slice, eval slice or asset of that name.
    *   OUT_OF_RANGE OFFSET_OUT_OF_RANGE: offset is past the end of the slice.
    */
   fetchSlice: {
@@ -1747,12 +1979,13 @@ export interface DataNodeServiceServer extends UntypedServiceImplementation {
    */
   getManifest: handleUnaryCall<GetManifestRequest, GetManifestResponse>;
   /**
-   * FetchSlice streams a slice file in chunks of 1 MiB, from any offset.
+   * FetchSlice streams a file of the data set in chunks of 1 MiB, from any offset: a training
+   * slice, a held-out slice (eval_slices) or an asset (assets), by name.
    *
    * Errors:
    *   NOT_FOUND DATASET_NOT_FOUND: the node serves another data set.
    *   INVALID_ARGUMENT NO_SLICE, BAD_SLICE_NAME: slice_name is empty or not a plain file name.
-   *   NOT_FOUND SLICE_NOT_FOUND: the manifest has no such slice.
+   *   NOT_FOUND SLICE_NOT_FOUND: the manifest has no slice, eval slice or asset of that name.
    *   OUT_OF_RANGE OFFSET_OUT_OF_RANGE: offset is past the end of the slice.
    */
   fetchSlice: handleServerStreamingCall<FetchSliceRequest, FetchSliceResponse>;
@@ -1781,12 +2014,13 @@ export interface DataNodeServiceClient extends Client {
     callback: (error: ServiceError | null, response: GetManifestResponse) => void,
   ): ClientUnaryCall;
   /**
-   * FetchSlice streams a slice file in chunks of 1 MiB, from any offset.
+   * FetchSlice streams a file of the data set in chunks of 1 MiB, from any offset: a training
+   * slice, a held-out slice (eval_slices) or an asset (assets), by name.
    *
    * Errors:
    *   NOT_FOUND DATASET_NOT_FOUND: the node serves another data set.
    *   INVALID_ARGUMENT NO_SLICE, BAD_SLICE_NAME: slice_name is empty or not a plain file name.
-   *   NOT_FOUND SLICE_NOT_FOUND: the manifest has no such slice.
+   *   NOT_FOUND SLICE_NOT_FOUND: the manifest has no slice, eval slice or asset of that name.
    *   OUT_OF_RANGE OFFSET_OUT_OF_RANGE: offset is past the end of the slice.
    */
   fetchSlice(request: FetchSliceRequest, options?: Partial<CallOptions>): ClientReadableStream<FetchSliceResponse>;
