@@ -22,7 +22,7 @@ import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from tendril.bridge.core import ProgressSink
 from tendril.core import liveness, metrics
@@ -329,7 +329,7 @@ class JobManager:
                 await run.bridge.stop()
             except Exception as exc:
                 log.warning("job.bridge_stop_failed", job_id=job_id, error=repr(exc))
-            fields = {
+            fields: dict[str, Any] = {
                 "exit_code": end.exit_code,
                 "reason": end.reason,
                 "finished_at": self.clock(),
