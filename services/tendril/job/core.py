@@ -623,7 +623,9 @@ class JobManager:
             except (OSError, sqlite3.Error) as exc:
                 return f"the end of job {job_id} could not be recorded yet ({exc})"
             except JobError as exc:  # the stored record moved on meanwhile: it wins
-                log.warning("job.end_not_recorded", job_id=job_id, error=exc.message)
+                del self._unrecorded[job_id]
+                log.warning("job.end_superseded", job_id=job_id, error=exc.message)
+                continue
             del self._unrecorded[job_id]
             log.info("job.end_recorded", job_id=job_id, state=ended.state.value)
         return None
