@@ -1,5 +1,6 @@
 """Chaos: the disk of one training worker fills up for 25 s in the middle of a DiLoCo run of
-three supervised workers (each worker's state and work dirs on a tmpfs of its own).
+two supervised workers (each worker's state and work dirs on a tmpfs of its own; worker-0 hosts
+the parameter server beside its training job, worker-1 trains and takes the blip).
 
 Its job ends (FAILED, recorded once the disk takes it) or carries on, none stays RUNNING; the
 worker stops winning offers while it cannot run jobs (its JobService NOT_SERVING, its
@@ -31,14 +32,16 @@ from tendril.scheduler.metrics import read_metrics
 from tendril_proto.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from tests.chaos.disks import full, tmpfs
 
-pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.chaos, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.chaos, pytest.mark.timeout(420)]
 
-WORKERS = 3
+# NOTE: two workers, not three: the test's length is set by the blip, and a third trainer only
+# adds CPU work to every round on a 2-core machine.
+WORKERS = 2
 # NOTE: the goal is 25-60 s. The run must outlast the blip (and the worker's return) on an idle
-# machine too, where a round of INNER_STEPS takes about 1.5 s with two trainers; on a busy one
-# (load average 10) rounds take 2-3 times as long and the test as much longer.
+# machine too, where a round of INNER_STEPS with the one trainer left takes about 1.1 s (1.3 s
+# at load average 4); on a busy machine rounds take 2-3 times as long and the test as much longer.
 BLIP_SECONDS = 25.0
-ROUNDS = 24
+ROUNDS = 32
 INNER_STEPS = 45
 BACK_WITHIN_SECONDS = 10.0
 ROUND_TIMEOUT_SECONDS = 10.0
