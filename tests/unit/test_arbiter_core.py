@@ -327,6 +327,27 @@ async def test_lease_service_down_drops_the_window() -> None:
     assert scheds.offers == []
 
 
+class FakeJobs:
+    def __init__(self) -> None:
+        self.why = ""
+
+    async def cannot_run(self) -> str:
+        return self.why
+
+
+async def test_a_worker_that_cannot_run_jobs_makes_no_offer_and_nothing_is_reserved() -> None:
+    jobs = FakeJobs()
+    arb, leases, scheds = arbiter(jobs=jobs)
+    jobs.why = "its JobService reports NOT_SERVING"
+    (record,) = await run_until(arb, arb.submit(req(), "bus"))
+    assert record.state is OfferState.DROPPED
+    assert record.reason == "this worker cannot run jobs now: its JobService reports NOT_SERVING"
+    assert scheds.offers == [] and leases.log == []
+    jobs.why = ""  # back: offers as before
+    (record,) = await run_until(arb, arb.submit(req("r2"), "bus"))
+    assert record.state is OfferState.ACCEPTED and len(scheds.offers) == 1
+
+
 async def test_stop_drops_waiting_requests_and_refuses_new_ones() -> None:
     arb, _, _ = arbiter(window_seconds=10)
     future = arb.submit(req(), "bus")

@@ -53,3 +53,27 @@ async def test_gateway_down_never_stops_the_service() -> None:
 def test_ttl_must_be_positive() -> None:
     with pytest.raises(ValueError):
         RegistryAnnouncer("127.0.0.1:1", "dataset", "ds", data_pb2.DatasetRecord(), ttl_seconds=0, peer_id="n")
+
+
+async def test_a_withdrawn_record_leaves_the_registry_and_comes_back_on_resume() -> None:
+    gateway = GatewayService("127.0.0.1:0", config_key="test.gateway")
+    await gateway.start()
+    try:
+        record = data_pb2.DatasetRecord(dataset_id="ds", address="127.0.0.1:1")
+        announcer = RegistryAnnouncer(gateway.address, "worker", "w", record, ttl_seconds=0.3, peer_id="w")
+        await announcer.start()
+        async with open_channel(gateway.address, peer_id="tester") as channel:
+            registry = gateway_pb2_grpc.RegistryServiceStub(channel)
+            assert announcer.registered
+            await announcer.withdraw("test")
+            assert not announcer.registered
+            await asyncio.sleep(0.5)  # more than a refresh period: no refresh puts it back
+            with pytest.raises(grpc.aio.AioRpcError) as err:
+                await registry.Get(gateway_pb2.GetRequest(kind="worker", id="w"))
+            assert err.value.code() == grpc.StatusCode.NOT_FOUND
+            await announcer.resume()
+            assert announcer.registered
+            await registry.Get(gateway_pb2.GetRequest(kind="worker", id="w"))
+        await announcer.stop()
+    finally:
+        await gateway.stop()

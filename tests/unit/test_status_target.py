@@ -9,8 +9,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from tendril.cli.status_collect import job_row, lease_row, rpc_error_text
-from tendril.cli.worker_target import HEALTH_NAMES, remote_host, resolve
+from tendril.cli.status_collect import job_row, lease_row, rpc_error_text, service_health
+from tendril.cli.worker_target import HEALTH_NAMES, ServiceTarget, WorkerTarget, remote_host, resolve
 from tendril.core.config import WorkerConfig, load_config
 from tendril.core.errors import ConfigError
 from tendril.core.timeutil import to_timestamp
@@ -127,3 +127,13 @@ def test_error_text_is_one_short_line() -> None:
     )
     assert rpc_error_text(refused).startswith("UNAVAILABLE: connection refused")
     assert rpc_error_text(_Refused(grpc.StatusCode.NOT_FOUND, "job x\nnot found")) == "NOT_FOUND: job x not found"
+
+
+def test_a_jobservice_that_cannot_run_jobs_says_why_in_status() -> None:
+    job = ServiceTarget("job", "127.0.0.1:1", "tendril.job.v1.JobService")
+    child = {"state": "serving", "pid": 7, "restarts": 0, "last_exit_code": None, "ready": False}
+    target = WorkerTarget("w", False, [job], None, {"children": {"job": child}}, True, "")
+    row = service_health(job, "NOT_SERVING", "", target)
+    assert row.error.startswith("cannot run jobs: state or work dir full or read-only")
+    child["ready"] = True
+    assert service_health(job, "SERVING", "", target).error == ""

@@ -14,11 +14,12 @@ from pathlib import Path
 
 import grpc
 import pytest
-from grpc_health.v1 import health_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tendril.core import liveness, state
+from tendril.core.channel import open_channel
 from tendril.core.errors import CoreReason, StateError
-from tendril.core.server import ServiceServer
+from tendril.core.server import Binding, ServiceServer
 from tendril.job.service import JobService
 from tendril.lease.service import DB_NAME
 from tendril.supervisor.errors import SupervisorError
@@ -220,3 +221,37 @@ def test_prepare_stops_services_a_killed_supervisor_left_behind(tmp_path: Path) 
         for proc in (left, bystander):
             proc.kill()
             proc.wait()
+
+
+async def test_a_service_that_cannot_work_is_not_ready_but_alive() -> None:
+    name = "tendril.test.v1.Worker"
+    server = ServiceServer("127.0.0.1:0", [Binding(name, lambda servicer, srv: None, object())], config_key="t.listen")
+    await server.start()
+    probe = LivenessProbe(server.address, peer_id="w", unresponsive_seconds=5.0, interval=0.05, ready_name=name)
+    running = asyncio.create_task(probe.run())
+
+    async def status(service: str) -> int:
+        async with open_channel(server.address) as channel:
+            reply = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(service=service))
+        return int(reply.status)
+
+    try:
+        await server.set_ready(name, False)
+        assert await status(name) == health_pb2.HealthCheckResponse.NOT_SERVING
+        for alive in ("", liveness.HEALTH_NAME):  # nothing restarts a process that waits for its disk
+            assert await status(alive) == health_pb2.HealthCheckResponse.SERVING
+        deadline = time.monotonic() + 10
+        while probe.ready:
+            assert time.monotonic() < deadline, "the probe never saw it unready"
+            await asyncio.sleep(0.05)
+        assert probe.verdict() is None
+        await server.set_ready(name, True)
+        while not probe.ready:
+            assert time.monotonic() < deadline, "the probe never saw it ready again"
+            await asyncio.sleep(0.05)
+        with pytest.raises(ValueError):
+            await server.set_ready("not.served.here", False)
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await server.stop(grace=0.1)

@@ -93,6 +93,7 @@ class JobReason(enum.StrEnum):
     """JobService (protos/tendril/job/v1/job.proto)."""
 
     SHUTTING_DOWN = "SHUTTING_DOWN"  # Dispatch while the JobService stops
+    CANNOT_RUN_JOBS = "CANNOT_RUN_JOBS"  # Dispatch while the worker's disk or jobs.db fails its check
     CALLER_UNKNOWN = "CALLER_UNKNOWN"  # the call names no peer id (as LeaseReason.CALLER_UNKNOWN)
     BAD_JOB_ID = "BAD_JOB_ID"  # job_id is not 1-64 letters, digits, '.', '_' or '-' (tendril.core.ids)
     LEASE_ID_MISSING = "LEASE_ID_MISSING"  # Dispatch without a lease_id

@@ -1,4 +1,4 @@
-"""gRPC implementations of the arbiter's ports: the worker's LeaseService and schedulers.
+"""gRPC implementations of the arbiter's ports: the worker's LeaseService and JobService, schedulers.
 
 Both call with peer id = the worker id (LeaseService only lets the worker itself reserve
 and confirm). gRPC failures become the engine's PortError / NoRoom / PortTimeout (by
@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tendril.arbiter.engine import Grant, NoRoom, OfferSpec, PortError, PortTimeout
 from tendril.core.amounts import Amount
@@ -19,10 +20,13 @@ from tendril.core.config import WorkerConfig
 from tendril.core.errors import ErrorKind
 from tendril.core.timeutil import from_timestamp, to_timestamp
 from tendril.core.worker_record import worker_record
+from tendril_proto.job.v1 import job_pb2
 from tendril_proto.lease.v1 import lease_pb2, lease_pb2_grpc
 from tendril_proto.scheduler.v1 import scheduler_pb2, scheduler_pb2_grpc
 
 LEASE_CALL_TIMEOUT = 5.0
+JOB_HEALTH_TIMEOUT = 1.0
+JOB_SERVICE_NAME = job_pb2.DESCRIPTOR.services_by_name["JobService"].full_name
 MAX_SCHEDULER_CHANNELS = 64
 RETIRED_CHANNEL_GRACE = 30.0
 
@@ -80,6 +84,38 @@ class LeaseClient:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
                 return  # already gone (expired or released): nothing left to free
             raise _port_error(exc, f"LeaseService at {self.address} (Release)", self.address) from exc
+
+    async def close(self) -> None:
+        await self._channel.close()
+
+
+class JobsHealth:
+    """Can the worker run jobs? The JobService's grpc.health.v1 answer under its own name.
+
+    NOTE: only an explicit NOT_SERVING stops offers. A JobService that does not answer is
+    being restarted by the supervisor (about a second) or not part of this process set (tests
+    of allocation alone): offers go on as before, and a dispatch in that moment fails on its own.
+    """
+
+    def __init__(self, address: str, *, worker_id: str, timeout: float = JOB_HEALTH_TIMEOUT) -> None:
+        self.address = address
+        self.timeout = timeout
+        self._channel = open_channel(address, peer_id=worker_id)
+        self._stub = health_pb2_grpc.HealthStub(self._channel)
+
+    async def cannot_run(self) -> str:
+        try:
+            reply = await self._stub.Check(
+                health_pb2.HealthCheckRequest(service=JOB_SERVICE_NAME), timeout=self.timeout
+            )
+        except grpc.aio.AioRpcError:
+            return ""
+        if reply.status == health_pb2.HealthCheckResponse.NOT_SERVING:
+            return (
+                f"its JobService at {self.address} reports NOT_SERVING (its state or work dir is full or read-only, "
+                "or its jobs.db fails; see its log)"
+            )
+        return ""
 
     async def close(self) -> None:
         await self._channel.close()

@@ -5,6 +5,9 @@ No gRPC here: the LeaseService and the schedulers are reached through the two po
 
 Order of events for one winning request (DESIGN §3.1):
 
+0. ask whether this worker can run jobs now (``JobsPort.cannot_run``: the JobService reports
+   NOT_SERVING while its disk or its database fails its check); if not, every request of the
+   window is dropped without an offer, so a broken worker stops winning work;
 1. read the free resources once per window (``LeasePort.capacity``);
 2. drop what cannot be answered, rank the rest by score;
 3. for each, in score order: plan the offer, ``reserve`` a temporary lease — *before* the
@@ -88,6 +91,12 @@ class LeasePort(Protocol):
     async def release(self, lease_id: str) -> None: ...
 
 
+class JobsPort(Protocol):
+    async def cannot_run(self) -> str:
+        """Why this worker cannot run jobs now; "" when it can (or when that is not known)."""
+        ...
+
+
 class SchedulerPort(Protocol):
     async def offer(self, address: str, spec: OfferSpec, timeout: float) -> tuple[bool, str]:
         """(accepted, the scheduler's reason)."""
@@ -115,10 +124,12 @@ class Arbiter:
         offer_timeout_seconds: float,
         history: OfferHistory | None = None,
         clock: Callable[[], float] = time.time,
+        jobs: JobsPort | None = None,
     ) -> None:
         self.policy = policy
         self.leases = leases
         self.schedulers = schedulers
+        self.jobs = jobs
         self.offer_timeout_seconds = offer_timeout_seconds
         self.history = history or OfferHistory()
         self._clock = clock
@@ -160,6 +171,13 @@ class Arbiter:
 
     async def decide(self, items: list[_Item]) -> None:
         now = self._clock()
+        if self.jobs is not None:
+            with liveness.idle():  # a bounded call, like the LeaseService's below
+                why = await self.jobs.cannot_run()
+            if why:
+                for item in items:
+                    self._drop(item, f"this worker cannot run jobs now: {why}")
+                return
         try:
             # NOTE: waits on the LeaseService count as idle: each is bounded by its deadline,
             # and a LeaseService that hangs is its own probe's business.

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 
 from tendril.arbiter.bus import BusFollower
-from tendril.arbiter.clients import LeaseClient, SchedulerClient
+from tendril.arbiter.clients import JobsHealth, LeaseClient, SchedulerClient
 from tendril.arbiter.convert import request_from_proto
 from tendril.arbiter.engine import Arbiter
 from tendril.arbiter.policy import Policy
@@ -40,6 +40,7 @@ class ArbiterService:
         self.server: ServiceServer | None = None
         self._leases: LeaseClient | None = None
         self._schedulers: SchedulerClient | None = None
+        self._jobs: JobsHealth | None = None
         self._windows: asyncio.Task[None] | None = None
         self._bus: asyncio.Task[None] | None = None
 
@@ -52,6 +53,7 @@ class ArbiterService:
         config = self.config
         self._leases = LeaseClient(config.listen("lease"), worker_id=config.worker_id)
         self._schedulers = SchedulerClient(config)
+        self._jobs = JobsHealth(config.listen("job"), worker_id=config.worker_id)
         self.arbiter = Arbiter(
             Policy.from_config(config),
             self._leases,
@@ -59,6 +61,7 @@ class ArbiterService:
             window_size=config.arbiter.window_size,
             window_seconds=config.arbiter.window_seconds,
             offer_timeout_seconds=config.arbiter.offer_timeout_seconds,
+            jobs=self._jobs,
         )
         self.follower = BusFollower(
             gateway_address(config),
@@ -106,6 +109,8 @@ class ArbiterService:
             await self._schedulers.close()
         if self._leases is not None:
             await self._leases.close()
+        if self._jobs is not None:
+            await self._jobs.close()
 
 
 async def _cancel(task: asyncio.Task[None] | None) -> None:

@@ -133,6 +133,8 @@ def service_health(service: ServiceTarget, health: str, error: str, target: Work
         row.pid = child.get("pid")
         row.restarts = child.get("restarts")
         row.last_exit_code = child.get("last_exit_code")
+        if child.get("ready") is False and not row.error:
+            row.error = "cannot run jobs: state or work dir full or read-only, or jobs.db failing (see its log)"
     return row
 
 

@@ -36,7 +36,7 @@ class ServiceHealth:
     name: str
     address: str
     health: str  # SERVING, NOT_SERVING, SERVICE_UNKNOWN, UNKNOWN or DOWN
-    error: str = ""  # why it is DOWN
+    error: str = ""  # why it is DOWN (or, for the JobService, why it cannot run jobs)
     state: str | None = None  # the supervisor's state for it (serving, backoff, ...); None = unknown
     pid: int | None = None
     restarts: int | None = None  # None = unknown (remote worker, no status file)

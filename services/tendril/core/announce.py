@@ -3,6 +3,8 @@
 :class:`RegistryAnnouncer` puts the record at start, refreshes it every TTL/3 (so one lost
 refresh never lets it expire), puts it again after a gateway restart (a refresh is a Put, so
 a gateway that forgot the record simply gets it back), and deletes it on a clean stop.
+:meth:`RegistryAnnouncer.withdraw` takes the record out of the registry for a while (a worker
+that cannot run jobs now) and :meth:`RegistryAnnouncer.resume` puts it back at once.
 A gateway that is down never stops the announcing service: failures are logged and retried
 on the next tick. The refresh loop is :func:`~tendril.core.liveness.supervised`: should it ever
 end, the process ends with it (or ``on_death`` runs) rather than vanish from the registry quietly.
@@ -54,6 +56,7 @@ class RegistryAnnouncer:
         self._channel: grpc.aio.Channel | None = None
         self._task: asyncio.Task[None] | None = None
         self.puts_ok = 0  # successful Puts (first one included), for status and tests
+        self.withdrawn = False
 
     def update(self, payload: Message) -> None:
         """Announce new content from the next refresh on."""
@@ -64,9 +67,16 @@ class RegistryAnnouncer:
         packed.Pack(self._payload)
         return gateway_pb2.Record(kind=self.kind, id=self.record_id, payload=packed, ttl_seconds=self.ttl_seconds)
 
+    @property
+    def registered(self) -> bool:
+        """The record is in the registry (as far as this announcer knows)."""
+        return self.puts_ok > 0 and not self.withdrawn
+
     async def put_once(self) -> bool:
-        """One Put; True when the gateway stored the record."""
+        """One Put (none while withdrawn); True when the gateway stored the record."""
         assert self._channel is not None, "start() first"
+        if self.withdrawn:
+            return False
         stub = gateway_pb2_grpc.RegistryServiceStub(self._channel)
         try:
             await stub.Put(gateway_pb2.PutRequest(record=self._record()), timeout=CALL_TIMEOUT_SECONDS)
@@ -102,6 +112,28 @@ class RegistryAnnouncer:
             await asyncio.sleep(self.ttl_seconds / 3)
             await self.put_once()
 
+    async def withdraw(self, why: str) -> None:
+        """Take the record out of the registry until :meth:`resume` (refreshes pause meanwhile)."""
+        assert self._channel is not None, "start() first"
+        self.withdrawn = True
+        await self._delete()
+        log.warning("registry.withdrawn", kind=self.kind, id=self.record_id, reason=why)
+
+    async def resume(self) -> None:
+        """Put the record back now and refresh it again."""
+        self.withdrawn = False
+        if await self.put_once():
+            log.info("registry.announced", gateway=self.gateway_address, kind=self.kind, id=self.record_id)
+
+    async def _delete(self) -> None:
+        assert self._channel is not None
+        stub = gateway_pb2_grpc.RegistryServiceStub(self._channel)
+        try:
+            request = gateway_pb2.DeleteRequest(kind=self.kind, id=self.record_id)
+            await stub.Delete(request, timeout=CALL_TIMEOUT_SECONDS)
+        except grpc.aio.AioRpcError as exc:
+            log.warning("registry.delete_failed", kind=self.kind, id=self.record_id, code=exc.code().name)
+
     async def stop(self) -> None:
         """Stop refreshing and delete the record (best effort: the TTL removes it otherwise)."""
         if self._task is not None:
@@ -111,11 +143,6 @@ class RegistryAnnouncer:
             self._task = None
         if self._channel is None:
             return
-        stub = gateway_pb2_grpc.RegistryServiceStub(self._channel)
-        try:
-            request = gateway_pb2.DeleteRequest(kind=self.kind, id=self.record_id)
-            await stub.Delete(request, timeout=CALL_TIMEOUT_SECONDS)
-        except grpc.aio.AioRpcError as exc:
-            log.warning("registry.delete_failed", kind=self.kind, id=self.record_id, code=exc.code().name)
+        await self._delete()
         await self._channel.close()
         self._channel = None

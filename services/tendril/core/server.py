@@ -6,7 +6,10 @@ silently share a port), bounded message sizes, and a graceful stop.
 
 Health follows the process's liveness (:mod:`tendril.core.liveness`): while a registered loop
 is stalled every name answers NOT_SERVING, :data:`~tendril.core.liveness.HEALTH_NAME` (what
-the supervisor probes) included.
+the supervisor probes) included. A service may also say that it cannot do its work now
+(:meth:`ServiceServer.set_ready`: the JobService on a full disk): its own name answers
+NOT_SERVING while the overall "" name and the liveness name keep following the process's
+liveness, so nothing restarts a process that is alive and waits for its disk.
 """
 
 from __future__ import annotations
@@ -98,6 +101,7 @@ class ServiceServer:
         reflection.enable(names, self._server)
         self.port = 0
         self._serving = False
+        self._unready: set[str] = set()  # binding names that said they cannot do their work now
 
     async def start(self) -> None:
         """Bind and start; raises PortInUseError naming the config key when the port is taken."""
@@ -136,7 +140,17 @@ class ServiceServer:
 
     async def _set_all(self, *, serving: bool) -> None:
         for name in [b.name for b in self.bindings] + ["", liveness.HEALTH_NAME]:
-            await self._set(name, serving=serving)
+            await self._set(name, serving=serving and name not in self._unready)
+
+    async def set_ready(self, name: str, ready: bool) -> None:
+        """Say whether the service ``name`` (one of the bindings) can do its work now."""
+        if name not in {b.name for b in self.bindings}:
+            raise ValueError(f"{name!r} is not served here")
+        if ready:
+            self._unready.discard(name)
+        else:
+            self._unready.add(name)
+        await self._set(name, serving=ready and self._serving and liveness.REGISTRY.alive())
 
     async def _on_liveness(self, alive: bool, stalled: list[str]) -> None:
         """Every name SERVING while the server runs and no loop of the process is stalled."""

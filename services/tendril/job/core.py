@@ -17,14 +17,15 @@ import collections
 import contextlib
 import dataclasses
 import secrets
+import sqlite3
 import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from tendril.bridge.core import ProgressSink
-from tendril.core import metrics
+from tendril.core import liveness, metrics
 from tendril.core.config import ExecutorConfig, WorkerConfig
 from tendril.core.errors import ErrorKind
 from tendril.core.fanout import Fanout
@@ -36,6 +37,7 @@ from tendril.job.errors import JobError, JobReason
 from tendril.job.executor import ExecutorProcess, executor_env
 from tendril.job.joblog import LogReader
 from tendril.job.model import JobRecord, JobState
+from tendril.job.readiness import FAILED_DISPATCH_HOLD_SECONDS, check_folders
 from tendril.job.reconcile import Adoptable, lost_reason
 from tendril.job.reconcile import reconcile as end_leftovers
 from tendril.job.runner import LOST, BridgeHandle, JobEnd, JobRun
@@ -77,6 +79,8 @@ class LeaseDirectory(Protocol):
 
 
 BridgeStarter = Callable[[JobDescriptor, str, ProgressSink], Awaitable[BridgeHandle]]
+# Told (ready, why not) whenever the worker's ability to run jobs changes (see readiness.py).
+ReadinessListener = Callable[[bool, str], Awaitable[None]]
 # Closes what a job's bridge held outside the JobService (its job at the DataFetcher), for a job
 # that ended while no bridge of it ran (it ended while the JobService was down).
 BridgeReleaser = Callable[[JobDescriptor], Awaitable[None]]
@@ -122,6 +126,13 @@ class JobManager:
         self._stopping = False
         self._devices: tuple[str, ...] | None = None  # the worker's GPUs, found at the first job that leases one
         self._gpu_claims: dict[str, tuple[str, tuple[str, ...]]] = {}  # job id -> (lease, devices) while starting
+        # Readiness (readiness.py): why this worker cannot run jobs now ("" while it can).
+        self.unready = ""
+        self.on_readiness: ReadinessListener | None = None
+        self._suspect_until = 0.0  # monotonic: a dispatch failed on the disk or the database
+        # Ended jobs whose end could not be written to jobs.db yet (a full or read-only disk):
+        # answered from here, written by check_ready once the database takes it.
+        self._unrecorded: dict[str, JobRecord] = {}
 
     # -- dispatch ------------------------------------------------------------------------
 
@@ -170,7 +181,33 @@ class JobManager:
         return lease
 
     async def dispatch(self, caller: str, spec: DispatchSpec) -> JobRecord:
-        """Start a job; on any failure nothing of it is left (no dir, record, process, socket)."""
+        """Start a job; on any failure nothing of it is left (no dir, record, process, socket).
+
+        A failure of the disk or the database makes the worker unready at once (and is answered
+        UNAVAILABLE CANNOT_RUN_JOBS): the next scheduler goes elsewhere.
+        """
+        if self.unready and not self._stopping:
+            raise self._cannot_run(self.unready)
+        try:
+            return await self._dispatch(caller, spec)
+        except (OSError, sqlite3.Error) as exc:
+            why = f"a dispatch failed on the disk or jobs.db ({type(exc).__name__}: {exc})"
+            await self._set_unready(why, suspect=True)
+            raise self._cannot_run(why) from exc
+        except JobError as exc:
+            if exc.kind is ErrorKind.INTERNAL:
+                await self._set_unready(f"a dispatch failed: {exc.message}", suspect=True)
+            raise
+
+    @staticmethod
+    def _cannot_run(why: str) -> JobError:
+        return JobError(
+            ErrorKind.UNAVAILABLE,
+            f"this worker cannot run jobs now: {why}; dispatch to another worker",
+            reason=JobReason.CANNOT_RUN_JOBS,
+        )
+
+    async def _dispatch(self, caller: str, spec: DispatchSpec) -> JobRecord:
         executor = self._validate(caller, spec)
         if spec.job_id in self._claimed or self.store.exists(spec.job_id):
             raise JobError(
@@ -271,9 +308,13 @@ class JobManager:
                 await bridge.stop()
             except Exception as exc:
                 log.warning("job.bridge_stop_failed", job_id=job_id, error=repr(exc))
-        if work_dir is not None:
-            self.workdirs.discard(work_dir)
-        self.store.delete_pending(job_id)
+        # NOTE: on a failing disk these may fail too; the dispatch's own error is what counts.
+        try:
+            if work_dir is not None:
+                self.workdirs.discard(work_dir)
+            self.store.delete_pending(job_id)
+        except (OSError, sqlite3.Error) as exc:
+            log.error("job.undo_failed", job_id=job_id, error=repr(exc))
 
     # -- supervision ---------------------------------------------------------------------
 
@@ -307,15 +348,24 @@ class JobManager:
                 await run.bridge.stop()
             except Exception as exc:
                 log.warning("job.bridge_stop_failed", job_id=job_id, error=repr(exc))
+            fields: dict[str, Any] = {
+                "exit_code": end.exit_code,
+                "reason": end.reason,
+                "finished_at": self.clock(),
+                "progress": dict(run.progress),
+            }
             try:
-                record = self.store.transition(
-                    run.record,
-                    end.state,
-                    exit_code=end.exit_code,
-                    reason=end.reason,
-                    finished_at=self.clock(),
-                    progress=dict(run.progress),
-                )
+                record = self.store.transition(run.record, end.state, **fields)
+            except (OSError, sqlite3.Error) as exc:
+                # NOTE: the executor is gone whatever the disk says: the end is answered from
+                # memory (never RUNNING) and written once the database takes it (check_ready).
+                record = run.record.copy()
+                record.state = end.state
+                for key, value in fields.items():
+                    setattr(record, key, value)
+                self._unrecorded[job_id] = record
+                log.error("job.end_not_recorded", job_id=job_id, state=end.state.value, error=repr(exc))
+                await self._set_unready(f"the end of job {job_id} could not be recorded ({exc})", suspect=True)
             except Exception as exc:
                 log.error("job.finish_failed", job_id=job_id, error=repr(exc))
                 record = self.store.get(job_id) or run.record
@@ -348,6 +398,9 @@ class JobManager:
     # -- queries -------------------------------------------------------------------------
 
     def _live(self, record: JobRecord) -> JobRecord:
+        unrecorded = self._unrecorded.get(record.job_id)
+        if unrecorded is not None:
+            return unrecorded.copy()
         run = self._runs.get(record.job_id)
         if run is not None and not record.terminal:
             record.progress = dict(run.progress)
@@ -366,7 +419,17 @@ class JobManager:
 
     def list(self, states: Iterable[JobState] = (), limit: int = 0) -> list[JobRecord]:
         count = min(limit or 100, LIST_LIMIT_MAX)
-        return [self._live(r) for r in self.store.list(states, count)]
+        wanted = set(states)
+        records = [self._live(r) for r in self.store.list(states, count)]
+        if self._unrecorded and wanted:
+            # NOTE: a job whose end is not written yet is RUNNING in the database: the filter
+            # by state runs again on what it is; its ended form is added when that is asked for.
+            records = [r for r in records if r.state in wanted]
+            shown = {r.job_id for r in records}
+            records += [r.copy() for r in self._unrecorded.values() if r.state in wanted and r.job_id not in shown]
+            records.sort(key=lambda r: r.created_at, reverse=True)
+            records = records[:count]
+        return records
 
     def _snapshot(self, job_id: str) -> Iterable[JobRecord]:
         """The one job (JOB_NOT_FOUND when there is none) or every live job, as they are now."""
@@ -524,6 +587,67 @@ class JobManager:
                 log.warning("job.release_failed", job_id=record.job_id, error=repr(exc))
 
         self._in_background(release_quietly())
+
+    # -- readiness -------------------------------------------------------------------------
+
+    async def _set_unready(self, why: str, *, suspect: bool = False) -> None:
+        if suspect:
+            self._suspect_until = time.monotonic() + FAILED_DISPATCH_HOLD_SECONDS
+        if self.unready == why:
+            return
+        if not self.unready:
+            log.error("job.cannot_run_jobs", reason=why, hint="no offers, dispatches refused until this passes")
+        self.unready = why
+        if self.on_readiness is not None:
+            await self.on_readiness(False, why)
+
+    async def check_ready(self) -> str:
+        """Check the disk and the database once (readiness.py); returns why jobs cannot run ("" if they can)."""
+        folders = [self.config.state_dir, self.config.work_dir]
+        min_free = self.config.job.min_free_mib * 2**20
+        suspect = self._suspect_until > 0.0
+        with liveness.idle():  # waiting on the disk (see service.py)
+            why = await asyncio.to_thread(check_folders, folders, min_free)
+        if why is None:
+            why = self.store.check(thorough=suspect)
+        if why is None:
+            why = self._record_unrecorded()
+        if why is None and time.monotonic() < self._suspect_until:
+            return self.unready  # a failed dispatch holds a while (readiness.py)
+        if why is not None:
+            await self._set_unready(why)
+            return why
+        self._suspect_until = 0.0
+        if self.unready:
+            log.info("job.can_run_jobs_again", was=self.unready)
+            self.unready = ""
+            if self.on_readiness is not None:
+                await self.on_readiness(True, "")
+        return ""
+
+    def _record_unrecorded(self) -> str | None:
+        """Write the ends kept in memory; why one could not be written (None: all written)."""
+        for job_id, ended in list(self._unrecorded.items()):
+            try:
+                stored = self.store.get(job_id)
+                if stored is not None and not stored.terminal:
+                    self.store.transition(
+                        stored,
+                        ended.state,
+                        exit_code=ended.exit_code,
+                        reason=ended.reason,
+                        finished_at=ended.finished_at,
+                        progress=ended.progress,
+                    )
+            except (OSError, sqlite3.Error) as exc:
+                return f"the end of job {job_id} could not be recorded yet ({exc})"
+            except JobError as exc:  # the stored record moved on meanwhile: it wins
+                del self._unrecorded[job_id]
+                log.warning("job.end_superseded", job_id=job_id, error=exc.message)
+                continue
+            del self._unrecorded[job_id]
+            log.info("job.end_recorded", job_id=job_id, state=ended.state.value)
+        return None
 
     async def retry_cleanups_forever(self) -> None:
         """Retry failed clean-ups every CLEANUP_RETRY_SECONDS (until cancelled)."""

@@ -16,10 +16,14 @@ from tendril.core.config import WorkerConfig
 from tendril.core.server import Binding, ServiceServer
 from tendril.job.core import JobManager
 from tendril.job.leases import LeaseClient
+from tendril.job.readiness import CHECK_SECONDS
 from tendril.job.servicer import SERVICE_NAME, JobServicer
 from tendril.job.store import JobStore
 from tendril_proto.job.v1 import job_pb2_grpc
 from tendril_sdk.job import JobDescriptor
+
+# The longest one readiness check may take besides its wait on the disk (a read of jobs.db).
+READINESS_STEP_SECONDS = 2.0
 
 
 class JobService:
@@ -42,6 +46,18 @@ class JobService:
         )
         self._lease_watch: asyncio.Task[None] | None = None
         self._cleanups: asyncio.Task[None] | None = None
+        self._readiness: asyncio.Task[None] | None = None
+        self.manager.on_readiness = self._on_readiness
+
+    async def _on_readiness(self, ready: bool, why: str) -> None:
+        await self.server.set_ready(SERVICE_NAME, ready)
+
+    async def _check_ready_forever(self) -> None:
+        """The readiness check (readiness.py) every CHECK_SECONDS; it beats after each."""
+        while True:
+            await self.manager.check_ready()
+            liveness.beat()
+            await asyncio.sleep(CHECK_SECONDS)
 
     async def _start_bridge(self, job: JobDescriptor, token: str, on_progress: ProgressSink) -> JobBridge:
         bridge = JobBridge(
@@ -62,16 +78,22 @@ class JobService:
 
     async def start(self) -> None:
         await self.manager.reconcile()
+        await self.manager.check_ready()  # the health names start right
         await self.server.start()
         # NOTE: both wait on others (the LeaseService, the disk): watched for death only.
         self._lease_watch = liveness.supervised(
             self.leases.follow(self.manager.on_lease_ended, self.manager.check_leases), name="job-lease-watch"
         )
         self._cleanups = liveness.supervised(self.manager.retry_cleanups_forever(), name="job-cleanup-retry")
+        # NOTE: the check's wait on the disk counts as idle (a disk that hangs is not the
+        # process's fault and a restart would not help); the rest is milliseconds.
+        self._readiness = liveness.supervised(
+            self._check_ready_forever(), name="job-readiness", every=CHECK_SECONDS + READINESS_STEP_SECONDS
+        )
 
     async def stop(self) -> None:
         await self.manager.shutdown()
-        for task in (self._lease_watch, self._cleanups):
+        for task in (self._lease_watch, self._cleanups, self._readiness):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

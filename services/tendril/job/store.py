@@ -64,6 +64,8 @@ CREATE TABLE IF NOT EXISTS job_runtime (
 );
 """
 DB_MODE = 0o600
+SQLITE_HEADER = b"SQLite format 3\x00"
+DAMAGED_ADVICE = "stop the worker, move the file aside (it ends the jobs it records) and start it again"
 
 _COLUMNS = (
     "job_id, lease_id, owner_id, executor_class, executor_name, state, created_at, work_dir, config_json, "
@@ -167,6 +169,30 @@ class JobStore:
 
     def close(self) -> None:
         self._db.close()
+
+    def check(self, *, thorough: bool = False) -> str | None:
+        """Why the database cannot take jobs now (None: it can), for the readiness check.
+
+        Cheap enough to run every second: the file's header (a file overwritten under the
+        running service is caught here, while SQLite may still answer from its page cache) and
+        one read; ``thorough`` adds ``PRAGMA quick_check`` (after a write failed).
+        """
+        try:
+            with open(self.path, "rb") as f:
+                header = f.read(len(SQLITE_HEADER))
+        except OSError as exc:
+            return f"cannot read {self.path}: {exc.strerror or exc}"
+        if header != SQLITE_HEADER:
+            return f"{self.path} is damaged (not an SQLite database any more); {DAMAGED_ADVICE}"
+        try:
+            self._db.execute("SELECT count(*) FROM job_runtime").fetchone()
+            if thorough:
+                found = [str(row[0]) for row in self._db.execute("PRAGMA quick_check")]
+                if found != ["ok"]:
+                    return f"{self.path} is damaged ({'; '.join(found[:3])}); {DAMAGED_ADVICE}"
+        except sqlite3.Error as exc:
+            return f"{self.path} fails: {exc}"
+        return None
 
     def insert(self, record: JobRecord) -> None:
         """Add a new job; ALREADY_EXISTS when the id was used before on this worker."""

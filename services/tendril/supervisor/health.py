@@ -10,6 +10,11 @@ condemns a child that answered NOT_SERVING (one of its loops stalled: the proces
 not whole) or that has answered nothing for ``supervisor.unresponsive_seconds`` (a stopped or
 hung process, an event loop blocked that long). Health checks are answered on the child's
 event loop, so the limit is also the longest a service may keep its loop busy.
+
+A probe given ``ready_name`` (the JobService's own name) also asks for that name after each
+SERVING liveness answer: :attr:`LivenessProbe.ready` says whether the service can do its work
+now (the JobService: whether its disk and database take jobs). Not being ready is no reason to
+kill it; the supervisor withdraws the worker's registry record meanwhile.
 """
 
 from __future__ import annotations
@@ -69,8 +74,11 @@ class LivenessProbe:
         interval: float = PROBE_INTERVAL_SECONDS,
         timeout: float = PROBE_TIMEOUT_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        ready_name: str = "",
     ) -> None:
         self.address = address
+        self.ready_name = ready_name
+        self.ready = True  # the last answer under ready_name (True until one says otherwise)
         self.peer_id = peer_id
         self.unresponsive_seconds = unresponsive_seconds
         self.interval = interval
@@ -117,6 +125,11 @@ class LivenessProbe:
                 try:
                     reply = await stub.Check(request, timeout=self.timeout)
                     self.answered(reply.status)
+                    if self.ready_name and reply.status == health_pb2.HealthCheckResponse.SERVING:
+                        ready = await stub.Check(
+                            health_pb2.HealthCheckRequest(service=self.ready_name), timeout=self.timeout
+                        )
+                        self.ready = ready.status == health_pb2.HealthCheckResponse.SERVING
                 except grpc.aio.AioRpcError as exc:
                     self.answered(None, exc.code())
                 except Exception as exc:  # no answer either; the probe itself goes on

@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 
 from tendril.core.config import WorkerConfig, split_address
+from tendril_proto.job.v1 import job_pb2
 
 
 @dataclasses.dataclass(frozen=True)
@@ -22,6 +23,9 @@ class ChildSpec:
     module: str  # run as `python -m <module> --config-json <state_dir>/run/config.json`
     config_key: str  # the key of its listen address, named in errors
     depends_on: tuple[str, ...] = ()
+    # grpc.health.v1 name under which it says whether it can do its work now ("" = not asked);
+    # while it cannot, the worker's registry record is withdrawn (supervisor.py).
+    ready_name: str = ""
 
 
 GATEWAY = ChildSpec("gateway", "tendril.gateway", "gateway.embedded_listen")
@@ -30,7 +34,13 @@ WORKER_SERVICES: tuple[ChildSpec, ...] = (
     ChildSpec("lease", "tendril.lease", "lease.listen"),
     ChildSpec("data_fetcher", "tendril.data_fetcher", "data_fetcher.listen"),
     ChildSpec("paramserver", "tendril.paramserver", "paramserver.listen"),
-    ChildSpec("job", "tendril.job", "job.listen", depends_on=("lease", "data_fetcher", "paramserver")),
+    ChildSpec(
+        "job",
+        "tendril.job",
+        "job.listen",
+        depends_on=("lease", "data_fetcher", "paramserver"),
+        ready_name=job_pb2.DESCRIPTOR.services_by_name["JobService"].full_name,
+    ),
     ChildSpec("arbiter", "tendril.arbiter", "arbiter.listen", depends_on=("gateway", "lease")),
 )
 

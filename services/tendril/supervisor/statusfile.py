@@ -29,6 +29,8 @@ class ChildStatus:
     last_exit_code: int | None = None
     started_at: float | None = None
     serving_since: float | None = None
+    ready: bool = True  # False while it says it cannot do its work (the JobService: disk, jobs.db)
+    unready_since: float | None = None
 
 
 @dataclasses.dataclass

@@ -53,7 +53,8 @@ EXIT_CANNOT_START = EXIT_CONFIG  # a child said it cannot start (exit 2: its sta
 
 
 def say(message: str) -> None:
-    print(message, flush=True)
+    with contextlib.suppress(OSError):  # stdout on a full disk: the line is lost, not the worker
+        print(message, flush=True)
 
 
 def describe_exit(code: int | None) -> str:
@@ -106,13 +107,19 @@ class Supervisor:
         self._probes: dict[str, tuple[LivenessProbe, asyncio.Task[None]]] = {}
         self._failed_code = EXIT_START_FAILED  # what run() returns when the start fails
         self._fatal: str | None = None  # a loop of the supervisor itself died
+        self._registry_sync: asyncio.Task[None] | None = None
 
     # -- status ------------------------------------------------------------------------------
 
     def _save(self) -> None:
         if self._announcer is not None:
-            self.status.registered = self._announcer.puts_ok > 0
-        write_status(self.prepared.status_json, self.status)
+            self.status.registered = self._announcer.registered
+        try:
+            write_status(self.prepared.status_json, self.status)
+        except OSError as exc:
+            # NOTE: a full or read-only state dir must not stop the worker: status.json is
+            # written again at the next change once the disk takes it.
+            log.warning("supervisor.status_not_written", path=str(self.prepared.status_json), error=repr(exc))
 
     def _service_figures(self) -> dict[str, ServiceFigures]:
         # NOTE: called from the metrics endpoint's thread; it only reads ints and strings.
@@ -283,6 +290,7 @@ class Supervisor:
             dial_address(child.address),
             peer_id=self.worker_id,
             unresponsive_seconds=self.config.supervisor.unresponsive_seconds,
+            ready_name=child.spec.ready_name,
         )
         self._probes[child.name] = (probe, asyncio.create_task(probe.run(), name=f"probe-{child.name}"))
 
@@ -322,13 +330,46 @@ class Supervisor:
                 why = probe[0].verdict() if probe is not None else None
                 if why is not None:
                     self._condemn(child, why)
+                elif probe is not None and probe[0].ready != child.status.ready:
+                    await self._readiness_changed(child, probe[0].ready)
             if time.monotonic() - last_reap >= REAP_SECONDS:
                 last_reap = time.monotonic()
                 self._descendants.snapshot()
                 reap_adopted(self._managed_pids())
-                if self._announcer is not None and (self._announcer.puts_ok > 0) != registered:
+                if self._announcer is not None and self._announcer.registered != registered:
                     registered = not registered
                     self._save()
+
+    async def _readiness_changed(self, child: Child, ready: bool) -> None:
+        """``child`` says it can (again) or cannot do its work now: the registry record follows."""
+        child.status.ready = ready
+        child.status.unready_since = None if ready else time.time()
+        if ready:
+            say(f"{child.name} can work again; the worker is back in the registry")
+            log.info("child.ready", child=child.name)
+        else:
+            say(
+                f"{child.name} reports NOT_SERVING under {child.spec.ready_name} (see {child.log_path}); "
+                "the worker leaves the registry and makes no offers until it can work again"
+            )
+            log.error("child.not_ready", child=child.name)
+        self._save()
+        if self._registry_sync is None or self._registry_sync.done():
+            # NOTE: in the background: the watch loop must not wait on the gateway.
+            self._registry_sync = asyncio.create_task(self._sync_registry(), name="registry-sync")
+
+    async def _sync_registry(self) -> None:
+        """Withdraw the registry record while a child cannot work, put it back once all can."""
+        announcer = self._announcer
+        while announcer is not None:
+            unready = [c.name for c in self.children.values() if not c.status.ready]
+            if bool(unready) == announcer.withdrawn:
+                return
+            if unready:
+                await announcer.withdraw(f"{', '.join(unready)} cannot work now")
+            else:
+                await announcer.resume()
+            self._save()
 
     async def _restart(self, child: Child, code: int) -> None:
         crashed_at = time.monotonic()
@@ -384,6 +425,8 @@ class Supervisor:
             say(f"worker {self.worker_id}: stopping")
         liveness.REGISTRY.stopping = True
         probes = [task for _, task in self._probes.values()]
+        if self._registry_sync is not None:
+            probes.append(self._registry_sync)
         self._probes.clear()
         for task in [*self._restarts.values(), *probes]:
             task.cancel()

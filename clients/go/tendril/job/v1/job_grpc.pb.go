@@ -22,6 +22,9 @@ type JobServiceClient interface {
 	// Errors:
 	//
 	//	UNAVAILABLE SHUTTING_DOWN: the JobService is stopping.
+	//	UNAVAILABLE CANNOT_RUN_JOBS: the worker cannot run jobs now (its state or work dir is full
+	//	  or read-only, or its jobs.db fails); the JobService reports NOT_SERVING under its name
+	//	  meanwhile. Dispatch to another worker.
 	//	UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
 	//	INVALID_ARGUMENT BAD_JOB_ID: job_id is not 1-64 letters, digits, '.', '_' or '-'.
 	//	INVALID_ARGUMENT LEASE_ID_MISSING, EXECUTOR_MISSING: lease_id, or the executor's class or
@@ -209,6 +212,9 @@ type JobServiceServer interface {
 	// Errors:
 	//
 	//	UNAVAILABLE SHUTTING_DOWN: the JobService is stopping.
+	//	UNAVAILABLE CANNOT_RUN_JOBS: the worker cannot run jobs now (its state or work dir is full
+	//	  or read-only, or its jobs.db fails); the JobService reports NOT_SERVING under its name
+	//	  meanwhile. Dispatch to another worker.
 	//	UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
 	//	INVALID_ARGUMENT BAD_JOB_ID: job_id is not 1-64 letters, digits, '.', '_' or '-'.
 	//	INVALID_ARGUMENT LEASE_ID_MISSING, EXECUTOR_MISSING: lease_id, or the executor's class or

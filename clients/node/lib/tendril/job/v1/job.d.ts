@@ -162,6 +162,9 @@ export declare const JobServiceService: {
      *
      * Errors:
      *   UNAVAILABLE SHUTTING_DOWN: the JobService is stopping.
+     *   UNAVAILABLE CANNOT_RUN_JOBS: the worker cannot run jobs now (its state or work dir is full
+     *     or read-only, or its jobs.db fails); the JobService reports NOT_SERVING under its name
+     *     meanwhile. Dispatch to another worker.
      *   UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
      *   INVALID_ARGUMENT BAD_JOB_ID: job_id is not 1-64 letters, digits, '.', '_' or '-'.
      *   INVALID_ARGUMENT LEASE_ID_MISSING, EXECUTOR_MISSING: lease_id, or the executor's class or
@@ -291,6 +294,9 @@ export interface JobServiceServer extends UntypedServiceImplementation {
      *
      * Errors:
      *   UNAVAILABLE SHUTTING_DOWN: the JobService is stopping.
+     *   UNAVAILABLE CANNOT_RUN_JOBS: the worker cannot run jobs now (its state or work dir is full
+     *     or read-only, or its jobs.db fails); the JobService reports NOT_SERVING under its name
+     *     meanwhile. Dispatch to another worker.
      *   UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
      *   INVALID_ARGUMENT BAD_JOB_ID: job_id is not 1-64 letters, digits, '.', '_' or '-'.
      *   INVALID_ARGUMENT LEASE_ID_MISSING, EXECUTOR_MISSING: lease_id, or the executor's class or
@@ -372,6 +378,9 @@ export interface JobServiceClient extends Client {
      *
      * Errors:
      *   UNAVAILABLE SHUTTING_DOWN: the JobService is stopping.
+     *   UNAVAILABLE CANNOT_RUN_JOBS: the worker cannot run jobs now (its state or work dir is full
+     *     or read-only, or its jobs.db fails); the JobService reports NOT_SERVING under its name
+     *     meanwhile. Dispatch to another worker.
      *   UNAUTHENTICATED CALLER_UNKNOWN: the call names no peer id.
      *   INVALID_ARGUMENT BAD_JOB_ID: job_id is not 1-64 letters, digits, '.', '_' or '-'.
      *   INVALID_ARGUMENT LEASE_ID_MISSING, EXECUTOR_MISSING: lease_id, or the executor's class or
