@@ -184,8 +184,16 @@ async def test_publish_offer_accept_renew(tmp_path: Path) -> None:
         )
         for offer in sched.offers:
             assert count_events(events, lease_pb2.LEASE_EVENT_TYPE_CONFIRMED, offer.request.lease_id) == 1
+        # NOTE: the arbiter learns of an acceptance from the lease watch, a moment after the
+        # scheduler holds the lease (the newest one may lag on a busy machine): bounded wait.
         async with open_channel(config.listen("arbiter")) as channel:
-            listed = await arbiter_pb2_grpc.ArbiterServiceStub(channel).ListOffers(arbiter_pb2.ListOffersRequest())
+            deadline = time.monotonic() + 5.0
+            while True:
+                listed = await arbiter_pb2_grpc.ArbiterServiceStub(channel).ListOffers(arbiter_pb2.ListOffersRequest())
+                accepted = [o.state for o in listed.offers] == [arbiter_pb2.OFFER_STATE_ACCEPTED] * 3
+                if accepted or time.monotonic() > deadline:
+                    break
+                await asyncio.sleep(0.05)
         assert [o.state for o in listed.offers] == [arbiter_pb2.OFFER_STATE_ACCEPTED] * 3
         assert listed.offers[0].request_id == sched.offers[-1].request.request_id  # newest first
 

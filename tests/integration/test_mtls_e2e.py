@@ -108,4 +108,4 @@ async def test_two_workers_train_over_mtls(tmp_path: Path, observer: Path) -> No
         with contextlib.closing(sqlite3.connect(tmp_path / "run" / spec.worker_id / "state" / "jobs.db")) as db:
             jobs += db.execute("SELECT owner_id, executor_class, state FROM jobs").fetchall()
     assert {owner for owner, _, _ in jobs} == {"tls-scheduler"}
-    assert sorted(cls for _, cls, _ in jobs) == ["aggregate", "train", "train"]
+    assert sorted(cls for _, cls, _ in jobs) == ["aggregate", "eval", "train", "train"]

@@ -33,6 +33,7 @@ class WorkerRound:
     bytes_down: int = 0
     receive_seconds: float = 0.0
     contributors: int = 0
+    slices_skipped: int = 0  # slices the worker could not read this round (skipped, not trained on)
     received: bool = False
     # Scheduler clock: the worker began the round (its UPDATE_RECEIVED of the round before, or
     # its first batch report less that batch's step time), reached the sync point (UPDATE_SENT),
@@ -105,6 +106,7 @@ def round_line(
         "bytes_down": sum(w.bytes_down for w in workers),
         "compute_seconds": round(sum(w.compute_seconds for w in workers), 4),
         "data_wait_seconds": round(sum(w.data_wait_seconds for w in workers), 4),
+        "slices_skipped": sum(w.slices_skipped for w in workers),
         "train_seconds": round(sum(w.train_seconds for w in workers), 4),
         "communication_seconds": round(sum(w.send_seconds + w.receive_seconds for w in workers), 4),
         "cycle_seconds": round(cycle, 4),

@@ -364,6 +364,7 @@ class Run:
             if "compute_seconds" in metrics:
                 report.compute_seconds = float(metrics["compute_seconds"])
             report.data_wait_seconds = float(metrics.get("data_wait_seconds", report.data_wait_seconds))
+            report.slices_skipped = int(metrics.get("slices_skipped", report.slices_skipped))
             report.train_seconds = float(metrics.get("train_seconds", report.train_seconds))
         elif event.kind is Progress.UPDATE_SENT:
             report.arrived_at = self._clock()
