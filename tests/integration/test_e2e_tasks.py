@@ -40,8 +40,8 @@ pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(400)
 START_SECONDS = 120.0
 RUN_SECONDS = 150.0
 WORDS = {
-    0: "bad awful poor sad dull broken ugly slow wrong weak".split(),
-    1: "good great fine happy bright fast right strong neat kind".split(),
+    0: ["bad", "awful", "poor", "sad", "dull", "broken", "ugly", "slow", "wrong", "weak"],
+    1: ["good", "great", "fine", "happy", "bright", "fast", "right", "strong", "neat", "kind"],
 }
 BERT = 'model_type = "bert"\nnum_hidden_layers = 1\nnum_attention_heads = 2\nhidden_size = 32\nintermediate_size = 64\n'
 VIT = (
@@ -232,12 +232,8 @@ async def test_hf_tasks(tmp_path: Path) -> None:
         nodes = {}
         for name, folder in data.items():
             nodes[name] = free_address()
-            proc = cluster.spawn(
-                f"data-{name}",
-                [sys.executable, "-m", "tendril.data_node", "serve", str(folder), "--listen", nodes[name]]
-                + ["--gateway", gateway],
-                tier=1,
-            )
+            args = ["serve", str(folder), "--listen", nodes[name], "--gateway", gateway]
+            proc = cluster.spawn(f"data-{name}", [sys.executable, "-m", "tendril.data_node", *args], tier=1)
             await cluster.wait_serving(proc, [nodes[name]], START_SECONDS)
         specs = [
             WorkerSpec(f"worker-{i}", offset, "flexible" if i == 0 else "whole")
@@ -247,7 +243,11 @@ async def test_hf_tasks(tmp_path: Path) -> None:
             proc = cluster.start_worker(spec, gateway)
             await cluster.wait_serving(proc, worker_ports(spec.port_offset)[:5], START_SECONDS)
 
-        runs = {"cls": ("sequence-classification", BERT), "vit": ("image-classification", VIT), "t5": ("seq2seq-lm", T5)}
+        runs = {
+            "cls": ("sequence-classification", BERT),
+            "vit": ("image-classification", VIT),
+            "t5": ("seq2seq-lm", T5),
+        }
         outs = {}
         for name, (task, config) in runs.items():
             outs[name] = out = tmp_path / f"out-{name}"
@@ -274,19 +274,19 @@ async def test_hf_tasks(tmp_path: Path) -> None:
 
     # The exports load with the task's AutoModelFor* class (with the data set's tokenizer).
     classifier = AutoModelForSequenceClassification.from_pretrained(outs["cls"] / "model")
-    assert classifier.config.num_labels == 2
+    assert classifier.config.id2label == {0: "neg", 1: "pos"}, "the data set's label names"
     tokenizer = AutoTokenizer.from_pretrained(outs["cls"] / "model")
     logits = classifier(**tokenizer(["good great fine"], return_tensors="pt")).logits
     assert tuple(logits.shape) == (1, 2)
     vit = AutoModelForImageClassification.from_pretrained(outs["vit"] / "model")
-    assert vit.config.num_labels == 2 and vit.config.image_size == 16
+    assert vit.config.id2label == {0: "bright", 1: "dark"} and vit.config.image_size == 16
     t5 = AutoModelForSeq2SeqLM.from_pretrained(outs["t5"] / "model")
     assert t5.config.model_type == "t5"
     assert AutoTokenizer.from_pretrained(outs["t5"] / "model")("good bad")["input_ids"]
 
     # `tendril model eval` scores the classifier on the held-out split: the run's last evaluation.
     command = [sys.executable, "-m", "tendril.cli", "model", "eval", str(outs["cls"] / "model"), str(data["cls"])]
-    done = subprocess.run([*command, "--json"], capture_output=True, text=True, timeout=120)
+    done = await asyncio.to_thread(subprocess.run, [*command, "--json"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     scored = json.loads(done.stdout)
     last = read_metrics(outs["cls"] / "metrics.jsonl")[-1]
