@@ -282,10 +282,16 @@ class Trainer:
                     return
 
     def _report_due(self) -> bool:
-        """Report now: the round's first batch, the sync point near, or the interval passed."""
+        """Report now: while the round has no sync point yet, the sync point near, or the interval
+        passed.
+
+        NOTE: until a directive names the round's sync point every batch is reported, so a model
+        whose batches take milliseconds cannot run past the planned inner steps during one
+        progress interval; once it is named, reports cover several batches until it is near.
+        """
         return (
-            self.stats.batches == 1
-            or (self._remaining is not None and self._remaining <= self.near_batches)
+            self._remaining is None
+            or self._remaining <= self.near_batches
             or time.perf_counter() - self._reported_at >= self.progress_interval
         )
 
