@@ -21,6 +21,7 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
+from tendril_models.archive import is_archive
 from tendril_models.errors import ModelError, ModelReason
 from tendril_models.tasks import get_task
 from tendril_sdk.uris import DATA_SCHEME, parse_data_uri
@@ -91,9 +92,14 @@ class ModelSpec:
             parsed = urllib.parse.urlparse(source)
             if parsed.scheme == DATA_SCHEME:
                 try:
-                    parse_data_uri(source)
+                    asset = parse_data_uri(source).name
                 except ValueError as exc:
                     raise _bad(f"source {exc}") from exc
+                if not is_archive(asset):
+                    raise _bad(
+                        f"source {source!r}: asset {asset!r} is not an archive; a data node serves a checkpoint as "
+                        "one tar (`tendril data add-model` writes model.tar)"
+                    )
             elif parsed.scheme not in SOURCE_SCHEMES or (parsed.scheme != "file" and not parsed.netloc):
                 raise _bad(
                     f"source {source!r} must be a file:///absolute/path, http://, https:// or "
