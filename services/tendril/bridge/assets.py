@@ -15,13 +15,14 @@ import grpc
 
 from tendril.bridge.errors import BridgeError
 from tendril.bridge.remotes import Remotes, calling
+from tendril.core.calls import CURABLE_CODES
 from tendril.core.errors import ErrorKind
 from tendril_proto.data.v1 import data_pb2, data_pb2_grpc
 from tendril_sdk.reasons import BridgeReason
 from tendril_sdk.uris import DataAssetURI
 
 MANIFEST_TIMEOUT_SECONDS = 10.0
-_UNREACHABLE = frozenset({grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.CANCELLED})
+_UNREACHABLE = CURABLE_CODES  # "not now" or a broken connection: retrying may cure it
 
 
 class DataNodeAssets:
