@@ -12,8 +12,10 @@ import tarfile
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import grpc
 import pytest
 
+from tendril.bridge import assets as assets_module
 from tendril.bridge.assets import DataNodeAssets
 from tendril.bridge.core import WORK_SUBDIRS, BridgeCore
 from tendril.bridge.errors import BridgeError
@@ -35,6 +37,7 @@ from tendril.scheduler.export import Exporter
 from tendril.scheduler.run import Dataset
 from tendril_models.errors import ModelError
 from tendril_models.spec import ModelSpec
+from tendril_proto.data.v1 import data_pb2
 from tendril_sdk.job import ExecutorRef, JobDescriptor
 from tendril_sdk.reasons import BridgeReason
 from tendril_sdk.uris import DataAssetURI, parse_data_uri
@@ -314,5 +317,65 @@ async def test_the_bridge_answers_each_data_node_failure_with_its_status(tmp_pat
             assert (err.value.kind, err.value.reason) == (kind, reason), (uri, err.value.message)
             assert words in err.value.message, err.value.message
             assert not [p for p in (bridge.root / "artifacts").rglob("*") if p.is_file()]  # nothing kept
+    finally:
+        await remotes.close()
+
+
+class _Call:
+    """A FetchSlice call of a fake data node: ``chunks`` from the request's offset, then ``error``."""
+
+    def __init__(self, chunks: list[tuple[int, bytes]], error: grpc.StatusCode | None) -> None:
+        self.chunks, self.error = chunks, error
+
+    def __aiter__(self) -> AsyncIterator[data_pb2.FetchSliceResponse]:
+        return self._run()
+
+    async def _run(self) -> AsyncIterator[data_pb2.FetchSliceResponse]:
+        for offset, data in self.chunks:
+            yield data_pb2.FetchSliceResponse(offset=offset, data=data, total_bytes=6)
+        if self.error is not None:
+            raise grpc.aio.AioRpcError(self.error, grpc.aio.Metadata(), grpc.aio.Metadata(), details="cut")
+
+    def cancel(self) -> bool:
+        return True
+
+
+class _Stub:
+    def __init__(self, calls: list[_Call]) -> None:
+        self.calls, self.offsets = calls, []
+
+    def FetchSlice(self, request: data_pb2.FetchSliceRequest) -> _Call:
+        self.offsets.append(request.offset)
+        return self.calls.pop(0)
+
+
+async def test_a_broken_asset_stream_resumes_from_the_byte_it_reached(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(assets_module, "RESUME_PAUSE_SECONDS", 0.0)
+    remotes = Remotes("worker-test")
+    ref = DataAssetURI("ds", "model.tar")
+    try:
+        source = DataNodeAssets(remotes, "127.0.0.1:1")
+        stub = _Stub(
+            [
+                _Call([(0, b"abc")], grpc.StatusCode.UNAVAILABLE),
+                _Call([], grpc.StatusCode.UNAVAILABLE),
+                _Call([(3, b"def")], None),
+            ]
+        )
+        source._stub = stub  # type: ignore[assignment]
+        assert b"".join([chunk async for chunk in source.chunks(ref)]) == b"abcdef"
+        assert stub.offsets == [0, 3, 3]
+
+        stub = _Stub([_Call([], grpc.StatusCode.UNAVAILABLE) for _ in range(assets_module.RESUME_ATTEMPTS + 1)])
+        source._stub = stub  # type: ignore[assignment]
+        with pytest.raises(BridgeError) as err:
+            _ = [chunk async for chunk in source.chunks(ref)]
+        assert (err.value.kind, err.value.reason) == (ErrorKind.UNAVAILABLE, BridgeReason.RESOURCE_TRANSFER)
+        assert len(stub.offsets) == assets_module.RESUME_ATTEMPTS + 1
+
+        source._stub = _Stub([_Call([(2, b"xyz")], None)])  # type: ignore[assignment]
+        with pytest.raises(BridgeError, match="expected 0") as err:
+            _ = [chunk async for chunk in source.chunks(ref)]
+        assert err.value.reason == BridgeReason.RESOURCE_TRANSFER
     finally:
         await remotes.close()
