@@ -1,7 +1,9 @@
 """What travels in a job's config (JSON-safe): the model to train and the data set it trains on.
 
 ``ModelSpec``: a task and either a ``config`` (``model_type`` + kwargs for
-``AutoConfig.for_model``) or a ``source`` URI of a checkpoint directory or archive. The old
+``AutoConfig.for_model``) or a ``source`` URI of a checkpoint directory or archive (``file://``,
+``http(s)://``, or ``tendril-data://<dataset_id>/<asset name>``: an archive the data node of the
+run's data set serves, see :mod:`tendril_sdk.uris`). The old
 form, GPT-2 kwargs with no ``task``/``config``/``source`` key, reads as
 ``{"task": "causal-lm", "config": {"model_type": "gpt2", **kwargs}}``.
 
@@ -19,8 +21,10 @@ import urllib.parse
 from collections.abc import Mapping
 from typing import Any
 
+from tendril_models.archive import is_archive
 from tendril_models.errors import ModelError, ModelReason
 from tendril_models.tasks import get_task
+from tendril_sdk.uris import DATA_SCHEME, parse_data_uri
 
 __all__ = ["DEFAULT_CONFIG", "DTYPES", "DataSpec", "ModelSpec"]
 
@@ -28,7 +32,7 @@ __all__ = ["DEFAULT_CONFIG", "DTYPES", "DataSpec", "ModelSpec"]
 DEFAULT_CONFIG: Mapping[str, Any] = types.MappingProxyType(
     {"model_type": "gpt2", "n_layer": 2, "n_head": 2, "n_embd": 64}
 )
-SOURCE_SCHEMES = ("file", "http", "https")
+SOURCE_SCHEMES = ("file", "http", "https", DATA_SCHEME)
 # Tensor dtypes a slice may hold (safetensors names, lower case).
 DTYPES = ("int8", "uint8", "int16", "int32", "int64", "float16", "bfloat16", "float32", "float64", "bool")
 _SPEC_KEYS = frozenset({"task", "config", "source", "sha256", "trust_remote_code"})
@@ -86,8 +90,21 @@ class ModelSpec:
             raise _bad("give either config (a model built from scratch) or source (a checkpoint), not both")
         if source:
             parsed = urllib.parse.urlparse(source)
-            if parsed.scheme not in SOURCE_SCHEMES or (parsed.scheme != "file" and not parsed.netloc):
-                raise _bad(f"source {source!r} must be a file:///absolute/path, http:// or https:// URI")
+            if parsed.scheme == DATA_SCHEME:
+                try:
+                    asset = parse_data_uri(source).name
+                except ValueError as exc:
+                    raise _bad(f"source {exc}") from exc
+                if not is_archive(asset):
+                    raise _bad(
+                        f"source {source!r}: asset {asset!r} is not an archive; a data node serves a checkpoint as "
+                        "one tar (`tendril data add-model` writes model.tar)"
+                    )
+            elif parsed.scheme not in SOURCE_SCHEMES or (parsed.scheme != "file" and not parsed.netloc):
+                raise _bad(
+                    f"source {source!r} must be a file:///absolute/path, http://, https:// or "
+                    f"{DATA_SCHEME}://<dataset_id>/<asset name> URI"
+                )
         elif sha256:
             raise _bad("sha256 is the checksum of the source; it needs a source")
         if sha256 and (len(sha256) != 64 or not set(sha256.lower()) <= _HEX):

@@ -429,8 +429,9 @@ class BridgeClient:
         timeout: float | None = None,
         retry_policy: RetryPolicy | None = None,
     ) -> FetchedResource:
-        """FetchResource: download ``uri`` (file://, http(s)://) into ``artifacts/[dest]``;
-        ``sha256`` (hex) is checked when given."""
+        """FetchResource: download ``uri`` (file://, http(s)://, or ``tendril-data://<dataset_id>/<asset>``
+        from the data node of the job's data set) into ``artifacts/[dest]``; ``sha256`` (hex) is checked
+        when given (a data node's asset always against its manifest's)."""
         request = bridge_pb2.FetchResourceRequest(uri=uri, dest=dest, sha256=sha256)
         reply = await self._call(
             "FetchResource", self._stub.FetchResource, request, timeout=timeout, policy=retry_policy

@@ -260,7 +260,8 @@ class BridgeReason(enum.StrEnum):
     NO_SCHEDULER = "NO_SCHEDULER"
     """FAILED_PRECONDITION, NextSlice/ReportProgress: the job was dispatched without a scheduler."""
     BAD_URI = "BAD_URI"
-    """INVALID_ARGUMENT, FetchResource: not a file:///absolute, http:// or https:// URI of a file."""
+    """INVALID_ARGUMENT, FetchResource: not a file:///absolute, http://, https:// URI of a file or a
+    ``tendril-data://<dataset_id>/<asset name>`` URI."""
     BAD_SHA256 = "BAD_SHA256"
     """INVALID_ARGUMENT, FetchResource: ``sha256`` is not 64 hex digits."""
     BAD_DEST = "BAD_DEST"
@@ -277,6 +278,12 @@ class BridgeReason(enum.StrEnum):
     PERMISSION_DENIED, 5xx UNAVAILABLE, else FAILED_PRECONDITION)."""
     RESOURCE_UNREACHABLE = "RESOURCE_UNREACHABLE"
     """UNAVAILABLE, FetchResource: cannot connect to the URI's host."""
+    ASSET_NOT_FOUND = "ASSET_NOT_FOUND"
+    """NOT_FOUND, FetchResource: the data node of a ``tendril-data://`` URI serves another data set, or its
+    manifest lists no asset of that name."""
+    DATA_NODE_UNREACHABLE = "DATA_NODE_UNREACHABLE"
+    """UNAVAILABLE, FetchResource: the data node of a ``tendril-data://`` URI (the job's ``config.data_node``)
+    does not answer; retry."""
     RESOURCE_TRANSFER = "RESOURCE_TRANSFER"
     """UNAVAILABLE (RESOURCE_EXHAUSTED when the disk is full), FetchResource: the download broke off."""
     SHA256_MISMATCH = "SHA256_MISMATCH"

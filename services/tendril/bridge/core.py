@@ -15,11 +15,12 @@ import json
 import os
 import shutil
 import threading
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from pathlib import Path
+from typing import Protocol
 
 from tendril.bridge.errors import BridgeError
-from tendril.bridge.fetch import Fetched, check_request, default_name, download
+from tendril.bridge.fetch import Fetched, check_request, default_name, download, land_chunks
 from tendril.bridge.files import landing
 from tendril.bridge.paths import confine, relative_to
 from tendril.bridge.resources import ResourceCache
@@ -30,6 +31,7 @@ from tendril.core.logs import get_logger
 from tendril.core.validate import Checks
 from tendril_sdk.job import JobDescriptor
 from tendril_sdk.reasons import BridgeReason
+from tendril_sdk.uris import DATA_SCHEME, DataAssetURI, parse_data_uri
 
 ARTIFACTS = "artifacts"
 DATA = "data"
@@ -45,6 +47,21 @@ CHECK = Checks(BridgeError)
 log = get_logger("tendril.bridge")
 
 ProgressSink = Callable[[str, dict[str, float]], None]
+
+
+class AssetSource(Protocol):
+    """A data node's assets (the port; :class:`tendril.bridge.assets.DataNodeAssets` is the adapter)."""
+
+    async def sha256(self, ref: DataAssetURI) -> str:
+        """The sha256 the node's manifest lists for the asset (BridgeError when it has none)."""
+        ...
+
+    def chunks(self, ref: DataAssetURI) -> AsyncIterator[bytes]:
+        """The asset's bytes."""
+        ...
+
+
+AssetSources = Callable[[str], AssetSource]  # the data node's address -> its assets
 
 
 @dataclasses.dataclass(frozen=True)
@@ -252,9 +269,13 @@ class BridgeCore:
 
     # -- files ---------------------------------------------------------------------------
 
-    async def fetch_resource(self, uri: str, dest: str, sha256: str) -> Fetched:
-        """Download ``uri`` into artifacts/ (``dest`` or the URI's file name)."""
-        check_request(uri, sha256)
+    def data_node(self) -> str:
+        return self._config_text("data_node", f"to fetch {DATA_SCHEME}:// resources from the data set's data node")
+
+    async def fetch_resource(self, uri: str, dest: str, sha256: str, *, assets: AssetSources | None = None) -> Fetched:
+        """Download ``uri`` into artifacts/ (``dest`` or the URI's file name); ``assets`` reaches the data
+        node of a ``tendril-data://`` URI (at the job's ``config.data_node``)."""
+        parsed = check_request(uri, sha256)
         name = dest or default_name(uri)
         if not name:
             raise BridgeError(
@@ -268,6 +289,14 @@ class BridgeCore:
             size = await asyncio.to_thread(cache.take, sha256, target)
             if size is not None:
                 return Fetched(target, size, sha256.lower())
+        if parsed.scheme == DATA_SCHEME:
+            if assets is None:
+                raise BridgeError(
+                    ErrorKind.INVALID_ARGUMENT,
+                    f"uri {uri!r}: this bridge cannot reach data nodes",
+                    reason=BridgeReason.BAD_URI,
+                )
+            return await self._fetch_asset(uri, target, sha256, assets(self.data_node()))
         stop = threading.Event()
         task = asyncio.ensure_future(self._download(uri, target, sha256, stop, cache))
         try:
@@ -277,6 +306,30 @@ class BridgeCore:
             # removes its temporary file itself, so a cancelled fetch keeps nothing either.
             stop.set()
             raise
+
+    async def _fetch_asset(self, uri: str, target: Path, sha256: str, source: AssetSource) -> Fetched:
+        """Stream a data node's asset to ``target``, checked against the sha256 of the node's manifest."""
+        ref = parse_data_uri(uri)
+        listed = await source.sha256(ref)
+        if sha256 and sha256.lower() != listed:
+            raise BridgeError(
+                ErrorKind.DATA_LOSS,
+                f"{uri}: the data node's manifest lists sha256 {listed}, the request expects {sha256.lower()}; "
+                "nothing was fetched (the data set's asset changed: fix or drop the expected sha256)",
+                reason=BridgeReason.SHA256_MISMATCH,
+                metadata={"expected": sha256.lower(), "got": listed},
+            )
+        if self.resources is not None and not sha256:  # NOTE: a request that named it looked already
+            size = await asyncio.to_thread(self.resources.take, listed, target)
+            if size is not None:
+                return Fetched(target, size, listed)
+        fetched = await land_chunks(uri, source.chunks(ref), target, sha256=listed)
+        if self.resources is not None:
+            try:
+                await asyncio.to_thread(self.resources.keep, fetched.sha256, fetched.path)
+            except OSError as exc:  # NOTE: a cache that cannot be written costs a later download only
+                log.warning("resource.not_cached", uri=uri, error=str(exc))
+        return fetched
 
     def _download(
         self, uri: str, target: Path, sha256: str, stop: threading.Event, cache: ResourceCache | None

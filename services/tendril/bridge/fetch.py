@@ -1,9 +1,12 @@
-"""Downloading a resource (file:// or http(s)://) into the work dir (no gRPC here).
+"""Downloading a resource (file://, http(s)://, or a data node's asset) into the work dir (no gRPC here).
 
 The bytes go to a hidden temporary file next to the destination while their sha256 is
 computed; only a complete download whose hash matches the expected one (when given) is
 renamed into place. Whatever fails — source, network, hash, cancellation — the temporary file
 is removed, so a failed fetch keeps nothing.
+
+A ``tendril-data://<dataset_id>/<asset name>`` source arrives as chunks from the data node
+(:func:`land_chunks`; the bridge's :mod:`~tendril.bridge.assets` streams them) and lands the same way.
 
 A file:// source must lie inside one of the allowed directories: the job's work dir and the
 worker's ``job.fetch_roots`` (none by default). The job's config comes from a remote scheduler;
@@ -15,6 +18,7 @@ file opened is checked to be the file checked. A source outside is refused PERMI
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import errno
 import hashlib
@@ -25,7 +29,7 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
@@ -33,10 +37,11 @@ from tendril.bridge.errors import BridgeError
 from tendril.bridge.files import landing
 from tendril.core.errors import ErrorKind
 from tendril_sdk.reasons import BridgeReason
+from tendril_sdk.uris import DATA_SCHEME, parse_data_uri
 
 CHUNK_BYTES = 1024 * 1024
 SHA256_PATTERN = re.compile(r"[0-9a-fA-F]{64}")
-SCHEMES = ("file", "http", "https")
+SCHEMES = ("file", "http", "https", DATA_SCHEME)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,9 +63,15 @@ def check_request(uri: str, sha256: str) -> urllib.parse.ParseResult:
     if parsed.scheme not in SCHEMES:
         raise BridgeError(
             ErrorKind.INVALID_ARGUMENT,
-            f"uri {uri!r} has scheme {parsed.scheme or '(none)'!r}; use file:///absolute/path, http:// or https://",
+            f"uri {uri!r} has scheme {parsed.scheme or '(none)'!r}; use file:///absolute/path, http://, https:// "
+            f"or {DATA_SCHEME}://<dataset_id>/<asset name>",
             reason=BridgeReason.BAD_URI,
         )
+    if parsed.scheme == DATA_SCHEME:
+        try:
+            parse_data_uri(uri)
+        except ValueError as exc:
+            raise BridgeError(ErrorKind.INVALID_ARGUMENT, str(exc), reason=BridgeReason.BAD_URI) from exc
     if parsed.scheme == "file" and parsed.netloc not in ("", "localhost"):
         raise BridgeError(
             ErrorKind.INVALID_ARGUMENT,
@@ -189,6 +200,36 @@ def download(
                     size += len(chunk)
             got = digest.hexdigest()
             if sha256 and got != sha256.lower():
+                raise BridgeError(
+                    ErrorKind.DATA_LOSS,
+                    f"{uri}: sha256 is {got}, expected {sha256.lower()}; nothing was kept",
+                    reason=BridgeReason.SHA256_MISMATCH,
+                    metadata={"expected": sha256.lower(), "got": got},
+                )
+    except OSError as exc:
+        kind = ErrorKind.RESOURCE_EXHAUSTED if exc.errno == errno.ENOSPC else ErrorKind.UNAVAILABLE
+        raise BridgeError(
+            kind, f"{uri}: transfer failed ({exc}); nothing was kept", reason=BridgeReason.RESOURCE_TRANSFER
+        ) from exc
+    return Fetched(dest, size, got)
+
+
+async def land_chunks(uri: str, chunks: AsyncIterator[bytes], dest: Path, *, sha256: str) -> Fetched:
+    """Write the streamed bytes of ``uri`` to ``dest`` (already confined) if they hash to ``sha256``."""
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with landing(dest) as tmp:
+            out = await asyncio.to_thread(open, tmp, "xb")
+            try:
+                async for chunk in chunks:
+                    await asyncio.to_thread(out.write, chunk)  # NOTE: the disk never stalls the event loop
+                    digest.update(chunk)
+                    size += len(chunk)
+            finally:
+                out.close()
+            got = digest.hexdigest()
+            if got != sha256.lower():
                 raise BridgeError(
                     ErrorKind.DATA_LOSS,
                     f"{uri}: sha256 is {got}, expected {sha256.lower()}; nothing was kept",

@@ -1,6 +1,7 @@
 """JobBridgeService: the thin gRPC layer over :class:`BridgeCore` plus the calls to other peers.
 
-Remote peers: the local DataFetcher (slices), the job's parameter server (updates and
+Remote peers: the local DataFetcher (slices), the data node of the job's data set
+(``tendril-data://`` resources, see ``assets``), the job's parameter server (updates and
 parameters, through ``tendril.core.tensorstream``), this worker's own parameter server (the
 run of an "aggregate" job: OpenRun, WatchRun, CloseRun) and the job's scheduler (progress).
 Their errors keep their status code and name the peer (see ``remotes``).
@@ -17,6 +18,7 @@ from typing import Any
 import grpc
 from google.protobuf import struct_pb2
 
+from tendril.bridge.assets import DataNodeAssets
 from tendril.bridge.core import BridgeCore
 from tendril.bridge.errors import BridgeError
 from tendril.bridge.progress import ProgressRelay
@@ -124,7 +126,9 @@ class BridgeServicer(bridge_pb2_grpc.JobBridgeServiceServicer):
     async def FetchResource(
         self, request: bridge_pb2.FetchResourceRequest, context: Any
     ) -> bridge_pb2.FetchResourceResponse:
-        fetched = await self.core.fetch_resource(request.uri, request.dest, request.sha256)
+        fetched = await self.core.fetch_resource(
+            request.uri, request.dest, request.sha256, assets=lambda address: DataNodeAssets(self.remotes, address)
+        )
         return bridge_pb2.FetchResourceResponse(
             path=self.core.relative(fetched.path), size_bytes=fetched.size_bytes, sha256=fetched.sha256
         )

@@ -1,4 +1,4 @@
-"""`tendril data prepare|serve`: the data set command group.
+"""`tendril data prepare|add-model|serve`: the data set command group.
 
 ``add_parser(subparsers)`` registers the group with the ``tendril`` console script; each
 subcommand sets ``func(args) -> exit code``. ``python -m tendril.data_node`` runs the
@@ -19,11 +19,13 @@ from tendril.core import tls, tracing
 from tendril.core.config import split_address
 from tendril.core.errors import ConfigError, TendrilError
 from tendril.data_node.corpus import STDLIB_SOURCE, stdlib_corpus
-from tendril.data_node.manifest import TASKS
+from tendril.data_node.manifest import TASKS, load_manifest
+from tendril.data_node.models import MODEL_ASSET, add_model
 from tendril.data_node.prepare import PrepareOptions, prepare_dataset
 from tendril.data_node.service import DEFAULT_LISTEN, DataNodeOptions
 from tendril.data_node.sources import Source
 from tendril.data_node.tokenizer import load_tokenizer
+from tendril_sdk.uris import DATA_SCHEME
 
 
 def _positive_int(text: str) -> int:
@@ -34,7 +36,7 @@ def _positive_int(text: str) -> int:
 
 
 def add_parser(subparsers: Any) -> None:
-    """Add the ``data`` group with ``prepare`` and ``serve``."""
+    """Add the ``data`` group with ``prepare``, ``add-model`` and ``serve``."""
     group: argparse.ArgumentParser = subparsers.add_parser("data", help="prepare and serve training data sets")
     group.set_defaults(group_parser=group)
     commands = group.add_subparsers(title="data commands", metavar="COMMAND")
@@ -110,6 +112,21 @@ def add_parser(subparsers: Any) -> None:
     prep.add_argument("--no-progress", action="store_true", help="no progress bar")
     prep.set_defaults(func=run_prepare)
 
+    add = commands.add_parser(
+        "add-model",
+        help="pack a checkpoint folder into a prepared data set, served as tendril-data://<dataset_id>/model.tar",
+        description="Pack MODEL_DIR (what save_pretrained writes: config.json and SafeTensors weights, tokenizer "
+        "files allowed; pickle weights are left out, a folder with pickle weights only is refused) into DATASET_DIR "
+        "as a tar asset of kind 'model', listed with its sha256 in manifest.json. A job loads it with "
+        "[training.model] source = 'tendril-data://<dataset_id>/<name>'. Restart a data node serving DATASET_DIR "
+        "to serve it.",
+    )
+    add.add_argument("dataset_dir", metavar="DATASET_DIR", type=Path, help="a folder written by `tendril data prepare`")
+    add.add_argument("model_dir", metavar="MODEL_DIR", type=Path, help="a checkpoint folder (save_pretrained)")
+    add.add_argument("--name", default=MODEL_ASSET, help=f"asset file name, ending in .tar (default {MODEL_ASSET})")
+    add.add_argument("--force", action="store_true", help="replace a model asset of the same name")
+    add.set_defaults(func=run_add_model)
+
     serve = commands.add_parser(
         "serve",
         help="serve a prepared data set (DataNodeService) and announce it in the gateway registry",
@@ -164,6 +181,16 @@ def run_prepare(args: argparse.Namespace) -> int:
         f"{manifest.num_sequences} examples of {what}, held out {manifest.eval_sequences} examples in "
         f"{len(manifest.eval_slices)} eval slices, {manifest.total_bytes} bytes from {manifest.documents} "
         f"documents in {time.perf_counter() - start:.1f}s"
+    )
+    return 0
+
+
+def run_add_model(args: argparse.Namespace) -> int:
+    entry = add_model(args.dataset_dir, args.model_dir, name=args.name, force=args.force)
+    dataset_id = load_manifest(args.dataset_dir).dataset_id
+    print(
+        f"added model {args.model_dir} to data set {dataset_id!r} as {entry.name} ({entry.size_bytes} bytes, "
+        f'sha256 {entry.sha256}); use source = "{DATA_SCHEME}://{dataset_id}/{entry.name}" in [training.model]'
     )
     return 0
 

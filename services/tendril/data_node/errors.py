@@ -41,6 +41,10 @@ class DatasetReason(enum.StrEnum):
     BAD_IMAGE = "BAD_IMAGE"  # an image cannot be decoded
     PROCESSOR_NOT_FOUND = "PROCESSOR_NOT_FOUND"  # --processor is not a folder
     BAD_PROCESSOR = "BAD_PROCESSOR"  # the image processor folder cannot be loaded
+    MODEL_NOT_FOUND = "MODEL_NOT_FOUND"  # add-model: MODEL_DIR is not a folder
+    BAD_MODEL = "BAD_MODEL"  # add-model: no config.json or SafeTensors weights, or a bad --name
+    PICKLE_ONLY_MODEL = "PICKLE_ONLY_MODEL"  # add-model: the folder's weights are pickle files only
+    MODEL_EXISTS = "MODEL_EXISTS"  # add-model: the data set has a file of that name (--force replaces a model)
     MANIFEST_MISSING = "MANIFEST_MISSING"  # the folder to serve has no manifest.json
     BAD_MANIFEST = "BAD_MANIFEST"  # manifest.json is unreadable or breaks the format
     SLICE_FILE_MISSING = "SLICE_FILE_MISSING"  # a slice listed in the manifest is missing

@@ -7,6 +7,7 @@ A prepared data set is a folder::
     slice-00001.safetensors
     eval-00000.safetensors    the held-out split (never assigned to a training job)
     tokenizer.tar             assets: the tokenizer (or image processor) directory as a tar
+    model.tar                 and checkpoints added with `tendril data add-model` (kind "model")
 
 Format ``tendril-dataset/2`` names the task and the tensors of every slice (dtype and
 per-example shape); format ``tendril-dataset/1`` (one ``input_ids`` tensor, causal-lm, no
@@ -36,7 +37,7 @@ TENSOR_NAME = "input_ids"
 # int64 (torch.long) when they build a batch.
 DTYPE = "int32"
 TASKS = ("causal-lm", "masked-lm", "seq2seq-lm", "sequence-classification", "image-classification")
-ASSET_KINDS = ("tokenizer", "processor")
+ASSET_KINDS = ("tokenizer", "processor", "model")
 TOKENIZER_ASSET = "tokenizer.tar"
 PROCESSOR_ASSET = "processor.tar"
 _DTYPES = ("int8", "int16", "int32", "int64", "uint8", "float16", "bfloat16", "float32", "float64", "bool")
@@ -62,12 +63,12 @@ class SliceEntry:
 
 @dataclasses.dataclass(frozen=True)
 class AssetEntry:
-    """A file served beside the slices: the tokenizer or image processor directory as a tar."""
+    """A file served beside the slices: the tokenizer, image processor or a checkpoint directory as a tar."""
 
     name: str
     size_bytes: int
     sha256: str
-    kind: str  # "tokenizer" | "processor"
+    kind: str  # "tokenizer" | "processor" | "model"
 
 
 @dataclasses.dataclass(frozen=True)

@@ -10,12 +10,15 @@ import grpc
 from google.protobuf import struct_pb2
 
 from tendril.core.calls import CURABLE_CODES, follow
+from tendril.core.errors import ErrorKind
 from tendril.core.logs import get_logger
+from tendril.scheduler.errors import SchedulerError, SchedulerRunReason
 from tendril.scheduler.jobconfig import JobConfig
 from tendril.scheduler.run import Dataset
 from tendril_proto.common.v1 import common_pb2
 from tendril_proto.job.v1 import job_pb2, job_pb2_grpc
 from tendril_sdk.retry import RetryPolicy
+from tendril_sdk.uris import DATA_SCHEME, parse_data_uri
 
 log = get_logger("tendril.scheduler.dispatch")
 
@@ -43,12 +46,57 @@ def aggregate_config(config: JobConfig, run_id: str) -> dict[str, Any]:
     }
 
 
+def _bad_source(message: str) -> SchedulerError:
+    return SchedulerError(
+        ErrorKind.FAILED_PRECONDITION, f"training.model.source: {message}", reason=SchedulerRunReason.BAD_MODEL_SOURCE
+    )
+
+
+def model_source(model: dict[str, Any], dataset: Dataset) -> dict[str, Any]:
+    """The model spec, its ``tendril-data://`` source checked against the run's data set and its
+    ``sha256`` filled in from the manifest (any other spec as it is).
+
+    NOTE: the scheduler resolves the URI because it alone knows the data node it read the
+    manifest from; the jobs get that node's address as ``data_node`` (train_config) and fetch
+    the asset from it through their bridge.
+    """
+    source = str(model.get("source", ""))
+    if not source.startswith(f"{DATA_SCHEME}:"):
+        return model
+    try:
+        ref = parse_data_uri(source)
+    except ValueError as exc:
+        raise _bad_source(str(exc)) from exc
+    if ref.dataset_id != dataset.dataset_id:
+        raise _bad_source(
+            f"{source} names data set {ref.dataset_id!r}, but the run trains on {dataset.dataset_id!r} (served by "
+            f"{dataset.data_node_address}); a {DATA_SCHEME} source must be an asset of the run's data set: "
+            f"{DATA_SCHEME}://{dataset.dataset_id}/<asset name>"
+        )
+    asset = next((a for a in dataset.assets if a.name == ref.name), None)
+    if asset is None:
+        names = ", ".join(f"{a.name} ({a.kind})" for a in dataset.assets) or "none"
+        raise _bad_source(
+            f"data set {dataset.dataset_id!r} at {dataset.data_node_address} has no asset {ref.name!r} (its assets: "
+            f"{names}); add the checkpoint with `tendril data add-model DATASET_DIR MODEL_DIR` and restart the data "
+            "node"
+        )
+    given = str(model.get("sha256", "")).lower()
+    if given and given != asset.sha256.lower():
+        raise _bad_source(
+            f"sha256 {given} differs from {asset.sha256} that the manifest lists for {ref.name}; fix training.model."
+            "sha256 or leave it out (the manifest's is used)"
+        )
+    return {**model, "sha256": asset.sha256.lower()}
+
+
 def train_config(config: JobConfig, run_id: str, parameter_server: str, dataset: Dataset) -> dict[str, Any]:
     """Config of a training job (docs/ARCHITECTURE.md "Training job config").
 
     ``model`` is job.toml's [training.model] as a ModelSpec, ``data`` the data set's summary
     (DataSpec); the executor fills the model's vocabulary and context from ``data`` where the
-    config leaves them out.
+    config leaves them out. ``data_node`` is the address of the data node serving the data set
+    (where a ``tendril-data://`` model source is fetched from).
     """
     from tendril_models.spec import DataSpec
 
@@ -61,8 +109,9 @@ def train_config(config: JobConfig, run_id: str, parameter_server: str, dataset:
         "round_timeout_seconds": t.round_timeout_seconds,
         "rounds": t.rounds,
         "seed": t.seed,
-        "model": t.model.spec().to_dict(),
+        "model": model_source(t.model.spec().to_dict(), dataset),
         "data": dict(data) if not isinstance(data, DataSpec) else data.to_dict(),
+        "data_node": dataset.data_node_address,
         "inner": t.inner.model_dump(),
         "mixed_precision": t.mixed_precision,
         "torch_threads": t.torch_threads,

@@ -36,7 +36,15 @@ from tendril.core.errors import ErrorKind, TendrilError
 from tendril.core.logs import get_logger
 from tendril.core.tensorstream import TensorStreamError, pull_parameters
 from tendril.core.timeutil import now, to_timestamp
-from tendril.scheduler.dispatch import AGGREGATE, TRAIN, JobEnd, JobHandle, aggregate_config, train_config
+from tendril.scheduler.dispatch import (
+    AGGREGATE,
+    TRAIN,
+    JobEnd,
+    JobHandle,
+    aggregate_config,
+    model_source,
+    train_config,
+)
 from tendril.scheduler.errors import SchedulerError, SchedulerRunReason
 from tendril.scheduler.evaluation import EVAL, dataset_assets, eval_config, export_due, held_out_slices
 from tendril.scheduler.export import Exporter
@@ -131,6 +139,7 @@ class Driver:
             tokenizer=m.tokenizer,
             data=data,
         )
+        model_source(self.config.training.model.spec().to_dict(), dataset)  # a bad source fails the run here
         log.info(
             "dataset.ready",
             dataset_id=m.dataset_id,

@@ -22,6 +22,7 @@ class SchedulerRunReason(enum.StrEnum):
     NO_DATA_NODE = "NO_DATA_NODE"  # the gateway registry lists no data node (or several) for the data set
     NO_MANIFEST = "NO_MANIFEST"  # the data node did not answer GetManifest
     EMPTY_DATASET = "EMPTY_DATASET"  # the data set has no slices
+    BAD_MODEL_SOURCE = "BAD_MODEL_SOURCE"  # a tendril-data:// model source names another data set or no asset of it
     BAD_SLOTS = "BAD_SLOTS"  # the slice assigner was given fewer than one slot
     BAD_PLAN = "BAD_PLAN"  # the round planner was given fewer than one target step
     NO_TIMINGS = "NO_TIMINGS"  # the round planner was asked before any batch time was known

@@ -93,6 +93,7 @@ def eval_config(config: JobConfig, train: Mapping[str, Any], dataset: Any) -> di
         "parameter_server": train["parameter_server"],
         "model": model_spec(train["model"]),
         "data": data_summary(train, dataset),
+        "data_node": train.get("data_node", getattr(dataset, "data_node_address", "")),
         "seed": train.get("seed", config.training.seed),
         "rounds": config.training.rounds,
         "every_rounds": e.every_rounds,

@@ -4,7 +4,8 @@ prepared with, so ``AutoModelFor<Task>.from_pretrained(<out_dir>/model)`` loads 
 
 θ comes from the parameter server (PullParameters), the architecture from the run's model spec
 (the same one every training job builds), the tokenizer from the data set's asset, fetched
-from the data node (FetchSlice by name) and sha256-checked. The export runs at the end of the
+from the data node (FetchSlice by name) and sha256-checked; a ``tendril-data://`` source
+checkpoint is fetched from the data node the same way. The export runs at the end of the
 run and every ``[evaluation] export_every_rounds`` rounds; torch and transformers are imported
 only here, inside the functions, so a scheduler that never exports does not load them.
 """
@@ -28,12 +29,14 @@ from tendril.core.tensorstream import TensorStreamError, pull_parameters
 from tendril.scheduler.evaluation import AssetRef, data_summary, model_spec
 from tendril.scheduler.run import Dataset
 from tendril_proto.data.v1 import data_pb2, data_pb2_grpc
+from tendril_sdk.uris import DATA_SCHEME, parse_data_uri
 
 log = get_logger("tendril.scheduler.export")
 
 MODEL_DIR = "model"
 WORK_DIR = ".export"  # under out_dir: the fetched assets and the θ being exported
 ASSET_KINDS = ("tokenizer", "processor")
+MODEL_KIND = "model"  # a checkpoint added with `tendril data add-model`: never the tokenizer
 BYTES = "bytes"  # the manifest's name of Tendril's byte tokenizer
 FETCH_TIMEOUT_SECONDS = 120.0
 
@@ -104,7 +107,10 @@ def fetch_source(uri: str, sha256: str, into: Path) -> Path:
         if sha256 and digest.hexdigest() != sha256.lower():
             raise ExportError(f"model source {uri}: sha256 is {digest.hexdigest()}, expected {sha256.lower()}")
     else:
-        raise ExportError(f"model source {uri}: the scheduler exports models from file:// and http(s):// sources only")
+        raise ExportError(
+            f"model source {uri}: the scheduler exports models from file://, http(s):// and {DATA_SCHEME}:// "
+            "sources only"
+        )
     from tendril_models.archive import checkpoint_root, unpack
 
     return checkpoint_root(local) if local.is_dir() else unpack(local, into / "unpacked")
@@ -130,15 +136,21 @@ def write_model(
     seed: int,
     assets_dir: Path | None,
     work: Path,
+    source_file: Path | None = None,
 ) -> Path:
-    """Build the run's model, load θ into it and export it (blocking: torch)."""
+    """Build the run's model, load θ into it and export it (blocking: torch). ``source_file``: the
+    source checkpoint already fetched (a data node's asset), else the source URI is fetched here."""
+    from tendril_models.archive import unpack
     from tendril_models.build import build_model
     from tendril_models.export import export, load_theta
     from tendril_models.spec import DataSpec, ModelSpec
 
     spec = ModelSpec.from_dict(model_spec(model))
     data_spec = DataSpec.from_dict(data)
-    checkpoint = fetch_source(spec.source, spec.sha256, work / "source") if spec.source else None
+    if source_file is not None:
+        checkpoint: Path | None = unpack(source_file, work / "source" / "unpacked")
+    else:
+        checkpoint = fetch_source(spec.source, spec.sha256, work / "source") if spec.source else None
     built = build_model(spec, data_spec, seed=seed, checkpoint_dir=checkpoint, allow_remote_code=spec.trust_remote_code)
     load_theta(built, theta)
     return export(built, out_dir, assets_dir=assets_dir, eos_token_id=data_spec.eot_id, pad_token_id=data_spec.pad_id)
@@ -164,6 +176,7 @@ class Exporter:
         self.work = out_dir / WORK_DIR
         self._assets: Path | None = None
         self._assets_read = False
+        self._source: Path | None = None  # the tendril-data:// source checkpoint, once fetched
         self._lock = asyncio.Lock()
         self.exported_round: int | None = None  # the round after which θ was last exported
 
@@ -173,7 +186,7 @@ class Exporter:
             return self._assets
         asset = next((a for a in self.dataset.assets if a.kind in ASSET_KINDS), None)
         if asset is None:
-            asset = next((a for a in self.dataset.assets if a.name.endswith(".tar")), None)
+            asset = next((a for a in self.dataset.assets if a.name.endswith(".tar") and a.kind != MODEL_KIND), None)
         if asset is not None:
             tar = await fetch_asset(
                 self.channel(self.dataset.data_node_address), self.dataset, asset, self.work / asset.name
@@ -201,8 +214,24 @@ class Exporter:
                 raise ExportError(f"cannot pull θ from the parameter server: {exc.message}") from exc
             return await self._export(theta, theta_round)
 
+    async def source_file(self) -> Path | None:
+        """The run's ``tendril-data://`` source checkpoint, fetched from the data node once; None for other sources."""
+        source = str(model_spec(self.train["model"]).get("source", ""))
+        if not source.startswith(f"{DATA_SCHEME}:"):
+            return None
+        if self._source is None:
+            name = parse_data_uri(source).name
+            asset = next((a for a in self.dataset.assets if a.name == name), None)
+            if asset is None:
+                raise ExportError(f"model source {source}: the data set lists no asset {name!r}")
+            self._source = await fetch_asset(
+                self.channel(self.dataset.data_node_address), self.dataset, asset, self.work / "source" / asset.name
+            )
+        return self._source
+
     async def _export(self, theta: Path, theta_round: int) -> Path:
         assets = await self.assets_dir()
+        source = await self.source_file()
         path = await asyncio.to_thread(
             write_model,
             theta,
@@ -212,6 +241,7 @@ class Exporter:
             seed=int(self.train.get("seed", 0)),
             assets_dir=assets,
             work=self.work,
+            source_file=source,
         )
         self.exported_round = theta_round - 1
         log.info("model.exported", path=str(path), after_round=theta_round - 1, tokenizer=bool(assets))

@@ -127,7 +127,7 @@ class ModelSection(_Table):
     """The model: a task, and a config to build it from or a source checkpoint to load."""
 
     task: Literal[TASK_NAMES] = "causal-lm"  # type: ignore[valid-type]  # tendril_models.TASK_NAMES
-    source: str = ""  # checkpoint folder or archive URI (file://, http(s)://); empty: build from config
+    source: str = ""  # checkpoint folder or archive URI (file://, http(s)://, tendril-data://); empty: from config
     sha256: str = ""  # of the source archive (of a folder's model.safetensors); empty: not checked
     trust_remote_code: bool = False  # run model code shipped with the checkpoint (the worker must allow it too)
     # model_type + transformers config kwargs; a gpt2 config's keys replace those of DEFAULT_MODEL

@@ -155,7 +155,7 @@ type FetchResourceRequest struct {
 	sizeCache     protoimpl.SizeCache
 	unknownFields protoimpl.UnknownFields
 
-	// file:///abs/path or http(s)://... URI.
+	// file:///abs/path, http(s)://... or tendril-data://<dataset_id>/<asset name> URI.
 	Uri string `protobuf:"bytes,1,opt,name=uri,proto3" json:"uri,omitempty"`
 	// Destination relative to artifacts/; empty uses the URI's file name.
 	Dest string `protobuf:"bytes,2,opt,name=dest,proto3" json:"dest,omitempty"`

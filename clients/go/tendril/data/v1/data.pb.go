@@ -109,7 +109,9 @@ type AssetInfo struct {
 	SizeBytes uint64 `protobuf:"varint,2,opt,name=size_bytes,json=sizeBytes,proto3" json:"size_bytes,omitempty"`
 	// Hex sha256.
 	Sha256 string `protobuf:"bytes,3,opt,name=sha256,proto3" json:"sha256,omitempty"`
-	// "tokenizer" (a tokenizer folder as a tar) or "processor" (an image processor folder).
+	// "tokenizer" (a tokenizer folder as a tar), "processor" (an image processor folder) or
+	// "model" (a checkpoint folder, added with `tendril data add-model`; jobs load it as
+	// tendril-data://<dataset_id>/<name>).
 	Kind string `protobuf:"bytes,4,opt,name=kind,proto3" json:"kind,omitempty"`
 }
 
@@ -194,7 +196,7 @@ type Manifest struct {
 	Task string `protobuf:"bytes,6,opt,name=task,proto3" json:"task,omitempty"`
 	// The held-out split: served by FetchSlice like any slice, never assigned to a training job.
 	EvalSlices []*SliceInfo `protobuf:"bytes,7,rep,name=eval_slices,json=evalSlices,proto3" json:"eval_slices,omitempty"`
-	// Files served beside the slices (the tokenizer or image processor as a tar).
+	// Files served beside the slices (the tokenizer or image processor, checkpoints, as tars).
 	Assets []*AssetInfo `protobuf:"bytes,8,rep,name=assets,proto3" json:"assets,omitempty"`
 	// The whole manifest.json (format "tendril-dataset/2", dataset_id as served): the named
 	// tensors with dtypes and shapes, label names, special token ids.

@@ -20,7 +20,11 @@ export interface AssetInfo {
     sizeBytes: number;
     /** Hex sha256. */
     sha256: string;
-    /** "tokenizer" (a tokenizer folder as a tar) or "processor" (an image processor folder). */
+    /**
+     * "tokenizer" (a tokenizer folder as a tar), "processor" (an image processor folder) or
+     * "model" (a checkpoint folder, added with `tendril data add-model`; jobs load it as
+     * tendril-data://<dataset_id>/<name>).
+     */
     kind: string;
 }
 /** Manifest describes a data set. */
@@ -42,7 +46,7 @@ export interface Manifest {
     task: string;
     /** The held-out split: served by FetchSlice like any slice, never assigned to a training job. */
     evalSlices: SliceInfo[];
-    /** Files served beside the slices (the tokenizer or image processor as a tar). */
+    /** Files served beside the slices (the tokenizer or image processor, checkpoints, as tars). */
     assets: AssetInfo[];
     /**
      * The whole manifest.json (format "tendril-dataset/2", dataset_id as served): the named

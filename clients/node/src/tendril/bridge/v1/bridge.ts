@@ -51,7 +51,7 @@ export interface GetJobResponse {
 
 /** FetchResourceRequest names a resource. */
 export interface FetchResourceRequest {
-  /** file:///abs/path or http(s)://... URI. */
+  /** file:///abs/path, http(s)://... or tendril-data://<dataset_id>/<asset name> URI. */
   uri: string;
   /** Destination relative to artifacts/; empty uses the URI's file name. */
   dest: string;
@@ -2300,14 +2300,23 @@ export const JobBridgeServiceService = {
   /**
    * FetchResource downloads a file:// or http(s):// URI into artifacts/; nothing is kept after
    * any error. A file:// source must lie in the job's work dir or in one of the directories the
-   * worker's operator listed in job.fetch_roots (none by default). A resource fetched with its
-   * sha256 is kept in the worker's resource cache: a later fetch of the same sha256, by any job
-   * on the worker, is a read-only hard link to the cached file (hashed again first), not a
-   * download.
+   * worker's operator listed in job.fetch_roots (none by default). A
+   * tendril-data://<dataset_id>/<asset name> URI names an asset of a data set (e.g. a checkpoint
+   * added with `tendril data add-model`): it is streamed from the data node at the job's
+   * config.data_node and checked against the sha256 that node's manifest lists. A resource
+   * fetched with its sha256 (and every data node asset) is kept in the worker's resource cache:
+   * a later fetch of the same sha256, by any job on the worker, is a read-only hard link to the
+   * cached file (hashed again first), not a download.
    *
    * Errors:
-   *   INVALID_ARGUMENT BAD_URI: uri is not file:///absolute/path, http:// or https://, or names a
-   *     directory.
+   *   INVALID_ARGUMENT BAD_URI: uri is not file:///absolute/path, http://, https:// or
+   *     tendril-data://<dataset_id>/<asset name> (plain names), or names a directory.
+   *   FAILED_PRECONDITION JOB_CONFIG_MISSING: a tendril-data:// URI, and the job's config has no
+   *     data_node.
+   *   NOT_FOUND ASSET_NOT_FOUND: the data node serves another data set, or its manifest lists no
+   *     asset of that name.
+   *   UNAVAILABLE DATA_NODE_UNREACHABLE: the data node of a tendril-data:// URI does not answer;
+   *     retry.
    *   INVALID_ARGUMENT BAD_SHA256: sha256 is not 64 hex digits.
    *   INVALID_ARGUMENT BAD_DEST: the URI ends without a file name and dest is empty.
    *   NOT_FOUND RESOURCE_NOT_FOUND: the file:// source does not exist.
@@ -2319,9 +2328,10 @@ export const JobBridgeServiceService = {
    *   UNAVAILABLE RESOURCE_HTTP_ERROR: the server answered HTTP 5xx; retry.
    *   FAILED_PRECONDITION RESOURCE_HTTP_ERROR: the server answered another HTTP error status.
    *   UNAVAILABLE RESOURCE_UNREACHABLE: cannot connect to the URI's host.
-   *   UNAVAILABLE RESOURCE_TRANSFER: the download broke off; retry.
+   *   UNAVAILABLE RESOURCE_TRANSFER: the download (or the data node's stream) broke off; retry.
    *   RESOURCE_EXHAUSTED RESOURCE_TRANSFER: the download broke off because the disk is full.
-   *   DATA_LOSS SHA256_MISMATCH: the bytes do not have the expected sha256.
+   *   DATA_LOSS SHA256_MISMATCH: the bytes do not have the expected sha256 (for a tendril-data://
+   *     URI: the one the manifest lists, which must equal the sha256 given).
    */
   fetchResource: {
     path: "/tendril.bridge.v1.JobBridgeService/FetchResource" as const,
@@ -2590,14 +2600,23 @@ export interface JobBridgeServiceServer extends UntypedServiceImplementation {
   /**
    * FetchResource downloads a file:// or http(s):// URI into artifacts/; nothing is kept after
    * any error. A file:// source must lie in the job's work dir or in one of the directories the
-   * worker's operator listed in job.fetch_roots (none by default). A resource fetched with its
-   * sha256 is kept in the worker's resource cache: a later fetch of the same sha256, by any job
-   * on the worker, is a read-only hard link to the cached file (hashed again first), not a
-   * download.
+   * worker's operator listed in job.fetch_roots (none by default). A
+   * tendril-data://<dataset_id>/<asset name> URI names an asset of a data set (e.g. a checkpoint
+   * added with `tendril data add-model`): it is streamed from the data node at the job's
+   * config.data_node and checked against the sha256 that node's manifest lists. A resource
+   * fetched with its sha256 (and every data node asset) is kept in the worker's resource cache:
+   * a later fetch of the same sha256, by any job on the worker, is a read-only hard link to the
+   * cached file (hashed again first), not a download.
    *
    * Errors:
-   *   INVALID_ARGUMENT BAD_URI: uri is not file:///absolute/path, http:// or https://, or names a
-   *     directory.
+   *   INVALID_ARGUMENT BAD_URI: uri is not file:///absolute/path, http://, https:// or
+   *     tendril-data://<dataset_id>/<asset name> (plain names), or names a directory.
+   *   FAILED_PRECONDITION JOB_CONFIG_MISSING: a tendril-data:// URI, and the job's config has no
+   *     data_node.
+   *   NOT_FOUND ASSET_NOT_FOUND: the data node serves another data set, or its manifest lists no
+   *     asset of that name.
+   *   UNAVAILABLE DATA_NODE_UNREACHABLE: the data node of a tendril-data:// URI does not answer;
+   *     retry.
    *   INVALID_ARGUMENT BAD_SHA256: sha256 is not 64 hex digits.
    *   INVALID_ARGUMENT BAD_DEST: the URI ends without a file name and dest is empty.
    *   NOT_FOUND RESOURCE_NOT_FOUND: the file:// source does not exist.
@@ -2609,9 +2628,10 @@ export interface JobBridgeServiceServer extends UntypedServiceImplementation {
    *   UNAVAILABLE RESOURCE_HTTP_ERROR: the server answered HTTP 5xx; retry.
    *   FAILED_PRECONDITION RESOURCE_HTTP_ERROR: the server answered another HTTP error status.
    *   UNAVAILABLE RESOURCE_UNREACHABLE: cannot connect to the URI's host.
-   *   UNAVAILABLE RESOURCE_TRANSFER: the download broke off; retry.
+   *   UNAVAILABLE RESOURCE_TRANSFER: the download (or the data node's stream) broke off; retry.
    *   RESOURCE_EXHAUSTED RESOURCE_TRANSFER: the download broke off because the disk is full.
-   *   DATA_LOSS SHA256_MISMATCH: the bytes do not have the expected sha256.
+   *   DATA_LOSS SHA256_MISMATCH: the bytes do not have the expected sha256 (for a tendril-data://
+   *     URI: the one the manifest lists, which must equal the sha256 given).
    */
   fetchResource: handleUnaryCall<FetchResourceRequest, FetchResourceResponse>;
   /**
@@ -2806,14 +2826,23 @@ export interface JobBridgeServiceClient extends Client {
   /**
    * FetchResource downloads a file:// or http(s):// URI into artifacts/; nothing is kept after
    * any error. A file:// source must lie in the job's work dir or in one of the directories the
-   * worker's operator listed in job.fetch_roots (none by default). A resource fetched with its
-   * sha256 is kept in the worker's resource cache: a later fetch of the same sha256, by any job
-   * on the worker, is a read-only hard link to the cached file (hashed again first), not a
-   * download.
+   * worker's operator listed in job.fetch_roots (none by default). A
+   * tendril-data://<dataset_id>/<asset name> URI names an asset of a data set (e.g. a checkpoint
+   * added with `tendril data add-model`): it is streamed from the data node at the job's
+   * config.data_node and checked against the sha256 that node's manifest lists. A resource
+   * fetched with its sha256 (and every data node asset) is kept in the worker's resource cache:
+   * a later fetch of the same sha256, by any job on the worker, is a read-only hard link to the
+   * cached file (hashed again first), not a download.
    *
    * Errors:
-   *   INVALID_ARGUMENT BAD_URI: uri is not file:///absolute/path, http:// or https://, or names a
-   *     directory.
+   *   INVALID_ARGUMENT BAD_URI: uri is not file:///absolute/path, http://, https:// or
+   *     tendril-data://<dataset_id>/<asset name> (plain names), or names a directory.
+   *   FAILED_PRECONDITION JOB_CONFIG_MISSING: a tendril-data:// URI, and the job's config has no
+   *     data_node.
+   *   NOT_FOUND ASSET_NOT_FOUND: the data node serves another data set, or its manifest lists no
+   *     asset of that name.
+   *   UNAVAILABLE DATA_NODE_UNREACHABLE: the data node of a tendril-data:// URI does not answer;
+   *     retry.
    *   INVALID_ARGUMENT BAD_SHA256: sha256 is not 64 hex digits.
    *   INVALID_ARGUMENT BAD_DEST: the URI ends without a file name and dest is empty.
    *   NOT_FOUND RESOURCE_NOT_FOUND: the file:// source does not exist.
@@ -2825,9 +2854,10 @@ export interface JobBridgeServiceClient extends Client {
    *   UNAVAILABLE RESOURCE_HTTP_ERROR: the server answered HTTP 5xx; retry.
    *   FAILED_PRECONDITION RESOURCE_HTTP_ERROR: the server answered another HTTP error status.
    *   UNAVAILABLE RESOURCE_UNREACHABLE: cannot connect to the URI's host.
-   *   UNAVAILABLE RESOURCE_TRANSFER: the download broke off; retry.
+   *   UNAVAILABLE RESOURCE_TRANSFER: the download (or the data node's stream) broke off; retry.
    *   RESOURCE_EXHAUSTED RESOURCE_TRANSFER: the download broke off because the disk is full.
-   *   DATA_LOSS SHA256_MISMATCH: the bytes do not have the expected sha256.
+   *   DATA_LOSS SHA256_MISMATCH: the bytes do not have the expected sha256 (for a tendril-data://
+   *     URI: the one the manifest lists, which must equal the sha256 given).
    */
   fetchResource(
     request: FetchResourceRequest,
