@@ -236,6 +236,6 @@ async def test_a_resumed_run_ends_where_an_undisturbed_one_does(tmp_path: Path) 
     print(f"held-out loss after round 3: undisturbed {losses['calm']:.4f}, resumed {losses['killed']:.4f}")
     assert math.isfinite(losses["calm"]) and math.isfinite(losses["killed"])
     # Both trained (a uniform guess over the 257 byte ids is ln 257 = 5.55 nats), and within noise
-    # of each other: two undisturbed runs of this size differ by up to ~4 % here.
+    # of each other (the runs differ in how many batches each round ran; measured: 1.2-3.6 %).
     assert max(losses.values()) < 0.7 * math.log(257), losses
     assert abs(losses["killed"] - losses["calm"]) <= 0.08 * losses["calm"], losses
