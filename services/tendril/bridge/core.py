@@ -23,7 +23,7 @@ from tendril.bridge.errors import BridgeError
 from tendril.bridge.fetch import Fetched, check_request, default_name, download, land_chunks
 from tendril.bridge.files import landing
 from tendril.bridge.paths import confine, relative_to
-from tendril.bridge.resources import ResourceCache
+from tendril.bridge.resources import ResourceCache, place
 from tendril.core import ids
 from tendril.core.codecs import CODECS
 from tendril.core.errors import ErrorKind
@@ -356,14 +356,9 @@ class BridgeCore:
                 reason=BridgeReason.SLICE_MISSING,
             )
         target = self.resolve(slice_name or source.name, within=DATA, what="slice name")
-        with landing(target) as tmp:
-            try:
-                # NOTE: the link shares the cache's inode, whose file the DataFetcher keeps
-                # read-only; a copy (other file system) is made read-only here.
-                os.link(source, tmp)
-            except OSError:
-                shutil.copyfile(source, tmp)
-                os.chmod(tmp, 0o444)
+        # NOTE: a link shares the cache's inode, whose file the DataFetcher keeps read-only; a
+        # copy (other file system) is made read-only.
+        place(source, target)
         return target
 
     def report_progress(self, values: dict[str, float]) -> None:

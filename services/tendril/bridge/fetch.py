@@ -200,17 +200,9 @@ def download(
                     size += len(chunk)
             got = digest.hexdigest()
             if sha256 and got != sha256.lower():
-                raise BridgeError(
-                    ErrorKind.DATA_LOSS,
-                    f"{uri}: sha256 is {got}, expected {sha256.lower()}; nothing was kept",
-                    reason=BridgeReason.SHA256_MISMATCH,
-                    metadata={"expected": sha256.lower(), "got": got},
-                )
+                raise _mismatch(uri, got, sha256)
     except OSError as exc:
-        kind = ErrorKind.RESOURCE_EXHAUSTED if exc.errno == errno.ENOSPC else ErrorKind.UNAVAILABLE
-        raise BridgeError(
-            kind, f"{uri}: transfer failed ({exc}); nothing was kept", reason=BridgeReason.RESOURCE_TRANSFER
-        ) from exc
+        raise _transfer_failed(uri, exc) from exc
     return Fetched(dest, size, got)
 
 
@@ -230,15 +222,21 @@ async def land_chunks(uri: str, chunks: AsyncIterator[bytes], dest: Path, *, sha
                 out.close()
             got = digest.hexdigest()
             if got != sha256.lower():
-                raise BridgeError(
-                    ErrorKind.DATA_LOSS,
-                    f"{uri}: sha256 is {got}, expected {sha256.lower()}; nothing was kept",
-                    reason=BridgeReason.SHA256_MISMATCH,
-                    metadata={"expected": sha256.lower(), "got": got},
-                )
+                raise _mismatch(uri, got, sha256)
     except OSError as exc:
-        kind = ErrorKind.RESOURCE_EXHAUSTED if exc.errno == errno.ENOSPC else ErrorKind.UNAVAILABLE
-        raise BridgeError(
-            kind, f"{uri}: transfer failed ({exc}); nothing was kept", reason=BridgeReason.RESOURCE_TRANSFER
-        ) from exc
+        raise _transfer_failed(uri, exc) from exc
     return Fetched(dest, size, got)
+
+
+def _mismatch(uri: str, got: str, sha256: str) -> BridgeError:
+    return BridgeError(
+        ErrorKind.DATA_LOSS,
+        f"{uri}: sha256 is {got}, expected {sha256.lower()}; nothing was kept",
+        reason=BridgeReason.SHA256_MISMATCH,
+        metadata={"expected": sha256.lower(), "got": got},
+    )
+
+
+def _transfer_failed(uri: str, exc: OSError) -> BridgeError:
+    kind = ErrorKind.RESOURCE_EXHAUSTED if exc.errno == errno.ENOSPC else ErrorKind.UNAVAILABLE
+    return BridgeError(kind, f"{uri}: transfer failed ({exc}); nothing was kept", reason=BridgeReason.RESOURCE_TRANSFER)
