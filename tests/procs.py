@@ -29,17 +29,28 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct TCP ports on 127.0.0.1 that were free a moment ago (each socket is held
+    until all are picked, so the kernel cannot hand out the same port twice)."""
+    with contextlib.ExitStack() as stack:
+        socks = [stack.enter_context(socket.socket()) for _ in range(n)]
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in socks]
+
+
 def worker_config(tmp: Path, **overrides: Any) -> WorkerConfig:
     """A WorkerConfig on free ports with state and work dirs under ``tmp``.
 
     ``overrides`` use dotted keys with "__" for the dot: ``lease__renewable_seconds=2``.
     """
+    ports = free_ports(len(WorkerConfig.SERVICE_SECTIONS) + 3)
     values: dict[str, Any] = {
         "worker.id": "worker-test",
         "worker.state_dir": str(tmp / "state"),
         "worker.work_dir": str(tmp / "work"),
-        "gateway.embedded_listen": f"127.0.0.1:{free_port()}",
-        "telemetry.metrics_listen": f"127.0.0.1:{free_port()}",
+        "gateway.embedded_listen": f"127.0.0.1:{ports.pop()}",
+        "telemetry.metrics_listen": f"127.0.0.1:{ports.pop()}",
         "telemetry.log_format": "json",
         "resources.cpu": 4,
         "resources.memory_gib": 8,
@@ -47,8 +58,8 @@ def worker_config(tmp: Path, **overrides: Any) -> WorkerConfig:
         "resources.gpu": 0,
     }
     for section in WorkerConfig.SERVICE_SECTIONS:
-        values[f"{section}.listen"] = f"127.0.0.1:{free_port()}"
-    values["paramserver.data_listen"] = f"127.0.0.1:{free_port()}"
+        values[f"{section}.listen"] = f"127.0.0.1:{ports.pop()}"
+    values["paramserver.data_listen"] = f"127.0.0.1:{ports.pop()}"
     values.update({k.replace("__", "."): v for k, v in overrides.items()})
     return load_config(None, env={}, overrides=values)
 

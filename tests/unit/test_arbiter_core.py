@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from tendril.arbiter.engine import Arbiter, Grant, NoRoom, OfferSpec, PortError, PortTimeout
+from tendril.arbiter.engine import Arbiter, Grant, LeaseGone, NoRoom, OfferSpec, PortError, PortTimeout
 from tendril.arbiter.model import OfferState, Request
 from tendril.arbiter.policy import Policy, problems, rank, score, weight
 from tendril.arbiter.window import Windower
@@ -171,6 +171,7 @@ class FakeLeases:
         self.log: list[tuple[str, str]] = []
         self.n = 0
         self.fail_capacity = False
+        self.gone_at_confirm = False  # the owner released the lease before the arbiter's Confirm
 
     def free(self) -> Amount:
         used = Amount()
@@ -194,6 +195,9 @@ class FakeLeases:
 
     async def confirm(self, lease_id: str) -> None:
         self.log.append(("confirm", lease_id))
+        if self.gone_at_confirm:
+            self.live.pop(lease_id, None)
+            raise LeaseGone(f"NOT_FOUND: lease {lease_id} not found")
 
     async def release(self, lease_id: str) -> None:
         self.live.pop(lease_id, None)
@@ -249,6 +253,14 @@ async def test_accepted_offer_reserves_first_then_confirms() -> None:
     assert address == "s1:1" and spec.worker_total == TOTAL
     assert 0 < timeout <= 0.3 and spec.expires_at <= time.time() + 0.5
     assert arb.history.newest(10)[0] is record
+
+
+async def test_an_offer_whose_lease_its_owner_already_released_counts_as_accepted() -> None:
+    arb, leases, _ = arbiter("whole")
+    leases.gone_at_confirm = True  # accepted, renewed (which confirms), used and released at once
+    (record,) = await run_until(arb, arb.submit(req(bid=120), "bus"))
+    assert record.state is OfferState.ACCEPTED and "released by its owner" in record.reason
+    assert ("release", "lease-1") not in leases.log  # nothing is left to release
 
 
 async def test_rejected_or_failed_or_silent_offers_release_at_once() -> None:

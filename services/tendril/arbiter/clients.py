@@ -12,7 +12,7 @@ from collections.abc import Mapping
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from tendril.arbiter.engine import Grant, NoRoom, OfferSpec, PortError, PortTimeout
+from tendril.arbiter.engine import Grant, LeaseGone, NoRoom, OfferSpec, PortError, PortTimeout
 from tendril.core.amounts import Amount
 from tendril.core.calls import ChannelPool, remote_error
 from tendril.core.channel import open_channel
@@ -75,6 +75,8 @@ class LeaseClient:
         try:
             await self._stub.Confirm(lease_pb2.ConfirmRequest(lease_id=lease_id), timeout=self.timeout)
         except grpc.aio.AioRpcError as exc:
+            if exc.code() == grpc.StatusCode.NOT_FOUND:
+                raise LeaseGone(f"LeaseService at {self.address} (Confirm): {exc.details()}") from exc
             raise _port_error(exc, f"LeaseService at {self.address} (Confirm)", self.address) from exc
 
     async def release(self, lease_id: str) -> None:

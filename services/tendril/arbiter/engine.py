@@ -58,6 +58,10 @@ class PortTimeout(PortError):
     """The callee did not answer in time."""
 
 
+class LeaseGone(PortError):
+    """The lease no longer exists: its owner released it (or it was withdrawn)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Grant:
     """A temporary lease the LeaseService granted."""
@@ -253,6 +257,14 @@ class Arbiter:
                 try:
                     await self.leases.confirm(grant.lease_id)
                     state, reason = OfferState.ACCEPTED, answer
+                except LeaseGone:
+                    # NOTE: the owner's first Renew confirms a lease too (lease.proto), so a
+                    # scheduler may accept, use and release it before this Confirm arrives: the
+                    # offer was accepted all the same, and there is nothing left to release.
+                    state, reason = (
+                        OfferState.ACCEPTED,
+                        f"{answer} (released by its owner before the arbiter confirmed it)",
+                    )
                 except PortError as exc:
                     state, reason = OfferState.FAILED, f"accepted, but the lease could not be confirmed: {exc}"
             else:
