@@ -21,30 +21,26 @@ import contextlib
 import dataclasses
 import math
 import os
-import signal
 import sys
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from tendril_diloco.entry import run
 from tendril_diloco.errors import ExecutorError, ExecutorReason
 from tendril_diloco.logs import EventLog, configure
 from tendril_sdk import (
     DEFAULT_RETRY,
-    TOKEN_ENV,
     BridgeClient,
-    BridgeError,
     BridgeReason,
     DirectiveKind,
     JobDescriptor,
-    JobDescriptorError,
     ProgressKind,
     RunState,
     tracing,
 )
 
-EXIT_SIGTERM = 143
 PARAMS = "params/eval.safetensors"
 # NOTE: the eval job is dispatched once the parameter server answers, but a restarted server
 # reopens the run a moment later: RUN_NOT_OPEN is waited out like an unreachable bridge.
@@ -264,54 +260,10 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from tendril_models.errors import ModelError
-
     args = _parse_args(argv)
     log = configure("diloco-eval")
     tracing.setup("diloco-eval")
-    if not args.socket:
-        print("diloco-eval: --socket (or env SOCKET_PATH) is required: the job bridge's socket path", file=sys.stderr)
-        return 2
-    token = os.environ.get(TOKEN_ENV, "")
-    if not token:
-        print(f"diloco-eval: env {TOKEN_ENV} is not set; JobService passes the bridge token this way", file=sys.stderr)
-        return 2
-
-    async def guarded() -> int:
-        task = asyncio.current_task()
-        assert task is not None
-        terminated = False
-
-        def on_term() -> None:
-            nonlocal terminated
-            terminated = True
-            task.cancel()
-
-        asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, on_term)
-        try:
-            await _main(args, token, log)
-        except asyncio.CancelledError:
-            if terminated:
-                log.info("job.terminated")
-                return EXIT_SIGTERM
-            raise
-        return 0
-
-    try:
-        return asyncio.run(guarded())
-    except (ExecutorError, ModelError) as exc:
-        log.error("job.failed", error=exc.message, reason=str(exc.reason))
-        print(f"diloco-eval: {exc.message}", file=sys.stderr)
-        return 1
-    except BridgeError as exc:
-        log.error("job.failed", code=exc.code.name, reason=str(exc.reason), method=exc.method, error=exc.message)
-        print(f"diloco-eval: a bridge call failed with {exc.code.name}: {exc.message}", file=sys.stderr)
-        return 1
-    except (OSError, JobDescriptorError) as exc:
-        print(f"diloco-eval: {exc}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return EXIT_SIGTERM
+    return run("diloco-eval", args, log, _main)
 
 
 if __name__ == "__main__":

@@ -105,9 +105,7 @@ def prune(
         if not (too_old or too_much):
             continue
         try:
-            path.unlink()
-        except FileNotFoundError:
-            pass
+            path.unlink(missing_ok=True)
         except OSError as exc:
             log.warning("log.prune_failed", path=str(path), error=repr(exc))
             continue
