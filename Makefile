@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 # pulls gigabytes of CUDA libraries (the machine's pip config may cap versions further).
 TORCH ?= torch==2.13.0
 
-.PHONY: venv run-worker test proto proto-check lint demo bench clean node-deps proto-node node-check proto-go go-check buf-breaking
+.PHONY: venv run-worker test proto proto-check lint demo bench lab lab-clean clean node-deps proto-node node-check proto-go go-check buf-breaking
 
 venv: $(STAMP)
 
@@ -78,6 +78,16 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(ARGS)
+
+# A multi-host lab (root): every peer in its own network namespace over tbf-shaped links; trains a
+# short DiLoCo run, prints rounds, loss, bytes and the measured link rate, removes everything.
+# Options through ARGS, e.g. make lab ARGS="--workers 2 --rate 1000" (docs/WAN.md).
+lab: $(STAMP)
+	$(BIN)/python -m tendril.lab run $(ARGS)
+
+# Remove what a killed lab left behind (namespaces tlab-*, links tlab*, their processes).
+lab-clean: $(STAMP)
+	$(BIN)/python -m tendril.lab clean $(ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -28,6 +28,7 @@ GROUPS: tuple[tuple[str, str, bool], ...] = (
     ("data", "tendril.data_node.cli", False),
     ("model", "tendril.cli.model", True),
     ("certs", "tendril.cli.certs", False),
+    ("lab", "tendril.lab.cli", False),
 )
 
 EXIT_USAGE = 2
