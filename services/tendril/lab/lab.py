@@ -211,16 +211,20 @@ class Lab:
         return listen
 
     def worker_keys(self, index: int) -> dict[str, Any]:
-        """The worker.toml keys that put worker ``index`` on its host: every service binds the
-        host's address (metrics stay on the namespace's own loopback) and advertises it."""
+        """The worker.toml keys that put worker ``index`` on its host and make it advertise the
+        host's address. Even-numbered workers bind that address; odd-numbered ones bind every
+        address (0.0.0.0), so that the address peers see comes from ``worker.advertise_host``
+        alone — the two ways a worker is set up on a real host. Metrics stay on the namespace's
+        own loopback."""
         host = self.host(worker_name(index))
+        bind = host.ip if index % 2 == 0 else "0.0.0.0"
         defaults = WorkerConfig()
         keys: dict[str, Any] = {"worker.advertise_host": host.ip}
         for section in WorkerConfig.SERVICE_SECTIONS:
             port = split_address(shift_port(getattr(defaults, section).listen, PORT_SHIFT))[1]
-            keys[f"{section}.listen"] = f"{host.ip}:{port}"
+            keys[f"{section}.listen"] = f"{bind}:{port}"
         data_port = split_address(shift_port(defaults.paramserver.data_listen, PORT_SHIFT))[1]
-        keys["paramserver.data_listen"] = f"{host.ip}:{data_port}"
+        keys["paramserver.data_listen"] = f"{bind}:{data_port}"
         keys["telemetry.metrics_listen"] = shift_port(defaults.telemetry.metrics_listen, PORT_SHIFT)
         issued = self.certificate(worker_name(index), host.name)
         if issued is not None:
@@ -229,8 +233,10 @@ class Lab:
         return keys
 
     def worker_addresses(self, index: int) -> list[str]:
+        """Where other hosts reach worker ``index``'s services."""
         keys = self.worker_keys(index)
-        return [keys[f"{s}.listen"] for s in WorkerConfig.SERVICE_SECTIONS]
+        ip = self.host(worker_name(index)).ip
+        return [f"{ip}:{split_address(keys[f'{s}.listen'])[1]}" for s in WorkerConfig.SERVICE_SECTIONS]
 
     async def start_workers(self, *, flexible: int = 1) -> list[WorkerSpec]:
         """Start every worker (supervised, on its host); worker-0 .. worker-(flexible-1) use the
