@@ -33,6 +33,7 @@ from tests.procs import pids_alive
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
 RATE_MBIT = 200.0
+LATENCY_MS = 5.0
 
 
 @pytest.fixture(autouse=True)
@@ -76,15 +77,9 @@ async def test_two_workers_train_across_namespaces_over_mtls(tmp_path: Path) -> 
         assert 0.7 * RATE_MBIT <= link["mbit_per_s"] <= 1.1 * RATE_MBIT, link
         run = await train(lab, settings)
         assert run.scheduler_exit == 0, run.scheduler_log
-        # Every worker registered the address of its own host, not loopback.
-        async with open_channel(lab.gateway_address, peer_id="lab-observer") as channel:
-            reply = await gateway_pb2_grpc.RegistryServiceStub(channel).List(gateway_pb2.ListRequest(kind="worker"))
-        endpoints: dict[str, list[str]] = {}
-        for record in reply.records:
-            worker = common_pb2.WorkerRecord()
-            assert record.payload.Unpack(worker)
-            e = worker.endpoints
-            endpoints[worker.worker_id] = [e.arbiter, e.lease, e.job, e.data_fetcher, e.parameter_server]
+        # Every worker registered the address of its own host, not loopback (worker-1 binds
+        # 0.0.0.0: its record comes from worker.advertise_host).
+        endpoints = await workers_in_registry(lab)
         assert sorted(endpoints) == ["worker-0", "worker-1"]
         for worker_id, addresses in endpoints.items():
             ip = lab.host(worker_id).ip
@@ -104,6 +99,41 @@ async def test_two_workers_train_across_namespaces_over_mtls(tmp_path: Path) -> 
     # Under mTLS each JobService knew the dispatcher by its certificate's CN.
     assert {owner for owner, _, _ in jobs} == {"lab-scheduler"}
     assert sorted(cls for _, cls, _ in jobs) == ["aggregate", "eval", "train", "train"]
+
+
+async def workers_in_registry(lab: Lab) -> dict[str, list[str]]:
+    """worker id -> the service addresses of its registry record, as the gateway lists them."""
+    async with open_channel(lab.gateway_address, peer_id="lab-observer") as channel:
+        reply = await gateway_pb2_grpc.RegistryServiceStub(channel).List(gateway_pb2.ListRequest(kind="worker"))
+    endpoints: dict[str, list[str]] = {}
+    for record in reply.records:
+        worker = common_pb2.WorkerRecord()
+        assert record.payload.Unpack(worker)
+        e = worker.endpoints
+        endpoints[worker.worker_id] = [e.arbiter, e.lease, e.job, e.data_fetcher, e.parameter_server]
+    return endpoints
+
+
+async def test_the_relay_delays_every_connection_between_hosts(tmp_path: Path) -> None:
+    with Lab(tmp_path, LabSettings(workers=1, rate_mbit=RATE_MBIT, tls=True, latency_ms=LATENCY_MS)) as lab:
+        link = await lab.measure("gateway", "worker-0", seconds=1.0)
+        # gRPC under mTLS through the relay: the worker registers at the gateway on another host.
+        await lab.start_gateway()
+        await lab.start_workers()
+        for _ in range(150):
+            if "worker-0" in (found := await workers_in_registry(lab)):
+                break
+            await asyncio.sleep(0.2)
+        relays = [p.name for p in lab.cluster.procs if p.name.startswith("relay-")]
+        # The worker's connections to the gateway went through its relay: the rule counted them.
+        rules = lab.run("worker-0", ["iptables", "-t", "nat", "-L", "OUTPUT", "-v", "-n", "-x"]).stdout
+        redirected = [int(line.split()[0]) for line in rules.splitlines() if "REDIRECT" in line]
+    assert len(relays) == 4  # gateway, data, scheduler, worker-0
+    assert redirected and redirected[0] > 0, rules
+    assert link["rtt_ms"] >= 2 * LATENCY_MS, link
+    assert 0.7 * RATE_MBIT <= link["mbit_per_s"] <= 1.1 * RATE_MBIT, link
+    assert found["worker-0"][0].startswith(lab.host("worker-0").ip + ":"), found
+    assert leftovers(lab.lab_id) == NOTHING
 
 
 async def test_a_lab_removes_everything_on_a_normal_exit(tmp_path: Path) -> None:

@@ -23,6 +23,19 @@ def _rate(text: str) -> float:
     return value
 
 
+def _latency(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"expected milliseconds as a number, got {text!r}") from exc
+    if not 0 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"expected 0-1000 ms, got {value}")
+    return value
+
+
+LATENCY_HELP = "one-way delay added between hosts by the lab's relay, in ms (round trip +2x; default 0)"
+
+
 def _count(text: str) -> int:
     try:
         value = int(text)
@@ -56,6 +69,7 @@ def fill_parser(group: argparse.ArgumentParser) -> None:
     run.add_argument("--rate", type=_rate, default=100.0, help="each host's link in Mbit/s, each way (default 100)")
     run.add_argument("--rounds", type=int, default=4, help="DiLoCo rounds (default 4)")
     run.add_argument("--inner-steps", type=int, default=20, help="H: batches per round (default 20)")
+    run.add_argument("--latency-ms", type=_latency, default=0.0, help=LATENCY_HELP)
     run.add_argument("--no-tls", action="store_true", help="plaintext instead of mTLS with per-host certificates")
     run.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
     run.set_defaults(func=run_run)
@@ -67,6 +81,7 @@ def fill_parser(group: argparse.ArgumentParser) -> None:
     )
     up.add_argument("--workers", type=_count, default=2, help="worker hosts (default 2; no worker is started)")
     up.add_argument("--rate", type=_rate, default=100.0, help="each host's link in Mbit/s (default 100)")
+    up.add_argument("--latency-ms", type=_latency, default=0.0, help=LATENCY_HELP)
     up.add_argument("--no-tls", action="store_true", help="a plaintext gateway")
     up.add_argument("--out", type=Path, default=None, help="folder for logs and certificates (default: a temp dir)")
     up.set_defaults(func=run_up)
@@ -78,6 +93,7 @@ def fill_parser(group: argparse.ArgumentParser) -> None:
     )
     measure.add_argument("--rate", type=_rate, action="append", help="Mbit/s (repeatable; default 100 and 1000)")
     measure.add_argument("--seconds", type=float, default=3.0, help="length of each transfer (default 3)")
+    measure.add_argument("--latency-ms", type=_latency, default=0.0, help=LATENCY_HELP)
     measure.set_defaults(func=run_measure)
 
     clean = commands.add_parser(
@@ -104,7 +120,7 @@ def run_run(args: argparse.Namespace) -> int:
         return 2
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    settings = LabSettings(workers=args.workers, rate_mbit=args.rate, tls=not args.no_tls)
+    settings = LabSettings(workers=args.workers, rate_mbit=args.rate, tls=not args.no_tls, latency_ms=args.latency_ms)
     demo = DemoSettings(
         out=out,
         workers=args.workers,
@@ -117,9 +133,15 @@ def run_run(args: argparse.Namespace) -> int:
     )
     with Lab(out / "run", settings) as lab:
         hosts = ", ".join(f"{h.name} {h.ip}" for h in lab.network.hosts.values())
-        print(f"lab {lab.lab_id}: {hosts}; every link {args.rate:g} Mbit/s each way (tbf); mTLS {settings.tls}")
+        print(
+            f"lab {lab.lab_id}: {hosts}; every link {args.rate:g} Mbit/s each way (tbf), "
+            f"{args.latency_ms:g} ms added one way; mTLS {settings.tls}"
+        )
         link = asyncio.run(lab.measure("worker-1" if args.workers > 1 else "gateway", "worker-0"))
-        print(f"lab: raw TCP between two hosts {link['mbit_per_s']:.1f} Mbit/s (shaped to {args.rate:g})")
+        print(
+            f"lab: raw TCP between two hosts {link['mbit_per_s']:.1f} Mbit/s (shaped to {args.rate:g}), "
+            f"round trip {link['rtt_ms']:.2f} ms"
+        )
         result = asyncio.run(train(lab, demo))
     print(f"lab: removed every namespace, link and process of lab {lab.lab_id}")
     for line in summary(result):
@@ -138,7 +160,7 @@ def run_up(args: argparse.Namespace) -> int:
         print(f"lab: {why}", file=sys.stderr)
         return 2
     out = args.out.resolve() if args.out else Path(tempfile.mkdtemp(prefix="tendril-lab-"))
-    settings = LabSettings(workers=args.workers, rate_mbit=args.rate, tls=not args.no_tls)
+    settings = LabSettings(workers=args.workers, rate_mbit=args.rate, tls=not args.no_tls, latency_ms=args.latency_ms)
     with Lab(out, settings) as lab:
         gateway = asyncio.run(lab.start_gateway())
         print(f"lab {lab.lab_id} up; gateway {gateway}; logs {out / 'logs'}", flush=True)
@@ -158,12 +180,14 @@ def run_measure(args: argparse.Namespace) -> int:
     for rate in args.rate or [100.0, 1000.0]:
         with (
             tempfile.TemporaryDirectory(prefix="tendril-lab-") as tmp,
-            Lab(Path(tmp), LabSettings(workers=2, rate_mbit=rate, tls=False)) as lab,
+            Lab(Path(tmp), LabSettings(workers=2, rate_mbit=rate, tls=False, latency_ms=args.latency_ms)) as lab,
         ):
             link = asyncio.run(lab.measure("worker-1", "worker-0", args.seconds))
         print(
-            f"lab: shaped to {rate:g} Mbit/s: raw TCP {link['mbit_per_s']:.1f} Mbit/s "
-            f"({link['bytes'] / 1e6:.1f} MB in {args.seconds:g} s, {100 * link['mbit_per_s'] / rate:.0f} %)"
+            f"lab: shaped to {rate:g} Mbit/s, {args.latency_ms:g} ms added: raw TCP {link['mbit_per_s']:.1f} Mbit/s "
+            f"({link['bytes'] / 1e6:.1f} MB, rate over {link['seconds']:.1f} s, "
+            f"{100 * link['mbit_per_s'] / rate:.0f} %), "
+            f"round trip {link['rtt_ms']:.2f} ms"
         )
     return 0
 

@@ -15,10 +15,12 @@ import atexit
 import contextlib
 import dataclasses
 import json
+import shutil
 import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType, TracebackType
@@ -28,7 +30,8 @@ from tendril.certs.ops import Issued, init_ca, issue
 from tendril.core import tls
 from tendril.core.config import WorkerConfig, shift_port, split_address
 from tendril.lab.errors import ErrorKind, LabError, LabReason
-from tendril.lab.net import Host, Network
+from tendril.lab.net import Host, Network, run_ip
+from tendril.lab.relay import MARK
 from tendril.scheduler.cluster import LocalCluster, Proc, WorkerSpec, worker_toml
 
 START_SECONDS = 120.0
@@ -43,6 +46,7 @@ GATEWAY_PORT = 51050
 DATA_NODE_PORT = 51070
 SCHEDULER_PORT = 51080
 MEASURE_PORT = 51090
+RELAY_PORT = 51099
 OBSERVER_ID = "lab-observer"
 
 
@@ -53,6 +57,7 @@ class LabSettings:
     workers: int = 3
     rate_mbit: float = 100.0  # every host's link, each direction
     tls: bool = True  # mTLS between every pair of peers, one certificate per host
+    latency_ms: float = 0.0  # added one-way delay between hosts (the relay, tendril.lab.relay); RTT + 2x this
     worker_extra: tuple[tuple[str, Any], ...] = ()  # more worker.toml keys for every worker
 
 
@@ -68,6 +73,8 @@ class Lab:
         self.settings = settings or LabSettings()
         if not 1 <= self.settings.workers <= 64:
             raise LabError(ErrorKind.INVALID_ARGUMENT, "a lab has 1-64 workers", reason=LabReason.BAD_SETTINGS)
+        if not 0 <= self.settings.latency_ms <= 1000:
+            raise LabError(ErrorKind.INVALID_ARGUMENT, "latency_ms must be 0-1000", reason=LabReason.BAD_SETTINGS)
         rate = self.settings.rate_mbit
         names = [GATEWAY, DATA, SCHEDULER, *(worker_name(i) for i in range(self.settings.workers))]
         self.network = Network([(name, rate) for name in names])
@@ -93,6 +100,8 @@ class Lab:
                 self._previous[sig] = signal.signal(sig, self._on_signal)
         try:
             self.network.create()
+            if self.settings.latency_ms > 0:
+                self._add_latency()
             if self.settings.tls:
                 init_ca(self.pki, force=True)
                 # NOTE: this process health-checks the peers; under mTLS it needs a certificate too.
@@ -141,6 +150,37 @@ class Lab:
             self._closed = True
             self._closing = False
         return removed
+
+    def _add_latency(self) -> None:
+        """On every host: the relay, and the iptables rules that send the host's connections to
+        the other hosts through it (see :mod:`tendril.lab.relay`)."""
+        if shutil.which("iptables") is None:
+            raise LabError(
+                ErrorKind.FAILED_PRECONDITION, "latency needs `iptables` (nat table)", reason=LabReason.NO_NAMESPACES
+            )
+        subnet = str(self.network.subnet)
+        procs: list[Proc] = []
+        for host in self.network.hosts.values():
+            nat = ["ip", "netns", "exec", host.netns, "iptables", "-t", "nat", "-A", "OUTPUT", "-p", "tcp"]
+            run_ip([*nat, "-d", host.ip, "-j", "RETURN"])
+            redirect = ["-j", "REDIRECT", "--to-ports", str(RELAY_PORT)]
+            run_ip([*nat, "-d", subnet, "-m", "mark", "!", "--mark", str(MARK), *redirect])
+            argv = [sys.executable, "-m", "tendril.lab.relay", "--port", str(RELAY_PORT)]
+            procs.append(
+                self.spawn(
+                    host.name, f"relay-{host.name}", [*argv, "--delay-ms", str(self.settings.latency_ms)], tier=-1
+                )
+            )
+        deadline = time.monotonic() + START_SECONDS
+        for proc in procs:
+            while "relay.ready" not in proc.tail(5):
+                if proc.popen.poll() is not None or time.monotonic() > deadline:
+                    raise LabError(
+                        ErrorKind.INTERNAL,
+                        f"{proc.name} did not start; its log ({proc.log}) ends:\n{proc.tail()}",
+                        reason=LabReason.COMMAND_FAILED,
+                    )
+                time.sleep(0.05)
 
     # ---- hosts --------------------------------------------------------------------------------
 
@@ -263,7 +303,8 @@ class Lab:
 
     async def measure(self, sender: str, receiver: str, seconds: float = 2.0) -> dict[str, float]:
         """A raw TCP transfer of ``seconds`` from ``sender`` to ``receiver`` (host names): bytes,
-        seconds and Mbit/s as the receiver counted them (see :mod:`tendril.lab.measure`)."""
+        seconds and Mbit/s as the receiver counted them, and the median round trip time before
+        it (see :mod:`tendril.lab.measure`)."""
         listen = f"{self.host(receiver).ip}:{MEASURE_PORT}"
         tool = [sys.executable, "-m", "tendril.lab.measure"]
         recv = await asyncio.create_subprocess_exec(
@@ -284,9 +325,10 @@ class Lab:
                 )
             send = await asyncio.create_subprocess_exec(
                 *self.host(sender).exec_argv([*tool, "send", "--to", listen, "--seconds", str(seconds)]),
+                stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
             )
-            _, send_err = await asyncio.wait_for(send.communicate(), seconds + 30)
+            send_out, send_err = await asyncio.wait_for(send.communicate(), seconds + 30)
             out, err = await asyncio.wait_for(recv.communicate(), 30.0)
             if send.returncode != 0 or recv.returncode != 0:
                 raise LabError(
@@ -299,4 +341,5 @@ class Lab:
                 recv.kill()
                 await recv.wait()
         result: dict[str, float] = json.loads(out.decode().strip().splitlines()[-1])
+        result["rtt_ms"] = json.loads(send_out.decode().strip().splitlines()[-1])["rtt_ms"]
         return result

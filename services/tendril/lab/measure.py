@@ -2,8 +2,9 @@
 
 ``python -m tendril.lab.measure recv --listen IP:PORT`` accepts one connection, reads it to
 its end and prints one JSON line ``{"bytes": B, "seconds": S, "mbit_per_s": R}``;
-``python -m tendril.lab.measure send --to IP:PORT --seconds S`` writes as fast as it can for
-S seconds. The lab runs each inside its host's namespace (:meth:`tendril.lab.Lab.measure`).
+``python -m tendril.lab.measure send --to IP:PORT --seconds S`` first times PINGS one-byte
+round trips (their median: ``{"rtt_ms": T}``), then writes as fast as it can for S seconds.
+The lab runs each inside its host's namespace (:meth:`tendril.lab.lab.Lab.measure`).
 
 The rate is taken from the first 0.3 s after the first byte to the last byte, so that tbf's
 initial bucket (a few tens of KiB) and TCP's slow start do not inflate or deflate it.
@@ -14,12 +15,19 @@ from __future__ import annotations
 import argparse
 import json
 import socket
+import statistics
 import sys
 import time
 
 CHUNK = 1 << 20
 SKIP_SECONDS = 0.3
 READY = "ready"
+PINGS = 5
+
+
+def _exactly_one(sock: socket.socket) -> None:
+    if not sock.recv(1):
+        raise ConnectionError("the other side closed during the round trips")
 
 
 def _address(text: str) -> tuple[str, int]:
@@ -35,6 +43,10 @@ def receive(listen: str, timeout: float) -> dict[str, float]:
         conn, _ = server.accept()
         with conn:
             conn.settimeout(timeout)
+            conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            for _ in range(PINGS):
+                _exactly_one(conn)
+                conn.sendall(b"p")
             buffer = bytearray(CHUNK)
             total = 0
             first = mark = 0.0
@@ -57,16 +69,23 @@ def receive(listen: str, timeout: float) -> dict[str, float]:
     return {"bytes": total, "seconds": round(seconds, 3), "mbit_per_s": round(rate, 1)}
 
 
-def send(to: str, seconds: float) -> int:
-    """Write to ``to`` for ``seconds``; the bytes written."""
+def send(to: str, seconds: float) -> dict[str, float]:
+    """Time PINGS round trips to ``to``, then write to it for ``seconds``."""
     payload = b"\0" * CHUNK
     sent = 0
+    rtts: list[float] = []
     with socket.create_connection(_address(to), timeout=10) as sock:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        for _ in range(PINGS):
+            began = time.monotonic()
+            sock.sendall(b"p")
+            _exactly_one(sock)
+            rtts.append(time.monotonic() - began)
         end = time.monotonic() + seconds
         while time.monotonic() < end:
             sock.sendall(payload)
             sent += len(payload)
-    return sent
+    return {"sent": sent, "rtt_ms": round(1000 * statistics.median(rtts), 2)}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -82,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "recv":
         print(json.dumps(receive(args.listen, args.timeout)), flush=True)
     else:
-        send(args.to, args.seconds)
+        print(json.dumps(send(args.to, args.seconds)), flush=True)
     return 0
 
 
