@@ -30,7 +30,7 @@ from tendril_proto.common.v1 import common_pb2
 from tendril_proto.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from tests.procs import pids_alive
 
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
 RATE_MBIT = 200.0
 LATENCY_MS = 5.0
@@ -67,7 +67,7 @@ async def test_two_workers_train_across_namespaces_over_mtls(tmp_path: Path) -> 
         max_bytes=300_000,
         sequences_per_slice=64,
         run_id="lab",
-        timeout_seconds=150.0,
+        timeout_seconds=200.0,
     )
     began = time.monotonic()
     with Lab(tmp_path / "run", LabSettings(workers=2, rate_mbit=RATE_MBIT, tls=True)) as lab:
