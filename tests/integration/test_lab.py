@@ -25,6 +25,7 @@ from tendril.core.channel import open_channel
 from tendril.lab.lab import Lab, LabSettings
 from tendril.lab.net import RUN_DIR, lab_links, lab_namespaces, lab_pids, namespaces_unavailable
 from tendril.lab.train import train
+from tendril.scheduler.cluster import processes_under
 from tendril.scheduler.demo import DemoSettings
 from tendril_proto.common.v1 import common_pb2
 from tendril_proto.gateway.v1 import gateway_pb2, gateway_pb2_grpc
@@ -144,6 +145,7 @@ async def test_a_lab_removes_everything_on_a_normal_exit(tmp_path: Path) -> None
         pids = [int(p) for p in found["pids"]]
     assert leftovers(lab.lab_id) == NOTHING
     assert pids_alive(pids) == []
+    assert processes_under(tmp_path) == []
 
 
 async def test_a_lab_removes_everything_when_its_block_raises(tmp_path: Path) -> None:
@@ -154,6 +156,7 @@ async def test_a_lab_removes_everything_when_its_block_raises(tmp_path: Path) ->
         raise RuntimeError("boom")
     assert leftovers(lab.lab_id) == NOTHING
     assert pids_alive(pids) == []
+    assert processes_under(tmp_path) == []
 
 
 @contextlib.contextmanager
@@ -185,6 +188,7 @@ def test_a_signalled_lab_process_removes_everything(tmp_path: Path, sig: int, co
         assert proc.wait(timeout=60) == code
         assert leftovers(lab_id) == NOTHING
         assert pids_alive(pids) == []
+        assert processes_under(tmp_path) == []
 
 
 def test_lab_clean_removes_what_a_killed_lab_left(tmp_path: Path) -> None:

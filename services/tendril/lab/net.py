@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import fcntl
 import ipaddress
 import json
 import os
@@ -175,7 +176,6 @@ class Network:
         return RUN_DIR / f"{self.lab_id}.json"
 
     def _build(self) -> None:
-        self.subnet = subnet = _pick_subnet()
         br = self.bridge_netns
         run_ip(["ip", "netns", "add", br])
         run_ip(["ip", "-n", br, "link", "set", "lo", "up"])
@@ -183,7 +183,12 @@ class Network:
         run_ip(["ip", "-n", br, "link", "set", BRIDGE, "up"])
         # The control link: root namespace <-> bridge, not shaped.
         run_ip(["ip", "link", "add", self.control_link, "type", "veth", "peer", "name", "ctl", "netns", br])
-        run_ip(["ip", "addr", "add", f"{self.control_ip}/24", "dev", self.control_link])
+        # NOTE: the lock keeps two labs that start at once from taking the same /24 (each sees
+        # the other's address once it is on its link).
+        with open(RUN_DIR / ".subnet.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self.subnet = subnet = _pick_subnet()
+            run_ip(["ip", "addr", "add", f"{self.control_ip}/24", "dev", self.control_link])
         run_ip(["ip", "link", "set", self.control_link, "up"])
         run_ip(["ip", "-n", br, "link", "set", "ctl", "master", BRIDGE, "up"])
         for index, (name, rate) in enumerate(self._specs, start=1):
