@@ -12,7 +12,7 @@ __all__ = ["ErrorKind", "LabError", "LabReason"]
 class LabReason(enum.StrEnum):
     """Why the lab could not build, run or measure its network."""
 
-    NO_NAMESPACES = "NO_NAMESPACES"  # not root, no `ip`/`tc`, or the kernel refused a network namespace
+    NO_NAMESPACES = "NO_NAMESPACES"  # not root, no `ip`/`tc` (`iptables` for latency), or no network namespace
     COMMAND_FAILED = "COMMAND_FAILED"  # an `ip` or `tc` command that builds the network failed
     NO_SUBNET = "NO_SUBNET"  # every /24 of 198.18.0.0/15 is already on an interface of this host
     BAD_SETTINGS = "BAD_SETTINGS"  # a rate, worker count or host name the lab cannot use
