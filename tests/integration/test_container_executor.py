@@ -36,8 +36,8 @@ pytestmark = [
 RUNTIME_ARGS = ["--runtime", "runc"] if shutil.which("runc") else []
 BOXED = ContainerConfig(runtime="podman", rootfs="/", runtime_args=RUNTIME_ARGS)
 
-# Tries a TCP connection to the test's listener on the host's loopback and lists the network
-# interfaces it sees; writes what it found to net.json in its work dir.
+# Tries a TCP connection to the test's listener on the host's loopback, lists the network
+# interfaces it sees and reads its cgroup's memory and CPU limits; writes it all to net.json.
 NET_PROBE = """\
 import json, os, socket, sys
 port = int(sys.argv[1])
@@ -46,8 +46,18 @@ try:
     connected = "connected"
 except OSError as exc:
     connected = f"{type(exc).__name__}: {exc}"
+def first(*paths):
+    for path in paths:
+        if os.path.exists(path):
+            return open(path).read().strip()
+    return None
+limits = {
+    "memory": first("/sys/fs/cgroup/memory/memory.limit_in_bytes", "/sys/fs/cgroup/memory.max"),
+    "cpu": first("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu.max"),
+}
 with open(os.path.join(os.environ["WORK_DIR"], "net.json"), "w") as f:
-    json.dump({"connect": connected, "interfaces": [name for _, name in socket.if_nameindex()]}, f)
+    interfaces = [name for _, name in socket.if_nameindex()]
+    json.dump({"connect": connected, "interfaces": interfaces, "limits": limits}, f)
 """
 
 
@@ -98,6 +108,9 @@ async def test_example_executor_runs_in_a_container_without_network(worker: tupl
     net = json.loads((w.work_dir("net-1") / "net.json").read_text())
     assert net["connect"] != "connected" and "refused" in net["connect"].lower(), net
     assert net["interfaces"] == ["lo"], "no network but its own loopback"
+    # The lease holds 1 CPU and 1 GiB (Worker.lease): --cpus 1 --memory 1024m.
+    assert net["limits"]["memory"] == str(2**30), net
+    assert net["limits"]["cpu"].split()[0] == "100000", net
 
 
 async def test_cancel_and_a_job_service_crash_leave_no_container(worker: tuple[Worker, socket.socket]) -> None:

@@ -23,7 +23,8 @@ from tendril.job.container import Containers, container_env, container_name, rem
 from tendril.job.core import JobManager
 from tendril.job.model import JobState
 from tendril.job.store import JobStore
-from tests.unit.test_jobs_core import PRINT_ENV, SLEEPER, FakeLeases, Harness, _wait_file
+from tests.unit.test_jobs_core import OWNER, PRINT_ENV, SLEEPER, FakeLeases, Harness, _wait_file
+from tests.unit.test_jobs_readopt import Crashable
 
 PODMAN = Runtime("podman", "/usr/bin/podman", ("--runtime", "runc"))
 DOCKER = Runtime("docker", "/usr/bin/docker")
@@ -317,3 +318,28 @@ async def test_a_killed_shim_still_gets_its_container_removed(tmp_path: Path, fa
     assert ended.state is JobState.FAILED
     removals = [c for c in _calls(fake_podman) if "rm" in c]
     assert removals and removals[-1][-1] == container_name("c3", work_dir)
+
+
+async def test_a_restart_that_cannot_readopt_removes_the_container_and_a_readopted_one_keeps_it(
+    tmp_path: Path, fake_podman: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    h = Crashable(tmp_path / "r")
+    boxed = ContainerConfig(runtime="podman", rootfs="/")
+    h.config.executors.append(ExecutorConfig("t", "boxed-sleep", [sys.executable, "-c", SLEEPER], container=boxed))
+    h.manager = JobManager(h.config, h.store, h.leases, h.start_bridge)
+    await h.dispatch("r-lost", name="boxed-sleep")
+    await h.dispatch("r-kept", name="boxed-sleep")
+    for job_id in ("r-lost", "r-kept"):
+        await _wait_file(h.work(job_id) / "pids")
+    lost = h.store.runtime("r-lost")
+    assert lost is not None
+    await h.crash(monkeypatch)
+    os.kill(lost.shim_pid, signal.SIGKILL)
+    before = len(_calls(fake_podman))
+    fresh = await h.restart()
+    assert fresh.get("r-lost").state is JobState.FAILED
+    removed = [c[-1] for c in _calls(fake_podman)[before:] if "rm" in c]
+    assert removed == [container_name("r-lost", h.work("r-lost"))], "only the job that could not be re-adopted"
+    assert fresh.get("r-kept").state is JobState.RUNNING
+    await fresh.cancel(OWNER, "r-kept")
+    assert _calls(fake_podman)[-1][-1] == container_name("r-kept", h.work("r-kept")), "its shim removed it at the end"
