@@ -413,18 +413,18 @@ async def run_cleanup(cleanup: Cleanup) -> None:
                 *argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=child_env()
             )
         except OSError as exc:
-            log.warning("job.cleanup_failed", command=list(argv), error=repr(exc))
+            log.warning("job.cleanup_command_failed", command=list(argv), error=repr(exc))
             continue
         try:
             out, _ = await asyncio.wait_for(proc.communicate(), CLEANUP_TIMEOUT_SECONDS)
         except TimeoutError:
             proc.kill()
             await proc.wait()
-            log.warning("job.cleanup_failed", command=list(argv), error="timed out")
+            log.warning("job.cleanup_command_failed", command=list(argv), error="timed out")
             continue
         said = out.decode(errors="replace")
         if proc.returncode != 0 and NOTHING_TO_CLEAN not in said.lower():
-            log.warning("job.cleanup_failed", command=list(argv), exit_code=proc.returncode, output=said[-500:])
+            log.warning("job.cleanup_command_failed", command=list(argv), exit_code=proc.returncode, output=said[-500:])
 
 
 async def kill_leftovers(
