@@ -3,7 +3,8 @@
 The example executor (executors/tendril_example) runs in a podman container on the host's own
 files (``rootfs = "/"``, an overlay: no image, no registry), its work dir mounted; a tiny probe
 executor checks that the container has no network; cancel, and a JobService crash followed by
-re-adoption, leave no container behind (``podman ps -a``). Skipped where podman is not installed.
+re-adoption, and the kill of an executor that ignores SIGTERM leave no container behind
+(``podman ps -a``). Skipped where podman is not installed.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -78,12 +80,17 @@ async def worker(tmp_path: Path) -> AsyncIterator[tuple[Worker, socket.socket]]:
     listener = socket.create_server(("127.0.0.1", 0))
     port = listener.getsockname()[1]
     example = [sys.executable, "-m", "tendril_example", "--socket", "{SOCKET_PATH}"]
+    stubborn = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); open('up', 'w'); time.sleep(120)"
     executors = [
         ExecutorConfig("example", "boxed", example, container=BOXED),
+        ExecutorConfig("test", "stubborn", [sys.executable, "-c", stubborn], container=BOXED),
         ExecutorConfig("test", "netprobe", [sys.executable, "-c", NET_PROBE, str(port)], container=BOXED),
     ]
+    # NOTE: nobody renews the test's lease: it must outlive the test on a slow machine.
     try:
-        async with started_worker(tmp_path, executors, job__kill_grace_seconds=5, job__keep_work_dirs=True) as started:
+        async with started_worker(
+            tmp_path, executors, job__kill_grace_seconds=3, job__keep_work_dirs=True, lease__renewable_seconds=600
+        ) as started:
             yield started, listener
     finally:
         listener.close()
@@ -127,6 +134,14 @@ async def test_cancel_and_a_job_service_crash_leave_no_container(worker: tuple[W
     assert time.monotonic() - began < 30
     assert "SIGTERM: stopping now" in await w.logs("box-c")
     assert _containers("box-c") == []
+
+    # One that ignores SIGTERM: killed after the grace period, its container removed all the same.
+    await w.dispatch("box-k", lease_id, executor_class="test", executor_name="stubborn")
+    await wait_for(lambda: (w.work_dir("box-k") / "up").exists(), what="box-k to start", timeout=90)
+    async with w.channel("job") as ch:
+        reply = await job_pb2_grpc.JobServiceStub(ch).Cancel(job_pb2.CancelRequest(job_id="box-k", reason="stop"))
+    assert reply.job.state == job_pb2.JOB_STATE_CANCELLED and reply.job.exit_code == -signal.SIGKILL
+    assert _containers("box-k") == []
 
     # The JobService dies; its successor re-adopts the job through its shim, and its cancel
     # still ends with the container gone.

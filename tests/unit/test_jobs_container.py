@@ -23,7 +23,7 @@ from tendril.job.container import Containers, container_env, container_name, rem
 from tendril.job.core import JobManager
 from tendril.job.model import JobState
 from tendril.job.store import JobStore
-from tests.unit.test_jobs_core import OWNER, PRINT_ENV, SLEEPER, FakeLeases, Harness, _wait_file
+from tests.unit.test_jobs_core import OWNER, PRINT_ENV, SLEEPER, STUBBORN, FakeLeases, Harness, _wait_file
 from tests.unit.test_jobs_readopt import Crashable
 
 PODMAN = Runtime("podman", "/usr/bin/podman", ("--runtime", "runc"))
@@ -259,6 +259,7 @@ def _container_harness(tmp_path: Path, **overrides: object) -> Harness:
     h.config.executors += [
         ExecutorConfig("t", "boxed-env", [py, "-c", PRINT_ENV, "{SOCKET_PATH}"], env={"EXTRA": "x"}, container=boxed),
         ExecutorConfig("t", "boxed-sleep", [py, "-c", SLEEPER], container=boxed),
+        ExecutorConfig("t", "boxed-stubborn", [py, "-c", STUBBORN], container=boxed),
     ]
     h.manager = JobManager(h.config, h.store, h.leases, h.start_bridge)
     return h
@@ -305,6 +306,18 @@ async def test_cancel_stops_the_container_job_and_removes_its_container(tmp_path
     assert ended.state is JobState.CANCELLED and time.monotonic() - began < 15
     assert _calls(fake_podman)[-1][-1] == container_name("c2", work_dir), "removed after the stop"
     assert h.manager.running == 0
+
+
+async def test_an_executor_that_ignores_sigterm_is_killed_then_its_container_removed(
+    tmp_path: Path, fake_podman: Path
+) -> None:
+    h = _container_harness(tmp_path, job__kill_grace_seconds=0.5)
+    record = await h.dispatch("c4", "boxed-stubborn")
+    work_dir = Path(record.work_dir)
+    await _wait_file(work_dir / "pids")
+    ended = await h.manager.cancel(OWNER, "c4")
+    assert ended.state is JobState.CANCELLED and ended.exit_code == -signal.SIGKILL, "killed after the grace"
+    assert _calls(fake_podman)[-1][-1] == container_name("c4", work_dir)
 
 
 async def test_a_killed_shim_still_gets_its_container_removed(tmp_path: Path, fake_podman: Path) -> None:
