@@ -25,6 +25,18 @@ HEADER = """\
 # --set are comma-separated.
 """
 
+CONTAINER_EXAMPLE = """\
+# An executor may run in a container (podman or docker; docs/EXECUTORS.md, "Executors in
+# containers"): the job's work dir mounted at its own path, no network, the lease's GPUs, CPUs
+# and memory. A worker whose host has no usable runtime for it refuses to start.
+# [[executors]]
+# class = "example"
+# name = "boxed"
+# command = ["{PYTHON}", "-m", "tendril_example", "--socket", "{SOCKET_PATH}"]
+# container = { runtime = "auto", rootfs = "/" }   # or image = "localhost/my-executor:1"
+# # more keys: runtime_args = ["--runtime", "runc"], run_args = [...], init = false, limits = true
+"""
+
 
 def toml_value(value: Any) -> str:
     """One TOML value (the subset the config uses: str, bool, int, float, list, table)."""
@@ -67,8 +79,10 @@ def render(config: WorkerConfig | None = None) -> str:
             f"name = {toml_value(executor.name)}",
             f"command = {toml_value(executor.command)}",
             f"env = {toml_value(executor.env)}",
+            *([f"container = {toml_value(dataclasses.asdict(executor.container))}"] if executor.container else []),
             "",
         ]
+    lines += CONTAINER_EXAMPLE.splitlines()
     return "\n".join(lines).rstrip("\n") + "\n"
 
 

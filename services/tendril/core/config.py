@@ -315,12 +315,56 @@ class TlsSection:
         return bool(self.ca_file or self.cert_file or self.key_file)
 
 
+CONTAINER_RUNTIMES = ("podman", "docker")  # what runtime = "auto" tries, in this order
+
+
+@dataclass(config=SECTION)
+class ContainerConfig:
+    """How an executor runs in a container (docs/EXECUTORS.md, "Executors in containers").
+
+    Exactly one of ``image`` and ``rootfs``. The job's work dir is mounted at its own path, the
+    network is ``none`` (the bridge is a Unix socket in the work dir), the worker's user owns
+    what the executor writes; GPUs, CPUs and memory follow the job's lease.
+    """
+
+    runtime: Literal["auto", "podman", "docker"] = "auto"
+    """The container runtime: podman, docker, or auto (podman when it answers, else docker)."""
+    image: str = ""
+    """The image to run the command in (it must be on the host already: nothing is pulled)."""
+    rootfs: str = ""
+    """Instead of an image (podman only): an absolute path of a root file system to run in; "/" runs on the host's own
+    files (as an overlay: writes outside the work dir are thrown away)."""
+    runtime_args: list[str] = Field(default_factory=list)
+    """Options of the runtime itself, before its subcommand, on every call (e.g. ["--runtime", "runc"])."""
+    run_args: list[str] = Field(default_factory=list)
+    """More options for `run` (e.g. a read-only mount "-v", "/data:/data:ro"); they come after Tendril's own."""
+    init: bool = False
+    """Run a small init as PID 1 (--init) that passes signals on and reaps children; without it the executor is PID 1
+    and must handle SIGTERM itself."""
+    limits: bool = True
+    """Give the container the CPUs and memory of the job's lease (--cpus, --memory)."""
+
+    @field_validator("rootfs")
+    @classmethod
+    def _absolute_rootfs(cls, value: str) -> str:
+        if value and not Path(value).is_absolute():
+            raise ValueError(f"must be an absolute path, got {value!r}")
+        return value
+
+    def __post_init__(self) -> None:
+        if bool(self.image) == bool(self.rootfs):
+            raise ValueError("give exactly one of image and rootfs")
+        if self.rootfs and self.runtime == "docker":
+            raise ValueError('rootfs needs runtime "podman" (or "auto", which then takes podman only)')
+
+
 @dataclass(config=SECTION)
 class ExecutorConfig:
     """One executor the worker can run. ``command`` is argv; no shell.
 
     Placeholders in argv: {SOCKET_PATH}, {WORK_DIR}, {JOB_JSON} (also set as env vars) and
-    {PYTHON} (this worker's Python interpreter).
+    {PYTHON} (this worker's Python interpreter). With ``container`` set, the command runs in a
+    container (:class:`ContainerConfig`).
     """
 
     # NOTE: "class" in worker.toml (a Python keyword), executor_class in code and config.json.
@@ -328,6 +372,7 @@ class ExecutorConfig:
     name: str = Field(min_length=1)
     command: list[str] = Field(min_length=1)
     env: dict[str, str] = Field(default_factory=dict)
+    container: ContainerConfig | None = None
 
 
 def default_executors() -> list[ExecutorConfig]:
@@ -359,7 +404,8 @@ class WorkerConfig:
     executors: list[ExecutorConfig] = Field(default_factory=default_executors)
     """Executors this worker can run, one [[executors]] table each; a list here replaces the default list. class and
     name are what schedulers ask for; command is the argv (no shell) with the placeholders {SOCKET_PATH}, {WORK_DIR},
-    {JOB_JSON} and {PYTHON} (this worker's interpreter); env adds variables."""
+    {JOB_JSON} and {PYTHON} (this worker's interpreter); env adds variables; an optional container table runs the
+    command in a container (podman or docker; see docs/EXECUTORS.md)."""
 
     SERVICE_SECTIONS: ClassVar[tuple[str, ...]] = ("arbiter", "lease", "job", "data_fetcher", "paramserver")
 

@@ -33,6 +33,7 @@ from tendril.core.logs import get_logger
 from tendril.core.watch import Watch
 from tendril.job import gpus
 from tendril.job.argv import render_argv
+from tendril.job.container import Containers, container_env, container_name, run_argv
 from tendril.job.errors import JobError, JobReason
 from tendril.job.executor import ExecutorProcess, executor_env
 from tendril.job.joblog import LogReader
@@ -68,6 +69,8 @@ class LeaseInfo:
     renewable: bool
     expires_at: float
     gpus: int = 0  # whole GPUs the lease holds
+    cpu: float = 0.0  # CPU cores the lease holds (a container executor's --cpus)
+    memory_gib: float = 0.0  # memory the lease holds (a container executor's --memory)
 
 
 class LeaseDirectory(Protocol):
@@ -107,8 +110,11 @@ class JobManager:
         release_bridge: BridgeReleaser | None = None,
         python: str = sys.executable,
         clock: Callable[[], float] = time.time,
+        containers: Containers | None = None,
     ) -> None:
         self.config = config
+        # NOTE: finds the runtime of every container executor now: a worker without one refuses to start.
+        self.containers = containers if containers is not None else Containers(config)
         self.store = store
         self.leases = leases
         self.start_bridge = start_bridge
@@ -227,7 +233,7 @@ class JobManager:
         self._claimed.add(spec.job_id)
         try:
             lease = await self._check_lease(caller, spec.lease_id)
-            run = await self._launch(caller, spec, executor, self._claim_gpus(spec, lease))
+            run = await self._launch(caller, spec, executor, self._claim_gpus(spec, lease), lease)
         finally:
             self._claimed.discard(spec.job_id)
             self._gpu_claims.pop(spec.job_id, None)
@@ -248,12 +254,18 @@ class JobManager:
         return devices
 
     async def _launch(
-        self, caller: str, spec: DispatchSpec, executor: ExecutorConfig, devices: tuple[str, ...] = ()
+        self,
+        caller: str,
+        spec: DispatchSpec,
+        executor: ExecutorConfig,
+        devices: tuple[str, ...] = (),
+        lease: LeaseInfo | None = None,
     ) -> JobRun:
         paths = self.workdirs.placeholders(spec.job_id)
         # a bad template fails before anything exists
         argv = render_argv(executor.command, {**paths, "PYTHON": self.python})
         work_dir = self.workdirs.path_of(spec.job_id)
+        runtime = self.containers.runtime_of(spec.executor_class, spec.executor_name)
         record = JobRecord(
             job_id=spec.job_id,
             lease_id=spec.lease_id,
@@ -280,7 +292,25 @@ class JobManager:
             env = executor_env(executor, paths, token)
             env[gpus.CUDA_ENV] = ",".join(devices)
             env[REMOTE_CODE_ENV] = "1" if self.config.job.allow_remote_code else "0"
-            process = await ExecutorProcess.spawn(argv, env=env, cwd=work_dir, log_path=work_dir / LOG_NAME)
+            cleanup: list[list[str]] = []
+            if runtime is not None and executor.container is not None:
+                argv = run_argv(
+                    runtime,
+                    executor.container,
+                    argv,
+                    name=container_name(spec.job_id, work_dir),
+                    job_id=spec.job_id,
+                    work_dir=work_dir,
+                    env_names=list(env),
+                    devices=devices,
+                    cpus=lease.cpu if lease is not None else 0.0,
+                    memory_gib=lease.memory_gib if lease is not None else 0.0,
+                )
+                env = container_env(env, devices)
+                cleanup = self.containers.cleanup(spec.job_id, work_dir, (spec.executor_class, spec.executor_name))
+            process = await ExecutorProcess.spawn(
+                argv, env=env, cwd=work_dir, log_path=work_dir / LOG_NAME, cleanup=cleanup
+            )
             metrics.EXECUTORS_STARTED.inc()
             record = self.store.transition(
                 record,
@@ -541,6 +571,7 @@ class JobManager:
             grace=self.config.job.kill_grace_seconds,
             clock=self.clock,
             release=self._release,
+            cleanup_of=self.containers.cleanup,
         )
         for found in adoptable:
             await self._adopt(found)

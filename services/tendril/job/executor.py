@@ -14,7 +14,8 @@ Stopping is SIGTERM to the shim (forwarded to the group), the grace period, then
 pidfd (``pidfd_send_signal``), so they can never reach a process that reused the shim's pid.
 A shim that is gone without an exit record (killed by someone) leaves its executor orphaned:
 its process group and every process with its ``WORK_DIR`` are then stopped here
-(:func:`kill_leftovers`).
+(:func:`kill_leftovers`), and its clean-up commands run (a container executor's container is
+removed: :mod:`tendril.job.container`).
 """
 
 from __future__ import annotations
@@ -40,7 +41,7 @@ from tendril.core.errors import ErrorKind
 from tendril.core.logs import get_logger
 from tendril.core.process import child_env
 from tendril.job.errors import JobError, JobReason
-from tendril.job.shim import KILL_SIGNAL, read_exit
+from tendril.job.shim import CLEANUP_TIMEOUT_SECONDS, KILL_SIGNAL, NOTHING_TO_CLEAN, read_exit
 
 log = get_logger("tendril.jobs")
 
@@ -49,6 +50,11 @@ SHIM_MODULE = "tendril.job.shim"
 SHIM_START_SECONDS = 30.0
 # After the kill request the shim has this long to reap the executor and exit.
 SHIM_KILL_WAIT_SECONDS = 5.0
+# NOTE: a shim with clean-up commands (a container to remove) runs them before it exits: a
+# runtime's `rm` takes a second or two on a loaded host.
+SHIM_CLEANUP_WAIT_SECONDS = 10.0
+
+Cleanup = Sequence[Sequence[str]]
 
 
 def executor_env(executor: ExecutorConfig, paths: Mapping[str, str], token: str) -> dict[str, str]:
@@ -140,8 +146,10 @@ class ExecutorProcess:
         create_time: float | None,
         pidfd: int,
         popen: subprocess.Popen[bytes] | None = None,
+        cleanup: Cleanup = (),
     ) -> None:
         self.work_dir = work_dir
+        self.cleanup = [list(argv) for argv in cleanup]  # what the shim runs after the executor (see shim.py)
         self.shim_pid = shim_pid
         self.shim_create_time = shim_create_time
         self.pid = pid
@@ -156,11 +164,23 @@ class ExecutorProcess:
 
     @classmethod
     async def spawn(
-        cls, argv: Sequence[str], *, env: Mapping[str, str], cwd: Path, log_path: Path, python: str = sys.executable
+        cls,
+        argv: Sequence[str],
+        *,
+        env: Mapping[str, str],
+        cwd: Path,
+        log_path: Path,
+        python: str = sys.executable,
+        cleanup: Cleanup = (),
     ) -> ExecutorProcess:
-        """Start ``argv`` (no shell) under a shim, in ``cwd``, output appended to ``log_path``."""
+        """Start ``argv`` (no shell) under a shim, in ``cwd``, output appended to ``log_path``.
+
+        ``cleanup``: commands the shim runs once the executor is gone (and :meth:`collect` runs
+        when the shim could not).
+        """
         started: list[subprocess.Popen[bytes]] = []
-        orders = json.dumps({"argv": list(argv), "env": dict(env), "log": str(log_path)}).encode()
+        cleanup = [list(c) for c in cleanup]
+        orders = json.dumps({"argv": list(argv), "env": dict(env), "log": str(log_path), "cleanup": cleanup}).encode()
         try:
             answer = await asyncio.wait_for(
                 asyncio.to_thread(_start_shim, [python, "-m", SHIM_MODULE, str(cwd)], cwd, orders, started),
@@ -174,7 +194,7 @@ class ExecutorProcess:
             for popen in started:
                 popen.kill()
                 await asyncio.to_thread(popen.wait)
-            await kill_leftovers(cwd, None, None, 0.0)
+            await kill_leftovers(cwd, None, None, 0.0, cleanup)
             raise
         popen = started[0]
         if "pid" not in answer:
@@ -195,11 +215,19 @@ class ExecutorProcess:
             create_time=_create_time(pid),
             pidfd=pidfd,
             popen=popen,
+            cleanup=cleanup,
         )
 
     @classmethod
     def adopt(
-        cls, work_dir: Path, *, shim_pid: int, shim_create_time: float, pid: int, create_time: float | None
+        cls,
+        work_dir: Path,
+        *,
+        shim_pid: int,
+        shim_create_time: float,
+        pid: int,
+        create_time: float | None,
+        cleanup: Cleanup = (),
     ) -> ExecutorProcess | None:
         """Follow the shim an earlier JobService started; None when it is no longer running.
 
@@ -221,6 +249,7 @@ class ExecutorProcess:
             pid=pid,
             create_time=create_time,
             pidfd=pidfd,
+            cleanup=cleanup,
         )
 
     # -- the end -------------------------------------------------------------------------
@@ -256,7 +285,7 @@ class ExecutorProcess:
             await self._wait(grace)
         if not self.exited:
             self._signal_shim(KILL_SIGNAL)
-            await self._wait(SHIM_KILL_WAIT_SECONDS)
+            await self._wait(SHIM_KILL_WAIT_SECONDS + (SHIM_CLEANUP_WAIT_SECONDS if self.cleanup else 0.0))
         if not self.exited:
             # The shim does not answer (stopped?): end it; collect() then stops its executor.
             log.warning("job.shim_unresponsive", shim_pid=self.shim_pid, pid=self.pid)
@@ -296,7 +325,7 @@ class ExecutorProcess:
         if code is None:
             code = read_exit(str(self.work_dir), self.pid)
         if code is None:
-            await kill_leftovers(self.work_dir, self.pid, self.create_time, grace)
+            await kill_leftovers(self.work_dir, self.pid, self.create_time, grace, self.cleanup)
         return code
 
     def lost_reason(self) -> str:
@@ -376,8 +405,35 @@ async def kill_stale_group(pgid: int, grace: float, *, poll: float = 0.05) -> No
             await asyncio.sleep(poll)
 
 
-async def kill_leftovers(work_dir: Path, pid: int | None, create_time: float | None, grace: float) -> None:
-    """Stop every process group of a job we no longer follow: its leader's, and any with its WORK_DIR."""
+async def run_cleanup(cleanup: Cleanup) -> None:
+    """Run a job's clean-up commands (what its shim would have run), each bounded; failures are logged."""
+    for argv in cleanup:
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                *argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=child_env()
+            )
+        except OSError as exc:
+            log.warning("job.cleanup_command_failed", command=list(argv), error=repr(exc))
+            continue
+        try:
+            out, _ = await asyncio.wait_for(proc.communicate(), CLEANUP_TIMEOUT_SECONDS)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            log.warning("job.cleanup_command_failed", command=list(argv), error="timed out")
+            continue
+        said = out.decode(errors="replace")
+        if proc.returncode != 0 and NOTHING_TO_CLEAN not in said.lower():
+            log.warning("job.cleanup_command_failed", command=list(argv), exit_code=proc.returncode, output=said[-500:])
+
+
+async def kill_leftovers(
+    work_dir: Path, pid: int | None, create_time: float | None, grace: float, cleanup: Cleanup = ()
+) -> None:
+    """Stop every process group of a job we no longer follow: its leader's, and any with its WORK_DIR.
+
+    Then its ``cleanup`` commands run (its container is removed).
+    """
     groups: set[int] = set()
     if pid and same_process(pid, create_time):
         groups.add(pid)  # executors lead their own session: pgid == pid
@@ -386,3 +442,5 @@ async def kill_leftovers(work_dir: Path, pid: int | None, create_time: float | N
             groups.add(os.getpgid(proc.pid))
     groups.discard(os.getpgid(0))
     await asyncio.gather(*(kill_stale_group(g, grace) for g in groups))
+    if cleanup:
+        await run_cleanup(cleanup)

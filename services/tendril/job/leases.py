@@ -80,6 +80,8 @@ class LeaseClient:
             renewable=lease.kind == lease_pb2.LEASE_KIND_RENEWABLE,
             expires_at=from_timestamp(lease.expires_at),
             gpus=int(lease.resources.gpu),
+            cpu=float(lease.resources.cpu),
+            memory_gib=float(lease.resources.memory_gib),
         )
 
     async def follow(self, on_ended: Callable[[str, str], None], on_connected: Callable[[], Awaitable[None]]) -> None:

@@ -19,6 +19,10 @@ exit code in the work dir. For each job the store shows PENDING or RUNNING:
   time) and every process with its WORK_DIR get SIGTERM, the grace period, then SIGKILL, and
   the job ends FAILED with a reason that starts with "job service restarted" and says why.
 
+A container executor's container is removed with its processes (its name comes from the job
+id and the work dir: :func:`tendril.job.container.container_name`); a re-adopted one is left
+to its shim, which removes it when the executor ends.
+
 Jobs that end here get their work dir cleaned up like any job, and ``release`` is told so that
 what their bridge held outside the JobService (the job at the DataFetcher) is closed.
 
@@ -43,6 +47,15 @@ from tendril.job.workdir import WorkDirs
 
 log = get_logger("tendril.jobs")
 
+# (job id, work dir, (executor class, name) or None when unknown) -> the commands that remove
+# what the job may have left outside its process group (its container).
+CleanupOf = Callable[[str, Path, tuple[str, str] | None], list[list[str]]]
+
+
+def no_cleanup(job_id: str, work_dir: Path, executor: tuple[str, str] | None) -> list[list[str]]:
+    return []
+
+
 RESTART_REASON = "job service restarted"
 
 
@@ -62,10 +75,11 @@ class Adoptable:
 
 
 async def _settle(
-    store: JobStore, record: JobRecord, *, grace: float, clock: Callable[[], float]
+    store: JobStore, record: JobRecord, *, grace: float, clock: Callable[[], float], cleanup_of: CleanupOf = no_cleanup
 ) -> Adoptable | JobRecord:
     """Re-adopt ``record``'s executor, or end the job; the Adoptable, or the ended record."""
     work_dir = Path(record.work_dir)
+    cleanup = cleanup_of(record.job_id, work_dir, (record.executor_class, record.executor_name))
     runtime = store.runtime(record.job_id) if record.state is JobState.RUNNING else None
     if runtime is not None:
         process = ExecutorProcess.adopt(
@@ -74,12 +88,13 @@ async def _settle(
             shim_create_time=runtime.shim_create_time,
             pid=record.pid or 0,
             create_time=record.pid_create_time,
+            cleanup=cleanup,
         )
         if process is not None:
             return Adoptable(record, process, runtime.bridge_token, runtime.stop)
     code = read_exit(str(work_dir), record.pid) if runtime is not None else None
     # Whatever the executor left (normally nothing: its shim swept its group) is stopped first.
-    await kill_leftovers(work_dir, record.pid, record.pid_create_time, grace)
+    await kill_leftovers(work_dir, record.pid, record.pid_create_time, grace, cleanup)
     if runtime is not None and runtime.stop is not None:
         state, reason = runtime.stop  # it was being stopped, and it is gone: it ended as asked
     elif code is not None:
@@ -105,12 +120,15 @@ async def reconcile(
     grace: float,
     clock: Callable[[], float],
     release: Callable[[JobRecord], None] = lambda record: None,
+    cleanup_of: CleanupOf = no_cleanup,
 ) -> list[Adoptable]:
     """End the PENDING/RUNNING jobs that cannot be re-adopted, sweep stray work dirs; the rest to re-adopt."""
     leftovers = store.list([JobState.PENDING, JobState.RUNNING], limit=1_000_000)
     adoptable: list[Adoptable] = []
     handled = {record.job_id for record in leftovers}
-    outcomes = await asyncio.gather(*(_settle(store, r, grace=grace, clock=clock) for r in leftovers))
+    outcomes = await asyncio.gather(
+        *(_settle(store, r, grace=grace, clock=clock, cleanup_of=cleanup_of) for r in leftovers)
+    )
     for record, settled in zip(leftovers, outcomes, strict=True):
         if isinstance(settled, Adoptable):
             adoptable.append(settled)
@@ -131,7 +149,8 @@ async def reconcile(
         ended = store.get(job_id)
         if ended is not None and workdirs.keep:
             continue
-        await kill_leftovers(path, None, None, grace)
+        executor = (ended.executor_class, ended.executor_name) if ended is not None else None
+        await kill_leftovers(path, None, None, grace, cleanup_of(job_id, path, executor))
         if ended is None:
             try:
                 workdirs.discard(path)

@@ -2,7 +2,8 @@
 
 ``python -m tendril.job.shim <work_dir>`` is what JobService starts for each job, in a session
 of its own. It reads its orders as one JSON document on stdin — ``argv``, ``env``, ``log``
-(the executor's log file) — starts the executor as its child (a session of its own, so its
+(the executor's log file), optionally ``cleanup`` (commands to run once the executor is gone,
+e.g. the removal of its container) — starts the executor as its child (a session of its own, so its
 process group id is its pid; the work dir as its current directory; stdout and stderr
 appended to the log), says ``{"pid": <executor pid>}`` on stdout, and then only waits:
 
@@ -10,7 +11,9 @@ appended to the log), says ``{"pid": <executor pid>}`` on stdout, and then only 
   the shim send the group SIGKILL (a process cannot catch SIGKILL, so it needs its own word);
   SIGINT and SIGHUP are ignored (they come from a terminal, not from JobService).
 * When the executor exits, the shim sends the rest of its group SIGKILL (children it did not
-  wait for), reaps it, writes :data:`EXIT_FILE` atomically (``{"exit_code", "pid",
+  wait for), reaps it, runs the ``cleanup`` commands (each bounded by
+  :data:`CLEANUP_TIMEOUT_SECONDS`; a container executor's container is removed there however
+  the job ended), writes :data:`EXIT_FILE` atomically (``{"exit_code", "pid",
   "finished_at"}``; negative codes: the signal that killed it), says ``{"exit_code": N}`` on
   stdout and exits 0.
 
@@ -49,6 +52,9 @@ EXIT_FILE = "exit.json"
 KILL_SIGNAL = signal.SIGUSR1
 EXIT_WRITE_ATTEMPTS = 5
 EXIT_WRITE_PAUSE_SECONDS = 0.5
+CLEANUP_TIMEOUT_SECONDS = 20.0
+# What a cleanup command says when there was nothing left to clean (the runtime's --rm was first).
+NOTHING_TO_CLEAN = "no such container"
 
 
 class _State:
@@ -138,6 +144,26 @@ def read_exit(work_dir: str, pid: int | None = None) -> int | None:
         return None
 
 
+def run_cleanup(commands: list[list[str]]) -> None:
+    """Run each command (no shell), bounded; a failure is said on stderr (JobService's log)."""
+    for argv in commands:
+        try:
+            done = subprocess.run(
+                argv,
+                stdin=subprocess.DEVNULL,
+                capture_output=True,
+                text=True,
+                timeout=CLEANUP_TIMEOUT_SECONDS,
+                close_fds=True,
+            )
+        except (OSError, subprocess.SubprocessError) as exc:
+            _complain(f"clean-up {argv!r} failed: {exc}")
+            continue
+        said = (done.stderr or done.stdout).strip()
+        if done.returncode != 0 and NOTHING_TO_CLEAN not in said.lower():
+            _complain(f"clean-up {argv!r} exited with code {done.returncode}: {said[-500:]}")
+
+
 def _start(orders: dict[str, Any], work_dir: str) -> subprocess.Popen[bytes]:
     log = os.open(orders["log"], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     try:
@@ -160,6 +186,7 @@ def run(work_dir: str) -> int:
     _install_handlers(state)
     try:
         orders = json.loads(sys.stdin.buffer.read())
+        cleanup = [[str(arg) for arg in argv] for argv in orders.get("cleanup", [])]
         popen = _start(orders, work_dir)
     except OSError as exc:
         _say({"error": exc.strerror or str(exc), "errno": exc.errno or 0})
@@ -188,6 +215,7 @@ def run(work_dir: str) -> int:
     except ChildProcessError:
         code = popen.returncode if popen.returncode is not None else -signal.SIGKILL
     popen.returncode = code  # reaped here: Popen must not wait for it again
+    run_cleanup(cleanup)
     write_exit(work_dir, code, pid)
     _say({"exit_code": code})
     return 0

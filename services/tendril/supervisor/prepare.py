@@ -6,7 +6,8 @@ worker's identity and totals, and on what the registry record says.
 
 Every problem found here is one line and exit status 2 (:class:`SupervisorError` or
 :class:`~tendril.core.errors.StateError`): a state dir that takes no data (read-only, full,
-not ours), a damaged database (:func:`tendril.core.state.check_state`), a port in use. Services
+not ours), a damaged database (:func:`tendril.core.state.check_state`), a port in use, a
+container executor without a usable runtime (:func:`tendril.core.containers.check_runtimes`). Services
 left running by a supervisor that was killed are stopped first (they hold the ports).
 """
 
@@ -22,6 +23,7 @@ from typing import IO
 
 from tendril.core.amounts import configured_total
 from tendril.core.config import WorkerConfig
+from tendril.core.containers import check_runtimes
 from tendril.core.errors import CoreReason, StateError
 from tendril.core.files import write_atomically
 from tendril.core.logs import get_logger
@@ -108,6 +110,7 @@ def _ended_uncleanly(status_json: Path) -> bool:
 def prepare(config: WorkerConfig) -> Prepared:
     """Resolve, lock, check every port and write ``run/config.json``; raises SupervisorError."""
     resolved = resolve(config)
+    check_runtimes(resolved)
     state_dir = Path(resolved.worker.state_dir)
     run_dir, logs_dir = state_dir / "run", state_dir / "logs"
     try:
