@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import select
 import subprocess
 import sys
 import time
@@ -39,18 +40,30 @@ def test_rotation_keeps_backups_and_the_writer_goes_on(tmp_path: Path) -> None:
 def test_rotation_under_a_busy_writer_keeps_its_lines_in_order_without_holes(tmp_path: Path) -> None:
     log = tmp_path / "busy.log"
     log.touch()
+    # The writer appends 20000 lines, says so on stdout, waits for stdin to close and appends a
+    # last line: rotations run only while it is busy, so that last line must land in the file.
     script = (
         "import sys, time\n"
         f"f = open({str(log)!r}, 'ab', buffering=0)\n"
         "for i in range(20000):\n"
         "    f.write(b'line %06d\\n' % i)\n"
+        "    if i % 200 == 0:\n"
+        "        time.sleep(0.0005)\n"
+        "print('looped', flush=True)\n"
+        "sys.stdin.read()\n"
+        "f.write(b'line 020000\\n')\n"
     )
-    proc = subprocess.Popen([sys.executable, "-c", script])
+    proc = subprocess.Popen([sys.executable, "-c", script], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert proc.stdin is not None and proc.stdout is not None
     rotations = 0
-    while proc.poll() is None:
+    deadline = time.monotonic() + 60
+    # NOTE: the writer pauses now and then so that rotations interleave with its writes even when
+    # a busy machine would otherwise run its whole loop in one time slice.
+    while not select.select([proc.stdout], [], [], 0)[0] and time.monotonic() < deadline:
         rotations += logfiles.rotate(log, max_bytes=20_000, backups=50)
         time.sleep(0.001)
-    assert proc.wait() == 0
+    proc.stdin.close()
+    assert proc.wait(timeout=30) == 0
     files = [*(logfiles.backup(log, i) for i in range(50, 0, -1)), log]
     data = b"".join(path.read_bytes() for path in files if path.exists())
     numbers = [int(line[5:]) for line in data.decode().splitlines() if len(line) == 11]
@@ -58,7 +71,7 @@ def test_rotation_under_a_busy_writer_keeps_its_lines_in_order_without_holes(tmp
     # No hole of zeros (the writer appends at the new end), the order kept, the last line there;
     # only what was written in the instant of each truncation may be missing.
     assert b"\0" not in data
-    assert numbers == sorted(numbers) and numbers[-1] == 19999
+    assert numbers == sorted(numbers) and numbers[-1] == 20000
     assert len(numbers) >= 10000
 
 
