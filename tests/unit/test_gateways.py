@@ -106,3 +106,21 @@ async def test_bus_follower_resubscribes_on_the_next_gateway() -> None:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
         await b.stop()
+
+
+def test_gateway_lists_and_backend_in_the_configs(capsys: pytest.CaptureFixture[str]) -> None:
+    from tendril.cli.main import run
+    from tendril.core.config import load_config
+    from tendril.core.errors import ConfigError
+    from tendril.scheduler.jobconfig import SchedulerSection
+
+    config = load_config(None, env={}, overrides={"gateway.address": " gw1:50050, gw2:50050 "})
+    assert config.gateway.address == "gw1:50050,gw2:50050" and config.gateway.backend == "memory"
+    assert load_config(None, env={}, overrides={"gateway.address": "gw1:50050"}).gateway.address == "gw1:50050"
+    for key, bad in (("gateway.address", "gw1:50050,nonsense"), ("gateway.backend", "etcd"), ("gateway.redis_url", "x")):
+        with pytest.raises(ConfigError) as err:
+            load_config(None, env={}, overrides={key: bad})
+        assert key in str(err.value)
+    assert SchedulerSection(gateway="a:1,b:2").gateway == "a:1,b:2"
+    assert run(["gateway", "run", "--backend", "redis", "--redis-url", "localhost:6379"]) == 2
+    assert "--redis-url" in capsys.readouterr().err

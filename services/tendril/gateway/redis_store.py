@@ -67,7 +67,7 @@ from redis.exceptions import RedisError, WatchError
 
 from tendril.core import liveness
 from tendril.core.errors import ErrorKind
-from tendril.core.fanout import Fanout, Overflow, Subscription, SubscriptionClosed, SubscriptionOverflow
+from tendril.core.fanout import Fanout, Overflow, Subscription, SubscriptionOverflow
 from tendril.core.logs import get_logger
 from tendril.core.watch import Watch
 from tendril.gateway.bus import DEFAULT_QUEUE_SIZE, TopicBus, check_topic
@@ -563,6 +563,8 @@ class RedisBus(BusStore):
             await self._count(topic)
         except (GatewayError, TimeoutError) as exc:
             self.local.unsubscribe(topic, sub)
+            if not (confirmed := self._channels.get(channel)) or not confirmed.is_set():
+                self._channels.pop(channel, None)  # the next subscriber sends SUBSCRIBE again
             if isinstance(exc, GatewayError):
                 raise
             raise self._redis.unavailable("no answer to SUBSCRIBE") from exc
@@ -671,4 +673,4 @@ class RedisBus(BusStore):
         return self.local.dropped
 
 
-__all__ = ["DEFAULT_PREFIX", "RedisBus", "RedisRegistry", "SubscriptionClosed", "connect", "redacted"]
+__all__ = ["DEFAULT_PREFIX", "RedisBus", "RedisRegistry", "connect", "redacted"]

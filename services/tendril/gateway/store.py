@@ -23,7 +23,7 @@ from __future__ import annotations
 import abc
 from collections.abc import AsyncIterator
 
-from tendril.core.fanout import Subscription, SubscriptionClosed, SubscriptionOverflow
+from tendril.core.fanout import Subscription, SubscriptionOverflow
 from tendril.core.timeutil import from_timestamp, to_timestamp
 from tendril.core.watch import Watch
 from tendril.gateway.errors import GatewayError
@@ -159,7 +159,6 @@ __all__ = [
     "BackendLost",
     "BusStore",
     "RegistryStore",
-    "SubscriptionClosed",
     "messages",
     "record_from_proto",
     "record_to_proto",
