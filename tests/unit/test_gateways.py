@@ -117,7 +117,8 @@ def test_gateway_lists_and_backend_in_the_configs(capsys: pytest.CaptureFixture[
     config = load_config(None, env={}, overrides={"gateway.address": " gw1:50050, gw2:50050 "})
     assert config.gateway.address == "gw1:50050,gw2:50050" and config.gateway.backend == "memory"
     assert load_config(None, env={}, overrides={"gateway.address": "gw1:50050"}).gateway.address == "gw1:50050"
-    for key, bad in (("gateway.address", "gw1:50050,nonsense"), ("gateway.backend", "etcd"), ("gateway.redis_url", "x")):
+    bad_values = (("gateway.address", "gw1:50050,nonsense"), ("gateway.backend", "etcd"), ("gateway.redis_url", "x"))
+    for key, bad in bad_values:
         with pytest.raises(ConfigError) as err:
             load_config(None, env={}, overrides={key: bad})
         assert key in str(err.value)
