@@ -70,6 +70,8 @@ async def test_redis_down_is_unavailable_and_the_gateway_reconnects(redis: Redis
             bus = gateway_pb2_grpc.BusServiceStub(channel)
             sub = bus.Subscribe(gateway_pb2.SubscribeRequest(topic="t"))
             await sub.initial_metadata()
+            watch = reg.Watch(gateway_pb2.WatchRequest())
+            await watch.initial_metadata()
             redis.stop()
             with pytest.raises(grpc.aio.AioRpcError) as down:
                 await reg.List(gateway_pb2.ListRequest(), timeout=10)
@@ -81,6 +83,9 @@ async def test_redis_down_is_unavailable_and_the_gateway_reconnects(redis: Redis
                 await asyncio.wait_for(sub.read(), 10)
             assert ended.value.code() == grpc.StatusCode.UNAVAILABLE
             assert error_reason(ended.value) == "BACKEND_UNAVAILABLE"
+            with pytest.raises(grpc.aio.AioRpcError) as watch_ended:
+                await asyncio.wait_for(watch.read(), 10)
+            assert error_reason(watch_ended.value) == "BACKEND_UNAVAILABLE"
             redis.start()  # same port, empty
             record = gateway_pb2.Record(kind="worker", id="w", ttl_seconds=30)
             for _ in range(100):
@@ -106,3 +111,21 @@ async def test_redis_down_is_unavailable_and_the_gateway_reconnects(redis: Redis
             again.cancel()
     finally:
         await gw.stop()
+
+
+async def test_the_embedded_gateway_takes_its_backend_from_the_config(redis: RedisServer, tmp_path: Path) -> None:
+    from tendril.gateway.service import build
+    from tests.procs import worker_config
+
+    config = worker_config(tmp_path, gateway__backend="redis", gateway__redis_url=redis.url)
+    embedded, other = build(config), await gateway(redis.url)
+    await embedded.start()
+    try:
+        assert embedded.backend == "redis"
+        record = gateway_pb2.Record(kind="worker", id="worker-test", ttl_seconds=30)
+        async with open_channel(embedded.address) as channel:
+            await gateway_pb2_grpc.RegistryServiceStub(channel).Put(gateway_pb2.PutRequest(record=record))
+        assert [e.id for e in await other.registry.records("worker")] == ["worker-test"]
+    finally:
+        await embedded.stop()
+        await other.stop()
