@@ -13,6 +13,7 @@ from tendril.core.channel import open_channel
 from tendril.gateway.service import GatewayService
 from tendril_proto.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from tendril_sdk.errors import error_reason
+from tests.redis_server import redis_url  # noqa: F401  (fixture)
 
 
 def payload(text: str) -> any_pb2.Any:
@@ -21,9 +22,17 @@ def payload(text: str) -> any_pb2.Any:
     return out
 
 
-@pytest.fixture
-async def gateway():  # type: ignore[no-untyped-def]
-    service = GatewayService("127.0.0.1:0", config_key="test.listen", queue_size=16)
+@pytest.fixture(params=["memory", "redis"])
+async def gateway(request: pytest.FixtureRequest):  # type: ignore[no-untyped-def]
+    url = request.getfixturevalue("redis_url") if request.param == "redis" else ""
+    service = GatewayService(
+        "127.0.0.1:0",
+        config_key="test.listen",
+        queue_size=16,
+        backend=request.param,
+        redis_url=url,
+        redis_prefix=f"{request.node.name}:",
+    )
     await service.start()
     try:
         yield service

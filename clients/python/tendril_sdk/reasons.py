@@ -66,6 +66,7 @@ class GatewayReason(enum.StrEnum):
     TTL_INVALID = "TTL_INVALID"  # a record's ttl_seconds is not in (0, max]
     RECORD_NOT_FOUND = "RECORD_NOT_FOUND"  # no live record of that kind and id
     WATCH_OVERFLOW = "WATCH_OVERFLOW"  # a registry watcher fell 1024 events behind and was cut off
+    BACKEND_UNAVAILABLE = "BACKEND_UNAVAILABLE"  # the gateway's Redis (gateway.backend = redis) cannot be reached
 
 
 class LeaseReason(enum.StrEnum):

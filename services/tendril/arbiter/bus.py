@@ -3,19 +3,22 @@
 Every ``tendril.arbiter.v1.ResourceRequest`` published on the topic is handed to
 ``on_request``. When the stream breaks (gateway down, restarted, unreachable) the follower
 reconnects on a fresh channel with exponential backoff and jitter
-(:func:`tendril.core.calls.follow`); a successful subscription resets the backoff.
+(:func:`tendril.core.calls.follow`); a successful subscription resets the backoff. Given
+several gateways (:class:`~tendril.core.gateways.Gateways`), each break moves it to the next
+one, so a dead gateway costs one backoff delay, not the subscription.
 """
 
 from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import grpc
 
 from tendril.core.calls import follow
 from tendril.core.channel import open_channel
+from tendril.core.gateways import Gateways
 from tendril.core.logs import get_logger
 from tendril_proto.arbiter.v1 import arbiter_pb2
 from tendril_proto.gateway.v1 import gateway_pb2, gateway_pb2_grpc
@@ -27,7 +30,7 @@ log = get_logger("tendril.arbiter.bus")
 class BusFollower:
     def __init__(
         self,
-        address: str,
+        address: str | Iterable[str],
         topic: str,
         *,
         peer_id: str,
@@ -37,7 +40,7 @@ class BusFollower:
         verify_sender: bool = False,
         rand: Callable[[], float] = random.random,
     ) -> None:
-        self.address = address
+        self.gateways = Gateways(address, peer_id=peer_id)
         self.topic = topic
         self.peer_id = peer_id
         self.on_request = on_request
@@ -52,6 +55,12 @@ class BusFollower:
         self.forged = 0  # requests whose scheduler.id was not their publisher (verify_sender)
         self.reconnects = 0
         self._rand = rand
+        self._following = self.gateways.current  # the gateway of the stream open now (or last)
+
+    @property
+    def address(self) -> str:
+        """The gateway in use."""
+        return self.gateways.current
 
     async def run(self) -> None:
         """Follow the topic until cancelled."""
@@ -66,7 +75,7 @@ class BusFollower:
         await follow(
             self._follow_once,
             name="bus",
-            peer=f"gateway at {self.address} topic {self.topic}",
+            peer=f"gateway at {self.gateways} topic {self.topic}",
             policy=policy,
             log=log,
             on_break=self._broken,
@@ -76,9 +85,11 @@ class BusFollower:
     def _broken(self) -> None:
         self.subscribed.clear()
         self.reconnects += 1
+        self.gateways.failed(self._following, "the subscription broke")
 
     async def _follow_once(self, live: Callable[[], None]) -> None:
-        async with open_channel(self.address, peer_id=self.peer_id) as channel:
+        self._following = self.gateways.current
+        async with open_channel(self._following, peer_id=self.peer_id) as channel:
             stub = gateway_pb2_grpc.BusServiceStub(channel)
             call = stub.Subscribe(gateway_pb2.SubscribeRequest(topic=self.topic, subscriber=self.peer_id))
             # The gateway sends initial metadata once the subscription exists.

@@ -14,6 +14,9 @@ from tendril.core.server import check_bindable
 from tendril.supervisor.errors import SupervisorError, SupervisorReason
 
 DEFAULT_LISTEN = "127.0.0.1:50050"
+BACKENDS = ("memory", "redis")
+DEFAULT_REDIS_URL = "redis://127.0.0.1:6379/0"
+DEFAULT_REDIS_PREFIX = "tendril:"
 
 
 def add_parser(subparsers: Any) -> None:
@@ -26,6 +29,27 @@ def add_parser(subparsers: Any) -> None:
         description="Run a gateway on its own host: workers join it with gateway.address = ADDR.",
     )
     run_parser.add_argument("--listen", default=DEFAULT_LISTEN, metavar="ADDR", help=f"default {DEFAULT_LISTEN}")
+    run_parser.add_argument(
+        "--backend",
+        default="memory",
+        choices=BACKENDS,
+        help="where the bus and registry live: memory (this process; default) or redis (--redis-url, shared by every "
+        "gateway on that Redis)",
+    )
+    run_parser.add_argument(
+        "--redis-url",
+        default=DEFAULT_REDIS_URL,
+        metavar="URL",
+        help="Redis of --backend redis (redis://[:password@]host:port/db, rediss:// for TLS; "
+        f"default {DEFAULT_REDIS_URL})",
+    )
+    run_parser.add_argument(
+        "--redis-prefix",
+        default=DEFAULT_REDIS_PREFIX,
+        metavar="PREFIX",
+        help="prefix of every Redis key and channel; gateways of one network use the same "
+        f"(default {DEFAULT_REDIS_PREFIX})",
+    )
     run_parser.add_argument("--log-level", default="info", help="debug, info, warning or error")
     run_parser.add_argument("--log-format", default="auto", choices=("auto", "json", "console"))
     tls.add_tls_args(run_parser)
@@ -37,6 +61,11 @@ def run(args: argparse.Namespace) -> int:
         split_address(args.listen)
     except ValueError as exc:
         raise ConfigError(f"--listen: {exc}", key="--listen") from exc
+    if args.backend == "redis" and not args.redis_url.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(
+            f"--redis-url {args.redis_url!r} is not a Redis URL; give redis://host:port/db (or rediss://, unix://)",
+            key="--redis-url",
+        )
     tls.configure_from_args(args)
     code = check_bindable(args.listen)
     if code:
@@ -47,5 +76,12 @@ def run(args: argparse.Namespace) -> int:
         )
     from tendril.gateway.service import run_gateway
 
-    run_gateway(args.listen, log_level=args.log_level, log_format=args.log_format)
+    run_gateway(
+        args.listen,
+        log_level=args.log_level,
+        log_format=args.log_format,
+        backend=args.backend,
+        redis_url=args.redis_url,
+        redis_prefix=args.redis_prefix,
+    )
     return 0

@@ -3,6 +3,8 @@
 :class:`RegistryAnnouncer` puts the record at start, refreshes it every TTL/3 (so one lost
 refresh never lets it expire), puts it again after a gateway restart (a refresh is a Put, so
 a gateway that forgot the record simply gets it back), and deletes it on a clean stop.
+Given several gateways (:class:`~tendril.core.gateways.Gateways`), a Put that finds the one
+in use down goes to the next at once, and the record lives on there from then on.
 :meth:`RegistryAnnouncer.withdraw` takes the record out of the registry for a while (a worker
 that cannot run jobs now) and :meth:`RegistryAnnouncer.resume` puts it back at once.
 A gateway that is down never stops the announcing service: failures are logged and retried
@@ -14,28 +16,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 import grpc
 from google.protobuf import any_pb2
 from google.protobuf.message import Message
 
 from tendril.core import liveness
-from tendril.core.channel import open_channel
+from tendril.core.gateways import FAILOVER_CODES, Gateways
 from tendril.core.logs import get_logger
 from tendril_proto.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 
 log = get_logger("tendril.announce")
 
 CALL_TIMEOUT_SECONDS = 5.0
+# Put and Delete may be repeated on another gateway after a timeout: both are idempotent.
+IDEMPOTENT_CODES = FAILOVER_CODES | {grpc.StatusCode.DEADLINE_EXCEEDED}
 
 
 class RegistryAnnouncer:
-    """Announces ``payload`` as record (``kind``, ``record_id``) at the gateway ``gateway_address``."""
+    """Announces ``payload`` as record (``kind``, ``record_id``) at one of the gateways ``gateway_address``."""
 
     def __init__(
         self,
-        gateway_address: str,
+        gateway_address: str | Iterable[str],
         kind: str,
         record_id: str,
         payload: Message,
@@ -46,17 +50,22 @@ class RegistryAnnouncer:
     ) -> None:
         if ttl_seconds <= 0:
             raise ValueError(f"ttl_seconds must be positive, got {ttl_seconds}")
-        self.gateway_address = gateway_address
+        self.gateways = Gateways(gateway_address, peer_id=peer_id)
         self.kind = kind
         self.record_id = record_id
         self.ttl_seconds = ttl_seconds
         self.peer_id = peer_id
         self._payload = payload
         self._on_death = on_death
-        self._channel: grpc.aio.Channel | None = None
+        self._started = False
         self._task: asyncio.Task[None] | None = None
         self.puts_ok = 0  # successful Puts (first one included), for status and tests
         self.withdrawn = False
+
+    @property
+    def gateway_address(self) -> str:
+        """The gateway in use."""
+        return self.gateways.current
 
     def update(self, payload: Message) -> None:
         """Announce new content from the next refresh on."""
@@ -74,12 +83,17 @@ class RegistryAnnouncer:
 
     async def put_once(self) -> bool:
         """One Put (none while withdrawn); True when the gateway stored the record."""
-        assert self._channel is not None, "start() first"
+        assert self._started, "start() first"
         if self.withdrawn:
             return False
-        stub = gateway_pb2_grpc.RegistryServiceStub(self._channel)
+        request = gateway_pb2.PutRequest(record=self._record())
         try:
-            await stub.Put(gateway_pb2.PutRequest(record=self._record()), timeout=CALL_TIMEOUT_SECONDS)
+            await self.gateways.call(
+                lambda channel: gateway_pb2_grpc.RegistryServiceStub(channel).Put(
+                    request, timeout=CALL_TIMEOUT_SECONDS
+                ),
+                codes=IDEMPOTENT_CODES,
+            )
         except grpc.aio.AioRpcError as exc:
             log.warning(
                 "registry.put_failed",
@@ -95,7 +109,7 @@ class RegistryAnnouncer:
 
     async def start(self) -> None:
         """Put the record now (a failure is logged, not raised) and keep refreshing it."""
-        self._channel = open_channel(self.gateway_address, peer_id=self.peer_id)
+        self._started = True
         if await self.put_once():
             log.info("registry.announced", gateway=self.gateway_address, kind=self.kind, id=self.record_id)
         self._task = liveness.supervised(
@@ -114,7 +128,7 @@ class RegistryAnnouncer:
 
     async def withdraw(self, why: str) -> None:
         """Take the record out of the registry until :meth:`resume` (refreshes pause meanwhile)."""
-        assert self._channel is not None, "start() first"
+        assert self._started, "start() first"
         self.withdrawn = True
         await self._delete()
         log.warning("registry.withdrawn", kind=self.kind, id=self.record_id, reason=why)
@@ -126,11 +140,14 @@ class RegistryAnnouncer:
             log.info("registry.announced", gateway=self.gateway_address, kind=self.kind, id=self.record_id)
 
     async def _delete(self) -> None:
-        assert self._channel is not None
-        stub = gateway_pb2_grpc.RegistryServiceStub(self._channel)
+        request = gateway_pb2.DeleteRequest(kind=self.kind, id=self.record_id)
         try:
-            request = gateway_pb2.DeleteRequest(kind=self.kind, id=self.record_id)
-            await stub.Delete(request, timeout=CALL_TIMEOUT_SECONDS)
+            await self.gateways.call(
+                lambda channel: gateway_pb2_grpc.RegistryServiceStub(channel).Delete(
+                    request, timeout=CALL_TIMEOUT_SECONDS
+                ),
+                codes=IDEMPOTENT_CODES,
+            )
         except grpc.aio.AioRpcError as exc:
             log.warning("registry.delete_failed", kind=self.kind, id=self.record_id, code=exc.code().name)
 
@@ -141,8 +158,8 @@ class RegistryAnnouncer:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        if self._channel is None:
+        if not self._started:
             return
         await self._delete()
-        await self._channel.close()
-        self._channel = None
+        await self.gateways.close()
+        self._started = False

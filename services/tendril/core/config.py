@@ -79,8 +79,34 @@ def _comma_list(value: Any) -> Any:
     return [item.strip() for item in value.split(",") if item.strip()] if isinstance(value, str) else value
 
 
+def _address_list(value: str) -> str:
+    items = [item.strip() for item in value.split(",") if item.strip()]
+    for item in items:
+        _address(item)
+    return ",".join(items)
+
+
+def _required(value: str) -> str:
+    if not value:
+        raise ValueError("give at least one host:port")
+    return value
+
+
+def _redis_url(value: str) -> str:
+    if not value.startswith(("redis://", "rediss://", "unix://")):
+        raise ValueError(
+            "must be a Redis URL: redis://[:password@]host:port/db (rediss:// for TLS, unix:// for a socket)"
+        )
+    return value
+
+
 Address = Annotated[str, AfterValidator(_address)]
+RedisUrl = Annotated[str, AfterValidator(_redis_url)]
 OptionalAddress = Annotated[str, AfterValidator(lambda value: _address(value) if value else value)]
+# NOTE: gateways are a comma-separated string, not a TOML list, so a single "host:port" (the
+# old form) stays valid as it was; tendril.core.gateways.parse_addresses splits it.
+AddressList = Annotated[str, AfterValidator(_address_list), AfterValidator(_required)]
+OptionalAddressList = Annotated[str, AfterValidator(_address_list)]
 CommaList = Annotated[list[str], BeforeValidator(_comma_list)]
 
 
@@ -130,12 +156,21 @@ class WorkerSection:
 class GatewaySection:
     """Which gateway the worker joins."""
 
-    address: OptionalAddress = ""
-    """host:port of the network's gateway to join; empty starts an embedded gateway on embedded_listen."""
+    address: OptionalAddressList = ""
+    """host:port of the network's gateway to join, or several comma-separated (tried in order; the worker moves to the
+    next when the one in use fails); empty starts an embedded gateway on embedded_listen."""
     embedded_listen: Address = "127.0.0.1:50050"
     """Where the embedded gateway listens when gateway.address is empty."""
     registry_ttl_seconds: PositiveFloat = 15.0
     """Lifetime of this worker's registry record; the supervisor refreshes it every third of this time."""
+    backend: Literal["memory", "redis"] = "memory"
+    """Where the embedded gateway keeps the bus and registry: memory (this process) or redis (gateway.redis_url,
+    shared by every gateway on that Redis)."""
+    redis_url: RedisUrl = "redis://127.0.0.1:6379/0"
+    """Redis of the embedded gateway when gateway.backend is redis (redis://[:password@]host:port/db, rediss:// for
+    TLS)."""
+    redis_prefix: str = "tendril:"
+    """Prefix of every Redis key and channel of the embedded gateway; gateways of one network use the same one."""
 
 
 @dataclass(config=SECTION)

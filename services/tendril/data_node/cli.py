@@ -134,7 +134,12 @@ def add_parser(subparsers: Any) -> None:
     )
     serve.add_argument("dir", metavar="DIR", type=Path, help="a folder written by `tendril data prepare`")
     serve.add_argument("--listen", default=DEFAULT_LISTEN, metavar="ADDR", help=f"default {DEFAULT_LISTEN}")
-    serve.add_argument("--gateway", default="", metavar="ADDR", help="gateway to announce the data set at")
+    serve.add_argument(
+        "--gateway",
+        default="",
+        metavar="ADDR[,ADDR...]",
+        help="gateway to announce the data set at; several comma-separated: the next one takes over when one fails",
+    )
     serve.add_argument("--dataset-id", metavar="ID", help="serve under this id (default: the manifest's)")
     serve.add_argument("--advertise", default="", metavar="ADDR", help="address announced (default: the bound one)")
     serve.add_argument("--registry-ttl", type=float, default=15.0, metavar="SECONDS", help="record TTL (default 15)")
@@ -196,7 +201,12 @@ def run_add_model(args: argparse.Namespace) -> int:
 
 
 def run_serve(args: argparse.Namespace) -> int:
-    for flag, value in (("--listen", args.listen), ("--gateway", args.gateway), ("--advertise", args.advertise)):
+    gateways = [g.strip() for g in args.gateway.split(",") if g.strip()]
+    for flag, value in (
+        ("--listen", args.listen),
+        *(("--gateway", g) for g in gateways),
+        ("--advertise", args.advertise),
+    ):
         if value:
             try:
                 split_address(value)

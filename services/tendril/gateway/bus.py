@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Generic, TypeVar
 
 from tendril.core.errors import ErrorKind
-from tendril.core.fanout import Fanout, Overflow, Subscription
+from tendril.core.fanout import Fanout, Overflow, Subscription, SubscriptionClosed
 from tendril.core.logs import get_logger
 from tendril.gateway.errors import GatewayError, GatewayReason
 
@@ -109,10 +109,15 @@ class TopicBus(Generic[T]):
                 hint="the subscriber reads slower than the topic is published; oldest messages are dropped",
             )
 
-    def close(self) -> None:
-        """End every subscription (their streams finish)."""
+    @property
+    def topics(self) -> list[str]:
+        """Topics with at least one subscriber."""
+        return list(self._topics)
+
+    def close(self, error: SubscriptionClosed | None = None) -> None:
+        """End every subscription (their streams finish, or raise ``error`` when given)."""
         for fan in self._topics.values():
-            fan.close_all()
+            fan.close_all(error)
         self._topics.clear()
         self._seen_drops.clear()
         self._reported.clear()

@@ -81,6 +81,9 @@ def _check_name(field: str, value: str) -> None:
         )
 
 
+check_name = _check_name  # the same checks for every registry backend
+
+
 class Registry:
     """Live records with TTL, plus watchers that see EXISTING, PUT, DELETED and EXPIRED."""
 

@@ -1,4 +1,4 @@
-"""Wiring of the gateway: bus + registry cores, servicers, one ServiceServer, the TTL sweeper.
+"""Wiring of the gateway: bus + registry stores (memory or Redis), servicers, one ServiceServer, the TTL sweeper.
 
 Two ways to run it:
 
@@ -13,16 +13,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sys
+from collections.abc import Awaitable, Callable
 
 from tendril.core import liveness, tracing
 from tendril.core.config import WorkerConfig
 from tendril.core.errors import PortInUseError, TendrilError
 from tendril.core.logs import configure, get_logger
 from tendril.core.server import Binding, ServiceServer, run_until_signal
-from tendril.gateway.bus import DEFAULT_QUEUE_SIZE, TopicBus
-from tendril.gateway.registry import MAX_SWEEP_SLEEP, Registry
+from tendril.gateway.bus import DEFAULT_QUEUE_SIZE
+from tendril.gateway.memory import MemoryBus, MemoryRegistry
+from tendril.gateway.registry import MAX_SWEEP_SLEEP
 from tendril.gateway.servicer import BusServicer, RegistryServicer
-from tendril_proto.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from tendril.gateway.store import BusStore, RegistryStore
+from tendril_proto.gateway.v1 import gateway_pb2_grpc
 
 log = get_logger("tendril.gateway")
 
@@ -30,12 +33,50 @@ BUS_SERVICE = "tendril.gateway.v1.BusService"
 REGISTRY_SERVICE = "tendril.gateway.v1.RegistryService"
 
 
-class GatewayService:
-    """A running-or-not gateway on ``listen``."""
+BACKENDS = ("memory", "redis")
 
-    def __init__(self, listen: str, *, config_key: str, queue_size: int = DEFAULT_QUEUE_SIZE) -> None:
-        self.bus: TopicBus[gateway_pb2.Envelope] = TopicBus(queue_size=queue_size)
-        self.registry = Registry()
+
+def stores(
+    backend: str, *, redis_url: str = "", redis_prefix: str = "", queue_size: int = DEFAULT_QUEUE_SIZE
+) -> tuple[BusStore, RegistryStore, Callable[[], Awaitable[None]]]:
+    """The bus and registry of ``backend`` and what releases what they share (a Redis client)."""
+    if backend == "memory":
+
+        async def nothing() -> None:
+            pass
+
+        return MemoryBus(queue_size=queue_size), MemoryRegistry(), nothing
+    if backend == "redis":
+        # NOTE: imported here: a memory gateway never loads the Redis client.
+        from tendril.gateway import redis_store
+
+        client = redis_store.connect(redis_url)
+        prefix = redis_prefix or redis_store.DEFAULT_PREFIX
+        return (
+            redis_store.RedisBus(client, url=redis_url, prefix=prefix, queue_size=queue_size),
+            redis_store.RedisRegistry(client, url=redis_url, prefix=prefix),
+            client.aclose,
+        )
+    raise ValueError(f"gateway backend {backend!r}: use one of {', '.join(BACKENDS)}")
+
+
+class GatewayService:
+    """A running-or-not gateway on ``listen``, its state in ``backend`` ("memory" or "redis")."""
+
+    def __init__(
+        self,
+        listen: str,
+        *,
+        config_key: str,
+        queue_size: int = DEFAULT_QUEUE_SIZE,
+        backend: str = "memory",
+        redis_url: str = "",
+        redis_prefix: str = "",
+    ) -> None:
+        self.backend = backend
+        self.bus, self.registry, self._release = stores(
+            backend, redis_url=redis_url, redis_prefix=redis_prefix, queue_size=queue_size
+        )
         self.server = ServiceServer(
             listen,
             [
@@ -55,6 +96,10 @@ class GatewayService:
         return self.server.address
 
     async def start(self) -> None:
+        # NOTE: a Redis that is down does not stop the gateway: it answers UNAVAILABLE
+        # BACKEND_UNAVAILABLE and serves again once Redis is back.
+        await self.bus.start()
+        await self.registry.start()
         await self.server.start()
         self._sweeper = liveness.supervised(self.registry.run_sweeper(), name="registry-sweeper", every=MAX_SWEEP_SLEEP)
 
@@ -65,18 +110,34 @@ class GatewayService:
                 await self._sweeper
         # NOTE: ending the subscriptions first lets open Subscribe/Watch streams finish, so the
         # graceful stop does not sit out its grace period waiting for them.
-        self.bus.close()
-        self.registry.close()
+        await self.bus.close()
+        await self.registry.close()
         await self.server.stop()
-        log.info("gateway.stopped", published=self.bus.published, dropped=self.bus.dropped)
+        await self._release()
+        log.info("gateway.stopped", backend=self.backend, published=self.bus.published, dropped=self.bus.dropped)
 
 
 def build(config: WorkerConfig) -> GatewayService:
     """The worker's embedded gateway, on ``gateway.embedded_listen``."""
-    return GatewayService(config.gateway.embedded_listen, config_key="gateway.embedded_listen")
+    section = config.gateway
+    return GatewayService(
+        section.embedded_listen,
+        config_key="gateway.embedded_listen",
+        backend=section.backend,
+        redis_url=section.redis_url,
+        redis_prefix=section.redis_prefix,
+    )
 
 
-def run_gateway(listen: str, *, log_level: str = "info", log_format: str = "auto") -> None:
+def run_gateway(
+    listen: str,
+    *,
+    log_level: str = "info",
+    log_format: str = "auto",
+    backend: str = "memory",
+    redis_url: str = "",
+    redis_prefix: str = "",
+) -> None:
     """Run a standalone gateway on ``listen`` ("host:port") until SIGTERM/SIGINT.
 
     This is what ``tendril gateway run --listen ADDR`` calls. It blocks; it configures
@@ -88,7 +149,9 @@ def run_gateway(listen: str, *, log_level: str = "info", log_format: str = "auto
 
     async def main() -> None:
         # NOTE: built inside the loop: grpc.aio servers belong to the loop that creates them.
-        service = GatewayService(listen, config_key="--listen")
+        service = GatewayService(
+            listen, config_key="--listen", backend=backend, redis_url=redis_url, redis_prefix=redis_prefix
+        )
         await run_until_signal(service.start, service.stop)
 
     try:

@@ -1,4 +1,4 @@
-"""Thin gRPC servicers over the bus and registry cores: translate messages, nothing more."""
+"""Thin gRPC servicers over the bus and registry stores (:mod:`tendril.gateway.store`): translate messages."""
 
 from __future__ import annotations
 
@@ -9,10 +9,12 @@ import grpc
 from tendril.core.errors import ErrorKind
 from tendril.core.identity import caller_id, certificate_id
 from tendril.core.timeutil import now, to_timestamp
-from tendril.gateway.bus import TopicBus
 from tendril.gateway.errors import GatewayError, GatewayReason
-from tendril.gateway.registry import Entry, RecordEventType, Registry
+from tendril.gateway.registry import RecordEventType
+from tendril.gateway.store import BusStore, RegistryStore, messages, record_to_proto
 from tendril_proto.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+
+__all__ = ["BusServicer", "RegistryServicer", "record_to_proto"]
 
 _EVENT_TYPES = {
     RecordEventType.EXISTING: gateway_pb2.RECORD_EVENT_TYPE_EXISTING,
@@ -23,7 +25,7 @@ _EVENT_TYPES = {
 
 
 class BusServicer(gateway_pb2_grpc.BusServiceServicer):
-    def __init__(self, bus: TopicBus[gateway_pb2.Envelope]) -> None:
+    def __init__(self, bus: BusStore) -> None:
         self.bus = bus
 
     async def Publish(
@@ -44,60 +46,49 @@ class BusServicer(gateway_pb2_grpc.BusServiceServicer):
             payload=request.payload,
             published_at=to_timestamp(now()),
         )
-        return gateway_pb2.PublishResponse(delivered=self.bus.publish(request.topic, envelope))
+        return gateway_pb2.PublishResponse(delivered=await self.bus.publish(request.topic, envelope))
 
     async def Subscribe(
         self, request: gateway_pb2.SubscribeRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[gateway_pb2.SubscribeResponse]:
-        sub = self.bus.subscribe(request.topic, request.subscriber or caller_id(context) or context.peer())
+        sub = await self.bus.subscribe(request.topic, request.subscriber or caller_id(context) or context.peer())
         try:
             # NOTE: initial metadata goes out only once the subscription exists, so a client
             # that awaits it knows every later Publish reaches it.
             await context.send_initial_metadata(())
-            async for envelope in sub:
+            async for envelope in messages(sub):
                 yield gateway_pb2.SubscribeResponse(envelope=envelope)
         finally:
             self.bus.unsubscribe(request.topic, sub)
 
 
-def record_to_proto(entry: Entry) -> gateway_pb2.Record:
-    return gateway_pb2.Record(
-        kind=entry.kind,
-        id=entry.id,
-        payload=entry.payload,
-        ttl_seconds=entry.ttl_seconds,
-        expires_at=to_timestamp(entry.expires_at),
-        version=entry.version,
-    )
-
-
 class RegistryServicer(gateway_pb2_grpc.RegistryServiceServicer):
-    def __init__(self, registry: Registry) -> None:
+    def __init__(self, registry: RegistryStore) -> None:
         self.registry = registry
 
     async def Put(self, request: gateway_pb2.PutRequest, context: grpc.aio.ServicerContext) -> gateway_pb2.PutResponse:
         rec = request.record
         payload = rec.payload if rec.HasField("payload") else None
-        entry = self.registry.put(rec.kind, rec.id, payload, rec.ttl_seconds)
+        entry = await self.registry.put(rec.kind, rec.id, payload, rec.ttl_seconds)
         return gateway_pb2.PutResponse(record=record_to_proto(entry))
 
     async def Get(self, request: gateway_pb2.GetRequest, context: grpc.aio.ServicerContext) -> gateway_pb2.GetResponse:
-        return gateway_pb2.GetResponse(record=record_to_proto(self.registry.get(request.kind, request.id)))
+        return gateway_pb2.GetResponse(record=record_to_proto(await self.registry.get(request.kind, request.id)))
 
     async def List(
         self, request: gateway_pb2.ListRequest, context: grpc.aio.ServicerContext
     ) -> gateway_pb2.ListResponse:
-        return gateway_pb2.ListResponse(records=[record_to_proto(e) for e in self.registry.records(request.kind)])
+        return gateway_pb2.ListResponse(records=[record_to_proto(e) for e in await self.registry.records(request.kind)])
 
     async def Delete(
         self, request: gateway_pb2.DeleteRequest, context: grpc.aio.ServicerContext
     ) -> gateway_pb2.DeleteResponse:
-        self.registry.delete(request.kind, request.id)
+        await self.registry.delete(request.kind, request.id)
         return gateway_pb2.DeleteResponse()
 
     async def Watch(
         self, request: gateway_pb2.WatchRequest, context: grpc.aio.ServicerContext
     ) -> AsyncIterator[gateway_pb2.WatchResponse]:
-        watch = self.registry.watch(request.kind, name=caller_id(context) or context.peer())
+        watch = await self.registry.watch(request.kind, name=caller_id(context) or context.peer())
         async for event in watch.relay(context):
             yield gateway_pb2.WatchResponse(type=_EVENT_TYPES[event.type], record=record_to_proto(event.entry))

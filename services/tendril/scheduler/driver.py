@@ -33,6 +33,7 @@ from google.protobuf import any_pb2
 
 from tendril.core.calls import ChannelPool
 from tendril.core.errors import ErrorKind, TendrilError
+from tendril.core.gateways import FAILOVER_CODES, Gateways
 from tendril.core.logs import get_logger
 from tendril.core.tensorstream import TensorStreamError, pull_parameters
 from tendril.core.timeutil import now, to_timestamp
@@ -90,6 +91,8 @@ class Driver:
         self.peer_id = config.scheduler.id
         # NOTE: no bound: a run keeps a channel to each of its workers' services for its life.
         self._channels = ChannelPool(self.peer_id, max_channels=None)
+        # NOTE: every gateway call goes through here: a dead gateway moves the run to the next one.
+        self.gateways = Gateways(self.config.scheduler.gateway, peer_id=self.peer_id)
         self._members: dict[str, asyncio.Task[None]] = {}
         self._keepers: dict[str, LeaseKeeper] = {}
         self._jobs: dict[str, JobHandle] = {}
@@ -151,8 +154,12 @@ class Driver:
         return dataset
 
     async def _find_data_node(self) -> str:
-        stub = gateway_pb2_grpc.RegistryServiceStub(self.channel(self.config.scheduler.gateway))
-        reply = await stub.List(gateway_pb2.ListRequest(kind="dataset"), timeout=CALL_TIMEOUT_SECONDS)
+        reply = await self.gateways.call(
+            lambda channel: gateway_pb2_grpc.RegistryServiceStub(channel).List(
+                gateway_pb2.ListRequest(kind="dataset"), timeout=CALL_TIMEOUT_SECONDS
+            ),
+            codes=FAILOVER_CODES | {grpc.StatusCode.DEADLINE_EXCEEDED},
+        )
         wanted = self.config.data.dataset_id
         found = []
         for record in reply.records:
@@ -190,11 +197,10 @@ class Driver:
         )
         payload = any_pb2.Any()
         payload.Pack(request)
-        bus = gateway_pb2_grpc.BusServiceStub(self.channel(self.config.scheduler.gateway))
+        publish = gateway_pb2.PublishRequest(topic=self.config.allocation.topic, sender=self.peer_id, payload=payload)
         try:
-            reply = await bus.Publish(
-                gateway_pb2.PublishRequest(topic=self.config.allocation.topic, sender=self.peer_id, payload=payload),
-                timeout=CALL_TIMEOUT_SECONDS,
+            reply = await self.gateways.call(
+                lambda channel: gateway_pb2_grpc.BusServiceStub(channel).Publish(publish, timeout=CALL_TIMEOUT_SECONDS)
             )
             log.info("request.published", request_id=request_id, role=role.value, subscribers=reply.delivered)
         except grpc.aio.AioRpcError as exc:
@@ -554,6 +560,7 @@ class Driver:
                 await task
         await asyncio.gather(*(k.release() for k in self._keepers.values()))
         await self._channels.close()
+        await self.gateways.close()
 
 
 def _data_summary(manifest_json: str, node: str) -> dict[str, Any]:

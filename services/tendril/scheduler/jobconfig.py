@@ -31,7 +31,7 @@ from pydantic import (
 )
 
 from tendril.core.codecs import CODECS
-from tendril.core.config import Address, OptionalAddress, config_error, read_toml
+from tendril.core.config import Address, AddressList, OptionalAddress, config_error, read_toml
 from tendril.core.errors import ConfigError
 from tendril.core.ids import PEER_ID, RUN_ID
 
@@ -75,7 +75,9 @@ class SchedulerSection(_Table):
     id: Annotated[str, AfterValidator(_peer_id)] = "scheduler"
     listen: Address = "127.0.0.1:50060"  # AllocationService + CoordinationService; port 0 picks a free port
     advertise_address: OptionalAddress = ""  # what workers dial; empty: the bound listen address
-    gateway: Address = "127.0.0.1:50050"  # BusService/RegistryService of the network
+    # BusService/RegistryService of the network: host:port, or several comma-separated (used in order; the
+    # scheduler moves to the next when the one in use fails)
+    gateway: AddressList = "127.0.0.1:50050"
     out_dir: str = "scheduler-out"  # metrics.jsonl and model.safetensors go here
     finish_timeout_seconds: PositiveFloat = 60.0  # wait this long for jobs to end after the last round
 

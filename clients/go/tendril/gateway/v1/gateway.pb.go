@@ -232,7 +232,8 @@ type PublishResponse struct {
 	sizeCache     protoimpl.SizeCache
 	unknownFields protoimpl.UnknownFields
 
-	// Number of subscribers the message was queued for.
+	// Number of subscribers the message was queued for (with the redis backend: on every gateway
+	// of the network, counted from what each gateway last reported).
 	Delivered uint32 `protobuf:"varint,1,opt,name=delivered,proto3" json:"delivered,omitempty"`
 }
 

@@ -23,12 +23,16 @@ type BusServiceClient interface {
 	//
 	//	INVALID_ARGUMENT PAYLOAD_MISSING: the message has no payload.
 	//	INVALID_ARGUMENT TOPIC_MISSING, TOPIC_TOO_LONG: the topic is empty or over 256 characters.
+	//	UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
+	//	  gateway reconnects by itself: retry, or use another gateway.
 	Publish(ctx context.Context, in *PublishRequest, opts ...grpc.CallOption) (*PublishResponse, error)
 	// Subscribe streams every message published on a topic from now on.
 	//
 	// Errors:
 	//
 	//	INVALID_ARGUMENT TOPIC_MISSING, TOPIC_TOO_LONG: the topic is empty or over 256 characters.
+	//	UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; an
+	//	  open stream ends with it. The gateway reconnects by itself: retry, or use another gateway.
 	Subscribe(ctx context.Context, in *SubscribeRequest, opts ...grpc.CallOption) (BusService_SubscribeClient, error)
 }
 
@@ -91,12 +95,16 @@ type BusServiceServer interface {
 	//
 	//	INVALID_ARGUMENT PAYLOAD_MISSING: the message has no payload.
 	//	INVALID_ARGUMENT TOPIC_MISSING, TOPIC_TOO_LONG: the topic is empty or over 256 characters.
+	//	UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
+	//	  gateway reconnects by itself: retry, or use another gateway.
 	Publish(context.Context, *PublishRequest) (*PublishResponse, error)
 	// Subscribe streams every message published on a topic from now on.
 	//
 	// Errors:
 	//
 	//	INVALID_ARGUMENT TOPIC_MISSING, TOPIC_TOO_LONG: the topic is empty or over 256 characters.
+	//	UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; an
+	//	  open stream ends with it. The gateway reconnects by itself: retry, or use another gateway.
 	Subscribe(*SubscribeRequest, BusService_SubscribeServer) error
 	mustEmbedUnimplementedBusServiceServer()
 }
@@ -193,6 +201,8 @@ type RegistryServiceClient interface {
 	//	INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
 	//	  over 256 characters.
 	//	INVALID_ARGUMENT TTL_INVALID: ttl_seconds is not in (0, 86400].
+	//	UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
+	//	  gateway reconnects by itself: retry, or use another gateway.
 	Put(ctx context.Context, in *PutRequest, opts ...grpc.CallOption) (*PutResponse, error)
 	// Get returns one live record.
 	//
@@ -201,10 +211,15 @@ type RegistryServiceClient interface {
 	//	INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
 	//	  over 256 characters.
 	//	NOT_FOUND RECORD_NOT_FOUND: no live record of that kind and id.
+	//	UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
+	//	  gateway reconnects by itself: retry, or use another gateway.
 	Get(ctx context.Context, in *GetRequest, opts ...grpc.CallOption) (*GetResponse, error)
 	// List returns the live records of a kind.
 	//
-	// Errors: none of its own.
+	// Errors:
+	//
+	//	UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
+	//	  gateway reconnects by itself: retry, or use another gateway.
 	List(ctx context.Context, in *ListRequest, opts ...grpc.CallOption) (*ListResponse, error)
 	// Delete removes a record at once.
 	//
@@ -213,12 +228,16 @@ type RegistryServiceClient interface {
 	//	INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
 	//	  over 256 characters.
 	//	NOT_FOUND RECORD_NOT_FOUND: no live record of that kind and id.
+	//	UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
+	//	  gateway reconnects by itself: retry, or use another gateway.
 	Delete(ctx context.Context, in *DeleteRequest, opts ...grpc.CallOption) (*DeleteResponse, error)
 	// Watch streams the current records of a kind, then every change to them.
 	//
 	// Errors:
 	//
 	//	ABORTED WATCH_OVERFLOW: the watcher fell 1024 events behind; watch again.
+	//	UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; an
+	//	  open stream ends with it. The gateway reconnects by itself: retry, or use another gateway.
 	Watch(ctx context.Context, in *WatchRequest, opts ...grpc.CallOption) (RegistryService_WatchClient, error)
 }
 
@@ -309,6 +328,8 @@ type RegistryServiceServer interface {
 	//	INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
 	//	  over 256 characters.
 	//	INVALID_ARGUMENT TTL_INVALID: ttl_seconds is not in (0, 86400].
+	//	UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
+	//	  gateway reconnects by itself: retry, or use another gateway.
 	Put(context.Context, *PutRequest) (*PutResponse, error)
 	// Get returns one live record.
 	//
@@ -317,10 +338,15 @@ type RegistryServiceServer interface {
 	//	INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
 	//	  over 256 characters.
 	//	NOT_FOUND RECORD_NOT_FOUND: no live record of that kind and id.
+	//	UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
+	//	  gateway reconnects by itself: retry, or use another gateway.
 	Get(context.Context, *GetRequest) (*GetResponse, error)
 	// List returns the live records of a kind.
 	//
-	// Errors: none of its own.
+	// Errors:
+	//
+	//	UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
+	//	  gateway reconnects by itself: retry, or use another gateway.
 	List(context.Context, *ListRequest) (*ListResponse, error)
 	// Delete removes a record at once.
 	//
@@ -329,12 +355,16 @@ type RegistryServiceServer interface {
 	//	INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
 	//	  over 256 characters.
 	//	NOT_FOUND RECORD_NOT_FOUND: no live record of that kind and id.
+	//	UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
+	//	  gateway reconnects by itself: retry, or use another gateway.
 	Delete(context.Context, *DeleteRequest) (*DeleteResponse, error)
 	// Watch streams the current records of a kind, then every change to them.
 	//
 	// Errors:
 	//
 	//	ABORTED WATCH_OVERFLOW: the watcher fell 1024 events behind; watch again.
+	//	UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; an
+	//	  open stream ends with it. The gateway reconnects by itself: retry, or use another gateway.
 	Watch(*WatchRequest, RegistryService_WatchServer) error
 	mustEmbedUnimplementedRegistryServiceServer()
 }

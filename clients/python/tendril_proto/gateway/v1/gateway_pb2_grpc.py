@@ -61,6 +61,8 @@ class BusServiceServicer:
         Errors:
         INVALID_ARGUMENT PAYLOAD_MISSING: the message has no payload.
         INVALID_ARGUMENT TOPIC_MISSING, TOPIC_TOO_LONG: the topic is empty or over 256 characters.
+        UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
+        gateway reconnects by itself: retry, or use another gateway.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -71,6 +73,8 @@ class BusServiceServicer:
 
         Errors:
         INVALID_ARGUMENT TOPIC_MISSING, TOPIC_TOO_LONG: the topic is empty or over 256 characters.
+        UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; an
+        open stream ends with it. The gateway reconnects by itself: retry, or use another gateway.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -208,6 +212,8 @@ class RegistryServiceServicer:
         INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
         over 256 characters.
         INVALID_ARGUMENT TTL_INVALID: ttl_seconds is not in (0, 86400].
+        UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
+        gateway reconnects by itself: retry, or use another gateway.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -220,6 +226,8 @@ class RegistryServiceServicer:
         INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
         over 256 characters.
         NOT_FOUND RECORD_NOT_FOUND: no live record of that kind and id.
+        UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
+        gateway reconnects by itself: retry, or use another gateway.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -228,7 +236,9 @@ class RegistryServiceServicer:
     def List(self, request, context):
         """List returns the live records of a kind.
 
-        Errors: none of its own.
+        Errors:
+        UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
+        gateway reconnects by itself: retry, or use another gateway.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -241,6 +251,8 @@ class RegistryServiceServicer:
         INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
         over 256 characters.
         NOT_FOUND RECORD_NOT_FOUND: no live record of that kind and id.
+        UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
+        gateway reconnects by itself: retry, or use another gateway.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -251,6 +263,8 @@ class RegistryServiceServicer:
 
         Errors:
         ABORTED WATCH_OVERFLOW: the watcher fell 1024 events behind; watch again.
+        UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; an
+        open stream ends with it. The gateway reconnects by itself: retry, or use another gateway.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

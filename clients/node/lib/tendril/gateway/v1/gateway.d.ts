@@ -39,7 +39,10 @@ export interface PublishRequest {
 }
 /** PublishResponse tells how many subscribers the message reached. */
 export interface PublishResponse {
-    /** Number of subscribers the message was queued for. */
+    /**
+     * Number of subscribers the message was queued for (with the redis backend: on every gateway
+     * of the network, counted from what each gateway last reported).
+     */
     delivered: number;
 }
 /** SubscribeRequest names the topic to follow. */
@@ -152,6 +155,8 @@ export declare const BusServiceService: {
      * Errors:
      *   INVALID_ARGUMENT PAYLOAD_MISSING: the message has no payload.
      *   INVALID_ARGUMENT TOPIC_MISSING, TOPIC_TOO_LONG: the topic is empty or over 256 characters.
+     *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
+     *     gateway reconnects by itself: retry, or use another gateway.
      */
     readonly publish: {
         readonly path: "/tendril.gateway.v1.BusService/Publish";
@@ -167,6 +172,8 @@ export declare const BusServiceService: {
      *
      * Errors:
      *   INVALID_ARGUMENT TOPIC_MISSING, TOPIC_TOO_LONG: the topic is empty or over 256 characters.
+     *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; an
+     *     open stream ends with it. The gateway reconnects by itself: retry, or use another gateway.
      */
     readonly subscribe: {
         readonly path: "/tendril.gateway.v1.BusService/Subscribe";
@@ -185,6 +192,8 @@ export interface BusServiceServer extends UntypedServiceImplementation {
      * Errors:
      *   INVALID_ARGUMENT PAYLOAD_MISSING: the message has no payload.
      *   INVALID_ARGUMENT TOPIC_MISSING, TOPIC_TOO_LONG: the topic is empty or over 256 characters.
+     *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
+     *     gateway reconnects by itself: retry, or use another gateway.
      */
     publish: handleUnaryCall<PublishRequest, PublishResponse>;
     /**
@@ -192,6 +201,8 @@ export interface BusServiceServer extends UntypedServiceImplementation {
      *
      * Errors:
      *   INVALID_ARGUMENT TOPIC_MISSING, TOPIC_TOO_LONG: the topic is empty or over 256 characters.
+     *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; an
+     *     open stream ends with it. The gateway reconnects by itself: retry, or use another gateway.
      */
     subscribe: handleServerStreamingCall<SubscribeRequest, SubscribeResponse>;
 }
@@ -202,6 +213,8 @@ export interface BusServiceClient extends Client {
      * Errors:
      *   INVALID_ARGUMENT PAYLOAD_MISSING: the message has no payload.
      *   INVALID_ARGUMENT TOPIC_MISSING, TOPIC_TOO_LONG: the topic is empty or over 256 characters.
+     *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
+     *     gateway reconnects by itself: retry, or use another gateway.
      */
     publish(request: PublishRequest, callback: (error: ServiceError | null, response: PublishResponse) => void): ClientUnaryCall;
     publish(request: PublishRequest, metadata: Metadata, callback: (error: ServiceError | null, response: PublishResponse) => void): ClientUnaryCall;
@@ -211,6 +224,8 @@ export interface BusServiceClient extends Client {
      *
      * Errors:
      *   INVALID_ARGUMENT TOPIC_MISSING, TOPIC_TOO_LONG: the topic is empty or over 256 characters.
+     *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; an
+     *     open stream ends with it. The gateway reconnects by itself: retry, or use another gateway.
      */
     subscribe(request: SubscribeRequest, options?: Partial<CallOptions>): ClientReadableStream<SubscribeResponse>;
     subscribe(request: SubscribeRequest, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<SubscribeResponse>;
@@ -233,6 +248,8 @@ export declare const RegistryServiceService: {
      *   INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
      *     over 256 characters.
      *   INVALID_ARGUMENT TTL_INVALID: ttl_seconds is not in (0, 86400].
+     *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
+     *     gateway reconnects by itself: retry, or use another gateway.
      */
     readonly put: {
         readonly path: "/tendril.gateway.v1.RegistryService/Put";
@@ -250,6 +267,8 @@ export declare const RegistryServiceService: {
      *   INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
      *     over 256 characters.
      *   NOT_FOUND RECORD_NOT_FOUND: no live record of that kind and id.
+     *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
+     *     gateway reconnects by itself: retry, or use another gateway.
      */
     readonly get: {
         readonly path: "/tendril.gateway.v1.RegistryService/Get";
@@ -263,7 +282,9 @@ export declare const RegistryServiceService: {
     /**
      * List returns the live records of a kind.
      *
-     * Errors: none of its own.
+     * Errors:
+     *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
+     *     gateway reconnects by itself: retry, or use another gateway.
      */
     readonly list: {
         readonly path: "/tendril.gateway.v1.RegistryService/List";
@@ -281,6 +302,8 @@ export declare const RegistryServiceService: {
      *   INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
      *     over 256 characters.
      *   NOT_FOUND RECORD_NOT_FOUND: no live record of that kind and id.
+     *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
+     *     gateway reconnects by itself: retry, or use another gateway.
      */
     readonly delete: {
         readonly path: "/tendril.gateway.v1.RegistryService/Delete";
@@ -296,6 +319,8 @@ export declare const RegistryServiceService: {
      *
      * Errors:
      *   ABORTED WATCH_OVERFLOW: the watcher fell 1024 events behind; watch again.
+     *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; an
+     *     open stream ends with it. The gateway reconnects by itself: retry, or use another gateway.
      */
     readonly watch: {
         readonly path: "/tendril.gateway.v1.RegistryService/Watch";
@@ -315,6 +340,8 @@ export interface RegistryServiceServer extends UntypedServiceImplementation {
      *   INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
      *     over 256 characters.
      *   INVALID_ARGUMENT TTL_INVALID: ttl_seconds is not in (0, 86400].
+     *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
+     *     gateway reconnects by itself: retry, or use another gateway.
      */
     put: handleUnaryCall<PutRequest, PutResponse>;
     /**
@@ -324,12 +351,16 @@ export interface RegistryServiceServer extends UntypedServiceImplementation {
      *   INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
      *     over 256 characters.
      *   NOT_FOUND RECORD_NOT_FOUND: no live record of that kind and id.
+     *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
+     *     gateway reconnects by itself: retry, or use another gateway.
      */
     get: handleUnaryCall<GetRequest, GetResponse>;
     /**
      * List returns the live records of a kind.
      *
-     * Errors: none of its own.
+     * Errors:
+     *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
+     *     gateway reconnects by itself: retry, or use another gateway.
      */
     list: handleUnaryCall<ListRequest, ListResponse>;
     /**
@@ -339,6 +370,8 @@ export interface RegistryServiceServer extends UntypedServiceImplementation {
      *   INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
      *     over 256 characters.
      *   NOT_FOUND RECORD_NOT_FOUND: no live record of that kind and id.
+     *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
+     *     gateway reconnects by itself: retry, or use another gateway.
      */
     delete: handleUnaryCall<DeleteRequest, DeleteResponse>;
     /**
@@ -346,6 +379,8 @@ export interface RegistryServiceServer extends UntypedServiceImplementation {
      *
      * Errors:
      *   ABORTED WATCH_OVERFLOW: the watcher fell 1024 events behind; watch again.
+     *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; an
+     *     open stream ends with it. The gateway reconnects by itself: retry, or use another gateway.
      */
     watch: handleServerStreamingCall<WatchRequest, WatchResponse>;
 }
@@ -357,6 +392,8 @@ export interface RegistryServiceClient extends Client {
      *   INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
      *     over 256 characters.
      *   INVALID_ARGUMENT TTL_INVALID: ttl_seconds is not in (0, 86400].
+     *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
+     *     gateway reconnects by itself: retry, or use another gateway.
      */
     put(request: PutRequest, callback: (error: ServiceError | null, response: PutResponse) => void): ClientUnaryCall;
     put(request: PutRequest, metadata: Metadata, callback: (error: ServiceError | null, response: PutResponse) => void): ClientUnaryCall;
@@ -368,6 +405,8 @@ export interface RegistryServiceClient extends Client {
      *   INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
      *     over 256 characters.
      *   NOT_FOUND RECORD_NOT_FOUND: no live record of that kind and id.
+     *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
+     *     gateway reconnects by itself: retry, or use another gateway.
      */
     get(request: GetRequest, callback: (error: ServiceError | null, response: GetResponse) => void): ClientUnaryCall;
     get(request: GetRequest, metadata: Metadata, callback: (error: ServiceError | null, response: GetResponse) => void): ClientUnaryCall;
@@ -375,7 +414,9 @@ export interface RegistryServiceClient extends Client {
     /**
      * List returns the live records of a kind.
      *
-     * Errors: none of its own.
+     * Errors:
+     *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
+     *     gateway reconnects by itself: retry, or use another gateway.
      */
     list(request: ListRequest, callback: (error: ServiceError | null, response: ListResponse) => void): ClientUnaryCall;
     list(request: ListRequest, metadata: Metadata, callback: (error: ServiceError | null, response: ListResponse) => void): ClientUnaryCall;
@@ -387,6 +428,8 @@ export interface RegistryServiceClient extends Client {
      *   INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
      *     over 256 characters.
      *   NOT_FOUND RECORD_NOT_FOUND: no live record of that kind and id.
+     *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
+     *     gateway reconnects by itself: retry, or use another gateway.
      */
     delete(request: DeleteRequest, callback: (error: ServiceError | null, response: DeleteResponse) => void): ClientUnaryCall;
     delete(request: DeleteRequest, metadata: Metadata, callback: (error: ServiceError | null, response: DeleteResponse) => void): ClientUnaryCall;
@@ -396,6 +439,8 @@ export interface RegistryServiceClient extends Client {
      *
      * Errors:
      *   ABORTED WATCH_OVERFLOW: the watcher fell 1024 events behind; watch again.
+     *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; an
+     *     open stream ends with it. The gateway reconnects by itself: retry, or use another gateway.
      */
     watch(request: WatchRequest, options?: Partial<CallOptions>): ClientReadableStream<WatchResponse>;
     watch(request: WatchRequest, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<WatchResponse>;

@@ -1288,6 +1288,8 @@ exports.BusServiceService = {
      * Errors:
      *   INVALID_ARGUMENT PAYLOAD_MISSING: the message has no payload.
      *   INVALID_ARGUMENT TOPIC_MISSING, TOPIC_TOO_LONG: the topic is empty or over 256 characters.
+     *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
+     *     gateway reconnects by itself: retry, or use another gateway.
      */
     publish: {
         path: "/tendril.gateway.v1.BusService/Publish",
@@ -1303,6 +1305,8 @@ exports.BusServiceService = {
      *
      * Errors:
      *   INVALID_ARGUMENT TOPIC_MISSING, TOPIC_TOO_LONG: the topic is empty or over 256 characters.
+     *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; an
+     *     open stream ends with it. The gateway reconnects by itself: retry, or use another gateway.
      */
     subscribe: {
         path: "/tendril.gateway.v1.BusService/Subscribe",
@@ -1323,6 +1327,8 @@ exports.RegistryServiceService = {
      *   INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
      *     over 256 characters.
      *   INVALID_ARGUMENT TTL_INVALID: ttl_seconds is not in (0, 86400].
+     *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
+     *     gateway reconnects by itself: retry, or use another gateway.
      */
     put: {
         path: "/tendril.gateway.v1.RegistryService/Put",
@@ -1340,6 +1346,8 @@ exports.RegistryServiceService = {
      *   INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
      *     over 256 characters.
      *   NOT_FOUND RECORD_NOT_FOUND: no live record of that kind and id.
+     *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
+     *     gateway reconnects by itself: retry, or use another gateway.
      */
     get: {
         path: "/tendril.gateway.v1.RegistryService/Get",
@@ -1353,7 +1361,9 @@ exports.RegistryServiceService = {
     /**
      * List returns the live records of a kind.
      *
-     * Errors: none of its own.
+     * Errors:
+     *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
+     *     gateway reconnects by itself: retry, or use another gateway.
      */
     list: {
         path: "/tendril.gateway.v1.RegistryService/List",
@@ -1371,6 +1381,8 @@ exports.RegistryServiceService = {
      *   INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
      *     over 256 characters.
      *   NOT_FOUND RECORD_NOT_FOUND: no live record of that kind and id.
+     *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
+     *     gateway reconnects by itself: retry, or use another gateway.
      */
     delete: {
         path: "/tendril.gateway.v1.RegistryService/Delete",
@@ -1386,6 +1398,8 @@ exports.RegistryServiceService = {
      *
      * Errors:
      *   ABORTED WATCH_OVERFLOW: the watcher fell 1024 events behind; watch again.
+     *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; an
+     *     open stream ends with it. The gateway reconnects by itself: retry, or use another gateway.
      */
     watch: {
         path: "/tendril.gateway.v1.RegistryService/Watch",

@@ -103,7 +103,10 @@ export interface PublishRequest {
 
 /** PublishResponse tells how many subscribers the message reached. */
 export interface PublishResponse {
-  /** Number of subscribers the message was queued for. */
+  /**
+   * Number of subscribers the message was queued for (with the redis backend: on every gateway
+   * of the network, counted from what each gateway last reported).
+   */
   delivered: number;
 }
 
@@ -1543,6 +1546,8 @@ export const BusServiceService = {
    * Errors:
    *   INVALID_ARGUMENT PAYLOAD_MISSING: the message has no payload.
    *   INVALID_ARGUMENT TOPIC_MISSING, TOPIC_TOO_LONG: the topic is empty or over 256 characters.
+   *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
+   *     gateway reconnects by itself: retry, or use another gateway.
    */
   publish: {
     path: "/tendril.gateway.v1.BusService/Publish" as const,
@@ -1558,6 +1563,8 @@ export const BusServiceService = {
    *
    * Errors:
    *   INVALID_ARGUMENT TOPIC_MISSING, TOPIC_TOO_LONG: the topic is empty or over 256 characters.
+   *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; an
+   *     open stream ends with it. The gateway reconnects by itself: retry, or use another gateway.
    */
   subscribe: {
     path: "/tendril.gateway.v1.BusService/Subscribe" as const,
@@ -1577,6 +1584,8 @@ export interface BusServiceServer extends UntypedServiceImplementation {
    * Errors:
    *   INVALID_ARGUMENT PAYLOAD_MISSING: the message has no payload.
    *   INVALID_ARGUMENT TOPIC_MISSING, TOPIC_TOO_LONG: the topic is empty or over 256 characters.
+   *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
+   *     gateway reconnects by itself: retry, or use another gateway.
    */
   publish: handleUnaryCall<PublishRequest, PublishResponse>;
   /**
@@ -1584,6 +1593,8 @@ export interface BusServiceServer extends UntypedServiceImplementation {
    *
    * Errors:
    *   INVALID_ARGUMENT TOPIC_MISSING, TOPIC_TOO_LONG: the topic is empty or over 256 characters.
+   *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; an
+   *     open stream ends with it. The gateway reconnects by itself: retry, or use another gateway.
    */
   subscribe: handleServerStreamingCall<SubscribeRequest, SubscribeResponse>;
 }
@@ -1595,6 +1606,8 @@ export interface BusServiceClient extends Client {
    * Errors:
    *   INVALID_ARGUMENT PAYLOAD_MISSING: the message has no payload.
    *   INVALID_ARGUMENT TOPIC_MISSING, TOPIC_TOO_LONG: the topic is empty or over 256 characters.
+   *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
+   *     gateway reconnects by itself: retry, or use another gateway.
    */
   publish(
     request: PublishRequest,
@@ -1616,6 +1629,8 @@ export interface BusServiceClient extends Client {
    *
    * Errors:
    *   INVALID_ARGUMENT TOPIC_MISSING, TOPIC_TOO_LONG: the topic is empty or over 256 characters.
+   *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; an
+   *     open stream ends with it. The gateway reconnects by itself: retry, or use another gateway.
    */
   subscribe(request: SubscribeRequest, options?: Partial<CallOptions>): ClientReadableStream<SubscribeResponse>;
   subscribe(
@@ -1647,6 +1662,8 @@ export const RegistryServiceService = {
    *   INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
    *     over 256 characters.
    *   INVALID_ARGUMENT TTL_INVALID: ttl_seconds is not in (0, 86400].
+   *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
+   *     gateway reconnects by itself: retry, or use another gateway.
    */
   put: {
     path: "/tendril.gateway.v1.RegistryService/Put" as const,
@@ -1664,6 +1681,8 @@ export const RegistryServiceService = {
    *   INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
    *     over 256 characters.
    *   NOT_FOUND RECORD_NOT_FOUND: no live record of that kind and id.
+   *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
+   *     gateway reconnects by itself: retry, or use another gateway.
    */
   get: {
     path: "/tendril.gateway.v1.RegistryService/Get" as const,
@@ -1677,7 +1696,9 @@ export const RegistryServiceService = {
   /**
    * List returns the live records of a kind.
    *
-   * Errors: none of its own.
+   * Errors:
+   *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
+   *     gateway reconnects by itself: retry, or use another gateway.
    */
   list: {
     path: "/tendril.gateway.v1.RegistryService/List" as const,
@@ -1695,6 +1716,8 @@ export const RegistryServiceService = {
    *   INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
    *     over 256 characters.
    *   NOT_FOUND RECORD_NOT_FOUND: no live record of that kind and id.
+   *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
+   *     gateway reconnects by itself: retry, or use another gateway.
    */
   delete: {
     path: "/tendril.gateway.v1.RegistryService/Delete" as const,
@@ -1710,6 +1733,8 @@ export const RegistryServiceService = {
    *
    * Errors:
    *   ABORTED WATCH_OVERFLOW: the watcher fell 1024 events behind; watch again.
+   *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; an
+   *     open stream ends with it. The gateway reconnects by itself: retry, or use another gateway.
    */
   watch: {
     path: "/tendril.gateway.v1.RegistryService/Watch" as const,
@@ -1730,6 +1755,8 @@ export interface RegistryServiceServer extends UntypedServiceImplementation {
    *   INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
    *     over 256 characters.
    *   INVALID_ARGUMENT TTL_INVALID: ttl_seconds is not in (0, 86400].
+   *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
+   *     gateway reconnects by itself: retry, or use another gateway.
    */
   put: handleUnaryCall<PutRequest, PutResponse>;
   /**
@@ -1739,12 +1766,16 @@ export interface RegistryServiceServer extends UntypedServiceImplementation {
    *   INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
    *     over 256 characters.
    *   NOT_FOUND RECORD_NOT_FOUND: no live record of that kind and id.
+   *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
+   *     gateway reconnects by itself: retry, or use another gateway.
    */
   get: handleUnaryCall<GetRequest, GetResponse>;
   /**
    * List returns the live records of a kind.
    *
-   * Errors: none of its own.
+   * Errors:
+   *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
+   *     gateway reconnects by itself: retry, or use another gateway.
    */
   list: handleUnaryCall<ListRequest, ListResponse>;
   /**
@@ -1754,6 +1785,8 @@ export interface RegistryServiceServer extends UntypedServiceImplementation {
    *   INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
    *     over 256 characters.
    *   NOT_FOUND RECORD_NOT_FOUND: no live record of that kind and id.
+   *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
+   *     gateway reconnects by itself: retry, or use another gateway.
    */
   delete: handleUnaryCall<DeleteRequest, DeleteResponse>;
   /**
@@ -1761,6 +1794,8 @@ export interface RegistryServiceServer extends UntypedServiceImplementation {
    *
    * Errors:
    *   ABORTED WATCH_OVERFLOW: the watcher fell 1024 events behind; watch again.
+   *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; an
+   *     open stream ends with it. The gateway reconnects by itself: retry, or use another gateway.
    */
   watch: handleServerStreamingCall<WatchRequest, WatchResponse>;
 }
@@ -1773,6 +1808,8 @@ export interface RegistryServiceClient extends Client {
    *   INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
    *     over 256 characters.
    *   INVALID_ARGUMENT TTL_INVALID: ttl_seconds is not in (0, 86400].
+   *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
+   *     gateway reconnects by itself: retry, or use another gateway.
    */
   put(request: PutRequest, callback: (error: ServiceError | null, response: PutResponse) => void): ClientUnaryCall;
   put(
@@ -1793,6 +1830,8 @@ export interface RegistryServiceClient extends Client {
    *   INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
    *     over 256 characters.
    *   NOT_FOUND RECORD_NOT_FOUND: no live record of that kind and id.
+   *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
+   *     gateway reconnects by itself: retry, or use another gateway.
    */
   get(request: GetRequest, callback: (error: ServiceError | null, response: GetResponse) => void): ClientUnaryCall;
   get(
@@ -1809,7 +1848,9 @@ export interface RegistryServiceClient extends Client {
   /**
    * List returns the live records of a kind.
    *
-   * Errors: none of its own.
+   * Errors:
+   *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
+   *     gateway reconnects by itself: retry, or use another gateway.
    */
   list(request: ListRequest, callback: (error: ServiceError | null, response: ListResponse) => void): ClientUnaryCall;
   list(
@@ -1830,6 +1871,8 @@ export interface RegistryServiceClient extends Client {
    *   INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
    *     over 256 characters.
    *   NOT_FOUND RECORD_NOT_FOUND: no live record of that kind and id.
+   *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
+   *     gateway reconnects by itself: retry, or use another gateway.
    */
   delete(
     request: DeleteRequest,
@@ -1851,6 +1894,8 @@ export interface RegistryServiceClient extends Client {
    *
    * Errors:
    *   ABORTED WATCH_OVERFLOW: the watcher fell 1024 events behind; watch again.
+   *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; an
+   *     open stream ends with it. The gateway reconnects by itself: retry, or use another gateway.
    */
   watch(request: WatchRequest, options?: Partial<CallOptions>): ClientReadableStream<WatchResponse>;
   watch(
