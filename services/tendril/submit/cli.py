@@ -134,15 +134,16 @@ def run_submit(args: argparse.Namespace) -> int:
     configure("submit", level=args.log_level, fmt=args.log_format)
     log = get_logger("tendril.submit")
     network = job.network
-    submitter = Submitter(
-        peer_id=job.id,
-        listen=network.listen,
-        gateway=args.gateway or network.gateway,
-        advertise_address=network.advertise_address,
-        config_key="network.listen",
-    )
 
     async def main() -> int:
+        # NOTE: made inside the event loop: its grpc.aio server belongs to that loop.
+        submitter = Submitter(
+            peer_id=job.id,
+            listen=network.listen,
+            gateway=args.gateway or network.gateway,
+            advertise_address=network.advertise_address,
+            config_key="network.listen",
+        )
         await submitter.start()
         try:
             done, status = await _until_signal(submitter.submit(job, out, print_event))
@@ -175,11 +176,15 @@ def run_serve(args: argparse.Namespace) -> int:
     configure("submit", level=args.log_level, fmt=args.log_format)
     out_root = args.out.expanduser().absolute()
     out_root.mkdir(parents=True, exist_ok=True)
-    submitter = Submitter(
-        peer_id=args.id, listen=args.listen, gateway=args.gateway, advertise_address=args.advertise, out_root=out_root
-    )
 
     async def main() -> int:
+        submitter = Submitter(
+            peer_id=args.id,
+            listen=args.listen,
+            gateway=args.gateway,
+            advertise_address=args.advertise,
+            out_root=out_root,
+        )
         await submitter.start()
         _say(f"SubmitService on {submitter.server.address}, results under {out_root}")
         try:
