@@ -53,8 +53,8 @@ def _state(name: str) -> int:
     return int(job_pb2.JobState.Value(f"JOB_STATE_{name}"))
 
 
-def event_to_proto(event: core.Event) -> submit_pb2.SubmitEvent:
-    out = submit_pb2.SubmitEvent(at=to_timestamp(now()))
+def event_to_proto(event: core.Event) -> submit_pb2.SubmitResponse:
+    out = submit_pb2.SubmitResponse(at=to_timestamp(now()))
     match event:
         case core.OfferTaken():
             out.offer_taken.CopyFrom(
@@ -104,7 +104,7 @@ class SubmitServicer(submit_pb2_grpc.SubmitServiceServicer):
         self.run = run
         self.out_for = out_for
 
-    async def Submit(self, request: submit_pb2.SubmitRequest, context: Any) -> AsyncIterator[submit_pb2.SubmitEvent]:
+    async def Submit(self, request: submit_pb2.SubmitRequest, context: Any) -> AsyncIterator[submit_pb2.SubmitResponse]:
         job = load_job_text(request.job_toml, source="job_toml")
         events: asyncio.Queue[core.Event] = asyncio.Queue()
         task = asyncio.create_task(self.run(job, self.out_for(job), events.put_nowait))

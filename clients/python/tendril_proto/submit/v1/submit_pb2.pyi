@@ -97,7 +97,7 @@ class Done(_message.Message):
     manifest: _job_pb2.ResultsManifest
     def __init__(self, job_id: _Optional[str] = ..., worker_id: _Optional[str] = ..., state: _Optional[_Union[_job_pb2.JobState, str]] = ..., exit_code: _Optional[int] = ..., reason: _Optional[str] = ..., results_path: _Optional[str] = ..., manifest: _Optional[_Union[_job_pb2.ResultsManifest, _Mapping]] = ...) -> None: ...
 
-class SubmitEvent(_message.Message):
+class SubmitResponse(_message.Message):
     __slots__ = ("at", "offer_taken", "dispatched", "progress", "log", "retry", "results_fetched", "done")
     AT_FIELD_NUMBER: _ClassVar[int]
     OFFER_TAKEN_FIELD_NUMBER: _ClassVar[int]

@@ -43,7 +43,7 @@ class SubmitServiceStub:
         self.Submit = channel.unary_stream(
                 '/tendril.submit.v1.SubmitService/Submit',
                 request_serializer=tendril_dot_submit_dot_v1_dot_submit__pb2.SubmitRequest.SerializeToString,
-                response_deserializer=tendril_dot_submit_dot_v1_dot_submit__pb2.SubmitEvent.FromString,
+                response_deserializer=tendril_dot_submit_dot_v1_dot_submit__pb2.SubmitResponse.FromString,
                 _registered_method=True)
 
 
@@ -84,7 +84,7 @@ def add_SubmitServiceServicer_to_server(servicer, server):
             'Submit': grpc.unary_stream_rpc_method_handler(
                     servicer.Submit,
                     request_deserializer=tendril_dot_submit_dot_v1_dot_submit__pb2.SubmitRequest.FromString,
-                    response_serializer=tendril_dot_submit_dot_v1_dot_submit__pb2.SubmitEvent.SerializeToString,
+                    response_serializer=tendril_dot_submit_dot_v1_dot_submit__pb2.SubmitResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -119,7 +119,7 @@ class SubmitService:
             target,
             '/tendril.submit.v1.SubmitService/Submit',
             tendril_dot_submit_dot_v1_dot_submit__pb2.SubmitRequest.SerializeToString,
-            tendril_dot_submit_dot_v1_dot_submit__pb2.SubmitEvent.FromString,
+            tendril_dot_submit_dot_v1_dot_submit__pb2.SubmitResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -4,8 +4,9 @@ import { JobState, ResultsManifest } from "../../job/v1/job";
 /** SubmitRequest carries the job description. */
 export interface SubmitRequest {
     /**
-     * The job.toml document (docs/JOBS.md lists every key); its [network] table is ignored: the
-     * service uses its own gateway, identity and listen address.
+     * The job.toml document (docs/JOBS.md lists every key). Its `id`, network.gateway,
+     * network.listen and network.advertise_address are replaced by the service's own; the rest of
+     * [network] (topic, timings) applies.
      */
     jobToml: string;
 }
@@ -82,8 +83,8 @@ export interface Done {
     /** The worker's manifest of the results (unset when none). */
     manifest: ResultsManifest | undefined;
 }
-/** SubmitEvent is one step of a submission. */
-export interface SubmitEvent {
+/** SubmitResponse is one event of a submission: one step of it. */
+export interface SubmitResponse {
     /** When it happened. */
     at: Date | undefined;
     /** An offer was taken. */
@@ -110,7 +111,7 @@ export declare const LogText: MessageFns<LogText>;
 export declare const Retry: MessageFns<Retry>;
 export declare const ResultsFetched: MessageFns<ResultsFetched>;
 export declare const Done: MessageFns<Done>;
-export declare const SubmitEvent: MessageFns<SubmitEvent>;
+export declare const SubmitResponse: MessageFns<SubmitResponse>;
 /**
  * SubmitService runs one job on the network for its caller: it advertises the job's resource
  * request on the gateway bus, takes the best offer, holds and renews the lease, dispatches the
@@ -145,8 +146,8 @@ export declare const SubmitServiceService: {
         readonly responseStream: true;
         readonly requestSerialize: (value: SubmitRequest) => Buffer;
         readonly requestDeserialize: (value: Buffer) => SubmitRequest;
-        readonly responseSerialize: (value: SubmitEvent) => Buffer;
-        readonly responseDeserialize: (value: Buffer) => SubmitEvent;
+        readonly responseSerialize: (value: SubmitResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => SubmitResponse;
     };
 };
 export interface SubmitServiceServer extends UntypedServiceImplementation {
@@ -168,7 +169,7 @@ export interface SubmitServiceServer extends UntypedServiceImplementation {
      *     (the worker's answer in the message).
      *   DATA_LOSS RESULTS_CORRUPT: a fetched file's sha256 differs from the manifest's, twice.
      */
-    submit: handleServerStreamingCall<SubmitRequest, SubmitEvent>;
+    submit: handleServerStreamingCall<SubmitRequest, SubmitResponse>;
 }
 export interface SubmitServiceClient extends Client {
     /**
@@ -189,8 +190,8 @@ export interface SubmitServiceClient extends Client {
      *     (the worker's answer in the message).
      *   DATA_LOSS RESULTS_CORRUPT: a fetched file's sha256 differs from the manifest's, twice.
      */
-    submit(request: SubmitRequest, options?: Partial<CallOptions>): ClientReadableStream<SubmitEvent>;
-    submit(request: SubmitRequest, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<SubmitEvent>;
+    submit(request: SubmitRequest, options?: Partial<CallOptions>): ClientReadableStream<SubmitResponse>;
+    submit(request: SubmitRequest, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<SubmitResponse>;
 }
 export declare const SubmitServiceClient: {
     new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): SubmitServiceClient;

@@ -20,8 +20,9 @@ import { JobState, jobStateFromJSON, jobStateToJSON, ResultsManifest } from "../
 /** SubmitRequest carries the job description. */
 export interface SubmitRequest {
   /**
-   * The job.toml document (docs/JOBS.md lists every key); its [network] table is ignored: the
-   * service uses its own gateway, identity and listen address.
+   * The job.toml document (docs/JOBS.md lists every key). Its `id`, network.gateway,
+   * network.listen and network.advertise_address are replaced by the service's own; the rest of
+   * [network] (topic, timings) applies.
    */
   jobToml: string;
 }
@@ -105,8 +106,8 @@ export interface Done {
   manifest: ResultsManifest | undefined;
 }
 
-/** SubmitEvent is one step of a submission. */
-export interface SubmitEvent {
+/** SubmitResponse is one event of a submission: one step of it. */
+export interface SubmitResponse {
   /** When it happened. */
   at:
     | Date
@@ -1118,7 +1119,7 @@ export const Done: MessageFns<Done> = {
   },
 };
 
-function createBaseSubmitEvent(): SubmitEvent {
+function createBaseSubmitResponse(): SubmitResponse {
   return {
     at: undefined,
     offerTaken: undefined,
@@ -1131,8 +1132,8 @@ function createBaseSubmitEvent(): SubmitEvent {
   };
 }
 
-export const SubmitEvent: MessageFns<SubmitEvent> = {
-  encode(message: SubmitEvent, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+export const SubmitResponse: MessageFns<SubmitResponse> = {
+  encode(message: SubmitResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.at !== undefined) {
       Timestamp.encode(toTimestamp(message.at), writer.uint32(10).fork()).join();
     }
@@ -1160,7 +1161,7 @@ export const SubmitEvent: MessageFns<SubmitEvent> = {
     return writer;
   },
 
-  decode(input: BinaryReader | Uint8Array, length?: number): SubmitEvent {
+  decode(input: BinaryReader | Uint8Array, length?: number): SubmitResponse {
     const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
     const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
     if (previousRecursionDepth >= 100) {
@@ -1169,7 +1170,7 @@ export const SubmitEvent: MessageFns<SubmitEvent> = {
     (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
     try {
       const end = length === undefined ? reader.len : reader.pos + length;
-      const message = createBaseSubmitEvent();
+      const message = createBaseSubmitResponse();
       while (reader.pos < end) {
         const tag = reader.uint32();
         switch (tag >>> 3) {
@@ -1249,7 +1250,7 @@ export const SubmitEvent: MessageFns<SubmitEvent> = {
     }
   },
 
-  fromJSON(object: any): SubmitEvent {
+  fromJSON(object: any): SubmitResponse {
     return {
       at: isSet(object.at) ? fromJsonTimestamp(object.at) : undefined,
       offerTaken: isSet(object.offerTaken)
@@ -1270,7 +1271,7 @@ export const SubmitEvent: MessageFns<SubmitEvent> = {
     };
   },
 
-  toJSON(message: SubmitEvent): unknown {
+  toJSON(message: SubmitResponse): unknown {
     const obj: any = {};
     if (message.at !== undefined) {
       obj.at = message.at.toISOString();
@@ -1299,11 +1300,11 @@ export const SubmitEvent: MessageFns<SubmitEvent> = {
     return obj;
   },
 
-  create<I extends Exact<DeepPartial<SubmitEvent>, I>>(base?: I): SubmitEvent {
-    return SubmitEvent.fromPartial(base ?? ({} as any));
+  create<I extends Exact<DeepPartial<SubmitResponse>, I>>(base?: I): SubmitResponse {
+    return SubmitResponse.fromPartial(base ?? ({} as any));
   },
-  fromPartial<I extends Exact<DeepPartial<SubmitEvent>, I>>(object: I): SubmitEvent {
-    const message = createBaseSubmitEvent();
+  fromPartial<I extends Exact<DeepPartial<SubmitResponse>, I>>(object: I): SubmitResponse {
+    const message = createBaseSubmitResponse();
     message.at = object.at ?? undefined;
     message.offerTaken = (object.offerTaken !== undefined && object.offerTaken !== null)
       ? OfferTaken.fromPartial(object.offerTaken)
@@ -1358,8 +1359,8 @@ export const SubmitServiceService = {
     responseStream: true as const,
     requestSerialize: (value: SubmitRequest): Buffer => Buffer.from(SubmitRequest.encode(value).finish()),
     requestDeserialize: (value: Buffer): SubmitRequest => SubmitRequest.decode(value),
-    responseSerialize: (value: SubmitEvent): Buffer => Buffer.from(SubmitEvent.encode(value).finish()),
-    responseDeserialize: (value: Buffer): SubmitEvent => SubmitEvent.decode(value),
+    responseSerialize: (value: SubmitResponse): Buffer => Buffer.from(SubmitResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): SubmitResponse => SubmitResponse.decode(value),
   },
 } as const;
 
@@ -1382,7 +1383,7 @@ export interface SubmitServiceServer extends UntypedServiceImplementation {
    *     (the worker's answer in the message).
    *   DATA_LOSS RESULTS_CORRUPT: a fetched file's sha256 differs from the manifest's, twice.
    */
-  submit: handleServerStreamingCall<SubmitRequest, SubmitEvent>;
+  submit: handleServerStreamingCall<SubmitRequest, SubmitResponse>;
 }
 
 export interface SubmitServiceClient extends Client {
@@ -1404,12 +1405,12 @@ export interface SubmitServiceClient extends Client {
    *     (the worker's answer in the message).
    *   DATA_LOSS RESULTS_CORRUPT: a fetched file's sha256 differs from the manifest's, twice.
    */
-  submit(request: SubmitRequest, options?: Partial<CallOptions>): ClientReadableStream<SubmitEvent>;
+  submit(request: SubmitRequest, options?: Partial<CallOptions>): ClientReadableStream<SubmitResponse>;
   submit(
     request: SubmitRequest,
     metadata?: Metadata,
     options?: Partial<CallOptions>,
-  ): ClientReadableStream<SubmitEvent>;
+  ): ClientReadableStream<SubmitResponse>;
 }
 
 export const SubmitServiceClient = makeGenericClientConstructor(
