@@ -23,6 +23,7 @@ from tendril.core.config import WorkerConfig, shift_port
 from tendril.scheduler.cluster import LocalCluster, WorkerSpec, free_address, pick_offsets, processes_under
 from tendril_proto.job.v1 import job_pb2, job_pb2_grpc
 from tendril_proto.lease.v1 import lease_pb2, lease_pb2_grpc
+from tendril_proto.submit.v1 import submit_pb2, submit_pb2_grpc
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 WORKERS = ("w-a", "w-b")
@@ -176,3 +177,34 @@ async def test_sigint_cancels_the_job_and_releases_the_lease(
         leases = await lease_pb2_grpc.LeaseServiceStub(channel).List(lease_pb2.ListRequest(), timeout=10)
     assert [lease for lease in leases.leases if lease.owner_id == "tester"] == [], leases
     assert not (tmp_path / "got").exists()
+
+
+async def test_submit_service_streams_the_events_and_returns_the_results(
+    tmp_path: Path, network: tuple[LocalCluster, str, dict[str, int]]
+) -> None:
+    cluster, gateway, _ = network
+    listen = free_address()
+    args = ["jobs", "serve", "--listen", listen, "--gateway", gateway, "--id", "tester", "--out", str(tmp_path / "srv")]
+    serve = cluster.spawn("serve", [sys.executable, "-m", "tendril.cli", *args], tier=3)
+    await cluster.wait_serving(serve, [listen], 30)
+    text = _job_toml(gateway, 'results = { "answer.txt" = "42" }')
+    events = []
+    async with open_channel(listen, peer_id="client") as channel:
+        stub = submit_pb2_grpc.SubmitServiceStub(channel)
+        async for event in stub.Submit(submit_pb2.SubmitRequest(job_toml=text), timeout=120):
+            events.append(event)
+    kinds = [e.WhichOneof("event") for e in events]
+    assert kinds[:2] == ["offer_taken", "dispatched"] and kinds[-2:] == ["results_fetched", "done"], kinds
+    assert "log" in kinds
+    done = events[-1].done
+    assert done.state == job_pb2.JOB_STATE_SUCCEEDED
+    assert [f.path for f in done.manifest.files] == ["answer.txt"]
+    assert (Path(done.results_path) / "answer.txt").read_text() == "42"
+    assert Path(done.results_path).parent == tmp_path / "srv"
+    async with open_channel(listen, peer_id="client") as channel:
+        stub = submit_pb2_grpc.SubmitServiceStub(channel)
+        with pytest.raises(grpc.aio.AioRpcError) as bad:
+            async for _ in stub.Submit(submit_pb2.SubmitRequest(job_toml="[executor]\nclass = 1"), timeout=30):
+                pass
+    assert bad.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "executor.class" in (bad.value.details() or "")
