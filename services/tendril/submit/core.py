@@ -165,6 +165,10 @@ class Submission:
                     self.emit(Retry(job_id, offer.worker_id, str(exc), attempt))
         finally:
             self.offers.close_all()
+            # NOTE: an offer taken while a republished request was already out is accepted but
+            # unused: its lease is given back at once instead of expiring unrenewed.
+            for unused in self.offers.drain():
+                await _shielded(self.network.worker(unused).release(), CANCEL_SECONDS)
 
     # -- allocation ----------------------------------------------------------------------
 

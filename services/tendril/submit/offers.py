@@ -107,6 +107,13 @@ class OfferBox:
             return False, "the submission no longer needs a worker"
         return False, f"took a better offer ({best.worker_id})"
 
+    def drain(self) -> list[OfferIn]:
+        """Offers taken but not used (their leases are to be released)."""
+        left = []
+        while not self._taken.empty():
+            left.append(self._taken.get_nowait()[0])
+        return left
+
     async def taken(self) -> tuple[OfferIn, int]:
         """The next offer taken (and how many offers its window saw)."""
         return await self._taken.get()
