@@ -156,3 +156,26 @@ async def test_cancelling_a_submission_cancels_its_job_and_releases_the_lease(tm
     with pytest.raises(asyncio.CancelledError):
         await task
     assert net.cancels == [net.dispatched[0][1]] and net.released == ["a"]
+
+
+@pytest.mark.parametrize(
+    ("text", "says"),
+    [
+        ('[executor]\nclass = "x"\nname = "y"\ncolour = 1', "executor.colour"),
+        ('retries = "2"\n[executor]\nclass = "x"\nname = "y"', "retries"),
+        ('name = "a/b"\n[executor]\nclass = "x"\nname = "y"', "name"),
+        ('[executor]\nclass = "x"\nname = "y"\n[config]\nx = nan', "NaN"),
+        ("[executor\n", "not valid TOML"),
+        ("retries = 1", "executor"),
+    ],
+)
+def test_a_bad_job_file_is_refused_naming_the_key(text: str, says: str) -> None:
+    with pytest.raises(SubmitError) as err:
+        load_job_text(text)
+    assert err.value.reason == SubmitReason.BAD_JOB_FILE and says in err.value.message, err.value.message
+
+
+def test_a_job_file_keeps_its_config_and_defaults() -> None:
+    job = load_job_text('[executor]\nclass = "x"\nname = "y"\n[config]\nzero = 0\nnested = { a = [1, 2] }')
+    assert job.config == {"zero": 0, "nested": {"a": [1, 2]}}
+    assert (job.retries, job.name, job.network.gateway) == (2, "job", "127.0.0.1:50050")
