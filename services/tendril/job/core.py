@@ -536,13 +536,13 @@ class JobManager:
         log.info("job.results_deleted", job_id=job_id, peer=caller, freed_bytes=freed)
         return freed
 
-    def prune_results(self) -> list[str]:
+    def prune_results(self) -> tuple[str, ...]:
         """Delete results past job.keep_results_days, then the oldest beyond job.keep_results_mib."""
         section = self.config.job
         deleted = self.results.prune(section.keep_results_days * 86400.0, section.keep_results_mib * 2**20)
         if deleted:
             log.info("job.results_pruned", jobs=len(deleted))
-        return deleted
+        return tuple(deleted)
 
     async def prune_results_forever(self, interval: float) -> None:
         """:meth:`prune_results` now and every ``interval`` seconds (until cancelled)."""

@@ -106,8 +106,13 @@ async def _until_signal(work: Any) -> tuple[Any, int]:
     task = asyncio.ensure_future(work)
     got: list[int] = []
     loop = asyncio.get_running_loop()
+
+    def stop(code: int) -> None:
+        got.append(code)
+        task.cancel()
+
     for sig, code in ((signal.SIGINT, EXIT_SIGINT), (signal.SIGTERM, EXIT_SIGTERM)):
-        loop.add_signal_handler(sig, lambda code=code: (got.append(code), task.cancel()))
+        loop.add_signal_handler(sig, stop, code)
     try:
         return await task, 0
     except asyncio.CancelledError:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -94,7 +94,7 @@ def event_to_proto(event: core.Event) -> submit_pb2.SubmitResponse:
 
 
 # Runs one job: (job, the results folder, where events go) -> the end.
-Runner = Callable[[JobFile, Path, Callable[[core.Event], None]], Awaitable[core.Done]]
+Runner = Callable[[JobFile, Path, Callable[[core.Event], None]], Coroutine[Any, Any, core.Done]]
 
 
 class SubmitServicer(submit_pb2_grpc.SubmitServiceServicer):
@@ -107,7 +107,7 @@ class SubmitServicer(submit_pb2_grpc.SubmitServiceServicer):
     async def Submit(self, request: submit_pb2.SubmitRequest, context: Any) -> AsyncIterator[submit_pb2.SubmitResponse]:
         job = load_job_text(request.job_toml, source="job_toml")
         events: asyncio.Queue[core.Event] = asyncio.Queue()
-        task = asyncio.create_task(self.run(job, self.out_for(job), events.put_nowait))
+        task: asyncio.Task[core.Done] = asyncio.create_task(self.run(job, self.out_for(job), events.put_nowait))
         try:
             while True:
                 getting = asyncio.create_task(events.get())
