@@ -8,6 +8,8 @@ What it does, driven by the job's config (all optional):
 * ``"fetch": "file:///..." | "http(s)://..."`` → ``FetchResource`` into ``artifacts/``
   (``"fetch_sha256"`` is passed as the expected hash);
 * writes ``result.json`` (what it did) into its work dir;
+* ``"results": {"answer.txt": "42"}`` → writes each file (relative path = text) into the job's
+  results folder (``results/``, kept and fetched by the job's owner after the job);
 * ``"sleep_seconds": N`` → sleeps N seconds (so tests can cancel it mid-run);
 * exits with ``"exit_code"`` (default 0). On SIGTERM it exits at once with code 143.
 
@@ -18,7 +20,9 @@ An executor is any program listed in the worker's ``[[executors]]`` config as an
 in its own process group with its work dir as the current directory and these env vars:
 
 * ``SOCKET_PATH`` — the job bridge's Unix socket (``<work_dir>/bridge.sock``);
-* ``WORK_DIR`` — the job's private directory (0700); write results here;
+* ``WORK_DIR`` — the job's private directory (0700);
+* ``TENDRIL_RESULTS_DIR`` — ``results``, the folder (relative to ``WORK_DIR``) whose files are
+  the job's results: the worker keeps it when the job ends, and the job's owner fetches it;
 * ``JOB_JSON`` — ``job.json`` with job id, worker id, lease, owner, executor and config;
 * ``TENDRIL_BRIDGE_TOKEN`` — send it on every call as metadata
   ``authorization: Bearer <token>``; a missing or wrong token gets UNAUTHENTICATED.

@@ -27,6 +27,21 @@ def _write_result(result: dict[str, Any]) -> Path:
     return path
 
 
+def _write_results(folder: Path, files: Any) -> list[str]:
+    """Config ``results`` ({relative path: text}): files written into the job's results folder."""
+    if not isinstance(files, dict):
+        raise ValueError(f"config results must be a table of relative path = text, got {files!r}")
+    written = []
+    for name, text in files.items():
+        target = folder / str(name)
+        if not target.resolve().is_relative_to(folder.resolve()):
+            raise ValueError(f"config results: {name!r} leaves the results folder")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(str(text))
+        written.append(str(name))
+    return written
+
+
 async def run(bridge: BridgeClient) -> int:
     async with bridge:
         job = await bridge.get_job()
@@ -42,6 +57,9 @@ async def run(bridge: BridgeClient) -> int:
     exit_code = int(config.get("exit_code", 0) or 0)
     result["exit_code"] = exit_code
     _say(f"wrote {_write_result(result)}")
+    if "results" in config:
+        written = _write_results(job.results_dir, config["results"])
+        _say(f"wrote results {', '.join(written)} into {job.results_dir}")
     if sleep > 0:
         _say(f"sleeping {sleep:g} s")
         await asyncio.sleep(sleep)

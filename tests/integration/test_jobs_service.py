@@ -233,6 +233,46 @@ async def test_example_job_succeeds_and_bad_dispatches_leave_nothing(worker: Wor
     assert [j.job_id for j in listed.jobs] == ["fail-1", "ok-1"]
 
 
+async def test_results_are_kept_listed_fetched_by_offset_and_deleted(worker: Worker) -> None:
+    lease_id = await worker.lease()
+    await worker.dispatch("res-1", lease_id, results={"answer.txt": "42", "sub/b.txt": "bee"}, sleep_seconds=1.0)
+    async with worker.channel("job") as ch:
+        stub = job_pb2_grpc.JobServiceStub(ch)
+        running = await rpc_error(stub.ListResults(job_pb2.ListResultsRequest(job_id="res-1")))
+        assert running.code() == grpc.StatusCode.FAILED_PRECONDITION, running.details()
+        ended = await worker.wait_end("res-1")
+        assert ended.state == job_pb2.JOB_STATE_SUCCEEDED, ended.reason
+        manifest = (await stub.ListResults(job_pb2.ListResultsRequest(job_id="res-1"))).manifest
+        assert [(f.path, f.size_bytes) for f in manifest.files] == [("answer.txt", 2), ("sub/b.txt", 3)]
+        chunks = [c async for c in stub.FetchResult(job_pb2.FetchResultRequest(job_id="res-1", path="sub/b.txt"))]
+        assert [(c.offset, c.data, c.size_bytes) for c in chunks] == [(0, b"bee", 3)]
+        resumed = stub.FetchResult(job_pb2.FetchResultRequest(job_id="res-1", path="answer.txt", offset=1))
+        assert [(c.offset, c.data) async for c in resumed] == [(1, b"2")]
+        bad = [
+            (job_pb2.FetchResultRequest(job_id="res-1", path="../job.json"), grpc.StatusCode.INVALID_ARGUMENT),
+            (job_pb2.FetchResultRequest(job_id="res-1", path="answer.txt", offset=3), grpc.StatusCode.INVALID_ARGUMENT),
+            (job_pb2.FetchResultRequest(job_id="res-1", path="nope.txt"), grpc.StatusCode.NOT_FOUND),
+            (job_pb2.FetchResultRequest(job_id="no-such-job", path="a"), grpc.StatusCode.NOT_FOUND),
+        ]
+        for request, code in bad:
+            err = await rpc_error(_drain(stub.FetchResult(request)))
+            assert err.code() == code, (request, err.details())
+        freed = await stub.DeleteResults(job_pb2.DeleteResultsRequest(job_id="res-1"))
+        assert freed.freed_bytes == 5
+        gone = await rpc_error(stub.ListResults(job_pb2.ListResultsRequest(job_id="res-1")))
+        assert gone.code() == grpc.StatusCode.NOT_FOUND
+    async with worker.channel("job", "intruder") as ch:
+        denied = await rpc_error(
+            job_pb2_grpc.JobServiceStub(ch).DeleteResults(job_pb2.DeleteResultsRequest(job_id="res-1"))
+        )
+        assert denied.code() == grpc.StatusCode.PERMISSION_DENIED
+
+
+async def _drain(stream: Any) -> None:
+    async for _ in stream:
+        pass
+
+
 async def test_bridge_token_cancel_and_owner_check(worker: Worker) -> None:
     lease_id = await worker.lease()
     await worker.dispatch("c-1", lease_id, sleep_seconds=120)

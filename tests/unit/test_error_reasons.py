@@ -55,6 +55,7 @@ DOCUMENTED_IN = {
     "ParamserverReason": ("paramserver/v1/paramserver.proto",),  # tendril.paramserver
     "StreamReason": ("tensor/v1/tensor.proto", "paramserver/v1/paramserver.proto"),  # tendril.core.streaming
     "SchedulerReason": ("scheduler/v1/scheduler.proto",),  # tendril.scheduler (served RPCs)
+    "SubmitReason": ("submit/v1/submit.proto",),  # tendril.submit
     # tendril.bridge; JobService answers Dispatch with BRIDGE_SOCKET_FAILED (no bridge to call yet).
     "BridgeReason": ("bridge/v1/bridge.proto", "job/v1/job.proto"),
 }

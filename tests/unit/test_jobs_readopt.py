@@ -305,3 +305,26 @@ async def test_a_job_stopped_while_the_service_died_ends_as_the_stop_asked(
     fresh = await h.restart()
     ended = fresh.get("st-1")
     assert ended.state is JobState.CANCELLED and ended.reason == "the JobService is stopping"
+
+
+async def test_a_readopted_job_keeps_its_results(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    h = Crashable(tmp_path)
+    await h.dispatch("res-1", name="gated")
+    await h.dispatch("res-2", name="gated")
+    for job_id in ("res-1", "res-2"):
+        await _pids(h.work(job_id) / "pids")
+        (h.work(job_id) / "results" / "out.txt").write_text(job_id)
+    await h.crash(monkeypatch)
+    _go(h.work("res-2"), "0")  # ends while no JobService runs: kept by the restart's reconcile
+    await _wait_file(h.work("res-2") / EXIT_FILE)
+    runtime = h.store.runtime("res-2")
+    assert runtime is not None
+    await _gone(runtime.shim_pid)
+    fresh = await h.restart()
+    _go(h.work("res-1"), "0")  # ends under the re-adopting JobService
+    await h.wait_end("res-1")
+    for job_id in ("res-1", "res-2"):
+        manifest = fresh.results_manifest(OWNER, job_id)
+        assert [f.path for f in manifest.files] == ["out.txt"]
+        assert [d for _, d, _ in fresh.fetch_result(OWNER, job_id, "out.txt", 0)] == [job_id.encode()]
+        assert not h.work(job_id).exists()

@@ -8,3 +8,4 @@ export * as data from "./index.tendril.data";
 export * as gateway from "./index.tendril.gateway";
 export * as job from "./index.tendril.job";
 export * as lease from "./index.tendril.lease";
+export * as submit from "./index.tendril.submit";

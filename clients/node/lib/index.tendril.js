@@ -34,7 +34,7 @@ var __importStar = (this && this.__importStar) || (function () {
     };
 })();
 Object.defineProperty(exports, "__esModule", { value: true });
-exports.lease = exports.job = exports.gateway = exports.data = exports.bridge = exports.scheduler = exports.paramserver = exports.tensor = exports.arbiter = exports.common = void 0;
+exports.submit = exports.lease = exports.job = exports.gateway = exports.data = exports.bridge = exports.scheduler = exports.paramserver = exports.tensor = exports.arbiter = exports.common = void 0;
 /* eslint-disable */
 exports.common = __importStar(require("./index.tendril.common"));
 exports.arbiter = __importStar(require("./index.tendril.arbiter"));
@@ -46,3 +46,4 @@ exports.data = __importStar(require("./index.tendril.data"));
 exports.gateway = __importStar(require("./index.tendril.gateway"));
 exports.job = __importStar(require("./index.tendril.job"));
 exports.lease = __importStar(require("./index.tendril.lease"));
+exports.submit = __importStar(require("./index.tendril.submit"));

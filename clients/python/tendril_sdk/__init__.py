@@ -58,6 +58,7 @@ from tendril_sdk.reasons import (
     ParamserverReason,
     SchedulerReason,
     StreamReason,
+    SubmitReason,
 )
 from tendril_sdk.retry import NO_RETRY, STREAM_BREAK_CODES, TRANSIENT_CODES, Backoff, RetryPolicy, retry
 
@@ -102,6 +103,7 @@ __all__ = [
     "SentUpdate",
     "Slice",
     "StreamReason",
+    "SubmitReason",
     "error_metadata",
     "error_reason",
     "read_error",

@@ -36,7 +36,7 @@ from tendril_proto.scheduler.v1 import scheduler_pb2
 from tendril_proto.tensor.v1 import tensor_pb2
 from tendril_sdk import tracing
 from tendril_sdk.errors import BridgeError, ExecutorEnvError
-from tendril_sdk.job import JOB_JSON_ENV, ExecutorRef, JobDescriptor
+from tendril_sdk.job import JOB_JSON_ENV, RESULTS_DIR, ExecutorRef, JobDescriptor
 from tendril_sdk.retry import RetryPolicy, retry
 
 __all__ = [
@@ -227,6 +227,7 @@ class Job:
     executor: ExecutorRef
     config: dict[str, Any]
     work_dir: Path
+    results_dir: Path = Path(RESULTS_DIR)  # absolute once from GetJob: where the job's results go
 
 
 @dataclasses.dataclass(frozen=True)
@@ -418,6 +419,8 @@ class BridgeClient:
             executor=ExecutorRef(reply.executor.executor_class, reply.executor.name),
             config=json_format.MessageToDict(reply.config),
             work_dir=Path(reply.work_dir) if reply.work_dir else self.work_dir,
+            results_dir=(Path(reply.work_dir) if reply.work_dir else self.work_dir)
+            / (reply.results_dir or RESULTS_DIR),
         )
 
     async def fetch_resource(

@@ -31,6 +31,8 @@ __all__ = [
     "ERROR_MAX_CHARS",
     "JOB_JSON_ENV",
     "REMOTE_CODE_ENV",
+    "RESULTS_DIR",
+    "RESULTS_DIR_ENV",
     "ExecutorRef",
     "JobDescriptor",
     "JobDescriptorError",
@@ -46,6 +48,10 @@ ERROR_FILE_NAME = "error.txt"
 ERROR_MAX_CHARS = 1000
 # "1" when the worker lets a job run model code shipped with a checkpoint (job.allow_remote_code), else "0".
 REMOTE_CODE_ENV = "TENDRIL_ALLOW_REMOTE_CODE"
+# The folder, relative to the work dir, whose files are the job's results: the JobService keeps
+# it when the job ends and the job's owner fetches it (JobService ListResults / FetchResult).
+RESULTS_DIR = "results"
+RESULTS_DIR_ENV = "TENDRIL_RESULTS_DIR"  # holds RESULTS_DIR (relative to WORK_DIR)
 
 
 def _one_line(text: str) -> str:

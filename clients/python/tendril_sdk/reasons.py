@@ -41,6 +41,7 @@ __all__ = [
     "ParamserverReason",
     "SchedulerReason",
     "StreamReason",
+    "SubmitReason",
 ]
 
 
@@ -121,6 +122,23 @@ class JobReason(enum.StrEnum):
     NOT_JOB_OWNER = "NOT_JOB_OWNER"  # Cancel of a job the caller does not own
     JOB_STARTING = "JOB_STARTING"  # Cancel of a job whose dispatch is still in progress
     WATCH_OVERFLOW = "WATCH_OVERFLOW"  # a watcher fell behind and was cut off
+    JOB_NOT_ENDED = "JOB_NOT_ENDED"  # ListResults/FetchResult/DeleteResults of a job still pending or running
+    RESULTS_NOT_READY = "RESULTS_NOT_READY"  # the job ended but the clean-up that keeps its results is retried
+    RESULTS_GONE = "RESULTS_GONE"  # the job's results were deleted (DeleteResults, retention) or none were kept
+    RESULT_NOT_FOUND = "RESULT_NOT_FOUND"  # FetchResult of a path the manifest does not list
+    BAD_RESULT_PATH = "BAD_RESULT_PATH"  # FetchResult's path is empty, absolute, has '.', '..' or NUL, or is too long
+    BAD_OFFSET = "BAD_OFFSET"  # FetchResult's offset is past the file's end
+
+
+class SubmitReason(enum.StrEnum):
+    """SubmitService (protos/tendril/submit/v1/submit.proto) and `tendril jobs submit`."""
+
+    BAD_JOB_FILE = "BAD_JOB_FILE"  # job.toml is not TOML or breaks its schema
+    NO_OFFER = "NO_OFFER"  # no worker offered within the job's allocation timeout
+    RETRIES_EXHAUSTED = "RETRIES_EXHAUSTED"  # the job's worker disappeared more often than retries allows
+    DISPATCH_REFUSED = "DISPATCH_REFUSED"  # a worker refused the dispatch for a reason any worker would give
+    RESULTS_FETCH_FAILED = "RESULTS_FETCH_FAILED"  # the job ended but its results could not be fetched
+    RESULTS_CORRUPT = "RESULTS_CORRUPT"  # a fetched file's sha256 differed from the manifest's twice
 
 
 class FetcherReason(enum.StrEnum):

@@ -31,6 +31,7 @@ from tendril_proto.common.v1 import common_pb2
 from tendril_proto.data.v1 import data_pb2, data_pb2_grpc
 from tendril_proto.paramserver.v1 import paramserver_pb2, paramserver_pb2_grpc
 from tendril_proto.scheduler.v1 import scheduler_pb2, scheduler_pb2_grpc
+from tendril_sdk.job import RESULTS_DIR
 from tendril_sdk.reasons import BridgeReason
 
 SERVICE_NAME = "tendril.bridge.v1.JobBridgeService"
@@ -121,6 +122,7 @@ class BridgeServicer(bridge_pb2_grpc.JobBridgeServiceServicer):
             executor=common_pb2.ExecutorRef(executor_class=job.executor.executor_class, name=job.executor.name),
             config=config,
             work_dir=str(job.work_dir),
+            results_dir=RESULTS_DIR,
         )
 
     async def FetchResource(

@@ -23,6 +23,7 @@ from tendril.cli.worker_target import add_target_args, target_from_args
 from tendril.core import tls
 from tendril.core.channel import open_channel
 from tendril.core.errors import ConfigError
+from tendril.submit.cli import add_commands as add_submit_commands
 from tendril_proto.job.v1 import job_pb2, job_pb2_grpc
 
 EXIT_FAILED = 1
@@ -33,7 +34,9 @@ STATES = ("pending", "running", "succeeded", "failed", "cancelled")
 
 
 def add_parser(subparsers: Any) -> None:
-    parser: argparse.ArgumentParser = subparsers.add_parser("jobs", help="list a worker's jobs, follow their logs")
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "jobs", help="list a worker's jobs, follow their logs; submit a job to the network"
+    )
     parser.set_defaults(group_parser=parser)
     commands = parser.add_subparsers(title="jobs commands", metavar="COMMAND")
 
@@ -57,6 +60,7 @@ def add_parser(subparsers: Any) -> None:
     logs.add_argument("--tail", type=int, default=0, metavar="N", help="start with the last N lines (default: all)")
     add_target_args(logs)
     logs.set_defaults(func=run_logs)
+    add_submit_commands(commands)
 
 
 def _fail(command: str, address: str, error: grpc.aio.AioRpcError) -> int:

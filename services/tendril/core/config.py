@@ -251,6 +251,12 @@ class JobSection:
     keep_logs_mib: NonNegativeInt = 1024
     """MiB the saved job logs may take together; beyond it the oldest are deleted (at start and hourly); 0: no
     limit."""
+    keep_results_days: NonNegativeFloat = 7.0
+    """Days an ended job's kept results (<state_dir>/results/job-<id>/, read with JobService ListResults and
+    FetchResult) are kept (checked at start and hourly); 0 keeps them regardless of age."""
+    keep_results_mib: NonNegativeInt = 10240
+    """MiB the kept job results may take together; beyond it the oldest are deleted (at start and hourly); 0: no
+    limit."""
     min_free_mib: NonNegativeInt = 64
     """The JobService takes no jobs (and the worker makes no offers) while less than this many MiB are free under
     worker.state_dir or worker.work_dir; 0: only a failing write counts."""

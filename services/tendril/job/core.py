@@ -20,7 +20,7 @@ import secrets
 import sqlite3
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -41,6 +41,7 @@ from tendril.job.model import JobRecord, JobState
 from tendril.job.readiness import FAILED_DISPATCH_HOLD_SECONDS, check_folders
 from tendril.job.reconcile import Adoptable, lost_reason
 from tendril.job.reconcile import reconcile as end_leftovers
+from tendril.job.results import RESULTS_DIR, Manifest, ResultsStore, results_gone
 from tendril.job.runner import LOST, BridgeHandle, JobEnd, JobRun
 from tendril.job.spec import DispatchSpec
 from tendril.job.spec import validate as validate_spec
@@ -121,8 +122,13 @@ class JobManager:
         self.release_bridge = release_bridge
         self.python = python
         self.clock = clock
+        self.results = ResultsStore(config.state_dir / RESULTS_DIR, clock=clock)
         self.workdirs = WorkDirs(
-            config.work_dir, config.state_dir / "logs", worker_id=config.worker_id, keep=config.job.keep_work_dirs
+            config.work_dir,
+            config.state_dir / "logs",
+            worker_id=config.worker_id,
+            keep=config.job.keep_work_dirs,
+            results=self.results,
         )
         self.events: Fanout[JobRecord] = Fanout()
         self._runs: dict[str, JobRun] = {}
@@ -511,6 +517,73 @@ class JobManager:
                 yield rest
         finally:
             reader.close()
+
+    # -- results (results.py) -----------------------------------------------------------
+
+    def _ended_own(self, caller: str, job_id: str) -> JobRecord:
+        """The ended job ``job_id`` of ``caller`` (JOB_NOT_FOUND, NOT_JOB_OWNER, JOB_NOT_ENDED otherwise)."""
+        record = self.get(job_id)
+        if record.owner_id != caller:
+            raise JobError(
+                ErrorKind.PERMISSION_DENIED,
+                f"job {job_id} belongs to {record.owner_id}; only its owner may read or delete its results",
+                reason=JobReason.NOT_JOB_OWNER,
+                metadata={"job_id": job_id},
+            )
+        if not record.terminal:
+            raise JobError(
+                ErrorKind.FAILED_PRECONDITION,
+                f"job {job_id} is {record.state.value}; its results are kept once it ended (Watch it until then)",
+                reason=JobReason.JOB_NOT_ENDED,
+                metadata={"job_id": job_id, "state": record.state.value},
+            )
+        return record
+
+    def results_manifest(self, caller: str, job_id: str) -> Manifest:
+        """The manifest of an ended job's kept results (owner only)."""
+        record = self._ended_own(caller, job_id)
+        manifest = self.results.manifest(job_id)
+        if manifest is not None:
+            return manifest
+        if job_id in self.workdirs.backlog or (Path(record.work_dir) / RESULTS_DIR).is_dir():
+            raise JobError(
+                ErrorKind.UNAVAILABLE,
+                f"job {job_id} ended but the clean-up that keeps its results failed and is retried; retry shortly",
+                reason=JobReason.RESULTS_NOT_READY,
+                metadata={"job_id": job_id},
+            )
+        raise results_gone(job_id)
+
+    def fetch_result(self, caller: str, job_id: str, path: str, offset: int) -> Iterator[tuple[int, bytes, int]]:
+        """(offset, data, size) chunks of one file of an ended job's results, from ``offset`` (owner only)."""
+        manifest = self.results_manifest(caller, job_id)
+        return self.results.read(manifest, path, offset)
+
+    def delete_results(self, caller: str, job_id: str) -> int:
+        """Delete an ended job's kept results (owner only); returns the bytes freed (0: gone already)."""
+        self._ended_own(caller, job_id)
+        freed = self.results.delete(job_id)
+        log.info("job.results_deleted", job_id=job_id, peer=caller, freed_bytes=freed)
+        return freed
+
+    def prune_results(self) -> tuple[str, ...]:
+        """Delete results past job.keep_results_days, then the oldest beyond job.keep_results_mib."""
+        section = self.config.job
+        deleted = self.results.prune(section.keep_results_days * 86400.0, section.keep_results_mib * 2**20)
+        if deleted:
+            log.info("job.results_pruned", jobs=len(deleted))
+        return tuple(deleted)
+
+    async def prune_results_forever(self, interval: float) -> None:
+        """:meth:`prune_results` now and every ``interval`` seconds (until cancelled)."""
+        while True:
+            try:
+                with liveness.idle():  # waiting on the disk
+                    await asyncio.to_thread(self.prune_results)
+            except (OSError, ValueError) as exc:  # NOTE: tried again at the next hour; never worth a restart
+                log.warning("job.results_prune_failed", error=repr(exc))
+            liveness.beat()
+            await asyncio.sleep(interval)
 
     # -- cancel, leases, progress --------------------------------------------------------
 

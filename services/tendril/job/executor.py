@@ -42,6 +42,7 @@ from tendril.core.logs import get_logger
 from tendril.core.process import child_env
 from tendril.job.errors import JobError, JobReason
 from tendril.job.shim import CLEANUP_TIMEOUT_SECONDS, KILL_SIGNAL, NOTHING_TO_CLEAN, read_exit
+from tendril_sdk.job import RESULTS_DIR, RESULTS_DIR_ENV
 
 log = get_logger("tendril.jobs")
 
@@ -62,6 +63,7 @@ def executor_env(executor: ExecutorConfig, paths: Mapping[str, str], token: str)
     env = child_env(executor.env)
     env.update({k: paths[k] for k in ("SOCKET_PATH", "WORK_DIR", "JOB_JSON")})
     env[TOKEN_ENV] = token
+    env[RESULTS_DIR_ENV] = RESULTS_DIR  # relative to WORK_DIR, the executor's current directory
     env.pop(metrics.MULTIPROC_DIR_ENV, None)  # executors never write into the worker's metrics
     tracing.pass_context(env)  # TRACEPARENT: the executor's bridge calls join the Dispatch trace
     return env

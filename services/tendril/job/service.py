@@ -24,6 +24,7 @@ from tendril_sdk.job import JobDescriptor
 
 # The longest one readiness check may take besides its wait on the disk (a read of jobs.db).
 READINESS_STEP_SECONDS = 2.0
+RESULTS_PRUNE_SECONDS = 3600.0  # kept results past job.keep_results_days / _mib are deleted this often
 
 
 class JobService:
@@ -47,6 +48,7 @@ class JobService:
         self._lease_watch: asyncio.Task[None] | None = None
         self._cleanups: asyncio.Task[None] | None = None
         self._readiness: asyncio.Task[None] | None = None
+        self._results_pruning: asyncio.Task[None] | None = None
         self.manager.on_readiness = self._on_readiness
 
     async def _on_readiness(self, ready: bool, why: str) -> None:
@@ -85,6 +87,9 @@ class JobService:
             self.leases.follow(self.manager.on_lease_ended, self.manager.check_leases), name="job-lease-watch"
         )
         self._cleanups = liveness.supervised(self.manager.retry_cleanups_forever(), name="job-cleanup-retry")
+        self._results_pruning = liveness.supervised(
+            self.manager.prune_results_forever(RESULTS_PRUNE_SECONDS), name="job-results-prune"
+        )
         # NOTE: the check's wait on the disk counts as idle (a disk that hangs is not the
         # process's fault and a restart would not help); the rest is milliseconds.
         self._readiness = liveness.supervised(
@@ -93,7 +98,7 @@ class JobService:
 
     async def stop(self) -> None:
         await self.manager.shutdown()
-        for task in (self._lease_watch, self._cleanups, self._readiness):
+        for task in (self._lease_watch, self._cleanups, self._readiness, self._results_pruning):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -14,6 +15,7 @@ from tendril.core.validate import Checks
 from tendril.job.core import JobManager
 from tendril.job.errors import JobError, JobReason
 from tendril.job.model import JobRecord, JobState, validate_job_id
+from tendril.job.results import Manifest, check_path
 from tendril.job.spec import DispatchSpec
 from tendril_proto.common.v1 import common_pb2
 from tendril_proto.job.v1 import job_pb2, job_pb2_grpc
@@ -41,6 +43,16 @@ def job_to_proto(record: JobRecord) -> job_pb2.Job:
         work_dir=record.work_dir,
         config=config,
         progress=record.progress,
+    )
+
+
+def manifest_to_proto(manifest: Manifest) -> job_pb2.ResultsManifest:
+    return job_pb2.ResultsManifest(
+        job_id=manifest.job_id,
+        files=[job_pb2.ResultFile(path=f.path, size_bytes=f.size_bytes, sha256=f.sha256) for f in manifest.files],
+        total_bytes=manifest.total_bytes,
+        skipped=list(manifest.skipped),
+        kept_at=to_timestamp(manifest.kept_at),
     )
 
 
@@ -109,3 +121,24 @@ class JobServicer(job_pb2_grpc.JobServiceServicer):
     async def Logs(self, request: job_pb2.LogsRequest, context: Any) -> AsyncIterator[job_pb2.LogsResponse]:
         async for text in self.manager.logs(_job_id(request.job_id), request.tail_lines, request.follow):
             yield job_pb2.LogsResponse(text=text)
+
+    async def ListResults(self, request: job_pb2.ListResultsRequest, context: Any) -> job_pb2.ListResultsResponse:
+        manifest = self.manager.results_manifest(caller_id(context), _job_id(request.job_id))
+        return job_pb2.ListResultsResponse(manifest=manifest_to_proto(manifest))
+
+    async def FetchResult(
+        self, request: job_pb2.FetchResultRequest, context: Any
+    ) -> AsyncIterator[job_pb2.FetchResultResponse]:
+        job_id = _job_id(request.job_id)
+        chunks = self.manager.fetch_result(caller_id(context), job_id, check_path(request.path), request.offset)
+        # NOTE: each chunk is read in a thread: a slow disk must not stall the event loop.
+        while True:
+            chunk = await asyncio.to_thread(next, chunks, None)
+            if chunk is None:
+                return
+            offset, data, size = chunk
+            yield job_pb2.FetchResultResponse(offset=offset, data=data, size_bytes=size)
+
+    async def DeleteResults(self, request: job_pb2.DeleteResultsRequest, context: Any) -> job_pb2.DeleteResultsResponse:
+        freed = self.manager.delete_results(caller_id(context), _job_id(request.job_id))
+        return job_pb2.DeleteResultsResponse(freed_bytes=freed)

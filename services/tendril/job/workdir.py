@@ -1,12 +1,16 @@
 """A job's files: its work dir and its saved log (no gRPC here).
 
 Work dir ``<work_dir>/job-<id>/`` (0700): ``job.json``, ``bridge.sock``, ``executor.log``,
-``artifacts/``, ``data/``, ``updates/``, ``params/``. The executor runs with the work dir as
+``artifacts/``, ``data/``, ``updates/``, ``params/``, ``results/`` (kept when the job ends:
+:mod:`.results`). The executor runs with the work dir as
 its current directory.
 
 NOTE: when a job ends its ``executor.log`` is copied to ``<state_dir>/logs/job-<id>.log``
 before the work dir is removed, so ``Logs`` keeps working for ended jobs (whether or not
 ``job.keep_work_dirs`` is set).
+
+NOTE: the clean-up keeps the job's ``results/`` first (:class:`ResultsStore`: moved, or copied
+under ``job.keep_work_dirs``, to ``<state_dir>/results/job-<id>/`` with its manifest).
 
 NOTE (failed clean-ups): the clean-up of an ended job (save the log, remove the work dir) can
 fail — a full disk, a file the executor made undeletable. The job's end is recorded before it,
@@ -35,6 +39,7 @@ from tendril.core.errors import ErrorKind
 from tendril.core.logs import get_logger
 from tendril.job.errors import JobError, JobReason
 from tendril.job.model import JobRecord
+from tendril.job.results import RESULTS_DIR, ResultsStore
 from tendril_sdk.job import ExecutorRef, JobDescriptor
 
 log = get_logger("tendril.jobs")
@@ -65,9 +70,12 @@ def remove_tree(path: Path) -> None:
 class WorkDirs:
     """The work dirs under ``work_root`` and the saved logs in ``logs_dir``."""
 
-    def __init__(self, work_root: Path, logs_dir: Path, *, worker_id: str, keep: bool) -> None:
+    def __init__(
+        self, work_root: Path, logs_dir: Path, *, worker_id: str, keep: bool, results: ResultsStore | None = None
+    ) -> None:
         self.work_root = work_root
         self.logs_dir = logs_dir
+        self.results = results or ResultsStore(logs_dir.parent / RESULTS_DIR)
         self.worker_id = worker_id
         self.keep = keep
         self._backlog: dict[str, Path] = {}  # job id -> work dir whose clean-up failed
@@ -134,7 +142,7 @@ class WorkDirs:
         work_dir.mkdir(mode=0o700)
         try:
             os.chmod(work_dir, 0o700)  # mkdir's mode is filtered by the umask
-            for sub in WORK_SUBDIRS:
+            for sub in (*WORK_SUBDIRS, RESULTS_DIR):
                 (work_dir / sub).mkdir(mode=0o700)
             self._write_job_json(job)
         except BaseException:
@@ -180,6 +188,8 @@ class WorkDirs:
         whether the clean-up is done.
         """
         try:
+            # NOTE: results that cannot be kept keep their work dir, as a log that cannot be saved.
+            self.results.keep(job_id, work_dir / RESULTS_DIR, copy=self.keep)
             # NOTE: a log that cannot be saved keeps its work dir: removing it would lose the log.
             self._save_log(job_id, work_dir)
             if self.keep:

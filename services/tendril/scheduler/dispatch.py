@@ -1,34 +1,32 @@
-"""Job configs of a DiLoCo run and the JobService calls that start, watch and cancel its jobs."""
+"""Job configs of a DiLoCo run; the JobService calls that start, watch and cancel its jobs are
+:mod:`tendril.scheduler.jobhandle` (shared with ``tendril.submit``), re-exported here."""
 
 from __future__ import annotations
 
-import dataclasses
-from collections.abc import Callable
 from typing import Any
 
-import grpc
-from google.protobuf import struct_pb2
-
-from tendril.core.calls import CURABLE_CODES, follow
 from tendril.core.errors import ErrorKind
-from tendril.core.logs import get_logger
 from tendril.scheduler.errors import SchedulerError, SchedulerRunReason
 from tendril.scheduler.jobconfig import JobConfig
+from tendril.scheduler.jobhandle import CALL_TIMEOUT_SECONDS, TERMINAL, WATCH_POLICY, JobEnd, JobHandle
 from tendril.scheduler.run import Dataset
-from tendril_proto.common.v1 import common_pb2
-from tendril_proto.job.v1 import job_pb2, job_pb2_grpc
-from tendril_sdk.retry import RetryPolicy
 from tendril_sdk.uris import DATA_SCHEME, parse_data_uri
 
-log = get_logger("tendril.scheduler.dispatch")
+__all__ = [
+    "AGGREGATE",
+    "CALL_TIMEOUT_SECONDS",
+    "TERMINAL",
+    "TRAIN",
+    "WATCH_POLICY",
+    "JobEnd",
+    "JobHandle",
+    "aggregate_config",
+    "model_source",
+    "train_config",
+]
 
 TRAIN = ("train", "diloco")
 AGGREGATE = ("aggregate", "diloco")
-TERMINAL = {job_pb2.JOB_STATE_SUCCEEDED, job_pb2.JOB_STATE_FAILED, job_pb2.JOB_STATE_CANCELLED}
-CALL_TIMEOUT_SECONDS = 15.0
-# A job's watch is opened again while its JobService does not answer or the stream broke
-# (a restart); any other failure ends the member.
-WATCH_POLICY = RetryPolicy(codes=CURABLE_CODES, attempts=None, initial_backoff=0.5, max_backoff=5.0)
 
 
 def aggregate_config(config: JobConfig, run_id: str) -> dict[str, Any]:
@@ -117,87 +115,3 @@ def train_config(config: JobConfig, run_id: str, parameter_server: str, dataset:
         "torch_threads": t.torch_threads,
         "keep_updates": t.keep_updates,
     }
-
-
-def _struct(values: dict[str, Any]) -> struct_pb2.Struct:
-    out = struct_pb2.Struct()
-    out.update(values)
-    return out
-
-
-@dataclasses.dataclass(frozen=True)
-class JobEnd:
-    """How a job ended."""
-
-    state: str  # "SUCCEEDED", "FAILED" or "CANCELLED"
-    exit_code: int
-    reason: str
-
-
-class JobHandle:
-    """One job at one worker's JobService, seen by its owner."""
-
-    def __init__(self, channel: grpc.aio.Channel, job_id: str, worker_id: str) -> None:
-        self.job_id = job_id
-        self.worker_id = worker_id
-        self._stub = job_pb2_grpc.JobServiceStub(channel)
-
-    async def dispatch(
-        self, lease_id: str, executor: tuple[str, str], config: dict[str, Any], coordinator_address: str = ""
-    ) -> None:
-        request = job_pb2.DispatchRequest(
-            job_id=self.job_id,
-            lease_id=lease_id,
-            executor=common_pb2.ExecutorRef(executor_class=executor[0], name=executor[1]),
-            config=_struct(config),
-            coordinator_address=coordinator_address,
-        )
-        await self._stub.Dispatch(request, timeout=CALL_TIMEOUT_SECONDS)
-        log.info("job.dispatched", job_id=self.job_id, worker=self.worker_id, executor="/".join(executor))
-
-    async def wait_end(self) -> JobEnd:
-        """Follow the job until it ends (reconnecting while its JobService restarts)."""
-
-        async def watch_once(live: Callable[[], None]) -> JobEnd | None:
-            try:
-                current = await self._stub.Get(job_pb2.GetRequest(job_id=self.job_id), timeout=CALL_TIMEOUT_SECONDS)
-                live()
-                if current.job.state in TERMINAL:
-                    return _end(current.job)
-                async for change in self._stub.Watch(job_pb2.WatchRequest(job_id=self.job_id)):
-                    if change.job.job_id == self.job_id and change.job.state in TERMINAL:
-                        return _end(change.job)
-            except grpc.aio.AioRpcError as exc:
-                if exc.code() == grpc.StatusCode.NOT_FOUND:
-                    return JobEnd("FAILED", -1, f"the worker no longer knows job {self.job_id}: {exc.details()}")
-                raise
-            return None
-
-        return await follow(
-            watch_once, name="job", peer=f"job {self.job_id} on {self.worker_id}", policy=WATCH_POLICY, log=log
-        )
-
-    async def tail(self, lines: int = 3) -> str:
-        """The last lines of the executor's output ("" when they cannot be read)."""
-        text = []
-        try:
-            async for piece in self._stub.Logs(
-                job_pb2.LogsRequest(job_id=self.job_id, tail_lines=lines), timeout=CALL_TIMEOUT_SECONDS
-            ):
-                text.append(piece.text)
-        except grpc.aio.AioRpcError:
-            return ""
-        return "".join(text).strip()
-
-    async def cancel(self, reason: str) -> None:
-        """Stop the job (best effort: releasing its lease stops it too)."""
-        try:
-            await self._stub.Cancel(
-                job_pb2.CancelRequest(job_id=self.job_id, reason=reason), timeout=CALL_TIMEOUT_SECONDS
-            )
-        except grpc.aio.AioRpcError as exc:
-            log.info("job.cancel_failed", job_id=self.job_id, code=exc.code().name, error=exc.details())
-
-
-def _end(job: job_pb2.Job) -> JobEnd:
-    return JobEnd(job_pb2.JobState.Name(job.state).removeprefix("JOB_STATE_"), job.exit_code, job.reason)

@@ -29,14 +29,13 @@ from pathlib import Path
 from typing import Any
 
 import grpc
-from google.protobuf import any_pb2
 
 from tendril.core.calls import ChannelPool
 from tendril.core.errors import ErrorKind, TendrilError
 from tendril.core.gateways import FAILOVER_CODES, Gateways
 from tendril.core.logs import get_logger
 from tendril.core.tensorstream import TensorStreamError, pull_parameters
-from tendril.core.timeutil import now, to_timestamp
+from tendril.scheduler.allocation import Wanted, publish_request, resource_request
 from tendril.scheduler.dispatch import (
     AGGREGATE,
     TRAIN,
@@ -54,8 +53,6 @@ from tendril.scheduler.leasekeeper import LeaseKeeper, LeaseLost
 from tendril.scheduler.resume import wait_reopened
 from tendril.scheduler.run import Dataset, Member, Role, Run
 from tendril.scheduler.slices import SliceRef
-from tendril_proto.arbiter.v1 import arbiter_pb2
-from tendril_proto.common.v1 import common_pb2
 from tendril_proto.data.v1 import data_pb2, data_pb2_grpc
 from tendril_proto.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from tendril_proto.paramserver.v1 import paramserver_pb2, paramserver_pb2_grpc
@@ -185,26 +182,16 @@ class Driver:
         executor = {Role.TRAIN: TRAIN, Role.EVAL: EVAL}.get(role, AGGREGATE)
         request_id = f"{self.run.run_id}-{role.value}-{uuid.uuid4().hex[:8]}"
         self.run.register_request(request_id, role)
-        request = arbiter_pb2.ResourceRequest(
-            request_id=request_id,
-            scheduler=common_pb2.PeerRef(id=self.peer_id, address=self.advertised),
-            resources=common_pb2.Resources(
-                cpu=spec.cpu, memory_gib=spec.memory_gib, storage_gib=spec.storage_gib, gpu=spec.gpu
-            ),
-            executors=[common_pb2.ExecutorRef(executor_class=executor[0], name=executor[1])],
+        request = resource_request(
+            request_id,
+            peer_id=self.peer_id,
+            address=self.advertised,
+            wanted=Wanted(spec.cpu, spec.memory_gib, spec.storage_gib, spec.gpu),
+            executor=executor,
             bid=self.config.allocation.bid,
-            deadline=to_timestamp(now() + self.config.allocation.request_deadline_seconds),
+            deadline_seconds=self.config.allocation.request_deadline_seconds,
         )
-        payload = any_pb2.Any()
-        payload.Pack(request)
-        publish = gateway_pb2.PublishRequest(topic=self.config.allocation.topic, sender=self.peer_id, payload=payload)
-        try:
-            reply = await self.gateways.call(
-                lambda channel: gateway_pb2_grpc.BusServiceStub(channel).Publish(publish, timeout=CALL_TIMEOUT_SECONDS)
-            )
-            log.info("request.published", request_id=request_id, role=role.value, subscribers=reply.delivered)
-        except grpc.aio.AioRpcError as exc:
-            log.warning("request.publish_failed", role=role.value, code=exc.code().name, error=exc.details())
+        await publish_request(self.gateways, self.config.allocation.topic, self.peer_id, request)
 
     async def _allocate(self) -> None:
         """Publish requests while leases are missing (trainers first, then the parameter server)."""

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from tendril.core.errors import ErrorKind
+from tendril.scheduler.allocation import Endpoints, OfferIn
 from tendril.scheduler.errors import SchedulerError, SchedulerReason
 from tendril.scheduler.evaluation import AssetRef, Evaluation
 from tendril.scheduler.jobconfig import JobConfig
@@ -45,26 +46,6 @@ class Progress(enum.Enum):
     UPDATE_SENT = "update_sent"
     UPDATE_RECEIVED = "update_received"
     FINISHED = "finished"
-
-
-@dataclasses.dataclass(frozen=True)
-class Endpoints:
-    """The worker's service addresses a scheduler uses."""
-
-    lease: str
-    job: str
-    parameter_server: str
-
-
-@dataclasses.dataclass(frozen=True)
-class OfferIn:
-    """An offer as the core sees it."""
-
-    request_id: str
-    worker_id: str
-    lease_id: str
-    endpoints: Endpoints
-    expires_at: float = 0.0  # the offer's expiry (epoch seconds): the temporary lease ends then; 0 = unknown
 
 
 @dataclasses.dataclass

@@ -9,8 +9,9 @@ from typing import Any
 from tendril.core.errors import ErrorKind
 from tendril.core.logs import get_logger
 from tendril.core.validate import Checks
+from tendril.scheduler.allocation import parse_offer
 from tendril.scheduler.errors import SchedulerError, SchedulerReason
-from tendril.scheduler.run import Directive, Endpoints, Member, OfferIn, Progress, ProgressIn, Run
+from tendril.scheduler.run import Directive, Member, Progress, ProgressIn, Run
 from tendril_proto.scheduler.v1 import scheduler_pb2, scheduler_pb2_grpc
 
 log = get_logger("tendril.scheduler")
@@ -48,26 +49,12 @@ class AllocationServicer(scheduler_pb2_grpc.AllocationServiceServicer):
         self._on_accept = on_accept
 
     async def Offer(self, request: scheduler_pb2.OfferRequest, context: Any) -> scheduler_pb2.OfferResponse:
-        _required(request.request_id, "request_id", "the id of the request this offer answers")
-        _required(request.lease_id, "lease_id", "the temporary lease that holds the offered resources")
-        worker = request.worker
-        _required(worker.worker_id, "worker.worker_id", "the offering worker's id")
-        _required(worker.endpoints.lease, "worker.endpoints.lease", "the LeaseService address the scheduler renews at")
-        _required(worker.endpoints.job, "worker.endpoints.job", "the JobService address the scheduler dispatches to")
-        offer = OfferIn(
-            request.request_id,
-            worker.worker_id,
-            request.lease_id,
-            Endpoints(worker.endpoints.lease, worker.endpoints.job, worker.endpoints.parameter_server),
-            CHECK.timestamp(request.expires_at, "expires_at", SchedulerReason.BAD_EXPIRES_AT)
-            if request.HasField("expires_at")
-            else 0.0,
-        )
+        offer = parse_offer(request)
         member, reason = self._run.consider_offer(offer)
         if member is None:
-            log.info("offer.rejected", worker=worker.worker_id, lease_id=request.lease_id, reason=reason)
+            log.info("offer.rejected", worker=offer.worker_id, lease_id=offer.lease_id, reason=reason)
             return scheduler_pb2.OfferResponse(decision=scheduler_pb2.OFFER_DECISION_REJECTED, reason=reason)
-        log.info("offer.accepted", worker=worker.worker_id, lease_id=request.lease_id, role=member.role.value)
+        log.info("offer.accepted", worker=offer.worker_id, lease_id=offer.lease_id, role=member.role.value)
         self._on_accept(member)
         return scheduler_pb2.OfferResponse(decision=scheduler_pb2.OFFER_DECISION_ACCEPTED, reason=reason)
 

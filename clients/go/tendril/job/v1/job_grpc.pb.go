@@ -93,6 +93,53 @@ type JobServiceClient interface {
 	//	INVALID_ARGUMENT BAD_JOB_ID: job_id is not a job id.
 	//	NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
 	Logs(ctx context.Context, in *LogsRequest, opts ...grpc.CallOption) (JobService_LogsClient, error)
+	// ListResults returns the manifest of an ended job's results: every regular file the executor
+	// left under results/ in its work dir (its relative path, size and sha256). When a job ends
+	// (in any end state) the JobService moves that folder out of the work dir to
+	// <state_dir>/results/job-<id>/ and builds the manifest; symbolic links and anything else that
+	// is not a regular file or a folder are not kept (listed in `skipped`). Results are deleted
+	// after job.keep_results_days, beyond job.keep_results_mib (oldest first) and by DeleteResults.
+	// Only the job's owner (the peer that dispatched it) may read them.
+	//
+	// Errors:
+	//
+	//	INVALID_ARGUMENT BAD_JOB_ID: job_id is not a job id.
+	//	NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
+	//	PERMISSION_DENIED NOT_JOB_OWNER: the job belongs to another peer.
+	//	FAILED_PRECONDITION JOB_NOT_ENDED: the job is still pending or running; wait for its end
+	//	  (Watch).
+	//	UNAVAILABLE RESULTS_NOT_READY: the job ended but its clean-up (which keeps the results)
+	//	  failed and is retried; retry.
+	//	NOT_FOUND RESULTS_GONE: the results were deleted (DeleteResults, retention) or the job
+	//	  left none that could be kept.
+	ListResults(ctx context.Context, in *ListResultsRequest, opts ...grpc.CallOption) (*ListResultsResponse, error)
+	// FetchResult streams one file of an ended job's results from `offset` in chunks of at most
+	// 1 MiB, each with its offset; a broken download resumes with the offset it reached. Check the
+	// whole file against the manifest's sha256.
+	//
+	// Errors:
+	//
+	//	INVALID_ARGUMENT BAD_JOB_ID: job_id is not a job id.
+	//	INVALID_ARGUMENT BAD_RESULT_PATH: path is empty, absolute, has an empty, '.' or '..'
+	//	  component or a NUL, or is over 4096 bytes.
+	//	INVALID_ARGUMENT BAD_OFFSET: offset is past the file's end.
+	//	NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
+	//	PERMISSION_DENIED NOT_JOB_OWNER: the job belongs to another peer.
+	//	FAILED_PRECONDITION JOB_NOT_ENDED: the job is still pending or running.
+	//	UNAVAILABLE RESULTS_NOT_READY: the job's clean-up is being retried; retry.
+	//	NOT_FOUND RESULTS_GONE: the job's results were deleted.
+	//	NOT_FOUND RESULT_NOT_FOUND: the manifest lists no file at path.
+	FetchResult(ctx context.Context, in *FetchResultRequest, opts ...grpc.CallOption) (JobService_FetchResultClient, error)
+	// DeleteResults deletes an ended job's kept results (owner only); deleting results that are
+	// already gone is not an error.
+	//
+	// Errors:
+	//
+	//	INVALID_ARGUMENT BAD_JOB_ID: job_id is not a job id.
+	//	NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
+	//	PERMISSION_DENIED NOT_JOB_OWNER: the job belongs to another peer.
+	//	FAILED_PRECONDITION JOB_NOT_ENDED: the job is still pending or running.
+	DeleteResults(ctx context.Context, in *DeleteResultsRequest, opts ...grpc.CallOption) (*DeleteResultsResponse, error)
 }
 
 type jobServiceClient struct {
@@ -203,6 +250,56 @@ func (x *jobServiceLogsClient) Recv() (*LogsResponse, error) {
 	return m, nil
 }
 
+func (c *jobServiceClient) ListResults(ctx context.Context, in *ListResultsRequest, opts ...grpc.CallOption) (*ListResultsResponse, error) {
+	out := new(ListResultsResponse)
+	err := c.cc.Invoke(ctx, "/tendril.job.v1.JobService/ListResults", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *jobServiceClient) FetchResult(ctx context.Context, in *FetchResultRequest, opts ...grpc.CallOption) (JobService_FetchResultClient, error) {
+	stream, err := c.cc.NewStream(ctx, &_JobService_serviceDesc.Streams[2], "/tendril.job.v1.JobService/FetchResult", opts...)
+	if err != nil {
+		return nil, err
+	}
+	x := &jobServiceFetchResultClient{stream}
+	if err := x.ClientStream.SendMsg(in); err != nil {
+		return nil, err
+	}
+	if err := x.ClientStream.CloseSend(); err != nil {
+		return nil, err
+	}
+	return x, nil
+}
+
+type JobService_FetchResultClient interface {
+	Recv() (*FetchResultResponse, error)
+	grpc.ClientStream
+}
+
+type jobServiceFetchResultClient struct {
+	grpc.ClientStream
+}
+
+func (x *jobServiceFetchResultClient) Recv() (*FetchResultResponse, error) {
+	m := new(FetchResultResponse)
+	if err := x.ClientStream.RecvMsg(m); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
+
+func (c *jobServiceClient) DeleteResults(ctx context.Context, in *DeleteResultsRequest, opts ...grpc.CallOption) (*DeleteResultsResponse, error) {
+	out := new(DeleteResultsResponse)
+	err := c.cc.Invoke(ctx, "/tendril.job.v1.JobService/DeleteResults", in, out, opts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // JobServiceServer is the server API for JobService service.
 // All implementations must embed UnimplementedJobServiceServer
 // for forward compatibility
@@ -283,6 +380,53 @@ type JobServiceServer interface {
 	//	INVALID_ARGUMENT BAD_JOB_ID: job_id is not a job id.
 	//	NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
 	Logs(*LogsRequest, JobService_LogsServer) error
+	// ListResults returns the manifest of an ended job's results: every regular file the executor
+	// left under results/ in its work dir (its relative path, size and sha256). When a job ends
+	// (in any end state) the JobService moves that folder out of the work dir to
+	// <state_dir>/results/job-<id>/ and builds the manifest; symbolic links and anything else that
+	// is not a regular file or a folder are not kept (listed in `skipped`). Results are deleted
+	// after job.keep_results_days, beyond job.keep_results_mib (oldest first) and by DeleteResults.
+	// Only the job's owner (the peer that dispatched it) may read them.
+	//
+	// Errors:
+	//
+	//	INVALID_ARGUMENT BAD_JOB_ID: job_id is not a job id.
+	//	NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
+	//	PERMISSION_DENIED NOT_JOB_OWNER: the job belongs to another peer.
+	//	FAILED_PRECONDITION JOB_NOT_ENDED: the job is still pending or running; wait for its end
+	//	  (Watch).
+	//	UNAVAILABLE RESULTS_NOT_READY: the job ended but its clean-up (which keeps the results)
+	//	  failed and is retried; retry.
+	//	NOT_FOUND RESULTS_GONE: the results were deleted (DeleteResults, retention) or the job
+	//	  left none that could be kept.
+	ListResults(context.Context, *ListResultsRequest) (*ListResultsResponse, error)
+	// FetchResult streams one file of an ended job's results from `offset` in chunks of at most
+	// 1 MiB, each with its offset; a broken download resumes with the offset it reached. Check the
+	// whole file against the manifest's sha256.
+	//
+	// Errors:
+	//
+	//	INVALID_ARGUMENT BAD_JOB_ID: job_id is not a job id.
+	//	INVALID_ARGUMENT BAD_RESULT_PATH: path is empty, absolute, has an empty, '.' or '..'
+	//	  component or a NUL, or is over 4096 bytes.
+	//	INVALID_ARGUMENT BAD_OFFSET: offset is past the file's end.
+	//	NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
+	//	PERMISSION_DENIED NOT_JOB_OWNER: the job belongs to another peer.
+	//	FAILED_PRECONDITION JOB_NOT_ENDED: the job is still pending or running.
+	//	UNAVAILABLE RESULTS_NOT_READY: the job's clean-up is being retried; retry.
+	//	NOT_FOUND RESULTS_GONE: the job's results were deleted.
+	//	NOT_FOUND RESULT_NOT_FOUND: the manifest lists no file at path.
+	FetchResult(*FetchResultRequest, JobService_FetchResultServer) error
+	// DeleteResults deletes an ended job's kept results (owner only); deleting results that are
+	// already gone is not an error.
+	//
+	// Errors:
+	//
+	//	INVALID_ARGUMENT BAD_JOB_ID: job_id is not a job id.
+	//	NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
+	//	PERMISSION_DENIED NOT_JOB_OWNER: the job belongs to another peer.
+	//	FAILED_PRECONDITION JOB_NOT_ENDED: the job is still pending or running.
+	DeleteResults(context.Context, *DeleteResultsRequest) (*DeleteResultsResponse, error)
 	mustEmbedUnimplementedJobServiceServer()
 }
 
@@ -307,6 +451,15 @@ func (UnimplementedJobServiceServer) Cancel(context.Context, *CancelRequest) (*C
 }
 func (UnimplementedJobServiceServer) Logs(*LogsRequest, JobService_LogsServer) error {
 	return status.Errorf(codes.Unimplemented, "method Logs not implemented")
+}
+func (UnimplementedJobServiceServer) ListResults(context.Context, *ListResultsRequest) (*ListResultsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListResults not implemented")
+}
+func (UnimplementedJobServiceServer) FetchResult(*FetchResultRequest, JobService_FetchResultServer) error {
+	return status.Errorf(codes.Unimplemented, "method FetchResult not implemented")
+}
+func (UnimplementedJobServiceServer) DeleteResults(context.Context, *DeleteResultsRequest) (*DeleteResultsResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method DeleteResults not implemented")
 }
 func (UnimplementedJobServiceServer) mustEmbedUnimplementedJobServiceServer() {}
 
@@ -435,6 +588,63 @@ func (x *jobServiceLogsServer) Send(m *LogsResponse) error {
 	return x.ServerStream.SendMsg(m)
 }
 
+func _JobService_ListResults_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListResultsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobServiceServer).ListResults(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/tendril.job.v1.JobService/ListResults",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobServiceServer).ListResults(ctx, req.(*ListResultsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _JobService_FetchResult_Handler(srv interface{}, stream grpc.ServerStream) error {
+	m := new(FetchResultRequest)
+	if err := stream.RecvMsg(m); err != nil {
+		return err
+	}
+	return srv.(JobServiceServer).FetchResult(m, &jobServiceFetchResultServer{stream})
+}
+
+type JobService_FetchResultServer interface {
+	Send(*FetchResultResponse) error
+	grpc.ServerStream
+}
+
+type jobServiceFetchResultServer struct {
+	grpc.ServerStream
+}
+
+func (x *jobServiceFetchResultServer) Send(m *FetchResultResponse) error {
+	return x.ServerStream.SendMsg(m)
+}
+
+func _JobService_DeleteResults_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteResultsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(JobServiceServer).DeleteResults(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: "/tendril.job.v1.JobService/DeleteResults",
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(JobServiceServer).DeleteResults(ctx, req.(*DeleteResultsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 var _JobService_serviceDesc = grpc.ServiceDesc{
 	ServiceName: "tendril.job.v1.JobService",
 	HandlerType: (*JobServiceServer)(nil),
@@ -455,6 +665,14 @@ var _JobService_serviceDesc = grpc.ServiceDesc{
 			MethodName: "Cancel",
 			Handler:    _JobService_Cancel_Handler,
 		},
+		{
+			MethodName: "ListResults",
+			Handler:    _JobService_ListResults_Handler,
+		},
+		{
+			MethodName: "DeleteResults",
+			Handler:    _JobService_DeleteResults_Handler,
+		},
 	},
 	Streams: []grpc.StreamDesc{
 		{
@@ -465,6 +683,11 @@ var _JobService_serviceDesc = grpc.ServiceDesc{
 		{
 			StreamName:    "Logs",
 			Handler:       _JobService_Logs_Handler,
+			ServerStreams: true,
+		},
+		{
+			StreamName:    "FetchResult",
+			Handler:       _JobService_FetchResult_Handler,
 			ServerStreams: true,
 		},
 	},

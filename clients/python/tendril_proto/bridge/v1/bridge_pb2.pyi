@@ -15,18 +15,20 @@ class GetJobRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class GetJobResponse(_message.Message):
-    __slots__ = ("job_id", "worker_id", "executor", "config", "work_dir")
+    __slots__ = ("job_id", "worker_id", "executor", "config", "work_dir", "results_dir")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     WORKER_ID_FIELD_NUMBER: _ClassVar[int]
     EXECUTOR_FIELD_NUMBER: _ClassVar[int]
     CONFIG_FIELD_NUMBER: _ClassVar[int]
     WORK_DIR_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_DIR_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     worker_id: str
     executor: _common_pb2.ExecutorRef
     config: _struct_pb2.Struct
     work_dir: str
-    def __init__(self, job_id: _Optional[str] = ..., worker_id: _Optional[str] = ..., executor: _Optional[_Union[_common_pb2.ExecutorRef, _Mapping]] = ..., config: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., work_dir: _Optional[str] = ...) -> None: ...
+    results_dir: str
+    def __init__(self, job_id: _Optional[str] = ..., worker_id: _Optional[str] = ..., executor: _Optional[_Union[_common_pb2.ExecutorRef, _Mapping]] = ..., config: _Optional[_Union[_struct_pb2.Struct, _Mapping]] = ..., work_dir: _Optional[str] = ..., results_dir: _Optional[str] = ...) -> None: ...
 
 class FetchResourceRequest(_message.Message):
     __slots__ = ("uri", "dest", "sha256")

@@ -66,6 +66,21 @@ class JobServiceStub:
                 request_serializer=tendril_dot_job_dot_v1_dot_job__pb2.LogsRequest.SerializeToString,
                 response_deserializer=tendril_dot_job_dot_v1_dot_job__pb2.LogsResponse.FromString,
                 _registered_method=True)
+        self.ListResults = channel.unary_unary(
+                '/tendril.job.v1.JobService/ListResults',
+                request_serializer=tendril_dot_job_dot_v1_dot_job__pb2.ListResultsRequest.SerializeToString,
+                response_deserializer=tendril_dot_job_dot_v1_dot_job__pb2.ListResultsResponse.FromString,
+                _registered_method=True)
+        self.FetchResult = channel.unary_stream(
+                '/tendril.job.v1.JobService/FetchResult',
+                request_serializer=tendril_dot_job_dot_v1_dot_job__pb2.FetchResultRequest.SerializeToString,
+                response_deserializer=tendril_dot_job_dot_v1_dot_job__pb2.FetchResultResponse.FromString,
+                _registered_method=True)
+        self.DeleteResults = channel.unary_unary(
+                '/tendril.job.v1.JobService/DeleteResults',
+                request_serializer=tendril_dot_job_dot_v1_dot_job__pb2.DeleteResultsRequest.SerializeToString,
+                response_deserializer=tendril_dot_job_dot_v1_dot_job__pb2.DeleteResultsResponse.FromString,
+                _registered_method=True)
 
 
 class JobServiceServicer:
@@ -173,6 +188,65 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListResults(self, request, context):
+        """ListResults returns the manifest of an ended job's results: every regular file the executor
+        left under results/ in its work dir (its relative path, size and sha256). When a job ends
+        (in any end state) the JobService moves that folder out of the work dir to
+        <state_dir>/results/job-<id>/ and builds the manifest; symbolic links and anything else that
+        is not a regular file or a folder are not kept (listed in `skipped`). Results are deleted
+        after job.keep_results_days, beyond job.keep_results_mib (oldest first) and by DeleteResults.
+        Only the job's owner (the peer that dispatched it) may read them.
+
+        Errors:
+        INVALID_ARGUMENT BAD_JOB_ID: job_id is not a job id.
+        NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
+        PERMISSION_DENIED NOT_JOB_OWNER: the job belongs to another peer.
+        FAILED_PRECONDITION JOB_NOT_ENDED: the job is still pending or running; wait for its end
+        (Watch).
+        UNAVAILABLE RESULTS_NOT_READY: the job ended but its clean-up (which keeps the results)
+        failed and is retried; retry.
+        NOT_FOUND RESULTS_GONE: the results were deleted (DeleteResults, retention) or the job
+        left none that could be kept.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def FetchResult(self, request, context):
+        """FetchResult streams one file of an ended job's results from `offset` in chunks of at most
+        1 MiB, each with its offset; a broken download resumes with the offset it reached. Check the
+        whole file against the manifest's sha256.
+
+        Errors:
+        INVALID_ARGUMENT BAD_JOB_ID: job_id is not a job id.
+        INVALID_ARGUMENT BAD_RESULT_PATH: path is empty, absolute, has an empty, '.' or '..'
+        component or a NUL, or is over 4096 bytes.
+        INVALID_ARGUMENT BAD_OFFSET: offset is past the file's end.
+        NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
+        PERMISSION_DENIED NOT_JOB_OWNER: the job belongs to another peer.
+        FAILED_PRECONDITION JOB_NOT_ENDED: the job is still pending or running.
+        UNAVAILABLE RESULTS_NOT_READY: the job's clean-up is being retried; retry.
+        NOT_FOUND RESULTS_GONE: the job's results were deleted.
+        NOT_FOUND RESULT_NOT_FOUND: the manifest lists no file at path.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteResults(self, request, context):
+        """DeleteResults deletes an ended job's kept results (owner only); deleting results that are
+        already gone is not an error.
+
+        Errors:
+        INVALID_ARGUMENT BAD_JOB_ID: job_id is not a job id.
+        NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
+        PERMISSION_DENIED NOT_JOB_OWNER: the job belongs to another peer.
+        FAILED_PRECONDITION JOB_NOT_ENDED: the job is still pending or running.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -205,6 +279,21 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.Logs,
                     request_deserializer=tendril_dot_job_dot_v1_dot_job__pb2.LogsRequest.FromString,
                     response_serializer=tendril_dot_job_dot_v1_dot_job__pb2.LogsResponse.SerializeToString,
+            ),
+            'ListResults': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListResults,
+                    request_deserializer=tendril_dot_job_dot_v1_dot_job__pb2.ListResultsRequest.FromString,
+                    response_serializer=tendril_dot_job_dot_v1_dot_job__pb2.ListResultsResponse.SerializeToString,
+            ),
+            'FetchResult': grpc.unary_stream_rpc_method_handler(
+                    servicer.FetchResult,
+                    request_deserializer=tendril_dot_job_dot_v1_dot_job__pb2.FetchResultRequest.FromString,
+                    response_serializer=tendril_dot_job_dot_v1_dot_job__pb2.FetchResultResponse.SerializeToString,
+            ),
+            'DeleteResults': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteResults,
+                    request_deserializer=tendril_dot_job_dot_v1_dot_job__pb2.DeleteResultsRequest.FromString,
+                    response_serializer=tendril_dot_job_dot_v1_dot_job__pb2.DeleteResultsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -371,6 +460,87 @@ class JobService:
             '/tendril.job.v1.JobService/Logs',
             tendril_dot_job_dot_v1_dot_job__pb2.LogsRequest.SerializeToString,
             tendril_dot_job_dot_v1_dot_job__pb2.LogsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListResults(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tendril.job.v1.JobService/ListResults',
+            tendril_dot_job_dot_v1_dot_job__pb2.ListResultsRequest.SerializeToString,
+            tendril_dot_job_dot_v1_dot_job__pb2.ListResultsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def FetchResult(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/tendril.job.v1.JobService/FetchResult',
+            tendril_dot_job_dot_v1_dot_job__pb2.FetchResultRequest.SerializeToString,
+            tendril_dot_job_dot_v1_dot_job__pb2.FetchResultResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteResults(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/tendril.job.v1.JobService/DeleteResults',
+            tendril_dot_job_dot_v1_dot_job__pb2.DeleteResultsRequest.SerializeToString,
+            tendril_dot_job_dot_v1_dot_job__pb2.DeleteResultsResponse.FromString,
             options,
             channel_credentials,
             insecure,

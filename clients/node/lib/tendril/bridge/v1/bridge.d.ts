@@ -21,6 +21,12 @@ export interface GetJobResponse {
     } | undefined;
     /** Absolute path of the work dir (for information; use relative paths in requests). */
     workDir: string;
+    /**
+     * The folder, relative to the work dir, whose files are the job's results ("results"): the
+     * JobService keeps them when the job ends and its owner fetches them (JobService
+     * ListResults/FetchResult). Also in env TENDRIL_RESULTS_DIR.
+     */
+    resultsDir: string;
 }
 /** FetchResourceRequest names a resource. */
 export interface FetchResourceRequest {

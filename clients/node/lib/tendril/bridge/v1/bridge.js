@@ -59,7 +59,7 @@ exports.GetJobRequest = {
     },
 };
 function createBaseGetJobResponse() {
-    return { jobId: "", workerId: "", executor: undefined, config: undefined, workDir: "" };
+    return { jobId: "", workerId: "", executor: undefined, config: undefined, workDir: "", resultsDir: "" };
 }
 exports.GetJobResponse = {
     encode(message, writer = new wire_1.BinaryWriter()) {
@@ -77,6 +77,9 @@ exports.GetJobResponse = {
         }
         if (message.workDir !== "") {
             writer.uint32(42).string(message.workDir);
+        }
+        if (message.resultsDir !== "") {
+            writer.uint32(50).string(message.resultsDir);
         }
         return writer;
     },
@@ -128,6 +131,13 @@ exports.GetJobResponse = {
                         message.workDir = reader.string();
                         continue;
                     }
+                    case 6: {
+                        if (tag !== 50) {
+                            break;
+                        }
+                        message.resultsDir = reader.string();
+                        continue;
+                    }
                 }
                 if ((tag & 7) === 4 || tag === 0) {
                     break;
@@ -159,6 +169,11 @@ exports.GetJobResponse = {
                 : isSet(object.work_dir)
                     ? globalThis.String(object.work_dir)
                     : "",
+            resultsDir: isSet(object.resultsDir)
+                ? globalThis.String(object.resultsDir)
+                : isSet(object.results_dir)
+                    ? globalThis.String(object.results_dir)
+                    : "",
         };
     },
     toJSON(message) {
@@ -178,6 +193,9 @@ exports.GetJobResponse = {
         if (message.workDir !== "") {
             obj.workDir = message.workDir;
         }
+        if (message.resultsDir !== "") {
+            obj.resultsDir = message.resultsDir;
+        }
         return obj;
     },
     create(base) {
@@ -192,6 +210,7 @@ exports.GetJobResponse = {
             : undefined;
         message.config = object.config ?? undefined;
         message.workDir = object.workDir ?? "";
+        message.resultsDir = object.resultsDir ?? "";
         return message;
     },
 };

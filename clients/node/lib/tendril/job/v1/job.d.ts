@@ -137,6 +137,66 @@ export interface LogsResponse {
     /** Text (UTF-8, undecodable bytes replaced). */
     text: string;
 }
+/** ListResultsRequest names an ended job. */
+export interface ListResultsRequest {
+    /** Job id. */
+    jobId: string;
+}
+/** ResultFile is one file of a job's results. */
+export interface ResultFile {
+    /** Path relative to the results folder, '/'-separated. */
+    path: string;
+    /** Size in bytes. */
+    sizeBytes: number;
+    /** Hex sha256 of the content. */
+    sha256: string;
+}
+/** ResultsManifest lists a job's kept results. */
+export interface ResultsManifest {
+    /** Job id. */
+    jobId: string;
+    /** Every kept file, sorted by path. */
+    files: ResultFile[];
+    /** Sum of the files' sizes. */
+    totalBytes: number;
+    /** Entries that were not kept and why (e.g. "link.txt: a symbolic link"). */
+    skipped: string[];
+    /** When the results were kept (the job's clean-up). */
+    keptAt: Date | undefined;
+}
+/** ListResultsResponse returns the manifest. */
+export interface ListResultsResponse {
+    /** The manifest. */
+    manifest: ResultsManifest | undefined;
+}
+/** FetchResultRequest names one file and where to start. */
+export interface FetchResultRequest {
+    /** Job id. */
+    jobId: string;
+    /** The file's path as the manifest lists it. */
+    path: string;
+    /** First byte to send (0: the start); at most the file's size. */
+    offset: number;
+}
+/** FetchResultResponse is one chunk of the file. */
+export interface FetchResultResponse {
+    /** Offset of data in the file. */
+    offset: number;
+    /** At most 1 MiB of content (empty in the only chunk of an empty file or of an offset at the end). */
+    data: Buffer;
+    /** The file's size. */
+    sizeBytes: number;
+}
+/** DeleteResultsRequest names an ended job. */
+export interface DeleteResultsRequest {
+    /** Job id. */
+    jobId: string;
+}
+/** DeleteResultsResponse says what was deleted. */
+export interface DeleteResultsResponse {
+    /** Bytes of results freed (0 when they were gone already). */
+    freedBytes: number;
+}
 export declare const Job: MessageFns<Job>;
 export declare const Job_ProgressEntry: MessageFns<Job_ProgressEntry>;
 export declare const DispatchRequest: MessageFns<DispatchRequest>;
@@ -151,6 +211,14 @@ export declare const CancelRequest: MessageFns<CancelRequest>;
 export declare const CancelResponse: MessageFns<CancelResponse>;
 export declare const LogsRequest: MessageFns<LogsRequest>;
 export declare const LogsResponse: MessageFns<LogsResponse>;
+export declare const ListResultsRequest: MessageFns<ListResultsRequest>;
+export declare const ResultFile: MessageFns<ResultFile>;
+export declare const ResultsManifest: MessageFns<ResultsManifest>;
+export declare const ListResultsResponse: MessageFns<ListResultsResponse>;
+export declare const FetchResultRequest: MessageFns<FetchResultRequest>;
+export declare const FetchResultResponse: MessageFns<FetchResultResponse>;
+export declare const DeleteResultsRequest: MessageFns<DeleteResultsRequest>;
+export declare const DeleteResultsResponse: MessageFns<DeleteResultsResponse>;
 /**
  * JobService runs executors for the holders of leases: each job gets its own work dir,
  * its own job bridge and its own executor process.
@@ -287,6 +355,80 @@ export declare const JobServiceService: {
         readonly responseSerialize: (value: LogsResponse) => Buffer;
         readonly responseDeserialize: (value: Buffer) => LogsResponse;
     };
+    /**
+     * ListResults returns the manifest of an ended job's results: every regular file the executor
+     * left under results/ in its work dir (its relative path, size and sha256). When a job ends
+     * (in any end state) the JobService moves that folder out of the work dir to
+     * <state_dir>/results/job-<id>/ and builds the manifest; symbolic links and anything else that
+     * is not a regular file or a folder are not kept (listed in `skipped`). Results are deleted
+     * after job.keep_results_days, beyond job.keep_results_mib (oldest first) and by DeleteResults.
+     * Only the job's owner (the peer that dispatched it) may read them.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT BAD_JOB_ID: job_id is not a job id.
+     *   NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
+     *   PERMISSION_DENIED NOT_JOB_OWNER: the job belongs to another peer.
+     *   FAILED_PRECONDITION JOB_NOT_ENDED: the job is still pending or running; wait for its end
+     *     (Watch).
+     *   UNAVAILABLE RESULTS_NOT_READY: the job ended but its clean-up (which keeps the results)
+     *     failed and is retried; retry.
+     *   NOT_FOUND RESULTS_GONE: the results were deleted (DeleteResults, retention) or the job
+     *     left none that could be kept.
+     */
+    readonly listResults: {
+        readonly path: "/tendril.job.v1.JobService/ListResults";
+        readonly requestStream: false;
+        readonly responseStream: false;
+        readonly requestSerialize: (value: ListResultsRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => ListResultsRequest;
+        readonly responseSerialize: (value: ListResultsResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => ListResultsResponse;
+    };
+    /**
+     * FetchResult streams one file of an ended job's results from `offset` in chunks of at most
+     * 1 MiB, each with its offset; a broken download resumes with the offset it reached. Check the
+     * whole file against the manifest's sha256.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT BAD_JOB_ID: job_id is not a job id.
+     *   INVALID_ARGUMENT BAD_RESULT_PATH: path is empty, absolute, has an empty, '.' or '..'
+     *     component or a NUL, or is over 4096 bytes.
+     *   INVALID_ARGUMENT BAD_OFFSET: offset is past the file's end.
+     *   NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
+     *   PERMISSION_DENIED NOT_JOB_OWNER: the job belongs to another peer.
+     *   FAILED_PRECONDITION JOB_NOT_ENDED: the job is still pending or running.
+     *   UNAVAILABLE RESULTS_NOT_READY: the job's clean-up is being retried; retry.
+     *   NOT_FOUND RESULTS_GONE: the job's results were deleted.
+     *   NOT_FOUND RESULT_NOT_FOUND: the manifest lists no file at path.
+     */
+    readonly fetchResult: {
+        readonly path: "/tendril.job.v1.JobService/FetchResult";
+        readonly requestStream: false;
+        readonly responseStream: true;
+        readonly requestSerialize: (value: FetchResultRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => FetchResultRequest;
+        readonly responseSerialize: (value: FetchResultResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => FetchResultResponse;
+    };
+    /**
+     * DeleteResults deletes an ended job's kept results (owner only); deleting results that are
+     * already gone is not an error.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT BAD_JOB_ID: job_id is not a job id.
+     *   NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
+     *   PERMISSION_DENIED NOT_JOB_OWNER: the job belongs to another peer.
+     *   FAILED_PRECONDITION JOB_NOT_ENDED: the job is still pending or running.
+     */
+    readonly deleteResults: {
+        readonly path: "/tendril.job.v1.JobService/DeleteResults";
+        readonly requestStream: false;
+        readonly responseStream: false;
+        readonly requestSerialize: (value: DeleteResultsRequest) => Buffer;
+        readonly requestDeserialize: (value: Buffer) => DeleteResultsRequest;
+        readonly responseSerialize: (value: DeleteResultsResponse) => Buffer;
+        readonly responseDeserialize: (value: Buffer) => DeleteResultsResponse;
+    };
 };
 export interface JobServiceServer extends UntypedServiceImplementation {
     /**
@@ -371,6 +513,56 @@ export interface JobServiceServer extends UntypedServiceImplementation {
      *   NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
      */
     logs: handleServerStreamingCall<LogsRequest, LogsResponse>;
+    /**
+     * ListResults returns the manifest of an ended job's results: every regular file the executor
+     * left under results/ in its work dir (its relative path, size and sha256). When a job ends
+     * (in any end state) the JobService moves that folder out of the work dir to
+     * <state_dir>/results/job-<id>/ and builds the manifest; symbolic links and anything else that
+     * is not a regular file or a folder are not kept (listed in `skipped`). Results are deleted
+     * after job.keep_results_days, beyond job.keep_results_mib (oldest first) and by DeleteResults.
+     * Only the job's owner (the peer that dispatched it) may read them.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT BAD_JOB_ID: job_id is not a job id.
+     *   NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
+     *   PERMISSION_DENIED NOT_JOB_OWNER: the job belongs to another peer.
+     *   FAILED_PRECONDITION JOB_NOT_ENDED: the job is still pending or running; wait for its end
+     *     (Watch).
+     *   UNAVAILABLE RESULTS_NOT_READY: the job ended but its clean-up (which keeps the results)
+     *     failed and is retried; retry.
+     *   NOT_FOUND RESULTS_GONE: the results were deleted (DeleteResults, retention) or the job
+     *     left none that could be kept.
+     */
+    listResults: handleUnaryCall<ListResultsRequest, ListResultsResponse>;
+    /**
+     * FetchResult streams one file of an ended job's results from `offset` in chunks of at most
+     * 1 MiB, each with its offset; a broken download resumes with the offset it reached. Check the
+     * whole file against the manifest's sha256.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT BAD_JOB_ID: job_id is not a job id.
+     *   INVALID_ARGUMENT BAD_RESULT_PATH: path is empty, absolute, has an empty, '.' or '..'
+     *     component or a NUL, or is over 4096 bytes.
+     *   INVALID_ARGUMENT BAD_OFFSET: offset is past the file's end.
+     *   NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
+     *   PERMISSION_DENIED NOT_JOB_OWNER: the job belongs to another peer.
+     *   FAILED_PRECONDITION JOB_NOT_ENDED: the job is still pending or running.
+     *   UNAVAILABLE RESULTS_NOT_READY: the job's clean-up is being retried; retry.
+     *   NOT_FOUND RESULTS_GONE: the job's results were deleted.
+     *   NOT_FOUND RESULT_NOT_FOUND: the manifest lists no file at path.
+     */
+    fetchResult: handleServerStreamingCall<FetchResultRequest, FetchResultResponse>;
+    /**
+     * DeleteResults deletes an ended job's kept results (owner only); deleting results that are
+     * already gone is not an error.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT BAD_JOB_ID: job_id is not a job id.
+     *   NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
+     *   PERMISSION_DENIED NOT_JOB_OWNER: the job belongs to another peer.
+     *   FAILED_PRECONDITION JOB_NOT_ENDED: the job is still pending or running.
+     */
+    deleteResults: handleUnaryCall<DeleteResultsRequest, DeleteResultsResponse>;
 }
 export interface JobServiceClient extends Client {
     /**
@@ -465,6 +657,61 @@ export interface JobServiceClient extends Client {
      */
     logs(request: LogsRequest, options?: Partial<CallOptions>): ClientReadableStream<LogsResponse>;
     logs(request: LogsRequest, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<LogsResponse>;
+    /**
+     * ListResults returns the manifest of an ended job's results: every regular file the executor
+     * left under results/ in its work dir (its relative path, size and sha256). When a job ends
+     * (in any end state) the JobService moves that folder out of the work dir to
+     * <state_dir>/results/job-<id>/ and builds the manifest; symbolic links and anything else that
+     * is not a regular file or a folder are not kept (listed in `skipped`). Results are deleted
+     * after job.keep_results_days, beyond job.keep_results_mib (oldest first) and by DeleteResults.
+     * Only the job's owner (the peer that dispatched it) may read them.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT BAD_JOB_ID: job_id is not a job id.
+     *   NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
+     *   PERMISSION_DENIED NOT_JOB_OWNER: the job belongs to another peer.
+     *   FAILED_PRECONDITION JOB_NOT_ENDED: the job is still pending or running; wait for its end
+     *     (Watch).
+     *   UNAVAILABLE RESULTS_NOT_READY: the job ended but its clean-up (which keeps the results)
+     *     failed and is retried; retry.
+     *   NOT_FOUND RESULTS_GONE: the results were deleted (DeleteResults, retention) or the job
+     *     left none that could be kept.
+     */
+    listResults(request: ListResultsRequest, callback: (error: ServiceError | null, response: ListResultsResponse) => void): ClientUnaryCall;
+    listResults(request: ListResultsRequest, metadata: Metadata, callback: (error: ServiceError | null, response: ListResultsResponse) => void): ClientUnaryCall;
+    listResults(request: ListResultsRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: ListResultsResponse) => void): ClientUnaryCall;
+    /**
+     * FetchResult streams one file of an ended job's results from `offset` in chunks of at most
+     * 1 MiB, each with its offset; a broken download resumes with the offset it reached. Check the
+     * whole file against the manifest's sha256.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT BAD_JOB_ID: job_id is not a job id.
+     *   INVALID_ARGUMENT BAD_RESULT_PATH: path is empty, absolute, has an empty, '.' or '..'
+     *     component or a NUL, or is over 4096 bytes.
+     *   INVALID_ARGUMENT BAD_OFFSET: offset is past the file's end.
+     *   NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
+     *   PERMISSION_DENIED NOT_JOB_OWNER: the job belongs to another peer.
+     *   FAILED_PRECONDITION JOB_NOT_ENDED: the job is still pending or running.
+     *   UNAVAILABLE RESULTS_NOT_READY: the job's clean-up is being retried; retry.
+     *   NOT_FOUND RESULTS_GONE: the job's results were deleted.
+     *   NOT_FOUND RESULT_NOT_FOUND: the manifest lists no file at path.
+     */
+    fetchResult(request: FetchResultRequest, options?: Partial<CallOptions>): ClientReadableStream<FetchResultResponse>;
+    fetchResult(request: FetchResultRequest, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<FetchResultResponse>;
+    /**
+     * DeleteResults deletes an ended job's kept results (owner only); deleting results that are
+     * already gone is not an error.
+     *
+     * Errors:
+     *   INVALID_ARGUMENT BAD_JOB_ID: job_id is not a job id.
+     *   NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
+     *   PERMISSION_DENIED NOT_JOB_OWNER: the job belongs to another peer.
+     *   FAILED_PRECONDITION JOB_NOT_ENDED: the job is still pending or running.
+     */
+    deleteResults(request: DeleteResultsRequest, callback: (error: ServiceError | null, response: DeleteResultsResponse) => void): ClientUnaryCall;
+    deleteResults(request: DeleteResultsRequest, metadata: Metadata, callback: (error: ServiceError | null, response: DeleteResultsResponse) => void): ClientUnaryCall;
+    deleteResults(request: DeleteResultsRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: DeleteResultsResponse) => void): ClientUnaryCall;
 }
 export declare const JobServiceClient: {
     new (address: string, credentials: ChannelCredentials, options?: Partial<ClientOptions>): JobServiceClient;

@@ -47,6 +47,12 @@ export interface GetJobResponse {
     | undefined;
   /** Absolute path of the work dir (for information; use relative paths in requests). */
   workDir: string;
+  /**
+   * The folder, relative to the work dir, whose files are the job's results ("results"): the
+   * JobService keeps them when the job ends and its owner fetches them (JobService
+   * ListResults/FetchResult). Also in env TENDRIL_RESULTS_DIR.
+   */
+  resultsDir: string;
 }
 
 /** FetchResourceRequest names a resource. */
@@ -280,7 +286,7 @@ export const GetJobRequest: MessageFns<GetJobRequest> = {
 };
 
 function createBaseGetJobResponse(): GetJobResponse {
-  return { jobId: "", workerId: "", executor: undefined, config: undefined, workDir: "" };
+  return { jobId: "", workerId: "", executor: undefined, config: undefined, workDir: "", resultsDir: "" };
 }
 
 export const GetJobResponse: MessageFns<GetJobResponse> = {
@@ -299,6 +305,9 @@ export const GetJobResponse: MessageFns<GetJobResponse> = {
     }
     if (message.workDir !== "") {
       writer.uint32(42).string(message.workDir);
+    }
+    if (message.resultsDir !== "") {
+      writer.uint32(50).string(message.resultsDir);
     }
     return writer;
   },
@@ -356,6 +365,14 @@ export const GetJobResponse: MessageFns<GetJobResponse> = {
             message.workDir = reader.string();
             continue;
           }
+          case 6: {
+            if (tag !== 50) {
+              break;
+            }
+
+            message.resultsDir = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -387,6 +404,11 @@ export const GetJobResponse: MessageFns<GetJobResponse> = {
         : isSet(object.work_dir)
         ? globalThis.String(object.work_dir)
         : "",
+      resultsDir: isSet(object.resultsDir)
+        ? globalThis.String(object.resultsDir)
+        : isSet(object.results_dir)
+        ? globalThis.String(object.results_dir)
+        : "",
     };
   },
 
@@ -407,6 +429,9 @@ export const GetJobResponse: MessageFns<GetJobResponse> = {
     if (message.workDir !== "") {
       obj.workDir = message.workDir;
     }
+    if (message.resultsDir !== "") {
+      obj.resultsDir = message.resultsDir;
+    }
     return obj;
   },
 
@@ -422,6 +447,7 @@ export const GetJobResponse: MessageFns<GetJobResponse> = {
       : undefined;
     message.config = object.config ?? undefined;
     message.workDir = object.workDir ?? "";
+    message.resultsDir = object.resultsDir ?? "";
     return message;
   },
 };

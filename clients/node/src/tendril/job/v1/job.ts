@@ -227,6 +227,74 @@ export interface LogsResponse {
   text: string;
 }
 
+/** ListResultsRequest names an ended job. */
+export interface ListResultsRequest {
+  /** Job id. */
+  jobId: string;
+}
+
+/** ResultFile is one file of a job's results. */
+export interface ResultFile {
+  /** Path relative to the results folder, '/'-separated. */
+  path: string;
+  /** Size in bytes. */
+  sizeBytes: number;
+  /** Hex sha256 of the content. */
+  sha256: string;
+}
+
+/** ResultsManifest lists a job's kept results. */
+export interface ResultsManifest {
+  /** Job id. */
+  jobId: string;
+  /** Every kept file, sorted by path. */
+  files: ResultFile[];
+  /** Sum of the files' sizes. */
+  totalBytes: number;
+  /** Entries that were not kept and why (e.g. "link.txt: a symbolic link"). */
+  skipped: string[];
+  /** When the results were kept (the job's clean-up). */
+  keptAt: Date | undefined;
+}
+
+/** ListResultsResponse returns the manifest. */
+export interface ListResultsResponse {
+  /** The manifest. */
+  manifest: ResultsManifest | undefined;
+}
+
+/** FetchResultRequest names one file and where to start. */
+export interface FetchResultRequest {
+  /** Job id. */
+  jobId: string;
+  /** The file's path as the manifest lists it. */
+  path: string;
+  /** First byte to send (0: the start); at most the file's size. */
+  offset: number;
+}
+
+/** FetchResultResponse is one chunk of the file. */
+export interface FetchResultResponse {
+  /** Offset of data in the file. */
+  offset: number;
+  /** At most 1 MiB of content (empty in the only chunk of an empty file or of an offset at the end). */
+  data: Buffer;
+  /** The file's size. */
+  sizeBytes: number;
+}
+
+/** DeleteResultsRequest names an ended job. */
+export interface DeleteResultsRequest {
+  /** Job id. */
+  jobId: string;
+}
+
+/** DeleteResultsResponse says what was deleted. */
+export interface DeleteResultsResponse {
+  /** Bytes of results freed (0 when they were gone already). */
+  freedBytes: number;
+}
+
 function createBaseJob(): Job {
   return {
     jobId: "",
@@ -1661,6 +1729,754 @@ export const LogsResponse: MessageFns<LogsResponse> = {
   },
 };
 
+function createBaseListResultsRequest(): ListResultsRequest {
+  return { jobId: "" };
+}
+
+export const ListResultsRequest: MessageFns<ListResultsRequest> = {
+  encode(message: ListResultsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.jobId !== "") {
+      writer.uint32(10).string(message.jobId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListResultsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListResultsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.jobId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListResultsRequest {
+    return {
+      jobId: isSet(object.jobId)
+        ? globalThis.String(object.jobId)
+        : isSet(object.job_id)
+        ? globalThis.String(object.job_id)
+        : "",
+    };
+  },
+
+  toJSON(message: ListResultsRequest): unknown {
+    const obj: any = {};
+    if (message.jobId !== "") {
+      obj.jobId = message.jobId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListResultsRequest>, I>>(base?: I): ListResultsRequest {
+    return ListResultsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListResultsRequest>, I>>(object: I): ListResultsRequest {
+    const message = createBaseListResultsRequest();
+    message.jobId = object.jobId ?? "";
+    return message;
+  },
+};
+
+function createBaseResultFile(): ResultFile {
+  return { path: "", sizeBytes: 0, sha256: "" };
+}
+
+export const ResultFile: MessageFns<ResultFile> = {
+  encode(message: ResultFile, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.path !== "") {
+      writer.uint32(10).string(message.path);
+    }
+    if (message.sizeBytes !== 0) {
+      writer.uint32(16).uint64(message.sizeBytes);
+    }
+    if (message.sha256 !== "") {
+      writer.uint32(26).string(message.sha256);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ResultFile {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseResultFile();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.sizeBytes = longToNumber(reader.uint64());
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.sha256 = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ResultFile {
+    return {
+      path: isSet(object.path) ? globalThis.String(object.path) : "",
+      sizeBytes: isSet(object.sizeBytes)
+        ? globalThis.Number(object.sizeBytes)
+        : isSet(object.size_bytes)
+        ? globalThis.Number(object.size_bytes)
+        : 0,
+      sha256: isSet(object.sha256) ? globalThis.String(object.sha256) : "",
+    };
+  },
+
+  toJSON(message: ResultFile): unknown {
+    const obj: any = {};
+    if (message.path !== "") {
+      obj.path = message.path;
+    }
+    if (message.sizeBytes !== 0) {
+      obj.sizeBytes = Math.round(message.sizeBytes);
+    }
+    if (message.sha256 !== "") {
+      obj.sha256 = message.sha256;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ResultFile>, I>>(base?: I): ResultFile {
+    return ResultFile.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ResultFile>, I>>(object: I): ResultFile {
+    const message = createBaseResultFile();
+    message.path = object.path ?? "";
+    message.sizeBytes = object.sizeBytes ?? 0;
+    message.sha256 = object.sha256 ?? "";
+    return message;
+  },
+};
+
+function createBaseResultsManifest(): ResultsManifest {
+  return { jobId: "", files: [], totalBytes: 0, skipped: [], keptAt: undefined };
+}
+
+export const ResultsManifest: MessageFns<ResultsManifest> = {
+  encode(message: ResultsManifest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.jobId !== "") {
+      writer.uint32(10).string(message.jobId);
+    }
+    for (const v of message.files) {
+      ResultFile.encode(v!, writer.uint32(18).fork()).join();
+    }
+    if (message.totalBytes !== 0) {
+      writer.uint32(24).uint64(message.totalBytes);
+    }
+    for (const v of message.skipped) {
+      writer.uint32(34).string(v!);
+    }
+    if (message.keptAt !== undefined) {
+      Timestamp.encode(toTimestamp(message.keptAt), writer.uint32(42).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ResultsManifest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseResultsManifest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.jobId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.files.push(ResultFile.decode(reader, reader.uint32()));
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.totalBytes = longToNumber(reader.uint64());
+            continue;
+          }
+          case 4: {
+            if (tag !== 34) {
+              break;
+            }
+
+            message.skipped.push(reader.string());
+            continue;
+          }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.keptAt = fromTimestamp(Timestamp.decode(reader, reader.uint32()));
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ResultsManifest {
+    return {
+      jobId: isSet(object.jobId)
+        ? globalThis.String(object.jobId)
+        : isSet(object.job_id)
+        ? globalThis.String(object.job_id)
+        : "",
+      files: globalThis.Array.isArray(object?.files) ? object.files.map((e: any) => ResultFile.fromJSON(e)) : [],
+      totalBytes: isSet(object.totalBytes)
+        ? globalThis.Number(object.totalBytes)
+        : isSet(object.total_bytes)
+        ? globalThis.Number(object.total_bytes)
+        : 0,
+      skipped: globalThis.Array.isArray(object?.skipped) ? object.skipped.map((e: any) => globalThis.String(e)) : [],
+      keptAt: isSet(object.keptAt)
+        ? fromJsonTimestamp(object.keptAt)
+        : isSet(object.kept_at)
+        ? fromJsonTimestamp(object.kept_at)
+        : undefined,
+    };
+  },
+
+  toJSON(message: ResultsManifest): unknown {
+    const obj: any = {};
+    if (message.jobId !== "") {
+      obj.jobId = message.jobId;
+    }
+    if (message.files?.length) {
+      obj.files = message.files.map((e) => ResultFile.toJSON(e));
+    }
+    if (message.totalBytes !== 0) {
+      obj.totalBytes = Math.round(message.totalBytes);
+    }
+    if (message.skipped?.length) {
+      obj.skipped = message.skipped;
+    }
+    if (message.keptAt !== undefined) {
+      obj.keptAt = message.keptAt.toISOString();
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ResultsManifest>, I>>(base?: I): ResultsManifest {
+    return ResultsManifest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ResultsManifest>, I>>(object: I): ResultsManifest {
+    const message = createBaseResultsManifest();
+    message.jobId = object.jobId ?? "";
+    message.files = object.files?.map((e) => ResultFile.fromPartial(e)) || [];
+    message.totalBytes = object.totalBytes ?? 0;
+    message.skipped = object.skipped?.map((e) => e) || [];
+    message.keptAt = object.keptAt ?? undefined;
+    return message;
+  },
+};
+
+function createBaseListResultsResponse(): ListResultsResponse {
+  return { manifest: undefined };
+}
+
+export const ListResultsResponse: MessageFns<ListResultsResponse> = {
+  encode(message: ListResultsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.manifest !== undefined) {
+      ResultsManifest.encode(message.manifest, writer.uint32(10).fork()).join();
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): ListResultsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseListResultsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.manifest = ResultsManifest.decode(reader, reader.uint32());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): ListResultsResponse {
+    return { manifest: isSet(object.manifest) ? ResultsManifest.fromJSON(object.manifest) : undefined };
+  },
+
+  toJSON(message: ListResultsResponse): unknown {
+    const obj: any = {};
+    if (message.manifest !== undefined) {
+      obj.manifest = ResultsManifest.toJSON(message.manifest);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<ListResultsResponse>, I>>(base?: I): ListResultsResponse {
+    return ListResultsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<ListResultsResponse>, I>>(object: I): ListResultsResponse {
+    const message = createBaseListResultsResponse();
+    message.manifest = (object.manifest !== undefined && object.manifest !== null)
+      ? ResultsManifest.fromPartial(object.manifest)
+      : undefined;
+    return message;
+  },
+};
+
+function createBaseFetchResultRequest(): FetchResultRequest {
+  return { jobId: "", path: "", offset: 0 };
+}
+
+export const FetchResultRequest: MessageFns<FetchResultRequest> = {
+  encode(message: FetchResultRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.jobId !== "") {
+      writer.uint32(10).string(message.jobId);
+    }
+    if (message.path !== "") {
+      writer.uint32(18).string(message.path);
+    }
+    if (message.offset !== 0) {
+      writer.uint32(24).uint64(message.offset);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FetchResultRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFetchResultRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.jobId = reader.string();
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.path = reader.string();
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.offset = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FetchResultRequest {
+    return {
+      jobId: isSet(object.jobId)
+        ? globalThis.String(object.jobId)
+        : isSet(object.job_id)
+        ? globalThis.String(object.job_id)
+        : "",
+      path: isSet(object.path) ? globalThis.String(object.path) : "",
+      offset: isSet(object.offset) ? globalThis.Number(object.offset) : 0,
+    };
+  },
+
+  toJSON(message: FetchResultRequest): unknown {
+    const obj: any = {};
+    if (message.jobId !== "") {
+      obj.jobId = message.jobId;
+    }
+    if (message.path !== "") {
+      obj.path = message.path;
+    }
+    if (message.offset !== 0) {
+      obj.offset = Math.round(message.offset);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<FetchResultRequest>, I>>(base?: I): FetchResultRequest {
+    return FetchResultRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FetchResultRequest>, I>>(object: I): FetchResultRequest {
+    const message = createBaseFetchResultRequest();
+    message.jobId = object.jobId ?? "";
+    message.path = object.path ?? "";
+    message.offset = object.offset ?? 0;
+    return message;
+  },
+};
+
+function createBaseFetchResultResponse(): FetchResultResponse {
+  return { offset: 0, data: Buffer.alloc(0), sizeBytes: 0 };
+}
+
+export const FetchResultResponse: MessageFns<FetchResultResponse> = {
+  encode(message: FetchResultResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.offset !== 0) {
+      writer.uint32(8).uint64(message.offset);
+    }
+    if (message.data.length !== 0) {
+      writer.uint32(18).bytes(message.data);
+    }
+    if (message.sizeBytes !== 0) {
+      writer.uint32(24).uint64(message.sizeBytes);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): FetchResultResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseFetchResultResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.offset = longToNumber(reader.uint64());
+            continue;
+          }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.data = Buffer.from(reader.bytes());
+            continue;
+          }
+          case 3: {
+            if (tag !== 24) {
+              break;
+            }
+
+            message.sizeBytes = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): FetchResultResponse {
+    return {
+      offset: isSet(object.offset) ? globalThis.Number(object.offset) : 0,
+      data: isSet(object.data) ? Buffer.from(bytesFromBase64(object.data)) : Buffer.alloc(0),
+      sizeBytes: isSet(object.sizeBytes)
+        ? globalThis.Number(object.sizeBytes)
+        : isSet(object.size_bytes)
+        ? globalThis.Number(object.size_bytes)
+        : 0,
+    };
+  },
+
+  toJSON(message: FetchResultResponse): unknown {
+    const obj: any = {};
+    if (message.offset !== 0) {
+      obj.offset = Math.round(message.offset);
+    }
+    if (message.data.length !== 0) {
+      obj.data = base64FromBytes(message.data);
+    }
+    if (message.sizeBytes !== 0) {
+      obj.sizeBytes = Math.round(message.sizeBytes);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<FetchResultResponse>, I>>(base?: I): FetchResultResponse {
+    return FetchResultResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<FetchResultResponse>, I>>(object: I): FetchResultResponse {
+    const message = createBaseFetchResultResponse();
+    message.offset = object.offset ?? 0;
+    message.data = object.data ?? Buffer.alloc(0);
+    message.sizeBytes = object.sizeBytes ?? 0;
+    return message;
+  },
+};
+
+function createBaseDeleteResultsRequest(): DeleteResultsRequest {
+  return { jobId: "" };
+}
+
+export const DeleteResultsRequest: MessageFns<DeleteResultsRequest> = {
+  encode(message: DeleteResultsRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.jobId !== "") {
+      writer.uint32(10).string(message.jobId);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteResultsRequest {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteResultsRequest();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 10) {
+              break;
+            }
+
+            message.jobId = reader.string();
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeleteResultsRequest {
+    return {
+      jobId: isSet(object.jobId)
+        ? globalThis.String(object.jobId)
+        : isSet(object.job_id)
+        ? globalThis.String(object.job_id)
+        : "",
+    };
+  },
+
+  toJSON(message: DeleteResultsRequest): unknown {
+    const obj: any = {};
+    if (message.jobId !== "") {
+      obj.jobId = message.jobId;
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DeleteResultsRequest>, I>>(base?: I): DeleteResultsRequest {
+    return DeleteResultsRequest.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DeleteResultsRequest>, I>>(object: I): DeleteResultsRequest {
+    const message = createBaseDeleteResultsRequest();
+    message.jobId = object.jobId ?? "";
+    return message;
+  },
+};
+
+function createBaseDeleteResultsResponse(): DeleteResultsResponse {
+  return { freedBytes: 0 };
+}
+
+export const DeleteResultsResponse: MessageFns<DeleteResultsResponse> = {
+  encode(message: DeleteResultsResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
+    if (message.freedBytes !== 0) {
+      writer.uint32(8).uint64(message.freedBytes);
+    }
+    return writer;
+  },
+
+  decode(input: BinaryReader | Uint8Array, length?: number): DeleteResultsResponse {
+    const reader = input instanceof BinaryReader ? input : new BinaryReader(input);
+    const previousRecursionDepth = (reader as any).__tsProtoDecodeDepth ?? 0;
+    if (previousRecursionDepth >= 100) {
+      throw new globalThis.Error("protobuf decode recursion limit exceeded");
+    }
+    (reader as any).__tsProtoDecodeDepth = previousRecursionDepth + 1;
+    try {
+      const end = length === undefined ? reader.len : reader.pos + length;
+      const message = createBaseDeleteResultsResponse();
+      while (reader.pos < end) {
+        const tag = reader.uint32();
+        switch (tag >>> 3) {
+          case 1: {
+            if (tag !== 8) {
+              break;
+            }
+
+            message.freedBytes = longToNumber(reader.uint64());
+            continue;
+          }
+        }
+        if ((tag & 7) === 4 || tag === 0) {
+          break;
+        }
+        reader.skip(tag & 7);
+      }
+      return message;
+    } finally {
+      (reader as any).__tsProtoDecodeDepth = previousRecursionDepth;
+    }
+  },
+
+  fromJSON(object: any): DeleteResultsResponse {
+    return {
+      freedBytes: isSet(object.freedBytes)
+        ? globalThis.Number(object.freedBytes)
+        : isSet(object.freed_bytes)
+        ? globalThis.Number(object.freed_bytes)
+        : 0,
+    };
+  },
+
+  toJSON(message: DeleteResultsResponse): unknown {
+    const obj: any = {};
+    if (message.freedBytes !== 0) {
+      obj.freedBytes = Math.round(message.freedBytes);
+    }
+    return obj;
+  },
+
+  create<I extends Exact<DeepPartial<DeleteResultsResponse>, I>>(base?: I): DeleteResultsResponse {
+    return DeleteResultsResponse.fromPartial(base ?? ({} as any));
+  },
+  fromPartial<I extends Exact<DeepPartial<DeleteResultsResponse>, I>>(object: I): DeleteResultsResponse {
+    const message = createBaseDeleteResultsResponse();
+    message.freedBytes = object.freedBytes ?? 0;
+    return message;
+  },
+};
+
 /**
  * JobService runs executors for the holders of leases: each job gets its own work dir,
  * its own job bridge and its own executor process.
@@ -1797,6 +2613,81 @@ export const JobServiceService = {
     responseSerialize: (value: LogsResponse): Buffer => Buffer.from(LogsResponse.encode(value).finish()),
     responseDeserialize: (value: Buffer): LogsResponse => LogsResponse.decode(value),
   },
+  /**
+   * ListResults returns the manifest of an ended job's results: every regular file the executor
+   * left under results/ in its work dir (its relative path, size and sha256). When a job ends
+   * (in any end state) the JobService moves that folder out of the work dir to
+   * <state_dir>/results/job-<id>/ and builds the manifest; symbolic links and anything else that
+   * is not a regular file or a folder are not kept (listed in `skipped`). Results are deleted
+   * after job.keep_results_days, beyond job.keep_results_mib (oldest first) and by DeleteResults.
+   * Only the job's owner (the peer that dispatched it) may read them.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT BAD_JOB_ID: job_id is not a job id.
+   *   NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
+   *   PERMISSION_DENIED NOT_JOB_OWNER: the job belongs to another peer.
+   *   FAILED_PRECONDITION JOB_NOT_ENDED: the job is still pending or running; wait for its end
+   *     (Watch).
+   *   UNAVAILABLE RESULTS_NOT_READY: the job ended but its clean-up (which keeps the results)
+   *     failed and is retried; retry.
+   *   NOT_FOUND RESULTS_GONE: the results were deleted (DeleteResults, retention) or the job
+   *     left none that could be kept.
+   */
+  listResults: {
+    path: "/tendril.job.v1.JobService/ListResults" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: ListResultsRequest): Buffer => Buffer.from(ListResultsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): ListResultsRequest => ListResultsRequest.decode(value),
+    responseSerialize: (value: ListResultsResponse): Buffer => Buffer.from(ListResultsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): ListResultsResponse => ListResultsResponse.decode(value),
+  },
+  /**
+   * FetchResult streams one file of an ended job's results from `offset` in chunks of at most
+   * 1 MiB, each with its offset; a broken download resumes with the offset it reached. Check the
+   * whole file against the manifest's sha256.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT BAD_JOB_ID: job_id is not a job id.
+   *   INVALID_ARGUMENT BAD_RESULT_PATH: path is empty, absolute, has an empty, '.' or '..'
+   *     component or a NUL, or is over 4096 bytes.
+   *   INVALID_ARGUMENT BAD_OFFSET: offset is past the file's end.
+   *   NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
+   *   PERMISSION_DENIED NOT_JOB_OWNER: the job belongs to another peer.
+   *   FAILED_PRECONDITION JOB_NOT_ENDED: the job is still pending or running.
+   *   UNAVAILABLE RESULTS_NOT_READY: the job's clean-up is being retried; retry.
+   *   NOT_FOUND RESULTS_GONE: the job's results were deleted.
+   *   NOT_FOUND RESULT_NOT_FOUND: the manifest lists no file at path.
+   */
+  fetchResult: {
+    path: "/tendril.job.v1.JobService/FetchResult" as const,
+    requestStream: false as const,
+    responseStream: true as const,
+    requestSerialize: (value: FetchResultRequest): Buffer => Buffer.from(FetchResultRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): FetchResultRequest => FetchResultRequest.decode(value),
+    responseSerialize: (value: FetchResultResponse): Buffer => Buffer.from(FetchResultResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): FetchResultResponse => FetchResultResponse.decode(value),
+  },
+  /**
+   * DeleteResults deletes an ended job's kept results (owner only); deleting results that are
+   * already gone is not an error.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT BAD_JOB_ID: job_id is not a job id.
+   *   NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
+   *   PERMISSION_DENIED NOT_JOB_OWNER: the job belongs to another peer.
+   *   FAILED_PRECONDITION JOB_NOT_ENDED: the job is still pending or running.
+   */
+  deleteResults: {
+    path: "/tendril.job.v1.JobService/DeleteResults" as const,
+    requestStream: false as const,
+    responseStream: false as const,
+    requestSerialize: (value: DeleteResultsRequest): Buffer => Buffer.from(DeleteResultsRequest.encode(value).finish()),
+    requestDeserialize: (value: Buffer): DeleteResultsRequest => DeleteResultsRequest.decode(value),
+    responseSerialize: (value: DeleteResultsResponse): Buffer =>
+      Buffer.from(DeleteResultsResponse.encode(value).finish()),
+    responseDeserialize: (value: Buffer): DeleteResultsResponse => DeleteResultsResponse.decode(value),
+  },
 } as const;
 
 export interface JobServiceServer extends UntypedServiceImplementation {
@@ -1882,6 +2773,56 @@ export interface JobServiceServer extends UntypedServiceImplementation {
    *   NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
    */
   logs: handleServerStreamingCall<LogsRequest, LogsResponse>;
+  /**
+   * ListResults returns the manifest of an ended job's results: every regular file the executor
+   * left under results/ in its work dir (its relative path, size and sha256). When a job ends
+   * (in any end state) the JobService moves that folder out of the work dir to
+   * <state_dir>/results/job-<id>/ and builds the manifest; symbolic links and anything else that
+   * is not a regular file or a folder are not kept (listed in `skipped`). Results are deleted
+   * after job.keep_results_days, beyond job.keep_results_mib (oldest first) and by DeleteResults.
+   * Only the job's owner (the peer that dispatched it) may read them.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT BAD_JOB_ID: job_id is not a job id.
+   *   NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
+   *   PERMISSION_DENIED NOT_JOB_OWNER: the job belongs to another peer.
+   *   FAILED_PRECONDITION JOB_NOT_ENDED: the job is still pending or running; wait for its end
+   *     (Watch).
+   *   UNAVAILABLE RESULTS_NOT_READY: the job ended but its clean-up (which keeps the results)
+   *     failed and is retried; retry.
+   *   NOT_FOUND RESULTS_GONE: the results were deleted (DeleteResults, retention) or the job
+   *     left none that could be kept.
+   */
+  listResults: handleUnaryCall<ListResultsRequest, ListResultsResponse>;
+  /**
+   * FetchResult streams one file of an ended job's results from `offset` in chunks of at most
+   * 1 MiB, each with its offset; a broken download resumes with the offset it reached. Check the
+   * whole file against the manifest's sha256.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT BAD_JOB_ID: job_id is not a job id.
+   *   INVALID_ARGUMENT BAD_RESULT_PATH: path is empty, absolute, has an empty, '.' or '..'
+   *     component or a NUL, or is over 4096 bytes.
+   *   INVALID_ARGUMENT BAD_OFFSET: offset is past the file's end.
+   *   NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
+   *   PERMISSION_DENIED NOT_JOB_OWNER: the job belongs to another peer.
+   *   FAILED_PRECONDITION JOB_NOT_ENDED: the job is still pending or running.
+   *   UNAVAILABLE RESULTS_NOT_READY: the job's clean-up is being retried; retry.
+   *   NOT_FOUND RESULTS_GONE: the job's results were deleted.
+   *   NOT_FOUND RESULT_NOT_FOUND: the manifest lists no file at path.
+   */
+  fetchResult: handleServerStreamingCall<FetchResultRequest, FetchResultResponse>;
+  /**
+   * DeleteResults deletes an ended job's kept results (owner only); deleting results that are
+   * already gone is not an error.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT BAD_JOB_ID: job_id is not a job id.
+   *   NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
+   *   PERMISSION_DENIED NOT_JOB_OWNER: the job belongs to another peer.
+   *   FAILED_PRECONDITION JOB_NOT_ENDED: the job is still pending or running.
+   */
+  deleteResults: handleUnaryCall<DeleteResultsRequest, DeleteResultsResponse>;
 }
 
 export interface JobServiceClient extends Client {
@@ -2023,6 +2964,89 @@ export interface JobServiceClient extends Client {
    */
   logs(request: LogsRequest, options?: Partial<CallOptions>): ClientReadableStream<LogsResponse>;
   logs(request: LogsRequest, metadata?: Metadata, options?: Partial<CallOptions>): ClientReadableStream<LogsResponse>;
+  /**
+   * ListResults returns the manifest of an ended job's results: every regular file the executor
+   * left under results/ in its work dir (its relative path, size and sha256). When a job ends
+   * (in any end state) the JobService moves that folder out of the work dir to
+   * <state_dir>/results/job-<id>/ and builds the manifest; symbolic links and anything else that
+   * is not a regular file or a folder are not kept (listed in `skipped`). Results are deleted
+   * after job.keep_results_days, beyond job.keep_results_mib (oldest first) and by DeleteResults.
+   * Only the job's owner (the peer that dispatched it) may read them.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT BAD_JOB_ID: job_id is not a job id.
+   *   NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
+   *   PERMISSION_DENIED NOT_JOB_OWNER: the job belongs to another peer.
+   *   FAILED_PRECONDITION JOB_NOT_ENDED: the job is still pending or running; wait for its end
+   *     (Watch).
+   *   UNAVAILABLE RESULTS_NOT_READY: the job ended but its clean-up (which keeps the results)
+   *     failed and is retried; retry.
+   *   NOT_FOUND RESULTS_GONE: the results were deleted (DeleteResults, retention) or the job
+   *     left none that could be kept.
+   */
+  listResults(
+    request: ListResultsRequest,
+    callback: (error: ServiceError | null, response: ListResultsResponse) => void,
+  ): ClientUnaryCall;
+  listResults(
+    request: ListResultsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: ListResultsResponse) => void,
+  ): ClientUnaryCall;
+  listResults(
+    request: ListResultsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: ListResultsResponse) => void,
+  ): ClientUnaryCall;
+  /**
+   * FetchResult streams one file of an ended job's results from `offset` in chunks of at most
+   * 1 MiB, each with its offset; a broken download resumes with the offset it reached. Check the
+   * whole file against the manifest's sha256.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT BAD_JOB_ID: job_id is not a job id.
+   *   INVALID_ARGUMENT BAD_RESULT_PATH: path is empty, absolute, has an empty, '.' or '..'
+   *     component or a NUL, or is over 4096 bytes.
+   *   INVALID_ARGUMENT BAD_OFFSET: offset is past the file's end.
+   *   NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
+   *   PERMISSION_DENIED NOT_JOB_OWNER: the job belongs to another peer.
+   *   FAILED_PRECONDITION JOB_NOT_ENDED: the job is still pending or running.
+   *   UNAVAILABLE RESULTS_NOT_READY: the job's clean-up is being retried; retry.
+   *   NOT_FOUND RESULTS_GONE: the job's results were deleted.
+   *   NOT_FOUND RESULT_NOT_FOUND: the manifest lists no file at path.
+   */
+  fetchResult(request: FetchResultRequest, options?: Partial<CallOptions>): ClientReadableStream<FetchResultResponse>;
+  fetchResult(
+    request: FetchResultRequest,
+    metadata?: Metadata,
+    options?: Partial<CallOptions>,
+  ): ClientReadableStream<FetchResultResponse>;
+  /**
+   * DeleteResults deletes an ended job's kept results (owner only); deleting results that are
+   * already gone is not an error.
+   *
+   * Errors:
+   *   INVALID_ARGUMENT BAD_JOB_ID: job_id is not a job id.
+   *   NOT_FOUND JOB_NOT_FOUND: no job with that id on this worker.
+   *   PERMISSION_DENIED NOT_JOB_OWNER: the job belongs to another peer.
+   *   FAILED_PRECONDITION JOB_NOT_ENDED: the job is still pending or running.
+   */
+  deleteResults(
+    request: DeleteResultsRequest,
+    callback: (error: ServiceError | null, response: DeleteResultsResponse) => void,
+  ): ClientUnaryCall;
+  deleteResults(
+    request: DeleteResultsRequest,
+    metadata: Metadata,
+    callback: (error: ServiceError | null, response: DeleteResultsResponse) => void,
+  ): ClientUnaryCall;
+  deleteResults(
+    request: DeleteResultsRequest,
+    metadata: Metadata,
+    options: Partial<CallOptions>,
+    callback: (error: ServiceError | null, response: DeleteResultsResponse) => void,
+  ): ClientUnaryCall;
 }
 
 export const JobServiceClient = makeGenericClientConstructor(
@@ -2033,6 +3057,14 @@ export const JobServiceClient = makeGenericClientConstructor(
   service: typeof JobServiceService;
   serviceName: string;
 };
+
+function bytesFromBase64(b64: string): Uint8Array {
+  return Uint8Array.from(globalThis.Buffer.from(b64, "base64"));
+}
+
+function base64FromBytes(arr: Uint8Array): string {
+  return globalThis.Buffer.from(arr).toString("base64");
+}
 
 function floatToJson(value: number | null | undefined): number | string | null | undefined {
   return typeof value === "number" && !globalThis.Number.isFinite(value) ? globalThis.String(value) : value;
@@ -2070,6 +3102,17 @@ function fromJsonTimestamp(o: any): Date {
   } else {
     return fromTimestamp(Timestamp.fromJSON(o));
   }
+}
+
+function longToNumber(int64: { toString(): string }): number {
+  const num = globalThis.Number(int64.toString());
+  if (num > globalThis.Number.MAX_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is larger than Number.MAX_SAFE_INTEGER");
+  }
+  if (num < globalThis.Number.MIN_SAFE_INTEGER) {
+    throw new globalThis.Error("Value is smaller than Number.MIN_SAFE_INTEGER");
+  }
+  return num;
 }
 
 function isObject(value: any): boolean {

@@ -1,0 +1,1 @@
+export * as v1 from "./index.tendril.submit.v1";

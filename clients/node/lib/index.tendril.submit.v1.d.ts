@@ -1,0 +1,1 @@
+export * from "./tendril/submit/v1/submit";
