@@ -366,3 +366,10 @@ def test_entry_turns_an_inference_error_into_error_txt(tmp_path: Path, monkeypat
     assert run_entry("inference", args, configure("test"), body, failures=(InferenceError,)) == 1
     assert read_error(tmp_path) == "prompts.jsonl line 2: prompt must be a non-empty string (BAD_PROMPTS)"
     assert run_entry("inference", argparse.Namespace(socket=""), configure("test"), body) == 2
+
+
+def test_the_worker_runs_it_by_default() -> None:
+    from tendril.core.config import default_executors
+
+    shipped = {(e.executor_class, e.name): e.command for e in default_executors()}
+    assert shipped[("inference", "generate")] == ["{PYTHON}", "-m", "tendril_inference", "--socket", "{SOCKET_PATH}"]
