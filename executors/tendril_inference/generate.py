@@ -122,7 +122,7 @@ class Generator:
         for candidate in (
             tokenizer.eos_token_id,
             getattr(generation, "pad_token_id", None),
-            model.config.pad_token_id,
+            getattr(model.config, "pad_token_id", None),
             next(iter(sorted(self.eos_ids)), None),
         ):
             if pad is None and candidate is not None:

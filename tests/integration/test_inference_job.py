@@ -43,7 +43,8 @@ async def worker(tmp_path: Path) -> AsyncIterator[Worker]:
 
 async def dispatch(worker: Worker, job_id: str, lease_id: str, coordinator: str, **config: Any) -> None:
     values = struct_pb2.Struct()
-    values.update(config)
+    # NOTE: one thread: on a busy 2-core machine torch's threads spin for each other.
+    values.update({"torch_threads": 1, **config})
     request = job_pb2.DispatchRequest(
         job_id=job_id, lease_id=lease_id, executor=INFERENCE, config=values, coordinator_address=coordinator
     )

@@ -9,6 +9,7 @@ import json
 import shutil
 import threading
 import urllib.parse
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -192,12 +193,21 @@ def test_device_follows_the_leases_gpus_and_dtype_the_device() -> None:
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+def models(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Path]]:
+    import torch
+
+    # NOTE: one thread: on a busy machine torch's threads spin for each other, and a model this
+    # small generates tens of times slower with two than with one.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("models")
-    return {
-        "gpt2": make_tiny_lm(root / "gpt2", chat_template=True, n_positions=32),
-        "t5": make_tiny_lm(root / "t5", kind="t5"),
-    }
+    try:
+        yield {
+            "gpt2": make_tiny_lm(root / "gpt2", chat_template=True, n_positions=32),
+            "t5": make_tiny_lm(root / "t5", kind="t5"),
+        }
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _generator(folder: Path, stop: threading.Event | None = None) -> Generator:
@@ -290,7 +300,13 @@ class FakeBridge:
 def _job(tmp_path: Path, model: Path, *texts: str, **over: Any) -> tuple[Any, FakeBridge]:
     prompts = tmp_path / "prompts.jsonl"
     prompts.write_text("\n".join(json.dumps({"prompt": t, "id": f"p{i}"}) for i, t in enumerate(texts)) + "\n")
-    raw = {"model": {"source": f"file://{model}"}, "prompts": f"file://{prompts}", "max_new_tokens": 4, **over}
+    raw = {
+        "model": {"source": f"file://{model}"},
+        "prompts": f"file://{prompts}",
+        "max_new_tokens": 4,
+        "torch_threads": 1,
+        **over,
+    }
     work = tmp_path / "work"
     work.mkdir()
     return parse_config(raw), FakeBridge(work)
