@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import json
 import shutil
 import threading
@@ -389,3 +390,28 @@ def test_the_worker_runs_it_by_default() -> None:
 
     shipped = {(e.executor_class, e.name): e.command for e in default_executors()}
     assert shipped[("inference", "generate")] == ["{PYTHON}", "-m", "tendril_inference", "--socket", "{SOCKET_PATH}"]
+
+
+def test_an_archive_source_brings_its_own_tokenizer(tmp_path: Path, models: dict[str, Path]) -> None:
+    from tendril.data_node.models import pack_checkpoint
+
+    archive = tmp_path / "model.tar"
+    packed = pack_checkpoint(models["gpt2"], archive)
+    assert "tokenizer.json" in packed
+    config, bridge = _job(tmp_path, archive, "the quick", "a")
+    asyncio.run(run_job(config, bridge, configure("test")))
+    assert bridge.fetched == [config.prompts, f"file://{archive}"], "one file: the archive (tokenizer inside)"
+    assert len((bridge.work_dir / "results" / GENERATIONS).read_text().splitlines()) == 2
+
+
+def test_remote_code_is_refused_before_anything_is_fetched_but_the_prompts(
+    tmp_path: Path, models: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TENDRIL_ALLOW_REMOTE_CODE", "0")
+    config, bridge = _job(tmp_path, models["gpt2"], "a")
+    config = parse_config({**_config(), "model": {"source": f"file://{models['gpt2']}", "trust_remote_code": True}})
+    config = dataclasses.replace(config, prompts=f"file://{tmp_path / 'prompts.jsonl'}")
+    with pytest.raises(ModelError) as caught:
+        asyncio.run(run_job(config, bridge, configure("test")))
+    assert caught.value.reason == ModelReason.REMOTE_CODE_REFUSED
+    assert bridge.fetched == [config.prompts]
