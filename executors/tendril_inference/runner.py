@@ -155,7 +155,7 @@ async def run_job(
     tokenizer = await asyncio.to_thread(
         load_tokenizer, tokenizer_dir, trust_remote_code=trust, where=config.tokenizer or config.model.source
     )
-    model = await asyncio.to_thread(
+    model: Any = await asyncio.to_thread(
         build_model,
         config.model,
         _data_spec(config, tokenizer),

@@ -75,9 +75,10 @@ def run(
         write_error(work_dir, message)
         return 1
 
+    expected: tuple[type[Exception], ...] = (ModelError, *failures)
     try:
         return asyncio.run(guarded())
-    except (ModelError, *failures) as exc:
+    except expected as exc:
         message, reason = getattr(exc, "message", str(exc)), str(getattr(exc, "reason", ""))
         log.error("job.failed", error=message, reason=reason)
         return failed(f"{message} ({reason})")
