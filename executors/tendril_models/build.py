@@ -32,6 +32,7 @@ __all__ = [
     "SAFETENSORS_WEIGHTS",
     "build_model",
     "remote_code_allowed",
+    "remote_code_trusted",
 ]
 
 SAFETENSORS_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
@@ -69,6 +70,14 @@ def _trust(spec: ModelSpec, allow_remote_code: bool) -> bool:
             reason=ModelReason.REMOTE_CODE_REFUSED,
         )
     return spec.trust_remote_code
+
+
+def remote_code_trusted(spec: ModelSpec, allow_remote_code: bool) -> bool:
+    """Whether the model's own code runs: the job asks for it and the worker allows it.
+
+    ModelError(REMOTE_CODE_REFUSED) when the job asks for it and the worker does not allow it.
+    """
+    return _trust(spec, allow_remote_code)
 
 
 def _image_shape(data: DataSpec) -> tuple[int, int] | None:

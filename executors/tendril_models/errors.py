@@ -21,6 +21,8 @@ class ModelReason(enum.StrEnum):
     BAD_ARCHIVE = "BAD_ARCHIVE"  # an archive cannot be read, or a member would land outside its folder
     INPUT_MISSING = "INPUT_MISSING"  # a batch lacks a tensor the task needs
     BAD_SLICE = "BAD_SLICE"  # a slice file cannot be read as SafeTensors, or holds no examples
+    TOKENIZER_NOT_FOUND = "TOKENIZER_NOT_FOUND"  # the model's tokenizer files are missing (folder, archive or URI)
+    BAD_TOKENIZER = "BAD_TOKENIZER"  # the tokenizer files exist but transformers cannot load them
 
 
 class ModelError(Exception):

@@ -16,6 +16,7 @@ FIRST_PARTY = (
     "tendril_aggregate",
     "tendril_diloco",
     "tendril_example",
+    "tendril_inference",
     "tendril_models",
     "bench",
     "tests",

@@ -424,6 +424,7 @@ def default_executors() -> list[ExecutorConfig]:
         ExecutorConfig("train", "diloco", [py, "-m", "tendril_diloco", "--socket", "{SOCKET_PATH}"]),
         ExecutorConfig("aggregate", "diloco", [py, "-m", "tendril_aggregate", "--socket", "{SOCKET_PATH}"]),
         ExecutorConfig("eval", "diloco", [py, "-m", "tendril_diloco.evaluate", "--socket", "{SOCKET_PATH}"]),
+        ExecutorConfig("inference", "generate", [py, "-m", "tendril_inference", "--socket", "{SOCKET_PATH}"]),
     ]
 
 
