@@ -21,6 +21,7 @@ class ModelReason(enum.StrEnum):
     BAD_ARCHIVE = "BAD_ARCHIVE"  # an archive cannot be read, or a member would land outside its folder
     INPUT_MISSING = "INPUT_MISSING"  # a batch lacks a tensor the task needs
     BAD_SLICE = "BAD_SLICE"  # a slice file cannot be read as SafeTensors, or holds no examples
+    BAD_FINETUNE_CONFIG = "BAD_FINETUNE_CONFIG"  # the finetune section breaks a rule, or the adapter does not fit
 
 
 class ModelError(Exception):
