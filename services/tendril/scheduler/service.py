@@ -17,6 +17,7 @@ from tendril.core.logs import get_logger
 from tendril.core.server import Binding, ServiceServer
 from tendril.scheduler.driver import Driver
 from tendril.scheduler.evaluation import MetricsUpdater
+from tendril.scheduler.export import ADAPTER_DIR, MODEL_DIR
 from tendril.scheduler.jobconfig import JobConfig
 from tendril.scheduler.metrics import MetricsFile
 from tendril.scheduler.resume import Recorder, ResumePoint, Start, open_state, pull_final, resume
@@ -147,7 +148,7 @@ async def run_scheduler(
         out_dir / "model.safetensors",
         time.monotonic() - began,
         None if point is None else point.round,
-        export_path=out_dir / ("adapter" if config.training.finetune is not None else "model")
+        export_path=out_dir / (ADAPTER_DIR if config.training.finetune is not None else MODEL_DIR)
         if driver.exported
         else None,
         evaluation_note=run.evaluation.off_reason,
