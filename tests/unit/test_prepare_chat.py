@@ -15,7 +15,7 @@ from tendril.data_node.chat import IGNORE_INDEX, ChatFields, ChatFormatter, conv
 from tendril.data_node.errors import DataNodeError, DatasetReason
 from tendril.data_node.prepare import PrepareOptions, prepare_dataset
 from tendril.data_node.sources import Record
-from tendril.data_node.tokenizer import ByteTokenizer
+from tendril.data_node.tokenizer import ByteTokenizer, load_tokenizer, train_bpe
 
 # A template that writes every turn as <|role|>content<|endoftext|> (the byte tokenizer's id 256).
 TEMPLATE = (
@@ -127,3 +127,32 @@ def test_cli_chat_needs_a_template(tmp_path: Path, capsys: pytest.CaptureFixture
     code = cli.main(["prepare", str(src), str(tmp_path / "out"), *flags])
     assert code == 0, capsys.readouterr().err
     assert (tmp_path / "out" / "slice-00000.safetensors").is_file()
+
+
+def test_a_tokenizer_folder_brings_its_own_template(tmp_path: Path) -> None:
+    # A BPE saved with a chat template, loaded back as `--tokenizer DIR`: its template is used.
+    trained = train_bpe(["user assistant hello there general kenobi"] * 20, 300)
+    fast = trained.as_transformers()
+    fast.chat_template = TEMPLATE
+    fast.save_pretrained(str(tmp_path / "tok"))
+    tokenizer = load_tokenizer(tmp_path / "tok")
+    chat = ChatFormatter(tokenizer)
+    messages = [{"role": "user", "content": "hello there"}, {"role": "assistant", "content": "general kenobi"}]
+    ids, labels = chat.encode(messages, 0)
+    learned = [int(i) for i in labels if i != IGNORE_INDEX]
+    assert chat.fast.decode(learned) == "general kenobi<|endoftext|>"
+    assert (
+        chat.fast.decode([int(i) for i in ids])
+        == "<|user|>hello there<|endoftext|><|assistant|>general kenobi<|endoftext|>"
+    )
+
+
+def test_a_bpe_trained_on_the_conversations(tmp_path: Path) -> None:
+    src = tmp_path / "chat.jsonl"
+    src.write_text("".join(json.dumps({"prompt": f"say {w}", "response": f"{w} {w}"}) + "\n" for w in ["a", "b"] * 10))
+    options = PrepareOptions(
+        seq_len=64, progress=False, eval_fraction=0.0, chat=True, chat_template=TEMPLATE, train_bpe_vocab=300
+    )
+    manifest = prepare_dataset([src], tmp_path / "out", None, options)
+    assert manifest.tokenizer == "bpe" and manifest.num_sequences == 20
+    assert set(manifest.tensors) == {"input_ids", "attention_mask", "labels"}
