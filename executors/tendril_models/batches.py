@@ -122,7 +122,10 @@ def model_inputs(
     if task.classification and out["labels"].dim() > 1:
         out["labels"] = out["labels"].reshape(out["labels"].shape[0])
     if task.name == "causal-lm":
-        labels = out["labels"].clone() if "labels" in out else out["input_ids"].clone()
+        # NOTE: only token labels (one per input id) are a causal LM's: a data set prepared for
+        # another task (a class label, a seq2seq target) trains it on its input ids.
+        own = out.pop("labels", None)
+        labels = (own if own is not None and own.shape == out["input_ids"].shape else out["input_ids"]).clone()
         if "attention_mask" in out:
             labels[out["attention_mask"] == 0] = IGNORE_INDEX
         out["labels"] = labels

@@ -155,3 +155,9 @@ def test_job_toml_finetune_block_reaches_the_jobs() -> None:
         parse_config({**train, "model": {"config": LLAMA}})
     with pytest.raises(ConfigError):
         parse_job_config(tomllib.loads(JOB.replace("r = 4", "rank = 4")))
+
+
+def test_other_labels_do_not_feed_a_causal_lm() -> None:
+    ids = torch.arange(8).reshape(2, 4)
+    inputs = model_inputs({"input_ids": ids, "labels": torch.tensor([1, 0])}, get_task("causal-lm"))
+    assert inputs["labels"].tolist() == ids.tolist()  # a class label per example is not a token label
