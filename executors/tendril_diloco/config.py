@@ -11,7 +11,9 @@ and optional ``torch_threads`` (0: torch's default), ``processes`` (0: one per G
 job's lease, one on a CPU; n: n processes, DDP inner steps, gloo on a CPU),
 ``receive_timeout_seconds`` (how long a
 worker waits for a round's update; 0: 10 × round timeout, at least 120 s) and
-``keep_updates`` (keep every round's outer update file under updates/, for inspection).
+``keep_updates`` (keep every round's outer update file under updates/, for inspection) and
+``finetune`` (a :class:`tendril_models.finetune.FinetuneSpec`: a LoRA adapter on the ``model``
+checkpoint; θ, what is pushed and pulled, is then the adapter only).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 
 from tendril_diloco.errors import ExecutorError, ExecutorReason
 from tendril_models import DataSpec, ModelError, ModelSpec
+from tendril_models.finetune import FinetuneSpec
 
 MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
 
@@ -52,6 +55,7 @@ class TrainConfig:
     processes: int = 0
     receive_timeout_seconds: float = 0.0
     keep_updates: bool = False
+    finetune: FinetuneSpec | None = None  # None: the whole model trains
 
     @property
     def data_spec(self) -> DataSpec:
@@ -105,6 +109,7 @@ def parse_config(raw: Mapping[str, Any]) -> TrainConfig:
         # integral ones ints again (model sizes must be ints).
         model = ModelSpec.from_dict(model_raw)
         data = None if data_raw is None else DataSpec.from_dict(data_raw)
+        finetune = FinetuneSpec.from_dict(raw["finetune"]) if "finetune" in raw else None
     except ModelError as exc:
         raise ExecutorError(f"job config: {exc.message}", reason=ExecutorReason.BAD_MODEL_CONFIG) from exc
     unknown = set(inner_raw) - {f.name for f in dataclasses.fields(InnerConfig)}
@@ -132,6 +137,7 @@ def parse_config(raw: Mapping[str, Any]) -> TrainConfig:
         processes=_number(raw, "processes", 0, int),
         receive_timeout_seconds=_number(raw, "receive_timeout_seconds", 0.0, float),
         keep_updates=bool(raw.get("keep_updates", False)),
+        finetune=finetune,
     )
     checks = [
         (config.rounds >= 1, "rounds must be >= 1"),
@@ -143,6 +149,10 @@ def parse_config(raw: Mapping[str, Any]) -> TrainConfig:
         (inner.batch_size >= 1, "inner.batch_size must be >= 1"),
         (config.torch_threads >= 0, "torch_threads must be >= 0"),
         (0 <= config.processes <= 64, "processes must be between 0 (one per GPU) and 64"),
+        (
+            finetune is None or bool(model.source),
+            "finetune needs model.source: a LoRA adapter trains on a checkpoint (the base model)",
+        ),
     ]
     for ok, message in checks:
         if not ok:

@@ -157,10 +157,12 @@ class Group:
         return out[0]
 
     def broadcast_params(self, model: torch.nn.Module) -> None:
-        """Every rank takes rank 0's θ (after rank 0 loaded a new one)."""
+        """Every rank takes rank 0's θ (after rank 0 loaded a new one): the parameters that train
+        (a frozen base is the same everywhere)."""
         with torch.no_grad():
             for p in model.parameters():
-                dist.broadcast(p.data, src=0)
+                if p.requires_grad:
+                    dist.broadcast(p.data, src=0)
 
     def mean_loss(self, loss: float, samples: int) -> tuple[float, int]:
         """The sample-weighted loss of a step over every rank, and the samples of all of them."""

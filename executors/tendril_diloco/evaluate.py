@@ -1,7 +1,7 @@
 """``python -m tendril_diloco.evaluate --socket {SOCKET_PATH}``: the held-out evaluation job
 (class ``eval``, name ``diloco``) of a DiLoCo run.
 
-It builds the run's model (the same spec and seed as the trainers), takes the held-out slices
+It builds the run's model (the same spec, seed and LoRA adapter as the trainers), takes the held-out slices
 the scheduler assigns it (NextSlice; an eval job is only ever given the data set's
 ``eval_slices``) and keeps them, follows the run's rounds at the parameter server (WatchRun),
 and after every ``every_rounds``-th round — and always the last — fetches θ (FetchParameters),
@@ -64,6 +64,7 @@ class EvalConfig:
     batch_size: int = 8
     max_examples: int = 0  # 0: every held-out example
     torch_threads: int = 0
+    finetune: Mapping[str, Any] | None = None  # the run's LoRA adapter: θ is the adapter, on the base checkpoint
 
     def due(self, round_index: int) -> bool:
         """Whether θ after ``round_index`` is evaluated."""
@@ -104,6 +105,9 @@ def parse_eval_config(raw: Mapping[str, Any]) -> EvalConfig:
     model, data = raw.get("model"), raw.get("data")
     if not isinstance(model, Mapping) or not isinstance(data, Mapping):
         raise _bad("model and data must be objects (the run's model spec and data set summary)")
+    finetune = raw.get("finetune")
+    if finetune is not None and not isinstance(finetune, Mapping):
+        raise _bad("finetune must be an object (the run's LoRA settings)")
     return EvalConfig(
         run_id=run_id,
         parameter_server=ps,
@@ -116,6 +120,7 @@ def parse_eval_config(raw: Mapping[str, Any]) -> EvalConfig:
         batch_size=_whole(raw, "batch_size", 8, 1),
         max_examples=_whole(raw, "max_examples", 0, 0),
         torch_threads=_whole(raw, "torch_threads", 0, 0),
+        finetune=None if finetune is None else dict(finetune),
     )
 
 
@@ -216,17 +221,30 @@ async def _build(config: EvalConfig, bridge: BridgeClient) -> tuple[Any, Any, An
     import torch
 
     from tendril_models.build import build_model, remote_code_allowed
+    from tendril_models.errors import ModelError
+    from tendril_models.finetune import FinetuneSpec
     from tendril_models.source import fetch_checkpoint
     from tendril_models.spec import DataSpec, ModelSpec
     from tendril_models.tasks import get_task
 
     spec = ModelSpec.from_dict(config.model)
     data = DataSpec.from_dict(config.data)
+    try:
+        finetune = None if config.finetune is None else FinetuneSpec.from_dict(config.finetune)
+    except ModelError as exc:
+        raise _bad(exc.message) from exc
     task = get_task(spec.task)
     allow = remote_code_allowed()
     checkpoint = await fetch_checkpoint(bridge, spec, trust_remote_code=spec.trust_remote_code and allow)
+    # NOTE: with a LoRA adapter the base stays as loaded and θ (the adapter) is replaced per round.
     model: Any = await asyncio.to_thread(
-        build_model, spec, data, seed=config.seed, checkpoint_dir=checkpoint, allow_remote_code=allow
+        build_model,
+        spec,
+        data,
+        seed=config.seed,
+        checkpoint_dir=checkpoint,
+        allow_remote_code=allow,
+        finetune=finetune,
     )
     # NOTE: a GPU only when the job's lease has one (JobService names it in CUDA_VISIBLE_DEVICES).
     if os.environ.get("CUDA_VISIBLE_DEVICES") and torch.cuda.is_available():

@@ -29,7 +29,9 @@ class InnerLoop:
         self.task = task
         self.data = data
         self.accepts = accepted_inputs(model)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=inner.lr, weight_decay=inner.weight_decay)
+        # NOTE: only what trains: a LoRA fine-tune's frozen base keeps no optimiser state.
+        trained = [p for p in model.parameters() if p.requires_grad]
+        optimizer = torch.optim.AdamW(trained, lr=inner.lr, weight_decay=inner.weight_decay)
         warmup = inner.warmup_steps
         schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / (warmup + 1)))
         model, self.optimizer, self.schedule = accelerator.prepare(model, optimizer, schedule)

@@ -1,7 +1,8 @@
 """The model of a job: its source checkpoint fetched through the bridge, then built by tendril_models.
 
 θ0 is the same on every worker: a config-built model comes from ``torch.manual_seed(seed)``, a
-checkpoint from its weights (new heads again from the seed). Model code shipped with a
+checkpoint from its weights (new heads again from the seed), a LoRA adapter (``finetune``)
+from the seed too. Model code shipped with a
 checkpoint runs only when the job asks for it (``model.trust_remote_code``) and the worker
 allows it (``job.allow_remote_code``, passed as env TENDRIL_ALLOW_REMOTE_CODE).
 """
@@ -41,7 +42,13 @@ async def load_model(
         )
     folder = await fetch_checkpoint(bridge, spec, trust_remote_code=spec.trust_remote_code and allowed)
     model = await asyncio.to_thread(
-        build_model, spec, config.data_spec, seed=config.seed, checkpoint_dir=folder, allow_remote_code=allowed
+        build_model,
+        spec,
+        config.data_spec,
+        seed=config.seed,
+        checkpoint_dir=folder,
+        allow_remote_code=allowed,
+        finetune=config.finetune,
     )
     return model, folder
 
@@ -57,6 +64,7 @@ def replica_config(config: TrainConfig, mixed_precision: str, folder: Path | Non
         "mixed_precision": mixed_precision,
         "torch_threads": config.torch_threads,
         "allow_remote_code": remote_code_allowed(),
+        "finetune": config.finetune.to_dict() if config.finetune is not None else None,
     }
 
 

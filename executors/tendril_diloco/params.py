@@ -1,7 +1,9 @@
 """θ as named fp32 CPU tensors: snapshots, the pseudo-gradient Δ, applying the outer update.
 
 Names are the model's ``named_parameters()`` — tied weights (GPT-2's lm_head and wte) appear
-once, so the SafeTensors files never hold a shared tensor twice.
+once, so the SafeTensors files never hold a shared tensor twice. θ is the parameters that
+train (:func:`tendril_models.finetune.trainable_parameters`): every one of a model trained
+whole, only the adapter's of a LoRA fine-tune, whose frozen base never travels.
 """
 
 from __future__ import annotations
@@ -14,13 +16,14 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from tendril_diloco.errors import ExecutorError, ExecutorReason
+from tendril_models.finetune import trainable_parameters
 
 Params = dict[str, torch.Tensor]
 
 
 def snapshot(model: torch.nn.Module) -> Params:
     """A detached fp32 CPU copy of every trainable parameter."""
-    return {name: p.detach().to("cpu", torch.float32).clone() for name, p in model.named_parameters()}
+    return {name: p.detach().to("cpu", torch.float32).clone() for name, p in trainable_parameters(model).items()}
 
 
 def compute_delta(start: Params, current: Params) -> Params:
@@ -46,7 +49,7 @@ def apply_update(start: Params, update: Params) -> Params:
 
 def load_into(model: torch.nn.Module, params: Params) -> None:
     """Copy θ into the model's parameters in place (the optimizer keeps its state)."""
-    current = dict(model.named_parameters())
+    current = trainable_parameters(model)
     _same_names(params, current, "the parameter file", "the model")
     with torch.no_grad():
         for name, p in current.items():

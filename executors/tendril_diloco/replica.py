@@ -21,6 +21,7 @@ from tendril_diloco.inner import InnerLoop
 from tendril_models import DataSpec, ModelSpec, get_task
 from tendril_models.batches import batch_size
 from tendril_models.build import build_model
+from tendril_models.finetune import FinetuneSpec
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -41,8 +42,14 @@ def main(argv: list[str] | None = None) -> int:
         group.receive()  # ("model",): rank 0 has its model (and the checkpoint is on disk)
         spec, data = ModelSpec.from_dict(raw["model"]), DataSpec.from_dict(raw["data"])
         folder = Path(raw["checkpoint_dir"]) if raw.get("checkpoint_dir") else None
+        finetune = FinetuneSpec.from_dict(raw["finetune"]) if raw.get("finetune") else None
         model = build_model(
-            spec, data, seed=int(raw["seed"]), checkpoint_dir=folder, allow_remote_code=bool(raw["allow_remote_code"])
+            spec,
+            data,
+            seed=int(raw["seed"]),
+            checkpoint_dir=folder,
+            allow_remote_code=bool(raw["allow_remote_code"]),
+            finetune=finetune,
         )
         inner = InnerLoop(accelerator, model, InnerConfig(**raw["inner"]), get_task(spec.task), data, group)
         while True:

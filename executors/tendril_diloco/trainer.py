@@ -159,6 +159,8 @@ class Trainer:
             mixed_precision=precision,
             processes=processes.world,
             parameters=sum(v.numel() for v in self.theta0.values()),
+            model_parameters=sum(p.numel() for p in model.parameters()),
+            adapter=cfg.finetune.method if cfg.finetune is not None else "",
         )
 
     @property

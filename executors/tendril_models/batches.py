@@ -3,7 +3,8 @@
 A slice file holds the data set's tensors (``input_ids``, ``attention_mask``, ``labels``,
 ``pixel_values``, …), first dimension = examples. ``model_inputs`` turns one batch of them into
 the model's keyword arguments: ids and labels as int64, masks as int64, pixels as float32; for
-causal LMs the labels are the input ids with padding set to -100 (the model shifts them); for
+causal LMs the labels are the input ids with padding set to -100 (the model shifts them), or
+the slice's own ``labels`` (a chat data set: -100 on everything but the assistant's tokens); for
 masked LMs without ``labels`` 15 % of the tokens are masked here.
 """
 
@@ -121,7 +122,10 @@ def model_inputs(
     if task.classification and out["labels"].dim() > 1:
         out["labels"] = out["labels"].reshape(out["labels"].shape[0])
     if task.name == "causal-lm":
-        labels = out["input_ids"].clone()
+        # NOTE: only token labels (one per input id) are a causal LM's: a data set prepared for
+        # another task (a class label, a seq2seq target) trains it on its input ids.
+        own = out.pop("labels", None)
+        labels = (own if own is not None and own.shape == out["input_ids"].shape else out["input_ids"]).clone()
         if "attention_mask" in out:
             labels[out["attention_mask"] == 0] = IGNORE_INDEX
         out["labels"] = labels

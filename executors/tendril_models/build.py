@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from tendril_models.errors import ModelError, ModelReason
+from tendril_models.finetune import FinetuneSpec, add_adapter
 from tendril_models.spec import DataSpec, ModelSpec
 from tendril_models.tasks import Task, get_task
 from tendril_sdk.job import REMOTE_CODE_ENV
@@ -261,11 +262,14 @@ def build_model(
     seed: int,
     checkpoint_dir: Path | None = None,
     allow_remote_code: bool = False,
+    finetune: FinetuneSpec | None = None,
 ) -> PreTrainedModel:
     """The model of ``spec`` for ``data``, in fp32 on the CPU, the same on every worker for the same seed.
 
     ``checkpoint_dir``: the source checkpoint, already fetched and unpacked (see
-    ``tendril_models.source``); required when ``spec.source`` is set.
+    ``tendril_models.source``); required when ``spec.source`` is set. ``finetune``: a LoRA
+    adapter is put on the model (a ``peft.PeftModel``, its base frozen; see
+    :mod:`tendril_models.finetune`).
     """
     task = get_task(spec.task)
     # NOTE: a data set serves any task whose inputs it has (a causal-lm text set trains a masked
@@ -289,4 +293,6 @@ def build_model(
     else:
         model = _from_config(spec, task, data, seed, trust)
     _check_fits(model, data, spec)
+    if finetune is not None:
+        model = add_adapter(model, finetune, task.name, seed=seed, base=spec.source)
     return model

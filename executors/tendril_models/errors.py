@@ -23,6 +23,7 @@ class ModelReason(enum.StrEnum):
     BAD_SLICE = "BAD_SLICE"  # a slice file cannot be read as SafeTensors, or holds no examples
     TOKENIZER_NOT_FOUND = "TOKENIZER_NOT_FOUND"  # the model's tokenizer files are missing (folder, archive or URI)
     BAD_TOKENIZER = "BAD_TOKENIZER"  # the tokenizer files exist but transformers cannot load them
+    BAD_FINETUNE_CONFIG = "BAD_FINETUNE_CONFIG"  # the finetune section breaks a rule, or the adapter does not fit
 
 
 class ModelError(Exception):

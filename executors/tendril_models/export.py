@@ -1,6 +1,8 @@
 """A trained model as a directory people load with ``AutoModelFor<Task>.from_pretrained``:
 config.json + model.safetensors (``save_pretrained``), plus the tokenizer or image processor
-the data set was prepared with."""
+the data set was prepared with. A model with a LoRA adapter (a ``peft.PeftModel``) is exported
+as its adapter: adapter_config.json + adapter_model.safetensors, which
+``PeftModel.from_pretrained(base, folder)`` loads."""
 
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ import torch
 from safetensors.torch import load_file
 
 from tendril_models.errors import ModelError, ModelReason
+from tendril_models.finetune import is_adapter_model, trainable_parameters
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -24,17 +27,18 @@ TOKENIZER_CONFIG = "tokenizer_config.json"
 BYTE_EOT = "<|endoftext|>"  # id 256 of the byte tokenizer
 # NOTE: a tokenizer or processor directory holds only these kinds of files; anything else in
 # the data set's asset (a README, a stray checkpoint) is not copied beside the model.
-ASSET_SUFFIXES = (".json", ".txt", ".model", ".vocab", ".merges", ".tiktoken")
+ASSET_SUFFIXES = (".json", ".txt", ".model", ".vocab", ".merges", ".tiktoken", ".jinja")  # .jinja: a chat template
 
 
 def load_theta(model: torch.nn.Module, path: Path) -> None:
     """Copy θ (a SafeTensors file of ``named_parameters()``, as the parameter server keeps it)
-    into ``model``; the tensor names must be the model's parameters."""
+    into ``model``; the tensor names must be the model's trainable parameters (all of them, or
+    an adapter's: see :func:`tendril_models.finetune.trainable_parameters`)."""
     try:
         theta = load_file(str(path))
     except Exception as exc:  # safetensors raises its own SafetensorError
         raise ModelError(f"cannot read parameters from {path}: {exc}", reason=ModelReason.BAD_MODEL_CONFIG) from exc
-    params = dict(model.named_parameters())
+    params = trainable_parameters(model)
     if theta.keys() != params.keys():
         missing = sorted(set(params) - set(theta))[:3]
         extra = sorted(set(theta) - set(params))[:3]
@@ -135,7 +139,11 @@ def export(
                 generation.pad_token_id = pad_token_id
             elif eos_token_id >= 0:
                 generation.pad_token_id = eos_token_id
-        model.save_pretrained(str(tmp), safe_serialization=True)
+        # NOTE: a model with a LoRA adapter saves the adapter (adapter_config.json +
+        # adapter_model.safetensors); its embeddings are the base's (never resized), and peft would
+        # otherwise look for the base's config at base_model_name_or_path (the run's source URI).
+        extra = {"save_embedding_layers": False} if is_adapter_model(model) else {}
+        model.save_pretrained(str(tmp), safe_serialization=True, **extra)
         if assets_dir is not None:
             ids = {"eos_token": eos_token_id, "pad_token": pad_token_id}
             _copy_assets(Path(assets_dir), tmp, {k: v for k, v in ids.items() if v >= 0})

@@ -25,7 +25,8 @@ class Task:
 TASKS: dict[str, Task] = {
     t.name: t
     for t in (
-        Task("causal-lm", "AutoModelForCausalLM", ("input_ids",), True, False, ("attention_mask",)),
+        # NOTE: a chat data set (tendril data prepare --chat) carries labels: the prompt masked with -100.
+        Task("causal-lm", "AutoModelForCausalLM", ("input_ids",), True, False, ("attention_mask", "labels")),
         Task("masked-lm", "AutoModelForMaskedLM", ("input_ids",), True, False, ("attention_mask", "labels")),
         Task(
             "seq2seq-lm",

@@ -17,8 +17,10 @@ from typing import Any
 
 from tendril.core import tls, tracing
 from tendril.core.config import split_address
-from tendril.core.errors import ConfigError, TendrilError
+from tendril.core.errors import ConfigError, ErrorKind, TendrilError
+from tendril.data_node.chat import ChatFields
 from tendril.data_node.corpus import STDLIB_SOURCE, stdlib_corpus
+from tendril.data_node.errors import DataNodeError, DatasetReason
 from tendril.data_node.manifest import TASKS, load_manifest
 from tendril.data_node.models import MODEL_ASSET, add_model
 from tendril.data_node.prepare import PrepareOptions, prepare_dataset
@@ -100,6 +102,23 @@ def add_parser(subparsers: Any) -> None:
         metavar="N",
         help="image-classification without --processor: resize to N×N, scale to [-1, 1] (default 224)",
     )
+    chat = prep.add_argument_group(
+        "chat (supervised fine-tuning)",
+        "--chat: each record is a conversation, a messages list ([{role, content}, ...], the OpenAI / Hugging Face "
+        "chat format) or a prompt / response pair; it is rendered with the tokenizer's chat template and trained "
+        "on the assistant's tokens only (labels -100 elsewhere)",
+    )
+    chat.add_argument("--chat", action="store_true", help="records are conversations (causal-lm)")
+    chat.add_argument(
+        "--chat-template",
+        type=Path,
+        metavar="FILE",
+        help="a Jinja chat template file, used instead of (or where there is no) tokenizer's chat_template",
+    )
+    chat.add_argument("--messages-field", default="messages", metavar="NAME", help="the messages list (messages)")
+    chat.add_argument("--prompt-field", default="prompt", metavar="NAME", help="the user's prompt (prompt)")
+    chat.add_argument("--response-field", default="response", metavar="NAME", help="the assistant's answer (response)")
+    chat.add_argument("--system-field", default="system", metavar="NAME", help="optional system text (system)")
     prep.add_argument("--split", default="train", help="the split of a datasets folder with several (default train)")
     prep.add_argument("--dataset-id", metavar="ID", help="data set id (default: OUT's folder name)")
     prep.add_argument(
@@ -156,6 +175,16 @@ def run_prepare(args: argparse.Namespace) -> int:
         source = Source.open(Path(args.src), args.suffix, split=args.split)
     images = args.task == "image-classification"
     tokenizer = None if images or args.train_tokenizer else load_tokenizer(args.tokenizer)
+    template = None
+    if args.chat_template is not None:
+        try:
+            template = args.chat_template.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise DataNodeError(
+                ErrorKind.INVALID_ARGUMENT,
+                f"--chat-template {args.chat_template}: cannot read it ({exc}); pass a Jinja template file",
+                reason=DatasetReason.BAD_CHAT_TEMPLATE,
+            ) from exc
     options = PrepareOptions(
         seq_len=args.seq_len,
         sequences_per_slice=args.sequences_per_slice,
@@ -173,6 +202,9 @@ def run_prepare(args: argparse.Namespace) -> int:
         image_size=args.image_size,
         processor=args.processor,
         train_bpe_vocab=args.vocab_size if args.train_tokenizer else None,
+        chat=args.chat,
+        chat_template=template,
+        chat_fields=ChatFields(args.messages_field, args.prompt_field, args.response_field, args.system_field),
     )
     start = time.perf_counter()
     manifest = prepare_dataset(source, args.out, tokenizer, options)
@@ -187,6 +219,9 @@ def run_prepare(args: argparse.Namespace) -> int:
         f"{len(manifest.eval_slices)} eval slices, {manifest.total_bytes} bytes from {manifest.documents} "
         f"documents in {time.perf_counter() - start:.1f}s"
     )
+    dropped = manifest.documents - manifest.num_sequences - manifest.eval_sequences
+    if args.chat and dropped:
+        print(f"left out {dropped} conversations with no assistant token within --seq-len {manifest.seq_len}")
     return 0
 
 

@@ -41,6 +41,9 @@ class DatasetReason(enum.StrEnum):
     BAD_IMAGE = "BAD_IMAGE"  # an image cannot be decoded
     PROCESSOR_NOT_FOUND = "PROCESSOR_NOT_FOUND"  # --processor is not a folder
     BAD_PROCESSOR = "BAD_PROCESSOR"  # the image processor folder cannot be loaded
+    NO_CHAT_TEMPLATE = "NO_CHAT_TEMPLATE"  # --chat: the tokenizer has no chat_template and no --chat-template is given
+    BAD_CHAT_TEMPLATE = "BAD_CHAT_TEMPLATE"  # --chat: the template cannot be read or cannot render a conversation
+    BAD_CHAT_RECORD = "BAD_CHAT_RECORD"  # --chat: a record's messages are not a list of {role, content}
     MODEL_NOT_FOUND = "MODEL_NOT_FOUND"  # add-model: MODEL_DIR is not a folder
     BAD_MODEL = "BAD_MODEL"  # add-model: no config.json or SafeTensors weights, or a bad --name
     PICKLE_ONLY_MODEL = "PICKLE_ONLY_MODEL"  # add-model: the folder's weights are pickle files only

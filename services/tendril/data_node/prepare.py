@@ -6,6 +6,10 @@ What each task writes, per example (``N`` = ``--seq-len``):
 * ``causal-lm``: documents are tokenized, each followed by the end-of-text id, concatenated
   into one stream and cut into ``input_ids [N]`` int32 sequences (a last partial sequence is
   dropped). No padding, so no attention mask.
+* ``causal-lm`` with ``chat`` (``--chat``, supervised fine-tuning): one conversation per
+  example, rendered with the tokenizer's chat template: ``input_ids [N]`` int32 (padded),
+  ``attention_mask [N]`` int8 and ``labels [N]`` int32, -100 except on the assistant's tokens
+  (see :mod:`tendril.data_node.chat`).
 * ``masked-lm``: each document is cut into pieces of ``N`` tokens; ``input_ids [N]`` int32
   (padded with the pad id) and ``attention_mask [N]`` int8.
 * ``seq2seq-lm``: ``input_ids``/``attention_mask`` from the text field (truncated to ``N``),
@@ -50,6 +54,7 @@ import numpy as np
 from safetensors.numpy import save as safetensors_bytes
 
 from tendril.core.errors import ErrorKind
+from tendril.data_node.chat import ChatFields, ChatFormatter, conversation
 from tendril.data_node.errors import DataNodeError, DatasetReason
 from tendril.data_node.manifest import (
     PROCESSOR_ASSET,
@@ -93,6 +98,9 @@ class PrepareOptions:
     image_size: int = 224  # plain resizing (no processor)
     processor: Path | None = None  # an image processor folder (AutoImageProcessor)
     train_bpe_vocab: int | None = None  # train a byte-level BPE with this vocabulary on the source
+    chat: bool = False  # records are conversations (causal-lm only): labels on the assistant's tokens
+    chat_template: str | None = None  # a Jinja chat template replacing the tokenizer's (None: the tokenizer's)
+    chat_fields: ChatFields = dataclasses.field(default_factory=ChatFields)
 
 
 def _invalid(message: str, reason: DatasetReason) -> DataNodeError:
@@ -125,6 +133,11 @@ def check_options(options: PrepareOptions, out: Path) -> str:
         raise _invalid(
             f"--eval-fraction must be at least 0 and below 1, got {options.eval_fraction}",
             DatasetReason.BAD_EVAL_FRACTION,
+        )
+    if options.chat and options.task != "causal-lm":
+        raise _invalid(
+            f"--chat prepares conversations for a causal LM; it does not go with --task {options.task}",
+            DatasetReason.BAD_TASK,
         )
     if options.image_size < 1:
         raise _invalid(f"--image-size must be positive, got {options.image_size}", DatasetReason.BAD_TASK)
@@ -412,6 +425,26 @@ def _per_example(
         yield block
 
 
+def _chat(records: Iterator[Record], chat: ChatFormatter, o: PrepareOptions, counts: _Counts) -> Iterator[Block]:
+    """causal-lm --chat: one conversation per example, labels on the assistant's tokens only."""
+    for batch in _batches(records):
+        rows = []
+        for position, record in batch:
+            messages = conversation(record, position, o.chat_fields)
+            counts.documents += 1
+            counts.source_bytes += sum(len(m["content"].encode("utf-8")) for m in messages)
+            example = chat.example(messages, position, o.seq_len)
+            if example is not None:
+                rows.append(example)
+                counts.tokens += int(example[1].sum())
+        if rows:
+            yield {
+                "input_ids": np.stack([r[0] for r in rows]),
+                "attention_mask": np.stack([r[1] for r in rows]),
+                "labels": np.stack([r[2] for r in rows]),
+            }
+
+
 class _Images:
     """Images -> pixel_values: an image processor folder, or plain resizing."""
 
@@ -547,10 +580,10 @@ def prepare_dataset(
     if not source:
         raise _invalid("no source files found; check SRC (and --suffix)", DatasetReason.NO_SOURCE_FILES)
     images = options.task == "image-classification"
-    if options.task in ("seq2seq-lm", "sequence-classification") and source.text_only:
+    if (options.chat or options.task in ("seq2seq-lm", "sequence-classification")) and source.text_only:
         raise _invalid(
-            f"--task {options.task} needs records with fields (JSONL, CSV, Parquet or a datasets folder), "
-            "not plain text files",
+            f"{'--chat' if options.chat else '--task ' + options.task} needs records with fields (JSONL, CSV, "
+            "Parquet or a datasets folder), not plain text files",
             DatasetReason.BAD_TASK,
         )
 
@@ -558,7 +591,12 @@ def prepare_dataset(
         return source.records(max_bytes=options.max_bytes)
 
     if not images and options.train_bpe_vocab is not None:
-        texts = (_text(r, options.text_field, i) for i, r in enumerate(records()))
+        if options.chat:
+            texts: Iterator[Text] = (
+                m["content"] for i, r in enumerate(records()) for m in conversation(r, i, options.chat_fields)
+            )
+        else:
+            texts = (_text(r, options.text_field, i) for i, r in enumerate(records()))
         tokenizer = train_bpe(texts, options.train_bpe_vocab, progress=options.progress)
     if not images and tokenizer is None:
         raise _invalid("a text task needs a tokenizer", DatasetReason.BAD_TOKENIZER)
@@ -573,6 +611,7 @@ def prepare_dataset(
         values = (_field(r, options.label_field, i, "--label-field") for i, r in enumerate(records()))
         labels = _Labels(values, _label_names_of(source, options.label_field))
     picture = _Images(options) if images else None
+    chat = ChatFormatter(tokenizer, options.chat_template) if options.chat and tokenizer is not None else None
 
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f".{out.name}.tmp-{secrets.token_hex(4)}")
@@ -587,13 +626,21 @@ def prepare_dataset(
                 blocks = _images(stream, picture, options, counts, labels)
             else:
                 assert tokenizer is not None
-                if options.task == "causal-lm":
+                if chat is not None:
+                    blocks = _chat(stream, chat, options, counts)
+                elif options.task == "causal-lm":
                     blocks = _packed(stream, tokenizer, options, counts)
                 elif options.task == "masked-lm":
                     blocks = _chunked(stream, tokenizer, options, counts)
                 else:
                     blocks = _per_example(stream, tokenizer, options, counts, labels)
             first = next((b for b in blocks if len(next(iter(b.values())))), None)
+            if first is None and chat is not None:
+                raise _invalid(
+                    f"none of the {counts.documents} conversations has an assistant token within the first "
+                    f"--seq-len {options.seq_len} tokens; raise --seq-len",
+                    DatasetReason.SOURCE_TOO_SMALL,
+                )
             if first is None:
                 raise _invalid(
                     f"the source holds {counts.tokens} tokens, fewer than one sequence of --seq-len "
@@ -619,7 +666,10 @@ def prepare_dataset(
                 DatasetReason.SOURCE_TOO_SMALL,
             )
         assets: list[AssetEntry] = []
-        if tokenizer is not None and not images:
+        if chat is not None:
+            # NOTE: the tokenizer as used, with its chat template, so the exported model formats prompts alike.
+            assets.append(_asset(tmp, TOKENIZER_ASSET, "tokenizer", chat.save))
+        elif tokenizer is not None and not images:
             assets.append(_asset(tmp, TOKENIZER_ASSET, "tokenizer", tokenizer.save))
         if picture is not None and picture.processor is not None:
             assets.append(_asset(tmp, PROCESSOR_ASSET, "processor", picture.processor.save_pretrained))
@@ -637,7 +687,9 @@ def prepare_dataset(
             tensors=tensors,
             eval_slices=tuple(held_out),
             assets=tuple(assets),
-            pad_id=-1 if images or tokenizer is None or options.task == "causal-lm" else tokenizer.pad_id,
+            pad_id=-1
+            if images or tokenizer is None or (options.task == "causal-lm" and chat is None)
+            else tokenizer.pad_id,
             mask_id=-1 if images or tokenizer is None else tokenizer.mask_id,
             num_labels=labels.num_labels if labels is not None else 0,
             label_names=labels.names if labels is not None else (),

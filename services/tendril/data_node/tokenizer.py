@@ -63,6 +63,19 @@ class Tokenizer(Protocol):
         """Write the tokenizer as a Hugging Face tokenizer directory (or a tokenizer.json)."""
         ...
 
+    def as_transformers(self) -> Any:
+        """The tokenizer as a transformers ``PreTrainedTokenizerFast`` (chat templates, save_pretrained)."""
+        ...
+
+
+def _fast(backend: Any, **special: str | None) -> Any:
+    """A ``tokenizers.Tokenizer`` inside a transformers ``PreTrainedTokenizerFast`` with its special tokens."""
+    try:
+        from transformers import PreTrainedTokenizerFast
+    except ImportError as exc:
+        raise _missing("a chat template", "transformers", exc) from exc
+    return PreTrainedTokenizerFast(tokenizer_object=backend, **{k: v for k, v in special.items() if v is not None})
+
 
 def _missing(what: str, package: str, exc: ImportError) -> DataNodeError:
     return DataNodeError(
@@ -137,6 +150,9 @@ class ByteTokenizer:
     def save(self, folder: Path) -> None:
         _save_backend(self.backend(), folder, eot=EOT, pad=EOT, mask=None)
 
+    def as_transformers(self) -> Any:
+        return _fast(self.backend(), eos_token=EOT, bos_token=EOT, unk_token=EOT, pad_token=EOT)
+
 
 class HFTokenizer:
     """A Hugging Face tokenizer: a ``tokenizers.Tokenizer`` backend, and for a directory the
@@ -184,6 +200,17 @@ class HFTokenizer:
             self._wrapper.save_pretrained(str(folder))
             return
         _save_backend(self._tok, folder, eot=self.eot_token, pad=self.pad_token, mask=self.mask_token)
+
+    def as_transformers(self) -> Any:
+        if self._wrapper is not None:
+            return self._wrapper
+        return _fast(
+            self._tok,
+            eos_token=self.eot_token,
+            bos_token=self.eot_token,
+            pad_token=self.pad_token,
+            mask_token=self.mask_token,
+        )
 
 
 def _load_file(path: Path) -> HFTokenizer:

@@ -118,7 +118,9 @@ def _drive(args: argparse.Namespace, config: JobConfig) -> int:
             log.info("scheduler.terminated")
             return EXIT_SIGTERM
         print(summary_table(outcome.rounds))
-        exported = f", exported model {outcome.export_path}" if outcome.export_path else ""
+        # NOTE: a LoRA run's export is its adapter (<out_dir>/adapter), any other run's the model.
+        kind = "adapter" if config.training.finetune is not None else "model"
+        exported = f", exported {kind} {outcome.export_path}" if outcome.export_path else ""
         print(
             f"run {outcome.run_id}: {len(outcome.rounds)} rounds in {outcome.seconds:.0f} s; "
             f"metrics {outcome.metrics_path}, model {outcome.model_path}{exported}"

@@ -94,13 +94,14 @@ def train_config(config: JobConfig, run_id: str, parameter_server: str, dataset:
     ``model`` is job.toml's [training.model] as a ModelSpec, ``data`` the data set's summary
     (DataSpec); the executor fills the model's vocabulary and context from ``data`` where the
     config leaves them out. ``data_node`` is the address of the data node serving the data set
-    (where a ``tendril-data://`` model source is fetched from).
+    (where a ``tendril-data://`` model source is fetched from). ``finetune`` (only when
+    ``[training.finetune]`` is given) is the LoRA adapter (FinetuneSpec) put on that checkpoint.
     """
     from tendril_models.spec import DataSpec
 
     t = config.training
     data = dataset.data or DataSpec.from_manifest({"vocab_size": dataset.vocab_size, "seq_len": dataset.seq_len})
-    return {
+    train: dict[str, Any] = {
         "run_id": run_id,
         "parameter_server": parameter_server,
         "codec": t.codec,
@@ -115,3 +116,6 @@ def train_config(config: JobConfig, run_id: str, parameter_server: str, dataset:
         "torch_threads": t.torch_threads,
         "keep_updates": t.keep_updates,
     }
+    if t.finetune is not None:
+        train["finetune"] = t.finetune.spec().to_dict()
+    return train

@@ -86,9 +86,9 @@ def export_due(round_index: int, every: int, rounds: int) -> bool:
 
 def eval_config(config: JobConfig, train: Mapping[str, Any], dataset: Any) -> dict[str, Any]:
     """Config of the eval job (docs/ARCHITECTURE.md "Eval job config"): the trainers' run,
-    parameter server, model spec, data summary and seed, and what to evaluate when."""
+    parameter server, model spec, data summary, seed and LoRA adapter, and what to evaluate when."""
     e = config.evaluation
-    return {
+    out: dict[str, Any] = {
         "run_id": train["run_id"],
         "parameter_server": train["parameter_server"],
         "model": model_spec(train["model"]),
@@ -103,6 +103,9 @@ def eval_config(config: JobConfig, train: Mapping[str, Any], dataset: Any) -> di
         "max_examples": e.max_examples,
         "torch_threads": config.training.torch_threads,
     }
+    if "finetune" in train:
+        out["finetune"] = dict(train["finetune"])
+    return out
 
 
 def model_spec(model: Mapping[str, Any]) -> dict[str, Any]:

@@ -1,6 +1,9 @@
 """The trained model as a directory people use: ``<out_dir>/model/`` holds config.json +
 model.safetensors (``save_pretrained``) and the tokenizer or image processor the data set was
-prepared with, so ``AutoModelFor<Task>.from_pretrained(<out_dir>/model)`` loads it.
+prepared with, so ``AutoModelFor<Task>.from_pretrained(<out_dir>/model)`` loads it. A LoRA run
+(``[training.finetune]``) exports its adapter to ``<out_dir>/adapter/`` (adapter_config.json +
+adapter_model.safetensors and the tokenizer: ``PeftModel.from_pretrained(base, <out_dir>/adapter)``),
+and with ``merge = true`` also the base with the adapter merged into it to ``<out_dir>/model/``.
 
 θ comes from the parameter server (PullParameters), the architecture from the run's model spec
 (the same one every training job builds), the tokenizer from the data set's asset, fetched
@@ -34,6 +37,7 @@ from tendril_sdk.uris import DATA_SCHEME, parse_data_uri
 log = get_logger("tendril.scheduler.export")
 
 MODEL_DIR = "model"
+ADAPTER_DIR = "adapter"  # a LoRA run's adapter
 WORK_DIR = ".export"  # under out_dir: the fetched assets and the θ being exported
 ASSET_KINDS = ("tokenizer", "processor")
 MODEL_KIND = "model"  # a checkpoint added with `tendril data add-model`: never the tokenizer
@@ -137,23 +141,40 @@ def write_model(
     assets_dir: Path | None,
     work: Path,
     source_file: Path | None = None,
+    finetune: Mapping[str, Any] | None = None,
 ) -> Path:
     """Build the run's model, load θ into it and export it (blocking: torch). ``source_file``: the
-    source checkpoint already fetched (a data node's asset), else the source URI is fetched here."""
+    source checkpoint already fetched (a data node's asset), else the source URI is fetched here.
+
+    ``finetune`` (a LoRA run): θ is the adapter; it is exported to ``out_dir/adapter`` and, when
+    the spec says ``merge``, the merged model to ``out_dir/model``. Returns the folder written
+    (the adapter's for a LoRA run); ``out_dir`` is the run's out dir for a LoRA run, else the
+    model's folder itself.
+    """
     from tendril_models.archive import unpack
     from tendril_models.build import build_model
     from tendril_models.export import export, load_theta
+    from tendril_models.finetune import FinetuneSpec
     from tendril_models.spec import DataSpec, ModelSpec
 
     spec = ModelSpec.from_dict(model_spec(model))
     data_spec = DataSpec.from_dict(data)
+    lora = FinetuneSpec.from_dict(finetune) if finetune is not None else None
     if source_file is not None:
         checkpoint: Path | None = unpack(source_file, work / "source" / "unpacked")
     else:
         checkpoint = fetch_source(spec.source, spec.sha256, work / "source") if spec.source else None
-    built = build_model(spec, data_spec, seed=seed, checkpoint_dir=checkpoint, allow_remote_code=spec.trust_remote_code)
+    built = build_model(
+        spec, data_spec, seed=seed, checkpoint_dir=checkpoint, allow_remote_code=spec.trust_remote_code, finetune=lora
+    )
     load_theta(built, theta)
-    return export(built, out_dir, assets_dir=assets_dir, eos_token_id=data_spec.eot_id, pad_token_id=data_spec.pad_id)
+    tokens = {"eos_token_id": data_spec.eot_id, "pad_token_id": data_spec.pad_id}
+    if lora is None:
+        return export(built, out_dir, assets_dir=assets_dir, **tokens)
+    adapter = export(built, out_dir / ADAPTER_DIR, assets_dir=assets_dir, **tokens)
+    if lora.merge:
+        export(built.merge_and_unload(), out_dir / MODEL_DIR, assets_dir=assets_dir, **tokens)
+    return adapter
 
 
 class Exporter:
@@ -232,19 +253,27 @@ class Exporter:
     async def _export(self, theta: Path, theta_round: int) -> Path:
         assets = await self.assets_dir()
         source = await self.source_file()
+        finetune = self.train.get("finetune")
         path = await asyncio.to_thread(
             write_model,
             theta,
-            self.out_dir / MODEL_DIR,
+            self.out_dir if finetune is not None else self.out_dir / MODEL_DIR,
             model=self.train["model"],
             data=data_summary(self.train, self.dataset),
             seed=int(self.train.get("seed", 0)),
             assets_dir=assets,
             work=self.work,
             source_file=source,
+            finetune=finetune,
         )
         self.exported_round = theta_round - 1
-        log.info("model.exported", path=str(path), after_round=theta_round - 1, tokenizer=bool(assets))
+        log.info(
+            "model.exported",
+            path=str(path),
+            after_round=theta_round - 1,
+            tokenizer=bool(assets),
+            adapter=finetune is not None,
+        )
         return path
 
     async def try_export(self, export: Callable[[], Any], *, when: str) -> bool:

@@ -4,7 +4,8 @@ Tables: ``[scheduler]`` (identity, addresses, output), ``[allocation]`` (how man
 resources per role), ``[data]`` (which data set), ``[training]`` (DiLoCo: rounds, inner steps,
 outer optimizer, codec) with ``[training.inner]`` (AdamW) and ``[training.model]`` (the task,
 and either ``[training.model.config]``: ``model_type`` + transformers config kwargs, or a
-``source`` checkpoint URI), and ``[evaluation]`` (held-out evaluation and export). The tables
+``source`` checkpoint URI) and ``[training.finetune]`` (a LoRA adapter on the source checkpoint:
+only the adapter trains and travels), and ``[evaluation]`` (held-out evaluation and export). The tables
 are strict pydantic models: unknown keys, wrong TOML types (a string where a number belongs)
 and values out of range are refused, naming the key and the accepted values. Every value is
 passed on as written: 0 (an outer momentum, a weight decay, a seed) reaches the jobs as 0.
@@ -37,6 +38,7 @@ from tendril.core.ids import PEER_ID, RUN_ID
 
 # NOTE: tendril_models.tasks and .spec import no torch: a scheduler reads job.toml without it.
 from tendril_models.errors import ModelError
+from tendril_models.finetune import FinetuneSpec
 from tendril_models.spec import DEFAULT_CONFIG, ModelSpec
 from tendril_models.tasks import TASK_NAMES
 
@@ -161,6 +163,25 @@ class ModelSection(_Table):
         return ModelSpec.from_dict(self.model_dump())
 
 
+class FinetuneSection(_Table):
+    """A LoRA adapter (peft) on the ``[training.model]`` checkpoint: the base stays frozen and only
+    the adapter's weights are θ (pushed, averaged, pulled). See docs/FINETUNE.md."""
+
+    method: Literal["lora"] = "lora"
+    r: PositiveInt = 8  # the adapter's rank
+    alpha: PositiveFloat = 16.0  # the adapter's output is scaled by alpha / r
+    dropout: float = Field(0.05, ge=0, lt=1)  # dropout on the adapter's input
+    # module names to adapt, "all-linear" (tendril_models.finetune.ALL_LINEAR), or []: peft's default for the
+    # architecture (else all-linear)
+    target_modules: list[str] | Literal["all-linear"] = Field(default_factory=list)
+    bias: Literal["none", "all", "lora_only"] = "none"  # which biases train with the adapter
+    merge: bool = False  # also export the merged model to <out_dir>/model/ (the adapter goes to <out_dir>/adapter/)
+
+    def spec(self) -> FinetuneSpec:
+        """The FinetuneSpec every training and eval job gets."""
+        return FinetuneSpec.from_dict(self.model_dump())
+
+
 class TrainingSection(_Table):
     """The DiLoCo run."""
 
@@ -179,6 +200,16 @@ class TrainingSection(_Table):
     keep_updates: bool = False  # executors keep each round's outer update file (for inspection)
     inner: InnerSection = Field(default_factory=InnerSection)
     model: ModelSection = Field(default_factory=ModelSection)
+    finetune: FinetuneSection | None = None  # absent: the whole model trains
+
+    @model_validator(mode="after")
+    def _finetune_needs_a_checkpoint(self) -> TrainingSection:
+        if self.finetune is not None and not self.model.source:
+            raise ValueError(
+                "[training.finetune] trains a LoRA adapter on a checkpoint: set training.model.source to the base "
+                "model (a tendril-data://, file:// or http(s):// URI of a save_pretrained folder or archive)"
+            )
+        return self
 
 
 class EvaluationSection(_Table):

@@ -17,6 +17,7 @@ from tendril.core.logs import get_logger
 from tendril.core.server import Binding, ServiceServer
 from tendril.scheduler.driver import Driver
 from tendril.scheduler.evaluation import MetricsUpdater
+from tendril.scheduler.export import ADAPTER_DIR, MODEL_DIR
 from tendril.scheduler.jobconfig import JobConfig
 from tendril.scheduler.metrics import MetricsFile
 from tendril.scheduler.resume import Recorder, ResumePoint, Start, open_state, pull_final, resume
@@ -37,7 +38,8 @@ class Outcome:
     model_path: Path
     seconds: float
     resumed_from: int | None = None  # the round a resumed run went on from
-    export_path: Path | None = None  # <out_dir>/model/ (from_pretrained-loadable); None when not exported
+    # <out_dir>/model/ (from_pretrained-loadable), <out_dir>/adapter/ for a LoRA run; None when not exported
+    export_path: Path | None = None
     evaluation_note: str = ""  # why the run has no held-out evaluation ("" when it has)
 
 
@@ -146,6 +148,8 @@ async def run_scheduler(
         out_dir / "model.safetensors",
         time.monotonic() - began,
         None if point is None else point.round,
-        export_path=out_dir / "model" if driver.exported else None,
+        export_path=out_dir / (ADAPTER_DIR if config.training.finetune is not None else MODEL_DIR)
+        if driver.exported
+        else None,
         evaluation_note=run.evaluation.off_reason,
     )
