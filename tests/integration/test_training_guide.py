@@ -9,12 +9,9 @@ Parts not in this tree are skipped with a message naming them: training needs
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import json
 import math
-import re
-import shlex
 import subprocess
 import sys
 import tomllib
@@ -25,18 +22,14 @@ import pytest
 from tendril.data_node.manifest import load_manifest
 from tendril.scheduler.cluster import LocalCluster, free_address, pick_offsets, worker_ports
 from tendril.scheduler.demo import stdlib_sources
+from tests import guides
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[2]
 GUIDE = ROOT / "docs" / "TRAINING.md"
-BLOCK = re.compile(r"```(sh|toml|json)\n(.*?)```", re.S)
 SERVERS = ("tendril gateway run", "tendril data serve", "tendril worker run")
 START_SECONDS = 120.0
-
-
-def _blocks() -> list[tuple[str, str]]:
-    return [(kind, body) for kind, body in BLOCK.findall(GUIDE.read_text())]
 
 
 def _has(module: str) -> bool:
@@ -77,35 +70,9 @@ def _tokenizer(folder: Path, corpus: Path) -> None:
     PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>").save_pretrained(str(folder))
 
 
-def _localise(text: str, ports: dict[str, str]) -> str:
-    """The guide's hosts and ports -> this machine's."""
-    for port, address in ports.items():
-        text = re.sub(rf"(?:0\.0\.0\.0|10\.0\.0\.\d+|127\.0\.0\.1):{port}\b", address, text)
-    return re.sub(r"\b(?:0\.0\.0\.0|10\.0\.0\.\d+)\b", "127.0.0.1", text)
-
-
-def _worker_toml(text: str, name: str, offset: int, root: Path, ports: dict[str, str]) -> str:
-    config = _localise(text, ports).replace('id = "worker-a"', f'id = "{name}"')
-    extra = f'port_offset = {offset}\nstate_dir = "{root / name / "state"}"\nwork_dir = "{root / name / "work"}"\n'
-    return config.replace("[worker]\n", f"[worker]\n{extra}", 1)
-
-
-async def _run(args: str | list[str], cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:
-    """A command to its end, off the event loop (a str runs in the shell)."""
-    return await asyncio.to_thread(
-        subprocess.run, args, shell=isinstance(args, str), cwd=cwd, capture_output=True, text=True, timeout=timeout
-    )
-
-
-def _argv(command: str) -> list[str]:
-    words = shlex.split(command)
-    assert words[0] == "tendril", command
-    return [sys.executable, "-m", "tendril.cli", *words[1:]]
-
-
 async def test_the_training_guide_runs_as_written(tmp_path: Path) -> None:
-    blocks = _blocks()
-    commands = [line for kind, body in blocks if kind == "sh" for line in body.splitlines() if line.strip()]
+    blocks = guides.blocks(GUIDE)
+    commands = guides.commands(blocks)
     tomls = [body for kind, body in blocks if kind == "toml"]
     examples = [body for kind, body in blocks if kind == "json"]
     assert len(tomls) == 3 and len(examples) == 1, "the guide's worker.toml, job.toml and fine-tuning snippet"
@@ -120,44 +87,44 @@ async def test_the_training_guide_runs_as_written(tmp_path: Path) -> None:
     ports = {"50050": free_address(), "50070": free_address(), "50060": free_address()}
     _corpus(tmp_path / "my-corpus.jsonl")
     _tokenizer(tmp_path / "my-tokenizer", tmp_path / "my-corpus.jsonl")
-    job = tomllib.loads(_localise(tomls[1], ports))
-    (tmp_path / "job.toml").write_text(_localise(tomls[1], ports))
+    job = tomllib.loads(guides.localise(tomls[1], ports))
+    (tmp_path / "job.toml").write_text(guides.localise(tomls[1], ports))
     offsets = pick_offsets(2)
     workers = {f"worker-{c}": offset for c, offset in zip("ab", offsets, strict=True)}
     cluster = LocalCluster(tmp_path)
     skipped: list[str] = []
     try:
         for command in commands:
-            local = _localise(command, ports)
+            local = guides.localise(command, ports)
             if command.startswith("tendril worker run"):
                 for name, offset in workers.items():
                     config = tmp_path / f"{name}.toml"
-                    config.write_text(_worker_toml(tomls[0], name, offset, tmp_path, ports))
-                    proc = cluster.spawn(name, _argv(local.replace("worker.toml", config.name)), tier=2)
+                    config.write_text(guides.worker_toml(tomls[0], name, offset, tmp_path, ports))
+                    proc = cluster.spawn(name, guides.argv(local.replace("worker.toml", config.name)), tier=2)
                     await cluster.wait_serving(proc, worker_ports(offset)[:5], START_SECONDS)
             elif command.startswith(SERVERS):
                 tier = 0 if "gateway" in command else 1
-                proc = cluster.spawn(command.split()[1], _argv(local), tier=tier)
+                proc = cluster.spawn(command.split()[1], guides.argv(local), tier=tier)
                 address = ports["50050"] if tier == 0 else ports["50070"]
                 await cluster.wait_serving(proc, [address], START_SECONDS)
             elif command.startswith("tendril scheduler run"):
                 if not _has("tendril_models"):
                     skipped.append("training: tendril_models (the executor's model catalogue) is not in this tree")
                     break
-                done = await _run(_argv(local), tmp_path, 600)
+                done = await guides.run(guides.argv(local), tmp_path, 600)
                 assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
             elif command.startswith("tendril model"):
                 if not _has_model_command():
                     skipped.append("`tendril model generate`: the `model` command group is not in this tree")
                     continue
-                done = await _run(_argv(local), tmp_path, 300)
+                done = await guides.run(guides.argv(local), tmp_path, 300)
                 assert done.returncode == 0, done.stderr[-3000:]
                 assert done.stdout.strip()
             elif command.startswith("tendril"):
-                done = await _run(_argv(local), tmp_path, 300)
+                done = await guides.run(guides.argv(local), tmp_path, 300)
                 assert done.returncode == 0, done.stderr[-3000:]
             else:
-                done = await _run(local, tmp_path, 60)
+                done = await guides.run(local, tmp_path, 60)
                 assert done.returncode == 0, done.stderr
     finally:
         killed = cluster.stop()
