@@ -11,7 +11,9 @@ and optional ``torch_threads`` (0: torch's default), ``processes`` (0: one per G
 job's lease, one on a CPU; n: n processes, DDP inner steps, gloo on a CPU),
 ``receive_timeout_seconds`` (how long a
 worker waits for a round's update; 0: 10 × round timeout, at least 120 s) and
-``keep_updates`` (keep every round's outer update file under updates/, for inspection).
+``keep_updates`` (keep every round's outer update file under updates/, for inspection) and
+``error_feedback`` (send Δ plus what the codec dropped from last round's Δ; unset: on for
+int4, off otherwise; see :mod:`tendril_diloco.feedback`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tendril_diloco.errors import ExecutorError, ExecutorReason
+from tendril_diloco.feedback import default_on
 from tendril_models import DataSpec, ModelError, ModelSpec
 
 MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
@@ -52,6 +55,14 @@ class TrainConfig:
     processes: int = 0
     receive_timeout_seconds: float = 0.0
     keep_updates: bool = False
+    error_feedback: bool | None = None  # None: the codec's default (feedback.default_on)
+
+    @property
+    def feedback(self) -> bool:
+        """Whether this worker runs error feedback."""
+        if self.error_feedback is not None:
+            return self.error_feedback
+        return default_on(self.codec)
 
     @property
     def data_spec(self) -> DataSpec:
@@ -96,6 +107,9 @@ def parse_config(raw: Mapping[str, Any]) -> TrainConfig:
         raise _bad(f"codec must be the name of a wire codec, got {codec!r}")
     if "rounds" not in raw:
         raise _bad("rounds is required")
+    feedback = raw.get("error_feedback")
+    if feedback is not None and not isinstance(feedback, bool):
+        raise _bad(f"error_feedback must be true or false, got {feedback!r}")
     inner_raw = raw.get("inner", {})
     model_raw, data_raw = raw.get("model", {}), raw.get("data")
     if not isinstance(inner_raw, Mapping) or not isinstance(model_raw, Mapping):
@@ -132,6 +146,7 @@ def parse_config(raw: Mapping[str, Any]) -> TrainConfig:
         processes=_number(raw, "processes", 0, int),
         receive_timeout_seconds=_number(raw, "receive_timeout_seconds", 0.0, float),
         keep_updates=bool(raw.get("keep_updates", False)),
+        error_feedback=feedback,
     )
     checks = [
         (config.rounds >= 1, "rounds must be >= 1"),

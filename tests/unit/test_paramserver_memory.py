@@ -38,7 +38,12 @@ from tests.unit.test_aggregator_core import CHUNK, _open, _push, _write
 # Sizes that are not multiples of the int8 block (256) nor of the server's 64 Ki-value blocks.
 SHAPES = {"h.0.w": (300, 257), "h.0.b": (257,), "ln.g": (70_001,)}
 WORKERS = ("w0", "w1", "w2")
-CODEC_PROTO = {"fp32": tensor_pb2.CODEC_FP32, "bf16": tensor_pb2.CODEC_BF16, "int8": tensor_pb2.CODEC_INT8}
+CODEC_PROTO = {
+    "fp32": tensor_pb2.CODEC_FP32,
+    "bf16": tensor_pb2.CODEC_BF16,
+    "int8": tensor_pb2.CODEC_INT8,
+    "int4": tensor_pb2.CODEC_INT4,
+}
 
 
 @pytest.fixture
@@ -64,7 +69,7 @@ def _digest(params: dict[str, torch.Tensor]) -> str:
     return sha.hexdigest()
 
 
-@pytest.mark.parametrize("codec", ["int8", "bf16", "fp32"])
+@pytest.mark.parametrize("codec", ["int8", "int4", "bf16", "fp32"])
 async def test_every_worker_holds_the_servers_theta_after_every_round(
     server: ParameterServerService, tmp_path: Path, codec: str
 ) -> None:

@@ -17,6 +17,19 @@ always gives float32 (accumulation is always fp32).
 * int8: the flat tensor is cut into blocks of ``block_size`` values (the last one may be
   shorter); each block stores one fp32 scale = absmax / 127 and its values as
   round(x / scale) in [-127, 127]. The error of a value is at most scale / 2.
+* int4: blocks and scales as int8 with scale = absmax / 7 and values round(x / scale) in
+  [-7, 7] (-8 is never written), packed two per byte: value 2i of a tensor is the low nibble
+  of its byte i, value 2i+1 the high nibble, each a 4-bit two's complement; a tensor of odd
+  length ends with a byte whose high nibble is 0. Packing is per tensor (each tensor starts on
+  a byte) and the block size must be even, so every block starts on a byte too and a range of
+  whole blocks decodes on its own. The wire dtype is ``U8`` and a tensor's bytes hold
+  ceil(numel / 2) (:meth:`Codec.nbytes`); the tensor's own shape travels in the stream header
+  and, in a SafeTensors file, in ``__metadata__`` ``tendril.shapes`` (see
+  :mod:`tendril.core.tensorfile`). 8× fewer bytes than fp32 for the values, plus 4 bytes per
+  block for the scales (at the default block of 256: 7.8×).
+
+Rounding is ``np.rint`` (half to even) on float32 ``x / scale``, so any implementation with
+IEEE float32 division and half-to-even rounding (``torch.round``) encodes the same bits.
 """
 
 from __future__ import annotations
@@ -58,11 +71,28 @@ class Codec:
     # ``<name>/__scales__``, with the codec and the block size in the file's __metadata__.
     blockwise: bool
     encode: Encode
+    # Decoding may give up to ``values_per_element - 1`` values past the end (a packed tail);
+    # :meth:`decode_count` cuts them off.
     decode: Decode
+    values_per_element: int = 1  # int4: two values per byte
+    # A packed codec's encoded elements -> one integer per value (values_per_element per
+    # element), which the blockwise decode multiplies by the scales.
+    unpack: Callable[[npt.NDArray[Any]], npt.NDArray[Any]] | None = None
 
-    @property
-    def bytes_per_value(self) -> int:
-        return np.dtype(self.array_dtype).itemsize
+    def nbytes(self, count: int) -> int:
+        """Bytes of ``count`` encoded values (for a packed codec: of a tensor of ``count`` values,
+        or the offset of value ``count`` when ``count`` is a multiple of the block size)."""
+        return -(-count // self.values_per_element) * np.dtype(self.array_dtype).itemsize
+
+    def decode_count(self, encoded: npt.NDArray[Any], scales: F32, block_size: int, count: int) -> F32:
+        """The first ``count`` decoded values of ``encoded``."""
+        return self.decode(encoded, scales, block_size)[:count]
+
+    def check_block_size(self, block_size: int) -> int:
+        check_block_size(block_size)
+        if self.values_per_element > 1 and block_size % self.values_per_element:
+            raise CodecError(f"{self.name} needs a block size that is a multiple of {self.values_per_element}")
+        return block_size
 
 
 # -- bf16 -------------------------------------------------------------------------------
@@ -96,22 +126,7 @@ def int8_scale_count(numel: int, block_size: int) -> int:
 
 def int8_encode(values: F32, block_size: int) -> tuple[npt.NDArray[np.int8], F32]:
     """Flat fp32 -> (int8 values, fp32 scale per block). Values must be finite."""
-    flat = np.ascontiguousarray(values, dtype=np.float32).reshape(-1)
-    if not np.isfinite(flat).all():
-        raise CodecError("int8 cannot encode NaN or Inf values")
-    blocks = int8_scale_count(flat.size, block_size)
-    padded = flat
-    if blocks * block_size != flat.size:
-        padded = np.zeros(blocks * block_size, dtype=np.float32)
-        padded[: flat.size] = flat
-    grid = padded.reshape(blocks, block_size)
-    absmax = np.abs(grid).max(axis=1) if blocks else np.zeros(0, dtype=np.float32)
-    scales = (absmax / np.float32(INT8_MAX)).astype(np.float32)
-    # An all-zero block has scale 0; divide by 1 there so its values stay 0.
-    safe = np.where(scales > 0, scales, np.float32(1.0))
-    quant = np.rint(grid / safe[:, None])
-    np.clip(quant, -INT8_MAX, INT8_MAX, out=quant)
-    return quant.astype(np.int8).reshape(-1)[: flat.size], scales
+    return _absmax_quantize(values, block_size, INT8_MAX, "int8")
 
 
 def int8_decode(quant: npt.NDArray[np.int8], scales: F32, block_size: int) -> F32:
@@ -119,6 +134,60 @@ def int8_decode(quant: npt.NDArray[np.int8], scales: F32, block_size: int) -> F3
     flat = np.asarray(quant, dtype=np.int8).reshape(-1)
     expanded = np.repeat(np.asarray(scales, dtype=np.float32), block_size)[: flat.size]
     return (flat.astype(np.float32) * expanded).astype(np.float32)
+
+
+# -- int4 blockwise absmax, two values per byte ----------------------------------------------------
+
+INT4_MAX = 7
+
+
+def _absmax_quantize(values: F32, block_size: int, limit: int, name: str) -> tuple[npt.NDArray[np.int8], F32]:
+    flat = np.ascontiguousarray(values, dtype=np.float32).reshape(-1)
+    if not np.isfinite(flat).all():
+        raise CodecError(f"{name} cannot encode NaN or Inf values")
+    blocks = int8_scale_count(flat.size, block_size)
+    padded = flat
+    if blocks * block_size != flat.size:
+        padded = np.zeros(blocks * block_size, dtype=np.float32)
+        padded[: flat.size] = flat
+    grid = padded.reshape(blocks, block_size)
+    absmax = np.abs(grid).max(axis=1) if blocks else np.zeros(0, dtype=np.float32)
+    scales = (absmax / np.float32(limit)).astype(np.float32)
+    # An all-zero block has scale 0; divide by 1 there so its values stay 0.
+    safe = np.where(scales > 0, scales, np.float32(1.0))
+    quant = np.rint(grid / safe[:, None])
+    np.clip(quant, -limit, limit, out=quant)
+    return quant.astype(np.int8).reshape(-1)[: flat.size], scales
+
+
+def pack_int4(quant: npt.NDArray[np.int8]) -> npt.NDArray[np.uint8]:
+    """Values in [-8, 7] -> bytes, value 2i in the low nibble of byte i (odd tail: high nibble 0)."""
+    nibbles = np.asarray(quant, dtype=np.int8).view(np.uint8) & np.uint8(0x0F)
+    if nibbles.size % 2:
+        nibbles = np.append(nibbles, np.uint8(0))
+    return (nibbles[0::2] | (nibbles[1::2] << np.uint8(4))).astype(np.uint8)
+
+
+def unpack_int4(packed: npt.NDArray[np.uint8]) -> npt.NDArray[np.int8]:
+    """Bytes -> 2 × len(packed) values in [-8, 7] (sign-extended nibbles, low nibble first)."""
+    raw = np.asarray(packed, dtype=np.uint8)
+    out = np.empty(2 * raw.size, dtype=np.uint8)
+    out[0::2] = raw & np.uint8(0x0F)
+    out[1::2] = raw >> np.uint8(4)
+    # Sign-extend 4-bit two's complement: (n ^ 8) - 8.
+    return ((out ^ np.uint8(8)).view(np.int8) - np.int8(8)).astype(np.int8)
+
+
+def int4_encode(values: F32, block_size: int) -> tuple[npt.NDArray[np.uint8], F32]:
+    """Flat fp32 -> (packed int4 bytes, fp32 scale per block). Values must be finite."""
+    quant, scales = _absmax_quantize(values, block_size, INT4_MAX, "int4")
+    return pack_int4(quant), scales
+
+
+def int4_decode(packed: npt.NDArray[np.uint8], scales: F32, block_size: int) -> F32:
+    """(packed int4 bytes, fp32 scale per block) -> 2 × len(packed) fp32 values (an odd tail's
+    last value is a 0 that is not part of the tensor)."""
+    return int8_decode(unpack_int4(packed), scales, block_size)
 
 
 # -- the registry --------------------------------------------------------------------------------
@@ -149,12 +218,24 @@ REGISTRY: tuple[Codec, ...] = (
     Codec(
         "int8", tensor_pb2.CODEC_INT8, "I8", np.int8, lossy=True, blockwise=True, encode=int8_encode, decode=int8_decode
     ),
+    Codec(
+        "int4",
+        tensor_pb2.CODEC_INT4,
+        "U8",
+        np.uint8,
+        lossy=True,
+        blockwise=True,
+        encode=int4_encode,
+        decode=int4_decode,
+        values_per_element=2,
+        unpack=unpack_int4,
+    ),
 )
 BY_NAME: dict[str, Codec] = {codec.name: codec for codec in REGISTRY}
 BY_PROTO: dict[int, Codec] = {codec.proto: codec for codec in REGISTRY}
 CODECS: tuple[str, ...] = tuple(BY_NAME)  # the names, in registry order
 FP32 = BY_NAME["fp32"]  # what accumulation uses and what CODEC_UNSPECIFIED means
-NAMES = ", ".join(CODECS)  # for messages: "fp32, bf16, int8"
+NAMES = ", ".join(CODECS)  # for messages: "fp32, bf16, int8, int4"
 PROTO_NAMES = ", ".join(tensor_pb2.Codec.Name(codec.proto) for codec in REGISTRY)
 
 

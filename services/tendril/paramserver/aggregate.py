@@ -49,7 +49,7 @@ F32 = npt.NDArray[np.float32]
 
 BLOCK_ELEMENTS = 1 << 16  # values per block: 256 KiB of fp32, cache-sized
 CLOSE_THREADS = max(1, min(2, os.cpu_count() or 1))  # threads of the outer step
-UPDATE_BLOCK_SIZE = codecs.DEFAULT_BLOCK_SIZE  # block size of the int8 updates the server encodes
+UPDATE_BLOCK_SIZE = codecs.DEFAULT_BLOCK_SIZE  # block size of the int8/int4 updates the server encodes
 
 
 def block_step(*layouts: Layout) -> int:
@@ -70,16 +70,27 @@ def _array(view: memoryview, dtype: npt.DTypeLike, offset: int, count: int) -> n
     return np.frombuffer(view, dtype=dtype, count=count, offset=offset)
 
 
+def _encoded(view: memoryview, wire: codecs.Codec, start: int, a: int, b: int) -> np.ndarray:
+    """The encoded elements holding values [a, b) of a tensor whose bytes start at ``start``
+    (``a`` is block-aligned for a packed codec, so it starts on an element)."""
+    first = wire.nbytes(a)
+    return _array(
+        view, wire.array_dtype, start + first, (wire.nbytes(b) - first) // np.dtype(wire.array_dtype).itemsize
+    )
+
+
 def decode(view: memoryview, layout: Layout, spec: TensorSpec, a: int, b: int) -> F32:
     """Values [a, b) of a tensor of an in-memory payload as float32 (a view for fp32).
 
     ``a`` is block-aligned for blockwise codecs. The arithmetic is the codec's own decode
-    (int8: float32(q) · scale, one rounding), so this gives the same bits as
+    (int8, int4: float32(q) · scale, one rounding), so this gives the same bits as
     :func:`tendril.core.tensorfile.read_values` on the same payload.
     """
     wire = codecs.BY_NAME[layout.codec]
     start = layout.header_size + spec.begin
-    raw = _array(view, wire.array_dtype, start + wire.bytes_per_value * a, b - a)
+    raw = _encoded(view, wire, start, a, b)
+    if wire.unpack is not None:
+        raw = wire.unpack(raw)[: b - a]
     if wire.blockwise:
         bs = layout.block_size
         first = a // bs
@@ -113,7 +124,7 @@ def first_non_finite(view: memoryview, layout: Layout) -> str | None:
             continue
         start = layout.header_size + spec.begin
         for a, b in blocks(spec.numel, BLOCK_ELEMENTS):
-            raw = _array(view, wire.array_dtype, start + wire.bytes_per_value * a, b - a)
+            raw = _encoded(view, wire, start, a, b)
             if wire.name == "bf16":
                 # All exponent bits set: Inf or NaN (checked on the bits, nothing decoded).
                 if ((raw & np.uint16(0x7F80)) == np.uint16(0x7F80)).any():
@@ -135,7 +146,7 @@ def encode_into(view: memoryview, layout: Layout, spec: TensorSpec, a: int, valu
     """Encode float32 ``values`` (elements from ``a``, block-aligned) into a payload in memory."""
     wire = codecs.BY_NAME[layout.codec]
     encoded, scales = wire.encode(values, layout.block_size)
-    start = layout.header_size + spec.begin + wire.bytes_per_value * a
+    start = layout.header_size + spec.begin + wire.nbytes(a)
     view[start : start + encoded.nbytes] = encoded.view(np.uint8)
     if wire.blockwise:
         first = layout.header_size + spec.scales_begin + 4 * (a // layout.block_size)
@@ -202,7 +213,7 @@ class Accumulator:
         by_name = {t.name: t for t in layout.tensors}
         step = block_step(layout)
         scratch = np.empty(step, dtype=np.float32)
-        width = codecs.BY_NAME[layout.codec].bytes_per_value
+        wire = codecs.BY_NAME[layout.codec]
         for spec in self.layout.tensors:
             acc = self.tensor(spec)
             source = by_name[spec.name]
@@ -212,7 +223,7 @@ class Accumulator:
                 np.multiply(decode(payload, layout, source, a, b), w, out=product)
                 np.add(acc[a:b], product, out=acc[a:b])
                 if consumed is not None:
-                    consumed(start + width * a, start + width * b)
+                    consumed(start + wire.nbytes(a), start + wire.nbytes(b))
         self.weight += float(weight)
         self.workers.append(worker_id)
         self.spoiled = False

@@ -116,6 +116,8 @@ def train_config(config: JobConfig, run_id: str, parameter_server: str, dataset:
         "mixed_precision": t.mixed_precision,
         "torch_threads": t.torch_threads,
         "keep_updates": t.keep_updates,
+        # NOTE: left out for "auto", so the executor applies the codec's default.
+        **({} if t.error_feedback == "auto" else {"error_feedback": t.error_feedback}),
     }
 
 

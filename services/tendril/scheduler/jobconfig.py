@@ -175,6 +175,8 @@ class TrainingSection(_Table):
     mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "auto"
     torch_threads: NonNegativeInt = 0  # per executor; 0 = torch's default
     keep_updates: bool = False  # executors keep each round's outer update file (for inspection)
+    # workers add what the codec dropped from a round's Δ to the next Δ; "auto": on for int4 only
+    error_feedback: bool | Literal["auto"] = "auto"
     inner: InnerSection = Field(default_factory=InnerSection)
     model: ModelSection = Field(default_factory=ModelSection)
 

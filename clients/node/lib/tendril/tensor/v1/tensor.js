@@ -20,6 +20,13 @@ var Codec;
     Codec[Codec["CODEC_BF16"] = 2] = "CODEC_BF16";
     /** CODEC_INT8 - int8 with one fp32 absmax scale per block of values: about a quarter of the bytes. */
     Codec[Codec["CODEC_INT8"] = 3] = "CODEC_INT8";
+    /**
+     * CODEC_INT4 - int4 with one fp32 absmax scale per block of values (round(x / (absmax / 7)) in [-7, 7]),
+     * packed two values per byte (value 2i in the low nibble of byte i, two's complement; an odd
+     * tensor's last high nibble is 0): about an eighth of the bytes. A tensor's dtype is "U8";
+     * its shape is the tensor's own shape, its bytes hold ceil(numel / 2).
+     */
+    Codec[Codec["CODEC_INT4"] = 4] = "CODEC_INT4";
     Codec[Codec["UNRECOGNIZED"] = -1] = "UNRECOGNIZED";
 })(Codec || (exports.Codec = Codec = {}));
 function codecFromJSON(object) {
@@ -36,6 +43,9 @@ function codecFromJSON(object) {
         case 3:
         case "CODEC_INT8":
             return Codec.CODEC_INT8;
+        case 4:
+        case "CODEC_INT4":
+            return Codec.CODEC_INT4;
         case -1:
         case "UNRECOGNIZED":
         default:
@@ -52,6 +62,8 @@ function codecToJSON(object) {
             return "CODEC_BF16";
         case Codec.CODEC_INT8:
             return "CODEC_INT8";
+        case Codec.CODEC_INT4:
+            return "CODEC_INT4";
         case Codec.UNRECOGNIZED:
         default:
             return "UNRECOGNIZED";
