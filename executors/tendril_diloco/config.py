@@ -13,7 +13,8 @@ job's lease, one on a CPU; n: n processes, DDP inner steps, gloo on a CPU),
 worker waits for a round's update; 0: 10 × round timeout, at least 120 s) and
 ``keep_updates`` (keep every round's outer update file under updates/, for inspection) and
 ``error_feedback`` (send Δ plus what the codec dropped from last round's Δ; unset: on for
-int4, off otherwise; see :mod:`tendril_diloco.feedback`).
+int4 and sparse, off otherwise; see :mod:`tendril_diloco.feedback`) and ``sparse_beta`` (the
+sparse codec's accumulator decay, 0.95).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tendril_diloco.errors import ExecutorError, ExecutorReason
-from tendril_diloco.feedback import default_on
+from tendril_diloco.feedback import DEFAULT_BETA, default_on
 from tendril_models import DataSpec, ModelError, ModelSpec
 
 MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
@@ -56,6 +57,7 @@ class TrainConfig:
     receive_timeout_seconds: float = 0.0
     keep_updates: bool = False
     error_feedback: bool | None = None  # None: the codec's default (feedback.default_on)
+    sparse_beta: float = DEFAULT_BETA
 
     @property
     def feedback(self) -> bool:
@@ -147,6 +149,7 @@ def parse_config(raw: Mapping[str, Any]) -> TrainConfig:
         receive_timeout_seconds=_number(raw, "receive_timeout_seconds", 0.0, float),
         keep_updates=bool(raw.get("keep_updates", False)),
         error_feedback=feedback,
+        sparse_beta=_number(raw, "sparse_beta", DEFAULT_BETA, float),
     )
     checks = [
         (config.rounds >= 1, "rounds must be >= 1"),
@@ -157,6 +160,7 @@ def parse_config(raw: Mapping[str, Any]) -> TrainConfig:
         (inner.warmup_steps >= 0, "inner.warmup_steps must be >= 0"),
         (inner.batch_size >= 1, "inner.batch_size must be >= 1"),
         (config.torch_threads >= 0, "torch_threads must be >= 0"),
+        (0 <= config.sparse_beta <= 1, "sparse_beta must be between 0 and 1"),
         (0 <= config.processes <= 64, "processes must be between 0 (one per GPU) and 64"),
     ]
     for ok, message in checks:

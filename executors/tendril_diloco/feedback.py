@@ -5,6 +5,11 @@ feedback on, the trainer sends Δ' = Δ + e (e: last round's residual) and keeps
 e' = Δ' − decode(encode(Δ')) for the next round, in fp32, in memory (the trainer keeps no
 other state across a restart either: a restarted worker starts again with e = 0).
 
+The sparse codec (SparseLoCo, arXiv 2508.15706) keeps a decayed accumulator instead:
+a = β·e + Δ, the trainer sends s = decode(encode(a)) (the chunk-wise top-k at 2 bits, already
+sparse and quantized, which the bridge's encoder gives back unchanged) and keeps e' = a − s.
+The decayed accumulator stands in for outer momentum (the run's outer_momentum is then 0).
+
 decode(encode(·)) here is the codec's own arithmetic in torch, written so that it gives the
 same bits as the registry's numpy codecs (``tendril.core.codecs``, which an executor cannot
 import): float32 division by absmax / limit, half-to-even rounding, one float32 multiply on
@@ -25,12 +30,47 @@ from tendril_diloco.params import Params
 # NOTE: the block size a worker's bridge encodes pseudo-gradients with
 # (tendril.core.codecs.DEFAULT_BLOCK_SIZE; a unit test keeps the two equal).
 BLOCK_SIZE = 256
-INT4 = "int4"  # the codec whose runs have error feedback unless the config turns it off
+# NOTE: the sparse codec's chunk and kept values per chunk (tendril.core.codecs.SPARSE_CHUNK,
+# SPARSE_TOP_K, SPARSE_UNUSED's meaning; a unit test keeps them equal).
+SPARSE_CHUNK = 4096
+SPARSE_TOP_K = 64
+INT4 = "int4"  # codecs whose runs have error feedback unless the config turns it off
+SPARSE = "sparse"
+DEFAULT_BETA = 0.95  # the sparse accumulator's decay
 
 
 def default_on(codec: str) -> bool:
-    """Error feedback's default for a run of ``codec``: on for int4, off otherwise."""
-    return codec == INT4
+    """Error feedback's default for a run of ``codec``: on for int4 and sparse, off otherwise."""
+    return codec in (INT4, SPARSE)
+
+
+def _sparse_roundtrip(values: torch.Tensor) -> torch.Tensor:
+    """The sparse codec's decode(encode(values)): per chunk the 64 largest |x| (stable: ties to the
+    lower index, zeros never), split by rank into a high and a low half, each at the magnitude
+    of its middle element, signs kept; everything else 0."""
+    flat = values.detach().to(torch.float32).reshape(-1)
+    n = flat.numel()
+    chunks = -(-n // SPARSE_CHUNK)
+    if not chunks:
+        return flat.clone().reshape(values.shape)
+    padded = torch.zeros(chunks * SPARSE_CHUNK, dtype=torch.float32)
+    padded[:n] = flat
+    grid = padded.reshape(chunks, SPARSE_CHUNK)
+    ordered, order = torch.sort(grid.abs(), dim=1, descending=True, stable=True)
+    kept_mag, order = ordered[:, :SPARSE_TOP_K], order[:, :SPARSE_TOP_K]
+    kept_val = grid.gather(1, order)
+    m = (kept_mag > 0).sum(dim=1)
+    high = (m + 1) // 2
+    last = SPARSE_TOP_K - 1
+    hi = kept_mag.gather(1, (high // 2).clamp(max=last)[:, None])
+    lo = kept_mag.gather(1, (high + (m - high) // 2).clamp(max=last)[:, None])
+    lo = torch.where((m > high)[:, None], lo, torch.zeros_like(lo))
+    rank = torch.arange(SPARSE_TOP_K)[None, :]
+    magnitude = torch.where(rank < high[:, None], hi, lo)
+    signed = torch.where(kept_val < 0, -magnitude, magnitude)
+    signed = torch.where(rank < m[:, None], signed, torch.zeros_like(signed))
+    out = torch.zeros_like(grid).scatter_(1, order, signed)
+    return out.reshape(-1)[:n].reshape(values.shape)
 
 
 def _absmax_roundtrip(values: torch.Tensor, limit: int) -> torch.Tensor:
@@ -57,6 +97,8 @@ def roundtrip(codec: str, values: torch.Tensor) -> torch.Tensor:
         return _absmax_roundtrip(values, 127)
     if codec == INT4:
         return _absmax_roundtrip(values, 7)
+    if codec == SPARSE:
+        return _sparse_roundtrip(values)
     raise ExecutorError(
         f"job config: error_feedback has no arithmetic for codec {codec!r}; turn it off for this codec",
         reason=ExecutorReason.BAD_JOB_CONFIG,
@@ -66,17 +108,31 @@ def roundtrip(codec: str, values: torch.Tensor) -> torch.Tensor:
 class ErrorFeedback:
     """The residual e of one worker (fp32, per parameter) and the two steps of each round."""
 
-    def __init__(self, codec: str) -> None:
+    def __init__(self, codec: str, *, beta: float = DEFAULT_BETA) -> None:
         roundtrip(codec, torch.zeros(1))  # refuses a codec it cannot follow, at start
         self.codec = codec
+        self.sparse = codec == SPARSE
+        self.beta = beta if self.sparse else 1.0
         self.residual: Params = {}
+        self._accumulated: Params = {}  # sparse: a = β·e + Δ of the round being sent
 
     def compensate(self, delta: Params) -> Params:
-        """Δ' = Δ + e: what to send this round."""
-        return {name: value + self.residual[name] if name in self.residual else value for name, value in delta.items()}
+        """What to send this round: Δ + e (sparse: decode(encode(β·e + Δ)))."""
+        out = {}
+        for name, value in delta.items():
+            e = self.residual.get(name)
+            out[name] = value if e is None else (e * self.beta if self.sparse else e) + value
+        if not self.sparse:
+            return out
+        self._accumulated = out
+        return {name: roundtrip(self.codec, value) for name, value in out.items()}
 
     def sent(self, delta: Params) -> None:
-        """Keep e = Δ' − decode(encode(Δ')) of what was sent, for the next round."""
+        """Keep e = what was meant − what the wire carried of it (``delta``: what was sent)."""
+        if self.sparse:
+            self.residual = {name: self._accumulated[name] - value for name, value in delta.items()}
+            self._accumulated = {}
+            return
         self.residual = {name: value - roundtrip(self.codec, value) for name, value in delta.items()}
 
     def norm(self) -> float:

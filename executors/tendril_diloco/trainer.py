@@ -124,7 +124,7 @@ class Trainer:
         self.group: distributed.Group | None = None  # the replicas of a several-GPU worker
         self._replica_batches: list[Batch] = []
         # What the wire codec dropped from the last Δ sent (error feedback), when the run uses it.
-        self._feedback = ErrorFeedback(config.codec) if config.feedback else None
+        self._feedback = ErrorFeedback(config.codec, beta=config.sparse_beta) if config.feedback else None
 
     # -- setup -----------------------------------------------------------------------------
 

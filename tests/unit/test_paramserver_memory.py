@@ -43,6 +43,7 @@ CODEC_PROTO = {
     "bf16": tensor_pb2.CODEC_BF16,
     "int8": tensor_pb2.CODEC_INT8,
     "int4": tensor_pb2.CODEC_INT4,
+    "sparse": tensor_pb2.CODEC_SPARSE,
 }
 
 
@@ -69,7 +70,7 @@ def _digest(params: dict[str, torch.Tensor]) -> str:
     return sha.hexdigest()
 
 
-@pytest.mark.parametrize("codec", ["int8", "int4", "bf16", "fp32"])
+@pytest.mark.parametrize("codec", ["int8", "int4", "sparse", "bf16", "fp32"])
 async def test_every_worker_holds_the_servers_theta_after_every_round(
     server: ParameterServerService, tmp_path: Path, codec: str
 ) -> None:

@@ -78,6 +78,37 @@ class Codec:
     # A packed codec's encoded elements -> one integer per value (values_per_element per
     # element), which the blockwise decode multiplies by the scales.
     unpack: Callable[[npt.NDArray[Any]], npt.NDArray[Any]] | None = None
+    default_block_size: int = DEFAULT_BLOCK_SIZE  # what senders use unless told otherwise
+    # Sparse: a tensor's bytes are its kept values' indices then their 2-bit codes, two fp32
+    # magnitudes per chunk of ``block_size`` values as its scales (see the module docstring).
+    sparse: bool = False
+    # The codec the parameter server serves a run's updates in (a sum of sparse pushes is not
+    # sparse in the same chunks; it travels as int8).
+    serve_as: str = ""
+    # The worker's decayed error-feedback accumulator stands in for outer momentum (SparseLoCo):
+    # runs of this codec usually set outer_momentum = 0.
+    replaces_momentum: bool = False
+
+    @property
+    def update_codec(self) -> str:
+        """The codec the parameter server encodes this codec's runs' updates in."""
+        return self.serve_as or self.name
+
+    @property
+    def flat(self) -> bool:
+        """Whether a tensor travels as flat bytes (its shape in the header or ``tendril.shapes``)."""
+        return self.values_per_element > 1 or self.sparse
+
+    def tensor_bytes(self, numel: int, block_size: int) -> int:
+        """Encoded bytes of a tensor of ``numel`` values (not its scales)."""
+        if self.sparse:
+            slots = sparse_slots(numel, block_size)
+            return 2 * slots + -(-slots // 4)
+        return self.nbytes(numel)
+
+    def scale_count(self, numel: int, block_size: int) -> int:
+        """fp32 scales of a tensor of ``numel`` values (blockwise codecs)."""
+        return (2 if self.sparse else 1) * int8_scale_count(numel, block_size)
 
     def nbytes(self, count: int) -> int:
         """Bytes of ``count`` encoded values (for a packed codec: of a tensor of ``count`` values,
@@ -92,6 +123,8 @@ class Codec:
         check_block_size(block_size)
         if self.values_per_element > 1 and block_size % self.values_per_element:
             raise CodecError(f"{self.name} needs a block size that is a multiple of {self.values_per_element}")
+        if self.sparse and not SPARSE_TOP_K <= block_size <= SPARSE_MAX_CHUNK:
+            raise CodecError(f"{self.name} needs a chunk (block size) of {SPARSE_TOP_K}..{SPARSE_MAX_CHUNK} values")
         return block_size
 
 
@@ -190,6 +223,122 @@ def int4_decode(packed: npt.NDArray[np.uint8], scales: F32, block_size: int) -> 
     return int8_decode(unpack_int4(packed), scales, block_size)
 
 
+# -- sparse: chunk-wise top-k, 2-bit values ---------------------------------------------------------
+
+SPARSE_TOP_K = 64  # values kept per chunk (a multiple of 4: every full chunk's codes start on a byte)
+SPARSE_CHUNK = 4096  # the default chunk: 64 of 4096 values = 1.56 % density
+SPARSE_MAX_CHUNK = 32768  # local indices are uint16, and 0xFFFF marks an unused slot
+SPARSE_UNUSED = 0xFFFF
+
+
+def sparse_slots(numel: int, chunk: int) -> int:
+    """Kept-value slots of a tensor: SPARSE_TOP_K per full chunk, at most that many in the last."""
+    full, tail = divmod(numel, chunk)
+    return full * SPARSE_TOP_K + min(SPARSE_TOP_K, tail)
+
+
+def sparse_encode(values: F32, chunk: int) -> tuple[npt.NDArray[np.uint8], F32]:
+    """Flat fp32 (a whole tensor, or whole chunks of one) -> (indices then codes as bytes, scales).
+
+    Per chunk: the SPARSE_TOP_K largest |x| (ties: the lower index), zeros never kept (their
+    slots get index 0xFFFF); the kept values sorted by |x| descending split into a high half
+    (the first ceil(m/2)) and a low half, each quantized to the magnitude of its middle element
+    (an order statistic: no arithmetic, so any implementation picks the same bits); a value is
+    2 bits, sign (bit 0, 1 = negative) and level (bit 1, 1 = high), four to a byte, the first
+    value in the lowest bits. Scales: (low, high) magnitude per chunk. Values must be finite.
+    """
+    flat = np.ascontiguousarray(values, dtype=np.float32).reshape(-1)
+    if not np.isfinite(flat).all():
+        raise CodecError("sparse cannot encode NaN or Inf values")
+    n = flat.size
+    chunks = int8_scale_count(n, chunk)
+    slots = sparse_slots(n, chunk)
+    indices = np.full(slots, SPARSE_UNUSED, dtype=np.uint16)
+    codes = np.zeros(slots, dtype=np.uint8)
+    scales = np.zeros(2 * chunks, dtype=np.float32)
+    if chunks:
+        padded = np.zeros(chunks * chunk, dtype=np.float32)
+        padded[:n] = flat
+        grid = padded.reshape(chunks, chunk)
+        magnitude = np.abs(grid)
+        order = np.argsort(-magnitude, axis=1, kind="stable")[:, :SPARSE_TOP_K]
+        kept_mag = np.take_along_axis(magnitude, order, axis=1)
+        kept_val = np.take_along_axis(grid, order, axis=1)
+        for c in range(chunks):
+            m = int(np.count_nonzero(kept_mag[c]))  # zeros are never kept (sorted last)
+            if not m:
+                continue
+            high = -(-m // 2)
+            hi, lo = kept_mag[c, high // 2], kept_mag[c, high + (m - high) // 2] if m > high else np.float32(0)
+            scales[2 * c], scales[2 * c + 1] = lo, hi
+            base = c * SPARSE_TOP_K
+            indices[base : base + m] = order[c, :m]
+            level = (np.arange(m) < high).astype(np.uint8) << np.uint8(1)
+            codes[base : base + m] = level | (kept_val[c, :m] < 0).astype(np.uint8)
+    return np.concatenate([indices.view(np.uint8), _pack2(codes)]), scales
+
+
+def _pack2(codes: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    padded = np.zeros(-(-codes.size // 4) * 4, dtype=np.uint8)
+    padded[: codes.size] = codes
+    quad = padded.reshape(-1, 4)
+    return (quad[:, 0] | (quad[:, 1] << 2) | (quad[:, 2] << 4) | (quad[:, 3] << 6)).astype(np.uint8)
+
+
+def _unpack2(packed: npt.NDArray[np.uint8], count: int) -> npt.NDArray[np.uint8]:
+    raw = np.asarray(packed, dtype=np.uint8)
+    out = np.empty((raw.size, 4), dtype=np.uint8)
+    for i in range(4):
+        out[:, i] = (raw >> np.uint8(2 * i)) & np.uint8(3)
+    return out.reshape(-1)[:count]
+
+
+def sparse_parts(encoded: npt.NDArray[np.uint8], scales: F32, chunk: int) -> tuple[npt.NDArray[np.int64], F32, int]:
+    """(positions in the range, their values, the range's chunks) of an encoded range of whole chunks."""
+    chunks = np.asarray(scales).size // 2
+    slots = (encoded.size * 4) // 9  # 2 bytes of index + 1/4 byte of code per slot, codes padded
+    while 2 * slots + -(-slots // 4) > encoded.size:
+        slots -= 1
+    indices = np.asarray(encoded[: 2 * slots]).view(np.uint16).astype(np.int64)
+    codes = _unpack2(encoded[2 * slots :], slots)
+    slot_chunk = np.arange(slots) // SPARSE_TOP_K
+    used = indices != SPARSE_UNUSED
+    pairs = np.asarray(scales, dtype=np.float32).reshape(chunks, 2)
+    magnitude = pairs[slot_chunk[used], (codes[used] >> np.uint8(1)).astype(np.int64)]
+    values = np.where(codes[used] & np.uint8(1), -magnitude, magnitude).astype(np.float32)
+    return slot_chunk[used] * chunk + indices[used], values, chunks
+
+
+def sparse_decode(encoded: npt.NDArray[np.uint8], scales: F32, chunk: int) -> F32:
+    """An encoded range of whole chunks -> dense fp32 of chunks × chunk values (cut with decode_count)."""
+    positions, values, chunks = sparse_parts(encoded, scales, chunk)
+    out = np.zeros(chunks * chunk, dtype=np.float32)
+    out[positions] = values
+    return out
+
+
+def sparse_ranges(numel: int, chunk: int, a: int, b: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Byte ranges, within a tensor's bytes, of the indices and of the codes of values [a, b)
+    (``a`` chunk-aligned; ``b`` chunk-aligned or the tensor's end)."""
+    total, first, last = sparse_slots(numel, chunk), sparse_slots(a, chunk), sparse_slots(b, chunk)
+    return (2 * first, 2 * last), (2 * total + first // 4, 2 * total + -(-last // 4))
+
+
+def sparse_check(encoded: npt.NDArray[np.uint8], numel: int, chunk: int) -> str | None:
+    """What is wrong with a tensor's indices (out of its chunk, repeated), or None."""
+    slots = sparse_slots(numel, chunk)
+    indices = np.asarray(encoded[: 2 * slots]).view(np.uint16).astype(np.int64)
+    slot_chunk = np.arange(slots) // SPARSE_TOP_K
+    used = indices != SPARSE_UNUSED
+    length = np.minimum(chunk, numel - slot_chunk * chunk)
+    if (indices[used] >= length[used]).any():
+        return "an index lies outside its chunk"
+    positions = slot_chunk[used] * chunk + indices[used]
+    if np.unique(positions).size != positions.size:
+        return "an index is repeated"
+    return None
+
+
 # -- the registry --------------------------------------------------------------------------------
 
 NO_SCALES: F32 = np.zeros(0, dtype=np.float32)
@@ -230,12 +379,26 @@ REGISTRY: tuple[Codec, ...] = (
         values_per_element=2,
         unpack=unpack_int4,
     ),
+    Codec(
+        "sparse",
+        tensor_pb2.CODEC_SPARSE,
+        "U8",
+        np.uint8,
+        lossy=True,
+        blockwise=True,
+        encode=sparse_encode,
+        decode=sparse_decode,
+        default_block_size=SPARSE_CHUNK,
+        sparse=True,
+        serve_as="int8",
+        replaces_momentum=True,
+    ),
 )
 BY_NAME: dict[str, Codec] = {codec.name: codec for codec in REGISTRY}
 BY_PROTO: dict[int, Codec] = {codec.proto: codec for codec in REGISTRY}
 CODECS: tuple[str, ...] = tuple(BY_NAME)  # the names, in registry order
 FP32 = BY_NAME["fp32"]  # what accumulation uses and what CODEC_UNSPECIFIED means
-NAMES = ", ".join(CODECS)  # for messages: "fp32, bf16, int8, int4"
+NAMES = ", ".join(CODECS)  # for messages: "fp32, bf16, int8, int4, sparse"
 PROTO_NAMES = ", ".join(tensor_pb2.Codec.Name(codec.proto) for codec in REGISTRY)
 
 

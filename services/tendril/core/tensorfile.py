@@ -158,7 +158,7 @@ def parse_layout(header_json: bytes, *, header_size: int, file_size: int | None 
         raise TensorFileError(f"file is {file_size} bytes but its header describes {header_size + data_size}")
     codec, block_size = _codec_of(entries, meta_raw)
     blockwise = _blockwise(codec)
-    shapes = _packed_shapes(codec, entries, meta_raw)
+    shapes = _packed_shapes(codec, block_size, entries, meta_raw)
     tensors = []
     for name, (dtype, shape, begin, end) in sorted(entries.items(), key=lambda kv: kv[1][2]):
         if blockwise and name.endswith(SCALES_SUFFIX):
@@ -167,7 +167,7 @@ def parse_layout(header_json: bytes, *, header_size: int, file_size: int | None 
         scales_begin = scales_end = 0
         if blockwise:
             scales = entries.get(name + SCALES_SUFFIX)
-            want = (codecs.int8_scale_count(math.prod(shape), block_size),)
+            want = (codecs.BY_NAME[codec].scale_count(math.prod(shape), block_size),)
             if scales is None or scales[0] != "F32" or scales[1] != want:
                 raise TensorFileError(f"{codec} tensor {name!r} lacks its F32 scales of shape {list(want)}")
             scales_begin, scales_end = scales[2], scales[3]
@@ -181,11 +181,11 @@ def _blockwise(codec: str) -> bool:
 
 
 def _packed_shapes(
-    codec: str, entries: dict[str, tuple[str, tuple[int, ...], int, int]], meta: dict[str, str]
+    codec: str, block_size: int, entries: dict[str, tuple[str, tuple[int, ...], int, int]], meta: dict[str, str]
 ) -> dict[str, tuple[int, ...]]:
     """A packed codec's tensor shapes from ``tendril.shapes``, each checked against its bytes."""
     wire = codecs.BY_NAME.get(codec)
-    if wire is None or wire.values_per_element == 1:
+    if wire is None or not wire.flat:
         return {}
     try:
         raw = json.loads(meta.get(META_SHAPES, ""))
@@ -202,7 +202,7 @@ def _packed_shapes(
             isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
         ):
             raise TensorFileError(f"{codec} payload: {META_SHAPES} lacks the shape of tensor {name!r}")
-        if end - begin != wire.nbytes(math.prod(shape)):
+        if end - begin != wire.tensor_bytes(math.prod(shape), block_size):
             raise TensorFileError(f"{codec} tensor {name!r}: {end - begin} bytes do not hold shape {shape}")
         shapes[name] = tuple(shape)
     return shapes
@@ -258,7 +258,7 @@ def plan_layout(shapes: Sequence[tuple[str, tuple[int, ...]]], codec: str, block
     else:
         block_size = 0
     dtype = wire.wire_dtype
-    packed = wire.values_per_element > 1
+    packed = wire.flat
     doc: dict[str, Any] = {}
     if wire.blockwise:
         doc["__metadata__"] = {META_CODEC: wire.name, META_BLOCK_SIZE: str(block_size)}
@@ -270,7 +270,7 @@ def plan_layout(shapes: Sequence[tuple[str, tuple[int, ...]]], codec: str, block
     scale_ranges: dict[str, tuple[int, int]] = {}
     if wire.blockwise:
         for name, shape in shapes:
-            count = codecs.int8_scale_count(math.prod(shape), block_size)
+            count = wire.scale_count(math.prod(shape), block_size)
             doc[name + SCALES_SUFFIX] = {"dtype": "F32", "shape": [count], "data_offsets": [cursor, cursor + 4 * count]}
             scale_ranges[name] = (cursor, cursor + 4 * count)
             cursor += 4 * count
@@ -278,7 +278,7 @@ def plan_layout(shapes: Sequence[tuple[str, tuple[int, ...]]], codec: str, block
     for name, shape in shapes:
         if name in doc or name == "__metadata__":
             raise TensorFileError(f"tensor name {name!r} is used twice or reserved")
-        size = wire.nbytes(math.prod(shape))
+        size = wire.tensor_bytes(math.prod(shape), block_size)
         entry_shape = [size] if packed else list(shape)
         doc[name] = {"dtype": dtype, "shape": entry_shape, "data_offsets": [cursor, cursor + size]}
         sb, se = scale_ranges.get(name, (0, 0))
@@ -347,11 +347,15 @@ def read_values(fd: int, layout: Layout, spec: TensorSpec, a: int, b: int) -> np
     wire = codecs.BY_NAME.get(layout.codec)
     if wire is not None and wire.blockwise:
         bs = layout.block_size
+        first, last = wire.scale_count(a, bs), wire.scale_count(b, bs)
+        scales = read_array(fd, layout.header_size + spec.scales_begin + 4 * first, np.float32, last - first)
+        if wire.sparse:
+            (i0, i1), (c0, c1) = codecs.sparse_ranges(spec.numel, bs, a, b)
+            parts = [read_array(fd, start + i0, np.uint8, i1 - i0), read_array(fd, start + c0, np.uint8, c1 - c0)]
+            return wire.decode_count(np.concatenate(parts), scales, bs, b - a)
         offset = wire.nbytes(a)
         count = (wire.nbytes(b) - offset) // np.dtype(wire.array_dtype).itemsize
         quant = read_array(fd, start + offset, wire.array_dtype, count)
-        first, last = a // bs, codecs.int8_scale_count(b, bs)
-        scales = read_array(fd, layout.header_size + spec.scales_begin + 4 * first, np.float32, last - first)
         return wire.decode_count(quant, scales, bs, b - a)
     # A plain tensor (of a codec payload or of a "mixed" file) is read by its own dtype.
     plain = next((c for c in codecs.REGISTRY if not c.blockwise and c.wire_dtype == spec.dtype), None)
@@ -372,9 +376,15 @@ def write_values(fd: int, layout: Layout, spec: TensorSpec, a: int, values: npt.
     if wire is None:
         raise TensorFileError(f"cannot write values into a {layout.codec} payload")
     encoded, scales = wire.encode(values, layout.block_size)
-    pwrite_all(fd, encoded.data, start + wire.nbytes(a))
+    if wire.sparse:
+        (i0, i1), (c0, _) = codecs.sparse_ranges(spec.numel, layout.block_size, a, a + values.size)
+        pwrite_all(fd, encoded[: i1 - i0].data, start + i0)
+        pwrite_all(fd, encoded[i1 - i0 :].data, start + c0)
+    else:
+        pwrite_all(fd, encoded.data, start + wire.nbytes(a))
     if wire.blockwise:
-        pwrite_all(fd, scales.data, layout.header_size + spec.scales_begin + 4 * (a // layout.block_size))
+        first = wire.scale_count(a, layout.block_size)
+        pwrite_all(fd, scales.data, layout.header_size + spec.scales_begin + 4 * first)
 
 
 # -- whole files ----------------------------------------------------------------------------------
@@ -414,10 +424,13 @@ def convert_file(
     dst: str | os.PathLike[str],
     codec: str,
     *,
-    block_size: int = codecs.DEFAULT_BLOCK_SIZE,
+    block_size: int | None = None,
     check_finite: bool = True,
 ) -> Layout:
-    """Re-encode the float SafeTensors file ``src`` as a ``codec`` payload at ``dst`` (atomically)."""
+    """Re-encode the float SafeTensors file ``src`` as a ``codec`` payload at ``dst`` (atomically;
+    ``block_size`` None: the codec's default)."""
+    if block_size is None:
+        block_size = codecs.get(codec).default_block_size
     src_layout = read_layout(src)
     layout, header = plan_layout(float_shapes(src_layout), codec, block_size)
     step = piece_step(src_layout, layout)

@@ -176,12 +176,11 @@ def _digest(path: Path) -> Digest:
 
 
 @contextlib.contextmanager
-def prepared_payload(
-    path: str | os.PathLike[str], codec: str, *, block_size: int = codecs.DEFAULT_BLOCK_SIZE
-) -> Iterator[Payload]:
-    """``path`` encoded with ``codec``: the file itself when it already is (fp32 stays zero-copy),
-    else a temp file beside it, removed when the block ends."""
+def prepared_payload(path: str | os.PathLike[str], codec: str, *, block_size: int | None = None) -> Iterator[Payload]:
+    """``path`` encoded with ``codec`` (``block_size`` None: the codec's default): the file itself
+    when it already is (fp32 stays zero-copy), else a temp file beside it, removed when the block ends."""
     wire = codecs.get(codec)
+    block_size = wire.default_block_size if block_size is None else block_size
     source = Path(path)
     layout = tensorfile.read_layout(source)
     if layout.codec == codec and (not wire.blockwise or layout.block_size == block_size):

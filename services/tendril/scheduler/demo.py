@@ -28,6 +28,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+from tendril.core import codecs
 from tendril.core.codecs import CODECS
 from tendril.core.errors import TendrilError
 from tendril.scheduler.cluster import LocalCluster, WorkerSpec, free_address, pick_offsets, worker_ports
@@ -56,6 +57,9 @@ TOKENIZERS = ("bpe", "bytes")
 LOSS_TARGET = 0.8
 
 
+# A codec whose worker accumulator stands in for outer momentum (sparse, as SparseLoCo): outer
+# SGD without momentum, at outer lr 1 (the averaged sparse updates are applied as they are).
+OUTER_SPARSE = "outer_momentum = 0.0\nouter_lr = 1.0"
 # --error-feedback -> job.toml's training.error_feedback
 FEEDBACK_TOML = {"auto": '"auto"', "on": "true", "off": "false"}
 
@@ -188,6 +192,7 @@ quorum = 1
 torch_threads = 1
 keep_updates = {"true" if settings.keep_updates else "false"}
 error_feedback = {FEEDBACK_TOML[settings.error_feedback]}
+{OUTER_SPARSE if codecs.get(settings.codec).replaces_momentum else ""}
 
 [training.inner]
 lr = {settings.lr}

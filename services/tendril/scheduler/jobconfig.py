@@ -175,8 +175,10 @@ class TrainingSection(_Table):
     mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "auto"
     torch_threads: NonNegativeInt = 0  # per executor; 0 = torch's default
     keep_updates: bool = False  # executors keep each round's outer update file (for inspection)
-    # workers add what the codec dropped from a round's Δ to the next Δ; "auto": on for int4 only
+    # workers add what the codec dropped from a round's Δ to the next Δ; "auto": on for int4 and sparse
     error_feedback: bool | Literal["auto"] = "auto"
+    # sparse codec: decay of each worker's error-feedback accumulator (it replaces outer momentum)
+    sparse_beta: float = Field(0.95, ge=0, le=1)
     inner: InnerSection = Field(default_factory=InnerSection)
     model: ModelSection = Field(default_factory=ModelSection)
 

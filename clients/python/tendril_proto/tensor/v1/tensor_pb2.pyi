@@ -14,6 +14,7 @@ class Codec(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     CODEC_BF16: _ClassVar[Codec]
     CODEC_INT8: _ClassVar[Codec]
     CODEC_INT4: _ClassVar[Codec]
+    CODEC_SPARSE: _ClassVar[Codec]
 
 class DigestAlgorithm(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -25,6 +26,7 @@ CODEC_FP32: Codec
 CODEC_BF16: Codec
 CODEC_INT8: Codec
 CODEC_INT4: Codec
+CODEC_SPARSE: Codec
 DIGEST_ALGORITHM_UNSPECIFIED: DigestAlgorithm
 DIGEST_ALGORITHM_SHA256: DigestAlgorithm
 DIGEST_ALGORITHM_XXH3_128: DigestAlgorithm

@@ -27,6 +27,15 @@ var Codec;
      * its shape is the tensor's own shape, its bytes hold ceil(numel / 2).
      */
     Codec[Codec["CODEC_INT4"] = 4] = "CODEC_INT4";
+    /**
+     * CODEC_SPARSE - Sparse 2-bit (SparseLoCo): per chunk of block_size values (the block size, 64..32768) the
+     * 64 largest |x| (zeros never), each as a uint16 index within its chunk (0xFFFF: an unused
+     * slot) and a 2-bit code (bit 0 sign, bit 1 level: four to a byte, first value lowest),
+     * with two fp32 scales per chunk (the low and the high magnitude). A tensor's dtype is "U8",
+     * its shape the tensor's own; its bytes hold the indices of all its slots, then their codes.
+     * Updates of a run in this codec are served as CODEC_INT8.
+     */
+    Codec[Codec["CODEC_SPARSE"] = 5] = "CODEC_SPARSE";
     Codec[Codec["UNRECOGNIZED"] = -1] = "UNRECOGNIZED";
 })(Codec || (exports.Codec = Codec = {}));
 function codecFromJSON(object) {
@@ -46,6 +55,9 @@ function codecFromJSON(object) {
         case 4:
         case "CODEC_INT4":
             return Codec.CODEC_INT4;
+        case 5:
+        case "CODEC_SPARSE":
+            return Codec.CODEC_SPARSE;
         case -1:
         case "UNRECOGNIZED":
         default:
@@ -64,6 +76,8 @@ function codecToJSON(object) {
             return "CODEC_INT8";
         case Codec.CODEC_INT4:
             return "CODEC_INT4";
+        case Codec.CODEC_SPARSE:
+            return "CODEC_SPARSE";
         case Codec.UNRECOGNIZED:
         default:
             return "UNRECOGNIZED";
