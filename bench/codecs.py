@@ -1,4 +1,4 @@
-"""Bytes, error and speed of the bf16, int8 and int4 codecs against fp32, on a pseudo-gradient-like payload.
+"""Bytes, error and speed of the bf16, int8, int4 and sparse codecs against fp32, on a pseudo-gradient-like payload.
 
 The payload mimics a DiLoCo pseudo-gradient: 10 M values (40 MiB fp32) in tensors whose
 scales differ by orders of magnitude, with heavy tails (Student t, 3 degrees of freedom).
@@ -19,7 +19,14 @@ from bench.common import MIB, Figure
 SHAPES = {"wte": (8192, 768), "h.0.attn.c_attn.w": (768, 2304), "h.0.mlp.c_fc.w": (768, 3072), "ln_f.g": (768,)}
 SCALES = {"wte": 1e-4, "h.0.attn.c_attn.w": 3e-3, "h.0.mlp.c_fc.w": 1e-2, "ln_f.g": 1e-1}
 # (codec, target, the fp32/codec byte ratio that meets it): int8/int4 add 4 bytes per 256 values.
-CODECS = (("bf16", "2× smaller", 1.99), ("int8", "≈ 4× smaller", 3.8), ("int4", "≈ 8× smaller", 7.5))
+# sparse keeps 64 of each 4096 values (2 bytes of index + 2 bits each, 8 bytes of scales per chunk);
+# its error is mostly what top-k leaves out, which the worker's accumulator sends later.
+CODECS = (
+    ("bf16", "2× smaller", 1.99),
+    ("int8", "≈ 4× smaller", 3.8),
+    ("int4", "≈ 8× smaller", 7.5),
+    ("sparse", "≥ 100× smaller", 100.0),
+)
 
 
 def measure(workdir: Path) -> list[Figure]:
@@ -71,7 +78,7 @@ def measure(workdir: Path) -> list[Figure]:
                         "decode_seconds": round(decode_s, 3),
                         "encode_mb_per_second": round(fp32_bytes / encode_s / 1e6, 1),
                         "decode_mb_per_second": round(fp32_bytes / decode_s / 1e6, 1),
-                        "block_size": 256 if codec in ("int8", "int4") else None,
+                        "block_size": {"int8": 256, "int4": 256, "sparse": 4096}.get(codec),
                     },
                 )
             )

@@ -4,7 +4,7 @@ What a DiLoCo user would run instead of a parameter server is an all_reduce of t
 pseudo-gradient Δ among the workers followed by each worker's own outer Nesterov step
 (OpenDiLoCo, torchft). This section measures both on this machine, 3 processes on 127.0.0.1,
 for payloads of M bytes (``--sync-mb``, MB = 10^6 bytes; Δ is M bytes of fp32) and each
-codec of ``--sync-codecs`` (fp32, bf16, int8, int4).
+codec of ``--sync-codecs`` (fp32, bf16, int8, int4, sparse; a sparse run's update is pulled as int8).
 
 Processes:
 
@@ -73,7 +73,7 @@ THETA_SEED = 1
 DELTA_SEED = 100  # worker r's Δ uses DELTA_SEED + r
 DELTA_SCALE = 1e-3
 DEFAULT_SIZES_MB = (40, 400)
-DEFAULT_CODECS = ("fp32", "bf16", "int8", "int4")
+DEFAULT_CODECS = ("fp32", "bf16", "int8", "int4", "sparse")
 DEFAULT_ROUNDS = 4  # the first one is warm-up
 WARMUP = 1
 STORE_TIMEOUT = timedelta(seconds=600)
@@ -96,6 +96,7 @@ GLOO_CODECS = {
     "bf16": "gloo has no bf16 codec (a bf16 all_reduce would sum in bf16 at every hop)",
     "int8": "gloo has no int8 codec (no per-block scales; an int8 all_reduce sums raw integers)",
     "int4": "gloo has no int4 codec (no 4-bit dtype, no per-block scales)",
+    "sparse": "gloo has no sparse codec (an all_gather of top-k would be its counterpart)",
 }
 TARGET_RATIO = 1.5
 
