@@ -250,6 +250,8 @@ def sparse_encode(values: F32, chunk: int) -> tuple[npt.NDArray[np.uint8], F32]:
     flat = np.ascontiguousarray(values, dtype=np.float32).reshape(-1)
     if not np.isfinite(flat).all():
         raise CodecError("sparse cannot encode NaN or Inf values")
+    if chunk < SPARSE_TOP_K:
+        raise CodecError(f"sparse needs a chunk (block size) of at least {SPARSE_TOP_K} values")
     n = flat.size
     chunks = int8_scale_count(n, chunk)
     slots = sparse_slots(n, chunk)
@@ -261,20 +263,34 @@ def sparse_encode(values: F32, chunk: int) -> tuple[npt.NDArray[np.uint8], F32]:
         padded[:n] = flat
         grid = padded.reshape(chunks, chunk)
         magnitude = np.abs(grid)
-        order = np.argsort(-magnitude, axis=1, kind="stable")[:, :SPARSE_TOP_K]
+        # NOTE: one unique key per value, |x| first (non-negative floats order as their bits),
+        # then the lower index: an O(chunk) partition finds the top k with the ties settled as a
+        # stable sort by |x| descending would, and only the k kept are sorted.
+        keys = (magnitude.view(np.uint32).astype(np.uint64) << np.uint64(16)) | (
+            np.uint64(0xFFFF) - np.arange(chunk, dtype=np.uint64)
+        )
+        top = SPARSE_TOP_K
+        picked = np.argpartition(keys, chunk - top, axis=1)[:, chunk - top :]
+        order = np.take_along_axis(
+            picked, np.argsort(np.take_along_axis(keys, picked, axis=1), axis=1)[:, ::-1], axis=1
+        )
         kept_mag = np.take_along_axis(magnitude, order, axis=1)
         kept_val = np.take_along_axis(grid, order, axis=1)
-        for c in range(chunks):
-            m = int(np.count_nonzero(kept_mag[c]))  # zeros are never kept (sorted last)
-            if not m:
-                continue
-            high = -(-m // 2)
-            hi, lo = kept_mag[c, high // 2], kept_mag[c, high + (m - high) // 2] if m > high else np.float32(0)
-            scales[2 * c], scales[2 * c + 1] = lo, hi
-            base = c * SPARSE_TOP_K
-            indices[base : base + m] = order[c, :m]
-            level = (np.arange(m) < high).astype(np.uint8) << np.uint8(1)
-            codes[base : base + m] = level | (kept_val[c, :m] < 0).astype(np.uint8)
+        m = np.count_nonzero(kept_mag, axis=1)  # zeros are never kept (they sort last)
+        high = (m + 1) // 2
+        rows = np.arange(chunks)
+        last = top - 1
+        hi = kept_mag[rows, np.minimum(high // 2, last)]
+        lo = np.where(m > high, kept_mag[rows, np.minimum(high + (m - high) // 2, last)], np.float32(0))
+        hi = np.where(m > 0, hi, np.float32(0))
+        scales[0::2], scales[1::2] = lo, hi
+        rank = np.arange(top)[None, :]
+        used = rank < m[:, None]
+        level = (rank < high[:, None]).astype(np.uint8) << np.uint8(1)
+        code = np.where(used, level | (kept_val < 0).astype(np.uint8), np.uint8(0)).astype(np.uint8)
+        index = np.where(used, order, SPARSE_UNUSED).astype(np.uint16)
+        indices[:] = index.reshape(-1)[:slots]
+        codes[:] = code.reshape(-1)[:slots]
     return np.concatenate([indices.view(np.uint8), _pack2(codes)]), scales
 
 
