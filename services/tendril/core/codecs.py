@@ -27,6 +27,15 @@ always gives float32 (accumulation is always fp32).
   and, in a SafeTensors file, in ``__metadata__`` ``tendril.shapes`` (see
   :mod:`tendril.core.tensorfile`). 8× fewer bytes than fp32 for the values, plus 4 bytes per
   block for the scales (at the default block of 256: 7.8×).
+* sparse (SparseLoCo): per chunk of ``block_size`` values (default 4096, 64..32768) the
+  SPARSE_TOP_K = 64 largest |x| (ties to the lower index; zeros never kept: their slots hold
+  index 0xFFFF), each at one of two magnitudes per chunk (the middle element by rank of the
+  kept values' high and low halves) with its sign: 2 bits a value, four to a byte, plus a
+  uint16 index within its chunk. A tensor's bytes are every slot's index, then every slot's
+  code (:func:`sparse_encode`); its scales are (low, high) per chunk. Flat ``U8`` tensors like
+  int4. Decoding and encoding again gives the same values. The parameter server serves such a
+  run's updates as int8 (:attr:`Codec.update_codec`); the worker's decayed accumulator stands in
+  for outer momentum (:attr:`Codec.replaces_momentum`).
 
 Rounding is ``np.rint`` (half to even) on float32 ``x / scale``, so any implementation with
 IEEE float32 division and half-to-even rounding (``torch.round``) encodes the same bits.
