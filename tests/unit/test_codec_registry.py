@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import tendril_sdk
 from tendril.core import codecs, streaming, tensorfile
 from tendril.core.codecs import CodecError
 from tendril.core.streaming import StreamError
@@ -29,6 +30,7 @@ def test_registry_and_proto_enum_agree() -> None:
     assert codecs.from_proto(tensor_pb2.CODEC_UNSPECIFIED).name == "fp32"
     assert codecs.CODECS == ("fp32", "bf16", "int8", "int4", "sparse")
     assert codecs.NAMES == "fp32, bf16, int8, int4, sparse"
+    assert tuple(tendril_sdk.CODECS) == codecs.CODECS  # the SDK reads the same proto enum
 
 
 def test_unknown_codecs_are_refused_naming_the_known_ones() -> None:
