@@ -13,8 +13,10 @@ job's lease, one on a CPU; n: n processes, DDP inner steps, gloo on a CPU),
 worker waits for a round's update; 0: 10 × round timeout, at least 120 s) and
 ``keep_updates`` (keep every round's outer update file under updates/, for inspection) and
 ``error_feedback`` (send Δ plus what the codec dropped from last round's Δ; unset: on for
-int4 and sparse, off otherwise; see :mod:`tendril_diloco.feedback`) and ``sparse_beta`` (the
-sparse codec's accumulator decay, 0.95).
+int4 and sparse, off otherwise; see :mod:`tendril_diloco.feedback`), ``sparse_beta`` (the
+sparse codec's accumulator decay, 0.95) and ``codec_block_size`` (int8/int4 block, sparse
+chunk; 0: the codec's default; the bridge encodes with the same).
+
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ class TrainConfig:
     keep_updates: bool = False
     error_feedback: bool | None = None  # None: the codec's default (feedback.default_on)
     sparse_beta: float = DEFAULT_BETA
+    codec_block_size: int = 0
 
     @property
     def feedback(self) -> bool:
@@ -150,6 +153,7 @@ def parse_config(raw: Mapping[str, Any]) -> TrainConfig:
         keep_updates=bool(raw.get("keep_updates", False)),
         error_feedback=feedback,
         sparse_beta=_number(raw, "sparse_beta", DEFAULT_BETA, float),
+        codec_block_size=_number(raw, "codec_block_size", 0, int),
     )
     checks = [
         (config.rounds >= 1, "rounds must be >= 1"),
@@ -161,6 +165,7 @@ def parse_config(raw: Mapping[str, Any]) -> TrainConfig:
         (inner.batch_size >= 1, "inner.batch_size must be >= 1"),
         (config.torch_threads >= 0, "torch_threads must be >= 0"),
         (0 <= config.sparse_beta <= 1, "sparse_beta must be between 0 and 1"),
+        (config.codec_block_size >= 0, "codec_block_size must be >= 0"),
         (0 <= config.processes <= 64, "processes must be between 0 (one per GPU) and 64"),
     ]
     for ok, message in checks:

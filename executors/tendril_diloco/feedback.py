@@ -44,18 +44,18 @@ def default_on(codec: str) -> bool:
     return codec in (INT4, SPARSE)
 
 
-def _sparse_roundtrip(values: torch.Tensor) -> torch.Tensor:
+def _sparse_roundtrip(values: torch.Tensor, chunk: int) -> torch.Tensor:
     """The sparse codec's decode(encode(values)): per chunk the 64 largest |x| (stable: ties to the
     lower index, zeros never), split by rank into a high and a low half, each at the magnitude
     of its middle element, signs kept; everything else 0."""
     flat = values.detach().to(torch.float32).reshape(-1)
     n = flat.numel()
-    chunks = -(-n // SPARSE_CHUNK)
+    chunks = -(-n // chunk)
     if not chunks:
         return flat.clone().reshape(values.shape)
-    padded = torch.zeros(chunks * SPARSE_CHUNK, dtype=torch.float32)
+    padded = torch.zeros(chunks * chunk, dtype=torch.float32)
     padded[:n] = flat
-    grid = padded.reshape(chunks, SPARSE_CHUNK)
+    grid = padded.reshape(chunks, chunk)
     ordered, order = torch.sort(grid.abs(), dim=1, descending=True, stable=True)
     kept_mag, order = ordered[:, :SPARSE_TOP_K], order[:, :SPARSE_TOP_K]
     kept_val = grid.gather(1, order)
@@ -73,13 +73,13 @@ def _sparse_roundtrip(values: torch.Tensor) -> torch.Tensor:
     return out.reshape(-1)[:n].reshape(values.shape)
 
 
-def _absmax_roundtrip(values: torch.Tensor, limit: int) -> torch.Tensor:
+def _absmax_roundtrip(values: torch.Tensor, limit: int, block_size: int) -> torch.Tensor:
     flat = values.detach().to(torch.float32).reshape(-1)
     n = flat.numel()
-    blocks = -(-n // BLOCK_SIZE)
-    padded = torch.zeros(blocks * BLOCK_SIZE, dtype=torch.float32)
+    blocks = -(-n // block_size)
+    padded = torch.zeros(blocks * block_size, dtype=torch.float32)
     padded[:n] = flat
-    grid = padded.reshape(blocks, BLOCK_SIZE)
+    grid = padded.reshape(blocks, block_size)
     scales = grid.abs().amax(dim=1) / limit if blocks else torch.zeros(0, dtype=torch.float32)
     safe = torch.where(scales > 0, scales, torch.ones_like(scales))
     # Through int8 as the wire has it (a rounded -0.0 becomes 0).
@@ -87,18 +87,18 @@ def _absmax_roundtrip(values: torch.Tensor, limit: int) -> torch.Tensor:
     return (quant * scales[:, None]).reshape(-1)[:n].reshape(values.shape)
 
 
-def roundtrip(codec: str, values: torch.Tensor) -> torch.Tensor:
-    """decode(encode(values)) for the wire codec called ``codec``."""
+def roundtrip(codec: str, values: torch.Tensor, block_size: int = 0) -> torch.Tensor:
+    """decode(encode(values)) for the wire codec called ``codec`` (``block_size`` 0: the bridge's default)."""
     if codec == "fp32":
         return values.detach().to(torch.float32).clone()
     if codec == "bf16":
         return values.detach().to(torch.float32).to(torch.bfloat16).to(torch.float32)
     if codec == "int8":
-        return _absmax_roundtrip(values, 127)
+        return _absmax_roundtrip(values, 127, block_size or BLOCK_SIZE)
     if codec == INT4:
-        return _absmax_roundtrip(values, 7)
+        return _absmax_roundtrip(values, 7, block_size or BLOCK_SIZE)
     if codec == SPARSE:
-        return _sparse_roundtrip(values)
+        return _sparse_roundtrip(values, block_size or SPARSE_CHUNK)
     raise ExecutorError(
         f"job config: error_feedback has no arithmetic for codec {codec!r}; turn it off for this codec",
         reason=ExecutorReason.BAD_JOB_CONFIG,
@@ -108,9 +108,10 @@ def roundtrip(codec: str, values: torch.Tensor) -> torch.Tensor:
 class ErrorFeedback:
     """The residual e of one worker (fp32, per parameter) and the two steps of each round."""
 
-    def __init__(self, codec: str, *, beta: float = DEFAULT_BETA) -> None:
+    def __init__(self, codec: str, *, beta: float = DEFAULT_BETA, block_size: int = 0) -> None:
         roundtrip(codec, torch.zeros(1))  # refuses a codec it cannot follow, at start
         self.codec = codec
+        self.block_size = block_size  # the job's codec_block_size (0: the codec's default)
         self.sparse = codec == SPARSE
         self.beta = beta if self.sparse else 1.0
         self.residual: Params = {}
@@ -125,7 +126,7 @@ class ErrorFeedback:
         if not self.sparse:
             return out
         self._accumulated = out
-        return {name: roundtrip(self.codec, value) for name, value in out.items()}
+        return {name: roundtrip(self.codec, value, self.block_size) for name, value in out.items()}
 
     def sent(self, delta: Params) -> None:
         """Keep e = what was meant − what the wire carried of it (``delta``: what was sent)."""
@@ -133,7 +134,7 @@ class ErrorFeedback:
             self.residual = {name: self._accumulated[name] - value for name, value in delta.items()}
             self._accumulated = {}
             return
-        self.residual = {name: value - roundtrip(self.codec, value) for name, value in delta.items()}
+        self.residual = {name: value - roundtrip(self.codec, value, self.block_size) for name, value in delta.items()}
 
     def norm(self) -> float:
         """‖e‖₂ (for the round's metrics)."""

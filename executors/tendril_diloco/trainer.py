@@ -124,7 +124,11 @@ class Trainer:
         self.group: distributed.Group | None = None  # the replicas of a several-GPU worker
         self._replica_batches: list[Batch] = []
         # What the wire codec dropped from the last Δ sent (error feedback), when the run uses it.
-        self._feedback = ErrorFeedback(config.codec, beta=config.sparse_beta) if config.feedback else None
+        self._feedback = (
+            ErrorFeedback(config.codec, beta=config.sparse_beta, block_size=config.codec_block_size)
+            if config.feedback
+            else None
+        )
 
     # -- setup -----------------------------------------------------------------------------
 

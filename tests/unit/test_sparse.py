@@ -128,6 +128,18 @@ def test_worker_roundtrip_is_the_registry_codec_bit_for_bit(numel: int) -> None:
     np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
 
 
+@pytest.mark.parametrize(("codec", "block_size"), [("sparse", 1024), ("int4", 64), ("int8", 32)])
+def test_worker_roundtrip_follows_the_jobs_block_size(codec: str, block_size: int) -> None:
+    values = np.random.default_rng(block_size).standard_normal(5001).astype(np.float32)
+    wire = codecs.get(codec)
+    want = wire.decode_count(*wire.encode(values, block_size), block_size, values.size)
+    got = feedback.roundtrip(codec, torch.from_numpy(values.copy()), block_size).numpy()
+    np.testing.assert_array_equal(got.view(np.uint32), want.view(np.uint32))
+    ef = feedback.ErrorFeedback(codec, block_size=block_size)
+    ef.sent(ef.compensate({"w": torch.from_numpy(values.copy())}))
+    assert torch.equal(ef.residual["w"], torch.from_numpy(values) - torch.from_numpy(got))
+
+
 def test_decayed_accumulator_sends_top_k_and_keeps_the_rest() -> None:
     ef = feedback.ErrorFeedback("sparse", beta=0.9)
     gen = torch.Generator().manual_seed(1)

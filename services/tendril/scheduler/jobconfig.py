@@ -30,6 +30,7 @@ from pydantic import (
     model_validator,
 )
 
+from tendril.core import codecs
 from tendril.core.codecs import CODECS
 from tendril.core.config import Address, OptionalAddress, config_error, read_toml
 from tendril.core.errors import ConfigError
@@ -179,8 +180,19 @@ class TrainingSection(_Table):
     error_feedback: bool | Literal["auto"] = "auto"
     # sparse codec: decay of each worker's error-feedback accumulator (it replaces outer momentum)
     sparse_beta: float = Field(0.95, ge=0, le=1)
+    # int8/int4 values per scale, sparse values per chunk (64 kept of each: 4096 is 1.56 %); 0: the codec's default
+    codec_block_size: NonNegativeInt = 0
     inner: InnerSection = Field(default_factory=InnerSection)
     model: ModelSection = Field(default_factory=ModelSection)
+
+    @model_validator(mode="after")
+    def _valid_block_size(self) -> TrainingSection:
+        if self.codec_block_size:
+            try:
+                codecs.get(self.codec).check_block_size(self.codec_block_size)
+            except codecs.CodecError as exc:
+                raise ValueError(f"codec_block_size {self.codec_block_size} does not suit {self.codec}: {exc}") from exc
+        return self
 
 
 class EvaluationSection(_Table):
