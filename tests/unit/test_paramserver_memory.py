@@ -53,7 +53,11 @@ async def server(tmp_path: Path) -> AsyncIterator[ParameterServerService]:
     config = load_config(
         None,
         env={},
-        overrides={"worker.state_dir": str(tmp_path / "state"), "paramserver.listen": "127.0.0.1:0"},
+        overrides={
+            "worker.state_dir": str(tmp_path / "state"),
+            "paramserver.listen": "127.0.0.1:0",
+            "paramserver.data_listen": "127.0.0.1:0",  # never the default data port another server may hold
+        },
     )
     service = build(config)
     await service.start()
