@@ -4,7 +4,7 @@ What a DiLoCo user would run instead of a parameter server is an all_reduce of t
 pseudo-gradient Δ among the workers followed by each worker's own outer Nesterov step
 (OpenDiLoCo, torchft). This section measures both on this machine, 3 processes on 127.0.0.1,
 for payloads of M bytes (``--sync-mb``, MB = 10^6 bytes; Δ is M bytes of fp32) and each
-codec of ``--sync-codecs`` (fp32, bf16, int8).
+codec of ``--sync-codecs`` (fp32, bf16, int8, int4, sparse; a sparse run's update is pulled as int8).
 
 Processes:
 
@@ -35,7 +35,7 @@ ParameterServer has been idle for 0.1 s and no page writeback is in flight, so t
 over from a round never lands in the next timed repeat of either side. Repeats are interleaved
 and take turns going first (Tendril, gloo, gloo, Tendril, ...) so that load from other
 processes on a shared machine hits both alike. The first round of every (size, codec) run, and
-the first gloo repeat, are warm-up. bf16/int8 are compared against the same fp32 gloo baseline:
+the first gloo repeat, are warm-up. bf16/int8/int4 are compared against the same fp32 gloo baseline:
 gloo has no such codecs (it can all_reduce bf16 tensors, but sums them in bf16 at every hop,
 where the parameter server accumulates in fp32; an int8 all_reduce has no scales).
 
@@ -73,7 +73,7 @@ THETA_SEED = 1
 DELTA_SEED = 100  # worker r's Δ uses DELTA_SEED + r
 DELTA_SCALE = 1e-3
 DEFAULT_SIZES_MB = (40, 400)
-DEFAULT_CODECS = ("fp32", "bf16", "int8")
+DEFAULT_CODECS = ("fp32", "bf16", "int8", "int4", "sparse")
 DEFAULT_ROUNDS = 4  # the first one is warm-up
 WARMUP = 1
 STORE_TIMEOUT = timedelta(seconds=600)
@@ -91,10 +91,12 @@ PART_NAMES = {
     "apply": "θ + u",
 }
 BASELINE_NAME = "gloo all_reduce + local outer Nesterov, 3 processes, 127.0.0.1"
-# NOTE: why bf16/int8 runs are held against the fp32 all_reduce.
+# NOTE: why bf16/int8/int4 runs are held against the fp32 all_reduce.
 GLOO_CODECS = {
     "bf16": "gloo has no bf16 codec (a bf16 all_reduce would sum in bf16 at every hop)",
     "int8": "gloo has no int8 codec (no per-block scales; an int8 all_reduce sums raw integers)",
+    "int4": "gloo has no int4 codec (no 4-bit dtype, no per-block scales)",
+    "sparse": "gloo has no sparse codec (an all_gather of top-k would be its counterpart)",
 }
 TARGET_RATIO = 1.5
 

@@ -13,7 +13,12 @@ job's lease, one on a CPU; n: n processes, DDP inner steps, gloo on a CPU),
 worker waits for a round's update; 0: 10 × round timeout, at least 120 s) and
 ``keep_updates`` (keep every round's outer update file under updates/, for inspection) and
 ``finetune`` (a :class:`tendril_models.finetune.FinetuneSpec`: a LoRA adapter on the ``model``
-checkpoint; θ, what is pushed and pulled, is then the adapter only).
+checkpoint; θ, what is pushed and pulled, is then the adapter only),
+``error_feedback`` (send Δ plus what the codec dropped from last round's Δ; unset: on for
+int4 and sparse, off otherwise; see :mod:`tendril_diloco.feedback`), ``sparse_beta`` (the
+sparse codec's accumulator decay, 0.95) and ``codec_block_size`` (int8/int4 block, sparse
+chunk; 0: the codec's default; the bridge encodes with the same).
+
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tendril_diloco.errors import ExecutorError, ExecutorReason
+from tendril_diloco.feedback import DEFAULT_BETA, default_on
 from tendril_models import DataSpec, ModelError, ModelSpec
 from tendril_models.finetune import FinetuneSpec
 
@@ -56,6 +62,16 @@ class TrainConfig:
     receive_timeout_seconds: float = 0.0
     keep_updates: bool = False
     finetune: FinetuneSpec | None = None  # None: the whole model trains
+    error_feedback: bool | None = None  # None: the codec's default (feedback.default_on)
+    sparse_beta: float = DEFAULT_BETA
+    codec_block_size: int = 0
+
+    @property
+    def feedback(self) -> bool:
+        """Whether this worker runs error feedback."""
+        if self.error_feedback is not None:
+            return self.error_feedback
+        return default_on(self.codec)
 
     @property
     def data_spec(self) -> DataSpec:
@@ -100,6 +116,9 @@ def parse_config(raw: Mapping[str, Any]) -> TrainConfig:
         raise _bad(f"codec must be the name of a wire codec, got {codec!r}")
     if "rounds" not in raw:
         raise _bad("rounds is required")
+    feedback = raw.get("error_feedback")
+    if feedback is not None and not isinstance(feedback, bool):
+        raise _bad(f"error_feedback must be true or false, got {feedback!r}")
     inner_raw = raw.get("inner", {})
     model_raw, data_raw = raw.get("model", {}), raw.get("data")
     if not isinstance(inner_raw, Mapping) or not isinstance(model_raw, Mapping):
@@ -138,6 +157,9 @@ def parse_config(raw: Mapping[str, Any]) -> TrainConfig:
         receive_timeout_seconds=_number(raw, "receive_timeout_seconds", 0.0, float),
         keep_updates=bool(raw.get("keep_updates", False)),
         finetune=finetune,
+        error_feedback=feedback,
+        sparse_beta=_number(raw, "sparse_beta", DEFAULT_BETA, float),
+        codec_block_size=_number(raw, "codec_block_size", 0, int),
     )
     checks = [
         (config.rounds >= 1, "rounds must be >= 1"),
@@ -148,6 +170,8 @@ def parse_config(raw: Mapping[str, Any]) -> TrainConfig:
         (inner.warmup_steps >= 0, "inner.warmup_steps must be >= 0"),
         (inner.batch_size >= 1, "inner.batch_size must be >= 1"),
         (config.torch_threads >= 0, "torch_threads must be >= 0"),
+        (0 <= config.sparse_beta <= 1, "sparse_beta must be between 0 and 1"),
+        (config.codec_block_size >= 0, "codec_block_size must be >= 0"),
         (0 <= config.processes <= 64, "processes must be between 0 (one per GPU) and 64"),
         (
             finetune is None or bool(model.source),

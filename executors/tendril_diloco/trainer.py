@@ -26,6 +26,7 @@ from tendril_diloco import distributed
 from tendril_diloco.config import TrainConfig
 from tendril_diloco.data import Batch, Batches, load_slice
 from tendril_diloco.errors import ExecutorError, ExecutorReason
+from tendril_diloco.feedback import ErrorFeedback
 from tendril_diloco.inner import InnerLoop
 from tendril_diloco.model import context_length, load_model, replica_config
 from tendril_diloco.params import (
@@ -122,6 +123,12 @@ class Trainer:
         self._start: Params = {}
         self.group: distributed.Group | None = None  # the replicas of a several-GPU worker
         self._replica_batches: list[Batch] = []
+        # What the wire codec dropped from the last Δ sent (error feedback), when the run uses it.
+        self._feedback = (
+            ErrorFeedback(config.codec, beta=config.sparse_beta, block_size=config.codec_block_size)
+            if config.feedback
+            else None
+        )
 
     # -- setup -----------------------------------------------------------------------------
 
@@ -339,14 +346,21 @@ class Trainer:
         """Send Δ, apply the round's update; False when the scheduler says the run is done."""
         r, stats = self.round, self.stats
         delta_rel = f"updates/delta-{r:05d}.safetensors"
-        save_params(compute_delta(self._start, snapshot(self._plain_model)), self.bridge.work_dir / delta_rel)
+        delta = compute_delta(self._start, snapshot(self._plain_model))
+        if self._feedback is not None:
+            delta = self._feedback.compensate(delta)  # Δ + what the codec dropped last round
+        save_params(delta, self.bridge.work_dir / delta_rel)
         await self.bridge.report_progress(ProgressKind.UPDATE_SENT, r)
         try:
             sent = await self.bridge.send_update(delta_rel, r, float(stats.samples))
             bytes_sent, send_seconds = sent.bytes_sent, sent.seconds
+            if self._feedback is not None:
+                self._feedback.sent(delta)
         except BridgeError as exc:
             if exc.reason == BridgeReason.ALREADY_COMMITTED:
                 bytes_sent, send_seconds = 0, 0.0  # a retried push that had already counted
+                if self._feedback is not None:
+                    self._feedback.sent(delta)
             elif exc.reason in ROUND_MISSED:
                 self.log("round.missed", round=r, reason=str(exc.reason), error=exc.message)
                 await self._resync()
@@ -366,6 +380,8 @@ class Trainer:
             "bytes_sent": bytes_sent,
             "send_seconds": send_seconds,
         }
+        if self._feedback is not None:
+            metrics["residual_norm"] = self._feedback.norm()
         await self.bridge.report_progress(ProgressKind.METRICS, r, metrics=metrics)
         try:
             received = await self.bridge.receive_update(r, timeout_seconds=self.config.receive_timeout)

@@ -40,6 +40,7 @@ async def _push(
     cut_after: int | None = None,
     stream_id: str | None = None,
     damage: bool = False,
+    chunk: int = CHUNK,
 ) -> int | None:
     """Push through the core as the servicer does; ``cut_after`` chunks, then break off."""
     with prepared_payload(path, codec) as payload:
@@ -47,7 +48,7 @@ async def _push(
         spool = await core.begin_push(info)
         try:
             with mapped(payload.path) as view:
-                for i, (offset, length) in enumerate(chunk_ranges(len(view), spool.received, CHUNK)):
+                for i, (offset, length) in enumerate(chunk_ranges(len(view), spool.received, chunk)):
                     if cut_after is not None and i == cut_after:
                         return None
                     data = bytes(view[offset : offset + length])
@@ -79,22 +80,25 @@ async def _update(core: ParameterServerCore, run: str, round: int) -> bytes:
     return bytes(served.view)
 
 
-async def test_broken_and_damaged_pushes_leave_no_trace(tmp_path: Path) -> None:
+@pytest.mark.parametrize("codec", ["fp32", "int4", "sparse"])
+async def test_broken_and_damaged_pushes_leave_no_trace(tmp_path: Path, codec: str) -> None:
     core = ParameterServerCore(tmp_path / "ps")
     deltas = {w: _write(tmp_path / f"{w}.st", i + 1, 1e-2) for i, w in enumerate(["w1", "w2", "w3"])}
-    await _open(core, tmp_path, "with-broken")
-    await _open(core, tmp_path, "clean", expected_workers=2)
+    await _open(core, tmp_path, "with-broken", codec=codec)
+    await _open(core, tmp_path, "clean", expected_workers=2, codec=codec)
     # "with-broken": w3 breaks off half way, then sends damaged bytes; w1 and w2 commit.
-    assert await _push(core, deltas["w3"], run="with-broken", round=0, worker="w3", weight=7, cut_after=3) is None
+    chunk = CHUNK if codec == "fp32" else 256  # int4 and sparse payloads are short: more, smaller chunks
+    broken = {"run": "with-broken", "round": 0, "worker": "w3", "weight": 7, "codec": codec, "chunk": chunk}
+    assert await _push(core, deltas["w3"], cut_after=3, **broken) is None  # type: ignore[arg-type]
     assert core.get_round("with-broken").pushes_in_flight == 1
     with pytest.raises(ParameterServerError) as damaged:
-        await _push(core, deltas["w3"], run="with-broken", round=0, worker="w3", weight=7, damage=True)
+        await _push(core, deltas["w3"], damage=True, **broken)  # type: ignore[arg-type]
     assert damaged.value.kind is ErrorKind.DATA_LOSS and damaged.value.reason == "DIGEST_MISMATCH"  # xxh3-128 payloads
-    await _push(core, deltas["w2"], run="with-broken", round=0, worker="w2", weight=2)
-    await _push(core, deltas["w1"], run="with-broken", round=0, worker="w1", weight=1)
+    await _push(core, deltas["w2"], run="with-broken", round=0, worker="w2", weight=2, codec=codec)
+    await _push(core, deltas["w1"], run="with-broken", round=0, worker="w1", weight=1, codec=codec)
     # "clean": only w1 and w2, committed in the same order (the fold follows the commit order).
-    await _push(core, deltas["w2"], run="clean", round=0, worker="w2", weight=2)
-    await _push(core, deltas["w1"], run="clean", round=0, worker="w1", weight=1)
+    await _push(core, deltas["w2"], run="clean", round=0, worker="w2", weight=2, codec=codec)
+    await _push(core, deltas["w1"], run="clean", round=0, worker="w1", weight=1, codec=codec)
     broken_update = await _update(core, "with-broken", 0)  # closed by quorum after 0.3 s
     assert broken_update == await _update(core, "clean", 0)
     assert (await core.update_payload("with-broken", 0, "", timeout=1.0)).contributors == 2

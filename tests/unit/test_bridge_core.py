@@ -227,6 +227,15 @@ def test_config_lookups(tmp_path: Path) -> None:
     assert full.relative(full.params_dest("")) == "params/current.safetensors"
 
 
+def test_codec_block_size_is_the_jobs_or_the_codecs_default(tmp_path: Path) -> None:
+    assert _core(tmp_path / "a", codec="int8").codec_block_size() is None
+    assert _core(tmp_path / "b", codec="sparse", codec_block_size=2048).codec_block_size() == 2048
+    for i, (codec, size) in enumerate([("int4", 255), ("sparse", 32), ("int8", 2.5), ("int8", "big")]):
+        with pytest.raises(BridgeError) as err:
+            _core(tmp_path / f"bad{i}", codec=codec, codec_block_size=size).codec_block_size()
+        assert err.value.reason == "JOB_CONFIG_BAD" and err.value.metadata == {"key": "codec_block_size"}
+
+
 def test_sent_copies_survive_into_a_rebuilt_bridge(tmp_path: Path) -> None:
     """A bridge rebuilt after a JobService restart finds the copies (and weights) its predecessor kept."""
     core = _core(tmp_path)

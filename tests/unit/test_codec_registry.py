@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import tendril_sdk
 from tendril.core import codecs, streaming, tensorfile
 from tendril.core.codecs import CodecError
 from tendril.core.streaming import StreamError
@@ -27,27 +28,32 @@ def test_registry_and_proto_enum_agree() -> None:
         assert codecs.get(codec.name) is codec and codecs.from_proto(codec.proto) is codec
         assert streaming.codec_from_proto(streaming.codec_to_proto(codec.name)) == codec.name
     assert codecs.from_proto(tensor_pb2.CODEC_UNSPECIFIED).name == "fp32"
-    assert codecs.CODECS == ("fp32", "bf16", "int8") and codecs.NAMES == "fp32, bf16, int8"
+    assert codecs.CODECS == ("fp32", "bf16", "int8", "int4", "sparse")
+    assert codecs.NAMES == "fp32, bf16, int8, int4, sparse"
+    assert tuple(tendril_sdk.CODECS) == codecs.CODECS  # the SDK reads the same proto enum
 
 
 def test_unknown_codecs_are_refused_naming_the_known_ones() -> None:
-    with pytest.raises(CodecError, match="use one of fp32, bf16, int8"):
-        codecs.get("int4")
-    with pytest.raises(CodecError, match="CODEC_FP32, CODEC_BF16, CODEC_INT8"):
+    with pytest.raises(CodecError, match="use one of fp32, bf16, int8, int4, sparse"):
+        codecs.get("fp8")
+    with pytest.raises(CodecError, match="CODEC_FP32, CODEC_BF16, CODEC_INT8, CODEC_INT4, CODEC_SPARSE"):
         codecs.from_proto(99)
     with pytest.raises(StreamError) as err:
-        streaming.codec_to_proto("int4")
-    assert err.value.reason == "BAD_CODEC" and "fp32, bf16, int8" in err.value.message
+        streaming.codec_to_proto("fp8")
+    assert err.value.reason == "BAD_CODEC" and "fp32, bf16, int8, int4, sparse" in err.value.message
 
 
 @pytest.mark.parametrize("codec", codecs.REGISTRY, ids=lambda c: c.name)
 def test_properties_match_what_the_codec_does(codec: codecs.Codec) -> None:
-    assert codec.bytes_per_value == tensorfile.ITEMSIZE[codec.wire_dtype]
+    # NOTE: packed codecs (int4) hold several values per element and sparse ones a few values
+    # per chunk: tensor_bytes, not one itemsize per value.
+    if not codec.sparse:
+        assert codec.nbytes(1000) == -(-1000 // codec.values_per_element) * tensorfile.ITEMSIZE[codec.wire_dtype]
     values = np.random.default_rng(3).standard_normal(1000).astype(np.float32) * 3
     encoded, scales = codec.encode(values, 64)
-    assert encoded.dtype == codec.array_dtype and encoded.shape == values.shape
-    assert scales.size == (codecs.int8_scale_count(values.size, 64) if codec.blockwise else 0)
-    back = codec.decode(encoded, scales, 64)
+    assert encoded.dtype == codec.array_dtype and encoded.nbytes == codec.tensor_bytes(values.size, 64)
+    assert scales.size == (codec.scale_count(values.size, 64) if codec.blockwise else 0)
+    back = codec.decode_count(encoded, scales, 64, values.size)
     assert back.dtype == np.float32
     assert np.array_equal(back, values) is not codec.lossy
     layout, _ = tensorfile.plan_layout([("w", (1000,))], codec.name, 64)

@@ -43,7 +43,7 @@ def test_deploy_job_toml_shows_every_key_at_its_default() -> None:
         ({"training": {"outer_momentum": 1.0}}, "training.outer_momentum", "must be >= 0 and < 1 (got 1.0)"),
         ({"training": {"outer_momentum": -0.5}}, "training.outer_momentum", "must be >= 0 and < 1"),
         ({"allocation": {"bid": 0}}, "allocation.bid", "must be > 0 (got 0)"),
-        ({"training": {"codec": "fp8"}}, "training.codec", "'fp32', 'bf16' or 'int8'"),
+        ({"training": {"codec": "fp8"}}, "training.codec", "'fp32', 'bf16', 'int8', 'int4' or 'sparse'"),
         ({"training": {"mixed_precision": "fp8"}}, "training.mixed_precision", "'auto', 'no', 'fp16' or 'bf16'"),
         ({"training": {"rounds": 2.5}}, "training.rounds", "valid integer"),
         ({"training": {"keep_updates": 1}}, "training.keep_updates", "valid boolean"),

@@ -30,6 +30,7 @@ from tendril.paramserver.errors import ParameterServerError
 from tendril.paramserver.rounds import RunConfig
 from tendril.paramserver.service import ParameterServerService, build
 from tendril.paramserver.spool import Spool
+from tendril_diloco.feedback import ErrorFeedback, default_on
 from tendril_diloco.params import apply_update, compute_delta, load_params, save_params
 from tendril_proto.paramserver.v1 import paramserver_pb2, paramserver_pb2_grpc
 from tendril_proto.tensor.v1 import tensor_pb2
@@ -38,7 +39,13 @@ from tests.unit.test_aggregator_core import CHUNK, _open, _push, _write
 # Sizes that are not multiples of the int8 block (256) nor of the server's 64 Ki-value blocks.
 SHAPES = {"h.0.w": (300, 257), "h.0.b": (257,), "ln.g": (70_001,)}
 WORKERS = ("w0", "w1", "w2")
-CODEC_PROTO = {"fp32": tensor_pb2.CODEC_FP32, "bf16": tensor_pb2.CODEC_BF16, "int8": tensor_pb2.CODEC_INT8}
+CODEC_PROTO = {
+    "fp32": tensor_pb2.CODEC_FP32,
+    "bf16": tensor_pb2.CODEC_BF16,
+    "int8": tensor_pb2.CODEC_INT8,
+    "int4": tensor_pb2.CODEC_INT4,
+    "sparse": tensor_pb2.CODEC_SPARSE,
+}
 
 
 @pytest.fixture
@@ -49,7 +56,7 @@ async def server(tmp_path: Path) -> AsyncIterator[ParameterServerService]:
         overrides={
             "worker.state_dir": str(tmp_path / "state"),
             "paramserver.listen": "127.0.0.1:0",
-            "paramserver.data_listen": "127.0.0.1:0",
+            "paramserver.data_listen": "127.0.0.1:0",  # never the default data port another server may hold
         },
     )
     service = build(config)
@@ -68,12 +75,13 @@ def _digest(params: dict[str, torch.Tensor]) -> str:
     return sha.hexdigest()
 
 
-@pytest.mark.parametrize("codec", ["int8", "bf16", "fp32"])
+@pytest.mark.parametrize("codec", ["int8", "int4", "sparse", "bf16", "fp32"])
 async def test_every_worker_holds_the_servers_theta_after_every_round(
     server: ParameterServerService, tmp_path: Path, codec: str
 ) -> None:
-    """5 rounds, 3 workers: each applies the pulled update as the DiLoCo executor does; the hashes of
-    every worker's θ and of the server's θ (PullParameters) are equal after every round."""
+    """5 rounds, 3 workers: each applies the pulled update as the DiLoCo executor does (and sends
+    with the executor's error feedback where the codec has it by default); the hashes of every
+    worker's θ and of the server's θ (PullParameters) are equal after every round."""
     rng = np.random.default_rng(7)
     theta0 = tmp_path / "theta0.safetensors"
     save_file({n: rng.standard_normal(s).astype(np.float32) for n, s in SHAPES.items()}, str(theta0))
@@ -86,6 +94,7 @@ async def test_every_worker_holds_the_servers_theta_after_every_round(
         )
         await tensorstream.push_parameters(channel, theta0, run_id="same", worker_id="w0")
         theta = dict.fromkeys(WORKERS, load_params(theta0))
+        ef = {w: ErrorFeedback(codec) for w in WORKERS} if default_on(codec) else {}
         for round in range(5):
             for i, worker in enumerate(WORKERS):  # "training": θ moves a little, differently per worker
                 local = {
@@ -93,10 +102,15 @@ async def test_every_worker_holds_the_servers_theta_after_every_round(
                     for n, v in theta[worker].items()
                 }
                 delta = tmp_path / f"delta-{worker}.safetensors"
-                save_params(compute_delta(theta[worker], local), delta)
+                sent = compute_delta(theta[worker], local)
+                if worker in ef:
+                    sent = ef[worker].compensate(sent)
+                save_params(sent, delta)
                 await tensorstream.push_update(
                     channel, delta, run_id="same", round=round, worker_id=worker, weight=1.0 + i, codec=codec
                 )
+                if worker in ef:
+                    ef[worker].sent(sent)
             for worker in WORKERS:
                 update = tmp_path / f"update-{worker}.safetensors"
                 await tensorstream.pull_update(

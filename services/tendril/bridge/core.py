@@ -24,7 +24,7 @@ from tendril.bridge.fetch import Fetched, check_request, default_name, download,
 from tendril.bridge.files import landing
 from tendril.bridge.paths import confine, relative_to
 from tendril.bridge.resources import ResourceCache, place
-from tendril.core import ids
+from tendril.core import codecs, ids
 from tendril.core.codecs import CODECS
 from tendril.core.errors import ErrorKind
 from tendril.core.logs import get_logger
@@ -241,6 +241,23 @@ class BridgeCore:
                 metadata={"key": "codec"},
             )
         return str(codec)
+
+    def codec_block_size(self) -> int | None:
+        """The job's ``codec_block_size`` (int8/int4 block, sparse chunk); None (absent or 0): the codec's default."""
+        raw = self.job.config.get("codec_block_size", 0) or 0
+        try:
+            if isinstance(raw, bool) or not isinstance(raw, int | float) or raw != int(raw):
+                raise codecs.CodecError(f"{raw!r} is not a whole number")
+            if not raw:
+                return None
+            return codecs.get(self.codec()).check_block_size(int(raw))
+        except codecs.CodecError as exc:
+            raise BridgeError(
+                ErrorKind.FAILED_PRECONDITION,
+                f"job {self.job.job_id} has codec_block_size {raw!r}: {exc}",
+                reason=BridgeReason.JOB_CONFIG_BAD,
+                metadata={"key": "codec_block_size"},
+            ) from exc
 
     def round_timeout(self, requested: float | None) -> float:
         """How long a ReceiveUpdate waits: ``requested`` (0: not at all), else the job's round timeout."""

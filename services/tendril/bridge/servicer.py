@@ -191,6 +191,7 @@ class BridgeServicer(bridge_pb2_grpc.JobBridgeServiceServicer):
                 worker_id=self._worker_id,
                 weight=weight,
                 codec=codec,
+                block_size=self.core.codec_block_size(),
             )
         return int(sent)
 

@@ -17,6 +17,28 @@ always gives float32 (accumulation is always fp32).
 * int8: the flat tensor is cut into blocks of ``block_size`` values (the last one may be
   shorter); each block stores one fp32 scale = absmax / 127 and its values as
   round(x / scale) in [-127, 127]. The error of a value is at most scale / 2.
+* int4: blocks and scales as int8 with scale = absmax / 7 and values round(x / scale) in
+  [-7, 7] (-8 is never written), packed two per byte: value 2i of a tensor is the low nibble
+  of its byte i, value 2i+1 the high nibble, each a 4-bit two's complement; a tensor of odd
+  length ends with a byte whose high nibble is 0. Packing is per tensor (each tensor starts on
+  a byte) and the block size must be even, so every block starts on a byte too and a range of
+  whole blocks decodes on its own. The wire dtype is ``U8`` and a tensor's bytes hold
+  ceil(numel / 2) (:meth:`Codec.nbytes`); the tensor's own shape travels in the stream header
+  and, in a SafeTensors file, in ``__metadata__`` ``tendril.shapes`` (see
+  :mod:`tendril.core.tensorfile`). 8× fewer bytes than fp32 for the values, plus 4 bytes per
+  block for the scales (at the default block of 256: 7.8×).
+* sparse (SparseLoCo): per chunk of ``block_size`` values (default 4096, 64..32768) the
+  SPARSE_TOP_K = 64 largest |x| (ties to the lower index; zeros never kept: their slots hold
+  index 0xFFFF), each at one of two magnitudes per chunk (the middle element by rank of the
+  kept values' high and low halves) with its sign: 2 bits a value, four to a byte, plus a
+  uint16 index within its chunk. A tensor's bytes are every slot's index, then every slot's
+  code (:func:`sparse_encode`); its scales are (low, high) per chunk. Flat ``U8`` tensors like
+  int4. Decoding and encoding again gives the same values. The parameter server serves such a
+  run's updates as int8 (:attr:`Codec.update_codec`); the worker's decayed accumulator stands in
+  for outer momentum (:attr:`Codec.replaces_momentum`).
+
+Rounding is ``np.rint`` (half to even) on float32 ``x / scale``, so any implementation with
+IEEE float32 division and half-to-even rounding (``torch.round``) encodes the same bits.
 """
 
 from __future__ import annotations
@@ -58,11 +80,61 @@ class Codec:
     # ``<name>/__scales__``, with the codec and the block size in the file's __metadata__.
     blockwise: bool
     encode: Encode
+    # Decoding may give up to ``values_per_element - 1`` values past the end (a packed tail);
+    # :meth:`decode_count` cuts them off.
     decode: Decode
+    values_per_element: int = 1  # int4: two values per byte
+    # A packed codec's encoded elements -> one integer per value (values_per_element per
+    # element), which the blockwise decode multiplies by the scales.
+    unpack: Callable[[npt.NDArray[Any]], npt.NDArray[Any]] | None = None
+    default_block_size: int = DEFAULT_BLOCK_SIZE  # what senders use unless told otherwise
+    # Sparse: a tensor's bytes are its kept values' indices then their 2-bit codes, two fp32
+    # magnitudes per chunk of ``block_size`` values as its scales (see the module docstring).
+    sparse: bool = False
+    # The codec the parameter server serves a run's updates in (a sum of sparse pushes is not
+    # sparse in the same chunks; it travels as int8).
+    serve_as: str = ""
+    # The worker's decayed error-feedback accumulator stands in for outer momentum (SparseLoCo):
+    # runs of this codec usually set outer_momentum = 0.
+    replaces_momentum: bool = False
 
     @property
-    def bytes_per_value(self) -> int:
-        return np.dtype(self.array_dtype).itemsize
+    def update_codec(self) -> str:
+        """The codec the parameter server encodes this codec's runs' updates in."""
+        return self.serve_as or self.name
+
+    @property
+    def flat(self) -> bool:
+        """Whether a tensor travels as flat bytes (its shape in the header or ``tendril.shapes``)."""
+        return self.values_per_element > 1 or self.sparse
+
+    def tensor_bytes(self, numel: int, block_size: int) -> int:
+        """Encoded bytes of a tensor of ``numel`` values (not its scales)."""
+        if self.sparse:
+            slots = sparse_slots(numel, block_size)
+            return 2 * slots + -(-slots // 4)
+        return self.nbytes(numel)
+
+    def scale_count(self, numel: int, block_size: int) -> int:
+        """fp32 scales of a tensor of ``numel`` values (blockwise codecs)."""
+        return (2 if self.sparse else 1) * int8_scale_count(numel, block_size)
+
+    def nbytes(self, count: int) -> int:
+        """Bytes of ``count`` encoded values (for a packed codec: of a tensor of ``count`` values,
+        or the offset of value ``count`` when ``count`` is a multiple of the block size)."""
+        return -(-count // self.values_per_element) * np.dtype(self.array_dtype).itemsize
+
+    def decode_count(self, encoded: npt.NDArray[Any], scales: F32, block_size: int, count: int) -> F32:
+        """The first ``count`` decoded values of ``encoded``."""
+        return self.decode(encoded, scales, block_size)[:count]
+
+    def check_block_size(self, block_size: int) -> int:
+        check_block_size(block_size)
+        if self.values_per_element > 1 and block_size % self.values_per_element:
+            raise CodecError(f"{self.name} needs a block size that is a multiple of {self.values_per_element}")
+        if self.sparse and not SPARSE_TOP_K <= block_size <= SPARSE_MAX_CHUNK:
+            raise CodecError(f"{self.name} needs a chunk (block size) of {SPARSE_TOP_K}..{SPARSE_MAX_CHUNK} values")
+        return block_size
 
 
 # -- bf16 -------------------------------------------------------------------------------
@@ -96,22 +168,7 @@ def int8_scale_count(numel: int, block_size: int) -> int:
 
 def int8_encode(values: F32, block_size: int) -> tuple[npt.NDArray[np.int8], F32]:
     """Flat fp32 -> (int8 values, fp32 scale per block). Values must be finite."""
-    flat = np.ascontiguousarray(values, dtype=np.float32).reshape(-1)
-    if not np.isfinite(flat).all():
-        raise CodecError("int8 cannot encode NaN or Inf values")
-    blocks = int8_scale_count(flat.size, block_size)
-    padded = flat
-    if blocks * block_size != flat.size:
-        padded = np.zeros(blocks * block_size, dtype=np.float32)
-        padded[: flat.size] = flat
-    grid = padded.reshape(blocks, block_size)
-    absmax = np.abs(grid).max(axis=1) if blocks else np.zeros(0, dtype=np.float32)
-    scales = (absmax / np.float32(INT8_MAX)).astype(np.float32)
-    # An all-zero block has scale 0; divide by 1 there so its values stay 0.
-    safe = np.where(scales > 0, scales, np.float32(1.0))
-    quant = np.rint(grid / safe[:, None])
-    np.clip(quant, -INT8_MAX, INT8_MAX, out=quant)
-    return quant.astype(np.int8).reshape(-1)[: flat.size], scales
+    return _absmax_quantize(values, block_size, INT8_MAX, "int8")
 
 
 def int8_decode(quant: npt.NDArray[np.int8], scales: F32, block_size: int) -> F32:
@@ -119,6 +176,192 @@ def int8_decode(quant: npt.NDArray[np.int8], scales: F32, block_size: int) -> F3
     flat = np.asarray(quant, dtype=np.int8).reshape(-1)
     expanded = np.repeat(np.asarray(scales, dtype=np.float32), block_size)[: flat.size]
     return (flat.astype(np.float32) * expanded).astype(np.float32)
+
+
+# -- int4 blockwise absmax, two values per byte ----------------------------------------------------
+
+INT4_MAX = 7
+
+
+def _absmax_quantize(values: F32, block_size: int, limit: int, name: str) -> tuple[npt.NDArray[np.int8], F32]:
+    flat = np.ascontiguousarray(values, dtype=np.float32).reshape(-1)
+    if not np.isfinite(flat).all():
+        raise CodecError(f"{name} cannot encode NaN or Inf values")
+    blocks = int8_scale_count(flat.size, block_size)
+    padded = flat
+    if blocks * block_size != flat.size:
+        padded = np.zeros(blocks * block_size, dtype=np.float32)
+        padded[: flat.size] = flat
+    grid = padded.reshape(blocks, block_size)
+    absmax = np.abs(grid).max(axis=1) if blocks else np.zeros(0, dtype=np.float32)
+    scales = (absmax / np.float32(limit)).astype(np.float32)
+    # An all-zero block has scale 0; divide by 1 there so its values stay 0.
+    safe = np.where(scales > 0, scales, np.float32(1.0))
+    quant = np.rint(grid / safe[:, None])
+    np.clip(quant, -limit, limit, out=quant)
+    return quant.astype(np.int8).reshape(-1)[: flat.size], scales
+
+
+def pack_int4(quant: npt.NDArray[np.int8]) -> npt.NDArray[np.uint8]:
+    """Values in [-8, 7] -> bytes, value 2i in the low nibble of byte i (odd tail: high nibble 0)."""
+    nibbles = np.asarray(quant, dtype=np.int8).view(np.uint8) & np.uint8(0x0F)
+    if nibbles.size % 2:
+        nibbles = np.append(nibbles, np.uint8(0))
+    return (nibbles[0::2] | (nibbles[1::2] << np.uint8(4))).astype(np.uint8)
+
+
+def unpack_int4(packed: npt.NDArray[np.uint8]) -> npt.NDArray[np.int8]:
+    """Bytes -> 2 × len(packed) values in [-8, 7] (sign-extended nibbles, low nibble first)."""
+    raw = np.asarray(packed, dtype=np.uint8)
+    out = np.empty(2 * raw.size, dtype=np.uint8)
+    out[0::2] = raw & np.uint8(0x0F)
+    out[1::2] = raw >> np.uint8(4)
+    # Sign-extend 4-bit two's complement: (n ^ 8) - 8.
+    return ((out ^ np.uint8(8)).view(np.int8) - np.int8(8)).astype(np.int8)
+
+
+def int4_encode(values: F32, block_size: int) -> tuple[npt.NDArray[np.uint8], F32]:
+    """Flat fp32 -> (packed int4 bytes, fp32 scale per block). Values must be finite."""
+    quant, scales = _absmax_quantize(values, block_size, INT4_MAX, "int4")
+    return pack_int4(quant), scales
+
+
+def int4_decode(packed: npt.NDArray[np.uint8], scales: F32, block_size: int) -> F32:
+    """(packed int4 bytes, fp32 scale per block) -> 2 × len(packed) fp32 values (an odd tail's
+    last value is a 0 that is not part of the tensor)."""
+    return int8_decode(unpack_int4(packed), scales, block_size)
+
+
+# -- sparse: chunk-wise top-k, 2-bit values ---------------------------------------------------------
+
+SPARSE_TOP_K = 64  # values kept per chunk (a multiple of 4: every full chunk's codes start on a byte)
+SPARSE_CHUNK = 4096  # the default chunk: 64 of 4096 values = 1.56 % density
+SPARSE_MAX_CHUNK = 32768  # local indices are uint16, and 0xFFFF marks an unused slot
+SPARSE_UNUSED = 0xFFFF
+
+
+def sparse_slots(numel: int, chunk: int) -> int:
+    """Kept-value slots of a tensor: SPARSE_TOP_K per full chunk, at most that many in the last."""
+    full, tail = divmod(numel, chunk)
+    return full * SPARSE_TOP_K + min(SPARSE_TOP_K, tail)
+
+
+def sparse_encode(values: F32, chunk: int) -> tuple[npt.NDArray[np.uint8], F32]:
+    """Flat fp32 (a whole tensor, or whole chunks of one) -> (indices then codes as bytes, scales).
+
+    Per chunk: the SPARSE_TOP_K largest |x| (ties: the lower index), zeros never kept (their
+    slots get index 0xFFFF); the kept values sorted by |x| descending split into a high half
+    (the first ceil(m/2)) and a low half, each quantized to the magnitude of its middle element
+    (an order statistic: no arithmetic, so any implementation picks the same bits); a value is
+    2 bits, sign (bit 0, 1 = negative) and level (bit 1, 1 = high), four to a byte, the first
+    value in the lowest bits. Scales: (low, high) magnitude per chunk. Values must be finite.
+    """
+    flat = np.ascontiguousarray(values, dtype=np.float32).reshape(-1)
+    if not np.isfinite(flat).all():
+        raise CodecError("sparse cannot encode NaN or Inf values")
+    if chunk < SPARSE_TOP_K:
+        raise CodecError(f"sparse needs a chunk (block size) of at least {SPARSE_TOP_K} values")
+    n = flat.size
+    chunks = int8_scale_count(n, chunk)
+    slots = sparse_slots(n, chunk)
+    indices = np.full(slots, SPARSE_UNUSED, dtype=np.uint16)
+    codes = np.zeros(slots, dtype=np.uint8)
+    scales = np.zeros(2 * chunks, dtype=np.float32)
+    if chunks:
+        padded = np.zeros(chunks * chunk, dtype=np.float32)
+        padded[:n] = flat
+        grid = padded.reshape(chunks, chunk)
+        magnitude = np.abs(grid)
+        # NOTE: one unique key per value, |x| first (non-negative floats order as their bits),
+        # then the lower index: an O(chunk) partition finds the top k with the ties settled as a
+        # stable sort by |x| descending would, and only the k kept are sorted.
+        keys = (magnitude.view(np.uint32).astype(np.uint64) << np.uint64(16)) | (
+            np.uint64(0xFFFF) - np.arange(chunk, dtype=np.uint64)
+        )
+        top = SPARSE_TOP_K
+        picked = np.argpartition(keys, chunk - top, axis=1)[:, chunk - top :]
+        order = np.take_along_axis(
+            picked, np.argsort(np.take_along_axis(keys, picked, axis=1), axis=1)[:, ::-1], axis=1
+        )
+        kept_mag = np.take_along_axis(magnitude, order, axis=1)
+        kept_val = np.take_along_axis(grid, order, axis=1)
+        m = np.count_nonzero(kept_mag, axis=1)  # zeros are never kept (they sort last)
+        high = (m + 1) // 2
+        rows = np.arange(chunks)
+        last = top - 1
+        hi = kept_mag[rows, np.minimum(high // 2, last)]
+        lo = np.where(m > high, kept_mag[rows, np.minimum(high + (m - high) // 2, last)], np.float32(0))
+        hi = np.where(m > 0, hi, np.float32(0))
+        scales[0::2], scales[1::2] = lo, hi
+        rank = np.arange(top)[None, :]
+        used = rank < m[:, None]
+        level = (rank < high[:, None]).astype(np.uint8) << np.uint8(1)
+        code = np.where(used, level | (kept_val < 0).astype(np.uint8), np.uint8(0)).astype(np.uint8)
+        index = np.where(used, order, SPARSE_UNUSED).astype(np.uint16)
+        indices[:] = index.reshape(-1)[:slots]
+        codes[:] = code.reshape(-1)[:slots]
+    return np.concatenate([indices.view(np.uint8), _pack2(codes)]), scales
+
+
+def _pack2(codes: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    padded = np.zeros(-(-codes.size // 4) * 4, dtype=np.uint8)
+    padded[: codes.size] = codes
+    quad = padded.reshape(-1, 4)
+    return (quad[:, 0] | (quad[:, 1] << 2) | (quad[:, 2] << 4) | (quad[:, 3] << 6)).astype(np.uint8)
+
+
+def _unpack2(packed: npt.NDArray[np.uint8], count: int) -> npt.NDArray[np.uint8]:
+    raw = np.asarray(packed, dtype=np.uint8)
+    out = np.empty((raw.size, 4), dtype=np.uint8)
+    for i in range(4):
+        out[:, i] = (raw >> np.uint8(2 * i)) & np.uint8(3)
+    return out.reshape(-1)[:count]
+
+
+def sparse_parts(encoded: npt.NDArray[np.uint8], scales: F32, chunk: int) -> tuple[npt.NDArray[np.int64], F32, int]:
+    """(positions in the range, their values, the range's chunks) of an encoded range of whole chunks."""
+    chunks = np.asarray(scales).size // 2
+    slots = (encoded.size * 4) // 9  # 2 bytes of index + 1/4 byte of code per slot, codes padded
+    while 2 * slots + -(-slots // 4) > encoded.size:
+        slots -= 1
+    indices = np.asarray(encoded[: 2 * slots]).view(np.uint16).astype(np.int64)
+    codes = _unpack2(encoded[2 * slots :], slots)
+    slot_chunk = np.arange(slots) // SPARSE_TOP_K
+    used = indices != SPARSE_UNUSED
+    pairs = np.asarray(scales, dtype=np.float32).reshape(chunks, 2)
+    magnitude = pairs[slot_chunk[used], (codes[used] >> np.uint8(1)).astype(np.int64)]
+    values = np.where(codes[used] & np.uint8(1), -magnitude, magnitude).astype(np.float32)
+    return slot_chunk[used] * chunk + indices[used], values, chunks
+
+
+def sparse_decode(encoded: npt.NDArray[np.uint8], scales: F32, chunk: int) -> F32:
+    """An encoded range of whole chunks -> dense fp32 of chunks × chunk values (cut with decode_count)."""
+    positions, values, chunks = sparse_parts(encoded, scales, chunk)
+    out = np.zeros(chunks * chunk, dtype=np.float32)
+    out[positions] = values
+    return out
+
+
+def sparse_ranges(numel: int, chunk: int, a: int, b: int) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Byte ranges, within a tensor's bytes, of the indices and of the codes of values [a, b)
+    (``a`` chunk-aligned; ``b`` chunk-aligned or the tensor's end)."""
+    total, first, last = sparse_slots(numel, chunk), sparse_slots(a, chunk), sparse_slots(b, chunk)
+    return (2 * first, 2 * last), (2 * total + first // 4, 2 * total + -(-last // 4))
+
+
+def sparse_check(encoded: npt.NDArray[np.uint8], numel: int, chunk: int) -> str | None:
+    """What is wrong with a tensor's indices (out of its chunk, repeated), or None."""
+    slots = sparse_slots(numel, chunk)
+    indices = np.asarray(encoded[: 2 * slots]).view(np.uint16).astype(np.int64)
+    slot_chunk = np.arange(slots) // SPARSE_TOP_K
+    used = indices != SPARSE_UNUSED
+    length = np.minimum(chunk, numel - slot_chunk * chunk)
+    if (indices[used] >= length[used]).any():
+        return "an index lies outside its chunk"
+    positions = slot_chunk[used] * chunk + indices[used]
+    if np.unique(positions).size != positions.size:
+        return "an index is repeated"
+    return None
 
 
 # -- the registry --------------------------------------------------------------------------------
@@ -149,12 +392,38 @@ REGISTRY: tuple[Codec, ...] = (
     Codec(
         "int8", tensor_pb2.CODEC_INT8, "I8", np.int8, lossy=True, blockwise=True, encode=int8_encode, decode=int8_decode
     ),
+    Codec(
+        "int4",
+        tensor_pb2.CODEC_INT4,
+        "U8",
+        np.uint8,
+        lossy=True,
+        blockwise=True,
+        encode=int4_encode,
+        decode=int4_decode,
+        values_per_element=2,
+        unpack=unpack_int4,
+    ),
+    Codec(
+        "sparse",
+        tensor_pb2.CODEC_SPARSE,
+        "U8",
+        np.uint8,
+        lossy=True,
+        blockwise=True,
+        encode=sparse_encode,
+        decode=sparse_decode,
+        default_block_size=SPARSE_CHUNK,
+        sparse=True,
+        serve_as="int8",
+        replaces_momentum=True,
+    ),
 )
 BY_NAME: dict[str, Codec] = {codec.name: codec for codec in REGISTRY}
 BY_PROTO: dict[int, Codec] = {codec.proto: codec for codec in REGISTRY}
 CODECS: tuple[str, ...] = tuple(BY_NAME)  # the names, in registry order
 FP32 = BY_NAME["fp32"]  # what accumulation uses and what CODEC_UNSPECIFIED means
-NAMES = ", ".join(CODECS)  # for messages: "fp32, bf16, int8"
+NAMES = ", ".join(CODECS)  # for messages: "fp32, bf16, int8, int4, sparse"
 PROTO_NAMES = ", ".join(tensor_pb2.Codec.Name(codec.proto) for codec in REGISTRY)
 
 

@@ -259,8 +259,13 @@ def info_from_header(header: tensor_pb2.StreamHeader) -> StreamInfo:
     if not header.tensors:
         raise StreamError(StreamReason.BAD_HEADER, "the header lists no tensors")
     block_size = header.block_size if wire.blockwise else 0
-    if wire.blockwise and not 1 <= block_size <= codecs.MAX_BLOCK_SIZE:
-        raise StreamError(StreamReason.BAD_HEADER, f"{codec} streams need block_size in 1..{codecs.MAX_BLOCK_SIZE}")
+    if wire.blockwise:
+        try:
+            wire.check_block_size(block_size)
+        except codecs.CodecError as exc:
+            raise StreamError(
+                StreamReason.BAD_HEADER, f"{codec} streams need block_size in 1..{codecs.MAX_BLOCK_SIZE}: {exc}"
+            ) from exc
     want_dtype = wire.wire_dtype
     specs = []
     ranges = []
@@ -274,14 +279,14 @@ def info_from_header(header: tensor_pb2.StreamHeader) -> StreamInfo:
                 StreamReason.BAD_HEADER, f"tensor {t.name!r} is {t.dtype} but a {codec} stream carries {want_dtype}"
             )
         spec = TensorSpec(t.name, t.dtype, tuple(t.shape), t.begin, t.end, t.scales_begin, t.scales_end)
-        if spec.end - spec.begin != spec.numel * tensorfile.ITEMSIZE[t.dtype] or spec.begin > spec.end:
+        if spec.end - spec.begin != wire.tensor_bytes(spec.numel, block_size) or spec.begin > spec.end:
             raise StreamError(
                 StreamReason.BAD_HEADER,
                 f"tensor {t.name!r}: bytes {t.begin}..{t.end} do not hold shape {list(spec.shape)}",
             )
         ranges.append((spec.begin, spec.end, t.name))
         if wire.blockwise:
-            count = codecs.int8_scale_count(spec.numel, block_size)
+            count = wire.scale_count(spec.numel, block_size)
             if spec.scales_end - spec.scales_begin != 4 * count:
                 raise StreamError(StreamReason.BAD_HEADER, f"tensor {t.name!r}: its scales must be {count} fp32 values")
             ranges.append((spec.scales_begin, spec.scales_end, t.name + tensorfile.SCALES_SUFFIX))

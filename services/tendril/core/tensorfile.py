@@ -6,10 +6,14 @@ spaces to a multiple of 8), then the data section. The JSON maps each tensor nam
 optional ``"__metadata__"`` map of strings. A tensor stream's payload is exactly such a file.
 
 Codec payloads (see :mod:`tendril.core.codecs`): every tensor holds the codec's wire dtype
-(fp32: ``F32``, bf16: ``BF16``, int8: ``I8``). A blockwise codec (int8) adds each tensor's fp32
-block scales as a tensor ``<name>/__scales__``, and ``__metadata__`` holds ``tendril.codec``
-(its name) and ``tendril.block_size``. The scales come first in the data section so that
-every F32 tensor stays 4-byte aligned.
+(fp32: ``F32``, bf16: ``BF16``, int8: ``I8``, int4: ``U8``). A blockwise codec (int8, int4)
+adds each tensor's fp32 block scales as a tensor ``<name>/__scales__``, and ``__metadata__``
+holds ``tendril.codec`` (its name) and ``tendril.block_size``. The scales come first in the
+data section so that every F32 tensor stays 4-byte aligned. A packed codec (int4: two values
+per byte) stores each tensor as a flat ``U8`` tensor of ceil(numel / 2) bytes, so the file
+stays valid SafeTensors; the tensors' own shapes are in ``__metadata__`` ``tendril.shapes``
+(a JSON object: name -> list of dimensions), and :class:`TensorSpec` always carries the
+tensor's own shape.
 
 Values are read with ``pread`` into small buffers (no mmap), so a process that folds many
 files keeps its resident memory at the size of one piece.
@@ -56,6 +60,7 @@ FLOAT_DTYPES = ("F32", "F16", "BF16", "F64")
 SCALES_SUFFIX = "/__scales__"
 META_CODEC = "tendril.codec"
 META_BLOCK_SIZE = "tendril.block_size"
+META_SHAPES = "tendril.shapes"  # packed codecs: {name: shape} of the tensors (their entries are flat bytes)
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 # Elements handled per piece when converting or folding: 4 MiB of fp32.
 PIECE_ELEMENTS = 1 << 20
@@ -153,14 +158,16 @@ def parse_layout(header_json: bytes, *, header_size: int, file_size: int | None 
         raise TensorFileError(f"file is {file_size} bytes but its header describes {header_size + data_size}")
     codec, block_size = _codec_of(entries, meta_raw)
     blockwise = _blockwise(codec)
+    shapes = _packed_shapes(codec, block_size, entries, meta_raw)
     tensors = []
     for name, (dtype, shape, begin, end) in sorted(entries.items(), key=lambda kv: kv[1][2]):
         if blockwise and name.endswith(SCALES_SUFFIX):
             continue
+        shape = shapes.get(name, shape)
         scales_begin = scales_end = 0
         if blockwise:
             scales = entries.get(name + SCALES_SUFFIX)
-            want = (codecs.int8_scale_count(math.prod(shape), block_size),)
+            want = (codecs.BY_NAME[codec].scale_count(math.prod(shape), block_size),)
             if scales is None or scales[0] != "F32" or scales[1] != want:
                 raise TensorFileError(f"{codec} tensor {name!r} lacks its F32 scales of shape {list(want)}")
             scales_begin, scales_end = scales[2], scales[3]
@@ -173,11 +180,39 @@ def _blockwise(codec: str) -> bool:
     return known is not None and known.blockwise
 
 
+def _packed_shapes(
+    codec: str, block_size: int, entries: dict[str, tuple[str, tuple[int, ...], int, int]], meta: dict[str, str]
+) -> dict[str, tuple[int, ...]]:
+    """A packed codec's tensor shapes from ``tendril.shapes``, each checked against its bytes."""
+    wire = codecs.BY_NAME.get(codec)
+    if wire is None or not wire.flat:
+        return {}
+    try:
+        raw = json.loads(meta.get(META_SHAPES, ""))
+    except json.JSONDecodeError as exc:
+        raise TensorFileError(f"{codec} payload needs {META_SHAPES} (JSON: name -> shape): {exc}") from exc
+    if not isinstance(raw, dict):
+        raise TensorFileError(f"{codec} payload: {META_SHAPES} must be a JSON object of name -> shape")
+    shapes = {}
+    for name, (_, _, begin, end) in entries.items():
+        if name.endswith(SCALES_SUFFIX):
+            continue
+        shape = raw.get(name)
+        if not isinstance(shape, list) or not all(
+            isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape
+        ):
+            raise TensorFileError(f"{codec} payload: {META_SHAPES} lacks the shape of tensor {name!r}")
+        if end - begin != wire.tensor_bytes(math.prod(shape), block_size):
+            raise TensorFileError(f"{codec} tensor {name!r}: {end - begin} bytes do not hold shape {shape}")
+        shapes[name] = tuple(shape)
+    return shapes
+
+
 def _codec_of(entries: dict[str, tuple[str, tuple[int, ...], int, int]], meta: dict[str, str]) -> tuple[str, int]:
     named = codecs.BY_NAME.get(meta.get(META_CODEC, ""))
     if named is not None and named.blockwise:
         try:
-            block_size = codecs.check_block_size(int(meta.get(META_BLOCK_SIZE, "")))
+            block_size = named.check_block_size(int(meta.get(META_BLOCK_SIZE, "")))
         except (ValueError, CodecError) as exc:
             raise TensorFileError(f"{named.name} payload has a bad {META_BLOCK_SIZE}: {exc}") from exc
         for name, (dtype, *_) in entries.items():
@@ -219,19 +254,23 @@ def plan_layout(shapes: Sequence[tuple[str, tuple[int, ...]]], codec: str, block
     """Layout and header bytes of a ``codec`` payload holding ``shapes`` in this order."""
     wire = codecs.get(codec)
     if wire.blockwise:
-        codecs.check_block_size(block_size)
+        wire.check_block_size(block_size)
     else:
         block_size = 0
     dtype = wire.wire_dtype
-    itemsize = ITEMSIZE[dtype]
+    packed = wire.flat
     doc: dict[str, Any] = {}
     if wire.blockwise:
         doc["__metadata__"] = {META_CODEC: wire.name, META_BLOCK_SIZE: str(block_size)}
+    if packed:
+        doc["__metadata__"][META_SHAPES] = json.dumps(
+            {name: list(shape) for name, shape in shapes}, separators=(",", ":")
+        )
     cursor = 0
     scale_ranges: dict[str, tuple[int, int]] = {}
     if wire.blockwise:
         for name, shape in shapes:
-            count = codecs.int8_scale_count(math.prod(shape), block_size)
+            count = wire.scale_count(math.prod(shape), block_size)
             doc[name + SCALES_SUFFIX] = {"dtype": "F32", "shape": [count], "data_offsets": [cursor, cursor + 4 * count]}
             scale_ranges[name] = (cursor, cursor + 4 * count)
             cursor += 4 * count
@@ -239,8 +278,9 @@ def plan_layout(shapes: Sequence[tuple[str, tuple[int, ...]]], codec: str, block
     for name, shape in shapes:
         if name in doc or name == "__metadata__":
             raise TensorFileError(f"tensor name {name!r} is used twice or reserved")
-        size = math.prod(shape) * itemsize
-        doc[name] = {"dtype": dtype, "shape": list(shape), "data_offsets": [cursor, cursor + size]}
+        size = wire.tensor_bytes(math.prod(shape), block_size)
+        entry_shape = [size] if packed else list(shape)
+        doc[name] = {"dtype": dtype, "shape": entry_shape, "data_offsets": [cursor, cursor + size]}
         sb, se = scale_ranges.get(name, (0, 0))
         tensors.append(TensorSpec(name, dtype, tuple(shape), cursor, cursor + size, sb, se))
         cursor += size
@@ -307,14 +347,20 @@ def read_values(fd: int, layout: Layout, spec: TensorSpec, a: int, b: int) -> np
     wire = codecs.BY_NAME.get(layout.codec)
     if wire is not None and wire.blockwise:
         bs = layout.block_size
-        quant = read_array(fd, start + wire.bytes_per_value * a, wire.array_dtype, b - a)
-        first, last = a // bs, codecs.int8_scale_count(b, bs)
+        first, last = wire.scale_count(a, bs), wire.scale_count(b, bs)
         scales = read_array(fd, layout.header_size + spec.scales_begin + 4 * first, np.float32, last - first)
-        return wire.decode(quant, scales, bs)
+        if wire.sparse:
+            (i0, i1), (c0, c1) = codecs.sparse_ranges(spec.numel, bs, a, b)
+            parts = [read_array(fd, start + i0, np.uint8, i1 - i0), read_array(fd, start + c0, np.uint8, c1 - c0)]
+            return wire.decode_count(np.concatenate(parts), scales, bs, b - a)
+        offset = wire.nbytes(a)
+        count = (wire.nbytes(b) - offset) // np.dtype(wire.array_dtype).itemsize
+        quant = read_array(fd, start + offset, wire.array_dtype, count)
+        return wire.decode_count(quant, scales, bs, b - a)
     # A plain tensor (of a codec payload or of a "mixed" file) is read by its own dtype.
     plain = next((c for c in codecs.REGISTRY if not c.blockwise and c.wire_dtype == spec.dtype), None)
     if plain is not None:
-        raw = read_array(fd, start + plain.bytes_per_value * a, plain.array_dtype, b - a)
+        raw = read_array(fd, start + plain.nbytes(a), plain.array_dtype, b - a)
         return plain.decode(raw, codecs.NO_SCALES, 0)
     if spec.dtype == "F16":
         return read_array(fd, start + 2 * a, np.float16, b - a).astype(np.float32)
@@ -330,9 +376,15 @@ def write_values(fd: int, layout: Layout, spec: TensorSpec, a: int, values: npt.
     if wire is None:
         raise TensorFileError(f"cannot write values into a {layout.codec} payload")
     encoded, scales = wire.encode(values, layout.block_size)
-    pwrite_all(fd, encoded.data, start + wire.bytes_per_value * a)
+    if wire.sparse:
+        (i0, i1), (c0, _) = codecs.sparse_ranges(spec.numel, layout.block_size, a, a + values.size)
+        pwrite_all(fd, encoded[: i1 - i0].data, start + i0)
+        pwrite_all(fd, encoded[i1 - i0 :].data, start + c0)
+    else:
+        pwrite_all(fd, encoded.data, start + wire.nbytes(a))
     if wire.blockwise:
-        pwrite_all(fd, scales.data, layout.header_size + spec.scales_begin + 4 * (a // layout.block_size))
+        first = wire.scale_count(a, layout.block_size)
+        pwrite_all(fd, scales.data, layout.header_size + spec.scales_begin + 4 * first)
 
 
 # -- whole files ----------------------------------------------------------------------------------
@@ -372,10 +424,13 @@ def convert_file(
     dst: str | os.PathLike[str],
     codec: str,
     *,
-    block_size: int = codecs.DEFAULT_BLOCK_SIZE,
+    block_size: int | None = None,
     check_finite: bool = True,
 ) -> Layout:
-    """Re-encode the float SafeTensors file ``src`` as a ``codec`` payload at ``dst`` (atomically)."""
+    """Re-encode the float SafeTensors file ``src`` as a ``codec`` payload at ``dst`` (atomically;
+    ``block_size`` None: the codec's default)."""
+    if block_size is None:
+        block_size = codecs.get(codec).default_block_size
     src_layout = read_layout(src)
     layout, header = plan_layout(float_shapes(src_layout), codec, block_size)
     step = piece_step(src_layout, layout)

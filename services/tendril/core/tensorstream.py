@@ -176,12 +176,11 @@ def _digest(path: Path) -> Digest:
 
 
 @contextlib.contextmanager
-def prepared_payload(
-    path: str | os.PathLike[str], codec: str, *, block_size: int = codecs.DEFAULT_BLOCK_SIZE
-) -> Iterator[Payload]:
-    """``path`` encoded with ``codec``: the file itself when it already is (fp32 stays zero-copy),
-    else a temp file beside it, removed when the block ends."""
+def prepared_payload(path: str | os.PathLike[str], codec: str, *, block_size: int | None = None) -> Iterator[Payload]:
+    """``path`` encoded with ``codec`` (``block_size`` None: the codec's default): the file itself
+    when it already is (fp32 stays zero-copy), else a temp file beside it, removed when the block ends."""
     wire = codecs.get(codec)
+    block_size = wire.default_block_size if block_size is None else block_size
     source = Path(path)
     layout = tensorfile.read_layout(source)
     if layout.codec == codec and (not wire.blockwise or layout.block_size == block_size):
@@ -196,9 +195,9 @@ def prepared_payload(
 
 
 @contextlib.asynccontextmanager
-async def _prepared(path: str | os.PathLike[str], codec: str) -> AsyncIterator[Payload]:
+async def _prepared(path: str | os.PathLike[str], codec: str, block_size: int | None = None) -> AsyncIterator[Payload]:
     """prepared_payload in a thread (encoding a model is CPU work), errors as TensorStreamError."""
-    manager = prepared_payload(path, codec)
+    manager = prepared_payload(path, codec, block_size=block_size)
     try:
         payload = await asyncio.to_thread(manager.__enter__)
     except FileNotFoundError as exc:
@@ -373,10 +372,12 @@ async def push_update(
     worker_id: str,
     weight: float,
     codec: str,
+    block_size: int | None = None,
 ) -> int:
-    """Stream the pseudo-gradient file ``path`` (Δ = θ_start − θ_local) for ``round``; returns bytes sent."""
+    """Stream the pseudo-gradient file ``path`` (Δ = θ_start − θ_local) for ``round``; returns bytes
+    sent. ``block_size``: the codec's block (int8, int4) or chunk (sparse); None: its default."""
     what = f"pushing the round {round} update of run {run_id}"
-    async with _prepared(path, codec) as payload:
+    async with _prepared(path, codec, block_size) as payload:
         info = StreamInfo(uuid.uuid4().hex, run_id, round, worker_id, weight, payload.layout, payload.digest)
         response, sent = await _push_stream(
             push_call(channel, "PushUpdate", paramserver_pb2.PushUpdateResponse),

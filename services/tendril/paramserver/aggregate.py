@@ -49,7 +49,7 @@ F32 = npt.NDArray[np.float32]
 
 BLOCK_ELEMENTS = 1 << 16  # values per block: 256 KiB of fp32, cache-sized
 CLOSE_THREADS = max(1, min(2, os.cpu_count() or 1))  # threads of the outer step
-UPDATE_BLOCK_SIZE = codecs.DEFAULT_BLOCK_SIZE  # block size of the int8 updates the server encodes
+UPDATE_BLOCK_SIZE = codecs.DEFAULT_BLOCK_SIZE  # block size of the int8/int4 updates the server encodes
 
 
 def block_step(*layouts: Layout) -> int:
@@ -70,16 +70,47 @@ def _array(view: memoryview, dtype: npt.DTypeLike, offset: int, count: int) -> n
     return np.frombuffer(view, dtype=dtype, count=count, offset=offset)
 
 
+def _encoded(view: memoryview, wire: codecs.Codec, start: int, a: int, b: int) -> np.ndarray:
+    """The encoded elements holding values [a, b) of a tensor whose bytes start at ``start``
+    (``a`` is block-aligned for a packed codec, so it starts on an element)."""
+    first = wire.nbytes(a)
+    return _array(
+        view, wire.array_dtype, start + first, (wire.nbytes(b) - first) // np.dtype(wire.array_dtype).itemsize
+    )
+
+
+def _scales(view: memoryview, layout: Layout, spec: TensorSpec, wire: codecs.Codec, a: int, b: int) -> F32:
+    first = wire.scale_count(a, layout.block_size)
+    return _array(
+        view,
+        np.float32,
+        layout.header_size + spec.scales_begin + 4 * first,
+        wire.scale_count(b, layout.block_size) - first,
+    )
+
+
+def _sparse_range(view: memoryview, layout: Layout, spec: TensorSpec, a: int, b: int) -> npt.NDArray[np.uint8]:
+    """The indices then the codes of values [a, b) of a sparse tensor (one array)."""
+    start = layout.header_size + spec.begin
+    (i0, i1), (c0, c1) = codecs.sparse_ranges(spec.numel, layout.block_size, a, b)
+    return np.concatenate([_array(view, np.uint8, start + i0, i1 - i0), _array(view, np.uint8, start + c0, c1 - c0)])
+
+
 def decode(view: memoryview, layout: Layout, spec: TensorSpec, a: int, b: int) -> F32:
     """Values [a, b) of a tensor of an in-memory payload as float32 (a view for fp32).
 
     ``a`` is block-aligned for blockwise codecs. The arithmetic is the codec's own decode
-    (int8: float32(q) · scale, one rounding), so this gives the same bits as
+    (int8, int4: float32(q) · scale, one rounding), so this gives the same bits as
     :func:`tendril.core.tensorfile.read_values` on the same payload.
     """
     wire = codecs.BY_NAME[layout.codec]
     start = layout.header_size + spec.begin
-    raw = _array(view, wire.array_dtype, start + wire.bytes_per_value * a, b - a)
+    if wire.sparse:
+        scales = _scales(view, layout, spec, wire, a, b)
+        return wire.decode_count(_sparse_range(view, layout, spec, a, b), scales, layout.block_size, b - a)
+    raw = _encoded(view, wire, start, a, b)
+    if wire.unpack is not None:
+        raw = wire.unpack(raw)[: b - a]
     if wire.blockwise:
         bs = layout.block_size
         first = a // bs
@@ -106,20 +137,33 @@ def first_non_finite(view: memoryview, layout: Layout) -> str | None:
     wire = codecs.BY_NAME[layout.codec]
     for spec in layout.tensors:
         if wire.blockwise:
-            # Blockwise values are finite by construction; only the scales can be NaN/Inf.
+            # Blockwise (and sparse) values are finite by construction; only the scales can be NaN/Inf.
             count = (spec.scales_end - spec.scales_begin) // 4
             if not np.isfinite(_array(view, np.float32, layout.header_size + spec.scales_begin, count)).all():
                 return spec.name
             continue
         start = layout.header_size + spec.begin
         for a, b in blocks(spec.numel, BLOCK_ELEMENTS):
-            raw = _array(view, wire.array_dtype, start + wire.bytes_per_value * a, b - a)
+            raw = _encoded(view, wire, start, a, b)
             if wire.name == "bf16":
                 # All exponent bits set: Inf or NaN (checked on the bits, nothing decoded).
                 if ((raw & np.uint16(0x7F80)) == np.uint16(0x7F80)).any():
                     return spec.name
             elif not np.isfinite(raw).all():
                 return spec.name
+    return None
+
+
+def bad_indices(view: memoryview, layout: Layout) -> str | None:
+    """``tensor: what is wrong`` for the first tensor of a sparse payload whose indices lie outside
+    their chunks or repeat, None when all are right (and for every other codec)."""
+    wire = codecs.BY_NAME[layout.codec]
+    if not wire.sparse:
+        return None
+    for spec in layout.tensors:
+        problem = codecs.sparse_check(_sparse_range(view, layout, spec, 0, spec.numel), spec.numel, layout.block_size)
+        if problem is not None:
+            return f"{spec.name}: {problem}"
     return None
 
 
@@ -134,8 +178,12 @@ def payload_layout(view: memoryview) -> Layout:
 def encode_into(view: memoryview, layout: Layout, spec: TensorSpec, a: int, values: F32) -> None:
     """Encode float32 ``values`` (elements from ``a``, block-aligned) into a payload in memory."""
     wire = codecs.BY_NAME[layout.codec]
+    if wire.sparse:
+        # NOTE: the server never produces sparse payloads: a sparse run's updates are served as
+        # wire.update_codec (new_payload and the pulls map it).
+        raise ValueError("the parameter server does not encode sparse payloads")
     encoded, scales = wire.encode(values, layout.block_size)
-    start = layout.header_size + spec.begin + wire.bytes_per_value * a
+    start = layout.header_size + spec.begin + wire.nbytes(a)
     view[start : start + encoded.nbytes] = encoded.view(np.uint8)
     if wire.blockwise:
         first = layout.header_size + spec.scales_begin + 4 * (a // layout.block_size)
@@ -143,8 +191,10 @@ def encode_into(view: memoryview, layout: Layout, spec: TensorSpec, a: int, valu
 
 
 def new_payload(shapes: list[tuple[str, tuple[int, ...]]], codec: str) -> tuple[Layout, bytes]:
-    """Layout and header of a payload the server produces (int8: blocks of UPDATE_BLOCK_SIZE)."""
-    return tensorfile.plan_layout(shapes, codec, UPDATE_BLOCK_SIZE if codecs.BY_NAME[codec].blockwise else 0)
+    """Layout and header of a payload the server produces in ``codec``'s update codec (sparse:
+    int8; int8, int4: blocks of UPDATE_BLOCK_SIZE)."""
+    wire = codecs.BY_NAME[codecs.BY_NAME[codec].update_codec]
+    return tensorfile.plan_layout(shapes, wire.name, UPDATE_BLOCK_SIZE if wire.blockwise else 0)
 
 
 def convert(src: memoryview, src_layout: Layout, dst: memoryview, dst_layout: Layout, header: bytes) -> None:
@@ -202,17 +252,28 @@ class Accumulator:
         by_name = {t.name: t for t in layout.tensors}
         step = block_step(layout)
         scratch = np.empty(step, dtype=np.float32)
-        width = codecs.BY_NAME[layout.codec].bytes_per_value
+        wire = codecs.BY_NAME[layout.codec]
         for spec in self.layout.tensors:
             acc = self.tensor(spec)
             source = by_name[spec.name]
             start = layout.header_size + source.begin
+            if wire.sparse:
+                # Only the kept values are added (their positions are unique: bad_indices).
+                positions, values, _ = codecs.sparse_parts(
+                    _sparse_range(payload, layout, source, 0, spec.numel),
+                    _scales(payload, layout, source, wire, 0, spec.numel),
+                    layout.block_size,
+                )
+                acc[positions] += values * w
+                if consumed is not None:
+                    consumed(start, layout.header_size + source.end)
+                continue
             for a, b in blocks(spec.numel, step):
                 product = scratch[: b - a]
                 np.multiply(decode(payload, layout, source, a, b), w, out=product)
                 np.add(acc[a:b], product, out=acc[a:b])
                 if consumed is not None:
-                    consumed(start + width * a, start + width * b)
+                    consumed(start + wire.nbytes(a), start + wire.nbytes(b))
         self.weight += float(weight)
         self.workers.append(worker_id)
         self.spoiled = False

@@ -31,7 +31,7 @@ from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
 from typing import Any
 
-from tendril.core import metrics, tensorfile
+from tendril.core import codecs, metrics, tensorfile
 from tendril.core.codecs import CODECS
 from tendril.core.errors import ErrorKind
 from tendril.core.fanout import Fanout, Overflow
@@ -40,6 +40,7 @@ from tendril.core.streaming import DEFAULT_DIGEST, Digest, StreamInfo, digest_fi
 from tendril.core.tensorfile import Layout
 from tendril.paramserver.aggregate import (
     Accumulator,
+    bad_indices,
     close_round,
     convert,
     digest,
@@ -558,6 +559,13 @@ class ParameterServerCore:
                     f"tensor {bad!r} of the update holds NaN or Inf; it was not counted (check the training run)",
                     reason=ParamserverReason.NON_FINITE_UPDATE,
                 )
+            wrong = await asyncio.to_thread(bad_indices, spool.payload(), layout)
+            if wrong is not None:
+                raise ParameterServerError(
+                    ErrorKind.INVALID_ARGUMENT,
+                    f"sparse tensor {wrong}; the update was not counted (encode it with tendril.core.codecs)",
+                    reason=ParamserverReason.LAYOUT_MISMATCH,
+                )
             if spool.stale is not None:
                 raise spool.stale
             run.machine.check_push(info.round, info.worker_id)
@@ -745,8 +753,9 @@ class ParameterServerCore:
             weight=acc.weight,
             view=view.toreadonly(),
         )
-        run.closed_rounds[round] = _ClosedRound(UpdateRecord(served.contributors, served.weight), config.codec)
-        self._keep(run, round, config.codec, served, applied=True)
+        served_codec = codecs.get(config.codec).update_codec  # sparse runs: their updates are int8
+        run.closed_rounds[round] = _ClosedRound(UpdateRecord(served.contributors, served.weight), served_codec)
+        self._keep(run, round, served_codec, served, applied=True)
         run.acc = None
         finished = bool(config.rounds) and round + 1 >= config.rounds
         machine.finish_close()
@@ -921,7 +930,7 @@ class ParameterServerCore:
         applied = run.kept.get((round, closed.codec))
         if applied is None:
             raise self._update_gone(run, round)
-        codec = codec or closed.codec
+        codec = codecs.get(codec).update_codec if codec else closed.codec
         if codec == closed.codec:
             self.budget.touch(_update_key(run, round, codec))
             return applied

@@ -19,12 +19,12 @@ TwoSum), and rounding a round-to-odd float64 to float32 equals rounding the exac
 # therefore keeps θ_new = θ + u with u = float32(θ_torch − θ): the momentum buffer and u are
 # torch's exactly, θ_new is what every worker holds, bit for bit, and differs from θ_torch by
 # one rounding (an ulp of max(|θ|, |θ_torch|)) in the few elements where the difference rounds.
-# With a lossy codec (bf16, int8) the workers get û = decode(encode(u)), and the server keeps
+# With a lossy codec (bf16, int8, int4) the workers get û = decode(encode(u)), and the server keeps
 # θ + û (see aggregate.write_checkpoint). The error u − û is dropped, not fed back: feeding it
 # into the next round needs a third model-sized buffer in memory and in every checkpoint (over
 # the 2 × model a round may write), and the momentum buffer keeps torch's exact history of g,
 # so the error of a round does not compound in the optimizer state; it is at most half a step
-# of the codec per value (int8: scale/2 of its block, bf16: 2^-9 relative), unbiased rounding.
+# of the codec per value (int8, int4: scale/2 of its block, bf16: 2^-9 relative), unbiased rounding.
 """
 
 from __future__ import annotations

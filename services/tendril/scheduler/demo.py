@@ -28,6 +28,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
+from tendril.core import codecs
 from tendril.core.codecs import CODECS
 from tendril.core.errors import TendrilError
 from tendril.scheduler.cluster import LocalCluster, WorkerSpec, free_address, pick_offsets, worker_ports
@@ -56,6 +57,13 @@ TOKENIZERS = ("bpe", "bytes")
 LOSS_TARGET = 0.8
 
 
+# A codec whose worker accumulator stands in for outer momentum (sparse, as SparseLoCo): outer
+# SGD without momentum, at outer lr 1 (the averaged sparse updates are applied as they are).
+OUTER_SPARSE = "outer_momentum = 0.0\nouter_lr = 1.0"
+# --error-feedback -> job.toml's training.error_feedback
+FEEDBACK_TOML = {"auto": '"auto"', "on": "true", "off": "false"}
+
+
 @dataclasses.dataclass(frozen=True)
 class DemoSettings:
     """What the demo trains; the defaults fit ≤ 10 minutes on 2 CPU cores."""
@@ -77,6 +85,7 @@ class DemoSettings:
     eval_fraction: float = 0.02
     run_id: str = "demo"
     codec: str = "fp32"
+    error_feedback: str = "auto"  # "auto" (on for int4), "on" or "off"
     keep_updates: bool = False
     worker_extra: tuple[tuple[str, Any], ...] = ()
     round_timeout_seconds: float = 30.0
@@ -182,6 +191,8 @@ round_timeout_seconds = {settings.round_timeout_seconds}
 quorum = 1
 torch_threads = 1
 keep_updates = {"true" if settings.keep_updates else "false"}
+error_feedback = {FEEDBACK_TOML[settings.error_feedback]}
+{OUTER_SPARSE if codecs.get(settings.codec).replaces_momentum else ""}
 
 [training.inner]
 lr = {settings.lr}
@@ -308,6 +319,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--inner-steps", type=int, default=DemoSettings.inner_steps, help="H: batches per round")
     parser.add_argument("--workers", type=int, default=DemoSettings.workers, help="training workers")
     parser.add_argument("--codec", default=DemoSettings.codec, choices=CODECS)
+    parser.add_argument(
+        "--error-feedback",
+        default=DemoSettings.error_feedback,
+        choices=sorted(FEEDBACK_TOML),
+        help="workers add what the codec dropped from Δ to the next Δ (auto: on for int4)",
+    )
     parser.add_argument("--model", default=DemoSettings.model, choices=sorted(MODELS), help="architecture (gpt2)")
     parser.add_argument(
         "--tokenizer", default=DemoSettings.tokenizer, choices=TOKENIZERS, help="bpe (trained at prepare) or bytes"
@@ -319,6 +336,7 @@ def main(argv: list[str] | None = None) -> int:
         inner_steps=args.inner_steps,
         workers=args.workers,
         codec=args.codec,
+        error_feedback=args.error_feedback,
         model=args.model,
         tokenizer=args.tokenizer,
     )

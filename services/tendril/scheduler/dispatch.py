@@ -115,6 +115,10 @@ def train_config(config: JobConfig, run_id: str, parameter_server: str, dataset:
         "mixed_precision": t.mixed_precision,
         "torch_threads": t.torch_threads,
         "keep_updates": t.keep_updates,
+        # NOTE: left out for "auto", so the executor applies the codec's default.
+        **({} if t.error_feedback == "auto" else {"error_feedback": t.error_feedback}),
+        "sparse_beta": t.sparse_beta,
+        "codec_block_size": t.codec_block_size,
     }
     if t.finetune is not None:
         train["finetune"] = t.finetune.spec().to_dict()

@@ -31,6 +31,7 @@ from pydantic import (
     model_validator,
 )
 
+from tendril.core import codecs
 from tendril.core.codecs import CODECS
 from tendril.core.config import Address, AddressList, OptionalAddress, config_error, read_toml
 from tendril.core.errors import ConfigError
@@ -198,6 +199,12 @@ class TrainingSection(_Table):
     mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "auto"
     torch_threads: NonNegativeInt = 0  # per executor; 0 = torch's default
     keep_updates: bool = False  # executors keep each round's outer update file (for inspection)
+    # workers add what the codec dropped from a round's Δ to the next Δ; "auto": on for int4 and sparse
+    error_feedback: bool | Literal["auto"] = "auto"
+    # sparse codec: decay of each worker's error-feedback accumulator (it replaces outer momentum)
+    sparse_beta: float = Field(0.95, ge=0, le=1)
+    # int8/int4 values per scale, sparse values per chunk (64 kept of each: 4096 is 1.56 %); 0: the codec's default
+    codec_block_size: NonNegativeInt = 0
     inner: InnerSection = Field(default_factory=InnerSection)
     model: ModelSection = Field(default_factory=ModelSection)
     finetune: FinetuneSection | None = None  # absent: the whole model trains
@@ -209,6 +216,15 @@ class TrainingSection(_Table):
                 "[training.finetune] trains a LoRA adapter on a checkpoint: set training.model.source to the base "
                 "model (a tendril-data://, file:// or http(s):// URI of a save_pretrained folder or archive)"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _valid_block_size(self) -> TrainingSection:
+        if self.codec_block_size:
+            try:
+                codecs.get(self.codec).check_block_size(self.codec_block_size)
+            except codecs.CodecError as exc:
+                raise ValueError(f"codec_block_size {self.codec_block_size} does not suit {self.codec}: {exc}") from exc
         return self
 
 

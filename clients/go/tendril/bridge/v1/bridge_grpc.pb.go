@@ -89,7 +89,8 @@ type JobBridgeServiceClient interface {
 	//	INVALID_ARGUMENT BAD_WEIGHT: weight is not a finite number > 0.
 	//	INVALID_ARGUMENT BAD_FILE: the file is not a SafeTensors file of floating tensors.
 	//	FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no parameter_server or run_id.
-	//	FAILED_PRECONDITION JOB_CONFIG_BAD: the job's config names an unknown codec.
+	//	FAILED_PRECONDITION JOB_CONFIG_BAD: the job's config names an unknown codec, or a
+	//	  codec_block_size the codec cannot use.
 	//	NOT_FOUND RUN_NOT_OPEN: the run's aggregate job has not opened it yet; retry.
 	//	FAILED_PRECONDITION ROUND_CLOSED, ROUND_NOT_OPEN: the round closed without this update, or
 	//	  is not open yet: FetchParameters and join the open round.
@@ -422,7 +423,8 @@ type JobBridgeServiceServer interface {
 	//	INVALID_ARGUMENT BAD_WEIGHT: weight is not a finite number > 0.
 	//	INVALID_ARGUMENT BAD_FILE: the file is not a SafeTensors file of floating tensors.
 	//	FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no parameter_server or run_id.
-	//	FAILED_PRECONDITION JOB_CONFIG_BAD: the job's config names an unknown codec.
+	//	FAILED_PRECONDITION JOB_CONFIG_BAD: the job's config names an unknown codec, or a
+	//	  codec_block_size the codec cannot use.
 	//	NOT_FOUND RUN_NOT_OPEN: the run's aggregate job has not opened it yet; retry.
 	//	FAILED_PRECONDITION ROUND_CLOSED, ROUND_NOT_OPEN: the round closed without this update, or
 	//	  is not open yet: FetchParameters and join the open round.

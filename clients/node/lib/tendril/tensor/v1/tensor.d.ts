@@ -9,6 +9,22 @@ export declare enum Codec {
     CODEC_BF16 = 2,
     /** CODEC_INT8 - int8 with one fp32 absmax scale per block of values: about a quarter of the bytes. */
     CODEC_INT8 = 3,
+    /**
+     * CODEC_INT4 - int4 with one fp32 absmax scale per block of values (round(x / (absmax / 7)) in [-7, 7]),
+     * packed two values per byte (value 2i in the low nibble of byte i, two's complement; an odd
+     * tensor's last high nibble is 0): about an eighth of the bytes. A tensor's dtype is "U8";
+     * its shape is the tensor's own shape, its bytes hold ceil(numel / 2).
+     */
+    CODEC_INT4 = 4,
+    /**
+     * CODEC_SPARSE - Sparse 2-bit (SparseLoCo): per chunk of block_size values (the block size, 64..32768) the
+     * 64 largest |x| (zeros never), each as a uint16 index within its chunk (0xFFFF: an unused
+     * slot) and a 2-bit code (bit 0 sign, bit 1 level: four to a byte, first value lowest),
+     * with two fp32 scales per chunk (the low and the high magnitude). A tensor's dtype is "U8",
+     * its shape the tensor's own; its bytes hold the indices of all its slots, then their codes.
+     * Updates of a run in this codec are served as CODEC_INT8.
+     */
+    CODEC_SPARSE = 5,
     UNRECOGNIZED = -1
 }
 export declare function codecFromJSON(object: any): Codec;
@@ -41,15 +57,15 @@ export interface TensorInfo {
     name: string;
     /** Wire dtype as SafeTensors names it: "F32", "BF16", "I8", ... */
     dtype: string;
-    /** Shape. */
+    /** Shape of the tensor (not of its encoded bytes: CODEC_INT4 and CODEC_SPARSE are flat bytes). */
     shape: number[];
     /** First byte of the tensor's data, relative to the start of the data section. */
     begin: number;
     /** One past its last byte. */
     end: number;
-    /** For CODEC_INT8: byte range of the tensor's fp32 block scales in the data section. */
+    /** For CODEC_INT8, CODEC_INT4 and CODEC_SPARSE: byte range of the tensor's fp32 block scales in the data section. */
     scalesBegin: number;
-    /** For CODEC_INT8: end of the scales. */
+    /** For CODEC_INT8, CODEC_INT4 and CODEC_SPARSE: end of the scales. */
     scalesEnd: number;
 }
 /** StreamHeader opens a tensor stream. */
@@ -76,7 +92,10 @@ export interface StreamHeader {
     totalBytes: number;
     /** Hex sha256 of the whole payload; may be empty when digest is set. */
     sha256: string;
-    /** Block size of CODEC_INT8 (values per scale). */
+    /**
+     * Block size of CODEC_INT8 and CODEC_INT4 (values per scale; even for CODEC_INT4), the chunk
+     * of CODEC_SPARSE.
+     */
     blockSize: number;
     /** Offset the chunks of this stream start at (non-zero when resuming). */
     startOffset: number;

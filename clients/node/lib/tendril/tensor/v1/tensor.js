@@ -20,6 +20,22 @@ var Codec;
     Codec[Codec["CODEC_BF16"] = 2] = "CODEC_BF16";
     /** CODEC_INT8 - int8 with one fp32 absmax scale per block of values: about a quarter of the bytes. */
     Codec[Codec["CODEC_INT8"] = 3] = "CODEC_INT8";
+    /**
+     * CODEC_INT4 - int4 with one fp32 absmax scale per block of values (round(x / (absmax / 7)) in [-7, 7]),
+     * packed two values per byte (value 2i in the low nibble of byte i, two's complement; an odd
+     * tensor's last high nibble is 0): about an eighth of the bytes. A tensor's dtype is "U8";
+     * its shape is the tensor's own shape, its bytes hold ceil(numel / 2).
+     */
+    Codec[Codec["CODEC_INT4"] = 4] = "CODEC_INT4";
+    /**
+     * CODEC_SPARSE - Sparse 2-bit (SparseLoCo): per chunk of block_size values (the block size, 64..32768) the
+     * 64 largest |x| (zeros never), each as a uint16 index within its chunk (0xFFFF: an unused
+     * slot) and a 2-bit code (bit 0 sign, bit 1 level: four to a byte, first value lowest),
+     * with two fp32 scales per chunk (the low and the high magnitude). A tensor's dtype is "U8",
+     * its shape the tensor's own; its bytes hold the indices of all its slots, then their codes.
+     * Updates of a run in this codec are served as CODEC_INT8.
+     */
+    Codec[Codec["CODEC_SPARSE"] = 5] = "CODEC_SPARSE";
     Codec[Codec["UNRECOGNIZED"] = -1] = "UNRECOGNIZED";
 })(Codec || (exports.Codec = Codec = {}));
 function codecFromJSON(object) {
@@ -36,6 +52,12 @@ function codecFromJSON(object) {
         case 3:
         case "CODEC_INT8":
             return Codec.CODEC_INT8;
+        case 4:
+        case "CODEC_INT4":
+            return Codec.CODEC_INT4;
+        case 5:
+        case "CODEC_SPARSE":
+            return Codec.CODEC_SPARSE;
         case -1:
         case "UNRECOGNIZED":
         default:
@@ -52,6 +74,10 @@ function codecToJSON(object) {
             return "CODEC_BF16";
         case Codec.CODEC_INT8:
             return "CODEC_INT8";
+        case Codec.CODEC_INT4:
+            return "CODEC_INT4";
+        case Codec.CODEC_SPARSE:
+            return "CODEC_SPARSE";
         case Codec.UNRECOGNIZED:
         default:
             return "UNRECOGNIZED";

@@ -2528,7 +2528,8 @@ export const ParameterServerServiceService = {
    *     number > 0.
    *   INVALID_ARGUMENT BAD_WORKER_ID: worker_id is not a peer id.
    *   INVALID_ARGUMENT STREAM_ID_REUSED: the stream_id already carries another payload.
-   *   INVALID_ARGUMENT LAYOUT_MISMATCH: the update's tensors differ from the run's parameters.
+   *   INVALID_ARGUMENT LAYOUT_MISMATCH: the update's tensors differ from the run's parameters, or
+   *     a CODEC_SPARSE update's indices lie outside their chunks or repeat; it was not counted.
    *   INVALID_ARGUMENT NON_FINITE_UPDATE: the update holds NaN or Inf; it was not counted.
    *   NOT_FOUND RUN_NOT_OPEN: the run is not open here (yet): its aggregate job calls OpenJob
    *     first.
@@ -2741,7 +2742,8 @@ export interface ParameterServerServiceServer extends UntypedServiceImplementati
    *     number > 0.
    *   INVALID_ARGUMENT BAD_WORKER_ID: worker_id is not a peer id.
    *   INVALID_ARGUMENT STREAM_ID_REUSED: the stream_id already carries another payload.
-   *   INVALID_ARGUMENT LAYOUT_MISMATCH: the update's tensors differ from the run's parameters.
+   *   INVALID_ARGUMENT LAYOUT_MISMATCH: the update's tensors differ from the run's parameters, or
+   *     a CODEC_SPARSE update's indices lie outside their chunks or repeat; it was not counted.
    *   INVALID_ARGUMENT NON_FINITE_UPDATE: the update holds NaN or Inf; it was not counted.
    *   NOT_FOUND RUN_NOT_OPEN: the run is not open here (yet): its aggregate job calls OpenJob
    *     first.
@@ -2944,7 +2946,8 @@ export interface ParameterServerServiceClient extends Client {
    *     number > 0.
    *   INVALID_ARGUMENT BAD_WORKER_ID: worker_id is not a peer id.
    *   INVALID_ARGUMENT STREAM_ID_REUSED: the stream_id already carries another payload.
-   *   INVALID_ARGUMENT LAYOUT_MISMATCH: the update's tensors differ from the run's parameters.
+   *   INVALID_ARGUMENT LAYOUT_MISMATCH: the update's tensors differ from the run's parameters, or
+   *     a CODEC_SPARSE update's indices lie outside their chunks or repeat; it was not counted.
    *   INVALID_ARGUMENT NON_FINITE_UPDATE: the update holds NaN or Inf; it was not counted.
    *   NOT_FOUND RUN_NOT_OPEN: the run is not open here (yet): its aggregate job calls OpenJob
    *     first.
