@@ -11,7 +11,9 @@ and optional ``torch_threads`` (0: torch's default), ``processes`` (0: one per G
 job's lease, one on a CPU; n: n processes, DDP inner steps, gloo on a CPU),
 ``receive_timeout_seconds`` (how long a
 worker waits for a round's update; 0: 10 × round timeout, at least 120 s) and
-``keep_updates`` (keep every round's outer update file under updates/, for inspection).
+``keep_updates`` (keep every round's outer update file under updates/, and the synchronized θ
+as params/synced.safetensors, for inspection) and ``sync`` (``blocking`` or ``overlapped``, see
+:mod:`tendril_diloco.sync`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from tendril_diloco.errors import ExecutorError, ExecutorReason
+from tendril_diloco.sync import SYNC_MODES
 from tendril_models import DataSpec, ModelError, ModelSpec
 
 MIXED_PRECISION = ("auto", "no", "fp16", "bf16")
@@ -52,6 +55,7 @@ class TrainConfig:
     processes: int = 0
     receive_timeout_seconds: float = 0.0
     keep_updates: bool = False
+    sync: str = "blocking"
 
     @property
     def data_spec(self) -> DataSpec:
@@ -132,6 +136,7 @@ def parse_config(raw: Mapping[str, Any]) -> TrainConfig:
         processes=_number(raw, "processes", 0, int),
         receive_timeout_seconds=_number(raw, "receive_timeout_seconds", 0.0, float),
         keep_updates=bool(raw.get("keep_updates", False)),
+        sync=str(raw.get("sync", "blocking")),
     )
     checks = [
         (config.rounds >= 1, "rounds must be >= 1"),
@@ -143,6 +148,7 @@ def parse_config(raw: Mapping[str, Any]) -> TrainConfig:
         (inner.batch_size >= 1, "inner.batch_size must be >= 1"),
         (config.torch_threads >= 0, "torch_threads must be >= 0"),
         (0 <= config.processes <= 64, "processes must be between 0 (one per GPU) and 64"),
+        (config.sync in SYNC_MODES, f"sync must be one of {SYNC_MODES}, got {config.sync!r}"),
     ]
     for ok, message in checks:
         if not ok:

@@ -78,6 +78,7 @@ class DemoSettings:
     run_id: str = "demo"
     codec: str = "fp32"
     keep_updates: bool = False
+    sync: str = "blocking"  # training.sync
     worker_extra: tuple[tuple[str, Any], ...] = ()
     round_timeout_seconds: float = 30.0
     timeout_seconds: float = 900.0
@@ -182,6 +183,7 @@ round_timeout_seconds = {settings.round_timeout_seconds}
 quorum = 1
 torch_threads = 1
 keep_updates = {"true" if settings.keep_updates else "false"}
+sync = "{settings.sync}"
 
 [training.inner]
 lr = {settings.lr}
@@ -312,6 +314,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--tokenizer", default=DemoSettings.tokenizer, choices=TOKENIZERS, help="bpe (trained at prepare) or bytes"
     )
+    parser.add_argument(
+        "--sync", default=DemoSettings.sync, choices=("blocking", "overlapped"), help="training.sync (blocking)"
+    )
     args = parser.parse_args(argv)
     settings = DemoSettings(
         out=args.out.resolve(),
@@ -321,6 +326,7 @@ def main(argv: list[str] | None = None) -> int:
         codec=args.codec,
         model=args.model,
         tokenizer=args.tokenizer,
+        sync=args.sync,
     )
     settings.out.mkdir(parents=True, exist_ok=True)
 

@@ -116,6 +116,7 @@ def train_config(config: JobConfig, run_id: str, parameter_server: str, dataset:
         "mixed_precision": t.mixed_precision,
         "torch_threads": t.torch_threads,
         "keep_updates": t.keep_updates,
+        "sync": t.sync,
     }
 
 

@@ -175,6 +175,8 @@ class TrainingSection(_Table):
     mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "auto"
     torch_threads: NonNegativeInt = 0  # per executor; 0 = torch's default
     keep_updates: bool = False  # executors keep each round's outer update file (for inspection)
+    # blocking: wait for each round's update; overlapped: train on while it travels (docs/WAN.md "Sync modes")
+    sync: Literal["blocking", "overlapped"] = "blocking"
     inner: InnerSection = Field(default_factory=InnerSection)
     model: ModelSection = Field(default_factory=ModelSection)
 
