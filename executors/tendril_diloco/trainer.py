@@ -358,6 +358,8 @@ class Trainer:
         """
         if not await self._catch_up(wait=True):
             return False
+        if self.stats.batches == 0:  # the update of the round before was missed: θ fetched, start afresh
+            return True
         r, stats = self.round, self.stats
         local = snapshot(self._plain_model)
         delta_rel = f"updates/delta-{r:05d}.safetensors"
