@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 from pathlib import Path
 
+import grpc
 import numpy as np
 import pytest
 import torch
@@ -21,9 +22,9 @@ from tendril_diloco.errors import ExecutorError
 from tendril_diloco.params import apply_update, compute_delta, load_params, snapshot
 from tendril_diloco.sync import overlaps, rebase
 from tendril_diloco.trainer import SYNCED, Trainer
-from tendril_sdk import ReceivedUpdate
+from tendril_sdk import BridgeError, ReceivedUpdate
 
-from .test_diloco_executor import _config, _FakeBridge
+from .test_diloco_executor import _config, _FakeBridge, _RefusingBridge
 from .test_sync_planner_run import _batch, _Clock, _trainers
 
 SHAPES = {"w": (3, 4), "b": (5,)}
@@ -109,6 +110,19 @@ async def test_the_trainer_trains_on_while_the_update_travels(tmp_path: Path) ->
         assert torch.equal(synced[k], bridge.theta[k]) and torch.equal(final[k], bridge.theta[k]), k
     # round 1's Δ holds all of its 6 batches' progress, those trained before the update came too
     assert bridge.weights == {0: 24.0, 1: 24.0}
+
+
+async def test_an_overlapped_update_that_never_comes_means_fetching_theta_again(tmp_path: Path) -> None:
+    missed = BridgeError(grpc.StatusCode.DEADLINE_EXCEEDED, "round 0 still open", reason="ROUND_STILL_OPEN")
+    bridge = _RefusingBridge(tmp_path, receive_errors={0: missed})
+    events: list[str] = []
+    config = parse_config(_config(sync="overlapped"))
+    trainer = Trainer(config, bridge, log=lambda event, **_: events.append(event))  # type: ignore[arg-type]
+    await trainer.run()
+    assert "round.update_missed" in events and bridge.fetches == 2  # the start, then after the miss
+    assert ("metrics", 0, {"update_missed": 1.0}) in bridge.reports  # the scheduler stops waiting for it
+    final = snapshot(trainer._plain_model)
+    assert bridge.theta is not None and all(torch.equal(final[k], bridge.theta[k]) for k in final)
 
 
 def _overlap_run(sync: str) -> tuple[Run, list[dict[str, object]], _Clock, list[str]]:
