@@ -166,6 +166,10 @@ def test_the_scheduler_takes_the_late_reports_of_overlapped_sync() -> None:
     run.progress(ProgressIn(jobs[0], "w0", Progress.UPDATE_RECEIVED, 1))
     run.progress(ProgressIn(jobs[1], "w1", Progress.METRICS, 1, metrics={"update_missed": 1.0}))
     assert [line["round"] for line in lines] == [0, 1] and lines[1]["workers"] == ["w0"]
+    # had round 1 still been open, the worker that missed it trains it again: its round-1 reports count
+    _batch(run, jobs[1], "w1", 1, 0.5)
+    with pytest.raises(SchedulerError, match="reported round 0 after round 1"):
+        _batch(run, jobs[1], "w1", 0, 0.5)  # no other way back
 
 
 def test_blocking_sync_still_refuses_a_report_of_a_round_left_behind() -> None:

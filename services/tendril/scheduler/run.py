@@ -327,7 +327,7 @@ class Run:
         if event.round >= self.rounds or self.finished:
             trainer.finished = True
             return DirectiveOut(Directive.DONE, 0, event.round)
-        late = event.round < trainer.round
+        late = event.round < trainer.round and not self._rejoin(trainer, event)
         if late and not self._late_report(trainer, event):
             raise SchedulerError(
                 ErrorKind.FAILED_PRECONDITION,
@@ -404,6 +404,21 @@ class Run:
             and event.kind in (Progress.METRICS, Progress.UPDATE_RECEIVED)
             and event.round in self._rounds
         )
+
+    def _rejoin(self, trainer: _Trainer, event: ProgressIn) -> bool:
+        """Overlapped sync: a job that missed round r's update (it said so) fetched θ again and
+        found round r still open; it trains round r again, and its reports of round r+1 so far
+        are dropped (it reports that round again when it gets there)."""
+        rnd = self._rounds.get(event.round)
+        report = rnd.workers.get(event.job_id) if rnd is not None else None
+        if event.round != trainer.round - 1 or report is None or not report.missed:
+            return False
+        report.missed, report.arrived_at, report.ended_at = False, None, None
+        following = self._rounds.get(trainer.round)
+        if following is not None:
+            following.workers.pop(event.job_id, None)
+        trainer.round = event.round
+        return True
 
     def _began(self, trainer: _Trainer, event: ProgressIn) -> float:
         """When the job began this round (scheduler clock)."""
