@@ -11,14 +11,15 @@ and optional ``torch_threads`` (0: torch's default), ``processes`` (0: one per G
 job's lease, one on a CPU; n: n processes, DDP inner steps, gloo on a CPU),
 ``receive_timeout_seconds`` (how long a
 worker waits for a round's update; 0: 10 × round timeout, at least 120 s) and
-``keep_updates`` (keep every round's outer update file under updates/, for inspection) and
+``keep_updates`` (keep every round's outer update file under updates/, and the synchronized θ
+as params/synced.safetensors, for inspection),
 ``finetune`` (a :class:`tendril_models.finetune.FinetuneSpec`: a LoRA adapter on the ``model``
 checkpoint; θ, what is pushed and pulled, is then the adapter only),
 ``error_feedback`` (send Δ plus what the codec dropped from last round's Δ; unset: on for
 int4 and sparse, off otherwise; see :mod:`tendril_diloco.feedback`), ``sparse_beta`` (the
-sparse codec's accumulator decay, 0.95) and ``codec_block_size`` (int8/int4 block, sparse
-chunk; 0: the codec's default; the bridge encodes with the same).
-
+sparse codec's accumulator decay, 0.95), ``codec_block_size`` (int8/int4 block, sparse
+chunk; 0: the codec's default; the bridge encodes with the same) and ``sync`` (``blocking``
+or ``overlapped``, see :mod:`tendril_diloco.sync`).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any
 
 from tendril_diloco.errors import ExecutorError, ExecutorReason
 from tendril_diloco.feedback import DEFAULT_BETA, default_on
+from tendril_diloco.sync import SYNC_MODES
 from tendril_models import DataSpec, ModelError, ModelSpec
 from tendril_models.finetune import FinetuneSpec
 
@@ -65,6 +67,7 @@ class TrainConfig:
     error_feedback: bool | None = None  # None: the codec's default (feedback.default_on)
     sparse_beta: float = DEFAULT_BETA
     codec_block_size: int = 0
+    sync: str = "blocking"
 
     @property
     def feedback(self) -> bool:
@@ -160,6 +163,7 @@ def parse_config(raw: Mapping[str, Any]) -> TrainConfig:
         error_feedback=feedback,
         sparse_beta=_number(raw, "sparse_beta", DEFAULT_BETA, float),
         codec_block_size=_number(raw, "codec_block_size", 0, int),
+        sync=str(raw.get("sync", "blocking")),
     )
     checks = [
         (config.rounds >= 1, "rounds must be >= 1"),
@@ -177,6 +181,7 @@ def parse_config(raw: Mapping[str, Any]) -> TrainConfig:
             finetune is None or bool(model.source),
             "finetune needs model.source: a LoRA adapter trains on a checkpoint (the base model)",
         ),
+        (config.sync in SYNC_MODES, f"sync must be one of {SYNC_MODES}, got {config.sync!r}"),
     ]
     for ok, message in checks:
         if not ok:

@@ -38,12 +38,23 @@ from tendril_diloco.params import (
     save_params,
     snapshot,
 )
+from tendril_diloco.sync import overlaps, rebase
 from tendril_models import get_task
 from tendril_models.batches import batch_size
-from tendril_sdk import DEFAULT_RETRY, BridgeClient, BridgeError, BridgeReason, Directive, DirectiveKind, ProgressKind
+from tendril_sdk import (
+    DEFAULT_RETRY,
+    BridgeClient,
+    BridgeError,
+    BridgeReason,
+    Directive,
+    DirectiveKind,
+    ProgressKind,
+)
+from tendril_sdk import ReceivedUpdate as Received
 
 THETA0 = "params/theta0.safetensors"
 CURRENT = "params/current.safetensors"
+SYNCED = "params/synced.safetensors"  # with keep_updates: the synchronized θ after the last round applied
 PUBLISH_RETRY_SECONDS = 60.0  # the parameter server may open the run a moment after we start
 # NOTE: the aggregate job that opens the run at the parameter server is dispatched next to
 # ours; until it runs, θ0 cannot be published (RUN_NOT_OPEN). Everything else is an answer.
@@ -129,6 +140,8 @@ class Trainer:
             if config.feedback
             else None
         )
+        # overlapped sync: the background push/pull of the round before and the local θ pushed
+        self._pending: tuple[asyncio.Task[Received | None], Params] | None = None
 
     # -- setup -----------------------------------------------------------------------------
 
@@ -240,6 +253,7 @@ class Trainer:
             await self._train()
             clean = True
         finally:
+            self._drop_pending()
             if self.group is not None:
                 self.group.stop(clean=clean)
 
@@ -262,7 +276,7 @@ class Trainer:
                         return
                     continue
             batch, size = await self._next_batch(batches)
-            if report is not None:  # the loop carries the report's call while the step runs
+            if report is not None or self._pending is not None:  # the loop carries the calls meanwhile
                 loss, seconds = await asyncio.to_thread(self._step, batch)
             else:
                 loss, seconds = self._step(batch)
@@ -280,6 +294,8 @@ class Trainer:
                     return
             elif self._remaining is not None:
                 self._remaining = max(0, self._remaining - 1)
+            if not await self._catch_up(wait=False):
+                return
             if self._report_due():
                 report = asyncio.create_task(self._report_batches())
             if self._remaining == 0:
@@ -343,14 +359,40 @@ class Trainer:
         return piece.path
 
     async def _sync(self) -> bool:
-        """Send Δ, apply the round's update; False when the scheduler says the run is done."""
+        """Send Δ, apply the round's update; False when the scheduler says the run is done.
+
+        With ``sync = "overlapped"`` (not in the run's last round) the push and the pull run in
+        the background and this returns at once; :meth:`_catch_up` applies the update when it
+        came (see :mod:`tendril_diloco.sync`).
+        """
+        if not await self._catch_up(wait=True):
+            return False
+        if self.stats.batches == 0:  # the update of the round before was missed: θ fetched, start afresh
+            return True
         r, stats = self.round, self.stats
+        local = snapshot(self._plain_model)
         delta_rel = f"updates/delta-{r:05d}.safetensors"
-        delta = compute_delta(self._start, snapshot(self._plain_model))
+        delta = compute_delta(self._start, local)
         if self._feedback is not None:
             delta = self._feedback.compensate(delta)  # Δ + what the codec dropped last round
         save_params(delta, self.bridge.work_dir / delta_rel)
         await self.bridge.report_progress(ProgressKind.UPDATE_SENT, r)
+        if overlaps(self.config.sync, r, self.config.rounds):
+            self._pending = (asyncio.create_task(self._exchange(r, stats, delta_rel, delta)), local)
+            self.round, self.stats, self._unreported, self._remaining = r + 1, RoundStats(), RoundStats(), None
+            return True
+        received = await self._exchange(r, stats, delta_rel, delta)
+        if received is None:
+            await self._resync()
+            return True
+        theta = self._synced(r, received)
+        self._load(theta)
+        self.round, self.stats, self._unreported, self._remaining = r + 1, RoundStats(), RoundStats(), None
+        return await self._received(r, received)
+
+    async def _exchange(self, r: int, stats: RoundStats, delta_rel: str, delta: Params) -> Received | None:
+        """Push Δ of round r (``delta``, saved as a file under updates/), report the round, pull its
+        update; None: the round went on without this worker (fetch θ again)."""
         try:
             sent = await self.bridge.send_update(delta_rel, r, float(stats.samples))
             bytes_sent, send_seconds = sent.bytes_sent, sent.seconds
@@ -363,8 +405,7 @@ class Trainer:
                     self._feedback.sent(delta)
             elif exc.reason in ROUND_MISSED:
                 self.log("round.missed", round=r, reason=str(exc.reason), error=exc.message)
-                await self._resync()
-                return True
+                return None
             else:
                 raise
         finally:
@@ -389,26 +430,59 @@ class Trainer:
             if exc.reason not in UPDATE_MISSED and exc.code != grpc.StatusCode.DEADLINE_EXCEEDED:
                 raise
             self.log("round.update_missed", round=r, reason=str(exc.reason), error=exc.message)
-            await self._resync()
-            return True
-        path, contributors = received.path, received.contributors
-        theta = apply_update(self._start, load_params(path))
-        self._load(theta)
+            return None
+        self.log("round.done", round=r, loss=stats.mean_loss, samples=stats.samples, contributors=received.contributors)
+        return received
+
+    def _synced(self, r: int, received: Received) -> Params:
+        """θ_{r+1} = θ_r + u_r, the parameter server's θ after round r; it becomes the start of Δ."""
+        theta = apply_update(self._start, load_params(received.path))
         self._start = theta
-        if not self.config.keep_updates:
-            path.unlink(missing_ok=True)
-        self.log("round.done", round=r, loss=stats.mean_loss, samples=stats.samples, contributors=contributors)
+        if self.config.keep_updates:
+            save_params(theta, self.bridge.work_dir / SYNCED)
+        else:
+            received.path.unlink(missing_ok=True)
+        return theta
+
+    async def _received(self, r: int, received: Received) -> bool:
+        """Report round r's update as applied; False when the scheduler says the run is done."""
         directive = await self.bridge.report_progress(
             ProgressKind.UPDATE_RECEIVED,
             r,
             metrics={
                 "bytes_received": received.bytes_received,
                 "receive_seconds": received.seconds,
-                "contributors": contributors,
+                "contributors": received.contributors,
             },
         )
-        self.round, self.stats, self._unreported, self._remaining = r + 1, RoundStats(), RoundStats(), None
         return directive.kind != DirectiveKind.DONE
+
+    async def _catch_up(self, *, wait: bool) -> bool:
+        """Apply the overlapped update of the round before, once it came (``wait``: wait for it).
+
+        The local θ is rebased onto the new synchronized θ, keeping the inner steps made since
+        the push; a missed round means fetching θ again. False when the scheduler says DONE.
+        """
+        if self._pending is None or not (wait or self._pending[0].done()):
+            return True
+        task, pushed = self._pending
+        self._pending = None
+        received = await task
+        r = self.round - 1
+        if received is None:
+            # NOTE: the scheduler counts a worker that pushed round r as still pulling it (it
+            # moved on to round r+1 already); this tells it that the update will not come.
+            await self.bridge.report_progress(ProgressKind.METRICS, r, metrics={"update_missed": 1.0})
+            await self._resync()
+            return True
+        theta = self._synced(r, received)
+        self._load(rebase(snapshot(self._plain_model), theta, pushed))
+        return await self._received(r, received)
+
+    def _drop_pending(self) -> None:
+        if self._pending is not None:
+            self._pending[0].cancel()
+            self._pending = None
 
 
 def resolve_mixed_precision(requested: str) -> str:

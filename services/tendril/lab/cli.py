@@ -69,6 +69,12 @@ def fill_parser(group: argparse.ArgumentParser) -> None:
     run.add_argument("--rate", type=_rate, default=100.0, help="each host's link in Mbit/s, each way (default 100)")
     run.add_argument("--rounds", type=int, default=4, help="DiLoCo rounds (default 4)")
     run.add_argument("--inner-steps", type=int, default=20, help="H: batches per round (default 20)")
+    run.add_argument(
+        "--sync",
+        choices=("blocking", "overlapped"),
+        default="blocking",
+        help="training.sync: wait for each round's update, or train on while it travels (default blocking)",
+    )
     run.add_argument("--latency-ms", type=_latency, default=0.0, help=LATENCY_HELP)
     run.add_argument("--no-tls", action="store_true", help="plaintext instead of mTLS with per-host certificates")
     run.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
@@ -129,13 +135,14 @@ def run_run(args: argparse.Namespace) -> int:
         max_bytes=1_000_000,
         sequences_per_slice=64,
         run_id="lab",
+        sync=args.sync,
         timeout_seconds=900.0,
     )
     with Lab(out / "run", settings) as lab:
         hosts = ", ".join(f"{h.name} {h.ip}" for h in lab.network.hosts.values())
         print(
             f"lab {lab.lab_id}: {hosts}; every link {args.rate:g} Mbit/s each way (tbf), "
-            f"{args.latency_ms:g} ms added one way; mTLS {settings.tls}"
+            f"{args.latency_ms:g} ms added one way; mTLS {settings.tls}; sync {args.sync}"
         )
         link = asyncio.run(lab.measure("worker-1" if args.workers > 1 else "gateway", "worker-0"))
         print(

@@ -76,6 +76,7 @@ def summary(run: LabRun) -> list[str]:
         return out
     out.append(
         f"median round {stats['round_seconds']:.2f} s; compute utilization {100 * stats['compute_utilization']:.1f} %"
-        f" (sync {100 * stats['sync_share']:.1f} %, waiting for the slowest {100 * stats['waiting_share']:.1f} %)"
+        f" (sync {100 * stats['sync_share']:.1f} %, waiting for the slowest {100 * stats['waiting_share']:.1f} %);"
+        f" load average {stats['load_average']:.2f} (median at round ends)"
     )
     return out

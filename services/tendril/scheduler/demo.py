@@ -87,6 +87,7 @@ class DemoSettings:
     codec: str = "fp32"
     error_feedback: str = "auto"  # "auto" (on for int4), "on" or "off"
     keep_updates: bool = False
+    sync: str = "blocking"  # training.sync
     worker_extra: tuple[tuple[str, Any], ...] = ()
     round_timeout_seconds: float = 30.0
     timeout_seconds: float = 900.0
@@ -191,6 +192,7 @@ round_timeout_seconds = {settings.round_timeout_seconds}
 quorum = 1
 torch_threads = 1
 keep_updates = {"true" if settings.keep_updates else "false"}
+sync = "{settings.sync}"
 error_feedback = {FEEDBACK_TOML[settings.error_feedback]}
 {OUTER_SPARSE if codecs.get(settings.codec).replaces_momentum else ""}
 
@@ -329,6 +331,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--tokenizer", default=DemoSettings.tokenizer, choices=TOKENIZERS, help="bpe (trained at prepare) or bytes"
     )
+    parser.add_argument(
+        "--sync", default=DemoSettings.sync, choices=("blocking", "overlapped"), help="training.sync (blocking)"
+    )
     args = parser.parse_args(argv)
     settings = DemoSettings(
         out=args.out.resolve(),
@@ -339,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         error_feedback=args.error_feedback,
         model=args.model,
         tokenizer=args.tokenizer,
+        sync=args.sync,
     )
     settings.out.mkdir(parents=True, exist_ok=True)
 

@@ -119,6 +119,7 @@ def train_config(config: JobConfig, run_id: str, parameter_server: str, dataset:
         **({} if t.error_feedback == "auto" else {"error_feedback": t.error_feedback}),
         "sparse_beta": t.sparse_beta,
         "codec_block_size": t.codec_block_size,
+        "sync": t.sync,
     }
     if t.finetune is not None:
         train["finetune"] = t.finetune.spec().to_dict()

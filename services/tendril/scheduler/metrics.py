@@ -35,12 +35,21 @@ class WorkerRound:
     contributors: int = 0
     slices_skipped: int = 0  # slices the worker could not read this round (skipped, not trained on)
     received: bool = False
+    missed: bool = False  # overlapped sync: it pushed, trained on, and then missed the round's update
     # Scheduler clock: the worker began the round (its UPDATE_RECEIVED of the round before, or
     # its first batch report less that batch's step time), reached the sync point (UPDATE_SENT),
     # and had the round's update (UPDATE_RECEIVED).
     started_at: float | None = None
     arrived_at: float | None = None
     received_at: float | None = None
+    # Overlapped sync: the job began the next round (its first batch report) before it had this
+    # round's update; its time in this round ends there, not at the update.
+    ended_at: float | None = None
+
+    @property
+    def end(self) -> float | None:
+        """When the job was done with this round: it began the next one, or had the update."""
+        return self.ended_at if self.ended_at is not None else self.received_at
 
     def add_batch(self, batch_size: int, batch_seconds: float, loss: float | None, *, batches: int = 1) -> None:
         """A BATCH report: ``batches`` batches of ``batch_size`` samples and ``batch_seconds`` in
@@ -82,7 +91,7 @@ def round_line(
     loss_mean = sum(losses[k] * weights[k] for k in losses) / total if total else None
     if loss_mean is None and losses:
         loss_mean = sum(losses.values()) / len(losses)
-    cycle = sum(w.received_at - w.started_at for w in workers if w.received_at is not None and w.started_at is not None)
+    cycle = sum(w.end - w.started_at for w in workers if w.end is not None and w.started_at is not None)
     arrived = {w.worker_id: w.arrived_at - started for w in workers if w.arrived_at is not None}
     last = max(arrived.values(), default=0.0) + started
     # Each worker's time from its arrival until it had the update: idle while the slowest one
@@ -90,9 +99,9 @@ def round_line(
     # quorum before a late arrival has no waiting in it for those who were done by then.
     waited = synced = 0.0
     for w in workers:
-        if w.arrived_at is not None and w.received_at is not None:
-            waited += max(0.0, min(last, w.received_at) - w.arrived_at)
-            synced += max(0.0, w.received_at - max(last, w.arrived_at))
+        if w.arrived_at is not None and w.end is not None:
+            waited += max(0.0, min(last, w.end) - w.arrived_at)
+            synced += max(0.0, w.end - max(last, w.arrived_at))
     return {
         "round": round_index,
         "workers": sorted(w.worker_id for w in workers),

@@ -308,7 +308,8 @@ class Run:
         if event.round >= self.rounds or self.finished:
             trainer.finished = True
             return DirectiveOut(Directive.DONE, 0, event.round)
-        if event.round < trainer.round:
+        late = event.round < trainer.round and not self._rejoin(trainer, event)
+        if late and not self._late_report(trainer, event):
             raise SchedulerError(
                 ErrorKind.FAILED_PRECONDITION,
                 f"job {event.job_id} reported round {event.round} after round {trainer.round}",
@@ -322,6 +323,10 @@ class Run:
         if report is None:
             report = rnd.workers[event.job_id] = WorkerRound(trainer.member.worker_id)
             report.started_at = self._began(trainer, event)
+            before = self._rounds.get(event.round - 1)
+            ended = before.workers.get(event.job_id) if before is not None else None
+            if ended is not None and not ended.received:  # overlapped: it trains on while round r-1 syncs
+                ended.ended_at = report.started_at
             rnd.started = min(rnd.started, report.started_at)
             self._planner.began(event.job_id, event.round, report.started_at)
         metrics = event.metrics
@@ -347,12 +352,16 @@ class Run:
             report.data_wait_seconds = float(metrics.get("data_wait_seconds", report.data_wait_seconds))
             report.slices_skipped = int(metrics.get("slices_skipped", report.slices_skipped))
             report.train_seconds = float(metrics.get("train_seconds", report.train_seconds))
+            if metrics.get("update_missed"):
+                report.missed = True
+                self._check_rounds()
         elif event.kind is Progress.UPDATE_SENT:
             report.arrived_at = self._clock()
         elif event.kind is Progress.UPDATE_RECEIVED:
             report.received_at = self._clock()
-            trainer.ready = (event.round + 1, report.received_at)
-            self._planner.began(event.job_id, event.round + 1, report.received_at)
+            if not late:  # with overlapped sync the job began the next round at its push already
+                trainer.ready = (event.round + 1, report.received_at)
+                self._planner.began(event.job_id, event.round + 1, report.received_at)
             report.bytes_down = int(metrics.get("bytes_received", 0))
             report.receive_seconds = float(metrics.get("receive_seconds", 0.0))
             report.contributors = int(metrics.get("contributors", 0))
@@ -361,11 +370,36 @@ class Run:
             if event.round + 1 >= self.rounds:
                 trainer.finished = True
                 return DirectiveOut(Directive.DONE, 0, event.round)
-            return DirectiveOut(Directive.CONTINUE, 0, event.round + 1)
+            return DirectiveOut(Directive.CONTINUE, 0, max(event.round + 1, trainer.round))
         elif event.kind is Progress.FINISHED:
             trainer.finished = True
             return DirectiveOut(Directive.DONE, 0, event.round)
         return DirectiveOut(Directive.CONTINUE, 0, event.round)
+
+    def _late_report(self, trainer: _Trainer, event: ProgressIn) -> bool:
+        """A report of the round before the job's current one that overlapped sync sends late:
+        the round's METRICS and UPDATE_RECEIVED, once the job trains the next round already."""
+        return (
+            self.config.training.sync == "overlapped"
+            and event.round == trainer.round - 1
+            and event.kind in (Progress.METRICS, Progress.UPDATE_RECEIVED)
+            and event.round in self._rounds
+        )
+
+    def _rejoin(self, trainer: _Trainer, event: ProgressIn) -> bool:
+        """Overlapped sync: a job that missed round r's update (it said so) fetched θ again and
+        found round r still open; it trains round r again, and its reports of round r+1 so far
+        are dropped (it reports that round again when it gets there)."""
+        rnd = self._rounds.get(event.round)
+        report = rnd.workers.get(event.job_id) if rnd is not None else None
+        if event.round != trainer.round - 1 or report is None or not report.missed:
+            return False
+        report.missed, report.arrived_at, report.ended_at = False, None, None
+        following = self._rounds.get(trainer.round)
+        if following is not None:
+            following.workers.pop(event.job_id, None)
+        trainer.round = event.round
+        return True
 
     def _began(self, trainer: _Trainer, event: ProgressIn) -> float:
         """When the job began this round (scheduler clock)."""
@@ -391,11 +425,7 @@ class Run:
             rnd = self._rounds[index]
             if rnd.done:
                 continue
-            pending = [
-                job
-                for job, report in rnd.workers.items()
-                if not report.received and job in self._trainers and self._trainers[job].round <= index
-            ]
+            pending = [job for job, report in rnd.workers.items() if self._pending(job, report, index)]
             if pending or not any(r.received for r in rnd.workers.values()):
                 return
             rnd.done = True
@@ -405,6 +435,15 @@ class Run:
             )
             self.completed_rounds.append(line)
             self._on_round(line)
+
+    def _pending(self, job: str, report: WorkerRound, index: int) -> bool:
+        """Round ``index`` waits for this job: it is live, has not had the round's update, and is
+        still in the round — or (overlapped sync) pushed it and trains the next one meanwhile."""
+        trainer = self._trainers.get(job)
+        if trainer is None or report.received or report.missed:
+            return False
+        overlapping = report.arrived_at is not None and trainer.round == index + 1
+        return trainer.round <= index or (overlapping and self.config.training.sync == "overlapped")
 
     def trainers_finished(self) -> bool:
         """Every live training job was told DONE."""

@@ -1,0 +1,59 @@
+"""Sync modes of a worker: when the outer update of a round reaches the parameters it trains.
+
+* ``blocking`` (the default): at round r's sync point the worker pushes Δ_r = θ_r − θ_local,
+  waits for the parameter server's outer update u_r and continues from θ_{r+1} = θ_r + u_r.
+* ``overlapped``: a one-step-delayed outer update. The worker pushes Δ_r and goes on training
+  round r+1 from θ_local at once, while its bridge pushes Δ_r and pulls u_r in the background.
+  Until u_r arrives, the worker's own step −Δ_r stands in for the outer update (it trains on
+  from θ_r − Δ_r, which is θ_local); when u_r arrives that stand-in is replaced by the real
+  update: θ_local += θ_{r+1} − (θ_r − Δ_r) = u_r + Δ_r. The inner steps made meanwhile are
+  kept (rebased onto θ_{r+1}) and count in Δ_{r+1}, which is measured from θ_{r+1}.
+
+The worker keeps two copies: the *synchronized* θ_r, always θ0 + u_0 + … + u_{r−1} added in
+the order and precision the parameter server adds them (so it equals the server's θ bit for
+bit), and the model's local θ, which differs from it only by the inner progress not synced
+yet. The last round of a run syncs blocking, so the run ends with every worker at the
+server's final θ.
+
+# NOTE: this is the eager-update idea of Kale et al. (arXiv 2502.12996) — a local proxy for
+# the outer step until the averaged one arrives — with the worker's own Δ as the proxy, not
+# their mixture of the local Δ and the others' stale ones: that mixture would give each worker
+# a different θ, while here every worker's synchronized θ stays the server's.
+"""
+
+from __future__ import annotations
+
+import enum
+
+from tendril_diloco.params import Params, _same_names
+
+
+class SyncMode(enum.StrEnum):
+    BLOCKING = "blocking"
+    OVERLAPPED = "overlapped"
+
+
+SYNC_MODES = tuple(m.value for m in SyncMode)
+
+
+def correction(synced_next: Params, pushed: Params) -> Params:
+    """What the local θ gains when round r's update arrives: θ_{r+1} − θ_pushed.
+
+    ``pushed`` is the local θ the worker had when it pushed Δ_r (θ_r − Δ_r); ``synced_next`` is
+    θ_{r+1} = θ_r + u_r, so the correction is u_r + Δ_r up to rounding, computed from the two
+    copies so that the local θ lands exactly on θ_{r+1} plus its new inner progress.
+    """
+    _same_names(synced_next, pushed, "the synchronized parameters", "the parameters pushed")
+    return {name: synced_next[name] - pushed[name] for name in synced_next}
+
+
+def rebase(local: Params, synced_next: Params, pushed: Params) -> Params:
+    """The local θ after round r's update arrived: θ_{r+1} + (θ_local − θ_pushed)."""
+    fix = correction(synced_next, pushed)
+    _same_names(local, fix, "the local parameters", "the correction")
+    return {name: (local[name] + fix[name]).contiguous() for name in local}
+
+
+def overlaps(mode: str, round_index: int, rounds: int) -> bool:
+    """Whether round ``round_index``'s sync runs in the background (never the run's last round)."""
+    return mode == SyncMode.OVERLAPPED and round_index + 1 < rounds
