@@ -34,7 +34,7 @@ def _write(path: Path, seed: int, scale: float = 1.0) -> Path:
 @pytest.fixture
 def chooser(monkeypatch: pytest.MonkeyPatch) -> Iterator[tensorstream.StreamChooser]:
     """A fresh chooser settled on four connections to 127.0.0.1 (one per MiB of payload allowed)."""
-    fresh = tensorstream.StreamChooser(cap=8)
+    fresh = tensorstream.StreamChooser(cap=8, loopback=True)
     fresh.min_range = MIB
     monkeypatch.setattr(tensorstream, "CHOOSER", fresh)
     yield fresh

@@ -66,7 +66,7 @@ def test_the_range_queue_puts_a_broken_range_back_a_bounded_number_of_times() ->
 
 
 def test_the_count_doubles_while_it_pays_and_stops_under_ten_percent() -> None:
-    chooser = tensorstream.StreamChooser(cap=8)
+    chooser = tensorstream.StreamChooser(cap=8, loopback=True)
     big = 64 * MIB
     assert chooser.streams("ps", "push", big) == 1
     chooser.measured("ps", "push", 1, big, 4.0)  # 16 MiB/s
@@ -83,12 +83,21 @@ def test_the_count_doubles_while_it_pays_and_stops_under_ten_percent() -> None:
     assert chooser.streams("ps", "push", big) == 1
 
 
+def test_a_loopback_host_gets_one_connection() -> None:
+    chooser = tensorstream.StreamChooser(cap=8)
+    for host in ("127.0.0.1", "::1", "localhost"):
+        chooser.measured(host, "push", 1, 64 * MIB, 4.0)
+        assert chooser.streams(host, "push", 64 * MIB) == 1
+    chooser.measured("198.18.0.4", "push", 1, 64 * MIB, 4.0)
+    assert chooser.streams("198.18.0.4", "push", 64 * MIB) == 2
+
+
 def test_the_cap_bounds_the_count_and_one_turns_it_off() -> None:
-    chooser = tensorstream.StreamChooser(cap=2)
+    chooser = tensorstream.StreamChooser(cap=2, loopback=True)
     chooser.measured("ps", "pull", 1, 64 * MIB, 4.0)
     chooser.measured("ps", "pull", 2, 64 * MIB, 1.0)
     assert chooser.streams("ps", "pull", 64 * MIB) == 2 and chooser.choices["ps", "pull"].settled
-    off = tensorstream.StreamChooser(cap=1)
+    off = tensorstream.StreamChooser(cap=1, loopback=True)
     off.measured("ps", "pull", 1, 64 * MIB, 4.0)
     assert off.streams("ps", "pull", 64 * MIB) == 1
 

@@ -6,7 +6,8 @@ its data port on the host's address) and runs ``python -m tendril.lab.streams cl
 pushes a pseudo-gradient of the same size (one round each) and pulls the run's θ, timing both,
 and with ``--auto`` lets the bridge's rule (:class:`tendril.core.tensorstream.StreamChooser`)
 choose the count over successive rounds until it settled in both directions. One JSON line per
-measurement: ``{"streams", "mode", "push_s", "pull_s", "push_mbit", "pull_mbit", "mb"}``.
+measurement: ``{"mode", "streams", "mb", "push_s", "pull_s", "push_mbit", "pull_mbit"}``
+(``streams`` is the push's count; auto rows add ``pull_streams``).
 """
 
 from __future__ import annotations
@@ -94,13 +95,12 @@ async def client(ps: str, mb: float, counts: list[int], auto: bool, folder: Path
                 results.append(row)
                 if all(chooser.choices.get((host, d), tensorstream._Choice()).settled for d in ("push", "pull")):
                     break
-            final = {d: chooser.choices[host, d].streams for d in ("push", "pull") if (host, d) in chooser.choices}
-            chosen = max(final.values(), default=1)
-            for direction in ("push", "pull"):
-                chooser.choices[host, direction] = tensorstream._Choice(streams=chosen, settled=True)
-            row = await once(chosen, "chosen")
-            row["chosen"] = final
-            print(json.dumps({"chosen": final}), flush=True)
+            final = {d: chooser.streams(host, d, 1 << 62) for d in ("push", "pull")}
+            row = await once(final["push"], "chosen")  # each direction with its own choice
+            row["pull_streams"] = final["pull"]
+            row["settled"] = all(
+                chooser.choices.get((host, d), tensorstream._Choice()).settled for d in ("push", "pull")
+            )
             results.append(row)
     return results
 
