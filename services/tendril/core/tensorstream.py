@@ -355,6 +355,9 @@ class _PushState:
     plane: bool = True  # ask for the data plane (until it failed without moving a byte)
     ranges: list[tuple[int, int]] = dataclasses.field(default_factory=list)  # of a ranged push, kept across tries
     moved: bool = False  # the last try moved bytes over ranged connections
+    # A measurement of the last try's data connections, taken once the server's verdict is in:
+    # (connections, bytes, when they started), or None.
+    timing: tuple[int, int, float] | None = None
     lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
 
 
@@ -445,7 +448,7 @@ async def _push_over_plane(
             state.plane = False
             return False
         if clean:
-            CHOOSER.measured(host, "push", len(offer.tickets), moved, time.perf_counter() - started)
+            state.timing = (len(offer.tickets), moved, started)
         return True
     try:
         await asyncio.to_thread(_send_file, host, offer, path, start, total, state)
@@ -457,7 +460,7 @@ async def _push_over_plane(
     except OSError as exc:
         log.warning("tensorstream.data_connection_cut", host=host, port=offer.port, error=str(exc), upto=state.upto)
         return True
-    CHOOSER.measured(host, "push", 1, total - start, time.perf_counter() - started)
+    state.timing = (1, total - start, started)
     return True
 
 
@@ -491,7 +494,7 @@ async def _push_stream(
         streams = CHOOSER.streams(host, "push", total - offset) if ask and host else 1
         if state.ranges:  # a ranged push goes on over as many connections as it has ranges left
             streams = max(1, min(len([r for r in state.ranges if r[1] > offset]), dataplane.MAX_STREAMS))
-        state.moved = False
+        state.moved, state.timing = False, None
 
         async def requests(
             header: bytes = header, start: int = offset, pending: list[grpc.aio.Call] = pending, ask: bool = ask
@@ -537,6 +540,11 @@ async def _push_stream(
             continue
         acked = getattr(response, "received_bytes", None)
         if acked is None or getattr(response, "committed", True) or acked == info.total_bytes:
+            if state.timing is not None and host:
+                # NOTE: timed to the verdict, not to the last sendall: a send returns once its bytes
+                # are in the socket's buffer, and K connections buffer K times as much.
+                streams, moved, started = state.timing
+                CHOOSER.measured(host, "push", streams, moved, time.perf_counter() - started)
             return response, state.sent
         if acked == offset:
             failures += 1  # the server ended the call without progress

@@ -55,7 +55,7 @@ async def client(ps: str, mb: float, counts: list[int], auto: bool, folder: Path
         await tensorstream.push_parameters(channel, theta, run_id=RUN, worker_id="lab-streams")
         round_ = 0
 
-        async def once(streams: int, mode: str) -> dict[str, Any]:
+        async def once(streams: int, mode: str, **extra: Any) -> dict[str, Any]:
             nonlocal round_
             began = time.perf_counter()
             sent = await tensorstream.push_update(
@@ -76,6 +76,7 @@ async def client(ps: str, mb: float, counts: list[int], auto: bool, folder: Path
                 "pull_s": round(pulled, 3),
                 "push_mbit": round(size / pushed, 1),
                 "pull_mbit": round(size / pulled, 1),
+                **extra,
             }
             print(json.dumps(row), flush=True)
             return row
@@ -90,18 +91,13 @@ async def client(ps: str, mb: float, counts: list[int], auto: bool, folder: Path
             for _ in range(AUTO_ROUNDS):
                 push = chooser.streams(host, "push", 1 << 62)
                 pull = chooser.streams(host, "pull", 1 << 62)
-                row = await once(push, "auto")
-                row["pull_streams"] = pull
-                results.append(row)
+                results.append(await once(push, "auto", pull_streams=pull))
                 if all(chooser.choices.get((host, d), tensorstream._Choice()).settled for d in ("push", "pull")):
                     break
             final = {d: chooser.streams(host, d, 1 << 62) for d in ("push", "pull")}
-            row = await once(final["push"], "chosen")  # each direction with its own choice
-            row["pull_streams"] = final["pull"]
-            row["settled"] = all(
-                chooser.choices.get((host, d), tensorstream._Choice()).settled for d in ("push", "pull")
-            )
-            results.append(row)
+            settled = all(chooser.choices.get((host, d), tensorstream._Choice()).settled for d in ("push", "pull"))
+            # Each direction with its own choice.
+            results.append(await once(final["push"], "chosen", pull_streams=final["pull"], settled=settled))
     return results
 
 
