@@ -353,7 +353,6 @@ class Ticket:
         self.expires = expires
         self.future: asyncio.Future[Connection] = asyncio.get_running_loop().create_future()
         self.claimed = False  # a connection presented it; the future is set once ACCEPTED is out
-        self.ranged = False  # one of several tickets of a transfer: its connection carries ranges
         self._taken = False
 
     @property
@@ -486,7 +485,6 @@ class DataPlane:
             ticket = self.offer(identity)
             if ticket is None:
                 break
-            ticket.ranged = count > 1
             tickets.append(ticket)
         return tickets
 
