@@ -729,7 +729,7 @@ async def _pull_over_plane(
 
 
 async def _pull_stream(
-    open_call: Callable[[int, bool], Any],
+    open_call: Callable[[int, int], Any],
     part: Path,
     *,
     what: str,
