@@ -715,11 +715,14 @@ class DataPlane:
         """:meth:`receive_push` over the connections of several tickets, each carrying ranges."""
         self.transfers["received"] += 1
         pending = asyncio.ensure_future(anext(requests, None))
+        used, begin, started = 0, target.received, time.perf_counter()
 
         async def one(ticket: Ticket) -> bool:
+            nonlocal used
             conn = await ticket.connection(pending)
             if conn is None:
                 return True
+            used += 1
             try:
                 return await self.receive_ranges(conn, target, total)
             finally:
@@ -732,6 +735,15 @@ class DataPlane:
             for ticket in tickets:
                 ticket.withdraw()
             pending.cancel()
+            _log_transfer(
+                "dataplane.received_ranges",
+                target.received - begin,
+                started,
+                total=total,
+                streams=used,
+                offered=len(tickets),
+                complete=target.received == total,
+            )
         return _chain(first, requests), not all(done) and target.received < total
 
     async def send_ranges(

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -27,6 +28,7 @@ from tendril.core.dataplane import DataPlane, PushTarget, Ticket
 from tendril.core.errors import ErrorKind
 from tendril.core.fanout import SubscriptionOverflow
 from tendril.core.identity import caller_id, certificate_id
+from tendril.core.logs import get_logger
 from tendril.core.streaming import (
     STREAM_ACCEPTED,
     Frame,
@@ -51,6 +53,7 @@ from tendril.paramserver.spool import Spool, stream_error
 from tendril.paramserver.store import check_run_id
 from tendril_proto.paramserver.v1 import paramserver_pb2, paramserver_pb2_grpc
 
+log = get_logger("tendril.paramserver")
 SERVICE_NAME = paramserver_pb2.DESCRIPTOR.services_by_name["ParameterServerService"].full_name
 CHECK = Checks(ParameterServerError)
 
@@ -375,14 +378,14 @@ async def _send_ranged(
     mapping: Any = None,
 ) -> bool:
     """Serve a ranged pull over the connections of ``tickets``; False when none came."""
-    came = False
+    came = 0
 
     async def one(ticket: Ticket) -> None:
         nonlocal came
         conn = await ticket.connection()
         if conn is None:
             return
-        came = True
+        came += 1
         try:
             await plane.send_ranges(conn, view, ready=ready, mapping=mapping)
         except ValueError as exc:
@@ -390,13 +393,21 @@ async def _send_ranged(
         finally:
             conn.close()
 
+    started = time.perf_counter()
     results = await asyncio.gather(*(one(t) for t in tickets), return_exceptions=True)
+    log.info(
+        "paramserver.sent_ranges",
+        bytes=len(view),
+        streams=came,
+        offered=len(tickets),
+        seconds=round(time.perf_counter() - started, 4),
+    )
     for result in results:
         if isinstance(result, OSError):
             raise _connection_lost(result) from result
         if isinstance(result, BaseException):
             raise result
-    return came
+    return came > 0
 
 
 async def _stream_file(
