@@ -17,7 +17,7 @@ from safetensors.numpy import load_file, save_file
 from tendril.core import dataplane, tensorstream
 from tendril.core.channel import open_channel
 from tendril_proto.paramserver.v1 import paramserver_pb2, paramserver_pb2_grpc
-from tests.procs import running, spawn_service, wait_serving, worker_config
+from tests.procs import kill_group, running, spawn_service, wait_serving, worker_config
 
 pytestmark = pytest.mark.integration
 
@@ -155,3 +155,62 @@ async def test_four_streams_move_the_same_bytes_and_a_cut_or_a_broken_push_leave
                 np.testing.assert_array_equal(cut[name], clean[name])
     log = (tmp_path / "paramserver.log").read_text()
     assert '"ranged": true' in log
+
+
+async def test_a_ranged_push_goes_on_at_a_restarted_parameter_server(
+    tmp_path: Path, chooser: tensorstream.StreamChooser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = worker_config(tmp_path)
+    address = config.listen("paramserver")
+    theta, delta = _write(tmp_path / "theta.st", 0), _write(tmp_path / "delta.st", 1, 1e-2)
+    first = spawn_service("paramserver", config, tmp_path, name="ps-first")
+    killed: list[int] = []
+    died = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    push_ranges = dataplane.push_ranges
+
+    def killing(sock: socket.socket, view: memoryview, queue: Any, **kw: Any) -> None:
+        if not killed:  # the first connection: half a range, then the server dies (SIGKILL)
+            killed.append(1)
+            taken = queue.take()
+            a, b = taken
+            sock.sendall(dataplane.RANGE.pack(a, b))
+            answer = bytearray(dataplane.RESUME.size)
+            dataplane.recv_exactly(sock, memoryview(answer))
+            sock.sendall(view[a : a + (b - a) // 2])
+            kill_group(first)
+            loop.call_soon_threadsafe(died.set)
+            queue.put_back(taken, taken)
+            raise ConnectionResetError("the server died")
+        push_ranges(sock, view, queue, **kw)
+
+    with running(first):
+        await wait_serving(address)
+        async with open_channel(address, peer_id="trainer") as channel:
+            stub = paramserver_pb2_grpc.ParameterServerServiceStub(channel)
+            await stub.OpenJob(paramserver_pb2.OpenJobRequest(run_id="run", expected_workers=1))
+            await tensorstream.push_parameters(channel, theta, run_id="run", worker_id="trainer")
+            _settle(chooser, 4)
+            monkeypatch.setattr(dataplane, "push_ranges", killing)
+            push = asyncio.ensure_future(
+                tensorstream.push_update(
+                    channel, delta, run_id="run", round=0, worker_id="trainer", weight=1, codec="fp32"
+                )
+            )
+            await asyncio.wait_for(died.wait(), 30)
+            second = spawn_service("paramserver", config, tmp_path, name="ps-second")
+            with running(second):
+                await wait_serving(address)
+                # The run's state survived; its aggregate job opens it again, and the push, retrying
+                # meanwhile (RUN_NOT_OPEN, UNAVAILABLE), goes on from what this server holds: nothing.
+                await stub.OpenJob(paramserver_pb2.OpenJobRequest(run_id="run", expected_workers=1))
+                await asyncio.wait_for(push, 60)
+                await tensorstream.pull_update(channel, run_id="run", round=0, dest=tmp_path / "u.st", codec="fp32")
+                await tensorstream.pull_parameters(channel, run_id="run", dest=tmp_path / "theta1.st")
+    update, theta0, theta1 = (load_file(str(tmp_path / n)) for n in ("u.st", "theta.st", "theta1.st"))
+    for name in SHAPES:
+        np.testing.assert_array_equal(theta1[name], theta0[name] + update[name])
+    # One contribution (Δ), the default outer step: u = -lr (1 + momentum) Δ, up to fp32 rounding of θ.
+    d = load_file(str(delta))
+    for name in SHAPES:
+        np.testing.assert_allclose(update[name], -0.7 * 1.9 * d[name], rtol=1e-5, atol=1e-6)  # (θ + u) − θ in fp32

@@ -396,7 +396,9 @@ def _push_ranges(
     host: str, offer: dataplane.Offer, path: Path, start: int, total: int, state: _PushState
 ) -> tuple[int, int, bool]:
     """Push ``path`` from ``start`` as ranges over the offer's connections (blocking)."""
-    if not state.ranges:
+    if not state.ranges or state.ranges[0][0] > start:
+        # NOTE: also when the server holds less than the ranges began at (it restarted): they
+        # are cut again from where it stands.
         state.ranges = dataplane.split_ranges(start, total, len(offer.tickets), CHUNK_BYTES)
     queue = dataplane.RangeQueue((max(a, start), b) for a, b in state.ranges if b > start)
 
