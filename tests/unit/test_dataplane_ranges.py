@@ -207,3 +207,13 @@ async def test_a_damaged_range_fails_the_payload_digest(plane: DataPlane) -> Non
     assert not cut and target.complete
     with pytest.raises(StreamError, match="damaged"):
         target.verify()
+
+
+async def test_a_ranged_offer_takes_only_the_connections_still_free() -> None:
+    small = DataPlane("127.0.0.1:0", max_connections=3, streams=8)
+    await small.start()
+    try:
+        assert len(small.offer_many("", 8)) == 3  # the port's connections bound the offer
+        assert len(small.offer_many("", 8)) == 1  # none free: one ticket, as a single transfer gets
+    finally:
+        await small.stop()

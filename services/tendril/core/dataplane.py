@@ -479,9 +479,15 @@ class DataPlane:
 
     def offer_many(self, identity: str, count: int) -> list[Ticket]:
         """Tickets for one ranged transfer of up to ``count`` connections (fewer when the plane is
-        short of them; empty when it has none)."""
+        short of them; empty when it has none).
+
+        # NOTE: no more than the connections still free (open ones and tickets outstanding
+        # counted): a connection past MAX_CONNECTIONS is closed at accept, and a client whose
+        # connections are all refused stops asking this host for its data port for a while.
+        """
+        free = self.max_connections - self.open_connections - len(self.tickets)
         tickets: list[Ticket] = []
-        for _ in range(max(1, count)):
+        for _ in range(max(1, min(count, free))):
             ticket = self.offer(identity)
             if ticket is None:
                 break
