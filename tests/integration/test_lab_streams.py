@@ -38,3 +38,12 @@ async def test_four_connections_carry_a_push_and_a_pull_across_a_shaped_link(tmp
         # 16 MB at 200 Mbit/s is 0.64 s: the pushes and pulls went through the shaped link.
         assert 0.5 < row["push_s"] < 30 and 0.5 < row["pull_s"] < 30
     assert '"ranged": true' in log  # the four-connection transfers went as ranges
+
+
+async def test_the_relay_window_bounds_one_connection(tmp_path: Path) -> None:
+    # 256 KiB held back per direction with 5 ms of delay: one connection carries at most
+    # 256 KiB / 5 ms ≈ 420 Mbit/s of the 1 Gbit/s link.
+    settings = LabSettings(workers=2, rate_mbit=1000, latency_ms=5, tls=False, relay_window_kib=256)
+    with Lab(tmp_path / "run", settings) as lab:
+        link = await lab.measure("worker-1", "worker-0")
+    assert 50 < link["mbit_per_s"] < 600, link
