@@ -1,4 +1,4 @@
-"""``python -m bench [--only codecs,stream,paramserver,sync,bridge,demo] [--out bench-out]``.
+"""``python -m bench [--only codecs,stream,paramserver,sync,streams,bridge,demo] [--out bench-out]``.
 
 ``--only external`` is short for ``bridge,demo`` (the figures other parts of Tendril provide).
 """
@@ -20,7 +20,7 @@ from pathlib import Path
 from bench import sync
 from bench.common import GIB, MIB, Figure, data_plane_env
 
-SECTIONS = ("codecs", "stream", "paramserver", "sync", "bridge", "demo")
+SECTIONS = ("codecs", "stream", "paramserver", "sync", "streams", "bridge", "demo")
 ALIASES = {"external": ("bridge", "demo")}
 
 
@@ -91,7 +91,7 @@ def main() -> int:
         parser.error(f"unknown sections {sorted(unknown)}; choose from {', '.join([*SECTIONS, *ALIASES])}")
     wanted = list(dict.fromkeys(part for name in named for part in ALIASES.get(name, (name,))))
 
-    from bench import codecs, external, paramserver, stream
+    from bench import codecs, external, paramserver, stream, streams
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -108,6 +108,7 @@ def main() -> int:
             "sync": lambda: sync.measure(
                 work, args.sync_mb, [c.strip() for c in args.sync_codecs.split(",") if c.strip()], args.sync_rounds
             ),
+            "streams": lambda: streams.measure(work),
             "bridge": lambda: external.bridge_report_progress(work),
             "demo": lambda: external.demo_data(work),
         }

@@ -95,6 +95,24 @@ async def test_mtls_pushes_and_pulls_take_the_data_port_and_tickets_are_bound_to
             for name in SHAPES:
                 np.testing.assert_array_equal(theta1[name], theta0[name] + update[name])
 
+            # Four connections per transfer under mTLS (parallel streams; loopback allowed here):
+            # every one presents the caller's certificate and pins the port's.
+            chooser = tensorstream.StreamChooser(cap=8, loopback=True)
+            chooser.min_range = 256 * 1024
+            for direction in ("push", "pull"):
+                chooser.choices["127.0.0.1", direction] = tensorstream._Choice(streams=4, settled=True)
+            monkeypatch.setattr(tensorstream, "CHOOSER", chooser)
+            connected.clear()
+            await tensorstream.push_update(
+                channel, delta, run_id="run", round=1, worker_id="trainer", weight=1, codec="fp32"
+            )
+            await tensorstream.pull_update(channel, run_id="run", round=1, dest=tmp_path / "u1.st", codec="fp32")
+            assert await tensorstream.pull_parameters(channel, run_id="run", dest=tmp_path / "theta2.st") == 2
+            assert len(connected) == 12 and all(offer.cert_sha256 for offer in connected)
+            update1, theta2 = load_file(str(tmp_path / "u1.st")), load_file(str(tmp_path / "theta2.st"))
+            for name in SHAPES:
+                np.testing.assert_array_equal(theta2[name], theta1[name] + update1[name])
+
             # A ticket offered to "trainer" is refused to a connection with another certificate of
             # the same CA, and stays good for its owner.
             pull = stub.PullParameters(paramserver_pb2.PullParametersRequest(run_id="run"), metadata=dataplane.REQUEST)

@@ -283,6 +283,10 @@ class ParameterServerSection:
     data_listen: OptionalAddress = "127.0.0.1:50056"
     """Address of the ParameterServer's data port: pushes and pulls negotiated in a gRPC call move their bytes over a
     TCP connection there (TLS under [tls]); empty moves them inside the calls."""
+    data_streams: Annotated[int, Field(ge=1, le=32)] = 8
+    """Most TCP connections one push or pull on a data port uses at once (1 to 32): this parameter server offers at
+    most this many per transfer, and this worker's job bridges open at most this many to any parameter server,
+    choosing the count by measuring throughput (docs/WAN.md "Parallel streams"); 1: one connection."""
     memory_budget_mib: NonNegativeInt = 0
     """MiB for rounds in memory (pushes received, sums, updates); pushes wait for room. 0: each run's fp32 model + 2
     models."""

@@ -25,6 +25,16 @@ wait for bytes (:data:`IDLE_SECONDS`).
 Socket I/O runs blocking on threads (the GIL is released in ``recv_into``/``sendall``, and
 ``ssl`` sockets work the same way); the event loop hands over one piece
 (:data:`PIECE_BYTES`) at a time, so the destination's bookkeeping and hashing stay on the loop.
+
+Parallel streams (docs/WAN.md "Parallel streams"): a client may ask for several connections
+(:data:`STREAMS_KEY`); the server then offers that many tickets at most (:data:`TICKETS_KEY`),
+and each of those connections carries byte ranges of the payload, aligned to chunks: the client
+sends a range ``(start, end)`` (:data:`RANGE`), the server answers where in it the bytes go on
+(:data:`RESUME`: what it holds of the range from its start is not sent again), then those bytes
+follow; the next range, or the end of the connection. Bytes land in place in the receiver's
+buffer in any order; :class:`Held` keeps the ranges received beyond the contiguous prefix, and
+the prefix is handed on (counted and hashed, in order, once) as it grows, so the payload's one
+digest is checked exactly as for one connection.
 """
 
 from __future__ import annotations
@@ -37,10 +47,13 @@ import dataclasses
 import functools
 import hashlib
 import inspect
+import itertools
 import mmap
 import secrets
 import socket
 import ssl
+import struct
+import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any, Protocol
@@ -65,6 +78,11 @@ REQUEST: tuple[tuple[str, str], ...] = ((REQUEST_KEY, "tcp"),)
 PORT_KEY = "tendril-data-port"
 TICKET_KEY = "tendril-data-ticket"
 CERT_KEY = "tendril-data-cert-sha256"
+STREAMS_KEY = "tendril-data-streams"  # request: connections the client would use (absent: 1)
+TICKETS_KEY = "tendril-data-tickets"  # offer: the tickets of a ranged transfer, hex, comma-separated
+RANGE = struct.Struct("!QQ")  # a range of a ranged connection: start, end (client → server)
+RESUME = struct.Struct("!Q")  # where in the range the bytes go on (server → client)
+MAX_STREAMS = 32  # connections one ranged transfer may ask for
 
 TICKET_SECONDS = 5.0  # a ticket not presented by then is void
 HANDSHAKE_SECONDS = 5.0  # connect, TLS handshake, ticket
@@ -82,6 +100,80 @@ def requested(metadata: Iterable[tuple[str, str | bytes]] | None) -> bool:
     return metadata is not None and any((key, value) == REQUEST[0] for key, value in metadata)
 
 
+def request(streams: int = 1) -> tuple[tuple[str, str], ...]:
+    """The metadata that asks for the data plane with ``streams`` connections (1: today's one)."""
+    return REQUEST if streams <= 1 else (*REQUEST, (STREAMS_KEY, str(min(streams, MAX_STREAMS))))
+
+
+def requested_streams(metadata: Iterable[tuple[str, str | bytes]] | None) -> int:
+    """Connections a call's metadata asks for (1 when it names none, or nonsense)."""
+    for key, value in metadata or ():
+        if key == STREAMS_KEY and isinstance(value, str) and value.isdigit():
+            return max(1, min(int(value), MAX_STREAMS))
+    return 1
+
+
+def split_ranges(start: int, end: int, parts: int, align: int) -> list[tuple[int, int]]:
+    """[start, end) cut into at most ``parts`` ranges whose inner boundaries are multiples of ``align``."""
+    if end <= start:
+        return []
+    parts = max(1, parts)
+    step = -(-(end - start) // parts)
+    step = -(-step // align) * align
+    bounds = [start] + [b for b in range(start - start % align + step, end, step) if b > start] + [end]
+    return [(a, b) for a, b in itertools.pairwise(bounds) if b > a]
+
+
+class Held:
+    """The byte ranges of one payload held beyond its contiguous prefix, and the ranges in flight.
+
+    Not thread-safe: its user serialises calls (the event loop, or a lock).
+    """
+
+    def __init__(self) -> None:
+        self.spans: list[tuple[int, int]] = []  # sorted, disjoint, not touching
+        self.claims: list[tuple[int, int]] = []  # ranges being received now
+
+    def add(self, a: int, b: int) -> None:
+        """Bytes [a, b) arrived."""
+        if b <= a:
+            return
+        spans = []
+        for x, y in self.spans:
+            if y < a or x > b:
+                spans.append((x, y))
+            else:
+                a, b = min(a, x), max(b, y)
+        spans.append((a, b))
+        self.spans = sorted(spans)
+
+    def advance(self, prefix: int) -> int:
+        """The end of the contiguous prefix that starts at 0 and ends at ``prefix`` once the
+        ranges held from there are added; those ranges are forgotten (the prefix counts them)."""
+        while self.spans and self.spans[0][0] <= prefix:
+            prefix = max(prefix, self.spans.pop(0)[1])
+        return prefix
+
+    def resume(self, a: int, b: int, prefix: int) -> int:
+        """Where range [a, b) goes on: past the prefix and past what is held from there on."""
+        at = max(a, prefix)
+        for x, y in self.spans:
+            if x <= at < y:
+                at = y
+        return min(at, b)
+
+    def claim(self, a: int, b: int) -> bool:
+        """Mark [a, b) as being received; False when it overlaps a range in flight."""
+        if any(a < y and x < b for x, y in self.claims):
+            return False
+        self.claims.append((a, b))
+        return True
+
+    def release(self, a: int, b: int) -> None:
+        with contextlib.suppress(ValueError):
+            self.claims.remove((a, b))
+
+
 # -- offers (both sides) ----------------------------------------------------------------------------
 
 
@@ -92,12 +184,24 @@ class Offer:
     port: int
     ticket: bytes
     cert_sha256: str = ""  # set when the data port speaks TLS
+    # A ranged transfer: every ticket (the first is ``ticket``), one connection each.
+    tickets: tuple[bytes, ...] = ()
 
     def metadata(self) -> tuple[tuple[str, str], ...]:
         pairs = [(PORT_KEY, str(self.port)), (TICKET_KEY, self.ticket.hex())]
         if self.cert_sha256:
             pairs.append((CERT_KEY, self.cert_sha256))
+        if self.tickets:
+            pairs.append((TICKETS_KEY, ",".join(t.hex() for t in self.tickets)))
         return tuple(pairs)
+
+    @property
+    def ranged(self) -> bool:
+        return bool(self.tickets)
+
+    def one(self, ticket: bytes) -> Offer:
+        """The offer of one of its tickets (what :func:`connect` presents)."""
+        return dataclasses.replace(self, ticket=ticket, tickets=())
 
     @classmethod
     def from_metadata(cls, metadata: Iterable[tuple[str, str | bytes]] | None) -> Offer | None:
@@ -106,10 +210,15 @@ class Offer:
         port, ticket = values.get(PORT_KEY, ""), values.get(TICKET_KEY, "")
         cert = values.get(CERT_KEY, "")
         try:
-            offer = cls(int(port), bytes.fromhex(ticket), cert)
+            tickets = tuple(bytes.fromhex(t) for t in values.get(TICKETS_KEY, "").split(",") if t)
+            offer = cls(int(port), bytes.fromhex(ticket), cert, tickets)
         except ValueError:
             return None
         if not 0 < offer.port < 65536 or len(offer.ticket) != TICKET_BYTES or (cert and len(cert) != 64):
+            return None
+        if any(len(t) != TICKET_BYTES for t in tickets) or len(tickets) > MAX_STREAMS:
+            return None
+        if tickets and offer.ticket != tickets[0]:
             return None
         return offer
 
@@ -293,8 +402,11 @@ class DataPlane:
         max_tickets: int = MAX_TICKETS,
         ticket_seconds: float = TICKET_SECONDS,
         clock: Callable[[], float] = time.monotonic,
+        streams: int = 8,
     ) -> None:
+        """``streams``: the most connections one transfer gets (``paramserver.data_streams``)."""
         self.listen = listen
+        self.streams = max(1, min(streams, MAX_STREAMS))
         self.config_key = config_key
         self.tls = tls
         self._context = tls.ssl_context(server=True) if tls is not None else None
@@ -364,6 +476,23 @@ class DataPlane:
         ticket = Ticket(self, secrets.token_bytes(TICKET_BYTES), identity, now + self.ticket_seconds)
         self.tickets[ticket.token] = ticket
         return ticket
+
+    def offer_many(self, identity: str, count: int) -> list[Ticket]:
+        """Tickets for one ranged transfer of up to ``count`` connections (fewer when the plane is
+        short of them; empty when it has none).
+
+        # NOTE: no more than the connections still free (open ones and tickets outstanding
+        # counted): a connection past MAX_CONNECTIONS is closed at accept, and a client whose
+        # connections are all refused stops asking this host for its data port for a while.
+        """
+        free = self.max_connections - self.open_connections - len(self.tickets)
+        tickets: list[Ticket] = []
+        for _ in range(max(1, min(count, free))):
+            ticket = self.offer(identity)
+            if ticket is None:
+                break
+            tickets.append(ticket)
+        return tickets
 
     # -- accepting --
 
@@ -542,6 +671,136 @@ class DataPlane:
             pending.cancel()
         return _chain(first, requests), cut
 
+    async def receive_ranges(self, conn: Connection, target: RangeTarget, total: int) -> bool:
+        """Receive the ranges a ranged connection carries into ``target`` until the client ends the
+        connection; False when it broke off inside a range (or sent a bad range)."""
+        held = target.held
+        moved, started = 0, time.perf_counter()
+        try:
+            while True:
+                head = bytearray(RANGE.size)
+                got = await self._run(recv_exactly, conn.sock, memoryview(head))
+                if got == 0:
+                    return True  # the client is done with this connection
+                if got < RANGE.size:
+                    return False
+                a, b = RANGE.unpack(head)
+                if not 0 <= a < b <= total:
+                    log.warning("dataplane.bad_range", start=a, end=b, total=total)
+                    return False
+                at = claim = held.resume(a, b, target.received)
+                if not held.claim(claim, b):
+                    log.warning("dataplane.overlapping_range", start=a, end=b)
+                    return False
+                try:
+                    await self._run(conn.sock.sendall, RESUME.pack(at))
+                    while at < b:
+                        view = target.range_view(at, min(PIECE_BYTES, b - at))
+                        if view is None:
+                            return False  # the push was dropped meanwhile
+                        got = await self._run(recv_exactly, conn.sock, view)
+                        if got:
+                            held.add(at, at + got)
+                            prefix = held.advance(target.received)
+                            if prefix > target.received:
+                                target.landed(target.received, prefix - target.received)
+                            at += got
+                            moved += got
+                        if got < len(view):
+                            return False
+                except OSError:
+                    return False
+                finally:
+                    held.release(claim, b)
+        finally:
+            _log_transfer("dataplane.received", moved, started, total=total, ranged=True)
+
+    async def receive_push_ranged(
+        self, tickets: list[Ticket], target: RangeTarget, total: int, requests: AsyncIterator[Any]
+    ) -> tuple[AsyncIterator[Any], bool]:
+        """:meth:`receive_push` over the connections of several tickets, each carrying ranges."""
+        self.transfers["received"] += 1
+        pending = asyncio.ensure_future(anext(requests, None))
+        used, begin, started = 0, target.received, time.perf_counter()
+
+        async def one(ticket: Ticket) -> bool:
+            nonlocal used
+            conn = await ticket.connection(pending)
+            if conn is None:
+                return True
+            used += 1
+            try:
+                return await self.receive_ranges(conn, target, total)
+            finally:
+                conn.close()
+
+        try:
+            done = await asyncio.gather(*(one(t) for t in tickets))
+            first = await pending
+        finally:
+            for ticket in tickets:
+                ticket.withdraw()
+            pending.cancel()
+            _log_transfer(
+                "dataplane.received_ranges",
+                target.received - begin,
+                started,
+                total=total,
+                streams=used,
+                offered=len(tickets),
+                complete=target.received == total,
+            )
+        return _chain(first, requests), not all(done) and target.received < total
+
+    async def send_ranges(
+        self,
+        conn: Connection,
+        view: memoryview,
+        *,
+        ready: Callable[[int], Awaitable[Any]] | None = None,
+        mapping: mmap.mmap | None = None,
+    ) -> None:
+        """Serve the ranges a ranged connection asks for until the client ends it; raises OSError
+        when the connection breaks, ValueError on a bad range."""
+        total = len(view)
+        moved, started = 0, time.perf_counter()
+        try:
+            while True:
+                head = bytearray(RANGE.size)
+                got = await self._run(recv_exactly, conn.sock, memoryview(head))
+                if got == 0:
+                    return
+                a, b = RANGE.unpack(head) if got == RANGE.size else (0, 0)
+                if not 0 <= a < b <= total:
+                    raise ValueError(f"bad range [{a}, {b}) of a payload of {total} bytes")
+                await self._run(conn.sock.sendall, RESUME.pack(a))
+                if ready is None:
+                    await self._run(functools.partial(send_range, conn.sock, view, a, b, mapping=mapping))
+                else:
+                    for start in range(a, b, PIECE_BYTES):
+                        end = min(b, start + PIECE_BYTES)
+                        await ready(end)
+                        await self._run(conn.sock.sendall, view[start:end])
+                moved += b - a
+        finally:
+            _log_transfer("dataplane.sent", moved, started, total=total, ranged=True)
+
+
+class RangeTarget(Protocol):
+    """A push target that takes ranges in any order (the parameter server's staging of one push):
+    ``held`` keeps what arrived beyond ``received`` (across calls, for resumes), ``range_view``
+    is where payload bytes [offset, offset+length) belong (None once the push is dropped),
+    ``landed(received, n)`` extends the contiguous prefix (counted and hashed there)."""
+
+    held: Held
+
+    @property
+    def received(self) -> int: ...
+
+    def range_view(self, offset: int, length: int) -> memoryview | None: ...
+
+    def landed(self, offset: int, length: int) -> None: ...
+
 
 def _log_transfer(event: str, moved: int, started: float, **fields: Any) -> None:
     seconds = time.perf_counter() - started
@@ -563,6 +822,105 @@ async def _chain(first: Any, rest: AsyncIterator[Any]) -> AsyncIterator[Any]:
 
 
 # -- the client side --------------------------------------------------------------------------------
+
+
+class RangeQueue:
+    """The ranges a ranged transfer still has to move, taken by its connections' threads.
+
+    A range whose connection broke goes back (:meth:`put_back`) for another connection to take
+    (a push's receiver answers where in it the bytes go on; a pull asks for what is missing),
+    at most :data:`RANGE_RETRIES` times each.
+    """
+
+    def __init__(self, ranges: Iterable[tuple[int, int]]) -> None:
+        self._lock = threading.Lock()
+        self._ranges = collections.deque(ranges)
+        self._returns = collections.Counter[tuple[int, int]]()
+
+    def __len__(self) -> int:
+        return len(self._ranges)
+
+    def take(self) -> tuple[int, int] | None:
+        with self._lock:
+            return self._ranges.popleft() if self._ranges else None
+
+    def put_back(self, key: tuple[int, int], rest: tuple[int, int]) -> None:
+        """``rest`` of the range ``key`` is still to move."""
+        with self._lock:
+            self._returns[key] += 1
+            if self._returns[key] <= RANGE_RETRIES and rest[1] > rest[0]:
+                self._ranges.append(rest)
+                self._returns[rest] = self._returns[key]
+
+
+RANGE_RETRIES = 3
+
+
+def push_ranges(
+    sock: socket.socket,
+    view: memoryview,
+    queue: RangeQueue,
+    *,
+    mapping: mmap.mmap | None = None,
+    sent: Callable[[int], None] | None = None,
+) -> None:
+    """Send ranges of ``view`` taken from ``queue`` over a ranged connection until none is left
+    (blocking; raises OSError when the connection breaks, the broken range put back)."""
+    while (taken := queue.take()) is not None:
+        a, b = taken
+        try:
+            sock.sendall(RANGE.pack(a, b))
+            answer = bytearray(RESUME.size)
+            if recv_exactly(sock, memoryview(answer)) != RESUME.size:
+                raise ConnectionError("the data connection ended before the range was answered")
+            (at,) = RESUME.unpack(answer)
+            if not a <= at <= b:
+                raise ConnectionError(f"the server answered {at} for the range [{a}, {b})")
+            last = at
+
+            def moved(upto: int) -> None:
+                nonlocal last
+                if sent is not None:
+                    sent(upto - last)
+                last = upto
+
+            send_range(sock, view, at, b, mapping=mapping, sent=moved)
+        except OSError:
+            queue.put_back(taken, taken)
+            raise
+
+
+def pull_ranges(
+    sock: socket.socket,
+    queue: RangeQueue,
+    place: Callable[[int, int], memoryview],
+    landed: Callable[[int, int], None],
+) -> int:
+    """Receive ranges taken from ``queue`` over a ranged connection into ``place(offset, length)``,
+    reporting ``landed(offset, n)``, until none is left (blocking). Returns the bytes received;
+    raises OSError when the connection breaks (the rest of the range put back)."""
+    got_total = 0
+    while (taken := queue.take()) is not None:
+        a, b = taken
+        at = a
+        try:
+            sock.sendall(RANGE.pack(a, b))
+            answer = bytearray(RESUME.size)
+            if recv_exactly(sock, memoryview(answer)) != RESUME.size or RESUME.unpack(answer)[0] != a:
+                raise ConnectionError("the server did not serve the range asked for")
+            while at < b:
+                view = place(at, min(PIECE_BYTES, b - at))
+                got = recv_exactly(sock, view)
+                if got:
+                    landed(at, got)
+                    at += got
+                    got_total += got
+                if got < len(view):
+                    raise ConnectionError(f"the data connection ended inside the range [{a}, {b})")
+        except OSError:
+            queue.put_back(taken, (at, b))
+            raise
+    return got_total
 
 
 class Refused(ConnectionError):

@@ -89,6 +89,20 @@ BYTES_RECEIVED = Counter(
     ["stream"],
 )
 
+DATA_STREAMS = Gauge(
+    "tendril_data_streams",
+    "TCP connections the next push or pull to a parameter server host uses, chosen by measuring throughput "
+    '(docs/WAN.md "Parallel streams").',
+    ["peer", "direction"],
+    multiprocess_mode="mostrecent",
+)
+DATA_STREAM_MBIT = Gauge(
+    "tendril_data_stream_mbit_per_s",
+    "Throughput of the last measured push or pull to a parameter server host, in Mbit/s.",
+    ["peer", "direction"],
+    multiprocess_mode="mostrecent",
+)
+
 # -- parameter server ---------------------------------------------------------------------------
 
 ROUNDS_CLOSED = Counter("tendril_paramserver_rounds_closed", "DiLoCo rounds the parameter server closed.")

@@ -17,6 +17,11 @@ last offset the server acknowledged (pushes) or received (pulls); transient fail
 retried a bounded number of times, everything else raises :class:`TensorStreamError` carrying
 the server's status kind, reason and message.
 
+Several connections (docs/WAN.md "Parallel streams"): a transfer over the data port may be
+split into byte ranges carried by K connections at once; :data:`CHOOSER` picks K per
+parameter server host and direction from the throughput of earlier transfers
+(:class:`StreamChooser`), up to ``paramserver.data_streams`` (:func:`configure`).
+
 The primitives (headers, chunking, receivers) are in :mod:`tendril.core.streaming`,
 SafeTensors and codecs in :mod:`tendril.core.tensorfile` and
 :mod:`tendril.core.codecs`.
@@ -28,7 +33,10 @@ import asyncio
 import contextlib
 import dataclasses
 import enum
+import ipaddress
+import mmap
 import os
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
@@ -214,6 +222,108 @@ async def _prepared(path: str | os.PathLike[str], codec: str, block_size: int | 
         manager.__exit__(None, None, None)
 
 
+# -- how many connections ----------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _Choice:
+    streams: int = 1  # what the next transfer uses
+    settled: bool = False
+    rates: dict[int, float] = dataclasses.field(default_factory=dict)  # bytes/s measured with each count
+
+
+class StreamChooser:
+    """How many connections a transfer to a parameter server host uses, chosen by measurement.
+
+    The rule (docs/WAN.md "Parallel streams"): per host and direction, start with one
+    connection; each transfer of at least :attr:`min_bytes` measures its throughput; while not
+    settled, the count doubles after each measurement (1 → 2 → 4 → 8, up to ``cap``) as long as
+    it raised the throughput by at least :attr:`gain` over the count before; when it did not,
+    the smaller count is kept, as when the cap is reached. A settled count whose throughput later
+    falls under half of what it measured starts the probe again from one. Smaller transfers use
+    the chosen count, at most one connection per :attr:`min_range` bytes. A loopback host always
+    gets one connection (unless :attr:`loopback` allows more).
+
+    # NOTE: on loopback there is no delay to hide and several connections only share the same
+    # cores: on this 2-core machine probing 2 and 4 connections per push, with three workers
+    # pushing at once, slowed `python -m bench --only sync` rounds down.
+    """
+
+    min_bytes = 16 * 1024 * 1024
+    min_range = 4 * 1024 * 1024
+    gain = 1.10
+
+    def __init__(self, cap: int = 8, *, loopback: bool = False) -> None:
+        self.cap = cap
+        self.loopback = loopback
+        self.choices: dict[tuple[str, str], _Choice] = {}
+        self._lock = threading.Lock()
+
+    def streams(self, host: str, direction: str, nbytes: int) -> int:
+        """Connections for a transfer of ``nbytes`` to ``host``."""
+        if self.cap <= 1 or (not self.loopback and _is_loopback(host)):
+            return 1
+        with self._lock:
+            choice = self.choices.setdefault((host, direction), _Choice())
+            streams = min(choice.streams, self.cap)
+        return max(1, min(streams, nbytes // self.min_range))
+
+    def measured(self, host: str, direction: str, streams: int, nbytes: int, seconds: float) -> None:
+        """A transfer of ``nbytes`` over ``streams`` connections took ``seconds``."""
+        if nbytes < self.min_bytes or seconds <= 0 or self.cap <= 1 or (not self.loopback and _is_loopback(host)):
+            return
+        rate = nbytes / seconds
+        with self._lock:
+            choice = self.choices.setdefault((host, direction), _Choice())
+            if streams != min(choice.streams, self.cap):
+                return  # (a transfer sized below the count, or one that began before a change)
+            before = choice.streams
+            if choice.settled:
+                if rate < 0.5 * choice.rates.get(streams, rate):
+                    choice.streams, choice.settled, choice.rates = 1, False, {}
+            else:
+                choice.rates[streams] = rate
+                fewer = choice.rates.get(streams // 2) if streams > 1 else None
+                if fewer is not None and rate < self.gain * fewer:
+                    choice.streams, choice.settled = streams // 2, True
+                elif streams >= self.cap:
+                    choice.streams, choice.settled = min(streams, self.cap), True
+                else:
+                    # NOTE: the next count of the probe (1, 2, 4, 8...), not a retry's backoff.
+                    doubled = streams + streams
+                    choice.streams = doubled if doubled <= self.cap else self.cap
+            after, settled = choice.streams, choice.settled
+        metrics.DATA_STREAM_MBIT.labels(peer=host, direction=direction).set(round(rate * 8 / 1e6, 1))
+        metrics.DATA_STREAMS.labels(peer=host, direction=direction).set(after)
+        log.info(
+            "tensorstream.streams_measured",
+            host=host,
+            direction=direction,
+            streams=streams,
+            mbit_per_s=round(rate * 8 / 1e6, 1),
+            next_streams=after,
+            settled=settled,
+            changed=after != before,
+        )
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+CHOOSER = StreamChooser()
+
+
+def configure(cap: int) -> None:
+    """The most connections one transfer of this process uses (``paramserver.data_streams``)."""
+    CHOOSER.cap = max(1, cap)
+
+
 # -- pushing -------------------------------------------------------------------------------------
 
 
@@ -242,6 +352,70 @@ class _PushState:
     sent: int = 0  # payload bytes put on the wire, resends included
     upto: int = 0  # end of the last bytes handed to gRPC or the data connection
     plane: bool = True  # ask for the data plane (until it failed without moving a byte)
+    ranges: list[tuple[int, int]] = dataclasses.field(default_factory=list)  # of a ranged push, kept across tries
+    moved: bool = False  # the last try moved bytes over ranged connections
+    # A measurement of the last try's data connections, taken once the server's verdict is in:
+    # (connections, bytes, when they started), or None.
+    timing: tuple[int, int, float] | None = None
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+
+def _ranged(host: str, offer: dataplane.Offer, work: Callable[[Any], int], what: str) -> tuple[int, int, bool]:
+    """Run ``work(sock)`` on one connection per ticket of ``offer`` at once (blocking, one thread
+    each); returns (bytes moved, connections set up, whether every connection ended cleanly)."""
+    results: list[tuple[int, bool]] = []
+    lock = threading.Lock()
+
+    def one(ticket: bytes) -> None:
+        try:
+            sock = dataplane.connect(host, offer.one(ticket), tls.active())
+        except dataplane.Refused as exc:
+            log.warning("tensorstream.data_plane_refused", host=host, port=offer.port, error=str(exc))
+            return
+        moved, clean = 0, True
+        try:
+            moved = work(sock)
+        except OSError as exc:
+            clean = False
+            log.warning("tensorstream.data_connection_cut", host=host, port=offer.port, error=str(exc), what=what)
+        finally:
+            sock.close()
+        with lock:
+            results.append((moved, clean))
+
+    threads = [threading.Thread(target=one, args=(t,), name="tensorstream-range") for t in offer.tickets]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return sum(m for m, _ in results), len(results), all(c for _, c in results)
+
+
+def _push_ranges(
+    host: str, offer: dataplane.Offer, path: Path, start: int, total: int, state: _PushState
+) -> tuple[int, int, bool]:
+    """Push ``path`` from ``start`` as ranges over the offer's connections (blocking)."""
+    if not state.ranges or state.ranges[0][0] > start:
+        # NOTE: also when the server holds less than the ranges began at (it restarted): they
+        # are cut again from where it stands.
+        state.ranges = dataplane.split_ranges(start, total, len(offer.tickets), CHUNK_BYTES)
+    queue = dataplane.RangeQueue((max(a, start), b) for a, b in state.ranges if b > start)
+
+    with mapping(path) as (mm, view):
+
+        def work(sock: Any) -> int:
+            moved = 0
+
+            def sent(n: int) -> None:
+                nonlocal moved
+                moved += n
+                with state.lock:
+                    state.sent += n
+
+            dataplane.push_ranges(sock, view, queue, mapping=mm, sent=sent)
+            return moved
+
+        return _ranged(host, offer, work, "push")
 
 
 def _send_file(host: str, offer: dataplane.Offer, path: Path, start: int, total: int, state: _PushState) -> None:
@@ -266,6 +440,17 @@ async def _push_over_plane(
     """Send the payload from ``start`` over the offered data connection; False when it could not
     be set up (the chunks then go in the call), True when it was used (completely or not: the
     server's answer says what it holds)."""
+    started = time.perf_counter()
+    if offer.ranged:
+        moved, connected, clean = await asyncio.to_thread(_push_ranges, host, offer, path, start, total, state)
+        state.moved = moved > 0
+        if not connected:
+            _plane_refused(host)
+            state.plane = False
+            return False
+        if clean:
+            state.timing = (len(offer.tickets), moved, started)
+        return True
     try:
         await asyncio.to_thread(_send_file, host, offer, path, start, total, state)
     except dataplane.Refused as exc:
@@ -275,6 +460,8 @@ async def _push_over_plane(
         return False
     except OSError as exc:
         log.warning("tensorstream.data_connection_cut", host=host, port=offer.port, error=str(exc), upto=state.upto)
+        return True
+    state.timing = (1, total - start, started)
     return True
 
 
@@ -305,6 +492,10 @@ async def _push_stream(
 
         pending: list[grpc.aio.Call] = []  # the call these requests feed
         ask = state.plane and _plane_usable(host) and isinstance(call, grpc.aio.StreamUnaryMultiCallable)
+        streams = CHOOSER.streams(host, "push", total - offset) if ask and host else 1
+        if state.ranges:  # a ranged push goes on over as many connections as it has ranges left
+            streams = max(1, min(len([r for r in state.ranges if r[1] > offset]), dataplane.MAX_STREAMS))
+        state.moved, state.timing = False, None
 
         async def requests(
             header: bytes = header, start: int = offset, pending: list[grpc.aio.Call] = pending, ask: bool = ask
@@ -331,7 +522,7 @@ async def _push_stream(
                 yield frame
 
         try:
-            rpc = call(requests(), metadata=dataplane.REQUEST) if ask else call(requests())
+            rpc = call(requests(), metadata=dataplane.request(streams)) if ask else call(requests())
             if isinstance(rpc, grpc.aio.Call):
                 pending.append(rpc)
             response = await rpc
@@ -350,10 +541,16 @@ async def _push_stream(
             continue
         acked = getattr(response, "received_bytes", None)
         if acked is None or getattr(response, "committed", True) or acked == info.total_bytes:
+            if state.timing is not None and host:
+                # NOTE: timed to the verdict, not to the last sendall: a send returns once its bytes
+                # are in the socket's buffer, and K connections buffer K times as much.
+                streams, moved, started = state.timing
+                CHOOSER.measured(host, "push", streams, moved, time.perf_counter() - started)
             return response, state.sent
         if acked == offset:
             failures += 1  # the server ended the call without progress
-            state.plane = False  # (a data connection that moved nothing: the next try sends chunks)
+            if not state.moved:
+                state.plane = False  # (a data connection that moved nothing: the next try sends chunks)
             if failures > ATTEMPTS:
                 raise TensorStreamError(
                     ErrorKind.UNAVAILABLE,
@@ -452,19 +649,90 @@ def _receive_file(host: str, offer: dataplane.Offer, receiver: Receiver) -> int:
     return got_total
 
 
-async def _pull_over_plane(host: str, offer: dataplane.Offer, receiver: Receiver) -> int | None:
-    """The bytes a pull received over the offered data connection; None when it could not be set up."""
+class _PullFile(FileDestination):
+    """The file a pull writes; ranged connections receive straight into a mapping of it."""
+
+    def __init__(self, path: Path, size: int) -> None:
+        super().__init__(path, size)
+        self._map: mmap.mmap | None = None
+
+    def view(self, offset: int, length: int) -> memoryview:
+        if self._map is None:
+            self._map = mmap.mmap(self.fd, 0)
+        return memoryview(self._map)[offset : offset + length]
+
+    def close(self) -> None:
+        if self._map is not None:
+            # NOTE: a view still held (by a hasher that failed) keeps the mapping; it goes with it.
+            with contextlib.suppress(BufferError):
+                self._map.close()
+            self._map = None
+        super().close()
+
+
+@dataclasses.dataclass
+class _RangedPull:
+    """What a ranged pull holds across its tries: the ranges, and what arrived beyond the prefix."""
+
+    receiver: Receiver
+    ranges: list[tuple[int, int]] = dataclasses.field(default_factory=list)
+    held: dataplane.Held = dataclasses.field(default_factory=dataplane.Held)
+    lock: threading.Lock = dataclasses.field(default_factory=threading.Lock)
+
+    def missing(self) -> list[tuple[int, int]]:
+        prefix = self.receiver.received
+        out = []
+        for a, b in self.ranges:
+            at = self.held.resume(a, b, prefix)
+            if at < b:
+                out.append((at, b))
+        return out
+
+    def landed(self, offset: int, n: int) -> None:
+        with self.lock:
+            self.held.add(offset, offset + n)
+            prefix = self.held.advance(self.receiver.received)
+            if prefix > self.receiver.received:
+                self.receiver.landed(self.receiver.received, prefix - self.receiver.received)
+
+
+def _receive_ranges(host: str, offer: dataplane.Offer, pull: _RangedPull) -> tuple[int, int, bool]:
+    """Receive the missing ranges of a pull over the offer's connections (blocking)."""
+    receiver = pull.receiver
+    if not pull.ranges:
+        pull.ranges = dataplane.split_ranges(receiver.received, receiver.total, len(offer.tickets), CHUNK_BYTES)
+    queue = dataplane.RangeQueue(pull.missing())
+    place = receiver.dest.view  # type: ignore[attr-defined]
+    return _ranged(host, offer, lambda sock: dataplane.pull_ranges(sock, queue, place, pull.landed), "pull")
+
+
+async def _pull_over_plane(
+    host: str, offer: dataplane.Offer, receiver: Receiver, ranged: _RangedPull | None = None
+) -> int | None:
+    """The bytes a pull received over the offered data connection(s); None when none could be set up."""
     await receiver.settle()  # from here on it is fed synchronously, on the transfer's thread
+    started, begin = time.perf_counter(), receiver.received
+    if offer.ranged and ranged is not None:
+        moved, connected, clean = await asyncio.to_thread(_receive_ranges, host, offer, ranged)
+        if not connected:
+            _plane_refused(host)
+            return None
+        if clean:
+            CHOOSER.measured(host, "pull", len(offer.tickets), moved, time.perf_counter() - started)
+        return moved
     try:
-        return await asyncio.to_thread(_receive_file, host, offer, receiver)
+        got = await asyncio.to_thread(_receive_file, host, offer, receiver)
     except dataplane.Refused as exc:
         log.warning("tensorstream.data_plane_refused", host=host, port=offer.port, error=str(exc))
         _plane_refused(host)
         return None
+    if receiver.received == receiver.total:
+        CHOOSER.measured(host, "pull", 1, receiver.received - begin, time.perf_counter() - started)
+    return got
 
 
 async def _pull_stream(
-    open_call: Callable[[int, bool], Any],
+    open_call: Callable[[int, int], Any],
     part: Path,
     *,
     what: str,
@@ -472,10 +740,12 @@ async def _pull_stream(
 ) -> PullResult:
     """Receive a server stream into ``part``, resuming by offset; verified when it returns.
 
-    ``open_call(offset, data_plane)`` starts the call, asking for the data plane when told to
-    (while ``host``, the host the channel dials, is known and the plane has not failed).
+    ``open_call(offset, streams)`` starts the call, asking for the data plane with that many
+    connections when ``streams`` > 0 (while ``host``, the host the channel dials, is known and
+    the plane has not failed).
     """
     receiver: Receiver | None = None
+    ranged: _RangedPull | None = None
     contributors = 0
     net = 0
     failures = 0
@@ -484,7 +754,17 @@ async def _pull_stream(
     try:
         while True:
             offset = receiver.received if receiver else 0
-            call = open_call(offset, plane)
+            streams = 0
+            if plane and host:
+                if ranged is not None and ranged.ranges:
+                    streams = max(1, min(len(ranged.missing()), dataplane.MAX_STREAMS))
+                elif receiver is not None:
+                    streams = CHOOSER.streams(host, "pull", receiver.total - offset)
+                else:
+                    # NOTE: the size is known only from the header; the count chosen for this host
+                    # is asked for, and a small payload is then cut into fewer ranges.
+                    streams = CHOOSER.streams(host, "pull", 1 << 62)
+            call = open_call(offset, streams)
             fell_back = False
             try:
                 first = True
@@ -500,15 +780,16 @@ async def _pull_stream(
                         if receiver is not None and (moved or info.start_offset != offset):
                             # The payload changed between attempts (new parameters): start over.
                             receiver.close()
-                            receiver = None
+                            receiver = ranged = None
                             break
                         if receiver is None:
                             if info.start_offset:
                                 break  # asked for 0, got something else: ask again
-                            receiver = Receiver(info, FileDestination(part, info.total_bytes))
+                            receiver = Receiver(info, _PullFile(part, info.total_bytes))
+                            ranged = _RangedPull(receiver)
                         offer = dataplane.Offer.from_metadata(await call.initial_metadata()) if plane else None
                         if offer is not None and host:
-                            got = await _pull_over_plane(host, offer, receiver)
+                            got = await _pull_over_plane(host, offer, receiver, ranged)
                             if got is None:
                                 plane, fell_back = False, True  # the call again, the bytes in it
                                 break
@@ -598,11 +879,11 @@ async def pull_update(
     target = Path(dest)
     part = _part_path(target)
 
-    def open_call(offset: int, data_plane: bool) -> Any:
+    def open_call(offset: int, streams: int) -> Any:
         request = paramserver_pb2.PullUpdateRequest(
             run_id=run_id, round=round, codec=wire, offset=offset, timeout_seconds=timeout, worker_id=worker_id
         )
-        return call(request, metadata=dataplane.REQUEST if data_plane else None)
+        return call(request, metadata=dataplane.request(streams) if streams else None)
 
     try:
         result = await _pull_stream(open_call, part, what=what, host=dataplane.channel_host(channel))
@@ -620,9 +901,9 @@ async def pull_parameters(channel: grpc.aio.Channel, *, run_id: str, dest: str |
     target = Path(dest)
     part = _part_path(target)
 
-    def open_call(offset: int, data_plane: bool) -> Any:
+    def open_call(offset: int, streams: int) -> Any:
         request = paramserver_pb2.PullParametersRequest(run_id=run_id, offset=offset)
-        return call(request, metadata=dataplane.REQUEST if data_plane else None)
+        return call(request, metadata=dataplane.request(streams) if streams else None)
 
     try:
         result = await _pull_stream(open_call, part, what=what, host=dataplane.channel_host(channel))

@@ -11,7 +11,7 @@ from tendril.bridge.resources import FOLDER as RESOURCES
 from tendril.bridge.resources import ResourceCache
 from tendril.bridge.server import JobBridge
 from tendril.bridge.server import release as release_bridge
-from tendril.core import liveness
+from tendril.core import liveness, tensorstream
 from tendril.core.config import WorkerConfig
 from tendril.core.server import Binding, ServiceServer
 from tendril.job.core import JobManager
@@ -33,6 +33,8 @@ class JobService:
 
     def __init__(self, config: WorkerConfig) -> None:
         self.config = config
+        # The job bridges' pushes and pulls use at most this many connections each.
+        tensorstream.configure(config.paramserver.data_streams)
         self.store = JobStore(config.state_dir / "jobs.db")
         # NOTE: beside the DataFetcher's slice cache (<state_dir>/cache), bounded like it.
         self.resources = ResourceCache(config.state_dir / "cache" / RESOURCES, config.data_fetcher.cache_bytes)

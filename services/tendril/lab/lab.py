@@ -59,6 +59,9 @@ class LabSettings:
     tls: bool = True  # mTLS between every pair of peers, one certificate per host
     latency_ms: float = 0.0  # added one-way delay between hosts (the relay, tendril.lab.relay); RTT + 2x this
     worker_extra: tuple[tuple[str, Any], ...] = ()  # more worker.toml keys for every worker
+    # The relay's window per connection and direction, KiB (0: 16 MiB): one connection then
+    # carries at most window / latency_ms, like a TCP connection with a window of twice that.
+    relay_window_kib: int = 0
 
 
 def worker_name(index: int) -> str:
@@ -168,7 +171,16 @@ class Lab:
             argv = [sys.executable, "-m", "tendril.lab.relay", "--port", str(RELAY_PORT)]
             procs.append(
                 self.spawn(
-                    host.name, f"relay-{host.name}", [*argv, "--delay-ms", str(self.settings.latency_ms)], tier=-1
+                    host.name,
+                    f"relay-{host.name}",
+                    [
+                        *argv,
+                        "--delay-ms",
+                        str(self.settings.latency_ms),
+                        "--window-kib",
+                        str(self.settings.relay_window_kib),
+                    ],
+                    tier=-1,
                 )
             )
         deadline = time.monotonic() + START_SECONDS

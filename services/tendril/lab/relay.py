@@ -37,14 +37,18 @@ def original_destination(sock: socket.socket) -> tuple[str, int]:
     return socket.inet_ntoa(packed), int(port)
 
 
-async def _forward(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float) -> None:
-    """Copy ``reader`` to ``writer``, each chunk written ``delay`` seconds after it was read."""
+async def _forward(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, delay: float, window: int = 0) -> None:
+    """Copy ``reader`` to ``writer``, each chunk written ``delay`` seconds after it was read;
+    at most ``window`` bytes held back at once (0: QUEUED_CHUNKS chunks)."""
     loop = asyncio.get_running_loop()
-    queue: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue(QUEUED_CHUNKS)
+    chunk = min(CHUNK, window) if window else CHUNK
+    queue: asyncio.Queue[tuple[float, bytes] | None] = asyncio.Queue(
+        max(1, window // chunk) if window else QUEUED_CHUNKS
+    )
 
     async def take() -> None:
         try:
-            while data := await reader.read(CHUNK):
+            while data := await reader.read(chunk):
                 await queue.put((loop.time() + delay, data))
         finally:
             await queue.put(None)
@@ -65,7 +69,7 @@ async def _forward(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, d
             await taker
 
 
-async def _serve(delay: float, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+async def _serve(delay: float, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, window: int = 0) -> None:
     sock = writer.get_extra_info("socket")
     upstream: asyncio.StreamWriter | None = None
     try:
@@ -79,7 +83,7 @@ async def _serve(delay: float, reader: asyncio.StreamReader, writer: asyncio.Str
         out.setblocking(False)
         await asyncio.get_running_loop().sock_connect(out, (host, port))
         up_reader, upstream = await asyncio.open_connection(sock=out)
-        await asyncio.gather(_forward(reader, upstream, delay), _forward(up_reader, writer, delay))
+        await asyncio.gather(_forward(reader, upstream, delay, window), _forward(up_reader, writer, delay, window))
     except (ConnectionError, OSError):
         pass
     finally:
@@ -90,9 +94,10 @@ async def _serve(delay: float, reader: asyncio.StreamReader, writer: asyncio.Str
                     await w.wait_closed()
 
 
-async def run(port: int, delay_ms: float) -> None:
+async def run(port: int, delay_ms: float, window_kib: int = 0) -> None:
     delay = delay_ms / 1000.0
-    server = await asyncio.start_server(lambda r, w: _serve(delay, r, w), "127.0.0.1", port, backlog=512)
+    window = window_kib * 1024
+    server = await asyncio.start_server(lambda r, w: _serve(delay, r, w, window), "127.0.0.1", port, backlog=512)
     print(f"relay.ready port={port} delay_ms={delay_ms:g}", flush=True)
     async with server:
         await server.serve_forever()
@@ -102,9 +107,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m tendril.lab.relay", description=__doc__)
     parser.add_argument("--port", type=int, required=True, help="port on 127.0.0.1 the iptables rule redirects to")
     parser.add_argument("--delay-ms", type=float, required=True, help="one-way delay added to each direction")
+    parser.add_argument(
+        "--window-kib",
+        type=int,
+        default=0,
+        help="bytes held back per direction of a connection, in KiB: one connection then carries at most "
+        "window / delay, as a TCP connection with twice that window carries at most window / round trip "
+        "(0: 16 MiB, which never limits a lab link)",
+    )
     args = parser.parse_args(argv)
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(run(args.port, args.delay_ms))
+        asyncio.run(run(args.port, args.delay_ms, args.window_kib))
     return 0
 
 

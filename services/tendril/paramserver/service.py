@@ -31,7 +31,14 @@ class ParameterServerService:
         # NOTE: the data port speaks TLS with the process's [tls] certificate whenever the gRPC
         # port does (tls.configure ran before build, in service_main).
         self.plane = (
-            DataPlane(data_listen, tls=tls.active(), config_key="paramserver.data_listen") if data_listen else None
+            DataPlane(
+                data_listen,
+                tls=tls.active(),
+                config_key="paramserver.data_listen",
+                streams=config.paramserver.data_streams,
+            )
+            if data_listen
+            else None
         )
         self.server = ServiceServer(
             config.listen("paramserver"),

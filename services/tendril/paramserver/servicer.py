@@ -8,12 +8,16 @@ objects for their stream messages (see :mod:`tendril.core.streaming`): pushes ar
 as :class:`Frame` with zero-copy chunk data, pulls are sent as frames cut from an mmap.
 When the server has a data port (:mod:`tendril.core.dataplane`) and a client asks for it,
 the payload bytes go over a data connection instead, and the call carries the header and the
-verdict.
+verdict; a client that asks for several connections gets up to ``paramserver.data_streams``
+tickets, and each of those connections carries byte ranges of the payload.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import dataclasses
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -24,6 +28,7 @@ from tendril.core.dataplane import DataPlane, PushTarget, Ticket
 from tendril.core.errors import ErrorKind
 from tendril.core.fanout import SubscriptionOverflow
 from tendril.core.identity import caller_id, certificate_id
+from tendril.core.logs import get_logger
 from tendril.core.streaming import (
     STREAM_ACCEPTED,
     Frame,
@@ -48,6 +53,7 @@ from tendril.paramserver.spool import Spool, stream_error
 from tendril.paramserver.store import check_run_id
 from tendril_proto.paramserver.v1 import paramserver_pb2, paramserver_pb2_grpc
 
+log = get_logger("tendril.paramserver")
 SERVICE_NAME = paramserver_pb2.DESCRIPTOR.services_by_name["ParameterServerService"].full_name
 CHECK = Checks(ParameterServerError)
 
@@ -129,24 +135,42 @@ async def receive_push(
     when the client asked for it and ``plane`` has a ticket to spare, else (or when the client
     could not connect) the chunks that follow in the call, until the client half-closes.
     Returns whether a data connection broke off before the last byte."""
-    ticket = _ticket(plane, context)
+    tickets = _tickets(plane, context, ranged=hasattr(target, "range_view"))
     # The sender's go-ahead for the bytes (see streaming.STREAM_ACCEPTED), with the offer if any.
-    await context.send_initial_metadata(STREAM_ACCEPTED + (ticket.metadata() if ticket else ()))
+    await context.send_initial_metadata(STREAM_ACCEPTED + _offer_metadata(tickets))
     cut = False
-    if plane is not None and ticket is not None:
-        requests, cut = await plane.receive_push(ticket, target, info.total_bytes, requests)
+    if plane is not None and len(tickets) > 1:
+        requests, cut = await plane.receive_push_ranged(tickets, target, info.total_bytes, requests)  # type: ignore[arg-type]
+    elif plane is not None and tickets:
+        requests, cut = await plane.receive_push(tickets[0], target, info.total_bytes, requests)
     await _feed(target, requests)
     return cut
 
 
-def _ticket(plane: DataPlane | None, context: grpc.aio.ServicerContext) -> Ticket | None:
-    """A data-plane ticket when the caller asked for one and the plane has one to spare."""
-    if plane is None or not dataplane.requested(context.invocation_metadata()):
-        return None
+def _tickets(plane: DataPlane | None, context: grpc.aio.ServicerContext, *, ranged: bool = True) -> list[Ticket]:
+    """Data-plane tickets when the caller asked for the plane and it has them to spare: as many
+    as the caller asked for, up to the plane's ``streams`` (one unless ``ranged`` is possible)."""
+    metadata = context.invocation_metadata()
+    if plane is None or not dataplane.requested(metadata):
+        return []
     # NOTE: under mTLS the ticket is bound to the caller's certificate: only a connection that
     # presents the same name may use it. Without client certificates the ticket alone counts.
     mutual = plane.tls is not None and plane.tls.require_client_cert
-    return plane.offer(certificate_id(context) if mutual else "")
+    identity = certificate_id(context) if mutual else ""
+    count = min(dataplane.requested_streams(metadata), plane.streams) if ranged else 1
+    if count <= 1:
+        ticket = plane.offer(identity)
+        return [ticket] if ticket is not None else []
+    return plane.offer_many(identity, count)
+
+
+def _offer_metadata(tickets: list[Ticket]) -> tuple[tuple[str, str], ...]:
+    if not tickets:
+        return ()
+    offer = tickets[0].offer
+    if len(tickets) > 1:
+        offer = dataclasses.replace(offer, tickets=tuple(t.token for t in tickets))
+    return offer.metadata()
 
 
 def _served_header(served: Served, run_id: str, offset: int, stream_id: str) -> bytes:
@@ -313,19 +337,19 @@ class ParameterServerServicer(paramserver_pb2_grpc.ParameterServerServiceService
     ) -> AsyncIterator[bytes]:
         """The header, then the payload from ``offset``: over a data connection when the client
         asked and came in time, else as chunks in the call."""
-        ticket = _ticket(self.plane, context)
+        tickets = _tickets(self.plane, context)
         try:
-            if ticket is not None:
-                await context.send_initial_metadata(ticket.metadata())
+            if tickets:
+                await context.send_initial_metadata(_offer_metadata(tickets))
             view = getattr(served, "view", None)
             if view is not None:
-                stream = _stream_view(self.plane, ticket, served, view, run_id, offset, stream_id)
+                stream = _stream_view(self.plane, tickets, served, view, run_id, offset, stream_id)
             else:
-                stream = _stream_file(self.plane, ticket, served, run_id, offset, stream_id)
+                stream = _stream_file(self.plane, tickets, served, run_id, offset, stream_id)
             async for frame in stream:
                 yield frame
         finally:
-            if ticket is not None:
+            for ticket in tickets:
                 ticket.withdraw()
 
 
@@ -345,15 +369,56 @@ def _replaced() -> ParameterServerError:
     )
 
 
+async def _send_ranged(
+    plane: DataPlane,
+    tickets: list[Ticket],
+    view: memoryview,
+    *,
+    ready: Any = None,
+    mapping: Any = None,
+) -> bool:
+    """Serve a ranged pull over the connections of ``tickets``; False when none came."""
+    came = 0
+
+    async def one(ticket: Ticket) -> None:
+        nonlocal came
+        conn = await ticket.connection()
+        if conn is None:
+            return
+        came += 1
+        try:
+            await plane.send_ranges(conn, view, ready=ready, mapping=mapping)
+        except ValueError as exc:
+            raise _connection_lost(OSError(str(exc))) from exc
+        finally:
+            conn.close()
+
+    started = time.perf_counter()
+    results = await asyncio.gather(*(one(t) for t in tickets), return_exceptions=True)
+    log.info(
+        "paramserver.sent_ranges",
+        bytes=len(view),
+        streams=came,
+        offered=len(tickets),
+        seconds=round(time.perf_counter() - started, 4),
+    )
+    for result in results:
+        if isinstance(result, OSError):
+            raise _connection_lost(result) from result
+        if isinstance(result, BaseException):
+            raise result
+    return came > 0
+
+
 async def _stream_file(
-    plane: DataPlane | None, ticket: Ticket | None, served: Served, run_id: str, offset: int, stream_id: str
+    plane: DataPlane | None, tickets: list[Ticket], served: Served, run_id: str, offset: int, stream_id: str
 ) -> AsyncIterator[bytes]:
     """A payload file: over the data connection, else as chunks cut lazily from an mmap of it.
 
     Either way the file is mapped before the header promises its bytes, and the mapping stays
     valid if the file is replaced.
     """
-    if plane is None or ticket is None:
+    if plane is None or not tickets:
         frames = file_frames(served.path, offset)
         try:
             first = next(frames, None)  # maps the file now, before the header promises its bytes
@@ -374,7 +439,13 @@ async def _stream_file(
         except FileNotFoundError:
             raise _replaced() from None
         yield _served_header(served, run_id, offset, stream_id)
-        conn = await ticket.connection()
+        if len(tickets) > 1:
+            if await _send_ranged(plane, tickets, view, mapping=mm):
+                return
+            for start, length in chunk_ranges(len(view), offset):
+                yield chunk_frame(view, start, length)
+            return
+        conn = await tickets[0].connection()
         if conn is None:
             # NOTE: the client did not come (it could not connect and calls again without
             # asking, or it is slow): the call carries the bytes.
@@ -391,7 +462,7 @@ async def _stream_file(
 
 async def _stream_view(
     plane: DataPlane | None,
-    ticket: Ticket | None,
+    tickets: list[Ticket],
     served: Served,
     view: memoryview,
     run_id: str,
@@ -401,8 +472,11 @@ async def _stream_view(
     """A payload in memory, each piece sent once ``served.ready`` says it is final."""
     ready = getattr(served, "ready", None)
     yield _served_header(served, run_id, offset, stream_id)
-    if plane is not None and ticket is not None:
-        conn = await ticket.connection()
+    if plane is not None and len(tickets) > 1:
+        if await _send_ranged(plane, tickets, view, ready=ready):
+            return
+    elif plane is not None and tickets:
+        conn = await tickets[0].connection()
         if conn is not None:
             try:
                 await plane.send_view(conn, view, offset, ready=ready)

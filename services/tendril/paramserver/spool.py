@@ -14,6 +14,10 @@ What a transport feeds (the receiving seam):
 * ``view(offset, length)``: the writable place where payload bytes [offset, offset+length)
   belong, for a transport that receives straight into it (``sock.recv_into(view)``), then
   ``landed(offset, n)`` to say n bytes arrived there (hashed and counted once, there);
+* ``range_view(offset, length)`` and ``held``: for a transport that receives ranges of the
+  payload in any order over several connections (:class:`tendril.core.dataplane.Held` keeps
+  what arrived beyond ``received``, and ``landed`` extends the prefix once it is contiguous;
+  a retry of the push resumes each range where it stopped);
 * ``received`` (the resume offset), ``finish()`` (verify, return the Layout), ``discard()``.
 """
 
@@ -24,6 +28,7 @@ import contextlib
 import mmap
 from collections.abc import Callable
 
+from tendril.core.dataplane import Held
 from tendril.core.streaming import Receiver, StreamError, StreamInfo, same_tensors
 from tendril.core.tensorfile import Layout, TensorFileError
 from tendril.paramserver.aggregate import payload_layout
@@ -71,6 +76,7 @@ class Spool:
         self._buffer: memoryview | None = buffer
         self._dest = _Staging(buffer)
         self.receiver = Receiver(info, self._dest)
+        self.held = Held()  # ranges received beyond ``received`` (ranged data connections)
         self.owner: asyncio.Task[object] | None = None
         self.stale: ParameterServerError | None = None  # set when it can no longer count
         self.finishing = False  # received whole: being verified and folded (memory back soon)
@@ -122,6 +128,15 @@ class Spool:
         """Where payload bytes [offset, offset+length) go, when offset is the resume point; else None."""
         buffer = self._buffer
         if buffer is None or self.stale is not None or offset != self.received or length <= 0:
+            return None
+        if offset + length > self.info.total_bytes:
+            return None
+        return buffer[offset : offset + length]
+
+    def range_view(self, offset: int, length: int) -> memoryview | None:
+        """Where payload bytes [offset, offset+length) go, anywhere past the resume point; else None."""
+        buffer = self._buffer
+        if buffer is None or self.stale is not None or offset < self.received or length <= 0:
             return None
         if offset + length > self.info.total_bytes:
             return None
