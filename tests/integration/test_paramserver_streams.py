@@ -103,7 +103,10 @@ async def test_four_streams_move_the_same_bytes_and_a_cut_or_a_broken_push_leave
             monkeypatch.setattr(dataplane, "push_ranges", breaking)
             four = await round_of("four", 4)
             monkeypatch.setattr(dataplane, "push_ranges", push_ranges)
-            assert broken and len(offers) == 16  # four each
+            # Four connections each (16); 20 when the other three had already ended when the cut
+            # range came back (a busy machine): the push call is then retried with four new
+            # connections and the server skips the bytes it holds.
+            assert broken and len(offers) in (16, 20), len(offers)
             for name, value in one.items():
                 np.testing.assert_array_equal(four[name], value)  # bytes and θ identical
 
@@ -203,7 +206,10 @@ async def test_a_ranged_push_goes_on_at_a_restarted_parameter_server(
                 await wait_serving(address)
                 # The run's state survived; its aggregate job opens it again, and the push, retrying
                 # meanwhile (RUN_NOT_OPEN, UNAVAILABLE), goes on from what this server holds: nothing.
-                await stub.OpenJob(paramserver_pb2.OpenJobRequest(run_id="run", expected_workers=1))
+                # NOTE: wait_for_ready: the channel may still be backing off from the dead server.
+                await stub.OpenJob(
+                    paramserver_pb2.OpenJobRequest(run_id="run", expected_workers=1), wait_for_ready=True, timeout=30
+                )
                 await asyncio.wait_for(push, 60)
                 await tensorstream.pull_update(channel, run_id="run", round=0, dest=tmp_path / "u.st", codec="fp32")
                 await tensorstream.pull_parameters(channel, run_id="run", dest=tmp_path / "theta1.st")
