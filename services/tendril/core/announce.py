@@ -8,6 +8,11 @@ that cannot run jobs now) and :meth:`RegistryAnnouncer.resume` puts it back at o
 A gateway that is down never stops the announcing service: failures are logged and retried
 on the next tick. The refresh loop is :func:`~tendril.core.liveness.supervised`: should it ever
 end, the process ends with it (or ``on_death`` runs) rather than vanish from the registry quietly.
+
+Ownership: without mTLS the Put that creates the record returns its secret; the announcer keeps
+it (in memory) and presents it with every later Put and Delete. When the record expired or the
+gateway forgot it, the next Put creates it anew and the announcer keeps the new secret. Under
+mTLS the certificate is the proof and no secret comes back.
 """
 
 from __future__ import annotations
@@ -56,6 +61,7 @@ class RegistryAnnouncer:
         self._channel: grpc.aio.Channel | None = None
         self._task: asyncio.Task[None] | None = None
         self.puts_ok = 0  # successful Puts (first one included), for status and tests
+        self.secret = ""  # the record's secret from the Put that created it (no mTLS)
         self.withdrawn = False
 
     def update(self, payload: Message) -> None:
@@ -79,7 +85,9 @@ class RegistryAnnouncer:
             return False
         stub = gateway_pb2_grpc.RegistryServiceStub(self._channel)
         try:
-            await stub.Put(gateway_pb2.PutRequest(record=self._record()), timeout=CALL_TIMEOUT_SECONDS)
+            reply = await stub.Put(
+                gateway_pb2.PutRequest(record=self._record(), secret=self.secret), timeout=CALL_TIMEOUT_SECONDS
+            )
         except grpc.aio.AioRpcError as exc:
             log.warning(
                 "registry.put_failed",
@@ -88,8 +96,13 @@ class RegistryAnnouncer:
                 id=self.record_id,
                 code=exc.code().name,
                 details=exc.details(),
+                hint="another peer holds this record id; it is free again once its TTL runs out"
+                if exc.code() == grpc.StatusCode.PERMISSION_DENIED
+                else None,
             )
             return False
+        if reply.secret:
+            self.secret = reply.secret  # this Put created the record (first Put, or after expiry)
         self.puts_ok += 1
         return True
 
@@ -129,7 +142,7 @@ class RegistryAnnouncer:
         assert self._channel is not None
         stub = gateway_pb2_grpc.RegistryServiceStub(self._channel)
         try:
-            request = gateway_pb2.DeleteRequest(kind=self.kind, id=self.record_id)
+            request = gateway_pb2.DeleteRequest(kind=self.kind, id=self.record_id, secret=self.secret)
             await stub.Delete(request, timeout=CALL_TIMEOUT_SECONDS)
         except grpc.aio.AioRpcError as exc:
             log.warning("registry.delete_failed", kind=self.kind, id=self.record_id, code=exc.code().name)

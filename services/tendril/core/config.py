@@ -136,6 +136,17 @@ class GatewaySection:
     """Where the embedded gateway listens when gateway.address is empty."""
     registry_ttl_seconds: PositiveFloat = 15.0
     """Lifetime of this worker's registry record; the supervisor refreshes it every third of this time."""
+    max_record_bytes: Annotated[int, Field(ge=1024, le=4 * 1024 * 1024)] = 65536
+    """Embedded gateway: the largest registry record (serialized bytes) a Put may store, in [1024, 4194304]; List pages
+    shrink as it grows so that a page always fits the 8 MiB message limit."""
+    put_rate: PositiveFloat = 20.0
+    """Embedded gateway: registry Puts per second each caller may make on average (token bucket)."""
+    put_burst: Annotated[float, Field(ge=1.0)] = 100.0
+    """Embedded gateway: registry Puts each caller may make at once before put_rate applies."""
+    publish_rate: PositiveFloat = 100.0
+    """Embedded gateway: bus Publishes per second each caller may make on average (token bucket)."""
+    publish_burst: Annotated[float, Field(ge=1.0)] = 500.0
+    """Embedded gateway: bus Publishes each caller may make at once before publish_rate applies."""
 
 
 @dataclass(config=SECTION)

@@ -34,6 +34,7 @@ from google.protobuf import any_pb2
 from tendril.core.calls import ChannelPool
 from tendril.core.errors import ErrorKind, TendrilError
 from tendril.core.logs import get_logger
+from tendril.core.registry_client import list_records
 from tendril.core.tensorstream import TensorStreamError, pull_parameters
 from tendril.core.timeutil import now, to_timestamp
 from tendril.scheduler.dispatch import (
@@ -152,10 +153,10 @@ class Driver:
 
     async def _find_data_node(self) -> str:
         stub = gateway_pb2_grpc.RegistryServiceStub(self.channel(self.config.scheduler.gateway))
-        reply = await stub.List(gateway_pb2.ListRequest(kind="dataset"), timeout=CALL_TIMEOUT_SECONDS)
+        records = await list_records(stub, "dataset", timeout=CALL_TIMEOUT_SECONDS)
         wanted = self.config.data.dataset_id
         found = []
-        for record in reply.records:
+        for record in records:
             info = data_pb2.DatasetRecord()
             if record.payload.Unpack(info) and (not wanted or info.dataset_id == wanted):
                 found.append(info.address)

@@ -17,12 +17,16 @@ const _ = grpc.SupportPackageIsVersion7
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type BusServiceClient interface {
-	// Publish sends one message to every current subscriber of its topic.
+	// Publish sends one message to every current subscriber of its topic. Each caller (its
+	// certificate name under mTLS, else its tendril-peer-id metadata, else its address) may
+	// publish at a bounded rate (a token bucket; the gateway's publish_rate and publish_burst).
 	//
 	// Errors:
 	//
 	//	INVALID_ARGUMENT PAYLOAD_MISSING: the message has no payload.
 	//	INVALID_ARGUMENT TOPIC_MISSING, TOPIC_TOO_LONG: the topic is empty or over 256 characters.
+	//	RESOURCE_EXHAUSTED RATE_LIMITED: the caller published faster than its rate; the status
+	//	  carries a google.rpc.RetryInfo with the delay after which a Publish is let through.
 	Publish(ctx context.Context, in *PublishRequest, opts ...grpc.CallOption) (*PublishResponse, error)
 	// Subscribe streams every message published on a topic from now on.
 	//
@@ -85,12 +89,16 @@ func (x *busServiceSubscribeClient) Recv() (*SubscribeResponse, error) {
 // All implementations must embed UnimplementedBusServiceServer
 // for forward compatibility
 type BusServiceServer interface {
-	// Publish sends one message to every current subscriber of its topic.
+	// Publish sends one message to every current subscriber of its topic. Each caller (its
+	// certificate name under mTLS, else its tendril-peer-id metadata, else its address) may
+	// publish at a bounded rate (a token bucket; the gateway's publish_rate and publish_burst).
 	//
 	// Errors:
 	//
 	//	INVALID_ARGUMENT PAYLOAD_MISSING: the message has no payload.
 	//	INVALID_ARGUMENT TOPIC_MISSING, TOPIC_TOO_LONG: the topic is empty or over 256 characters.
+	//	RESOURCE_EXHAUSTED RATE_LIMITED: the caller published faster than its rate; the status
+	//	  carries a google.rpc.RetryInfo with the delay after which a Publish is let through.
 	Publish(context.Context, *PublishRequest) (*PublishResponse, error)
 	// Subscribe streams every message published on a topic from now on.
 	//
@@ -193,6 +201,12 @@ type RegistryServiceClient interface {
 	//	INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
 	//	  over 256 characters.
 	//	INVALID_ARGUMENT TTL_INVALID: ttl_seconds is not in (0, 86400].
+	//	INVALID_ARGUMENT RECORD_TOO_LARGE: the record is over the gateway's max_record_bytes
+	//	  serialized (ErrorInfo metadata "size" and "limit").
+	//	PERMISSION_DENIED RECORD_NOT_OWNED: the live record belongs to another caller (another
+	//	  certificate, or the request lacks the record's secret).
+	//	RESOURCE_EXHAUSTED RATE_LIMITED: the caller put faster than its rate; the status carries a
+	//	  google.rpc.RetryInfo with the delay after which a Put is let through.
 	Put(ctx context.Context, in *PutRequest, opts ...grpc.CallOption) (*PutResponse, error)
 	// Get returns one live record.
 	//
@@ -202,19 +216,24 @@ type RegistryServiceClient interface {
 	//	  over 256 characters.
 	//	NOT_FOUND RECORD_NOT_FOUND: no live record of that kind and id.
 	Get(ctx context.Context, in *GetRequest, opts ...grpc.CallOption) (*GetResponse, error)
-	// List returns the live records of a kind.
+	// List returns the live records of a kind, one page at a time, ordered by (kind, id).
 	//
-	// Errors: none of its own.
+	// Errors:
+	//
+	//	INVALID_ARGUMENT PAGE_TOKEN_INVALID: page_token is not a next_page_token this gateway
+	//	  gave for the same kind.
 	List(ctx context.Context, in *ListRequest, opts ...grpc.CallOption) (*ListResponse, error)
-	// Delete removes a record at once.
+	// Delete removes a record at once; only its owner may.
 	//
 	// Errors:
 	//
 	//	INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
 	//	  over 256 characters.
 	//	NOT_FOUND RECORD_NOT_FOUND: no live record of that kind and id.
+	//	PERMISSION_DENIED RECORD_NOT_OWNED: the record belongs to another caller.
 	Delete(ctx context.Context, in *DeleteRequest, opts ...grpc.CallOption) (*DeleteResponse, error)
-	// Watch streams the current records of a kind, then every change to them.
+	// Watch streams the current records of a kind, then every change to them. Each message
+	// holds one record, so no message exceeds the message limit.
 	//
 	// Errors:
 	//
@@ -309,6 +328,12 @@ type RegistryServiceServer interface {
 	//	INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
 	//	  over 256 characters.
 	//	INVALID_ARGUMENT TTL_INVALID: ttl_seconds is not in (0, 86400].
+	//	INVALID_ARGUMENT RECORD_TOO_LARGE: the record is over the gateway's max_record_bytes
+	//	  serialized (ErrorInfo metadata "size" and "limit").
+	//	PERMISSION_DENIED RECORD_NOT_OWNED: the live record belongs to another caller (another
+	//	  certificate, or the request lacks the record's secret).
+	//	RESOURCE_EXHAUSTED RATE_LIMITED: the caller put faster than its rate; the status carries a
+	//	  google.rpc.RetryInfo with the delay after which a Put is let through.
 	Put(context.Context, *PutRequest) (*PutResponse, error)
 	// Get returns one live record.
 	//
@@ -318,19 +343,24 @@ type RegistryServiceServer interface {
 	//	  over 256 characters.
 	//	NOT_FOUND RECORD_NOT_FOUND: no live record of that kind and id.
 	Get(context.Context, *GetRequest) (*GetResponse, error)
-	// List returns the live records of a kind.
+	// List returns the live records of a kind, one page at a time, ordered by (kind, id).
 	//
-	// Errors: none of its own.
+	// Errors:
+	//
+	//	INVALID_ARGUMENT PAGE_TOKEN_INVALID: page_token is not a next_page_token this gateway
+	//	  gave for the same kind.
 	List(context.Context, *ListRequest) (*ListResponse, error)
-	// Delete removes a record at once.
+	// Delete removes a record at once; only its owner may.
 	//
 	// Errors:
 	//
 	//	INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
 	//	  over 256 characters.
 	//	NOT_FOUND RECORD_NOT_FOUND: no live record of that kind and id.
+	//	PERMISSION_DENIED RECORD_NOT_OWNED: the record belongs to another caller.
 	Delete(context.Context, *DeleteRequest) (*DeleteResponse, error)
-	// Watch streams the current records of a kind, then every change to them.
+	// Watch streams the current records of a kind, then every change to them. Each message
+	// holds one record, so no message exceeds the message limit.
 	//
 	// Errors:
 	//
