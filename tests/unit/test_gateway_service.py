@@ -9,8 +9,10 @@ import grpc
 import pytest
 from google.protobuf import any_pb2, wrappers_pb2
 
+from tendril.core.announce import RegistryAnnouncer
 from tendril.core.channel import open_channel
 from tendril.core.registry_client import list_records
+from tendril.gateway.errors import GatewayError
 from tendril.gateway.limits import GatewayLimits, Rate
 from tendril.gateway.service import GatewayService
 from tendril_proto.gateway.v1 import gateway_pb2, gateway_pb2_grpc
@@ -240,3 +242,31 @@ async def test_rate_limits_answer_resource_exhausted_with_a_retry_delay() -> Non
             await reg.Put(gateway_pb2.PutRequest(record=_record("k", "a"), secret=secret))
     finally:
         await service.stop()
+
+
+async def test_the_announcer_keeps_its_secret_and_claims_its_record_again_after_it_is_gone(
+    gateway: GatewayService,
+) -> None:
+    owner = RegistryAnnouncer(
+        gateway.address, "worker", "w", wrappers_pb2.StringValue(value="a"), ttl_seconds=60, peer_id="w"
+    )
+    rival = RegistryAnnouncer(
+        gateway.address, "worker", "w", wrappers_pb2.StringValue(value="evil"), ttl_seconds=60, peer_id="x"
+    )
+    await owner.start()
+    await rival.start()
+    try:
+        first = owner.secret
+        assert owner.puts_ok == 1 and len(first) >= 43
+        assert rival.puts_ok == 0 and rival.secret == ""  # refused: the id is taken
+        assert await owner.put_once() and owner.secret == first  # a refresh keeps the secret
+        gateway.registry.delete("worker", "w")  # as if its TTL ran out or the gateway restarted
+        assert await owner.put_once() and owner.secret not in ("", first)
+        assert gateway.registry.get("worker", "w").payload == payload("a")
+        await rival._delete()  # a Delete without the secret leaves the record alone
+        assert gateway.registry.get("worker", "w").version == 1
+    finally:
+        await rival.stop()
+        await owner.stop()
+    with pytest.raises(GatewayError):  # the owner's clean stop deleted it
+        gateway.registry.get("worker", "w")
