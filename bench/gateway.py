@@ -147,6 +147,17 @@ def _too_slow(result: dict[str, Any]) -> bool:
     return result["p99_seconds"] is None or result["p99_seconds"] > TARGET_P99_SECONDS
 
 
+def _bound(result: dict[str, Any]) -> str:
+    """Which side the offer latency of a step is mostly spent in."""
+    delivery, offer = result["delivery_p99_seconds"], result["p99_seconds"]
+    if delivery is None or offer is None:
+        return "unknown (messages or offers missing)"
+    share = f"delivery p99 {delivery:.3f} s of offer p99 {offer:.3f} s"
+    if delivery >= 0.5 * offer:
+        return f"the gateway's fan-out ({share})"
+    return f"the offer path in the load generator and schedulers, not the gateway ({share})"
+
+
 def _tendril_command() -> list[str]:
     script = shutil.which("tendril", path=str(Path(sys.executable).parent))
     if script:
@@ -203,6 +214,7 @@ async def _step(
                     f"--seconds={window + 120}",
                     stdout=asyncio.subprocess.PIPE,
                     stderr=files[-1],
+                    limit=64 << 20,  # the last line lists every delivery time
                     env=data_plane_env(),
                     start_new_session=True,
                 )
@@ -244,6 +256,7 @@ async def _step(
     def busy(a: Any, b: Any) -> float:
         return round((b.user + b.system - a.user - a.system) / elapsed, 3)
 
+    delivery = [x for d in done for x in d["done"].pop("delivery_seconds", [])]
     totals = {key: sum(int(d["done"].get(key, 0)) for d in done) for key in ("puts_ok", "puts_failed", "offers_failed")}
     return {
         "workers": n,
@@ -257,6 +270,9 @@ async def _step(
         "p50_seconds": _finite(_percentile(padded, 0.50)),
         "p99_seconds": _finite(_percentile(padded, 0.99)),
         "max_seconds": _finite(max(latencies, default=math.inf)),
+        # the gateway's share: its published_at stamp to a worker reading the message
+        "delivery_p50_seconds": _finite(_percentile(delivery, 0.50)),
+        "delivery_p99_seconds": _finite(_percentile(delivery, 0.99)),
         # each process's Puts over its whole life (set-up included: refreshes start at a random phase)
         "registry_writes_per_second": round(
             sum(d["done"]["puts_ok"] / max(d["done"]["seconds"], 1e-9) for d in done), 1
@@ -391,14 +407,7 @@ def measure(
     )
     n = reference["workers"]
     cores = os.cpu_count() or 1
-    busiest_load = max(reference["load_cpu_cores"], default=0.0)
-    bound = (
-        "the load generator (a load process near one core)"
-        if busiest_load >= 0.85
-        else "the gateway (near one core)"
-        if reference["gateway_cpu_cores"] >= 0.85
-        else "neither process alone (the machine's cores are shared)"
-    )
+    bound = _bound(reference)
     setup = (
         f"{backend} backend, {schedulers} schedulers publishing {requests_per_second:g} requests/s in all, "
         f"records refreshed every {ttl / 3:g} s (TTL {ttl:g} s), {load_processes} load processes, "
@@ -436,6 +445,12 @@ def measure(
             ok=not _too_slow(reference),
             note=f"{reference['offers_received']}/{reference['offers_expected']} offers; bound by {bound}",
             details=details,
+        ),
+        fig(
+            f"publish→delivery latency p99, {at}",
+            reference["delivery_p99_seconds"],
+            "s",
+            f"the gateway's share: published_at to a worker reading it (p50 {reference['delivery_p50_seconds']} s)",
         ),
         fig(f"registry writes/s, {at}", reference["registry_writes_per_second"], "1/s"),
         fig(

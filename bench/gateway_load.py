@@ -8,7 +8,8 @@ offer: one unary call straight to the publishing scheduler's endpoint (as the Ar
 
 Workers are cheap: coroutines of one event loop, sharing a few channels (``--per-channel``
 streams each). The process prints one JSON line ``{"ready": N}`` once every subscription
-exists, and one line of counters when SIGTERM (or ``--seconds``) ends it.
+exists, and one line of counters (with every message's delivery time: from the gateway's
+``published_at`` stamp to reading it) when SIGTERM (or ``--seconds``) ends it.
 """
 
 from __future__ import annotations
@@ -54,6 +55,9 @@ class Load:
         self._gateway_channels: list[grpc.aio.Channel] = []
         self._offer_channels: dict[str, grpc.aio.Channel] = {}
         self._offers: set[asyncio.Task[None]] = set()
+        # seconds from the gateway's stamp (published_at) to this process reading the message;
+        # one wall clock on one host
+        self.delivery: list[float] = []
 
     def gateway_channel(self, index: int) -> grpc.aio.Channel:
         while len(self._gateway_channels) <= index // self.per_channel:
@@ -100,6 +104,8 @@ class Load:
                 ready.set()
             request = arbiter_pb2.ResourceRequest()
             async for message in call:
+                stamp = message.envelope.published_at
+                self.delivery.append(time.time() - stamp.seconds - stamp.nanos * 1e-9)
                 request.ParseFromString(message.envelope.payload.value)
                 self.counters.requests_read += 1
                 task = asyncio.create_task(self.offer(request.scheduler.address, request.request_id, worker_id))
@@ -124,7 +130,7 @@ class Load:
             await channel.close()
 
 
-async def run(args: argparse.Namespace) -> dict[str, float]:
+async def run(args: argparse.Namespace) -> dict[str, object]:
     load = Load(args.gateway, args.topic, args.ttl, args.per_channel)
     ready = asyncio.Event()
     stop = asyncio.Event()
@@ -145,7 +151,12 @@ async def run(args: argparse.Namespace) -> dict[str, float]:
         task.cancel()
     await asyncio.gather(*workers, return_exceptions=True)
     await load.close()
-    return {**vars(load.counters), "cpu_cores": round(cpu, 3), "seconds": round(time.monotonic() - started, 2)}
+    return {
+        **vars(load.counters),
+        "cpu_cores": round(cpu, 3),
+        "seconds": round(time.monotonic() - started, 2),
+        "delivery_seconds": [round(x, 5) for x in load.delivery],
+    }
 
 
 def main() -> int:
