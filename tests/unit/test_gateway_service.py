@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 
 import grpc
 import pytest
@@ -270,3 +271,29 @@ async def test_the_announcer_keeps_its_secret_and_claims_its_record_again_after_
         await owner.stop()
     with pytest.raises(GatewayError):  # the owner's clean stop deleted it
         gateway.registry.get("worker", "w")
+
+
+async def test_a_restarted_announcer_refreshes_its_record_with_the_secret_it_saved(
+    gateway: GatewayService, tmp_path: Path
+) -> None:
+    secret_file = tmp_path / "registry-secret"
+    value = wrappers_pb2.StringValue(value="a")
+    crashed = RegistryAnnouncer(
+        gateway.address, "worker", "w", value, ttl_seconds=60, peer_id="w", secret_file=secret_file
+    )
+    await crashed.start()
+    assert secret_file.read_text() == crashed.secret and secret_file.stat().st_mode & 0o777 == 0o600
+    # the process died without deleting its record; the next one starts from the file
+    again = RegistryAnnouncer(
+        gateway.address, "worker", "w", value, ttl_seconds=60, peer_id="w", secret_file=secret_file
+    )
+    await again.start()
+    try:
+        assert again.puts_ok == 1 and again.secret == crashed.secret
+        assert gateway.registry.get("worker", "w").version == 2
+    finally:
+        await again.stop()
+        if crashed._task is not None:
+            crashed._task.cancel()
+        if crashed._channel is not None:
+            await crashed._channel.close()
