@@ -139,6 +139,14 @@ def _percentile(values: Sequence[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q * len(ordered)) - 1))]
 
 
+def _merged(counts: list[dict[str, int]]) -> dict[str, int]:
+    out: dict[str, int] = {}
+    for one in counts:
+        for key, n in one.items():
+            out[key] = out.get(key, 0) + n
+    return out
+
+
 def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
 
@@ -280,6 +288,7 @@ async def _step(
         "puts_ok": totals["puts_ok"],
         "puts_failed": totals["puts_failed"],
         "offers_failed": totals["offers_failed"],
+        "put_failures_by_code": _merged([d["done"].get("put_failures", {}) for d in done]),
         "gateway_cpu_cores": busy(cpu0, cpu1),
         "gateway_rss_bytes": rss,
         "load_cpu_cores": [busy(a, b) for a, b in zip(load_cpu0, load_cpu1, strict=True)],

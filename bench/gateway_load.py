@@ -43,6 +43,7 @@ class Counters:
         self.offers_sent = 0
         self.offers_failed = 0
         self.streams_ended = 0
+        self.put_failures: dict[str, int] = {}  # status code name -> count
 
 
 class Load:
@@ -85,8 +86,10 @@ class Load:
                 )
                 secret = reply.secret or secret
                 self.counters.puts_ok += 1
-            except grpc.aio.AioRpcError:
+            except grpc.aio.AioRpcError as exc:
                 self.counters.puts_failed += 1
+                code = exc.code().name
+                self.counters.put_failures[code] = self.counters.put_failures.get(code, 0) + 1
             await asyncio.sleep(self.ttl / 3)
 
     async def worker(self, worker_id: str, index: int, ready: asyncio.Event, count: int) -> None:
