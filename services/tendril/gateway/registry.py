@@ -140,6 +140,49 @@ def _check_name(field: str, value: str) -> None:
         )
 
 
+def check_owner(entry: Entry, caller: Caller | None, what: str) -> None:
+    """Raise PERMISSION_DENIED RECORD_NOT_OWNED unless ``caller`` owns ``entry`` (None: no check).
+
+    Any store of entries calls this (and :func:`claim`), so ownership means the same in each.
+    """
+    if caller is None:
+        return
+    if entry.owner:
+        if caller.identity == entry.owner:
+            return
+        hint = f"it belongs to certificate {entry.owner!r}"
+    elif entry.secret_sha256:
+        # NOTE: compare digests in constant time so response timing reveals nothing of the secret.
+        if caller.secret and hmac.compare_digest(secret_hash(caller.secret), entry.secret_sha256):
+            return
+        hint = (
+            "present the secret its first Put returned (PutResponse.secret)"
+            if not caller.secret
+            else "the secret presented is not this record's"
+        )
+    else:
+        return
+    raise GatewayError(
+        ErrorKind.PERMISSION_DENIED,
+        f"cannot {what} record {entry.kind}/{entry.id}: {hint}; only its owner may {what} it "
+        "until it expires or is deleted (pick another id otherwise)",
+        reason=GatewayReason.RECORD_NOT_OWNED,
+        metadata={"kind": entry.kind, "id": entry.id},
+    )
+
+
+def claim(caller: Caller | None) -> tuple[str, bytes, str]:
+    """Ownership of a record ``caller`` creates: (owner, secret_sha256, the new secret or "")."""
+    if caller is None:
+        return "", b"", ""
+    if caller.identity:
+        return caller.identity, b"", ""
+    # NOTE: a new secret even when the request presents an old one (the record expired or the
+    # gateway restarted): the gateway never adopts a secret a caller chose.
+    secret = secrets.token_urlsafe(SECRET_BYTES)
+    return "", secret_hash(secret), secret
+
+
 def _encode_token(kind: str, last: Entry) -> str:
     raw = json.dumps([kind, last.kind, last.id], separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
@@ -222,17 +265,10 @@ class Registry:
         previous = self._records.get(key)
         secret = ""
         if previous is not None:
-            self._check_owner(previous, caller, "rewrite")
+            check_owner(previous, caller, "rewrite")
             owner, digest = previous.owner, previous.secret_sha256
-        elif caller is None:
-            owner, digest = "", b""
-        elif caller.identity:
-            owner, digest = caller.identity, b""
         else:
-            # NOTE: a new secret even when the request presents an old one (the record expired
-            # or the gateway restarted): the gateway never adopts a secret a caller chose.
-            secret = secrets.token_urlsafe(SECRET_BYTES)
-            owner, digest = "", secret_hash(secret)
+            owner, digest, secret = claim(caller)
         entry = Entry(
             kind=kind,
             id=record_id,
@@ -248,32 +284,6 @@ class Registry:
         self._emit(RecordEventType.PUT, entry)
         self._changed.set()
         return Stored(entry, secret)
-
-    def _check_owner(self, entry: Entry, caller: Caller | None, what: str) -> None:
-        if caller is None:
-            return
-        if entry.owner:
-            if caller.identity == entry.owner:
-                return
-            hint = f"it belongs to certificate {entry.owner!r}"
-        elif entry.secret_sha256:
-            # NOTE: compare digests in constant time so response timing reveals nothing of the secret.
-            if caller.secret and hmac.compare_digest(secret_hash(caller.secret), entry.secret_sha256):
-                return
-            hint = (
-                "present the secret its first Put returned (PutResponse.secret)"
-                if not caller.secret
-                else "the secret presented is not this record's"
-            )
-        else:
-            return
-        raise GatewayError(
-            ErrorKind.PERMISSION_DENIED,
-            f"cannot {what} record {entry.kind}/{entry.id}: {hint}; only its owner may {what} it "
-            "until it expires or is deleted (pick another id otherwise)",
-            reason=GatewayReason.RECORD_NOT_OWNED,
-            metadata={"kind": entry.kind, "id": entry.id},
-        )
 
     def get(self, kind: str, record_id: str) -> Entry:
         _check_name("kind", kind)
@@ -316,7 +326,7 @@ class Registry:
 
     def delete(self, kind: str, record_id: str, *, caller: Caller | None = None) -> Entry:
         entry = self.get(kind, record_id)
-        self._check_owner(entry, caller, "delete")
+        check_owner(entry, caller, "delete")
         del self._records[(kind, record_id)]
         self.writes += 1
         self._emit(RecordEventType.DELETED, entry)
