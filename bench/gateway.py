@@ -161,8 +161,10 @@ def _bound(result: dict[str, Any]) -> str:
     if delivery is None or offer is None:
         return "unknown (messages or offers missing)"
     share = f"delivery p99 {delivery:.3f} s of offer p99 {offer:.3f} s"
+    # NOTE: delivery counts the gateway's fan-out and the workers' event loops reading it; the
+    # processes' CPU in the details tells whether either was near a core of its own.
     if delivery >= 0.5 * offer:
-        return f"the gateway's fan-out ({share})"
+        return f"the fan-out: the gateway's streams and the workers reading them ({share})"
     return f"the offer path in the load generator and schedulers, not the gateway ({share})"
 
 
