@@ -64,8 +64,9 @@ def test_a_full_page_of_records_at_the_cap_fits_one_message(cap: int) -> None:
         kind=name, id=name, ttl_seconds=86400.0, owner="o" * MAX_NAME_LENGTH, payload=any_pb2.Any(type_url="t")
     )
     record.payload.value = b"x" * cap
+    record.payload.value = b"x" * (cap - (record.ByteSize() - cap))  # about the cap, within the varints
     while record.ByteSize() > cap:  # the largest record that is not over the cap (length varints jump)
-        record.payload.value = record.payload.value[:-1]
+        record.payload.value = b"x" * (len(record.payload.value) - 1)
     assert cap - 4 <= record.ByteSize() <= cap
     record.expires_at.CopyFrom(to_timestamp(253402300799.999))
     record.version = 2**64 - 1
