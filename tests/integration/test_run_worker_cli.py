@@ -86,6 +86,7 @@ async def test_standalone_gateway_takes_its_limits_as_flags(tmp_path: Path) -> N
     assert bad.returncode == 2 and "--put-rate" in bad.stderr and bad.stderr.count("\n") == 1, bad.stderr
     address = f"127.0.0.1:{free_port()}"
     argv = [*CLI, "gateway", "run", "--listen", address, "--max-record-bytes", "2048", "--put-burst", "2"]
+    argv += ["--put-rate", "0.01"]  # no token comes back during the test
     proc = spawn(argv, log=tmp_path / "gateway.log")
     with running(proc):
         await wait_serving(address, "tendril.gateway.v1.RegistryService", timeout=60)
