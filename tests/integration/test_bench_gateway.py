@@ -31,7 +31,7 @@ def test_gateway_figures_shape_and_cleanup(tmp_path: Path) -> None:
         "gateway (memory) workers held at p99 offer ≤ 1 s",
     ]
     p50, p99, delivery, writes, cpu, rss, held = figures
-    assert delivery.value is not None and 0 <= delivery.value <= p99.value
+    assert delivery.value is not None and -0.01 <= delivery.value <= p99.value + 0.05  # two clocks, one host
     assert p50.value is not None and p99.value is not None and 0 < p50.value <= p99.value
     assert p99.target == "≤ 1 s" and p99.ok == (p99.value <= 1.0)
     assert writes.value is not None and writes.value > 0  # 16 records refreshed every second
