@@ -5,17 +5,22 @@ from __future__ import annotations
 import asyncio
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import grpc
 import pytest
 from google.protobuf import any_pb2, wrappers_pb2
+from google.protobuf.message import Message
 
 from tendril.core.announce import RegistryAnnouncer
 from tendril.core.channel import open_channel
 from tendril.core.registry_client import list_records
 from tendril.gateway.errors import GatewayError
 from tendril.gateway.limits import GatewayLimits, Rate
+from tendril.gateway.registry import DEFAULT_PAGE_SIZE
 from tendril.gateway.service import GatewayService
+from tendril.scheduler.driver import Driver
+from tendril_proto.data.v1 import data_pb2
 from tendril_proto.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from tendril_sdk.errors import error_metadata, error_reason, error_retry_delay
 
@@ -297,3 +302,25 @@ async def test_a_restarted_announcer_refreshes_its_record_with_the_secret_it_sav
             crashed._task.cancel()
         if crashed._channel is not None:
             await crashed._channel.close()
+
+
+async def test_the_scheduler_finds_its_data_node_past_the_first_page(gateway: GatewayService) -> None:
+    """A data set listed after the first List page (100 records) is still found."""
+    for i in range(DEFAULT_PAGE_SIZE + 20):
+        info = data_pb2.DatasetRecord(dataset_id=f"ds-{i:04d}", address=f"127.0.0.1:{10000 + i}")
+        gateway.registry.put("dataset", info.dataset_id, _packed(info), 60)
+    async with open_channel(gateway.address) as channel:
+        fake = SimpleNamespace(
+            channel=lambda address: channel,
+            config=SimpleNamespace(
+                scheduler=SimpleNamespace(gateway=gateway.address),
+                data=SimpleNamespace(dataset_id=f"ds-{DEFAULT_PAGE_SIZE + 10:04d}"),
+            ),
+        )
+        assert await Driver._find_data_node(fake) == f"127.0.0.1:{10000 + DEFAULT_PAGE_SIZE + 10}"  # type: ignore[arg-type]
+
+
+def _packed(message: Message) -> any_pb2.Any:
+    out = any_pb2.Any()
+    out.Pack(message)
+    return out
