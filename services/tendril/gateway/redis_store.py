@@ -36,6 +36,13 @@ Why this shape:
   network whose gateways all stopped; readers never see a record past its ``expires_at``.
 * **Versions** come from the stored record: Put reads it under WATCH and writes version+1 in
   a MULTI, so two gateways putting the same record never give out one version twice.
+* **Limits and ownership** are the memory registry's own rules (:mod:`tendril.gateway.registry`:
+  ``check_put``, ``check_owner``, ``claim``), applied to what Put read under that WATCH: the
+  owner and the secret's sha256 travel in the stored record, so a concurrent write by another
+  gateway makes EXEC fail and the owner is checked again on the new content (of many callers
+  creating one record at once exactly one owns it). Delete is a compare-and-delete script on
+  the bytes whose owner was checked. List pages walk ``idx:<kind>`` (and ``kinds``) with
+  ZRANGEBYLEX after the (kind, id) the page token names, the memory registry's token.
 * **The bus is pub/sub**: messages are not kept (as in the memory bus, a subscriber gets what
   is published while it is subscribed). Each gateway subscribes to a topic's channel once
   and fans it out to its own subscribers through bounded queues (:class:`TopicBus`).
