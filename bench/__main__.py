@@ -88,7 +88,7 @@ def main() -> int:
         "--gateway-backend",
         default="memory",
         choices=sorted(gateway.BACKENDS),
-        help="the gateway's state backend for the gateway section",
+        help="the gateway's state backend for the gateway section (redis: a private redis-server the bench starts)",
     )
     parser.add_argument(
         "--gateway-steps",

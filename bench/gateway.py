@@ -4,7 +4,9 @@ many workers one gateway holds.
 Set-up, all on 127.0.0.1:
 
 * the gateway in its own process (``tendril gateway run``, the backend named by ``backend``:
-  :data:`BACKENDS` maps a name to the flags that select it), measured with psutil;
+  :data:`BACKENDS` maps a name to what it needs: for ``redis`` a private redis-server on a
+  free port, started before the gateway and stopped after it), measured with psutil (the
+  gateway's CPU and RSS; redis-server's own are in the details);
 * N simulated workers in ``load_processes`` processes (:mod:`bench.gateway_load`): each
   refreshes its registry record every TTL/3 and keeps a Subscribe stream on the request topic;
 * 20 schedulers in this process, each publishing ResourceRequests on the topic and serving a
@@ -32,7 +34,7 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -43,9 +45,33 @@ from bench.common import Figure, data_plane_env, free_port
 from tendril_proto.arbiter.v1 import arbiter_pb2
 from tendril_proto.common.v1 import common_pb2
 from tendril_proto.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from tests.redis_proc import NO_REDIS, REDIS_SERVER, RedisServer
 
-# backend name -> extra flags of `tendril gateway run` that select it
-BACKENDS: dict[str, list[str]] = {"memory": []}
+
+@contextlib.contextmanager
+def _memory(work: Path) -> Iterator[tuple[list[str], psutil.Process | None]]:
+    yield [], None
+
+
+@contextlib.contextmanager
+def _redis(work: Path) -> Iterator[tuple[list[str], psutil.Process | None]]:
+    if REDIS_SERVER is None:
+        raise RuntimeError(NO_REDIS)
+    server = RedisServer(work / "redis")
+    server.start()
+    try:
+        assert server.proc is not None
+        yield ["--backend=redis", f"--redis-url={server.url}"], psutil.Process(server.proc.pid)
+    finally:
+        server.stop()
+
+
+# backend name -> for the bench's work folder: the extra flags of `tendril gateway run` that select
+# it, and the backend's own process (measured beside the gateway), alive for the block
+BACKENDS: dict[str, Callable[[Path], contextlib.AbstractContextManager[tuple[list[str], psutil.Process | None]]]] = {
+    "memory": _memory,
+    "redis": _redis,
+}
 DEFAULT_STEPS = (100, 250, 500, 1000, 2000, 4000)
 SCHEDULERS = 20
 TOPIC = "tendril/worker"
@@ -197,6 +223,7 @@ async def _step(
     *,
     gateway: str,
     gateway_proc: psutil.Process,
+    backend_proc: psutil.Process | None,
     schedulers: Schedulers,
     load_processes: int,
     per_channel: int,
@@ -236,6 +263,7 @@ async def _step(
         await asyncio.sleep(min(ttl / 3, 5.0))
         schedulers.reset()
         cpu0 = gateway_proc.cpu_times()
+        backend_cpu0 = backend_proc.cpu_times() if backend_proc else None
         load_cpu0 = [p.cpu_times() for p in load_ps]
         own0 = psutil.Process().cpu_times()
         t0 = time.perf_counter()
@@ -243,6 +271,8 @@ async def _step(
         await asyncio.sleep(2.0)  # late offers
         elapsed = time.perf_counter() - t0
         cpu1 = gateway_proc.cpu_times()
+        backend_cpu1 = backend_proc.cpu_times() if backend_proc else None
+        backend_rss = backend_proc.memory_info().rss if backend_proc else None
         load_cpu1 = [p.cpu_times() for p in load_ps]
         own1 = psutil.Process().cpu_times()
         rss = gateway_proc.memory_info().rss
@@ -293,6 +323,10 @@ async def _step(
         "put_failures_by_code": _merged([d["done"].get("put_failures", {}) for d in done]),
         "gateway_cpu_cores": busy(cpu0, cpu1),
         "gateway_rss_bytes": rss,
+        # the backend's own server (redis-server), None for memory
+        "backend_cpu_cores": busy(backend_cpu0, backend_cpu1) if backend_cpu0 and backend_cpu1 else None,
+        "backend_rss_bytes": backend_rss,
+        "backend_pid": backend_proc.pid if backend_proc else None,
         "load_cpu_cores": [busy(a, b) for a, b in zip(load_cpu0, load_cpu1, strict=True)],
         "schedulers_cpu_cores": busy(own0, own1),
         "window_seconds": round(elapsed, 2),
@@ -315,6 +349,36 @@ async def _run(
 ) -> tuple[list[dict[str, Any]], str, str]:
     logs = work / "gateway-bench"
     logs.mkdir(parents=True, exist_ok=True)
+    with BACKENDS[backend](work / "gateway-backend") as (flags, backend_proc):
+        return await _run_gateway(
+            logs,
+            flags,
+            backend_proc,
+            steps,
+            schedulers_count=schedulers_count,
+            load_processes=load_processes,
+            per_channel=per_channel,
+            ttl=ttl,
+            window=window,
+            rate=rate,
+            budget_seconds=budget_seconds,
+        )
+
+
+async def _run_gateway(
+    logs: Path,
+    flags: list[str],
+    backend_proc: psutil.Process | None,
+    steps: Sequence[int],
+    *,
+    schedulers_count: int,
+    load_processes: int,
+    per_channel: int,
+    ttl: float,
+    window: float,
+    rate: float,
+    budget_seconds: float,
+) -> tuple[list[dict[str, Any]], str, str]:
     port = free_port()
     gateway = f"127.0.0.1:{port}"
     log = _log_file(logs / "gateway.log")
@@ -324,7 +388,7 @@ async def _run(
         "run",
         f"--listen={gateway}",
         "--log-level=warning",
-        *BACKENDS[backend],
+        *flags,
         stdout=log,
         stderr=asyncio.subprocess.STDOUT,
         env=data_plane_env(),
@@ -347,6 +411,7 @@ async def _run(
                 n,
                 gateway=gateway,
                 gateway_proc=gateway_proc,
+                backend_proc=backend_proc,
                 schedulers=schedulers,
                 load_processes=load_processes,
                 per_channel=per_channel,
@@ -468,8 +533,14 @@ def measure(
             f"CPU, {at}",
             reference["gateway_cpu_cores"],
             "cores",
-            f"load processes {reference['load_cpu_cores']} cores, schedulers {reference['schedulers_cpu_cores']}",
+            f"load processes {reference['load_cpu_cores']} cores, schedulers {reference['schedulers_cpu_cores']}"
+            + ("" if reference["backend_cpu_cores"] is None else f", redis-server {reference['backend_cpu_cores']}"),
         ),
-        fig(f"RSS, {at}", float(reference["gateway_rss_bytes"]), "bytes"),
+        fig(
+            f"RSS, {at}",
+            float(reference["gateway_rss_bytes"]),
+            "bytes",
+            "" if reference["backend_rss_bytes"] is None else f"redis-server {reference['backend_rss_bytes']} bytes",
+        ),
         fig("workers held at p99 offer ≤ 1 s", float(held), "workers", held_note),
     ]

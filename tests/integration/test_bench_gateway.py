@@ -6,29 +6,36 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import psutil
 import pytest
 
 from bench import gateway
 from tests.integration.test_bench_sync import _listening_sockets_of_this_process, _processes_mentioning
+from tests.redis_proc import NO_REDIS, REDIS_SERVER
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
 
-def test_gateway_figures_shape_and_cleanup(tmp_path: Path) -> None:
+@pytest.mark.parametrize("backend", ["memory", "redis"])
+def test_gateway_figures_shape_and_cleanup(tmp_path: Path, backend: str) -> None:
+    if backend == "redis" and REDIS_SERVER is None:
+        pytest.skip(NO_REDIS)
     listening_before = _listening_sockets_of_this_process()
 
-    figures = gateway.measure(tmp_path, steps=(8, 16), schedulers=3, window=2.0, ttl=3.0, requests_per_second=3.0)
+    figures = gateway.measure(
+        tmp_path, backend=backend, steps=(8, 16), schedulers=3, window=2.0, ttl=3.0, requests_per_second=3.0
+    )
 
     names = [f.name for f in figures]
     assert all("gateway" in name for name in names), names
     assert names == [
-        "gateway (memory) publish→offer latency p50, 16 workers",
-        "gateway (memory) publish→offer latency p99, 16 workers",
-        "gateway (memory) publish→delivery latency p99, 16 workers",
-        "gateway (memory) registry writes/s, 16 workers",
-        "gateway (memory) CPU, 16 workers",
-        "gateway (memory) RSS, 16 workers",
-        "gateway (memory) workers held at p99 offer ≤ 1 s",
+        f"gateway ({backend}) publish→offer latency p50, 16 workers",
+        f"gateway ({backend}) publish→offer latency p99, 16 workers",
+        f"gateway ({backend}) publish→delivery latency p99, 16 workers",
+        f"gateway ({backend}) registry writes/s, 16 workers",
+        f"gateway ({backend}) CPU, 16 workers",
+        f"gateway ({backend}) RSS, 16 workers",
+        f"gateway ({backend}) workers held at p99 offer ≤ 1 s",
     ]
     p50, p99, delivery, writes, cpu, rss, held = figures
     assert delivery.value is not None and -0.01 <= delivery.value <= p99.value + 0.05  # two clocks, one host
@@ -46,7 +53,11 @@ def test_gateway_figures_shape_and_cleanup(tmp_path: Path) -> None:
         assert step["offers_expected"] == step["requests_published"] * step["workers"]
         assert step["puts_ok"] > 0 and step["puts_failed"] == 0  # no Put refused: ownership and rate limits hold
         assert len(step["load_cpu_cores"]) == 2
-    assert p50.details["load_average_before"] and p50.details["backend"] == "memory"
+    assert p50.details["load_average_before"] and p50.details["backend"] == backend
+    if backend == "redis":  # its own redis-server, measured, and stopped with the bench
+        assert all(s["backend_rss_bytes"] > 0 and s["backend_cpu_cores"] is not None for s in steps)
+        pid = steps[0]["backend_pid"]
+        assert pid and not psutil.pid_exists(pid)
 
     assert _processes_mentioning(str(tmp_path)) == []
     assert _processes_mentioning("bench.gateway_load") == []
