@@ -110,7 +110,7 @@ EXPIRY_GRACE_SECONDS = 60.0
 EVENTS_MAXLEN = 100_000  # stream entries kept (approximate trim): a watch catches up from its snapshot
 SWEEP_BATCH = 500  # due records expired per script call (the script blocks Redis while it runs)
 SOCKET_TIMEOUT_SECONDS = 5.0
-MAX_CONNECTIONS = 256  # to Redis, per gateway (the pub/sub reader and the stream follower hold one each)
+MAX_CONNECTIONS = 1024  # to Redis, per gateway, at once (Redis' own default limit is 10,000 clients)
 # NOTE: a blocking read waits at most this long: redis-py finishes a read it started even when
 # its task is cancelled, so the readers stop on a flag they check between reads.
 BLOCK_MS = 250
@@ -203,16 +203,12 @@ def redacted(url: str) -> str:
 
 
 def connect(url: str) -> aioredis.Redis:
-    """A client (connection pool) for ``url``; nothing is sent until the first command.
-
-    NOTE: a blocking pool: when every connection is busy (a thousand workers subscribing at
-    once) a call waits up to SOCKET_TIMEOUT_SECONDS for one, where redis-py's default pool
-    (100 connections) fails at once with "Too many connections".
-    """
-    pool = aioredis.BlockingConnectionPool.from_url(
+    """A client (connection pool) for ``url``; nothing is sent until the first command."""
+    return aioredis.Redis.from_url(
         url,
+        # NOTE: redis-py's default pool of 100 connections fails with "Too many connections"
+        # when a thousand workers subscribe or refresh at once (each call holds one meanwhile).
         max_connections=MAX_CONNECTIONS,
-        timeout=SOCKET_TIMEOUT_SECONDS,
         socket_timeout=SOCKET_TIMEOUT_SECONDS,
         socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
         health_check_interval=30,
@@ -220,7 +216,6 @@ def connect(url: str) -> aioredis.Redis:
         # replaced); the default retries for many seconds, and a caller waits on every one.
         retry=Retry(ExponentialBackoff(cap=0.5, base=0.05), 1),
     )
-    return aioredis.Redis.from_pool(pool)  # the client owns the pool: aclose() closes both
 
 
 def member(kind: str, record_id: str) -> str:
