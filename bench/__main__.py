@@ -1,4 +1,4 @@
-"""``python -m bench [--only codecs,stream,paramserver,sync,streams,bridge,demo] [--out bench-out]``.
+"""``python -m bench [--only codecs,stream,paramserver,sync,streams,bridge,demo,gateway] [--out bench-out]``.
 
 ``--only external`` is short for ``bridge,demo`` (the figures other parts of Tendril provide).
 """
@@ -17,10 +17,10 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import sync
+from bench import gateway, sync
 from bench.common import GIB, MIB, Figure, data_plane_env
 
-SECTIONS = ("codecs", "stream", "paramserver", "sync", "streams", "bridge", "demo")
+SECTIONS = ("codecs", "stream", "paramserver", "sync", "streams", "bridge", "demo", "gateway")
 ALIASES = {"external": ("bridge", "demo")}
 
 
@@ -84,6 +84,18 @@ def main() -> int:
         default=sync.DEFAULT_ROUNDS,
         help="round sync rounds per size and codec (the first is warm-up)",
     )
+    parser.add_argument(
+        "--gateway-backend",
+        default="memory",
+        choices=sorted(gateway.BACKENDS),
+        help="the gateway's state backend for the gateway section (redis: a private redis-server the bench starts)",
+    )
+    parser.add_argument(
+        "--gateway-steps",
+        type=_int_list,
+        default=",".join(str(n) for n in gateway.DEFAULT_STEPS),
+        help="simulated worker counts of the gateway section, stepped up until p99 offer latency passes 1 s",
+    )
     args = parser.parse_args()
     named = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(named) - set(SECTIONS) - set(ALIASES)
@@ -111,6 +123,7 @@ def main() -> int:
             "streams": lambda: streams.measure(work),
             "bridge": lambda: external.bridge_report_progress(work),
             "demo": lambda: external.demo_data(work),
+            "gateway": lambda: gateway.measure(work, backend=args.gateway_backend, steps=args.gateway_steps),
         }
         for section in wanted:
             t0 = time.perf_counter()

@@ -28,6 +28,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tendril.core.channel import open_channel
 from tendril.core.errors import MAX_ERROR_MESSAGE_BYTES
+from tendril.core.registry_client import list_records
 from tendril.core.server import Binding, ServiceServer
 from tendril.data_node.corpus import stdlib_corpus
 from tendril.data_node.prepare import PrepareOptions, prepare_dataset
@@ -43,7 +44,7 @@ from tendril_proto.job.v1 import job_pb2, job_pb2_grpc
 from tendril_proto.lease.v1 import lease_pb2, lease_pb2_grpc
 from tendril_proto.paramserver.v1 import paramserver_pb2, paramserver_pb2_grpc
 from tendril_proto.scheduler.v1 import scheduler_pb2, scheduler_pb2_grpc
-from tendril_sdk.errors import error_reason
+from tendril_sdk.errors import error_reason, error_retry_delay
 from tests.integration.live_worker import (
     EXAMPLE,
     HEALTH_NAMES,
@@ -741,6 +742,66 @@ async def test_a_job_fetches_from_a_configured_root(network: Network) -> None:
     assert "fetched file://" in text and "(7 bytes" in text, text[-2000:]
 
 
+# -- the gateway's registry: limits and ownership -------------------------------------------------
+
+
+async def test_three_3_mb_records_are_refused_and_list_keeps_working(network: Network) -> None:
+    """Three Puts of 3 MB records once made every List fail (a 9 MB answer over the 8 MiB limit)."""
+    config = network.worker.config
+    async with open_channel(network.address("gateway"), peer_id="hostile-registry") as channel:
+        reg = gateway_pb2_grpc.RegistryServiceStub(channel)
+        for i in range(3):
+            big = gateway_pb2.Record(kind="worker", id=f"big-{i}", ttl_seconds=60)
+            big.payload.type_url = "type.googleapis.com/google.protobuf.BytesValue"
+            big.payload.value = b"x" * 3_000_000
+            err = await _answer(reg.Put(gateway_pb2.PutRequest(record=big), timeout=10))
+            _check(
+                err, grpc.StatusCode.INVALID_ARGUMENT, "RECORD_TOO_LARGE", f"at most {config.gateway.max_record_bytes}"
+            )
+        listed = await reg.List(gateway_pb2.ListRequest(), timeout=10)
+        assert ("worker", config.worker_id) in [(r.kind, r.id) for r in listed.records]
+        assert all(r.owner_secret_sha256 == b"" for r in listed.records)
+        assert [r.id for r in await list_records(reg, "worker", timeout=10)] == [config.worker_id]
+
+
+async def test_another_callers_record_cannot_be_overwritten_or_deleted(network: Network) -> None:
+    config = network.worker.config
+    async with open_channel(network.address("gateway"), peer_id=config.worker_id) as channel:
+        # NOTE: the forger even names itself as the worker: without mTLS that proves nothing.
+        reg = gateway_pb2_grpc.RegistryServiceStub(channel)
+        forged = gateway_pb2.Record(kind="worker", id=config.worker_id, ttl_seconds=60)
+        for secret in ("", "x" * 43, HUGE):
+            err = await _answer(reg.Put(gateway_pb2.PutRequest(record=forged, secret=secret), timeout=10))
+            _check(err, grpc.StatusCode.PERMISSION_DENIED, "RECORD_NOT_OWNED", "only its owner")
+            err = await _answer(
+                reg.Delete(gateway_pb2.DeleteRequest(kind="worker", id=config.worker_id, secret=secret), timeout=10)
+            )
+            _check(err, grpc.StatusCode.PERMISSION_DENIED, "RECORD_NOT_OWNED", "only its owner")
+        record = (await reg.Get(gateway_pb2.GetRequest(kind="worker", id=config.worker_id), timeout=10)).record
+        assert record.payload.type_url.endswith("tendril.common.v1.WorkerRecord")
+
+
+async def test_a_caller_putting_too_fast_is_told_when_to_retry(network: Network) -> None:
+    burst = int(network.worker.config.gateway.put_burst)
+    async with open_channel(network.address("gateway"), peer_id="hostile-flood") as channel:
+        reg = gateway_pb2_grpc.RegistryServiceStub(channel)
+        record = gateway_pb2.Record(kind="hostile", id="flood", ttl_seconds=60)
+        secret = (await reg.Put(gateway_pb2.PutRequest(record=record), timeout=10)).secret
+        # NOTE: all at once, so the bucket (refilled at put_rate) drains however slow the machine is.
+        answers = await asyncio.gather(
+            *(reg.Put(gateway_pb2.PutRequest(record=record, secret=secret), timeout=30) for _ in range(2 * burst)),
+            return_exceptions=True,
+        )
+        errors = [a for a in answers if isinstance(a, grpc.aio.AioRpcError)]
+        assert errors, f"{2 * burst} Puts at once were all accepted"
+        assert not [a for a in answers if isinstance(a, BaseException) and not isinstance(a, grpc.aio.AioRpcError)]
+        refused = errors[0]
+        _check(refused, grpc.StatusCode.RESOURCE_EXHAUSTED, "RATE_LIMITED", "retry in")
+        delay = error_retry_delay(refused)
+        assert delay is not None and 0 < delay <= 1.0
+        await reg.Delete(gateway_pb2.DeleteRequest(kind="hostile", id="flood", secret=secret), timeout=10)
+
+
 # -- afterwards -------------------------------------------------------------------------------------
 
 
@@ -756,6 +817,17 @@ async def test_every_service_still_serves(network: Network) -> None:
     async with open_channel(config.listen("job"), peer_id=SCHEDULER) as channel:
         jobs = (await job_pb2_grpc.JobServiceStub(channel).List(job_pb2.ListRequest(), timeout=10)).jobs
     assert jobs, "the JobService answers and kept its records"
+    async with open_channel(network.address("gateway"), peer_id=SCHEDULER) as channel:
+        # the worker keeps refreshing its own record (every TTL/3) after the forged Puts and Deletes
+        deadline = time.monotonic() + config.gateway.registry_ttl_seconds
+        version = 0
+        while version < 2 and time.monotonic() < deadline:
+            got = await gateway_pb2_grpc.RegistryServiceStub(channel).Get(
+                gateway_pb2.GetRequest(kind="worker", id=config.worker_id), timeout=10
+            )
+            version = got.record.version
+            await asyncio.sleep(0.5)
+    assert version >= 2, "the worker kept refreshing its own record"
     status = network.worker.status()
     assert status.get("state") == "serving" and not any(
         c.get("restarts") for c in status.get("children", {}).values()

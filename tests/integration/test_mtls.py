@@ -259,6 +259,24 @@ async def test_standalone_gateway_serves_mtls_with_its_flags(tmp_path: Path, pki
         async with pki.channel(address, "sched-a") as channel:
             listed = await gateway_pb2_grpc.RegistryServiceStub(channel).List(gateway_pb2.ListRequest(), timeout=10)
             assert list(listed.records) == []
+            # the certificate owns what it puts: no secret, and another certificate cannot rewrite or delete it
+            reg = gateway_pb2_grpc.RegistryServiceStub(channel)
+            record = gateway_pb2.Record(kind="worker", id="w", ttl_seconds=30)
+            made = await reg.Put(gateway_pb2.PutRequest(record=record), timeout=10)
+            assert made.secret == "" and made.record.owner == "sched-a"
+            assert (await reg.Put(gateway_pb2.PutRequest(record=record), timeout=10)).record.version == 2
+        async with pki.channel(address, "sched-b", claim="sched-a") as channel:
+            other = gateway_pb2_grpc.RegistryServiceStub(channel)
+            await denied(
+                other.Put(gateway_pb2.PutRequest(record=record), timeout=10),
+                grpc.StatusCode.PERMISSION_DENIED,
+                "RECORD_NOT_OWNED",
+            )
+            await denied(
+                other.Delete(gateway_pb2.DeleteRequest(kind="worker", id="w"), timeout=10),
+                grpc.StatusCode.PERMISSION_DENIED,
+                "RECORD_NOT_OWNED",
+            )
         async with grpc.aio.insecure_channel(address) as plain:
             with pytest.raises(grpc.aio.AioRpcError) as err:
                 await gateway_pb2_grpc.RegistryServiceStub(plain).List(gateway_pb2.ListRequest(), timeout=10)

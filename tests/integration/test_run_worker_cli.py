@@ -11,9 +11,13 @@ import sys
 import time
 from pathlib import Path
 
+import grpc
 import pytest
 
 from tendril.cli.config_template import render
+from tendril.core.channel import open_channel
+from tendril_proto.gateway.v1 import gateway_pb2, gateway_pb2_grpc
+from tendril_sdk.errors import error_reason
 from tests.procs import free_port, kill_group, running, spawn, wait_serving, worker_config
 
 pytestmark = pytest.mark.integration
@@ -69,6 +73,35 @@ async def test_standalone_gateway_serves_and_stops_on_sigterm(tmp_path: Path) ->
         kill_group(proc, signal.SIGTERM)
         assert proc.returncode == 0, (tmp_path / "gateway.log").read_text()
         assert time.monotonic() - started < 10
+
+
+async def test_standalone_gateway_takes_its_limits_as_flags(tmp_path: Path) -> None:
+    bad = await asyncio.to_thread(
+        subprocess.run,
+        [*CLI, "gateway", "run", "--listen", f"127.0.0.1:{free_port()}", "--put-rate", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert bad.returncode == 2 and "--put-rate" in bad.stderr and bad.stderr.count("\n") == 1, bad.stderr
+    address = f"127.0.0.1:{free_port()}"
+    argv = [*CLI, "gateway", "run", "--listen", address, "--max-record-bytes", "2048", "--put-burst", "2"]
+    argv += ["--put-rate", "0.01"]  # no token comes back during the test
+    proc = spawn(argv, log=tmp_path / "gateway.log")
+    with running(proc):
+        await wait_serving(address, "tendril.gateway.v1.RegistryService", timeout=60)
+        async with open_channel(address, peer_id="flags") as channel:
+            reg = gateway_pb2_grpc.RegistryServiceStub(channel)
+            big = gateway_pb2.Record(kind="k", id="big", ttl_seconds=10)
+            big.payload.value = b"x" * 3000
+            with pytest.raises(grpc.aio.AioRpcError) as too_large:
+                await reg.Put(gateway_pb2.PutRequest(record=big), timeout=10)
+            assert error_reason(too_large.value) == "RECORD_TOO_LARGE" and "2048" in too_large.value.details()
+            small = gateway_pb2.Record(kind="k", id="small", ttl_seconds=10)
+            secret = (await reg.Put(gateway_pb2.PutRequest(record=small), timeout=10)).secret
+            with pytest.raises(grpc.aio.AioRpcError) as limited:  # the refused Put above took a token too
+                await reg.Put(gateway_pb2.PutRequest(record=small, secret=secret), timeout=10)
+            assert limited.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
 
 
 def _start_in(cwd: Path, argv: list[str], env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:

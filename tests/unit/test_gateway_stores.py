@@ -1,7 +1,8 @@
 """The gateway's store seam: memory and Redis backends pass the same bus and registry tests.
 
 These are the scenarios of test_gateway_core.py (bus fan-out, bounded queues, registry TTL,
-versions, events, order, bad input, the sweeper, slow watchers) through the
+versions, events, order, bad input, the sweeper, slow watchers) and of test_gateway_limits.py
+(size cap, pages, ownership) through the
 :mod:`tendril.gateway.store` ABCs, once per backend. Redis runs as a real redis-server on a
 free port (tests/redis_server.py); each test uses its own key prefix.
 """
@@ -18,9 +19,9 @@ from google.protobuf import any_pb2, wrappers_pb2
 
 from tendril.core.errors import ErrorKind
 from tendril.core.fanout import SubscriptionOverflow
-from tendril.gateway.errors import GatewayError
+from tendril.gateway.errors import GatewayError, GatewayReason
 from tendril.gateway.memory import MemoryBus, MemoryRegistry
-from tendril.gateway.registry import RecordEventType
+from tendril.gateway.registry import DEFAULT_PAGE_SIZE, Caller, RecordEventType, secret_hash
 from tendril.gateway.store import BusStore, RegistryStore
 from tendril_proto.gateway.v1 import gateway_pb2
 from tests.redis_server import redis_url  # noqa: F401  (fixture)
@@ -262,3 +263,176 @@ async def test_two_registries_on_one_backend_are_one_registry(
     assert [(e.type, e.entry.version) for e in events] == [(RecordEventType.PUT, 1), (RecordEventType.PUT, 2)]
     await b.delete("worker", "w")
     assert await a.records() == []
+
+
+# -- limits and ownership, the same in every backend ------------------------------------------------
+
+
+async def _refused(call: Callable[[], Any], kind: ErrorKind, reason: GatewayReason) -> GatewayError:
+    with pytest.raises(GatewayError) as caught:
+        await call()
+    assert caught.value.kind == kind and caught.value.reason == reason, caught.value
+    return caught.value
+
+
+async def test_registry_size_cap(make: Callable[..., Any]) -> None:
+    reg: RegistryStore = await make("registry", clock=Clock(), max_record_bytes=2048)
+    await reg.put_as("worker", "ok", None, 10, size=2048)
+    err = await _refused(
+        lambda: reg.put_as("worker", "big", None, 10, size=2049),
+        ErrorKind.INVALID_ARGUMENT,
+        GatewayReason.RECORD_TOO_LARGE,
+    )
+    assert err.metadata["size"] == "2049" and err.metadata["limit"] == "2048"
+    assert [e.id for e in await reg.records()] == ["ok"]
+
+
+async def test_registry_pages_are_ordered_sized_and_tokens_stable_under_changes(make: Callable[..., Any]) -> None:
+    reg: RegistryStore = await make("registry", clock=Clock(), max_page=3)
+    for i in range(7):
+        await reg.put("worker", f"w{i}", None, 10)
+    await reg.put("dataset", "d", None, 10)
+    await reg.put("work", "er:x", None, 10)  # a kind that is a prefix of another
+    first, token = await reg.page("worker", page_size=3)
+    assert [e.id for e in first] == ["w0", "w1", "w2"] and token
+    # changes between pages: one before the cursor added, the cursor record deleted, one after added
+    await reg.put("worker", "w00", None, 10)
+    await reg.delete("worker", "w2")
+    await reg.put("worker", "w35", None, 10)
+    second, token = await reg.page("worker", page_size=3, page_token=token)
+    assert [e.id for e in second] == ["w3", "w35", "w4"]
+    third, token = await reg.page("worker", page_size=100, page_token=token)  # lowered to the maximum, 3
+    assert [e.id for e in third] == ["w5", "w6"] and token == ""
+    # all kinds, page by page, across the kinds' boundaries, in (kind, id) order
+    listed, token = [], ""
+    while True:
+        page, token = await reg.page(page_size=2, page_token=token)
+        assert len(page) <= 2
+        listed += [(e.kind, e.id) for e in page]
+        if not token:
+            break
+    assert listed == [(e.kind, e.id) for e in await reg.records()]
+    assert listed[:3] == [("dataset", "d"), ("work", "er:x"), ("worker", "w0")]
+    await _refused(
+        lambda: reg.page("dataset", page_token=worker_token()),
+        ErrorKind.INVALID_ARGUMENT,
+        GatewayReason.PAGE_TOKEN_INVALID,
+    )
+    await _refused(
+        lambda: reg.page("k", page_token="garbage"), ErrorKind.INVALID_ARGUMENT, GatewayReason.PAGE_TOKEN_INVALID
+    )
+
+
+def worker_token() -> str:
+    """A token given for kind "worker" (refused for any other kind)."""
+    from tendril.gateway.registry import Entry, encode_token
+
+    return encode_token("worker", Entry("worker", "w0", None, 1, 0, 1))
+
+
+async def test_registry_pages_skip_expired_records_and_an_empty_registry(make: Callable[..., Any]) -> None:
+    clock = Clock()
+    reg: RegistryStore = await make("registry", clock=clock)
+    assert await reg.page() == ([], "")
+    for i in range(DEFAULT_PAGE_SIZE + 1):
+        await reg.put("k", f"{i:04d}", None, 10 if i % 2 else 20)
+    page, token = await reg.page("k")
+    assert len(page) == DEFAULT_PAGE_SIZE and token
+    rest, token = await reg.page("k", page_token=token)
+    assert [e.id for e in rest] == [f"{DEFAULT_PAGE_SIZE:04d}"] and token == ""
+    clock.t += 15  # the odd ones expired
+    page, token = await reg.page("k", page_size=10)
+    assert [e.id for e in page] == [f"{i:04d}" for i in range(0, 20, 2)] and token
+
+
+async def test_registry_ownership_by_secret(make: Callable[..., Any]) -> None:
+    reg: RegistryStore = await make("registry", clock=Clock())
+    made = await reg.put_as("worker", "w", value("v1"), 10, caller=Caller())
+    assert len(made.secret) >= 43 and made.entry.secret_sha256 == secret_hash(made.secret)
+    again = await reg.put_as("worker", "w", value("v2"), 10, caller=Caller(secret=made.secret))
+    assert again.secret == "" and again.entry.version == 2 and again.entry.secret_sha256 == made.entry.secret_sha256
+    for other in (Caller(), Caller(secret="guess"), Caller(identity="someone")):
+        await _refused(
+            lambda other=other: reg.put_as("worker", "w", value("evil"), 10, caller=other),
+            ErrorKind.PERMISSION_DENIED,
+            GatewayReason.RECORD_NOT_OWNED,
+        )
+        await _refused(
+            lambda other=other: reg.delete("worker", "w", caller=other),
+            ErrorKind.PERMISSION_DENIED,
+            GatewayReason.RECORD_NOT_OWNED,
+        )
+    assert (await reg.get("worker", "w")).payload == value("v2")
+    await reg.delete("worker", "w", caller=Caller(secret=made.secret))
+    await _refused(lambda: reg.get("worker", "w"), ErrorKind.NOT_FOUND, GatewayReason.RECORD_NOT_FOUND)
+
+
+async def test_registry_expired_record_is_claimed_anew(make: Callable[..., Any]) -> None:
+    clock = Clock()
+    reg: RegistryStore = await make("registry", clock=clock)
+    old = (await reg.put_as("worker", "w", value("a"), 5, caller=Caller())).secret
+    clock.t += 6
+    taken = await reg.put_as("worker", "w", value("b"), 5, caller=Caller())
+    assert taken.secret and taken.secret != old and taken.entry.version == 1
+    await _refused(
+        lambda: reg.put_as("worker", "w", value("a"), 5, caller=Caller(secret=old)),
+        ErrorKind.PERMISSION_DENIED,
+        GatewayReason.RECORD_NOT_OWNED,
+    )
+    clock.t += 6
+    back = await reg.put_as("worker", "w", value("a"), 5, caller=Caller(secret=old))
+    assert back.secret not in ("", old) and back.entry.secret_sha256 == secret_hash(back.secret)
+
+
+async def test_registry_ownership_by_certificate(make: Callable[..., Any]) -> None:
+    reg: RegistryStore = await make("registry", clock=Clock())
+    made = await reg.put_as("worker", "w", None, 10, caller=Caller(identity="worker-a"))
+    assert made.secret == "" and made.entry.owner == "worker-a" and made.entry.secret_sha256 == b""
+    await reg.put_as("worker", "w", None, 10, caller=Caller(identity="worker-a"))
+    assert (await reg.get("worker", "w")).owner == "worker-a"
+    for call in (
+        lambda: reg.put_as("worker", "w", None, 10, caller=Caller(identity="worker-b")),
+        lambda: reg.delete("worker", "w", caller=Caller(identity="worker-b")),
+    ):
+        await _refused(call, ErrorKind.PERMISSION_DENIED, GatewayReason.RECORD_NOT_OWNED)
+    await reg.delete("worker", "w", caller=Caller(identity="worker-a"))
+
+
+async def test_two_gateways_share_ownership_and_pages_and_claim_a_record_once(
+    make: Callable[..., Any], request: pytest.FixtureRequest
+) -> None:
+    if "memory" in request.node.callspec.id:
+        pytest.skip("a memory registry is its own network")
+    a: RegistryStore = await make("registry", max_page=2)
+    b: RegistryStore = await make("registry", max_page=2)
+    made = await a.put_as("worker", "w", value("a"), 30, caller=Caller())
+    await _refused(
+        lambda: b.put_as("worker", "w", value("b"), 30, caller=Caller()),
+        ErrorKind.PERMISSION_DENIED,
+        GatewayReason.RECORD_NOT_OWNED,
+    )
+    assert (await b.put_as("worker", "w", value("b"), 30, caller=Caller(secret=made.secret))).entry.version == 2
+    for i in range(3):
+        await a.put("worker", f"x{i}", None, 30)
+    first, token = await a.page("worker")
+    rest, end = await b.page("worker", page_token=token)  # b goes on where a stopped
+    assert [e.id for e in first + rest] == ["w", "x0", "x1", "x2"] and end == ""
+    # many callers create one new record at once through both gateways: exactly one owns it
+    results = await asyncio.gather(
+        *(g.put_as("worker", "race", value(str(i)), 30, caller=Caller()) for i in range(10) for g in (a, b)),
+        return_exceptions=True,
+    )
+    won = [r for r in results if not isinstance(r, BaseException)]
+    lost = [r for r in results if isinstance(r, GatewayError) and r.reason == GatewayReason.RECORD_NOT_OWNED]
+    assert len(won) == 1 and len(lost) == len(results) - 1, results
+    stored = await a.get("worker", "race")
+    assert stored.version == 1 and stored.secret_sha256 == secret_hash(won[0].secret)
+    # Deletes without the secret racing the owner's Put: the owner's write stands
+    await asyncio.gather(
+        b.put_as("worker", "race", value("owner"), 30, caller=Caller(secret=won[0].secret)),
+        *(g.delete("worker", "race", caller=Caller(secret="guess")) for g in (a, b)),
+        return_exceptions=True,
+    )
+    assert (await a.get("worker", "race")).payload == value("owner")
+    await b.delete("worker", "race", caller=Caller(secret=won[0].secret))
+    await _refused(lambda: a.get("worker", "race"), ErrorKind.NOT_FOUND, GatewayReason.RECORD_NOT_FOUND)

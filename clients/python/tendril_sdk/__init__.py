@@ -37,7 +37,7 @@ from tendril_sdk.bridge import (
     SentUpdate,
     Slice,
 )
-from tendril_sdk.errors import BridgeError, ExecutorEnvError, error_metadata, error_reason
+from tendril_sdk.errors import BridgeError, ExecutorEnvError, error_metadata, error_reason, error_retry_delay
 from tendril_sdk.job import (
     ERROR_FILE_NAME,
     JOB_JSON_ENV,
@@ -106,6 +106,7 @@ __all__ = [
     "SubmitReason",
     "error_metadata",
     "error_reason",
+    "error_retry_delay",
     "read_error",
     "retry",
     "write_error",

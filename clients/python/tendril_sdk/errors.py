@@ -11,6 +11,7 @@ known (re-exported here, where it was first documented).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import TypeVar
 
 import grpc
 from google.rpc import error_details_pb2
@@ -18,16 +19,20 @@ from grpc_status import rpc_status
 
 from tendril_sdk.reasons import BridgeReason
 
+_D = TypeVar("_D", error_details_pb2.ErrorInfo, error_details_pb2.RetryInfo)
+
 __all__ = [
     "BridgeError",
     "BridgeReason",
     "ExecutorEnvError",
     "error_metadata",
     "error_reason",
+    "error_retry_delay",
 ]
 
 
-def _error_info(error: grpc.RpcError) -> error_details_pb2.ErrorInfo | None:
+def _detail(error: grpc.RpcError, kind: type[_D]) -> _D | None:
+    """The first detail of type ``kind`` in a failed call's rich status."""
     if not callable(getattr(error, "trailing_metadata", None)):
         return None
     try:
@@ -37,10 +42,20 @@ def _error_info(error: grpc.RpcError) -> error_details_pb2.ErrorInfo | None:
         # rewrote it); that detail cannot be trusted, so it is treated as absent.
         return None
     for detail in status.details if status is not None else ():
-        info = error_details_pb2.ErrorInfo()
-        if detail.Unpack(info):
-            return info
+        found = kind()
+        if detail.Unpack(found):
+            return found
     return None
+
+
+def _error_info(error: grpc.RpcError) -> error_details_pb2.ErrorInfo | None:
+    return _detail(error, error_details_pb2.ErrorInfo)
+
+
+def error_retry_delay(error: grpc.RpcError) -> float | None:
+    """Seconds the server asks to wait before retrying (google.rpc.RetryInfo); None without one."""
+    info = _detail(error, error_details_pb2.RetryInfo)
+    return info.retry_delay.ToTimedelta().total_seconds() if info is not None else None
 
 
 def error_reason(error: grpc.RpcError) -> str:

@@ -68,6 +68,10 @@ class GatewayReason(enum.StrEnum):
     RECORD_NOT_FOUND = "RECORD_NOT_FOUND"  # no live record of that kind and id
     WATCH_OVERFLOW = "WATCH_OVERFLOW"  # a registry watcher fell 1024 events behind and was cut off
     BACKEND_UNAVAILABLE = "BACKEND_UNAVAILABLE"  # the gateway's Redis (gateway.backend = redis) cannot be reached
+    RECORD_TOO_LARGE = "RECORD_TOO_LARGE"  # a Put record is over the gateway's max_record_bytes
+    RECORD_NOT_OWNED = "RECORD_NOT_OWNED"  # Put/Delete of a live record the caller does not own
+    PAGE_TOKEN_INVALID = "PAGE_TOKEN_INVALID"  # a List page_token the gateway did not give for that kind
+    RATE_LIMITED = "RATE_LIMITED"  # Put/Publish faster than the caller's rate (RetryInfo says when to retry)
 
 
 class LeaseReason(enum.StrEnum):

@@ -7,8 +7,10 @@ import errno
 import os
 from typing import Any
 
+from pydantic import ValidationError
+
 from tendril.core import tls
-from tendril.core.config import split_address
+from tendril.core.config import GatewaySection, split_address
 from tendril.core.errors import ConfigError
 from tendril.core.server import check_bindable
 from tendril.supervisor.errors import SupervisorError, SupervisorReason
@@ -50,6 +52,22 @@ def add_parser(subparsers: Any) -> None:
         help="prefix of every Redis key and channel; gateways of one network use the same "
         f"(default {DEFAULT_REDIS_PREFIX})",
     )
+    defaults = GatewaySection()
+    run_parser.add_argument(
+        "--max-record-bytes",
+        type=int,
+        default=defaults.max_record_bytes,
+        metavar="N",
+        help="largest registry record a Put may store, serialized bytes in [1024, 4194304] "
+        f"(default {defaults.max_record_bytes})",
+    )
+    for flag, value, what in (
+        ("--put-rate", defaults.put_rate, "registry Puts per second per caller"),
+        ("--put-burst", defaults.put_burst, "registry Puts per caller at once"),
+        ("--publish-rate", defaults.publish_rate, "bus Publishes per second per caller"),
+        ("--publish-burst", defaults.publish_burst, "bus Publishes per caller at once"),
+    ):
+        run_parser.add_argument(flag, type=float, default=value, metavar="N", help=f"{what} (default {value:g})")
     run_parser.add_argument("--log-level", default="info", help="debug, info, warning or error")
     run_parser.add_argument("--log-format", default="auto", choices=("auto", "json", "console"))
     tls.add_tls_args(run_parser)
@@ -66,6 +84,19 @@ def run(args: argparse.Namespace) -> int:
             f"--redis-url {args.redis_url!r} is not a Redis URL; give redis://host:port/db (or rediss://, unix://)",
             key="--redis-url",
         )
+    try:
+        # NOTE: the flags go through the [gateway] section's own checks, so their ranges are the config keys'.
+        section = GatewaySection(
+            max_record_bytes=args.max_record_bytes,
+            put_rate=args.put_rate,
+            put_burst=args.put_burst,
+            publish_rate=args.publish_rate,
+            publish_burst=args.publish_burst,
+        )
+    except ValidationError as exc:
+        error = exc.errors(include_url=False)[0]
+        flag = "--" + str(error["loc"][0]).replace("_", "-") if error["loc"] else "a flag"
+        raise ConfigError(f"{flag}: {error['msg']} (got {error.get('input')!r})", key=flag) from exc
     tls.configure_from_args(args)
     code = check_bindable(args.listen)
     if code:
@@ -74,8 +105,14 @@ def run(args: argparse.Namespace) -> int:
         raise SupervisorError(
             f"{args.listen} {what} (--listen of tendril gateway run)", reason=SupervisorReason.PORT_IN_USE
         )
+    from tendril.gateway.limits import GatewayLimits, Rate
     from tendril.gateway.service import run_gateway
 
+    limits = GatewayLimits(
+        max_record_bytes=section.max_record_bytes,
+        put=Rate(section.put_rate, section.put_burst),
+        publish=Rate(section.publish_rate, section.publish_burst),
+    )
     run_gateway(
         args.listen,
         log_level=args.log_level,
@@ -83,5 +120,6 @@ def run(args: argparse.Namespace) -> int:
         backend=args.backend,
         redis_url=args.redis_url,
         redis_prefix=args.redis_prefix,
+        limits=limits,
     )
     return 0

@@ -10,13 +10,22 @@ that cannot run jobs now) and :meth:`RegistryAnnouncer.resume` puts it back at o
 A gateway that is down never stops the announcing service: failures are logged and retried
 on the next tick. The refresh loop is :func:`~tendril.core.liveness.supervised`: should it ever
 end, the process ends with it (or ``on_death`` runs) rather than vanish from the registry quietly.
+
+Ownership: without mTLS the Put that creates the record returns its secret; the announcer keeps
+it (in memory) and presents it with every later Put and Delete. When the record expired or the
+gateway forgot it, the next Put creates it anew and the announcer keeps the new secret. Under
+mTLS the certificate is the proof and no secret comes back. With ``secret_file`` the secret is
+also kept on disk (mode 0600), so a restarted worker refreshes the record it left behind at
+once instead of waiting out its TTL.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import Callable, Iterable
+from pathlib import Path
 
 import grpc
 from google.protobuf import any_pb2
@@ -47,6 +56,7 @@ class RegistryAnnouncer:
         ttl_seconds: float,
         peer_id: str,
         on_death: Callable[[str, BaseException | None], None] | None = None,
+        secret_file: Path | None = None,
     ) -> None:
         if ttl_seconds <= 0:
             raise ValueError(f"ttl_seconds must be positive, got {ttl_seconds}")
@@ -60,6 +70,8 @@ class RegistryAnnouncer:
         self._started = False
         self._task: asyncio.Task[None] | None = None
         self.puts_ok = 0  # successful Puts (first one included), for status and tests
+        self.secret_file = secret_file
+        self.secret = self._load_secret()  # the record's secret from the Put that created it (no mTLS)
         self.withdrawn = False
 
     @property
@@ -76,6 +88,27 @@ class RegistryAnnouncer:
         packed.Pack(self._payload)
         return gateway_pb2.Record(kind=self.kind, id=self.record_id, payload=packed, ttl_seconds=self.ttl_seconds)
 
+    def _load_secret(self) -> str:
+        if self.secret_file is None:
+            return ""
+        try:
+            return self.secret_file.read_text().strip()
+        except OSError:
+            return ""  # none yet (or unreadable): the first Put makes one
+
+    def _save_secret(self) -> None:
+        if self.secret_file is None:
+            return
+        tmp = self.secret_file.with_name(self.secret_file.name + ".tmp")
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w") as out:
+                out.write(self.secret)
+            os.replace(tmp, self.secret_file)
+        except OSError as exc:
+            # NOTE: the secret still works from memory; only a restart within the TTL waits it out.
+            log.warning("registry.secret_not_saved", path=str(self.secret_file), error=str(exc))
+
     @property
     def registered(self) -> bool:
         """The record is in the registry (as far as this announcer knows)."""
@@ -86,9 +119,9 @@ class RegistryAnnouncer:
         assert self._started, "start() first"
         if self.withdrawn:
             return False
-        request = gateway_pb2.PutRequest(record=self._record())
+        request = gateway_pb2.PutRequest(record=self._record(), secret=self.secret)
         try:
-            await self.gateways.call(
+            reply = await self.gateways.call(
                 lambda channel: gateway_pb2_grpc.RegistryServiceStub(channel).Put(
                     request, timeout=CALL_TIMEOUT_SECONDS
                 ),
@@ -102,8 +135,14 @@ class RegistryAnnouncer:
                 id=self.record_id,
                 code=exc.code().name,
                 details=exc.details(),
+                hint="another peer holds this record id; it is free again once its TTL runs out"
+                if exc.code() == grpc.StatusCode.PERMISSION_DENIED
+                else None,
             )
             return False
+        if reply.secret:
+            self.secret = reply.secret  # this Put created the record (first Put, or after expiry)
+            self._save_secret()
         self.puts_ok += 1
         return True
 
@@ -140,7 +179,7 @@ class RegistryAnnouncer:
             log.info("registry.announced", gateway=self.gateway_address, kind=self.kind, id=self.record_id)
 
     async def _delete(self) -> None:
-        request = gateway_pb2.DeleteRequest(kind=self.kind, id=self.record_id)
+        request = gateway_pb2.DeleteRequest(kind=self.kind, id=self.record_id, secret=self.secret)
         try:
             await self.gateways.call(
                 lambda channel: gateway_pb2_grpc.RegistryServiceStub(channel).Delete(

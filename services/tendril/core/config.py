@@ -171,6 +171,19 @@ class GatewaySection:
     TLS)."""
     redis_prefix: str = "tendril:"
     """Prefix of every Redis key and channel of the embedded gateway; gateways of one network use the same one."""
+    max_record_bytes: Annotated[int, Field(ge=1024, le=4 * 1024 * 1024)] = 65536
+    """Embedded gateway: the largest registry record (serialized bytes) a Put may store, in [1024, 4194304]; List pages
+    shrink as it grows so that a page always fits the 8 MiB message limit."""
+    put_rate: PositiveFloat = 20.0
+    """Embedded gateway: registry Puts per second each caller may make on average (token bucket; per gateway process,
+    so with several gateways a caller may make this many on each)."""
+    put_burst: Annotated[float, Field(ge=1.0)] = 100.0
+    """Embedded gateway: registry Puts each caller may make at once before put_rate applies."""
+    publish_rate: PositiveFloat = 100.0
+    """Embedded gateway: bus Publishes per second each caller may make on average (token bucket; per gateway process,
+    so with several gateways a caller may make this many on each)."""
+    publish_burst: Annotated[float, Field(ge=1.0)] = 500.0
+    """Embedded gateway: bus Publishes each caller may make at once before publish_rate applies."""
 
 
 @dataclass(config=SECTION)

@@ -122,7 +122,8 @@ class TendrilError(Exception):
     ``reason`` is a stable UPPER_SNAKE identifier clients can switch on (ErrorInfo.reason): a
     member of a declared catalogue (each subclass names its catalogue types), or a peer's own
     reason passed on; ``message`` says what was wrong and what to do; ``metadata`` adds facts
-    (ids, limits).
+    (ids, limits); ``retry_delay`` (seconds), when given, goes out as a google.rpc.RetryInfo
+    telling the caller when a retry may succeed (rate limits).
     """
 
     service = "tendril"
@@ -134,6 +135,7 @@ class TendrilError(Exception):
         *,
         reason: str,
         metadata: Mapping[str, str] | None = None,
+        retry_delay: float | None = None,
     ) -> None:
         if not reason:
             # NOTE: an error without a reason is a bug in its raiser; it must not reach the wire
@@ -145,6 +147,7 @@ class TendrilError(Exception):
         self.message = message
         self.reason = reason
         self.metadata = dict(metadata or {})
+        self.retry_delay = retry_delay
 
     @property
     def status_code(self) -> grpc.StatusCode:

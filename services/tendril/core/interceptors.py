@@ -1,11 +1,12 @@
 """Server interceptors shared by every service.
 
 * :class:`ErrorInterceptor` turns a service's :class:`TendrilError` into a rich gRPC status
-  (google.rpc.Status + ErrorInfo) and any other exception into INTERNAL without leaking a
-  traceback to the client (the traceback goes to the log). A request whose bytes do not parse
-  as the method's message is answered INVALID_ARGUMENT before any servicer sees it. Messages
-  and ErrorInfo metadata are bounded (:func:`tendril.core.errors.bounded`), so an error that
-  echoes a huge input still reaches its caller.
+  (google.rpc.Status + ErrorInfo, + RetryInfo when the error has a retry delay) and any other
+  exception into INTERNAL without leaking a traceback to the client (the traceback goes to the
+  log). A request whose bytes do not parse as the method's message is answered INVALID_ARGUMENT
+  before any servicer sees it. Messages and ErrorInfo metadata are bounded
+  (:func:`tendril.core.errors.bounded`), so an error that echoes a huge input still reaches its
+  caller.
 * :class:`LoggingInterceptor` logs every call with its method, peer, duration and code.
 
 Both wrap the four handler shapes (unary/stream in, unary/stream out) the same way, through
@@ -14,6 +15,7 @@ Both wrap the four handler shapes (unary/stream in, unary/stream out) the same w
 
 from __future__ import annotations
 
+import datetime
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -40,8 +42,14 @@ def rich_status(error: TendrilError) -> grpc.Status:
     )
     detail = any_pb2.Any()
     detail.Pack(info)
+    details = [detail]
+    if error.retry_delay is not None:
+        retry = error_details_pb2.RetryInfo()
+        retry.retry_delay.FromTimedelta(datetime.timedelta(seconds=max(error.retry_delay, 0.0)))
+        details.append(any_pb2.Any())
+        details[-1].Pack(retry)
     message = bounded(error.message, MAX_ERROR_MESSAGE_BYTES)
-    status = status_pb2.Status(code=getattr(code_pb2, error.status_code.name), message=message, details=[detail])
+    status = status_pb2.Status(code=getattr(code_pb2, error.status_code.name), message=message, details=details)
     return rpc_status.to_status(status)
 
 

@@ -11,11 +11,17 @@ __all__ = ["GatewayError", "GatewayReason"]
 
 
 class GatewayError(TendrilError):
-    """Bad bus or registry input, a missing record, a watcher that fell behind."""
+    """Bad bus or registry input, a missing or foreign record, a rate limit, a watcher that fell behind."""
 
     service = "gateway"
 
     def __init__(
-        self, kind: ErrorKind, message: str, *, reason: GatewayReason, metadata: Mapping[str, str] | None = None
+        self,
+        kind: ErrorKind,
+        message: str,
+        *,
+        reason: GatewayReason,
+        metadata: Mapping[str, str] | None = None,
+        retry_delay: float | None = None,
     ) -> None:
-        super().__init__(kind, message, reason=reason, metadata=metadata)
+        super().__init__(kind, message, reason=reason, metadata=metadata, retry_delay=retry_delay)

@@ -12,7 +12,16 @@ from collections.abc import Callable
 from tendril.core.fanout import Subscription
 from tendril.core.watch import Watch
 from tendril.gateway.bus import DEFAULT_QUEUE_SIZE, TopicBus
-from tendril.gateway.registry import DEFAULT_WATCH_QUEUE, Entry, RecordEvent, Registry
+from tendril.gateway.registry import (
+    DEFAULT_MAX_RECORD_BYTES,
+    DEFAULT_PAGE_SIZE,
+    DEFAULT_WATCH_QUEUE,
+    Caller,
+    Entry,
+    RecordEvent,
+    Registry,
+    Stored,
+)
 from tendril.gateway.store import BusStore, RegistryStore
 from tendril_proto.gateway.v1 import gateway_pb2
 
@@ -49,13 +58,37 @@ class MemoryBus(BusStore):
 
 
 class MemoryRegistry(RegistryStore):
-    def __init__(self, *, clock: Callable[[], float] | None = None, watch_queue: int = DEFAULT_WATCH_QUEUE) -> None:
-        self.core = (
-            Registry(watch_queue=watch_queue) if clock is None else Registry(clock=clock, watch_queue=watch_queue)
-        )
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], float] | None = None,
+        watch_queue: int = DEFAULT_WATCH_QUEUE,
+        max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+        max_page: int = DEFAULT_PAGE_SIZE,
+    ) -> None:
+        limits = {"watch_queue": watch_queue, "max_record_bytes": max_record_bytes, "max_page": max_page}
+        self.core = Registry(**limits) if clock is None else Registry(clock=clock, **limits)
+        self.max_record_bytes = max_record_bytes
+        self.max_page = max_page
 
-    async def put(self, kind: str, record_id: str, payload: object, ttl_seconds: float) -> Entry:
-        return self.core.put(kind, record_id, payload, ttl_seconds)
+    @property
+    def writes(self) -> int:
+        return self.core.writes
+
+    async def put_as(
+        self,
+        kind: str,
+        record_id: str,
+        payload: object,
+        ttl_seconds: float,
+        *,
+        caller: Caller | None = None,
+        size: int = 0,
+    ) -> Stored:
+        return self.core.put_as(kind, record_id, payload, ttl_seconds, caller=caller, size=size)
+
+    async def page(self, kind: str = "", page_size: int = 0, page_token: str = "") -> tuple[list[Entry], str]:
+        return self.core.page(kind, page_size, page_token)
 
     async def get(self, kind: str, record_id: str) -> Entry:
         return self.core.get(kind, record_id)
@@ -63,8 +96,8 @@ class MemoryRegistry(RegistryStore):
     async def records(self, kind: str = "") -> list[Entry]:
         return self.core.records(kind)
 
-    async def delete(self, kind: str, record_id: str) -> Entry:
-        return self.core.delete(kind, record_id)
+    async def delete(self, kind: str, record_id: str, *, caller: Caller | None = None) -> Entry:
+        return self.core.delete(kind, record_id, caller=caller)
 
     async def watch(self, kind: str = "", name: str = "") -> Watch[RecordEvent]:
         return self.core.watch(kind, name)

@@ -36,6 +36,13 @@ Why this shape:
   network whose gateways all stopped; readers never see a record past its ``expires_at``.
 * **Versions** come from the stored record: Put reads it under WATCH and writes version+1 in
   a MULTI, so two gateways putting the same record never give out one version twice.
+* **Limits and ownership** are the memory registry's own rules (:mod:`tendril.gateway.registry`:
+  ``check_put``, ``check_owner``, ``claim``), applied to what Put read under that WATCH: the
+  owner and the secret's sha256 travel in the stored record, so a concurrent write by another
+  gateway makes EXEC fail and the owner is checked again on the new content (of many callers
+  creating one record at once exactly one owns it). Delete is a compare-and-delete script on
+  the bytes whose owner was checked. List pages walk ``idx:<kind>`` (and ``kinds``) with
+  ZRANGEBYLEX after the (kind, id) the page token names, the memory registry's token.
 * **The bus is pub/sub**: messages are not kept (as in the memory bus, a subscriber gets what
   is published while it is subscribed). Each gateway subscribes to a topic's channel once
   and fans it out to its own subscribers through bounded queues (:class:`TopicBus`).
@@ -73,13 +80,22 @@ from tendril.core.watch import Watch
 from tendril.gateway.bus import DEFAULT_QUEUE_SIZE, TopicBus, check_topic
 from tendril.gateway.errors import GatewayError, GatewayReason
 from tendril.gateway.registry import (
+    DEFAULT_MAX_RECORD_BYTES,
+    DEFAULT_PAGE_SIZE,
     DEFAULT_WATCH_QUEUE,
     MAX_SWEEP_SLEEP,
-    MAX_TTL_SECONDS,
+    Caller,
     Entry,
     RecordEvent,
     RecordEventType,
+    Stored,
     check_name,
+    check_owner,
+    check_put,
+    claim,
+    decode_token,
+    encode_token,
+    page_limit,
 )
 from tendril.gateway.store import BackendLost, BusStore, RegistryStore, record_from_proto, record_to_proto
 from tendril_proto.gateway.v1 import gateway_pb2
@@ -94,6 +110,7 @@ EXPIRY_GRACE_SECONDS = 60.0
 EVENTS_MAXLEN = 100_000  # stream entries kept (approximate trim): a watch catches up from its snapshot
 SWEEP_BATCH = 500  # due records expired per script call (the script blocks Redis while it runs)
 SOCKET_TIMEOUT_SECONDS = 5.0
+MAX_CONNECTIONS = 1024  # to Redis, per gateway, at once (Redis' own default limit is 10,000 clients)
 # NOTE: a blocking read waits at most this long: redis-py finishes a read it started even when
 # its task is cancelled, so the readers stop on a flag they check between reads.
 BLOCK_MS = 250
@@ -125,16 +142,19 @@ end
 return out
 """
 
-# KEYS: rec, exp, idx, kinds, events. ARGV: member, id, kind, stream maxlen.
+# Compare-and-delete: only the record as the caller read it (and checked its owner of) goes.
+# Returns 0 when it is gone, 1 when deleted, 2 when it changed since it was read.
+# KEYS: rec, exp, idx, kinds, events. ARGV: member, id, kind, stream maxlen, record as read.
 _DELETE = """
 local r = redis.call('GET', KEYS[1])
-if not r then return false end
+if not r then return 0 end
+if r ~= ARGV[5] then return 2 end
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[2], ARGV[1])
 redis.call('ZREM', KEYS[3], ARGV[2])
 if redis.call('ZCARD', KEYS[3]) == 0 then redis.call('ZREM', KEYS[4], ARGV[3]) end
 redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[4], '*', 't', 'deleted', 'r', r)
-return r
+return 1
 """
 
 # The last stream id, then every stored record of a kind (all kinds when ARGV[2] is empty),
@@ -186,6 +206,9 @@ def connect(url: str) -> aioredis.Redis:
     """A client (connection pool) for ``url``; nothing is sent until the first command."""
     return aioredis.Redis.from_url(
         url,
+        # NOTE: redis-py's default pool of 100 connections fails with "Too many connections"
+        # when a thousand workers subscribe or refresh at once (each call holds one meanwhile).
+        max_connections=MAX_CONNECTIONS,
         socket_timeout=SOCKET_TIMEOUT_SECONDS,
         socket_connect_timeout=SOCKET_TIMEOUT_SECONDS,
         health_check_interval=30,
@@ -259,7 +282,13 @@ class RedisRegistry(RegistryStore):
         prefix: str = DEFAULT_PREFIX,
         clock: Callable[[], float] = time.time,
         watch_queue: int = DEFAULT_WATCH_QUEUE,
+        max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
+        max_page: int = DEFAULT_PAGE_SIZE,
     ) -> None:
+        self.max_record_bytes = max_record_bytes
+        self.max_page = max_page
+        self.default_page = min(DEFAULT_PAGE_SIZE, max_page)
+        self._writes = 0
         self._redis = _Backend(client, url)
         self._client = client
         self._prefix = prefix
@@ -282,16 +311,21 @@ class RedisRegistry(RegistryStore):
     def _rec(self, kind: str, record_id: str) -> str:
         return f"{self._prefix}rec:{member(kind, record_id)}"
 
-    async def put(self, kind: str, record_id: str, payload: object, ttl_seconds: float) -> Entry:
-        check_name("kind", kind)
-        check_name("id", record_id)
-        if not ttl_seconds > 0 or ttl_seconds > MAX_TTL_SECONDS:
-            raise GatewayError(
-                ErrorKind.INVALID_ARGUMENT,
-                f"ttl_seconds is {ttl_seconds}; give a TTL in (0, {MAX_TTL_SECONDS:g}] seconds and refresh the "
-                "record (Put again) before it runs out",
-                reason=GatewayReason.TTL_INVALID,
-            )
+    @property
+    def writes(self) -> int:
+        return self._writes
+
+    async def put_as(
+        self,
+        kind: str,
+        record_id: str,
+        payload: object,
+        ttl_seconds: float,
+        *,
+        caller: Caller | None = None,
+        size: int = 0,
+    ) -> Stored:
+        check_put(kind, record_id, ttl_seconds, size, self.max_record_bytes)
         await self.expire_due()
         key = self._rec(kind, record_id)
         async with self._redis.calls(), self._client.pipeline(transaction=True) as pipe:
@@ -301,16 +335,28 @@ class RedisRegistry(RegistryStore):
                     old = await pipe.get(key)
                     now = self._clock()
                     previous = record_from_proto(gateway_pb2.Record.FromString(old)) if old else None
-                    live = previous is not None and previous.expires_at > now
+                    live = previous if previous is not None and previous.expires_at > now else None
+                    # NOTE: the owner is checked (or a record past its expiry claimed) on what this
+                    # WATCH read: if another gateway writes the record before EXEC, EXEC fails and
+                    # both the check and the claim are made again on the new content. A refusal
+                    # leaves through the pipeline's exit, which drops the WATCH.
+                    secret = ""
+                    if live is not None:
+                        check_owner(live, caller, "rewrite")
+                        owner, digest = live.owner, live.secret_sha256
+                    else:
+                        owner, digest, secret = claim(caller)
                     entry = Entry(
                         kind=kind,
                         id=record_id,
                         payload=payload,
                         ttl_seconds=ttl_seconds,
                         expires_at=now + ttl_seconds,
-                        version=previous.version + 1 if live and previous else 1,
+                        version=live.version + 1 if live is not None else 1,
+                        owner=owner,
+                        secret_sha256=digest,
                     )
-                    data = record_to_proto(entry).SerializeToString()
+                    data = record_to_proto(entry, with_secret_hash=True).SerializeToString()
                     pipe.multi()
                     pipe.set(key, data, px=int((ttl_seconds + EXPIRY_GRACE_SECONDS) * 1000))
                     pipe.zadd(self._exp, {member(kind, record_id): entry.expires_at * 1000})
@@ -321,17 +367,22 @@ class RedisRegistry(RegistryStore):
                     break
                 except WatchError:
                     continue  # another gateway changed the record meanwhile: read it again
+        self._writes += 1
         self._changed.set()
-        return entry
+        return Stored(entry, secret)
 
     async def get(self, kind: str, record_id: str) -> Entry:
+        return (await self._live(kind, record_id))[0]
+
+    async def _live(self, kind: str, record_id: str) -> tuple[Entry, bytes]:
+        """The live record and its stored bytes, or NOT_FOUND."""
         check_name("kind", kind)
         check_name("id", record_id)
         await self.expire_due()
         async with self._redis.calls():
             data = await self._client.get(self._rec(kind, record_id))
         entry = record_from_proto(gateway_pb2.Record.FromString(data)) if data else None
-        if entry is None or entry.expires_at <= self._clock():
+        if entry is None or data is None or entry.expires_at <= self._clock():
             raise GatewayError(
                 ErrorKind.NOT_FOUND,
                 f"no live record {kind}/{record_id}: it was never put, was deleted, or its TTL ran out "
@@ -339,7 +390,7 @@ class RedisRegistry(RegistryStore):
                 reason=GatewayReason.RECORD_NOT_FOUND,
                 metadata={"kind": kind, "id": record_id},
             )
-        return entry
+        return entry, data
 
     async def _take_snapshot(self, kind: str) -> tuple[tuple[int, int], list[Entry]]:
         await self.expire_due()
@@ -353,15 +404,67 @@ class RedisRegistry(RegistryStore):
     async def records(self, kind: str = "") -> list[Entry]:
         return (await self._take_snapshot(kind))[1]
 
-    async def delete(self, kind: str, record_id: str) -> Entry:
-        await self.get(kind, record_id)  # NOT_FOUND as the memory registry says it
+    async def page(self, kind: str = "", page_size: int = 0, page_token: str = "") -> tuple[list[Entry], str]:
+        """One page in (kind, id) order, read from the ``idx:<kind>`` sets by range after the token.
+
+        The token names the last record returned (:func:`encode_token`, the memory registry's
+        own), so the next page starts right after it however the records changed meanwhile,
+        and any gateway on this Redis continues a List another one began. The ``idx`` and
+        ``kinds`` sets have one score, so ZRANGEBYLEX walks them in byte order, which is the
+        order of the memory registry's sorted strings.
+        """
+        size = page_limit(page_size, self.default_page, self.max_page)
+        after = decode_token(kind, page_token) if page_token else None
+        await self.expire_due()
+        now = self._clock()
+        found: list[Entry] = []
         async with self._redis.calls():
-            idx = f"{self._prefix}idx:{kind}"
-            keys = [self._rec(kind, record_id), self._exp, idx, self._kinds, self._events]
-            data = await self._delete(keys=keys, args=[member(kind, record_id), record_id, kind, EVENTS_MAXLEN])
-        if not data:  # expired or deleted through another gateway since the get
-            return await self.get(kind, record_id)
-        return record_from_proto(gateway_pb2.Record.FromString(data))
+            if kind:
+                kinds = [kind]
+            else:
+                low = f"[{after[0]}" if after else "-"
+                kinds = [k.decode() for k in await self._client.zrangebylex(self._kinds, low, "+")]
+            for listed in kinds:
+                if after and listed.encode() < after[0].encode():
+                    continue  # a token from before this kind (only a hand-made one)
+                low = f"({after[1]}" if after and listed == after[0] else "-"
+                while len(found) <= size:
+                    want = size + 1 - len(found)  # one more than the page: is there a next page?
+                    ids = [
+                        i.decode()
+                        for i in await self._client.zrangebylex(f"{self._prefix}idx:{listed}", low, "+", 0, want)
+                    ]
+                    if not ids:
+                        break
+                    datas = await self._client.mget([self._rec(listed, i) for i in ids])
+                    for raw in datas:
+                        # NOTE: a record past its expiry (not swept yet) or gone since the range read is skipped.
+                        entry = record_from_proto(gateway_pb2.Record.FromString(raw)) if raw else None
+                        if entry is not None and entry.expires_at > now:
+                            found.append(entry)
+                    low = f"({ids[-1]}"
+                    if len(ids) < want:
+                        break
+                if len(found) > size:
+                    break
+        page = found[:size]
+        return page, encode_token(kind, page[-1]) if len(found) > size else ""
+
+    async def delete(self, kind: str, record_id: str, *, caller: Caller | None = None) -> Entry:
+        idx = f"{self._prefix}idx:{kind}"
+        keys = [self._rec(kind, record_id), self._exp, idx, self._kinds, self._events]
+        while True:
+            entry, data = await self._live(kind, record_id)
+            check_owner(entry, caller, "delete")
+            async with self._redis.calls():
+                done = await self._delete(
+                    keys=keys, args=[member(kind, record_id), record_id, kind, EVENTS_MAXLEN, data]
+                )
+            if done == 1:
+                self._writes += 1
+                return entry
+            # 0: expired or deleted through another gateway since the read (the next read says
+            # NOT_FOUND); 2: rewritten meanwhile, so its owner is checked again on what it is now.
 
     async def watch(self, kind: str = "", name: str = "") -> Watch[RecordEvent]:
         self._redis.check_live("the registry's event stream is")

@@ -19,10 +19,11 @@ from tendril.core import liveness, tracing
 from tendril.core.config import WorkerConfig
 from tendril.core.errors import PortInUseError, TendrilError
 from tendril.core.logs import configure, get_logger
-from tendril.core.server import Binding, ServiceServer, run_until_signal
+from tendril.core.server import MAX_MESSAGE_BYTES, Binding, ServiceServer, run_until_signal
 from tendril.gateway.bus import DEFAULT_QUEUE_SIZE
+from tendril.gateway.limits import GatewayLimits, Rate, RateLimiter
 from tendril.gateway.memory import MemoryBus, MemoryRegistry
-from tendril.gateway.registry import MAX_SWEEP_SLEEP
+from tendril.gateway.registry import DEFAULT_MAX_RECORD_BYTES, MAX_SWEEP_SLEEP, max_page_size
 from tendril.gateway.servicer import BusServicer, RegistryServicer
 from tendril.gateway.store import BusStore, RegistryStore
 from tendril_proto.gateway.v1 import gateway_pb2_grpc
@@ -37,15 +38,26 @@ BACKENDS = ("memory", "redis")
 
 
 def stores(
-    backend: str, *, redis_url: str = "", redis_prefix: str = "", queue_size: int = DEFAULT_QUEUE_SIZE
+    backend: str,
+    *,
+    redis_url: str = "",
+    redis_prefix: str = "",
+    queue_size: int = DEFAULT_QUEUE_SIZE,
+    max_record_bytes: int = DEFAULT_MAX_RECORD_BYTES,
 ) -> tuple[BusStore, RegistryStore, Callable[[], Awaitable[None]]]:
-    """The bus and registry of ``backend`` and what releases what they share (a Redis client)."""
+    """The bus and registry of ``backend`` and what releases what they share (a Redis client).
+
+    Both registries take the same record size cap and the largest List page that fits the
+    message limit at that cap.
+    """
+    max_page = max_page_size(max_record_bytes, MAX_MESSAGE_BYTES)
     if backend == "memory":
 
         async def nothing() -> None:
             pass
 
-        return MemoryBus(queue_size=queue_size), MemoryRegistry(), nothing
+        registry = MemoryRegistry(max_record_bytes=max_record_bytes, max_page=max_page)
+        return MemoryBus(queue_size=queue_size), registry, nothing
     if backend == "redis":
         # NOTE: imported here: a memory gateway never loads the Redis client.
         from tendril.gateway import redis_store
@@ -54,7 +66,9 @@ def stores(
         prefix = redis_prefix or redis_store.DEFAULT_PREFIX
         return (
             redis_store.RedisBus(client, url=redis_url, prefix=prefix, queue_size=queue_size),
-            redis_store.RedisRegistry(client, url=redis_url, prefix=prefix),
+            redis_store.RedisRegistry(
+                client, url=redis_url, prefix=prefix, max_record_bytes=max_record_bytes, max_page=max_page
+            ),
             client.aclose,
         )
     raise ValueError(f"gateway backend {backend!r}: use one of {', '.join(BACKENDS)}")
@@ -72,19 +86,34 @@ class GatewayService:
         backend: str = "memory",
         redis_url: str = "",
         redis_prefix: str = "",
+        limits: GatewayLimits | None = None,
     ) -> None:
+        limits = limits or GatewayLimits()
+        self.limits = limits
         self.backend = backend
         self.bus, self.registry, self._release = stores(
-            backend, redis_url=redis_url, redis_prefix=redis_prefix, queue_size=queue_size
+            backend,
+            redis_url=redis_url,
+            redis_prefix=redis_prefix,
+            queue_size=queue_size,
+            max_record_bytes=limits.max_record_bytes,
         )
+        # NOTE: rate limits are kept in this process whatever the backend: with several gateways
+        # a caller's limit applies on each gateway it calls.
+        self.put_limiter = RateLimiter("Put", limits.put)
+        self.publish_limiter = RateLimiter("Publish", limits.publish)
         self.server = ServiceServer(
             listen,
             [
-                Binding(BUS_SERVICE, gateway_pb2_grpc.add_BusServiceServicer_to_server, BusServicer(self.bus)),
+                Binding(
+                    BUS_SERVICE,
+                    gateway_pb2_grpc.add_BusServiceServicer_to_server,
+                    BusServicer(self.bus, limiter=self.publish_limiter),
+                ),
                 Binding(
                     REGISTRY_SERVICE,
                     gateway_pb2_grpc.add_RegistryServiceServicer_to_server,
-                    RegistryServicer(self.registry),
+                    RegistryServicer(self.registry, limiter=self.put_limiter),
                 ),
             ],
             config_key=config_key,
@@ -114,7 +143,24 @@ class GatewayService:
         await self.registry.close()
         await self.server.stop()
         await self._release()
-        log.info("gateway.stopped", backend=self.backend, published=self.bus.published, dropped=self.bus.dropped)
+        log.info(
+            "gateway.stopped",
+            backend=self.backend,
+            published=self.bus.published,
+            dropped=self.bus.dropped,
+            registry_writes=self.registry.writes,
+            refused_puts=self.put_limiter.refused,
+            refused_publishes=self.publish_limiter.refused,
+        )
+
+
+def limits_of(config: WorkerConfig) -> GatewayLimits:
+    section = config.gateway
+    return GatewayLimits(
+        max_record_bytes=section.max_record_bytes,
+        put=Rate(section.put_rate, section.put_burst),
+        publish=Rate(section.publish_rate, section.publish_burst),
+    )
 
 
 def build(config: WorkerConfig) -> GatewayService:
@@ -126,6 +172,7 @@ def build(config: WorkerConfig) -> GatewayService:
         backend=section.backend,
         redis_url=section.redis_url,
         redis_prefix=section.redis_prefix,
+        limits=limits_of(config),
     )
 
 
@@ -137,6 +184,7 @@ def run_gateway(
     backend: str = "memory",
     redis_url: str = "",
     redis_prefix: str = "",
+    limits: GatewayLimits | None = None,
 ) -> None:
     """Run a standalone gateway on ``listen`` ("host:port") until SIGTERM/SIGINT.
 
@@ -150,7 +198,12 @@ def run_gateway(
     async def main() -> None:
         # NOTE: built inside the loop: grpc.aio servers belong to the loop that creates them.
         service = GatewayService(
-            listen, config_key="--listen", backend=backend, redis_url=redis_url, redis_prefix=redis_prefix
+            listen,
+            config_key="--listen",
+            backend=backend,
+            redis_url=redis_url,
+            redis_prefix=redis_prefix,
+            limits=limits,
         )
         await run_until_signal(service.start, service.stop)
 

@@ -27,7 +27,7 @@ from tendril.core.fanout import Subscription, SubscriptionOverflow
 from tendril.core.timeutil import from_timestamp, to_timestamp
 from tendril.core.watch import Watch
 from tendril.gateway.errors import GatewayError
-from tendril.gateway.registry import Entry, RecordEvent
+from tendril.gateway.registry import Caller, Entry, RecordEvent, Stored
 from tendril_proto.gateway.v1 import gateway_pb2
 
 
@@ -53,8 +53,9 @@ async def messages(sub: Subscription[gateway_pb2.Envelope]) -> AsyncIterator[gat
         raise exc.error from None
 
 
-def record_to_proto(entry: Entry) -> gateway_pb2.Record:
-    """The wire (and, for Redis, the stored) form of a registry entry."""
+def record_to_proto(entry: Entry, *, with_secret_hash: bool = False) -> gateway_pb2.Record:
+    """The wire form of a registry entry; ``with_secret_hash`` for a store that keeps whole
+    records (Redis), never for callers."""
     return gateway_pb2.Record(
         kind=entry.kind,
         id=entry.id,
@@ -62,6 +63,8 @@ def record_to_proto(entry: Entry) -> gateway_pb2.Record:
         ttl_seconds=entry.ttl_seconds,
         expires_at=to_timestamp(entry.expires_at),
         version=entry.version,
+        owner=entry.owner,
+        owner_secret_sha256=entry.secret_sha256 if with_secret_hash else b"",
     )
 
 
@@ -74,6 +77,8 @@ def record_from_proto(record: gateway_pb2.Record) -> Entry:
         ttl_seconds=record.ttl_seconds,
         expires_at=from_timestamp(record.expires_at),
         version=record.version,
+        owner=record.owner,
+        secret_sha256=record.owner_secret_sha256,
     )
 
 
@@ -120,13 +125,38 @@ class RegistryStore(abc.ABC):
 
     Semantics every backend keeps: a Put of a live record increments its version, a Put after
     expiry or delete starts again at 1; a reader never sees a record past its expiry; List is
-    sorted by (kind, id); a Watch gets EXISTING for every live record, then PUT, DELETED and
-    EXPIRED in the order they happened, and is cut off (ABORTED WATCH_OVERFLOW) when it falls
-    behind.
+    sorted by (kind, id) and paged with the tokens of :func:`~tendril.gateway.registry.encode_token`
+    (at most ``max_page`` records a page); a Watch gets EXISTING for every live record, then PUT,
+    DELETED and EXPIRED in the order they happened, and is cut off (ABORTED WATCH_OVERFLOW) when
+    it falls behind. Limits and ownership are the registry module's own functions
+    (:func:`~tendril.gateway.registry.check_put`, :func:`~tendril.gateway.registry.check_owner`,
+    :func:`~tendril.gateway.registry.claim`), applied atomically with the write.
     """
 
+    max_record_bytes: int
+    max_page: int
+
+    @property
     @abc.abstractmethod
-    async def put(self, kind: str, record_id: str, payload: object, ttl_seconds: float) -> Entry: ...
+    def writes(self) -> int:
+        """Puts and Deletes stored through this gateway."""
+
+    async def put(self, kind: str, record_id: str, payload: object, ttl_seconds: float) -> Entry:
+        """Put a record with no owner (in-process use)."""
+        return (await self.put_as(kind, record_id, payload, ttl_seconds)).entry
+
+    @abc.abstractmethod
+    async def put_as(
+        self,
+        kind: str,
+        record_id: str,
+        payload: object,
+        ttl_seconds: float,
+        *,
+        caller: Caller | None = None,
+        size: int = 0,
+    ) -> Stored:
+        """Create or refresh a record as ``caller`` (None: no ownership check); ``size`` is its serialized size."""
 
     @abc.abstractmethod
     async def get(self, kind: str, record_id: str) -> Entry: ...
@@ -136,7 +166,11 @@ class RegistryStore(abc.ABC):
         """Live records of ``kind`` (all kinds when empty), sorted by kind then id."""
 
     @abc.abstractmethod
-    async def delete(self, kind: str, record_id: str) -> Entry: ...
+    async def page(self, kind: str = "", page_size: int = 0, page_token: str = "") -> tuple[list[Entry], str]:
+        """One page of :meth:`records` and the token of the next ("" after the last page)."""
+
+    @abc.abstractmethod
+    async def delete(self, kind: str, record_id: str, *, caller: Caller | None = None) -> Entry: ...
 
     @abc.abstractmethod
     async def watch(self, kind: str = "", name: str = "") -> Watch[RecordEvent]:

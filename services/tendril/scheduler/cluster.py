@@ -175,8 +175,12 @@ class LocalCluster:
         self.procs.append(proc)
         return proc
 
-    def start_gateway(self, listen: str) -> Proc:
-        return self.spawn("gateway", [sys.executable, "-m", "tendril.cli", "gateway", "run", "--listen", listen])
+    def start_gateway(self, listen: str, *, name: str = "gateway", redis_url: str = "") -> Proc:
+        """A standalone gateway; with ``redis_url`` over that Redis (so several make one network)."""
+        args = [sys.executable, "-m", "tendril.cli", "gateway", "run", "--listen", listen]
+        if redis_url:
+            args += ["--backend", "redis", "--redis-url", redis_url]
+        return self.spawn(name, args)
 
     def start_data_node(self, folder: Path, listen: str, gateway: str) -> Proc:
         args = ["serve", str(folder), "--listen", listen, "--gateway", gateway]

@@ -91,6 +91,10 @@ class DemoSettings:
     worker_extra: tuple[tuple[str, Any], ...] = ()
     round_timeout_seconds: float = 30.0
     timeout_seconds: float = 900.0
+    # Several gateways over one Redis (redis_url; gateways > 1 needs it): every peer gets them
+    # all, first one first, and moves to the next when the one it uses dies.
+    gateways: int = 1
+    redis_url: str = ""
 
 
 def stdlib_sources() -> list[Path]:
@@ -233,8 +237,18 @@ async def run_cluster(
     killed: list[str] = []
     code = -1
     try:
-        gateway = free_address()
-        await cluster.wait_serving(cluster.start_gateway(gateway), [gateway], START_TIMEOUT_SECONDS)
+        if settings.gateways > 1 and not settings.redis_url:
+            raise ValueError("several gateways need a redis_url: they share the network's state there")
+        addresses: list[str] = []
+        while len(addresses) < settings.gateways:
+            address = free_address()
+            if address not in addresses:
+                addresses.append(address)
+        for i, address in enumerate(addresses):
+            name = "gateway" if settings.gateways == 1 else f"gateway-{i}"
+            started = cluster.start_gateway(address, name=name, redis_url=settings.redis_url)
+            await cluster.wait_serving(started, [address], START_TIMEOUT_SECONDS)
+        gateway = ",".join(addresses)
         data_node = free_address()
         node = cluster.start_data_node(data, data_node, gateway)
         await cluster.wait_serving(node, [data_node], START_TIMEOUT_SECONDS)

@@ -32,8 +32,9 @@ import grpc
 
 from tendril.core.calls import ChannelPool
 from tendril.core.errors import ErrorKind, TendrilError
-from tendril.core.gateways import FAILOVER_CODES, Gateways
+from tendril.core.gateways import Gateways
 from tendril.core.logs import get_logger
+from tendril.core.registry_client import list_records
 from tendril.core.tensorstream import TensorStreamError, pull_parameters
 from tendril.scheduler.allocation import Wanted, publish_request, resource_request
 from tendril.scheduler.dispatch import (
@@ -54,7 +55,6 @@ from tendril.scheduler.resume import wait_reopened
 from tendril.scheduler.run import Dataset, Member, Role, Run
 from tendril.scheduler.slices import SliceRef
 from tendril_proto.data.v1 import data_pb2, data_pb2_grpc
-from tendril_proto.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from tendril_proto.paramserver.v1 import paramserver_pb2, paramserver_pb2_grpc
 from tendril_sdk.retry import TRANSIENT_CODES, RetryPolicy, retry
 
@@ -151,15 +151,10 @@ class Driver:
         return dataset
 
     async def _find_data_node(self) -> str:
-        reply = await self.gateways.call(
-            lambda channel: gateway_pb2_grpc.RegistryServiceStub(channel).List(
-                gateway_pb2.ListRequest(kind="dataset"), timeout=CALL_TIMEOUT_SECONDS
-            ),
-            codes=FAILOVER_CODES | {grpc.StatusCode.DEADLINE_EXCEEDED},
-        )
+        records = await list_records(self.gateways, "dataset", timeout=CALL_TIMEOUT_SECONDS)
         wanted = self.config.data.dataset_id
         found = []
-        for record in reply.records:
+        for record in records:
             info = data_pb2.DatasetRecord()
             if record.payload.Unpack(info) and (not wanted or info.dataset_id == wanted):
                 found.append(info.address)

@@ -20,6 +20,7 @@ import os
 import signal
 import sys
 import time
+from pathlib import Path
 
 from tendril.core import liveness
 from tendril.core.amounts import Amount
@@ -46,6 +47,8 @@ REAP_SECONDS = 1.0  # how often descendants are listed and adopted orphans reape
 # again from the first delay instead of continuing a crash loop's long delay.
 STABLE_AFTER_SECONDS = 30.0
 TAIL_LINES = 20
+# the worker record's secret (without mTLS), so a restarted worker keeps its registry record
+REGISTRY_SECRET_FILE = "registry-secret"
 
 EXIT_OK = 0
 EXIT_START_FAILED = 1
@@ -271,6 +274,7 @@ class Supervisor:
             ttl_seconds=self.config.gateway.registry_ttl_seconds,
             peer_id=self.worker_id,
             on_death=self._loop_died,
+            secret_file=Path(self.config.worker.state_dir) / REGISTRY_SECRET_FILE,
         )
         await self._announcer.start()
         self._save()

@@ -17,7 +17,9 @@ const _ = grpc.SupportPackageIsVersion7
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 type BusServiceClient interface {
-	// Publish sends one message to every current subscriber of its topic.
+	// Publish sends one message to every current subscriber of its topic. Each caller (its
+	// certificate name under mTLS, else its tendril-peer-id metadata, else its address) may
+	// publish at a bounded rate (a token bucket; the gateway's publish_rate and publish_burst).
 	//
 	// Errors:
 	//
@@ -25,6 +27,8 @@ type BusServiceClient interface {
 	//	INVALID_ARGUMENT TOPIC_MISSING, TOPIC_TOO_LONG: the topic is empty or over 256 characters.
 	//	UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
 	//	  gateway reconnects by itself: retry, or use another gateway.
+	//	RESOURCE_EXHAUSTED RATE_LIMITED: the caller published faster than its rate; the status
+	//	  carries a google.rpc.RetryInfo with the delay after which a Publish is let through.
 	Publish(ctx context.Context, in *PublishRequest, opts ...grpc.CallOption) (*PublishResponse, error)
 	// Subscribe streams every message published on a topic from now on.
 	//
@@ -89,7 +93,9 @@ func (x *busServiceSubscribeClient) Recv() (*SubscribeResponse, error) {
 // All implementations must embed UnimplementedBusServiceServer
 // for forward compatibility
 type BusServiceServer interface {
-	// Publish sends one message to every current subscriber of its topic.
+	// Publish sends one message to every current subscriber of its topic. Each caller (its
+	// certificate name under mTLS, else its tendril-peer-id metadata, else its address) may
+	// publish at a bounded rate (a token bucket; the gateway's publish_rate and publish_burst).
 	//
 	// Errors:
 	//
@@ -97,6 +103,8 @@ type BusServiceServer interface {
 	//	INVALID_ARGUMENT TOPIC_MISSING, TOPIC_TOO_LONG: the topic is empty or over 256 characters.
 	//	UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
 	//	  gateway reconnects by itself: retry, or use another gateway.
+	//	RESOURCE_EXHAUSTED RATE_LIMITED: the caller published faster than its rate; the status
+	//	  carries a google.rpc.RetryInfo with the delay after which a Publish is let through.
 	Publish(context.Context, *PublishRequest) (*PublishResponse, error)
 	// Subscribe streams every message published on a topic from now on.
 	//
@@ -203,6 +211,12 @@ type RegistryServiceClient interface {
 	//	INVALID_ARGUMENT TTL_INVALID: ttl_seconds is not in (0, 86400].
 	//	UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
 	//	  gateway reconnects by itself: retry, or use another gateway.
+	//	INVALID_ARGUMENT RECORD_TOO_LARGE: the record is over the gateway's max_record_bytes
+	//	  serialized (ErrorInfo metadata "size" and "limit").
+	//	PERMISSION_DENIED RECORD_NOT_OWNED: the live record belongs to another caller (another
+	//	  certificate, or the request lacks the record's secret).
+	//	RESOURCE_EXHAUSTED RATE_LIMITED: the caller put faster than its rate; the status carries a
+	//	  google.rpc.RetryInfo with the delay after which a Put is let through.
 	Put(ctx context.Context, in *PutRequest, opts ...grpc.CallOption) (*PutResponse, error)
 	// Get returns one live record.
 	//
@@ -214,14 +228,16 @@ type RegistryServiceClient interface {
 	//	UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
 	//	  gateway reconnects by itself: retry, or use another gateway.
 	Get(ctx context.Context, in *GetRequest, opts ...grpc.CallOption) (*GetResponse, error)
-	// List returns the live records of a kind.
+	// List returns the live records of a kind, one page at a time, ordered by (kind, id).
 	//
 	// Errors:
 	//
 	//	UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
 	//	  gateway reconnects by itself: retry, or use another gateway.
+	//	INVALID_ARGUMENT PAGE_TOKEN_INVALID: page_token is not a next_page_token given for the same
+	//	  kind (any gateway of the network continues a List another began).
 	List(ctx context.Context, in *ListRequest, opts ...grpc.CallOption) (*ListResponse, error)
-	// Delete removes a record at once.
+	// Delete removes a record at once; only its owner may.
 	//
 	// Errors:
 	//
@@ -230,8 +246,10 @@ type RegistryServiceClient interface {
 	//	NOT_FOUND RECORD_NOT_FOUND: no live record of that kind and id.
 	//	UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
 	//	  gateway reconnects by itself: retry, or use another gateway.
+	//	PERMISSION_DENIED RECORD_NOT_OWNED: the record belongs to another caller.
 	Delete(ctx context.Context, in *DeleteRequest, opts ...grpc.CallOption) (*DeleteResponse, error)
-	// Watch streams the current records of a kind, then every change to them.
+	// Watch streams the current records of a kind, then every change to them. Each message
+	// holds one record, so no message exceeds the message limit.
 	//
 	// Errors:
 	//
@@ -330,6 +348,12 @@ type RegistryServiceServer interface {
 	//	INVALID_ARGUMENT TTL_INVALID: ttl_seconds is not in (0, 86400].
 	//	UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
 	//	  gateway reconnects by itself: retry, or use another gateway.
+	//	INVALID_ARGUMENT RECORD_TOO_LARGE: the record is over the gateway's max_record_bytes
+	//	  serialized (ErrorInfo metadata "size" and "limit").
+	//	PERMISSION_DENIED RECORD_NOT_OWNED: the live record belongs to another caller (another
+	//	  certificate, or the request lacks the record's secret).
+	//	RESOURCE_EXHAUSTED RATE_LIMITED: the caller put faster than its rate; the status carries a
+	//	  google.rpc.RetryInfo with the delay after which a Put is let through.
 	Put(context.Context, *PutRequest) (*PutResponse, error)
 	// Get returns one live record.
 	//
@@ -341,14 +365,16 @@ type RegistryServiceServer interface {
 	//	UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
 	//	  gateway reconnects by itself: retry, or use another gateway.
 	Get(context.Context, *GetRequest) (*GetResponse, error)
-	// List returns the live records of a kind.
+	// List returns the live records of a kind, one page at a time, ordered by (kind, id).
 	//
 	// Errors:
 	//
 	//	UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
 	//	  gateway reconnects by itself: retry, or use another gateway.
+	//	INVALID_ARGUMENT PAGE_TOKEN_INVALID: page_token is not a next_page_token given for the same
+	//	  kind (any gateway of the network continues a List another began).
 	List(context.Context, *ListRequest) (*ListResponse, error)
-	// Delete removes a record at once.
+	// Delete removes a record at once; only its owner may.
 	//
 	// Errors:
 	//
@@ -357,8 +383,10 @@ type RegistryServiceServer interface {
 	//	NOT_FOUND RECORD_NOT_FOUND: no live record of that kind and id.
 	//	UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
 	//	  gateway reconnects by itself: retry, or use another gateway.
+	//	PERMISSION_DENIED RECORD_NOT_OWNED: the record belongs to another caller.
 	Delete(context.Context, *DeleteRequest) (*DeleteResponse, error)
-	// Watch streams the current records of a kind, then every change to them.
+	// Watch streams the current records of a kind, then every change to them. Each message
+	// holds one record, so no message exceeds the message limit.
 	//
 	// Errors:
 	//

@@ -26,15 +26,15 @@ from google.protobuf import any_pb2 as google_dot_protobuf_dot_any__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n tendril/gateway/v1/gateway.proto\x12\x12tendril.gateway.v1\x1a\x19google/protobuf/any.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x82\x01\n\x08\x45nvelope\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x0e\n\x06sender\x18\x02 \x01(\t\x12%\n\x07payload\x18\x03 \x01(\x0b\x32\x14.google.protobuf.Any\x12\x30\n\x0cpublished_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"V\n\x0ePublishRequest\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x0e\n\x06sender\x18\x02 \x01(\t\x12%\n\x07payload\x18\x03 \x01(\x0b\x32\x14.google.protobuf.Any\"$\n\x0fPublishResponse\x12\x11\n\tdelivered\x18\x01 \x01(\r\"5\n\x10SubscribeRequest\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x12\n\nsubscriber\x18\x02 \x01(\t\"C\n\x11SubscribeResponse\x12.\n\x08\x65nvelope\x18\x01 \x01(\x0b\x32\x1c.tendril.gateway.v1.Envelope\"\x9f\x01\n\x06Record\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12%\n\x07payload\x18\x03 \x01(\x0b\x32\x14.google.protobuf.Any\x12\x13\n\x0bttl_seconds\x18\x04 \x01(\x01\x12.\n\nexpires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\x06 \x01(\x04\"8\n\nPutRequest\x12*\n\x06record\x18\x01 \x01(\x0b\x32\x1a.tendril.gateway.v1.Record\"9\n\x0bPutResponse\x12*\n\x06record\x18\x01 \x01(\x0b\x32\x1a.tendril.gateway.v1.Record\"&\n\nGetRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\"9\n\x0bGetResponse\x12*\n\x06record\x18\x01 \x01(\x0b\x32\x1a.tendril.gateway.v1.Record\"\x1b\n\x0bListRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\";\n\x0cListResponse\x12+\n\x07records\x18\x01 \x03(\x0b\x32\x1a.tendril.gateway.v1.Record\")\n\rDeleteRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\"\x10\n\x0e\x44\x65leteResponse\"\x1c\n\x0cWatchRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\"n\n\rWatchResponse\x12\x31\n\x04type\x18\x01 \x01(\x0e\x32#.tendril.gateway.v1.RecordEventType\x12*\n\x06record\x18\x02 \x01(\x0b\x32\x1a.tendril.gateway.v1.Record*\xad\x01\n\x0fRecordEventType\x12!\n\x1dRECORD_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aRECORD_EVENT_TYPE_EXISTING\x10\x01\x12\x19\n\x15RECORD_EVENT_TYPE_PUT\x10\x02\x12\x1d\n\x19RECORD_EVENT_TYPE_DELETED\x10\x03\x12\x1d\n\x19RECORD_EVENT_TYPE_EXPIRED\x10\x04\x32\xbc\x01\n\nBusService\x12R\n\x07Publish\x12\".tendril.gateway.v1.PublishRequest\x1a#.tendril.gateway.v1.PublishResponse\x12Z\n\tSubscribe\x12$.tendril.gateway.v1.SubscribeRequest\x1a%.tendril.gateway.v1.SubscribeResponse0\x01\x32\x8d\x03\n\x0fRegistryService\x12\x46\n\x03Put\x12\x1e.tendril.gateway.v1.PutRequest\x1a\x1f.tendril.gateway.v1.PutResponse\x12\x46\n\x03Get\x12\x1e.tendril.gateway.v1.GetRequest\x1a\x1f.tendril.gateway.v1.GetResponse\x12I\n\x04List\x12\x1f.tendril.gateway.v1.ListRequest\x1a .tendril.gateway.v1.ListResponse\x12O\n\x06\x44\x65lete\x12!.tendril.gateway.v1.DeleteRequest\x1a\".tendril.gateway.v1.DeleteResponse\x12N\n\x05Watch\x12 .tendril.gateway.v1.WatchRequest\x1a!.tendril.gateway.v1.WatchResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n tendril/gateway/v1/gateway.proto\x12\x12tendril.gateway.v1\x1a\x19google/protobuf/any.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x82\x01\n\x08\x45nvelope\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x0e\n\x06sender\x18\x02 \x01(\t\x12%\n\x07payload\x18\x03 \x01(\x0b\x32\x14.google.protobuf.Any\x12\x30\n\x0cpublished_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"V\n\x0ePublishRequest\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x0e\n\x06sender\x18\x02 \x01(\t\x12%\n\x07payload\x18\x03 \x01(\x0b\x32\x14.google.protobuf.Any\"$\n\x0fPublishResponse\x12\x11\n\tdelivered\x18\x01 \x01(\r\"5\n\x10SubscribeRequest\x12\r\n\x05topic\x18\x01 \x01(\t\x12\x12\n\nsubscriber\x18\x02 \x01(\t\"C\n\x11SubscribeResponse\x12.\n\x08\x65nvelope\x18\x01 \x01(\x0b\x32\x1c.tendril.gateway.v1.Envelope\"\xcb\x01\n\x06Record\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12%\n\x07payload\x18\x03 \x01(\x0b\x32\x14.google.protobuf.Any\x12\x13\n\x0bttl_seconds\x18\x04 \x01(\x01\x12.\n\nexpires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07version\x18\x06 \x01(\x04\x12\r\n\x05owner\x18\x07 \x01(\t\x12\x1b\n\x13owner_secret_sha256\x18\x08 \x01(\x0c\"H\n\nPutRequest\x12*\n\x06record\x18\x01 \x01(\x0b\x32\x1a.tendril.gateway.v1.Record\x12\x0e\n\x06secret\x18\x02 \x01(\t\"I\n\x0bPutResponse\x12*\n\x06record\x18\x01 \x01(\x0b\x32\x1a.tendril.gateway.v1.Record\x12\x0e\n\x06secret\x18\x02 \x01(\t\"&\n\nGetRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\"9\n\x0bGetResponse\x12*\n\x06record\x18\x01 \x01(\x0b\x32\x1a.tendril.gateway.v1.Record\"B\n\x0bListRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\r\x12\x12\n\npage_token\x18\x03 \x01(\t\"T\n\x0cListResponse\x12+\n\x07records\x18\x01 \x03(\x0b\x32\x1a.tendril.gateway.v1.Record\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"9\n\rDeleteRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\n\n\x02id\x18\x02 \x01(\t\x12\x0e\n\x06secret\x18\x03 \x01(\t\"\x10\n\x0e\x44\x65leteResponse\"\x1c\n\x0cWatchRequest\x12\x0c\n\x04kind\x18\x01 \x01(\t\"n\n\rWatchResponse\x12\x31\n\x04type\x18\x01 \x01(\x0e\x32#.tendril.gateway.v1.RecordEventType\x12*\n\x06record\x18\x02 \x01(\x0b\x32\x1a.tendril.gateway.v1.Record*\xad\x01\n\x0fRecordEventType\x12!\n\x1dRECORD_EVENT_TYPE_UNSPECIFIED\x10\x00\x12\x1e\n\x1aRECORD_EVENT_TYPE_EXISTING\x10\x01\x12\x19\n\x15RECORD_EVENT_TYPE_PUT\x10\x02\x12\x1d\n\x19RECORD_EVENT_TYPE_DELETED\x10\x03\x12\x1d\n\x19RECORD_EVENT_TYPE_EXPIRED\x10\x04\x32\xbc\x01\n\nBusService\x12R\n\x07Publish\x12\".tendril.gateway.v1.PublishRequest\x1a#.tendril.gateway.v1.PublishResponse\x12Z\n\tSubscribe\x12$.tendril.gateway.v1.SubscribeRequest\x1a%.tendril.gateway.v1.SubscribeResponse0\x01\x32\x8d\x03\n\x0fRegistryService\x12\x46\n\x03Put\x12\x1e.tendril.gateway.v1.PutRequest\x1a\x1f.tendril.gateway.v1.PutResponse\x12\x46\n\x03Get\x12\x1e.tendril.gateway.v1.GetRequest\x1a\x1f.tendril.gateway.v1.GetResponse\x12I\n\x04List\x12\x1f.tendril.gateway.v1.ListRequest\x1a .tendril.gateway.v1.ListResponse\x12O\n\x06\x44\x65lete\x12!.tendril.gateway.v1.DeleteRequest\x1a\".tendril.gateway.v1.DeleteResponse\x12N\n\x05Watch\x12 .tendril.gateway.v1.WatchRequest\x1a!.tendril.gateway.v1.WatchResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'tendril_proto.gateway.v1.gateway_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_RECORDEVENTTYPE']._serialized_start=1171
-  _globals['_RECORDEVENTTYPE']._serialized_end=1344
+  _globals['_RECORDEVENTTYPE']._serialized_start=1327
+  _globals['_RECORDEVENTTYPE']._serialized_end=1500
   _globals['_ENVELOPE']._serialized_start=117
   _globals['_ENVELOPE']._serialized_end=247
   _globals['_PUBLISHREQUEST']._serialized_start=249
@@ -46,29 +46,29 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SUBSCRIBERESPONSE']._serialized_start=430
   _globals['_SUBSCRIBERESPONSE']._serialized_end=497
   _globals['_RECORD']._serialized_start=500
-  _globals['_RECORD']._serialized_end=659
-  _globals['_PUTREQUEST']._serialized_start=661
-  _globals['_PUTREQUEST']._serialized_end=717
-  _globals['_PUTRESPONSE']._serialized_start=719
-  _globals['_PUTRESPONSE']._serialized_end=776
-  _globals['_GETREQUEST']._serialized_start=778
-  _globals['_GETREQUEST']._serialized_end=816
-  _globals['_GETRESPONSE']._serialized_start=818
-  _globals['_GETRESPONSE']._serialized_end=875
-  _globals['_LISTREQUEST']._serialized_start=877
-  _globals['_LISTREQUEST']._serialized_end=904
-  _globals['_LISTRESPONSE']._serialized_start=906
-  _globals['_LISTRESPONSE']._serialized_end=965
-  _globals['_DELETEREQUEST']._serialized_start=967
-  _globals['_DELETEREQUEST']._serialized_end=1008
-  _globals['_DELETERESPONSE']._serialized_start=1010
-  _globals['_DELETERESPONSE']._serialized_end=1026
-  _globals['_WATCHREQUEST']._serialized_start=1028
-  _globals['_WATCHREQUEST']._serialized_end=1056
-  _globals['_WATCHRESPONSE']._serialized_start=1058
-  _globals['_WATCHRESPONSE']._serialized_end=1168
-  _globals['_BUSSERVICE']._serialized_start=1347
-  _globals['_BUSSERVICE']._serialized_end=1535
-  _globals['_REGISTRYSERVICE']._serialized_start=1538
-  _globals['_REGISTRYSERVICE']._serialized_end=1935
+  _globals['_RECORD']._serialized_end=703
+  _globals['_PUTREQUEST']._serialized_start=705
+  _globals['_PUTREQUEST']._serialized_end=777
+  _globals['_PUTRESPONSE']._serialized_start=779
+  _globals['_PUTRESPONSE']._serialized_end=852
+  _globals['_GETREQUEST']._serialized_start=854
+  _globals['_GETREQUEST']._serialized_end=892
+  _globals['_GETRESPONSE']._serialized_start=894
+  _globals['_GETRESPONSE']._serialized_end=951
+  _globals['_LISTREQUEST']._serialized_start=953
+  _globals['_LISTREQUEST']._serialized_end=1019
+  _globals['_LISTRESPONSE']._serialized_start=1021
+  _globals['_LISTRESPONSE']._serialized_end=1105
+  _globals['_DELETEREQUEST']._serialized_start=1107
+  _globals['_DELETEREQUEST']._serialized_end=1164
+  _globals['_DELETERESPONSE']._serialized_start=1166
+  _globals['_DELETERESPONSE']._serialized_end=1182
+  _globals['_WATCHREQUEST']._serialized_start=1184
+  _globals['_WATCHREQUEST']._serialized_end=1212
+  _globals['_WATCHRESPONSE']._serialized_start=1214
+  _globals['_WATCHRESPONSE']._serialized_end=1324
+  _globals['_BUSSERVICE']._serialized_start=1503
+  _globals['_BUSSERVICE']._serialized_end=1691
+  _globals['_REGISTRYSERVICE']._serialized_start=1694
+  _globals['_REGISTRYSERVICE']._serialized_end=2091
 # @@protoc_insertion_point(module_scope)

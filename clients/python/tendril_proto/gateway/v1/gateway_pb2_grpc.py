@@ -56,13 +56,17 @@ class BusServiceServicer:
     """
 
     def Publish(self, request, context):
-        """Publish sends one message to every current subscriber of its topic.
+        """Publish sends one message to every current subscriber of its topic. Each caller (its
+        certificate name under mTLS, else its tendril-peer-id metadata, else its address) may
+        publish at a bounded rate (a token bucket; the gateway's publish_rate and publish_burst).
 
         Errors:
         INVALID_ARGUMENT PAYLOAD_MISSING: the message has no payload.
         INVALID_ARGUMENT TOPIC_MISSING, TOPIC_TOO_LONG: the topic is empty or over 256 characters.
         UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
         gateway reconnects by itself: retry, or use another gateway.
+        RESOURCE_EXHAUSTED RATE_LIMITED: the caller published faster than its rate; the status
+        carries a google.rpc.RetryInfo with the delay after which a Publish is let through.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -165,6 +169,16 @@ class BusService:
 class RegistryServiceStub:
     """RegistryService keeps records (workers, data sets, ...) that vanish unless refreshed
     before their TTL runs out.
+
+    Limits: a record is at most the gateway's max_record_bytes (default 65536) serialized; List
+    answers in pages that never exceed the 8 MiB message limit; Put is rate limited per caller
+    like Publish.
+
+    Ownership: only the owner of a live record may rewrite or delete it. Under mTLS the owner is
+    the name on the certificate of the caller that created the record. Without mTLS the Put that
+    creates a record returns a secret (PutResponse.secret); later Puts and the Delete of that
+    record must present it. A record whose TTL ran out (or that was deleted) may be created anew
+    by anyone, who becomes its owner.
     """
 
     def __init__(self, channel):
@@ -203,6 +217,16 @@ class RegistryServiceStub:
 class RegistryServiceServicer:
     """RegistryService keeps records (workers, data sets, ...) that vanish unless refreshed
     before their TTL runs out.
+
+    Limits: a record is at most the gateway's max_record_bytes (default 65536) serialized; List
+    answers in pages that never exceed the 8 MiB message limit; Put is rate limited per caller
+    like Publish.
+
+    Ownership: only the owner of a live record may rewrite or delete it. Under mTLS the owner is
+    the name on the certificate of the caller that created the record. Without mTLS the Put that
+    creates a record returns a secret (PutResponse.secret); later Puts and the Delete of that
+    record must present it. A record whose TTL ran out (or that was deleted) may be created anew
+    by anyone, who becomes its owner.
     """
 
     def Put(self, request, context):
@@ -214,6 +238,12 @@ class RegistryServiceServicer:
         INVALID_ARGUMENT TTL_INVALID: ttl_seconds is not in (0, 86400].
         UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
         gateway reconnects by itself: retry, or use another gateway.
+        INVALID_ARGUMENT RECORD_TOO_LARGE: the record is over the gateway's max_record_bytes
+        serialized (ErrorInfo metadata "size" and "limit").
+        PERMISSION_DENIED RECORD_NOT_OWNED: the live record belongs to another caller (another
+        certificate, or the request lacks the record's secret).
+        RESOURCE_EXHAUSTED RATE_LIMITED: the caller put faster than its rate; the status carries a
+        google.rpc.RetryInfo with the delay after which a Put is let through.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -234,18 +264,20 @@ class RegistryServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def List(self, request, context):
-        """List returns the live records of a kind.
+        """List returns the live records of a kind, one page at a time, ordered by (kind, id).
 
         Errors:
         UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
         gateway reconnects by itself: retry, or use another gateway.
+        INVALID_ARGUMENT PAGE_TOKEN_INVALID: page_token is not a next_page_token given for the same
+        kind (any gateway of the network continues a List another began).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Delete(self, request, context):
-        """Delete removes a record at once.
+        """Delete removes a record at once; only its owner may.
 
         Errors:
         INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
@@ -253,13 +285,15 @@ class RegistryServiceServicer:
         NOT_FOUND RECORD_NOT_FOUND: no live record of that kind and id.
         UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
         gateway reconnects by itself: retry, or use another gateway.
+        PERMISSION_DENIED RECORD_NOT_OWNED: the record belongs to another caller.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
     def Watch(self, request, context):
-        """Watch streams the current records of a kind, then every change to them.
+        """Watch streams the current records of a kind, then every change to them. Each message
+        holds one record, so no message exceeds the message limit.
 
         Errors:
         ABORTED WATCH_OVERFLOW: the watcher fell 1024 events behind; watch again.
@@ -309,6 +343,16 @@ def add_RegistryServiceServicer_to_server(servicer, server):
 class RegistryService:
     """RegistryService keeps records (workers, data sets, ...) that vanish unless refreshed
     before their TTL runs out.
+
+    Limits: a record is at most the gateway's max_record_bytes (default 65536) serialized; List
+    answers in pages that never exceed the 8 MiB message limit; Put is rate limited per caller
+    like Publish.
+
+    Ownership: only the owner of a live record may rewrite or delete it. Under mTLS the owner is
+    the name on the certificate of the caller that created the record. Without mTLS the Put that
+    creates a record returns a secret (PutResponse.secret); later Puts and the Delete of that
+    record must present it. A record whose TTL ran out (or that was deleted) may be created anew
+    by anyone, who becomes its owner.
     """
 
     @staticmethod

@@ -71,16 +71,38 @@ export interface Record {
     expiresAt: Date | undefined;
     /** Number of Puts since the record was created. */
     version: number;
+    /**
+     * Certificate name of the owner under mTLS; empty for a record owned through a secret. Set
+     * by the gateway; ignored in a PutRequest.
+     */
+    owner: string;
+    /**
+     * sha256 of the owner's secret (records created without mTLS). Kept by the gateway's store
+     * so any storage backend keeps the ownership with the record; never sent to callers and
+     * ignored in a PutRequest.
+     */
+    ownerSecretSha256: Buffer;
 }
 /** PutRequest creates or refreshes a record. */
 export interface PutRequest {
     /** The record; kind, id and a positive ttl_seconds are required. */
     record: Record | undefined;
+    /**
+     * The record's secret from the PutResponse that created it (without mTLS); empty when
+     * creating a record or under mTLS.
+     */
+    secret: string;
 }
 /** PutResponse returns the stored record. */
 export interface PutResponse {
     /** The record as stored, with expires_at and version. */
     record: Record | undefined;
+    /**
+     * Set only when this Put created the record without mTLS: the secret (256 random bits,
+     * base64url) that later Puts and the Delete of this record must present. The gateway keeps
+     * only its hash; keep it until the record expires or is deleted.
+     */
+    secret: string;
 }
 /** GetRequest names one record. */
 export interface GetRequest {
@@ -94,15 +116,27 @@ export interface GetResponse {
     /** The record. */
     record: Record | undefined;
 }
-/** ListRequest names a kind. */
+/** ListRequest names a kind and a page. */
 export interface ListRequest {
     /** Record kind; empty lists every kind. */
     kind: string;
+    /**
+     * Most records in the page; 0 means the default (100). Larger values are lowered to the
+     * gateway's maximum, which keeps a page under the message limit at the record size cap.
+     */
+    pageSize: number;
+    /** next_page_token of the previous page; empty for the first page. */
+    pageToken: string;
 }
-/** ListResponse returns live records. */
+/** ListResponse returns one page of live records. */
 export interface ListResponse {
     /** Live records, sorted by kind then id. */
     records: Record[];
+    /**
+     * Token of the next page; empty on the last page. It names the last record of this page, so
+     * records put or removed meanwhile never make the next page skip or repeat another record.
+     */
+    nextPageToken: string;
 }
 /** DeleteRequest names one record. */
 export interface DeleteRequest {
@@ -110,6 +144,8 @@ export interface DeleteRequest {
     kind: string;
     /** Record id. */
     id: string;
+    /** The record's secret from the PutResponse that created it (without mTLS). */
+    secret: string;
 }
 /** DeleteResponse is empty. */
 export interface DeleteResponse {
@@ -150,13 +186,17 @@ export declare const WatchResponse: MessageFns<WatchResponse>;
 export type BusServiceService = typeof BusServiceService;
 export declare const BusServiceService: {
     /**
-     * Publish sends one message to every current subscriber of its topic.
+     * Publish sends one message to every current subscriber of its topic. Each caller (its
+     * certificate name under mTLS, else its tendril-peer-id metadata, else its address) may
+     * publish at a bounded rate (a token bucket; the gateway's publish_rate and publish_burst).
      *
      * Errors:
      *   INVALID_ARGUMENT PAYLOAD_MISSING: the message has no payload.
      *   INVALID_ARGUMENT TOPIC_MISSING, TOPIC_TOO_LONG: the topic is empty or over 256 characters.
      *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
      *     gateway reconnects by itself: retry, or use another gateway.
+     *   RESOURCE_EXHAUSTED RATE_LIMITED: the caller published faster than its rate; the status
+     *     carries a google.rpc.RetryInfo with the delay after which a Publish is let through.
      */
     readonly publish: {
         readonly path: "/tendril.gateway.v1.BusService/Publish";
@@ -187,13 +227,17 @@ export declare const BusServiceService: {
 };
 export interface BusServiceServer extends UntypedServiceImplementation {
     /**
-     * Publish sends one message to every current subscriber of its topic.
+     * Publish sends one message to every current subscriber of its topic. Each caller (its
+     * certificate name under mTLS, else its tendril-peer-id metadata, else its address) may
+     * publish at a bounded rate (a token bucket; the gateway's publish_rate and publish_burst).
      *
      * Errors:
      *   INVALID_ARGUMENT PAYLOAD_MISSING: the message has no payload.
      *   INVALID_ARGUMENT TOPIC_MISSING, TOPIC_TOO_LONG: the topic is empty or over 256 characters.
      *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
      *     gateway reconnects by itself: retry, or use another gateway.
+     *   RESOURCE_EXHAUSTED RATE_LIMITED: the caller published faster than its rate; the status
+     *     carries a google.rpc.RetryInfo with the delay after which a Publish is let through.
      */
     publish: handleUnaryCall<PublishRequest, PublishResponse>;
     /**
@@ -208,13 +252,17 @@ export interface BusServiceServer extends UntypedServiceImplementation {
 }
 export interface BusServiceClient extends Client {
     /**
-     * Publish sends one message to every current subscriber of its topic.
+     * Publish sends one message to every current subscriber of its topic. Each caller (its
+     * certificate name under mTLS, else its tendril-peer-id metadata, else its address) may
+     * publish at a bounded rate (a token bucket; the gateway's publish_rate and publish_burst).
      *
      * Errors:
      *   INVALID_ARGUMENT PAYLOAD_MISSING: the message has no payload.
      *   INVALID_ARGUMENT TOPIC_MISSING, TOPIC_TOO_LONG: the topic is empty or over 256 characters.
      *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
      *     gateway reconnects by itself: retry, or use another gateway.
+     *   RESOURCE_EXHAUSTED RATE_LIMITED: the caller published faster than its rate; the status
+     *     carries a google.rpc.RetryInfo with the delay after which a Publish is let through.
      */
     publish(request: PublishRequest, callback: (error: ServiceError | null, response: PublishResponse) => void): ClientUnaryCall;
     publish(request: PublishRequest, metadata: Metadata, callback: (error: ServiceError | null, response: PublishResponse) => void): ClientUnaryCall;
@@ -238,6 +286,16 @@ export declare const BusServiceClient: {
 /**
  * RegistryService keeps records (workers, data sets, ...) that vanish unless refreshed
  * before their TTL runs out.
+ *
+ * Limits: a record is at most the gateway's max_record_bytes (default 65536) serialized; List
+ * answers in pages that never exceed the 8 MiB message limit; Put is rate limited per caller
+ * like Publish.
+ *
+ * Ownership: only the owner of a live record may rewrite or delete it. Under mTLS the owner is
+ * the name on the certificate of the caller that created the record. Without mTLS the Put that
+ * creates a record returns a secret (PutResponse.secret); later Puts and the Delete of that
+ * record must present it. A record whose TTL ran out (or that was deleted) may be created anew
+ * by anyone, who becomes its owner.
  */
 export type RegistryServiceService = typeof RegistryServiceService;
 export declare const RegistryServiceService: {
@@ -250,6 +308,12 @@ export declare const RegistryServiceService: {
      *   INVALID_ARGUMENT TTL_INVALID: ttl_seconds is not in (0, 86400].
      *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
      *     gateway reconnects by itself: retry, or use another gateway.
+     *   INVALID_ARGUMENT RECORD_TOO_LARGE: the record is over the gateway's max_record_bytes
+     *     serialized (ErrorInfo metadata "size" and "limit").
+     *   PERMISSION_DENIED RECORD_NOT_OWNED: the live record belongs to another caller (another
+     *     certificate, or the request lacks the record's secret).
+     *   RESOURCE_EXHAUSTED RATE_LIMITED: the caller put faster than its rate; the status carries a
+     *     google.rpc.RetryInfo with the delay after which a Put is let through.
      */
     readonly put: {
         readonly path: "/tendril.gateway.v1.RegistryService/Put";
@@ -280,11 +344,13 @@ export declare const RegistryServiceService: {
         readonly responseDeserialize: (value: Buffer) => GetResponse;
     };
     /**
-     * List returns the live records of a kind.
+     * List returns the live records of a kind, one page at a time, ordered by (kind, id).
      *
      * Errors:
      *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
      *     gateway reconnects by itself: retry, or use another gateway.
+     *   INVALID_ARGUMENT PAGE_TOKEN_INVALID: page_token is not a next_page_token given for the same
+     *     kind (any gateway of the network continues a List another began).
      */
     readonly list: {
         readonly path: "/tendril.gateway.v1.RegistryService/List";
@@ -296,7 +362,7 @@ export declare const RegistryServiceService: {
         readonly responseDeserialize: (value: Buffer) => ListResponse;
     };
     /**
-     * Delete removes a record at once.
+     * Delete removes a record at once; only its owner may.
      *
      * Errors:
      *   INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
@@ -304,6 +370,7 @@ export declare const RegistryServiceService: {
      *   NOT_FOUND RECORD_NOT_FOUND: no live record of that kind and id.
      *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
      *     gateway reconnects by itself: retry, or use another gateway.
+     *   PERMISSION_DENIED RECORD_NOT_OWNED: the record belongs to another caller.
      */
     readonly delete: {
         readonly path: "/tendril.gateway.v1.RegistryService/Delete";
@@ -315,7 +382,8 @@ export declare const RegistryServiceService: {
         readonly responseDeserialize: (value: Buffer) => DeleteResponse;
     };
     /**
-     * Watch streams the current records of a kind, then every change to them.
+     * Watch streams the current records of a kind, then every change to them. Each message
+     * holds one record, so no message exceeds the message limit.
      *
      * Errors:
      *   ABORTED WATCH_OVERFLOW: the watcher fell 1024 events behind; watch again.
@@ -342,6 +410,12 @@ export interface RegistryServiceServer extends UntypedServiceImplementation {
      *   INVALID_ARGUMENT TTL_INVALID: ttl_seconds is not in (0, 86400].
      *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
      *     gateway reconnects by itself: retry, or use another gateway.
+     *   INVALID_ARGUMENT RECORD_TOO_LARGE: the record is over the gateway's max_record_bytes
+     *     serialized (ErrorInfo metadata "size" and "limit").
+     *   PERMISSION_DENIED RECORD_NOT_OWNED: the live record belongs to another caller (another
+     *     certificate, or the request lacks the record's secret).
+     *   RESOURCE_EXHAUSTED RATE_LIMITED: the caller put faster than its rate; the status carries a
+     *     google.rpc.RetryInfo with the delay after which a Put is let through.
      */
     put: handleUnaryCall<PutRequest, PutResponse>;
     /**
@@ -356,15 +430,17 @@ export interface RegistryServiceServer extends UntypedServiceImplementation {
      */
     get: handleUnaryCall<GetRequest, GetResponse>;
     /**
-     * List returns the live records of a kind.
+     * List returns the live records of a kind, one page at a time, ordered by (kind, id).
      *
      * Errors:
      *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
      *     gateway reconnects by itself: retry, or use another gateway.
+     *   INVALID_ARGUMENT PAGE_TOKEN_INVALID: page_token is not a next_page_token given for the same
+     *     kind (any gateway of the network continues a List another began).
      */
     list: handleUnaryCall<ListRequest, ListResponse>;
     /**
-     * Delete removes a record at once.
+     * Delete removes a record at once; only its owner may.
      *
      * Errors:
      *   INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
@@ -372,10 +448,12 @@ export interface RegistryServiceServer extends UntypedServiceImplementation {
      *   NOT_FOUND RECORD_NOT_FOUND: no live record of that kind and id.
      *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
      *     gateway reconnects by itself: retry, or use another gateway.
+     *   PERMISSION_DENIED RECORD_NOT_OWNED: the record belongs to another caller.
      */
     delete: handleUnaryCall<DeleteRequest, DeleteResponse>;
     /**
-     * Watch streams the current records of a kind, then every change to them.
+     * Watch streams the current records of a kind, then every change to them. Each message
+     * holds one record, so no message exceeds the message limit.
      *
      * Errors:
      *   ABORTED WATCH_OVERFLOW: the watcher fell 1024 events behind; watch again.
@@ -394,6 +472,12 @@ export interface RegistryServiceClient extends Client {
      *   INVALID_ARGUMENT TTL_INVALID: ttl_seconds is not in (0, 86400].
      *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
      *     gateway reconnects by itself: retry, or use another gateway.
+     *   INVALID_ARGUMENT RECORD_TOO_LARGE: the record is over the gateway's max_record_bytes
+     *     serialized (ErrorInfo metadata "size" and "limit").
+     *   PERMISSION_DENIED RECORD_NOT_OWNED: the live record belongs to another caller (another
+     *     certificate, or the request lacks the record's secret).
+     *   RESOURCE_EXHAUSTED RATE_LIMITED: the caller put faster than its rate; the status carries a
+     *     google.rpc.RetryInfo with the delay after which a Put is let through.
      */
     put(request: PutRequest, callback: (error: ServiceError | null, response: PutResponse) => void): ClientUnaryCall;
     put(request: PutRequest, metadata: Metadata, callback: (error: ServiceError | null, response: PutResponse) => void): ClientUnaryCall;
@@ -412,17 +496,19 @@ export interface RegistryServiceClient extends Client {
     get(request: GetRequest, metadata: Metadata, callback: (error: ServiceError | null, response: GetResponse) => void): ClientUnaryCall;
     get(request: GetRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: GetResponse) => void): ClientUnaryCall;
     /**
-     * List returns the live records of a kind.
+     * List returns the live records of a kind, one page at a time, ordered by (kind, id).
      *
      * Errors:
      *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
      *     gateway reconnects by itself: retry, or use another gateway.
+     *   INVALID_ARGUMENT PAGE_TOKEN_INVALID: page_token is not a next_page_token given for the same
+     *     kind (any gateway of the network continues a List another began).
      */
     list(request: ListRequest, callback: (error: ServiceError | null, response: ListResponse) => void): ClientUnaryCall;
     list(request: ListRequest, metadata: Metadata, callback: (error: ServiceError | null, response: ListResponse) => void): ClientUnaryCall;
     list(request: ListRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: ListResponse) => void): ClientUnaryCall;
     /**
-     * Delete removes a record at once.
+     * Delete removes a record at once; only its owner may.
      *
      * Errors:
      *   INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
@@ -430,12 +516,14 @@ export interface RegistryServiceClient extends Client {
      *   NOT_FOUND RECORD_NOT_FOUND: no live record of that kind and id.
      *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
      *     gateway reconnects by itself: retry, or use another gateway.
+     *   PERMISSION_DENIED RECORD_NOT_OWNED: the record belongs to another caller.
      */
     delete(request: DeleteRequest, callback: (error: ServiceError | null, response: DeleteResponse) => void): ClientUnaryCall;
     delete(request: DeleteRequest, metadata: Metadata, callback: (error: ServiceError | null, response: DeleteResponse) => void): ClientUnaryCall;
     delete(request: DeleteRequest, metadata: Metadata, options: Partial<CallOptions>, callback: (error: ServiceError | null, response: DeleteResponse) => void): ClientUnaryCall;
     /**
-     * Watch streams the current records of a kind, then every change to them.
+     * Watch streams the current records of a kind, then every change to them. Each message
+     * holds one record, so no message exceeds the message limit.
      *
      * Errors:
      *   ABORTED WATCH_OVERFLOW: the watcher fell 1024 events behind; watch again.

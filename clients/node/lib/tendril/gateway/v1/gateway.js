@@ -477,7 +477,16 @@ exports.SubscribeResponse = {
     },
 };
 function createBaseRecord() {
-    return { kind: "", id: "", payload: undefined, ttlSeconds: 0, expiresAt: undefined, version: 0 };
+    return {
+        kind: "",
+        id: "",
+        payload: undefined,
+        ttlSeconds: 0,
+        expiresAt: undefined,
+        version: 0,
+        owner: "",
+        ownerSecretSha256: Buffer.alloc(0),
+    };
 }
 exports.Record = {
     encode(message, writer = new wire_1.BinaryWriter()) {
@@ -498,6 +507,12 @@ exports.Record = {
         }
         if (message.version !== 0) {
             writer.uint32(48).uint64(message.version);
+        }
+        if (message.owner !== "") {
+            writer.uint32(58).string(message.owner);
+        }
+        if (message.ownerSecretSha256.length !== 0) {
+            writer.uint32(66).bytes(message.ownerSecretSha256);
         }
         return writer;
     },
@@ -556,6 +571,20 @@ exports.Record = {
                         message.version = longToNumber(reader.uint64());
                         continue;
                     }
+                    case 7: {
+                        if (tag !== 58) {
+                            break;
+                        }
+                        message.owner = reader.string();
+                        continue;
+                    }
+                    case 8: {
+                        if (tag !== 66) {
+                            break;
+                        }
+                        message.ownerSecretSha256 = Buffer.from(reader.bytes());
+                        continue;
+                    }
                 }
                 if ((tag & 7) === 4 || tag === 0) {
                     break;
@@ -584,6 +613,12 @@ exports.Record = {
                     ? fromJsonTimestamp(object.expires_at)
                     : undefined,
             version: isSet(object.version) ? globalThis.Number(object.version) : 0,
+            owner: isSet(object.owner) ? globalThis.String(object.owner) : "",
+            ownerSecretSha256: isSet(object.ownerSecretSha256)
+                ? Buffer.from(bytesFromBase64(object.ownerSecretSha256))
+                : isSet(object.owner_secret_sha256)
+                    ? Buffer.from(bytesFromBase64(object.owner_secret_sha256))
+                    : Buffer.alloc(0),
         };
     },
     toJSON(message) {
@@ -606,6 +641,12 @@ exports.Record = {
         if (message.version !== 0) {
             obj.version = Math.round(message.version);
         }
+        if (message.owner !== "") {
+            obj.owner = message.owner;
+        }
+        if (message.ownerSecretSha256.length !== 0) {
+            obj.ownerSecretSha256 = base64FromBytes(message.ownerSecretSha256);
+        }
         return obj;
     },
     create(base) {
@@ -621,16 +662,21 @@ exports.Record = {
         message.ttlSeconds = object.ttlSeconds ?? 0;
         message.expiresAt = object.expiresAt ?? undefined;
         message.version = object.version ?? 0;
+        message.owner = object.owner ?? "";
+        message.ownerSecretSha256 = object.ownerSecretSha256 ?? Buffer.alloc(0);
         return message;
     },
 };
 function createBasePutRequest() {
-    return { record: undefined };
+    return { record: undefined, secret: "" };
 }
 exports.PutRequest = {
     encode(message, writer = new wire_1.BinaryWriter()) {
         if (message.record !== undefined) {
             exports.Record.encode(message.record, writer.uint32(10).fork()).join();
+        }
+        if (message.secret !== "") {
+            writer.uint32(18).string(message.secret);
         }
         return writer;
     },
@@ -654,6 +700,13 @@ exports.PutRequest = {
                         message.record = exports.Record.decode(reader, reader.uint32());
                         continue;
                     }
+                    case 2: {
+                        if (tag !== 18) {
+                            break;
+                        }
+                        message.secret = reader.string();
+                        continue;
+                    }
                 }
                 if ((tag & 7) === 4 || tag === 0) {
                     break;
@@ -667,12 +720,18 @@ exports.PutRequest = {
         }
     },
     fromJSON(object) {
-        return { record: isSet(object.record) ? exports.Record.fromJSON(object.record) : undefined };
+        return {
+            record: isSet(object.record) ? exports.Record.fromJSON(object.record) : undefined,
+            secret: isSet(object.secret) ? globalThis.String(object.secret) : "",
+        };
     },
     toJSON(message) {
         const obj = {};
         if (message.record !== undefined) {
             obj.record = exports.Record.toJSON(message.record);
+        }
+        if (message.secret !== "") {
+            obj.secret = message.secret;
         }
         return obj;
     },
@@ -684,16 +743,20 @@ exports.PutRequest = {
         message.record = (object.record !== undefined && object.record !== null)
             ? exports.Record.fromPartial(object.record)
             : undefined;
+        message.secret = object.secret ?? "";
         return message;
     },
 };
 function createBasePutResponse() {
-    return { record: undefined };
+    return { record: undefined, secret: "" };
 }
 exports.PutResponse = {
     encode(message, writer = new wire_1.BinaryWriter()) {
         if (message.record !== undefined) {
             exports.Record.encode(message.record, writer.uint32(10).fork()).join();
+        }
+        if (message.secret !== "") {
+            writer.uint32(18).string(message.secret);
         }
         return writer;
     },
@@ -717,6 +780,13 @@ exports.PutResponse = {
                         message.record = exports.Record.decode(reader, reader.uint32());
                         continue;
                     }
+                    case 2: {
+                        if (tag !== 18) {
+                            break;
+                        }
+                        message.secret = reader.string();
+                        continue;
+                    }
                 }
                 if ((tag & 7) === 4 || tag === 0) {
                     break;
@@ -730,12 +800,18 @@ exports.PutResponse = {
         }
     },
     fromJSON(object) {
-        return { record: isSet(object.record) ? exports.Record.fromJSON(object.record) : undefined };
+        return {
+            record: isSet(object.record) ? exports.Record.fromJSON(object.record) : undefined,
+            secret: isSet(object.secret) ? globalThis.String(object.secret) : "",
+        };
     },
     toJSON(message) {
         const obj = {};
         if (message.record !== undefined) {
             obj.record = exports.Record.toJSON(message.record);
+        }
+        if (message.secret !== "") {
+            obj.secret = message.secret;
         }
         return obj;
     },
@@ -747,6 +823,7 @@ exports.PutResponse = {
         message.record = (object.record !== undefined && object.record !== null)
             ? exports.Record.fromPartial(object.record)
             : undefined;
+        message.secret = object.secret ?? "";
         return message;
     },
 };
@@ -892,12 +969,18 @@ exports.GetResponse = {
     },
 };
 function createBaseListRequest() {
-    return { kind: "" };
+    return { kind: "", pageSize: 0, pageToken: "" };
 }
 exports.ListRequest = {
     encode(message, writer = new wire_1.BinaryWriter()) {
         if (message.kind !== "") {
             writer.uint32(10).string(message.kind);
+        }
+        if (message.pageSize !== 0) {
+            writer.uint32(16).uint32(message.pageSize);
+        }
+        if (message.pageToken !== "") {
+            writer.uint32(26).string(message.pageToken);
         }
         return writer;
     },
@@ -921,6 +1004,20 @@ exports.ListRequest = {
                         message.kind = reader.string();
                         continue;
                     }
+                    case 2: {
+                        if (tag !== 16) {
+                            break;
+                        }
+                        message.pageSize = reader.uint32();
+                        continue;
+                    }
+                    case 3: {
+                        if (tag !== 26) {
+                            break;
+                        }
+                        message.pageToken = reader.string();
+                        continue;
+                    }
                 }
                 if ((tag & 7) === 4 || tag === 0) {
                     break;
@@ -934,12 +1031,30 @@ exports.ListRequest = {
         }
     },
     fromJSON(object) {
-        return { kind: isSet(object.kind) ? globalThis.String(object.kind) : "" };
+        return {
+            kind: isSet(object.kind) ? globalThis.String(object.kind) : "",
+            pageSize: isSet(object.pageSize)
+                ? globalThis.Number(object.pageSize)
+                : isSet(object.page_size)
+                    ? globalThis.Number(object.page_size)
+                    : 0,
+            pageToken: isSet(object.pageToken)
+                ? globalThis.String(object.pageToken)
+                : isSet(object.page_token)
+                    ? globalThis.String(object.page_token)
+                    : "",
+        };
     },
     toJSON(message) {
         const obj = {};
         if (message.kind !== "") {
             obj.kind = message.kind;
+        }
+        if (message.pageSize !== 0) {
+            obj.pageSize = Math.round(message.pageSize);
+        }
+        if (message.pageToken !== "") {
+            obj.pageToken = message.pageToken;
         }
         return obj;
     },
@@ -949,16 +1064,21 @@ exports.ListRequest = {
     fromPartial(object) {
         const message = createBaseListRequest();
         message.kind = object.kind ?? "";
+        message.pageSize = object.pageSize ?? 0;
+        message.pageToken = object.pageToken ?? "";
         return message;
     },
 };
 function createBaseListResponse() {
-    return { records: [] };
+    return { records: [], nextPageToken: "" };
 }
 exports.ListResponse = {
     encode(message, writer = new wire_1.BinaryWriter()) {
         for (const v of message.records) {
             exports.Record.encode(v, writer.uint32(10).fork()).join();
+        }
+        if (message.nextPageToken !== "") {
+            writer.uint32(18).string(message.nextPageToken);
         }
         return writer;
     },
@@ -982,6 +1102,13 @@ exports.ListResponse = {
                         message.records.push(exports.Record.decode(reader, reader.uint32()));
                         continue;
                     }
+                    case 2: {
+                        if (tag !== 18) {
+                            break;
+                        }
+                        message.nextPageToken = reader.string();
+                        continue;
+                    }
                 }
                 if ((tag & 7) === 4 || tag === 0) {
                     break;
@@ -997,12 +1124,20 @@ exports.ListResponse = {
     fromJSON(object) {
         return {
             records: globalThis.Array.isArray(object?.records) ? object.records.map((e) => exports.Record.fromJSON(e)) : [],
+            nextPageToken: isSet(object.nextPageToken)
+                ? globalThis.String(object.nextPageToken)
+                : isSet(object.next_page_token)
+                    ? globalThis.String(object.next_page_token)
+                    : "",
         };
     },
     toJSON(message) {
         const obj = {};
         if (message.records?.length) {
             obj.records = message.records.map((e) => exports.Record.toJSON(e));
+        }
+        if (message.nextPageToken !== "") {
+            obj.nextPageToken = message.nextPageToken;
         }
         return obj;
     },
@@ -1012,11 +1147,12 @@ exports.ListResponse = {
     fromPartial(object) {
         const message = createBaseListResponse();
         message.records = object.records?.map((e) => exports.Record.fromPartial(e)) || [];
+        message.nextPageToken = object.nextPageToken ?? "";
         return message;
     },
 };
 function createBaseDeleteRequest() {
-    return { kind: "", id: "" };
+    return { kind: "", id: "", secret: "" };
 }
 exports.DeleteRequest = {
     encode(message, writer = new wire_1.BinaryWriter()) {
@@ -1025,6 +1161,9 @@ exports.DeleteRequest = {
         }
         if (message.id !== "") {
             writer.uint32(18).string(message.id);
+        }
+        if (message.secret !== "") {
+            writer.uint32(26).string(message.secret);
         }
         return writer;
     },
@@ -1055,6 +1194,13 @@ exports.DeleteRequest = {
                         message.id = reader.string();
                         continue;
                     }
+                    case 3: {
+                        if (tag !== 26) {
+                            break;
+                        }
+                        message.secret = reader.string();
+                        continue;
+                    }
                 }
                 if ((tag & 7) === 4 || tag === 0) {
                     break;
@@ -1071,6 +1217,7 @@ exports.DeleteRequest = {
         return {
             kind: isSet(object.kind) ? globalThis.String(object.kind) : "",
             id: isSet(object.id) ? globalThis.String(object.id) : "",
+            secret: isSet(object.secret) ? globalThis.String(object.secret) : "",
         };
     },
     toJSON(message) {
@@ -1081,6 +1228,9 @@ exports.DeleteRequest = {
         if (message.id !== "") {
             obj.id = message.id;
         }
+        if (message.secret !== "") {
+            obj.secret = message.secret;
+        }
         return obj;
     },
     create(base) {
@@ -1090,6 +1240,7 @@ exports.DeleteRequest = {
         const message = createBaseDeleteRequest();
         message.kind = object.kind ?? "";
         message.id = object.id ?? "";
+        message.secret = object.secret ?? "";
         return message;
     },
 };
@@ -1283,13 +1434,17 @@ exports.WatchResponse = {
 };
 exports.BusServiceService = {
     /**
-     * Publish sends one message to every current subscriber of its topic.
+     * Publish sends one message to every current subscriber of its topic. Each caller (its
+     * certificate name under mTLS, else its tendril-peer-id metadata, else its address) may
+     * publish at a bounded rate (a token bucket; the gateway's publish_rate and publish_burst).
      *
      * Errors:
      *   INVALID_ARGUMENT PAYLOAD_MISSING: the message has no payload.
      *   INVALID_ARGUMENT TOPIC_MISSING, TOPIC_TOO_LONG: the topic is empty or over 256 characters.
      *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
      *     gateway reconnects by itself: retry, or use another gateway.
+     *   RESOURCE_EXHAUSTED RATE_LIMITED: the caller published faster than its rate; the status
+     *     carries a google.rpc.RetryInfo with the delay after which a Publish is let through.
      */
     publish: {
         path: "/tendril.gateway.v1.BusService/Publish",
@@ -1329,6 +1484,12 @@ exports.RegistryServiceService = {
      *   INVALID_ARGUMENT TTL_INVALID: ttl_seconds is not in (0, 86400].
      *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
      *     gateway reconnects by itself: retry, or use another gateway.
+     *   INVALID_ARGUMENT RECORD_TOO_LARGE: the record is over the gateway's max_record_bytes
+     *     serialized (ErrorInfo metadata "size" and "limit").
+     *   PERMISSION_DENIED RECORD_NOT_OWNED: the live record belongs to another caller (another
+     *     certificate, or the request lacks the record's secret).
+     *   RESOURCE_EXHAUSTED RATE_LIMITED: the caller put faster than its rate; the status carries a
+     *     google.rpc.RetryInfo with the delay after which a Put is let through.
      */
     put: {
         path: "/tendril.gateway.v1.RegistryService/Put",
@@ -1359,11 +1520,13 @@ exports.RegistryServiceService = {
         responseDeserialize: (value) => exports.GetResponse.decode(value),
     },
     /**
-     * List returns the live records of a kind.
+     * List returns the live records of a kind, one page at a time, ordered by (kind, id).
      *
      * Errors:
      *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
      *     gateway reconnects by itself: retry, or use another gateway.
+     *   INVALID_ARGUMENT PAGE_TOKEN_INVALID: page_token is not a next_page_token given for the same
+     *     kind (any gateway of the network continues a List another began).
      */
     list: {
         path: "/tendril.gateway.v1.RegistryService/List",
@@ -1375,7 +1538,7 @@ exports.RegistryServiceService = {
         responseDeserialize: (value) => exports.ListResponse.decode(value),
     },
     /**
-     * Delete removes a record at once.
+     * Delete removes a record at once; only its owner may.
      *
      * Errors:
      *   INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
@@ -1383,6 +1546,7 @@ exports.RegistryServiceService = {
      *   NOT_FOUND RECORD_NOT_FOUND: no live record of that kind and id.
      *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
      *     gateway reconnects by itself: retry, or use another gateway.
+     *   PERMISSION_DENIED RECORD_NOT_OWNED: the record belongs to another caller.
      */
     delete: {
         path: "/tendril.gateway.v1.RegistryService/Delete",
@@ -1394,7 +1558,8 @@ exports.RegistryServiceService = {
         responseDeserialize: (value) => exports.DeleteResponse.decode(value),
     },
     /**
-     * Watch streams the current records of a kind, then every change to them.
+     * Watch streams the current records of a kind, then every change to them. Each message
+     * holds one record, so no message exceeds the message limit.
      *
      * Errors:
      *   ABORTED WATCH_OVERFLOW: the watcher fell 1024 events behind; watch again.
@@ -1412,6 +1577,12 @@ exports.RegistryServiceService = {
     },
 };
 exports.RegistryServiceClient = (0, grpc_js_1.makeGenericClientConstructor)(exports.RegistryServiceService, "tendril.gateway.v1.RegistryService");
+function bytesFromBase64(b64) {
+    return Uint8Array.from(globalThis.Buffer.from(b64, "base64"));
+}
+function base64FromBytes(arr) {
+    return globalThis.Buffer.from(arr).toString("base64");
+}
 function floatToJson(value) {
     return typeof value === "number" && !globalThis.Number.isFinite(value) ? globalThis.String(value) : value;
 }

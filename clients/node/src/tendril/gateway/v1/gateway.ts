@@ -142,18 +142,44 @@ export interface Record {
     | undefined;
   /** Number of Puts since the record was created. */
   version: number;
+  /**
+   * Certificate name of the owner under mTLS; empty for a record owned through a secret. Set
+   * by the gateway; ignored in a PutRequest.
+   */
+  owner: string;
+  /**
+   * sha256 of the owner's secret (records created without mTLS). Kept by the gateway's store
+   * so any storage backend keeps the ownership with the record; never sent to callers and
+   * ignored in a PutRequest.
+   */
+  ownerSecretSha256: Buffer;
 }
 
 /** PutRequest creates or refreshes a record. */
 export interface PutRequest {
   /** The record; kind, id and a positive ttl_seconds are required. */
-  record: Record | undefined;
+  record:
+    | Record
+    | undefined;
+  /**
+   * The record's secret from the PutResponse that created it (without mTLS); empty when
+   * creating a record or under mTLS.
+   */
+  secret: string;
 }
 
 /** PutResponse returns the stored record. */
 export interface PutResponse {
   /** The record as stored, with expires_at and version. */
-  record: Record | undefined;
+  record:
+    | Record
+    | undefined;
+  /**
+   * Set only when this Put created the record without mTLS: the secret (256 random bits,
+   * base64url) that later Puts and the Delete of this record must present. The gateway keeps
+   * only its hash; keep it until the record expires or is deleted.
+   */
+  secret: string;
 }
 
 /** GetRequest names one record. */
@@ -170,16 +196,28 @@ export interface GetResponse {
   record: Record | undefined;
 }
 
-/** ListRequest names a kind. */
+/** ListRequest names a kind and a page. */
 export interface ListRequest {
   /** Record kind; empty lists every kind. */
   kind: string;
+  /**
+   * Most records in the page; 0 means the default (100). Larger values are lowered to the
+   * gateway's maximum, which keeps a page under the message limit at the record size cap.
+   */
+  pageSize: number;
+  /** next_page_token of the previous page; empty for the first page. */
+  pageToken: string;
 }
 
-/** ListResponse returns live records. */
+/** ListResponse returns one page of live records. */
 export interface ListResponse {
   /** Live records, sorted by kind then id. */
   records: Record[];
+  /**
+   * Token of the next page; empty on the last page. It names the last record of this page, so
+   * records put or removed meanwhile never make the next page skip or repeat another record.
+   */
+  nextPageToken: string;
 }
 
 /** DeleteRequest names one record. */
@@ -188,6 +226,8 @@ export interface DeleteRequest {
   kind: string;
   /** Record id. */
   id: string;
+  /** The record's secret from the PutResponse that created it (without mTLS). */
+  secret: string;
 }
 
 /** DeleteResponse is empty. */
@@ -656,7 +696,16 @@ export const SubscribeResponse: MessageFns<SubscribeResponse> = {
 };
 
 function createBaseRecord(): Record {
-  return { kind: "", id: "", payload: undefined, ttlSeconds: 0, expiresAt: undefined, version: 0 };
+  return {
+    kind: "",
+    id: "",
+    payload: undefined,
+    ttlSeconds: 0,
+    expiresAt: undefined,
+    version: 0,
+    owner: "",
+    ownerSecretSha256: Buffer.alloc(0),
+  };
 }
 
 export const Record: MessageFns<Record> = {
@@ -678,6 +727,12 @@ export const Record: MessageFns<Record> = {
     }
     if (message.version !== 0) {
       writer.uint32(48).uint64(message.version);
+    }
+    if (message.owner !== "") {
+      writer.uint32(58).string(message.owner);
+    }
+    if (message.ownerSecretSha256.length !== 0) {
+      writer.uint32(66).bytes(message.ownerSecretSha256);
     }
     return writer;
   },
@@ -743,6 +798,22 @@ export const Record: MessageFns<Record> = {
             message.version = longToNumber(reader.uint64());
             continue;
           }
+          case 7: {
+            if (tag !== 58) {
+              break;
+            }
+
+            message.owner = reader.string();
+            continue;
+          }
+          case 8: {
+            if (tag !== 66) {
+              break;
+            }
+
+            message.ownerSecretSha256 = Buffer.from(reader.bytes());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -771,6 +842,12 @@ export const Record: MessageFns<Record> = {
         ? fromJsonTimestamp(object.expires_at)
         : undefined,
       version: isSet(object.version) ? globalThis.Number(object.version) : 0,
+      owner: isSet(object.owner) ? globalThis.String(object.owner) : "",
+      ownerSecretSha256: isSet(object.ownerSecretSha256)
+        ? Buffer.from(bytesFromBase64(object.ownerSecretSha256))
+        : isSet(object.owner_secret_sha256)
+        ? Buffer.from(bytesFromBase64(object.owner_secret_sha256))
+        : Buffer.alloc(0),
     };
   },
 
@@ -794,6 +871,12 @@ export const Record: MessageFns<Record> = {
     if (message.version !== 0) {
       obj.version = Math.round(message.version);
     }
+    if (message.owner !== "") {
+      obj.owner = message.owner;
+    }
+    if (message.ownerSecretSha256.length !== 0) {
+      obj.ownerSecretSha256 = base64FromBytes(message.ownerSecretSha256);
+    }
     return obj;
   },
 
@@ -810,18 +893,23 @@ export const Record: MessageFns<Record> = {
     message.ttlSeconds = object.ttlSeconds ?? 0;
     message.expiresAt = object.expiresAt ?? undefined;
     message.version = object.version ?? 0;
+    message.owner = object.owner ?? "";
+    message.ownerSecretSha256 = object.ownerSecretSha256 ?? Buffer.alloc(0);
     return message;
   },
 };
 
 function createBasePutRequest(): PutRequest {
-  return { record: undefined };
+  return { record: undefined, secret: "" };
 }
 
 export const PutRequest: MessageFns<PutRequest> = {
   encode(message: PutRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.record !== undefined) {
       Record.encode(message.record, writer.uint32(10).fork()).join();
+    }
+    if (message.secret !== "") {
+      writer.uint32(18).string(message.secret);
     }
     return writer;
   },
@@ -847,6 +935,14 @@ export const PutRequest: MessageFns<PutRequest> = {
             message.record = Record.decode(reader, reader.uint32());
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.secret = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -860,13 +956,19 @@ export const PutRequest: MessageFns<PutRequest> = {
   },
 
   fromJSON(object: any): PutRequest {
-    return { record: isSet(object.record) ? Record.fromJSON(object.record) : undefined };
+    return {
+      record: isSet(object.record) ? Record.fromJSON(object.record) : undefined,
+      secret: isSet(object.secret) ? globalThis.String(object.secret) : "",
+    };
   },
 
   toJSON(message: PutRequest): unknown {
     const obj: any = {};
     if (message.record !== undefined) {
       obj.record = Record.toJSON(message.record);
+    }
+    if (message.secret !== "") {
+      obj.secret = message.secret;
     }
     return obj;
   },
@@ -879,18 +981,22 @@ export const PutRequest: MessageFns<PutRequest> = {
     message.record = (object.record !== undefined && object.record !== null)
       ? Record.fromPartial(object.record)
       : undefined;
+    message.secret = object.secret ?? "";
     return message;
   },
 };
 
 function createBasePutResponse(): PutResponse {
-  return { record: undefined };
+  return { record: undefined, secret: "" };
 }
 
 export const PutResponse: MessageFns<PutResponse> = {
   encode(message: PutResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.record !== undefined) {
       Record.encode(message.record, writer.uint32(10).fork()).join();
+    }
+    if (message.secret !== "") {
+      writer.uint32(18).string(message.secret);
     }
     return writer;
   },
@@ -916,6 +1022,14 @@ export const PutResponse: MessageFns<PutResponse> = {
             message.record = Record.decode(reader, reader.uint32());
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.secret = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -929,13 +1043,19 @@ export const PutResponse: MessageFns<PutResponse> = {
   },
 
   fromJSON(object: any): PutResponse {
-    return { record: isSet(object.record) ? Record.fromJSON(object.record) : undefined };
+    return {
+      record: isSet(object.record) ? Record.fromJSON(object.record) : undefined,
+      secret: isSet(object.secret) ? globalThis.String(object.secret) : "",
+    };
   },
 
   toJSON(message: PutResponse): unknown {
     const obj: any = {};
     if (message.record !== undefined) {
       obj.record = Record.toJSON(message.record);
+    }
+    if (message.secret !== "") {
+      obj.secret = message.secret;
     }
     return obj;
   },
@@ -948,6 +1068,7 @@ export const PutResponse: MessageFns<PutResponse> = {
     message.record = (object.record !== undefined && object.record !== null)
       ? Record.fromPartial(object.record)
       : undefined;
+    message.secret = object.secret ?? "";
     return message;
   },
 };
@@ -1107,13 +1228,19 @@ export const GetResponse: MessageFns<GetResponse> = {
 };
 
 function createBaseListRequest(): ListRequest {
-  return { kind: "" };
+  return { kind: "", pageSize: 0, pageToken: "" };
 }
 
 export const ListRequest: MessageFns<ListRequest> = {
   encode(message: ListRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.kind !== "") {
       writer.uint32(10).string(message.kind);
+    }
+    if (message.pageSize !== 0) {
+      writer.uint32(16).uint32(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      writer.uint32(26).string(message.pageToken);
     }
     return writer;
   },
@@ -1139,6 +1266,22 @@ export const ListRequest: MessageFns<ListRequest> = {
             message.kind = reader.string();
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.pageSize = reader.uint32();
+            continue;
+          }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.pageToken = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1152,13 +1295,31 @@ export const ListRequest: MessageFns<ListRequest> = {
   },
 
   fromJSON(object: any): ListRequest {
-    return { kind: isSet(object.kind) ? globalThis.String(object.kind) : "" };
+    return {
+      kind: isSet(object.kind) ? globalThis.String(object.kind) : "",
+      pageSize: isSet(object.pageSize)
+        ? globalThis.Number(object.pageSize)
+        : isSet(object.page_size)
+        ? globalThis.Number(object.page_size)
+        : 0,
+      pageToken: isSet(object.pageToken)
+        ? globalThis.String(object.pageToken)
+        : isSet(object.page_token)
+        ? globalThis.String(object.page_token)
+        : "",
+    };
   },
 
   toJSON(message: ListRequest): unknown {
     const obj: any = {};
     if (message.kind !== "") {
       obj.kind = message.kind;
+    }
+    if (message.pageSize !== 0) {
+      obj.pageSize = Math.round(message.pageSize);
+    }
+    if (message.pageToken !== "") {
+      obj.pageToken = message.pageToken;
     }
     return obj;
   },
@@ -1169,18 +1330,23 @@ export const ListRequest: MessageFns<ListRequest> = {
   fromPartial<I extends Exact<DeepPartial<ListRequest>, I>>(object: I): ListRequest {
     const message = createBaseListRequest();
     message.kind = object.kind ?? "";
+    message.pageSize = object.pageSize ?? 0;
+    message.pageToken = object.pageToken ?? "";
     return message;
   },
 };
 
 function createBaseListResponse(): ListResponse {
-  return { records: [] };
+  return { records: [], nextPageToken: "" };
 }
 
 export const ListResponse: MessageFns<ListResponse> = {
   encode(message: ListResponse, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     for (const v of message.records) {
       Record.encode(v!, writer.uint32(10).fork()).join();
+    }
+    if (message.nextPageToken !== "") {
+      writer.uint32(18).string(message.nextPageToken);
     }
     return writer;
   },
@@ -1206,6 +1372,14 @@ export const ListResponse: MessageFns<ListResponse> = {
             message.records.push(Record.decode(reader, reader.uint32()));
             continue;
           }
+          case 2: {
+            if (tag !== 18) {
+              break;
+            }
+
+            message.nextPageToken = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1221,6 +1395,11 @@ export const ListResponse: MessageFns<ListResponse> = {
   fromJSON(object: any): ListResponse {
     return {
       records: globalThis.Array.isArray(object?.records) ? object.records.map((e: any) => Record.fromJSON(e)) : [],
+      nextPageToken: isSet(object.nextPageToken)
+        ? globalThis.String(object.nextPageToken)
+        : isSet(object.next_page_token)
+        ? globalThis.String(object.next_page_token)
+        : "",
     };
   },
 
@@ -1228,6 +1407,9 @@ export const ListResponse: MessageFns<ListResponse> = {
     const obj: any = {};
     if (message.records?.length) {
       obj.records = message.records.map((e) => Record.toJSON(e));
+    }
+    if (message.nextPageToken !== "") {
+      obj.nextPageToken = message.nextPageToken;
     }
     return obj;
   },
@@ -1238,12 +1420,13 @@ export const ListResponse: MessageFns<ListResponse> = {
   fromPartial<I extends Exact<DeepPartial<ListResponse>, I>>(object: I): ListResponse {
     const message = createBaseListResponse();
     message.records = object.records?.map((e) => Record.fromPartial(e)) || [];
+    message.nextPageToken = object.nextPageToken ?? "";
     return message;
   },
 };
 
 function createBaseDeleteRequest(): DeleteRequest {
-  return { kind: "", id: "" };
+  return { kind: "", id: "", secret: "" };
 }
 
 export const DeleteRequest: MessageFns<DeleteRequest> = {
@@ -1253,6 +1436,9 @@ export const DeleteRequest: MessageFns<DeleteRequest> = {
     }
     if (message.id !== "") {
       writer.uint32(18).string(message.id);
+    }
+    if (message.secret !== "") {
+      writer.uint32(26).string(message.secret);
     }
     return writer;
   },
@@ -1286,6 +1472,14 @@ export const DeleteRequest: MessageFns<DeleteRequest> = {
             message.id = reader.string();
             continue;
           }
+          case 3: {
+            if (tag !== 26) {
+              break;
+            }
+
+            message.secret = reader.string();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1302,6 +1496,7 @@ export const DeleteRequest: MessageFns<DeleteRequest> = {
     return {
       kind: isSet(object.kind) ? globalThis.String(object.kind) : "",
       id: isSet(object.id) ? globalThis.String(object.id) : "",
+      secret: isSet(object.secret) ? globalThis.String(object.secret) : "",
     };
   },
 
@@ -1313,6 +1508,9 @@ export const DeleteRequest: MessageFns<DeleteRequest> = {
     if (message.id !== "") {
       obj.id = message.id;
     }
+    if (message.secret !== "") {
+      obj.secret = message.secret;
+    }
     return obj;
   },
 
@@ -1323,6 +1521,7 @@ export const DeleteRequest: MessageFns<DeleteRequest> = {
     const message = createBaseDeleteRequest();
     message.kind = object.kind ?? "";
     message.id = object.id ?? "";
+    message.secret = object.secret ?? "";
     return message;
   },
 };
@@ -1541,13 +1740,17 @@ export const WatchResponse: MessageFns<WatchResponse> = {
 export type BusServiceService = typeof BusServiceService;
 export const BusServiceService = {
   /**
-   * Publish sends one message to every current subscriber of its topic.
+   * Publish sends one message to every current subscriber of its topic. Each caller (its
+   * certificate name under mTLS, else its tendril-peer-id metadata, else its address) may
+   * publish at a bounded rate (a token bucket; the gateway's publish_rate and publish_burst).
    *
    * Errors:
    *   INVALID_ARGUMENT PAYLOAD_MISSING: the message has no payload.
    *   INVALID_ARGUMENT TOPIC_MISSING, TOPIC_TOO_LONG: the topic is empty or over 256 characters.
    *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
    *     gateway reconnects by itself: retry, or use another gateway.
+   *   RESOURCE_EXHAUSTED RATE_LIMITED: the caller published faster than its rate; the status
+   *     carries a google.rpc.RetryInfo with the delay after which a Publish is let through.
    */
   publish: {
     path: "/tendril.gateway.v1.BusService/Publish" as const,
@@ -1579,13 +1782,17 @@ export const BusServiceService = {
 
 export interface BusServiceServer extends UntypedServiceImplementation {
   /**
-   * Publish sends one message to every current subscriber of its topic.
+   * Publish sends one message to every current subscriber of its topic. Each caller (its
+   * certificate name under mTLS, else its tendril-peer-id metadata, else its address) may
+   * publish at a bounded rate (a token bucket; the gateway's publish_rate and publish_burst).
    *
    * Errors:
    *   INVALID_ARGUMENT PAYLOAD_MISSING: the message has no payload.
    *   INVALID_ARGUMENT TOPIC_MISSING, TOPIC_TOO_LONG: the topic is empty or over 256 characters.
    *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
    *     gateway reconnects by itself: retry, or use another gateway.
+   *   RESOURCE_EXHAUSTED RATE_LIMITED: the caller published faster than its rate; the status
+   *     carries a google.rpc.RetryInfo with the delay after which a Publish is let through.
    */
   publish: handleUnaryCall<PublishRequest, PublishResponse>;
   /**
@@ -1601,13 +1808,17 @@ export interface BusServiceServer extends UntypedServiceImplementation {
 
 export interface BusServiceClient extends Client {
   /**
-   * Publish sends one message to every current subscriber of its topic.
+   * Publish sends one message to every current subscriber of its topic. Each caller (its
+   * certificate name under mTLS, else its tendril-peer-id metadata, else its address) may
+   * publish at a bounded rate (a token bucket; the gateway's publish_rate and publish_burst).
    *
    * Errors:
    *   INVALID_ARGUMENT PAYLOAD_MISSING: the message has no payload.
    *   INVALID_ARGUMENT TOPIC_MISSING, TOPIC_TOO_LONG: the topic is empty or over 256 characters.
    *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
    *     gateway reconnects by itself: retry, or use another gateway.
+   *   RESOURCE_EXHAUSTED RATE_LIMITED: the caller published faster than its rate; the status
+   *     carries a google.rpc.RetryInfo with the delay after which a Publish is let through.
    */
   publish(
     request: PublishRequest,
@@ -1652,6 +1863,16 @@ export const BusServiceClient = makeGenericClientConstructor(
 /**
  * RegistryService keeps records (workers, data sets, ...) that vanish unless refreshed
  * before their TTL runs out.
+ *
+ * Limits: a record is at most the gateway's max_record_bytes (default 65536) serialized; List
+ * answers in pages that never exceed the 8 MiB message limit; Put is rate limited per caller
+ * like Publish.
+ *
+ * Ownership: only the owner of a live record may rewrite or delete it. Under mTLS the owner is
+ * the name on the certificate of the caller that created the record. Without mTLS the Put that
+ * creates a record returns a secret (PutResponse.secret); later Puts and the Delete of that
+ * record must present it. A record whose TTL ran out (or that was deleted) may be created anew
+ * by anyone, who becomes its owner.
  */
 export type RegistryServiceService = typeof RegistryServiceService;
 export const RegistryServiceService = {
@@ -1664,6 +1885,12 @@ export const RegistryServiceService = {
    *   INVALID_ARGUMENT TTL_INVALID: ttl_seconds is not in (0, 86400].
    *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
    *     gateway reconnects by itself: retry, or use another gateway.
+   *   INVALID_ARGUMENT RECORD_TOO_LARGE: the record is over the gateway's max_record_bytes
+   *     serialized (ErrorInfo metadata "size" and "limit").
+   *   PERMISSION_DENIED RECORD_NOT_OWNED: the live record belongs to another caller (another
+   *     certificate, or the request lacks the record's secret).
+   *   RESOURCE_EXHAUSTED RATE_LIMITED: the caller put faster than its rate; the status carries a
+   *     google.rpc.RetryInfo with the delay after which a Put is let through.
    */
   put: {
     path: "/tendril.gateway.v1.RegistryService/Put" as const,
@@ -1694,11 +1921,13 @@ export const RegistryServiceService = {
     responseDeserialize: (value: Buffer): GetResponse => GetResponse.decode(value),
   },
   /**
-   * List returns the live records of a kind.
+   * List returns the live records of a kind, one page at a time, ordered by (kind, id).
    *
    * Errors:
    *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
    *     gateway reconnects by itself: retry, or use another gateway.
+   *   INVALID_ARGUMENT PAGE_TOKEN_INVALID: page_token is not a next_page_token given for the same
+   *     kind (any gateway of the network continues a List another began).
    */
   list: {
     path: "/tendril.gateway.v1.RegistryService/List" as const,
@@ -1710,7 +1939,7 @@ export const RegistryServiceService = {
     responseDeserialize: (value: Buffer): ListResponse => ListResponse.decode(value),
   },
   /**
-   * Delete removes a record at once.
+   * Delete removes a record at once; only its owner may.
    *
    * Errors:
    *   INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
@@ -1718,6 +1947,7 @@ export const RegistryServiceService = {
    *   NOT_FOUND RECORD_NOT_FOUND: no live record of that kind and id.
    *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
    *     gateway reconnects by itself: retry, or use another gateway.
+   *   PERMISSION_DENIED RECORD_NOT_OWNED: the record belongs to another caller.
    */
   delete: {
     path: "/tendril.gateway.v1.RegistryService/Delete" as const,
@@ -1729,7 +1959,8 @@ export const RegistryServiceService = {
     responseDeserialize: (value: Buffer): DeleteResponse => DeleteResponse.decode(value),
   },
   /**
-   * Watch streams the current records of a kind, then every change to them.
+   * Watch streams the current records of a kind, then every change to them. Each message
+   * holds one record, so no message exceeds the message limit.
    *
    * Errors:
    *   ABORTED WATCH_OVERFLOW: the watcher fell 1024 events behind; watch again.
@@ -1757,6 +1988,12 @@ export interface RegistryServiceServer extends UntypedServiceImplementation {
    *   INVALID_ARGUMENT TTL_INVALID: ttl_seconds is not in (0, 86400].
    *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
    *     gateway reconnects by itself: retry, or use another gateway.
+   *   INVALID_ARGUMENT RECORD_TOO_LARGE: the record is over the gateway's max_record_bytes
+   *     serialized (ErrorInfo metadata "size" and "limit").
+   *   PERMISSION_DENIED RECORD_NOT_OWNED: the live record belongs to another caller (another
+   *     certificate, or the request lacks the record's secret).
+   *   RESOURCE_EXHAUSTED RATE_LIMITED: the caller put faster than its rate; the status carries a
+   *     google.rpc.RetryInfo with the delay after which a Put is let through.
    */
   put: handleUnaryCall<PutRequest, PutResponse>;
   /**
@@ -1771,15 +2008,17 @@ export interface RegistryServiceServer extends UntypedServiceImplementation {
    */
   get: handleUnaryCall<GetRequest, GetResponse>;
   /**
-   * List returns the live records of a kind.
+   * List returns the live records of a kind, one page at a time, ordered by (kind, id).
    *
    * Errors:
    *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
    *     gateway reconnects by itself: retry, or use another gateway.
+   *   INVALID_ARGUMENT PAGE_TOKEN_INVALID: page_token is not a next_page_token given for the same
+   *     kind (any gateway of the network continues a List another began).
    */
   list: handleUnaryCall<ListRequest, ListResponse>;
   /**
-   * Delete removes a record at once.
+   * Delete removes a record at once; only its owner may.
    *
    * Errors:
    *   INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
@@ -1787,10 +2026,12 @@ export interface RegistryServiceServer extends UntypedServiceImplementation {
    *   NOT_FOUND RECORD_NOT_FOUND: no live record of that kind and id.
    *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
    *     gateway reconnects by itself: retry, or use another gateway.
+   *   PERMISSION_DENIED RECORD_NOT_OWNED: the record belongs to another caller.
    */
   delete: handleUnaryCall<DeleteRequest, DeleteResponse>;
   /**
-   * Watch streams the current records of a kind, then every change to them.
+   * Watch streams the current records of a kind, then every change to them. Each message
+   * holds one record, so no message exceeds the message limit.
    *
    * Errors:
    *   ABORTED WATCH_OVERFLOW: the watcher fell 1024 events behind; watch again.
@@ -1810,6 +2051,12 @@ export interface RegistryServiceClient extends Client {
    *   INVALID_ARGUMENT TTL_INVALID: ttl_seconds is not in (0, 86400].
    *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
    *     gateway reconnects by itself: retry, or use another gateway.
+   *   INVALID_ARGUMENT RECORD_TOO_LARGE: the record is over the gateway's max_record_bytes
+   *     serialized (ErrorInfo metadata "size" and "limit").
+   *   PERMISSION_DENIED RECORD_NOT_OWNED: the live record belongs to another caller (another
+   *     certificate, or the request lacks the record's secret).
+   *   RESOURCE_EXHAUSTED RATE_LIMITED: the caller put faster than its rate; the status carries a
+   *     google.rpc.RetryInfo with the delay after which a Put is let through.
    */
   put(request: PutRequest, callback: (error: ServiceError | null, response: PutResponse) => void): ClientUnaryCall;
   put(
@@ -1846,11 +2093,13 @@ export interface RegistryServiceClient extends Client {
     callback: (error: ServiceError | null, response: GetResponse) => void,
   ): ClientUnaryCall;
   /**
-   * List returns the live records of a kind.
+   * List returns the live records of a kind, one page at a time, ordered by (kind, id).
    *
    * Errors:
    *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
    *     gateway reconnects by itself: retry, or use another gateway.
+   *   INVALID_ARGUMENT PAGE_TOKEN_INVALID: page_token is not a next_page_token given for the same
+   *     kind (any gateway of the network continues a List another began).
    */
   list(request: ListRequest, callback: (error: ServiceError | null, response: ListResponse) => void): ClientUnaryCall;
   list(
@@ -1865,7 +2114,7 @@ export interface RegistryServiceClient extends Client {
     callback: (error: ServiceError | null, response: ListResponse) => void,
   ): ClientUnaryCall;
   /**
-   * Delete removes a record at once.
+   * Delete removes a record at once; only its owner may.
    *
    * Errors:
    *   INVALID_ARGUMENT KIND_MISSING, KIND_TOO_LONG, ID_MISSING, ID_TOO_LONG: kind or id is empty or
@@ -1873,6 +2122,7 @@ export interface RegistryServiceClient extends Client {
    *   NOT_FOUND RECORD_NOT_FOUND: no live record of that kind and id.
    *   UNAVAILABLE BACKEND_UNAVAILABLE: the gateway's Redis (backend redis) cannot be reached; the
    *     gateway reconnects by itself: retry, or use another gateway.
+   *   PERMISSION_DENIED RECORD_NOT_OWNED: the record belongs to another caller.
    */
   delete(
     request: DeleteRequest,
@@ -1890,7 +2140,8 @@ export interface RegistryServiceClient extends Client {
     callback: (error: ServiceError | null, response: DeleteResponse) => void,
   ): ClientUnaryCall;
   /**
-   * Watch streams the current records of a kind, then every change to them.
+   * Watch streams the current records of a kind, then every change to them. Each message
+   * holds one record, so no message exceeds the message limit.
    *
    * Errors:
    *   ABORTED WATCH_OVERFLOW: the watcher fell 1024 events behind; watch again.
@@ -1913,6 +2164,14 @@ export const RegistryServiceClient = makeGenericClientConstructor(
   service: typeof RegistryServiceService;
   serviceName: string;
 };
+
+function bytesFromBase64(b64: string): Uint8Array {
+  return Uint8Array.from(globalThis.Buffer.from(b64, "base64"));
+}
+
+function base64FromBytes(arr: Uint8Array): string {
+  return globalThis.Buffer.from(arr).toString("base64");
+}
 
 function floatToJson(value: number | null | undefined): number | string | null | undefined {
   return typeof value === "number" && !globalThis.Number.isFinite(value) ? globalThis.String(value) : value;
