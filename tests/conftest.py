@@ -1,0 +1,34 @@
+"""Session set-up shared by every test.
+
+Temporary folders live under a short per-run root (``/tmp/tt-XXXXXX``) instead of pytest's
+``/tmp/pytest-of-<user>/pytest-<N>``: a job's bridge socket is ``<work_dir>/job-<id>/bridge.sock``
+and a Unix socket path must fit 107 bytes, which pytest's own root (its run counter grows with
+every run on a machine) and a long test name can exceed. ``--basetemp`` given on the command
+line still wins. The root is removed at the end of a run that passed; a failed run keeps it
+for inspection (its path is printed).
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_ROOT: list[Path] = []
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if config.option.basetemp is None and not hasattr(config, "workerinput"):
+        root = Path(tempfile.mkdtemp(prefix="tt-", dir="/tmp"))
+        config.option.basetemp = str(root)
+        _ROOT.append(root)
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    for root in _ROOT:
+        if exitstatus == 0:
+            shutil.rmtree(root, ignore_errors=True)
+        else:
+            print(f"\ntemporary folders of this run: {root}")
