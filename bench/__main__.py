@@ -117,6 +117,8 @@ def main() -> int:
     parser.add_argument("--wan-inner-steps", type=int, default=wan.DEFAULT_INNER_STEPS, help="wan: batches per round")
     parser.add_argument("--wan-batch-size", type=int, default=wan.DEFAULT_BATCH_SIZE, help="wan: sequences per batch")
     parser.add_argument("--wan-no-baseline", action="store_true", help="wan: leave out the data-parallel baseline")
+    parser.add_argument("--wan-width", type=int, default=0, help="wan: a GPT-2 this wide (0: the demo's model)")
+    parser.add_argument("--wan-layers", type=int, default=2, help="wan: its layers (with --wan-width)")
     args = parser.parse_args()
     named = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(named) - set(SECTIONS) - set(ON_REQUEST) - set(ALIASES)
@@ -155,6 +157,8 @@ def main() -> int:
                     inner_steps=args.wan_inner_steps,
                     batch_size=args.wan_batch_size,
                     baseline=not args.wan_no_baseline,
+                    width=args.wan_width,
+                    layers=args.wan_layers,
                 ),
             ),
         }

@@ -66,6 +66,8 @@ class Grid:
     inner_steps: int = DEFAULT_INNER_STEPS
     batch_size: int = DEFAULT_BATCH_SIZE
     baseline: bool = True  # the data-parallel baseline
+    width: int = 0  # the GPT-2's n_embd (n_head: width // 64, at least 1); 0: the demo's model (64 wide)
+    layers: int = 2  # its n_layer when width is set
     tls: bool = True
 
     def runs(self) -> list[tuple[float, str, str]]:
@@ -75,6 +77,15 @@ class Grid:
             out += [(rate, mode, codec) for mode in self.modes for codec in self.codecs]
             out += [(rate, mode, "sparse") for mode in self.sparse_modes if "sparse" not in self.codecs]
         return out
+
+
+def model_config(grid: Grid) -> dict[str, Any]:
+    """[training.model.config] of the grid's model: the demo's GPT-2, or one ``width`` wide."""
+    from tendril.scheduler.demo import MODELS
+
+    if not grid.width:
+        return dict(MODELS["gpt2"])
+    return {"model_type": "gpt2", "n_layer": grid.layers, "n_head": max(1, grid.width // 64), "n_embd": grid.width}
 
 
 def rate_name(rate: float) -> str:
@@ -140,7 +151,7 @@ def run_diloco(work: Path, grid: Grid, rate: float, mode: str, codec: str) -> di
     shutil.rmtree(root, ignore_errors=True)  # a lab's workers must not find an earlier run's leases
     began = time.monotonic()
     with Lab(root, LabSettings(workers=grid.workers, rate_mbit=rate, tls=grid.tls)) as lab:
-        run = asyncio.run(train(lab, settings))
+        run = asyncio.run(train(lab, settings, model_config=model_config(grid)))
     result: dict[str, Any] = {"seconds": round(time.monotonic() - began, 1)}
     if run.scheduler_exit != 0 or len(run.lines) < grid.rounds:
         result["error"] = (
@@ -155,11 +166,11 @@ def run_data_parallel(work: Path, grid: Grid, rate: float, steps: int) -> dict[s
     """One lab, one gloo data-parallel run of ``steps`` steps per rank over its worker hosts; the
     ranks' figures combined."""
     from tendril.lab.lab import Lab, LabSettings, worker_name
-    from tendril.scheduler.demo import MODELS, prepare_data
+    from tendril.scheduler.demo import prepare_data
 
     settings = demo_settings(work / "wan", grid, "blocking", "fp32")
     data = prepare_data(settings)
-    model = {"task": "causal-lm", "config": MODELS[settings.model]}
+    model = {"task": "causal-lm", "config": model_config(grid)}
     folder = work / "wan" / "labs" / f"{rate:g}-data-parallel"
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True, exist_ok=True)
@@ -366,4 +377,12 @@ def _guarded(run: Callable[..., dict[str, Any]], *args: Any) -> dict[str, Any]:
         result = {"error": f"{type(exc).__name__}: {exc}"}
     if "error" in result:
         print(f"bench: wan run failed: {result['error']}", file=sys.stderr, flush=True)
+    else:
+        print(
+            f"bench: wan ... utilization {result['utilization']:.3f}, held-out loss {result['held_out_loss']}, "
+            f"{result['bytes_up_per_worker']:,.0f} B sent per worker, {result['samples']} samples, "
+            f"{result.get('seconds', 0):.0f} s",
+            file=sys.stderr,
+            flush=True,
+        )
     return result

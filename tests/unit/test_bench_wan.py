@@ -3,12 +3,16 @@ targets, the baseline's steps and the Markdown table, from made-up run results."
 
 from __future__ import annotations
 
+import tomllib
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from bench import wan
 from bench.__main__ import ON_REQUEST, SECTIONS
+from tendril.lab.train import job_text
+from tendril.scheduler.demo import MODELS
 
 
 def _run(utilization: float, loss: float, sent: float, samples: int = 480) -> dict[str, Any]:
@@ -108,3 +112,20 @@ def test_a_failed_run_is_a_line_that_says_so_and_the_table_marks_it() -> None:
     table = wan.grid_table(grid, results)
     assert table[2].startswith("| 1 Gbit/s | data-parallel | fp32 | 0.400 | 6.000 | 100.000 MB | 1× |")
     assert table[3] == "| 1 Gbit/s | blocking | fp32 | failed | | | | | |"
+
+
+def test_a_wider_model_replaces_the_demos_in_the_labs_job_toml(tmp_path: Path) -> None:
+    grid = wan.Grid(width=192, layers=4)
+    config = wan.model_config(grid)
+    assert config == {"model_type": "gpt2", "n_layer": 4, "n_head": 3, "n_embd": 192}
+    assert wan.model_config(wan.Grid()) == MODELS["gpt2"]
+    settings = wan.demo_settings(tmp_path, grid, "overlapped", "int4")
+    text = job_text(
+        settings, listen="198.18.0.3:1", gateway="198.18.0.1:1", data_node="198.18.0.2:1", model_config=config
+    )
+    job = tomllib.loads(text)
+    assert job["training"]["model"] == {"task": "causal-lm", "config": config}
+    assert job["training"]["sync"] == "overlapped" and job["training"]["codec"] == "int4"
+    assert job["training"]["inner"]["batch_size"] == grid.batch_size
+    plain = tomllib.loads(job_text(settings, listen="a:1", gateway="b:1", data_node="c:1"))
+    assert plain["training"]["model"]["config"] == MODELS["gpt2"]
