@@ -117,8 +117,10 @@ def main() -> int:
     parser.add_argument("--wan-inner-steps", type=int, default=wan.DEFAULT_INNER_STEPS, help="wan: batches per round")
     parser.add_argument("--wan-batch-size", type=int, default=wan.DEFAULT_BATCH_SIZE, help="wan: sequences per batch")
     parser.add_argument("--wan-no-baseline", action="store_true", help="wan: leave out the data-parallel baseline")
-    parser.add_argument("--wan-width", type=int, default=0, help="wan: a GPT-2 this wide (0: the demo's model)")
-    parser.add_argument("--wan-layers", type=int, default=2, help="wan: its layers (with --wan-width)")
+    parser.add_argument(
+        "--wan-width", type=int, default=wan.DEFAULT_WIDTH, help="wan: a GPT-2 this wide (0: the demo's model)"
+    )
+    parser.add_argument("--wan-layers", type=int, default=wan.DEFAULT_LAYERS, help="wan: its layers (with --wan-width)")
     args = parser.parse_args()
     named = [s.strip() for s in args.only.split(",") if s.strip()]
     unknown = set(named) - set(SECTIONS) - set(ON_REQUEST) - set(ALIASES)

@@ -35,15 +35,16 @@ DEFAULT_CODECS = ("fp32", "int8", "int4")
 DEFAULT_RATES = (100.0, 1000.0)
 DEFAULT_SPARSE_MODES = ("blocking",)  # the sparse codec is measured in these modes
 DEFAULT_WORKERS = 3
-DEFAULT_ROUNDS = 20
-# NOTE: sized by measurement (docs/WAN.md "Measured"). With the demo's model (Δ 0.96 MB in fp32)
-# a blocking fp32 round at 100 Mbit/s syncs in about 0.2 s (two remote pushes through the
-# parameter server host's link, then two pulls), and a batch of 4 × 128 tokens took 0.13 s of
-# compute per worker (3 workers and the parameter server on 2 cores): 8 such batches were 5×
-# the sync. Compute per step and sync per round both grow with the model's parameters, so the
-# model's width cannot tip the balance; the tokens per step and the inner steps do: 2 sequences
-# a step, 4 steps a round.
-DEFAULT_INNER_STEPS = 4
+DEFAULT_ROUNDS = 10
+# NOTE: sized by measurement (docs/WAN.md "Sizing the model"): a GPT-2 192 wide and 4 deep
+# (Δ 8.8 MB in fp32), 2 sequences of 128 tokens a step, 8 steps a round: a blocking fp32 round at
+# 100 Mbit/s computed 2.06 s and synced 2.44 s per worker. Compute per step and sync per round
+# both grow with the parameters, so the tokens per step and the steps per round set the
+# balance; the width sets how long a step is beside the fixed cost between two steps (progress
+# reports, data), which with the demo's 64-wide model was as long as the steps themselves.
+DEFAULT_WIDTH = 192
+DEFAULT_LAYERS = 4
+DEFAULT_INNER_STEPS = 8
 DEFAULT_BATCH_SIZE = 2
 DP_PORT = 51095
 DP_SCRIPT = Path(__file__).resolve().with_name("wan_dp.py")
@@ -66,8 +67,8 @@ class Grid:
     inner_steps: int = DEFAULT_INNER_STEPS
     batch_size: int = DEFAULT_BATCH_SIZE
     baseline: bool = True  # the data-parallel baseline
-    width: int = 0  # the GPT-2's n_embd (n_head: width // 64, at least 1); 0: the demo's model (64 wide)
-    layers: int = 2  # its n_layer when width is set
+    width: int = DEFAULT_WIDTH  # the GPT-2's n_embd (n_head: width // 64, at least 1); 0: the demo's model
+    layers: int = DEFAULT_LAYERS  # its n_layer when width is set
     tls: bool = True
 
     def runs(self) -> list[tuple[float, str, str]]:
@@ -141,14 +142,28 @@ def diloco_figures(lines: list[dict[str, Any]], workers: int) -> dict[str, Any]:
     }
 
 
+def lab_root(work: Path) -> Path:
+    """A new, empty folder for one lab: a worker's leases and jobs must not come back in the next.
+
+    NOTE: short names: a job's bridge socket lies 40 characters below it and a Unix socket's path
+    has at most 107 bytes.
+    """
+    labs = work / "labs"
+    labs.mkdir(parents=True, exist_ok=True)
+    index = len(list(labs.iterdir()))
+    root = labs / str(index)
+    shutil.rmtree(root, ignore_errors=True)
+    return root
+
+
 def run_diloco(work: Path, grid: Grid, rate: float, mode: str, codec: str) -> dict[str, Any]:
     """One lab, one DiLoCo run; its figures (``error`` set when the run failed)."""
     from tendril.lab.lab import Lab, LabSettings
     from tendril.lab.train import train
 
     settings = demo_settings(work / "wan", grid, mode, codec)
-    root = work / "wan" / "labs" / f"{rate:g}-{mode}-{codec}"
-    shutil.rmtree(root, ignore_errors=True)  # a lab's workers must not find an earlier run's leases
+    root = lab_root(work)
+    print(f"bench: wan {mode} {codec} {rate_name(rate)}: lab in {root}", file=sys.stderr, flush=True)
     began = time.monotonic()
     with Lab(root, LabSettings(workers=grid.workers, rate_mbit=rate, tls=grid.tls)) as lab:
         run = asyncio.run(train(lab, settings, model_config=model_config(grid)))
@@ -171,8 +186,7 @@ def run_data_parallel(work: Path, grid: Grid, rate: float, steps: int) -> dict[s
     settings = demo_settings(work / "wan", grid, "blocking", "fp32")
     data = prepare_data(settings)
     model = {"task": "causal-lm", "config": model_config(grid)}
-    folder = work / "wan" / "labs" / f"{rate:g}-data-parallel"
-    shutil.rmtree(folder, ignore_errors=True)
+    folder = lab_root(work)
     folder.mkdir(parents=True, exist_ok=True)
     began = time.monotonic()
     with Lab(folder / "run", LabSettings(workers=grid.workers, rate_mbit=rate, tls=False)) as lab:

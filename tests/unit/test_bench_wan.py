@@ -118,7 +118,7 @@ def test_a_wider_model_replaces_the_demos_in_the_labs_job_toml(tmp_path: Path) -
     grid = wan.Grid(width=192, layers=4)
     config = wan.model_config(grid)
     assert config == {"model_type": "gpt2", "n_layer": 4, "n_head": 3, "n_embd": 192}
-    assert wan.model_config(wan.Grid()) == MODELS["gpt2"]
+    assert wan.model_config(wan.Grid(width=0)) == MODELS["gpt2"]
     settings = wan.demo_settings(tmp_path, grid, "overlapped", "int4")
     text = job_text(
         settings, listen="198.18.0.3:1", gateway="198.18.0.1:1", data_node="198.18.0.2:1", model_config=config
