@@ -1,6 +1,7 @@
-"""``python -m bench [--only codecs,stream,paramserver,sync,streams,bridge,demo,gateway] [--out bench-out]``.
+"""``python -m bench [--only codecs,stream,paramserver,sync,streams,bridge,demo,gateway,wan] [--out bench-out]``.
 
 ``--only external`` is short for ``bridge,demo`` (the figures other parts of Tendril provide).
+``wan`` (the lab's figures, :mod:`bench.wan`) runs only when named: it takes many minutes.
 """
 
 from __future__ import annotations
@@ -17,10 +18,12 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import gateway, sync
+from bench import gateway, sync, wan
 from bench.common import GIB, MIB, Figure, data_plane_env
 
 SECTIONS = ("codecs", "stream", "paramserver", "sync", "streams", "bridge", "demo", "gateway")
+# NOTE: not in the default run: one lab and one training run per configuration (docs/WAN.md).
+ON_REQUEST = ("wan",)
 ALIASES = {"external": ("bridge", "demo")}
 
 
@@ -36,6 +39,17 @@ def _int_list(text: str) -> list[int]:
         return [int(x) for x in text.split(",") if x.strip()]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected comma-separated whole numbers, got {text!r}") from None
+
+
+def _names(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def _float_list(text: str) -> list[float]:
+    try:
+        return [float(x) for x in _names(text)]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
 def _format(value: float | None, unit: str) -> str:
@@ -64,7 +78,8 @@ def main() -> int:
     parser.add_argument(
         "--only",
         default=",".join(SECTIONS),
-        help=f"comma-separated subset of {', '.join(SECTIONS)} ('external': bridge,demo)",
+        help=f"comma-separated subset of {', '.join(SECTIONS)} (default: all of them), or {', '.join(ON_REQUEST)} "
+        "('external': bridge,demo)",
     )
     parser.add_argument("--out", default="bench-out", help="where results.json goes")
     parser.add_argument("--stream-mib", type=int, default=GIB // MIB, help="tensor stream payload size")
@@ -96,11 +111,33 @@ def main() -> int:
         default=",".join(str(n) for n in gateway.DEFAULT_STEPS),
         help="simulated worker counts of the gateway section, stepped up until p99 offer latency passes 1 s",
     )
+    parser.add_argument(
+        "--wan-modes", type=_names, default=",".join(wan.DEFAULT_MODES), help="wan: sync modes (training.sync)"
+    )
+    parser.add_argument("--wan-codecs", type=_names, default=",".join(wan.DEFAULT_CODECS), help="wan: codecs")
+    parser.add_argument(
+        "--wan-sparse-modes",
+        type=_names,
+        default=",".join(wan.DEFAULT_SPARSE_MODES),
+        help="wan: sync modes the sparse codec is measured in (empty: none)",
+    )
+    parser.add_argument(
+        "--wan-rates", type=_float_list, default=",".join(f"{r:g}" for r in wan.DEFAULT_RATES), help="wan: Mbit/s"
+    )
+    parser.add_argument("--wan-workers", type=int, default=wan.DEFAULT_WORKERS, help="wan: worker hosts")
+    parser.add_argument("--wan-rounds", type=int, default=wan.DEFAULT_ROUNDS, help="wan: DiLoCo rounds")
+    parser.add_argument("--wan-inner-steps", type=int, default=wan.DEFAULT_INNER_STEPS, help="wan: batches per round")
+    parser.add_argument("--wan-batch-size", type=int, default=wan.DEFAULT_BATCH_SIZE, help="wan: sequences per batch")
+    parser.add_argument("--wan-no-baseline", action="store_true", help="wan: leave out the data-parallel baseline")
+    parser.add_argument(
+        "--wan-width", type=int, default=wan.DEFAULT_WIDTH, help="wan: a GPT-2 this wide (0: the demo's model)"
+    )
+    parser.add_argument("--wan-layers", type=int, default=wan.DEFAULT_LAYERS, help="wan: its layers (with --wan-width)")
     args = parser.parse_args()
     named = [s.strip() for s in args.only.split(",") if s.strip()]
-    unknown = set(named) - set(SECTIONS) - set(ALIASES)
+    unknown = set(named) - set(SECTIONS) - set(ON_REQUEST) - set(ALIASES)
     if unknown:
-        parser.error(f"unknown sections {sorted(unknown)}; choose from {', '.join([*SECTIONS, *ALIASES])}")
+        parser.error(f"unknown sections {sorted(unknown)}; choose from {', '.join([*SECTIONS, *ON_REQUEST, *ALIASES])}")
     wanted = list(dict.fromkeys(part for name in named for part in ALIASES.get(name, (name,))))
 
     from bench import codecs, external, paramserver, stream, streams
@@ -124,6 +161,22 @@ def main() -> int:
             "bridge": lambda: external.bridge_report_progress(work),
             "demo": lambda: external.demo_data(work),
             "gateway": lambda: gateway.measure(work, backend=args.gateway_backend, steps=args.gateway_steps),
+            "wan": lambda: wan.measure(
+                work,
+                wan.Grid(
+                    modes=tuple(args.wan_modes),
+                    codecs=tuple(args.wan_codecs),
+                    rates=tuple(args.wan_rates),
+                    sparse_modes=tuple(args.wan_sparse_modes),
+                    workers=args.wan_workers,
+                    rounds=args.wan_rounds,
+                    inner_steps=args.wan_inner_steps,
+                    batch_size=args.wan_batch_size,
+                    baseline=not args.wan_no_baseline,
+                    width=args.wan_width,
+                    layers=args.wan_layers,
+                ),
+            ),
         }
         for section in wanted:
             t0 = time.perf_counter()

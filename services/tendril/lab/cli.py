@@ -10,6 +10,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from tendril.core.codecs import CODECS
+
 DEFAULT_OUT = Path("lab-out")
 
 
@@ -75,6 +77,10 @@ def fill_parser(group: argparse.ArgumentParser) -> None:
         default="blocking",
         help="training.sync: wait for each round's update, or train on while it travels (default blocking)",
     )
+    run.add_argument(
+        "--codec", choices=CODECS, default="fp32", help="training.codec: how pseudo-gradients travel (default fp32)"
+    )
+    run.add_argument("--batch-size", type=_count, default=8, help="sequences per inner step (default 8)")
     run.add_argument("--latency-ms", type=_latency, default=0.0, help=LATENCY_HELP)
     run.add_argument("--no-tls", action="store_true", help="plaintext instead of mTLS with per-host certificates")
     run.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
@@ -132,6 +138,8 @@ def run_run(args: argparse.Namespace) -> int:
         workers=args.workers,
         rounds=args.rounds,
         inner_steps=args.inner_steps,
+        batch_size=args.batch_size,
+        codec=args.codec,
         max_bytes=1_000_000,
         sequences_per_slice=64,
         run_id="lab",
@@ -142,7 +150,7 @@ def run_run(args: argparse.Namespace) -> int:
         hosts = ", ".join(f"{h.name} {h.ip}" for h in lab.network.hosts.values())
         print(
             f"lab {lab.lab_id}: {hosts}; every link {args.rate:g} Mbit/s each way (tbf), "
-            f"{args.latency_ms:g} ms added one way; mTLS {settings.tls}; sync {args.sync}"
+            f"{args.latency_ms:g} ms added one way; mTLS {settings.tls}; sync {args.sync}; codec {args.codec}"
         )
         link = asyncio.run(lab.measure("worker-1" if args.workers > 1 else "gateway", "worker-0"))
         print(

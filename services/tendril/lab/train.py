@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import shutil
 import subprocess
 import time
+from collections.abc import Mapping
 from typing import Any
 
 from tendril.lab.lab import Lab
-from tendril.scheduler.demo import DemoSettings, job_toml, prepare_data
+from tendril.scheduler.demo import DemoSettings, job_toml, model_table, prepare_data
 from tendril.scheduler.metrics import read_metrics, run_stats
 from tendril.scheduler.state import STATE_FILES
 
@@ -29,9 +31,13 @@ class LabRun:
     scheduler_log: str
 
 
-async def train(lab: Lab, settings: DemoSettings) -> LabRun:
+async def train(lab: Lab, settings: DemoSettings, *, model_config: Mapping[str, Any] | None = None) -> LabRun:
     """Prepare the demo's data set (in ``settings.out``), start gateway, data node and the lab's
-    workers on their hosts, run the scheduler to its end (or ``settings.timeout_seconds``)."""
+    workers on their hosts, run the scheduler to its end (or ``settings.timeout_seconds``).
+
+    ``model_config``: job.toml's ``[training.model.config]`` instead of the demo model's (e.g. a
+    wider GPT-2 for the bench); vocab_size and the position limit still come from the data set.
+    """
     began = time.monotonic()
     data = prepare_data(settings)
     for name in ("metrics.jsonl", "model.safetensors", "loss.png", *STATE_FILES):
@@ -42,7 +48,13 @@ async def train(lab: Lab, settings: DemoSettings) -> LabRun:
     await lab.start_workers(flexible=settings.flexible_workers)
     job = lab.root / "job.toml"
     job.write_text(
-        job_toml(settings, listen=lab.scheduler_address, gateway=lab.gateway_address, data_node=lab.data_node_address)
+        job_text(
+            settings,
+            listen=lab.scheduler_address,
+            gateway=lab.gateway_address,
+            data_node=lab.data_node_address,
+            model_config=model_config,
+        )
     )
     scheduler = lab.start_scheduler(job, f"{settings.run_id}-scheduler")
     code: int | None
@@ -53,6 +65,19 @@ async def train(lab: Lab, settings: DemoSettings) -> LabRun:
     metrics = settings.out / "metrics.jsonl"
     lines = read_metrics(metrics) if metrics.exists() else []
     return LabRun(lines, code, time.monotonic() - began, scheduler.tail(30))
+
+
+def job_text(
+    settings: DemoSettings, *, listen: str, gateway: str, data_node: str, model_config: Mapping[str, Any] | None = None
+) -> str:
+    """The demo's job.toml, with ``model_config`` as its ``[training.model.config]`` when given."""
+    text = job_toml(settings, listen=listen, gateway=gateway, data_node=data_node)
+    if model_config is None:
+        return text
+    table = ["[training.model]", 'task = "causal-lm"', "", "[training.model.config]"]
+    table += [f"{key} = {json.dumps(value)}" for key, value in model_config.items()]
+    # NOTE: job.toml ends with the model's tables (demo.job_toml), so they are swapped whole.
+    return text.replace(model_table(settings), "\n".join(table) + "\n")
 
 
 def summary(run: LabRun) -> list[str]:
