@@ -22,6 +22,7 @@ import pytest
 from tendril.data_node.manifest import load_manifest
 from tendril.scheduler.cluster import LocalCluster, free_address, pick_offsets, worker_ports
 from tendril.scheduler.demo import stdlib_sources
+from tendril.scheduler.jobconfig import parse_job_config
 from tests import guides
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(900)]
@@ -75,7 +76,13 @@ async def test_the_training_guide_runs_as_written(tmp_path: Path) -> None:
     commands = guides.commands(blocks)
     tomls = [body for kind, body in blocks if kind == "toml"]
     examples = [body for kind, body in blocks if kind == "json"]
-    assert len(tomls) == 3 and len(examples) == 1, "the guide's worker.toml, job.toml and fine-tuning snippet"
+    assert len(tomls) >= 3 and len(examples) == 1, "the guide's worker.toml, job.toml and fine-tuning snippet"
+    # The blocks after those are [training] snippets (codecs): each one, put into the guide's
+    # job.toml, must make a valid job config.
+    for extra in tomls[3:]:
+        job_with = tomllib.loads(tomls[1])
+        job_with["training"].update(tomllib.loads(extra)["training"])
+        parse_job_config(job_with)
     for line in examples[0].splitlines():
         assert isinstance(json.loads(line)["text"], str)
     snippet = tomllib.loads(tomls[2])["training"]["model"]
