@@ -43,7 +43,7 @@ class MemoryBus(BusStore):
         return self.core.subscribers(topic)
 
     async def start(self) -> None:
-        pass
+        """Nothing to connect: the state lives in this process."""
 
     async def close(self) -> None:
         self.core.close()
@@ -106,7 +106,7 @@ class MemoryRegistry(RegistryStore):
         await self.core.run_sweeper()
 
     async def start(self) -> None:
-        pass
+        """Nothing to connect: the state lives in this process."""
 
     async def close(self) -> None:
         self.core.close()

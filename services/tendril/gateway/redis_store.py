@@ -37,7 +37,7 @@ Why this shape:
 * **Versions** come from the stored record: Put reads it under WATCH and writes version+1 in
   a MULTI, so two gateways putting the same record never give out one version twice.
 * **Limits and ownership** are the memory registry's own rules (:mod:`tendril.gateway.registry`:
-  ``check_put``, ``check_owner``, ``claim``), applied to what Put read under that WATCH: the
+  ``check_put``, ``next_entry``, ``check_owner``), applied to what Put read under that WATCH: the
   owner and the secret's sha256 travel in the stored record, so a concurrent write by another
   gateway makes EXEC fail and the owner is checked again on the new content (of many callers
   creating one record at once exactly one owns it). Delete is a compare-and-delete script on
@@ -92,9 +92,9 @@ from tendril.gateway.registry import (
     check_name,
     check_owner,
     check_put,
-    claim,
     decode_token,
     encode_token,
+    next_entry,
     page_limit,
 )
 from tendril.gateway.store import BackendLost, BusStore, RegistryStore, record_from_proto, record_to_proto
@@ -340,21 +340,14 @@ class RedisRegistry(RegistryStore):
                     # WATCH read: if another gateway writes the record before EXEC, EXEC fails and
                     # both the check and the claim are made again on the new content. A refusal
                     # leaves through the pipeline's exit, which drops the WATCH.
-                    secret = ""
-                    if live is not None:
-                        check_owner(live, caller, "rewrite")
-                        owner, digest = live.owner, live.secret_sha256
-                    else:
-                        owner, digest, secret = claim(caller)
-                    entry = Entry(
+                    entry, secret = next_entry(
+                        live,
+                        caller,
                         kind=kind,
-                        id=record_id,
+                        record_id=record_id,
                         payload=payload,
                         ttl_seconds=ttl_seconds,
-                        expires_at=now + ttl_seconds,
-                        version=live.version + 1 if live is not None else 1,
-                        owner=owner,
-                        secret_sha256=digest,
+                        now=now,
                     )
                     data = record_to_proto(entry, with_secret_hash=True).SerializeToString()
                     pipe.multi()

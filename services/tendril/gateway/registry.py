@@ -212,6 +212,38 @@ def claim(caller: Caller | None) -> tuple[str, bytes, str]:
     return "", secret_hash(secret), secret
 
 
+def next_entry(
+    previous: Entry | None,
+    caller: Caller | None,
+    *,
+    kind: str,
+    record_id: str,
+    payload: Any,
+    ttl_seconds: float,
+    now: float,
+) -> tuple[Entry, str]:
+    """The entry a Put makes over ``previous`` (the live record, or None) and the new secret ("" unless
+    the Put created the record for a caller without a certificate); raises when ``caller`` does not
+    own ``previous``. Both backends put through this, so ownership and versions follow one rule."""
+    secret = ""
+    if previous is not None:
+        check_owner(previous, caller, "rewrite")
+        owner, digest = previous.owner, previous.secret_sha256
+    else:
+        owner, digest, secret = claim(caller)
+    entry = Entry(
+        kind=kind,
+        id=record_id,
+        payload=payload,
+        ttl_seconds=ttl_seconds,
+        expires_at=now + ttl_seconds,
+        version=previous.version + 1 if previous is not None else 1,
+        owner=owner,
+        secret_sha256=digest,
+    )
+    return entry, secret
+
+
 def encode_token(kind: str, last: Entry) -> str:
     raw = json.dumps([kind, last.kind, last.id], separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
@@ -277,22 +309,14 @@ class Registry:
         check_put(kind, record_id, ttl_seconds, size, self.max_record_bytes)
         self.expire_due()
         key = (kind, record_id)
-        previous = self._records.get(key)
-        secret = ""
-        if previous is not None:
-            check_owner(previous, caller, "rewrite")
-            owner, digest = previous.owner, previous.secret_sha256
-        else:
-            owner, digest, secret = claim(caller)
-        entry = Entry(
+        entry, secret = next_entry(
+            self._records.get(key),
+            caller,
             kind=kind,
-            id=record_id,
+            record_id=record_id,
             payload=payload,
             ttl_seconds=ttl_seconds,
-            expires_at=self._clock() + ttl_seconds,
-            version=(previous.version + 1) if previous else 1,
-            owner=owner,
-            secret_sha256=digest,
+            now=self._clock(),
         )
         self._records[key] = entry
         self.writes += 1
