@@ -115,7 +115,7 @@ class Load:
                 self._offers.add(task)
                 task.add_done_callback(self._offers.discard)
         except grpc.aio.AioRpcError:
-            pass
+            pass  # the stream ended (the run stops, or the gateway dropped it): its missed offers count as lost
         finally:
             self.counters.streams_ended += 1
             refresh.cancel()

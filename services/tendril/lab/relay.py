@@ -85,7 +85,7 @@ async def _serve(delay: float, reader: asyncio.StreamReader, writer: asyncio.Str
         up_reader, upstream = await asyncio.open_connection(sock=out)
         await asyncio.gather(_forward(reader, upstream, delay, window), _forward(up_reader, writer, delay, window))
     except (ConnectionError, OSError):
-        pass
+        pass  # either side went away: the relay just closes both ends, as a router would drop the flow
     finally:
         for w in (upstream, writer):
             if w is not None:
