@@ -277,6 +277,7 @@ class ParameterServerCore:
             await self._settle(run)
             for spool in [*run.pushes.values(), *run.param_pushes.values()]:
                 spool.discard()
+        self.budget.trim()
 
     @staticmethod
     async def _settle(run: Run) -> None:
@@ -540,7 +541,16 @@ class ParameterServerCore:
             self.budget.keep(key)
             self.budget.released()
 
-        spool = Spool(info, memoryview(buffer), done, key=key, table=table)
+        budget = self.budget
+
+        def release_pages(view: memoryview, start: int, end: int) -> None:
+            # NOTE: only while more is held than the limit (a push admitted while this one is
+            # folded, see MemoryBudget.finish): otherwise the buffer goes back to the pool whole,
+            # and the next push reuses its pages without faulting them in again.
+            if budget.over:
+                budget.release_pages(view, start, end)
+
+        spool = Spool(info, memoryview(buffer), done, key=key, table=table, release_pages=release_pages)
         spool.owner = asyncio.current_task()
         table[info.stream_id] = spool
         return spool
