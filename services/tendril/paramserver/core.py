@@ -66,7 +66,8 @@ WATCH_QUEUE = 1024  # changes a WatchRound watcher may fall behind before it is 
 # accumulator (each keeps a core busy), or, at a round's close, its update. Measured with
 # `python -m bench --only sync,paramserver` (idle 2-core machine): one model instead of two made
 # round sync at 400 MB fp32 3.34 s instead of 2.57 s, for a peak of 621 MiB instead of 854 MiB
-# with 8 pushers of 256 MiB, both under the 2.5 × model + 300 MiB (940 MiB) it is held to.
+# with 8 pushers of 256 MiB, both under the 2.5 × model + 300 MiB (940 MiB) it is held to
+# (with pooled buffers, see memory.py: 884-900 MiB, the pushes 2.0 s instead of 5.75 s).
 SHARED_MODELS = 2
 
 
