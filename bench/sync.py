@@ -28,6 +28,10 @@ Processes:
     round's update (ReceiveUpdate's call), ``load_params`` and ``apply_update`` (θ + u); seconds
     = from the barrier to the moment the last worker has θ_new in memory.
 
+The orchestrator also reads the ParameterServer's CPU time (user and system, all its threads,
+``/proc/<pid>/stat``) from the moment a run's workers start until the server is idle after its
+last round: the note gives it per round (warm-up round and every checkpoint included).
+
 Fairness: both sides start each repeat from a gloo barrier (after which each worker stamps
 its start on CLOCK_MONOTONIC, one clock for every process of the machine); before every
 barrier, worker 0 waits (≤ 5 s, recorded with the machine's dirty page cache) until the
@@ -125,11 +129,17 @@ def run_id(mb: int, codec: str) -> str:
     return f"sync-{mb}mb-{codec}"
 
 
-def _cpu_seconds(pid: int) -> float:
-    """user + system CPU time of a process so far."""
+def _cpu_times(pid: int) -> tuple[float, float]:
+    """(user, system) CPU seconds of a process so far, all its threads."""
     with open(f"/proc/{pid}/stat") as f:
         fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return int(fields[11]) / tick, int(fields[12]) / tick
+
+
+def _cpu_seconds(pid: int) -> float:
+    """user + system CPU time of a process so far."""
+    return sum(_cpu_times(pid))
 
 
 def _meminfo_mib(*keys: str) -> dict[str, float]:
@@ -381,6 +391,7 @@ async def _drive(
     sizes_mb: Sequence[int],
     codecs: Sequence[str],
     rounds: int,
+    ps_pid: int,
 ) -> list[dict[str, Any]]:
     from tendril.core import tensorstream
     from tendril.core.channel import open_channel
@@ -415,6 +426,7 @@ async def _drive(
                     if not await watch.until(lambda w=watch: bool(w.events), 30):
                         raise TimeoutError(f"WatchRound of run {rid} said nothing in 30 s")
                     load_before = os.getloadavg()
+                    cpu_before = _cpu_times(ps_pid)
                     store.set(f"{rid}/open", "1")
                     try:
                         results = await _results(
@@ -424,6 +436,10 @@ async def _drive(
                         await watch.until(lambda w=watch: any(seen >= rounds for _, seen, _ in w.events), 10)
                     finally:
                         watcher.cancel()
+                    # The rounds' own work, up to the last checkpoint (the workers' last barrier waited for it
+                    # only when another repeat followed).
+                    await asyncio.to_thread(wait_quiet, ps_pid)
+                    cpu_after = _cpu_times(ps_pid)
                     await stub.CloseJob(paramserver_pb2.CloseJobRequest(run_id=rid, purge=True))
                     runs.append(
                         {
@@ -433,6 +449,7 @@ async def _drive(
                             "events": watch.events,
                             "load_average_before": [round(x, 2) for x in load_before],
                             "load_average_after": [round(x, 2) for x in os.getloadavg()],
+                            "ps_cpu_seconds": [round(b - a, 2) for a, b in zip(cpu_before, cpu_after, strict=True)],
                         }
                     )
             finally:
@@ -500,7 +517,7 @@ def measure(
                 )
             )
         try:
-            runs = asyncio.run(_drive(f"127.0.0.1:{port}", store, workers, workdir, sizes_mb, codecs, rounds))
+            runs = asyncio.run(_drive(f"127.0.0.1:{port}", store, workers, workdir, sizes_mb, codecs, rounds, ps.pid))
         except BaseException as exc:
             # NOTE: the traceback's frames hold the store; cleared, `del store` below closes its port now.
             traceback.clear_frames(exc.__traceback__)
@@ -629,6 +646,7 @@ def figures(runs: list[dict[str, Any]], rounds: int, section: dict[str, Any]) ->
             ratio = value / baseline
             parts = _part_medians(measured, None)
             closes = [m["ps_close"] for m in measured if m["ps_close"] is not None]
+            ps_user, ps_sys = run["ps_cpu_seconds"]
             shown = ", ".join(f"{PART_NAMES[p]} {parts[p]:.3g} s" for p in PARTS if parts[p] is not None) + (
                 "" if parts["wait"] is not None else " (pull includes the wait for close)"
             )
@@ -647,6 +665,7 @@ def figures(runs: list[dict[str, Any]], rounds: int, section: dict[str, Any]) ->
                         f"{ratio:.1f}× baseline (gloo all_reduce alone {all_reduce:.3g} s); "
                         f"per-worker medians: {shown}"
                         + (f" (PS closes the round in {_median(closes):.3g} s)" if closes else "")
+                        + f"; PS CPU {ps_user / rounds:.2g} + {ps_sys / rounds:.2g} s (user + system) per round"
                         + f"; median of {len(measured)} rounds after {WARMUP} warm-up{codec_note}"
                     ),
                     details={
@@ -663,6 +682,8 @@ def figures(runs: list[dict[str, Any]], rounds: int, section: dict[str, Any]) ->
                         "barrier_skew_seconds_rounds": [_r(m["skew"]) for m in measured],
                         "last_push_done_seconds_rounds": [_r(m["last_push_done"]) for m in measured],
                         "ps_close_seconds_rounds": [_r(c) for c in closes],
+                        # Every round's (warm-up included), with the checkpoints written after them.
+                        "ps_cpu_seconds_per_round": {"user": _r(ps_user / rounds), "system": _r(ps_sys / rounds)},
                         "parts_median_seconds": parts,
                         "parts_median_seconds_per_worker": {f"w{i}": _part_medians(measured, i) for i in range(WORLD)},
                         "parts_seconds_rounds": [

@@ -75,6 +75,9 @@ def test_sync_figure_shape_and_cleanup(tmp_path: Path) -> None:
     assert all(v is not None and v >= 0 for v in details["parts_median_seconds"].values())
     assert set(details["parts_median_seconds_per_worker"]) == {"w0", "w1", "w2"}
     assert len(details["ps_close_seconds_rounds"]) == 1
+    # The ParameterServer's CPU per round (user, system) was read from /proc: it did work.
+    cpu = details["ps_cpu_seconds_per_round"]
+    assert set(cpu) == {"user", "system"} and cpu["user"] + cpu["system"] > 0 and "PS CPU" in figure.note
     # Each worker pushed and pulled the whole fp32 payload (plus its SafeTensors header).
     assert all(4_000_000 < n < 4_100_000 for n in details["bytes_sent_per_worker"])
     assert all(4_000_000 < n < 4_100_000 for n in details["bytes_received_per_worker"])

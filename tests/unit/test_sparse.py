@@ -102,6 +102,7 @@ def test_fold_adds_only_the_kept_values(tmp_path: Path) -> None:
     theta, _ = tensorfile.plan_layout([("w", (3, 5000))], "fp32")
     acc = aggregate.Accumulator(theta, memoryview(bytearray(4 * 15000)))
     acc.values[:] = 1.0
+    acc.empty = False  # a sum of 1.0 everywhere (a fresh accumulator's first fold overwrites it)
     acc.fold("a", 2.0, memoryview((tmp_path / "d.sparse").read_bytes()), layout)
     dense = SPARSE.decode_count(*SPARSE.encode(values.reshape(-1), 4096), 4096, 15000)
     np.testing.assert_array_equal(acc.values, np.float32(1.0) + dense * np.float32(2.0))

@@ -218,11 +218,16 @@ def digest(view: memoryview) -> Digest:
 
 
 class Accumulator:
-    """Σ float32(wᵢ)·Δᵢ of a round's committed pushes, over θ's fp32 data section."""
+    """Σ float32(wᵢ)·Δᵢ of a round's committed pushes, over θ's fp32 data section.
+
+    ``buffer`` may hold anything (a pooled buffer holds its last use's bytes): the first fold
+    writes 0 + float32(w)·Δ over every value (the same bits as adding to zeros), never reading it.
+    """
 
     def __init__(self, theta: Layout, buffer: memoryview) -> None:
         self.layout = theta
         self.values: F32 = np.frombuffer(buffer, dtype=np.float32, count=theta.numel)
+        self.empty = True  # no fold has written it yet: its bytes are not a sum
         self.weight = 0.0
         self.workers: list[str] = []
         self.spoiled = False  # changed by a fold or a close that did not finish: cannot be used
@@ -253,6 +258,11 @@ class Accumulator:
         step = block_step(layout)
         scratch = np.empty(step, dtype=np.float32)
         wire = codecs.BY_NAME[layout.codec]
+        first = self.empty
+        if first and wire.sparse:
+            self.values.fill(0)  # only the kept values are added below
+            first = False
+        zero = np.float32(0)
         for spec in self.layout.tensors:
             acc = self.tensor(spec)
             source = by_name[spec.name]
@@ -271,11 +281,13 @@ class Accumulator:
             for a, b in blocks(spec.numel, step):
                 product = scratch[: b - a]
                 np.multiply(decode(payload, layout, source, a, b), w, out=product)
-                np.add(acc[a:b], product, out=acc[a:b])
+                # (the first fold: 0 + w·Δ, exactly what adding it to zeros gives, -0.0 included)
+                np.add(zero if first else acc[a:b], product, out=acc[a:b])
                 if consumed is not None:
                     consumed(start + wire.nbytes(a), start + wire.nbytes(b))
         self.weight += float(weight)
         self.workers.append(worker_id)
+        self.empty = False
         self.spoiled = False
 
 

@@ -66,7 +66,8 @@ WATCH_QUEUE = 1024  # changes a WatchRound watcher may fall behind before it is 
 # accumulator (each keeps a core busy), or, at a round's close, its update. Measured with
 # `python -m bench --only sync,paramserver` (idle 2-core machine): one model instead of two made
 # round sync at 400 MB fp32 3.34 s instead of 2.57 s, for a peak of 621 MiB instead of 854 MiB
-# with 8 pushers of 256 MiB, both under the 2.5 × model + 300 MiB (940 MiB) it is held to.
+# with 8 pushers of 256 MiB, both under the 2.5 × model + 300 MiB (940 MiB) it is held to
+# (with pooled buffers, see memory.py: 884-900 MiB, the pushes 2.0 s instead of 5.75 s).
 SHARED_MODELS = 2
 
 
@@ -277,6 +278,7 @@ class ParameterServerCore:
             await self._settle(run)
             for spool in [*run.pushes.values(), *run.param_pushes.values()]:
                 spool.discard()
+        self.budget.trim()
 
     @staticmethod
     async def _settle(run: Run) -> None:
@@ -540,7 +542,16 @@ class ParameterServerCore:
             self.budget.keep(key)
             self.budget.released()
 
-        spool = Spool(info, memoryview(buffer), done, key=key, table=table)
+        budget = self.budget
+
+        def release_pages(view: memoryview, start: int, end: int) -> None:
+            # NOTE: only while more is held than the limit (a push admitted while this one is
+            # folded, see MemoryBudget.finish): otherwise the buffer goes back to the pool whole,
+            # and the next push reuses its pages without faulting them in again.
+            if budget.over:
+                budget.release_pages(view, start, end)
+
+        spool = Spool(info, memoryview(buffer), done, key=key, table=table, release_pages=release_pages)
         spool.owner = asyncio.current_task()
         table[info.stream_id] = spool
         return spool

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import mmap
 from collections.abc import Callable
 
 from tendril.core.dataplane import Held
@@ -69,8 +68,10 @@ class Spool:
         *,
         key: tuple[str, ...] = (),
         table: dict[str, Spool] | None = None,
+        release_pages: Callable[[memoryview, int, int], None] | None = None,
     ) -> None:
         self.info = info
+        self.release_pages = release_pages  # (buffer, start, end): give those pages back to the kernel
         self.key = key  # its name in the memory budget
         self.table = table  # the server's table of pushes it is listed in
         self._buffer: memoryview | None = buffer
@@ -173,18 +174,16 @@ class Spool:
         return self._buffer.toreadonly()
 
     def give_back(self, start: int, end: int) -> None:
-        """Payload bytes [start, end) are no longer needed (folded): their pages go back to the kernel.
+        """Payload bytes [start, end) are no longer needed (folded): their pages may go back to the kernel.
 
-        Only once the push is committing (it is never read again); the mapping stays valid.
+        Only once the push is committing (it is never read again), and only while ``release_pages``
+        is given (the server passes it while its budget holds more than its limit: pushes were
+        admitted on the promise of these pages); the buffer stays valid.
         """
         buffer = self._buffer
-        if buffer is None or not self.finishing:
+        if buffer is None or not self.finishing or self.release_pages is None:
             return
-        first = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE
-        last = end - end % mmap.PAGESIZE
-        if last > first:
-            with contextlib.suppress(AttributeError, OSError, ValueError):
-                buffer.obj.madvise(mmap.MADV_DONTNEED, first, last - first)  # type: ignore[union-attr]
+        self.release_pages(buffer, start, end)
 
     def discard(self) -> None:
         """Drop it: nothing of it is kept (its memory goes back once no view of it is left)."""
