@@ -255,6 +255,16 @@ class JobConfig(_Table):
 
 def parse_job_config(data: dict[str, Any], *, origin: Mapping[str, str] | None = None) -> JobConfig:
     """A JobConfig from a parsed TOML document, validated (``origin``: see :func:`config_error`)."""
+    training = data.get("training")
+    if isinstance(training, dict) and training.get("sync") == "streaming":
+        # NOTE: the executor's fragment bookkeeping exists (tendril_diloco.fragments), but the
+        # per-fragment runs at the parameter server and the bridge's addressing of them do not
+        # yet; refused here rather than failing once the workers are leased.
+        raise ConfigError(
+            "job config key training.sync = 'streaming' (fragment-wise sync) is not available in this "
+            "version; use 'overlapped' to train on while a round's update travels (docs/WAN.md \"Sync modes\")",
+            key="training.sync",
+        )
     try:
         config = JobConfig.model_validate(data)
     except ValidationError as exc:
