@@ -545,7 +545,9 @@ class Trainer:
         for f in range(len(frags)):
             theta.update(await self._fetch_fragment(f))
         self._load(theta)
-        self.round = frags.states[0].round
+        # NOTE: the round every fragment's run reached; a fragment whose run is ahead (its round
+        # closed before the others' did, then the run stopped) is not pushed until the worker is there.
+        self.round = min(state.round for state in frags.states)
         self.stats, self._unreported, self._remaining = RoundStats(), RoundStats(), None
         self.log("parameters.fetched", round=self.round, fragments=len(frags), sizes=frags.sizes())
 

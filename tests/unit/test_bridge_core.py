@@ -315,3 +315,28 @@ def test_a_fragment_names_its_own_run_and_keeps_its_own_sent_copy(tmp_path: Path
     assert rebuilt.sent(4) is None and rebuilt.sent(5, 1) is None
     rebuilt.forget_sent(4, 1)
     assert BridgeCore(core.job).sent(4, 1) is None and BridgeCore(core.job).sent(5, 0) is not None
+
+
+def test_an_aggregate_job_owns_its_fragments_runs(tmp_path: Path) -> None:
+    """Streaming sync: the aggregate job may open, watch and close <run_id>-f<k> for k below
+    config.fragments (a float after a protobuf Struct counts), and no other run."""
+    work = tmp_path / "job-agg"
+    for sub in WORK_SUBDIRS:
+        (work / sub).mkdir(parents=True)
+    job = JobDescriptor(
+        job_id="agg",
+        worker_id="worker-test",
+        lease_id="L1",
+        owner_id="sched",
+        executor=ExecutorRef("aggregate", "diloco"),
+        config={"run_id": "run-9", "fragments": 2.0},
+        work_dir=work,
+        socket_path=work / "bridge.sock",
+    )
+    core = BridgeCore(job)
+    assert core.own_run("") == "run-9" and core.own_run("run-9-f1") == "run-9-f1"
+    assert core.watched_run("run-9-f0") == ("run-9-f0", None)
+    for other in ("run-9-f2", "run-8-f0", "run-9-fx"):
+        with pytest.raises(BridgeError) as err:
+            core.own_run(other)
+        assert err.value.reason == "RUN_NOT_OWNED"

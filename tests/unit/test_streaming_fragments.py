@@ -1,6 +1,6 @@
 """Streaming sync's fragments: the split of θ (deterministic, balanced, every tensor once), the
-staggered push schedule, and per-fragment overlapped rounds that keep each worker's synchronized
-θ the parameter server's bit for bit; the scheduler refuses the mode until it runs end to end."""
+staggered push schedule, per-fragment overlapped rounds that keep each worker's synchronized θ
+the parameter server's bit for bit; the trainer's streaming path; what the scheduler dispatches."""
 
 from __future__ import annotations
 
@@ -14,9 +14,15 @@ from typing import Any
 import numpy as np
 import pytest
 import torch
+from safetensors.numpy import load_file, save_file
 
+from tendril.core.errors import ConfigError
+from tendril.core.tensorstream import TensorStreamError
 from tendril.paramserver.outer import nesterov
+from tendril.scheduler.dispatch import aggregate_config, fragments
+from tendril.scheduler.fragments import merge_files, run_ids
 from tendril.scheduler.jobconfig import parse_job_config
+from tendril_aggregate.main import parse_config as parse_aggregate
 from tendril_diloco.config import parse_config
 from tendril_diloco.errors import ExecutorError, ExecutorReason
 from tendril_diloco.fragments import (
@@ -189,9 +195,26 @@ def test_fragment_bookkeeping_refuses_what_cannot_happen() -> None:
     assert frags.balance() == pytest.approx(3 / 2.5)
 
 
-def test_the_scheduler_refuses_streaming_sync_with_what_to_use_instead() -> None:
-    with pytest.raises(Exception, match=r"streaming.*overlapped"):
-        parse_job_config({"training": {"sync": "streaming"}})
+def test_the_scheduler_dispatches_fragments_only_in_streaming_sync(tmp_path: Path) -> None:
+    streaming = parse_job_config({"training": {"sync": "streaming", "fragments": 3}})
+    assert streaming.training.fragments == 3 and parse_job_config({}).training.fragments == 2
+    assert aggregate_config(streaming, "r")["fragments"] == 3 and fragments(streaming) == 3
+    overlapped = parse_job_config({"training": {"sync": "overlapped", "fragments": 3}})
+    assert "fragments" not in aggregate_config(overlapped, "r") and fragments(overlapped) == 0
+    assert run_ids("r", 0) == ["r"] and run_ids("r", 2) == ["r-f0", "r-f1"]
+    with pytest.raises(ConfigError, match="fragments"):
+        parse_job_config({"training": {"sync": "streaming", "fragments": 0}})
+    # the aggregate job opens, follows and closes one run per fragment
+    assert parse_aggregate({"run_id": "r", "expected_workers": 2, "fragments": 2.0}).runs == ["r-f0", "r-f1"]
+    assert parse_aggregate({"run_id": "r", "expected_workers": 2}).runs == ["r"]
+    # θ for evaluation and export: the fragments' files merged by name
+    parts = [tmp_path / "a.safetensors", tmp_path / "b.safetensors"]
+    save_file({"x": np.ones(2, np.float32)}, str(parts[0]))
+    save_file({"y": np.zeros(3, np.float32)}, str(parts[1]))
+    merge_files(parts, tmp_path / "theta.safetensors")
+    assert sorted(load_file(str(tmp_path / "theta.safetensors"))) == ["x", "y"]
+    with pytest.raises(TensorStreamError, match="more than once"):
+        merge_files([parts[0], parts[0]], tmp_path / "twice.safetensors")
 
 
 @dataclasses.dataclass

@@ -200,8 +200,8 @@ class BridgeCore:
         run_id = self._config_text("run_id", "to name the DiLoCo run at the parameter server")
         if fragment is None:
             return run_id
-        count = self.job.config.get("fragments", 1)
-        if isinstance(count, bool) or not isinstance(count, int) or not 0 <= fragment < count:
+        count = self.job.config.get("fragments", 0)
+        if not 0 <= fragment < self._fragments():
             raise BridgeError(
                 ErrorKind.INVALID_ARGUMENT,
                 f"fragment {fragment} is not one of job {self.job.job_id}'s fragments of θ "
@@ -210,11 +210,27 @@ class BridgeCore:
             )
         return fragment_run_id(run_id, fragment)
 
+    def _fragments(self) -> int:
+        """The job's ``config.fragments`` (streaming sync); 0 when absent or not a whole number."""
+        count = self.job.config.get("fragments", 0)
+        if isinstance(count, float) and count.is_integer():  # a number that travelled in a protobuf Struct
+            count = int(count)
+        return count if isinstance(count, int) and not isinstance(count, bool) and count >= 1 else 0
+
+    def _named_run(self, requested: str, run_id: str) -> str | None:
+        """``requested`` when it is the job's run or one of its fragments' runs (streaming sync)."""
+        if not requested:
+            return run_id
+        runs = {run_id, *(fragment_run_id(run_id, k) for k in range(self._fragments()))}
+        return requested if requested in runs else None
+
     def own_run(self, requested: str) -> str:
         """The run this job may open, watch and close on its worker's parameter server.
 
         NOTE: the authority rule: only a job of executor class "aggregate", and only for the run
-        its dispatch config names; ``requested`` is empty (that run) or must be that run.
+        its dispatch config names (and, in streaming sync, its fragments' runs
+        ``<run_id>-f<k>``, k below ``config.fragments``); ``requested`` is empty (that run) or
+        must be one of those.
         """
         executor_class = self.job.executor.executor_class
         if executor_class != AGGREGATE_CLASS:
@@ -225,7 +241,8 @@ class BridgeCore:
                 reason=BridgeReason.NOT_AGGREGATE_JOB,
             )
         run_id = self._config_text("run_id", "to name the run it aggregates")
-        if requested and requested != run_id:
+        named = self._named_run(requested, run_id)
+        if named is None:
             raise BridgeError(
                 ErrorKind.PERMISSION_DENIED,
                 f"job {self.job.job_id} aggregates run {run_id!r} (its config.run_id), not {requested!r}; "
@@ -233,7 +250,7 @@ class BridgeCore:
                 reason=BridgeReason.RUN_NOT_OWNED,
                 metadata={"run_id": run_id[:128]},
             )
-        return run_id
+        return named
 
     def watched_run(self, requested: str) -> tuple[str, str | None]:
         """The run this job may watch and where: ``(run_id, None)`` for an aggregate job (its
@@ -243,7 +260,8 @@ class BridgeCore:
         if self.job.executor.executor_class != EVAL_CLASS:
             return self.own_run(requested), None
         run_id = self.run_id()
-        if requested and requested != run_id:
+        named = self._named_run(requested, run_id)
+        if named is None:
             raise BridgeError(
                 ErrorKind.PERMISSION_DENIED,
                 f"job {self.job.job_id} evaluates run {run_id!r} (its config.run_id), not {requested!r}; "
@@ -251,7 +269,7 @@ class BridgeCore:
                 reason=BridgeReason.RUN_NOT_OWNED,
                 metadata={"run_id": run_id[:128]},
             )
-        return run_id, self.parameter_server()
+        return named, self.parameter_server()
 
     def run_owner(self) -> str:
         """The job's owner (its scheduler) as the owner of the run it opens; "" when that is no peer id."""

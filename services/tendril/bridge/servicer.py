@@ -200,11 +200,10 @@ class BridgeServicer(bridge_pb2_grpc.JobBridgeServiceServicer):
     async def ReceiveUpdate(
         self, request: bridge_pb2.ReceiveUpdateRequest, context: Any
     ) -> bridge_pb2.ReceiveUpdateResponse:
-        fragment = _fragment(request)
-        run_id = self.core.run_id(fragment)
         dest = self.core.update_dest(request.round, request.path)
         timeout = self.core.round_timeout(request.timeout_seconds if request.HasField("timeout_seconds") else None)
-        address, codec = self.core.parameter_server(), self.core.codec()
+        fragment = _fragment(request)
+        address, run_id, codec = self.core.parameter_server(), self.core.run_id(fragment), self.core.codec()
         start = time.perf_counter()
         for attempt in range(RESEND_ATTEMPTS + 1):
             try:

@@ -71,9 +71,10 @@ def fill_parser(group: argparse.ArgumentParser) -> None:
     run.add_argument("--inner-steps", type=int, default=20, help="H: batches per round (default 20)")
     run.add_argument(
         "--sync",
-        choices=("blocking", "overlapped"),
+        choices=("blocking", "overlapped", "streaming"),
         default="blocking",
-        help="training.sync: wait for each round's update, or train on while it travels (default blocking)",
+        help="training.sync: wait for each round's update, train on while it travels, or sync θ in fragments "
+        "(default blocking)",
     )
     run.add_argument("--latency-ms", type=_latency, default=0.0, help=LATENCY_HELP)
     run.add_argument("--no-tls", action="store_true", help="plaintext instead of mTLS with per-host certificates")

@@ -205,8 +205,10 @@ class TrainingSection(_Table):
     sparse_beta: float = Field(0.95, ge=0, le=1)
     # int8/int4 values per scale, sparse values per chunk (64 kept of each: 4096 is 1.56 %); 0: the codec's default
     codec_block_size: NonNegativeInt = 0
-    # blocking: wait for each round's update; overlapped: train on while it travels (docs/WAN.md "Sync modes")
-    sync: Literal["blocking", "overlapped"] = "blocking"
+    # blocking: wait for each round's update; overlapped: train on while it travels; streaming: θ in
+    # fragments, each synced at its own point of a round while training goes on (docs/WAN.md "Sync modes")
+    sync: Literal["blocking", "overlapped", "streaming"] = "blocking"
+    fragments: PositiveInt = 2  # streaming sync: θ's fragments (contiguous groups of tensors of about equal bytes)
     inner: InnerSection = Field(default_factory=InnerSection)
     model: ModelSection = Field(default_factory=ModelSection)
     finetune: FinetuneSection | None = None  # absent: the whole model trains
@@ -255,16 +257,6 @@ class JobConfig(_Table):
 
 def parse_job_config(data: dict[str, Any], *, origin: Mapping[str, str] | None = None) -> JobConfig:
     """A JobConfig from a parsed TOML document, validated (``origin``: see :func:`config_error`)."""
-    training = data.get("training")
-    if isinstance(training, dict) and training.get("sync") == "streaming":
-        # NOTE: the executor's fragment bookkeeping exists (tendril_diloco.fragments), but the
-        # per-fragment runs at the parameter server and the bridge's addressing of them do not
-        # yet; refused here rather than failing once the workers are leased.
-        raise ConfigError(
-            "job config key training.sync = 'streaming' (fragment-wise sync) is not available in this "
-            "version; use 'overlapped' to train on while a round's update travels (docs/WAN.md \"Sync modes\")",
-            key="training.sync",
-        )
     try:
         config = JobConfig.model_validate(data)
     except ValidationError as exc:
