@@ -11,6 +11,7 @@ import random
 from pathlib import Path
 from typing import Any
 
+import grpc
 import numpy as np
 import pytest
 import torch
@@ -37,7 +38,7 @@ from tendril_diloco.fragments import (
 )
 from tendril_diloco.params import load_params, save_params, snapshot
 from tendril_diloco.trainer import SYNCED, Trainer
-from tendril_sdk import Directive, FetchedParameters, PublishedParameters, ReceivedUpdate, SentUpdate
+from tendril_sdk import BridgeError, Directive, FetchedParameters, PublishedParameters, ReceivedUpdate, SentUpdate
 
 from .test_diloco_executor import _config, _FakeBridge
 
@@ -295,3 +296,33 @@ async def test_the_trainer_streams_fragments_and_ends_at_the_servers_theta(tmp_p
         assert torch.equal(final[k], merged[k]), (k, "final", (final[k] - merged[k]).abs().max())
     metrics = [m for k, _, m in bridge.reports if k == "metrics"]
     assert [m["samples"] for m in metrics] == [24, 24] and metrics[0]["bytes_sent"] > 0
+
+
+@dataclasses.dataclass
+class _MissingBridge(_FragmentBridge):
+    """Fragment 1's update of round 0 never comes (the round closed without this worker)."""
+
+    async def receive_update(  # type: ignore[override]
+        self, round_index: int, *, path: str = "", timeout_seconds: float, fragment: int | None = None
+    ) -> ReceivedUpdate:
+        if (fragment, round_index) == (1, 0):
+            self.run_rounds[1] = 1  # the run went on: round 1 is open
+            raise BridgeError(grpc.StatusCode.DEADLINE_EXCEEDED, "round 0 still open", reason="ROUND_STILL_OPEN")
+        return await super().receive_update(round_index, path=path, timeout_seconds=timeout_seconds, fragment=fragment)
+
+
+async def test_a_fragment_whose_update_never_comes_fetches_its_runs_theta(tmp_path: Path) -> None:
+    bridge = _MissingBridge(tmp_path, sync_every=6, delay=0.05)
+    events: list[str] = []
+    config = parse_config(_config(sync="streaming", fragments=2))
+    trainer = Trainer(config, bridge, log=lambda event, **_: events.append(event))  # type: ignore[arg-type]
+    await trainer.run()
+    assert "fragment.update_missed" in events
+    metrics = {r: m for k, r, m in bridge.reports if k == "metrics"}
+    assert metrics[0]["update_missed"] == 1.0 and "update_missed" not in metrics[1]
+    assert ("update_received", 0) not in bridge.events  # the scheduler was told the round was missed
+    # fragment 1 took its run's θ again and synced round 1 from there; the run ends at the servers' θ
+    assert (1, 1) in bridge.pushed
+    merged = merge([bridge.runs[0], bridge.runs[1]])
+    final = snapshot(trainer._plain_model)
+    assert all(torch.equal(final[k], merged[k]) for k in merged)
