@@ -40,6 +40,11 @@ class Directive(enum.Enum):
     DONE = "done"
 
 
+# Sync modes in which a worker trains round r+1 while round r's update travels (its METRICS and
+# UPDATE_RECEIVED of round r come late): overlapped, and streaming (fragment by fragment).
+OVERLAPPING = ("overlapped", "streaming")
+
+
 class Progress(enum.Enum):
     BATCH = "batch"
     METRICS = "metrics"
@@ -380,7 +385,7 @@ class Run:
         """A report of the round before the job's current one that overlapped sync sends late:
         the round's METRICS and UPDATE_RECEIVED, once the job trains the next round already."""
         return (
-            self.config.training.sync == "overlapped"
+            self.config.training.sync in OVERLAPPING
             and event.round == trainer.round - 1
             and event.kind in (Progress.METRICS, Progress.UPDATE_RECEIVED)
             and event.round in self._rounds
@@ -443,7 +448,7 @@ class Run:
         if trainer is None or report.received or report.missed:
             return False
         overlapping = report.arrived_at is not None and trainer.round == index + 1
-        return trainer.round <= index or (overlapping and self.config.training.sync == "overlapped")
+        return trainer.round <= index or (overlapping and self.config.training.sync in OVERLAPPING)
 
     def trainers_finished(self) -> bool:
         """Every live training job was told DONE."""
