@@ -411,7 +411,6 @@ class Trainer:
         delta = compute_delta(self._start, local)
         if self._feedback is not None:
             delta = self._feedback.compensate(delta)  # Δ + what the codec dropped last round
-        save_params(delta, self.bridge.work_dir / delta_rel)
         await self.bridge.report_progress(ProgressKind.UPDATE_SENT, r)
         if overlaps(self.config.sync, r, self.config.rounds):
             self._pending = (asyncio.create_task(self._exchange(r, stats, delta_rel, delta)), local)
@@ -427,9 +426,12 @@ class Trainer:
         return await self._received(r, received)
 
     async def _exchange(self, r: int, stats: RoundStats, delta_rel: str, delta: Params) -> Received | None:
-        """Push Δ of round r (``delta``, saved as a file under updates/), report the round, pull its
-        update; None: the round went on without this worker (fetch θ again)."""
+        """Save Δ of round r (``delta``) as ``delta_rel`` under updates/, push it, report the round,
+        pull its update; None: the round went on without this worker (fetch θ again)."""
         try:
+            # NOTE: written in a worker thread: with overlapped sync this task runs beside the next
+            # round's first steps, and writing a large Δ on the loop would hold them up.
+            await asyncio.to_thread(save_params, delta, self.bridge.work_dir / delta_rel)
             sent = await self.bridge.send_update(delta_rel, r, float(stats.samples))
             bytes_sent, send_seconds = sent.bytes_sent, sent.seconds
             if self._feedback is not None:

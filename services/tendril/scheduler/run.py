@@ -136,7 +136,8 @@ class Run:
         self.run_id = run_id
         self.rounds = config.training.rounds
         self.target_steps = config.training.inner_steps
-        self._planner = SyncPlanner(self.target_steps)
+        # NOTE: overlapped sync trains through the sync instead of waiting for it (planner docstring)
+        self._planner = SyncPlanner(self.target_steps, hide_sync=config.training.sync in OVERLAPPING)
         self._on_round = on_round or (lambda _line: None)
         self._clock = clock
         self._requests: dict[str, Role] = {}
@@ -359,11 +360,14 @@ class Run:
             report.train_seconds = float(metrics.get("train_seconds", report.train_seconds))
             if metrics.get("update_missed"):
                 report.missed = True
+                self._planner.received(event.job_id, event.round, None)
                 self._check_rounds()
         elif event.kind is Progress.UPDATE_SENT:
             report.arrived_at = self._clock()
+            self._planner.pushed(event.job_id, event.round, report.arrived_at)
         elif event.kind is Progress.UPDATE_RECEIVED:
             report.received_at = self._clock()
+            self._planner.received(event.job_id, event.round, report.received_at)
             if not late:  # with overlapped sync the job began the next round at its push already
                 trainer.ready = (event.round + 1, report.received_at)
                 self._planner.began(event.job_id, event.round + 1, report.received_at)
