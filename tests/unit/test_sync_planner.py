@@ -4,6 +4,7 @@ workers of different and changing speeds share CPU cores and must reach the sync
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 import statistics
 from collections.abc import Callable
@@ -415,6 +416,23 @@ def test_overlapped_sync_point_wait_is_clamped_and_uses_the_others_sync_time_fir
     planner.pushed("a", 1, 6.0)
     assert planner.update_due("b", 2) == pytest.approx(11.0)
     assert planner.batch("b", 2, 6.1) == 7  # 49 batches to 11.0, clamped at 2 × H = 8 in all
+
+
+def test_before_any_update_came_the_round_goes_on_until_it_comes() -> None:
+    planner = SyncPlanner(4, hide_sync=True)
+    _timed(planner, ("a", "b"), 0, 0.1)
+    planner.pushed("a", 0, 1.0)
+    planner.pushed("b", 0, 1.0)
+    for w in ("a", "b"):
+        planner.began(w, 1, 1.0)
+    assert planner.update_due("a", 1) == math.inf  # nobody had an update yet: its time is unknown
+    # a's plan ends the round at about 1.4 s; until round 0's update came, 2 more on every report
+    assert [planner.batch("a", 1, 1.0 + 0.1 * k) for k in range(1, 7)] == [3, 2, 2, 2, 2, 2]
+    planner.received("a", 0, 1.65)  # it came: the plan's sync point (passed: now)
+    assert planner.batch("a", 1, 1.7) == 0
+    assert planner.update_seconds("a") == pytest.approx(0.65)
+    # b's due time is now a's: round 0's last push + 0.65 s
+    assert planner.update_due("b", 1) == pytest.approx(1.65)
 
 
 def simulate_overlapped(

@@ -46,7 +46,11 @@ point sooner and waits longer. So with ``hide_sync`` a worker's sync point is ne
 than when the update it waits for is due: the last push of that round (the round closes there)
 plus the worker's own seconds from a round's last push to its UPDATE_RECEIVED (an EWMA of the
 rounds before, :meth:`SyncPlanner.received`; it includes the pull, the aggregation and up to one
-batch until the worker applied the update). Where the sync takes longer than H batches (a large
+batch until the worker applied the update). Before any worker had an update (the run's first
+overlapped round) that time is unknown: the worker then runs at least ``UNKNOWN_UPDATE_BATCHES``
+more batches on every report until it reports the update, so it ends the round once the update
+came rather than at a sync point where it would wait for it (within the same clamp; a report's
+answer reaches the worker a batch late, hence two). Where the sync takes longer than H batches (a large
 Δ on a slow link), a round therefore lasts as long as its sync, and the workers train through
 it instead of waiting: more than H batches, each counted in the next Δ. Where it takes less,
 nothing changes.
@@ -70,6 +74,7 @@ PROBE_BATCHES = 2  # timed batches every worker reports before the run's first s
 EWMA_ALPHA = 0.2  # weight of the newest interval in a worker's seconds per batch
 SYNC_ALPHA = 0.3  # weight of the newest round in a worker's seconds from a round's last push to its update
 STALL_FACTOR = 3.0  # an interval counts as at most this many times the estimate
+UNKNOWN_UPDATE_BATCHES = 2  # hide_sync: batches still to run while the update waited for has no due time
 
 
 def round_budget(batch_seconds: Mapping[str, float], target_steps: int) -> float:
@@ -258,14 +263,15 @@ class SyncPlanner:
     def update_due(self, worker: str, round_index: int) -> float | None:
         """With ``hide_sync``: when the update ``worker`` waits for at the sync point of
         ``round_index`` is due (the round before's last push so far + its update seconds, or the
-        workers' mean while its own is unknown); None when it waits for none, or it is unknown."""
+        workers' mean while its own is unknown; ``math.inf`` while nobody's is known yet); None
+        when it waits for none."""
         state = self._workers.get(worker)
         if not self._hide_sync or state is None or state.waits_for is None or state.waits_for != round_index - 1:
             return None
         pushes = self._pushes.get(state.waits_for)
         seconds = state.update_seconds or self._mean_update_seconds()
         if not pushes or seconds <= 0:
-            return None
+            return math.inf
         return max(pushes.values()) + seconds
 
     def began(self, worker: str, round_index: int, at: float) -> None:
@@ -314,8 +320,9 @@ class SyncPlanner:
         due = self.update_due(worker, round_index)
         if due is not None and seconds > 0 and due > at:
             # NOTE: rounded up: the sync point comes after the update, so that nobody waits for it
+            wanted = UNKNOWN_UPDATE_BATCHES if math.isinf(due) else math.ceil((due - at) / seconds)
             upper = max(self._min, int(self._max_factor * self.target_steps))
-            left = max(left, min(math.ceil((due - at) / seconds), max(0, upper - state.done)))
+            left = max(left, min(wanted, max(0, upper - state.done)))
         return left
 
     def _mean_known(self) -> float:
