@@ -37,7 +37,7 @@ had been reported, only re-made less often while the sync point is far.
 Total batches per round are clamped to [min_batches, max_factor × H] so that a timing outlier
 cannot make a round empty or endless.
 
-Overlapped sync (``overlapped``, ``streaming``): a worker pushes round r and trains round r+1
+Overlapped sync (``overlapped``): a worker pushes round r and trains round r+1
 while round r's update travels; at its next sync point it must have that update (its next Δ
 is measured from it) and waits for it if it has not come. That wait is idle time, and the
 plan above does not see it: it lines the sync points up in time and would even give a worker

@@ -136,8 +136,10 @@ class Run:
         self.run_id = run_id
         self.rounds = config.training.rounds
         self.target_steps = config.training.inner_steps
-        # NOTE: overlapped sync trains through the sync instead of waiting for it (planner docstring)
-        self._planner = SyncPlanner(self.target_steps, hide_sync=config.training.sync in OVERLAPPING)
+        # NOTE: overlapped sync trains through the sync instead of waiting for it (planner docstring).
+        # Not streaming: its workers wait for a fragment's update where they push it again, inside
+        # the round, which a later sync point does not help (measured in the lab: docs/WAN.md).
+        self._planner = SyncPlanner(self.target_steps, hide_sync=config.training.sync == "overlapped")
         self._on_round = on_round or (lambda _line: None)
         self._clock = clock
         self._requests: dict[str, Role] = {}
