@@ -125,6 +125,10 @@ def diloco_figures(lines: list[dict[str, Any]], workers: int) -> dict[str, Any]:
     return {
         "rounds": len(lines),
         "utilization": stats["compute_utilization"],
+        # NOTE: the run's last round syncs blocking in every mode (every worker ends at the
+        # server's θ): one whole sync a run pays once. Beside the honest figure above, the
+        # rounds before it, what a longer run of the same rounds tends to (docs/WAN.md).
+        "utilization_before_last": run_stats(lines[:-1])["compute_utilization"] if len(lines) > 1 else None,
         "sync_share": stats["sync_share"],
         "waiting_share": stats["waiting_share"],
         "held_out_loss": held_out[-1] if held_out else None,
@@ -280,7 +284,12 @@ def figures(grid: Grid, results: dict[tuple[float, str, str], dict[str, Any]]) -
                 "",
                 base.get("utilization"),
                 dp_name if base else "",
-                note=f"sync {got['sync_share']:.1%}, waiting {got['waiting_share']:.1%}; "
+                note=(
+                    f"rounds before the last {got['utilization_before_last']:.3f}; "
+                    if got.get("utilization_before_last") is not None
+                    else ""
+                )
+                + f"sync {got['sync_share']:.1%}, waiting {got['waiting_share']:.1%}; "
                 f"round compute {got['round_compute_seconds']:.2f} s, round sync {got['round_sync_seconds']:.2f} s; "
                 f"load {got['load_average']:.1f}",
                 details=got,

@@ -70,6 +70,14 @@ class AggregateConfig:
     outer_momentum: float | None = None
     codec: str = "fp32"
     rounds: int = 0
+    fragments: int = 0  # streaming sync: open one run per fragment of θ, <run_id>-f<k>; 0: the run itself
+
+    @property
+    def runs(self) -> list[str]:
+        """The runs this job opens, follows and closes."""
+        if not self.fragments:
+            return [self.run_id]
+        return [f"{self.run_id}-f{k}" for k in range(self.fragments)]
 
 
 def parse_config(config: Mapping[str, Any]) -> AggregateConfig:
@@ -87,13 +95,14 @@ def parse_config(config: Mapping[str, Any]) -> AggregateConfig:
             outer_momentum=_optional_float(config.get("outer_momentum")),
             codec=str(config.get("codec", "fp32") or "fp32"),
             rounds=int(config.get("rounds", 0)),
+            fragments=int(config.get("fragments", 0)),
         )
     except (TypeError, ValueError, OverflowError) as exc:
         raise ConfigError(f"bad aggregate job config: {exc}") from exc
     if not 1 <= parsed.expected_workers <= UINT32_MAX:
         raise ConfigError("the aggregate job config needs expected_workers >= 1")
-    if not 0 <= parsed.quorum <= UINT32_MAX or parsed.rounds < 0:
-        raise ConfigError("bad aggregate job config: quorum and rounds must be >= 0")
+    if not 0 <= parsed.quorum <= UINT32_MAX or parsed.rounds < 0 or parsed.fragments < 0:
+        raise ConfigError("bad aggregate job config: quorum, rounds and fragments must be >= 0")
     numbers = (parsed.round_timeout_seconds, parsed.outer_lr, parsed.outer_momentum)
     if not all(v is None or math.isfinite(v) for v in numbers):
         raise ConfigError("bad aggregate job config: round_timeout_seconds, outer_lr and outer_momentum must be finite")
@@ -113,12 +122,16 @@ class Aggregation:
     def __init__(self, bridge: BridgeClient, config: AggregateConfig) -> None:
         self.bridge = bridge
         self.config = config
-        self._last: tuple[object, ...] | None = None
+        self._last: dict[str, tuple[object, ...]] = {}
 
     async def open(self) -> None:
+        for run_id in self.config.runs:
+            await self.open_one(run_id)
+
+    async def open_one(self, run_id: str) -> None:
         c = self.config
         opened = await self.bridge.open_run(
-            run_id=c.run_id,
+            run_id=run_id,
             expected_workers=c.expected_workers,
             quorum=c.quorum,
             round_timeout_seconds=c.round_timeout_seconds,
@@ -129,12 +142,13 @@ class Aggregation:
         )
         log("aggregate.opened", run_id=opened.run_id, round=opened.round, resumed=opened.resumed)
 
-    def _seen(self, status: RunStatus) -> None:
+    def _seen(self, run_id: str, status: RunStatus) -> None:
         key = (status.round, status.round_closed, status.committed_workers, status.state)
-        if key != self._last:
-            self._last = key
+        if key != self._last.get(run_id):
+            self._last[run_id] = key
             log(
                 "aggregate.round",
+                run_id=run_id,
                 round=status.round,
                 state="closed" if status.round_closed else "open",
                 committed=list(status.committed_workers),
@@ -143,23 +157,27 @@ class Aggregation:
             )
 
     async def follow(self) -> None:
+        """Until every run finished (its last round closed) or was closed."""
+        await asyncio.gather(*(self.follow_one(run_id) for run_id in self.config.runs))
+
+    async def follow_one(self, run_id: str) -> None:
         """Until the run finished (its last round closed) or was closed."""
         while True:
             try:
-                async for status in self.bridge.watch_run(self.config.run_id, retry_policy=WATCH_RETRY):
-                    self._seen(status)
+                async for status in self.bridge.watch_run(run_id, retry_policy=WATCH_RETRY):
+                    self._seen(run_id, status)
                     if status.ended:
                         return
             except BridgeError as exc:
                 if exc.reason == BridgeReason.RUN_NOT_OPEN:
                     # The parameter server lost the run (it restarted without its state): reopen.
-                    log("aggregate.reopen", run_id=self.config.run_id, message=exc.message)
-                    await self.open()
+                    log("aggregate.reopen", run_id=run_id, message=exc.message)
+                    await self.open_one(run_id)
                     continue
                 if exc.reason != BridgeReason.WATCH_OVERFLOW:  # (then: a new watch starts with the state now)
                     raise
                 continue
-            log("aggregate.rewatch", run_id=self.config.run_id)  # the watch ended before the run did
+            log("aggregate.rewatch", run_id=run_id)  # the watch ended before the run did
             await asyncio.sleep(REWATCH_SECONDS)
 
     async def run(self) -> None:
@@ -167,8 +185,9 @@ class Aggregation:
         await self.follow()
 
     async def close(self) -> None:
-        await self.bridge.close_run(self.config.run_id)
-        log("aggregate.closed", run_id=self.config.run_id)
+        for run_id in self.config.runs:
+            await self.bridge.close_run(run_id)
+            log("aggregate.closed", run_id=run_id)
 
 
 async def run(bridge: BridgeClient) -> int:

@@ -18,8 +18,9 @@ checkpoint; θ, what is pushed and pulled, is then the adapter only),
 ``error_feedback`` (send Δ plus what the codec dropped from last round's Δ; unset: on for
 int4 and sparse, off otherwise; see :mod:`tendril_diloco.feedback`), ``sparse_beta`` (the
 sparse codec's accumulator decay, 0.95), ``codec_block_size`` (int8/int4 block, sparse
-chunk; 0: the codec's default; the bridge encodes with the same) and ``sync`` (``blocking``
-or ``overlapped``, see :mod:`tendril_diloco.sync`).
+chunk; 0: the codec's default; the bridge encodes with the same), ``sync`` (``blocking``,
+``overlapped`` or ``streaming``, see :mod:`tendril_diloco.sync`) and ``fragments`` (streaming
+sync: θ's fragments, each synced on its own; 1 otherwise).
 """
 
 from __future__ import annotations
@@ -68,6 +69,7 @@ class TrainConfig:
     sparse_beta: float = DEFAULT_BETA
     codec_block_size: int = 0
     sync: str = "blocking"
+    fragments: int = 1  # streaming sync: θ's fragments (tendril_diloco.fragments)
 
     @property
     def feedback(self) -> bool:
@@ -164,6 +166,7 @@ def parse_config(raw: Mapping[str, Any]) -> TrainConfig:
         sparse_beta=_number(raw, "sparse_beta", DEFAULT_BETA, float),
         codec_block_size=_number(raw, "codec_block_size", 0, int),
         sync=str(raw.get("sync", "blocking")),
+        fragments=_number(raw, "fragments", 1, int),
     )
     checks = [
         (config.rounds >= 1, "rounds must be >= 1"),
@@ -182,6 +185,7 @@ def parse_config(raw: Mapping[str, Any]) -> TrainConfig:
             "finetune needs model.source: a LoRA adapter trains on a checkpoint (the base model)",
         ),
         (config.sync in SYNC_MODES, f"sync must be one of {SYNC_MODES}, got {config.sync!r}"),
+        (config.fragments >= 1, "fragments must be >= 1"),
     ]
     for ok, message in checks:
         if not ok:

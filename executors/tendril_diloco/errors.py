@@ -22,6 +22,7 @@ class ExecutorReason(enum.StrEnum):
     MIXED_PRECISION = "MIXED_PRECISION"  # the configured mixed precision is not available on this machine
     LOSS_NOT_FINITE = "LOSS_NOT_FINITE"  # the training loss became NaN or Inf
     REPLICAS_FAILED = "REPLICAS_FAILED"  # the processes of a several-GPU worker did not start or join
+    FRAGMENT_ORDER = "FRAGMENT_ORDER"  # streaming sync: a fragment pushed twice, or an update came with no push out
 
 
 class ExecutorError(Exception):

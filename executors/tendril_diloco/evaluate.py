@@ -65,6 +65,7 @@ class EvalConfig:
     max_examples: int = 0  # 0: every held-out example
     torch_threads: int = 0
     finetune: Mapping[str, Any] | None = None  # the run's LoRA adapter: θ is the adapter, on the base checkpoint
+    fragments: int = 0  # streaming sync: θ is this many fragments' runs, merged by name; 0: one run
 
     def due(self, round_index: int) -> bool:
         """Whether θ after ``round_index`` is evaluated."""
@@ -121,6 +122,7 @@ def parse_eval_config(raw: Mapping[str, Any]) -> EvalConfig:
         max_examples=_whole(raw, "max_examples", 0, 0),
         torch_threads=_whole(raw, "torch_threads", 0, 0),
         finetune=None if finetune is None else dict(finetune),
+        fragments=_whole(raw, "fragments", 0, 0),
     )
 
 
@@ -185,12 +187,12 @@ class Evaluator:
 
     async def evaluate_latest(self) -> bool:
         """Fetch θ, evaluate it when its round is due; True when the scheduler said DONE."""
-        fetched = await self.bridge.fetch_parameters(PARAMS)
-        round_index = fetched.round - 1  # θ that starts round r is θ after round r - 1
+        path, theta_round = await self._fetch()
+        round_index = theta_round - 1  # θ that starts round r is θ after round r - 1
         if round_index <= self.evaluated or round_index < 0 or not self.config.due(round_index):
             return False
         began = time.monotonic()
-        metrics = await asyncio.to_thread(self._evaluate, fetched.path)
+        metrics = await asyncio.to_thread(self._evaluate, path)
         metrics["eval_seconds"] = round(time.monotonic() - began, 4)
         self.evaluated = round_index
         self.log.info("round.evaluated", round=round_index, **metrics)
@@ -198,10 +200,36 @@ class Evaluator:
         directive = await self.bridge.report_progress(ProgressKind.METRICS, round_index, metrics=reported)
         return directive.kind is DirectiveKind.DONE
 
+    async def _fetch(self) -> tuple[Path, int]:
+        """θ and the round it starts; with fragments (streaming sync) every fragment's run merged
+        by name, at the lowest of their rounds (every fragment is at least there)."""
+        if not self.config.fragments:
+            fetched = await self.bridge.fetch_parameters(PARAMS)
+            return fetched.path, fetched.round
+        from tendril_diloco.params import load_params, save_params
+
+        theta: dict[str, Any] = {}
+        rounds = []
+        for k in range(self.config.fragments):
+            fetched = await self.bridge.fetch_parameters(f"params/current-f{k}.safetensors", fragment=k)
+            theta.update(load_params(fetched.path))
+            fetched.path.unlink(missing_ok=True)
+            rounds.append(fetched.round)
+        path = self.bridge.work_dir / PARAMS
+        save_params(theta, path)
+        return path, min(rounds)
+
     async def run(self) -> None:
         await self.load_held_out()
         last = self.config.rounds - 1
-        async for status in self.bridge.watch_run(retry_policy=WATCH_RETRY):
+        # NOTE: with fragments, fragment 0's run: it is pushed at a round's sync point, the last of
+        # the round's fragments, so its round closing means the round's θ is (about) complete.
+        watch = (
+            self.bridge.watch_run(f"{self.config.run_id}-f0", retry_policy=WATCH_RETRY)
+            if self.config.fragments
+            else self.bridge.watch_run(retry_policy=WATCH_RETRY)
+        )
+        async for status in watch:
             closed = closed_round(status.state, status.round)
             # NOTE: θ is pulled only when a round that is due closed since the last evaluation.
             wanted = any(self.config.due(r) for r in range(self.evaluated + 1, closed + 1))

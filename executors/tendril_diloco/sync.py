@@ -8,6 +8,9 @@
   from θ_r − Δ_r, which is θ_local); when u_r arrives that stand-in is replaced by the real
   update: θ_local += θ_{r+1} − (θ_r − Δ_r) = u_r + Δ_r. The inner steps made meanwhile are
   kept (rebased onto θ_{r+1}) and count in Δ_{r+1}, which is measured from θ_{r+1}.
+* ``streaming``: θ in F fragments (:mod:`tendril_diloco.fragments`), each with a run of its own
+  at the parameter server, pushed at staggered points of a round and synced like ``overlapped``,
+  fragment by fragment.
 
 The worker keeps two copies: the *synchronized* θ_r, always θ0 + u_0 + … + u_{r−1} added in
 the order and precision the parameter server adds them (so it equals the server's θ bit for
@@ -31,6 +34,7 @@ from tendril_diloco.params import Params, _same_names
 class SyncMode(enum.StrEnum):
     BLOCKING = "blocking"
     OVERLAPPED = "overlapped"
+    STREAMING = "streaming"
 
 
 SYNC_MODES = tuple(m.value for m in SyncMode)

@@ -27,6 +27,7 @@ from tendril_diloco.config import TrainConfig
 from tendril_diloco.data import Batch, Batches, load_slice
 from tendril_diloco.errors import ExecutorError, ExecutorReason
 from tendril_diloco.feedback import ErrorFeedback
+from tendril_diloco.fragments import Fragments, due, push_points, take
 from tendril_diloco.inner import InnerLoop
 from tendril_diloco.model import context_length, load_model, replica_config
 from tendril_diloco.params import (
@@ -38,7 +39,7 @@ from tendril_diloco.params import (
     save_params,
     snapshot,
 )
-from tendril_diloco.sync import overlaps, rebase
+from tendril_diloco.sync import SyncMode, overlaps, rebase
 from tendril_models import get_task
 from tendril_models.batches import batch_size
 from tendril_sdk import (
@@ -109,6 +110,24 @@ class RoundStats:
         return self.loss_sum / self.samples if self.samples else float("nan")
 
 
+@dataclasses.dataclass
+class StreamRound:
+    """Streaming sync: round r's fragment exchanges, until every fragment pushed in it is synced."""
+
+    stats: RoundStats | None = None  # the round's training, set at its sync point
+    out: set[int] = dataclasses.field(default_factory=set)  # fragments pushed whose update is not applied
+    bytes_sent: int = 0
+    send_seconds: float = 0.0
+    bytes_received: int = 0
+    receive_seconds: float = 0.0
+    contributors: int | None = None  # the fewest of any fragment's round
+    missed: bool = False  # a fragment's update did not come (its θ was fetched again)
+
+
+# One fragment's exchange: (bytes sent, seconds sending, its update or None when it was missed).
+FragmentExchange = tuple[int, float, "Received | None"]
+
+
 class Trainer:
     """One worker's part of a DiLoCo run."""
 
@@ -142,6 +161,15 @@ class Trainer:
         )
         # overlapped sync: the background push/pull of the round before and the local θ pushed
         self._pending: tuple[asyncio.Task[Received | None], Params] | None = None
+        # streaming sync (set once θ is known): the fragments, each one's exchange in flight (with
+        # the round it was pushed in), the fragments pushed this round, samples since each one's
+        # last push, the rounds not fully synced yet, and each fragment's error feedback
+        self._frags: Fragments | None = None
+        self._frag_tasks: dict[int, tuple[int, asyncio.Task[FragmentExchange]]] = {}
+        self._frag_pushed: set[int] = set()
+        self._frag_samples: list[int] = []
+        self._stream_rounds: dict[int, StreamRound] = {}
+        self._frag_feedback: list[ErrorFeedback] | None = None
 
     # -- setup -----------------------------------------------------------------------------
 
@@ -196,6 +224,9 @@ class Trainer:
 
     async def _join_run(self) -> None:
         """Offer θ0 (the first offer of the run wins), then start from the run's current θ."""
+        if self.config.sync == SyncMode.STREAMING:
+            await self._join_fragments()
+            return
         save_params(self.theta0, self.bridge.work_dir / THETA0)
         published = await self.bridge.publish_parameters(THETA0, retry_policy=PUBLISH_RETRY)
         self.log("parameters.published", accepted=published.accepted)
@@ -276,7 +307,7 @@ class Trainer:
                         return
                     continue
             batch, size = await self._next_batch(batches)
-            if report is not None or self._pending is not None:  # the loop carries the calls meanwhile
+            if report is not None or self._pending is not None or self._frag_tasks:  # the loop carries the calls
                 loss, seconds = await asyncio.to_thread(self._step, batch)
             else:
                 loss, seconds = self._step(batch)
@@ -288,6 +319,7 @@ class Trainer:
                 )
             self.stats.add(size, loss, seconds)
             self._unreported.add(size, loss, seconds)
+            self._frag_samples = [n + size for n in self._frag_samples]
             if report is not None:  # the answer to the report sent after the batch before this one
                 directive, report = await report, None
                 if self._apply(directive, ahead=1):
@@ -295,6 +327,8 @@ class Trainer:
             elif self._remaining is not None:
                 self._remaining = max(0, self._remaining - 1)
             if not await self._catch_up(wait=False):
+                return
+            if self._frags is not None and not await self._stream_step():
                 return
             if self._report_due():
                 report = asyncio.create_task(self._report_batches())
@@ -365,6 +399,8 @@ class Trainer:
         the background and this returns at once; :meth:`_catch_up` applies the update when it
         came (see :mod:`tendril_diloco.sync`).
         """
+        if self._frags is not None:
+            return await self._sync_fragments()
         if not await self._catch_up(wait=True):
             return False
         if self.stats.batches == 0:  # the update of the round before was missed: θ fetched, start afresh
@@ -375,7 +411,6 @@ class Trainer:
         delta = compute_delta(self._start, local)
         if self._feedback is not None:
             delta = self._feedback.compensate(delta)  # Δ + what the codec dropped last round
-        save_params(delta, self.bridge.work_dir / delta_rel)
         await self.bridge.report_progress(ProgressKind.UPDATE_SENT, r)
         if overlaps(self.config.sync, r, self.config.rounds):
             self._pending = (asyncio.create_task(self._exchange(r, stats, delta_rel, delta)), local)
@@ -391,9 +426,12 @@ class Trainer:
         return await self._received(r, received)
 
     async def _exchange(self, r: int, stats: RoundStats, delta_rel: str, delta: Params) -> Received | None:
-        """Push Δ of round r (``delta``, saved as a file under updates/), report the round, pull its
-        update; None: the round went on without this worker (fetch θ again)."""
+        """Save Δ of round r (``delta``) as ``delta_rel`` under updates/, push it, report the round,
+        pull its update; None: the round went on without this worker (fetch θ again)."""
         try:
+            # NOTE: written in a worker thread: with overlapped sync this task runs beside the next
+            # round's first steps, and writing a large Δ on the loop would hold them up.
+            await asyncio.to_thread(save_params, delta, self.bridge.work_dir / delta_rel)
             sent = await self.bridge.send_update(delta_rel, r, float(stats.samples))
             bytes_sent, send_seconds = sent.bytes_sent, sent.seconds
             if self._feedback is not None:
@@ -483,6 +521,209 @@ class Trainer:
         if self._pending is not None:
             self._pending[0].cancel()
             self._pending = None
+        for _, task in self._frag_tasks.values():
+            task.cancel()
+        self._frag_tasks.clear()
+
+    # -- streaming sync (tendril_diloco.fragments) ------------------------------------------
+
+    async def _join_fragments(self) -> None:
+        """Offer each fragment's θ0 to its run, then start from every fragment's current θ."""
+        cfg = self.config
+        frags = Fragments(self.theta0, cfg.fragments)
+        for f, group in enumerate(frags.groups):
+            rel = f"params/theta0-f{f}.safetensors"
+            save_params(take(self.theta0, group), self.bridge.work_dir / rel)
+            published = await self.bridge.publish_parameters(rel, fragment=f, retry_policy=PUBLISH_RETRY)
+            self.log("parameters.published", fragment=f, accepted=published.accepted)
+            (self.bridge.work_dir / rel).unlink(missing_ok=True)
+        self._frags = frags
+        self._frag_samples = [0] * len(frags)
+        if self._feedback is not None:  # NOTE: one residual per fragment: each is sent on its own
+            self._frag_feedback = [
+                ErrorFeedback(cfg.codec, beta=cfg.sparse_beta, block_size=cfg.codec_block_size) for _ in frags.groups
+            ]
+        theta = dict(self.theta0)
+        for f in range(len(frags)):
+            theta.update(await self._fetch_fragment(f))
+        self._load(theta)
+        # NOTE: the round every fragment's run reached; a fragment whose run is ahead (its round
+        # closed before the others' did, then the run stopped) is not pushed until the worker is there.
+        self.round = min(state.round for state in frags.states)
+        self.stats, self._unreported, self._remaining = RoundStats(), RoundStats(), None
+        self.log("parameters.fetched", round=self.round, fragments=len(frags), sizes=frags.sizes())
+
+    async def _fetch_fragment(self, f: int) -> Params:
+        """Fragment f's run's current θ and round (the fragment's bookkeeping takes them)."""
+        assert self._frags is not None
+        fetched = await self.bridge.fetch_parameters(f"params/current-f{f}.safetensors", fragment=f)
+        part = load_params(fetched.path)
+        self._frags.reset(f, part, fetched.round)
+        self._frag_samples[f] = 0
+        return part
+
+    def _last_round(self) -> bool:
+        return self.round + 1 >= self.config.rounds
+
+    async def _stream_step(self) -> bool:
+        """After a batch: apply the fragment updates that came, push the fragments now due (their
+        points f·H/F of the round, H known once the scheduler named the sync point)."""
+        assert self._frags is not None
+        if not await self._apply_fragments(wait=False):
+            return False
+        if self._remaining is None or self._remaining == 0:  # no sync point yet, or it is now (_sync)
+            return True
+        points = push_points(self.stats.batches + self._remaining, len(self._frags))
+        last = self._last_round()
+        for f in due(points, self.stats.batches, at_sync_point=False, last_round=last, pushed=self._frag_pushed):
+            if not await self._push_fragment(f):
+                return False
+        return True
+
+    async def _sync_fragments(self) -> bool:
+        """The round's sync point: push every fragment not pushed yet; in the run's last round wait
+        for every fragment's update and end at the parameter server's θ."""
+        assert self._frags is not None
+        r, last = self.round, self._last_round()
+        points = push_points(max(1, self.stats.batches), len(self._frags))
+        for f in due(points, self.stats.batches, at_sync_point=True, last_round=last, pushed=self._frag_pushed):
+            if not await self._push_fragment(f):
+                return False
+        self._stream_rounds.setdefault(r, StreamRound()).stats = self.stats
+        await self.bridge.report_progress(ProgressKind.UPDATE_SENT, r)
+        self.round, self.stats, self._unreported, self._remaining = r + 1, RoundStats(), RoundStats(), None
+        self._frag_pushed = set()
+        if not last:
+            return await self._finish_stream_rounds()
+        await self._apply_fragments(wait=True, report=False)
+        # NOTE: nothing trained since the pushes, so the model is the synchronized θ; it is loaded
+        # as such, not as pushed + (θ_{r+1} − pushed), which may round differently.
+        self._load(self._frags.synced())
+        return await self._finish_stream_rounds()
+
+    async def _push_fragment(self, f: int) -> bool:
+        """Push fragment f's Δ in the background (once its update of the round before is applied)."""
+        assert self._frags is not None
+        if f in self._frag_tasks and not await self._apply_fragments(wait=True, only=f):
+            return False
+        self._frag_pushed.add(f)
+        state = self._frags.states[f]
+        samples = self._frag_samples[f]
+        if samples == 0 or state.round > self.round:  # nothing trained since its last push / its run is ahead
+            return True
+        fragment_round, delta = self._frags.push(f, snapshot(self._plain_model))
+        if self._frag_feedback is not None:
+            delta = self._frag_feedback[f].compensate(delta)
+        rel = f"updates/delta-f{f}-{fragment_round:05d}.safetensors"
+        save_params(delta, self.bridge.work_dir / rel)
+        self._frag_samples[f] = 0
+        self._stream_rounds.setdefault(self.round, StreamRound()).out.add(f)
+        task = asyncio.create_task(self._exchange_fragment(f, fragment_round, float(samples), rel, delta))
+        self._frag_tasks[f] = (self.round, task)
+        return True
+
+    async def _exchange_fragment(self, f: int, r: int, weight: float, rel: str, delta: Params) -> FragmentExchange:
+        """Push fragment f's Δ of its round r to its run and pull the round's update."""
+        feedback = self._frag_feedback[f] if self._frag_feedback is not None else None
+        try:
+            sent = await self.bridge.send_update(rel, r, weight, fragment=f)
+            bytes_sent, send_seconds = sent.bytes_sent, sent.seconds
+        except BridgeError as exc:
+            if exc.reason == BridgeReason.ALREADY_COMMITTED:
+                bytes_sent, send_seconds = 0, 0.0
+            elif exc.reason in ROUND_MISSED:
+                self.log("fragment.missed", fragment=f, round=r, reason=str(exc.reason), error=exc.message)
+                return 0, 0.0, None
+            else:
+                raise
+        finally:
+            (self.bridge.work_dir / rel).unlink(missing_ok=True)
+        if feedback is not None:
+            feedback.sent(delta)
+        try:
+            received = await self.bridge.receive_update(
+                r,
+                path=f"updates/f{f}-round-{r}.safetensors",
+                timeout_seconds=self.config.receive_timeout,
+                fragment=f,
+            )
+        except BridgeError as exc:
+            if exc.reason not in UPDATE_MISSED and exc.code != grpc.StatusCode.DEADLINE_EXCEEDED:
+                raise
+            self.log("fragment.update_missed", fragment=f, round=r, reason=str(exc.reason), error=exc.message)
+            return bytes_sent, send_seconds, None
+        return bytes_sent, send_seconds, received
+
+    async def _apply_fragments(self, *, wait: bool, only: int | None = None, report: bool = True) -> bool:
+        """Apply the fragment updates that came (``wait``: wait for them; ``only``: just fragment
+        ``only``'s): each rebases its own tensors of the local θ; then (``report``) report the rounds
+        now synced. False when the scheduler says DONE."""
+        assert self._frags is not None
+        for f in sorted(self._frag_tasks):
+            round_index, task = self._frag_tasks[f]
+            if (only is not None and f != only) or not (wait or task.done()):
+                continue
+            del self._frag_tasks[f]
+            bytes_sent, send_seconds, received = await task
+            record = self._stream_rounds[round_index]
+            record.out.discard(f)
+            record.bytes_sent += bytes_sent
+            record.send_seconds += send_seconds
+            if received is None:
+                record.missed = True
+                local = snapshot(self._plain_model)
+                local.update(await self._fetch_fragment(f))  # this fragment's unsynced progress is dropped
+                self._load(local)
+                continue
+            self._load(self._frags.arrived(f, load_params(received.path), snapshot(self._plain_model)))
+            if self.config.keep_updates:
+                save_params(self._frags.synced(), self.bridge.work_dir / SYNCED)
+            else:
+                received.path.unlink(missing_ok=True)
+            record.bytes_received += received.bytes_received
+            record.receive_seconds += received.seconds
+            record.contributors = min(record.contributors or received.contributors, received.contributors)
+        return await self._finish_stream_rounds() if report else True
+
+    async def _finish_stream_rounds(self) -> bool:
+        """Report each round, oldest first, once its sync point passed and every fragment pushed in
+        it is synced: METRICS, then UPDATE_RECEIVED (METRICS with update_missed when a fragment's
+        update did not come). False when the scheduler says DONE."""
+        for r in sorted(self._stream_rounds):
+            record = self._stream_rounds[r]
+            if record.stats is None or record.out:
+                break
+            del self._stream_rounds[r]
+            stats = record.stats
+            metrics = {
+                "loss": stats.mean_loss,
+                "samples": stats.samples,
+                "batches": stats.batches,
+                "compute_seconds": stats.compute_seconds,
+                "data_wait_seconds": stats.data_wait_seconds,
+                "slices_skipped": stats.slices_skipped,
+                "train_seconds": time.perf_counter() - stats.started,
+                "bytes_sent": record.bytes_sent,
+                "send_seconds": record.send_seconds,
+            }
+            if record.missed:
+                metrics["update_missed"] = 1.0
+                await self.bridge.report_progress(ProgressKind.METRICS, r, metrics=metrics)
+                continue
+            await self.bridge.report_progress(ProgressKind.METRICS, r, metrics=metrics)
+            self.log("round.done", round=r, loss=stats.mean_loss, samples=stats.samples)
+            directive = await self.bridge.report_progress(
+                ProgressKind.UPDATE_RECEIVED,
+                r,
+                metrics={
+                    "bytes_received": record.bytes_received,
+                    "receive_seconds": record.receive_seconds,
+                    "contributors": record.contributors or 0,
+                },
+            )
+            if directive.kind == DirectiveKind.DONE:
+                return False
+        return True
 
 
 def resolve_mixed_precision(requested: str) -> str:

@@ -292,3 +292,51 @@ def test_watched_run_aggregate_on_its_own_server_eval_on_the_runs(tmp_path: Path
     with pytest.raises(BridgeError) as no_ps:
         _job_of(tmp_path / "n", "eval", run_id="run-1").watched_run("")
     assert no_ps.value.reason == "JOB_CONFIG_MISSING"
+
+
+def test_a_fragment_names_its_own_run_and_keeps_its_own_sent_copy(tmp_path: Path) -> None:
+    """Streaming sync: fragment k of run R is the run R-f<k> (below config.fragments only), and
+    each fragment's sent copy is kept beside the others' (a rebuilt bridge finds each)."""
+    core = _core(tmp_path, run_id="run-9", fragments=2)
+    assert core.run_id() == "run-9" and core.run_id(0) == "run-9-f0" and core.run_id(1) == "run-9-f1"
+    for bad in (_core(tmp_path / "a", run_id="run-9", fragments=2), _core(tmp_path / "b", run_id="run-9")):
+        with pytest.raises(BridgeError) as err:
+            bad.run_id(2)
+        assert err.value.kind == ErrorKind.INVALID_ARGUMENT and err.value.reason == "BAD_FRAGMENT"
+        assert "config.fragments" in err.value.message
+    update = core.root / "updates" / "delta.safetensors"
+    update.write_bytes(b"x" * 16)
+    core.keep_sent(4, update, 8.0, 1)
+    core.keep_sent(5, update, 16.0, 0)  # fragment 0's push does not drop fragment 1's copy
+    core.keep_sent(3, update, 4.0)
+    rebuilt = BridgeCore(core.job)
+    kept = (rebuilt.sent(4, 1), rebuilt.sent(5, 0), rebuilt.sent(3))
+    assert [k.weight if k else None for k in kept] == [8.0, 16.0, 4.0]
+    assert rebuilt.sent(4) is None and rebuilt.sent(5, 1) is None
+    rebuilt.forget_sent(4, 1)
+    assert BridgeCore(core.job).sent(4, 1) is None and BridgeCore(core.job).sent(5, 0) is not None
+
+
+def test_an_aggregate_job_owns_its_fragments_runs(tmp_path: Path) -> None:
+    """Streaming sync: the aggregate job may open, watch and close <run_id>-f<k> for k below
+    config.fragments (a float after a protobuf Struct counts), and no other run."""
+    work = tmp_path / "job-agg"
+    for sub in WORK_SUBDIRS:
+        (work / sub).mkdir(parents=True)
+    job = JobDescriptor(
+        job_id="agg",
+        worker_id="worker-test",
+        lease_id="L1",
+        owner_id="sched",
+        executor=ExecutorRef("aggregate", "diloco"),
+        config={"run_id": "run-9", "fragments": 2.0},
+        work_dir=work,
+        socket_path=work / "bridge.sock",
+    )
+    core = BridgeCore(job)
+    assert core.own_run("") == "run-9" and core.own_run("run-9-f1") == "run-9-f1"
+    assert core.watched_run("run-9-f0") == ("run-9-f0", None)
+    for other in ("run-9-f2", "run-8-f0", "run-9-fx"):
+        with pytest.raises(BridgeError) as err:
+            core.own_run(other)
+        assert err.value.reason == "RUN_NOT_OWNED"

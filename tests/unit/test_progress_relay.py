@@ -173,3 +173,35 @@ async def test_reports_covering_several_batches_count_every_batch() -> None:
     answer = await relay.report(pb.ReportProgressRequest(kind=BATCH, round=1, batches=3))
     assert answer.directive == pb.DIRECTIVE_CONTINUE
     await relay.close(timeout=1.0)
+
+
+async def test_a_late_report_of_the_round_before_does_not_wait_nor_move_the_round() -> None:
+    """Overlapped sync: round 0's UPDATE_RECEIVED comes while round 1 trains. It is answered at
+    once, reaches the scheduler in order, and neither resets round 1's batch count nor replaces
+    the directive held for round 1; a DONE answer to it reaches the next report."""
+    received = pb.PROGRESS_KIND_UPDATE_RECEIVED
+    planner = Planner(planned=10, announce_after=1, delay=0.2)
+    relay = ProgressRelay(planner.forward)
+    for _ in range(3):
+        await relay.report(pb.ReportProgressRequest(kind=BATCH, round=1))
+    await relay.flush()
+    loop = asyncio.get_running_loop()
+    began = loop.time()
+    answer = await relay.report(pb.ReportProgressRequest(kind=received, round=0))
+    assert loop.time() - began < 0.1  # not one scheduler round trip (0.2 s)
+    assert (answer.directive, answer.batches_until_update) == (pb.DIRECTIVE_SCHEDULE_UPDATE, 7)
+    answer = await relay.report(pb.ReportProgressRequest(kind=BATCH, round=1))
+    assert (answer.directive, answer.batches_until_update) == (pb.DIRECTIVE_SCHEDULE_UPDATE, 6)
+    await relay.flush()
+    assert planner.seen == [(BATCH, 1)] * 3 + [(received, 0), (BATCH, 1)]
+    answer = await relay.report(pb.ReportProgressRequest(kind=BATCH, round=1))
+    assert (answer.directive, answer.batches_until_update) == (pb.DIRECTIVE_SCHEDULE_UPDATE, 5)
+    # A report of the round in progress still waits for its answer.
+    await relay.report(pb.ReportProgressRequest(kind=METRICS, round=1))
+    assert planner.seen[-1] == (METRICS, 1)
+    planner.done = True
+    await relay.report(pb.ReportProgressRequest(kind=received, round=0))
+    await relay.flush()
+    answer = await relay.report(pb.ReportProgressRequest(kind=BATCH, round=1))
+    assert answer.directive == pb.DIRECTIVE_DONE
+    await relay.close(timeout=1.0)

@@ -138,8 +138,9 @@ def _overlap_run(sync: str) -> tuple[Run, list[dict[str, object]], _Clock, list[
     return run, lines, clock, _trainers(run, 2)
 
 
-def test_the_scheduler_takes_the_late_reports_of_overlapped_sync() -> None:
-    run, lines, clock, jobs = _overlap_run("overlapped")
+@pytest.mark.parametrize("sync", ["overlapped", "streaming"])
+def test_the_scheduler_takes_the_late_reports_of_overlapped_sync(sync: str) -> None:
+    run, lines, clock, jobs = _overlap_run(sync)
     for i, job in enumerate(jobs):
         _batch(run, job, f"w{i}", 0, 1.0)
     clock.t += 1.0

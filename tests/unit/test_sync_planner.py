@@ -4,6 +4,7 @@ workers of different and changing speeds share CPU cores and must reach the sync
 from __future__ import annotations
 
 import dataclasses
+import math
 import random
 import statistics
 from collections.abc import Callable
@@ -357,3 +358,158 @@ def test_when_the_whole_machine_speeds_up_or_slows_down_the_median_worker_still_
     # The round stretches with the machine (4.6 s to 8 s) but stays H batches of the typical worker.
     assert {r.batches["b"] for r in rounds} == {50}
     assert max(r.closed - r.began for r in rounds) > 1.5 * min(r.closed - r.began for r in rounds)
+
+
+# -- overlapped sync: the sync point waits for the update it needs -------------------------
+
+
+def _timed(planner: SyncPlanner, workers: tuple[str, ...], round_index: int, seconds: float) -> None:
+    """Every worker timed at ``seconds`` per batch (intervals of round ``round_index``)."""
+    for w in workers:
+        for k in range(4):
+            planner.batch(w, round_index, -10.0 + seconds * k)
+
+
+def test_overlapped_sync_point_is_not_before_the_update_it_waits_for() -> None:
+    planner = SyncPlanner(8, hide_sync=True)
+    _timed(planner, ("a", "b", "c"), 2, 0.25)
+    # Round 2's pushes; its update reached each worker 3.0 s after the last push.
+    for w, t in (("a", 0.0), ("b", 0.1), ("c", 0.2)):
+        planner.pushed(w, 2, t)
+    for w in ("a", "b", "c"):
+        planner.received(w, 2, 3.2)
+    assert planner.update_seconds("a") == pytest.approx(3.0)
+    # Round 3: pushed at 10.0-10.2; the update of round 3 is due at 10.2 + 3.0 = 13.2.
+    for w, t in (("a", 10.0), ("b", 10.1), ("c", 10.2)):
+        planner.pushed(w, 3, t)
+        planner.began(w, 4, t)
+    # The plan alone: H = 8 batches of 0.25 s, about 12.1 s. a waits for round 3's update, so it
+    # trains until it is due: (13.2 − 10.25) / 0.25 = 11.8 → 12 more batches, not 7.
+    assert planner.batch("a", 4, 10.25) == 12
+    assert planner.update_due("a", 4) == pytest.approx(13.2)
+    # b had its update already (it came early): the plan's sync point only.
+    planner.received("b", 3, 11.0)
+    assert planner.update_due("b", 4) is None
+    # The sync point is the median of when a, b and c run their 8th batch: 12.0, 12.8, 12.2.
+    assert planner.batch("b", 4, 11.05) == 5  # (12.2 − 11.05) / 0.25 = 4.6 → 5
+    # c missed round 3 (it fetches θ again): it waits for nothing.
+    planner.received("c", 3, None)
+    assert planner.update_due("c", 4) is None
+    # Blocking sync plans as before: the same reports, no wait for an update.
+    blocking = SyncPlanner(8)
+    _timed(blocking, ("a", "b", "c"), 2, 0.25)
+    for w, t in (("a", 10.0), ("b", 10.1), ("c", 10.2)):
+        blocking.pushed(w, 3, t)
+        blocking.began(w, 4, t)
+    assert blocking.update_due("a", 4) is None
+    assert blocking.batch("a", 4, 10.25) == 7
+
+
+def test_overlapped_sync_point_wait_is_clamped_and_uses_the_others_sync_time_first() -> None:
+    planner = SyncPlanner(4, hide_sync=True, max_factor=2.0)
+    _timed(planner, ("a", "b"), 0, 0.1)
+    planner.pushed("a", 0, 0.0)
+    planner.pushed("b", 0, 0.0)
+    planner.received("a", 0, 5.0)  # b's own update seconds are unknown yet: a's (5 s) stand in
+    planner.pushed("b", 1, 6.0)
+    planner.began("b", 2, 6.0)
+    planner.pushed("a", 1, 6.0)
+    assert planner.update_due("b", 2) == pytest.approx(11.0)
+    assert planner.batch("b", 2, 6.1) == 7  # 49 batches to 11.0, clamped at 2 × H = 8 in all
+
+
+def test_before_any_update_came_the_round_goes_on_until_it_comes() -> None:
+    planner = SyncPlanner(4, hide_sync=True)
+    _timed(planner, ("a", "b"), 0, 0.1)
+    planner.pushed("a", 0, 1.0)
+    planner.pushed("b", 0, 1.0)
+    for w in ("a", "b"):
+        planner.began(w, 1, 1.0)
+    assert planner.update_due("a", 1) == math.inf  # nobody had an update yet: its time is unknown
+    # a's plan ends the round at about 1.4 s; until round 0's update came, 2 more on every report
+    assert [planner.batch("a", 1, 1.0 + 0.1 * k) for k in range(1, 7)] == [3, 2, 2, 2, 2, 2]
+    planner.received("a", 0, 1.65)  # it came: the plan's sync point (passed: now)
+    assert planner.batch("a", 1, 1.7) == 0
+    assert planner.update_seconds("a") == pytest.approx(0.65)
+    # b's due time is now a's: round 0's last push + 0.65 s
+    assert planner.update_due("b", 1) == pytest.approx(1.65)
+
+
+def simulate_overlapped(
+    planner: SyncPlanner, speeds: dict[str, float], rounds: int, sync_seconds: dict[str, float]
+) -> dict[str, float]:
+    """Overlapped sync, one worker per core: each reports every batch, pushes round r at its sync
+    point and trains round r+1 while the update travels; it has round r's update
+    ``sync_seconds[w]`` after the round's last push, and at its next sync point waits for it if it
+    has not come. Reports UPDATE_RECEIVED when it applied the update (after the batch in progress,
+    or at the sync point). The fraction of each worker's time it did not train (after round 0)."""
+    import heapq
+
+    pushes: dict[int, dict[str, float]] = {}
+    busy = {w: 0.0 for w in speeds}
+    idle = {w: 0.0 for w in speeds}
+    events = [(0.01 * i + s, w) for i, (w, s) in enumerate(speeds.items())]
+    heapq.heapify(events)
+    state = {w: {"round": 0, "done": 0, "target": None, "waits": None, "stop": None} for w in speeds}
+    for w in speeds:
+        planner.join(w)
+        planner.began(w, 0, 0.0)
+
+    def update_at(w: str, r: int) -> float | None:
+        got = pushes.get(r, {})
+        return max(got.values()) + sync_seconds[w] if len(got) == len(speeds) else None
+
+    while events:
+        t, w = heapq.heappop(events)
+        st = state[w]
+        r = st["round"]
+        if st["stop"] is None:  # a batch ended
+            st["done"] += 1
+            if r >= 1:
+                busy[w] += speeds[w]
+            due = update_at(w, st["waits"]) if st["waits"] is not None else None
+            if due is not None and due <= t:
+                planner.received(w, st["waits"], t)
+                st["waits"] = None
+            left = planner.batch(w, r, t)
+            if left is not None:
+                st["target"] = st["done"] + left
+            if st["target"] is None or st["done"] < st["target"]:
+                heapq.heappush(events, (t + speeds[w], w))
+                continue
+            st["stop"] = t
+        # at its sync point: the update of the round before first
+        if st["waits"] is not None:
+            due = update_at(w, st["waits"])
+            if due is None:  # not every worker pushed it yet: look again a little later
+                heapq.heappush(events, (t + 0.01, w))
+                continue
+            if due > t:
+                heapq.heappush(events, (due, w))
+                continue
+            planner.received(w, st["waits"], t)
+        if r >= 1:
+            idle[w] += t - st["stop"]
+        if r + 1 >= rounds:
+            continue
+        pushes.setdefault(r, {})[w] = t
+        planner.pushed(w, r, t)
+        st.update(round=r + 1, done=0, target=None, waits=r, stop=None)
+        planner.began(w, r + 1, t)
+        heapq.heappush(events, (t + speeds[w], w))
+    return {w: idle[w] / (idle[w] + busy[w]) for w in speeds}
+
+
+def test_overlapped_workers_train_through_a_sync_longer_than_a_round() -> None:
+    speeds = {"a": 0.25, "b": 0.25, "c": 0.3}
+    sync = {"a": 0.4, "b": 2.9, "c": 3.1}  # a hosts the parameter server; H = 8 batches is about 2 s
+    waiting = simulate_overlapped(SyncPlanner(8), speeds, 10, sync)
+    # The plan alone: b and c idle at their sync points (a, whose update is local, runs longer rounds).
+    assert waiting["b"] > 0.2 and waiting["c"] > 0.2, waiting
+    hidden = simulate_overlapped(SyncPlanner(8, hide_sync=True), speeds, 10, sync)
+    assert max(hidden.values()) < 0.05, hidden
+    # Where the sync is shorter than a round, nothing changes: nobody waits either way.
+    short = {w: 0.3 for w in speeds}
+    assert simulate_overlapped(SyncPlanner(8, hide_sync=True), speeds, 10, short) == simulate_overlapped(
+        SyncPlanner(8), speeds, 10, short
+    )

@@ -365,3 +365,32 @@ async def test_the_coordination_servicer_reads_how_many_batches_a_report_covers(
     run.progress(ProgressIn(job, "w0", Progress.UPDATE_RECEIVED, 0))
     (line,) = run.completed_rounds
     assert line["batches"] == {"w0": 4} and line["samples"] == 32
+
+
+@pytest.mark.parametrize("sync", ["overlapped", "streaming"])
+def test_only_overlapped_sync_holds_the_sync_point_until_the_update_came(sync: str) -> None:
+    config = parse_job_config({"allocation": {"workers": 2}, "training": {"rounds": 3, "inner_steps": 4, "sync": sync}})
+    clock = _Clock()
+    run = Run(config, "run", clock=clock)
+    slices = tuple(SliceRef(f"slice-{i:05d}.safetensors", 10, "0" * 64, 4) for i in range(4))
+    run.set_dataset(Dataset("ds", "127.0.0.1:9", slices, 16, 257))
+    jobs = _trainers(run, 2)
+    speeds = {job: (f"w{i}", 0.1) for i, job in enumerate(jobs)}
+    _train_until_sync(run, clock, speeds, 0)
+    for job, (worker, _) in speeds.items():
+        run.progress(ProgressIn(job, worker, Progress.UPDATE_SENT, 0))
+    # Round 1 trains while round 0's update travels; nobody has had it yet.
+    answers = []
+    for _ in range(8):
+        clock.t += 0.1
+        for job, (worker, seconds) in speeds.items():
+            d = _batch(run, job, worker, 1, seconds)
+            if job == jobs[0]:
+                answers.append(d.batches_until_update)
+    if sync == "overlapped":  # it goes on until the update came, then syncs at the plan's point
+        assert min(answers) >= 2, answers
+        run.progress(ProgressIn(jobs[0], "w0", Progress.UPDATE_RECEIVED, 0))
+        clock.t += 0.1
+        assert _batch(run, jobs[0], "w0", 1, 0.1).batches_until_update == 0
+    else:  # streaming: the plan alone, H = 4 batches
+        assert answers[3:] == [0] * 5, answers

@@ -453,11 +453,13 @@ class BridgeClient:
         round: int,
         weight: float,
         *,
+        fragment: int | None = None,
         timeout: float | None = None,
         retry_policy: RetryPolicy | None = None,
     ) -> SentUpdate:
-        """SendUpdate: stream the pseudo-gradient file ``path`` of ``round`` to the parameter server."""
-        request = bridge_pb2.SendUpdateRequest(path=self.relative(path), round=round, weight=weight)
+        """SendUpdate: stream the pseudo-gradient file ``path`` of ``round`` to the parameter server
+        (``fragment``: to the run of that fragment of θ, in streaming sync)."""
+        request = bridge_pb2.SendUpdateRequest(path=self.relative(path), round=round, weight=weight, fragment=fragment)
         reply = await self._call("SendUpdate", self._stub.SendUpdate, request, timeout=timeout, policy=retry_policy)
         return SentUpdate(reply.bytes_sent, reply.seconds)
 
@@ -467,13 +469,15 @@ class BridgeClient:
         *,
         path: str | os.PathLike[str] = "",
         timeout_seconds: float | None = None,
+        fragment: int | None = None,
         timeout: float | None = None,
         retry_policy: RetryPolicy | None = None,
     ) -> ReceivedUpdate:
         """ReceiveUpdate: wait up to ``timeout_seconds`` (None: the job's round timeout; 0: do not
-        wait) for the outer update of ``round`` and store it (default ``updates/round-<n>.safetensors``)."""
+        wait) for the outer update of ``round`` and store it (default ``updates/round-<n>.safetensors``);
+        ``fragment``: the update of that fragment of θ's run, in streaming sync."""
         request = bridge_pb2.ReceiveUpdateRequest(
-            round=round, path=self.relative(path), timeout_seconds=timeout_seconds
+            round=round, path=self.relative(path), timeout_seconds=timeout_seconds, fragment=fragment
         )
         if timeout is None:
             wait = self._round_timeout() if timeout_seconds is None else timeout_seconds
@@ -527,11 +531,13 @@ class BridgeClient:
         self,
         path: str | os.PathLike[str],
         *,
+        fragment: int | None = None,
         timeout: float | None = None,
         retry_policy: RetryPolicy | None = None,
     ) -> PublishedParameters:
-        """PublishParameters: offer θ0 (SafeTensors at ``path``); the first offer of a run wins."""
-        request = bridge_pb2.PublishParametersRequest(path=self.relative(path))
+        """PublishParameters: offer θ0 (SafeTensors at ``path``); the first offer of a run wins
+        (``fragment``: θ0 of that fragment's run, in streaming sync)."""
+        request = bridge_pb2.PublishParametersRequest(path=self.relative(path), fragment=fragment)
         reply = await self._call(
             "PublishParameters", self._stub.PublishParameters, request, timeout=timeout, policy=retry_policy
         )
@@ -541,11 +547,13 @@ class BridgeClient:
         self,
         path: str | os.PathLike[str] = "",
         *,
+        fragment: int | None = None,
         timeout: float | None = None,
         retry_policy: RetryPolicy | None = None,
     ) -> FetchedParameters:
-        """FetchParameters: store the run's current θ (default ``params/current.safetensors``)."""
-        request = bridge_pb2.FetchParametersRequest(path=self.relative(path))
+        """FetchParameters: store the run's current θ (default ``params/current.safetensors``;
+        ``fragment``: that fragment's run's θ, in streaming sync)."""
+        request = bridge_pb2.FetchParametersRequest(path=self.relative(path), fragment=fragment)
         reply = await self._call(
             "FetchParameters", self._stub.FetchParameters, request, timeout=timeout, policy=retry_policy
         )

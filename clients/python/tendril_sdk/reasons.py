@@ -276,6 +276,9 @@ class BridgeReason(enum.StrEnum):
     """INVALID_ARGUMENT, SendUpdate: ``weight`` must be a finite number > 0."""
     BAD_TIMEOUT = "BAD_TIMEOUT"
     """INVALID_ARGUMENT, ReceiveUpdate: ``timeout_seconds`` is negative, NaN or infinite."""
+    BAD_FRAGMENT = "BAD_FRAGMENT"
+    """INVALID_ARGUMENT, SendUpdate/ReceiveUpdate/PublishParameters/FetchParameters: ``fragment`` is
+    set but is not below the job's ``config.fragments`` (streaming sync)."""
     JOB_CONFIG_MISSING = "JOB_CONFIG_MISSING"
     """FAILED_PRECONDITION: the job's config lacks a key the RPC needs (``metadata["key"]``)."""
     JOB_CONFIG_BAD = "JOB_CONFIG_BAD"

@@ -64,6 +64,15 @@ class AssetSource(Protocol):
 AssetSources = Callable[[str], AssetSource]  # the data node's address -> its assets
 
 
+def fragment_run_id(run_id: str, fragment: int) -> str:
+    """The parameter server's run of one fragment of θ in streaming sync."""
+    return f"{run_id}-f{fragment}"
+
+
+def _sent_stem(fragment: int | None, round_: int) -> str:
+    return f"round-{round_}" if fragment is None else f"f{fragment}-round-{round_}"
+
+
 @dataclasses.dataclass(frozen=True)
 class SentUpdate:
     """The copy of an update the bridge sent, kept until its round's update arrives."""
@@ -90,7 +99,8 @@ class BridgeCore:
         self.root = job.work_dir
         self.fetch_roots = (Path(job.work_dir), *(Path(root) for root in fetch_roots))
         self._on_progress = on_progress
-        self._sent: dict[int, SentUpdate] = self._load_sent()
+        # keyed by (fragment, round); fragment None: the run itself (every sync mode but streaming)
+        self._sent: dict[tuple[int | None, int], SentUpdate] = self._load_sent()
 
     # -- paths ---------------------------------------------------------------------------
 
@@ -120,8 +130,9 @@ class BridgeCore:
 
     # -- updates sent ----------------------------------------------------------------------
 
-    def keep_sent(self, round_: int, path: Path, weight: float) -> None:
-        """Keep a copy of the update sent for ``round_`` (a hard link: no byte copied), dropping older ones.
+    def keep_sent(self, round_: int, path: Path, weight: float, fragment: int | None = None) -> None:
+        """Keep a copy of the update sent for ``round_`` (a hard link: no byte copied), dropping older
+        ones (of the same ``fragment`` of θ: in streaming sync each fragment's push is out on its own).
 
         The executor may delete its file once SendUpdate returned; the copy is what the bridge
         sends again when the parameter server lost the update (it restarted before the round
@@ -130,35 +141,38 @@ class BridgeCore:
         """
         folder = self.root / SENT
         folder.mkdir(mode=0o700, exist_ok=True)
-        self.forget_sent(None)
-        dest = folder / f"round-{round_}.safetensors"
+        self.forget_sent(None, fragment)
+        dest = folder / f"{_sent_stem(fragment, round_)}.safetensors"
         with landing(dest) as tmp:
             try:
                 os.link(path, tmp)
             except OSError:  # a file system without hard links
                 shutil.copyfile(path, tmp)
         with landing(dest.with_suffix(".json")) as tmp:
-            tmp.write_text(json.dumps({"round": round_, "weight": weight}))
-        self._sent[round_] = SentUpdate(dest, weight)
+            tmp.write_text(json.dumps({"round": round_, "weight": weight, "fragment": fragment}))
+        self._sent[(fragment, round_)] = SentUpdate(dest, weight)
 
-    def _load_sent(self) -> dict[int, SentUpdate]:
+    def _load_sent(self) -> dict[tuple[int | None, int], SentUpdate]:
         """The copies a bridge of this job kept before (none for a new job)."""
-        kept: dict[int, SentUpdate] = {}
+        kept: dict[tuple[int | None, int], SentUpdate] = {}
         folder = self.root / SENT
-        for note in sorted(folder.glob("round-*.json")) if folder.is_dir() else []:
+        for note in sorted(folder.glob("*round-*.json")) if folder.is_dir() else []:
             with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
                 doc = json.loads(note.read_text())
                 copy = note.with_suffix(".safetensors")
+                fragment = doc.get("fragment")
                 if copy.is_file():
-                    kept[int(doc["round"])] = SentUpdate(copy, float(doc["weight"]))
+                    kept[(None if fragment is None else int(fragment), int(doc["round"]))] = SentUpdate(
+                        copy, float(doc["weight"])
+                    )
         return kept
 
-    def sent(self, round_: int) -> SentUpdate | None:
-        return self._sent.get(round_)
+    def sent(self, round_: int, fragment: int | None = None) -> SentUpdate | None:
+        return self._sent.get((fragment, round_))
 
-    def forget_sent(self, round_: int | None) -> None:
-        """Drop the copy kept for ``round_`` (None: every copy)."""
-        for kept in [r for r in self._sent if round_ is None or r == round_]:
+    def forget_sent(self, round_: int | None, fragment: int | None = None) -> None:
+        """Drop the copy kept for ``round_`` of ``fragment`` (``round_`` None: every copy of it)."""
+        for kept in [k for k in self._sent if k[0] == fragment and (round_ is None or k[1] == round_)]:
             path = self._sent.pop(kept).path
             path.with_suffix(".json").unlink(missing_ok=True)
             path.unlink(missing_ok=True)
@@ -180,14 +194,43 @@ class BridgeCore:
     def parameter_server(self) -> str:
         return self._config_text("parameter_server", "to reach the parameter server")
 
-    def run_id(self) -> str:
-        return self._config_text("run_id", "to name the DiLoCo run at the parameter server")
+    def run_id(self, fragment: int | None = None) -> str:
+        """The run at the parameter server; with ``fragment`` (streaming sync) that fragment's run,
+        ``<run_id>-f<fragment>``, which must be one of the job's ``config.fragments``."""
+        run_id = self._config_text("run_id", "to name the DiLoCo run at the parameter server")
+        if fragment is None:
+            return run_id
+        count = self.job.config.get("fragments", 0)
+        if not 0 <= fragment < self._fragments():
+            raise BridgeError(
+                ErrorKind.INVALID_ARGUMENT,
+                f"fragment {fragment} is not one of job {self.job.job_id}'s fragments of θ "
+                f"(its config.fragments is {count!r}; fragments are numbered from 0)",
+                reason=BridgeReason.BAD_FRAGMENT,
+            )
+        return fragment_run_id(run_id, fragment)
+
+    def _fragments(self) -> int:
+        """The job's ``config.fragments`` (streaming sync); 0 when absent or not a whole number."""
+        count = self.job.config.get("fragments", 0)
+        if isinstance(count, float) and count.is_integer():  # a number that travelled in a protobuf Struct
+            count = int(count)
+        return count if isinstance(count, int) and not isinstance(count, bool) and count >= 1 else 0
+
+    def _named_run(self, requested: str, run_id: str) -> str | None:
+        """``requested`` when it is the job's run or one of its fragments' runs (streaming sync)."""
+        if not requested:
+            return run_id
+        runs = {run_id, *(fragment_run_id(run_id, k) for k in range(self._fragments()))}
+        return requested if requested in runs else None
 
     def own_run(self, requested: str) -> str:
         """The run this job may open, watch and close on its worker's parameter server.
 
         NOTE: the authority rule: only a job of executor class "aggregate", and only for the run
-        its dispatch config names; ``requested`` is empty (that run) or must be that run.
+        its dispatch config names (and, in streaming sync, its fragments' runs
+        ``<run_id>-f<k>``, k below ``config.fragments``); ``requested`` is empty (that run) or
+        must be one of those.
         """
         executor_class = self.job.executor.executor_class
         if executor_class != AGGREGATE_CLASS:
@@ -198,7 +241,8 @@ class BridgeCore:
                 reason=BridgeReason.NOT_AGGREGATE_JOB,
             )
         run_id = self._config_text("run_id", "to name the run it aggregates")
-        if requested and requested != run_id:
+        named = self._named_run(requested, run_id)
+        if named is None:
             raise BridgeError(
                 ErrorKind.PERMISSION_DENIED,
                 f"job {self.job.job_id} aggregates run {run_id!r} (its config.run_id), not {requested!r}; "
@@ -206,7 +250,7 @@ class BridgeCore:
                 reason=BridgeReason.RUN_NOT_OWNED,
                 metadata={"run_id": run_id[:128]},
             )
-        return run_id
+        return named
 
     def watched_run(self, requested: str) -> tuple[str, str | None]:
         """The run this job may watch and where: ``(run_id, None)`` for an aggregate job (its
@@ -216,7 +260,8 @@ class BridgeCore:
         if self.job.executor.executor_class != EVAL_CLASS:
             return self.own_run(requested), None
         run_id = self.run_id()
-        if requested and requested != run_id:
+        named = self._named_run(requested, run_id)
+        if named is None:
             raise BridgeError(
                 ErrorKind.PERMISSION_DENIED,
                 f"job {self.job.job_id} evaluates run {run_id!r} (its config.run_id), not {requested!r}; "
@@ -224,7 +269,7 @@ class BridgeCore:
                 reason=BridgeReason.RUN_NOT_OWNED,
                 metadata={"run_id": run_id[:128]},
             )
-        return run_id, self.parameter_server()
+        return named, self.parameter_server()
 
     def run_owner(self) -> str:
         """The job's owner (its scheduler) as the owner of the run it opens; "" when that is no peer id."""

@@ -14,8 +14,14 @@ reports every few hundred milliseconds, and every batch near its sync point).
 
 Reports of any other kind (metrics, update sent/received, finished) are rare and carry the
 round's boundaries: they wait until every queued report reached the scheduler, then go
-through synchronously. A failed background forward is raised to the executor on its next
-report, so a lost scheduler is never hidden for long.
+through synchronously. But a report of a round before the newest one reported (overlapped
+sync: round r's METRICS and UPDATE_RECEIVED, sent while the executor already trains round
+r+1) carries no boundary of the round in progress: it is queued like a batch report and
+answered at once from the held directive, so that the executor never waits for the scheduler
+while it could train; it changes neither the batch count of the round in progress nor the held
+directive (its answer only matters when it is DONE, which is held as always and reaches the
+executor with its next report). A failed background forward is raised to the executor on its
+next report, so a lost scheduler is never hidden for long.
 
 No gRPC here: the forwarding call is injected.
 """
@@ -54,7 +60,8 @@ class ProgressRelay:
         self._held = _Held()
         self._round = 0
         self._batches = 0  # batches the BATCH reports of ``_round`` covered
-        self._queue: asyncio.Queue[tuple[scheduler_pb2.ReportProgressRequest, int]] = asyncio.Queue()
+        # (report, batches of its round counted when it was made, whether it is of an older round)
+        self._queue: asyncio.Queue[tuple[scheduler_pb2.ReportProgressRequest, int, bool]] = asyncio.Queue()
         self._lock = asyncio.Lock()
         self._sender: asyncio.Task[None] | None = None
         self._error: Exception | None = None
@@ -63,17 +70,22 @@ class ProgressRelay:
         """The directive for ``progress`` (forwarded now, or queued for the scheduler)."""
         async with self._lock:  # one report at a time keeps them in order
             self._raise_failure()
-            if progress.round != self._round:
-                self._round, self._batches = progress.round, 0
             batch = progress.kind == scheduler_pb2.PROGRESS_KIND_BATCH
+            # NOTE: a batch report of another round moves the count there (also back: an
+            # executor that missed a round's update trains it again); any other report of an
+            # older round is a late report of overlapped sync and leaves the count alone.
+            late = not batch and progress.round < self._round
+            if progress.round != self._round and not late:
+                self._round, self._batches = progress.round, 0
             if batch:
                 self._batches += progress.batches or 1  # a report may cover several batches
-            if not batch or self._queue.qsize() >= self._max_in_flight:
+            if (not batch and not late) or self._queue.qsize() >= self._max_in_flight:
                 await self.flush()
                 self._raise_failure()
-                self._hold(await self._forward(progress), progress.round, self._batches)
+                answer = await self._forward(progress)
+                self._hold(answer, progress.round, self._batches, late=late)
                 return self._answer()
-            self._queue.put_nowait((progress, self._batches))
+            self._queue.put_nowait((progress, self._batches, late))
             if self._sender is None or self._sender.done():
                 self._sender = asyncio.create_task(self._send_queued())
             return self._answer()
@@ -98,7 +110,7 @@ class ProgressRelay:
 
     async def _send_queued(self) -> None:
         while not self._queue.empty():
-            progress, batch = self._queue.get_nowait()
+            progress, batch, late = self._queue.get_nowait()
             try:
                 answer = await self._forward(progress)
             except Exception as exc:
@@ -108,18 +120,23 @@ class ProgressRelay:
                 while not self._queue.empty():
                     self._queue.get_nowait()
                 return
-            self._hold(answer, progress.round, batch)
+            self._hold(answer, progress.round, batch, late=late)
 
     def _raise_failure(self) -> None:
         if self._error is not None:
             error, self._error = self._error, None
             raise error
 
-    def _hold(self, answer: scheduler_pb2.ReportProgressResponse, round_: int, batch: int) -> None:
-        """Keep the scheduler's answer to a report of ``round_`` made after ``batch`` batches."""
+    def _hold(
+        self, answer: scheduler_pb2.ReportProgressResponse, round_: int, batch: int, *, late: bool = False
+    ) -> None:
+        """Keep the scheduler's answer to a report of ``round_`` made after ``batch`` batches (of
+        a ``late`` report, an older round's: only DONE)."""
         if self._held.directive == scheduler_pb2.DIRECTIVE_DONE:
             return  # DONE is final
         directive = answer.directive or scheduler_pb2.DIRECTIVE_CONTINUE
+        if late and directive != scheduler_pb2.DIRECTIVE_DONE:
+            return  # NOTE: the held directive is the round in progress's
         target = batch + answer.batches_until_update if directive == scheduler_pb2.DIRECTIVE_SCHEDULE_UPDATE else 0
         self._held = _Held(directive, round_, target)
 

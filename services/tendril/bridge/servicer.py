@@ -165,23 +165,25 @@ class BridgeServicer(bridge_pb2_grpc.JobBridgeServiceServicer):
         CHECK.number(
             request.weight, "weight", BridgeReason.BAD_WEIGHT, positive=True, meaning="the samples processed this round"
         )
+        fragment = _fragment(request)
+        run_id = self.core.run_id(fragment)
         start = time.perf_counter()
         try:
-            sent = await self._push_update(path, request.round, request.weight)
+            sent = await self._push_update(path, request.round, request.weight, run_id)
         except BridgeError as exc:
             # NOTE: a push that committed while the bridge that sent it died with its JobService
             # comes back from the executor's retry as ALREADY_COMMITTED: keep its copy all the same.
             if exc.reason == BridgeReason.ALREADY_COMMITTED:
-                await asyncio.to_thread(self.core.keep_sent, request.round, path, request.weight)
+                await asyncio.to_thread(self.core.keep_sent, request.round, path, request.weight, fragment)
             raise
         # NOTE: the parameter server holds a round's pushes in memory until the round closes; a
         # copy stays here until the round's update arrives, to be sent again if a restart of the
         # server lost it (ReceiveUpdate, PUSH_LOST).
-        await asyncio.to_thread(self.core.keep_sent, request.round, path, request.weight)
+        await asyncio.to_thread(self.core.keep_sent, request.round, path, request.weight, fragment)
         return bridge_pb2.SendUpdateResponse(bytes_sent=int(sent), seconds=time.perf_counter() - start)
 
-    async def _push_update(self, path: Path, round_: int, weight: float) -> int:
-        address, run_id, codec = self.core.parameter_server(), self.core.run_id(), self.core.codec()
+    async def _push_update(self, path: Path, round_: int, weight: float, run_id: str) -> int:
+        address, codec = self.core.parameter_server(), self.core.codec()
         async with calling(f"parameter server at {address}"):
             sent = await _tensorstream().push_update(
                 self.remotes.channel(address),
@@ -200,7 +202,8 @@ class BridgeServicer(bridge_pb2_grpc.JobBridgeServiceServicer):
     ) -> bridge_pb2.ReceiveUpdateResponse:
         dest = self.core.update_dest(request.round, request.path)
         timeout = self.core.round_timeout(request.timeout_seconds if request.HasField("timeout_seconds") else None)
-        address, run_id, codec = self.core.parameter_server(), self.core.run_id(), self.core.codec()
+        fragment = _fragment(request)
+        address, run_id, codec = self.core.parameter_server(), self.core.run_id(fragment), self.core.codec()
         start = time.perf_counter()
         for attempt in range(RESEND_ATTEMPTS + 1):
             try:
@@ -217,17 +220,17 @@ class BridgeServicer(bridge_pb2_grpc.JobBridgeServiceServicer):
                     )
                 break
             except BridgeError as exc:
-                sent = self.core.sent(request.round)
+                sent = self.core.sent(request.round, fragment)
                 if exc.reason != BridgeReason.PUSH_LOST or sent is None or attempt == RESEND_ATTEMPTS:
                     raise
                 # The parameter server restarted and lost this worker's update: send it again.
                 log.warning("bridge.update_resent", job_id=self.core.job.job_id, round=request.round)
                 try:
-                    await self._push_update(sent.path, request.round, sent.weight)
+                    await self._push_update(sent.path, request.round, sent.weight, run_id)
                 except BridgeError as again:
                     if again.reason != BridgeReason.ALREADY_COMMITTED:
                         raise
-        await asyncio.to_thread(self.core.forget_sent, request.round)
+        await asyncio.to_thread(self.core.forget_sent, request.round, fragment)
         return bridge_pb2.ReceiveUpdateResponse(
             path=self.core.relative(dest),
             bytes_received=int(received),
@@ -257,7 +260,7 @@ class BridgeServicer(bridge_pb2_grpc.JobBridgeServiceServicer):
         self, request: bridge_pb2.PublishParametersRequest, context: Any
     ) -> bridge_pb2.PublishParametersResponse:
         path = self.core.existing_file(request.path)
-        address, run_id = self.core.parameter_server(), self.core.run_id()
+        address, run_id = self.core.parameter_server(), self.core.run_id(_fragment(request))
         async with calling(f"parameter server at {address}"):
             accepted, round_ = await _tensorstream().push_parameters(
                 self.remotes.channel(address), path, run_id=run_id, worker_id=self._worker_id
@@ -268,7 +271,7 @@ class BridgeServicer(bridge_pb2_grpc.JobBridgeServiceServicer):
         self, request: bridge_pb2.FetchParametersRequest, context: Any
     ) -> bridge_pb2.FetchParametersResponse:
         dest = self.core.params_dest(request.path)
-        address, run_id = self.core.parameter_server(), self.core.run_id()
+        address, run_id = self.core.parameter_server(), self.core.run_id(_fragment(request))
         async with calling(f"parameter server at {address}"):
             round_ = await _tensorstream().pull_parameters(self.remotes.channel(address), run_id=run_id, dest=dest)
         return bridge_pb2.FetchParametersResponse(path=self.core.relative(dest), round=int(round_))
@@ -325,3 +328,13 @@ class BridgeServicer(bridge_pb2_grpc.JobBridgeServiceServicer):
             await stub.CloseJob(paramserver_pb2.CloseJobRequest(run_id=run_id), timeout=_deadline(context))
         log.info("bridge.run_closed", job_id=self.core.job.job_id, run_id=run_id)
         return bridge_pb2.CloseRunResponse()
+
+
+def _fragment(
+    request: bridge_pb2.SendUpdateRequest
+    | bridge_pb2.ReceiveUpdateRequest
+    | bridge_pb2.PublishParametersRequest
+    | bridge_pb2.FetchParametersRequest,
+) -> int | None:
+    """The fragment of θ a call names (streaming sync), None when it names the run itself."""
+    return request.fragment if request.HasField("fragment") else None

@@ -73,9 +73,10 @@ def fill_parser(group: argparse.ArgumentParser) -> None:
     run.add_argument("--inner-steps", type=int, default=20, help="H: batches per round (default 20)")
     run.add_argument(
         "--sync",
-        choices=("blocking", "overlapped"),
+        choices=("blocking", "overlapped", "streaming"),
         default="blocking",
-        help="training.sync: wait for each round's update, or train on while it travels (default blocking)",
+        help="training.sync: wait for each round's update, train on while it travels, or sync θ in fragments "
+        "(default blocking)",
     )
     run.add_argument(
         "--codec", choices=CODECS, default="fp32", help="training.codec: how pseudo-gradients travel (default fp32)"

@@ -104,4 +104,8 @@ def summary(run: LabRun) -> list[str]:
         f" (sync {100 * stats['sync_share']:.1f} %, waiting for the slowest {100 * stats['waiting_share']:.1f} %);"
         f" load average {stats['load_average']:.2f} (median at round ends)"
     )
+    if len(lines) > 1:
+        # NOTE: the last round syncs blocking in every mode, so that the run ends at the server's θ
+        before_last = run_stats(lines[:-1])["compute_utilization"]
+        out.append(f"compute utilization of the rounds before the last (it syncs blocking) {100 * before_last:.1f} %")
     return out

@@ -346,7 +346,10 @@ def main(argv: list[str] | None = None) -> int:
         "--tokenizer", default=DemoSettings.tokenizer, choices=TOKENIZERS, help="bpe (trained at prepare) or bytes"
     )
     parser.add_argument(
-        "--sync", default=DemoSettings.sync, choices=("blocking", "overlapped"), help="training.sync (blocking)"
+        "--sync",
+        default=DemoSettings.sync,
+        choices=("blocking", "overlapped", "streaming"),
+        help="training.sync (blocking)",
     )
     args = parser.parse_args(argv)
     settings = DemoSettings(

@@ -21,7 +21,9 @@ __all__ = [
     "JobEnd",
     "JobHandle",
     "aggregate_config",
+    "fragments",
     "model_source",
+    "streaming",
     "train_config",
 ]
 
@@ -41,7 +43,20 @@ def aggregate_config(config: JobConfig, run_id: str) -> dict[str, Any]:
         "outer_momentum": t.outer_momentum,
         "codec": t.codec,
         "rounds": t.rounds,
+        **streaming(config),
     }
+
+
+def streaming(config: JobConfig) -> dict[str, Any]:
+    """``{"fragments": F}`` for a run in streaming sync (each fragment a run of its own at the
+    parameter server, tendril.scheduler.fragments), else nothing."""
+    t = config.training
+    return {"fragments": t.fragments} if t.sync == "streaming" else {}
+
+
+def fragments(config: JobConfig) -> int:
+    """The run's fragments at the parameter server; 0: the run is one run there."""
+    return config.training.fragments if config.training.sync == "streaming" else 0
 
 
 def _bad_source(message: str) -> SchedulerError:
@@ -120,6 +135,7 @@ def train_config(config: JobConfig, run_id: str, parameter_server: str, dataset:
         "sparse_beta": t.sparse_beta,
         "codec_block_size": t.codec_block_size,
         "sync": t.sync,
+        **streaming(config),
     }
     if t.finetune is not None:
         train["finetune"] = t.finetune.spec().to_dict()

@@ -35,7 +35,7 @@ from tendril.core.errors import ErrorKind, TendrilError
 from tendril.core.gateways import Gateways
 from tendril.core.logs import get_logger
 from tendril.core.registry_client import list_records
-from tendril.core.tensorstream import TensorStreamError, pull_parameters
+from tendril.core.tensorstream import TensorStreamError
 from tendril.scheduler.allocation import Wanted, publish_request, resource_request
 from tendril.scheduler.dispatch import (
     AGGREGATE,
@@ -43,12 +43,14 @@ from tendril.scheduler.dispatch import (
     JobEnd,
     JobHandle,
     aggregate_config,
+    fragments,
     model_source,
     train_config,
 )
 from tendril.scheduler.errors import SchedulerError, SchedulerRunReason
 from tendril.scheduler.evaluation import EVAL, dataset_assets, eval_config, export_due, held_out_slices
 from tendril.scheduler.export import Exporter
+from tendril.scheduler.fragments import pull_theta, run_ids
 from tendril.scheduler.jobconfig import JobConfig, ResourcesSpec
 from tendril.scheduler.leasekeeper import LeaseKeeper, LeaseLost
 from tendril.scheduler.resume import wait_reopened
@@ -323,12 +325,13 @@ class Driver:
             max_backoff=PS_POLL_MAX_SECONDS,
         )
         try:
-            await retry(
-                lambda: stub.GetRound(
-                    paramserver_pb2.GetRoundRequest(run_id=self.run.run_id), timeout=CALL_TIMEOUT_SECONDS
-                ),
-                policy,
-            )
+            for run_id in self._ps_runs():  # with streaming sync: every fragment's run
+                await retry(
+                    lambda run_id=run_id: stub.GetRound(  # type: ignore[misc]
+                        paramserver_pb2.GetRoundRequest(run_id=run_id), timeout=CALL_TIMEOUT_SECONDS
+                    ),
+                    policy,
+                )
         except grpc.aio.AioRpcError as exc:
             if not policy.retryable(exc):
                 raise
@@ -339,7 +342,8 @@ class Driver:
                 reason=SchedulerRunReason.PS_NOT_READY,
             ) from exc
         if self.run.ps_worker:  # a resumed run: wait until the new aggregate job reopened it
-            await wait_reopened(stub, self.run.run_id, PS_READY_TIMEOUT_SECONDS)
+            for run_id in self._ps_runs():
+                await wait_reopened(stub, run_id, PS_READY_TIMEOUT_SECONDS)
         log.info("parameter_server.ready", worker=member.worker_id, address=member.endpoints.parameter_server)
         self._ps_ready.set()
 
@@ -397,8 +401,18 @@ class Driver:
 
     async def _set_expected(self, address: str, workers: list[str]) -> None:
         stub = paramserver_pb2_grpc.ParameterServerServiceStub(self.channel(address))
-        request = paramserver_pb2.SetExpectedWorkersRequest(run_id=self.run.run_id, worker_ids=workers)
-        await retry(lambda: stub.SetExpectedWorkers(request, timeout=CALL_TIMEOUT_SECONDS), EXPECTED_POLICY)
+        for run_id in self._ps_runs():
+            request = paramserver_pb2.SetExpectedWorkersRequest(run_id=run_id, worker_ids=workers)
+            await retry(
+                lambda request=request: stub.SetExpectedWorkers(  # type: ignore[misc]
+                    request, timeout=CALL_TIMEOUT_SECONDS
+                ),
+                EXPECTED_POLICY,
+            )
+
+    def _ps_runs(self) -> list[str]:
+        """The run's runs at the parameter server: itself, or one per fragment (streaming sync)."""
+        return run_ids(self.run.run_id, fragments(self.config))
 
     # -- the run ---------------------------------------------------------------------------
 
@@ -503,8 +517,11 @@ class Driver:
         assert ps is not None
         dest = self.out_dir / "model.safetensors"
         try:
-            round_index = await pull_parameters(
-                self.channel(ps.endpoints.parameter_server), run_id=self.run.run_id, dest=dest
+            round_index = await pull_theta(
+                self.channel(ps.endpoints.parameter_server),
+                run_id=self.run.run_id,
+                fragments=fragments(self.config),
+                dest=dest,
             )
         except TensorStreamError as exc:
             raise SchedulerError(

@@ -91,6 +91,7 @@ def eval_config(config: JobConfig, train: Mapping[str, Any], dataset: Any) -> di
     out: dict[str, Any] = {
         "run_id": train["run_id"],
         "parameter_server": train["parameter_server"],
+        **({"fragments": train["fragments"]} if "fragments" in train else {}),
         "model": model_spec(train["model"]),
         "data": data_summary(train, dataset),
         "data_node": train.get("data_node", getattr(dataset, "data_node_address", "")),

@@ -28,8 +28,9 @@ from typing import Any
 import grpc
 
 from tendril.core.logs import get_logger
-from tendril.core.tensorstream import TensorStreamError, pull_parameters
+from tendril.core.tensorstream import TensorStreamError
 from tendril.scheduler.evaluation import AssetRef, data_summary, model_spec
+from tendril.scheduler.fragments import pull_theta
 from tendril.scheduler.run import Dataset
 from tendril_proto.data.v1 import data_pb2, data_pb2_grpc
 from tendril_sdk.uris import DATA_SCHEME, parse_data_uri
@@ -230,7 +231,12 @@ class Exporter:
             theta = self.work / "theta.safetensors"
             self.work.mkdir(parents=True, exist_ok=True)
             try:
-                theta_round = await pull_parameters(self.channel(parameter_server), run_id=self.run_id, dest=theta)
+                theta_round = await pull_theta(
+                    self.channel(parameter_server),
+                    run_id=self.run_id,
+                    fragments=int(self.train.get("fragments", 0)),
+                    dest=theta,
+                )
             except TensorStreamError as exc:
                 raise ExportError(f"cannot pull θ from the parameter server: {exc.message}") from exc
             return await self._export(theta, theta_round)

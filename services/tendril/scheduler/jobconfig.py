@@ -205,8 +205,10 @@ class TrainingSection(_Table):
     sparse_beta: float = Field(0.95, ge=0, le=1)
     # int8/int4 values per scale, sparse values per chunk (64 kept of each: 4096 is 1.56 %); 0: the codec's default
     codec_block_size: NonNegativeInt = 0
-    # blocking: wait for each round's update; overlapped: train on while it travels (docs/WAN.md "Sync modes")
-    sync: Literal["blocking", "overlapped"] = "blocking"
+    # blocking: wait for each round's update; overlapped: train on while it travels; streaming: θ in
+    # fragments, each synced at its own point of a round while training goes on (docs/WAN.md "Sync modes")
+    sync: Literal["blocking", "overlapped", "streaming"] = "blocking"
+    fragments: PositiveInt = 2  # streaming sync: θ's fragments (contiguous groups of tensors of about equal bytes)
     inner: InnerSection = Field(default_factory=InnerSection)
     model: ModelSection = Field(default_factory=ModelSection)
     finetune: FinetuneSection | None = None  # absent: the whole model trains

@@ -37,6 +37,24 @@ had been reported, only re-made less often while the sync point is far.
 Total batches per round are clamped to [min_batches, max_factor × H] so that a timing outlier
 cannot make a round empty or endless.
 
+Overlapped sync (``overlapped``): a worker pushes round r and trains round r+1
+while round r's update travels; at its next sync point it must have that update (its next Δ
+is measured from it) and waits for it if it has not come. That wait is idle time, and the
+plan above does not see it: it lines the sync points up in time and would even give a worker
+whose update came late (it began the round late) fewer batches, so that it reaches its sync
+point sooner and waits longer. So with ``hide_sync`` a worker's sync point is never earlier
+than when the update it waits for is due: the last push of that round (the round closes there)
+plus the worker's own seconds from a round's last push to its UPDATE_RECEIVED (an EWMA of the
+rounds before, :meth:`SyncPlanner.received`; it includes the pull, the aggregation and up to one
+batch until the worker applied the update). Before any worker had an update (the run's first
+overlapped round) that time is unknown: the worker then runs at least ``UNKNOWN_UPDATE_BATCHES``
+more batches on every report until it reports the update, so it ends the round once the update
+came rather than at a sync point where it would wait for it (within the same clamp; a report's
+answer reaches the worker a batch late, hence two). Where the sync takes longer than H batches (a large
+Δ on a slow link), a round therefore lasts as long as its sync, and the workers train through
+it instead of waiting: more than H batches, each counted in the next Δ. Where it takes less,
+nothing changes.
+
 The job bridge answers a batch report from the newest answer it holds and forwards the report
 in the background (tendril.bridge.progress); the answer is kept there as an absolute target
 ("send after batch k + n"), so each new answer moves the sync point of a round in progress.
@@ -54,7 +72,9 @@ from tendril.scheduler.errors import SchedulerError, SchedulerRunReason
 
 PROBE_BATCHES = 2  # timed batches every worker reports before the run's first sync point is set
 EWMA_ALPHA = 0.2  # weight of the newest interval in a worker's seconds per batch
+SYNC_ALPHA = 0.3  # weight of the newest round in a worker's seconds from a round's last push to its update
 STALL_FACTOR = 3.0  # an interval counts as at most this many times the estimate
+UNKNOWN_UPDATE_BATCHES = 2  # hide_sync: batches still to run while the update waited for has no due time
 
 
 def round_budget(batch_seconds: Mapping[str, float], target_steps: int) -> float:
@@ -152,6 +172,8 @@ class _Worker:
     last_at: float | None = None  # its previous batch report in ``round``
     done: int = 0  # batches reported in ``round``
     reached_at: float | None = None  # when it reported its H-th batch of ``round``
+    waits_for: int | None = None  # overlapped sync: the round it pushed and has not had the update of
+    update_seconds: float = 0.0  # EWMA: seconds from a round's last push until it had the round's update
 
     def start(self, round_index: int, at: float) -> None:
         self.round, self.began_at, self.last_at, self.done, self.reached_at = round_index, at, None, 0, None
@@ -180,6 +202,7 @@ class SyncPlanner:
         probe_batches: int = PROBE_BATCHES,
         min_batches: int = 1,
         max_factor: float = 4.0,
+        hide_sync: bool = False,
     ) -> None:
         if target_steps < 1:
             raise SchedulerError(
@@ -189,8 +212,10 @@ class SyncPlanner:
         self._probe = probe_batches
         self._min = min_batches
         self._max_factor = max_factor
+        self._hide_sync = hide_sync  # overlapped sync: no sync point before the update waited for is due
         self._workers: dict[str, _Worker] = {}
         self._plans: dict[int, RoundPlan] = {}
+        self._pushes: dict[int, dict[str, float]] = {}  # round -> worker -> when it pushed it
 
     def join(self, worker: str) -> None:
         self._workers.setdefault(worker, _Worker())
@@ -206,6 +231,49 @@ class SyncPlanner:
     def plan(self, round_index: int) -> RoundPlan | None:
         return self._plans.get(round_index)
 
+    def update_seconds(self, worker: str) -> float:
+        """The worker's seconds from a round's last push until it had the update (0.0 while unknown)."""
+        state = self._workers.get(worker)
+        return state.update_seconds if state is not None else 0.0
+
+    def pushed(self, worker: str, round_index: int, at: float) -> None:
+        """``worker`` pushed its update of ``round_index`` at ``at`` (its UPDATE_SENT)."""
+        self.join(worker)
+        self._pushes.setdefault(round_index, {})[worker] = at
+        for old in [r for r in self._pushes if r < round_index - 2]:
+            del self._pushes[old]
+        self._workers[worker].waits_for = round_index
+
+    def received(self, worker: str, round_index: int, at: float | None) -> None:
+        """``worker`` had the update of ``round_index`` at ``at`` (its UPDATE_RECEIVED), or will
+        not have it (``at`` None: it missed the round and fetches θ again)."""
+        self.join(worker)
+        state = self._workers[worker]
+        if state.waits_for is not None and state.waits_for <= round_index:
+            state.waits_for = None
+        pushes = self._pushes.get(round_index)
+        if at is None or not pushes:
+            return
+        seconds = max(0.0, at - max(pushes.values()))
+        if state.update_seconds <= 0:
+            state.update_seconds = seconds
+        else:
+            state.update_seconds += SYNC_ALPHA * (seconds - state.update_seconds)
+
+    def update_due(self, worker: str, round_index: int) -> float | None:
+        """With ``hide_sync``: when the update ``worker`` waits for at the sync point of
+        ``round_index`` is due (the round before's last push so far + its update seconds, or the
+        workers' mean while its own is unknown; ``math.inf`` while nobody's is known yet); None
+        when it waits for none."""
+        state = self._workers.get(worker)
+        if not self._hide_sync or state is None or state.waits_for is None or state.waits_for != round_index - 1:
+            return None
+        pushes = self._pushes.get(state.waits_for)
+        seconds = state.update_seconds or self._mean_update_seconds()
+        if not pushes or seconds <= 0:
+            return math.inf
+        return max(pushes.values()) + seconds
+
     def began(self, worker: str, round_index: int, at: float) -> None:
         """``worker`` began ``round_index`` at ``at`` (it had the update of the round before)."""
         self.join(worker)
@@ -213,7 +281,9 @@ class SyncPlanner:
         plan = self._plans.get(round_index)
         if plan is None:
             self._plans[round_index] = RoundPlan(at)
-            for old in [r for r in self._plans if r < round_index - 1]:
+            # NOTE: two rounds back: with overlapped sync a round's line is written (with its
+            # planned seconds) once its update reached every worker, while the next one trains
+            for old in [r for r in self._plans if r < round_index - 2]:
                 del self._plans[old]
         else:
             plan.started = min(plan.started, at)
@@ -238,17 +308,29 @@ class SyncPlanner:
         plan.deadline = self._sync_point(round_index, plan)
         if plan.deadline is None:
             return None
-        return batches_for(
+        seconds = state.timer.seconds or self._mean_known()
+        left = batches_for(
             plan.deadline - at,
-            state.timer.seconds or self._mean_known(),
+            seconds,
             self.target_steps,
             done=state.done,
             min_batches=self._min,
             max_factor=self._max_factor,
         )
+        due = self.update_due(worker, round_index)
+        if due is not None and seconds > 0 and due > at:
+            # NOTE: rounded up: the sync point comes after the update, so that nobody waits for it
+            wanted = UNKNOWN_UPDATE_BATCHES if math.isinf(due) else math.ceil((due - at) / seconds)
+            upper = max(self._min, int(self._max_factor * self.target_steps))
+            left = max(left, min(wanted, max(0, upper - state.done)))
+        return left
 
     def _mean_known(self) -> float:
         known = [w.timer.seconds for w in self._workers.values() if w.timer.count]
+        return sum(known) / len(known) if known else 0.0
+
+    def _mean_update_seconds(self) -> float:
+        known = [w.update_seconds for w in self._workers.values() if w.update_seconds > 0]
         return sum(known) / len(known) if known else 0.0
 
     def _sync_point(self, round_index: int, plan: RoundPlan) -> float | None:

@@ -32,9 +32,10 @@ import grpc
 
 from tendril.core.errors import ConfigError, ErrorKind
 from tendril.core.logs import get_logger
-from tendril.core.tensorstream import TensorStreamError, pull_parameters
-from tendril.scheduler.dispatch import JobHandle
+from tendril.core.tensorstream import TensorStreamError
+from tendril.scheduler.dispatch import JobHandle, fragments
 from tendril.scheduler.errors import SchedulerError, SchedulerRunReason
+from tendril.scheduler.fragments import pull_theta, run_ids
 from tendril.scheduler.jobconfig import JobConfig
 from tendril.scheduler.leasekeeper import LeaseKeeper
 from tendril.scheduler.metrics import round_line
@@ -248,7 +249,13 @@ async def resume(channel: Any, run: Run, store: RunStateStore) -> ResumePoint:
     if old_ps:
         ps = old_ps[-1]
         try:
-            closed = await closed_rounds(channel(ps.ps_address), run.run_id, run.rounds)
+            # NOTE: with streaming sync every fragment is a run of its own; the run resumes at the
+            # round every fragment closed (a fragment ahead keeps its θ: its round is trained again).
+            counts = [
+                await closed_rounds(channel(ps.ps_address), run_id, run.rounds)
+                for run_id in run_ids(run.run_id, fragments(run.config))
+            ]
+            closed = None if None in counts else min(c for c in counts if c is not None)
         except grpc.aio.AioRpcError as exc:
             raise SchedulerError(
                 ErrorKind.UNAVAILABLE,
@@ -292,7 +299,9 @@ async def pull_final(channel: Any, run: Run, store: RunStateStore, dest: Path) -
     (pulled to ``dest``); returns its round and the parameter server's address."""
     ps = [m for m in store.members(ended=True) if m.role == Role.PARAMETER_SERVER.value][-1]
     try:
-        round_index = await pull_parameters(channel(ps.ps_address), run_id=run.run_id, dest=dest)
+        round_index = await pull_theta(
+            channel(ps.ps_address), run_id=run.run_id, fragments=fragments(run.config), dest=dest
+        )
     except TensorStreamError as exc:
         raise SchedulerError(
             ErrorKind.UNAVAILABLE,

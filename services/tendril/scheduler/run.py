@@ -40,6 +40,11 @@ class Directive(enum.Enum):
     DONE = "done"
 
 
+# Sync modes in which a worker trains round r+1 while round r's update travels (its METRICS and
+# UPDATE_RECEIVED of round r come late): overlapped, and streaming (fragment by fragment).
+OVERLAPPING = ("overlapped", "streaming")
+
+
 class Progress(enum.Enum):
     BATCH = "batch"
     METRICS = "metrics"
@@ -131,7 +136,10 @@ class Run:
         self.run_id = run_id
         self.rounds = config.training.rounds
         self.target_steps = config.training.inner_steps
-        self._planner = SyncPlanner(self.target_steps)
+        # NOTE: overlapped sync trains through the sync instead of waiting for it (planner docstring).
+        # Not streaming: its workers wait for a fragment's update where they push it again, inside
+        # the round, which a later sync point does not help (measured in the lab: docs/WAN.md).
+        self._planner = SyncPlanner(self.target_steps, hide_sync=config.training.sync == "overlapped")
         self._on_round = on_round or (lambda _line: None)
         self._clock = clock
         self._requests: dict[str, Role] = {}
@@ -354,11 +362,14 @@ class Run:
             report.train_seconds = float(metrics.get("train_seconds", report.train_seconds))
             if metrics.get("update_missed"):
                 report.missed = True
+                self._planner.received(event.job_id, event.round, None)
                 self._check_rounds()
         elif event.kind is Progress.UPDATE_SENT:
             report.arrived_at = self._clock()
+            self._planner.pushed(event.job_id, event.round, report.arrived_at)
         elif event.kind is Progress.UPDATE_RECEIVED:
             report.received_at = self._clock()
+            self._planner.received(event.job_id, event.round, report.received_at)
             if not late:  # with overlapped sync the job began the next round at its push already
                 trainer.ready = (event.round + 1, report.received_at)
                 self._planner.began(event.job_id, event.round + 1, report.received_at)
@@ -380,7 +391,7 @@ class Run:
         """A report of the round before the job's current one that overlapped sync sends late:
         the round's METRICS and UPDATE_RECEIVED, once the job trains the next round already."""
         return (
-            self.config.training.sync == "overlapped"
+            self.config.training.sync in OVERLAPPING
             and event.round == trainer.round - 1
             and event.kind in (Progress.METRICS, Progress.UPDATE_RECEIVED)
             and event.round in self._rounds
@@ -443,7 +454,7 @@ class Run:
         if trainer is None or report.received or report.missed:
             return False
         overlapping = report.arrived_at is not None and trainer.round == index + 1
-        return trainer.round <= index or (overlapping and self.config.training.sync == "overlapped")
+        return trainer.round <= index or (overlapping and self.config.training.sync in OVERLAPPING)
 
     def trainers_finished(self) -> bool:
         """Every live training job was told DONE."""

@@ -87,6 +87,7 @@ type JobBridgeServiceClient interface {
 	//
 	//	NOT_FOUND FILE_NOT_FOUND: path is not a file in the work dir.
 	//	INVALID_ARGUMENT BAD_WEIGHT: weight is not a finite number > 0.
+	//	INVALID_ARGUMENT BAD_FRAGMENT: fragment is set but is not below the job's config.fragments.
 	//	INVALID_ARGUMENT BAD_FILE: the file is not a SafeTensors file of floating tensors.
 	//	FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no parameter_server or run_id.
 	//	FAILED_PRECONDITION JOB_CONFIG_BAD: the job's config names an unknown codec, or a
@@ -115,6 +116,7 @@ type JobBridgeServiceClient interface {
 	// Errors:
 	//
 	//	INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative, NaN or infinite.
+	//	INVALID_ARGUMENT BAD_FRAGMENT: fragment is set but is not below the job's config.fragments.
 	//	FAILED_PRECONDITION JOB_CONFIG_MISSING, JOB_CONFIG_BAD: as for SendUpdate.
 	//	DEADLINE_EXCEEDED ROUND_STILL_OPEN: the round did not close in time.
 	//	FAILED_PRECONDITION UPDATE_GONE, ROUND_NOT_OPEN, RUN_CLOSED: the round's update is no longer
@@ -149,6 +151,7 @@ type JobBridgeServiceClient interface {
 	//
 	//	NOT_FOUND FILE_NOT_FOUND: path is not a file in the work dir.
 	//	INVALID_ARGUMENT BAD_FILE: the file is not a SafeTensors file of floating tensors.
+	//	INVALID_ARGUMENT BAD_FRAGMENT: fragment is set but is not below the job's config.fragments.
 	//	FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no parameter_server or run_id.
 	//	NOT_FOUND RUN_NOT_OPEN: the aggregate job has not opened the run yet; retry.
 	//	FAILED_PRECONDITION RUN_CLOSED: the run was closed.
@@ -163,6 +166,7 @@ type JobBridgeServiceClient interface {
 	//
 	// Errors:
 	//
+	//	INVALID_ARGUMENT BAD_FRAGMENT: fragment is set but is not below the job's config.fragments.
 	//	FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no parameter_server or run_id.
 	//	NOT_FOUND RUN_NOT_OPEN: the run is not open yet; retry.
 	//	FAILED_PRECONDITION NO_PARAMETERS: nobody published θ0 for the run yet.
@@ -421,6 +425,7 @@ type JobBridgeServiceServer interface {
 	//
 	//	NOT_FOUND FILE_NOT_FOUND: path is not a file in the work dir.
 	//	INVALID_ARGUMENT BAD_WEIGHT: weight is not a finite number > 0.
+	//	INVALID_ARGUMENT BAD_FRAGMENT: fragment is set but is not below the job's config.fragments.
 	//	INVALID_ARGUMENT BAD_FILE: the file is not a SafeTensors file of floating tensors.
 	//	FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no parameter_server or run_id.
 	//	FAILED_PRECONDITION JOB_CONFIG_BAD: the job's config names an unknown codec, or a
@@ -449,6 +454,7 @@ type JobBridgeServiceServer interface {
 	// Errors:
 	//
 	//	INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative, NaN or infinite.
+	//	INVALID_ARGUMENT BAD_FRAGMENT: fragment is set but is not below the job's config.fragments.
 	//	FAILED_PRECONDITION JOB_CONFIG_MISSING, JOB_CONFIG_BAD: as for SendUpdate.
 	//	DEADLINE_EXCEEDED ROUND_STILL_OPEN: the round did not close in time.
 	//	FAILED_PRECONDITION UPDATE_GONE, ROUND_NOT_OPEN, RUN_CLOSED: the round's update is no longer
@@ -483,6 +489,7 @@ type JobBridgeServiceServer interface {
 	//
 	//	NOT_FOUND FILE_NOT_FOUND: path is not a file in the work dir.
 	//	INVALID_ARGUMENT BAD_FILE: the file is not a SafeTensors file of floating tensors.
+	//	INVALID_ARGUMENT BAD_FRAGMENT: fragment is set but is not below the job's config.fragments.
 	//	FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no parameter_server or run_id.
 	//	NOT_FOUND RUN_NOT_OPEN: the aggregate job has not opened the run yet; retry.
 	//	FAILED_PRECONDITION RUN_CLOSED: the run was closed.
@@ -497,6 +504,7 @@ type JobBridgeServiceServer interface {
 	//
 	// Errors:
 	//
+	//	INVALID_ARGUMENT BAD_FRAGMENT: fragment is set but is not below the job's config.fragments.
 	//	FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no parameter_server or run_id.
 	//	NOT_FOUND RUN_NOT_OPEN: the run is not open yet; retry.
 	//	FAILED_PRECONDITION NO_PARAMETERS: nobody published θ0 for the run yet.

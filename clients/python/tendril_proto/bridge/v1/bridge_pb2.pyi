@@ -65,14 +65,16 @@ class NextSliceResponse(_message.Message):
     def __init__(self, path: _Optional[str] = ..., assignment: _Optional[_Union[_scheduler_pb2.SliceAssignment, _Mapping]] = ..., wait_seconds: _Optional[float] = ...) -> None: ...
 
 class SendUpdateRequest(_message.Message):
-    __slots__ = ("path", "round", "weight")
+    __slots__ = ("path", "round", "weight", "fragment")
     PATH_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
     WEIGHT_FIELD_NUMBER: _ClassVar[int]
+    FRAGMENT_FIELD_NUMBER: _ClassVar[int]
     path: str
     round: int
     weight: float
-    def __init__(self, path: _Optional[str] = ..., round: _Optional[int] = ..., weight: _Optional[float] = ...) -> None: ...
+    fragment: int
+    def __init__(self, path: _Optional[str] = ..., round: _Optional[int] = ..., weight: _Optional[float] = ..., fragment: _Optional[int] = ...) -> None: ...
 
 class SendUpdateResponse(_message.Message):
     __slots__ = ("bytes_sent", "seconds")
@@ -83,14 +85,16 @@ class SendUpdateResponse(_message.Message):
     def __init__(self, bytes_sent: _Optional[int] = ..., seconds: _Optional[float] = ...) -> None: ...
 
 class ReceiveUpdateRequest(_message.Message):
-    __slots__ = ("round", "path", "timeout_seconds")
+    __slots__ = ("round", "path", "timeout_seconds", "fragment")
     ROUND_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
+    FRAGMENT_FIELD_NUMBER: _ClassVar[int]
     round: int
     path: str
     timeout_seconds: float
-    def __init__(self, round: _Optional[int] = ..., path: _Optional[str] = ..., timeout_seconds: _Optional[float] = ...) -> None: ...
+    fragment: int
+    def __init__(self, round: _Optional[int] = ..., path: _Optional[str] = ..., timeout_seconds: _Optional[float] = ..., fragment: _Optional[int] = ...) -> None: ...
 
 class ReceiveUpdateResponse(_message.Message):
     __slots__ = ("path", "bytes_received", "seconds", "contributors")
@@ -117,10 +121,12 @@ class ReportProgressResponse(_message.Message):
     def __init__(self, directive: _Optional[_Union[_scheduler_pb2.ReportProgressResponse, _Mapping]] = ...) -> None: ...
 
 class PublishParametersRequest(_message.Message):
-    __slots__ = ("path",)
+    __slots__ = ("path", "fragment")
     PATH_FIELD_NUMBER: _ClassVar[int]
+    FRAGMENT_FIELD_NUMBER: _ClassVar[int]
     path: str
-    def __init__(self, path: _Optional[str] = ...) -> None: ...
+    fragment: int
+    def __init__(self, path: _Optional[str] = ..., fragment: _Optional[int] = ...) -> None: ...
 
 class PublishParametersResponse(_message.Message):
     __slots__ = ("accepted", "round")
@@ -131,10 +137,12 @@ class PublishParametersResponse(_message.Message):
     def __init__(self, accepted: _Optional[bool] = ..., round: _Optional[int] = ...) -> None: ...
 
 class FetchParametersRequest(_message.Message):
-    __slots__ = ("path",)
+    __slots__ = ("path", "fragment")
     PATH_FIELD_NUMBER: _ClassVar[int]
+    FRAGMENT_FIELD_NUMBER: _ClassVar[int]
     path: str
-    def __init__(self, path: _Optional[str] = ...) -> None: ...
+    fragment: int
+    def __init__(self, path: _Optional[str] = ..., fragment: _Optional[int] = ...) -> None: ...
 
 class FetchParametersResponse(_message.Message):
     __slots__ = ("path", "round")

@@ -66,6 +66,12 @@ export interface SendUpdateRequest {
     round: number;
     /** Weight of the update (samples processed this round). */
     weight: number;
+    /**
+     * Streaming sync: the fragment of θ this call is about. The parameter server's run addressed
+     * is then "<config.run_id>-f<fragment>" (each fragment of θ is a run of its own); unset means
+     * the job's run itself. Must be below the job's config.fragments.
+     */
+    fragment?: number | undefined;
 }
 /** SendUpdateResponse reports the transfer. */
 export interface SendUpdateResponse {
@@ -85,6 +91,12 @@ export interface ReceiveUpdateRequest {
      * wait (answer the update if the round closed already, else ROUND_STILL_OPEN at once).
      */
     timeoutSeconds?: number | undefined;
+    /**
+     * Streaming sync: the fragment of θ this call is about. The parameter server's run addressed
+     * is then "<config.run_id>-f<fragment>" (each fragment of θ is a run of its own); unset means
+     * the job's run itself. Must be below the job's config.fragments.
+     */
+    fragment?: number | undefined;
 }
 /** ReceiveUpdateResponse tells where the update is. */
 export interface ReceiveUpdateResponse {
@@ -111,6 +123,12 @@ export interface ReportProgressResponse {
 export interface PublishParametersRequest {
     /** SafeTensors file relative to the work dir. */
     path: string;
+    /**
+     * Streaming sync: the fragment of θ this call is about. The parameter server's run addressed
+     * is then "<config.run_id>-f<fragment>" (each fragment of θ is a run of its own); unset means
+     * the job's run itself. Must be below the job's config.fragments.
+     */
+    fragment?: number | undefined;
 }
 /** PublishParametersResponse tells whether the offer was taken. */
 export interface PublishParametersResponse {
@@ -123,6 +141,12 @@ export interface PublishParametersResponse {
 export interface FetchParametersRequest {
     /** Destination relative to the work dir; empty means "params/current.safetensors". */
     path: string;
+    /**
+     * Streaming sync: the fragment of θ this call is about. The parameter server's run addressed
+     * is then "<config.run_id>-f<fragment>" (each fragment of θ is a run of its own); unset means
+     * the job's run itself. Must be below the job's config.fragments.
+     */
+    fragment?: number | undefined;
 }
 /** FetchParametersResponse tells where θ is. */
 export interface FetchParametersResponse {
@@ -352,6 +376,7 @@ export declare const JobBridgeServiceService: {
      * Errors:
      *   NOT_FOUND FILE_NOT_FOUND: path is not a file in the work dir.
      *   INVALID_ARGUMENT BAD_WEIGHT: weight is not a finite number > 0.
+     *   INVALID_ARGUMENT BAD_FRAGMENT: fragment is set but is not below the job's config.fragments.
      *   INVALID_ARGUMENT BAD_FILE: the file is not a SafeTensors file of floating tensors.
      *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no parameter_server or run_id.
      *   FAILED_PRECONDITION JOB_CONFIG_BAD: the job's config names an unknown codec, or a
@@ -389,6 +414,7 @@ export declare const JobBridgeServiceService: {
      *
      * Errors:
      *   INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative, NaN or infinite.
+     *   INVALID_ARGUMENT BAD_FRAGMENT: fragment is set but is not below the job's config.fragments.
      *   FAILED_PRECONDITION JOB_CONFIG_MISSING, JOB_CONFIG_BAD: as for SendUpdate.
      *   DEADLINE_EXCEEDED ROUND_STILL_OPEN: the round did not close in time.
      *   FAILED_PRECONDITION UPDATE_GONE, ROUND_NOT_OPEN, RUN_CLOSED: the round's update is no longer
@@ -441,6 +467,7 @@ export declare const JobBridgeServiceService: {
      * Errors:
      *   NOT_FOUND FILE_NOT_FOUND: path is not a file in the work dir.
      *   INVALID_ARGUMENT BAD_FILE: the file is not a SafeTensors file of floating tensors.
+     *   INVALID_ARGUMENT BAD_FRAGMENT: fragment is set but is not below the job's config.fragments.
      *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no parameter_server or run_id.
      *   NOT_FOUND RUN_NOT_OPEN: the aggregate job has not opened the run yet; retry.
      *   FAILED_PRECONDITION RUN_CLOSED: the run was closed.
@@ -464,6 +491,7 @@ export declare const JobBridgeServiceService: {
      * receiving; nothing is kept after any error.
      *
      * Errors:
+     *   INVALID_ARGUMENT BAD_FRAGMENT: fragment is set but is not below the job's config.fragments.
      *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no parameter_server or run_id.
      *   NOT_FOUND RUN_NOT_OPEN: the run is not open yet; retry.
      *   FAILED_PRECONDITION NO_PARAMETERS: nobody published θ0 for the run yet.
@@ -628,6 +656,7 @@ export interface JobBridgeServiceServer extends UntypedServiceImplementation {
      * Errors:
      *   NOT_FOUND FILE_NOT_FOUND: path is not a file in the work dir.
      *   INVALID_ARGUMENT BAD_WEIGHT: weight is not a finite number > 0.
+     *   INVALID_ARGUMENT BAD_FRAGMENT: fragment is set but is not below the job's config.fragments.
      *   INVALID_ARGUMENT BAD_FILE: the file is not a SafeTensors file of floating tensors.
      *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no parameter_server or run_id.
      *   FAILED_PRECONDITION JOB_CONFIG_BAD: the job's config names an unknown codec, or a
@@ -657,6 +686,7 @@ export interface JobBridgeServiceServer extends UntypedServiceImplementation {
      *
      * Errors:
      *   INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative, NaN or infinite.
+     *   INVALID_ARGUMENT BAD_FRAGMENT: fragment is set but is not below the job's config.fragments.
      *   FAILED_PRECONDITION JOB_CONFIG_MISSING, JOB_CONFIG_BAD: as for SendUpdate.
      *   DEADLINE_EXCEEDED ROUND_STILL_OPEN: the round did not close in time.
      *   FAILED_PRECONDITION UPDATE_GONE, ROUND_NOT_OPEN, RUN_CLOSED: the round's update is no longer
@@ -693,6 +723,7 @@ export interface JobBridgeServiceServer extends UntypedServiceImplementation {
      * Errors:
      *   NOT_FOUND FILE_NOT_FOUND: path is not a file in the work dir.
      *   INVALID_ARGUMENT BAD_FILE: the file is not a SafeTensors file of floating tensors.
+     *   INVALID_ARGUMENT BAD_FRAGMENT: fragment is set but is not below the job's config.fragments.
      *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no parameter_server or run_id.
      *   NOT_FOUND RUN_NOT_OPEN: the aggregate job has not opened the run yet; retry.
      *   FAILED_PRECONDITION RUN_CLOSED: the run was closed.
@@ -708,6 +739,7 @@ export interface JobBridgeServiceServer extends UntypedServiceImplementation {
      * receiving; nothing is kept after any error.
      *
      * Errors:
+     *   INVALID_ARGUMENT BAD_FRAGMENT: fragment is set but is not below the job's config.fragments.
      *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no parameter_server or run_id.
      *   NOT_FOUND RUN_NOT_OPEN: the run is not open yet; retry.
      *   FAILED_PRECONDITION NO_PARAMETERS: nobody published θ0 for the run yet.
@@ -846,6 +878,7 @@ export interface JobBridgeServiceClient extends Client {
      * Errors:
      *   NOT_FOUND FILE_NOT_FOUND: path is not a file in the work dir.
      *   INVALID_ARGUMENT BAD_WEIGHT: weight is not a finite number > 0.
+     *   INVALID_ARGUMENT BAD_FRAGMENT: fragment is set but is not below the job's config.fragments.
      *   INVALID_ARGUMENT BAD_FILE: the file is not a SafeTensors file of floating tensors.
      *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no parameter_server or run_id.
      *   FAILED_PRECONDITION JOB_CONFIG_BAD: the job's config names an unknown codec, or a
@@ -877,6 +910,7 @@ export interface JobBridgeServiceClient extends Client {
      *
      * Errors:
      *   INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative, NaN or infinite.
+     *   INVALID_ARGUMENT BAD_FRAGMENT: fragment is set but is not below the job's config.fragments.
      *   FAILED_PRECONDITION JOB_CONFIG_MISSING, JOB_CONFIG_BAD: as for SendUpdate.
      *   DEADLINE_EXCEEDED ROUND_STILL_OPEN: the round did not close in time.
      *   FAILED_PRECONDITION UPDATE_GONE, ROUND_NOT_OPEN, RUN_CLOSED: the round's update is no longer
@@ -917,6 +951,7 @@ export interface JobBridgeServiceClient extends Client {
      * Errors:
      *   NOT_FOUND FILE_NOT_FOUND: path is not a file in the work dir.
      *   INVALID_ARGUMENT BAD_FILE: the file is not a SafeTensors file of floating tensors.
+     *   INVALID_ARGUMENT BAD_FRAGMENT: fragment is set but is not below the job's config.fragments.
      *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no parameter_server or run_id.
      *   NOT_FOUND RUN_NOT_OPEN: the aggregate job has not opened the run yet; retry.
      *   FAILED_PRECONDITION RUN_CLOSED: the run was closed.
@@ -934,6 +969,7 @@ export interface JobBridgeServiceClient extends Client {
      * receiving; nothing is kept after any error.
      *
      * Errors:
+     *   INVALID_ARGUMENT BAD_FRAGMENT: fragment is set but is not below the job's config.fragments.
      *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no parameter_server or run_id.
      *   NOT_FOUND RUN_NOT_OPEN: the run is not open yet; retry.
      *   FAILED_PRECONDITION NO_PARAMETERS: nobody published θ0 for the run yet.

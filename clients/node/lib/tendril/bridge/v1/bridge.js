@@ -551,7 +551,7 @@ exports.NextSliceResponse = {
     },
 };
 function createBaseSendUpdateRequest() {
-    return { path: "", round: 0, weight: 0 };
+    return { path: "", round: 0, weight: 0, fragment: undefined };
 }
 exports.SendUpdateRequest = {
     encode(message, writer = new wire_1.BinaryWriter()) {
@@ -563,6 +563,9 @@ exports.SendUpdateRequest = {
         }
         if (message.weight !== 0) {
             writer.uint32(25).double(message.weight);
+        }
+        if (message.fragment !== undefined) {
+            writer.uint32(32).uint32(message.fragment);
         }
         return writer;
     },
@@ -600,6 +603,13 @@ exports.SendUpdateRequest = {
                         message.weight = reader.double();
                         continue;
                     }
+                    case 4: {
+                        if (tag !== 32) {
+                            break;
+                        }
+                        message.fragment = reader.uint32();
+                        continue;
+                    }
                 }
                 if ((tag & 7) === 4 || tag === 0) {
                     break;
@@ -617,6 +627,7 @@ exports.SendUpdateRequest = {
             path: isSet(object.path) ? globalThis.String(object.path) : "",
             round: isSet(object.round) ? globalThis.Number(object.round) : 0,
             weight: isSet(object.weight) ? globalThis.Number(object.weight) : 0,
+            fragment: isSet(object.fragment) ? globalThis.Number(object.fragment) : undefined,
         };
     },
     toJSON(message) {
@@ -630,6 +641,9 @@ exports.SendUpdateRequest = {
         if (message.weight !== 0) {
             obj.weight = floatToJson(message.weight);
         }
+        if (message.fragment !== undefined) {
+            obj.fragment = Math.round(message.fragment);
+        }
         return obj;
     },
     create(base) {
@@ -640,6 +654,7 @@ exports.SendUpdateRequest = {
         message.path = object.path ?? "";
         message.round = object.round ?? 0;
         message.weight = object.weight ?? 0;
+        message.fragment = object.fragment ?? undefined;
         return message;
     },
 };
@@ -726,7 +741,7 @@ exports.SendUpdateResponse = {
     },
 };
 function createBaseReceiveUpdateRequest() {
-    return { round: 0, path: "", timeoutSeconds: undefined };
+    return { round: 0, path: "", timeoutSeconds: undefined, fragment: undefined };
 }
 exports.ReceiveUpdateRequest = {
     encode(message, writer = new wire_1.BinaryWriter()) {
@@ -738,6 +753,9 @@ exports.ReceiveUpdateRequest = {
         }
         if (message.timeoutSeconds !== undefined) {
             writer.uint32(25).double(message.timeoutSeconds);
+        }
+        if (message.fragment !== undefined) {
+            writer.uint32(32).uint32(message.fragment);
         }
         return writer;
     },
@@ -775,6 +793,13 @@ exports.ReceiveUpdateRequest = {
                         message.timeoutSeconds = reader.double();
                         continue;
                     }
+                    case 4: {
+                        if (tag !== 32) {
+                            break;
+                        }
+                        message.fragment = reader.uint32();
+                        continue;
+                    }
                 }
                 if ((tag & 7) === 4 || tag === 0) {
                     break;
@@ -796,6 +821,7 @@ exports.ReceiveUpdateRequest = {
                 : isSet(object.timeout_seconds)
                     ? globalThis.Number(object.timeout_seconds)
                     : undefined,
+            fragment: isSet(object.fragment) ? globalThis.Number(object.fragment) : undefined,
         };
     },
     toJSON(message) {
@@ -809,6 +835,9 @@ exports.ReceiveUpdateRequest = {
         if (message.timeoutSeconds !== undefined) {
             obj.timeoutSeconds = floatToJson(message.timeoutSeconds);
         }
+        if (message.fragment !== undefined) {
+            obj.fragment = Math.round(message.fragment);
+        }
         return obj;
     },
     create(base) {
@@ -819,6 +848,7 @@ exports.ReceiveUpdateRequest = {
         message.round = object.round ?? 0;
         message.path = object.path ?? "";
         message.timeoutSeconds = object.timeoutSeconds ?? undefined;
+        message.fragment = object.fragment ?? undefined;
         return message;
     },
 };
@@ -1061,12 +1091,15 @@ exports.ReportProgressResponse = {
     },
 };
 function createBasePublishParametersRequest() {
-    return { path: "" };
+    return { path: "", fragment: undefined };
 }
 exports.PublishParametersRequest = {
     encode(message, writer = new wire_1.BinaryWriter()) {
         if (message.path !== "") {
             writer.uint32(10).string(message.path);
+        }
+        if (message.fragment !== undefined) {
+            writer.uint32(16).uint32(message.fragment);
         }
         return writer;
     },
@@ -1090,6 +1123,13 @@ exports.PublishParametersRequest = {
                         message.path = reader.string();
                         continue;
                     }
+                    case 2: {
+                        if (tag !== 16) {
+                            break;
+                        }
+                        message.fragment = reader.uint32();
+                        continue;
+                    }
                 }
                 if ((tag & 7) === 4 || tag === 0) {
                     break;
@@ -1103,12 +1143,18 @@ exports.PublishParametersRequest = {
         }
     },
     fromJSON(object) {
-        return { path: isSet(object.path) ? globalThis.String(object.path) : "" };
+        return {
+            path: isSet(object.path) ? globalThis.String(object.path) : "",
+            fragment: isSet(object.fragment) ? globalThis.Number(object.fragment) : undefined,
+        };
     },
     toJSON(message) {
         const obj = {};
         if (message.path !== "") {
             obj.path = message.path;
+        }
+        if (message.fragment !== undefined) {
+            obj.fragment = Math.round(message.fragment);
         }
         return obj;
     },
@@ -1118,6 +1164,7 @@ exports.PublishParametersRequest = {
     fromPartial(object) {
         const message = createBasePublishParametersRequest();
         message.path = object.path ?? "";
+        message.fragment = object.fragment ?? undefined;
         return message;
     },
 };
@@ -1200,12 +1247,15 @@ exports.PublishParametersResponse = {
     },
 };
 function createBaseFetchParametersRequest() {
-    return { path: "" };
+    return { path: "", fragment: undefined };
 }
 exports.FetchParametersRequest = {
     encode(message, writer = new wire_1.BinaryWriter()) {
         if (message.path !== "") {
             writer.uint32(10).string(message.path);
+        }
+        if (message.fragment !== undefined) {
+            writer.uint32(16).uint32(message.fragment);
         }
         return writer;
     },
@@ -1229,6 +1279,13 @@ exports.FetchParametersRequest = {
                         message.path = reader.string();
                         continue;
                     }
+                    case 2: {
+                        if (tag !== 16) {
+                            break;
+                        }
+                        message.fragment = reader.uint32();
+                        continue;
+                    }
                 }
                 if ((tag & 7) === 4 || tag === 0) {
                     break;
@@ -1242,12 +1299,18 @@ exports.FetchParametersRequest = {
         }
     },
     fromJSON(object) {
-        return { path: isSet(object.path) ? globalThis.String(object.path) : "" };
+        return {
+            path: isSet(object.path) ? globalThis.String(object.path) : "",
+            fragment: isSet(object.fragment) ? globalThis.Number(object.fragment) : undefined,
+        };
     },
     toJSON(message) {
         const obj = {};
         if (message.path !== "") {
             obj.path = message.path;
+        }
+        if (message.fragment !== undefined) {
+            obj.fragment = Math.round(message.fragment);
         }
         return obj;
     },
@@ -1257,6 +1320,7 @@ exports.FetchParametersRequest = {
     fromPartial(object) {
         const message = createBaseFetchParametersRequest();
         message.path = object.path ?? "";
+        message.fragment = object.fragment ?? undefined;
         return message;
     },
 };
@@ -1975,6 +2039,7 @@ exports.JobBridgeServiceService = {
      * Errors:
      *   NOT_FOUND FILE_NOT_FOUND: path is not a file in the work dir.
      *   INVALID_ARGUMENT BAD_WEIGHT: weight is not a finite number > 0.
+     *   INVALID_ARGUMENT BAD_FRAGMENT: fragment is set but is not below the job's config.fragments.
      *   INVALID_ARGUMENT BAD_FILE: the file is not a SafeTensors file of floating tensors.
      *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no parameter_server or run_id.
      *   FAILED_PRECONDITION JOB_CONFIG_BAD: the job's config names an unknown codec, or a
@@ -2012,6 +2077,7 @@ exports.JobBridgeServiceService = {
      *
      * Errors:
      *   INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative, NaN or infinite.
+     *   INVALID_ARGUMENT BAD_FRAGMENT: fragment is set but is not below the job's config.fragments.
      *   FAILED_PRECONDITION JOB_CONFIG_MISSING, JOB_CONFIG_BAD: as for SendUpdate.
      *   DEADLINE_EXCEEDED ROUND_STILL_OPEN: the round did not close in time.
      *   FAILED_PRECONDITION UPDATE_GONE, ROUND_NOT_OPEN, RUN_CLOSED: the round's update is no longer
@@ -2064,6 +2130,7 @@ exports.JobBridgeServiceService = {
      * Errors:
      *   NOT_FOUND FILE_NOT_FOUND: path is not a file in the work dir.
      *   INVALID_ARGUMENT BAD_FILE: the file is not a SafeTensors file of floating tensors.
+     *   INVALID_ARGUMENT BAD_FRAGMENT: fragment is set but is not below the job's config.fragments.
      *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no parameter_server or run_id.
      *   NOT_FOUND RUN_NOT_OPEN: the aggregate job has not opened the run yet; retry.
      *   FAILED_PRECONDITION RUN_CLOSED: the run was closed.
@@ -2087,6 +2154,7 @@ exports.JobBridgeServiceService = {
      * receiving; nothing is kept after any error.
      *
      * Errors:
+     *   INVALID_ARGUMENT BAD_FRAGMENT: fragment is set but is not below the job's config.fragments.
      *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no parameter_server or run_id.
      *   NOT_FOUND RUN_NOT_OPEN: the run is not open yet; retry.
      *   FAILED_PRECONDITION NO_PARAMETERS: nobody published θ0 for the run yet.

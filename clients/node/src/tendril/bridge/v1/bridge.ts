@@ -99,6 +99,12 @@ export interface SendUpdateRequest {
   round: number;
   /** Weight of the update (samples processed this round). */
   weight: number;
+  /**
+   * Streaming sync: the fragment of θ this call is about. The parameter server's run addressed
+   * is then "<config.run_id>-f<fragment>" (each fragment of θ is a run of its own); unset means
+   * the job's run itself. Must be below the job's config.fragments.
+   */
+  fragment?: number | undefined;
 }
 
 /** SendUpdateResponse reports the transfer. */
@@ -119,7 +125,15 @@ export interface ReceiveUpdateRequest {
    * Seconds to wait at most; unset means the job's configured round timeout, 0 means do not
    * wait (answer the update if the round closed already, else ROUND_STILL_OPEN at once).
    */
-  timeoutSeconds?: number | undefined;
+  timeoutSeconds?:
+    | number
+    | undefined;
+  /**
+   * Streaming sync: the fragment of θ this call is about. The parameter server's run addressed
+   * is then "<config.run_id>-f<fragment>" (each fragment of θ is a run of its own); unset means
+   * the job's run itself. Must be below the job's config.fragments.
+   */
+  fragment?: number | undefined;
 }
 
 /** ReceiveUpdateResponse tells where the update is. */
@@ -150,6 +164,12 @@ export interface ReportProgressResponse {
 export interface PublishParametersRequest {
   /** SafeTensors file relative to the work dir. */
   path: string;
+  /**
+   * Streaming sync: the fragment of θ this call is about. The parameter server's run addressed
+   * is then "<config.run_id>-f<fragment>" (each fragment of θ is a run of its own); unset means
+   * the job's run itself. Must be below the job's config.fragments.
+   */
+  fragment?: number | undefined;
 }
 
 /** PublishParametersResponse tells whether the offer was taken. */
@@ -164,6 +184,12 @@ export interface PublishParametersResponse {
 export interface FetchParametersRequest {
   /** Destination relative to the work dir; empty means "params/current.safetensors". */
   path: string;
+  /**
+   * Streaming sync: the fragment of θ this call is about. The parameter server's run addressed
+   * is then "<config.run_id>-f<fragment>" (each fragment of θ is a run of its own); unset means
+   * the job's run itself. Must be below the job's config.fragments.
+   */
+  fragment?: number | undefined;
 }
 
 /** FetchParametersResponse tells where θ is. */
@@ -818,7 +844,7 @@ export const NextSliceResponse: MessageFns<NextSliceResponse> = {
 };
 
 function createBaseSendUpdateRequest(): SendUpdateRequest {
-  return { path: "", round: 0, weight: 0 };
+  return { path: "", round: 0, weight: 0, fragment: undefined };
 }
 
 export const SendUpdateRequest: MessageFns<SendUpdateRequest> = {
@@ -831,6 +857,9 @@ export const SendUpdateRequest: MessageFns<SendUpdateRequest> = {
     }
     if (message.weight !== 0) {
       writer.uint32(25).double(message.weight);
+    }
+    if (message.fragment !== undefined) {
+      writer.uint32(32).uint32(message.fragment);
     }
     return writer;
   },
@@ -872,6 +901,14 @@ export const SendUpdateRequest: MessageFns<SendUpdateRequest> = {
             message.weight = reader.double();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.fragment = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -889,6 +926,7 @@ export const SendUpdateRequest: MessageFns<SendUpdateRequest> = {
       path: isSet(object.path) ? globalThis.String(object.path) : "",
       round: isSet(object.round) ? globalThis.Number(object.round) : 0,
       weight: isSet(object.weight) ? globalThis.Number(object.weight) : 0,
+      fragment: isSet(object.fragment) ? globalThis.Number(object.fragment) : undefined,
     };
   },
 
@@ -903,6 +941,9 @@ export const SendUpdateRequest: MessageFns<SendUpdateRequest> = {
     if (message.weight !== 0) {
       obj.weight = floatToJson(message.weight);
     }
+    if (message.fragment !== undefined) {
+      obj.fragment = Math.round(message.fragment);
+    }
     return obj;
   },
 
@@ -914,6 +955,7 @@ export const SendUpdateRequest: MessageFns<SendUpdateRequest> = {
     message.path = object.path ?? "";
     message.round = object.round ?? 0;
     message.weight = object.weight ?? 0;
+    message.fragment = object.fragment ?? undefined;
     return message;
   },
 };
@@ -1008,7 +1050,7 @@ export const SendUpdateResponse: MessageFns<SendUpdateResponse> = {
 };
 
 function createBaseReceiveUpdateRequest(): ReceiveUpdateRequest {
-  return { round: 0, path: "", timeoutSeconds: undefined };
+  return { round: 0, path: "", timeoutSeconds: undefined, fragment: undefined };
 }
 
 export const ReceiveUpdateRequest: MessageFns<ReceiveUpdateRequest> = {
@@ -1021,6 +1063,9 @@ export const ReceiveUpdateRequest: MessageFns<ReceiveUpdateRequest> = {
     }
     if (message.timeoutSeconds !== undefined) {
       writer.uint32(25).double(message.timeoutSeconds);
+    }
+    if (message.fragment !== undefined) {
+      writer.uint32(32).uint32(message.fragment);
     }
     return writer;
   },
@@ -1062,6 +1107,14 @@ export const ReceiveUpdateRequest: MessageFns<ReceiveUpdateRequest> = {
             message.timeoutSeconds = reader.double();
             continue;
           }
+          case 4: {
+            if (tag !== 32) {
+              break;
+            }
+
+            message.fragment = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1083,6 +1136,7 @@ export const ReceiveUpdateRequest: MessageFns<ReceiveUpdateRequest> = {
         : isSet(object.timeout_seconds)
         ? globalThis.Number(object.timeout_seconds)
         : undefined,
+      fragment: isSet(object.fragment) ? globalThis.Number(object.fragment) : undefined,
     };
   },
 
@@ -1097,6 +1151,9 @@ export const ReceiveUpdateRequest: MessageFns<ReceiveUpdateRequest> = {
     if (message.timeoutSeconds !== undefined) {
       obj.timeoutSeconds = floatToJson(message.timeoutSeconds);
     }
+    if (message.fragment !== undefined) {
+      obj.fragment = Math.round(message.fragment);
+    }
     return obj;
   },
 
@@ -1108,6 +1165,7 @@ export const ReceiveUpdateRequest: MessageFns<ReceiveUpdateRequest> = {
     message.round = object.round ?? 0;
     message.path = object.path ?? "";
     message.timeoutSeconds = object.timeoutSeconds ?? undefined;
+    message.fragment = object.fragment ?? undefined;
     return message;
   },
 };
@@ -1372,13 +1430,16 @@ export const ReportProgressResponse: MessageFns<ReportProgressResponse> = {
 };
 
 function createBasePublishParametersRequest(): PublishParametersRequest {
-  return { path: "" };
+  return { path: "", fragment: undefined };
 }
 
 export const PublishParametersRequest: MessageFns<PublishParametersRequest> = {
   encode(message: PublishParametersRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.path !== "") {
       writer.uint32(10).string(message.path);
+    }
+    if (message.fragment !== undefined) {
+      writer.uint32(16).uint32(message.fragment);
     }
     return writer;
   },
@@ -1404,6 +1465,14 @@ export const PublishParametersRequest: MessageFns<PublishParametersRequest> = {
             message.path = reader.string();
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.fragment = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1417,13 +1486,19 @@ export const PublishParametersRequest: MessageFns<PublishParametersRequest> = {
   },
 
   fromJSON(object: any): PublishParametersRequest {
-    return { path: isSet(object.path) ? globalThis.String(object.path) : "" };
+    return {
+      path: isSet(object.path) ? globalThis.String(object.path) : "",
+      fragment: isSet(object.fragment) ? globalThis.Number(object.fragment) : undefined,
+    };
   },
 
   toJSON(message: PublishParametersRequest): unknown {
     const obj: any = {};
     if (message.path !== "") {
       obj.path = message.path;
+    }
+    if (message.fragment !== undefined) {
+      obj.fragment = Math.round(message.fragment);
     }
     return obj;
   },
@@ -1434,6 +1509,7 @@ export const PublishParametersRequest: MessageFns<PublishParametersRequest> = {
   fromPartial<I extends Exact<DeepPartial<PublishParametersRequest>, I>>(object: I): PublishParametersRequest {
     const message = createBasePublishParametersRequest();
     message.path = object.path ?? "";
+    message.fragment = object.fragment ?? undefined;
     return message;
   },
 };
@@ -1524,13 +1600,16 @@ export const PublishParametersResponse: MessageFns<PublishParametersResponse> = 
 };
 
 function createBaseFetchParametersRequest(): FetchParametersRequest {
-  return { path: "" };
+  return { path: "", fragment: undefined };
 }
 
 export const FetchParametersRequest: MessageFns<FetchParametersRequest> = {
   encode(message: FetchParametersRequest, writer: BinaryWriter = new BinaryWriter()): BinaryWriter {
     if (message.path !== "") {
       writer.uint32(10).string(message.path);
+    }
+    if (message.fragment !== undefined) {
+      writer.uint32(16).uint32(message.fragment);
     }
     return writer;
   },
@@ -1556,6 +1635,14 @@ export const FetchParametersRequest: MessageFns<FetchParametersRequest> = {
             message.path = reader.string();
             continue;
           }
+          case 2: {
+            if (tag !== 16) {
+              break;
+            }
+
+            message.fragment = reader.uint32();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1569,13 +1656,19 @@ export const FetchParametersRequest: MessageFns<FetchParametersRequest> = {
   },
 
   fromJSON(object: any): FetchParametersRequest {
-    return { path: isSet(object.path) ? globalThis.String(object.path) : "" };
+    return {
+      path: isSet(object.path) ? globalThis.String(object.path) : "",
+      fragment: isSet(object.fragment) ? globalThis.Number(object.fragment) : undefined,
+    };
   },
 
   toJSON(message: FetchParametersRequest): unknown {
     const obj: any = {};
     if (message.path !== "") {
       obj.path = message.path;
+    }
+    if (message.fragment !== undefined) {
+      obj.fragment = Math.round(message.fragment);
     }
     return obj;
   },
@@ -1586,6 +1679,7 @@ export const FetchParametersRequest: MessageFns<FetchParametersRequest> = {
   fromPartial<I extends Exact<DeepPartial<FetchParametersRequest>, I>>(object: I): FetchParametersRequest {
     const message = createBaseFetchParametersRequest();
     message.path = object.path ?? "";
+    message.fragment = object.fragment ?? undefined;
     return message;
   },
 };
@@ -2408,6 +2502,7 @@ export const JobBridgeServiceService = {
    * Errors:
    *   NOT_FOUND FILE_NOT_FOUND: path is not a file in the work dir.
    *   INVALID_ARGUMENT BAD_WEIGHT: weight is not a finite number > 0.
+   *   INVALID_ARGUMENT BAD_FRAGMENT: fragment is set but is not below the job's config.fragments.
    *   INVALID_ARGUMENT BAD_FILE: the file is not a SafeTensors file of floating tensors.
    *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no parameter_server or run_id.
    *   FAILED_PRECONDITION JOB_CONFIG_BAD: the job's config names an unknown codec, or a
@@ -2445,6 +2540,7 @@ export const JobBridgeServiceService = {
    *
    * Errors:
    *   INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative, NaN or infinite.
+   *   INVALID_ARGUMENT BAD_FRAGMENT: fragment is set but is not below the job's config.fragments.
    *   FAILED_PRECONDITION JOB_CONFIG_MISSING, JOB_CONFIG_BAD: as for SendUpdate.
    *   DEADLINE_EXCEEDED ROUND_STILL_OPEN: the round did not close in time.
    *   FAILED_PRECONDITION UPDATE_GONE, ROUND_NOT_OPEN, RUN_CLOSED: the round's update is no longer
@@ -2500,6 +2596,7 @@ export const JobBridgeServiceService = {
    * Errors:
    *   NOT_FOUND FILE_NOT_FOUND: path is not a file in the work dir.
    *   INVALID_ARGUMENT BAD_FILE: the file is not a SafeTensors file of floating tensors.
+   *   INVALID_ARGUMENT BAD_FRAGMENT: fragment is set but is not below the job's config.fragments.
    *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no parameter_server or run_id.
    *   NOT_FOUND RUN_NOT_OPEN: the aggregate job has not opened the run yet; retry.
    *   FAILED_PRECONDITION RUN_CLOSED: the run was closed.
@@ -2525,6 +2622,7 @@ export const JobBridgeServiceService = {
    * receiving; nothing is kept after any error.
    *
    * Errors:
+   *   INVALID_ARGUMENT BAD_FRAGMENT: fragment is set but is not below the job's config.fragments.
    *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no parameter_server or run_id.
    *   NOT_FOUND RUN_NOT_OPEN: the run is not open yet; retry.
    *   FAILED_PRECONDITION NO_PARAMETERS: nobody published θ0 for the run yet.
@@ -2692,6 +2790,7 @@ export interface JobBridgeServiceServer extends UntypedServiceImplementation {
    * Errors:
    *   NOT_FOUND FILE_NOT_FOUND: path is not a file in the work dir.
    *   INVALID_ARGUMENT BAD_WEIGHT: weight is not a finite number > 0.
+   *   INVALID_ARGUMENT BAD_FRAGMENT: fragment is set but is not below the job's config.fragments.
    *   INVALID_ARGUMENT BAD_FILE: the file is not a SafeTensors file of floating tensors.
    *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no parameter_server or run_id.
    *   FAILED_PRECONDITION JOB_CONFIG_BAD: the job's config names an unknown codec, or a
@@ -2721,6 +2820,7 @@ export interface JobBridgeServiceServer extends UntypedServiceImplementation {
    *
    * Errors:
    *   INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative, NaN or infinite.
+   *   INVALID_ARGUMENT BAD_FRAGMENT: fragment is set but is not below the job's config.fragments.
    *   FAILED_PRECONDITION JOB_CONFIG_MISSING, JOB_CONFIG_BAD: as for SendUpdate.
    *   DEADLINE_EXCEEDED ROUND_STILL_OPEN: the round did not close in time.
    *   FAILED_PRECONDITION UPDATE_GONE, ROUND_NOT_OPEN, RUN_CLOSED: the round's update is no longer
@@ -2757,6 +2857,7 @@ export interface JobBridgeServiceServer extends UntypedServiceImplementation {
    * Errors:
    *   NOT_FOUND FILE_NOT_FOUND: path is not a file in the work dir.
    *   INVALID_ARGUMENT BAD_FILE: the file is not a SafeTensors file of floating tensors.
+   *   INVALID_ARGUMENT BAD_FRAGMENT: fragment is set but is not below the job's config.fragments.
    *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no parameter_server or run_id.
    *   NOT_FOUND RUN_NOT_OPEN: the aggregate job has not opened the run yet; retry.
    *   FAILED_PRECONDITION RUN_CLOSED: the run was closed.
@@ -2772,6 +2873,7 @@ export interface JobBridgeServiceServer extends UntypedServiceImplementation {
    * receiving; nothing is kept after any error.
    *
    * Errors:
+   *   INVALID_ARGUMENT BAD_FRAGMENT: fragment is set but is not below the job's config.fragments.
    *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no parameter_server or run_id.
    *   NOT_FOUND RUN_NOT_OPEN: the run is not open yet; retry.
    *   FAILED_PRECONDITION NO_PARAMETERS: nobody published θ0 for the run yet.
@@ -2947,6 +3049,7 @@ export interface JobBridgeServiceClient extends Client {
    * Errors:
    *   NOT_FOUND FILE_NOT_FOUND: path is not a file in the work dir.
    *   INVALID_ARGUMENT BAD_WEIGHT: weight is not a finite number > 0.
+   *   INVALID_ARGUMENT BAD_FRAGMENT: fragment is set but is not below the job's config.fragments.
    *   INVALID_ARGUMENT BAD_FILE: the file is not a SafeTensors file of floating tensors.
    *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no parameter_server or run_id.
    *   FAILED_PRECONDITION JOB_CONFIG_BAD: the job's config names an unknown codec, or a
@@ -2990,6 +3093,7 @@ export interface JobBridgeServiceClient extends Client {
    *
    * Errors:
    *   INVALID_ARGUMENT BAD_TIMEOUT: timeout_seconds is negative, NaN or infinite.
+   *   INVALID_ARGUMENT BAD_FRAGMENT: fragment is set but is not below the job's config.fragments.
    *   FAILED_PRECONDITION JOB_CONFIG_MISSING, JOB_CONFIG_BAD: as for SendUpdate.
    *   DEADLINE_EXCEEDED ROUND_STILL_OPEN: the round did not close in time.
    *   FAILED_PRECONDITION UPDATE_GONE, ROUND_NOT_OPEN, RUN_CLOSED: the round's update is no longer
@@ -3054,6 +3158,7 @@ export interface JobBridgeServiceClient extends Client {
    * Errors:
    *   NOT_FOUND FILE_NOT_FOUND: path is not a file in the work dir.
    *   INVALID_ARGUMENT BAD_FILE: the file is not a SafeTensors file of floating tensors.
+   *   INVALID_ARGUMENT BAD_FRAGMENT: fragment is set but is not below the job's config.fragments.
    *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no parameter_server or run_id.
    *   NOT_FOUND RUN_NOT_OPEN: the aggregate job has not opened the run yet; retry.
    *   FAILED_PRECONDITION RUN_CLOSED: the run was closed.
@@ -3083,6 +3188,7 @@ export interface JobBridgeServiceClient extends Client {
    * receiving; nothing is kept after any error.
    *
    * Errors:
+   *   INVALID_ARGUMENT BAD_FRAGMENT: fragment is set but is not below the job's config.fragments.
    *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no parameter_server or run_id.
    *   NOT_FOUND RUN_NOT_OPEN: the run is not open yet; retry.
    *   FAILED_PRECONDITION NO_PARAMETERS: nobody published θ0 for the run yet.
