@@ -209,6 +209,9 @@ class TrainingSection(_Table):
     # fragments, each synced at its own point of a round while training goes on (docs/WAN.md "Sync modes")
     sync: Literal["blocking", "overlapped", "streaming"] = "blocking"
     fragments: PositiveInt = 2  # streaming sync: θ's fragments (contiguous groups of tensors of about equal bytes)
+    # overlapped/streaming: where a worker trains on from while a round's update travels; eager: the outer
+    # step applied to its fresh Δ mixed with the others' of the round before; local: its local θ (docs/WAN.md)
+    delayed_proxy: Literal["eager", "local"] = "eager"
     inner: InnerSection = Field(default_factory=InnerSection)
     model: ModelSection = Field(default_factory=ModelSection)
     finetune: FinetuneSection | None = None  # absent: the whole model trains
