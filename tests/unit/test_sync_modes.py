@@ -321,8 +321,14 @@ def test_the_proxy_is_chosen_by_delayed_proxy_and_local_keeps_the_local_theta() 
 async def _overlapped_deltas(tmp_path: Path, **extra: object) -> tuple[_SlowBridge, Trainer]:
     bridge = _SlowBridge(tmp_path, sync_every=6, delay=0.1)
     config = parse_config(_config(sync="overlapped", keep_updates=True, **extra))
-    trainer = Trainer(config, bridge, log=lambda *a, **k: None)  # type: ignore[arg-type]
+    misses: list[float] = []
+    trainer = Trainer(
+        config,
+        bridge,  # type: ignore[arg-type]
+        log=lambda event, **kw: misses.append(kw["proxy_miss"]) if event == "round.rebased" else None,
+    )
     await trainer.run()
+    assert len(misses) == 1 and misses[0] >= 0  # round 0's rebase, with how far its proxy point was
     assert bridge.theta is not None
     synced, final = load_params(tmp_path / SYNCED), snapshot(trainer._plain_model)
     for k in bridge.theta:  # the worker's synchronized θ and its model are the server's, bit for bit
