@@ -19,8 +19,13 @@ checkpoint; θ, what is pushed and pulled, is then the adapter only),
 int4 and sparse, off otherwise; see :mod:`tendril_diloco.feedback`), ``sparse_beta`` (the
 sparse codec's accumulator decay, 0.95), ``codec_block_size`` (int8/int4 block, sparse
 chunk; 0: the codec's default; the bridge encodes with the same), ``sync`` (``blocking``,
-``overlapped`` or ``streaming``, see :mod:`tendril_diloco.sync`) and ``fragments`` (streaming
-sync: θ's fragments, each synced on its own; 1 otherwise).
+``overlapped`` or ``streaming``, see :mod:`tendril_diloco.sync`), ``fragments`` (streaming
+sync: θ's fragments, each synced on its own; 1 otherwise), ``delayed_proxy`` (overlapped and
+streaming sync: where a worker trains on from while a round's update travels; ``eager``, the
+default: the run's outer step applied to its own fresh Δ mixed with the others' of the round
+before, ``local``: its local θ; see :mod:`tendril_diloco.eager`) and ``outer_lr`` and
+``outer_momentum`` (the run's outer Nesterov SGD, which the eager proxy applies; without them
+the proxy is ``local``).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
+from tendril_diloco.eager import DELAYED_PROXIES
 from tendril_diloco.errors import ExecutorError, ExecutorReason
 from tendril_diloco.feedback import DEFAULT_BETA, default_on
 from tendril_diloco.sync import SYNC_MODES
@@ -70,6 +76,9 @@ class TrainConfig:
     codec_block_size: int = 0
     sync: str = "blocking"
     fragments: int = 1  # streaming sync: θ's fragments (tendril_diloco.fragments)
+    delayed_proxy: str = "eager"  # overlapped/streaming: eager or local (tendril_diloco.eager)
+    outer_lr: float | None = None  # the run's outer step (the eager proxy's); None: not given
+    outer_momentum: float | None = None
 
     @property
     def feedback(self) -> bool:
@@ -167,6 +176,9 @@ def parse_config(raw: Mapping[str, Any]) -> TrainConfig:
         codec_block_size=_number(raw, "codec_block_size", 0, int),
         sync=str(raw.get("sync", "blocking")),
         fragments=_number(raw, "fragments", 1, int),
+        delayed_proxy=str(raw.get("delayed_proxy", "eager")),
+        outer_lr=None if raw.get("outer_lr") is None else _number(raw, "outer_lr", None, float),
+        outer_momentum=None if raw.get("outer_momentum") is None else _number(raw, "outer_momentum", None, float),
     )
     checks = [
         (config.rounds >= 1, "rounds must be >= 1"),
@@ -186,6 +198,12 @@ def parse_config(raw: Mapping[str, Any]) -> TrainConfig:
         ),
         (config.sync in SYNC_MODES, f"sync must be one of {SYNC_MODES}, got {config.sync!r}"),
         (config.fragments >= 1, "fragments must be >= 1"),
+        (
+            config.delayed_proxy in DELAYED_PROXIES,
+            f"delayed_proxy must be one of {DELAYED_PROXIES}, got {config.delayed_proxy!r}",
+        ),
+        (config.outer_lr is None or config.outer_lr > 0, "outer_lr must be > 0"),
+        (config.outer_momentum is None or 0 <= config.outer_momentum < 1, "outer_momentum must be in [0, 1)"),
     ]
     for ok, message in checks:
         if not ok:

@@ -6,7 +6,9 @@ point, so that at most one fragment travels at a time and each travels while tra
 Each fragment keeps its own synchronized copy and, while its push is out, the local θ it pushed;
 when its update arrives only its tensors are rebased (θ_local[f] += θ_{r+1}[f] − θ_pushed[f],
 the overlapped correction of :mod:`tendril_diloco.sync` restricted to the fragment), so the
-synchronized θ of every fragment stays the parameter server's, bit for bit.
+synchronized θ of every fragment stays the parameter server's, bit for bit. Where a fragment
+trains on from while its update travels is its proxy (:mod:`tendril_diloco.eager`): with the
+``eager`` one each fragment keeps its own rebuilt outer momentum, as its run at the server does.
 
 The split depends only on the tensors' names, shapes and dtypes: the names in natural order
 (digit runs compared as numbers, so ``h.2`` comes before ``h.10`` and a model's repeated layers
@@ -24,10 +26,11 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import torch
 
+from tendril_diloco.eager import EagerProxy
 from tendril_diloco.errors import ExecutorError, ExecutorReason
 from tendril_diloco.params import Params, _same_names, apply_update, compute_delta
 from tendril_diloco.sync import rebase
@@ -139,20 +142,33 @@ def merge(parts: Sequence[Mapping[str, torch.Tensor]]) -> Params:
 
 @dataclasses.dataclass
 class FragmentState:
-    """One fragment's synchronized θ, its round, and the local θ it pushed while its update travels."""
+    """One fragment's synchronized θ, its round, the θ its tensors trained on from since its push
+    while its update travels (the local θ pushed, or the proxy point), and its eager proxy."""
 
     names: Fragment
     synced: Params
     round: int = 0
     pushed: Params | None = None
+    proxy: EagerProxy | None = None  # None: the local proxy
 
 
 class Fragments:
     """A worker's bookkeeping of θ's fragments in streaming sync (no I/O: the trainer moves bytes)."""
 
-    def __init__(self, theta: Mapping[str, torch.Tensor], count: int, *, round_index: int = 0) -> None:
+    def __init__(
+        self,
+        theta: Mapping[str, torch.Tensor],
+        count: int,
+        *,
+        round_index: int = 0,
+        proxy: Callable[[], EagerProxy | None] | None = None,
+    ) -> None:
+        """``proxy`` makes each fragment's eager proxy (None, or one that returns None: local)."""
         self.groups = split(theta, count)
-        self.states = [FragmentState(group, take(theta, group), round_index) for group in self.groups]
+        self.states = [
+            FragmentState(group, take(theta, group), round_index, proxy=proxy() if proxy is not None else None)
+            for group in self.groups
+        ]
 
     def __len__(self) -> int:
         return len(self.states)
@@ -172,15 +188,30 @@ class Fragments:
         state.pushed = {name: value.clone() for name, value in part.items()}
         return state.round, compute_delta(state.synced, part)
 
-    def arrived(self, index: int, update: Mapping[str, torch.Tensor], local: Params) -> Params:
+    def proxy_point(self, index: int, sent: Params) -> Params | None:
+        """Where fragment ``index``'s tensors train on from until its update comes: with the eager
+        proxy θ_r + û_r from its Δ as ``sent`` (it becomes the θ pushed, the rebase's reference);
+        None with the local proxy (they go on from the local θ pushed)."""
+        state = self.states[index]
+        if state.proxy is None or state.pushed is None:
+            return None
+        state.pushed = state.proxy.point(state.synced, sent)
+        return state.pushed
+
+    def arrived(
+        self, index: int, update: Mapping[str, torch.Tensor], local: Params, *, contributors: int = 0
+    ) -> Params:
         """Apply fragment ``index``'s outer update: its synchronized θ steps (θ_{r+1} = θ_r + u_r, as
         the server adds it) and the local θ's tensors of the fragment are rebased onto it; the
-        other fragments' tensors are returned untouched."""
+        other fragments' tensors are returned untouched. The eager proxy rebuilds the fragment's
+        outer momentum from the update (``contributors``: the workers averaged in it)."""
         state = self.states[index]
         if state.pushed is None:
             raise ExecutorError(
                 f"an update of fragment {index} came, but it has no push out", reason=ExecutorReason.FRAGMENT_ORDER
             )
+        if state.proxy is not None:
+            state.proxy.arrived(dict(update), contributors)
         synced_next = apply_update(state.synced, dict(update))
         part = rebase(take(local, state.names), synced_next, state.pushed)
         state.synced, state.pushed, state.round = synced_next, None, state.round + 1
@@ -195,6 +226,8 @@ class Fragments:
         part = take(theta, state.names)
         _same_names(part, state.synced, "the fetched fragment", f"fragment {index}")
         state.synced, state.pushed, state.round = dict(part), None, round_index
+        if state.proxy is not None:
+            state.proxy.reset()
 
     def synced(self) -> Params:
         """The whole synchronized θ, the fragments merged by name."""

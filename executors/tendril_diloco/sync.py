@@ -3,11 +3,13 @@
 * ``blocking`` (the default): at round r's sync point the worker pushes Δ_r = θ_r − θ_local,
   waits for the parameter server's outer update u_r and continues from θ_{r+1} = θ_r + u_r.
 * ``overlapped``: a one-step-delayed outer update. The worker pushes Δ_r and goes on training
-  round r+1 from θ_local at once, while its bridge pushes Δ_r and pulls u_r in the background.
-  Until u_r arrives, the worker's own step −Δ_r stands in for the outer update (it trains on
-  from θ_r − Δ_r, which is θ_local); when u_r arrives that stand-in is replaced by the real
-  update: θ_local += θ_{r+1} − (θ_r − Δ_r) = u_r + Δ_r. The inner steps made meanwhile are
-  kept (rebased onto θ_{r+1}) and count in Δ_{r+1}, which is measured from θ_{r+1}.
+  round r+1 at once from a proxy point θ_pushed, while its bridge pushes Δ_r and pulls u_r in
+  the background. Until u_r arrives a proxy outer step stands in for it
+  (:mod:`tendril_diloco.eager`: ``eager``, θ_pushed = θ_r + û_r, the run's outer step on a mix
+  of the worker's fresh Δ and the others' of the round before; ``local``, θ_pushed = θ_r − Δ_r,
+  the worker's local θ); when u_r arrives that stand-in is replaced by the real update:
+  θ_local += θ_{r+1} − θ_pushed. The inner steps made meanwhile are kept (rebased onto
+  θ_{r+1}) and count in Δ_{r+1}, which is measured from θ_{r+1}.
 * ``streaming``: θ in F fragments (:mod:`tendril_diloco.fragments`), each with a run of its own
   at the parameter server, pushed at staggered points of a round and synced like ``overlapped``,
   fragment by fragment.
@@ -18,10 +20,8 @@ bit), and the model's local θ, which differs from it only by the inner progress
 yet. The last round of a run syncs blocking, so the run ends with every worker at the
 server's final θ.
 
-# NOTE: this is the eager-update idea of Kale et al. (arXiv 2502.12996) — a local proxy for
-# the outer step until the averaged one arrives — with the worker's own Δ as the proxy, not
-# their mixture of the local Δ and the others' stale ones: that mixture would give each worker
-# a different θ, while here every worker's synchronized θ stays the server's.
+# NOTE: the proxy moves only where the inner steps made before u_r arrives start; every
+# worker's synchronized θ stays the server's, whichever proxy it uses.
 """
 
 from __future__ import annotations
@@ -43,9 +43,10 @@ SYNC_MODES = tuple(m.value for m in SyncMode)
 def correction(synced_next: Params, pushed: Params) -> Params:
     """What the local θ gains when round r's update arrives: θ_{r+1} − θ_pushed.
 
-    ``pushed`` is the local θ the worker had when it pushed Δ_r (θ_r − Δ_r); ``synced_next`` is
-    θ_{r+1} = θ_r + u_r, so the correction is u_r + Δ_r up to rounding, computed from the two
-    copies so that the local θ lands exactly on θ_{r+1} plus its new inner progress.
+    ``pushed`` is the point the worker trained on from after it pushed Δ_r (its local θ, θ_r − Δ_r,
+    with the ``local`` proxy: the correction is then u_r + Δ_r up to rounding; θ_r + û_r with the
+    ``eager`` one); ``synced_next`` is θ_{r+1} = θ_r + u_r. It is computed from the two copies so
+    that the local θ lands exactly on θ_{r+1} plus its new inner progress.
     """
     _same_names(synced_next, pushed, "the synchronized parameters", "the parameters pushed")
     return {name: synced_next[name] - pushed[name] for name in synced_next}

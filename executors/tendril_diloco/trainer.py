@@ -25,6 +25,7 @@ import torch
 from tendril_diloco import distributed
 from tendril_diloco.config import TrainConfig
 from tendril_diloco.data import Batch, Batches, load_slice
+from tendril_diloco.eager import make_proxy, miss
 from tendril_diloco.errors import ExecutorError, ExecutorReason
 from tendril_diloco.feedback import ErrorFeedback
 from tendril_diloco.fragments import Fragments, due, push_points, take
@@ -159,8 +160,14 @@ class Trainer:
             if config.feedback
             else None
         )
-        # overlapped sync: the background push/pull of the round before and the local θ pushed
+        # overlapped sync: the background push/pull of the round before and the θ trained on from
+        # since (the local θ pushed, or the eager proxy's point); the eager proxy (None: local)
         self._pending: tuple[asyncio.Task[Received | None], Params] | None = None
+        self._proxy = (
+            make_proxy(config.delayed_proxy, lr=config.outer_lr, momentum=config.outer_momentum)
+            if config.sync == SyncMode.OVERLAPPED
+            else None
+        )
         # streaming sync (set once θ is known): the fragments, each one's exchange in flight (with
         # the round it was pushed in), the fragments pushed this round, samples since each one's
         # last push, the rounds not fully synced yet, and each fragment's error feedback
@@ -241,6 +248,8 @@ class Trainer:
         self._load(theta)
         self._start = theta
         self.round = round_index
+        if self._proxy is not None:
+            self._proxy.reset()  # the rounds since the last update applied are not known
         self.stats, self._unreported = RoundStats(), RoundStats()
         self._remaining = None
         self.log("parameters.fetched", round=round_index)
@@ -413,14 +422,18 @@ class Trainer:
             delta = self._feedback.compensate(delta)  # Δ + what the codec dropped last round
         await self.bridge.report_progress(ProgressKind.UPDATE_SENT, r)
         if overlaps(self.config.sync, r, self.config.rounds):
-            self._pending = (asyncio.create_task(self._exchange(r, stats, delta_rel, delta)), local)
+            pushed = local
+            if self._proxy is not None:  # round r+1 trains from θ_r + û_r (tendril_diloco.eager)
+                pushed = self._proxy.point(self._start, delta)
+                self._load(pushed)
+            self._pending = (asyncio.create_task(self._exchange(r, stats, delta_rel, delta)), pushed)
             self.round, self.stats, self._unreported, self._remaining = r + 1, RoundStats(), RoundStats(), None
             return True
         received = await self._exchange(r, stats, delta_rel, delta)
         if received is None:
             await self._resync()
             return True
-        theta = self._synced(r, received)
+        theta, _ = self._synced(r, received)
         self._load(theta)
         self.round, self.stats, self._unreported, self._remaining = r + 1, RoundStats(), RoundStats(), None
         return await self._received(r, received)
@@ -472,15 +485,16 @@ class Trainer:
         self.log("round.done", round=r, loss=stats.mean_loss, samples=stats.samples, contributors=received.contributors)
         return received
 
-    def _synced(self, r: int, received: Received) -> Params:
-        """θ_{r+1} = θ_r + u_r, the parameter server's θ after round r; it becomes the start of Δ."""
-        theta = apply_update(self._start, load_params(received.path))
+    def _synced(self, r: int, received: Received) -> tuple[Params, Params]:
+        """θ_{r+1} = θ_r + u_r, the parameter server's θ after round r (it becomes the start of Δ), and u_r."""
+        update = load_params(received.path)
+        theta = apply_update(self._start, update)
         self._start = theta
         if self.config.keep_updates:
             save_params(theta, self.bridge.work_dir / SYNCED)
         else:
             received.path.unlink(missing_ok=True)
-        return theta
+        return theta, update
 
     async def _received(self, r: int, received: Received) -> bool:
         """Report round r's update as applied; False when the scheduler says the run is done."""
@@ -513,7 +527,10 @@ class Trainer:
             await self.bridge.report_progress(ProgressKind.METRICS, r, metrics={"update_missed": 1.0})
             await self._resync()
             return True
-        theta = self._synced(r, received)
+        theta, update = self._synced(r, received)
+        if self._proxy is not None:
+            self._proxy.arrived(update, received.contributors)
+        self.log("round.rebased", round=r, proxy_miss=miss(theta, pushed, update))
         self._load(rebase(snapshot(self._plain_model), theta, pushed))
         return await self._received(r, received)
 
@@ -530,7 +547,12 @@ class Trainer:
     async def _join_fragments(self) -> None:
         """Offer each fragment's θ0 to its run, then start from every fragment's current θ."""
         cfg = self.config
-        frags = Fragments(self.theta0, cfg.fragments)
+        # NOTE: each fragment is a run of its own at the parameter server, with its own outer momentum.
+        frags = Fragments(
+            self.theta0,
+            cfg.fragments,
+            proxy=lambda: make_proxy(cfg.delayed_proxy, lr=cfg.outer_lr, momentum=cfg.outer_momentum),
+        )
         for f, group in enumerate(frags.groups):
             rel = f"params/theta0-f{f}.safetensors"
             save_params(take(self.theta0, group), self.bridge.work_dir / rel)
@@ -611,9 +633,15 @@ class Trainer:
         samples = self._frag_samples[f]
         if samples == 0 or state.round > self.round:  # nothing trained since its last push / its run is ahead
             return True
-        fragment_round, delta = self._frags.push(f, snapshot(self._plain_model))
+        local = snapshot(self._plain_model)
+        fragment_round, delta = self._frags.push(f, local)
         if self._frag_feedback is not None:
             delta = self._frag_feedback[f].compensate(delta)
+        # the fragment trains on from its proxy point (eager), except in the run's last round, which blocks
+        point = None if self._last_round() else self._frags.proxy_point(f, delta)
+        if point is not None:
+            local.update(point)
+            self._load(local)
         rel = f"updates/delta-f{f}-{fragment_round:05d}.safetensors"
         save_params(delta, self.bridge.work_dir / rel)
         self._frag_samples[f] = 0
@@ -675,7 +703,13 @@ class Trainer:
                 local.update(await self._fetch_fragment(f))  # this fragment's unsynced progress is dropped
                 self._load(local)
                 continue
-            self._load(self._frags.arrived(f, load_params(received.path), snapshot(self._plain_model)))
+            update, pushed = load_params(received.path), self._frags.states[f].pushed
+            self._load(self._frags.arrived(f, update, snapshot(self._plain_model), contributors=received.contributors))
+            if pushed is not None:
+                state = self._frags.states[f]
+                self.log(
+                    "fragment.rebased", fragment=f, round=state.round - 1, proxy_miss=miss(state.synced, pushed, update)
+                )
             if self.config.keep_updates:
                 save_params(self._frags.synced(), self.bridge.work_dir / SYNCED)
             else:

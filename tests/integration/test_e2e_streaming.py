@@ -44,6 +44,7 @@ async def test_streaming_sync_ends_with_the_servers_theta_on_every_worker(tmp_pa
     for line in lines:
         assert line["workers"] == ["worker-0", "worker-1"] and line["contributors"] == 2
     held_out = [line["eval_loss"] for line in lines if "eval_loss" in line]
+    print(f"e2e streaming: held-out loss {held_out}, training loss {[line['loss_mean'] for line in lines]}")
     losses = held_out if len(held_out) >= 2 else [line["loss_mean"] for line in lines]
     assert losses[-1] < losses[0], losses
 

@@ -52,10 +52,12 @@ async def test_overlapped_sync_ends_with_the_servers_theta_on_every_worker(tmp_p
     for line in lines:
         assert line["workers"] == ["worker-0", "worker-1"] and line["contributors"] == 2
     # NOTE: the training loss, not the held-out one: over three rounds of eight steps the
-    # one-step-delayed outer Nesterov step (lr 0.7, momentum 0.9) sometimes overshoots, and the
-    # held-out loss of the last round's θ rose above the first's in about one run in six
-    # (7.25, 6.46, 7.90) while the workers' training loss fell; docs/WAN.md "Sync modes" says so.
+    # delayed outer Nesterov step with momentum 0.9 sometimes overshoots, with the local proxy
+    # (7.25, 6.46, 7.90, about one run in six) and with the eager one (7.19, 6.41, 7.92), while
+    # the workers' training loss fell. Overlapped runs now default to momentum 0.8, which did not
+    # overshoot in the nine runs docs/WAN.md "Sync modes" lists: too few to assert on a rare event.
     held_out = [line["eval_loss"] for line in lines if "eval_loss" in line]
+    print(f"e2e overlapped: held-out loss {held_out}, training loss {[line['loss_mean'] for line in lines]}")
     assert held_out and all(math.isfinite(v) for v in held_out), held_out
     losses = [line["loss_mean"] for line in lines]
     assert losses[-1] < losses[0], losses

@@ -25,6 +25,7 @@ from tendril.scheduler.fragments import merge_files, run_ids
 from tendril.scheduler.jobconfig import parse_job_config
 from tendril_aggregate.main import parse_config as parse_aggregate
 from tendril_diloco.config import parse_config
+from tendril_diloco.eager import EagerProxy
 from tendril_diloco.errors import ExecutorError, ExecutorReason
 from tendril_diloco.fragments import (
     Fragments,
@@ -177,6 +178,63 @@ def test_streaming_rounds_keep_every_fragment_the_servers_bit_for_bit() -> None:
     assert all(state.round == 5 for state in workers[0].states)
 
 
+def test_eager_streaming_rounds_keep_every_fragment_the_servers_bit_for_bit() -> None:
+    """The same staggered rounds with the eager proxy: each fragment trains on from its proxy
+    point, rebuilds its own run's outer momentum from its updates, and every worker's
+    synchronized θ is the servers' exactly, each local θ it plus the progress since each push."""
+    gen = torch.Generator().manual_seed(8)
+    shapes = {"emb": (6, 4), "h.0.w": (4, 4), "h.0.b": (4,), "h.1.w": (4, 4), "h.1.b": (4,), "head": (4, 3)}
+    theta0 = {k: torch.randn(s, generator=gen) for k, s in shapes.items()}
+    workers = [Fragments(theta0, 3, proxy=lambda: EagerProxy(lr=0.7, momentum=0.9)) for _ in range(2)]
+    assert Fragments(theta0, 3).proxy_point(0, {}) is None  # the local proxy: no point of its own
+    groups = workers[0].groups
+    server = {k: v.numpy().ravel().copy() for k, v in theta0.items()}
+    momentum: dict[str, np.ndarray | None] = dict.fromkeys(theta0)
+    local = [dict(theta0), dict(theta0)]
+    since_push = [{k: torch.zeros(s) for k, s in shapes.items()} for _ in range(2)]
+
+    def train(w: int) -> None:
+        step = {k: 0.01 * torch.randn(s, generator=gen) for k, s in shapes.items()}
+        local[w] = {k: local[w][k] + step[k] for k in shapes}
+        since_push[w] = {k: since_push[w][k] + step[k] for k in shapes}
+
+    for r in range(5):
+        for f in (1, 2, 0):
+            for w in range(2):
+                train(w)
+            deltas = []
+            for w in range(2):
+                round_index, delta = workers[w].push(f, local[w])
+                point = workers[w].proxy_point(f, delta)
+                assert round_index == r and point is not None and set(point) == set(groups[f])
+                local[w] = {**local[w], **point}  # the fragment trains on from its proxy point
+                deltas.append(delta)
+                for k in groups[f]:
+                    since_push[w][k] = torch.zeros(shapes[k])
+            for w in range(2):
+                train(w)
+            update = {}
+            for k in groups[f]:
+                grad = ((deltas[0][k] + deltas[1][k]) / 2).numpy().ravel()
+                server[k], momentum[k], u = nesterov(server[k], momentum[k], grad, lr=0.7, mu=0.9)
+                update[k] = torch.from_numpy(u.copy()).reshape(shapes[k])
+            for w in range(2):
+                local[w] = workers[w].arrived(f, update, local[w], contributors=2)
+                synced = workers[w].synced()
+                for k in shapes:
+                    assert torch.equal(synced[k].ravel(), torch.from_numpy(server[k])), (r, f, w, k)
+                    assert torch.allclose(local[w][k] - synced[k], since_push[w][k], atol=1e-5), (r, f, w, k)
+                proxy = workers[w].states[f].proxy
+                assert proxy is not None and proxy.momentum is not None and set(proxy.momentum) == set(groups[f])
+                for k in groups[f]:  # each fragment's proxy holds its own run's momentum
+                    expected = torch.from_numpy(momentum[k].copy()).reshape(shapes[k])  # type: ignore[union-attr]
+                    assert torch.allclose(proxy.momentum[k], expected, rtol=1e-4, atol=1e-6), (r, f, k)
+    # a missed update: the fragment's proxy starts afresh with its run's θ
+    workers[0].reset(1, theta0, 9)
+    state = workers[0].states[1]
+    assert state.proxy is not None and state.proxy.momentum is None and state.proxy.base is None
+
+
 def test_fragment_bookkeeping_refuses_what_cannot_happen() -> None:
     theta = {"a": torch.ones(2), "b": torch.ones(3)}
     frags = Fragments(theta, 2)
@@ -296,6 +354,21 @@ async def test_the_trainer_streams_fragments_and_ends_at_the_servers_theta(tmp_p
         assert torch.equal(final[k], merged[k]), (k, "final", (final[k] - merged[k]).abs().max())
     metrics = [m for k, _, m in bridge.reports if k == "metrics"]
     assert [m["samples"] for m in metrics] == [24, 24] and metrics[0]["bytes_sent"] > 0
+
+
+async def test_the_trainer_streams_fragments_with_the_eager_proxy(tmp_path: Path) -> None:
+    """Streaming with the eager proxy (the run's outer settings given): each fragment's proxy
+    rebuilds its run's momentum, and the worker ends at the fragments' runs merged, bit for bit."""
+    bridge = _FragmentBridge(tmp_path, sync_every=6)
+    config = parse_config(_config(sync="streaming", fragments=2, keep_updates=True, outer_lr=0.7, outer_momentum=0.9))
+    trainer = Trainer(config, bridge, log=lambda *a, **k: None)  # type: ignore[arg-type]
+    await trainer.run()
+    assert trainer._frags is not None
+    assert all(s.proxy is not None and s.proxy.momentum is not None for s in trainer._frags.states)
+    merged = merge([bridge.runs[0], bridge.runs[1]])
+    final, synced = snapshot(trainer._plain_model), load_params(tmp_path / SYNCED)
+    for k in merged:
+        assert torch.equal(synced[k], merged[k]) and torch.equal(final[k], merged[k]), k
 
 
 @dataclasses.dataclass

@@ -12,12 +12,14 @@ import numpy as np
 import pytest
 import torch
 
+from tendril.core.errors import ConfigError
 from tendril.paramserver.outer import nesterov
 from tendril.scheduler.errors import SchedulerError
 from tendril.scheduler.jobconfig import parse_job_config
 from tendril.scheduler.metrics import WorkerRound, round_line
 from tendril.scheduler.run import Progress, ProgressIn, Run
 from tendril_diloco.config import parse_config
+from tendril_diloco.eager import EagerProxy, make_proxy, miss
 from tendril_diloco.errors import ExecutorError
 from tendril_diloco.params import apply_update, compute_delta, load_params, snapshot
 from tendril_diloco.sync import overlaps, rebase
@@ -185,3 +187,161 @@ def test_a_round_ends_for_a_worker_when_it_began_the_next_one() -> None:
     w = WorkerRound("w0", started_at=0.0, arrived_at=4.0, received_at=9.0, ended_at=4.2)
     line = round_line(0, [w], started=0.0, closed=9.0)
     assert line["cycle_seconds"] == pytest.approx(4.2) and line["sync_seconds"] == pytest.approx(0.2)
+
+
+def _server_step(
+    server: dict[str, np.ndarray], momentum: dict[str, np.ndarray | None], mean: dict[str, torch.Tensor]
+) -> dict[str, torch.Tensor]:
+    """The parameter server's outer step (services/tendril/paramserver/outer.py) on the mean Δ: u."""
+    update = {}
+    for k, shape in SHAPES.items():
+        server[k], momentum[k], u = nesterov(server[k], momentum[k], mean[k].numpy().ravel(), lr=0.7, mu=0.9)
+        update[k] = torch.from_numpy(u.copy()).reshape(shape)
+    return update
+
+
+def test_the_eager_proxy_rebuilds_the_servers_momentum_and_predicts_its_step() -> None:
+    """Three workers, eight rounds of the server's real outer step: worker 0's proxy rebuilds the
+    server's momentum buffer from the updates alone; its first proxy step is the outer step on its
+    own Δ; in a round where the others send what they sent the round before, its proxy point is
+    the server's next θ (up to rounding)."""
+    gen = torch.Generator().manual_seed(5)
+    theta0 = _rand(gen)
+    server = {k: v.numpy().ravel().copy() for k, v in theta0.items()}
+    momentum: dict[str, np.ndarray | None] = dict.fromkeys(theta0)
+    proxy = EagerProxy(lr=0.7, momentum=0.9)
+    synced = dict(theta0)
+    drift = _rand(gen, 0.05)
+    deltas = [{k: drift[k] + v for k, v in _rand(gen, 0.02).items()} for _ in range(3)]
+    for r in range(8):
+        deltas[0] = {k: drift[k] + v for k, v in _rand(gen, 0.02).items()}
+        if r % 2 == 0:  # the others' Δ change too; in odd rounds they repeat the last ones
+            deltas[1:] = [{k: drift[k] + v for k, v in _rand(gen, 0.02).items()} for _ in range(2)]
+        point = proxy.point(synced, deltas[0])
+        mean = {k: (deltas[0][k] + deltas[1][k] + deltas[2][k]) / 3 for k in SHAPES}
+        update = _server_step(server, momentum, mean)
+        theta_next = apply_update(synced, update)
+        if r == 0:  # no round before: the outer step on this worker's own Δ, −lr·(1 + μ)·Δ
+            assert all(torch.allclose(point[k], synced[k] - 0.7 * 1.9 * deltas[0][k], atol=1e-6) for k in SHAPES)
+        elif r % 2 == 1:
+            for k in SHAPES:
+                assert torch.allclose(point[k], theta_next[k], atol=1e-5), (r, k)
+        proxy.arrived(update, 3)
+        assert proxy.momentum is not None and proxy.workers == 3
+        for k, shape in SHAPES.items():
+            expected = torch.from_numpy(momentum[k].copy()).reshape(shape)  # type: ignore[union-attr]
+            assert torch.allclose(proxy.momentum[k], expected, rtol=1e-4, atol=1e-6), (r, k)
+        synced = theta_next
+    proxy.reset()  # θ fetched again: the next proxy step is a first one
+    assert proxy.momentum is None and proxy.base is None
+    again = proxy.point(synced, deltas[0])
+    assert all(torch.allclose(again[k], synced[k] - 1.33 * deltas[0][k], atol=1e-6) for k in SHAPES)
+
+
+def test_eager_overlapped_rounds_keep_the_synchronized_theta_the_servers_bit_for_bit() -> None:
+    """Two workers train on from their eager proxy points while each update travels: every
+    synchronized θ is the server's exactly, each local θ is it plus the unsynced progress, and
+    the proxy point is nearer the server's next θ than the local θ (the ``local`` proxy) is."""
+    gen = torch.Generator().manual_seed(9)
+    theta0 = _rand(gen)
+    server = {k: v.numpy().ravel().copy() for k, v in theta0.items()}
+    momentum: dict[str, np.ndarray | None] = dict.fromkeys(theta0)
+    proxies = [EagerProxy(lr=0.7, momentum=0.9) for _ in range(2)]
+    synced = [dict(theta0), dict(theta0)]
+    local = [dict(theta0), dict(theta0)]
+    drift = _rand(gen, 0.03)
+    for r in range(6):
+        deltas, pushed, old_local = [], [], []
+        for w in range(2):
+            local[w] = {k: local[w][k] - drift[k] + 0.005 * v for k, v in _rand(gen).items()}
+            deltas.append(compute_delta(synced[w], local[w]))
+            old_local.append(local[w])
+            pushed.append(proxies[w].point(synced[w], deltas[w]))
+            local[w] = dict(pushed[w])  # round r+1 trains from the proxy point
+        progress = [_rand(gen, 0.01) for _ in range(2)]
+        for w in range(2):
+            local[w] = {k: local[w][k] + progress[w][k] for k in local[w]}
+        update = _server_step(server, momentum, {k: (deltas[0][k] + deltas[1][k]) / 2 for k in SHAPES})
+        for w in range(2):
+            theta_next = apply_update(synced[w], update)
+            proxies[w].arrived(update, 2)
+            local[w] = rebase(local[w], theta_next, pushed[w])
+            synced[w] = theta_next
+            for k in theta0:
+                assert torch.equal(synced[w][k].ravel(), torch.from_numpy(server[k])), (r, w, k)
+                assert torch.allclose(local[w][k] - synced[w][k], progress[w][k], atol=1e-5)
+            miss_eager, miss_local = miss(theta_next, pushed[w], update), miss(theta_next, old_local[w], update)
+            assert miss_eager < miss_local, (r, w, miss_eager, miss_local)
+            # the local proxy's miss is ‖u_r + Δ_r‖ / ‖u_r‖: its own step stood in for u_r
+            plus = sum(float((update[k] + deltas[w][k]).double().square().sum()) for k in SHAPES)
+            size = sum(float(update[k].double().square().sum()) for k in SHAPES)
+            assert miss_local == pytest.approx((plus / size) ** 0.5, rel=1e-4)
+
+
+def test_the_proxy_is_chosen_by_delayed_proxy_and_local_keeps_the_local_theta() -> None:
+    assert make_proxy("local", lr=0.7, momentum=0.9) is None
+    assert make_proxy("eager", lr=None, momentum=None) is None  # no outer settings given: local
+    assert isinstance(make_proxy("eager", lr=0.7, momentum=0.9), EagerProxy)
+    cfg = parse_config(_config(sync="overlapped", outer_lr=0.7, outer_momentum=0.9))
+    assert cfg.delayed_proxy == "eager" and cfg.outer_lr == 0.7 and cfg.outer_momentum == 0.9
+    assert parse_config(_config()).outer_lr is None
+    with pytest.raises(ExecutorError, match="delayed_proxy must be one of"):
+        parse_config(_config(delayed_proxy="stale"))
+    with pytest.raises(ExecutorError, match="outer_momentum"):
+        parse_config(_config(outer_momentum=1.0))
+    job = parse_job_config({"training": {"sync": "overlapped"}})
+    assert job.training.delayed_proxy == "eager"
+    assert parse_job_config({"training": {"delayed_proxy": "local"}}).training.delayed_proxy == "local"
+    with pytest.raises(ConfigError, match="delayed_proxy"):
+        parse_job_config({"training": {"delayed_proxy": "stale"}})
+    # outer momentum left out: 0.9 with blocking sync, 0.8 with a delayed outer step; given: as given
+    assert parse_job_config({}).training.outer_momentum == 0.9
+    for sync in ("overlapped", "streaming"):
+        assert parse_job_config({"training": {"sync": sync}}).training.outer_momentum == 0.8
+        given = parse_job_config({"training": {"sync": sync, "outer_momentum": 0.9}})
+        assert given.training.outer_momentum == 0.9
+    assert parse_job_config({"training": {"sync": "overlapped", "outer_momentum": 0.0}}).training.outer_momentum == 0
+    # the scheduler passes the proxy and the run's outer step to every training job
+    from tendril.scheduler.dispatch import aggregate_config, train_config
+    from tendril.scheduler.run import Dataset
+    from tendril.scheduler.slices import SliceRef
+
+    run = parse_job_config({"training": {"sync": "overlapped", "outer_lr": 0.5, "outer_momentum": 0.7}})
+    dataset = Dataset("ds", "127.0.0.1:9", (SliceRef("s.safetensors", 10, "0" * 64, 4),), 16, 257)
+    train = train_config(run, "run", "127.0.0.1:1", dataset)
+    assert (train["delayed_proxy"], train["outer_lr"], train["outer_momentum"]) == ("eager", 0.5, 0.7)
+    default = parse_job_config({"training": {"sync": "streaming"}})
+    assert aggregate_config(default, "run")["outer_momentum"] == 0.8  # the parameter server steps with it
+    assert train_config(default, "run", "127.0.0.1:1", dataset)["outer_momentum"] == 0.8
+    executor = parse_config(train)
+    proxy = make_proxy(executor.delayed_proxy, lr=executor.outer_lr, momentum=executor.outer_momentum)
+    assert proxy is not None and (proxy.lr, proxy.mu) == (0.5, 0.7)
+
+
+async def _overlapped_deltas(tmp_path: Path, **extra: object) -> tuple[_SlowBridge, Trainer]:
+    bridge = _SlowBridge(tmp_path, sync_every=6, delay=0.1)
+    config = parse_config(_config(sync="overlapped", keep_updates=True, **extra))
+    misses: list[float] = []
+    trainer = Trainer(
+        config,
+        bridge,  # type: ignore[arg-type]
+        log=lambda event, **kw: misses.append(kw["proxy_miss"]) if event == "round.rebased" else None,
+    )
+    await trainer.run()
+    assert len(misses) == 1 and misses[0] >= 0  # round 0's rebase, with how far its proxy point was
+    assert bridge.theta is not None
+    synced, final = load_params(tmp_path / SYNCED), snapshot(trainer._plain_model)
+    for k in bridge.theta:  # the worker's synchronized θ and its model are the server's, bit for bit
+        assert torch.equal(synced[k], bridge.theta[k]) and torch.equal(final[k], bridge.theta[k]), k
+    return bridge, trainer
+
+
+async def test_the_trainer_trains_on_from_the_eager_proxy_point(tmp_path: Path) -> None:
+    """The same run with the local and the eager proxy: round 0 is the same; round 1's inner steps
+    start from another point (θ_1's Δ differs), and the run ends at the server's θ either way."""
+    local, local_trainer = await _overlapped_deltas(tmp_path / "local", delayed_proxy="local", outer_lr=0.7)
+    eager, eager_trainer = await _overlapped_deltas(tmp_path / "eager", outer_lr=0.7, outer_momentum=0.9)
+    assert local_trainer._proxy is None and eager_trainer._proxy is not None
+    assert eager_trainer._proxy.momentum is not None  # rebuilt from round 0's update
+    assert all(torch.equal(local.deltas[0][k], eager.deltas[0][k]) for k in local.deltas[0])
+    assert any(not torch.equal(local.deltas[1][k], eager.deltas[1][k]) for k in local.deltas[1])

@@ -135,6 +135,10 @@ def train_config(config: JobConfig, run_id: str, parameter_server: str, dataset:
         "sparse_beta": t.sparse_beta,
         "codec_block_size": t.codec_block_size,
         "sync": t.sync,
+        # NOTE: the outer step's settings, for the eager proxy of delayed sync (tendril_diloco.eager).
+        "delayed_proxy": t.delayed_proxy,
+        "outer_lr": t.outer_lr,
+        "outer_momentum": t.outer_momentum,
         **streaming(config),
     }
     if t.finetune is not None:
