@@ -30,21 +30,23 @@ from typing import Any
 
 from bench.common import Figure
 
-DEFAULT_MODES = ("blocking", "overlapped")
+DEFAULT_MODES = ("blocking", "overlapped", "streaming")
 DEFAULT_CODECS = ("fp32", "int8", "int4")
 DEFAULT_RATES = (100.0, 1000.0)
 DEFAULT_SPARSE_MODES = ("blocking",)  # the sparse codec is measured in these modes
 DEFAULT_WORKERS = 3
 DEFAULT_ROUNDS = 10
 # NOTE: sized by measurement (docs/WAN.md "Sizing the model"): a GPT-2 192 wide and 4 deep
-# (Δ 8.8 MB in fp32), 2 sequences of 128 tokens a step, 8 steps a round: a blocking fp32 round at
-# 100 Mbit/s computed 2.06 s and synced 2.44 s per worker. Compute per step and sync per round
+# (Δ 8.8 MB in fp32), 2 sequences of 128 tokens a step: with 8 steps a round a blocking fp32 round
+# at 100 Mbit/s computed 2.06 s and synced 2.44 s per worker. 10 steps a round (the default) keep
+# that balance near one and put the sparse codec's bytes past 1,000x fewer than data-parallel's,
+# which grow with the steps while DiLoCo's grow with the rounds. Compute per step and sync per round
 # both grow with the parameters, so the tokens per step and the steps per round set the
 # balance; the width sets how long a step is beside the fixed cost between two steps (progress
 # reports, data), which with the demo's 64-wide model was as long as the steps themselves.
 DEFAULT_WIDTH = 192
 DEFAULT_LAYERS = 4
-DEFAULT_INNER_STEPS = 8
+DEFAULT_INNER_STEPS = 10
 DEFAULT_BATCH_SIZE = 2
 DP_PORT = 51095
 DP_SCRIPT = Path(__file__).resolve().with_name("wan_dp.py")
