@@ -231,7 +231,7 @@ async def tendril_round(
     delta_path.unlink()
     pull_start = time.monotonic()
     received, contributors = await tensorstream.pull_update(
-        channel, run_id=rid, round=round, dest=update_path, codec=codec, timeout=PULL_TIMEOUT_S
+        channel, run_id=rid, round=round, dest=update_path, codec=codec, timeout=PULL_TIMEOUT_S, worker_id=f"w{rank}"
     )
     pulled = time.monotonic()
     update = load_params(update_path)

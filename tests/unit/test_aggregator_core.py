@@ -288,3 +288,26 @@ async def test_waiting_pulls_wake_even_if_telemetry_fails(tmp_path: Path, monkey
     served = await asyncio.wait_for(waiter, 10.0)
     assert served.contributors == 1 and core.get_round("run").round == 1
     await core.stop()
+
+
+async def test_the_newest_update_stays_until_its_contributors_asked_for_it(tmp_path: Path) -> None:
+    """A push of the next round does not take the room of the update a slower contributor still has
+    to pull (overlapped and streaming sync push round r+1 while round r's update travels)."""
+    model = read_layout(_write(tmp_path / "m.st", 0)).total_bytes
+    core = ParameterServerCore(tmp_path / "ps", memory_budget=model * 5 // 2)  # update + acc + push > budget
+    await _open(core, tmp_path, "run", expected_workers=2, quorum=2, round_timeout_seconds=0)
+    deltas = [_write(tmp_path / f"d{i}.st", 30 + i, 1e-2) for i in range(4)]
+    await _push(core, deltas[0], run="run", round=0, worker="a")
+    await _push(core, deltas[1], run="run", round=0, worker="b")
+    first = bytes((await core.update_payload("run", 0, "", timeout=10.0, worker_id="a")).view or b"")
+    await _push(core, deltas[2], run="run", round=1, worker="a")  # needs room the update holds
+    served = await core.update_payload("run", 0, "", timeout=10.0, worker_id="b")
+    assert served.view is not None and bytes(served.view) == first
+    # Once every contributor asked for it, the update may go to make room.
+    await _push(core, deltas[3], run="run", round=1, worker="b")
+    await core.update_payload("run", 1, "", timeout=10.0, worker_id="a")
+    await _push(core, deltas[0], run="run", round=2, worker="a")
+    with pytest.raises(ParameterServerError) as gone:
+        await core.update_payload("run", 0, "", timeout=10.0, worker_id="b")
+    assert gone.value.reason == "UPDATE_GONE"
+    await core.stop()

@@ -294,10 +294,10 @@ def test_the_proxy_is_chosen_by_delayed_proxy_and_local_keeps_the_local_theta() 
     assert parse_job_config({"training": {"delayed_proxy": "local"}}).training.delayed_proxy == "local"
     with pytest.raises(ConfigError, match="delayed_proxy"):
         parse_job_config({"training": {"delayed_proxy": "stale"}})
-    # outer momentum left out: 0.9 with blocking sync, 0.8 with a delayed outer step; given: as given
+    # outer momentum left out: 0.9 with blocking sync, 0.5 with a delayed outer step; given: as given
     assert parse_job_config({}).training.outer_momentum == 0.9
     for sync in ("overlapped", "streaming"):
-        assert parse_job_config({"training": {"sync": sync}}).training.outer_momentum == 0.8
+        assert parse_job_config({"training": {"sync": sync}}).training.outer_momentum == 0.5
         given = parse_job_config({"training": {"sync": sync, "outer_momentum": 0.9}})
         assert given.training.outer_momentum == 0.9
     assert parse_job_config({"training": {"sync": "overlapped", "outer_momentum": 0.0}}).training.outer_momentum == 0
@@ -311,8 +311,8 @@ def test_the_proxy_is_chosen_by_delayed_proxy_and_local_keeps_the_local_theta() 
     train = train_config(run, "run", "127.0.0.1:1", dataset)
     assert (train["delayed_proxy"], train["outer_lr"], train["outer_momentum"]) == ("eager", 0.5, 0.7)
     default = parse_job_config({"training": {"sync": "streaming"}})
-    assert aggregate_config(default, "run")["outer_momentum"] == 0.8  # the parameter server steps with it
-    assert train_config(default, "run", "127.0.0.1:1", dataset)["outer_momentum"] == 0.8
+    assert aggregate_config(default, "run")["outer_momentum"] == 0.5  # the parameter server steps with it
+    assert train_config(default, "run", "127.0.0.1:1", dataset)["outer_momentum"] == 0.5
     executor = parse_config(train)
     proxy = make_proxy(executor.delayed_proxy, lr=executor.outer_lr, momentum=executor.outer_momentum)
     assert proxy is not None and (proxy.lr, proxy.mu) == (0.5, 0.7)

@@ -189,6 +189,9 @@ class Run:
         self.theta_layout: Layout | None = None  # θ's fp32 layout once the run has parameters
         self.closed_rounds: dict[int, _ClosedRound] = {}
         self.kept: dict[tuple[int, str], Served] = {}  # (round, codec) -> update in memory
+        # The newest closed round's contributors that have not asked for its update yet: while
+        # any is left, that update is not dropped to make room (see _keep).
+        self.awaited: tuple[int, set[str]] = (-1, set())
         self.encode_locks: dict[tuple[int, str], asyncio.Lock] = {}
         self.lost: dict[str, float] = {}  # workers whose committed push of the open round was lost
         self.watchers: Fanout[RoundStatus] = Fanout()
@@ -766,6 +769,7 @@ class ParameterServerCore:
         )
         served_codec = codecs.get(config.codec).update_codec  # sparse runs: their updates are int8
         run.closed_rounds[round] = _ClosedRound(UpdateRecord(served.contributors, served.weight), served_codec)
+        run.awaited = (round, set(acc.workers))
         self._keep(run, round, served_codec, served, applied=True)
         run.acc = None
         finished = bool(config.rounds) and round + 1 >= config.rounds
@@ -941,6 +945,9 @@ class ParameterServerCore:
         applied = run.kept.get((round, closed.codec))
         if applied is None:
             raise self._update_gone(run, round)
+        if run.awaited[0] == round:
+            # (from here the pull holds the update's view: dropping it would not cut the pull)
+            run.awaited[1].discard(worker_id)
         codec = codecs.get(codec).update_codec if codec else closed.codec
         if codec == closed.codec:
             self.budget.touch(_update_key(run, round, codec))
@@ -966,14 +973,24 @@ class ParameterServerCore:
         """Keep an update in memory (while the budget has room, and for the last KEEP_UPDATES rounds).
 
         The update as applied (the run's codec) is dropped after everything else: the others
-        are re-encoded from it.
+        are re-encoded from it. The newest round's update as applied is not dropped at all while
+        a worker that contributed to the round has not asked for it yet.
         """
         run.kept[(round, codec)] = served
 
         def drop() -> None:
             run.kept.pop((round, codec), None)
 
-        self.budget.droppable(_update_key(run, round, codec), served.layout.total_bytes, drop, last=applied)
+        # NOTE: without the pin a push of the next round (from the parameter server's own host's
+        # worker, with overlapped or streaming sync) took the room of an update that workers
+        # behind slower links had not begun to pull; they were told UPDATE_GONE and had to fetch
+        # θ again (seen in the lab at 100 Mbit/s with streaming sync).
+        def pinned() -> bool:
+            return applied and run.awaited[0] == round and bool(run.awaited[1])
+
+        self.budget.droppable(
+            _update_key(run, round, codec), served.layout.total_bytes, drop, last=applied, pinned=pinned
+        )
         rounds = sorted({r for r, _ in run.kept})
         for old in rounds[:-KEEP_UPDATES]:
             for r, c in [key for key in run.kept if key[0] == old]:

@@ -64,6 +64,7 @@ class _Droppable:
     nbytes: int
     drop: Callable[[], None]
     last: bool  # dropped only once nothing else is left to drop
+    pinned: Callable[[], bool] | None = None  # while it answers True, not dropped at all
 
 
 class MemoryBudget:
@@ -178,12 +179,21 @@ class MemoryBudget:
 
     # -- what may be dropped -------------------------------------------------------------------------
 
-    def droppable(self, key: Hashable, nbytes: int, drop: Callable[[], None], *, last: bool = False) -> None:
+    def droppable(
+        self,
+        key: Hashable,
+        nbytes: int,
+        drop: Callable[[], None],
+        *,
+        last: bool = False,
+        pinned: Callable[[], bool] | None = None,
+    ) -> None:
         """Register something that ``drop()`` lets go of when room is needed (kept updates, idle pushes).
 
-        The oldest registered goes first, those registered with ``last`` only after all others.
+        The oldest registered goes first, those registered with ``last`` only after all others;
+        while ``pinned()`` is true it is not dropped (it still counts in the budget).
         """
-        self._droppable[key] = _Droppable(nbytes, drop, last)
+        self._droppable[key] = _Droppable(nbytes, drop, last, pinned)
         self._droppable.move_to_end(key)
 
     def touch(self, key: Hashable) -> None:
@@ -201,8 +211,11 @@ class MemoryBudget:
         What is dropped is given back at once unless a reader still holds it (a pull streaming a
         dropped update): then it counts until that reader is done.
         """
-        while self._droppable and self.limit and self.held + nbytes > self.limit:
-            key = next((k for k, item in self._droppable.items() if not item.last), next(iter(self._droppable)))
+        while self.limit and self.held + nbytes > self.limit:
+            free = [(k, item) for k, item in self._droppable.items() if item.pinned is None or not item.pinned()]
+            if not free:
+                return
+            key = next((k for k, item in free if not item.last), free[0][0])
             item = self._droppable.pop(key)
             log.info("paramserver.memory_dropped", what=str(key), bytes=item.nbytes)
             item.drop()

@@ -184,7 +184,7 @@ class FinetuneSection(_Table):
 
 
 OUTER_MOMENTUM = 0.9  # training.outer_momentum's default with blocking sync
-DELAYED_OUTER_MOMENTUM = 0.8  # ... and with overlapped or streaming sync
+DELAYED_OUTER_MOMENTUM = 0.5  # ... and with overlapped or streaming sync
 
 
 class TrainingSection(_Table):
@@ -198,7 +198,7 @@ class TrainingSection(_Table):
     round_timeout_seconds: PositiveFloat = 30.0  # after the first commit a quorum may close a round
     quorum: PositiveInt = 1  # fewest workers that may close a round once the timeout passed
     outer_lr: PositiveFloat = 0.7
-    # unset: 0.9 with blocking sync, DELAYED_OUTER_MOMENTUM (0.8) with overlapped and streaming (docs/WAN.md)
+    # unset: 0.9 with blocking sync, DELAYED_OUTER_MOMENTUM (0.5) with overlapped and streaming (docs/WAN.md)
     outer_momentum: float | None = Field(None, ge=0, lt=1)
     # accelerate; auto: bf16 on a GPU that has it, else fp16 on a GPU, no on a CPU
     mixed_precision: Literal["auto", "no", "fp16", "bf16"] = "auto"
@@ -233,7 +233,9 @@ class TrainingSection(_Table):
     @model_validator(mode="after")
     def _default_outer_momentum(self) -> TrainingSection:
         # NOTE: a delayed outer step (overlapped, streaming) overshot on short runs with momentum 0.9
-        # now and then, with either proxy; 0.8 did not in the runs docs/WAN.md lists.
+        # now and then, with either proxy; 0.8 did not on the demo's model, but did in the lab at
+        # 100 Mbit/s, where a round's sync outlasts its inner steps and the rounds grow longer
+        # (held-out loss up by 1.0 after round 2); 0.5 did not (docs/WAN.md "Outer momentum").
         if self.outer_momentum is None:
             self.outer_momentum = OUTER_MOMENTUM if self.sync == "blocking" else DELAYED_OUTER_MOMENTUM
         return self
