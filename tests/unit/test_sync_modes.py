@@ -175,6 +175,23 @@ def test_the_scheduler_takes_the_late_reports_of_overlapped_sync(sync: str) -> N
         _batch(run, jobs[1], "w1", 0, 0.5)  # no other way back
 
 
+@pytest.mark.parametrize("sync", ["overlapped", "streaming"])
+def test_a_round_whose_update_every_worker_missed_still_ends(sync: str) -> None:
+    run, lines, _clock, jobs = _overlap_run(sync)
+    for i, job in enumerate(jobs):
+        _batch(run, job, f"w{i}", 0, 1.0)
+        run.progress(ProgressIn(job, f"w{i}", Progress.UPDATE_SENT, 0))
+        _batch(run, job, f"w{i}", 1, 0.5)
+    for i, job in enumerate(jobs):  # the update was gone for both: they fetched θ instead
+        run.progress(ProgressIn(job, f"w{i}", Progress.METRICS, 0, metrics={"update_missed": 1.0}))
+    assert [line["round"] for line in lines] == [0] and lines[0]["workers"] == ["w0", "w1"]
+    for i, job in enumerate(jobs):  # and the rounds after it end as usual
+        run.progress(ProgressIn(job, f"w{i}", Progress.UPDATE_SENT, 1))
+        _batch(run, job, f"w{i}", 2, 0.5)
+        run.progress(ProgressIn(job, f"w{i}", Progress.UPDATE_RECEIVED, 1))
+    assert [line["round"] for line in lines] == [0, 1]
+
+
 def test_blocking_sync_still_refuses_a_report_of_a_round_left_behind() -> None:
     run, _lines, _clock, jobs = _overlap_run("blocking")
     _batch(run, jobs[0], "w0", 0, 1.0)

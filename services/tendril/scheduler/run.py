@@ -437,10 +437,13 @@ class Run:
             if rnd.done:
                 continue
             pending = [job for job, report in rnd.workers.items() if self._pending(job, report, index)]
-            if pending or not any(r.received for r in rnd.workers.values()):
+            if pending or not any(r.received or r.missed for r in rnd.workers.values()):
                 return
             rnd.done = True
-            takers = [r for r in rnd.workers.values() if r.received]
+            # NOTE: a round whose update every worker missed (it was gone when they asked, so they
+            # fetched θ, which holds it) still ended: without this the run waited for it forever
+            # while its workers trained on (seen with streaming sync in the lab).
+            takers = [r for r in rnd.workers.values() if r.received] or list(rnd.workers.values())
             line = round_line(
                 index, takers, started=rnd.started, closed=self._clock(), planned_seconds=self._planned(index, rnd)
             )
