@@ -23,7 +23,7 @@ import pytest
 
 from tendril.core.channel import open_channel
 from tendril.lab.lab import Lab, LabSettings
-from tendril.lab.net import RUN_DIR, lab_links, lab_namespaces, lab_pids, namespaces_unavailable
+from tendril.lab.net import LAB_PORTS, RUN_DIR, lab_links, lab_namespaces, lab_pids, namespaces_unavailable
 from tendril.lab.train import train
 from tendril.scheduler.cluster import processes_under
 from tendril.scheduler.demo import DemoSettings
@@ -137,12 +137,20 @@ async def test_the_relay_delays_every_connection_between_hosts(tmp_path: Path) -
     assert leftovers(lab.lab_id) == NOTHING
 
 
+def _reserved_ports(netns: str) -> str:
+    argv = ["ip", "netns", "exec", netns, "cat", "/proc/sys/net/ipv4/ip_local_reserved_ports"]
+    return subprocess.run(argv, capture_output=True, text=True, check=True).stdout.strip()
+
+
 async def test_a_lab_removes_everything_on_a_normal_exit(tmp_path: Path) -> None:
     with Lab(tmp_path, LabSettings(workers=1, tls=True)) as lab:
         await lab.start_gateway()
         found = leftovers(lab.lab_id)
         assert len(found["namespaces"]) == 5 and found["links"] and found["pids"] and found["record"], found
         pids = [int(p) for p in found["pids"]]
+        for netns in found["namespaces"]:  # the services' ports are no host's ephemeral ports
+            if netns != lab.network.bridge_netns:
+                assert _reserved_ports(netns) == LAB_PORTS, netns
     assert leftovers(lab.lab_id) == NOTHING
     assert pids_alive(pids) == []
     assert processes_under(tmp_path) == []

@@ -120,3 +120,18 @@ async def test_the_relay_holds_each_chunk_back_by_the_delay_and_passes_the_end_o
             client.close()
     assert b"".join(data for _, data in got) == b"hello"
     assert got[0][0] - began >= 0.09
+
+
+def test_every_port_the_lab_listens_on_is_reserved_in_its_namespaces() -> None:
+    from bench.wan import DP_PORT
+    from tendril.core.config import WorkerConfig, split_address
+    from tendril.lab import lab, streams
+    from tendril.lab.net import LAB_PORTS
+
+    low, high = (int(p) for p in LAB_PORTS.split("-"))
+    defaults = WorkerConfig()
+    ports = [lab.GATEWAY_PORT, lab.DATA_NODE_PORT, lab.SCHEDULER_PORT, lab.MEASURE_PORT, lab.RELAY_PORT]
+    ports += [streams.PS_PORT, streams.DATA_PORT, DP_PORT]
+    ports += [split_address(getattr(defaults, s).listen)[1] + lab.PORT_SHIFT for s in WorkerConfig.SERVICE_SECTIONS]
+    ports.append(split_address(defaults.paramserver.data_listen)[1] + lab.PORT_SHIFT)
+    assert all(low <= port <= high for port in ports), ports

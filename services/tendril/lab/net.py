@@ -69,6 +69,19 @@ def run_ip(argv: Sequence[str], *, check: bool = True) -> subprocess.CompletedPr
     return proc
 
 
+# NOTE: the lab's services listen on fixed ports inside the kernel's ephemeral range
+# (32768-60999): an outgoing connection of a host that started first (a worker's lease service
+# calling the gateway) could take one as its local port and a service started after it failed
+# with PORT_IN_USE (seen in the WAN bench). Reserved ports are left out of the ephemeral choice;
+# the setting is per network namespace, so the root namespace is not touched.
+LAB_PORTS = "51000-51199"  # GATEWAY_PORT .. RELAY_PORT, the workers' services (PORT_SHIFT), the bench's
+
+
+def reserve_ports(netns: str) -> None:
+    """Keep the lab's service ports out of the ephemeral ports of namespace ``netns``."""
+    run_ip(["ip", "netns", "exec", netns, "sh", "-c", f"echo {LAB_PORTS} > /proc/sys/net/ipv4/ip_local_reserved_ports"])
+
+
 def namespaces_unavailable() -> str:
     """Why this process cannot build a lab ("" when it can): root, ``ip`` and ``tc``, a namespace."""
     if os.geteuid() != 0:
@@ -195,6 +208,7 @@ class Network:
             host = Host(name, f"{self.prefix}{name}", str(subnet.network_address + index), rate)
             run_ip(["ip", "netns", "add", host.netns])
             self.hosts[name] = host
+            reserve_ports(host.netns)
             peer = f"v-{name}"
             run_ip(["ip", "-n", host.netns, "link", "set", "lo", "up"])
             run_ip(
