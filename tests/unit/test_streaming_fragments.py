@@ -130,15 +130,22 @@ def test_the_push_schedule_staggers_the_fragments_across_a_round() -> None:
         push_points(0, 2)
 
 
-def test_streaming_rounds_keep_every_fragment_the_servers_bit_for_bit() -> None:
+@pytest.mark.parametrize("proxy", ["local", "eager"])
+def test_streaming_rounds_keep_every_fragment_the_servers_bit_for_bit(proxy: str) -> None:
     """Two workers, F = 3, five rounds: fragment 1 and 2 pushed inside the round, fragment 0 at
     its end; each fragment's run steps with outer Nesterov on its own; every update arrives after
     more inner progress. After each arrival both workers' synchronized θ is the servers' exactly,
-    and each local θ is it plus the progress made since each fragment's push."""
-    gen = torch.Generator().manual_seed(7)
+    and each local θ is it plus the progress made since each fragment's push. With the eager
+    proxy each fragment trains on from its proxy point and rebuilds its own run's outer momentum
+    from its updates."""
+    eager = proxy == "eager"
+    gen = torch.Generator().manual_seed(8 if eager else 7)
     shapes = {"emb": (6, 4), "h.0.w": (4, 4), "h.0.b": (4,), "h.1.w": (4, 4), "h.1.b": (4,), "head": (4, 3)}
     theta0 = {k: torch.randn(s, generator=gen) for k, s in shapes.items()}
-    workers = [Fragments(theta0, 3), Fragments(theta0, 3)]
+    make = (lambda: EagerProxy(lr=0.7, momentum=0.9)) if eager else None
+    workers = [Fragments(theta0, 3, proxy=make), Fragments(theta0, 3, proxy=make)]
+    if eager:
+        assert Fragments(theta0, 3).proxy_point(0, {}) is None  # the local proxy: no point of its own
     groups = workers[0].groups
     assert workers[1].groups == groups and len(workers[0]) == 3
     server = {k: v.numpy().ravel().copy() for k, v in theta0.items()}  # the fragments' runs, by name
@@ -159,59 +166,14 @@ def test_streaming_rounds_keep_every_fragment_the_servers_bit_for_bit() -> None:
             for w in range(2):
                 round_index, delta = workers[w].push(f, local[w])
                 assert round_index == r and set(delta) == set(groups[f])
+                if eager:
+                    point = workers[w].proxy_point(f, delta)
+                    assert point is not None and set(point) == set(groups[f])
+                    local[w] = {**local[w], **point}  # the fragment trains on from its proxy point
                 deltas.append(delta)
                 for k in groups[f]:
                     since_push[w][k] = torch.zeros(shapes[k])
             for w in range(2):  # the update travels while training goes on
-                train(w)
-            update = {}
-            for k in groups[f]:
-                grad = ((deltas[0][k] + deltas[1][k]) / 2).numpy().ravel()
-                server[k], momentum[k], u = nesterov(server[k], momentum[k], grad, lr=0.7, mu=0.9)
-                update[k] = torch.from_numpy(u.copy()).reshape(shapes[k])
-            for w in range(2):
-                local[w] = workers[w].arrived(f, update, local[w])
-                synced = workers[w].synced()
-                for k in shapes:
-                    assert torch.equal(synced[k].ravel(), torch.from_numpy(server[k])), (r, f, w, k)
-                    assert torch.allclose(local[w][k] - synced[k], since_push[w][k], atol=1e-5), (r, f, w, k)
-    assert all(state.round == 5 for state in workers[0].states)
-
-
-def test_eager_streaming_rounds_keep_every_fragment_the_servers_bit_for_bit() -> None:
-    """The same staggered rounds with the eager proxy: each fragment trains on from its proxy
-    point, rebuilds its own run's outer momentum from its updates, and every worker's
-    synchronized θ is the servers' exactly, each local θ it plus the progress since each push."""
-    gen = torch.Generator().manual_seed(8)
-    shapes = {"emb": (6, 4), "h.0.w": (4, 4), "h.0.b": (4,), "h.1.w": (4, 4), "h.1.b": (4,), "head": (4, 3)}
-    theta0 = {k: torch.randn(s, generator=gen) for k, s in shapes.items()}
-    workers = [Fragments(theta0, 3, proxy=lambda: EagerProxy(lr=0.7, momentum=0.9)) for _ in range(2)]
-    assert Fragments(theta0, 3).proxy_point(0, {}) is None  # the local proxy: no point of its own
-    groups = workers[0].groups
-    server = {k: v.numpy().ravel().copy() for k, v in theta0.items()}
-    momentum: dict[str, np.ndarray | None] = dict.fromkeys(theta0)
-    local = [dict(theta0), dict(theta0)]
-    since_push = [{k: torch.zeros(s) for k, s in shapes.items()} for _ in range(2)]
-
-    def train(w: int) -> None:
-        step = {k: 0.01 * torch.randn(s, generator=gen) for k, s in shapes.items()}
-        local[w] = {k: local[w][k] + step[k] for k in shapes}
-        since_push[w] = {k: since_push[w][k] + step[k] for k in shapes}
-
-    for r in range(5):
-        for f in (1, 2, 0):
-            for w in range(2):
-                train(w)
-            deltas = []
-            for w in range(2):
-                round_index, delta = workers[w].push(f, local[w])
-                point = workers[w].proxy_point(f, delta)
-                assert round_index == r and point is not None and set(point) == set(groups[f])
-                local[w] = {**local[w], **point}  # the fragment trains on from its proxy point
-                deltas.append(delta)
-                for k in groups[f]:
-                    since_push[w][k] = torch.zeros(shapes[k])
-            for w in range(2):
                 train(w)
             update = {}
             for k in groups[f]:
@@ -224,15 +186,17 @@ def test_eager_streaming_rounds_keep_every_fragment_the_servers_bit_for_bit() ->
                 for k in shapes:
                     assert torch.equal(synced[k].ravel(), torch.from_numpy(server[k])), (r, f, w, k)
                     assert torch.allclose(local[w][k] - synced[k], since_push[w][k], atol=1e-5), (r, f, w, k)
-                proxy = workers[w].states[f].proxy
-                assert proxy is not None and proxy.momentum is not None and set(proxy.momentum) == set(groups[f])
-                for k in groups[f]:  # each fragment's proxy holds its own run's momentum
-                    expected = torch.from_numpy(momentum[k].copy()).reshape(shapes[k])  # type: ignore[union-attr]
-                    assert torch.allclose(proxy.momentum[k], expected, rtol=1e-4, atol=1e-6), (r, f, k)
-    # a missed update: the fragment's proxy starts afresh with its run's θ
-    workers[0].reset(1, theta0, 9)
-    state = workers[0].states[1]
-    assert state.proxy is not None and state.proxy.momentum is None and state.proxy.base is None
+                if eager:
+                    state = workers[w].states[f].proxy
+                    assert state is not None and state.momentum is not None and set(state.momentum) == set(groups[f])
+                    for k in groups[f]:  # each fragment's proxy holds its own run's momentum
+                        expected = torch.from_numpy(momentum[k].copy()).reshape(shapes[k])  # type: ignore[union-attr]
+                        assert torch.allclose(state.momentum[k], expected, rtol=1e-4, atol=1e-6), (r, f, k)
+    assert all(state.round == 5 for state in workers[0].states)
+    if eager:  # a missed update: the fragment's proxy starts afresh with its run's θ
+        workers[0].reset(1, theta0, 9)
+        fresh = workers[0].states[1]
+        assert fresh.proxy is not None and fresh.proxy.momentum is None and fresh.proxy.base is None
 
 
 def test_fragment_bookkeeping_refuses_what_cannot_happen() -> None:
