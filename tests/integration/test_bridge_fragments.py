@@ -11,54 +11,26 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file, save_file
 
-from tendril.bridge.core import WORK_SUBDIRS
 from tendril.bridge.server import JobBridge
-from tendril.core.channel import open_channel
-from tendril.paramserver.service import ParameterServerService
-from tendril_proto.paramserver.v1 import paramserver_pb2, paramserver_pb2_grpc
-from tendril_proto.tensor.v1 import tensor_pb2
 from tendril_sdk import BridgeClient, BridgeError, BridgeReason
 from tendril_sdk.job import ExecutorRef, JobDescriptor
-from tests.procs import worker_config
+from tests.integration.test_bridge_paramserver import LR, MOMENTUM, job_work_dir, serving_runs
 
 pytestmark = pytest.mark.integration
 
 RUN = "run-stream"
 TOKEN = "bridge-token"
-LR, MOMENTUM = 0.7, 0.9
 FRAGMENTS = ({"emb": (6, 4)}, {"h.0.w": (4, 4), "head": (4, 3)})
 
 
 @pytest.fixture
 async def paramserver(tmp_path: Path) -> AsyncIterator[str]:
-    service = ParameterServerService(worker_config(tmp_path / "ps"))
-    await service.start()
-    try:
-        async with open_channel(service.address, peer_id="sched") as channel:
-            stub = paramserver_pb2_grpc.ParameterServerServiceStub(channel)
-            for k in range(len(FRAGMENTS)):
-                await stub.OpenJob(
-                    paramserver_pb2.OpenJobRequest(
-                        run_id=f"{RUN}-f{k}",
-                        expected_workers=1,
-                        quorum=1,
-                        round_timeout_seconds=30,
-                        outer_lr=LR,
-                        outer_momentum=MOMENTUM,
-                        codec=tensor_pb2.CODEC_FP32,
-                        rounds=2,
-                    )
-                )
-        yield service.address
-    finally:
-        await service.stop()
+    async with serving_runs(tmp_path, *(f"{RUN}-f{k}" for k in range(len(FRAGMENTS)))) as address:
+        yield address
 
 
 async def test_each_fragment_is_synced_through_its_own_run(tmp_path: Path, paramserver: str) -> None:
-    work = tmp_path / "job-t1"
-    work.mkdir(mode=0o700)
-    for sub in WORK_SUBDIRS:
-        (work / sub).mkdir()
+    work = job_work_dir(tmp_path)
     gen = np.random.default_rng(3)
     theta0 = [{n: gen.standard_normal(s).astype(np.float32) for n, s in frag.items()} for frag in FRAGMENTS]
     deltas = [{n: np.full(s, 0.1 * (k + 1), np.float32) for n, s in frag.items()} for k, frag in enumerate(FRAGMENTS)]

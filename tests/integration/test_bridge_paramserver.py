@@ -9,6 +9,7 @@ socket); the executor side is a plain gRPC client with the job's token.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -37,34 +38,50 @@ TOKEN = "bridge-token"
 LR, MOMENTUM = 0.7, 0.9
 
 
-@pytest.fixture
-async def paramserver(tmp_path: Path) -> AsyncIterator[str]:
+@contextlib.asynccontextmanager
+async def serving_runs(tmp_path: Path, *run_ids: str) -> AsyncIterator[str]:
+    """A ParameterServer in this process with one fp32 run per id open (1 worker, 2 rounds,
+    LR/MOMENTUM); its address."""
     service = ParameterServerService(worker_config(tmp_path / "ps"))
     await service.start()
     try:
         async with open_channel(service.address, peer_id="sched") as channel:
-            await paramserver_pb2_grpc.ParameterServerServiceStub(channel).OpenJob(
-                paramserver_pb2.OpenJobRequest(
-                    run_id=RUN,
-                    expected_workers=1,
-                    quorum=1,
-                    round_timeout_seconds=30,
-                    outer_lr=LR,
-                    outer_momentum=MOMENTUM,
-                    codec=tensor_pb2.CODEC_FP32,
-                    rounds=2,
+            stub = paramserver_pb2_grpc.ParameterServerServiceStub(channel)
+            for run_id in run_ids:
+                await stub.OpenJob(
+                    paramserver_pb2.OpenJobRequest(
+                        run_id=run_id,
+                        expected_workers=1,
+                        quorum=1,
+                        round_timeout_seconds=30,
+                        outer_lr=LR,
+                        outer_momentum=MOMENTUM,
+                        codec=tensor_pb2.CODEC_FP32,
+                        rounds=2,
+                    )
                 )
-            )
         yield service.address
     finally:
         await service.stop()
 
 
-async def test_publish_send_receive_fetch(tmp_path: Path, paramserver: str) -> None:
-    work = tmp_path / "job-t1"
+def job_work_dir(tmp_path: Path, job_id: str = "t1") -> Path:
+    """A job's work dir as JobService makes it (mode 0700, the bridge's subfolders)."""
+    work = tmp_path / f"job-{job_id}"
     work.mkdir(mode=0o700)
     for sub in WORK_SUBDIRS:
         (work / sub).mkdir()
+    return work
+
+
+@pytest.fixture
+async def paramserver(tmp_path: Path) -> AsyncIterator[str]:
+    async with serving_runs(tmp_path, RUN) as address:
+        yield address
+
+
+async def test_publish_send_receive_fetch(tmp_path: Path, paramserver: str) -> None:
+    work = job_work_dir(tmp_path)
     theta0 = {"w": np.arange(12, dtype=np.float32).reshape(3, 4), "b": np.ones(5, dtype=np.float32)}
     delta = {"w": np.full((3, 4), 0.5, dtype=np.float32), "b": np.full(5, -1.0, dtype=np.float32)}
     save_file(theta0, str(work / "params" / "theta0.safetensors"))
@@ -121,10 +138,7 @@ async def test_publish_send_receive_fetch(tmp_path: Path, paramserver: str) -> N
 
 
 def _bridge_job(tmp_path: Path, job_id: str, executor: ExecutorRef, **config: object) -> JobDescriptor:
-    work = tmp_path / f"job-{job_id}"
-    work.mkdir(mode=0o700)
-    for sub in WORK_SUBDIRS:
-        (work / sub).mkdir()
+    work = job_work_dir(tmp_path, job_id)
     return JobDescriptor(
         job_id=job_id,
         worker_id="worker-test",
