@@ -131,6 +131,8 @@ def make_proxy(proxy: str, *, lr: float | None, momentum: float | None) -> Eager
 def miss(synced_next: Params, pushed: Params, update: Params) -> float:
     """‖θ_{r+1} − θ_pushed‖ / ‖u_r‖: how far the proxy point was from where the outer step went,
     relative to the step (0: exact; the ``local`` proxy's is ‖u_r + Δ_r‖ / ‖u_r‖)."""
-    off = sum(float((synced_next[name] - pushed[name]).double().square().sum()) for name in pushed)
-    step = sum(float(update[name].double().square().sum()) for name in pushed)
+    # NOTE: logged with every rebase, so one pass per tensor and no float64 copies of θ: a
+    # tensor's norm in its own precision is plenty for a diagnostic.
+    off = sum(float(torch.linalg.vector_norm(synced_next[name] - pushed[name])) ** 2 for name in pushed)
+    step = sum(float(torch.linalg.vector_norm(update[name])) ** 2 for name in pushed)
     return math.sqrt(off / step) if step > 0 else 0.0
