@@ -128,6 +128,12 @@ def main() -> int:
     parser.add_argument("--wan-rounds", type=int, default=wan.DEFAULT_ROUNDS, help="wan: DiLoCo rounds")
     parser.add_argument("--wan-inner-steps", type=int, default=wan.DEFAULT_INNER_STEPS, help="wan: batches per round")
     parser.add_argument("--wan-batch-size", type=int, default=wan.DEFAULT_BATCH_SIZE, help="wan: sequences per batch")
+    parser.add_argument(
+        "--wan-outer-momentum",
+        type=lambda s: None if s == "default" else float(s),
+        default=wan.DEFAULT_OUTER_MOMENTUM,
+        help="wan: outer momentum of every dense run ('default': each sync mode's own)",
+    )
     parser.add_argument("--wan-no-baseline", action="store_true", help="wan: leave out the data-parallel baseline")
     parser.add_argument(
         "--wan-width", type=int, default=wan.DEFAULT_WIDTH, help="wan: a GPT-2 this wide (0: the demo's model)"
@@ -172,6 +178,7 @@ def main() -> int:
                     rounds=args.wan_rounds,
                     inner_steps=args.wan_inner_steps,
                     batch_size=args.wan_batch_size,
+                    outer_momentum=args.wan_outer_momentum,
                     baseline=not args.wan_no_baseline,
                     width=args.wan_width,
                     layers=args.wan_layers,

@@ -37,17 +37,23 @@ DEFAULT_SPARSE_MODES = ("blocking",)  # the sparse codec is measured in these mo
 DEFAULT_WORKERS = 3
 DEFAULT_ROUNDS = 10
 # NOTE: sized by measurement (docs/WAN.md "Sizing the model"): a GPT-2 192 wide and 4 deep
-# (Δ 8.8 MB in fp32), 2 sequences of 128 tokens a step: with 8 steps a round a blocking fp32 round
-# at 100 Mbit/s computed 2.06 s and synced 2.44 s per worker. 10 steps a round (the default) keep
-# that balance near one and put the sparse codec's bytes past 1,000x fewer than data-parallel's,
-# which grow with the steps while DiLoCo's grow with the rounds. Compute per step and sync per round
-# both grow with the parameters, so the tokens per step and the steps per round set the
-# balance; the width sets how long a step is beside the fixed cost between two steps (progress
-# reports, data), which with the demo's 64-wide model was as long as the steps themselves.
+# (Δ 8.8 MB in fp32), 10 steps a round of 6 sequences of 128 tokens: a blocking fp32 round at
+# 100 Mbit/s computed 2.73 s and synced 2.39 s per worker (the issue's "one round's compute ≈ one
+# round's fp32 sync at 100 Mbit/s"). With 2 sequences a step it computed 0.69 s against 2.35 s,
+# and the fixed cost around each step and round (reports, handing the step to its thread,
+# applying the update) weighed three times as much. 10 steps a round put the sparse codec's
+# bytes past 1,000x fewer than data-parallel's, which grow with the steps while DiLoCo's grow
+# with the rounds; the width sets how long a step is beside the fixed cost between two steps.
 DEFAULT_WIDTH = 192
 DEFAULT_LAYERS = 4
 DEFAULT_INNER_STEPS = 10
-DEFAULT_BATCH_SIZE = 2
+DEFAULT_BATCH_SIZE = 6
+# NOTE: every dense run takes its outer step with momentum 0.5 (the delayed modes' default), not
+# blocking sync's 0.9: over 10 rounds 0.9 overshoots. Blocking fp32 at 1 Gbit/s with this grid
+# ended at a held-out loss of 6.259 with 0.9 (6.452 after round 0, 6.800 after round 1), 5.514
+# with 0.5, 5.240 with plain averaging (outer lr 1, no momentum, as the sparse codec runs); one
+# momentum for every mode keeps the modes comparable. docs/WAN.md, "The WAN figures".
+DEFAULT_OUTER_MOMENTUM = 0.5
 DP_PORT = 51095
 DP_SCRIPT = Path(__file__).resolve().with_name("wan_dp.py")
 LOSS_TOLERANCE = 0.02  # the issue's "within 2 %"
@@ -68,6 +74,7 @@ class Grid:
     rounds: int = DEFAULT_ROUNDS
     inner_steps: int = DEFAULT_INNER_STEPS
     batch_size: int = DEFAULT_BATCH_SIZE
+    outer_momentum: float | None = DEFAULT_OUTER_MOMENTUM  # None: each mode's default
     baseline: bool = True  # the data-parallel baseline
     width: int = DEFAULT_WIDTH  # the GPT-2's n_embd (n_head: width // 64, at least 1); 0: the demo's model
     layers: int = DEFAULT_LAYERS  # its n_layer when width is set
@@ -107,6 +114,7 @@ def demo_settings(out: Path, grid: Grid, mode: str, codec: str) -> Any:
         rounds=grid.rounds,
         inner_steps=grid.inner_steps,
         batch_size=grid.batch_size,
+        outer_momentum=grid.outer_momentum,
         max_bytes=1_000_000,
         sequences_per_slice=64,
         run_id="wan",

@@ -129,3 +129,17 @@ def test_a_wider_model_replaces_the_demos_in_the_labs_job_toml(tmp_path: Path) -
     assert job["training"]["inner"]["batch_size"] == grid.batch_size
     plain = tomllib.loads(job_text(settings, listen="a:1", gateway="b:1", data_node="c:1"))
     assert plain["training"]["model"]["config"] == MODELS["gpt2"]
+
+
+def test_every_dense_run_takes_the_grids_outer_momentum_and_sparse_its_own(tmp_path: Path) -> None:
+    def training(grid: wan.Grid, mode: str, codec: str) -> dict[str, Any]:
+        settings = wan.demo_settings(tmp_path, grid, mode, codec)
+        return tomllib.loads(job_text(settings, listen="a:1", gateway="b:1", data_node="c:1"))["training"]
+
+    grid = wan.Grid()
+    for mode in ("blocking", "overlapped", "streaming"):
+        assert training(grid, mode, "fp32")["outer_momentum"] == wan.DEFAULT_OUTER_MOMENTUM == 0.5
+    sparse = training(grid, "blocking", "sparse")
+    assert (sparse["outer_momentum"], sparse["outer_lr"]) == (0.0, 1.0)
+    # None: the job's own default for its sync (the key is left out)
+    assert "outer_momentum" not in training(wan.Grid(outer_momentum=None), "blocking", "fp32")

@@ -88,6 +88,7 @@ class DemoSettings:
     error_feedback: str = "auto"  # "auto" (on for int4), "on" or "off"
     keep_updates: bool = False
     sync: str = "blocking"  # training.sync
+    outer_momentum: float | None = None  # training.outer_momentum; None: the job's default for its sync
     worker_extra: tuple[tuple[str, Any], ...] = ()
     round_timeout_seconds: float = 30.0
     timeout_seconds: float = 900.0
@@ -198,7 +199,7 @@ torch_threads = 1
 keep_updates = {"true" if settings.keep_updates else "false"}
 sync = "{settings.sync}"
 error_feedback = {FEEDBACK_TOML[settings.error_feedback]}
-{OUTER_SPARSE if codecs.get(settings.codec).replaces_momentum else ""}
+{outer_toml(settings)}
 
 [training.inner]
 lr = {settings.lr}
@@ -206,6 +207,15 @@ warmup_steps = 10
 batch_size = {settings.batch_size}
 
 {model_table(settings)}"""
+
+
+def outer_toml(settings: DemoSettings) -> str:
+    """The [training] lines of the outer optimizer: the sparse codec's own, else the momentum asked for."""
+    if codecs.get(settings.codec).replaces_momentum:
+        return OUTER_SPARSE
+    if settings.outer_momentum is not None:
+        return f"outer_momentum = {settings.outer_momentum!r}"
+    return ""
 
 
 @dataclasses.dataclass
