@@ -129,6 +129,9 @@ def main() -> int:
     parser.add_argument("--wan-inner-steps", type=int, default=wan.DEFAULT_INNER_STEPS, help="wan: batches per round")
     parser.add_argument("--wan-batch-size", type=int, default=wan.DEFAULT_BATCH_SIZE, help="wan: sequences per batch")
     parser.add_argument(
+        "--wan-repeats", type=int, default=1, help="wan: runs of each DiLoCo configuration (figures: their medians)"
+    )
+    parser.add_argument(
         "--wan-outer-momentum",
         type=lambda s: None if s == "default" else float(s),
         default=wan.DEFAULT_OUTER_MOMENTUM,
@@ -179,6 +182,7 @@ def main() -> int:
                     inner_steps=args.wan_inner_steps,
                     batch_size=args.wan_batch_size,
                     outer_momentum=args.wan_outer_momentum,
+                    repeats=args.wan_repeats,
                     baseline=not args.wan_no_baseline,
                     width=args.wan_width,
                     layers=args.wan_layers,

@@ -143,3 +143,23 @@ def test_every_dense_run_takes_the_grids_outer_momentum_and_sparse_its_own(tmp_p
     assert (sparse["outer_momentum"], sparse["outer_lr"]) == (0.0, 1.0)
     # None: the job's own default for its sync (the key is left out)
     assert "outer_momentum" not in training(wan.Grid(outer_momentum=None), "blocking", "fp32")
+
+
+def test_repeats_give_the_median_of_the_finished_runs_and_list_each() -> None:
+    runs = [_run(0.90, 5.6, 1e6, samples=1700), {"error": "lab failed"}, _run(0.96, 5.2, 1e6, samples=1800)]
+    runs.append(_run(0.93, 5.4, 1e6, samples=1760))
+    got = wan.combine(runs)
+    assert got["held_out_loss"] == 5.4 and got["utilization"] == 0.93 and got["samples"] == 1760
+    assert got["repeats"] == {"held_out_loss": [5.6, 5.2, 5.4], "utilization": [0.90, 0.96, 0.93], "failed": 1}
+    assert wan.combine([runs[1]]) == runs[1] and wan.combine([runs[1], runs[1]]) == runs[1]
+    assert wan.combine([runs[0]]) == runs[0]  # one run: as it is
+    results = {(100.0, "blocking", "fp32"): got}
+    grid = wan.Grid(modes=("blocking",), codecs=("fp32",), rates=(100.0,), sparse_modes=(), baseline=False)
+    notes = {f.name: f.note for f in wan.figures(grid, results)}
+    assert (
+        "median of 3 runs (1 failed): 5.600, 5.200, 5.400"
+        in notes["WAN blocking fp32 100 Mbit/s: held-out loss after 20 rounds"]
+    )
+    assert (
+        "median of 3 runs (1 failed): 0.900, 0.960, 0.930" in notes["WAN blocking fp32 100 Mbit/s: compute utilization"]
+    )
