@@ -38,7 +38,7 @@ DEFAULT_WORKERS = 3
 DEFAULT_ROUNDS = 10
 # NOTE: sized by measurement (docs/WAN.md "Sizing the model"): a GPT-2 192 wide and 4 deep
 # (Δ 8.8 MB in fp32), 10 steps a round of 6 sequences of 128 tokens: a blocking fp32 round at
-# 100 Mbit/s computed 2.73 s and synced 2.39 s per worker (the issue's "one round's compute ≈ one
+# 100 Mbit/s computed 2.82 s and synced 2.36 s per worker (the issue's "one round's compute ≈ one
 # round's fp32 sync at 100 Mbit/s"). With 2 sequences a step it computed 0.69 s against 2.35 s,
 # and the fixed cost around each step and round (reports, handing the step to its thread,
 # applying the update) weighed three times as much. 10 steps a round put the sparse codec's
@@ -52,7 +52,7 @@ DEFAULT_BATCH_SIZE = 6
 # blocking sync's 0.9: over 10 rounds 0.9 overshoots. Blocking fp32 at 1 Gbit/s with this grid
 # ended at a held-out loss of 6.259 with 0.9 (6.452 after round 0, 6.800 after round 1), 5.514
 # with 0.5, 5.240 with plain averaging (outer lr 1, no momentum, as the sparse codec runs); one
-# momentum for every mode keeps the modes comparable. docs/WAN.md, "The WAN figures".
+# momentum for every mode keeps the modes comparable. docs/WAN.md, "Outer momentum of a delayed step".
 DEFAULT_OUTER_MOMENTUM = 0.5
 DP_PORT = 51095
 DP_SCRIPT = Path(__file__).resolve().with_name("wan_dp.py")
@@ -395,9 +395,7 @@ def measure(work: Path, grid: Grid | None = None) -> list[Figure]:
         for r, mode, codec in grid.runs():
             if r == rate:
                 print(f"bench: wan {mode} {codec} {rate_name(rate)} ...", file=sys.stderr, flush=True)
-                runs = []
-                for _ in range(max(1, grid.repeats)):
-                    runs.append(_guarded(run_diloco, work, grid, rate, mode, codec))
+                runs = [_guarded(run_diloco, work, grid, rate, mode, codec) for _ in range(max(1, grid.repeats))]
                 results[(rate, mode, codec)] = combine(runs)
         if grid.baseline:
             steps = baseline_steps(grid, [got for (r, m, _), got in results.items() if r == rate])
@@ -411,9 +409,9 @@ def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
     """One configuration's figures over its repeats: each number the median over the runs that
     finished, and every finished run's held-out loss and utilization in ``repeats``.
 
-    NOTE: the held-out loss of one short run spreads by several per cent from run to run (which
-    slices each worker draws, how many batches the planner gives it: docs/WAN.md, "Measured"),
-    more than the 2 % the goals compare; the median of several runs is what a comparison can use.
+    NOTE: the held-out loss of one short run spreads by several per cent from run to run (runs
+    leave a loss plateau at different rounds: docs/WAN.md, "Measured"), more than the 2 % the
+    goals compare; a comparison needs the medians of several runs.
     """
     finished = [got for got in runs if "error" not in got]
     if len(runs) == 1 or not finished:
