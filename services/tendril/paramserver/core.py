@@ -29,7 +29,7 @@ import threading
 import time
 from collections.abc import AsyncGenerator, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tendril.core import codecs, metrics, tensorfile
 from tendril.core.codecs import CODECS
@@ -54,6 +54,8 @@ from tendril.paramserver.memory import MemoryBudget
 from tendril.paramserver.rounds import Phase, RoundMachine, RunConfig
 from tendril.paramserver.spool import Spool
 from tendril.paramserver.store import RunStore, SavedState, UpdateRecord, parameter_error, saved_runs
+
+_T = TypeVar("_T")
 
 log = get_logger("tendril.paramserver")
 
@@ -566,14 +568,14 @@ class ParameterServerCore:
         self._finishing(spool)
         try:
             layout = await spool.finish()
-            bad = await asyncio.to_thread(first_non_finite, spool.payload(), layout)
+            bad = await _on_payload(spool, lambda view: first_non_finite(view, layout))
             if bad is not None:
                 raise ParameterServerError(
                     ErrorKind.INVALID_ARGUMENT,
                     f"tensor {bad!r} of the update holds NaN or Inf; it was not counted (check the training run)",
                     reason=ParamserverReason.NON_FINITE_UPDATE,
                 )
-            wrong = await asyncio.to_thread(bad_indices, spool.payload(), layout)
+            wrong = await _on_payload(spool, lambda view: bad_indices(view, layout))
             if wrong is not None:
                 raise ParameterServerError(
                     ErrorKind.INVALID_ARGUMENT,
@@ -608,8 +610,8 @@ class ParameterServerCore:
             acc = run.acc
             assert acc is not None
             try:
-                await asyncio.to_thread(
-                    acc.fold, info.worker_id, info.weight, spool.payload(), layout, consumed=spool.give_back
+                await _on_payload(
+                    spool, lambda view: acc.fold(info.worker_id, info.weight, view, layout, consumed=spool.give_back)
                 )
             except Exception as exc:
                 self._drop(run.pushes, spool)
@@ -1099,6 +1101,17 @@ class ParameterServerCore:
                 reason=ParamserverReason.RUN_CLOSED,
             )
         return run
+
+
+async def _on_payload(spool: Spool, work: Callable[[memoryview], _T]) -> _T:
+    """``work(spool's payload)`` on a worker thread.
+
+    NOTE: the view is made on that thread and is gone when ``work`` returns. A view passed as an
+    argument (``to_thread(fn, spool.payload())``) stays in the executor's work item until its
+    thread drops it, which may come after the caller resumed: the staging buffer, and its room
+    in the budget, would outlive the push's discard by that moment.
+    """
+    return await asyncio.to_thread(lambda: work(spool.payload()))
 
 
 def _update_key(run: Run, round: int, codec: str) -> tuple[str, str, int, str]:
