@@ -431,7 +431,7 @@ def combine(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def _repeats_note(got: dict[str, Any], key: str) -> str:
-    """ "; median of 3 runs: a, b, c" where the figure is a median over repeats."""
+    """The end of a figure's note when it is a median over repeats: ``; median of 3 runs: a, b, c``."""
     repeats = got.get("repeats")
     if not repeats:
         return ""

@@ -888,7 +888,7 @@ class ParameterServerCore:
         self._finishing(spool)
         try:
             layout = await spool.finish()
-            bad = await asyncio.to_thread(first_non_finite, spool.payload(), layout)
+            bad = await _on_payload(spool, lambda view: first_non_finite(view, layout))
             if bad is not None:
                 raise ParameterServerError(
                     ErrorKind.INVALID_ARGUMENT,
@@ -899,7 +899,7 @@ class ParameterServerCore:
                 if run.theta_layout is not None:
                     return False, run.machine.round
                 round = run.machine.round
-                theta = await asyncio.to_thread(write_fp32, run.store.theta(round), spool.payload(), layout)
+                theta = await _on_payload(spool, lambda view: write_fp32(run.store.theta(round), view, layout))
                 run.theta_layout = theta
                 await self._save(run, theta_round=round, has_momentum=False)
             self._update_limit()
