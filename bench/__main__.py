@@ -129,7 +129,16 @@ def main() -> int:
     parser.add_argument("--wan-inner-steps", type=int, default=wan.DEFAULT_INNER_STEPS, help="wan: batches per round")
     parser.add_argument("--wan-batch-size", type=int, default=wan.DEFAULT_BATCH_SIZE, help="wan: sequences per batch")
     parser.add_argument(
-        "--wan-repeats", type=int, default=1, help="wan: runs of each DiLoCo configuration (figures: their medians)"
+        "--wan-repeats",
+        type=int,
+        default=wan.DEFAULT_REPEATS,
+        help="wan: runs of each DiLoCo configuration (figures: their medians)",
+    )
+    parser.add_argument(
+        "--wan-slice-batches",
+        type=int,
+        default=wan.DEFAULT_SLICE_BATCHES,
+        help="wan: the data set's slices hold this many batches of sequences",
     )
     parser.add_argument(
         "--wan-outer-momentum",
@@ -147,6 +156,8 @@ def main() -> int:
     unknown = set(named) - set(SECTIONS) - set(ON_REQUEST) - set(ALIASES)
     if unknown:
         parser.error(f"unknown sections {sorted(unknown)}; choose from {', '.join([*SECTIONS, *ON_REQUEST, *ALIASES])}")
+    if args.wan_slice_batches < 1 or args.wan_repeats < 1:
+        parser.error("--wan-slice-batches and --wan-repeats must be at least 1")
     wanted = list(dict.fromkeys(part for name in named for part in ALIASES.get(name, (name,))))
 
     from bench import codecs, external, paramserver, stream, streams
@@ -183,6 +194,7 @@ def main() -> int:
                     batch_size=args.wan_batch_size,
                     outer_momentum=args.wan_outer_momentum,
                     repeats=args.wan_repeats,
+                    slice_batches=args.wan_slice_batches,
                     baseline=not args.wan_no_baseline,
                     width=args.wan_width,
                     layers=args.wan_layers,

@@ -54,6 +54,16 @@ DEFAULT_BATCH_SIZE = 6
 # with 0.5, 5.240 with plain averaging (outer lr 1, no momentum, as the sparse codec runs); one
 # momentum for every mode keeps the modes comparable. docs/WAN.md, "Outer momentum of a delayed step".
 DEFAULT_OUTER_MOMENTUM = 0.5
+# NOTE: a slice is a stretch of the corpus in its order (a few top-level blocks of one stdlib
+# module), so a worker trains on whatever slices it holds. With 64 sequences a slice each worker
+# spent a whole round on one stretch, and identical runs ended 10 rounds up to 1.0 apart in
+# held-out loss (blocking fp32 at 100 Mbit/s: 5.09 to 6.13, runs leaving a plateau near 6.0-6.2
+# at different rounds, or not at all); with 2 batches a slice (12 sequences, so 5 stretches per
+# worker and round) six runs of blocking fp32 and int4 at 1 Gbit/s ended at 5.85-6.00, each
+# descending steadily. docs/WAN.md, "Measured".
+DEFAULT_SLICE_BATCHES = 2
+# NOTE: three runs of each configuration: the figures are their medians (see combine).
+DEFAULT_REPEATS = 3
 DP_PORT = 51095
 DP_SCRIPT = Path(__file__).resolve().with_name("wan_dp.py")
 LOSS_TOLERANCE = 0.02  # the issue's "within 2 %"
@@ -75,7 +85,8 @@ class Grid:
     inner_steps: int = DEFAULT_INNER_STEPS
     batch_size: int = DEFAULT_BATCH_SIZE
     outer_momentum: float | None = DEFAULT_OUTER_MOMENTUM  # None: each mode's default
-    repeats: int = 1  # runs of each DiLoCo configuration; its figures are their medians
+    slice_batches: int = DEFAULT_SLICE_BATCHES  # sequences per data slice, in batches
+    repeats: int = DEFAULT_REPEATS  # runs of each DiLoCo configuration; its figures are their medians
     baseline: bool = True  # the data-parallel baseline
     width: int = DEFAULT_WIDTH  # the GPT-2's n_embd (n_head: width // 64, at least 1); 0: the demo's model
     layers: int = DEFAULT_LAYERS  # its n_layer when width is set
@@ -117,7 +128,7 @@ def demo_settings(out: Path, grid: Grid, mode: str, codec: str) -> Any:
         batch_size=grid.batch_size,
         outer_momentum=grid.outer_momentum,
         max_bytes=1_000_000,
-        sequences_per_slice=64,
+        sequences_per_slice=grid.slice_batches * grid.batch_size,
         run_id="wan",
         sync=mode,
         codec=codec,

@@ -49,6 +49,7 @@ def test_a_tiny_wan_grid_measures_diloco_beside_data_parallel(short_tmp: Path) -
         workers=2,
         rounds=1,
         inner_steps=2,
+        repeats=1,  # (the section's default runs each configuration three times)
         width=0,  # the demo's model (64 wide): the smallest, so the test stays short
     )
     began = time.monotonic()

@@ -163,3 +163,17 @@ def test_repeats_give_the_median_of_the_finished_runs_and_list_each() -> None:
     assert (
         "median of 3 runs (1 failed): 0.900, 0.960, 0.930" in notes["WAN blocking fp32 100 Mbit/s: compute utilization"]
     )
+
+
+def test_the_data_sets_slices_hold_whole_batches_of_the_grid(tmp_path: Path) -> None:
+    from tendril.scheduler.demo import prepare_args
+
+    def per_slice(grid: wan.Grid) -> int:
+        settings = wan.demo_settings(tmp_path, grid, "blocking", "fp32")
+        args = prepare_args(settings, tmp_path / "corpus.jsonl", tmp_path / "data")
+        return int(args[args.index("--sequences-per-slice") + 1])
+
+    assert per_slice(wan.Grid()) == wan.DEFAULT_SLICE_BATCHES * wan.DEFAULT_BATCH_SIZE == 12
+    assert per_slice(wan.Grid(slice_batches=3, batch_size=4)) == 12
+    assert per_slice(wan.Grid(slice_batches=1, batch_size=5)) == 5
+    assert wan.Grid().repeats == wan.DEFAULT_REPEATS == 3
