@@ -69,6 +69,9 @@ class TestScheduler(scheduler_pb2_grpc.CoordinationServiceServicer):
         )
 
 
+CUT_STALL_SECONDS = 0.5
+
+
 @dataclass
 class CuttingProxy:
     """A TCP proxy that breaks its first connection after ``cut_after`` bytes towards the client."""
@@ -116,6 +119,13 @@ class CuttingProxy:
                 if limit is not None and sent + len(data) >= limit:
                     writer.write(data[: limit - sent])
                     self.cuts += 1
+                    # NOTE: the connection stalls a moment before it breaks: a gRPC client drops
+                    # the messages it has received but not yet handed to the application when the
+                    # reset arrives, and a loaded machine would then retry from byte 0 instead of
+                    # resuming (the chunks before the cut are read in this pause).
+                    with contextlib.suppress(ConnectionError):
+                        await writer.drain()
+                    await asyncio.sleep(CUT_STALL_SECONDS)
                     return
                 writer.write(data)
                 sent += len(data)
