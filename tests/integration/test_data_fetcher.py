@@ -119,7 +119,7 @@ class CuttingProxy:
                 if limit is not None and sent + len(data) >= limit:
                     writer.write(data[: limit - sent])
                     self.cuts += 1
-                    # NOTE: the connection stalls a moment before it breaks: a gRPC client drops
+                    # NOTE: the connection stalls a moment before it breaks: a gRPC client can drop
                     # the messages it has received but not yet handed to the application when the
                     # reset arrives, and a loaded machine would then retry from byte 0 instead of
                     # resuming (the chunks before the cut are read in this pause).
