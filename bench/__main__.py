@@ -148,6 +148,11 @@ def main() -> int:
     )
     parser.add_argument("--wan-no-baseline", action="store_true", help="wan: leave out the data-parallel baseline")
     parser.add_argument(
+        "--wan-paramserver-on-worker",
+        action="store_true",
+        help="wan: the parameter server on worker-0's machine, not on a host of its own",
+    )
+    parser.add_argument(
         "--wan-width", type=int, default=wan.DEFAULT_WIDTH, help="wan: a GPT-2 this wide (0: the demo's model)"
     )
     parser.add_argument("--wan-layers", type=int, default=wan.DEFAULT_LAYERS, help="wan: its layers (with --wan-width)")
@@ -196,6 +201,7 @@ def main() -> int:
                     repeats=args.wan_repeats,
                     slice_batches=args.wan_slice_batches,
                     baseline=not args.wan_no_baseline,
+                    paramserver_host=not args.wan_paramserver_on_worker,
                     width=args.wan_width,
                     layers=args.wan_layers,
                 ),

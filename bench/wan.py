@@ -88,6 +88,9 @@ class Grid:
     slice_batches: int = DEFAULT_SLICE_BATCHES  # sequences per data slice, in batches
     repeats: int = DEFAULT_REPEATS  # runs of each DiLoCo configuration; its figures are their medians
     baseline: bool = True  # the data-parallel baseline
+    # The parameter server (and the eval job) on a host of its own whose link carries the sum of
+    # the workers' (tendril.lab.lab.LabSettings.paramserver_host); False: on worker-0's machine.
+    paramserver_host: bool = True
     width: int = DEFAULT_WIDTH  # the GPT-2's n_embd (n_head: width // 64, at least 1); 0: the demo's model
     layers: int = DEFAULT_LAYERS  # its n_layer when width is set
     tls: bool = True
@@ -191,9 +194,12 @@ def run_diloco(work: Path, grid: Grid, rate: float, mode: str, codec: str) -> di
     root = lab_root(work)
     print(f"bench: wan {mode} {codec} {rate_name(rate)}: lab in {root}", file=sys.stderr, flush=True)
     began = time.monotonic()
-    with Lab(root, LabSettings(workers=grid.workers, rate_mbit=rate, tls=grid.tls)) as lab:
+    lab_settings = LabSettings(
+        workers=grid.workers, rate_mbit=rate, tls=grid.tls, paramserver_host=grid.paramserver_host
+    )
+    with Lab(root, lab_settings) as lab:
         run = asyncio.run(train(lab, settings, model_config=model_config(grid)))
-    result: dict[str, Any] = {"seconds": round(time.monotonic() - began, 1)}
+    result: dict[str, Any] = {"seconds": round(time.monotonic() - began, 1), "placement": placement(settings.out)}
     if run.scheduler_exit != 0 or len(run.lines) < grid.rounds:
         result["error"] = (
             f"scheduler exit {run.scheduler_exit}, {len(run.lines)} of {grid.rounds} rounds; it logged:\n"
@@ -201,6 +207,23 @@ def run_diloco(work: Path, grid: Grid, rate: float, mode: str, codec: str) -> di
         )
         return result
     return result | diloco_figures(run.lines, grid.workers)
+
+
+def placement(out: Path) -> dict[str, list[str]]:
+    """Role -> the workers that held a lease of it in the run (from the scheduler's state file)."""
+    from tendril.scheduler.state import STATE_FILE, RunStateStore
+
+    if not (out / STATE_FILE).exists():
+        return {}
+    store = RunStateStore.open(out)
+    try:
+        members = store.members(ended=True)
+    finally:
+        store.close()
+    roles: dict[str, list[str]] = {}
+    for member in members:
+        roles.setdefault(member.role, []).append(member.worker_id)
+    return {role: sorted(workers) for role, workers in sorted(roles.items())}
 
 
 def run_data_parallel(work: Path, grid: Grid, rate: float, steps: int) -> dict[str, Any]:

@@ -1,7 +1,7 @@
-"""The bench's WAN section end to end on a tiny grid: one lab with two worker hosts trains one
-blocking int4 round at 100 Mbit/s, a second lab runs the gloo data-parallel baseline over its
-worker hosts, and the figures come out with the mode, codec and rate in their names (the
-figures' values are judged only by ``python -m bench --only wan``).
+"""The bench's WAN section end to end on a tiny grid: one lab with two worker hosts (and a host
+for the parameter server) trains one blocking int4 round at 100 Mbit/s, a second lab runs the
+gloo data-parallel baseline over its worker hosts, and the figures come out with the mode, codec
+and rate in their names (the figures' values are judged only by ``python -m bench --only wan``).
 
 Needs root and iproute2, as tests/integration/test_lab.py: elsewhere it skips with the reason,
 and with CI set it fails instead.
@@ -60,6 +60,13 @@ def test_a_tiny_wan_grid_measures_diloco_beside_data_parallel(short_tmp: Path) -
     baseline = "data-parallel (gloo all_reduce every step), 100 Mbit/s"
     util = figures[f"{name}: compute utilization"]
     assert 0.0 < util.value <= 1.0 and util.baseline_name == baseline  # type: ignore[operator]
+    # The parameter server and the eval job ran on their own host, so every worker's push and
+    # pull crossed its shaped link; the training jobs ran on the worker hosts.
+    assert util.details["placement"] == {
+        "eval": ["paramserver"],
+        "parameter_server": ["paramserver"],
+        "train": ["worker-0", "worker-1"],
+    }
     assert 0.0 < util.baseline <= 1.0  # type: ignore[operator]
     loss = figures[f"{name}: held-out loss after 1 rounds"]
     assert math.isfinite(loss.value) and math.isfinite(loss.baseline)  # type: ignore[arg-type]

@@ -12,11 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from tendril.core.config import load_config
 from tendril.lab import relay
 from tendril.lab.errors import LabError, LabReason
-from tendril.lab.lab import Lab, LabSettings
+from tendril.lab.lab import PARAMSERVER, PARAMSERVER_EXECUTORS, Lab, LabSettings
 from tendril.lab.measure import receive, send
 from tendril.lab.net import NETNS_PREFIX, Network, tbf_burst
+from tendril.scheduler.cluster import WorkerSpec, worker_toml
 
 
 def test_tbf_bucket_holds_a_gso_packet_and_grows_with_the_rate() -> None:
@@ -41,11 +43,41 @@ def test_every_name_of_a_lab_carries_its_id() -> None:
     assert one.control_link == f"tlab{one.lab_id}" and len(one.control_link) <= 15  # IFNAMSIZ
 
 
-@pytest.mark.parametrize("settings", [LabSettings(workers=0), LabSettings(latency_ms=-1), LabSettings(latency_ms=2000)])
+@pytest.mark.parametrize(
+    "settings",
+    [
+        LabSettings(workers=0),
+        LabSettings(latency_ms=-1),
+        LabSettings(latency_ms=2000),
+        LabSettings(paramserver_host=True, paramserver_rate_mbit=-1),
+        LabSettings(paramserver_host=True, rate_mbit=50_000),  # 3 x 50 Gbit/s is past what a link may have
+    ],
+)
 def test_a_lab_refuses_settings_it_cannot_build(tmp_path: Path, settings: LabSettings) -> None:
     with pytest.raises(LabError) as caught:
         Lab(tmp_path, settings)
     assert caught.value.reason == LabReason.BAD_SETTINGS
+
+
+def test_the_parameter_server_host_carries_the_sum_of_the_workers_links(tmp_path: Path) -> None:
+    rates = {name: rate for name, rate in Lab(tmp_path, LabSettings(workers=3, rate_mbit=100.0)).network._specs}
+    assert PARAMSERVER not in rates
+    own = Lab(tmp_path, LabSettings(workers=3, rate_mbit=100.0, paramserver_host=True)).network._specs
+    assert dict(own)[PARAMSERVER] == 300.0 and dict(own)["worker-2"] == 100.0
+    set_rate = LabSettings(workers=3, rate_mbit=100.0, paramserver_host=True, paramserver_rate_mbit=1000.0)
+    assert dict(Lab(tmp_path, set_rate).network._specs)[PARAMSERVER] == 1000.0
+
+
+def test_the_parameter_server_host_runs_only_the_parameter_server_and_eval_executors(tmp_path: Path) -> None:
+    spec = WorkerSpec(PARAMSERVER, 0, "flexible", executor_classes=PARAMSERVER_EXECUTORS)
+    (tmp_path / "worker.toml").write_text(worker_toml(spec, tmp_path, "127.0.0.1:1"))
+    config = load_config(tmp_path / "worker.toml", env={})
+    assert sorted(e.executor_class for e in config.executors) == ["aggregate", "eval"]
+    assert config.executor("train", "diloco") is None
+    # Without a choice a worker keeps every built-in executor (the file names none).
+    assert "[[executors]]" not in worker_toml(WorkerSpec("worker-0", 0), tmp_path, "127.0.0.1:1")
+    with pytest.raises(ValueError, match="no built-in executor of the classes"):
+        worker_toml(WorkerSpec("w", 0, executor_classes=("nope",)), tmp_path, "127.0.0.1:1")
 
 
 def test_a_lab_that_was_never_opened_closes_without_touching_anything(tmp_path: Path) -> None:

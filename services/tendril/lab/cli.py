@@ -83,6 +83,17 @@ def fill_parser(group: argparse.ArgumentParser) -> None:
     )
     run.add_argument("--batch-size", type=_count, default=8, help="sequences per inner step (default 8)")
     run.add_argument("--latency-ms", type=_latency, default=0.0, help=LATENCY_HELP)
+    run.add_argument(
+        "--paramserver-host",
+        action="store_true",
+        help="the parameter server (and the eval job) on a host of its own instead of worker-0's machine",
+    )
+    run.add_argument(
+        "--paramserver-rate",
+        type=_rate,
+        default=None,
+        help="that host's link in Mbit/s, each way (default: workers x --rate, the sum of the links it serves)",
+    )
     run.add_argument("--no-tls", action="store_true", help="plaintext instead of mTLS with per-host certificates")
     run.add_argument("--out", type=Path, default=DEFAULT_OUT, help=f"output folder (default {DEFAULT_OUT})")
     run.set_defaults(func=run_run)
@@ -131,9 +142,19 @@ def run_run(args: argparse.Namespace) -> int:
     if why := _check():
         print(f"lab: {why}", file=sys.stderr)
         return 2
+    if args.paramserver_rate is not None and not args.paramserver_host:
+        print("lab: --paramserver-rate needs --paramserver-host", file=sys.stderr)
+        return 2
     out = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    settings = LabSettings(workers=args.workers, rate_mbit=args.rate, tls=not args.no_tls, latency_ms=args.latency_ms)
+    settings = LabSettings(
+        workers=args.workers,
+        rate_mbit=args.rate,
+        tls=not args.no_tls,
+        latency_ms=args.latency_ms,
+        paramserver_host=args.paramserver_host,
+        paramserver_rate_mbit=args.paramserver_rate or 0.0,
+    )
     demo = DemoSettings(
         out=out,
         workers=args.workers,
@@ -150,8 +171,9 @@ def run_run(args: argparse.Namespace) -> int:
     with Lab(out / "run", settings) as lab:
         hosts = ", ".join(f"{h.name} {h.ip}" for h in lab.network.hosts.values())
         print(
-            f"lab {lab.lab_id}: {hosts}; every link {args.rate:g} Mbit/s each way (tbf), "
-            f"{args.latency_ms:g} ms added one way; mTLS {settings.tls}; sync {args.sync}; codec {args.codec}"
+            f"lab {lab.lab_id}: {hosts}; every link {args.rate:g} Mbit/s each way (tbf)"
+            + (f", the parameter server's {settings.paramserver_link_mbit:g} Mbit/s" if args.paramserver_host else "")
+            + f", {args.latency_ms:g} ms added one way; mTLS {settings.tls}; sync {args.sync}; codec {args.codec}"
         )
         link = asyncio.run(lab.measure("worker-1" if args.workers > 1 else "gateway", "worker-0"))
         print(

@@ -38,6 +38,12 @@ START_SECONDS = 120.0
 GATEWAY = "gateway"
 DATA = "data"
 SCHEDULER = "scheduler"
+PARAMSERVER = "paramserver"  # the host (and the worker's id) of the parameter server when it has its own
+# NOTE: the parameter server's host runs a worker that offers only these executors, so it never
+# takes a training job, and the training workers offer their whole machine, so none of them can
+# take the parameter server's or the eval job's lease beside its training job: the placement does
+# not depend on which offer arrives first.
+PARAMSERVER_EXECUTORS = ("aggregate", "eval")
 # NOTE: every host is a namespace of its own, so these ports cannot collide with anything on the
 # machine; they are still kept off the default ones (50050-50056, 9464) that a worker on the
 # machine itself may hold in its own namespace, which keeps logs unambiguous.
@@ -62,6 +68,16 @@ class LabSettings:
     # The relay's window per connection and direction, KiB (0: 16 MiB): one connection then
     # carries at most window / latency_ms, like a TCP connection with a window of twice that.
     relay_window_kib: int = 0
+    # A host of its own for the parameter server (and the eval job), instead of a training
+    # worker's machine; its link, each direction, is ``paramserver_rate_mbit`` (0: workers ×
+    # rate_mbit, the sum of the links whose pushes and pulls it carries).
+    paramserver_host: bool = False
+    paramserver_rate_mbit: float = 0.0
+
+    @property
+    def paramserver_link_mbit(self) -> float:
+        """The parameter server host's link rate (when it has a host)."""
+        return self.paramserver_rate_mbit or self.workers * self.rate_mbit
 
 
 def worker_name(index: int) -> str:
@@ -78,9 +94,18 @@ class Lab:
             raise LabError(ErrorKind.INVALID_ARGUMENT, "a lab has 1-64 workers", reason=LabReason.BAD_SETTINGS)
         if not 0 <= self.settings.latency_ms <= 1000:
             raise LabError(ErrorKind.INVALID_ARGUMENT, "latency_ms must be 0-1000", reason=LabReason.BAD_SETTINGS)
+        if self.settings.paramserver_rate_mbit < 0:
+            raise LabError(
+                ErrorKind.INVALID_ARGUMENT,
+                "paramserver_rate_mbit must be 0 (workers x rate_mbit) or a rate in Mbit/s",
+                reason=LabReason.BAD_SETTINGS,
+            )
         rate = self.settings.rate_mbit
         names = [GATEWAY, DATA, SCHEDULER, *(worker_name(i) for i in range(self.settings.workers))]
-        self.network = Network([(name, rate) for name in names])
+        links = [(name, rate) for name in names]
+        if self.settings.paramserver_host:
+            links.append((PARAMSERVER, self.settings.paramserver_link_mbit))
+        self.network = Network(links)
         self.cluster = LocalCluster(self.root)
         self.pki = self.root / "pki"
         self.handle_signals = handle_signals
@@ -268,8 +293,12 @@ class Lab:
         address (0.0.0.0), so that the address peers see comes from ``worker.advertise_host``
         alone — the two ways a worker is set up on a real host. Metrics stay on the namespace's
         own loopback."""
-        host = self.host(worker_name(index))
-        bind = host.ip if index % 2 == 0 else "0.0.0.0"
+        return self._host_keys(worker_name(index), bind_all=index % 2 == 1)
+
+    def _host_keys(self, name: str, *, bind_all: bool) -> dict[str, Any]:
+        """The worker.toml keys of the worker ``name`` on the host of the same name."""
+        host = self.host(name)
+        bind = "0.0.0.0" if bind_all else host.ip
         defaults = WorkerConfig()
         keys: dict[str, Any] = {"worker.advertise_host": host.ip}
         for section in WorkerConfig.SERVICE_SECTIONS:
@@ -278,34 +307,49 @@ class Lab:
         data_port = split_address(shift_port(defaults.paramserver.data_listen, PORT_SHIFT))[1]
         keys["paramserver.data_listen"] = f"{bind}:{data_port}"
         keys["telemetry.metrics_listen"] = shift_port(defaults.telemetry.metrics_listen, PORT_SHIFT)
-        issued = self.certificate(worker_name(index), host.name)
+        issued = self.certificate(name, host.name)
         if issued is not None:
             section = issued.tls()
             keys |= {f"tls.{field}": getattr(section, field) for field in section.FILE_KEYS}
         return keys
 
+    def _addresses(self, name: str, keys: dict[str, Any]) -> list[str]:
+        ip = self.host(name).ip
+        return [f"{ip}:{split_address(keys[f'{s}.listen'])[1]}" for s in WorkerConfig.SERVICE_SECTIONS]
+
     def worker_addresses(self, index: int) -> list[str]:
         """Where other hosts reach worker ``index``'s services."""
-        keys = self.worker_keys(index)
-        ip = self.host(worker_name(index)).ip
-        return [f"{ip}:{split_address(keys[f'{s}.listen'])[1]}" for s in WorkerConfig.SERVICE_SECTIONS]
+        return self._addresses(worker_name(index), self.worker_keys(index))
 
     async def start_workers(self, *, flexible: int = 1) -> list[WorkerSpec]:
         """Start every worker (supervised, on its host); worker-0 .. worker-(flexible-1) use the
-        ``flexible`` strategy so that one can host the parameter server beside a training job."""
+        ``flexible`` strategy so that one can host the parameter server beside a training job.
+
+        With ``paramserver_host`` a worker on that host offers only the parameter server's and
+        the eval job's executors, and every training worker offers its whole machine (``flexible``
+        is not used): the parameter server and the eval job run there."""
         specs: list[WorkerSpec] = []
-        procs: list[Proc] = []
+        waits: list[tuple[Proc, list[str]]] = []
+        own_host = self.settings.paramserver_host
         for index in range(self.settings.workers):
             extra = tuple(self.worker_keys(index).items()) + self.settings.worker_extra
-            spec = WorkerSpec(worker_name(index), 0, "flexible" if index < flexible else "whole", extra=extra)
-            config = self.root / f"{spec.worker_id}.toml"
-            config.write_text(worker_toml(spec, self.root, self.gateway_address))
-            argv = [sys.executable, "-m", "tendril.cli", "worker", "run", "--config", str(config)]
-            procs.append(self.spawn(spec.worker_id, spec.worker_id, argv, tier=2))
-            specs.append(spec)
-        for index, proc in enumerate(procs):
-            await self.cluster.wait_serving(proc, self.worker_addresses(index), START_SECONDS)
+            strategy = "flexible" if index < flexible and not own_host else "whole"
+            specs.append(WorkerSpec(worker_name(index), 0, strategy, extra=extra))
+            waits.append((self._start_worker(specs[-1]), self.worker_addresses(index)))
+        if own_host:
+            keys = self._host_keys(PARAMSERVER, bind_all=False)
+            extra = tuple(keys.items()) + self.settings.worker_extra
+            specs.append(WorkerSpec(PARAMSERVER, 0, "flexible", extra=extra, executor_classes=PARAMSERVER_EXECUTORS))
+            waits.append((self._start_worker(specs[-1]), self._addresses(PARAMSERVER, keys)))
+        for proc, addresses in waits:
+            await self.cluster.wait_serving(proc, addresses, START_SECONDS)
         return specs
+
+    def _start_worker(self, spec: WorkerSpec) -> Proc:
+        config = self.root / f"{spec.worker_id}.toml"
+        config.write_text(worker_toml(spec, self.root, self.gateway_address))
+        argv = [sys.executable, "-m", "tendril.cli", "worker", "run", "--config", str(config)]
+        return self.spawn(spec.worker_id, spec.worker_id, argv, tier=2)
 
     def start_scheduler(self, job_toml: Path, peer_id: str) -> Proc:
         argv = [sys.executable, "-m", "tendril.scheduler", "run", "--config", str(job_toml), "--log-format", "json"]

@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from tendril.core.config import WorkerConfig, shift_port
+from tendril.core.config import WorkerConfig, default_executors, shift_port
 from tendril.core.errors import ErrorKind
 from tendril.core.health import check_serving
 from tendril.core.process import child_env
@@ -56,6 +56,9 @@ class WorkerSpec:
     strategy: str = "whole"  # "flexible" lets it hold a training lease and the parameter server's
     cpu: float = 2.0
     extra: tuple[tuple[str, Any], ...] = ()  # more worker.toml keys: (("job.keep_work_dirs", True), ...)
+    # Only the built-in executors of these classes (e.g. ("aggregate", "eval"): a host for the
+    # parameter server that never takes a training job); () keeps every built-in one.
+    executor_classes: tuple[str, ...] = ()
 
 
 def port_free(address: str) -> bool:
@@ -152,7 +155,18 @@ def worker_toml(spec: WorkerSpec, root: Path, gateway: str) -> str:
     for key, value in keys.items():
         section, _, name = key.partition(".")
         sections.setdefault(section, []).append(f"{name} = {_toml_value(value)}")
-    return "\n".join(f"[{s}]\n" + "\n".join(lines) + "\n" for s, lines in sections.items())
+    text = "\n".join(f"[{s}]\n" + "\n".join(lines) + "\n" for s, lines in sections.items())
+    if not spec.executor_classes:
+        return text
+    executors = [e for e in default_executors() if e.executor_class in spec.executor_classes]
+    missing = set(spec.executor_classes) - {e.executor_class for e in executors}
+    if missing:
+        raise ValueError(f"no built-in executor of the classes {sorted(missing)}")
+    # NOTE: a list of [[executors]] replaces the built-in list (tendril.core.config.WorkerConfig).
+    for e in executors:
+        text += f"\n[[executors]]\nclass = {_toml_value(e.executor_class)}\nname = {_toml_value(e.name)}\n"
+        text += f"command = {_toml_value(e.command)}\n"
+    return text
 
 
 class LocalCluster:
