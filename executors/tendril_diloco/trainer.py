@@ -304,7 +304,14 @@ class Trainer:
             self.config.inner.batch_size,
             lambda path: load_slice(path, self.task, self.max_seq_len),
             on_skip=self._slice_skipped,
+            on_wait=self._data_waited,
         )
+        try:
+            await self._train_on(batches)
+        finally:
+            batches.close()
+
+    async def _train_on(self, batches: Batches) -> None:
         report: asyncio.Task[Directive] | None = None  # the last report, not answered yet
         while True:
             if report is not None and (self._remaining is not None and self._remaining <= 1):
@@ -396,10 +403,10 @@ class Trainer:
         self.log("slice.skipped", slice=path.name, reason=str(error.reason), error=error.message)
 
     async def _next_slice(self) -> Path:
-        began = time.perf_counter()
-        piece = await self.bridge.next_slice()
-        self.stats.data_wait_seconds += time.perf_counter() - began
-        return piece.path
+        return (await self.bridge.next_slice()).path
+
+    def _data_waited(self, seconds: float) -> None:
+        self.stats.data_wait_seconds += seconds
 
     async def _sync(self) -> bool:
         """Send Δ, apply the round's update; False when the scheduler says the run is done.

@@ -559,3 +559,63 @@ async def test_two_gloo_processes_train_as_one_worker(tmp_path: Path) -> None:
     import torch.distributed as dist
 
     assert not dist.is_initialized(), "the process group is gone with the run"
+
+
+async def test_batches_ask_for_the_next_slice_while_one_trains(tmp_path: Path) -> None:
+    files = [_slice(tmp_path / f"s{i}.safetensors", 4, start=i) for i in range(3)]
+    asked: list[Path] = []
+    release = asyncio.Event()
+
+    async def next_slice() -> Path:
+        asked.append(files[len(asked)])
+        if len(asked) == 3:
+            await release.wait()  # the third slice is slow to come
+        return asked[-1]
+
+    waits: list[float] = []
+    batches = Batches(next_slice, 4, lambda path: load_slice(path, CAUSAL, 8), on_wait=waits.append)
+    await batches.next()
+    await asyncio.sleep(0)
+    assert asked == files[:2]  # the second slice was asked for while the first one's batch trained
+    await batches.next()  # it came meanwhile: no wait
+    await asyncio.sleep(0)
+    assert len(asked) == 3 and waits[1] < 0.05
+    third = asyncio.ensure_future(batches.next())
+    await asyncio.sleep(0.1)
+    assert not third.done()  # a slice not there yet is waited for, and the wait is counted
+    release.set()
+    await third
+    assert waits[2] >= 0.1
+    batches.close()  # the fourth, asked for ahead, is dropped (its call cancelled)
+    assert len(asked) == 3 or len(asked) == 4
+
+
+async def test_batches_without_read_ahead_ask_only_when_a_slice_is_used_up(tmp_path: Path) -> None:
+    files = [_slice(tmp_path / f"s{i}.safetensors", 4, start=i) for i in range(2)]
+    queue = list(files)
+
+    async def next_slice() -> Path:
+        return queue.pop(0)
+
+    batches = Batches(next_slice, 4, lambda path: load_slice(path, CAUSAL, 8), read_ahead=False)
+    await batches.next()
+    await asyncio.sleep(0)
+    assert queue == files[1:]
+
+
+async def test_a_slice_asked_for_ahead_that_failed_fails_the_batch_that_needs_it(tmp_path: Path) -> None:
+    first = _slice(tmp_path / "s0.safetensors", 4)
+    calls = 0
+
+    async def next_slice() -> Path:
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            raise RuntimeError("the data node is gone")
+        return first
+
+    batches = Batches(next_slice, 4, lambda path: load_slice(path, CAUSAL, 8))
+    await batches.next()  # the first slice trains although the call for the second one failed
+    with pytest.raises(RuntimeError, match="the data node is gone"):
+        await batches.next()
+    batches.close()
