@@ -177,3 +177,25 @@ def test_the_data_sets_slices_hold_whole_batches_of_the_grid(tmp_path: Path) -> 
     assert per_slice(wan.Grid(slice_batches=3, batch_size=4)) == 12
     assert per_slice(wan.Grid(slice_batches=1, batch_size=5)) == 5
     assert wan.Grid().repeats == wan.DEFAULT_REPEATS == 3
+
+
+def test_the_parameter_server_gets_a_host_of_its_own_and_the_run_says_where_each_job_ran(tmp_path: Path) -> None:
+    from tendril.scheduler.state import RunStateStore, SavedMember
+
+    assert wan.Grid().paramserver_host
+    assert wan.placement(tmp_path) == {}  # no run, no state file
+    store = RunStateStore.open(tmp_path)
+    for lease, worker, role in [
+        ("l1", "worker-1", "train"),
+        ("l0", "worker-0", "train"),
+        ("l2", "paramserver", "parameter_server"),
+        ("l3", "paramserver", "eval"),
+    ]:
+        store.add_member(SavedMember(lease, worker, role, f"job-{lease}", "a:1", "a:2", ""))
+    store.end_members(["l1"])  # an ended member still ran there
+    store.close()
+    assert wan.placement(tmp_path) == {
+        "eval": ["paramserver"],
+        "parameter_server": ["paramserver"],
+        "train": ["worker-0", "worker-1"],
+    }
