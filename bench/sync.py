@@ -236,7 +236,7 @@ async def tendril_round(
     pulled = time.monotonic()
     update = load_params(update_path)
     loaded = time.monotonic()
-    theta = apply_update(theta, update)
+    theta = apply_update(theta, update, in_place=True)
     end = time.monotonic()
     update_path.unlink()
     if contributors != WORLD:

@@ -32,10 +32,14 @@ def compute_delta(start: Params, current: Params) -> Params:
     return {name: (start[name] - current[name]).contiguous() for name in start}
 
 
-def apply_update(start: Params, update: Params) -> Params:
-    """θ_new = θ_round_start + u (u is the parameter server's outer update)."""
+def apply_update(start: Params, update: Params, *, in_place: bool = False) -> Params:
+    """θ_new = θ_round_start + u (u is the parameter server's outer update).
+
+    ``in_place``: add u into ``start``'s own tensors and return them (for a caller that drops
+    θ_round_start for θ_new, as the trainer does each round). Every shape is checked before the
+    first tensor changes, so a bad update leaves ``start`` as it was.
+    """
     _same_names(start, update, "the model", "the outer update")
-    out = {}
     for name, value in start.items():
         u = update[name]
         if u.shape != value.shape:
@@ -43,8 +47,11 @@ def apply_update(start: Params, update: Params) -> Params:
                 f"outer update tensor {name} has shape {tuple(u.shape)}, the model has {tuple(value.shape)}",
                 reason=ExecutorReason.UPDATE_SHAPE,
             )
-        out[name] = value + u.to(torch.float32)
-    return out
+    # NOTE: in place saves a model-sized allocation a round, and its page faults: 0.18 s of θ + u at
+    # 400 MB in `python -m bench --only sync` went to a new tensor per round.
+    if in_place:
+        return {name: value.add_(update[name].to(torch.float32)) for name, value in start.items()}
+    return {name: value + update[name].to(torch.float32) for name, value in start.items()}
 
 
 def load_into(model: torch.nn.Module, params: Params) -> None:

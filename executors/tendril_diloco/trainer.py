@@ -495,7 +495,9 @@ class Trainer:
     def _synced(self, r: int, received: Received) -> tuple[Params, Params]:
         """θ_{r+1} = θ_r + u_r, the parameter server's θ after round r (it becomes the start of Δ), and u_r."""
         update = load_params(received.path)
-        theta = apply_update(self._start, update)
+        # NOTE: in place: θ_r is not needed once θ_{r+1} is known (the eager proxy keeps Δ, not θ_r;
+        # self._start's tensors are this trainer's own, never the model's or a mapped file's).
+        theta = apply_update(self._start, update, in_place=True)
         self._start = theta
         if self.config.keep_updates:
             save_params(theta, self.bridge.work_dir / SYNCED)

@@ -156,6 +156,14 @@ def test_delta_and_update_round_trip(tmp_path: Path) -> None:
     with pytest.raises(ExecutorError) as err:
         apply_update(start, {"nope": torch.zeros(1)})
     assert err.value.reason == "TENSOR_NAMES"
+    # In place: the same values in start's own tensors; a bad shape changes nothing.
+    before = {k: v.clone() for k, v in start.items()}
+    bad = {k: torch.zeros(1) if i == len(start) - 1 else torch.ones_like(v) for i, (k, v) in enumerate(start.items())}
+    with pytest.raises(ExecutorError) as err:
+        apply_update(start, bad, in_place=True)
+    assert err.value.reason == "UPDATE_SHAPE" and all(torch.equal(start[k], before[k]) for k in start)
+    same = apply_update(start, {k: -v for k, v in delta.items()}, in_place=True)
+    assert all(same[k] is start[k] and torch.equal(same[k], theta[k]) for k in start)
 
 
 def test_load_into_keeps_optimizer_state() -> None:
