@@ -314,12 +314,9 @@ class Lab:
         return keys
 
     def _addresses(self, name: str, keys: dict[str, Any]) -> list[str]:
+        """Where other hosts reach the services of the worker ``name`` set up with ``keys``."""
         ip = self.host(name).ip
         return [f"{ip}:{split_address(keys[f'{s}.listen'])[1]}" for s in WorkerConfig.SERVICE_SECTIONS]
-
-    def worker_addresses(self, index: int) -> list[str]:
-        """Where other hosts reach worker ``index``'s services."""
-        return self._addresses(worker_name(index), self.worker_keys(index))
 
     async def start_workers(self, *, flexible: int = 1) -> list[WorkerSpec]:
         """Start every worker (supervised, on its host); worker-0 .. worker-(flexible-1) use the
@@ -332,10 +329,14 @@ class Lab:
         waits: list[tuple[Proc, list[str]]] = []
         own_host = self.settings.paramserver_host
         for index in range(self.settings.workers):
-            extra = tuple(self.worker_keys(index).items()) + self.settings.worker_extra
+            # NOTE: the keys once per worker: each call issues the host's certificate anew, which
+            # must not happen while the worker reads it.
+            keys = self.worker_keys(index)
             strategy = "flexible" if index < flexible and not own_host else "whole"
-            specs.append(WorkerSpec(worker_name(index), 0, strategy, extra=extra))
-            waits.append((self._start_worker(specs[-1]), self.worker_addresses(index)))
+            specs.append(
+                WorkerSpec(worker_name(index), 0, strategy, extra=tuple(keys.items()) + self.settings.worker_extra)
+            )
+            waits.append((self._start_worker(specs[-1]), self._addresses(worker_name(index), keys)))
         if own_host:
             keys = self._host_keys(PARAMSERVER, bind_all=False)
             extra = tuple(keys.items()) + self.settings.worker_extra
