@@ -570,15 +570,23 @@ async def test_two_gloo_processes_train_as_one_worker(tmp_path: Path) -> None:
 
 
 async def test_batches_ask_for_the_next_slice_while_one_trains(tmp_path: Path) -> None:
-    files = [_slice(tmp_path / f"s{i}.safetensors", 4, start=i) for i in range(3)]
+    files = [_slice(tmp_path / f"s{i}.safetensors", 4, start=i) for i in range(4)]
     asked: list[Path] = []
     release = asyncio.Event()
+    cancelled: list[Path] = []
 
     async def next_slice() -> Path:
         asked.append(files[len(asked)])
-        if len(asked) == 3:
-            await release.wait()  # the third slice is slow to come
-        return asked[-1]
+        mine = asked[-1]
+        try:
+            if len(asked) == 3:
+                await release.wait()  # the third slice is slow to come
+            elif len(asked) == 4:
+                await asyncio.Event().wait()  # the fourth never comes
+        except asyncio.CancelledError:
+            cancelled.append(mine)
+            raise
+        return mine
 
     waits: list[float] = []
     batches = Batches(next_slice, 4, lambda path: load_slice(path, CAUSAL, 8), on_wait=waits.append)
@@ -594,8 +602,11 @@ async def test_batches_ask_for_the_next_slice_while_one_trains(tmp_path: Path) -
     release.set()
     await third
     assert waits[2] >= 0.1
-    batches.close()  # the fourth, asked for ahead, is dropped (its call cancelled)
-    assert len(asked) == 3 or len(asked) == 4
+    await asyncio.sleep(0)
+    assert asked == files  # the fourth was asked for as soon as the third was read
+    batches.close()  # the fourth, asked for ahead, is dropped: its call is cancelled
+    await asyncio.sleep(0)
+    assert cancelled == files[3:]
 
 
 async def test_batches_without_read_ahead_ask_only_when_a_slice_is_used_up(tmp_path: Path) -> None:
