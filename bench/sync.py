@@ -22,11 +22,13 @@ Processes:
     worker's own ``torch.optim.SGD(nesterov=True, lr=0.7, momentum=0.9)`` step with
     ``p.grad = Δ_mean``; seconds = max over workers of (all_reduce + division + step);
     all_reduce alone is kept too;
-  - Tendril, as the DiLoCo executor and its bridge do it: ``tendril_diloco.params.save_params(Δ)``
-    (the executor's own writer: SafeTensors, atomic rename) into a work dir,
-    ``tensorstream.push_update`` (SendUpdate's call), ``tensorstream.pull_update`` of the
-    round's update (ReceiveUpdate's call), ``load_params`` and ``apply_update`` (θ + u); seconds
-    = from the barrier to the moment the last worker has θ_new in memory.
+  - Tendril, as the DiLoCo executor and its bridge do it: ``tendril_diloco.params.HandOff``
+    writes Δ (the executor's own writer: SafeTensors in place into a file kept from the rounds
+    before, linked at its path atomically) into a work dir, ``tensorstream.push_update``
+    (SendUpdate's call), ``tensorstream.pull_update`` of the round's update into a kept file
+    (ReceiveUpdate's call with ``reuse_files``, as the executor asks for it), ``load_params``
+    and ``apply_update`` (θ + u); seconds = from the barrier to the moment the last worker has
+    θ_new in memory. The first round, warm-up, writes the kept files afresh.
 
 The orchestrator also reads the ParameterServer's CPU time (user and system, all its threads,
 ``/proc/<pid>/stat``) from the moment a run's workers start until the server is idle after its
@@ -202,6 +204,18 @@ class GlooBaseline:
         return {"start": start, "reduced": reduced, "end": time.monotonic()}
 
 
+class KeptFiles:
+    """A worker's files kept from round to round, as its executor (Δ) and bridge (u) keep them."""
+
+    def __init__(self, work: Path) -> None:
+        from tendril_diloco.params import HandOff
+        from tendril_sdk.files import Reusable
+
+        folder = work / "updates" / ".reused"
+        self.delta = HandOff(folder, "delta")
+        self.update = Reusable(folder, "update")
+
+
 async def tendril_round(
     channel: grpc.aio.Channel,
     *,
@@ -212,17 +226,18 @@ async def tendril_round(
     theta: dict[str, torch.Tensor],
     delta: dict[str, torch.Tensor],
     work: Path,
+    kept: KeptFiles,
     barrier: Callable[[str], None],
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """One round as the DiLoCo executor syncs: write Δ, SendUpdate's push, ReceiveUpdate's pull, θ + u."""
     from tendril.core import tensorstream
-    from tendril_diloco.params import apply_update, load_params, save_params
+    from tendril_diloco.params import apply_update, load_params
 
     delta_path = work / "updates" / f"delta-{round:05d}.safetensors"
     update_path = work / "updates" / f"update-{round:05d}.safetensors"
     barrier("tendril")
     start = time.monotonic()
-    save_params(delta, delta_path)
+    kept.delta.write(delta, delta_path)
     written = time.monotonic()
     sent = await tensorstream.push_update(
         channel, delta_path, run_id=rid, round=round, worker_id=f"w{rank}", weight=1.0, codec=codec
@@ -231,13 +246,21 @@ async def tendril_round(
     delta_path.unlink()
     pull_start = time.monotonic()
     received, contributors = await tensorstream.pull_update(
-        channel, run_id=rid, round=round, dest=update_path, codec=codec, timeout=PULL_TIMEOUT_S, worker_id=f"w{rank}"
+        channel,
+        run_id=rid,
+        round=round,
+        dest=update_path,
+        codec=codec,
+        timeout=PULL_TIMEOUT_S,
+        worker_id=f"w{rank}",
+        scratch=kept.update.take(),
     )
     pulled = time.monotonic()
     update = load_params(update_path)
     loaded = time.monotonic()
     theta = apply_update(theta, update, in_place=True)
     end = time.monotonic()
+    del update  # (its file may be received into again two rounds on)
     update_path.unlink()
     if contributors != WORLD:
         raise RuntimeError(f"round {round} of {rid} closed with {contributors} contributors, expected {WORLD}")
@@ -273,6 +296,7 @@ async def run_worker(args: argparse.Namespace) -> None:
         dist.barrier()
 
     work = Path(args.work)
+    kept = KeptFiles(work)
     try:
         async with open_channel(args.paramserver, peer_id=f"sync-w{rank}") as channel:
             for mb in args.sizes_mb:
@@ -299,6 +323,7 @@ async def run_worker(args: argparse.Namespace) -> None:
                             theta=theta,
                             delta=delta,
                             work=work,
+                            kept=kept,
                             barrier=barrier,
                         )
                         result["tendril"].append(stamps)
@@ -692,7 +717,8 @@ def figures(runs: list[dict[str, Any]], rounds: int, section: dict[str, Any]) ->
                         ],
                         "bytes_sent_per_worker": measured[-1]["bytes_sent"],
                         "bytes_received_per_worker": measured[-1]["bytes_received"],
-                        "delta_writer": "tendril_diloco.params.save_params (the executor's own)",
+                        "delta_writer": "tendril_diloco.params.HandOff (the executor's own; kept files)",
+                        "update_receiver": "tensorstream.pull_update into tendril_sdk.files.Reusable (reuse_files)",
                         "baseline": {
                             "codec": "fp32",
                             "seconds_median": _r(baseline),

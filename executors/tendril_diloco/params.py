@@ -8,7 +8,9 @@ whole, only the adapter's of a LoRA fine-tune, whose frozen base never travels.
 
 from __future__ import annotations
 
+import json
 import os
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -17,6 +19,7 @@ from safetensors.torch import load_file, save_file
 
 from tendril_diloco.errors import ExecutorError, ExecutorReason
 from tendril_models.finetune import trainable_parameters
+from tendril_sdk.files import Reusable
 
 Params = dict[str, torch.Tensor]
 
@@ -75,6 +78,99 @@ def save_params(params: Params, path: Path) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     save_file({k: v.contiguous() for k, v in params.items()}, str(tmp))
     os.replace(tmp, path)
+
+
+# NOTE: a SafeTensors file starts with the byte count of its JSON header, little-endian
+# (https://github.com/huggingface/safetensors#format).
+_HEADER_LENGTH_BYTES = 8
+_MAX_HEADER_BYTES = 100 * 1024 * 1024  # safetensors' own limit on a header
+
+
+class HandOff:
+    """Δ files for the bridge to push, written in place into files kept from earlier rounds.
+
+    Each Δ goes into the next free file of ``folder`` (:class:`tendril_sdk.Reusable`: none that
+    another name still links, such as the copy the bridge keeps of an update it sent, for a
+    resend), as SafeTensors from ``save_file`` the first time and with the same header after
+    that (only the tensors' bytes are written again), and is then hard-linked at the path
+    asked for, atomically: a reader of that path never sees half a file. When no kept file is
+    free, or the tensors' names or shapes changed, it is a new file as before.
+    """
+
+    def __init__(self, folder: Path, stem: str = "delta") -> None:
+        self.files = Reusable(folder, stem)
+
+    def write(self, params: Params, path: Path) -> None:
+        """Write ``params`` (fp32) and link the file at ``path`` (replacing what is there)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        kept = self.files.take()
+        if kept is None:
+            save_params(params, path)
+            return
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        tensors = {k: v.detach().contiguous() for k, v in params.items()}
+        if not _rewrite(kept, tensors):
+            save_params(tensors, kept)
+        link = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.link")
+        os.link(kept, link)
+        try:
+            os.replace(link, path)
+        except BaseException:
+            link.unlink(missing_ok=True)
+            raise
+
+
+def _rewrite(slot: Path, tensors: Mapping[str, torch.Tensor]) -> bool:
+    """Write ``tensors`` into ``slot`` in place when it holds exactly their layout (names,
+    fp32, shapes) and no other name links it; False when it cannot be (nothing was written)."""
+    if any(t.dtype != torch.float32 or t.device.type != "cpu" for t in tensors.values()):
+        return False
+    try:
+        fd = os.open(slot, os.O_RDWR)
+    except FileNotFoundError:
+        return False
+    try:
+        info = os.fstat(fd)
+        if info.st_nlink != 1:
+            return False
+        head = os.pread(fd, _HEADER_LENGTH_BYTES, 0)
+        if len(head) != _HEADER_LENGTH_BYTES:
+            return False
+        length = int.from_bytes(head, "little")
+        if length > _MAX_HEADER_BYTES:
+            return False
+        try:
+            header = json.loads(os.pread(fd, length, _HEADER_LENGTH_BYTES))
+        except ValueError:
+            return False
+        header.pop("__metadata__", None)
+        if not isinstance(header, dict) or header.keys() != tensors.keys():
+            return False
+        base = _HEADER_LENGTH_BYTES + length
+        places = []
+        end = base
+        for name, tensor in tensors.items():
+            entry = header[name]
+            if not isinstance(entry, dict) or entry.get("dtype") != "F32" or entry.get("shape") != list(tensor.shape):
+                return False
+            a, b = entry["data_offsets"]
+            if b - a != tensor.numel() * 4:
+                return False
+            places.append((base + a, tensor))
+            end = max(end, base + b)
+        if info.st_size != end:
+            return False
+        for offset, tensor in places:
+            _pwrite_all(fd, memoryview(tensor.reshape(-1).numpy()).cast("B"), offset)
+        return True
+    finally:
+        os.close(fd)
+
+
+def _pwrite_all(fd: int, data: memoryview, offset: int) -> None:
+    while data:
+        n = os.pwrite(fd, data, offset)
+        data, offset = data[n:], offset + n
 
 
 def load_params(path: Path) -> Params:

@@ -32,6 +32,7 @@ from tendril_diloco.fragments import Fragments, due, push_points, take
 from tendril_diloco.inner import InnerLoop
 from tendril_diloco.model import context_length, load_model, replica_config
 from tendril_diloco.params import (
+    HandOff,
     Params,
     apply_update,
     compute_delta,
@@ -57,6 +58,7 @@ from tendril_sdk import ReceivedUpdate as Received
 THETA0 = "params/theta0.safetensors"
 CURRENT = "params/current.safetensors"
 SYNCED = "params/synced.safetensors"  # with keep_updates: the synchronized θ after the last round applied
+HANDOFF_DIR = "updates/.reused"  # Δ files kept from round to round (tendril_diloco.params.HandOff)
 PUBLISH_RETRY_SECONDS = 60.0  # the parameter server may open the run a moment after we start
 # NOTE: the aggregate job that opens the run at the parameter server is dispatched next to
 # ours; until it runs, θ0 cannot be published (RUN_NOT_OPEN). Everything else is an answer.
@@ -154,6 +156,7 @@ class Trainer:
         self._start: Params = {}
         self.group: distributed.Group | None = None  # the replicas of a several-GPU worker
         self._replica_batches: list[Batch] = []
+        self._handoffs: dict[int | None, HandOff] = {}  # by fragment (None: θ whole)
         # What the wire codec dropped from the last Δ sent (error feedback), when the run uses it.
         self._feedback = (
             ErrorFeedback(config.codec, beta=config.sparse_beta, block_size=config.codec_block_size)
@@ -451,7 +454,7 @@ class Trainer:
         try:
             # NOTE: written in a worker thread: with overlapped sync this task runs beside the next
             # round's first steps, and writing a large Δ on the loop would hold them up.
-            await asyncio.to_thread(save_params, delta, self.bridge.work_dir / delta_rel)
+            await asyncio.to_thread(self._handoff(None).write, delta, self.bridge.work_dir / delta_rel)
             sent = await self.bridge.send_update(delta_rel, r, float(stats.samples))
             bytes_sent, send_seconds = sent.bytes_sent, sent.seconds
             if self._feedback is not None:
@@ -483,7 +486,10 @@ class Trainer:
             metrics["residual_norm"] = self._feedback.norm()
         await self.bridge.report_progress(ProgressKind.METRICS, r, metrics=metrics)
         try:
-            received = await self.bridge.receive_update(r, timeout_seconds=self.config.receive_timeout)
+            # (reuse_files: the update's tensors are let go of in _synced, before the next round's call)
+            received = await self.bridge.receive_update(
+                r, timeout_seconds=self.config.receive_timeout, reuse_files=True
+            )
         except BridgeError as exc:
             if exc.reason not in UPDATE_MISSED and exc.code != grpc.StatusCode.DEADLINE_EXCEEDED:
                 raise
@@ -491,6 +497,14 @@ class Trainer:
             return None
         self.log("round.done", round=r, loss=stats.mean_loss, samples=stats.samples, contributors=received.contributors)
         return received
+
+    def _handoff(self, fragment: int | None) -> HandOff:
+        """Where Δ of θ (``fragment`` None) or of one fragment is written for the bridge to push."""
+        handoff = self._handoffs.get(fragment)
+        if handoff is None:
+            stem = "delta" if fragment is None else f"delta-f{fragment}"
+            handoff = self._handoffs[fragment] = HandOff(self.bridge.work_dir / HANDOFF_DIR, stem)
+        return handoff
 
     def _synced(self, r: int, received: Received) -> tuple[Params, Params]:
         """θ_{r+1} = θ_r + u_r, the parameter server's θ after round r (it becomes the start of Δ), and u_r."""
@@ -652,7 +666,7 @@ class Trainer:
             local.update(point)
             self._load(local)
         rel = f"updates/delta-f{f}-{fragment_round:05d}.safetensors"
-        save_params(delta, self.bridge.work_dir / rel)
+        self._handoff(f).write(delta, self.bridge.work_dir / rel)
         self._frag_samples[f] = 0
         self._stream_rounds.setdefault(self.round, StreamRound()).out.add(f)
         task = asyncio.create_task(self._exchange_fragment(f, fragment_round, float(samples), rel, delta))
@@ -683,6 +697,7 @@ class Trainer:
                 path=f"updates/f{f}-round-{r}.safetensors",
                 timeout_seconds=self.config.receive_timeout,
                 fragment=f,
+                reuse_files=True,
             )
         except BridgeError as exc:
             if exc.reason not in UPDATE_MISSED and exc.code != grpc.StatusCode.DEADLINE_EXCEEDED:

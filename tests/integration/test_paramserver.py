@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import time
 from collections.abc import AsyncIterator
@@ -22,6 +23,7 @@ from tendril.core.tensorstream import TensorStreamError, prepared_payload
 from tendril_proto.paramserver.v1 import paramserver_pb2, paramserver_pb2_grpc
 from tendril_proto.tensor.v1 import tensor_pb2
 from tendril_sdk.errors import error_reason
+from tendril_sdk.files import Reusable
 from tests.procs import kill_group, running, spawn_service, wait_serving, worker_config
 
 pytestmark = pytest.mark.integration
@@ -295,3 +297,44 @@ async def test_rejected_pushes_always_carry_the_servers_status(tmp_path: Path) -
                     channel, delta, run_id="open", round=0, worker_id="a", weight=1.0, codec="fp32"
                 )
             assert (again.value.kind, again.value.reason) == (ErrorKind.ALREADY_EXISTS, "ALREADY_COMMITTED")
+
+
+async def test_a_kept_file_is_received_into_in_place_and_linked_whole(tmp_path: Path) -> None:
+    """pull_update with ``scratch``: the update lands in the kept file (same inode, round after
+    round), linked at ``dest``; a kept file that another name still links is never the next one;
+    the updates are the same bytes a fresh pull gets."""
+    config = worker_config(tmp_path)
+    proc = spawn_service("paramserver", config, tmp_path)
+    with running(proc):
+        address = config.listen("paramserver")
+        await wait_serving(address)
+        theta = _write(tmp_path / "theta.st", 0)
+        deltas = [_write(tmp_path / f"d{r}.st", 20 + r, 1e-2) for r in range(3)]
+        kept = Reusable(tmp_path / "kept", "update")
+        inodes = []
+        async with open_channel(address, peer_id="tester") as channel:
+            await _open(channel, "run", theta, expected_workers=1, quorum=1, rounds=3)
+            for r, delta in enumerate(deltas):
+                await tensorstream.push_update(
+                    channel, delta, run_id="run", round=r, worker_id="w", weight=1.0, codec="fp32"
+                )
+                scratch = kept.take()
+                assert scratch is not None
+                dest = tmp_path / f"u{r}.st"
+                await tensorstream.pull_update(
+                    channel, run_id="run", round=r, dest=dest, codec="fp32", worker_id="w", scratch=scratch
+                )
+                again = tmp_path / f"u{r}.fresh"
+                await tensorstream.pull_update(channel, run_id="run", round=r, dest=again, codec="fp32")
+                assert dest.read_bytes() == again.read_bytes()
+                assert os.stat(dest).st_ino == os.stat(scratch).st_ino and os.stat(dest).st_nlink == 2
+                inodes.append(os.stat(scratch).st_ino)
+                if r < 2:
+                    dest.unlink()  # as the executor does once u is applied; u2 stays linked
+            # Round 2 went into round 0's file (the same inode: its pages reused).
+            assert inodes[2] == inodes[0] and inodes[1] != inodes[0]
+            # Next comes round 1's file (u1 is gone); with it taken, round 0's is still linked as u2.
+            assert kept.take() == kept.paths[1]
+            assert kept.take() is None
+            assert not [n for n in os.listdir(tmp_path) if n.startswith(".u")]  # no link or part file left
+        kill_group(proc, signal.SIGTERM)

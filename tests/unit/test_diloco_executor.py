@@ -268,7 +268,9 @@ class _FakeBridge:
         self.weights[round_index] = weight
         return SentUpdate((self.work_dir / rel).stat().st_size, 0.01)
 
-    async def receive_update(self, round_index: int, *, timeout_seconds: float) -> ReceivedUpdate:
+    async def receive_update(
+        self, round_index: int, *, timeout_seconds: float, reuse_files: bool = False
+    ) -> ReceivedUpdate:
         assert self.theta is not None
         update = {k: -0.5 * v for k, v in self.deltas[round_index].items()}
         self.theta = {k: self.theta[k] + update[k] for k in self.theta}
@@ -339,10 +341,12 @@ class _RefusingBridge(_FakeBridge):
             raise error
         return await super().send_update(rel, round_index, weight)
 
-    async def receive_update(self, round_index: int, *, timeout_seconds: float) -> ReceivedUpdate:
+    async def receive_update(
+        self, round_index: int, *, timeout_seconds: float, reuse_files: bool = False
+    ) -> ReceivedUpdate:
         if error := self.receive_errors.pop(round_index, None):
             raise error
-        return await super().receive_update(round_index, timeout_seconds=timeout_seconds)
+        return await super().receive_update(round_index, timeout_seconds=timeout_seconds, reuse_files=reuse_files)
 
 
 def _trainer(bridge: _FakeBridge, events: list[tuple[str, dict[str, Any]]]) -> Trainer:

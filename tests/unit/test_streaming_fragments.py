@@ -273,7 +273,13 @@ class _FragmentBridge(_FakeBridge):
         return SentUpdate((self.work_dir / rel).stat().st_size, 0.01)
 
     async def receive_update(  # type: ignore[override]
-        self, round_index: int, *, path: str = "", timeout_seconds: float, fragment: int | None = None
+        self,
+        round_index: int,
+        *,
+        path: str = "",
+        timeout_seconds: float,
+        fragment: int | None = None,
+        reuse_files: bool = False,
     ) -> ReceivedUpdate:
         assert fragment is not None
         await asyncio.sleep(self.delay)
@@ -340,12 +346,20 @@ class _MissingBridge(_FragmentBridge):
     """Fragment 1's update of round 0 never comes (the round closed without this worker)."""
 
     async def receive_update(  # type: ignore[override]
-        self, round_index: int, *, path: str = "", timeout_seconds: float, fragment: int | None = None
+        self,
+        round_index: int,
+        *,
+        path: str = "",
+        timeout_seconds: float,
+        fragment: int | None = None,
+        reuse_files: bool = False,
     ) -> ReceivedUpdate:
         if (fragment, round_index) == (1, 0):
             self.run_rounds[1] = 1  # the run went on: round 1 is open
             raise BridgeError(grpc.StatusCode.DEADLINE_EXCEEDED, "round 0 still open", reason="ROUND_STILL_OPEN")
-        return await super().receive_update(round_index, path=path, timeout_seconds=timeout_seconds, fragment=fragment)
+        return await super().receive_update(
+            round_index, path=path, timeout_seconds=timeout_seconds, fragment=fragment, reuse_files=reuse_files
+        )
 
 
 async def test_a_fragment_whose_update_never_comes_fetches_its_runs_theta(tmp_path: Path) -> None:

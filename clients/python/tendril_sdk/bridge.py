@@ -470,14 +470,21 @@ class BridgeClient:
         path: str | os.PathLike[str] = "",
         timeout_seconds: float | None = None,
         fragment: int | None = None,
+        reuse_files: bool = False,
         timeout: float | None = None,
         retry_policy: RetryPolicy | None = None,
     ) -> ReceivedUpdate:
         """ReceiveUpdate: wait up to ``timeout_seconds`` (None: the job's round timeout; 0: do not
         wait) for the outer update of ``round`` and store it (default ``updates/round-<n>.safetensors``);
-        ``fragment``: the update of that fragment of θ's run, in streaming sync."""
+        ``fragment``: the update of that fragment of θ's run, in streaming sync; ``reuse_files``:
+        this executor keeps nothing of an update once its path is gone and it asked for a later
+        one, so the bridge may receive into a file kept from an earlier call, in place."""
         request = bridge_pb2.ReceiveUpdateRequest(
-            round=round, path=self.relative(path), timeout_seconds=timeout_seconds, fragment=fragment
+            round=round,
+            path=self.relative(path),
+            timeout_seconds=timeout_seconds,
+            fragment=fragment,
+            reuse_files=reuse_files,
         )
         if timeout is None:
             wait = self._round_timeout() if timeout_seconds is None else timeout_seconds

@@ -29,6 +29,7 @@ from tendril.core.codecs import CODECS
 from tendril.core.errors import ErrorKind
 from tendril.core.logs import get_logger
 from tendril.core.validate import Checks
+from tendril_sdk.files import Reusable
 from tendril_sdk.job import JobDescriptor
 from tendril_sdk.reasons import BridgeReason
 from tendril_sdk.uris import DATA_SCHEME, DataAssetURI, parse_data_uri
@@ -36,6 +37,7 @@ from tendril_sdk.uris import DATA_SCHEME, DataAssetURI, parse_data_uri
 ARTIFACTS = "artifacts"
 DATA = "data"
 UPDATES = "updates"
+REUSED = ".reused"  # under updates/: the files ReceiveUpdate receives into in place (reuse_files)
 PARAMS = "params"
 WORK_SUBDIRS = (ARTIFACTS, DATA, UPDATES, PARAMS)
 SENT = ".sent"  # the bridge's copies of the updates it sent, until their round's update arrives
@@ -101,6 +103,8 @@ class BridgeCore:
         self._on_progress = on_progress
         # keyed by (fragment, round); fragment None: the run itself (every sync mode but streaming)
         self._sent: dict[tuple[int | None, int], SentUpdate] = self._load_sent()
+        # keyed by fragment: the files ReceiveUpdate receives into in place (reuse_files)
+        self._received: dict[int | None, Reusable] = {}
 
     # -- paths ---------------------------------------------------------------------------
 
@@ -124,6 +128,12 @@ class BridgeCore:
 
     def update_dest(self, round_: int, relative: str) -> Path:
         return self.resolve(relative or f"{UPDATES}/round-{round_}.safetensors", what="path")
+
+    def update_scratch(self, fragment: int | None) -> Path | None:
+        """A kept file to receive an update of ``fragment`` into in place (None: none is free)."""
+        stem = "update" if fragment is None else f"update-f{fragment}"
+        files = self._received.setdefault(fragment, Reusable(Path(self.root) / UPDATES / REUSED, stem))
+        return files.take()
 
     def params_dest(self, relative: str) -> Path:
         return self.resolve(relative or f"{PARAMS}/current.safetensors", what="path")

@@ -204,10 +204,12 @@ class BridgeServicer(bridge_pb2_grpc.JobBridgeServiceServicer):
         timeout = self.core.round_timeout(request.timeout_seconds if request.HasField("timeout_seconds") else None)
         fragment = _fragment(request)
         address, run_id, codec = self.core.parameter_server(), self.core.run_id(fragment), self.core.codec()
+        scratch = self.core.update_scratch(fragment) if request.reuse_files else None
         start = time.perf_counter()
         for attempt in range(RESEND_ATTEMPTS + 1):
             try:
-                # tensorstream writes ``dest`` atomically: a failed pull leaves no file behind.
+                # tensorstream writes ``dest`` atomically: a failed pull leaves no file behind
+                # (at most a kept file that the next reusing call writes over).
                 async with calling(f"parameter server at {address}"):
                     received, contributors = await _tensorstream().pull_update(
                         self.remotes.channel(address),
@@ -217,6 +219,7 @@ class BridgeServicer(bridge_pb2_grpc.JobBridgeServiceServicer):
                         codec=codec,
                         timeout=timeout,
                         worker_id=self._worker_id,
+                        scratch=scratch,
                     )
                 break
             except BridgeError as exc:

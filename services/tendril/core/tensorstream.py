@@ -652,9 +652,11 @@ def _receive_file(host: str, offer: dataplane.Offer, receiver: Receiver) -> int:
 class _PullFile(FileDestination):
     """The file a pull writes; ranged connections receive straight into a mapping of it."""
 
-    def __init__(self, path: Path, size: int) -> None:
-        super().__init__(path, size)
+    def __init__(self, path: Path, size: int, *, keep: bool = False) -> None:
+        super().__init__(path, size, keep=keep)
         self._map: mmap.mmap | None = None
+        if keep and os.fstat(self.fd).st_size != size:
+            os.ftruncate(self.fd, size)  # (a kept file of another size: its pages up to ``size`` stay)
 
     def view(self, offset: int, length: int) -> memoryview:
         if self._map is None:
@@ -737,8 +739,11 @@ async def _pull_stream(
     *,
     what: str,
     host: str | None = None,
+    keep: bool = False,
 ) -> PullResult:
     """Receive a server stream into ``part``, resuming by offset; verified when it returns.
+
+    ``keep``: ``part`` is a file kept from earlier pulls, written in place (not truncated).
 
     ``open_call(offset, streams)`` starts the call, asking for the data plane with that many
     connections when ``streams`` > 0 (while ``host``, the host the channel dials, is known and
@@ -785,7 +790,7 @@ async def _pull_stream(
                         if receiver is None:
                             if info.start_offset:
                                 break  # asked for 0, got something else: ask again
-                            receiver = Receiver(info, _PullFile(part, info.total_bytes))
+                            receiver = Receiver(info, _PullFile(part, info.total_bytes, keep=keep))
                             ranged = _RangedPull(receiver)
                         offer = dataplane.Offer.from_metadata(await call.initial_metadata()) if plane else None
                         if offer is not None and host:
@@ -829,18 +834,28 @@ async def _pull_stream(
             receiver.close()
 
 
-async def _finish_pull(part: Path, dest: Path, result: PullResult) -> None:
-    """Turn a received payload into the fp32 file ``dest`` (atomically)."""
+async def _finish_pull(part: Path, dest: Path, result: PullResult, *, keep: bool = False) -> None:
+    """Turn a received payload into the fp32 file ``dest`` (atomically); ``keep``: ``part`` is a
+    kept file, linked at ``dest`` (it stays for the next pull)."""
 
     def work() -> None:
         try:
             layout = check_payload_header(part, result.info)
-            if layout.codec == "fp32":
-                os.replace(part, dest)
-            else:
+            if layout.codec != "fp32":
                 tensorfile.convert_file(part, dest, "fp32", check_finite=False)
+            elif keep:
+                link = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.link")
+                os.link(part, link)
+                try:
+                    os.replace(link, dest)
+                except BaseException:
+                    link.unlink(missing_ok=True)
+                    raise
+            else:
+                os.replace(part, dest)
         finally:
-            part.unlink(missing_ok=True)
+            if not keep:
+                part.unlink(missing_ok=True)
 
     try:
         await asyncio.to_thread(work)
@@ -862,13 +877,16 @@ async def pull_update(
     codec: str,
     timeout: float | None = None,
     worker_id: str = "",
+    scratch: str | os.PathLike[str] | None = None,
 ) -> tuple[int, int]:
     """Wait for ``round`` to close and store its outer update u (θ_new = θ + u) as fp32 at ``dest``.
 
     ``codec`` is the wire codec; ``timeout`` bounds the wait for the round (None: the run's
     round timeout; 0: do not wait); ``worker_id`` names the puller (a worker whose push of the round the server
-    lost is then told so: PUSH_LOST). Returns (bytes received, workers whose updates made up the
-    round).
+    lost is then told so: PUSH_LOST). ``scratch``: with the fp32 codec, a file kept from pull to
+    pull (:class:`tendril_sdk.files.Reusable`) that the update is received into in place and
+    then linked at ``dest``; what it holds after a failed pull is undefined (``dest`` is untouched).
+    Returns (bytes received, workers whose updates made up the round).
     """
     call = pull_call(channel, "PullUpdate", paramserver_pb2.PullUpdateRequest)
     what = f"pulling the round {round} update of run {run_id}"
@@ -877,7 +895,12 @@ async def pull_update(
     except StreamError as exc:
         raise _from_stream(exc, what) from exc
     target = Path(dest)
-    part = _part_path(target)
+    keep = scratch is not None and codec == "fp32"
+    if keep:
+        part = Path(scratch)  # type: ignore[arg-type]
+        part.parent.mkdir(parents=True, exist_ok=True)
+    else:
+        part = _part_path(target)
 
     def open_call(offset: int, streams: int) -> Any:
         request = paramserver_pb2.PullUpdateRequest(
@@ -886,10 +909,11 @@ async def pull_update(
         return call(request, metadata=dataplane.request(streams) if streams else None)
 
     try:
-        result = await _pull_stream(open_call, part, what=what, host=dataplane.channel_host(channel))
-        await _finish_pull(part, target, result)
+        result = await _pull_stream(open_call, part, what=what, host=dataplane.channel_host(channel), keep=keep)
+        await _finish_pull(part, target, result, keep=keep)
     finally:
-        part.unlink(missing_ok=True)
+        if not keep:
+            part.unlink(missing_ok=True)
     metrics.BYTES_RECEIVED.labels(stream="update_pull").inc(result.bytes_received)
     return result.bytes_received, result.contributors
 

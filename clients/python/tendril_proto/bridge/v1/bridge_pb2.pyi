@@ -85,16 +85,18 @@ class SendUpdateResponse(_message.Message):
     def __init__(self, bytes_sent: _Optional[int] = ..., seconds: _Optional[float] = ...) -> None: ...
 
 class ReceiveUpdateRequest(_message.Message):
-    __slots__ = ("round", "path", "timeout_seconds", "fragment")
+    __slots__ = ("round", "path", "timeout_seconds", "fragment", "reuse_files")
     ROUND_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     TIMEOUT_SECONDS_FIELD_NUMBER: _ClassVar[int]
     FRAGMENT_FIELD_NUMBER: _ClassVar[int]
+    REUSE_FILES_FIELD_NUMBER: _ClassVar[int]
     round: int
     path: str
     timeout_seconds: float
     fragment: int
-    def __init__(self, round: _Optional[int] = ..., path: _Optional[str] = ..., timeout_seconds: _Optional[float] = ..., fragment: _Optional[int] = ...) -> None: ...
+    reuse_files: bool
+    def __init__(self, round: _Optional[int] = ..., path: _Optional[str] = ..., timeout_seconds: _Optional[float] = ..., fragment: _Optional[int] = ..., reuse_files: _Optional[bool] = ...) -> None: ...
 
 class ReceiveUpdateResponse(_message.Message):
     __slots__ = ("path", "bytes_received", "seconds", "contributors")

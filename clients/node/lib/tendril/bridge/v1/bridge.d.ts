@@ -97,6 +97,14 @@ export interface ReceiveUpdateRequest {
      * the job's run itself. Must be below the job's config.fragments.
      */
     fragment?: number | undefined;
+    /**
+     * The executor keeps nothing of an update (no mapping of its file, no open descriptor) once
+     * the path it was given is gone and it asked for a later one: the bridge may then receive
+     * the update into a file it kept from an earlier call, in place (the file's pages are reused,
+     * which saves the kernel's page work on every model-sized update), and link it at `path`.
+     * Unset: a new file every call. Either way `path` appears only once the update is whole.
+     */
+    reuseFiles: boolean;
 }
 /** ReceiveUpdateResponse tells where the update is. */
 export interface ReceiveUpdateResponse {

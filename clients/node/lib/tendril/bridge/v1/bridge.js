@@ -741,7 +741,7 @@ exports.SendUpdateResponse = {
     },
 };
 function createBaseReceiveUpdateRequest() {
-    return { round: 0, path: "", timeoutSeconds: undefined, fragment: undefined };
+    return { round: 0, path: "", timeoutSeconds: undefined, fragment: undefined, reuseFiles: false };
 }
 exports.ReceiveUpdateRequest = {
     encode(message, writer = new wire_1.BinaryWriter()) {
@@ -756,6 +756,9 @@ exports.ReceiveUpdateRequest = {
         }
         if (message.fragment !== undefined) {
             writer.uint32(32).uint32(message.fragment);
+        }
+        if (message.reuseFiles !== false) {
+            writer.uint32(40).bool(message.reuseFiles);
         }
         return writer;
     },
@@ -800,6 +803,13 @@ exports.ReceiveUpdateRequest = {
                         message.fragment = reader.uint32();
                         continue;
                     }
+                    case 5: {
+                        if (tag !== 40) {
+                            break;
+                        }
+                        message.reuseFiles = reader.bool();
+                        continue;
+                    }
                 }
                 if ((tag & 7) === 4 || tag === 0) {
                     break;
@@ -822,6 +832,11 @@ exports.ReceiveUpdateRequest = {
                     ? globalThis.Number(object.timeout_seconds)
                     : undefined,
             fragment: isSet(object.fragment) ? globalThis.Number(object.fragment) : undefined,
+            reuseFiles: isSet(object.reuseFiles)
+                ? globalThis.Boolean(object.reuseFiles)
+                : isSet(object.reuse_files)
+                    ? globalThis.Boolean(object.reuse_files)
+                    : false,
         };
     },
     toJSON(message) {
@@ -838,6 +853,9 @@ exports.ReceiveUpdateRequest = {
         if (message.fragment !== undefined) {
             obj.fragment = Math.round(message.fragment);
         }
+        if (message.reuseFiles !== false) {
+            obj.reuseFiles = message.reuseFiles;
+        }
         return obj;
     },
     create(base) {
@@ -849,6 +867,7 @@ exports.ReceiveUpdateRequest = {
         message.path = object.path ?? "";
         message.timeoutSeconds = object.timeoutSeconds ?? undefined;
         message.fragment = object.fragment ?? undefined;
+        message.reuseFiles = object.reuseFiles ?? false;
         return message;
     },
 };

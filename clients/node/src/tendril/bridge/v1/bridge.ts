@@ -133,7 +133,17 @@ export interface ReceiveUpdateRequest {
    * is then "<config.run_id>-f<fragment>" (each fragment of θ is a run of its own); unset means
    * the job's run itself. Must be below the job's config.fragments.
    */
-  fragment?: number | undefined;
+  fragment?:
+    | number
+    | undefined;
+  /**
+   * The executor keeps nothing of an update (no mapping of its file, no open descriptor) once
+   * the path it was given is gone and it asked for a later one: the bridge may then receive
+   * the update into a file it kept from an earlier call, in place (the file's pages are reused,
+   * which saves the kernel's page work on every model-sized update), and link it at `path`.
+   * Unset: a new file every call. Either way `path` appears only once the update is whole.
+   */
+  reuseFiles: boolean;
 }
 
 /** ReceiveUpdateResponse tells where the update is. */
@@ -1050,7 +1060,7 @@ export const SendUpdateResponse: MessageFns<SendUpdateResponse> = {
 };
 
 function createBaseReceiveUpdateRequest(): ReceiveUpdateRequest {
-  return { round: 0, path: "", timeoutSeconds: undefined, fragment: undefined };
+  return { round: 0, path: "", timeoutSeconds: undefined, fragment: undefined, reuseFiles: false };
 }
 
 export const ReceiveUpdateRequest: MessageFns<ReceiveUpdateRequest> = {
@@ -1066,6 +1076,9 @@ export const ReceiveUpdateRequest: MessageFns<ReceiveUpdateRequest> = {
     }
     if (message.fragment !== undefined) {
       writer.uint32(32).uint32(message.fragment);
+    }
+    if (message.reuseFiles !== false) {
+      writer.uint32(40).bool(message.reuseFiles);
     }
     return writer;
   },
@@ -1115,6 +1128,14 @@ export const ReceiveUpdateRequest: MessageFns<ReceiveUpdateRequest> = {
             message.fragment = reader.uint32();
             continue;
           }
+          case 5: {
+            if (tag !== 40) {
+              break;
+            }
+
+            message.reuseFiles = reader.bool();
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -1137,6 +1158,11 @@ export const ReceiveUpdateRequest: MessageFns<ReceiveUpdateRequest> = {
         ? globalThis.Number(object.timeout_seconds)
         : undefined,
       fragment: isSet(object.fragment) ? globalThis.Number(object.fragment) : undefined,
+      reuseFiles: isSet(object.reuseFiles)
+        ? globalThis.Boolean(object.reuseFiles)
+        : isSet(object.reuse_files)
+        ? globalThis.Boolean(object.reuse_files)
+        : false,
     };
   },
 
@@ -1154,6 +1180,9 @@ export const ReceiveUpdateRequest: MessageFns<ReceiveUpdateRequest> = {
     if (message.fragment !== undefined) {
       obj.fragment = Math.round(message.fragment);
     }
+    if (message.reuseFiles !== false) {
+      obj.reuseFiles = message.reuseFiles;
+    }
     return obj;
   },
 
@@ -1166,6 +1195,7 @@ export const ReceiveUpdateRequest: MessageFns<ReceiveUpdateRequest> = {
     message.path = object.path ?? "";
     message.timeoutSeconds = object.timeoutSeconds ?? undefined;
     message.fragment = object.fragment ?? undefined;
+    message.reuseFiles = object.reuseFiles ?? false;
     return message;
   },
 };

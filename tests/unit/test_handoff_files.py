@@ -1,0 +1,84 @@
+"""Files kept from round to round: tendril_sdk.files.Reusable and the executor's Δ HandOff."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from tendril_diloco.params import HandOff
+from tendril_sdk.files import Reusable
+
+
+def _params(seed: int, shapes: dict[str, tuple[int, ...]] | None = None) -> dict[str, torch.Tensor]:
+    generator = torch.Generator().manual_seed(seed)
+    shapes = shapes or {"wte": (64, 16), "h.0.w": (16, 16), "ln.b": (16,), "scale": ()}
+    return {name: torch.randn(shape, generator=generator) for name, shape in shapes.items()}
+
+
+def _same(path: Path, params: dict[str, torch.Tensor]) -> None:
+    loaded = load_file(str(path))
+    assert loaded.keys() == params.keys()
+    for name, value in params.items():
+        assert torch.equal(loaded[name], value), name
+
+
+def test_reusable_files_take_turns_and_skip_the_linked_ones(tmp_path: Path) -> None:
+    files = Reusable(tmp_path, "u", count=3)
+    first = files.take()
+    assert first == tmp_path / "u-0"  # missing files are free
+    first.write_bytes(b"0")
+    assert files.take() == tmp_path / "u-1"
+    (tmp_path / "u-1").write_bytes(b"1")
+    os.link(tmp_path / "u-1", tmp_path / "held")  # someone still holds u-1
+    assert files.take() == tmp_path / "u-2"
+    assert files.take() == tmp_path / "u-0"
+    # u-1 is held and u-0 was taken last: u-2 is the only one.
+    assert files.take() == tmp_path / "u-2"
+    os.link(tmp_path / "u-0", tmp_path / "held-too")
+    assert files.take() is None  # u-2 was taken last, u-0 and u-1 are held
+    (tmp_path / "held").unlink()
+    assert files.take() == tmp_path / "u-1"
+    with pytest.raises(ValueError, match="at least two"):
+        Reusable(tmp_path, "u", count=1)
+
+
+def test_handoff_writes_into_the_kept_file_in_place_and_links_it_whole(tmp_path: Path) -> None:
+    handoff = HandOff(tmp_path / "kept")
+    inodes = []
+    for r in range(4):
+        params, path = _params(r), tmp_path / f"delta-{r}.safetensors"
+        handoff.write(params, path)
+        _same(path, params)
+        inodes.append(os.stat(path).st_ino)
+        path.unlink()  # as the executor does once the push is done
+    assert inodes[2] == inodes[0] and inodes[3] == inodes[1] and inodes[0] != inodes[1]
+    assert not [p for p in tmp_path.iterdir() if p.name != "kept"]  # no link or temp file left
+
+
+def test_handoff_never_touches_a_file_the_bridge_still_links(tmp_path: Path) -> None:
+    handoff = HandOff(tmp_path / "kept")
+    sent = _params(1)
+    handoff.write(sent, tmp_path / "delta-0.safetensors")
+    os.link(tmp_path / "delta-0.safetensors", tmp_path / "kept-by-bridge")  # keep_sent's link
+    (tmp_path / "delta-0.safetensors").unlink()
+    for r in range(1, 4):
+        handoff.write(_params(10 + r), tmp_path / f"delta-{r}.safetensors")
+        _same(tmp_path / f"delta-{r}.safetensors", _params(10 + r))
+    _same(tmp_path / "kept-by-bridge", sent)  # the Δ kept for a resend is as it was sent
+
+
+def test_handoff_writes_afresh_when_the_tensors_change(tmp_path: Path) -> None:
+    handoff = HandOff(tmp_path / "kept")
+    for r, shapes in enumerate([{"a": (8, 8)}, {"a": (8, 8)}, {"a": (4, 8)}, {"a": (4, 8), "b": (3,)}, {"a": (4, 8)}]):
+        params = _params(r, shapes)
+        path = tmp_path / "delta.safetensors"
+        handoff.write(params, path)
+        _same(path, params)
+        assert path.stat().st_size == len(path.read_bytes())
+    bf16 = {"a": torch.ones(4, 8, dtype=torch.bfloat16)}
+    handoff.write(bf16, tmp_path / "delta.safetensors")  # not fp32: never written in place
+    assert torch.equal(load_file(str(tmp_path / "delta.safetensors"))["a"], bf16["a"])
