@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -135,6 +136,46 @@ async def test_publish_send_receive_fetch(tmp_path: Path, paramserver: str) -> N
         await bridge.stop()
     assert not (tmp_path / "outside.safetensors").exists()
     assert not [p for p in work.rglob("*.part")], "no half-written files"
+
+
+async def test_receive_update_with_reuse_files_receives_into_kept_files_in_turn(
+    tmp_path: Path, paramserver: str
+) -> None:
+    """reuse_files: the update lands in a kept file of updates/.reused/ (linked at the path,
+    whole), never the one of the call before, the same inode again once its path is gone."""
+    work = job_work_dir(tmp_path)
+    save_file({"w": np.arange(12, dtype=np.float32)}, str(work / "params" / "theta0.safetensors"))
+    save_file({"w": np.full(12, 0.5, dtype=np.float32)}, str(work / "updates" / "delta.safetensors"))
+    job = JobDescriptor(
+        job_id="t1",
+        worker_id="worker-test",
+        lease_id="L1",
+        owner_id="sched",
+        executor=ExecutorRef("train", "diloco"),
+        config={"parameter_server": paramserver, "run_id": RUN, "codec": "fp32", "round_timeout_seconds": 30},
+        work_dir=work,
+        socket_path=work / "bridge.sock",
+    )
+    bridge = JobBridge(job, TOKEN, data_fetcher_address="127.0.0.1:1", paramserver_address=paramserver)
+    await bridge.start()
+    try:
+        async with BridgeClient(job.socket_path, TOKEN, job=job) as client:
+            await client.publish_parameters("params/theta0.safetensors")
+            await client.send_update("updates/delta.safetensors", 0, 1.0)
+            fresh = await client.receive_update(0, path="updates/fresh.safetensors")
+            inodes = []
+            for k in range(4):
+                got = await client.receive_update(0, path=f"updates/u{k}.safetensors", reuse_files=True)
+                assert got.path.read_bytes() == fresh.path.read_bytes()
+                kept = work / "updates" / ".reused" / f"update-{k % 2}"
+                assert os.stat(got.path).st_ino == os.stat(kept).st_ino and os.stat(kept).st_nlink == 2
+                inodes.append(os.stat(kept).st_ino)
+                got.path.unlink()  # the executor is done with it
+            assert inodes[0] == inodes[2] and inodes[1] == inodes[3] and inodes[0] != inodes[1]
+            assert os.stat(fresh.path).st_nlink == 1  # without reuse_files: a file of its own
+    finally:
+        await bridge.stop()
+    assert not [p for p in work.rglob("*.part")] and not [p for p in work.rglob("*.link")]
 
 
 def _bridge_job(tmp_path: Path, job_id: str, executor: ExecutorRef, **config: object) -> JobDescriptor:

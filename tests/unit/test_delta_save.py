@@ -10,9 +10,8 @@ from typing import Any
 import pytest
 import torch
 
-import tendril_diloco.trainer as trainer_module
 from tendril_diloco.config import parse_config
-from tendril_diloco.params import save_params
+from tendril_diloco.params import HandOff
 from tendril_diloco.trainer import Trainer
 
 from .test_diloco_executor import _config, _FakeBridge
@@ -25,13 +24,15 @@ async def test_delta_is_written_off_the_event_loop_and_pushed_whole(
     saved: dict[str, bool] = {}  # Δ file -> written on the loop's thread
     written: dict[str, dict[str, torch.Tensor]] = {}
 
-    def recording_save(params: Any, path: Path) -> None:
+    write = HandOff.write
+
+    def recording_write(self: HandOff, params: Any, path: Path) -> None:
         if path.name.startswith("delta-"):
             saved[path.name] = threading.current_thread() is threading.main_thread()
             written[path.name] = {k: v.clone() for k, v in params.items()}
-        save_params(params, path)
+        write(self, params, path)
 
-    monkeypatch.setattr(trainer_module, "save_params", recording_save)
+    monkeypatch.setattr(HandOff, "write", recording_write)
     bridge = _FakeBridge(tmp_path)
     trainer = Trainer(parse_config(_config(sync=sync)), bridge, log=lambda *a, **k: None)  # type: ignore[arg-type]
     await trainer.run()
