@@ -100,6 +100,13 @@ def main() -> int:
         help="round sync rounds per size and codec (the first is warm-up)",
     )
     parser.add_argument(
+        "--sync-work-dir",
+        type=Path,
+        default=None,
+        help="round sync: folder the workers' work dirs go under (default: the bench's temporary folder; "
+        "on a file system held in memory, such as /dev/shm, Δ and u go into files kept from round to round)",
+    )
+    parser.add_argument(
         "--gateway-backend",
         default="memory",
         choices=sorted(gateway.BACKENDS),
@@ -180,7 +187,11 @@ def main() -> int:
             "stream": lambda: [stream.measure(work, args.stream_mib * MIB)],
             "paramserver": lambda: paramserver.measure(work, args.model_mib * MIB),
             "sync": lambda: sync.measure(
-                work, args.sync_mb, [c.strip() for c in args.sync_codecs.split(",") if c.strip()], args.sync_rounds
+                work,
+                args.sync_mb,
+                [c.strip() for c in args.sync_codecs.split(",") if c.strip()],
+                args.sync_rounds,
+                work_root=args.sync_work_dir,
             ),
             "streams": lambda: streams.measure(work),
             "bridge": lambda: external.bridge_report_progress(work),

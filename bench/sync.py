@@ -23,12 +23,14 @@ Processes:
     ``p.grad = Δ_mean``; seconds = max over workers of (all_reduce + division + step);
     all_reduce alone is kept too;
   - Tendril, as the DiLoCo executor and its bridge do it: ``tendril_diloco.params.HandOff``
-    writes Δ (the executor's own writer: SafeTensors in place into a file kept from the rounds
-    before, linked at its path atomically) into a work dir, ``tensorstream.push_update``
-    (SendUpdate's call), ``tensorstream.pull_update`` of the round's update into a kept file
-    (ReceiveUpdate's call with ``reuse_files``, as the executor asks for it), ``load_params``
-    and ``apply_update`` (θ + u); seconds = from the barrier to the moment the last worker has
-    θ_new in memory. The first round, warm-up, writes the kept files afresh.
+    writes Δ (the executor's own writer) into a work dir, ``tensorstream.push_update``
+    (SendUpdate's call), ``tensorstream.pull_update`` of the round's update (ReceiveUpdate's
+    call with ``reuse_files``, as the executor asks for it), ``load_params`` and
+    ``apply_update`` (θ + u); seconds = from the barrier to the moment the last worker has
+    θ_new in memory. The work dirs are in the bench's temporary folder unless
+    ``--sync-work-dir`` names another: on a file system held in memory (/dev/shm) Δ and u go
+    into files kept from round to round (``tendril_sdk.files``; the first two rounds write
+    them afresh), elsewhere into new files, as on a worker.
 
 The orchestrator also reads the ParameterServer's CPU time (user and system, all its threads,
 ``/proc/<pid>/stat``) from the moment a run's workers start until the server is idle after its
@@ -58,6 +60,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterable, Sequence
@@ -487,10 +490,14 @@ def measure(
     sizes_mb: Sequence[int] = DEFAULT_SIZES_MB,
     codecs: Sequence[str] = DEFAULT_CODECS,
     rounds: int = DEFAULT_ROUNDS,
+    *,
+    work_root: Path | None = None,
 ) -> list[Figure]:
+    """``work_root``: where the workers' work dirs go (default ``workdir``)."""
     import torch.distributed as dist
 
     from tendril.core.codecs import CODECS
+    from tendril_sdk.files import memory_backed
 
     if rounds <= WARMUP:
         raise ValueError(f"sync rounds must be more than the {WARMUP} warm-up round, got {rounds}")
@@ -501,7 +508,12 @@ def measure(
         tensor_counts(mb * MB)
     load_before = os.getloadavg()
     started = time.monotonic()
-    state, work = workdir / "sync-ps-state", workdir / "sync-work"
+    state = workdir / "sync-ps-state"
+    if work_root is None:
+        work = workdir / "sync-work"
+    else:
+        work_root.mkdir(parents=True, exist_ok=True)
+        work = Path(tempfile.mkdtemp(prefix="tendril-sync-work-", dir=work_root))
     port = free_port()
     config = workdir / "sync-ps-config.json"
     config.write_text(
@@ -560,6 +572,9 @@ def measure(
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "seconds": round(time.monotonic() - started, 1),
+        "work_dirs": str(work),
+        # Δ and u go into files kept from round to round only there (tendril_sdk.files)
+        "work_dirs_in_memory": memory_backed(work),
     }
     return figures(runs, rounds, section)
 
@@ -692,6 +707,7 @@ def figures(runs: list[dict[str, Any]], rounds: int, section: dict[str, Any]) ->
                         + (f" (PS closes the round in {_median(closes):.3g} s)" if closes else "")
                         + f"; PS CPU {ps_user / rounds:.2g} + {ps_sys / rounds:.2g} s (user + system) per round"
                         + f"; median of {len(measured)} rounds after {WARMUP} warm-up{codec_note}"
+                        + ("; work dirs in memory: Δ and u in kept files" if section.get("work_dirs_in_memory") else "")
                     ),
                     details={
                         "payload_bytes": mb * MB,

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -32,3 +33,18 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
             shutil.rmtree(root, ignore_errors=True)
         else:
             print(f"\ntemporary folders of this run: {root}")
+
+
+@pytest.fixture
+def memory_dir() -> Iterator[Path]:
+    """A fresh folder on a file system held in memory (/dev/shm), removed after the test;
+    the test is skipped where there is none (kept hand-off files need one, tendril_sdk.files)."""
+    from tendril_sdk.files import memory_backed
+
+    if not memory_backed("/dev/shm"):
+        pytest.skip("/dev/shm is not a file system held in memory here")
+    folder = Path(tempfile.mkdtemp(prefix="tt-", dir="/dev/shm"))
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)

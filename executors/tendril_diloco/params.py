@@ -93,8 +93,10 @@ class HandOff:
     another name still links, such as the copy the bridge keeps of an update it sent, for a
     resend), as SafeTensors from ``save_file`` the first time and with the same header after
     that (only the tensors' bytes are written again), and is then hard-linked at the path
-    asked for, atomically: a reader of that path never sees half a file. When no kept file is
-    free, or the tensors' names or shapes changed, it is a new file as before.
+    asked for, atomically: a reader of that path never sees half a file. Where the work dir is
+    not held in memory (see :mod:`tendril_sdk.files`: on a disk the kept files' pages would be
+    written back every round), when no kept file is free, or when the tensors' names or shapes
+    changed, Δ is a new file as :func:`save_params` writes it.
     """
 
     def __init__(self, folder: Path, stem: str = "delta") -> None:

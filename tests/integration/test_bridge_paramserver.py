@@ -139,11 +139,12 @@ async def test_publish_send_receive_fetch(tmp_path: Path, paramserver: str) -> N
 
 
 async def test_receive_update_with_reuse_files_receives_into_kept_files_in_turn(
-    tmp_path: Path, paramserver: str
+    memory_dir: Path, paramserver: str
 ) -> None:
-    """reuse_files: the update lands in a kept file of updates/.reused/ (linked at the path,
-    whole), never the one of the call before, the same inode again once its path is gone."""
-    work = job_work_dir(tmp_path)
+    """reuse_files, with the work dir in memory: the update lands in a kept file of
+    updates/.reused/ (linked at the path, whole), never the one of the call before, the same
+    inode again once its path is gone."""
+    work = job_work_dir(memory_dir)
     save_file({"w": np.arange(12, dtype=np.float32)}, str(work / "params" / "theta0.safetensors"))
     save_file({"w": np.full(12, 0.5, dtype=np.float32)}, str(work / "updates" / "delta.safetensors"))
     job = JobDescriptor(

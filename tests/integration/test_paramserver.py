@@ -299,7 +299,7 @@ async def test_rejected_pushes_always_carry_the_servers_status(tmp_path: Path) -
             assert (again.value.kind, again.value.reason) == (ErrorKind.ALREADY_EXISTS, "ALREADY_COMMITTED")
 
 
-async def test_a_kept_file_is_received_into_in_place_and_linked_whole(tmp_path: Path) -> None:
+async def test_a_kept_file_is_received_into_in_place_and_linked_whole(tmp_path: Path, memory_dir: Path) -> None:
     """pull_update with ``scratch``: the update lands in the kept file (same inode, round after
     round), linked at ``dest``; a kept file that another name still links is never the next one;
     the updates are the same bytes a fresh pull gets."""
@@ -310,7 +310,7 @@ async def test_a_kept_file_is_received_into_in_place_and_linked_whole(tmp_path: 
         await wait_serving(address)
         theta = _write(tmp_path / "theta.st", 0)
         deltas = [_write(tmp_path / f"d{r}.st", 20 + r, 1e-2) for r in range(3)]
-        kept = Reusable(tmp_path / "kept", "update")
+        kept = Reusable(memory_dir / "kept", "update")
         inodes = []
         async with open_channel(address, peer_id="tester") as channel:
             await _open(channel, "run", theta, expected_workers=1, quorum=1, rounds=3)
@@ -320,7 +320,7 @@ async def test_a_kept_file_is_received_into_in_place_and_linked_whole(tmp_path: 
                 )
                 scratch = kept.take()
                 assert scratch is not None
-                dest = tmp_path / f"u{r}.st"
+                dest = memory_dir / f"u{r}.st"
                 await tensorstream.pull_update(
                     channel, run_id="run", round=r, dest=dest, codec="fp32", worker_id="w", scratch=scratch
                 )
@@ -336,5 +336,12 @@ async def test_a_kept_file_is_received_into_in_place_and_linked_whole(tmp_path: 
             # Next comes round 1's file (u1 is gone); with it taken, round 0's is still linked as u2.
             assert kept.take() == kept.paths[1]
             assert kept.take() is None
-            assert not [n for n in os.listdir(tmp_path) if n.startswith(".u")]  # no link or part file left
+            assert not [n for n in os.listdir(memory_dir) if n.startswith(".u")]  # no link or part file left
+            # A kept file on another file system than dest: copied there, whole.
+            scratch = Reusable(memory_dir / "other", "update").take()
+            assert scratch is not None
+            await tensorstream.pull_update(
+                channel, run_id="run", round=2, dest=tmp_path / "u2.st", codec="fp32", scratch=scratch
+            )
+            assert (tmp_path / "u2.st").read_bytes() == (tmp_path / "u2.fresh").read_bytes()
         kill_group(proc, signal.SIGTERM)

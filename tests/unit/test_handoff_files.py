@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from tendril_diloco.params import HandOff
-from tendril_sdk.files import Reusable
+from tendril_sdk.files import Reusable, memory_backed
 
 
 def _params(seed: int, shapes: dict[str, tuple[int, ...]] | None = None) -> dict[str, torch.Tensor]:
@@ -26,7 +26,8 @@ def _same(path: Path, params: dict[str, torch.Tensor]) -> None:
         assert torch.equal(loaded[name], value), name
 
 
-def test_reusable_files_take_turns_and_skip_the_linked_ones(tmp_path: Path) -> None:
+def test_reusable_files_take_turns_and_skip_the_linked_ones(memory_dir: Path) -> None:
+    tmp_path = memory_dir
     files = Reusable(tmp_path, "u", count=3)
     first = files.take()
     assert first == tmp_path / "u-0"  # missing files are free
@@ -46,7 +47,8 @@ def test_reusable_files_take_turns_and_skip_the_linked_ones(tmp_path: Path) -> N
         Reusable(tmp_path, "u", count=1)
 
 
-def test_handoff_writes_into_the_kept_file_in_place_and_links_it_whole(tmp_path: Path) -> None:
+def test_handoff_writes_into_the_kept_file_in_place_and_links_it_whole(memory_dir: Path) -> None:
+    tmp_path = memory_dir
     handoff = HandOff(tmp_path / "kept")
     inodes = []
     for r in range(4):
@@ -59,7 +61,8 @@ def test_handoff_writes_into_the_kept_file_in_place_and_links_it_whole(tmp_path:
     assert not [p for p in tmp_path.iterdir() if p.name != "kept"]  # no link or temp file left
 
 
-def test_handoff_never_touches_a_file_the_bridge_still_links(tmp_path: Path) -> None:
+def test_handoff_never_touches_a_file_the_bridge_still_links(memory_dir: Path) -> None:
+    tmp_path = memory_dir
     handoff = HandOff(tmp_path / "kept")
     sent = _params(1)
     handoff.write(sent, tmp_path / "delta-0.safetensors")
@@ -71,7 +74,8 @@ def test_handoff_never_touches_a_file_the_bridge_still_links(tmp_path: Path) -> 
     _same(tmp_path / "kept-by-bridge", sent)  # the Δ kept for a resend is as it was sent
 
 
-def test_handoff_writes_afresh_when_the_tensors_change(tmp_path: Path) -> None:
+def test_handoff_writes_afresh_when_the_tensors_change(memory_dir: Path) -> None:
+    tmp_path = memory_dir
     handoff = HandOff(tmp_path / "kept")
     for r, shapes in enumerate([{"a": (8, 8)}, {"a": (8, 8)}, {"a": (4, 8)}, {"a": (4, 8), "b": (3,)}, {"a": (4, 8)}]):
         params = _params(r, shapes)
@@ -82,3 +86,20 @@ def test_handoff_writes_afresh_when_the_tensors_change(tmp_path: Path) -> None:
     bf16 = {"a": torch.ones(4, 8, dtype=torch.bfloat16)}
     handoff.write(bf16, tmp_path / "delta.safetensors")  # not fp32: never written in place
     assert torch.equal(load_file(str(tmp_path / "delta.safetensors"))["a"], bf16["a"])
+
+
+def test_files_are_kept_only_on_a_file_system_held_in_memory(tmp_path: Path, memory_dir: Path) -> None:
+    """On a disk a kept file's dirty pages would be written back every round: new files there."""
+    assert memory_backed(memory_dir) and memory_backed(memory_dir / "not" / "made" / "yet")
+    assert not memory_backed("/proc")
+    if memory_backed(tmp_path):
+        pytest.skip("the temporary folder is itself held in memory here")
+    assert Reusable(tmp_path, "u").take() is None
+    handoff, inodes = HandOff(tmp_path / "kept"), set()
+    for r in range(3):
+        params, path = _params(r), tmp_path / f"delta-{r}.safetensors"
+        handoff.write(params, path)
+        _same(path, params)
+        assert os.stat(path).st_nlink == 1  # a file of its own, deleted with its name
+        inodes.add(os.stat(path).st_ino)
+    assert not (tmp_path / "kept").exists()

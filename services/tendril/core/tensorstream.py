@@ -33,9 +33,11 @@ import asyncio
 import contextlib
 import dataclasses
 import enum
+import errno
 import ipaddress
 import mmap
 import os
+import shutil
 import threading
 import time
 import uuid
@@ -845,7 +847,12 @@ async def _finish_pull(part: Path, dest: Path, result: PullResult, *, keep: bool
                 tensorfile.convert_file(part, dest, "fp32", check_finite=False)
             elif keep:
                 link = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.link")
-                os.link(part, link)
+                try:
+                    os.link(part, link)
+                except OSError as exc:
+                    if exc.errno != errno.EXDEV:
+                        raise
+                    shutil.copyfile(part, link)  # (a kept file on another file system than dest)
                 try:
                     os.replace(link, dest)
                 except BaseException:

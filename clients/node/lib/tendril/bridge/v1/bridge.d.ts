@@ -101,8 +101,10 @@ export interface ReceiveUpdateRequest {
      * The executor keeps nothing of an update (no mapping of its file, no open descriptor) once
      * the path it was given is gone and it asked for a later one: the bridge may then receive
      * the update into a file it kept from an earlier call, in place (the file's pages are reused,
-     * which saves the kernel's page work on every model-sized update), and link it at `path`.
-     * Unset: a new file every call. Either way `path` appears only once the update is whole.
+     * which saves the kernel's page work on every model-sized update), and link it at `path`;
+     * only where the work dir is on a file system held in memory (tmpfs), since on a disk the
+     * kept file's pages would be written back every round. Unset: a new file every call. Either
+     * way `path` appears only once the update is whole.
      */
     reuseFiles: boolean;
 }
