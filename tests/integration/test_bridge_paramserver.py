@@ -81,13 +81,9 @@ async def paramserver(tmp_path: Path) -> AsyncIterator[str]:
         yield address
 
 
-async def test_publish_send_receive_fetch(tmp_path: Path, paramserver: str) -> None:
-    work = job_work_dir(tmp_path)
-    theta0 = {"w": np.arange(12, dtype=np.float32).reshape(3, 4), "b": np.ones(5, dtype=np.float32)}
-    delta = {"w": np.full((3, 4), 0.5, dtype=np.float32), "b": np.full(5, -1.0, dtype=np.float32)}
-    save_file(theta0, str(work / "params" / "theta0.safetensors"))
-    save_file(delta, str(work / "updates" / "delta.safetensors"))
-    job = JobDescriptor(
+def _train_job(work: Path, paramserver: str) -> JobDescriptor:
+    """A DiLoCo training job of RUN (fp32) in ``work``."""
+    return JobDescriptor(
         job_id="t1",
         worker_id="worker-test",
         lease_id="L1",
@@ -97,6 +93,15 @@ async def test_publish_send_receive_fetch(tmp_path: Path, paramserver: str) -> N
         work_dir=work,
         socket_path=work / "bridge.sock",
     )
+
+
+async def test_publish_send_receive_fetch(tmp_path: Path, paramserver: str) -> None:
+    work = job_work_dir(tmp_path)
+    theta0 = {"w": np.arange(12, dtype=np.float32).reshape(3, 4), "b": np.ones(5, dtype=np.float32)}
+    delta = {"w": np.full((3, 4), 0.5, dtype=np.float32), "b": np.full(5, -1.0, dtype=np.float32)}
+    save_file(theta0, str(work / "params" / "theta0.safetensors"))
+    save_file(delta, str(work / "updates" / "delta.safetensors"))
+    job = _train_job(work, paramserver)
     bridge = JobBridge(job, TOKEN, data_fetcher_address="127.0.0.1:1", paramserver_address=paramserver)
     await bridge.start()
     try:
@@ -147,16 +152,7 @@ async def test_receive_update_with_reuse_files_receives_into_kept_files_in_turn(
     work = job_work_dir(memory_dir)
     save_file({"w": np.arange(12, dtype=np.float32)}, str(work / "params" / "theta0.safetensors"))
     save_file({"w": np.full(12, 0.5, dtype=np.float32)}, str(work / "updates" / "delta.safetensors"))
-    job = JobDescriptor(
-        job_id="t1",
-        worker_id="worker-test",
-        lease_id="L1",
-        owner_id="sched",
-        executor=ExecutorRef("train", "diloco"),
-        config={"parameter_server": paramserver, "run_id": RUN, "codec": "fp32", "round_timeout_seconds": 30},
-        work_dir=work,
-        socket_path=work / "bridge.sock",
-    )
+    job = _train_job(work, paramserver)
     bridge = JobBridge(job, TOKEN, data_fetcher_address="127.0.0.1:1", paramserver_address=paramserver)
     await bridge.start()
     try:
