@@ -733,7 +733,7 @@ def figures(runs: list[dict[str, Any]], rounds: int, section: dict[str, Any]) ->
                         ],
                         "bytes_sent_per_worker": measured[-1]["bytes_sent"],
                         "bytes_received_per_worker": measured[-1]["bytes_received"],
-                        "delta_writer": "tendril_diloco.params.HandOff (the executor's own; kept files)",
+                        "delta_writer": "tendril_diloco.params.HandOff (the executor's own; kept files in memory only)",
                         "update_receiver": "tensorstream.pull_update into tendril_sdk.files.Reusable (reuse_files)",
                         "baseline": {
                             "codec": "fp32",

@@ -2,12 +2,12 @@
 
 # NOTE: a model-sized file written afresh every round costs the kernel its pages each time
 # (allocated, charged, mapped, freed when the file goes). On a 2-core machine, receiving 400 MB
-# into a new file took 0.2 CPU-s, into a file that already holds the pages 0.04-0.06 CPU-s;
-# writing 400 MB into a new file 0.1-0.19 CPU-s, in place 0.05 CPU-s. On a file system backed
-# by a disk, though, a kept file's pages stay dirty and are written back to the disk (every
-# round's Δ and update, 2 × model per worker and round, which `python -m bench --only sync`
-# showed as 0.5-1.1 GiB of dirty pages waiting between rounds instead of 0.04-0.4 GiB), where a
-# file deleted within seconds never reaches the disk. So files are kept only on a file system
+# from a socket into a new file took 0.2 CPU-s, into a file that already holds the pages
+# 0.04-0.06 CPU-s; writing 400 MB into a new file 0.1-0.19 CPU-s, in place 0.05 CPU-s. On a file
+# system backed by a disk, though, a kept file's pages stay dirty and are written back to the
+# disk (every round's Δ and update, 2 × model per worker and round: a version that kept them on
+# disk left 0.5-1.1 GiB of dirty pages between the sync bench's rounds instead of 0.04-0.4 GiB),
+# where a file deleted within seconds never reaches the disk. So files are kept only on a file system
 # held in memory (tmpfs, ramfs: a worker whose `worker.work_dir` is on /dev/shm, say).
 """
 

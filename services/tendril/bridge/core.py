@@ -130,7 +130,8 @@ class BridgeCore:
         return self.resolve(relative or f"{UPDATES}/round-{round_}.safetensors", what="path")
 
     def update_scratch(self, fragment: int | None) -> Path | None:
-        """A kept file to receive an update of ``fragment`` into in place (None: none is free)."""
+        """A kept file to receive an update of ``fragment`` into in place (None: none is free, or
+        the work dir is not held in memory: a new file then)."""
         stem = "update" if fragment is None else f"update-f{fragment}"
         files = self._received.setdefault(fragment, Reusable(Path(self.root) / UPDATES / REUSED, stem))
         return files.take()
