@@ -12,12 +12,12 @@ TORCH ?= torch==2.13.0
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml clients/python/pyproject.toml
+$(STAMP): pyproject.toml clients/python/pyproject.toml kernels/pyproject.toml kernels/setup.py kernels/tendril_kernels/_outer.c
 	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Tendril needs Python 3.11 or newer; set PY=/path/to/python3.11")'
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q '$(TORCH)'
-	$(BIN)/python -m pip install -q -e ./clients/python -e '.[dev,train]'
+	$(BIN)/python -m pip install -q -e ./clients/python ./kernels -e '.[dev,train]'
 	touch $(STAMP)
 
 # Node stubs and tools come from the npm registry (exact versions in package-lock.json).

@@ -43,7 +43,7 @@ import numpy.typing as npt
 from tendril.core import codecs, tensorfile
 from tendril.core.streaming import DEFAULT_DIGEST, Digest, new_hash
 from tendril.core.tensorfile import Layout, TensorSpec
-from tendril.paramserver.outer import Scratch, nesterov_step
+from tendril.paramserver.outer import KERNELS, Scratch, step_in_place
 
 F32 = npt.NDArray[np.float32]
 
@@ -190,6 +190,11 @@ def encode_into(view: memoryview, layout: Layout, spec: TensorSpec, a: int, valu
         view[first : first + scales.nbytes] = scales.view(np.uint8)
 
 
+def fp32_values(view: memoryview, layout: Layout, spec: TensorSpec, a: int, b: int) -> F32:
+    """A writable float32 view of values [a, b) of a tensor of an fp32 payload in memory."""
+    return _array(view, np.float32, layout.header_size + spec.begin + 4 * a, b - a)
+
+
 def new_payload(shapes: list[tuple[str, tuple[int, ...]]], codec: str) -> tuple[Layout, bytes]:
     """Layout and header of a payload the server produces in ``codec``'s update codec (sparse:
     int8; int8, int4: blocks of UPDATE_BLOCK_SIZE)."""
@@ -279,10 +284,14 @@ class Accumulator:
                     consumed(start, layout.header_size + source.end)
                 continue
             for a, b in blocks(spec.numel, step):
-                product = scratch[: b - a]
-                np.multiply(decode(payload, layout, source, a, b), w, out=product)
+                values = decode(payload, layout, source, a, b)
                 # (the first fold: 0 + w·Δ, exactly what adding it to zeros gives, -0.0 included)
-                np.add(zero if first else acc[a:b], product, out=acc[a:b])
+                if KERNELS is not None:
+                    KERNELS.fold(acc[a:b], values, float(w), first)
+                else:
+                    product = scratch[: b - a]
+                    np.multiply(values, w, out=product)
+                    np.add(zero if first else acc[a:b], product, out=acc[a:b])
                 if consumed is not None:
                     consumed(start + wire.nbytes(a), start + wire.nbytes(b))
         self.weight += float(weight)
@@ -337,6 +346,7 @@ def close_round(
     if not acc.workers:
         raise ValueError("a round cannot close without contributions")
     weight = np.float32(acc.weight)
+    direct = update_layout.codec == "fp32"
     step = block_step(update_layout)
     out_specs = {t.name: t for t in update_layout.tensors}
     work = [(spec, a, b) for spec in acc.layout.tensors for a, b in blocks(spec.numel, step)]
@@ -353,15 +363,15 @@ def close_round(
             part: list[tuple[TensorSpec, int, int]], theta_reader: _Reader, momentum_reader: _Reader | None
         ) -> None:
             scratch = Scratch(step)
-            grad = np.empty(step, dtype=np.float32)
             for spec, a, b in part:
-                values = acc.tensor(spec)[a:b]
-                g = grad[: b - a]
-                np.divide(values, weight, out=g)
                 buf = momentum_reader.read(spec.name, a, b) if momentum_reader is not None else None
-                new_buf, u = nesterov_step(theta_reader.read(spec.name, a, b), buf, g, lr=lr, mu=mu, scratch=scratch)
-                values[:] = new_buf
-                encode_into(update, update_layout, out_specs[spec.name], a, u)
+                out = out_specs[spec.name]
+                # fp32: u goes straight into the served payload; other codecs encode it from scratch.
+                u = fp32_values(update, update_layout, out, a, b) if direct else scratch.update[: b - a]
+                theta_block = theta_reader.read(spec.name, a, b)
+                step_in_place(theta_block, buf, acc.tensor(spec)[a:b], u, weight=weight, lr=lr, mu=mu, scratch=scratch)
+                if not direct:
+                    encode_into(update, update_layout, out, a, u)
 
         update[: len(update_header)] = update_header
         acc.spoiled = True  # until the last block is done

@@ -1,0 +1,132 @@
+"""tendril-kernels (the parameter server's arithmetic in C) against the numpy reference and torch, bit for bit."""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from tendril.core import tensorfile
+from tendril.paramserver import aggregate
+from tendril.paramserver.aggregate import Accumulator, close_round, new_payload
+from tendril.paramserver.outer import KERNELS, step_in_place
+
+kernels = pytest.importorskip("tendril_kernels")
+
+
+def _bits(a: np.ndarray) -> np.ndarray:
+    return a.view(np.uint32)
+
+
+def _values(rng: np.random.Generator, n: int, scale: float) -> np.ndarray:
+    """float32 values over many binades, with zeros of both signs, subnormals and exact small integers."""
+    v = (rng.standard_normal(n) * scale * 10.0 ** rng.integers(-4, 4, n)).astype(np.float32)
+    v[:8] = [0.0, -0.0, 1e-45, -1e-45, 1e-40, 2.0**-126, 1.0, 3.0]
+    v[8:40] = np.arange(32, dtype=np.float32) * np.float32(2.0**-20)
+    return v
+
+
+@pytest.mark.parametrize("with_momentum", [False, True])
+@pytest.mark.parametrize("scale", [1.0, 1e-36, 1e3])
+def test_nesterov_kernel_matches_the_numpy_reference(with_momentum: bool, scale: float) -> None:
+    rng = np.random.default_rng(11)
+    n = 100_003  # not a multiple of any vector width: the loops' tails run too
+    theta = _values(rng, n, scale)
+    momentum = _values(rng, n, scale * 1e-3) if with_momentum else None
+    acc = _values(rng, n, scale * 3e-3)
+    results = []
+    for impl in (None, kernels):
+        a, u = acc.copy(), np.empty(n, dtype=np.float32)
+        step_in_place(theta, momentum, a, u, weight=np.float32(2.5), lr=0.7, mu=0.9, kernels=impl)
+        results.append((a, u))
+    (ref_acc, ref_u), (acc_c, u_c) = results
+    np.testing.assert_array_equal(_bits(acc_c), _bits(ref_acc))
+    np.testing.assert_array_equal(_bits(u_c), _bits(ref_u))
+
+
+def test_nesterov_kernel_matches_torch_over_three_rounds() -> None:
+    rng = np.random.default_rng(12)
+    theta = rng.standard_normal(50_001).astype(np.float32)
+    param = torch.nn.Parameter(torch.from_numpy(theta.copy()))
+    optimizer = torch.optim.SGD([param], lr=0.7, momentum=0.9, nesterov=True)
+    buf = None
+    for _ in range(3):
+        grad = (rng.standard_normal(theta.size) * 1e-2).astype(np.float32)
+        param.grad = torch.from_numpy(grad.copy())
+        optimizer.step()
+        acc, update = grad * np.float32(2.0), np.empty_like(grad)  # a sum of weight 2: g = acc / 2 exactly
+        kernels.nesterov(theta, buf, acc, update, 2.0, 0.7, 0.9)
+        np.testing.assert_array_equal(acc, optimizer.state[param]["momentum_buffer"].numpy())
+        np.testing.assert_array_equal(update, param.detach().numpy() - theta)
+        theta, buf = theta + update, acc
+        with torch.no_grad():
+            param.copy_(torch.from_numpy(theta))
+
+
+def test_fold_kernel_matches_numpy() -> None:
+    rng = np.random.default_rng(13)
+    delta, start = _values(rng, 70_001, 1e-2), _values(rng, 70_001, 1.0)
+    w = np.float32(0.3)
+    acc = start.copy()
+    kernels.fold(acc, delta, float(w), False)
+    np.testing.assert_array_equal(_bits(acc), _bits(start + delta * w))
+    garbage = np.full(delta.size, np.nan, dtype=np.float32)  # the first fold never reads the buffer
+    kernels.fold(garbage, delta, float(w), True)
+    np.testing.assert_array_equal(_bits(garbage), _bits(np.float32(0) + delta * w))
+    assert not np.signbit(garbage[1])  # 0 + (-0.0) is +0.0, as adding to zeros gives
+
+
+def test_kernels_refuse_wrong_buffers() -> None:
+    f32 = np.zeros(16, dtype=np.float32)
+    with pytest.raises(TypeError, match="float32"):
+        kernels.fold(np.zeros(16, dtype=np.float64), f32, 1.0, False)
+    with pytest.raises(TypeError, match="writable"):
+        kernels.fold(np.frombuffer(bytes(64), dtype=np.float32), f32, 1.0, False)
+    with pytest.raises(ValueError, match="as many"):
+        kernels.fold(np.zeros(8, dtype=np.float32), f32, 1.0, False)
+    with pytest.raises(ValueError, match="overlap"):
+        kernels.nesterov(f32, None, f32, f32.copy(), 1.0, 0.7, 0.9)
+    misaligned = np.frombuffer(bytearray(68), dtype=np.uint8)[2:66].view(np.float32)
+    with pytest.raises(ValueError, match="4-byte"):
+        kernels.fold(f32.copy(), misaligned, 1.0, False)
+    with pytest.raises(TypeError):
+        kernels.nesterov(f32, None, f32.copy(), f32.copy(), 1.0, 0.7)  # a missing argument
+
+
+def test_close_round_gives_the_same_bytes_with_and_without_kernels(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server's close (blocks, two threads, θ and momentum read from files) through both paths."""
+    assert KERNELS is not None
+    rng = np.random.default_rng(14)
+    shapes = [("wte", (300_000,)), ("ln", (1000,))]
+    layout, header = tensorfile.plan_layout(shapes, "fp32")
+    for name, scale in (("theta", 1.0), ("momentum", 1e-3)):
+        fd = tensorfile.create_payload(tmp_path / name, layout, header)
+        try:
+            tensorfile.pwrite_all(fd, _values(rng, layout.numel, scale).data, layout.header_size)
+        finally:
+            tensorfile.os.close(fd)
+    start = _values(rng, layout.numel, 3e-3)
+    out = {}
+    for label, impl in (("numpy", None), ("c", KERNELS)):
+        monkeypatch.setattr(aggregate, "step_in_place", functools.partial(step_in_place, kernels=impl))
+        acc = Accumulator(layout, memoryview(bytearray(start.tobytes())))
+        acc.workers, acc.weight, acc.empty = ["a", "b"], 2.0, False
+        update_layout, update_header = new_payload(shapes, "fp32")
+        update = memoryview(bytearray(update_layout.total_bytes))
+        close_round(
+            acc=acc,
+            theta=tmp_path / "theta",
+            momentum=tmp_path / "momentum",
+            lr=0.7,
+            mu=0.9,
+            update=update,
+            update_layout=update_layout,
+            update_header=update_header,
+        )
+        out[label] = (bytes(update), acc.values.tobytes())
+    assert out["c"] == out["numpy"]
