@@ -13,6 +13,7 @@ FIRST_PARTY = (
     "tendril",
     "tendril_proto",
     "tendril_sdk",
+    "tendril_kernels",
     "tendril_aggregate",
     "tendril_diloco",
     "tendril_example",
@@ -55,7 +56,7 @@ def test_the_map_covers_every_package() -> None:
     rules = _rules()
     packages = [p.parent for p in (ROOT / "services" / "tendril").glob("*/__init__.py")]
     packages += [p.parent for p in (ROOT / "executors").glob("*/__init__.py")]
-    packages += [ROOT / "clients" / "python" / "tendril_proto"]
+    packages += [ROOT / "clients" / "python" / "tendril_proto", ROOT / "kernels" / "tendril_kernels"]
     missing = [str(p.relative_to(ROOT)) for p in packages if p not in rules]
     assert not missing, f"packages without a row in the map of docs/ARCHITECTURE.md: {missing}"
 
