@@ -12,7 +12,7 @@ TORCH ?= torch==2.13.0
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml clients/python/pyproject.toml kernels/pyproject.toml kernels/setup.py kernels/tendril_kernels/_outer.c
+$(STAMP): pyproject.toml clients/python/pyproject.toml kernels/pyproject.toml kernels/setup.py $(wildcard kernels/tendril_kernels/*.c kernels/tendril_kernels/*.py)
 	@$(PY) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "Tendril needs Python 3.11 or newer; set PY=/path/to/python3.11")'
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip

@@ -6,10 +6,32 @@
 - :func:`fold` — acc += float32(w · Δ) (two roundings, as numpy's multiply then add).
 - :data:`VARIANT` — which loops the CPU runs: ``"avx2+fma"`` (vectorized, hardware FMA) or
   ``"baseline"`` (libm's ``fmaf``: the same bits, slower).
+- the payload codecs' loops (``_codecs.c``): :func:`bf16_encode`, :func:`bf16_decode`,
+  :func:`absmax_quantize` (int8/int4 blocks), :func:`blockwise_decode`, :func:`pack_int4`,
+  :func:`unpack_int4`, each writing into buffers the caller gives.
 
-``tendril.paramserver.outer`` keeps the numpy reference they are tested against, bit for bit.
+``tendril.paramserver.outer`` and ``tendril.core.codecs`` keep the numpy references they are
+tested against, bit for bit.
 """
 
+from tendril_kernels._codecs import (
+    absmax_quantize,
+    bf16_decode,
+    bf16_encode,
+    blockwise_decode,
+    pack_int4,
+    unpack_int4,
+)
 from tendril_kernels._outer import VARIANT, fold, nesterov
 
-__all__ = ["VARIANT", "fold", "nesterov"]
+__all__ = [
+    "VARIANT",
+    "absmax_quantize",
+    "bf16_decode",
+    "bf16_encode",
+    "blockwise_decode",
+    "fold",
+    "nesterov",
+    "pack_int4",
+    "unpack_int4",
+]

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from tendril.core import tensorfile
+from tendril.core import codecs, tensorfile
 from tendril.paramserver import aggregate
 from tendril.paramserver.aggregate import Accumulator, close_round, new_payload
 from tendril.paramserver.outer import KERNELS, step_in_place
@@ -130,3 +130,67 @@ def test_close_round_gives_the_same_bytes_with_and_without_kernels(
         )
         out[label] = (bytes(update), acc.values.tobytes())
     assert out["c"] == out["numpy"]
+
+
+# -- the payload codecs' loops ----------------------------------------------------------------------
+
+
+def _codec_inputs(rng: np.random.Generator, n: int) -> np.ndarray:
+    """float32 over many binades, with both zeros, subnormals, bf16 ties and values on int8 ties."""
+    v = _values(rng, n, 1.0)
+    v[40:48] = np.array([0x3F808000, 0x3F818000, 0xBF808000, 0x7F7FFFFF, 0x00008000, 1, 2, 3], dtype=np.uint32).view(
+        np.float32
+    )
+    v[48:56] = np.array([0.5, 1.5, 2.5, -0.5, -1.5, 127.0, -127.0, 126.5], dtype=np.float32)
+    return v
+
+
+def test_bf16_kernels_match_numpy() -> None:
+    rng = np.random.default_rng(21)
+    v = _codec_inputs(rng, 50_001)
+    v[60:64] = [np.inf, -np.inf, np.nan, -np.nan]
+    v[64] = np.array(0x7FFFFFFF, dtype=np.uint32).view(np.float32)  # a NaN whose rounding would carry
+    np.testing.assert_array_equal(codecs.bf16_from_fp32(v), codecs._bf16_from_fp32(v))
+    grid = v[:50_000].reshape(100, 500)  # shapes are kept
+    assert codecs.bf16_from_fp32(grid).shape == (100, 500)
+    bits = rng.integers(0, 1 << 16, 70_001, dtype=np.uint16)
+    np.testing.assert_array_equal(_bits(codecs.fp32_from_bf16(bits)), _bits(codecs._fp32_from_bf16(bits)))
+
+
+@pytest.mark.parametrize("block_size", [1, 7, 64, 4096])
+def test_blockwise_kernels_match_numpy(block_size: int) -> None:
+    rng = np.random.default_rng(22)
+    v = _codec_inputs(rng, 50_001)
+    v[block_size : 2 * block_size] = 0.0  # an all-zero block: scale 0, values 0
+    for limit, name in ((codecs.INT8_MAX, "int8"), (codecs.INT4_MAX, "int4")):
+        quant, scales = codecs._absmax_quantize(v, block_size, limit, name)
+        ref_quant, ref_scales = codecs._absmax_quantize_numpy(v, block_size, limit, name)
+        np.testing.assert_array_equal(quant, ref_quant)
+        np.testing.assert_array_equal(_bits(scales), _bits(ref_scales))
+        with np.errstate(over="ignore"):  # (float32's largest value decodes past it: inf, both ways)
+            np.testing.assert_array_equal(
+                _bits(codecs.int8_decode(quant, scales, block_size)),
+                _bits(codecs._int8_decode(ref_quant, ref_scales, block_size)),
+            )
+    packed = codecs.pack_int4(quant)  # int4 values of the last pass, an odd count
+    np.testing.assert_array_equal(packed, codecs._pack_int4(quant))
+    np.testing.assert_array_equal(codecs.unpack_int4(packed), codecs._unpack_int4(packed))
+    bad = v.copy()
+    bad[-1] = np.nan
+    for impl in (codecs._absmax_quantize, codecs._absmax_quantize_numpy):
+        with pytest.raises(codecs.CodecError, match="NaN or Inf"):
+            impl(bad, block_size, codecs.INT8_MAX, "int8")
+
+
+def test_codec_kernels_refuse_wrong_buffers() -> None:
+    f32 = np.zeros(16, dtype=np.float32)
+    with pytest.raises(TypeError, match="uint16"):
+        kernels.bf16_encode(f32, np.zeros(16, dtype=np.int16))
+    with pytest.raises(ValueError, match="as many"):
+        kernels.bf16_encode(f32, np.zeros(8, dtype=np.uint16))
+    with pytest.raises(ValueError, match="one per block"):
+        kernels.absmax_quantize(f32, np.zeros(16, dtype=np.int8), np.zeros(1, dtype=np.float32), 4, 127)
+    with pytest.raises(ValueError, match="limit"):
+        kernels.absmax_quantize(f32, np.zeros(16, dtype=np.int8), np.zeros(4, dtype=np.float32), 4, 300)
+    with pytest.raises(ValueError, match="bytes"):
+        kernels.pack_int4(np.zeros(5, dtype=np.int8), np.zeros(2, dtype=np.uint8))

@@ -50,6 +50,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from tendril.core.kernels import KERNELS
 from tendril_proto.tensor.v1 import tensor_pb2
 
 DEFAULT_BLOCK_SIZE = 256
@@ -142,6 +143,16 @@ class Codec:
 
 def bf16_from_fp32(values: F32) -> npt.NDArray[np.uint16]:
     """fp32 -> bf16 bit patterns (uint16), round to nearest even."""
+    if KERNELS is not None:
+        src = np.ascontiguousarray(values, dtype=np.float32).reshape(-1)
+        out = np.empty(src.size, dtype=np.uint16)
+        KERNELS.bf16_encode(src, out)
+        return out.reshape(np.shape(values))
+    return _bf16_from_fp32(values)
+
+
+def _bf16_from_fp32(values: F32) -> npt.NDArray[np.uint16]:
+    """The numpy reference of :func:`bf16_from_fp32`."""
     bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32)
     # Adding 0x7FFF plus the lowest kept bit rounds to nearest and breaks ties to even; a
     # carry into the exponent is right (it rounds up to the next binade or to inf).
@@ -155,6 +166,16 @@ def bf16_from_fp32(values: F32) -> npt.NDArray[np.uint16]:
 
 def fp32_from_bf16(bits: npt.NDArray[np.uint16]) -> F32:
     """bf16 bit patterns -> fp32 (exact)."""
+    if KERNELS is not None:
+        src = np.ascontiguousarray(bits, dtype=np.uint16).reshape(-1)
+        out = np.empty(src.size, dtype=np.float32)
+        KERNELS.bf16_decode(src, out)
+        return out.reshape(np.shape(bits))
+    return _fp32_from_bf16(bits)
+
+
+def _fp32_from_bf16(bits: npt.NDArray[np.uint16]) -> F32:
+    """The numpy reference of :func:`fp32_from_bf16`."""
     return (np.asarray(bits, dtype=np.uint16).astype(np.uint32) << np.uint32(16)).view(np.float32)
 
 
@@ -173,6 +194,16 @@ def int8_encode(values: F32, block_size: int) -> tuple[npt.NDArray[np.int8], F32
 
 def int8_decode(quant: npt.NDArray[np.int8], scales: F32, block_size: int) -> F32:
     """(int8 values, fp32 scale per block) -> flat fp32."""
+    if KERNELS is not None:
+        src = np.ascontiguousarray(quant, dtype=np.int8).reshape(-1)
+        out = np.empty(src.size, dtype=np.float32)
+        KERNELS.blockwise_decode(src, np.ascontiguousarray(scales, dtype=np.float32), block_size, out)
+        return out
+    return _int8_decode(quant, scales, block_size)
+
+
+def _int8_decode(quant: npt.NDArray[np.int8], scales: F32, block_size: int) -> F32:
+    """The numpy reference of :func:`int8_decode`."""
     flat = np.asarray(quant, dtype=np.int8).reshape(-1)
     expanded = np.repeat(np.asarray(scales, dtype=np.float32), block_size)[: flat.size]
     return (flat.astype(np.float32) * expanded).astype(np.float32)
@@ -184,6 +215,18 @@ INT4_MAX = 7
 
 
 def _absmax_quantize(values: F32, block_size: int, limit: int, name: str) -> tuple[npt.NDArray[np.int8], F32]:
+    if KERNELS is not None:
+        src = np.ascontiguousarray(values, dtype=np.float32).reshape(-1)
+        quant = np.empty(src.size, dtype=np.int8)
+        scales = np.empty(int8_scale_count(src.size, block_size), dtype=np.float32)
+        if not KERNELS.absmax_quantize(src, quant, scales, block_size, limit):
+            raise CodecError(f"{name} cannot encode NaN or Inf values")
+        return quant, scales
+    return _absmax_quantize_numpy(values, block_size, limit, name)
+
+
+def _absmax_quantize_numpy(values: F32, block_size: int, limit: int, name: str) -> tuple[npt.NDArray[np.int8], F32]:
+    """The numpy reference of :func:`_absmax_quantize`."""
     flat = np.ascontiguousarray(values, dtype=np.float32).reshape(-1)
     if not np.isfinite(flat).all():
         raise CodecError(f"{name} cannot encode NaN or Inf values")
@@ -204,6 +247,16 @@ def _absmax_quantize(values: F32, block_size: int, limit: int, name: str) -> tup
 
 def pack_int4(quant: npt.NDArray[np.int8]) -> npt.NDArray[np.uint8]:
     """Values in [-8, 7] -> bytes, value 2i in the low nibble of byte i (odd tail: high nibble 0)."""
+    if KERNELS is not None:
+        src = np.ascontiguousarray(quant, dtype=np.int8).reshape(-1)
+        out = np.empty((src.size + 1) // 2, dtype=np.uint8)
+        KERNELS.pack_int4(src, out)
+        return out
+    return _pack_int4(quant)
+
+
+def _pack_int4(quant: npt.NDArray[np.int8]) -> npt.NDArray[np.uint8]:
+    """The numpy reference of :func:`pack_int4`."""
     nibbles = np.asarray(quant, dtype=np.int8).view(np.uint8) & np.uint8(0x0F)
     if nibbles.size % 2:
         nibbles = np.append(nibbles, np.uint8(0))
@@ -212,6 +265,16 @@ def pack_int4(quant: npt.NDArray[np.int8]) -> npt.NDArray[np.uint8]:
 
 def unpack_int4(packed: npt.NDArray[np.uint8]) -> npt.NDArray[np.int8]:
     """Bytes -> 2 × len(packed) values in [-8, 7] (sign-extended nibbles, low nibble first)."""
+    if KERNELS is not None:
+        src = np.ascontiguousarray(packed, dtype=np.uint8).reshape(-1)
+        out = np.empty(2 * src.size, dtype=np.int8)
+        KERNELS.unpack_int4(src, out)
+        return out
+    return _unpack_int4(packed)
+
+
+def _unpack_int4(packed: npt.NDArray[np.uint8]) -> npt.NDArray[np.int8]:
+    """The numpy reference of :func:`unpack_int4`."""
     raw = np.asarray(packed, dtype=np.uint8)
     out = np.empty(2 * raw.size, dtype=np.uint8)
     out[0::2] = raw & np.uint8(0x0F)

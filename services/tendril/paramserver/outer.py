@@ -34,27 +34,14 @@ from types import ModuleType
 import numpy as np
 import numpy.typing as npt
 
-from tendril.core.logs import get_logger
+from tendril.core.kernels import KERNELS
 
 F32 = npt.NDArray[np.float32]
-
-log = get_logger("tendril.paramserver")
-
-
-def _kernels() -> ModuleType | None:
-    try:
-        import tendril_kernels
-    except ImportError as exc:  # (a checkout run without `make venv`): the numpy reference, 5-6× slower
-        log.warning("paramserver.kernels_missing", error=str(exc), using="numpy reference")
-        return None
-    return tendril_kernels
-
 
 # NOTE: the same steps in C (tendril-kernels, ``kernels/`` in the repository): one pass per value
 # with the fused multiply-adds done by the CPU (fmaf), where the numpy reference below needs about
 # 20 passes over float64 temporaries. Measured on a 2-core machine, 100M values: 0.054 s against
 # 0.35 s single-threaded. Tests hold the two to the same bits.
-KERNELS = _kernels()
 
 
 class Scratch:

@@ -1,0 +1,286 @@
+/* The payload codecs' element loops (tendril.core.codecs), one pass each, the GIL released.
+ *
+ *   bf16_encode(src f32, dst u16)          round to nearest even; a NaN stays a quiet NaN
+ *   bf16_decode(src u16, dst f32)          exact
+ *   absmax_quantize(src f32, dst i8, scales f32, block, limit) -> bool
+ *                                          per block: scale = absmax / limit (0: all zero),
+ *                                          q = clip(rint(v / scale), -limit, limit);
+ *                                          False (nothing usable written) when a value is NaN/Inf
+ *   blockwise_decode(src i8, scales f32, block, dst f32)   v = float32(q) * scale
+ *   pack_int4(src i8, dst u8)              value 2i in the low nibble of byte i
+ *   unpack_int4(src u8, dst i8)            sign-extended nibbles, low first
+ *
+ * Each gives the same bytes as the numpy code in tendril.core.codecs (tests/unit/test_kernels.py
+ * holds them to it): IEEE float32 division and multiplication, rintf in the default
+ * round-to-nearest-even mode, no contraction (-ffp-contract=off), no -ffast-math.
+ */
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+/* A C-contiguous buffer of ``obj`` whose items are ``itemsize`` bytes of one of ``formats``. */
+static int get_buffer(PyObject *obj, Py_buffer *view, int writable, const char *name, Py_ssize_t itemsize,
+                      const char *const *formats, const char *what) {
+    int flags = PyBUF_C_CONTIGUOUS | PyBUF_FORMAT | (writable ? PyBUF_WRITABLE : 0);
+    if (PyObject_GetBuffer(obj, view, flags) < 0) {
+        PyErr_Format(PyExc_TypeError, "%s must be a contiguous%s %s buffer", name, writable ? " writable" : "",
+                     what);
+        return -1;
+    }
+    int known = 0;
+    for (const char *const *f = formats; *f != NULL && view->format != NULL; f++)
+        if (strcmp(view->format, *f) == 0) known = 1;
+    if (!known || view->itemsize != itemsize || view->ndim > 1) {
+        PyErr_Format(PyExc_TypeError, "%s must be one-dimensional %s (got format %s, %d dimensions)", name, what,
+                     view->format == NULL ? "?" : view->format, view->ndim);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    if ((uintptr_t)view->buf % (uintptr_t)itemsize != 0) {
+        PyErr_Format(PyExc_ValueError, "%s must start on a %zd-byte boundary", name, itemsize);
+        PyBuffer_Release(view);
+        return -1;
+    }
+    return 0;
+}
+
+static const char *const F32[] = {"f", "<f", "=f", NULL};
+static const char *const U16[] = {"H", "<H", "=H", NULL};
+static const char *const I8[] = {"b", "<b", "=b", NULL};
+static const char *const U8[] = {"B", "<B", "=B", NULL};
+
+#define GET(obj, view, writable, name, size, formats, what) \
+    (get_buffer(obj, view, writable, name, size, formats, what) < 0)
+
+static PyObject *bf16_encode(PyObject *self, PyObject *args) {
+    PyObject *src_o, *dst_o;
+    if (!PyArg_ParseTuple(args, "OO:bf16_encode", &src_o, &dst_o)) return NULL;
+    Py_buffer src, dst;
+    if (GET(src_o, &src, 0, "src", 4, F32, "float32")) return NULL;
+    if (GET(dst_o, &dst, 1, "dst", 2, U16, "uint16")) {
+        PyBuffer_Release(&src);
+        return NULL;
+    }
+    Py_ssize_t n = src.len / 4;
+    if (dst.len / 2 != n) {
+        PyErr_SetString(PyExc_ValueError, "src and dst must hold as many values");
+        PyBuffer_Release(&dst);
+        PyBuffer_Release(&src);
+        return NULL;
+    }
+    const uint32_t *bits = src.buf;
+    uint16_t *out = dst.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) {
+        const uint32_t b = bits[i];
+        const int nan = (b & 0x7F800000u) == 0x7F800000u && (b & 0x007FFFFFu) != 0;
+        const uint32_t rounded = (b + 0x7FFFu + ((b >> 16) & 1u)) >> 16;
+        out[i] = (uint16_t)(nan ? ((b >> 16) | 0x0040u) : rounded);
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&dst);
+    PyBuffer_Release(&src);
+    Py_RETURN_NONE;
+}
+
+static PyObject *bf16_decode(PyObject *self, PyObject *args) {
+    PyObject *src_o, *dst_o;
+    if (!PyArg_ParseTuple(args, "OO:bf16_decode", &src_o, &dst_o)) return NULL;
+    Py_buffer src, dst;
+    if (GET(src_o, &src, 0, "src", 2, U16, "uint16")) return NULL;
+    if (GET(dst_o, &dst, 1, "dst", 4, F32, "float32")) {
+        PyBuffer_Release(&src);
+        return NULL;
+    }
+    Py_ssize_t n = src.len / 2;
+    if (dst.len / 4 != n) {
+        PyErr_SetString(PyExc_ValueError, "src and dst must hold as many values");
+        PyBuffer_Release(&dst);
+        PyBuffer_Release(&src);
+        return NULL;
+    }
+    const uint16_t *in = src.buf;
+    uint32_t *out = dst.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) out[i] = (uint32_t)in[i] << 16;
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&dst);
+    PyBuffer_Release(&src);
+    Py_RETURN_NONE;
+}
+
+static PyObject *absmax_quantize(PyObject *self, PyObject *args) {
+    PyObject *src_o, *dst_o, *scales_o;
+    Py_ssize_t block;
+    int limit;
+    if (!PyArg_ParseTuple(args, "OOOni:absmax_quantize", &src_o, &dst_o, &scales_o, &block, &limit)) return NULL;
+    if (block <= 0 || limit <= 0 || limit > 127) {
+        PyErr_SetString(PyExc_ValueError, "block must be positive and limit in 1..127");
+        return NULL;
+    }
+    Py_buffer src, dst, scales;
+    if (GET(src_o, &src, 0, "src", 4, F32, "float32")) return NULL;
+    if (GET(dst_o, &dst, 1, "dst", 1, I8, "int8")) {
+        PyBuffer_Release(&src);
+        return NULL;
+    }
+    if (GET(scales_o, &scales, 1, "scales", 4, F32, "float32")) {
+        PyBuffer_Release(&dst);
+        PyBuffer_Release(&src);
+        return NULL;
+    }
+    Py_ssize_t n = src.len / 4;
+    Py_ssize_t blocks = (n + block - 1) / block;
+    if (dst.len != n || scales.len / 4 != blocks) {
+        PyErr_SetString(PyExc_ValueError, "dst must hold as many values as src, scales one per block");
+        PyBuffer_Release(&scales);
+        PyBuffer_Release(&dst);
+        PyBuffer_Release(&src);
+        return NULL;
+    }
+    const float *v = src.buf;
+    int8_t *q = dst.buf;
+    float *s = scales.buf;
+    const float lim = (float)limit;
+    int finite = 1;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t k = 0; k < blocks && finite; k++) {
+        const Py_ssize_t a = k * block, b = a + block < n ? a + block : n;
+        float absmax = 0.0f;
+        for (Py_ssize_t i = a; i < b; i++) {
+            const float m = fabsf(v[i]);
+            absmax = m > absmax ? m : absmax;
+            finite &= isfinite(v[i]) != 0;
+        }
+        const float scale = absmax / lim;
+        const float safe = scale > 0.0f ? scale : 1.0f;
+        s[k] = scale;
+        for (Py_ssize_t i = a; i < b; i++) {
+            float r = rintf(v[i] / safe);
+            r = r > lim ? lim : (r < -lim ? -lim : r);
+            q[i] = (int8_t)r;
+        }
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&scales);
+    PyBuffer_Release(&dst);
+    PyBuffer_Release(&src);
+    return PyBool_FromLong(finite);
+}
+
+static PyObject *blockwise_decode(PyObject *self, PyObject *args) {
+    PyObject *src_o, *scales_o, *dst_o;
+    Py_ssize_t block;
+    if (!PyArg_ParseTuple(args, "OOnO:blockwise_decode", &src_o, &scales_o, &block, &dst_o)) return NULL;
+    if (block <= 0) {
+        PyErr_SetString(PyExc_ValueError, "block must be positive");
+        return NULL;
+    }
+    Py_buffer src, scales, dst;
+    if (GET(src_o, &src, 0, "src", 1, I8, "int8")) return NULL;
+    if (GET(scales_o, &scales, 0, "scales", 4, F32, "float32")) {
+        PyBuffer_Release(&src);
+        return NULL;
+    }
+    if (GET(dst_o, &dst, 1, "dst", 4, F32, "float32")) {
+        PyBuffer_Release(&scales);
+        PyBuffer_Release(&src);
+        return NULL;
+    }
+    Py_ssize_t n = src.len;
+    if (dst.len / 4 != n || scales.len / 4 < (n + block - 1) / block) {
+        PyErr_SetString(PyExc_ValueError, "dst must hold as many values as src, scales one per block");
+        PyBuffer_Release(&dst);
+        PyBuffer_Release(&scales);
+        PyBuffer_Release(&src);
+        return NULL;
+    }
+    const int8_t *q = src.buf;
+    const float *s = scales.buf;
+    float *out = dst.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t a = 0; a < n; a += block) {
+        const Py_ssize_t b = a + block < n ? a + block : n;
+        const float scale = s[a / block];
+        for (Py_ssize_t i = a; i < b; i++) out[i] = (float)q[i] * scale;
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&dst);
+    PyBuffer_Release(&scales);
+    PyBuffer_Release(&src);
+    Py_RETURN_NONE;
+}
+
+static PyObject *pack_int4(PyObject *self, PyObject *args) {
+    PyObject *src_o, *dst_o;
+    if (!PyArg_ParseTuple(args, "OO:pack_int4", &src_o, &dst_o)) return NULL;
+    Py_buffer src, dst;
+    if (GET(src_o, &src, 0, "src", 1, I8, "int8")) return NULL;
+    if (GET(dst_o, &dst, 1, "dst", 1, U8, "uint8")) {
+        PyBuffer_Release(&src);
+        return NULL;
+    }
+    Py_ssize_t n = src.len;
+    if (dst.len != (n + 1) / 2) {
+        PyErr_SetString(PyExc_ValueError, "dst must hold (len(src) + 1) // 2 bytes");
+        PyBuffer_Release(&dst);
+        PyBuffer_Release(&src);
+        return NULL;
+    }
+    const uint8_t *in = src.buf;
+    uint8_t *out = dst.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n / 2; i++)
+        out[i] = (uint8_t)((in[2 * i] & 0x0Fu) | ((in[2 * i + 1] & 0x0Fu) << 4));
+    if (n % 2) out[n / 2] = (uint8_t)(in[n - 1] & 0x0Fu);
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&dst);
+    PyBuffer_Release(&src);
+    Py_RETURN_NONE;
+}
+
+static PyObject *unpack_int4(PyObject *self, PyObject *args) {
+    PyObject *src_o, *dst_o;
+    if (!PyArg_ParseTuple(args, "OO:unpack_int4", &src_o, &dst_o)) return NULL;
+    Py_buffer src, dst;
+    if (GET(src_o, &src, 0, "src", 1, U8, "uint8")) return NULL;
+    if (GET(dst_o, &dst, 1, "dst", 1, I8, "int8")) {
+        PyBuffer_Release(&src);
+        return NULL;
+    }
+    Py_ssize_t n = src.len;
+    if (dst.len != 2 * n) {
+        PyErr_SetString(PyExc_ValueError, "dst must hold 2 * len(src) values");
+        PyBuffer_Release(&dst);
+        PyBuffer_Release(&src);
+        return NULL;
+    }
+    const uint8_t *in = src.buf;
+    int8_t *out = dst.buf;
+    Py_BEGIN_ALLOW_THREADS
+    for (Py_ssize_t i = 0; i < n; i++) {
+        out[2 * i] = (int8_t)(((in[i] & 0x0Fu) ^ 8u)) - 8;
+        out[2 * i + 1] = (int8_t)(((in[i] >> 4) ^ 8u)) - 8;
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&dst);
+    PyBuffer_Release(&src);
+    Py_RETURN_NONE;
+}
+
+static PyMethodDef methods[] = {
+    {"bf16_encode", bf16_encode, METH_VARARGS, "bf16_encode(src, dst): float32 -> bf16 bits, nearest even"},
+    {"bf16_decode", bf16_decode, METH_VARARGS, "bf16_decode(src, dst): bf16 bits -> float32"},
+    {"absmax_quantize", absmax_quantize, METH_VARARGS,
+     "absmax_quantize(src, dst, scales, block, limit) -> all finite: blockwise absmax int8/int4 values"},
+    {"blockwise_decode", blockwise_decode, METH_VARARGS, "blockwise_decode(src, scales, block, dst): float32(q) * scale"},
+    {"pack_int4", pack_int4, METH_VARARGS, "pack_int4(src, dst): two values in [-8, 7] per byte, low nibble first"},
+    {"unpack_int4", unpack_int4, METH_VARARGS, "unpack_int4(src, dst): bytes -> sign-extended nibbles"},
+    {NULL, NULL, 0, NULL},
+};
+
+static struct PyModuleDef module = {PyModuleDef_HEAD_INIT, "_codecs", NULL, -1, methods};
+
+PyMODINIT_FUNC PyInit__codecs(void) { return PyModule_Create(&module); }
