@@ -652,6 +652,7 @@ def _tendril_rounds(run: dict[str, Any]) -> list[dict[str, Any]]:
                 "last_push_done": max(s["pushed"] for s in stamps) - begin,
                 "ps_close": (ready[r] - closed[r]) if r in ready and r in closed else None,
                 "parts": parts,
+                "window": (begin, max(s["end"] for s in stamps)),
                 "bytes_sent": [s["bytes_sent"] for s in stamps],
                 "bytes_received": [s["bytes_received"] for s in stamps],
             }
@@ -717,6 +718,9 @@ def figures(runs: list[dict[str, Any]], rounds: int, section: dict[str, Any]) ->
                         "rounds": rounds,
                         "warmup_rounds": WARMUP,
                         "sync_seconds_rounds": [_r(m["seconds"]) for m in measured],
+                        # (first start, last end) of each round on CLOCK_MONOTONIC: lines up with
+                        # `perf record -k CLOCK_MONOTONIC` samples of the same run.
+                        "round_windows_monotonic": [m["window"] for m in measured],
                         # As the baseline is defined (max over workers of each one's own time),
                         # which leaves out how much later than the first one a worker left the barrier.
                         "sync_seconds_per_process_max_rounds": [_r(m["per_process"]) for m in measured],

@@ -166,6 +166,28 @@ def test_delta_and_update_round_trip(tmp_path: Path) -> None:
     assert all(same[k] is start[k] and torch.equal(same[k], theta[k]) for k in start)
 
 
+def test_apply_update_in_place_gives_torch_add_bits() -> None:
+    """θ + u in place (one numpy add, off torch's thread pool) equals torch's add, bit for bit,
+    for contiguous and strided θ, a bf16 update and a θ that needs torch (requires grad)."""
+    gen = torch.Generator().manual_seed(3)
+    start = {
+        "a": torch.randn(1001, generator=gen),
+        "b": torch.randn(64, 48, generator=gen).t(),  # strided
+        "c": torch.randn(33, generator=gen) * 1e-38,  # subnormal sums
+    }
+    update = {
+        "a": torch.randn(1001, generator=gen) * 1e-3,
+        "b": (torch.randn(48, 64, generator=gen) * 1e-3).to(torch.bfloat16),
+        "c": torch.randn(33, generator=gen) * 1e-39,
+    }
+    want = {k: v + update[k].to(torch.float32) for k, v in start.items()}
+    got = apply_update({k: v.clone() if k != "b" else v for k, v in start.items()}, update, in_place=True)
+    assert all(torch.equal(got[k].view(torch.int32), want[k].view(torch.int32)) for k in want)
+    leaf = {"w": torch.zeros(5, requires_grad=True)}
+    with pytest.raises(RuntimeError):  # as torch's add_ on a leaf that requires grad
+        apply_update(leaf, {"w": torch.ones(5)}, in_place=True)
+
+
 def test_load_into_keeps_optimizer_state() -> None:
     model = build_model(MODEL, 2)
     opt = torch.optim.AdamW(model.parameters(), lr=0.01)
