@@ -8,7 +8,7 @@
   ``"baseline"`` (libm's ``fmaf``: the same bits, slower).
 - the payload codecs' loops (``_codecs.c``): :func:`bf16_encode`, :func:`bf16_decode`,
   :func:`absmax_quantize` (int8/int4 blocks), :func:`blockwise_decode`, :func:`pack_int4`,
-  :func:`unpack_int4`, each writing into buffers the caller gives.
+  :func:`unpack_int4`, each writing into buffers the caller gives, and :func:`all_finite`.
 
 ``tendril.paramserver.outer`` and ``tendril.core.codecs`` keep the numpy references they are
 tested against, bit for bit.
@@ -16,6 +16,7 @@ tested against, bit for bit.
 
 from tendril_kernels._codecs import (
     absmax_quantize,
+    all_finite,
     bf16_decode,
     bf16_encode,
     blockwise_decode,
@@ -27,6 +28,7 @@ from tendril_kernels._outer import VARIANT, fold, nesterov
 __all__ = [
     "VARIANT",
     "absmax_quantize",
+    "all_finite",
     "bf16_decode",
     "bf16_encode",
     "blockwise_decode",

@@ -9,6 +9,7 @@
  *   blockwise_decode(src i8, scales f32, block, dst f32)   v = float32(q) * scale
  *   pack_int4(src i8, dst u8)              value 2i in the low nibble of byte i
  *   unpack_int4(src u8, dst i8)            sign-extended nibbles, low first
+ *   all_finite(src f32) -> bool            no NaN or Inf among the values
  *
  * Each gives the same bytes as the numpy code in tendril.core.codecs (tests/unit/test_kernels.py
  * holds them to it): IEEE float32 division and multiplication, rintf in the default
@@ -270,7 +271,30 @@ static PyObject *unpack_int4(PyObject *self, PyObject *args) {
     Py_RETURN_NONE;
 }
 
+static PyObject *all_finite(PyObject *self, PyObject *args) {
+    PyObject *src_o;
+    if (!PyArg_ParseTuple(args, "O:all_finite", &src_o)) return NULL;
+    Py_buffer src;
+    if (GET(src_o, &src, 0, "src", 4, F32, "float32")) return NULL;
+    const uint32_t *bits = src.buf;
+    Py_ssize_t n = src.len / 4;
+    int finite = 1;
+    Py_BEGIN_ALLOW_THREADS
+    /* Blocks of 4096 values: a branch-free test per value (all exponent bits set: Inf or NaN),
+     * one early exit per block. */
+    for (Py_ssize_t a = 0; a < n && finite; a += 4096) {
+        const Py_ssize_t b = a + 4096 < n ? a + 4096 : n;
+        uint32_t bad = 0;
+        for (Py_ssize_t i = a; i < b; i++) bad |= (uint32_t)((bits[i] & 0x7F800000u) == 0x7F800000u);
+        finite = bad == 0;
+    }
+    Py_END_ALLOW_THREADS
+    PyBuffer_Release(&src);
+    return PyBool_FromLong(finite);
+}
+
 static PyMethodDef methods[] = {
+    {"all_finite", all_finite, METH_VARARGS, "all_finite(src) -> whether no float32 value is NaN or Inf"},
     {"bf16_encode", bf16_encode, METH_VARARGS, "bf16_encode(src, dst): float32 -> bf16 bits, nearest even"},
     {"bf16_decode", bf16_decode, METH_VARARGS, "bf16_decode(src, dst): bf16 bits -> float32"},
     {"absmax_quantize", absmax_quantize, METH_VARARGS,

@@ -194,3 +194,17 @@ def test_codec_kernels_refuse_wrong_buffers() -> None:
         kernels.absmax_quantize(f32, np.zeros(16, dtype=np.int8), np.zeros(4, dtype=np.float32), 4, 300)
     with pytest.raises(ValueError, match="bytes"):
         kernels.pack_int4(np.zeros(5, dtype=np.int8), np.zeros(2, dtype=np.uint8))
+
+
+def test_all_finite_kernel_finds_every_nan_and_inf() -> None:
+    rng = np.random.default_rng(23)
+    v = _codec_inputs(rng, 10_001)
+    assert kernels.all_finite(v) and codecs.all_finite(v) and kernels.all_finite(v[:0])
+    for at in (0, 4095, 4096, 8191, 10_000):  # block edges and the tail
+        for bad in (np.nan, np.inf, -np.inf):
+            w = v.copy()
+            w[at] = bad
+            assert not kernels.all_finite(w) and not codecs.all_finite(w)
+            assert not codecs.all_finite(w.astype(np.float64))  # (other dtypes: numpy)
+    with pytest.raises(TypeError, match="float32"):
+        kernels.all_finite(np.zeros(4, dtype=np.float64))

@@ -442,7 +442,7 @@ def convert_file(
                 for src_spec, spec in zip(src_layout.tensors, layout.tensors, strict=True):
                     for a, b in pieces(spec.numel, step):
                         values = read_values(src_fd, src_layout, src_spec, a, b)
-                        if check_finite and not np.isfinite(values).all():
+                        if check_finite and not codecs.all_finite(values):
                             raise CodecError(f"tensor {spec.name!r} holds NaN or Inf values; refusing to send it")
                         write_values(fd, layout, spec, a, values)
             finally:
@@ -477,11 +477,11 @@ def all_finite(path: str | os.PathLike[str], layout: Layout) -> str | None:
                 # Blockwise values are finite by construction; only the scales can be NaN/Inf.
                 count = (spec.scales_end - spec.scales_begin) // 4
                 scales = read_array(fd, layout.header_size + spec.scales_begin, np.float32, count)
-                if not np.isfinite(scales).all():
+                if not codecs.all_finite(scales):
                     return spec.name
                 continue
             for a, b in pieces(spec.numel):
-                if not np.isfinite(read_values(fd, layout, spec, a, b)).all():
+                if not codecs.all_finite(read_values(fd, layout, spec, a, b)):
                     return spec.name
     finally:
         os.close(fd)

@@ -139,7 +139,7 @@ def first_non_finite(view: memoryview, layout: Layout) -> str | None:
         if wire.blockwise:
             # Blockwise (and sparse) values are finite by construction; only the scales can be NaN/Inf.
             count = (spec.scales_end - spec.scales_begin) // 4
-            if not np.isfinite(_array(view, np.float32, layout.header_size + spec.scales_begin, count)).all():
+            if not codecs.all_finite(_array(view, np.float32, layout.header_size + spec.scales_begin, count)):
                 return spec.name
             continue
         start = layout.header_size + spec.begin
@@ -149,7 +149,7 @@ def first_non_finite(view: memoryview, layout: Layout) -> str | None:
                 # All exponent bits set: Inf or NaN (checked on the bits, nothing decoded).
                 if ((raw & np.uint16(0x7F80)) == np.uint16(0x7F80)).any():
                     return spec.name
-            elif not np.isfinite(raw).all():
+            elif not codecs.all_finite(raw):
                 return spec.name
     return None
 
