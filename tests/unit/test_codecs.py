@@ -144,3 +144,40 @@ def test_read_layout_rejects_bad_files(tmp_path: Path) -> None:
         f.write(b"extra")
     with pytest.raises(tensorfile.TensorFileError, match="bytes but its header describes"):
         tensorfile.read_layout(bad)
+
+
+def _repeats_by_unique(encoded: np.ndarray, numel: int, chunk: int) -> bool:
+    """The plain definition: two used slots name the same position of the tensor."""
+    slots = codecs.sparse_slots(numel, chunk)
+    indices = encoded[: 2 * slots].view(np.uint16).astype(np.int64)
+    used = indices != codecs.SPARSE_UNUSED
+    positions = (np.arange(slots) // codecs.SPARSE_TOP_K)[used] * chunk + indices[used]
+    return bool(np.unique(positions).size != positions.size)
+
+
+@pytest.mark.parametrize("numel", [4096 * 5, 4096 * 5 + 40, 4096 * 5 + 3000])
+def test_sparse_check_finds_repeated_indices_within_a_chunk(numel: int) -> None:
+    """Per-chunk sorting finds exactly the repeats np.unique over all positions finds: within full
+    chunks and the short last one; unused slots (0xFFFF) and equal indices of two chunks are fine."""
+    rng = np.random.default_rng(31)
+    values = rng.standard_normal(numel).astype(np.float32)
+    values[: 4096 - 10] = 0.0  # the first chunk keeps only 10 values: 54 unused slots
+    chunk = codecs.SPARSE_CHUNK
+    encoded, _ = codecs.sparse_encode(values, chunk)
+    assert codecs.sparse_check(encoded, numel, chunk) is None
+    slots = codecs.sparse_slots(numel, chunk)
+    indices = encoded[: 2 * slots].view(np.uint16)  # (a view: edits change `encoded`)
+    top = codecs.SPARSE_TOP_K
+    cases = [(top + 5, top + 9), (slots - 1, slots - 2), (3 * top, 3 * top + top - 1)]
+    for a, b in cases:
+        broken = encoded.copy()
+        view = broken[: 2 * slots].view(np.uint16)
+        view[a] = view[b]
+        assert _repeats_by_unique(broken, numel, chunk)
+        assert codecs.sparse_check(broken, numel, chunk) == "an index is repeated"
+    same_across = encoded.copy()
+    view = same_across[: 2 * slots].view(np.uint16)
+    view[2 * top] = indices[top]  # chunk 2's first slot takes chunk 1's first index
+    if view[2 * top] not in view[2 * top + 1 : 3 * top]:
+        assert not _repeats_by_unique(same_across, numel, chunk)
+        assert codecs.sparse_check(same_across, numel, chunk) is None
