@@ -148,13 +148,18 @@ def all_finite(values: npt.NDArray[Any]) -> bool:
 # -- bf16 -------------------------------------------------------------------------------
 
 
+def _elementwise(kernel: Callable[[Any, Any], None], values: npt.NDArray[Any], src: Any, dst: Any) -> Any:
+    """``kernel(src_buffer, dst_buffer)`` over ``values`` as ``src``, into a new ``dst`` array of its shape."""
+    flat = np.ascontiguousarray(values, dtype=src).reshape(-1)
+    out = np.empty(flat.size, dtype=dst)
+    kernel(flat, out)
+    return out.reshape(np.shape(values))
+
+
 def bf16_from_fp32(values: F32) -> npt.NDArray[np.uint16]:
     """fp32 -> bf16 bit patterns (uint16), round to nearest even."""
     if KERNELS is not None:
-        src = np.ascontiguousarray(values, dtype=np.float32).reshape(-1)
-        out = np.empty(src.size, dtype=np.uint16)
-        KERNELS.bf16_encode(src, out)
-        return out.reshape(np.shape(values))
+        return _elementwise(KERNELS.bf16_encode, values, np.float32, np.uint16)
     return _bf16_from_fp32(values)
 
 
@@ -174,10 +179,7 @@ def _bf16_from_fp32(values: F32) -> npt.NDArray[np.uint16]:
 def fp32_from_bf16(bits: npt.NDArray[np.uint16]) -> F32:
     """bf16 bit patterns -> fp32 (exact)."""
     if KERNELS is not None:
-        src = np.ascontiguousarray(bits, dtype=np.uint16).reshape(-1)
-        out = np.empty(src.size, dtype=np.float32)
-        KERNELS.bf16_decode(src, out)
-        return out.reshape(np.shape(bits))
+        return _elementwise(KERNELS.bf16_decode, bits, np.uint16, np.float32)
     return _fp32_from_bf16(bits)
 
 
