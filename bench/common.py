@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import socket
 import subprocess
 import sys
@@ -16,6 +17,12 @@ from tendril.core.process import child_env
 # NOTE: bench is run from the checkout (`python -m bench`), not installed; its child processes
 # start with PYTHONSAFEPATH (no working directory on sys.path), so they get the checkout here.
 CHECKOUT = str(Path(__file__).resolve().parent.parent)
+# The checkout's source roots come first on a child's path: a bench run from another checkout
+# (an older commit in a git worktree, to compare) then measures that checkout's services and
+# executors, not the ones the virtual environment's editable install points at.
+SOURCE_PATH = os.pathsep.join(
+    [CHECKOUT, *(str(Path(CHECKOUT) / root) for root in ("services", "executors", "clients/python"))]
+)
 GIB = 1024**3
 MIB = 1024**2
 
@@ -47,7 +54,7 @@ def free_port() -> int:
 
 def data_plane_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """Environment of a data-plane process: malloc tuned from its first instruction (REFERENCE §C)."""
-    return child_env({"PYTHONPATH": CHECKOUT, **(extra or {})})
+    return child_env({"PYTHONPATH": SOURCE_PATH, **(extra or {})})
 
 
 def spawn_python(args: list[str], *, log: Path, env: Mapping[str, str] | None = None) -> subprocess.Popen[bytes]:

@@ -41,9 +41,10 @@ import numpy as np
 import numpy.typing as npt
 
 from tendril.core import codecs, tensorfile
+from tendril.core.kernels import KERNELS
 from tendril.core.streaming import DEFAULT_DIGEST, Digest, new_hash
 from tendril.core.tensorfile import Layout, TensorSpec
-from tendril.paramserver.outer import KERNELS, Scratch, step_in_place
+from tendril.paramserver.outer import Scratch, step_in_place
 
 F32 = npt.NDArray[np.float32]
 
