@@ -208,3 +208,38 @@ def test_all_finite_kernel_finds_every_nan_and_inf() -> None:
             assert not codecs.all_finite(w.astype(np.float64))  # (other dtypes: numpy)
     with pytest.raises(TypeError, match="float32"):
         kernels.all_finite(np.zeros(4, dtype=np.float64))
+
+
+def test_misaligned_payloads_go_through_the_kernels_copied(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A payload whose header leaves its tensors off float32's alignment (a writer may pad it to any
+    byte) folds to the same bits as numpy's, and the codecs decode such views too."""
+    import json
+
+    n = 10_001
+    rng = np.random.default_rng(41)
+    delta = _values(rng, n, 1e-2)
+    text = json.dumps({"t": {"dtype": "F32", "shape": [n], "data_offsets": [0, 4 * n]}}).encode()
+    text += b" " * ((-(8 + len(text)) % 4) + 1)  # 8 + len(text) ≡ 1 (mod 4): every value misaligned
+    raw = bytearray(len(text).to_bytes(8, "little") + text + delta.tobytes())
+    view = memoryview(raw)
+    layout = aggregate.payload_layout(view)
+    assert layout.header_size % 4 == 1
+    theta_layout, _ = tensorfile.plan_layout([("t", (n,))], "fp32")
+    start = _values(rng, n, 1.0)
+    sums = []
+    for impl in (kernels, None):
+        monkeypatch.setattr(aggregate, "KERNELS", impl)
+        acc = Accumulator(theta_layout, memoryview(bytearray(start.tobytes())))
+        acc.empty = False
+        acc.fold("w", 0.5, view, layout)
+        sums.append(acc.values.copy())
+    np.testing.assert_array_equal(_bits(sums[0]), _bits(sums[1]))
+    odd = np.frombuffer(raw, dtype=np.uint8)[1 : 1 + 2 * 999].view(np.uint16)  # a misaligned uint16 view
+    assert not odd.flags.aligned
+    np.testing.assert_array_equal(_bits(codecs.fp32_from_bf16(odd)), _bits(codecs._fp32_from_bf16(odd)))
+    floats = np.frombuffer(raw, dtype=np.uint8)[1 : 1 + 4 * 999].view(np.float32)
+    assert codecs.all_finite(floats) == bool(np.isfinite(floats).all())
+    quant = rng.integers(-127, 128, 999, dtype=np.int8)
+    np.testing.assert_array_equal(
+        _bits(codecs.int8_decode(quant, floats[:4], 256)), _bits(codecs._int8_decode(quant, floats[:4], 256))
+    )
