@@ -138,7 +138,7 @@ class Codec:
         return block_size
 
 
-def _for_kernel(values: Any, dtype: Any) -> npt.NDArray[Any]:
+def for_kernel(values: Any, dtype: Any) -> npt.NDArray[Any]:
     """``values`` as a flat, C-contiguous and aligned array of ``dtype``: what the C loops take.
 
     # NOTE: aligned too, not only contiguous: a payload's tensors start where its sender's header
@@ -151,7 +151,7 @@ def _for_kernel(values: Any, dtype: Any) -> npt.NDArray[Any]:
 def all_finite(values: npt.NDArray[Any]) -> bool:
     """Whether no value of a float array is NaN or Inf (one pass, no temporary, for float32)."""
     if KERNELS is not None and values.dtype == np.float32:
-        return bool(KERNELS.all_finite(_for_kernel(values, np.float32)))
+        return bool(KERNELS.all_finite(for_kernel(values, np.float32)))
     return bool(np.isfinite(values).all())
 
 
@@ -160,7 +160,7 @@ def all_finite(values: npt.NDArray[Any]) -> bool:
 
 def _elementwise(kernel: Callable[[Any, Any], None], values: npt.NDArray[Any], src: Any, dst: Any) -> Any:
     """``kernel(src_buffer, dst_buffer)`` over ``values`` as ``src``, into a new ``dst`` array of its shape."""
-    flat = _for_kernel(values, src)
+    flat = for_kernel(values, src)
     out = np.empty(flat.size, dtype=dst)
     kernel(flat, out)
     return out.reshape(np.shape(values))
@@ -214,9 +214,9 @@ def int8_encode(values: F32, block_size: int) -> tuple[npt.NDArray[np.int8], F32
 def int8_decode(quant: npt.NDArray[np.int8], scales: F32, block_size: int) -> F32:
     """(int8 values, fp32 scale per block) -> flat fp32."""
     if KERNELS is not None:
-        src = _for_kernel(quant, np.int8)
+        src = for_kernel(quant, np.int8)
         out = np.empty(src.size, dtype=np.float32)
-        KERNELS.blockwise_decode(src, _for_kernel(scales, np.float32), block_size, out)
+        KERNELS.blockwise_decode(src, for_kernel(scales, np.float32), block_size, out)
         return out
     return _int8_decode(quant, scales, block_size)
 
@@ -235,7 +235,7 @@ INT4_MAX = 7
 
 def _absmax_quantize(values: F32, block_size: int, limit: int, name: str) -> tuple[npt.NDArray[np.int8], F32]:
     if KERNELS is not None:
-        src = _for_kernel(values, np.float32)
+        src = for_kernel(values, np.float32)
         quant = np.empty(src.size, dtype=np.int8)
         scales = np.empty(int8_scale_count(src.size, block_size), dtype=np.float32)
         if not KERNELS.absmax_quantize(src, quant, scales, block_size, limit):
@@ -247,7 +247,7 @@ def _absmax_quantize(values: F32, block_size: int, limit: int, name: str) -> tup
 def _absmax_quantize_numpy(values: F32, block_size: int, limit: int, name: str) -> tuple[npt.NDArray[np.int8], F32]:
     """The numpy reference of :func:`_absmax_quantize`."""
     flat = np.ascontiguousarray(values, dtype=np.float32).reshape(-1)
-    if not all_finite(flat):
+    if not np.isfinite(flat).all():
         raise CodecError(f"{name} cannot encode NaN or Inf values")
     blocks = int8_scale_count(flat.size, block_size)
     padded = flat
@@ -267,7 +267,7 @@ def _absmax_quantize_numpy(values: F32, block_size: int, limit: int, name: str) 
 def pack_int4(quant: npt.NDArray[np.int8]) -> npt.NDArray[np.uint8]:
     """Values in [-8, 7] -> bytes, value 2i in the low nibble of byte i (odd tail: high nibble 0)."""
     if KERNELS is not None:
-        src = _for_kernel(quant, np.int8)
+        src = for_kernel(quant, np.int8)
         out = np.empty((src.size + 1) // 2, dtype=np.uint8)
         KERNELS.pack_int4(src, out)
         return out
@@ -285,7 +285,7 @@ def _pack_int4(quant: npt.NDArray[np.int8]) -> npt.NDArray[np.uint8]:
 def unpack_int4(packed: npt.NDArray[np.uint8]) -> npt.NDArray[np.int8]:
     """Bytes -> 2 × len(packed) values in [-8, 7] (sign-extended nibbles, low nibble first)."""
     if KERNELS is not None:
-        src = _for_kernel(packed, np.uint8)
+        src = for_kernel(packed, np.uint8)
         out = np.empty(2 * src.size, dtype=np.int8)
         KERNELS.unpack_int4(src, out)
         return out

@@ -288,8 +288,8 @@ class Accumulator:
                 values = decode(payload, layout, source, a, b)
                 # (the first fold: 0 + w·Δ, exactly what adding it to zeros gives, -0.0 included)
                 if KERNELS is not None:
-                    # (a payload whose tensors start off float32's alignment: copied, see codecs._for_kernel)
-                    KERNELS.fold(acc[a:b], values if values.flags.aligned else values.copy(), float(w), first)
+                    # (a payload whose tensors start off float32's alignment: copied, see codecs.for_kernel)
+                    KERNELS.fold(acc[a:b], codecs.for_kernel(values, np.float32), float(w), first)
                 else:
                     product = scratch[: b - a]
                     np.multiply(values, w, out=product)
