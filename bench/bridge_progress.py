@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.common import free_port, spawn_python, stop, wait_for_port
+from bench.common import spawn_on_free_ports, spawn_python, stop
 from bench.progress_bridge import BARE_SOCKET, BRIDGE_SOCKET, FORWARD_SOCKET
 from tendril.bridge.auth import TOKEN_ENV
 from tendril.bridge.server import MAX_SOCKET_PATH_BYTES
@@ -92,17 +92,17 @@ def measure(workdir: Path, calls: int = CALLS, warmup: int = WARMUP) -> dict[str
     base.mkdir(parents=True, exist_ok=True)
     if len(str(base / BRIDGE_SOCKET).encode()) > MAX_SOCKET_PATH_BYTES:
         raise RuntimeError(f"{base} is too deep for a Unix socket path; run the bench from a shorter TMPDIR")
-    scheduler_port, bare_port, data_port = free_port(), free_port(), free_port()
     env = {TOKEN_ENV: secrets.token_hex(16)}
     procs: list[subprocess.Popen[bytes]] = []
     try:
-        scheduler = spawn_python(
-            ["-m", "bench.progress_scheduler", str(scheduler_port), str(bare_port), str(data_port)],
-            log=base / "scheduler.log",
+        scheduler, (scheduler_port, bare_port, data_port) = spawn_on_free_ports(
+            3,
+            lambda ports: spawn_python(
+                ["-m", "bench.progress_scheduler", *map(str, ports)], log=base / "scheduler.log"
+            ),
+            base / "scheduler.log",
         )
         procs.append(scheduler)
-        for port in (scheduler_port, bare_port, data_port):
-            wait_for_port(port, scheduler)
         bridge = spawn_python(
             [
                 "-m",

@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -91,6 +91,43 @@ def wait_for_port(port: int, proc: subprocess.Popen[bytes], timeout: float = 60.
                 return
         time.sleep(0.05)
     raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout} s")
+
+
+# A port found free can be taken by another process before the child binds it; a child that
+# reports exactly that is started again on other ports.
+PORT_TAKEN_MARKERS = ("already in use", "Address already in use", "PORT_IN_USE")
+PORT_ATTEMPTS = 5
+
+
+def spawn_on_free_ports(
+    count: int, start: Callable[[list[int]], subprocess.Popen[bytes]], log: Path, *, timeout: float = 60.0
+) -> tuple[subprocess.Popen[bytes], list[int]]:
+    """``start(ports)`` with ``count`` ports free a moment ago, once it listens on all of them.
+
+    ``log`` is the child's log: when the child exits before listening and the log says a port
+    was taken meanwhile, it is started again on new ports (at most PORT_ATTEMPTS times); any
+    other early exit raises at once.
+    """
+    for attempt in range(1, PORT_ATTEMPTS + 1):
+        ports = [free_port() for _ in range(count)]
+        mark = log.stat().st_size if log.exists() else 0
+        proc = start(ports)
+        try:
+            for port in ports:
+                wait_for_port(port, proc, timeout)
+        except RuntimeError:
+            stop(proc)
+            with open(log, "rb") as f:
+                f.seek(mark)
+                said = f.read().decode(errors="replace")
+            if attempt < PORT_ATTEMPTS and any(m in said for m in PORT_TAKEN_MARKERS):
+                continue
+            raise
+        except BaseException:
+            stop(proc)
+            raise
+        return proc, ports
+    raise AssertionError("unreachable")
 
 
 def write_pattern_file(path: Path, size: int) -> None:

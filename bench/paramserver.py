@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import threading
 import time
 from pathlib import Path
@@ -21,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from bench.common import MIB, Figure, free_port, spawn_python, stop, wait_for_port
+from bench.common import MIB, Figure, spawn_on_free_ports, spawn_python, stop
 
 PUSHERS = 8
 METADATA_BYTES = 1024 * 1024  # state.json and the commit records, beside the checkpoint
@@ -124,20 +125,25 @@ def measure(workdir: Path, model_bytes: int = 256 * MIB) -> list[Figure]:
     _model(delta, model_bytes, 1, 1e-3)
     theta_bytes = theta.stat().st_size
     state = workdir / "ps-state"
-    port = free_port()
     config = workdir / "ps-config.json"
-    config.write_text(
-        json.dumps(
-            {
-                "worker": {"id": "bench", "state_dir": str(state)},
-                "paramserver": {"listen": f"127.0.0.1:{port}", "data_listen": f"127.0.0.1:{free_port()}"},
-                "telemetry": {"log_level": "warning", "log_format": "json"},
-            }
+
+    def start(ports: list[int]) -> subprocess.Popen[bytes]:
+        listen, data = ports
+        config.write_text(
+            json.dumps(
+                {
+                    "worker": {"id": "bench", "state_dir": str(state)},
+                    "paramserver": {"listen": f"127.0.0.1:{listen}", "data_listen": f"127.0.0.1:{data}"},
+                    "telemetry": {"log_level": "warning", "log_format": "json"},
+                }
+            )
         )
-    )
-    proc = spawn_python(["-m", "tendril.paramserver", "--config-json", str(config)], log=workdir / "paramserver.log")
+        return spawn_python(
+            ["-m", "tendril.paramserver", "--config-json", str(config)], log=workdir / "paramserver.log"
+        )
+
+    proc, (port, _) = spawn_on_free_ports(2, start, workdir / "paramserver.log")
     try:
-        wait_for_port(port, proc)
         idle_kib = _status_kib(proc.pid, "VmRSS")
         with RssSampler(proc.pid) as sampler:
             run = asyncio.run(_drive(f"127.0.0.1:{port}", theta, delta, workdir, proc.pid))

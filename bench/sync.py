@@ -68,7 +68,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from bench.common import Figure, free_port, spawn_python, stop, wait_for_port
+from bench.common import Figure, spawn_on_free_ports, spawn_python, stop
 
 if TYPE_CHECKING:
     import grpc
@@ -514,24 +514,28 @@ def measure(
     else:
         work_root.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix="tendril-sync-work-", dir=work_root))
-    port = free_port()
     config = workdir / "sync-ps-config.json"
-    config.write_text(
-        json.dumps(
-            {
-                "worker": {"id": "sync-bench", "state_dir": str(state)},
-                "paramserver": {"listen": f"127.0.0.1:{port}"},
-                "telemetry": {"log_level": "warning", "log_format": "json"},
-            }
+
+    def start(ports: list[int]) -> subprocess.Popen[bytes]:
+        config.write_text(
+            json.dumps(
+                {
+                    "worker": {"id": "sync-bench", "state_dir": str(state)},
+                    "paramserver": {"listen": f"127.0.0.1:{ports[0]}"},
+                    "telemetry": {"log_level": "warning", "log_format": "json"},
+                }
+            )
         )
-    )
+        return spawn_python(
+            ["-m", "tendril.paramserver", "--config-json", str(config)], log=workdir / "sync-paramserver.log"
+        )
+
     # NOTE: the store listens on a port the OS picks (no window in which another process could
     # take it); it goes away with the object, which the `finally` below drops.
     store = dist.TCPStore("127.0.0.1", 0, None, True, wait_for_workers=False, timeout=STORE_TIMEOUT)
-    ps = spawn_python(["-m", "tendril.paramserver", "--config-json", str(config)], log=workdir / "sync-paramserver.log")
+    ps, (port,) = spawn_on_free_ports(1, start, workdir / "sync-paramserver.log")
     workers: list[subprocess.Popen[bytes]] = []
     try:
-        wait_for_port(port, ps)
         for rank in range(WORLD):
             workers.append(
                 spawn_python(
