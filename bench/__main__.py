@@ -107,6 +107,13 @@ def main() -> int:
         "on a file system held in memory, such as /dev/shm, Δ and u go into files kept from round to round)",
     )
     parser.add_argument(
+        "--sync-handoff-dir",
+        type=lambda value: Path(value) if value else None,
+        default=sync.DEFAULT_HANDOFF_DIR,
+        help="round sync: where each worker's handoff/ folder goes, as a worker's job.handoff_dir "
+        f"(default {sync.DEFAULT_HANDOFF_DIR}; '' offers none: Δ and u then go to updates/ in the work dir)",
+    )
+    parser.add_argument(
         "--gateway-backend",
         default="memory",
         choices=sorted(gateway.BACKENDS),
@@ -192,6 +199,7 @@ def main() -> int:
                 [c.strip() for c in args.sync_codecs.split(",") if c.strip()],
                 args.sync_rounds,
                 work_root=args.sync_work_dir,
+                handoff_dir=args.sync_handoff_dir,
             ),
             "streams": lambda: streams.measure(work),
             "bridge": lambda: external.bridge_report_progress(work),

@@ -28,9 +28,12 @@ Processes:
     call with ``reuse_files``, as the executor asks for it), ``load_params`` and
     ``apply_update`` (θ + u); seconds = from the barrier to the moment the last worker has
     θ_new in memory. The work dirs are in the bench's temporary folder unless
-    ``--sync-work-dir`` names another: on a file system held in memory (/dev/shm) Δ and u go
-    into files kept from round to round (``tendril_sdk.files``; the first two rounds write
-    them afresh), elsewhere into new files, as on a worker.
+    ``--sync-work-dir`` names another, each made as a worker makes it: ``updates/``, and
+    ``handoff/`` linked to a folder of its own under ``--sync-handoff-dir`` (as a worker's
+    ``job.handoff_dir``, /dev/shm by default) where that is held in memory. Each worker puts Δ
+    and u where the DiLoCo executor would (``tendril_sdk.handoff_folder``): in files kept from
+    round to round on a file system held in memory (``tendril_sdk.files``; the first two rounds
+    write them afresh), else into new files in ``updates/``.
 
 The orchestrator also reads the ParameterServer's CPU time (user and system, all its threads,
 ``/proc/<pid>/stat``) from the moment a run's workers start until the server is idle after its
@@ -84,6 +87,7 @@ DELTA_SCALE = 1e-3
 DEFAULT_SIZES_MB = (40, 400)
 DEFAULT_CODECS = ("fp32", "bf16", "int8", "int4", "sparse")
 DEFAULT_ROUNDS = 4  # the first one is warm-up
+DEFAULT_HANDOFF_DIR = Path("/dev/shm")  # as a worker's job.handoff_dir
 WARMUP = 1
 STORE_TIMEOUT = timedelta(seconds=600)
 PULL_TIMEOUT_S = 600.0
@@ -208,15 +212,18 @@ class GlooBaseline:
 
 
 class KeptFiles:
-    """A worker's files kept from round to round, as its executor (Δ) and bridge (u) keep them."""
+    """A worker's files kept from round to round, as its executor (Δ) and bridge (u) keep them,
+    in the hand-off folder the executor picks for a model of ``nbytes`` (tendril_sdk.handoff_folder):
+    handoff/ (held in memory) where the worker offers it and they fit, else updates/."""
 
-    def __init__(self, work: Path) -> None:
+    def __init__(self, work: Path, nbytes: int) -> None:
         from tendril_diloco.params import HandOff
-        from tendril_sdk.files import Reusable
+        from tendril_sdk.files import Reusable, handoff_folder
 
-        folder = work / "updates" / ".reused"
-        self.delta = HandOff(folder, "delta")
-        self.update = Reusable(folder, "update")
+        self.name = handoff_folder(work, nbytes)
+        self.folder = work / self.name
+        self.delta = HandOff(self.folder / ".reused", "delta")
+        self.update = Reusable(self.folder / ".reused", "update")
 
 
 async def tendril_round(
@@ -236,8 +243,8 @@ async def tendril_round(
     from tendril.core import tensorstream
     from tendril_diloco.params import apply_update, load_params
 
-    delta_path = work / "updates" / f"delta-{round:05d}.safetensors"
-    update_path = work / "updates" / f"update-{round:05d}.safetensors"
+    delta_path = kept.folder / f"delta-{round:05d}.safetensors"
+    update_path = kept.folder / f"update-{round:05d}.safetensors"
     barrier("tendril")
     start = time.monotonic()
     kept.delta.write(delta, delta_path)
@@ -299,19 +306,19 @@ async def run_worker(args: argparse.Namespace) -> None:
         dist.barrier()
 
     work = Path(args.work)
-    kept = KeptFiles(work)
     try:
         async with open_channel(args.paramserver, peer_id=f"sync-w{rank}") as channel:
             for mb in args.sizes_mb:
                 counts = tensor_counts(mb * MB)
                 delta = make_tensors(counts, DELTA_SEED + rank, DELTA_SCALE)
                 gloo = GlooBaseline(counts, delta)
+                kept = KeptFiles(work, mb * MB)
                 for codec in args.codecs:
                     rid = run_id(mb, codec)
                     theta = make_tensors(counts, THETA_SEED, 1.0)  # θ0, as the PS holds it
                     store.wait([f"{rid}/open"])
                     quiet.clear()
-                    result: dict[str, Any] = {"gloo": [], "tendril": []}
+                    result: dict[str, Any] = {"gloo": [], "tendril": [], "handoff_folder": kept.name}
                     for r in range(args.rounds):
                         # NOTE: the sides take turns going first, so that neither is always the
                         # one that runs right after the other (page cache, writeback, caches).
@@ -335,7 +342,7 @@ async def run_worker(args: argparse.Namespace) -> None:
                     result["quiet_before_repeats"] = list(quiet)
                     store.set(f"{rid}/result/{rank}", json.dumps(result))
                     del theta
-                del gloo, delta
+                del gloo, delta, kept
     finally:
         dist.destroy_process_group()
 
@@ -492,12 +499,14 @@ def measure(
     rounds: int = DEFAULT_ROUNDS,
     *,
     work_root: Path | None = None,
+    handoff_dir: Path | None = DEFAULT_HANDOFF_DIR,
 ) -> list[Figure]:
-    """``work_root``: where the workers' work dirs go (default ``workdir``)."""
+    """``work_root``: where the workers' work dirs go (default ``workdir``); ``handoff_dir``: where
+    each work dir's handoff/ folder goes, as a worker's ``job.handoff_dir`` (None: not offered)."""
     import torch.distributed as dist
 
     from tendril.core.codecs import CODECS
-    from tendril_sdk.files import memory_backed
+    from tendril_sdk.files import HANDOFF, UPDATES, memory_backed
 
     if rounds <= WARMUP:
         raise ValueError(f"sync rounds must be more than the {WARMUP} warm-up round, got {rounds}")
@@ -514,6 +523,15 @@ def measure(
     else:
         work_root.mkdir(parents=True, exist_ok=True)
         work = Path(tempfile.mkdtemp(prefix="tendril-sync-work-", dir=work_root))
+    # NOTE: each work dir as a worker makes it (tendril.job.workdir): updates/, and handoff/ linked
+    # to a folder of its own on a file system held in memory where the worker offers one.
+    offered = handoff_dir is not None and handoff_dir.is_dir() and memory_backed(handoff_dir)
+    handoffs = Path(tempfile.mkdtemp(prefix="tendril-sync-handoff-", dir=handoff_dir)) if offered else None
+    for rank in range(WORLD):
+        (work / f"w{rank}" / UPDATES).mkdir(parents=True, exist_ok=True)
+        if handoffs is not None:
+            (handoffs / f"w{rank}").mkdir(mode=0o700)
+            (work / f"w{rank}" / HANDOFF).symlink_to(handoffs / f"w{rank}", target_is_directory=True)
     config = workdir / "sync-ps-config.json"
 
     def start(ports: list[int]) -> subprocess.Popen[bytes]:
@@ -572,6 +590,8 @@ def measure(
         del store
         shutil.rmtree(state, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)
+        if handoffs is not None:
+            shutil.rmtree(handoffs, ignore_errors=True)
     section = {
         "load_average_before": [round(x, 2) for x in load_before],
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
@@ -579,6 +599,7 @@ def measure(
         "work_dirs": str(work),
         # Δ and u go into files kept from round to round only there (tendril_sdk.files)
         "work_dirs_in_memory": memory_backed(work),
+        "handoff_offered": str(handoff_dir) if offered else "",
     }
     return figures(runs, rounds, section)
 
@@ -677,6 +698,18 @@ def _part_medians(rounds: list[dict[str, Any]], worker: int | None) -> dict[str,
     return out
 
 
+def _where_note(run: dict[str, Any], section: dict[str, Any]) -> str:
+    """Where the run's Δ and u files went, for the note."""
+    folders = {w.get("handoff_folder", "updates") for w in run["workers"]}
+    if section.get("work_dirs_in_memory"):
+        return "; work dirs in memory: Δ and u in kept files"
+    if folders == {"handoff"}:
+        return f"; Δ and u in kept files in handoff/ ({section.get('handoff_offered')}), work dirs on disk"
+    return "; Δ and u in new files in updates/ (work dirs on disk" + (
+        ", handoff/ offered but too small)" if section.get("handoff_offered") else ", no handoff/ offered)"
+    )
+
+
 def figures(runs: list[dict[str, Any]], rounds: int, section: dict[str, Any]) -> list[Figure]:
     out = []
     for mb in dict.fromkeys(run["mb"] for run in runs):
@@ -712,7 +745,7 @@ def figures(runs: list[dict[str, Any]], rounds: int, section: dict[str, Any]) ->
                         + (f" (PS closes the round in {_median(closes):.3g} s)" if closes else "")
                         + f"; PS CPU {ps_user / rounds:.2g} + {ps_sys / rounds:.2g} s (user + system) per round"
                         + f"; median of {len(measured)} rounds after {WARMUP} warm-up{codec_note}"
-                        + ("; work dirs in memory: Δ and u in kept files" if section.get("work_dirs_in_memory") else "")
+                        + _where_note(run, section)
                     ),
                     details={
                         "payload_bytes": mb * MB,
@@ -742,6 +775,9 @@ def figures(runs: list[dict[str, Any]], rounds: int, section: dict[str, Any]) ->
                         "bytes_sent_per_worker": measured[-1]["bytes_sent"],
                         "bytes_received_per_worker": measured[-1]["bytes_received"],
                         "delta_writer": "tendril_diloco.params.HandOff (the executor's own; kept files in memory only)",
+                        "handoff_folder_per_worker": {
+                            f"w{i}": w.get("handoff_folder", "updates") for i, w in enumerate(run["workers"])
+                        },
                         "update_receiver": "tensorstream.pull_update into tendril_sdk.files.Reusable (reuse_files)",
                         "baseline": {
                             "codec": "fp32",

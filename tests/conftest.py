@@ -10,6 +10,7 @@ for inspection (its path is printed).
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -17,7 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.procs import HANDOFF_ENV
+
 _ROOT: list[Path] = []
+_HANDOFF: list[Path] = []
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -25,9 +29,20 @@ def pytest_configure(config: pytest.Config) -> None:
         root = Path(tempfile.mkdtemp(prefix="tt-", dir="/tmp"))
         config.option.basetemp = str(root)
         _ROOT.append(root)
+    # NOTE: the workers tests start offer their jobs handoff/ under a folder of this run held in
+    # memory (tests.procs.worker_config), removed at its end whatever happened: a worker a test
+    # kills leaves its jobs' folders, as a real one does until its next start sweeps them.
+    from tendril_sdk.files import memory_backed
+
+    if memory_backed("/dev/shm") and os.access("/dev/shm", os.W_OK):
+        folder = Path(tempfile.mkdtemp(prefix="tt-handoff-", dir="/dev/shm"))
+        os.environ[HANDOFF_ENV] = str(folder)
+        _HANDOFF.append(folder)
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    for folder in _HANDOFF:
+        shutil.rmtree(folder, ignore_errors=True)
     for root in _ROOT:
         if exitstatus == 0:
             shutil.rmtree(root, ignore_errors=True)

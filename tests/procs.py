@@ -39,6 +39,10 @@ def free_ports(n: int) -> list[int]:
         return [int(s.getsockname()[1]) for s in socks]
 
 
+# Where the workers of a test run offer handoff/ (tests/conftest.py); unset: nowhere.
+HANDOFF_ENV = "TENDRIL_TEST_HANDOFF_DIR"
+
+
 def worker_config(tmp: Path, **overrides: Any) -> WorkerConfig:
     """A WorkerConfig on free ports with state and work dirs under ``tmp``.
 
@@ -56,6 +60,7 @@ def worker_config(tmp: Path, **overrides: Any) -> WorkerConfig:
         "resources.memory_gib": 8,
         "resources.storage_gib": 50,
         "resources.gpu": 0,
+        "job.handoff_dir": os.environ.get(HANDOFF_ENV, ""),
     }
     for section in WorkerConfig.SERVICE_SECTIONS:
         values[f"{section}.listen"] = f"127.0.0.1:{ports.pop()}"

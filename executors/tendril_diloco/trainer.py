@@ -52,13 +52,15 @@ from tendril_sdk import (
     Directive,
     DirectiveKind,
     ProgressKind,
+    handoff_folder,
 )
 from tendril_sdk import ReceivedUpdate as Received
+from tendril_sdk.files import UPDATES
 
 THETA0 = "params/theta0.safetensors"
 CURRENT = "params/current.safetensors"
 SYNCED = "params/synced.safetensors"  # with keep_updates: the synchronized θ after the last round applied
-HANDOFF_DIR = "updates/.reused"  # Δ files kept from round to round (tendril_diloco.params.HandOff)
+KEPT = ".reused"  # in the hand-off folder: Δ files kept from round to round (tendril_diloco.params.HandOff)
 PUBLISH_RETRY_SECONDS = 60.0  # the parameter server may open the run a moment after we start
 # NOTE: the aggregate job that opens the run at the parameter server is dispatched next to
 # ours; until it runs, θ0 cannot be published (RUN_NOT_OPEN). Everything else is an answer.
@@ -157,6 +159,7 @@ class Trainer:
         self.group: distributed.Group | None = None  # the replicas of a several-GPU worker
         self._replica_batches: list[Batch] = []
         self._handoffs: dict[int | None, HandOff] = {}  # by fragment (None: θ whole)
+        self._folder: str | None = None  # where Δ and updates go: handoff/ or updates/ (see _handoff_folder)
         # What the wire codec dropped from the last Δ sent (error feedback), when the run uses it.
         self._feedback = (
             ErrorFeedback(config.codec, beta=config.sparse_beta, block_size=config.codec_block_size)
@@ -426,7 +429,7 @@ class Trainer:
             return True
         r, stats = self.round, self.stats
         local = snapshot(self._plain_model)
-        delta_rel = f"updates/delta-{r:05d}.safetensors"
+        delta_rel = f"{self._handoff_folder()}/delta-{r:05d}.safetensors"
         delta = compute_delta(self._start, local)
         if self._feedback is not None:
             delta = self._feedback.compensate(delta)  # Δ + what the codec dropped last round
@@ -449,7 +452,7 @@ class Trainer:
         return await self._received(r, received)
 
     async def _exchange(self, r: int, stats: RoundStats, delta_rel: str, delta: Params) -> Received | None:
-        """Save Δ of round r (``delta``) as ``delta_rel`` under updates/, push it, report the round,
+        """Save Δ of round r (``delta``) as ``delta_rel`` (hand-off folder), push it, report the round,
         pull its update; None: the round went on without this worker (fetch θ again)."""
         try:
             # NOTE: written in a worker thread: with overlapped sync this task runs beside the next
@@ -488,7 +491,10 @@ class Trainer:
         try:
             # (reuse_files: the update's tensors are let go of in _synced, before the next round's call)
             received = await self.bridge.receive_update(
-                r, timeout_seconds=self.config.receive_timeout, reuse_files=True
+                r,
+                path=f"{self._handoff_folder()}/round-{r}.safetensors",
+                timeout_seconds=self.config.receive_timeout,
+                reuse_files=True,
             )
         except BridgeError as exc:
             if exc.reason not in UPDATE_MISSED and exc.code != grpc.StatusCode.DEADLINE_EXCEEDED:
@@ -498,12 +504,24 @@ class Trainer:
         self.log("round.done", round=r, loss=stats.mean_loss, samples=stats.samples, contributors=received.contributors)
         return received
 
+    def _handoff_folder(self) -> str:
+        """The work dir's folder for the files handed to the bridge every round (Δ, updates):
+        handoff/, held in memory, when the worker offers it and they fit (tendril_sdk.files);
+        updates/ otherwise, and with keep_updates (every round's update stays: not in memory)."""
+        if self._folder is None:
+            nbytes = sum(v.numel() * 4 for v in self.theta0.values())  # (fp32)
+            keep = self.config.keep_updates
+            self._folder = UPDATES if keep else handoff_folder(self.bridge.work_dir, nbytes)
+            self.log("handoff.folder", folder=self._folder, model_bytes=nbytes, keep_updates=keep)
+        return self._folder
+
     def _handoff(self, fragment: int | None) -> HandOff:
         """Where Δ of θ (``fragment`` None) or of one fragment is written for the bridge to push."""
         handoff = self._handoffs.get(fragment)
         if handoff is None:
             stem = "delta" if fragment is None else f"delta-f{fragment}"
-            handoff = self._handoffs[fragment] = HandOff(self.bridge.work_dir / HANDOFF_DIR, stem)
+            folder = self.bridge.work_dir / self._handoff_folder() / KEPT
+            handoff = self._handoffs[fragment] = HandOff(folder, stem)
         return handoff
 
     def _synced(self, r: int, received: Received) -> tuple[Params, Params]:
@@ -665,7 +683,7 @@ class Trainer:
         if point is not None:
             local.update(point)
             self._load(local)
-        rel = f"updates/delta-f{f}-{fragment_round:05d}.safetensors"
+        rel = f"{self._handoff_folder()}/delta-f{f}-{fragment_round:05d}.safetensors"
         self._handoff(f).write(delta, self.bridge.work_dir / rel)
         self._frag_samples[f] = 0
         self._stream_rounds.setdefault(self.round, StreamRound()).out.add(f)
@@ -694,7 +712,7 @@ class Trainer:
         try:
             received = await self.bridge.receive_update(
                 r,
-                path=f"updates/f{f}-round-{r}.safetensors",
+                path=f"{self._handoff_folder()}/f{f}-round-{r}.safetensors",
                 timeout_seconds=self.config.receive_timeout,
                 fragment=f,
                 reuse_files=True,

@@ -340,3 +340,40 @@ def test_an_aggregate_job_owns_its_fragments_runs(tmp_path: Path) -> None:
         with pytest.raises(BridgeError) as err:
             core.own_run(other)
         assert err.value.reason == "RUN_NOT_OWNED"
+
+
+def test_an_update_sent_from_handoff_is_kept_beside_it_and_found_again(tmp_path: Path, memory_dir: Path) -> None:
+    """The copy of an update sent from handoff/ (another file system than the work dir) is a hard
+    link in handoff/.sent, not a copy on the disk; a rebuilt bridge finds it; updates received in
+    place into handoff/ are kept in handoff/.reused."""
+    job = _core(tmp_path).job
+    (job.work_dir / "handoff").symlink_to(memory_dir, target_is_directory=True)
+    core = BridgeCore(job, handoff=memory_dir)
+    update = core.resolve("handoff/delta-00003.safetensors")
+    assert update == memory_dir.resolve() / "delta-00003.safetensors"
+    assert core.relative(update) == "handoff/delta-00003.safetensors"
+    update.write_bytes(b"delta of round 3")
+    core.keep_sent(3, update, 64.0)
+    kept = core.sent(3)
+    assert kept is not None and kept.path.parent == memory_dir / ".sent"
+    assert os.stat(kept.path).st_ino == os.stat(update).st_ino
+    assert not (core.root / ".sent").exists() or not list((core.root / ".sent").iterdir())
+    update.unlink()
+    rebuilt = BridgeCore(core.job, handoff=memory_dir)
+    again = rebuilt.sent(3)
+    assert again is not None and again.weight == 64.0 and again.path.read_bytes() == b"delta of round 3"
+    rebuilt.forget_sent(3)
+    assert list((memory_dir / ".sent").iterdir()) == []
+    # Only the folder the worker made counts: the link itself leads nowhere else.
+    with pytest.raises(BridgeError, match="symbolic link"):
+        BridgeCore(job).resolve("handoff/delta-00004.safetensors")
+    (job.work_dir / "handoff").unlink()
+    (job.work_dir / "handoff").symlink_to(tmp_path, target_is_directory=True)
+    assert core.resolve("handoff/x.safetensors") == memory_dir.resolve() / "x.safetensors"
+    with pytest.raises(BridgeError):
+        core.resolve("handoff/../job.json")
+    scratch = core.update_scratch(None, core.resolve("handoff/round-3.safetensors"))
+    assert scratch is not None and scratch.parent == memory_dir / ".reused"
+    on_disk = core.update_scratch(None, core.resolve("updates/round-3.safetensors"))
+    if on_disk is not None:  # (the work dir itself is in memory here)
+        assert on_disk.parent == core.root.resolve() / "updates" / ".reused"

@@ -291,15 +291,15 @@ class _FakeBridge:
         return SentUpdate((self.work_dir / rel).stat().st_size, 0.01)
 
     async def receive_update(
-        self, round_index: int, *, timeout_seconds: float, reuse_files: bool = False
+        self, round_index: int, *, path: str = "", timeout_seconds: float, reuse_files: bool = False
     ) -> ReceivedUpdate:
         assert self.theta is not None
         update = {k: -0.5 * v for k, v in self.deltas[round_index].items()}
         self.theta = {k: self.theta[k] + update[k] for k in self.theta}
         self.round = round_index + 1
-        path = self.work_dir / f"updates/round-{round_index}.safetensors"
-        save_params(update, path)
-        return ReceivedUpdate(path, path.name, path.stat().st_size, 0.02, 1)
+        dest = self.work_dir / (path or f"updates/round-{round_index}.safetensors")
+        save_params(update, dest)
+        return ReceivedUpdate(dest, dest.name, dest.stat().st_size, 0.02, 1)
 
     async def report_progress(self, kind: str, round_index: int, **kw: Any) -> Directive:
         self.reports.append((kind, round_index, dict(kw.get("metrics") or {})))
@@ -364,11 +364,13 @@ class _RefusingBridge(_FakeBridge):
         return await super().send_update(rel, round_index, weight)
 
     async def receive_update(
-        self, round_index: int, *, timeout_seconds: float, reuse_files: bool = False
+        self, round_index: int, *, path: str = "", timeout_seconds: float, reuse_files: bool = False
     ) -> ReceivedUpdate:
         if error := self.receive_errors.pop(round_index, None):
             raise error
-        return await super().receive_update(round_index, timeout_seconds=timeout_seconds, reuse_files=reuse_files)
+        return await super().receive_update(
+            round_index, path=path, timeout_seconds=timeout_seconds, reuse_files=reuse_files
+        )
 
 
 def _trainer(bridge: _FakeBridge, events: list[tuple[str, dict[str, Any]]]) -> Trainer:

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import load_file
 
 from tendril_diloco.params import HandOff
-from tendril_sdk.files import Reusable, memory_backed
+from tendril_sdk.files import Reusable, handoff_folder, memory_backed
 
 
 def _params(seed: int, shapes: dict[str, tuple[int, ...]] | None = None) -> dict[str, torch.Tensor]:
@@ -103,3 +103,31 @@ def test_files_are_kept_only_on_a_file_system_held_in_memory(tmp_path: Path, mem
         assert os.stat(path).st_nlink == 1  # a file of its own, deleted with its name
         inodes.add(os.stat(path).st_ino)
     assert not (tmp_path / "kept").exists()
+
+
+def test_the_handoff_folder_is_used_when_it_is_in_memory_and_the_files_fit(
+    tmp_path: Path, memory_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """handoff/ (held in memory, room for 5 model-sized files, a quarter of the memory left) or updates/."""
+    import tendril_sdk.files as files
+
+    work = tmp_path / "work"
+    (work / "updates").mkdir(parents=True)
+    assert handoff_folder(work, 1000) == "updates"  # not offered
+    (work / "handoff").symlink_to(memory_dir, target_is_directory=True)
+    gib = 1024**3
+    monkeypatch.setattr(files, "_meminfo_bytes", lambda: {"MemTotal": 16 * gib, "MemAvailable": 8 * gib})
+    assert handoff_folder(work, 100 * 1024**2) == "handoff"
+    # 5 × 1 GiB + 4 GiB (a quarter of 16) > 8 GiB available: updates/
+    assert handoff_folder(work, gib) == "updates"
+    monkeypatch.setattr(files, "_meminfo_bytes", lambda: {"MemTotal": 16 * gib, "MemAvailable": 12 * gib})
+    free = os.statvfs(memory_dir).f_bavail * os.statvfs(memory_dir).f_frsize
+    assert handoff_folder(work, free // 5 + 1) == "updates"  # the file system itself is too small
+    monkeypatch.setattr(files, "_meminfo_bytes", dict)  # no /proc/meminfo: not risked
+    assert handoff_folder(work, 1000) == "updates"
+    monkeypatch.undo()
+    # a handoff/ folder on a disk is no offer
+    (work / "handoff").unlink()
+    (work / "handoff").mkdir()
+    if not memory_backed(work):
+        assert handoff_folder(work, 1000) == "updates"

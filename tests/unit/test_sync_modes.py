@@ -91,10 +91,12 @@ class _SlowBridge(_FakeBridge):
     delay: float = 0.3
 
     async def receive_update(
-        self, round_index: int, *, timeout_seconds: float, reuse_files: bool = False
+        self, round_index: int, *, path: str = "", timeout_seconds: float, reuse_files: bool = False
     ) -> ReceivedUpdate:
         await asyncio.sleep(self.delay)
-        return await super().receive_update(round_index, timeout_seconds=timeout_seconds, reuse_files=reuse_files)
+        return await super().receive_update(
+            round_index, path=path, timeout_seconds=timeout_seconds, reuse_files=reuse_files
+        )
 
 
 async def test_the_trainer_trains_on_while_the_update_travels(tmp_path: Path) -> None:

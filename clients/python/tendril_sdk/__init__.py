@@ -14,8 +14,8 @@ grpcio-status and protobuf). The pieces:
 * :class:`JobDescriptor` (``tendril_sdk.job``) — job.json, typed;
 * :data:`TRANSIENT_CODES`, :class:`Backoff`, :class:`RetryPolicy`, :func:`retry`
   (``tendril_sdk.retry``) — when and how to try a call again;
-* :class:`Reusable` (``tendril_sdk.files``) — model-sized files an executor and its bridge
-  write again in place, round after round;
+* :class:`Reusable`, :func:`handoff_folder` (``tendril_sdk.files``) — model-sized files an
+  executor and its bridge write again in place, round after round, in memory where they fit;
 * ``tendril_sdk.tracing.setup(name)`` — continue the dispatch's trace (extra ``[tracing]``).
 """
 
@@ -40,7 +40,7 @@ from tendril_sdk.bridge import (
     Slice,
 )
 from tendril_sdk.errors import BridgeError, ExecutorEnvError, error_metadata, error_reason, error_retry_delay
-from tendril_sdk.files import Reusable
+from tendril_sdk.files import Reusable, handoff_folder
 from tendril_sdk.job import (
     ERROR_FILE_NAME,
     JOB_JSON_ENV,
@@ -111,6 +111,7 @@ __all__ = [
     "error_metadata",
     "error_reason",
     "error_retry_delay",
+    "handoff_folder",
     "read_error",
     "retry",
     "write_error",

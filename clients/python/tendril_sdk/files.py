@@ -9,6 +9,12 @@
 # disk left 0.5-1.1 GiB of dirty pages between the sync bench's rounds instead of 0.04-0.4 GiB),
 # where a file deleted within seconds never reaches the disk. So files are kept only on a file system
 # held in memory (tmpfs, ramfs: a worker whose `worker.work_dir` is on /dev/shm, say).
+
+A worker offers each job such a place even when its work dir is on a disk: ``handoff/`` in the
+work dir, a link to a folder of its own on a file system held in memory (``job.handoff_dir``,
+/dev/shm by default), removed with the work dir. An executor puts its hand-off files there
+when they fit (:func:`handoff_folder`) and names them by paths under ``handoff/`` as under
+``updates/``.
 """
 
 from __future__ import annotations
@@ -18,6 +24,13 @@ import re
 from pathlib import Path
 
 MEMORY_FILE_SYSTEMS = frozenset({"tmpfs", "ramfs"})
+HANDOFF = "handoff"  # in a work dir: the folder held in memory that the worker offers, when it does
+UPDATES = "updates"  # in a work dir: where hand-off files go otherwise
+# NOTE: what a hand-off of ``nbytes`` (one model-sized file) may take in memory at most: two
+# kept Δ files, two kept update files and one more file being replaced. The memory it takes
+# from the machine must leave room beside it (MemAvailable counts none of it as available).
+HANDOFF_FILES = 5
+HANDOFF_HEADROOM_FRACTION = 0.25  # of MemTotal, left available after the hand-off files
 _ESCAPED = re.compile(r"\\([0-7]{3})")  # mountinfo writes a space in a path as \040
 
 
@@ -80,3 +93,42 @@ class Reusable:
                 self._last = k
                 return self.paths[k]
         return None
+
+
+def _meminfo_bytes() -> dict[str, int]:
+    """MemTotal and MemAvailable in bytes; empty where /proc/meminfo cannot be read."""
+    out: dict[str, int] = {}
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                name, _, rest = line.partition(":")
+                if name in ("MemTotal", "MemAvailable"):
+                    out[name] = int(rest.split()[0]) * 1024
+    except (OSError, ValueError, IndexError):
+        return {}
+    return out
+
+
+def handoff_fits(folder: str | os.PathLike[str], nbytes: int) -> bool:
+    """Whether ``folder`` is held in memory with room for the hand-off files of a model of
+    ``nbytes`` (HANDOFF_FILES of them in the file system, and HANDOFF_HEADROOM_FRACTION of the
+    machine's memory still available beside them)."""
+    if not os.path.isdir(folder) or not memory_backed(folder):
+        return False
+    need = HANDOFF_FILES * max(0, nbytes)
+    try:
+        fs = os.statvfs(folder)
+    except OSError:
+        return False
+    if fs.f_bavail * fs.f_frsize < need:
+        return False
+    mem = _meminfo_bytes()
+    if "MemTotal" not in mem or "MemAvailable" not in mem:
+        return False
+    return mem["MemAvailable"] >= need + HANDOFF_HEADROOM_FRACTION * mem["MemTotal"]
+
+
+def handoff_folder(work_dir: str | os.PathLike[str], nbytes: int) -> str:
+    """Where an executor in ``work_dir`` puts hand-off files of a model of ``nbytes`` (a Δ, an
+    update): ``handoff`` (held in memory) when the worker offers it and they fit, else ``updates``."""
+    return HANDOFF if handoff_fits(Path(work_dir) / HANDOFF, nbytes) else UPDATES

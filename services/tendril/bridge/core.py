@@ -29,7 +29,7 @@ from tendril.core.codecs import CODECS
 from tendril.core.errors import ErrorKind
 from tendril.core.logs import get_logger
 from tendril.core.validate import Checks
-from tendril_sdk.files import Reusable
+from tendril_sdk.files import HANDOFF, Reusable
 from tendril_sdk.job import JobDescriptor
 from tendril_sdk.reasons import BridgeReason
 from tendril_sdk.uris import DATA_SCHEME, DataAssetURI, parse_data_uri
@@ -37,10 +37,12 @@ from tendril_sdk.uris import DATA_SCHEME, DataAssetURI, parse_data_uri
 ARTIFACTS = "artifacts"
 DATA = "data"
 UPDATES = "updates"
-REUSED = ".reused"  # under updates/: the files ReceiveUpdate receives into in place (reuse_files)
+REUSED = ".reused"  # beside an update received: the files ReceiveUpdate receives into in place (reuse_files)
 PARAMS = "params"
 WORK_SUBDIRS = (ARTIFACTS, DATA, UPDATES, PARAMS)
-SENT = ".sent"  # the bridge's copies of the updates it sent, until their round's update arrives
+# The bridge's copies of the updates it sent, until their round's update arrives: in the work dir,
+# or in handoff/ for an update sent from there (a hard link needs the same file system).
+SENT = ".sent"
 DEFAULT_ROUND_TIMEOUT_SECONDS = 600.0
 AGGREGATE_CLASS = "aggregate"  # the executor class whose jobs run a DiLoCo run on this worker's parameter server
 EVAL_CLASS = "eval"  # the executor class whose jobs evaluate a run's θ: they watch the run's rounds, read-only
@@ -93,22 +95,30 @@ class BridgeCore:
         *,
         fetch_roots: Sequence[Path] = (),
         resources: ResourceCache | None = None,
+        handoff: Path | None = None,
     ) -> None:
         """``fetch_roots``: directories besides the work dir a file:// FetchResource may read (job.fetch_roots);
-        ``resources``: the worker's cache of fetched resources (None: every fetch downloads)."""
+        ``resources``: the worker's cache of fetched resources (None: every fetch downloads); ``handoff``:
+        the job's folder held in memory that its work dir links as handoff/ (tendril.job.workdir), if any."""
         self.job = job
         self.resources = resources
         self.root = job.work_dir
+        # NOTE: paths under handoff/ are resolved in the folder the worker made, never through the
+        # link in the work dir (the executor could point it anywhere).
+        self.handoff = handoff.resolve() if handoff is not None and handoff.is_dir() else None
         self.fetch_roots = (Path(job.work_dir), *(Path(root) for root in fetch_roots))
         self._on_progress = on_progress
         # keyed by (fragment, round); fragment None: the run itself (every sync mode but streaming)
         self._sent: dict[tuple[int | None, int], SentUpdate] = self._load_sent()
-        # keyed by fragment: the files ReceiveUpdate receives into in place (reuse_files)
-        self._received: dict[int | None, Reusable] = {}
+        # keyed by (fragment, folder received into): the files ReceiveUpdate receives into in place (reuse_files)
+        self._received: dict[tuple[int | None, Path], Reusable] = {}
 
     # -- paths ---------------------------------------------------------------------------
 
     def resolve(self, relative: str, *, within: str = "", what: str = "path") -> Path:
+        head, _, rest = relative.partition("/")
+        if self.handoff is not None and head == HANDOFF and not within:
+            return confine(self.handoff, rest, what=what)
         return confine(self.root, relative, within=within, what=what)
 
     def existing_file(self, relative: str, *, what: str = "path") -> Path:
@@ -124,17 +134,25 @@ class BridgeCore:
         return path
 
     def relative(self, path: Path) -> str:
+        if self.handoff is not None and self.handoff in path.parents:
+            return f"{HANDOFF}/{relative_to(self.handoff, path)}"
         return relative_to(self.root, path)
 
     def update_dest(self, round_: int, relative: str) -> Path:
         return self.resolve(relative or f"{UPDATES}/round-{round_}.safetensors", what="path")
 
-    def update_scratch(self, fragment: int | None) -> Path | None:
-        """A kept file to receive an update of ``fragment`` into in place (None: none is free, or
-        the work dir is not held in memory: a new file then)."""
+    def update_scratch(self, fragment: int | None, dest: Path) -> Path | None:
+        """A kept file to receive an update of ``fragment`` into in place, then linked at ``dest``
+        (in ``.reused/`` beside it); None when none is free or that folder is not held in memory
+        (a new file then)."""
         stem = "update" if fragment is None else f"update-f{fragment}"
-        files = self._received.setdefault(fragment, Reusable(Path(self.root) / UPDATES / REUSED, stem))
+        folder = dest.parent / REUSED
+        files = self._received.setdefault((fragment, folder), Reusable(folder, stem))
         return files.take()
+
+    def _sent_folders(self) -> list[Path]:
+        """Where copies of sent updates are kept: the work dir's, and handoff/'s."""
+        return [self.root / SENT, *([self.handoff / SENT] if self.handoff is not None else [])]
 
     def params_dest(self, relative: str) -> Path:
         return self.resolve(relative or f"{PARAMS}/current.safetensors", what="path")
@@ -151,6 +169,8 @@ class BridgeCore:
         landed), so a bridge rebuilt after a JobService restart finds both (:meth:`_load_sent`).
         """
         folder = self.root / SENT
+        if self.handoff is not None and self.handoff in Path(path).parents:
+            folder = self.handoff / SENT  # (a hard link, not a copy: the update and its copy on one file system)
         folder.mkdir(mode=0o700, exist_ok=True)
         self.forget_sent(None, fragment)
         dest = folder / f"{_sent_stem(fragment, round_)}.safetensors"
@@ -166,8 +186,8 @@ class BridgeCore:
     def _load_sent(self) -> dict[tuple[int | None, int], SentUpdate]:
         """The copies a bridge of this job kept before (none for a new job)."""
         kept: dict[tuple[int | None, int], SentUpdate] = {}
-        folder = self.root / SENT
-        for note in sorted(folder.glob("*round-*.json")) if folder.is_dir() else []:
+        notes = [note for folder in self._sent_folders() if folder.is_dir() for note in folder.glob("*round-*.json")]
+        for note in sorted(notes, key=lambda n: n.name):
             with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
                 doc = json.loads(note.read_text())
                 copy = note.with_suffix(".safetensors")

@@ -56,13 +56,14 @@ class JobBridge:
         on_progress: ProgressSink | None = None,
         fetch_roots: Sequence[Path] = (),
         resources: ResourceCache | None = None,
+        handoff: Path | None = None,
     ) -> None:
         """``data_fetcher_address`` and ``paramserver_address`` are this worker's own DataFetcher
         and parameter server (``config.listen(...)``); ``fetch_roots`` the directories besides
         the work dir a file:// FetchResource may read (``job.fetch_roots``); ``resources`` the
-        worker's cache of fetched resources."""
+        worker's cache of fetched resources; ``handoff`` the job's folder held in memory (handoff/)."""
         self.job = job
-        self.core = BridgeCore(job, on_progress, fetch_roots=fetch_roots, resources=resources)
+        self.core = BridgeCore(job, on_progress, fetch_roots=fetch_roots, resources=resources, handoff=handoff)
         self.remotes = Remotes(job.worker_id)
         self.servicer = BridgeServicer(self.core, self.remotes, data_fetcher_address, paramserver_address)
         self.server = ServiceServer(

@@ -204,7 +204,7 @@ class BridgeServicer(bridge_pb2_grpc.JobBridgeServiceServicer):
         timeout = self.core.round_timeout(request.timeout_seconds if request.HasField("timeout_seconds") else None)
         fragment = _fragment(request)
         address, run_id, codec = self.core.parameter_server(), self.core.run_id(fragment), self.core.codec()
-        scratch = self.core.update_scratch(fragment) if request.reuse_files else None
+        scratch = self.core.update_scratch(fragment, dest) if request.reuse_files else None
         start = time.perf_counter()
         for attempt in range(RESEND_ATTEMPTS + 1):
             try:

@@ -120,6 +120,15 @@ def _absolute_paths(values: list[str]) -> list[str]:
 AbsolutePaths = Annotated[CommaList, AfterValidator(_absolute_paths)]
 
 
+def _optional_absolute_path(value: str) -> str:
+    if value and not Path(value).expanduser().is_absolute():
+        raise ValueError(f"must be an absolute path or empty, got {value!r}")
+    return str(Path(value).expanduser()) if value else value
+
+
+OptionalAbsolutePath = Annotated[str, AfterValidator(_optional_absolute_path)]
+
+
 def _peer_id(value: str) -> str:
     if value and not PEER_ID.valid(value):
         raise ValueError(f"must be empty or a peer id: {PEER_ID.rule}")
@@ -252,6 +261,11 @@ class JobSection:
     """Time between SIGTERM and SIGKILL when a job is cancelled or its lease ends."""
     keep_work_dirs: bool = False
     """Keep each job-<id>/ folder after the job ends instead of removing it."""
+    handoff_dir: OptionalAbsolutePath = "/dev/shm"
+    """A folder on a file system held in memory (tmpfs) under which each job of a plain (not container) executor is
+    offered handoff/: a folder of its own there, linked from its work dir and removed with it, where the executor
+    puts the model-sized files it hands to its bridge every round (Δ, updates) when they fit in memory. Empty, or a
+    folder not held in memory: no offer (they go to the work dir's updates/)."""
     fetch_roots: AbsolutePaths = Field(default_factory=list)
     """Directories (absolute paths) whose files an executor may fetch with file:// URIs (FetchResource) besides its
     own work dir; empty: only files inside the job's work dir."""

@@ -129,6 +129,7 @@ class JobManager:
             worker_id=config.worker_id,
             keep=config.job.keep_work_dirs,
             results=self.results,
+            handoff_dir=Path(config.job.handoff_dir) if config.job.handoff_dir else None,
         )
         self.events: Fanout[JobRecord] = Fanout()
         self._runs: dict[str, JobRun] = {}
@@ -291,7 +292,7 @@ class JobManager:
         process: ExecutorProcess | None = None
         try:
             job = self.workdirs.descriptor(record)
-            self.workdirs.create(job)
+            self.workdirs.create(job, handoff=runtime is None)  # (a container mounts the work dir only)
             created_dir = True
             token = secrets.token_urlsafe(32)
             bridge = await self.start_bridge(job, token, self.report_progress)

@@ -160,4 +160,5 @@ async def reconcile(
         elif not workdirs.clean_up(job_id, path):
             continue
         log.warning("job.stray_work_dir_removed", path=str(path))
+    workdirs.sweep_handoffs()
     return adoptable

@@ -73,6 +73,7 @@ class JobService:
             on_progress=on_progress,
             fetch_roots=[Path(root) for root in self.config.job.fetch_roots],
             resources=self.resources,
+            handoff=self.manager.workdirs.handoff_of(job.work_dir),
         )
         await bridge.start()
         return bridge

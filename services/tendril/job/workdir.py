@@ -12,6 +12,16 @@ before the work dir is removed, so ``Logs`` keeps working for ended jobs (whethe
 NOTE: the clean-up keeps the job's ``results/`` first (:class:`ResultsStore`: moved, or copied
 under ``job.keep_work_dirs``, to ``<state_dir>/results/job-<id>/`` with its manifest).
 
+NOTE (handoff/): a job of a plain executor is also offered ``handoff/``, a link to its own
+folder (0700) on a file system held in memory, ``<job.handoff_dir>/tendril-<worker id>-<tag>/
+job-<id>/`` (the tag: 8 hex digits of the work root's path), for the model-sized files it hands
+to its bridge every round (:mod:`tendril_sdk.files`). That folder is removed with the work dir,
+found by the job's id, never through the link (which the executor could point elsewhere); one
+left by a worker that died is swept at the next start (:meth:`WorkDirs.sweep_handoffs`), and the
+folder above goes with its last job. No offer (a container executor, whose mounts hold the work
+dir only; ``job.handoff_dir`` empty, missing or not in memory; a folder there not this user's
+own) costs nothing: the executor uses ``updates/``.
+
 NOTE (failed clean-ups): the clean-up of an ended job (save the log, remove the work dir) can
 fail — a full disk, a file the executor made undeletable. The job's end is recorded before it,
 so a failure never keeps a job running: it is logged, counted
@@ -24,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import os
 import shutil
@@ -40,6 +51,7 @@ from tendril.core.logs import get_logger
 from tendril.job.errors import JobError, JobReason
 from tendril.job.model import JobRecord
 from tendril.job.results import RESULTS_DIR, ResultsStore
+from tendril_sdk.files import HANDOFF, memory_backed
 from tendril_sdk.job import ExecutorRef, JobDescriptor
 
 log = get_logger("tendril.jobs")
@@ -67,11 +79,24 @@ def remove_tree(path: Path) -> None:
         shutil.rmtree(path, onerror=_force_remove)
 
 
+def _remove_memory_tree(path: Path) -> None:
+    """Remove a job's handoff folder (its own: files in memory, no log or results to keep first)."""
+    if os.path.lexists(path):
+        shutil.rmtree(path, onerror=_force_remove)
+
+
 class WorkDirs:
     """The work dirs under ``work_root`` and the saved logs in ``logs_dir``."""
 
     def __init__(
-        self, work_root: Path, logs_dir: Path, *, worker_id: str, keep: bool, results: ResultsStore | None = None
+        self,
+        work_root: Path,
+        logs_dir: Path,
+        *,
+        worker_id: str,
+        keep: bool,
+        results: ResultsStore | None = None,
+        handoff_dir: Path | None = None,
     ) -> None:
         self.work_root = work_root
         self.logs_dir = logs_dir
@@ -79,6 +104,19 @@ class WorkDirs:
         self.worker_id = worker_id
         self.keep = keep
         self._backlog: dict[str, Path] = {}  # job id -> work dir whose clean-up failed
+        # The folder holding the jobs' handoff/ folders; None: no job is offered one.
+        self.handoff_root: Path | None = None
+        if handoff_dir is not None and str(handoff_dir):
+            if os.path.isdir(handoff_dir) and memory_backed(handoff_dir):
+                # (two workers of one id on a machine, each with its work root, keep apart)
+                tag = hashlib.sha256(os.fsencode(os.path.abspath(work_root))).hexdigest()[:8]
+                self.handoff_root = handoff_dir / f"tendril-{worker_id}-{tag}"
+            else:
+                log.info(
+                    "job.handoff_off",
+                    handoff_dir=str(handoff_dir),
+                    why="not a folder on a file system held in memory; hand-off files go to each work dir's updates/",
+                )
 
     # -- paths ---------------------------------------------------------------------------
 
@@ -135,8 +173,9 @@ class WorkDirs:
             coordinator_address=record.coordinator_address,
         )
 
-    def create(self, job: JobDescriptor) -> Path:
-        """Make the job's work dir (0700) with its subdirs and job.json; on failure nothing is left."""
+    def create(self, job: JobDescriptor, *, handoff: bool = True) -> Path:
+        """Make the job's work dir (0700) with its subdirs and job.json, and (``handoff``, where
+        this worker offers it) its handoff/ folder; on failure nothing is left."""
         work_dir = job.work_dir
         self.work_root.mkdir(parents=True, exist_ok=True)
         work_dir.mkdir(mode=0o700)
@@ -145,10 +184,86 @@ class WorkDirs:
             for sub in (*WORK_SUBDIRS, RESULTS_DIR):
                 (work_dir / sub).mkdir(mode=0o700)
             self._write_job_json(job)
+            if handoff:
+                self._offer_handoff(work_dir)
         except BaseException:
-            remove_tree(work_dir)
+            self._remove(work_dir)
             raise
         return work_dir
+
+    # -- handoff/ --------------------------------------------------------------------------
+
+    def _own_handoff_root(self) -> Path | None:
+        """The handoff root, made if missing; None when it is not a folder of this user's only."""
+        root = self.handoff_root
+        if root is None:
+            return None
+        with contextlib.suppress(FileExistsError):
+            root.mkdir(mode=0o700)
+        info = os.lstat(root)
+        # NOTE: a shared /dev/shm lets anyone make a folder (or link) of that name first.
+        if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.getuid() or info.st_mode & 0o077:
+            log.warning(
+                "job.handoff_off",
+                handoff_dir=str(root),
+                why="it is not a folder owned by this user and closed to others; hand-off files go to updates/",
+            )
+            self.handoff_root = None
+            return None
+        return root
+
+    def handoff_of(self, work_dir: Path) -> Path | None:
+        """The memory folder of the job in ``work_dir`` (whether it exists or not); None without an offer."""
+        return None if self.handoff_root is None else self.handoff_root / work_dir.name
+
+    def _offer_handoff(self, work_dir: Path) -> None:
+        """Make the job's folder held in memory and link it as handoff/; a failure only means no offer."""
+        try:
+            root = self._own_handoff_root()
+            if root is None:
+                return
+            target = root / work_dir.name
+            _remove_memory_tree(target)  # (one left by an earlier job of that id)
+            target.mkdir(mode=0o700)
+            os.symlink(target, work_dir / HANDOFF, target_is_directory=True)
+        except OSError as exc:
+            log.warning(
+                "job.handoff_failed", work_dir=str(work_dir), error=repr(exc), hint="hand-off files go to updates/"
+            )
+            with contextlib.suppress(OSError):
+                self._drop_handoff(work_dir)
+
+    def _drop_handoff(self, work_dir: Path) -> None:
+        """Remove the job's memory folder (found by the job's id, not through the link) and the link."""
+        target = self.handoff_of(work_dir)
+        if target is not None:
+            _remove_memory_tree(target)
+            with contextlib.suppress(OSError):  # (only once empty: other jobs' folders stay)
+                target.parent.rmdir()
+        link = work_dir / HANDOFF
+        if link.is_symlink():
+            link.unlink()
+
+    def _remove(self, work_dir: Path) -> None:
+        self._drop_handoff(work_dir)
+        remove_tree(work_dir)
+
+    def sweep_handoffs(self) -> int:
+        """Remove the memory folders whose work dir is gone (a worker that died left them); how many."""
+        root = self.handoff_root
+        if root is None or not root.is_dir() or root.is_symlink():
+            return 0
+        swept = 0
+        for folder in root.glob(f"{DIR_PREFIX}*"):
+            if not (self.work_root / folder.name).exists():
+                try:
+                    _remove_memory_tree(folder)
+                    swept += 1
+                except OSError as exc:
+                    log.warning("job.handoff_sweep_failed", path=str(folder), error=repr(exc))
+        with contextlib.suppress(OSError):
+            root.rmdir()  # (when no job's folder is left)
+        return swept
 
     @staticmethod
     def _write_job_json(job: JobDescriptor) -> None:
@@ -158,7 +273,7 @@ class WorkDirs:
 
     def discard(self, work_dir: Path) -> None:
         """Remove the dir of a job that never started (its dispatch failed); raises OSError."""
-        remove_tree(work_dir)
+        self._remove(work_dir)
 
     # -- logs ----------------------------------------------------------------------------
 
@@ -195,8 +310,9 @@ class WorkDirs:
             if self.keep:
                 with contextlib.suppress(FileNotFoundError):
                     (work_dir / SOCKET_NAME).unlink()
+                self._drop_handoff(work_dir)  # (memory, not disk: what it held is gone with the job)
             else:
-                remove_tree(work_dir)
+                self._remove(work_dir)
         except Exception as exc:
             again = job_id in self._backlog
             self._backlog[job_id] = work_dir

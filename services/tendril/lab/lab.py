@@ -348,7 +348,7 @@ class Lab:
 
     def _start_worker(self, spec: WorkerSpec) -> Proc:
         config = self.root / f"{spec.worker_id}.toml"
-        config.write_text(worker_toml(spec, self.root, self.gateway_address))
+        config.write_text(worker_toml(spec, self.root, self.gateway_address, handoff_dir=self.cluster.handoff_dir))
         argv = [sys.executable, "-m", "tendril.cli", "worker", "run", "--config", str(config)]
         return self.spawn(spec.worker_id, spec.worker_id, argv, tier=2)
 

@@ -13,9 +13,11 @@ import contextlib
 import dataclasses
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,6 +29,7 @@ from tendril.core.health import check_serving
 from tendril.core.process import child_env
 from tendril.core.server import check_bindable
 from tendril.scheduler.errors import SchedulerError, SchedulerRunReason
+from tendril_sdk.files import memory_backed
 
 STOP_SECONDS = 15.0
 
@@ -135,8 +138,9 @@ def _toml_value(value: Any) -> str:
     return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
-def worker_toml(spec: WorkerSpec, root: Path, gateway: str) -> str:
-    """A worker.toml for one local worker (state and work dirs under ``root``)."""
+def worker_toml(spec: WorkerSpec, root: Path, gateway: str, *, handoff_dir: Path | None = None) -> str:
+    """A worker.toml for one local worker (state and work dirs under ``root``; its jobs' handoff/
+    folders under ``handoff_dir``, when given)."""
     keys: dict[str, Any] = {
         "worker.id": spec.worker_id,
         "worker.state_dir": str(root / spec.worker_id / "state"),
@@ -149,6 +153,7 @@ def worker_toml(spec: WorkerSpec, root: Path, gateway: str) -> str:
         "resources.gpu": 0,
         "arbiter.strategy": spec.strategy,
         "telemetry.log_format": "json",
+        **({"job.handoff_dir": str(handoff_dir)} if handoff_dir is not None else {}),
         **dict(spec.extra),
     }
     sections: dict[str, list[str]] = {}
@@ -177,6 +182,16 @@ class LocalCluster:
         self.logs = root / "logs"
         self.procs: list[Proc] = []
         self.logs.mkdir(parents=True, exist_ok=True)
+        self._handoff: Path | None = None
+
+    @property
+    def handoff_dir(self) -> Path | None:
+        """The workers' job.handoff_dir: a folder of this cluster on /dev/shm (held in memory), made
+        at first use and removed by :meth:`stop` with whatever a worker killed on the way left
+        there; None where /dev/shm is not held in memory (the workers offer no handoff/ then)."""
+        if self._handoff is None and memory_backed("/dev/shm") and os.access("/dev/shm", os.W_OK):
+            self._handoff = Path(tempfile.mkdtemp(prefix="tendril-cluster-", dir="/dev/shm"))
+        return self._handoff
 
     def spawn(self, name: str, args: Sequence[str], tier: int = 0) -> Proc:
         env = child_env()
@@ -202,7 +217,7 @@ class LocalCluster:
 
     def start_worker(self, spec: WorkerSpec, gateway: str) -> Proc:
         config = self.root / f"{spec.worker_id}.toml"
-        config.write_text(worker_toml(spec, self.root, gateway))
+        config.write_text(worker_toml(spec, self.root, gateway, handoff_dir=self.handoff_dir))
         args = [sys.executable, "-m", "tendril.cli", "worker", "run", "--config", str(config)]
         return self.spawn(spec.worker_id, args, tier=2)
 
@@ -264,6 +279,9 @@ class LocalCluster:
             killed.append(f"pid {pid}")
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
+        if self._handoff is not None:
+            shutil.rmtree(self._handoff, ignore_errors=True)
+            self._handoff = None
         return killed
 
 
