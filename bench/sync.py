@@ -25,7 +25,7 @@ Processes:
   - Tendril, as the DiLoCo executor and its bridge do it: ``tendril_diloco.params.HandOff``
     writes Δ (the executor's own writer) into a work dir, ``tensorstream.push_update``
     (SendUpdate's call), ``tensorstream.pull_update`` of the round's update (ReceiveUpdate's
-    call with ``reuse_files``, as the executor asks for it), ``load_params`` and
+    call with ``reuse_files``, as the executor asks for it), ``params.Updates.load`` and
     ``apply_update`` (θ + u); seconds = from the barrier to the moment the last worker has
     θ_new in memory. The work dirs are in the bench's temporary folder unless
     ``--sync-work-dir`` names another, each made as a worker makes it: ``updates/``, and
@@ -217,13 +217,14 @@ class KeptFiles:
     handoff/ (held in memory) where the worker offers it and they fit, else updates/."""
 
     def __init__(self, work: Path, nbytes: int) -> None:
-        from tendril_diloco.params import HandOff
+        from tendril_diloco.params import HandOff, Updates
         from tendril_sdk.files import Reusable, handoff_folder
 
         self.name = handoff_folder(work, nbytes)
         self.folder = work / self.name
         self.delta = HandOff(self.folder / ".reused", "delta")
         self.update = Reusable(self.folder / ".reused", "update")
+        self.updates = Updates()
 
 
 async def tendril_round(
@@ -241,7 +242,7 @@ async def tendril_round(
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """One round as the DiLoCo executor syncs: write Δ, SendUpdate's push, ReceiveUpdate's pull, θ + u."""
     from tendril.core import tensorstream
-    from tendril_diloco.params import apply_update, load_params
+    from tendril_diloco.params import apply_update
 
     delta_path = kept.folder / f"delta-{round:05d}.safetensors"
     update_path = kept.folder / f"update-{round:05d}.safetensors"
@@ -255,6 +256,7 @@ async def tendril_round(
     pushed = time.monotonic()
     delta_path.unlink()
     pull_start = time.monotonic()
+    scratch = kept.update.take()
     received, contributors = await tensorstream.pull_update(
         channel,
         run_id=rid,
@@ -263,10 +265,13 @@ async def tendril_round(
         codec=codec,
         timeout=PULL_TIMEOUT_S,
         worker_id=f"w{rank}",
-        scratch=kept.update.take(),
+        scratch=scratch,
+        mapped=kept.update.mapping,
     )
+    if scratch is not None and codec == "fp32":  # as the bridge's ReceiveUpdate does
+        kept.update.fill_from(scratch)
     pulled = time.monotonic()
-    update = load_params(update_path)
+    update = kept.updates.load(update_path)  # as the executor reads it (tendril_diloco.params.Updates)
     loaded = time.monotonic()
     theta = apply_update(theta, update, in_place=True)
     end = time.monotonic()

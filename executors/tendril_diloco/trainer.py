@@ -34,6 +34,7 @@ from tendril_diloco.model import context_length, load_model, replica_config
 from tendril_diloco.params import (
     HandOff,
     Params,
+    Updates,
     apply_update,
     compute_delta,
     load_into,
@@ -160,6 +161,7 @@ class Trainer:
         self._replica_batches: list[Batch] = []
         self._handoffs: dict[int | None, HandOff] = {}  # by fragment (None: θ whole)
         self._folder: str | None = None  # where Δ and updates go: handoff/ or updates/ (see _handoff_folder)
+        self._updates = Updates()  # the received updates, read through mappings kept from round to round
         # What the wire codec dropped from the last Δ sent (error feedback), when the run uses it.
         self._feedback = (
             ErrorFeedback(config.codec, beta=config.sparse_beta, block_size=config.codec_block_size)
@@ -525,8 +527,9 @@ class Trainer:
         return handoff
 
     def _synced(self, r: int, received: Received) -> tuple[Params, Params]:
-        """θ_{r+1} = θ_r + u_r, the parameter server's θ after round r (it becomes the start of Δ), and u_r."""
-        update = load_params(received.path)
+        """θ_{r+1} = θ_r + u_r, the parameter server's θ after round r (it becomes the start of Δ), and u_r
+        (views of the received file, see params.Updates: let go of before the next ReceiveUpdate)."""
+        update = self._updates.load(received.path)
         # NOTE: in place: θ_r is not needed once θ_{r+1} is known (the eager proxy keeps Δ, not θ_r;
         # self._start's tensors are this trainer's own, never the model's or a mapped file's).
         theta = apply_update(self._start, update, in_place=True)

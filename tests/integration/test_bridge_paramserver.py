@@ -175,6 +175,43 @@ async def test_receive_update_with_reuse_files_receives_into_kept_files_in_turn(
     assert not [p for p in work.rglob("*.part")] and not [p for p in work.rglob("*.link")]
 
 
+async def test_a_job_on_disk_hands_off_through_its_folder_in_memory(
+    tmp_path: Path, memory_dir: Path, paramserver: str
+) -> None:
+    """The work dir on a disk, handoff/ linked to the job's folder in memory (as JobService makes
+    it): Δ is sent from handoff/ (its copy for a resend kept beside it, a hard link), the update
+    of several MiB is received in place into kept files of handoff/.reused/ (straight into the
+    mapping the bridge keeps of each), whole and the same as a fresh pull, round after round."""
+    work = job_work_dir(tmp_path)
+    (work / "handoff").symlink_to(memory_dir, target_is_directory=True)
+    n = 3 * 1024 * 1024 // 2  # 6 MiB of fp32: more than one piece of a pull
+    save_file({"w": np.arange(n, dtype=np.float32)}, str(work / "params" / "theta0.safetensors"))
+    save_file({"w": np.full(n, 0.5, dtype=np.float32)}, str(memory_dir / "delta.safetensors"))
+    job = _train_job(work, paramserver)
+    bridge = JobBridge(
+        job, TOKEN, data_fetcher_address="127.0.0.1:1", paramserver_address=paramserver, handoff=memory_dir
+    )
+    await bridge.start()
+    try:
+        async with BridgeClient(job.socket_path, TOKEN, job=job) as client:
+            await client.publish_parameters("params/theta0.safetensors")
+            await client.send_update("handoff/delta.safetensors", 0, 1.0)
+            sent = memory_dir / ".sent" / "round-0.safetensors"
+            assert os.stat(sent).st_ino == os.stat(memory_dir / "delta.safetensors").st_ino
+            fresh = await client.receive_update(0, path="updates/fresh.safetensors")
+            inodes = []
+            for k in range(4):
+                got = await client.receive_update(0, path=f"handoff/u{k}.safetensors", reuse_files=True)
+                assert got.path == work / "handoff" / f"u{k}.safetensors"
+                assert (memory_dir / f"u{k}.safetensors").read_bytes() == fresh.path.read_bytes()
+                inodes.append(os.stat(memory_dir / ".reused" / f"update-{k % 2}").st_ino)
+                (memory_dir / f"u{k}.safetensors").unlink()
+            assert inodes[0] == inodes[2] and inodes[1] == inodes[3] and inodes[0] != inodes[1]
+    finally:
+        await bridge.stop()
+    assert not [p for p in memory_dir.rglob("*.part")] and not [p for p in memory_dir.rglob("*.link")]
+
+
 def _bridge_job(tmp_path: Path, job_id: str, executor: ExecutorRef, **config: object) -> JobDescriptor:
     work = job_work_dir(tmp_path, job_id)
     return JobDescriptor(

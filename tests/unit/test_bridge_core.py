@@ -373,7 +373,7 @@ def test_an_update_sent_from_handoff_is_kept_beside_it_and_found_again(tmp_path:
     with pytest.raises(BridgeError):
         core.resolve("handoff/../job.json")
     scratch = core.update_scratch(None, core.resolve("handoff/round-3.safetensors"))
-    assert scratch is not None and scratch.parent == memory_dir / ".reused"
+    assert scratch is not None and scratch[0].parent == memory_dir / ".reused"
     on_disk = core.update_scratch(None, core.resolve("updates/round-3.safetensors"))
     if on_disk is not None:  # (the work dir itself is in memory here)
-        assert on_disk.parent == core.root.resolve() / "updates" / ".reused"
+        assert on_disk[0].parent == core.root.resolve() / "updates" / ".reused"

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
+from tendril_diloco.errors import ExecutorError
 from tendril_diloco.params import HandOff
 from tendril_sdk.files import Reusable, handoff_folder, memory_backed
 
@@ -131,3 +132,61 @@ def test_the_handoff_folder_is_used_when_it_is_in_memory_and_the_files_fit(
     (work / "handoff").mkdir()
     if not memory_backed(work):
         assert handoff_folder(work, 1000) == "updates"
+
+
+def test_a_kept_files_mapping_is_kept_while_the_file_stays_the_same(memory_dir: Path) -> None:
+    files = Reusable(memory_dir, "u")
+    path = files.take()
+    assert path is not None
+    path.write_bytes(bytes(8192))
+    first = files.mapping(path, 8192)
+    first[:4] = b"abcd"
+    assert files.mapping(path, 8192) is first and path.read_bytes()[:4] == b"abcd"
+    os.truncate(path, 4096)
+    with pytest.raises(ValueError, match="holds 4096 bytes"):
+        files.mapping(path, 8192)
+    again = files.mapping(path, 4096)
+    assert again is not first and first.closed
+    path.unlink()
+    path.write_bytes(bytes(4096))  # another file of that name: mapped afresh
+    other = files.mapping(path, 4096)
+    assert other is not again
+    with pytest.raises(ValueError, match="not one of"):
+        files.mapping(memory_dir / "elsewhere", 4096)
+    files.close()
+    assert other.closed
+
+
+def test_updates_are_read_through_mappings_kept_by_file(tmp_path: Path, memory_dir: Path) -> None:
+    """params.Updates: the same tensors as load_file; one mapping per kept file, used again while
+    the file stays the same; a disk, another dtype or a broken header: load_file's reading."""
+    from tendril_diloco.params import Updates
+
+    updates = Updates()
+    first, second = memory_dir / "update-0", memory_dir / "update-1"
+    for k, path in enumerate((first, second)):
+        save_file(_params(10 + k), str(path))
+    for _ in range(2):
+        for k, path in enumerate((first, second)):
+            got = updates.load(path)
+            assert got.keys() == _params(0).keys()
+            for name, value in _params(10 + k).items():
+                assert torch.equal(got[name], value), name
+            del got
+    assert len(updates._maps) == 2
+    # A file written again in place (as the bridge receives into it) reads as it is now.
+    handoff = HandOff(memory_dir / "kept")
+    handoff.write(_params(20), memory_dir / "d.safetensors")
+    assert torch.equal(updates.load(memory_dir / "d.safetensors")["wte"], _params(20)["wte"])
+    bf16 = memory_dir / "bf16.safetensors"
+    save_file({"a": torch.ones(4, dtype=torch.bfloat16)}, str(bf16))
+    assert updates.load(bf16)["a"].dtype == torch.float32  # (load_params converts)
+    if not memory_backed(tmp_path):
+        save_file(_params(30), str(tmp_path / "u.safetensors"))
+        assert torch.equal(updates.load(tmp_path / "u.safetensors")["wte"], _params(30)["wte"])
+    broken = memory_dir / "broken"
+    broken.write_bytes((10**9).to_bytes(8, "little") + b"{}")
+    with pytest.raises(ExecutorError):
+        updates.load(broken)
+    updates.close()
+    assert not updates._maps

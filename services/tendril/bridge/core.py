@@ -141,14 +141,20 @@ class BridgeCore:
     def update_dest(self, round_: int, relative: str) -> Path:
         return self.resolve(relative or f"{UPDATES}/round-{round_}.safetensors", what="path")
 
-    def update_scratch(self, fragment: int | None, dest: Path) -> Path | None:
+    def update_scratch(self, fragment: int | None, dest: Path) -> tuple[Path, Reusable] | None:
         """A kept file to receive an update of ``fragment`` into in place, then linked at ``dest``
-        (in ``.reused/`` beside it); None when none is free or that folder is not held in memory
-        (a new file then)."""
+        (in ``.reused/`` beside it), with the object that keeps it (and its mapping); None when
+        none is free or that folder is not held in memory (a new file then)."""
         stem = "update" if fragment is None else f"update-f{fragment}"
         folder = dest.parent / REUSED
         files = self._received.setdefault((fragment, folder), Reusable(folder, stem))
-        return files.take()
+        path = files.take()
+        return None if path is None else (path, files)
+
+    def close(self) -> None:
+        """Let go of the mappings of kept files (the job has ended: their memory goes with its folder)."""
+        for files in self._received.values():
+            files.close()
 
     def _sent_folders(self) -> list[Path]:
         """Where copies of sent updates are kept: the work dir's, and handoff/'s."""

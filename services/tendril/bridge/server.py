@@ -106,6 +106,7 @@ class JobBridge:
         await self.servicer.progress.close(timeout=PROGRESS_FLUSH_SECONDS)
         await self.servicer.close_data_job()
         await self.remotes.close()
+        self.core.close()
         with contextlib.suppress(FileNotFoundError):
             self.job.socket_path.unlink()
 

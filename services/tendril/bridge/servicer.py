@@ -219,8 +219,11 @@ class BridgeServicer(bridge_pb2_grpc.JobBridgeServiceServicer):
                         codec=codec,
                         timeout=timeout,
                         worker_id=self._worker_id,
-                        scratch=scratch,
+                        scratch=None if scratch is None else scratch[0],
+                        mapped=None if scratch is None else scratch[1].mapping,
                     )
+                if scratch is not None and codec == "fp32":  # (received in place: see Reusable.fill_from)
+                    await asyncio.to_thread(scratch[1].fill_from, scratch[0])
                 break
             except BridgeError as exc:
                 sent = self.core.sent(request.round, fragment)

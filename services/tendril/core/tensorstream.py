@@ -628,6 +628,7 @@ class PullResult:
 
 
 PULL_PIECE_BYTES = 4 * 1024 * 1024  # received, then written and hashed, at a time
+Mapper = Callable[[Path, int], mmap.mmap]  # (kept file, its size) -> the mapping its owner keeps of it
 
 
 def _receive_file(host: str, offer: dataplane.Offer, receiver: Receiver) -> int:
@@ -637,6 +638,18 @@ def _receive_file(host: str, offer: dataplane.Offer, receiver: Receiver) -> int:
     sock = dataplane.connect(host, offer, tls.active())
     got_total = 0
     try:
+        if getattr(receiver.dest, "direct", False):
+            # Straight into the destination's mapping, hashed on the pool as it lands.
+            while receiver.received < receiver.total:
+                at = receiver.received
+                length = min(PULL_PIECE_BYTES, receiver.total - at)
+                got = dataplane.recv_exactly(sock, receiver.view(at, length))  # type: ignore[arg-type]
+                if got:
+                    receiver.landed(at, got)
+                    got_total += got
+                if got < length:
+                    break
+            return got_total
         buffer = memoryview(bytearray(min(PULL_PIECE_BYTES, receiver.total - receiver.received) or 1))
         while receiver.received < receiver.total:
             length = min(len(buffer), receiver.total - receiver.received)
@@ -652,13 +665,20 @@ def _receive_file(host: str, offer: dataplane.Offer, receiver: Receiver) -> int:
 
 
 class _PullFile(FileDestination):
-    """The file a pull writes; ranged connections receive straight into a mapping of it."""
+    """The file a pull writes; ranged connections receive straight into a mapping of it, and so
+    does a single one when the file is kept and ``mapped`` gives the mapping its owner keeps of it
+    (``direct``: no copy through a buffer, no page faults once the mapping was used before)."""
 
-    def __init__(self, path: Path, size: int, *, keep: bool = False) -> None:
+    def __init__(self, path: Path, size: int, *, keep: bool = False, mapped: Mapper | None = None) -> None:
         super().__init__(path, size, keep=keep)
         self._map: mmap.mmap | None = None
+        self._own = True
         if keep and os.fstat(self.fd).st_size != size:
             os.ftruncate(self.fd, size)  # (a kept file of another size: its pages up to ``size`` stay)
+        self.direct = keep and mapped is not None
+        if self.direct:
+            assert mapped is not None
+            self._map, self._own = mapped(path, size), False
 
     def view(self, offset: int, length: int) -> memoryview:
         if self._map is None:
@@ -666,6 +686,8 @@ class _PullFile(FileDestination):
         return memoryview(self._map)[offset : offset + length]
 
     def close(self) -> None:
+        if not self._own:
+            self._map = None  # (its owner keeps it for the next pull)
         if self._map is not None:
             # NOTE: a view still held (by a hasher that failed) keeps the mapping; it goes with it.
             with contextlib.suppress(BufferError):
@@ -742,10 +764,12 @@ async def _pull_stream(
     what: str,
     host: str | None = None,
     keep: bool = False,
+    mapped: Mapper | None = None,
 ) -> PullResult:
     """Receive a server stream into ``part``, resuming by offset; verified when it returns.
 
-    ``keep``: ``part`` is a file kept from earlier pulls, written in place (not truncated).
+    ``keep``: ``part`` is a file kept from earlier pulls, written in place (not truncated);
+    ``mapped``: the mapping of it that its owner keeps (see :class:`_PullFile`).
 
     ``open_call(offset, streams)`` starts the call, asking for the data plane with that many
     connections when ``streams`` > 0 (while ``host``, the host the channel dials, is known and
@@ -792,7 +816,7 @@ async def _pull_stream(
                         if receiver is None:
                             if info.start_offset:
                                 break  # asked for 0, got something else: ask again
-                            receiver = Receiver(info, _PullFile(part, info.total_bytes, keep=keep))
+                            receiver = Receiver(info, _PullFile(part, info.total_bytes, keep=keep, mapped=mapped))
                             ranged = _RangedPull(receiver)
                         offer = dataplane.Offer.from_metadata(await call.initial_metadata()) if plane else None
                         if offer is not None and host:
@@ -885,6 +909,7 @@ async def pull_update(
     timeout: float | None = None,
     worker_id: str = "",
     scratch: str | os.PathLike[str] | None = None,
+    mapped: Mapper | None = None,
 ) -> tuple[int, int]:
     """Wait for ``round`` to close and store its outer update u (θ_new = θ + u) as fp32 at ``dest``.
 
@@ -893,6 +918,8 @@ async def pull_update(
     lost is then told so: PUSH_LOST). ``scratch``: with the fp32 codec, a file kept from pull to
     pull (:class:`tendril_sdk.files.Reusable`) that the update is received into in place and
     then linked at ``dest``; what it holds after a failed pull is undefined (``dest`` is untouched).
+    ``mapped(path, size)``: the mapping of ``scratch`` its owner keeps from pull to pull
+    (:meth:`tendril_sdk.files.Reusable.mapping`), received into directly.
     Returns (bytes received, workers whose updates made up the round).
     """
     call = pull_call(channel, "PullUpdate", paramserver_pb2.PullUpdateRequest)
@@ -916,7 +943,9 @@ async def pull_update(
         return call(request, metadata=dataplane.request(streams) if streams else None)
 
     try:
-        result = await _pull_stream(open_call, part, what=what, host=dataplane.channel_host(channel), keep=keep)
+        result = await _pull_stream(
+            open_call, part, what=what, host=dataplane.channel_host(channel), keep=keep, mapped=mapped if keep else None
+        )
         await _finish_pull(part, target, result, keep=keep)
     finally:
         if not keep:

@@ -104,6 +104,11 @@ class MemoryBudget:
         if mapping is None:
             self._evict(nbytes)
             mapping = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS)
+            # NOTE: 2 MiB pages where transparent huge pages are "madvise" (a common default): a
+            # fresh 400 MB buffer then costs 200 page faults, not 100,000 (on a virtual machine
+            # each of those can cost the host a fault of its own besides).
+            with contextlib.suppress(AttributeError, OSError):
+                mapping.madvise(mmap.MADV_HUGEPAGE)
         buffer: Buffer = np.frombuffer(mapping, dtype=np.uint8, count=nbytes)
         if zeroed and not fresh:
             buffer.fill(0)  # (a fresh mapping reads as zeros)
