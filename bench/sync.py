@@ -201,7 +201,10 @@ class GlooBaseline:
         import torch
         import torch.distributed as dist
 
-        torch.cat(list(self.delta.values()), out=self.flat)  # all_reduce works in place: fresh Δ, untimed
+        # NOTE: all_reduce works in place: a fresh Δ, untimed, once every worker is done with the
+        # round before (copying 400 MB beside a worker still applying its update slowed it down).
+        dist.barrier()
+        torch.cat(list(self.delta.values()), out=self.flat)
         barrier("gloo")
         start = time.monotonic()
         dist.all_reduce(self.flat)
@@ -245,7 +248,8 @@ async def tendril_round(
     from tendril_diloco.params import apply_update
 
     delta_path = kept.folder / f"delta-{round:05d}.safetensors"
-    update_path = kept.folder / f"update-{round:05d}.safetensors"
+    # (as the executor asks: see tendril_diloco.trainer.Trainer._update_folder)
+    update_path = (kept.folder if codec == "fp32" else work / "updates") / f"update-{round:05d}.safetensors"
     barrier("tendril")
     start = time.monotonic()
     kept.delta.write(delta, delta_path)

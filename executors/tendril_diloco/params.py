@@ -213,8 +213,9 @@ class Updates:
     # of θ + u in the sync bench against 0.03-0.04 s from a file on ext4 (large folios); a mapping
     # kept from the round before is read at memory speed. The tensors are views of the file:
     # they must be let go of before the bridge is asked for a later update (as with any mapping
-    # of a reused file, see ReceiveUpdate's ``reuse_files``). Elsewhere (a disk, another dtype
-    # than fp32, a header that does not check out) :func:`load_params` reads the file.
+    # of a reused file, see ReceiveUpdate's ``reuse_files``). Elsewhere (a disk, a file of its
+    # own rather than a link of a kept one, another dtype than fp32, a header that does not
+    # check out) :func:`load_params` reads the file.
     """
 
     def __init__(self, count: int = 2) -> None:
@@ -230,6 +231,8 @@ class Updates:
             return load_params(path)
         try:
             info = os.stat(path)
+            if info.st_nlink < 2:  # (not a link of a kept file: a new file, read once)
+                return load_params(path)
             mapping = self._mapping(path, (info.st_dev, info.st_ino, info.st_size))
             tensors = _mapped_tensors(mapping)
         except (OSError, ValueError):

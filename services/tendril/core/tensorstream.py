@@ -670,7 +670,9 @@ class _PullFile(FileDestination):
     (``direct``: no copy through a buffer, no page faults once the mapping was used before)."""
 
     def __init__(self, path: Path, size: int, *, keep: bool = False, mapped: Mapper | None = None) -> None:
-        super().__init__(path, size, keep=keep)
+        # (a kept file of the size already holds its blocks: fallocate would only walk its pages)
+        same = keep and os.path.exists(path) and os.stat(path).st_size == size
+        super().__init__(path, size, keep=keep, preallocate=not same)
         self._map: mmap.mmap | None = None
         self._own = True
         if keep and os.fstat(self.fd).st_size != size:
