@@ -163,9 +163,10 @@ def test_updates_are_read_through_mappings_kept_by_file(tmp_path: Path, memory_d
     from tendril_diloco.params import Updates
 
     updates = Updates()
-    first, second = memory_dir / "update-0", memory_dir / "update-1"
+    first, second = memory_dir / "round-0.safetensors", memory_dir / "round-1.safetensors"
     for k, path in enumerate((first, second)):
-        save_file(_params(10 + k), str(path))
+        save_file(_params(10 + k), str(memory_dir / f"update-{k}"))
+        os.link(memory_dir / f"update-{k}", path)  # (a kept file linked at the path, as the bridge does)
     for _ in range(2):
         for k, path in enumerate((first, second)):
             got = updates.load(path)
@@ -174,10 +175,18 @@ def test_updates_are_read_through_mappings_kept_by_file(tmp_path: Path, memory_d
                 assert torch.equal(got[name], value), name
             del got
     assert len(updates._maps) == 2
-    # A file written again in place (as the bridge receives into it) reads as it is now.
+    # A file replaced by another (a file of its own now: load_params reads it) reads as it is now.
+    save_file(_params(20), str(memory_dir / "new.safetensors"))
+    os.replace(memory_dir / "new.safetensors", memory_dir / "update-0")
+    assert torch.equal(updates.load(memory_dir / "update-0")["wte"], _params(20)["wte"])
     handoff = HandOff(memory_dir / "kept")
-    handoff.write(_params(20), memory_dir / "d.safetensors")
-    assert torch.equal(updates.load(memory_dir / "d.safetensors")["wte"], _params(20)["wte"])
+    handoff.write(_params(21), memory_dir / "d.safetensors")  # (a link of a kept file)
+    assert torch.equal(updates.load(memory_dir / "d.safetensors")["wte"], _params(21)["wte"])
+    (memory_dir / "d.safetensors").unlink()  # (the bridge is done with it)
+    handoff.write(_params(22), memory_dir / "e.safetensors")
+    handoff.write(_params(23), memory_dir / "d.safetensors")  # (the first kept file again, in place)
+    assert os.stat(memory_dir / "d.safetensors").st_nlink == 2
+    assert torch.equal(updates.load(memory_dir / "d.safetensors")["wte"], _params(23)["wte"])
     bf16 = memory_dir / "bf16.safetensors"
     save_file({"a": torch.ones(4, dtype=torch.bfloat16)}, str(bf16))
     assert updates.load(bf16)["a"].dtype == torch.float32  # (load_params converts)
