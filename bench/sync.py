@@ -245,6 +245,7 @@ async def tendril_round(
 ) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """One round as the DiLoCo executor syncs: write Δ, SendUpdate's push, ReceiveUpdate's pull, θ + u."""
     from tendril.core import tensorstream
+    from tendril.core.streaming import Digest
     from tendril_diloco.params import apply_update
 
     delta_path = kept.folder / f"delta-{round:05d}.safetensors"
@@ -252,10 +253,18 @@ async def tendril_round(
     update_path = (kept.folder if codec == "fp32" else work / "updates") / f"update-{round:05d}.safetensors"
     barrier("tendril")
     start = time.monotonic()
-    kept.delta.write(delta, delta_path)
+    digest = kept.delta.write(delta, delta_path)
     written = time.monotonic()
     sent = await tensorstream.push_update(
-        channel, delta_path, run_id=rid, round=round, worker_id=f"w{rank}", weight=1.0, codec=codec
+        channel,
+        delta_path,
+        run_id=rid,
+        round=round,
+        worker_id=f"w{rank}",
+        weight=1.0,
+        codec=codec,
+        # (the writer's digest, as the executor gives it to SendUpdate)
+        digest=Digest(*digest.split(":", 1)) if digest else None,
     )
     pushed = time.monotonic()
     delta_path.unlink()

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import xxhash
 from safetensors.torch import load_file, save_file
 
 from tendril_diloco.errors import ExecutorError, ExecutorReason
@@ -124,18 +125,22 @@ class HandOff:
     def __init__(self, folder: Path, stem: str = "delta") -> None:
         self.files = Reusable(folder, stem)
 
-    def write(self, params: Params, path: Path) -> None:
-        """Write ``params`` (fp32) and link the file at ``path`` (replacing what is there)."""
+    def write(self, params: Params, path: Path) -> str:
+        """Write ``params`` (fp32) and link the file at ``path`` (replacing what is there); returns
+        the file's digest (``xxh3-128:<hex>``, for SendUpdate's ``digest``) when it was written in
+        place, where it is hashed piece by piece right after each piece is written, "" otherwise."""
         path.parent.mkdir(parents=True, exist_ok=True)
         kept = self.files.take()
         if kept is None:
             save_params(params, path)
-            return
+            return ""
         kept.parent.mkdir(parents=True, exist_ok=True)
         tensors = {k: v.detach().contiguous() for k, v in params.items()}
-        if not _rewrite(kept, tensors, self.files):
+        digest = _rewrite(kept, tensors, self.files)
+        if digest is None:
             save_params(tensors, kept)
             self.files.fill_from(kept)
+            digest = ""
         link = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.link")
         os.link(kept, link)
         try:
@@ -143,57 +148,75 @@ class HandOff:
         except BaseException:
             link.unlink(missing_ok=True)
             raise
+        return digest
 
 
-def _rewrite(slot: Path, tensors: Mapping[str, torch.Tensor], files: Reusable | None = None) -> bool:
+# Bytes written, then hashed while they are still in the cache.
+_PIECE_BYTES = 1 << 20
+
+
+def _rewrite(slot: Path, tensors: Mapping[str, torch.Tensor], files: Reusable | None = None) -> str | None:
     """Write ``tensors`` into ``slot`` in place when it holds exactly their layout (names,
-    fp32, shapes) and no other name links it; False when it cannot be (nothing was written).
-    With ``files`` (whose kept file ``slot`` is), through the mapping it keeps of it."""
+    fp32, shapes) and no other name links it; None when it cannot be (nothing was written).
+    With ``files`` (whose kept file ``slot`` is), through the mapping it keeps of it, and the
+    file's digest is returned (``xxh3-128:<hex>``; "" without ``files``)."""
     if any(t.dtype != torch.float32 or t.device.type != "cpu" for t in tensors.values()):
-        return False
+        return None
     try:
         fd = os.open(slot, os.O_RDWR)
     except FileNotFoundError:
-        return False
+        return None
     try:
         info = os.fstat(fd)
         if info.st_nlink != 1:
-            return False
+            return None
         head = os.pread(fd, _HEADER_LENGTH_BYTES, 0)
         if len(head) != _HEADER_LENGTH_BYTES:
-            return False
+            return None
         length = int.from_bytes(head, "little")
         if length > _MAX_HEADER_BYTES:
-            return False
+            return None
         try:
             header = json.loads(os.pread(fd, length, _HEADER_LENGTH_BYTES))
         except ValueError:
-            return False
+            return None
         header.pop("__metadata__", None)
         if not isinstance(header, dict) or header.keys() != tensors.keys():
-            return False
+            return None
         base = _HEADER_LENGTH_BYTES + length
         places = []
         end = base
         for name, tensor in tensors.items():
             entry = header[name]
             if not isinstance(entry, dict) or entry.get("dtype") != "F32" or entry.get("shape") != list(tensor.shape):
-                return False
+                return None
             a, b = entry["data_offsets"]
             if b - a != tensor.numel() * 4:
-                return False
+                return None
             places.append((base + a, tensor))
             end = max(end, base + b)
         if info.st_size != end:
-            return False
-        mapped = files.mapping(slot, end) if files is not None else None
-        for offset, tensor in places:
+            return None
+        if files is None:
+            for offset, tensor in places:
+                _pwrite_all(fd, memoryview(tensor.reshape(-1).numpy()).cast("B"), offset)
+            return ""
+        mapped = files.mapping(slot, end)
+        hasher = xxhash.xxh3_128(mapped[:base])
+        at = base
+        for offset, tensor in sorted(places, key=lambda place: place[0]):
             data = memoryview(tensor.reshape(-1).numpy()).cast("B")
-            if mapped is not None:
-                mapped[offset : offset + len(data)] = data
-            else:
-                _pwrite_all(fd, data, offset)
-        return True
+            if offset != at:  # (a gap in the data: hash the file as it is once written)
+                hasher = None
+            for a in range(0, len(data), _PIECE_BYTES):
+                piece = data[a : a + _PIECE_BYTES]
+                mapped[offset + a : offset + a + len(piece)] = piece
+                if hasher is not None:
+                    hasher.update(piece)
+            at = offset + len(data)
+        if hasher is None or at != end:
+            hasher = xxhash.xxh3_128(memoryview(mapped)[:end])
+        return f"xxh3-128:{hasher.hexdigest()}"
     finally:
         os.close(fd)
 

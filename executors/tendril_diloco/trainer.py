@@ -459,8 +459,8 @@ class Trainer:
         try:
             # NOTE: written in a worker thread: with overlapped sync this task runs beside the next
             # round's first steps, and writing a large Δ on the loop would hold them up.
-            await asyncio.to_thread(self._handoff(None).write, delta, self.bridge.work_dir / delta_rel)
-            sent = await self.bridge.send_update(delta_rel, r, float(stats.samples))
+            digest = await asyncio.to_thread(self._handoff(None).write, delta, self.bridge.work_dir / delta_rel)
+            sent = await self.bridge.send_update(delta_rel, r, float(stats.samples), digest=digest)
             bytes_sent, send_seconds = sent.bytes_sent, sent.seconds
             if self._feedback is not None:
                 self._feedback.sent(delta)
@@ -699,18 +699,20 @@ class Trainer:
             local.update(point)
             self._load(local)
         rel = f"{self._handoff_folder()}/delta-f{f}-{fragment_round:05d}.safetensors"
-        self._handoff(f).write(delta, self.bridge.work_dir / rel)
+        digest = self._handoff(f).write(delta, self.bridge.work_dir / rel)
         self._frag_samples[f] = 0
         self._stream_rounds.setdefault(self.round, StreamRound()).out.add(f)
-        task = asyncio.create_task(self._exchange_fragment(f, fragment_round, float(samples), rel, delta))
+        task = asyncio.create_task(self._exchange_fragment(f, fragment_round, float(samples), rel, delta, digest))
         self._frag_tasks[f] = (self.round, task)
         return True
 
-    async def _exchange_fragment(self, f: int, r: int, weight: float, rel: str, delta: Params) -> FragmentExchange:
-        """Push fragment f's Δ of its round r to its run and pull the round's update."""
+    async def _exchange_fragment(
+        self, f: int, r: int, weight: float, rel: str, delta: Params, digest: str = ""
+    ) -> FragmentExchange:
+        """Push fragment f's Δ of its round r to its run and pull the round's update (``digest``: Δ's file's)."""
         feedback = self._frag_feedback[f] if self._frag_feedback is not None else None
         try:
-            sent = await self.bridge.send_update(rel, r, weight, fragment=f)
+            sent = await self.bridge.send_update(rel, r, weight, fragment=f, digest=digest)
             bytes_sent, send_seconds = sent.bytes_sent, sent.seconds
         except BridgeError as exc:
             if exc.reason == BridgeReason.ALREADY_COMMITTED:

@@ -24,6 +24,7 @@ from tendril.bridge.core import WORK_SUBDIRS
 from tendril.bridge.server import JobBridge
 from tendril.core import tensorstream
 from tendril.core.channel import open_channel
+from tendril.core.streaming import XXH3_128, digest_file
 from tendril.paramserver.service import ParameterServerService
 from tendril_proto.bridge.v1 import bridge_pb2, bridge_pb2_grpc
 from tendril_proto.paramserver.v1 import paramserver_pb2, paramserver_pb2_grpc
@@ -175,6 +176,44 @@ async def test_receive_update_with_reuse_files_receives_into_kept_files_in_turn(
     assert not [p for p in work.rglob("*.part")] and not [p for p in work.rglob("*.link")]
 
 
+async def test_send_update_takes_the_writers_digest_and_the_server_checks_it(tmp_path: Path, paramserver: str) -> None:
+    """SendUpdate's digest: a malformed one is refused before anything is sent (BAD_DIGEST), a
+    wrong one fails the push at the server (DATA_LOSS), and nothing of it counted; the right one
+    goes through."""
+    work = job_work_dir(tmp_path)
+    save_file({"w": np.arange(12, dtype=np.float32)}, str(work / "params" / "theta0.safetensors"))
+    delta = work / "updates" / "delta.safetensors"
+    save_file({"w": np.full(12, 0.5, dtype=np.float32)}, str(delta))
+    right = f"xxh3-128:{digest_file(delta, XXH3_128).hexdigest()}"
+    job = _train_job(work, paramserver)
+    bridge = JobBridge(job, TOKEN, data_fetcher_address="127.0.0.1:1", paramserver_address=paramserver)
+    await bridge.start()
+    try:
+        async with BridgeClient(job.socket_path, TOKEN, job=job) as client:
+            await client.publish_parameters("params/theta0.safetensors")
+            with pytest.raises(ValueError, match="algorithm"):
+                await client.send_update("updates/delta.safetensors", 0, 1.0, digest="md5:00")
+            request = bridge_pb2.SendUpdateRequest(path="updates/delta.safetensors", round=0, weight=1.0)
+            request.digest.algorithm = tensor_pb2.DIGEST_ALGORITHM_XXH3_128
+            request.digest.hex = "not hex"
+            with pytest.raises(BridgeError) as bad:
+                await client._call("SendUpdate", client._stub.SendUpdate, request, timeout=30)
+            assert bad.value.code == grpc.StatusCode.INVALID_ARGUMENT and bad.value.reason == BridgeReason.BAD_DIGEST
+            wrong = "xxh3-128:" + "0" * 32
+            with pytest.raises(BridgeError) as lost:
+                await client.send_update("updates/delta.safetensors", 0, 1.0, digest=wrong)
+            assert lost.value.code == grpc.StatusCode.DATA_LOSS, lost.value
+            await client.send_update("updates/delta.safetensors", 0, 1.0, digest=right)
+            got = await client.receive_update(0)
+            assert got.contributors == 1  # the push with the wrong digest never counted
+    finally:
+        await bridge.stop()
+
+
+def _matching(folder: Path, pattern: str) -> list[Path]:
+    return list(folder.rglob(pattern))
+
+
 async def test_a_job_on_disk_hands_off_through_its_folder_in_memory(
     tmp_path: Path, memory_dir: Path, paramserver: str
 ) -> None:
@@ -209,7 +248,7 @@ async def test_a_job_on_disk_hands_off_through_its_folder_in_memory(
             assert inodes[0] == inodes[2] and inodes[1] == inodes[3] and inodes[0] != inodes[1]
     finally:
         await bridge.stop()
-    assert not [p for p in memory_dir.rglob("*.part")] and not [p for p in memory_dir.rglob("*.link")]
+    assert not _matching(memory_dir, "*.part") and not _matching(memory_dir, "*.link")
 
 
 def _bridge_job(tmp_path: Path, job_id: str, executor: ExecutorRef, **config: object) -> JobDescriptor:

@@ -21,6 +21,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from tendril.core.streaming import XXH3_128, digest_file
 from tendril_diloco.config import parse_config
 from tendril_diloco.data import Batches, load_slice
 from tendril_diloco.errors import ExecutorError
@@ -264,6 +265,8 @@ class _FakeBridge:
     sizes: list[tuple[int, float]] = dataclasses.field(default_factory=list)  # batch reports' samples, seconds
     sync_every: int = 3
     deltas: dict[int, dict[str, torch.Tensor]] = dataclasses.field(default_factory=dict)
+    digests: int = 0  # pushes that came with the writer's digest
+    done_after: int = 2  # rounds until the scheduler says DONE
     weights: dict[int, float] = dataclasses.field(default_factory=dict)
     theta: dict[str, torch.Tensor] | None = None
     round: int = 0
@@ -285,7 +288,10 @@ class _FakeBridge:
         save_params(self.theta, self.work_dir / rel)
         return FetchedParameters(self.work_dir / rel, rel, self.round)
 
-    async def send_update(self, rel: str, round_index: int, weight: float) -> SentUpdate:
+    async def send_update(self, rel: str, round_index: int, weight: float, *, digest: str = "") -> SentUpdate:
+        if digest:  # the writer's digest is the file's (the parameter server would check it)
+            assert digest == f"xxh3-128:{digest_file(self.work_dir / rel, XXH3_128).hexdigest()}"
+            self.digests += 1
         self.deltas[round_index] = load_params(self.work_dir / rel)
         self.weights[round_index] = weight
         return SentUpdate((self.work_dir / rel).stat().st_size, 0.01)
@@ -310,7 +316,7 @@ class _FakeBridge:
         if kind == "batch":
             self.sizes.append((kw["batch_size"], kw["batch_seconds"]))
             return Directive(DirectiveKind.SCHEDULE_UPDATE, max(0, self.sync_every - batches), round_index)
-        if kind == "update_received" and round_index + 1 >= 2:
+        if kind == "update_received" and round_index + 1 >= self.done_after:
             return Directive(DirectiveKind.DONE, 0, round_index)
         return Directive(DirectiveKind.CONTINUE, 0, round_index)
 
@@ -344,6 +350,28 @@ async def test_trainer_loop_sends_delta_and_applies_update(tmp_path: Path) -> No
     ]
 
 
+def _names(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.iterdir())
+
+
+async def test_trainer_hands_off_in_memory_with_the_writers_digest(tmp_path: Path, memory_dir: Path) -> None:
+    """With handoff/ offered (linked to a folder in memory), Δ and the updates go there, Δ in
+    kept files written in place from the second round on, sent with the digest computed while
+    writing; without keep_updates nothing of a round is left behind."""
+    (tmp_path / "updates").mkdir()
+    (tmp_path / "handoff").symlink_to(memory_dir, target_is_directory=True)
+    bridge = _FakeBridge(tmp_path, done_after=4)
+    events: list[tuple[str, dict[str, Any]]] = []
+    trainer = Trainer(parse_config(_config(rounds=4)), bridge, log=lambda e, **f: events.append((e, f)))  # type: ignore[arg-type]
+    await trainer.run()
+    assert [f["folder"] for e, f in events if e == "handoff.folder"] == ["handoff"]
+    # rounds 1-3: written in place into the kept files (the second one was made in round 0)
+    assert len(bridge.deltas) == 4 and bridge.digests == 3
+    assert _names(memory_dir / ".reused") == ["delta-0", "delta-1"]
+    assert not [n for n in _names(memory_dir) if n.startswith(("delta-", "round-"))]
+    assert _names(tmp_path / "updates") == []
+
+
 @dataclasses.dataclass
 class _RefusingBridge(_FakeBridge):
     """The fake bridge, answering chosen rounds' SendUpdate/ReceiveUpdate with an error."""
@@ -356,12 +384,12 @@ class _RefusingBridge(_FakeBridge):
         self.fetches += 1
         return await super().fetch_parameters(rel)
 
-    async def send_update(self, rel: str, round_index: int, weight: float) -> SentUpdate:
+    async def send_update(self, rel: str, round_index: int, weight: float, *, digest: str = "") -> SentUpdate:
         if error := self.send_errors.pop(round_index, None):
             if error.reason == BridgeReason.ALREADY_COMMITTED:
-                await super().send_update(rel, round_index, weight)  # an earlier try did count
+                await super().send_update(rel, round_index, weight, digest=digest)  # an earlier try did count
             raise error
-        return await super().send_update(rel, round_index, weight)
+        return await super().send_update(rel, round_index, weight, digest=digest)
 
     async def receive_update(
         self, round_index: int, *, path: str = "", timeout_seconds: float, reuse_files: bool = False

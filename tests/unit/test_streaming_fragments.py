@@ -18,6 +18,7 @@ import torch
 from safetensors.numpy import load_file, save_file
 
 from tendril.core.errors import ConfigError
+from tendril.core.streaming import XXH3_128, digest_file
 from tendril.core.tensorstream import TensorStreamError
 from tendril.paramserver.outer import nesterov
 from tendril.scheduler.dispatch import aggregate_config, fragments
@@ -264,9 +265,11 @@ class _FragmentBridge(_FakeBridge):
         return FetchedParameters(self.work_dir / rel, rel, self.run_rounds.get(fragment, 0))
 
     async def send_update(  # type: ignore[override]
-        self, rel: str, round_index: int, weight: float, *, fragment: int | None = None
+        self, rel: str, round_index: int, weight: float, *, fragment: int | None = None, digest: str = ""
     ) -> SentUpdate:
         assert fragment is not None and round_index == self.run_rounds.get(fragment, 0)
+        if digest:  # the writer's digest is the file's (the parameter server would check it)
+            assert digest == f"xxh3-128:{digest_file(self.work_dir / rel, XXH3_128).hexdigest()}"
         self.pushed[(fragment, round_index)] = load_params(self.work_dir / rel)
         self.pushed_weights[(fragment, round_index)] = weight
         self.events.append((f"push-f{fragment}", round_index))

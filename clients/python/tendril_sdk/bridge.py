@@ -161,6 +161,13 @@ CODECS: Mapping[str, tensor_pb2.Codec] = {
     for name, value in tensor_pb2.Codec.items()
     if value != tensor_pb2.CODEC_UNSPECIFIED
 }
+# Digest algorithms by the names a digest string starts with ("xxh3-128:<hex>"), from the enum
+# ``tendril.tensor.v1.DigestAlgorithm`` ("DIGEST_ALGORITHM_XXH3_128" -> "xxh3-128").
+DIGEST_ALGORITHMS: Mapping[str, tensor_pb2.DigestAlgorithm] = {
+    name.removeprefix("DIGEST_ALGORITHM_").lower().replace("_", "-"): value
+    for name, value in tensor_pb2.DigestAlgorithm.items()
+    if value != tensor_pb2.DIGEST_ALGORITHM_UNSPECIFIED
+}
 
 
 class RunState(enum.StrEnum):
@@ -454,12 +461,23 @@ class BridgeClient:
         weight: float,
         *,
         fragment: int | None = None,
+        digest: str = "",
         timeout: float | None = None,
         retry_policy: RetryPolicy | None = None,
     ) -> SentUpdate:
         """SendUpdate: stream the pseudo-gradient file ``path`` of ``round`` to the parameter server
-        (``fragment``: to the run of that fragment of θ, in streaming sync)."""
+        (``fragment``: to the run of that fragment of θ, in streaming sync). ``digest``: the whole
+        file's, ``"xxh3-128:<32 hex digits>"`` or ``"sha256:<64 hex digits>"``, computed while it was
+        written (the bridge then does not read it through first; a wrong one fails the push)."""
         request = bridge_pb2.SendUpdateRequest(path=self.relative(path), round=round, weight=weight, fragment=fragment)
+        if digest:
+            algorithm, _, hex_digits = digest.partition(":")
+            if algorithm not in DIGEST_ALGORITHMS or not hex_digits:
+                raise ValueError(
+                    f"digest {digest[:80]!r} is not <algorithm>:<hex>, the algorithm one of {sorted(DIGEST_ALGORITHMS)}"
+                )
+            request.digest.algorithm = DIGEST_ALGORITHMS[algorithm]
+            request.digest.hex = hex_digits
         reply = await self._call("SendUpdate", self._stub.SendUpdate, request, timeout=timeout, policy=retry_policy)
         return SentUpdate(reply.bytes_sent, reply.seconds)
 

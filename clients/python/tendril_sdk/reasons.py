@@ -290,6 +290,8 @@ class BridgeReason(enum.StrEnum):
     ``tendril-data://<dataset_id>/<asset name>`` URI."""
     BAD_SHA256 = "BAD_SHA256"
     """INVALID_ARGUMENT, FetchResource: ``sha256`` is not 64 hex digits."""
+    BAD_DIGEST = "BAD_DIGEST"
+    """INVALID_ARGUMENT, SendUpdate: ``digest`` names an unknown algorithm or hex digits that are not its."""
     BAD_DEST = "BAD_DEST"
     """INVALID_ARGUMENT, FetchResource: the URI has no file name and no ``dest`` was given."""
     RESOURCE_NOT_FOUND = "RESOURCE_NOT_FOUND"

@@ -25,6 +25,7 @@ from tendril.bridge.progress import ProgressRelay
 from tendril.bridge.remotes import Remotes, calling
 from tendril.core.errors import ErrorKind
 from tendril.core.logs import get_logger
+from tendril.core.streaming import Digest, digest_from_proto
 from tendril.core.validate import Checks
 from tendril_proto.bridge.v1 import bridge_pb2, bridge_pb2_grpc
 from tendril_proto.common.v1 import common_pb2
@@ -166,10 +167,11 @@ class BridgeServicer(bridge_pb2_grpc.JobBridgeServiceServicer):
             request.weight, "weight", BridgeReason.BAD_WEIGHT, positive=True, meaning="the samples processed this round"
         )
         fragment = _fragment(request)
+        digest = _digest(request)
         run_id = self.core.run_id(fragment)
         start = time.perf_counter()
         try:
-            sent = await self._push_update(path, request.round, request.weight, run_id)
+            sent = await self._push_update(path, request.round, request.weight, run_id, digest)
         except BridgeError as exc:
             # NOTE: a push that committed while the bridge that sent it died with its JobService
             # comes back from the executor's retry as ALREADY_COMMITTED: keep its copy all the same.
@@ -182,7 +184,9 @@ class BridgeServicer(bridge_pb2_grpc.JobBridgeServiceServicer):
         await asyncio.to_thread(self.core.keep_sent, request.round, path, request.weight, fragment)
         return bridge_pb2.SendUpdateResponse(bytes_sent=int(sent), seconds=time.perf_counter() - start)
 
-    async def _push_update(self, path: Path, round_: int, weight: float, run_id: str) -> int:
+    async def _push_update(
+        self, path: Path, round_: int, weight: float, run_id: str, digest: Digest | None = None
+    ) -> int:
         address, codec = self.core.parameter_server(), self.core.codec()
         async with calling(f"parameter server at {address}"):
             sent = await _tensorstream().push_update(
@@ -194,6 +198,7 @@ class BridgeServicer(bridge_pb2_grpc.JobBridgeServiceServicer):
                 weight=weight,
                 codec=codec,
                 block_size=self.core.codec_block_size(),
+                digest=digest,
             )
         return int(sent)
 
@@ -334,6 +339,16 @@ class BridgeServicer(bridge_pb2_grpc.JobBridgeServiceServicer):
             await stub.CloseJob(paramserver_pb2.CloseJobRequest(run_id=run_id), timeout=_deadline(context))
         log.info("bridge.run_closed", job_id=self.core.job.job_id, run_id=run_id)
         return bridge_pb2.CloseRunResponse()
+
+
+def _digest(request: bridge_pb2.SendUpdateRequest) -> Digest | None:
+    """The digest the executor gave for its file, None when it gave none."""
+    if not request.HasField("digest"):
+        return None
+    try:
+        return digest_from_proto(request.digest)
+    except ValueError as exc:
+        raise BridgeError(ErrorKind.INVALID_ARGUMENT, str(exc), reason=BridgeReason.BAD_DIGEST) from exc
 
 
 def _fragment(

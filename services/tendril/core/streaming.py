@@ -249,6 +249,16 @@ def _digest_of(header: tensor_pb2.StreamHeader) -> Digest:
     return Digest(SHA256, header.sha256)
 
 
+def digest_from_proto(message: tensor_pb2.Digest) -> Digest:
+    """The digest a Digest message names; ValueError (saying what to fix) when it is not a valid one."""
+    name = _BY_PROTO.get(message.algorithm)
+    if name is None:
+        raise ValueError(f"digest algorithm {message.algorithm} is not known; use one of {', '.join(ALGORITHMS)}")
+    if not ALGORITHMS[name].pattern.match(message.hex):
+        raise ValueError(f"the {name} digest must be its lowercase hex digits, got {message.hex[:80]!r}")
+    return Digest(name, message.hex)
+
+
 def info_from_header(header: tensor_pb2.StreamHeader) -> StreamInfo:
     """Validate a received header; raises StreamError(BAD_HEADER) saying what is wrong."""
     codec = codec_from_proto(header.codec)

@@ -186,15 +186,21 @@ def _digest(path: Path) -> Digest:
 
 
 @contextlib.contextmanager
-def prepared_payload(path: str | os.PathLike[str], codec: str, *, block_size: int | None = None) -> Iterator[Payload]:
+def prepared_payload(
+    path: str | os.PathLike[str], codec: str, *, block_size: int | None = None, digest: Digest | None = None
+) -> Iterator[Payload]:
     """``path`` encoded with ``codec`` (``block_size`` None: the codec's default): the file itself
-    when it already is (fp32 stays zero-copy), else a temp file beside it, removed when the block ends."""
+    when it already is (fp32 stays zero-copy), else a temp file beside it, removed when the block ends.
+
+    ``digest``: the file's, as its writer computed it; taken for the file itself (not read
+    through to hash it: the receiver checks the bytes against it), ignored for a temp file.
+    """
     wire = codecs.get(codec)
     block_size = wire.default_block_size if block_size is None else block_size
     source = Path(path)
     layout = tensorfile.read_layout(source)
     if layout.codec == codec and (not wire.blockwise or layout.block_size == block_size):
-        yield Payload(source, layout, _digest(source))
+        yield Payload(source, layout, digest if digest is not None else _digest(source))
         return
     temp = source.with_name(f".{source.name}.{codec}.{uuid.uuid4().hex[:8]}.payload")
     try:
@@ -205,9 +211,11 @@ def prepared_payload(path: str | os.PathLike[str], codec: str, *, block_size: in
 
 
 @contextlib.asynccontextmanager
-async def _prepared(path: str | os.PathLike[str], codec: str, block_size: int | None = None) -> AsyncIterator[Payload]:
+async def _prepared(
+    path: str | os.PathLike[str], codec: str, block_size: int | None = None, digest: Digest | None = None
+) -> AsyncIterator[Payload]:
     """prepared_payload in a thread (encoding a model is CPU work), errors as TensorStreamError."""
-    manager = prepared_payload(path, codec, block_size=block_size)
+    manager = prepared_payload(path, codec, block_size=block_size, digest=digest)
     try:
         payload = await asyncio.to_thread(manager.__enter__)
     except FileNotFoundError as exc:
@@ -572,11 +580,13 @@ async def push_update(
     weight: float,
     codec: str,
     block_size: int | None = None,
+    digest: Digest | None = None,
 ) -> int:
     """Stream the pseudo-gradient file ``path`` (Δ = θ_start − θ_local) for ``round``; returns bytes
-    sent. ``block_size``: the codec's block (int8, int4) or chunk (sparse); None: its default."""
+    sent. ``block_size``: the codec's block (int8, int4) or chunk (sparse); None: its default.
+    ``digest``: the file's, from its writer (see :func:`prepared_payload`)."""
     what = f"pushing the round {round} update of run {run_id}"
-    async with _prepared(path, codec, block_size) as payload:
+    async with _prepared(path, codec, block_size, digest) as payload:
         info = StreamInfo(uuid.uuid4().hex, run_id, round, worker_id, weight, payload.layout, payload.digest)
         response, sent = await _push_stream(
             push_call(channel, "PushUpdate", paramserver_pb2.PushUpdateResponse),

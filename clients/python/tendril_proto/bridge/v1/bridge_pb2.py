@@ -29,7 +29,7 @@ from tendril_proto.scheduler.v1 import scheduler_pb2 as tendril_dot_scheduler_do
 from tendril_proto.tensor.v1 import tensor_pb2 as tendril_dot_tensor_dot_v1_dot_tensor__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1etendril/bridge/v1/bridge.proto\x12\x11tendril.bridge.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1etendril/common/v1/common.proto\x1a(tendril/paramserver/v1/paramserver.proto\x1a$tendril/scheduler/v1/scheduler.proto\x1a\x1etendril/tensor/v1/tensor.proto\"\x0f\n\rGetJobRequest\"\xb5\x01\n\x0eGetJobResponse\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12\x30\n\x08\x65xecutor\x18\x03 \x01(\x0b\x32\x1e.tendril.common.v1.ExecutorRef\x12\'\n\x06\x63onfig\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x10\n\x08work_dir\x18\x05 \x01(\t\x12\x13\n\x0bresults_dir\x18\x06 \x01(\t\"A\n\x14\x46\x65tchResourceRequest\x12\x0b\n\x03uri\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x65st\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\"I\n\x15\x46\x65tchResourceResponse\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x04\x12\x0e\n\x06sha256\x18\x03 \x01(\t\"\x12\n\x10NextSliceRequest\"r\n\x11NextSliceResponse\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x39\n\nassignment\x18\x02 \x01(\x0b\x32%.tendril.scheduler.v1.SliceAssignment\x12\x14\n\x0cwait_seconds\x18\x03 \x01(\x01\"d\n\x11SendUpdateRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\x04\x12\x0e\n\x06weight\x18\x03 \x01(\x01\x12\x15\n\x08\x66ragment\x18\x04 \x01(\rH\x00\x88\x01\x01\x42\x0b\n\t_fragment\"9\n\x12SendUpdateResponse\x12\x12\n\nbytes_sent\x18\x01 \x01(\x04\x12\x0f\n\x07seconds\x18\x02 \x01(\x01\"\x9e\x01\n\x14ReceiveUpdateRequest\x12\r\n\x05round\x18\x01 \x01(\x04\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x1c\n\x0ftimeout_seconds\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x15\n\x08\x66ragment\x18\x04 \x01(\rH\x01\x88\x01\x01\x12\x13\n\x0breuse_files\x18\x05 \x01(\x08\x42\x12\n\x10_timeout_secondsB\x0b\n\t_fragment\"d\n\x15ReceiveUpdateResponse\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x16\n\x0e\x62ytes_received\x18\x02 \x01(\x04\x12\x0f\n\x07seconds\x18\x03 \x01(\x01\x12\x14\n\x0c\x63ontributors\x18\x04 \x01(\r\"V\n\x15ReportProgressRequest\x12=\n\x08progress\x18\x01 \x01(\x0b\x32+.tendril.scheduler.v1.ReportProgressRequest\"Y\n\x16ReportProgressResponse\x12?\n\tdirective\x18\x01 \x01(\x0b\x32,.tendril.scheduler.v1.ReportProgressResponse\"L\n\x18PublishParametersRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x15\n\x08\x66ragment\x18\x02 \x01(\rH\x00\x88\x01\x01\x42\x0b\n\t_fragment\"<\n\x19PublishParametersResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\r\n\x05round\x18\x02 \x01(\x04\"J\n\x16\x46\x65tchParametersRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x15\n\x08\x66ragment\x18\x02 \x01(\rH\x00\x88\x01\x01\x42\x0b\n\t_fragment\"6\n\x17\x46\x65tchParametersResponse\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\x04\"\xf6\x01\n\x0eOpenRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x18\n\x10\x65xpected_workers\x18\x02 \x01(\r\x12\x0e\n\x06quorum\x18\x03 \x01(\r\x12\x1d\n\x15round_timeout_seconds\x18\x04 \x01(\x01\x12\x15\n\x08outer_lr\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x1b\n\x0eouter_momentum\x18\x06 \x01(\x01H\x01\x88\x01\x01\x12\'\n\x05\x63odec\x18\x07 \x01(\x0e\x32\x18.tendril.tensor.v1.Codec\x12\x0e\n\x06rounds\x18\x08 \x01(\x04\x42\x0b\n\t_outer_lrB\x11\n\x0f_outer_momentum\"A\n\x0fOpenRunResponse\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\x04\x12\x0f\n\x07resumed\x18\x03 \x01(\x08\"!\n\x0fWatchRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"G\n\x10WatchRunResponse\x12\x33\n\x06status\x18\x01 \x01(\x0b\x32#.tendril.paramserver.v1.RoundStatus\"!\n\x0f\x43loseRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"\x12\n\x10\x43loseRunResponse2\x9b\x08\n\x10JobBridgeService\x12M\n\x06GetJob\x12 .tendril.bridge.v1.GetJobRequest\x1a!.tendril.bridge.v1.GetJobResponse\x12\x62\n\rFetchResource\x12\'.tendril.bridge.v1.FetchResourceRequest\x1a(.tendril.bridge.v1.FetchResourceResponse\x12V\n\tNextSlice\x12#.tendril.bridge.v1.NextSliceRequest\x1a$.tendril.bridge.v1.NextSliceResponse\x12Y\n\nSendUpdate\x12$.tendril.bridge.v1.SendUpdateRequest\x1a%.tendril.bridge.v1.SendUpdateResponse\x12\x62\n\rReceiveUpdate\x12\'.tendril.bridge.v1.ReceiveUpdateRequest\x1a(.tendril.bridge.v1.ReceiveUpdateResponse\x12\x65\n\x0eReportProgress\x12(.tendril.bridge.v1.ReportProgressRequest\x1a).tendril.bridge.v1.ReportProgressResponse\x12n\n\x11PublishParameters\x12+.tendril.bridge.v1.PublishParametersRequest\x1a,.tendril.bridge.v1.PublishParametersResponse\x12h\n\x0f\x46\x65tchParameters\x12).tendril.bridge.v1.FetchParametersRequest\x1a*.tendril.bridge.v1.FetchParametersResponse\x12P\n\x07OpenRun\x12!.tendril.bridge.v1.OpenRunRequest\x1a\".tendril.bridge.v1.OpenRunResponse\x12U\n\x08WatchRun\x12\".tendril.bridge.v1.WatchRunRequest\x1a#.tendril.bridge.v1.WatchRunResponse0\x01\x12S\n\x08\x43loseRun\x12\".tendril.bridge.v1.CloseRunRequest\x1a#.tendril.bridge.v1.CloseRunResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1etendril/bridge/v1/bridge.proto\x12\x11tendril.bridge.v1\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1etendril/common/v1/common.proto\x1a(tendril/paramserver/v1/paramserver.proto\x1a$tendril/scheduler/v1/scheduler.proto\x1a\x1etendril/tensor/v1/tensor.proto\"\x0f\n\rGetJobRequest\"\xb5\x01\n\x0eGetJobResponse\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x11\n\tworker_id\x18\x02 \x01(\t\x12\x30\n\x08\x65xecutor\x18\x03 \x01(\x0b\x32\x1e.tendril.common.v1.ExecutorRef\x12\'\n\x06\x63onfig\x18\x04 \x01(\x0b\x32\x17.google.protobuf.Struct\x12\x10\n\x08work_dir\x18\x05 \x01(\t\x12\x13\n\x0bresults_dir\x18\x06 \x01(\t\"A\n\x14\x46\x65tchResourceRequest\x12\x0b\n\x03uri\x18\x01 \x01(\t\x12\x0c\n\x04\x64\x65st\x18\x02 \x01(\t\x12\x0e\n\x06sha256\x18\x03 \x01(\t\"I\n\x15\x46\x65tchResourceResponse\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x12\n\nsize_bytes\x18\x02 \x01(\x04\x12\x0e\n\x06sha256\x18\x03 \x01(\t\"\x12\n\x10NextSliceRequest\"r\n\x11NextSliceResponse\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x39\n\nassignment\x18\x02 \x01(\x0b\x32%.tendril.scheduler.v1.SliceAssignment\x12\x14\n\x0cwait_seconds\x18\x03 \x01(\x01\"\x8f\x01\n\x11SendUpdateRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\x04\x12\x0e\n\x06weight\x18\x03 \x01(\x01\x12\x15\n\x08\x66ragment\x18\x04 \x01(\rH\x00\x88\x01\x01\x12)\n\x06\x64igest\x18\x05 \x01(\x0b\x32\x19.tendril.tensor.v1.DigestB\x0b\n\t_fragment\"9\n\x12SendUpdateResponse\x12\x12\n\nbytes_sent\x18\x01 \x01(\x04\x12\x0f\n\x07seconds\x18\x02 \x01(\x01\"\x9e\x01\n\x14ReceiveUpdateRequest\x12\r\n\x05round\x18\x01 \x01(\x04\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x1c\n\x0ftimeout_seconds\x18\x03 \x01(\x01H\x00\x88\x01\x01\x12\x15\n\x08\x66ragment\x18\x04 \x01(\rH\x01\x88\x01\x01\x12\x13\n\x0breuse_files\x18\x05 \x01(\x08\x42\x12\n\x10_timeout_secondsB\x0b\n\t_fragment\"d\n\x15ReceiveUpdateResponse\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x16\n\x0e\x62ytes_received\x18\x02 \x01(\x04\x12\x0f\n\x07seconds\x18\x03 \x01(\x01\x12\x14\n\x0c\x63ontributors\x18\x04 \x01(\r\"V\n\x15ReportProgressRequest\x12=\n\x08progress\x18\x01 \x01(\x0b\x32+.tendril.scheduler.v1.ReportProgressRequest\"Y\n\x16ReportProgressResponse\x12?\n\tdirective\x18\x01 \x01(\x0b\x32,.tendril.scheduler.v1.ReportProgressResponse\"L\n\x18PublishParametersRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x15\n\x08\x66ragment\x18\x02 \x01(\rH\x00\x88\x01\x01\x42\x0b\n\t_fragment\"<\n\x19PublishParametersResponse\x12\x10\n\x08\x61\x63\x63\x65pted\x18\x01 \x01(\x08\x12\r\n\x05round\x18\x02 \x01(\x04\"J\n\x16\x46\x65tchParametersRequest\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\x15\n\x08\x66ragment\x18\x02 \x01(\rH\x00\x88\x01\x01\x42\x0b\n\t_fragment\"6\n\x17\x46\x65tchParametersResponse\x12\x0c\n\x04path\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\x04\"\xf6\x01\n\x0eOpenRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\x18\n\x10\x65xpected_workers\x18\x02 \x01(\r\x12\x0e\n\x06quorum\x18\x03 \x01(\r\x12\x1d\n\x15round_timeout_seconds\x18\x04 \x01(\x01\x12\x15\n\x08outer_lr\x18\x05 \x01(\x01H\x00\x88\x01\x01\x12\x1b\n\x0eouter_momentum\x18\x06 \x01(\x01H\x01\x88\x01\x01\x12\'\n\x05\x63odec\x18\x07 \x01(\x0e\x32\x18.tendril.tensor.v1.Codec\x12\x0e\n\x06rounds\x18\x08 \x01(\x04\x42\x0b\n\t_outer_lrB\x11\n\x0f_outer_momentum\"A\n\x0fOpenRunResponse\x12\x0e\n\x06run_id\x18\x01 \x01(\t\x12\r\n\x05round\x18\x02 \x01(\x04\x12\x0f\n\x07resumed\x18\x03 \x01(\x08\"!\n\x0fWatchRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"G\n\x10WatchRunResponse\x12\x33\n\x06status\x18\x01 \x01(\x0b\x32#.tendril.paramserver.v1.RoundStatus\"!\n\x0f\x43loseRunRequest\x12\x0e\n\x06run_id\x18\x01 \x01(\t\"\x12\n\x10\x43loseRunResponse2\x9b\x08\n\x10JobBridgeService\x12M\n\x06GetJob\x12 .tendril.bridge.v1.GetJobRequest\x1a!.tendril.bridge.v1.GetJobResponse\x12\x62\n\rFetchResource\x12\'.tendril.bridge.v1.FetchResourceRequest\x1a(.tendril.bridge.v1.FetchResourceResponse\x12V\n\tNextSlice\x12#.tendril.bridge.v1.NextSliceRequest\x1a$.tendril.bridge.v1.NextSliceResponse\x12Y\n\nSendUpdate\x12$.tendril.bridge.v1.SendUpdateRequest\x1a%.tendril.bridge.v1.SendUpdateResponse\x12\x62\n\rReceiveUpdate\x12\'.tendril.bridge.v1.ReceiveUpdateRequest\x1a(.tendril.bridge.v1.ReceiveUpdateResponse\x12\x65\n\x0eReportProgress\x12(.tendril.bridge.v1.ReportProgressRequest\x1a).tendril.bridge.v1.ReportProgressResponse\x12n\n\x11PublishParameters\x12+.tendril.bridge.v1.PublishParametersRequest\x1a,.tendril.bridge.v1.PublishParametersResponse\x12h\n\x0f\x46\x65tchParameters\x12).tendril.bridge.v1.FetchParametersRequest\x1a*.tendril.bridge.v1.FetchParametersResponse\x12P\n\x07OpenRun\x12!.tendril.bridge.v1.OpenRunRequest\x1a\".tendril.bridge.v1.OpenRunResponse\x12U\n\x08WatchRun\x12\".tendril.bridge.v1.WatchRunRequest\x1a#.tendril.bridge.v1.WatchRunResponse0\x01\x12S\n\x08\x43loseRun\x12\".tendril.bridge.v1.CloseRunRequest\x1a#.tendril.bridge.v1.CloseRunResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -48,38 +48,38 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_NEXTSLICEREQUEST']._serialized_end=588
   _globals['_NEXTSLICERESPONSE']._serialized_start=590
   _globals['_NEXTSLICERESPONSE']._serialized_end=704
-  _globals['_SENDUPDATEREQUEST']._serialized_start=706
-  _globals['_SENDUPDATEREQUEST']._serialized_end=806
-  _globals['_SENDUPDATERESPONSE']._serialized_start=808
-  _globals['_SENDUPDATERESPONSE']._serialized_end=865
-  _globals['_RECEIVEUPDATEREQUEST']._serialized_start=868
-  _globals['_RECEIVEUPDATEREQUEST']._serialized_end=1026
-  _globals['_RECEIVEUPDATERESPONSE']._serialized_start=1028
-  _globals['_RECEIVEUPDATERESPONSE']._serialized_end=1128
-  _globals['_REPORTPROGRESSREQUEST']._serialized_start=1130
-  _globals['_REPORTPROGRESSREQUEST']._serialized_end=1216
-  _globals['_REPORTPROGRESSRESPONSE']._serialized_start=1218
-  _globals['_REPORTPROGRESSRESPONSE']._serialized_end=1307
-  _globals['_PUBLISHPARAMETERSREQUEST']._serialized_start=1309
-  _globals['_PUBLISHPARAMETERSREQUEST']._serialized_end=1385
-  _globals['_PUBLISHPARAMETERSRESPONSE']._serialized_start=1387
-  _globals['_PUBLISHPARAMETERSRESPONSE']._serialized_end=1447
-  _globals['_FETCHPARAMETERSREQUEST']._serialized_start=1449
-  _globals['_FETCHPARAMETERSREQUEST']._serialized_end=1523
-  _globals['_FETCHPARAMETERSRESPONSE']._serialized_start=1525
-  _globals['_FETCHPARAMETERSRESPONSE']._serialized_end=1579
-  _globals['_OPENRUNREQUEST']._serialized_start=1582
-  _globals['_OPENRUNREQUEST']._serialized_end=1828
-  _globals['_OPENRUNRESPONSE']._serialized_start=1830
-  _globals['_OPENRUNRESPONSE']._serialized_end=1895
-  _globals['_WATCHRUNREQUEST']._serialized_start=1897
-  _globals['_WATCHRUNREQUEST']._serialized_end=1930
-  _globals['_WATCHRUNRESPONSE']._serialized_start=1932
-  _globals['_WATCHRUNRESPONSE']._serialized_end=2003
-  _globals['_CLOSERUNREQUEST']._serialized_start=2005
-  _globals['_CLOSERUNREQUEST']._serialized_end=2038
-  _globals['_CLOSERUNRESPONSE']._serialized_start=2040
-  _globals['_CLOSERUNRESPONSE']._serialized_end=2058
-  _globals['_JOBBRIDGESERVICE']._serialized_start=2061
-  _globals['_JOBBRIDGESERVICE']._serialized_end=3112
+  _globals['_SENDUPDATEREQUEST']._serialized_start=707
+  _globals['_SENDUPDATEREQUEST']._serialized_end=850
+  _globals['_SENDUPDATERESPONSE']._serialized_start=852
+  _globals['_SENDUPDATERESPONSE']._serialized_end=909
+  _globals['_RECEIVEUPDATEREQUEST']._serialized_start=912
+  _globals['_RECEIVEUPDATEREQUEST']._serialized_end=1070
+  _globals['_RECEIVEUPDATERESPONSE']._serialized_start=1072
+  _globals['_RECEIVEUPDATERESPONSE']._serialized_end=1172
+  _globals['_REPORTPROGRESSREQUEST']._serialized_start=1174
+  _globals['_REPORTPROGRESSREQUEST']._serialized_end=1260
+  _globals['_REPORTPROGRESSRESPONSE']._serialized_start=1262
+  _globals['_REPORTPROGRESSRESPONSE']._serialized_end=1351
+  _globals['_PUBLISHPARAMETERSREQUEST']._serialized_start=1353
+  _globals['_PUBLISHPARAMETERSREQUEST']._serialized_end=1429
+  _globals['_PUBLISHPARAMETERSRESPONSE']._serialized_start=1431
+  _globals['_PUBLISHPARAMETERSRESPONSE']._serialized_end=1491
+  _globals['_FETCHPARAMETERSREQUEST']._serialized_start=1493
+  _globals['_FETCHPARAMETERSREQUEST']._serialized_end=1567
+  _globals['_FETCHPARAMETERSRESPONSE']._serialized_start=1569
+  _globals['_FETCHPARAMETERSRESPONSE']._serialized_end=1623
+  _globals['_OPENRUNREQUEST']._serialized_start=1626
+  _globals['_OPENRUNREQUEST']._serialized_end=1872
+  _globals['_OPENRUNRESPONSE']._serialized_start=1874
+  _globals['_OPENRUNRESPONSE']._serialized_end=1939
+  _globals['_WATCHRUNREQUEST']._serialized_start=1941
+  _globals['_WATCHRUNREQUEST']._serialized_end=1974
+  _globals['_WATCHRUNRESPONSE']._serialized_start=1976
+  _globals['_WATCHRUNRESPONSE']._serialized_end=2047
+  _globals['_CLOSERUNREQUEST']._serialized_start=2049
+  _globals['_CLOSERUNREQUEST']._serialized_end=2082
+  _globals['_CLOSERUNRESPONSE']._serialized_start=2084
+  _globals['_CLOSERUNRESPONSE']._serialized_end=2102
+  _globals['_JOBBRIDGESERVICE']._serialized_start=2105
+  _globals['_JOBBRIDGESERVICE']._serialized_end=3156
 # @@protoc_insertion_point(module_scope)

@@ -65,16 +65,18 @@ class NextSliceResponse(_message.Message):
     def __init__(self, path: _Optional[str] = ..., assignment: _Optional[_Union[_scheduler_pb2.SliceAssignment, _Mapping]] = ..., wait_seconds: _Optional[float] = ...) -> None: ...
 
 class SendUpdateRequest(_message.Message):
-    __slots__ = ("path", "round", "weight", "fragment")
+    __slots__ = ("path", "round", "weight", "fragment", "digest")
     PATH_FIELD_NUMBER: _ClassVar[int]
     ROUND_FIELD_NUMBER: _ClassVar[int]
     WEIGHT_FIELD_NUMBER: _ClassVar[int]
     FRAGMENT_FIELD_NUMBER: _ClassVar[int]
+    DIGEST_FIELD_NUMBER: _ClassVar[int]
     path: str
     round: int
     weight: float
     fragment: int
-    def __init__(self, path: _Optional[str] = ..., round: _Optional[int] = ..., weight: _Optional[float] = ..., fragment: _Optional[int] = ...) -> None: ...
+    digest: _tensor_pb2.Digest
+    def __init__(self, path: _Optional[str] = ..., round: _Optional[int] = ..., weight: _Optional[float] = ..., fragment: _Optional[int] = ..., digest: _Optional[_Union[_tensor_pb2.Digest, _Mapping]] = ...) -> None: ...
 
 class SendUpdateResponse(_message.Message):
     __slots__ = ("bytes_sent", "seconds")

@@ -275,6 +275,8 @@ class JobBridgeServiceServicer:
         INVALID_ARGUMENT BAD_WEIGHT: weight is not a finite number > 0.
         INVALID_ARGUMENT BAD_FRAGMENT: fragment is set but is not below the job's config.fragments.
         INVALID_ARGUMENT BAD_FILE: the file is not a SafeTensors file of floating tensors.
+        INVALID_ARGUMENT BAD_DIGEST: digest is set with an unknown algorithm or hex digits that
+        are not the algorithm's.
         FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no parameter_server or run_id.
         FAILED_PRECONDITION JOB_CONFIG_BAD: the job's config names an unknown codec, or a
         codec_block_size the codec cannot use.

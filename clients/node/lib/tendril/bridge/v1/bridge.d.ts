@@ -3,7 +3,7 @@ import { type CallOptions, type ChannelCredentials, Client, type ClientOptions, 
 import { ExecutorRef } from "../../common/v1/common";
 import { RoundStatus } from "../../paramserver/v1/paramserver";
 import { ReportProgressRequest as ReportProgressRequest1, ReportProgressResponse as ReportProgressResponse2, SliceAssignment } from "../../scheduler/v1/scheduler";
-import { Codec } from "../../tensor/v1/tensor";
+import { Codec, Digest } from "../../tensor/v1/tensor";
 /** GetJobRequest is empty. */
 export interface GetJobRequest {
 }
@@ -72,6 +72,14 @@ export interface SendUpdateRequest {
      * the job's run itself. Must be below the job's config.fragments.
      */
     fragment?: number | undefined;
+    /**
+     * The digest of the whole file at path, as its writer computed it while writing it: the
+     * bridge then sends the file without reading it through first, and the parameter server
+     * checks every byte it receives against it (a wrong digest fails the push with DATA_LOSS).
+     * Used when the file goes as it is (the job's codec is fp32 and so is the file); unset: the
+     * bridge hashes the file.
+     */
+    digest: Digest | undefined;
 }
 /** SendUpdateResponse reports the transfer. */
 export interface SendUpdateResponse {
@@ -388,6 +396,8 @@ export declare const JobBridgeServiceService: {
      *   INVALID_ARGUMENT BAD_WEIGHT: weight is not a finite number > 0.
      *   INVALID_ARGUMENT BAD_FRAGMENT: fragment is set but is not below the job's config.fragments.
      *   INVALID_ARGUMENT BAD_FILE: the file is not a SafeTensors file of floating tensors.
+     *   INVALID_ARGUMENT BAD_DIGEST: digest is set with an unknown algorithm or hex digits that
+     *     are not the algorithm's.
      *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no parameter_server or run_id.
      *   FAILED_PRECONDITION JOB_CONFIG_BAD: the job's config names an unknown codec, or a
      *     codec_block_size the codec cannot use.
@@ -668,6 +678,8 @@ export interface JobBridgeServiceServer extends UntypedServiceImplementation {
      *   INVALID_ARGUMENT BAD_WEIGHT: weight is not a finite number > 0.
      *   INVALID_ARGUMENT BAD_FRAGMENT: fragment is set but is not below the job's config.fragments.
      *   INVALID_ARGUMENT BAD_FILE: the file is not a SafeTensors file of floating tensors.
+     *   INVALID_ARGUMENT BAD_DIGEST: digest is set with an unknown algorithm or hex digits that
+     *     are not the algorithm's.
      *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no parameter_server or run_id.
      *   FAILED_PRECONDITION JOB_CONFIG_BAD: the job's config names an unknown codec, or a
      *     codec_block_size the codec cannot use.
@@ -890,6 +902,8 @@ export interface JobBridgeServiceClient extends Client {
      *   INVALID_ARGUMENT BAD_WEIGHT: weight is not a finite number > 0.
      *   INVALID_ARGUMENT BAD_FRAGMENT: fragment is set but is not below the job's config.fragments.
      *   INVALID_ARGUMENT BAD_FILE: the file is not a SafeTensors file of floating tensors.
+     *   INVALID_ARGUMENT BAD_DIGEST: digest is set with an unknown algorithm or hex digits that
+     *     are not the algorithm's.
      *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no parameter_server or run_id.
      *   FAILED_PRECONDITION JOB_CONFIG_BAD: the job's config names an unknown codec, or a
      *     codec_block_size the codec cannot use.

@@ -551,7 +551,7 @@ exports.NextSliceResponse = {
     },
 };
 function createBaseSendUpdateRequest() {
-    return { path: "", round: 0, weight: 0, fragment: undefined };
+    return { path: "", round: 0, weight: 0, fragment: undefined, digest: undefined };
 }
 exports.SendUpdateRequest = {
     encode(message, writer = new wire_1.BinaryWriter()) {
@@ -566,6 +566,9 @@ exports.SendUpdateRequest = {
         }
         if (message.fragment !== undefined) {
             writer.uint32(32).uint32(message.fragment);
+        }
+        if (message.digest !== undefined) {
+            tensor_1.Digest.encode(message.digest, writer.uint32(42).fork()).join();
         }
         return writer;
     },
@@ -610,6 +613,13 @@ exports.SendUpdateRequest = {
                         message.fragment = reader.uint32();
                         continue;
                     }
+                    case 5: {
+                        if (tag !== 42) {
+                            break;
+                        }
+                        message.digest = tensor_1.Digest.decode(reader, reader.uint32());
+                        continue;
+                    }
                 }
                 if ((tag & 7) === 4 || tag === 0) {
                     break;
@@ -628,6 +638,7 @@ exports.SendUpdateRequest = {
             round: isSet(object.round) ? globalThis.Number(object.round) : 0,
             weight: isSet(object.weight) ? globalThis.Number(object.weight) : 0,
             fragment: isSet(object.fragment) ? globalThis.Number(object.fragment) : undefined,
+            digest: isSet(object.digest) ? tensor_1.Digest.fromJSON(object.digest) : undefined,
         };
     },
     toJSON(message) {
@@ -644,6 +655,9 @@ exports.SendUpdateRequest = {
         if (message.fragment !== undefined) {
             obj.fragment = Math.round(message.fragment);
         }
+        if (message.digest !== undefined) {
+            obj.digest = tensor_1.Digest.toJSON(message.digest);
+        }
         return obj;
     },
     create(base) {
@@ -655,6 +669,9 @@ exports.SendUpdateRequest = {
         message.round = object.round ?? 0;
         message.weight = object.weight ?? 0;
         message.fragment = object.fragment ?? undefined;
+        message.digest = (object.digest !== undefined && object.digest !== null)
+            ? tensor_1.Digest.fromPartial(object.digest)
+            : undefined;
         return message;
     },
 };
@@ -2060,6 +2077,8 @@ exports.JobBridgeServiceService = {
      *   INVALID_ARGUMENT BAD_WEIGHT: weight is not a finite number > 0.
      *   INVALID_ARGUMENT BAD_FRAGMENT: fragment is set but is not below the job's config.fragments.
      *   INVALID_ARGUMENT BAD_FILE: the file is not a SafeTensors file of floating tensors.
+     *   INVALID_ARGUMENT BAD_DIGEST: digest is set with an unknown algorithm or hex digits that
+     *     are not the algorithm's.
      *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no parameter_server or run_id.
      *   FAILED_PRECONDITION JOB_CONFIG_BAD: the job's config names an unknown codec, or a
      *     codec_block_size the codec cannot use.

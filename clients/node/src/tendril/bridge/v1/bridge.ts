@@ -25,7 +25,7 @@ import {
   ReportProgressResponse as ReportProgressResponse2,
   SliceAssignment,
 } from "../../scheduler/v1/scheduler";
-import { Codec, codecFromJSON, codecToJSON } from "../../tensor/v1/tensor";
+import { Codec, codecFromJSON, codecToJSON, Digest } from "../../tensor/v1/tensor";
 
 /** GetJobRequest is empty. */
 export interface GetJobRequest {
@@ -104,7 +104,17 @@ export interface SendUpdateRequest {
    * is then "<config.run_id>-f<fragment>" (each fragment of θ is a run of its own); unset means
    * the job's run itself. Must be below the job's config.fragments.
    */
-  fragment?: number | undefined;
+  fragment?:
+    | number
+    | undefined;
+  /**
+   * The digest of the whole file at path, as its writer computed it while writing it: the
+   * bridge then sends the file without reading it through first, and the parameter server
+   * checks every byte it receives against it (a wrong digest fails the push with DATA_LOSS).
+   * Used when the file goes as it is (the job's codec is fp32 and so is the file); unset: the
+   * bridge hashes the file.
+   */
+  digest: Digest | undefined;
 }
 
 /** SendUpdateResponse reports the transfer. */
@@ -856,7 +866,7 @@ export const NextSliceResponse: MessageFns<NextSliceResponse> = {
 };
 
 function createBaseSendUpdateRequest(): SendUpdateRequest {
-  return { path: "", round: 0, weight: 0, fragment: undefined };
+  return { path: "", round: 0, weight: 0, fragment: undefined, digest: undefined };
 }
 
 export const SendUpdateRequest: MessageFns<SendUpdateRequest> = {
@@ -872,6 +882,9 @@ export const SendUpdateRequest: MessageFns<SendUpdateRequest> = {
     }
     if (message.fragment !== undefined) {
       writer.uint32(32).uint32(message.fragment);
+    }
+    if (message.digest !== undefined) {
+      Digest.encode(message.digest, writer.uint32(42).fork()).join();
     }
     return writer;
   },
@@ -921,6 +934,14 @@ export const SendUpdateRequest: MessageFns<SendUpdateRequest> = {
             message.fragment = reader.uint32();
             continue;
           }
+          case 5: {
+            if (tag !== 42) {
+              break;
+            }
+
+            message.digest = Digest.decode(reader, reader.uint32());
+            continue;
+          }
         }
         if ((tag & 7) === 4 || tag === 0) {
           break;
@@ -939,6 +960,7 @@ export const SendUpdateRequest: MessageFns<SendUpdateRequest> = {
       round: isSet(object.round) ? globalThis.Number(object.round) : 0,
       weight: isSet(object.weight) ? globalThis.Number(object.weight) : 0,
       fragment: isSet(object.fragment) ? globalThis.Number(object.fragment) : undefined,
+      digest: isSet(object.digest) ? Digest.fromJSON(object.digest) : undefined,
     };
   },
 
@@ -956,6 +978,9 @@ export const SendUpdateRequest: MessageFns<SendUpdateRequest> = {
     if (message.fragment !== undefined) {
       obj.fragment = Math.round(message.fragment);
     }
+    if (message.digest !== undefined) {
+      obj.digest = Digest.toJSON(message.digest);
+    }
     return obj;
   },
 
@@ -968,6 +993,9 @@ export const SendUpdateRequest: MessageFns<SendUpdateRequest> = {
     message.round = object.round ?? 0;
     message.weight = object.weight ?? 0;
     message.fragment = object.fragment ?? undefined;
+    message.digest = (object.digest !== undefined && object.digest !== null)
+      ? Digest.fromPartial(object.digest)
+      : undefined;
     return message;
   },
 };
@@ -2536,6 +2564,8 @@ export const JobBridgeServiceService = {
    *   INVALID_ARGUMENT BAD_WEIGHT: weight is not a finite number > 0.
    *   INVALID_ARGUMENT BAD_FRAGMENT: fragment is set but is not below the job's config.fragments.
    *   INVALID_ARGUMENT BAD_FILE: the file is not a SafeTensors file of floating tensors.
+   *   INVALID_ARGUMENT BAD_DIGEST: digest is set with an unknown algorithm or hex digits that
+   *     are not the algorithm's.
    *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no parameter_server or run_id.
    *   FAILED_PRECONDITION JOB_CONFIG_BAD: the job's config names an unknown codec, or a
    *     codec_block_size the codec cannot use.
@@ -2824,6 +2854,8 @@ export interface JobBridgeServiceServer extends UntypedServiceImplementation {
    *   INVALID_ARGUMENT BAD_WEIGHT: weight is not a finite number > 0.
    *   INVALID_ARGUMENT BAD_FRAGMENT: fragment is set but is not below the job's config.fragments.
    *   INVALID_ARGUMENT BAD_FILE: the file is not a SafeTensors file of floating tensors.
+   *   INVALID_ARGUMENT BAD_DIGEST: digest is set with an unknown algorithm or hex digits that
+   *     are not the algorithm's.
    *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no parameter_server or run_id.
    *   FAILED_PRECONDITION JOB_CONFIG_BAD: the job's config names an unknown codec, or a
    *     codec_block_size the codec cannot use.
@@ -3083,6 +3115,8 @@ export interface JobBridgeServiceClient extends Client {
    *   INVALID_ARGUMENT BAD_WEIGHT: weight is not a finite number > 0.
    *   INVALID_ARGUMENT BAD_FRAGMENT: fragment is set but is not below the job's config.fragments.
    *   INVALID_ARGUMENT BAD_FILE: the file is not a SafeTensors file of floating tensors.
+   *   INVALID_ARGUMENT BAD_DIGEST: digest is set with an unknown algorithm or hex digits that
+   *     are not the algorithm's.
    *   FAILED_PRECONDITION JOB_CONFIG_MISSING: the job's config has no parameter_server or run_id.
    *   FAILED_PRECONDITION JOB_CONFIG_BAD: the job's config names an unknown codec, or a
    *     codec_block_size the codec cannot use.
