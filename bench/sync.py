@@ -227,6 +227,7 @@ class KeptFiles:
         self.folder = work / self.name
         self.delta = HandOff(self.folder / ".reused", "delta")
         self.update = Reusable(self.folder / ".reused", "update")
+        self.payloads: dict[str, Reusable] = {}  # by codec: what the bridge encodes Δ into
         self.updates = Updates()
 
 
@@ -247,14 +248,17 @@ async def tendril_round(
     from tendril.core import tensorstream
     from tendril.core.streaming import Digest
     from tendril_diloco.params import apply_update
+    from tendril_sdk.files import Reusable
 
     delta_path = kept.folder / f"delta-{round:05d}.safetensors"
-    # (as the executor asks: see tendril_diloco.trainer.Trainer._update_folder)
-    update_path = (kept.folder if codec == "fp32" else work / "updates") / f"update-{round:05d}.safetensors"
+    update_path = kept.folder / f"update-{round:05d}.safetensors"
     barrier("tendril")
     start = time.monotonic()
     digest = kept.delta.write(delta, delta_path)
     written = time.monotonic()
+    # as the bridge's SendUpdate does: another codec than fp32 is encoded into a kept file in place
+    payloads = kept.payloads.setdefault(codec, Reusable(kept.folder / ".reused", f"payload-{codec}"))
+    encoded = payloads.take() if codec != "fp32" else None
     sent = await tensorstream.push_update(
         channel,
         delta_path,
@@ -265,11 +269,16 @@ async def tendril_round(
         codec=codec,
         # (the writer's digest, as the executor gives it to SendUpdate)
         digest=Digest(*digest.split(":", 1)) if digest else None,
+        encoded=None if encoded is None else (encoded, payloads.mapping),
     )
+    if encoded is not None:
+        payloads.fill_from(encoded)
     pushed = time.monotonic()
     delta_path.unlink()
     pull_start = time.monotonic()
     scratch = kept.update.take()
+    receiving = kept.payloads.setdefault(f"received-{codec}", Reusable(kept.folder / ".reused", f"received-{codec}"))
+    incoming = scratch if codec == "fp32" or scratch is None else receiving.take()
     received, contributors = await tensorstream.pull_update(
         channel,
         run_id=rid,
@@ -278,11 +287,16 @@ async def tendril_round(
         codec=codec,
         timeout=PULL_TIMEOUT_S,
         worker_id=f"w{rank}",
-        scratch=scratch,
-        mapped=kept.update.mapping,
+        # as the bridge's ReceiveUpdate does: fp32 received in place, another codec received into a
+        # kept file of its own and decoded in place
+        scratch=incoming,
+        mapped=kept.update.mapping if codec == "fp32" else receiving.mapping,
+        decoded=(scratch, kept.update.mapping) if scratch is not None and codec != "fp32" else None,
     )
-    if scratch is not None and codec == "fp32":  # as the bridge's ReceiveUpdate does
+    if scratch is not None:
         kept.update.fill_from(scratch)
+    if incoming is not None and codec != "fp32":
+        receiving.fill_from(incoming)
     pulled = time.monotonic()
     update = kept.updates.load(update_path)  # as the executor reads it (tendril_diloco.params.Updates)
     loaded = time.monotonic()

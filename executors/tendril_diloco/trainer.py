@@ -494,7 +494,7 @@ class Trainer:
             # (reuse_files: the update's tensors are let go of in _synced, before the next round's call)
             received = await self.bridge.receive_update(
                 r,
-                path=f"{self._update_folder()}/round-{r}.safetensors",
+                path=f"{self._handoff_folder()}/round-{r}.safetensors",
                 timeout_seconds=self.config.receive_timeout,
                 reuse_files=True,
             )
@@ -516,18 +516,6 @@ class Trainer:
             self._folder = UPDATES if keep else handoff_folder(self.bridge.work_dir, nbytes)
             self.log("handoff.folder", folder=self._folder, model_bytes=nbytes, keep_updates=keep)
         return self._folder
-
-    def _update_folder(self) -> str:
-        """Where received updates go: the hand-off folder with the fp32 codec (received in place
-        into kept files there); updates/ with the others, whose updates are decoded into a new
-        file every round.
-
-        # NOTE: a new file costs its pages every round, and more in memory (tmpfs: 4 KiB pages)
-        # than on ext4 (large folios): a 400 MB file took 0.17-0.23 s to write on /dev/shm, 0.08 s
-        # on this machine's ext4, and bf16 rounds of the sync bench took 2.6 s with their updates
-        # in handoff/ against 1.4-2.1 s in updates/.
-        """
-        return self._handoff_folder() if self.config.codec == "fp32" else UPDATES
 
     def _handoff(self, fragment: int | None) -> HandOff:
         """Where Δ of θ (``fragment`` None) or of one fragment is written for the bridge to push."""
@@ -729,7 +717,7 @@ class Trainer:
         try:
             received = await self.bridge.receive_update(
                 r,
-                path=f"{self._update_folder()}/f{f}-round-{r}.safetensors",
+                path=f"{self._handoff_folder()}/f{f}-round-{r}.safetensors",
                 timeout_seconds=self.config.receive_timeout,
                 fragment=f,
                 reuse_files=True,

@@ -41,9 +41,11 @@ LR, MOMENTUM = 0.7, 0.9
 
 
 @contextlib.asynccontextmanager
-async def serving_runs(tmp_path: Path, *run_ids: str) -> AsyncIterator[str]:
-    """A ParameterServer in this process with one fp32 run per id open (1 worker, 2 rounds,
-    LR/MOMENTUM); its address."""
+async def serving_runs(
+    tmp_path: Path, *run_ids: str, codec: tensor_pb2.Codec = tensor_pb2.CODEC_FP32
+) -> AsyncIterator[str]:
+    """A ParameterServer in this process with one run per id open (1 worker, 2 rounds, LR/MOMENTUM,
+    ``codec``); its address."""
     service = ParameterServerService(worker_config(tmp_path / "ps"))
     await service.start()
     try:
@@ -58,7 +60,7 @@ async def serving_runs(tmp_path: Path, *run_ids: str) -> AsyncIterator[str]:
                         round_timeout_seconds=30,
                         outer_lr=LR,
                         outer_momentum=MOMENTUM,
-                        codec=tensor_pb2.CODEC_FP32,
+                        codec=codec,
                         rounds=2,
                     )
                 )
@@ -208,6 +210,46 @@ async def test_send_update_takes_the_writers_digest_and_the_server_checks_it(tmp
             assert got.contributors == 1  # the push with the wrong digest never counted
     finally:
         await bridge.stop()
+
+
+async def test_an_int8_job_hands_off_through_kept_files_only(tmp_path: Path, memory_dir: Path) -> None:
+    """With int8 and handoff/ in memory, every model-sized file of a round is a kept one: Δ is
+    encoded into a kept payload file, the update received into one and decoded into another
+    (linked at the path), round after round; what the executor reads is what a fresh pull stores."""
+    work = job_work_dir(tmp_path)
+    (work / "handoff").symlink_to(memory_dir, target_is_directory=True)
+    n = 1 << 20
+    save_file({"w": np.arange(n, dtype=np.float32) / n}, str(work / "params" / "theta0.safetensors"))
+    save_file({"w": np.full(n, 0.25, dtype=np.float32)}, str(memory_dir / "delta.safetensors"))
+    async with serving_runs(tmp_path, RUN, codec=tensor_pb2.CODEC_INT8) as paramserver:
+        job = _train_job(work, paramserver)
+        job.config["codec"] = "int8"
+        bridge = JobBridge(
+            job, TOKEN, data_fetcher_address="127.0.0.1:1", paramserver_address=paramserver, handoff=memory_dir
+        )
+        await bridge.start()
+        try:
+            async with BridgeClient(job.socket_path, TOKEN, job=job) as client:
+                await client.publish_parameters("params/theta0.safetensors")
+                await client.send_update("handoff/delta.safetensors", 0, 1.0)
+                fresh = await client.receive_update(0, path="updates/fresh.safetensors")
+                for k in range(3):
+                    got = await client.receive_update(0, path=f"handoff/u{k}.safetensors", reuse_files=True)
+                    assert (memory_dir / f"u{k}.safetensors").read_bytes() == fresh.path.read_bytes()
+                    assert got.path.stat().st_nlink == 2  # a link of a kept file
+                    (memory_dir / f"u{k}.safetensors").unlink()
+        finally:
+            await bridge.stop()
+    kept = sorted(p.name for p in (memory_dir / ".reused").iterdir())
+    assert kept == [
+        "payload-int8-0",
+        "payload-int8-1",
+        "received-int8-0",
+        "received-int8-1",
+        "update-0",
+        "update-1",
+    ], kept
+    assert not _matching(memory_dir, "*.part") and not _matching(memory_dir, "*.payload")
 
 
 def _matching(folder: Path, pattern: str) -> list[Path]:

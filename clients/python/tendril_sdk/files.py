@@ -108,8 +108,9 @@ class Reusable:
         return mapping
 
     def fill_from(self, source: Path) -> None:
-        """Make every kept file that does not exist yet a copy of ``source`` (one of them, just
-        written whole), so that the next rounds write into files that already hold their pages.
+        """Make every kept file that does not exist yet, or holds another size (and no other name
+        links it), a copy of ``source`` (one of them, just written whole), so that the next rounds
+        write into files that already hold their pages.
 
         # NOTE: the pages of a file made afresh cost the kernel one allocation each, and on a
         # virtual machine that hands freed memory back to its host (free page reporting) the
@@ -119,9 +120,17 @@ class Reusable:
         """
         if source not in self.paths:
             raise ValueError(f"{source} is not one of this object's kept files")
+        size = os.stat(source).st_size
         for path in self.paths:
-            if path == source or os.path.lexists(path):
+            if path == source:
                 continue
+            try:
+                info = os.stat(path)
+                # (kept as it is when it can be written in place, or while another name links it)
+                if info.st_size == size or info.st_nlink > 1:
+                    continue
+            except FileNotFoundError:
+                pass
             part = path.with_name(f".{path.name}.part")
             try:
                 shutil.copyfile(source, part)

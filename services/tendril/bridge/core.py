@@ -112,6 +112,8 @@ class BridgeCore:
         self._sent: dict[tuple[int | None, int], SentUpdate] = self._load_sent()
         # keyed by (fragment, folder received into): the files ReceiveUpdate receives into in place (reuse_files)
         self._received: dict[tuple[int | None, Path], Reusable] = {}
+        # keyed by (fragment, folder, codec): the files SendUpdate encodes a Δ into in place
+        self._encoded: dict[tuple[int | None, Path, str], Reusable] = {}
 
     # -- paths ---------------------------------------------------------------------------
 
@@ -151,9 +153,32 @@ class BridgeCore:
         path = files.take()
         return None if path is None else (path, files)
 
+    def received_scratch(self, fragment: int | None, dest: Path, codec: str) -> tuple[Path, Reusable] | None:
+        """A kept file to receive an update of ``fragment`` in ``codec`` (not fp32) into in place,
+        before it is decoded (in ``.reused/`` beside ``dest``); None where none can be."""
+        if codec == "fp32":
+            return None
+        stem = f"received-{codec}" if fragment is None else f"received-{codec}-f{fragment}"
+        folder = dest.parent / REUSED
+        files = self._encoded.setdefault((fragment, folder, f"received-{codec}"), Reusable(folder, stem))
+        path = files.take()
+        return None if path is None else (path, files)
+
+    def payload_scratch(self, fragment: int | None, source: Path, codec: str) -> tuple[Path, Reusable] | None:
+        """A kept file to encode ``source`` into with ``codec`` (not fp32) for a push, in place (in
+        ``.reused/`` beside it), with the object that keeps it; None where none can be (a new
+        temp file then)."""
+        if codec == "fp32":
+            return None
+        stem = f"payload-{codec}" if fragment is None else f"payload-{codec}-f{fragment}"
+        folder = source.parent / REUSED
+        files = self._encoded.setdefault((fragment, folder, codec), Reusable(folder, stem))
+        path = files.take()
+        return None if path is None else (path, files)
+
     def close(self) -> None:
         """Let go of the mappings of kept files (the job has ended: their memory goes with its folder)."""
-        for files in self._received.values():
+        for files in [*self._received.values(), *self._encoded.values()]:
             files.close()
 
     def _sent_folders(self) -> list[Path]:

@@ -171,7 +171,7 @@ class BridgeServicer(bridge_pb2_grpc.JobBridgeServiceServicer):
         run_id = self.core.run_id(fragment)
         start = time.perf_counter()
         try:
-            sent = await self._push_update(path, request.round, request.weight, run_id, digest)
+            sent = await self._push_update(path, request.round, request.weight, run_id, digest, fragment, reuse=True)
         except BridgeError as exc:
             # NOTE: a push that committed while the bridge that sent it died with its JobService
             # comes back from the executor's retry as ALREADY_COMMITTED: keep its copy all the same.
@@ -185,9 +185,20 @@ class BridgeServicer(bridge_pb2_grpc.JobBridgeServiceServicer):
         return bridge_pb2.SendUpdateResponse(bytes_sent=int(sent), seconds=time.perf_counter() - start)
 
     async def _push_update(
-        self, path: Path, round_: int, weight: float, run_id: str, digest: Digest | None = None
+        self,
+        path: Path,
+        round_: int,
+        weight: float,
+        run_id: str,
+        digest: Digest | None = None,
+        fragment: int | None = None,
+        *,
+        reuse: bool = False,
     ) -> int:
+        """Push ``path``; ``reuse``: encode it (another codec than fp32) into a kept file beside it
+        (a round's Δ; not a copy sent again after a restart of the server, once)."""
         address, codec = self.core.parameter_server(), self.core.codec()
+        scratch = self.core.payload_scratch(fragment, path, codec) if reuse else None
         async with calling(f"parameter server at {address}"):
             sent = await _tensorstream().push_update(
                 self.remotes.channel(address),
@@ -199,7 +210,10 @@ class BridgeServicer(bridge_pb2_grpc.JobBridgeServiceServicer):
                 codec=codec,
                 block_size=self.core.codec_block_size(),
                 digest=digest,
+                encoded=None if scratch is None else (scratch[0], scratch[1].mapping),
             )
+        if scratch is not None:  # (see Reusable.fill_from)
+            await asyncio.to_thread(scratch[1].fill_from, scratch[0])
         return int(sent)
 
     async def ReceiveUpdate(
@@ -209,7 +223,10 @@ class BridgeServicer(bridge_pb2_grpc.JobBridgeServiceServicer):
         timeout = self.core.round_timeout(request.timeout_seconds if request.HasField("timeout_seconds") else None)
         fragment = _fragment(request)
         address, run_id, codec = self.core.parameter_server(), self.core.run_id(fragment), self.core.codec()
+        # reuse_files: the fp32 update goes into a kept file (linked at dest); with another codec
+        # the payload is received into a kept file of its own first, then decoded into that one
         scratch = self.core.update_scratch(fragment, dest) if request.reuse_files else None
+        incoming = scratch if codec == "fp32" or scratch is None else self.core.received_scratch(fragment, dest, codec)
         start = time.perf_counter()
         for attempt in range(RESEND_ATTEMPTS + 1):
             try:
@@ -224,11 +241,12 @@ class BridgeServicer(bridge_pb2_grpc.JobBridgeServiceServicer):
                         codec=codec,
                         timeout=timeout,
                         worker_id=self._worker_id,
-                        scratch=None if scratch is None else scratch[0],
-                        mapped=None if scratch is None else scratch[1].mapping,
+                        scratch=None if incoming is None else incoming[0],
+                        mapped=None if incoming is None else incoming[1].mapping,
+                        decoded=None if scratch is None or incoming is scratch else (scratch[0], scratch[1].mapping),
                     )
-                if scratch is not None and codec == "fp32":  # (received in place: see Reusable.fill_from)
-                    await asyncio.to_thread(scratch[1].fill_from, scratch[0])
+                for kept in {id(k): k for k in (scratch, incoming) if k is not None}.values():  # (Reusable.fill_from)
+                    await asyncio.to_thread(kept[1].fill_from, kept[0])
                 break
             except BridgeError as exc:
                 sent = self.core.sent(request.round, fragment)

@@ -452,6 +452,82 @@ def convert_file(
     return layout
 
 
+def put_values(view: memoryview, layout: Layout, spec: TensorSpec, a: int, values: npt.NDArray[np.float32]) -> None:
+    """:func:`write_values` into a payload in memory (``view``: its header and data)."""
+    start = layout.header_size + spec.begin
+    wire = codecs.BY_NAME.get(layout.codec)
+    if wire is None:
+        raise TensorFileError(f"cannot write values into a {layout.codec} payload")
+    encoded, scales = wire.encode(values, layout.block_size)
+    raw = encoded.view(np.uint8).reshape(-1)
+    if wire.sparse:
+        (i0, i1), (c0, _) = codecs.sparse_ranges(spec.numel, layout.block_size, a, a + values.size)
+        view[start + i0 : start + i1] = raw[: i1 - i0]
+        view[start + c0 : start + c0 + raw.size - (i1 - i0)] = raw[i1 - i0 :]
+    else:
+        at = start + wire.nbytes(a)
+        view[at : at + raw.size] = raw
+    if wire.blockwise:
+        first = layout.header_size + spec.scales_begin + 4 * wire.scale_count(a, layout.block_size)
+        view[first : first + scales.nbytes] = scales.view(np.uint8).reshape(-1)
+
+
+def encode_into(
+    src: str | os.PathLike[str], out: memoryview, codec: str, block_size: int, *, check_finite: bool = True
+) -> Layout:
+    """:func:`convert_file` into a payload image in memory (``out``: exactly the payload's
+    :func:`encoded_layout_of` total bytes, e.g. a mapping of a kept file)."""
+    src_layout = read_layout(src)
+    layout, header = plan_layout(float_shapes(src_layout), codec, block_size)
+    if len(out) != layout.total_bytes:
+        raise TensorFileError(f"encoding {src} as {codec} needs {layout.total_bytes} bytes, got {len(out)}")
+    out = out.cast("B") if out.format != "B" else out
+    out[: len(header)] = header
+    step = piece_step(src_layout, layout)
+    fd = os.open(src, os.O_RDONLY)
+    try:
+        for src_spec, spec in zip(src_layout.tensors, layout.tensors, strict=True):
+            for a, b in pieces(spec.numel, step):
+                values = read_values(fd, src_layout, src_spec, a, b)
+                if check_finite and not codecs.all_finite(values):
+                    raise CodecError(f"tensor {spec.name!r} holds NaN or Inf values; refusing to send it")
+                put_values(out, layout, spec, a, values)
+    finally:
+        os.close(fd)
+    return layout
+
+
+def encoded_layout_of(src: str | os.PathLike[str], codec: str, block_size: int) -> Layout:
+    """The layout of the ``codec`` payload :func:`encode_into` makes of the file ``src``."""
+    return plan_layout(float_shapes(read_layout(src)), codec, block_size)[0]
+
+
+def fp32_layout_of(src: Layout) -> tuple[Layout, bytes]:
+    """The layout and header of the fp32 file holding the tensors of payload ``src``."""
+    return plan_layout(float_shapes(src), "fp32")
+
+
+def decode_into(src: str | os.PathLike[str], out: memoryview) -> Layout:
+    """Decode the payload file ``src`` (any codec) into the fp32 SafeTensors image ``out`` (its
+    header and data: exactly :func:`fp32_layout_of`'s total bytes, e.g. a mapping of a kept file)."""
+    src_layout = read_layout(src)
+    layout, header = fp32_layout_of(src_layout)
+    if len(out) != layout.total_bytes:
+        raise TensorFileError(f"decoding {src} needs {layout.total_bytes} bytes, got {len(out)}")
+    out = out.cast("B") if out.format != "B" else out
+    out[: len(header)] = header
+    step = piece_step(src_layout, layout)
+    fd = os.open(src, os.O_RDONLY)
+    try:
+        for src_spec, spec in zip(src_layout.tensors, layout.tensors, strict=True):
+            for a, b in pieces(spec.numel, step):
+                start = layout.header_size + spec.begin + 4 * a
+                out[start : start + 4 * (b - a)] = memoryview(read_values(fd, src_layout, src_spec, a, b)).cast("B")
+    finally:
+        os.close(fd)
+    return layout
+
+
 def sha256_file(path: str | os.PathLike[str], *, upto: int | None = None) -> hashlib._Hash:
     """A sha256 object fed with the first ``upto`` bytes of ``path`` (all of it when None)."""
     digest = hashlib.sha256()

@@ -68,6 +68,7 @@ from tendril.core.streaming import (
     header_message,
     info_from_header,
     mapping,
+    new_hash,
     parse_frame,
     stream_accepted,
 )
@@ -172,6 +173,9 @@ def _status_lost(err: grpc.aio.AioRpcError) -> bool:
 # -- payloads ------------------------------------------------------------------------------------
 
 
+Mapper = Callable[[Path, int], mmap.mmap]  # (kept file, its size) -> the mapping its owner keeps of it
+
+
 @dataclasses.dataclass(frozen=True)
 class Payload:
     """A file ready to stream: its layout and digest."""
@@ -187,13 +191,19 @@ def _digest(path: Path) -> Digest:
 
 @contextlib.contextmanager
 def prepared_payload(
-    path: str | os.PathLike[str], codec: str, *, block_size: int | None = None, digest: Digest | None = None
+    path: str | os.PathLike[str],
+    codec: str,
+    *,
+    block_size: int | None = None,
+    digest: Digest | None = None,
+    encoded: tuple[Path, Mapper] | None = None,
 ) -> Iterator[Payload]:
     """``path`` encoded with ``codec`` (``block_size`` None: the codec's default): the file itself
-    when it already is (fp32 stays zero-copy), else a temp file beside it, removed when the block ends.
+    when it already is (fp32 stays zero-copy), else a temp file beside it, removed when the block
+    ends, or, with ``encoded`` (a kept file and its owner's mapper), that file, encoded in place.
 
     ``digest``: the file's, as its writer computed it; taken for the file itself (not read
-    through to hash it: the receiver checks the bytes against it), ignored for a temp file.
+    through to hash it: the receiver checks the bytes against it), ignored for an encoded one.
     """
     wire = codecs.get(codec)
     block_size = wire.default_block_size if block_size is None else block_size
@@ -201,6 +211,25 @@ def prepared_payload(
     layout = tensorfile.read_layout(source)
     if layout.codec == codec and (not wire.blockwise or layout.block_size == block_size):
         yield Payload(source, layout, digest if digest is not None else _digest(source))
+        return
+    if encoded is not None:
+        kept, mapped = encoded
+        size = tensorfile.encoded_layout_of(source, codec, block_size).total_bytes
+        kept.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(kept, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            if os.fstat(fd).st_size != size:
+                os.ftruncate(fd, size)
+        finally:
+            os.close(fd)
+        view = memoryview(mapped(kept, size))
+        try:
+            layout = tensorfile.encode_into(source, view, codec, block_size)
+            hasher = new_hash(DEFAULT_DIGEST)
+            hasher.update(view)
+        finally:
+            view.release()
+        yield Payload(kept, layout, Digest(DEFAULT_DIGEST, hasher.hexdigest()))
         return
     temp = source.with_name(f".{source.name}.{codec}.{uuid.uuid4().hex[:8]}.payload")
     try:
@@ -212,10 +241,14 @@ def prepared_payload(
 
 @contextlib.asynccontextmanager
 async def _prepared(
-    path: str | os.PathLike[str], codec: str, block_size: int | None = None, digest: Digest | None = None
+    path: str | os.PathLike[str],
+    codec: str,
+    block_size: int | None = None,
+    digest: Digest | None = None,
+    encoded: tuple[Path, Mapper] | None = None,
 ) -> AsyncIterator[Payload]:
     """prepared_payload in a thread (encoding a model is CPU work), errors as TensorStreamError."""
-    manager = prepared_payload(path, codec, block_size=block_size, digest=digest)
+    manager = prepared_payload(path, codec, block_size=block_size, digest=digest, encoded=encoded)
     try:
         payload = await asyncio.to_thread(manager.__enter__)
     except FileNotFoundError as exc:
@@ -581,12 +614,14 @@ async def push_update(
     codec: str,
     block_size: int | None = None,
     digest: Digest | None = None,
+    encoded: tuple[Path, Mapper] | None = None,
 ) -> int:
     """Stream the pseudo-gradient file ``path`` (Δ = θ_start − θ_local) for ``round``; returns bytes
     sent. ``block_size``: the codec's block (int8, int4) or chunk (sparse); None: its default.
-    ``digest``: the file's, from its writer (see :func:`prepared_payload`)."""
+    ``digest``: the file's, from its writer; ``encoded``: a kept file to encode it into with
+    another codec (see :func:`prepared_payload`)."""
     what = f"pushing the round {round} update of run {run_id}"
-    async with _prepared(path, codec, block_size, digest) as payload:
+    async with _prepared(path, codec, block_size, digest, encoded) as payload:
         info = StreamInfo(uuid.uuid4().hex, run_id, round, worker_id, weight, payload.layout, payload.digest)
         response, sent = await _push_stream(
             push_call(channel, "PushUpdate", paramserver_pb2.PushUpdateResponse),
@@ -638,7 +673,6 @@ class PullResult:
 
 
 PULL_PIECE_BYTES = 4 * 1024 * 1024  # received, then written and hashed, at a time
-Mapper = Callable[[Path, int], mmap.mmap]  # (kept file, its size) -> the mapping its owner keeps of it
 
 
 def _receive_file(host: str, offer: dataplane.Offer, receiver: Receiver) -> int:
@@ -872,28 +906,53 @@ async def _pull_stream(
             receiver.close()
 
 
-async def _finish_pull(part: Path, dest: Path, result: PullResult, *, keep: bool = False) -> None:
+def _link_at(kept: Path, dest: Path) -> None:
+    """Link the kept file ``kept`` at ``dest``, atomically (a copy across file systems)."""
+    link = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.link")
+    try:
+        os.link(kept, link)
+    except OSError as exc:
+        if exc.errno != errno.EXDEV:
+            raise
+        shutil.copyfile(kept, link)  # (a kept file on another file system than dest)
+    try:
+        os.replace(link, dest)
+    except BaseException:
+        link.unlink(missing_ok=True)
+        raise
+
+
+def _decode_kept(part: Path, layout: Layout, decoded: tuple[Path, Mapper]) -> Path:
+    """Decode payload ``part`` into the kept fp32 file of ``decoded``, in place through its mapping."""
+    out, mapped = decoded
+    size = tensorfile.fp32_layout_of(layout)[0].total_bytes
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        if os.fstat(fd).st_size != size:
+            os.ftruncate(fd, size)
+    finally:
+        os.close(fd)
+    tensorfile.decode_into(part, memoryview(mapped(out, size)))
+    return out
+
+
+async def _finish_pull(
+    part: Path, dest: Path, result: PullResult, *, keep: bool = False, decoded: tuple[Path, Mapper] | None = None
+) -> None:
     """Turn a received payload into the fp32 file ``dest`` (atomically); ``keep``: ``part`` is a
-    kept file, linked at ``dest`` (it stays for the next pull)."""
+    kept file, linked at ``dest`` (it stays for the next pull); ``decoded``: a payload of another
+    codec is decoded into that kept fp32 file (through the mapping its owner keeps), linked at ``dest``."""
 
     def work() -> None:
         try:
             layout = check_payload_header(part, result.info)
-            if layout.codec != "fp32":
+            if layout.codec != "fp32" and decoded is not None:
+                _link_at(_decode_kept(part, layout, decoded), dest)
+            elif layout.codec != "fp32":
                 tensorfile.convert_file(part, dest, "fp32", check_finite=False)
             elif keep:
-                link = dest.with_name(f".{dest.name}.{uuid.uuid4().hex[:8]}.link")
-                try:
-                    os.link(part, link)
-                except OSError as exc:
-                    if exc.errno != errno.EXDEV:
-                        raise
-                    shutil.copyfile(part, link)  # (a kept file on another file system than dest)
-                try:
-                    os.replace(link, dest)
-                except BaseException:
-                    link.unlink(missing_ok=True)
-                    raise
+                _link_at(part, dest)
             else:
                 os.replace(part, dest)
         finally:
@@ -922,16 +981,19 @@ async def pull_update(
     worker_id: str = "",
     scratch: str | os.PathLike[str] | None = None,
     mapped: Mapper | None = None,
+    decoded: tuple[Path, Mapper] | None = None,
 ) -> tuple[int, int]:
     """Wait for ``round`` to close and store its outer update u (θ_new = θ + u) as fp32 at ``dest``.
 
     ``codec`` is the wire codec; ``timeout`` bounds the wait for the round (None: the run's
     round timeout; 0: do not wait); ``worker_id`` names the puller (a worker whose push of the round the server
-    lost is then told so: PUSH_LOST). ``scratch``: with the fp32 codec, a file kept from pull to
-    pull (:class:`tendril_sdk.files.Reusable`) that the update is received into in place and
-    then linked at ``dest``; what it holds after a failed pull is undefined (``dest`` is untouched).
-    ``mapped(path, size)``: the mapping of ``scratch`` its owner keeps from pull to pull
-    (:meth:`tendril_sdk.files.Reusable.mapping`), received into directly.
+    lost is then told so: PUSH_LOST). ``scratch``: a file kept from pull to pull
+    (:class:`tendril_sdk.files.Reusable`) that the payload is received into in place (with the
+    fp32 codec, then linked at ``dest``); what it holds after a failed pull is undefined
+    (``dest`` is untouched). ``mapped(path, size)``: the mapping of ``scratch`` its owner keeps
+    from pull to pull (:meth:`tendril_sdk.files.Reusable.mapping`), received into directly.
+    ``decoded``: with another codec, a kept file (and its owner's mapper) the update is decoded
+    into in place, then linked at ``dest``.
     Returns (bytes received, workers whose updates made up the round).
     """
     call = pull_call(channel, "PullUpdate", paramserver_pb2.PullUpdateRequest)
@@ -941,7 +1003,7 @@ async def pull_update(
     except StreamError as exc:
         raise _from_stream(exc, what) from exc
     target = Path(dest)
-    keep = scratch is not None and codec == "fp32"
+    keep = scratch is not None
     if keep:
         part = Path(scratch)  # type: ignore[arg-type]
         part.parent.mkdir(parents=True, exist_ok=True)
@@ -958,7 +1020,7 @@ async def pull_update(
         result = await _pull_stream(
             open_call, part, what=what, host=dataplane.channel_host(channel), keep=keep, mapped=mapped if keep else None
         )
-        await _finish_pull(part, target, result, keep=keep)
+        await _finish_pull(part, target, result, keep=keep, decoded=decoded)
     finally:
         if not keep:
             part.unlink(missing_ok=True)

@@ -213,12 +213,7 @@ def encode_into(view: memoryview, layout: Layout, spec: TensorSpec, a: int, valu
         # NOTE: the server never produces sparse payloads: a sparse run's updates are served as
         # wire.update_codec (new_payload and the pulls map it).
         raise ValueError("the parameter server does not encode sparse payloads")
-    encoded, scales = wire.encode(values, layout.block_size)
-    start = layout.header_size + spec.begin + wire.nbytes(a)
-    view[start : start + encoded.nbytes] = encoded.view(np.uint8)
-    if wire.blockwise:
-        first = layout.header_size + spec.scales_begin + 4 * (a // layout.block_size)
-        view[first : first + scales.nbytes] = scales.view(np.uint8)
+    tensorfile.put_values(view, layout, spec, a, values)
 
 
 def fp32_values(view: memoryview, layout: Layout, spec: TensorSpec, a: int, b: int) -> F32:
