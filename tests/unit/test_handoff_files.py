@@ -109,7 +109,7 @@ def test_files_are_kept_only_on_a_file_system_held_in_memory(tmp_path: Path, mem
 def test_the_handoff_folder_is_used_when_it_is_in_memory_and_the_files_fit(
     tmp_path: Path, memory_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """handoff/ (held in memory, room for 5 model-sized files, a quarter of the memory left) or updates/."""
+    """handoff/ (held in memory, room for 6 model-sized files, a quarter of the memory left) or updates/."""
     import tendril_sdk.files as files
 
     work = tmp_path / "work"
@@ -119,11 +119,11 @@ def test_the_handoff_folder_is_used_when_it_is_in_memory_and_the_files_fit(
     gib = 1024**3
     monkeypatch.setattr(files, "_meminfo_bytes", lambda: {"MemTotal": 16 * gib, "MemAvailable": 8 * gib})
     assert handoff_folder(work, 100 * 1024**2) == "handoff"
-    # 5 × 1 GiB + 4 GiB (a quarter of 16) > 8 GiB available: updates/
+    # 6 × 1 GiB + 4 GiB (a quarter of 16) > 8 GiB available: updates/
     assert handoff_folder(work, gib) == "updates"
     monkeypatch.setattr(files, "_meminfo_bytes", lambda: {"MemTotal": 16 * gib, "MemAvailable": 12 * gib})
     free = os.statvfs(memory_dir).f_bavail * os.statvfs(memory_dir).f_frsize
-    assert handoff_folder(work, free // 5 + 1) == "updates"  # the file system itself is too small
+    assert handoff_folder(work, free // 6 + 1) == "updates"  # the file system itself is too small
     monkeypatch.setattr(files, "_meminfo_bytes", dict)  # no /proc/meminfo: not risked
     assert handoff_folder(work, 1000) == "updates"
     monkeypatch.undo()

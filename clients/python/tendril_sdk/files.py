@@ -29,10 +29,11 @@ from pathlib import Path
 MEMORY_FILE_SYSTEMS = frozenset({"tmpfs", "ramfs"})
 HANDOFF = "handoff"  # in a work dir: the folder held in memory that the worker offers, when it does
 UPDATES = "updates"  # in a work dir: where hand-off files go otherwise
-# NOTE: what a hand-off of ``nbytes`` (one model-sized file) may take in memory at most: two
-# kept Δ files, two kept update files and one more file being replaced. The memory it takes
-# from the machine must leave room beside it (MemAvailable counts none of it as available).
-HANDOFF_FILES = 5
+# NOTE: what a hand-off of ``nbytes`` (one fp32 model-sized file) may take in memory at most:
+# two kept Δ files and two kept update files, and with bf16 (the largest of the other codecs)
+# two kept payloads of half that for each way. The memory it takes from the machine must leave
+# room beside it (MemAvailable counts none of it as available).
+HANDOFF_FILES = 6
 HANDOFF_HEADROOM_FRACTION = 0.25  # of MemTotal, left available after the hand-off files
 _ESCAPED = re.compile(r"\\([0-7]{3})")  # mountinfo writes a space in a path as \040
 
