@@ -45,10 +45,11 @@ barrier, worker 0 waits (≤ 5 s, recorded with the machine's dirty page cache) 
 ParameterServer has been idle for 0.1 s and no page writeback is in flight, so that work left
 over from a round never lands in the next timed repeat of either side. Repeats are interleaved
 and take turns going first (Tendril, gloo, gloo, Tendril, ...) so that load from other
-processes on a shared machine hits both alike. The first round of every (size, codec) run, and
-the first gloo repeat, are warm-up. bf16/int8/int4 are compared against the same fp32 gloo baseline:
-gloo has no such codecs (it can all_reduce bf16 tensors, but sums them in bf16 at every hop,
-where the parameter server accumulates in fp32; an int8 all_reduce has no scales).
+processes on a shared machine hits both alike. The first two rounds of every (size, codec) run,
+and the first two gloo repeats, are warm-up (see WARMUP). bf16/int8/int4 are compared against
+the same fp32 gloo baseline: gloo has no such codecs (it can all_reduce bf16 tensors, but sums
+them in bf16 at every hop, where the parameter server accumulates in fp32; an int8 all_reduce
+has no scales).
 
 Worker processes run as ``python -m bench.sync worker --rank R --store-port P ...``.
 """
@@ -86,9 +87,13 @@ DELTA_SEED = 100  # worker r's Δ uses DELTA_SEED + r
 DELTA_SCALE = 1e-3
 DEFAULT_SIZES_MB = (40, 400)
 DEFAULT_CODECS = ("fp32", "bf16", "int8", "int4", "sparse")
-DEFAULT_ROUNDS = 4  # the first one is warm-up
+DEFAULT_ROUNDS = 5  # the first WARMUP are warm-up
 DEFAULT_HANDOFF_DIR = Path("/dev/shm")  # as a worker's job.handoff_dir
-WARMUP = 1
+# NOTE: two warm-up rounds: a worker's files of each kind are two kept files taken in turn
+# (tendril_sdk.files.Reusable), made in the first round and first mapped in the first and the
+# second; from the third round on a round finds them as every later one does. The warm-up
+# rounds' times are in the figure's details (warmup_sync_seconds_rounds).
+WARMUP = 2
 STORE_TIMEOUT = timedelta(seconds=600)
 PULL_TIMEOUT_S = 600.0
 QUIET_WINDOW_S = 0.1
@@ -541,7 +546,7 @@ def measure(
     from tendril_sdk.files import HANDOFF, UPDATES, memory_backed
 
     if rounds <= WARMUP:
-        raise ValueError(f"sync rounds must be more than the {WARMUP} warm-up round, got {rounds}")
+        raise ValueError(f"sync rounds must be more than the {WARMUP} warm-up rounds, got {rounds}")
     unknown = [c for c in codecs if c not in CODECS]
     if unknown:
         raise ValueError(f"unknown codecs {unknown}; choose from {', '.join(CODECS)}")
@@ -717,6 +722,13 @@ def _tendril_rounds(run: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
+def _warmup_seconds(run: dict[str, Any]) -> list[float]:
+    """Each warm-up round's seconds, from the first start to the last end."""
+    count = min(WARMUP, len(run["workers"][0]["tendril"]))
+    rounds = [[w["tendril"][r] for w in run["workers"]] for r in range(count)]
+    return [_r(max(s["end"] for s in stamps) - min(s["start"] for s in stamps)) for stamps in rounds]
+
+
 def _part_medians(rounds: list[dict[str, Any]], worker: int | None) -> dict[str, float | None]:
     out: dict[str, float | None] = {}
     for part in PARTS:
@@ -786,6 +798,7 @@ def figures(runs: list[dict[str, Any]], rounds: int, section: dict[str, Any]) ->
                         "ratio": round(ratio, 3),
                         "rounds": rounds,
                         "warmup_rounds": WARMUP,
+                        "warmup_sync_seconds_rounds": _warmup_seconds(run),
                         "sync_seconds_rounds": [_r(m["seconds"]) for m in measured],
                         # (first start, last end) of each round on CLOCK_MONOTONIC: lines up with
                         # `perf record -k CLOCK_MONOTONIC` samples of the same run.

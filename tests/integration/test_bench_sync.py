@@ -52,7 +52,7 @@ def _listening_sockets_of_this_process() -> set[int]:
 def test_sync_figure_shape_and_cleanup(tmp_path: Path) -> None:
     listening_before = _listening_sockets_of_this_process()
 
-    figures = sync.measure(tmp_path, sizes_mb=(4,), codecs=("fp32",), rounds=2)
+    figures = sync.measure(tmp_path, sizes_mb=(4,), codecs=("fp32",), rounds=3)
 
     assert len(figures) == 1
     figure = figures[0]
@@ -66,8 +66,8 @@ def test_sync_figure_shape_and_cleanup(tmp_path: Path) -> None:
     assert "× baseline" in figure.note and "all_reduce alone" in figure.note
     details = figure.details
     assert details["payload_bytes"] == 4_000_000 and details["workers"] == 3
-    assert details["rounds"] == 2 and details["warmup_rounds"] == 1
-    assert len(details["sync_seconds_rounds"]) == 1
+    assert details["rounds"] == 3 and details["warmup_rounds"] == 2
+    assert len(details["sync_seconds_rounds"]) == 1 and len(details["warmup_sync_seconds_rounds"]) == 2
     assert len(details["baseline"]["seconds_repeats"]) == 1
     assert len(details["baseline"]["all_reduce_seconds_repeats"]) == 1
     # Every part of every worker was measured, the wait for close included (WatchRound stamps).
