@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import hashlib
 import json
 import math
 import os
 import secrets
 import struct
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -371,20 +372,33 @@ def read_values(fd: int, layout: Layout, spec: TensorSpec, a: int, b: int) -> np
 
 def write_values(fd: int, layout: Layout, spec: TensorSpec, a: int, values: npt.NDArray[np.float32]) -> None:
     """Encode float32 ``values`` (elements from ``a``) into tensor ``spec`` of a codec payload."""
+    _place_values(layout, spec, a, values, lambda offset, data: pwrite_all(fd, data, offset))
+
+
+def _place_values(
+    layout: Layout,
+    spec: TensorSpec,
+    a: int,
+    values: npt.NDArray[np.float32],
+    place: Callable[[int, memoryview], None],
+) -> None:
+    """Encode float32 ``values`` (elements from ``a``) of tensor ``spec``; ``place(offset, bytes)``
+    puts each encoded run where it belongs in the payload (a file, a buffer)."""
     start = layout.header_size + spec.begin
     wire = codecs.BY_NAME.get(layout.codec)
     if wire is None:
         raise TensorFileError(f"cannot write values into a {layout.codec} payload")
     encoded, scales = wire.encode(values, layout.block_size)
+    raw = memoryview(np.ascontiguousarray(encoded).view(np.uint8).reshape(-1))
     if wire.sparse:
         (i0, i1), (c0, _) = codecs.sparse_ranges(spec.numel, layout.block_size, a, a + values.size)
-        pwrite_all(fd, encoded[: i1 - i0].data, start + i0)
-        pwrite_all(fd, encoded[i1 - i0 :].data, start + c0)
+        place(start + i0, raw[: i1 - i0])
+        place(start + c0, raw[i1 - i0 :])
     else:
-        pwrite_all(fd, encoded.data, start + wire.nbytes(a))
+        place(start + wire.nbytes(a), raw)
     if wire.blockwise:
         first = wire.scale_count(a, layout.block_size)
-        pwrite_all(fd, scales.data, layout.header_size + spec.scales_begin + 4 * first)
+        place(layout.header_size + spec.scales_begin + 4 * first, memoryview(scales.view(np.uint8).reshape(-1)))
 
 
 # -- whole files ----------------------------------------------------------------------------------
@@ -433,43 +447,44 @@ def convert_file(
         block_size = codecs.get(codec).default_block_size
     src_layout = read_layout(src)
     layout, header = plan_layout(float_shapes(src_layout), codec, block_size)
-    step = piece_step(src_layout, layout)
-    src_fd = os.open(src, os.O_RDONLY)
-    try:
-        with atomic_output(dst) as tmp:
-            fd = create_payload(tmp, layout, header)
-            try:
-                for src_spec, spec in zip(src_layout.tensors, layout.tensors, strict=True):
-                    for a, b in pieces(spec.numel, step):
-                        values = read_values(src_fd, src_layout, src_spec, a, b)
-                        if check_finite and not codecs.all_finite(values):
-                            raise CodecError(f"tensor {spec.name!r} holds NaN or Inf values; refusing to send it")
-                        write_values(fd, layout, spec, a, values)
-            finally:
-                os.close(fd)
-    finally:
-        os.close(src_fd)
+    with atomic_output(dst) as tmp:
+        fd = create_payload(tmp, layout, header)
+        try:
+            _recode(src, src_layout, layout, functools.partial(write_values, fd, layout), check_finite)
+        finally:
+            os.close(fd)
     return layout
+
+
+def _recode(
+    src: str | os.PathLike[str],
+    src_layout: Layout,
+    layout: Layout,
+    put: Callable[[TensorSpec, int, npt.NDArray[np.float32]], None],
+    check_finite: bool,
+) -> None:
+    """Every tensor of the file ``src`` read as float32, piece by piece, and handed to ``put``
+    (its spec in ``layout``, the first element, the values); NaN/Inf refused with ``check_finite``."""
+    step = piece_step(src_layout, layout)
+    fd = os.open(src, os.O_RDONLY)
+    try:
+        for src_spec, spec in zip(src_layout.tensors, layout.tensors, strict=True):
+            for a, b in pieces(spec.numel, step):
+                values = read_values(fd, src_layout, src_spec, a, b)
+                if check_finite and not codecs.all_finite(values):
+                    raise CodecError(f"tensor {spec.name!r} holds NaN or Inf values; refusing to send it")
+                put(spec, a, values)
+    finally:
+        os.close(fd)
 
 
 def put_values(view: memoryview, layout: Layout, spec: TensorSpec, a: int, values: npt.NDArray[np.float32]) -> None:
     """:func:`write_values` into a payload in memory (``view``: its header and data)."""
-    start = layout.header_size + spec.begin
-    wire = codecs.BY_NAME.get(layout.codec)
-    if wire is None:
-        raise TensorFileError(f"cannot write values into a {layout.codec} payload")
-    encoded, scales = wire.encode(values, layout.block_size)
-    raw = encoded.view(np.uint8).reshape(-1)
-    if wire.sparse:
-        (i0, i1), (c0, _) = codecs.sparse_ranges(spec.numel, layout.block_size, a, a + values.size)
-        view[start + i0 : start + i1] = raw[: i1 - i0]
-        view[start + c0 : start + c0 + raw.size - (i1 - i0)] = raw[i1 - i0 :]
-    else:
-        at = start + wire.nbytes(a)
-        view[at : at + raw.size] = raw
-    if wire.blockwise:
-        first = layout.header_size + spec.scales_begin + 4 * wire.scale_count(a, layout.block_size)
-        view[first : first + scales.nbytes] = scales.view(np.uint8).reshape(-1)
+
+    def place(offset: int, data: memoryview) -> None:
+        view[offset : offset + len(data)] = data
+
+    _place_values(layout, spec, a, values, place)
 
 
 def encode_into(
@@ -483,17 +498,7 @@ def encode_into(
         raise TensorFileError(f"encoding {src} as {codec} needs {layout.total_bytes} bytes, got {len(out)}")
     out = out.cast("B") if out.format != "B" else out
     out[: len(header)] = header
-    step = piece_step(src_layout, layout)
-    fd = os.open(src, os.O_RDONLY)
-    try:
-        for src_spec, spec in zip(src_layout.tensors, layout.tensors, strict=True):
-            for a, b in pieces(spec.numel, step):
-                values = read_values(fd, src_layout, src_spec, a, b)
-                if check_finite and not codecs.all_finite(values):
-                    raise CodecError(f"tensor {spec.name!r} holds NaN or Inf values; refusing to send it")
-                put_values(out, layout, spec, a, values)
-    finally:
-        os.close(fd)
+    _recode(src, src_layout, layout, functools.partial(put_values, out, layout), check_finite)
     return layout
 
 
@@ -510,22 +515,7 @@ def fp32_layout_of(src: Layout) -> tuple[Layout, bytes]:
 def decode_into(src: str | os.PathLike[str], out: memoryview) -> Layout:
     """Decode the payload file ``src`` (any codec) into the fp32 SafeTensors image ``out`` (its
     header and data: exactly :func:`fp32_layout_of`'s total bytes, e.g. a mapping of a kept file)."""
-    src_layout = read_layout(src)
-    layout, header = fp32_layout_of(src_layout)
-    if len(out) != layout.total_bytes:
-        raise TensorFileError(f"decoding {src} needs {layout.total_bytes} bytes, got {len(out)}")
-    out = out.cast("B") if out.format != "B" else out
-    out[: len(header)] = header
-    step = piece_step(src_layout, layout)
-    fd = os.open(src, os.O_RDONLY)
-    try:
-        for src_spec, spec in zip(src_layout.tensors, layout.tensors, strict=True):
-            for a, b in pieces(spec.numel, step):
-                start = layout.header_size + spec.begin + 4 * a
-                out[start : start + 4 * (b - a)] = memoryview(read_values(fd, src_layout, src_spec, a, b)).cast("B")
-    finally:
-        os.close(fd)
-    return layout
+    return encode_into(src, out, "fp32", 0, check_finite=False)
 
 
 def sha256_file(path: str | os.PathLike[str], *, upto: int | None = None) -> hashlib._Hash:

@@ -176,6 +176,18 @@ def _status_lost(err: grpc.aio.AioRpcError) -> bool:
 Mapper = Callable[[Path, int], mmap.mmap]  # (kept file, its size) -> the mapping its owner keeps of it
 
 
+def _sized(kept: Path, size: int) -> Path:
+    """``kept`` (a kept file, made if missing) holding ``size`` bytes: its pages kept up to there."""
+    kept.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(kept, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        if os.fstat(fd).st_size != size:
+            os.ftruncate(fd, size)
+    finally:
+        os.close(fd)
+    return kept
+
+
 @dataclasses.dataclass(frozen=True)
 class Payload:
     """A file ready to stream: its layout and digest."""
@@ -215,14 +227,7 @@ def prepared_payload(
     if encoded is not None:
         kept, mapped = encoded
         size = tensorfile.encoded_layout_of(source, codec, block_size).total_bytes
-        kept.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(kept, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            if os.fstat(fd).st_size != size:
-                os.ftruncate(fd, size)
-        finally:
-            os.close(fd)
-        view = memoryview(mapped(kept, size))
+        view = memoryview(mapped(_sized(kept, size), size))
         try:
             layout = tensorfile.encode_into(source, view, codec, block_size)
             hasher = new_hash(DEFAULT_DIGEST)
@@ -926,14 +931,7 @@ def _decode_kept(part: Path, layout: Layout, decoded: tuple[Path, Mapper]) -> Pa
     """Decode payload ``part`` into the kept fp32 file of ``decoded``, in place through its mapping."""
     out, mapped = decoded
     size = tensorfile.fp32_layout_of(layout)[0].total_bytes
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(out, os.O_RDWR | os.O_CREAT, 0o600)
-    try:
-        if os.fstat(fd).st_size != size:
-            os.ftruncate(fd, size)
-    finally:
-        os.close(fd)
-    tensorfile.decode_into(part, memoryview(mapped(out, size)))
+    tensorfile.decode_into(part, memoryview(mapped(_sized(out, size), size)))
     return out
 
 
