@@ -199,3 +199,15 @@ def test_updates_are_read_through_mappings_kept_by_file(tmp_path: Path, memory_d
         updates.load(broken)
     updates.close()
     assert not updates._maps
+
+
+def test_a_file_taken_with_hold_is_not_taken_again_until_released(memory_dir: Path) -> None:
+    """A push's encoded payload is linked nowhere while it is sent: held, a third push at once
+    gets no file (a new one then) rather than the one still being sent."""
+    files = Reusable(memory_dir, "p")
+    first = files.take(hold=True)
+    second = files.take(hold=True)
+    assert first is not None and second is not None and first != second
+    assert files.take(hold=True) is None
+    files.release(first)
+    assert files.take(hold=True) == first

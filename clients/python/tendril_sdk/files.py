@@ -78,6 +78,7 @@ class Reusable:
         self._last: int | None = None
         self._memory: bool | None = None
         self._maps: dict[Path, tuple[tuple[int, int, int], mmap.mmap]] = {}  # path -> ((dev, inode, size), mapping)
+        self._held: set[Path] = set()  # taken with hold, not released yet
 
     def mapping(self, path: Path, size: int) -> mmap.mmap:
         """A shared, writable mapping of the whole kept file ``path`` (one of :attr:`paths`, of
@@ -151,9 +152,11 @@ class Reusable:
         for path in list(self._maps):
             self._unmap(path)
 
-    def take(self) -> Path | None:
-        """The next file nothing else links (it may not exist yet), never the one taken last;
-        None when every other one is linked elsewhere, or the folder is not held in memory."""
+    def take(self, *, hold: bool = False) -> Path | None:
+        """The next file nothing else links (it may not exist yet), never the one taken last nor
+        one held; None when every other one is linked elsewhere or held, or the folder is not
+        held in memory. ``hold``: it is not taken again until :meth:`release` (for a file that
+        no other name links while it is in use, such as a push's encoded payload)."""
         if self._memory is None:
             self._memory = memory_backed(self.folder)
         if not self._memory:
@@ -162,14 +165,22 @@ class Reusable:
         start = 0 if self._last is None else self._last + 1
         for i in range(count if self._last is None else count - 1):
             k = (start + i) % count
+            if self.paths[k] in self._held:
+                continue
             try:
                 free = os.stat(self.paths[k]).st_nlink == 1
             except FileNotFoundError:
                 free = True
             if free:
                 self._last = k
+                if hold:
+                    self._held.add(self.paths[k])
                 return self.paths[k]
         return None
+
+    def release(self, path: Path) -> None:
+        """A file taken with ``hold`` may be taken again."""
+        self._held.discard(path)
 
 
 def _meminfo_bytes() -> dict[str, int]:

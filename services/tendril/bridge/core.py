@@ -145,12 +145,13 @@ class BridgeCore:
 
     def update_scratch(self, fragment: int | None, dest: Path) -> tuple[Path, Reusable] | None:
         """A kept file to receive an update of ``fragment`` into in place, then linked at ``dest``
-        (in ``.reused/`` beside it), with the object that keeps it (and its mapping); None when
-        none is free or that folder is not held in memory (a new file then)."""
+        (in ``.reused/`` beside it), with the object that keeps it (and its mapping), held until
+        released (``files.release(path)``); None when none is free or that folder is not held in
+        memory (a new file then). The same for :meth:`received_scratch` and :meth:`payload_scratch`."""
         stem = "update" if fragment is None else f"update-f{fragment}"
         folder = dest.parent / REUSED
         files = self._received.setdefault((fragment, folder), Reusable(folder, stem))
-        path = files.take()
+        path = files.take(hold=True)
         return None if path is None else (path, files)
 
     def received_scratch(self, fragment: int | None, dest: Path, codec: str) -> tuple[Path, Reusable] | None:
@@ -161,7 +162,7 @@ class BridgeCore:
         stem = f"received-{codec}" if fragment is None else f"received-{codec}-f{fragment}"
         folder = dest.parent / REUSED
         files = self._encoded.setdefault((fragment, folder, f"received-{codec}"), Reusable(folder, stem))
-        path = files.take()
+        path = files.take(hold=True)
         return None if path is None else (path, files)
 
     def payload_scratch(self, fragment: int | None, source: Path, codec: str) -> tuple[Path, Reusable] | None:
@@ -173,7 +174,7 @@ class BridgeCore:
         stem = f"payload-{codec}" if fragment is None else f"payload-{codec}-f{fragment}"
         folder = source.parent / REUSED
         files = self._encoded.setdefault((fragment, folder, codec), Reusable(folder, stem))
-        path = files.take()
+        path = files.take(hold=True)
         return None if path is None else (path, files)
 
     def close(self) -> None:

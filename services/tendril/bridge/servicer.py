@@ -199,21 +199,25 @@ class BridgeServicer(bridge_pb2_grpc.JobBridgeServiceServicer):
         (a round's Δ; not a copy sent again after a restart of the server, once)."""
         address, codec = self.core.parameter_server(), self.core.codec()
         scratch = self.core.payload_scratch(fragment, path, codec) if reuse else None
-        async with calling(f"parameter server at {address}"):
-            sent = await _tensorstream().push_update(
-                self.remotes.channel(address),
-                path,
-                run_id=run_id,
-                round=round_,
-                worker_id=self._worker_id,
-                weight=weight,
-                codec=codec,
-                block_size=self.core.codec_block_size(),
-                digest=digest,
-                encoded=None if scratch is None else (scratch[0], scratch[1].mapping),
-            )
-        if scratch is not None:  # (see Reusable.fill_from)
-            await asyncio.to_thread(scratch[1].fill_from, scratch[0])
+        try:
+            async with calling(f"parameter server at {address}"):
+                sent = await _tensorstream().push_update(
+                    self.remotes.channel(address),
+                    path,
+                    run_id=run_id,
+                    round=round_,
+                    worker_id=self._worker_id,
+                    weight=weight,
+                    codec=codec,
+                    block_size=self.core.codec_block_size(),
+                    digest=digest,
+                    encoded=None if scratch is None else (scratch[0], scratch[1].mapping),
+                )
+            if scratch is not None:  # (see Reusable.fill_from)
+                await asyncio.to_thread(scratch[1].fill_from, scratch[0])
+        finally:
+            if scratch is not None:
+                scratch[1].release(scratch[0])
         return int(sent)
 
     async def ReceiveUpdate(
@@ -227,38 +231,44 @@ class BridgeServicer(bridge_pb2_grpc.JobBridgeServiceServicer):
         # the payload is received into a kept file of its own first, then decoded into that one
         scratch = self.core.update_scratch(fragment, dest) if request.reuse_files else None
         incoming = scratch if codec == "fp32" or scratch is None else self.core.received_scratch(fragment, dest, codec)
+        decoded = None if scratch is None or incoming is scratch else (scratch[0], scratch[1].mapping)
+        held = list({id(k): k for k in (scratch, incoming) if k is not None}.values())
         start = time.perf_counter()
-        for attempt in range(RESEND_ATTEMPTS + 1):
-            try:
-                # tensorstream writes ``dest`` atomically: a failed pull leaves no file behind
-                # (at most a kept file that the next reusing call writes over).
-                async with calling(f"parameter server at {address}"):
-                    received, contributors = await _tensorstream().pull_update(
-                        self.remotes.channel(address),
-                        run_id=run_id,
-                        round=request.round,
-                        dest=dest,
-                        codec=codec,
-                        timeout=timeout,
-                        worker_id=self._worker_id,
-                        scratch=None if incoming is None else incoming[0],
-                        mapped=None if incoming is None else incoming[1].mapping,
-                        decoded=None if scratch is None or incoming is scratch else (scratch[0], scratch[1].mapping),
-                    )
-                for kept in {id(k): k for k in (scratch, incoming) if k is not None}.values():  # (Reusable.fill_from)
-                    await asyncio.to_thread(kept[1].fill_from, kept[0])
-                break
-            except BridgeError as exc:
-                sent = self.core.sent(request.round, fragment)
-                if exc.reason != BridgeReason.PUSH_LOST or sent is None or attempt == RESEND_ATTEMPTS:
-                    raise
-                # The parameter server restarted and lost this worker's update: send it again.
-                log.warning("bridge.update_resent", job_id=self.core.job.job_id, round=request.round)
+        try:
+            for attempt in range(RESEND_ATTEMPTS + 1):
                 try:
-                    await self._push_update(sent.path, request.round, sent.weight, run_id)
-                except BridgeError as again:
-                    if again.reason != BridgeReason.ALREADY_COMMITTED:
+                    # tensorstream writes ``dest`` atomically: a failed pull leaves no file behind
+                    # (at most a kept file that the next reusing call writes over).
+                    async with calling(f"parameter server at {address}"):
+                        received, contributors = await _tensorstream().pull_update(
+                            self.remotes.channel(address),
+                            run_id=run_id,
+                            round=request.round,
+                            dest=dest,
+                            codec=codec,
+                            timeout=timeout,
+                            worker_id=self._worker_id,
+                            scratch=None if incoming is None else incoming[0],
+                            mapped=None if incoming is None else incoming[1].mapping,
+                            decoded=decoded,
+                        )
+                    for path, files in held:  # (see Reusable.fill_from)
+                        await asyncio.to_thread(files.fill_from, path)
+                    break
+                except BridgeError as exc:
+                    sent = self.core.sent(request.round, fragment)
+                    if exc.reason != BridgeReason.PUSH_LOST or sent is None or attempt == RESEND_ATTEMPTS:
                         raise
+                    # The parameter server restarted and lost this worker's update: send it again.
+                    log.warning("bridge.update_resent", job_id=self.core.job.job_id, round=request.round)
+                    try:
+                        await self._push_update(sent.path, request.round, sent.weight, run_id)
+                    except BridgeError as again:
+                        if again.reason != BridgeReason.ALREADY_COMMITTED:
+                            raise
+        finally:
+            for path, files in held:
+                files.release(path)
         await asyncio.to_thread(self.core.forget_sent, request.round, fragment)
         return bridge_pb2.ReceiveUpdateResponse(
             path=self.core.relative(dest),
