@@ -232,7 +232,7 @@ class KeptFiles:
         self.folder = work / self.name
         self.delta = HandOff(self.folder / ".reused", "delta")
         self.update = Reusable(self.folder / ".reused", "update")
-        self.payloads: dict[str, Reusable] = {}  # by codec: what the bridge encodes Δ into
+        self.coded: dict[str, Reusable] = {}  # by stem: what the bridge encodes Δ into, receives an update into
         self.updates = Updates()
 
 
@@ -262,7 +262,7 @@ async def tendril_round(
     digest = kept.delta.write(delta, delta_path)
     written = time.monotonic()
     # as the bridge's SendUpdate does: another codec than fp32 is encoded into a kept file in place
-    payloads = kept.payloads.setdefault(codec, Reusable(kept.folder / ".reused", f"payload-{codec}"))
+    payloads = kept.coded.setdefault(f"payload-{codec}", Reusable(kept.folder / ".reused", f"payload-{codec}"))
     encoded = payloads.take() if codec != "fp32" else None
     sent = await tensorstream.push_update(
         channel,
@@ -282,7 +282,7 @@ async def tendril_round(
     delta_path.unlink()
     pull_start = time.monotonic()
     scratch = kept.update.take()
-    receiving = kept.payloads.setdefault(f"received-{codec}", Reusable(kept.folder / ".reused", f"received-{codec}"))
+    receiving = kept.coded.setdefault(f"received-{codec}", Reusable(kept.folder / ".reused", f"received-{codec}"))
     incoming = scratch if codec == "fp32" or scratch is None else receiving.take()
     received, contributors = await tensorstream.pull_update(
         channel,

@@ -216,11 +216,7 @@ async def test_an_int8_job_hands_off_through_kept_files_only(tmp_path: Path, mem
     """With int8 and handoff/ in memory, every model-sized file of a round is a kept one: Δ is
     encoded into a kept payload file, the update received into one and decoded into another
     (linked at the path), round after round; what the executor reads is what a fresh pull stores."""
-    work = job_work_dir(tmp_path)
-    (work / "handoff").symlink_to(memory_dir, target_is_directory=True)
-    n = 1 << 20
-    save_file({"w": np.arange(n, dtype=np.float32) / n}, str(work / "params" / "theta0.safetensors"))
-    save_file({"w": np.full(n, 0.25, dtype=np.float32)}, str(memory_dir / "delta.safetensors"))
+    work = _handoff_work(tmp_path, memory_dir, 1 << 20)
     async with serving_runs(tmp_path, RUN, codec=tensor_pb2.CODEC_INT8) as paramserver:
         job = _train_job(work, paramserver)
         job.config["codec"] = "int8"
@@ -252,6 +248,16 @@ async def test_an_int8_job_hands_off_through_kept_files_only(tmp_path: Path, mem
     assert not _matching(memory_dir, "*.part") and not _matching(memory_dir, "*.payload")
 
 
+def _handoff_work(tmp_path: Path, memory_dir: Path, n: int) -> Path:
+    """A job's work dir with handoff/ linked to ``memory_dir`` (as JobService makes it), θ0 of
+    ``n`` fp32 values in params/ and a Δ of as many in handoff/."""
+    work = job_work_dir(tmp_path)
+    (work / "handoff").symlink_to(memory_dir, target_is_directory=True)
+    save_file({"w": np.arange(n, dtype=np.float32) / n}, str(work / "params" / "theta0.safetensors"))
+    save_file({"w": np.full(n, 0.25, dtype=np.float32)}, str(memory_dir / "delta.safetensors"))
+    return work
+
+
 def _matching(folder: Path, pattern: str) -> list[Path]:
     return list(folder.rglob(pattern))
 
@@ -263,11 +269,7 @@ async def test_a_job_on_disk_hands_off_through_its_folder_in_memory(
     it): Δ is sent from handoff/ (its copy for a resend kept beside it, a hard link), the update
     of several MiB is received in place into kept files of handoff/.reused/ (straight into the
     mapping the bridge keeps of each), whole and the same as a fresh pull, round after round."""
-    work = job_work_dir(tmp_path)
-    (work / "handoff").symlink_to(memory_dir, target_is_directory=True)
-    n = 3 * 1024 * 1024 // 2  # 6 MiB of fp32: more than one piece of a pull
-    save_file({"w": np.arange(n, dtype=np.float32)}, str(work / "params" / "theta0.safetensors"))
-    save_file({"w": np.full(n, 0.5, dtype=np.float32)}, str(memory_dir / "delta.safetensors"))
+    work = _handoff_work(tmp_path, memory_dir, 3 * 1024 * 1024 // 2)  # 6 MiB of fp32: more than one piece of a pull
     job = _train_job(work, paramserver)
     bridge = JobBridge(
         job, TOKEN, data_fetcher_address="127.0.0.1:1", paramserver_address=paramserver, handoff=memory_dir

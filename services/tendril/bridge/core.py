@@ -110,10 +110,9 @@ class BridgeCore:
         self._on_progress = on_progress
         # keyed by (fragment, round); fragment None: the run itself (every sync mode but streaming)
         self._sent: dict[tuple[int | None, int], SentUpdate] = self._load_sent()
-        # keyed by (fragment, folder received into): the files ReceiveUpdate receives into in place (reuse_files)
-        self._received: dict[tuple[int | None, Path], Reusable] = {}
-        # keyed by (fragment, folder, codec): the files SendUpdate encodes a Δ into in place
-        self._encoded: dict[tuple[int | None, Path, str], Reusable] = {}
+        # keyed by (folder, stem): the kept files SendUpdate encodes into and ReceiveUpdate receives
+        # into in place (reuse_files), see _take
+        self._kept: dict[tuple[Path, str], Reusable] = {}
 
     # -- paths ---------------------------------------------------------------------------
 
@@ -144,42 +143,34 @@ class BridgeCore:
         return self.resolve(relative or f"{UPDATES}/round-{round_}.safetensors", what="path")
 
     def update_scratch(self, fragment: int | None, dest: Path) -> tuple[Path, Reusable] | None:
-        """A kept file to receive an update of ``fragment`` into in place, then linked at ``dest``
-        (in ``.reused/`` beside it), with the object that keeps it (and its mapping), held until
-        released (``files.release(path)``); None when none is free or that folder is not held in
-        memory (a new file then). The same for :meth:`received_scratch` and :meth:`payload_scratch`."""
-        stem = "update" if fragment is None else f"update-f{fragment}"
-        folder = dest.parent / REUSED
-        files = self._received.setdefault((fragment, folder), Reusable(folder, stem))
-        path = files.take(hold=True)
-        return None if path is None else (path, files)
+        """A kept fp32 file to receive (or decode) an update of ``fragment`` into in place, then
+        linked at ``dest``; see :meth:`_take`."""
+        return self._take(dest.parent, "update", fragment)
 
     def received_scratch(self, fragment: int | None, dest: Path, codec: str) -> tuple[Path, Reusable] | None:
         """A kept file to receive an update of ``fragment`` in ``codec`` (not fp32) into in place,
-        before it is decoded (in ``.reused/`` beside ``dest``); None where none can be."""
-        if codec == "fp32":
-            return None
-        stem = f"received-{codec}" if fragment is None else f"received-{codec}-f{fragment}"
-        folder = dest.parent / REUSED
-        files = self._encoded.setdefault((fragment, folder, f"received-{codec}"), Reusable(folder, stem))
-        path = files.take(hold=True)
-        return None if path is None else (path, files)
+        before it is decoded; see :meth:`_take`."""
+        return None if codec == "fp32" else self._take(dest.parent, f"received-{codec}", fragment)
 
     def payload_scratch(self, fragment: int | None, source: Path, codec: str) -> tuple[Path, Reusable] | None:
-        """A kept file to encode ``source`` into with ``codec`` (not fp32) for a push, in place (in
-        ``.reused/`` beside it), with the object that keeps it; None where none can be (a new
-        temp file then)."""
-        if codec == "fp32":
-            return None
-        stem = f"payload-{codec}" if fragment is None else f"payload-{codec}-f{fragment}"
-        folder = source.parent / REUSED
-        files = self._encoded.setdefault((fragment, folder, codec), Reusable(folder, stem))
+        """A kept file to encode ``source`` into with ``codec`` (not fp32) for a push, in place;
+        see :meth:`_take`."""
+        return None if codec == "fp32" else self._take(source.parent, f"payload-{codec}", fragment)
+
+    def _take(self, beside: Path, kind: str, fragment: int | None) -> tuple[Path, Reusable] | None:
+        """One of the kept files of ``kind`` (of ``fragment``) in ``.reused/`` of folder ``beside``,
+        with the object that keeps it (and its mapping), held until released
+        (``files.release(path)``); None when none is free or that folder is not held in memory
+        (a new file then)."""
+        folder = beside / REUSED
+        stem = kind if fragment is None else f"{kind}-f{fragment}"
+        files = self._kept.setdefault((folder, stem), Reusable(folder, stem))
         path = files.take(hold=True)
         return None if path is None else (path, files)
 
     def close(self) -> None:
         """Let go of the mappings of kept files (the job has ended: their memory goes with its folder)."""
-        for files in [*self._received.values(), *self._encoded.values()]:
+        for files in self._kept.values():
             files.close()
 
     def _sent_folders(self) -> list[Path]:
