@@ -238,6 +238,76 @@ async def test_a_push_lands_straight_in_a_target_that_offers_a_view(
     assert plane.transfers["received"] == 1
 
 
+class _Freed:
+    """A target's ``writable``: bytes [0, upto) may be written; ``upto`` grows as a test frees them."""
+
+    def __init__(self) -> None:
+        self.upto = 0
+        self.asked: list[tuple[int, int]] = []
+        self._changed = asyncio.Event()
+
+    def free(self, upto: int) -> None:
+        self.upto = upto
+        self._changed.set()
+
+    async def writable(self, offset: int, end: int) -> None:
+        self.asked.append((offset, end))
+        while end > self.upto:
+            self._changed.clear()
+            await self._changed.wait()
+
+
+async def test_a_push_lands_in_a_target_view_only_once_the_target_says_it_may(
+    plane: DataPlane, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """(the parameter server's buffer handed on from a push still being folded)"""
+    monkeypatch.setattr(dataplane, "PIECE_BYTES", 1024 * 1024)
+    payload, info = _payload()
+    buffer = bytearray(info.total_bytes)
+    target = Receiver(info, BufferDestination(memoryview(buffer)))
+    freed = _Freed()
+    real_landed = target.landed
+
+    def landed(offset: int, length: int) -> None:
+        assert offset + length <= freed.upto  # never before the place was free
+        real_landed(offset, length)
+
+    target.landed = landed  # type: ignore[method-assign]
+    target.writable = freed.writable  # type: ignore[attr-defined]
+    context = _Context(ask=True)
+
+    async def client() -> None:
+        await context.offered.wait()
+        offer = Offer.from_metadata(context.sent)
+        assert offer is not None
+
+        def send() -> None:
+            with dataplane.connect("127.0.0.1", offer, None) as sock:
+                dataplane.send_range(sock, memoryview(payload), 0, len(payload))
+
+        await asyncio.to_thread(send)
+
+    async def free_by_pieces() -> None:
+        for upto in range(0, len(payload) + 512 * 1024, 512 * 1024):
+            await asyncio.sleep(0.02)
+            freed.free(min(upto, len(payload)))
+
+    sending = asyncio.ensure_future(client())
+    freeing = asyncio.ensure_future(free_by_pieces())
+    try:
+        cut = await asyncio.wait_for(
+            receive_push(plane, context, info, target, _ends_after(sending)),  # type: ignore[arg-type]
+            30,
+        )
+    finally:
+        await sending
+        await freeing
+    await target.settle()
+    target.verify()
+    assert not cut and bytes(buffer) == payload
+    assert freed.asked and freed.asked[-1][1] == len(payload)
+
+
 async def _ends_after(done: asyncio.Future[None]) -> AsyncIterator[Any]:
     """A call with no more messages, half-closed once ``done`` (the client's bytes are through)."""
     await done

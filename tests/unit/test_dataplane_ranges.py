@@ -14,7 +14,7 @@ from tendril.core import dataplane, tensorstream
 from tendril.core.dataplane import DataPlane, Held, Offer, RangeQueue
 from tendril.core.streaming import BufferDestination, Receiver, StreamError
 from tendril.paramserver.servicer import receive_push
-from tests.unit.test_dataplane import _Context, _ends_after, _payload
+from tests.unit.test_dataplane import _Context, _ends_after, _Freed, _payload
 
 MIB = 1024 * 1024
 
@@ -167,6 +167,34 @@ async def test_ranges_land_in_any_order_and_the_digest_is_checked_once(plane: Da
     target.verify()
     assert not cut and bytes(buffer) == payload and target.received == len(payload)
     assert not target.held.spans and not target.held.claims
+
+
+async def test_ranges_land_only_where_the_target_says_they_may(plane: DataPlane) -> None:
+    payload, info = _payload(5 * MIB + 321)
+    buffer = bytearray(info.total_bytes)
+    target = _Target(info, buffer)
+    freed = _Freed()
+    target.writable = freed.writable  # type: ignore[attr-defined]
+    early = []
+
+    async def free_by_pieces() -> None:
+        for upto in range(0, len(payload) + MIB, MIB):
+            for _ in range(4):
+                await asyncio.sleep(0.005)
+                # (on the loop, as the frees are: nothing may have been written past them)
+                if any(buffer[freed.upto :]):
+                    early.append(freed.upto)
+            freed.free(min(upto, len(payload)))
+
+    freeing = asyncio.ensure_future(free_by_pieces())
+    try:
+        cut = await _push_ranged(plane, target, payload, dataplane.split_ranges(0, len(payload), 4, MIB))
+    finally:
+        await freeing
+    await target.settle()
+    target.verify()
+    assert not cut and bytes(buffer) == payload and not early
+    assert max(end for _, end in freed.asked) == len(payload)
 
 
 async def test_a_range_that_broke_off_resumes_where_it_stopped(plane: DataPlane) -> None:

@@ -34,7 +34,7 @@ from tendril_diloco.feedback import ErrorFeedback, default_on
 from tendril_diloco.params import apply_update, compute_delta, load_params, save_params
 from tendril_proto.paramserver.v1 import paramserver_pb2, paramserver_pb2_grpc
 from tendril_proto.tensor.v1 import tensor_pb2
-from tests.unit.test_aggregator_core import CHUNK, _open, _push, _write
+from tests.unit.test_aggregator_core import CHUNK, _open, _push, _update, _write
 
 # Sizes that are not multiples of the int8 block (256) nor of the server's 64 Ki-value blocks.
 SHAPES = {"h.0.w": (300, 257), "h.0.b": (257,), "ln.g": (70_001,)}
@@ -201,6 +201,92 @@ async def test_pushes_wait_at_their_header_for_room_in_the_budget(
     assert await core.commit_push(spool) == 2
     # Given back at once (no garbage collection needed): only the round's sum is held.
     assert core.budget.staging == 0 and core.budget.held == 4 * theta.numel
+    await core.stop()
+
+
+def _held_back(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
+    """Hold every push's check for NaN/Inf (before its fold) until the event is set."""
+    hold = threading.Event()
+    real = core_module.first_non_finite
+
+    def held(*args: object) -> str | None:
+        assert hold.wait(10.0)
+        return real(*args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(core_module, "first_non_finite", held)
+    return hold
+
+
+async def _reference_update(tmp_path: Path, deltas: list[Path]) -> bytes:
+    """The round's update with the same pushes in the same order, each staged in a buffer of its own."""
+    core = ParameterServerCore(tmp_path / "reference", memory_budget=1 << 30)
+    await _open(core, tmp_path, "run", expected_workers=len(deltas), quorum=len(deltas))
+    for i, delta in enumerate(deltas):
+        await _push(core, delta, run="run", round=0, worker=f"w{i}")
+    update = await _update(core, "run", 0)
+    await core.stop()
+    return update
+
+
+async def test_a_push_admitted_while_another_is_folded_is_received_into_its_buffer(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The budget is full (the accumulator + one model): the next push takes the buffer of the push
+    being committed, and its bytes land only where that push's fold has added them to the sum."""
+    monkeypatch.setattr(core_module, "SHARED_MODELS", 1)
+    core = ParameterServerCore(tmp_path / "ps")
+    await _open(core, tmp_path, "run", expected_workers=2, quorum=2)
+    hold = _held_back(monkeypatch)
+    limit = core.budget.limit
+    deltas = [_write(tmp_path / f"w{i}.st", i + 1, 1e-2) for i in range(2)]
+    first = await _begin(core, deltas[0], run="run", worker="w0")
+    data = deltas[0].read_bytes()
+    await _feed(first, data)
+    committing = asyncio.create_task(core.commit_push(first))
+    held = core.budget.held
+    second = await asyncio.wait_for(_begin(core, deltas[1], run="run", worker="w1"), 10.0)
+    assert first.successor is not None and second.gate is first.successor
+    assert core.budget.held == held  # no buffer of its own
+    feeding = asyncio.create_task(_feed(second, deltas[1].read_bytes()))
+    await asyncio.sleep(0.2)
+    # Held back: the first push is not folded yet, its bytes are whole.
+    assert not feeding.done() and second.received == 0
+    assert bytes(first.payload()) == data
+    hold.set()
+    assert await asyncio.wait_for(committing, 10.0) == 1
+    await asyncio.wait_for(feeding, 10.0)
+    assert await core.commit_push(second) == 2
+    assert await _update(core, "run", 0) == await _reference_update(tmp_path, deltas)
+    assert core.budget.peak <= limit and core.budget.staging == 0 and core.budget.finishing == 0
+    await core.stop()
+
+
+async def test_a_push_whose_buffer_was_handed_on_is_dropped_when_its_commit_is_cancelled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its call was cancelled before its fold began: it cannot wait for a retry (another push is
+    received into its buffer), so it is dropped, and the retry starts again from 0."""
+    monkeypatch.setattr(core_module, "SHARED_MODELS", 1)
+    core = ParameterServerCore(tmp_path / "ps")
+    await _open(core, tmp_path, "run", expected_workers=2, quorum=2)
+    hold = _held_back(monkeypatch)
+    deltas = [_write(tmp_path / f"w{i}.st", i + 1, 1e-2) for i in range(2)]
+    first = await _begin(core, deltas[0], run="run", worker="w0")
+    await _feed(first, deltas[0].read_bytes())
+    committing = asyncio.create_task(core.commit_push(first))
+    second = await asyncio.wait_for(_begin(core, deltas[1], run="run", worker="w1"), 10.0)
+    assert second.gate is not None
+    feeding = asyncio.create_task(_feed(second, deltas[1].read_bytes()))
+    await asyncio.sleep(0.1)
+    committing.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await committing
+    await asyncio.wait_for(feeding, 10.0)  # the buffer is all the second push's now
+    assert first.info.stream_id not in core.runs["run"].pushes
+    hold.set()
+    assert await core.commit_push(second) == 1
+    assert await _push(core, deltas[0], run="run", round=0, worker="w0") == 2
+    assert await _update(core, "run", 0) == await _reference_update(tmp_path, [deltas[1], deltas[0]])
     await core.stop()
 
 

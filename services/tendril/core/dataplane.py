@@ -316,7 +316,8 @@ class PushTarget(Protocol):
     ``write`` may return an awaitable. A target in memory may also offer
     ``view(offset, length) -> memoryview | None`` (where those payload bytes belong) and
     ``landed(offset, length)`` (that many bytes were received into that view): bytes then go
-    from the socket straight into place.
+    from the socket straight into place; and ``async writable(offset, end)``, awaited before
+    bytes [offset, end) are received into their view (the place may still be in use).
     """
 
     @property
@@ -597,6 +598,7 @@ class DataPlane:
             )
 
     async def _receive(self, conn: Connection, target: PushTarget, total: int, view_of: Any) -> bool:
+        writable = getattr(target, "writable", None)
         while (start := target.received) < total:
             length = min(PIECE_BYTES, total - start)
             view = view_of(start, length) if view_of is not None else None
@@ -608,6 +610,8 @@ class DataPlane:
                 view = view.cast("B") if view.format != "B" or view.ndim != 1 else view
                 length = len(view)  # (a target may hand out less than asked)
             if view is not None:
+                if writable is not None:
+                    await writable(start, start + length)
                 got = await self._run(recv_exactly, conn.sock, view)
                 if got:
                     target.landed(start, got)  # type: ignore[attr-defined]
@@ -675,6 +679,7 @@ class DataPlane:
         """Receive the ranges a ranged connection carries into ``target`` until the client ends the
         connection; False when it broke off inside a range (or sent a bad range)."""
         held = target.held
+        writable = getattr(target, "writable", None)
         moved, started = 0, time.perf_counter()
         try:
             while True:
@@ -698,6 +703,8 @@ class DataPlane:
                         view = target.range_view(at, min(PIECE_BYTES, b - at))
                         if view is None:
                             return False  # the push was dropped meanwhile
+                        if writable is not None:
+                            await writable(at, at + len(view))
                         got = await self._run(recv_exactly, conn.sock, view)
                         if got:
                             held.add(at, at + got)

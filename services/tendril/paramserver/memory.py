@@ -134,11 +134,15 @@ class MemoryBudget:
             # else: unmapped once its last view is released (right after this finalizer)
         self._wake()
 
+    @staticmethod
+    def serves(size: int, nbytes: int) -> bool:
+        """A buffer of ``size`` bytes may serve a request of ``nbytes`` (see POOL_SLACK_*)."""
+        return nbytes <= size <= nbytes + max(POOL_SLACK_BYTES, nbytes // POOL_SLACK_FRACTION)
+
     def _from_pool(self, nbytes: int) -> mmap.mmap | None:
         """The smallest pooled mapping that serves ``nbytes`` (see POOL_SLACK_*), taken out of the pool."""
-        slack = max(POOL_SLACK_BYTES, nbytes // POOL_SLACK_FRACTION)
         with self._lock:
-            fits = [m for m in self._pool if nbytes <= len(m) <= nbytes + slack]
+            fits = [m for m in self._pool if self.serves(len(m), nbytes)]
             if not fits:
                 return None
             mapping = min(fits, key=len)

@@ -18,13 +18,21 @@ What a transport feeds (the receiving seam):
   payload in any order over several connections (:class:`tendril.core.dataplane.Held` keeps
   what arrived beyond ``received``, and ``landed`` extends the prefix once it is contiguous;
   a retry of the push resumes each range where it stopped);
+* ``writable(offset, end)``: awaited before bytes [offset, end) are put in place (see below);
 * ``received`` (the resume offset), ``finish()`` (verify, return the Layout), ``discard()``.
+
+A push admitted while the memory budget is full (the server's other staged push is being folded,
+see :meth:`tendril.paramserver.memory.MemoryBudget.finish`) may be received into that push's
+buffer instead of a buffer of its own (:meth:`Spool.hand_over`): its bytes go into place only
+once the fold has added what was there to the sum (:class:`Handover`). The buffer's pages are
+used again as they are, neither given back to the kernel nor faulted in afresh.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from collections.abc import Callable
 
 from tendril.core.dataplane import Held
@@ -37,6 +45,62 @@ from tendril.paramserver.errors import ParameterServerError, StreamReason
 def stream_error(exc: StreamError) -> ParameterServerError:
     """A broken stream contract as the ParameterServer's error."""
     return ParameterServerError(exc.kind, exc.message, reason=exc.reason)
+
+
+class Handover:
+    """A staging buffer passed on from a push being folded to the next push: which of its bytes are free.
+
+    The fold frees byte ranges as it adds them to the sum (:meth:`free`, on its threads); the
+    push's end frees all of it (:meth:`free_all`, whatever ended it). The next push awaits
+    :meth:`wait` before it writes bytes [offset, end).
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._freed = Held()  # ranges freed beyond the prefix
+        self._prefix = 0  # bytes [0, prefix) are free
+        self._all = False
+        self._waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+
+    def free(self, start: int, end: int) -> None:
+        with self._lock:
+            self._freed.add(start, end)
+            self._prefix = self._freed.advance(self._prefix)
+            self._wake()
+
+    def free_all(self) -> None:
+        with self._lock:
+            self._all = True
+            self._wake()
+
+    def _free_upto(self, end: int) -> bool:
+        return self._all or end <= self._prefix
+
+    def _wake(self) -> None:
+        keep = []
+        for end, loop, future in self._waiters:
+            if self._free_upto(end):
+                with contextlib.suppress(RuntimeError):  # (its loop is closed: nobody waits)
+                    loop.call_soon_threadsafe(_resolve, future)
+            else:
+                keep.append((end, loop, future))
+        self._waiters = keep
+
+    async def wait(self, end: int) -> None:
+        """Return once bytes [0, end) are free (NOTE: the prefix only: a push's bytes arrive in order,
+        and the fold frees them in order on each of its threads)."""
+        with self._lock:
+            if self._free_upto(end):
+                return
+            loop = asyncio.get_running_loop()
+            future: asyncio.Future[None] = loop.create_future()
+            self._waiters.append((end, loop, future))
+        await future
+
+
+def _resolve(future: asyncio.Future[None]) -> None:
+    if not future.done():
+        future.set_result(None)
 
 
 class _Staging:
@@ -69,8 +133,11 @@ class Spool:
         key: tuple[str, ...] = (),
         table: dict[str, Spool] | None = None,
         release_pages: Callable[[memoryview, int, int], None] | None = None,
+        gate: Handover | None = None,
     ) -> None:
         self.info = info
+        self.gate = gate  # set when the buffer was handed on from a push being folded (see Handover)
+        self.successor: Handover | None = None  # set once this push's buffer was handed on
         self.release_pages = release_pages  # (buffer, start, end): give those pages back to the kernel
         self.key = key  # its name in the memory budget
         self.table = table  # the server's table of pushes it is listed in
@@ -81,6 +148,7 @@ class Spool:
         self.owner: asyncio.Task[object] | None = None
         self.stale: ParameterServerError | None = None  # set when it can no longer count
         self.finishing = False  # received whole: being verified and folded (memory back soon)
+        self.finishing_order = 0  # when it began committing (the server's count)
         self._on_done: Callable[[], None] | None = on_done
 
     @property
@@ -117,9 +185,16 @@ class Spool:
 
     # -- fed by the transport ---------------------------------------------------------------------------
 
+    async def writable(self, offset: int, end: int) -> None:
+        """Return once payload bytes [offset, end) may be put in place (at once unless the buffer was
+        handed on from a push still being folded)."""
+        if self.gate is not None:
+            await self.gate.wait(end)
+
     async def write(self, offset: int, data: bytes | memoryview) -> None:
         if self.stale is not None:
             raise self.stale
+        await self.writable(offset, offset + len(data))
         try:
             await self.receiver.feed_async(offset, data)
         except StreamError as exc:
@@ -174,21 +249,36 @@ class Spool:
         return self._buffer.toreadonly()
 
     def give_back(self, start: int, end: int) -> None:
-        """Payload bytes [start, end) are no longer needed (folded): their pages may go back to the kernel.
+        """Payload bytes [start, end) are no longer needed (folded): the push its buffer was handed
+        on to may write there, else their pages may go back to the kernel.
 
-        Only once the push is committing (it is never read again), and only while ``release_pages``
-        is given (the server passes it while its budget holds more than its limit: pushes were
-        admitted on the promise of these pages); the buffer stays valid.
+        Only once the push is committing (it is never read again); pages go back only while
+        ``release_pages`` is given (the server passes it while its budget holds more than its
+        limit: pushes were admitted on the promise of these pages); the buffer stays valid.
         """
         buffer = self._buffer
-        if buffer is None or not self.finishing or self.release_pages is None:
+        if buffer is None or not self.finishing:
             return
-        self.release_pages(buffer, start, end)
+        if self.successor is not None:
+            self.successor.free(start, end)
+        elif self.release_pages is not None:
+            self.release_pages(buffer, start, end)
+
+    def hand_over(self, nbytes: int) -> tuple[memoryview, Handover]:
+        """This push's buffer (its first ``nbytes``) for the next push, and the gate that says which
+        of its bytes this push no longer needs. Only while it is committing, once."""
+        buffer = self._buffer
+        if buffer is None or not self.finishing or self.successor is not None or len(buffer) < nbytes:
+            raise ValueError("only a committing push's buffer can be handed on, once")
+        self.successor = Handover()
+        return buffer[:nbytes], self.successor
 
     def discard(self) -> None:
         """Drop it: nothing of it is kept (its memory goes back once no view of it is left)."""
         self._buffer = None
         self._dest.close()
+        if self.successor is not None:
+            self.successor.free_all()
         self.owner = None  # (a task whose result is this spool would otherwise keep it alive)
         if self._on_done is not None:
             done, self._on_done = self._on_done, None
