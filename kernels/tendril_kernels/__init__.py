@@ -8,7 +8,8 @@
   ``"baseline"`` (libm's ``fmaf``: the same bits, slower).
 - the payload codecs' loops (``_codecs.c``): :func:`bf16_encode`, :func:`bf16_decode`,
   :func:`absmax_quantize` (int8/int4 blocks), :func:`blockwise_decode`, :func:`pack_int4`,
-  :func:`unpack_int4`, each writing into buffers the caller gives, and :func:`all_finite`.
+  :func:`unpack_int4`, :func:`sparse_encode` (chunk-wise top-k), each writing into buffers the
+  caller gives, and :func:`all_finite`.
 
 ``tendril.paramserver.outer`` and ``tendril.core.codecs`` keep the numpy references they are
 tested against, bit for bit.
@@ -21,6 +22,7 @@ from tendril_kernels._codecs import (
     bf16_encode,
     blockwise_decode,
     pack_int4,
+    sparse_encode,
     unpack_int4,
 )
 from tendril_kernels._outer import VARIANT, fold, nesterov
@@ -35,5 +37,6 @@ __all__ = [
     "fold",
     "nesterov",
     "pack_int4",
+    "sparse_encode",
     "unpack_int4",
 ]

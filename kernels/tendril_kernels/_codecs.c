@@ -10,6 +10,12 @@
  *   pack_int4(src i8, dst u8)              value 2i in the low nibble of byte i
  *   unpack_int4(src u8, dst i8)            sign-extended nibbles, low first
  *   all_finite(src f32) -> bool            no NaN or Inf among the values
+ *   sparse_encode(src f32, chunk, top, indices u16, codes u8, scales f32) -> bool
+ *                                          per chunk the ``top`` largest |x| (ties: the lower
+ *                                          index), sorted by |x| descending, zeros never kept:
+ *                                          uint16 indices (0xFFFF: unused), 2-bit codes four to
+ *                                          a byte, (low, high) magnitudes (codecs.sparse_encode);
+ *                                          False (nothing usable written) when a value is NaN/Inf
  *
  * Each gives the same bytes as the numpy code in tendril.core.codecs (tests/unit/test_kernels.py
  * holds them to it): IEEE float32 division and multiplication, rintf in the default
@@ -320,6 +326,147 @@ static PyObject *all_finite(PyObject *self, PyObject *args) {
     return PyBool_FromLong(finite);
 }
 
+/* The kept values of one chunk: a min-heap of keys (|x| bits << 16 | 0xFFFF - index, unique per
+ * value: the larger key is the larger |x|, then the lower index), the smallest at the root. */
+static void sift_down(uint64_t *heap, int size, int at) {
+    for (;;) {
+        int child = 2 * at + 1;
+        if (child >= size) return;
+        if (child + 1 < size && heap[child + 1] < heap[child]) child++;
+        if (heap[at] <= heap[child]) return;
+        const uint64_t t = heap[at];
+        heap[at] = heap[child];
+        heap[child] = t;
+        at = child;
+    }
+}
+
+static void sift_up(uint64_t *heap, int at) {
+    while (at > 0) {
+        const int parent = (at - 1) / 2;
+        if (heap[parent] <= heap[at]) return;
+        const uint64_t t = heap[at];
+        heap[at] = heap[parent];
+        heap[parent] = t;
+        at = parent;
+    }
+}
+
+#define SPARSE_MAX_TOP 256
+#define SPARSE_UNUSED 0xFFFFu
+
+static PyObject *sparse_encode(PyObject *self, PyObject *args) {
+    PyObject *src_o, *idx_o, *codes_o, *scales_o;
+    Py_ssize_t chunk, top;
+    if (!PyArg_ParseTuple(args, "OnnOOO:sparse_encode", &src_o, &chunk, &top, &idx_o, &codes_o, &scales_o))
+        return NULL;
+    if (top < 4 || top % 4 != 0 || top > SPARSE_MAX_TOP || chunk < top || chunk > 32768) {
+        PyErr_SetString(PyExc_ValueError, "top must be a multiple of 4 up to 256, chunk in [top, 32768]");
+        return NULL;
+    }
+    Py_buffer src, idx, codes, scales;
+    if (GET(src_o, &src, 0, "src", 4, F32, "float32")) return NULL;
+    if (GET(idx_o, &idx, 1, "indices", 2, U16, "uint16")) {
+        PyBuffer_Release(&src);
+        return NULL;
+    }
+    if (GET(codes_o, &codes, 1, "codes", 1, U8, "uint8")) {
+        PyBuffer_Release(&idx);
+        PyBuffer_Release(&src);
+        return NULL;
+    }
+    if (GET(scales_o, &scales, 1, "scales", 4, F32, "float32")) {
+        PyBuffer_Release(&codes);
+        PyBuffer_Release(&idx);
+        PyBuffer_Release(&src);
+        return NULL;
+    }
+    const Py_ssize_t n = src.len / 4;
+    const Py_ssize_t chunks = (n + chunk - 1) / chunk;
+    const Py_ssize_t tail = n % chunk;
+    const Py_ssize_t slots = (n / chunk) * top + (tail < top ? tail : top);
+    int finite = 1;
+    if (idx.len / 2 != slots || codes.len != (slots + 3) / 4 || scales.len / 4 != 2 * chunks) {
+        PyErr_SetString(PyExc_ValueError, "indices, codes and scales must be sized for the slots and chunks of src");
+        finite = -1;
+    } else {
+        const uint32_t *bits = src.buf;
+        const float *values = src.buf;
+        uint16_t *index_out = idx.buf;
+        uint8_t *code_out = codes.buf;
+        float *scale_out = scales.buf;
+        Py_BEGIN_ALLOW_THREADS
+        uint64_t heap[SPARSE_MAX_TOP];
+        memset(code_out, 0, (size_t)codes.len);
+        for (Py_ssize_t c = 0; c < chunks && finite; c++) {
+            const Py_ssize_t a = c * chunk, b = a + chunk < n ? a + chunk : n;
+            int size = 0;
+            /* |x| bits below which a value is not kept: 1 (zeros never are), then the smallest kept
+             * once the heap is full. NaN and Inf are above every finite floor. */
+            uint32_t floor_mag = 1;
+            for (Py_ssize_t i = a; i < b; i++) {
+                const uint32_t mag = bits[i] & 0x7FFFFFFFu;
+                if (mag < floor_mag) continue;
+                if (mag >= 0x7F800000u) {
+                    finite = 0;
+                    break;
+                }
+                const uint64_t key = ((uint64_t)mag << 16) | (uint64_t)(SPARSE_UNUSED - (uint32_t)(i - a));
+                if (size < top) {
+                    heap[size] = key;
+                    sift_up(heap, size++);
+                    if (size == top) floor_mag = (uint32_t)(heap[0] >> 16);
+                } else if (key > heap[0]) {
+                    heap[0] = key;
+                    sift_down(heap, size, 0);
+                    floor_mag = (uint32_t)(heap[0] >> 16);
+                }
+            }
+            if (!finite) break;
+            /* sorted by key descending: pop the heap from the smallest */
+            uint64_t kept[SPARSE_MAX_TOP];
+            const int m = size;
+            for (int r = m - 1; r >= 0; r--) {
+                kept[r] = heap[0];
+                heap[0] = heap[--size];
+                sift_down(heap, size, 0);
+            }
+            const int high = (m + 1) / 2;
+            float hi = 0.0f, lo = 0.0f;
+            if (m > 0) {
+                const uint32_t h = (uint32_t)(kept[high / 2] >> 16);
+                memcpy(&hi, &h, 4);
+            }
+            if (m > high) {
+                const uint32_t l = (uint32_t)(kept[high + (m - high) / 2] >> 16);
+                memcpy(&lo, &l, 4);
+            }
+            scale_out[2 * c] = lo;
+            scale_out[2 * c + 1] = hi;
+            const Py_ssize_t first = c * top;
+            const Py_ssize_t count = (b - a) < top ? (b - a) : top; /* the chunk's slots */
+            for (Py_ssize_t r = 0; r < count; r++) {
+                const Py_ssize_t slot = first + r;
+                if (r < m) {
+                    const uint32_t j = SPARSE_UNUSED - (uint32_t)(kept[r] & 0xFFFFu);
+                    const uint8_t code = (uint8_t)((r < high ? 2u : 0u) | (values[a + j] < 0.0f ? 1u : 0u));
+                    index_out[slot] = (uint16_t)j;
+                    code_out[slot / 4] |= (uint8_t)(code << (2 * (slot % 4)));
+                } else {
+                    index_out[slot] = SPARSE_UNUSED;
+                }
+            }
+        }
+        Py_END_ALLOW_THREADS
+    }
+    PyBuffer_Release(&scales);
+    PyBuffer_Release(&codes);
+    PyBuffer_Release(&idx);
+    PyBuffer_Release(&src);
+    if (finite < 0) return NULL;
+    return PyBool_FromLong(finite);
+}
+
 static PyMethodDef methods[] = {
     {"all_finite", all_finite, METH_VARARGS, "all_finite(src) -> whether no float32 value is NaN or Inf"},
     {"bf16_encode", bf16_encode, METH_VARARGS, "bf16_encode(src, dst): float32 -> bf16 bits, nearest even"},
@@ -329,6 +476,8 @@ static PyMethodDef methods[] = {
     {"blockwise_decode", blockwise_decode, METH_VARARGS, "blockwise_decode(src, scales, block, dst): float32(q) * scale"},
     {"pack_int4", pack_int4, METH_VARARGS, "pack_int4(src, dst): two values in [-8, 7] per byte, low nibble first"},
     {"unpack_int4", unpack_int4, METH_VARARGS, "unpack_int4(src, dst): bytes -> sign-extended nibbles"},
+    {"sparse_encode", sparse_encode, METH_VARARGS,
+     "sparse_encode(src, chunk, top, indices, codes, scales) -> all finite: chunk-wise top-k, 2-bit codes"},
     {NULL, NULL, 0, NULL},
 };
 

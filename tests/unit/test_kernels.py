@@ -182,6 +182,39 @@ def test_blockwise_kernels_match_numpy(block_size: int) -> None:
             impl(bad, block_size, codecs.INT8_MAX, "int8")
 
 
+@pytest.mark.parametrize("chunk", [64, 68, 4096, 32768])
+def test_sparse_kernel_matches_numpy(chunk: int) -> None:
+    """Every chunk's top k with their ties, zeros (never kept), subnormals and a tail chunk of fewer
+    values than the k kept."""
+    rng = np.random.default_rng(24)
+    v = _codec_inputs(rng, 3 * 32768 + 37)
+    cases = {
+        "values": v,
+        "mostly zero": np.where(rng.random(v.size) < 0.99, np.float32(0), v).astype(np.float32),
+        "ties": (np.round(rng.standard_normal(v.size) * 4) / 4).astype(np.float32),
+        "signed zeros and subnormals": np.where(rng.random(v.size) < 0.5, np.float32(-0.0), np.float32(1e-45)),
+        "one tail value": v[: chunk + 1],
+        "shorter than k": v[:37],
+        "empty": v[:0],
+    }
+    for name, values in cases.items():
+        encoded, scales = codecs.sparse_encode(values, chunk)
+        ref_encoded, ref_scales = codecs._sparse_encode_numpy(values, chunk)
+        np.testing.assert_array_equal(encoded, ref_encoded, err_msg=name)
+        np.testing.assert_array_equal(_bits(scales), _bits(ref_scales), err_msg=name)
+    bad = v.copy()
+    for at in (0, chunk - 1, v.size - 1):
+        for value in (np.nan, np.inf, -np.inf):
+            bad[:] = v
+            bad[at] = value
+            with pytest.raises(codecs.CodecError, match="NaN or Inf"):
+                codecs.sparse_encode(bad, chunk)
+    with pytest.raises(ValueError, match="multiple of 4"):
+        kernels.sparse_encode(v, 64, 6, np.zeros(1, np.uint16), np.zeros(1, np.uint8), np.zeros(2, np.float32))
+    with pytest.raises(ValueError, match="sized"):
+        kernels.sparse_encode(v[:64], 64, 64, np.zeros(1, np.uint16), np.zeros(16, np.uint8), np.zeros(2, np.float32))
+
+
 def test_codec_kernels_refuse_wrong_buffers() -> None:
     f32 = np.zeros(16, dtype=np.float32)
     with pytest.raises(TypeError, match="uint16"):

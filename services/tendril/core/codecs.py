@@ -339,10 +339,30 @@ def sparse_encode(values: F32, chunk: int) -> tuple[npt.NDArray[np.uint8], F32]:
     value in the lowest bits. Scales: (low, high) magnitude per chunk. Values must be finite.
     """
     flat = np.ascontiguousarray(values, dtype=np.float32).reshape(-1)
-    if not all_finite(flat):
-        raise CodecError("sparse cannot encode NaN or Inf values")
     if chunk < SPARSE_TOP_K:
         raise CodecError(f"sparse needs a chunk (block size) of at least {SPARSE_TOP_K} values")
+    kernel = getattr(KERNELS, "sparse_encode", None)
+    if kernel is not None and chunk <= SPARSE_MAX_CHUNK:
+        slots, chunks = sparse_slots(flat.size, chunk), int8_scale_count(flat.size, chunk)
+        out = np.empty(2 * slots + -(-slots // 4), dtype=np.uint8)
+        scales_out = np.empty(2 * chunks, dtype=np.float32)
+        if not kernel(
+            for_kernel(flat, np.float32),
+            chunk,
+            SPARSE_TOP_K,
+            out[: 2 * slots].view(np.uint16),
+            out[2 * slots :],
+            scales_out,
+        ):
+            raise CodecError("sparse cannot encode NaN or Inf values")
+        return out, scales_out
+    return _sparse_encode_numpy(flat, chunk)
+
+
+def _sparse_encode_numpy(flat: F32, chunk: int) -> tuple[npt.NDArray[np.uint8], F32]:
+    """:func:`sparse_encode` in numpy (the reference the kernel is held to)."""
+    if not all_finite(flat):
+        raise CodecError("sparse cannot encode NaN or Inf values")
     n = flat.size
     chunks = int8_scale_count(n, chunk)
     slots = sparse_slots(n, chunk)
