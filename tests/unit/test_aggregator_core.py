@@ -11,12 +11,14 @@ import pytest
 from safetensors.numpy import save_file
 
 from tendril.core.errors import ErrorKind
-from tendril.core.streaming import SHA256, Digest, StreamInfo, chunk_ranges, mapped
-from tendril.core.tensorfile import read_layout
+from tendril.core.streaming import DEFAULT_DIGEST, SHA256, Digest, StreamInfo, chunk_ranges, mapped, new_hash
+from tendril.core.tensorfile import Layout, convert_file, plan_layout, read_layout
 from tendril.core.tensorstream import prepared_payload
+from tendril.paramserver import core as core_module
 from tendril.paramserver.core import ParameterServerCore
 from tendril.paramserver.errors import ParameterServerError
 from tendril.paramserver.rounds import RunConfig
+from tendril.paramserver.spool import FiniteWatch, watchable
 
 SHAPES = {"w": (128, 64), "b": (64,)}
 CHUNK = 8192
@@ -156,6 +158,60 @@ async def test_bad_pushes_are_refused_up_front(tmp_path: Path) -> None:
     assert non_finite.value.reason == "NON_FINITE_UPDATE"
     assert core.get_round("run").committed == [] and core.get_round("run").pushes_in_flight == 0
     await core.stop()
+
+
+@pytest.mark.parametrize("codec", ["fp32", "bf16"])
+@pytest.mark.parametrize("chunk", [CHUNK, 4099, 1])
+async def test_nan_and_inf_are_seen_as_the_push_arrives_wherever_the_chunks_cut(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, codec: str, chunk: int
+) -> None:
+    """A push is looked at for NaN/Inf while it is hashed (spool.FiniteWatch): a finite one is not
+    read through again before its fold; one with NaN/Inf anywhere (the first value, the last, a value
+    cut by a chunk's end) is refused and named, and counts for nothing."""
+    core = ParameterServerCore(tmp_path / "ps")
+    await _open(core, tmp_path, "run", expected_workers=2, quorum=2)
+    looked: list[str] = []
+    real = core_module.first_non_finite
+
+    def counted(view: memoryview, layout: Layout) -> str | None:
+        looked.append(layout.codec)
+        return real(view, layout)
+
+    monkeypatch.setattr(core_module, "first_non_finite", counted)
+    good = _write(tmp_path / "good.st", 7, 1e-2)
+    assert await _push(core, good, run="run", round=0, worker="w0", codec=codec, chunk=chunk) == 1
+    assert looked == []  # seen finite on the way
+    values = {"w": np.full((128, 64), 1e-3, dtype=np.float32), "b": np.full(64, 1e-3, dtype=np.float32)}
+    # "b" comes first in the payload: its first value, a value near a chunk's end, the last value of "w"
+    for name, index, bad in (("b", 0, np.nan), ("w", (16, 1), np.inf), ("w", (127, 63), -np.inf)):
+        spoiled = {k: v.copy() for k, v in values.items()}
+        spoiled[name][index] = bad
+        path = tmp_path / f"bad-{name}.st"
+        save_file(spoiled, str(path))
+        if codec != "fp32":  # (a sender refuses to encode NaN/Inf: the payload is made by hand)
+            convert_file(path, path.with_suffix(f".{codec}"), codec, check_finite=False)
+            path = path.with_suffix(f".{codec}")
+        with pytest.raises(ParameterServerError) as refused:
+            await _push(core, path, run="run", round=0, worker="w1", codec=codec, chunk=chunk)
+        assert refused.value.reason == "NON_FINITE_UPDATE" and repr(name) in refused.value.message
+    assert looked == [codec] * 3
+    assert core.get_round("run").committed == ["w0"] and core.get_round("run").pushes_in_flight == 0
+    await core.stop()
+
+
+def test_the_watch_hashes_every_byte_and_looks_only_at_values() -> None:
+    """Header bytes that read as NaN are not values; the digest is the payload's, however it is fed."""
+    layout, header = plan_layout([("w", (1000,))], "fp32")
+    assert watchable(layout) and not watchable(plan_layout([("w", (1000,))], "int8", 256)[0])
+    header = header[:-1] + b"\xff"  # (padding: 0xff bytes are no value)
+    data = header + np.arange(1000, dtype=np.float32).tobytes()
+    for step in (1, 3, 4096, len(data)):
+        watch = FiniteWatch(new_hash(DEFAULT_DIGEST), layout)
+        for at in range(0, len(data), step):
+            watch.update(data[at : at + step])
+        reference = new_hash(DEFAULT_DIGEST)
+        reference.update(data)
+        assert watch.finite and watch.hexdigest() == reference.hexdigest()
 
 
 async def test_parameters_that_are_not_floats_are_invalid_arguments(tmp_path: Path) -> None:

@@ -205,15 +205,15 @@ async def test_pushes_wait_at_their_header_for_room_in_the_budget(
 
 
 def _held_back(monkeypatch: pytest.MonkeyPatch) -> threading.Event:
-    """Hold every push's check for NaN/Inf (before its fold) until the event is set."""
+    """Hold every push's last check (before its fold) until the event is set."""
     hold = threading.Event()
-    real = core_module.first_non_finite
+    real = core_module.bad_indices
 
     def held(*args: object) -> str | None:
         assert hold.wait(10.0)
         return real(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(core_module, "first_non_finite", held)
+    monkeypatch.setattr(core_module, "bad_indices", held)
     return hold
 
 

@@ -155,6 +155,14 @@ def all_finite(values: npt.NDArray[Any]) -> bool:
     return bool(np.isfinite(values).all())
 
 
+def encoded_all_finite(wire: Codec, raw: npt.NDArray[Any]) -> bool:
+    """Whether the encoded values of a codec that is not blockwise (fp32, bf16), as its array dtype,
+    hold no NaN or Inf: read on the bits, nothing decoded (bf16: all exponent bits set)."""
+    if wire.name == "bf16":
+        return not bool(((raw & np.uint16(0x7F80)) == np.uint16(0x7F80)).any())
+    return all_finite(raw)
+
+
 # -- bf16 -------------------------------------------------------------------------------
 
 

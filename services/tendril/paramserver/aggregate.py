@@ -150,11 +150,7 @@ def first_non_finite(view: memoryview, layout: Layout) -> str | None:
     def first_bad(part: list[tuple[TensorSpec, int, int]]) -> str | None:
         for spec, a, b in part:
             raw = _encoded(view, wire, layout.header_size + spec.begin, a, b)
-            if wire.name == "bf16":
-                # All exponent bits set: Inf or NaN (checked on the bits, nothing decoded).
-                if ((raw & np.uint16(0x7F80)) == np.uint16(0x7F80)).any():
-                    return spec.name
-            elif not codecs.all_finite(raw):
+            if not codecs.encoded_all_finite(wire, raw):
                 return spec.name
         return None
 

@@ -596,7 +596,10 @@ class ParameterServerCore:
         try:
             layout = await spool.finish()
             spool.give_back(0, layout.header_size)  # (checked: only the tensors are read from here on)
-            bad = await _on_payload(spool, lambda view: first_non_finite(view, layout))
+            # NOTE: a push whose values were all seen finite as they arrived (spool.FiniteWatch) is
+            # not read through again; one that was not looked at, or held NaN/Inf, is (to name
+            # the tensor).
+            bad = None if spool.finite else await _on_payload(spool, lambda view: first_non_finite(view, layout))
             if bad is not None:
                 raise ParameterServerError(
                     ErrorKind.INVALID_ARGUMENT,

@@ -35,8 +35,11 @@ import contextlib
 import threading
 from collections.abc import Callable
 
+import numpy as np
+
+from tendril.core import codecs
 from tendril.core.dataplane import Held
-from tendril.core.streaming import Receiver, StreamError, StreamInfo, same_tensors
+from tendril.core.streaming import Hash, Receiver, StreamError, StreamInfo, new_hash, same_tensors
 from tendril.core.tensorfile import Layout, TensorFileError
 from tendril.paramserver.aggregate import payload_layout
 from tendril.paramserver.errors import ParameterServerError, StreamReason
@@ -45,6 +48,80 @@ from tendril.paramserver.errors import ParameterServerError, StreamReason
 def stream_error(exc: StreamError) -> ParameterServerError:
     """A broken stream contract as the ParameterServer's error."""
     return ParameterServerError(exc.kind, exc.message, reason=exc.reason)
+
+
+# NOTE: the hash and the look for NaN/Inf take turns on slices this big, so that the look finds
+# the slice in the core's cache (1 MiB of L2 a core on the machine measured).
+WATCH_SLICE_BYTES = 256 * 1024
+
+
+class FiniteWatch:
+    """A push's running hash that also looks for NaN/Inf among the values going by.
+
+    Fed the payload's bytes in order (as the :class:`~tendril.core.streaming.Receiver` hashes
+    them, on its pool thread), slice by slice: each slice is hashed, then its fp32 values (bf16
+    bits) are looked at while they are in cache, so that a push received whole is known to be
+    finite without another pass over it before its fold. Only payloads whose tensors fill the
+    data section end to end are watched (:func:`watchable`).
+    """
+
+    def __init__(self, digest: Hash, layout: Layout) -> None:
+        self._digest = digest
+        self._wire = codecs.BY_NAME[layout.codec]
+        self._width = np.dtype(self._wire.array_dtype).itemsize
+        self._begin, self._end = layout.header_size, layout.total_bytes
+        self._at = 0  # bytes fed so far
+        self._carry = bytearray()  # the start of a value cut by the end of a slice
+        self.finite = True  # no NaN/Inf among the values fed so far
+
+    def update(self, data: bytes | memoryview, /) -> None:
+        view = memoryview(data).cast("B")
+        for start in range(0, len(view), WATCH_SLICE_BYTES):
+            piece = view[start : start + WATCH_SLICE_BYTES]
+            self._digest.update(piece)
+            self._look(piece)
+
+    def hexdigest(self) -> str:
+        return self._digest.hexdigest()
+
+    def _look(self, piece: memoryview) -> None:
+        at = self._at
+        self._at += len(piece)
+        lo, hi = max(at, self._begin), min(self._at, self._end)
+        if hi <= lo or not self.finite:
+            return
+        part = piece[lo - at : hi - at]
+        if self._carry:
+            need = self._width - len(self._carry)
+            self._carry += part[:need]
+            part = part[need:]
+            if len(self._carry) < self._width:
+                return
+            self._check(memoryview(bytes(self._carry)))
+            self._carry.clear()
+        whole = len(part) - len(part) % self._width
+        if whole:
+            self._check(part[:whole])
+        self._carry += part[whole:]
+
+    def _check(self, raw: memoryview) -> None:
+        ok = codecs.encoded_all_finite(self._wire, np.frombuffer(raw, dtype=self._wire.array_dtype))
+        self.finite = self.finite and ok
+
+
+def watchable(layout: Layout) -> bool:
+    """Whether :class:`FiniteWatch` can look at a payload of ``layout``: of a codec whose values
+    stand alone (not blockwise: fp32, bf16), its tensors one after another from the start of the
+    data section to its end."""
+    wire = codecs.BY_NAME.get(layout.codec)
+    if wire is None or wire.blockwise or wire.flat:
+        return False
+    at = 0
+    for spec in sorted(layout.tensors, key=lambda t: t.begin):
+        if spec.begin != at:
+            return False
+        at = spec.end
+    return at == layout.data_size
 
 
 class Handover:
@@ -143,7 +220,8 @@ class Spool:
         self.table = table  # the server's table of pushes it is listed in
         self._buffer: memoryview | None = buffer
         self._dest = _Staging(buffer)
-        self.receiver = Receiver(info, self._dest)
+        self.watch = FiniteWatch(new_hash(info.digest.algorithm), info.layout) if watchable(info.layout) else None
+        self.receiver = Receiver(info, self._dest, digest=self.watch)
         self.held = Held()  # ranges received beyond ``received`` (ranged data connections)
         self.owner: asyncio.Task[object] | None = None
         self.stale: ParameterServerError | None = None  # set when it can no longer count
@@ -162,6 +240,14 @@ class Spool:
     @property
     def nbytes(self) -> int:
         return self.info.total_bytes
+
+    @property
+    def finite(self) -> bool | None:
+        """True when every value was seen finite as the push arrived whole, False when one was
+        not, None when its values were not looked at on the way (another codec) or it is not whole."""
+        if self.watch is None or not self.complete:
+            return None
+        return self.watch.finite
 
     def same_payload(self, info: StreamInfo) -> bool:
         mine = self.info
