@@ -97,7 +97,7 @@ def main() -> int:
         "--sync-rounds",
         type=int,
         default=sync.DEFAULT_ROUNDS,
-        help="round sync rounds per size and codec (the first is warm-up)",
+        help=f"round sync rounds per size and codec (the first {sync.WARMUP} are warm-up)",
     )
     parser.add_argument(
         "--sync-work-dir",
