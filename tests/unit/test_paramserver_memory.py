@@ -290,6 +290,84 @@ async def test_a_push_whose_buffer_was_handed_on_is_dropped_when_its_commit_is_c
     await core.stop()
 
 
+async def _service(tmp_path: Path, **overrides: object) -> ParameterServerService:
+    config = load_config(
+        None,
+        env={},
+        overrides={
+            "worker.state_dir": str(tmp_path / "state"),
+            "paramserver.listen": "127.0.0.1:0",
+            "paramserver.data_listen": "127.0.0.1:0",
+            **overrides,
+        },
+    )
+    service = build(config)
+    await service.start()
+    return service
+
+
+async def _round_updates(service: ParameterServerService, tmp_path: Path, *, together: bool) -> list[bytes]:
+    """Two rounds of three 4 MiB pushes over the data port (all at once, or one after another);
+    each round's update as pulled."""
+    shape = (1024, 1024)
+    rng = np.random.default_rng(3)
+    tag = "together" if together else "one-by-one"
+    theta0 = tmp_path / f"{tag}-theta0.st"
+    save_file({"w": rng.standard_normal(shape).astype(np.float32)}, str(theta0))
+    deltas = []
+    for i in range(3):
+        # (small multiples of 2^-10: sums are exact in any order, so the commit order cannot show)
+        values = rng.integers(-64, 64, shape).astype(np.float32) / np.float32(1024)
+        deltas.append(tmp_path / f"{tag}-delta-{i}.st")
+        save_file({"w": values}, str(deltas[-1]))
+    updates = []
+    async with open_channel(service.address, peer_id="tester") as channel:
+        stub = paramserver_pb2_grpc.ParameterServerServiceStub(channel)
+        await stub.OpenJob(paramserver_pb2.OpenJobRequest(run_id="r", expected_workers=3, quorum=3, rounds=2))
+        await tensorstream.push_parameters(channel, theta0, run_id="r", worker_id="w0")
+        for round in range(2):
+            pushes = [
+                tensorstream.push_update(
+                    channel, d, run_id="r", round=round, worker_id=f"w{i}", weight=1.0, codec="fp32"
+                )
+                for i, d in enumerate(deltas)
+            ]
+            if together:
+                await asyncio.gather(*pushes)
+            else:
+                for push in pushes:
+                    await push
+            for i in range(3):  # (every worker pulls: an update is kept until its workers have it)
+                out = tmp_path / f"{tag}-update-{round}-w{i}.st"
+                await tensorstream.pull_update(
+                    channel, run_id="r", round=round, dest=out, codec="fp32", worker_id=f"w{i}"
+                )
+            updates.append(out.read_bytes())
+    return updates
+
+
+async def test_pushes_at_once_over_the_data_port_with_room_for_one_are_received_behind_each_others_fold(
+    tmp_path: Path,
+) -> None:
+    """A budget with room for the accumulator and one push: three pushes sent at once over the data
+    port each take the buffer of the one before as it is folded, and the next round's, sent right
+    after the pulls, find the last round's accumulator and update let go of once its checkpoint is
+    written; the budget never holds more than its limit, and the updates are those of the same
+    pushes sent one by one with room to spare."""
+    tight = await _service(tmp_path / "tight", **{"paramserver.memory_budget_mib": 9})
+    try:
+        got = await asyncio.wait_for(_round_updates(tight, tmp_path, together=True), 60.0)
+        budget = tight.core.budget
+        assert budget.limit == 9 * 1024 * 1024 and 0 < budget.peak <= budget.limit
+    finally:
+        await tight.stop()
+    roomy = await _service(tmp_path / "roomy", **{"paramserver.memory_budget_mib": 256})
+    try:
+        assert got == await asyncio.wait_for(_round_updates(roomy, tmp_path, together=False), 60.0)
+    finally:
+        await roomy.stop()
+
+
 async def test_a_cut_push_keeps_its_bytes_until_their_room_is_needed(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

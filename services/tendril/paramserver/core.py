@@ -883,6 +883,11 @@ class ParameterServerCore:
             await run.notify()
             return
         finally:
+            # NOTE: the accumulator and the update are let go of before the budget says the checkpoint
+            # ended: a push waiting for room is admitted once nothing is being written, and found
+            # them still held (a push of the next round sent right after the pulls took the budget
+            # a model over).
+            save = unsaved = update = None  # type: ignore[assignment]
             self.budget.checkpointing -= nbytes
             self.budget.released()
         log.info("paramserver.saved", run_id=run.run_id, round=run.state.round, theta_round=run.state.theta_round)
