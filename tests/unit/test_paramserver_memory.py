@@ -29,7 +29,7 @@ from tendril.paramserver.core import SHARED_MODELS, ParameterServerCore
 from tendril.paramserver.errors import ParameterServerError
 from tendril.paramserver.rounds import RunConfig
 from tendril.paramserver.service import ParameterServerService, build
-from tendril.paramserver.spool import Spool
+from tendril.paramserver.spool import GATED_PIECE_BYTES, Handover, Spool
 from tendril_diloco.feedback import ErrorFeedback, default_on
 from tendril_diloco.params import apply_update, compute_delta, load_params, save_params
 from tendril_proto.paramserver.v1 import paramserver_pb2, paramserver_pb2_grpc
@@ -259,6 +259,23 @@ async def test_a_push_admitted_while_another_is_folded_is_received_into_its_buff
     assert await _update(core, "run", 0) == await _reference_update(tmp_path, deltas)
     assert core.budget.peak <= limit and core.budget.staging == 0 and core.budget.finishing == 0
     await core.stop()
+
+
+async def test_a_handed_on_buffer_is_taken_in_pieces_as_the_fold_frees_it() -> None:
+    mib = 1024 * 1024
+    gate = Handover()
+    assert gate.room(0, 16 * mib) == GATED_PIECE_BYTES == mib  # nothing free: a small piece to wait for
+    waiting = asyncio.create_task(gate.wait(mib))
+    await asyncio.sleep(0.01)
+    assert not waiting.done()
+    gate.free(2 * mib, 5 * mib)  # (the fold's second thread: beyond the prefix)
+    gate.free(0, 2 * mib)
+    await asyncio.wait_for(waiting, 1.0)
+    assert gate.room(0, 16 * mib) == 5 * mib and gate.room(4 * mib, 16 * mib) == mib
+    assert gate.room(mib, 2 * mib) == 2 * mib
+    gate.free_all()
+    assert gate.room(5 * mib, 16 * mib) == 16 * mib
+    await asyncio.wait_for(gate.wait(64 * mib), 1.0)
 
 
 async def test_a_push_whose_buffer_was_handed_on_is_dropped_when_its_commit_is_cancelled(

@@ -124,6 +124,11 @@ def watchable(layout: Layout) -> bool:
     return at == layout.data_size
 
 
+# NOTE: a push received behind a fold takes pieces of at least this much (the data port asks for
+# 16 MiB at a time: the fold had to free that much before the first byte could land).
+GATED_PIECE_BYTES = 1024 * 1024
+
+
 class Handover:
     """A staging buffer passed on from a push being folded to the next push: which of its bytes are free.
 
@@ -152,6 +157,15 @@ class Handover:
 
     def _free_upto(self, end: int) -> bool:
         return self._all or end <= self._prefix
+
+    def room(self, offset: int, length: int) -> int:
+        """How many of ``length`` bytes from ``offset`` to take at once: those free now, else at least
+        GATED_PIECE_BYTES (a piece :meth:`wait` then waits for): a transport receives behind the
+        fold in small pieces instead of waiting for one as big as it asked."""
+        with self._lock:
+            if self._all or offset + length <= self._prefix:
+                return length
+            return min(length, max(self._prefix - offset, GATED_PIECE_BYTES))
 
     def _wake(self) -> None:
         keep = []
@@ -287,21 +301,27 @@ class Spool:
             raise stream_error(exc) from exc
 
     def view(self, offset: int, length: int) -> memoryview | None:
-        """Where payload bytes [offset, offset+length) go, when offset is the resume point; else None."""
+        """Where payload bytes [offset, offset+length) go, when offset is the resume point; else None
+        (fewer bytes than asked while the buffer is still being folded from: see Handover.room)."""
         buffer = self._buffer
         if buffer is None or self.stale is not None or offset != self.received or length <= 0:
             return None
         if offset + length > self.info.total_bytes:
             return None
+        if self.gate is not None:
+            length = self.gate.room(offset, length)
         return buffer[offset : offset + length]
 
     def range_view(self, offset: int, length: int) -> memoryview | None:
-        """Where payload bytes [offset, offset+length) go, anywhere past the resume point; else None."""
+        """Where payload bytes [offset, offset+length) go, anywhere past the resume point; else None
+        (fewer bytes than asked while the buffer is still being folded from: see Handover.room)."""
         buffer = self._buffer
         if buffer is None or self.stale is not None or offset < self.received or length <= 0:
             return None
         if offset + length > self.info.total_bytes:
             return None
+        if self.gate is not None:
+            length = self.gate.room(offset, length)
         return buffer[offset : offset + length]
 
     def landed(self, offset: int, n: int) -> None:
