@@ -195,6 +195,28 @@ def new_digest(data: bytes) -> str:
     return hasher.hexdigest()
 
 
+async def _push_over_plane(plane: DataPlane, target: Receiver, payload: bytes) -> bool:
+    """One push call whose client sends ``payload`` over the offered data connection; whether it was cut."""
+    context = _Context(ask=True)
+
+    async def client() -> None:
+        await context.offered.wait()
+        offer = Offer.from_metadata(context.sent)
+        assert offer is not None
+
+        def send() -> None:
+            with dataplane.connect("127.0.0.1", offer, None) as sock:
+                dataplane.send_range(sock, memoryview(payload), 0, len(payload))
+
+        await asyncio.to_thread(send)
+
+    sending = asyncio.ensure_future(client())
+    try:
+        return await receive_push(plane, context, target.info, target, _ends_after(sending))  # type: ignore[arg-type]
+    finally:
+        await sending
+
+
 async def test_a_push_lands_straight_in_a_target_that_offers_a_view(
     plane: DataPlane, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -210,27 +232,7 @@ async def test_a_push_lands_straight_in_a_target_that_offers_a_view(
         real_landed(offset, length)
 
     target.landed = spy  # type: ignore[method-assign]
-    context = _Context(ask=True)
-
-    async def client() -> None:
-        await context.offered.wait()
-        offer = Offer.from_metadata(context.sent)
-        assert offer is not None
-
-        def send() -> None:
-            with dataplane.connect("127.0.0.1", offer, None) as sock:
-                dataplane.send_range(sock, memoryview(payload), 0, len(payload))
-
-        await asyncio.to_thread(send)
-
-    async def receive() -> bool:
-        sending = asyncio.ensure_future(client())
-        try:
-            return await receive_push(plane, context, info, target, _ends_after(sending))  # type: ignore[arg-type]
-        finally:
-            await sending
-
-    cut = await asyncio.wait_for(receive(), 30)
+    cut = await asyncio.wait_for(_push_over_plane(plane, target, payload), 30)
     await target.settle()
     target.verify()
     assert not cut and bytes(buffer) == payload
@@ -274,33 +276,16 @@ async def test_a_push_lands_in_a_target_view_only_once_the_target_says_it_may(
 
     target.landed = landed  # type: ignore[method-assign]
     target.writable = freed.writable  # type: ignore[attr-defined]
-    context = _Context(ask=True)
-
-    async def client() -> None:
-        await context.offered.wait()
-        offer = Offer.from_metadata(context.sent)
-        assert offer is not None
-
-        def send() -> None:
-            with dataplane.connect("127.0.0.1", offer, None) as sock:
-                dataplane.send_range(sock, memoryview(payload), 0, len(payload))
-
-        await asyncio.to_thread(send)
 
     async def free_by_pieces() -> None:
         for upto in range(0, len(payload) + 512 * 1024, 512 * 1024):
             await asyncio.sleep(0.02)
             freed.free(min(upto, len(payload)))
 
-    sending = asyncio.ensure_future(client())
     freeing = asyncio.ensure_future(free_by_pieces())
     try:
-        cut = await asyncio.wait_for(
-            receive_push(plane, context, info, target, _ends_after(sending)),  # type: ignore[arg-type]
-            30,
-        )
+        cut = await asyncio.wait_for(_push_over_plane(plane, target, payload), 30)
     finally:
-        await sending
         await freeing
     await target.settle()
     target.verify()

@@ -48,19 +48,26 @@ CODEC_PROTO = {
 }
 
 
-@pytest.fixture
-async def server(tmp_path: Path) -> AsyncIterator[ParameterServerService]:
+async def _service(tmp_path: Path, **overrides: object) -> ParameterServerService:
+    """An in-process ParameterServer on ports of its own (never the default data port another may hold)."""
     config = load_config(
         None,
         env={},
         overrides={
             "worker.state_dir": str(tmp_path / "state"),
             "paramserver.listen": "127.0.0.1:0",
-            "paramserver.data_listen": "127.0.0.1:0",  # never the default data port another server may hold
+            "paramserver.data_listen": "127.0.0.1:0",
+            **overrides,
         },
     )
     service = build(config)
     await service.start()
+    return service
+
+
+@pytest.fixture
+async def server(tmp_path: Path) -> AsyncIterator[ParameterServerService]:
+    service = await _service(tmp_path)
     try:
         yield service
     finally:
@@ -305,22 +312,6 @@ async def test_a_push_whose_buffer_was_handed_on_is_dropped_when_its_commit_is_c
     assert await _push(core, deltas[0], run="run", round=0, worker="w0") == 2
     assert await _update(core, "run", 0) == await _reference_update(tmp_path, [deltas[1], deltas[0]])
     await core.stop()
-
-
-async def _service(tmp_path: Path, **overrides: object) -> ParameterServerService:
-    config = load_config(
-        None,
-        env={},
-        overrides={
-            "worker.state_dir": str(tmp_path / "state"),
-            "paramserver.listen": "127.0.0.1:0",
-            "paramserver.data_listen": "127.0.0.1:0",
-            **overrides,
-        },
-    )
-    service = build(config)
-    await service.start()
-    return service
 
 
 async def _round_updates(service: ParameterServerService, tmp_path: Path, *, together: bool) -> list[bytes]:
