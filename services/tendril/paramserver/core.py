@@ -557,7 +557,7 @@ class ParameterServerCore:
         gate = None
         if before is not None:
             # NOTE: the buffer of the push being folded, written behind its fold: no page given
-            # back to the kernel and faulted in (zeroed) again, which cost a 400 MB round 0.06-0.1
+            # back to the kernel and faulted in (zeroed) again, which cost a 400 MB round 0.04-0.1
             # CPU-seconds on the round's last push (`perf record` of the sync bench). That push
             # no longer frees memory: it leaves the budget's count of pushes finishing.
             view, gate = before.hand_over(nbytes)
