@@ -232,7 +232,7 @@ class BridgeServicer(bridge_pb2_grpc.JobBridgeServiceServicer):
         scratch = self.core.update_scratch(fragment, dest) if request.reuse_files else None
         incoming = scratch if codec == "fp32" or scratch is None else self.core.received_scratch(fragment, dest, codec)
         decoded = None if scratch is None or incoming is scratch else (scratch[0], scratch[1].mapping)
-        held = list({id(k): k for k in (scratch, incoming) if k is not None}.values())
+        held = [k for k in (scratch, None if incoming is scratch else incoming) if k is not None]
         start = time.perf_counter()
         try:
             for attempt in range(RESEND_ATTEMPTS + 1):

@@ -163,7 +163,7 @@ class Handover:
         GATED_PIECE_BYTES (a piece :meth:`wait` then waits for): a transport receives behind the
         fold in small pieces instead of waiting for one as big as it asked."""
         with self._lock:
-            if self._all or offset + length <= self._prefix:
+            if self._free_upto(offset + length):
                 return length
             return min(length, max(self._prefix - offset, GATED_PIECE_BYTES))
 
