@@ -13,6 +13,7 @@ import contextlib
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
@@ -98,6 +99,19 @@ def _train_job(work: Path, paramserver: str) -> JobDescriptor:
     )
 
 
+@contextlib.asynccontextmanager
+async def _bridge_client(job: JobDescriptor, paramserver: str, **options: Any) -> AsyncIterator[BridgeClient]:
+    """A started JobBridge of ``job`` (``options``: its other arguments) and a client of it; the
+    bridge stops when the block ends."""
+    bridge = JobBridge(job, TOKEN, data_fetcher_address="127.0.0.1:1", paramserver_address=paramserver, **options)
+    await bridge.start()
+    try:
+        async with BridgeClient(job.socket_path, TOKEN, job=job) as client:
+            yield client
+    finally:
+        await bridge.stop()
+
+
 async def test_publish_send_receive_fetch(tmp_path: Path, paramserver: str) -> None:
     work = job_work_dir(tmp_path)
     theta0 = {"w": np.arange(12, dtype=np.float32).reshape(3, 4), "b": np.ones(5, dtype=np.float32)}
@@ -156,25 +170,20 @@ async def test_receive_update_with_reuse_files_receives_into_kept_files_in_turn(
     save_file({"w": np.arange(12, dtype=np.float32)}, str(work / "params" / "theta0.safetensors"))
     save_file({"w": np.full(12, 0.5, dtype=np.float32)}, str(work / "updates" / "delta.safetensors"))
     job = _train_job(work, paramserver)
-    bridge = JobBridge(job, TOKEN, data_fetcher_address="127.0.0.1:1", paramserver_address=paramserver)
-    await bridge.start()
-    try:
-        async with BridgeClient(job.socket_path, TOKEN, job=job) as client:
-            await client.publish_parameters("params/theta0.safetensors")
-            await client.send_update("updates/delta.safetensors", 0, 1.0)
-            fresh = await client.receive_update(0, path="updates/fresh.safetensors")
-            inodes = []
-            for k in range(4):
-                got = await client.receive_update(0, path=f"updates/u{k}.safetensors", reuse_files=True)
-                assert got.path.read_bytes() == fresh.path.read_bytes()
-                kept = work / "updates" / ".reused" / f"update-{k % 2}"
-                assert os.stat(got.path).st_ino == os.stat(kept).st_ino and os.stat(kept).st_nlink == 2
-                inodes.append(os.stat(kept).st_ino)
-                got.path.unlink()  # the executor is done with it
-            assert inodes[0] == inodes[2] and inodes[1] == inodes[3] and inodes[0] != inodes[1]
-            assert os.stat(fresh.path).st_nlink == 1  # without reuse_files: a file of its own
-    finally:
-        await bridge.stop()
+    async with _bridge_client(job, paramserver) as client:
+        await client.publish_parameters("params/theta0.safetensors")
+        await client.send_update("updates/delta.safetensors", 0, 1.0)
+        fresh = await client.receive_update(0, path="updates/fresh.safetensors")
+        inodes = []
+        for k in range(4):
+            got = await client.receive_update(0, path=f"updates/u{k}.safetensors", reuse_files=True)
+            assert got.path.read_bytes() == fresh.path.read_bytes()
+            kept = work / "updates" / ".reused" / f"update-{k % 2}"
+            assert os.stat(got.path).st_ino == os.stat(kept).st_ino and os.stat(kept).st_nlink == 2
+            inodes.append(os.stat(kept).st_ino)
+            got.path.unlink()  # the executor is done with it
+        assert inodes[0] == inodes[2] and inodes[1] == inodes[3] and inodes[0] != inodes[1]
+        assert os.stat(fresh.path).st_nlink == 1  # without reuse_files: a file of its own
     assert not [p for p in work.rglob("*.part")] and not [p for p in work.rglob("*.link")]
 
 
@@ -188,28 +197,23 @@ async def test_send_update_takes_the_writers_digest_and_the_server_checks_it(tmp
     save_file({"w": np.full(12, 0.5, dtype=np.float32)}, str(delta))
     right = f"xxh3-128:{digest_file(delta, XXH3_128).hexdigest()}"
     job = _train_job(work, paramserver)
-    bridge = JobBridge(job, TOKEN, data_fetcher_address="127.0.0.1:1", paramserver_address=paramserver)
-    await bridge.start()
-    try:
-        async with BridgeClient(job.socket_path, TOKEN, job=job) as client:
-            await client.publish_parameters("params/theta0.safetensors")
-            with pytest.raises(ValueError, match="algorithm"):
-                await client.send_update("updates/delta.safetensors", 0, 1.0, digest="md5:00")
-            request = bridge_pb2.SendUpdateRequest(path="updates/delta.safetensors", round=0, weight=1.0)
-            request.digest.algorithm = tensor_pb2.DIGEST_ALGORITHM_XXH3_128
-            request.digest.hex = "not hex"
-            with pytest.raises(BridgeError) as bad:
-                await client._call("SendUpdate", client._stub.SendUpdate, request, timeout=30)
-            assert bad.value.code == grpc.StatusCode.INVALID_ARGUMENT and bad.value.reason == BridgeReason.BAD_DIGEST
-            wrong = "xxh3-128:" + "0" * 32
-            with pytest.raises(BridgeError) as lost:
-                await client.send_update("updates/delta.safetensors", 0, 1.0, digest=wrong)
-            assert lost.value.code == grpc.StatusCode.DATA_LOSS, lost.value
-            await client.send_update("updates/delta.safetensors", 0, 1.0, digest=right)
-            got = await client.receive_update(0)
-            assert got.contributors == 1  # the push with the wrong digest never counted
-    finally:
-        await bridge.stop()
+    async with _bridge_client(job, paramserver) as client:
+        await client.publish_parameters("params/theta0.safetensors")
+        with pytest.raises(ValueError, match="algorithm"):
+            await client.send_update("updates/delta.safetensors", 0, 1.0, digest="md5:00")
+        request = bridge_pb2.SendUpdateRequest(path="updates/delta.safetensors", round=0, weight=1.0)
+        request.digest.algorithm = tensor_pb2.DIGEST_ALGORITHM_XXH3_128
+        request.digest.hex = "not hex"
+        with pytest.raises(BridgeError) as bad:
+            await client._call("SendUpdate", client._stub.SendUpdate, request, timeout=30)
+        assert bad.value.code == grpc.StatusCode.INVALID_ARGUMENT and bad.value.reason == BridgeReason.BAD_DIGEST
+        wrong = "xxh3-128:" + "0" * 32
+        with pytest.raises(BridgeError) as lost:
+            await client.send_update("updates/delta.safetensors", 0, 1.0, digest=wrong)
+        assert lost.value.code == grpc.StatusCode.DATA_LOSS, lost.value
+        await client.send_update("updates/delta.safetensors", 0, 1.0, digest=right)
+        got = await client.receive_update(0)
+        assert got.contributors == 1  # the push with the wrong digest never counted
 
 
 async def test_an_int8_job_hands_off_through_kept_files_only(tmp_path: Path, memory_dir: Path) -> None:
@@ -220,22 +224,15 @@ async def test_an_int8_job_hands_off_through_kept_files_only(tmp_path: Path, mem
     async with serving_runs(tmp_path, RUN, codec=tensor_pb2.CODEC_INT8) as paramserver:
         job = _train_job(work, paramserver)
         job.config["codec"] = "int8"
-        bridge = JobBridge(
-            job, TOKEN, data_fetcher_address="127.0.0.1:1", paramserver_address=paramserver, handoff=memory_dir
-        )
-        await bridge.start()
-        try:
-            async with BridgeClient(job.socket_path, TOKEN, job=job) as client:
-                await client.publish_parameters("params/theta0.safetensors")
-                await client.send_update("handoff/delta.safetensors", 0, 1.0)
-                fresh = await client.receive_update(0, path="updates/fresh.safetensors")
-                for k in range(3):
-                    got = await client.receive_update(0, path=f"handoff/u{k}.safetensors", reuse_files=True)
-                    assert (memory_dir / f"u{k}.safetensors").read_bytes() == fresh.path.read_bytes()
-                    assert got.path.stat().st_nlink == 2  # a link of a kept file
-                    (memory_dir / f"u{k}.safetensors").unlink()
-        finally:
-            await bridge.stop()
+        async with _bridge_client(job, paramserver, handoff=memory_dir) as client:
+            await client.publish_parameters("params/theta0.safetensors")
+            await client.send_update("handoff/delta.safetensors", 0, 1.0)
+            fresh = await client.receive_update(0, path="updates/fresh.safetensors")
+            for k in range(3):
+                got = await client.receive_update(0, path=f"handoff/u{k}.safetensors", reuse_files=True)
+                assert (memory_dir / f"u{k}.safetensors").read_bytes() == fresh.path.read_bytes()
+                assert got.path.stat().st_nlink == 2  # a link of a kept file
+                (memory_dir / f"u{k}.safetensors").unlink()
     kept = sorted(p.name for p in (memory_dir / ".reused").iterdir())
     assert kept == [
         "payload-int8-0",
@@ -271,27 +268,20 @@ async def test_a_job_on_disk_hands_off_through_its_folder_in_memory(
     mapping the bridge keeps of each), whole and the same as a fresh pull, round after round."""
     work = _handoff_work(tmp_path, memory_dir, 3 * 1024 * 1024 // 2)  # 6 MiB of fp32: more than one piece of a pull
     job = _train_job(work, paramserver)
-    bridge = JobBridge(
-        job, TOKEN, data_fetcher_address="127.0.0.1:1", paramserver_address=paramserver, handoff=memory_dir
-    )
-    await bridge.start()
-    try:
-        async with BridgeClient(job.socket_path, TOKEN, job=job) as client:
-            await client.publish_parameters("params/theta0.safetensors")
-            await client.send_update("handoff/delta.safetensors", 0, 1.0)
-            sent = memory_dir / ".sent" / "round-0.safetensors"
-            assert os.stat(sent).st_ino == os.stat(memory_dir / "delta.safetensors").st_ino
-            fresh = await client.receive_update(0, path="updates/fresh.safetensors")
-            inodes = []
-            for k in range(4):
-                got = await client.receive_update(0, path=f"handoff/u{k}.safetensors", reuse_files=True)
-                assert got.path == work / "handoff" / f"u{k}.safetensors"
-                assert (memory_dir / f"u{k}.safetensors").read_bytes() == fresh.path.read_bytes()
-                inodes.append(os.stat(memory_dir / ".reused" / f"update-{k % 2}").st_ino)
-                (memory_dir / f"u{k}.safetensors").unlink()
-            assert inodes[0] == inodes[2] and inodes[1] == inodes[3] and inodes[0] != inodes[1]
-    finally:
-        await bridge.stop()
+    async with _bridge_client(job, paramserver, handoff=memory_dir) as client:
+        await client.publish_parameters("params/theta0.safetensors")
+        await client.send_update("handoff/delta.safetensors", 0, 1.0)
+        sent = memory_dir / ".sent" / "round-0.safetensors"
+        assert os.stat(sent).st_ino == os.stat(memory_dir / "delta.safetensors").st_ino
+        fresh = await client.receive_update(0, path="updates/fresh.safetensors")
+        inodes = []
+        for k in range(4):
+            got = await client.receive_update(0, path=f"handoff/u{k}.safetensors", reuse_files=True)
+            assert got.path == work / "handoff" / f"u{k}.safetensors"
+            assert (memory_dir / f"u{k}.safetensors").read_bytes() == fresh.path.read_bytes()
+            inodes.append(os.stat(memory_dir / ".reused" / f"update-{k % 2}").st_ino)
+            (memory_dir / f"u{k}.safetensors").unlink()
+        assert inodes[0] == inodes[2] and inodes[1] == inodes[3] and inodes[0] != inodes[1]
     assert not _matching(memory_dir, "*.part") and not _matching(memory_dir, "*.link")
 
 
