@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tendril.core.process import child_env
+from tests.procs import free_port
 
 # NOTE: bench is run from the checkout (`python -m bench`), not installed; its child processes
 # start with PYTHONSAFEPATH (no working directory on sys.path), so they get the checkout here.
@@ -44,12 +45,6 @@ class Figure:
     @classmethod
     def not_measured(cls, name: str, reason: str) -> Figure:
         return cls(name, None, "", note=f"not measured: {reason}")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def data_plane_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
