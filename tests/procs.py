@@ -31,18 +31,19 @@ class _PortPicker:
     kernel picks the next ``bind(0)`` or outgoing connection from the same range: a test that
     picked ports for a worker, started it, then picked one more for a data node before the
     worker had bound its own got one of the worker's ports, and the worker refused to start.
-    Ports here come from below the kernel's ephemeral range (``ip_local_port_range``), where
-    neither ``bind(0)`` nor ``connect()`` lands, walked in order from a random start so no two
-    picks of this process repeat until the range is used up; each is checked by binding it.
+    Ports here are drawn at random from below the kernel's ephemeral range
+    (``ip_local_port_range``), where neither ``bind(0)`` nor ``connect()`` lands, each checked
+    by binding it, and none is handed out twice until half the range has been. (At random, not
+    in order: tests shift a worker's ports by ``worker.port_offset``, and ports next to each
+    other would then collide.)
     """
 
-    SPAN = 20_000  # ports taken from just below the ephemeral range
+    SPAN = 20_000  # ports drawn from just below the ephemeral range
 
     def __init__(self) -> None:
         low = self._ephemeral_low()
         start = max(1024, low - self.SPAN)
         self._ports = range(start, low) if low - start >= 1000 else range(0)
-        self._cursor = random.randrange(len(self._ports)) if self._ports else 0
         self._given: set[int] = set()
         self._lock = threading.Lock()
 
@@ -73,14 +74,13 @@ class _PortPicker:
 
     def take(self, n: int) -> list[int]:
         with self._lock:
+            if len(self._given) + n > len(self._ports) // 2:
+                self._given.clear()  # those tests are long over
             picked: list[int] = []
-            for attempt in range(2 * len(self._ports)):
+            for _ in range(64 * n if self._ports else 0):
                 if len(picked) == n:
                     break
-                if attempt == len(self._ports):
-                    self._given.clear()  # every port was handed out once: those tests are over
-                port = self._ports[self._cursor]
-                self._cursor = (self._cursor + 1) % len(self._ports)
+                port = random.choice(self._ports)
                 if port not in self._given and port not in picked and self._bindable(port):
                     picked.append(port)
             while len(picked) < n:
