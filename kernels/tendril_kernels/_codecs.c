@@ -354,6 +354,77 @@ static void sift_up(uint64_t *heap, int at) {
 
 #define SPARSE_MAX_TOP 256
 #define SPARSE_UNUSED 0xFFFFu
+#define SPARSE_STRIDE 8 /* sample_floor looks at every 8th value */
+#define SPARSE_BLOCK 16 /* values compared with the floor at once (vectorized) before any is looked at */
+
+/* Offer value i of the chunk starting at a to the heap of the ``top`` largest keys so far;
+ * returns 0 at a NaN/Inf (|x| bits at or above the exponent mask). */
+static inline int offer(const uint32_t *bits, Py_ssize_t a, Py_ssize_t i, int top, uint64_t *heap, int *size,
+                        uint32_t *floor_mag) {
+    const uint32_t mag = bits[i] & 0x7FFFFFFFu;
+    if (mag < *floor_mag) return 1;
+    if (mag >= 0x7F800000u) return 0;
+    const uint64_t key = ((uint64_t)mag << 16) | (uint64_t)(SPARSE_UNUSED - (uint32_t)(i - a));
+    if (*size < top) {
+        heap[*size] = key;
+        sift_up(heap, (*size)++);
+        if (*size == top) *floor_mag = (uint32_t)(heap[0] >> 16);
+    } else if (key > heap[0]) {
+        heap[0] = key;
+        sift_down(heap, *size, 0);
+        *floor_mag = (uint32_t)(heap[0] >> 16);
+    }
+    return 1;
+}
+
+/* The heap of the ``top`` largest keys of [a, b) among values whose |x| bits are at least
+ * ``floor_mag`` (>= 1: zeros are never kept); its size. *finite = 0 at a NaN/Inf. Blocks of
+ * SPARSE_BLOCK values are first compared with the floor all at once: most hold none to look at. */
+static int chunk_top(const uint32_t *bits, Py_ssize_t a, Py_ssize_t b, int top, uint32_t floor_mag, uint64_t *heap,
+                     int *finite) {
+    int size = 0;
+    Py_ssize_t i = a;
+    for (; i + SPARSE_BLOCK <= b; i += SPARSE_BLOCK) {
+        int any = 0;
+        for (int j = 0; j < SPARSE_BLOCK; j++) any |= (bits[i + j] & 0x7FFFFFFFu) >= floor_mag;
+        if (!any) continue;
+        for (Py_ssize_t k = i; k < i + SPARSE_BLOCK; k++)
+            if (!offer(bits, a, k, top, heap, &size, &floor_mag)) {
+                *finite = 0;
+                return size;
+            }
+    }
+    for (; i < b; i++)
+        if (!offer(bits, a, i, top, heap, &size, &floor_mag)) {
+            *finite = 0;
+            return size;
+        }
+    return size;
+}
+
+/* A guess at a floor below the chunk's ``top``-th largest |x|: the (top/4)-th largest |x| bits
+ * among every SPARSE_STRIDE-th value (about rank 2 top of the chunk); 1 when the sample holds
+ * fewer. Whether it held is known after chunk_top: the heap is full. */
+static uint32_t sample_floor(const uint32_t *bits, Py_ssize_t a, Py_ssize_t b, int top) {
+    const int k = top / 4;
+    uint64_t heap[SPARSE_MAX_TOP / 4];
+    int size = 0;
+    uint32_t floor_mag = 1;
+    for (Py_ssize_t i = a; i < b; i += SPARSE_STRIDE) {
+        const uint32_t mag = bits[i] & 0x7FFFFFFFu;
+        if (mag < floor_mag) continue;
+        if (size < k) {
+            heap[size] = mag;
+            sift_up(heap, size++);
+            if (size == k) floor_mag = (uint32_t)heap[0];
+        } else if (mag > heap[0]) {
+            heap[0] = mag;
+            sift_down(heap, size, 0);
+            floor_mag = (uint32_t)heap[0];
+        }
+    }
+    return size == k ? floor_mag : 1;
+}
 
 static PyObject *sparse_encode(PyObject *self, PyObject *args) {
     PyObject *src_o, *idx_o, *codes_o, *scales_o;
@@ -400,28 +471,12 @@ static PyObject *sparse_encode(PyObject *self, PyObject *args) {
         memset(code_out, 0, (size_t)codes.len);
         for (Py_ssize_t c = 0; c < chunks && finite; c++) {
             const Py_ssize_t a = c * chunk, b = a + chunk < n ? a + chunk : n;
-            int size = 0;
-            /* |x| bits below which a value is not kept: 1 (zeros never are), then the smallest kept
-             * once the heap is full. NaN and Inf are above every finite floor. */
-            uint32_t floor_mag = 1;
-            for (Py_ssize_t i = a; i < b; i++) {
-                const uint32_t mag = bits[i] & 0x7FFFFFFFu;
-                if (mag < floor_mag) continue;
-                if (mag >= 0x7F800000u) {
-                    finite = 0;
-                    break;
-                }
-                const uint64_t key = ((uint64_t)mag << 16) | (uint64_t)(SPARSE_UNUSED - (uint32_t)(i - a));
-                if (size < top) {
-                    heap[size] = key;
-                    sift_up(heap, size++);
-                    if (size == top) floor_mag = (uint32_t)(heap[0] >> 16);
-                } else if (key > heap[0]) {
-                    heap[0] = key;
-                    sift_down(heap, size, 0);
-                    floor_mag = (uint32_t)(heap[0] >> 16);
-                }
-            }
+            /* NOTE: a floor guessed from a sample skips most of the chunk's values and heap updates.
+             * Only when at least ``top`` values reach it is the heap the chunk's top; otherwise
+             * the chunk is scanned again from floor 1. Either way the keys are exact. */
+            const uint32_t guess = sample_floor(bits, a, b, (int)top);
+            int size = chunk_top(bits, a, b, (int)top, guess, heap, &finite);
+            if (finite && size < top && guess > 1) size = chunk_top(bits, a, b, (int)top, 1, heap, &finite);
             if (!finite) break;
             /* sorted by key descending: pop the heap from the smallest */
             uint64_t kept[SPARSE_MAX_TOP];

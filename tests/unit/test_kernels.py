@@ -185,9 +185,14 @@ def test_blockwise_kernels_match_numpy(block_size: int) -> None:
 @pytest.mark.parametrize("chunk", [64, 68, 4096, 32768])
 def test_sparse_kernel_matches_numpy(chunk: int) -> None:
     """Every chunk's top k with their ties, zeros (never kept), subnormals and a tail chunk of fewer
-    values than the k kept."""
+    values than the k kept; and chunks whose sampled values (every 8th, from which the kernel
+    guesses a floor) are their only large ones, so that fewer than k reach the floor guessed."""
     rng = np.random.default_rng(24)
     v = _codec_inputs(rng, 3 * 32768 + 37)
+    misleading = (rng.standard_normal(v.size) * 1e-3).astype(np.float32)
+    for start in range(0, v.size, chunk):
+        sampled = np.arange(start, min(start + 20 * 8, v.size), 8)
+        misleading[sampled] = 10 + rng.random(sampled.size).astype(np.float32)
     cases = {
         "values": v,
         "mostly zero": np.where(rng.random(v.size) < 0.99, np.float32(0), v).astype(np.float32),
@@ -196,6 +201,7 @@ def test_sparse_kernel_matches_numpy(chunk: int) -> None:
         "one tail value": v[: chunk + 1],
         "shorter than k": v[:37],
         "empty": v[:0],
+        "large values only where sampled": misleading,
     }
     for name, values in cases.items():
         encoded, scales = codecs.sparse_encode(values, chunk)
@@ -209,6 +215,11 @@ def test_sparse_kernel_matches_numpy(chunk: int) -> None:
             bad[at] = value
             with pytest.raises(codecs.CodecError, match="NaN or Inf"):
                 codecs.sparse_encode(bad, chunk)
+    for value in (np.nan, np.inf):  # the floor guessed is itself NaN or Inf
+        bad[:] = v
+        bad[chunk : 2 * chunk : 8] = value
+        with pytest.raises(codecs.CodecError, match="NaN or Inf"):
+            codecs.sparse_encode(bad, chunk)
     with pytest.raises(ValueError, match="multiple of 4"):
         kernels.sparse_encode(v, 64, 6, np.zeros(1, np.uint16), np.zeros(1, np.uint8), np.zeros(2, np.float32))
     with pytest.raises(ValueError, match="sized"):
