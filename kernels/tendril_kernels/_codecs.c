@@ -357,6 +357,19 @@ static void sift_up(uint64_t *heap, int at) {
 #define SPARSE_STRIDE 8 /* sample_floor looks at every 8th value */
 #define SPARSE_BLOCK 16 /* values compared with the floor at once (vectorized) before any is looked at */
 
+/* Keep ``key`` if it is among the ``k`` largest seen (a min-heap of ``*size`` keys); 1 once the
+ * heap holds k, its root then the smallest kept. */
+static inline int heap_keep(uint64_t *heap, int *size, int k, uint64_t key) {
+    if (*size < k) {
+        heap[*size] = key;
+        sift_up(heap, (*size)++);
+    } else if (key > heap[0]) {
+        heap[0] = key;
+        sift_down(heap, *size, 0);
+    }
+    return *size == k;
+}
+
 /* Offer value i of the chunk starting at a to the heap of the ``top`` largest keys so far;
  * returns 0 at a NaN/Inf (|x| bits at or above the exponent mask). */
 static inline int offer(const uint32_t *bits, Py_ssize_t a, Py_ssize_t i, int top, uint64_t *heap, int *size,
@@ -365,15 +378,7 @@ static inline int offer(const uint32_t *bits, Py_ssize_t a, Py_ssize_t i, int to
     if (mag < *floor_mag) return 1;
     if (mag >= 0x7F800000u) return 0;
     const uint64_t key = ((uint64_t)mag << 16) | (uint64_t)(SPARSE_UNUSED - (uint32_t)(i - a));
-    if (*size < top) {
-        heap[*size] = key;
-        sift_up(heap, (*size)++);
-        if (*size == top) *floor_mag = (uint32_t)(heap[0] >> 16);
-    } else if (key > heap[0]) {
-        heap[0] = key;
-        sift_down(heap, *size, 0);
-        *floor_mag = (uint32_t)(heap[0] >> 16);
-    }
+    if (heap_keep(heap, size, top, key)) *floor_mag = (uint32_t)(heap[0] >> 16);
     return 1;
 }
 
@@ -383,22 +388,19 @@ static inline int offer(const uint32_t *bits, Py_ssize_t a, Py_ssize_t i, int to
 static int chunk_top(const uint32_t *bits, Py_ssize_t a, Py_ssize_t b, int top, uint32_t floor_mag, uint64_t *heap,
                      int *finite) {
     int size = 0;
-    Py_ssize_t i = a;
-    for (; i + SPARSE_BLOCK <= b; i += SPARSE_BLOCK) {
-        int any = 0;
-        for (int j = 0; j < SPARSE_BLOCK; j++) any |= (bits[i + j] & 0x7FFFFFFFu) >= floor_mag;
-        if (!any) continue;
-        for (Py_ssize_t k = i; k < i + SPARSE_BLOCK; k++)
+    for (Py_ssize_t i = a; i < b; i += SPARSE_BLOCK) {
+        const Py_ssize_t end = i + SPARSE_BLOCK < b ? i + SPARSE_BLOCK : b;
+        if (end - i == SPARSE_BLOCK) {
+            int any = 0;
+            for (int j = 0; j < SPARSE_BLOCK; j++) any |= (bits[i + j] & 0x7FFFFFFFu) >= floor_mag;
+            if (!any) continue;
+        }
+        for (Py_ssize_t k = i; k < end; k++)
             if (!offer(bits, a, k, top, heap, &size, &floor_mag)) {
                 *finite = 0;
                 return size;
             }
     }
-    for (; i < b; i++)
-        if (!offer(bits, a, i, top, heap, &size, &floor_mag)) {
-            *finite = 0;
-            return size;
-        }
     return size;
 }
 
@@ -412,16 +414,7 @@ static uint32_t sample_floor(const uint32_t *bits, Py_ssize_t a, Py_ssize_t b, i
     uint32_t floor_mag = 1;
     for (Py_ssize_t i = a; i < b; i += SPARSE_STRIDE) {
         const uint32_t mag = bits[i] & 0x7FFFFFFFu;
-        if (mag < floor_mag) continue;
-        if (size < k) {
-            heap[size] = mag;
-            sift_up(heap, size++);
-            if (size == k) floor_mag = (uint32_t)heap[0];
-        } else if (mag > heap[0]) {
-            heap[0] = mag;
-            sift_down(heap, size, 0);
-            floor_mag = (uint32_t)heap[0];
-        }
+        if (mag >= floor_mag && heap_keep(heap, &size, k, mag)) floor_mag = (uint32_t)heap[0];
     }
     return size == k ? floor_mag : 1;
 }

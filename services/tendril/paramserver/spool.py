@@ -303,22 +303,16 @@ class Spool:
     def view(self, offset: int, length: int) -> memoryview | None:
         """Where payload bytes [offset, offset+length) go, when offset is the resume point; else None
         (fewer bytes than asked while the buffer is still being folded from: see Handover.room)."""
-        buffer = self._buffer
-        if buffer is None or self.stale is not None or offset != self.received or length <= 0:
-            return None
-        if offset + length > self.info.total_bytes:
-            return None
-        if self.gate is not None:
-            length = self.gate.room(offset, length)
-        return buffer[offset : offset + length]
+        return self._place(offset, length) if offset == self.received else None
 
     def range_view(self, offset: int, length: int) -> memoryview | None:
         """Where payload bytes [offset, offset+length) go, anywhere past the resume point; else None
         (fewer bytes than asked while the buffer is still being folded from: see Handover.room)."""
+        return self._place(offset, length) if offset >= self.received else None
+
+    def _place(self, offset: int, length: int) -> memoryview | None:
         buffer = self._buffer
-        if buffer is None or self.stale is not None or offset < self.received or length <= 0:
-            return None
-        if offset + length > self.info.total_bytes:
+        if buffer is None or self.stale is not None or length <= 0 or offset + length > self.info.total_bytes:
             return None
         if self.gate is not None:
             length = self.gate.room(offset, length)
