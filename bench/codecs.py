@@ -4,8 +4,8 @@ The payload mimics a DiLoCo pseudo-gradient: 10 M values (40 MiB fp32) in tensor
 scales differ by orders of magnitude, with heavy tails (Student t, 3 degrees of freedom).
 Each codec runs through the real code path (``tensorfile.convert_file`` to encode, and back
 to fp32 to decode); errors are measured on the decoded values, throughput in fp32 bytes per
-second of each pass (file to file, one thread; the fastest of PASSES, since one pass of 40 MiB
-takes 10-30 ms and the first to write a fresh file pays for the new pages).
+second of each pass (file to file, one thread; the fastest of PASSES: one pass of 40 MiB takes
+10-30 ms, and a single one moves with whatever else the machine is doing).
 """
 
 from __future__ import annotations
