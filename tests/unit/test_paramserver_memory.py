@@ -459,6 +459,40 @@ async def test_a_failed_checkpoint_is_reported_and_retried_by_open_job(
     await core.stop()
 
 
+async def test_a_new_run_is_seen_only_once_its_state_is_saved(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While OpenJob's first save is on its way to the disk the run is not open (a server that
+    died then never showed it OPEN); a second OpenJob of it meanwhile waits and makes no second
+    run; a save that fails leaves no run behind."""
+    saving, release = threading.Event(), threading.Event()
+    real = core_module.RunStore.save
+
+    def slow(store: core_module.RunStore, state: core_module.SavedState) -> None:
+        saving.set()
+        assert release.wait(10)
+        real(store, state)
+
+    monkeypatch.setattr(core_module.RunStore, "save", slow)
+    core = ParameterServerCore(tmp_path / "ps")
+    config = RunConfig.build(expected_workers=1)
+    first = asyncio.create_task(core.open_job("run", config))
+    second = asyncio.create_task(core.open_job("run", config))
+    assert await asyncio.to_thread(saving.wait, 10)
+    with pytest.raises(ParameterServerError) as early:
+        core.get_round("run")
+    assert early.value.kind is ErrorKind.NOT_FOUND and "run" not in core.runs
+    assert not (tmp_path / "ps" / "run" / "state.json").exists()
+    release.set()
+    assert await first == (0, False) and await second == (0, False)
+    assert core.get_round("run").round == 0 and (tmp_path / "ps" / "run" / "state.json").exists()
+    monkeypatch.setattr(core_module.RunStore, "save", lambda store, state: (_ for _ in ()).throw(OSError("disk full")))
+    with pytest.raises(OSError, match="disk full"):
+        await core.open_job("other", config)
+    assert "other" not in core.runs
+    with pytest.raises(ParameterServerError):
+        core.get_round("other")
+    await core.stop()
+
+
 async def test_open_job_config_zero_values_survive_a_restart(tmp_path: Path) -> None:
     core = ParameterServerCore(tmp_path / "ps")
     await core.open_job("run", RunConfig.build(expected_workers=1, outer_momentum=0.0))

@@ -246,6 +246,7 @@ class ParameterServerCore:
         self.memory_budget = memory_budget
         self.budget = MemoryBudget(memory_budget)
         self._finishing_order = itertools.count()
+        self._opening = asyncio.Lock()
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -324,14 +325,32 @@ class ParameterServerCore:
         it named (:meth:`set_expected`) stay named.
         """
         run = self.runs.get(run_id)
-        if run is None:
-            store = RunStore(self.root, run_id)
-            if store.exists():
-                run = Run(store, store.load(), resumed=True)
-                await asyncio.to_thread(self._restore, run)
-            else:
-                run = Run(store, SavedState(config=config), resumed=False)
-            self.runs[run_id] = run
+        if run is not None:
+            await self._start(run, config, owner_id)
+        else:
+            # NOTE: a run becomes visible (GetRound, pushes, watches) only once its state is on
+            # disk: a server that dies in between must never have shown it OPEN, and a save that
+            # fails leaves no run behind. One such opening at a time, so that two OpenJobs of a
+            # new run make one Run.
+            async with self._opening:
+                run = self.runs.get(run_id)
+                if run is None:
+                    store = RunStore(self.root, run_id)
+                    if store.exists():
+                        run = Run(store, store.load(), resumed=True)
+                        await asyncio.to_thread(self._restore, run)
+                    else:
+                        run = Run(store, SavedState(config=config), resumed=False)
+                await self._start(run, config, owner_id)
+                self.runs[run_id] = run
+        self._update_limit()
+        log.info("paramserver.open_job", run_id=run_id, round=run.machine.round, resumed=run.resumed, **vars(config))
+        run.publish()
+        self._after_commit(run)
+        return run.machine.round, run.resumed
+
+    async def _start(self, run: Run, config: RunConfig, owner_id: str) -> None:
+        """Save ``run`` as opened with ``config`` (a closed round that never reached the disk first)."""
         if run.unsaved is not None:
             # The last closed round never reached the disk: save it before anything else.
             await self._checkpoint(run, run.unsaved)
@@ -340,11 +359,6 @@ class ParameterServerCore:
         run.machine.config = config
         run.failure = None
         await self._save(run, config=config, closed=False, owner_id=owner_id or run.state.owner_id)
-        self._update_limit()
-        log.info("paramserver.open_job", run_id=run_id, round=run.machine.round, resumed=run.resumed, **vars(config))
-        run.publish()
-        self._after_commit(run)
-        return run.machine.round, run.resumed
 
     async def set_expected(self, run_id: str, caller: str, workers: list[str]) -> RoundStatus:
         """Name the workers the run expects each round (empty: back to OpenJob's count); owner only.
