@@ -49,3 +49,13 @@ def argv(command: str) -> list[str]:
     words = shlex.split(command)
     assert words[0] == "tendril", command
     return [sys.executable, "-m", "tendril.cli", *words[1:]]
+
+
+def server(command: str) -> tuple[int, str]:
+    """A guide's ``tendril gateway run`` or ``tendril data serve`` line (localised): the tier the
+    cluster stops it in, and the address to wait on, its own ``--listen`` (not an address it
+    merely names, such as a data node's ``--gateway``)."""
+    words = shlex.split(command)
+    assert "--listen" in words, f"a server line without --listen: {command}"
+    tier = 0 if words[1:3] == ["gateway", "run"] else 1
+    return tier, words[words.index("--listen") + 1]

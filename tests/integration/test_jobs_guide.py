@@ -19,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from tendril.scheduler.cluster import LocalCluster, free_address, pick_offsets, worker_ports
+from tendril.core.ports import free_address
+from tendril.scheduler.cluster import LocalCluster, pick_offsets, worker_ports
 from tests import guides
 from tests.tiny_lm import make_tiny_lm
 
@@ -91,9 +92,8 @@ async def test_the_jobs_guide_runs_as_written(tmp_path: Path) -> None:
                     proc = cluster.spawn(name, guides.argv(local.replace("worker.toml", str(config))), tier=2)
                     await cluster.wait_serving(proc, worker_ports(offset)[:5], START_SECONDS)
             elif command.startswith(SERVERS):
-                tier = 0 if "gateway" in command else 1
+                tier, address = guides.server(local)
                 proc = cluster.spawn(command.split()[1], guides.argv(local), tier=tier)
-                address = ports["50050"] if tier == 0 else ports["50070"]
                 await cluster.wait_serving(proc, [address], START_SECONDS)
             elif command.startswith("tendril"):
                 done = await guides.run(guides.argv(local), tmp_path, 600)

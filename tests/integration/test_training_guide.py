@@ -19,8 +19,9 @@ from pathlib import Path
 
 import pytest
 
+from tendril.core.ports import free_address
 from tendril.data_node.manifest import load_manifest
-from tendril.scheduler.cluster import LocalCluster, free_address, pick_offsets, worker_ports
+from tendril.scheduler.cluster import LocalCluster, pick_offsets, worker_ports
 from tendril.scheduler.demo import stdlib_sources
 from tendril.scheduler.jobconfig import parse_job_config
 from tests import guides
@@ -110,9 +111,8 @@ async def test_the_training_guide_runs_as_written(tmp_path: Path) -> None:
                     proc = cluster.spawn(name, guides.argv(local.replace("worker.toml", config.name)), tier=2)
                     await cluster.wait_serving(proc, worker_ports(offset)[:5], START_SECONDS)
             elif command.startswith(SERVERS):
-                tier = 0 if "gateway" in command else 1
+                tier, address = guides.server(local)
                 proc = cluster.spawn(command.split()[1], guides.argv(local), tier=tier)
-                address = ports["50050"] if tier == 0 else ports["50070"]
                 await cluster.wait_serving(proc, [address], START_SECONDS)
             elif command.startswith("tendril scheduler run"):
                 if not _has("tendril_models"):
