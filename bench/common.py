@@ -12,8 +12,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from tendril.core.ports import free_port
 from tendril.core.process import child_env
-from tests.procs import free_port
 
 # NOTE: bench is run from the checkout (`python -m bench`), not installed; its child processes
 # start with PYTHONSAFEPATH (no working directory on sys.path), so they get the checkout here.

@@ -6,12 +6,9 @@ import asyncio
 import contextlib
 import json
 import os
-import random
 import signal
-import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -21,88 +18,8 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tendril.core.config import WorkerConfig, load_config
+from tendril.core.ports import free_ports
 from tendril.core.process import child_env
-
-
-class _PortPicker:
-    """Hands out TCP ports on 127.0.0.1 that no other pick of this process has handed out.
-
-    NOTE: a port from ``bind(("127.0.0.1", 0))`` is free only until its socket closes, and the
-    kernel picks the next ``bind(0)`` or outgoing connection from the same range: a test that
-    picked ports for a worker, started it, then picked one more for a data node before the
-    worker had bound its own got one of the worker's ports, and the worker refused to start.
-    Ports here are drawn at random from below the kernel's ephemeral range
-    (``ip_local_port_range``), where neither ``bind(0)`` nor ``connect()`` lands, each checked
-    by binding it, and none is handed out twice until half the range has been. (At random, not
-    in order: tests shift a worker's ports by ``worker.port_offset``, and ports next to each
-    other would then collide.)
-    """
-
-    SPAN = 20_000  # ports drawn from just below the ephemeral range
-
-    def __init__(self) -> None:
-        low = self._ephemeral_low()
-        start = max(1024, low - self.SPAN)
-        self._ports = range(start, low) if low - start >= 1000 else range(0)
-        self._given: set[int] = set()
-        self._lock = threading.Lock()
-
-    @staticmethod
-    def _ephemeral_low() -> int:
-        try:
-            return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            return 32768
-
-    @staticmethod
-    def _bindable(port: int) -> bool:
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                return False
-        return True
-
-    def _kernel_pick(self) -> int:
-        """Where there is no range below the ephemeral one: the kernel's pick, not repeated."""
-        while True:
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                port = int(s.getsockname()[1])
-            if port not in self._given:
-                return port
-
-    def take(self, n: int) -> list[int]:
-        with self._lock:
-            if len(self._given) + n > len(self._ports) // 2:
-                self._given.clear()  # those tests are long over
-            picked: list[int] = []
-            for _ in range(64 * n if self._ports else 0):
-                if len(picked) == n:
-                    break
-                port = random.choice(self._ports)
-                if port not in self._given and port not in picked and self._bindable(port):
-                    picked.append(port)
-            while len(picked) < n:
-                port = self._kernel_pick()
-                if port not in picked:
-                    picked.append(port)
-            self._given.update(picked)
-            return picked
-
-
-_PICKER = _PortPicker()
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that is free now and that no other pick of this process got."""
-    return _PICKER.take(1)[0]
-
-
-def free_ports(n: int) -> list[int]:
-    """``n`` distinct TCP ports on 127.0.0.1, free now, that no other pick of this process got."""
-    return _PICKER.take(n)
-
 
 # Where the workers of a test run offer handoff/ (tests/conftest.py); unset: nowhere.
 HANDOFF_ENV = "TENDRIL_TEST_HANDOFF_DIR"

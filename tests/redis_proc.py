@@ -14,7 +14,8 @@ import subprocess
 import time
 from pathlib import Path
 
-from tests.procs import free_port, kill_group
+from tendril.core.ports import free_port
+from tests.procs import kill_group
 
 REDIS_SERVER = shutil.which("redis-server")
 NO_REDIS = "redis-server is not installed (apt-get install redis-server; .ci/run installs it)"

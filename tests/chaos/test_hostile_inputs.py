@@ -28,6 +28,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from tendril.core.channel import open_channel
 from tendril.core.errors import MAX_ERROR_MESSAGE_BYTES
+from tendril.core.ports import free_port
 from tendril.core.registry_client import list_records
 from tendril.core.server import Binding, ServiceServer
 from tendril.data_node.corpus import stdlib_corpus
@@ -54,7 +55,7 @@ from tests.integration.live_worker import (
     renewable_lease,
     wait_all_serving,
 )
-from tests.procs import free_port, running, spawn, wait_serving
+from tests.procs import running, spawn, wait_serving
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 

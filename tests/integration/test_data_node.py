@@ -14,13 +14,14 @@ import grpc
 import pytest
 
 from tendril.core.channel import open_channel
+from tendril.core.ports import free_port
 from tendril.data_node.corpus import stdlib_corpus
 from tendril.data_node.manifest import DatasetManifest
 from tendril.data_node.prepare import PrepareOptions, prepare_dataset
 from tendril.data_node.tokenizer import ByteTokenizer
 from tendril_proto.data.v1 import data_pb2, data_pb2_grpc
 from tendril_proto.gateway.v1 import gateway_pb2, gateway_pb2_grpc
-from tests.procs import free_port, kill_group, running, spawn, spawn_service, wait_serving, worker_config
+from tests.procs import kill_group, running, spawn, spawn_service, wait_serving, worker_config
 
 pytestmark = pytest.mark.integration
 

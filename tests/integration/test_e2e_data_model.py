@@ -18,14 +18,8 @@ import pytest
 import torch
 from transformers import AutoModelForCausalLM
 
-from tendril.scheduler.cluster import (
-    LocalCluster,
-    WorkerSpec,
-    free_address,
-    pick_offsets,
-    processes_under,
-    worker_ports,
-)
+from tendril.core.ports import free_address
+from tendril.scheduler.cluster import LocalCluster, WorkerSpec, pick_offsets, processes_under, worker_ports
 from tendril.scheduler.demo import DemoSettings, prepare_data
 from tendril.scheduler.metrics import read_metrics
 from tendril_diloco.params import load_params

@@ -22,14 +22,8 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from tendril.scheduler.cluster import (
-    LocalCluster,
-    WorkerSpec,
-    free_address,
-    pick_offsets,
-    processes_under,
-    worker_ports,
-)
+from tendril.core.ports import free_address
+from tendril.scheduler.cluster import LocalCluster, WorkerSpec, pick_offsets, processes_under, worker_ports
 from tendril.scheduler.metrics import read_metrics
 from tendril_models import DataSpec, ModelSpec
 from tendril_models.build import build_model

@@ -24,14 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from tendril.scheduler.cluster import (
-    LocalCluster,
-    WorkerSpec,
-    free_address,
-    pick_offsets,
-    processes_under,
-    worker_ports,
-)
+from tendril.core.ports import free_address
+from tendril.scheduler.cluster import LocalCluster, WorkerSpec, pick_offsets, processes_under, worker_ports
 from tendril.scheduler.demo import DemoSettings, job_toml, prepare_data
 from tendril.scheduler.metrics import read_metrics
 from tendril.scheduler.state import STATE_FILE

@@ -25,14 +25,8 @@ from pathlib import Path
 
 import pytest
 
-from tendril.scheduler.cluster import (
-    LocalCluster,
-    WorkerSpec,
-    free_address,
-    pick_offsets,
-    processes_under,
-    worker_ports,
-)
+from tendril.core.ports import free_address
+from tendril.scheduler.cluster import LocalCluster, WorkerSpec, pick_offsets, processes_under, worker_ports
 from tendril.scheduler.metrics import read_metrics
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration, pytest.mark.timeout(400)]

@@ -27,10 +27,11 @@ from google.protobuf import any_pb2
 
 from tendril.core.config import WorkerConfig
 from tendril.core.gateways import Gateways
+from tendril.core.ports import free_ports
 from tendril_proto.arbiter.v1 import arbiter_pb2
 from tendril_proto.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from tendril_proto.scheduler.v1 import scheduler_pb2
-from tests.procs import free_ports, kill_group, running, spawn, spawn_service, wait_serving, worker_config
+from tests.procs import kill_group, running, spawn, spawn_service, wait_serving, worker_config
 from tests.redis_server import redis_server
 from tests.scheduler_double import Decision, SchedulerDouble
 

@@ -20,7 +20,8 @@ import pytest
 
 from tendril.core.channel import open_channel
 from tendril.core.config import WorkerConfig, shift_port
-from tendril.scheduler.cluster import LocalCluster, WorkerSpec, free_address, pick_offsets, processes_under
+from tendril.core.ports import free_address
+from tendril.scheduler.cluster import LocalCluster, WorkerSpec, pick_offsets, processes_under
 from tendril_proto.job.v1 import job_pb2, job_pb2_grpc
 from tendril_proto.lease.v1 import lease_pb2, lease_pb2_grpc
 from tendril_proto.submit.v1 import submit_pb2, submit_pb2_grpc

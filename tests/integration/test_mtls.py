@@ -24,6 +24,7 @@ from google.protobuf import struct_pb2
 from tendril.certs.ops import init_ca, issue
 from tendril.core.channel import open_channel
 from tendril.core.config import WorkerConfig
+from tendril.core.ports import free_port
 from tendril.core.tls import TlsMaterial, load
 from tendril_proto.arbiter.v1 import arbiter_pb2, arbiter_pb2_grpc
 from tendril_proto.common.v1 import common_pb2
@@ -31,7 +32,7 @@ from tendril_proto.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from tendril_proto.job.v1 import job_pb2, job_pb2_grpc
 from tendril_proto.lease.v1 import lease_pb2, lease_pb2_grpc
 from tendril_sdk.errors import error_reason
-from tests.procs import free_port, running, spawn, spawn_service, wait_serving, worker_config, write_config_json
+from tests.procs import running, spawn, spawn_service, wait_serving, worker_config, write_config_json
 from tests.scheduler_double import SchedulerDouble, accept
 
 pytestmark = pytest.mark.integration

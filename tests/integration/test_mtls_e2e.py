@@ -23,7 +23,8 @@ import pytest
 
 from tendril.certs.ops import Issued, init_ca, issue
 from tendril.core import tls
-from tendril.scheduler.cluster import LocalCluster, WorkerSpec, free_address, pick_offsets, worker_ports
+from tendril.core.ports import free_address
+from tendril.scheduler.cluster import LocalCluster, WorkerSpec, pick_offsets, worker_ports
 from tendril.scheduler.demo import DemoSettings, job_toml, prepare_data
 from tendril.scheduler.metrics import read_metrics
 

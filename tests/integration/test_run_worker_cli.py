@@ -16,9 +16,10 @@ import pytest
 
 from tendril.cli.config_template import render
 from tendril.core.channel import open_channel
+from tendril.core.ports import free_port
 from tendril_proto.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from tendril_sdk.errors import error_reason
-from tests.procs import free_port, kill_group, running, spawn, wait_serving, worker_config
+from tests.procs import kill_group, running, spawn, wait_serving, worker_config
 
 pytestmark = pytest.mark.integration
 

@@ -26,11 +26,12 @@ from tendril.cli.main import run as cli_run
 from tendril.core import tls
 from tendril.core.channel import open_channel
 from tendril.core.config import ExecutorConfig, TlsSection, WorkerConfig
+from tendril.core.ports import free_port
 from tendril_proto.common.v1 import common_pb2
 from tendril_proto.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from tendril_proto.job.v1 import job_pb2, job_pb2_grpc
 from tendril_proto.lease.v1 import lease_pb2, lease_pb2_grpc
-from tests.procs import free_port, kill_group, pids_alive, running, spawn, wait_serving, worker_config
+from tests.procs import kill_group, pids_alive, running, spawn, wait_serving, worker_config
 
 pytestmark = pytest.mark.integration
 

@@ -10,9 +10,10 @@ import pytest
 from tendril.arbiter.clients import SchedulerClient
 from tendril.arbiter.engine import OfferSpec, PortError
 from tendril.core.amounts import Amount
+from tendril.core.ports import free_port
 from tendril.core.server import Binding, ServiceServer
 from tendril_proto.scheduler.v1 import scheduler_pb2, scheduler_pb2_grpc
-from tests.procs import free_port, worker_config
+from tests.procs import worker_config
 
 
 class _Accepting(scheduler_pb2_grpc.AllocationServiceServicer):

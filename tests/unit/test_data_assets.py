@@ -22,6 +22,7 @@ from tendril.bridge.errors import BridgeError
 from tendril.bridge.remotes import Remotes
 from tendril.bridge.resources import ResourceCache
 from tendril.core.errors import ErrorKind
+from tendril.core.ports import free_port
 from tendril.data_node import cli as data_cli
 from tendril.data_node.corpus import stdlib_corpus
 from tendril.data_node.errors import DataNodeError, DatasetReason
@@ -41,7 +42,6 @@ from tendril_proto.data.v1 import data_pb2
 from tendril_sdk.job import ExecutorRef, JobDescriptor
 from tendril_sdk.reasons import BridgeReason
 from tendril_sdk.uris import DataAssetURI, parse_data_uri
-from tests.procs import free_port
 
 SHA = "ab" * 32
 

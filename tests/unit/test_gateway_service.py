@@ -15,6 +15,7 @@ from google.protobuf.message import Message
 from tendril.core.announce import RegistryAnnouncer
 from tendril.core.channel import open_channel
 from tendril.core.gateways import Gateways
+from tendril.core.ports import free_port
 from tendril.core.registry_client import list_records
 from tendril.gateway.errors import GatewayError
 from tendril.gateway.limits import GatewayLimits, Rate
@@ -24,7 +25,6 @@ from tendril.scheduler.driver import Driver
 from tendril_proto.data.v1 import data_pb2
 from tendril_proto.gateway.v1 import gateway_pb2, gateway_pb2_grpc
 from tendril_sdk.errors import error_metadata, error_reason, error_retry_delay
-from tests.procs import free_port
 from tests.redis_server import redis_url  # noqa: F401  (fixture)
 
 

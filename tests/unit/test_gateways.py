@@ -11,10 +11,10 @@ from google.protobuf import any_pb2, wrappers_pb2
 from tendril.arbiter.bus import BusFollower
 from tendril.core.announce import RegistryAnnouncer
 from tendril.core.gateways import Gateways, parse_addresses
+from tendril.core.ports import free_port
 from tendril.gateway.service import GatewayService
 from tendril_proto.arbiter.v1 import arbiter_pb2
 from tendril_proto.gateway.v1 import gateway_pb2, gateway_pb2_grpc
-from tests.procs import free_port
 
 
 async def started() -> GatewayService:

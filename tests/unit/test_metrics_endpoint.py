@@ -9,11 +9,12 @@ from pathlib import Path
 import pytest
 
 from tendril.core import metrics
+from tendril.core.ports import free_port
 from tendril.supervisor.errors import SupervisorError
 from tendril.supervisor.metrics_endpoint import MetricsEndpoint
 from tendril.supervisor.ports import check_ports
 from tendril.supervisor.specs import child_specs
-from tests.procs import free_port, worker_config
+from tests.procs import worker_config
 
 
 def _figures() -> dict[str, metrics.ServiceFigures]:

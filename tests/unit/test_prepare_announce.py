@@ -10,10 +10,10 @@ import pytest
 
 from tendril.core.announce import RegistryAnnouncer
 from tendril.core.channel import open_channel
+from tendril.core.ports import free_port
 from tendril.gateway.service import GatewayService
 from tendril_proto.data.v1 import data_pb2
 from tendril_proto.gateway.v1 import gateway_pb2, gateway_pb2_grpc
-from tests.procs import free_port
 
 
 async def test_record_is_refreshed_and_deleted_on_stop() -> None:

@@ -16,12 +16,12 @@ import pytest
 
 from tendril.core.channel import open_channel
 from tendril.core.errors import ErrorKind
+from tendril.core.ports import free_port
 from tendril.core.server import Binding, ServiceServer
 from tendril.core.timeutil import now, to_timestamp
 from tendril.lease.errors import LeaseError, LeaseReason
 from tendril.scheduler.leasekeeper import LeaseKeeper, LeaseLost
 from tendril_proto.lease.v1 import lease_pb2, lease_pb2_grpc
-from tests.procs import free_port
 
 
 class Renewals(lease_pb2_grpc.LeaseServiceServicer):

@@ -26,6 +26,7 @@ from typing import Any
 from tendril.core.config import WorkerConfig, default_executors, shift_port
 from tendril.core.errors import ErrorKind
 from tendril.core.health import check_serving
+from tendril.core.ports import PICKER, ephemeral_range
 from tendril.core.process import child_env
 from tendril.core.server import check_bindable
 from tendril.scheduler.errors import SchedulerError, SchedulerRunReason
@@ -77,15 +78,6 @@ def worker_ports(offset: int) -> list[str]:
     return [*addresses, metrics, shift_port(defaults.paramserver.data_listen, offset)]
 
 
-def ephemeral_range() -> tuple[int, int]:
-    """The ports the kernel hands out to outgoing connections and to port-0 binds."""
-    try:
-        low, high = (int(x) for x in Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split())
-    except (OSError, ValueError):
-        return 32768, 60999
-    return low, high
-
-
 def _quiet(address: str, low: int, high: int) -> bool:
     port = int(address.rpartition(":")[2])
     return port < 65536 and not low <= port <= high
@@ -95,17 +87,21 @@ def pick_offsets(count: int, *, low: int = 11000, high: int = 14400, step: int =
     """``count`` port offsets whose worker ports are all free right now, picked at random.
 
     NOTE: every port is kept outside the kernel's ephemeral range: a port in it can be taken
-    by any outgoing connection (or a test's port-0 bind) between our check and the worker's
-    bind. Offsets 11000-14400 put the services at 61051-64455 and metrics at 20464-23864.
-    Random offsets keep two clusters started at once (a demo and a test) apart.
+    by any outgoing connection (or a port-0 bind) between our check and the worker's bind.
+    Offsets 11000-14400 put the services at 61051-64455 and metrics at 20464-23864; the ports
+    are claimed from this process's port picker (:mod:`tendril.core.ports`), so that a later
+    :func:`free_address` cannot hand one out before the worker binds it. Random offsets keep
+    two clusters started at once (a demo and a test) apart.
     """
     eph_low, eph_high = ephemeral_range()
     candidates = list(range(low, high + 1, step))
     random.shuffle(candidates)
     found: list[int] = []
     for offset in candidates:
-        ports = worker_ports(offset)
-        if all(_quiet(a, eph_low, eph_high) for a in ports) and all(port_free(a) for a in ports):
+        addresses = worker_ports(offset)
+        if not all(_quiet(a, eph_low, eph_high) for a in addresses) or not all(port_free(a) for a in addresses):
+            continue
+        if PICKER.claim(int(a.rpartition(":")[2]) for a in addresses):
             found.append(offset)
             if len(found) == count:
                 return found
@@ -113,18 +109,6 @@ def pick_offsets(count: int, *, low: int = 11000, high: int = 14400, step: int =
         ErrorKind.RESOURCE_EXHAUSTED,
         f"found no free ports for {count} local workers",
         reason=SchedulerRunReason.NO_FREE_PORTS,
-    )
-
-
-def free_address(low: int = 20000, high: int = 32000) -> str:
-    """A free 127.0.0.1 address below the ephemeral range (see pick_offsets), picked at random."""
-    ports = list(range(low, high))
-    random.shuffle(ports)
-    for port in ports[:500]:
-        if port_free(f"127.0.0.1:{port}"):
-            return f"127.0.0.1:{port}"
-    raise SchedulerError(
-        ErrorKind.RESOURCE_EXHAUSTED, f"no free port in {low}-{high}", reason=SchedulerRunReason.NO_FREE_PORTS
     )
 
 

@@ -31,7 +31,8 @@ from typing import Any
 from tendril.core import codecs
 from tendril.core.codecs import CODECS
 from tendril.core.errors import TendrilError
-from tendril.scheduler.cluster import LocalCluster, WorkerSpec, free_address, pick_offsets, worker_ports
+from tendril.core.ports import free_address
+from tendril.scheduler.cluster import LocalCluster, WorkerSpec, pick_offsets, worker_ports
 from tendril.scheduler.metrics import read_metrics, run_stats
 from tendril.scheduler.plot import plot_loss
 from tendril.scheduler.report import summary_table
