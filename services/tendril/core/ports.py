@@ -7,7 +7,8 @@ picks the next ``bind(0)`` or outgoing connection from the same range (``ip_loca
 a worker's ports picked that way, then one more for a data node before the worker had bound its
 own, gave the data node one of the worker's ports, and the worker refused to start. Ports here
 are drawn at random from the :data:`SPAN` ports just below that range, where neither ``bind(0)``
-nor ``connect()`` lands, each checked by binding it, and none is handed out twice by this process
+nor ``connect()`` lands, each checked by binding it as a server would
+(``core.server.check_bindable``), and none is handed out twice by this process
 until half of them have been. At random, not in order: a worker's ports shifted by
 ``worker.port_offset`` would land on its neighbours' otherwise, and two processes that pick at
 once (a demo and a test) stay apart.
@@ -21,6 +22,8 @@ import threading
 from collections.abc import Iterable
 from pathlib import Path
 
+from tendril.core.server import check_bindable
+
 SPAN = 20_000  # ports drawn from just below the ephemeral range
 DEFAULT_EPHEMERAL = (32768, 60999)  # Linux's default ip_local_port_range
 
@@ -32,16 +35,6 @@ def ephemeral_range() -> tuple[int, int]:
     except (OSError, ValueError):
         return DEFAULT_EPHEMERAL
     return low, high
-
-
-def bindable(port: int) -> bool:
-    """True when nothing holds ``port`` on 127.0.0.1, not even a connection in TIME_WAIT."""
-    with socket.socket() as sock:
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 class PortPicker:
@@ -74,7 +67,7 @@ class PortPicker:
                 if len(picked) == n:
                     break
                 port = random.choice(self.ports)
-                if port not in self._given and port not in picked and bindable(port):
+                if port not in self._given and port not in picked and check_bindable(f"127.0.0.1:{port}") == 0:
                     picked.append(port)
             while len(picked) < n:
                 port = self._kernel_pick()

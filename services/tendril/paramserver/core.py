@@ -326,7 +326,7 @@ class ParameterServerCore:
         """
         run = self.runs.get(run_id)
         if run is not None:
-            await self._start(run, config, owner_id)
+            await self._save_opened(run, config, owner_id)
         else:
             # NOTE: a run becomes visible (GetRound, pushes, watches) only once its state is on
             # disk: a server that dies in between must never have shown it OPEN, and a save that
@@ -341,7 +341,7 @@ class ParameterServerCore:
                         await asyncio.to_thread(self._restore, run)
                     else:
                         run = Run(store, SavedState(config=config), resumed=False)
-                await self._start(run, config, owner_id)
+                await self._save_opened(run, config, owner_id)
                 self.runs[run_id] = run
         self._update_limit()
         log.info("paramserver.open_job", run_id=run_id, round=run.machine.round, resumed=run.resumed, **vars(config))
@@ -349,7 +349,7 @@ class ParameterServerCore:
         self._after_commit(run)
         return run.machine.round, run.resumed
 
-    async def _start(self, run: Run, config: RunConfig, owner_id: str) -> None:
+    async def _save_opened(self, run: Run, config: RunConfig, owner_id: str) -> None:
         """Save ``run`` as opened with ``config`` (a closed round that never reached the disk first)."""
         if run.unsaved is not None:
             # The last closed round never reached the disk: save it before anything else.
