@@ -576,7 +576,9 @@ def measure(
             json.dumps(
                 {
                     "worker": {"id": "sync-bench", "state_dir": str(state)},
-                    "paramserver": {"listen": f"127.0.0.1:{ports[0]}"},
+                    # NOTE: the data port too: its default (50056) lies in the kernel's ephemeral
+                    # range, where any outgoing connection may hold it.
+                    "paramserver": {"listen": f"127.0.0.1:{ports[0]}", "data_listen": f"127.0.0.1:{ports[1]}"},
                     "telemetry": {"log_level": "warning", "log_format": "json"},
                 }
             )
@@ -588,7 +590,7 @@ def measure(
     # NOTE: the store listens on a port the OS picks (no window in which another process could
     # take it); it goes away with the object, which the `finally` below drops.
     store = dist.TCPStore("127.0.0.1", 0, None, True, wait_for_workers=False, timeout=STORE_TIMEOUT)
-    ps, (port,) = spawn_on_free_ports(1, start, workdir / "sync-paramserver.log")
+    ps, (port, _) = spawn_on_free_ports(2, start, workdir / "sync-paramserver.log")
     workers: list[subprocess.Popen[bytes]] = []
     try:
         for rank in range(WORLD):
